@@ -1,0 +1,184 @@
+"""`autoscaler` command line: run, forecast, validate, override."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autoscaler.durations import parse_duration
+from autoscaler.loader import ConfigError, load_config, load_overrides
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
+from backends.base import BackendError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Predictive autoscaler for GPU worker fleets."
+)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("apscheduler", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="decide and report, never scale")
+    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="one tick of every pool, then exit")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
+) -> None:
+    """Run the daemon (or one tick with --once)."""
+    from autoscaler.daemon import Daemon
+    from autoscaler.demo import ConsoleReporter
+
+    try:
+        parsed = load_config(config)
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    simulated = parsed.simulation is not None
+    _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
+    reporter = ConsoleReporter({}, parsed.interval, console) if (simulated or once) else None
+    try:
+        daemon = Daemon(config, dry_run=dry_run, on_result=reporter)
+    except (ConfigError, ValueError, OSError) as exc:
+        errors.print(f"[red]cannot start[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if reporter is not None:
+        reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
+    if once:
+        results = daemon.tick()
+        raise typer.Exit(1 if any(r.errors for r in results) else 0)
+    if simulated:
+        sim = parsed.simulation
+        assert sim is not None
+        console.print(
+            f"simulating {sim.start:%Y-%m-%d %H:%M} → {sim.end:%Y-%m-%d %H:%M} UTC, "
+            f"one tick every {parsed.interval}, {sim.speed:.0f}× real time"
+            + (" (dry run)" if dry_run else ""),
+            highlight=False,
+        )
+    code = daemon.run_forever()
+    if reporter is not None and simulated:
+        reporter.print_summary()
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="the daemon's YAML config")]) -> None:
+    """Check the config and the overrides file; every error names file, line and field."""
+    from autoscaler.validate import validate_files
+
+    parsed, problems = validate_files(config)
+    if problems:
+        for problem in problems:
+            errors.print(str(problem), highlight=False, markup=False)
+        errors.print(f"[red]{len(problems)} problem(s)[/]")
+        raise typer.Exit(2)
+    assert parsed is not None
+    console.print(
+        f"[green]ok[/]: {config} ({len(parsed.pools)} pools: "
+        f"{', '.join(p.name for p in parsed.pools)})"
+    )
+
+
+@app.command()
+def forecast(
+    config: ConfigOption,
+    pool: Annotated[str | None, typer.Option(help="only this pool")] = None,
+    hours: Annotated[float, typer.Option(help="how far ahead to forecast")] = 2.0,
+    every: Annotated[str, typer.Option(help="table row spacing")] = "15m",
+) -> None:
+    """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
+    from autoscaler.forecast_view import decision_now, forecast_rows, forecast_table
+    from autoscaler.runtime import build_runtime
+    from autoscaler.tick import forecast_demand
+
+    try:
+        parsed = load_config(config)
+        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    _setup_logging("WARNING")
+    runtime = build_runtime(parsed, dry_run=True)
+    states = runtime.state_store.load() if runtime.state_store.path.exists() else {}
+    now = runtime.clock.now()
+    failed = False
+    for ticker in runtime.tickers:
+        spec = ticker.pool
+        if pool is not None and spec.name != pool:
+            continue
+        horizon = max(timedelta(hours=hours), spec.horizon)
+        long_view = spec.model_copy(update={"horizon": horizon})
+        sizing = forecast_demand(
+            long_view, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
+        )
+        if sizing.forecast is None:
+            errors.print(f"{spec.name}: no forecast: {sizing.missing_reason}", highlight=False)
+            failed = True
+            continue
+        active = overrides or OverridesFile()
+        rows = forecast_rows(spec, sizing, ticker.per_node_rps, active, parse_duration(every))
+        console.print(forecast_table(spec, rows, sizing.forecast.model))
+        now_sizing = forecast_demand(
+            spec, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
+        )
+        try:
+            fleet = ticker.backend.read()
+        except BackendError as exc:
+            console.print(f"{spec.name}: fleet unreadable ({exc}); no decision", highlight=False)
+            failed = True
+            continue
+        decision = decision_now(
+            spec, now_sizing, fleet, now, states.get(spec.name, PoolState()), active
+        )
+        verb = "would scale" if decision.desired != decision.current else "would hold"
+        console.print(
+            f"[bold]now[/] ({now:%Y-%m-%d %H:%M} UTC): {spec.name} {verb} "
+            f"{decision.current} → {decision.desired}; "
+            f"demand {now_sizing.demand_now or float('nan'):.2f} req/s, "
+            f"{fleet.ready} ready, {fleet.pending} pending",
+            highlight=False,
+        )
+        for reason in decision.reasons:
+            console.print(f"  - {reason}", highlight=False, markup=False)
+    if pool is not None and pool not in {t.pool.name for t in runtime.tickers}:
+        errors.print(f"no pool named {pool!r}")
+        failed = True
+    raise typer.Exit(1 if failed else 0)
+
+
+def _register_override_commands() -> None:
+    from autoscaler.cli_override import override_app
+
+    app.add_typer(override_app, name="override", help="Set, list or clear manual overrides.")
+
+
+_register_override_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

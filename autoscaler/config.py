@@ -1,0 +1,262 @@
+"""The daemon's configuration: one YAML file with global settings and a list of pools.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored setting. Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autoscaler.durations import Duration
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- metrics sources -------------------------------------------------------------
+
+
+class PrometheusMetrics(Strict):
+    kind: Literal["prometheus"] = "prometheus"
+    url: str = "http://127.0.0.1:9090"
+    timeout: Duration = timedelta(seconds=10)
+    max_staleness: Duration = Field(
+        default=timedelta(minutes=5),
+        description="newest sample older than this is stale: the tick holds",
+    )
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    bearer_token_env: str | None = None
+
+
+class ReplayMetrics(Strict):
+    """A per-minute trace CSV (timestamp,requests) replayed as the metrics source."""
+
+    kind: Literal["replay"]
+    trace: Path
+    max_staleness: Duration = timedelta(minutes=5)
+
+
+MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator="kind")]
+
+
+# ---- backends --------------------------------------------------------------------
+
+
+class NomadJobBackend(Strict):
+    kind: Literal["nomad_job"]
+    job: str
+    group: str
+    namespace: str = "default"
+    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
+    region: str | None = None
+    token_env: str = "NOMAD_TOKEN"
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+    verify_tls: bool = True
+
+
+class SimulatedBackend(Strict):
+    kind: Literal["simulated"]
+    initial_nodes: int = Field(default=1, ge=0)
+    boot_delay: Duration = timedelta(minutes=10)
+
+
+BackendConfig = Annotated[NomadJobBackend | SimulatedBackend, Field(discriminator="kind")]
+
+
+# ---- pools -----------------------------------------------------------------------
+
+
+class DemandQuery(Strict):
+    query: str = Field(description="PromQL giving the pool's demand in requests per second")
+    window: Duration = timedelta(hours=2)
+    step: Duration = timedelta(minutes=1)
+
+
+class Capacity(Strict):
+    """Requests/s one node serves at the latency target: a number, or a gpu_bench profile."""
+
+    per_node_rps: float | None = Field(default=None, gt=0)
+    profile: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Capacity:
+        if (self.per_node_rps is None) == (self.profile is None):
+            raise ValueError("give exactly one of per_node_rps or profile")
+        return self
+
+
+class PredictorConfig(Strict):
+    kind: str = "linear"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Schedule(Strict):
+    """A named window of the week with a floor (and optional ceiling) on the node count."""
+
+    name: str
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS))
+    start: time
+    end: time
+    timezone: str = "UTC"
+    min_nodes: int = Field(ge=0)
+    max_nodes: int | None = Field(default=None, ge=0)
+    lead_time: Duration = timedelta(0)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _expand_days(cls, value: Any) -> list[str]:
+        return expand_days(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ceiling_above_floor(self) -> Schedule:
+        if self.max_nodes is not None and self.max_nodes < self.min_nodes:
+            raise ValueError("max_nodes must be at least min_nodes")
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class ScaleDown(Strict):
+    stabilization: Duration = Field(
+        default=timedelta(minutes=30),
+        description="scale down only to the highest recommendation seen in this window",
+    )
+    max_step: int = Field(default=2, ge=1, description="nodes removed per action at most")
+
+
+class Pool(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    backend: BackendConfig
+    demand: DemandQuery
+    capacity: Capacity
+    target_utilization: float = Field(default=0.8, gt=0, le=1)
+    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
+    boot_time: Duration = timedelta(minutes=10)
+    horizon: Duration = timedelta(minutes=15)
+    min_nodes: int = Field(default=0, ge=0)
+    max_nodes: int = Field(ge=0)
+    schedules: list[Schedule] = Field(default_factory=list)
+    scale_down: ScaleDown = Field(default_factory=ScaleDown)
+    cooldown: Duration = timedelta(minutes=5)
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Pool:
+        if self.max_nodes < self.min_nodes:
+            raise ValueError("max_nodes must be at least min_nodes")
+        if self.horizon < self.boot_time:
+            raise ValueError("horizon must be at least boot_time, or new nodes arrive too late")
+        return self
+
+
+# ---- global ----------------------------------------------------------------------
+
+
+class SlackConfig(Strict):
+    channel: str
+    token_env: str = "SLACK_BOT_TOKEN"
+    token_file: Path | None = None
+    base_url: str | None = Field(
+        default=None, description="Slack Web API base URL; only for tests and proxies"
+    )
+    timeout: Duration = timedelta(seconds=5)
+
+
+class SimulationConfig(Strict):
+    """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
+
+    start: datetime
+    end: datetime
+    speed: float = Field(default=3600.0, gt=0)
+
+
+class Config(Strict):
+    interval: Duration = timedelta(minutes=1)
+    state_dir: Path = Path("/var/lib/autoscaler")
+    decision_log: Path | None = None
+    overrides_file: Path | None = None
+    metrics: MetricsConfig = Field(default_factory=PrometheusMetrics)
+    slack: SlackConfig | None = None
+    simulation: SimulationConfig | None = None
+    pools: list[Pool] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_pool_names(self) -> Config:
+        names = [p.name for p in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def pool(self, name: str) -> Pool:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)
+
+
+def expand_days(value: Any) -> list[str]:
+    """Accept ["mon", "tue"], "mon-fri", "mon-sat,sun" or "daily"."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected a list of days such as [mon, tue] or a range mon-fri")
+    days: list[str] = []
+    for item in items:
+        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
+        if text in ("dai", "daily"):
+            days.extend(WEEKDAYS)
+        elif "-" in text:
+            first, _, last = (part.strip()[:3] for part in text.partition("-"))
+            if first not in WEEKDAYS or last not in WEEKDAYS:
+                raise ValueError(f"unknown day range {item!r}; use mon..sun")
+            i, j = WEEKDAYS.index(first), WEEKDAYS.index(last)
+            span = range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)]
+            days.extend(WEEKDAYS[k] for k in span)
+        elif text in WEEKDAYS:
+            days.append(text)
+        else:
+            raise ValueError(f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun")
+    return sorted(set(days), key=WEEKDAYS.index)
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Make every relative path in the config relative to the config file's folder."""
+
+    def fix(path: Path | None) -> Path | None:
+        return None if path is None or path.is_absolute() else base / path
+
+    updates: dict[str, Any] = {
+        "state_dir": fix(config.state_dir) or config.state_dir,
+        "decision_log": fix(config.decision_log) or config.decision_log,
+        "overrides_file": fix(config.overrides_file) or config.overrides_file,
+    }
+    if isinstance(config.metrics, ReplayMetrics):
+        updates["metrics"] = config.metrics.model_copy(update={"trace": fix(config.metrics.trace)})
+    pools = []
+    for pool in config.pools:
+        if pool.capacity.profile is not None:
+            capacity = pool.capacity.model_copy(update={"profile": fix(pool.capacity.profile)})
+            pool = pool.model_copy(update={"capacity": capacity})
+        pools.append(pool)
+    updates["pools"] = pools
+    return config.model_copy(update=updates)

@@ -1,0 +1,202 @@
+"""The daemon loop: an apscheduler interval job that ticks every pool, never two at once.
+
+SIGTERM lets the tick in flight finish, then exits 0. SIGHUP asks for a reload,
+done between ticks; a broken new config keeps the old one running and alerts.
+In simulation (the demo), each tick advances a simulated clock by one interval,
+and the scheduler fires `speed` times faster than real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from autoscaler.clock import Clock, SimulatedClock
+from autoscaler.loader import ConfigError, load_config, load_overrides
+from autoscaler.notify import Notifier, alert_message
+from autoscaler.overrides import OverridesFile
+from autoscaler.runtime import Runtime, build_runtime
+from autoscaler.state import PoolState
+from autoscaler.tick import TickResult
+
+log = logging.getLogger(__name__)
+
+ResultHandler = Callable[[TickResult], None]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        dry_run: bool = False,
+        env: Mapping[str, str] = os.environ,
+        notifier: Notifier | None = None,
+        on_result: ResultHandler | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.dry_run = dry_run
+        self.env = env
+        self._notifier_override = notifier
+        self.on_result = on_result
+        self.runtime: Runtime = build_runtime(
+            load_config(config_path), dry_run=dry_run, env=env, notifier=notifier, clock=clock
+        )
+        # A simulation replays from its start: yesterday's replay must not shape this one.
+        simulated = self.runtime.config.simulation is not None
+        self.states = {} if simulated else self.runtime.state_store.load()
+        self.overrides = OverridesFile()
+        self._overrides_mtime: float | None = None
+        self._overrides_problem: str | None = None
+        self._tick_lock = threading.Lock()
+        self._reload_requested = threading.Event()
+        self._stop = threading.Event()
+        self.ticks = 0
+
+    # ---- one tick ----------------------------------------------------------------
+
+    def tick(self) -> list[TickResult]:
+        """Tick every pool once. Serialised: a second caller waits for the first."""
+        with self._tick_lock:
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self._reload()
+            self._refresh_overrides()
+            runtime = self.runtime
+            now = runtime.clock.now()
+            results = []
+            for ticker in runtime.tickers:
+                state = self.states.setdefault(ticker.pool.name, PoolState())
+                result = ticker.tick(now, state, self.overrides)
+                state.last_decision = {
+                    "time": now.isoformat(),
+                    "desired": (result.decision.desired if result.decision else None),
+                }
+                results.append(result)
+                if self.on_result:
+                    self.on_result(result)
+            try:
+                runtime.state_store.save(self.states)
+            except OSError as exc:
+                log.error("cannot save state: %s", exc)
+            if runtime.config.simulation is not None and isinstance(runtime.clock, SimulatedClock):
+                runtime.clock.advance(runtime.config.interval)
+            self.ticks += 1
+            return results
+
+    def _refresh_overrides(self) -> None:
+        """Re-read the overrides file when it changes; a broken one keeps the last good one."""
+        path = self.runtime.config.overrides_file
+        if path is None:
+            self.overrides = OverridesFile()
+            return
+        try:
+            mtime = path.stat().st_mtime if path.exists() else None
+        except OSError:
+            mtime = -1.0
+        if mtime == self._overrides_mtime and self._overrides_problem is None:
+            return
+        try:
+            self.overrides = load_overrides(path)
+            self._overrides_mtime = mtime
+            if self._overrides_problem is not None:
+                self._alert(f"overrides file {path} is readable again; overrides in force")
+            self._overrides_problem = None
+        except ConfigError as exc:
+            problem = str(exc)
+            if problem != self._overrides_problem:
+                self._alert(
+                    f"overrides file is broken; keeping the last good overrides:\n{problem}"
+                )
+            self._overrides_problem = problem
+
+    # ---- reload ------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    def _reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+            new = build_runtime(
+                config,
+                dry_run=self.dry_run,
+                env=self.env,
+                notifier=self._notifier_override,
+                clock=self.runtime.clock,
+            )
+        except (ConfigError, ValueError, OSError) as exc:
+            self._alert(f"config reload failed; the previous config keeps running:\n{exc}")
+            return
+        self.runtime = new
+        self._overrides_mtime = None
+        log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
+
+    def _alert(self, text: str) -> None:
+        log.error("%s", text)
+        try:
+            self.runtime.notifier.send(alert_message(text))
+        except Exception:
+            log.exception("notifier failed")
+
+    # ---- the loop ----------------------------------------------------------------
+
+    def finished(self) -> bool:
+        simulation = self.runtime.config.simulation
+        return simulation is not None and self.runtime.clock.now() >= simulation.end
+
+    def run_forever(self, install_signals: bool = True) -> int:
+        config = self.runtime.config
+        seconds = config.interval.total_seconds()
+        if config.simulation is not None:
+            seconds /= config.simulation.speed
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            self._scheduled_tick,
+            IntervalTrigger(seconds=seconds),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_stop_signal)
+            signal.signal(signal.SIGINT, self._on_stop_signal)
+            signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        scheduler.start()
+        log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
+        try:
+            while not self._stop.wait(0.5 if config.simulation is None else 0.01):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)  # lets the tick in flight finish
+        log.info("autoscaler stopped after %d ticks", self.ticks)
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _scheduled_tick(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.tick()
+        except Exception:
+            log.exception("tick failed")
+        if self.finished():
+            self._stop.set()
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)
+        self._stop.set()

@@ -1,0 +1,111 @@
+"""The decision log: one JSON object per line, per pool, per tick.
+
+It is the record people read after the fact ("why did it scale at 03:12?") and
+the backtest compares against, so every line must be valid JSON on its own:
+datetimes become ISO-8601 in UTC, NaN and infinities become null (JSON has
+neither), and a line is flushed as soon as it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def to_json_value(value: Any) -> Any:
+    """Turn a record's values into plain JSON types.
+
+    Naive datetimes are taken to be UTC already (the daemon's clocks are aware).
+    """
+    if value is None or (isinstance(value, (bool, str, int)) and not isinstance(value, Enum)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return to_json_value(value.value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [to_json_value(v) for v in items]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json_value({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if hasattr(value, "model_dump"):  # pydantic models
+        return to_json_value(value.model_dump())
+    if hasattr(value, "item"):  # numpy scalars
+        return to_json_value(value.item())
+    return str(value)
+
+
+class DecisionLog:
+    """Appends decision records to a JSONL file; with no path it does nothing.
+
+    A write failure (disk full, permissions) is logged, not raised: losing a log
+    line must not stop the fleet from being scaled.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._last_error: str | None = None
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        if self.path is None:
+            return
+        line = json.dumps(to_json_value(record), allow_nan=False, ensure_ascii=False) + "\n"
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(line)
+                    handle.flush()
+                self._last_error = None
+            except OSError as err:
+                message = f"{type(err).__name__}: {err.strerror or err}"
+                if message != self._last_error:  # once per distinct failure, not every tick
+                    logger.warning("cannot write decision log %s (%s)", self.path, message)
+                self._last_error = message
+
+
+def read_decisions(path: Path) -> list[dict[str, Any]]:
+    """Every record in a decision log; a missing file has none.
+
+    A malformed line is an error naming the file and line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(
+                f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
+            )
+        records.append(record)
+    return records

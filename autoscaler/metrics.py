@@ -1,0 +1,312 @@
+"""Demand history (requests/s per step) from Prometheus, and the checks that make it trustworthy.
+
+Missing data must never read as zero load: a query that fails, selects nothing,
+ends in NaN or stopped updating raises MetricsError with a `kind` the tick turns
+into "hold the current count". `check_demand` is pure so the policy tests and the
+backtest share it; `PrometheusSource` is the thin adapter around
+prometheus-api-client's range query.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from autoscaler.config import DemandQuery, PrometheusMetrics
+from autoscaler.durations import format_duration
+
+MetricsErrorKind = Literal[
+    "unreachable", "timeout", "bad_response", "empty", "nan", "stale", "ambiguous"
+]
+
+_QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
+
+
+class MetricsError(Exception):
+    """The demand history cannot be trusted; `kind` says why, the message says what to fix."""
+
+    def __init__(self, kind: MetricsErrorKind, query: str, reason: str) -> None:
+        self.kind: MetricsErrorKind = kind
+        self.query = query
+        self.reason = reason
+        super().__init__(f"demand query {_shorten(query)!r}: {reason}")
+
+
+class MetricsSource(Protocol):
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        """Requests/s at each step in [start, end], indexed by a UTC DatetimeIndex."""
+        ...
+
+
+# ---- pure checks -----------------------------------------------------------------
+
+
+def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> pd.Series:
+    """Refuse history the policy must not act on; drop interior NaN/Inf samples.
+
+    The newest sample decides: if it is missing, old or not a number, the tick
+    has no idea of the current load and must hold rather than guess.
+    """
+    query = str(series.name) if series.name is not None else "demand"
+    if series.empty:
+        raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
+    series = series.sort_index()
+    newest_at = series.index[-1]
+    age = _as_utc(now) - newest_at.to_pydatetime()
+    if age > max_staleness:
+        raise MetricsError(
+            "stale",
+            query,
+            f"newest sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is {format_duration(age)} old "
+            f"(limit {format_duration(max_staleness)})",
+        )
+    values = series.to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise MetricsError("nan", query, "every sample in the window is NaN or infinite")
+    if not finite[-1]:
+        raise MetricsError(
+            "nan", query, f"newest sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is {values[-1]}"
+        )
+    negative = finite & (values < 0)
+    if negative.any():
+        first = int(np.argmax(negative))
+        raise MetricsError(
+            "bad_response",
+            query,
+            f"negative demand {values[first]:g} at {series.index[first]:%Y-%m-%d %H:%M:%SZ}; "
+            "the query must give requests per second",
+        )
+    return series[finite]
+
+
+def fetch_demand(
+    source: MetricsSource, demand: DemandQuery, now: datetime, max_staleness: timedelta
+) -> pd.Series:
+    """The checked history a pool's forecast is fitted on: the configured window up to now."""
+    series = source.demand(demand.query, now - demand.window, now, demand.step)
+    return check_demand(series.rename(demand.query), now, max_staleness)
+
+
+def series_from_matrix(query: str, result: Any) -> pd.Series:
+    """Turn a query_range `data.result` (a matrix) into one float series.
+
+    Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"). More than
+    one series is an error: summing them silently would hide a query mistake.
+    """
+    if not isinstance(result, list):
+        raise MetricsError("bad_response", query, "response has no list of series (data.result)")
+    if len(result) > 1:
+        shown = ", ".join(_labels(item) for item in result[:3])
+        raise MetricsError(
+            "ambiguous",
+            query,
+            f"returned {len(result)} series ({shown}{', ...' if len(result) > 3 else ''}); "
+            "wrap it in sum(...) so it gives one demand series",
+        )
+    if not result:
+        return _empty_series(query)
+    item = result[0]
+    if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+        raise MetricsError("bad_response", query, "series has no 'values' list (not a matrix)")
+    try:
+        stamps = [float(pair[0]) for pair in item["values"]]
+        values = [float(pair[1]) for pair in item["values"]]
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise MetricsError("bad_response", query, "a sample is not a [time, value] pair") from None
+    index = pd.to_datetime(stamps, unit="s", utc=True)
+    return pd.Series(values, index=index, name=query, dtype=float).sort_index()
+
+
+# ---- Prometheus adapter ----------------------------------------------------------
+
+
+class PrometheusSource:
+    """Range queries against Prometheus's HTTP API through prometheus-api-client."""
+
+    def __init__(self, config: PrometheusMetrics, env: Mapping[str, str] = os.environ) -> None:
+        self._config = config
+        self._shown_url = redact_url(config.url)
+        self._token_env = config.bearer_token_env
+        headers: dict[str, str] = {}
+        token = env.get(config.bearer_token_env) if config.bearer_token_env else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        session = requests.Session()
+        session.hooks["response"].append(_require_success)
+        session.verify = config.verify_tls
+        if config.verify_tls and config.ca_file is not None:
+            session.verify = str(config.ca_file)
+        # Retry a refused connection or a 502/503/504 once or twice, quickly; never a
+        # read timeout (it already cost the full timeout) and never a Retry-After wait.
+        retry = Retry(
+            total=2,
+            connect=1,
+            read=False,
+            status=2,
+            backoff_factor=0.25,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET"}),
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        self._client = PrometheusConnect(
+            url=config.url.rstrip("/"),
+            headers=headers or None,
+            disable_ssl=not config.verify_tls,
+            retry=retry,
+            session=session,
+            timeout=config.timeout.total_seconds(),
+        )
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        start, end = _as_utc(start), _as_utc(end)
+        try:
+            result = self._client.custom_query_range(
+                query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+            )
+        except _UnsuccessfulAnswer as exc:
+            raise MetricsError("bad_response", query, str(exc)) from None
+        except requests.Timeout:
+            raise MetricsError(
+                "timeout",
+                query,
+                f"no answer from {self._shown_url} within {format_duration(self._config.timeout)}",
+            ) from None
+        except requests.ConnectionError as exc:
+            raise MetricsError(
+                "unreachable", query, f"cannot connect to {self._shown_url} ({_why(exc)})"
+            ) from None
+        except requests.RequestException as exc:
+            raise MetricsError(
+                "bad_response", query, f"HTTP request failed ({type(exc).__name__})"
+            ) from None
+        except PrometheusApiClientException as exc:
+            raise MetricsError("bad_response", query, self._http_error(str(exc))) from None
+        except (ValueError, KeyError, TypeError):
+            # requests' JSONDecodeError is a ValueError; an error body has no data.result.
+            raise MetricsError(
+                "bad_response", query, "response is not a successful Prometheus JSON answer"
+            ) from None
+        return series_from_matrix(query, result)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _http_error(self, text: str) -> str:
+        """Status and Prometheus's own `error` text, from the library's exception message."""
+        status = re.search(r"HTTP Status Code (\d+)", text)
+        code = status.group(1) if status else "?"
+        reason = f"HTTP {code} from {self._shown_url}"
+        detail = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
+        if detail:
+            reason += f": {detail.group(1)[:200]}"
+        if code in ("401", "403"):
+            where = f"${self._token_env}" if self._token_env else "metrics.bearer_token_env"
+            reason += f" (check the bearer token in {where})"
+        return reason
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, query string or fragment, safe to log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+class _UnsuccessfulAnswer(Exception):
+    """A 200 answer that is not JSON or whose `status` is not "success"."""
+
+
+def _require_success(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """Session hook: prometheus-api-client reads data.result without checking `status`."""
+    if response.status_code != 200:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        raise _UnsuccessfulAnswer("response is not JSON") from None
+    status = body.get("status") if isinstance(body, dict) else None
+    if status != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        detail = f": {str(error)[:200]}" if error else ""
+        raise _UnsuccessfulAnswer(f"response status is {status!r}, not 'success'{detail}")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("expected a timezone-aware datetime (naive times are ambiguous)")
+    return moment.astimezone(UTC)
+
+
+def _empty_series(query: str) -> pd.Series:
+    return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), name=query, dtype=float)
+
+
+def _labels(item: Any) -> str:
+    metric = item.get("metric") if isinstance(item, dict) else None
+    if not isinstance(metric, dict) or not metric:
+        return "{}"
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
+    return _shorten(f"{{{inner}}}", 80)
+
+
+def _shorten(text: str, limit: int = _QUERY_SHOWN) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it wraps (args, urllib3's .reason) and its causes, once each."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += list(current.args)
+        todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def _why(exc: BaseException) -> str:
+    """A short cause without the URL or headers, which may carry credentials."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            return "TLS error; check verify_tls and ca_file"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not resolved"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    return "connection failed"

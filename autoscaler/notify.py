@@ -1,0 +1,311 @@
+"""Telling people what the autoscaler did: message builders and the senders behind them.
+
+Builders are pure (no I/O), so the tick decides *what* to say and tests read it
+without a network. Senders never raise: a Slack outage must not break a tick or
+delay it for long, so each send is bounded by a timeout and at most one short retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+if TYPE_CHECKING:
+    from autoscaler.config import SlackConfig
+
+logger = logging.getLogger(__name__)
+
+SLACK_BASE_URL = "https://slack.com/api/"
+# A 429 is retried once, and only when Slack asks for a wait this short or shorter.
+MAX_RETRY_AFTER_S = 2.0
+# Slack's limit for a section block's text; longer text is refused as invalid_blocks.
+SECTION_TEXT_LIMIT = 3000
+DETAIL_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Message:
+    """Plain text (the notification fallback) plus optional Block Kit blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+
+
+class Notifier(Protocol):
+    def send(self, message: Message) -> bool:
+        """Deliver the message; True if delivered. Never raises."""
+        ...
+
+
+# ---- pure message builders ------------------------------------------------------
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Slack reads &, < and > as control characters in message text; escape them."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_rps(value: float | None) -> str:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return "n/a"
+    return f"{value:,.1f} req/s"
+
+
+def format_duration(span: timedelta) -> str:
+    """'2h 5m', '12m 30s', '45s': short enough for a chat line."""
+    seconds = max(0, round(span.total_seconds()))
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n]
+    return " ".join(shown[:2]) if shown else "0s"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_LIMIT)},
+    }
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 2000)}]}
+
+
+def scale_message(
+    pool: str,
+    current: int,
+    desired: int,
+    reasons: Sequence[str],
+    forecast_rps: float | None,
+    upper_rps: float | None,
+    demand_rps: float | None,
+    dry_run: bool,
+) -> Message:
+    """One change of a pool's size, with the reasons and figures behind it."""
+    if desired > current:
+        arrow, direction = ":arrow_up:", "scale up"
+    elif desired < current:
+        arrow, direction = ":arrow_down:", "scale down"
+    else:
+        arrow, direction = ":arrow_right:", "keep"
+    name = escape_mrkdwn(pool)
+    if dry_run:
+        action = f"would {direction} (dry-run, nothing changed)"
+    else:
+        action = {"scale up": "scaling up", "scale down": "scaling down"}.get(direction, "keeping")
+    headline = f"{arrow} {name} {current} → {desired} nodes: {action}"
+    headline_md = f"{arrow} *{name}* {current} → {desired} nodes: {action}"
+
+    bullets = "\n".join(f"• {escape_mrkdwn(reason)}" for reason in reasons)
+    figures = []
+    if demand_rps is not None:
+        figures.append(f"demand now {format_rps(demand_rps)}")
+    if forecast_rps is not None:
+        figures.append(f"forecast {format_rps(forecast_rps)}")
+    if upper_rps is not None:
+        figures.append(f"upper bound {format_rps(upper_rps)}")
+    figures_line = ", ".join(figures)
+
+    text_parts = [headline]
+    if bullets:
+        text_parts.append("Reasons:\n" + bullets)
+    if figures_line:
+        text_parts.append(figures_line[0].upper() + figures_line[1:])
+    blocks = [_section(headline_md)]
+    if bullets:
+        blocks.append(_section("*Reasons*\n" + bullets))
+    if figures_line:
+        blocks.append(_context(figures_line[0].upper() + figures_line[1:]))
+    return Message(text="\n".join(text_parts), blocks=blocks)
+
+
+def failure_started_message(pool: str, kind: str, detail: str) -> Message:
+    """Sent once when a failure (metrics, backend...) begins, not on every failing tick."""
+    text = (
+        f":warning: {escape_mrkdwn(pool)}: {escape_mrkdwn(kind)} failing: "
+        f"{escape_mrkdwn(truncate(detail, DETAIL_LIMIT))}"
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def failure_cleared_message(pool: str, kind: str, lasted: timedelta) -> Message:
+    text = (
+        f":white_check_mark: {escape_mrkdwn(pool)}: {escape_mrkdwn(kind)} recovered "
+        f"after {format_duration(lasted)}"
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def alert_message(text: str) -> Message:
+    """Anything that needs a human and belongs to no pool, e.g. a bad config on reload."""
+    body = f":rotating_light: {escape_mrkdwn(truncate(text, SECTION_TEXT_LIMIT - 20))}"
+    return Message(text=body, blocks=[_section(body)])
+
+
+# ---- secrets --------------------------------------------------------------------
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every non-empty secret in text, longest first so overlaps go too."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+# ---- senders --------------------------------------------------------------------
+
+
+class LogNotifier:
+    """Used when no Slack is configured: the messages still reach the daemon's log."""
+
+    def __init__(self, log: logging.Logger | None = None) -> None:
+        self._log = log or logger
+
+    def send(self, message: Message) -> bool:
+        self._log.info("notification: %s", message.text)
+        return True
+
+
+@dataclass
+class RecordingNotifier:
+    """Keeps every message it is given; `succeed=False` plays a notifier that is down."""
+
+    succeed: bool = True
+    messages: list[Message] = field(default_factory=list)
+
+    def send(self, message: Message) -> bool:
+        self.messages.append(message)
+        return self.succeed
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+
+def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class SlackNotifier:
+    """Posts messages with chat.postMessage through slack-sdk's WebClient."""
+
+    def __init__(
+        self,
+        channel: str,
+        token: str,
+        base_url: str | None = None,
+        timeout: float = 5.0,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not token:
+            raise ValueError("SlackNotifier needs a non-empty bot token")
+        self.channel = channel
+        self._token = token
+        self._sleep = sleep
+        # retry_handlers=[]: the SDK's own connection retry would double the wait on an
+        # outage; this class retries a short 429 itself and nothing else.
+        self._client = WebClient(
+            token=token,
+            base_url=base_url or SLACK_BASE_URL,
+            timeout=timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+            retry_handlers=[],
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(channel={self.channel!r}, base_url={self._client.base_url!r})"
+
+    @classmethod
+    def from_config(cls, cfg: SlackConfig, env: Mapping[str, str]) -> SlackNotifier:
+        token = read_slack_token(cfg, env)
+        return cls(
+            channel=cfg.channel,
+            token=token,
+            base_url=cfg.base_url,
+            timeout=cfg.timeout.total_seconds(),
+        )
+
+    def send(self, message: Message) -> bool:
+        try:
+            return self._send(message)
+        except Exception as err:  # never let a notification break a tick
+            self._warn(f"unexpected {type(err).__name__}: {err}")
+            return False
+
+    def _send(self, message: Message) -> bool:
+        for attempt in (1, 2):
+            try:
+                self._client.chat_postMessage(
+                    channel=self.channel, text=message.text, blocks=message.blocks
+                )
+                return True
+            except SlackApiError as err:
+                status = err.response.status_code
+                error = err.response.get("error") if isinstance(err.response.data, dict) else None
+                wait = _retry_after_seconds(err.response.headers) if status == 429 else None
+                if attempt == 1 and wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
+                    logger.info("Slack rate-limited the post; retrying once in %.1f s", wait)
+                    self._sleep(wait)
+                    continue
+                detail = f"error {truncate(str(error), 200)}" if error else "no error code"
+                if wait is not None:
+                    detail += f", Retry-After {wait:g} s"
+                self._warn(f"HTTP {status}, {detail}")
+                return False
+            except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
+                self._warn(f"{type(err).__name__}: {err}")
+                return False
+        return False  # pragma: no cover - the loop always returns
+
+    def _warn(self, reason: str) -> None:
+        logger.warning(
+            "Slack chat.postMessage to %s failed (%s); the message was dropped",
+            self.channel,
+            redact(reason, [self._token]),
+        )
+
+
+def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:
+    """The bot token from cfg.token_file if set, else from env[cfg.token_env].
+
+    Errors name the file or variable, never the value.
+    """
+    if cfg.token_file is not None:
+        try:
+            token = cfg.token_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise ValueError(
+                f"slack.token_file {cfg.token_file} cannot be read: {reason}"
+            ) from None
+        if not token:
+            raise ValueError(f"slack.token_file {cfg.token_file} is empty; expected a bot token")
+        return token
+    token = env.get(cfg.token_env, "").strip()
+    if not token:
+        raise ValueError(
+            f"Slack token missing: environment variable {cfg.token_env} is not set or empty "
+            "(set it, or slack.token_file)"
+        )
+    return token

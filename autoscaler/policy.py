@@ -1,0 +1,201 @@
+"""The decide step: a pure function from what was observed to a Decision.
+
+No I/O, no clock: time is an argument. When rules disagree the safest wins
+(scale up > hold > scale down), and every rule that shaped the count leaves a
+reason. Modelled on nomad-autoscaler's strategy checks and the Kubernetes HPA's
+scale-down stabilization.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from autoscaler.overrides import Override
+from autoscaler.schedules import ScheduleBounds
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The pool's rules, as the policy needs them."""
+
+    min_nodes: int
+    max_nodes: int
+    stabilization: timedelta
+    max_step_down: int
+    cooldown: timedelta
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything decide() looks at for one pool at one instant."""
+
+    at: datetime
+    current: int
+    forecast_nodes: int | None
+    """Nodes the forecast needs; None when demand data is missing or implausible."""
+    missing_reason: str | None = None
+    schedule: ScheduleBounds = field(default_factory=lambda: ScheduleBounds(None, None, ()))
+    override: Override | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What decide() remembers between ticks: last action and recent recommendations."""
+
+    last_action_at: datetime | None = None
+    recommendations: tuple[tuple[datetime, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: datetime
+    current: int
+    desired: int
+    target: int
+    """The count the rules ask for before scale-down stabilization, step limit and cooldown."""
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def action(self) -> str:
+        if self.desired > self.current:
+            return "scale_up"
+        if self.desired < self.current:
+            return "scale_down"
+        return "none"
+
+
+def nodes_for(demand_rps: float, per_node_rps: float, target_utilization: float) -> int:
+    """Nodes that serve `demand_rps` with each node at `target_utilization` of its capacity."""
+    if not math.isfinite(demand_rps):
+        raise ValueError(f"cannot size a fleet for demand {demand_rps}: missing is not zero")
+    if demand_rps <= 0:
+        return 0
+    return math.ceil(demand_rps / (per_node_rps * target_utilization) - 1e-9)
+
+
+def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, Memory]:
+    reasons: list[str] = []
+    target, data_ok = _base_target(obs, reasons)
+    target = apply_bounds(target, obs, limits, reasons)
+    memory = _remember(memory, obs.at, target, limits.stabilization, record=data_ok)
+    fixed = obs.override is not None and obs.override.nodes is not None
+
+    if target > obs.current:
+        desired = target
+        reasons.append(f"scale up {obs.current} → {desired} at once")
+    elif target == obs.current:
+        desired = target
+    elif not data_ok:
+        desired = min(obs.current, limits.max_nodes)
+        reasons.append("hold: never scale down while demand data is missing")
+    elif fixed:
+        desired = target
+        reasons.append(f"override sets {target}: scale down {obs.current} → {target} at once")
+    else:
+        desired = _limited_scale_down(obs, limits, memory, target, reasons)
+
+    if desired != obs.current:
+        memory = replace(memory, last_action_at=obs.at)
+    decision = Decision(obs.at, obs.current, desired, target, tuple(reasons))
+    return decision, memory
+
+
+def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:
+    if obs.forecast_nodes is None:
+        why = obs.missing_reason or "no demand data"
+        reasons.append(f"demand data missing ({why}): hold {obs.current}")
+        return obs.current, False
+    reasons.append(f"forecast needs {obs.forecast_nodes} nodes")
+    return obs.forecast_nodes, True
+
+
+def apply_bounds(target: int, obs: Observation, limits: Limits, reasons: list[str]) -> int:
+    """Pool bounds, then schedule floors and ceilings, then the override; max last of all."""
+    if target < limits.min_nodes:
+        reasons.append(f"raised to pool min_nodes {limits.min_nodes}")
+        target = limits.min_nodes
+    names = ", ".join(repr(n) for n in obs.schedule.active)
+    if obs.schedule.floor is not None and target < obs.schedule.floor:
+        reasons.append(f"raised to schedule floor {obs.schedule.floor} ({names})")
+        target = obs.schedule.floor
+    if obs.schedule.ceiling is not None and target > obs.schedule.ceiling:
+        reasons.append(f"lowered to schedule ceiling {obs.schedule.ceiling} ({names})")
+        target = obs.schedule.ceiling
+    target = _apply_override(target, obs.override, reasons)
+    if target > limits.max_nodes:
+        reasons.append(f"capped at pool max_nodes {limits.max_nodes} (wanted {target})")
+        target = limits.max_nodes
+    return target
+
+
+def _apply_override(target: int, override: Override | None, reasons: list[str]) -> int:
+    if override is None:
+        return target
+    why = f"{override.reason!r}, until {override.expires.isoformat()}"
+    if override.nodes is not None:
+        if override.nodes != target:
+            reasons.append(
+                f"override fixes the count at {override.nodes} ({why}), wins over {target}"
+            )
+        else:
+            reasons.append(f"override fixes the count at {override.nodes} ({why})")
+        return override.nodes
+    if override.min_nodes is not None and target < override.min_nodes:
+        reasons.append(f"raised to override min {override.min_nodes} ({why})")
+        target = override.min_nodes
+    if override.max_nodes is not None and target > override.max_nodes:
+        reasons.append(f"lowered to override max {override.max_nodes} ({why})")
+        target = override.max_nodes
+    return target
+
+
+def _remember(
+    memory: Memory, at: datetime, target: int, window: timedelta, *, record: bool
+) -> Memory:
+    """Keep the recommendations inside the window, plus the newest older one as proof that
+    the window is fully covered. Missing data restarts the window: after an outage the
+    fleet is not shrunk until a whole window of good data agrees."""
+    if not record:
+        return replace(memory, recommendations=())
+    history = [(t, n) for t, n in memory.recommendations if t < at] + [(at, target)]
+    inside = [(t, n) for t, n in history if at - t < window]
+    older = [(t, n) for t, n in history if at - t >= window]
+    return replace(memory, recommendations=tuple(older[-1:] + inside))
+
+
+def _limited_scale_down(
+    obs: Observation, limits: Limits, memory: Memory, target: int, reasons: list[str]
+) -> int:
+    """Scale down to the highest recent recommendation, by at most max_step, after cooldown."""
+    since_action = obs.at - memory.last_action_at if memory.last_action_at else None
+    # A last action in the future means the clock jumped back: it cannot prove a cooldown.
+    if since_action is not None and timedelta(0) <= since_action < limits.cooldown:
+        until = memory.last_action_at + limits.cooldown
+        reasons.append(f"hold {obs.current}: cooldown after last action until {until.isoformat()}")
+        return obs.current
+    inside = [n for t, n in memory.recommendations if obs.at - t < limits.stabilization]
+    stable = max([*inside, target])
+    covered = any(obs.at - t >= limits.stabilization for t, _ in memory.recommendations)
+    if not covered:
+        since = min(t for t, _ in memory.recommendations)
+        reasons.append(
+            f"hold {obs.current}: scale-down stabilization needs {limits.stabilization} "
+            f"of good data (have it since {since.isoformat()})"
+        )
+        return obs.current
+    if stable >= obs.current:
+        reasons.append(
+            f"hold {obs.current}: scale-down stabilization "
+            f"(highest recommendation in the last {limits.stabilization} is {stable})"
+        )
+        return obs.current
+    desired = stable
+    if stable > target:
+        reasons.append(f"stabilization keeps {stable} (recent high) instead of {target}")
+    if obs.current - desired > limits.max_step_down:
+        desired = obs.current - limits.max_step_down
+        reasons.append(f"scale down limited to {limits.max_step_down} nodes per step")
+    reasons.append(f"scale down {obs.current} → {desired}")
+    return desired

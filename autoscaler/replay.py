@@ -1,0 +1,50 @@
+"""A recorded trace played back as the metrics source (the demo and backtests).
+
+The trace is the shared format: `timestamp,requests` per minute. It answers the
+same `demand()` call as Prometheus, and never shows a sample later than the clock's
+now, so a replayed run cannot peek at the future.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from autoscaler.clock import Clock
+from autoscaler.metrics import MetricsError
+
+
+def read_trace(path: Path) -> pd.Series:
+    """Requests per second, indexed by UTC minute."""
+    frame = pd.read_csv(path)
+    if list(frame.columns[:2]) != ["timestamp", "requests"]:
+        raise ValueError(f"{path}: expected columns timestamp,requests")
+    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
+    return pd.Series(frame["requests"].to_numpy(dtype=float) / 60.0, index=index, name="rps")
+
+
+class TraceReplaySource:
+    def __init__(self, trace: pd.Series, clock: Clock) -> None:
+        self.trace = trace
+        self.clock = clock
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        """The trace over [start, min(end, now)], averaged to `step`; `query` is ignored."""
+        end = min(end, self.clock.now())
+        window = self.trace[(self.trace.index >= start) & (self.trace.index <= end)]
+        if window.empty:
+            raise MetricsError("empty", query, f"trace has no samples between {start} and {end}")
+        if pd.Timedelta(step) > pd.Timedelta(minutes=1):
+            window = (
+                window.resample(pd.Timedelta(step), origin="end", closed="right", label="right")
+                .mean()
+                .dropna()
+            )
+        return window
+
+    def demand_at(self, at: datetime) -> float:
+        """The demand in the minute that contains `at` (the simulation's ground truth)."""
+        position = self.trace.index.searchsorted(pd.Timestamp(at), side="right") - 1
+        return float(self.trace.iloc[max(position, 0)])

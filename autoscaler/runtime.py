@@ -1,0 +1,82 @@
+"""Builds the daemon's collaborators from a validated Config (the only wiring code)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from autoscaler.capacity import per_node_rps_of
+from autoscaler.clock import Clock, SimulatedClock, SystemClock
+from autoscaler.config import Config, PrometheusMetrics, ReplayMetrics
+from autoscaler.decision_log import DecisionLog
+from autoscaler.metrics import MetricsSource, PrometheusSource
+from autoscaler.notify import LogNotifier, Notifier, SlackNotifier
+from autoscaler.replay import TraceReplaySource, read_trace
+from autoscaler.state import StateStore
+from autoscaler.tick import PoolTicker
+from backends import make_backend
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clock: Clock
+    metrics: MetricsSource
+    notifier: Notifier
+    tickers: list[PoolTicker]
+    state_store: StateStore
+
+
+def make_clock(config: Config) -> Clock:
+    if config.simulation is not None:
+        return SimulatedClock(config.simulation.start)
+    return SystemClock()
+
+
+def make_metrics(config: Config, clock: Clock, env: Mapping[str, str]) -> MetricsSource:
+    if isinstance(config.metrics, ReplayMetrics):
+        return TraceReplaySource(read_trace(config.metrics.trace), clock)
+    assert isinstance(config.metrics, PrometheusMetrics)
+    return PrometheusSource(config.metrics, env=env)
+
+
+def make_notifier(config: Config, env: Mapping[str, str]) -> Notifier:
+    if config.slack is None:
+        return LogNotifier()
+    return SlackNotifier.from_config(config.slack, env)
+
+
+def build_runtime(
+    config: Config,
+    *,
+    dry_run: bool,
+    clock: Clock | None = None,
+    env: Mapping[str, str] = os.environ,
+    notifier: Notifier | None = None,
+) -> Runtime:
+    clock = clock or make_clock(config)
+    metrics = make_metrics(config, clock, env)
+    notifier = notifier or make_notifier(config, env)
+    decision_log = DecisionLog(config.decision_log)
+    max_staleness: timedelta = config.metrics.max_staleness
+    tickers = [
+        PoolTicker(
+            pool,
+            make_backend(pool.backend, clock, env),
+            per_node_rps_of(pool.capacity),
+            metrics,
+            max_staleness,
+            notifier,
+            decision_log,
+            dry_run,
+        )
+        for pool in config.pools
+    ]
+    return Runtime(config, clock, metrics, notifier, tickers, StateStore(state_path(config)))
+
+
+def state_path(config: Config) -> Path:
+    return config.state_dir / "state.json"

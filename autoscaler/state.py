@@ -1,0 +1,88 @@
+"""What the daemon remembers across restarts, saved atomically as one JSON file.
+
+A missing state file is a first start. A corrupt one is reported and set aside
+(renamed), and the daemon starts with empty memory, which is safe: an empty
+stabilization window holds the fleet rather than shrinking it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autoscaler.atomic import write_atomically
+from autoscaler.policy import Memory
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+@dataclass
+class PoolState:
+    memory: Memory = field(default_factory=Memory)
+    failing: dict[str, datetime] = field(default_factory=dict)
+    """Failure kinds in an ongoing episode, with the time each started."""
+    reported_expired: list[str] = field(default_factory=list)
+    """Expired overrides already announced, as 'expiry ISO time'."""
+    last_decision: dict[str, Any] | None = None
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, PoolState]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if raw.get("version") != STATE_VERSION:
+                raise ValueError(f"unknown state version {raw.get('version')!r}")
+            return {name: _pool_from_json(data) for name, data in raw["pools"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            log.error(
+                "state file %s is unreadable (%s); set aside as %s, starting with "
+                "empty memory (the fleet is held, not shrunk)",
+                self.path,
+                exc,
+                aside.name,
+            )
+            self.path.replace(aside)
+            return {}
+
+    def save(self, pools: dict[str, PoolState]) -> None:
+        data = {"version": STATE_VERSION, "pools": {n: _pool_to_json(s) for n, s in pools.items()}}
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def _pool_to_json(state: PoolState) -> dict[str, Any]:
+    memory = state.memory
+    return {
+        "last_action_at": memory.last_action_at.isoformat() if memory.last_action_at else None,
+        "recommendations": [[t.isoformat(), n] for t, n in memory.recommendations],
+        "failing": {kind: since.isoformat() for kind, since in state.failing.items()},
+        "reported_expired": state.reported_expired,
+        "last_decision": state.last_decision,
+    }
+
+
+def _pool_from_json(data: dict[str, Any]) -> PoolState:
+    last = data.get("last_action_at")
+    memory = Memory(
+        last_action_at=datetime.fromisoformat(last) if last else None,
+        recommendations=tuple(
+            (datetime.fromisoformat(t), int(n)) for t, n in data.get("recommendations", [])
+        ),
+    )
+    return PoolState(
+        memory=memory,
+        failing={k: datetime.fromisoformat(v) for k, v in data.get("failing", {}).items()},
+        reported_expired=[str(x) for x in data.get("reported_expired", [])],
+        last_decision=data.get("last_decision"),
+    )

@@ -1,0 +1,243 @@
+"""One tick for one pool: observe, forecast, size, decide, act, tell, remember.
+
+Steps 2-4 are pure (predictors/, autoscaler/policy.py); this module is the thin
+adapter around them. A failure in one step is contained: metrics trouble holds
+the fleet, backend trouble skips acting, notification trouble is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from autoscaler.config import Pool
+from autoscaler.decision_log import DecisionLog
+from autoscaler.metrics import MetricsError, MetricsSource, check_demand
+from autoscaler.notify import (
+    Notifier,
+    alert_message,
+    failure_cleared_message,
+    failure_started_message,
+    scale_message,
+)
+from autoscaler.overrides import OverridesFile, active_override, expired_overrides
+from autoscaler.policy import Decision, Limits, Observation, decide, nodes_for
+from autoscaler.schedules import bounds_at
+from autoscaler.state import PoolState
+from backends.base import Backend, BackendError, FleetState
+from predictors import Forecast, make_predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the forecast step produced, kept for the log, Slack and the CLI."""
+
+    demand_now: float | None = None
+    forecast: Forecast | None = None
+    nodes: int | None = None
+    missing_reason: str | None = None
+
+
+@dataclass
+class TickResult:
+    pool: str
+    at: datetime
+    fleet: FleetState | None
+    sizing: Sizing
+    decision: Decision | None
+    acted: bool = False
+    dry_run: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def limits_of(pool: Pool) -> Limits:
+    return Limits(
+        min_nodes=pool.min_nodes,
+        max_nodes=pool.max_nodes,
+        stabilization=pool.scale_down.stabilization,
+        max_step_down=pool.scale_down.max_step,
+        cooldown=pool.cooldown,
+    )
+
+
+def forecast_demand(
+    pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: Any, per_node_rps: float
+) -> Sizing:
+    """Observe and forecast. Any trouble with the data yields `nodes=None`, never zero."""
+    try:
+        raw = metrics.demand(pool.demand.query, now - pool.demand.window, now, pool.demand.step)
+        history = check_demand(raw, now, max_staleness)
+    except MetricsError as exc:
+        return Sizing(missing_reason=f"{exc.kind}: {exc}")
+    demand_now = float(history.iloc[-1])
+    try:
+        predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+        forecast = predictor.fit(history).forecast(pool.horizon)
+    except (ValueError, ArithmeticError) as exc:
+        return Sizing(demand_now=demand_now, missing_reason=f"forecast failed: {exc}")
+    peak = forecast.peak_upper()
+    if not math.isfinite(peak):
+        return Sizing(demand_now, forecast, None, "forecast is not a finite number")
+    return Sizing(demand_now, forecast, nodes_for(peak, per_node_rps, pool.target_utilization))
+
+
+class PoolTicker:
+    """Runs the tick for one pool; holds only the collaborators, never the decision."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        backend: Backend,
+        per_node_rps: float,
+        metrics: MetricsSource,
+        max_staleness: Any,
+        notifier: Notifier,
+        decision_log: DecisionLog,
+        dry_run: bool,
+    ) -> None:
+        self.pool = pool
+        self.backend = backend
+        self.per_node_rps = per_node_rps
+        self.metrics = metrics
+        self.max_staleness = max_staleness
+        self.notifier = notifier
+        self.decision_log = decision_log
+        self.dry_run = dry_run or pool.dry_run
+
+    def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
+        pool = self.pool
+        sizing = forecast_demand(pool, self.metrics, now, self.max_staleness, self.per_node_rps)
+        result = TickResult(pool.name, now, None, sizing, None, dry_run=self.dry_run)
+        if sizing.missing_reason:
+            result.errors["metrics"] = sizing.missing_reason
+        try:
+            result.fleet = self.backend.read()
+        except BackendError as exc:
+            result.errors["backend"] = str(exc)
+        self._report_expired(now, state, overrides)
+        if result.fleet is not None:
+            self._decide_and_act(now, state, overrides, result)
+        self._track_failures(now, state, result)
+        self._log(result, overrides)
+        return result
+
+    def _decide_and_act(
+        self, now: datetime, state: PoolState, overrides: OverridesFile, result: TickResult
+    ) -> None:
+        assert result.fleet is not None
+        observation = Observation(
+            at=now,
+            current=result.fleet.desired,
+            forecast_nodes=result.sizing.nodes,
+            missing_reason=result.sizing.missing_reason,
+            schedule=bounds_at(self.pool.schedules, now),
+            override=active_override(overrides, self.pool.name, now),
+        )
+        decision, memory = decide(observation, limits_of(self.pool), state.memory)
+        result.decision = decision
+        if decision.desired != decision.current and not self.dry_run:
+            try:
+                self.backend.scale(decision.desired, "; ".join(decision.reasons))
+                result.acted = True
+            except BackendError as exc:
+                result.errors["backend"] = str(exc)
+                memory = replace(memory, last_action_at=state.memory.last_action_at)
+        state.memory = memory
+        if decision.desired != decision.current and (result.acted or self.dry_run):
+            self._send(
+                scale_message(
+                    self.pool.name,
+                    decision.current,
+                    decision.desired,
+                    decision.reasons,
+                    _peak(result.sizing.forecast, "point"),
+                    _peak(result.sizing.forecast, "upper"),
+                    result.sizing.demand_now,
+                    self.dry_run,
+                )
+            )
+
+    def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
+        expired = expired_overrides(overrides, now).get(self.pool.name)
+        if expired is None:
+            return
+        key = expired.expires.isoformat()
+        if key not in state.reported_expired:
+            state.reported_expired = [*state.reported_expired[-9:], key]
+            self._send(
+                alert_message(
+                    f"{self.pool.name}: override {expired.reason!r} expired at {key}; "
+                    "it is ignored now (remove it with `autoscaler override clear`)"
+                )
+            )
+
+    def _track_failures(self, now: datetime, state: PoolState, result: TickResult) -> None:
+        """One message when a failure starts and one when it clears, not one per tick."""
+        for kind in ("metrics", "backend"):
+            detail = result.errors.get(kind)
+            if detail is not None and kind not in state.failing:
+                state.failing[kind] = now
+                self._send(failure_started_message(self.pool.name, kind, detail))
+            elif detail is None and kind in state.failing:
+                since = state.failing.pop(kind)
+                self._send(failure_cleared_message(self.pool.name, kind, now - since))
+
+    def _send(self, message: Any) -> None:
+        try:
+            self.notifier.send(message)
+        except Exception:  # a notifier must never break a tick
+            log.exception("notifier failed")
+
+    def _log(self, result: TickResult, overrides: OverridesFile) -> None:
+        record = decision_record(result)
+        level = logging.WARNING if result.errors else logging.INFO
+        log.log(
+            level,
+            "pool=%s action=%s current=%s desired=%s reasons=%s errors=%s",
+            result.pool,
+            record["action"],
+            record["current"],
+            record["desired"],
+            " | ".join(record["reasons"]),
+            result.errors or "-",
+        )
+        try:
+            self.decision_log.append(record)
+        except OSError as exc:
+            log.error("cannot write decision log: %s", exc)
+
+
+def _peak(forecast: Forecast | None, which: str) -> float | None:
+    if forecast is None:
+        return None
+    return forecast.peak_upper() if which == "upper" else forecast.peak_point()
+
+
+def decision_record(result: TickResult) -> dict[str, Any]:
+    """One JSON line per pool per tick: everything needed to explain the decision later."""
+    decision, fleet, sizing = result.decision, result.fleet, result.sizing
+    return {
+        "time": result.at,
+        "pool": result.pool,
+        "demand_rps": sizing.demand_now,
+        "forecast_rps": _peak(sizing.forecast, "point"),
+        "forecast_upper_rps": _peak(sizing.forecast, "upper"),
+        "forecast_model": sizing.forecast.model if sizing.forecast else None,
+        "forecast_nodes": sizing.nodes,
+        "current": fleet.desired if fleet else None,
+        "ready": fleet.ready if fleet else None,
+        "pending": fleet.pending if fleet else None,
+        "target": decision.target if decision else None,
+        "desired": decision.desired if decision else None,
+        "action": ("would_" if result.dry_run and decision and decision.action != "none" else "")
+        + (decision.action if decision else "skipped"),
+        "acted": result.acted,
+        "dry_run": result.dry_run,
+        "reasons": list(decision.reasons) if decision else ["fleet state unknown: no decision"],
+        "errors": result.errors,
+    }

@@ -1,0 +1,327 @@
+"""A Nomad job's task group as a fleet, through the python-nomad client.
+
+Reads the group's count with the job scale status endpoint and its readiness
+from the job's allocations; sets the count with the job scale endpoint, so the
+change lands in Nomad's scaling events with a message naming the autoscaler and
+the reason (as `nomad job scale` and the Nomad Autoscaler do). Connection
+settings follow the Nomad CLI's environment: NOMAD_ADDR, the ACL token (from the
+pool's `token_env`, NOMAD_TOKEN by default), NOMAD_CACERT / NOMAD_CAPATH,
+NOMAD_CLIENT_CERT / NOMAD_CLIENT_KEY and NOMAD_SKIP_VERIFY.
+
+The token must never reach a log line or an error message: python-nomad's
+exceptions carry whole responses and requests errors, so every failure is
+re-worded here from status codes and short, redacted bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import nomad.api
+import requests
+from nomad.api.exceptions import BaseNomadException
+
+from autoscaler.config import NomadJobBackend
+from backends.base import BackendError, FleetState
+from backends.retry import call_with_retries
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "http://127.0.0.1:4646"
+AUTOSCALER_NAME = "gpu-autoscaler"
+SCALE_META = {"source": AUTOSCALER_NAME}
+_TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
+_BODY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class NomadConnection:
+    """Where and how to reach Nomad, resolved once from config and environment."""
+
+    address: str
+    namespace: str
+    region: str | None
+    token_env: str
+    timeout_s: float
+    verify: bool | str
+    cert: tuple[str, str] | tuple[()]
+    token: str | None = field(default=None, repr=False)
+
+
+def nomad_connection(config: NomadJobBackend, env: Mapping[str, str]) -> NomadConnection:
+    """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
+    address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
+    skip_verify = env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in _TRUE_WORDS
+    verify: bool | str
+    if not config.verify_tls or skip_verify:
+        verify = False
+    else:
+        verify = env.get("NOMAD_CACERT") or env.get("NOMAD_CAPATH") or True
+    client_cert, client_key = env.get("NOMAD_CLIENT_CERT"), env.get("NOMAD_CLIENT_KEY")
+    cert: tuple[str, str] | tuple[()] = (
+        (client_cert, client_key) if client_cert and client_key else ()
+    )
+    return NomadConnection(
+        address=address,
+        namespace=config.namespace,
+        region=config.region or env.get("NOMAD_REGION") or None,
+        token_env=config.token_env,
+        timeout_s=config.timeout.total_seconds(),
+        verify=verify,
+        cert=cert,
+        token=env.get(config.token_env) or None,
+    )
+
+
+def requester_settings(
+    connection: NomadConnection, session: requests.Session | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for any python-nomad endpoint class (nomad.api.Job, .Node, ...).
+
+    The endpoint classes are built directly rather than through nomad.Nomad,
+    which falls back to os.environ's NOMAD_TOKEN/NOMAD_ADDR/NOMAD_NAMESPACE when
+    a value is empty: here every value comes from the pool's config and env.
+    """
+    if session is None:
+        session = requests.Session()
+        session.headers["User-Agent"] = AUTOSCALER_NAME
+    return {
+        "address": connection.address,
+        "namespace": connection.namespace,
+        "region": connection.region,
+        "token": connection.token,
+        "timeout": connection.timeout_s,
+        "verify": connection.verify,
+        "cert": connection.cert,
+        "session": session,
+    }
+
+
+# ---- pure: reading Nomad's answers ---------------------------------------------------
+
+
+def group_desired_count(scale_status: Mapping[str, Any], job: str, group: str) -> int:
+    """The group's Count from a JobScaleStatus; a clear error when it cannot be used."""
+    if scale_status.get("JobStopped"):
+        raise BackendError(
+            f"Nomad job {job!r} is stopped; the autoscaler does not start stopped jobs"
+        )
+    groups = scale_status.get("TaskGroups") or {}
+    if group not in groups:
+        known = ", ".join(sorted(groups)) or "none"
+        raise BackendError(f"Nomad job {job!r} has no task group {group!r} (groups: {known})")
+    desired = groups[group].get("Desired")
+    if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
+        raise BackendError(f"Nomad job {job!r} group {group!r}: unusable Desired {desired!r}")
+    return desired
+
+
+def allocation_is_ready(allocation: Mapping[str, Any]) -> bool:
+    """Running, meant to run, and not waiting on (or failed) its deployment health check."""
+    if allocation.get("DesiredStatus") != "run" or allocation.get("ClientStatus") != "running":
+        return False
+    deployment_status = allocation.get("DeploymentStatus")
+    if not deployment_status:
+        return True  # not part of a deployment: running is all Nomad can tell
+    return deployment_status.get("Healthy") is True
+
+
+def fleet_state(desired: int, allocations: list[Mapping[str, Any]], group: str) -> FleetState:
+    ready = sum(1 for a in allocations if a.get("TaskGroup") == group and allocation_is_ready(a))
+    return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
+
+
+def scale_request_body(count: int, group: str, reason: str) -> dict[str, Any]:
+    """The documented body of POST /v1/job/:job_id/scale."""
+    return {
+        "Count": count,
+        "Target": {"Group": group},
+        "Message": f"{reason} ({AUTOSCALER_NAME})",
+        "Meta": dict(SCALE_META),
+    }
+
+
+# ---- pure: classifying and wording failures ------------------------------------------
+
+
+def _response_of(error: BaseException) -> requests.Response | None:
+    if isinstance(error, BaseNomadException) and isinstance(error.nomad_resp, requests.Response):
+        return error.nomad_resp
+    return None
+
+
+def _transport_error_of(error: BaseException) -> BaseException | None:
+    """The requests-level error behind a python-nomad exception, if it was one."""
+    if isinstance(error, BaseNomadException) and isinstance(
+        error.nomad_resp, requests.RequestException
+    ):
+        return error.nomad_resp
+    if isinstance(error, requests.RequestException):
+        return error
+    return None
+
+
+def is_retryable_nomad_error(error: BaseException) -> bool:
+    """5xx answers and lost connections or timeouts are worth another try; 4xx never."""
+    response = _response_of(error)
+    if response is not None:
+        return response.status_code >= 500
+    transport = _transport_error_of(error)
+    if isinstance(transport, requests.exceptions.SSLError):
+        return False  # a certificate problem does not heal in a second
+    return isinstance(transport, requests.ConnectionError | requests.Timeout)
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def _short_body(response: requests.Response) -> str:
+    try:
+        text = response.text
+    except Exception:
+        return ""
+    return " ".join(text.split())[:_BODY_LIMIT]
+
+
+def describe_nomad_error(
+    error: BaseException, connection: NomadConnection, job: str, *, writing: bool = False
+) -> str:
+    """A sentence for people about what went wrong, with the token removed."""
+    response = _response_of(error)
+    transport = _transport_error_of(error)
+    if response is not None:
+        status, body = response.status_code, _short_body(response)
+        answer = f"HTTP {status}: {body}" if body else f"HTTP {status}"
+        if status == 403:
+            if connection.token is None:
+                text = (
+                    f"Nomad refused the request and no ACL token was given "
+                    f"(${connection.token_env} is not set): {answer}"
+                )
+            else:
+                needs = "scale-job or submit-job" if writing else "read-job"
+                text = (
+                    f"Nomad refused the ACL token from ${connection.token_env} "
+                    f"(it needs {needs} on namespace {connection.namespace!r}): {answer}"
+                )
+        elif status == 404:
+            text = (
+                f"Nomad job {job!r} not found in namespace {connection.namespace!r} "
+                f"at {connection.address}: {answer}"
+            )
+        elif status == 400:
+            text = f"Nomad rejected the request: {answer}"
+        else:
+            text = f"Nomad answered {answer}"
+    elif isinstance(error, ValueError):  # includes requests' JSONDecodeError
+        text = f"Nomad at {connection.address} answered with something that is not JSON"
+    elif isinstance(transport, requests.exceptions.SSLError):
+        text = f"TLS failed talking to {connection.address} (check NOMAD_CACERT / verify_tls)"
+    elif isinstance(transport, requests.Timeout):
+        text = f"no answer from {connection.address} within {connection.timeout_s:g}s"
+    elif isinstance(transport, requests.ConnectionError):
+        text = f"connection to {connection.address} failed ({_root_cause_name(transport)})"
+    elif transport is not None:
+        text = f"request to {connection.address} failed ({type(transport).__name__})"
+    elif isinstance(error, BackendError):
+        text = str(error)
+    else:
+        text = type(error).__name__
+    return redact(text, connection.token)
+
+
+def _root_cause_name(error: BaseException) -> str:
+    """The innermost exception type (e.g. ConnectionRefusedError), never its text."""
+    seen: set[int] = set()
+    current: BaseException = error
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = current.__cause__ or current.__context__
+        if inner is None and current.args and isinstance(current.args[0], BaseException):
+            inner = current.args[0]
+        if inner is None:
+            break
+        current = inner
+    reason = getattr(current, "reason", None)
+    if isinstance(reason, BaseException):
+        current = reason
+    return type(current).__name__
+
+
+# ---- the adapter ---------------------------------------------------------------------
+
+
+class NomadJobGroup:
+    """One task group of one Nomad job, scaled through its count."""
+
+    name = "nomad_job"
+
+    def __init__(
+        self,
+        config: NomadJobBackend,
+        env: Mapping[str, str] = os.environ,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.connection = nomad_connection(config, env)
+        self._sleep = sleep
+        self._jobs = nomad.api.Job(**requester_settings(self.connection))
+        self._job_path = quote(config.job, safe="")
+        self.target = f"Nomad job {config.job!r} group {config.group!r} ({config.namespace})"
+
+    def __repr__(self) -> str:
+        return f"NomadJobGroup({self.target} at {self.connection.address})"
+
+    def read(self) -> FleetState:
+        desired = self._read_desired()
+        allocations = self._call(
+            lambda: self._jobs.get_allocations(self._job_path),
+            what=f"listing allocations of {self.target}",
+        )
+        if not isinstance(allocations, list):
+            raise BackendError(f"listing allocations of {self.target}: unexpected answer shape")
+        return fleet_state(desired, allocations, self.config.group)
+
+    def scale(self, desired: int, reason: str) -> None:
+        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
+            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        current = self._read_desired()
+        if current == desired:
+            log.debug("%s already at count %d; nothing to write", self.target, desired)
+            return
+        body = scale_request_body(desired, self.config.group, reason)
+        log.info("%s: scaling count %d -> %d (%s)", self.target, current, desired, reason)
+        self._call(
+            lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json(),
+            what=f"scaling {self.target} to {desired}",
+            writing=True,
+        )
+
+    def _read_desired(self) -> int:
+        status = self._call(
+            lambda: self._jobs.request(self._job_path, "scale", method="get").json(),
+            what=f"reading the scale status of {self.target}",
+        )
+        if not isinstance(status, dict):
+            raise BackendError(f"reading {self.target}: unexpected answer shape")
+        return group_desired_count(status, self.config.job, self.config.group)
+
+    def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:
+        def describe(error: BaseException) -> str:
+            return describe_nomad_error(error, self.connection, self.config.job, writing=writing)
+
+        return call_with_retries(
+            operation,
+            what=what,
+            retries=self.config.retries,
+            is_retryable=is_retryable_nomad_error,
+            describe=describe,
+            sleep=self._sleep,
+        )

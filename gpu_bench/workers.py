@@ -1,0 +1,249 @@
+"""Worker processes: W per device, each loading the model and batching from a shared queue.
+
+Processes are started with the "spawn" context: torch's thread pools and CUDA state do
+not survive fork, and a forked child can deadlock on a lock held by a parent thread.
+Timestamps are time.monotonic(), which on Linux is one system-wide clock, so the parent
+can subtract a worker's completion time from its own scheduled send time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import queue
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from gpu_bench.models import ModelLoadError, ModelSpec, load_model
+
+READY, FAILED, DONE = "ready", "failed", "done"
+OUT_OF_MEMORY, LOAD_FAILED, MODEL_ERROR, WORKER_DIED = (
+    "out_of_memory",
+    "load_failed",
+    "model_error",
+    "worker_died",
+)
+
+
+class ConfigInfeasible(Exception):
+    """This (workers, batch) cannot run here: the sweep records why and moves on."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    spec: ModelSpec
+    device: str
+    workers: int
+    max_batch: int
+    max_batch_wait_s: float
+    threads_per_worker: int = 1
+    memory_cap_mib: int | None = None
+    load_timeout_s: float = 120.0
+
+
+def classify_failure(error: BaseException) -> str:
+    """Out of memory, a model that cannot be loaded, or a model that raises."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return OUT_OF_MEMORY
+    text = str(error).lower()
+    if "out of memory" in text or "can't allocate memory" in text or "cannot allocate" in text:
+        return OUT_OF_MEMORY
+    if isinstance(error, ModelLoadError):
+        return LOAD_FAILED
+    return MODEL_ERROR
+
+
+def _cap_memory(device: str, cap_mib: int) -> None:
+    """Cap this process's memory: a fraction of the GPU, or address space above now on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_mib * 2**20 / total), device)
+        return
+    import resource
+
+    with open("/proc/self/status", encoding="ascii") as status:
+        vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = vm_kib * 1024 + cap_mib * 2**20
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _collect_batch(requests: Any, max_batch: int, max_wait_s: float) -> tuple[list[int], bool]:
+    """Block for one request, then take more until the batch is full or the wait is over."""
+    first = requests.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    deadline = time.monotonic() + max_wait_s
+    while len(batch) < max_batch:
+        remaining = deadline - time.monotonic()
+        try:
+            item = requests.get(timeout=remaining) if remaining > 0 else requests.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results: Any) -> None:
+    """Entry point of one worker process; every failure is reported, never raised."""
+    try:
+        import torch
+
+        torch.set_num_threads(settings.threads_per_worker)
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+        if settings.memory_cap_mib is not None:
+            _cap_memory(settings.device, settings.memory_cap_mib)
+        module, example = load_model(settings.spec)
+        module = module.to(settings.device).eval()
+        on_gpu = settings.device.startswith("cuda")
+        inputs = {
+            size: torch.cat([example] * size).pin_memory()
+            if on_gpu
+            else torch.cat([example] * size)
+            for size in range(1, settings.max_batch + 1)
+        }
+
+        def run(size: int) -> None:
+            with torch.inference_mode():
+                module(inputs[size].to(settings.device, non_blocking=True))
+            if on_gpu:
+                torch.cuda.synchronize(settings.device)
+
+        run(settings.max_batch)  # the largest batch is where memory runs out
+        started = time.monotonic()
+        run(settings.max_batch)
+        results.put((READY, worker_id, time.monotonic() - started))
+    except BaseException as error:
+        kind = classify_failure(error)
+        results.put((FAILED, worker_id, kind, f"{type(error).__name__}: {error}"))
+        return
+    while True:
+        batch, stop = _collect_batch(requests, settings.max_batch, settings.max_batch_wait_s)
+        if batch:
+            started = time.monotonic()
+            try:
+                run(len(batch))
+            except BaseException as error:
+                kind = classify_failure(error)
+                results.put((FAILED, worker_id, kind, f"{type(error).__name__}: {error}"))
+                return
+            results.put((DONE, worker_id, batch, started, time.monotonic()))
+        if stop:
+            return
+
+
+class WorkerPool:
+    """W spawned workers sharing one request queue; start() waits until all are ready."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._context = mp.get_context("spawn")
+        self.requests: Any = self._context.Queue()
+        self.results: Any = self._context.Queue()
+        self._processes: list[BaseProcess] = []
+        self._closed = False
+
+    def start(self) -> float:
+        """Spawn the workers; the mean seconds of one full batch, or ConfigInfeasible."""
+        for worker_id in range(self.settings.workers):
+            process = self._context.Process(
+                target=worker_main,
+                args=(worker_id, self.settings, self.requests, self.results),
+                name=f"gpu-bench-worker-{worker_id}",
+                daemon=True,
+            )
+            process.start()
+            self._processes.append(process)
+        timings: list[float] = []
+        deadline = time.monotonic() + self.settings.load_timeout_s
+        try:
+            while len(timings) < self.settings.workers:
+                message = self.next_message(min(0.5, max(0.0, deadline - time.monotonic())))
+                if message is not None and message[0] == READY:
+                    timings.append(message[2])
+                if message is None and time.monotonic() > deadline:
+                    raise ConfigInfeasible(LOAD_FAILED, "workers did not load within the timeout")
+        except BaseException:
+            self.stop()
+            raise
+        return sum(timings) / len(timings)
+
+    def submit(self, request_id: int) -> None:
+        self.requests.put(request_id)
+
+    def next_message(self, timeout: float) -> tuple[Any, ...] | None:
+        """The next worker message; a failure or a dead worker raises ConfigInfeasible."""
+        try:
+            if timeout > 0:
+                message = self.results.get(timeout=timeout)
+            else:
+                message = self.results.get_nowait()
+        except queue.Empty:
+            self._check_alive()
+            return None
+        if message[0] == FAILED:
+            raise ConfigInfeasible(message[2], message[3])
+        return message
+
+    def _check_alive(self) -> None:
+        for process in self._processes:
+            if process.exitcode is not None:
+                kind = OUT_OF_MEMORY if process.exitcode == -9 else WORKER_DIED
+                raise ConfigInfeasible(kind, f"{process.name} exited with code {process.exitcode}")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask workers to finish, then terminate and kill stragglers; idempotent."""
+        for process in self._processes:
+            if process.is_alive():
+                with contextlib.suppress(Exception):
+                    self.requests.put(None)
+        deadline = time.monotonic() + timeout_s
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(2.0)
+            if process.is_alive():
+                process.kill()
+                process.join(2.0)
+        self._processes.clear()
+        if self._closed:
+            return
+        self._closed = True
+        for channel in (self.requests, self.results):
+            channel.cancel_join_thread()
+            channel.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None]
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def default_threads_per_worker(device: str, workers: int) -> int:
+    """On CPU the workers share the cores; on a GPU one host thread each is enough."""
+    if device.startswith("cuda"):
+        return 1
+    return max(1, (os.cpu_count() or 1) // workers)

@@ -1,0 +1,58 @@
+"""The predictor interface: fit on demand history, forecast a horizon.
+
+Modelled on scikit-learn estimators: the constructor takes parameters only,
+`fit` learns, `forecast` answers; no I/O and no clock of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Demand (req/s) at each future step, with an upper quantile that sizes the fleet."""
+
+    times: pd.DatetimeIndex
+    point: np.ndarray
+    upper: np.ndarray
+    model: str
+    notes: tuple[str, ...] = field(default=())
+
+    def peak_upper(self) -> float:
+        return float(np.max(self.upper)) if len(self.upper) else float("nan")
+
+    def peak_point(self) -> float:
+        return float(np.max(self.point)) if len(self.point) else float("nan")
+
+
+class Predictor(Protocol):
+    """Anything that learns from a demand series and forecasts past the boot time."""
+
+    name: str
+
+    def fit(self, history: pd.Series) -> Predictor:
+        """Learn from `history`: req/s indexed by a UTC DatetimeIndex at a fixed step."""
+        ...
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        """Forecast every step from just after the last observation up to `horizon`."""
+        ...
+
+
+def future_index(history: pd.Series, horizon: timedelta) -> pd.DatetimeIndex:
+    """The timestamps a forecast covers: one per history step, up to the horizon."""
+    step = infer_step(history)
+    steps = max(1, int(np.ceil(horizon / step)))
+    return pd.date_range(history.index[-1] + step, periods=steps, freq=step)
+
+
+def infer_step(history: pd.Series) -> pd.Timedelta:
+    if len(history) < 2:
+        return pd.Timedelta(minutes=1)
+    return pd.Timedelta(np.median(np.diff(history.index.asi8)), unit="ns")

@@ -1,0 +1,95 @@
+"""The decision log writes one valid JSON object per line, readable back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from autoscaler.decision_log import DecisionLog, read_decisions
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    reasons: tuple[str, ...]
+
+
+def test_one_json_object_per_line_with_utc_times_and_null_for_nan(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "decisions.jsonl"
+    log = DecisionLog(path)
+    kolkata = datetime(2024, 5, 6, 8, 50, tzinfo=ZoneInfo("Asia/Kolkata"))
+    log.append(
+        {
+            "time": kolkata,
+            "pool": "gpu-ocr",
+            "forecast_rps": float("nan"),
+            "upper_rps": float("inf"),
+            "demand_rps": np.float64(12.5),
+            "current": np.int64(4),
+            "decision": Decision(7, ("forecast", "floor")),
+            "stabilization": timedelta(minutes=15),
+            "history": [1.0, float("nan")],
+        }
+    )
+    log.append({"time": datetime(2024, 5, 6, 3, 21, tzinfo=UTC), "pool": "llm"})
+
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])  # each line parses alone
+    assert first["time"] == "2024-05-06T03:20:00Z"
+    assert first["forecast_rps"] is None
+    assert first["upper_rps"] is None
+    assert first["demand_rps"] == 12.5
+    assert first["current"] == 4
+    assert first["decision"] == {"desired": 7, "reasons": ["forecast", "floor"]}
+    assert first["stabilization"] == 900.0
+    assert first["history"] == [1.0, None]
+    assert "NaN" not in lines[0] and "Infinity" not in lines[0]
+    assert [r["pool"] for r in read_decisions(path)] == ["gpu-ocr", "llm"]
+
+
+def test_lines_are_on_disk_after_each_append(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path)
+    for n in range(3):
+        log.append({"n": n})
+        assert len(read_decisions(path)) == n + 1
+
+
+def test_no_path_writes_nothing(tmp_path: Path) -> None:
+    DecisionLog(None).append({"pool": "x"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_naive_datetimes_are_taken_as_utc(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    DecisionLog(path).append({"time": datetime(2024, 1, 1, 12, 0)})
+    assert read_decisions(path)[0]["time"] == "2024-01-01T12:00:00Z"
+
+
+def test_unwritable_log_warns_instead_of_raising(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = DecisionLog(blocker / "decisions.jsonl")  # parent is a file: cannot mkdir
+    with caplog.at_level(logging.WARNING):
+        log.append({"pool": "x"})
+        log.append({"pool": "x"})
+    warnings = [r for r in caplog.records if "decision log" in r.getMessage()]
+    assert len(warnings) == 1  # once per distinct failure, not every tick
+
+
+def test_read_decisions_missing_file_and_bad_line(tmp_path: Path) -> None:
+    assert read_decisions(tmp_path / "absent.jsonl") == []
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ok": 1}\n\n{not json\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:3"):
+        read_decisions(bad)

@@ -1,0 +1,255 @@
+"""Demand history checks (pure) and PrometheusSource against malformed HTTP answers."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscaler.config import DemandQuery, PrometheusMetrics
+from autoscaler.metrics import (
+    MetricsError,
+    PrometheusSource,
+    check_demand,
+    fetch_demand,
+    redact_url,
+)
+from tests.doubles.prometheus_server import (
+    PrometheusApiDouble,
+    Reply,
+    error_reply,
+    matrix_reply,
+)
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+LIMIT = timedelta(minutes=5)
+TOKEN = "s3cret-prom-token"
+QUERY = 'sum(rate(http_requests_total{job="demo"}[5m]))'
+
+
+def minutes(values: list[float], newest: datetime = NOW) -> pd.Series:
+    index = pd.date_range(end=newest, periods=len(values), freq="1min", tz=UTC)
+    return pd.Series(values, index=index, dtype=float, name=QUERY)
+
+
+# ---- check_demand ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("series", "kind"),
+    [
+        (minutes([]), "empty"),
+        (minutes([3.0, 4.0], newest=NOW - timedelta(minutes=10)), "stale"),
+        (minutes([3.0, 4.0, math.nan]), "nan"),
+        (minutes([3.0, 4.0, math.inf]), "nan"),
+        (minutes([3.0, 4.0, -math.inf]), "nan"),
+        (minutes([math.nan, math.nan, math.nan]), "nan"),
+        (minutes([3.0, -1.0, 4.0]), "bad_response"),
+    ],
+    ids=["empty", "stale", "nan-newest", "inf-newest", "minus-inf-newest", "all-nan", "negative"],
+)
+def test_untrustworthy_history_is_refused(series: pd.Series, kind: str) -> None:
+    with pytest.raises(MetricsError) as caught:
+        check_demand(series, NOW, LIMIT)
+    assert caught.value.kind == kind
+    assert QUERY in str(caught.value)
+
+
+def test_stale_message_says_how_old_and_the_limit() -> None:
+    with pytest.raises(MetricsError, match=r"is 10m old \(limit 5m\)"):
+        check_demand(minutes([1.0], newest=NOW - timedelta(minutes=10)), NOW, LIMIT)
+
+
+def test_newest_sample_exactly_at_the_limit_is_still_fresh() -> None:
+    series = minutes([1.0, 2.0], newest=NOW - LIMIT)
+    pd.testing.assert_series_equal(check_demand(series, NOW, LIMIT), series)
+
+
+def test_interior_nan_and_inf_are_dropped_not_zeroed() -> None:
+    series = minutes([1.0, math.nan, 2.0, math.inf, 3.0])
+    checked = check_demand(series, NOW, LIMIT)
+    assert checked.tolist() == [1.0, 2.0, 3.0]
+    assert list(checked.index) == [series.index[0], series.index[2], series.index[4]]
+
+
+def test_zero_demand_is_real_data() -> None:
+    series = minutes([0.0, 0.0, 0.0])
+    assert check_demand(series, NOW, LIMIT).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_unsorted_history_is_judged_by_its_newest_sample() -> None:
+    series = minutes([1.0, 2.0, 3.0]).iloc[::-1]
+    assert check_demand(series, NOW, LIMIT).index.is_monotonic_increasing
+
+
+def test_naive_now_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        check_demand(minutes([1.0]), NOW.replace(tzinfo=None), LIMIT)
+
+
+# ---- PrometheusSource against the query_range double -----------------------------
+
+
+def source(url: str, timeout: float = 2.0, env: dict[str, str] | None = None) -> PrometheusSource:
+    config = PrometheusMetrics(
+        url=url, timeout=timedelta(seconds=timeout), bearer_token_env="PROM_TOKEN"
+    )
+    return PrometheusSource(config, env={"PROM_TOKEN": TOKEN} if env is None else env)
+
+
+def ask(prometheus: PrometheusSource) -> pd.Series:
+    return prometheus.demand(QUERY, NOW - timedelta(minutes=2), NOW, timedelta(minutes=1))
+
+
+def stamp(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def test_range_query_parses_values_and_sends_params_and_token() -> None:
+    t0 = NOW - timedelta(minutes=2)
+    reply = matrix_reply(
+        ({}, [(stamp(t0), "1.5"), (stamp(t0) + 60, "NaN"), (stamp(NOW), "+Inf")]),
+    )
+    with PrometheusApiDouble([reply]) as double, source(double.url) as prometheus:
+        series = ask(prometheus)
+    assert str(series.index.tz) == "UTC"
+    assert list(series.index) == list(pd.date_range(t0, NOW, freq="1min", tz=UTC))
+    assert series.iloc[0] == 1.5
+    assert np.isnan(series.iloc[1])
+    assert series.iloc[2] == math.inf
+    path, params, headers = double.requests[0]
+    assert path == "/api/v1/query_range"
+    assert params["query"] == [QUERY]
+    assert params["start"] == [str(int(stamp(t0)))]
+    assert params["end"] == [str(int(stamp(NOW)))]
+    assert params["step"] == ["60"]
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_no_authorization_header_without_a_token() -> None:
+    with PrometheusApiDouble([matrix_reply()]) as double, source(double.url, env={}) as p:
+        assert ask(p).empty
+    assert "Authorization" not in double.requests[0][2]
+
+
+def test_no_series_reads_as_empty_not_zero() -> None:
+    demand = DemandQuery(query=QUERY)
+    with (
+        PrometheusApiDouble([matrix_reply()]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        fetch_demand(prometheus, demand, NOW, LIMIT)
+    assert caught.value.kind == "empty"
+
+
+def test_two_series_are_ambiguous() -> None:
+    reply = matrix_reply(({"job": "a"}, [(stamp(NOW), "1")]), ({"job": "b"}, [(stamp(NOW), "2")]))
+    with (
+        PrometheusApiDouble([reply]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        ask(prometheus)
+    assert caught.value.kind == "ambiguous"
+    assert 'job="a"' in str(caught.value)
+    assert "sum(" in str(caught.value)
+
+
+def _vector_reply() -> Reply:
+    result = [{"metric": {}, "value": [1, "1"]}]
+    body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+    return Reply(body=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        (Reply(body=b"<html>proxy login</html>", content_type="text/html"), "not JSON"),
+        (Reply(body=b'{"status":"success","data":'), "not JSON"),
+        (error_reply(200, "execution", "query processing would load too many samples"),
+         "too many samples"),
+        (Reply(body=b'{"status":"success","data":{"resultType":"matrix"}}'), "not a successful"),
+        (Reply(body=b'{"status":"success","data":{"resultType":"matrix","result":{}}}'),
+         "no list of series"),
+        (_vector_reply(), "not a matrix"),
+        (Reply(body=b'{"status":"success","data":{"resultType":"matrix","result":'
+                    b'[{"metric":{},"values":[[1,"lots"]]}]}}'), "[time, value]"),
+        (error_reply(400, "bad_data", 'parse error: unexpected "}"'), "HTTP 400"),
+        (error_reply(422, "execution", "expanding series: too many"), "expanding series"),
+        (Reply(status=500, body=b"internal error", content_type="text/plain"), "HTTP 500"),
+        (Reply(status=401, body=b"Unauthorized", content_type="text/plain"), "$PROM_TOKEN"),
+    ],
+    ids=["html", "truncated-json", "status-error-200", "no-result", "result-not-list", "vector",
+         "value-not-number", "http-400", "http-422", "http-500", "http-401"],
+)  # fmt: skip
+def test_malformed_answers_are_bad_responses(reply: Reply, needle: str) -> None:
+    with (
+        PrometheusApiDouble([reply]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        ask(prometheus)
+    assert caught.value.kind == "bad_response"
+    assert needle in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert len(double.requests) == 1  # none of these is retried
+
+
+def test_unavailable_is_retried_then_succeeds() -> None:
+    replies = [error_reply(503, "timeout", "query timed out"), matrix_reply(({}, [(0, "1")]))]
+    with PrometheusApiDouble(replies) as double, source(double.url) as prometheus:
+        series = ask(prometheus)
+    assert series.tolist() == [1.0]
+    assert len(double.requests) == 2
+
+
+def test_unavailable_every_time_is_a_bad_response() -> None:
+    with (
+        PrometheusApiDouble([error_reply(503, "timeout", "query timed out")]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        ask(prometheus)
+    assert caught.value.kind == "bad_response"
+    assert "HTTP 503" in str(caught.value)
+    assert "query timed out" in str(caught.value)
+
+
+def test_a_server_slower_than_the_timeout_is_a_timeout() -> None:
+    with (
+        PrometheusApiDouble([Reply(delay=5.0, body=b"{}")]) as double,
+        source(double.url, timeout=0.2) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        ask(prometheus)
+    assert caught.value.kind == "timeout"
+    assert len(double.requests) == 1  # a read timeout is not retried
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_nothing_listening_is_unreachable_and_credentials_stay_out() -> None:
+    url = f"http://admin:hunter2@127.0.0.1:{_closed_port()}/prom?token=abc"
+    with source(url) as prometheus, pytest.raises(MetricsError) as caught:
+        ask(prometheus)
+    message = str(caught.value)
+    assert caught.value.kind == "unreachable"
+    assert "connection refused" in message
+    assert "127.0.0.1" in message
+    for secret in ("hunter2", "admin", "token=abc", TOKEN):
+        assert secret not in message
+
+
+def test_redact_url_keeps_only_scheme_host_port_path() -> None:
+    assert redact_url("https://u:p@prom.example:9090/x?y=1#z") == "https://prom.example:9090/x"
+    assert redact_url("http://[::1]:9090") == "http://[::1]:9090"

@@ -1,0 +1,126 @@
+"""PrometheusSource against a REAL Prometheus holding 14 days of the NASA trace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscaler.config import DemandQuery, PrometheusMetrics
+from autoscaler.metrics import MetricsError, PrometheusSource, check_demand, fetch_demand
+from tests.doubles.prometheus_server import (
+    DEMAND_QUERY,
+    NOTHING_QUERY,
+    TWO_SERIES_QUERY,
+    PrometheusWithHistory,
+    prometheus_history,  # noqa: F401  (fixture)
+    stopped_prometheus_url,  # noqa: F401  (fixture)
+)
+
+pytestmark = pytest.mark.integration
+
+STALENESS = timedelta(minutes=5)
+
+
+def _minute_now() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def _source(url: str) -> PrometheusSource:
+    return PrometheusSource(PrometheusMetrics(url=url, timeout=timedelta(seconds=5)))
+
+
+@pytest.mark.parametrize("step", [timedelta(minutes=1), timedelta(minutes=5)])
+def test_last_two_hours_are_one_series_of_the_traces_rates(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+    step: timedelta,
+) -> None:
+    now = _minute_now()
+    with _source(prometheus_history.url) as source:
+        series = source.demand(DEMAND_QUERY, now - timedelta(hours=2), now, step)
+
+    expected_index = pd.date_range(now - timedelta(hours=2), now, freq=step, tz=UTC)
+    assert list(series.index) == list(expected_index)
+    expected = prometheus_history.expected_rate(series.index)
+    np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
+    assert series.std() > 0  # real traffic, not a constant that any bug could match
+    checked = check_demand(series, now, STALENESS)
+    pd.testing.assert_series_equal(checked, series)
+
+
+def test_fetch_demand_uses_the_pools_window_and_step(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    now = _minute_now()
+    demand = DemandQuery(query=DEMAND_QUERY, window=timedelta(hours=6), step=timedelta(minutes=10))
+    with _source(prometheus_history.url) as source:
+        series = fetch_demand(source, demand, now, STALENESS)
+    assert len(series) == 37
+    assert series.index[-1] == pd.Timestamp(now)
+    expected = prometheus_history.expected_rate(series.index)
+    np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
+def test_two_series_is_ambiguous_and_says_to_sum(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    now = _minute_now()
+    with _source(prometheus_history.url) as source, pytest.raises(MetricsError) as caught:
+        source.demand(TWO_SERIES_QUERY, now - timedelta(hours=1), now, timedelta(minutes=1))
+    assert caught.value.kind == "ambiguous"
+    assert "2 series" in str(caught.value)
+    assert "sum(" in str(caught.value)
+
+
+def test_a_query_selecting_nothing_is_empty_not_zero(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    now = _minute_now()
+    demand = DemandQuery(query=NOTHING_QUERY)
+    with _source(prometheus_history.url) as source, pytest.raises(MetricsError) as caught:
+        fetch_demand(source, demand, now, STALENESS)
+    assert caught.value.kind == "empty"
+
+
+@pytest.mark.parametrize(
+    ("offset", "kind"),
+    [
+        (timedelta(days=3), "empty"),  # a window after all data
+        (timedelta(days=-20), "empty"),  # a window before the backfilled history
+        (timedelta(minutes=90), "stale"),  # the data stopped an hour before "now"
+    ],
+)
+def test_a_window_without_recent_data_is_refused(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+    offset: timedelta,
+    kind: str,
+) -> None:
+    now = prometheus_history.last_sample + offset
+    demand = DemandQuery(query=DEMAND_QUERY, window=timedelta(hours=2))
+    with _source(prometheus_history.url) as source, pytest.raises(MetricsError) as caught:
+        fetch_demand(source, demand, now, STALENESS)
+    assert caught.value.kind == kind
+
+
+def test_invalid_promql_is_a_bad_response_with_prometheus_reason(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    now = _minute_now()
+    with _source(prometheus_history.url) as source, pytest.raises(MetricsError) as caught:
+        source.demand("sum(rate(http_requests_total[5m]", now - timedelta(hours=1), now,
+                      timedelta(minutes=1))  # fmt: skip
+    assert caught.value.kind == "bad_response"
+    assert "HTTP 400" in str(caught.value)
+    assert "parse error" in str(caught.value)
+
+
+def test_stopped_prometheus_is_unreachable(
+    stopped_prometheus_url: str,  # noqa: F811
+) -> None:
+    now = _minute_now()
+    with _source(stopped_prometheus_url) as source, pytest.raises(MetricsError) as caught:
+        source.demand(DEMAND_QUERY, now - timedelta(hours=1), now, timedelta(minutes=1))
+    assert caught.value.kind == "unreachable"
+    assert "connection refused" in str(caught.value)

@@ -1,0 +1,324 @@
+"""Message builders, and slack-sdk's real WebClient against the chat.postMessage double."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.config import SlackConfig
+from autoscaler.notify import (
+    LogNotifier,
+    Message,
+    RecordingNotifier,
+    SlackNotifier,
+    alert_message,
+    failure_cleared_message,
+    failure_started_message,
+    format_duration,
+    redact,
+    scale_message,
+)
+from tests.doubles.slack_api import (
+    DEFAULT_TOKEN,
+    Failure,
+    SlackApiDouble,
+    make_slack_api_fixture,
+)
+
+slack_api = make_slack_api_fixture()
+CHANNEL = "#gpu-autoscaler"
+CHANNEL_ID = "C0AUTOSCALE"
+
+
+def notifier_for(
+    double: SlackApiDouble,
+    timeout: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SlackNotifier:
+    return SlackNotifier(CHANNEL, DEFAULT_TOKEN, double.base_url, timeout, sleep=sleep)
+
+
+# ---- builders -------------------------------------------------------------------
+
+
+def test_scale_up_message_names_pool_counts_reasons_and_figures() -> None:
+    message = scale_message(
+        "gpu-ocr",
+        4,
+        7,
+        ["forecast needs 7 nodes", "schedule 'stores-open' floor 6"],
+        forecast_rps=612.34,
+        upper_rps=700.0,
+        demand_rps=410.5,
+        dry_run=False,
+    )
+    assert message.text.startswith(":arrow_up: gpu-ocr 4 → 7")
+    assert "scaling up" in message.text
+    assert "would" not in message.text
+    assert "• forecast needs 7 nodes" in message.text
+    assert "• schedule 'stores-open' floor 6" in message.text
+    assert "612.3 req/s" in message.text
+    assert "700.0 req/s" in message.text
+    assert "410.5 req/s" in message.text
+    assert message.blocks is not None
+    rendered = json.dumps(message.blocks, ensure_ascii=False)
+    assert "*gpu-ocr* 4 → 7" in rendered
+    assert "forecast needs 7 nodes" in rendered
+    assert all(block["type"] in {"section", "context"} for block in message.blocks)
+
+
+def test_scale_down_in_dry_run_says_would_and_nothing_changed() -> None:
+    message = scale_message("llm", 10, 8, ["stabilized 15m"], None, None, None, dry_run=True)
+    assert message.text.startswith(":arrow_down: llm 10 → 8")
+    assert "would scale down" in message.text
+    assert "dry-run" in message.text
+    assert "scaling" not in message.text
+    # no figures given: no figures line, and no "None" anywhere
+    assert "req/s" not in message.text
+    assert "None" not in message.text
+
+
+def test_scale_message_prints_nan_as_na_and_escapes_control_characters() -> None:
+    message = scale_message("a<b>&c", 2, 2, ["x < y & z"], float("nan"), 1.0, 2.0, dry_run=False)
+    assert message.text.startswith(":arrow_right: a&lt;b&gt;&amp;c 2 → 2")
+    assert "forecast n/a" in message.text
+    assert "x &lt; y &amp; z" in message.text
+    assert "<" not in message.text
+
+
+def test_failure_messages_name_pool_kind_detail_and_duration() -> None:
+    started = failure_started_message("gpu-ocr", "metrics", "query timed out after 10s")
+    assert started.text.startswith(":warning: gpu-ocr")
+    assert "metrics" in started.text
+    assert "query timed out after 10s" in started.text
+    cleared = failure_cleared_message("gpu-ocr", "metrics", timedelta(minutes=12, seconds=30))
+    assert cleared.text.startswith(":white_check_mark: gpu-ocr")
+    assert "recovered after 12m 30s" in cleared.text
+    long_detail = failure_started_message("p", "backend", "x" * 10_000)
+    assert len(long_detail.text) < 1000
+
+
+def test_alert_message() -> None:
+    message = alert_message("config reload failed: pools[0].min: expected an integer")
+    assert message.text.startswith(":rotating_light: config reload failed")
+    assert message.blocks and "pools[0].min" in message.blocks[0]["text"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("span", "expected"),
+    [
+        (timedelta(0), "0s"),
+        (timedelta(seconds=45), "45s"),
+        (timedelta(hours=2, minutes=5, seconds=9), "2h 5m"),
+        (timedelta(days=1, hours=3), "1d 3h"),
+    ],
+)
+def test_format_duration(span: timedelta, expected: str) -> None:
+    assert format_duration(span) == expected
+
+
+def test_redact_replaces_every_secret_and_ignores_empty_ones() -> None:
+    assert redact("a tok-123 b tok-123", ["tok-123", ""]) == "a [redacted] b [redacted]"
+    assert redact("xoxb-long", ["xoxb", "xoxb-long"]) == "[redacted]"
+
+
+def test_recording_and_log_notifiers(caplog: pytest.LogCaptureFixture) -> None:
+    recorder = RecordingNotifier()
+    assert recorder.send(Message("one")) is True
+    down = RecordingNotifier(succeed=False)
+    assert down.send(Message("two")) is False
+    assert recorder.texts == ["one"] and down.texts == ["two"]
+    with caplog.at_level(logging.INFO):
+        assert LogNotifier().send(Message("hello ops")) is True
+    assert "hello ops" in caplog.text
+
+
+# ---- SlackNotifier against the double -------------------------------------------
+
+
+def test_delivers_text_and_blocks_to_the_channel(slack_api: SlackApiDouble) -> None:
+    message = scale_message("gpu-ocr", 4, 7, ["forecast"], 600.0, 700.0, 400.0, dry_run=False)
+    assert notifier_for(slack_api).send(message) is True
+    [posted] = slack_api.messages
+    assert posted.channel == CHANNEL_ID
+    assert posted.text == message.text
+    assert posted.blocks == message.blocks
+    assert posted.content_type == "application/json"
+
+
+def test_wrong_token_is_refused_without_exception(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "xoxb-wrong-token-value-987"
+    notifier = SlackNotifier(CHANNEL, wrong, base_url=slack_api.base_url, timeout=2)
+    with caplog.at_level(logging.DEBUG):
+        assert notifier.send(Message("hi")) is False
+    assert slack_api.messages == []
+    assert "invalid_auth" in caplog.text
+    assert wrong not in caplog.text
+
+
+def test_unknown_channel_is_reported(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = SlackNotifier("#nope", DEFAULT_TOKEN, base_url=slack_api.base_url, timeout=2)
+    with caplog.at_level(logging.WARNING):
+        assert notifier.send(Message("hi")) is False
+    assert "channel_not_found" in caplog.text
+
+
+@pytest.mark.parametrize("failure", ["http_500", "invalid_auth"])
+def test_server_errors_return_false_and_never_leak_the_token(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture, failure: Failure
+) -> None:
+    slack_api.fail(failure)
+    with caplog.at_level(logging.DEBUG):
+        assert notifier_for(slack_api).send(Message("scaled")) is False
+    assert slack_api.messages == []
+    assert slack_api.requests == 1  # no retry on these
+    assert "failed" in caplog.text
+    assert DEFAULT_TOKEN not in caplog.text
+
+
+def test_slack_down_returns_false_quickly(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = notifier_for(slack_api)
+    slack_api.go_down()
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        assert notifier.send(Message("scaled")) is False
+    assert time.monotonic() - started < 0.4  # no connection retry with backoff
+    assert DEFAULT_TOKEN not in caplog.text
+    slack_api.come_back()
+    assert notifier.send(Message("again")) is True
+    assert [m.text for m in slack_api.messages] == ["again"]
+
+
+def test_a_hanging_slack_is_bounded_by_the_timeout(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack_api.fail("hang", times=1)
+    notifier = notifier_for(slack_api, timeout=0.3)
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        assert notifier.send(Message("scaled")) is False
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 1.5
+    assert slack_api.requests == 1
+    assert "timed out" in caplog.text.lower()
+    assert DEFAULT_TOKEN not in caplog.text
+
+
+def test_rate_limit_with_short_retry_after_is_retried_once(slack_api: SlackApiDouble) -> None:
+    waits: list[float] = []
+    slack_api.fail("ratelimited", times=1, retry_after=1)
+    assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is True
+    assert waits == [1.0]
+    assert slack_api.requests == 2
+    assert [m.text for m in slack_api.messages] == ["scaled"]
+
+
+def test_rate_limit_twice_gives_up_after_one_retry(slack_api: SlackApiDouble) -> None:
+    waits: list[float] = []
+    slack_api.fail("ratelimited", retry_after=1)
+    assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is False
+    assert waits == [1.0]
+    assert slack_api.requests == 2
+
+
+def test_rate_limit_with_long_retry_after_is_not_waited_for(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    waits: list[float] = []
+    slack_api.fail("ratelimited", times=1, retry_after=30)
+    with caplog.at_level(logging.WARNING):
+        assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is False
+    assert waits == []
+    assert slack_api.requests == 1
+    assert "ratelimited" in caplog.text and "Retry-After 30" in caplog.text
+
+
+def test_repr_hides_the_token(slack_api: SlackApiDouble) -> None:
+    notifier = notifier_for(slack_api)
+    assert DEFAULT_TOKEN not in repr(notifier)
+    assert DEFAULT_TOKEN not in str(notifier)
+
+
+# ---- the double itself, for the form-encoded request shape ----------------------
+
+
+def _post(url: str, body: bytes, content_type: str, auth: str | None = None) -> dict:
+    headers = {"Content-Type": content_type}
+    if auth:
+        headers["Authorization"] = auth
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return json.loads(response.read())
+
+
+def test_double_accepts_form_encoding_with_token_field(slack_api: SlackApiDouble) -> None:
+    url = slack_api.base_url + "chat.postMessage"
+    blocks = json.dumps([{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}])
+    body = urllib.parse.urlencode(
+        {"token": DEFAULT_TOKEN, "channel": CHANNEL_ID, "text": "hi", "blocks": blocks}
+    ).encode()
+    answer = _post(url, body, "application/x-www-form-urlencoded")
+    assert answer["ok"] is True and answer["channel"] == CHANNEL_ID
+    assert answer["message"]["text"] == "hi" and answer["ts"]
+    assert slack_api.messages[0].blocks == json.loads(blocks)
+    no_auth = _post(url, json.dumps({"channel": CHANNEL_ID}).encode(), "application/json")
+    assert no_auth == {"ok": False, "error": "not_authed"}
+    empty = _post(
+        url,
+        json.dumps({"channel": CHANNEL_ID}).encode(),
+        "application/json",
+        "Bearer " + DEFAULT_TOKEN,
+    )
+    assert empty == {"ok": False, "error": "no_text"}
+
+
+# ---- token sources --------------------------------------------------------------
+
+
+def test_from_config_reads_the_token_from_env(slack_api: SlackApiDouble) -> None:
+    cfg = SlackConfig(channel=CHANNEL, token_env="MY_SLACK", base_url=slack_api.base_url)
+    notifier = SlackNotifier.from_config(cfg, {"MY_SLACK": DEFAULT_TOKEN})
+    assert notifier.send(Message("from env")) is True
+    assert slack_api.messages[0].text == "from env"
+
+
+def test_from_config_prefers_the_token_file(slack_api: SlackApiDouble, tmp_path: Path) -> None:
+    token_file = tmp_path / "slack-token"
+    token_file.write_text(DEFAULT_TOKEN + "\n")
+    cfg = SlackConfig(
+        channel=CHANNEL, token_file=token_file, base_url=slack_api.base_url, timeout="1s"
+    )
+    notifier = SlackNotifier.from_config(cfg, {"SLACK_BOT_TOKEN": "xoxb-not-this-one"})
+    assert notifier.send(Message("from file")) is True
+
+
+def test_missing_token_names_the_variable_not_a_value() -> None:
+    cfg = SlackConfig(channel=CHANNEL, token_env="OPS_SLACK_TOKEN")
+    with pytest.raises(ValueError, match="OPS_SLACK_TOKEN"):
+        SlackNotifier.from_config(cfg, {"OTHER": "xoxb-unrelated"})
+
+
+def test_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    cfg = SlackConfig(channel=CHANNEL, token_file=missing)
+    with pytest.raises(ValueError, match="nope") as info:
+        SlackNotifier.from_config(cfg, {"SLACK_BOT_TOKEN": DEFAULT_TOKEN})
+    assert DEFAULT_TOKEN not in str(info.value)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        SlackNotifier.from_config(SlackConfig(channel=CHANNEL, token_file=empty), {})

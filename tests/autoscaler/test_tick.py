@@ -1,0 +1,211 @@
+"""The tick as a whole: act, tell and remember, with in-process collaborators.
+
+The fleet is the simulated backend, metrics an in-memory series, and notifications
+are recorded; the Nomad and Slack paths are exercised against their HTTP doubles in
+test_tick_doubles.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autoscaler.clock import SimulatedClock
+from autoscaler.config import Pool
+from autoscaler.decision_log import DecisionLog, read_decisions
+from autoscaler.metrics import MetricsError
+from autoscaler.notify import RecordingNotifier
+from autoscaler.overrides import Override, OverridesFile
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker
+from backends.simulated import SimulatedFleet
+
+START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class FlatDemand:
+    """Demand history at a constant rate up to the clock's now; can be told to fail."""
+
+    def __init__(self, clock: SimulatedClock, rps: float) -> None:
+        self.clock = clock
+        self.rps = rps
+        self.failure: MetricsError | None = None
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        if self.failure is not None:
+            raise self.failure
+        index = pd.date_range(end - timedelta(minutes=59), end, freq="1min")
+        return pd.Series(self.rps, index=index, dtype=float)
+
+
+def make_pool(**changes: object) -> Pool:
+    data: dict[str, object] = {
+        "name": "ocr",
+        "backend": {"kind": "simulated", "initial_nodes": 2, "boot_delay": "10m"},
+        "demand": {"query": "sum(rate(requests_total[2m]))"},
+        "capacity": {"per_node_rps": 1.0},
+        "target_utilization": 0.8,
+        "max_nodes": 50,
+        "scale_down": {"stabilization": "10m", "max_step": 2},
+        "cooldown": "5m",
+    }
+    data.update(changes)
+    return Pool.model_validate(data)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, rps: float = 10.0, dry_run: bool = False, **pool) -> None:
+        self.clock = SimulatedClock(START)
+        self.metrics = FlatDemand(self.clock, rps)
+        self.fleet = SimulatedFleet(self.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+        self.notifier = RecordingNotifier()
+        self.log_path = tmp_path / "decisions.jsonl"
+        self.pool = make_pool(**pool)
+        self.ticker = PoolTicker(
+            self.pool,
+            self.fleet,
+            1.0,
+            self.metrics,
+            timedelta(minutes=5),
+            self.notifier,
+            DecisionLog(self.log_path),
+            dry_run,
+        )
+        self.state = PoolState()
+        self.overrides = OverridesFile()
+
+    def tick(self):
+        result = self.ticker.tick(self.clock.now(), self.state, self.overrides)
+        self.clock.advance(timedelta(minutes=1))
+        return result
+
+
+def test_scales_up_to_what_the_forecast_needs_and_says_so_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)  # 10 req/s / (1 req/s × 0.8) = 12.5 → 13 nodes
+    first = h.tick()
+    assert first.decision is not None and first.decision.desired == 13
+    assert h.fleet.read().desired == 13 and first.acted
+    assert len(h.notifier.messages) == 1
+    assert "2 → 13" in h.notifier.messages[0].text
+    for _ in range(5):  # steady: same decision, no write, no message
+        h.tick()
+    assert h.fleet.writes == 1
+    assert len(h.notifier.messages) == 1
+    records = read_decisions(h.log_path)
+    assert len(records) == 6
+    assert records[0]["action"] == "scale_up" and records[0]["desired"] == 13
+    assert all(r["reasons"] for r in records)
+
+
+def test_dry_run_decides_logs_and_notifies_but_never_writes(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0, dry_run=True)
+    result = h.tick()
+    assert result.decision is not None and result.decision.desired == 13
+    assert h.fleet.writes == 0 and h.fleet.read().desired == 2 and not result.acted
+    assert "would" in h.notifier.messages[0].text
+    assert read_decisions(h.log_path)[0]["action"] == "would_scale_up"
+
+
+def test_metrics_failure_holds_and_alerts_once_per_episode(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.tick()  # 13 nodes
+    h.metrics.failure = MetricsError("unreachable", "q", "connection refused")
+    for _ in range(6):
+        result = h.tick()
+        assert result.decision is not None and result.decision.desired == 13
+        assert any("missing" in r for r in result.decision.reasons)
+    texts = h.notifier.texts
+    assert sum("metrics" in t and "recovered" not in t for t in texts[1:]) == 1
+    h.metrics.failure = None
+    h.tick()
+    h.tick()
+    assert sum("recovered" in t for t in h.notifier.texts) == 1
+    assert h.fleet.read().desired == 13
+
+
+def test_missing_data_never_reads_as_zero_load(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.tick()
+    h.metrics.failure = MetricsError("empty", "q", "no samples")
+    for _ in range(30):  # long past stabilization and cooldown
+        h.tick()
+    assert h.fleet.read().desired == 13
+
+
+def test_slack_down_changes_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.ticker.notifier = RecordingNotifier(succeed=False)
+    result = h.tick()
+    assert result.acted and h.fleet.read().desired == 13
+
+    class Exploding:
+        def send(self, message: object) -> bool:
+            raise RuntimeError("boom")
+
+    h.ticker.notifier = Exploding()  # type: ignore[assignment]
+    h.metrics.rps = 20.0
+    result = h.tick()
+    assert result.acted and h.fleet.read().desired == 25
+
+
+def test_backend_failure_is_reported_once_and_nothing_is_decided(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.fleet.fail_reads = 3
+    for _ in range(3):
+        result = h.tick()
+        assert result.decision is None and "backend" in result.errors
+    assert sum("backend" in t for t in h.notifier.texts) == 1
+    h.tick()
+    assert h.fleet.read().desired == 13
+    assert any("recovered" in t for t in h.notifier.texts)
+
+
+def test_failed_scale_does_not_start_a_cooldown(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.fleet.fail_scales = 1
+    result = h.tick()
+    assert not result.acted and "backend" in result.errors
+    assert h.state.memory.last_action_at is None
+    assert h.tick().acted
+
+
+def test_override_wins_and_expiry_is_reported_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.overrides = OverridesFile(
+        overrides={
+            "ocr": Override(nodes=4, expires=START + timedelta(minutes=3), reason="load test")
+        }
+    )
+    result = h.tick()
+    assert result.decision is not None and result.decision.desired == 4
+    assert any("override" in r for r in result.decision.reasons)
+    for _ in range(6):
+        h.tick()
+    assert sum("expired" in t for t in h.notifier.texts) == 1
+    assert h.fleet.read().desired == 13
+
+
+@pytest.mark.parametrize("rps", [0.0, 0.5])
+def test_low_demand_respects_min_nodes(tmp_path: Path, rps: float) -> None:
+    h = Harness(tmp_path, rps=rps, min_nodes=3)
+    result = h.tick()
+    assert result.decision is not None and result.decision.desired == 3
+
+
+def test_pool_level_dry_run_never_writes(tmp_path: Path) -> None:
+    pool_dry = Harness(tmp_path, rps=10.0)
+    pool_dry.ticker = PoolTicker(
+        make_pool(dry_run=True),
+        pool_dry.fleet,
+        1.0,
+        pool_dry.metrics,
+        timedelta(minutes=5),
+        pool_dry.notifier,
+        DecisionLog(None),
+        False,
+    )
+    result = pool_dry.tick()
+    assert result.dry_run and not result.acted and pool_dry.fleet.writes == 0

@@ -1,0 +1,125 @@
+"""The tick end to end against HTTP doubles: python-nomad → Nomad API double, and
+slack-sdk → Slack Web API double (both follow their official API documents; see
+tests/doubles/). Metrics come from an in-memory series (the real Prometheus path is
+covered in test_cli_prometheus.py)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.clock import SimulatedClock
+from autoscaler.config import NomadJobBackend
+from autoscaler.decision_log import DecisionLog
+from autoscaler.notify import SlackNotifier
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker
+from backends.nomad_job import NomadJobGroup
+from tests.autoscaler.test_tick import START, FlatDemand, make_pool
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+
+def make_ticker(
+    nomad: NomadApiDouble, slack: SlackApiDouble, log: Path, *, dry_run: bool, rps: float = 10.0
+) -> tuple[PoolTicker, SimulatedClock]:
+    clock = SimulatedClock(START)
+    backend = NomadJobGroup(
+        NomadJobBackend(
+            kind="nomad_job",
+            job="ocr-workers",
+            group="gpu",
+            address=nomad.url,
+            timeout=timedelta(seconds=2),
+            retries=2,
+        ),
+        env={"NOMAD_TOKEN": DOUBLE_ACL_TOKEN},
+        sleep=lambda _: None,
+    )
+    notifier = SlackNotifier(
+        "#gpu-autoscaler", DEFAULT_TOKEN, base_url=slack.base_url, timeout=2.0
+    )
+    ticker = PoolTicker(
+        make_pool(),
+        backend,
+        1.0,
+        FlatDemand(clock, rps),
+        timedelta(minutes=5),
+        notifier,
+        DecisionLog(log),
+        dry_run,
+    )
+    return ticker, clock
+
+
+def scale_posts(nomad: NomadApiDouble) -> list:
+    return [r for r in nomad.requests if r.method in ("POST", "PUT") and r.path.endswith("/scale")]
+
+
+def test_scales_the_nomad_group_and_tells_slack(
+    nomad_api: NomadApiDouble,
+    slack_api: SlackApiDouble,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=False)
+    state = PoolState()
+    result = ticker.tick(clock.now(), state, OverridesFile())
+    assert result.acted and result.decision is not None and result.decision.desired == 13
+    (post,) = scale_posts(nomad_api)
+    assert post.body["Count"] == 13 and post.body["Target"]["Group"] == "gpu"
+    assert "autoscaler" in post.body["Message"].lower()
+    assert len(slack_api.messages) == 1 and "2 → 13" in slack_api.messages[0].text
+    clock.advance(timedelta(minutes=1))
+    ticker.tick(clock.now(), state, OverridesFile())  # steady: no write, no message
+    assert len(scale_posts(nomad_api)) == 1 and len(slack_api.messages) == 1
+    everything = (
+        caplog.text
+        + (tmp_path / "d.jsonl").read_text()
+        + "".join(m.text for m in slack_api.messages)
+    )
+    assert DOUBLE_ACL_TOKEN not in everything and DEFAULT_TOKEN not in everything
+
+
+def test_dry_run_never_writes_to_nomad(
+    nomad_api: NomadApiDouble, slack_api: SlackApiDouble, tmp_path: Path
+) -> None:
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=True)
+    result = ticker.tick(clock.now(), PoolState(), OverridesFile())
+    assert result.decision is not None and result.decision.desired == 13 and not result.acted
+    assert scale_posts(nomad_api) == []
+    assert "would" in slack_api.messages[0].text
+
+
+def test_slack_down_does_not_stop_scaling(
+    nomad_api: NomadApiDouble, slack_api: SlackApiDouble, tmp_path: Path
+) -> None:
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    slack_api.fail("http_500")
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=False)
+    result = ticker.tick(clock.now(), PoolState(), OverridesFile())
+    assert result.acted and len(scale_posts(nomad_api)) == 1
+
+
+def test_nomad_outage_alerts_once_and_recovery_once(
+    nomad_api: NomadApiDouble, slack_api: SlackApiDouble, tmp_path: Path
+) -> None:
+    nomad_api.add_job("ocr-workers", {"gpu": 13})
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=False)
+    state = PoolState()
+    nomad_api.fail_next(9, status=503)  # three ticks × (1 try + 2 retries)
+    for _ in range(3):
+        result = ticker.tick(clock.now(), state, OverridesFile())
+        assert "backend" in result.errors
+        clock.advance(timedelta(minutes=1))
+    assert len(slack_api.messages) == 1 and "backend" in slack_api.messages[0].text
+    ticker.tick(clock.now(), state, OverridesFile())
+    assert len(slack_api.messages) == 2 and "recovered" in slack_api.messages[1].text
+    assert scale_posts(nomad_api) == []

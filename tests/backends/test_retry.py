@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import logging
+import traceback
+
+import pytest
+
+from backends.base import BackendError
+from backends.retry import backoff_cap, call_with_retries, describe_safely, full_jitter_delay
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+def failing_then(result: str, failures: list[BaseException]):
+    """An operation that raises each of `failures` in turn, then returns `result`."""
+    calls = {"n": 0}
+
+    def operation() -> str:
+        calls["n"] += 1
+        if failures:
+            raise failures.pop(0)
+        return result
+
+    return operation, calls
+
+
+def retry(operation, *, retries: int = 3, sleeps: list[float] | None = None, **kw):
+    sleeps = [] if sleeps is None else sleeps
+    return call_with_retries(
+        operation,
+        what="scaling pool gpu",
+        retries=retries,
+        is_retryable=lambda e: isinstance(e, Flaky),
+        sleep=sleeps.append,
+        random_fraction=lambda: 1.0,
+        **kw,
+    )
+
+
+def test_success_first_time_does_not_sleep() -> None:
+    operation, calls = failing_then("ok", [])
+    sleeps: list[float] = []
+    assert retry(operation, sleeps=sleeps) == "ok"
+    assert calls["n"] == 1
+    assert sleeps == []
+
+
+def test_retryable_errors_are_retried_with_growing_delays() -> None:
+    operation, calls = failing_then("ok", [Flaky(), Flaky(), Flaky()])
+    sleeps: list[float] = []
+    assert retry(operation, sleeps=sleeps, base_delay=0.5, max_delay=8.0) == "ok"
+    assert calls["n"] == 4
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_delays_are_capped_at_max_delay() -> None:
+    operation, _ = failing_then("ok", [Flaky()] * 6)
+    sleeps: list[float] = []
+    retry(operation, retries=6, sleeps=sleeps, base_delay=1.0, max_delay=5.0)
+    assert sleeps == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
+def test_gives_up_after_retries_with_what_attempts_and_cause() -> None:
+    operation, calls = failing_then("never", [Flaky()] * 10)
+    with pytest.raises(BackendError) as caught:
+        retry(operation, retries=2, describe=lambda e: "HTTP 503 from Nomad")
+    assert calls["n"] == 3
+    message = str(caught.value)
+    assert "scaling pool gpu" in message
+    assert "3 attempts" in message
+    assert "HTTP 503 from Nomad" in message
+
+
+def test_zero_retries_means_one_attempt() -> None:
+    operation, calls = failing_then("never", [Flaky(), Flaky()])
+    with pytest.raises(BackendError, match="after 1 attempt:"):
+        retry(operation, retries=0)
+    assert calls["n"] == 1
+
+
+def test_non_retryable_error_is_not_retried() -> None:
+    operation, calls = failing_then("never", [Fatal("HTTP 403")])
+    sleeps: list[float] = []
+    with pytest.raises(BackendError) as caught:
+        retry(operation, sleeps=sleeps, describe=lambda e: "token refused")
+    assert calls["n"] == 1
+    assert sleeps == []
+    assert str(caught.value) == "scaling pool gpu failed: token refused"
+
+
+def test_non_retryable_after_retryable_names_the_attempt() -> None:
+    operation, calls = failing_then("never", [Flaky(), Fatal()])
+    with pytest.raises(BackendError, match="on attempt 2 of 4: Fatal"):
+        retry(operation)
+    assert calls["n"] == 2
+
+
+def test_backend_error_from_the_operation_passes_through_unchanged() -> None:
+    original = BackendError("job 'x' has no task group 'gpu'")
+    operation, _ = failing_then("never", [original])
+    with pytest.raises(BackendError) as caught:
+        retry(operation)
+    assert caught.value is original
+
+
+def test_default_description_never_repeats_exception_text() -> None:
+    secret = "s3cr3t-token-value"
+    operation, _ = failing_then("never", [Fatal(f"header X-Nomad-Token: {secret}")])
+    with pytest.raises(BackendError) as caught:
+        retry(operation)
+    assert secret not in str(caught.value)
+    assert "Fatal" in str(caught.value)
+    assert describe_safely(BackendError("safe words")) == "safe words"
+
+
+def test_final_error_does_not_chain_the_original(caplog: pytest.LogCaptureFixture) -> None:
+    """A logged traceback must not print the original exception (it may quote a request)."""
+    secret = "s3cr3t-token-value"
+    operation, _ = failing_then("never", [Flaky(secret), Flaky(secret)])
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(BackendError) as caught:
+        retry(operation, retries=1)
+    printed = "".join(traceback.format_exception(caught.value))
+    assert secret not in printed
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert secret not in caplog.text
+
+
+def test_each_retry_is_logged_with_the_safe_cause(caplog: pytest.LogCaptureFixture) -> None:
+    operation, _ = failing_then("ok", [Flaky(), Flaky()])
+    caplog.set_level(logging.WARNING, logger="backends.retry")
+    retry(operation, describe=lambda e: "HTTP 503")
+    retry_lines = [r.getMessage() for r in caplog.records]
+    assert len(retry_lines) == 2
+    assert "attempt 1 of 4 failed (HTTP 503); retrying in 0.50s" in retry_lines[0]
+
+
+def test_backoff_cap_and_full_jitter() -> None:
+    assert [backoff_cap(n, base_delay=0.5, max_delay=3.0) for n in (1, 2, 3, 4)] == [
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+    ]
+    assert backoff_cap(500, base_delay=0.5, max_delay=8.0) == 8.0  # no overflow
+    assert full_jitter_delay(3, base_delay=0.5, max_delay=8.0, random_fraction=lambda: 0.0) == 0
+    assert full_jitter_delay(3, base_delay=0.5, max_delay=8.0, random_fraction=lambda: 0.5) == 1.0
+    draws = [full_jitter_delay(2, base_delay=0.5, max_delay=8.0) for _ in range(200)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert len(set(draws)) > 100  # really jittered, not a fixed delay
+    with pytest.raises(ValueError):
+        backoff_cap(0, base_delay=0.5, max_delay=8.0)
+
+
+def test_negative_retries_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        retry(lambda: "x", retries=-1)

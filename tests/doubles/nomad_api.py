@@ -1,0 +1,389 @@
+"""An HTTP double of the Nomad HTTP API endpoints the backends use, on 127.0.0.1.
+
+Shapes follow Nomad's HTTP API documents, "Jobs - HTTP API" (api-docs/jobs):
+"Read Job" (GET /v1/job/:job_id), "List Job Allocations"
+(GET /v1/job/:job_id/allocations; the DeploymentStatus field of each stub is
+AllocationListStub in Nomad's api/allocations.go), "Read Job Scale Status"
+(GET /v1/job/:job_id/scale) and "Scale Task Group" (POST or PUT
+/v1/job/:job_id/scale). Errors follow Nomad's server (nomad/job_endpoint.go):
+plain-text bodies, 404 "job not found", 400 for a missing group, a count outside
+the group's scaling block or an active deployment, and 403 "Permission denied"
+(no token) / "ACL token not found" (wrong token) when ACLs are on. The
+`namespace` query parameter selects the namespace ("default" when absent).
+
+Every request is recorded (method, path, query, headers, body) for assertions,
+and faults can be queued: the next N requests answer 5xx, stall longer than a
+client's timeout (then still apply, as a slow real server would), or drop the
+connection without an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+
+DOUBLE_ACL_TOKEN = "9c4d1a77-double-acl-secret-5e0f"
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Fault:
+    kind: str  # "status" | "delay" | "drop"
+    status: int = 503
+    seconds: float = 0.0
+    method: str | None = None  # only requests with this method meet the fault
+
+
+@dataclass
+class FakeJob:
+    id: str
+    namespace: str
+    groups: dict[str, int]
+    type: str = "service"
+    stopped: bool = False
+    active_deployment: bool = False
+    scaling: dict[str, tuple[int, int]] = field(default_factory=dict)
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    create_index: int = 10
+    modify_index: int = 18
+    version: int = 0
+
+
+def allocation(
+    group: str,
+    *,
+    job_id: str = "",
+    client_status: str = "running",
+    desired_status: str = "run",
+    healthy: bool | None = True,
+    in_deployment: bool = True,
+) -> dict[str, Any]:
+    """An AllocationListStub as GET /v1/job/:job_id/allocations lists it."""
+    alloc_id = str(uuid.uuid4())
+    return {
+        "ID": alloc_id,
+        "EvalID": str(uuid.uuid4()),
+        "Name": f"{job_id}.{group}[0]",
+        "NodeID": str(uuid.uuid4()),
+        "JobID": job_id,
+        "TaskGroup": group,
+        "DesiredStatus": desired_status,
+        "DesiredDescription": "",
+        "ClientStatus": client_status,
+        "ClientDescription": "",
+        "DeploymentStatus": (
+            {"Healthy": healthy, "Canary": False, "ModifyIndex": 13} if in_deployment else None
+        ),
+        "TaskStates": {},
+        "CreateIndex": 9,
+        "ModifyIndex": 13,
+        "CreateTime": 1495755675944527600,
+        "ModifyTime": 1495755675944527600,
+    }
+
+
+class NomadApiDouble:
+    def __init__(self, acl_token: str | None = DOUBLE_ACL_TOKEN) -> None:
+        self.acl_token = acl_token
+        self.jobs: dict[tuple[str, str], FakeJob] = {}
+        self.requests: list[RecordedRequest] = []
+        self.faults: list[Fault] = []
+        self.index = 100
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.double = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    # ---- arranging ---------------------------------------------------------------
+
+    def add_job(self, job_id: str, groups: dict[str, int], namespace: str = "default", **kw: Any):
+        job = FakeJob(id=job_id, namespace=namespace, groups=dict(groups), **kw)
+        self.jobs[(namespace, job_id)] = job
+        return job
+
+    def fail_next(self, count: int, status: int = 503, method: str | None = None) -> None:
+        """The next `count` requests (of `method`, if given) answer `status`."""
+        self.faults.extend(Fault("status", status=status, method=method) for _ in range(count))
+
+    def delay_next(self, count: int, seconds: float, method: str | None = None) -> None:
+        """The next `count` requests stall `seconds` before being served as usual."""
+        self.faults.extend(Fault("delay", seconds=seconds, method=method) for _ in range(count))
+
+    def drop_next(self, count: int, method: str | None = None) -> None:
+        """The next `count` requests get the connection closed and no answer."""
+        self.faults.extend(Fault("drop", method=method) for _ in range(count))
+
+    # ---- asserting ---------------------------------------------------------------
+
+    def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    # ---- answering (called from handler threads) ---------------------------------
+
+    def next_fault(self, method: str) -> Fault | None:
+        with self.lock:
+            for position, fault in enumerate(self.faults):
+                if fault.method in (None, method):
+                    return self.faults.pop(position)
+            return None
+
+    def authorize(self, headers: dict[str, str]) -> str | None:
+        """The 403 body when the request's token is refused, else None."""
+        if self.acl_token is None:
+            return None
+        given = headers.get("x-nomad-token")
+        bearer = headers.get("authorization", "")
+        if given is None and bearer.lower().startswith("bearer "):
+            given = bearer[7:].strip()
+        if not given:
+            return "Permission denied"
+        if given != self.acl_token:
+            return "ACL token not found"
+        return None
+
+    def route(
+        self, method: str, parts: list[str], query: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if len(parts) < 3 or parts[:2] != ["v1", "job"]:
+            return 404, "404 page not found"
+        namespace = query.get("namespace") or "default"
+        job = self.jobs.get((namespace, parts[2]))
+        rest = parts[3:]
+        with self.lock:
+            if method == "GET" and rest == []:
+                return (200, self.job_json(job)) if job else (404, "job not found")
+            if method == "GET" and rest == ["allocations"]:
+                return (200, list(job.allocations)) if job else (200, [])
+            if method == "GET" and rest == ["scale"]:
+                return (200, self.scale_status_json(job)) if job else (404, "job not found")
+            if method in ("POST", "PUT") and rest == ["scale"]:
+                if job is None:
+                    return 404, f'job "{parts[2]}" not found'
+                return self.scale(job, body)
+        return 405, "Invalid method"
+
+    def job_json(self, job: FakeJob) -> dict[str, Any]:
+        return {
+            "Region": "global",
+            "Namespace": job.namespace,
+            "ID": job.id,
+            "ParentID": "",
+            "Name": job.id,
+            "Type": job.type,
+            "Priority": 50,
+            "Datacenters": ["dc1"],
+            "NodePool": "default",
+            "TaskGroups": [
+                {
+                    "Name": name,
+                    "Count": count,
+                    "Scaling": self.scaling_json(job, name),
+                    "Tasks": [{"Name": "worker", "Driver": "docker"}],
+                }
+                for name, count in job.groups.items()
+            ],
+            "Stop": job.stopped,
+            "Status": "dead" if job.stopped else "running",
+            "StatusDescription": "",
+            "Version": job.version,
+            "CreateIndex": job.create_index,
+            "ModifyIndex": job.modify_index,
+            "JobModifyIndex": job.modify_index,
+        }
+
+    @staticmethod
+    def scaling_json(job: FakeJob, group: str) -> dict[str, Any] | None:
+        if group not in job.scaling:
+            return None
+        low, high = job.scaling[group]
+        return {"Enabled": True, "Min": low, "Max": high, "Type": "horizontal"}
+
+    def scale_status_json(self, job: FakeJob) -> dict[str, Any]:
+        groups = {}
+        for name, count in job.groups.items():
+            allocs = [a for a in job.allocations if a["TaskGroup"] == name]
+            in_deployment = [a for a in allocs if a.get("DeploymentStatus")]
+            groups[name] = {
+                "Desired": count,
+                "Placed": len(in_deployment),
+                "Running": sum(1 for a in allocs if a["ClientStatus"] == "running"),
+                "Healthy": sum(1 for a in in_deployment if a["DeploymentStatus"]["Healthy"]),
+                "Unhealthy": sum(
+                    1 for a in in_deployment if a["DeploymentStatus"]["Healthy"] is False
+                ),
+                "Events": list(job.events.get(name, [])) or None,
+            }
+        return {
+            "JobCreateIndex": job.create_index,
+            "JobID": job.id,
+            "Namespace": job.namespace,
+            "JobModifyIndex": job.modify_index,
+            "JobStopped": job.stopped,
+            "TaskGroups": groups,
+        }
+
+    def scale(self, job: FakeJob, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return 400, "Failed to decode request body"
+        target = body.get("Target") or {}
+        group = target.get("Group", "")
+        if not group:
+            return 400, "missing task group name"
+        count = body.get("Count")
+        if count is not None and (not isinstance(count, int) or count < 0):
+            return 400, "scaling action count can't be negative"
+        if not body.get("Message") and not body.get("Error"):
+            return 400, "one of Message or Error must be provided"
+        if group not in job.groups:
+            return 400, f'task group "{group}" specified for scaling does not exist in job'
+        if count is not None and group in job.scaling:
+            low, high = job.scaling[group]
+            if count < low:
+                return 400, f"group count was less than scaling policy minimum: {count} < {low}"
+            if count > high:
+                return 400, f"group count was greater than scaling policy maximum: {count} > {high}"
+        if count is not None and job.active_deployment:
+            return 400, "job scaling blocked due to active deployment"
+        previous = job.groups[group]
+        self.index += 2
+        eval_id = str(uuid.uuid4())
+        if count is not None:
+            job.groups[group] = count
+            job.modify_index = self.index - 1
+            job.version += 1
+        job.events.setdefault(group, []).insert(
+            0,
+            {
+                "Count": count,
+                "PreviousCount": previous,
+                "Error": bool(body.get("Error")),
+                "Message": body.get("Message") or body.get("Error"),
+                "Meta": body.get("Meta"),
+                "EvalID": eval_id,
+                "CreateIndex": self.index,
+                "Time": 1608304897537638400 + self.index,
+            },
+        )
+        return 200, {
+            "EvalCreateIndex": self.index,
+            "EvalID": eval_id,
+            "Index": self.index,
+            "JobModifyIndex": job.modify_index,
+            "KnownLeader": False,
+            "LastContact": 0,
+            "Warnings": "",
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def _serve(self, method: str) -> None:
+        double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
+        split = urlsplit(self.path)
+        query = dict(parse_qsl(split.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        with double.lock:
+            double.requests.append(RecordedRequest(method, split.path, query, headers, body))
+
+        fault = double.next_fault(method)
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "status":
+            self._reply(fault.status, "injected fault: service unavailable")
+            return
+        if fault is not None and fault.kind == "delay" and double.stopping.wait(fault.seconds):
+            return
+
+        refused = double.authorize(headers)
+        if refused is not None:
+            self._reply(403, refused)
+            return
+        parts = [unquote(p) for p in split.path.strip("/").split("/")]
+        status, payload = double.route(method, parts, query, body)
+        self._reply(status, payload)
+
+    def _reply(self, status: int, payload: Any) -> None:
+        if isinstance(payload, str):
+            data, content_type = payload.encode(), "text/plain; charset=utf-8"
+        else:
+            data, content_type = json.dumps(payload).encode(), "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            if status == 200:
+                double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
+                self.send_header("X-Nomad-Index", str(double.index))
+                self.send_header("X-Nomad-KnownLeader", "true")
+                self.send_header("X-Nomad-LastContact", "0")
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout); nothing to tell
+
+
+@pytest.fixture
+def nomad_api() -> Iterator[NomadApiDouble]:
+    """A started Nomad API double with ACLs on (token DOUBLE_ACL_TOKEN); stopped after."""
+    double = NomadApiDouble()
+    double.start()
+    try:
+        yield double
+    finally:
+        double.stop()

@@ -1,0 +1,293 @@
+"""A local double of Slack's Web API method chat.postMessage, for tests.
+
+Follows Slack's documents for the method and its rate limits
+(https://docs.slack.dev/reference/methods/chat.postMessage,
+https://docs.slack.dev/apis/web-api/rate-limits):
+
+- ``POST /api/chat.postMessage`` with either an ``application/json`` body (the
+  token only in ``Authorization: Bearer``) or ``application/x-www-form-urlencoded``
+  (token in the header or as the ``token`` field; ``blocks`` a URL-encoded JSON
+  string). ``channel`` is a channel ID or name; ``text`` and/or ``blocks``.
+- Answers HTTP 200 with ``{"ok": true, "channel": <ID>, "ts": ..., "message": {...}}``
+  or ``{"ok": false, "error": ...}`` with the documented codes used here:
+  ``not_authed``, ``invalid_auth``, ``channel_not_found``, ``no_text``,
+  ``invalid_blocks``, ``invalid_blocks_format``, ``msg_too_long``,
+  ``invalid_json``, ``json_not_object``, ``invalid_form_data``.
+- Rate limited: HTTP 429 with a ``Retry-After`` header (seconds) and
+  ``{"ok": false, "error": "ratelimited"}``.
+
+It records the messages it accepted, checks the bot token, and can be told to
+fail: an HTTP 500, ``invalid_auth``, ``ratelimited``, a hang past the client's
+timeout, or be down entirely (connection refused). Serves on 127.0.0.1, free port.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+import pytest
+
+DEFAULT_TOKEN = "xoxb-0000000000-double-bot-token-s3cr3t"
+DEFAULT_CHANNELS = {"gpu-autoscaler": "C0AUTOSCALE"}
+MAX_BLOCKS = 50  # Slack's limit per message
+MAX_TEXT = 40_000  # Slack truncates or refuses past this
+
+Failure = Literal["http_500", "invalid_auth", "ratelimited", "hang"]
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    channel: str  # the channel ID, as Slack answers it
+    text: str | None
+    blocks: list[dict[str, Any]] | None
+    ts: str
+    content_type: str
+
+
+@dataclass
+class _Injected:
+    failure: Failure
+    remaining: int | None  # None: every request until cleared
+    retry_after: int
+    hang_seconds: float
+
+
+class SlackApiDouble:
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        channels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.token = token
+        self.channels = dict(DEFAULT_CHANNELS if channels is None else channels)
+        self.messages: list[PostedMessage] = []
+        self.requests = 0  # every call to chat.postMessage, failed ones included
+        self._lock = threading.Lock()
+        self._injected: _Injected | None = None
+        self._release = threading.Event()
+        self._ts_counter = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def start(self) -> SlackApiDouble:
+        self._release.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: the port refuses connections until start() again."""
+        self._release.set()  # let hanging handlers finish
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    go_down = stop
+    come_back = start
+
+    def __enter__(self) -> SlackApiDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- failure injection -------------------------------------------------------
+
+    def fail(
+        self,
+        failure: Failure,
+        times: int | None = None,
+        retry_after: int = 1,
+        hang_seconds: float = 30.0,
+    ) -> None:
+        """Fail the next `times` requests (every request when None) in this way."""
+        with self._lock:
+            self._injected = _Injected(failure, times, retry_after, hang_seconds)
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._injected = None
+
+    def _take_failure(self) -> _Injected | None:
+        with self._lock:
+            injected = self._injected
+            if injected is None:
+                return None
+            if injected.remaining is not None:
+                injected.remaining -= 1
+                if injected.remaining <= 0:
+                    self._injected = None
+            return injected
+
+    # -- the method itself -------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        with self._lock:
+            self._ts_counter += 1
+            return f"{int(time.time())}.{self._ts_counter:06d}"
+
+    def _resolve_channel(self, channel: str) -> str | None:
+        if channel in self.channels.values():
+            return channel
+        return self.channels.get(channel.removeprefix("#"))
+
+    def post_message(
+        self, content_type: str, authorization: str | None, body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """Answer one chat.postMessage call: (status, extra headers, JSON body)."""
+        with self._lock:
+            self.requests += 1
+        injected = self._take_failure()
+        if injected is not None:
+            if injected.failure == "hang":
+                self._release.wait(injected.hang_seconds)
+                return 200, {}, {"ok": False, "error": "request_timeout"}
+            if injected.failure == "http_500":
+                return 500, {}, {"ok": False, "error": "internal_error"}
+            if injected.failure == "ratelimited":
+                headers = {"Retry-After": str(injected.retry_after)}
+                return 429, headers, {"ok": False, "error": "ratelimited"}
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+
+        args, error = _parse_args(content_type, body)
+        if error:
+            return 200, {}, {"ok": False, "error": error}
+        token = None
+        if authorization and authorization.startswith("Bearer "):
+            token = authorization.removeprefix("Bearer ").strip()
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            token = args.get("token")
+        if not token:
+            return 200, {}, {"ok": False, "error": "not_authed"}
+        if token != self.token:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+
+        channel = self._resolve_channel(str(args.get("channel") or ""))
+        if channel is None:
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        text = args.get("text")
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            try:
+                blocks = json.loads(blocks)
+            except json.JSONDecodeError:
+                return 200, {}, {"ok": False, "error": "invalid_blocks_format"}
+        if blocks is not None and not _valid_blocks(blocks):
+            return 200, {}, {"ok": False, "error": "invalid_blocks"}
+        if not text and not blocks:
+            return 200, {}, {"ok": False, "error": "no_text"}
+        if text is not None and len(str(text)) > MAX_TEXT:
+            return 200, {}, {"ok": False, "error": "msg_too_long"}
+
+        ts = self._next_ts()
+        posted = PostedMessage(channel, text, blocks, ts, content_type.split(";")[0])
+        with self._lock:
+            self.messages.append(posted)
+        message: dict[str, Any] = {
+            "type": "message",
+            "subtype": "bot_message",
+            "bot_id": "B0AUTOSCALE",
+            "text": text or "",
+            "ts": ts,
+        }
+        if blocks:
+            message["blocks"] = blocks
+        return 200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+
+def _parse_args(content_type: str, body: bytes) -> tuple[dict[str, Any], str | None]:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            args = json.loads(body or b"{}")
+        except json.JSONDecodeError:
+            return {}, "invalid_json"
+        if not isinstance(args, dict):
+            return {}, "json_not_object"
+        return args, None
+    if kind in ("application/x-www-form-urlencoded", ""):
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return {}, "invalid_form_data"
+        return {key: values[-1] for key, values in fields.items()}, None
+    return {}, "invalid_form_data"
+
+
+def _valid_blocks(blocks: Any) -> bool:
+    return (
+        isinstance(blocks, list)
+        and len(blocks) <= MAX_BLOCKS
+        and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)
+    )
+
+
+def _make_handler(double: SlackApiDouble) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path.split("?")[0] != "/api/chat.postMessage":
+                self._answer(404, {}, {"ok": False, "error": "unknown_method"})
+                return
+            status, headers, payload = double.post_message(
+                self.headers.get("Content-Type", ""), self.headers.get("Authorization"), body
+            )
+            self._answer(status, headers, payload)
+
+        def _answer(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a hang test); nothing to answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output quiet
+
+    return Handler
+
+
+def make_slack_api_fixture(
+    token: str = DEFAULT_TOKEN, channels: Mapping[str, str] | None = None
+) -> Callable[[], Iterator[SlackApiDouble]]:
+    """A pytest fixture serving a fresh double per test: `slack_api = make_slack_api_fixture()`."""
+
+    @pytest.fixture
+    def slack_api() -> Iterator[SlackApiDouble]:
+        with SlackApiDouble(token=token, channels=channels) as double:
+            yield double
+
+    return slack_api
