@@ -15,7 +15,9 @@ import typer
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from autoscaler.config import Config
 from autoscaler.durations import parse_duration
@@ -38,7 +40,7 @@ def _now() -> datetime:
 
 
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]error[/]: {message}", highlight=False)
+    Console(stderr=True).print(f"[red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -115,7 +117,7 @@ def set_command(
         _fail("give --nodes, or --min/--max, not both")
     if nodes is None and min_nodes is None and max_nodes is None:
         _fail("give --nodes N, or --min N and/or --max N")
-    now = _now()
+    now = _now().replace(microsecond=0)
     expires = _expiry(now, duration, until)
     try:
         override = Override(
@@ -137,6 +139,8 @@ def set_command(
         f"override set: {pool} → {override.describe()} until {expires.isoformat()} "
         f"({_span(expires - now)} from now), reason: {override.reason}",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     limit = parsed.pool(pool).max_nodes
     wanted = override.nodes if override.nodes is not None else override.min_nodes
@@ -170,7 +174,7 @@ def list_command(config: ConfigOption) -> None:
     pools = {p.name for p in parsed.pools}
     table = Table(title=f"overrides ({path})")
     for column in ("pool", "kind", "value", "expires", "reason", "by", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("pool", "value", "expires"))
     for name, override in overrides.overrides.items():
         if override.is_active(now):
             status = f"active ({_span(override.expires - now)} left)"
@@ -179,15 +183,16 @@ def list_command(config: ConfigOption) -> None:
         if name not in pools:
             status += ", unknown pool"
         kind = "fixed" if override.nodes is not None else "bounds"
-        table.add_row(
+        cells = (
             name,
             kind,
             override.describe(),
-            override.expires.isoformat(),
+            f"{override.expires:%Y-%m-%d %H:%M %z}",
             override.reason,
             override.set_by or "",
             status,
         )
+        table.add_row(*(Text(cell) for cell in cells))  # people's text, not markup
     console.print(table)
 
 

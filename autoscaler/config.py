@@ -243,12 +243,12 @@ def resolve_paths(config: Config, base: Path) -> Config:
     """Make every relative path in the config relative to the config file's folder."""
 
     def fix(path: Path | None) -> Path | None:
-        return None if path is None or path.is_absolute() else base / path
+        return path if path is None or path.is_absolute() else base / path
 
     updates: dict[str, Any] = {
-        "state_dir": fix(config.state_dir) or config.state_dir,
-        "decision_log": fix(config.decision_log) or config.decision_log,
-        "overrides_file": fix(config.overrides_file) or config.overrides_file,
+        "state_dir": fix(config.state_dir),
+        "decision_log": fix(config.decision_log),
+        "overrides_file": fix(config.overrides_file),
     }
     if isinstance(config.metrics, ReplayMetrics):
         updates["metrics"] = config.metrics.model_copy(update={"trace": fix(config.metrics.trace)})

@@ -28,6 +28,8 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ def read_yaml(path: Path, *, missing_ok: bool = False) -> YamlDocument | None:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([Problem(path, None, "", f"cannot read file: {reason}")]) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"character {chr(exc.character)!r} is not allowed in YAML"
+        raise ConfigError([Problem(path, line, "", message)]) from None
     try:
         node = loader.get_single_node()
         builder = _Builder(path, loader)
@@ -117,8 +124,16 @@ class _Builder:
         self.loader = loader
         self.lines: dict[Loc, int] = {}
         self.problems: list[Problem] = []
+        self.count = 0
 
     def build(self, node: yaml.Node, loc: Loc, line: int | None = None) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES or len(loc) > MAX_DEPTH:
+            # Aliases can repeat a subtree without end (or refer to themselves).
+            raise yaml.MarkedYAMLError(
+                problem="too many values or too deeply nested (aliases repeating themselves?)",
+                problem_mark=node.start_mark,
+            )
         self.lines[loc] = line if line is not None else node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)

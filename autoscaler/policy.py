@@ -87,8 +87,13 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         reasons.append(f"scale up {obs.current} → {desired} at once")
     elif target == obs.current:
         desired = target
+    elif obs.current > limits.max_nodes:
+        desired = limits.max_nodes
+        reasons.append(
+            f"above pool max_nodes {limits.max_nodes}: scale down {obs.current} → {desired} at once"
+        )
     elif not data_ok:
-        desired = min(obs.current, limits.max_nodes)
+        desired = obs.current
         reasons.append("hold: never scale down while demand data is missing")
     elif fixed:
         desired = target
@@ -112,17 +117,21 @@ def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:
 
 
 def apply_bounds(target: int, obs: Observation, limits: Limits, reasons: list[str]) -> int:
-    """Pool bounds, then schedule floors and ceilings, then the override; max last of all."""
-    if target < limits.min_nodes:
-        reasons.append(f"raised to pool min_nodes {limits.min_nodes}")
-        target = limits.min_nodes
+    """Schedules, pool min, the override, and last the pool's max.
+
+    Floors beat ceilings (the safe side wins); a person's override beats schedules and
+    min_nodes (it is the most specific and most recent intent); max_nodes beats all.
+    """
     names = ", ".join(repr(n) for n in obs.schedule.active)
-    if obs.schedule.floor is not None and target < obs.schedule.floor:
-        reasons.append(f"raised to schedule floor {obs.schedule.floor} ({names})")
-        target = obs.schedule.floor
     if obs.schedule.ceiling is not None and target > obs.schedule.ceiling:
         reasons.append(f"lowered to schedule ceiling {obs.schedule.ceiling} ({names})")
         target = obs.schedule.ceiling
+    if obs.schedule.floor is not None and target < obs.schedule.floor:
+        reasons.append(f"raised to schedule floor {obs.schedule.floor} ({names})")
+        target = obs.schedule.floor
+    if target < limits.min_nodes:
+        reasons.append(f"raised to pool min_nodes {limits.min_nodes}")
+        target = limits.min_nodes
     target = _apply_override(target, obs.override, reasons)
     if target > limits.max_nodes:
         reasons.append(f"capped at pool max_nodes {limits.max_nodes} (wanted {target})")

@@ -142,7 +142,7 @@ def _describe(
 ) -> str:
     """E.g. "'business' opens (floor 50); floor 0 -> 50"."""
     parts = []
-    for window, opening in events:
+    for window, opening in sorted(events, key=lambda event: event[1]):  # closes first
         schedule = window.schedule
         if opening:
             limits = f"floor {schedule.min_nodes}"

@@ -381,7 +381,10 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    database=None,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(cut=st.integers(0, len(BASE) - 1), length=st.integers(1, 12), junk=st.text(max_size=3))
 def test_any_damage_gives_a_config_error_never_a_traceback(
@@ -603,3 +606,18 @@ def test_read_per_node_rps_errors(
 
 def test_per_node_rps_of_a_number() -> None:
     assert per_node_rps_of(Capacity(per_node_rps=7.0)) == 7.0
+
+
+ALIAS_BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{name}: &{name} [{', '.join(['*' + prev] * 10)}]\n"
+    for prev, name in zip("abcdef", "bcdefg", strict=True)
+)
+
+
+@pytest.mark.parametrize("text", ["a: &x [*x]\n", ALIAS_BOMB])
+def test_self_repeating_aliases_are_refused(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert len(error.problems) == 1
+    assert error.problems[0].line is not None
+    assert "too many values" in str(error)

@@ -50,6 +50,19 @@ def test_last_two_hours_are_one_series_of_the_traces_rates(
     pd.testing.assert_series_equal(checked, series)
 
 
+def test_rates_between_samples_follow_prometheus_extrapolation(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    """A tick's `now` is not on a sample: rate() then extrapolates 4 minutes to 5."""
+    end = _minute_now() - timedelta(seconds=37)
+    with _source(prometheus_history.url) as source:
+        series = source.demand(DEMAND_QUERY, end - timedelta(hours=1), end, timedelta(minutes=1))
+    assert len(series) == 61
+    assert series.index[-1] == pd.Timestamp(end)
+    expected = prometheus_history.expected_rate(series.index)
+    np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
 def test_fetch_demand_uses_the_pools_window_and_step(
     prometheus_history: PrometheusWithHistory,  # noqa: F811
 ) -> None:

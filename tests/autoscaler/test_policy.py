@@ -130,6 +130,14 @@ CEILING_6 = ScheduleBounds(0, 6, ("night",))
         pytest.param(9, BUSINESS, None, 9, [], id="floor-below-target-is-silent"),
         pytest.param(15, CAPPED, None, 10, ["schedule ceiling 10 ('night')"], id="ceiling-lowers"),
         pytest.param(4, CAPPED, None, 4, [], id="ceiling-above-target-is-silent"),
+        pytest.param(
+            5,
+            ScheduleBounds(0, 0, ("night",)),
+            None,
+            1,
+            ["min_nodes 1"],
+            id="pool-min-beats-schedule-ceiling",
+        ),
         pytest.param(3, FLOOR_25, None, 20, ["schedule floor 25", "max_nodes 20"], id="max>floor"),
         pytest.param(
             5, NO_SCHEDULE, override(nodes=12), 12, ["override fixes the count at 12"], id="fixed"
@@ -179,7 +187,19 @@ CEILING_6 = ScheduleBounds(0, 6, ("night",))
             7, NO_SCHEDULE, override(min_nodes=2, max_nodes=9), 7, [], id="override-bounds-quiet"
         ),
         pytest.param(
-            5, NO_SCHEDULE, override(min_nodes=30), 20, ["override min 30", "max_nodes 20"],
+            5,
+            NO_SCHEDULE,
+            override(max_nodes=0),
+            0,
+            ["override max 0"],
+            id="override-max-beats-pool-min",
+        ),
+        pytest.param(
+            5,
+            NO_SCHEDULE,
+            override(min_nodes=30),
+            20,
+            ["override min 30", "max_nodes 20"],
             id="max-beats-override-min",
         ),
     ],
@@ -192,7 +212,9 @@ def test_apply_bounds(
     said: list[str],
 ) -> None:
     reasons: list[str] = []
-    got = apply_bounds(target, observe(target, target, schedule=schedule, pin=pin), limits(), reasons)
+    got = apply_bounds(
+        target, observe(target, target, schedule=schedule, pin=pin), limits(), reasons
+    )
     assert got == expected
     for phrase in said:
         assert any(phrase in reason for reason in reasons), (phrase, reasons)
@@ -311,7 +333,9 @@ def test_cooldown_boundary(since_action: timedelta, desired: int) -> None:
 
 def test_clock_jumping_back_does_not_keep_a_stale_cooldown() -> None:
     rules = limits(stabilization=timedelta(0), cooldown=30 * MINUTE)
-    future_action = Memory(last_action_at=T0 + 2 * 60 * MINUTE, recommendations=((T0 + 5 * MINUTE, 9),))
+    future_action = Memory(
+        last_action_at=T0 + 2 * 60 * MINUTE, recommendations=((T0 + 5 * MINUTE, 9),)
+    )
     decision, memory = decide(observe(10, 4), rules, future_action)
     assert decision.desired == 8
     assert "cooldown" not in joined(decision)
@@ -345,7 +369,7 @@ RIPE = Memory(recommendations=tuple((T0 - k * MINUTE, 2) for k in range(10, 0, -
 @pytest.mark.parametrize(
     ("current", "schedule", "pin", "desired", "said"),
     [
-        pytest.param(10, NO_SCHEDULE, None, 10, ["hold: never scale down"], id="holds"),
+        pytest.param(10, NO_SCHEDULE, None, 10, ["hold 10"], id="holds"),
         pytest.param(3, FLOOR_10, None, 10, ["schedule floor 10"], id="schedule-floor-raises"),
         pytest.param(3, NO_SCHEDULE, override(nodes=6), 6, ["fixes the count at 6"], id="pin-up"),
         pytest.param(3, NO_SCHEDULE, override(min_nodes=5), 5, ["override min 5"], id="min-up"),
@@ -496,11 +520,13 @@ def test_dst_day_through_decide_scales_up_at_lead_and_down_after_close() -> None
         history.append((at, current))
     first_up = next(at for at, n in history if n == 10)
     assert first_up == datetime(2025, 3, 30, 5, 50, tzinfo=UTC)
-    last_full = max(at for at, n in history if n == 10)
-    # Closes at 18:00Z; 15 minutes of low recommendations, then 10 → 6 → 2 a cooldown apart.
-    assert last_full == datetime(2025, 3, 30, 18, 10, tzinfo=UTC)
-    assert dict(history)[datetime(2025, 3, 30, 18, 15, tzinfo=UTC)] == 6
-    assert dict(history)[datetime(2025, 3, 30, 18, 25, tzinfo=UTC)] == 2
+    # Closes at 18:00Z (20:00 CEST). Good data since 17:55 covers the 15-minute window at
+    # 18:10, when every recommendation inside it says 2: 10 → 6, then → 2 a cooldown later.
+    counts = dict(history)
+    assert max(at for at, n in history if n == 10) == datetime(2025, 3, 30, 18, 5, tzinfo=UTC)
+    assert counts[datetime(2025, 3, 30, 18, 10, tzinfo=UTC)] == 6
+    assert counts[datetime(2025, 3, 30, 18, 15, tzinfo=UTC)] == 6
+    assert counts[datetime(2025, 3, 30, 18, 20, tzinfo=UTC)] == 2
 
 
 # ---- properties over random tick sequences ------------------------------------------------
@@ -563,7 +589,11 @@ def test_random_ticks_respect_bounds_fail_safe_and_step(
         assert decision.reasons, decision
         assert desired <= rules.max_nodes
         if rules.min_nodes <= current <= rules.max_nodes and not fixed:
-            assert rules.min_nodes <= desired
+            # A person's override max may ask for less than the pool's min; nothing else may.
+            lowest = rules.min_nodes
+            if pin is not None and pin.max_nodes is not None:
+                lowest = min(lowest, pin.max_nodes)
+            assert lowest <= desired, decision.reasons
         if forecast is None and current <= rules.max_nodes:
             assert desired >= current, decision.reasons
         if not fixed:

@@ -88,15 +88,37 @@ def openmetrics_counter(name: str, series_by_job: dict[str, pd.Series]) -> str:
 def expected_rate(
     requests: pd.Series, at: pd.DatetimeIndex, window: timedelta, left_open: bool
 ) -> pd.Series:
-    """What `rate(counter[window])` gives at minute-aligned times for a per-minute trace.
+    """What `rate(counter[window])` gives at times `at` on the counter backfilled from `requests`.
 
-    Prometheus 2.x selects [t-window, t] (no extrapolation is needed on aligned
-    samples); 3.x selects (t-window, t] and extrapolates the missing first minute.
+    Prometheus's extrapolatedRate (promql/functions.go): the increase between the
+    first and last sample in the window, extrapolated to the window's edges when
+    they are within 1.1 sample intervals, divided by the window. Prometheus 2.x
+    selects [t-window, t]; 3.x selects (t-window, t].
     """
-    minutes = int(window / timedelta(minutes=1))
-    counted = minutes - 1 if left_open else minutes
-    increase = requests.rolling(counted).sum().reindex(at)
-    return increase / (counted * 60.0)
+    stamps = ((requests.index - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    counter = np.cumsum(requests.to_numpy(dtype=float))
+    span = window.total_seconds()
+    rates = []
+    for moment in at:
+        end = (moment - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        start = end - span
+        inside = (stamps > start if left_open else stamps >= start) & (stamps <= end)
+        times, values = stamps[inside], counter[inside]
+        if len(times) < 2:
+            rates.append(np.nan)
+            continue
+        increase = values[-1] - values[0]
+        sampled = times[-1] - times[0]
+        average_gap = sampled / (len(times) - 1)
+        to_start, to_end = times[0] - start, end - times[-1]
+        if increase > 0 and values[0] >= 0:
+            to_start = min(to_start, sampled * values[0] / increase)
+        threshold = 1.1 * average_gap
+        extended = sampled
+        extended += to_start if to_start < threshold else average_gap / 2
+        extended += to_end if to_end < threshold else average_gap / 2
+        rates.append(increase * (extended / sampled) / span)
+    return pd.Series(rates, index=at, dtype=float)
 
 
 # ---- processes -------------------------------------------------------------------
@@ -221,7 +243,7 @@ class PrometheusWithHistory:
     prometheus_major: int
 
     def expected_rate(self, at: pd.DatetimeIndex) -> pd.Series:
-        """What DEMAND_QUERY returns at minute-aligned times `at`."""
+        """What DEMAND_QUERY returns when evaluated at times `at`."""
         return expected_rate(self.requests, at, RATE_WINDOW, self.prometheus_major >= 3)
 
 

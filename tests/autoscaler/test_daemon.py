@@ -1,0 +1,140 @@
+"""The daemon loop: state across restarts, reloads that keep a good config, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from autoscaler.clock import SimulatedClock
+from autoscaler.daemon import Daemon
+from autoscaler.notify import RecordingNotifier
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"
+NOON = datetime(1995, 7, 5, 16, 0, tzinfo=UTC)
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    config: dict[str, object] = {
+        "interval": "1m",
+        "state_dir": str(tmp_path / "state"),
+        "decision_log": str(tmp_path / "decisions.jsonl"),
+        "overrides_file": str(tmp_path / "overrides.yaml"),
+        "metrics": {"kind": "replay", "trace": str(TRACE)},
+        "pools": [
+            {
+                "name": "image-gen",
+                "backend": {"kind": "simulated", "initial_nodes": 4, "boot_delay": "10m"},
+                "demand": {"query": "ignored", "window": "1h"},
+                "capacity": {"per_node_rps": 0.25},
+                "max_nodes": 40,
+                "scale_down": {"stabilization": "10m", "max_step": 2},
+            }
+        ],
+    }
+    config.update(changes)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_ticks(daemon: Daemon, clock: SimulatedClock, count: int) -> None:
+    for _ in range(count):
+        daemon.tick()
+        clock.advance(timedelta(minutes=1))
+
+
+def test_memory_survives_a_restart(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    clock = SimulatedClock(NOON)
+    first = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    run_ticks(first, clock, 5)
+    remembered = first.states["image-gen"].memory
+    assert remembered.recommendations and remembered.last_action_at is not None
+    second = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    assert second.states["image-gen"].memory == remembered
+
+
+def test_bad_config_on_reload_keeps_the_old_one_and_alerts(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=clock, notifier=notifier)
+    daemon.tick()
+    old_runtime = daemon.runtime
+    path.write_text(path.read_text().replace("max_nodes: 40", "max_nodes: forty"))
+    daemon.request_reload()
+    results = daemon.tick()
+    assert daemon.runtime is old_runtime and results[0].decision is not None
+    (alert,) = [t for t in notifier.texts if "reload failed" in t]
+    assert "config.yaml" in alert and "max_nodes" in alert
+    path.write_text(path.read_text().replace("max_nodes: forty", "max_nodes: 3"))
+    daemon.request_reload()
+    (result,) = daemon.tick()
+    assert daemon.runtime.config.pools[0].max_nodes == 3
+    assert result.decision is not None and result.decision.desired <= 3
+
+
+def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    overrides = tmp_path / "overrides.yaml"
+    expires = (NOON + timedelta(days=1)).isoformat()
+    overrides.write_text(
+        f"overrides:\n  image-gen:\n    nodes: 7\n    expires: {expires}\n    reason: test\n"
+    )
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=clock, notifier=notifier)
+    (result,) = daemon.tick()
+    assert result.decision is not None and result.decision.desired == 7
+    overrides.write_text("overrides:\n  image-gen: [this is: not valid\n")
+    os.utime(overrides, (time.time() + 5, time.time() + 5))
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        (result,) = daemon.tick()
+        assert result.decision is not None and result.decision.desired == 7
+    assert sum("overrides file is broken" in t for t in notifier.texts) == 1
+
+
+def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_file(
+    tmp_path: Path,
+) -> None:
+    simulation = {"start": "1995-07-05T12:00:00Z", "end": "1995-07-06T12:00:00Z", "speed": 30}
+    path = write_config(tmp_path, simulation=simulation)  # one tick every 2 s of real time
+    log = tmp_path / "decisions.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not (log.exists() and log.read_text().strip()):
+            time.sleep(0.1)
+        assert log.exists(), "the daemon never ticked"
+        path.write_text("pools: [oops\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2.5)
+        assert proc.poll() is None, "a bad config on SIGHUP must not stop the daemon"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "config reload failed" in err
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2  # it kept ticking on the old config after the bad reload
+    assert all(json.loads(line)["pool"] == "image-gen" for line in lines)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert "image-gen" in state["pools"]

@@ -1,0 +1,168 @@
+"""Overrides: the model's rules, which ones are in force, and safe edits of the file."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from autoscaler.loader import ConfigError, load_overrides
+from autoscaler.overrides import (
+    Override,
+    OverridesFile,
+    active_override,
+    clear_override,
+    dump_overrides,
+    expired_overrides,
+    set_override,
+)
+
+IST = timezone(timedelta(hours=5, minutes=30))
+EXPIRES = datetime(2026, 11, 27, 18, 0, tzinfo=IST)
+
+
+def fixed(nodes: int = 12, expires: datetime = EXPIRES, reason: str = "Black Friday") -> Override:
+    return Override(nodes=nodes, expires=expires, reason=reason, set_by="alice")
+
+
+# ---- the model ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"nodes": 3, "min_nodes": 1}, "cannot be combined"),
+        ({"nodes": 3, "max_nodes": 5}, "cannot be combined"),
+        ({}, "is required"),
+        ({"min_nodes": 6, "max_nodes": 5}, "must not exceed"),
+        ({"nodes": -1}, "greater than or equal to 0"),
+        ({"min_nodes": -1}, "greater than or equal to 0"),
+        ({"nodes": 3, "expires": datetime(2026, 11, 27, 18)}, "UTC offset"),
+        ({"nodes": 3, "reason": " \t "}, "reason must say why"),
+        ({"nodes": 3, "colour": "red"}, "Extra inputs"),
+    ],
+)
+def test_override_rules(fields: dict[str, object], message: str) -> None:
+    data = {"expires": EXPIRES, "reason": "why", **fields}
+    with pytest.raises(ValidationError, match=message):
+        Override.model_validate(data)
+
+
+def test_override_kinds_and_text() -> None:
+    assert fixed().describe() == "12 nodes"
+    assert fixed().kind == "nodes"
+    bounds = Override(min_nodes=3, max_nodes=10, expires=EXPIRES, reason="x")
+    assert (bounds.kind, bounds.describe()) == ("bounds", "min 3, max 10")
+    assert Override(max_nodes=4, expires=EXPIRES, reason="x").describe() == "max 4"
+    assert Override(min_nodes=0, expires=EXPIRES, reason="x").describe() == "min 0"
+    assert fixed(reason="  two\n lines  ").reason == "two lines"
+
+
+def test_active_and_expired() -> None:
+    overrides = OverridesFile(
+        overrides={
+            "ocr": fixed(expires=EXPIRES),
+            "face": fixed(expires=EXPIRES - timedelta(days=1)),
+        }
+    )
+    before = EXPIRES - timedelta(seconds=1)
+    assert active_override(overrides, "ocr", before) == overrides.overrides["ocr"]
+    assert active_override(overrides, "ocr", EXPIRES) is None  # expiry is exclusive
+    assert active_override(overrides, "ocr", EXPIRES.astimezone(UTC) - timedelta(seconds=1))
+    assert active_override(overrides, "face", before) is None
+    assert active_override(overrides, "llm", before) is None
+    assert active_override(overrides.overrides, "ocr", before) is not None  # a plain mapping
+    assert expired_overrides(overrides, before) == {"face": overrides.overrides["face"]}
+    assert set(expired_overrides(overrides, EXPIRES)) == {"ocr", "face"}
+    assert expired_overrides(OverridesFile(), before) == {}
+    with pytest.raises(ValueError, match="aware"):
+        active_override(overrides, "ocr", datetime(2026, 1, 1))
+
+
+# ---- the file ----------------------------------------------------------------------------
+
+
+def test_set_creates_a_readable_file_for_people(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "overrides.yaml"
+    set_override(path, "gpu-ocr", fixed())
+    text = path.read_text()
+    assert text.startswith("# Manual overrides")
+    assert "overrides:\n  gpu-ocr:\n    nodes: 12\n" in text
+    assert "    expires: 2026-11-27T18:00:00+05:30\n" in text  # ISO, offset kept, unquoted
+    assert "    reason: Black Friday\n    set_by: alice\n" in text
+    assert "min_nodes:" not in text  # unset keys are left out
+    assert load_overrides(path).overrides == {"gpu-ocr": fixed()}
+
+
+def test_set_keeps_other_pools_and_replaces_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yaml"
+    bounds = Override(min_nodes=2, max_nodes=9, expires=EXPIRES, reason="batch: month end")
+    set_override(path, "gpu-ocr", fixed())
+    set_override(path, "on", bounds)  # a name YAML would read as a boolean
+    set_override(path, "123", fixed(nodes=1))  # and one it would read as a number
+    set_override(path, "gpu-ocr", fixed(nodes=20))
+    loaded = load_overrides(path).overrides
+    assert list(loaded) == ["gpu-ocr", "on", "123"]
+    assert loaded == {"gpu-ocr": fixed(nodes=20), "on": bounds, "123": fixed(nodes=1)}
+    assert "\n\n  'on':\n" in path.read_text()  # a blank line between pools
+
+
+def test_clear(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yaml"
+    assert clear_override(path, "gpu-ocr") is False
+    assert not path.exists()
+    set_override(path, "gpu-ocr", fixed())
+    set_override(path, "face", fixed())
+    before = path.read_text()
+    assert clear_override(path, "llm") is False
+    assert path.read_text() == before
+    assert clear_override(path, "gpu-ocr") is True
+    assert list(load_overrides(path).overrides) == ["face"]
+    assert clear_override(path, "face") is True
+    assert load_overrides(path).overrides == {}
+    assert "overrides: {}" in path.read_text()
+
+
+def test_a_broken_file_is_reported_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yaml"
+    broken = "overrides:\n  gpu-ocr:\n    nodes: [12\n"
+    path.write_text(broken)
+    with pytest.raises(ConfigError) as caught:
+        set_override(path, "face", fixed())
+    assert f"{path}:" in str(caught.value)
+    with pytest.raises(ConfigError):
+        clear_override(path, "gpu-ocr")
+    assert path.read_text() == broken
+
+
+def test_a_failed_write_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "overrides.yaml"
+    set_override(path, "gpu-ocr", fixed())
+    before = path.read_text()
+
+    def crash(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        set_override(path, "face", fixed())
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["overrides.yaml"]  # no temp left
+
+
+def test_dump_round_trips_odd_text(tmp_path: Path) -> None:
+    odd = OverridesFile(
+        overrides={
+            "a": fixed(reason="quote \" and ' and: colon # hash"),
+            "b": fixed(reason="ünïcödé ✓", expires=datetime(2030, 1, 1, tzinfo=UTC)),
+            "c": Override(max_nodes=0, expires=EXPIRES, reason="- looks like a list", set_by="yes"),
+        }
+    )
+    path = tmp_path / "overrides.yaml"
+    path.write_text(dump_overrides(odd), encoding="utf-8")
+    assert load_overrides(path) == odd

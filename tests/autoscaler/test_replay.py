@@ -1,0 +1,112 @@
+"""A replayed trace answers like Prometheus and never shows the future."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autoscaler.clock import SimulatedClock
+from autoscaler.metrics import MetricsError
+from autoscaler.replay import TraceReplaySource, read_trace
+
+T0 = datetime(2025, 1, 5, 16, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+QUERY = "sum(rate(requests_total[1m]))"
+
+
+@pytest.fixture
+def trace_file(tmp_path: Path) -> Path:
+    """Two hours at one line a minute; requests in minute i are 60 * i (so i req/s)."""
+    lines = ["timestamp,requests"]
+    lines += [f"{T0 + i * MINUTE:%Y-%m-%dT%H:%M:%SZ},{60 * i}" for i in range(120)]
+    path = tmp_path / "trace.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_trace_gives_requests_per_second_in_utc(trace_file: Path) -> None:
+    trace = read_trace(trace_file)
+    assert len(trace) == 120
+    assert str(trace.index.tz) == "UTC"
+    assert trace.index[0] == pd.Timestamp(T0)
+    assert trace.iloc[0] == 0.0
+    assert trace.iloc[90] == pytest.approx(90.0)  # 5400 requests in a minute = 90 req/s
+
+
+def test_read_trace_rejects_other_columns(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("time,count\n2025-01-05T16:00:00Z,5\n")
+    with pytest.raises(ValueError, match="expected columns timestamp,requests"):
+        read_trace(path)
+
+
+def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:
+    return TraceReplaySource(read_trace(trace_file), SimulatedClock(now))
+
+
+@pytest.mark.parametrize("asked_end", [30, 31, 60, 500], ids=lambda m: f"end+{m}m")
+def test_demand_never_returns_samples_after_now(trace_file: Path, asked_end: int) -> None:
+    now = T0 + 30 * MINUTE + timedelta(seconds=20)
+    source = source_at(trace_file, now)
+    series = source.demand(QUERY, T0, T0 + asked_end * MINUTE, MINUTE)
+    assert series.index.max() <= pd.Timestamp(now)
+    assert series.index.max() == pd.Timestamp(T0 + 30 * MINUTE)
+    assert len(series) == 31
+
+
+def test_demand_moves_with_the_clock(trace_file: Path) -> None:
+    clock = SimulatedClock(T0 + 10 * MINUTE)
+    source = TraceReplaySource(read_trace(trace_file), clock)
+    far_end = T0 + 3 * 60 * MINUTE
+    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(10.0)
+    clock.advance(25 * MINUTE)
+    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(35.0)
+
+
+def test_demand_one_minute_step_is_the_trace(trace_file: Path) -> None:
+    source = source_at(trace_file, T0 + 60 * MINUTE)
+    series = source.demand(QUERY, T0 + 50 * MINUTE, T0 + 60 * MINUTE, MINUTE)
+    assert list(series.to_numpy()) == pytest.approx(list(range(50, 61)))
+
+
+def test_demand_resamples_to_a_longer_step_ending_at_now(trace_file: Path) -> None:
+    now = T0 + 59 * MINUTE
+    source = source_at(trace_file, now)
+    series = source.demand(QUERY, T0, now, 5 * MINUTE)
+    assert series.index[-1] == pd.Timestamp(now)
+    assert set(series.index.to_series().diff().dropna()) == {pd.Timedelta(minutes=5)}
+    # Each point is the mean of the five minutes ending at its label: (54, 59] → 55..59.
+    assert series.iloc[-1] == pytest.approx(57.0)
+    assert series.iloc[-2] == pytest.approx(52.0)
+    assert series.index.max() <= pd.Timestamp(now)
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end"),
+    [
+        pytest.param(T0 - MINUTE, T0 - 60 * MINUTE, T0 + 60 * MINUTE, id="clock-before-trace"),
+        pytest.param(
+            T0 + 60 * MINUTE, T0 + 3 * 60 * MINUTE, T0 + 4 * 60 * MINUTE, id="after-trace"
+        ),
+        pytest.param(
+            T0 + 60 * MINUTE, T0 + 70 * MINUTE, T0 + 80 * MINUTE, id="window-in-the-future"
+        ),
+    ],
+)
+def test_empty_window_is_an_error_not_zero(
+    trace_file: Path, now: datetime, start: datetime, end: datetime
+) -> None:
+    source = source_at(trace_file, now)
+    with pytest.raises(MetricsError) as caught:
+        source.demand(QUERY, start, end, MINUTE)
+    assert caught.value.kind == "empty"
+    assert caught.value.query == QUERY
+
+
+def test_demand_at_is_the_minute_containing_the_instant(trace_file: Path) -> None:
+    source = source_at(trace_file, T0)
+    assert source.demand_at(T0 + 42 * MINUTE + timedelta(seconds=59)) == pytest.approx(42.0)
+    assert source.demand_at(T0 - MINUTE) == pytest.approx(0.0)  # before the trace: first value

@@ -1,0 +1,130 @@
+"""State survives a restart, is written atomically, and a broken file never stops the daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.policy import Memory
+from autoscaler.state import STATE_VERSION, PoolState, StateStore
+
+T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+
+
+def sample_pools() -> dict[str, PoolState]:
+    return {
+        "faces": PoolState(
+            memory=Memory(
+                last_action_at=T0 - timedelta(minutes=7),
+                recommendations=((T0 - timedelta(minutes=2), 4), (T0, 3)),
+            ),
+            failing={"metrics": T0 - timedelta(minutes=30)},
+            reported_expired=["2025-06-01T00:00:00+00:00"],
+            last_decision={"desired": 4, "current": 5, "reasons": ["hold 5: cooldown"]},
+        ),
+        "ocr": PoolState(),
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path / "state" / "state.json")
+
+
+def test_round_trip(store: StateStore) -> None:
+    pools = sample_pools()
+    store.save(pools)
+    loaded = store.load()
+    assert loaded == pools
+    faces = loaded["faces"].memory
+    assert faces.last_action_at is not None and faces.last_action_at.utcoffset() == timedelta(0)
+
+
+def test_first_start_has_no_state(store: StateStore) -> None:
+    assert store.load() == {}
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_files(store: StateStore) -> None:
+    store.save(sample_pools())
+    store.save({"ocr": PoolState()})
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["state.json"]
+    assert set(store.load()) == {"ocr"}
+    assert json.loads(store.path.read_text())["version"] == STATE_VERSION
+
+
+def test_failed_save_keeps_the_old_file_whole(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.save(sample_pools())
+    before = store.path.read_bytes()
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError):
+        store.save({"other": PoolState()})
+    assert store.path.read_bytes() == before
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["state.json"]
+
+
+def _truncated(store: StateStore) -> str:
+    store.save(sample_pools())
+    text = store.path.read_text()
+    return text[: len(text) // 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        pytest.param("{not json", "unreadable", id="not-json"),
+        pytest.param("", "unreadable", id="empty-file"),
+        pytest.param(None, "unreadable", id="truncated"),
+        pytest.param('{"version": 99, "pools": {}}', "unknown state version 99", id="version"),
+        pytest.param('{"pools": {}}', "unknown state version None", id="no-version"),
+        pytest.param("[1, 2]", "unreadable", id="not-an-object"),
+        pytest.param('{"version": 1}', "unreadable", id="no-pools"),
+        pytest.param('{"version": 1, "pools": []}', "unreadable", id="pools-not-a-map"),
+        pytest.param(
+            '{"version": 1, "pools": {"a": {"recommendations": [["yesterday", 3]]}}}',
+            "unreadable",
+            id="bad-timestamp",
+        ),
+        pytest.param(
+            '{"version": 1, "pools": {"a": {"last_action_at": 5}}}',
+            "unreadable",
+            id="wrong-type",
+        ),
+    ],
+)
+def test_broken_file_is_set_aside(
+    store: StateStore, caplog: pytest.LogCaptureFixture, content: str | None, says: str
+) -> None:
+    text = _truncated(store) if content is None else content
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(text)
+    with caplog.at_level(logging.ERROR, logger="autoscaler.state"):
+        assert store.load() == {}
+    aside = store.path.with_name("state.json.corrupt")
+    assert aside.read_text() == text  # kept for a person to look at
+    assert not store.path.exists()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert says in errors[0].getMessage()
+    assert "state.json.corrupt" in errors[0].getMessage()
+    # The daemon goes on: the next save writes a good file that loads again.
+    store.save(sample_pools())
+    assert store.load() == sample_pools()
+
+
+def test_second_corruption_replaces_the_older_corrupt_copy(store: StateStore) -> None:
+    store.path.parent.mkdir(parents=True)
+    for text in ("{first", "{second"):
+        store.path.write_text(text)
+        assert store.load() == {}
+    assert store.path.with_name("state.json.corrupt").read_text() == "{second"
