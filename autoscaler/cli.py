@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Predictive autoscaler for GPU worker fleets."
 )
 console = Console(soft_wrap=True)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
 

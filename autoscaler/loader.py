@@ -361,15 +361,13 @@ def _duplicate_pool_names(document: YamlDocument) -> list[Problem]:
 
 def load_overrides(path: Path) -> OverridesFile:
     """A missing overrides file means no overrides; an unreadable or broken one is an error."""
-    document = read_yaml(path, missing_ok=True)
-    if document is None or document.data is None:
-        return OverridesFile()
-    return parse_document(document, OverridesFile)
+    overrides, _ = read_overrides_document(path)
+    return overrides
 
 
 def read_overrides_document(path: Path) -> tuple[OverridesFile, YamlDocument | None]:
     """The overrides plus their line marks, for checks that span files (validate)."""
     document = read_yaml(path, missing_ok=True)
-    if document is None:
-        return OverridesFile(), None
+    if document is None or (document.data is None and not document.problems):
+        return OverridesFile(), document
     return parse_document(document, OverridesFile), document

@@ -55,4 +55,5 @@ def future_index(history: pd.Series, horizon: timedelta) -> pd.DatetimeIndex:
 def infer_step(history: pd.Series) -> pd.Timedelta:
     if len(history) < 2:
         return pd.Timedelta(minutes=1)
-    return pd.Timedelta(np.median(np.diff(history.index.asi8)), unit="ns")
+    # Differences of the index itself: its unit (ns, us) varies with pandas version and input.
+    return pd.Timedelta(history.index.to_series().diff().median())

@@ -25,10 +25,10 @@ class LinearTrendPredictor:
         self.quantile = quantile
 
     def fit(self, history: pd.Series) -> LinearTrendPredictor:
-        clean = history.dropna()
-        recent = clean[clean.index > clean.index[-1] - pd.Timedelta(self.window)]
-        if len(recent) == 0:
+        clean = history[np.isfinite(history.to_numpy(dtype=float))]
+        if clean.empty:
             raise ValueError("linear predictor needs at least one observation")
+        recent = clean[clean.index > clean.index[-1] - pd.Timedelta(self.window)]
         self._t0 = recent.index[-1]
         self._history = recent
         x = _seconds_since(recent.index, self._t0)

@@ -127,7 +127,7 @@ def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_fil
         time.sleep(2.5)
         assert proc.poll() is None, "a bad config on SIGHUP must not stop the daemon"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        _out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -152,6 +152,7 @@ def test_not_utf8(tmp_path: Path) -> None:
         ('interval: 1m\nstate_dir: "unclosed\n', 3, ["malformed YAML"]),
         ("interval: 1m\n\tpools: []\n", 2, ["malformed YAML", "column"]),
         ("---\na: 1\n---\nb: 2\n", 3, ["malformed YAML", "single document"]),
+        ("interval: 1m\npools:\n  - name: a\x07\n", 3, ["'\\x07' is not allowed"]),
     ],
 )
 def test_malformed_yaml_names_the_line(
@@ -513,6 +514,14 @@ def test_validate_clean(tmp_path: Path) -> None:
     assert config is not None
     config, overrides = load_checked(path)
     assert list(overrides.overrides) == ["gpu-ocr"]
+
+
+def test_validate_missing_or_empty_overrides_file_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    assert validate_files(path)[1] == []
+    write(tmp_path, "# nothing yet\n", "overrides.yaml")
+    assert validate_files(path)[1] == []
+    assert load_checked(path)[1].overrides == {}
 
 
 def test_validate_override_for_unknown_pool(tmp_path: Path) -> None:

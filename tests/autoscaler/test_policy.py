@@ -131,6 +131,14 @@ CEILING_6 = ScheduleBounds(0, 6, ("night",))
         pytest.param(15, CAPPED, None, 10, ["schedule ceiling 10 ('night')"], id="ceiling-lowers"),
         pytest.param(4, CAPPED, None, 4, [], id="ceiling-above-target-is-silent"),
         pytest.param(
+            3,
+            ScheduleBounds(12, 8, ("day", "quiet")),
+            None,
+            12,
+            ["schedule floor 12 ('day', 'quiet')"],
+            id="floor-beats-ceiling",
+        ),
+        pytest.param(
             5,
             ScheduleBounds(0, 0, ("night",)),
             None,
