@@ -65,13 +65,75 @@ class NomadJobBackend(Strict):
     verify_tls: bool = True
 
 
+class KubernetesBackend(Strict):
+    """A Deployment or StatefulSet scaled through its scale subresource."""
+
+    kind: Literal["kubernetes"]
+    workload: Literal["deployment", "statefulset"] = "deployment"
+    name: str
+    namespace: str | None = Field(default=None, description="default: the context's namespace")
+    context: str | None = Field(default=None, description="kubeconfig context; default current")
+    kubeconfig: Path | None = Field(
+        default=None, description="default: $KUBECONFIG, ~/.kube/config"
+    )
+    in_cluster: bool | None = Field(
+        default=None, description="use the pod's service account; default: when in a pod"
+    )
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+    verify_tls: bool = True
+
+
+class AwsAsgBackend(Strict):
+    """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain."""
+
+    kind: Literal["aws_asg"]
+    group: str = Field(description="Auto Scaling group name")
+    region: str | None = Field(default=None, description="default: the AWS chain's region")
+    endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class NomadClusterBackend(Strict):
+    """Nomad client nodes in an AWS Auto Scaling group: scale out by raising the group's
+    desired capacity; scale in by draining chosen nodes, then terminating exactly them."""
+
+    kind: Literal["nomad_cluster"]
+    asg: str = Field(description="Auto Scaling group the Nomad clients run in")
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
+    region: str | None = None
+    namespace: str = "default"
+    token_env: str = "NOMAD_TOKEN"
+    node_pool: str | None = None
+    node_class: str | None = None
+    datacenter: str | None = None
+    drain_deadline: Duration = timedelta(minutes=10)
+    terminate_busy_after_deadline: bool = Field(
+        default=False, description="terminate a node still running allocations at the deadline"
+    )
+    ignore_system_jobs: bool = True
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+    verify_tls: bool = True
+
+
 class SimulatedBackend(Strict):
     kind: Literal["simulated"]
     initial_nodes: int = Field(default=1, ge=0)
     boot_delay: Duration = timedelta(minutes=10)
+    boot_failure_rate: float = Field(
+        default=0.0, ge=0, lt=1, description="share of new nodes that never become ready"
+    )
+    seed: int = 0
 
 
-BackendConfig = Annotated[NomadJobBackend | SimulatedBackend, Field(discriminator="kind")]
+BackendConfig = Annotated[
+    NomadJobBackend | NomadClusterBackend | KubernetesBackend | AwsAsgBackend | SimulatedBackend,
+    Field(discriminator="kind"),
+]
 
 
 # ---- pools -----------------------------------------------------------------------

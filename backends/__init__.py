@@ -9,21 +9,47 @@ import os
 from collections.abc import Mapping
 
 from autoscaler.clock import Clock
-from autoscaler.config import BackendConfig, NomadJobBackend, SimulatedBackend
+from autoscaler.config import (
+    AwsAsgBackend,
+    BackendConfig,
+    KubernetesBackend,
+    NomadClusterBackend,
+    NomadJobBackend,
+    SimulatedBackend,
+)
 from backends.base import Backend, BackendError, FleetState
 
 
 def make_backend(
     config: BackendConfig, clock: Clock, env: Mapping[str, str] = os.environ
 ) -> Backend:
+    """The backend for a pool's `backend:` block; modules load only when used."""
     if isinstance(config, SimulatedBackend):
         from backends.simulated import SimulatedFleet
 
-        return SimulatedFleet(clock, config.initial_nodes, config.boot_delay)
+        return SimulatedFleet(
+            clock,
+            config.initial_nodes,
+            config.boot_delay,
+            boot_failure_rate=config.boot_failure_rate,
+            seed=config.seed,
+        )
     if isinstance(config, NomadJobBackend):
         from backends.nomad_job import NomadJobGroup
 
         return NomadJobGroup(config, env=env)
+    if isinstance(config, NomadClusterBackend):
+        from backends.nomad_cluster import NomadCluster
+
+        return NomadCluster(config, env=env)
+    if isinstance(config, KubernetesBackend):
+        from backends.kubernetes import KubernetesWorkload
+
+        return KubernetesWorkload(config, env=env)
+    if isinstance(config, AwsAsgBackend):
+        from backends.aws_asg import AutoScalingGroup
+
+        return AutoScalingGroup(config, env=env)
     raise ValueError(f"no backend for kind {config.kind!r}")
 
 

@@ -27,6 +27,10 @@ class Backend(Protocol):
 
     def read(self) -> FleetState: ...
 
+    def check(self) -> None:
+        """Raise BackendError unless the fleet is reachable and its target exists."""
+        ...
+
     def scale(self, desired: int, reason: str) -> None:
         """Set the desired count. Must not write when it is already `desired`."""
         ...

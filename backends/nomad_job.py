@@ -279,6 +279,10 @@ class NomadJobGroup:
     def __repr__(self) -> str:
         return f"NomadJobGroup({self.target} at {self.connection.address})"
 
+    def check(self) -> None:
+        """Reachable, token accepted, job and group exist (for `validate --check-backends`)."""
+        self.read()
+
     def read(self) -> FleetState:
         desired = self._read_desired()
         allocations = self._call(

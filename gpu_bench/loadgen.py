@@ -44,6 +44,7 @@ class MeasureSettings:
     warmup_s: float = 3.0
     window_s: float = 2.0
     min_window_requests: int = 100
+    max_window_factor: float = 5.0
     rule: StabilityRule = field(default_factory=StabilityRule)
     late_threshold_s: float = 0.010
     max_late_share: float = 0.05
@@ -145,7 +146,10 @@ class LoadRunner:
         self._completed = set()
         self._scheduled = scheduled = []
         lags: list[float] = []
-        window_s = max(settings.window_s, settings.min_window_requests / rate_rps)
+        window_s = min(
+            max(settings.window_s, settings.min_window_requests / rate_rps),
+            settings.max_window_factor * settings.window_s,
+        )
         started = self._clock() + 0.01
         measure_from = started + settings.warmup_s
         window = _Window(measure_from, measure_from + window_s)
@@ -157,7 +161,7 @@ class LoadRunner:
         while verdict is WindowVerdict.CONTINUE:
             self._raise_failure()
             now = self._clock()
-            while next_send <= now:
+            while next_send <= now and self._clock() < window.end + settings.grace_s:
                 scheduled.append(next_send)
                 self.pool.submit(self._next_id)
                 self._next_id += 1

@@ -243,7 +243,11 @@ class WorkerPool:
 
 
 def default_threads_per_worker(device: str, workers: int) -> int:
-    """On CPU the workers share the cores; on a GPU one host thread each is enough."""
+    """On CPU the workers share the cores, less one for the load generator; on a GPU, one.
+
+    Oversubscribed OpenMP threads spin-wait against each other and against the
+    generator, which shows up as latency spikes of a hundred times the compute time.
+    """
     if device.startswith("cuda"):
         return 1
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, ((os.cpu_count() or 1) - 1) // workers)

@@ -1,0 +1,30 @@
+"""Model factories the worker processes import by name in the gpu_bench tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class _Raises(nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise ValueError("this model always fails")
+
+
+class _Hog(nn.Module):
+    """Asks for 8 GiB per call: over any sensible memory cap."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.ones(2**31, dtype=torch.float32).sum() + inputs.sum()
+
+
+def raising_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Raises(), torch.zeros(1, 4)
+
+
+def memory_hog() -> tuple[nn.Module, torch.Tensor]:
+    return _Hog(), torch.zeros(1, 4)
+
+
+def not_a_model() -> object:
+    return "nope"
