@@ -111,6 +111,7 @@ def forecast(
     from autoscaler.forecast_view import decision_now, forecast_rows, forecast_table
     from autoscaler.runtime import build_runtime
     from autoscaler.tick import forecast_demand
+    from predictors import make_predictor
 
     try:
         parsed = load_config(config)
@@ -120,7 +121,7 @@ def forecast(
         raise typer.Exit(2) from None
     _setup_logging("WARNING")
     runtime = build_runtime(parsed, dry_run=True)
-    states = runtime.state_store.load() if runtime.state_store.path.exists() else {}
+    states = runtime.state_store.load(set_aside_corrupt=False)
     now = runtime.clock.now()
     failed = False
     for ticker in runtime.tickers:
@@ -129,8 +130,14 @@ def forecast(
             continue
         horizon = max(timedelta(hours=hours), spec.horizon)
         long_view = spec.model_copy(update={"horizon": horizon})
+        predictor = make_predictor(spec.predictor.kind, spec.predictor.params)
         sizing = forecast_demand(
-            long_view, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
+            long_view,
+            predictor,
+            runtime.metrics,
+            now,
+            parsed.metrics.max_staleness,
+            ticker.per_node_rps,
         )
         if sizing.forecast is None:
             errors.print(f"{spec.name}: no forecast: {sizing.missing_reason}", highlight=False)
@@ -140,7 +147,7 @@ def forecast(
         rows = forecast_rows(spec, sizing, ticker.per_node_rps, active, parse_duration(every))
         console.print(forecast_table(spec, rows, sizing.forecast.model))
         now_sizing = forecast_demand(
-            spec, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
+            spec, predictor, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
         )
         try:
             fleet = ticker.backend.read()

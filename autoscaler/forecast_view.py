@@ -78,6 +78,7 @@ def decision_now(
         at=now,
         current=fleet.desired,
         forecast_nodes=sizing.nodes,
+        demand_nodes=sizing.demand_nodes,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now),

@@ -38,6 +38,8 @@ class Observation:
     missing_reason: str | None = None
     schedule: ScheduleBounds = field(default_factory=lambda: ScheduleBounds(None, None, ()))
     override: Override | None = None
+    demand_nodes: int | None = None
+    """Nodes the demand seen now needs: if above the forecast's, scale for it now."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:
         why = obs.missing_reason or "no demand data"
         reasons.append(f"demand data missing ({why}): hold {obs.current}")
         return obs.current, False
+    if obs.demand_nodes is not None and obs.demand_nodes > obs.forecast_nodes:
+        reasons.append(
+            f"demand now needs {obs.demand_nodes} nodes, more than the forecast's "
+            f"{obs.forecast_nodes}: reactive floor"
+        )
+        return obs.demand_nodes, True
     reasons.append(f"forecast needs {obs.forecast_nodes} nodes")
     return obs.forecast_nodes, True
 

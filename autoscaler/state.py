@@ -36,7 +36,8 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> dict[str, PoolState]:
+    def load(self, *, set_aside_corrupt: bool = True) -> dict[str, PoolState]:
+        """The saved memory; `set_aside_corrupt=False` for read-only callers (`forecast`)."""
         if not self.path.exists():
             return {}
         try:
@@ -45,6 +46,9 @@ class StateStore:
                 raise ValueError(f"unknown state version {raw.get('version')!r}")
             return {name: _pool_from_json(data) for name, data in raw["pools"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not set_aside_corrupt:
+                log.warning("state file %s is unreadable (%s); ignoring it", self.path, exc)
+                return {}
             aside = self.path.with_name(self.path.name + ".corrupt")
             log.error(
                 "state file %s is unreadable (%s); set aside as %s, starting with "

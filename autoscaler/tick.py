@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import pandas as pd
 
 from autoscaler.config import Pool
 from autoscaler.decision_log import DecisionLog
@@ -28,7 +30,7 @@ from autoscaler.policy import Decision, Limits, Observation, decide, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
-from predictors import Forecast, make_predictor
+from predictors import Forecast, Predictor, make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class Sizing:
     forecast: Forecast | None = None
     nodes: int | None = None
     missing_reason: str | None = None
+    demand_nodes: int | None = None
+    """Nodes the demand seen now needs: a reactive floor under the forecast."""
 
 
 @dataclass
@@ -65,25 +69,52 @@ def limits_of(pool: Pool) -> Limits:
     )
 
 
-def forecast_demand(
-    pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: Any, per_node_rps: float
-) -> Sizing:
-    """Observe and forecast. Any trouble with the data yields `nodes=None`, never zero."""
+def observe_demand(
+    pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: timedelta
+) -> pd.Series | str:
+    """The pool's checked demand history, or why there is none (never an empty series)."""
     try:
         raw = metrics.demand(pool.demand.query, now - pool.demand.window, now, pool.demand.step)
-        history = check_demand(raw, now, max_staleness)
+        return check_demand(raw, now, max_staleness)
     except MetricsError as exc:
-        return Sizing(missing_reason=f"{exc.kind}: {exc}")
+        return f"{exc.kind}: {exc}"
+
+
+def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rps: float) -> Sizing:
+    """Forecast and size (pure): the nodes for the forecast's upper peak, and for demand now.
+
+    The daemon, `forecast` and the backtest all size through here.
+    """
     demand_now = float(history.iloc[-1])
     try:
-        predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
         forecast = predictor.fit(history).forecast(pool.horizon)
     except (ValueError, ArithmeticError) as exc:
         return Sizing(demand_now=demand_now, missing_reason=f"forecast failed: {exc}")
     peak = forecast.peak_upper()
     if not math.isfinite(peak):
         return Sizing(demand_now, forecast, None, "forecast is not a finite number")
-    return Sizing(demand_now, forecast, nodes_for(peak, per_node_rps, pool.target_utilization))
+    utilization = pool.target_utilization
+    return Sizing(
+        demand_now,
+        forecast,
+        nodes_for(peak, per_node_rps, utilization),
+        demand_nodes=nodes_for(demand_now, per_node_rps, utilization),
+    )
+
+
+def forecast_demand(
+    pool: Pool,
+    predictor: Predictor,
+    metrics: MetricsSource,
+    now: datetime,
+    max_staleness: timedelta,
+    per_node_rps: float,
+) -> Sizing:
+    """Observe, forecast and size. Any trouble with the data yields `nodes=None`, never zero."""
+    history = observe_demand(pool, metrics, now, max_staleness)
+    if isinstance(history, str):
+        return Sizing(missing_reason=history)
+    return size_fleet(pool, predictor, history, per_node_rps)
 
 
 class PoolTicker:
@@ -108,10 +139,14 @@ class PoolTicker:
         self.notifier = notifier
         self.decision_log = decision_log
         self.dry_run = dry_run or pool.dry_run
+        # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
+        self.predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
-        sizing = forecast_demand(pool, self.metrics, now, self.max_staleness, self.per_node_rps)
+        sizing = forecast_demand(
+            pool, self.predictor, self.metrics, now, self.max_staleness, self.per_node_rps
+        )
         result = TickResult(pool.name, now, None, sizing, None, dry_run=self.dry_run)
         if sizing.missing_reason:
             result.errors["metrics"] = sizing.missing_reason
@@ -134,6 +169,7 @@ class PoolTicker:
             at=now,
             current=result.fleet.desired,
             forecast_nodes=result.sizing.nodes,
+            demand_nodes=result.sizing.demand_nodes,
             missing_reason=result.sizing.missing_reason,
             schedule=bounds_at(self.pool.schedules, now),
             override=active_override(overrides, self.pool.name, now),

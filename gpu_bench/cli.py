@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +33,19 @@ def _seconds(text: str) -> float:
         raise typer.BadParameter(str(error)) from None
 
 
+def _command_line(context: typer.Context) -> str:
+    """The options given on the command line, for the profile's record of how it was made."""
+    parts = ["gpu-bench", context.info_name or "run"]
+    for parameter in context.command.params:
+        source = context.get_parameter_source(parameter.name or "")
+        if source is not None and source.name == "COMMANDLINE" and parameter.opts:
+            parts += [parameter.opts[0], str(context.params[parameter.name or ""])]
+    return shlex.join(parts)
+
+
 @app.command()
 def run(
+    context: typer.Context,
     model: Annotated[
         str,
         typer.Option(help="module:function, a TorchScript file, or a reference: cnn, transformer"),
@@ -65,6 +75,9 @@ def run(
         Path | None, typer.Option(help="resume file (default: OUT.checkpoint.json)")
     ] = None,
     chart: Annotated[Path | None, typer.Option(help="PNG chart (default: OUT.png)")] = None,
+    precision: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="stop bisecting within this share")
+    ] = 0.05,
     seed: int = 0,
 ) -> None:
     """Sweep workers x batch, find each one's highest rate under the target, write a profile."""
@@ -96,6 +109,7 @@ def run(
         max_windows=max_windows,
         memory_cap_mib=memory_cap_mib,
         threads_per_worker=threads_per_worker,
+        precision=precision,
         seed=seed,
     )
     checkpoint = checkpoint or out.with_name(out.name + ".checkpoint.json")
@@ -114,7 +128,7 @@ def run(
         progress.close()
     console.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
-    command = shlex.join(["gpu-bench", *sys.argv[1:]])
+    command = _command_line(context)
     try:
         profile = to_profile(sweep, device_name(resolved), command)
     except ValueError as error:

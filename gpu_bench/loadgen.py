@@ -267,6 +267,15 @@ class LoadRunner:
             gpu_power_w=device.get("gpu_power_w"),
         )
 
+    def latencies(self) -> list[float]:
+        """Every completed request's latency in the last measurement, warm-up included."""
+        base, scheduled = self._base, self._scheduled
+        return [
+            ended - scheduled[request_id - base]
+            for request_id, _, ended, _ in list(self._completions)
+            if request_id >= base
+        ]
+
     def drain(self, timeout_s: float) -> bool:
         """Withdraw still-queued requests and wait for batches in flight; False if stuck."""
         deadline = self._clock() + timeout_s

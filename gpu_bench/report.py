@@ -22,11 +22,14 @@ def _share(value: float | None) -> str:
 
 def results_table(sweep: SweepResult) -> Table:
     chosen = sweep.chosen()
-    table = Table(title=f"gpu-bench: {sweep.settings.model} on {sweep.settings.device}")
-    for heading in ("workers", "batch", "status", "req/s", "spread", "p50 ms", "p95 ms"):
-        table.add_column(heading, justify="right")
-    for heading in ("p99 ms", "queue ms", "compute ms", "mean batch", "util", "note"):
-        table.add_column(heading, justify="right")
+    table = Table(
+        title=f"gpu-bench: {sweep.settings.model} on {sweep.settings.device} "
+        f"(p95 target {sweep.settings.latency_target_s}s; times in ms)"
+    )
+    headings = ("W", "B", "status", "req/s", "±", "p50", "p95", "p99", "queue", "compute")
+    for heading in (*headings, "batch", "util"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    table.add_column("note")
     for result in sweep.results:
         mark = " *" if result is chosen else ""
         table.add_row(

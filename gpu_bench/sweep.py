@@ -108,6 +108,17 @@ class SweepResult(BaseModel):
         return max(usable, key=lambda r: (r.rate_rps, -r.workers, -r.batch), default=None)
 
 
+BACKOFF_ROUNDS = 3
+
+
+def confirmed(repeats: list[RateMeasurement], latency_target_s: float) -> bool:
+    """Repeats confirm a rate when at least half pass and their median p95 holds the target."""
+    passed = sum(m.passed for m in repeats)
+    return passed * 2 >= len(repeats) and (
+        statistics.median(m.p95_s for m in repeats) <= latency_target_s
+    )
+
+
 class SweepProgress(Protocol):
     def config_started(self, workers: int, batch: int) -> None: ...
     def probe_done(self, measurement: RateMeasurement) -> None: ...
@@ -203,14 +214,25 @@ def run_config(
                 probes=probes,
             )
         rate = search.best_rps
-        repeats = [m for m in probes if m.rate_rps == rate and m.passed][:1]
-        for _ in range(2):
+        repeats: list[RateMeasurement] = []
+        for _ in range(BACKOFF_ROUNDS):
+            repeats = [m for m in probes if m.rate_rps == rate and m.passed][:1]
             while len(repeats) < settings.repeats:
                 repeats.append(probe(rate))
-            if sum(m.passed for m in repeats) * 2 > len(repeats):
+            if confirmed(repeats, settings.latency_target_s):
                 break
             rate *= 1 - 2 * settings.precision
-            repeats = []
+        else:
+            return ConfigResult(
+                workers=workers,
+                batch=batch,
+                status="no_rate",
+                reason=f"repeats did not confirm any rate down to {repeats[0].rate_rps:.1f}",
+                rate_rps=0.0,
+                generator_limited=limited,
+                probes=probes,
+                repeats=repeats,
+            )
         return ConfigResult(
             workers=workers,
             batch=batch,

@@ -279,10 +279,10 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
         ('start: "09:00"', 'start: "25:00"', "start:", "pools[0].schedules[0].start", ["time"]),
         (
             "kind: simulated",
-            "kind: kubernetes",
-            "kind: kubernetes",
+            "kind: openstack",
+            "kind: openstack",
             "pools[0].backend.kind",
-            ["unknown kind 'kubernetes'", "'nomad_job', 'simulated'"],
+            ["unknown kind 'openstack'", "'nomad_job', 'nomad_cluster', 'kubernetes'"],
         ),
         # checks across keys point at the key they name
         (

@@ -609,3 +609,13 @@ def test_random_ticks_respect_bounds_fail_safe_and_step(
         # Either follow the decision, or (sometimes) the fleet did not manage it.
         if data.draw(st.booleans(), label="fleet follows"):
             current = desired
+
+
+def test_reactive_floor_scales_for_demand_seen_now_when_the_forecast_is_lower() -> None:
+    obs = Observation(at=T0, current=4, forecast_nodes=5, demand_nodes=9)
+    decision, _ = decide(obs, limits(), Memory())
+    assert decision.desired == 9
+    assert any("reactive floor" in r for r in decision.reasons)
+    calm = Observation(at=T0, current=4, forecast_nodes=5, demand_nodes=3)
+    decision, _ = decide(calm, limits(), Memory())
+    assert decision.desired == 5 and not any("reactive" in r for r in decision.reasons)

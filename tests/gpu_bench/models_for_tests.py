@@ -28,3 +28,15 @@ def memory_hog() -> tuple[nn.Module, torch.Tensor]:
 
 def not_a_model() -> object:
     return "nope"
+
+
+class _GrowingHog(nn.Module):
+    """Needs 192 MiB per request in the batch: batch 1 fits a 400 MiB cap, batch 4 does not."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        scratch = torch.empty(inputs.shape[0] * 48 * 2**20, dtype=torch.float32)
+        return scratch[:1].fill_(1.0) + inputs.sum()
+
+
+def batch_scaled_hog() -> tuple[nn.Module, torch.Tensor]:
+    return _GrowingHog(), torch.zeros(1, 4)

@@ -1,0 +1,322 @@
+"""An AWS Auto Scaling group as a fleet, through boto3.
+
+Reads the group's desired capacity and its instances' lifecycle states; sets
+the desired capacity with SetDesiredCapacity (HonorCooldown=False: the
+autoscaler keeps its own cooldowns). A request outside the group's
+MinSize/MaxSize, or a scale-in that would need protected instances to go, is
+clamped to what the group allows: the clamped value is written, a warning is
+logged and `last_note` says what was clamped and why, so the tick can report it.
+
+Credentials come from the standard AWS chain (env, shared files, SSO, instance
+role); keys from `env` are passed on explicitly so a caller's env mapping wins.
+They never reach a log line or an error: errors are re-worded from AWS error
+codes and short, redacted messages. botocore's own retries are off; retries of
+throttling, 5xx and lost connections go through backends.retry, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+from botocore.parsers import ResponseParserError
+
+from autoscaler.config import AwsAsgBackend
+from backends.base import BackendError, FleetState
+from backends.retry import call_with_retries
+
+log = logging.getLogger(__name__)
+
+AUTOSCALER_NAME = "gpu-autoscaler"
+_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+_TRANSIENT_CODES = frozenset({"InternalFailure", "ServiceUnavailable", "RequestTimeout"})
+_MESSAGE_LIMIT = 200
+_LEAVING_STATES = ("Terminating", "Terminated", "Detaching", "Detached")
+
+
+@dataclass(frozen=True)
+class GroupInstance:
+    instance_id: str
+    lifecycle_state: str
+    protected: bool
+
+    @property
+    def in_service(self) -> bool:
+        return self.lifecycle_state == "InService"
+
+    @property
+    def leaving(self) -> bool:
+        return self.lifecycle_state.startswith(_LEAVING_STATES)
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """One DescribeAutoScalingGroups answer, reduced to what sizing needs."""
+
+    name: str
+    desired: int
+    min_size: int
+    max_size: int
+    instances: tuple[GroupInstance, ...]
+
+    @property
+    def in_service(self) -> int:
+        return sum(1 for i in self.instances if i.in_service)
+
+    @property
+    def protected(self) -> int:
+        """Instances that a lowered desired capacity cannot remove."""
+        return sum(1 for i in self.instances if i.protected and not i.leaving)
+
+
+# ---- pure ----------------------------------------------------------------------------
+
+
+def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
+    instances = tuple(
+        GroupInstance(
+            instance_id=str(i["InstanceId"]),
+            lifecycle_state=str(i.get("LifecycleState", "")),
+            protected=bool(i.get("ProtectedFromScaleIn", False)),
+        )
+        for i in group.get("Instances") or []
+    )
+    return GroupSnapshot(
+        name=str(group.get("AutoScalingGroupName", "")),
+        desired=int(group["DesiredCapacity"]),
+        min_size=int(group["MinSize"]),
+        max_size=int(group["MaxSize"]),
+        instances=instances,
+    )
+
+
+def group_fleet_state(snapshot: GroupSnapshot) -> FleetState:
+    """Pending is whatever is asked for but not yet in service (Pending*, booting)."""
+    ready = snapshot.in_service
+    return FleetState(
+        desired=snapshot.desired, ready=ready, pending=max(snapshot.desired - ready, 0)
+    )
+
+
+def clamp_desired(requested: int, snapshot: GroupSnapshot) -> tuple[int, str | None]:
+    """The desired capacity the group can take, and a sentence when it is not `requested`."""
+    target, notes = requested, []
+    if target > snapshot.max_size:
+        notes.append(f"above the group's MaxSize {snapshot.max_size}")
+        target = snapshot.max_size
+    if target < snapshot.min_size:
+        notes.append(f"below the group's MinSize {snapshot.min_size}")
+        target = snapshot.min_size
+    if target < snapshot.desired:
+        # Lowering desired lets AWS remove only unprotected instances.
+        floor = min(snapshot.desired, snapshot.protected)
+        if target < floor:
+            notes.append(f"{snapshot.protected} instances are protected from scale-in")
+            target = floor
+    if target == requested:
+        return target, None
+    return target, f"asked for {requested}, clamped to {target}: {'; '.join(notes)}"
+
+
+# ---- pure: classifying and wording failures ------------------------------------------
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _status_code(error: BaseException) -> int:
+    if isinstance(error, botocore.exceptions.ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if isinstance(status, int) else 0
+    return 0
+
+
+def is_retryable_aws_error(error: BaseException) -> bool:
+    """Throttling, 5xx, garbled answers and lost connections; never a refusal or a 4xx."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = _error_code(error)
+        return (
+            code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status_code(error) >= 500
+        )
+    return isinstance(
+        error,
+        botocore.exceptions.ConnectionError
+        | botocore.exceptions.HTTPClientError
+        | ResponseParserError,
+    )
+
+
+def redact_all(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...] = ()) -> str:
+    """A sentence for people: the AWS error code and its short message, keys removed."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = _error_code(error) or "error"
+        message = " ".join(str(error.response.get("Error", {}).get("Message", "")).split())
+        status = _status_code(error)
+        text = f"AWS answered {code}" + (f" (HTTP {status})" if status else "")
+        if message:
+            text += f": {message[:_MESSAGE_LIMIT]}"
+    elif isinstance(error, botocore.exceptions.NoCredentialsError):
+        text = "no AWS credentials found in the AWS credential chain"
+    elif isinstance(error, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+        text = f"no answer from AWS ({where}) in time"
+    elif isinstance(error, botocore.exceptions.ConnectionError):
+        text = f"connection to AWS ({where}) failed ({type(error).__name__})"
+    elif isinstance(error, BackendError):
+        text = str(error)
+    else:
+        text = type(error).__name__
+    return redact_all(text, secrets)
+
+
+# ---- the adapter ---------------------------------------------------------------------
+
+
+def aws_session(region: str | None, env: Mapping[str, str]) -> boto3.Session:
+    """A boto3 session on the standard credential chain, preferring keys found in `env`."""
+    region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    try:
+        if key_id and secret:
+            return boto3.Session(
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+                region_name=region,
+            )
+        return boto3.Session(region_name=region, profile_name=env.get("AWS_PROFILE") or None)
+    except botocore.exceptions.ProfileNotFound:
+        raise BackendError(f"AWS profile {env.get('AWS_PROFILE')!r} not found") from None
+
+
+class AutoScalingGroup:
+    """One Auto Scaling group, sized through its desired capacity."""
+
+    name = "aws_asg"
+
+    def __init__(
+        self,
+        config: AwsAsgBackend,
+        env: Mapping[str, str] = os.environ,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.target = f"Auto Scaling group {config.group!r}"
+        self.last_note: str | None = None
+        """Set by scale() when the request was clamped (MinSize/MaxSize/protection)."""
+        self._sleep = sleep
+        self._secrets = tuple(env.get(name, "") for name in _SECRET_ENV)
+        session = aws_session(config.region, env)
+        timeout = config.timeout.total_seconds()
+        self.client = session.client(
+            "autoscaling",
+            endpoint_url=config.endpoint_url,
+            config=BotoConfig(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                user_agent_extra=AUTOSCALER_NAME,
+            ),
+        )
+        self.region = session.region_name
+
+    def __repr__(self) -> str:
+        return f"AutoScalingGroup({self.config.group!r} in {self.region})"
+
+    def check(self) -> None:
+        """Credentials accepted and the group exists (for `validate --check-backends`)."""
+        self.describe()
+
+    def read(self) -> FleetState:
+        return group_fleet_state(self.describe())
+
+    def scale(self, desired: int, reason: str) -> None:
+        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
+            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        snapshot = self.describe()
+        target, note = clamp_desired(desired, snapshot)
+        self.last_note = note
+        if note:
+            log.warning("%s: %s", self.target, note)
+        if target == snapshot.desired:
+            log.debug("%s already at desired %d; nothing to write", self.target, target)
+            return
+        log.info("%s: desired %d -> %d (%s)", self.target, snapshot.desired, target, reason)
+        self.set_desired(target)
+
+    # ---- the group operations, also used by backends.nomad_cluster ------------------
+
+    def describe(self) -> GroupSnapshot:
+        answer = self._call(
+            lambda: self.client.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[self.config.group]
+            ),
+            what=f"describing {self.target}",
+        )
+        groups = answer.get("AutoScalingGroups") or []
+        if not groups:
+            raise BackendError(f"{self.target} not found in region {self.region}")
+        return group_snapshot(groups[0])
+
+    def set_desired(self, desired: int) -> None:
+        self._call(
+            lambda: self.client.set_desired_capacity(
+                AutoScalingGroupName=self.config.group,
+                DesiredCapacity=desired,
+                HonorCooldown=False,
+            ),
+            what=f"setting the desired capacity of {self.target} to {desired}",
+        )
+
+    def terminate(self, instance_id: str) -> None:
+        """Terminate exactly this instance and lower desired capacity with it."""
+        self._call(
+            lambda: self.client.terminate_instance_in_auto_scaling_group(
+                InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
+            ),
+            what=f"terminating instance {instance_id} of {self.target}",
+        )
+
+    def _call(self, operation: Callable[[], Any], *, what: str) -> Any:
+        where = self.config.endpoint_url or f"region {self.region}"
+
+        def describe(error: BaseException) -> str:
+            return describe_aws_error(error, where, self._secrets)
+
+        return call_with_retries(
+            operation,
+            what=what,
+            retries=self.config.retries,
+            is_retryable=is_retryable_aws_error,
+            describe=describe,
+            sleep=self._sleep,
+        )

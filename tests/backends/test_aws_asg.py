@@ -1,0 +1,210 @@
+"""AutoScalingGroup through boto3 against moto in server mode on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from typing import Any
+
+import pytest
+
+from autoscaler.config import AwsAsgBackend
+from backends.aws_asg import AutoScalingGroup, clamp_desired, group_snapshot
+from backends.base import BackendError, FleetState
+from tests.doubles.moto_server import (
+    AWS_ENV,
+    DUMMY_KEY_ID,
+    DUMMY_SECRET,
+    AwsFaults,
+    AwsWorld,
+    aws,
+    moto_server,
+)
+
+__all__ = ["aws", "moto_server"]  # fixtures, used by name below
+
+GROUP = "gpu-workers"
+
+
+def make_backend(
+    url: str, sleeps: list[float] | None = None, **overrides: Any
+) -> AutoScalingGroup:
+    settings: dict[str, Any] = {
+        "kind": "aws_asg",
+        "group": GROUP,
+        "endpoint_url": url,
+        "timeout": "2s",
+        "retries": 2,
+    }
+    settings.update(overrides)
+    sleeps = [] if sleeps is None else sleeps
+    return AutoScalingGroup(AwsAsgBackend(**settings), env=dict(AWS_ENV), sleep=sleeps.append)
+
+
+def snapshot(desired: int, min_size: int, max_size: int, protected: int, total: int):
+    return group_snapshot(
+        {
+            "AutoScalingGroupName": GROUP,
+            "DesiredCapacity": desired,
+            "MinSize": min_size,
+            "MaxSize": max_size,
+            "Instances": [
+                {"InstanceId": f"i-{n}", "LifecycleState": "InService", "ProtectedFromScaleIn": n < protected}
+                for n in range(total)
+            ],
+        }
+    )
+
+
+# ---- pure clamping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requested", "protected", "expected", "words"),
+    [
+        (3, 2, 3, None),
+        (9, 2, 6, "MaxSize 6"),
+        (0, 0, 1, "MinSize 1"),
+        (1, 2, 2, "2 instances are protected"),  # 4 running, 2 protected: at most 2 can go
+        (5, 4, 5, None),  # raising is never held back by protection
+    ],
+)
+def test_clamp_desired(requested: int, protected: int, expected: int, words: str | None) -> None:
+    target, note = clamp_desired(requested, snapshot(4, 1, 6, protected=protected, total=4))
+    assert target == expected
+    if words is None:
+        assert note is None
+    else:
+        assert note is not None and words in note and f"asked for {requested}" in note
+
+
+# ---- against moto -------------------------------------------------------------------
+
+
+def test_read_counts_desired_in_service_and_pending(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=3, max_size=6)
+    backend = make_backend(aws.url)
+    assert backend.read() == FleetState(desired=3, ready=3, pending=0)
+    aws.autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=5)
+    state = backend.read()
+    assert state.desired == 5
+    assert state.ready + state.pending == 5
+
+
+def test_scale_sets_desired_capacity(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=2, max_size=6)
+    backend = make_backend(aws.url)
+    backend.scale(4, "forecast peak")
+    assert aws.group(GROUP)["DesiredCapacity"] == 4
+    assert backend.last_note is None
+    backend.scale(3, "forecast fell")
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+
+
+def test_scale_to_the_current_size_writes_nothing(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=2)
+    backend = make_backend(aws.url)
+    faults = AwsFaults(backend.client)
+    backend.scale(2, "steady")
+    backend.scale(2, "steady")
+    assert "SetDesiredCapacity" not in faults.sent
+    assert faults.sent == ["DescribeAutoScalingGroups"] * 2
+
+
+def test_scale_clamps_to_max_and_min_and_says_so(
+    aws: AwsWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    aws.create_group(GROUP, desired=2, min_size=1, max_size=4)
+    backend = make_backend(aws.url)
+    with caplog.at_level(logging.WARNING, logger="backends.aws_asg"):
+        backend.scale(9, "campaign")
+    assert aws.group(GROUP)["DesiredCapacity"] == 4
+    assert backend.last_note == "asked for 9, clamped to 4: above the group's MaxSize 4"
+    assert "clamped to 4" in caplog.text
+    backend.scale(0, "night")
+    assert aws.group(GROUP)["DesiredCapacity"] == 1
+    assert backend.last_note is not None and "MinSize 1" in backend.last_note
+
+
+def test_scale_in_is_clamped_by_protected_instances(aws: AwsWorld) -> None:
+    ids = aws.create_group(GROUP, desired=4, max_size=6)
+    aws.protect(GROUP, ids[:3])
+    backend = make_backend(aws.url)
+    backend.scale(1, "night")
+    group = aws.group(GROUP)
+    assert group["DesiredCapacity"] == 3
+    assert backend.last_note is not None and "3 instances are protected" in backend.last_note
+    remaining = {i["InstanceId"] for i in group["Instances"]}
+    assert set(ids[:3]) <= remaining  # the protected ones all stay
+
+
+def test_throttling_is_retried_with_backoff(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=2)
+    sleeps: list[float] = []
+    backend = make_backend(aws.url, sleeps=sleeps)
+    faults = AwsFaults(backend.client)
+    faults.fail_next("SetDesiredCapacity", 2, code="Throttling")
+    backend.scale(3, "peak")
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+    assert len(sleeps) == 2  # our backoff, once per retry: botocore's retries are off
+    assert faults.sent.count("SetDesiredCapacity") == 1
+
+
+def test_retries_end_in_a_backend_error(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=2)
+    backend = make_backend(aws.url, retries=1)
+    faults = AwsFaults(backend.client)
+    faults.fail_next("DescribeAutoScalingGroups", 2, status=503, code="ServiceUnavailable")
+    with pytest.raises(BackendError, match=r"failed after 2 attempts: AWS answered ServiceUnavailable"):
+        backend.read()
+
+
+def test_a_refusal_is_not_retried(aws: AwsWorld) -> None:
+    aws.create_group(GROUP, desired=2)
+    sleeps: list[float] = []
+    backend = make_backend(aws.url, sleeps=sleeps)
+    faults = AwsFaults(backend.client)
+    faults.fail_next("SetDesiredCapacity", 1, code="AccessDenied", message="not authorized")
+    with pytest.raises(BackendError, match="AccessDenied"):
+        backend.scale(3, "peak")
+    assert sleeps == []
+
+
+def test_missing_group_is_reported(aws: AwsWorld) -> None:
+    with pytest.raises(BackendError, match="'gpu-workers' not found"):
+        make_backend(aws.url).check()
+
+
+def test_unreachable_endpoint_is_retried_then_reported() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    sleeps: list[float] = []
+    backend = make_backend(f"http://127.0.0.1:{port}", sleeps=sleeps, retries=1)
+    with pytest.raises(BackendError, match="connection to AWS .* failed"):
+        backend.read()
+    assert len(sleeps) == 1
+
+
+def test_keys_never_reach_logs_or_errors(aws: AwsWorld, caplog: pytest.LogCaptureFixture) -> None:
+    aws.create_group(GROUP, desired=2)
+    backend = make_backend(aws.url, retries=1)
+    faults = AwsFaults(backend.client)
+    faults.fail_next(
+        "SetDesiredCapacity", 2, status=500, code="InternalFailure",
+        message=f"echo {DUMMY_KEY_ID} {DUMMY_SECRET}",
+    )
+    # Our loggers at DEBUG, everything else at WARNING: botocore's own DEBUG log prints
+    # the signed request headers, so the daemon keeps botocore at WARNING or above.
+    with (
+        caplog.at_level(logging.WARNING),
+        caplog.at_level(logging.DEBUG, logger="backends"),
+        pytest.raises(BackendError) as caught,
+    ):
+        backend.scale(3, "peak")
+    text = caplog.text + str(caught.value) + "".join(traceback.format_exception(caught.value))
+    assert "[redacted]" in str(caught.value)
+    assert DUMMY_KEY_ID not in text
+    assert DUMMY_SECRET not in text
+    assert DUMMY_SECRET not in repr(backend)

@@ -1,0 +1,617 @@
+"""An HTTP double of the Kubernetes apps/v1 endpoints the backend uses, on 127.0.0.1.
+
+Follows the Kubernetes API reference (kubernetes.io/docs/reference/kubernetes-api):
+"Deployment" and "StatefulSet" (apps/v1; read, patch, and the scale subresource
+read/patch), "Scale" (autoscaling/v1: metadata, spec.replicas, status.replicas
+and status.selector) and "Status" (the body of every error: kind Status,
+apiVersion v1, status Failure, message, reason, details, code). Like the API
+server it omits zero-valued `omitempty` fields (ScaleSpec.replicas, and the
+Deployment status counters), accepts JSON merge, strategic merge and JSON
+patches (anything else is 415), treats a resourceVersion in a patch as a
+precondition (409 Conflict, "the object has been modified"), answers 401 for a
+missing or unknown bearer token (the scheme is case-insensitive) and 403 with
+the RBAC wording ("User ... cannot patch resource "deployments/scale" in API
+group "apps" in the namespace ...") for verbs it is told to deny.
+
+Every request is recorded for assertions; faults can be queued: an error
+status for the next N requests (optionally of one method), a stall longer
+than the client's timeout, a dropped connection, or an action run just before
+a request is served (someone else scaling by hand). With tls=True it serves
+HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+import yaml
+
+DOUBLE_TOKEN = "kube-double-7f3a9c1e-bearer-secret-42"
+DOUBLE_USER = "system:serviceaccount:ml:gpu-autoscaler"
+PATCH_TYPES = (
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/json-patch+json",
+)
+_KINDS = {"deployments": ("Deployment", "deployment"), "statefulsets": ("StatefulSet", "sts")}
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Fault:
+    kind: str  # "status" | "delay" | "drop" | "before"
+    status: int = 503
+    seconds: float = 0.0
+    method: str | None = None
+    action: Callable[[], None] | None = None
+
+
+@dataclass
+class FakeWorkload:
+    resource: str  # "deployments" | "statefulsets"
+    namespace: str
+    name: str
+    replicas: int
+    ready_replicas: int = 0
+    status_replicas: int | None = None  # pods that exist; defaults to replicas
+    generation: int = 1
+    resource_version: int = 1000
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def observed_replicas(self) -> int:
+        return self.replicas if self.status_replicas is None else self.status_replicas
+
+
+def status_object(code: int, message: str, **details: Any) -> dict[str, Any]:
+    """A metav1.Status as the API server sends it with every error."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": _REASONS.get(code, "Unknown"),
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+def conflict_status(resource: str, name: str) -> dict[str, Any]:
+    """The 409 an optimistic-concurrency failure gets (a stale resourceVersion)."""
+    message = (
+        f'Operation cannot be fulfilled on {resource}.apps "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    )
+    return status_object(409, message, name=name, group="apps", kind=resource)
+
+
+def _without_zeros(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v not in (0, None)}
+
+
+class KubernetesApiDouble:
+    def __init__(self, tokens: dict[str, str] | None = None, *, tls: bool = False) -> None:
+        self.tokens = {DOUBLE_TOKEN: DOUBLE_USER} if tokens is None else tokens
+        self.workloads: dict[tuple[str, str, str], FakeWorkload] = {}
+        self.denied: set[tuple[str, str]] = (
+            set()
+        )  # (verb, resource) e.g. ("patch", "deployments/scale")
+        self.requests: list[RecordedRequest] = []
+        self.faults: list[Fault] = []
+        self.next_version = 2000
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.double = self  # type: ignore[attr-defined]
+        self.tls_dir: Path | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls:
+            self.tls_dir = Path(tempfile.mkdtemp(prefix="kube-double-tls-"))
+            self.ssl_context = _server_context(self.tls_dir)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.tls_dir is not None, "only a tls=True double has a CA"
+        return self.tls_dir / "ca.crt"
+
+    def start(self) -> KubernetesApiDouble:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> KubernetesApiDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- arranging ---------------------------------------------------------------
+
+    def add_deployment(
+        self, name: str, replicas: int, ready: int = 0, namespace: str = "default", **kw: Any
+    ) -> FakeWorkload:
+        return self._add("deployments", name, replicas, ready, namespace, **kw)
+
+    def add_statefulset(
+        self, name: str, replicas: int, ready: int = 0, namespace: str = "default", **kw: Any
+    ) -> FakeWorkload:
+        return self._add("statefulsets", name, replicas, ready, namespace, **kw)
+
+    def _add(
+        self, resource: str, name: str, replicas: int, ready: int, namespace: str, **kw: Any
+    ) -> FakeWorkload:
+        workload = FakeWorkload(resource, namespace, name, replicas, ready_replicas=ready, **kw)
+        self.workloads[(resource, namespace, name)] = workload
+        return workload
+
+    def deny(self, verb: str, resource: str) -> None:
+        """RBAC: the double's users may not `verb` on `resource` (e.g. "deployments/scale")."""
+        self.denied.add((verb, resource))
+
+    def fail_next(self, count: int, status: int = 503, method: str | None = None) -> None:
+        self.faults.extend(Fault("status", status=status, method=method) for _ in range(count))
+
+    def conflict_next(self, count: int, method: str = "PATCH") -> None:
+        """The next `count` requests of `method` answer 409, as after a concurrent write."""
+        self.fail_next(count, status=409, method=method)
+
+    def delay_next(self, count: int, seconds: float, method: str | None = None) -> None:
+        self.faults.extend(Fault("delay", seconds=seconds, method=method) for _ in range(count))
+
+    def drop_next(self, count: int, method: str | None = None) -> None:
+        self.faults.extend(Fault("drop", method=method) for _ in range(count))
+
+    def before_next(self, method: str, action: Callable[[], None]) -> None:
+        """Run `action` (e.g. someone else scaling) just before the next `method` is served."""
+        self.faults.append(Fault("before", method=method, action=action))
+
+    def scale_by_hand(self, workload: FakeWorkload, replicas: int) -> None:
+        """What `kubectl scale` does: a new count and a new resourceVersion."""
+        with self.lock:
+            workload.replicas = replicas
+            self._bump(workload, generation=True)
+
+    # ---- asserting ---------------------------------------------------------------
+
+    def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    # ---- answering (called from handler threads) ---------------------------------
+
+    def next_fault(self, method: str) -> Fault | None:
+        with self.lock:
+            for position, fault in enumerate(self.faults):
+                if fault.method in (None, method):
+                    return self.faults.pop(position)
+            return None
+
+    def user_of(self, headers: dict[str, str]) -> str | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.tokens.get(token.strip())
+
+    def route(
+        self, method: str, path: str, headers: dict[str, str], body: Any, user: str
+    ) -> tuple[int, Any]:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        prefix_ok = parts[:4] == ["apis", "apps", "v1", "namespaces"]
+        if len(parts) not in (6, 7, 8) or not prefix_ok or parts[5] not in _KINDS:
+            return 404, status_object(404, "the server could not find the requested resource")
+        return self._route_workload(method, parts, headers, body, user)
+
+    def _route_workload(
+        self, method: str, parts: list[str], headers: dict[str, str], body: Any, user: str
+    ) -> tuple[int, Any]:
+        _, _, _, _, namespace, resource, *rest = parts
+        if not rest:
+            return 405, status_object(
+                405, "the server does not allow this method on the requested resource"
+            )
+        name, subresource = rest[0], (rest[1] if len(rest) > 1 else None)
+        if subresource not in (None, "scale"):
+            return 404, status_object(404, "the server could not find the requested resource")
+        verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(method)
+        if verb is None:
+            return 405, status_object(
+                405, "the server does not allow this method on the requested resource"
+            )
+        rbac_resource = resource + ("/scale" if subresource else "")
+        if (verb, rbac_resource) in self.denied:
+            message = (
+                f'{resource}.apps "{name}" is forbidden: User "{user}" cannot {verb} resource '
+                f'"{rbac_resource}" in API group "apps" in the namespace "{namespace}"'
+            )
+            return 403, status_object(403, message, name=name, group="apps", kind=rbac_resource)
+        with self.lock:
+            workload = self.workloads.get((resource, namespace, name))
+            if workload is None:
+                return 404, status_object(
+                    404,
+                    f'{resource}.apps "{name}" not found',
+                    name=name,
+                    group="apps",
+                    kind=resource,
+                )
+            if method == "PATCH":
+                refused = self._patch(workload, subresource, headers, body)
+                if refused is not None:
+                    return refused
+            elif method == "PUT":
+                return 405, status_object(405, "the double serves only GET and PATCH")
+            return 200, (self.scale_json(workload) if subresource else self.workload_json(workload))
+
+    def _patch(
+        self, workload: FakeWorkload, subresource: str | None, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any] | None:
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in PATCH_TYPES:
+            message = (
+                "the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join(PATCH_TYPES)
+            )
+            return 415, status_object(415, message)
+        if content_type == "application/json-patch+json":
+            body = _json_patch_as_merge(body)
+        if not isinstance(body, dict):
+            return 400, status_object(400, "error decoding patch: expected a JSON object")
+        kind = "Scale.autoscaling" if subresource else f"{_KINDS[workload.resource][0]}.apps"
+        precondition = (body.get("metadata") or {}).get("resourceVersion")
+        if precondition is not None and str(precondition) != str(workload.resource_version):
+            return 409, conflict_status(workload.resource, workload.name)
+        replicas = (body.get("spec") or {}).get("replicas", workload.replicas)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            message = (
+                f'{kind} "{workload.name}" is invalid: spec.replicas: Invalid value: '
+                f"{replicas!r}: must be greater than or equal to 0"
+            )
+            return 422, status_object(422, message, name=workload.name, kind=kind)
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if subresource is None:
+            for key, value in annotations.items():
+                if value is None:
+                    workload.annotations.pop(key, None)
+                else:
+                    workload.annotations[key] = str(value)
+        changed_spec = replicas != workload.replicas
+        workload.replicas = replicas
+        self._bump(workload, generation=changed_spec)
+        return None
+
+    def _bump(self, workload: FakeWorkload, *, generation: bool) -> None:
+        self.next_version += 1
+        workload.resource_version = self.next_version
+        if generation:
+            workload.generation += 1
+
+    def metadata_json(self, workload: FakeWorkload, *, scale: bool = False) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "name": workload.name,
+            "namespace": workload.namespace,
+            "uid": workload.uid,
+            "resourceVersion": str(workload.resource_version),
+            "creationTimestamp": "2025-03-01T09:00:00Z",
+        }
+        if not scale:
+            metadata["generation"] = workload.generation
+            metadata["labels"] = {"app": workload.name}
+            if workload.annotations:
+                metadata["annotations"] = dict(workload.annotations)
+        return metadata
+
+    def scale_json(self, workload: FakeWorkload) -> dict[str, Any]:
+        """autoscaling/v1 Scale; spec.replicas is omitempty, status.replicas is not."""
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": self.metadata_json(workload, scale=True),
+            "spec": _without_zeros({"replicas": workload.replicas}),
+            "status": {"replicas": workload.observed_replicas, "selector": f"app={workload.name}"},
+        }
+
+    def workload_json(self, workload: FakeWorkload) -> dict[str, Any]:
+        kind, _ = _KINDS[workload.resource]
+        template = {
+            "metadata": {"labels": {"app": workload.name}},
+            "spec": {
+                "containers": [{"name": "worker", "image": "registry.example/gpu-worker:1.4"}]
+            },
+        }
+        spec: dict[str, Any] = {
+            "replicas": workload.replicas,
+            "selector": {"matchLabels": {"app": workload.name}},
+            "template": template,
+        }
+        ready = min(workload.ready_replicas, workload.observed_replicas)
+        if workload.resource == "deployments":
+            spec["strategy"] = {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+            }
+            status = _without_zeros(
+                {
+                    "observedGeneration": workload.generation,
+                    "replicas": workload.observed_replicas,
+                    "updatedReplicas": workload.observed_replicas,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                    "unavailableReplicas": workload.observed_replicas - ready,
+                }
+            )
+        else:
+            spec["serviceName"] = workload.name
+            spec["podManagementPolicy"] = "OrderedReady"
+            status = {
+                "observedGeneration": workload.generation,
+                "replicas": workload.observed_replicas,  # required in StatefulSetStatus
+                "availableReplicas": ready,
+                "currentReplicas": workload.observed_replicas,
+                "updatedReplicas": workload.observed_replicas,
+                "currentRevision": f"{workload.name}-7d9f8b6c5d",
+                "updateRevision": f"{workload.name}-7d9f8b6c5d",
+            }
+            if ready:
+                status["readyReplicas"] = ready
+        return {
+            "kind": kind,
+            "apiVersion": "apps/v1",
+            "metadata": self.metadata_json(workload),
+            "spec": spec,
+            "status": status,
+        }
+
+    # ---- kubeconfig for the real client --------------------------------------------
+
+    def write_kubeconfig(
+        self,
+        path: Path,
+        *,
+        contexts: dict[str, dict[str, str]] | None = None,
+        current: str | None = "double",
+        with_ca: bool = True,
+    ) -> Path:
+        """A kubeconfig whose clusters point here. `contexts` maps a context name to
+        {"token": ..., "namespace": ...} (namespace optional); one user per context."""
+        contexts = contexts or {"double": {"token": DOUBLE_TOKEN}}
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ssl_context is not None and with_ca:
+            cluster["certificate-authority"] = str(self.ca_file)
+        document: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": "double-cluster", "cluster": cluster}],
+            "users": [
+                {"name": f"{name}-user", "user": {"token": c["token"]}}
+                for name, c in contexts.items()
+            ],
+            "contexts": [
+                {
+                    "name": name,
+                    "context": {
+                        "cluster": "double-cluster",
+                        "user": f"{name}-user",
+                        **({"namespace": c["namespace"]} if c.get("namespace") else {}),
+                    },
+                }
+                for name, c in contexts.items()
+            ],
+        }
+        if current is not None:
+            document["current-context"] = current
+        path.write_text(yaml.safe_dump(document))
+        return path
+
+
+def _json_patch_as_merge(operations: Any) -> Any:
+    """The one JSON patch shape clients send to a scale: replace /spec/replicas."""
+    if not isinstance(operations, list):
+        return None
+    merged: dict[str, Any] = {}
+    for operation in operations:
+        if (
+            isinstance(operation, dict)
+            and operation.get("op") in ("replace", "add")
+            and operation.get("path") == "/spec/replicas"
+        ):
+            merged["spec"] = {"replicas": operation.get("value")}
+    return merged
+
+
+def _server_context(directory: Path) -> ssl.SSLContext:
+    """A throwaway self-signed certificate for 127.0.0.1 that is its own CA (EC: fast to make)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-double")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "ca.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "ca.crt", directory / "server.key")
+    return context
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def setup(self) -> None:
+        double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
+        if double.ssl_context is not None:  # handshake here, in the request's own thread
+            self.request = double.ssl_context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
+        split = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        with double.lock:
+            double.requests.append(
+                RecordedRequest(method, split.path, dict(parse_qsl(split.query)), headers, body)
+            )
+
+        fault = double.next_fault(method)
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "delay" and double.stopping.wait(fault.seconds):
+            return
+        if fault is not None and fault.kind == "before" and fault.action is not None:
+            fault.action()
+
+        user = double.user_of(headers)
+        if user is None:
+            self._reply(401, status_object(401, "Unauthorized"))
+            return
+        if fault is not None and fault.kind == "status":
+            self._reply(fault.status, self._fault_body(fault.status, split.path))
+            return
+        self._reply(*double.route(method, split.path, headers, body, user))
+
+    @staticmethod
+    def _fault_body(status: int, path: str) -> dict[str, Any]:
+        if status == 409:
+            parts = path.strip("/").split("/")
+            resource, name = (parts[5], parts[6]) if len(parts) > 6 else ("deployments", "")
+            return conflict_status(resource, name)
+        if status == 429:
+            return status_object(
+                429, "Too many requests, please try again later.", retryAfterSeconds=1
+            )
+        if status == 504:
+            return status_object(
+                504,
+                "Timeout: request did not complete within requested timeout - "
+                "context deadline exceeded",
+            )
+        if status == 503:
+            return status_object(503, "the server is currently unable to handle the request")
+        return status_object(status, "Internal error occurred: injected fault")
+
+    def _reply(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Audit-Id", str(uuid.uuid4()))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.close_connection = True  # the client gave up (timeout); nothing to tell
+
+
+@pytest.fixture
+def kubernetes_api() -> Iterator[KubernetesApiDouble]:
+    """A started plain-HTTP Kubernetes API double (token DOUBLE_TOKEN); stopped after."""
+    with KubernetesApiDouble() as double:
+        yield double

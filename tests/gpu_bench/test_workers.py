@@ -1,0 +1,127 @@
+"""Infeasible configurations are marked and skipped, and no worker process outlives a run."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from gpu_bench.models import ModelLoadError, ModelSpec, load_model, parse_model_spec
+from gpu_bench.sweep import SweepSettings, run_config, run_sweep
+from gpu_bench.workers import (
+    LOAD_FAILED,
+    MODEL_ERROR,
+    OUT_OF_MEMORY,
+    ConfigInfeasible,
+    WorkerPool,
+    WorkerSettings,
+    classify_failure,
+)
+
+TEST_MODELS = "tests.gpu_bench.models_for_tests"
+
+
+def quick(model: str, **changes: object) -> SweepSettings:
+    fields: dict = {
+        "model": model,
+        "workers": [1],
+        "batches": [2],
+        "latency_target_s": 0.5,
+        "warmup_s": 0.2,
+        "window_s": 0.3,
+        "min_window_requests": 10,
+        "repeats": 1,
+        "precision": 0.3,
+    }
+    fields.update(changes)
+    return SweepSettings(**fields)
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind():
+    yield
+    assert multiprocessing.active_children() == []
+
+
+def test_a_model_that_raises_is_infeasible() -> None:
+    result = run_config(quick(f"{TEST_MODELS}:raising_model"), workers=2, batch=2)
+    assert result.status == "infeasible"
+    assert result.reason.startswith(MODEL_ERROR)
+    assert "this model always fails" in result.reason
+
+
+def test_a_model_over_the_memory_cap_is_out_of_memory() -> None:
+    settings = quick(f"{TEST_MODELS}:memory_hog", memory_cap_mib=512)
+    result = run_config(settings, workers=1, batch=2)
+    assert result.status == "infeasible"
+    assert result.reason.startswith(OUT_OF_MEMORY), result.reason
+
+
+def test_a_model_that_cannot_load_is_infeasible() -> None:
+    for target in (f"{TEST_MODELS}:absent", f"{TEST_MODELS}:not_a_model"):
+        result = run_config(quick(target), workers=1, batch=2)
+        assert result.status == "infeasible"
+        assert result.reason.startswith(LOAD_FAILED), result.reason
+
+
+def test_the_sweep_goes_on_past_infeasible_configs(tmp_path) -> None:
+    settings = quick(f"{TEST_MODELS}:raising_model", workers=[1, 2], batches=[1, 4])
+    sweep = run_sweep(settings, tmp_path / "checkpoint.json")
+    assert [(r.workers, r.batch, r.status) for r in sweep.results] == [(1, 1, "infeasible")]
+    assert set(sweep.skipped) == {"2x1", "1x4", "2x4"}
+    assert sweep.chosen() is None
+
+
+def test_out_of_memory_at_a_larger_batch_keeps_the_smaller_one(tmp_path) -> None:
+    settings = quick(f"{TEST_MODELS}:batch_scaled_hog", batches=[1, 4], memory_cap_mib=400)
+    sweep = run_sweep(settings, tmp_path / "checkpoint.json")
+    statuses = {(r.workers, r.batch): r.status for r in sweep.results}
+    assert statuses == {(1, 1): "ok", (1, 4): "infeasible"}
+    assert OUT_OF_MEMORY in sweep.results[1].reason
+    chosen = sweep.chosen()
+    assert chosen is not None and (chosen.workers, chosen.batch) == (1, 1)
+
+
+def test_pool_stop_ends_every_worker() -> None:
+    settings = WorkerSettings(
+        parse_model_spec("cnn"), "cpu", workers=2, max_batch=1, max_batch_wait_s=0.0
+    )
+    pool = WorkerPool(settings)
+    assert pool.start() > 0
+    processes = multiprocessing.active_children()
+    assert len(processes) == 2
+    pool.stop()
+    assert not any(p.is_alive() for p in processes)
+
+
+def test_failure_classification() -> None:
+    assert classify_failure(MemoryError()) == OUT_OF_MEMORY
+    assert classify_failure(RuntimeError("CUDA out of memory. Tried to allocate")) == OUT_OF_MEMORY
+    assert classify_failure(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == (
+        OUT_OF_MEMORY
+    )
+    assert classify_failure(ModelLoadError("x")) == LOAD_FAILED
+    assert classify_failure(ValueError("x")) == MODEL_ERROR
+    assert str(ConfigInfeasible(MODEL_ERROR, "boom")) == "model_error: boom"
+
+
+def test_model_specs() -> None:
+    assert parse_model_spec("cnn").target == "gpu_bench.models:small_cnn"
+    with pytest.raises(ModelLoadError, match="input-shape"):
+        parse_model_spec("model.pt")
+    with pytest.raises(ModelLoadError, match="module:function"):
+        parse_model_spec("just_a_name")
+    module, example = load_model(ModelSpec("gpu_bench.models:small_transformer"))
+    assert example.shape[0] == 1
+    assert module(example).shape == example.shape
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_file(tmp_path) -> None:
+    import torch
+
+    module, example = load_model(ModelSpec("gpu_bench.models:small_cnn"))
+    path = tmp_path / "cnn.pt"
+    torch.jit.trace(module.eval(), example).save(str(path))
+    loaded, shaped = load_model(parse_model_spec(str(path), [1, 3, 64, 64]))
+    assert loaded(shaped).shape == (1, 100)
