@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from autoscaler.config import Config
 from autoscaler.durations import parse_duration
 from autoscaler.loader import ConfigError, load_config, load_overrides
 from autoscaler.overrides import OverridesFile
@@ -83,7 +84,12 @@ def run(
 
 
 @app.command()
-def validate(config: Annotated[Path, typer.Argument(help="the daemon's YAML config")]) -> None:
+def validate(
+    config: Annotated[Path, typer.Argument(help="the daemon's YAML config")],
+    check_backends: Annotated[
+        bool, typer.Option("--check-backends", help="also reach each pool's fleet and target")
+    ] = False,
+) -> None:
     """Check the config and the overrides file; every error names file, line and field."""
     from autoscaler.validate import validate_files
 
@@ -98,6 +104,26 @@ def validate(config: Annotated[Path, typer.Argument(help="the daemon's YAML conf
         f"[green]ok[/]: {config} ({len(parsed.pools)} pools: "
         f"{', '.join(p.name for p in parsed.pools)})"
     )
+    if check_backends and not _check_backends(parsed):
+        raise typer.Exit(2)
+
+
+def _check_backends(config: Config) -> bool:
+    """Reach every pool's fleet; a secret-free line per pool."""
+    from autoscaler.clock import SystemClock
+    from backends import make_backend
+
+    healthy = True
+    for pool in config.pools:
+        try:
+            make_backend(pool.backend, SystemClock()).check()
+            console.print(
+                f"[green]ok[/]: {pool.name}: {pool.backend.kind} reachable, target exists"
+            )
+        except (BackendError, ValueError, OSError) as exc:
+            healthy = False
+            errors.print(f"{pool.name}: {pool.backend.kind}: {exc}", highlight=False, markup=False)
+    return healthy
 
 
 @app.command()

@@ -31,6 +31,7 @@ MetricsErrorKind = Literal[
     "unreachable", "timeout", "bad_response", "empty", "nan", "stale", "ambiguous"
 ]
 
+MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 
 
@@ -172,7 +173,25 @@ class PrometheusSource:
         )
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        """Range query, split into chunks under Prometheus's 11,000-points-per-series limit
+        (14 days at a 1-minute step is 20,160 points)."""
         start, end = _as_utc(start), _as_utc(end)
+        chunk = step * (MAX_POINTS_PER_QUERY - 1)
+        parts = []
+        while True:
+            chunk_end = min(end, start + chunk)
+            parts.append(self._query_range(query, start, chunk_end, step))
+            if chunk_end >= end:
+                break
+            start = chunk_end + step
+        series = pd.concat([p for p in parts if not p.empty]) if len(parts) > 1 else parts[0]
+        if series.empty:
+            return parts[-1]
+        return series[~series.index.duplicated(keep="last")].sort_index()
+
+    def _query_range(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.Series:
         try:
             result = self._client.custom_query_range(
                 query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"

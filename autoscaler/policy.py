@@ -48,6 +48,8 @@ class Memory:
 
     last_action_at: datetime | None = None
     recommendations: tuple[tuple[datetime, int], ...] = ()
+    manual_change_at: datetime | None = None
+    """When someone else last changed the count (a person scaling by hand)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
     memory = _remember(memory, obs.at, target, limits.stabilization, record=data_ok)
     fixed = obs.override is not None and obs.override.nodes is not None
 
-    if target > obs.current:
+    if _respecting_manual_change(obs, limits, memory, fixed, target, reasons):
+        desired = obs.current
+    elif target > obs.current:
         desired = target
         reasons.append(f"scale up {obs.current} → {desired} at once")
     elif target == obs.current:
@@ -107,6 +111,25 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         memory = replace(memory, last_action_at=obs.at)
     decision = Decision(obs.at, obs.current, desired, target, tuple(reasons))
     return decision, memory
+
+
+def _respecting_manual_change(
+    obs: Observation, limits: Limits, memory: Memory, fixed: bool, target: int, reasons: list[str]
+) -> bool:
+    """A count someone set by hand is held for a cooldown, not fought (pool bounds and an
+    explicit fixed override still apply)."""
+    if memory.manual_change_at is None or fixed or target == obs.current:
+        return False
+    since = obs.at - memory.manual_change_at
+    inside_bounds = limits.min_nodes <= obs.current <= limits.max_nodes
+    if not (timedelta(0) <= since < limits.cooldown and inside_bounds):
+        return False
+    until = memory.manual_change_at + limits.cooldown
+    reasons.append(
+        f"hold {obs.current}: the count was changed outside the autoscaler at "
+        f"{memory.manual_change_at.isoformat()}; not fighting it until {until.isoformat()}"
+    )
+    return True
 
 
 def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:

@@ -65,7 +65,7 @@ def build_runtime(
     tickers = [
         PoolTicker(
             pool,
-            make_backend(pool.backend, clock, env),
+            make_backend(pool.backend, clock, env, config.state_dir / f"{pool.name}.backend.json"),
             per_node_rps_of(pool.capacity),
             metrics,
             max_staleness,

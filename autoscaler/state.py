@@ -30,6 +30,9 @@ class PoolState:
     reported_expired: list[str] = field(default_factory=list)
     """Expired overrides already announced, as 'expiry ISO time'."""
     last_decision: dict[str, Any] | None = None
+    last_known_desired: int | None = None
+    """The count the fleet had when the last tick ended: a different count now means
+    someone else changed it."""
 
 
 class StateStore:
@@ -68,18 +71,20 @@ class StateStore:
 def _pool_to_json(state: PoolState) -> dict[str, Any]:
     memory = state.memory
     return {
-        "last_action_at": memory.last_action_at.isoformat() if memory.last_action_at else None,
+        "last_action_at": _iso(memory.last_action_at),
         "recommendations": [[t.isoformat(), n] for t, n in memory.recommendations],
         "failing": {kind: since.isoformat() for kind, since in state.failing.items()},
         "reported_expired": state.reported_expired,
         "last_decision": state.last_decision,
+        "last_known_desired": state.last_known_desired,
+        "manual_change_at": _iso(memory.manual_change_at),
     }
 
 
 def _pool_from_json(data: dict[str, Any]) -> PoolState:
-    last = data.get("last_action_at")
     memory = Memory(
-        last_action_at=datetime.fromisoformat(last) if last else None,
+        last_action_at=_from_iso(data.get("last_action_at")),
+        manual_change_at=_from_iso(data.get("manual_change_at")),
         recommendations=tuple(
             (datetime.fromisoformat(t), int(n)) for t, n in data.get("recommendations", [])
         ),
@@ -89,4 +94,13 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
         failing={k: datetime.fromisoformat(v) for k, v in data.get("failing", {}).items()},
         reported_expired=[str(x) for x in data.get("reported_expired", [])],
         last_decision=data.get("last_decision"),
+        last_known_desired=data.get("last_known_desired"),
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

@@ -165,6 +165,7 @@ class PoolTicker:
         self, now: datetime, state: PoolState, overrides: OverridesFile, result: TickResult
     ) -> None:
         assert result.fleet is not None
+        self._notice_manual_change(now, state, result.fleet)
         observation = Observation(
             at=now,
             current=result.fleet.desired,
@@ -184,6 +185,7 @@ class PoolTicker:
                 result.errors["backend"] = str(exc)
                 memory = replace(memory, last_action_at=state.memory.last_action_at)
         state.memory = memory
+        state.last_known_desired = decision.desired if result.acted else result.fleet.desired
         if decision.desired != decision.current and (result.acted or self.dry_run):
             self._send(
                 scale_message(
@@ -197,6 +199,20 @@ class PoolTicker:
                     self.dry_run,
                 )
             )
+
+    def _notice_manual_change(self, now: datetime, state: PoolState, fleet: FleetState) -> None:
+        """A count we did not set means someone scaled by hand: say so and do not fight it."""
+        before = state.last_known_desired
+        if before is None or fleet.desired == before:
+            return
+        state.memory = replace(state.memory, manual_change_at=now)
+        until = now + self.pool.cooldown
+        self._send(
+            alert_message(
+                f"{self.pool.name}: the count changed from {before} to {fleet.desired} outside "
+                f"the autoscaler; holding it until {until:%Y-%m-%d %H:%M} UTC (cooldown)"
+            )
+        )
 
     def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
         expired = expired_overrides(overrides, now).get(self.pool.name)

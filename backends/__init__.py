@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from autoscaler.clock import Clock
 from autoscaler.config import (
@@ -21,9 +22,16 @@ from backends.base import Backend, BackendError, FleetState
 
 
 def make_backend(
-    config: BackendConfig, clock: Clock, env: Mapping[str, str] = os.environ
+    config: BackendConfig,
+    clock: Clock,
+    env: Mapping[str, str] = os.environ,
+    state_path: Path | None = None,
 ) -> Backend:
-    """The backend for a pool's `backend:` block; modules load only when used."""
+    """The backend for a pool's `backend:` block; modules load only when used.
+
+    `state_path` is where a backend with work in flight across ticks (a node drain)
+    keeps it, so that it survives a restart.
+    """
     if isinstance(config, SimulatedBackend):
         from backends.simulated import SimulatedFleet
 
@@ -41,7 +49,7 @@ def make_backend(
     if isinstance(config, NomadClusterBackend):
         from backends.nomad_cluster import NomadCluster
 
-        return NomadCluster(config, env=env)
+        return NomadCluster(config, env=env, state_path=state_path)
     if isinstance(config, KubernetesBackend):
         from backends.kubernetes import KubernetesWorkload
 

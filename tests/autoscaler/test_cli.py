@@ -104,3 +104,22 @@ def test_validate_checks_the_overrides_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
     assert "overrides.yaml" in result.output and "face-match" in result.output
+
+
+def test_validate_check_backends_reaches_nomad(tmp_path: Path, nomad_api, monkeypatch) -> None:
+    """Against the Nomad API double (tests/doubles/nomad_api.py)."""
+    from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN
+
+    config = yaml.safe_load((ROOT / "config" / "production.example.yaml").read_text())
+    config.pop("slack")
+    config["pools"][0]["backend"]["address"] = nomad_api.url
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NOMAD_TOKEN", DOUBLE_ACL_TOKEN)
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 2 and "not found" in result.output  # no such job yet
+    nomad_api.add_job("face-match-workers", {"gpu": 3}, namespace="inference")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0, result.output
+    assert "face-match: nomad_job reachable" in result.output
+    assert DOUBLE_ACL_TOKEN not in result.output

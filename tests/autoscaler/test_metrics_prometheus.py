@@ -137,3 +137,19 @@ def test_stopped_prometheus_is_unreachable(
         source.demand(DEMAND_QUERY, now - timedelta(hours=1), now, timedelta(minutes=1))
     assert caught.value.kind == "unreachable"
     assert "connection refused" in str(caught.value)
+
+
+def test_fourteen_days_at_one_minute_is_fetched_in_chunks_under_the_point_limit(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    """Prometheus refuses a range query of more than 11,000 points per series."""
+    now = _minute_now()
+    start = now - timedelta(days=13, hours=23)
+    with _source(prometheus_history.url) as source:
+        series = source.demand(DEMAND_QUERY, start, now, timedelta(minutes=1))
+    expected_index = pd.date_range(start, now, freq="1min", tz=UTC)
+    assert len(series) == len(expected_index) > 11_000
+    assert list(series.index) == list(expected_index)
+    sample = series.iloc[:: len(series) // 50]
+    expected = prometheus_history.expected_rate(sample.index)
+    np.testing.assert_allclose(sample.to_numpy(), expected.to_numpy(), rtol=1e-9)

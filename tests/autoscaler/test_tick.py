@@ -209,3 +209,28 @@ def test_pool_level_dry_run_never_writes(tmp_path: Path) -> None:
     )
     result = pool_dry.tick()
     assert result.dry_run and not result.acted and pool_dry.fleet.writes == 0
+
+
+def test_a_change_made_by_hand_is_reported_and_not_fought(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.tick()  # 2 → 13
+    h.fleet.ready_at = h.fleet.ready_at[:5]  # a person scales down to 5 by hand
+    writes = h.fleet.writes
+    for _ in range(4):  # inside the 5-minute cooldown: held, not fought
+        result = h.tick()
+        assert result.decision is not None and result.decision.desired == 5
+    assert h.fleet.writes == writes
+    manual = [t for t in h.notifier.texts if "outside the autoscaler" in t]
+    assert len(manual) == 1 and "13 to 5" in manual[0]
+    h.clock.advance(timedelta(minutes=2))
+    result = h.tick()  # cooldown over: the forecast wins again
+    assert result.decision is not None and result.decision.desired == 13
+
+
+def test_our_own_changes_are_not_taken_for_manual_ones(tmp_path: Path) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    h.tick()
+    h.metrics.rps = 20.0
+    h.tick()
+    h.tick()
+    assert not [t for t in h.notifier.texts if "outside the autoscaler" in t]

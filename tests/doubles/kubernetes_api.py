@@ -18,19 +18,18 @@ status for the next N requests (optionally of one method), a stall longer
 than the client's timeout, a dropped connection, or an action run just before
 a request is served (someone else scaling by hand). With tls=True it serves
 HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
+Object shapes live in kubernetes_objects.py.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,17 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 import yaml
 
+from tests.doubles.kubernetes_objects import (
+    KINDS,
+    FakeWorkload,
+    conflict_status,
+    kubeconfig_document,
+    scale_json,
+    self_signed_server_context,
+    status_object,
+    workload_json,
+)
+
 DOUBLE_TOKEN = "kube-double-7f3a9c1e-bearer-secret-42"
 DOUBLE_USER = "system:serviceaccount:ml:gpu-autoscaler"
 PATCH_TYPES = (
@@ -46,21 +56,6 @@ PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/json-patch+json",
 )
-_KINDS = {"deployments": ("Deployment", "deployment"), "statefulsets": ("StatefulSet", "sts")}
-_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    415: "UnsupportedMediaType",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
 
 
 @dataclass
@@ -79,53 +74,6 @@ class Fault:
     seconds: float = 0.0
     method: str | None = None
     action: Callable[[], None] | None = None
-
-
-@dataclass
-class FakeWorkload:
-    resource: str  # "deployments" | "statefulsets"
-    namespace: str
-    name: str
-    replicas: int
-    ready_replicas: int = 0
-    status_replicas: int | None = None  # pods that exist; defaults to replicas
-    generation: int = 1
-    resource_version: int = 1000
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    annotations: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def observed_replicas(self) -> int:
-        return self.replicas if self.status_replicas is None else self.status_replicas
-
-
-def status_object(code: int, message: str, **details: Any) -> dict[str, Any]:
-    """A metav1.Status as the API server sends it with every error."""
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": _REASONS.get(code, "Unknown"),
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
-def conflict_status(resource: str, name: str) -> dict[str, Any]:
-    """The 409 an optimistic-concurrency failure gets (a stale resourceVersion)."""
-    message = (
-        f'Operation cannot be fulfilled on {resource}.apps "{name}": the object has been '
-        "modified; please apply your changes to the latest version and try again"
-    )
-    return status_object(409, message, name=name, group="apps", kind=resource)
-
-
-def _without_zeros(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if v not in (0, None)}
 
 
 class KubernetesApiDouble:
@@ -147,7 +95,7 @@ class KubernetesApiDouble:
         self.ssl_context: ssl.SSLContext | None = None
         if tls:
             self.tls_dir = Path(tempfile.mkdtemp(prefix="kube-double-tls-"))
-            self.ssl_context = _server_context(self.tls_dir)
+            self.ssl_context = self_signed_server_context(self.tls_dir)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -253,7 +201,7 @@ class KubernetesApiDouble:
     ) -> tuple[int, Any]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         prefix_ok = parts[:4] == ["apis", "apps", "v1", "namespaces"]
-        if len(parts) not in (6, 7, 8) or not prefix_ok or parts[5] not in _KINDS:
+        if len(parts) not in (6, 7, 8) or not prefix_ok or parts[5] not in KINDS:
             return 404, status_object(404, "the server could not find the requested resource")
         return self._route_workload(method, parts, headers, body, user)
 
@@ -296,7 +244,7 @@ class KubernetesApiDouble:
                     return refused
             elif method == "PUT":
                 return 405, status_object(405, "the double serves only GET and PATCH")
-            return 200, (self.scale_json(workload) if subresource else self.workload_json(workload))
+            return 200, (scale_json(workload) if subresource else workload_json(workload))
 
     def _patch(
         self, workload: FakeWorkload, subresource: str | None, headers: dict[str, str], body: Any
@@ -312,7 +260,7 @@ class KubernetesApiDouble:
             body = _json_patch_as_merge(body)
         if not isinstance(body, dict):
             return 400, status_object(400, "error decoding patch: expected a JSON object")
-        kind = "Scale.autoscaling" if subresource else f"{_KINDS[workload.resource][0]}.apps"
+        kind = "Scale.autoscaling" if subresource else f"{KINDS[workload.resource]}.apps"
         precondition = (body.get("metadata") or {}).get("resourceVersion")
         if precondition is not None and str(precondition) != str(workload.resource_version):
             return 409, conflict_status(workload.resource, workload.name)
@@ -341,84 +289,6 @@ class KubernetesApiDouble:
         if generation:
             workload.generation += 1
 
-    def metadata_json(self, workload: FakeWorkload, *, scale: bool = False) -> dict[str, Any]:
-        metadata: dict[str, Any] = {
-            "name": workload.name,
-            "namespace": workload.namespace,
-            "uid": workload.uid,
-            "resourceVersion": str(workload.resource_version),
-            "creationTimestamp": "2025-03-01T09:00:00Z",
-        }
-        if not scale:
-            metadata["generation"] = workload.generation
-            metadata["labels"] = {"app": workload.name}
-            if workload.annotations:
-                metadata["annotations"] = dict(workload.annotations)
-        return metadata
-
-    def scale_json(self, workload: FakeWorkload) -> dict[str, Any]:
-        """autoscaling/v1 Scale; spec.replicas is omitempty, status.replicas is not."""
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": self.metadata_json(workload, scale=True),
-            "spec": _without_zeros({"replicas": workload.replicas}),
-            "status": {"replicas": workload.observed_replicas, "selector": f"app={workload.name}"},
-        }
-
-    def workload_json(self, workload: FakeWorkload) -> dict[str, Any]:
-        kind, _ = _KINDS[workload.resource]
-        template = {
-            "metadata": {"labels": {"app": workload.name}},
-            "spec": {
-                "containers": [{"name": "worker", "image": "registry.example/gpu-worker:1.4"}]
-            },
-        }
-        spec: dict[str, Any] = {
-            "replicas": workload.replicas,
-            "selector": {"matchLabels": {"app": workload.name}},
-            "template": template,
-        }
-        ready = min(workload.ready_replicas, workload.observed_replicas)
-        if workload.resource == "deployments":
-            spec["strategy"] = {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
-            }
-            status = _without_zeros(
-                {
-                    "observedGeneration": workload.generation,
-                    "replicas": workload.observed_replicas,
-                    "updatedReplicas": workload.observed_replicas,
-                    "readyReplicas": ready,
-                    "availableReplicas": ready,
-                    "unavailableReplicas": workload.observed_replicas - ready,
-                }
-            )
-        else:
-            spec["serviceName"] = workload.name
-            spec["podManagementPolicy"] = "OrderedReady"
-            status = {
-                "observedGeneration": workload.generation,
-                "replicas": workload.observed_replicas,  # required in StatefulSetStatus
-                "availableReplicas": ready,
-                "currentReplicas": workload.observed_replicas,
-                "updatedReplicas": workload.observed_replicas,
-                "currentRevision": f"{workload.name}-7d9f8b6c5d",
-                "updateRevision": f"{workload.name}-7d9f8b6c5d",
-            }
-            if ready:
-                status["readyReplicas"] = ready
-        return {
-            "kind": kind,
-            "apiVersion": "apps/v1",
-            "metadata": self.metadata_json(workload),
-            "spec": spec,
-            "status": status,
-        }
-
-    # ---- kubeconfig for the real client --------------------------------------------
-
     def write_kubeconfig(
         self,
         path: Path,
@@ -427,36 +297,10 @@ class KubernetesApiDouble:
         current: str | None = "double",
         with_ca: bool = True,
     ) -> Path:
-        """A kubeconfig whose clusters point here. `contexts` maps a context name to
-        {"token": ..., "namespace": ...} (namespace optional); one user per context."""
+        """A kubeconfig pointing here, for the real client to load the normal way."""
         contexts = contexts or {"double": {"token": DOUBLE_TOKEN}}
-        cluster: dict[str, Any] = {"server": self.url}
-        if self.ssl_context is not None and with_ca:
-            cluster["certificate-authority"] = str(self.ca_file)
-        document: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "preferences": {},
-            "clusters": [{"name": "double-cluster", "cluster": cluster}],
-            "users": [
-                {"name": f"{name}-user", "user": {"token": c["token"]}}
-                for name, c in contexts.items()
-            ],
-            "contexts": [
-                {
-                    "name": name,
-                    "context": {
-                        "cluster": "double-cluster",
-                        "user": f"{name}-user",
-                        **({"namespace": c["namespace"]} if c.get("namespace") else {}),
-                    },
-                }
-                for name, c in contexts.items()
-            ],
-        }
-        if current is not None:
-            document["current-context"] = current
-        path.write_text(yaml.safe_dump(document))
+        ca_file = self.ca_file if self.ssl_context is not None and with_ca else None
+        path.write_text(yaml.safe_dump(kubeconfig_document(self.url, contexts, current, ca_file)))
         return path
 
 
@@ -473,44 +317,6 @@ def _json_patch_as_merge(operations: Any) -> Any:
         ):
             merged["spec"] = {"replicas": operation.get("value")}
     return merged
-
-
-def _server_context(directory: Path) -> ssl.SSLContext:
-    """A throwaway self-signed certificate for 127.0.0.1 that is its own CA (EC: fast to make)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-double")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "ca.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (directory / "server.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "ca.crt", directory / "server.key")
-    return context
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -11,10 +11,14 @@ the group's scaling block or an active deployment, and 403 "Permission denied"
 (no token) / "ACL token not found" (wrong token) when ACLs are on. The
 `namespace` query parameter selects the namespace ("default" when absent).
 
+The client-node endpoints (nodes, node allocations, drain, eligibility, dynamic
+node metadata) are served from tests.doubles.nomad_nodes; see its docstring.
+
 Every request is recorded (method, path, query, headers, body) for assertions,
 and faults can be queued: the next N requests answer 5xx, stall longer than a
 client's timeout (then still apply, as a slow real server would), or drop the
-connection without an answer.
+connection without an answer; a fault can be limited to a method and to paths
+containing a given text (e.g. "/drain").
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
+
+from tests.doubles.nomad_nodes import FakeNode, NomadNodes
 
 DOUBLE_ACL_TOKEN = "9c4d1a77-double-acl-secret-5e0f"
 
@@ -48,6 +54,7 @@ class Fault:
     status: int = 503
     seconds: float = 0.0
     method: str | None = None  # only requests with this method meet the fault
+    path: str | None = None  # only requests whose path contains this meet the fault
 
 
 @dataclass
@@ -103,6 +110,7 @@ class NomadApiDouble:
     def __init__(self, acl_token: str | None = DOUBLE_ACL_TOKEN) -> None:
         self.acl_token = acl_token
         self.jobs: dict[tuple[str, str], FakeJob] = {}
+        self.node_api = NomadNodes()
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.index = 100
@@ -136,9 +144,13 @@ class NomadApiDouble:
         self.jobs[(namespace, job_id)] = job
         return job
 
-    def fail_next(self, count: int, status: int = 503, method: str | None = None) -> None:
-        """The next `count` requests (of `method`, if given) answer `status`."""
-        self.faults.extend(Fault("status", status=status, method=method) for _ in range(count))
+    def fail_next(
+        self, count: int, status: int = 503, method: str | None = None, path: str | None = None
+    ) -> None:
+        """The next `count` requests (of `method`, to `path`, if given) answer `status`."""
+        self.faults.extend(
+            Fault("status", status=status, method=method, path=path) for _ in range(count)
+        )
 
     def delay_next(self, count: int, seconds: float, method: str | None = None) -> None:
         """The next `count` requests stall `seconds` before being served as usual."""
@@ -148,6 +160,19 @@ class NomadApiDouble:
         """The next `count` requests get the connection closed and no answer."""
         self.faults.extend(Fault("drop", method=method) for _ in range(count))
 
+    def add_node(self, instance_id: str | None, **kw: Any) -> FakeNode:
+        """A client node (see NomadNodes.add: running=, system=, node_pool=, drain_seconds=...)."""
+        with self.lock:
+            return self.node_api.add(instance_id, **kw)
+
+    def finish_drain(self, node_id: str) -> None:
+        with self.lock:
+            self.node_api.finish_drain(node_id)
+
+    @property
+    def nodes(self) -> dict[str, FakeNode]:
+        return self.node_api.nodes
+
     # ---- asserting ---------------------------------------------------------------
 
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
@@ -155,10 +180,10 @@ class NomadApiDouble:
 
     # ---- answering (called from handler threads) ---------------------------------
 
-    def next_fault(self, method: str) -> Fault | None:
+    def next_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
             for position, fault in enumerate(self.faults):
-                if fault.method in (None, method):
+                if fault.method in (None, method) and (fault.path or "") in path:
                     return self.faults.pop(position)
             return None
 
@@ -179,6 +204,9 @@ class NomadApiDouble:
     def route(
         self, method: str, parts: list[str], query: dict[str, str], body: Any
     ) -> tuple[int, Any]:
+        if parts[:2] in (["v1", "nodes"], ["v1", "node"], ["v1", "client"]):
+            with self.lock:
+                return self.node_api.route(method, parts, query, body)
         if len(parts) < 3 or parts[:2] != ["v1", "job"]:
             return 404, "404 page not found"
         namespace = query.get("namespace") or "default"
@@ -340,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
         with double.lock:
             double.requests.append(RecordedRequest(method, split.path, query, headers, body))
 
-        fault = double.next_fault(method)
+        fault = double.next_fault(method, split.path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return

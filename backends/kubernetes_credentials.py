@@ -1,0 +1,222 @@
+"""Kubernetes credentials and namespace, from the places kubectl and the client look.
+
+The pod's service account when running in a cluster (or when the pool says so),
+else a kubeconfig: the pool's file, else $KUBECONFIG (a path list), else
+~/.kube/config, with the pool's context or the current one. Every connection
+gets its own Configuration and ApiClient: the client library's global default
+is never set, so pools on different clusters do not disturb one another.
+Everything is read from the `env` mapping given, not from os.environ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.config import ConfigException, load_kube_config
+from kubernetes.config.incluster_config import InClusterConfigLoader
+
+from autoscaler.config import KubernetesBackend
+from backends.base import BackendError
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+DEFAULT_KUBECONFIG = "~/.kube/config"
+USER_AGENT = "gpu-autoscaler"
+
+
+# ---- pure: where the credentials and the namespace come from -------------------------
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """Either the pod's service account, or a kubeconfig path list and a context."""
+
+    in_cluster: bool
+    kubeconfig: str | None = None  # os.pathsep-separated, like $KUBECONFIG
+    context: str | None = None
+
+
+def credential_source(config: KubernetesBackend, env: Mapping[str, str]) -> CredentialSource:
+    """In-cluster when asked, or when unasked, in a pod, and no kubeconfig is named."""
+    in_cluster = config.in_cluster
+    if in_cluster is None:
+        explicit_file = config.kubeconfig is not None or bool(env.get("KUBECONFIG"))
+        in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST")) and not explicit_file
+    if in_cluster:
+        return CredentialSource(in_cluster=True)
+    paths = str(config.kubeconfig) if config.kubeconfig else env.get("KUBECONFIG")
+    paths = paths or DEFAULT_KUBECONFIG
+    return CredentialSource(
+        in_cluster=False,
+        kubeconfig=os.pathsep.join(_expand_home(p, env) for p in paths.split(os.pathsep) if p),
+        context=config.context,
+    )
+
+
+def _expand_home(path: str, env: Mapping[str, str]) -> str:
+    home = env.get("HOME")
+    if home and (path == "~" or path.startswith("~/")):
+        return home + path[1:]
+    return os.path.expanduser(path)
+
+
+def choose_namespace(configured: str | None, discovered: str | None) -> str:
+    """The pool's namespace, else the context's (or service account's), else "default"."""
+    for candidate in (configured, discovered):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return "default"
+
+
+def proxy_settings(host: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Proxy and no-proxy list from the given environment (the client reads os.environ)."""
+    names = ("HTTPS_PROXY", "https_proxy") if host.startswith("https") else ()
+    proxy = next((env[n] for n in (*names, "HTTP_PROXY", "http_proxy") if env.get(n)), None)
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or None
+    return proxy, no_proxy
+
+
+# ---- the connection -------------------------------------------------------------------
+
+
+@dataclass
+class KubernetesConnection:
+    """A dedicated API client and what to call the identity it speaks as."""
+
+    api_client: ApiClient = field(repr=False)
+    host: str
+    namespace: str
+    identity: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def connect(
+    config: KubernetesBackend,
+    env: Mapping[str, str],
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+) -> KubernetesConnection:
+    """Load credentials into a fresh Configuration; raises BackendError, never a secret."""
+    source = credential_source(config, env)
+    configuration = Configuration()
+    try:
+        if source.in_cluster:
+            InClusterConfigLoader(
+                token_filename=str(service_account_dir / "token"),
+                cert_filename=str(service_account_dir / "ca.crt"),
+                environ=env,
+            ).load_and_set(configuration)
+            discovered = _read_text(service_account_dir / "namespace")
+            identity = "the pod's service account"
+        else:
+            assert source.kubeconfig is not None
+            if not any(Path(p).is_file() for p in source.kubeconfig.split(os.pathsep)):
+                raise BackendError(
+                    f"no kubeconfig at {source.kubeconfig} (set the pool's kubeconfig or "
+                    "$KUBECONFIG, or in_cluster: true when running in a pod)"
+                )
+            contexts, current = kubeconfig_contexts(source.kubeconfig)
+            name = source.context or current
+            details = _context_named(contexts, name)
+            load_kube_config(
+                config_file=source.kubeconfig,
+                context=name,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+            discovered = details.get("namespace")
+            identity = f"kubeconfig user {details.get('user')!r} (context {name!r})"
+    except ConfigException as error:
+        where = "in-cluster service account" if source.in_cluster else source.kubeconfig
+        raise BackendError(f"cannot load Kubernetes credentials ({where}): {error}") from None
+    if not config.verify_tls:
+        configuration.verify_ssl = False
+    configuration.retries = False  # one loop of retries: ours (backends.retry)
+    configuration.proxy, configuration.no_proxy = proxy_settings(configuration.host, env)
+    secrets = _secrets_of(configuration)
+    _client_log_filter.secrets.update(secrets)
+    api_client = ApiClient(configuration=configuration)
+    api_client.user_agent = f"{USER_AGENT} ({api_client.user_agent})"
+    return KubernetesConnection(
+        api_client=api_client,
+        host=configuration.host,
+        namespace=choose_namespace(config.namespace, discovered),
+        identity=identity,
+        secrets=secrets,
+    )
+
+
+def kubeconfig_contexts(paths: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Contexts by name and the current one, merged across files as the client merges them.
+
+    The first file naming a context wins; the last file setting current-context wins.
+    """
+    contexts: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    for path in (p for p in paths.split(os.pathsep) if p and Path(p).is_file()):
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise BackendError(f"cannot read kubeconfig {path} ({type(error).__name__})") from None
+        if not isinstance(document, dict):
+            raise BackendError(f"kubeconfig {path} is not a kubeconfig mapping")
+        for entry in document.get("contexts") or []:
+            if isinstance(entry, dict) and entry.get("name") not in contexts:
+                contexts[str(entry.get("name"))] = dict(entry.get("context") or {})
+        current = document.get("current-context") or current
+    return contexts, current
+
+
+def _context_named(contexts: dict[str, dict[str, Any]], name: str | None) -> dict[str, Any]:
+    if name is not None and name in contexts:
+        return contexts[name]
+    known = ", ".join(sorted(contexts)) or "none"
+    if name is None:
+        raise BackendError(f"the kubeconfig has no current-context; name one (contexts: {known})")
+    raise BackendError(f"kubeconfig has no context {name!r} (contexts: {known})")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class _RedactingFilter(logging.Filter):
+    """The client logs every response body at DEBUG; a server or proxy echoing the
+    Authorization header would put the token there, so known tokens are cut out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                text = text.replace(secret, "[redacted]")
+            record.msg, record.args = text, ()
+        return True
+
+
+_client_log_filter = _RedactingFilter()
+logging.getLogger("kubernetes.client.rest").addFilter(_client_log_filter)
+
+
+def _secrets_of(configuration: Configuration) -> tuple[str, ...]:
+    """The token as sent and bare, so an echo of either can be redacted."""
+    header = configuration.api_key.get("authorization") or ""
+    bare = header.split(" ", 1)[1].strip() if " " in header else header
+    return tuple(s for s in (header, bare) if s)
