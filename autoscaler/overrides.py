@@ -7,8 +7,10 @@ forgotten "12 nodes for Black Friday" must not run for ever.
 
 from __future__ import annotations
 
+import fcntl
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -165,11 +167,27 @@ def _write(path: Path, overrides: OverridesFile) -> None:
     write_atomically(path, text)
 
 
+@contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """One editor at a time: two `override set` runs must not lose each other's change."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def set_override(path: Path, pool: str, override: Override) -> None:
     """Add or replace the pool's override. A broken existing file is reported, not replaced."""
     from autoscaler.loader import load_overrides
 
-    current = load_overrides(path)
+    with _editing(path):
+        _set_locked(path, pool, override, load_overrides(path))
+
+
+def _set_locked(path: Path, pool: str, override: Override, current: OverridesFile) -> None:
     entries = dict(current.overrides)
     entries[pool] = Override.model_validate(override.model_dump())
     _write(path, OverridesFile(overrides=entries))
@@ -179,9 +197,10 @@ def clear_override(path: Path, pool: str) -> bool:
     """Remove the pool's override; False when it had none (the file is then untouched)."""
     from autoscaler.loader import load_overrides
 
-    current = load_overrides(path)
-    if pool not in current.overrides:
-        return False
-    entries = {name: o for name, o in current.overrides.items() if name != pool}
-    _write(path, OverridesFile(overrides=entries))
-    return True
+    with _editing(path):
+        current = load_overrides(path)
+        if pool not in current.overrides:
+            return False
+        entries = {name: o for name, o in current.overrides.items() if name != pool}
+        _write(path, OverridesFile(overrides=entries))
+        return True

@@ -152,7 +152,8 @@ def test_a_failed_write_leaves_the_old_file(
     with pytest.raises(OSError, match="disk full"):
         set_override(path, "face", fixed())
     assert path.read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["overrides.yaml"]  # no temp left
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".overrides.yaml.lock", "overrides.yaml"]  # the lock stays; no temp left
 
 
 def test_dump_round_trips_odd_text(tmp_path: Path) -> None:
@@ -166,3 +167,22 @@ def test_dump_round_trips_odd_text(tmp_path: Path) -> None:
     path = tmp_path / "overrides.yaml"
     path.write_text(dump_overrides(odd), encoding="utf-8")
     assert load_overrides(path) == odd
+
+
+def test_concurrent_editors_do_not_lose_each_others_changes(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "overrides.yaml"
+
+    def edit(prefix: str) -> None:
+        for i in range(15):
+            set_override(path, f"{prefix}{i}", fixed())
+
+    threads = [threading.Thread(target=edit, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    from autoscaler.loader import load_overrides
+
+    assert len(load_overrides(path).overrides) == 45

@@ -80,9 +80,7 @@ class KubernetesApiDouble:
     def __init__(self, tokens: dict[str, str] | None = None, *, tls: bool = False) -> None:
         self.tokens = {DOUBLE_TOKEN: DOUBLE_USER} if tokens is None else tokens
         self.workloads: dict[tuple[str, str, str], FakeWorkload] = {}
-        self.denied: set[tuple[str, str]] = (
-            set()
-        )  # (verb, resource) e.g. ("patch", "deployments/scale")
+        self.denied: set[tuple[str, str]] = set()  # e.g. ("patch", "deployments/scale")
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.next_version = 2000
@@ -216,7 +214,7 @@ class KubernetesApiDouble:
         name, subresource = rest[0], (rest[1] if len(rest) > 1 else None)
         if subresource not in (None, "scale"):
             return 404, status_object(404, "the server could not find the requested resource")
-        verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(method)
+        verb = {"GET": "get", "PATCH": "patch"}.get(method)
         if verb is None:
             return 405, status_object(
                 405, "the server does not allow this method on the requested resource"
@@ -242,8 +240,6 @@ class KubernetesApiDouble:
                 refused = self._patch(workload, subresource, headers, body)
                 if refused is not None:
                     return refused
-            elif method == "PUT":
-                return 405, status_object(405, "the double serves only GET and PATCH")
             return 200, (scale_json(workload) if subresource else workload_json(workload))
 
     def _patch(
@@ -325,11 +321,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
+        self.handshake_failed = False
         if double.ssl_context is not None:  # handshake here, in the request's own thread
-            self.request = double.ssl_context.wrap_socket(self.request, server_side=True)
+            try:
+                self.request = double.ssl_context.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.handshake_failed = True  # e.g. the client did not trust the certificate
         super().setup()
 
     def handle(self) -> None:
+        if self.handshake_failed:
+            return
         try:
             super().handle()
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
@@ -343,12 +345,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._serve("PATCH")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
 
     def _serve(self, method: str) -> None:
         double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]

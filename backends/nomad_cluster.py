@@ -1,0 +1,467 @@
+"""Nomad client nodes in an AWS Auto Scaling group, scaled out and safely in.
+
+Scale out raises the group's desired capacity. Scale in never lowers it blindly
+(AWS would pick the instances): it picks nodes (empty first, then least busy),
+marks them ineligible, drains them through the Nomad API with a deadline, and
+only once a node is drained terminates exactly its instance, decrementing the
+desired capacity. A drain takes minutes, so nothing here waits for one: the
+scale-in in progress is a record (persisted to `state_path`, atomically) that
+every read() and scale() advances a step (backends.nomad_drain decides the step).
+
+Whatever goes wrong, no node is left ineligible by us: a failed drain or
+termination gives the nodes back (drain cancelled, eligible) before the error
+is raised; a node busy past its deadline is given back unless the pool allows
+terminating it; and each drained node carries the node meta key
+`gpu-autoscaler-drain`, so a lost or unreadable record can still be repaired.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nomad.api
+from nomad.api.base import Requester
+from nomad.api.exceptions import URLNotFoundNomadException
+
+from autoscaler.atomic import write_atomically
+from autoscaler.clock import Clock, SystemClock
+from autoscaler.config import AwsAsgBackend, NomadClusterBackend
+from backends.aws_asg import AutoScalingGroup, GroupSnapshot
+from backends.base import BackendError, FleetState
+from backends.nomad_drain import (
+    DRAIN_META_KEY,
+    Candidate,
+    DrainingNode,
+    NodeProgress,
+    ScaleInRecord,
+    Step,
+    active_allocations,
+    choose_nodes_to_remove,
+    instance_id_of,
+    next_step,
+    node_in_pool,
+    node_serves,
+    record_from_json,
+)
+from backends.nomad_job import (
+    AUTOSCALER_NAME,
+    _response_of,
+    describe_nomad_error,
+    is_retryable_nomad_error,
+    nomad_connection,
+    redact,
+    requester_settings,
+)
+from backends.retry import call_with_retries
+
+log = logging.getLogger(__name__)
+
+
+class _ClientMetadata(Requester):
+    """POST/GET /v1/client/metadata (dynamic node metadata); python-nomad has no class."""
+
+    ENDPOINT = "client"
+
+
+class NomadCluster:
+    """A Nomad node pool whose clients are the instances of one Auto Scaling group."""
+
+    name = "nomad_cluster"
+
+    def __init__(
+        self,
+        config: NomadClusterBackend,
+        env: Mapping[str, str] = os.environ,
+        *,
+        state_path: Path | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.connection = nomad_connection(config, env)  # type: ignore[arg-type]
+        self.group = AutoScalingGroup(
+            AwsAsgBackend(
+                kind="aws_asg",
+                group=config.asg,
+                region=config.aws_region,
+                endpoint_url=config.aws_endpoint_url,
+                timeout=config.timeout,
+                retries=config.retries,
+            ),
+            env=env,
+            sleep=sleep,
+        )
+        self.state_path = state_path
+        self.clock = clock or SystemClock()
+        self.last_note: str | None = None
+        """Set by scale() when the request was clamped or could only partly be done."""
+        self._sleep = sleep
+        settings = requester_settings(self.connection)
+        self._nodes = nomad.api.Nodes(**settings)
+        self._node = nomad.api.Node(**settings)
+        self._metadata = _ClientMetadata(**settings)
+        self._instance_of: dict[str, str | None] = {}
+        self._record: ScaleInRecord | None = None  # loaded on first use
+        self.target = f"Nomad nodes of Auto Scaling group {config.asg!r}"
+
+    def __repr__(self) -> str:
+        return f"NomadCluster({self.target} at {self.connection.address})"
+
+    # ---- the Backend interface ---------------------------------------------------------
+
+    def check(self) -> None:
+        """Both ends reachable: the group exists and Nomad lists nodes with our token."""
+        self.group.describe()
+        self._list_nodes()
+
+    def read(self) -> FleetState:
+        self._advance()
+        snapshot = self.group.describe()
+        leaving = len(self._loaded().nodes)
+        desired = max(snapshot.desired - leaving, 0)
+        in_service = {i.instance_id for i in snapshot.instances if i.in_service}
+        ready = sum(
+            1
+            for stub in self._list_nodes()
+            if node_serves(stub) and self._instance_id(stub["ID"]) in in_service
+        )
+        return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
+
+    def scale(self, desired: int, reason: str) -> None:
+        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
+            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        self.last_note = None
+        self._advance()
+        snapshot = self.group.describe()
+        record = self._loaded()
+        current = snapshot.desired - len(record.nodes)
+        target = self._clamped(desired, snapshot)
+        if target == current:
+            log.debug("%s already at %d; nothing to write", self.target, target)
+            return
+        log.info("%s: %d -> %d (%s)", self.target, current, target, reason)
+        if target > current:
+            self._scale_out(target - current, snapshot)
+        else:
+            self._start_scale_in(current - target, snapshot, reason)
+            self._advance()  # empty nodes drain at once: terminate them on this call
+
+    # ---- scaling out -------------------------------------------------------------------
+
+    def _clamped(self, desired: int, snapshot: GroupSnapshot) -> int:
+        target = min(max(desired, snapshot.min_size), snapshot.max_size)
+        if target != desired:
+            self._note(
+                f"asked for {desired}, clamped to {target}: the group allows "
+                f"{snapshot.min_size}..{snapshot.max_size}"
+            )
+        return target
+
+    def _scale_out(self, more: int, snapshot: GroupSnapshot) -> None:
+        """Take back nodes still draining first (warm, model loaded); launch the rest."""
+        record = self._loaded()
+        taken_back = sorted(record.nodes, key=lambda n: n.started_at, reverse=True)[:more]
+        if taken_back:
+            self._give_back(taken_back, why="capacity is needed again")
+        launch = more - len(taken_back)
+        if launch > 0:
+            self.group.set_desired(snapshot.desired + launch)
+
+    # ---- scaling in --------------------------------------------------------------------
+
+    def _start_scale_in(self, fewer: int, snapshot: GroupSnapshot, reason: str) -> None:
+        chosen = choose_nodes_to_remove(self._candidates(snapshot), fewer)
+        if len(chosen) < fewer:
+            self._note(
+                f"asked to remove {fewer} nodes, found {len(chosen)} that can go "
+                "(ready, eligible, unprotected, mapped to an in-service instance)"
+            )
+        if not chosen:
+            return
+        now = self.clock.now()
+        deadline = now + self.config.drain_deadline
+        entries = [
+            DrainingNode(c.node_id, c.instance_id, c.name, started_at=now, deadline=deadline)
+            for c in chosen
+        ]
+        self._save(self._loaded().with_nodes(entries))  # first, so a crash leaves a trace
+        try:
+            for entry in entries:
+                self._tag(entry.node_id, self.config.asg)
+                self._call(
+                    lambda e=entry: self._node.eligible_node(e.node_id, ineligible=True),
+                    what=f"marking node {entry.name} ineligible",
+                    writing=True,
+                )
+            for entry in entries:
+                self._call(
+                    lambda e=entry: self._drain(e.node_id, reason),
+                    what=f"draining node {entry.name}",
+                    writing=True,
+                )
+        except BackendError as error:
+            restored = self._give_back(entries, why="the drain could not be started")
+            raise BackendError(f"{error}; {restored}") from None
+        names = ", ".join(f"{e.name} ({e.instance_id})" for e in entries)
+        log.info("%s: draining %s until %s", self.target, names, deadline.isoformat())
+
+    def _candidates(self, snapshot: GroupSnapshot) -> list[Candidate]:
+        removable = {
+            i.instance_id for i in snapshot.instances if i.in_service and not i.protected
+        }
+        leaving = {n.node_id for n in self._loaded().nodes}
+        candidates = []
+        for stub in self._list_nodes():
+            node_id = stub["ID"]
+            instance_id = self._instance_id(node_id)
+            if node_id in leaving or not node_serves(stub) or instance_id not in removable:
+                continue
+            allocations = self._allocations(node_id) or []
+            busy = active_allocations(allocations, count_system=False)
+            candidates.append(Candidate(node_id, str(stub.get("Name", "")), instance_id, busy))
+        return candidates
+
+    def _drain(self, node_id: str, reason: str) -> Any:
+        deadline_ns = int(self.config.drain_deadline.total_seconds() * 1_000_000_000)
+        body = {
+            "NodeID": node_id,
+            "DrainSpec": {
+                "Deadline": deadline_ns,
+                "IgnoreSystemJobs": self.config.ignore_system_jobs,
+            },
+            "MarkEligible": False,
+            "Meta": {"source": AUTOSCALER_NAME, "message": reason[:200]},
+        }
+        return self._node.request(node_id, "drain", json=body, method="post").json()
+
+    # ---- advancing a scale-in in progress ----------------------------------------------
+
+    def _advance(self) -> None:
+        """One step for every draining node; raise (after giving nodes back) on failure."""
+        record = self._loaded()
+        if not record.nodes:
+            return
+        snapshot = self.group.describe()
+        in_group = {i.instance_id for i in snapshot.instances if not i.leaving}
+        now = self.clock.now()
+        problems: list[str] = []
+        for entry in list(record.nodes):
+            step, why = next_step(
+                entry, self._progress(entry, in_group), now, self.config.terminate_busy_after_deadline
+            )
+            label = f"node {entry.name} (instance {entry.instance_id})"
+            if step is Step.WAIT:
+                log.debug("%s: %s: %s", self.target, label, why)
+            elif step is Step.FORGET:
+                log.warning("%s: %s: %s; no longer ours to remove", self.target, label, why)
+                self._untag_quietly(entry.node_id)
+                self._save(self._loaded().without([entry.node_id]))
+            elif step is Step.RESTORE:
+                problems.append(f"{label}: {why}; {self._give_back([entry], why=why)}")
+            else:
+                self._terminate(entry, why)
+        if problems:
+            raise BackendError(f"scale-in of {self.target}: " + " | ".join(problems))
+
+    def _progress(self, entry: DrainingNode, in_group: set[str]) -> NodeProgress:
+        if entry.restoring:
+            return NodeProgress(False, False, False, 0, entry.instance_id in in_group)
+        node = self._call(
+            lambda: _none_if_missing(lambda: self._node.get_node(entry.node_id)),
+            what=f"reading node {entry.name}",
+        )
+        allocations = self._allocations(entry.node_id) if node is not None else []
+        return NodeProgress(
+            exists=node is not None,
+            draining=bool(node and (node.get("Drain") or node.get("DrainStrategy"))),
+            eligible=bool(node and node.get("SchedulingEligibility") == "eligible"),
+            active=active_allocations(
+                allocations or [], count_system=not self.config.ignore_system_jobs
+            ),
+            instance_in_group=entry.instance_id in in_group,
+        )
+
+    def _terminate(self, entry: DrainingNode, why: str) -> None:
+        try:
+            self.group.terminate(entry.instance_id)
+        except BackendError as error:
+            others = list(self._loaded().nodes)
+            restored = self._give_back(others, why="a termination failed")
+            raise BackendError(f"{error}; {restored}") from None
+        log.info("%s: terminated %s (instance %s): %s", self.target, entry.name, entry.instance_id, why)
+        self._untag_quietly(entry.node_id)
+        self._save(self._loaded().without([entry.node_id]))
+
+    def _give_back(self, entries: list[DrainingNode], *, why: str) -> str:
+        """Cancel the drains and make the nodes eligible; a sentence saying how it went."""
+        given, failed = [], []
+        for entry in entries:
+            try:
+                self._call(
+                    lambda e=entry: _none_if_missing(
+                        lambda: self._node.drain_node_with_spec(e.node_id, None, mark_eligible=True)
+                    ),
+                    what=f"giving node {entry.name} back",
+                    writing=True,
+                )
+            except BackendError as error:
+                failed.append(entry)
+                log.error("%s: %s (will retry)", self.target, error)
+                continue
+            given.append(entry)
+            self._untag_quietly(entry.node_id)
+        record = self._loaded().without(e.node_id for e in entries)
+        self._save(record.with_nodes(_restoring(e) for e in failed))
+        log.warning("%s: gave back %d nodes (%s)", self.target, len(given), why)
+        text = "eligibility restored on " + (", ".join(e.name for e in given) or "no node")
+        if failed:
+            text += "; could not yet restore " + ", ".join(e.name for e in failed)
+        return text
+
+    # ---- the record --------------------------------------------------------------------
+
+    def _loaded(self) -> ScaleInRecord:
+        if self._record is None:
+            self._record = self._load()
+        return self._record
+
+    def _load(self) -> ScaleInRecord:
+        empty = ScaleInRecord(group=self.config.asg)
+        if self.state_path is None or not self.state_path.exists():
+            return empty
+        try:
+            record = record_from_json(self.state_path.read_text(encoding="utf-8"), self.config.asg)
+        except (OSError, ValueError) as error:
+            log.error(
+                "%s: scale-in record %s is unusable (%s); repairing nodes we tagged",
+                self.target,
+                self.state_path,
+                type(error).__name__,
+            )
+            self._record = empty
+            self._repair_tagged_nodes()
+            self._save(empty)
+            return empty
+        if record.nodes:
+            log.info("%s: resuming a scale-in of %d nodes", self.target, len(record.nodes))
+        return record
+
+    def _repair_tagged_nodes(self) -> None:
+        """Give back every node carrying our drain tag: the record that knew them is lost."""
+        tagged = []
+        for stub in self._list_nodes():
+            node = self._call(
+                lambda s=stub: _none_if_missing(lambda: self._node.get_node(s["ID"])),
+                what=f"reading node {stub.get('Name', stub['ID'])}",
+            )
+            if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.config.asg:
+                now = self.clock.now()
+                tagged.append(
+                    DrainingNode(stub["ID"], instance_id_of(node) or "", str(node.get("Name")), now, now)
+                )
+        if tagged:
+            self._give_back(tagged, why="the scale-in record was unusable")
+
+    def _save(self, record: ScaleInRecord) -> None:
+        self._record = record
+        if self.state_path is None:
+            return
+        if record.nodes:
+            write_atomically(self.state_path, record.to_json())
+        else:
+            self.state_path.unlink(missing_ok=True)
+
+    def _note(self, text: str) -> None:
+        log.warning("%s: %s", self.target, text)
+        self.last_note = text if self.last_note is None else f"{self.last_note}; {text}"
+
+    # ---- Nomad calls -------------------------------------------------------------------
+
+    def _list_nodes(self) -> list[dict[str, Any]]:
+        stubs = self._call(lambda: self._nodes.get_nodes(), what="listing Nomad nodes")
+        if not isinstance(stubs, list):
+            raise BackendError("listing Nomad nodes: unexpected answer shape")
+        c = self.config
+        return [s for s in stubs if node_in_pool(s, c.node_pool, c.node_class, c.datacenter)]
+
+    def _instance_id(self, node_id: str) -> str | None:
+        """A node's instance ID (attributes are read once per node: they do not change)."""
+        if node_id not in self._instance_of:
+            node = self._call(
+                lambda: _none_if_missing(lambda: self._node.get_node(node_id)),
+                what=f"reading node {node_id}",
+            )
+            instance_id = instance_id_of(node) if node else None
+            if node and instance_id is None:
+                log.warning("%s: node %s has no AWS instance ID attribute", self.target, node_id)
+            self._instance_of[node_id] = instance_id
+        return self._instance_of[node_id]
+
+    def _allocations(self, node_id: str) -> list[dict[str, Any]] | None:
+        return self._call(
+            lambda: _none_if_missing(lambda: self._node.get_allocations(node_id)),
+            what=f"listing allocations of node {node_id}",
+        )
+
+    def _tag(self, node_id: str, value: str | None) -> None:
+        body = {"NodeID": node_id, "Meta": {DRAIN_META_KEY: value}}
+        self._call(
+            lambda: self._metadata.request(
+                "metadata", method="post", params={"node_id": node_id}, json=body
+            ).json(),
+            what=f"{'tagging' if value else 'untagging'} node {node_id}",
+            writing=True,
+        )
+
+    def _untag_quietly(self, node_id: str) -> None:
+        """Best effort: a stale tag only makes a later repair re-check an eligible node."""
+        try:
+            self._tag(node_id, None)
+        except BackendError as error:
+            log.warning("%s: %s", self.target, error)
+
+    def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:
+        def describe(error: BaseException) -> str:
+            response = _response_of(error)
+            if response is not None and response.status_code in (403, 404):
+                needs = "node:write" if writing else "node:read"
+                text = (
+                    f"Nomad refused the request (the token from ${self.connection.token_env} "
+                    f"needs {needs}): HTTP 403"
+                    if response.status_code == 403
+                    else f"Nomad at {self.connection.address} answered HTTP 404"
+                )
+                return redact(text, self.connection.token)
+            return describe_nomad_error(error, self.connection, self.config.asg, writing=writing)
+
+        return call_with_retries(
+            operation,
+            what=what,
+            retries=self.config.retries,
+            is_retryable=is_retryable_nomad_error,
+            describe=describe,
+            sleep=self._sleep,
+        )
+
+
+def _none_if_missing(operation: Callable[[], Any]) -> Any:
+    """The answer, or None when Nomad says 404 (a node that left the cluster)."""
+    try:
+        return operation()
+    except URLNotFoundNomadException:
+        return None
+
+
+def _restoring(entry: DrainingNode) -> DrainingNode:
+    return DrainingNode(
+        entry.node_id, entry.instance_id, entry.name, entry.started_at, entry.deadline, True
+    )
+
+
+__all__ = ["NomadCluster", "timedelta", "datetime"]
