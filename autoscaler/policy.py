@@ -239,3 +239,31 @@ def _limited_scale_down(
         reasons.append(f"scale down limited to {limits.max_step_down} nodes per step")
     reasons.append(f"scale down {obs.current} → {desired}")
     return desired
+
+
+# Each reason's rule, for counting decisions by what shaped them (self-metrics). Kept
+# beside the phrases above so the two change together; order matters (first match).
+_RULE_PHRASES: tuple[tuple[str, str], ...] = (
+    ("outside the autoscaler", "manual_change"),
+    ("reactive floor", "reactive_floor"),
+    ("demand data", "missing_data"),
+    ("forecast needs", "forecast"),
+    ("schedule ceiling", "schedule_ceiling"),
+    ("schedule floor", "schedule_floor"),
+    ("override", "override"),
+    ("pool min_nodes", "min_nodes"),
+    ("max_nodes", "max_nodes"),
+    ("cooldown", "cooldown"),
+    ("stabilization", "stabilization"),
+    ("nodes per step", "step_limit"),
+    ("scale up", "scale_up"),
+    ("scale down", "scale_down"),
+)
+
+
+def rule_of(reason: str) -> str:
+    """The rule a reason comes from: a small fixed vocabulary, safe as a metric label."""
+    for phrase, rule in _RULE_PHRASES:
+        if phrase in reason:
+            return rule
+    return "other"

@@ -158,9 +158,7 @@ def is_retryable_aws_error(error: BaseException) -> bool:
     """Throttling, 5xx, garbled answers and lost connections; never a refusal or a 4xx."""
     if isinstance(error, botocore.exceptions.ClientError):
         code = _error_code(error)
-        return (
-            code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status_code(error) >= 500
-        )
+        return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status_code(error) >= 500
     return isinstance(
         error,
         botocore.exceptions.ConnectionError
@@ -187,7 +185,9 @@ def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...
             text += f": {message[:_MESSAGE_LIMIT]}"
     elif isinstance(error, botocore.exceptions.NoCredentialsError):
         text = "no AWS credentials found in the AWS credential chain"
-    elif isinstance(error, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+    elif isinstance(
+        error, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError
+    ):
         text = f"no answer from AWS ({where}) in time"
     elif isinstance(error, botocore.exceptions.ConnectionError):
         text = f"connection to AWS ({where}) failed ({type(error).__name__})"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,9 @@ class KubernetesConnection:
     host: str
     namespace: str
     identity: str
-    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return text
+        return _redact(text, _secrets_of(self.api_client.configuration))
 
 
 def connect(
@@ -144,8 +141,7 @@ def connect(
         configuration.verify_ssl = False
     configuration.retries = False  # one loop of retries: ours (backends.retry)
     configuration.proxy, configuration.no_proxy = proxy_settings(configuration.host, env)
-    secrets = _secrets_of(configuration)
-    _client_log_filter.secrets.update(secrets)
+    _client_log_filter.configurations.add(configuration)
     api_client = ApiClient(configuration=configuration)
     api_client.user_agent = f"{USER_AGENT} ({api_client.user_agent})"
     return KubernetesConnection(
@@ -153,7 +149,6 @@ def connect(
         host=configuration.host,
         namespace=choose_namespace(config.namespace, discovered),
         identity=identity,
-        secrets=secrets,
     )
 
 
@@ -196,23 +191,28 @@ def _read_text(path: Path) -> str | None:
 
 class _RedactingFilter(logging.Filter):
     """The client logs every response body at DEBUG; a server or proxy echoing the
-    Authorization header would put the token there, so known tokens are cut out."""
+    Authorization header would put the token there, so current tokens are cut out
+    (read from each live Configuration, as a service account token rotates)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.configurations: weakref.WeakSet[Configuration] = weakref.WeakSet()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            for secret in sorted(self.secrets, key=len, reverse=True):
-                text = text.replace(secret, "[redacted]")
-            record.msg, record.args = text, ()
+        secrets = [s for c in list(self.configurations) for s in _secrets_of(c)]
+        if secrets:
+            record.msg, record.args = _redact(record.getMessage(), secrets), ()
         return True
 
 
 _client_log_filter = _RedactingFilter()
 logging.getLogger("kubernetes.client.rest").addFilter(_client_log_filter)
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _secrets_of(configuration: Configuration) -> tuple[str, ...]:

@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +192,7 @@ class NomadCluster:
         self._save(self._loaded().with_nodes(entries))  # first, so a crash leaves a trace
         try:
             for entry in entries:
-                self._tag(entry.node_id, self.config.asg)
+                self._tag_quietly(entry.node_id, self.config.asg)
                 self._call(
                     lambda e=entry: self._node.eligible_node(e.node_id, ineligible=True),
                     what=f"marking node {entry.name} ineligible",
@@ -212,9 +211,7 @@ class NomadCluster:
         log.info("%s: draining %s until %s", self.target, names, deadline.isoformat())
 
     def _candidates(self, snapshot: GroupSnapshot) -> list[Candidate]:
-        removable = {
-            i.instance_id for i in snapshot.instances if i.in_service and not i.protected
-        }
+        removable = {i.instance_id for i in snapshot.instances if i.in_service and not i.protected}
         leaving = {n.node_id for n in self._loaded().nodes}
         candidates = []
         for stub in self._list_nodes():
@@ -253,7 +250,10 @@ class NomadCluster:
         problems: list[str] = []
         for entry in list(record.nodes):
             step, why = next_step(
-                entry, self._progress(entry, in_group), now, self.config.terminate_busy_after_deadline
+                entry,
+                self._progress(entry, in_group),
+                now,
+                self.config.terminate_busy_after_deadline,
             )
             label = f"node {entry.name} (instance {entry.instance_id})"
             if step is Step.WAIT:
@@ -294,7 +294,9 @@ class NomadCluster:
             others = list(self._loaded().nodes)
             restored = self._give_back(others, why="a termination failed")
             raise BackendError(f"{error}; {restored}") from None
-        log.info("%s: terminated %s (instance %s): %s", self.target, entry.name, entry.instance_id, why)
+        log.info(
+            "%s: terminated %s (instance %s): %s", self.target, entry.name, entry.instance_id, why
+        )
         self._untag_quietly(entry.node_id)
         self._save(self._loaded().without([entry.node_id]))
 
@@ -344,10 +346,14 @@ class NomadCluster:
                 self.state_path,
                 type(error).__name__,
             )
-            self._record = empty
-            self._repair_tagged_nodes()
-            self._save(empty)
-            return empty
+            self._record = empty  # what _give_back edits while repairing
+            try:
+                self._repair_tagged_nodes()
+            except BackendError:
+                self._record = None  # the file stays: repair again on the next call
+                raise
+            self._save(self._record)  # replaces the unusable file (or removes it)
+            return self._record
         if record.nodes:
             log.info("%s: resuming a scale-in of %d nodes", self.target, len(record.nodes))
         return record
@@ -363,7 +369,9 @@ class NomadCluster:
             if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.config.asg:
                 now = self.clock.now()
                 tagged.append(
-                    DrainingNode(stub["ID"], instance_id_of(node) or "", str(node.get("Name")), now, now)
+                    DrainingNode(
+                        stub["ID"], instance_id_of(node) or "", str(node.get("Name")), now, now
+                    )
                 )
         if tagged:
             self._give_back(tagged, why="the scale-in record was unusable")
@@ -419,24 +427,30 @@ class NomadCluster:
             writing=True,
         )
 
-    def _untag_quietly(self, node_id: str) -> None:
-        """Best effort: a stale tag only makes a later repair re-check an eligible node."""
+    def _tag_quietly(self, node_id: str, value: str | None) -> None:
+        """Best effort (Nomad before 1.5 has no dynamic node metadata): the record is the
+        main trace; the tag only helps repair when the record is lost, and a stale tag
+        only makes such a repair re-check a node that is already eligible."""
         try:
-            self._tag(node_id, None)
+            self._tag(node_id, value)
         except BackendError as error:
             log.warning("%s: %s", self.target, error)
+
+    def _untag_quietly(self, node_id: str) -> None:
+        self._tag_quietly(node_id, None)
 
     def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:
         def describe(error: BaseException) -> str:
             response = _response_of(error)
             if response is not None and response.status_code in (403, 404):
-                needs = "node:write" if writing else "node:read"
-                text = (
-                    f"Nomad refused the request (the token from ${self.connection.token_env} "
-                    f"needs {needs}): HTTP 403"
-                    if response.status_code == 403
-                    else f"Nomad at {self.connection.address} answered HTTP 404"
-                )
+                token_env = self.connection.token_env
+                if response.status_code == 404:
+                    text = f"Nomad at {self.connection.address} answered HTTP 404"
+                elif self.connection.token is None:
+                    text = f"Nomad refused the request and ${token_env} is not set: HTTP 403"
+                else:
+                    needs = "node:write" if writing else "node:read"
+                    text = f"Nomad refused the token from ${token_env} (needs {needs}): HTTP 403"
                 return redact(text, self.connection.token)
             return describe_nomad_error(error, self.connection, self.config.asg, writing=writing)
 
@@ -462,6 +476,3 @@ def _restoring(entry: DrainingNode) -> DrainingNode:
     return DrainingNode(
         entry.node_id, entry.instance_id, entry.name, entry.started_at, entry.deadline, True
     )
-
-
-__all__ = ["NomadCluster", "timedelta", "datetime"]

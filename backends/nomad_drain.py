@@ -50,9 +50,7 @@ def instance_id_of(node: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def active_allocations(
-    allocations: Iterable[Mapping[str, Any]], *, count_system: bool
-) -> int:
+def active_allocations(allocations: Iterable[Mapping[str, Any]], *, count_system: bool) -> int:
     """Allocations still running (or about to) on a node; system jobs only if asked."""
     total = 0
     for allocation in allocations:
@@ -116,7 +114,9 @@ class ScaleInRecord:
             }
             for node in self.nodes
         ]
-        return json.dumps({"version": RECORD_VERSION, "group": self.group, "nodes": nodes}, indent=2)
+        return json.dumps(
+            {"version": RECORD_VERSION, "group": self.group, "nodes": nodes}, indent=2
+        )
 
 
 def record_from_json(text: str, group: str) -> ScaleInRecord:

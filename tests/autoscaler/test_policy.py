@@ -619,3 +619,61 @@ def test_reactive_floor_scales_for_demand_seen_now_when_the_forecast_is_lower() 
     calm = Observation(at=T0, current=4, forecast_nodes=5, demand_nodes=3)
     decision, _ = decide(calm, limits(), Memory())
     assert decision.desired == 5 and not any("reactive" in r for r in decision.reasons)
+
+
+def test_every_reason_maps_to_a_named_rule() -> None:
+    """Self-metrics count decisions by rule: no reason may fall through to 'other'."""
+    from autoscaler.policy import rule_of
+
+    fixed = Override(nodes=3, expires=T0 + timedelta(hours=1), reason="pin")
+    bounds = Override(min_nodes=2, max_nodes=4, expires=T0 + timedelta(hours=1), reason="cap")
+    scenarios = [
+        Observation(at=T0, current=4, forecast_nodes=9),
+        Observation(at=T0, current=4, forecast_nodes=5, demand_nodes=9),
+        Observation(at=T0, current=4, forecast_nodes=None, missing_reason="stale"),
+        Observation(
+            at=T0,
+            current=4,
+            forecast_nodes=0,
+            schedule=ScheduleBounds(floor=6, ceiling=None, active=("day",)),
+        ),
+        Observation(
+            at=T0,
+            current=4,
+            forecast_nodes=30,
+            schedule=ScheduleBounds(floor=None, ceiling=8, active=("night",)),
+        ),
+        Observation(at=T0, current=4, forecast_nodes=30, override=fixed),
+        Observation(at=T0, current=4, forecast_nodes=30, override=bounds),
+        Observation(at=T0, current=25, forecast_nodes=30),
+        Observation(at=T0, current=4, forecast_nodes=0),
+    ]
+    seen = set()
+    for obs in scenarios:
+        decision, _ = decide(obs, limits(), Memory())
+        seen |= {rule_of(r) for r in decision.reasons}
+    memory = Memory()
+    for minute in range(30):  # a long quiet spell: stabilization, step limit, cooldown
+        obs = Observation(at=T0 + timedelta(minutes=minute), current=12, forecast_nodes=1)
+        decision, memory = decide(obs, limits(), memory)
+        seen |= {rule_of(r) for r in decision.reasons}
+    manual = Memory(manual_change_at=T0 - timedelta(minutes=1))
+    decision, _ = decide(Observation(at=T0, current=4, forecast_nodes=9), limits(), manual)
+    seen |= {rule_of(r) for r in decision.reasons}
+    assert "other" not in seen
+    assert {
+        "forecast",
+        "reactive_floor",
+        "missing_data",
+        "schedule_floor",
+        "schedule_ceiling",
+        "override",
+        "max_nodes",
+        "min_nodes",
+        "stabilization",
+        "step_limit",
+        "cooldown",
+        "manual_change",
+        "scale_up",
+        "scale_down",
+    } <= seen

@@ -27,9 +27,7 @@ __all__ = ["aws", "moto_server"]  # fixtures, used by name below
 GROUP = "gpu-workers"
 
 
-def make_backend(
-    url: str, sleeps: list[float] | None = None, **overrides: Any
-) -> AutoScalingGroup:
+def make_backend(url: str, sleeps: list[float] | None = None, **overrides: Any) -> AutoScalingGroup:
     settings: dict[str, Any] = {
         "kind": "aws_asg",
         "group": GROUP,
@@ -50,7 +48,11 @@ def snapshot(desired: int, min_size: int, max_size: int, protected: int, total: 
             "MinSize": min_size,
             "MaxSize": max_size,
             "Instances": [
-                {"InstanceId": f"i-{n}", "LifecycleState": "InService", "ProtectedFromScaleIn": n < protected}
+                {
+                    "InstanceId": f"i-{n}",
+                    "LifecycleState": "InService",
+                    "ProtectedFromScaleIn": n < protected,
+                }
                 for n in range(total)
             ],
         }
@@ -156,7 +158,9 @@ def test_retries_end_in_a_backend_error(aws: AwsWorld) -> None:
     backend = make_backend(aws.url, retries=1)
     faults = AwsFaults(backend.client)
     faults.fail_next("DescribeAutoScalingGroups", 2, status=503, code="ServiceUnavailable")
-    with pytest.raises(BackendError, match=r"failed after 2 attempts: AWS answered ServiceUnavailable"):
+    with pytest.raises(
+        BackendError, match=r"failed after 2 attempts: AWS answered ServiceUnavailable"
+    ):
         backend.read()
 
 
@@ -182,7 +186,7 @@ def test_unreachable_endpoint_is_retried_then_reported() -> None:
         port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
     sleeps: list[float] = []
     backend = make_backend(f"http://127.0.0.1:{port}", sleeps=sleeps, retries=1)
-    with pytest.raises(BackendError, match="connection to AWS .* failed"):
+    with pytest.raises(BackendError, match=r"connection to AWS .* failed"):
         backend.read()
     assert len(sleeps) == 1
 
@@ -192,7 +196,10 @@ def test_keys_never_reach_logs_or_errors(aws: AwsWorld, caplog: pytest.LogCaptur
     backend = make_backend(aws.url, retries=1)
     faults = AwsFaults(backend.client)
     faults.fail_next(
-        "SetDesiredCapacity", 2, status=500, code="InternalFailure",
+        "SetDesiredCapacity",
+        2,
+        status=500,
+        code="InternalFailure",
         message=f"echo {DUMMY_KEY_ID} {DUMMY_SECRET}",
     )
     # Our loggers at DEBUG, everything else at WARNING: botocore's own DEBUG log prints

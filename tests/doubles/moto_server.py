@@ -109,7 +109,12 @@ class AwsFaults:
         client.meta.events.register("before-send.auto-scaling", self._before_send)
 
     def fail_next(
-        self, operation: str, count: int, *, status: int = 400, code: str = "Throttling",
+        self,
+        operation: str,
+        count: int,
+        *,
+        status: int = 400,
+        code: str = "Throttling",
         message: str = "Rate exceeded",
     ) -> None:
         self.queued.setdefault(operation, []).extend([(status, code, message)] * count)

@@ -94,7 +94,9 @@ class NomadNodes:
             id=node_id, name=name or f"gpu-{len(self.nodes) + 1}", instance_id=instance_id, **kw
         )
         node.allocations = [node_allocation(node_id, "face-match") for _ in range(running)]
-        node.allocations += [node_allocation(node_id, "log-shipper", "system") for _ in range(system)]
+        node.allocations += [
+            node_allocation(node_id, "log-shipper", "system") for _ in range(system)
+        ]
         self.nodes[node_id] = node
         return node
 

@@ -1,0 +1,272 @@
+"""NomadCluster: python-nomad against the Nomad API double, boto3 against moto's server."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.clock import SimulatedClock
+from autoscaler.config import NomadClusterBackend
+from backends.base import BackendError, FleetState
+from backends.nomad_cluster import NomadCluster
+from backends.nomad_drain import DRAIN_META_KEY
+from tests.doubles.moto_server import AWS_ENV, DUMMY_SECRET, AwsFaults, AwsWorld, aws, moto_server
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
+from tests.doubles.nomad_nodes import FakeNode
+
+__all__ = ["aws", "moto_server", "nomad_api"]  # fixtures, used by name below
+
+GROUP = "gpu-nomad-clients"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Cluster:
+    """One arranged world: an ASG in moto whose instances are nodes in the Nomad double."""
+
+    def __init__(self, aws: AwsWorld, nomad: NomadApiDouble, tmp_path: Path) -> None:
+        self.aws, self.nomad = aws, nomad
+        self.clock = SimulatedClock(START)
+        self.state_path = tmp_path / "gpu-scale-in.json"
+        self.sleeps: list[float] = []
+
+    def arrange(self, busy: list[int], *, min_size: int = 0, **node_kw: Any) -> list[FakeNode]:
+        """One node per instance; busy[i] running service allocations on node i."""
+        ids = self.aws.create_group(GROUP, desired=len(busy), min_size=min_size, max_size=8)
+        return [
+            self.nomad.add_node(instance, running=count, system=1, name=f"gpu-{n}", **node_kw)
+            for n, (instance, count) in enumerate(zip(ids, busy, strict=True))
+        ]
+
+    def backend(self, **overrides: Any) -> NomadCluster:
+        settings: dict[str, Any] = {
+            "kind": "nomad_cluster",
+            "asg": GROUP,
+            "aws_endpoint_url": self.aws.url,
+            "address": self.nomad.url,
+            "drain_deadline": "10m",
+            "timeout": "2s",
+            "retries": 1,
+        }
+        settings.update(overrides)
+        env = {**AWS_ENV, "NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+        return NomadCluster(
+            NomadClusterBackend(**settings),
+            env=env,
+            state_path=self.state_path,
+            clock=self.clock,
+            sleep=self.sleeps.append,
+        )
+
+    def desired(self) -> int:
+        return int(self.aws.group(GROUP)["DesiredCapacity"])
+
+    def instances(self) -> set[str]:
+        return set(self.aws.instance_ids(GROUP))
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(r.method, r.path) for r in self.nomad.requests if r.method != "GET"]
+
+
+@pytest.fixture
+def cluster(aws: AwsWorld, nomad_api: NomadApiDouble, tmp_path: Path) -> Cluster:
+    return Cluster(aws, nomad_api, tmp_path)
+
+
+def eligible(node: FakeNode) -> bool:
+    return node.eligibility == "eligible" and node.drain_strategy is None
+
+
+# ---- reading and scaling out --------------------------------------------------------
+
+
+def test_read_counts_ready_nodes_that_are_in_service_instances(cluster: Cluster) -> None:
+    nodes = cluster.arrange([1, 0, 2, 0])
+    nodes[1].status = "down"
+    nodes[2].eligibility = "ineligible"
+    cluster.nomad.add_node("i-0123456789abcdef0")  # not an instance of this group
+    cluster.nomad.add_node(None)  # no instance attribute
+    assert cluster.backend().read() == FleetState(desired=4, ready=2, pending=2)
+
+
+def test_pool_filters_limit_which_nodes_count(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 0, 0])
+    nodes[0].node_pool = "cpu"
+    nodes[1].datacenter = "dc2"
+    assert cluster.backend(node_pool="default", datacenter="dc1").read().ready == 1
+    assert cluster.backend(node_class="gpu").read().ready == 3
+
+
+def test_scale_out_raises_desired_capacity_only(cluster: Cluster) -> None:
+    cluster.arrange([1, 1])
+    backend = cluster.backend()
+    backend.scale(4, "morning peak")
+    assert cluster.desired() == 4
+    assert cluster.writes() == []
+    assert backend.read().desired == 4
+
+
+def test_scale_out_is_clamped_to_max_size_and_says_so(cluster: Cluster) -> None:
+    cluster.arrange([1, 1])
+    backend = cluster.backend()
+    backend.scale(20, "campaign")
+    assert cluster.desired() == 8
+    assert backend.last_note is not None and "clamped to 8" in backend.last_note
+
+
+# ---- scaling in ---------------------------------------------------------------------
+
+
+def test_scale_in_drains_empty_then_least_busy_and_terminates_exactly_them(
+    cluster: Cluster,
+) -> None:
+    nodes = cluster.arrange([3, 0, 1, 2])
+    before = cluster.instances()
+    backend = cluster.backend()
+    backend.scale(2, "evening")
+    chosen = {nodes[1].id, nodes[2].id}
+    drains = [r for r in cluster.nomad.requests if r.path.endswith("/drain")]
+    assert {r.path for r in drains} == {f"/v1/node/{i}/drain" for i in chosen}
+    assert drains[0].body["DrainSpec"] == {"Deadline": 600 * 10**9, "IgnoreSystemJobs": True}
+    eligibility = cluster.nomad.requests_to("POST", f"/v1/node/{nodes[1].id}/eligibility")
+    assert eligibility[0].body["Eligibility"] == "ineligible"
+    # The double drains at once: both were terminated on this same call.
+    assert cluster.instances() == before - {nodes[1].instance_id, nodes[2].instance_id}
+    assert cluster.desired() == 2
+    assert backend.read() == FleetState(desired=2, ready=2, pending=0)
+    assert not cluster.state_path.exists()
+    assert all(DRAIN_META_KEY not in n.meta for n in nodes)
+
+
+def test_a_drain_in_progress_blocks_nothing_and_progresses_on_later_calls(
+    cluster: Cluster,
+) -> None:
+    nodes = cluster.arrange([0, 2, 1, 3], drain_seconds=None)  # drains end on demand
+    backend = cluster.backend()
+    backend.scale(2, "evening")
+    assert cluster.desired() == 4  # nothing terminated yet
+    assert backend.read() == FleetState(desired=2, ready=2, pending=0)
+    assert nodes[0].meta[DRAIN_META_KEY] == GROUP
+    writes = len(cluster.writes())
+    backend.scale(2, "evening")  # the same decision again: no new writes anywhere
+    assert len(cluster.writes()) == writes
+
+    cluster.nomad.finish_drain(nodes[0].id)
+    assert backend.read().desired == 2
+    assert cluster.desired() == 3
+    assert nodes[0].instance_id not in cluster.instances()
+    cluster.nomad.finish_drain(nodes[2].id)
+    backend.read()
+    assert cluster.desired() == 2
+    assert cluster.instances() == {nodes[1].instance_id, nodes[3].instance_id}
+
+
+def test_busy_past_the_deadline_is_given_back_not_terminated(cluster: Cluster) -> None:
+    nodes = cluster.arrange([4, 5], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    assert not eligible(nodes[0])
+    cluster.clock.advance(timedelta(minutes=11))
+    with pytest.raises(BackendError, match="past the drain deadline; not terminated") as caught:
+        backend.read()
+    assert "eligibility restored on gpu-0" in str(caught.value)
+    assert eligible(nodes[0])
+    assert cluster.desired() == 2 and len(cluster.instances()) == 2
+    assert backend.read() == FleetState(desired=2, ready=2, pending=0)
+
+
+def test_busy_past_the_deadline_is_terminated_when_the_pool_allows(cluster: Cluster) -> None:
+    nodes = cluster.arrange([4, 5], drain_seconds=None)
+    backend = cluster.backend(terminate_busy_after_deadline=True)
+    backend.scale(1, "night")
+    cluster.clock.advance(timedelta(minutes=5))
+    backend.read()
+    assert cluster.desired() == 2  # before the deadline: still waiting
+    cluster.clock.advance(timedelta(minutes=6))
+    assert backend.read().desired == 1
+    assert cluster.instances() == {nodes[1].instance_id}
+
+
+def test_a_failed_termination_gives_every_node_back(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 0, 3])
+    backend = cluster.backend()
+    faults = AwsFaults(backend.group.client)
+    faults.fail_next(
+        "TerminateInstanceInAutoScalingGroup", 1, code="ValidationError", message="no such instance"
+    )
+    with pytest.raises(BackendError, match="ValidationError.*eligibility restored on gpu-0, gpu-1"):
+        backend.scale(1, "night")
+    assert all(eligible(n) for n in nodes)
+    assert cluster.desired() == 3 and len(cluster.instances()) == 3
+    assert not cluster.state_path.exists()
+
+
+def test_a_failed_drain_gives_the_nodes_back(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 1, 2])
+    cluster.nomad.fail_next(1, status=403, path="/drain")
+    with pytest.raises(BackendError, match="draining node gpu-0.*eligibility restored"):
+        cluster.backend().scale(1, "night")
+    assert all(eligible(n) for n in nodes)
+    assert cluster.desired() == 3
+
+
+def test_scale_out_during_a_drain_takes_draining_nodes_back_first(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 1, 2], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    backend.scale(3, "surprise traffic")
+    assert all(eligible(n) for n in nodes)
+    assert cluster.desired() == 3  # no new instance launched: the warm nodes came back
+    assert backend.read() == FleetState(desired=3, ready=3, pending=0)
+
+
+# ---- surviving a restart ------------------------------------------------------------
+
+
+def test_a_restart_mid_drain_resumes_the_scale_in(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
+    cluster.backend().scale(1, "night")
+    assert cluster.state_path.exists()
+    cluster.nomad.finish_drain(nodes[0].id)
+    cluster.nomad.finish_drain(nodes[2].id)
+    restarted = cluster.backend()
+    assert restarted.read().desired == 1
+    assert cluster.instances() == {nodes[1].instance_id}
+    assert not cluster.state_path.exists()
+
+
+def test_an_unusable_record_gives_tagged_nodes_back(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
+    cluster.backend().scale(1, "night")
+    assert not eligible(nodes[0]) and not eligible(nodes[2])
+    cluster.state_path.write_text("{ half a record", encoding="utf-8")
+    restarted = cluster.backend()
+    assert restarted.read() == FleetState(desired=3, ready=3, pending=0)
+    assert all(eligible(n) for n in nodes)
+    assert all(DRAIN_META_KEY not in n.meta for n in nodes)
+    assert not cluster.state_path.exists()
+
+
+# ---- secrets ------------------------------------------------------------------------
+
+
+def test_tokens_and_keys_never_reach_logs_or_errors(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster.arrange([0, 1])
+    cluster.nomad.acl_token = "another-token"  # ours is refused from now on
+    backend = cluster.backend()
+    with (
+        caplog.at_level(logging.WARNING),
+        caplog.at_level(logging.DEBUG, logger="backends"),
+        pytest.raises(BackendError) as caught,
+    ):
+        backend.scale(1, "night")
+    assert "NOMAD_TOKEN" in str(caught.value)
+    text = caplog.text + "".join(traceback.format_exception(caught.value)) + repr(backend)
+    assert DOUBLE_ACL_TOKEN not in text
+    assert DUMMY_SECRET not in text
