@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 
 from autoscaler.config import Config
@@ -28,13 +29,17 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("apscheduler", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """Plain lines on a terminal; one JSON object per line otherwise (journald, files)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True)
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @app.command()
@@ -198,6 +203,26 @@ def forecast(
         errors.print(f"no pool named {pool!r}")
         failed = True
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def status(config: ConfigOption) -> None:
+    """Every pool: current, desired, last decision and reasons, schedule, override, errors."""
+    from autoscaler.clock import SystemClock
+    from autoscaler.runtime import state_path
+    from autoscaler.state import StateStore
+    from autoscaler.status_view import pool_statuses, status_table
+
+    try:
+        parsed = load_config(config)
+        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    states = StateStore(state_path(parsed)).load(set_aside_corrupt=False)
+    rows = pool_statuses(parsed, states, overrides or OverridesFile(), SystemClock().now())
+    wide = Console(soft_wrap=True, width=max(console.width, 160))
+    wide.print(status_table(rows))
 
 
 def _register_override_commands() -> None:

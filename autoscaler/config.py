@@ -244,6 +244,25 @@ class SlackConfig(Strict):
     timeout: Duration = timedelta(seconds=5)
 
 
+class TelemetryConfig(Strict):
+    """Self-metrics at /metrics and a health check at /healthz."""
+
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        pattern=r"^[^:\s]+:\d{1,5}$",
+        description="host:port; loopback by default, so only the ops box can scrape it",
+    )
+    unhealthy_after: Duration = Field(
+        default=timedelta(minutes=5),
+        description="/healthz fails after this long without a fully successful tick",
+    )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
@@ -259,6 +278,7 @@ class Config(Strict):
     overrides_file: Path | None = None
     metrics: MetricsConfig = Field(default_factory=PrometheusMetrics)
     slack: SlackConfig | None = None
+    telemetry: TelemetryConfig | None = None
     simulation: SimulationConfig | None = None
     pools: list[Pool] = Field(min_length=1)
 

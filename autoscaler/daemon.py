@@ -12,8 +12,9 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -21,12 +22,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.clock import Clock, SimulatedClock
+from autoscaler.decision_log import to_json_value
 from autoscaler.loader import ConfigError, load_config, load_overrides
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.state import PoolState
-from autoscaler.tick import TickResult
+from autoscaler.telemetry import Telemetry
+from autoscaler.tick import TickResult, decision_record
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._stop = threading.Event()
         self.ticks = 0
+        telemetry = self.runtime.config.telemetry
+        self.telemetry = Telemetry(telemetry.unhealthy_after if telemetry else timedelta(minutes=5))
 
     # ---- one tick ----------------------------------------------------------------
 
@@ -75,16 +80,16 @@ class Daemon:
             runtime = self.runtime
             now = runtime.clock.now()
             results = []
+            started = time.monotonic()
             for ticker in runtime.tickers:
                 state = self.states.setdefault(ticker.pool.name, PoolState())
                 result = ticker.tick(now, state, self.overrides)
-                state.last_decision = {
-                    "time": now.isoformat(),
-                    "desired": (result.decision.desired if result.decision else None),
-                }
+                state.last_decision = to_json_value(decision_record(result))
                 results.append(result)
+                self.telemetry.record(result)
                 if self.on_result:
                     self.on_result(result)
+            self.telemetry.tick_finished(results, time.monotonic() - started)
             try:
                 runtime.state_store.save(self.states)
             except OSError as exc:
@@ -174,6 +179,10 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_stop_signal)
             signal.signal(signal.SIGINT, self._on_stop_signal)
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        server = None
+        if config.telemetry is not None:
+            server = self.telemetry.serve(*config.telemetry.host_port)
+            log.info("self-metrics on http://%s/metrics and /healthz", config.telemetry.listen)
         scheduler.start()
         log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
         try:
@@ -181,6 +190,8 @@ class Daemon:
                 pass
         finally:
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
+            if server is not None:
+                server.shutdown()
         log.info("autoscaler stopped after %d ticks", self.ticks)
         return 0
 

@@ -158,7 +158,7 @@ class PoolTicker:
         if result.fleet is not None:
             self._decide_and_act(now, state, overrides, result)
         self._track_failures(now, state, result)
-        self._log(result, overrides)
+        self._log(result)
         return result
 
     def _decide_and_act(
@@ -245,9 +245,11 @@ class PoolTicker:
         except Exception:  # a notifier must never break a tick
             log.exception("notifier failed")
 
-    def _log(self, result: TickResult, overrides: OverridesFile) -> None:
+    def _log(self, result: TickResult) -> None:
+        """Every decision at INFO with its reasons (WARNING when something failed)."""
         record = decision_record(result)
         level = logging.WARNING if result.errors else logging.INFO
+        fields = {k: record[k] for k in ("pool", "action", "current", "desired", "ready")}
         log.log(
             level,
             "pool=%s action=%s current=%s desired=%s reasons=%s errors=%s",
@@ -257,11 +259,9 @@ class PoolTicker:
             record["desired"],
             " | ".join(record["reasons"]),
             result.errors or "-",
+            extra={"decision": {**fields, "reasons": record["reasons"], "errors": result.errors}},
         )
-        try:
-            self.decision_log.append(record)
-        except OSError as exc:
-            log.error("cannot write decision log: %s", exc)
+        self.decision_log.append(record)
 
 
 def _peak(forecast: Forecast | None, which: str) -> float | None:

@@ -126,7 +126,8 @@ def run(
         sweep = run_sweep(settings, checkpoint, progress)
     finally:
         progress.close()
-    console.print(results_table(sweep))
+    wide = console if console.is_terminal else Console(stderr=True, width=150)
+    wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
     command = _command_line(context)
     try:

@@ -1,0 +1,169 @@
+"""Self-metrics (/metrics, prometheus-client) and a health check (/healthz).
+
+An autoscaler that silently stops evaluating is worse than none: /healthz turns
+503 when no fully successful tick has finished for `unhealthy_after`, and the
+metrics say per pool what the daemon sees, decides and fails at.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from autoscaler.policy import rule_of
+from autoscaler.tick import TickResult
+from predictors import Forecast
+
+
+class Telemetry:
+    def __init__(
+        self,
+        unhealthy_after: timedelta = timedelta(minutes=5),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.unhealthy_after = unhealthy_after
+        self._clock = clock
+        self._started = clock()
+        self._last_success: float | None = None
+        self._last_forecast: dict[str, Forecast] = {}
+        labels = ["pool"]
+        gauge = self._gauge
+        self.current = gauge("autoscaler_pool_current_nodes", "Nodes the fleet is set to", labels)
+        self.desired = gauge(
+            "autoscaler_pool_desired_nodes", "Nodes the last decision wants", labels
+        )
+        self.ready = gauge("autoscaler_pool_ready_nodes", "Nodes serving now", labels)
+        self.pending = gauge("autoscaler_pool_pending_nodes", "Nodes booting", labels)
+        self.demand = gauge("autoscaler_pool_demand_rps", "Demand seen now, req/s", labels)
+        self.forecast = gauge(
+            "autoscaler_pool_forecast_rps", "Forecast peak over the horizon", labels
+        )
+        self.upper = gauge(
+            "autoscaler_pool_forecast_upper_rps", "Upper-quantile forecast peak", labels
+        )
+        self.forecast_error = gauge(
+            "autoscaler_pool_forecast_abs_error_rps",
+            "|demand now - what the previous tick forecast for now|",
+            labels,
+        )
+        self.last_success = gauge(
+            "autoscaler_last_successful_tick_timestamp_seconds",
+            "When every pool last ticked without an error",
+            [],
+        )
+        self.tick_seconds = Histogram(
+            "autoscaler_tick_duration_seconds",
+            "Time one tick of every pool takes",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.errors = Counter(
+            "autoscaler_errors_total",
+            "Errors by pool and kind",
+            ["pool", "kind"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "autoscaler_decisions_total",
+            "Decisions by pool and action",
+            ["pool", "action"],
+            registry=self.registry,
+        )
+        self.rules = Counter(
+            "autoscaler_decision_rules_total",
+            "Rules that shaped decisions, by pool and rule",
+            ["pool", "rule"],
+            registry=self.registry,
+        )
+
+    def _gauge(self, name: str, doc: str, labels: list[str]) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    # ---- recording -----------------------------------------------------------------
+
+    def record(self, result: TickResult) -> None:
+        pool = result.pool
+        for kind in result.errors:
+            self.errors.labels(pool, kind).inc()
+        if result.fleet is not None:
+            self.current.labels(pool).set(result.fleet.desired)
+            self.ready.labels(pool).set(result.fleet.ready)
+            self.pending.labels(pool).set(result.fleet.pending)
+        sizing = result.sizing
+        if sizing.demand_now is not None:
+            self.demand.labels(pool).set(sizing.demand_now)
+            self._score_previous_forecast(pool, result, sizing.demand_now)
+        if sizing.forecast is not None:
+            self.forecast.labels(pool).set(sizing.forecast.peak_point())
+            self.upper.labels(pool).set(sizing.forecast.peak_upper())
+            self._last_forecast[pool] = sizing.forecast
+        if result.decision is not None:
+            decision = result.decision
+            self.desired.labels(pool).set(decision.desired)
+            self.decisions.labels(pool, decision.action).inc()
+            for rule in {rule_of(reason) for reason in decision.reasons}:
+                self.rules.labels(pool, rule).inc()
+
+    def _score_previous_forecast(self, pool: str, result: TickResult, demand: float) -> None:
+        previous = self._last_forecast.get(pool)
+        if previous is None or len(previous.times) == 0:
+            return
+        offsets = np.abs((previous.times - result.at).total_seconds().to_numpy())
+        nearest = int(np.argmin(offsets))
+        if offsets[nearest] <= 120:  # only when the old forecast really covered this moment
+            self.forecast_error.labels(pool).set(abs(demand - float(previous.point[nearest])))
+
+    def tick_finished(self, results: Iterable[TickResult], seconds: float) -> None:
+        self.tick_seconds.observe(seconds)
+        if all(not r.errors and r.decision is not None for r in results):
+            self._last_success = self._clock()
+            self.last_success.set(self._last_success)
+
+    # ---- health --------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while the last fully successful tick is recent (a grace period at start)."""
+        now = self._clock()
+        limit = self.unhealthy_after.total_seconds()
+        if self._last_success is None:
+            if now - self._started < limit:
+                return True, "starting: no successful tick yet"
+            return False, f"no successful tick in the {now - self._started:.0f} s since start"
+        age = now - self._last_success
+        if age > limit:
+            return False, f"last successful tick {age:.0f} s ago (limit {limit:.0f} s)"
+        return True, f"last successful tick {age:.0f} s ago"
+
+    # ---- serving -------------------------------------------------------------------
+
+    def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                ok, detail = self.health()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+                return [f"{'ok' if ok else 'unhealthy'}: {detail}\n".encode()]
+            return metrics(environ, start_response)
+
+        return app
+
+    def serve(self, host: str, port: int) -> WSGIServer:
+        """Serve /metrics and /healthz in a daemon thread; returns the server (for its port)."""
+        server = make_server(host, port, self.wsgi_app(), handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="telemetry", daemon=True).start()
+        return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every 15 s are not worth a log line each."""

@@ -1,0 +1,67 @@
+"""Repair of real demand data before it is learned from.
+
+Missing samples stay NaN (never zero load). A short dip to about zero in a series
+that is otherwise busy is read as a counter reset or a scrape hiccup and becomes
+NaN too; a long one is real (an outage, a drained pool) and is kept. A series that
+is often empty (sparse traffic, e.g. 70% of minutes without a request) keeps
+every zero: there, zero is the usual value and not a fault.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPARSE_ZERO_SHARE = 0.05
+"""A series with more empty samples than this is sparse: its zeros are real."""
+
+DIP_FRACTION = 0.05
+"""A sample below this share of the level of the hour before it is a dip."""
+
+
+def on_grid(times_ns: np.ndarray, values: np.ndarray, start_ns: int, step_ns: int, length: int):
+    """Values placed at their step of a regular grid from `start_ns`; NaN where none arrived."""
+    grid = np.full(length, np.nan)
+    position = np.rint((times_ns - start_ns) / step_ns).astype(np.int64)
+    inside = (position >= 0) & (position < length)
+    grid[position[inside]] = values[inside]
+    return grid
+
+
+def is_sparse(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(len(finite)) and float(np.mean(finite <= 0.0)) > SPARSE_ZERO_SHARE
+
+
+def repair(values: np.ndarray, level_steps: int, max_dip_steps: int, sparse: bool) -> np.ndarray:
+    """A copy with non-finite or negative samples and short dips to ~0 turned into NaN.
+
+    `level_steps` is the trailing window the level is measured over (about an hour);
+    dips longer than `max_dip_steps` are kept as real.
+    """
+    repaired = np.where(np.isfinite(values) & (values >= 0.0), values, np.nan)
+    if sparse or len(repaired) < 2:
+        return repaired
+    level = _trailing_mean(repaired, level_steps)
+    dip = np.isfinite(level) & (level > 0.0) & (repaired <= DIP_FRACTION * level)
+    if not dip.any():
+        return repaired
+    edges = np.diff(np.concatenate(([0], dip.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    short = (ends - starts) <= max_dip_steps
+    marks = np.zeros(len(repaired) + 1, dtype=np.int64)
+    np.add.at(marks, starts[short], 1)
+    np.add.at(marks, ends[short], -1)
+    repaired[np.cumsum(marks[:-1]) > 0] = np.nan
+    return repaired
+
+
+def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the finite samples among the `window` before each one (NaN if none)."""
+    finite = np.isfinite(values)
+    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
+    counts = np.concatenate(([0], np.cumsum(finite)))
+    index = np.arange(len(values))
+    low = np.maximum(index - window, 0)
+    total, count = sums[index] - sums[low], counts[index] - counts[low]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -1,0 +1,297 @@
+"""Seasonal forecaster: clock shape of the week, recent level, and a band from its own errors.
+
+The forecast at lead h is
+
+    point(t + h) = shape(local time of week at t + h) + level correction(t, h)
+    upper(t + h) = point + q_h * (point + c) ** p
+
+- shape: a ridge regression on Fourier terms of the local time of week (daily
+  harmonics, plus day-of-week terms once a week of history exists), recent weeks
+  weighted more (predictors/shape.py). Local time comes from `timezone`, so a
+  09:00 opening stays at 09:00 across DST.
+- level correction: weighted means of the last hours' residuals from the shape
+  (fast and slow), with per-lead weights learned by replaying the forecaster over
+  its recent history; a level far outside the usual is a shift and is followed
+  whole (predictors/quantiles.py).
+- upper: q_h is the 1 - service_target request-weighted quantile of the replayed
+  errors at lead h; until enough replayed forecasts exist, a normal quantile of the
+  residual spread, and `Forecast.notes` says so.
+- data repair: missing steps stay NaN, short dips to ~0 in busy series (counter
+  resets) become NaN, zeros of sparse series stay (predictors/cleaning.py).
+- short history (under `min_history` of data): the seed's linear trend on the last
+  hour with a normal band at 1 - service_target, and a note that says so.
+
+Cost, since one object serves one pool for its whole life (daemon ticks, and the
+backtest calling `fit` every simulated minute): the object keeps its own copy of
+the history on a regular grid and `fit` only appends the samples newer than that
+copy (re-reading the last OVERLAP_STEPS, which a metrics source may revise).
+The heavy part (repair of the whole history, the shape regression, and the replay
+that learns level weights and the band, done lazily at the first `forecast`)
+runs only when `refit_every` of data time has passed since the last one, when
+the history does not continue the kept copy (restarted, went back, older data
+appeared, the step changed), or when the model changes from fallback to seasonal.
+Between refits a `fit` repairs and reads only the last hours to update the level.
+The copy also means a pool whose query window is short (the 2 h default) still
+gets a seasonal model once the daemon has seen `min_history` of data; it holds at
+most `max_history`. `heavy_fits` counts the heavy refits (for tests and benches).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from autoscaler.durations import parse_duration
+from predictors.base import Forecast, infer_step
+from predictors.cleaning import is_sparse, on_grid, repair
+from predictors.linear import LinearTrendPredictor
+from predictors.quantiles import (
+    LeadModel,
+    LevelKernels,
+    learn_leads,
+    level_features,
+    level_kernels,
+    offsets,
+    upper_of,
+)
+from predictors.shape import fit_shape, week_slots
+
+OVERLAP_STEPS = 5
+_LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
+_MAX_DIP_S = 1800.0  # a dip to ~0 longer than this is real, not a counter reset
+_REPLAY_STRIDE_S = 300.0
+_REPLAY_SPAN_S = 7 * 86_400.0
+
+
+class SeasonalPredictor:
+    name = "seasonal"
+
+    def __init__(
+        self,
+        service_target: float = 0.01,
+        timezone: str = "UTC",
+        refit_every: timedelta | str = timedelta(hours=1),
+        min_history: timedelta | str = timedelta(days=1),
+        weekly_history: timedelta | str = timedelta(days=7),
+        max_history: timedelta | str = timedelta(days=14),
+        shape_half_life: timedelta | str = timedelta(days=7),
+        daily_harmonics: int = 12,
+        weekly_harmonics: int = 16,
+    ) -> None:
+        if not 0.0 < service_target < 1.0:
+            raise ValueError("service_target is a share of late requests, between 0 and 1")
+        ZoneInfo(timezone)  # an unknown zone fails here, not at the first tick
+        self.service_target = service_target
+        self.timezone = timezone
+        self.refit_every = parse_duration(refit_every)
+        self.min_history = parse_duration(min_history)
+        self.weekly_history = parse_duration(weekly_history)
+        self.max_history = parse_duration(max_history)
+        self.shape_half_life = parse_duration(shape_half_life)
+        self.daily_harmonics = daily_harmonics
+        self.weekly_harmonics = weekly_harmonics
+        self.heavy_fits = 0
+        self._values: np.ndarray | None = None
+        self._start_ns = 0
+        self._step_ns = 0
+        self._index_tz: object = "UTC"
+        self._refit_end_ns: int | None = None
+        self._fallback: LinearTrendPredictor | None = None
+        self._notes: tuple[str, ...] = ()
+
+    # ---- learning --------------------------------------------------------------
+
+    def fit(self, history: pd.Series) -> SeasonalPredictor:
+        if history.empty:
+            raise ValueError("seasonal predictor needs at least one observation")
+        rebuilt = self._absorb(history)
+        span_ns = self._valid_span_ns()
+        if span_ns < _ns(self.min_history):
+            self._fit_fallback(span_ns)
+            return self
+        due = (
+            rebuilt
+            or self._refit_end_ns is None
+            or self._fallback is not None
+            or self._end_ns - self._refit_end_ns >= _ns(self.refit_every)
+        )
+        if due:
+            self._refit(span_ns)
+        self._level = self._tail_level()
+        return self
+
+    def _absorb(self, history: pd.Series) -> bool:
+        """Bring the kept grid up to `history`; True when it had to be rebuilt from it."""
+        index = pd.DatetimeIndex(history.index)
+        first_ns, last_ns = _ns_of(index[0]), _ns_of(index[-1])
+        values = self._values
+        if values is not None:
+            end_ns = self._end_ns
+            keep_from = last_ns - _ns(self.max_history)
+            continues = (
+                last_ns >= end_ns
+                and first_ns <= end_ns + _ns(self.max_history)
+                and (first_ns >= self._start_ns or self._start_ns <= keep_from)
+            )
+            if continues:
+                resume = pd.Timestamp(end_ns - OVERLAP_STEPS * self._step_ns, tz=index.tz)
+                since = index.searchsorted(resume)
+                new_ns = _ns_array(index[since:])
+                if not np.any((new_ns - self._start_ns) % self._step_ns):
+                    self._append(new_ns, history.to_numpy(dtype=float)[since:], last_ns)
+                    return False
+        self._index_tz = index.tz
+        step_ns = int(infer_step(history).value)
+        if step_ns <= 0:
+            raise ValueError("history timestamps must increase")
+        times_ns = _ns_array(index)
+        back = min((last_ns - first_ns) // step_ns, _ns(self.max_history) // step_ns)
+        start_ns = last_ns - back * step_ns
+        length = back + 1
+        self._step_ns, self._start_ns = step_ns, start_ns
+        self._values = on_grid(times_ns, history.to_numpy(dtype=float), start_ns, step_ns, length)
+        self._refit_end_ns = None
+        return True
+
+    def _append(self, new_ns: np.ndarray, new_values: np.ndarray, last_ns: int) -> None:
+        assert self._values is not None
+        length = (last_ns - self._start_ns) // self._step_ns + 1
+        grown = np.full(length, np.nan)
+        grown[: len(self._values)] = self._values
+        position = (new_ns - self._start_ns) // self._step_ns
+        grown[position] = new_values
+        excess = length - (_ns(self.max_history) // self._step_ns + 1)
+        if excess > 0:
+            grown = grown[excess:]
+            self._start_ns += excess * self._step_ns
+        self._values = grown
+
+    def _valid_span_ns(self) -> int:
+        assert self._values is not None
+        finite = np.flatnonzero(np.isfinite(self._values))
+        return int((len(self._values) - 1 - finite[0]) * self._step_ns) if len(finite) else 0
+
+    def _fit_fallback(self, span_ns: int) -> None:
+        assert self._values is not None
+        self._sparse = is_sparse(self._values)
+        recent = self._values[-max(2, int(2 * 3600e9 // self._step_ns)) :]
+        tail = self._series(self._repair(recent))
+        if not np.isfinite(tail.to_numpy()).any():
+            tail = self._series(recent)
+        if not np.isfinite(tail.to_numpy()).any():
+            raise ValueError("seasonal predictor needs at least one observation")
+        self._fallback = LinearTrendPredictor(
+            window=timedelta(hours=1), quantile=1 - self.service_target
+        ).fit(tail)
+        self._notes = (
+            f"short history ({_hours(span_ns)} of data, seasonal needs "
+            f"{_hours(_ns(self.min_history))}): linear trend of the last hour instead",
+            f"band: normal {1 - self.service_target:.3g} quantile of the residual spread",
+        )
+
+    def _refit(self, span_ns: int) -> None:
+        """The heavy part: repair everything, fit the shape, queue the replay."""
+        assert self._values is not None
+        step_s = self._step_ns / 1e9
+        self._fallback = None
+        self._sparse = is_sparse(self._values)
+        actual = self._repair(self._values)
+        times_ns = self._start_ns + np.arange(len(actual), dtype=np.int64) * self._step_ns
+        slots = week_slots(times_ns, self.timezone)
+        age_ns = (times_ns[-1] - times_ns).astype(float)
+        weights = 0.5 ** (age_ns / _ns(self.shape_half_life))
+        weekly = span_ns >= _ns(self.weekly_history)
+        self._shape = fit_shape(
+            slots, actual, weights, self.daily_harmonics, self.weekly_harmonics, weekly
+        )
+        self._kernels: LevelKernels = level_kernels(step_s)
+        self._replay = (actual, self._shape[slots])
+        self._leads: LeadModel | None = None
+        self._refit_end_ns = self._end_ns
+        self.heavy_fits += 1
+        shape_kind = "daily and weekly" if weekly else "daily (weekly after a week of data)"
+        self._shape_note = (
+            f"seasonal: {shape_kind} shape of {_hours(span_ns)} in {self.timezone}"
+            + (", sparse series (zeros kept)" if self._sparse else "")
+        )
+
+    def _repair(self, values: np.ndarray) -> np.ndarray:
+        step_s = self._step_ns / 1e9
+        level_steps = max(1, int(round(_LEVEL_S / step_s)))
+        dip_steps = max(1, int(round(_MAX_DIP_S / step_s)))
+        return repair(values, level_steps, dip_steps, self._sparse)
+
+    def _tail_level(self) -> np.ndarray:
+        """Level features at the newest sample, from the last hours only."""
+        assert self._values is not None
+        window = self._kernels.window
+        pad = int(round((_LEVEL_S + _MAX_DIP_S) / (self._step_ns / 1e9))) + 1
+        tail = self._values[-(window + pad) :]
+        actual = self._repair(tail)[-window:]
+        times_ns = self._end_ns - np.arange(len(actual) - 1, -1, -1, dtype=np.int64) * self._step_ns
+        residual = actual - self._shape[week_slots(times_ns, self.timezone)]
+        if len(residual) < window:
+            residual = np.concatenate((np.full(window - len(residual), np.nan), residual))
+        return level_features(residual[None, :], self._kernels)
+
+    # ---- answering ------------------------------------------------------------
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        if self._values is None:
+            raise ValueError("seasonal predictor: call fit before forecast")
+        steps = max(1, math.ceil(pd.Timedelta(horizon) / pd.Timedelta(self._step_ns)))
+        if self._fallback is not None:
+            inner = self._fallback.forecast(horizon)
+            return Forecast(
+                inner.times, inner.point, inner.upper, "seasonal (linear fallback)", self._notes
+            )
+        if self._leads is None or self._leads.leads < steps:
+            actual, seasonal = self._replay
+            stride = max(1, int(round(_REPLAY_STRIDE_S * 1e9 / self._step_ns)))
+            most = int(_REPLAY_SPAN_S * 1e9 // (self._step_ns * stride))
+            self._leads = learn_leads(
+                actual, seasonal, steps, self._kernels, stride, most, self.service_target
+            )
+        leads = self._leads
+        future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
+        level, shifted = offsets(self._level, leads, steps)
+        point = np.maximum(self._shape[week_slots(future_ns, self.timezone)] + level[0], 0.0)
+        upper = np.maximum(upper_of(point, leads), point)
+        notes = [self._shape_note, leads.note]
+        if shifted[0]:
+            notes.append("level shift: following the last minutes' level, not the usual shape")
+        times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._index_tz)
+        return Forecast(times, point, upper, self.name, tuple(notes))
+
+    # ---- helpers ----------------------------------------------------------------
+
+    @property
+    def _end_ns(self) -> int:
+        assert self._values is not None
+        return self._start_ns + (len(self._values) - 1) * self._step_ns
+
+    def _series(self, values: np.ndarray) -> pd.Series:
+        times = self._end_ns - np.arange(len(values) - 1, -1, -1, dtype=np.int64) * self._step_ns
+        index = pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize(self._index_tz)
+        return pd.Series(values, index=index)
+
+
+def _ns(duration: timedelta) -> int:
+    return int(pd.Timedelta(duration).value)
+
+
+def _ns_of(moment: pd.Timestamp) -> int:
+    return int(pd.Timestamp(moment).as_unit("ns").value)
+
+
+def _ns_array(index: pd.DatetimeIndex) -> np.ndarray:
+    return index.as_unit("ns").asi8
+
+
+def _hours(span_ns: int) -> str:
+    hours = span_ns / 3600e9
+    return f"{hours / 24:.1f}d" if hours >= 48 else f"{hours:.1f}h"

@@ -1,0 +1,127 @@
+"""Self-metrics and /healthz, scraped over HTTP from the real prometheus-client app."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from autoscaler.metrics import MetricsError
+from autoscaler.telemetry import Telemetry
+from tests.autoscaler.test_cli import ROOT, demo_copy
+from tests.autoscaler.test_tick import Harness
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_show_what_the_daemon_sees_decides_and_fails_at(tmp_path: Path) -> None:
+    telemetry = Telemetry()
+    server = telemetry.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        h = Harness(tmp_path, rps=10.0)
+        for _ in range(2):
+            result = h.tick()
+            telemetry.record(result)
+            telemetry.tick_finished([result], 0.01)
+        h.metrics.failure = MetricsError("stale", "q", "old")
+        result = h.tick()
+        telemetry.record(result)
+        telemetry.tick_finished([result], 0.01)
+        status, body = get(url + "/metrics")
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert 'autoscaler_pool_desired_nodes{pool="ocr"} 13.0' in body
+    assert 'autoscaler_pool_demand_rps{pool="ocr"} 10.0' in body
+    assert 'autoscaler_errors_total{kind="metrics",pool="ocr"} 1.0' in body
+    assert 'autoscaler_decisions_total{action="scale_up",pool="ocr"} 1.0' in body
+    assert 'autoscaler_decision_rules_total{pool="ocr",rule="missing_data"} 1.0' in body
+    assert 'autoscaler_pool_forecast_abs_error_rps{pool="ocr"}' in body
+    assert "autoscaler_tick_duration_seconds_count 3.0" in body
+    assert "autoscaler_last_successful_tick_timestamp_seconds" in body
+
+
+def test_healthz_fails_when_no_tick_has_succeeded_for_too_long(tmp_path: Path) -> None:
+    clock = FakeTime()
+    telemetry = Telemetry(unhealthy_after=timedelta(minutes=5), clock=clock)
+    server = telemetry.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    try:
+        assert get(url)[0] == 200  # grace period at start
+        h = Harness(tmp_path, rps=10.0)
+        result = h.tick()
+        telemetry.tick_finished([result], 0.01)
+        clock.now += 240
+        assert get(url)[0] == 200
+        h.metrics.failure = MetricsError("unreachable", "q", "down")
+        for _ in range(3):  # ticks keep running but none succeeds
+            result = h.tick()
+            telemetry.tick_finished([result], 0.01)
+            clock.now += 60
+        status, body = get(url)
+        assert status == 503 and "last successful tick" in body
+    finally:
+        server.shutdown()
+
+
+def test_logs_are_json_lines_off_a_terminal_with_every_decision_at_info(tmp_path: Path) -> None:
+    path = demo_copy(tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autoscaler.cli",
+            "run",
+            "--config",
+            str(path),
+            "--once",
+            "--log-level",
+            "INFO",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    decisions = [r for r in records if "decision" in r]
+    assert len(decisions) == 1
+    assert decisions[0]["levelname"] == "INFO"
+    assert decisions[0]["decision"]["pool"] == "image-gen"
+    assert decisions[0]["decision"]["reasons"]
+
+
+def test_status_shows_every_pool_after_a_tick(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from autoscaler.cli import app
+
+    runner = CliRunner()
+    path = demo_copy(tmp_path)
+    before = runner.invoke(app, ["status", "--config", str(path)])
+    assert before.exit_code == 0 and "never ticked" in before.output
+    assert runner.invoke(app, ["run", "--config", str(path), "--once"]).exit_code == 0
+    after = runner.invoke(app, ["status", "--config", str(path)])
+    assert after.exit_code == 0, after.output
+    assert "image-gen" in after.output and "scale_up" in after.output
+    assert "business-hours" in after.output  # the next schedule change
