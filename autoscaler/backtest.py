@@ -220,18 +220,19 @@ def replay_pool(
     trace: pd.Series,
     replay: Replay,
     *,
-    history_points: int | None = None,
     on_progress: Progress | None = None,
 ) -> PolicyRun:
     """Run the daemon's tick (size_fleet → decide → fleet.scale) over the trace.
 
-    `history_points` caps the history handed to the predictor (default: the pool's
-    demand window); the demand seen at minute j's tick ends with minute j-1.
+    The predictor sees the pool's demand window, ending with minute j-1 at minute j's
+    tick. A PlaybackPredictor needs no history: it gets only the newest value (all
+    size_fleet reads besides the forecast), which spares building a Series per tick.
     """
     times = trace.index
     values = trace.to_numpy(dtype=float)
     instants = times.to_pydatetime()
-    window = history_points or max(1, int(pool.demand.window / MINUTE))
+    window = max(1, int(pool.demand.window / MINUTE))
+    playback = isinstance(predictor, PlaybackPredictor)
     clock = SimulatedClock(instants[replay.sim_start])
     fleet = SimulatedFleet(clock, replay.initial_nodes, pool.boot_time)
     limits = limits_of(pool)
@@ -246,7 +247,11 @@ def replay_pool(
         clock.advance(now - clock.now())
         if offset % replay.tick_minutes == 0:
             lo = max(0, minute - window)
-            history = pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
+            history = (
+                _Newest(values[minute - 1])
+                if playback
+                else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
+            )
             sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
             state = fleet.read()
             observation = Observation(
@@ -271,10 +276,24 @@ def replay_pool(
     return run
 
 
+class _Newest:
+    """Stands in for the history when replaying recorded forecasts: `.iloc[-1]` only."""
+
+    def __init__(self, value: float) -> None:
+        self.iloc = (float(value),)
+
+    def to_numpy(self) -> np.ndarray:
+        return np.asarray(self.iloc)
+
+
 def _sizing(
     pool: Pool, predictor: Predictor, history: pd.Series, now: datetime, per_node_rps: float
 ) -> Sizing:
     """The daemon's checks on the history (metrics.check_demand), then size_fleet."""
+    if isinstance(history, _Newest):
+        if not math.isfinite(history.iloc[-1]):
+            return Sizing(missing_reason="nan: newest sample is not a number")
+        return size_fleet(pool, predictor, history, per_node_rps)  # type: ignore[arg-type]
     if not np.isfinite(history.to_numpy()).all():
         try:
             history = check_demand(history, now, timedelta(minutes=5))
@@ -386,7 +405,7 @@ def _bisect_utilization(
                 floor=floor,
             )
             playback = PlaybackPredictor(recorder.name, recorder.records)
-            run = replay_pool(pool, playback, trace, replay, history_points=2)
+            run = replay_pool(pool, playback, trace, replay)
             cache[index] = (_knobs_of(pool), replay.score(run.desired, run.ready)[0], run)
         return cache[index]
 

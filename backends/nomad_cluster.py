@@ -24,10 +24,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import nomad.api
-from nomad.api.base import Requester
-from nomad.api.exceptions import URLNotFoundNomadException
-
 from autoscaler.atomic import write_atomically
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.config import AwsAsgBackend, NomadClusterBackend
@@ -48,24 +44,10 @@ from backends.nomad_drain import (
     node_serves,
     record_from_json,
 )
-from backends.nomad_job import (
-    AUTOSCALER_NAME,
-    _response_of,
-    describe_nomad_error,
-    is_retryable_nomad_error,
-    nomad_connection,
-    redact,
-    requester_settings,
-)
-from backends.retry import call_with_retries
+from backends.nomad_job import nomad_connection
+from backends.nomad_node_api import NomadNodeApi
 
 log = logging.getLogger(__name__)
-
-
-class _ClientMetadata(Requester):
-    """POST/GET /v1/client/metadata (dynamic node metadata); python-nomad has no class."""
-
-    ENDPOINT = "client"
 
 
 class NomadCluster:
@@ -100,11 +82,7 @@ class NomadCluster:
         self.clock = clock or SystemClock()
         self.last_note: str | None = None
         """Set by scale() when the request was clamped or could only partly be done."""
-        self._sleep = sleep
-        settings = requester_settings(self.connection)
-        self._nodes = nomad.api.Nodes(**settings)
-        self._node = nomad.api.Node(**settings)
-        self._metadata = _ClientMetadata(**settings)
+        self.nomad = NomadNodeApi(self.connection, retries=config.retries, sleep=sleep)
         self._instance_of: dict[str, str | None] = {}
         self._record: ScaleInRecord | None = None  # loaded on first use
         self.target = f"Nomad nodes of Auto Scaling group {config.asg!r}"
@@ -146,7 +124,7 @@ class NomadCluster:
             return
         log.info("%s: %d -> %d (%s)", self.target, current, target, reason)
         if target > current:
-            self._scale_out(target - current, snapshot)
+            self._scale_out(target, snapshot)
         else:
             self._start_scale_in(current - target, snapshot, reason)
             self._advance()  # empty nodes drain at once: terminate them on this call
@@ -162,15 +140,23 @@ class NomadCluster:
             )
         return target
 
-    def _scale_out(self, more: int, snapshot: GroupSnapshot) -> None:
+    def _scale_out(self, target: int, snapshot: GroupSnapshot) -> None:
         """Take back nodes still draining first (warm, model loaded); launch the rest."""
         record = self._loaded()
+        more = target - (snapshot.desired - len(record.nodes))
         taken_back = sorted(record.nodes, key=lambda n: n.started_at, reverse=True)[:more]
         if taken_back:
             self._give_back(taken_back, why="capacity is needed again")
-        launch = more - len(taken_back)
-        if launch > 0:
-            self.group.set_desired(snapshot.desired + launch)
+        leaving = len(self._loaded().nodes)  # nodes not given back still count as leaving
+        wanted = target + leaving
+        if wanted > snapshot.max_size:  # leaving nodes still hold room in the group
+            self._note(
+                f"{leaving} nodes still draining fill the group's MaxSize {snapshot.max_size}; "
+                f"launching up to it"
+            )
+            wanted = snapshot.max_size
+        if wanted > snapshot.desired:
+            self.group.set_desired(wanted)
 
     # ---- scaling in --------------------------------------------------------------------
 
@@ -191,18 +177,18 @@ class NomadCluster:
         ]
         self._save(self._loaded().with_nodes(entries))  # first, so a crash leaves a trace
         try:
+            # All ineligible before any drains, so work drained off one node is not
+            # placed on another about to go (as `nomad node drain` advises).
             for entry in entries:
                 self._tag_quietly(entry.node_id, self.config.asg)
-                self._call(
-                    lambda e=entry: self._node.eligible_node(e.node_id, ineligible=True),
-                    what=f"marking node {entry.name} ineligible",
-                    writing=True,
-                )
+                self.nomad.mark_ineligible(entry.node_id, entry.name)
             for entry in entries:
-                self._call(
-                    lambda e=entry: self._drain(e.node_id, reason),
-                    what=f"draining node {entry.name}",
-                    writing=True,
+                self.nomad.drain(
+                    entry.node_id,
+                    entry.name,
+                    deadline_s=self.config.drain_deadline.total_seconds(),
+                    ignore_system_jobs=self.config.ignore_system_jobs,
+                    reason=reason,
                 )
         except BackendError as error:
             restored = self._give_back(entries, why="the drain could not be started")
@@ -219,23 +205,9 @@ class NomadCluster:
             instance_id = self._instance_id(node_id)
             if node_id in leaving or not node_serves(stub) or instance_id not in removable:
                 continue
-            allocations = self._allocations(node_id) or []
-            busy = active_allocations(allocations, count_system=False)
+            busy = active_allocations(self.nomad.allocations(node_id), count_system=False)
             candidates.append(Candidate(node_id, str(stub.get("Name", "")), instance_id, busy))
         return candidates
-
-    def _drain(self, node_id: str, reason: str) -> Any:
-        deadline_ns = int(self.config.drain_deadline.total_seconds() * 1_000_000_000)
-        body = {
-            "NodeID": node_id,
-            "DrainSpec": {
-                "Deadline": deadline_ns,
-                "IgnoreSystemJobs": self.config.ignore_system_jobs,
-            },
-            "MarkEligible": False,
-            "Meta": {"source": AUTOSCALER_NAME, "message": reason[:200]},
-        }
-        return self._node.request(node_id, "drain", json=body, method="post").json()
 
     # ---- advancing a scale-in in progress ----------------------------------------------
 
@@ -263,7 +235,10 @@ class NomadCluster:
                 self._untag_quietly(entry.node_id)
                 self._save(self._loaded().without([entry.node_id]))
             elif step is Step.RESTORE:
-                problems.append(f"{label}: {why}; {self._give_back([entry], why=why)}")
+                given_back = self._give_back([entry], why=why)
+                still_ours = any(n.node_id == entry.node_id for n in self._loaded().nodes)
+                if still_ours or not entry.restoring:  # a late success was reported before
+                    problems.append(f"{label}: {why}; {given_back}")
             else:
                 self._terminate(entry, why)
         if problems:
@@ -272,18 +247,13 @@ class NomadCluster:
     def _progress(self, entry: DrainingNode, in_group: set[str]) -> NodeProgress:
         if entry.restoring:
             return NodeProgress(False, False, False, 0, entry.instance_id in in_group)
-        node = self._call(
-            lambda: _none_if_missing(lambda: self._node.get_node(entry.node_id)),
-            what=f"reading node {entry.name}",
-        )
-        allocations = self._allocations(entry.node_id) if node is not None else []
+        node = self.nomad.node(entry.node_id)
+        allocations = self.nomad.allocations(entry.node_id) if node is not None else []
         return NodeProgress(
             exists=node is not None,
             draining=bool(node and (node.get("Drain") or node.get("DrainStrategy"))),
             eligible=bool(node and node.get("SchedulingEligibility") == "eligible"),
-            active=active_allocations(
-                allocations or [], count_system=not self.config.ignore_system_jobs
-            ),
+            active=active_allocations(allocations, count_system=not self.config.ignore_system_jobs),
             instance_in_group=entry.instance_id in in_group,
         )
 
@@ -305,13 +275,7 @@ class NomadCluster:
         given, failed = [], []
         for entry in entries:
             try:
-                self._call(
-                    lambda e=entry: _none_if_missing(
-                        lambda: self._node.drain_node_with_spec(e.node_id, None, mark_eligible=True)
-                    ),
-                    what=f"giving node {entry.name} back",
-                    writing=True,
-                )
+                self.nomad.give_back(entry.node_id, entry.name)
             except BackendError as error:
                 failed.append(entry)
                 log.error("%s: %s (will retry)", self.target, error)
@@ -362,10 +326,7 @@ class NomadCluster:
         """Give back every node carrying our drain tag: the record that knew them is lost."""
         tagged = []
         for stub in self._list_nodes():
-            node = self._call(
-                lambda s=stub: _none_if_missing(lambda: self._node.get_node(s["ID"])),
-                what=f"reading node {stub.get('Name', stub['ID'])}",
-            )
+            node = self.nomad.node(stub["ID"])
             if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.config.asg:
                 now = self.clock.now()
                 tagged.append(
@@ -392,84 +353,31 @@ class NomadCluster:
     # ---- Nomad calls -------------------------------------------------------------------
 
     def _list_nodes(self) -> list[dict[str, Any]]:
-        stubs = self._call(lambda: self._nodes.get_nodes(), what="listing Nomad nodes")
-        if not isinstance(stubs, list):
-            raise BackendError("listing Nomad nodes: unexpected answer shape")
         c = self.config
+        stubs = self.nomad.list_nodes()
         return [s for s in stubs if node_in_pool(s, c.node_pool, c.node_class, c.datacenter)]
 
     def _instance_id(self, node_id: str) -> str | None:
         """A node's instance ID (attributes are read once per node: they do not change)."""
         if node_id not in self._instance_of:
-            node = self._call(
-                lambda: _none_if_missing(lambda: self._node.get_node(node_id)),
-                what=f"reading node {node_id}",
-            )
+            node = self.nomad.node(node_id)
             instance_id = instance_id_of(node) if node else None
             if node and instance_id is None:
                 log.warning("%s: node %s has no AWS instance ID attribute", self.target, node_id)
             self._instance_of[node_id] = instance_id
         return self._instance_of[node_id]
 
-    def _allocations(self, node_id: str) -> list[dict[str, Any]] | None:
-        return self._call(
-            lambda: _none_if_missing(lambda: self._node.get_allocations(node_id)),
-            what=f"listing allocations of node {node_id}",
-        )
-
-    def _tag(self, node_id: str, value: str | None) -> None:
-        body = {"NodeID": node_id, "Meta": {DRAIN_META_KEY: value}}
-        self._call(
-            lambda: self._metadata.request(
-                "metadata", method="post", params={"node_id": node_id}, json=body
-            ).json(),
-            what=f"{'tagging' if value else 'untagging'} node {node_id}",
-            writing=True,
-        )
-
     def _tag_quietly(self, node_id: str, value: str | None) -> None:
         """Best effort (Nomad before 1.5 has no dynamic node metadata): the record is the
         main trace; the tag only helps repair when the record is lost, and a stale tag
         only makes such a repair re-check a node that is already eligible."""
         try:
-            self._tag(node_id, value)
+            self.nomad.set_meta(node_id, DRAIN_META_KEY, value)
         except BackendError as error:
             log.warning("%s: %s", self.target, error)
 
     def _untag_quietly(self, node_id: str) -> None:
         self._tag_quietly(node_id, None)
-
-    def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:
-        def describe(error: BaseException) -> str:
-            response = _response_of(error)
-            if response is not None and response.status_code in (403, 404):
-                token_env = self.connection.token_env
-                if response.status_code == 404:
-                    text = f"Nomad at {self.connection.address} answered HTTP 404"
-                elif self.connection.token is None:
-                    text = f"Nomad refused the request and ${token_env} is not set: HTTP 403"
-                else:
-                    needs = "node:write" if writing else "node:read"
-                    text = f"Nomad refused the token from ${token_env} (needs {needs}): HTTP 403"
-                return redact(text, self.connection.token)
-            return describe_nomad_error(error, self.connection, self.config.asg, writing=writing)
-
-        return call_with_retries(
-            operation,
-            what=what,
-            retries=self.config.retries,
-            is_retryable=is_retryable_nomad_error,
-            describe=describe,
-            sleep=self._sleep,
-        )
-
-
-def _none_if_missing(operation: Callable[[], Any]) -> Any:
-    """The answer, or None when Nomad says 404 (a node that left the cluster)."""
-    try:
-        return operation()
-    except URLNotFoundNomadException:
-        return None
 
 
 def _restoring(entry: DrainingNode) -> DrainingNode:

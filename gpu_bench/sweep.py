@@ -103,9 +103,17 @@ class SweepResult(BaseModel):
         }
 
     def chosen(self) -> ConfigResult | None:
-        """Highest sustained rate; on a tie, fewer workers and the smaller batch."""
+        """The smallest configuration within `min_gain` of the highest sustained rate.
+
+        A bigger configuration that gains less than that is not worth its memory,
+        the same rule that stops the sweep from growing.
+        """
         usable = [r for r in self.results if r.status == "ok" and r.rate_rps]
-        return max(usable, key=lambda r: (r.rate_rps, -r.workers, -r.batch), default=None)
+        if not usable:
+            return None
+        best = max(r.rate_rps or 0.0 for r in usable)
+        close = [r for r in usable if (r.rate_rps or 0.0) >= best * (1 - self.settings.min_gain)]
+        return min(close, key=lambda r: (r.workers * r.batch, r.workers, -(r.rate_rps or 0.0)))
 
 
 BACKOFF_ROUNDS = 3

@@ -52,8 +52,9 @@ def level_kernels(step_s: float) -> LevelKernels:
 def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
     """Weighted means of residual windows (rows, oldest first; NaN = missing) -> (rows, 3)."""
     valid = np.isfinite(windows)
-    weighted = np.where(valid, windows, 0.0) @ kernels.weights
-    mass = valid.astype(float) @ kernels.weights
+    # einsum, not @: a threaded BLAS call costs more than this whole product on a busy host.
+    weighted = np.einsum("ow,wk->ok", np.where(valid, windows, 0.0), kernels.weights)
+    mass = np.einsum("ow,wk->ok", valid.astype(float), kernels.weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(mass > 0.0, weighted / np.maximum(mass, 1e-300), 0.0)
 

@@ -126,7 +126,9 @@ class SeasonalPredictor:
 
     def _absorb(self, history: pd.Series) -> bool:
         """Bring the kept grid up to `history`; True when it had to be rebuilt from it."""
-        index = pd.DatetimeIndex(history.index)
+        index = history.index
+        if not isinstance(index, pd.DatetimeIndex):
+            index = pd.DatetimeIndex(index)
         first_ns, last_ns = _ns_of(index[0]), _ns_of(index[-1])
         values = self._values
         if values is not None:
@@ -172,8 +174,9 @@ class SeasonalPredictor:
 
     def _valid_span_ns(self) -> int:
         assert self._values is not None
-        finite = np.flatnonzero(np.isfinite(self._values))
-        return int((len(self._values) - 1 - finite[0]) * self._step_ns) if len(finite) else 0
+        finite = np.isfinite(self._values)
+        first = int(np.argmax(finite))  # stops at the first True
+        return int((len(self._values) - 1 - first) * self._step_ns) if finite[first] else 0
 
     def _fit_fallback(self, span_ns: int) -> None:
         assert self._values is not None

@@ -11,7 +11,6 @@ history leans on the daily shape.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -45,27 +44,11 @@ def week_slots(times_ns: np.ndarray, timezone: str) -> np.ndarray:
     return ((local_seconds(times_ns, timezone) + _MONDAY_SHIFT_S) % WEEK_S) // SLOT_S
 
 
-@lru_cache(maxsize=8)
-def slot_features(daily_harmonics: int, weekly_harmonics: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fourier terms at every slot of the week, and which columns are day-of-week terms.
-
-    Column 0 is the intercept; then cos/sin pairs of weekly harmonics 7, 14, ...
-    (the daily shape), then of the weekly harmonics below `weekly_harmonics` that
-    are not daily ones.
-    """
-    phase = 2.0 * np.pi * (np.arange(N_SLOTS) + 0.5) / N_SLOTS
+def harmonics(daily_harmonics: int, weekly_harmonics: int, use_weekly: bool) -> np.ndarray:
+    """Harmonics of the week in the model: 7k for the daily shape, then day-of-week ones."""
     daily = [7 * k for k in range(1, daily_harmonics + 1)]
-    weekly = [k for k in range(1, weekly_harmonics + 1) if k % 7]
-    columns = [np.ones(N_SLOTS)]
-    is_weekly = [False]
-    for harmonic in daily + weekly:
-        columns += [np.cos(harmonic * phase), np.sin(harmonic * phase)]
-        is_weekly += [harmonic % 7 != 0] * 2
-    features = np.ascontiguousarray(np.column_stack(columns))
-    features.setflags(write=False)
-    weekly_mask = np.array(is_weekly)
-    weekly_mask.setflags(write=False)
-    return features, weekly_mask
+    weekly = [k for k in range(1, weekly_harmonics + 1) if k % 7] if use_weekly else []
+    return np.array(daily + weekly, dtype=np.int64)
 
 
 def fit_shape(
@@ -80,28 +63,52 @@ def fit_shape(
 ) -> np.ndarray:
     """Demand at each slot of the week (N_SLOTS values), from samples with NaN for missing.
 
-    Penalties are relative to the total weight, so they mean the same at any
-    history length: harmonic k of the day costs `daily_penalty * k**2` (smoothness),
-    a day-of-week term `weekly_penalty`.
+    The normal equations of Fourier terms need only the Fourier transform of the
+    per-slot weights and weighted sums (products of harmonics are harmonics), so
+    no large matrix is built. Penalties are relative to the total weight, so they
+    mean the same at any history length: daily harmonic k costs
+    `daily_penalty * k**2` (smoothness), a day-of-week term `weekly_penalty`.
     """
-    features, weekly_mask = slot_features(daily_harmonics, weekly_harmonics)
     valid = np.isfinite(values)
     slot_weight = np.bincount(slots[valid], weights=weights[valid], minlength=N_SLOTS)
     slot_sum = np.bincount(slots[valid], weights=weights[valid] * values[valid], minlength=N_SLOTS)
-    columns = np.ones(features.shape[1], dtype=bool) if use_weekly else ~weekly_mask
-    used = features[:, columns]
     total = float(slot_weight.sum())
     if total <= 0.0:
         return np.zeros(N_SLOTS)
-    gram = used.T @ (used * slot_weight[:, None])
-    rhs = used.T @ slot_sum
-    penalty = np.zeros(used.shape[1])
-    daily_order = np.repeat(np.arange(1, daily_harmonics + 1), 2)
-    penalty[1 : 1 + 2 * daily_harmonics] = daily_penalty * daily_order**2
-    penalty[1 + 2 * daily_harmonics :] = weekly_penalty
-    gram[np.diag_indices_from(gram)] += penalty * total
+    order = harmonics(daily_harmonics, weekly_harmonics, use_weekly)
+    reach = 2 * int(order.max()) + 1
+    weight_cos, weight_sin = _slot_transform(slot_weight, reach)
+    sum_cos, sum_sin = _slot_transform(slot_sum, reach)
+    h, k = order[:, None], order[None, :]
+    diff, plus = np.abs(h - k), h + k
+    sign = np.sign(h - k)
+    size = 1 + 2 * len(order)
+    gram = np.empty((size, size))
+    gram[0, 0] = weight_cos[0]
+    gram[0, 1::2] = gram[1::2, 0] = weight_cos[order]
+    gram[0, 2::2] = gram[2::2, 0] = weight_sin[order]
+    gram[1::2, 1::2] = 0.5 * (weight_cos[diff] + weight_cos[plus])
+    gram[2::2, 2::2] = 0.5 * (weight_cos[diff] - weight_cos[plus])
+    cos_sin = 0.5 * (weight_sin[plus] - sign * weight_sin[diff])  # cos(h) * sin(k)
+    gram[1::2, 2::2] = cos_sin
+    gram[2::2, 1::2] = cos_sin.T
+    rhs = np.empty(size)
+    rhs[0], rhs[1::2], rhs[2::2] = sum_cos[0], sum_cos[order], sum_sin[order]
+    penalty = np.where(order % 7 == 0, daily_penalty * (order / 7.0) ** 2, weekly_penalty)
+    gram[np.arange(1, size), np.arange(1, size)] += np.repeat(penalty, 2) * total
     coef = np.linalg.solve(gram, rhs)
-    return used @ coef
+    spectrum = np.zeros(N_SLOTS // 2 + 1, dtype=complex)
+    spectrum[0] = coef[0]
+    # cos(h phi) = Re e^{i h phi}, phi = 2 pi (s + 0.5) / N: undo the half-slot shift.
+    spectrum[order] = 0.5 * (coef[1::2] - 1j * coef[2::2]) * np.exp(1j * np.pi * order / N_SLOTS)
+    return np.fft.irfft(spectrum * N_SLOTS, n=N_SLOTS).copy()
+
+
+def _slot_transform(per_slot: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of per_slot * cos(m phi) and * sin(m phi) over slots, for m < reach."""
+    transform = np.fft.rfft(per_slot)[:reach]
+    shifted = np.conj(transform) * np.exp(1j * np.pi * np.arange(reach) / N_SLOTS)
+    return shifted.real, shifted.imag
 
 
 def _offset_s(epoch_s: int, zone: ZoneInfo) -> int:

@@ -270,3 +270,26 @@ def test_tokens_and_keys_never_reach_logs_or_errors(
     text = caplog.text + "".join(traceback.format_exception(caught.value)) + repr(backend)
     assert DOUBLE_ACL_TOKEN not in text
     assert DUMMY_SECRET not in text
+
+
+def test_protected_instances_are_never_chosen(cluster: Cluster) -> None:
+    nodes = cluster.arrange([0, 0, 5])
+    cluster.aws.protect(GROUP, [nodes[0].instance_id, nodes[1].instance_id])
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    assert cluster.instances() == {nodes[0].instance_id, nodes[1].instance_id}
+    assert backend.last_note is not None and "found 1 that can go" in backend.last_note
+
+
+def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> None:
+    nodes = cluster.arrange([4, 5], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    cluster.clock.advance(timedelta(minutes=11))
+    cluster.nomad.fail_next(2, status=503, path="/drain")  # both attempts of the give-back
+    with pytest.raises(BackendError, match="could not yet restore gpu-0"):
+        backend.read()
+    assert not eligible(nodes[0])
+    assert backend.read() == FleetState(desired=2, ready=2, pending=0)
+    assert eligible(nodes[0])
+    assert not cluster.state_path.exists()

@@ -90,3 +90,26 @@ def test_planner_skips_larger_configs_after_infeasible() -> None:
 def test_planner_zero_rates_do_not_grow() -> None:
     step = plan_sweep([1, 2, 4], [1], {(1, 1): 0.0, (2, 1): 0.0})
     assert step.next_config is None
+
+
+def test_chosen_config_is_the_smallest_within_the_gain_threshold() -> None:
+    from gpu_bench.sweep import ConfigResult, SweepResult, SweepSettings
+
+    def result(workers: int, batch: int, rate: float | None, status: str = "ok") -> ConfigResult:
+        return ConfigResult(workers=workers, batch=batch, status=status, rate_rps=rate)
+
+    sweep = SweepResult(
+        settings=SweepSettings(model="m:f"),
+        results=[
+            result(1, 1, 218.0),
+            result(2, 1, 314.0),
+            result(4, 1, 324.5),
+            result(2, 4, 227.0),
+            result(8, 1, None, "infeasible"),
+        ],
+    )
+    chosen = sweep.chosen()
+    assert chosen is not None and (chosen.workers, chosen.batch) == (2, 1)
+    sweep.results.append(result(4, 4, 400.0))
+    assert sweep.chosen() is sweep.results[-1]
+    assert SweepResult(settings=SweepSettings(model="m:f")).chosen() is None
