@@ -36,6 +36,9 @@ class PrometheusMetrics(Strict):
     verify_tls: bool = True
     ca_file: Path | None = None
     bearer_token_env: str | None = None
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
 
 
 class ReplayMetrics(Strict):
@@ -63,6 +66,9 @@ class NomadJobBackend(Strict):
     timeout: Duration = timedelta(seconds=10)
     retries: int = Field(default=3, ge=0, le=10)
     verify_tls: bool = True
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
 
 
 class KubernetesBackend(Strict):
@@ -82,6 +88,9 @@ class KubernetesBackend(Strict):
     timeout: Duration = timedelta(seconds=10)
     retries: int = Field(default=3, ge=0, le=10)
     verify_tls: bool = True
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
 
 
 class AwsAsgBackend(Strict):
@@ -118,6 +127,9 @@ class NomadClusterBackend(Strict):
     timeout: Duration = timedelta(seconds=10)
     retries: int = Field(default=3, ge=0, le=10)
     verify_tls: bool = True
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
 
 
 class SimulatedBackend(Strict):
@@ -271,6 +283,42 @@ class SimulationConfig(Strict):
     speed: float = Field(default=3600.0, gt=0)
 
 
+class LeaderElection(Strict):
+    """Two daemons for one fleet: only the holder of this lock (a Nomad variable lock,
+    Nomad 1.7+, or a Kubernetes Lease) acts; the other stands by and takes over when
+    the holder stops renewing it for `ttl`."""
+
+    kind: Literal["nomad", "kubernetes"]
+    name: str = Field(
+        default="gpu-autoscaler-leader",
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_~/.-]{0,127}$",
+        description="Nomad variable path, or Lease name",
+    )
+    namespace: str | None = Field(default=None, description="default: Nomad's default / context's")
+    ttl: Duration = Field(
+        default=timedelta(seconds=30), description="a dead holder is replaced after about this"
+    )
+    identity: str | None = Field(default=None, description="default: hostname:pid")
+    timeout: Duration = timedelta(seconds=5)
+    verify_tls: bool = True
+    allow_insecure: bool = False
+    # Nomad
+    address: str | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
+    region: str | None = None
+    token_env: str = "NOMAD_TOKEN"
+    # Kubernetes
+    context: str | None = None
+    kubeconfig: Path | None = None
+    in_cluster: bool | None = None
+
+    @model_validator(mode="after")
+    def _ttl_in_range(self) -> LeaderElection:
+        low = timedelta(seconds=10 if self.kind == "nomad" else 1)
+        if not low <= self.ttl <= timedelta(hours=24):
+            raise ValueError(f"leader_election.ttl must be between {low.seconds}s and 24h")
+        return self
+
+
 class Config(Strict):
     interval: Duration = timedelta(minutes=1)
     state_dir: Path = Path("/var/lib/autoscaler")
@@ -280,6 +328,7 @@ class Config(Strict):
     slack: SlackConfig | None = None
     telemetry: TelemetryConfig | None = None
     simulation: SimulationConfig | None = None
+    leader_election: LeaderElection | None = None
     pools: list[Pool] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -288,6 +337,26 @@ class Config(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_spelled_out(self) -> Config:
+        from autoscaler.transport_security import insecure_settings, refusal_text
+
+        insecure = insecure_settings(self, env={})
+        if insecure:
+            raise ValueError(refusal_text(insecure))
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_tick(self) -> Config:
+        """Renewed once a tick: a TTL under two intervals would lapse between renewals."""
+        election = self.leader_election
+        if election is not None and election.ttl < 2 * self.interval:
+            raise ValueError(
+                f"leader_election.ttl ({election.ttl}) must be at least twice the interval "
+                f"({self.interval})"
+            )
         return self
 
     def pool(self, name: str) -> Pool:

@@ -23,6 +23,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.clock import Clock, SimulatedClock
 from autoscaler.decision_log import to_json_value
+from autoscaler.leader import (
+    WRITE_MARGIN,
+    LeaderGuardedBackend,
+    LeaderLock,
+    LeaderLockError,
+    make_leader_lock,
+)
 from autoscaler.loader import ConfigError, load_config, load_overrides
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
@@ -46,6 +53,7 @@ class Daemon:
         notifier: Notifier | None = None,
         on_result: ResultHandler | None = None,
         clock: Clock | None = None,
+        leader_lock: LeaderLock | None = None,
     ) -> None:
         self.config_path = config_path
         self.dry_run = dry_run
@@ -67,6 +75,13 @@ class Daemon:
         self.ticks = 0
         telemetry = self.runtime.config.telemetry
         self.telemetry = Telemetry(telemetry.unhealthy_after if telemetry else timedelta(minutes=5))
+        election = self.runtime.config.leader_election
+        if leader_lock is None and election is not None:
+            leader_lock = make_leader_lock(election, env)
+        self.leader = leader_lock
+        self._leading: bool | None = None
+        self._lock_problem: str | None = None
+        self._guard_writes(self.runtime)
 
     # ---- one tick ----------------------------------------------------------------
 
@@ -76,6 +91,8 @@ class Daemon:
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self._reload()
+            if not self._lead():
+                return []
             self._refresh_overrides()
             runtime = self.runtime
             now = runtime.clock.now()
@@ -98,6 +115,54 @@ class Daemon:
                 runtime.clock.advance(runtime.config.interval)
             self.ticks += 1
             return results
+
+    # ---- leadership ---------------------------------------------------------------
+
+    def _lead(self) -> bool:
+        """Renew (or try to take) the leader lock; only its holder acts this tick."""
+        if self.leader is None:
+            return True
+        try:
+            leading = self.leader.acquire_or_renew()
+        except LeaderLockError as exc:
+            self.telemetry.set_leader(False)
+            self._leading = None
+            if str(exc) != self._lock_problem:
+                self._alert(f"leader lock unreachable; this daemon does not act: {exc}")
+            self._lock_problem = str(exc)
+            return False
+        if self._lock_problem is not None:
+            self._alert("leader lock reachable again")
+            self._lock_problem = None
+        if leading != self._leading:
+            log.warning(
+                "%s",
+                f"this daemon ({self.leader.identity}) is now the active one"
+                if leading
+                else f"this daemon ({self.leader.identity}) stands by",
+            )
+        self._leading = leading
+        self.telemetry.set_leader(leading)
+        if not leading:
+            log.info("standby: %s is active", self.leader.holder() or "another daemon")
+            self.telemetry.standby_tick()
+        return leading
+
+    def release_leadership(self) -> None:
+        """On shutdown: the standby takes over at its next tick, not after the TTL."""
+        if self.leader is not None and self._leading:
+            self.leader.release()
+            self._leading = False
+            self.telemetry.set_leader(False)
+
+    def _guard_writes(self, runtime: Runtime) -> None:
+        """Every backend write checks, just before it, that the lease is still ours."""
+        if self.leader is None:
+            return
+        margin_s = self.leader.ttl_s * WRITE_MARGIN
+        for ticker in runtime.tickers:
+            if not isinstance(ticker.backend, LeaderGuardedBackend):
+                ticker.backend = LeaderGuardedBackend(ticker.backend, self.leader, margin_s)
 
     def _refresh_overrides(self) -> None:
         """Re-read the overrides file when it changes; a broken one keeps the last good one."""
@@ -143,6 +208,7 @@ class Daemon:
         except (ConfigError, ValueError, OSError) as exc:
             self._alert(f"config reload failed; the previous config keeps running:\n{exc}")
             return
+        self._guard_writes(new)
         self.runtime = new
         self._overrides_mtime = None
         log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
@@ -190,6 +256,7 @@ class Daemon:
                 pass
         finally:
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
+            self.release_leadership()
             if server is not None:
                 server.shutdown()
         log.info("autoscaler stopped after %d ticks", self.ticks)

@@ -17,6 +17,7 @@ from autoscaler.notify import LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import StateStore
 from autoscaler.tick import PoolTicker
+from autoscaler.transport_security import insecure_settings, refusal_text
 from backends import make_backend
 
 
@@ -57,6 +58,9 @@ def build_runtime(
     env: Mapping[str, str] = os.environ,
     notifier: Notifier | None = None,
 ) -> Runtime:
+    insecure = insecure_settings(config, env)  # again, now with NOMAD_ADDR and friends
+    if insecure:
+        raise ValueError(refusal_text(insecure))
     clock = clock or make_clock(config)
     metrics = make_metrics(config, clock, env)
     notifier = notifier or make_notifier(config, env)

@@ -59,6 +59,11 @@ class Telemetry:
             "When every pool last ticked without an error",
             [],
         )
+        self.leader = gauge(
+            "autoscaler_leader",
+            "1 while this daemon holds the leader lock and acts; 0 on standby or lock trouble",
+            [],
+        )
         self.tick_seconds = Histogram(
             "autoscaler_tick_duration_seconds",
             "Time one tick of every pool takes",
@@ -126,6 +131,14 @@ class Telemetry:
         if all(not r.errors and r.decision is not None for r in results):
             self._last_success = self._clock()
             self.last_success.set(self._last_success)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def standby_tick(self) -> None:
+        """A standby that reached the lock and stood aside is healthy: it is ready to act."""
+        self._last_success = self._clock()
+        self.last_success.set(self._last_success)
 
     # ---- health --------------------------------------------------------------------
 

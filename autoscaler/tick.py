@@ -55,6 +55,8 @@ class TickResult:
     sizing: Sizing
     decision: Decision | None
     acted: bool = False
+    backend_note: str | None = None
+    """What the fleet made of the request (e.g. clamped to a cloud group's MaxSize)."""
     dry_run: bool = False
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +183,7 @@ class PoolTicker:
             try:
                 self.backend.scale(decision.desired, "; ".join(decision.reasons))
                 result.acted = True
+                result.backend_note = getattr(self.backend, "last_note", None)
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
                 memory = replace(memory, last_action_at=state.memory.last_action_at)
@@ -192,7 +195,7 @@ class PoolTicker:
                     self.pool.name,
                     decision.current,
                     decision.desired,
-                    decision.reasons,
+                    (*decision.reasons, *([result.backend_note] if result.backend_note else [])),
                     _peak(result.sizing.forecast, "point"),
                     _peak(result.sizing.forecast, "upper"),
                     result.sizing.demand_now,
@@ -289,6 +292,7 @@ def decision_record(result: TickResult) -> dict[str, Any]:
         "action": ("would_" if result.dry_run and decision and decision.action != "none" else "")
         + (decision.action if decision else "skipped"),
         "acted": result.acted,
+        "backend_note": result.backend_note,
         "dry_run": result.dry_run,
         "reasons": list(decision.reasons) if decision else ["fleet state unknown: no decision"],
         "errors": result.errors,

@@ -49,7 +49,7 @@ def make_backend(
     if isinstance(config, NomadClusterBackend):
         from backends.nomad_cluster import NomadCluster
 
-        return NomadCluster(config, env=env, state_path=state_path)
+        return NomadCluster(config, env=env, state_path=state_path, clock=clock)
     if isinstance(config, KubernetesBackend):
         from backends.kubernetes import KubernetesWorkload
 

@@ -23,6 +23,9 @@ class BackendError(Exception):
 
 
 class Backend(Protocol):
+    """A fleet. A backend may also set `last_note: str | None` after scale() to say what the
+    fleet made of the request (e.g. clamped to a cloud group's MaxSize); the tick reports it."""
+
     name: str
 
     def read(self) -> FleetState: ...

@@ -65,7 +65,7 @@ class NomadCluster:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
-        self.connection = nomad_connection(config, env)  # type: ignore[arg-type]
+        self.connection = nomad_connection(config, env)
         self.group = AutoScalingGroup(
             AwsAsgBackend(
                 kind="aws_asg",
@@ -240,7 +240,11 @@ class NomadCluster:
                 if still_ours or not entry.restoring:  # a late success was reported before
                     problems.append(f"{label}: {why}; {given_back}")
             else:
-                self._terminate(entry, why)
+                try:
+                    self._terminate(entry, why)
+                except BackendError as error:  # every node was given back: stop here
+                    problems.append(str(error))
+                    break
         if problems:
             raise BackendError(f"scale-in of {self.target}: " + " | ".join(problems))
 

@@ -27,7 +27,7 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
-from autoscaler.config import NomadJobBackend
+from autoscaler.config import NomadClusterBackend, NomadJobBackend
 from backends.base import BackendError, FleetState
 from backends.retry import call_with_retries
 
@@ -54,7 +54,9 @@ class NomadConnection:
     token: str | None = field(default=None, repr=False)
 
 
-def nomad_connection(config: NomadJobBackend, env: Mapping[str, str]) -> NomadConnection:
+def nomad_connection(
+    config: NomadJobBackend | NomadClusterBackend, env: Mapping[str, str]
+) -> NomadConnection:
     """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
     address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
     skip_verify = env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in _TRUE_WORDS
@@ -150,7 +152,7 @@ def scale_request_body(count: int, group: str, reason: str) -> dict[str, Any]:
 # ---- pure: classifying and wording failures ------------------------------------------
 
 
-def _response_of(error: BaseException) -> requests.Response | None:
+def response_of(error: BaseException) -> requests.Response | None:
     if isinstance(error, BaseNomadException) and isinstance(error.nomad_resp, requests.Response):
         return error.nomad_resp
     return None
@@ -169,7 +171,7 @@ def _transport_error_of(error: BaseException) -> BaseException | None:
 
 def is_retryable_nomad_error(error: BaseException) -> bool:
     """5xx answers and lost connections or timeouts are worth another try; 4xx never."""
-    response = _response_of(error)
+    response = response_of(error)
     if response is not None:
         return response.status_code >= 500
     transport = _transport_error_of(error)
@@ -194,7 +196,7 @@ def describe_nomad_error(
     error: BaseException, connection: NomadConnection, job: str, *, writing: bool = False
 ) -> str:
     """A sentence for people about what went wrong, with the token removed."""
-    response = _response_of(error)
+    response = response_of(error)
     transport = _transport_error_of(error)
     if response is not None:
         status, body = response.status_code, _short_body(response)

@@ -20,11 +20,11 @@ from backends.base import BackendError
 from backends.nomad_job import (
     AUTOSCALER_NAME,
     NomadConnection,
-    _response_of,
     describe_nomad_error,
     is_retryable_nomad_error,
     redact,
     requester_settings,
+    response_of,
 )
 from backends.retry import call_with_retries
 
@@ -140,7 +140,7 @@ class NomadNodeApi:
 
 def describe_node_error(error: BaseException, connection: NomadConnection, *, writing: bool) -> str:
     """Like describe_nomad_error, with 403/404 worded for node endpoints."""
-    response = _response_of(error)
+    response = response_of(error)
     if response is None or response.status_code not in (403, 404):
         return describe_nomad_error(error, connection, "", writing=writing)
     if response.status_code == 404:

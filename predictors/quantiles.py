@@ -18,45 +18,73 @@ whole, so it follows a new level within the hour instead of trusting the shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
 
 SHIFT_Z = 4.0
-MIN_ORIGINS = 48
+MIN_ORIGINS = 200
 """Fewer replayed forecasts than this: the band falls back to the residual spread."""
 
 
 @dataclass(frozen=True)
 class LevelKernels:
-    """Weights over the window before an origin (oldest first), one column per feature."""
+    """Three weighted means of the residuals over the `window` steps up to an origin:
+    fast and slow exponential decay (half-lives of 10 and 60 minutes), and a plain
+    mean of the last 30 minutes (`recent` steps)."""
 
-    weights: np.ndarray  # (window, 3): fast EWMA, slow EWMA, recent uniform mean
+    decays: tuple[float, float]  # per-step decay of the fast and slow means
+    window: int
+    recent: int
+    weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, 3), oldest first
 
-    @property
-    def window(self) -> int:
-        return self.weights.shape[0]
+    def __post_init__(self) -> None:
+        age = np.arange(self.window)[::-1]
+        fast, slow = (decay**age for decay in self.decays)
+        weights = np.column_stack([fast, slow, (age < self.recent).astype(float)])
+        object.__setattr__(self, "weights", weights)
 
 
 def level_kernels(step_s: float) -> LevelKernels:
     window = max(4, int(round(4 * 3600 / step_s)))
-    age_s = (np.arange(window)[::-1]) * step_s
-    fast = 0.5 ** (age_s / 600.0)
-    slow = 0.5 ** (age_s / 3600.0)
-    recent = (age_s < 1800.0).astype(float)
-    return LevelKernels(np.column_stack([fast, slow, recent]))
+    decays = (0.5 ** (step_s / 600.0), 0.5 ** (step_s / 3600.0))
+    return LevelKernels(decays, window, max(1, int(round(1800 / step_s))))
 
 
 def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
     """Weighted means of residual windows (rows, oldest first; NaN = missing) -> (rows, 3)."""
     valid = np.isfinite(windows)
+    weights = kernels.weights
     # einsum, not @: a threaded BLAS call costs more than this whole product on a busy host.
-    weighted = np.einsum("ow,wk->ok", np.where(valid, windows, 0.0), kernels.weights)
-    mass = np.einsum("ow,wk->ok", valid.astype(float), kernels.weights)
+    weighted = np.einsum("ow,wk->ok", np.where(valid, windows, 0.0), weights)
+    mass = np.einsum("ow,wk->ok", valid.astype(float), weights)
+    return _ratio(weighted, mass)
+
+
+def level_features_everywhere(residual: np.ndarray, kernels: LevelKernels) -> np.ndarray:
+    """level_features of the window ending at every step, in O(n): recursive filters for
+    the decaying means (minus what fell out of the window), cumulative sums for the plain one.
+    Steps before a full window see only what exists, like a window padded with NaN."""
+    valid = np.isfinite(residual)
+    columns = []
+    for series in (np.where(valid, residual, 0.0), valid.astype(float)):
+        sums = []
+        for decay in kernels.decays:
+            infinite = lfilter([1.0], [1.0, -decay], series)
+            dropped = np.concatenate((np.zeros(kernels.window), infinite[: -kernels.window]))
+            sums.append(infinite - decay**kernels.window * dropped[: len(series)])
+        total = np.concatenate(([0.0], np.cumsum(series)))
+        index = np.arange(1, len(series) + 1)
+        sums.append(total[index] - total[np.maximum(index - kernels.recent, 0)])
+        columns.append(np.column_stack(sums))
+    return _ratio(columns[0], columns[1])
+
+
+def _ratio(weighted: np.ndarray, mass: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mass > 0.0, weighted / np.maximum(mass, 1e-300), 0.0)
+        return np.where(mass > 1e-9, weighted / np.maximum(mass, 1e-300), 0.0)
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,7 @@ def learn_leads(
     origin_stride: int,
     max_origins: int,
     service_target: float,
+    error_half_life_steps: float = np.inf,
 ) -> LeadModel:
     """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`."""
     residual = actual - seasonal
@@ -107,8 +136,8 @@ def learn_leads(
     scale_offset = 0.1 * mean_level + 1e-9
     if len(origin) < MIN_ORIGINS:
         return _spread_model(residual, leads, service_target, scale_offset, len(origin))
-    windows = sliding_window_view(residual, kernels.window)[origin - kernels.window + 1]
-    features = level_features(windows, kernels)
+    reach = origin[0] - kernels.window + 1  # the first sample any origin's window sees
+    features = level_features_everywhere(residual[reach : origin[-1] + 1], kernels)[origin - reach]
     target_at = origin[:, None] + np.arange(1, leads + 1)
     target = residual[target_at]
     betas = _lead_betas(features[:, :2], target)
@@ -122,7 +151,9 @@ def learn_leads(
     error = seen - point
     power = _scale_power(point, error, scale_offset)
     scaled = error / (point + scale_offset) ** power
-    band = _weighted_quantiles(scaled, np.where(np.isfinite(seen), seen, 0.0), 1 - service_target)
+    recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
+    requests = np.where(np.isfinite(seen), seen, 0.0) * recency[:, None]
+    band = _weighted_quantiles(scaled, requests, 1 - service_target)
     band = np.maximum.accumulate(np.maximum(band, 0.0))
     note = (
         f"band: {1 - service_target:.3g} request-weighted quantile of {len(origin)} "
@@ -147,36 +178,32 @@ def _spread_model(
 
 def _lead_betas(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per lead, least squares of the residual to come on the two level features."""
-    betas = np.zeros((target.shape[1], 2))
-    for lead in range(target.shape[1]):
-        seen = np.isfinite(target[:, lead])
-        x, y = features[seen], target[seen, lead]
-        if len(y) < 8:
-            continue
-        gram = x.T @ x
-        gram[np.diag_indices(2)] += 1e-6 * (np.trace(gram) + 1e-12)
-        betas[lead] = np.clip(np.linalg.solve(gram, x.T @ y), -0.5, 1.5)
-    return betas
+    seen = np.isfinite(target).astype(float)  # (origins, leads)
+    target = np.where(seen > 0, target, 0.0)
+    gram = np.einsum("ol,oi,oj->lij", seen, features, features)
+    rhs = np.einsum("ol,oi->li", seen * target, features)
+    ridge = 1e-6 * (np.trace(gram, axis1=1, axis2=2) + 1e-12)
+    gram += ridge[:, None, None] * np.eye(2)
+    betas = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+    betas[seen.sum(axis=0) < 8] = 0.0
+    return np.clip(betas, -0.5, 1.5)
 
 
 def _scale_power(point: np.ndarray, error: np.ndarray, offset: float) -> float:
-    """How error size grows with the forecast: slope of log |error| on log(point + c)."""
+    """How error size grows with the forecast: slope of log mean |error| on log(point + c),
+    over five bins of the forecast."""
     seen = np.isfinite(error)
     x, y = np.log(point[seen] + offset), np.abs(error[seen])
     if len(x) < 50 or np.ptp(x) < 1e-6:
         return 0.5
-    edges = np.quantile(x, np.linspace(0, 1, 6))
-    bins = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 4)
-    centers, sizes = [], []
-    for b in range(5):
-        inside = bins == b
-        if inside.sum() >= 10:
-            centers.append(float(np.mean(x[inside])))
-            sizes.append(float(np.quantile(y[inside], 0.9)))
-    sizes_arr = np.log(np.maximum(np.array(sizes), 1e-12))
+    bins = np.searchsorted(np.quantile(x, [0.2, 0.4, 0.6, 0.8]), x)
+    counts = np.bincount(bins, minlength=5)
+    full = counts >= 10
+    centers = np.bincount(bins, weights=x, minlength=5)[full] / counts[full]
+    sizes = np.bincount(bins, weights=y, minlength=5)[full] / counts[full]
     if len(centers) < 2 or np.ptp(centers) < 1e-6:
         return 0.5
-    slope = float(np.polyfit(centers, sizes_arr, 1)[0])
+    slope = float(np.polyfit(centers, np.log(np.maximum(sizes, 1e-12)), 1)[0])
     return float(np.clip(slope, 0.0, 1.0))
 
 

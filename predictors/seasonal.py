@@ -58,13 +58,14 @@ from predictors.quantiles import (
     offsets,
     upper_of,
 )
-from predictors.shape import fit_shape, week_slots
+from predictors.shape import fit_shape, local_seconds, week_slots, week_slots_of_local
 
 OVERLAP_STEPS = 5
 _LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
 _MAX_DIP_S = 1800.0  # a dip to ~0 longer than this is real, not a counter reset
-_REPLAY_STRIDE_S = 300.0
+_REPLAY_STRIDE_S = 420.0  # 7 min: no alias with 5- or 10-minute patterns in the data
 _REPLAY_SPAN_S = 7 * 86_400.0
+_ERROR_HALF_LIFE_S = 2 * 86_400.0  # recent errors count more: the band follows new volatility
 
 
 class SeasonalPredictor:
@@ -129,20 +130,19 @@ class SeasonalPredictor:
         index = history.index
         if not isinstance(index, pd.DatetimeIndex):
             index = pd.DatetimeIndex(index)
-        first_ns, last_ns = _ns_of(index[0]), _ns_of(index[-1])
-        values = self._values
-        if values is not None:
+        times_ns = index.as_unit("ns").asi8  # a view when the index is in ns already
+        first_ns, last_ns = int(times_ns[0]), int(times_ns[-1])
+        max_ns = _ns(self.max_history)
+        if self._values is not None:
             end_ns = self._end_ns
-            keep_from = last_ns - _ns(self.max_history)
             continues = (
                 last_ns >= end_ns
-                and first_ns <= end_ns + _ns(self.max_history)
-                and (first_ns >= self._start_ns or self._start_ns <= keep_from)
+                and first_ns <= end_ns + max_ns
+                and (first_ns >= self._start_ns or self._start_ns <= last_ns - max_ns)
             )
             if continues:
-                resume = pd.Timestamp(end_ns - OVERLAP_STEPS * self._step_ns, tz=index.tz)
-                since = index.searchsorted(resume)
-                new_ns = _ns_array(index[since:])
+                since = int(np.searchsorted(times_ns, end_ns - OVERLAP_STEPS * self._step_ns))
+                new_ns = times_ns[since:]
                 if not np.any((new_ns - self._start_ns) % self._step_ns):
                     self._append(new_ns, history.to_numpy(dtype=float)[since:], last_ns)
                     return False
@@ -150,13 +150,13 @@ class SeasonalPredictor:
         step_ns = int(infer_step(history).value)
         if step_ns <= 0:
             raise ValueError("history timestamps must increase")
-        times_ns = _ns_array(index)
-        back = min((last_ns - first_ns) // step_ns, _ns(self.max_history) // step_ns)
+        back = min((last_ns - first_ns) // step_ns, max_ns // step_ns)
         start_ns = last_ns - back * step_ns
         length = back + 1
         self._step_ns, self._start_ns = step_ns, start_ns
         self._values = on_grid(times_ns, history.to_numpy(dtype=float), start_ns, step_ns, length)
         self._refit_end_ns = None
+        self._first_valid_ns: int | None = None
         return True
 
     def _append(self, new_ns: np.ndarray, new_values: np.ndarray, last_ns: int) -> None:
@@ -174,9 +174,13 @@ class SeasonalPredictor:
 
     def _valid_span_ns(self) -> int:
         assert self._values is not None
-        finite = np.isfinite(self._values)
-        first = int(np.argmax(finite))  # stops at the first True
-        return int((len(self._values) - 1 - first) * self._step_ns) if finite[first] else 0
+        if self._first_valid_ns is None or self._first_valid_ns < self._start_ns:
+            finite = np.isfinite(self._values)
+            first = int(np.argmax(finite))  # stops at the first True
+            if not finite[first]:
+                return 0
+            self._first_valid_ns = self._start_ns + first * self._step_ns
+        return self._end_ns - self._first_valid_ns
 
     def _fit_fallback(self, span_ns: int) -> None:
         assert self._values is not None
@@ -204,15 +208,22 @@ class SeasonalPredictor:
         self._sparse = is_sparse(self._values)
         actual = self._repair(self._values)
         times_ns = self._start_ns + np.arange(len(actual), dtype=np.int64) * self._step_ns
-        slots = week_slots(times_ns, self.timezone)
+        local_s = local_seconds(times_ns, self.timezone)
+        slots = week_slots_of_local(local_s)
         age_ns = (times_ns[-1] - times_ns).astype(float)
         weights = 0.5 ** (age_ns / _ns(self.shape_half_life))
         weekly = span_ns >= _ns(self.weekly_history)
-        self._shape = fit_shape(
-            slots, actual, weights, self.daily_harmonics, self.weekly_harmonics, weekly
-        )
+        harmonics = (self.daily_harmonics, self.weekly_harmonics, weekly)
+        self._shape = fit_shape(slots, actual, weights, *harmonics)
+        # The replay judges the shape out of sample: each day's shape is fitted without
+        # that day (two folds, odd and even days), or its errors would look too small.
+        odd_day = (local_s // 86_400) % 2 == 1
+        folds = [
+            fit_shape(slots, np.where(odd_day == odd, np.nan, actual), weights, *harmonics)
+            for odd in (False, True)
+        ]
         self._kernels: LevelKernels = level_kernels(step_s)
-        self._replay = (actual, self._shape[slots])
+        self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
         self._leads: LeadModel | None = None
         self._refit_end_ns = self._end_ns
         self.heavy_fits += 1
@@ -257,7 +268,14 @@ class SeasonalPredictor:
             stride = max(1, int(round(_REPLAY_STRIDE_S * 1e9 / self._step_ns)))
             most = int(_REPLAY_SPAN_S * 1e9 // (self._step_ns * stride))
             self._leads = learn_leads(
-                actual, seasonal, steps, self._kernels, stride, most, self.service_target
+                actual,
+                seasonal,
+                steps,
+                self._kernels,
+                stride,
+                most,
+                self.service_target,
+                _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
             )
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
@@ -284,15 +302,9 @@ class SeasonalPredictor:
 
 
 def _ns(duration: timedelta) -> int:
-    return int(pd.Timedelta(duration).value)
-
-
-def _ns_of(moment: pd.Timestamp) -> int:
-    return int(pd.Timestamp(moment).as_unit("ns").value)
-
-
-def _ns_array(index: pd.DatetimeIndex) -> np.ndarray:
-    return index.as_unit("ns").asi8
+    return (
+        duration.days * 86_400 + duration.seconds
+    ) * 1_000_000_000 + duration.microseconds * 1000
 
 
 def _hours(span_ns: int) -> str:

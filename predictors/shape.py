@@ -41,7 +41,11 @@ def local_seconds(times_ns: np.ndarray, timezone: str) -> np.ndarray:
 
 def week_slots(times_ns: np.ndarray, timezone: str) -> np.ndarray:
     """The local minute of the week (Monday 00:00 = 0) of each time."""
-    return ((local_seconds(times_ns, timezone) + _MONDAY_SHIFT_S) % WEEK_S) // SLOT_S
+    return week_slots_of_local(local_seconds(times_ns, timezone))
+
+
+def week_slots_of_local(local_s: np.ndarray) -> np.ndarray:
+    return ((local_s + _MONDAY_SHIFT_S) % WEEK_S) // SLOT_S
 
 
 def harmonics(daily_harmonics: int, weekly_harmonics: int, use_weekly: bool) -> np.ndarray:

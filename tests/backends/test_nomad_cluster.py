@@ -198,7 +198,7 @@ def test_a_failed_termination_gives_every_node_back(cluster: Cluster) -> None:
     faults.fail_next(
         "TerminateInstanceInAutoScalingGroup", 1, code="ValidationError", message="no such instance"
     )
-    with pytest.raises(BackendError, match="ValidationError.*eligibility restored on gpu-0, gpu-1"):
+    with pytest.raises(BackendError, match=r"ValidationError.*restored on gpu-0, gpu-1"):
         backend.scale(1, "night")
     assert all(eligible(n) for n in nodes)
     assert cluster.desired() == 3 and len(cluster.instances()) == 3
@@ -208,7 +208,7 @@ def test_a_failed_termination_gives_every_node_back(cluster: Cluster) -> None:
 def test_a_failed_drain_gives_the_nodes_back(cluster: Cluster) -> None:
     nodes = cluster.arrange([0, 1, 2])
     cluster.nomad.fail_next(1, status=403, path="/drain")
-    with pytest.raises(BackendError, match="draining node gpu-0.*eligibility restored"):
+    with pytest.raises(BackendError, match=r"draining node gpu-0.*eligibility restored"):
         cluster.backend().scale(1, "night")
     assert all(eligible(n) for n in nodes)
     assert cluster.desired() == 3

@@ -18,7 +18,8 @@ status for the next N requests (optionally of one method), a stall longer
 than the client's timeout, a dropped connection, or an action run just before
 a request is served (someone else scaling by hand). With tls=True it serves
 HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
-Object shapes live in kubernetes_objects.py.
+Object shapes live in kubernetes_objects.py; coordination.k8s.io/v1 Leases (the
+leader lock) in kubernetes_leases.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 import yaml
 
+from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
     KINDS,
     FakeWorkload,
@@ -81,6 +83,7 @@ class KubernetesApiDouble:
         self.tokens = {DOUBLE_TOKEN: DOUBLE_USER} if tokens is None else tokens
         self.workloads: dict[tuple[str, str, str], FakeWorkload] = {}
         self.denied: set[tuple[str, str]] = set()  # e.g. ("patch", "deployments/scale")
+        self.leases = KubernetesLeases()
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.next_version = 2000
@@ -198,6 +201,9 @@ class KubernetesApiDouble:
         self, method: str, path: str, headers: dict[str, str], body: Any, user: str
     ) -> tuple[int, Any]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[:3] == ["apis", "coordination.k8s.io", "v1"]:
+            with self.lock:
+                return self.leases.route(method, parts, body, user, self.denied)
         prefix_ok = parts[:4] == ["apis", "apps", "v1", "namespaces"]
         if len(parts) not in (6, 7, 8) or not prefix_ok or parts[5] not in KINDS:
             return 404, status_object(404, "the server could not find the requested resource")
@@ -345,6 +351,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._serve("PATCH")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
 
     def _serve(self, method: str) -> None:
         double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]

@@ -12,7 +12,8 @@ the group's scaling block or an active deployment, and 403 "Permission denied"
 `namespace` query parameter selects the namespace ("default" when absent).
 
 The client-node endpoints (nodes, node allocations, drain, eligibility, dynamic
-node metadata) are served from tests.doubles.nomad_nodes; see its docstring.
+node metadata) are served from tests.doubles.nomad_nodes, and variables with
+their locks (/v1/var) from tests.doubles.nomad_variables; see their docstrings.
 
 Every request is recorded (method, path, query, headers, body) for assertions,
 and faults can be queued: the next N requests answer 5xx, stall longer than a
@@ -35,6 +36,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 
 from tests.doubles.nomad_nodes import FakeNode, NomadNodes
+from tests.doubles.nomad_variables import NomadVariables
 
 DOUBLE_ACL_TOKEN = "9c4d1a77-double-acl-secret-5e0f"
 
@@ -111,6 +113,7 @@ class NomadApiDouble:
         self.acl_token = acl_token
         self.jobs: dict[tuple[str, str], FakeJob] = {}
         self.node_api = NomadNodes()
+        self.variables = NomadVariables()
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.index = 100
@@ -207,6 +210,9 @@ class NomadApiDouble:
         if parts[:2] in (["v1", "nodes"], ["v1", "node"], ["v1", "client"]):
             with self.lock:
                 return self.node_api.route(method, parts, query, body)
+        if parts[:2] == ["v1", "var"]:
+            with self.lock:
+                return self.variables.route(method, "/".join(parts[2:]), query, body)
         if len(parts) < 3 or parts[:2] != ["v1", "job"]:
             return 404, "404 page not found"
         namespace = query.get("namespace") or "default"
@@ -358,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
         split = urlsplit(self.path)
-        query = dict(parse_qsl(split.query))
+        query = dict(parse_qsl(split.query, keep_blank_values=True))  # ?lock-acquire
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""

@@ -1,0 +1,110 @@
+"""Predictor speed: one pool's fit + forecast, ticking refits, and 1,000 pools in one tick.
+
+1. One pool, 14 days of 1-minute history (nasa_jul95 from ../shared/traces/): a fresh
+   predictor's fit + forecast(15 min), median of `--repeats` runs, for the seasonal
+   and the seed's linear predictor measured in the same run, and their ratio.
+2. Ticking: one seasonal predictor fitted every minute for a day past those 14 days
+   (what the backtest does): mean cost per call, heavy refits, and the cost that
+   implies for a month of minutes (43,200 calls).
+3. 1,000 pools in one tick: distinct predictor objects, each fitted once on its own
+   14-day history (the shared traces at random offsets and scales, with noise),
+   one after another in one process, as the daemon ticks pools.
+
+    python bench/predictor_speed.py [--pools 1000] [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from predictors.linear import LinearTrendPredictor
+from predictors.seasonal import SeasonalPredictor
+
+DAY = 1440
+FORTNIGHT = 14 * DAY
+HORIZON = timedelta(minutes=15)
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+
+
+def load(name: str) -> pd.Series:
+    frame = pd.read_csv(TRACES / f"{name}.csv")
+    index = pd.to_datetime(frame["timestamp"], utc=True)
+    return pd.Series(frame["requests"].to_numpy(dtype=float) / 60.0, index=index)
+
+
+def median_ms(make, history: pd.Series, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        make().fit(history).forecast(HORIZON)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def ticking(demand: pd.Series) -> tuple[float, int, int]:
+    predictor = SeasonalPredictor()
+    predictor.fit(demand.iloc[:FORTNIGHT]).forecast(HORIZON)
+    calls = min(DAY, len(demand) - FORTNIGHT)
+    started = time.perf_counter()
+    for end in range(FORTNIGHT + 1, FORTNIGHT + 1 + calls):
+        predictor.fit(demand.iloc[:end]).forecast(HORIZON)
+    return (time.perf_counter() - started) / calls * 1000, calls, predictor.heavy_fits - 1
+
+
+def pool_histories(pools: int, seed: int = 0) -> list[pd.Series]:
+    rng = np.random.default_rng(seed)
+    sources = [load(name).to_numpy() for name in ("nasa_jul95", "servegen_msmall")]
+    sources.append(load("alibaba_genai_lora").to_numpy())
+    index = pd.date_range("2025-06-02", periods=FORTNIGHT, freq="1min", tz="UTC")
+    histories = []
+    for pool in range(pools):
+        source = sources[pool % len(sources)]
+        offset = int(rng.integers(0, len(source) - FORTNIGHT + 1))
+        values = source[offset : offset + FORTNIGHT] * rng.uniform(0.5, 2.0)
+        values = np.maximum(values * rng.normal(1.0, 0.05, FORTNIGHT), 0.0)
+        histories.append(pd.Series(values, index=index))
+    return histories
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    nasa = load("nasa_jul95")
+    history = nasa.iloc[:FORTNIGHT]
+    median_ms(SeasonalPredictor, history, 3)  # warm imports and caches
+    seasonal = median_ms(SeasonalPredictor, history, args.repeats)
+    linear = median_ms(LinearTrendPredictor, history, args.repeats)
+    print(
+        f"one pool, 14 d of 1-min history, fit + forecast(15 min), median of {args.repeats}: "
+        f"seasonal {seasonal:.1f} ms, linear {linear:.1f} ms, ratio {seasonal / linear:.2f}"
+    )
+    per_call, calls, refits = ticking(nasa)
+    print(
+        f"ticking: {per_call:.2f} ms per fit + forecast over {calls} one-minute ticks "
+        f"({refits} heavy refits); a month of minutes (43,200 calls) ~ "
+        f"{per_call * 43.2:.0f} s"
+    )
+    histories = pool_histories(args.pools)
+    started = time.perf_counter()
+    for pool_history in histories:
+        SeasonalPredictor().fit(pool_history).forecast(HORIZON)
+    elapsed = time.perf_counter() - started
+    print(
+        f"{args.pools} pools in one tick (distinct predictors, distinct 14-d histories, "
+        f"one process): {elapsed:.1f} s ({elapsed / args.pools * 1000:.1f} ms per pool)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""coordination.k8s.io/v1 Leases for the Kubernetes API double (tests.doubles.kubernetes_api).
+
+Follows the Kubernetes API reference "Lease v1 coordination.k8s.io": read (GET
+/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}), create (POST
+.../leases) and replace (PUT .../leases/{name}); LeaseSpec fields holderIdentity,
+leaseDurationSeconds, acquireTime, renewTime (MicroTime) and leaseTransitions,
+each omitted when unset. As the API server does: a create of an existing name is
+409 AlreadyExists; a replace whose metadata.resourceVersion is not the stored one
+is 409 Conflict ("the object has been modified"), one without a resourceVersion
+is an unconditional update (Leases allow it); a missing lease is 404 NotFound;
+every write bumps the resourceVersion. RBAC denials come from the double's
+`denied` set with the verbs get, create and update on resource "leases".
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.doubles.kubernetes_objects import status_object
+
+GROUP = "coordination.k8s.io"
+SPEC_FIELDS = (
+    "holderIdentity",
+    "leaseDurationSeconds",
+    "acquireTime",
+    "renewTime",
+    "leaseTransitions",
+)
+
+
+@dataclass
+class FakeLease:
+    namespace: str
+    name: str
+    spec: dict[str, Any]
+    resource_version: int
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class KubernetesLeases:
+    """The Lease store; the caller holds the double's lock."""
+
+    def __init__(self) -> None:
+        self.leases: dict[tuple[str, str], FakeLease] = {}
+        self.next_version = 7000
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []  # (verb, name, spec)
+
+    def route(
+        self, method: str, parts: list[str], body: Any, user: str, denied: set[tuple[str, str]]
+    ) -> tuple[int, Any]:
+        # apis / coordination.k8s.io / v1 / namespaces / {ns} / leases [/ {name}]
+        if len(parts) not in (6, 7) or parts[3] != "namespaces" or parts[5] != "leases":
+            return 404, status_object(404, "the server could not find the requested resource")
+        namespace, name = parts[4], (parts[6] if len(parts) == 7 else None)
+        verb = {"GET": "get", "POST": "create", "PUT": "update"}.get(method)
+        if verb is None or (verb == "create") != (name is None):
+            return 405, status_object(
+                405, "the server does not allow this method on the requested resource"
+            )
+        if (verb, "leases") in denied:
+            message = (
+                f'leases.{GROUP} "{name or ""}" is forbidden: User "{user}" cannot {verb} '
+                f'resource "leases" in API group "{GROUP}" in the namespace "{namespace}"'
+            )
+            return 403, status_object(403, message, name=name or "", group=GROUP, kind="leases")
+        if not isinstance(body, dict) and verb != "get":
+            return 400, status_object(400, "the body of the request could not be decoded")
+        if verb == "create":
+            return self.create(namespace, body)
+        assert name is not None
+        lease = self.leases.get((namespace, name))
+        if lease is None:
+            return 404, status_object(
+                404, f'leases.{GROUP} "{name}" not found', name=name, group=GROUP, kind="leases"
+            )
+        if verb == "get":
+            return 200, lease_json(lease)
+        return self.replace(lease, body)
+
+    def create(self, namespace: str, body: dict[str, Any]) -> tuple[int, Any]:
+        name = (body.get("metadata") or {}).get("name")
+        if not name:
+            return 422, status_object(422, "Lease.coordination.k8s.io is invalid: metadata.name")
+        if (namespace, name) in self.leases:
+            status = status_object(
+                409,
+                f'leases.{GROUP} "{name}" already exists',
+                name=name,
+                group=GROUP,
+                kind="leases",
+            )
+            status["reason"] = "AlreadyExists"
+            return 409, status
+        lease = FakeLease(namespace, name, _spec_of(body), self._version())
+        self.leases[(namespace, name)] = lease
+        self.writes.append(("create", name, dict(lease.spec)))
+        return 201, lease_json(lease)
+
+    def replace(self, lease: FakeLease, body: dict[str, Any]) -> tuple[int, Any]:
+        precondition = (body.get("metadata") or {}).get("resourceVersion")
+        if precondition and str(precondition) != str(lease.resource_version):
+            message = (
+                f'Operation cannot be fulfilled on leases.{GROUP} "{lease.name}": the object '
+                "has been modified; please apply your changes to the latest version and try again"
+            )
+            return 409, status_object(409, message, name=lease.name, group=GROUP, kind="leases")
+        lease.spec = _spec_of(body)
+        lease.resource_version = self._version()
+        self.writes.append(("update", lease.name, dict(lease.spec)))
+        return 200, lease_json(lease)
+
+    def _version(self) -> int:
+        self.next_version += 1
+        return self.next_version
+
+
+def _spec_of(body: dict[str, Any]) -> dict[str, Any]:
+    spec = body.get("spec") or {}
+    return {k: spec[k] for k in SPEC_FIELDS if spec.get(k) not in (None, "")}
+
+
+def lease_json(lease: FakeLease) -> dict[str, Any]:
+    return {
+        "kind": "Lease",
+        "apiVersion": f"{GROUP}/v1",
+        "metadata": {
+            "name": lease.name,
+            "namespace": lease.namespace,
+            "uid": lease.uid,
+            "resourceVersion": str(lease.resource_version),
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+        },
+        "spec": dict(lease.spec),
+    }

@@ -1,0 +1,1 @@
+"""Fault-injection suite (issue 6): see README.md in this folder for every case."""

@@ -1,0 +1,276 @@
+"""The seasonal predictor: learns the clock, follows the level, bands its own errors,
+survives real data, and stays cheap when fitted every tick."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors import make_predictor
+from predictors.linear import LinearTrendPredictor
+from predictors.seasonal import SeasonalPredictor
+
+MONDAY = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
+HORIZON = timedelta(minutes=30)
+
+
+def clock_rate(times: pd.DatetimeIndex, base: float = 50.0, timezone: str = "UTC") -> np.ndarray:
+    """Office hours in local time: opens about 08:30, a lunch dip, closes about 18:30,
+    a fifth of the traffic at night; weekends at half of weekdays."""
+    local = times.tz_convert(timezone)
+    hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
+    opened = 1.0 / (1.0 + np.exp(-(hour - 8.5) * 4.0)) - 1.0 / (1.0 + np.exp(-(hour - 18.5) * 4.0))
+    lunch = 0.2 * np.exp(-(((hour - 12.5) / 0.5) ** 2))
+    daily = 0.2 + 0.8 * opened - lunch
+    weekly = np.where(local.day_of_week.to_numpy() >= 5, 0.5, 1.0)
+    return base * daily * weekly
+
+
+def synthetic(
+    days: float,
+    noise: str = "none",
+    seed: int = 0,
+    start: datetime = MONDAY,
+    timezone: str = "UTC",
+    base: float = 50.0,
+) -> pd.Series:
+    index = pd.date_range(start, periods=int(days * 1440), freq="1min")
+    rate = clock_rate(index, base, timezone)
+    rng = np.random.default_rng(seed)
+    if noise == "poisson":
+        rate = rng.poisson(rate * 60.0) / 60.0  # requests per minute, read as req/s
+    elif noise == "gauss":
+        rate = rate + rng.normal(0.0, 2.0, len(rate))
+    return pd.Series(np.maximum(rate, 0.0), index=index)
+
+
+def forecast_errors(
+    predictor_factory, series: pd.Series, truth: pd.Series, origins: range
+) -> np.ndarray:
+    """Absolute errors of the point forecasts against the noise-free rate."""
+    errors = []
+    for origin in origins:
+        forecast = predictor_factory().fit(series.iloc[: origin + 1]).forecast(HORIZON)
+        actual = truth.iloc[origin + 1 : origin + 1 + len(forecast.point)].to_numpy()
+        errors.append(np.abs(actual - forecast.point))
+    return np.concatenate(errors)
+
+
+def test_recovers_daily_and_weekly_shape_better_than_linear() -> None:
+    series, truth = synthetic(17, noise="gauss"), synthetic(17)
+    start = 14 * 1440  # a Monday: the weekend-to-weekday jump needs the weekly shape
+    origins = range(start, start + 3 * 1440 - 60, 97)
+    seasonal = forecast_errors(SeasonalPredictor, series, truth, origins)
+    linear = forecast_errors(LinearTrendPredictor, series, truth, origins)
+    assert np.mean(seasonal) < 0.4 * np.mean(linear)
+    assert np.mean(seasonal) < 1.0  # noise sd 2, level 10 to 50: close to the true rate
+
+
+def test_upper_covers_about_the_service_target() -> None:
+    series = synthetic(18, noise="poisson", seed=3)
+    bands = {}
+    for target in (0.01, 0.05):
+        predictor = SeasonalPredictor(service_target=target)
+        above, gap = [], []
+        for origin in range(14 * 1440, 18 * 1440 - 31, 31):
+            forecast = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
+            actual = series.iloc[origin + 1 : origin + 31].to_numpy()
+            assert np.all(forecast.upper >= forecast.point)
+            above.append(actual > forecast.upper)
+            gap.append(forecast.upper - forecast.point)
+        share = float(np.mean(np.concatenate(above)))
+        assert share <= 3 * target, f"target {target}: {share:.3%} of actuals above the band"
+        assert share >= target / 10 or target == 0.01
+        bands[target] = float(np.mean(np.concatenate(gap)))
+        assert "replayed forecasts" in " ".join(forecast.notes)
+    assert bands[0.01] > bands[0.05] > 0.0
+
+
+def test_short_history_falls_back_to_linear_and_says_so() -> None:
+    series = synthetic(0.25, noise="gauss")
+    forecast = SeasonalPredictor().fit(series).forecast(HORIZON)
+    assert forecast.model == "seasonal (linear fallback)"
+    assert any("short history" in note for note in forecast.notes)
+    assert any("residual spread" in note for note in forecast.notes)
+    assert len(forecast.point) == 30
+    assert np.all(forecast.upper >= forecast.point) and np.all(forecast.point >= 0.0)
+
+
+def test_a_bit_over_min_history_uses_the_spread_band_until_errors_exist() -> None:
+    series = synthetic(0.55, noise="gauss")
+    forecast = SeasonalPredictor(min_history="12h").fit(series).forecast(HORIZON)
+    assert forecast.model == "seasonal"
+    assert any("residual spread" in note for note in forecast.notes)
+    assert any("daily (weekly after" in note for note in forecast.notes)
+
+
+def test_gaps_nan_zeros_and_counter_resets() -> None:
+    series = synthetic(10, noise="gauss")
+    clean_forecast = SeasonalPredictor().fit(series).forecast(HORIZON)
+    broken = series.copy()
+    broken.iloc[1000:1400] = np.nan  # a scrape outage
+    broken.iloc[5000:5003] = 0.0  # counter reset: a drop to 0 and back
+    broken.iloc[-4:-1] = 0.0  # another one just now (newest sample is back)
+    broken.iloc[8000:8002] = np.inf
+    broken = broken.drop(broken.index[3000:3100])  # a hole in the index itself
+    forecast = SeasonalPredictor().fit(broken).forecast(HORIZON)
+    for values in (forecast.point, forecast.upper):
+        assert np.all(np.isfinite(values)) and np.all(values >= 0.0)
+    assert forecast.point == pytest.approx(clean_forecast.point, rel=0.05)
+
+
+def test_ongoing_dip_to_zero_holds_the_level_but_a_long_outage_is_followed() -> None:
+    series = synthetic(10, noise="gauss")
+    level_now = float(series.iloc[-1])
+    dipping = series.copy()
+    dipping.iloc[-10:] = 0.0  # ten minutes of zeros: probably a reset, do not drop the fleet
+    forecast = SeasonalPredictor().fit(dipping).forecast(HORIZON)
+    assert forecast.point[0] > 0.7 * level_now
+    gone = series.copy()
+    gone.iloc[-120:] = 0.0  # two hours of nothing: the traffic is really gone
+    forecast = SeasonalPredictor().fit(gone).forecast(HORIZON)
+    assert forecast.point[0] < 0.2 * level_now
+
+
+def test_sparse_traffic_is_never_negative_and_the_band_sees_bursts() -> None:
+    rng = np.random.default_rng(5)
+    index = pd.date_range(MONDAY, periods=15 * 1440, freq="1min")
+    rate = clock_rate(index, base=0.5 / 60)  # about 0.5 requests a minute
+    counts = rng.poisson(rate * 60.0) * rng.integers(1, 4, len(index))
+    series = pd.Series(counts / 60.0, index=index)
+    assert (series == 0).mean() > 0.5
+    predictor = SeasonalPredictor()
+    for origin in range(14 * 1440, 15 * 1440 - 30, 120):
+        forecast = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
+        assert np.all(forecast.point >= 0.0)
+        assert np.all(forecast.upper >= 1.0 / 60)  # room for at least a request a minute
+        assert any("sparse" in note for note in forecast.notes)
+
+
+def test_level_shift_is_followed_within_an_hour() -> None:
+    series = synthetic(15, noise="gauss")
+    shift_at = 14 * 1440 + 600
+    shifted = series.copy()
+    shifted.iloc[shift_at:] *= 2.0  # a campaign doubles traffic from 10:00
+    predictor = SeasonalPredictor()
+    for origin in range(shift_at - 120, shift_at + 61, 5):  # the daemon ticks through it
+        forecast = predictor.fit(shifted.iloc[: origin + 1]).forecast(HORIZON)
+    actual = shifted.iloc[shift_at + 61 : shift_at + 91].to_numpy()
+    assert np.abs(forecast.point / actual - 1.0).mean() < 0.1
+    assert np.all(forecast.upper >= 0.95 * actual)
+    assert any("level shift" in note for note in forecast.notes)
+
+
+def test_timezone_keeps_the_local_shape_across_dst() -> None:
+    zone = "America/New_York"
+    start = datetime(2025, 2, 24, 5, 0, tzinfo=UTC)  # spring forward on 2025-03-09
+    series = synthetic(19, noise="gauss", start=start, timezone=zone)
+    history = series.iloc[: 18 * 1440]  # ends 2025-03-14, five days after the change
+    day = timedelta(hours=24)
+    local_peak = SeasonalPredictor(timezone=zone).fit(history).forecast(day)
+    utc_peak = SeasonalPredictor().fit(history).forecast(day)
+    truth = series.iloc[18 * 1440 : 19 * 1440].to_numpy()
+    half = 0.5 * (local_peak.point.max() + local_peak.point.min())
+    opens = local_peak.times[int(np.argmax(local_peak.point > half))].astimezone(ZoneInfo(zone))
+    assert abs(opens.hour + opens.minute / 60 - 8.5) < 0.5  # opens at 08:30 local
+    local_error = np.mean(np.abs(local_peak.point - truth))
+    utc_error = np.mean(np.abs(utc_peak.point - truth))
+    assert local_error < 0.7 * utc_error
+
+
+def test_ticking_fits_are_cheap_and_match_a_fresh_fit_at_refits() -> None:
+    series = synthetic(16, noise="poisson", seed=1)
+    start = 14 * 1440
+    predictor = SeasonalPredictor(refit_every=timedelta(hours=1))
+    fits_before, compared = 0, 0
+    for origin in range(start, start + 180):  # three hours of one-minute ticks
+        ticked = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
+        if predictor.heavy_fits > fits_before:
+            fits_before = predictor.heavy_fits
+            fresh = SeasonalPredictor().fit(series.iloc[: origin + 1]).forecast(HORIZON)
+            np.testing.assert_allclose(ticked.point, fresh.point, rtol=1e-9)
+            np.testing.assert_allclose(ticked.upper, fresh.upper, rtol=1e-9)
+            compared += 1
+    assert predictor.heavy_fits == 3  # the first fit, then one per hour of data
+    assert compared == 3
+
+
+def test_a_short_query_window_still_builds_a_seasonal_model() -> None:
+    series = synthetic(3, noise="gauss")
+    predictor = SeasonalPredictor()
+    window = 120
+    for origin in range(window, len(series), 30):  # the daemon's default 2 h window
+        forecast = predictor.fit(series.iloc[origin - window : origin + 1]).forecast(HORIZON)
+    assert forecast.model == "seasonal"
+    assert predictor.heavy_fits < 3 * 24  # about one an hour once past min_history
+
+
+def test_history_that_does_not_continue_the_kept_one_is_a_fresh_start() -> None:
+    one = synthetic(3, noise="gauss")
+    other = synthetic(3, noise="gauss", base=500.0, start=MONDAY - timedelta(days=30))
+    predictor = SeasonalPredictor()
+    predictor.fit(one)
+    forecast = predictor.fit(other).forecast(HORIZON)  # time went back: another series
+    fresh = SeasonalPredictor().fit(other).forecast(HORIZON)
+    np.testing.assert_allclose(forecast.point, fresh.point)
+
+
+def test_never_reads_the_future() -> None:
+    series = synthetic(9, noise="gauss")
+    cut = 8 * 1440 + 333
+    altered = series.copy()
+    altered.iloc[cut + 1 :] *= 5.0
+    one = SeasonalPredictor().fit(series.iloc[: cut + 1]).forecast(HORIZON)
+    two = SeasonalPredictor().fit(altered.iloc[: cut + 1]).forecast(HORIZON)
+    np.testing.assert_array_equal(one.point, two.point)
+    np.testing.assert_array_equal(one.upper, two.upper)
+    assert one.times[0] == series.index[cut + 1]
+
+
+@pytest.mark.parametrize(
+    ("step", "horizon", "steps"),
+    [
+        pytest.param(timedelta(minutes=1), timedelta(minutes=10), 10, id="1m-10m"),
+        pytest.param(timedelta(minutes=5), timedelta(minutes=12), 3, id="5m-12m-rounds-up"),
+        pytest.param(timedelta(minutes=5), timedelta(minutes=2), 1, id="shorter-than-a-step"),
+        pytest.param(timedelta(seconds=30), timedelta(minutes=3), 6, id="30s-3m"),
+    ],
+)
+def test_horizon_steps(step: timedelta, horizon: timedelta, steps: int) -> None:
+    periods = int(timedelta(days=2) / step)
+    index = pd.date_range(MONDAY, periods=periods, freq=step)
+    history = pd.Series(clock_rate(index), index=index)
+    forecast = SeasonalPredictor().fit(history).forecast(horizon)
+    assert forecast.model == "seasonal"
+    assert len(forecast.times) == len(forecast.point) == len(forecast.upper) == steps
+    expected = pd.date_range(index[-1] + step, periods=steps, freq=step)
+    assert list(forecast.times) == list(expected)
+    truth = clock_rate(expected)
+    assert forecast.point == pytest.approx(truth, rel=0.05)
+
+
+def test_registered_and_built_from_config_params() -> None:
+    predictor = make_predictor(
+        "seasonal", {"refit_every": "30m", "max_history": "21d", "timezone": "Europe/Paris"}
+    )
+    assert isinstance(predictor, SeasonalPredictor)
+    assert predictor.refit_every == timedelta(minutes=30)
+    assert predictor.max_history == timedelta(days=21)
+    with pytest.raises(ValueError, match="seasonal"):
+        make_predictor("seasonal", {"service_level": 0.99})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        make_predictor("seasonal", {"service_target": 1.5})
+    with pytest.raises(Exception, match="Mars"):
+        make_predictor("seasonal", {"timezone": "Mars/Olympus"})
+
+
+def test_empty_or_all_nan_history_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="at least one observation"):
+        SeasonalPredictor().fit(pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float))
+    index = pd.date_range(MONDAY, periods=3, freq="1min")
+    with pytest.raises(ValueError, match="at least one observation"):
+        SeasonalPredictor().fit(pd.Series([np.nan] * 3, index=index))
