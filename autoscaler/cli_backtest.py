@@ -39,6 +39,13 @@ def backtest_command(
     predictor: Annotated[
         str | None, typer.Option(help="the policy's predictor (default: seasonal)")
     ] = None,
+    predictor_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="service targets to try in the predictor's upper quantile, e.g. 0.01,0.05 "
+            "(one full run each; default: --service-target)"
+        ),
+    ] = None,
     tune: Annotated[
         bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
     ] = True,
@@ -65,6 +72,9 @@ def backtest_command(
             service_target=service_target,
             warmup=parse_duration(warmup),
             predictor=predictor,
+            predictor_targets=tuple(
+                float(v) for v in (predictor_targets or "").split(",") if v.strip()
+            ),
             tune=tune,
         )
     except ValueError as exc:

@@ -66,6 +66,8 @@ class Daemon:
         # A simulation replays from its start: yesterday's replay must not shape this one.
         simulated = self.runtime.config.simulation is not None
         self.states = {} if simulated else self.runtime.state_store.load()
+        if self.runtime.state_store.problem:
+            self._alert(self.runtime.state_store.problem)
         self.overrides = OverridesFile()
         self._overrides_mtime: float | None = None
         self._overrides_problem: str | None = None

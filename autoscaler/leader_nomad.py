@@ -24,11 +24,11 @@ from autoscaler.config import LeaderElection, NomadJobBackend
 from autoscaler.leader import LeaderLockError, LeaseTimer
 from backends.nomad_job import (
     NomadConnection,
-    _response_of,
     describe_nomad_error,
     nomad_connection,
     redact,
     requester_settings,
+    response_of,
 )
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class NomadVariableLock:
             )
             return response.json()
         except BaseNomadException as error:
-            response = _response_of(error)
+            response = response_of(error)
             if response is None:
                 raise LeaderLockError(self._describe(error, operation)) from None
             raise _Answered(
@@ -177,7 +177,7 @@ class NomadVariableLock:
             raise LeaderLockError(self._describe(error, operation)) from None
 
     def _describe(self, error: BaseException, operation: str) -> str:
-        response = _response_of(error)
+        response = response_of(error)
         if response is not None and response.status_code == 403:
             text = (
                 f"Nomad refused {operation} on variable {self.path!r}: the token from "

@@ -38,6 +38,8 @@ class PoolState:
 class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.problem: str | None = None
+        """Why the last load found the file unusable (for the daemon to alert on)."""
 
     def load(self, *, set_aside_corrupt: bool = True) -> dict[str, PoolState]:
         """The saved memory; `set_aside_corrupt=False` for read-only callers (`forecast`)."""
@@ -53,6 +55,10 @@ class StateStore:
                 log.warning("state file %s is unreadable (%s); ignoring it", self.path, exc)
                 return {}
             aside = self.path.with_name(self.path.name + ".corrupt")
+            self.problem = (
+                f"state file {self.path} was unreadable ({exc}); set aside as {aside.name}; "
+                "started with empty memory (the fleet is held, not shrunk)"
+            )
             log.error(
                 "state file %s is unreadable (%s); set aside as %s, starting with "
                 "empty memory (the fleet is held, not shrunk)",
@@ -85,16 +91,15 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
     memory = Memory(
         last_action_at=_from_iso(data.get("last_action_at")),
         manual_change_at=_from_iso(data.get("manual_change_at")),
-        recommendations=tuple(
-            (datetime.fromisoformat(t), int(n)) for t, n in data.get("recommendations", [])
-        ),
+        recommendations=tuple((_aware(t), _count(n)) for t, n in data.get("recommendations", [])),
     )
+    known = data.get("last_known_desired")
     return PoolState(
         memory=memory,
-        failing={k: datetime.fromisoformat(v) for k, v in data.get("failing", {}).items()},
+        failing={str(k): _aware(v) for k, v in data.get("failing", {}).items()},
         reported_expired=[str(x) for x in data.get("reported_expired", [])],
         last_decision=data.get("last_decision"),
-        last_known_desired=data.get("last_known_desired"),
+        last_known_desired=None if known is None else _count(known),
     )
 
 
@@ -103,4 +108,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return _aware(text) if text else None
+
+
+def _aware(text: str) -> datetime:
+    """A naive time would pass loading and then break every tick's comparisons."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no time zone")
+    return moment
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"node count {value!r} is not a non-negative integer")
+    return value

@@ -188,7 +188,12 @@ class PoolTicker:
                 result.errors["backend"] = str(exc)
                 memory = replace(memory, last_action_at=state.memory.last_action_at)
         state.memory = memory
-        state.last_known_desired = decision.desired if result.acted else result.fleet.desired
+        if "backend" in result.errors:
+            # The write failed, but it may have landed (an answer lost after the commit):
+            # the count is unknown, so the next reading is not taken for a change by hand.
+            state.last_known_desired = None
+        else:
+            state.last_known_desired = decision.desired if result.acted else result.fleet.desired
         if decision.desired != decision.current and (result.acted or self.dry_run):
             self._send(
                 scale_message(

@@ -24,6 +24,9 @@ from autoscaler.backtest import BacktestSettings, load_trace, run_backtest
 from autoscaler.backtest_report import backtest_table, policy_vs_best, report_json
 
 GOAL, AIM = 0.9, 0.75
+PREDICTOR_TARGETS = (0.01, 0.05, 0.2)
+"""The policy's predictor quantile is one of its knobs, swept like the rest, the same for
+every trace (one full forecasting run per value)."""
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
@@ -46,7 +49,10 @@ def main() -> int:
     for name in names:
         path = args.traces / f"{name}.csv"
         trace = load_trace(path)
-        settings = BacktestSettings(per_node_rps=capacity_for(name, float(trace.mean())))
+        settings = BacktestSettings(
+            per_node_rps=capacity_for(name, float(trace.mean())),
+            predictor_targets=PREDICTOR_TARGETS,
+        )
         began = time.perf_counter()
         report = run_backtest(path, settings, trace=trace)
         elapsed = time.perf_counter() - began

@@ -70,9 +70,7 @@ def evaluate(
         upper = np.empty_like(actual)
         started = time.perf_counter()
         for row, origin in enumerate(origins):
-            forecast = predictor.fit(demand.iloc[: origin + 1]).forecast(
-                timedelta(minutes=horizon)
-            )
+            forecast = predictor.fit(demand.iloc[: origin + 1]).forecast(timedelta(minutes=horizon))
             point[row], upper[row] = forecast.point, forecast.upper
         per_call = (time.perf_counter() - started) / len(origins) * 1000
         rows.append(_score(name, actual, point, upper, scale, leads, per_call))
@@ -88,8 +86,10 @@ def _score(
     leads: list[int],
     per_call: float | None,
 ) -> Scores:
-    mase = {lead: float(np.mean(np.abs(actual[:, lead - 1] - point[:, lead - 1])) / scale)
-            for lead in leads}
+    mase = {
+        lead: float(np.mean(np.abs(actual[:, lead - 1] - point[:, lead - 1])) / scale)
+        for lead in leads
+    }
     scores = Scores(name, mase, ms_per_call=per_call)
     if upper is not None:
         above = actual > upper

@@ -34,9 +34,9 @@ def _with_durations(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     parsed = dict(params)
     for name, value in params.items():
         parameter = signature.parameters.get(name)
-        if parameter is not None and isinstance(value, str | int | float):
-            if "timedelta" in str(parameter.annotation) and not isinstance(value, bool):
-                parsed[name] = parse_duration(value)
+        is_duration = parameter is not None and "timedelta" in str(parameter.annotation)
+        if is_duration and isinstance(value, str | int | float) and not isinstance(value, bool):
+            parsed[name] = parse_duration(value)
     return parsed
 
 

@@ -10,6 +10,9 @@ error quantile that meets the service target. The quantile is request-weighted
 requests) and taken on errors divided by a scale that grows with the forecast,
 (point + c)**p with p fitted from the errors themselves (about 0.5 for Poisson
 noise, about 1 for multiplicative noise), so the band widens at the peaks.
+Recent errors weigh more (a half-life of days), so the band widens soon after the
+traffic turns more volatile. The caller judges the shape out of sample (each day's
+shape fitted without that day), or the replayed errors would look too small.
 
 A level far outside what the replay saw (|recent mean residual| > SHIFT_Z robust
 standard deviations) is a level shift: the forecast then takes the fast level
@@ -48,9 +51,9 @@ class LevelKernels:
 
 
 def level_kernels(step_s: float) -> LevelKernels:
-    window = max(4, int(round(4 * 3600 / step_s)))
+    window = max(4, round(4 * 3600 / step_s))
     decays = (0.5 ** (step_s / 600.0), 0.5 ** (step_s / 3600.0))
-    return LevelKernels(decays, window, max(1, int(round(1800 / step_s))))
+    return LevelKernels(decays, window, max(1, round(1800 / step_s)))
 
 
 def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:

@@ -14,8 +14,10 @@ The forecast at lead h is
   its recent history; a level far outside the usual is a shift and is followed
   whole (predictors/quantiles.py).
 - upper: q_h is the 1 - service_target request-weighted quantile of the replayed
-  errors at lead h; until enough replayed forecasts exist, a normal quantile of the
-  residual spread, and `Forecast.notes` says so.
+  errors at lead h (the forecaster's own errors over the last 7 days of history,
+  recent days weighted more, the shape judged out of sample by leaving each day
+  out); until enough replayed forecasts exist (MIN_ORIGINS), a normal quantile of
+  the residual spread, and `Forecast.notes` says so.
 - data repair: missing steps stay NaN, short dips to ~0 in busy series (counter
   resets) become NaN, zeros of sparse series stay (predictors/cleaning.py).
 - short history (under `min_history` of data): the seed's linear trend on the last
@@ -235,15 +237,15 @@ class SeasonalPredictor:
 
     def _repair(self, values: np.ndarray) -> np.ndarray:
         step_s = self._step_ns / 1e9
-        level_steps = max(1, int(round(_LEVEL_S / step_s)))
-        dip_steps = max(1, int(round(_MAX_DIP_S / step_s)))
+        level_steps = max(1, round(_LEVEL_S / step_s))
+        dip_steps = max(1, round(_MAX_DIP_S / step_s))
         return repair(values, level_steps, dip_steps, self._sparse)
 
     def _tail_level(self) -> np.ndarray:
         """Level features at the newest sample, from the last hours only."""
         assert self._values is not None
         window = self._kernels.window
-        pad = int(round((_LEVEL_S + _MAX_DIP_S) / (self._step_ns / 1e9))) + 1
+        pad = round((_LEVEL_S + _MAX_DIP_S) / (self._step_ns / 1e9)) + 1
         tail = self._values[-(window + pad) :]
         actual = self._repair(tail)[-window:]
         times_ns = self._end_ns - np.arange(len(actual) - 1, -1, -1, dtype=np.int64) * self._step_ns
@@ -265,7 +267,7 @@ class SeasonalPredictor:
             )
         if self._leads is None or self._leads.leads < steps:
             actual, seasonal = self._replay
-            stride = max(1, int(round(_REPLAY_STRIDE_S * 1e9 / self._step_ns)))
+            stride = max(1, round(_REPLAY_STRIDE_S * 1e9 / self._step_ns))
             most = int(_REPLAY_SPAN_S * 1e9 // (self._step_ns * stride))
             self._leads = learn_leads(
                 actual,

@@ -323,6 +323,7 @@ def _json_patch_as_merge(operations: Any) -> Any:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms ACK stall
     server: ThreadingHTTPServer
 
     def setup(self) -> None:
