@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autoscaler.durations import Duration
+from autoscaler.durations import Duration, format_duration
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -153,7 +153,9 @@ BackendConfig = Annotated[
 
 class DemandQuery(Strict):
     query: str = Field(description="PromQL giving the pool's demand in requests per second")
-    window: Duration = timedelta(hours=2)
+    window: Duration = Field(
+        default=timedelta(days=7), description="history the predictor learns the week from"
+    )
     step: Duration = timedelta(minutes=1)
 
 
@@ -171,7 +173,7 @@ class Capacity(Strict):
 
 
 class PredictorConfig(Strict):
-    kind: str = "linear"
+    kind: str = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -354,8 +356,8 @@ class Config(Strict):
         election = self.leader_election
         if election is not None and election.ttl < 2 * self.interval:
             raise ValueError(
-                f"leader_election.ttl ({election.ttl}) must be at least twice the interval "
-                f"({self.interval})"
+                f"leader_election.ttl ({format_duration(election.ttl)}) must be at least "
+                f"twice the interval ({format_duration(self.interval)})"
             )
         return self
 

@@ -127,7 +127,12 @@ def series_from_matrix(query: str, result: Any) -> pd.Series:
         values = [float(pair[1]) for pair in item["values"]]
     except (TypeError, ValueError, IndexError, KeyError):
         raise MetricsError("bad_response", query, "a sample is not a [time, value] pair") from None
-    index = pd.to_datetime(stamps, unit="s", utc=True)
+    try:
+        index = pd.to_datetime(stamps, unit="s", utc=True)
+    except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
+        index = None
+    if index is None or index.hasnans:
+        raise MetricsError("bad_response", query, "a sample time is not a usable Unix time")
     return pd.Series(values, index=index, name=query, dtype=float).sort_index()
 
 

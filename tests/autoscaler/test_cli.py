@@ -29,18 +29,22 @@ def demo_copy(tmp_path: Path, **simulation: object) -> Path:
 
 def test_demo_plays_a_simulated_morning_and_prints_a_summary(tmp_path: Path) -> None:
     path = demo_copy(
-        tmp_path, start="1995-07-05T10:00:00Z", end="1995-07-05T14:00:00Z", speed=60000
+        tmp_path, start="1995-07-11T10:00:00Z", end="1995-07-11T14:00:00Z", speed=60000
     )
+    config = yaml.safe_load(path.read_text())
+    config["pools"][0]["schedules"][0]["min_nodes"] = 30  # above what the forecast needs
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = runner.invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert "summary" in result.output and "node-hours" in result.output
     records = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert len(records) == 48  # 4 hours at 5-minute ticks
     # 12:45 UTC = 08:45 New York: the business-hours floor (lead 15m) is in force from then.
-    at_open = next(r for r in records if r["time"].startswith("1995-07-05T12:45"))
-    assert at_open["desired"] >= 12
+    before = next(r for r in records if r["time"].startswith("1995-07-11T12:40"))
+    at_open = next(r for r in records if r["time"].startswith("1995-07-11T12:45"))
+    assert before["desired"] < 30 <= at_open["desired"]
     assert any("business-hours" in reason for reason in at_open["reasons"])
-    assert any(r["action"] == "scale_up" for r in records)
+    assert all(r["forecast_model"] == "seasonal" for r in records)
 
 
 def test_run_once_prints_the_decision(tmp_path: Path) -> None:

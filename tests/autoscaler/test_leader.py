@@ -321,9 +321,7 @@ def make_daemon(
     assert election is not None
     lock = make_leader_lock(election.model_copy(update={"identity": name}), ENV, clock)
     notifier = RecordingNotifier()
-    daemon = Daemon(
-        path, clock=SimulatedClock(NOON), env=ENV, notifier=notifier, leader_lock=lock
-    )
+    daemon = Daemon(path, clock=SimulatedClock(NOON), env=ENV, notifier=notifier, leader_lock=lock)
     return daemon, notifier
 
 

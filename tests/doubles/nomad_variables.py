@@ -74,9 +74,7 @@ class NomadVariables:
         self.variables: dict[tuple[str, str], FakeVariable] = {}
         self.index = 1000
 
-    def route(
-        self, method: str, path: str, query: dict[str, str], body: Any
-    ) -> tuple[int, Any]:
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         namespace = query.get("namespace") or "default"
         if not path:
             return 400, "missing variable path"
@@ -102,9 +100,12 @@ class NomadVariables:
         """The variable, with a lock whose TTL and delay have both passed removed."""
         variable = self.variables.get((namespace, path))
         lock = variable.lock if variable else None
-        if variable is not None and lock is not None:
-            if self.clock() >= lock.expires_at + lock.delay_s:
-                variable.lock = None
+        if (
+            variable is not None
+            and lock is not None
+            and self.clock() >= lock.expires_at + lock.delay_s
+        ):
+            variable.lock = None
         return variable
 
     def acquire(

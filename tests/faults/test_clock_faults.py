@@ -1,0 +1,124 @@
+"""Clock faults: jumps forward and back, and a tick slower than the interval.
+
+DST changes for schedules are tested where schedules are: tests/autoscaler/test_policy.py
+(test_schedule_floor_across_dst, test_dst_day_through_decide_scales_up_at_lead_and_down_
+after_close) and tests/autoscaler/test_schedules.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from autoscaler.daemon import Daemon
+from autoscaler.metrics import MetricsError
+from autoscaler.notify import RecordingNotifier
+from autoscaler.tick import TickResult
+from tests.autoscaler.test_daemon import write_config
+from tests.autoscaler.test_tick import Harness
+
+MINUTE = timedelta(minutes=1)
+
+
+def settle(h: Harness) -> None:
+    for _ in range(15):
+        h.tick()
+    assert h.fleet.read().desired == 13
+
+
+def check_steps(h: Harness, results: list[TickResult]) -> list[tuple[object, int, int]]:
+    """Every tick within bounds and the step limit; returns the scale-downs (time, from, to)."""
+    downs = []
+    for result in results:
+        decision = result.decision
+        assert decision is not None and decision.reasons
+        assert h.pool.min_nodes <= decision.desired <= h.pool.max_nodes
+        assert decision.current - decision.desired <= h.pool.scale_down.max_step
+        if decision.desired < decision.current:
+            downs.append((result.at, decision.current, decision.desired))
+    return downs
+
+
+def test_clock_jump_forward_scales_down_one_step_at_a_time(tmp_path: Path) -> None:
+    """Three hours vanish (a suspended VM). The history is Prometheus's, so the forecast is
+    still grounded; the shrink proceeds by max_step per action, a cooldown apart."""
+    h = Harness(tmp_path, rps=10.0)
+    settle(h)
+    h.metrics.rps = 2.0  # 3 nodes' worth
+    h.clock.advance(timedelta(hours=3))
+    results = [h.tick() for _ in range(40)]
+    downs = check_steps(h, results)
+    assert downs and downs[0][1] - downs[0][2] <= 2
+    for (earlier, _, _), (later, _, _) in itertools.pairwise(downs):
+        assert later - earlier >= h.pool.cooldown  # type: ignore[operator]
+    assert h.fleet.read().desired == 3
+
+
+def test_clock_jump_back_restarts_the_stabilization_window(tmp_path: Path) -> None:
+    """Two hours back (an NTP correction): the remembered recommendations and last action
+    lie in the future and prove nothing, so nothing shrinks for a whole window."""
+    h = Harness(tmp_path, rps=10.0)
+    settle(h)
+    h.metrics.rps = 2.0
+    h.clock.advance(-timedelta(hours=2))
+    jumped_at = h.clock.now()
+    results = [h.tick() for _ in range(30)]
+    downs = check_steps(h, results)
+    window = h.pool.scale_down.stabilization
+    assert downs and all(at - jumped_at >= window for at, _, _ in downs)  # type: ignore[operator]
+    held = [r for r in results if r.at - jumped_at < window]
+    assert all(r.decision and r.decision.desired == 13 for r in held)
+    assert any("stabilization needs" in reason for reason in held[0].decision.reasons)  # type: ignore[union-attr]
+
+
+def test_failure_episode_across_a_jump_back_still_alerts_once_and_recovers_once(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, rps=10.0)
+    settle(h)
+    h.metrics.failure = MetricsError("unreachable", "q", "connection refused")
+    h.tick()
+    h.clock.advance(-timedelta(hours=1))
+    for _ in range(3):
+        assert h.tick().decision.desired == 13  # type: ignore[union-attr]
+    h.metrics.failure = None
+    h.tick()
+    texts = h.notifier.texts
+    assert sum("metrics failing" in t for t in texts) == 1
+    (recovered,) = [t for t in texts if "metrics recovered" in t]
+    assert "after 0s" in recovered  # a negative span is shown as zero, not as garbage
+
+
+def test_ticks_never_overlap_when_a_tick_outlasts_the_interval(tmp_path: Path) -> None:
+    """The real apscheduler loop fires every 0.2 s (1 m simulated at 300×); each tick takes
+    0.5 s. Ticks run one after another, and missed runs are coalesced, not queued."""
+    simulation = {"start": "1995-07-05T12:00:00Z", "end": "1995-07-06T12:00:00Z", "speed": 300}
+    daemon = Daemon(write_config(tmp_path, simulation=simulation), notifier=RecordingNotifier())
+    spans: list[tuple[float, float]] = []
+    real_tick = daemon.tick
+
+    def slow_tick() -> list[TickResult]:
+        started = time.monotonic()
+        time.sleep(0.5)
+        results = real_tick()
+        spans.append((started, time.monotonic()))
+        return results
+
+    daemon.tick = slow_tick  # type: ignore[method-assign]
+    loop = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    began = time.monotonic()
+    loop.start()
+    time.sleep(3.2)
+    daemon.stop()
+    loop.join(timeout=10)
+    stopped = time.monotonic()
+    assert not loop.is_alive()
+    assert len(spans) >= 4
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, "two ticks ran at once"
+        assert start - end < 0.45, "the next tick waited for a full backlog"
+    assert len(spans) <= (stopped - began) / 0.5 + 1  # no burst of queued runs
+    assert daemon.ticks == len(spans)

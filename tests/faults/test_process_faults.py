@@ -1,0 +1,238 @@
+"""Process faults: SIGTERM mid-tick, SIGKILL and restart, a corrupt state file.
+
+(SIGHUP with a broken config keeping the old one running is tested in
+tests/autoscaler/test_daemon.py: test_bad_config_on_reload_keeps_the_old_one_and_alerts
+and test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_file.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
+from autoscaler.clock import SimulatedClock
+from autoscaler.daemon import Daemon
+from autoscaler.notify import RecordingNotifier
+from autoscaler.state import StateStore
+from tests.autoscaler.test_daemon import NOON, ROOT, write_config
+from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
+
+
+def start_daemon(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def fresh_demand(rps: float, delay: float) -> Reply:
+    """An hour of flat demand ending at the wall clock's current minute, answered late."""
+    end = pd.Timestamp.now(tz="UTC").floor("min")
+    stamps = [(end - pd.Timedelta(minutes=59 - i)).timestamp() for i in range(60)]
+    reply = matrix_reply(({}, [(t, f"{rps:g}") for t in stamps]))
+    return Reply(body=reply.body, delay=delay)
+
+
+def test_sigterm_mid_tick_finishes_the_tick_then_exits_zero(tmp_path: Path) -> None:
+    """The metrics query of the first tick takes 2.5 s; SIGTERM lands while it waits."""
+    with PrometheusApiDouble([fresh_demand(10.0, delay=2.5)]) as prometheus:
+        config = write_config(tmp_path, metrics={"kind": "prometheus", "url": prometheus.url})
+        proc = start_daemon(config)
+        try:
+            assert wait_for(lambda: prometheus.requests, 30), "the daemon never queried"
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+            waited = time.monotonic() - signalled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert waited >= 1.5, "it exited before the tick in flight finished"
+    assert "finishing the tick in flight" in err
+    (line,) = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["action"] == "scale_up" and record["acted"] and record["reasons"]
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["pools"]["image-gen"]["last_decision"]["desired"] == record["desired"]
+    assert state["pools"]["image-gen"]["last_known_desired"] == record["desired"]
+
+
+def test_sigkill_at_random_moments_leaves_a_whole_state_file(tmp_path: Path) -> None:
+    """The demo's clock at high speed saves the state ~50 times a second; killed -9 at
+    random moments, the file is always the last complete save (written atomically)."""
+    simulation = {"start": "1995-07-05T12:00:00Z", "end": "1995-07-09T12:00:00Z", "speed": 3000}
+    config = write_config(tmp_path, simulation=simulation)
+    state = tmp_path / "state" / "state.json"
+    chance = random.Random(6)
+    kills = 0
+    for _ in range(3):
+        proc = start_daemon(config)
+        try:
+            assert wait_for(state.exists, 30), "the daemon never saved its state"
+            time.sleep(chance.uniform(0.2, 0.8))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            kills += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        saved = json.loads(state.read_text())  # valid JSON, never a half-written file
+        assert saved["version"] == 1 and "image-gen" in saved["pools"]
+        loaded = StateStore(state).load()
+        assert "image-gen" in loaded and not state.with_name("state.json.corrupt").exists()
+        assert not list(state.parent.glob("*.tmp*"))  # no temporary file left behind
+    assert kills == 3
+
+
+def run(daemon: Daemon, clock: SimulatedClock, count: int) -> list[tuple[int, tuple[str, ...]]]:
+    decisions = []
+    for _ in range(count):
+        (result,) = daemon.tick()
+        assert result.decision is not None
+        decisions.append((result.decision.desired, result.decision.reasons))
+        clock.advance(timedelta(minutes=1))
+    return decisions
+
+
+EVENING = NOON + timedelta(hours=5)  # demand falls: scale-downs happen in the hour after
+
+
+def test_restart_after_a_kill_decides_exactly_like_an_uninterrupted_daemon(tmp_path: Path):
+    """The fleet outlives the daemon; the state saved after every tick is all it needs to
+    carry on with the same stabilization window, cooldown and step limits."""
+    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
+    reference_dir.mkdir()
+    crashed_dir.mkdir()
+    clock = SimulatedClock(EVENING)
+    reference = Daemon(write_config(reference_dir), clock=clock, notifier=RecordingNotifier())
+    expected = run(reference, clock, 60)
+    assert any(later < earlier for (earlier, _), (later, _) in itertools.pairwise(expected)), (
+        "the scenario must contain scale-downs to prove anything"
+    )
+
+    for kill_after in (7, 23, 41):
+        clock = SimulatedClock(EVENING)
+        config = write_config(crashed_dir)
+        for leftover in (crashed_dir / "state").glob("*"):
+            leftover.unlink()
+        first = Daemon(config, clock=clock, notifier=RecordingNotifier())
+        before = run(first, clock, kill_after)
+        fleet = first.runtime.tickers[0].backend  # the fleet lives on
+        del first  # killed: nothing more is written
+        second = Daemon(config, clock=clock, notifier=RecordingNotifier())
+        second.runtime.tickers[0].backend = fleet
+        after = run(second, clock, 60 - kill_after)
+        assert before + after == expected, f"diverged after a kill at tick {kill_after}"
+
+
+def test_kill_between_the_write_and_the_state_save_never_shrinks_early(tmp_path: Path) -> None:
+    """The worst moment: the fleet was scaled, the state not yet saved. The restarted daemon
+    sees a count it did not record; it holds that count for a cooldown (reported as a
+    change outside the autoscaler) rather than shrinking on a partial memory."""
+    clock = SimulatedClock(EVENING)
+    config = write_config(tmp_path)
+    first = Daemon(config, clock=clock, notifier=RecordingNotifier())
+    run(first, clock, 3)
+    first.runtime.state_store.save = lambda states: None  # type: ignore[method-assign]
+    first.tick()  # acts, then "dies" before saving
+    clock.advance(timedelta(minutes=1))
+    fleet = first.runtime.tickers[0].backend
+    count = fleet.read().desired
+    notifier = RecordingNotifier()
+    second = Daemon(config, clock=clock, notifier=notifier)
+    second.runtime.tickers[0].backend = fleet
+    pool = second.runtime.config.pools[0]
+    quiet = max(pool.cooldown, pool.scale_down.stabilization)
+    for desired, _ in run(second, clock, int(quiet / timedelta(minutes=1)) - 1):
+        assert desired >= count
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert saved["pools"]["image-gen"]["last_known_desired"] == fleet.read().desired
+
+
+def real_state(tmp_path: Path) -> tuple[Path, Path, str]:
+    config = write_config(tmp_path)
+    clock = SimulatedClock(NOON)
+    run(Daemon(config, clock=clock, notifier=RecordingNotifier()), clock, 3)
+    state = tmp_path / "state" / "state.json"
+    return config, state, state.read_text()
+
+
+def with_count(text: str, count: object) -> str:
+    data = json.loads(text)
+    data["pools"]["image-gen"]["last_known_desired"] = count
+    return json.dumps(data)
+
+
+def naive_times(text: str) -> str:
+    return text.replace("+00:00", "")
+
+
+CORRUPTIONS = {
+    "truncated": lambda text: text[: len(text) // 2],
+    "empty": lambda text: "",
+    "garbage_bytes": lambda text: "\x00\xff\x13 not json",
+    "wrong_version": lambda text: text.replace('"version": 1', '"version": 99'),
+    "a_list": lambda text: "[1, 2, 3]",
+    "pools_a_list": lambda text: '{"version": 1, "pools": []}',
+    "naive_times": naive_times,
+    "count_a_string": lambda text: with_count(text, "13"),
+    "negative_count": lambda text: with_count(text, -2),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPTIONS))
+def test_corrupt_state_file_starts_safely_and_reports(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, state, text = real_state(tmp_path)
+    damaged = CORRUPTIONS[damage](text)
+    assert damaged != text
+    state.write_text(damaged, encoding="latin-1")
+    notifier = RecordingNotifier()
+    clock = SimulatedClock(NOON + timedelta(minutes=3))
+    with caplog.at_level(logging.ERROR):
+        daemon = Daemon(config, clock=clock, notifier=notifier)
+    assert daemon.states == {}
+    (alert,) = [t for t in notifier.texts if "state file" in t]
+    assert "set aside" in alert and "held, not shrunk" in alert
+    assert "state file" in caplog.text
+    assert state.with_name("state.json.corrupt").read_bytes() == damaged.encode("latin-1")
+    results = run(daemon, clock, 5)  # ticks work; empty memory holds rather than shrinks
+    assert all(desired >= 4 for desired, _ in results)
+    assert json.loads(state.read_text())["pools"]["image-gen"]["last_decision"]
+
+
+def test_reports_unreadable_state_in_the_status_command_without_setting_it_aside(
+    tmp_path: Path,
+) -> None:
+    config, state, text = real_state(tmp_path)
+    state.write_text(text[:40])
+    result = CliRunner().invoke(app, ["status", "--config", str(config)])
+    assert result.exit_code == 0 and "never ticked" in result.output
+    assert state.read_text() == text[:40]  # a read-only command leaves it for the daemon
