@@ -33,7 +33,8 @@ from predictors import Forecast, make_predictor
 
 POLICY_UTILIZATIONS = (0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 POLICY_STABILIZATIONS = (timedelta(minutes=10), timedelta(minutes=30))
-POLICY_FLOORS = (0, 1)
+POLICY_FLOORS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+"""The baselines' floor grid (autoscaler.backtest_baselines.FLOORS): the same chance."""
 
 
 def run_policy(
@@ -74,6 +75,8 @@ def run_policy(
             for floor in POLICY_FLOORS:
                 if floor and not _floor_can_bind(recorder.records, replay, floor):
                     continue  # the same runs as with no floor
+                if _floor_costs_more(floor, replay, best[1], settings.service_target):
+                    break  # the floor alone costs more than the cheapest setting found
                 found, count = _bisect_utilization(
                     settings, trace, replay, recorder, stabilization, floor
                 )
@@ -105,6 +108,11 @@ def _part(on_progress: Progress | None, number: int, parts: int) -> Progress | N
         report(number * total + done, parts * total)
 
     return scaled
+
+
+def _floor_costs_more(floor: int, replay: Replay, best: Score, target: float) -> bool:
+    scored_hours = (len(replay.rps) - replay.score_start) / 60.0
+    return best.meets(target) and floor * scored_hours >= best.node_hours
 
 
 def _floor_can_bind(records: Sequence[Forecast | Exception], replay: Replay, floor: int) -> bool:

@@ -33,6 +33,7 @@ MetricsErrorKind = Literal[
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
+_LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
 
 
 class MetricsError(Exception):
@@ -127,12 +128,9 @@ def series_from_matrix(query: str, result: Any) -> pd.Series:
         values = [float(pair[1]) for pair in item["values"]]
     except (TypeError, ValueError, IndexError, KeyError):
         raise MetricsError("bad_response", query, "a sample is not a [time, value] pair") from None
-    try:
-        index = pd.to_datetime(stamps, unit="s", utc=True)
-    except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
-        index = None
-    if index is None or index.hasnans:
-        raise MetricsError("bad_response", query, "a sample time is not a usable Unix time")
+    if not all(0 <= stamp < _LATEST_UNIX_TIME for stamp in stamps):  # also refuses NaN
+        raise MetricsError("bad_response", query, "a sample time is not a plausible Unix time")
+    index = pd.to_datetime(stamps, unit="s", utc=True)
     return pd.Series(values, index=index, name=query, dtype=float).sort_index()
 
 
@@ -189,9 +187,10 @@ class PrometheusSource:
             if chunk_end >= end:
                 break
             start = chunk_end + step
-        series = pd.concat([p for p in parts if not p.empty]) if len(parts) > 1 else parts[0]
-        if series.empty:
+        found = [p for p in parts if not p.empty]
+        if not found:  # every chunk empty: the caller's check says "no data", not a crash
             return parts[-1]
+        series = pd.concat(found) if len(found) > 1 else found[0]
         return series[~series.index.duplicated(keep="last")].sort_index()
 
     def _query_range(

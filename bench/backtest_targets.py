@@ -6,7 +6,7 @@ alibaba_genai_lora with 2 requests per minute per node. The goal: the policy mee
 the target and uses at most 0.9 × the node-hours of the best baseline that meets it
 (aim 0.75). Not a timed test: run it by hand and record its output.
 
-    python bench/backtest_targets.py [--traces DIR] [--only NAME] [--json FILE]
+    python bench/backtest_targets.py [--traces DIR] [--only NAME] [--json FILE] [--plots DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.console import Console
 
 from autoscaler.backtest import BacktestSettings, load_trace, run_backtest
 from autoscaler.backtest_report import backtest_table, policy_vs_best, report_json
+from autoscaler.plots import backtest_plot
 
 GOAL, AIM = 0.9, 0.75
 PREDICTOR_TARGETS = (0.01, 0.05, 0.2)
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
     parser.add_argument("--only", action="append", help="run only this trace (repeatable)")
     parser.add_argument("--json", type=Path, help="write every report as JSON here")
+    parser.add_argument("--plots", type=Path, help="write backtest_<trace>.png into this folder")
     args = parser.parse_args()
     console = Console(width=140)
     names = args.only or ["nasa_jul95", "servegen_msmall", "alibaba_genai_lora"]
@@ -57,6 +59,8 @@ def main() -> int:
         report = run_backtest(path, settings, trace=trace)
         elapsed = time.perf_counter() - began
         console.print(backtest_table(report))
+        if args.plots:
+            backtest_plot(report, args.plots / f"backtest_{name.split('_')[0]}.png")
         ratio, best = policy_vs_best(report)
         policy = report.result("policy")
         verdict = (

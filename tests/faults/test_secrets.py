@@ -1,0 +1,280 @@
+"""Security: secrets never reach any output, and TLS is verified unless spelled out.
+
+The secret scan runs the daemon's tick path with a Slack token, a Nomad ACL token,
+a Prometheus bearer token, AWS keys and a Kubernetes token, while
+every one of those services fails, then searches every output for every secret:
+logs at DEBUG, the decision log, Slack messages, the state file, `autoscaler
+status` and /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+from typer.testing import CliRunner
+
+from autoscaler.cli import app
+from autoscaler.clock import SimulatedClock
+from autoscaler.config import KubernetesBackend, NomadJobBackend, PrometheusMetrics
+from autoscaler.daemon import Daemon
+from autoscaler.loader import ConfigError, load_config
+from autoscaler.metrics import PrometheusSource
+from autoscaler.transport_security import insecure_settings
+from backends.kubernetes_credentials import connect
+from backends.nomad_job import nomad_connection
+from tests.autoscaler.test_daemon import NOON
+from tests.doubles.kubernetes_api import KubernetesApiDouble
+from tests.doubles.nomad_api import NomadApiDouble
+from tests.doubles.prometheus_server import PrometheusApiDouble, error_reply
+from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+NOMAD_SECRET = "nomad-acl-0b1c2d3e-expired-secret"
+PROM_BEARER = "prom-bearer-9f8e7d6c-secret"
+AWS_KEY_ID = "AKIAFAULTSUITE7SECRET"
+AWS_SECRET = "wJalrXUtnFEMI/fault/suite/SECRETKEYEXAMPLE"
+KUBE_SECRET = "kube-expired-token-5a6b7c-secret"
+SECRETS = [DEFAULT_TOKEN, NOMAD_SECRET, PROM_BEARER, AWS_SECRET, KUBE_SECRET]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def secret_config(
+    tmp_path: Path,
+    prometheus: PrometheusApiDouble,
+    nomad: NomadApiDouble,
+    kube: KubernetesApiDouble,
+    slack: SlackApiDouble,
+) -> Path:
+    kubeconfig = kube.write_kubeconfig(
+        tmp_path / "kubeconfig", contexts={"double": {"token": KUBE_SECRET}}
+    )
+    common = {
+        "demand": {"query": "sum(rate(x[2m]))", "window": "1h"},
+        "capacity": {"per_node_rps": 1.0},
+        "max_nodes": 20,
+        "predictor": {"kind": "linear"},
+    }
+    config = {
+        "interval": "1m",
+        "state_dir": str(tmp_path / "state"),
+        "decision_log": str(tmp_path / "decisions.jsonl"),
+        "metrics": {
+            "kind": "prometheus",
+            "url": prometheus.url,
+            "bearer_token_env": "PROM_TOKEN",
+            "timeout": "2s",
+        },
+        "slack": {"channel": "#gpu-autoscaler", "base_url": slack.base_url, "timeout": "2s"},
+        "pools": [
+            {
+                "name": "nomad-pool",
+                "backend": {
+                    "kind": "nomad_job",
+                    "job": "ocr-workers",
+                    "group": "gpu",
+                    "address": nomad.url,
+                    "retries": 1,
+                    "timeout": "2s",
+                },
+                **common,
+            },
+            {
+                "name": "kube-pool",
+                "backend": {
+                    "kind": "kubernetes",
+                    "name": "ocr",
+                    "kubeconfig": str(kubeconfig),
+                    "retries": 0,
+                    "timeout": "2s",
+                },
+                **common,
+            },
+            {
+                "name": "aws-pool",
+                "backend": {
+                    "kind": "aws_asg",
+                    "group": "gpu-asg",
+                    "region": "us-east-1",
+                    "endpoint_url": f"http://127.0.0.1:{closed_port()}",
+                    "retries": 0,
+                    "timeout": "1s",
+                },
+                **common,
+            },
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+ENV = {
+    "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+    "NOMAD_TOKEN": NOMAD_SECRET,
+    "PROM_TOKEN": PROM_BEARER,
+    "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def test_no_secret_reaches_any_output_while_everything_fails(
+    tmp_path: Path,
+    nomad_api: NomadApiDouble,
+    kubernetes_api: KubernetesApiDouble,
+    slack_api: SlackApiDouble,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    nomad_api.add_job("ocr-workers", {"gpu": 2})  # the double's token differs: 403
+    kubernetes_api.add_deployment("ocr", replicas=2, ready=2)  # our token is unknown: 401
+    with PrometheusApiDouble([error_reply(401, "unauthorized", "bad bearer token")]) as prom:
+        path = secret_config(tmp_path, prom, nomad_api, kubernetes_api, slack_api)
+        clock = SimulatedClock(NOON)
+        daemon = Daemon(path, env=ENV, clock=clock)
+        results = daemon.tick()
+        slack_api.fail("invalid_auth")  # Slack refuses the token too
+        clock.advance(timedelta(minutes=1))
+        prom.replies = [error_reply(503, "timeout", "query timed out")]
+        results += daemon.tick()
+        sent_headers = json.dumps([headers for _, _, headers in prom.requests])
+    assert PROM_BEARER in sent_headers  # the token was really in use...
+    assert all(r.errors.get("metrics") for r in results)
+    assert {"nomad-pool", "kube-pool", "aws-pool"} == {r.pool for r in results if r.errors}
+    status = CliRunner().invoke(app, ["status", "--config", str(path)], env=ENV)
+    assert status.exit_code == 0 and "nomad-pool" in status.output
+    outputs = {
+        "logs": caplog.text,
+        "decision log": (tmp_path / "decisions.jsonl").read_text(),
+        "slack": json.dumps([[m.text, m.blocks] for m in slack_api.messages]),
+        "state": (tmp_path / "state" / "state.json").read_text(),
+        "status": status.output,
+        "metrics": generate_latest(daemon.telemetry.registry).decode(),
+        "errors": json.dumps([r.errors for r in results]),
+    }
+    assert "403" in outputs["decision log"] and "failing" in outputs["slack"]
+    for name, text in outputs.items():
+        for secret in SECRETS:
+            assert secret not in text, f"a secret ({secret[:6]}...) leaked into {name}"
+
+
+# ---- TLS ------------------------------------------------------------------------------
+
+
+def test_tls_verification_is_on_by_default_everywhere(tmp_path: Path) -> None:
+    assert PrometheusMetrics().verify_tls is True
+    with PrometheusSource(PrometheusMetrics(url="https://prometheus.internal:9090")) as source:
+        assert source._client._session.verify is True
+    nomad = NomadJobBackend(kind="nomad_job", job="j", group="g")
+    assert nomad.verify_tls is True
+    assert nomad_connection(nomad, {"NOMAD_ADDR": "https://nomad.internal:4646"}).verify is True
+    assert nomad_connection(nomad, {"NOMAD_CACERT": "/etc/ca.pem"}).verify == "/etc/ca.pem"
+    with KubernetesApiDouble() as kube:
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        backend = KubernetesBackend(kind="kubernetes", name="ocr", kubeconfig=kubeconfig)
+        assert backend.verify_tls is True
+        assert connect(backend, {}).api_client.configuration.verify_ssl is True
+
+
+NOMAD = {"kind": "nomad_job", "job": "ocr", "group": "gpu"}
+KUBERNETES = {"kind": "kubernetes", "name": "ocr"}
+
+
+def write_tls_config(
+    path: Path, metrics: dict | None = None, backend: dict | None = None, base: dict = NOMAD
+) -> Path:
+    config = {
+        "state_dir": str(path.parent),
+        "metrics": {"kind": "prometheus", "url": "https://prometheus.internal:9090"},
+        "pools": [
+            {
+                "name": "ocr",
+                "backend": {**base, **(backend or {})},
+                "demand": {"query": "q"},
+                "capacity": {"per_node_rps": 1},
+                "max_nodes": 4,
+            }
+        ],
+    }
+    config["metrics"].update(metrics or {})
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+REFUSED: dict[str, tuple[dict, dict, dict, str]] = {
+    "prometheus_verify_off": ({"verify_tls": False}, {}, NOMAD, "metrics: verify_tls: false"),
+    "prometheus_plain_http": (
+        {"url": "http://prometheus.internal:9090"},
+        {},
+        NOMAD,
+        "url http://prometheus.internal is plain http",
+    ),
+    "nomad_verify_off": ({}, {"verify_tls": False}, NOMAD, "(ocr): verify_tls: false"),
+    "nomad_plain_http": (
+        {},
+        {"address": "http://10.0.0.5:4646"},
+        NOMAD,
+        "address http://10.0.0.5 is plain http",
+    ),
+    "kubernetes_verify_off": (
+        {},
+        {"verify_tls": False},
+        KUBERNETES,
+        "pools[0].backend (ocr): verify_tls: false",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_an_insecure_setting_is_refused_unless_spelled_out(tmp_path: Path, case: str) -> None:
+    metrics, backend, base, words = REFUSED[case]
+    path = write_tls_config(tmp_path / "config.yaml", metrics, backend, base)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert words in str(caught.value) and "allow_insecure: true" in str(caught.value)
+    allow = {"allow_insecure": True}
+    if metrics:
+        write_tls_config(path, {**metrics, **allow}, backend, base)
+    else:
+        write_tls_config(path, metrics, {**backend, **allow}, base)
+    load_config(path)  # spelled out: accepted
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"NOMAD_ADDR": "http://nomad.internal:4646"}, "$NOMAD_ADDR http://nomad.internal"),
+        ({"NOMAD_SKIP_VERIFY": "true"}, "$NOMAD_SKIP_VERIFY"),
+    ],
+)
+def test_insecure_nomad_environment_stops_the_daemon_from_starting(
+    tmp_path: Path, env: dict[str, str], words: str
+) -> None:
+    path = write_tls_config(tmp_path / "config.yaml")
+    with pytest.raises(ValueError, match="insecure transport refused") as caught:
+        Daemon(path, env=env)
+    assert words in str(caught.value)
+    result = CliRunner().invoke(app, ["run", "--once", "--config", str(path)], env=env)
+    assert result.exit_code == 2 and "insecure transport refused" in result.output
+    write_tls_config(path, backend={"allow_insecure": True})
+    assert not insecure_settings(load_config(path), env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9090", "http://localhost:9090", "http://[::1]:9090", "https://prom:9090"],
+)
+def test_loopback_or_https_needs_nothing_spelled_out(tmp_path: Path, url: str) -> None:
+    path = write_tls_config(tmp_path / "config.yaml", {"url": url})
+    assert not insecure_settings(load_config(path), {"NOMAD_ADDR": "http://127.0.0.1:4646"})
