@@ -102,6 +102,7 @@ class Daemon:
             started = time.monotonic()
             for ticker in runtime.tickers:
                 state = self.states.setdefault(ticker.pool.name, PoolState())
+                ticker.persist = self._save_state
                 result = ticker.tick(now, state, self.overrides)
                 state.last_decision = to_json_value(decision_record(result))
                 results.append(result)
@@ -109,14 +110,17 @@ class Daemon:
                 if self.on_result:
                     self.on_result(result)
             self.telemetry.tick_finished(results, time.monotonic() - started)
-            try:
-                runtime.state_store.save(self.states)
-            except OSError as exc:
-                log.error("cannot save state: %s", exc)
+            self._save_state()
             if runtime.config.simulation is not None and isinstance(runtime.clock, SimulatedClock):
                 runtime.clock.advance(runtime.config.interval)
             self.ticks += 1
             return results
+
+    def _save_state(self) -> None:
+        try:
+            self.runtime.state_store.save(self.states)
+        except OSError as exc:
+            log.error("cannot save state: %s", exc)
 
     # ---- leadership ---------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,6 +142,8 @@ class PoolTicker:
         self.notifier = notifier
         self.decision_log = decision_log
         self.dry_run = dry_run or pool.dry_run
+        self.persist: Callable[[], None] = lambda: None
+        """Saves the daemon's state; called right before a write to the fleet."""
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
 
@@ -179,20 +182,21 @@ class PoolTicker:
         )
         decision, memory = decide(observation, limits_of(self.pool), state.memory)
         result.decision = decision
+        state.memory = memory
         if decision.desired != decision.current and not self.dry_run:
+            # Until the write is answered the count is unknown: a crash or a lost answer
+            # must not make the next reading look like a change by hand. The memory (with
+            # this action's time, which starts the cooldown even if the write fails, since
+            # it may have landed) is saved before the write, so a restart does not repeat it.
+            state.last_known_desired = None
+            self.persist()
             try:
                 self.backend.scale(decision.desired, "; ".join(decision.reasons))
                 result.acted = True
                 result.backend_note = getattr(self.backend, "last_note", None)
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
-                memory = replace(memory, last_action_at=state.memory.last_action_at)
-        state.memory = memory
-        if "backend" in result.errors:
-            # The write failed, but it may have landed (an answer lost after the commit):
-            # the count is unknown, so the next reading is not taken for a change by hand.
-            state.last_known_desired = None
-        else:
+        if "backend" not in result.errors:
             state.last_known_desired = decision.desired if result.acted else result.fleet.desired
         if decision.desired != decision.current and (result.acted or self.dry_run):
             self._send(

@@ -164,12 +164,19 @@ def test_backend_failure_is_reported_once_and_nothing_is_decided(tmp_path: Path)
     assert any("recovered" in t for t in h.notifier.texts)
 
 
-def test_failed_scale_does_not_start_a_cooldown(tmp_path: Path) -> None:
+def test_a_failed_scale_starts_a_cooldown_but_does_not_block_a_retry_up(
+    tmp_path: Path,
+) -> None:
+    """A failed write may have landed (a lost answer): it counts as an action for the
+    cooldown, which only delays scale-downs; the scale-up is retried at once."""
     h = Harness(tmp_path, rps=10.0)
     h.fleet.fail_scales = 1
+    saved: list[int | None] = []
+    h.ticker.persist = lambda: saved.append(h.state.last_known_desired)
     result = h.tick()
     assert not result.acted and "backend" in result.errors
-    assert h.state.memory.last_action_at is None
+    assert h.state.memory.last_action_at == START
+    assert saved == [None]  # state saved before the write, with the count marked unknown
     assert h.tick().acted
 
 

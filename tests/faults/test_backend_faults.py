@@ -110,7 +110,7 @@ def test_nomad_5xx_on_the_write_is_retried_and_scales_once(
     assert rig.alerts("failing") == 0 and rig.alerts("2 → 13") == 1
 
 
-def test_nomad_5xx_every_attempt_alerts_once_and_starts_no_cooldown(
+def test_nomad_5xx_every_attempt_alerts_once_and_counts_as_an_action_for_cooldown(
     nomad_api: NomadApiDouble, tmp_path: Path
 ) -> None:
     nomad_api.add_job("ocr-workers", {"gpu": 2})
@@ -121,7 +121,9 @@ def test_nomad_5xx_every_attempt_alerts_once_and_starts_no_cooldown(
         result = rig.tick()
         assert not result.acted and "failed after 3 attempts" in result.errors["backend"]
         assert "HTTP 500" in result.errors["backend"]
-        assert rig.state.memory.last_action_at is None  # a write that did not happen
+        # It may have landed (a lost answer): the cooldown starts, which delays only
+        # scale-downs; the scale-up is retried every tick.
+        assert rig.state.memory.last_action_at is not None
     assert applied(nomad_api) == [] and len(sleeps) == 6
     assert_backoff(sleeps[:2])
     assert rig.alerts("backend failing") == 1 and rig.alerts("2 → 13") == 0
