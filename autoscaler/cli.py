@@ -137,11 +137,15 @@ def forecast(
     pool: Annotated[str | None, typer.Option(help="only this pool")] = None,
     hours: Annotated[float, typer.Option(help="how far ahead to forecast")] = 2.0,
     every: Annotated[str, typer.Option(help="table row spacing")] = "15m",
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG: history, forecast band, nodes, schedule floors")
+    ] = None,
 ) -> None:
     """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
     from autoscaler.forecast_view import decision_now, forecast_rows, forecast_table
+    from autoscaler.plots import forecast_plot
     from autoscaler.runtime import build_runtime
-    from autoscaler.tick import forecast_demand
+    from autoscaler.tick import Sizing, forecast_demand, observe_demand, size_fleet
     from predictors import make_predictor
 
     try:
@@ -162,21 +166,27 @@ def forecast(
         horizon = max(timedelta(hours=hours), spec.horizon)
         long_view = spec.model_copy(update={"horizon": horizon})
         predictor = make_predictor(spec.predictor.kind, spec.predictor.params)
-        sizing = forecast_demand(
-            long_view,
-            predictor,
-            runtime.metrics,
-            now,
-            parsed.metrics.max_staleness,
-            ticker.per_node_rps,
+        history = observe_demand(long_view, runtime.metrics, now, parsed.metrics.max_staleness)
+        sizing = (
+            Sizing(missing_reason=history)
+            if isinstance(history, str)
+            else size_fleet(long_view, predictor, history, ticker.per_node_rps)
         )
-        if sizing.forecast is None:
+        if sizing.forecast is None or isinstance(history, str):
             errors.print(f"{spec.name}: no forecast: {sizing.missing_reason}", highlight=False)
             failed = True
             continue
         active = overrides or OverridesFile()
         rows = forecast_rows(spec, sizing, ticker.per_node_rps, active, parse_duration(every))
         console.print(forecast_table(spec, rows, sizing.forecast.model))
+        if plot is not None:
+            target = (
+                plot
+                if len(parsed.pools) == 1 or pool
+                else plot.with_stem(f"{plot.stem}-{spec.name}")
+            )
+            forecast_plot(target, spec, history, sizing.forecast, ticker.per_node_rps, active)
+            console.print(f"plot: {target}", highlight=False)
         now_sizing = forecast_demand(
             spec, predictor, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
         )
@@ -225,13 +235,15 @@ def status(config: ConfigOption) -> None:
     wide.print(status_table(rows))
 
 
-def _register_override_commands() -> None:
+def _register_subcommands() -> None:
+    from autoscaler.cli_backtest import backtest_command
     from autoscaler.cli_override import override_app
 
     app.add_typer(override_app, name="override", help="Set, list or clear manual overrides.")
+    app.command("backtest")(backtest_command)
 
 
-_register_override_commands()
+_register_subcommands()
 
 
 def main() -> None:
