@@ -15,6 +15,8 @@ import pandas as pd
 from autoscaler.clock import Clock
 from autoscaler.metrics import MetricsError
 
+_MINUTE = timedelta(minutes=1)
+
 
 def read_trace(path: Path) -> pd.Series:
     """Requests per second, indexed by UTC minute."""
@@ -31,8 +33,12 @@ class TraceReplaySource:
         self.clock = clock
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
-        """The trace over [start, min(end, now)], averaged to `step`; `query` is ignored."""
-        end = min(end, self.clock.now())
+        """The trace's finished minutes in [start, min(end, now)], averaged to `step`.
+
+        A row stamped 10:00 counts the requests of 10:00-10:01, known only at 10:01: the
+        minute in progress is never shown. `query` is ignored.
+        """
+        end = min(end, self.clock.now()) - _MINUTE
         window = self.trace[(self.trace.index >= start) & (self.trace.index <= end)]
         if window.empty:
             raise MetricsError("empty", query, f"trace has no samples between {start} and {end}")

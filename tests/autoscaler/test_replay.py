@@ -49,38 +49,39 @@ def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:
 
 @pytest.mark.parametrize("asked_end", [30, 31, 60, 500], ids=lambda m: f"end+{m}m")
 def test_demand_never_returns_samples_after_now(trace_file: Path, asked_end: int) -> None:
+    """Minute 30 (30:00-31:00) is still in progress at 30:20: the newest is minute 29."""
     now = T0 + 30 * MINUTE + timedelta(seconds=20)
     source = source_at(trace_file, now)
     series = source.demand(QUERY, T0, T0 + asked_end * MINUTE, MINUTE)
-    assert series.index.max() <= pd.Timestamp(now)
-    assert series.index.max() == pd.Timestamp(T0 + 30 * MINUTE)
-    assert len(series) == 31
+    assert series.index.max() + MINUTE <= pd.Timestamp(now)
+    assert series.index.max() == pd.Timestamp(T0 + 29 * MINUTE)
+    assert len(series) == 30
 
 
 def test_demand_moves_with_the_clock(trace_file: Path) -> None:
     clock = SimulatedClock(T0 + 10 * MINUTE)
     source = TraceReplaySource(read_trace(trace_file), clock)
     far_end = T0 + 3 * 60 * MINUTE
-    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(10.0)
+    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(9.0)
     clock.advance(25 * MINUTE)
-    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(35.0)
+    assert source.demand(QUERY, T0, far_end, MINUTE).iloc[-1] == pytest.approx(34.0)
 
 
 def test_demand_one_minute_step_is_the_trace(trace_file: Path) -> None:
     source = source_at(trace_file, T0 + 60 * MINUTE)
     series = source.demand(QUERY, T0 + 50 * MINUTE, T0 + 60 * MINUTE, MINUTE)
-    assert list(series.to_numpy()) == pytest.approx(list(range(50, 61)))
+    assert list(series.to_numpy()) == pytest.approx(list(range(50, 60)))
 
 
 def test_demand_resamples_to_a_longer_step_ending_at_now(trace_file: Path) -> None:
     now = T0 + 59 * MINUTE
     source = source_at(trace_file, now)
     series = source.demand(QUERY, T0, now, 5 * MINUTE)
-    assert series.index[-1] == pd.Timestamp(now)
+    assert series.index[-1] == pd.Timestamp(now - MINUTE)  # the last finished minute
     assert set(series.index.to_series().diff().dropna()) == {pd.Timedelta(minutes=5)}
-    # Each point is the mean of the five minutes ending at its label: (54, 59] → 55..59.
-    assert series.iloc[-1] == pytest.approx(57.0)
-    assert series.iloc[-2] == pytest.approx(52.0)
+    # Each point is the mean of the five minutes ending at its label: (53, 58] → 54..58.
+    assert series.iloc[-1] == pytest.approx(56.0)
+    assert series.iloc[-2] == pytest.approx(51.0)
     assert series.index.max() <= pd.Timestamp(now)
 
 
