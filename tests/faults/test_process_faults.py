@@ -151,28 +151,48 @@ def test_restart_after_a_kill_decides_exactly_like_an_uninterrupted_daemon(tmp_p
         assert before + after == expected, f"diverged after a kill at tick {kill_after}"
 
 
-def test_kill_between_the_write_and_the_state_save_never_shrinks_early(tmp_path: Path) -> None:
-    """The worst moment: the fleet was scaled, the state not yet saved. The restarted daemon
-    sees a count it did not record; it holds that count for a cooldown (reported as a
-    change outside the autoscaler) rather than shrinking on a partial memory."""
+def test_kill_between_the_write_and_the_end_of_tick_save_changes_nothing(tmp_path: Path):
+    """The worst moment: the fleet was scaled, the end-of-tick save never happened. The
+    state saved just before the write (count marked unknown) is what the restarted daemon
+    finds: it decides exactly like a daemon that was never killed, and does not take its
+    own change for a manual one."""
+    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
+    reference_dir.mkdir()
+    crashed_dir.mkdir()
     clock = SimulatedClock(EVENING)
-    config = write_config(tmp_path)
-    first = Daemon(config, clock=clock, notifier=RecordingNotifier())
-    run(first, clock, 3)
-    first.runtime.state_store.save = lambda states: None  # type: ignore[method-assign]
-    first.tick()  # acts, then "dies" before saving
-    clock.advance(timedelta(minutes=1))
-    fleet = first.runtime.tickers[0].backend
-    count = fleet.read().desired
-    notifier = RecordingNotifier()
-    second = Daemon(config, clock=clock, notifier=notifier)
-    second.runtime.tickers[0].backend = fleet
-    pool = second.runtime.config.pools[0]
-    quiet = max(pool.cooldown, pool.scale_down.stabilization)
-    for desired, _ in run(second, clock, int(quiet / timedelta(minutes=1)) - 1):
-        assert desired >= count
-    saved = json.loads((tmp_path / "state" / "state.json").read_text())
-    assert saved["pools"]["image-gen"]["last_known_desired"] == fleet.read().desired
+    reference = Daemon(write_config(reference_dir), clock=clock, notifier=RecordingNotifier())
+    expected = run(reference, clock, 60)
+    acting = [i for i, ((a, _), (b, _)) in enumerate(itertools.pairwise(expected), 1) if a != b]
+    assert len(acting) >= 3, "the scenario must contain actions to prove anything"
+
+    for kill_at in acting[:3]:
+        clock = SimulatedClock(EVENING)
+        config = write_config(crashed_dir)
+        for leftover in (crashed_dir / "state").glob("*"):
+            leftover.unlink()
+        first = Daemon(config, clock=clock, notifier=RecordingNotifier())
+        before = run(first, clock, kill_at)
+        real_save = first.runtime.state_store.save
+        saves: list[int] = []
+
+        def only_the_first(states: object, saves: list[int] = saves, save=real_save) -> None:
+            if not saves:
+                save(states)  # type: ignore[arg-type]
+            saves.append(1)
+
+        first.runtime.state_store.save = only_the_first  # type: ignore[method-assign]
+        (result,) = first.tick()  # acts, then "dies" before its end-of-tick save
+        assert result.acted and len(saves) == 2
+        assert result.decision is not None
+        before.append((result.decision.desired, result.decision.reasons))
+        clock.advance(timedelta(minutes=1))
+        fleet = first.runtime.tickers[0].backend
+        notifier = RecordingNotifier()
+        second = Daemon(config, clock=clock, notifier=notifier)
+        second.runtime.tickers[0].backend = fleet
+        after = run(second, clock, 60 - kill_at - 1)
+        assert before + after == expected, f"diverged after a kill at tick {kill_at}"
+        assert not [t for t in notifier.texts if "outside the autoscaler" in t]
 
 
 def real_state(tmp_path: Path) -> tuple[Path, Path, str]:
