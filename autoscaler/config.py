@@ -55,23 +55,36 @@ MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator
 # ---- backends --------------------------------------------------------------------
 
 
-class NomadJobBackend(Strict):
-    kind: Literal["nomad_job"]
-    job: str
-    group: str
-    namespace: str = "default"
-    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
-    region: str | None = None
-    token_env: str = "NOMAD_TOKEN"
+class ApiCalls(Strict):
+    """How every fleet API call is made: a timeout, and retries with backoff on 5xx."""
+
     timeout: Duration = timedelta(seconds=10)
     retries: int = Field(default=3, ge=0, le=10)
+
+
+class TlsApiCalls(ApiCalls):
     verify_tls: bool = True
     allow_insecure: bool = Field(
         default=False, description="accept verify_tls: false or plain http to another host"
     )
 
 
-class KubernetesBackend(Strict):
+class NomadAccess(TlsApiCalls):
+    """Where and as whom to reach Nomad (the Nomad CLI's environment fills the gaps)."""
+
+    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
+    region: str | None = None
+    namespace: str = "default"
+    token_env: str = "NOMAD_TOKEN"
+
+
+class NomadJobBackend(NomadAccess):
+    kind: Literal["nomad_job"]
+    job: str
+    group: str
+
+
+class KubernetesBackend(TlsApiCalls):
     """A Deployment or StatefulSet scaled through its scale subresource."""
 
     kind: Literal["kubernetes"]
@@ -85,26 +98,18 @@ class KubernetesBackend(Strict):
     in_cluster: bool | None = Field(
         default=None, description="use the pod's service account; default: when in a pod"
     )
-    timeout: Duration = timedelta(seconds=10)
-    retries: int = Field(default=3, ge=0, le=10)
-    verify_tls: bool = True
-    allow_insecure: bool = Field(
-        default=False, description="accept verify_tls: false or plain http to another host"
-    )
 
 
-class AwsAsgBackend(Strict):
+class AwsAsgBackend(ApiCalls):
     """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain."""
 
     kind: Literal["aws_asg"]
     group: str = Field(description="Auto Scaling group name")
     region: str | None = Field(default=None, description="default: the AWS chain's region")
     endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
-    timeout: Duration = timedelta(seconds=10)
-    retries: int = Field(default=3, ge=0, le=10)
 
 
-class NomadClusterBackend(Strict):
+class NomadClusterBackend(NomadAccess):
     """Nomad client nodes in an AWS Auto Scaling group: scale out by raising the group's
     desired capacity; scale in by draining chosen nodes, then terminating exactly them."""
 
@@ -112,10 +117,6 @@ class NomadClusterBackend(Strict):
     asg: str = Field(description="Auto Scaling group the Nomad clients run in")
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
-    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
-    region: str | None = None
-    namespace: str = "default"
-    token_env: str = "NOMAD_TOKEN"
     node_pool: str | None = None
     node_class: str | None = None
     datacenter: str | None = None
@@ -124,12 +125,6 @@ class NomadClusterBackend(Strict):
         default=False, description="terminate a node still running allocations at the deadline"
     )
     ignore_system_jobs: bool = True
-    timeout: Duration = timedelta(seconds=10)
-    retries: int = Field(default=3, ge=0, le=10)
-    verify_tls: bool = True
-    allow_insecure: bool = Field(
-        default=False, description="accept verify_tls: false or plain http to another host"
-    )
 
 
 class SimulatedBackend(Strict):
