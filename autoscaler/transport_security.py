@@ -33,7 +33,7 @@ def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:
     if isinstance(metrics, PrometheusMetrics) and not metrics.allow_insecure:
         if not metrics.verify_tls:
             found.append("metrics: verify_tls: false")
-        if _plain_http_elsewhere(metrics.url):
+        if plain_http_elsewhere(metrics.url):
             found.append(f"metrics: url {_scheme_host(metrics.url)} is plain http")
     for i, pool in enumerate(config.pools):
         backend = pool.backend
@@ -45,7 +45,7 @@ def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:
                 found.append(f"{where}: verify_tls: false")
         if isinstance(backend, NomadJobBackend | NomadClusterBackend):
             address = backend.address or env.get("NOMAD_ADDR")
-            if address and _plain_http_elsewhere(address):
+            if address and plain_http_elsewhere(address):
                 source = "address" if backend.address else "$NOMAD_ADDR"
                 found.append(f"{where}: {source} {_scheme_host(address)} is plain http")
             skip = env.get("NOMAD_SKIP_VERIFY", "").strip().lower()
@@ -63,7 +63,7 @@ def refusal_text(insecure: list[str]) -> str:
     )
 
 
-def _plain_http_elsewhere(url: str) -> bool:
+def plain_http_elsewhere(url: str) -> bool:
     """Plain http to a host other than this machine: tokens would cross the network in clear."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme.lower() != "http":

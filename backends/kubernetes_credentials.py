@@ -24,6 +24,7 @@ from kubernetes.config import ConfigException, load_kube_config
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from autoscaler.config import KubernetesBackend
+from autoscaler.transport_security import plain_http_elsewhere
 from backends.base import BackendError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -137,6 +138,8 @@ def connect(
     except ConfigException as error:
         where = "in-cluster service account" if source.in_cluster else source.kubeconfig
         raise BackendError(f"cannot load Kubernetes credentials ({where}): {error}") from None
+    if not config.allow_insecure:
+        _refuse_insecure(configuration, identity)
     if not config.verify_tls:
         configuration.verify_ssl = False
     configuration.retries = False  # one loop of retries: ours (backends.retry)
@@ -150,6 +153,21 @@ def connect(
         namespace=choose_namespace(config.namespace, discovered),
         identity=identity,
     )
+
+
+def _refuse_insecure(configuration: Configuration, identity: str) -> None:
+    """A kubeconfig may skip TLS checks or use plain http; like every other insecure
+    setting, that must be accepted in the pool's config (`allow_insecure: true`)."""
+    if not configuration.verify_ssl:
+        raise BackendError(
+            f"{identity}: the kubeconfig sets insecure-skip-tls-verify; refused unless the "
+            "pool's backend says allow_insecure: true"
+        )
+    if plain_http_elsewhere(configuration.host):
+        raise BackendError(
+            f"{identity}: the API server {configuration.host.split('://')[0]}://... is plain "
+            "http to another host; refused unless the pool's backend says allow_insecure: true"
+        )
 
 
 def kubeconfig_contexts(paths: str) -> tuple[dict[str, dict[str, Any]], str | None]:

@@ -441,3 +441,21 @@ def test_namespace_choice() -> None:
     assert choose_namespace(None, "staging") == "staging"
     assert choose_namespace(None, None) == "default"
     assert choose_namespace("", " ") == "default"
+
+
+def test_an_insecure_kubeconfig_is_refused_unless_the_pool_allows_it(
+    kubernetes_api, deployment, tmp_path
+) -> None:
+    """`insecure-skip-tls-verify` in a kubeconfig is an insecure setting like any other."""
+    import yaml
+
+    path = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    document = yaml.safe_load(path.read_text())
+    for cluster in document["clusters"]:
+        cluster["cluster"]["insecure-skip-tls-verify"] = True
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(BackendError, match="insecure-skip-tls-verify"):
+        make_backend(kubernetes_api, tmp_path, kubeconfig=path).read()
+    allowed = make_backend(kubernetes_api, tmp_path, kubeconfig=path, allow_insecure=True)
+    assert allowed.read().desired == 4
+    assert kubernetes_api.requests  # it did reach the API once allowed
