@@ -11,15 +11,38 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from autoscaler.config_backends import (
+    ApiCalls,
+    AwsAsgBackend,
+    BackendConfig,
+    KubernetesBackend,
+    NomadAccess,
+    NomadClusterBackend,
+    NomadJobBackend,
+    SimulatedBackend,
+    Strict,
+    TlsApiCalls,
+)
 from autoscaler.durations import Duration, format_duration
 
+__all__ = [
+    "ApiCalls",
+    "AwsAsgBackend",
+    "BackendConfig",
+    "Config",
+    "KubernetesBackend",
+    "NomadAccess",
+    "NomadClusterBackend",
+    "NomadJobBackend",
+    "Pool",
+    "SimulatedBackend",
+    "Strict",
+    "TlsApiCalls",
+]
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---- metrics sources -------------------------------------------------------------
@@ -50,97 +73,6 @@ class ReplayMetrics(Strict):
 
 
 MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator="kind")]
-
-
-# ---- backends --------------------------------------------------------------------
-
-
-class ApiCalls(Strict):
-    """How every fleet API call is made: a timeout, and retries with backoff on 5xx."""
-
-    timeout: Duration = timedelta(seconds=10)
-    retries: int = Field(default=3, ge=0, le=10)
-
-
-class TlsApiCalls(ApiCalls):
-    verify_tls: bool = True
-    allow_insecure: bool = Field(
-        default=False, description="accept verify_tls: false or plain http to another host"
-    )
-
-
-class NomadAccess(TlsApiCalls):
-    """Where and as whom to reach Nomad (the Nomad CLI's environment fills the gaps)."""
-
-    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
-    region: str | None = None
-    namespace: str = "default"
-    token_env: str = "NOMAD_TOKEN"
-
-
-class NomadJobBackend(NomadAccess):
-    kind: Literal["nomad_job"]
-    job: str
-    group: str
-
-
-class KubernetesBackend(TlsApiCalls):
-    """A Deployment or StatefulSet scaled through its scale subresource."""
-
-    kind: Literal["kubernetes"]
-    workload: Literal["deployment", "statefulset"] = "deployment"
-    name: str
-    namespace: str | None = Field(default=None, description="default: the context's namespace")
-    context: str | None = Field(default=None, description="kubeconfig context; default current")
-    kubeconfig: Path | None = Field(
-        default=None, description="default: $KUBECONFIG, ~/.kube/config"
-    )
-    in_cluster: bool | None = Field(
-        default=None, description="use the pod's service account; default: when in a pod"
-    )
-
-
-class AwsAsgBackend(ApiCalls):
-    """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain."""
-
-    kind: Literal["aws_asg"]
-    group: str = Field(description="Auto Scaling group name")
-    region: str | None = Field(default=None, description="default: the AWS chain's region")
-    endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
-
-
-class NomadClusterBackend(NomadAccess):
-    """Nomad client nodes in an AWS Auto Scaling group: scale out by raising the group's
-    desired capacity; scale in by draining chosen nodes, then terminating exactly them."""
-
-    kind: Literal["nomad_cluster"]
-    asg: str = Field(description="Auto Scaling group the Nomad clients run in")
-    aws_region: str | None = None
-    aws_endpoint_url: str | None = None
-    node_pool: str | None = None
-    node_class: str | None = None
-    datacenter: str | None = None
-    drain_deadline: Duration = timedelta(minutes=10)
-    terminate_busy_after_deadline: bool = Field(
-        default=False, description="terminate a node still running allocations at the deadline"
-    )
-    ignore_system_jobs: bool = True
-
-
-class SimulatedBackend(Strict):
-    kind: Literal["simulated"]
-    initial_nodes: int = Field(default=1, ge=0)
-    boot_delay: Duration = timedelta(minutes=10)
-    boot_failure_rate: float = Field(
-        default=0.0, ge=0, lt=1, description="share of new nodes that never become ready"
-    )
-    seed: int = 0
-
-
-BackendConfig = Annotated[
-    NomadJobBackend | NomadClusterBackend | KubernetesBackend | AwsAsgBackend | SimulatedBackend,
-    Field(discriminator="kind"),
-]
 
 
 # ---- pools -----------------------------------------------------------------------
