@@ -149,7 +149,10 @@ def forecast_plot(
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
-    shown = history.dropna()
+    # The recent past at the forecast's own scale: as much history as the forecast spans
+    # (at least a day), not the whole week the predictor learned from.
+    span = max(times[-1] - history.index[-1], pd.Timedelta(days=1))
+    shown = history[history.index >= history.index[-1] - span].dropna()
     top.plot(shown.index, shown.to_numpy(), lw=0.8, color="#1f77b4", label="demand (req/s)")
     top.plot(times, forecast.point, lw=1.2, color="#ff7f0e", label=f"forecast ({forecast.model})")
     top.fill_between(
