@@ -24,21 +24,21 @@ leader lock) in kubernetes_leases.py.
 
 from __future__ import annotations
 
-import json
 import ssl
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 import yaml
 
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler
 from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
     KINDS,
@@ -321,11 +321,7 @@ def _json_patch_as_merge(operations: Any) -> Any:
     return merged
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms ACK stall
-    server: ThreadingHTTPServer
-
+class _Handler(JsonApiHandler):
     def setup(self) -> None:
         double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
         self.handshake_failed = False
@@ -344,35 +340,11 @@ class _Handler(BaseHTTPRequestHandler):
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, request: IncomingRequest) -> None:
         double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
-        split = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
+        method, path, headers, body = request.method, request.path, request.headers, request.body
         with double.lock:
-            double.requests.append(
-                RecordedRequest(method, split.path, dict(parse_qsl(split.query)), headers, body)
-            )
+            double.requests.append(RecordedRequest(method, path, request.query, headers, body))
 
         fault = double.next_fault(method)
         if fault is not None and fault.kind == "drop":
@@ -388,9 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(401, status_object(401, "Unauthorized"))
             return
         if fault is not None and fault.kind == "status":
-            self._reply(fault.status, self._fault_body(fault.status, split.path))
+            self._reply(fault.status, self._fault_body(fault.status, path))
             return
-        self._reply(*double.route(method, split.path, headers, body, user))
+        self._reply(*double.route(method, path, headers, body, user))
 
     @staticmethod
     def _fault_body(status: int, path: str) -> dict[str, Any]:
@@ -413,16 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status_object(status, "Internal error occurred: injected fault")
 
     def _reply(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Audit-Id", str(uuid.uuid4()))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            self.close_connection = True  # the client gave up (timeout); nothing to tell
+        self.send_payload(status, payload, {"Audit-Id": str(uuid.uuid4())})
 
 
 @pytest.fixture

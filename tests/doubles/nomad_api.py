@@ -24,17 +24,17 @@ containing a given text (e.g. "/drain").
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler
 from tests.doubles.nomad_nodes import FakeNode, NomadNodes
 from tests.doubles.nomad_variables import NomadVariables
 
@@ -344,38 +344,20 @@ class NomadApiDouble:
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms ACK stall
-    server: ThreadingHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def _serve(self, method: str) -> None:
+class _Handler(JsonApiHandler):
+    def serve(self, request: IncomingRequest) -> None:
         double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
-        split = urlsplit(self.path)
-        query = dict(parse_qsl(split.query, keep_blank_values=True))  # ?lock-acquire
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
+        method, path, query, headers, body = (
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+        )
         with double.lock:
-            double.requests.append(RecordedRequest(method, split.path, query, headers, body))
+            double.requests.append(RecordedRequest(method, path, query, headers, body))
 
-        fault = double.next_fault(method, split.path)
+        fault = double.next_fault(method, path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
@@ -389,28 +371,20 @@ class _Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self._reply(403, refused)
             return
-        parts = [unquote(p) for p in split.path.strip("/").split("/")]
+        parts = [unquote(p) for p in path.strip("/").split("/")]
         status, payload = double.route(method, parts, query, body)
         self._reply(status, payload)
 
     def _reply(self, status: int, payload: Any) -> None:
-        if isinstance(payload, str):
-            data, content_type = payload.encode(), "text/plain; charset=utf-8"
-        else:
-            data, content_type = json.dumps(payload).encode(), "application/json"
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            if status == 200:
-                double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
-                self.send_header("X-Nomad-Index", str(double.index))
-                self.send_header("X-Nomad-KnownLeader", "true")
-                self.send_header("X-Nomad-LastContact", "0")
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout); nothing to tell
+        headers = {}
+        if status == 200:
+            double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
+            headers = {
+                "X-Nomad-Index": str(double.index),
+                "X-Nomad-KnownLeader": "true",
+                "X-Nomad-LastContact": "0",
+            }
+        self.send_payload(status, payload, headers)
 
 
 @pytest.fixture
