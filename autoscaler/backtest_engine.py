@@ -223,6 +223,7 @@ def replay_pool(
                 current=state.desired,
                 forecast_nodes=sizing.nodes,
                 demand_nodes=sizing.demand_nodes,
+                arrival_nodes=sizing.arrival_nodes,
                 missing_reason=sizing.missing_reason,
                 schedule=bounds_at(pool.schedules, now),
             )

@@ -79,6 +79,7 @@ def decision_now(
         current=fleet.desired,
         forecast_nodes=sizing.nodes,
         demand_nodes=sizing.demand_nodes,
+        arrival_nodes=sizing.arrival_nodes,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now),

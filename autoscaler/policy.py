@@ -40,6 +40,11 @@ class Observation:
     override: Override | None = None
     demand_nodes: int | None = None
     """Nodes the demand seen now needs: if above the forecast's, scale for it now."""
+    arrival_nodes: int | None = None
+    """Nodes the forecast needs from when nodes ordered now would be ready. When given, a
+    scale-up goes only this far (more would arrive after the peak it was for), and
+    `forecast_nodes` (the whole horizon) is kept as a floor for scaling down: nodes removed
+    now could not be back in time. None: size for `forecast_nodes` both ways."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +148,32 @@ def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:
             f"{obs.forecast_nodes}: reactive floor"
         )
         return obs.demand_nodes, True
-    reasons.append(f"forecast needs {obs.forecast_nodes} nodes")
-    return obs.forecast_nodes, True
+    if obs.arrival_nodes is None or obs.arrival_nodes >= obs.forecast_nodes:
+        reasons.append(f"forecast needs {obs.forecast_nodes} nodes")
+        return obs.forecast_nodes, True
+    return _arrival_target(obs, obs.arrival_nodes, obs.forecast_nodes, reasons), True
+
+
+def _arrival_target(obs: Observation, arrival: int, horizon: int, reasons: list[str]) -> int:
+    """Scale up to what new nodes arrive for; scale down no lower than the horizon's peak."""
+    demand = obs.demand_nodes if obs.demand_nodes is not None else 0
+    if demand > arrival:
+        reasons.append(
+            f"demand now needs {demand} nodes, more than the forecast's {arrival} "
+            "once new nodes are ready: reactive floor"
+        )
+    else:
+        reasons.append(f"forecast needs {arrival} nodes once new nodes are ready")
+    wanted = max(demand, arrival)
+    if wanted >= obs.current:
+        return wanted
+    kept = min(obs.current, horizon)
+    if kept > wanted:
+        reasons.append(
+            f"keep {kept}: the forecast peaks at {horizon} nodes before removed nodes "
+            "could be back (scale-down floor)"
+        )
+    return max(kept, wanted)
 
 
 def apply_bounds(target: int, obs: Observation, limits: Limits, reasons: list[str]) -> int:
@@ -246,6 +275,7 @@ def _limited_scale_down(
 _RULE_PHRASES: tuple[tuple[str, str], ...] = (
     ("outside the autoscaler", "manual_change"),
     ("reactive floor", "reactive_floor"),
+    ("scale-down floor", "forecast_floor"),
     ("demand data", "missing_data"),
     ("forecast needs", "forecast"),
     ("schedule ceiling", "schedule_ceiling"),

@@ -43,6 +43,8 @@ class StateStore:
 
     def load(self, *, set_aside_corrupt: bool = True) -> dict[str, PoolState]:
         """The saved memory; `set_aside_corrupt=False` for read-only callers (`forecast`)."""
+        if set_aside_corrupt:
+            self._remove_interrupted_saves()
         if not self.path.exists():
             return {}
         try:
@@ -68,6 +70,13 @@ class StateStore:
             )
             self.path.replace(aside)
             return {}
+
+    def _remove_interrupted_saves(self) -> None:
+        """A save killed before its rename leaves its temporary file (the state file itself
+        is whole: the old or the new one); the next start clears them away."""
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            log.info("removing %s, left by an interrupted save", leftover.name)
+            leftover.unlink(missing_ok=True)
 
     def save(self, pools: dict[str, PoolState]) -> None:
         data = {"version": STATE_VERSION, "pools": {n: _pool_to_json(s) for n, s in pools.items()}}

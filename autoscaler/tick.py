@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autoscaler.config import Pool
@@ -46,6 +47,9 @@ class Sizing:
     missing_reason: str | None = None
     demand_nodes: int | None = None
     """Nodes the demand seen now needs: a reactive floor under the forecast."""
+    arrival_nodes: int | None = None
+    """Nodes the forecast needs from when nodes ordered now would be ready (boot_time on):
+    what a scale-up buys. `nodes` (the whole horizon) is the floor for scaling down."""
 
 
 @dataclass
@@ -86,6 +90,10 @@ def observe_demand(
 def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rps: float) -> Sizing:
     """Forecast and size (pure): the nodes for the forecast's upper peak, and for demand now.
 
+    Two counts from one forecast: `nodes` for the upper peak over the whole horizon (nodes
+    removed now cannot be back before boot_time, so the fleet keeps those), and
+    `arrival_nodes` for the upper peak from boot_time on (nodes ordered now serve only
+    from then, so a scale-up for an earlier peak would arrive after it, and cost only).
     The daemon, `forecast` and the backtest all size through here.
     """
     demand_now = float(history.iloc[-1])
@@ -97,12 +105,25 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     if not math.isfinite(peak):
         return Sizing(demand_now, forecast, None, "forecast is not a finite number")
     utilization = pool.target_utilization
+    arrival_peak = _arrival_peak(forecast, pool.boot_time)
     return Sizing(
         demand_now,
         forecast,
         nodes_for(peak, per_node_rps, utilization),
         demand_nodes=nodes_for(demand_now, per_node_rps, utilization),
+        arrival_nodes=nodes_for(arrival_peak, per_node_rps, utilization),
     )
+
+
+def _arrival_peak(forecast: Forecast, boot_time: timedelta) -> float:
+    """The upper peak over the forecast steps at least boot_time after its first step (the
+    next sample, about now); the last step when the horizon ends sooner."""
+    upper = np.asarray(forecast.upper, dtype=float)
+    if len(forecast.times) != len(upper) or not len(upper):
+        return float(np.max(upper)) if len(upper) else float("nan")
+    ready_from = forecast.times[0] + pd.Timedelta(boot_time)
+    arriving = upper[np.asarray(forecast.times >= ready_from)]
+    return float(np.max(arriving)) if len(arriving) else float(upper[-1])
 
 
 def forecast_demand(
@@ -176,6 +197,7 @@ class PoolTicker:
             current=result.fleet.desired,
             forecast_nodes=result.sizing.nodes,
             demand_nodes=result.sizing.demand_nodes,
+            arrival_nodes=result.sizing.arrival_nodes,
             missing_reason=result.sizing.missing_reason,
             schedule=bounds_at(self.pool.schedules, now),
             override=active_override(overrides, self.pool.name, now),

@@ -647,6 +647,7 @@ def test_every_reason_maps_to_a_named_rule() -> None:
         Observation(at=T0, current=4, forecast_nodes=30, override=bounds),
         Observation(at=T0, current=25, forecast_nodes=30),
         Observation(at=T0, current=4, forecast_nodes=0),
+        Observation(at=T0, current=12, forecast_nodes=10, arrival_nodes=6),
     ]
     seen = set()
     for obs in scenarios:
@@ -676,4 +677,25 @@ def test_every_reason_maps_to_a_named_rule() -> None:
         "manual_change",
         "scale_up",
         "scale_down",
+        "forecast_floor",
     } <= seen
+
+
+def test_scale_up_only_for_what_arrives_in_time_and_keep_the_horizon_peak() -> None:
+    """Nodes ordered now serve from boot_time on: a scale-up goes to the forecast there,
+    while a scale-down keeps the horizon's peak (removed nodes could not be back in time)."""
+    up = Observation(at=T0, current=4, forecast_nodes=10, arrival_nodes=6)
+    decision, _ = decide(up, limits(), Memory())
+    assert decision.desired == 6
+    assert any("once new nodes are ready" in r for r in decision.reasons)
+    down = Observation(at=T0, current=12, forecast_nodes=10, arrival_nodes=6)
+    decision, _ = decide(down, limits(), Memory())
+    assert decision.target == 10
+    assert any("scale-down floor" in r for r in decision.reasons)
+    between = Observation(at=T0, current=8, forecast_nodes=10, arrival_nodes=6)
+    decision, _ = decide(between, limits(), Memory())
+    assert decision.desired == 8 and decision.target == 8
+    burst = Observation(at=T0, current=4, forecast_nodes=10, arrival_nodes=6, demand_nodes=9)
+    decision, _ = decide(burst, limits(), Memory())
+    assert decision.desired == 9
+    assert any("reactive floor" in r for r in decision.reasons)

@@ -128,3 +128,14 @@ def test_second_corruption_replaces_the_older_corrupt_copy(store: StateStore) ->
         store.path.write_text(text)
         assert store.load() == {}
     assert store.path.with_name("state.json.corrupt").read_text() == "{second"
+
+
+def test_a_save_interrupted_by_a_kill_leaves_nothing_after_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    StateStore(path).save({"ocr": PoolState()})
+    leftover = tmp_path / ".state.json.k3j2h1.tmp"  # what kill -9 mid-save leaves
+    leftover.write_text('{"version": 1, "po')
+    assert "ocr" in StateStore(path).load(set_aside_corrupt=False)
+    assert leftover.exists()  # read-only callers (forecast, status) touch nothing
+    assert "ocr" in StateStore(path).load()
+    assert not leftover.exists()

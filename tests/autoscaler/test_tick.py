@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,8 +21,9 @@ from autoscaler.metrics import MetricsError
 from autoscaler.notify import RecordingNotifier
 from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker
+from autoscaler.tick import PoolTicker, size_fleet
 from backends.simulated import SimulatedFleet
+from predictors import Forecast
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -259,3 +261,33 @@ def test_what_the_fleet_made_of_a_request_is_reported(tmp_path: Path) -> None:
     (record,) = read_decisions(h.log_path)
     assert "clamped to 6" in record["backend_note"]
     assert "clamped to 6" in h.notifier.messages[0].text
+
+
+class FixedForecast:
+    """A predictor whose upper band is given per step: a peak early, lower from boot on."""
+
+    name = "fixed"
+
+    def __init__(self, upper: list[float]) -> None:
+        self.upper = upper
+
+    def fit(self, history: pd.Series) -> FixedForecast:
+        self.end = history.index[-1]
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        times = pd.date_range(self.end + timedelta(minutes=1), periods=len(self.upper), freq="1min")
+        upper = np.asarray(self.upper, dtype=float)
+        return Forecast(times, upper, upper, self.name)
+
+
+def test_size_fleet_buys_for_the_forecast_from_boot_time_and_keeps_the_horizon_peak() -> None:
+    """Nodes ordered now serve from boot_time (10 min) on: an early peak sets only the floor
+    for scaling down (`nodes`), not what a scale-up buys (`arrival_nodes`)."""
+    pool = make_pool(boot_time="10m", horizon="15m")
+    history = pd.Series(5.0, index=pd.date_range(START - timedelta(minutes=59), START, freq="1min"))
+    upper = [5.0, 16.0, 12.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 6.0, 7.2, 6.0, 6.0, 6.0]
+    sizing = size_fleet(pool, FixedForecast(upper), history, 1.0)
+    assert sizing.nodes == 20  # 16 / 0.8
+    assert sizing.arrival_nodes == 9  # 7.2 / 0.8: steps 10 minutes after the first on
+    assert sizing.demand_nodes == 7  # 5 / 0.8, rounded up
