@@ -40,9 +40,7 @@ def make_ticker(
         env={"NOMAD_TOKEN": DOUBLE_ACL_TOKEN},
         sleep=lambda _: None,
     )
-    notifier = SlackNotifier(
-        "#gpu-autoscaler", DEFAULT_TOKEN, base_url=slack.base_url, timeout=2.0
-    )
+    notifier = SlackNotifier("#gpu-autoscaler", DEFAULT_TOKEN, base_url=slack.base_url, timeout=2.0)
     ticker = PoolTicker(
         make_pool(),
         backend,
