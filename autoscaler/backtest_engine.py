@@ -27,9 +27,8 @@ from autoscaler.config import (
     SimulatedBackend,
 )
 from autoscaler.metrics import MetricsError, check_demand
-from autoscaler.policy import Memory, Observation, decide
-from autoscaler.schedules import bounds_at
-from autoscaler.tick import Sizing, limits_of, size_fleet
+from autoscaler.policy import Memory, decide
+from autoscaler.tick import Sizing, limits_of, observe, size_fleet
 from backends.simulated import SimulatedFleet
 from predictors import PREDICTORS, Forecast, Predictor
 
@@ -218,15 +217,7 @@ def replay_pool(
             )
             sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
             state = fleet.read()
-            observation = Observation(
-                at=now,
-                current=state.desired,
-                forecast_nodes=sizing.nodes,
-                demand_nodes=sizing.demand_nodes,
-                arrival_nodes=sizing.arrival_nodes,
-                missing_reason=sizing.missing_reason,
-                schedule=bounds_at(pool.schedules, now),
-            )
+            observation = observe(pool, sizing, now, state.desired, None)
             decision, memory = decide(observation, limits, memory)
             if decision.desired != decision.current:
                 fleet.scale(decision.desired, "; ".join(decision.reasons))

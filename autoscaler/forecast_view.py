@@ -16,7 +16,7 @@ from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Decision, Observation, apply_bounds, decide, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState
-from autoscaler.tick import Sizing, limits_of
+from autoscaler.tick import Sizing, limits_of, observe
 from backends.base import FleetState
 
 
@@ -74,16 +74,7 @@ def decision_now(
     overrides: OverridesFile,
 ) -> Decision:
     """What the daemon would decide this instant, from its saved memory (not changed)."""
-    obs = Observation(
-        at=now,
-        current=fleet.desired,
-        forecast_nodes=sizing.nodes,
-        demand_nodes=sizing.demand_nodes,
-        arrival_nodes=sizing.arrival_nodes,
-        missing_reason=sizing.missing_reason,
-        schedule=bounds_at(pool.schedules, now),
-        override=active_override(overrides, pool.name, now),
-    )
+    obs = observe(pool, sizing, now, fleet.desired, overrides)
     decision, _ = decide(obs, limits_of(pool), state.memory)
     return decision
 

@@ -76,6 +76,23 @@ def limits_of(pool: Pool) -> Limits:
     )
 
 
+def observe(
+    pool: Pool, sizing: Sizing, now: datetime, current: int, overrides: OverridesFile | None
+) -> Observation:
+    """What decide() looks at, from one sizing: the daemon, `forecast` and the backtest
+    all build it here, so none of them forgets a field."""
+    return Observation(
+        at=now,
+        current=current,
+        forecast_nodes=sizing.nodes,
+        demand_nodes=sizing.demand_nodes,
+        arrival_nodes=sizing.arrival_nodes,
+        missing_reason=sizing.missing_reason,
+        schedule=bounds_at(pool.schedules, now),
+        override=active_override(overrides, pool.name, now) if overrides else None,
+    )
+
+
 def observe_demand(
     pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: timedelta
 ) -> pd.Series | str:
@@ -192,16 +209,7 @@ class PoolTicker:
     ) -> None:
         assert result.fleet is not None
         self._notice_manual_change(now, state, result.fleet)
-        observation = Observation(
-            at=now,
-            current=result.fleet.desired,
-            forecast_nodes=result.sizing.nodes,
-            demand_nodes=result.sizing.demand_nodes,
-            arrival_nodes=result.sizing.arrival_nodes,
-            missing_reason=result.sizing.missing_reason,
-            schedule=bounds_at(self.pool.schedules, now),
-            override=active_override(overrides, self.pool.name, now),
-        )
+        observation = observe(self.pool, result.sizing, now, result.fleet.desired, overrides)
         decision, memory = decide(observation, limits_of(self.pool), state.memory)
         result.decision = decision
         state.memory = memory

@@ -39,6 +39,7 @@ import pytest
 import yaml
 
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler
+from tests.doubles.http_base import IncomingRequest as RecordedRequest
 from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
     KINDS,
@@ -58,15 +59,6 @@ PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/json-patch+json",
 )
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass

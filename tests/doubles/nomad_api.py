@@ -35,19 +35,11 @@ from urllib.parse import unquote
 import pytest
 
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler
+from tests.doubles.http_base import IncomingRequest as RecordedRequest
 from tests.doubles.nomad_nodes import FakeNode, NomadNodes
 from tests.doubles.nomad_variables import NomadVariables
 
 DOUBLE_ACL_TOKEN = "9c4d1a77-double-acl-secret-5e0f"
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
