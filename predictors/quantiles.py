@@ -2,21 +2,24 @@
 
 At a refit the forecaster replays itself over its recent history: at origins
 every few minutes it computes the level features it would have seen (weighted
-means of the residual from the clock shape over the preceding hours), predicts
-each lead, and compares with what came. From those replayed forecasts it learns,
-per lead, how much of the recent level persists (a two-term regression) and the
-error quantile that meets the service target. The quantile is request-weighted
-(a minute with more requests counts more, since the target is a share of late
-requests) and taken on errors divided by a scale that grows with the forecast,
-(point + c)**p with p fitted from the errors themselves (about 0.5 for Poisson
-noise, about 1 for multiplicative noise), so the band widens at the peaks.
+means of the residual from the clock shape over the preceding hours, and the
+smoothed residual at the target's time a day and a week before), predicts each
+lead, and compares with what came. From those replayed forecasts it learns, per
+lead, how much of each feature persists (a small least-squares regression; a
+feature that predicts nothing gets a weight near 0) and the error quantile that
+meets the service target. The quantile is request-weighted (a minute with more
+requests counts more, since the target is a share of late requests) and taken on
+errors divided by a scale that grows with the forecast, (point + c)**p. Every p in
+SCALE_POWERS meets the target on the replay; the one kept buys the least capacity
+there (about 1 when errors are multiplicative, lower when they are Poisson-like).
 Recent errors weigh more (a half-life of days), so the band widens soon after the
 traffic turns more volatile. The caller judges the shape out of sample (each day's
 shape fitted without that day), or the replayed errors would look too small.
 
 A level far outside what the replay saw (|recent mean residual| > SHIFT_Z robust
 standard deviations) is a level shift: the forecast then takes the fast level
-whole, so it follows a new level within the hour instead of trusting the shape.
+whole, so it follows a new level within the hour instead of trusting the shape
+(the seasonal lags still add what recurs at the target's time).
 """
 
 from __future__ import annotations
@@ -28,32 +31,85 @@ import numpy as np
 from scipy.signal import lfilter
 
 SHIFT_Z = 4.0
+SCALE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Scale laws the band may take (error size growing as forecast**power)."""
 MIN_ORIGINS = 200
 """Fewer replayed forecasts than this: the band falls back to the residual spread."""
 
 
+LEVEL_HALF_LIVES_S = (180.0, 600.0, 3600.0)
+"""The level features: residual means decaying with these half-lives (the newest samples,
+the last minutes, the last hours). The replay learns per lead how much each one persists."""
+WHOLE_LEVEL = 1
+"""The level feature a level shift follows whole (the 10-minute one)."""
+SEASON_LAGS_S = (86_400.0, 7 * 86_400.0)
+"""Seasonal lags: the residual at the target's time a day and a week before (the bursts of
+a nightly batch job that the smooth clock shape cannot draw)."""
+SEASON_MIN_SEEN = 0.5
+"""Share of the replayed forecasts that must know a lag for it to be learned."""
+SEASON_SMOOTH_S = 900.0
+"""Width of the centred mean that smooths a lagged residual (one minute of it is noise)."""
+
+
 @dataclass(frozen=True)
 class LevelKernels:
-    """Three weighted means of the residuals over the `window` steps up to an origin:
-    fast and slow exponential decay (half-lives of 10 and 60 minutes), and a plain
-    mean of the last 30 minutes (`recent` steps)."""
+    """Weighted means of the residuals over the `window` steps up to an origin: one per
+    exponential decay, then a plain mean of the last 30 minutes (`recent` steps), which
+    spots level shifts. Also the seasonal lags and their smoothing, in steps."""
 
-    decays: tuple[float, float]  # per-step decay of the fast and slow means
+    decays: tuple[float, ...]  # per-step decay of each exponential mean
     window: int
     recent: int
-    weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, 3), oldest first
+    season_lags: tuple[int, ...] = ()
+    season_smooth: int = 1
+    weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, k), oldest first
 
     def __post_init__(self) -> None:
         age = np.arange(self.window)[::-1]
-        fast, slow = (decay**age for decay in self.decays)
-        weights = np.column_stack([fast, slow, (age < self.recent).astype(float)])
-        object.__setattr__(self, "weights", weights)
+        columns = [decay**age for decay in self.decays] + [(age < self.recent).astype(float)]
+        object.__setattr__(self, "weights", np.column_stack(columns))
+
+    @property
+    def regressors(self) -> int:
+        return len(self.decays) + len(self.season_lags)
 
 
 def level_kernels(step_s: float) -> LevelKernels:
     window = max(4, round(4 * 3600 / step_s))
-    decays = (0.5 ** (step_s / 600.0), 0.5 ** (step_s / 3600.0))
-    return LevelKernels(decays, window, max(1, round(1800 / step_s)))
+    decays = tuple(0.5 ** (step_s / half_life) for half_life in LEVEL_HALF_LIVES_S)
+    lags = tuple(round(lag / step_s) for lag in SEASON_LAGS_S)
+    smooth = max(1, round(SEASON_SMOOTH_S / step_s))
+    return LevelKernels(decays, window, max(1, round(1800 / step_s)), lags, smooth)
+
+
+def centred_means(residual: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the finite residuals in a centred window of `width` steps (NaN if none)."""
+    finite = np.isfinite(residual)
+    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, residual, 0.0))))
+    counts = np.concatenate(([0], np.cumsum(finite)))
+    index = np.arange(len(residual))
+    low = np.clip(index - width // 2, 0, len(residual))
+    high = np.clip(index + width - width // 2, 0, len(residual))
+    total, count = sums[high] - sums[low], counts[high] - counts[low]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def season_features(
+    smoothed: np.ndarray, target_at: np.ndarray, origin_at: np.ndarray, kernels: LevelKernels
+) -> np.ndarray:
+    """(..., lags): the smoothed residual one season before each target (indices into
+    `smoothed`); 0 (no news) where unknown or where its window reaches past the origin."""
+    columns = []
+    reach = kernels.season_smooth - kernels.season_smooth // 2
+    for lag in kernels.season_lags:
+        at = target_at - lag
+        known = (at >= 0) & (at + reach <= origin_at + 1) & (at < len(smoothed))
+        value = smoothed[np.clip(at, 0, max(len(smoothed) - 1, 0))] if len(smoothed) else at * 0.0
+        columns.append(np.where(known & np.isfinite(value), value, 0.0))
+    if not columns:
+        return np.zeros((*np.shape(target_at), 0))
+    return np.stack(columns, axis=-1)
 
 
 def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
@@ -94,7 +150,7 @@ def _ratio(weighted: np.ndarray, mass: np.ndarray) -> np.ndarray:
 class LeadModel:
     """What the replay learned, for leads 1..len(betas)."""
 
-    betas: np.ndarray  # (leads, 2): weight of the fast and slow level at each lead
+    betas: np.ndarray  # (leads, regressors): weight of each level and season feature per lead
     shift_sd: float  # robust spread of the recent-mean feature; beyond SHIFT_Z of it: a shift
     band: np.ndarray  # (leads,): error quantile in units of scale
     scale_offset: float
@@ -107,11 +163,25 @@ class LeadModel:
         return len(self.betas)
 
 
-def offsets(features: np.ndarray, model: LeadModel, leads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Level correction per (origin, lead) and whether each origin is in a level shift."""
-    shifted = np.abs(features[:, 2]) > SHIFT_Z * model.shift_sd
-    regular = features[:, :2] @ model.betas[:leads].T
-    whole = np.repeat(features[:, :1], leads, axis=1)
+def regressors(level: np.ndarray, season: np.ndarray) -> np.ndarray:
+    """(origins, leads, k): the level features (the same at every lead), then the season ones."""
+    origins, leads = season.shape[:2]
+    decaying = np.broadcast_to(level[:, None, :-1], (origins, leads, level.shape[1] - 1))
+    return np.concatenate((decaying, season), axis=2)
+
+
+def offsets(
+    level: np.ndarray, season: np.ndarray, model: LeadModel
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level correction per (origin, lead) and whether each origin is in a level shift.
+
+    `level`: (origins, decays + 1) from level_features; `season`: (origins, leads, lags)."""
+    leads = season.shape[1]
+    shifted = np.abs(level[:, -1]) > SHIFT_Z * model.shift_sd
+    betas = model.betas[:leads]
+    regular = np.einsum("olk,lk->ol", regressors(level, season), betas)
+    recurring = np.einsum("olk,lk->ol", season, betas[:, betas.shape[1] - season.shape[2] :])
+    whole = level[:, WHOLE_LEVEL : WHOLE_LEVEL + 1] + recurring
     return np.where(shifted[:, None], whole, regular), shifted
 
 
@@ -138,35 +208,42 @@ def learn_leads(
     mean_level = float(np.nanmean(actual)) if np.isfinite(actual).any() else 0.0
     scale_offset = 0.1 * mean_level + 1e-9
     if len(origin) < MIN_ORIGINS:
-        return _spread_model(residual, leads, service_target, scale_offset, len(origin))
+        return _spread_model(residual, leads, kernels, service_target, scale_offset, len(origin))
     reach = origin[0] - kernels.window + 1  # the first sample any origin's window sees
     features = level_features_everywhere(residual[reach : origin[-1] + 1], kernels)[origin - reach]
     target_at = origin[:, None] + np.arange(1, leads + 1)
+    smoothed = centred_means(residual, kernels.season_smooth)
+    season = season_features(smoothed, target_at, origin[:, None], kernels)
+    # A lag the replay rarely saw (history shorter than lag + replay span) would get a
+    # weight from a handful of origins: it is left out until it has been seen.
+    season[:, :, np.mean(season != 0.0, axis=(0, 1)) < SEASON_MIN_SEEN] = 0.0
     target = residual[target_at]
-    betas = _lead_betas(features[:, :2], target)
-    recent = features[:, 2]
+    betas = _lead_betas(regressors(features, season), target)
+    recent = features[:, -1]
     shift_sd = 1.4826 * float(np.median(np.abs(recent - np.median(recent))))
     shift_sd = max(shift_sd, 0.01 * mean_level, 1e-9)
     draft = LeadModel(betas, shift_sd, np.zeros(leads), scale_offset, 0.5, len(origin), "")
-    level, _ = offsets(features, draft, leads)
+    level, _ = offsets(features, season, draft)
     point = np.maximum(seasonal[target_at] + level, 0.0)
     seen = actual[target_at]
     error = seen - point
-    power = _scale_power(point, error, scale_offset)
-    scaled = error / (point + scale_offset) ** power
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
-    requests = np.where(np.isfinite(seen), seen, 0.0) * recency[:, None]
-    band = _weighted_quantiles(scaled, requests, 1 - service_target)
-    band = np.maximum.accumulate(np.maximum(band, 0.0))
+    power, band = _cheapest_band(point, error, seen, recency, scale_offset, service_target)
     note = (
         f"band: {1 - service_target:.3g} request-weighted quantile of {len(origin)} "
-        f"replayed forecasts per lead (errors scaled by forecast^{power:.2f})"
+        f"replayed forecasts per lead (errors scaled by forecast^{power:.2f}, the cheapest "
+        "scale law that meets the target on them)"
     )
     return LeadModel(betas, shift_sd, band, scale_offset, power, len(origin), note)
 
 
 def _spread_model(
-    residual: np.ndarray, leads: int, service_target: float, scale_offset: float, origins: int
+    residual: np.ndarray,
+    leads: int,
+    kernels: LevelKernels,
+    service_target: float,
+    scale_offset: float,
+    origins: int,
 ) -> LeadModel:
     finite = residual[np.isfinite(residual)]
     spread = float(np.std(finite)) if len(finite) > 2 else 0.0
@@ -175,39 +252,50 @@ def _spread_model(
         f"band: normal {1 - service_target:.3g} quantile of the residual spread "
         f"(only {origins} past forecasts to learn errors from; need {MIN_ORIGINS})"
     )
-    betas = np.tile([1.0, 0.0], (leads, 1))
+    betas = np.zeros((leads, kernels.regressors))
+    betas[:, WHOLE_LEVEL] = 1.0
     return LeadModel(betas, np.inf, np.full(leads, z * spread), scale_offset, 0.0, origins, note)
 
 
 def _lead_betas(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per lead, least squares of the residual to come on the two level features."""
+    """Per lead, least squares of the residual to come on its features (origins, leads, k)."""
     seen = np.isfinite(target).astype(float)  # (origins, leads)
     target = np.where(seen > 0, target, 0.0)
-    gram = np.einsum("ol,oi,oj->lij", seen, features, features)
-    rhs = np.einsum("ol,oi->li", seen * target, features)
+    gram = np.einsum("ol,oli,olj->lij", seen, features, features)
+    rhs = np.einsum("ol,oli->li", seen * target, features)
     ridge = 1e-6 * (np.trace(gram, axis1=1, axis2=2) + 1e-12)
-    gram += ridge[:, None, None] * np.eye(2)
+    gram += ridge[:, None, None] * np.eye(features.shape[2])
     betas = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
     betas[seen.sum(axis=0) < 8] = 0.0
     return np.clip(betas, -0.5, 1.5)
 
 
-def _scale_power(point: np.ndarray, error: np.ndarray, offset: float) -> float:
-    """How error size grows with the forecast: slope of log mean |error| on log(point + c),
-    over five bins of the forecast."""
-    seen = np.isfinite(error)
-    x, y = np.log(point[seen] + offset), np.abs(error[seen])
-    if len(x) < 50 or np.ptp(x) < 1e-6:
-        return 0.5
-    bins = np.searchsorted(np.quantile(x, [0.2, 0.4, 0.6, 0.8]), x)
-    counts = np.bincount(bins, minlength=5)
-    full = counts >= 10
-    centers = np.bincount(bins, weights=x, minlength=5)[full] / counts[full]
-    sizes = np.bincount(bins, weights=y, minlength=5)[full] / counts[full]
-    if len(centers) < 2 or np.ptp(centers) < 1e-6:
-        return 0.5
-    slope = float(np.polyfit(centers, np.log(np.maximum(sizes, 1e-12)), 1)[0])
-    return float(np.clip(slope, 0.0, 1.0))
+def _cheapest_band(
+    point: np.ndarray,
+    error: np.ndarray,
+    seen: np.ndarray,
+    recency: np.ndarray,
+    offset: float,
+    service_target: float,
+) -> tuple[float, np.ndarray]:
+    """The scale law and per-lead band that meet the target on the replay at least capacity.
+
+    Every power in SCALE_POWERS meets the target by construction (a request-weighted
+    quantile per lead); they differ in where the headroom goes: 0 spreads it evenly, 1
+    puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
+    for the same late share, which is what the fleet pays for."""
+    requests = np.where(np.isfinite(seen), seen, 0.0) * recency[:, None]
+    weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
+    best: tuple[float, float, np.ndarray] | None = None
+    for power in SCALE_POWERS:
+        scale = (point + offset) ** power
+        band = _weighted_quantiles(error / scale, requests, 1 - service_target)
+        band = np.maximum.accumulate(np.maximum(band, 0.0))
+        cost = float(np.sum(weight * band * scale))
+        if best is None or cost < best[0]:
+            best = (cost, power, band)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:

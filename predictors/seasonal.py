@@ -10,11 +10,14 @@ The forecast at lead h is
   weighted more (predictors/shape.py). Local time comes from `timezone`, so a
   09:00 opening stays at 09:00 across DST.
 - level correction: weighted means of the last hours' residuals from the shape
-  (fast and slow), with per-lead weights learned by replaying the forecaster over
-  its recent history; a level far outside the usual is a shift and is followed
-  whole (predictors/quantiles.py).
+  (half-lives of 3, 10 and 60 minutes) and the residual at the same time a day and
+  a week before (bursts that recur, like a nightly batch job, which the smooth shape
+  cannot draw), with per-lead weights learned by replaying the forecaster over its
+  recent history; a level far outside the usual is a shift and is followed whole
+  (predictors/quantiles.py).
 - upper: q_h is the 1 - service_target request-weighted quantile of the replayed
-  errors at lead h (the forecaster's own errors over the last 7 days of history,
+  errors at lead h, p the scale law that meets the target at least capacity on them
+  (the forecaster's own errors over the last 7 days of history,
   recent days weighted more, the shape judged out of sample by leaving each day
   out); until enough replayed forecasts exist (MIN_ORIGINS), a normal quantile of
   the residual spread, and `Forecast.notes` says so.
@@ -54,10 +57,12 @@ from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
     LeadModel,
     LevelKernels,
+    centred_means,
     learn_leads,
     level_features,
     level_kernels,
     offsets,
+    season_features,
     upper_of,
 )
 from predictors.shape import fit_shape, local_seconds, week_slots, week_slots_of_local
@@ -226,6 +231,12 @@ class SeasonalPredictor:
         ]
         self._kernels: LevelKernels = level_kernels(step_s)
         self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
+        # Seasonal lags read the residual a day or a week before the target: kept from here,
+        # since the hourly refit comes round well before a lag reaches past it.
+        self._season_smoothed = centred_means(
+            actual - self._shape[slots], self._kernels.season_smooth
+        )
+        self._season_start_ns = self._start_ns
         self._leads: LeadModel | None = None
         self._refit_end_ns = self._end_ns
         self.heavy_fits += 1
@@ -281,7 +292,12 @@ class SeasonalPredictor:
             )
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
-        level, shifted = offsets(self._level, leads, steps)
+        target_at = (future_ns - self._season_start_ns) // self._step_ns
+        origin_at = (self._end_ns - self._season_start_ns) // self._step_ns
+        season = season_features(
+            self._season_smoothed, target_at[None, :], origin_at, self._kernels
+        )
+        level, shifted = offsets(self._level, season, leads)
         point = np.maximum(self._shape[week_slots(future_ns, self.timezone)] + level[0], 0.0)
         upper = np.maximum(upper_of(point, leads), point)
         notes = [self._shape_note, leads.note]

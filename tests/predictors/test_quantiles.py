@@ -1,0 +1,103 @@
+"""What the replay learns: recurring bursts from seasonal lags (without reading the
+future), and the scale law of the band that meets the target at least capacity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predictors.quantiles as quantiles
+from predictors.quantiles import (
+    centred_means,
+    learn_leads,
+    level_kernels,
+    season_features,
+    upper_of,
+)
+from predictors.seasonal import SeasonalPredictor
+
+DAY = 1440
+
+
+def test_centred_means_skip_missing_samples() -> None:
+    values = np.array([1.0, np.nan, 3.0, 5.0, np.nan, np.nan, np.nan])
+    means = centred_means(values, 3)
+    assert means[0] == pytest.approx(1.0)  # [-1, 2): only the 1.0 is there
+    assert means[2] == pytest.approx(4.0)  # 1: NaN, 2: 3.0, 3: 5.0
+    assert np.isnan(means[5])  # nothing finite around it
+
+
+def test_season_features_never_reach_past_the_origin() -> None:
+    kernels = level_kernels(60.0)
+    smoothed = np.arange(3 * DAY, dtype=float)
+    origin = 2 * DAY + 100
+    lead_day_ago = np.array([[origin + 5]])  # a day before: long past
+    got = season_features(smoothed, lead_day_ago, np.array([[origin]]), kernels)
+    assert got[0, 0, 0] == smoothed[origin + 5 - DAY]
+    assert got[0, 0, 1] == 0.0  # a week before the start: unknown, no news
+    # A day-lag whose smoothing window would read samples after the origin: not used.
+    too_close = np.array([[origin + DAY - 2]])
+    assert season_features(smoothed, too_close, np.array([[origin]]), kernels)[0, 0, 0] == 0.0
+
+
+def _daily_burst(days: int, seed: int = 0) -> tuple[pd.Series, np.ndarray]:
+    """A flat 20 req/s with a 20-minute burst to 60 req/s at 03:00 every day (a nightly
+    job), with Poisson noise; also the noise-free rate."""
+    index = pd.date_range(datetime(2025, 6, 2, tzinfo=UTC), periods=days * DAY, freq="1min")
+    minute = index.hour * 60 + index.minute
+    rate = np.where((minute >= 180) & (minute < 200), 60.0, 20.0)
+    noisy = np.random.default_rng(seed).poisson(rate * 60.0) / 60.0
+    return pd.Series(noisy, index=index), rate
+
+
+def _burst_error(series: pd.Series, rate: np.ndarray) -> float:
+    """Mean absolute error over the burst minutes of forecasts made 10 minutes ahead."""
+    predictor = SeasonalPredictor(service_target=0.01)
+    errors = []
+    for day in (9, 10, 11):
+        origin = day * DAY + 170  # 02:50: the burst starts 10 minutes on
+        forecast = predictor.fit(series.iloc[: origin + 1]).forecast(timedelta(minutes=30))
+        burst = slice(10, 30)  # leads 11..30 cover 03:00-03:20
+        errors.append(np.abs(forecast.point[burst] - rate[origin + 1 :][burst]))
+    return float(np.mean(errors))
+
+
+def test_a_burst_that_recurs_daily_is_forecast_from_the_day_before(monkeypatch) -> None:
+    series, rate = _daily_burst(12)
+    with_lags = _burst_error(series, rate)
+    monkeypatch.setattr(quantiles, "SEASON_LAGS_S", ())
+    without_lags = _burst_error(series, rate)
+    # The smooth clock shape alone draws a 20-minute burst only in part.
+    assert with_lags < 0.5 * without_lags
+    assert with_lags < 12.0  # of a 40 req/s burst
+
+
+def _replay_model(noise: str) -> quantiles.LeadModel:
+    rng = np.random.default_rng(3)
+    minutes = np.arange(8 * DAY)
+    seasonal = 55.0 + 45.0 * np.sin(2 * np.pi * minutes / DAY)  # 10 .. 100 req/s
+    if noise == "multiplicative":
+        actual = seasonal * (1.0 + rng.normal(0.0, 0.1, len(minutes)))
+    else:
+        actual = seasonal + rng.normal(0.0, 5.0, len(minutes))
+    kernels = level_kernels(60.0)
+    return learn_leads(np.maximum(actual, 0.0), seasonal, 10, kernels, 7, 1440, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("noise", "powers"), [("multiplicative", {1.0}), ("additive", {0.0, 0.25})]
+)
+def test_band_takes_the_scale_law_of_the_errors(noise: str, powers: set[float]) -> None:
+    model = _replay_model(noise)
+    assert model.scale_power in powers
+    assert f"forecast^{model.scale_power:.2f}" in model.note
+    # Either way the band covers its target on what it learned from: at a trough and a
+    # peak the upper is above the point by a width that follows the chosen law.
+    low, high = upper_of(np.array([10.0] * 10), model), upper_of(np.array([100.0] * 10), model)
+    ratio = (high[-1] - 100.0) / (low[-1] - 10.0)
+    assert ratio == pytest.approx(
+        ((100 + model.scale_offset) / (10 + model.scale_offset)) ** model.scale_power
+    )
