@@ -57,11 +57,17 @@ def repair(values: np.ndarray, level_steps: int, max_dip_steps: int, sparse: boo
 
 def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the finite samples among the `window` before each one (NaN if none)."""
+    return window_means(values, window, 0)
+
+
+def window_means(values: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Mean of the finite values in [i - before, i + after) at each i (NaN if none)."""
     finite = np.isfinite(values)
     sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
     counts = np.concatenate(([0], np.cumsum(finite)))
     index = np.arange(len(values))
-    low = np.maximum(index - window, 0)
-    total, count = sums[index] - sums[low], counts[index] - counts[low]
+    low = np.clip(index - before, 0, len(values))
+    high = np.clip(index + after, 0, len(values))
+    total, count = sums[high] - sums[low], counts[high] - counts[low]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)

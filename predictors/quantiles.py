@@ -30,6 +30,8 @@ from statistics import NormalDist
 import numpy as np
 from scipy.signal import lfilter
 
+from predictors.cleaning import window_means
+
 SHIFT_Z = 4.0
 SCALE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Scale laws the band may take (error size growing as forecast**power)."""
@@ -84,15 +86,7 @@ def level_kernels(step_s: float) -> LevelKernels:
 
 def centred_means(residual: np.ndarray, width: int) -> np.ndarray:
     """Mean of the finite residuals in a centred window of `width` steps (NaN if none)."""
-    finite = np.isfinite(residual)
-    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, residual, 0.0))))
-    counts = np.concatenate(([0], np.cumsum(finite)))
-    index = np.arange(len(residual))
-    low = np.clip(index - width // 2, 0, len(residual))
-    high = np.clip(index + width - width // 2, 0, len(residual))
-    total, count = sums[high] - sums[low], counts[high] - counts[low]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return window_means(residual, width // 2, width - width // 2)
 
 
 def season_features(
