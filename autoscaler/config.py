@@ -6,12 +6,13 @@ ignored setting. Relative paths are resolved against the config file's folder.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from autoscaler.config_backends import (
     ApiCalls,
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PATH_LISTS = frozenset({"kubeconfig"})  # fields that may hold several paths, like $KUBECONFIG
+M = TypeVar("M", bound=BaseModel)
 
 
 # ---- metrics sources -------------------------------------------------------------
@@ -183,6 +186,9 @@ class SlackConfig(Strict):
         default=None, description="Slack Web API base URL; only for tests and proxies"
     )
     timeout: Duration = timedelta(seconds=5)
+    allow_insecure: bool = Field(
+        default=False, description="accept a plain http base_url to another host"
+    )
 
 
 class TelemetryConfig(Strict):
@@ -320,23 +326,45 @@ def expand_days(value: Any) -> list[str]:
 
 
 def resolve_paths(config: Config, base: Path) -> Config:
-    """Make every relative path in the config relative to the config file's folder."""
+    """Make every relative path in the config relative to the config file's folder.
 
-    def fix(path: Path | None) -> Path | None:
-        return path if path is None or path.is_absolute() else base / path
+    Walks every model, so a Path field added later is covered too. `~` is the home
+    folder, and a kubeconfig may list several files, as $KUBECONFIG does.
+    """
+    return _with_paths_resolved(config, base)
 
-    updates: dict[str, Any] = {
-        "state_dir": fix(config.state_dir),
-        "decision_log": fix(config.decision_log),
-        "overrides_file": fix(config.overrides_file),
-    }
-    if isinstance(config.metrics, ReplayMetrics):
-        updates["metrics"] = config.metrics.model_copy(update={"trace": fix(config.metrics.trace)})
-    pools = []
-    for pool in config.pools:
-        if pool.capacity.profile is not None:
-            capacity = pool.capacity.model_copy(update={"profile": fix(pool.capacity.profile)})
-            pool = pool.model_copy(update={"capacity": capacity})
-        pools.append(pool)
-    updates["pools"] = pools
-    return config.model_copy(update=updates)
+
+def _with_paths_resolved(model: M, base: Path) -> M:
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path):
+            resolve = _resolve_path_list if name in PATH_LISTS else resolve_path
+            resolved: Any = resolve(value, base)
+        elif isinstance(value, BaseModel):
+            resolved = _with_paths_resolved(value, base)
+        elif isinstance(value, list):
+            resolved = [
+                _with_paths_resolved(item, base) if isinstance(item, BaseModel) else item
+                for item in value
+            ]
+        else:
+            continue
+        if resolved != value:
+            updates[name] = resolved
+    return model.model_copy(update=updates) if updates else model
+
+
+def _resolve_path_list(paths: Path, base: Path) -> Path:
+    parts = [str(resolve_path(Path(p), base)) for p in str(paths).split(os.pathsep) if p]
+    return Path(os.pathsep.join(parts))
+
+
+def resolve_path(path: Path, base: Path) -> Path:
+    """`~/x` under the home folder, `x` under `base`; an absolute path as it is."""
+    if str(path).startswith("~"):
+        try:
+            path = path.expanduser()
+        except RuntimeError:  # no home folder known: leave it for whoever opens it
+            return path
+    return path if path.is_absolute() else base / path

@@ -66,8 +66,11 @@ class KubernetesBackend(TlsApiCalls):
     )
 
 
-class AwsAsgBackend(ApiCalls):
-    """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain."""
+class AwsAsgBackend(TlsApiCalls):
+    """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain.
+
+    TLS settings too: a plain http endpoint_url to another host would carry the signed
+    requests, and any session token, in clear."""
 
     kind: Literal["aws_asg"]
     group: str = Field(description="Auto Scaling group name")
@@ -82,7 +85,9 @@ class NomadClusterBackend(NomadAccess):
     kind: Literal["nomad_cluster"]
     asg: str = Field(description="Auto Scaling group the Nomad clients run in")
     aws_region: str | None = None
-    aws_endpoint_url: str | None = None
+    aws_endpoint_url: str | None = Field(
+        default=None, description="only for VPC endpoints/tests; verify_tls applies to it too"
+    )
     node_pool: str | None = None
     node_class: str | None = None
     datacenter: str | None = None

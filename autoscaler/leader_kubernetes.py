@@ -48,6 +48,7 @@ def kubernetes_lock_settings(
         timeout=config.timeout,
         retries=0,
         verify_tls=config.verify_tls,
+        allow_insecure=config.allow_insecure,
     )
     return connect(settings, env)
 

@@ -240,6 +240,9 @@ class AutoScalingGroup:
         self.client = session.client(
             "autoscaling",
             endpoint_url=config.endpoint_url,
+            # None keeps botocore's own CA choice (AWS_CA_BUNDLE, the profile's ca_bundle);
+            # True would override it.
+            verify=None if config.verify_tls else False,
             config=BotoConfig(
                 connect_timeout=timeout,
                 read_timeout=timeout,

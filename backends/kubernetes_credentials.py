@@ -157,16 +157,17 @@ def connect(
 
 def _refuse_insecure(configuration: Configuration, identity: str) -> None:
     """A kubeconfig may skip TLS checks or use plain http; like every other insecure
-    setting, that must be accepted in the pool's config (`allow_insecure: true`)."""
+    setting, that must be accepted in the config (`allow_insecure: true`)."""
     if not configuration.verify_ssl:
         raise BackendError(
-            f"{identity}: the kubeconfig sets insecure-skip-tls-verify; refused unless the "
-            "pool's backend says allow_insecure: true"
+            f"{identity}: the kubeconfig sets insecure-skip-tls-verify; refused unless its "
+            "block (the pool's backend or leader_election) says allow_insecure: true"
         )
     if plain_http_elsewhere(configuration.host):
         raise BackendError(
             f"{identity}: the API server {configuration.host.split('://')[0]}://... is plain "
-            "http to another host; refused unless the pool's backend says allow_insecure: true"
+            "http to another host; refused unless its block (the pool's backend or "
+            "leader_election) says allow_insecure: true"
         )
 
 

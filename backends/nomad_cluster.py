@@ -74,6 +74,8 @@ class NomadCluster:
                 endpoint_url=config.aws_endpoint_url,
                 timeout=config.timeout,
                 retries=config.retries,
+                verify_tls=config.verify_tls,
+                allow_insecure=config.allow_insecure,
             ),
             env=env,
             sleep=sleep,

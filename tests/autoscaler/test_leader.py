@@ -396,3 +396,19 @@ def test_config_wants_a_ttl_of_at_least_two_intervals() -> None:
         Config.model_validate({"interval": "1m", "leader_election": election, "pools": [pool]})
     ok = Config.model_validate({"interval": "45s", "leader_election": election, "pools": [pool]})
     assert ok.leader_election is not None and ok.leader_election.ttl == timedelta(seconds=90)
+
+
+def test_an_insecure_kubeconfig_for_the_lease_is_refused_unless_the_election_allows_it(
+    kubernetes_api: KubernetesApiDouble, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The lease's `allow_insecure` reaches its connection, as a pool backend's does."""
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    document = yaml.safe_load(kubeconfig.read_text())
+    for cluster in document["clusters"]:
+        cluster["cluster"]["insecure-skip-tls-verify"] = True
+    kubeconfig.write_text(yaml.safe_dump(document))
+    refused = make_leader_lock(kubernetes_election(kubeconfig), {}, clock)
+    with pytest.raises(LeaderLockError, match="insecure-skip-tls-verify"):
+        refused.acquire_or_renew()
+    allowed_election = kubernetes_election(kubeconfig).model_copy(update={"allow_insecure": True})
+    assert make_leader_lock(allowed_election, {}, clock).acquire_or_renew()

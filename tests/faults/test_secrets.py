@@ -22,12 +22,20 @@ from typer.testing import CliRunner
 
 from autoscaler.cli import app
 from autoscaler.clock import SimulatedClock
-from autoscaler.config import KubernetesBackend, NomadJobBackend, PrometheusMetrics
+from autoscaler.config import (
+    AwsAsgBackend,
+    KubernetesBackend,
+    NomadClusterBackend,
+    NomadJobBackend,
+    PrometheusMetrics,
+)
 from autoscaler.daemon import Daemon
 from autoscaler.loader import ConfigError, load_config
 from autoscaler.metrics import PrometheusSource
 from autoscaler.transport_security import insecure_settings
+from backends.aws_asg import AutoScalingGroup
 from backends.kubernetes_credentials import connect
+from backends.nomad_cluster import NomadCluster
 from backends.nomad_job import nomad_connection
 from tests.autoscaler.test_daemon import NOON
 from tests.doubles.kubernetes_api import KubernetesApiDouble
@@ -172,7 +180,45 @@ def test_no_secret_reaches_any_output_while_everything_fails(
 # ---- TLS ------------------------------------------------------------------------------
 
 
-def test_tls_verification_is_on_by_default_everywhere(tmp_path: Path) -> None:
+NOMAD = {"kind": "nomad_job", "job": "ocr", "group": "gpu"}
+KUBERNETES = {"kind": "kubernetes", "name": "ocr"}
+AWS_ASG = {"kind": "aws_asg", "group": "gpu-workers", "region": "us-east-1"}
+NOMAD_CLUSTER = {"kind": "nomad_cluster", "asg": "gpu-clients", "aws_region": "us-east-1"}
+SIMULATED = {"kind": "simulated"}
+NOMAD_LOCK = {"kind": "nomad", "ttl": "2m"}
+KUBERNETES_LEASE = {"kind": "kubernetes", "ttl": "2m"}
+SLACK = {"channel": "#gpu-autoscaler"}
+
+
+def write_tls_config(path: Path, blocks: dict[str, dict] | None = None) -> Path:
+    """A valid config; `blocks` adds to `metrics`, replaces the pool's `backend` (a Nomad
+    job by default) and adds other top-level blocks (`leader_election`, `slack`)."""
+    blocks = dict(blocks or {})
+    config = {
+        "state_dir": str(path.parent),
+        "metrics": {
+            "kind": "prometheus",
+            "url": "https://prometheus.internal:9090",
+            **blocks.pop("metrics", {}),
+        },
+        "pools": [
+            {
+                "name": "ocr",
+                "backend": blocks.pop("backend", NOMAD),
+                "demand": {"query": "q"},
+                "capacity": {"per_node_rps": 1},
+                "max_nodes": 4,
+            }
+        ],
+        **blocks,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_tls_verification_is_on_by_default_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert PrometheusMetrics().verify_tls is True
     with PrometheusSource(PrometheusMetrics(url="https://prometheus.internal:9090")) as source:
         assert source._client._session.verify is True
@@ -185,96 +231,161 @@ def test_tls_verification_is_on_by_default_everywhere(tmp_path: Path) -> None:
         backend = KubernetesBackend(kind="kubernetes", name="ocr", kubeconfig=kubeconfig)
         assert backend.verify_tls is True
         assert connect(backend, {}).api_client.configuration.verify_ssl is True
+    # boto3 verifies against botocore's own CA choice, so AWS_CA_BUNDLE still counts.
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/private-ca.pem")
+    aws = AwsAsgBackend(**AWS_ASG)
+    assert aws.verify_tls is True
+    assert _boto_verify(AutoScalingGroup(aws, env=ENV)) == "/etc/private-ca.pem"
+    cluster = NomadCluster(NomadClusterBackend(**NOMAD_CLUSTER), env=ENV)
+    assert _boto_verify(cluster.group) == "/etc/private-ca.pem"
 
 
-NOMAD = {"kind": "nomad_job", "job": "ocr", "group": "gpu"}
-KUBERNETES = {"kind": "kubernetes", "name": "ocr"}
+def test_verify_tls_false_reaches_the_aws_clients_when_spelled_out() -> None:
+    off = {"verify_tls": False, "allow_insecure": True}
+    assert _boto_verify(AutoScalingGroup(AwsAsgBackend(**AWS_ASG, **off), env=ENV)) is False
+    cluster = NomadCluster(NomadClusterBackend(**NOMAD_CLUSTER, **off), env=ENV)
+    assert _boto_verify(cluster.group) is False
 
 
-def write_tls_config(
-    path: Path, metrics: dict | None = None, backend: dict | None = None, base: dict = NOMAD
-) -> Path:
-    config = {
-        "state_dir": str(path.parent),
-        "metrics": {"kind": "prometheus", "url": "https://prometheus.internal:9090"},
-        "pools": [
-            {
-                "name": "ocr",
-                "backend": {**base, **(backend or {})},
-                "demand": {"query": "q"},
-                "capacity": {"per_node_rps": 1},
-                "max_nodes": 4,
-            }
-        ],
-    }
-    config["metrics"].update(metrics or {})
-    path.write_text(yaml.safe_dump(config))
-    return path
+def _boto_verify(group: AutoScalingGroup) -> object:
+    return group.client._endpoint.http_session._verify
 
 
-REFUSED: dict[str, tuple[dict, dict, dict, str]] = {
-    "prometheus_verify_off": ({"verify_tls": False}, {}, NOMAD, "metrics: verify_tls: false"),
+# case: (block, its settings, words the refusal must contain)
+REFUSED: dict[str, tuple[str, dict, str]] = {
+    "prometheus_verify_off": ("metrics", {"verify_tls": False}, "metrics: verify_tls: false"),
     "prometheus_plain_http": (
+        "metrics",
         {"url": "http://prometheus.internal:9090"},
-        {},
-        NOMAD,
-        "url http://prometheus.internal is plain http",
+        "metrics: url http://prometheus.internal is plain http",
     ),
-    "nomad_verify_off": ({}, {"verify_tls": False}, NOMAD, "(ocr): verify_tls: false"),
+    "nomad_verify_off": (
+        "backend",
+        {**NOMAD, "verify_tls": False},
+        "pools[0].backend (ocr): verify_tls: false",
+    ),
     "nomad_plain_http": (
-        {},
-        {"address": "http://10.0.0.5:4646"},
-        NOMAD,
-        "address http://10.0.0.5 is plain http",
+        "backend",
+        {**NOMAD, "address": "http://10.0.0.5:4646"},
+        "pools[0].backend (ocr): address http://10.0.0.5 is plain http",
     ),
     "kubernetes_verify_off": (
-        {},
-        {"verify_tls": False},
-        KUBERNETES,
+        "backend",
+        {**KUBERNETES, "verify_tls": False},
         "pools[0].backend (ocr): verify_tls: false",
+    ),
+    "aws_asg_verify_off": (
+        "backend",
+        {**AWS_ASG, "verify_tls": False},
+        "pools[0].backend (ocr): verify_tls: false",
+    ),
+    "aws_asg_plain_http": (
+        "backend",
+        {**AWS_ASG, "endpoint_url": "http://vpce.internal:4566"},
+        "pools[0].backend (ocr): endpoint_url http://vpce.internal is plain http",
+    ),
+    "nomad_cluster_aws_plain_http": (
+        "backend",
+        {**NOMAD_CLUSTER, "aws_endpoint_url": "http://10.1.2.3:4566"},
+        "pools[0].backend (ocr): aws_endpoint_url http://10.1.2.3 is plain http",
+    ),
+    "nomad_cluster_verify_off": (
+        "backend",
+        {**NOMAD_CLUSTER, "verify_tls": False},
+        "pools[0].backend (ocr): verify_tls: false",
+    ),
+    "nomad_lock_verify_off": (
+        "leader_election",
+        {**NOMAD_LOCK, "verify_tls": False},
+        "leader_election: verify_tls: false",
+    ),
+    "nomad_lock_plain_http": (
+        "leader_election",
+        {**NOMAD_LOCK, "address": "http://nomad.internal:4646"},
+        "leader_election: address http://nomad.internal is plain http",
+    ),
+    "kubernetes_lease_verify_off": (
+        "leader_election",
+        {**KUBERNETES_LEASE, "verify_tls": False},
+        "leader_election: verify_tls: false",
+    ),
+    "slack_plain_http": (
+        "slack",
+        {**SLACK, "base_url": "http://slack-proxy.internal/api/"},
+        "slack: base_url http://slack-proxy.internal is plain http",
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_an_insecure_setting_is_refused_unless_spelled_out(tmp_path: Path, case: str) -> None:
-    metrics, backend, base, words = REFUSED[case]
-    path = write_tls_config(tmp_path / "config.yaml", metrics, backend, base)
+    block, settings, words = REFUSED[case]
+    path = write_tls_config(tmp_path / "config.yaml", {block: settings})
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert words in str(caught.value) and "allow_insecure: true" in str(caught.value)
-    allow = {"allow_insecure": True}
-    if metrics:
-        write_tls_config(path, {**metrics, **allow}, backend, base)
-    else:
-        write_tls_config(path, metrics, {**backend, **allow}, base)
+    write_tls_config(path, {block: {**settings, "allow_insecure": True}})
     load_config(path)  # spelled out: accepted
 
 
 @pytest.mark.parametrize(
-    ("env", "words"),
+    ("blocks", "env", "words"),
     [
-        ({"NOMAD_ADDR": "http://nomad.internal:4646"}, "$NOMAD_ADDR http://nomad.internal"),
-        ({"NOMAD_SKIP_VERIFY": "true"}, "$NOMAD_SKIP_VERIFY"),
+        (
+            {"backend": NOMAD},
+            {"NOMAD_ADDR": "http://nomad.internal:4646"},
+            "pools[0].backend (ocr): $NOMAD_ADDR http://nomad.internal is plain http",
+        ),
+        ({"backend": NOMAD}, {"NOMAD_SKIP_VERIFY": "true"}, "(ocr): $NOMAD_SKIP_VERIFY"),
+        (
+            {"leader_election": NOMAD_LOCK},
+            {"NOMAD_ADDR": "http://nomad.internal:4646"},
+            "leader_election: $NOMAD_ADDR http://nomad.internal is plain http",
+        ),
+        (
+            {"leader_election": NOMAD_LOCK},
+            {"NOMAD_SKIP_VERIFY": "1"},
+            "leader_election: $NOMAD_SKIP",
+        ),
     ],
 )
 def test_insecure_nomad_environment_stops_the_daemon_from_starting(
-    tmp_path: Path, env: dict[str, str], words: str
+    tmp_path: Path, blocks: dict[str, dict], env: dict[str, str], words: str
 ) -> None:
-    path = write_tls_config(tmp_path / "config.yaml")
+    """`blocks` holds the one block that talks to Nomad; the pool is simulated otherwise."""
+    path = write_tls_config(tmp_path / "config.yaml", {"backend": SIMULATED, **blocks})
     with pytest.raises(ValueError, match="insecure transport refused") as caught:
         Daemon(path, env=env)
     assert words in str(caught.value)
     result = CliRunner().invoke(app, ["run", "--once", "--config", str(path)], env=env)
     assert result.exit_code == 2 and "insecure transport refused" in result.output
-    write_tls_config(path, backend={"allow_insecure": True})
+    allowed = {name: {**block, "allow_insecure": True} for name, block in blocks.items()}
+    write_tls_config(path, {"backend": SIMULATED, **allowed})
     assert not insecure_settings(load_config(path), env)
 
 
+def test_the_environment_of_a_kubernetes_lease_is_not_nomads(tmp_path: Path) -> None:
+    path = write_tls_config(
+        tmp_path / "config.yaml", {"backend": SIMULATED, "leader_election": KUBERNETES_LEASE}
+    )
+    env = {"NOMAD_ADDR": "http://nomad.internal:4646", "NOMAD_SKIP_VERIFY": "true"}
+    assert not insecure_settings(load_config(path), env)
+
+
+URL_SETTINGS = {
+    "metrics": lambda url: {"metrics": {"url": url}},
+    "aws_asg": lambda url: {"backend": {**AWS_ASG, "endpoint_url": url}},
+    "nomad_cluster": lambda url: {"backend": {**NOMAD_CLUSTER, "aws_endpoint_url": url}},
+    "nomad_lock": lambda url: {"leader_election": {**NOMAD_LOCK, "address": url}},
+    "slack": lambda url: {"slack": {**SLACK, "base_url": url}},
+}
+
+
+@pytest.mark.parametrize("where", sorted(URL_SETTINGS))
 @pytest.mark.parametrize(
     "url",
     ["http://127.0.0.1:9090", "http://localhost:9090", "http://[::1]:9090", "https://prom:9090"],
 )
-def test_loopback_or_https_needs_nothing_spelled_out(tmp_path: Path, url: str) -> None:
-    path = write_tls_config(tmp_path / "config.yaml", {"url": url})
+def test_loopback_or_https_needs_nothing_spelled_out(tmp_path: Path, where: str, url: str) -> None:
+    path = write_tls_config(tmp_path / "config.yaml", URL_SETTINGS[where](url))
     assert not insecure_settings(load_config(path), {"NOMAD_ADDR": "http://127.0.0.1:4646"})
