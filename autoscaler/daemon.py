@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.clock import Clock, SimulatedClock
+from autoscaler.config import Config
 from autoscaler.decision_log import to_json_value
 from autoscaler.leader import (
     WRITE_MARGIN,
@@ -41,6 +42,17 @@ from autoscaler.tick import TickResult, decision_record
 log = logging.getLogger(__name__)
 
 ResultHandler = Callable[[TickResult], None]
+
+
+START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation")
+"""Settings read once at start: the tick schedule, where state lives, the metrics listener,
+the leader lock (swapping it live could let a standby act beside this daemon) and the
+simulated clock. A reload keeps the running values and says a restart applies them."""
+
+
+def start_only_changes(running: Config, loaded: Config) -> list[str]:
+    """The start-only settings that differ between the running config and a reloaded one."""
+    return [name for name in START_ONLY if getattr(running, name) != getattr(loaded, name)]
 
 
 class Daemon:
@@ -204,6 +216,10 @@ class Daemon:
     def _reload(self) -> None:
         try:
             config = load_config(self.config_path)
+            kept = start_only_changes(self.runtime.config, config)
+            config = config.model_copy(
+                update={name: getattr(self.runtime.config, name) for name in kept}
+            )
             new = build_runtime(
                 config,
                 dry_run=self.dry_run,
@@ -218,6 +234,11 @@ class Daemon:
         self.runtime = new
         self._overrides_mtime = None
         log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
+        if kept:
+            self._alert(
+                f"config reloaded, but {', '.join(kept)} changed in {self.config_path} and "
+                "take effect only after a restart; still running with the old values"
+            )
 
     def _alert(self, text: str) -> None:
         log.error("%s", text)

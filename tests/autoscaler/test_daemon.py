@@ -138,3 +138,28 @@ def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_fil
     assert all(json.loads(line)["pool"] == "image-gen" for line in lines)
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert "image-gen" in state["pools"]
+
+
+def test_a_reload_keeps_start_only_settings_and_says_a_restart_applies_them(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path)
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=clock, notifier=notifier)
+    daemon.tick()
+    changed = yaml.safe_load(path.read_text())
+    changed["interval"] = "2m"
+    changed["telemetry"] = {"listen": "127.0.0.1:9999"}
+    changed["pools"][0]["max_nodes"] = 3
+    path.write_text(yaml.safe_dump(changed, sort_keys=False))
+    daemon.request_reload()
+    (result,) = daemon.tick()
+    config = daemon.runtime.config
+    assert config.pools[0].max_nodes == 3 and result.decision is not None  # the rest applies
+    assert config.interval == timedelta(minutes=1) and config.telemetry is None
+    (alert,) = [t for t in notifier.texts if "restart" in t]
+    assert "interval, telemetry" in alert and "config.yaml" in alert
+    daemon.request_reload()  # the file still differs from what runs: said again
+    daemon.tick()
+    assert len([t for t in notifier.texts if "restart" in t]) == 2
