@@ -92,7 +92,7 @@ def run(
 def validate(
     config: Annotated[Path, typer.Argument(help="the daemon's YAML config")],
     check_backends: Annotated[
-        bool, typer.Option("--check-backends", help="also reach each pool's fleet and target")
+        bool, typer.Option("--check-backends", help="also reach each pool's fleet and target, and read the leader lock")
     ] = False,
 ) -> None:
     """Check the config and the overrides file; every error names file, line and field."""
@@ -128,7 +128,27 @@ def _check_backends(config: Config) -> bool:
         except (BackendError, ValueError, OSError) as exc:
             healthy = False
             errors.print(f"{pool.name}: {pool.backend.kind}: {exc}", highlight=False, markup=False)
-    return healthy
+    return _check_leader_lock(config) and healthy
+
+
+def _check_leader_lock(config: Config) -> bool:
+    """Read the leader lock's record (never take it: a running daemon may hold it)."""
+    from rich.markup import escape
+
+    from autoscaler.leader import make_leader_lock
+
+    election = config.leader_election
+    if election is None:
+        return True
+    what = f"leader_election: {election.kind} lock {election.name!r}"
+    try:
+        holder = make_leader_lock(election).peek()
+    except (BackendError, ValueError, OSError) as exc:
+        errors.print(f"{what}: {exc}", highlight=False, markup=False)
+        return False
+    state = f"held by {holder}" if holder else "not taken yet"
+    console.print(f"[green]ok[/]: {escape(what)} reachable, {escape(state)}", highlight=False)
+    return True
 
 
 @app.command()

@@ -55,6 +55,11 @@ class LeaderLock(Protocol):
         """Who holds the lock, as last seen; None when unknown or free."""
         ...
 
+    def peek(self) -> str | None:
+        """Read the lock's record without taking it (`validate --check-backends`): the
+        holder it names, None when there is none yet; LeaderLockError when unreachable."""
+        ...
+
 
 def default_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"

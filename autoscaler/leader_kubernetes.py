@@ -97,6 +97,11 @@ class KubernetesLease:
     def holder(self) -> str | None:
         return self._holder
 
+    def peek(self) -> str | None:
+        lease = self._call("get", self._read)
+        spec = lease.spec if lease is not None else None
+        return spec.holder_identity if spec is not None else None
+
     def acquire_or_renew(self) -> bool:
         lease = self._call("get", self._read)
         if lease is None:

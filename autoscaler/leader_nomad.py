@@ -101,6 +101,22 @@ class NomadVariableLock:
     def holder(self) -> str | None:
         return self._holder
 
+    def peek(self) -> str | None:
+        try:
+            response = self._variables.request(
+                self.path, method="get", params={"namespace": self.connection.namespace}
+            )
+            items = response.json().get("Items")
+        except BaseNomadException as error:
+            response = response_of(error)
+            if response is not None and response.status_code == 404:
+                return None  # no daemon has taken it yet
+            raise LeaderLockError(self._describe(error, "read")) from None
+        except (requests.RequestException, ValueError, AttributeError) as error:
+            raise LeaderLockError(self._describe(error, "read")) from None
+        holder = items.get(HOLDER_ITEM) if isinstance(items, dict) else None
+        return holder if isinstance(holder, str) else None
+
     def release(self) -> None:
         lock_id, self._lock_id = self._lock_id, None
         self.timer.lost()

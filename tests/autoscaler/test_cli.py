@@ -127,3 +127,44 @@ def test_validate_check_backends_reaches_nomad(tmp_path: Path, nomad_api, monkey
     assert result.exit_code == 0, result.output
     assert "face-match: nomad_job reachable" in result.output
     assert DOUBLE_ACL_TOKEN not in result.output
+
+
+def test_validate_check_backends_reads_the_leader_lock_without_taking_it(
+    tmp_path: Path, nomad_api, monkeypatch
+) -> None:
+    """Against the Nomad API double's variables (tests/doubles/nomad_variables.py)."""
+    from autoscaler.leader import make_leader_lock
+    from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN
+
+    config = yaml.safe_load((ROOT / "config" / "production.example.yaml").read_text())
+    config.pop("slack")
+    config["pools"][0]["backend"]["address"] = nomad_api.url
+    config["leader_election"] = {
+        "kind": "nomad",
+        "name": "gpu-autoscaler/leader",
+        "address": nomad_api.url,
+        "ttl": "2m",
+    }
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NOMAD_TOKEN", DOUBLE_ACL_TOKEN)
+    nomad_api.add_job("face-match-workers", {"gpu": 3}, namespace="inference")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0, result.output
+    assert "lock 'gpu-autoscaler/leader' reachable, not taken yet" in result.output
+    assert not nomad_api.variables.variables  # reading it created nothing
+
+    from autoscaler.loader import load_config
+
+    election = load_config(path).leader_election
+    assert election is not None
+    holder = make_leader_lock(election.model_copy(update={"identity": "ops-a"}))
+    assert holder.acquire_or_renew()
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0 and "held by ops-a" in result.output
+    assert holder.is_held()  # validate did not take or break it
+
+    monkeypatch.setenv("NOMAD_TOKEN", "not-the-token")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 2 and "leader_election: nomad lock" in result.output
+    assert "not-the-token" not in result.output

@@ -112,6 +112,17 @@ def test_only_one_holds_and_the_standby_names_the_holder(
         assert active.acquire_or_renew() is True and active.is_held()
 
 
+def test_peek_reads_the_holder_without_taking_the_lock(
+    store: tuple[str, LockMaker, float],
+) -> None:
+    _, make, _ = store
+    reader, active = make("ops-validate"), make("ops-a")
+    assert reader.peek() is None  # nobody has taken it yet, and reading did not
+    assert active.acquire_or_renew() is True
+    assert reader.peek() == "ops-a" and not reader.is_held()
+    assert active.acquire_or_renew() is True and active.is_held()
+
+
 def test_standby_takes_over_in_bounded_time_and_never_overlaps(
     store: tuple[str, LockMaker, float], clock: ManualClock
 ) -> None:
