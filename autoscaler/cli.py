@@ -92,7 +92,11 @@ def run(
 def validate(
     config: Annotated[Path, typer.Argument(help="the daemon's YAML config")],
     check_backends: Annotated[
-        bool, typer.Option("--check-backends", help="also reach each pool's fleet and target, and read the leader lock")
+        bool,
+        typer.Option(
+            "--check-backends",
+            help="also reach each pool's fleet and target, and read the leader lock",
+        ),
     ] = False,
 ) -> None:
     """Check the config and the overrides file; every error names file, line and field."""
