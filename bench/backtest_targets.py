@@ -25,7 +25,7 @@ from autoscaler.backtest_report import backtest_table, policy_vs_best, report_js
 from autoscaler.plots import backtest_plot
 
 GOAL, AIM = 0.9, 0.75
-PREDICTOR_TARGETS = (0.01, 0.05, 0.2)
+PREDICTOR_TARGETS = (0.01, 0.05, 0.1, 0.2)
 """The policy's predictor quantile is one of its knobs, swept like the rest, the same for
 every trace (one full forecasting run per value)."""
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
