@@ -66,7 +66,7 @@ def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> 
         raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
     series = series.sort_index()
     newest_at = series.index[-1]
-    age = _as_utc(now) - newest_at.to_pydatetime()
+    age = _as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
     if age > max_staleness:
         raise MetricsError(
             "stale",
