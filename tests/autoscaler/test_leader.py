@@ -413,11 +413,7 @@ def test_an_insecure_kubeconfig_for_the_lease_is_refused_unless_the_election_all
     kubernetes_api: KubernetesApiDouble, clock: ManualClock, tmp_path: Path
 ) -> None:
     """The lease's `allow_insecure` reaches its connection, as a pool backend's does."""
-    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
-    document = yaml.safe_load(kubeconfig.read_text())
-    for cluster in document["clusters"]:
-        cluster["cluster"]["insecure-skip-tls-verify"] = True
-    kubeconfig.write_text(yaml.safe_dump(document))
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig", skip_tls_verify=True)
     refused = make_leader_lock(kubernetes_election(kubeconfig), {}, clock)
     with pytest.raises(LeaderLockError, match="insecure-skip-tls-verify"):
         refused.acquire_or_renew()

@@ -447,13 +447,7 @@ def test_an_insecure_kubeconfig_is_refused_unless_the_pool_allows_it(
     kubernetes_api, deployment, tmp_path
 ) -> None:
     """`insecure-skip-tls-verify` in a kubeconfig is an insecure setting like any other."""
-    import yaml
-
-    path = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
-    document = yaml.safe_load(path.read_text())
-    for cluster in document["clusters"]:
-        cluster["cluster"]["insecure-skip-tls-verify"] = True
-    path.write_text(yaml.safe_dump(document))
+    path = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig", skip_tls_verify=True)
     with pytest.raises(BackendError, match="insecure-skip-tls-verify"):
         make_backend(kubernetes_api, tmp_path, kubeconfig=path).read()
     allowed = make_backend(kubernetes_api, tmp_path, kubeconfig=path, allow_insecure=True)

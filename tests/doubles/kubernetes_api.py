@@ -290,11 +290,17 @@ class KubernetesApiDouble:
         contexts: dict[str, dict[str, str]] | None = None,
         current: str | None = "double",
         with_ca: bool = True,
+        skip_tls_verify: bool = False,
     ) -> Path:
-        """A kubeconfig pointing here, for the real client to load the normal way."""
+        """A kubeconfig pointing here, for the real client to load the normal way;
+        `skip_tls_verify` sets the cluster's insecure-skip-tls-verify."""
         contexts = contexts or {"double": {"token": DOUBLE_TOKEN}}
         ca_file = self.ca_file if self.ssl_context is not None and with_ca else None
-        path.write_text(yaml.safe_dump(kubeconfig_document(self.url, contexts, current, ca_file)))
+        document = kubeconfig_document(self.url, contexts, current, ca_file)
+        if skip_tls_verify:
+            for cluster in document["clusters"]:
+                cluster["cluster"]["insecure-skip-tls-verify"] = True
+        path.write_text(yaml.safe_dump(document))
         return path
 
 
