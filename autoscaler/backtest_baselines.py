@@ -216,17 +216,19 @@ def hpa(replay: Replay) -> PolicyResult:
         recommended = np.maximum(_nodes(last, replay.per_node_rps * utilization), floor)
         return _rolling_max(recommended, HPA_STABILIZATION_MINUTES)
 
-    grid = [
-        {"utilization": u, "floor": f}
-        for u, f in itertools.product(UTILIZATIONS, _floors(replay, peak))
-    ]
     return _sweep(
         replay,
         "hpa",
         "reactive target tracking, 1-min tick, 5-min scale-down stabilization",
-        grid,
+        _utilization_floor_grid(replay, peak),
         counts,
     )
+
+
+def _utilization_floor_grid(replay: Replay, most: int) -> list[dict[str, Any]]:
+    """Every target utilization with every floor up to `most` nodes."""
+    floors = _floors(replay, most)
+    return [{"utilization": u, "floor": f} for u, f in itertools.product(UTILIZATIONS, floors)]
 
 
 def linear_peaks(replay: Replay) -> np.ndarray:
@@ -266,15 +268,11 @@ def linear(replay: Replay) -> PolicyResult:
     def counts(utilization: float, floor: int) -> np.ndarray:
         return np.maximum(_nodes(peaks, replay.per_node_rps * utilization), floor)
 
-    grid = [
-        {"utilization": u, "floor": f}
-        for u, f in itertools.product(UTILIZATIONS, _floors(replay, most))
-    ]
     return _sweep(
         replay,
         "linear-20m",
         "the seed's linear regression on the last hour, every 20 min",
-        grid,
+        _utilization_floor_grid(replay, most),
         counts,
     )
 
