@@ -138,8 +138,9 @@ def _arrival_peak(forecast: Forecast, boot_time: timedelta) -> float:
     upper = np.asarray(forecast.upper, dtype=float)
     if len(forecast.times) != len(upper) or not len(upper):
         return float(np.max(upper)) if len(upper) else float("nan")
-    ready_from = forecast.times[0] + pd.Timedelta(boot_time)
-    arriving = upper[np.asarray(forecast.times >= ready_from)]
+    stamps = forecast.times.asi8  # ascending integers in the index's unit: no Timestamp per tick
+    boot = np.timedelta64(boot_time).astype(f"m8[{forecast.times.unit}]").astype(np.int64)
+    arriving = upper[int(np.searchsorted(stamps, stamps[0] + boot)) :]
     return float(np.max(arriving)) if len(arriving) else float(upper[-1])
 
 
