@@ -211,16 +211,21 @@ def run_config(
             ),
         )
         limited = any(m.refused for m in probes)
-        if search.best_rps is None:
+
+        def no_rate(reason: str, repeats: list[RateMeasurement]) -> ConfigResult:
             return ConfigResult(
                 workers=workers,
                 batch=batch,
                 status="no_rate",
-                reason=f"no rate held p95 under {settings.latency_target_s}s",
+                reason=reason,
                 rate_rps=0.0,
                 generator_limited=limited,
                 probes=probes,
+                repeats=repeats,
             )
+
+        if search.best_rps is None:
+            return no_rate(f"no rate held p95 under {settings.latency_target_s}s", [])
         rate = search.best_rps
         repeats: list[RateMeasurement] = []
         for _ in range(BACKOFF_ROUNDS):
@@ -231,15 +236,8 @@ def run_config(
                 break
             rate *= 1 - 2 * settings.precision
         else:
-            return ConfigResult(
-                workers=workers,
-                batch=batch,
-                status="no_rate",
-                reason=f"repeats did not confirm any rate down to {repeats[0].rate_rps:.1f}",
-                rate_rps=0.0,
-                generator_limited=limited,
-                probes=probes,
-                repeats=repeats,
+            return no_rate(
+                f"repeats did not confirm any rate down to {repeats[0].rate_rps:.1f}", repeats
             )
         return ConfigResult(
             workers=workers,

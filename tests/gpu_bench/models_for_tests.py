@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -40,3 +42,15 @@ class _GrowingHog(nn.Module):
 
 def batch_scaled_hog() -> tuple[nn.Module, torch.Tensor]:
     return _GrowingHog(), torch.zeros(1, 4)
+
+
+class _Slow(nn.Module):
+    """Takes 0.7 s per batch: no rate at all keeps p95 under a 0.5 s target."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.7)
+        return inputs.sum(dim=1)
+
+
+def slow_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Slow(), torch.zeros(1, 4)

@@ -125,3 +125,12 @@ def test_torchscript_file(tmp_path) -> None:
     torch.jit.trace(module.eval(), example).save(str(path))
     loaded, shaped = load_model(parse_model_spec(str(path), [1, 3, 64, 64]))
     assert loaded(shaped).shape == (1, 100)
+
+
+def test_a_model_slower_than_the_latency_target_has_no_rate() -> None:
+    settings = quick(f"{TEST_MODELS}:slow_model", max_probes=2, max_windows=2)
+    result = run_config(settings, workers=1, batch=1)
+    assert result.status == "no_rate" and result.rate_rps == 0.0
+    assert result.reason == "no rate held p95 under 0.5s"
+    assert result.probes and not any(p.passed for p in result.probes)
+    assert result.repeats == []
