@@ -161,6 +161,12 @@ class Pool(Strict):
     horizon: Duration = timedelta(minutes=15)
     min_nodes: int = Field(default=0, ge=0)
     max_nodes: int = Field(ge=0)
+    spare_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="nodes kept above what the forecast needs: a cushion of fixed size for "
+        "bursts no forecast sees (a node is a larger share of a small fleet's load)",
+    )
     schedules: list[Schedule] = Field(default_factory=list)
     scale_down: ScaleDown = Field(default_factory=ScaleDown)
     cooldown: Duration = timedelta(minutes=5)

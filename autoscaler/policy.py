@@ -45,6 +45,8 @@ class Observation:
     scale-up goes only this far (more would arrive after the peak it was for), and
     `forecast_nodes` (the whole horizon) is kept as a floor for scaling down: nodes removed
     now could not be back in time. None: size for `forecast_nodes` both ways."""
+    spare_nodes: int = 0
+    """Spare nodes already included in `forecast_nodes` and `arrival_nodes` (for reasons)."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,13 @@ def _base_target(obs: Observation, reasons: list[str]) -> tuple[int, bool]:
         )
         return obs.demand_nodes, True
     if obs.arrival_nodes is None or obs.arrival_nodes >= obs.forecast_nodes:
-        reasons.append(f"forecast needs {obs.forecast_nodes} nodes")
+        reasons.append(f"forecast needs {obs.forecast_nodes} nodes{_with_spare(obs)}")
         return obs.forecast_nodes, True
     return _arrival_target(obs, obs.arrival_nodes, obs.forecast_nodes, reasons), True
+
+
+def _with_spare(obs: Observation) -> str:
+    return f" (with {obs.spare_nodes} spare)" if obs.spare_nodes else ""
 
 
 def _arrival_target(obs: Observation, arrival: int, horizon: int, reasons: list[str]) -> int:
@@ -163,7 +169,7 @@ def _arrival_target(obs: Observation, arrival: int, horizon: int, reasons: list[
             "once new nodes are ready: reactive floor"
         )
     else:
-        reasons.append(f"forecast needs {arrival} nodes once new nodes are ready")
+        reasons.append(f"forecast needs {arrival} nodes{_with_spare(obs)} once new nodes are ready")
     wanted = max(demand, arrival)
     if wanted >= obs.current:
         return wanted

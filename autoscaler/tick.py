@@ -50,6 +50,8 @@ class Sizing:
     arrival_nodes: int | None = None
     """Nodes the forecast needs from when nodes ordered now would be ready (boot_time on):
     what a scale-up buys. `nodes` (the whole horizon) is the floor for scaling down."""
+    spare_nodes: int = 0
+    """The pool's spare nodes, included in `nodes` and `arrival_nodes` (said in reasons)."""
 
 
 @dataclass
@@ -87,6 +89,7 @@ def observe(
         forecast_nodes=sizing.nodes,
         demand_nodes=sizing.demand_nodes,
         arrival_nodes=sizing.arrival_nodes,
+        spare_nodes=sizing.spare_nodes,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
@@ -123,12 +126,14 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
         return Sizing(demand_now, forecast, None, "forecast is not a finite number")
     utilization = pool.target_utilization
     arrival_peak = _arrival_peak(forecast, pool.boot_time)
+    spare = pool.spare_nodes
     return Sizing(
         demand_now,
         forecast,
-        nodes_for(peak, per_node_rps, utilization),
+        nodes_for(peak, per_node_rps, utilization) + spare,
         demand_nodes=nodes_for(demand_now, per_node_rps, utilization),
-        arrival_nodes=nodes_for(arrival_peak, per_node_rps, utilization),
+        arrival_nodes=nodes_for(arrival_peak, per_node_rps, utilization) + spare,
+        spare_nodes=spare,
     )
 
 

@@ -291,3 +291,24 @@ def test_size_fleet_buys_for_the_forecast_from_boot_time_and_keeps_the_horizon_p
     assert sizing.nodes == 20  # 16 / 0.8
     assert sizing.arrival_nodes == 9  # 7.2 / 0.8: steps 10 minutes after the first on
     assert sizing.demand_nodes == 7  # 5 / 0.8, rounded up
+
+
+def test_spare_nodes_sit_on_top_of_the_forecast_and_are_named_in_the_reason() -> None:
+    """A fixed cushion above the forecast's counts (both ways); the reactive floor stays what
+    demand now needs, so a burst beyond forecast and spare still scales up at once."""
+    from autoscaler.policy import Memory, decide
+    from autoscaler.tick import limits_of, observe
+
+    history = pd.Series(5.0, index=pd.date_range(START - timedelta(minutes=59), START, freq="1min"))
+    upper = [5.0, 16.0, 12.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 6.0, 7.2, 6.0, 6.0, 6.0]
+    pool = make_pool(boot_time="10m", horizon="15m", spare_nodes=3)
+    sizing = size_fleet(pool, FixedForecast(upper), history, 1.0)
+    assert (sizing.nodes, sizing.arrival_nodes, sizing.demand_nodes) == (23, 12, 7)
+    limits = limits_of(pool)
+    decision, _ = decide(observe(pool, sizing, START, 4, None), limits, Memory())
+    assert decision.desired == 12
+    assert "forecast needs 12 nodes (with 3 spare) once new nodes are ready" in decision.reasons
+    burst = pd.concat([history.iloc[:-1], pd.Series([40.0], index=history.index[-1:])])
+    sizing = size_fleet(pool, FixedForecast(upper), burst, 1.0)
+    decision, _ = decide(observe(pool, sizing, START, 4, None), limits, Memory())
+    assert decision.desired == 50  # 40 / 0.8: demand now beats forecast plus spare
