@@ -91,6 +91,7 @@ def policy_pool(
     predictor_params = {**settings.predictor_params, **(params or {})}
     if kind == "seasonal":
         predictor_params.setdefault("service_target", settings.service_target)
+        predictor_params.setdefault("latency_target_s", settings.latency_target_s)
     return Pool(
         name="backtest",
         backend=SimulatedBackend(kind="simulated", boot_delay=settings.boot_delay),

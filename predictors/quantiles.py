@@ -35,6 +35,8 @@ from predictors.cleaning import window_means
 SHIFT_Z = 4.0
 SCALE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Scale laws the band may take (error size growing as forecast**power)."""
+BAND_SEARCH_STEPS = 24
+"""Bisection steps for a lead's band: 2**-24 of the error quantile, far below a node."""
 MIN_ORIGINS = 200
 """Fewer replayed forecasts than this: the band falls back to the residual spread."""
 
@@ -193,8 +195,12 @@ def learn_leads(
     max_origins: int,
     service_target: float,
     error_half_life_steps: float = np.inf,
+    latency_slack: float = 0.0,
 ) -> LeadModel:
-    """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`."""
+    """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`.
+
+    `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
+    run above the band within a step before requests wait longer than the target."""
     residual = actual - seasonal
     last_origin = len(actual) - 1 - leads
     first_origin = max(kernels.window - 1, last_origin - max_origins * origin_stride)
@@ -222,11 +228,14 @@ def learn_leads(
     seen = actual[target_at]
     error = seen - point
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
-    power, band = _cheapest_band(point, error, seen, recency, scale_offset, service_target)
+    power, band = _cheapest_band(
+        point, error, seen, recency, scale_offset, service_target, latency_slack
+    )
     note = (
-        f"band: {1 - service_target:.3g} request-weighted quantile of {len(origin)} "
-        f"replayed forecasts per lead (errors scaled by forecast^{power:.2f}, the cheapest "
-        "scale law that meets the target on them)"
+        f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
+        f"forecasts per lead (late: demand above the band for longer than the latency "
+        f"target; errors scaled by forecast^{power:.2f}, the cheapest scale law that meets "
+        "the target on them)"
     )
     return LeadModel(betas, shift_sd, band, scale_offset, power, len(origin), note)
 
@@ -271,25 +280,66 @@ def _cheapest_band(
     recency: np.ndarray,
     offset: float,
     service_target: float,
+    latency_slack: float = 0.0,
 ) -> tuple[float, np.ndarray]:
     """The scale law and per-lead band that meet the target on the replay at least capacity.
 
     Every power in SCALE_POWERS meets the target by construction (a request-weighted
     quantile per lead); they differ in where the headroom goes: 0 spreads it evenly, 1
     puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
-    for the same late share, which is what the fleet pays for."""
+    for the same late share, which is what the fleet pays for. Its band is then narrowed
+    to what the latency target allows (small overshoots queue within it)."""
     requests = np.where(np.isfinite(seen), seen, 0.0) * recency[:, None]
     weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
     best: tuple[float, float, np.ndarray] | None = None
     for power in SCALE_POWERS:
         scale = (point + offset) ** power
         band = _weighted_quantiles(error / scale, requests, 1 - service_target)
-        band = np.maximum.accumulate(np.maximum(band, 0.0))
-        cost = float(np.sum(weight * band * scale))
+        cost = float(np.sum(weight * np.maximum(band, 0.0) * scale))
         if best is None or cost < best[0]:
             best = (cost, power, band)
     assert best is not None
-    return best[1], best[2]
+    _, power, band = best
+    if latency_slack > 0.0:
+        scale = (point + offset) ** power
+        band = _narrowed_band(point, scale, error, requests, band, service_target, latency_slack)
+    return power, np.maximum.accumulate(np.maximum(band, 0.0))
+
+
+def late_share_above(
+    capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
+) -> np.ndarray:
+    """Per column, the share of `requests` that would be late with demand served at
+    `capacity` for one step: demand above capacity builds a queue from the step's start,
+    and a request is late once that queue holds more than `latency_slack` of a step's
+    capacity (the fluid queue of autoscaler/backtest_queue.py, without carry-over)."""
+    over = demand - capacity
+    with np.errstate(divide="ignore", invalid="ignore"):
+        late = np.where(over > 0, np.clip(1.0 - latency_slack * capacity / over, 0.0, 1.0), 0.0)
+    total = requests.sum(axis=0)
+    return np.where(total > 0, (requests * late).sum(axis=0) / np.maximum(total, 1e-300), 0.0)
+
+
+def _narrowed_band(
+    point: np.ndarray,
+    scale: np.ndarray,
+    error: np.ndarray,
+    requests: np.ndarray,
+    quantile: np.ndarray,
+    service_target: float,
+    latency_slack: float,
+) -> np.ndarray:
+    """Per lead, the narrowest band (in units of scale) whose replayed late share is within
+    the target, found by bisection below the error quantile (which meets it: at most the
+    target's share of requests is above it, and only those can be late)."""
+    demand = np.where(np.isfinite(error), point + error, 0.0)
+    low, high = np.zeros_like(quantile), np.maximum(quantile, 0.0)
+    for _ in range(BAND_SEARCH_STEPS):
+        middle = 0.5 * (low + high)
+        share = late_share_above(point + middle * scale, demand, requests, latency_slack)
+        meets = share <= service_target
+        high, low = np.where(meets, middle, high), np.where(meets, low, middle)
+    return high
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:

@@ -15,8 +15,10 @@ The forecast at lead h is
   cannot draw), with per-lead weights learned by replaying the forecaster over its
   recent history; a level far outside the usual is a shift and is followed whole
   (predictors/quantiles.py).
-- upper: q_h is the 1 - service_target request-weighted quantile of the replayed
-  errors at lead h, p the scale law that meets the target at least capacity on them
+- upper: q_h is the narrowest band at lead h that keeps the share of late requests on
+  the replayed errors within service_target (a request is late once demand above the
+  band has queued more than `latency_target_s` of work: small overshoots are absorbed),
+  p the scale law that meets the target at least capacity on them
   (the forecaster's own errors over the last 7 days of history,
   recent days weighted more, the shape judged out of sample by leaving each day
   out); until enough replayed forecasts exist (MIN_ORIGINS), a normal quantile of
@@ -81,6 +83,7 @@ class SeasonalPredictor:
     def __init__(
         self,
         service_target: float = 0.01,
+        latency_target_s: float = 3.0,
         timezone: str = "UTC",
         refit_every: timedelta | str = timedelta(hours=1),
         min_history: timedelta | str = timedelta(days=1),
@@ -93,7 +96,10 @@ class SeasonalPredictor:
         if not 0.0 < service_target < 1.0:
             raise ValueError("service_target is a share of late requests, between 0 and 1")
         ZoneInfo(timezone)  # an unknown zone fails here, not at the first tick
+        if not latency_target_s >= 0.0:
+            raise ValueError("latency_target_s is seconds a request may wait, at least 0")
         self.service_target = service_target
+        self.latency_target_s = latency_target_s
         self.timezone = timezone
         self.refit_every = parse_duration(refit_every)
         self.min_history = parse_duration(min_history)
@@ -289,6 +295,7 @@ class SeasonalPredictor:
                 most,
                 self.service_target,
                 _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
+                latency_slack=self.latency_target_s * 1e9 / self._step_ns,
             )
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
