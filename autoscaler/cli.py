@@ -169,7 +169,7 @@ def forecast(
     from autoscaler.forecast_view import decision_now, forecast_rows, forecast_table
     from autoscaler.plots import forecast_plot
     from autoscaler.runtime import build_runtime
-    from autoscaler.tick import Sizing, forecast_demand, observe_demand, size_fleet
+    from autoscaler.tick import observe_demand, size_fleet
     from predictors import make_predictor
 
     try:
@@ -190,13 +190,14 @@ def forecast(
         horizon = max(timedelta(hours=hours), spec.horizon)
         long_view = spec.model_copy(update={"horizon": horizon})
         predictor = make_predictor(spec.predictor.kind, spec.predictor.params)
-        history = observe_demand(long_view, runtime.metrics, now, parsed.metrics.max_staleness)
-        sizing = (
-            Sizing(missing_reason=history)
-            if isinstance(history, str)
-            else size_fleet(long_view, predictor, history, ticker.per_node_rps)
-        )
-        if sizing.forecast is None or isinstance(history, str):
+        # One query serves both the long view and the decision now (same demand window).
+        history = observe_demand(spec, runtime.metrics, now, parsed.metrics.max_staleness)
+        if isinstance(history, str):
+            errors.print(f"{spec.name}: no forecast: {history}", highlight=False)
+            failed = True
+            continue
+        sizing = size_fleet(long_view, predictor, history, ticker.per_node_rps)
+        if sizing.forecast is None:
             errors.print(f"{spec.name}: no forecast: {sizing.missing_reason}", highlight=False)
             failed = True
             continue
@@ -211,9 +212,7 @@ def forecast(
             )
             forecast_plot(target, spec, history, sizing.forecast, ticker.per_node_rps, active)
             console.print(f"plot: {target}", highlight=False)
-        now_sizing = forecast_demand(
-            spec, predictor, runtime.metrics, now, parsed.metrics.max_staleness, ticker.per_node_rps
-        )
+        now_sizing = size_fleet(spec, predictor, history, ticker.per_node_rps)
         try:
             fleet = ticker.backend.read()
         except BackendError as exc:
