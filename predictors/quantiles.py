@@ -289,20 +289,20 @@ def _cheapest_band(
     puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
     for the same late share, which is what the fleet pays for. Its band is then narrowed
     to what the latency target allows (small overshoots queue within it)."""
-    requests = np.where(np.isfinite(seen), seen, 0.0) * recency[:, None]
+    demand = np.where(np.isfinite(seen), seen, 0.0)
+    requests = demand * recency[:, None]
     weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
-    best: tuple[float, float, np.ndarray] | None = None
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     for power in SCALE_POWERS:
         scale = (point + offset) ** power
         band = _weighted_quantiles(error / scale, requests, 1 - service_target)
         cost = float(np.sum(weight * np.maximum(band, 0.0) * scale))
         if best is None or cost < best[0]:
-            best = (cost, power, band)
+            best = (cost, power, band, scale)
     assert best is not None
-    _, power, band = best
+    _, power, band, scale = best
     if latency_slack > 0.0:
-        scale = (point + offset) ** power
-        band = _narrowed_band(point, scale, error, requests, band, service_target, latency_slack)
+        band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
     return power, np.maximum.accumulate(np.maximum(band, 0.0))
 
 
@@ -323,7 +323,7 @@ def late_share_above(
 def _narrowed_band(
     point: np.ndarray,
     scale: np.ndarray,
-    error: np.ndarray,
+    demand: np.ndarray,
     requests: np.ndarray,
     quantile: np.ndarray,
     service_target: float,
@@ -332,7 +332,6 @@ def _narrowed_band(
     """Per lead, the narrowest band (in units of scale) whose replayed late share is within
     the target, found by bisection below the error quantile (which meets it: at most the
     target's share of requests is above it, and only those can be late)."""
-    demand = np.where(np.isfinite(error), point + error, 0.0)
     low, high = np.zeros_like(quantile), np.maximum(quantile, 0.0)
     for _ in range(BAND_SEARCH_STEPS):
         middle = 0.5 * (low + high)
