@@ -123,25 +123,36 @@ def run(daemon: Daemon, clock: SimulatedClock, count: int) -> list[tuple[int, tu
 EVENING = NOON + timedelta(hours=5)  # demand falls: scale-downs happen in the hour after
 
 
-def test_restart_after_a_kill_decides_exactly_like_an_uninterrupted_daemon(tmp_path: Path):
-    """The fleet outlives the daemon; the state saved after every tick is all it needs to
-    carry on with the same stabilization window, cooldown and step limits."""
+def uninterrupted_hour(tmp_path: Path) -> tuple[list[tuple[int, tuple[str, ...]]], Path]:
+    """An hour of decisions from EVENING by a daemon never killed, and an empty folder for
+    the daemon that will be."""
     reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
     reference_dir.mkdir()
     crashed_dir.mkdir()
     clock = SimulatedClock(EVENING)
     reference = Daemon(write_config(reference_dir), clock=clock, notifier=RecordingNotifier())
-    expected = run(reference, clock, 60)
+    return run(reference, clock, 60), crashed_dir
+
+
+def fresh_start(folder: Path) -> tuple[Path, SimulatedClock, Daemon]:
+    """A daemon at EVENING with no saved state: each kill scenario starts over."""
+    clock = SimulatedClock(EVENING)
+    config = write_config(folder)
+    for leftover in (folder / "state").glob("*"):
+        leftover.unlink()
+    return config, clock, Daemon(config, clock=clock, notifier=RecordingNotifier())
+
+
+def test_restart_after_a_kill_decides_exactly_like_an_uninterrupted_daemon(tmp_path: Path):
+    """The fleet outlives the daemon; the state saved after every tick is all it needs to
+    carry on with the same stabilization window, cooldown and step limits."""
+    expected, crashed_dir = uninterrupted_hour(tmp_path)
     assert any(later < earlier for (earlier, _), (later, _) in itertools.pairwise(expected)), (
         "the scenario must contain scale-downs to prove anything"
     )
 
     for kill_after in (7, 23, 41):
-        clock = SimulatedClock(EVENING)
-        config = write_config(crashed_dir)
-        for leftover in (crashed_dir / "state").glob("*"):
-            leftover.unlink()
-        first = Daemon(config, clock=clock, notifier=RecordingNotifier())
+        config, clock, first = fresh_start(crashed_dir)
         before = run(first, clock, kill_after)
         fleet = first.runtime.tickers[0].backend  # the fleet lives on
         del first  # killed: nothing more is written
@@ -156,21 +167,12 @@ def test_kill_between_the_write_and_the_end_of_tick_save_changes_nothing(tmp_pat
     state saved just before the write (count marked unknown) is what the restarted daemon
     finds: it decides exactly like a daemon that was never killed, and does not take its
     own change for a manual one."""
-    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
-    reference_dir.mkdir()
-    crashed_dir.mkdir()
-    clock = SimulatedClock(EVENING)
-    reference = Daemon(write_config(reference_dir), clock=clock, notifier=RecordingNotifier())
-    expected = run(reference, clock, 60)
+    expected, crashed_dir = uninterrupted_hour(tmp_path)
     acting = [i for i, ((a, _), (b, _)) in enumerate(itertools.pairwise(expected), 1) if a != b]
     assert len(acting) >= 3, "the scenario must contain actions to prove anything"
 
     for kill_at in acting[:3]:
-        clock = SimulatedClock(EVENING)
-        config = write_config(crashed_dir)
-        for leftover in (crashed_dir / "state").glob("*"):
-            leftover.unlink()
-        first = Daemon(config, clock=clock, notifier=RecordingNotifier())
+        config, clock, first = fresh_start(crashed_dir)
         before = run(first, clock, kill_at)
         real_save = first.runtime.state_store.save
         saves: list[int] = []
