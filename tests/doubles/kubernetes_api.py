@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import ssl
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -38,7 +36,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from tests.doubles.http_base import IncomingRequest, JsonApiHandler
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.http_base import IncomingRequest as RecordedRequest
 from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
@@ -70,58 +68,33 @@ class Fault:
     action: Callable[[], None] | None = None
 
 
-class KubernetesApiDouble:
+class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
     def __init__(self, tokens: dict[str, str] | None = None, *, tls: bool = False) -> None:
+        super().__init__(_Handler)
         self.tokens = {DOUBLE_TOKEN: DOUBLE_USER} if tokens is None else tokens
         self.workloads: dict[tuple[str, str, str], FakeWorkload] = {}
         self.denied: set[tuple[str, str]] = set()  # e.g. ("patch", "deployments/scale")
         self.leases = KubernetesLeases()
-        self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.next_version = 2000
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.double = self  # type: ignore[attr-defined]
         self.tls_dir: Path | None = None
         self.ssl_context: ssl.SSLContext | None = None
         if tls:
             self.tls_dir = Path(tempfile.mkdtemp(prefix="kube-double-tls-"))
             self.ssl_context = self_signed_server_context(self.tls_dir)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{'https' if self.ssl_context else 'http'}://{host}:{port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self.server.port
 
     @property
     def ca_file(self) -> Path:
         assert self.tls_dir is not None, "only a tls=True double has a CA"
         return self.tls_dir / "ca.crt"
-
-    def start(self) -> KubernetesApiDouble:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> KubernetesApiDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- arranging ---------------------------------------------------------------
 
@@ -321,7 +294,7 @@ def _json_patch_as_merge(operations: Any) -> Any:
 
 class _Handler(JsonApiHandler):
     def setup(self) -> None:
-        double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
+        double: KubernetesApiDouble = self.server.double
         self.handshake_failed = False
         if double.ssl_context is not None:  # handshake here, in the request's own thread
             try:
@@ -339,16 +312,15 @@ class _Handler(JsonApiHandler):
             self.close_connection = True
 
     def serve(self, request: IncomingRequest) -> None:
-        double: KubernetesApiDouble = self.server.double  # type: ignore[attr-defined]
+        double: KubernetesApiDouble = self.server.double
         method, path, headers, body = request.method, request.path, request.headers, request.body
-        with double.lock:
-            double.requests.append(RecordedRequest(method, path, request.query, headers, body))
+        double.record(RecordedRequest(method, path, request.query, headers, body))
 
         fault = double.next_fault(method)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
-        if fault is not None and fault.kind == "delay" and double.stopping.wait(fault.seconds):
+        if fault is not None and fault.kind == "delay" and self.server.stopping.wait(fault.seconds):
             return
         if fault is not None and fault.kind == "before" and fault.action is not None:
             fault.action()

@@ -24,17 +24,15 @@ containing a given text (e.g. "/drain").
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
-from tests.doubles.http_base import IncomingRequest, JsonApiHandler
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.http_base import IncomingRequest as RecordedRequest
 from tests.doubles.nomad_nodes import FakeNode, NomadNodes
 from tests.doubles.nomad_variables import NomadVariables
@@ -100,37 +98,15 @@ def allocation(
     }
 
 
-class NomadApiDouble:
+class NomadApiDouble(LoopbackDouble[RecordedRequest]):
     def __init__(self, acl_token: str | None = DOUBLE_ACL_TOKEN) -> None:
+        super().__init__(_Handler)
         self.acl_token = acl_token
         self.jobs: dict[tuple[str, str], FakeJob] = {}
         self.node_api = NomadNodes()
         self.variables = NomadVariables()
-        self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.index = 100
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.double = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
     # ---- arranging ---------------------------------------------------------------
 
@@ -338,7 +314,7 @@ class NomadApiDouble:
 
 class _Handler(JsonApiHandler):
     def serve(self, request: IncomingRequest) -> None:
-        double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
+        double: NomadApiDouble = self.server.double
         method, path, query, headers, body = (
             request.method,
             request.path,
@@ -346,8 +322,7 @@ class _Handler(JsonApiHandler):
             request.headers,
             request.body,
         )
-        with double.lock:
-            double.requests.append(RecordedRequest(method, path, query, headers, body))
+        double.record(RecordedRequest(method, path, query, headers, body))
 
         fault = double.next_fault(method, path)
         if fault is not None and fault.kind == "drop":
@@ -356,7 +331,7 @@ class _Handler(JsonApiHandler):
         if fault is not None and fault.kind == "status":
             self._reply(fault.status, "injected fault: service unavailable")
             return
-        if fault is not None and fault.kind == "delay" and double.stopping.wait(fault.seconds):
+        if fault is not None and fault.kind == "delay" and self.server.stopping.wait(fault.seconds):
             return
 
         refused = double.authorize(headers)
@@ -370,7 +345,7 @@ class _Handler(JsonApiHandler):
     def _reply(self, status: int, payload: Any) -> None:
         headers = {}
         if status == 200:
-            double: NomadApiDouble = self.server.double  # type: ignore[attr-defined]
+            double: NomadApiDouble = self.server.double
             headers = {
                 "X-Nomad-Index": str(double.index),
                 "X-Nomad-KnownLeader": "true",

@@ -24,20 +24,20 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 NASA_TRACE = TRACES / "nasa_jul95.csv"
@@ -308,6 +308,10 @@ def stopped_prometheus_url(tmp_path: Path) -> str:
 # ---- an HTTP double of the query_range endpoint, for malformed answers -----------
 
 
+PrometheusRequest = tuple[str, dict[str, list[str]], dict[str, str]]
+"""(path, parse_qs of the query, headers as sent) of one request to the double."""
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -331,7 +335,7 @@ def error_reply(status: int, error_type: str, error: str) -> Reply:
     return Reply(status=status, body=json.dumps(body).encode())
 
 
-class PrometheusApiDouble:
+class PrometheusApiDouble(LoopbackDouble[PrometheusRequest]):
     """GET /api/v1/query_range as Prometheus's HTTP API documents describe it.
 
     Shapes from https://prometheus.io/docs/prometheus/latest/querying/api/: a JSON
@@ -339,47 +343,30 @@ class PrometheusApiDouble:
     "result": [{"metric": {...}, "values": [[unix_seconds, "value"], ...]}]}} and,
     on failure, "errorType"/"error" with 400 (bad parameters), 422 (cannot execute)
     or 503 (timeout/abort). Replies are scripted in order (the last repeats), so
-    tests can serve malformed bodies, errors and delays. Requests are recorded.
+    tests can serve malformed bodies, errors and delays. Requests are recorded as
+    (path, parse_qs of the query, headers as sent).
     """
 
     def __init__(self, replies: list[Reply]) -> None:
+        super().__init__(_PrometheusHandler, quiet_errors=True)
         self.replies = list(replies)
-        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
-        self._stop = threading.Event()
-        double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                double.requests.append((url.path, parse_qs(url.query), dict(self.headers)))
-                if url.path != "/api/v1/query_range":
-                    reply = error_reply(404, "not_found", "no such endpoint")
-                else:
-                    reply = double.replies.pop(0) if len(double.replies) > 1 else double.replies[0]
-                if reply.delay and double._stop.wait(reply.delay):
-                    return
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+    def next_reply(self, path: str) -> Reply:
+        if path != "/api/v1/query_range":
+            return error_reply(404, "not_found", "no such endpoint")
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def __enter__(self) -> PrometheusApiDouble:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+class _PrometheusHandler(JsonApiHandler):
+    def serve(self, request: IncomingRequest) -> None:
+        if request.method != "GET":  # the double serves GET only
+            self.send_error(501, f"Unsupported method ({request.method!r})")
+            return
+        double: PrometheusApiDouble = self.server.double
+        query = parse_qs(urlsplit(self.path).query)
+        double.record((request.path, query, dict(self.headers)))
+        reply = double.next_reply(request.path)
+        if reply.delay and self.server.stopping.wait(reply.delay):
+            self.close_connection = True  # stopped while stalling: no answer
+            return
+        self.send_bytes(reply.status, reply.body, reply.content_type)

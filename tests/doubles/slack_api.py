@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import pytest
+
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackServer
 
 DEFAULT_TOKEN = "xoxb-0000000000-double-bot-token-s3cr3t"
 DEFAULT_CHANNELS = {"gpu-autoscaler": "C0AUTOSCALE"}
@@ -71,10 +72,8 @@ class SlackApiDouble:
         self.requests = 0  # every call to chat.postMessage, failed ones included
         self._lock = threading.Lock()
         self._injected: _Injected | None = None
-        self._release = threading.Event()
         self._ts_counter = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------
@@ -84,27 +83,17 @@ class SlackApiDouble:
         return f"http://127.0.0.1:{self.port}/api/"
 
     def start(self) -> SlackApiDouble:
-        self._release.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        """Serve (again) on the same port once it has one, so clients find it back."""
+        self._server = LoopbackServer(_SlackHandler, self, self.port)
+        self.port = self._server.port
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving: the port refuses connections until start() again."""
-        self._release.set()  # let hanging handlers finish
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()  # lets hanging handlers finish first
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     go_down = stop
     come_back = start
@@ -156,15 +145,18 @@ class SlackApiDouble:
         return self.channels.get(channel.removeprefix("#"))
 
     def post_message(
-        self, content_type: str, authorization: str | None, body: bytes
+        self, content_type: str, authorization: str | None, body: bytes, stopping: threading.Event
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        """Answer one chat.postMessage call: (status, extra headers, JSON body)."""
+        """Answer one chat.postMessage call: (status, extra headers, JSON body).
+
+        A "hang" waits on `stopping` (set when the double stops) so stop() never waits it out.
+        """
         with self._lock:
             self.requests += 1
         injected = self._take_failure()
         if injected is not None:
             if injected.failure == "hang":
-                self._release.wait(injected.hang_seconds)
+                stopping.wait(injected.hang_seconds)
                 return 200, {}, {"ok": False, "error": "request_timeout"}
             if injected.failure == "http_500":
                 return 500, {}, {"ok": False, "error": "internal_error"}
@@ -246,38 +238,26 @@ def _valid_blocks(blocks: Any) -> bool:
     )
 
 
-def _make_handler(double: SlackApiDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _SlackHandler(JsonApiHandler):
+    def serve(self, request: IncomingRequest) -> None:
+        if request.method != "POST":  # the double serves POST only
+            self.send_error(501, f"Unsupported method ({request.method!r})")
+            return
+        if request.path != "/api/chat.postMessage":
+            self._answer(404, {}, {"ok": False, "error": "unknown_method"})
+            return
+        double: SlackApiDouble = self.server.double
+        status, headers, payload = double.post_message(
+            request.headers.get("content-type", ""),
+            request.headers.get("authorization"),
+            request.raw,  # form fields or JSON: parsed by the double, not as JSON here
+            self.server.stopping,
+        )
+        self._answer(status, headers, payload)
 
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if self.path.split("?")[0] != "/api/chat.postMessage":
-                self._answer(404, {}, {"ok": False, "error": "unknown_method"})
-                return
-            status, headers, payload = double.post_message(
-                self.headers.get("Content-Type", ""), self.headers.get("Authorization"), body
-            )
-            self._answer(status, headers, payload)
-
-        def _answer(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode("utf-8")
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a hang test); nothing to answer
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep test output quiet
-
-    return Handler
+    def _answer(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_bytes(status, data, "application/json; charset=utf-8", headers)
 
 
 def make_slack_api_fixture(
