@@ -9,6 +9,10 @@ for the project's policy and every baseline (autoscaler.backtest_baselines).
 Forecasts depend on the demand history only, never on the fleet, so the policy's
 knobs (target utilization, scale-down stabilization, floor) are tuned by replaying
 the recorded forecasts of one run through the same size/decide/fleet code.
+
+Where the machine has more than one CPU, the baselines run on a forked worker while
+the policy's recording run goes on here, and the tuning's replays on forked workers
+after it (autoscaler.backtest_tuning); the report is the same as with one CPU.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from autoscaler.backtest_engine import (
     policy_pool,
     replay_pool,
 )
-from autoscaler.backtest_tuning import run_policy
+from autoscaler.backtest_tuning import forked_executor, parallel_workers, run_policy
 from autoscaler.config import Capacity, Pool
 from autoscaler.replay import read_trace
 
@@ -135,9 +139,16 @@ def run_backtest(
     if pool is not None:
         pool = pool.model_copy(update={"capacity": Capacity(per_node_rps=settings.per_node_rps)})
         replay = replace(replay, boot_minutes=int(pool.boot_time / MINUTE))
-    policy, run = run_policy(series, replay, settings, pool=pool, on_progress=on_progress)
-    results = [BASELINES[name](replay) for name in settings.baselines]
-    results.insert(0, policy)
+    # The baselines need no forecasts: a worker runs them beside the policy's recording run.
+    beside = forked_executor(1) if settings.baselines and parallel_workers() > 1 else None
+    if beside is None:
+        policy, run = run_policy(series, replay, settings, pool=pool, on_progress=on_progress)
+        results = [policy, *_baselines(replay, settings.baselines)]
+    else:
+        with beside:
+            baselines = beside.submit(_baselines, replay, settings.baselines)
+            policy, run = run_policy(series, replay, settings, pool=pool, on_progress=on_progress)
+            results = [policy, *baselines.result()]
     times = series.index
     return BacktestReport(
         trace=str(trace_path),
@@ -151,3 +162,7 @@ def run_backtest(
         replay=replay,
         times=times,
     )
+
+
+def _baselines(replay: Replay, names: tuple[str, ...]) -> list[PolicyResult]:
+    return [BASELINES[name](replay) for name in names]

@@ -204,11 +204,11 @@ def replay_pool(
     total = len(values) - replay.sim_start
     desired = np.empty(total, dtype=np.int64)
     ready = np.empty(total, dtype=np.int64)
-    run = PolicyRun(desired, ready)
     for offset in range(total):
         minute = replay.sim_start + offset
         now = instants[minute]
         clock.advance(now - clock.now())
+        state = fleet.read()
         if offset % replay.tick_minutes == 0:
             lo = max(0, minute - (first_window if offset == 0 else window))
             history = (
@@ -217,20 +217,33 @@ def replay_pool(
                 else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
             )
             sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
-            state = fleet.read()
             observation = observe(pool, sizing, now, state.desired, None)
             decision, memory = decide(observation, limits, memory)
             if decision.desired != decision.current:
                 fleet.scale(decision.desired, "; ".join(decision.reasons))
-            state = fleet.read()
-            run.ticks.append(TickRecord(now, state.desired, state.ready, state.pending))
-        else:
-            state = fleet.read()
+                state = fleet.read()
         desired[offset] = state.desired
         ready[offset] = state.ready
         if on_progress is not None and (offset % 1000 == 999 or offset == total - 1):
             on_progress(offset + 1, total)
-    return run
+    return PolicyRun(desired, ready, tick_records(instants, replay, desired, ready))
+
+
+def tick_records(
+    instants: np.ndarray, replay: Replay, desired: np.ndarray, ready: np.ndarray
+) -> list[TickRecord]:
+    """The fleet right after each tick's decision, which is the count its minute keeps: a
+    run sent between processes needs only its arrays. `instants`: the trace's minutes."""
+    step = replay.tick_minutes
+    return [
+        TickRecord(instants[replay.sim_start + offset], wanted, up, wanted - up)
+        for offset, wanted, up in zip(
+            range(0, len(desired), step),
+            desired[::step].tolist(),
+            ready[::step].tolist(),
+            strict=True,
+        )
+    ]
 
 
 class _Newest:

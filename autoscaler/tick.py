@@ -7,6 +7,7 @@ the fleet, backend trouble skips acting, notification trouble is only logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -141,12 +142,18 @@ def _arrival_peak(forecast: Forecast, boot_time: timedelta) -> float:
     """The upper peak over the forecast steps at least boot_time after its first step (the
     next sample, about now); the last step when the horizon ends sooner."""
     upper = np.asarray(forecast.upper, dtype=float)
-    if len(forecast.times) != len(upper) or not len(upper):
-        return float(np.max(upper)) if len(upper) else float("nan")
-    stamps = forecast.times.asi8  # ascending integers in the index's unit: no Timestamp per tick
-    boot = np.timedelta64(boot_time).astype(f"m8[{forecast.times.unit}]").astype(np.int64)
-    arriving = upper[int(np.searchsorted(stamps, stamps[0] + boot)) :]
-    return float(np.max(arriving)) if len(arriving) else float(upper[-1])
+    times = forecast.times
+    if len(times) != len(upper) or not len(upper):
+        return float(upper.max()) if len(upper) else float("nan")
+    stamps = times.asi8  # ascending integers in the index's unit: no Timestamp per tick
+    arriving = upper[int(stamps.searchsorted(stamps[0] + _in_unit(boot_time, times.unit))) :]
+    return float(arriving.max()) if len(arriving) else float(upper[-1])
+
+
+@functools.lru_cache(maxsize=32)
+def _in_unit(span: timedelta, unit: str) -> np.int64:
+    """`span` as an integer count of `unit` (a datetime64 unit): the same few every tick."""
+    return np.timedelta64(span).astype(f"m8[{unit}]").astype(np.int64)
 
 
 def forecast_demand(

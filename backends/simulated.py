@@ -3,11 +3,17 @@
 It keeps the same interface as the real backends and can be told to fail (reads,
 writes, or nodes that never finish booting), so the daemon's handling of fleet
 errors can be exercised without a real fleet.
+
+Nodes are kept as their ready times in ascending order plus a count of failed boots,
+so a read is a binary search, not a walk over every node (a backtest reads the fleet
+twice a minute for a month).
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from autoscaler.clock import Clock
@@ -30,42 +36,60 @@ class SimulatedFleet:
         self.boot_delay = boot_delay
         self.boot_failure_rate = boot_failure_rate
         self._random = random.Random(seed)
-        start = clock.now() - boot_delay
-        self.ready_at: list[datetime | None] = [start] * initial_nodes
-        """When each node is (or will be) ready; None for a node whose boot failed."""
+        self._ready_times: list[datetime] = [clock.now() - boot_delay] * initial_nodes
+        """When each node that boots is (or will be) ready, ascending."""
+        self._failed = 0
+        """Nodes whose boot failed: counted, never ready."""
         self.writes = 0
         self.fail_reads = 0
         self.fail_scales = 0
+
+    @property
+    def ready_at(self) -> list[datetime | None]:
+        """When each node is (or will be) ready, earliest first; None for a node whose boot
+        failed (last). A copy: assign to it to change the fleet, as a person would."""
+        return [*self._ready_times, *([None] * self._failed)]
+
+    @ready_at.setter
+    def ready_at(self, nodes: Iterable[datetime | None]) -> None:
+        nodes = list(nodes)
+        self._ready_times = sorted(t for t in nodes if t is not None)
+        self._failed = len(nodes) - len(self._ready_times)
 
     def read(self) -> FleetState:
         if self.fail_reads:
             self.fail_reads -= 1
             raise BackendError("simulated fleet: read failed (injected)")
-        now = self.clock.now()
-        ready = sum(1 for t in self.ready_at if t is not None and t <= now)
-        total = len(self.ready_at)
+        ready = bisect.bisect_right(self._ready_times, self.clock.now())
+        total = len(self._ready_times) + self._failed
         return FleetState(desired=total, ready=ready, pending=total - ready)
 
     def check(self) -> None:
         self.read()
 
     def scale(self, desired: int, reason: str) -> None:
-        if desired == len(self.ready_at):
+        total = len(self._ready_times) + self._failed
+        if desired == total:
             return
         if self.fail_scales:
             self.fail_scales -= 1
             raise BackendError("simulated fleet: scale failed (injected)")
         self.writes += 1
-        if desired > len(self.ready_at):
+        if desired > total:
             boot_done = self.clock.now() + self.boot_delay
-            for _ in range(desired - len(self.ready_at)):
-                failed = self._random.random() < self.boot_failure_rate
-                self.ready_at.append(None if failed else boot_done)
+            booting = 0
+            for _ in range(desired - total):
+                if self._random.random() < self.boot_failure_rate:
+                    self._failed += 1
+                else:
+                    booting += 1
+            # After every node already there unless the clock went back.
+            at = bisect.bisect_right(self._ready_times, boot_done)
+            self._ready_times[at:at] = [boot_done] * booting
+        elif desired <= len(self._ready_times):
+            # Failed and still-booting nodes go first: they serve nothing yet; then the
+            # newest ready ones (the oldest are kept).
+            del self._ready_times[desired:]
+            self._failed = 0
         else:
-            # Failed and still-booting nodes go first: they serve nothing yet.
-            self.ready_at = sorted(self.ready_at, key=_boot_order)[:desired]
-
-
-def _boot_order(ready_at: datetime | None) -> tuple[bool, float]:
-    """Ready nodes first, oldest first; a node that never boots sorts last."""
-    return (ready_at is None, ready_at.timestamp() if ready_at else 0.0)
+            self._failed = desired - len(self._ready_times)

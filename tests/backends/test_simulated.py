@@ -3,9 +3,12 @@ cheapest nodes removed first, no write when nothing changes, failures on demand.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.clock import SimulatedClock
 from backends.base import BackendError, FleetState
@@ -93,3 +96,74 @@ def test_no_change_does_not_use_up_an_injected_failure(clock: SimulatedClock) ->
     fleet.scale(3, "steady")  # nothing to write, so nothing to fail
     with pytest.raises(BackendError):
         fleet.scale(4, "up")
+
+
+class ListFleet:
+    """The fleet as first written: a list of ready times walked on every read."""
+
+    def __init__(self, clock: SimulatedClock, nodes: int, boot: timedelta, rate: float) -> None:
+        self.clock, self.boot, self.rate = clock, boot, rate
+        self.random = random.Random(0)
+        self.ready_at: list[datetime | None] = [clock.now() - boot] * nodes
+
+    def read(self) -> FleetState:
+        now = self.clock.now()
+        ready = sum(1 for t in self.ready_at if t is not None and t <= now)
+        return FleetState(len(self.ready_at), ready, len(self.ready_at) - ready)
+
+    def scale(self, desired: int) -> None:
+        if desired > len(self.ready_at):
+            done = self.clock.now() + self.boot
+            for _ in range(desired - len(self.ready_at)):
+                self.ready_at.append(None if self.random.random() < self.rate else done)
+        else:
+            order = sorted(self.ready_at, key=lambda t: (t is None, t.timestamp() if t else 0.0))
+            self.ready_at = order[:desired]
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("scale"), st.integers(0, 12)),
+        st.tuples(st.just("advance"), st.integers(-6, 12)),  # the clock may jump back
+        st.tuples(st.just("by hand"), st.integers(0, 12)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(initial=st.integers(0, 5), rate=st.sampled_from([0.0, 0.3, 1.0]), moves=steps)
+def test_counts_match_a_walk_over_every_node(
+    initial: int, rate: float, moves: list[tuple[str, int]]
+) -> None:
+    """Scale-ups (some boots failing), scale-downs, clock jumps and counts set by hand:
+    the same desired/ready/pending as counting node by node, and the same nodes kept."""
+    clock, reference_clock = SimulatedClock(T0), SimulatedClock(T0)
+    fleet = SimulatedFleet(clock, initial, BOOT, boot_failure_rate=rate, seed=0)
+    reference = ListFleet(reference_clock, initial, BOOT, rate)
+    for move, amount in moves:
+        if move == "scale":
+            fleet.scale(amount, "test")
+            reference.scale(amount)
+        elif move == "advance":
+            clock.advance(timedelta(minutes=amount))
+            reference_clock.advance(timedelta(minutes=amount))
+        else:
+            nodes = (reference.ready_at + [clock.now()] * amount)[:amount]
+            fleet.ready_at, reference.ready_at = nodes, nodes
+        assert fleet.read() == reference.read()
+        assert sorted(fleet.ready_at, key=str) == sorted(reference.ready_at, key=str)
+
+
+def test_ready_at_is_earliest_first_with_failed_boots_last(clock: SimulatedClock) -> None:
+    fleet = SimulatedFleet(clock, 0, BOOT)
+    later, sooner = T0 + timedelta(minutes=5), T0 - timedelta(minutes=1)
+    fleet.ready_at = [later, None, sooner, T0]
+    assert fleet.ready_at == [sooner, T0, later, None]
+    assert fleet.read() == FleetState(desired=4, ready=2, pending=2)
+    fleet.ready_at.append(T0)  # a copy: the fleet changes only by assignment
+    assert fleet.read().desired == 4
+    fleet.scale(3, "down")  # the failed node goes first
+    assert fleet.ready_at == [sooner, T0, later]
+    fleet.scale(1, "down")  # then the newest: the oldest ready node is kept
+    assert fleet.ready_at == [sooner]
