@@ -140,7 +140,8 @@ def run_backtest(
         pool = pool.model_copy(update={"capacity": Capacity(per_node_rps=settings.per_node_rps)})
         replay = replace(replay, boot_minutes=int(pool.boot_time / MINUTE))
     # The baselines need no forecasts: a worker runs them beside the policy's recording run.
-    beside = forked_executor(1) if settings.baselines and parallel_workers() > 1 else None
+    jobs = settings.jobs or parallel_workers()
+    beside = forked_executor(1) if settings.baselines and jobs > 1 else None
     if beside is None:
         policy, run = run_policy(series, replay, settings, pool=pool, on_progress=on_progress)
         results = [policy, *_baselines(replay, settings.baselines)]

@@ -58,6 +58,9 @@ class BacktestSettings:
     run, as one more knob of the policy's sweep; empty: only the backtest's own."""
     tune: bool = True
     baselines: tuple[str, ...] = tuple(BASELINES)
+    jobs: int | None = None
+    """Processes the backtest may use (the baselines beside the forecasting run, the knob
+    sweep's replays); None: every CPU it may run on. The report is the same either way."""
 
     def __post_init__(self) -> None:
         if not (self.per_node_rps > 0 and math.isfinite(self.per_node_rps)):
@@ -72,6 +75,8 @@ class BacktestSettings:
             raise ValueError("service target is a share of late requests in [0, 1)")
         if self.latency_target_s <= 0:
             raise ValueError("latency target must be positive")
+        if self.jobs is not None and self.jobs < 1:
+            raise ValueError("jobs must be at least 1")
 
     @property
     def predictor_kind(self) -> str:

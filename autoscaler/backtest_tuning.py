@@ -92,7 +92,7 @@ def run_policy(
     """The project's policy: a full run with the real predictor (one per predictor target
     tried), then (with tuning) the knob sweep replayed on its recorded forecasts; the
     cheapest setting that meets the target. `workers`: processes for the sweep's replays
-    (default parallel_workers(); 1: all in this process)."""
+    (default settings.jobs, else parallel_workers(); 1: all in this process)."""
     variants: tuple[float | None, ...] = settings.predictor_targets or (None,)
     best: Found | None = None
     tried = 0
@@ -116,7 +116,8 @@ def run_policy(
             best = found
         if settings.tune and pool is None:
             shared = _Shared(settings, trace, replay, recorder.name, recorder.records)
-            best, count = _sweep(shared, best, extra, workers or parallel_workers())
+            processes = workers or settings.jobs or parallel_workers()
+            best, count = _sweep(shared, best, extra, processes)
             tried += count
     assert best is not None
     knobs, score, run = best

@@ -49,6 +49,10 @@ def backtest_command(
     tune: Annotated[
         bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
     ] = True,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="processes to use (default: every CPU); the report is the same"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     decisions_out: Annotated[
         Path | None, typer.Option(help="CSV of the policy's ticks: timestamp,desired,ready,pending")
@@ -76,6 +80,7 @@ def backtest_command(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
             ),
             tune=tune,
+            jobs=jobs,
         )
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {exc}", highlight=False)

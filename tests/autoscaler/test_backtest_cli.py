@@ -71,13 +71,23 @@ def test_backtest_writes_json_decisions_and_plot(tmp_path: Path) -> None:
 
 def test_backtest_table_names_the_best_baseline(tmp_path: Path) -> None:
     trace = _cut(tmp_path, 5 * 60)
-    result = CliRunner().invoke(
-        _app(),
-        ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "3h"],
-    )
+    arguments = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "3h"]
+    result = CliRunner().invoke(_app(), arguments)
     assert result.exit_code == 0, result.output
     assert "oracle" in result.stdout and "seasonal-naive" in result.stdout
     assert "best baseline" in result.stdout
+    one_job = CliRunner().invoke(_app(), [*arguments, "--jobs", "1"])
+    assert one_job.exit_code == 0, one_job.output
+    assert _table(one_job.stdout) == _table(result.stdout)  # the same report on one process
+    none = CliRunner().invoke(
+        _app(), ["backtest", "--trace", str(trace), "--per-node-rps", "1", "--jobs", "0"]
+    )
+    assert none.exit_code == 2 and "jobs must be at least 1" in none.output
+
+
+def _table(output: str) -> list[str]:
+    """The report's lines without the run's duration."""
+    return [line.split("; ran in")[0] for line in output.splitlines()]
 
 
 def test_backtest_refuses_both_or_neither_capacity(tmp_path: Path) -> None:

@@ -160,3 +160,23 @@ def test_baselines_beside_the_recording_run_report_the_same(
     for ours, theirs in zip(beside.results, here.results, strict=True):
         assert np.array_equal(ours.desired, theirs.desired), ours.name
     assert beside.policy_ticks == here.policy_ticks
+
+
+def test_one_job_forks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--jobs 1` on a shared ops box: everything runs in this process, even with CPUs to
+    spare (a forked executor here fails the test)."""
+    monkeypatch.setitem(__import__("predictors").PREDICTORS, "last-value", LastValue)
+
+    def no_fork(workers: int, **options: Any) -> None:
+        raise AssertionError(f"forked {workers} workers with jobs=1")
+
+    for module in (backtest, tuning):
+        monkeypatch.setattr(module, "parallel_workers", lambda: 4)
+        monkeypatch.setattr(module, "forked_executor", no_fork)
+    settings = BacktestSettings(
+        per_node_rps=0.04, warmup=timedelta(hours=6), predictor="last-value", jobs=1
+    )
+    report = run_backtest(NASA, settings, trace=nasa_cut(1))
+    assert report.results[0].name == "policy" and report.results[0].settings_tried > 1
+    with pytest.raises(ValueError, match="jobs"):
+        BacktestSettings(per_node_rps=1.0, jobs=0)
