@@ -103,19 +103,11 @@ class NomadVariableLock:
 
     def peek(self) -> str | None:
         try:
-            response = self._variables.request(
-                self.path, method="get", params={"namespace": self.connection.namespace}
-            )
-            items = response.json().get("Items")
-        except BaseNomadException as error:
-            response = response_of(error)
-            if response is not None and response.status_code == 404:
+            return _holder_named(self._call("read"))
+        except _Answered as answer:
+            if answer.status == 404:
                 return None  # no daemon has taken it yet
-            raise LeaderLockError(self._describe(error, "read")) from None
-        except (requests.RequestException, ValueError, AttributeError) as error:
-            raise LeaderLockError(self._describe(error, "read")) from None
-        holder = items.get(HOLDER_ITEM) if isinstance(items, dict) else None
-        return holder if isinstance(holder, str) else None
+            raise LeaderLockError(answer.text) from None
 
     def release(self) -> None:
         lock_id, self._lock_id = self._lock_id, None
@@ -123,7 +115,7 @@ class NomadVariableLock:
         if lock_id is None:
             return
         try:
-            self._put("lock-release", {"Lock": {"ID": lock_id}})
+            self._call("lock-release", {"Lock": {"ID": lock_id}})
             log.info("released the leader lock %s", self.path)
         except LeaderLockError as error:
             log.warning("releasing the leader lock failed (it expires by itself): %s", error)
@@ -134,7 +126,7 @@ class NomadVariableLock:
         """True when renewed; False when Nomad says the lock is no longer ours."""
         started = self.timer.monotonic()
         try:
-            self._put("lock-renew", {"Lock": {"ID": self._lock_id}})
+            self._call("lock-renew", {"Lock": {"ID": self._lock_id}})
         except _Answered as answer:
             log.warning("the leader lock %s was lost (%s)", self.path, answer.text)
             self._lock_id = None
@@ -151,12 +143,11 @@ class NomadVariableLock:
             "Lock": {"TTL": go_duration(self.ttl_s), "LockDelay": go_duration(self.lock_delay_s)},
         }
         try:
-            answer = self._put("lock-acquire", body)
+            answer = self._call("lock-acquire", body)
         except _Answered as refused:
             if refused.status != 409:
                 raise LeaderLockError(refused.text) from None
-            items = refused.body.get("Items") if isinstance(refused.body, dict) else None
-            self._holder = items.get(HOLDER_ITEM) if isinstance(items, dict) else None
+            self._holder = _holder_named(refused.body)
             return False
         lock = answer.get("Lock") if isinstance(answer, dict) else None
         lock_id = lock.get("ID") if isinstance(lock, dict) else None
@@ -171,16 +162,20 @@ class NomadVariableLock:
         log.info("acquired the leader lock %s as %s", self.path, self.identity)
         return True
 
-    def _put(self, operation: str, body: dict[str, Any]) -> Any:
-        """One PUT; _Answered for any HTTP error answer, LeaderLockError when unreachable."""
-        body = {"Namespace": self.connection.namespace, "Path": self.path, **body}
+    def _call(self, operation: str, body: dict[str, Any] | None = None) -> Any:
+        """One request: a GET of the variable for "read", else a PUT of `body` with the lock
+        operation. _Answered for any HTTP error answer, LeaderLockError when unreachable."""
+        namespace = {"namespace": self.connection.namespace}
         try:
-            response = self._variables.request(
-                f"{self.path}?{operation}",
-                method="put",
-                params={"namespace": self.connection.namespace},
-                json=body,
-            )
+            if body is None:
+                response = self._variables.request(self.path, method="get", params=namespace)
+            else:
+                response = self._variables.request(
+                    f"{self.path}?{operation}",
+                    method="put",
+                    params=namespace,
+                    json={"Namespace": self.connection.namespace, "Path": self.path, **body},
+                )
             return response.json()
         except BaseNomadException as error:
             response = response_of(error)
@@ -215,6 +210,13 @@ class _Answered(Exception):
     def __init__(self, status: int, body: Any, text: str) -> None:
         super().__init__(text)
         self.status, self.body, self.text = status, body, text
+
+
+def _holder_named(body: Any) -> str | None:
+    """The holder a variable's Items name, if the answer has one."""
+    items = body.get("Items") if isinstance(body, dict) else None
+    holder = items.get(HOLDER_ITEM) if isinstance(items, dict) else None
+    return holder if isinstance(holder, str) else None
 
 
 def _json_or_none(response: requests.Response) -> Any:
