@@ -86,9 +86,14 @@ def _nomad_findings(address: str | None, where: str, env: Mapping[str, str]) -> 
     """The address (else $NOMAD_ADDR, as the Nomad CLI reads it) and $NOMAD_SKIP_VERIFY."""
     source = "address" if address else "$NOMAD_ADDR"
     found = _plain_http_finding(address or env.get("NOMAD_ADDR"), f"{where}: {source}")
-    if env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in _TRUE_WORDS:
+    if nomad_skip_verify(env):
         found.append(f"{where}: $NOMAD_SKIP_VERIFY turns TLS verification off")
     return found
+
+
+def nomad_skip_verify(env: Mapping[str, str]) -> bool:
+    """$NOMAD_SKIP_VERIFY as the Nomad CLI reads it: a true-ish word turns TLS checks off."""
+    return env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in _TRUE_WORDS
 
 
 def _plain_http_finding(url: str | None, what: str) -> list[str]:

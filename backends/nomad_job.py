@@ -28,6 +28,7 @@ import requests
 from nomad.api.exceptions import BaseNomadException
 
 from autoscaler.config import NomadClusterBackend, NomadJobBackend
+from autoscaler.transport_security import nomad_skip_verify
 from backends.base import BackendError, FleetState
 from backends.retry import call_with_retries
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "http://127.0.0.1:4646"
 AUTOSCALER_NAME = "gpu-autoscaler"
 SCALE_META = {"source": AUTOSCALER_NAME}
-_TRUE_WORDS = {"1", "true", "t", "yes", "y", "on"}
 _BODY_LIMIT = 200
 
 
@@ -59,9 +59,8 @@ def nomad_connection(
 ) -> NomadConnection:
     """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
     address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
-    skip_verify = env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in _TRUE_WORDS
     verify: bool | str
-    if not config.verify_tls or skip_verify:
+    if not config.verify_tls or nomad_skip_verify(env):
         verify = False
     else:
         verify = env.get("NOMAD_CACERT") or env.get("NOMAD_CAPATH") or True
