@@ -38,7 +38,7 @@ from autoscaler.backtest_engine import (
     policy_pool,
     replay_pool,
 )
-from autoscaler.backtest_tuning import forked_executor, parallel_workers, run_policy
+from autoscaler.backtest_tuning import forked_executor, processes_for, run_policy
 from autoscaler.config import Capacity, Pool
 from autoscaler.replay import read_trace
 
@@ -140,8 +140,8 @@ def run_backtest(
         pool = pool.model_copy(update={"capacity": Capacity(per_node_rps=settings.per_node_rps)})
         replay = replace(replay, boot_minutes=int(pool.boot_time / MINUTE))
     # The baselines need no forecasts: a worker runs them beside the policy's recording run.
-    jobs = settings.jobs or parallel_workers()
-    beside = forked_executor(1) if settings.baselines and jobs > 1 else None
+    parallel = settings.baselines and processes_for(settings) > 1
+    beside = forked_executor(1) if parallel else None
     if beside is None:
         policy, run = run_policy(series, replay, settings, pool=pool, on_progress=on_progress)
         results = [policy, *_baselines(replay, settings.baselines)]

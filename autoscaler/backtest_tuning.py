@@ -70,6 +70,11 @@ def parallel_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def processes_for(settings: BacktestSettings) -> int:
+    """The processes a backtest may use: its `jobs`, else every CPU (parallel_workers)."""
+    return settings.jobs or parallel_workers()
+
+
 def forked_executor(workers: int, **options: Any) -> ProcessPoolExecutor | None:
     """Workers forked from this process; None where this system cannot run them (no
     working semaphores, say), so the caller does the work itself."""
@@ -92,7 +97,7 @@ def run_policy(
     """The project's policy: a full run with the real predictor (one per predictor target
     tried), then (with tuning) the knob sweep replayed on its recorded forecasts; the
     cheapest setting that meets the target. `workers`: processes for the sweep's replays
-    (default settings.jobs, else parallel_workers(); 1: all in this process)."""
+    (default processes_for(settings); 1: all in this process)."""
     variants: tuple[float | None, ...] = settings.predictor_targets or (None,)
     best: Found | None = None
     tried = 0
@@ -116,7 +121,7 @@ def run_policy(
             best = found
         if settings.tune and pool is None:
             shared = _Shared(settings, trace, replay, recorder.name, recorder.records)
-            processes = workers or settings.jobs or parallel_workers()
+            processes = workers or processes_for(settings)
             best, count = _sweep(shared, best, extra, processes)
             tried += count
     assert best is not None

@@ -148,11 +148,9 @@ def test_baselines_beside_the_recording_run_report_the_same(
     settings = BacktestSettings(
         per_node_rps=0.04, warmup=timedelta(hours=6), predictor="last-value"
     )
-    for module in (backtest, tuning):  # workers even on a machine with one CPU
-        monkeypatch.setattr(module, "parallel_workers", lambda: 2)
+    monkeypatch.setattr(tuning, "parallel_workers", lambda: 2)  # even on one CPU
     beside = run_backtest(NASA, settings, trace=nasa_cut(1))
-    for module in (backtest, tuning):
-        monkeypatch.setattr(module, "parallel_workers", lambda: 1)
+    monkeypatch.setattr(tuning, "parallel_workers", lambda: 1)
     here = run_backtest(NASA, settings, trace=nasa_cut(1))
     assert [(r.name, r.knobs, r.score, r.settings_tried) for r in beside.results] == [
         (r.name, r.knobs, r.score, r.settings_tried) for r in here.results
@@ -170,8 +168,8 @@ def test_one_job_forks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_fork(workers: int, **options: Any) -> None:
         raise AssertionError(f"forked {workers} workers with jobs=1")
 
+    monkeypatch.setattr(tuning, "parallel_workers", lambda: 4)
     for module in (backtest, tuning):
-        monkeypatch.setattr(module, "parallel_workers", lambda: 4)
         monkeypatch.setattr(module, "forked_executor", no_fork)
     settings = BacktestSettings(
         per_node_rps=0.04, warmup=timedelta(hours=6), predictor="last-value", jobs=1
