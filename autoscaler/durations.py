@@ -20,13 +20,20 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _span(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if text and _PART.sub("", text) == "":
-            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
-            return timedelta(seconds=seconds)
+            return _span(sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
     raise ValueError(f"expected a duration such as 90s, 10m, 2h or 1h30m, got {value!r}")
+
+
+def _span(seconds: float) -> timedelta:
+    """A config error, not a crash, for a span no timedelta holds (NaN, inf, 10**14 s)."""
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{seconds:g} seconds is not a duration this program can hold") from None
 
 
 def format_duration(value: timedelta) -> str:
