@@ -123,7 +123,8 @@ def _better(new: Score, old: Score, target: float) -> bool:
     return (new.late_share, new.node_hours) < (old.late_share, old.node_hours)
 
 
-def _nodes(demand_rps: np.ndarray, per_node_rps: float) -> np.ndarray:
+def node_counts(demand_rps: np.ndarray, per_node_rps: float) -> np.ndarray:
+    """Nodes each minute's demand needs at full use (bench/headroom_bounds.py sizes with it too)."""
     return (
         np.ceil(np.nan_to_num(demand_rps, nan=0.0) / per_node_rps - 1e-9).clip(0).astype(np.int64)
     )
@@ -154,7 +155,7 @@ def _sweep(
 
 def oracle(replay: Replay) -> PolicyResult:
     """Exactly the nodes each minute needs, ready at once: the cost floor, never late."""
-    desired = _nodes(replay.rps[replay.sim_start :], replay.per_node_rps)
+    desired = node_counts(replay.rps[replay.sim_start :], replay.per_node_rps)
     score, ready = replay.score(desired, ready=desired)
     return PolicyResult(
         "oracle",
@@ -170,7 +171,7 @@ def oracle(replay: Replay) -> PolicyResult:
 def static_fleet(replay: Replay) -> PolicyResult:
     """The smallest constant fleet that meets the target (hindsight: a bound, not a policy)."""
     minutes = len(replay.rps) - replay.sim_start
-    peak = int(_nodes(replay.rps[replay.score_start :], replay.per_node_rps).max(initial=0))
+    peak = int(node_counts(replay.rps[replay.score_start :], replay.per_node_rps).max(initial=0))
 
     def at(count: int) -> tuple[Score, np.ndarray]:
         desired = np.full(minutes, count, dtype=np.int64)
@@ -210,10 +211,10 @@ def hpa(replay: Replay) -> PolicyResult:
     minute's demand at a target utilization; up at once, down to the highest
     recommendation of the last 5 minutes (its scale-down stabilization)."""
     last = replay.rps[replay.sim_start - 1 : -1]
-    peak = int(_nodes(replay.rps, replay.per_node_rps).max(initial=1))
+    peak = int(node_counts(replay.rps, replay.per_node_rps).max(initial=1))
 
     def counts(utilization: float, floor: int) -> np.ndarray:
-        recommended = np.maximum(_nodes(last, replay.per_node_rps * utilization), floor)
+        recommended = np.maximum(node_counts(last, replay.per_node_rps * utilization), floor)
         return _rolling_max(recommended, HPA_STABILIZATION_MINUTES)
 
     return _sweep(
@@ -263,10 +264,10 @@ def _line_peak(recent: np.ndarray, steps: np.ndarray, z: float) -> float:
 
 def linear(replay: Replay) -> PolicyResult:
     peaks = linear_peaks(replay)
-    most = int(_nodes(peaks, replay.per_node_rps).max(initial=1))
+    most = int(node_counts(peaks, replay.per_node_rps).max(initial=1))
 
     def counts(utilization: float, floor: int) -> np.ndarray:
-        return np.maximum(_nodes(peaks, replay.per_node_rps * utilization), floor)
+        return np.maximum(node_counts(peaks, replay.per_node_rps * utilization), floor)
 
     return _sweep(
         replay,
@@ -305,11 +306,11 @@ def seasonal_naive(replay: Replay) -> PolicyResult:
     last = np.nan_to_num(replay.rps[replay.sim_start - 1 : -1], nan=0.0)
     seasons = {"day": DAY, "week": WEEK}
     peaks = {name: seasonal_naive_peaks(replay, lag) for name, lag in seasons.items()}
-    most = int(_nodes(np.maximum(peaks["day"], last), replay.per_node_rps).max(initial=1))
+    most = int(node_counts(np.maximum(peaks["day"], last), replay.per_node_rps).max(initial=1))
 
     def counts(season: str, headroom: float, floor: int) -> np.ndarray:
         need = np.maximum(peaks[season], last) * headroom
-        recommended = np.maximum(_nodes(need, replay.per_node_rps), floor)
+        recommended = np.maximum(node_counts(need, replay.per_node_rps), floor)
         return _rolling_max(recommended, HPA_STABILIZATION_MINUTES)
 
     grid = [
