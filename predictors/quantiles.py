@@ -153,6 +153,9 @@ class LeadModel:
     scale_power: float
     origins: int
     note: str
+    persistence: bool = False
+    """The point is the last sample, not shape + level: it bought less capacity on the replay
+    (stepwise series, such as a source that reports every 10 minutes)."""
 
     @property
     def leads(self) -> int:
@@ -224,20 +227,31 @@ def learn_leads(
     shift_sd = max(shift_sd, 0.01 * mean_level, 1e-9)
     draft = LeadModel(betas, shift_sd, np.zeros(leads), scale_offset, 0.5, len(origin), "")
     level, _ = offsets(features, season, draft)
-    point = np.maximum(seasonal[target_at] + level, 0.0)
+    learned = np.maximum(seasonal[target_at] + level, 0.0)
+    last = actual[origin][:, None]
     seen = actual[target_at]
-    error = seen - point
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
-    power, band = _cheapest_band(
-        point, error, seen, recency, scale_offset, service_target, latency_slack
-    )
+    candidates = {
+        persists: _cheapest_band(
+            point, seen - point, seen, recency, scale_offset, service_target, latency_slack
+        )
+        for persists, point in (
+            (False, learned),
+            (True, np.where(np.isfinite(last), last, learned)),
+        )
+    }
+    persistence = candidates[True].cost < candidates[False].cost
+    chosen = candidates[persistence]
     note = (
         f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
         f"forecasts per lead (late: demand above the band for longer than the latency "
-        f"target; errors scaled by forecast^{power:.2f}, the cheapest scale law that meets "
-        "the target on them)"
+        f"target; errors scaled by forecast^{chosen.power:.2f}, the cheapest scale law that "
+        "meets the target on them)"
+        + ("; point: the last sample, cheaper than shape + level there" if persistence else "")
     )
-    return LeadModel(betas, shift_sd, band, scale_offset, power, len(origin), note)
+    return LeadModel(
+        betas, shift_sd, chosen.band, scale_offset, chosen.power, len(origin), note, persistence
+    )
 
 
 def _spread_model(
@@ -273,6 +287,15 @@ def _lead_betas(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.clip(betas, -0.5, 1.5)
 
 
+@dataclass(frozen=True)
+class Band:
+    power: float
+    band: np.ndarray  # (leads,)
+    cost: float
+    """Capacity the band buys on the replay (point + band, recency-weighted): what candidate
+    points and scale laws are compared by."""
+
+
 def _cheapest_band(
     point: np.ndarray,
     error: np.ndarray,
@@ -281,7 +304,7 @@ def _cheapest_band(
     offset: float,
     service_target: float,
     latency_slack: float = 0.0,
-) -> tuple[float, np.ndarray]:
+) -> Band:
     """The scale law and per-lead band that meet the target on the replay at least capacity.
 
     Every power in SCALE_POWERS meets the target by construction (a request-weighted
@@ -303,7 +326,8 @@ def _cheapest_band(
     _, power, band, scale = best
     if latency_slack > 0.0:
         band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
-    return power, np.maximum.accumulate(np.maximum(band, 0.0))
+    band = np.maximum.accumulate(np.maximum(band, 0.0))
+    return Band(power, band, float(np.sum(weight * (point + band * scale))))
 
 
 def late_share_above(

@@ -265,6 +265,7 @@ class SeasonalPredictor:
         pad = round((_LEVEL_S + _MAX_DIP_S) / (self._step_ns / 1e9)) + 1
         tail = self._values[-(window + pad) :]
         actual = self._repair(tail)[-window:]
+        self._last = float(actual[-1])
         times_ns = self._end_ns - np.arange(len(actual) - 1, -1, -1, dtype=np.int64) * self._step_ns
         residual = actual - self._shape[week_slots(times_ns, self.timezone)]
         if len(residual) < window:
@@ -306,6 +307,8 @@ class SeasonalPredictor:
         )
         level, shifted = offsets(self._level, season, leads)
         point = np.maximum(self._shape[week_slots(future_ns, self.timezone)] + level[0], 0.0)
+        if leads.persistence and np.isfinite(self._last):
+            point = np.full(steps, max(self._last, 0.0))
         upper = np.maximum(upper_of(point, leads), point)
         notes = [self._shape_note, leads.note]
         if shifted[0]:

@@ -113,10 +113,8 @@ def test_small_overshoots_within_the_latency_target_need_no_band() -> None:
     seen, recency = point + error, np.ones(400)
 
     def upper(latency_slack: float) -> np.ndarray:
-        power, band = quantiles._cheapest_band(
-            point, error, seen, recency, 1.0, 0.01, latency_slack
-        )
-        return point[0] + band * (point[0] + 1.0) ** power
+        found = quantiles._cheapest_band(point, error, seen, recency, 1.0, 0.01, latency_slack)
+        return point[0] + found.band * (point[0] + 1.0) ** found.power
 
     strict, slack = upper(0.0), upper(0.05)
     assert strict[0] >= 103.0 - 1e-6  # no slack: the band covers the 3 % overshoot
@@ -125,3 +123,27 @@ def test_small_overshoots_within_the_latency_target_need_no_band() -> None:
     assert late_share_above(np.full(400, slack[1]), seen[:, 1], seen[:, 1], 0.05) <= 0.01
     assert late_share_above(np.full(400, 100.0), seen[:, 1], seen[:, 1], 0.05) > 0.01
     assert slack[1] > 100.0 and strict[1] >= slack[1] - 1e-6
+
+
+def _stepwise(days: int, seed: int = 5) -> np.ndarray:
+    """A source that reports every 10 minutes: the rate holds for a window, then jumps by
+    a random factor (a random walk in log, like the ServeGen trace's 10-minute values)."""
+    rng = np.random.default_rng(seed)
+    windows = np.exp(np.cumsum(rng.normal(0.0, 0.08, days * DAY // 10)))
+    return 100.0 * np.repeat(windows / windows.mean(), 10)
+
+
+def test_a_stepwise_series_takes_the_last_sample_as_its_point() -> None:
+    """Between jumps the last sample is exact, and no smoothed level can be: the replay
+    finds the last sample buys less capacity for the same late share, and says so. On
+    noise around a clock shape it keeps shape + level (the scale-law models above)."""
+    actual = _stepwise(8)
+    seasonal = np.full(len(actual), float(np.mean(actual)))
+    model = learn_leads(
+        actual, seasonal, 11, level_kernels(60.0), 7, 1440, 0.01, latency_slack=0.05
+    )
+    assert model.persistence
+    assert "point: the last sample" in model.note
+    for noise in ("multiplicative", "additive"):
+        kept = _replay_model(noise)
+        assert not kept.persistence and "last sample" not in kept.note

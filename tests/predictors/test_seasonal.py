@@ -282,3 +282,30 @@ def test_empty_or_all_nan_history_is_a_value_error() -> None:
     index = pd.date_range(MONDAY, periods=3, freq="1min")
     with pytest.raises(ValueError, match="at least one observation"):
         SeasonalPredictor().fit(pd.Series([np.nan] * 3, index=index))
+
+
+def test_a_stepwise_source_is_forecast_from_its_last_sample() -> None:
+    """A metric that changes every 10 minutes and whose level wanders (a walk in log, as
+    the ServeGen trace's 10-minute values do) over a mild daily cycle: the forecast holds
+    the last sample at every lead (the replay found it cheaper than shape + level) and its
+    band keeps the late share of the coming minutes near the target."""
+    rng = np.random.default_rng(12)
+    index = pd.date_range(MONDAY, periods=10 * 1440, freq="1min")
+    walk = np.cumsum(rng.normal(0.0, 0.1, len(index) // 10))
+    daily = 50.0 * (1.0 + 0.2 * np.sin(2 * np.pi * np.arange(len(index)) / 1440))
+    rate = daily.reshape(-1, 10).mean(axis=1).repeat(10) * np.exp(walk).repeat(10)
+    series = pd.Series(rate, index=index)
+    predictor = SeasonalPredictor(service_target=0.01, latency_target_s=3.0)
+    actuals, uppers = [], []
+    for origin in range(8 * 1440, 10 * 1440 - 31, 31):
+        forecast = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
+        assert np.all(forecast.point == series.iloc[origin])
+        assert np.all(forecast.upper >= forecast.point)
+        actuals.append(series.iloc[origin + 1 : origin + 31].to_numpy())
+        uppers.append(forecast.upper)
+    assert "point: the last sample" in " ".join(forecast.notes)
+    actual, upper = np.concatenate(actuals), np.concatenate(uppers)
+    assert float(late_share_above(upper, actual, actual, 3.0 / 60.0)) <= 0.03
+    noisy = SeasonalPredictor().fit(synthetic(9, noise="poisson", seed=2)).forecast(HORIZON)
+    assert "last sample" not in " ".join(noisy.notes)
+    assert np.ptp(noisy.point) > 0.0
