@@ -15,7 +15,10 @@ so the figures are optimistic for each family:
   and b swept, a bisected;
 - hour-to-come (not causal): nodes for the mean demand of the hour centred on each
   minute, with either band: a forecaster that knows the coming hour's level exactly
-  and misses only the noise inside it.
+  and misses only the noise inside it;
+- last + hour-to-come (not causal): nodes for the larger of the trailing k-minute mean
+  and the hour-to-come mean, with either band: what knowing the coming hour adds to
+  what the last minutes already tell.
 
 Run by hand; it is not a timed test. Compare with the policy's figure from
 bench/backtest_targets.py (the same settings):
@@ -140,6 +143,17 @@ def families(replay: Replay) -> dict[str, tuple[str, Score, float] | None]:
         "volatility": best_of(replay, scaled),
         "hour-to-come": best_of(
             replay, [("centred 60 min", lambda: (coming, flat), law) for law in ("scaled", "sqrt")]
+        ),
+        "last + hour-to-come": best_of(
+            replay,
+            [
+                (
+                    f"max(k={k}, centred 60 min)",
+                    lambda k=k: (np.maximum(references[k], coming), flat),
+                    law,
+                )
+                for k, law in itertools.product(TRAILING_MINUTES, ("scaled", "sqrt"))
+            ],
         ),
     }
 
