@@ -12,6 +12,8 @@ requests counts more, since the target is a share of late requests) and taken on
 errors divided by a scale that grows with the forecast, (point + c)**p. Every p in
 SCALE_POWERS meets the target on the replay; the one kept buys the least capacity
 there (about 1 when errors are multiplicative, lower when they are Poisson-like).
+The same measure chooses the point: shape + level, or the last sample held at every
+lead (a stepwise source, whose value holds until its next report).
 Recent errors weigh more (a half-life of days), so the band widens soon after the
 traffic turns more volatile. The caller judges the shape out of sample (each day's
 shape fitted without that day), or the replayed errors would look too small.

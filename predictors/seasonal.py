@@ -3,6 +3,7 @@
 The forecast at lead h is
 
     point(t + h) = shape(local time of week at t + h) + level correction(t, h)
+                   (or the last sample, where the replay finds that cheaper: see below)
     upper(t + h) = point + q_h * (point + c) ** p
 
 - shape: a ridge regression on Fourier terms of the local time of week (daily
@@ -23,6 +24,9 @@ The forecast at lead h is
   recent days weighted more, the shape judged out of sample by leaving each day
   out); until enough replayed forecasts exist (MIN_ORIGINS), a normal quantile of
   the residual spread, and `Forecast.notes` says so.
+- point: shape + level, or the last sample held at every lead, whichever buys less
+  capacity on the replay at the same late share (a source that reports every 10
+  minutes holds its value between reports, which no smoothed level matches).
 - data repair: missing steps stay NaN, short dips to ~0 in busy series (counter
   resets) become NaN, zeros of sparse series stay (predictors/cleaning.py).
 - short history (under `min_history` of data): the seed's linear trend on the last
