@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from predictors.linear import LinearTrendPredictor
+from tests.predictors.horizons import HORIZON_STEPS
 
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
@@ -47,15 +48,7 @@ def test_upper_never_below_point(quantile: float) -> None:
     assert forecast.upper == pytest.approx(forecast.point)
 
 
-@pytest.mark.parametrize(
-    ("step", "horizon", "steps"),
-    [
-        pytest.param(timedelta(minutes=1), timedelta(minutes=10), 10, id="1m-10m"),
-        pytest.param(timedelta(minutes=5), timedelta(minutes=12), 3, id="5m-12m-rounds-up"),
-        pytest.param(timedelta(minutes=5), timedelta(minutes=2), 1, id="shorter-than-a-step"),
-        pytest.param(timedelta(seconds=30), timedelta(minutes=3), 6, id="30s-3m"),
-    ],
-)
+@pytest.mark.parametrize(("step", "horizon", "steps"), HORIZON_STEPS)
 def test_horizon_steps(step: timedelta, horizon: timedelta, steps: int) -> None:
     history = series(np.linspace(5.0, 9.0, 12), step=step)
     forecast = LinearTrendPredictor().fit(history).forecast(horizon)

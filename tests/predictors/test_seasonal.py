@@ -14,6 +14,7 @@ from predictors import make_predictor
 from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import late_share_above
 from predictors.seasonal import SeasonalPredictor
+from tests.predictors.horizons import HORIZON_STEPS
 
 MONDAY = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 HORIZON = timedelta(minutes=30)
@@ -239,15 +240,7 @@ def test_never_reads_the_future() -> None:
     assert one.times[0] == series.index[cut + 1]
 
 
-@pytest.mark.parametrize(
-    ("step", "horizon", "steps"),
-    [
-        pytest.param(timedelta(minutes=1), timedelta(minutes=10), 10, id="1m-10m"),
-        pytest.param(timedelta(minutes=5), timedelta(minutes=12), 3, id="5m-12m-rounds-up"),
-        pytest.param(timedelta(minutes=5), timedelta(minutes=2), 1, id="shorter-than-a-step"),
-        pytest.param(timedelta(seconds=30), timedelta(minutes=3), 6, id="30s-3m"),
-    ],
-)
+@pytest.mark.parametrize(("step", "horizon", "steps"), HORIZON_STEPS)
 def test_horizon_steps(step: timedelta, horizon: timedelta, steps: int) -> None:
     periods = int(timedelta(days=2) / step)
     index = pd.date_range(MONDAY, periods=periods, freq=step)
