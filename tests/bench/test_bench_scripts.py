@@ -1,0 +1,119 @@
+"""The bench scripts still run end to end, and what they print adds up.
+
+Each script runs as a user runs it (a subprocess from the repository root) on small
+synthetic traces (a daily cycle with Poisson counts), named like the shared traces
+so that each picks its per-node capacity: figures on real traces are for the notes,
+not for tests. The checks are on the scripts' own arithmetic: the ratio and the goal
+they print follow from the results they report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def daily_trace(folder: Path, name: str, days: int, seed: int) -> None:
+    """Minute counts around a daily sine (peak at 14:00 UTC), in the shared traces' format."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2025-01-06", periods=days * 1440, freq="min", tz="UTC")
+    minute_of_day = (index.hour * 60 + index.minute).to_numpy()
+    rate = 40.0 + 25.0 * np.sin(2 * np.pi * (minute_of_day - 480) / 1440)
+    frame = pd.DataFrame(
+        {"timestamp": index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": rng.poisson(rate)}
+    )
+    frame.to_csv(folder / f"{name}.csv", index=False)
+
+
+def run_script(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("traces")
+    daily_trace(folder, "nasa_jul95", days=8, seed=3)  # 7 days of warmup, one day scored
+    daily_trace(folder, "servegen_msmall", days=14, seed=4)  # forecast_accuracy needs 14
+    return folder
+
+
+def test_backtest_targets_prints_the_ratio_of_the_results_it_writes(
+    traces: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    printed = run_script(
+        "backtest_targets.py",
+        *("--traces", str(traces), "--only", "nasa_jul95"),
+        *("--json", str(out), "--plots", str(tmp_path)),
+    )
+    (document,) = json.loads(out.read_text())
+    results = {p["name"]: p for p in document["policies"]}
+    assert set(results) == {"policy", "oracle", "static", "hpa", "linear-20m", "seasonal-naive"}
+    oracle = results.pop("oracle")["node_hours"]
+    assert all(p["node_hours"] >= oracle for p in results.values())
+    policy = results.pop("policy")
+    meeting = [p for p in results.values() if p["meets_target"]]
+    best = min(meeting, key=lambda p: p["node_hours"])
+    ratio = policy["node_hours"] / best["node_hours"]
+    assert f"{ratio:.3f} × {best['name']}" in printed
+    (summary,) = [line for line in printed.splitlines() if line.split()[:1] == ["nasa_jul95"]]
+    verdict = "met" if policy["meets_target"] and ratio <= 0.9 else "NOT met"
+    assert summary.split()[1:3] == [f"{ratio:.3f}", verdict.split()[0]]
+    assert (tmp_path / "backtest_nasa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_headroom_bounds_states_the_goal_of_the_best_baseline_it_lists(traces: Path) -> None:
+    printed = run_script("headroom_bounds.py", "--traces", str(traces), "--only", "nasa_jul95")
+    rows = {
+        cells[0]: cells[1:]
+        for line in printed.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 5
+    }
+    for rule in ("persistence", "volatility", "hour-to-come", "last + hour-to-come"):
+        assert rule in rows, printed
+    goal = re.search(r"goal: ≤ 0\.9 × (\S+) = ([\d,]+) node-hours", printed)
+    assert goal is not None, printed
+    best_hours = float(rows[goal.group(1)][1].replace(",", ""))
+    assert rows[goal.group(1)][2] == "1.000"  # the best baseline is the ratios' reference
+    assert float(goal.group(2).replace(",", "")) == pytest.approx(0.9 * best_hours, abs=1.0)
+
+
+def test_forecast_accuracy_scores_the_seasonal_forecaster_above_seasonal_naive(
+    traces: Path,
+) -> None:
+    """On a clean daily cycle the seasonal forecaster's error is the counts' own noise,
+    while a day-old copy carries that noise twice: a lower MASE at both leads."""
+    printed = run_script("forecast_accuracy.py", "--traces", str(traces), "--every", "240")
+    mase = {
+        line[21:45].strip(): [float(x) for x in line[45:].split()[:2]]
+        for line in printed.splitlines()
+        if line.startswith("servegen_msmall")
+    }
+    assert set(mase) == {"seasonal-naive (1 day)", "seasonal", "linear (seed)"}
+    assert "nasa_jul95" not in printed  # 8 days: under the 14 the script asks for
+    for lead in (0, 1):
+        assert mase["seasonal"][lead] < mase["seasonal-naive (1 day)"][lead]
+
+
+def test_predictor_speed_runs_on_a_few_pools() -> None:
+    printed = run_script("predictor_speed.py", "--pools", "3", "--repeats", "3")
+    assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
+    assert "3 pools in one tick" in printed
