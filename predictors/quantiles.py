@@ -6,14 +6,12 @@ means of the residual from the clock shape over the preceding hours, and the
 smoothed residual at the target's time a day and a week before), predicts each
 lead, and compares with what came. From those replayed forecasts it learns, per
 lead, how much of each feature persists (a small least-squares regression; a
-feature that predicts nothing gets a weight near 0) and the error quantile that
-meets the service target. The quantile is request-weighted (a minute with more
-requests counts more, since the target is a share of late requests) and taken on
-errors divided by a scale that grows with the forecast, (point + c)**p. Every p in
-SCALE_POWERS meets the target on the replay; the one kept buys the least capacity
-there (about 1 when errors are multiplicative, lower when they are Poisson-like).
-The same measure chooses the point: shape + level, or the last sample held at every
-lead (a stepwise source, whose value holds until its next report).
+feature that predicts nothing gets a weight near 0) and the band that meets the
+service target (predictors/bands.py: a request-weighted error quantile, in units of
+a scale that grows with the forecast and follows the hour of the day). The band's
+measure, the capacity it buys on the replay, also chooses the point: shape + level,
+or the last sample held at every lead (a stepwise source, whose value holds until
+its next report).
 Recent errors weigh more (a half-life of days), so the band widens soon after the
 traffic turns more volatile. The caller judges the shape out of sample (each day's
 shape fitted without that day), or the replayed errors would look too small.
@@ -32,13 +30,10 @@ from statistics import NormalDist
 import numpy as np
 from scipy.signal import lfilter
 
+from predictors.bands import band_scale, cheapest_band
 from predictors.cleaning import window_means
 
 SHIFT_Z = 4.0
-SCALE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
-"""Scale laws the band may take (error size growing as forecast**power)."""
-BAND_SEARCH_STEPS = 24
-"""Bisection steps for a lead's band: 2**-24 of the error quantile, far below a node."""
 MIN_ORIGINS = 200
 """Fewer replayed forecasts than this: the band falls back to the residual spread."""
 
@@ -158,6 +153,9 @@ class LeadModel:
     persistence: bool = False
     """The point is the last sample, not shape + level: it bought less capacity on the replay
     (stepwise series, such as a source that reports every 10 minutes)."""
+    hourly: np.ndarray | None = None
+    """(24,): the band's factor at each local hour of the target (predictors.bands); None:
+    the same at every hour."""
 
     @property
     def leads(self) -> int:
@@ -186,8 +184,9 @@ def offsets(
     return np.where(shifted[:, None], whole, regular), shifted
 
 
-def upper_of(point: np.ndarray, model: LeadModel) -> np.ndarray:
-    scale = (point + model.scale_offset) ** model.scale_power
+def upper_of(point: np.ndarray, model: LeadModel, hours: np.ndarray | None = None) -> np.ndarray:
+    """The band's top over `point`; `hours`: the local hour of each step (for the hourly factor)."""
+    scale = band_scale(point, model.scale_offset, model.scale_power, model.hourly, hours)
     return point + model.band[: len(point)] * scale
 
 
@@ -201,11 +200,13 @@ def learn_leads(
     service_target: float,
     error_half_life_steps: float = np.inf,
     latency_slack: float = 0.0,
+    hour_of: np.ndarray | None = None,
 ) -> LeadModel:
     """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`.
 
     `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
-    run above the band within a step before requests wait longer than the target."""
+    run above the band within a step before requests wait longer than the target.
+    `hour_of`: the local hour of each sample of `actual`; given, the band follows it."""
     residual = actual - seasonal
     last_origin = len(actual) - 1 - leads
     first_origin = max(kernels.window - 1, last_origin - max_origins * origin_stride)
@@ -234,8 +235,15 @@ def learn_leads(
     seen = actual[target_at]
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
     candidates = {
-        persists: _cheapest_band(
-            point, seen - point, seen, recency, scale_offset, service_target, latency_slack
+        persists: cheapest_band(
+            point,
+            seen - point,
+            seen,
+            recency,
+            scale_offset,
+            service_target,
+            latency_slack,
+            None if hour_of is None else hour_of[target_at],
         )
         for persists, point in (
             (False, learned),
@@ -247,12 +255,21 @@ def learn_leads(
     note = (
         f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
         f"forecasts per lead (late: demand above the band for longer than the latency "
-        f"target; errors scaled by forecast^{chosen.power:.2f}, the cheapest scale law that "
-        "meets the target on them)"
+        f"target; errors scaled by forecast^{chosen.power:.2f}"
+        + (" and by the hour of day" if chosen.hourly is not None else "")
+        + ", the cheapest scale law that meets the target on them)"
         + ("; point: the last sample, cheaper than shape + level there" if persistence else "")
     )
     return LeadModel(
-        betas, shift_sd, chosen.band, scale_offset, chosen.power, len(origin), note, persistence
+        betas,
+        shift_sd,
+        chosen.band,
+        scale_offset,
+        chosen.power,
+        len(origin),
+        note,
+        persistence,
+        chosen.hourly,
     )
 
 
@@ -287,96 +304,3 @@ def _lead_betas(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     betas = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
     betas[seen.sum(axis=0) < 8] = 0.0
     return np.clip(betas, -0.5, 1.5)
-
-
-@dataclass(frozen=True)
-class Band:
-    power: float
-    band: np.ndarray  # (leads,)
-    cost: float
-    """Capacity the band buys on the replay (point + band, recency-weighted): what candidate
-    points and scale laws are compared by."""
-
-
-def _cheapest_band(
-    point: np.ndarray,
-    error: np.ndarray,
-    seen: np.ndarray,
-    recency: np.ndarray,
-    offset: float,
-    service_target: float,
-    latency_slack: float = 0.0,
-) -> Band:
-    """The scale law and per-lead band that meet the target on the replay at least capacity.
-
-    Every power in SCALE_POWERS meets the target by construction (a request-weighted
-    quantile per lead); they differ in where the headroom goes: 0 spreads it evenly, 1
-    puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
-    for the same late share, which is what the fleet pays for. Its band is then narrowed
-    to what the latency target allows (small overshoots queue within it)."""
-    demand = np.where(np.isfinite(seen), seen, 0.0)
-    requests = demand * recency[:, None]
-    weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
-    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
-    for power in SCALE_POWERS:
-        scale = (point + offset) ** power
-        band = _weighted_quantiles(error / scale, requests, 1 - service_target)
-        cost = float(np.sum(weight * np.maximum(band, 0.0) * scale))
-        if best is None or cost < best[0]:
-            best = (cost, power, band, scale)
-    assert best is not None
-    _, power, band, scale = best
-    if latency_slack > 0.0:
-        band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
-    band = np.maximum.accumulate(np.maximum(band, 0.0))
-    return Band(power, band, float(np.sum(weight * (point + band * scale))))
-
-
-def late_share_above(
-    capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
-) -> np.ndarray:
-    """Per column, the share of `requests` that would be late with demand served at
-    `capacity` for one step: demand above capacity builds a queue from the step's start,
-    and a request is late once that queue holds more than `latency_slack` of a step's
-    capacity (the fluid queue of autoscaler/backtest_queue.py, without carry-over)."""
-    over = demand - capacity
-    with np.errstate(divide="ignore", invalid="ignore"):
-        late = np.where(over > 0, np.clip(1.0 - latency_slack * capacity / over, 0.0, 1.0), 0.0)
-    total = requests.sum(axis=0)
-    return np.where(total > 0, (requests * late).sum(axis=0) / np.maximum(total, 1e-300), 0.0)
-
-
-def _narrowed_band(
-    point: np.ndarray,
-    scale: np.ndarray,
-    demand: np.ndarray,
-    requests: np.ndarray,
-    quantile: np.ndarray,
-    service_target: float,
-    latency_slack: float,
-) -> np.ndarray:
-    """Per lead, the narrowest band (in units of scale) whose replayed late share is within
-    the target, found by bisection below the error quantile (which meets it: at most the
-    target's share of requests is above it, and only those can be late)."""
-    low, high = np.zeros_like(quantile), np.maximum(quantile, 0.0)
-    for _ in range(BAND_SEARCH_STEPS):
-        middle = 0.5 * (low + high)
-        share = late_share_above(point + middle * scale, demand, requests, latency_slack)
-        meets = share <= service_target
-        high, low = np.where(meets, middle, high), np.where(meets, low, middle)
-    return high
-
-
-def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
-    """Column-wise weighted quantile; NaN values are ignored, zero total weight is unweighted."""
-    missing = ~np.isfinite(values)
-    weights = np.where(missing, 0.0, weights)
-    no_weight = weights.sum(axis=0) <= 0.0
-    weights[:, no_weight] = (~missing[:, no_weight]).astype(float)
-    ordered = np.argsort(np.where(missing, np.inf, values), axis=0)
-    sorted_values = np.take_along_axis(values, ordered, axis=0)
-    cumulative = np.cumsum(np.take_along_axis(weights, ordered, axis=0), axis=0)
-    total = cumulative[-1]
-    position = np.minimum((cumulative < q * total).sum(axis=0), len(values) - 1)
-    result = sorted_values[position, np.arange(values.shape[1])]
-    return np.where((total > 0) & np.isfinite(result), result, 0.0)

@@ -71,7 +71,13 @@ from predictors.quantiles import (
     season_features,
     upper_of,
 )
-from predictors.shape import fit_shape, local_seconds, week_slots, week_slots_of_local
+from predictors.shape import (
+    fit_shape,
+    hour_of_day,
+    local_seconds,
+    week_slots,
+    week_slots_of_local,
+)
 
 OVERLAP_STEPS = 5
 _LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
@@ -241,6 +247,7 @@ class SeasonalPredictor:
         ]
         self._kernels: LevelKernels = level_kernels(step_s)
         self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
+        self._hour_of = hour_of_day(local_s)
         # Seasonal lags read the residual a day or a week before the target: kept from here,
         # since the hourly refit comes round well before a lag reaches past it.
         self._season_smoothed = centred_means(
@@ -301,6 +308,7 @@ class SeasonalPredictor:
                 self.service_target,
                 _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
                 latency_slack=self.latency_target_s * 1e9 / self._step_ns,
+                hour_of=self._hour_of,
             )
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
@@ -313,7 +321,8 @@ class SeasonalPredictor:
         point = np.maximum(self._shape[week_slots(future_ns, self.timezone)] + level[0], 0.0)
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
-        upper = np.maximum(upper_of(point, leads), point)
+        hours = hour_of_day(local_seconds(future_ns, self.timezone))
+        upper = np.maximum(upper_of(point, leads, hours), point)
         notes = [self._shape_note, leads.note]
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")

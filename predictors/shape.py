@@ -48,6 +48,11 @@ def week_slots_of_local(local_s: np.ndarray) -> np.ndarray:
     return ((local_s + _MONDAY_SHIFT_S) % WEEK_S) // SLOT_S
 
 
+def hour_of_day(local_s: np.ndarray) -> np.ndarray:
+    """The local hour (0-23) of each wall-clock second from local_seconds."""
+    return ((local_s // 3600) % 24).astype(np.int64)
+
+
 def harmonics(daily_harmonics: int, weekly_harmonics: int, use_weekly: bool) -> np.ndarray:
     """Harmonics of the week in the model: 7k for the daily shape, then day-of-week ones."""
     daily = [7 * k for k in range(1, daily_harmonics + 1)]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import predictors.quantiles as quantiles
+from predictors.bands import cheapest_band, late_share_above
 from predictors.quantiles import (
     centred_means,
-    late_share_above,
     learn_leads,
     level_kernels,
     season_features,
@@ -113,7 +113,7 @@ def test_small_overshoots_within_the_latency_target_need_no_band() -> None:
     seen, recency = point + error, np.ones(400)
 
     def upper(latency_slack: float) -> np.ndarray:
-        found = quantiles._cheapest_band(point, error, seen, recency, 1.0, 0.01, latency_slack)
+        found = cheapest_band(point, error, seen, recency, 1.0, 0.01, latency_slack)
         return point[0] + found.band * (point[0] + 1.0) ** found.power
 
     strict, slack = upper(0.0), upper(0.05)

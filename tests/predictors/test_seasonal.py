@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from predictors import make_predictor
+from predictors.bands import late_share_above
 from predictors.linear import LinearTrendPredictor
-from predictors.quantiles import late_share_above
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.horizons import HORIZON_STEPS
 

@@ -1,0 +1,163 @@
+"""The band above the point forecast: calibrated on the forecaster's replayed errors.
+
+A band is an error quantile per lead, in units of a scale that grows with the forecast,
+(point + c)**p, and with the clock: the hour of the day at the target, since the noise of
+traffic relative to its level is not the same at night as at noon (one factor per local
+hour, learned from all the replayed errors, not only from their tail, so that it is
+steady; the tail quantile stays one figure per lead). The quantile is request-weighted
+(a minute with more requests counts more, since the target is a share of late requests).
+Every p in SCALE_POWERS meets the target on the replay; the one kept buys the least
+capacity there. The band is then narrowed to what the latency target allows: small
+overshoots queue within it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SCALE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Scale laws the band may take (error size growing as forecast**power)."""
+BAND_SEARCH_STEPS = 16
+"""Bisection steps for a lead's band: 2**-16 of the error quantile, far below a node."""
+HOURS = 24
+HOURLY_PRIOR = 60.0
+"""Replayed errors' weight of the overall spread in each hour's factor: an hour seen
+seldom (a short history) keeps a factor near 1 instead of one from a handful of errors."""
+HOURLY_LIMITS = (0.5, 2.0)
+"""The hour-of-day factor stays within these: the clock shapes the band, never makes it."""
+
+
+@dataclass(frozen=True)
+class Band:
+    power: float
+    band: np.ndarray  # (leads,)
+    cost: float
+    """Capacity the band buys on the replay (point + band, recency-weighted): what candidate
+    points and scale laws are compared by."""
+    hourly: np.ndarray | None = None
+    """(24,): the scale's factor at each local hour of the target; None: the same at all."""
+
+
+def band_scale(
+    point: np.ndarray,
+    offset: float,
+    power: float,
+    hourly: np.ndarray | None,
+    hours: np.ndarray | None,
+) -> np.ndarray:
+    """What the band is in units of: (point + offset)**power, times the target hour's factor."""
+    scale = (point + offset) ** power
+    if hourly is None or hours is None:
+        return scale
+    return scale * hourly[hours]
+
+
+def cheapest_band(
+    point: np.ndarray,
+    error: np.ndarray,
+    seen: np.ndarray,
+    recency: np.ndarray,
+    offset: float,
+    service_target: float,
+    latency_slack: float = 0.0,
+    hours: np.ndarray | None = None,
+) -> Band:
+    """The scale law and per-lead band that meet the target on the replay at least capacity.
+
+    Every power in SCALE_POWERS meets the target by construction (a request-weighted
+    quantile per lead); they differ in where the headroom goes: 0 spreads it evenly, 1
+    puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
+    for the same late share, which is what the fleet pays for. Its band is then narrowed
+    to what the latency target allows (small overshoots queue within it). `hours`: the
+    local hour of each target, (origins, leads); given, the scale follows the hour too."""
+    demand = np.where(np.isfinite(seen), seen, 0.0)
+    requests = demand * recency[:, None]
+    weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
+    best: tuple[float, float, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    for power in SCALE_POWERS:
+        scale = band_scale(point, offset, power, None, None)
+        hourly = None if hours is None else hourly_spread(error / scale, hours, weight)
+        scale = band_scale(point, offset, power, hourly, hours)
+        band = _weighted_quantiles(error / scale, requests, 1 - service_target)
+        cost = float(np.sum(weight * np.maximum(band, 0.0) * scale))
+        if best is None or cost < best[0]:
+            best = (cost, power, band, scale, hourly)
+    assert best is not None
+    _, power, band, scale, hourly = best
+    if latency_slack > 0.0:
+        band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
+    band = np.maximum.accumulate(np.maximum(band, 0.0))
+    return Band(power, band, float(np.sum(weight * (point + band * scale))), hourly)
+
+
+def hourly_spread(normalized: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(24,): the RMS of the scaled errors at each local hour over their RMS at all hours.
+
+    RMS, so that bursts that recur at an hour (a nightly batch job) widen that hour. Each
+    hour pools its neighbours (weights 1, 2, 1, round the clock) and HOURLY_PRIOR errors'
+    worth of the overall spread, then the factor is kept within HOURLY_LIMITS."""
+    seen = np.isfinite(normalized) & (weight > 0)
+    squares = np.where(seen, normalized, 0.0) ** 2 * weight
+    mass = np.where(seen, weight, 0.0)
+    overall = float(squares.sum() / mass.sum()) if mass.sum() > 0 else 0.0
+    if overall <= 0.0:
+        return np.ones(HOURS)
+    by_hour = [np.bincount(hours.ravel(), x.ravel(), minlength=HOURS) for x in (squares, mass)]
+    pooled = [
+        np.convolve(np.concatenate((x[-1:], x, x[:1])), [1.0, 2.0, 1.0], "valid") for x in by_hour
+    ]
+    prior = HOURLY_PRIOR * mass.sum() / np.count_nonzero(mass)  # that many errors' weight
+    spread = (pooled[0] + prior * overall) / (pooled[1] + prior)
+    return np.clip(np.sqrt(spread / overall), *HOURLY_LIMITS)
+
+
+def late_share_above(
+    capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
+) -> np.ndarray:
+    """Per column, the share of `requests` that would be late with demand served at
+    `capacity` for one step: demand above capacity builds a queue from the step's start,
+    and a request is late once that queue holds more than `latency_slack` of a step's
+    capacity (the fluid queue of autoscaler/backtest_queue.py, without carry-over)."""
+    over = demand - capacity
+    with np.errstate(divide="ignore", invalid="ignore"):
+        late = np.where(over > 0, np.clip(1.0 - latency_slack * capacity / over, 0.0, 1.0), 0.0)
+    total = requests.sum(axis=0)
+    return np.where(total > 0, (requests * late).sum(axis=0) / np.maximum(total, 1e-300), 0.0)
+
+
+def _narrowed_band(
+    point: np.ndarray,
+    scale: np.ndarray,
+    demand: np.ndarray,
+    requests: np.ndarray,
+    quantile: np.ndarray,
+    service_target: float,
+    latency_slack: float,
+) -> np.ndarray:
+    """Per lead, the narrowest band (in units of scale) whose replayed late share is within
+    the target, found by bisection below the error quantile (which meets it: at most the
+    target's share of requests is above it, and only those can be late)."""
+    low, high = np.zeros_like(quantile), np.maximum(quantile, 0.0)
+    for _ in range(BAND_SEARCH_STEPS):
+        middle = 0.5 * (low + high)
+        share = late_share_above(point + middle * scale, demand, requests, latency_slack)
+        meets = share <= service_target
+        high, low = np.where(meets, middle, high), np.where(meets, low, middle)
+    return high
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Column-wise weighted quantile; NaN values are ignored, zero total weight is unweighted."""
+    missing = ~np.isfinite(values)
+    weights = np.where(missing, 0.0, weights)
+    no_weight = weights.sum(axis=0) <= 0.0
+    weights[:, no_weight] = (~missing[:, no_weight]).astype(float)
+    ordered = np.argsort(np.where(missing, np.inf, values), axis=0)
+    sorted_values = np.take_along_axis(values, ordered, axis=0)
+    cumulative = np.cumsum(np.take_along_axis(weights, ordered, axis=0), axis=0)
+    total = cumulative[-1]
+    position = np.minimum((cumulative < q * total).sum(axis=0), len(values) - 1)
+    result = sorted_values[position, np.arange(values.shape[1])]
+    return np.where((total > 0) & np.isfinite(result), result, 0.0)

@@ -1,0 +1,82 @@
+"""The band: its hour-of-day factor, and that it buys less for the same late share."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors.bands import HOURLY_LIMITS, cheapest_band, hourly_spread, late_share_above
+from predictors.seasonal import SeasonalPredictor
+from tests.predictors.test_seasonal import MONDAY
+
+NIGHT = np.arange(0, 6)  # the noisy hours of the synthetic replays below
+
+
+def _replay(origins: int, leads: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets' hours, round the clock, and errors three times larger at night."""
+    rng = np.random.default_rng(seed)
+    hours = (np.arange(origins)[:, None] * 7 // 60 + np.arange(leads)[None, :] // 60) % 24
+    spread = np.where(np.isin(hours, NIGHT), 6.0, 2.0)
+    return hours, rng.normal(0.0, 1.0, (origins, leads)) * spread
+
+
+def test_the_hourly_factor_follows_where_the_errors_are_larger() -> None:
+    hours, error = _replay(1440, 10, seed=1)
+    factor = hourly_spread(error, hours, np.ones_like(error))
+    assert factor.shape == (24,)
+    assert factor[3] > 2.0 * factor[12]  # deep in the night against noon
+    assert factor[12] < 1.0 < factor[3]
+    assert HOURLY_LIMITS[0] <= factor.min() and factor.max() <= HOURLY_LIMITS[1]
+
+
+def test_hours_seen_a_few_times_keep_factors_near_one() -> None:
+    """A short history: three errors per hour, all from the same noise. Their spreads
+    differ by chance alone; the factors must not turn that chance into a clock pattern
+    that widens some hours and narrows others every day from now on."""
+    rng = np.random.default_rng(2)
+    hours = np.repeat(np.arange(24), 3)[:, None]
+    error = rng.normal(0.0, 1.0, (72, 1))
+    by_hour = np.sqrt((error[:, 0] ** 2).reshape(24, 3).mean(axis=1))
+    assert by_hour.max() / by_hour.min() > 3.0  # chance alone: far apart
+    factor = hourly_spread(error, hours, np.ones_like(error))
+    assert np.all(np.abs(factor - 1.0) < 0.2)
+    alone = hourly_spread(error[:3], hours[:3], np.ones((3, 1)))
+    assert alone == pytest.approx(np.ones(24))  # one hour seen: no hour stands out
+
+
+def test_the_hourly_band_meets_the_target_with_less_capacity() -> None:
+    """With the hours, the band is narrow by day and wide at night; without them it must be
+    wide enough for the night at every hour. Both meet 1 % late on the replay."""
+    hours, error = _replay(1440, 10, seed=3)
+    point = np.full(error.shape, 100.0)
+    seen, recency = point + error, np.ones(len(point))
+    found = {
+        "clock": cheapest_band(point, error, seen, recency, 1.0, 0.01, 0.0, hours),
+        "flat": cheapest_band(point, error, seen, recency, 1.0, 0.01, 0.0),
+    }
+    assert found["flat"].hourly is None and found["clock"].hourly is not None
+    assert found["clock"].cost < 0.97 * found["flat"].cost
+    band = found["clock"]
+    scale = (point + 1.0) ** band.power * band.hourly[hours]
+    late = late_share_above(point + band.band * scale, seen, seen, 0.0)
+    assert np.all(late <= 0.01 + 1e-9)
+
+
+def test_the_forecast_band_is_wider_at_night_where_traffic_is_noisier() -> None:
+    """Flat demand of 100 req/s, noise sd 20 from 00:00 to 06:00 and 5 by day: the same
+    point, a band about four times wider at night."""
+    rng = np.random.default_rng(4)
+    index = pd.date_range(MONDAY, periods=10 * 1440, freq="min")
+    night = np.isin(index.hour.to_numpy(), NIGHT)
+    demand = pd.Series(100.0 + rng.normal(0.0, 1.0, len(index)) * np.where(night, 20.0, 5.0), index)
+
+    def band_at(hour: int) -> float:
+        end = 9 * 1440 + hour * 60
+        forecast = SeasonalPredictor().fit(demand.iloc[:end]).forecast(timedelta(minutes=10))
+        assert "hour of day" in " ".join(forecast.notes)
+        return float(np.mean(forecast.upper - forecast.point))
+
+    assert band_at(2) > 2.5 * band_at(13)
