@@ -27,6 +27,11 @@ HOURLY_PRIOR = 60.0
 seldom (a short history) keeps a factor near 1 instead of one from a handful of errors."""
 HOURLY_LIMITS = (0.5, 2.0)
 """The hour-of-day factor stays within these: the clock shapes the band, never makes it."""
+VOLATILITY_LIMITS = (0.5, 2.0)
+"""The same for the recent-volatility factor."""
+ELASTICITIES = (0.25, 0.5, 0.75, 1.0)
+"""How far the band may follow recent volatility: a factor (volatility / median)**e, each
+e tried on the replay after the scale law; kept only where it buys less capacity there."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ class Band:
     points and scale laws are compared by."""
     hourly: np.ndarray | None = None
     """(24,): the scale's factor at each local hour of the target; None: the same at all."""
+    elasticity: float = 0.0
+    """How the scale follows recent volatility: a factor (volatility / its median)**this;
+    0: it does not."""
 
 
 def band_scale(
@@ -54,6 +62,11 @@ def band_scale(
     return scale * hourly[hours]
 
 
+def volatility_factor(log_ratio: np.ndarray | float, elasticity: float) -> np.ndarray:
+    """The scale's factor for recent volatility at log(volatility / its median)."""
+    return np.clip(np.exp(elasticity * np.asarray(log_ratio, dtype=float)), *VOLATILITY_LIMITS)
+
+
 def cheapest_band(
     point: np.ndarray,
     error: np.ndarray,
@@ -63,6 +76,7 @@ def cheapest_band(
     service_target: float,
     latency_slack: float = 0.0,
     hours: np.ndarray | None = None,
+    volatility: np.ndarray | None = None,
 ) -> Band:
     """The scale law and per-lead band that meet the target on the replay at least capacity.
 
@@ -71,7 +85,10 @@ def cheapest_band(
     puts it at the peaks. The cheapest is the one that buys the fewest node-seconds
     for the same late share, which is what the fleet pays for. Its band is then narrowed
     to what the latency target allows (small overshoots queue within it). `hours`: the
-    local hour of each target, (origins, leads); given, the scale follows the hour too."""
+    local hour of each target, (origins, leads); given, the scale follows the hour too.
+    `volatility`: log(recent volatility / its median) at each origin; given, the scale
+    follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
+    the scale law is chosen, so that volatility explains only what the law leaves)."""
     demand = np.where(np.isfinite(seen), seen, 0.0)
     requests = demand * recency[:, None]
     weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
@@ -85,11 +102,21 @@ def cheapest_band(
         if best is None or cost < best[0]:
             best = (cost, power, band, scale, hourly)
     assert best is not None
-    _, power, band, scale, hourly = best
+    cost, power, band, scale, hourly = best
+    elasticity = 0.0
+    if volatility is not None:  # after the scale law, so that it explains only what is left
+        plain = scale
+        for found in ELASTICITIES:
+            following = plain * volatility_factor(volatility, found)[:, None]
+            trial = _weighted_quantiles(error / following, requests, 1 - service_target)
+            trial_cost = float(np.sum(weight * np.maximum(trial, 0.0) * following))
+            if trial_cost < cost:
+                elasticity, band, scale, cost = found, trial, following, trial_cost
     if latency_slack > 0.0:
         band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
     band = np.maximum.accumulate(np.maximum(band, 0.0))
-    return Band(power, band, float(np.sum(weight * (point + band * scale))), hourly)
+    cost = float(np.sum(weight * (point + band * scale)))
+    return Band(power, band, cost, hourly, elasticity)
 
 
 def hourly_spread(normalized: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy.signal import lfilter
 
-from predictors.bands import band_scale, cheapest_band
+from predictors.bands import band_scale, cheapest_band, volatility_factor
 from predictors.cleaning import window_means
 
 SHIFT_Z = 4.0
@@ -50,6 +50,9 @@ SEASON_MIN_SEEN = 0.5
 """Share of the replayed forecasts that must know a lag for it to be learned."""
 SEASON_SMOOTH_S = 900.0
 """Width of the centred mean that smooths a lagged residual (one minute of it is noise)."""
+VOLATILITY_WINDOW_S = 3600.0
+"""Recent volatility: the mean step-to-step change over this span, over its mean level.
+Volatility clusters (a burst follows a burst), so the band widens after a jumpy hour."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class LevelKernels:
     recent: int
     season_lags: tuple[int, ...] = ()
     season_smooth: int = 1
+    volatility_window: int = 2
     weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, k), oldest first
 
     def __post_init__(self) -> None:
@@ -80,7 +84,8 @@ def level_kernels(step_s: float) -> LevelKernels:
     decays = tuple(0.5 ** (step_s / half_life) for half_life in LEVEL_HALF_LIVES_S)
     lags = tuple(round(lag / step_s) for lag in SEASON_LAGS_S)
     smooth = max(1, round(SEASON_SMOOTH_S / step_s))
-    return LevelKernels(decays, window, max(1, round(1800 / step_s)), lags, smooth)
+    volatility = max(2, round(VOLATILITY_WINDOW_S / step_s))
+    return LevelKernels(decays, window, max(1, round(1800 / step_s)), lags, smooth, volatility)
 
 
 def centred_means(residual: np.ndarray, width: int) -> np.ndarray:
@@ -156,6 +161,10 @@ class LeadModel:
     hourly: np.ndarray | None = None
     """(24,): the band's factor at each local hour of the target (predictors.bands); None:
     the same at every hour."""
+    volatility_median: float = 0.0
+    """The replay's median recent volatility; 0: the band does not follow volatility."""
+    elasticity: float = 0.0
+    """The band's scale grows as (recent volatility / volatility_median)**elasticity."""
 
     @property
     def leads(self) -> int:
@@ -184,10 +193,38 @@ def offsets(
     return np.where(shifted[:, None], whole, regular), shifted
 
 
-def upper_of(point: np.ndarray, model: LeadModel, hours: np.ndarray | None = None) -> np.ndarray:
-    """The band's top over `point`; `hours`: the local hour of each step (for the hourly factor)."""
+def upper_of(
+    point: np.ndarray,
+    model: LeadModel,
+    hours: np.ndarray | None = None,
+    volatility: float | None = None,
+) -> np.ndarray:
+    """The band's top over `point`. `hours`: the local hour of each step; `volatility`: the
+    recent volatility at the origin (relative_volatility)."""
     scale = band_scale(point, model.scale_offset, model.scale_power, model.hourly, hours)
+    if volatility is not None and model.volatility_median > 0 and np.isfinite(volatility):
+        ratio = max(volatility, 1e-12) / model.volatility_median
+        scale = scale * volatility_factor(np.log(ratio), model.elasticity)
     return point + model.band[: len(point)] * scale
+
+
+def relative_volatility(
+    values: np.ndarray, ends: np.ndarray, window: int, offset: float
+) -> np.ndarray:
+    """At each index in `ends`: the mean |step change| over the `window` samples up to it,
+    over their mean level + offset (NaN where none is known)."""
+    change = np.abs(np.diff(values, prepend=np.nan))
+    sums = [
+        np.concatenate(([0.0], np.cumsum(np.where(np.isfinite(x), x, 0.0))))
+        for x in (change, values)
+    ]
+    counts = [np.concatenate(([0], np.cumsum(np.isfinite(x)))) for x in (change, values)]
+    high = np.asarray(ends) + 1
+    low = np.maximum(high - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_change = (sums[0][high] - sums[0][low]) / (counts[0][high] - counts[0][low])
+        mean_level = (sums[1][high] - sums[1][low]) / (counts[1][high] - counts[1][low])
+        return mean_change / (mean_level + offset)
 
 
 def learn_leads(
@@ -234,6 +271,14 @@ def learn_leads(
     last = actual[origin][:, None]
     seen = actual[target_at]
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
+    volatility = relative_volatility(actual, origin, kernels.volatility_window, scale_offset)
+    known = np.isfinite(volatility) & (volatility > 0)
+    volatility_median = float(np.median(volatility[known])) if known.any() else 0.0
+    log_ratio = None
+    if volatility_median > 0:
+        log_ratio = np.where(
+            known, np.log(np.where(known, volatility, 1.0) / volatility_median), 0.0
+        )
     candidates = {
         persists: cheapest_band(
             point,
@@ -244,6 +289,7 @@ def learn_leads(
             service_target,
             latency_slack,
             None if hour_of is None else hour_of[target_at],
+            log_ratio,
         )
         for persists, point in (
             (False, learned),
@@ -257,6 +303,7 @@ def learn_leads(
         f"forecasts per lead (late: demand above the band for longer than the latency "
         f"target; errors scaled by forecast^{chosen.power:.2f}"
         + (" and by the hour of day" if chosen.hourly is not None else "")
+        + (f" and by recent volatility^{chosen.elasticity:.2f}" if chosen.elasticity > 0 else "")
         + ", the cheapest scale law that meets the target on them)"
         + ("; point: the last sample, cheaper than shape + level there" if persistence else "")
     )
@@ -270,6 +317,8 @@ def learn_leads(
         note,
         persistence,
         chosen.hourly,
+        volatility_median,
+        chosen.elasticity,
     )
 
 

@@ -68,6 +68,7 @@ from predictors.quantiles import (
     level_features,
     level_kernels,
     offsets,
+    relative_volatility,
     season_features,
     upper_of,
 )
@@ -277,6 +278,7 @@ class SeasonalPredictor:
         tail = self._values[-(window + pad) :]
         actual = self._repair(tail)[-window:]
         self._last = float(actual[-1])
+        self._recent = actual[-(self._kernels.volatility_window + 1) :]
         times_ns = self._end_ns - np.arange(len(actual) - 1, -1, -1, dtype=np.int64) * self._step_ns
         residual = actual - self._shape[week_slots(times_ns, self.timezone)]
         if len(residual) < window:
@@ -322,7 +324,10 @@ class SeasonalPredictor:
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
         hours = hour_of_day(local_seconds(future_ns, self.timezone))
-        upper = np.maximum(upper_of(point, leads, hours), point)
+        volatility = relative_volatility(
+            self._recent, np.array([len(self._recent) - 1]), len(self._recent), leads.scale_offset
+        )[0]
+        upper = np.maximum(upper_of(point, leads, hours, float(volatility)), point)
         notes = [self._shape_note, leads.note]
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")

@@ -1,4 +1,5 @@
-"""The band: its hour-of-day factor, and that it buys less for the same late share."""
+"""The band: its hour-of-day and recent-volatility factors, and that they buy less capacity
+for the same late share."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictors.bands import HOURLY_LIMITS, cheapest_band, hourly_spread, late_share_above
+from predictors.bands import (
+    HOURLY_LIMITS,
+    cheapest_band,
+    hourly_spread,
+    late_share_above,
+)
+from predictors.quantiles import relative_volatility
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.test_seasonal import MONDAY
 
@@ -80,3 +87,37 @@ def test_the_forecast_band_is_wider_at_night_where_traffic_is_noisier() -> None:
         return float(np.mean(forecast.upper - forecast.point))
 
     assert band_at(2) > 2.5 * band_at(13)
+
+
+def test_relative_volatility_is_the_mean_step_change_over_the_mean_level() -> None:
+    values = np.array([10.0, 12.0, np.nan, 12.0, 9.0, 9.0])
+    found = relative_volatility(values, np.array([1, 5]), window=3, offset=1.0)
+    assert found[0] == pytest.approx(2.0 / (11.0 + 1.0))  # the first step has no change
+    assert found[1] == pytest.approx((3.0 + 0.0) / 2 / (10.0 + 1.0))  # NaN skipped
+
+
+def test_the_band_widens_after_a_volatile_hour() -> None:
+    """Flat demand whose noise comes in two-hour spells, calm (sd 3) or jumpy (sd 15), at
+    random: a spell is likely to go on, so after a jumpy hour the band is wider than after
+    a calm one at the same hour of another day."""
+    rng = np.random.default_rng(6)
+    spells = 10 * 12
+    jumpy = rng.random(spells) < 0.3
+    sd = np.repeat(np.where(jumpy, 15.0, 3.0), 120)
+    index = pd.date_range(MONDAY, periods=len(sd), freq="min")
+    demand = pd.Series(100.0 + rng.normal(0.0, 1.0, len(sd)) * sd, index)
+    # Origins an hour into a spell of each kind, at the same hour of the day.
+    late = np.arange(spells)[8 * 12 :]
+    hour_spells = late[late % 12 == late[0] % 12]
+    kinds = {bool(jumpy[s]): s for s in hour_spells}
+    if len(kinds) < 2:  # the seed gives both kinds at that hour; keep the test honest
+        pytest.fail("the seed gave one kind of spell only: pick another seed")
+
+    def band_after(spell: int) -> tuple[float, str]:
+        end = spell * 120 + 60
+        forecast = SeasonalPredictor().fit(demand.iloc[:end]).forecast(timedelta(minutes=10))
+        return float(np.mean(forecast.upper - forecast.point)), " ".join(forecast.notes)
+
+    (wide, note), (narrow, _) = band_after(kinds[True]), band_after(kinds[False])
+    assert "recent volatility" in note
+    assert wide > 1.25 * narrow
