@@ -1,16 +1,18 @@
 """The band above the point forecast: calibrated on the forecaster's replayed errors.
 
 A band is an error quantile per lead, in units of a scale that grows with the forecast,
-(point + c)**p, and with the clock: the hour of the day at the target, since the noise of
-traffic relative to its level is not the same at night as at noon (one factor per local
-hour, learned from all the replayed errors, not only from their tail, so that it is
-steady; the tail quantile stays one figure per lead). The quantile is request-weighted
-(a minute with more requests counts more, since the target is a share of late requests).
-Every p in SCALE_POWERS meets the target on the replay; the one kept buys the least
-capacity there. The band is then narrowed to what the latency target allows: small
-overshoots queue within it.
+(point + c)**p, and follows two things the errors depend on:
+- the hour of the day at the target, since the noise of traffic relative to its level is
+  not the same at night as at noon (one factor per local hour, learned from all the
+  replayed errors, not only from their tail, so that it is steady);
+- the volatility of the last hour, where that buys less on the replay (volatility
+  clusters: a jumpy hour tends to be followed by another).
+The tail quantile stays one figure per lead. It is request-weighted (a minute with more
+requests counts more, since the target is a share of late requests). Every p in
+SCALE_POWERS meets the target on the replay; the one kept buys the least capacity there.
+The band is then narrowed to what the latency target allows: small overshoots queue
+within it.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass

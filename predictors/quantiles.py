@@ -8,7 +8,8 @@ lead, and compares with what came. From those replayed forecasts it learns, per
 lead, how much of each feature persists (a small least-squares regression; a
 feature that predicts nothing gets a weight near 0) and the band that meets the
 service target (predictors/bands.py: a request-weighted error quantile, in units of
-a scale that grows with the forecast and follows the hour of the day). The band's
+a scale that grows with the forecast and follows the hour of the day and the recent
+volatility). The band's
 measure, the capacity it buys on the replay, also chooses the point: shape + level,
 or the last sample held at every lead (a stepwise source, whose value holds until
 its next report).
