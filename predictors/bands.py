@@ -13,6 +13,7 @@ SCALE_POWERS meets the target on the replay; the one kept buys the least capacit
 The band is then narrowed to what the latency target allows: small overshoots queue
 within it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
