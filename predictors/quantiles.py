@@ -203,8 +203,9 @@ def upper_of(
     """The band's top over `point`. `hours`: the local hour of each step; `volatility`: the
     recent volatility at the origin (relative_volatility)."""
     scale = band_scale(point, model.scale_offset, model.scale_power, model.hourly, hours)
-    if volatility is not None and model.volatility_median > 0 and np.isfinite(volatility):
-        ratio = max(volatility, 1e-12) / model.volatility_median
+    known = volatility is not None and np.isfinite(volatility) and volatility > 0
+    if known and model.volatility_median > 0:  # unknown or none: as the replay, no factor
+        ratio = volatility / model.volatility_median
         scale = scale * volatility_factor(np.log(ratio), model.elasticity)
     return point + model.band[: len(point)] * scale
 

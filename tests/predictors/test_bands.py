@@ -3,6 +3,7 @@ for the same late share."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -15,7 +16,7 @@ from predictors.bands import (
     hourly_spread,
     late_share_above,
 )
-from predictors.quantiles import relative_volatility
+from predictors.quantiles import learn_leads, level_kernels, relative_volatility, upper_of
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.test_seasonal import MONDAY
 
@@ -121,3 +122,20 @@ def test_the_band_widens_after_a_volatile_hour() -> None:
     (wide, note), (narrow, _) = band_after(kinds[True]), band_after(kinds[False])
     assert "recent volatility" in note
     assert wide > 1.25 * narrow
+
+
+def test_an_hour_without_any_change_leaves_the_band_as_the_replay_did() -> None:
+    """A sparse source can show no change at all for an hour (all zeros). The replay counts
+    such origins as of unknown volatility (no factor); the forecast must do the same, not
+    read them as the calmest hour ever and halve the band."""
+    rng = np.random.default_rng(7)
+    minutes = np.arange(9 * 1440)
+    demand = np.where(rng.random(len(minutes)) < 0.3, rng.poisson(3.0, len(minutes)), 0.0)
+    model = learn_leads(
+        demand.astype(float), np.full(len(minutes), 0.9), 10, level_kernels(60.0), 7, 1440, 0.01
+    )
+    model = replace(model, volatility_median=0.5, elasticity=1.0)
+    point = np.full(10, 1.0)
+    assert upper_of(point, model, volatility=0.0) == pytest.approx(upper_of(point, model))
+    assert upper_of(point, model, volatility=float("nan")) == pytest.approx(upper_of(point, model))
+    assert np.all(upper_of(point, model, volatility=5.0) > upper_of(point, model))
