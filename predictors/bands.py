@@ -92,34 +92,66 @@ def cheapest_band(
     `volatility`: log(recent volatility / its median) at each origin; given, the scale
     follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
     the scale law is chosen, so that volatility explains only what the law leaves)."""
-    demand = np.where(np.isfinite(seen), seen, 0.0)
-    requests = demand * recency[:, None]
-    weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
-    best: tuple[float, float, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    replay = _Replay(error, seen, recency, service_target)
+    best: _Trial | None = None
     for power in SCALE_POWERS:
         scale = band_scale(point, offset, power, None, None)
-        hourly = None if hours is None else hourly_spread(error / scale, hours, weight)
-        scale = band_scale(point, offset, power, hourly, hours)
-        band = _weighted_quantiles(error / scale, requests, 1 - service_target)
-        cost = float(np.sum(weight * np.maximum(band, 0.0) * scale))
-        if best is None or cost < best[0]:
-            best = (cost, power, band, scale, hourly)
+        hourly = None if hours is None else hourly_spread(error / scale, hours, replay.weight)
+        trial = replay.trial(band_scale(point, offset, power, hourly, hours), power, hourly)
+        if best is None or trial.cost < best.cost:
+            best = trial
     assert best is not None
-    cost, power, band, scale, hourly = best
-    elasticity = 0.0
-    if volatility is not None:  # after the scale law, so that it explains only what is left
-        plain = scale
-        for found in ELASTICITIES:
-            following = plain * volatility_factor(volatility, found)[:, None]
-            trial = _weighted_quantiles(error / following, requests, 1 - service_target)
-            trial_cost = float(np.sum(weight * np.maximum(trial, 0.0) * following))
-            if trial_cost < cost:
-                elasticity, band, scale, cost = found, trial, following, trial_cost
+    if volatility is not None:
+        plain = best
+        for elasticity in ELASTICITIES:
+            scale = plain.scale * volatility_factor(volatility, elasticity)[:, None]
+            trial = replay.trial(scale, plain.power, plain.hourly, elasticity)
+            if trial.cost < best.cost:
+                best = trial
+    band, scale = best.band, best.scale
     if latency_slack > 0.0:
-        band = _narrowed_band(point, scale, demand, requests, band, service_target, latency_slack)
+        band = _narrowed_band(
+            point, scale, replay.demand, replay.requests, band, service_target, latency_slack
+        )
     band = np.maximum.accumulate(np.maximum(band, 0.0))
-    cost = float(np.sum(weight * (point + band * scale)))
-    return Band(power, band, cost, hourly, elasticity)
+    cost = float(np.sum(replay.weight * (point + band * scale)))
+    return Band(best.power, band, cost, best.hourly, best.elasticity)
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One scale tried on the replay: its band (the error quantile) and what that buys."""
+
+    scale: np.ndarray
+    band: np.ndarray
+    cost: float
+    power: float
+    hourly: np.ndarray | None
+    elasticity: float
+
+
+class _Replay:
+    """The replayed forecasts a band is learned from, with their request weights."""
+
+    def __init__(
+        self, error: np.ndarray, seen: np.ndarray, recency: np.ndarray, service_target: float
+    ) -> None:
+        self.error = error
+        self.quantile = 1 - service_target
+        self.demand = np.where(np.isfinite(seen), seen, 0.0)
+        self.requests = self.demand * recency[:, None]
+        self.weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
+
+    def trial(
+        self,
+        scale: np.ndarray,
+        power: float,
+        hourly: np.ndarray | None,
+        elasticity: float = 0.0,
+    ) -> _Trial:
+        band = _weighted_quantiles(self.error / scale, self.requests, self.quantile)
+        cost = float(np.sum(self.weight * np.maximum(band, 0.0) * scale))
+        return _Trial(scale, band, cost, power, hourly, elasticity)
 
 
 def hourly_spread(normalized: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:
