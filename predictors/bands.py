@@ -70,6 +70,16 @@ def volatility_factor(log_ratio: np.ndarray | float, elasticity: float) -> np.nd
     return np.clip(np.exp(elasticity * np.asarray(log_ratio, dtype=float)), *VOLATILITY_LIMITS)
 
 
+def volatility_log_ratio(volatility: np.ndarray | float, median: float) -> np.ndarray:
+    """log(volatility / median); 0 (no factor) where the volatility is unknown or none at
+    all (a sparse source's hour of zeros), the same in the replay and in the forecast."""
+    volatility = np.asarray(volatility, dtype=float)
+    if median <= 0:
+        return np.zeros_like(volatility)
+    known = np.isfinite(volatility) & (volatility > 0)
+    return np.where(known, np.log(np.where(known, volatility, median) / median), 0.0)
+
+
 def cheapest_band(
     point: np.ndarray,
     error: np.ndarray,
@@ -97,7 +107,9 @@ def cheapest_band(
     for power in SCALE_POWERS:
         scale = band_scale(point, offset, power, None, None)
         hourly = None if hours is None else hourly_spread(error / scale, hours, replay.weight)
-        trial = replay.trial(band_scale(point, offset, power, hourly, hours), power, hourly)
+        if hourly is not None:
+            scale = scale * hourly[hours]
+        trial = replay.trial(scale, power, hourly)
         if best is None or trial.cost < best.cost:
             best = trial
     assert best is not None

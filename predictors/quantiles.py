@@ -9,10 +9,9 @@ lead, how much of each feature persists (a small least-squares regression; a
 feature that predicts nothing gets a weight near 0) and the band that meets the
 service target (predictors/bands.py: a request-weighted error quantile, in units of
 a scale that grows with the forecast and follows the hour of the day and the recent
-volatility). The band's
-measure, the capacity it buys on the replay, also chooses the point: shape + level,
-or the last sample held at every lead (a stepwise source, whose value holds until
-its next report).
+volatility). The band's measure, the capacity it buys on the replay, also chooses the
+point: shape + level, or the last sample held at every lead (a stepwise source, whose
+value holds until its next report).
 Recent errors weigh more (a half-life of days), so the band widens soon after the
 traffic turns more volatile. The caller judges the shape out of sample (each day's
 shape fitted without that day), or the replayed errors would look too small.
@@ -31,7 +30,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy.signal import lfilter
 
-from predictors.bands import band_scale, cheapest_band, volatility_factor
+from predictors.bands import band_scale, cheapest_band, volatility_factor, volatility_log_ratio
 from predictors.cleaning import window_means
 
 SHIFT_Z = 4.0
@@ -203,10 +202,9 @@ def upper_of(
     """The band's top over `point`. `hours`: the local hour of each step; `volatility`: the
     recent volatility at the origin (relative_volatility)."""
     scale = band_scale(point, model.scale_offset, model.scale_power, model.hourly, hours)
-    known = volatility is not None and np.isfinite(volatility) and volatility > 0
-    if known and model.volatility_median > 0:  # unknown or none: as the replay, no factor
-        ratio = volatility / model.volatility_median
-        scale = scale * volatility_factor(np.log(ratio), model.elasticity)
+    if volatility is not None and model.elasticity > 0:
+        log_ratio = volatility_log_ratio(volatility, model.volatility_median)
+        scale = scale * volatility_factor(log_ratio, model.elasticity)
     return point + model.band[: len(point)] * scale
 
 
@@ -216,17 +214,8 @@ def relative_volatility(
     """At each index in `ends`: the mean |step change| over the `window` samples up to it,
     over their mean level + offset (NaN where none is known)."""
     change = np.abs(np.diff(values, prepend=np.nan))
-    sums = [
-        np.concatenate(([0.0], np.cumsum(np.where(np.isfinite(x), x, 0.0))))
-        for x in (change, values)
-    ]
-    counts = [np.concatenate(([0], np.cumsum(np.isfinite(x)))) for x in (change, values)]
-    high = np.asarray(ends) + 1
-    low = np.maximum(high - window, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_change = (sums[0][high] - sums[0][low]) / (counts[0][high] - counts[0][low])
-        mean_level = (sums[1][high] - sums[1][low]) / (counts[1][high] - counts[1][low])
-        return mean_change / (mean_level + offset)
+    mean_change, mean_level = (window_means(x, window - 1, 1)[ends] for x in (change, values))
+    return mean_change / (mean_level + offset)
 
 
 def learn_leads(
@@ -276,11 +265,7 @@ def learn_leads(
     volatility = relative_volatility(actual, origin, kernels.volatility_window, scale_offset)
     known = np.isfinite(volatility) & (volatility > 0)
     volatility_median = float(np.median(volatility[known])) if known.any() else 0.0
-    log_ratio = None
-    if volatility_median > 0:
-        log_ratio = np.where(
-            known, np.log(np.where(known, volatility, 1.0) / volatility_median), 0.0
-        )
+    log_ratio = volatility_log_ratio(volatility, volatility_median) if known.any() else None
     candidates = {
         persists: cheapest_band(
             point,
