@@ -4,7 +4,7 @@ The forecast at lead h is
 
     point(t + h) = shape(local time of week at t + h) + level correction(t, h)
                    (or the last sample, where the replay finds that cheaper: see below)
-    upper(t + h) = point + q_h * (point + c) ** p
+    upper(t + h) = point + q_h * (point + c) ** p * hour factor * volatility factor
 
 - shape: a ridge regression on Fourier terms of the local time of week (daily
   harmonics, plus day-of-week terms once a week of history exists), recent weeks
@@ -19,7 +19,9 @@ The forecast at lead h is
 - upper: q_h is the narrowest band at lead h that keeps the share of late requests on
   the replayed errors within service_target (a request is late once demand above the
   band has queued more than `latency_target_s` of work: small overshoots are absorbed),
-  p the scale law that meets the target at least capacity on them
+  p the scale law that meets the target at least capacity on them, the hour factor
+  how much noisier the target's local hour has been, the volatility factor how jumpy the
+  last hour was (predictors/bands.py)
   (the forecaster's own errors over the last 7 days of history,
   recent days weighted more, the shape judged out of sample by leaving each day
   out); until enough replayed forecasts exist (MIN_ORIGINS), a normal quantile of
@@ -324,8 +326,11 @@ class SeasonalPredictor:
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
         hours = hour_of_day(local_seconds(future_ns, self.timezone))
-        volatility = relative_volatility(
-            self._recent, np.array([len(self._recent) - 1]), len(self._recent), leads.scale_offset
+        volatility = relative_volatility(  # the replay's measure: the last window's samples
+            self._recent,
+            np.array([len(self._recent) - 1]),
+            self._kernels.volatility_window,
+            leads.scale_offset,
         )[0]
         upper = np.maximum(upper_of(point, leads, hours, float(volatility)), point)
         notes = [self._shape_note, leads.note]
