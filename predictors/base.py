@@ -55,5 +55,6 @@ def future_index(history: pd.Series, horizon: timedelta) -> pd.DatetimeIndex:
 def infer_step(history: pd.Series) -> pd.Timedelta:
     if len(history) < 2:
         return pd.Timedelta(minutes=1)
-    # Differences of the index itself: its unit (ns, us) varies with pandas version and input.
-    return pd.Timedelta(history.index.to_series().diff().median())
+    # In nanoseconds whatever the index's own unit (ns, us), which varies with pandas and input.
+    times_ns = pd.DatetimeIndex(history.index).as_unit("ns").asi8
+    return pd.Timedelta(int(np.median(np.diff(times_ns))), unit="ns")

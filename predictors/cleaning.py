@@ -60,12 +60,15 @@ def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     return window_means(values, window, 0)
 
 
-def window_means(values: np.ndarray, before: int, after: int) -> np.ndarray:
-    """Mean of the finite values in [i - before, i + after) at each i (NaN if none)."""
+def window_means(
+    values: np.ndarray, before: int, after: int, at: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean of the finite values in [i - before, i + after) at each i (NaN if none); only
+    at the indices `at` where given."""
     finite = np.isfinite(values)
     sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
     counts = np.concatenate(([0], np.cumsum(finite)))
-    index = np.arange(len(values))
+    index = np.arange(len(values)) if at is None else np.asarray(at)
     low = np.clip(index - before, 0, len(values))
     high = np.clip(index + after, 0, len(values))
     total, count = sums[high] - sums[low], counts[high] - counts[low]

@@ -214,7 +214,7 @@ def relative_volatility(
     """At each index in `ends`: the mean |step change| over the `window` samples up to it,
     over their mean level + offset (NaN where none is known)."""
     change = np.abs(np.diff(values, prepend=np.nan))
-    mean_change, mean_level = (window_means(x, window - 1, 1)[ends] for x in (change, values))
+    mean_change, mean_level = (window_means(x, window - 1, 1, ends) for x in (change, values))
     return mean_change / (mean_level + offset)
 
 

@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 
 from predictors.bands import (
+    BAND_SEARCH_STEPS,
     HOURLY_LIMITS,
+    _narrowed_band,
+    _Replay,
+    _weighted_quantiles,
     cheapest_band,
     hourly_spread,
     late_share_above,
@@ -139,3 +143,77 @@ def test_an_hour_without_any_change_leaves_the_band_as_the_replay_did() -> None:
     assert upper_of(point, model, volatility=0.0) == pytest.approx(upper_of(point, model))
     assert upper_of(point, model, volatility=float("nan")) == pytest.approx(upper_of(point, model))
     assert np.all(upper_of(point, model, volatility=5.0) > upper_of(point, model))
+
+
+def _full_sort_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """The definition, column by column: sort everything, take the first value whose
+    cumulative weight reaches q of the total (NaN ignored; no weight at all: unweighted)."""
+    result = np.zeros(values.shape[1])
+    for column in range(values.shape[1]):
+        seen = np.isfinite(values[:, column])
+        x, w = values[seen, column], weights[seen, column]
+        if w.sum() <= 0.0:
+            w = np.ones_like(x)
+        if len(x) == 0:
+            continue
+        order = np.argsort(x, kind="stable")
+        cumulative = np.cumsum(w[order])
+        result[column] = x[order][np.searchsorted(cumulative, q * cumulative[-1])]
+    return result
+
+
+@pytest.mark.parametrize("q", [0.01, 0.5, 0.9, 0.99, 0.999])
+def test_the_partial_sort_quantile_is_the_full_sort_one(q: float) -> None:
+    """Only each column's top is sorted: that top must grow until it holds the quantile,
+    whatever the weights (a heavy bottom forces it to grow, missing values and columns
+    without weight included)."""
+    rng = np.random.default_rng(int(q * 1000))
+    for _ in range(40):
+        rows, columns = int(rng.integers(1, 1500)), int(rng.integers(1, 16))
+        values = rng.normal(size=(rows, columns))
+        values[rng.random((rows, columns)) < rng.choice([0.0, 0.3, 1.0])] = np.nan
+        weights = rng.random((rows, columns)) * (rng.random((rows, columns)) < 0.8)
+        if rng.random() < 0.5:  # the top light: the quantile lies deep, the sorted top grows
+            weights[values > 0.0] *= 1e-6
+        weights[:, 0] = 0.0  # a column without weight: unweighted
+        expected = _full_sort_quantiles(values, weights, q)
+        assert _weighted_quantiles(values, weights.copy(), q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("target", [0.01, 0.2])
+def test_the_band_search_reads_only_demand_that_can_be_late(target: float) -> None:
+    """The search skips demand within point * (1 + slack): the same band, within one
+    bisection step, as a search over every replayed forecast (a loose target puts the
+    band close to the point, where the skipped demand lies)."""
+    rng = np.random.default_rng(7)
+    point = rng.uniform(50.0, 150.0, (1500, 12))
+    scale = rng.uniform(0.5, 2.0, point.shape)
+    demand = np.maximum(point + rng.standard_t(3, point.shape) * 10.0, 0.0)
+    requests = demand * rng.uniform(0.2, 1.0, (len(point), 1))
+    quantile = _weighted_quantiles((demand - point) / scale, requests, 1.0 - target)
+    slack = 3.0 / 60.0
+    low, high = np.zeros_like(quantile), quantile.copy()
+    for _ in range(BAND_SEARCH_STEPS):
+        middle = 0.5 * (low + high)
+        meets = late_share_above(point + middle * scale, demand, requests, slack) <= target
+        high, low = np.where(meets, middle, high), np.where(meets, low, middle)
+    found = _narrowed_band(point, scale, demand, requests, quantile, target, slack)
+    assert np.all(found < quantile)  # the slack narrowed every lead
+    assert found == pytest.approx(high, abs=float(quantile.max()) * 2.0**-BAND_SEARCH_STEPS)
+
+
+def test_a_trial_reads_only_the_errors_that_carry_weight() -> None:
+    """A sparse series: most minutes see no request, so their errors weigh nothing, and
+    leaving them out must not move any lead's quantile (nor a lead never seen at all)."""
+    rng = np.random.default_rng(9)
+    point = rng.uniform(0.0, 2.0, (1200, 8))
+    seen = np.where(rng.random(point.shape) < 0.7, 0.0, rng.poisson(3.0, point.shape) / 1.0)
+    seen[rng.random(point.shape) < 0.05] = np.nan
+    seen[:, -1] = np.nan
+    recency = 0.5 ** (np.arange(len(point))[::-1] / 400.0)
+    replay = _Replay(seen - point, seen, recency, 0.01)
+    for power in (0.0, 0.5, 1.0):
+        scale = (point + 0.1) ** power
+        expected = _weighted_quantiles((seen - point) / scale, replay.requests, 0.99)
+        assert np.array_equal(replay.trial(scale, power, None).band, expected)
+    assert replay.trial(np.ones_like(point), 0.0, None).band[-1] == 0.0
