@@ -246,13 +246,6 @@ def _narrowed_band(
     return high
 
 
-def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
-    """Column-wise weighted quantile; NaN values are ignored, zero total weight is unweighted."""
-    missing = ~np.isfinite(values)
-    columns = np.where(missing, -np.inf, values).T
-    return _column_quantiles(columns, _quantile_weights(missing, weights).T, q)
-
-
 def _quantile_weights(missing: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weights for _column_quantiles: none on missing values; a column without any weight
     counts its values alike."""

@@ -13,9 +13,10 @@ import pytest
 from predictors.bands import (
     BAND_SEARCH_STEPS,
     HOURLY_LIMITS,
+    _column_quantiles,
     _narrowed_band,
+    _quantile_weights,
     _Replay,
-    _weighted_quantiles,
     cheapest_band,
     hourly_spread,
     late_share_above,
@@ -143,6 +144,13 @@ def test_an_hour_without_any_change_leaves_the_band_as_the_replay_did() -> None:
     assert upper_of(point, model, volatility=0.0) == pytest.approx(upper_of(point, model))
     assert upper_of(point, model, volatility=float("nan")) == pytest.approx(upper_of(point, model))
     assert np.all(upper_of(point, model, volatility=5.0) > upper_of(point, model))
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Column-wise weighted quantile of (rows, columns) through the band's own helpers."""
+    missing = ~np.isfinite(values)
+    columns = np.where(missing, -np.inf, values).T
+    return _column_quantiles(columns, _quantile_weights(missing, weights).T, q)
 
 
 def _full_sort_quantiles(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
