@@ -69,8 +69,9 @@ def window_means(
     sums = np.concatenate(([0.0], np.cumsum(np.where(finite, values, 0.0))))
     counts = np.concatenate(([0], np.cumsum(finite)))
     index = np.arange(len(values)) if at is None else np.asarray(at)
-    low = np.clip(index - before, 0, len(values))
-    high = np.clip(index + after, 0, len(values))
+    # np.maximum/minimum, not np.clip: clip's own overhead was a tenth of a light tick.
+    low = np.maximum(index - before, 0)
+    high = np.minimum(index + after, len(values))
     total, count = sums[high] - sums[low], counts[high] - counts[low]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
