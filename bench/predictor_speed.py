@@ -8,7 +8,8 @@
    implies for a month of minutes (43,200 calls).
 3. 1,000 pools in one tick: distinct predictor objects, each fitted once on its own
    14-day history (the shared traces at random offsets and scales, with noise),
-   one after another in one process, as the daemon ticks pools.
+   one after another in one process, as the daemon ticks pools; the same with the
+   linear predictor, and the ratio (which a busy host moves less than the seconds).
 
     python bench/predictor_speed.py [--pools 1000] [--repeats 30]
 """
@@ -78,6 +79,14 @@ def pool_histories(pools: int, seed: int = 0) -> list[pd.Series]:
     return histories
 
 
+def one_tick(make, histories: list[pd.Series]) -> tuple[float, float]:
+    """Wall and CPU seconds to fit a fresh predictor on each history and forecast."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for pool_history in histories:
+        make().fit(pool_history).forecast(HORIZON)
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pools", type=int, default=1000)
@@ -102,14 +111,14 @@ def main() -> None:
         f"(43,200 calls) ~ {per_call * 43.2:.0f} s ({per_call_cpu * 43.2:.0f} s CPU)"
     )
     histories = pool_histories(args.pools)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for pool_history in histories:
-        SeasonalPredictor().fit(pool_history).forecast(HORIZON)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    elapsed, cpu = one_tick(SeasonalPredictor, histories)
+    linear_elapsed, _ = one_tick(LinearTrendPredictor, histories)
     print(
         f"{args.pools} pools in one tick (distinct predictors, distinct 14-d histories, "
         f"one process): {elapsed:.1f} s wall, {cpu:.1f} s CPU "
-        f"({elapsed / args.pools * 1000:.1f} ms per pool)"
+        f"({elapsed / args.pools * 1000:.1f} ms per pool); the same pools with the linear "
+        f"predictor {linear_elapsed:.1f} s, ratio {elapsed / linear_elapsed:.1f} "
+        "(a busy host slows both)"
     )
 
 
