@@ -104,10 +104,11 @@ def cheapest_band(
     follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
     the scale law is chosen, so that volatility explains only what the law leaves)."""
     replay = _Replay(error, seen, recency, service_target)
+    by_hour = None if hours is None else _HourlyPool(hours, replay.weight, np.isfinite(error))
     best: _Trial | None = None
     for power in SCALE_POWERS:
         scale = band_scale(point, offset, power, None, None)
-        hourly = None if hours is None else hourly_spread(error / scale, hours, replay.weight)
+        hourly = None if by_hour is None else by_hour.factors(error / scale)
         if hourly is not None:
             scale = scale * hourly[hours]
         trial = replay.trial(scale, power, hourly)
@@ -184,19 +185,38 @@ def hourly_spread(normalized: np.ndarray, hours: np.ndarray, weight: np.ndarray)
     RMS, so that bursts that recur at an hour (a nightly batch job) widen that hour. Each
     hour pools its neighbours (weights 1, 2, 1, round the clock) and HOURLY_PRIOR errors'
     worth of the overall spread, then the factor is kept within HOURLY_LIMITS."""
-    seen = np.isfinite(normalized) & (weight > 0)
-    squares = np.where(seen, normalized, 0.0) ** 2 * weight
-    mass = np.where(seen, weight, 0.0)
-    overall = float(squares.sum() / mass.sum()) if mass.sum() > 0 else 0.0
-    if overall <= 0.0:
-        return np.ones(HOURS)
-    by_hour = [np.bincount(hours.ravel(), x.ravel(), minlength=HOURS) for x in (squares, mass)]
-    pooled = [
-        np.convolve(np.concatenate((x[-1:], x, x[:1])), [1.0, 2.0, 1.0], "valid") for x in by_hour
-    ]
-    prior = HOURLY_PRIOR * mass.sum() / np.count_nonzero(mass)  # that many errors' weight
-    spread = (pooled[0] + prior * overall) / (pooled[1] + prior)
-    return np.clip(np.sqrt(spread / overall), *HOURLY_LIMITS)
+    return _HourlyPool(hours, weight, np.isfinite(normalized)).factors(normalized)
+
+
+class _HourlyPool:
+    """What hourly_spread weighs each error by, the same whatever the errors' scale (the
+    band tries several): which errors count, their weights, each hour's pooled weight."""
+
+    def __init__(self, hours: np.ndarray, weight: np.ndarray, finite: np.ndarray) -> None:
+        self.seen = finite & (weight > 0)
+        self.mass = np.where(self.seen, weight, 0.0)
+        self.hours = hours.ravel()
+        self.total = float(self.mass.sum())
+        by_hour = np.bincount(self.hours, self.mass.ravel(), minlength=HOURS)
+        self.pooled_mass = _with_neighbours(by_hour)
+        counted = np.count_nonzero(self.mass)
+        self.prior = HOURLY_PRIOR * self.total / counted if counted else 0.0
+        """That many errors' weight of the overall spread in each hour."""
+
+    def factors(self, normalized: np.ndarray) -> np.ndarray:
+        squares = np.where(self.seen, normalized, 0.0) ** 2 * self.mass
+        overall = float(squares.sum() / self.total) if self.total > 0 else 0.0
+        if overall <= 0.0:
+            return np.ones(HOURS)
+        pooled = _with_neighbours(np.bincount(self.hours, squares.ravel(), minlength=HOURS))
+        spread = (pooled + self.prior * overall) / (self.pooled_mass + self.prior)
+        return np.clip(np.sqrt(spread / overall), *HOURLY_LIMITS)
+
+
+def _with_neighbours(by_hour: np.ndarray) -> np.ndarray:
+    """Each hour's sum with its neighbours', weighted 1, 2, 1 round the clock."""
+    round_the_clock = np.concatenate((by_hour[-1:], by_hour, by_hour[:1]))
+    return np.convolve(round_the_clock, [1.0, 2.0, 1.0], "valid")
 
 
 def late_share_above(
