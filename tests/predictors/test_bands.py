@@ -190,9 +190,9 @@ def test_the_partial_sort_quantile_is_the_full_sort_one(q: float) -> None:
 
 @pytest.mark.parametrize("target", [0.01, 0.2])
 def test_the_band_search_reads_only_demand_that_can_be_late(target: float) -> None:
-    """The search skips demand within point * (1 + slack): the same band, within one
-    bisection step, as a search over every replayed forecast (a loose target puts the
-    band close to the point, where the skipped demand lies)."""
+    """The search drops demand that cannot be late at any band left to try: the same band,
+    within one bisection step, as a search over every replayed forecast (a loose target
+    puts the band close to the point, where the dropped demand lies)."""
     rng = np.random.default_rng(7)
     point = rng.uniform(50.0, 150.0, (1500, 12))
     scale = rng.uniform(0.5, 2.0, point.shape)
