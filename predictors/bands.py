@@ -104,7 +104,7 @@ def cheapest_band(
     follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
     the scale law is chosen, so that volatility explains only what the law leaves)."""
     replay = _Replay(error, seen, recency, service_target)
-    by_hour = None if hours is None else _HourlyPool(hours, replay.weight, np.isfinite(error))
+    by_hour = None if hours is None else HourlySpread(hours, replay.weight, np.isfinite(error))
     best: _Trial | None = None
     for power in SCALE_POWERS:
         scale = band_scale(point, offset, power, None, None)
@@ -179,18 +179,15 @@ class _Replay:
         return _Trial(scale, band, cost, power, hourly, elasticity)
 
 
-def hourly_spread(normalized: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """(24,): the RMS of the scaled errors at each local hour over their RMS at all hours.
+class HourlySpread:
+    """(24,) factors: the RMS of the scaled errors at each local hour over their RMS at all
+    hours.
 
     RMS, so that bursts that recur at an hour (a nightly batch job) widen that hour. Each
     hour pools its neighbours (weights 1, 2, 1, round the clock) and HOURLY_PRIOR errors'
-    worth of the overall spread, then the factor is kept within HOURLY_LIMITS."""
-    return _HourlyPool(hours, weight, np.isfinite(normalized)).factors(normalized)
-
-
-class _HourlyPool:
-    """What hourly_spread weighs each error by, the same whatever the errors' scale (the
-    band tries several): which errors count, their weights, each hour's pooled weight."""
+    worth of the overall spread, then the factor is kept within HOURLY_LIMITS. Built once
+    per replay: which errors count and each hour's pooled weight are the same whatever
+    the errors' scale, and the band tries several."""
 
     def __init__(self, hours: np.ndarray, weight: np.ndarray, finite: np.ndarray) -> None:
         self.seen = finite & (weight > 0)
@@ -200,10 +197,11 @@ class _HourlyPool:
         by_hour = np.bincount(self.hours, self.mass.ravel(), minlength=HOURS)
         self.pooled_mass = _with_neighbours(by_hour)
         counted = np.count_nonzero(self.mass)
+        # That many errors' weight of the overall spread joins each hour.
         self.prior = HOURLY_PRIOR * self.total / counted if counted else 0.0
-        """That many errors' weight of the overall spread in each hour."""
 
     def factors(self, normalized: np.ndarray) -> np.ndarray:
+        """The factors for errors `normalized` (in units of the scale tried)."""
         squares = np.where(self.seen, normalized, 0.0) ** 2 * self.mass
         overall = float(squares.sum() / self.total) if self.total > 0 else 0.0
         if overall <= 0.0:

@@ -13,17 +13,22 @@ import pytest
 from predictors.bands import (
     BAND_SEARCH_STEPS,
     HOURLY_LIMITS,
+    HourlySpread,
     _column_quantiles,
     _narrowed_band,
     _quantile_weights,
     _Replay,
     cheapest_band,
-    hourly_spread,
     late_share_above,
 )
 from predictors.quantiles import learn_leads, level_kernels, relative_volatility, upper_of
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.test_seasonal import MONDAY
+
+
+def hourly_spread(error: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    return HourlySpread(hours, weight, np.isfinite(error)).factors(error)
+
 
 NIGHT = np.arange(0, 6)  # the noisy hours of the synthetic replays below
 
