@@ -1,4 +1,4 @@
-"""Issue target: the project's policy against the tuned baselines on the shared traces.
+"""Issue target: the project's policy against the tuned baselines on the bundled traces.
 
 At a 1% late-request target, 10-minute boot delay and 3 s latency target:
 nasa_jul95 and servegen_msmall with per-node capacity = mean demand / 20, and
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from trace_files import DEFAULT_TRACES, trace_path  # run from bench/: its folder is on sys.path
 
 from autoscaler.backtest import BacktestSettings, load_trace, run_backtest
 from autoscaler.backtest_report import backtest_table, policy_vs_best, report_json
@@ -28,7 +29,6 @@ GOAL, AIM = 0.9, 0.75
 PREDICTOR_TARGETS = (0.01, 0.05, 0.1, 0.2)
 """The policy's predictor quantile is one of its knobs, swept like the rest, the same for
 every trace (one full forecasting run per value)."""
-DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
 def capacity_for(name: str, mean_rps: float) -> float:
@@ -49,7 +49,7 @@ def main() -> int:
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
     summary, documents = [], []
     for name in names:
-        path = args.traces / f"{name}.csv"
+        path = trace_path(args.traces, name)
         trace = load_trace(path)
         settings = BacktestSettings(
             per_node_rps=capacity_for(name, float(trace.mean())),

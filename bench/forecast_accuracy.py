@@ -1,6 +1,6 @@
-"""Forecast accuracy on the shared traces: MASE of the seasonal and linear predictors.
+"""Forecast accuracy on the bundled traces: MASE of the seasonal and linear predictors.
 
-For each trace in ../shared/traces/ with at least 14 days, demand in req/s is
+For each trace in bench/traces/ (or `--traces DIR`) with at least 14 days, demand in req/s is
 requests/60. After a warm-up (7 days), at an origin every `--every` minutes, each
 predictor is fitted on the history up to the origin (one predictor object per
 trace, kept across origins as the daemon keeps it) and forecasts `--horizon`.
@@ -13,7 +13,7 @@ error, and comparing rows at the same lead is what matters.
 Coverage: the share of actuals above the upper band over all leads 1..horizon,
 per minute and per request (what the service target bounds), against the target.
 
-    python bench/forecast_accuracy.py [--every 20] [--traces ../shared/traces]
+    python bench/forecast_accuracy.py [--every 20] [--traces DIR]
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from trace_files import DEFAULT_TRACES, trace_name, trace_paths  # run from bench/: on sys.path
 
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
 DAY = 1440
-DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
 @dataclass
@@ -114,7 +114,7 @@ def main() -> None:
     )
     header = f"{'trace':<20} {'predictor':<24}" + "".join(f" MASE@{lead:<3}" for lead in leads)
     print(header + "  above(min) above(req)  ms/call")
-    for path in sorted(args.traces.glob("*.csv")):
+    for path in trace_paths(args.traces):
         demand = load_trace(path)
         if len(demand) < 14 * DAY:  # servegen_msmall is exactly 14 days of minutes
             continue
@@ -129,7 +129,7 @@ def main() -> None:
                 else " " * 21
             )
             speed = f" {scores.ms_per_call:8.2f}" if scores.ms_per_call is not None else ""
-            print(f"{path.stem:<20} {scores.name:<24}{cells}{band}{speed}")
+            print(f"{trace_name(path):<20} {scores.name:<24}{cells}{band}{speed}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from backtest_targets import (  # run from bench/: its folder is on sys.path
 )
 from rich.console import Console
 from rich.table import Table
+from trace_files import trace_path
 
 from autoscaler.backtest import BacktestSettings, frame_replay, load_trace
 from autoscaler.backtest_baselines import BASELINES, Replay, node_counts
@@ -167,7 +168,7 @@ def main() -> int:
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
     for name in args.only or ["nasa_jul95", "servegen_msmall", "alibaba_genai_lora"]:
         began = time.perf_counter()
-        trace = load_trace(args.traces / f"{name}.csv")
+        trace = load_trace(trace_path(args.traces, name))
         settings = BacktestSettings(per_node_rps=capacity_for(name, float(trace.mean())))
         replay = frame_replay(trace, settings)
         baselines = [BASELINES[b](replay) for b in COMPARED]

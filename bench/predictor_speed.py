@@ -1,13 +1,13 @@
 """Predictor speed: one pool's fit + forecast, ticking refits, and 1,000 pools in one tick.
 
-1. One pool, 14 days of 1-minute history (nasa_jul95 from ../shared/traces/): a fresh
+1. One pool, 14 days of 1-minute history (nasa_jul95 from bench/traces/): a fresh
    predictor's fit + forecast(15 min), median of `--repeats` runs, for the seasonal
    and the seed's linear predictor measured in the same run, and their ratio.
 2. Ticking: one seasonal predictor fitted every minute for a day past those 14 days
    (what the backtest does): mean cost per call, heavy refits, and the cost that
    implies for a month of minutes (43,200 calls).
 3. 1,000 pools in one tick: distinct predictor objects, each fitted once on its own
-   14-day history (the shared traces at random offsets and scales, with noise),
+   14-day history (the bundled traces at random offsets and scales, with noise),
    one after another in one process, as the daemon ticks pools; the same with the
    linear predictor, and the ratio (which a busy host moves less than the seconds).
 
@@ -21,10 +21,10 @@ import os
 import statistics
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from trace_files import DEFAULT_TRACES, trace_path  # run from bench/: on sys.path
 
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
@@ -32,11 +32,10 @@ from predictors.seasonal import SeasonalPredictor
 DAY = 1440
 FORTNIGHT = 14 * DAY
 HORIZON = timedelta(minutes=15)
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
 def load(name: str) -> pd.Series:
-    frame = pd.read_csv(TRACES / f"{name}.csv")
+    frame = pd.read_csv(trace_path(DEFAULT_TRACES, name))
     index = pd.to_datetime(frame["timestamp"], utc=True)
     return pd.Series(frame["requests"].to_numpy(dtype=float) / 60.0, index=index)
 

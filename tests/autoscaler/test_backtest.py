@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,9 +26,7 @@ from autoscaler.backtest_baselines import (
 )
 from predictors import make_predictor
 from predictors.base import Forecast
-
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
-NASA = TRACES / "nasa_jul95.csv"
+from tests.traces import NASA
 
 
 class LastValue:

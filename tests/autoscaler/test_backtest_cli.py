@@ -1,8 +1,9 @@
-"""`autoscaler backtest` end to end on a short cut of a shared trace."""
+"""`autoscaler backtest` end to end on a short cut of the bundled NASA trace."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -10,8 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from autoscaler.cli_backtest import backtest_command
-
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+from tests.traces import NASA
 
 
 def _app() -> typer.Typer:
@@ -26,7 +26,8 @@ def _app() -> typer.Typer:
 
 
 def _cut(tmp_path: Path, minutes: int) -> Path:
-    lines = (TRACES / "nasa_jul95.csv").read_text().splitlines()[: minutes + 1]
+    with gzip.open(NASA, "rt") as trace:
+        lines = trace.read().splitlines()[: minutes + 1]
     path = tmp_path / "nasa_cut.csv"
     path.write_text("\n".join(lines) + "\n")
     return path

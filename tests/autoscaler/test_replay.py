@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from autoscaler.clock import SimulatedClock
 from autoscaler.metrics import MetricsError
 from autoscaler.replay import TraceReplaySource, read_trace
+from tests.traces import NASA
 
 T0 = datetime(2025, 1, 5, 16, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -111,3 +113,18 @@ def test_demand_at_is_the_minute_containing_the_instant(trace_file: Path) -> Non
     source = source_at(trace_file, T0)
     assert source.demand_at(T0 + 42 * MINUTE + timedelta(seconds=59)) == pytest.approx(42.0)
     assert source.demand_at(T0 - MINUTE) == pytest.approx(0.0)  # before the trace: first value
+
+
+def test_read_trace_opens_gzip_compressed_traces(trace_file: Path, tmp_path: Path) -> None:
+    """The bundled traces ship as .csv.gz: read as the same series as the plain file."""
+    packed = tmp_path / "trace.csv.gz"
+    packed.write_bytes(gzip.compress(trace_file.read_bytes()))
+    pd.testing.assert_series_equal(read_trace(packed), read_trace(trace_file))
+
+
+def test_the_bundled_nasa_trace_is_whole() -> None:
+    """27.6 days of minutes, as its README says: a truncated copy would skew every bench."""
+    trace = read_trace(NASA)
+    assert len(trace) == 39_692
+    assert trace.index[0] == pd.Timestamp("1995-07-01T04:00:00Z")
+    assert trace.mean() * 60 == pytest.approx(47.7, abs=0.05)

@@ -3,7 +3,7 @@
 (At the end: PrometheusApiDouble, a scripted double of /api/v1/query_range for the
 malformed answers a real server will not give on demand.)
 
-Not a double: the fixture backfills the last 14 days of a shared per-minute trace
+Not a double: the fixture backfills the last 14 days of a bundled per-minute trace
 as the counter `http_requests_total{job="demo"}` with `promtool tsdb
 create-blocks-from openmetrics`, shifted so the history is fresh on the wall
 clock, then starts `prometheus` on a free loopback port. Backfilling happens
@@ -38,9 +38,9 @@ import pandas as pd
 import pytest
 
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
+from tests.traces import NASA
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
-NASA_TRACE = TRACES / "nasa_jul95.csv"
+NASA_TRACE = NASA
 
 HISTORY = timedelta(days=14)
 LEAD = timedelta(minutes=30)
