@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
+from rich.markup import escape
 
 from autoscaler.config import Config
 from autoscaler.durations import parse_duration
+from autoscaler.extras import require
 from autoscaler.loader import ConfigError, load_config, load_overrides
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
@@ -66,7 +68,7 @@ def run(
     try:
         daemon = Daemon(config, dry_run=dry_run, on_result=reporter)
     except (ConfigError, ValueError, OSError) as exc:
-        errors.print(f"[red]cannot start[/]: {exc}", highlight=False)
+        errors.print(f"[red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if reporter is not None:
         reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
@@ -137,8 +139,6 @@ def _check_backends(config: Config) -> bool:
 
 def _check_leader_lock(config: Config) -> bool:
     """Read the leader lock's record (never take it: a running daemon may hold it)."""
-    from rich.markup import escape
-
     from autoscaler.leader import make_leader_lock
 
     election = config.leader_election
@@ -179,7 +179,13 @@ def forecast(
         errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
         raise typer.Exit(2) from None
     _setup_logging("WARNING")
-    runtime = build_runtime(parsed, dry_run=True)
+    try:
+        if plot is not None:
+            require("plots", "--plot", "matplotlib")
+        runtime = build_runtime(parsed, dry_run=True)
+    except ValueError as exc:  # a missing extra, an insecure transport
+        errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     states = runtime.state_store.load(set_aside_corrupt=False)
     now = runtime.clock.now()
     failed = False

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from autoscaler.durations import parse_duration
+from autoscaler.extras import require
 
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
 errors = Console(stderr=True, soft_wrap=True)
@@ -68,6 +70,8 @@ def backtest_command(
 
     capacity = _capacity(per_node_rps, profile)
     try:
+        if plot is not None:  # before the run, not after it
+            require("plots", "--plot", "matplotlib")
         settings = BacktestSettings(
             per_node_rps=capacity,
             boot_delay=parse_duration(boot_delay),
@@ -83,7 +87,7 @@ def backtest_command(
             jobs=jobs,
         )
     except ValueError as exc:
-        errors.print(f"[red]invalid option[/]: {exc}", highlight=False)
+        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     with Progress(
         TextColumn("replaying {task.description}"),

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from autoscaler.config import LeaderElection
+from autoscaler.extras import needs_extra
 from backends.base import Backend, BackendError, FleetState
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def make_leader_lock(
             identity=identity,
             monotonic=monotonic,
         )
-    from autoscaler.leader_kubernetes import KubernetesLease, kubernetes_lock_settings
+    with needs_extra("kubernetes", "leader_election kind kubernetes", "kubernetes"):
+        from autoscaler.leader_kubernetes import KubernetesLease, kubernetes_lock_settings
 
     return KubernetesLease(
         lambda: kubernetes_lock_settings(config, env),

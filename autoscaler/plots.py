@@ -14,6 +14,7 @@ import pandas as pd
 
 from autoscaler.backtest_queue import queue_lateness
 from autoscaler.config import Pool
+from autoscaler.extras import needs_extra
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
@@ -28,10 +29,11 @@ MAX_POINTS = 3000
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    with needs_extra("plots", "a plot", "matplotlib"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     return plt
 

@@ -18,6 +18,7 @@ from autoscaler.config import (
     NomadJobBackend,
     SimulatedBackend,
 )
+from autoscaler.extras import needs_extra
 from backends.base import Backend, BackendError, FleetState
 
 
@@ -28,6 +29,8 @@ def make_backend(
     state_path: Path | None = None,
 ) -> Backend:
     """The backend for a pool's `backend:` block; modules load only when used.
+
+    A backend whose packages are an extra not installed raises MissingExtra naming it.
 
     `state_path` is where a backend with work in flight across ticks (a node drain)
     keeps it, so that it survives a restart.
@@ -47,15 +50,18 @@ def make_backend(
 
         return NomadJobGroup(config, env=env)
     if isinstance(config, NomadClusterBackend):
-        from backends.nomad_cluster import NomadCluster
+        with needs_extra("aws", "backend nomad_cluster", "boto3", "botocore"):
+            from backends.nomad_cluster import NomadCluster
 
         return NomadCluster(config, env=env, state_path=state_path, clock=clock)
     if isinstance(config, KubernetesBackend):
-        from backends.kubernetes import KubernetesWorkload
+        with needs_extra("kubernetes", "backend kubernetes", "kubernetes"):
+            from backends.kubernetes import KubernetesWorkload
 
         return KubernetesWorkload(config, env=env)
     if isinstance(config, AwsAsgBackend):
-        from backends.aws_asg import AutoScalingGroup
+        with needs_extra("aws", "backend aws_asg", "boto3", "botocore"):
+            from backends.aws_asg import AutoScalingGroup
 
         return AutoScalingGroup(config, env=env)
     raise ValueError(f"no backend for kind {config.kind!r}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from autoscaler.extras import needs_extra
 from gpu_bench.loadgen import RateMeasurement
 from gpu_bench.profile import CapacityProfile
 from gpu_bench.sweep import ConfigResult, SweepResult
@@ -65,10 +66,11 @@ def profile_table(profile: CapacityProfile, source: str = "") -> Table:
 
 def write_chart(sweep: SweepResult, path: Path) -> Path:
     """Sustained rate against p95, one point per configuration, the chosen one marked."""
-    import matplotlib
+    with needs_extra("plots", "gpu-bench's chart", "matplotlib"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
     usable = [r for r in sweep.results if r.status == "ok" and r.rate_rps]

@@ -1,0 +1,51 @@
+"""Optional dependencies (pip extras): a config that needs a missing one says which to add.
+
+Backends and plots pull in large packages (boto3, kubernetes, matplotlib) that a
+Nomad-only or headless install does without; their import sites wrap the import so
+that the daemon stops with "pip install 'gpu-autoscaler[aws]'" instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+DISTRIBUTION = "gpu-autoscaler"
+
+
+class MissingExtra(ValueError):
+    """A config asks for something whose packages are in an extra not installed here.
+
+    A ValueError, so that every place that reports a config the daemon cannot start
+    with reports this one too (and the service exits with the config-error status).
+    """
+
+    def __init__(self, extra: str, what: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{what} needs the Python package {module!r}, which is not installed: "
+            f"pip install '{DISTRIBUTION}[{extra}]'"
+        )
+
+
+@contextmanager
+def needs_extra(extra: str, what: str, *modules: str) -> Iterator[None]:
+    """Turn a failed import of one of `modules` (top-level names) into MissingExtra.
+
+    Any other ImportError (a module of ours that is broken) propagates unchanged.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in modules:
+            raise
+        raise MissingExtra(extra, what, top) from exc
+
+
+def require(extra: str, what: str, *modules: str) -> None:
+    """Fail early (before a long run) when `what` will need an extra that is missing."""
+    with needs_extra(extra, what, *modules):
+        for module in modules:
+            importlib.import_module(module)
