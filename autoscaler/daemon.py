@@ -38,6 +38,7 @@ from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import TickResult, decision_record
+from autoscaler.watchdog import ServiceNotifier, ticks_alive
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._stop = threading.Event()
         self.ticks = 0
+        self._tick_began: float | None = None  # monotonic; for the systemd watchdog
+        self._last_began = time.monotonic()
         telemetry = self.runtime.config.telemetry
         self.telemetry = Telemetry(telemetry.unhealthy_after if telemetry else timedelta(minutes=5))
         election = self.runtime.config.leader_election
@@ -278,10 +281,15 @@ class Daemon:
             log.info("self-metrics on http://%s/metrics and /healthz", config.telemetry.listen)
         scheduler.start()
         log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
+        service = ServiceNotifier()
+        service.ready(f"{len(config.pools)} pools, every {config.interval}")
         try:
             while not self._stop.wait(0.5 if config.simulation is None else 0.01):
-                pass
+                now, limit = time.monotonic(), service.watchdog_s or 0.0
+                alive = ticks_alive(now, self._tick_began, self._last_began, seconds, limit)
+                service.beat(now, alive)
         finally:
+            service.stopping()
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
             self.release_leadership()
             if server is not None:
@@ -295,10 +303,13 @@ class Daemon:
     def _scheduled_tick(self) -> None:
         if self._stop.is_set():
             return
+        self._tick_began = self._last_began = time.monotonic()
         try:
             self.tick()
         except Exception:
             log.exception("tick failed")
+        finally:
+            self._tick_began = None
         if self.finished():
             self._stop.set()
 
