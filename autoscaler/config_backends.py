@@ -1,6 +1,6 @@
 """Fleet backends' settings: one model per kind, chosen by `kind` in a pool's `backend:`.
 
-Split from autoscaler/config.py (which re-exports them) so each file stays one thing.
+Split from autoscaler/config/schema.py (which re-exports them) so each file stays one thing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoscaler.durations import Duration
+from common.durations import Duration
 
 
 class Strict(BaseModel):

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 if TYPE_CHECKING:
-    from autoscaler.config import SlackConfig
+    from autoscaler.config.schema import SlackConfig
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autoscaler.atomic import write_atomically
+from common.atomic import write_atomically
 
 HEADER = """\
 # Manual overrides for the autoscaler, one entry per pool: a fixed `nodes` count or
@@ -181,7 +181,7 @@ def _editing(path: Path) -> Iterator[None]:
 
 def set_override(path: Path, pool: str, override: Override) -> None:
     """Add or replace the pool's override. A broken existing file is reported, not replaced."""
-    from autoscaler.loader import load_overrides
+    from autoscaler.config.loader import load_overrides
 
     with _editing(path):
         _set_locked(path, pool, override, load_overrides(path))
@@ -195,7 +195,7 @@ def _set_locked(path: Path, pool: str, override: Override, current: OverridesFil
 
 def clear_override(path: Path, pool: str) -> bool:
     """Remove the pool's override; False when it had none (the file is then untouched)."""
-    from autoscaler.loader import load_overrides
+    from autoscaler.config.loader import load_overrides
 
     with _editing(path):
         current = load_overrides(path)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from autoscaler.clock import Clock
 from autoscaler.metrics import MetricsError
+from common.clock import Clock
 
 _MINUTE = timedelta(minutes=1)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoscaler.config import Pool
+from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError, MetricsSource, check_demand
 from autoscaler.notify import (

@@ -9,8 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from autoscaler.clock import Clock
-from autoscaler.config import (
+from autoscaler.config.schema import (
     AwsAsgBackend,
     BackendConfig,
     KubernetesBackend,
@@ -19,6 +18,7 @@ from autoscaler.config import (
     SimulatedBackend,
 )
 from backends.base import Backend, BackendError, FleetState
+from common.clock import Clock
 
 
 def make_backend(

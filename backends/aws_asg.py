@@ -28,7 +28,7 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 from botocore.parsers import ResponseParserError
 
-from autoscaler.config import AwsAsgBackend
+from autoscaler.config.schema import AwsAsgBackend
 from backends.base import BackendError, FleetState
 from backends.retry import call_with_retries
 

@@ -31,7 +31,7 @@ import urllib3.exceptions
 from kubernetes.client import AppsV1Api
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.config import KubernetesBackend
+from autoscaler.config.schema import KubernetesBackend
 from backends.base import BackendError, FleetState
 from backends.kubernetes_credentials import SERVICE_ACCOUNT_DIR, KubernetesConnection, connect
 from backends.retry import call_with_retries

@@ -23,8 +23,8 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.config import ConfigException, load_kube_config
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from autoscaler.config import KubernetesBackend
-from autoscaler.transport_security import plain_http_elsewhere
+from autoscaler.config.schema import KubernetesBackend
+from autoscaler.config.transport import plain_http_elsewhere
 from backends.base import BackendError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

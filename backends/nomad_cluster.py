@@ -24,9 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from autoscaler.atomic import write_atomically
-from autoscaler.clock import Clock, SystemClock
-from autoscaler.config import AwsAsgBackend, NomadClusterBackend
+from autoscaler.config.schema import AwsAsgBackend, NomadClusterBackend
 from backends.aws_asg import AutoScalingGroup, GroupSnapshot
 from backends.base import BackendError, FleetState
 from backends.nomad_drain import (
@@ -46,6 +44,8 @@ from backends.nomad_drain import (
 )
 from backends.nomad_job import nomad_connection
 from backends.nomad_node_api import NomadNodeApi
+from common.atomic import write_atomically
+from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
-from autoscaler.config import NomadClusterBackend, NomadJobBackend
-from autoscaler.transport_security import nomad_skip_verify
+from autoscaler.config.schema import NomadClusterBackend, NomadJobBackend
+from autoscaler.config.transport import nomad_skip_verify
 from backends.base import BackendError, FleetState
 from backends.retry import call_with_retries
 

@@ -16,8 +16,8 @@ import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from autoscaler.clock import Clock
 from backends.base import BackendError, FleetState
+from common.clock import Clock
 
 
 class SimulatedFleet:

@@ -223,7 +223,7 @@ def late_share_above(
     """Per column, the share of `requests` that would be late with demand served at
     `capacity` for one step: demand above capacity builds a queue from the step's start,
     and a request is late once that queue holds more than `latency_slack` of a step's
-    capacity (the fluid queue of autoscaler/backtest_queue.py, without carry-over)."""
+    capacity (the fluid queue of autoscaler/backtest/queue.py, without carry-over)."""
     late = requests * _late_fraction(capacity, demand, latency_slack)
     total = requests.sum(axis=0)
     return np.where(total > 0, late.sum(axis=0) / np.maximum(total, 1e-300), 0.0)

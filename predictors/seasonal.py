@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from autoscaler.durations import parse_duration
+from common.durations import parse_duration
 from predictors.base import Forecast, infer_step
 from predictors.cleaning import is_sparse, on_grid, repair
 from predictors.linear import LinearTrendPredictor

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.loader import ConfigError, load_overrides
+from autoscaler.config.loader import ConfigError, load_overrides
 from autoscaler.overrides import (
     Override,
     OverridesFile,
@@ -183,6 +183,6 @@ def test_concurrent_editors_do_not_lose_each_others_changes(tmp_path: Path) -> N
         thread.start()
     for thread in threads:
         thread.join()
-    from autoscaler.loader import load_overrides
+    from autoscaler.config.loader import load_overrides
 
     assert len(load_overrides(path).overrides) == 45

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler.clock import SimulatedClock
 from autoscaler.metrics import MetricsError
 from autoscaler.replay import TraceReplaySource, read_trace
+from common.clock import SimulatedClock
 
 T0 = datetime(2025, 1, 5, 16, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

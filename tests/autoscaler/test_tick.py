@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import Pool
+from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog, read_decisions
 from autoscaler.metrics import MetricsError
 from autoscaler.notify import RecordingNotifier
@@ -23,6 +22,7 @@ from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, size_fleet
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from predictors import Forecast
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

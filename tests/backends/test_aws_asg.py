@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import AwsAsgBackend
+from autoscaler.config.schema import AwsAsgBackend
 from backends.aws_asg import AutoScalingGroup, clamp_desired, group_snapshot
 from backends.base import BackendError, FleetState
 from tests.doubles.moto_server import (

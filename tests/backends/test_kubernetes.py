@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
-from autoscaler.config import KubernetesBackend
+from autoscaler.config.schema import KubernetesBackend
 from backends.base import BackendError, FleetState
 from backends.kubernetes import REASON_ANNOTATION, KubernetesWorkload
 from backends.kubernetes_credentials import (

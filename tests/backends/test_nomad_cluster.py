@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import NomadClusterBackend
+from autoscaler.config.schema import NomadClusterBackend
 from backends.base import BackendError, FleetState
 from backends.nomad_cluster import NomadCluster
 from backends.nomad_drain import DRAIN_META_KEY
+from common.clock import SimulatedClock
 from tests.doubles.moto_server import AWS_ENV, DUMMY_SECRET, AwsFaults, AwsWorld, aws, moto_server
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
 from tests.doubles.nomad_nodes import FakeNode

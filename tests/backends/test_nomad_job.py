@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import NomadJobBackend
+from autoscaler.config.schema import NomadJobBackend
 from backends.base import BackendError, FleetState
 from backends.nomad_job import NomadJobGroup, nomad_connection
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, allocation, nomad_api

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import KubernetesBackend, NomadJobBackend
+from autoscaler.config.schema import KubernetesBackend, NomadJobBackend
 from autoscaler.decision_log import DecisionLog, read_decisions
 from autoscaler.notify import RecordingNotifier
 from autoscaler.overrides import OverridesFile
@@ -28,6 +27,7 @@ from backends.kubernetes import KubernetesWorkload
 from backends.nomad_job import NomadJobGroup
 from backends.retry import backoff_cap
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, Harness, make_pool
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler.config import PrometheusMetrics
+from autoscaler.config.schema import PrometheusMetrics
 from autoscaler.decision_log import read_decisions
 from autoscaler.metrics import PrometheusSource
 from autoscaler.notify import SlackNotifier
