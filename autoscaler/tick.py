@@ -234,9 +234,9 @@ class PoolTicker:
             state.last_known_desired = None
             self.persist()
             try:
-                self.backend.scale(decision.desired, "; ".join(decision.reasons))
+                note = self.backend.scale(decision.desired, "; ".join(decision.reasons))
                 result.acted = True
-                result.backend_note = getattr(self.backend, "last_note", None)
+                result.backend_note = note
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
         if "backend" not in result.errors:

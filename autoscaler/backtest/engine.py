@@ -2,7 +2,7 @@
 
 Each tick at the start of minute j sees the trace up to minute j-1, sizes the fleet
 with tick.size_fleet, decides with policy.decide and drives a
-backends.simulated.SimulatedFleet on a SimulatedClock: no second copy of the policy.
+the simulated backend (backends/simulated.py) on a SimulatedClock: no second copy of the policy.
 """
 
 from __future__ import annotations
@@ -17,18 +17,11 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.backtest.baselines import BASELINES, Replay
-from autoscaler.config.schema import (
-    Capacity,
-    DemandQuery,
-    Pool,
-    PredictorConfig,
-    ScaleDown,
-    SimulatedBackend,
-)
+from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig, ScaleDown
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.policy import Memory, decide
 from autoscaler.tick import Sizing, limits_of, observe, size_fleet
-from backends.simulated import SimulatedFleet
+from backends import backend_settings, make_backend
 from common.clock import SimulatedClock
 from predictors import PREDICTORS, Forecast, Predictor
 
@@ -99,7 +92,7 @@ def policy_pool(
         predictor_params.setdefault("latency_target_s", settings.latency_target_s)
     return Pool(
         name="backtest",
-        backend=SimulatedBackend(kind="simulated", boot_delay=settings.boot_delay),
+        backend=backend_settings({"kind": "simulated", "boot_delay": settings.boot_delay}),
         demand=DemandQuery(query="trace", window=settings.demand_window),
         capacity=Capacity(per_node_rps=settings.per_node_rps),
         target_utilization=utilization,
@@ -203,7 +196,16 @@ def replay_pool(
     first_window = max(window, int(backfill / MINUTE))
     playback = isinstance(predictor, PlaybackPredictor)
     clock = SimulatedClock(instants[replay.sim_start])
-    fleet = SimulatedFleet(clock, replay.initial_nodes, pool.boot_time)
+    fleet = make_backend(
+        backend_settings(
+            {
+                "kind": "simulated",
+                "initial_nodes": replay.initial_nodes,
+                "boot_delay": pool.boot_time,
+            }
+        ),
+        clock,
+    )
     limits = limits_of(pool)
     memory = Memory()
     total = len(values) - replay.sim_start

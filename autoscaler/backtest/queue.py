@@ -3,7 +3,7 @@
 Fleet. A decision at the start of minute j sets the count `desired[j]`, paid for in
 minute j whether the nodes are ready or booting. New nodes are ready `boot` minutes
 after they were ordered; removed nodes stop at once, the newest (still booting)
-first, as backends.simulated.SimulatedFleet does. So the nodes ready in minute j are
+first, as the simulated backend (backends/simulated.py) does. So the nodes ready in minute j are
 those ordered at or before j - boot that no removal has reached since:
 ready[j] = min(desired[j - boot], ..., desired[j]).
 

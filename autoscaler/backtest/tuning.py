@@ -3,7 +3,7 @@
 Forecasts depend on the demand history only, never on the fleet, so the knobs that
 act after the forecast (target utilization, scale-down stabilization, node floor)
 are swept by replaying the recorded forecasts of one full run through the same
-size_fleet → decide → SimulatedFleet code. The predictor's own service target (its
+size_fleet → decide → simulated fleet code. The predictor's own service target (its
 upper quantile) can be swept too, one full run per value.
 
 The replays of the sweep are independent, so they run on forked worker processes

@@ -1,1 +1,1 @@
-"""autoscaler/config"""
+"""autoscaler/config: the config schema, loading it from YAML, and validating it."""

@@ -14,34 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from autoscaler.config_backends import (
-    ApiCalls,
-    AwsAsgBackend,
-    BackendConfig,
-    KubernetesBackend,
-    NomadAccess,
-    NomadClusterBackend,
-    NomadJobBackend,
-    SimulatedBackend,
-    Strict,
-    TlsApiCalls,
-)
+from autoscaler.config.transport import insecure_settings, refusal_text
+from backends import BackendConfig
 from common.durations import Duration, format_duration
-
-__all__ = [
-    "ApiCalls",
-    "AwsAsgBackend",
-    "BackendConfig",
-    "Config",
-    "KubernetesBackend",
-    "NomadAccess",
-    "NomadClusterBackend",
-    "NomadJobBackend",
-    "Pool",
-    "SimulatedBackend",
-    "Strict",
-    "TlsApiCalls",
-]
+from common.settings import Strict
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PATH_LISTS = frozenset({"kubeconfig"})  # fields that may hold several paths, like $KUBECONFIG
@@ -282,8 +258,6 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _tls_spelled_out(self) -> Config:
-        from autoscaler.config.transport import insecure_settings, refusal_text
-
         insecure = insecure_settings(self, env={})
         if insecure:
             raise ValueError(refusal_text(insecure))

@@ -101,16 +101,13 @@ class LeaderGuardedBackend:
     def check(self) -> None:
         self.backend.check()
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         if not self.lock.is_held(self.margin_s):
             raise BackendError(
                 "not scaling: this daemon's leader lease ran out during the tick "
                 "(another daemon may be active now)"
             )
-        self.backend.scale(desired, reason)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.backend, name)  # backend-specific extras (state, counters)
+        return self.backend.scale(desired, reason)
 
 
 def make_leader_lock(

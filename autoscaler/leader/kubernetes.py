@@ -23,11 +23,11 @@ import urllib3.exceptions
 from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.config.schema import KubernetesBackend, LeaderElection
+from autoscaler.config.schema import LeaderElection
 from autoscaler.leader.election import LeaderLockError, LeaseTimer
 from backends.base import BackendError
 from backends.kubernetes import status_message
-from backends.kubernetes_credentials import KubernetesConnection, connect
+from backends.kubernetes_credentials import KubernetesAccess, KubernetesConnection, connect
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ def kubernetes_lock_settings(
     config: LeaderElection, env: Mapping[str, str]
 ) -> KubernetesConnection:
     """Credentials and namespace by the Kubernetes backend's rules."""
-    settings = KubernetesBackend(
-        kind="kubernetes",
-        name=config.name,
+    settings = KubernetesAccess(
         namespace=config.namespace,
         context=config.context,
         kubeconfig=config.kubeconfig,

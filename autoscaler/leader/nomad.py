@@ -20,9 +20,10 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
-from autoscaler.config.schema import LeaderElection, NomadJobBackend
+from autoscaler.config.schema import LeaderElection
 from autoscaler.leader.election import LeaderLockError, LeaseTimer
 from backends.nomad_job import (
+    NomadAccess,
     NomadConnection,
     describe_nomad_error,
     nomad_connection,
@@ -39,10 +40,7 @@ HOLDER_ITEM = "holder"
 
 def nomad_lock_connection(config: LeaderElection, env: Mapping[str, str]) -> NomadConnection:
     """The backends' connection rules, read from the leader_election block."""
-    settings = NomadJobBackend(
-        kind="nomad_job",
-        job=config.name,  # unused: nomad_connection reads only the connection fields
-        group="leader",
+    settings = NomadAccess(
         namespace=config.namespace or "default",
         address=config.address,
         region=config.region,

@@ -275,8 +275,9 @@ class CountingBackend:
     def check(self) -> None:
         pass
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         self.scaled.append(desired)
+        return None
 
 
 def test_a_write_needs_the_lease_to_have_time_left(
