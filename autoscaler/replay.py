@@ -49,8 +49,3 @@ class TraceReplaySource:
                 .dropna()
             )
         return window
-
-    def demand_at(self, at: datetime) -> float:
-        """The demand in the minute that contains `at` (the simulation's ground truth)."""
-        position = self.trace.index.searchsorted(pd.Timestamp(at), side="right") - 1
-        return float(self.trace.iloc[max(position, 0)])

@@ -12,7 +12,6 @@ through autoscaler.backtest.queue, the same for every policy.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -22,6 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from autoscaler.backtest.queue import Score, ready_nodes, score_fleet
+from autoscaler.policy import nodes_for_each
 
 UTILIZATIONS = tuple(round(0.3 + 0.025 * step, 3) for step in range(29))
 """0.3 to 1.0 in steps of 0.025: one node in 40 at typical fleet sizes, so no policy's
@@ -125,9 +125,7 @@ def _better(new: Score, old: Score, target: float) -> bool:
 
 def node_counts(demand_rps: np.ndarray, per_node_rps: float) -> np.ndarray:
     """Nodes each minute's demand needs at full use (bench/headroom_bounds.py sizes with it too)."""
-    return (
-        np.ceil(np.nan_to_num(demand_rps, nan=0.0) / per_node_rps - 1e-9).clip(0).astype(np.int64)
-    )
+    return nodes_for_each(demand_rps, per_node_rps)
 
 
 def _floors(replay: Replay, most: int) -> tuple[int, ...]:
@@ -333,7 +331,3 @@ BASELINES: dict[str, Callable[[Replay], PolicyResult]] = {
     "linear-20m": linear,
     "seasonal-naive": seasonal_naive,
 }
-
-
-def nodes_needed(rps: float, per_node_rps: float) -> int:
-    return 0 if not math.isfinite(rps) or rps <= 0 else math.ceil(rps / per_node_rps - 1e-9)

@@ -19,8 +19,8 @@ import pandas as pd
 from autoscaler.backtest.baselines import BASELINES, Replay
 from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig, ScaleDown
 from autoscaler.metrics import MetricsError, check_demand
-from autoscaler.policy import Memory, decide
-from autoscaler.tick import Sizing, limits_of, observe, size_fleet
+from autoscaler.policy import Memory
+from autoscaler.tick import Sizing, act, plan, size_fleet
 from backends import backend_settings, make_backend
 from common.clock import SimulatedClock
 from predictors import PREDICTORS, Forecast, Predictor
@@ -206,7 +206,6 @@ def replay_pool(
         ),
         clock,
     )
-    limits = limits_of(pool)
     memory = Memory()
     total = len(values) - replay.sim_start
     desired = np.empty(total, dtype=np.int64)
@@ -224,10 +223,9 @@ def replay_pool(
                 else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
             )
             sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
-            observation = observe(pool, sizing, now, state.desired, None)
-            decision, memory = decide(observation, limits, memory)
+            decision, memory = plan(pool, sizing, now, state.desired, None, memory)
             if decision.desired != decision.current:
-                fleet.scale(decision.desired, "; ".join(decision.reasons))
+                act(fleet, decision, before_write=lambda: None)
                 state = fleet.read()
         desired[offset] = state.desired
         ready[offset] = state.ready

@@ -17,7 +17,6 @@ after it (autoscaler.backtest.tuning); the report is the same as with one CPU.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from autoscaler.backtest.engine import (
 )
 from autoscaler.backtest.tuning import forked_executor, processes_for, run_policy
 from autoscaler.config.schema import Capacity, Pool
+from autoscaler.policy import nodes_for
 from autoscaler.replay import read_trace
 
 BURN_IN = timedelta(hours=1)
@@ -92,7 +92,7 @@ def frame_replay(trace: pd.Series, settings: BacktestSettings) -> Replay:
         service_target=settings.service_target,
         sim_start=sim_start,
         score_start=score_start,
-        initial_nodes=max(0, math.ceil(peak / settings.per_node_rps - 1e-9)),
+        initial_nodes=nodes_for(peak, settings.per_node_rps, 1.0),
     )
 
 

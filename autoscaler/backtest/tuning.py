@@ -39,6 +39,7 @@ from autoscaler.backtest.engine import (
 )
 from autoscaler.backtest.queue import Score
 from autoscaler.config.schema import Pool
+from autoscaler.policy import nodes_for
 from predictors import Forecast, make_predictor
 
 POLICY_UTILIZATIONS = UTILIZATIONS
@@ -265,7 +266,7 @@ def _least_forecast_nodes(records: Sequence[Forecast | Exception], replay: Repla
     least = min((r.peak_upper() for r in records if isinstance(r, Forecast)), default=0.0)
     if not math.isfinite(least):
         return None
-    return math.ceil(least / (replay.per_node_rps * max(POLICY_UTILIZATIONS)) - 1e-9)
+    return nodes_for(least, replay.per_node_rps, max(POLICY_UTILIZATIONS))
 
 
 def _knobs_of(pool: Pool) -> dict[str, Any]:

@@ -5,19 +5,21 @@ Reads live metrics and the fleet, writes nothing: no scaling, no state, no log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
 from rich.table import Table
 
 from autoscaler.config.schema import Pool
+from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
-from autoscaler.policy import Decision, Observation, apply_bounds, decide, nodes_for
+from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState
-from autoscaler.tick import Sizing, limits_of, observe
-from backends.base import FleetState
+from autoscaler.tick import PoolTicker, Sizing, limits_of, observe_demand, plan, size_fleet
+from backends.base import BackendError, FleetState
+from predictors import make_predictor
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,57 @@ def forecast_rows(
     return rows
 
 
-def decision_now(
-    pool: Pool,
-    sizing: Sizing,
-    fleet: FleetState,
+@dataclass
+class PoolForecast:
+    """What `forecast` shows of one pool; `problem` says why the rest is missing."""
+
+    pool: Pool
+    problem: str | None = None
+    history: pd.Series | None = None
+    long_view: Sizing | None = None
+    """The forecast over the hours asked for (at least the pool's horizon)."""
+    rows: list[ForecastRow] = field(default_factory=list)
+    now: Sizing | None = None
+    """The forecast over the pool's own horizon: what the daemon sizes with."""
+    fleet: FleetState | None = None
+    decision: Decision | None = None
+
+
+def forecast_pool(
+    ticker: PoolTicker,
+    metrics: MetricsSource,
+    max_staleness: timedelta,
     now: datetime,
     state: PoolState,
     overrides: OverridesFile,
-) -> Decision:
-    """What the daemon would decide this instant, from its saved memory (not changed)."""
-    obs = observe(pool, sizing, now, fleet.desired, overrides)
-    decision, _ = decide(obs, limits_of(pool), state.memory)
-    return decision
+    hours: timedelta,
+    every: timedelta,
+) -> PoolForecast:
+    """The forecast table's rows and what the daemon would decide this instant, from its
+    saved memory (not changed): the daemon's own observe → size → plan steps."""
+    pool = ticker.pool
+    result = PoolForecast(pool)
+    # One query serves both the long view and the decision now (same demand window).
+    history = observe_demand(pool, metrics, now, max_staleness)
+    if isinstance(history, str):
+        result.problem = f"no forecast: {history}"
+        return result
+    result.history = history
+    long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
+    predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+    result.long_view = size_fleet(long_view, predictor, history, ticker.per_node_rps)
+    if result.long_view.forecast is None:
+        result.problem = f"no forecast: {result.long_view.missing_reason}"
+        return result
+    result.rows = forecast_rows(pool, result.long_view, ticker.per_node_rps, overrides, every)
+    result.now = size_fleet(pool, predictor, history, ticker.per_node_rps)
+    try:
+        result.fleet = ticker.backend.read()
+    except BackendError as exc:
+        result.problem = f"fleet unreadable ({exc}); no decision"
+        return result
+    result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
+    return result
 
 
 def forecast_table(pool: Pool, rows: list[ForecastRow], model: str) -> Table:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pythonjsonlogger.json import JsonFormatter
@@ -18,6 +18,9 @@ from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from backends.base import BackendError
 from common.durations import parse_duration
+
+if TYPE_CHECKING:
+    from autoscaler.cli.forecast import PoolForecast
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Predictive autoscaler for GPU worker fleets."
@@ -139,7 +142,7 @@ def _check_leader_lock(config: Config) -> bool:
     """Read the leader lock's record (never take it: a running daemon may hold it)."""
     from rich.markup import escape
 
-    from autoscaler.leader.election import make_leader_lock
+    from backends.leases import make_leader_lock
 
     election = config.leader_election
     if election is None:
@@ -166,11 +169,9 @@ def forecast(
     ] = None,
 ) -> None:
     """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
-    from autoscaler.cli.forecast import decision_now, forecast_rows, forecast_table
+    from autoscaler.cli.forecast import forecast_pool, forecast_table
     from autoscaler.cli.plots import forecast_plot
     from autoscaler.runtime import build_runtime
-    from autoscaler.tick import observe_demand, size_fleet
-    from predictors import make_predictor
 
     try:
         parsed = load_config(config)
@@ -183,59 +184,54 @@ def forecast(
     states = runtime.state_store.load(set_aside_corrupt=False)
     now = runtime.clock.now()
     failed = False
+    active = overrides or OverridesFile()
     for ticker in runtime.tickers:
         spec = ticker.pool
         if pool is not None and spec.name != pool:
             continue
-        horizon = max(timedelta(hours=hours), spec.horizon)
-        long_view = spec.model_copy(update={"horizon": horizon})
-        predictor = make_predictor(spec.predictor.kind, spec.predictor.params)
-        # One query serves both the long view and the decision now (same demand window).
-        history = observe_demand(spec, runtime.metrics, now, parsed.metrics.max_staleness)
-        if isinstance(history, str):
-            errors.print(f"{spec.name}: no forecast: {history}", highlight=False)
-            failed = True
-            continue
-        sizing = size_fleet(long_view, predictor, history, ticker.per_node_rps)
-        if sizing.forecast is None:
-            errors.print(f"{spec.name}: no forecast: {sizing.missing_reason}", highlight=False)
-            failed = True
-            continue
-        active = overrides or OverridesFile()
-        rows = forecast_rows(spec, sizing, ticker.per_node_rps, active, parse_duration(every))
-        console.print(forecast_table(spec, rows, sizing.forecast.model))
-        if plot is not None:
-            target = (
-                plot
-                if len(parsed.pools) == 1 or pool
-                else plot.with_stem(f"{plot.stem}-{spec.name}")
-            )
-            forecast_plot(target, spec, history, sizing.forecast, ticker.per_node_rps, active)
+        seen = forecast_pool(
+            ticker,
+            runtime.metrics,
+            parsed.metrics.max_staleness,
+            now,
+            states.get(spec.name, PoolState()),
+            active,
+            timedelta(hours=hours),
+            parse_duration(every),
+        )
+        ahead = seen.long_view.forecast if seen.long_view is not None else None
+        if ahead is not None:
+            console.print(forecast_table(spec, seen.rows, ahead.model))
+        if plot is not None and ahead is not None and seen.history is not None:
+            one = len(parsed.pools) == 1 or pool
+            target = plot if one else plot.with_stem(f"{plot.stem}-{spec.name}")
+            forecast_plot(target, spec, seen.history, ahead, ticker.per_node_rps, active)
             console.print(f"plot: {target}", highlight=False)
-        now_sizing = size_fleet(spec, predictor, history, ticker.per_node_rps)
-        try:
-            fleet = ticker.backend.read()
-        except BackendError as exc:
-            console.print(f"{spec.name}: fleet unreadable ({exc}); no decision", highlight=False)
+        if seen.problem is not None:
+            stream = console if seen.fleet is None and seen.now is not None else errors
+            stream.print(f"{spec.name}: {seen.problem}", highlight=False)
             failed = True
             continue
-        decision = decision_now(
-            spec, now_sizing, fleet, now, states.get(spec.name, PoolState()), active
-        )
-        verb = "would scale" if decision.desired != decision.current else "would hold"
-        console.print(
-            f"[bold]now[/] ({now:%Y-%m-%d %H:%M} UTC): {spec.name} {verb} "
-            f"{decision.current} → {decision.desired}; "
-            f"demand {now_sizing.demand_now or float('nan'):.2f} req/s, "
-            f"{fleet.ready} ready, {fleet.pending} pending",
-            highlight=False,
-        )
-        for reason in decision.reasons:
-            console.print(f"  - {reason}", highlight=False, markup=False)
+        _print_decision_now(seen, now)
     if pool is not None and pool not in {t.pool.name for t in runtime.tickers}:
         errors.print(f"no pool named {pool!r}")
         failed = True
     raise typer.Exit(1 if failed else 0)
+
+
+def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
+    assert seen.decision is not None and seen.fleet is not None and seen.now is not None
+    decision, fleet = seen.decision, seen.fleet
+    verb = "would scale" if decision.desired != decision.current else "would hold"
+    console.print(
+        f"[bold]now[/] ({now:%Y-%m-%d %H:%M} UTC): {seen.pool.name} {verb} "
+        f"{decision.current} → {decision.desired}; "
+        f"demand {seen.now.demand_now or float('nan'):.2f} req/s, "
+        f"{fleet.ready} ready, {fleet.pending} pending",
+        highlight=False,
+    )
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
 
 
 @app.command()

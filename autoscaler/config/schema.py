@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from autoscaler.config.transport import insecure_settings, refusal_text
 from backends import BackendConfig
+from backends.leases import LeaderElection
 from common.durations import Duration, format_duration
 from common.settings import Strict
 
@@ -198,42 +199,6 @@ class SimulationConfig(Strict):
     start: datetime
     end: datetime
     speed: float = Field(default=3600.0, gt=0)
-
-
-class LeaderElection(Strict):
-    """Two daemons for one fleet: only the holder of this lock (a Nomad variable lock,
-    Nomad 1.7+, or a Kubernetes Lease) acts; the other stands by and takes over when
-    the holder stops renewing it for `ttl`."""
-
-    kind: Literal["nomad", "kubernetes"]
-    name: str = Field(
-        default="gpu-autoscaler-leader",
-        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_~/.-]{0,127}$",
-        description="Nomad variable path, or Lease name",
-    )
-    namespace: str | None = Field(default=None, description="default: Nomad's default / context's")
-    ttl: Duration = Field(
-        default=timedelta(seconds=30), description="a dead holder is replaced after about this"
-    )
-    identity: str | None = Field(default=None, description="default: hostname:pid")
-    timeout: Duration = timedelta(seconds=5)
-    verify_tls: bool = True
-    allow_insecure: bool = False
-    # Nomad
-    address: str | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
-    region: str | None = None
-    token_env: str = "NOMAD_TOKEN"
-    # Kubernetes
-    context: str | None = None
-    kubeconfig: Path | None = None
-    in_cluster: bool | None = None
-
-    @model_validator(mode="after")
-    def _ttl_in_range(self) -> LeaderElection:
-        low = timedelta(seconds=10 if self.kind == "nomad" else 1)
-        if not low <= self.ttl <= timedelta(hours=24):
-            raise ValueError(f"leader_election.ttl must be between {low.seconds}s and 24h")
-        return self
 
 
 class Config(Strict):

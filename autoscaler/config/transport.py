@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from backends.nomad_job import nomad_address_findings
 from common.transport import plain_http_finding
 
 if TYPE_CHECKING:  # the schema calls these checks: no import back at run time
-    from autoscaler.config.schema import Config, LeaderElection, MetricsConfig, SlackConfig
+    from autoscaler.config.schema import Config, MetricsConfig, SlackConfig
 
 
 def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:
@@ -31,7 +30,7 @@ def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:
     for i, pool in enumerate(config.pools):
         found += pool.backend.insecure_findings(f"pools[{i}].backend ({pool.name})", env)
     if config.leader_election is not None:
-        found += _leader_findings(config.leader_election, env)
+        found += config.leader_election.insecure_findings(env)
     if config.slack is not None:
         found += _slack_findings(config.slack)
     return found
@@ -42,17 +41,6 @@ def _metrics_findings(metrics: MetricsConfig) -> list[str]:
         return []
     found = [] if metrics.verify_tls else ["metrics: verify_tls: false"]
     return found + plain_http_finding(metrics.url, "metrics: url")
-
-
-def _leader_findings(election: LeaderElection, env: Mapping[str, str]) -> list[str]:
-    """The Nomad lock carries the Nomad ACL token; the Lease, the Kubernetes credentials."""
-    if election.allow_insecure:
-        return []
-    where = "leader_election"
-    found = [] if election.verify_tls else [f"{where}: verify_tls: false"]
-    if election.kind == "nomad":
-        found += nomad_address_findings(election.address, where, env)
-    return found
 
 
 def _slack_findings(slack: SlackConfig) -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from autoscaler.daemon import Daemon
-from autoscaler.notify import RecordingNotifier
 from common.clock import SimulatedClock
+from tests.support import RecordingNotifier
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"

@@ -10,15 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from autoscaler.config.loader import ConfigError, load_overrides
-from autoscaler.overrides import (
-    Override,
-    OverridesFile,
-    active_override,
-    clear_override,
-    dump_overrides,
-    expired_overrides,
-    set_override,
-)
+from autoscaler.config.overrides_file import clear_override, dump_overrides, set_override
+from autoscaler.overrides import Override, OverridesFile, active_override, expired_overrides
 
 IST = timezone(timedelta(hours=5, minutes=30))
 EXPIRES = datetime(2026, 11, 27, 18, 0, tzinfo=IST)

@@ -105,9 +105,3 @@ def test_empty_window_is_an_error_not_zero(
         source.demand(QUERY, start, end, MINUTE)
     assert caught.value.kind == "empty"
     assert caught.value.query == QUERY
-
-
-def test_demand_at_is_the_minute_containing_the_instant(trace_file: Path) -> None:
-    source = source_at(trace_file, T0)
-    assert source.demand_at(T0 + 42 * MINUTE + timedelta(seconds=59)) == pytest.approx(42.0)
-    assert source.demand_at(T0 - MINUTE) == pytest.approx(0.0)  # before the trace: first value

@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.schema import Pool
-from autoscaler.decision_log import DecisionLog, read_decisions
+from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError
-from autoscaler.notify import RecordingNotifier
 from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, size_fleet
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast
+from tests.support import RecordingNotifier, read_decisions
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.decision_log import DecisionLog, read_decisions
-from autoscaler.notify import RecordingNotifier
+from autoscaler.decision_log import DecisionLog
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, TickResult
@@ -30,6 +29,7 @@ from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, Harness, make_pool
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+from tests.support import RecordingNotifier, read_decisions
 
 SCALE_PATH = "/v1/job/ocr-workers/scale"
 

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.schema import PrometheusMetrics
-from autoscaler.decision_log import read_decisions
 from autoscaler.metrics import PrometheusSource
 from autoscaler.notify import SlackNotifier
 from autoscaler.telemetry import Telemetry
@@ -29,6 +28,7 @@ from tests.doubles.prometheus_server import (
     matrix_reply,
 )
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+from tests.support import read_decisions
 
 STEADY_NODES = 13  # 10 req/s at 1 req/s per node and 80 % utilization
 FAULT_TICKS = 12  # past the 10-minute stabilization and the 5-minute cooldown

@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
 from autoscaler.daemon import Daemon
-from autoscaler.notify import RecordingNotifier
 from autoscaler.state import StateStore
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, ROOT, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
+from tests.support import RecordingNotifier
 
 
 def start_daemon(config: Path) -> subprocess.Popen[str]:

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from predictors import make_predictor
-from predictors.bands import late_share_above
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.horizons import HORIZON_STEPS
+from tests.support import late_share_above
 
 MONDAY = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 HORIZON = timedelta(minutes=30)

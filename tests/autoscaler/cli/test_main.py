@@ -133,7 +133,7 @@ def test_validate_check_backends_reads_the_leader_lock_without_taking_it(
     tmp_path: Path, nomad_api, monkeypatch
 ) -> None:
     """Against the Nomad API double's variables (tests/doubles/nomad_variables.py)."""
-    from autoscaler.leader.election import make_leader_lock
+    from backends.leases import make_leader_lock
     from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN
 
     config = yaml.safe_load((ROOT / "config" / "production.example.yaml").read_text())

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from autoscaler.cli import override as cli_override
 from autoscaler.cli.override import override_app
 from autoscaler.config.loader import load_overrides
-from autoscaler.overrides import Override, set_override
+from autoscaler.config.overrides_file import set_override
+from autoscaler.overrides import Override
 
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 

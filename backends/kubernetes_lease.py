@@ -23,11 +23,10 @@ import urllib3.exceptions
 from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.config.schema import LeaderElection
-from autoscaler.leader.election import LeaderLockError, LeaseTimer
 from backends.base import BackendError
 from backends.kubernetes import status_message
 from backends.kubernetes_credentials import KubernetesAccess, KubernetesConnection, connect
+from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
 
 log = logging.getLogger(__name__)
 

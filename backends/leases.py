@@ -10,8 +10,8 @@ holds the lock. A write needs `ttl / 3` of validity left (`WRITE_MARGIN`), so a
 tick that ran long, or a write that retries, does not land on a stale lease.
 
 Fail safe: when the store cannot be reached, nobody acts (a LeaderLockError);
-never both. Implementations: autoscaler.leader.nomad (Nomad 1.7+ variable locks)
-and autoscaler.leader.kubernetes (coordination.k8s.io/v1 Lease, client-go's rules).
+never both. Implementations: backends.nomad_lock (Nomad 1.7+ variable locks)
+and backends.kubernetes_lease (coordination.k8s.io/v1 Lease, client-go's rules).
 """
 
 from __future__ import annotations
@@ -21,14 +21,64 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, Protocol
 
-from autoscaler.config.schema import LeaderElection
-from backends.base import Backend, BackendError, FleetState
+from pydantic import Field, model_validator
+
+from backends.base import BackendError
+from backends.nomad_job import nomad_address_findings
+from common.durations import Duration
+from common.settings import Strict
 
 log = logging.getLogger(__name__)
 
-WRITE_MARGIN = 1 / 3  # of the TTL: validity a backend write needs left to start
+
+class LeaderElection(Strict):
+    """Two daemons for one fleet: only the holder of this lock (a Nomad variable lock,
+    Nomad 1.7+, or a Kubernetes Lease) acts; the other stands by and takes over when
+    the holder stops renewing it for `ttl`."""
+
+    kind: Literal["nomad", "kubernetes"]
+    name: str = Field(
+        default="gpu-autoscaler-leader",
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_~/.-]{0,127}$",
+        description="Nomad variable path, or Lease name",
+    )
+    namespace: str | None = Field(default=None, description="default: Nomad's default / context's")
+    ttl: Duration = Field(
+        default=timedelta(seconds=30), description="a dead holder is replaced after about this"
+    )
+    identity: str | None = Field(default=None, description="default: hostname:pid")
+    timeout: Duration = timedelta(seconds=5)
+    verify_tls: bool = True
+    allow_insecure: bool = False
+    # Nomad
+    address: str | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
+    region: str | None = None
+    token_env: str = "NOMAD_TOKEN"
+    # Kubernetes
+    context: str | None = None
+    kubeconfig: Path | None = None
+    in_cluster: bool | None = None
+
+    @model_validator(mode="after")
+    def _ttl_in_range(self) -> LeaderElection:
+        low = timedelta(seconds=10 if self.kind == "nomad" else 1)
+        if not low <= self.ttl <= timedelta(hours=24):
+            raise ValueError(f"leader_election.ttl must be between {low.seconds}s and 24h")
+        return self
+
+    def insecure_findings(self, env: Mapping[str, str]) -> list[str]:
+        """The Nomad lock carries the Nomad ACL token; the Lease, the Kubernetes credentials."""
+        if self.allow_insecure:
+            return []
+        where = "leader_election"
+        found = [] if self.verify_tls else [f"{where}: verify_tls: false"]
+        if self.kind == "nomad":
+            found += nomad_address_findings(self.address, where, env)
+        return found
 
 
 class LeaderLockError(BackendError):
@@ -83,33 +133,6 @@ class LeaseTimer:
         return self.valid_until is not None and self.monotonic() + margin < self.valid_until
 
 
-class LeaderGuardedBackend:
-    """A backend whose writes happen only while this daemon's lease has time left."""
-
-    def __init__(self, backend: Backend, lock: LeaderLock, margin_s: float) -> None:
-        self.backend = backend
-        self.lock = lock
-        self.margin_s = margin_s
-        self.name = backend.name
-
-    def __repr__(self) -> str:
-        return f"LeaderGuardedBackend({self.backend!r})"
-
-    def read(self) -> FleetState:
-        return self.backend.read()
-
-    def check(self) -> None:
-        self.backend.check()
-
-    def scale(self, desired: int, reason: str) -> str | None:
-        if not self.lock.is_held(self.margin_s):
-            raise BackendError(
-                "not scaling: this daemon's leader lease ran out during the tick "
-                "(another daemon may be active now)"
-            )
-        return self.backend.scale(desired, reason)
-
-
 def make_leader_lock(
     config: LeaderElection,
     env: Mapping[str, str] = os.environ,
@@ -118,7 +141,7 @@ def make_leader_lock(
     """The lock for a `leader_election:` block; modules load only when used."""
     identity = config.identity or default_identity()
     if config.kind == "nomad":
-        from autoscaler.leader.nomad import NomadVariableLock, nomad_lock_connection
+        from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 
         return NomadVariableLock(
             nomad_lock_connection(config, env),
@@ -127,7 +150,7 @@ def make_leader_lock(
             identity=identity,
             monotonic=monotonic,
         )
-    from autoscaler.leader.kubernetes import KubernetesLease, kubernetes_lock_settings
+    from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
 
     return KubernetesLease(
         lambda: kubernetes_lock_settings(config, env),

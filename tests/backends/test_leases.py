@@ -18,21 +18,17 @@ import yaml
 from pydantic import ValidationError
 
 from autoscaler.config.loader import load_config
-from autoscaler.config.schema import Config, LeaderElection
+from autoscaler.config.schema import Config
 from autoscaler.daemon import Daemon
-from autoscaler.leader.election import (
-    LeaderGuardedBackend,
-    LeaderLock,
-    LeaderLockError,
-    make_leader_lock,
-)
-from autoscaler.notify import RecordingNotifier
+from autoscaler.leader import LeaderGuardedBackend
 from backends.base import BackendError, FleetState
+from backends.leases import LeaderElection, LeaderLock, LeaderLockError, make_leader_lock
 from common.clock import SimulatedClock
 from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+from tests.support import RecordingNotifier
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"
 NOON = datetime(1995, 7, 5, 16, 0, tzinfo=UTC)
 TTL = 10.0  # Nomad's shortest lock TTL
@@ -221,7 +217,7 @@ def test_a_nomad_ttl_under_ten_seconds_is_refused_by_config_and_by_nomad(
 ) -> None:
     with pytest.raises(ValidationError, match="between 10s and 24h"):
         LeaderElection(kind="nomad", ttl="5s")
-    from autoscaler.leader.nomad import NomadVariableLock, nomad_lock_connection
+    from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 
     connection = nomad_lock_connection(nomad_election(nomad_api.url), ENV)
     lock = NomadVariableLock(connection, "short", ttl_s=5, identity="x")

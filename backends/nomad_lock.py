@@ -20,8 +20,7 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
-from autoscaler.config.schema import LeaderElection
-from autoscaler.leader.election import LeaderLockError, LeaseTimer
+from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
 from backends.nomad_job import (
     NomadAccess,
     NomadConnection,

@@ -1,0 +1,37 @@
+"""Writes to the fleet only while this daemon holds the leader lock (backends.leases),
+with time to spare: a tick that ran long, or a write that retries, must not land on a
+stale lease."""
+
+from __future__ import annotations
+
+from backends.base import Backend, BackendError, FleetState
+from backends.leases import LeaderLock
+
+WRITE_MARGIN = 1 / 3  # of the TTL: validity a backend write needs left to start
+
+
+class LeaderGuardedBackend:
+    """A backend whose writes happen only while this daemon's lease has time left."""
+
+    def __init__(self, backend: Backend, lock: LeaderLock, margin_s: float) -> None:
+        self.backend = backend
+        self.lock = lock
+        self.margin_s = margin_s
+        self.name = backend.name
+
+    def __repr__(self) -> str:
+        return f"LeaderGuardedBackend({self.backend!r})"
+
+    def read(self) -> FleetState:
+        return self.backend.read()
+
+    def check(self) -> None:
+        self.backend.check()
+
+    def scale(self, desired: int, reason: str) -> str | None:
+        if not self.lock.is_held(self.margin_s):
+            raise BackendError(
+                "not scaling: this daemon's leader lease ran out during the tick "
+                "(another daemon may be active now)"
+            )
+        return self.backend.scale(desired, reason)

@@ -1,1 +1,0 @@
-"""autoscaler/leader"""
