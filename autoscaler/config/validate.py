@@ -90,14 +90,3 @@ def validate_files(config_path: Path) -> tuple[Config | None, list[Problem]]:
                 unknown_override_pools(config, overrides, document, config.overrides_file)
             )
     return config, problems
-
-
-def load_checked(config_path: Path) -> tuple[Config, OverridesFile]:
-    """Config and overrides for the daemon, or one ConfigError listing every problem."""
-    config, problems = validate_files(config_path)
-    if problems or config is None:
-        raise ConfigError(problems)
-    if config.overrides_file is None:
-        return config, OverridesFile()
-    overrides, _ = read_overrides_document(config.overrides_file)
-    return config, overrides

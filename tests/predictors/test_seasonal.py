@@ -111,7 +111,7 @@ def test_short_history_falls_back_to_linear_and_says_so() -> None:
 
 def test_a_bit_over_min_history_uses_the_spread_band_until_errors_exist() -> None:
     series = synthetic(0.55, noise="gauss")
-    forecast = SeasonalPredictor(min_history="12h").fit(series).forecast(HORIZON)
+    forecast = SeasonalPredictor(min_history=timedelta(hours=12)).fit(series).forecast(HORIZON)
     assert forecast.model == "seasonal"
     assert any("residual spread" in note for note in forecast.notes)
     assert any("daily (weekly after" in note for note in forecast.notes)

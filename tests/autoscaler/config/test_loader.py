@@ -11,9 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.capacity import per_node_rps_of, read_per_node_rps
-from autoscaler.config.loader import ConfigError, Problem, load_config, load_overrides
+from autoscaler.config.loader import (
+    ConfigError,
+    Problem,
+    load_config,
+    load_overrides,
+    read_overrides_document,
+)
 from autoscaler.config.schema import Capacity, Config
-from autoscaler.config.validate import load_checked, validate_files
+from autoscaler.config.validate import validate_files
+from autoscaler.overrides import OverridesFile
 
 BASE = """\
 interval: 1m
@@ -501,6 +508,17 @@ def test_missing_expiry_points_at_the_pool_entry(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_overrides(path)
     assert_reported(caught.value, path, 2, "overrides.gpu-ocr.expires", "missing required key")
+
+
+def load_checked(config_path: Path) -> tuple[Config, OverridesFile]:
+    """Config and overrides, or one ConfigError listing every problem (as `run` needs them)."""
+    config, problems = validate_files(config_path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    if config.overrides_file is None:
+        return config, OverridesFile()
+    overrides, _ = read_overrides_document(config.overrides_file)
+    return config, overrides
 
 
 # ---- validate: across files ---------------------------------------------------------------
