@@ -6,7 +6,7 @@ good until `ttl` after the start of its last successful renewal, by its own
 monotonic clock: the store expires it no sooner (Nomad starts its TTL timer when
 the request arrives; a Kubernetes standby starts counting when it sees the
 renewal), so the standby can never take over while the holder still thinks it
-holds the lock. A write needs `ttl / 3` of validity left (`WRITE_MARGIN`), so a
+holds the lock. A write needs `ttl / 3` of validity left (autoscaler.leader), so a
 tick that ran long, or a write that retries, does not land on a stale lease.
 
 Fail safe: when the store cannot be reached, nobody acts (a LeaderLockError);
