@@ -21,17 +21,10 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from autoscaler.clock import Clock, SimulatedClock
-from autoscaler.config import Config
+from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.schema import Config
 from autoscaler.decision_log import to_json_value
-from autoscaler.leader import (
-    WRITE_MARGIN,
-    LeaderGuardedBackend,
-    LeaderLock,
-    LeaderLockError,
-    make_leader_lock,
-)
-from autoscaler.loader import ConfigError, load_config, load_overrides
+from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
@@ -39,6 +32,8 @@ from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
+from backends.leases import LeaderLock, LeaderLockError, make_leader_lock
+from common.clock import Clock, SimulatedClock
 
 log = logging.getLogger(__name__)
 

@@ -84,28 +84,3 @@ class DecisionLog:
                 if message != self._last_error:  # once per distinct failure, not every tick
                     logger.warning("cannot write decision log %s (%s)", self.path, message)
                 self._last_error = message
-
-
-def read_decisions(path: Path) -> list[dict[str, Any]]:
-    """Every record in a decision log; a missing file has none.
-
-    A malformed line is an error naming the file and line.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(
-                f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
-            )
-        records.append(record)
-    return records

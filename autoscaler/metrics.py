@@ -24,8 +24,8 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from autoscaler.config import DemandQuery, PrometheusMetrics
-from autoscaler.durations import format_duration
+from autoscaler.config.schema import DemandQuery, PrometheusMetrics
+from common.durations import format_duration
 
 MetricsErrorKind = Literal[
     "unreachable", "timeout", "bad_response", "empty", "nan", "stale", "ambiguous"

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 if TYPE_CHECKING:
-    from autoscaler.config import SlackConfig
+    from autoscaler.config.schema import SlackConfig
 
 logger = logging.getLogger(__name__)
 
@@ -178,22 +178,6 @@ class LogNotifier:
     def send(self, message: Message) -> bool:
         self._log.info("notification: %s", message.text)
         return True
-
-
-@dataclass
-class RecordingNotifier:
-    """Keeps every message it is given; `succeed=False` plays a notifier that is down."""
-
-    succeed: bool = True
-    messages: list[Message] = field(default_factory=list)
-
-    def send(self, message: Message) -> bool:
-        self.messages.append(message)
-        return self.succeed
-
-    @property
-    def texts(self) -> list[str]:
-        return [m.text for m in self.messages]
 
 
 def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:

@@ -7,24 +7,11 @@ forgotten "12 nodes for Black Friday" must not run for ever.
 
 from __future__ import annotations
 
-import fcntl
-import textwrap
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from autoscaler.atomic import write_atomically
-
-HEADER = """\
-# Manual overrides for the autoscaler, one entry per pool: a fixed `nodes` count or
-# `min_nodes`/`max_nodes` bounds, until `expires` (with a UTC offset). Expired entries
-# are ignored. `autoscaler override set|list|clear` edits this file (and drops comments).
-"""
 
 
 class Override(BaseModel):
@@ -122,85 +109,3 @@ def active_override(overrides: OverridesLike, pool: str, now: datetime) -> Overr
 def expired_overrides(overrides: OverridesLike, now: datetime) -> dict[str, Override]:
     """Entries past their expiry: ignored by the policy, reported (once) by the daemon."""
     return {pool: o for pool, o in _entries(overrides).items() if not o.is_active(now)}
-
-
-# ---- the file -------------------------------------------------------------------------
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _timestamp(dumper: yaml.SafeDumper, value: datetime) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:timestamp", value.isoformat())
-
-
-_Dumper.add_representer(datetime, _timestamp)
-
-
-def dump_overrides(overrides: OverridesFile) -> str:
-    """YAML laid out for people: a header, one block per pool, keys in a fixed order."""
-    if not overrides.overrides:
-        return HEADER + "overrides: {}\n"
-    blocks = [
-        textwrap.indent(
-            yaml.dump(
-                {pool: override.model_dump(exclude_none=True)},
-                Dumper=_Dumper,
-                sort_keys=False,
-                allow_unicode=True,
-                default_flow_style=False,
-                width=1000,
-            ),
-            "  ",
-        )
-        for pool, override in overrides.overrides.items()
-    ]
-    return HEADER + "overrides:\n" + "\n".join(blocks)
-
-
-def _write(path: Path, overrides: OverridesFile) -> None:
-    """Check the text reads back as the same overrides before it replaces the old file."""
-    text = dump_overrides(overrides)
-    if OverridesFile.model_validate(yaml.safe_load(text)) != overrides:
-        raise RuntimeError("overrides would not read back as written; file left unchanged")
-    write_atomically(path, text)
-
-
-@contextmanager
-def _editing(path: Path) -> Iterator[None]:
-    """One editor at a time: two `override set` runs must not lose each other's change."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def set_override(path: Path, pool: str, override: Override) -> None:
-    """Add or replace the pool's override. A broken existing file is reported, not replaced."""
-    from autoscaler.loader import load_overrides
-
-    with _editing(path):
-        _set_locked(path, pool, override, load_overrides(path))
-
-
-def _set_locked(path: Path, pool: str, override: Override, current: OverridesFile) -> None:
-    entries = dict(current.overrides)
-    entries[pool] = Override.model_validate(override.model_dump())
-    _write(path, OverridesFile(overrides=entries))
-
-
-def clear_override(path: Path, pool: str) -> bool:
-    """Remove the pool's override; False when it had none (the file is then untouched)."""
-    from autoscaler.loader import load_overrides
-
-    with _editing(path):
-        current = load_overrides(path)
-        if pool not in current.overrides:
-            return False
-        entries = {name: o for name, o in current.overrides.items() if name != pool}
-        _write(path, OverridesFile(overrides=entries))
-        return True

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from autoscaler.clock import Clock
 from autoscaler.metrics import MetricsError
+from common.clock import Clock
 
 _MINUTE = timedelta(minutes=1)
 
@@ -49,8 +49,3 @@ class TraceReplaySource:
                 .dropna()
             )
         return window
-
-    def demand_at(self, at: datetime) -> float:
-        """The demand in the minute that contains `at` (the simulation's ground truth)."""
-        position = self.trace.index.searchsorted(pd.Timestamp(at), side="right") - 1
-        return float(self.trace.iloc[max(position, 0)])

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from autoscaler.capacity import per_node_rps_of
-from autoscaler.clock import Clock, SimulatedClock, SystemClock
-from autoscaler.config import Config, PrometheusMetrics, ReplayMetrics
+from autoscaler.config.capacity import per_node_rps_of
+from autoscaler.config.schema import Config, PrometheusMetrics, ReplayMetrics
+from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsSource, PrometheusSource
 from autoscaler.notify import LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import StateStore
 from autoscaler.tick import PoolTicker
-from autoscaler.transport_security import insecure_settings, refusal_text
 from backends import make_backend
+from common.clock import Clock, SimulatedClock, SystemClock
 
 
 @dataclass

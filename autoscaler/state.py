@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.atomic import write_atomically
 from autoscaler.policy import Memory
+from common.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoscaler.config import Pool
+from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
-from autoscaler.metrics import MetricsError, MetricsSource, check_demand
+from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.notify import (
     Notifier,
     alert_message,
@@ -29,7 +29,7 @@ from autoscaler.notify import (
     scale_message,
 )
 from autoscaler.overrides import OverridesFile, active_override, expired_overrides
-from autoscaler.policy import Decision, Limits, Observation, decide, nodes_for
+from autoscaler.policy import Decision, Limits, Memory, Observation, decide, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
@@ -97,13 +97,32 @@ def observe(
     )
 
 
+def plan(
+    pool: Pool,
+    sizing: Sizing,
+    now: datetime,
+    current: int,
+    overrides: OverridesFile | None,
+    memory: Memory,
+) -> tuple[Decision, Memory]:
+    """From one sizing to the decision, and the memory the next tick starts from: the
+    daemon, `forecast` and the backtest all decide here."""
+    return decide(observe(pool, sizing, now, current, overrides), limits_of(pool), memory)
+
+
+def act(backend: Backend, decision: Decision, before_write: Callable[[], None]) -> str | None:
+    """Set the fleet to a decision that changes its count (the daemon and the backtest);
+    `before_write` runs just before the write. Returns what the fleet made of it."""
+    before_write()
+    return backend.scale(decision.desired, "; ".join(decision.reasons))
+
+
 def observe_demand(
     pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: timedelta
 ) -> pd.Series | str:
     """The pool's checked demand history, or why there is none (never an empty series)."""
     try:
-        raw = metrics.demand(pool.demand.query, now - pool.demand.window, now, pool.demand.step)
-        return check_demand(raw, now, max_staleness)
+        return fetch_demand(metrics, pool.demand, now, max_staleness)
     except MetricsError as exc:
         return f"{exc.kind}: {exc}"
 
@@ -222,8 +241,9 @@ class PoolTicker:
     ) -> None:
         assert result.fleet is not None
         self._notice_manual_change(now, state, result.fleet)
-        observation = observe(self.pool, result.sizing, now, result.fleet.desired, overrides)
-        decision, memory = decide(observation, limits_of(self.pool), state.memory)
+        decision, memory = plan(
+            self.pool, result.sizing, now, result.fleet.desired, overrides, state.memory
+        )
         result.decision = decision
         state.memory = memory
         if decision.desired != decision.current and not self.dry_run:
@@ -232,11 +252,9 @@ class PoolTicker:
             # this action's time, which starts the cooldown even if the write fails, since
             # it may have landed) is saved before the write, so a restart does not repeat it.
             state.last_known_desired = None
-            self.persist()
             try:
-                self.backend.scale(decision.desired, "; ".join(decision.reasons))
+                result.backend_note = act(self.backend, decision, self.persist)
                 result.acted = True
-                result.backend_note = getattr(self.backend, "last_note", None)
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
         if "backend" not in result.errors:

@@ -1,6 +1,7 @@
 """Fleet backends behind one small interface (see backends.base).
 
-`make_backend` is the only place that knows which module serves which `kind`.
+Each backend module owns its settings model (a pool's `backend:` block, told apart by
+`kind`) and how to connect; adding a backend is that module and one line below.
 """
 
 from __future__ import annotations
@@ -8,18 +9,43 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from autoscaler.clock import Clock
-from autoscaler.config import (
-    AwsAsgBackend,
-    BackendConfig,
-    KubernetesBackend,
-    NomadClusterBackend,
-    NomadJobBackend,
-    SimulatedBackend,
-)
-from autoscaler.extras import needs_extra
+from pydantic import Field, TypeAdapter
+
+from backends.aws_asg import AwsAsgBackend
 from backends.base import Backend, BackendError, FleetState
+from backends.kubernetes import KubernetesBackend
+from backends.nomad_cluster import NomadClusterBackend
+from backends.nomad_job import NomadJobBackend
+from backends.simulated import SimulatedBackend
+from common.clock import Clock
+from common.extras import require
+
+BackendConfig = Annotated[
+    NomadJobBackend | NomadClusterBackend | KubernetesBackend | AwsAsgBackend | SimulatedBackend,
+    Field(discriminator="kind"),
+]
+"""A pool's `backend:` block: one settings model per registered backend."""
+_BACKEND_CONFIG: TypeAdapter[BackendConfig] = TypeAdapter(BackendConfig)
+
+
+def backend_settings(block: Mapping[str, object]) -> BackendConfig:
+    """The settings model for a `backend:` block given as plain data (`kind` chooses)."""
+    return _BACKEND_CONFIG.validate_python(block)
+
+
+OPTIONAL_PACKAGES = {
+    "aws_asg": ("boto3", "botocore"),
+    "nomad_cluster": ("boto3", "botocore"),
+    "kubernetes": ("kubernetes",),
+}
+"""Packages a backend imports when used, which an install may lack (pip extras)."""
+
+
+def require_packages(config: BackendConfig) -> None:
+    """MissingExtra, naming the extra to install, when the backend's packages are absent."""
+    require(f"backend {config.kind}", *OPTIONAL_PACKAGES.get(config.kind, ()))
 
 
 def make_backend(
@@ -28,43 +54,20 @@ def make_backend(
     env: Mapping[str, str] = os.environ,
     state_path: Path | None = None,
 ) -> Backend:
-    """The backend for a pool's `backend:` block; modules load only when used.
+    """The backend for a pool's `backend:` block. `state_path` is where a backend with work
+    in flight across ticks (a node drain) keeps it, so that it survives a restart.
 
-    A backend whose packages are an extra not installed raises MissingExtra naming it.
-
-    `state_path` is where a backend with work in flight across ticks (a node drain)
-    keeps it, so that it survives a restart.
-    """
-    if isinstance(config, SimulatedBackend):
-        from backends.simulated import SimulatedFleet
-
-        return SimulatedFleet(
-            clock,
-            config.initial_nodes,
-            config.boot_delay,
-            boot_failure_rate=config.boot_failure_rate,
-            seed=config.seed,
-        )
-    if isinstance(config, NomadJobBackend):
-        from backends.nomad_job import NomadJobGroup
-
-        return NomadJobGroup(config, env=env)
-    if isinstance(config, NomadClusterBackend):
-        with needs_extra("aws", "backend nomad_cluster", "boto3", "botocore"):
-            from backends.nomad_cluster import NomadCluster
-
-        return NomadCluster(config, env=env, state_path=state_path, clock=clock)
-    if isinstance(config, KubernetesBackend):
-        with needs_extra("kubernetes", "backend kubernetes", "kubernetes"):
-            from backends.kubernetes import KubernetesWorkload
-
-        return KubernetesWorkload(config, env=env)
-    if isinstance(config, AwsAsgBackend):
-        with needs_extra("aws", "backend aws_asg", "boto3", "botocore"):
-            from backends.aws_asg import AutoScalingGroup
-
-        return AutoScalingGroup(config, env=env)
-    raise ValueError(f"no backend for kind {config.kind!r}")
+    A backend whose packages are missing fails here, at start, not at its first tick."""
+    require_packages(config)
+    return config.connect(clock, env, state_path)
 
 
-__all__ = ["Backend", "BackendError", "FleetState", "make_backend"]
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "BackendError",
+    "FleetState",
+    "backend_settings",
+    "make_backend",
+    "require_packages",
+]

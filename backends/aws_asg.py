@@ -5,7 +5,7 @@ the desired capacity with SetDesiredCapacity (HonorCooldown=False: the
 autoscaler keeps its own cooldowns). A request outside the group's
 MinSize/MaxSize, or a scale-in that would need protected instances to go, is
 clamped to what the group allows: the clamped value is written, a warning is
-logged and `last_note` says what was clamped and why, so the tick can report it.
+logged and scale() returns what was clamped and why, so the tick can report it.
 
 Credentials come from the standard AWS chain (env, shared files, SSO, instance
 role); keys from `env` are passed on explicitly so a caller's env mapping wins.
@@ -21,16 +21,38 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config as BotoConfig
-from botocore.parsers import ResponseParserError
+from pydantic import Field
 
-from autoscaler.config import AwsAsgBackend
-from backends.base import BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
+from backends.settings import TlsApiCalls
+from common.clock import Clock
+from common.transport import plain_http_finding
+
+if TYPE_CHECKING:  # boto3 is the [aws] extra: imported when a group is used, not on load
+    import boto3
+
+
+class AwsAsgBackend(TlsApiCalls):
+    """An AWS Auto Scaling group of GPU instances; credentials from the AWS chain.
+
+    TLS settings too: a plain http endpoint_url to another host would carry the signed
+    requests, and any session token, in clear."""
+
+    kind: Literal["aws_asg"]
+    group: str = Field(description="Auto Scaling group name")
+    region: str | None = Field(default=None, description="default: the AWS chain's region")
+    endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
+
+    def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        return plain_http_finding(self.endpoint_url, f"{where}: endpoint_url")
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        return AutoScalingGroup(self, env=env)
+
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +164,16 @@ def clamp_desired(requested: int, snapshot: GroupSnapshot) -> tuple[int, str | N
 
 
 def _error_code(error: BaseException) -> str:
+    import botocore.exceptions
+
     if isinstance(error, botocore.exceptions.ClientError):
         return str(error.response.get("Error", {}).get("Code", ""))
     return ""
 
 
 def _status_code(error: BaseException) -> int:
+    import botocore.exceptions
+
     if isinstance(error, botocore.exceptions.ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return int(status) if isinstance(status, int) else 0
@@ -156,6 +182,9 @@ def _status_code(error: BaseException) -> int:
 
 def is_retryable_aws_error(error: BaseException) -> bool:
     """Throttling, 5xx, garbled answers and lost connections; never a refusal or a 4xx."""
+    import botocore.exceptions
+    from botocore.parsers import ResponseParserError
+
     if isinstance(error, botocore.exceptions.ClientError):
         code = _error_code(error)
         return code in _THROTTLING_CODES or code in _TRANSIENT_CODES or _status_code(error) >= 500
@@ -176,6 +205,8 @@ def redact_all(text: str, secrets: tuple[str, ...]) -> str:
 
 def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...] = ()) -> str:
     """A sentence for people: the AWS error code and its short message, keys removed."""
+    import botocore.exceptions
+
     if isinstance(error, botocore.exceptions.ClientError):
         code = _error_code(error) or "error"
         message = " ".join(str(error.response.get("Error", {}).get("Message", "")).split())
@@ -203,6 +234,9 @@ def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...
 
 def aws_session(region: str | None, env: Mapping[str, str]) -> boto3.Session:
     """A boto3 session on the standard credential chain, preferring keys found in `env`."""
+    import boto3
+    import botocore.exceptions
+
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
     key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     try:
@@ -229,10 +263,10 @@ class AutoScalingGroup:
         env: Mapping[str, str] = os.environ,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        import botocore.config
+
         self.config = config
         self.target = f"Auto Scaling group {config.group!r}"
-        self.last_note: str | None = None
-        """Set by scale() when the request was clamped (MinSize/MaxSize/protection)."""
         self._sleep = sleep
         self._secrets = tuple(env.get(name, "") for name in _SECRET_ENV)
         session = aws_session(config.region, env)
@@ -243,7 +277,7 @@ class AutoScalingGroup:
             # None keeps botocore's own CA choice (AWS_CA_BUNDLE, the profile's ca_bundle);
             # True would override it.
             verify=None if config.verify_tls else False,
-            config=BotoConfig(
+            config=botocore.config.Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 retries={"total_max_attempts": 1, "mode": "standard"},
@@ -262,19 +296,19 @@ class AutoScalingGroup:
     def read(self) -> FleetState:
         return group_fleet_state(self.describe())
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
             raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
         snapshot = self.describe()
         target, note = clamp_desired(desired, snapshot)
-        self.last_note = note
         if note:
             log.warning("%s: %s", self.target, note)
         if target == snapshot.desired:
             log.debug("%s already at desired %d; nothing to write", self.target, target)
-            return
+            return note
         log.info("%s: desired %d -> %d (%s)", self.target, snapshot.desired, target, reason)
         self.set_desired(target)
+        return note
 
     # ---- the group operations, also used by backends.nomad_cluster ------------------
 

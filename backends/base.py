@@ -1,6 +1,6 @@
 """The backend interface: read the fleet's size, set a desired size.
 
-Nothing outside backends/ knows which kind of fleet it talks to (see DESIGN.md).
+Nothing outside backends/ knows which kind of fleet it talks to (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ class BackendError(Exception):
 
 
 class Backend(Protocol):
-    """A fleet. A backend may also set `last_note: str | None` after scale() to say what the
-    fleet made of the request (e.g. clamped to a cloud group's MaxSize); the tick reports it."""
+    """A fleet: its size read, and set."""
 
     name: str
 
@@ -34,6 +33,8 @@ class Backend(Protocol):
         """Raise BackendError unless the fleet is reachable and its target exists."""
         ...
 
-    def scale(self, desired: int, reason: str) -> None:
-        """Set the desired count. Must not write when it is already `desired`."""
+    def scale(self, desired: int, reason: str) -> str | None:
+        """Set the desired count; must not write when it is already `desired`. Returns what
+        the fleet made of the request when that is not simply `desired` (e.g. clamped to a
+        cloud group's MaxSize), for the tick to report; else None."""
         ...

@@ -25,16 +25,34 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import urllib3.exceptions
-from kubernetes.client import AppsV1Api
-from kubernetes.client.exceptions import ApiException
 
-from autoscaler.config import KubernetesBackend
-from backends.base import BackendError, FleetState
-from backends.kubernetes_credentials import SERVICE_ACCOUNT_DIR, KubernetesConnection, connect
+from backends.base import Backend, BackendError, FleetState
+from common.clock import Clock
+
+if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
+    from kubernetes.client.exceptions import ApiException
+from backends.kubernetes_credentials import (
+    SERVICE_ACCOUNT_DIR,
+    KubernetesAccess,
+    KubernetesConnection,
+    connect,
+)
 from backends.retry import call_with_retries
+
+
+class KubernetesBackend(KubernetesAccess):
+    """A Deployment or StatefulSet scaled through its scale subresource."""
+
+    kind: Literal["kubernetes"]
+    workload: Literal["deployment", "statefulset"] = "deployment"
+    name: str
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        return KubernetesWorkload(self, env=env)
+
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +66,8 @@ _BODY_LIMIT = 300
 
 def is_retryable_kubernetes_error(error: BaseException) -> bool:
     """5xx, 429, 409 (re-read, re-apply), timeouts and lost connections; never other 4xx."""
+    from kubernetes.client.exceptions import ApiException
+
     if isinstance(error, ApiException):
         status = error.status or 0
         return status in (409, 429) or status >= 500
@@ -104,6 +124,8 @@ def describe_kubernetes_error(
     timeout_s: float = 0.0,
 ) -> str:
     """A sentence for people about what went wrong, with credentials removed."""
+    from kubernetes.client.exceptions import ApiException
+
     if isinstance(error, ApiException):
         status, message = error.status or 0, status_message(error)
         if status == 404:
@@ -210,13 +232,13 @@ class KubernetesWorkload:
             desired=desired.replicas, ready=ready, pending=max(desired.replicas - ready, 0)
         )
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
             raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
         first = self._call(self._read_scale, what=f"reading the scale of {self.target}")
         if first.replicas == desired:
             log.debug("%s already at %d replicas; nothing to write", self.target, desired)
-            return
+            return None
         log.info("%s: scaling %d -> %d replicas (%s)", self.target, first.replicas, desired, reason)
         attempts = 0
 
@@ -235,13 +257,17 @@ class KubernetesWorkload:
 
         self._call(write, what=f"scaling {self.target} to {desired}", writing=True)
         self._record_reason(reason)
+        return None
 
     # ---- API calls (each one request; retries live in _call) ----------------------------
 
     def _api(self, verb: str, *, scale: bool = False) -> Callable[..., Any]:
         """E.g. AppsV1Api.patch_namespaced_stateful_set_scale for ("patch", scale=True)."""
+        from kubernetes.client import AppsV1Api
+
         kind = "deployment" if self.config.workload == "deployment" else "stateful_set"
         method = f"{verb}_namespaced_{kind}{'_scale' if scale else ''}"
+
         return getattr(AppsV1Api(self.connection.api_client), method)
 
     def _read_scale(self) -> ScaleReading:
@@ -265,6 +291,8 @@ class KubernetesWorkload:
 
     def _record_reason(self, reason: str) -> None:
         """Best effort: an annotation on the workload saying why; a refusal never fails a scale."""
+        from kubernetes.client.exceptions import ApiException
+
         if not self._annotate:
             return
         t = self.target

@@ -16,18 +16,34 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.config import ConfigException, load_kube_config
-from kubernetes.config.incluster_config import InClusterConfigLoader
+from pydantic import Field
 
-from autoscaler.config import KubernetesBackend
-from autoscaler.transport_security import plain_http_elsewhere
 from backends.base import BackendError
+from backends.settings import TlsApiCalls
+from common.transport import plain_http_elsewhere
+
+if TYPE_CHECKING:  # the [kubernetes] extra: imported when a connection is made, not on load
+    from kubernetes.client import ApiClient, Configuration
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubernetesAccess(TlsApiCalls):
+    """Which cluster, as whom, and in which namespace (a workload's or a Lease's)."""
+
+    namespace: str | None = Field(default=None, description="default: the context's namespace")
+    context: str | None = Field(default=None, description="kubeconfig context; default current")
+    kubeconfig: Path | None = Field(
+        default=None, description="default: $KUBECONFIG, ~/.kube/config"
+    )
+    in_cluster: bool | None = Field(
+        default=None, description="use the pod's service account; default: when in a pod"
+    )
+
+
 DEFAULT_KUBECONFIG = "~/.kube/config"
 USER_AGENT = "gpu-autoscaler"
 
@@ -44,7 +60,7 @@ class CredentialSource:
     context: str | None = None
 
 
-def credential_source(config: KubernetesBackend, env: Mapping[str, str]) -> CredentialSource:
+def credential_source(config: KubernetesAccess, env: Mapping[str, str]) -> CredentialSource:
     """In-cluster when asked, or when unasked, in a pod, and no kubeconfig is named."""
     in_cluster = config.in_cluster
     if in_cluster is None:
@@ -101,11 +117,15 @@ class KubernetesConnection:
 
 
 def connect(
-    config: KubernetesBackend,
+    config: KubernetesAccess,
     env: Mapping[str, str],
     service_account_dir: Path = SERVICE_ACCOUNT_DIR,
 ) -> KubernetesConnection:
     """Load credentials into a fresh Configuration; raises BackendError, never a secret."""
+    from kubernetes.client import ApiClient, Configuration
+    from kubernetes.config import ConfigException, load_kube_config
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
     source = credential_source(config, env)
     configuration = Configuration()
     try:

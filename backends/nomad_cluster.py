@@ -21,14 +21,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from autoscaler.atomic import write_atomically
-from autoscaler.clock import Clock, SystemClock
-from autoscaler.config import AwsAsgBackend, NomadClusterBackend
-from backends.aws_asg import AutoScalingGroup, GroupSnapshot
-from backends.base import BackendError, FleetState
+from pydantic import Field
+
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot
+from backends.base import Backend, BackendError, FleetState
 from backends.nomad_drain import (
     DRAIN_META_KEY,
     Candidate,
@@ -44,8 +44,41 @@ from backends.nomad_drain import (
     node_serves,
     record_from_json,
 )
-from backends.nomad_job import nomad_connection
+from backends.nomad_job import NomadAccess, nomad_connection
 from backends.nomad_node_api import NomadNodeApi
+from common.atomic import write_atomically
+from common.clock import Clock, SystemClock
+from common.durations import Duration
+from common.transport import plain_http_finding
+
+
+class NomadClusterBackend(NomadAccess):
+    """Nomad client nodes in an AWS Auto Scaling group: scale out by raising the group's
+    desired capacity; scale in by draining chosen nodes, then terminating exactly them."""
+
+    kind: Literal["nomad_cluster"]
+    asg: str = Field(description="Auto Scaling group the Nomad clients run in")
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = Field(
+        default=None, description="only for VPC endpoints/tests; verify_tls applies to it too"
+    )
+    node_pool: str | None = None
+    node_class: str | None = None
+    datacenter: str | None = None
+    drain_deadline: Duration = timedelta(minutes=10)
+    terminate_busy_after_deadline: bool = Field(
+        default=False, description="terminate a node still running allocations at the deadline"
+    )
+    ignore_system_jobs: bool = True
+
+    def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        return super().plain_findings(where, env) + plain_http_finding(
+            self.aws_endpoint_url, f"{where}: aws_endpoint_url"
+        )
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        return NomadCluster(self, env=env, state_path=state_path, clock=clock)
+
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +115,8 @@ class NomadCluster:
         )
         self.state_path = state_path
         self.clock = clock or SystemClock()
-        self.last_note: str | None = None
-        """Set by scale() when the request was clamped or could only partly be done."""
+        self._notes: list[str] = []
+        """What this scale() call could not do as asked (clamped, partly done)."""
         self.nomad = NomadNodeApi(self.connection, retries=config.retries, sleep=sleep)
         self._instance_of: dict[str, str | None] = {}
         self._record: ScaleInRecord | None = None  # loaded on first use
@@ -112,10 +145,10 @@ class NomadCluster:
         )
         return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
             raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
-        self.last_note = None
+        self._notes = []
         self._advance()
         snapshot = self.group.describe()
         record = self._loaded()
@@ -123,13 +156,14 @@ class NomadCluster:
         target = self._clamped(desired, snapshot)
         if target == current:
             log.debug("%s already at %d; nothing to write", self.target, target)
-            return
+            return "; ".join(self._notes) or None
         log.info("%s: %d -> %d (%s)", self.target, current, target, reason)
         if target > current:
             self._scale_out(target, snapshot)
         else:
             self._start_scale_in(current - target, snapshot, reason)
             self._advance()  # empty nodes drain at once: terminate them on this call
+        return "; ".join(self._notes) or None
 
     # ---- scaling out -------------------------------------------------------------------
 
@@ -354,7 +388,7 @@ class NomadCluster:
 
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.target, text)
-        self.last_note = text if self.last_note is None else f"{self.last_note}; {text}"
+        self._notes.append(text)
 
     # ---- Nomad calls -------------------------------------------------------------------
 

@@ -20,17 +20,56 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import quote
 
 import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
+from pydantic import Field
 
-from autoscaler.config import NomadClusterBackend, NomadJobBackend
-from autoscaler.transport_security import nomad_skip_verify
-from backends.base import BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
+from backends.settings import TlsApiCalls
+from common.clock import Clock
+from common.transport import plain_http_finding
+
+
+class NomadAccess(TlsApiCalls):
+    """Where and as whom to reach Nomad (the Nomad CLI's environment fills the gaps)."""
+
+    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
+    region: str | None = None
+    namespace: str = "default"
+    token_env: str = "NOMAD_TOKEN"
+
+    def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        return nomad_address_findings(self.address, where, env)
+
+
+class NomadJobBackend(NomadAccess):
+    kind: Literal["nomad_job"]
+    job: str
+    group: str
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        return NomadJobGroup(self, env=env)
+
+
+def nomad_address_findings(address: str | None, where: str, env: Mapping[str, str]) -> list[str]:
+    """The address (else $NOMAD_ADDR, as the Nomad CLI reads it) and $NOMAD_SKIP_VERIFY."""
+    source = "address" if address else "$NOMAD_ADDR"
+    found = plain_http_finding(address or env.get("NOMAD_ADDR"), f"{where}: {source}")
+    if nomad_skip_verify(env):
+        found.append(f"{where}: $NOMAD_SKIP_VERIFY turns TLS verification off")
+    return found
+
+
+def nomad_skip_verify(env: Mapping[str, str]) -> bool:
+    """$NOMAD_SKIP_VERIFY as the Nomad CLI reads it: a true-ish word turns TLS checks off."""
+    return env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in ("1", "true", "t", "yes", "y", "on")
+
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +93,7 @@ class NomadConnection:
     token: str | None = field(default=None, repr=False)
 
 
-def nomad_connection(
-    config: NomadJobBackend | NomadClusterBackend, env: Mapping[str, str]
-) -> NomadConnection:
+def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnection:
     """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
     address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
     verify: bool | str
@@ -294,13 +331,13 @@ class NomadJobGroup:
             raise BackendError(f"listing allocations of {self.target}: unexpected answer shape")
         return fleet_state(desired, allocations, self.config.group)
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
             raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
         current = self._read_desired()
         if current == desired:
             log.debug("%s already at count %d; nothing to write", self.target, desired)
-            return
+            return None
         body = scale_request_body(desired, self.config.group, reason)
         log.info("%s: scaling count %d -> %d (%s)", self.target, current, desired, reason)
         self._call(
@@ -308,6 +345,7 @@ class NomadJobGroup:
             what=f"scaling {self.target} to {desired}",
             writing=True,
         )
+        return None
 
     def _read_desired(self) -> int:
         status = self._call(

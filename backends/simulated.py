@@ -13,11 +13,36 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
 
-from autoscaler.clock import Clock
-from backends.base import BackendError, FleetState
+from pydantic import Field
+
+from backends.base import Backend, BackendError, FleetState
+from backends.settings import BackendSettings
+from common.clock import Clock
+from common.durations import Duration
+
+
+class SimulatedBackend(BackendSettings):
+    kind: Literal["simulated"]
+    initial_nodes: int = Field(default=1, ge=0)
+    boot_delay: Duration = timedelta(minutes=10)
+    boot_failure_rate: float = Field(
+        default=0.0, ge=0, lt=1, description="share of new nodes that never become ready"
+    )
+    seed: int = 0
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        return SimulatedFleet(
+            clock,
+            self.initial_nodes,
+            self.boot_delay,
+            boot_failure_rate=self.boot_failure_rate,
+            seed=self.seed,
+        )
 
 
 class SimulatedFleet:
@@ -67,10 +92,10 @@ class SimulatedFleet:
     def check(self) -> None:
         self.read()
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         total = len(self._ready_times) + self._failed
         if desired == total:
-            return
+            return None
         if self.fail_scales:
             self.fail_scales -= 1
             raise BackendError("simulated fleet: scale failed (injected)")
@@ -93,3 +118,4 @@ class SimulatedFleet:
             self._failed = 0
         else:
             self._failed = desired - len(self._ready_times)
+        return None

@@ -21,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from trace_files import DEFAULT_TRACES, trace_path  # run from bench/: its folder is on sys.path
 
-from autoscaler.backtest import BacktestSettings, load_trace, run_backtest
-from autoscaler.backtest_report import backtest_table, policy_vs_best, report_json
-from autoscaler.plots import backtest_plot
+from autoscaler.backtest.report import backtest_table, policy_vs_best, report_json
+from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
+from autoscaler.cli.plots import backtest_plot
 
 GOAL, AIM = 0.9, 0.75
 PREDICTOR_TARGETS = (0.01, 0.05, 0.1, 0.2)

@@ -2,7 +2,7 @@
 
 The issue's goal (policy ≤ 0.9 × the best baseline that meets 1 % late) asks how much a
 forecaster can save. This script measures what some families of rules reach under the
-backtest's own fleet and queue model (autoscaler.backtest_queue via Replay.score), with
+backtest's own fleet and queue model (autoscaler.backtest.queue via Replay.score), with
 every knob chosen *on the very span that is scored*. No deployed policy can know that,
 so the figures are optimistic for each family:
 
@@ -47,9 +47,9 @@ from rich.console import Console
 from rich.table import Table
 from trace_files import trace_path
 
-from autoscaler.backtest import BacktestSettings, frame_replay, load_trace
-from autoscaler.backtest_baselines import BASELINES, Replay, node_counts
-from autoscaler.backtest_queue import Score
+from autoscaler.backtest.baselines import BASELINES, Replay, node_counts
+from autoscaler.backtest.queue import Score
+from autoscaler.backtest.runner import BacktestSettings, frame_replay, load_trace
 
 TRAILING_MINUTES = (1, 5, 15, 30, 60)
 VOLATILITY_HALF_LIVES = (10, 30, 60, 120)

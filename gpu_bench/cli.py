@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from autoscaler.durations import parse_duration
+from common.durations import parse_duration
 from gpu_bench.profile import load_profile
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from autoscaler.atomic import write_atomically
+from common.atomic import write_atomically
 
 PROFILE_VERSION = 1
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from autoscaler.extras import needs_extra
+from common.extras import needs_extra
 from gpu_bench.loadgen import RateMeasurement
 from gpu_bench.profile import CapacityProfile
 from gpu_bench.sweep import ConfigResult, SweepResult
@@ -66,7 +66,7 @@ def profile_table(profile: CapacityProfile, source: str = "") -> Table:
 
 def write_chart(sweep: SweepResult, path: Path) -> Path:
     """Sustained rate against p95, one point per configuration, the chosen one marked."""
-    with needs_extra("plots", "gpu-bench's chart", "matplotlib"):
+    with needs_extra("gpu-bench's chart"):
         import matplotlib
 
         matplotlib.use("Agg")

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from autoscaler.atomic import write_atomically
+from common.atomic import write_atomically
 from gpu_bench.loadgen import LoadRunner, MeasureSettings, RateMeasurement
 from gpu_bench.models import ModelSpec
 from gpu_bench.profile import CapacityProfile

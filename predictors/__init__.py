@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from autoscaler.durations import parse_duration
+from common.durations import parse_duration
 from predictors.base import Forecast, Predictor
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor

@@ -217,18 +217,6 @@ def _with_neighbours(by_hour: np.ndarray) -> np.ndarray:
     return np.convolve(round_the_clock, [1.0, 2.0, 1.0], "valid")
 
 
-def late_share_above(
-    capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
-) -> np.ndarray:
-    """Per column, the share of `requests` that would be late with demand served at
-    `capacity` for one step: demand above capacity builds a queue from the step's start,
-    and a request is late once that queue holds more than `latency_slack` of a step's
-    capacity (the fluid queue of autoscaler/backtest_queue.py, without carry-over)."""
-    late = requests * _late_fraction(capacity, demand, latency_slack)
-    total = requests.sum(axis=0)
-    return np.where(total > 0, late.sum(axis=0) / np.maximum(total, 1e-300), 0.0)
-
-
 def _late_fraction(capacity: np.ndarray, demand: np.ndarray, latency_slack: float) -> np.ndarray:
     over = demand - capacity
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -58,7 +58,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from autoscaler.durations import parse_duration
 from predictors.base import Forecast, infer_step
 from predictors.cleaning import is_sparse, on_grid, repair
 from predictors.linear import LinearTrendPredictor
@@ -98,11 +97,11 @@ class SeasonalPredictor:
         service_target: float = 0.01,
         latency_target_s: float = 3.0,
         timezone: str = "UTC",
-        refit_every: timedelta | str = timedelta(hours=1),
-        min_history: timedelta | str = timedelta(days=1),
-        weekly_history: timedelta | str = timedelta(days=7),
-        max_history: timedelta | str = timedelta(days=14),
-        shape_half_life: timedelta | str = timedelta(days=7),
+        refit_every: timedelta = timedelta(hours=1),
+        min_history: timedelta = timedelta(days=1),
+        weekly_history: timedelta = timedelta(days=7),
+        max_history: timedelta = timedelta(days=14),
+        shape_half_life: timedelta = timedelta(days=7),
         daily_harmonics: int = 12,
         weekly_harmonics: int = 16,
     ) -> None:
@@ -114,11 +113,11 @@ class SeasonalPredictor:
         self.service_target = service_target
         self.latency_target_s = latency_target_s
         self.timezone = timezone
-        self.refit_every = parse_duration(refit_every)
-        self.min_history = parse_duration(min_history)
-        self.weekly_history = parse_duration(weekly_history)
-        self.max_history = parse_duration(max_history)
-        self.shape_half_life = parse_duration(shape_half_life)
+        self.refit_every = refit_every
+        self.min_history = min_history
+        self.weekly_history = weekly_history
+        self.max_history = max_history
+        self.shape_half_life = shape_half_life
         self.daily_harmonics = daily_harmonics
         self.weekly_harmonics = weekly_harmonics
         self.heavy_fits = 0

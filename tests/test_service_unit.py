@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
+from autoscaler.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "config" / "autoscaler.service"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from autoscaler.clock import SimulatedClock
 from autoscaler.daemon import Daemon
-from autoscaler.notify import RecordingNotifier
+from common.clock import SimulatedClock
+from tests.support import RecordingNotifier
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"
@@ -111,7 +111,7 @@ def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_fil
     path = write_config(tmp_path, simulation=simulation)  # one tick every 2 s of real time
     log = tmp_path / "decisions.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from autoscaler.decision_log import DecisionLog, read_decisions
+from autoscaler.decision_log import DecisionLog
+from tests.support import read_decisions
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.config import DemandQuery, PrometheusMetrics
+from autoscaler.config.schema import DemandQuery, PrometheusMetrics
 from autoscaler.metrics import (
     MetricsError,
     PrometheusSource,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.config import DemandQuery, PrometheusMetrics
+from autoscaler.config.schema import DemandQuery, PrometheusMetrics
 from autoscaler.metrics import MetricsError, PrometheusSource, check_demand, fetch_demand
 from tests.doubles.prometheus_server import (
     DEMAND_QUERY,

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.config import SlackConfig
+from autoscaler.config.schema import SlackConfig
 from autoscaler.notify import (
     LogNotifier,
     Message,
-    RecordingNotifier,
     SlackNotifier,
     alert_message,
     failure_cleared_message,
@@ -32,6 +31,7 @@ from tests.doubles.slack_api import (
     SlackApiDouble,
     make_slack_api_fixture,
 )
+from tests.support import RecordingNotifier
 
 slack_api = make_slack_api_fixture()
 CHANNEL = "#gpu-autoscaler"

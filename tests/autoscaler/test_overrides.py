@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.loader import ConfigError, load_overrides
-from autoscaler.overrides import (
-    Override,
-    OverridesFile,
-    active_override,
-    clear_override,
-    dump_overrides,
-    expired_overrides,
-    set_override,
-)
+from autoscaler.config.loader import ConfigError, load_overrides
+from autoscaler.config.overrides_file import clear_override, dump_overrides, set_override
+from autoscaler.overrides import Override, OverridesFile, active_override, expired_overrides
 
 IST = timezone(timedelta(hours=5, minutes=30))
 EXPIRES = datetime(2026, 11, 27, 18, 0, tzinfo=IST)
@@ -183,6 +176,6 @@ def test_concurrent_editors_do_not_lose_each_others_changes(tmp_path: Path) -> N
         thread.start()
     for thread in threads:
         thread.join()
-    from autoscaler.loader import load_overrides
+    from autoscaler.config.loader import load_overrides
 
     assert len(load_overrides(path).overrides) == 45

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config import Schedule
+from autoscaler.config.schema import Schedule
 from autoscaler.overrides import Override, active_override
 from autoscaler.policy import (
     Decision,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler.clock import SimulatedClock
 from autoscaler.metrics import MetricsError
 from autoscaler.replay import TraceReplaySource, read_trace
+from common.clock import SimulatedClock
 from tests.traces import NASA
 
 T0 = datetime(2025, 1, 5, 16, 0, tzinfo=UTC)
@@ -107,12 +107,6 @@ def test_empty_window_is_an_error_not_zero(
         source.demand(QUERY, start, end, MINUTE)
     assert caught.value.kind == "empty"
     assert caught.value.query == QUERY
-
-
-def test_demand_at_is_the_minute_containing_the_instant(trace_file: Path) -> None:
-    source = source_at(trace_file, T0)
-    assert source.demand_at(T0 + 42 * MINUTE + timedelta(seconds=59)) == pytest.approx(42.0)
-    assert source.demand_at(T0 - MINUTE) == pytest.approx(0.0)  # before the trace: first value
 
 
 def test_read_trace_opens_gzip_compressed_traces(trace_file: Path, tmp_path: Path) -> None:

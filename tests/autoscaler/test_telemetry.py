@@ -12,7 +12,7 @@ from pathlib import Path
 
 from autoscaler.metrics import MetricsError
 from autoscaler.telemetry import Telemetry
-from tests.autoscaler.test_cli import ROOT, demo_copy
+from tests.autoscaler.cli.test_main import ROOT, demo_copy
 from tests.autoscaler.test_tick import Harness
 
 
@@ -89,7 +89,7 @@ def test_logs_are_json_lines_off_a_terminal_with_every_decision_at_info(tmp_path
         [
             sys.executable,
             "-m",
-            "autoscaler.cli",
+            "autoscaler.cli.main",
             "run",
             "--config",
             str(path),
@@ -114,7 +114,7 @@ def test_logs_are_json_lines_off_a_terminal_with_every_decision_at_info(tmp_path
 def test_status_shows_every_pool_after_a_tick(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from autoscaler.cli import app
+    from autoscaler.cli.main import app
 
     runner = CliRunner()
     path = demo_copy(tmp_path)

@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import Pool
-from autoscaler.decision_log import DecisionLog, read_decisions
+from autoscaler.config.schema import Pool
+from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError
-from autoscaler.notify import RecordingNotifier
 from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, size_fleet
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from predictors import Forecast
+from tests.support import RecordingNotifier, read_decisions
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -247,13 +247,13 @@ def test_our_own_changes_are_not_taken_for_manual_ones(tmp_path: Path) -> None:
 
 
 def test_what_the_fleet_made_of_a_request_is_reported(tmp_path: Path) -> None:
-    """A cloud group clamps to its MaxSize and says so (backends' `last_note`)."""
+    """A cloud group clamps to its MaxSize and says so (what scale() returns)."""
     h = Harness(tmp_path, rps=10.0)
 
     class ClampingFleet(SimulatedFleet):
-        def scale(self, desired: int, reason: str) -> None:
+        def scale(self, desired: int, reason: str) -> str | None:
             super().scale(min(desired, 6), reason)
-            self.last_note = f"asked for {desired}, clamped to 6: above the group's MaxSize 6"
+            return f"asked for {desired}, clamped to 6: above the group's MaxSize 6"
 
     fleet = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
     h.ticker.backend = fleet

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import NomadJobBackend
 from autoscaler.decision_log import DecisionLog
 from autoscaler.notify import SlackNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker
-from backends.nomad_job import NomadJobGroup
+from backends.nomad_job import NomadJobBackend, NomadJobGroup
+from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, make_pool
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble

@@ -14,7 +14,7 @@ import pytest
 
 from autoscaler.daemon import Daemon
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
-from tests.autoscaler.test_cli import demo_copy
+from tests.autoscaler.cli.test_main import demo_copy
 
 
 class Sink:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import AwsAsgBackend
-from backends.aws_asg import AutoScalingGroup, clamp_desired, group_snapshot
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, clamp_desired, group_snapshot
 from backends.base import BackendError, FleetState
 from tests.doubles.moto_server import (
     AWS_ENV,
@@ -97,9 +96,8 @@ def test_read_counts_desired_in_service_and_pending(aws: AwsWorld) -> None:
 def test_scale_sets_desired_capacity(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2, max_size=6)
     backend = make_backend(aws.url)
-    backend.scale(4, "forecast peak")
+    assert backend.scale(4, "forecast peak") is None
     assert aws.group(GROUP)["DesiredCapacity"] == 4
-    assert backend.last_note is None
     backend.scale(3, "forecast fell")
     assert aws.group(GROUP)["DesiredCapacity"] == 3
 
@@ -120,23 +118,23 @@ def test_scale_clamps_to_max_and_min_and_says_so(
     aws.create_group(GROUP, desired=2, min_size=1, max_size=4)
     backend = make_backend(aws.url)
     with caplog.at_level(logging.WARNING, logger="backends.aws_asg"):
-        backend.scale(9, "campaign")
+        note = backend.scale(9, "campaign")
     assert aws.group(GROUP)["DesiredCapacity"] == 4
-    assert backend.last_note == "asked for 9, clamped to 4: above the group's MaxSize 4"
+    assert note == "asked for 9, clamped to 4: above the group's MaxSize 4"
     assert "clamped to 4" in caplog.text
-    backend.scale(0, "night")
+    note = backend.scale(0, "night")
     assert aws.group(GROUP)["DesiredCapacity"] == 1
-    assert backend.last_note is not None and "MinSize 1" in backend.last_note
+    assert note is not None and "MinSize 1" in note
 
 
 def test_scale_in_is_clamped_by_protected_instances(aws: AwsWorld) -> None:
     ids = aws.create_group(GROUP, desired=4, max_size=6)
     aws.protect(GROUP, ids[:3])
     backend = make_backend(aws.url)
-    backend.scale(1, "night")
+    note = backend.scale(1, "night")
     group = aws.group(GROUP)
     assert group["DesiredCapacity"] == 3
-    assert backend.last_note is not None and "3 instances are protected" in backend.last_note
+    assert note is not None and "3 instances are protected" in note
     remaining = {i["InstanceId"] for i in group["Instances"]}
     assert set(ids[:3]) <= remaining  # the protected ones all stay
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
-from autoscaler.config import KubernetesBackend
 from backends.base import BackendError, FleetState
-from backends.kubernetes import REASON_ANNOTATION, KubernetesWorkload
+from backends.kubernetes import REASON_ANNOTATION, KubernetesBackend, KubernetesWorkload
 from backends.kubernetes_credentials import (
     CredentialSource,
     choose_namespace,

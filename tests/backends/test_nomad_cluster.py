@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import NomadClusterBackend
 from backends.base import BackendError, FleetState
-from backends.nomad_cluster import NomadCluster
+from backends.nomad_cluster import NomadCluster, NomadClusterBackend
 from backends.nomad_drain import DRAIN_META_KEY
+from common.clock import SimulatedClock
 from tests.doubles.moto_server import AWS_ENV, DUMMY_SECRET, AwsFaults, AwsWorld, aws, moto_server
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
 from tests.doubles.nomad_nodes import FakeNode
@@ -113,9 +112,9 @@ def test_scale_out_raises_desired_capacity_only(cluster: Cluster) -> None:
 def test_scale_out_is_clamped_to_max_size_and_says_so(cluster: Cluster) -> None:
     cluster.arrange([1, 1])
     backend = cluster.backend()
-    backend.scale(20, "campaign")
+    note = backend.scale(20, "campaign")
     assert cluster.desired() == 8
-    assert backend.last_note is not None and "clamped to 8" in backend.last_note
+    assert note is not None and "clamped to 8" in note
 
 
 # ---- scaling in ---------------------------------------------------------------------
@@ -276,9 +275,9 @@ def test_protected_instances_are_never_chosen(cluster: Cluster) -> None:
     nodes = cluster.arrange([0, 0, 5])
     cluster.aws.protect(GROUP, [nodes[0].instance_id, nodes[1].instance_id])
     backend = cluster.backend()
-    backend.scale(1, "night")
+    note = backend.scale(1, "night")
     assert cluster.instances() == {nodes[0].instance_id, nodes[1].instance_id}
-    assert backend.last_note is not None and "found 1 that can go" in backend.last_note
+    assert note is not None and "found 1 that can go" in note
 
 
 def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> None:

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import NomadJobBackend
 from backends.base import BackendError, FleetState
-from backends.nomad_job import NomadJobGroup, nomad_connection
+from backends.nomad_job import NomadJobBackend, NomadJobGroup, nomad_connection
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, allocation, nomad_api
 
 __all__ = ["nomad_api"]  # the fixture, used by name below

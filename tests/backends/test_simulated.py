@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.clock import SimulatedClock
 from backends.base import BackendError, FleetState
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 BOOT = timedelta(minutes=8)

@@ -16,21 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import KubernetesBackend, NomadJobBackend
-from autoscaler.decision_log import DecisionLog, read_decisions
-from autoscaler.notify import RecordingNotifier
+from autoscaler.decision_log import DecisionLog
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, TickResult
 from backends.base import Backend, BackendError
-from backends.kubernetes import KubernetesWorkload
-from backends.nomad_job import NomadJobGroup
+from backends.kubernetes import KubernetesBackend, KubernetesWorkload
+from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from backends.retry import backoff_cap
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, Harness, make_pool
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+from tests.support import RecordingNotifier, read_decisions
 
 SCALE_PATH = "/v1/job/ocr-workers/scale"
 
@@ -249,7 +248,7 @@ class LostAnswerFleet(SimulatedFleet):
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.lose_answers = 0
 
-    def scale(self, desired: int, reason: str) -> None:
+    def scale(self, desired: int, reason: str) -> str | None:
         super().scale(desired, reason)
         if self.lose_answers:
             self.lose_answers -= 1

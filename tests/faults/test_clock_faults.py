@@ -15,10 +15,10 @@ from pathlib import Path
 
 from autoscaler.daemon import Daemon
 from autoscaler.metrics import MetricsError
-from autoscaler.notify import RecordingNotifier
 from autoscaler.tick import TickResult
 from tests.autoscaler.test_daemon import write_config
 from tests.autoscaler.test_tick import Harness
+from tests.support import RecordingNotifier
 
 MINUTE = timedelta(minutes=1)
 

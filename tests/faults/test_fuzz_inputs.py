@@ -22,11 +22,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config import Config, PrometheusMetrics
-from autoscaler.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.schema import Config, PrometheusMetrics
 from autoscaler.metrics import MetricsError, PrometheusSource, check_demand, series_from_matrix
 from autoscaler.overrides import OverridesFile
-from tests.autoscaler.test_loader import BASE, OVERRIDES
+from tests.autoscaler.config.test_loader import BASE, OVERRIDES
 from tests.autoscaler.test_tick import START, Harness
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply
 

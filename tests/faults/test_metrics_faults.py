@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler.config import PrometheusMetrics
-from autoscaler.decision_log import read_decisions
+from autoscaler.config.schema import PrometheusMetrics
 from autoscaler.metrics import PrometheusSource
 from autoscaler.notify import SlackNotifier
 from autoscaler.telemetry import Telemetry
@@ -29,6 +28,7 @@ from tests.doubles.prometheus_server import (
     matrix_reply,
 )
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+from tests.support import read_decisions
 
 STEADY_NODES = 13  # 10 req/s at 1 req/s per node and 80 % utilization
 FAULT_TICKS = 12  # past the 10-minute stabilization and the 5-minute cooldown

@@ -22,18 +22,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
-from autoscaler.clock import SimulatedClock
+from autoscaler.cli.main import app
 from autoscaler.daemon import Daemon
-from autoscaler.notify import RecordingNotifier
 from autoscaler.state import StateStore
+from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, ROOT, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
+from tests.support import RecordingNotifier
 
 
 def start_daemon(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,23 +20,18 @@ import yaml
 from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
-from autoscaler.cli import app
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import (
-    AwsAsgBackend,
-    KubernetesBackend,
-    NomadClusterBackend,
-    NomadJobBackend,
-    PrometheusMetrics,
-)
+from autoscaler.cli.main import app
+from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.transport import insecure_settings
 from autoscaler.daemon import Daemon
-from autoscaler.loader import ConfigError, load_config
 from autoscaler.metrics import PrometheusSource
-from autoscaler.transport_security import insecure_settings
-from backends.aws_asg import AutoScalingGroup
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend
+from backends.kubernetes import KubernetesBackend
 from backends.kubernetes_credentials import connect
-from backends.nomad_cluster import NomadCluster
-from backends.nomad_job import nomad_connection
+from backends.nomad_cluster import NomadCluster, NomadClusterBackend
+from backends.nomad_job import NomadJobBackend, nomad_connection
+from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import NomadApiDouble

@@ -26,16 +26,16 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.clock import SimulatedClock
-from autoscaler.config import Pool
-from autoscaler.decision_log import DecisionLog, read_decisions
+from autoscaler.config.schema import Pool
+from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError
-from autoscaler.notify import RecordingNotifier
 from autoscaler.overrides import Override, OverridesFile, active_override
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, TickResult
 from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START
+from tests.support import RecordingNotifier, read_decisions
 
 MINUTE = timedelta(minutes=1)
 METRICS_FAULTS = ("unreachable", "timeout", "empty", "nan", "stale", "spike", "reset")

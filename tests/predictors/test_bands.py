@@ -19,11 +19,11 @@ from predictors.bands import (
     _quantile_weights,
     _Replay,
     cheapest_band,
-    late_share_above,
 )
 from predictors.quantiles import learn_leads, level_kernels, relative_volatility, upper_of
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.test_seasonal import MONDAY
+from tests.support import late_share_above
 
 
 def hourly_spread(error: np.ndarray, hours: np.ndarray, weight: np.ndarray) -> np.ndarray:

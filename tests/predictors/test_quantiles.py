@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import predictors.quantiles as quantiles
-from predictors.bands import cheapest_band, late_share_above
+from predictors.bands import cheapest_band
 from predictors.quantiles import (
     centred_means,
     learn_leads,
@@ -19,6 +19,7 @@ from predictors.quantiles import (
     upper_of,
 )
 from predictors.seasonal import SeasonalPredictor
+from tests.support import late_share_above
 
 DAY = 1440
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from predictors import make_predictor
-from predictors.bands import late_share_above
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.horizons import HORIZON_STEPS
+from tests.support import late_share_above
 
 MONDAY = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 HORIZON = timedelta(minutes=30)
@@ -111,7 +111,7 @@ def test_short_history_falls_back_to_linear_and_says_so() -> None:
 
 def test_a_bit_over_min_history_uses_the_spread_band_until_errors_exist() -> None:
     series = synthetic(0.55, noise="gauss")
-    forecast = SeasonalPredictor(min_history="12h").fit(series).forecast(HORIZON)
+    forecast = SeasonalPredictor(min_history=timedelta(hours=12)).fit(series).forecast(HORIZON)
     assert forecast.model == "seasonal"
     assert any("residual spread" in note for note in forecast.notes)
     assert any("daily (weekly after" in note for note in forecast.notes)

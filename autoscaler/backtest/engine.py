@@ -1,0 +1,277 @@
+"""The backtest's engine: the daemon's own size/decide code driving a simulated fleet.
+
+Each tick at the start of minute j sees the trace up to minute j-1, sizes the fleet
+with tick.size_fleet, decides with policy.decide and drives a
+the simulated backend (backends/simulated.py) on a SimulatedClock: no second copy of the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoscaler.backtest.baselines import BASELINES, Replay
+from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig, ScaleDown
+from autoscaler.metrics import MetricsError, check_demand
+from autoscaler.policy import Memory
+from autoscaler.tick import Sizing, act, plan, size_fleet
+from backends import backend_settings, make_backend
+from common.clock import SimulatedClock
+from predictors import PREDICTORS, Forecast, Predictor
+
+MINUTE = timedelta(minutes=1)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    per_node_rps: float
+    boot_delay: timedelta = timedelta(minutes=10)
+    tick: timedelta = MINUTE
+    latency_target_s: float = 3.0
+    service_target: float = 0.01
+    warmup: timedelta = timedelta(days=7)
+    backfill: timedelta = timedelta(days=14)
+    """History the first tick sees (a daemon that has run through the warmup); later
+    ticks see the pool's demand window, as the daemon's query does."""
+    demand_window: timedelta = timedelta(hours=2)
+    predictor: str | None = None
+    """The project's predictor; default "seasonal" when registered, else "linear"."""
+    predictor_params: dict[str, Any] = field(default_factory=dict)
+    """Parameters of the project's predictor (the seasonal one gets service_target from
+    the backtest's own unless given here)."""
+    predictor_targets: tuple[float, ...] = ()
+    """Service targets to hand the predictor in turn (its upper quantile), each a full
+    run, as one more knob of the policy's sweep; empty: only the backtest's own."""
+    tune: bool = True
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    jobs: int | None = None
+    """Processes the backtest may use (the baselines beside the forecasting run, the knob
+    sweep's replays); None: every CPU it may run on. The report is the same either way."""
+
+    def __post_init__(self) -> None:
+        if not (self.per_node_rps > 0 and math.isfinite(self.per_node_rps)):
+            raise ValueError("per-node capacity must be a positive number of req/s")
+        for name in ("boot_delay", "tick", "warmup", "backfill", "demand_window"):
+            value: timedelta = getattr(self, name)
+            if value < timedelta(0) or value % MINUTE:
+                raise ValueError(f"{name.replace('_', ' ')} must be whole minutes, not {value}")
+        if self.tick < MINUTE:
+            raise ValueError("tick must be at least one minute")
+        if not 0 <= self.service_target < 1:
+            raise ValueError("service target is a share of late requests in [0, 1)")
+        if self.latency_target_s <= 0:
+            raise ValueError("latency target must be positive")
+        if self.jobs is not None and self.jobs < 1:
+            raise ValueError("jobs must be at least 1")
+
+    @property
+    def predictor_kind(self) -> str:
+        return self.predictor or ("seasonal" if "seasonal" in PREDICTORS else "linear")
+
+
+def policy_pool(
+    settings: BacktestSettings,
+    *,
+    utilization: float = 0.8,
+    stabilization: timedelta = timedelta(minutes=30),
+    floor: int = 0,
+    params: dict[str, Any] | None = None,
+) -> Pool:
+    """The daemon's pool config for the project's policy under the backtest's settings."""
+    kind = settings.predictor_kind
+    predictor_params = {**settings.predictor_params, **(params or {})}
+    if kind == "seasonal":
+        predictor_params.setdefault("service_target", settings.service_target)
+        predictor_params.setdefault("latency_target_s", settings.latency_target_s)
+    return Pool(
+        name="backtest",
+        backend=backend_settings({"kind": "simulated", "boot_delay": settings.boot_delay}),
+        demand=DemandQuery(query="trace", window=settings.demand_window),
+        capacity=Capacity(per_node_rps=settings.per_node_rps),
+        target_utilization=utilization,
+        predictor=PredictorConfig(kind=kind, params=predictor_params),
+        boot_time=settings.boot_delay,
+        horizon=settings.boot_delay + settings.tick,
+        min_nodes=floor,
+        max_nodes=1_000_000,
+        scale_down=ScaleDown(stabilization=stabilization, max_step=1_000_000),
+        cooldown=timedelta(0),
+    )
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    at: datetime
+    desired: int
+    ready: int
+    pending: int
+
+
+@dataclass
+class PolicyRun:
+    """What the fleet did, minute by minute from sim_start, and at each tick."""
+
+    desired: np.ndarray
+    ready: np.ndarray
+    ticks: list[TickRecord] = field(default_factory=list)
+    forecasts: list[Forecast | Exception] = field(default_factory=list)
+
+
+class RecordingPredictor:
+    """Passes through to a real predictor and keeps every forecast, for replays."""
+
+    def __init__(self, inner: Predictor) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.records: list[Forecast | Exception] = []
+
+    def fit(self, history: pd.Series) -> RecordingPredictor:
+        try:
+            self.inner.fit(history)
+        except (ValueError, ArithmeticError) as exc:
+            self.records.append(exc)
+            raise
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        try:
+            result = self.inner.forecast(horizon)
+        except (ValueError, ArithmeticError) as exc:
+            self.records.append(exc)
+            raise
+        self.records.append(result)
+        return result
+
+
+class PlaybackPredictor:
+    """Gives back recorded forecasts in order: the same answers, without refitting."""
+
+    def __init__(self, name: str, records: Sequence[Forecast | Exception]) -> None:
+        self.name = name
+        self.records = records
+        self.position = 0
+
+    def fit(self, history: pd.Series) -> PlaybackPredictor:
+        record = self.records[self.position]
+        if isinstance(record, Exception):
+            self.position += 1
+            raise record
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        record = self.records[self.position]
+        self.position += 1
+        assert isinstance(record, Forecast)
+        return record
+
+
+def replay_pool(
+    pool: Pool,
+    predictor: Predictor,
+    trace: pd.Series,
+    replay: Replay,
+    *,
+    backfill: timedelta = timedelta(0),
+    on_progress: Progress | None = None,
+) -> PolicyRun:
+    """Run the daemon's tick (size_fleet → decide → fleet.scale) over the trace.
+
+    The predictor sees the pool's demand window, ending with minute j-1 at minute j's
+    tick; the first tick sees `backfill` (if longer), so a predictor kept across ticks
+    starts with what a daemon running through the warmup would have seen. A
+    PlaybackPredictor needs no history: it gets only the newest value (all size_fleet
+    reads besides the forecast), which spares building a Series per tick.
+    """
+    times = trace.index
+    values = trace.to_numpy(dtype=float)
+    instants = times.to_pydatetime()
+    window = max(1, int(pool.demand.window / MINUTE))
+    first_window = max(window, int(backfill / MINUTE))
+    playback = isinstance(predictor, PlaybackPredictor)
+    clock = SimulatedClock(instants[replay.sim_start])
+    fleet = make_backend(
+        backend_settings(
+            {
+                "kind": "simulated",
+                "initial_nodes": replay.initial_nodes,
+                "boot_delay": pool.boot_time,
+            }
+        ),
+        clock,
+    )
+    memory = Memory()
+    total = len(values) - replay.sim_start
+    desired = np.empty(total, dtype=np.int64)
+    ready = np.empty(total, dtype=np.int64)
+    for offset in range(total):
+        minute = replay.sim_start + offset
+        now = instants[minute]
+        clock.advance(now - clock.now())
+        state = fleet.read()
+        if offset % replay.tick_minutes == 0:
+            lo = max(0, minute - (first_window if offset == 0 else window))
+            history = (
+                _Newest(values[minute - 1])
+                if playback
+                else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
+            )
+            sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
+            decision, memory = plan(pool, sizing, now, state.desired, None, memory)
+            if decision.desired != decision.current:
+                act(fleet, decision, before_write=lambda: None)
+                state = fleet.read()
+        desired[offset] = state.desired
+        ready[offset] = state.ready
+        if on_progress is not None and (offset % 1000 == 999 or offset == total - 1):
+            on_progress(offset + 1, total)
+    return PolicyRun(desired, ready, tick_records(instants, replay, desired, ready))
+
+
+def tick_records(
+    instants: np.ndarray, replay: Replay, desired: np.ndarray, ready: np.ndarray
+) -> list[TickRecord]:
+    """The fleet right after each tick's decision, which is the count its minute keeps: a
+    run sent between processes needs only its arrays. `instants`: the trace's minutes."""
+    step = replay.tick_minutes
+    return [
+        TickRecord(instants[replay.sim_start + offset], wanted, up, wanted - up)
+        for offset, wanted, up in zip(
+            range(0, len(desired), step),
+            desired[::step].tolist(),
+            ready[::step].tolist(),
+            strict=True,
+        )
+    ]
+
+
+class _Newest:
+    """Stands in for the history when replaying recorded forecasts: `.iloc[-1]` only."""
+
+    def __init__(self, value: float) -> None:
+        self.iloc = (float(value),)
+
+    def to_numpy(self) -> np.ndarray:
+        return np.asarray(self.iloc)
+
+
+def _sizing(
+    pool: Pool, predictor: Predictor, history: pd.Series, now: datetime, per_node_rps: float
+) -> Sizing:
+    """The daemon's checks on the history (metrics.check_demand), then size_fleet."""
+    if isinstance(history, _Newest):
+        if not math.isfinite(history.iloc[-1]):
+            return Sizing(missing_reason="nan: newest sample is not a number")
+        return size_fleet(pool, predictor, history, per_node_rps)  # type: ignore[arg-type]
+    if not np.isfinite(history.to_numpy()).all():
+        try:
+            history = check_demand(history, now, timedelta(minutes=5))
+        except MetricsError as exc:
+            return Sizing(missing_reason=f"{exc.kind}: {exc}")
+    return size_fleet(pool, predictor, history, per_node_rps)

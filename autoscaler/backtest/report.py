@@ -1,0 +1,136 @@
+"""The backtest's outputs: a table, a JSON document, and the policy's decisions as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from autoscaler.backtest.baselines import PolicyResult
+from autoscaler.backtest.runner import BacktestReport
+from common.atomic import write_atomically
+from common.durations import format_duration
+
+SHORT_NAMES = {"utilization": "u", "stabilization_min": "stab_min", "headroom": "h"}
+
+
+def describe_knobs(knobs: dict[str, Any]) -> str:
+    parts = []
+    for name, value in knobs.items():
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(f"{SHORT_NAMES.get(name, name)}={text}")
+    return " ".join(parts) or "-"
+
+
+def ratio_to_oracle(report: BacktestReport, result: PolicyResult) -> float | None:
+    oracle = report.oracle_node_hours
+    return result.score.node_hours / oracle if oracle else None
+
+
+def policy_vs_best(report: BacktestReport) -> tuple[float | None, PolicyResult | None]:
+    """The project's node-hours over the cheapest baseline that meets the target."""
+    best = report.best_baseline()
+    policy = report.result("policy")
+    if best is None or best.score.node_hours <= 0:
+        return None, best
+    return policy.score.node_hours / best.score.node_hours, best
+
+
+def backtest_table(report: BacktestReport) -> Table:
+    settings = report.settings
+    table = Table(
+        title=(
+            f"{Path(report.trace).name}: scored {report.scored_from:%Y-%m-%d %H:%M} → "
+            f"{report.end:%Y-%m-%d %H:%M} UTC; {settings.per_node_rps:.4g} req/s per node, "
+            f"boot {format_duration(settings.boot_delay)}, "
+            f"late = queue > {settings.latency_target_s:g} s, "
+            f"target ≤ {settings.service_target:.2%} late"
+        )
+    )
+    for column in ("policy", "setting (swept)", "node-hours", "× oracle", "late", "late min"):
+        table.add_column(
+            column, justify="left" if column.startswith(("policy", "set")) else "right"
+        )
+    table.add_column("actions", justify="right")
+    table.add_column("meets", justify="center")
+    for result in report.results:
+        ratio = ratio_to_oracle(report, result)
+        table.add_row(
+            result.name,
+            describe_knobs(result.knobs),
+            f"{result.score.node_hours:,.0f}",
+            "-" if ratio is None else f"{ratio:.2f}",
+            f"{result.score.late_share:.3%}",
+            str(result.score.late_minutes),
+            str(result.score.scale_actions),
+            "yes" if result.meets_target else "[red]no[/]",
+        )
+    return table
+
+
+def summary_line(report: BacktestReport) -> str:
+    ratio, best = policy_vs_best(report)
+    policy = report.result("policy")
+    if best is None:
+        return "no baseline meets the service target"
+    verdict = "meets" if policy.meets_target else "MISSES"
+    return (
+        f"policy {verdict} the target; node-hours {ratio:.3f} × the best baseline that "
+        f"meets it ({best.name}, {best.score.node_hours:,.0f} node-hours); "
+        f"ran in {report.elapsed_s:.1f} s"
+    )
+
+
+def report_json(report: BacktestReport) -> dict[str, Any]:
+    settings = report.settings
+    ratio, best = policy_vs_best(report)
+    return {
+        "trace": report.trace,
+        "start": report.start.isoformat(),
+        "scored_from": report.scored_from.isoformat(),
+        "end": report.end.isoformat(),
+        "settings": {
+            "per_node_rps": settings.per_node_rps,
+            "boot_delay_s": settings.boot_delay.total_seconds(),
+            "tick_s": settings.tick.total_seconds(),
+            "latency_target_s": settings.latency_target_s,
+            "service_target": settings.service_target,
+            "warmup_s": settings.warmup.total_seconds(),
+            "predictor": settings.predictor_kind,
+            "tuned": settings.tune,
+        },
+        "policies": [
+            {
+                "name": r.name,
+                "description": r.description,
+                "knobs": r.knobs,
+                "settings_tried": r.settings_tried,
+                "node_hours": r.score.node_hours,
+                "ratio_to_oracle": ratio_to_oracle(report, r),
+                "late_share": r.score.late_share,
+                "late_minutes": r.score.late_minutes,
+                "scale_actions": r.score.scale_actions,
+                "requests": r.score.requests,
+                "meets_target": r.meets_target,
+            }
+            for r in report.results
+        ],
+        "best_baseline": best.name if best else None,
+        "policy_to_best_baseline": ratio,
+        "elapsed_s": report.elapsed_s,
+    }
+
+
+def write_decisions(report: BacktestReport, path: Path) -> None:
+    """One row per policy tick: the count it set, and the fleet's ready and booting nodes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["timestamp", "desired", "ready", "pending"])
+    for tick in report.policy_ticks:
+        writer.writerow(
+            [tick.at.strftime("%Y-%m-%dT%H:%M:%SZ"), tick.desired, tick.ready, tick.pending]
+        )
+    write_atomically(path, buffer.getvalue())

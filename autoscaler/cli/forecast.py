@@ -1,0 +1,150 @@
+"""The dry-run forecast (`autoscaler forecast`): what the daemon expects and would do.
+
+Reads live metrics and the fleet, writes nothing: no scaling, no state, no log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+from rich.table import Table
+
+from autoscaler.config.schema import Pool
+from autoscaler.metrics import MetricsSource
+from autoscaler.overrides import OverridesFile, active_override
+from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
+from autoscaler.schedules import bounds_at
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker, Sizing, limits_of, observe_demand, plan, size_fleet
+from backends.base import BackendError, FleetState
+from predictors import make_predictor
+
+
+@dataclass(frozen=True)
+class ForecastRow:
+    at: datetime
+    point_rps: float
+    upper_rps: float
+    nodes: int
+    schedule_floor: int | None
+    override: str
+    desired: int
+
+
+def forecast_rows(
+    pool: Pool, sizing: Sizing, per_node_rps: float, overrides: OverridesFile, every: timedelta
+) -> list[ForecastRow]:
+    """One row per `every` of the forecast, each with the count the bounds would allow."""
+    assert sizing.forecast is not None
+    frame = pd.DataFrame(
+        {"point": sizing.forecast.point, "upper": sizing.forecast.upper},
+        index=sizing.forecast.times,
+    )
+    blocks = frame.resample(pd.Timedelta(every), origin="start", label="right").max().dropna()
+    rows = []
+    for at, values in blocks.iterrows():
+        when = at.to_pydatetime()
+        nodes = nodes_for(float(values["upper"]), per_node_rps, pool.target_utilization)
+        override = active_override(overrides, pool.name, when)
+        schedule = bounds_at(pool.schedules, when)
+        obs = Observation(
+            at=when, current=nodes, forecast_nodes=nodes, schedule=schedule, override=override
+        )
+        desired = apply_bounds(nodes, obs, limits_of(pool), [])
+        rows.append(
+            ForecastRow(
+                when,
+                float(values["point"]),
+                float(values["upper"]),
+                nodes,
+                schedule.floor,
+                _describe(override),
+                desired,
+            )
+        )
+    return rows
+
+
+@dataclass
+class PoolForecast:
+    """What `forecast` shows of one pool; `problem` says why the rest is missing."""
+
+    pool: Pool
+    problem: str | None = None
+    history: pd.Series | None = None
+    long_view: Sizing | None = None
+    """The forecast over the hours asked for (at least the pool's horizon)."""
+    rows: list[ForecastRow] = field(default_factory=list)
+    now: Sizing | None = None
+    """The forecast over the pool's own horizon: what the daemon sizes with."""
+    fleet: FleetState | None = None
+    decision: Decision | None = None
+
+
+def forecast_pool(
+    ticker: PoolTicker,
+    metrics: MetricsSource,
+    max_staleness: timedelta,
+    now: datetime,
+    state: PoolState,
+    overrides: OverridesFile,
+    hours: timedelta,
+    every: timedelta,
+) -> PoolForecast:
+    """The forecast table's rows and what the daemon would decide this instant, from its
+    saved memory (not changed): the daemon's own observe → size → plan steps."""
+    pool = ticker.pool
+    result = PoolForecast(pool)
+    # One query serves both the long view and the decision now (same demand window).
+    history = observe_demand(pool, metrics, now, max_staleness)
+    if isinstance(history, str):
+        result.problem = f"no forecast: {history}"
+        return result
+    result.history = history
+    long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
+    predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+    result.long_view = size_fleet(long_view, predictor, history, ticker.per_node_rps)
+    if result.long_view.forecast is None:
+        result.problem = f"no forecast: {result.long_view.missing_reason}"
+        return result
+    result.rows = forecast_rows(pool, result.long_view, ticker.per_node_rps, overrides, every)
+    result.now = size_fleet(pool, predictor, history, ticker.per_node_rps)
+    try:
+        result.fleet = ticker.backend.read()
+    except BackendError as exc:
+        result.problem = f"fleet unreadable ({exc}); no decision"
+        return result
+    result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
+    return result
+
+
+def forecast_table(pool: Pool, rows: list[ForecastRow], model: str) -> Table:
+    table = Table(
+        title=f"{pool.name}: forecast ({model}), per-node capacity × "
+        f"{pool.target_utilization:.0%} target utilization"
+    )
+    for column in ("time (UTC)", "demand/s", "upper/s", "nodes", "floor", "override", "desired"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            f"{row.at:%a %m-%d %H:%M}",
+            f"{row.point_rps:.2f}",
+            f"{row.upper_rps:.2f}",
+            str(row.nodes),
+            "-" if row.schedule_floor is None else str(row.schedule_floor),
+            row.override or "-",
+            str(row.desired),
+        )
+    return table
+
+
+def _describe(override: object) -> str:
+    if override is None:
+        return ""
+    nodes = getattr(override, "nodes", None)
+    if nodes is not None:
+        return f"fixed {nodes}"
+    low, high = getattr(override, "min_nodes", None), getattr(override, "max_nodes", None)
+    return f"{'' if low is None else low}..{'' if high is None else high}"

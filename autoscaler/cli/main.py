@@ -1,0 +1,279 @@
+"""`autoscaler` command line: run, forecast, validate, override."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pythonjsonlogger.json import JsonFormatter
+from rich.console import Console
+from rich.markup import escape
+
+from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.schema import Config
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
+from backends.base import BackendError
+from common.durations import parse_duration
+from common.extras import require
+
+if TYPE_CHECKING:
+    from autoscaler.cli.forecast import PoolForecast
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Predictive autoscaler for GPU worker fleets."
+)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
+
+
+def _setup_logging(level: str) -> None:
+    """Plain lines on a terminal; one JSON object per line otherwise (journald, files)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True)
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="decide and report, never scale")
+    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="one tick of every pool, then exit")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
+) -> None:
+    """Run the daemon (or one tick with --once)."""
+    from autoscaler.cli.demo import ConsoleReporter
+    from autoscaler.daemon import Daemon
+
+    try:
+        parsed = load_config(config)
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    simulated = parsed.simulation is not None
+    _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
+    reporter = ConsoleReporter({}, parsed.interval, console) if (simulated or once) else None
+    try:
+        daemon = Daemon(config, dry_run=dry_run, on_result=reporter)
+    except (ConfigError, ValueError, OSError) as exc:
+        errors.print(f"[red]cannot start[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    if reporter is not None:
+        reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
+    if once:
+        results = daemon.tick()
+        raise typer.Exit(1 if any(r.errors for r in results) else 0)
+    if simulated:
+        sim = parsed.simulation
+        assert sim is not None
+        console.print(
+            f"simulating {sim.start:%Y-%m-%d %H:%M} → {sim.end:%Y-%m-%d %H:%M} UTC, "
+            f"one tick every {parsed.interval}, {sim.speed:.0f}× real time"
+            + (" (dry run)" if dry_run else ""),
+            highlight=False,
+        )
+    code = daemon.run_forever()
+    if reporter is not None and simulated:
+        reporter.print_summary()
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="the daemon's YAML config")],
+    check_backends: Annotated[
+        bool,
+        typer.Option(
+            "--check-backends",
+            help="also reach each pool's fleet and target, and read the leader lock",
+        ),
+    ] = False,
+) -> None:
+    """Check the config and the overrides file; every error names file, line and field."""
+    from autoscaler.config.validate import validate_files
+
+    parsed, problems = validate_files(config)
+    if problems:
+        for problem in problems:
+            errors.print(str(problem), highlight=False, markup=False)
+        errors.print(f"[red]{len(problems)} problem(s)[/]")
+        raise typer.Exit(2)
+    assert parsed is not None
+    console.print(
+        f"[green]ok[/]: {config} ({len(parsed.pools)} pools: "
+        f"{', '.join(p.name for p in parsed.pools)})"
+    )
+    if check_backends and not _check_backends(parsed):
+        raise typer.Exit(2)
+
+
+def _check_backends(config: Config) -> bool:
+    """Reach every pool's fleet; a secret-free line per pool."""
+    from backends import make_backend
+    from common.clock import SystemClock
+
+    healthy = True
+    for pool in config.pools:
+        try:
+            make_backend(pool.backend, SystemClock()).check()
+            console.print(
+                f"[green]ok[/]: {pool.name}: {pool.backend.kind} reachable, target exists"
+            )
+        except (BackendError, ValueError, OSError) as exc:
+            healthy = False
+            errors.print(f"{pool.name}: {pool.backend.kind}: {exc}", highlight=False, markup=False)
+    return _check_leader_lock(config) and healthy
+
+
+def _check_leader_lock(config: Config) -> bool:
+    """Read the leader lock's record (never take it: a running daemon may hold it)."""
+    from backends.leases import make_leader_lock
+
+    election = config.leader_election
+    if election is None:
+        return True
+    what = f"leader_election: {election.kind} lock {election.name!r}"
+    try:
+        holder = make_leader_lock(election).peek()
+    except (BackendError, ValueError, OSError) as exc:
+        errors.print(f"{what}: {exc}", highlight=False, markup=False)
+        return False
+    state = f"held by {holder}" if holder else "not taken yet"
+    console.print(f"[green]ok[/]: {escape(what)} reachable, {escape(state)}", highlight=False)
+    return True
+
+
+@app.command()
+def forecast(
+    config: ConfigOption,
+    pool: Annotated[str | None, typer.Option(help="only this pool")] = None,
+    hours: Annotated[float, typer.Option(help="how far ahead to forecast")] = 2.0,
+    every: Annotated[str, typer.Option(help="table row spacing")] = "15m",
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG: history, forecast band, nodes, schedule floors")
+    ] = None,
+) -> None:
+    """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
+    from autoscaler.cli.forecast import forecast_pool, forecast_table
+    from autoscaler.cli.plots import forecast_plot
+    from autoscaler.runtime import build_runtime
+
+    try:
+        parsed = load_config(config)
+        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    _setup_logging("WARNING")
+    try:
+        if plot is not None:
+            require("--plot", "matplotlib")
+        runtime = build_runtime(parsed, dry_run=True)
+    except ValueError as exc:  # a missing extra, an insecure transport
+        errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    states = runtime.state_store.load(set_aside_corrupt=False)
+    now = runtime.clock.now()
+    failed = False
+    active = overrides or OverridesFile()
+    for ticker in runtime.tickers:
+        spec = ticker.pool
+        if pool is not None and spec.name != pool:
+            continue
+        seen = forecast_pool(
+            ticker,
+            runtime.metrics,
+            parsed.metrics.max_staleness,
+            now,
+            states.get(spec.name, PoolState()),
+            active,
+            timedelta(hours=hours),
+            parse_duration(every),
+        )
+        ahead = seen.long_view.forecast if seen.long_view is not None else None
+        if ahead is not None:
+            console.print(forecast_table(spec, seen.rows, ahead.model))
+        if plot is not None and ahead is not None and seen.history is not None:
+            one = len(parsed.pools) == 1 or pool
+            target = plot if one else plot.with_stem(f"{plot.stem}-{spec.name}")
+            forecast_plot(target, spec, seen.history, ahead, ticker.per_node_rps, active)
+            console.print(f"plot: {target}", highlight=False)
+        if seen.problem is not None:
+            stream = console if seen.fleet is None and seen.now is not None else errors
+            stream.print(f"{spec.name}: {seen.problem}", highlight=False)
+            failed = True
+            continue
+        _print_decision_now(seen, now)
+    if pool is not None and pool not in {t.pool.name for t in runtime.tickers}:
+        errors.print(f"no pool named {pool!r}")
+        failed = True
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
+    assert seen.decision is not None and seen.fleet is not None and seen.now is not None
+    decision, fleet = seen.decision, seen.fleet
+    verb = "would scale" if decision.desired != decision.current else "would hold"
+    console.print(
+        f"[bold]now[/] ({now:%Y-%m-%d %H:%M} UTC): {seen.pool.name} {verb} "
+        f"{decision.current} → {decision.desired}; "
+        f"demand {seen.now.demand_now or float('nan'):.2f} req/s, "
+        f"{fleet.ready} ready, {fleet.pending} pending",
+        highlight=False,
+    )
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+@app.command()
+def status(config: ConfigOption) -> None:
+    """Every pool: current, desired, last decision and reasons, schedule, override, errors."""
+    from autoscaler.cli.status import pool_statuses, status_table
+    from autoscaler.runtime import state_path
+    from autoscaler.state import StateStore
+    from common.clock import SystemClock
+
+    try:
+        parsed = load_config(config)
+        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    states = StateStore(state_path(parsed)).load(set_aside_corrupt=False)
+    rows = pool_statuses(parsed, states, overrides or OverridesFile(), SystemClock().now())
+    wide = Console(soft_wrap=True, width=max(console.width, 160))
+    wide.print(status_table(rows))
+
+
+def _register_subcommands() -> None:
+    from autoscaler.cli.backtest import backtest_command
+    from autoscaler.cli.override import override_app
+
+    app.add_typer(override_app, name="override", help="Set, list or clear manual overrides.")
+    app.command("backtest")(backtest_command)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""`autoscaler override set|list|clear`: edit the overrides file with the daemon's validation.
+
+Exit codes: 0 done, 2 bad input (config, pool, options or overrides file). The file
+is only ever replaced whole and atomically, so the daemon never reads half an edit.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.overrides_file import clear_override, set_override
+from autoscaler.config.schema import Config
+from autoscaler.overrides import Override
+from common.durations import parse_duration
+
+override_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Set, list or clear manual overrides (fixed node counts or bounds, with expiry).",
+)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
+PoolArgument = Annotated[str, typer.Argument(help="pool name, as in the config")]
+
+
+def _now() -> datetime:
+    """Replaced in tests; everything else takes time as an argument."""
+    return datetime.now(UTC)
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True).print(f"[red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(config_path: Path) -> tuple[Config, Path]:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(f"invalid config\n{exc}")
+    if config.overrides_file is None:
+        _fail(
+            f"{config_path} sets no overrides_file; add one, e.g. "
+            "`overrides_file: overrides.yaml`, so the daemon and this command share it"
+        )
+    return config, config.overrides_file
+
+
+def _expiry(now: datetime, duration: str | None, until: str | None) -> datetime:
+    if (duration is None) == (until is None):
+        _fail("give exactly one of --for (e.g. 2h) or --until (e.g. 2026-11-27T18:00+05:30)")
+    if duration is not None:
+        try:
+            length = parse_duration(duration)
+        except ValueError as exc:
+            _fail(f"--for: {exc}")
+        if length <= timedelta(0):
+            _fail("--for must be longer than zero")
+        return now + length
+    assert until is not None
+    try:
+        expires = datetime.fromisoformat(until)
+    except ValueError:
+        _fail(f"--until: expected an ISO time such as 2026-11-27T18:00+05:30, got {until!r}")
+    if expires.tzinfo is None:
+        _fail(f"--until: {until!r} has no UTC offset; add one, e.g. {until}+00:00 or {until}Z")
+    if expires <= now:
+        _fail(f"--until: {until} is already past")
+    return expires
+
+
+def _span(delta: timedelta) -> str:
+    """Rounded down to the minute, e.g. 1h59m or 3d2h00m."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours}h{minutes:02d}m" if hours or days else f"{minutes}m"
+    return f"{days}d{text}" if days else text
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+@override_app.command("set")
+def set_command(
+    pool: PoolArgument,
+    config: ConfigOption,
+    reason: Annotated[str, typer.Option("--reason", help="why; shown in Slack and decisions")],
+    nodes: Annotated[int | None, typer.Option("--nodes", help="fixed node count")] = None,
+    min_nodes: Annotated[int | None, typer.Option("--min", help="lower bound")] = None,
+    max_nodes: Annotated[int | None, typer.Option("--max", help="upper bound")] = None,
+    duration: Annotated[str | None, typer.Option("--for", help="how long, e.g. 2h")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time with offset")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="who (default: your user)")] = None,
+) -> None:
+    """Pin a pool to a node count (--nodes) or bounds (--min/--max) until a time."""
+    parsed, path = _load(config)
+    pool_names = [p.name for p in parsed.pools]
+    if pool not in pool_names:
+        _fail(f"unknown pool {pool!r}; {config} has: {', '.join(pool_names)}")
+    if nodes is not None and (min_nodes is not None or max_nodes is not None):
+        _fail("give --nodes, or --min/--max, not both")
+    if nodes is None and min_nodes is None and max_nodes is None:
+        _fail("give --nodes N, or --min N and/or --max N")
+    now = _now().replace(microsecond=0)
+    expires = _expiry(now, duration, until)
+    try:
+        override = Override(
+            nodes=nodes,
+            min_nodes=min_nodes,
+            max_nodes=max_nodes,
+            expires=expires,
+            reason=reason,
+            set_by=by or _user(),
+        )
+    except ValidationError as exc:
+        _fail("; ".join(_flag_error(e) for e in exc.errors()))
+    try:
+        set_override(path, pool, override)
+    except ConfigError as exc:
+        _fail(f"overrides file is broken; fix it (or clear it) first\n{exc}")
+    console = Console()
+    console.print(
+        f"override set: {pool} → {override.describe()} until {expires.isoformat()} "
+        f"({_span(expires - now)} from now), reason: {override.reason}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    limit = parsed.pool(pool).max_nodes
+    wanted = override.nodes if override.nodes is not None else override.min_nodes
+    if wanted is not None and wanted > limit:
+        console.print(
+            f"[yellow]note[/]: pool max_nodes is {limit}; the daemon caps the count there",
+            highlight=False,
+        )
+
+
+def _flag_error(error: ErrorDetails) -> str:
+    flags = {"nodes": "--nodes", "min_nodes": "--min", "max_nodes": "--max", "reason": "--reason"}
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{flags.get(where, where)}: {message}" if where else message
+
+
+@override_app.command("list")
+def list_command(config: ConfigOption) -> None:
+    """Show every override, active or expired."""
+    parsed, path = _load(config)
+    try:
+        overrides = load_overrides(path)
+    except ConfigError as exc:
+        _fail(f"overrides file is broken\n{exc}")
+    console = Console()
+    if not overrides.overrides:
+        console.print(f"no overrides in {path}", highlight=False)
+        return
+    now = _now()
+    pools = {p.name for p in parsed.pools}
+    table = Table(title=f"overrides ({path})")
+    for column in ("pool", "kind", "value", "expires", "reason", "by", "status"):
+        table.add_column(column, no_wrap=column in ("pool", "value", "expires"))
+    for name, override in overrides.overrides.items():
+        if override.is_active(now):
+            status = f"active ({_span(override.expires - now)} left)"
+        else:
+            status = "expired"
+        if name not in pools:
+            status += ", unknown pool"
+        kind = "fixed" if override.nodes is not None else "bounds"
+        cells = (
+            name,
+            kind,
+            override.describe(),
+            f"{override.expires:%Y-%m-%d %H:%M %z}",
+            override.reason,
+            override.set_by or "",
+            status,
+        )
+        table.add_row(*(Text(cell) for cell in cells))  # people's text, not markup
+    console.print(table)
+
+
+@override_app.command("clear")
+def clear_command(pool: PoolArgument, config: ConfigOption) -> None:
+    """Remove a pool's override (also one for a pool no longer in the config)."""
+    parsed, path = _load(config)
+    try:
+        removed = clear_override(path, pool)
+    except ConfigError as exc:
+        _fail(f"overrides file is broken\n{exc}")
+    if removed:
+        Console().print(f"override cleared: {pool}", highlight=False)
+        return
+    pool_names = [p.name for p in parsed.pools]
+    if pool not in pool_names:
+        _fail(f"unknown pool {pool!r}; {config} has: {', '.join(pool_names)}")
+    Console().print(f"{pool} has no override; nothing to clear", highlight=False)

@@ -1,0 +1,1 @@
+"""autoscaler/config: the config schema, loading it from YAML, and validating it."""

@@ -1,0 +1,98 @@
+"""Editing the overrides file for `autoscaler override set|clear`: one editor at a time,
+laid out for people, and checked to read back as written before it replaces the old file."""
+
+from __future__ import annotations
+
+import fcntl
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from autoscaler.config.loader import load_overrides
+from autoscaler.overrides import Override, OverridesFile
+from common.atomic import write_atomically
+
+HEADER = """\
+# Manual overrides for the autoscaler, one entry per pool: a fixed `nodes` count or
+# `min_nodes`/`max_nodes` bounds, until `expires` (with a UTC offset). Expired entries
+# are ignored. `autoscaler override set|list|clear` edits this file (and drops comments).
+"""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _timestamp(dumper: yaml.SafeDumper, value: datetime) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:timestamp", value.isoformat())
+
+
+_Dumper.add_representer(datetime, _timestamp)
+
+
+def dump_overrides(overrides: OverridesFile) -> str:
+    """YAML laid out for people: a header, one block per pool, keys in a fixed order."""
+    if not overrides.overrides:
+        return HEADER + "overrides: {}\n"
+    blocks = [
+        textwrap.indent(
+            yaml.dump(
+                {pool: override.model_dump(exclude_none=True)},
+                Dumper=_Dumper,
+                sort_keys=False,
+                allow_unicode=True,
+                default_flow_style=False,
+                width=1000,
+            ),
+            "  ",
+        )
+        for pool, override in overrides.overrides.items()
+    ]
+    return HEADER + "overrides:\n" + "\n".join(blocks)
+
+
+def _write(path: Path, overrides: OverridesFile) -> None:
+    """Check the text reads back as the same overrides before it replaces the old file."""
+    text = dump_overrides(overrides)
+    if OverridesFile.model_validate(yaml.safe_load(text)) != overrides:
+        raise RuntimeError("overrides would not read back as written; file left unchanged")
+    write_atomically(path, text)
+
+
+@contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """One editor at a time: two `override set` runs must not lose each other's change."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def set_override(path: Path, pool: str, override: Override) -> None:
+    """Add or replace the pool's override. A broken existing file is reported, not replaced."""
+    with _editing(path):
+        _set_locked(path, pool, override, load_overrides(path))
+
+
+def _set_locked(path: Path, pool: str, override: Override, current: OverridesFile) -> None:
+    entries = dict(current.overrides)
+    entries[pool] = Override.model_validate(override.model_dump())
+    _write(path, OverridesFile(overrides=entries))
+
+
+def clear_override(path: Path, pool: str) -> bool:
+    """Remove the pool's override; False when it had none (the file is then untouched)."""
+    with _editing(path):
+        current = load_overrides(path)
+        if pool not in current.overrides:
+            return False
+        entries = {name: o for name, o in current.overrides.items() if name != pool}
+        _write(path, OverridesFile(overrides=entries))
+        return True

@@ -1,0 +1,315 @@
+"""The daemon's configuration: one YAML file with global settings and a list of pools.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored setting. Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from autoscaler.config.transport import insecure_settings, refusal_text
+from backends import BackendConfig
+from backends.leases import LeaderElection
+from common.durations import Duration, format_duration
+from common.settings import Strict
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PATH_LISTS = frozenset({"kubeconfig"})  # fields that may hold several paths, like $KUBECONFIG
+M = TypeVar("M", bound=BaseModel)
+
+
+# ---- metrics sources -------------------------------------------------------------
+
+
+class PrometheusMetrics(Strict):
+    kind: Literal["prometheus"] = "prometheus"
+    url: str = "http://127.0.0.1:9090"
+    timeout: Duration = timedelta(seconds=10)
+    max_staleness: Duration = Field(
+        default=timedelta(minutes=5),
+        description="newest sample older than this is stale: the tick holds",
+    )
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    bearer_token_env: str | None = None
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
+
+
+class ReplayMetrics(Strict):
+    """A per-minute trace CSV (timestamp,requests) replayed as the metrics source."""
+
+    kind: Literal["replay"]
+    trace: Path
+    max_staleness: Duration = timedelta(minutes=5)
+
+
+MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator="kind")]
+
+
+# ---- pools -----------------------------------------------------------------------
+
+
+class DemandQuery(Strict):
+    query: str = Field(description="PromQL giving the pool's demand in requests per second")
+    window: Duration = Field(
+        default=timedelta(days=7), description="history the predictor learns the week from"
+    )
+    step: Duration = timedelta(minutes=1)
+
+
+class Capacity(Strict):
+    """Requests/s one node serves at the latency target: a number, or a gpu_bench profile."""
+
+    per_node_rps: float | None = Field(default=None, gt=0)
+    profile: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Capacity:
+        if (self.per_node_rps is None) == (self.profile is None):
+            raise ValueError("give exactly one of per_node_rps or profile")
+        return self
+
+
+class PredictorConfig(Strict):
+    kind: str = "seasonal"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Schedule(Strict):
+    """A named window of the week with a floor (and optional ceiling) on the node count."""
+
+    name: str
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS))
+    start: time
+    end: time
+    timezone: str = "UTC"
+    min_nodes: int = Field(ge=0)
+    max_nodes: int | None = Field(default=None, ge=0)
+    lead_time: Duration = timedelta(0)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _expand_days(cls, value: Any) -> list[str]:
+        return expand_days(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ceiling_above_floor(self) -> Schedule:
+        if self.max_nodes is not None and self.max_nodes < self.min_nodes:
+            raise ValueError("max_nodes must be at least min_nodes")
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class ScaleDown(Strict):
+    stabilization: Duration = Field(
+        default=timedelta(minutes=30),
+        description="scale down only to the highest recommendation seen in this window",
+    )
+    max_step: int = Field(default=2, ge=1, description="nodes removed per action at most")
+
+
+class Pool(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    backend: BackendConfig
+    demand: DemandQuery
+    capacity: Capacity
+    target_utilization: float = Field(default=0.8, gt=0, le=1)
+    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
+    boot_time: Duration = timedelta(minutes=10)
+    horizon: Duration = timedelta(minutes=15)
+    min_nodes: int = Field(default=0, ge=0)
+    max_nodes: int = Field(ge=0)
+    spare_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="nodes kept above what the forecast needs: a cushion of fixed size for "
+        "bursts no forecast sees (a node is a larger share of a small fleet's load)",
+    )
+    schedules: list[Schedule] = Field(default_factory=list)
+    scale_down: ScaleDown = Field(default_factory=ScaleDown)
+    cooldown: Duration = timedelta(minutes=5)
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Pool:
+        if self.max_nodes < self.min_nodes:
+            raise ValueError("max_nodes must be at least min_nodes")
+        if self.horizon < self.boot_time:
+            raise ValueError("horizon must be at least boot_time, or new nodes arrive too late")
+        return self
+
+
+# ---- global ----------------------------------------------------------------------
+
+
+class SlackConfig(Strict):
+    channel: str
+    token_env: str = "SLACK_BOT_TOKEN"
+    token_file: Path | None = None
+    base_url: str | None = Field(
+        default=None, description="Slack Web API base URL; only for tests and proxies"
+    )
+    timeout: Duration = timedelta(seconds=5)
+    allow_insecure: bool = Field(
+        default=False, description="accept a plain http base_url to another host"
+    )
+
+
+class TelemetryConfig(Strict):
+    """Self-metrics at /metrics and a health check at /healthz."""
+
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        pattern=r"^[^:\s]+:\d{1,5}$",
+        description="host:port; loopback by default, so only the ops box can scrape it",
+    )
+    unhealthy_after: Duration = Field(
+        default=timedelta(minutes=5),
+        description="/healthz fails after this long without a fully successful tick",
+    )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+class SimulationConfig(Strict):
+    """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
+
+    start: datetime
+    end: datetime
+    speed: float = Field(default=3600.0, gt=0)
+
+
+class Config(Strict):
+    interval: Duration = timedelta(minutes=1)
+    state_dir: Path = Path("/var/lib/autoscaler")
+    decision_log: Path | None = None
+    overrides_file: Path | None = None
+    metrics: MetricsConfig = Field(default_factory=PrometheusMetrics)
+    slack: SlackConfig | None = None
+    telemetry: TelemetryConfig | None = None
+    simulation: SimulationConfig | None = None
+    leader_election: LeaderElection | None = None
+    pools: list[Pool] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_pool_names(self) -> Config:
+        names = [p.name for p in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_spelled_out(self) -> Config:
+        insecure = insecure_settings(self, env={})
+        if insecure:
+            raise ValueError(refusal_text(insecure))
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_tick(self) -> Config:
+        """Renewed once a tick: a TTL under two intervals would lapse between renewals."""
+        election = self.leader_election
+        if election is not None and election.ttl < 2 * self.interval:
+            raise ValueError(
+                f"leader_election.ttl ({format_duration(election.ttl)}) must be at least "
+                f"twice the interval ({format_duration(self.interval)})"
+            )
+        return self
+
+    def pool(self, name: str) -> Pool:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)
+
+
+def expand_days(value: Any) -> list[str]:
+    """Accept ["mon", "tue"], "mon-fri", "mon-sat,sun" or "daily"."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected a list of days such as [mon, tue] or a range mon-fri")
+    days: list[str] = []
+    for item in items:
+        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
+        if text in ("dai", "daily"):
+            days.extend(WEEKDAYS)
+        elif "-" in text:
+            first, _, last = (part.strip()[:3] for part in text.partition("-"))
+            if first not in WEEKDAYS or last not in WEEKDAYS:
+                raise ValueError(f"unknown day range {item!r}; use mon..sun")
+            i, j = WEEKDAYS.index(first), WEEKDAYS.index(last)
+            span = range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)]
+            days.extend(WEEKDAYS[k] for k in span)
+        elif text in WEEKDAYS:
+            days.append(text)
+        else:
+            raise ValueError(f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun")
+    return sorted(set(days), key=WEEKDAYS.index)
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Make every relative path in the config relative to the config file's folder.
+
+    Walks every model, so a Path field added later is covered too. `~` is the home
+    folder, and a kubeconfig may list several files, as $KUBECONFIG does.
+    """
+    return _with_paths_resolved(config, base)
+
+
+def _with_paths_resolved(model: M, base: Path) -> M:
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path):
+            resolve = _resolve_path_list if name in PATH_LISTS else resolve_path
+            resolved: Any = resolve(value, base)
+        elif isinstance(value, BaseModel):
+            resolved = _with_paths_resolved(value, base)
+        elif isinstance(value, list):
+            resolved = [
+                _with_paths_resolved(item, base) if isinstance(item, BaseModel) else item
+                for item in value
+            ]
+        else:
+            continue
+        if resolved != value:
+            updates[name] = resolved
+    return model.model_copy(update=updates) if updates else model
+
+
+def _resolve_path_list(paths: Path, base: Path) -> Path:
+    parts = [str(resolve_path(Path(p), base)) for p in str(paths).split(os.pathsep) if p]
+    return Path(os.pathsep.join(parts))
+
+
+def resolve_path(path: Path, base: Path) -> Path:
+    """`~/x` under the home folder, `x` under `base`; an absolute path as it is."""
+    if str(path).startswith("~"):
+        try:
+            path = path.expanduser()
+        except RuntimeError:  # no home folder known: leave it for whoever opens it
+            return path
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,92 @@
+"""Checks that span files: the config, its overrides file and its capacity profiles.
+
+Each file is first read on its own (autoscaler.config.loader); here they are held against
+each other, so that an override for a pool that does not exist, or a profile path
+that points nowhere, is found by `autoscaler validate` and not at 3 a.m. by a tick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoscaler.config.capacity import read_per_node_rps
+from autoscaler.config.loader import (
+    ConfigError,
+    Problem,
+    YamlDocument,
+    field_name,
+    load_config,
+    read_overrides_document,
+    read_yaml,
+)
+from autoscaler.config.schema import Config
+from autoscaler.overrides import OverridesFile
+
+
+def unknown_override_pools(
+    config: Config, overrides: OverridesFile, document: YamlDocument | None, path: Path
+) -> list[Problem]:
+    """An override must name a pool of the config; a typo would silently do nothing."""
+    pools = [p.name for p in config.pools]
+    problems = []
+    for name in overrides.overrides:
+        if name not in pools:
+            loc = ("overrides", name)
+            line = document.line_of(loc) if document is not None else None
+            problems.append(
+                Problem(
+                    path,
+                    line,
+                    field_name(loc),
+                    f"unknown pool {name!r}; the config has: {', '.join(pools)}",
+                )
+            )
+    return problems
+
+
+def profile_problems(config: Config, config_path: Path) -> list[Problem]:
+    """Every capacity profile the pools name must exist and give a usable per_node_rps."""
+    document: YamlDocument | None = None
+    problems: list[Problem] = []
+    for index, pool in enumerate(config.pools):
+        profile = pool.capacity.profile
+        if profile is None:
+            continue
+        if not profile.exists():
+            if document is None:
+                document = read_yaml(config_path)
+            loc = ("pools", index, "capacity", "profile")
+            problems.append(
+                Problem(
+                    config_path,
+                    document.line_of(loc) if document else None,
+                    field_name(loc),
+                    f"capacity profile {profile} not found; run gpu-bench to write one, "
+                    "or give per_node_rps",
+                )
+            )
+            continue
+        try:
+            read_per_node_rps(profile)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
+def validate_files(config_path: Path) -> tuple[Config | None, list[Problem]]:
+    """The config (None if it does not load) and every problem found across its files."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return None, exc.problems
+    problems = profile_problems(config, config_path)
+    if config.overrides_file is not None:
+        try:
+            overrides, document = read_overrides_document(config.overrides_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            problems.extend(
+                unknown_override_pools(config, overrides, document, config.overrides_file)
+            )
+    return config, problems

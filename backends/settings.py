@@ -1,0 +1,56 @@
+"""What every backend's settings model shares: how API calls are made, and the
+insecure-transport check each backend extends with its own connections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from common.clock import Clock
+from common.durations import Duration
+from common.settings import Strict
+
+if TYPE_CHECKING:
+    from backends.base import Backend
+
+
+class BackendSettings(Strict):
+    """A pool's `backend:` block. Each backend module defines one, with its own `kind`,
+    and registers it in backends/__init__.py."""
+
+    def insecure_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        """Connections this backend would make without TLS verification or in clear."""
+        return []
+
+    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+        """The backend these settings describe. `state_path` is where a backend with work
+        in flight across ticks (a node drain) keeps it, so that it survives a restart."""
+        raise NotImplementedError
+
+
+class ApiCalls(BackendSettings):
+    """How every fleet API call is made: a timeout, and retries with backoff on 5xx."""
+
+    timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class TlsApiCalls(ApiCalls):
+    verify_tls: bool = True
+    allow_insecure: bool = Field(
+        default=False, description="accept verify_tls: false or plain http to another host"
+    )
+
+    def insecure_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        if self.allow_insecure:
+            return []
+        found = [] if self.verify_tls else [f"{where}: verify_tls: false"]
+        return found + self.plain_findings(where, env)
+
+    def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
+        """The backend's own endpoints that would be plain http to another host."""
+        return []

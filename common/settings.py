@@ -1,0 +1,11 @@
+"""The base of every settings model: unknown keys are errors, values are frozen."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Strict(BaseModel):
+    """A typo in a config key is an error rather than a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

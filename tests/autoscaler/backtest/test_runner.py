@@ -1,0 +1,184 @@
+"""The backtest engine: the daemon's size/decide code on a simulated fleet, past data only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscaler.backtest.baselines import (
+    BASELINES,
+    linear_peaks,
+    seasonal_naive_peaks,
+)
+from autoscaler.backtest.runner import (
+    BacktestSettings,
+    PlaybackPredictor,
+    RecordingPredictor,
+    frame_replay,
+    load_trace,
+    policy_pool,
+    replay_pool,
+    run_backtest,
+    run_policy,
+)
+from predictors import make_predictor
+from predictors.base import Forecast
+from tests.traces import NASA
+
+
+class LastValue:
+    """A fast stand-in predictor: the last minute's demand, flat over the horizon."""
+
+    name = "last-value"
+
+    def fit(self, history: pd.Series) -> LastValue:
+        self.value = float(history.iloc[-1])
+        self.at = history.index[-1]
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        times = pd.date_range(self.at + pd.Timedelta(minutes=1), periods=2, freq="1min")
+        flat = np.full(2, self.value)
+        return Forecast(times, flat, flat, self.name)
+
+
+def step_trace(minutes: int, jump_at: int, low: float, high: float) -> pd.Series:
+    index = pd.date_range("2025-03-03", periods=minutes, freq="1min", tz="UTC")
+    values = np.where(np.arange(minutes) < jump_at, low, high)
+    return pd.Series(values, index=index, dtype=float)
+
+
+def nasa_cut(days: float) -> pd.Series:
+    trace = load_trace(NASA)
+    return trace.iloc[: int(days * 1440)]
+
+
+def test_boot_delay_is_honoured_and_booting_nodes_are_paid() -> None:
+    trace = step_trace(180, jump_at=100, low=2.0, high=8.0)
+    settings = BacktestSettings(
+        per_node_rps=1.0, warmup=timedelta(minutes=90), boot_delay=timedelta(minutes=7)
+    )
+    replay = frame_replay(trace, settings)
+    pool = policy_pool(settings, utilization=1.0, stabilization=timedelta(minutes=10))
+    run = replay_pool(pool, LastValue(), trace, replay)
+    minute = np.arange(replay.sim_start, 180)
+    # The tick at minute 101 is the first to see minute 100's jump: 8 nodes ordered then,
+    # paid from minute 101, ready from minute 108.
+    assert run.desired[minute == 100][0] == 2
+    assert run.desired[minute == 101][0] == 8
+    assert run.ready[(minute >= 100) & (minute < 108)].tolist() == [2] * 8
+    assert run.ready[minute == 108][0] == 8
+    booting = run.ticks[101 - replay.sim_start]
+    assert (booting.desired, booting.ready, booting.pending) == (8, 2, 6)
+
+
+def test_oracle_is_cheapest_and_never_late() -> None:
+    trace = nasa_cut(2)
+    settings = BacktestSettings(per_node_rps=0.04, warmup=timedelta(days=1))
+    replay = frame_replay(trace, settings)
+    results = [baseline(replay) for baseline in BASELINES.values()]
+    oracle = results[0]
+    assert oracle.name == "oracle"
+    assert oracle.score.late_share == 0.0 and oracle.score.late_minutes == 0
+    for other in results[1:]:
+        assert other.score.node_hours > oracle.score.node_hours, other.name
+        assert other.settings_tried > 1
+
+
+def test_each_baseline_meets_the_target_at_its_reported_setting() -> None:
+    trace = nasa_cut(2)
+    settings = BacktestSettings(per_node_rps=0.04, warmup=timedelta(days=1))
+    replay = frame_replay(trace, settings)
+    for baseline in BASELINES.values():
+        result = baseline(replay)
+        assert result.meets_target
+        assert result.score.late_share <= settings.service_target
+
+
+def test_project_policy_decisions_use_only_the_past() -> None:
+    """The decisions for a trace cut at any minute equal the first decisions for the whole
+    trace: with the project's own (seasonal) predictor, through size_fleet and decide."""
+    trace = nasa_cut(2.2)
+    settings = BacktestSettings(
+        per_node_rps=0.04, warmup=timedelta(days=1, hours=2), backfill=timedelta(days=1)
+    )
+    full = _decisions(trace, settings)
+    for cut in (len(trace) - 1, len(trace) - 97):
+        prefix = _decisions(trace.iloc[:cut], settings)
+        assert len(prefix) == cut - frame_replay(trace, settings).sim_start
+        assert prefix == full[: len(prefix)]
+
+
+def _decisions(trace: pd.Series, settings: BacktestSettings) -> list[tuple[int, int]]:
+    pool = policy_pool(settings)
+    predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+    run = replay_pool(
+        pool, predictor, trace, frame_replay(trace, settings), backfill=settings.backfill
+    )
+    return [(t.desired, t.ready) for t in run.ticks]
+
+
+def test_baseline_forecasts_use_only_the_past() -> None:
+    trace = nasa_cut(9)
+    settings = BacktestSettings(per_node_rps=0.04, warmup=timedelta(days=8))
+    full = frame_replay(trace, settings)
+    cut = frame_replay(trace.iloc[:-300], settings)
+    assert np.array_equal(linear_peaks(cut), linear_peaks(full)[: len(trace) - 300 - cut.sim_start])
+    for season in (1440, 10080):
+        whole = seasonal_naive_peaks(full, season)
+        part = seasonal_naive_peaks(cut, season)
+        assert np.array_equal(part, whole[: len(part)])
+
+
+def test_recorded_forecasts_replay_to_the_same_decisions() -> None:
+    trace = nasa_cut(1.2)
+    settings = BacktestSettings(per_node_rps=0.04, warmup=timedelta(hours=4))
+    replay = frame_replay(trace, settings)
+    pool = policy_pool(settings, utilization=0.7)
+    recorder = RecordingPredictor(LastValue())
+    live = replay_pool(pool, recorder, trace, replay)
+    played = replay_pool(pool, PlaybackPredictor("x", recorder.records), trace, replay)
+    assert np.array_equal(live.desired, played.desired)
+    assert np.array_equal(live.ready, played.ready)
+
+
+def test_tuning_picks_the_cheapest_policy_setting_that_meets_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(__import__("predictors").PREDICTORS, "last-value", LastValue)
+    trace = nasa_cut(1.2)
+    settings = BacktestSettings(
+        per_node_rps=0.04, warmup=timedelta(hours=4), predictor="last-value"
+    )
+    replay = frame_replay(trace, settings)
+    tuned, _ = run_policy(trace, replay, settings)
+    untuned, _ = run_policy(trace, replay, BacktestSettings(**{**settings.__dict__, "tune": False}))
+    assert tuned.settings_tried > 4
+    if untuned.meets_target:
+        assert tuned.score.node_hours <= untuned.score.node_hours
+    assert tuned.meets_target or not untuned.meets_target
+
+
+def test_a_whole_backtest_reports_every_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("predictors").PREDICTORS, "last-value", LastValue)
+    settings = BacktestSettings(
+        per_node_rps=0.04, warmup=timedelta(hours=6), predictor="last-value"
+    )
+    report = run_backtest(NASA, settings, trace=nasa_cut(1))
+    names = [r.name for r in report.results]
+    assert names == ["policy", *BASELINES]
+    assert report.best_baseline() is not None
+    assert report.policy_ticks[0].at == report.start
+
+
+def test_settings_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="whole minutes"):
+        BacktestSettings(per_node_rps=1.0, boot_delay=timedelta(seconds=90))
+    with pytest.raises(ValueError, match="positive"):
+        BacktestSettings(per_node_rps=0.0)
+    trace = step_trace(60, 30, 1.0, 2.0)
+    with pytest.raises(ValueError, match="nothing to score"):
+        frame_replay(trace, BacktestSettings(per_node_rps=1.0))

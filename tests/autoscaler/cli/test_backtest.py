@@ -1,0 +1,102 @@
+"""`autoscaler backtest` end to end on a short cut of the bundled NASA trace."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from autoscaler.cli.backtest import backtest_command
+from tests.traces import NASA
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("backtest")(backtest_command)
+
+    @app.command()
+    def other() -> None:  # a second command keeps typer's subcommand layout
+        """Unused."""
+
+    return app
+
+
+def _cut(tmp_path: Path, minutes: int) -> Path:
+    with gzip.open(NASA, "rt") as trace:
+        lines = trace.read().splitlines()[: minutes + 1]
+    path = tmp_path / "nasa_cut.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_backtest_writes_json_decisions_and_plot(tmp_path: Path) -> None:
+    trace = _cut(tmp_path, 8 * 60)
+    decisions = tmp_path / "out" / "decisions.csv"
+    plot = tmp_path / "backtest.png"
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "backtest",
+            "--trace",
+            str(trace),
+            "--per-node-rps",
+            "0.04",
+            "--warmup",
+            "6h",
+            "--json",
+            "--decisions-out",
+            str(decisions),
+            "--plot",
+            str(plot),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    names = [p["name"] for p in document["policies"]]
+    assert names == ["policy", "oracle", "static", "hpa", "linear-20m", "seasonal-naive"]
+    oracle = document["policies"][1]
+    assert oracle["ratio_to_oracle"] == 1.0 and oracle["late_share"] == 0.0
+    for policy in document["policies"]:
+        assert {"node_hours", "late_share", "late_minutes", "scale_actions"} <= policy.keys()
+    rows = list(csv.reader(decisions.open()))
+    assert rows[0] == ["timestamp", "desired", "ready", "pending"]
+    assert len(rows) - 1 == 8 * 60 - (6 * 60 - 60)  # every tick from an hour before scoring
+    assert all(int(r[1]) == int(r[2]) + int(r[3]) for r in rows[1:])
+    assert plot.stat().st_size > 10_000
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_backtest_table_names_the_best_baseline(tmp_path: Path) -> None:
+    trace = _cut(tmp_path, 5 * 60)
+    arguments = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "3h"]
+    result = CliRunner().invoke(_app(), arguments)
+    assert result.exit_code == 0, result.output
+    assert "oracle" in result.stdout and "seasonal-naive" in result.stdout
+    assert "best baseline" in result.stdout
+    one_job = CliRunner().invoke(_app(), [*arguments, "--jobs", "1"])
+    assert one_job.exit_code == 0, one_job.output
+    assert _table(one_job.stdout) == _table(result.stdout)  # the same report on one process
+    none = CliRunner().invoke(
+        _app(), ["backtest", "--trace", str(trace), "--per-node-rps", "1", "--jobs", "0"]
+    )
+    assert none.exit_code == 2 and "jobs must be at least 1" in none.output
+
+
+def _table(output: str) -> list[str]:
+    """The report's lines without the run's duration."""
+    return [line.split("; ran in")[0] for line in output.splitlines()]
+
+
+def test_backtest_refuses_both_or_neither_capacity(tmp_path: Path) -> None:
+    trace = _cut(tmp_path, 60)
+    neither = CliRunner().invoke(_app(), ["backtest", "--trace", str(trace)])
+    assert neither.exit_code == 2
+    too_long = CliRunner().invoke(
+        _app(), ["backtest", "--trace", str(trace), "--per-node-rps", "1", "--warmup", "7d"]
+    )
+    assert too_long.exit_code == 2
+    assert "nothing to score" in too_long.output

@@ -1,0 +1,170 @@
+"""The `autoscaler` command line on the embedded demo config and on broken input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
+
+
+def demo_copy(tmp_path: Path, **simulation: object) -> Path:
+    """The shipped demo config, with its state and log in tmp and a shorter simulation."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["state_dir"] = str(tmp_path / "state")
+    config["decision_log"] = str(tmp_path / "decisions.jsonl")
+    config["metrics"]["trace"] = str(ROOT / "config" / "traces" / "nasa_jul95_demo.csv")
+    config["simulation"].update(simulation)
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_demo_plays_a_simulated_morning_and_prints_a_summary(tmp_path: Path) -> None:
+    path = demo_copy(
+        tmp_path, start="1995-07-11T10:00:00Z", end="1995-07-11T14:00:00Z", speed=60000
+    )
+    config = yaml.safe_load(path.read_text())
+    config["pools"][0]["schedules"][0]["min_nodes"] = 30  # above what the forecast needs
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "summary" in result.output and "node-hours" in result.output
+    records = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert len(records) == 48  # 4 hours at 5-minute ticks
+    # 12:45 UTC = 08:45 New York: the business-hours floor (lead 15m) is in force from then.
+    before = next(r for r in records if r["time"].startswith("1995-07-11T12:40"))
+    at_open = next(r for r in records if r["time"].startswith("1995-07-11T12:45"))
+    assert before["desired"] < 30 <= at_open["desired"]
+    assert any("business-hours" in reason for reason in at_open["reasons"])
+    assert all(r["forecast_model"] == "seasonal" for r in records)
+
+
+def test_run_once_prints_the_decision(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--config", str(demo_copy(tmp_path)), "--once"])
+    assert result.exit_code == 0, result.output
+    assert "image-gen" in result.output and "→" in result.output
+
+
+def test_dry_run_once_writes_no_scale(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", "--config", str(demo_copy(tmp_path)), "--once", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert record["dry_run"] and not record["acted"]
+    assert record["action"].startswith("would_")
+
+
+def test_forecast_shows_a_table_and_what_it_would_do_and_writes_nothing(tmp_path: Path) -> None:
+    path = demo_copy(tmp_path)
+    result = runner.invoke(app, ["forecast", "--config", str(path), "--hours", "1"])
+    assert result.exit_code == 0, result.output
+    assert "desired" in result.output and "would" in result.output
+    assert not (tmp_path / "decisions.jsonl").exists()
+    assert not (tmp_path / "state").exists()
+
+
+def test_forecast_unknown_pool_fails(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["forecast", "--config", str(demo_copy(tmp_path)), "--pool", "nope"]
+    )
+    assert result.exit_code == 1
+
+
+def test_validate_accepts_the_shipped_configs() -> None:
+    for name in ("demo.yaml", "production.example.yaml", "backends.example.yaml"):
+        result = runner.invoke(app, ["validate", str(ROOT / "config" / name)])
+        assert result.exit_code == 0, result.output
+
+
+def test_bad_config_is_refused_with_file_line_and_field_and_scales_nothing(
+    tmp_path: Path,
+) -> None:
+    path = demo_copy(tmp_path)
+    text = path.read_text().replace("target_utilization: 0.8", "target_utilization: lots")
+    path.write_text(text + "surprise: 1\n")
+    for args in (["validate", str(path)], ["run", "--config", str(path), "--once"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert "demo.yaml:" in result.output
+        assert "target_utilization" in result.output and "surprise" in result.output
+    assert not (tmp_path / "decisions.jsonl").exists()
+
+
+def test_validate_checks_the_overrides_file(tmp_path: Path) -> None:
+    path = demo_copy(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["overrides_file"] = str(tmp_path / "overrides.yaml")
+    path.write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "config" / "overrides.example.yaml", tmp_path / "overrides.yaml")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "overrides.yaml" in result.output and "face-match" in result.output
+
+
+def test_validate_check_backends_reaches_nomad(tmp_path: Path, nomad_api, monkeypatch) -> None:
+    """Against the Nomad API double (tests/doubles/nomad_api.py)."""
+    from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN
+
+    config = yaml.safe_load((ROOT / "config" / "production.example.yaml").read_text())
+    config.pop("slack")
+    config["pools"][0]["backend"]["address"] = nomad_api.url
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NOMAD_TOKEN", DOUBLE_ACL_TOKEN)
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 2 and "not found" in result.output  # no such job yet
+    nomad_api.add_job("face-match-workers", {"gpu": 3}, namespace="inference")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0, result.output
+    assert "face-match: nomad_job reachable" in result.output
+    assert DOUBLE_ACL_TOKEN not in result.output
+
+
+def test_validate_check_backends_reads_the_leader_lock_without_taking_it(
+    tmp_path: Path, nomad_api, monkeypatch
+) -> None:
+    """Against the Nomad API double's variables (tests/doubles/nomad_variables.py)."""
+    from backends.leases import make_leader_lock
+    from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN
+
+    config = yaml.safe_load((ROOT / "config" / "production.example.yaml").read_text())
+    config.pop("slack")
+    config["pools"][0]["backend"]["address"] = nomad_api.url
+    config["leader_election"] = {
+        "kind": "nomad",
+        "name": "gpu-autoscaler/leader",
+        "address": nomad_api.url,
+        "ttl": "2m",
+    }
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NOMAD_TOKEN", DOUBLE_ACL_TOKEN)
+    nomad_api.add_job("face-match-workers", {"gpu": 3}, namespace="inference")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0, result.output
+    assert "lock 'gpu-autoscaler/leader' reachable, not taken yet" in result.output
+    assert not nomad_api.variables.variables  # reading it created nothing
+
+    from autoscaler.config.loader import load_config
+
+    election = load_config(path).leader_election
+    assert election is not None
+    holder = make_leader_lock(election.model_copy(update={"identity": "ops-a"}))
+    assert holder.acquire_or_renew()
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 0 and "held by ops-a" in result.output
+    assert holder.is_held()  # validate did not take or break it
+
+    monkeypatch.setenv("NOMAD_TOKEN", "not-the-token")
+    result = runner.invoke(app, ["validate", str(path), "--check-backends"])
+    assert result.exit_code == 2 and "leader_election: nomad lock" in result.output
+    assert "not-the-token" not in result.output

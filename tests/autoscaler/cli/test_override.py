@@ -1,0 +1,217 @@
+"""`autoscaler override set|list|clear` on a temporary config and overrides file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli import override as cli_override
+from autoscaler.cli.override import override_app
+from autoscaler.config.loader import load_overrides
+from autoscaler.config.overrides_file import set_override
+from autoscaler.overrides import Override
+
+NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+
+CONFIG = """\
+overrides_file: overrides.yaml
+state_dir: state
+metrics:
+  kind: replay
+  trace: trace.csv
+pools:
+  - name: gpu-ocr
+    backend: {kind: simulated}
+    demand: {query: up}
+    capacity: {per_node_rps: 40}
+    max_nodes: 30
+  - name: face-match
+    backend: {kind: simulated}
+    demand: {query: up}
+    capacity: {per_node_rps: 10}
+    max_nodes: 8
+"""
+
+
+@pytest.fixture(autouse=True)
+def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_override, "_now", lambda: NOW)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(override_app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_set_fixed_count_for_a_duration(config: Path) -> None:
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "12", "--for", "2h", "--reason", "Black Friday",
+        "--by", "alice", "--config", config,
+    )  # fmt: skip
+    assert code == 0, out
+    assert "gpu-ocr → 12 nodes until 2026-11-27T08:00:00+00:00" in out
+    saved = load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"]
+    assert saved == Override(
+        nodes=12, expires=NOW + timedelta(hours=2), reason="Black Friday", set_by="alice"
+    )
+
+
+def test_set_bounds_until_a_time(config: Path) -> None:
+    code, out = invoke(
+        "set", "face-match", "--min", "3", "--max", "6", "--until", "2026-11-27T18:00+05:30",
+        "--reason", "campaign", "-c", config,
+    )  # fmt: skip
+    assert code == 0, out
+    saved = load_overrides(config.parent / "overrides.yaml").overrides["face-match"]
+    assert (saved.min_nodes, saved.max_nodes, saved.nodes) == (3, 6, None)
+    assert saved.expires == datetime.fromisoformat("2026-11-27T18:00+05:30")
+    assert saved.set_by  # defaults to the user running the command
+
+
+def test_set_above_the_pool_max_warns(config: Path) -> None:
+    code, out = invoke(
+        "set", "face-match", "--nodes", "20", "--for", "1h", "--reason", "x", "-c", config
+    )
+    assert code == 0
+    assert "max_nodes is 8" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["gpu-ocrr", "--nodes", "3", "--for", "1h"], "unknown pool 'gpu-ocrr'"),
+        (["gpu-ocr", "--nodes", "3", "--min", "1", "--for", "1h"], "not both"),
+        (["gpu-ocr", "--for", "1h"], "give --nodes N, or --min N"),
+        (["gpu-ocr", "--nodes", "3"], "exactly one of --for"),
+        (["gpu-ocr", "--nodes", "3", "--for", "1h", "--until", "2030-01-01T00:00Z"],
+         "exactly one of --for"),
+        (["gpu-ocr", "--nodes", "3", "--for", "soon"], "--for: expected a duration"),
+        (["gpu-ocr", "--nodes", "3", "--for", "0s"], "longer than zero"),
+        (["gpu-ocr", "--nodes", "3", "--until", "2026-11-28T10:00"], "no UTC offset"),
+        (["gpu-ocr", "--nodes", "3", "--until", "tomorrow"], "expected an ISO time"),
+        (["gpu-ocr", "--nodes", "3", "--until", "2026-11-27T05:00Z"], "already past"),
+        (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "must not exceed"),
+        (["gpu-ocr", "--nodes", "-1", "--for", "1h"], "--nodes: Input should be greater"),
+    ],
+)  # fmt: skip
+def test_set_refuses_bad_input_and_writes_nothing(
+    config: Path, args: list[str], message: str
+) -> None:
+    code, out = invoke("set", *args, "--reason", "why", "--config", config)
+    assert code == 2, out
+    assert message in out
+    assert not (config.parent / "overrides.yaml").exists()
+
+
+def test_set_refuses_a_blank_reason(config: Path) -> None:
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "3", "--for", "1h", "--reason", " ", "-c", config
+    )
+    assert code == 2
+    assert "--reason: reason must say why" in out
+
+
+def test_invalid_config_is_reported_with_file_and_line(config: Path) -> None:
+    config.write_text(CONFIG.replace("max_nodes: 8", "max_nodes: eight"))
+    code, out = invoke("list", "--config", config)
+    assert code == 2
+    assert f"{config.name}:16: pools[1].max_nodes" in out.replace("\n", "")
+
+
+def test_config_without_overrides_file(config: Path) -> None:
+    config.write_text(CONFIG.replace("overrides_file: overrides.yaml\n", ""))
+    setting = ["set", "gpu-ocr", "--nodes", "1", "--for", "1h", "--reason", "x"]
+    for args in (["list"], ["clear", "gpu-ocr"], setting):
+        code, out = invoke(*args, "-c", config)
+        assert code == 2
+        assert "sets no overrides_file" in out
+
+
+def test_broken_overrides_file_is_left_alone(config: Path) -> None:
+    broken = "overrides:\n  gpu-ocr: {nodes: 3, expires: 2030-01-01T00:00:00Z\n"
+    overrides = config.parent / "overrides.yaml"
+    overrides.write_text(broken)
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "1", "--for", "1h", "--reason", "x", "-c", config
+    )
+    assert code == 2
+    assert "overrides.yaml:" in out
+    assert "malformed YAML" in out
+    assert invoke("list", "-c", config)[0] == 2
+    assert invoke("clear", "gpu-ocr", "-c", config)[0] == 2
+    assert overrides.read_text() == broken
+
+
+def test_list(config: Path) -> None:
+    overrides = config.parent / "overrides.yaml"
+    code, out = invoke("list", "-c", config)
+    assert (code, "no overrides in") == (0, out[: len("no overrides in")])
+    soon, past = NOW + timedelta(hours=2), NOW - timedelta(minutes=1)
+    set_override(
+        overrides,
+        "gpu-ocr",
+        Override(nodes=12, expires=soon, reason="Black Friday", set_by="alice"),
+    )
+    set_override(
+        overrides, "face-match", Override(min_nodes=2, max_nodes=5, expires=past, reason="old")
+    )
+    set_override(
+        overrides, "retired", Override(nodes=1, expires=NOW + timedelta(days=1), reason="x")
+    )
+    code, out = invoke("list", "-c", config)
+    assert code == 0, out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert set(rows) == {"gpu-ocr", "face-match", "retired"}
+    assert "pool" in out and "status" in out
+    for word in ("fixed", "12 nodes", "2026-11-27 08:00 +0000", "Black Friday", "alice",
+                 "active (2h00m left)"):  # fmt: skip
+        assert word in rows["gpu-ocr"], rows["gpu-ocr"]
+    for word in ("bounds", "min 2, max 5", "old", "expired"):
+        assert word in rows["face-match"]
+    assert "active (1d0h00m left), unknown pool" in rows["retired"]
+
+
+def test_clear(config: Path) -> None:
+    overrides = config.parent / "overrides.yaml"
+    expires = NOW + timedelta(hours=1)
+    set_override(overrides, "gpu-ocr", Override(nodes=3, expires=expires, reason="x"))
+    set_override(overrides, "retired", Override(nodes=3, expires=expires, reason="x"))
+    code, out = invoke("clear", "gpu-ocr", "-c", config)
+    assert (code, out.strip()) == (0, "override cleared: gpu-ocr")
+    code, out = invoke("clear", "gpu-ocr", "-c", config)
+    assert code == 0
+    assert "nothing to clear" in out
+    # An override for a pool that left the config can still be cleared.
+    assert invoke("clear", "retired", "-c", config)[0] == 0
+    assert load_overrides(overrides).overrides == {}
+    code, out = invoke("clear", "nope", "-c", config)
+    assert code == 2
+    assert "unknown pool 'nope'" in out
+
+
+def test_registered_on_the_main_cli(config: Path) -> None:
+    from autoscaler.cli.main import app
+
+    result = CliRunner().invoke(app, ["override", "list", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "no overrides" in result.output
+
+
+def test_written_file_is_what_the_loader_reads(config: Path) -> None:
+    invoke("set", "gpu-ocr", "--nodes", "4", "--for", "30m", "--reason", "a: b # c", "-c", config)
+    text = (config.parent / "overrides.yaml").read_text()
+    assert "nodes: 4" in text
+    assert (
+        load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"].reason == "a: b # c"
+    )

@@ -1,0 +1,650 @@
+"""Loading config, overrides and profiles: every mistake names file, line and field."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoscaler.config.capacity import per_node_rps_of, read_per_node_rps
+from autoscaler.config.loader import (
+    ConfigError,
+    Problem,
+    load_config,
+    load_overrides,
+    read_overrides_document,
+)
+from autoscaler.config.schema import Capacity, Config
+from autoscaler.config.validate import validate_files
+from autoscaler.overrides import OverridesFile
+
+BASE = """\
+interval: 1m
+state_dir: state
+overrides_file: overrides.yaml
+metrics:
+  kind: replay
+  trace: trace.csv
+pools:
+  - name: gpu-ocr
+    backend:
+      kind: simulated
+      initial_nodes: 2
+    demand:
+      query: sum(rate(requests_total[1m]))
+      window: 2h
+    capacity:
+      per_node_rps: 40
+    max_nodes: 60
+    boot_time: 10m
+    horizon: 15m
+    schedules:
+      - name: business
+        days: mon-sat
+        start: "09:00"
+        end: "18:00"
+        timezone: Asia/Kolkata
+        min_nodes: 50
+        lead_time: 10m
+  - name: face-match
+    backend: {kind: simulated}
+    demand: {query: up}
+    capacity: {per_node_rps: 12.5}
+    max_nodes: 8
+"""
+
+OVERRIDES = """\
+overrides:
+  gpu-ocr:
+    nodes: 12
+    expires: 2026-11-27T18:00:00+05:30
+    reason: "Black Friday campaign"
+    set_by: alice
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "autoscaler.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def config_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value
+
+
+def assert_reported(error: ConfigError, path: Path, line: int | None, field: str, *words: str):
+    """The problem names the file, the line and the field, in the message people read."""
+    text = str(error)
+    matching = [p for p in error.problems if p.field == field and p.line == line]
+    assert matching, f"no problem at line {line} for {field!r} in:\n{text}"
+    rendered = str(matching[0])
+    prefix = f"{path}:{line}: " if line is not None else f"{path}: "
+    assert rendered.startswith(prefix), rendered
+    assert path.name in text
+    if field:
+        assert f": {field}: " in rendered
+    for word in words:
+        assert word in rendered, rendered
+    return matching[0]
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line of the n-th line containing `needle` (keeps tests honest about lines)."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hits[occurrence - 1]
+
+
+# ---- good files -------------------------------------------------------------------------
+
+
+def test_valid_config_loads_with_paths_resolved_against_its_folder(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE))
+    assert isinstance(config, Config)
+    assert [p.name for p in config.pools] == ["gpu-ocr", "face-match"]
+    assert config.overrides_file == tmp_path / "overrides.yaml"
+    assert config.state_dir == tmp_path / "state"
+    assert config.pools[0].schedules[0].days == ["mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def test_unquoted_clock_time_is_a_time_not_a_base_60_number(tmp_path: Path) -> None:
+    # YAML 1.1 reads 10:30 as 630; the loader keeps what a person meant.
+    text = BASE.replace('start: "09:00"', "start: 10:30").replace('end: "18:00"', "end: 18:45")
+    config = load_config(write(tmp_path, text))
+    schedule = config.pools[0].schedules[0]
+    assert (schedule.start, schedule.end) == (time(10, 30), time(18, 45))
+
+
+def test_problem_text_and_error_listing() -> None:
+    first = Problem(Path("a.yaml"), 3, "pools[0].max_nodes", "bad")
+    second = Problem(Path("a.yaml"), None, "", "cannot read file")
+    assert str(first) == "a.yaml:3: pools[0].max_nodes: bad"
+    assert str(ConfigError([first, second])).splitlines() == [
+        str(first),
+        "a.yaml: cannot read file",
+    ]
+
+
+# ---- the file itself --------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    assert_reported(config_error(path), path, None, "", "not found")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir.yaml"
+    path.mkdir()  # reading a folder fails for root too, unlike chmod 000
+    assert_reported(config_error(path), path, None, "", "cannot read")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"interval: 1m\nname: caf\xe9\n")
+    assert_reported(config_error(path), path, None, "", "cannot read")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("interval: 1m\npools: [\n  {name: a\n", 4, ["malformed YAML"]),
+        ("interval: 1m\nmetrics:\n  kind: replay\n trace: x\n", 4, ["malformed YAML"]),
+        ('interval: 1m\nstate_dir: "unclosed\n', 3, ["malformed YAML"]),
+        ("interval: 1m\n\tpools: []\n", 2, ["malformed YAML", "column"]),
+        ("---\na: 1\n---\nb: 2\n", 3, ["malformed YAML", "single document"]),
+        ("interval: 1m\npools:\n  - name: a\x07\n", 3, ["'\\x07' is not allowed"]),
+    ],
+)
+def test_malformed_yaml_names_the_line(
+    tmp_path: Path, text: str, line: int, words: list[str]
+) -> None:
+    path = write(tmp_path, text)
+    assert_reported(config_error(path), path, line, "", *words)
+
+
+@pytest.mark.parametrize(("text", "got"), [("", "an empty file"), ("- a\n- b\n", "list")])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> None:
+    path = write(tmp_path, text)
+    assert_reported(config_error(path), path, 1, "", "expected a mapping", got)
+
+
+# ---- values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "anchor", "field", "words"),
+    [
+        # wrong types
+        (
+            "max_nodes: 60",
+            "max_nodes: many",
+            "max_nodes: many",
+            "pools[0].max_nodes",
+            ["valid integer", "'many'"],
+        ),
+        (
+            "initial_nodes: 2",
+            "initial_nodes: [2]",
+            "initial_nodes",
+            "pools[0].backend.initial_nodes",
+            ["valid integer"],
+        ),
+        (
+            "per_node_rps: 40",
+            "per_node_rps: fast",
+            "per_node_rps: fast",
+            "pools[0].capacity.per_node_rps",
+            ["valid number"],
+        ),
+        # out of range
+        (
+            "per_node_rps: 40",
+            "per_node_rps: -3",
+            "per_node_rps: -3",
+            "pools[0].capacity.per_node_rps",
+            ["greater than 0", "-3"],
+        ),
+        (
+            "min_nodes: 50",
+            "min_nodes: -1",
+            "min_nodes: -1",
+            "pools[0].schedules[0].min_nodes",
+            ["greater than or equal to 0"],
+        ),
+        # unknown keys, top level and nested in a pool
+        (
+            "interval: 1m",
+            "interval: 1m\nintervall: 2m",
+            "intervall",
+            "intervall",
+            ["unknown key 'intervall'", "expected one of:", "interval", "pools"],
+        ),
+        (
+            "    max_nodes: 60",
+            "    max_nodes: 60\n    max_node: 3",
+            "max_node: 3",
+            "pools[0].max_node",
+            ["unknown key 'max_node'", "max_nodes", "schedules"],
+        ),
+        (
+            "per_node_rps: 40",
+            "per_node_rpm: 40",
+            "per_node_rpm",
+            "pools[0].capacity.per_node_rpm",
+            ["unknown key", "per_node_rps, profile"],
+        ),
+        (
+            "initial_nodes: 2",
+            "initial_nodes: 2\n      colour: red",
+            "colour",
+            "pools[0].backend.colour",
+            ["unknown key 'colour'", "kind, initial_nodes, boot_delay"],
+        ),
+        (
+            "lead_time: 10m",
+            "lead_time: 10m\n        floor: 3",
+            "floor: 3",
+            "pools[0].schedules[0].floor",
+            ["unknown key 'floor'", "lead_time"],
+        ),
+        # bad duration, time zone, day, backend kind
+        (
+            "horizon: 15m",
+            "horizon: soon",
+            "horizon: soon",
+            "pools[0].horizon",
+            ["expected a duration", "'soon'"],
+        ),
+        (
+            "window: 2h",
+            "window: 2 hours",
+            "window: 2 hours",
+            "pools[0].demand.window",
+            ["expected a duration"],
+        ),
+        (
+            "timezone: Asia/Kolkata",
+            "timezone: Asia/Bombay_",
+            "timezone",
+            "pools[0].schedules[0].timezone",
+            ["unknown IANA time zone", "Asia/Bombay_"],
+        ),
+        (
+            "days: mon-sat",
+            "days: [mon, funday]",
+            "days",
+            "pools[0].schedules[0].days",
+            ["unknown day 'funday'", "mon, tue"],
+        ),
+        ('start: "09:00"', 'start: "25:00"', "start:", "pools[0].schedules[0].start", ["time"]),
+        (
+            "kind: simulated",
+            "kind: openstack",
+            "kind: openstack",
+            "pools[0].backend.kind",
+            ["unknown kind 'openstack'", "'nomad_job', 'nomad_cluster', 'kubernetes'"],
+        ),
+        # checks across keys point at the key they name
+        (
+            "horizon: 15m",
+            "horizon: 5m",
+            "horizon: 5m",
+            "pools[0].horizon",
+            ["horizon must be at least boot_time"],
+        ),
+        (
+            "    max_nodes: 60",
+            "    max_nodes: 60\n    min_nodes: 70",
+            "    max_nodes: 60",
+            "pools[0].max_nodes",
+            ["max_nodes must be at least min_nodes"],
+        ),
+    ],
+)
+def test_bad_value_names_file_line_and_field(
+    tmp_path: Path, old: str, new: str, anchor: str, field: str, words: list[str]
+) -> None:
+    assert old in BASE
+    text = BASE.replace(old, new, 1)
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert_reported(error, path, line_of(text, anchor), field, *words)
+
+
+def test_missing_required_field_points_at_the_parent_mapping(tmp_path: Path) -> None:
+    text = BASE.replace("    max_nodes: 60\n", "", 1)
+    path = write(tmp_path, text)
+    assert_reported(
+        config_error(path),
+        path,
+        line_of(text, "- name: gpu-ocr"),
+        "pools[0].max_nodes",
+        "missing required key 'max_nodes'",
+    )
+    text = BASE.replace("      query: sum(rate(requests_total[1m]))\n", "", 1)
+    path = write(tmp_path, text)
+    assert_reported(
+        config_error(path),
+        path,
+        line_of(text, "    demand:"),
+        "pools[0].demand.query",
+        "missing required key 'query'",
+    )
+
+
+def test_missing_field_of_a_backend_kind(tmp_path: Path) -> None:
+    text = BASE.replace("backend: {kind: simulated}", "backend: {kind: nomad_job, group: g}")
+    path = write(tmp_path, text)
+    assert_reported(
+        config_error(path),
+        path,
+        line_of(text, "nomad_job"),
+        "pools[1].backend.job",
+        "missing required key 'job'",
+    )
+
+
+def test_duplicate_pool_names_point_at_the_second(tmp_path: Path) -> None:
+    text = BASE.replace("- name: face-match", "- name: gpu-ocr")
+    path = write(tmp_path, text)
+    error = config_error(path)
+    problem = assert_reported(
+        error, path, line_of(text, "- name: gpu-ocr", 2), "pools[1].name", "'gpu-ocr'", "unique"
+    )
+    assert f"line {line_of(text, '- name: gpu-ocr')}" in problem.message
+    assert len(error.problems) == 1  # not also pydantic's whole-file complaint
+
+
+def test_duplicate_keys_are_errors_not_last_one_wins(tmp_path: Path) -> None:
+    text = BASE.replace("    horizon: 15m\n", "    horizon: 15m\n    horizon: 1h\n", 1)
+    path = write(tmp_path, text)
+    problem = assert_reported(
+        config_error(path),
+        path,
+        line_of(text, "horizon: 1h"),
+        "pools[0].horizon",
+        "duplicate key 'horizon'",
+    )
+    assert f"line {line_of(text, 'horizon: 15m')}" in problem.message
+
+
+def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    text = (
+        BASE.replace("interval: 1m", "interval: often")
+        .replace("max_nodes: 8", "max_nodes: 8\n    max_nodes: 9")
+        .replace("per_node_rps: 40", "per_node_rps: 0")
+    )
+    error = config_error(write(tmp_path, text))
+    fields = [p.field for p in error.problems]
+    assert fields == ["interval", "pools[0].capacity.per_node_rps", "pools[1].max_nodes"]
+    lines = [p.line for p in error.problems]
+    assert lines == sorted(lines)
+
+
+@settings(
+    database=None,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(cut=st.integers(0, len(BASE) - 1), length=st.integers(1, 12), junk=st.text(max_size=3))
+def test_any_damage_gives_a_config_error_never_a_traceback(
+    tmp_path: Path, cut: int, length: int, junk: str
+) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(BASE[:cut] + junk + BASE[cut + length :], encoding="utf-8")
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert exc.problems
+        assert all(p.file == path for p in exc.problems)
+
+
+# ---- overrides file ---------------------------------------------------------------------
+
+
+def test_overrides_missing_file_means_none(tmp_path: Path) -> None:
+    assert load_overrides(tmp_path / "overrides.yaml").overrides == {}
+    assert load_overrides(write(tmp_path, "", "empty.yaml")).overrides == {}
+    assert load_overrides(write(tmp_path, "overrides:\n", "null.yaml")).overrides == {}
+
+
+def test_overrides_load(tmp_path: Path) -> None:
+    overrides = load_overrides(write(tmp_path, OVERRIDES, "overrides.yaml"))
+    assert overrides.overrides["gpu-ocr"].nodes == 12
+    assert overrides.overrides["gpu-ocr"].expires.utcoffset().total_seconds() == 5.5 * 3600
+
+
+def test_unreadable_overrides_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.yaml"
+    path.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    assert_reported(caught.value, path, None, "", "cannot read")
+
+
+def test_malformed_overrides_file_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "overrides:\n  gpu-ocr: [nodes: 3\n", "overrides.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    assert_reported(caught.value, path, 3, "", "malformed YAML")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "anchor", "field", "words"),
+    [
+        (
+            "expires: 2026-11-27T18:00:00+05:30",
+            "expires: 2026-11-27T18:00:00",
+            "expires",
+            "overrides.gpu-ocr.expires",
+            ["UTC offset"],
+        ),
+        (
+            "expires: 2026-11-27T18:00:00+05:30",
+            "expires: next friday",
+            "expires",
+            "overrides.gpu-ocr.expires",
+            ["datetime"],
+        ),
+        (
+            'reason: "Black Friday campaign"',
+            'reason: "  "',
+            "reason",
+            "overrides.gpu-ocr.reason",
+            ["reason must say why"],
+        ),
+        (
+            "nodes: 12",
+            "nodes: 12\n    min_nodes: 3",
+            "nodes: 12",
+            "overrides.gpu-ocr.nodes",
+            ["cannot be combined"],
+        ),
+        (
+            "nodes: 12",
+            "min_nodes: 5\n    max_nodes: 2",
+            "min_nodes",
+            "overrides.gpu-ocr.min_nodes",
+            ["must not exceed"],
+        ),
+        ("nodes: 12", "nodes: -2", "nodes", "overrides.gpu-ocr.nodes", ["greater than or equal"]),
+        (
+            "set_by: alice",
+            "set_by: alice\n    until: tomorrow",
+            "until",
+            "overrides.gpu-ocr.until",
+            ["unknown key 'until'", "nodes, min_nodes, max_nodes, expires, reason, set_by"],
+        ),
+        (
+            "nodes: 12",
+            "nodes: 12\n    nodes: 13",
+            "nodes: 13",
+            "overrides.gpu-ocr.nodes",
+            ["duplicate key"],
+        ),
+    ],
+)
+def test_bad_override_names_file_line_and_field(
+    tmp_path: Path, old: str, new: str, anchor: str, field: str, words: list[str]
+) -> None:
+    text = OVERRIDES.replace(old, new)
+    path = write(tmp_path, text, "overrides.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    assert_reported(caught.value, path, line_of(text, anchor), field, *words)
+
+
+def test_missing_expiry_points_at_the_pool_entry(tmp_path: Path) -> None:
+    text = OVERRIDES.replace("    expires: 2026-11-27T18:00:00+05:30\n", "")
+    path = write(tmp_path, text, "overrides.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    assert_reported(caught.value, path, 2, "overrides.gpu-ocr.expires", "missing required key")
+
+
+def load_checked(config_path: Path) -> tuple[Config, OverridesFile]:
+    """Config and overrides, or one ConfigError listing every problem (as `run` needs them)."""
+    config, problems = validate_files(config_path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    if config.overrides_file is None:
+        return config, OverridesFile()
+    overrides, _ = read_overrides_document(config.overrides_file)
+    return config, overrides
+
+
+# ---- validate: across files ---------------------------------------------------------------
+
+
+def test_validate_clean(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    write(tmp_path, OVERRIDES, "overrides.yaml")
+    config, problems = validate_files(path)
+    assert problems == []
+    assert config is not None
+    config, overrides = load_checked(path)
+    assert list(overrides.overrides) == ["gpu-ocr"]
+
+
+def test_validate_missing_or_empty_overrides_file_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    assert validate_files(path)[1] == []
+    write(tmp_path, "# nothing yet\n", "overrides.yaml")
+    assert validate_files(path)[1] == []
+    assert load_checked(path)[1].overrides == {}
+
+
+def test_validate_override_for_unknown_pool(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    text = (
+        OVERRIDES + "  gpu-ocrr:\n    nodes: 1\n    expires: 2030-01-01T00:00:00Z\n    reason: x\n"
+    )
+    overrides_path = write(tmp_path, text, "overrides.yaml")
+    config, problems = validate_files(path)
+    assert config is not None
+    error = ConfigError(problems)
+    assert_reported(
+        error,
+        overrides_path,
+        line_of(text, "gpu-ocrr:"),
+        "overrides.gpu-ocrr",
+        "unknown pool 'gpu-ocrr'",
+        "gpu-ocr, face-match",
+    )
+    with pytest.raises(ConfigError):
+        load_checked(path)
+
+
+def test_validate_unreadable_and_naive_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    (tmp_path / "overrides.yaml").mkdir()
+    _, problems = validate_files(path)
+    assert_reported(ConfigError(problems), tmp_path / "overrides.yaml", None, "", "cannot read")
+    (tmp_path / "overrides.yaml").rmdir()
+    text = OVERRIDES.replace("+05:30", "")
+    overrides_path = write(tmp_path, text, "overrides.yaml")
+    _, problems = validate_files(path)
+    assert_reported(
+        ConfigError(problems),
+        overrides_path,
+        line_of(text, "expires"),
+        "overrides.gpu-ocr.expires",
+        "UTC offset",
+    )
+
+
+def test_validate_bad_config_returns_no_config(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE.replace("max_nodes: 8", "max_nodes: eight"))
+    config, problems = validate_files(path)
+    assert config is None
+    assert [p.field for p in problems] == ["pools[1].max_nodes"]
+
+
+def test_validate_capacity_profiles(tmp_path: Path) -> None:
+    text = BASE.replace("per_node_rps: 40", "profile: profiles/ocr.yaml")
+    path = write(tmp_path, text)
+    _, problems = validate_files(path)
+    assert_reported(
+        ConfigError(problems),
+        path,
+        line_of(text, "profile:"),
+        "pools[0].capacity.profile",
+        "not found",
+    )
+    (tmp_path / "profiles").mkdir()
+    profile = write(tmp_path, "device: cpu\nper_node_rps: 0\n", "profiles/ocr.yaml")
+    _, problems = validate_files(path)
+    assert_reported(ConfigError(problems), profile, 2, "per_node_rps", "positive number")
+    write(tmp_path, "device: cpu\nper_node_rps: 31.5\n", "profiles/ocr.yaml")
+    config, problems = validate_files(path)
+    assert problems == []
+    assert config is not None
+    assert per_node_rps_of(config.pools[0].capacity) == 31.5
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        ("device: cpu\n", 1, "per_node_rps", ["missing"]),
+        ("per_node_rps: fast\n", 1, "per_node_rps", ["positive number", "'fast'"]),
+        ("per_node_rps: .nan\n", 1, "per_node_rps", ["positive number"]),
+        ("per_node_rps: true\n", 1, "per_node_rps", ["positive number"]),
+        ("- 1\n", 1, "", ["expected a mapping"]),
+        ("per_node_rps: 3\nper_node_rps: 4\n", 2, "per_node_rps", ["duplicate key"]),
+        ("per_node_rps: [3\n", 2, "", ["malformed YAML"]),
+    ],
+)
+def test_read_per_node_rps_errors(
+    tmp_path: Path, text: str, line: int, field: str, words: list[str]
+) -> None:
+    path = write(tmp_path, text, "profile.yaml")
+    with pytest.raises(ConfigError) as caught:
+        read_per_node_rps(path)
+    assert_reported(caught.value, path, line, field, *words)
+
+
+def test_per_node_rps_of_a_number() -> None:
+    assert per_node_rps_of(Capacity(per_node_rps=7.0)) == 7.0
+
+
+ALIAS_BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{name}: &{name} [{', '.join(['*' + prev] * 10)}]\n"
+    for prev, name in zip("abcdef", "bcdefg", strict=True)
+)
+
+
+@pytest.mark.parametrize("text", ["a: &x [*x]\n", ALIAS_BOMB])
+def test_self_repeating_aliases_are_refused(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert len(error.problems) == 1
+    assert error.problems[0].line is not None
+    assert "too many values" in str(error)

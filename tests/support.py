@@ -1,0 +1,66 @@
+"""Helpers the tests share: readers and doubles the package itself has no use for."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoscaler.notify import Message
+from predictors.bands import _late_fraction
+
+
+def read_decisions(path: Path) -> list[dict[str, Any]]:
+    """Every record in a decision log; a missing file has none.
+
+    A malformed line is an error naming the file and line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(
+                f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
+            )
+        records.append(record)
+    return records
+
+
+@dataclass
+class RecordingNotifier:
+    """Keeps every message it is given; `succeed=False` plays a notifier that is down."""
+
+    succeed: bool = True
+    messages: list[Message] = field(default_factory=list)
+
+    def send(self, message: Message) -> bool:
+        self.messages.append(message)
+        return self.succeed
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+
+def late_share_above(
+    capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
+) -> np.ndarray:
+    """Per column, the share of `requests` that would be late with demand served at
+    `capacity` for one step: demand above capacity builds a queue from the step's start,
+    and a request is late once that queue holds more than `latency_slack` of a step's
+    capacity (the fluid queue of autoscaler/backtest/queue.py, without carry-over)."""
+    late = requests * _late_fraction(capacity, demand, latency_slack)
+    total = requests.sum(axis=0)
+    return np.where(total > 0, late.sum(axis=0) / np.maximum(total, 1e-300), 0.0)
