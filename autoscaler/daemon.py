@@ -88,6 +88,9 @@ class Daemon:
         telemetry = self.runtime.config.telemetry
         self.telemetry = Telemetry(telemetry.unhealthy_after if telemetry else timedelta(minutes=5))
         election = self.runtime.config.leader_election
+        if dry_run and election is not None:  # a dry run must not take or hold it
+            log.info("dry run: not taking the leader lock %r; ticking as if active", election.name)
+            election = leader_lock = None
         if leader_lock is None and election is not None:
             leader_lock = make_leader_lock(election, env)
         self.leader = leader_lock
@@ -271,7 +274,9 @@ class Daemon:
             signal.signal(signal.SIGINT, self._on_stop_signal)
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         server = None
-        if config.telemetry is not None:
+        if config.telemetry is not None and self.dry_run:
+            log.info("dry run: self-metrics are not served (the real daemon may hold the port)")
+        elif config.telemetry is not None:
             server = self.telemetry.serve(*config.telemetry.host_port)
             log.info("self-metrics on http://%s/metrics and /healthz", config.telemetry.listen)
         scheduler.start()

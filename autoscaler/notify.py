@@ -180,6 +180,14 @@ class LogNotifier:
         return True
 
 
+class DryRunNotifier:
+    """A dry run tells no one: what would have gone to Slack (or the log) is logged as such."""
+
+    def send(self, message: Message) -> bool:
+        logger.info("would notify: %s", message.text)
+        return True
+
+
 def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
     for key, value in (headers or {}).items():
         if key.lower() == "retry-after":

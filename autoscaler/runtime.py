@@ -13,9 +13,9 @@ from autoscaler.config.schema import Config, PrometheusMetrics, ReplayMetrics
 from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsSource, PrometheusSource
-from autoscaler.notify import LogNotifier, Notifier, SlackNotifier
+from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
-from autoscaler.state import StateStore
+from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker
 from backends import make_backend
 from common.clock import Clock, SimulatedClock, SystemClock
@@ -63,13 +63,15 @@ def build_runtime(
         raise ValueError(refusal_text(insecure))
     clock = clock or make_clock(config)
     metrics = make_metrics(config, clock, env)
-    notifier = notifier or make_notifier(config, env)
-    decision_log = DecisionLog(config.decision_log)
+    # A dry run changes nothing outside its own output: no Slack, no decision log, no
+    # state, and no backend record of a scale-in (so nothing in flight is advanced).
+    notifier = notifier or (DryRunNotifier() if dry_run else make_notifier(config, env))
+    decision_log = DecisionLog(None if dry_run else config.decision_log)
     max_staleness: timedelta = config.metrics.max_staleness
     tickers = [
         PoolTicker(
             pool,
-            make_backend(pool.backend, clock, env, config.state_dir / f"{pool.name}.backend.json"),
+            make_backend(pool.backend, clock, env, _backend_state(config, pool.name, dry_run)),
             per_node_rps_of(pool.capacity),
             metrics,
             max_staleness,
@@ -79,7 +81,13 @@ def build_runtime(
         )
         for pool in config.pools
     ]
-    return Runtime(config, clock, metrics, notifier, tickers, StateStore(state_path(config)))
+    store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
+    return Runtime(config, clock, metrics, notifier, tickers, store)
+
+
+def _backend_state(config: Config, pool: str, dry_run: bool) -> Path | None:
+    """Where a backend keeps work in flight across ticks (a node drain); none in a dry run."""
+    return None if dry_run else config.state_dir / f"{pool}.backend.json"
 
 
 def state_path(config: Config) -> Path:

@@ -83,6 +83,18 @@ class StateStore:
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+class ReadOnlyStateStore(StateStore):
+    """A dry run's store: it reads the memory a real run left, and never changes the file
+    (no save, no clearing of leftovers, no setting aside), so the next real run starts
+    from what it would have without the dry run."""
+
+    def load(self, *, set_aside_corrupt: bool = True) -> dict[str, PoolState]:
+        return super().load(set_aside_corrupt=False)
+
+    def save(self, pools: dict[str, PoolState]) -> None:
+        log.debug("dry run: would save the state of %d pools to %s", len(pools), self.path)
+
+
 def _pool_to_json(state: PoolState) -> dict[str, Any]:
     memory = state.memory
     return {

@@ -57,7 +57,10 @@ class ConsoleReporter:
         figures = f"demand {_rps(demand)}  forecast {_rps(upper)}"
         line = f"{result.at:%a %H:%M} {result.pool} {arrow} {figures}  {decision.current:>3} → "
         line += f"{decision.desired:<3}{ready}"
-        reasons = decision.reasons if decision.action != "none" else decision.reasons[:1]
+        reasons = list(decision.reasons if decision.action != "none" else decision.reasons[:1])
+        if result.dry_run:
+            verb = "hold" if decision.action == "none" else decision.action.replace("_", " ")
+            reasons.insert(0, f"would {verb} (dry run)")
         self.console.print(line + "  [dim]" + "; ".join(reasons) + "[/]", highlight=False)
 
     def print_summary(self) -> None:

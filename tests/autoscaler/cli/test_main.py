@@ -53,14 +53,15 @@ def test_run_once_prints_the_decision(tmp_path: Path) -> None:
     assert "image-gen" in result.output and "→" in result.output
 
 
-def test_dry_run_once_writes_no_scale(tmp_path: Path) -> None:
+def test_dry_run_once_says_would_and_writes_no_log_and_no_state(tmp_path: Path) -> None:
+    """Its own output only: the decision log and the state are the real daemon's."""
     result = runner.invoke(
         app, ["run", "--config", str(demo_copy(tmp_path)), "--once", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    (record,) = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
-    assert record["dry_run"] and not record["acted"]
-    assert record["action"].startswith("would_")
+    assert "would " in result.output and "(dry run)" in result.output
+    assert not (tmp_path / "decisions.jsonl").exists()
+    assert not (tmp_path / "state").exists()
 
 
 def test_forecast_shows_a_table_and_what_it_would_do_and_writes_nothing(tmp_path: Path) -> None:
