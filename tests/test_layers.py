@@ -78,3 +78,14 @@ def test_every_package_module_is_used_by_the_package_or_its_benches() -> None:
         used |= imported_modules(path, known)
     packages = {m for m, p in modules.items() if p.name == "__init__.py"}
     assert known - used - packages == set()
+
+
+def test_every_layer_is_installed_by_the_package() -> None:
+    """An editable checkout imports from the working tree; a real install only has what
+    setuptools was told to find, so a layer missing here breaks every fresh install."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.removesuffix("*") for p in patterns} == set(PACKAGES)
+    assert set(config["tool"]["importlinter"]["root_packages"]) == set(PACKAGES)
