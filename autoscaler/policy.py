@@ -27,6 +27,11 @@ class Limits:
     stabilization: timedelta
     max_step_down: int
     cooldown: timedelta
+    max_step_up: int | None = None
+    """Nodes added per action at most (a GPU quota or a provider's rate limit); None: any."""
+    max_percent_up: float | None = None
+    """Nodes added per action at most, as a percentage of the current count (rounded up,
+    at least one node); with `max_step_up` too, the smaller wins."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
     if _respecting_manual_change(obs, limits, memory, fixed, target, reasons):
         desired = obs.current
     elif target > obs.current:
-        desired = target
+        desired = _limited_scale_up(obs.current, target, limits, reasons)
         reasons.append(f"scale up {obs.current} → {desired} at once")
     elif target == obs.current:
         desired = target
@@ -133,6 +138,34 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         memory = replace(memory, last_action_at=obs.at)
     decision = Decision(obs.at, obs.current, desired, target, tuple(reasons))
     return decision, memory
+
+
+def scale_up_allowance(current: int, limits: Limits) -> int | None:
+    """Nodes one scale-up may add under the pool's `scale_up` limits; None: no limit."""
+    allowed: list[tuple[int, str]] = []
+    if limits.max_step_up is not None:
+        allowed.append((limits.max_step_up, "max_step"))
+    if limits.max_percent_up is not None:
+        by_share = math.ceil(current * limits.max_percent_up / 100 - ROUNDING_SLACK)
+        allowed.append((max(1, by_share), "max_percent"))
+    return min(n for n, _ in allowed) if allowed else None
+
+
+def _limited_scale_up(current: int, target: int, limits: Limits, reasons: list[str]) -> int:
+    """At most the allowance per action: the rest comes at the next ticks."""
+    allowed = scale_up_allowance(current, limits)
+    if allowed is None or target - current <= allowed:
+        return target
+    rules = []
+    if limits.max_step_up is not None:
+        rules.append(f"scale_up.max_step {limits.max_step_up}")
+    if limits.max_percent_up is not None:
+        rules.append(f"scale_up.max_percent {limits.max_percent_up:g} % of {current}")
+    reasons.append(
+        f"scale up limited to {allowed} nodes per action ({', '.join(rules)}); "
+        f"wanted {target}, the rest follows at the next ticks"
+    )
+    return current + allowed
 
 
 def _respecting_manual_change(
@@ -307,6 +340,7 @@ _RULE_PHRASES: tuple[tuple[str, str], ...] = (
     ("cooldown", "cooldown"),
     ("stabilization", "stabilization"),
     ("nodes per step", "step_limit"),
+    ("scale up limited", "scale_up_limit"),
     ("scale up", "scale_up"),
     ("scale down", "scale_down"),
 )

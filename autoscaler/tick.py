@@ -76,6 +76,8 @@ def limits_of(pool: Pool) -> Limits:
         stabilization=pool.scale_down.stabilization,
         max_step_down=pool.scale_down.max_step,
         cooldown=pool.cooldown,
+        max_step_up=pool.scale_up.max_step,
+        max_percent_up=pool.scale_up.max_percent,
     )
 
 

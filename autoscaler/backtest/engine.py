@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.backtest.baselines import BASELINES, Replay
-from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig, ScaleDown
+from autoscaler.config.schema import (
+    Capacity,
+    DemandQuery,
+    Pool,
+    PredictorConfig,
+    ScaleDown,
+    ScaleUp,
+)
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.policy import Memory
 from autoscaler.tick import Sizing, act, plan, size_fleet
@@ -51,6 +58,10 @@ class BacktestSettings:
     run, as one more knob of the policy's sweep; empty: only the backtest's own."""
     tune: bool = True
     baselines: tuple[str, ...] = tuple(BASELINES)
+    scale_up_max_step: int | None = None
+    scale_up_max_percent: float | None = None
+    """The pool's `scale_up` limits (nodes per action, % of the current count), replayed by
+    the same decide code; the baselines are not limited."""
     jobs: int | None = None
     """Processes the backtest may use (the baselines beside the forecasting run, the knob
     sweep's replays); None: every CPU it may run on. The report is the same either way."""
@@ -68,6 +79,10 @@ class BacktestSettings:
             raise ValueError("service target is a share of late requests in [0, 1)")
         if self.latency_target_s <= 0:
             raise ValueError("latency target must be positive")
+        if self.scale_up_max_step is not None and self.scale_up_max_step < 1:
+            raise ValueError("scale-up max step must be at least 1 node")
+        if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
+            raise ValueError("scale-up max percent must be positive")
         if self.jobs is not None and self.jobs < 1:
             raise ValueError("jobs must be at least 1")
 
@@ -102,6 +117,9 @@ def policy_pool(
         min_nodes=floor,
         max_nodes=1_000_000,
         scale_down=ScaleDown(stabilization=stabilization, max_step=1_000_000),
+        scale_up=ScaleUp(
+            max_step=settings.scale_up_max_step, max_percent=settings.scale_up_max_percent
+        ),
         cooldown=timedelta(0),
     )
 

@@ -51,6 +51,13 @@ def backtest_command(
     tune: Annotated[
         bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
     ] = True,
+    scale_up_max_step: Annotated[
+        int | None, typer.Option(help="the policy adds at most this many nodes per action")
+    ] = None,
+    scale_up_max_percent: Annotated[
+        float | None,
+        typer.Option(help="the policy adds at most this % of its current count per action"),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(help="processes to use (default: every CPU); the report is the same"),
@@ -84,6 +91,8 @@ def backtest_command(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
             ),
             tune=tune,
+            scale_up_max_step=scale_up_max_step,
+            scale_up_max_percent=scale_up_max_percent,
             jobs=jobs,
         )
     except ValueError as exc:

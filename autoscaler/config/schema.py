@@ -127,6 +127,18 @@ class ScaleDown(Strict):
     max_step: int = Field(default=2, ge=1, description="nodes removed per action at most")
 
 
+class ScaleUp(Strict):
+    """How many nodes one scale-up may add: a GPU quota or a provider's rate limit."""
+
+    max_step: int | None = Field(default=None, ge=1, description="nodes added per action at most")
+    max_percent: float | None = Field(
+        default=None,
+        gt=0,
+        description="nodes added per action at most, as a % of the current count (rounded "
+        "up, at least 1); with max_step too, the smaller wins",
+    )
+
+
 class Pool(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     backend: BackendConfig
@@ -146,6 +158,7 @@ class Pool(Strict):
     )
     schedules: list[Schedule] = Field(default_factory=list)
     scale_down: ScaleDown = Field(default_factory=ScaleDown)
+    scale_up: ScaleUp = Field(default_factory=ScaleUp)
     cooldown: Duration = timedelta(minutes=5)
     dry_run: bool = False
 

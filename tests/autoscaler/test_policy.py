@@ -4,6 +4,7 @@ step limits, cooldown and the fail-safe on missing data (issue 2, "Decide")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from autoscaler.policy import (
     apply_bounds,
     decide,
     nodes_for,
+    rule_of,
 )
 from autoscaler.schedules import ScheduleBounds, bounds_at
 
@@ -699,3 +701,66 @@ def test_scale_up_only_for_what_arrives_in_time_and_keep_the_horizon_peak() -> N
     decision, _ = decide(burst, limits(), Memory())
     assert decision.desired == 9
     assert any("reactive floor" in r for r in decision.reasons)
+
+
+# ---- scale-up limits (a GPU quota per action) --------------------------------------------
+
+
+def test_scale_up_limited_to_max_step_per_action_until_target() -> None:
+    rules = replace(limits(max_nodes=40), max_step_up=4)
+    decisions = run_ticks([17] * 5, current=2, rules=rules)
+    assert [d.desired for d in decisions] == [6, 10, 14, 17, 17]
+    assert "scale up limited to 4 nodes per action (scale_up.max_step 4); wanted 17" in joined(
+        decisions[0]
+    )
+    assert "limited" not in joined(decisions[3])
+    assert rule_of(decisions[0].reasons[-2]) == "scale_up_limit"
+
+
+def test_scale_up_limited_by_percent_rounds_up_and_adds_at_least_one() -> None:
+    rules = replace(limits(max_nodes=100), max_percent_up=50.0)
+    assert [d.desired for d in run_ticks([30] * 4, current=5, rules=rules)] == [8, 12, 18, 27]
+    from_zero = replace(limits(min_nodes=0), max_percent_up=50.0)
+    assert run_ticks([3], current=0, rules=from_zero)[0].desired == 1
+
+
+def test_scale_up_smaller_of_step_and_percent_wins() -> None:
+    rules = replace(limits(max_nodes=100), max_step_up=3, max_percent_up=100.0)
+    # 100 % of 2 is 2 (smaller than 3); 100 % of 4 is 4, so the step (3) wins.
+    assert [d.desired for d in run_ticks([20] * 3, current=2, rules=rules)] == [4, 7, 10]
+
+
+def test_scale_up_limit_applies_to_schedule_floors_and_overrides_too() -> None:
+    rules = replace(limits(), max_step_up=2)
+    floor, _ = decide(observe(3, 3, schedule=FLOOR_10), rules, Memory())
+    assert (floor.target, floor.desired) == (10, 5)
+    pinned, _ = decide(observe(3, 3, pin=override(nodes=12)), rules, Memory())
+    assert (pinned.target, pinned.desired) == (12, 5)
+
+
+def test_scale_up_limit_never_slows_scale_down() -> None:
+    rules = replace(limits(stabilization=timedelta(0), cooldown=timedelta(0)), max_step_up=1)
+    decision, _ = decide(observe(9, 3), rules, Memory())
+    assert decision.desired == 7  # the scale-down step (2), not the scale-up limit
+
+
+@given(
+    current=st.integers(0, 200),
+    target=st.integers(0, 300),
+    step=st.none() | st.integers(1, 50),
+    percent=st.none() | st.floats(1, 300),
+)
+@settings(max_examples=200, deadline=None)
+def test_scale_up_never_exceeds_either_limit(
+    current: int, target: int, step: int | None, percent: float | None
+) -> None:
+    rules = replace(limits(min_nodes=0, max_nodes=1000), max_step_up=step, max_percent_up=percent)
+    decision, _ = decide(observe(current, target), rules, Memory())
+    if target <= current:
+        return
+    added = decision.desired - current
+    assert 1 <= added <= target - current
+    if step is not None:
+        assert added <= step
+    if percent is not None:
+        assert added <= max(1, -(-current * percent // 100))

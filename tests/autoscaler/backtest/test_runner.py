@@ -182,3 +182,32 @@ def test_settings_refuse_nonsense() -> None:
     trace = step_trace(60, 30, 1.0, 2.0)
     with pytest.raises(ValueError, match="nothing to score"):
         frame_replay(trace, BacktestSettings(per_node_rps=1.0))
+
+
+def test_backtest_replays_the_pools_scale_up_limit() -> None:
+    """The same decide code limits the backtest's scale-ups: 2 → 8 nodes in steps of 2."""
+    trace = step_trace(180, jump_at=100, low=2.0, high=8.0)
+    settings = BacktestSettings(
+        per_node_rps=1.0,
+        warmup=timedelta(minutes=90),
+        boot_delay=timedelta(minutes=7),
+        scale_up_max_step=2,
+    )
+    replay = frame_replay(trace, settings)
+    pool = policy_pool(settings, utilization=1.0, stabilization=timedelta(minutes=10))
+    assert pool.scale_up.max_step == 2
+    run = replay_pool(pool, LastValue(), trace, replay)
+    minute = np.arange(replay.sim_start, 180)
+    assert run.desired[(minute >= 100) & (minute <= 104)].tolist() == [2, 4, 6, 8, 8]
+    unlimited = replay_pool(
+        policy_pool(BacktestSettings(per_node_rps=1.0), utilization=1.0), LastValue(), trace, replay
+    )
+    assert unlimited.desired[minute == 101][0] == 8
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("scale_up_max_step", 0), ("scale_up_max_percent", 0.0)]
+)
+def test_backtest_refuses_a_scale_up_limit_that_allows_nothing(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match="scale-up max"):
+        BacktestSettings(per_node_rps=1.0, **{field: value})

@@ -648,3 +648,20 @@ def test_self_repeating_aliases_are_refused(tmp_path: Path, text: str) -> None:
     assert len(error.problems) == 1
     assert error.problems[0].line is not None
     assert "too many values" in str(error)
+
+
+def test_scale_up_limits_load_and_a_zero_step_is_an_error(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "    max_nodes: 8\n", "    max_nodes: 8\n    scale_up: {max_step: 4, max_percent: 25}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert (
+        config.pool("face-match").scale_up.max_step,
+        config.pool("face-match").scale_up.max_percent,
+    ) == (4, 25.0)
+    assert config.pool("gpu-ocr").scale_up.max_step is None
+    bad = BASE.replace("    max_nodes: 8\n", "    max_nodes: 8\n    scale_up:\n      max_step: 0\n")
+    path = write(tmp_path, bad)
+    assert_reported(
+        config_error(path), path, line_of(bad, "max_step: 0"), "pools[1].scale_up.max_step"
+    )
