@@ -9,6 +9,7 @@ prometheus-api-client's range query.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -34,6 +35,8 @@ MetricsErrorKind = Literal[
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 _LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
+_CLOCK_SLACK = timedelta(seconds=1)  # the query's end is sent rounded to the millisecond
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Inf|NaN)")
 
 
 class MetricsError(Exception):
@@ -59,14 +62,23 @@ def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> 
     """Refuse history the policy must not act on; drop interior NaN/Inf samples.
 
     The newest sample decides: if it is missing, old or not a number, the tick
-    has no idea of the current load and must hold rather than guess.
+    has no idea of the current load and must hold rather than guess. A sample from
+    after `now` or a time given twice with two values means the answer is not what
+    was asked for, and none of it can be trusted.
     """
     query = str(series.name) if series.name is not None else "demand"
     if series.empty:
         raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
-    series = series.sort_index()
+    series = _one_value_per_time(series.sort_index(), query)
     newest_at = series.index[-1]
     age = _as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
+    if age < -_CLOCK_SLACK:
+        raise MetricsError(
+            "bad_response",
+            query,
+            f"sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is after the query's end "
+            f"({_as_utc(now):%Y-%m-%d %H:%M:%SZ}); the source answered another question",
+        )
     if age > max_staleness:
         raise MetricsError(
             "stale",
@@ -94,6 +106,24 @@ def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> 
     return series[finite]
 
 
+def _one_value_per_time(series: pd.Series, query: str) -> pd.Series:
+    """Drop exact repeats; refuse a time given twice with two different values."""
+    repeated = series.index.duplicated(keep=False)
+    if not repeated.any():
+        return series
+    counts = series[repeated].groupby(level=0).nunique(dropna=False)
+    if (counts > 1).any():
+        at = counts[counts > 1].index[0]
+        shown = ", ".join(f"{v:g}" for v in series[series.index == at].to_numpy(dtype=float))
+        raise MetricsError(
+            "bad_response",
+            query,
+            f"the same time {at:%Y-%m-%d %H:%M:%SZ} comes twice with different values "
+            f"({shown}); the answer is not one series",
+        )
+    return series[~series.index.duplicated(keep="first")]
+
+
 def fetch_demand(
     source: MetricsSource, demand: DemandQuery, now: datetime, max_staleness: timedelta
 ) -> pd.Series:
@@ -105,11 +135,18 @@ def fetch_demand(
 def series_from_matrix(query: str, result: Any) -> pd.Series:
     """Turn a query_range `data.result` (a matrix) into one float series.
 
-    Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"). More than
-    one series is an error: summing them silently would hide a query mistake.
+    Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"); anything else
+    (JSON false, null, a list) is not a number, and float() would read false as 0 req/s.
+    More than one series is an error: summing them silently would hide a query mistake.
     """
     if not isinstance(result, list):
         raise MetricsError("bad_response", query, "response has no list of series (data.result)")
+    if not all(isinstance(item, dict) for item in result):
+        raise MetricsError(
+            "bad_response",
+            query,
+            "data.result is not a list of series objects (a scalar or string result?)",
+        )
     if len(result) > 1:
         shown = ", ".join(_labels(item) for item in result[:3])
         raise MetricsError(
@@ -120,18 +157,41 @@ def series_from_matrix(query: str, result: Any) -> pd.Series:
         )
     if not result:
         return _empty_series(query)
-    item = result[0]
-    if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+    pairs = result[0].get("values")
+    if not isinstance(pairs, list):
         raise MetricsError("bad_response", query, "series has no 'values' list (not a matrix)")
-    try:
-        stamps = [float(pair[0]) for pair in item["values"]]
-        values = [float(pair[1]) for pair in item["values"]]
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise MetricsError("bad_response", query, "a sample is not a [time, value] pair") from None
-    if not all(0 <= stamp < _LATEST_UNIX_TIME for stamp in stamps):  # also refuses NaN
+    if not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+        raise MetricsError("bad_response", query, "a sample is not a [time, value] pair")
+    stamps = [_sample_number(pair[0]) for pair in pairs]
+    values = [_sample_number(pair[1]) for pair in pairs]
+    if None in values:
+        bad = next(pair[1] for pair, value in zip(pairs, values, strict=True) if value is None)
+        raise MetricsError(
+            "bad_response", query, f"a sample value {_shorten(json_text(bad), 40)} is not a number"
+        )
+    if not all(stamp is not None and 0 <= stamp < _LATEST_UNIX_TIME for stamp in stamps):
         raise MetricsError("bad_response", query, "a sample time is not a plausible Unix time")
     index = pd.to_datetime(stamps, unit="s", utc=True)
     return pd.Series(values, index=index, name=query, dtype=float).sort_index()
+
+
+def _sample_number(value: Any) -> float | None:
+    """A JSON number or a Prometheus number string as a float; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
+def json_text(value: Any) -> str:
+    """How a value was written in the JSON answer (false, null, [0]), for a message."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 # ---- Prometheus adapter ----------------------------------------------------------
@@ -190,8 +250,9 @@ class PrometheusSource:
         found = [p for p in parts if not p.empty]
         if not found:  # every chunk empty: the caller's check says "no data", not a crash
             return parts[-1]
-        series = pd.concat(found) if len(found) > 1 else found[0]
-        return series[~series.index.duplicated(keep="last")].sort_index()
+        # Chunks do not overlap: a time given twice came so from Prometheus, and
+        # check_demand decides whether the repeats agree.
+        return (pd.concat(found) if len(found) > 1 else found[0]).sort_index()
 
     def _query_range(
         self, query: str, start: datetime, end: datetime, step: timedelta
@@ -281,6 +342,13 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
         error = body.get("error") if isinstance(body, dict) else None
         detail = f": {str(error)[:200]}" if error else ""
         raise _UnsuccessfulAnswer(f"response status is {status!r}, not 'success'{detail}")
+    data = body.get("data")
+    kind = data.get("resultType") if isinstance(data, dict) else None
+    if kind != "matrix":
+        shown = f"a {_shorten(str(kind), 20)} result" if kind else "an answer with no resultType"
+        raise _UnsuccessfulAnswer(
+            f"{shown} is not a matrix, which a range query gives; the answer cannot be demand"
+        )
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -179,7 +179,7 @@ def _vector_reply() -> Reply:
          "no list of series"),
         (_vector_reply(), "not a matrix"),
         (Reply(body=b'{"status":"success","data":{"resultType":"matrix","result":'
-                    b'[{"metric":{},"values":[[1,"lots"]]}]}}'), "[time, value]"),
+                    b'[{"metric":{},"values":[[1,"lots"]]}]}}'), '"lots" is not a number'),
         (error_reply(400, "bad_data", 'parse error: unexpected "}"'), "HTTP 400"),
         (error_reply(422, "execution", "expanding series: too many"), "expanding series"),
         (Reply(status=500, body=b"internal error", content_type="text/plain"), "HTTP 500"),

@@ -1,0 +1,110 @@
+"""Class 2 (issue 17): metrics answers that look valid but are not, through the whole tick.
+
+The real PrometheusSource against the scripted query_range double
+(tests.doubles.prometheus_server.PrometheusApiDouble, Prometheus's documented JSON
+envelope). Every case would read as low or zero load if let through; each must hold
+the fleet, once the demand was seen, with a reason that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
+from tests.faults.test_metrics_faults import (
+    FAULT_TICKS,
+    STEADY_NODES,
+    PrometheusHarness,
+    run_episode,
+    samples,
+)
+from tests.support import read_decisions
+
+
+def stamps(now: datetime, count: int, end_offset: timedelta = timedelta(0)) -> list[float]:
+    end = pd.Timestamp(now - end_offset)
+    return [(end - pd.Timedelta(minutes=count - 1 - i)).timestamp() for i in range(count)]
+
+
+def raw(result_type: str, result: object) -> Reply:
+    body = {"status": "success", "data": {"resultType": result_type, "result": result}}
+    return Reply(body=json.dumps(body).encode())
+
+
+def low_values(now: datetime, value: object) -> Reply:
+    """60 samples whose value is `value` as JSON (not the string Prometheus sends)."""
+    return raw("matrix", [{"metric": {}, "values": [[t, value] for t in stamps(now, 60)]}])
+
+
+def duplicated(now: datetime) -> Reply:
+    times = stamps(now, 60)
+    values = [[t, "10"] for t in times] + [[times[-1], "0"]]
+    return raw("matrix", [{"metric": {}, "values": values}])
+
+
+ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
+    "samples after the query's end": (
+        lambda now: samples(now, ["0"] * 60, end_offset=-timedelta(minutes=30)),
+        "after the query's end",
+    ),
+    "one sample after the end": (
+        lambda now: samples(now, ["10"] * 59 + ["0"], end_offset=-timedelta(minutes=3)),
+        "after the query's end",
+    ),
+    "same time twice, different values": (duplicated, "twice"),
+    "JSON false as a value": (lambda now: low_values(now, False), "not a number"),
+    "JSON null as a value": (lambda now: low_values(now, None), "not a number"),
+    "a list as a value": (lambda now: low_values(now, [0]), "not a number"),
+    "digits with underscores": (lambda now: low_values(now, "0_0"), "not a number"),
+    "scalar result": (lambda now: raw("scalar", [now.timestamp(), "2"]), "scalar"),
+    "string result": (lambda now: raw("string", [now.timestamp(), "0"]), "string"),
+    "vector result": (
+        lambda now: raw("vector", [{"metric": {}, "value": [now.timestamp(), "0"]}]),
+        "vector",
+    ),
+    "no resultType": (
+        lambda now: Reply(
+            body=json.dumps(
+                {"status": "success", "data": {"result": [[now.timestamp(), "0"]]}}
+            ).encode()
+        ),
+        "resultType",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_ANSWERS))
+def test_odd_answer_holds_the_fleet_and_says_what_was_wrong(tmp_path: Path, case: str) -> None:
+    fault, words = ODD_ANSWERS[case]
+    with PrometheusApiDouble([matrix_reply()]) as double:
+        h = PrometheusHarness(tmp_path, double.url)
+        faulty = run_episode(h, double, fault)
+    for result in faulty:
+        error = result.errors.get("metrics", "")
+        assert error.startswith("bad_response:") and words in error, (case, result.errors)
+        assert result.decision is not None and result.decision.desired == STEADY_NODES
+        assert not result.acted
+    assert h.fleet.read().desired == STEADY_NODES and h.fleet.writes == 1
+    assert sum("metrics failing" in t and words in t for t in h.notifier.texts) == 1
+    records = read_decisions(h.log_path)[1:]
+    assert len(records) == FAULT_TICKS
+    assert all(any(words in reason for reason in r["reasons"]) for r in records)
+
+
+def test_identical_duplicate_samples_are_one_sample(tmp_path: Path) -> None:
+    """The same time twice with the same value is harmless (a retried chunk): kept once."""
+    with PrometheusApiDouble([matrix_reply()]) as double:
+        h = PrometheusHarness(tmp_path, double.url)
+        times = stamps(h.clock.now(), 60)
+        double.replies = [
+            raw("matrix", [{"metric": {}, "values": [[t, "10"] for t in times + times[-3:]]}])
+        ]
+        result = h.tick()
+    assert not result.errors and result.decision is not None
+    assert result.decision.desired == STEADY_NODES
