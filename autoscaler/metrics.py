@@ -26,6 +26,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from autoscaler.config.schema import DemandQuery, PrometheusMetrics
+from autoscaler.metrics_auth import query_credentials
 from common.durations import format_duration
 
 MetricsErrorKind = Literal[
@@ -203,16 +204,16 @@ class PrometheusSource:
     def __init__(self, config: PrometheusMetrics, env: Mapping[str, str] = os.environ) -> None:
         self._config = config
         self._shown_url = redact_url(config.url)
-        self._token_env = config.bearer_token_env
-        headers: dict[str, str] = {}
-        token = env.get(config.bearer_token_env) if config.bearer_token_env else None
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        self._credential_hint = _credential_hint(config)
+        credentials = query_credentials(config, env)  # CredentialError: cannot start
         session = requests.Session()
         session.hooks["response"].append(_require_success)
         session.verify = config.verify_tls
         if config.verify_tls and config.ca_file is not None:
             session.verify = str(config.ca_file)
+        session.auth = credentials.basic_auth
+        session.cert = credentials.client_cert
+        headers = credentials.headers
         # Retry a refused connection or a 502/503/504 once or twice, quickly; never a
         # read timeout (it already cost the full timeout) and never a Retry-After wait.
         retry = Retry(
@@ -304,9 +305,21 @@ class PrometheusSource:
         if detail:
             reason += f": {detail.group(1)[:200]}"
         if code in ("401", "403"):
-            where = f"${self._token_env}" if self._token_env else "metrics.bearer_token_env"
-            reason += f" (check the bearer token in {where})"
+            reason += f" (check {self._credential_hint})"
         return reason
+
+
+def _credential_hint(config: PrometheusMetrics) -> str:
+    """Where the credential Prometheus refused comes from (never the credential)."""
+    if config.basic_auth is not None:
+        auth = config.basic_auth
+        source = f"${auth.password_env}" if auth.password_env else str(auth.password_file)
+        return f"metrics.basic_auth: user {auth.username!r}, password from {source}"
+    if config.bearer_token_file is not None:
+        return f"the bearer token in metrics.bearer_token_file {config.bearer_token_file}"
+    if config.bearer_token_env:
+        return f"the bearer token in ${config.bearer_token_env}"
+    return "metrics.bearer_token_env, bearer_token_file or basic_auth"
 
 
 def redact_url(url: str) -> str:
@@ -393,7 +406,7 @@ def _why(exc: BaseException) -> str:
     """A short cause without the URL or headers, which may carry credentials."""
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLError):
-            return "TLS error; check verify_tls and ca_file"
+            return "TLS error; check verify_tls, ca_file and client_cert"
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, socket.gaierror):

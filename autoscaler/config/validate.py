@@ -7,6 +7,8 @@ that points nowhere, is found by `autoscaler validate` and not at 3 a.m. by a ti
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from autoscaler.config.capacity import read_per_node_rps
@@ -19,7 +21,8 @@ from autoscaler.config.loader import (
     read_overrides_document,
     read_yaml,
 )
-from autoscaler.config.schema import Config
+from autoscaler.config.schema import Config, PrometheusMetrics
+from autoscaler.metrics_auth import CredentialError, query_credentials
 from autoscaler.overrides import OverridesFile
 
 
@@ -73,6 +76,19 @@ def profile_problems(config: Config, config_path: Path) -> list[Problem]:
     return problems
 
 
+def credential_problems(config: Config, config_path: Path, env: Mapping[str, str]) -> list[Problem]:
+    """The metrics credentials `run` reads at start: each variable set, each file readable."""
+    if not isinstance(config.metrics, PrometheusMetrics):
+        return []
+    try:
+        query_credentials(config.metrics, env)
+    except CredentialError as exc:
+        document = read_yaml(config_path)
+        line = document.line_of(exc.loc) if document else None
+        return [Problem(config_path, line, field_name(exc.loc), exc.reason)]
+    return []
+
+
 def validate_files(config_path: Path) -> tuple[Config | None, list[Problem]]:
     """The config (None if it does not load) and every problem found across its files."""
     try:
@@ -80,6 +96,7 @@ def validate_files(config_path: Path) -> tuple[Config | None, list[Problem]]:
     except ConfigError as exc:
         return None, exc.problems
     problems = profile_problems(config, config_path)
+    problems += credential_problems(config, config_path, os.environ)
     if config.overrides_file is not None:
         try:
             overrides, document = read_overrides_document(config.overrides_file)

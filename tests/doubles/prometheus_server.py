@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,8 +184,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_prometheus(prometheus: str, data_dir: Path, work_dir: Path) -> PrometheusProcess:
-    """Start Prometheus on a free loopback port and wait until /-/ready answers 200."""
+def start_prometheus(
+    prometheus: str,
+    data_dir: Path,
+    work_dir: Path,
+    *,
+    web_config: Path | None = None,
+    scheme: str = "http",
+    ready: Callable[[str], bool] | None = None,
+) -> PrometheusProcess:
+    """Start Prometheus on a free loopback port and wait until /-/ready answers 200.
+
+    `web_config`: Prometheus's --web.config.file (TLS, client certificates, basic auth);
+    then `ready(url)` probes readiness with whatever credentials that file demands."""
     config = work_dir / "prometheus.yml"
     config.write_text(_CONFIG)
     attempts = 3  # another process may take the free port before Prometheus binds it
@@ -201,12 +212,13 @@ def start_prometheus(prometheus: str, data_dir: Path, work_dir: Path) -> Prometh
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--storage.tsdb.retention.time=30d",
                     "--log.level=warn",
+                    *([f"--web.config.file={web_config}"] if web_config else []),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        server = PrometheusProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)
-        if _wait_ready(server, timeout=30.0):
+        server = PrometheusProcess(url=f"{scheme}://127.0.0.1:{port}", process=process, log=log)
+        if _wait_ready(server, timeout=30.0, probe=ready or _answers_ready):
             return server
         server.stop()
         text = log.read_text(errors="replace")
@@ -215,19 +227,23 @@ def start_prometheus(prometheus: str, data_dir: Path, work_dir: Path) -> Prometh
     raise AssertionError("not reached: the loop returns or fails")
 
 
-def _wait_ready(server: PrometheusProcess, timeout: float) -> bool:
+def _wait_ready(server: PrometheusProcess, timeout: float, probe: Callable[[str], bool]) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return False
-        try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if probe(server.url):
+            return True
         time.sleep(0.05)
     return False
+
+
+def _answers_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
 
 
 # ---- the fixture -----------------------------------------------------------------

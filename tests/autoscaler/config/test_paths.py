@@ -16,8 +16,9 @@ from pydantic import BaseModel
 from autoscaler.config.loader import load_config
 from autoscaler.config.schema import Config
 
-# Every Path field once, as a relative path; metrics is prometheus (ca_file) here and
-# replay (trace) in REPLAY. Two pools, so both kinds of backend with a kubeconfig appear.
+# Every Path field once, as a relative path; metrics is prometheus (ca_file) here,
+# replay (trace) in REPLAY, a bearer token file in BEARER. Two pools, so both kinds of
+# backend with a kubeconfig appear.
 RELATIVE = """\
 interval: 1m
 state_dir: state
@@ -27,6 +28,8 @@ metrics:
   kind: prometheus
   url: https://prometheus.internal:9090
   ca_file: tls/prometheus-ca.pem
+  basic_auth: {username: autoscaler, password_file: secrets/prometheus-password}
+  client_cert: {cert_file: tls/client.pem, key_file: tls/client-key.pem}
 slack:
   channel: "#gpu"
   token_file: secrets/slack-token
@@ -58,11 +61,26 @@ pools:
     max_nodes: 4
 """
 
+BEARER = """\
+state_dir: state
+metrics: {kind: prometheus, bearer_token_file: secrets/prometheus-token}
+pools:
+  - name: ocr
+    backend: {kind: simulated}
+    demand: {query: up}
+    capacity: {per_node_rps: 2}
+    max_nodes: 4
+"""
+
 EXPECTED = {
     ("Config", "state_dir"): "state",
     ("Config", "decision_log"): "logs/decisions.jsonl",
     ("Config", "overrides_file"): "overrides.yaml",
     ("PrometheusMetrics", "ca_file"): "tls/prometheus-ca.pem",
+    ("BasicAuth", "password_file"): "secrets/prometheus-password",
+    ("ClientCertificate", "cert_file"): "tls/client.pem",
+    ("ClientCertificate", "key_file"): "tls/client-key.pem",
+    ("PrometheusMetrics", "bearer_token_file"): "secrets/prometheus-token",
     ("SlackConfig", "token_file"): "secrets/slack-token",
     ("LeaderElection", "kubeconfig"): "kube/lease.yaml",
     ("KubernetesBackend", "kubeconfig"): "kube/pool.yaml",
@@ -114,7 +132,7 @@ def _types_in(annotation: Any) -> Iterator[Any]:
 def test_every_relative_path_is_resolved_against_the_config_folder(tmp_path: Path) -> None:
     folder = tmp_path / "etc" / "autoscaler"  # not the working directory
     covered: set[tuple[str, str]] = set()
-    for name, text in {"main": RELATIVE, "replay": REPLAY}.items():
+    for name, text in {"main": RELATIVE, "replay": REPLAY, "bearer": BEARER}.items():
         config = load_config(write(folder / name, text))
         for key, value in path_values(config):
             assert value == folder / name / EXPECTED[key], key
@@ -130,7 +148,7 @@ def test_absolute_paths_are_kept(tmp_path: Path) -> None:
         text = text.replace(f" {relative}", f" {elsewhere / relative}")
     config = load_config(write(tmp_path / "etc", text))
     found = dict(path_values(config))
-    assert len(found) == len(EXPECTED) - 1  # all but the replay trace
+    assert len(found) == len(EXPECTED) - 2  # all but the replay trace and the bearer file
     for key, value in found.items():
         assert value == elsewhere / EXPECTED[key], key
 

@@ -1,0 +1,93 @@
+"""What a Prometheus query carries besides the query: credentials, client certificate, headers.
+
+Secrets come from the environment or from files only (the config names where, never
+what), and every error names the variable or the file, never its content. Mimir and
+Thanos behind a gateway take basic auth or a bearer token, a TLS client certificate,
+and a tenant header (X-Scope-OrgID).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoscaler.config.schema import PrometheusMetrics
+
+
+class CredentialError(ValueError):
+    """A credential the config names cannot be read; the text names where, not what."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.loc = tuple(where.split("."))
+        """The config field that names the credential, e.g. (metrics, basic_auth, password_env)."""
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class QueryCredentials:
+    headers: dict[str, str] = field(default_factory=dict)
+    basic_auth: tuple[str, str] | None = None
+    client_cert: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:  # never print a secret, even in a traceback's locals
+        auth = "basic" if self.basic_auth else ("bearer" if "Authorization" in self.headers else "")
+        return f"QueryCredentials(auth={auth or 'none'}, client_cert={bool(self.client_cert)})"
+
+
+def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> QueryCredentials:
+    """Read every secret the metrics block names, or say which one is missing."""
+    headers = dict(config.headers)
+    token = _bearer_token(config, env)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    basic = None
+    if config.basic_auth is not None:
+        auth = config.basic_auth
+        password = (
+            read_secret_file(auth.password_file, "metrics.basic_auth.password_file")
+            if auth.password_file is not None
+            else read_secret_env(env, auth.password_env or "", "metrics.basic_auth.password_env")
+        )
+        basic = (auth.username, password)
+    cert = None
+    if config.client_cert is not None:
+        pair = config.client_cert
+        for path, where in ((pair.cert_file, "cert_file"), (pair.key_file, "key_file")):
+            _readable(path, f"metrics.client_cert.{where}")
+        cert = (str(pair.cert_file), str(pair.key_file))
+    return QueryCredentials(headers, basic, cert)
+
+
+def _bearer_token(config: PrometheusMetrics, env: Mapping[str, str]) -> str | None:
+    if config.bearer_token_file is not None:
+        return read_secret_file(config.bearer_token_file, "metrics.bearer_token_file")
+    if config.bearer_token_env is not None:
+        # As before this field could come from a file: an unset variable sends no token,
+        # and Prometheus's 401 names the variable to check.
+        return env.get(config.bearer_token_env, "").strip() or None
+    return None
+
+
+def read_secret_env(env: Mapping[str, str], name: str, where: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise CredentialError(where, f"environment variable {name} is not set or empty")
+    return value
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    text = _readable(path, where)
+    value = text.strip()
+    if not value:
+        raise CredentialError(where, f"{path} is empty")
+    return value
+
+
+def _readable(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise CredentialError(where, f"{path} cannot be read ({reason})") from None
