@@ -68,25 +68,8 @@ def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> 
     was asked for, and none of it can be trusted.
     """
     query = str(series.name) if series.name is not None else "demand"
-    if series.empty:
-        raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
-    series = _one_value_per_time(series.sort_index(), query)
+    series = _fresh(series, query, now, max_staleness)
     newest_at = series.index[-1]
-    age = _as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
-    if age < -_CLOCK_SLACK:
-        raise MetricsError(
-            "bad_response",
-            query,
-            f"sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is after the query's end "
-            f"({_as_utc(now):%Y-%m-%d %H:%M:%SZ}); the source answered another question",
-        )
-    if age > max_staleness:
-        raise MetricsError(
-            "stale",
-            query,
-            f"newest sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is {format_duration(age)} old "
-            f"(limit {format_duration(max_staleness)})",
-        )
     values = series.to_numpy(dtype=float)
     finite = np.isfinite(values)
     if not finite.any():
@@ -123,6 +106,50 @@ def _one_value_per_time(series: pd.Series, query: str) -> pd.Series:
             f"({shown}); the answer is not one series",
         )
     return series[~series.index.duplicated(keep="first")]
+
+
+def _fresh(series: pd.Series, query: str, now: datetime, max_staleness: timedelta) -> pd.Series:
+    """The series in time order, one value a time, if it has a sample within
+    `max_staleness` of now and none after it."""
+    if series.empty:
+        raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
+    series = _one_value_per_time(series.sort_index(), query)
+    newest_at = series.index[-1]
+    age = _as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
+    if age < -_CLOCK_SLACK:
+        raise MetricsError(
+            "bad_response",
+            query,
+            f"sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is after the query's end "
+            f"({_as_utc(now):%Y-%m-%d %H:%M:%SZ}); the source answered another question",
+        )
+    if age > max_staleness:
+        raise MetricsError(
+            "stale",
+            query,
+            f"newest sample at {newest_at:%Y-%m-%d %H:%M:%SZ} is {format_duration(age)} old "
+            f"(limit {format_duration(max_staleness)})",
+        )
+    return series
+
+
+def fetch_latest(
+    source: MetricsSource, query: str, now: datetime, max_staleness: timedelta
+) -> float:
+    """The newest value of a query that gives one number now (a signal): several series,
+    no data or only old data raise as for demand; the value itself, NaN included, is the
+    caller's to judge (a NaN queue depth is a broken exporter, not an idle queue)."""
+    step = min(max_staleness, timedelta(minutes=1)) or timedelta(minutes=1)
+    series = source.demand(query, now - max_staleness, now, step)
+    return float(_fresh(series.rename(query), query, now, max_staleness).iloc[-1])
+
+
+def fetch_series(
+    source: MetricsSource, query: str, now: datetime, window: timedelta, step: timedelta
+) -> pd.Series:
+    """A query's samples over the window up to now, NaN and Inf dropped (may be empty)."""
+    series = source.demand(query, now - window, now, step).rename(query)
+    return series[np.isfinite(series.to_numpy(dtype=float))]
 
 
 def fetch_demand(

@@ -16,6 +16,7 @@ import numpy as np
 
 from autoscaler.overrides import Override
 from autoscaler.schedules import ScheduleBounds
+from autoscaler.signals.weigh import LastGood, SignalReading, weigh
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Observation:
     now could not be back in time. None: size for `forecast_nodes` both ways."""
     spare_nodes: int = 0
     """Spare nodes already included in `forecast_nodes` and `arrival_nodes` (for reasons)."""
+    signals: tuple[SignalReading, ...] = ()
+    """The pool's other signals (queue depth, GPU utilization, latency, a node count)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Memory:
     recommendations: tuple[tuple[datetime, int], ...] = ()
     manual_change_at: datetime | None = None
     """When someone else last changed the count (a person scaling by hand)."""
+    signal_counts: LastGood = ()
+    """Each signal's last good count, held for a while when its data goes missing."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,12 @@ def nodes_for_each(
 def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, Memory]:
     reasons: list[str] = []
     target, data_ok = _base_target(obs, reasons)
+    if obs.signals or memory.signal_counts:
+        target, data_ok, memory, bad_input = _with_signals(obs, target, data_ok, memory, reasons)
+        if bad_input:
+            reasons.append(f"hold {obs.current}: nothing is scaled while a signal's input is bad")
+            memory = _remember(memory, obs.at, obs.current, limits.stabilization, record=False)
+            return Decision(obs.at, obs.current, obs.current, obs.current, tuple(reasons)), memory
     target = apply_bounds(target, obs, limits, reasons)
     memory = _remember(memory, obs.at, target, limits.stabilization, record=data_ok)
     fixed = obs.override is not None and obs.override.nodes is not None
@@ -127,7 +138,7 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         )
     elif not data_ok:
         desired = obs.current
-        reasons.append("hold: never scale down while demand data is missing")
+        reasons.append("hold: never scale down while data is missing (demand data or a signal)")
     elif fixed:
         desired = target
         reasons.append(f"override sets {target}: scale down {obs.current} → {target} at once")
@@ -138,6 +149,22 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         memory = replace(memory, last_action_at=obs.at)
     decision = Decision(obs.at, obs.current, desired, target, tuple(reasons))
     return decision, memory
+
+
+def _with_signals(
+    obs: Observation, target: int, data_ok: bool, memory: Memory, reasons: list[str]
+) -> tuple[int, bool, Memory, bool]:
+    """The highest of the forecast's target and the signals' counts wins; a signal past
+    its hold (no data) blocks scale-down as missing demand does."""
+    weighed = weigh(obs.signals, memory.signal_counts, obs.at, obs.current, reasons)
+    memory = replace(memory, signal_counts=weighed.last_good)
+    if weighed.nodes is not None and weighed.nodes > target:
+        reasons.append(
+            f"signal {weighed.leader} {weighed.nodes} nodes, more than {target}: "
+            "the highest count wins"
+        )
+        target = weighed.nodes
+    return target, data_ok and not weighed.missing, memory, weighed.bad_input
 
 
 def scale_up_allowance(current: int, limits: Limits) -> int | None:
@@ -328,9 +355,13 @@ def _limited_scale_down(
 # beside the phrases above so the two change together; order matters (first match).
 _RULE_PHRASES: tuple[tuple[str, str], ...] = (
     ("outside the autoscaler", "manual_change"),
+    ("signal's input is bad", "signal_bad_input"),
+    ("highest count wins", "signal"),
     ("reactive floor", "reactive_floor"),
     ("scale-down floor", "forecast_floor"),
     ("demand data", "missing_data"),
+    ("no data (", "missing_data"),
+    ("signal ", "signal"),
     ("forecast needs", "forecast"),
     ("schedule ceiling", "schedule_ceiling"),
     ("schedule floor", "schedule_floor"),

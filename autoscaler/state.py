@@ -105,6 +105,7 @@ def _pool_to_json(state: PoolState) -> dict[str, Any]:
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
         "manual_change_at": _iso(memory.manual_change_at),
+        "signal_counts": [[name, at.isoformat(), n] for name, at, n in memory.signal_counts],
     }
 
 
@@ -113,6 +114,9 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
         last_action_at=_from_iso(data.get("last_action_at")),
         manual_change_at=_from_iso(data.get("manual_change_at")),
         recommendations=tuple((_aware(t), _count(n)) for t, n in data.get("recommendations", [])),
+        signal_counts=tuple(
+            (str(name), _aware(t), _count(n)) for name, t, n in data.get("signal_counts", [])
+        ),
     )
     known = data.get("last_known_desired")
     return PoolState(

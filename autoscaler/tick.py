@@ -31,6 +31,9 @@ from autoscaler.notify import (
 from autoscaler.overrides import OverridesFile, active_override, expired_overrides
 from autoscaler.policy import Decision, Limits, Memory, Observation, decide, nodes_for
 from autoscaler.schedules import bounds_at
+from autoscaler.signals.base import SignalContext
+from autoscaler.signals.observe import read_signals, signal_problems
+from autoscaler.signals.weigh import SignalReading
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
 from predictors import Forecast, Predictor, make_predictor
@@ -53,6 +56,8 @@ class Sizing:
     what a scale-up buys. `nodes` (the whole horizon) is the floor for scaling down."""
     spare_nodes: int = 0
     """The pool's spare nodes, included in `nodes` and `arrival_nodes` (said in reasons)."""
+    signals: tuple[SignalReading, ...] = ()
+    """The pool's other signals as observed (see autoscaler/signals/), for decide()."""
 
 
 @dataclass
@@ -93,6 +98,7 @@ def observe(
         demand_nodes=sizing.demand_nodes,
         arrival_nodes=sizing.arrival_nodes,
         spare_nodes=sizing.spare_nodes,
+        signals=sizing.signals,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
@@ -192,6 +198,30 @@ def forecast_demand(
     return size_fleet(pool, predictor, history, per_node_rps)
 
 
+def observe_signals(
+    pool: Pool,
+    metrics: MetricsSource,
+    now: datetime,
+    max_staleness: timedelta,
+    sizing: Sizing,
+    fleet: FleetState,
+    per_node_rps: float,
+) -> Sizing:
+    """The sizing with the pool's signals read (none configured: unchanged)."""
+    if not pool.signals:
+        return sizing
+    context = SignalContext(
+        current=fleet.desired,
+        ready=fleet.ready,
+        demand_rps=sizing.demand_now,
+        per_node_rps=per_node_rps,
+        target_utilization=pool.target_utilization,
+        nodes_for=nodes_for,
+    )
+    readings = read_signals(pool.signals, metrics, now, max_staleness, context)
+    return replace(sizing, signals=readings)
+
+
 class PoolTicker:
     """Runs the tick for one pool; holds only the collaborators, never the decision."""
 
@@ -233,6 +263,18 @@ class PoolTicker:
             result.errors["backend"] = str(exc)
         self._report_expired(now, state, overrides)
         if result.fleet is not None:
+            result.sizing = observe_signals(
+                pool,
+                self.metrics,
+                now,
+                self.max_staleness,
+                sizing,
+                result.fleet,
+                self.per_node_rps,
+            )
+            problems = signal_problems(result.sizing.signals)
+            if problems:
+                result.errors["signals"] = problems
             self._decide_and_act(now, state, overrides, result)
         self._track_failures(now, state, result)
         self._log(result)
@@ -305,7 +347,7 @@ class PoolTicker:
 
     def _track_failures(self, now: datetime, state: PoolState, result: TickResult) -> None:
         """One message when a failure starts and one when it clears, not one per tick."""
-        for kind in ("metrics", "backend"):
+        for kind in ("metrics", "signals", "backend"):
             detail = result.errors.get(kind)
             if detail is not None and kind not in state.failing:
                 state.failing[kind] = now
@@ -356,6 +398,17 @@ def decision_record(result: TickResult) -> dict[str, Any]:
         "forecast_upper_rps": _peak(sizing.forecast, "upper"),
         "forecast_model": sizing.forecast.model if sizing.forecast else None,
         "forecast_nodes": sizing.nodes,
+        "signals": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "nodes": r.nodes,
+                "value": r.value,
+                "bad_input": r.bad,
+                "detail": r.detail,
+            }
+            for r in sizing.signals
+        ],
         "current": fleet.desired if fleet else None,
         "ready": fleet.ready if fleet else None,
         "pending": fleet.pending if fleet else None,

@@ -17,7 +17,15 @@ from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, Sizing, limits_of, observe_demand, plan, size_fleet
+from autoscaler.tick import (
+    PoolTicker,
+    Sizing,
+    limits_of,
+    observe_demand,
+    observe_signals,
+    plan,
+    size_fleet,
+)
 from backends.base import BackendError, FleetState
 from predictors import make_predictor
 
@@ -116,6 +124,9 @@ def forecast_pool(
     except BackendError as exc:
         result.problem = f"fleet unreadable ({exc}); no decision"
         return result
+    result.now = observe_signals(
+        pool, metrics, now, max_staleness, result.now, result.fleet, ticker.per_node_rps
+    )
     result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
     return result
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from autoscaler.config.transport import insecure_settings, refusal_text
+from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
 from backends.leases import LeaderElection
 from common.durations import Duration, format_duration
@@ -230,6 +231,11 @@ class Pool(Strict):
     scale_up: ScaleUp = Field(default_factory=ScaleUp)
     cooldown: Duration = timedelta(minutes=5)
     dry_run: bool = False
+    signals: list[SignalConfig] = Field(
+        default_factory=list,
+        description="counts beside the forecast's (queue depth, GPU utilization, latency, "
+        "a node count): the highest wins",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Pool:
@@ -237,6 +243,10 @@ class Pool(Strict):
             raise ValueError("max_nodes must be at least min_nodes")
         if self.horizon < self.boot_time:
             raise ValueError("horizon must be at least boot_time, or new nodes arrive too late")
+        names = [s.name for s in self.signals]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"signal names must be unique; repeated: {', '.join(repeated)}")
         return self
 
 
@@ -301,6 +311,18 @@ class Config(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _signals_need_prometheus(self) -> Config:
+        """A replayed trace answers every query with demand: a signal would read nonsense."""
+        if isinstance(self.metrics, ReplayMetrics):
+            with_signals = [p.name for p in self.pools if p.signals]
+            if with_signals:
+                raise ValueError(
+                    "signals need a Prometheus metrics source (a replayed trace has only "
+                    f"demand); pools with signals: {', '.join(with_signals)}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ def sample_pools() -> dict[str, PoolState]:
             memory=Memory(
                 last_action_at=T0 - timedelta(minutes=7),
                 recommendations=((T0 - timedelta(minutes=2), 4), (T0, 3)),
+                signal_counts=(("backlog", T0 - timedelta(minutes=1), 6),),
             ),
             failing={"metrics": T0 - timedelta(minutes=30)},
             reported_expired=["2025-06-01T00:00:00+00:00"],

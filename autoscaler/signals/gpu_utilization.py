@@ -1,0 +1,38 @@
+"""GPU utilization (e.g. DCGM's DCGM_FI_DEV_GPU_UTIL averaged over the pool), in percent.
+
+Target tracking as the Kubernetes HPA does it: ready nodes × observed / target, and no
+change while the ratio is within the tolerance of 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
+
+
+class GpuUtilizationSignal(SignalSettings):
+    kind: Literal["gpu_utilization"]
+    target: float = Field(gt=0, le=100, description="utilization to track, in percent")
+    tolerance: float = Field(
+        default=0.1, ge=0, lt=1, description="no change while |observed/target - 1| is within"
+    )
+
+    def count(self, value: float, context: SignalContext) -> tuple[int, str]:
+        require_finite(value, "GPU utilization")
+        if not 0 <= value <= 100:
+            raise BadSignalInput(
+                f"GPU utilization is {value:g} %, outside 0-100 % (the query must give percent)"
+            )
+        seen = (
+            f"GPU utilization {value:.1f} % on {context.ready} ready nodes, "
+            f"target {self.target:g} %"
+        )
+        ratio = value / self.target
+        if abs(ratio - 1) <= self.tolerance:
+            return context.current, f"{seen}: within {self.tolerance:.0%}, keep {context.current}"
+        nodes = math.ceil(context.ready * ratio - 1e-9)
+        return nodes, f"{seen}: {context.ready} × {value:.1f}/{self.target:g}"

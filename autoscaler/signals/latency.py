@@ -1,0 +1,35 @@
+"""Observed latency against the target (e.g. a p95 from histogram_quantile), in seconds.
+
+A guard, not a sizing rule: while the service is slower than promised it asks for
+`add_nodes` more than are ready (so it waits for nodes already booting), and otherwise
+asks for none, so it never lowers the count.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
+from common.durations import Duration, format_duration
+
+
+class LatencySignal(SignalSettings):
+    kind: Literal["latency"]
+    target: Duration = Field(description="the promised latency (e.g. 2s for a p95 of 2 s)")
+    add_nodes: int = Field(default=1, ge=1, description="nodes added above ready while slow")
+
+    def count(self, value: float, context: SignalContext) -> tuple[int, str]:
+        require_finite(value, "latency")
+        if value < 0:
+            raise BadSignalInput(f"latency is negative ({value:g} s)")
+        target_s = self.target.total_seconds()
+        seen = f"latency {value:.3g} s, target {format_duration(self.target)}"
+        if value <= target_s:
+            return 0, f"{seen}: within target, asks for none"
+        nodes = max(context.current, context.ready + self.add_nodes)
+        return nodes, (
+            f"{seen}: slower than promised, {context.ready} ready + {self.add_nodes}"
+            + (" (nodes already on the way)" if nodes == context.current > context.ready else "")
+        )

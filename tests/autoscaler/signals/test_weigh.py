@@ -1,0 +1,94 @@
+"""The pure rules: each kind's count from a value, and weighing the counts in decide()."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for, rule_of
+from autoscaler.signals.base import BadSignalInput, SignalContext
+from autoscaler.signals.gpu_utilization import GpuUtilizationSignal
+from autoscaler.signals.latency import LatencySignal
+from autoscaler.signals.queue_depth import QueueDepthSignal
+from autoscaler.signals.weigh import SignalReading
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LIMITS = Limits(
+    min_nodes=0,
+    max_nodes=50,
+    stabilization=timedelta(minutes=3),
+    max_step_down=10,
+    cooldown=timedelta(0),
+)
+
+
+def context(current: int = 4, ready: int = 4, demand: float | None = 20.0) -> SignalContext:
+    return SignalContext(current, ready, demand, 10.0, 0.8, nodes_for)
+
+
+def reading(name: str, nodes: int | None, *, bad: bool = False, hold: int = 10) -> SignalReading:
+    return SignalReading(
+        name, "node_count", nodes, "seen", bad=bad, hold_for=timedelta(minutes=hold)
+    )
+
+
+def test_queue_depth_without_demand_counts_the_backlog_alone_and_says_so() -> None:
+    queue = QueueDepthSignal(kind="queue_depth", name="q", query="q", drain_within="2m")
+    nodes, detail = queue.count(2400, context(demand=None))  # 20/s over 10/s nodes
+    assert nodes == 2 and "arrivals unknown" in detail
+    nodes, _ = queue.count(0, context(demand=20.0))  # an empty queue: arrivals only
+    assert nodes == 3
+
+
+def test_gpu_utilization_keeps_the_count_within_its_tolerance() -> None:
+    gpu = GpuUtilizationSignal(kind="gpu_utilization", name="g", query="g", target=70)
+    assert gpu.count(75, context(current=6, ready=5))[0] == 6  # 75/70 within 10 %
+    assert gpu.count(35, context(current=6, ready=6))[0] == 3  # HPA: 6 × 35/70
+    with pytest.raises(BadSignalInput, match=r"100\.5 %"):
+        gpu.count(100.5, context())
+
+
+def test_latency_guard_waits_for_nodes_already_on_the_way() -> None:
+    guard = LatencySignal(kind="latency", name="p95", query="p", target="2s", add_nodes=2)
+    nodes, detail = guard.count(3.0, context(current=8, ready=5))
+    assert nodes == 8 and "already on the way" in detail  # 5 ready + 2 < 8 asked for
+    assert guard.count(3.0, context(current=5, ready=5))[0] == 7
+
+
+def test_a_missing_signal_holds_its_last_good_count_for_hold_for_then_the_fleet() -> None:
+    memory = Memory()
+    obs = Observation(at=T0, current=4, forecast_nodes=3, signals=(reading("q", 9),))
+    decision, memory = decide(obs, LIMITS, memory)
+    assert decision.desired == 9 and memory.signal_counts == (("q", T0, 9),)
+    for minutes, desired in ((5, 9), (10, 9)):
+        at = T0 + timedelta(minutes=minutes)
+        obs = Observation(at=at, current=4, forecast_nodes=3, signals=(reading("q", None),))
+        decision, memory = decide(obs, LIMITS, memory)
+        assert decision.desired == desired
+        assert memory.signal_counts == (("q", T0, 9),)  # the last good one stays
+    at = T0 + timedelta(minutes=11)  # past hold_for: hold the fleet (4), not the forecast (3)
+    obs = Observation(at=at, current=4, forecast_nodes=3, signals=(reading("q", None),))
+    decision, memory = decide(obs, LIMITS, memory)
+    assert decision.desired == 4 and memory.recommendations == ()
+    assert "missing_data" in {rule_of(r) for r in decision.reasons}
+
+
+def test_bad_input_holds_everything_even_a_scale_up_the_forecast_wants() -> None:
+    obs = Observation(
+        at=T0,
+        current=2,
+        forecast_nodes=12,
+        signals=(reading("q", None, bad=True), reading("n", 20)),
+    )
+    decision, memory = decide(obs, LIMITS, Memory(recommendations=((T0, 2),)))
+    assert (decision.desired, decision.target) == (2, 2)
+    assert memory.recommendations == ()
+    assert rule_of(decision.reasons[-1]) == "signal_bad_input"
+
+
+def test_a_signal_removed_from_the_config_is_forgotten() -> None:
+    memory = Memory(signal_counts=(("gone", T0, 9),))
+    obs = Observation(at=T0, current=4, forecast_nodes=4)
+    decision, memory = decide(obs, LIMITS, memory)
+    assert memory.signal_counts == () and decision.desired == 4
