@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 
 from backends.base import BackendError
 from backends.nomad_job import nomad_address_findings
-from common.durations import Duration
+from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
 from common.settings import Strict
 
@@ -52,7 +52,7 @@ class LeaderElection(Strict):
         default=timedelta(seconds=30), description="a dead holder is replaced after about this"
     )
     identity: str | None = Field(default=None, description="default: hostname:pid")
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     verify_tls: bool = True
     allow_insecure: bool = False
     # Nomad

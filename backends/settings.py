@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from common.clock import Clock
-from common.durations import Duration
+from common.durations import PositiveDuration
 from common.settings import Strict
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class BackendSettings(Strict):
 class ApiCalls(BackendSettings):
     """How every fleet API call is made: a timeout, and retries with backoff on 5xx."""
 
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     retries: int = Field(default=3, ge=0, le=10)
 
 

@@ -6,9 +6,10 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_LONGEST = timedelta(days=36_525)  # 100 years: longer is a typo, and `now + it` overflows
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -31,9 +32,14 @@ def parse_duration(value: Any) -> timedelta:
 def _span(seconds: float) -> timedelta:
     """A config error, not a crash, for a span no timedelta holds (NaN, inf, 10**14 s)."""
     try:
-        return timedelta(seconds=seconds)
+        span = timedelta(seconds=seconds)
     except (OverflowError, ValueError):
-        raise ValueError(f"{seconds:g} seconds is not a duration this program can hold") from None
+        span = None
+    if span is None or span > _LONGEST:
+        raise ValueError(
+            f"{seconds:g} seconds is not a duration this program can hold (100 years at most)"
+        )
+    return span
 
 
 def format_duration(value: timedelta) -> str:
@@ -48,5 +54,20 @@ def format_duration(value: timedelta) -> str:
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def _positive(value: timedelta) -> timedelta:
+    """A zero interval, step or timeout would be a busy loop or an instant failure."""
+    if value <= timedelta(0):
+        raise ValueError(f"must be more than 0, got {format_duration(value)}")
+    return value
+
+
+PositiveDuration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_positive),
     PlainSerializer(format_duration, return_type=str),
 ]

@@ -1,9 +1,20 @@
-"""Forecasters behind one small interface (see predictors.base)."""
+"""Forecasters behind one small interface (see predictors.base).
+
+Each predictor's parameters are its constructor's keyword arguments; their types,
+defaults and bounds (an `Annotated[..., Field(...)]`) are read from the signature into
+a pydantic model, so a config is checked against the same rules the constructor keeps,
+with no second copy of the defaults.
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+import typing
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from common.durations import parse_duration
 from predictors.base import Forecast, Predictor
@@ -11,33 +22,61 @@ from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
 PREDICTORS: dict[str, type] = {"linear": LinearTrendPredictor, "seasonal": SeasonalPredictor}
+PredictorKind = Literal["linear", "seasonal"]
+assert set(typing.get_args(PredictorKind)) == set(PREDICTORS)
 
 
 def make_predictor(kind: str, params: dict[str, Any] | None = None) -> Predictor:
-    """Build a fresh predictor of `kind`.
+    """Build a fresh predictor of `kind`; a ValueError says which parameter is wrong.
 
-    Durations in `params` may be timedeltas or strings such as "14d" (as in YAML):
-    a parameter annotated as a timedelta gets its string parsed here.
+    Durations in `params` may be timedeltas or strings such as "14d" (as in YAML).
     """
+    cls = PREDICTORS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(PREDICTORS)}")
+    checked = check_params(kind, params or {})
     try:
-        cls = PREDICTORS[kind]
-    except KeyError:
-        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(PREDICTORS)}") from None
+        return cls(**checked)
+    except (ValueError, TypeError, LookupError, ArithmeticError) as exc:
+        raise ValueError(f"params: {exc}") from None
+
+
+def check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the constructor takes them, or a ValueError naming each bad one."""
+    model = params_model(kind)
     try:
-        return cls(**_with_durations(cls, params or {}))
-    except TypeError as exc:  # an unknown or misspelt parameter name
-        raise ValueError(f"predictor {kind!r}: {exc}") from None
+        parsed = model.model_validate(params)
+    except ValidationError as exc:
+        raise ValueError("; ".join(_problem(kind, e) for e in exc.errors())) from None
+    return {name: getattr(parsed, name) for name in parsed.model_fields_set}
 
 
-def _with_durations(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    signature = inspect.signature(cls)
-    parsed = dict(params)
-    for name, value in params.items():
-        parameter = signature.parameters.get(name)
-        is_duration = parameter is not None and "timedelta" in str(parameter.annotation)
-        if is_duration and isinstance(value, str | int | float) and not isinstance(value, bool):
-            parsed[name] = parse_duration(value)
-    return parsed
+@functools.cache
+def params_model(kind: str) -> type[BaseModel]:
+    """The pydantic model of a predictor's keyword arguments (unknown names refused)."""
+    cls = PREDICTORS[kind]
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    fields: dict[str, Any] = {}
+    for name, parameter in inspect.signature(cls).parameters.items():
+        hint = hints.get(name, Any)
+        if _base(hint) is timedelta:
+            hint = Annotated[hint, BeforeValidator(parse_duration)]
+        fields[name] = (hint, parameter.default)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+    return create_model(f"{cls.__name__}Params", __config__=config, **fields)
 
 
-__all__ = ["PREDICTORS", "Forecast", "Predictor", "make_predictor"]
+def _base(hint: Any) -> Any:
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+
+
+def _problem(kind: str, error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"]) or "params"
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(params_model(kind).model_fields)
+        return f"params.{name}: unknown parameter of the {kind} predictor; known: {known}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"params.{name}: {message} (got {error.get('input')!r})"
+
+
+__all__ = ["PREDICTORS", "Forecast", "Predictor", "PredictorKind", "make_predictor"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from statistics import NormalDist
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.linear_model import LinearRegression
 
 from predictors.base import Forecast, future_index
@@ -20,7 +22,11 @@ from predictors.base import Forecast, future_index
 class LinearTrendPredictor:
     name = "linear"
 
-    def __init__(self, window: timedelta = timedelta(minutes=60), quantile: float = 0.9) -> None:
+    def __init__(
+        self,
+        window: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(minutes=60),
+        quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9,
+    ) -> None:
         self.window = window
         self.quantile = quantile
 

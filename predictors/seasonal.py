@@ -53,10 +53,12 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from zoneinfo import ZoneInfo
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from predictors.base import Forecast, infer_step
 from predictors.cleaning import is_sparse, on_grid, repair
@@ -81,6 +83,7 @@ from predictors.shape import (
     week_slots_of_local,
 )
 
+_Span = Annotated[timedelta, Field(gt=timedelta(0))]
 OVERLAP_STEPS = 5
 _LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
 _MAX_DIP_S = 1800.0  # a dip to ~0 longer than this is real, not a counter reset
@@ -94,20 +97,23 @@ class SeasonalPredictor:
 
     def __init__(
         self,
-        service_target: float = 0.01,
-        latency_target_s: float = 3.0,
+        service_target: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01,
+        latency_target_s: Annotated[float, Field(ge=0.0)] = 3.0,
         timezone: str = "UTC",
-        refit_every: timedelta = timedelta(hours=1),
-        min_history: timedelta = timedelta(days=1),
-        weekly_history: timedelta = timedelta(days=7),
-        max_history: timedelta = timedelta(days=14),
-        shape_half_life: timedelta = timedelta(days=7),
-        daily_harmonics: int = 12,
-        weekly_harmonics: int = 16,
+        refit_every: _Span = timedelta(hours=1),
+        min_history: _Span = timedelta(days=1),
+        weekly_history: _Span = timedelta(days=7),
+        max_history: _Span = timedelta(days=14),
+        shape_half_life: _Span = timedelta(days=7),
+        daily_harmonics: Annotated[int, Field(ge=1, le=48)] = 12,
+        weekly_harmonics: Annotated[int, Field(ge=0, le=168)] = 16,
     ) -> None:
         if not 0.0 < service_target < 1.0:
             raise ValueError("service_target is a share of late requests, between 0 and 1")
-        ZoneInfo(timezone)  # an unknown zone fails here, not at the first tick
+        try:  # an unknown zone fails here, not at the first tick
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown IANA time zone {timezone!r}") from None
         if not latency_target_s >= 0.0:
             raise ValueError("latency_target_s is seconds a request may wait, at least 0")
         self.service_target = service_target

@@ -19,8 +19,9 @@ from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
 from backends.leases import LeaderElection
-from common.durations import Duration, format_duration
+from common.durations import Duration, PositiveDuration, format_duration
 from common.settings import Strict
+from predictors import PredictorKind, check_params
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PATH_LISTS = frozenset({"kubeconfig"})  # fields that may hold several paths, like $KUBECONFIG
@@ -68,8 +69,8 @@ class ClientCertificate(Strict):
 class PrometheusMetrics(Strict):
     kind: Literal["prometheus"] = "prometheus"
     url: str = "http://127.0.0.1:9090"
-    timeout: Duration = timedelta(seconds=10)
-    max_staleness: Duration = Field(
+    timeout: PositiveDuration = timedelta(seconds=10)
+    max_staleness: PositiveDuration = Field(
         default=timedelta(minutes=5),
         description="newest sample older than this is stale: the tick holds",
     )
@@ -119,7 +120,7 @@ class ReplayMetrics(Strict):
 
     kind: Literal["replay"]
     trace: Path
-    max_staleness: Duration = timedelta(minutes=5)
+    max_staleness: PositiveDuration = timedelta(minutes=5)
 
 
 MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator="kind")]
@@ -130,10 +131,19 @@ MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator
 
 class DemandQuery(Strict):
     query: str = Field(description="PromQL giving the pool's demand in requests per second")
-    window: Duration = Field(
+    window: PositiveDuration = Field(
         default=timedelta(days=7), description="history the predictor learns the week from"
     )
-    step: Duration = timedelta(minutes=1)
+    step: PositiveDuration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _step_inside_window(self) -> DemandQuery:
+        if self.step > self.window:
+            raise ValueError(
+                f"step ({format_duration(self.step)}) must not be longer than the window "
+                f"({format_duration(self.window)})"
+            )
+        return self
 
 
 class Capacity(Strict):
@@ -150,8 +160,15 @@ class Capacity(Strict):
 
 
 class PredictorConfig(Strict):
-    kind: str = "seasonal"
+    """A predictor and its parameters, checked against its constructor's (predictors/)."""
+
+    kind: PredictorKind = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_params(self) -> PredictorConfig:
+        check_params(self.kind, self.params)  # a ValueError names each bad parameter
+        return self
 
 
 class Schedule(Strict):
@@ -170,6 +187,14 @@ class Schedule(Strict):
     @classmethod
     def _expand_days(cls, value: Any) -> list[str]:
         return expand_days(value)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_text(cls, value: Any) -> Any:
+        """pydantic reads 9 as 9 seconds after midnight; a person meant 09:00."""
+        if isinstance(value, str | time):
+            return value
+        raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
 
     @field_validator("timezone")
     @classmethod
@@ -217,7 +242,7 @@ class Pool(Strict):
     target_utilization: float = Field(default=0.8, gt=0, le=1)
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)
     boot_time: Duration = timedelta(minutes=10)
-    horizon: Duration = timedelta(minutes=15)
+    horizon: PositiveDuration = timedelta(minutes=15)
     min_nodes: int = Field(default=0, ge=0)
     max_nodes: int = Field(ge=0)
     spare_nodes: int = Field(
@@ -260,7 +285,7 @@ class SlackConfig(Strict):
     base_url: str | None = Field(
         default=None, description="Slack Web API base URL; only for tests and proxies"
     )
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     allow_insecure: bool = Field(
         default=False, description="accept a plain http base_url to another host"
     )
@@ -274,10 +299,18 @@ class TelemetryConfig(Strict):
         pattern=r"^[^:\s]+:\d{1,5}$",
         description="host:port; loopback by default, so only the ops box can scrape it",
     )
-    unhealthy_after: Duration = Field(
+    unhealthy_after: PositiveDuration = Field(
         default=timedelta(minutes=5),
         description="/healthz fails after this long without a fully successful tick",
     )
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range; use 1 to 65535")
+        return value
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -294,7 +327,7 @@ class SimulationConfig(Strict):
 
 
 class Config(Strict):
-    interval: Duration = timedelta(minutes=1)
+    interval: PositiveDuration = timedelta(minutes=1)
     state_dir: Path = Path("/var/lib/autoscaler")
     decision_log: Path | None = None
     overrides_file: Path | None = None
