@@ -7,10 +7,11 @@ files by hand at 3 a.m.; a traceback or a silently ignored key is not an answer.
 
 from __future__ import annotations
 
+import os
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from autoscaler.config.expand import expand_scalar
 from autoscaler.config.schema import Config, resolve_paths
 from autoscaler.overrides import OverridesFile
 
@@ -28,6 +30,7 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAIN_FILE = "autoscaler.yaml"  # the main config when --config names a folder
 MAX_VALUES = 100_000
 MAX_DEPTH = 50
 
@@ -82,8 +85,11 @@ def field_name(loc: Loc) -> str:
 # ---- reading YAML with line marks --------------------------------------------------
 
 
-def read_yaml(path: Path, *, missing_ok: bool = False) -> YamlDocument | None:
-    """Parse one YAML document; None only when `missing_ok` and the file does not exist."""
+def read_yaml(
+    path: Path, *, missing_ok: bool = False, env: Mapping[str, str] | None = None
+) -> YamlDocument | None:
+    """Parse one YAML document; None only when `missing_ok` and the file does not exist.
+    With `env`, `${VAR}` in values is expanded from it (autoscaler.config.expand)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -101,7 +107,7 @@ def read_yaml(path: Path, *, missing_ok: bool = False) -> YamlDocument | None:
         raise ConfigError([Problem(path, line, "", message)]) from None
     try:
         node = loader.get_single_node()
-        builder = _Builder(path, loader)
+        builder = _Builder(path, loader, env)
         data = None if node is None else builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -119,9 +125,12 @@ def read_yaml(path: Path, *, missing_ok: bool = False) -> YamlDocument | None:
 class _Builder:
     """Turns composed nodes into plain data, noting lines and duplicate keys on the way."""
 
-    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+    def __init__(
+        self, path: Path, loader: yaml.SafeLoader, env: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
         self.loader = loader
+        self.env = env
         self.lines: dict[Loc, int] = {}
         self.problems: list[Problem] = []
         self.count = 0
@@ -139,6 +148,18 @@ class _Builder:
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if self.env is not None and isinstance(node, yaml.ScalarNode):
+            node, unset = expand_scalar(node, self.env, self.loader)
+            for name in unset:
+                self.problems.append(
+                    Problem(
+                        self.path,
+                        self.lines[loc],
+                        field_name(loc),
+                        f"environment variable {name} is not set (${{{name}}}); set it, or "
+                        f"give a default: ${{{name}:-value}}",
+                    )
+                )
         if node.tag in (_INT_TAG, _FLOAT_TAG) and node.style is None and ":" in node.value:
             # YAML 1.1 reads 10:30 as the base-60 number 630; a person meant a time.
             return node.value
@@ -191,6 +212,9 @@ def parse_document(document: YamlDocument, model: type[M]) -> M:
         parsed = model.model_validate(document.data)
     except ValidationError as exc:
         problems = [_problem(document, model, error) for error in exc.errors()]
+        # A field already reported while reading (an unset ${VAR}) needs no second word.
+        known = {(p.line, p.field) for p in document.problems}
+        problems = [p for p in problems if (p.line, p.field) not in known]
         raise ConfigError(_unique([*document.problems, *problems])) from None
     if document.problems:
         raise ConfigError(document.problems)
@@ -317,46 +341,41 @@ def _unwrap(target: Any, node: Any) -> Any:
 # ---- the two files the daemon reads ---------------------------------------------------
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate the daemon's config; relative paths become relative to its folder."""
-    document = read_yaml(path)
+def main_file(path: Path) -> Path:
+    """The config file `path` names: itself, or a folder's autoscaler.yaml."""
+    return path / MAIN_FILE if path.is_dir() and (path / MAIN_FILE).is_file() else path
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the daemon's config; relative paths become relative to its folder.
+
+    `path` is the config file, or a folder holding `autoscaler.yaml`; `${VAR}` in values
+    is expanded from `env` (the process environment by default); `pool_dir` adds one pool
+    per file (autoscaler.config.pool_dir).
+    """
+    # pool_dir reads its files through this module: imported here, not at the top.
+    from autoscaler.config.pool_dir import duplicate_main_names, duplicate_names, read_pool_dir
+
+    env = os.environ if env is None else env
+    path = main_file(path)
+    document = read_yaml(path, env=env)
     assert document is not None
-    problems = _duplicate_pool_names(document)
+    problems = duplicate_main_names(document)
+    dir_pools, dir_problems = read_pool_dir(document, env)
+    if dir_pools:
+        main_pools = document.data.get("pools") or []
+        names = [p.get("name") for p in main_pools if isinstance(p, dict)]
+        dir_problems += duplicate_names(document, names, dir_pools)
+        if isinstance(main_pools, list):
+            document.data["pools"] = [*main_pools, *(pool for _, pool in dir_pools)]
     try:
         config = parse_document(document, Config)
     except ConfigError as exc:
         problems += [p for p in exc.problems if not p.message.startswith("pool names must be")]
-        raise ConfigError(_unique(problems)) from None
-    if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_unique([*problems, *dir_problems])) from None
+    if problems or dir_problems:
+        raise ConfigError([*problems, *dir_problems])
     return resolve_paths(config, path.parent)
-
-
-def _duplicate_pool_names(document: YamlDocument) -> list[Problem]:
-    """Point at the second pool with a name, rather than at the whole file."""
-    pools = document.data.get("pools") if isinstance(document.data, dict) else None
-    if not isinstance(pools, list):
-        return []
-    seen: dict[str, int] = {}
-    problems = []
-    for i, pool in enumerate(pools):
-        name = pool.get("name") if isinstance(pool, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name in seen:
-            first = document.line_of(("pools", seen[name], "name"))
-            problems.append(
-                Problem(
-                    document.path,
-                    document.line_of(("pools", i, "name")),
-                    field_name(("pools", i, "name")),
-                    f"pool name {name!r} is already used by pools[{seen[name]}] (line {first}); "
-                    "pool names must be unique",
-                )
-            )
-        else:
-            seen[name] = i
-    return problems
 
 
 def load_overrides(path: Path) -> OverridesFile:

@@ -336,6 +336,10 @@ class Config(Strict):
     telemetry: TelemetryConfig | None = None
     simulation: SimulationConfig | None = None
     leader_election: LeaderElection | None = None
+    pool_dir: Path | None = Field(
+        default=None,
+        description="a folder of pool files (*.yaml), one pool each, beside `pools`",
+    )
     pools: list[Pool] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -407,7 +411,7 @@ def expand_days(value: Any) -> list[str]:
     return sorted(set(days), key=WEEKDAYS.index)
 
 
-def resolve_paths(config: Config, base: Path) -> Config:
+def resolve_paths(config: M, base: Path) -> M:
     """Make every relative path in the config relative to the config file's folder.
 
     Walks every model, so a Path field added later is covered too. `~` is the home

@@ -18,6 +18,7 @@ from autoscaler.config.loader import (
     YamlDocument,
     field_name,
     load_config,
+    main_file,
     read_overrides_document,
     read_yaml,
 )
@@ -91,6 +92,7 @@ def credential_problems(config: Config, config_path: Path, env: Mapping[str, str
 
 def validate_files(config_path: Path) -> tuple[Config | None, list[Problem]]:
     """The config (None if it does not load) and every problem found across its files."""
+    config_path = main_file(config_path)
     try:
         config = load_config(config_path)
     except ConfigError as exc:

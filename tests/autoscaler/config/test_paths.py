@@ -53,6 +53,7 @@ pools:
 REPLAY = """\
 state_dir: state
 metrics: {kind: replay, trace: traces/week.csv}
+pool_dir: pools.d
 pools:
   - name: ocr
     backend: {kind: simulated}
@@ -86,6 +87,7 @@ EXPECTED = {
     ("KubernetesBackend", "kubeconfig"): "kube/pool.yaml",
     ("Capacity", "profile"): "profiles/a10g.yaml",
     ("ReplayMetrics", "trace"): "traces/week.csv",
+    ("Config", "pool_dir"): "pools.d",
 }
 
 
@@ -132,6 +134,12 @@ def _types_in(annotation: Any) -> Iterator[Any]:
 def test_every_relative_path_is_resolved_against_the_config_folder(tmp_path: Path) -> None:
     folder = tmp_path / "etc" / "autoscaler"  # not the working directory
     covered: set[tuple[str, str]] = set()
+    pool_file = folder / "replay" / "pools.d" / "face.yaml"
+    pool_file.parent.mkdir(parents=True)
+    pool_file.write_text(
+        "backend: {kind: simulated}\ndemand: {query: up}\n"
+        "capacity: {per_node_rps: 1}\nmax_nodes: 2\n"
+    )
     for name, text in {"main": RELATIVE, "replay": REPLAY, "bearer": BEARER}.items():
         config = load_config(write(folder / name, text))
         for key, value in path_values(config):
@@ -148,7 +156,7 @@ def test_absolute_paths_are_kept(tmp_path: Path) -> None:
         text = text.replace(f" {relative}", f" {elsewhere / relative}")
     config = load_config(write(tmp_path / "etc", text))
     found = dict(path_values(config))
-    assert len(found) == len(EXPECTED) - 2  # all but the replay trace and the bearer file
+    assert len(found) == len(EXPECTED) - 3  # all but REPLAY's trace and pool_dir, BEARER's file
     for key, value in found.items():
         assert value == elsewhere / EXPECTED[key], key
 

@@ -1,0 +1,93 @@
+"""`${VAR}` in config values: expanded from the environment, typed after expansion, and
+an unset variable is an error naming file, line and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+from autoscaler.config.expand import expand_text
+from autoscaler.config.loader import ConfigError, load_config
+
+CONFIG = """\
+metrics:
+  kind: prometheus
+  url: ${PROM_URL}
+  headers: {X-Scope-OrgID: "${TENANT}"}
+pools:
+  - name: ocr-${ENVIRONMENT:-staging}
+    backend: {kind: simulated}
+    demand:
+      query: sum(rate(requests_total{env="${ENVIRONMENT:-staging}"}[$__rate_interval]))
+    capacity: {per_node_rps: 2}
+    max_nodes: ${MAX_NODES}
+    dry_run: ${DRY_RUN:-false}
+"""
+ENV = {"PROM_URL": "https://mimir.example.com/prometheus", "TENANT": "007", "MAX_NODES": "12"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_values_are_expanded_and_typed_after_expansion(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CONFIG), env={**ENV, "ENVIRONMENT": "prod"})
+    pool = config.pools[0]
+    assert config.metrics.url == ENV["PROM_URL"]
+    assert config.metrics.headers == {"X-Scope-OrgID": "007"}  # quoted: stays a string
+    assert pool.name == "ocr-prod"
+    assert pool.max_nodes == 12
+    assert pool.dry_run is False
+    assert pool.demand.query == 'sum(rate(requests_total{env="prod"}[$__rate_interval]))'
+
+
+def test_defaults_apply_when_unset_or_empty(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CONFIG), env={**ENV, "ENVIRONMENT": ""})
+    assert config.pools[0].name == "ocr-staging"
+
+
+def test_an_unset_variable_names_file_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, CONFIG)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"PROM_URL": "https://x.example.com", "TENANT": "t"})
+    problems = [p for p in caught.value.problems if "MAX_NODES" in p.message]
+    assert len(problems) == 1
+    assert str(problems[0]).startswith(
+        f"{path}:11: pools[0].max_nodes: environment variable MAX_NODES is not set"
+    )
+    assert "${MAX_NODES:-value}" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "expanded", "unset"),
+    [
+        ("$${HOME}", "${HOME}", []),
+        ("cost $5", "cost $5", []),
+        ("${A}${B}", "ab", []),
+        ("${MISSING}", "${MISSING}", ["MISSING"]),
+        ("${MISSING:-}", "", []),
+        ("${9BAD}", "${9BAD}", []),
+    ],
+)
+def test_expand_text(text: str, expanded: str, unset: list[str]) -> None:
+    assert expand_text(text, {"A": "a", "B": "b", "HOME": "/root"}) == (expanded, unset)
+
+
+def test_validate_reports_an_unset_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, CONFIG)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MAX_NODES")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:11: pools[0].max_nodes: environment variable MAX_NODES" in result.output
+    monkeypatch.setenv("MAX_NODES", "3")
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
