@@ -57,6 +57,8 @@ class Observation:
     """Spare nodes already included in `forecast_nodes` and `arrival_nodes` (for reasons)."""
     signals: tuple[SignalReading, ...] = ()
     """The pool's other signals (queue depth, GPU utilization, latency, a node count)."""
+    capacity_note: str | None = None
+    """Set when the per-node capacity sized with is the measured one (said in reasons)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def nodes_for_each(
 
 
 def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, Memory]:
-    reasons: list[str] = []
+    reasons: list[str] = [obs.capacity_note] if obs.capacity_note else []
     target, data_ok = _base_target(obs, reasons)
     if obs.signals or memory.signal_counts:
         target, data_ok, memory, bad_input = _with_signals(obs, target, data_ok, memory, reasons)
@@ -357,6 +359,7 @@ _RULE_PHRASES: tuple[tuple[str, str], ...] = (
     ("outside the autoscaler", "manual_change"),
     ("signal's input is bad", "signal_bad_input"),
     ("highest count wins", "signal"),
+    ("capacity:", "capacity"),
     ("reactive floor", "reactive_floor"),
     ("scale-down floor", "forecast_floor"),
     ("demand data", "missing_data"),

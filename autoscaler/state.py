@@ -33,6 +33,8 @@ class PoolState:
     last_known_desired: int | None = None
     """The count the fleet had when the last tick ended: a different count now means
     someone else changed it."""
+    capacity_alerted: bool = False
+    """A capacity drift was told and has not come back within the tolerance since."""
 
 
 class StateStore:
@@ -104,6 +106,7 @@ def _pool_to_json(state: PoolState) -> dict[str, Any]:
         "reported_expired": state.reported_expired,
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
+        "capacity_alerted": state.capacity_alerted,
         "manual_change_at": _iso(memory.manual_change_at),
         "signal_counts": [[name, at.isoformat(), n] for name, at, n in memory.signal_counts],
     }
@@ -125,6 +128,7 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
         reported_expired=[str(x) for x in data.get("reported_expired", [])],
         last_decision=data.get("last_decision"),
         last_known_desired=None if known is None else _count(known),
+        capacity_alerted=data.get("capacity_alerted", False) is True,
     )
 
 

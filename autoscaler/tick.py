@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
@@ -31,8 +32,7 @@ from autoscaler.notify import (
 from autoscaler.overrides import OverridesFile, active_override, expired_overrides
 from autoscaler.policy import Decision, Limits, Memory, Observation, decide, nodes_for
 from autoscaler.schedules import bounds_at
-from autoscaler.signals.base import SignalContext
-from autoscaler.signals.observe import read_signals, signal_problems
+from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.signals.weigh import SignalReading
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
@@ -58,6 +58,8 @@ class Sizing:
     """The pool's spare nodes, included in `nodes` and `arrival_nodes` (said in reasons)."""
     signals: tuple[SignalReading, ...] = ()
     """The pool's other signals as observed (see autoscaler/signals/), for decide()."""
+    capacity_note: str | None = None
+    """Why the per-node capacity sized with is the measured one, not the profile's."""
 
 
 @dataclass
@@ -99,6 +101,7 @@ def observe(
         arrival_nodes=sizing.arrival_nodes,
         spare_nodes=sizing.spare_nodes,
         signals=sizing.signals,
+        capacity_note=sizing.capacity_note,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
@@ -198,30 +201,6 @@ def forecast_demand(
     return size_fleet(pool, predictor, history, per_node_rps)
 
 
-def observe_signals(
-    pool: Pool,
-    metrics: MetricsSource,
-    now: datetime,
-    max_staleness: timedelta,
-    sizing: Sizing,
-    fleet: FleetState,
-    per_node_rps: float,
-) -> Sizing:
-    """The sizing with the pool's signals read (none configured: unchanged)."""
-    if not pool.signals:
-        return sizing
-    context = SignalContext(
-        current=fleet.desired,
-        ready=fleet.ready,
-        demand_rps=sizing.demand_now,
-        per_node_rps=per_node_rps,
-        target_utilization=pool.target_utilization,
-        nodes_for=nodes_for,
-    )
-    readings = read_signals(pool.signals, metrics, now, max_staleness, context)
-    return replace(sizing, signals=readings)
-
-
 class PoolTicker:
     """Runs the tick for one pool; holds only the collaborators, never the decision."""
 
@@ -246,14 +225,18 @@ class PoolTicker:
         self.dry_run = dry_run or pool.dry_run
         self.persist: Callable[[], None] = lambda: None
         """Saves the daemon's state; called right before a write to the fleet."""
+        check = pool.capacity_check
+        self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
+        per_node_rps, capacity_note = self._capacity(now, state)
         sizing = forecast_demand(
-            pool, self.predictor, self.metrics, now, self.max_staleness, self.per_node_rps
+            pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps
         )
+        sizing = replace(sizing, capacity_note=capacity_note)
         result = TickResult(pool.name, now, None, sizing, None, dry_run=self.dry_run)
         if sizing.missing_reason:
             result.errors["metrics"] = sizing.missing_reason
@@ -263,15 +246,10 @@ class PoolTicker:
             result.errors["backend"] = str(exc)
         self._report_expired(now, state, overrides)
         if result.fleet is not None:
-            result.sizing = observe_signals(
-                pool,
-                self.metrics,
-                now,
-                self.max_staleness,
-                sizing,
-                result.fleet,
-                self.per_node_rps,
+            readings = observe_signals(
+                pool, self.metrics, now, self.max_staleness, result.fleet, sizing, per_node_rps
             )
+            result.sizing = replace(sizing, signals=readings)
             problems = signal_problems(result.sizing.signals)
             if problems:
                 result.errors["signals"] = problems
@@ -279,6 +257,17 @@ class PoolTicker:
         self._track_failures(now, state, result)
         self._log(result)
         return result
+
+    def _capacity(self, now: datetime, state: PoolState) -> tuple[float, str | None]:
+        """Per-node req/s to size with: the profile's, or the measured one (see
+        capacity_watch); a drift is told once."""
+        if self.capacity is None:
+            return self.per_node_rps, None
+        self.capacity.refresh(self.metrics, now)
+        message, state.capacity_alerted = self.capacity.message(state.capacity_alerted)
+        if message is not None:
+            self._send(message)
+        return self.capacity.sizing()
 
     def _decide_and_act(
         self, now: datetime, state: PoolState, overrides: OverridesFile, result: TickResult
@@ -398,17 +387,7 @@ def decision_record(result: TickResult) -> dict[str, Any]:
         "forecast_upper_rps": _peak(sizing.forecast, "upper"),
         "forecast_model": sizing.forecast.model if sizing.forecast else None,
         "forecast_nodes": sizing.nodes,
-        "signals": [
-            {
-                "name": r.name,
-                "kind": r.kind,
-                "nodes": r.nodes,
-                "value": r.value,
-                "bad_input": r.bad,
-                "detail": r.detail,
-            }
-            for r in sizing.signals
-        ],
+        "signals": [reading.record() for reading in sizing.signals],
         "current": fleet.desired if fleet else None,
         "ready": fleet.ready if fleet else None,
         "pending": fleet.pending if fleet else None,

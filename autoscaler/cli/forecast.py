@@ -5,7 +5,7 @@ Reads live metrics and the fleet, writes nothing: no scaling, no state, no log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -16,13 +16,13 @@ from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
+from autoscaler.signals.observe import observe_signals
 from autoscaler.state import PoolState
 from autoscaler.tick import (
     PoolTicker,
     Sizing,
     limits_of,
     observe_demand,
-    observe_signals,
     plan,
     size_fleet,
 )
@@ -124,9 +124,10 @@ def forecast_pool(
     except BackendError as exc:
         result.problem = f"fleet unreadable ({exc}); no decision"
         return result
-    result.now = observe_signals(
-        pool, metrics, now, max_staleness, result.now, result.fleet, ticker.per_node_rps
+    readings = observe_signals(
+        pool, metrics, now, max_staleness, result.fleet, result.now, ticker.per_node_rps
     )
+    result.now = replace(result.now, signals=readings)
     result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
     return result
 

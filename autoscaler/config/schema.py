@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from autoscaler.capacity_check import CapacityCheck
 from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
@@ -261,6 +262,11 @@ class Pool(Strict):
         description="counts beside the forecast's (queue depth, GPU utilization, latency, "
         "a node count): the highest wins",
     )
+    capacity_check: CapacityCheck | None = Field(
+        default=None,
+        description="measure what one node serves under load from the fleet's own series; "
+        "alert on drift from the profile, and optionally size with the measured figure",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Pool:
@@ -354,11 +360,11 @@ class Config(Strict):
     def _signals_need_prometheus(self) -> Config:
         """A replayed trace answers every query with demand: a signal would read nonsense."""
         if isinstance(self.metrics, ReplayMetrics):
-            with_signals = [p.name for p in self.pools if p.signals]
+            with_signals = [p.name for p in self.pools if p.signals or p.capacity_check]
             if with_signals:
                 raise ValueError(
-                    "signals need a Prometheus metrics source (a replayed trace has only "
-                    f"demand); pools with signals: {', '.join(with_signals)}"
+                    "signals and capacity_check need a Prometheus metrics source (a replayed "
+                    f"trace has only demand); pools with them: {', '.join(with_signals)}"
                 )
         return self
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
+from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_latest
+from autoscaler.policy import nodes_for
 from autoscaler.signals.base import BadSignalInput, SignalContext
 from autoscaler.signals.settings import SignalConfig
 from autoscaler.signals.weigh import SignalReading
+from backends.base import FleetState
 
 BAD_INPUT_KINDS = frozenset({"ambiguous"})
 """Query answers that are a mistake in the query, not an outage: nothing is scaled."""
@@ -60,6 +64,33 @@ def read_signals(
     context: SignalContext,
 ) -> tuple[SignalReading, ...]:
     return tuple(read_signal(s, metrics, now, max_staleness, context) for s in signals)
+
+
+class _Demand(Protocol):
+    demand_now: float | None
+
+
+def observe_signals(
+    pool: Pool,
+    metrics: MetricsSource,
+    now: datetime,
+    max_staleness: timedelta,
+    fleet: FleetState,
+    sizing: _Demand,
+    per_node_rps: float,
+) -> tuple[SignalReading, ...]:
+    """The pool's signals at this tick (the daemon and `forecast`); none configured: ()."""
+    if not pool.signals:
+        return ()
+    context = SignalContext(
+        fleet.desired,
+        fleet.ready,
+        sizing.demand_now,
+        per_node_rps,
+        pool.target_utilization,
+        nodes_for,
+    )
+    return read_signals(pool.signals, metrics, now, max_staleness, context)
 
 
 def signal_problems(readings: Sequence[SignalReading]) -> str | None:

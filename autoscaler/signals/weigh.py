@@ -35,6 +35,17 @@ class SignalReading:
     def label(self) -> str:
         return f"signal {self.name} ({self.kind})"
 
+    def record(self) -> dict[str, object]:
+        """For the decision log."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "nodes": self.nodes,
+            "value": self.value,
+            "bad_input": self.bad,
+            "detail": self.detail,
+        }
+
 
 @dataclass(frozen=True)
 class Weighed:

@@ -75,6 +75,7 @@ class Tick:
             pool, self.fleet, 10.0, self.metrics, STALENESS, self.notifier,
             DecisionLog(self.log), False,
         )  # fmt: skip
+        self.ticker = ticker
         return ticker.tick(now, self.state, OverridesFile())
 
 

@@ -1,0 +1,120 @@
+"""Capacity that checks itself, against a REAL Prometheus with backfilled fleet series
+(tests/doubles/prometheus_signals.py: 28 req/s served by 4 ready nodes at 95 % GPU
+utilization, so one node serves 7 / 0.95 = 7.37 req/s on a full GPU, against a profile of
+10): the drift is told once with both figures, and sized with only where the pool allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from autoscaler.capacity_check import CapacityCheck, estimate
+from autoscaler.capacity_watch import CapacityWatch
+from autoscaler.state import PoolState, StateStore
+from tests.autoscaler.signals.test_signals_prometheus import Tick, make_pool
+from tests.doubles import prometheus_signals as series
+from tests.doubles.prometheus_signals import SignalPrometheus, signal_prometheus  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+MEASURED = 28 / 4 / 0.95
+CHECK = {
+    "served_query": series.SERVED,
+    "nodes_query": series.READY,
+    "utilization_query": series.GPU_UTIL,
+    "window": "2h",
+    "every": "1m",
+}
+
+
+def drift_alerts(tick: Tick) -> list[str]:
+    return [m.text for m in tick.notifier.messages if "capacity drift" in m.text]
+
+
+def test_a_drift_is_told_once_with_both_figures_and_the_profile_still_sizes(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    pool = make_pool([], capacity_check=CHECK)
+    results = [tick.run(pool, minutes=m) for m in range(3)]
+    (alert,) = drift_alerts(tick)
+    assert f"one node serves {MEASURED:.2f} req/s under load" in alert
+    assert "the profile says 10.00 (-26%)" in alert and "still sizing with the profile" in alert
+    assert all(r.decision is not None and r.decision.desired == 3 for r in results)
+    assert not any("capacity:" in reason for r in results for reason in r.decision.reasons)  # type: ignore[union-attr]
+    assert tick.state.capacity_alerted
+    store = StateStore(tmp_path / "state.json")  # a restart does not tell it again
+    store.save({"face": tick.state})
+    assert store.load()["face"].capacity_alerted
+
+
+def test_where_the_pool_allows_it_the_measured_figure_sizes_and_the_reason_says_so(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    result = tick.run(make_pool([], capacity_check={**CHECK, "use_measured": True}))
+    # 20 req/s / (7.37 × 0.8) = 3.4: 4 nodes, where the profile's 10 req/s gave 3
+    assert result.decision is not None and result.decision.desired == 4
+    assert result.decision.reasons[0].startswith("capacity: one node serves 7.37 req/s")
+    assert f"sizing with the measured {MEASURED:.2f} req/s per node" in result.decision.reasons[0]
+    assert "sizing with the measured figure" in drift_alerts(tick)[0]
+
+    bounded = Tick(signal_prometheus, tmp_path, nodes=3)
+    check = {**CHECK, "use_measured": True, "measured_min": 0.9}
+    result = bounded.run(make_pool([], capacity_check=check))
+    assert "bounded to 9.00" in result.decision.reasons[0]  # type: ignore[union-attr]
+    assert result.decision.desired == 3  # type: ignore[union-attr]  # 20 / (9 × 0.8) = 2.8
+
+
+def test_without_utilization_served_rates_are_only_a_floor(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """7 req/s served per node cannot tell a slow node from an idle one: no alert."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    check: dict[str, Any] = {
+        "per_node_query": f"{series.SERVED} / {series.READY}",
+        "window": "2h",
+    }
+    result = tick.run(make_pool([], capacity_check=check))
+    assert tick.ticker.capacity is not None and tick.ticker.capacity.found is not None
+    assert tick.ticker.capacity.found.measured == pytest.approx(7.0)
+    assert drift_alerts(tick) == [] and result.decision.desired == 3  # type: ignore[union-attr]
+
+
+def test_back_within_tolerance_is_told_and_a_new_drift_alerts_again() -> None:
+    check = CapacityCheck(per_node_query="q", utilization_query="u", min_samples=2)
+    index = pd.date_range("2026-11-23", periods=3, freq="1min", tz="UTC")
+    util = pd.Series([100.0, 50.0, 100.0], index=index)  # the idle sample does not count
+    watch = CapacityWatch("face", check, 10.0)
+    alerted = False
+    told = []
+    for rps in (7.0, 7.0, 9.5, 7.0):
+        watch.found = estimate(pd.Series(rps, index=index), util, check, 10.0)
+        message, alerted = watch.message(alerted)
+        told.append(message.text if message else None)
+    assert watch.found.samples == 2
+    assert "drift" in told[0] and told[1] is None and "back within 20%" in told[2]
+    assert "drift" in told[3]
+    too_few = estimate(pd.Series(7.0, index=index[:1]), util, check, 10.0)
+    assert too_few.measured is None and not too_few.drifted(0.2)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"served_query": "s"}, {"per_node_query": "p", "nodes_query": "n"}],
+)
+def test_the_fleet_series_are_given_one_way(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="served_query with nodes_query, or per_node_query"):
+        CapacityCheck(**fields)
+
+
+def test_state_without_the_flag_loads_as_not_alerted(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save({"face": PoolState()})
+    assert store.load()["face"].capacity_alerted is False
