@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from common.durations import Duration
+from common.durations import PositiveDuration
 from common.settings import Strict
 
 
@@ -31,9 +31,9 @@ class CapacityCheck(Strict):
         default=None, description="the pool's GPU utilization in percent (busy samples only)"
     )
     busy_above: float = Field(default=80.0, gt=0, le=100, description="percent")
-    window: Duration = timedelta(hours=6)
-    step: Duration = timedelta(minutes=1)
-    every: Duration = Field(default=timedelta(minutes=15), description="how often to check")
+    window: PositiveDuration = timedelta(hours=6)
+    step: PositiveDuration = timedelta(minutes=1)
+    every: PositiveDuration = Field(default=timedelta(minutes=15), description="how often to check")
     tolerance: float = Field(default=0.2, gt=0, lt=1, description="drift that alerts")
     min_samples: int = Field(default=10, ge=1)
     use_measured: bool = Field(

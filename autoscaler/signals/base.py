@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from common.durations import Duration
+from common.durations import PositiveDuration
 from common.settings import Strict
 
 
@@ -41,7 +41,7 @@ class SignalSettings(Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="shown in reasons and alerts"
     )
     query: str = Field(description="PromQL giving one series (wrap it in sum/avg/max)")
-    hold_for: Duration = Field(
+    hold_for: PositiveDuration = Field(
         default=timedelta(minutes=10),
         description="while the query has no data, its last good count holds this long; "
         "then the fleet is held (never read as zero)",

@@ -12,12 +12,12 @@ from typing import Literal
 from pydantic import Field
 
 from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
-from common.durations import Duration, format_duration
+from common.durations import PositiveDuration, format_duration
 
 
 class LatencySignal(SignalSettings):
     kind: Literal["latency"]
-    target: Duration = Field(description="the promised latency (e.g. 2s for a p95 of 2 s)")
+    target: PositiveDuration = Field(description="the promised latency (e.g. 2s for a p95 of 2 s)")
     add_nodes: int = Field(default=1, ge=1, description="nodes added above ready while slow")
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:

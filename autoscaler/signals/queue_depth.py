@@ -6,18 +6,17 @@ that work the backlog off within `drain_within` at the full per-node rate.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field
 
 from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
-from common.durations import Duration, format_duration
+from common.durations import PositiveDuration, format_duration
 
 
 class QueueDepthSignal(SignalSettings):
     kind: Literal["queue_depth"]
-    drain_within: Duration = Field(
+    drain_within: PositiveDuration = Field(
         description="the backlog is worked off within this (the latency target)"
     )
     per_node_rate: float | None = Field(
@@ -30,8 +29,6 @@ class QueueDepthSignal(SignalSettings):
         require_finite(value, "queue depth")
         if value < 0:
             raise BadSignalInput(f"queue depth is negative ({value:g})")
-        if self.drain_within <= timedelta(0):
-            raise BadSignalInput("drain_within must be positive")
         rate = self.per_node_rate or context.per_node_rps
         drain_rps = value / self.drain_within.total_seconds()
         drain = context.nodes_for(drain_rps, rate, 1.0)

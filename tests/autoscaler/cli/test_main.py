@@ -81,7 +81,12 @@ def test_forecast_unknown_pool_fails(tmp_path: Path) -> None:
 
 
 def test_validate_accepts_the_shipped_configs() -> None:
-    for name in ("demo.yaml", "production.example.yaml", "backends.example.yaml"):
+    for name in (
+        "demo.yaml",
+        "production.example.yaml",
+        "backends.example.yaml",
+        "signals.example.yaml",
+    ):
         result = runner.invoke(app, ["validate", str(ROOT / "config" / name)])
         assert result.exit_code == 0, result.output
 

@@ -1,0 +1,95 @@
+"""The signals' settings: the shipped example validates, and mistakes name file, line
+and field (a utilization over 100 %, a repeated name, signals on a replayed trace)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.validate import validate_files
+from tests.autoscaler.config.test_loader import assert_reported, line_of
+
+EXAMPLE = Path(__file__).parents[3] / "config" / "signals.example.yaml"
+
+
+def test_the_example_has_all_four_signals_and_a_capacity_check_and_validates() -> None:
+    config, problems = validate_files(EXAMPLE)
+    assert problems == [] and config is not None
+    (pool,) = config.pools
+    assert [s.kind for s in pool.signals] == [
+        "queue_depth",
+        "gpu_utilization",
+        "latency",
+        "node_count",
+    ]
+    assert pool.signals[2].query.startswith("histogram_quantile(0.95,")
+    assert pool.capacity_check is not None and pool.capacity_check.utilization_query
+
+
+def _copy(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
+    text = EXAMPLE.read_text()
+    assert old in text
+    text = text.replace(old, new, 1)
+    path = tmp_path / "signals.yaml"
+    path.write_text(text)
+    return path, text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "anchor", "field", "words"),
+    [
+        (
+            "        target: 70",
+            "        target: 130",
+            "target: 130",
+            "pools[0].signals[1].target",
+            ["less than or equal to 100"],
+        ),
+        (
+            "        drain_within: 30s",
+            "        drain_within: 0s",
+            "drain_within: 0s",
+            "pools[0].signals[0].drain_within",
+            ["must be more than 0"],
+        ),
+        (
+            "        kind: node_count",
+            "        kind: node_counts",
+            "kind: node_counts",
+            "pools[0].signals[3].kind",
+            ["unknown kind 'node_counts'", "'node_count'"],
+        ),
+        (
+            "      tolerance: 0.2 ",
+            "      tolerance: 1.5 ",
+            "tolerance: 1.5",
+            "pools[0].capacity_check.tolerance",
+            ["less than 1"],
+        ),
+    ],
+)
+def test_a_bad_signal_setting_names_file_line_and_field(
+    tmp_path: Path, old: str, new: str, anchor: str, field: str, words: list[str]
+) -> None:
+    path, text = _copy(tmp_path, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert_reported(caught.value, path, line_of(text, anchor), field, *words)
+
+
+def test_signal_names_are_unique(tmp_path: Path) -> None:
+    path, _ = _copy(tmp_path, "      - name: gpu\n", "      - name: backlog\n")
+    with pytest.raises(ConfigError, match="signal names must be unique; repeated: backlog"):
+        load_config(path)
+
+
+def test_signals_on_a_replayed_trace_are_refused(tmp_path: Path) -> None:
+    path, _ = _copy(
+        tmp_path,
+        "  kind: prometheus\n  url: https://prometheus.internal:9090\n",
+        "  kind: replay\n  trace: trace.csv\n",
+    )
+    with pytest.raises(ConfigError, match="need a Prometheus metrics source"):
+        load_config(path)
