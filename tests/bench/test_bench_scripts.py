@@ -117,3 +117,34 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     printed = run_script("predictor_speed.py", "--pools", "3", "--repeats", "3")
     assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
     assert re.search(r"3 pools in one tick .* linear predictor [\d.]+ s, ratio [\d.]+", printed)
+
+
+def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_path: Path) -> None:
+    """Three targets on nasa_jul95, one on an extra file; each verdict follows from its row."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    daily_trace(extra, "unseen", days=8, seed=5)
+    out = tmp_path / "rows.json"
+    printed = run_script(
+        "backtest_untuned.py",
+        *("--traces", str(traces), "--only", "nasa_jul95", "--jobs", "1"),
+        *("--json", str(out), str(extra / "unseen.csv")),
+    )
+    rows = json.loads(out.read_text())
+    assert [(r["trace"], r["target"]) for r in rows] == [
+        ("nasa_jul95", 0.01),
+        ("nasa_jul95", 0.001),
+        ("nasa_jul95", 0.05),
+        ("unseen", 0.01),
+    ]
+    for row in rows:
+        meets = row["late"] <= row["target"]
+        spends = row["late"] >= 0.5 * row["target"]
+        cheap = row["ratio"] is not None and row["ratio"] <= 0.9
+        assert (row["verdict"] == "MET") == (meets and spends and cheap)
+        shown = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        line = f"│ {row['trace']} ".ljust(10)
+        assert any(
+            line.strip() in text and f"{row['late']:.3%}" in text and shown in text
+            for text in printed.splitlines()
+        )

@@ -1,0 +1,151 @@
+"""Issue 15's yardstick: the policy exactly as a user gets it, against anchors tuned in hindsight.
+
+The policy runs untuned (`autoscaler backtest --no-tune`: its defaults, configured from
+the service target alone, one forecasting run); each anchor (static, HPA-like reactive,
+the seed's linear regression, seasonal-naive) has its knobs swept on the very span that
+is scored, which flattens them. Per trace: per-node capacity = mean demand / 20
+(alibaba_genai_lora: 2 requests per minute per node), 10-minute boot, 3 s latency
+target, 7 days of warm-up; a 1 % target on every trace, and 0.1 % and 5 % on nasa_jul95.
+
+Each row prints the policy's late share, the share of the service budget it spent
+(late share / target), its node-hours and the ratio to the cheapest anchor that meets the
+target. The issue's goal: meets the target, spends at least half of it, ratio <= 0.9.
+Not a timed test: run it by hand and record its output.
+
+    python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [EXTRA.csv ...]
+
+Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
+at the 1 % target with capacity = mean demand / 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
+from rich.console import Console
+from rich.table import Table
+from trace_files import DEFAULT_TRACES, trace_name, trace_path
+
+from autoscaler.backtest.report import policy_vs_best
+from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
+
+GOAL, AIM, SPEND = 0.9, 0.8, 0.5
+BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
+EXTRA_TARGETS = {"nasa_jul95": (0.001, 0.05)}
+ANCHORS = ("oracle", "static", "hpa", "linear-20m", "seasonal-naive")
+
+
+@dataclass(frozen=True)
+class Row:
+    trace: str
+    target: float
+    late: float
+    node_hours: float
+    best: str | None
+    ratio: float | None
+    seconds: float
+
+    @property
+    def spent(self) -> float:
+        return self.late / self.target
+
+    @property
+    def verdict(self) -> str:
+        failed = []
+        if self.late > self.target + 1e-12:
+            failed.append("misses target")
+        elif self.spent < SPEND:
+            failed.append(f"spends < {SPEND:.0%}")
+        if self.ratio is None:
+            failed.append("no anchor meets it")
+        elif self.ratio > GOAL:
+            failed.append(f"> {GOAL}x")
+        return "MET" if not failed else "; ".join(failed)
+
+
+def score(path: Path, name: str, target: float, jobs: int | None) -> Row:
+    trace = load_trace(path)
+    settings = BacktestSettings(
+        per_node_rps=capacity_for(name, float(trace.mean())),
+        service_target=target,
+        tune=False,
+        baselines=ANCHORS,
+        jobs=jobs,
+    )
+    began = time.perf_counter()
+    report = run_backtest(path, settings, trace=trace)
+    elapsed = time.perf_counter() - began
+    policy = report.result("policy")
+    ratio, best = policy_vs_best(report)
+    return Row(
+        name,
+        target,
+        policy.score.late_share,
+        policy.score.node_hours,
+        None if best is None else best.name,
+        ratio,
+        elapsed,
+    )
+
+
+def table(rows: list[Row]) -> Table:
+    out = Table(title="untuned policy vs anchors tuned in hindsight")
+    for column in ("trace", "target", "late", "budget spent", "node-hours", "best anchor"):
+        out.add_column(column, justify="left" if column in ("trace", "best anchor") else "right")
+    out.add_column("ratio", justify="right")
+    out.add_column("verdict")
+    out.add_column("s", justify="right")
+    for row in rows:
+        out.add_row(
+            row.trace,
+            f"{row.target:.1%}",
+            f"{row.late:.3%}",
+            f"{row.spent:.0%}",
+            f"{row.node_hours:,.0f}",
+            row.best or "-",
+            "-" if row.ratio is None else f"{row.ratio:.3f}",
+            row.verdict,
+            f"{row.seconds:.0f}",
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("extra", nargs="*", type=Path, help="more trace files (1 %% target)")
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--only", action="append", help="run only this bundled trace")
+    parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
+    parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args()
+    console = Console(width=140)
+    console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
+    cases = [
+        (trace_path(args.traces, name), name, target)
+        for name in (args.only or BUNDLED)
+        for target in (0.01, *EXTRA_TARGETS.get(name, ()))
+    ]
+    cases += [(path, trace_name(path), 0.01) for path in args.extra]
+    began = time.perf_counter()
+    rows = []
+    for path, name, target in cases:
+        rows.append(score(path, name, target, args.jobs))
+        console.print(table(rows[-1:]))
+    console.print(table(rows))
+    console.print(f"total {time.perf_counter() - began:.0f} s", highlight=False)
+    if args.json:
+        rows_out = [{**dataclasses.asdict(r), "verdict": r.verdict} for r in rows]
+        args.json.write_text(json.dumps(rows_out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
