@@ -27,6 +27,16 @@ def read_trace(path: Path) -> pd.Series:
     return pd.Series(frame["requests"].to_numpy(dtype=float) / 60.0, index=index, name="rps")
 
 
+def read_queue_depth(path: Path) -> pd.Series | None:
+    """The trace's `queue_depth` column (messages waiting at each minute), if it has one:
+    the backtest replays it as a queue-depth signal."""
+    if "queue_depth" not in pd.read_csv(path, nrows=0).columns:
+        return None
+    frame = pd.read_csv(path, usecols=["timestamp", "queue_depth"])
+    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
+    return pd.Series(frame["queue_depth"].to_numpy(dtype=float), index=index, name="queue_depth")
+
+
 class TraceReplaySource:
     def __init__(self, trace: pd.Series, clock: Clock) -> None:
         self.trace = trace

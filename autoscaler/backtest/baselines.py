@@ -59,6 +59,9 @@ class Replay:
     sim_start: int
     score_start: int
     initial_nodes: int
+    queue: np.ndarray | None = None
+    """Messages waiting at each minute, when the trace has a `queue_depth` column: the
+    policy replays it as a queue-depth signal (the baselines see demand only)."""
 
     @property
     def arrivals(self) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,8 +27,12 @@ from autoscaler.config.schema import (
 )
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.policy import Memory
+from autoscaler.signals.observe import context_of, reading_of
+from autoscaler.signals.queue_depth import QueueDepthSignal
+from autoscaler.signals.weigh import SignalReading
 from autoscaler.tick import Sizing, act, plan, size_fleet
 from backends import backend_settings, make_backend
+from backends.base import FleetState
 from common.clock import SimulatedClock
 from predictors import PREDICTORS, Forecast, Predictor
 
@@ -225,6 +229,7 @@ def replay_pool(
         clock,
     )
     memory = Memory()
+    queue = _queue_signal(pool, replay) if replay.queue is not None else None
     total = len(values) - replay.sim_start
     desired = np.empty(total, dtype=np.int64)
     ready = np.empty(total, dtype=np.int64)
@@ -241,6 +246,9 @@ def replay_pool(
                 else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
             )
             sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
+            if queue is not None:
+                reading = _queue_reading(pool, queue, replay, minute, state, sizing)
+                sizing = replace(sizing, signals=(reading,))
             decision, memory = plan(pool, sizing, now, state.desired, None, memory)
             if decision.desired != decision.current:
                 act(fleet, decision, before_write=lambda: None)
@@ -250,6 +258,39 @@ def replay_pool(
         if on_progress is not None and (offset % 1000 == 999 or offset == total - 1):
             on_progress(offset + 1, total)
     return PolicyRun(desired, ready, tick_records(instants, replay, desired, ready))
+
+
+def _queue_signal(pool: Pool, replay: Replay) -> QueueDepthSignal:
+    """The pool's queue-depth signal, or one that drains within the latency target."""
+    for signal in pool.signals:
+        if isinstance(signal, QueueDepthSignal):
+            return signal
+    return QueueDepthSignal(
+        kind="queue_depth",
+        name="queue",
+        query="the trace's queue_depth column",
+        drain_within=timedelta(seconds=replay.latency_target_s),
+    )
+
+
+def _queue_reading(
+    pool: Pool,
+    signal: QueueDepthSignal,
+    replay: Replay,
+    minute: int,
+    fleet: FleetState,
+    sizing: Sizing,
+) -> SignalReading:
+    """The queue as the tick at `minute` sees it: the row of the minute before, through the
+    daemon's own signal rule; a minute without a sample is no data (held, then the fleet)."""
+    assert replay.queue is not None
+    value = float(replay.queue[minute - 1])
+    if not math.isfinite(value):
+        return SignalReading(
+            signal.name, signal.kind, None, "no sample in the trace", hold_for=signal.hold_for
+        )
+    context = context_of(pool, fleet, sizing.demand_now, replay.per_node_rps)
+    return reading_of(signal, value, context)
 
 
 def tick_records(

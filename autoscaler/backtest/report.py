@@ -48,6 +48,11 @@ def backtest_table(report: BacktestReport) -> Table:
             f"boot {format_duration(settings.boot_delay)}, "
             f"late = queue > {settings.latency_target_s:g} s, "
             f"target ≤ {settings.service_target:.2%} late"
+            + (
+                "; the policy replays the trace's queue_depth"
+                if report.replay.queue is not None
+                else ""
+            )
         )
     )
     for column in ("policy", "setting (swept)", "node-hours", "× oracle", "late", "late min"):

@@ -40,7 +40,7 @@ from autoscaler.backtest.engine import (
 from autoscaler.backtest.tuning import forked_executor, processes_for, run_policy
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for
-from autoscaler.replay import read_trace
+from autoscaler.replay import read_queue_depth, read_trace
 
 BURN_IN = timedelta(hours=1)
 """Policies run this long before scoring starts, so their memory has settled."""
@@ -71,8 +71,19 @@ def load_trace(path: Path) -> pd.Series:
     return series.reindex(grid)
 
 
-def frame_replay(trace: pd.Series, settings: BacktestSettings) -> Replay:
-    """Where the simulation starts and scoring starts; the fleet every policy starts with."""
+def load_queue_depth(path: Path, grid: pd.DatetimeIndex) -> pd.Series | None:
+    """The trace's queue_depth column on the demand's minute grid (missing minutes NaN)."""
+    queue = read_queue_depth(path)
+    if queue is None:
+        return None
+    return queue[~queue.index.duplicated(keep="last")].reindex(grid)
+
+
+def frame_replay(
+    trace: pd.Series, settings: BacktestSettings, queue: pd.Series | None = None
+) -> Replay:
+    """Where the simulation starts and scoring starts; the fleet every policy starts with.
+    `queue`: messages waiting per minute on the trace's grid, replayed as a signal."""
     minutes = len(trace)
     score_start = max(1, int(settings.warmup / MINUTE))
     if score_start >= minutes:
@@ -93,6 +104,7 @@ def frame_replay(trace: pd.Series, settings: BacktestSettings) -> Replay:
         sim_start=sim_start,
         score_start=score_start,
         initial_nodes=nodes_for(peak, settings.per_node_rps, 1.0),
+        queue=None if queue is None else queue.reindex(trace.index).to_numpy(dtype=float),
     )
 
 
@@ -130,12 +142,16 @@ def run_backtest(
     pool: Pool | None = None,
     on_progress: Progress | None = None,
     trace: pd.Series | None = None,
+    queue: pd.Series | None = None,
 ) -> BacktestReport:
     """The project's policy and every baseline on one trace; `pool` (from a config) runs
-    as configured, without tuning."""
+    as configured, without tuning. A `queue_depth` column in the trace file (or `queue`
+    with `trace`) is replayed as the policy's queue-depth signal."""
     began = time.perf_counter()
     series = trace if trace is not None else load_trace(trace_path)
-    replay = frame_replay(series, settings)
+    if trace is None:
+        queue = load_queue_depth(trace_path, series.index)
+    replay = frame_replay(series, settings, queue)
     if pool is not None:
         pool = pool.model_copy(update={"capacity": Capacity(per_node_rps=settings.per_node_rps)})
         replay = replace(replay, boot_minutes=int(pool.boot_time / MINUTE))

@@ -41,6 +41,11 @@ def read_signal(
             bad=exc.kind in BAD_INPUT_KINDS,
             hold_for=signal.hold_for,
         )
+    return reading_of(signal, value, context)
+
+
+def reading_of(signal: SignalConfig, value: float, context: SignalContext) -> SignalReading:
+    """One observed value to the signal's reading (pure: the backtest replays through it)."""
     try:
         nodes, detail = signal.count(value, context)
     except BadSignalInput as exc:
@@ -82,15 +87,16 @@ def observe_signals(
     """The pool's signals at this tick (the daemon and `forecast`); none configured: ()."""
     if not pool.signals:
         return ()
-    context = SignalContext(
-        fleet.desired,
-        fleet.ready,
-        sizing.demand_now,
-        per_node_rps,
-        pool.target_utilization,
-        nodes_for,
-    )
+    context = context_of(pool, fleet, sizing.demand_now, per_node_rps)
     return read_signals(pool.signals, metrics, now, max_staleness, context)
+
+
+def context_of(
+    pool: Pool, fleet: FleetState, demand_now: float | None, per_node_rps: float
+) -> SignalContext:
+    return SignalContext(
+        fleet.desired, fleet.ready, demand_now, per_node_rps, pool.target_utilization, nodes_for
+    )
 
 
 def signal_problems(readings: Sequence[SignalReading]) -> str | None:
