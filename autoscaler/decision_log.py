@@ -19,6 +19,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from common.secrets import redact_data
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,7 +73,8 @@ class DecisionLog:
     def append(self, record: Mapping[str, Any]) -> None:
         if self.path is None:
             return
-        line = json.dumps(to_json_value(record), allow_nan=False, ensure_ascii=False) + "\n"
+        data = redact_data(to_json_value(record))  # the one way out to the file: no secret
+        line = json.dumps(data, allow_nan=False, ensure_ascii=False) + "\n"
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

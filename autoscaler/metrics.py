@@ -28,6 +28,7 @@ from urllib3.util.retry import Retry
 from autoscaler.config.schema import DemandQuery, PrometheusMetrics
 from autoscaler.metrics_auth import query_credentials
 from common.durations import format_duration
+from common.secrets import shorten
 
 MetricsErrorKind = Literal[
     "unreachable", "timeout", "bad_response", "empty", "nan", "stale", "ambiguous"
@@ -330,7 +331,7 @@ class PrometheusSource:
         reason = f"HTTP {code} from {self._shown_url}"
         detail = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
         if detail:
-            reason += f": {detail.group(1)[:200]}"
+            reason += f": {shorten(detail.group(1), 200)}"
         if code in ("401", "403"):
             reason += f" (check {self._credential_hint})"
         return reason
@@ -380,7 +381,7 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
     status = body.get("status") if isinstance(body, dict) else None
     if status != "success":
         error = body.get("error") if isinstance(body, dict) else None
-        detail = f": {str(error)[:200]}" if error else ""
+        detail = f": {shorten(str(error), 200)}" if error else ""
         raise _UnsuccessfulAnswer(f"response status is {status!r}, not 'success'{detail}")
     data = body.get("data")
     kind = data.get("resultType") if isinstance(data, dict) else None
@@ -410,8 +411,7 @@ def _labels(item: Any) -> str:
 
 
 def _shorten(text: str, limit: int = _QUERY_SHOWN) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(" ".join(text.split()), limit, "...")
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -8,11 +8,15 @@ and a tenant header (X-Scope-OrgID).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoscaler.config.schema import PrometheusMetrics
+from common.secrets import remember, remember_url
+
+_SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie", re.I)
 
 
 class CredentialError(ValueError):
@@ -57,6 +61,9 @@ def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> Quer
         for path, where in ((pair.cert_file, "cert_file"), (pair.key_file, "key_file")):
             _readable(path, f"metrics.client_cert.{where}")
         cert = (str(pair.cert_file), str(pair.key_file))
+    remember(basic[1] if basic else None)
+    remember_url(config.url)
+    remember(*(value for name, value in headers.items() if _SECRET_HEADER.search(name)))
     return QueryCredentials(headers, basic, cert)
 
 

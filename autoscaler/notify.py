@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from common.secrets import redact as redact_known
+from common.secrets import redact_data, remember, shorten
+
 if TYPE_CHECKING:
     from autoscaler.config.schema import SlackConfig
 
@@ -54,7 +57,8 @@ def escape_mrkdwn(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Redacted, then cut: a cut must not keep half of a token (common.secrets)."""
+    return shorten(text, limit)
 
 
 def format_rps(value: float | None) -> str:
@@ -160,10 +164,14 @@ def alert_message(text: str) -> Message:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every non-empty secret in text, longest first so overlaps go too."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
+    """Every secret the process knows (common.secrets), these included."""
+    remember(*secrets)
+    return redact_known(text)
+
+
+def redacted(message: Message) -> Message:
+    """The message as it may leave the process: every known secret replaced."""
+    return Message(redact_known(message.text), redact_data(message.blocks))
 
 
 # ---- senders --------------------------------------------------------------------
@@ -215,6 +223,7 @@ class SlackNotifier:
             raise ValueError("SlackNotifier needs a non-empty bot token")
         self.channel = channel
         self._token = token
+        remember(token)
         self._sleep = sleep
         # retry_handlers=[]: the SDK's own connection retry would double the wait on an
         # outage; this class retries a short 429 itself and nothing else.
@@ -240,7 +249,7 @@ class SlackNotifier:
 
     def send(self, message: Message) -> bool:
         try:
-            return self._send(message)
+            return self._send(redacted(message))
         except Exception as err:  # never let a notification break a tick
             self._warn(f"unexpected {type(err).__name__}: {err}")
             return False

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, PrometheusMetrics, ReplayMetrics
 from autoscaler.config.transport import insecure_settings, refusal_text
@@ -19,6 +21,7 @@ from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker
 from backends import make_backend
 from common.clock import Clock, SimulatedClock, SystemClock
+from common.secrets import install_log_redaction, remember_environment, remember_url
 
 
 @dataclass
@@ -58,6 +61,7 @@ def build_runtime(
     env: Mapping[str, str] = os.environ,
     notifier: Notifier | None = None,
 ) -> Runtime:
+    remember_secrets(config, env)
     insecure = insecure_settings(config, env)  # again, now with NOMAD_ADDR and friends
     if insecure:
         raise ValueError(refusal_text(insecure))
@@ -83,6 +87,29 @@ def build_runtime(
     ]
     store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
     return Runtime(config, clock, metrics, notifier, tickers, store)
+
+
+def remember_secrets(config: Config, env: Mapping[str, str]) -> None:
+    """Every credential this process may send, so that no output shows it (common.secrets):
+    variables named like credentials, passwords in URLs of the environment and the config.
+    Each client also notes the secrets it reads itself (tokens from files, kubeconfigs)."""
+    install_log_redaction()
+    remember_environment(env)
+    for text in _strings(config):
+        if "://" in text:
+            remember_url(text)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in _strings(getattr(value, name))]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return []
 
 
 def _backend_state(config: Config, pool: str, dry_run: bool) -> Path | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from autoscaler.policy import Memory
 from common.atomic import write_atomically
+from common.secrets import redact_data
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class StateStore:
             leftover.unlink(missing_ok=True)
 
     def save(self, pools: dict[str, PoolState]) -> None:
-        data = {"version": STATE_VERSION, "pools": {n: _pool_to_json(s) for n, s in pools.items()}}
+        pools_json = {n: _pool_to_json(s) for n, s in pools.items()}
+        data = redact_data({"version": STATE_VERSION, "pools": pools_json})  # no secret kept
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

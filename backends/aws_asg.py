@@ -30,6 +30,7 @@ from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
+from common.secrets import redact, remember
 from common.transport import plain_http_finding
 
 if TYPE_CHECKING:  # boto3 is the [aws] extra: imported when a group is used, not on load
@@ -197,10 +198,9 @@ def is_retryable_aws_error(error: BaseException) -> bool:
 
 
 def redact_all(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    """Every secret the process knows (common.secrets), these included."""
+    remember(*secrets)
+    return redact(text)
 
 
 def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...] = ()) -> str:
@@ -269,6 +269,7 @@ class AutoScalingGroup:
         self.target = f"Auto Scaling group {config.group!r}"
         self._sleep = sleep
         self._secrets = tuple(env.get(name, "") for name in _SECRET_ENV)
+        remember(*self._secrets)
         session = aws_session(config.region, env)
         timeout = config.timeout.total_seconds()
         self.client = session.client(

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from backends.base import BackendError
 from backends.settings import TlsApiCalls
+from common.secrets import redact, remember
 from common.transport import plain_http_elsewhere
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a connection is made, not on load
@@ -165,6 +166,7 @@ def connect(
     configuration.retries = False  # one loop of retries: ours (backends.retry)
     configuration.proxy, configuration.no_proxy = proxy_settings(configuration.host, env)
     _client_log_filter.configurations.add(configuration)
+    remember(*_secrets_of(configuration), configuration.password or None)
     api_client = ApiClient(configuration=configuration)
     api_client.user_agent = f"{USER_AGENT} ({api_client.user_agent})"
     return KubernetesConnection(
@@ -249,9 +251,9 @@ logging.getLogger("kubernetes.client.rest").addFilter(_client_log_filter)
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
+    """Every secret the process knows (common.secrets), these included."""
+    remember(*secrets)
+    return redact(text)
 
 
 def _secrets_of(configuration: Configuration) -> tuple[str, ...]:

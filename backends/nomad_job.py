@@ -33,6 +33,8 @@ from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
+from common.secrets import redact as redact_known
+from common.secrets import remember, remember_url
 from common.transport import plain_http_finding
 
 
@@ -113,7 +115,7 @@ def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnec
         timeout_s=config.timeout.total_seconds(),
         verify=verify,
         cert=cert,
-        token=env.get(config.token_env) or None,
+        token=_remembered(env.get(config.token_env) or None, address),
     )
 
 
@@ -216,8 +218,17 @@ def is_retryable_nomad_error(error: BaseException) -> bool:
     return isinstance(transport, requests.ConnectionError | requests.Timeout)
 
 
+def _remembered(token: str | None, address: str) -> str | None:
+    """Note the token and any password in the address as secrets, as they are read."""
+    remember(token)
+    remember_url(address)
+    return token
+
+
 def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
+    """Every secret the process knows (common.secrets), this one included."""
+    remember(secret)
+    return redact_known(text)
 
 
 def _short_body(response: requests.Response) -> str:

@@ -30,6 +30,7 @@ from backends.nomad_job import (
     requester_settings,
     response_of,
 )
+from common.secrets import shorten
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class NomadVariableLock:
                 f"namespace {self.connection.namespace!r} (HTTP 403)"
             )
         elif response is not None:
-            body = " ".join(response.text.split())[:200]
+            body = shorten(" ".join(response.text.split()), 200)
             text = f"Nomad answered {operation} on variable {self.path!r}: HTTP "
             text += f"{response.status_code} {body}".rstrip()
         else:

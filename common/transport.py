@@ -6,6 +6,7 @@ Plain http to loopback is fine; to any other host it would carry credentials in 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 
@@ -34,3 +35,50 @@ def scheme_and_host(url: str) -> str:
     """The part of a URL that is safe to print (no userinfo, path or query)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     return f"{parts.scheme}://{parts.hostname or ''}"
+
+
+def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy `requests` would send a request for `url` through (its environment rules:
+    <scheme>_proxy, then all_proxy, either case; no_proxy bypasses), or None."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = parts.scheme.lower()
+    proxy = None
+    for name in (f"{scheme}_proxy", "all_proxy"):
+        proxy = env.get(name) or env.get(name.upper())
+        if proxy:
+            break
+    if not proxy or _bypassed(parts.hostname or "", env.get("no_proxy") or env.get("NO_PROXY")):
+        return None
+    return proxy
+
+
+def proxy_finding(url: str | None, what: str, env: Mapping[str, str]) -> list[str]:
+    """Plain http relayed by a plain-http proxy elsewhere: its credentials cross in clear.
+    (An https URL is tunnelled through the proxy with CONNECT: TLS end to end.)"""
+    if not url or urlsplit(url if "://" in url else f"http://{url}").scheme.lower() != "http":
+        return []
+    proxy = proxy_for(url, env)
+    if proxy is None or not plain_http_elsewhere(proxy):
+        return []
+    return [
+        f"{what} {scheme_and_host(url)} would go through the plain-http proxy "
+        f"{scheme_and_host(proxy)} (from the environment), which sees its credentials"
+    ]
+
+
+def _bypassed(host: str, no_proxy: str | None) -> bool:
+    host = host.lower()
+    for entry in (e.strip().lower() for e in (no_proxy or "").split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name = entry.split(":")[0].lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from common.transport import plain_http_finding
+from pydantic import BaseModel
+
+from common.transport import plain_http_finding, proxy_finding
 
 if TYPE_CHECKING:  # the schema calls these checks: no import back at run time
     from autoscaler.config.schema import Config, MetricsConfig, SlackConfig
@@ -33,7 +35,39 @@ def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:
         found += config.leader_election.insecure_findings(env)
     if config.slack is not None:
         found += _slack_findings(config.slack)
+    return found + proxy_findings(config, env)
+
+
+def proxy_findings(config: Config, env: Mapping[str, str]) -> list[str]:
+    """Plain-http endpoints (loopback ones too, which need nothing on their own) that a
+    plain-http proxy from the environment would relay, tokens and all."""
+    if not any(k.lower() in ("http_proxy", "all_proxy") for k in env):
+        return []
+    found = []
+    for where, block in _blocks(config):
+        if getattr(block, "allow_insecure", False):
+            continue
+        for name in type(block).model_fields:
+            value = getattr(block, name)
+            if name == "address" and value is None and str(getattr(block, "kind", "")) in NOMAD:
+                value = env.get("NOMAD_ADDR") or "http://127.0.0.1:4646"  # the CLI default
+            if isinstance(value, str) and "://" in value:
+                found += proxy_finding(value, f"{where}: {name}", env)
     return found
+
+
+NOMAD = ("nomad", "nomad_job", "nomad_cluster")
+
+
+def _blocks(config: Config) -> list[tuple[str, BaseModel]]:
+    """Each block that may hold an endpoint, with the name its findings give it."""
+    blocks: list[tuple[str, BaseModel]] = [("metrics", config.metrics)]
+    blocks += [(f"pools[{i}].backend ({p.name})", p.backend) for i, p in enumerate(config.pools)]
+    if config.leader_election is not None:
+        blocks.append(("leader_election", config.leader_election))
+    if config.slack is not None:
+        blocks.append(("slack", config.slack))
+    return blocks
 
 
 def _metrics_findings(metrics: MetricsConfig) -> list[str]:

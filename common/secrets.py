@@ -1,0 +1,130 @@
+"""Every secret this process knows, and redaction by value where output leaves it.
+
+Secrets are remembered where they are read (a token from the environment or a file,
+a password in a URL), and `redact` replaces each of them wherever it appears, so no
+message has to remember to hide its own. Logging gets it for every record and its
+traceback (`install_log_redaction`); Slack, the decision log, the state file and the
+CLI call `redact`/`redact_data` at their one exit. `shorten` redacts before it cuts, so a
+cut never leaves a piece of a token behind. Credentials spelled in the text itself
+(`Bearer x`, `user:password@`) are hidden by pattern even when never remembered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+REDACTED = "[redacted]"
+MIN_LENGTH = 6  # a shorter value would hide ordinary words; no real credential is this short
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY", re.I)
+_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{REDACTED}"),
+    (re.compile(r"(?i)(://[^/\s:@'\"]+):[^@\s/'\"]+@"), rf"\1:{REDACTED}@"),
+    (
+        re.compile(
+            r"(?i)(x-nomad-token|x-api-key|authorization)(['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+)
+
+_lock = threading.Lock()
+_known: set[str] = set()
+_by_length: list[str] = []
+
+
+def remember(*values: str | None) -> None:
+    """Add secrets to redact from now on (empty and very short values are ignored)."""
+    fresh = {v.strip() for v in values if v and len(v.strip()) >= MIN_LENGTH} - _known
+    if not fresh:
+        return
+    global _by_length
+    with _lock:
+        _known.update(fresh)
+        _by_length = sorted(_known, key=len, reverse=True)
+
+
+def remember_url(url: str | None) -> None:
+    """The password (as written and decoded) of a URL with user:password@."""
+    if not url or "@" not in url:
+        return
+    try:
+        password = urlsplit(url if "://" in url else f"http://{url}").password
+    except ValueError:
+        return
+    if password:
+        remember(password, unquote(password))
+
+
+def remember_environment(env: Mapping[str, str]) -> None:
+    """Values of variables named like credentials, and passwords in URL-valued variables
+    (NOMAD_ADDR, HTTP_PROXY): what this process may send somewhere."""
+    for name, value in env.items():
+        if _SECRET_NAME.search(name):
+            remember(value)
+        if "://" in value:
+            remember_url(value)
+
+
+def redact(text: str) -> str:
+    """The text with every remembered secret, and credentials by pattern, replaced."""
+    for secret in _by_length:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_data(value: Any) -> Any:
+    """Every string in plain data (dicts, lists, tuples) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_data(v) for v in value)
+    return value
+
+
+def shorten(text: str, limit: int, tail: str = "…") -> str:
+    """At most `limit` characters, redacted first: a cut must not keep half a token."""
+    text = redact(text)
+    return text if len(text) <= limit else text[: max(0, limit - len(tail))] + tail
+
+
+def known() -> Iterable[str]:
+    return tuple(_by_length)
+
+
+# ---- logging ---------------------------------------------------------------------
+
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Redact every log record as it is made, whoever logs it and whichever handler
+    writes it (the message with its arguments, and the traceback's text)."""
+    global _installed
+    if _installed:
+        return
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report
+            return record
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
