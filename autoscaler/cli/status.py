@@ -27,6 +27,7 @@ class PoolStatus:
     override: str
     next_change: str
     last_error: str
+    signals: str = "-"
 
 
 def pool_statuses(
@@ -68,6 +69,7 @@ def pool_statuses(
                 ),
                 next_change=f"{upcoming[0]:%a %m-%d %H:%M} UTC {upcoming[1]}" if upcoming else "-",
                 last_error=failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-",
+                signals=_signals(last.get("signals") or []),
             )
         )
     return rows
@@ -84,6 +86,7 @@ def status_table(rows: list[PoolStatus]) -> Table:
         "override",
         "next schedule change",
         "last error",
+        "signals",
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -96,8 +99,19 @@ def status_table(rows: list[PoolStatus]) -> Table:
             row.override,
             row.next_change,
             row.last_error,
+            row.signals,
         )
     return table
+
+
+def _signals(records: list[dict[str, object]]) -> str:
+    """Each signal's count at the last tick ("backlog 5, gpu no data"); details in reasons."""
+    shown = []
+    for record in records:
+        nodes = record.get("nodes")
+        state = "bad input" if record.get("bad_input") else "no data" if nodes is None else nodes
+        shown.append(f"{record.get('name')} {state}")
+    return ", ".join(shown) or "-"
 
 
 def _text(value: object) -> str:

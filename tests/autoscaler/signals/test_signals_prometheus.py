@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from autoscaler.cli.main import app
 from autoscaler.config.schema import Pool, PrometheusMetrics
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import PrometheusSource
@@ -28,6 +31,7 @@ from tests.doubles.prometheus_signals import SignalPrometheus, signal_prometheus
 from tests.support import RecordingNotifier, read_decisions
 
 pytestmark = pytest.mark.integration
+runner = CliRunner()
 
 STALENESS = timedelta(minutes=5)
 QUEUE = {"name": "backlog", "kind": "queue_depth", "query": series.QUEUE, "drain_within": "60s"}
@@ -212,3 +216,44 @@ def test_bad_input_is_a_clear_error_and_scales_nothing(
     assert says in result.errors["signals"] and "bad input" in result.errors["signals"]
     assert "nothing is scaled while a signal's input is bad" in result.decision.reasons[-1]
     assert any(says in m.text for m in tick.notifier.messages)  # told on Slack, once
+
+
+def test_run_forecast_and_status_show_every_signal(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """End to end through the CLI: `run --once` decides on the signals, `forecast` shows
+    them in the decision it would take now, `status` in the last decision and its column."""
+    pool = {
+        "name": "face",
+        "backend": {"kind": "simulated", "initial_nodes": 4, "boot_delay": "0s"},
+        "demand": {"query": series.DEMAND, "window": "1h"},
+        "capacity": {"per_node_rps": 10.0},
+        "predictor": {"kind": "linear"},
+        "max_nodes": 40,
+        "signals": [QUEUE, GPU, SLOW, {**WANTED, "query": series.NOTHING}],
+    }
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "decision_log": str(tmp_path / "decisions.jsonl"),
+        "metrics": {"kind": "prometheus", "url": signal_prometheus.url},
+        "pools": [pool],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    ran = runner.invoke(app, ["run", "--config", str(path), "--once"])
+    assert ran.exit_code == 1, ran.output  # a tick with a failing signal is not all well
+    (record,) = read_decisions(tmp_path / "decisions.jsonl")
+    assert record["desired"] == 6  # gpu: ceil(4 × 95 / 70)
+    assert "signal planner (node_count): no data" in " | ".join(record["reasons"])
+
+    seen = runner.invoke(app, ["forecast", "--config", str(path)])
+    assert seen.exit_code == 0, seen.output
+    for line in ("signal backlog (queue_depth) needs 5 nodes", "signal gpu (gpu_utilization)"):
+        assert line in seen.output
+
+    shown = runner.invoke(app, ["status", "--config", str(path)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())
+    assert "backlog 5, gpu 6, p95 5, planner no data" in flat
