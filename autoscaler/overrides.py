@@ -2,7 +2,8 @@
 
 The overrides live in their own YAML file so that people, the CLI and the daemon can
 each touch them without rewriting the main config. Every override expires: a
-forgotten "12 nodes for Black Friday" must not run for ever.
+forgotten "12 nodes for Black Friday" must not run for ever; one may also wait for its
+`starts` (a dated window planned ahead: a campaign's floor from 08:00 to 22:00).
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Override(BaseModel):
@@ -20,17 +28,20 @@ class Override(BaseModel):
     nodes: int | None = Field(default=None, ge=0, description="fixed node count")
     min_nodes: int | None = Field(default=None, ge=0)
     max_nodes: int | None = Field(default=None, ge=0)
+    starts: datetime | None = Field(
+        default=None, description="a dated window: in force from here (default: at once)"
+    )
     expires: datetime
     reason: str
     set_by: str | None = None
 
-    @field_validator("expires")
+    @field_validator("expires", "starts")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
             raise ValueError(
-                "expires needs a UTC offset, such as 2026-11-27T18:00:00+05:30 or ...Z; "
-                "a time without one is ambiguous"
+                f"{info.field_name} needs a UTC offset, such as 2026-11-27T18:00:00+05:30 or "
+                "...Z; a time without one is ambiguous"
             )
         return value
 
@@ -48,6 +59,8 @@ class Override(BaseModel):
             raise ValueError("nodes cannot be combined with min_nodes/max_nodes; give one kind")
         if self.nodes is None and not has_bounds:
             raise ValueError("nodes (a fixed count) or min_nodes/max_nodes is required")
+        if self.starts is not None and self.starts >= self.expires:
+            raise ValueError("starts must be before expires")
         if (
             self.min_nodes is not None
             and self.max_nodes is not None
@@ -72,7 +85,11 @@ class Override(BaseModel):
         return ", ".join(parts)
 
     def is_active(self, now: datetime) -> bool:
-        return _aware(now) < self.expires
+        now = _aware(now)
+        return (self.starts is None or self.starts <= now) and now < self.expires
+
+    def is_expired(self, now: datetime) -> bool:
+        return _aware(now) >= self.expires
 
 
 class OverridesFile(BaseModel):
@@ -108,4 +125,4 @@ def active_override(overrides: OverridesLike, pool: str, now: datetime) -> Overr
 
 def expired_overrides(overrides: OverridesLike, now: datetime) -> dict[str, Override]:
     """Entries past their expiry: ignored by the policy, reported (once) by the daemon."""
-    return {pool: o for pool, o in _entries(overrides).items() if not o.is_active(now)}
+    return {pool: o for pool, o in _entries(overrides).items() if o.is_expired(now)}

@@ -59,6 +59,8 @@ class Observation:
     """The pool's other signals (queue depth, GPU utilization, latency, a node count)."""
     capacity_note: str | None = None
     """Set when the per-node capacity sized with is the measured one (said in reasons)."""
+    notes: tuple[str, ...] = ()
+    """Said in the decision as they are (e.g. which history the forecast did not learn from)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def nodes_for_each(
 def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, Memory]:
     reasons: list[str] = [obs.capacity_note] if obs.capacity_note else []
     target, data_ok = _base_target(obs, reasons)
+    reasons.extend(obs.notes)
     if obs.signals or memory.signal_counts:
         target, data_ok, memory, bad_input = _with_signals(obs, target, data_ok, memory, reasons)
         if bad_input:
@@ -363,6 +366,7 @@ _RULE_PHRASES: tuple[tuple[str, str], ...] = (
     ("reactive floor", "reactive_floor"),
     ("scale-down floor", "forecast_floor"),
     ("demand data", "missing_data"),
+    ("history masked", "history_masked"),
     ("no data (", "missing_data"),
     ("signal ", "signal"),
     ("forecast needs", "forecast"),

@@ -1,6 +1,7 @@
 """Schedule windows: floors (and ceilings) on a pool's size by local wall-clock time.
 
-Pure functions; the instant is an argument. A window named for day D runs from its
+Pure functions; the instant is an argument. A window is weekly (`days`) or one-off (a
+local `date`, e.g. a campaign on 2026-11-27). A window named for day D runs from its
 local `start` to its local `end` on D (or on D+1 when end <= start) in its own IANA
 zone, and is in force from `start - lead_time` (real elapsed time, so nodes have
 booted when the doors open) until `end`.
@@ -69,8 +70,11 @@ def windows(schedule: Schedule, first_day: date, last_day: date) -> Iterator[Win
     """Occurrences of `schedule` whose local start date lies in [first_day, last_day]."""
     zone = ZoneInfo(schedule.timezone)
     day = first_day
+    if schedule.date is not None:  # a one-off window: that local date only
+        day = max(first_day, schedule.date)
+        last_day = min(last_day, schedule.date)
     while day <= last_day:
-        if WEEKDAYS[day.weekday()] in schedule.days:
+        if schedule.date is not None or WEEKDAYS[day.weekday()] in schedule.days:
             starts = wall_time_to_instant(day, schedule.start, zone)
             end_day = day if schedule.end > schedule.start else day + timedelta(days=1)
             ends = wall_time_to_instant(end_day, schedule.end, zone)

@@ -21,6 +21,7 @@ import pandas as pd
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
+from autoscaler.history_masks import history_to_learn
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.notify import (
     Notifier,
@@ -60,6 +61,8 @@ class Sizing:
     """The pool's other signals as observed (see autoscaler/signals/), for decide()."""
     capacity_note: str | None = None
     """Why the per-node capacity sized with is the measured one, not the profile's."""
+    notes: tuple[str, ...] = ()
+    """What the decision should say about the forecast (history masked by demand.exclude)."""
 
 
 @dataclass
@@ -102,6 +105,7 @@ def observe(
         spare_nodes=sizing.spare_nodes,
         signals=sizing.signals,
         capacity_note=sizing.capacity_note,
+        notes=sizing.notes,
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
@@ -148,13 +152,17 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     The daemon, `forecast` and the backtest all size through here.
     """
     demand_now = float(history.iloc[-1])
+    history, notes, unusable = history_to_learn(history, pool.demand.exclude)
+    if unusable:
+        return Sizing(demand_now=demand_now, missing_reason=unusable, notes=notes)
     try:
         forecast = predictor.fit(history).forecast(pool.horizon)
     except (ValueError, ArithmeticError) as exc:
-        return Sizing(demand_now=demand_now, missing_reason=f"forecast failed: {exc}")
+        why = f"forecast failed: {exc}"
+        return Sizing(demand_now=demand_now, missing_reason=why, notes=notes)
     peak = forecast.peak_upper()
     if not math.isfinite(peak):
-        return Sizing(demand_now, forecast, None, "forecast is not a finite number")
+        return Sizing(demand_now, forecast, None, "forecast is not a finite number", notes=notes)
     utilization = pool.target_utilization
     arrival_peak = _arrival_peak(forecast, pool.boot_time)
     spare = pool.spare_nodes
@@ -165,6 +173,7 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
         demand_nodes=nodes_for(demand_now, per_node_rps, utilization),
         arrival_nodes=nodes_for(arrival_peak, per_node_rps, utilization) + spare,
         spare_nodes=spare,
+        notes=notes,
     )
 
 

@@ -81,6 +81,18 @@ def _expiry(now: datetime, duration: str | None, until: str | None) -> datetime:
     return expires
 
 
+def _start(starts: str | None) -> datetime | None:
+    if starts is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(starts)
+    except ValueError:
+        _fail(f"--from: expected an ISO time such as 2026-11-27T08:00+05:30, got {starts!r}")
+    if moment.tzinfo is None:
+        _fail(f"--from: {starts!r} has no UTC offset; add one, e.g. {starts}+00:00")
+    return moment
+
+
 def _span(delta: timedelta) -> str:
     """Rounded down to the minute, e.g. 1h59m or 3d2h00m."""
     minutes = max(0, int(delta.total_seconds() // 60))
@@ -107,6 +119,10 @@ def set_command(
     max_nodes: Annotated[int | None, typer.Option("--max", help="upper bound")] = None,
     duration: Annotated[str | None, typer.Option("--for", help="how long, e.g. 2h")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO time with offset")] = None,
+    starts: Annotated[
+        str | None,
+        typer.Option("--from", help="a dated window: ISO time with offset; --for counts from it"),
+    ] = None,
     by: Annotated[str | None, typer.Option("--by", help="who (default: your user)")] = None,
 ) -> None:
     """Pin a pool to a node count (--nodes) or bounds (--min/--max) until a time."""
@@ -119,9 +135,11 @@ def set_command(
     if nodes is None and min_nodes is None and max_nodes is None:
         _fail("give --nodes N, or --min N and/or --max N")
     now = _now().replace(microsecond=0)
-    expires = _expiry(now, duration, until)
+    begins = _start(starts)
+    expires = _expiry(begins or now, duration, until)
     try:
         override = Override(
+            starts=begins,
             nodes=nodes,
             min_nodes=min_nodes,
             max_nodes=max_nodes,
@@ -136,8 +154,9 @@ def set_command(
     except ConfigError as exc:
         _fail(f"overrides file is broken; fix it (or clear it) first\n{exc}")
     console = Console()
+    window = f" from {begins.isoformat()}" if begins is not None else ""
     console.print(
-        f"override set: {pool} → {override.describe()} until {expires.isoformat()} "
+        f"override set: {pool} → {override.describe()}{window} until {expires.isoformat()} "
         f"({_span(expires - now)} from now), reason: {override.reason}",
         highlight=False,
         markup=False,
@@ -179,6 +198,9 @@ def list_command(config: ConfigOption) -> None:
     for name, override in overrides.overrides.items():
         if override.is_active(now):
             status = f"active ({_span(override.expires - now)} left)"
+        elif not override.is_expired(now) and override.starts is not None:
+            wait = _span(override.starts - now)
+            status = f"starts {override.starts:%Y-%m-%d %H:%M %z} (in {wait})"
         else:
             status = "expired"
         if name not in pools:

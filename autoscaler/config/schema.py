@@ -6,6 +6,7 @@ ignored setting. Relative paths are resolved against the config file's folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from datetime import datetime, time, timedelta
@@ -130,12 +131,40 @@ MetricsConfig = Annotated[PrometheusMetrics | ReplayMetrics, Field(discriminator
 # ---- pools -----------------------------------------------------------------------
 
 
+class HistoryMask(Strict):
+    """A span the forecaster must not learn from (an outage, a launch spike)."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "needs a UTC offset, such as 2026-11-02T10:00:00+05:30 or ...Z; a time "
+                "without one is ambiguous"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistoryMask:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class DemandQuery(Strict):
     query: str = Field(description="PromQL giving the pool's demand in requests per second")
     window: PositiveDuration = Field(
         default=timedelta(days=7), description="history the predictor learns the week from"
     )
     step: PositiveDuration = timedelta(minutes=1)
+    exclude: list[HistoryMask] = Field(
+        default_factory=list,
+        description="spans masked out of the history before the forecaster fits it",
+    )
 
     @model_validator(mode="after")
     def _step_inside_window(self) -> DemandQuery:
@@ -177,6 +206,10 @@ class Schedule(Strict):
 
     name: str
     days: list[str] = Field(default_factory=lambda: list(WEEKDAYS))
+    date: dt.date | None = Field(
+        default=None,
+        description="a one-off window on this local date (a campaign) instead of weekdays",
+    )
     start: time
     end: time
     timezone: str = "UTC"
@@ -188,6 +221,13 @@ class Schedule(Strict):
     @classmethod
     def _expand_days(cls, value: Any) -> list[str]:
         return expand_days(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _date_or_days(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("date") is not None and "days" in data:
+            raise ValueError("give days (every week) or date (once), not both")
+        return data
 
     @field_validator("start", "end", mode="before")
     @classmethod

@@ -179,3 +179,39 @@ def test_concurrent_editors_do_not_lose_each_others_changes(tmp_path: Path) -> N
     from autoscaler.config.loader import load_overrides
 
     assert len(load_overrides(path).overrides) == 45
+
+
+# ---- dated override windows -------------------------------------------------------------
+
+
+def test_an_override_with_starts_waits_for_its_window_and_is_not_expired_before() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from autoscaler.overrides import Override, active_override, expired_overrides
+
+    opens = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    pin = Override(
+        min_nodes=30, starts=opens, expires=opens + timedelta(hours=14), reason="campaign"
+    )
+    entries = {"ocr": pin}
+    before, during, after = opens - timedelta(minutes=1), opens, opens + timedelta(hours=14)
+    assert active_override(entries, "ocr", before) is None
+    assert expired_overrides(entries, before) == {}
+    assert active_override(entries, "ocr", during) == pin
+    assert active_override(entries, "ocr", after) is None
+    assert expired_overrides(entries, after) == {"ocr": pin}
+
+
+def test_an_override_must_start_before_it_expires() -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+    from pydantic import ValidationError
+
+    from autoscaler.overrides import Override
+
+    moment = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="starts must be before expires"):
+        Override(nodes=3, starts=moment, expires=moment, reason="x")
+    with pytest.raises(ValidationError, match="starts needs a UTC offset"):
+        Override(nodes=3, starts=moment.replace(tzinfo=None), expires=moment, reason="x")

@@ -296,3 +296,62 @@ def test_bounds_hold_until_next_change(start: datetime) -> None:
     assert (after.floor, after.ceiling) != (before.floor, before.ceiling)
     if before.floor is not None and before.ceiling is not None:
         assert before.ceiling >= before.floor
+
+
+# ---- dated (one-off) windows ----------------------------------------------------------
+
+CAMPAIGN = Schedule(
+    name="campaign",
+    date=date(2026, 11, 27),
+    start=time(8, 0),
+    end=time(22, 0),
+    timezone="Asia/Kolkata",
+    min_nodes=40,
+)
+
+
+@pytest.mark.parametrize(
+    ("at", "floor"),
+    [
+        (datetime(2026, 11, 27, 2, 29, tzinfo=UTC), None),  # 07:59 IST
+        (datetime(2026, 11, 27, 2, 30, tzinfo=UTC), 40),  # 08:00 IST
+        (datetime(2026, 11, 27, 16, 29, tzinfo=UTC), 40),  # 21:59 IST
+        (datetime(2026, 11, 27, 16, 30, tzinfo=UTC), None),  # 22:00 IST
+        (datetime(2026, 12, 4, 6, 0, tzinfo=UTC), None),  # a week later: one-off
+        (datetime(2026, 11, 26, 6, 0, tzinfo=UTC), None),  # the day before
+        (datetime(2027, 11, 27, 6, 0, tzinfo=UTC), None),  # a year later
+    ],
+)
+def test_a_dated_window_is_in_force_on_its_local_date_only(at: datetime, floor: int | None) -> None:
+    assert bounds_at([CAMPAIGN], at).floor == floor
+
+
+def test_next_change_announces_a_dated_window() -> None:
+    change = next_change([CAMPAIGN], datetime(2026, 11, 25, 0, 0, tzinfo=UTC))
+    assert change is not None
+    assert change[0] == datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
+    assert "'campaign' opens (floor 40)" in change[1]
+    assert next_change([CAMPAIGN], datetime(2026, 11, 28, 0, 0, tzinfo=UTC)) is None
+
+
+def test_a_dated_window_overnight_and_with_lead_time() -> None:
+    night = CAMPAIGN.model_copy(
+        update={"start": time(22, 0), "end": time(2, 0), "lead_time": timedelta(minutes=30)}
+    )
+    assert bounds_at([night], datetime(2026, 11, 27, 16, 0, tzinfo=UTC)).floor == 40  # 21:30 IST
+    assert bounds_at([night], datetime(2026, 11, 27, 20, 0, tzinfo=UTC)).floor == 40  # 01:30 next
+    assert bounds_at([night], datetime(2026, 11, 27, 20, 30, tzinfo=UTC)).floor is None
+
+
+def test_date_and_days_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        Schedule.model_validate(
+            {
+                "name": "x",
+                "days": "mon",
+                "date": "2026-11-27",
+                "start": "08:00",
+                "end": "09:00",
+                "min_nodes": 1,
+            }
+        )

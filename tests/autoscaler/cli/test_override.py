@@ -215,3 +215,24 @@ def test_written_file_is_what_the_loader_reads(config: Path) -> None:
     assert (
         load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"].reason == "a: b # c"
     )
+
+
+def test_set_a_dated_window_from_a_time_for_a_duration(config: Path) -> None:
+    """A campaign planned ahead: min 20 from 08:00 to 22:00 IST; listed as 'starts ...'."""
+    code, out = invoke(
+        "set", "gpu-ocr", "--min", "20", "--from", "2026-11-28T08:00+05:30", "--for", "14h",
+        "--reason", "campaign", "-c", config,
+    )  # fmt: skip
+    assert code == 0, out
+    assert "from 2026-11-28T08:00:00+05:30 until 2026-11-28T22:00:00+05:30" in out
+    saved = load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"]
+    assert saved.starts == datetime.fromisoformat("2026-11-28T08:00+05:30")
+    assert saved.expires == datetime.fromisoformat("2026-11-28T22:00+05:30")
+    assert not saved.is_active(NOW) and not saved.is_expired(NOW)
+    code, out = invoke("list", "-c", config)
+    assert code == 0 and "starts 2026-11-28 08:00 +0530" in out
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "2", "--from", "2026-11-28T08:00", "--for", "1h",
+        "--reason", "x", "-c", config,
+    )  # fmt: skip
+    assert code != 0 and "--from" in out and "no UTC offset" in out

@@ -481,7 +481,7 @@ def test_malformed_overrides_file_is_an_error(tmp_path: Path) -> None:
             "set_by: alice\n    until: tomorrow",
             "until",
             "overrides.gpu-ocr.until",
-            ["unknown key 'until'", "nodes, min_nodes, max_nodes, expires, reason, set_by"],
+            ["unknown key 'until'", "nodes, min_nodes, max_nodes, starts, expires, reason, set_by"],
         ),
         (
             "nodes: 12",
