@@ -111,23 +111,27 @@ def forecast_pool(
         result.problem = f"no forecast: {history}"
         return result
     result.history = history
+    per_node_rps, capacity_note = ticker.per_node_rps, None
+    if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
+        ticker.capacity.refresh(metrics, now)
+        per_node_rps, capacity_note = ticker.capacity.sizing()
     long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
     predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
-    result.long_view = size_fleet(long_view, predictor, history, ticker.per_node_rps)
+    result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"
         return result
-    result.rows = forecast_rows(pool, result.long_view, ticker.per_node_rps, overrides, every)
-    result.now = size_fleet(pool, predictor, history, ticker.per_node_rps)
+    result.rows = forecast_rows(pool, result.long_view, per_node_rps, overrides, every)
+    result.now = size_fleet(pool, predictor, history, per_node_rps)
     try:
         result.fleet = ticker.backend.read()
     except BackendError as exc:
         result.problem = f"fleet unreadable ({exc}); no decision"
         return result
     readings = observe_signals(
-        pool, metrics, now, max_staleness, result.fleet, result.now, ticker.per_node_rps
+        pool, metrics, now, max_staleness, result.fleet, result.now, per_node_rps
     )
-    result.now = replace(result.now, signals=readings)
+    result.now = replace(result.now, signals=readings, capacity_note=capacity_note)
     result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
     return result
 

@@ -92,7 +92,7 @@ def weigh(
             counts.append((current, f"{reading.name} (no data) holds the fleet at"))
         else:
             counts.append((held, f"{reading.name} holds its last good count of"))
-    best = max(counts, default=None)
+    best = max(counts, key=lambda count: count[0], default=None)  # a tie: the first listed
     return Weighed(
         nodes=best[0] if best else None,
         leader=best[1] if best else None,

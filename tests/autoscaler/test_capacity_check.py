@@ -5,6 +5,7 @@ utilization, so one node serves 7 / 0.95 = 7.37 req/s on a full GPU, against a p
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 
 from autoscaler.capacity_check import CapacityCheck, estimate
 from autoscaler.capacity_watch import CapacityWatch
+from autoscaler.cli.forecast import forecast_pool
+from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState, StateStore
 from tests.autoscaler.signals.test_signals_prometheus import Tick, make_pool
 from tests.doubles import prometheus_signals as series
@@ -118,3 +121,24 @@ def test_state_without_the_flag_loads_as_not_alerted(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.json")
     store.save({"face": PoolState()})
     assert store.load()["face"].capacity_alerted is False
+
+
+def test_forecast_sizes_as_the_daemon_does_with_the_measured_figure(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    tick.run(make_pool([], capacity_check={**CHECK, "use_measured": True}))
+    seen = forecast_pool(
+        tick.ticker,
+        tick.metrics,
+        timedelta(minutes=5),
+        signal_prometheus.now,
+        PoolState(),
+        OverridesFile(),
+        timedelta(hours=1),
+        timedelta(minutes=15),
+    )
+    assert seen.decision is not None and seen.decision.desired == 4
+    assert seen.decision.reasons[0].startswith("capacity: one node serves 7.37 req/s")
+    assert {row.nodes for row in seen.rows} == {4}  # the table sizes with it too
