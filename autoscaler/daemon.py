@@ -19,10 +19,12 @@ from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.config.loader import ConfigError, load_config, load_overrides
 from autoscaler.config.schema import Config
+from autoscaler.daily_report import send_digest
 from autoscaler.decision_log import to_json_value
 from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
 from autoscaler.notify import Notifier, alert_message
@@ -44,6 +46,15 @@ START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulati
 """Settings read once at start: the tick schedule, where state lives, the metrics listener,
 the leader lock (swapping it live could let a standby act beside this daemon) and the
 simulated clock. A reload keeps the running values and says a restart applies them."""
+
+
+def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
+    """When the daily digest goes out: `digest.at` in its zone; none in a dry run, a
+    simulation, or without Slack."""
+    digest = config.digest
+    if digest is None or config.slack is None or dry_run or config.simulation is not None:
+        return None
+    return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
 
 
 def start_only_changes(running: Config, loaded: Config) -> list[str]:
@@ -279,6 +290,9 @@ class Daemon:
         elif config.telemetry is not None:
             server = self.telemetry.serve(*config.telemetry.host_port)
             log.info("self-metrics on http://%s/metrics and /healthz", config.telemetry.listen)
+        trigger = digest_trigger(config, self.dry_run)
+        if trigger is not None:
+            scheduler.add_job(self.send_digest, trigger, id="digest", max_instances=1)
         scheduler.start()
         log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
         service = ServiceNotifier()
@@ -299,6 +313,20 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def send_digest(self) -> bool:
+        """The daily digest of the day just ended, from the active daemon only (a standby
+        stays quiet). Serialised with the ticks; never raises."""
+        with self._tick_lock:
+            if self.leader is not None and not self._leading:
+                return False
+            runtime = self.runtime
+            end = runtime.clock.now().replace(second=0, microsecond=0)
+            try:
+                return send_digest(runtime.config, runtime.metrics, runtime.notifier, end)
+            except Exception:  # a digest must never stop the daemon
+                log.exception("daily digest failed")
+                return False
 
     def _scheduled_tick(self) -> None:
         if self._stop.is_set():

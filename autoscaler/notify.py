@@ -42,6 +42,15 @@ class Message:
     blocks: list[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file posted under a message (the digest's PNG of a pool's day)."""
+
+    filename: str
+    title: str
+    content: bytes
+
+
 class Notifier(Protocol):
     def send(self, message: Message) -> bool:
         """Deliver the message; True if delivered. Never raises."""
@@ -254,13 +263,38 @@ class SlackNotifier:
             self._warn(f"unexpected {type(err).__name__}: {err}")
             return False
 
+    def send_with_files(self, message: Message, files: Sequence[Attachment]) -> bool:
+        """The message, then the files in its thread (files_upload_v2: it needs the channel
+        ID, which chat.postMessage answers with). True if all arrived. Never raises."""
+        try:
+            posted = self._post(redacted(message))
+            if posted is None or not files:
+                return posted is not None
+            uploads = [
+                {"content": f.content, "filename": f.filename, "title": f.title} for f in files
+            ]
+            self._client.files_upload_v2(
+                file_uploads=uploads, channel=posted[0], thread_ts=posted[1]
+            )
+            return True
+        except SlackApiError as err:
+            error = err.response.get("error") if isinstance(err.response.data, dict) else None
+            self._warn(f"file upload: HTTP {err.response.status_code}, error {error}")
+        except Exception as err:  # SlackRequestError (the upload URL), network: never raise
+            self._warn(f"file upload: {type(err).__name__}: {err}")
+        return False
+
     def _send(self, message: Message) -> bool:
+        return self._post(message) is not None
+
+    def _post(self, message: Message) -> tuple[str, str] | None:
+        """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
         for attempt in (1, 2):
             try:
-                self._client.chat_postMessage(
+                answer = self._client.chat_postMessage(
                     channel=self.channel, text=message.text, blocks=message.blocks
                 )
-                return True
+                return str(answer.get("channel")), str(answer.get("ts"))
             except SlackApiError as err:
                 status = err.response.status_code
                 error = err.response.get("error") if isinstance(err.response.data, dict) else None
@@ -273,11 +307,11 @@ class SlackNotifier:
                 if wait is not None:
                     detail += f", Retry-After {wait:g} s"
                 self._warn(f"HTTP {status}, {detail}")
-                return False
+                return None
             except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
                 self._warn(f"{type(err).__name__}: {err}")
-                return False
-        return False  # pragma: no cover - the loop always returns
+                return None
+        return None  # pragma: no cover - the loop always returns
 
     def _warn(self, reason: str) -> None:
         logger.warning(

@@ -207,6 +207,16 @@ def _rolling_max(values: np.ndarray, window: int) -> np.ndarray:
     return sliding_window_view(padded, window).max(axis=1)
 
 
+def reactive_counts(
+    last_rps: np.ndarray, per_node_rps: float, utilization: float, floor: int
+) -> np.ndarray:
+    """The HPA's count each minute from the demand of the minute before (`last_rps`): nodes
+    at the target utilization, at least `floor`, down only to the highest of the last 5
+    minutes. The backtest's `hpa` baseline and the daily digest's reactive fleet."""
+    recommended = np.maximum(node_counts(last_rps, per_node_rps * utilization), floor)
+    return _rolling_max(recommended, HPA_STABILIZATION_MINUTES)
+
+
 def hpa(replay: Replay) -> PolicyResult:
     """Reactive target tracking like the Kubernetes HPA: every minute, nodes for the last
     minute's demand at a target utilization; up at once, down to the highest
@@ -215,8 +225,7 @@ def hpa(replay: Replay) -> PolicyResult:
     peak = int(node_counts(replay.rps, replay.per_node_rps).max(initial=1))
 
     def counts(utilization: float, floor: int) -> np.ndarray:
-        recommended = np.maximum(node_counts(last, replay.per_node_rps * utilization), floor)
-        return _rolling_max(recommended, HPA_STABILIZATION_MINUTES)
+        return reactive_counts(last, replay.per_node_rps, utilization, floor)
 
     return _sweep(
         replay,

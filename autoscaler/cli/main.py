@@ -263,9 +263,11 @@ def status(config: ConfigOption) -> None:
 def _register_subcommands() -> None:
     from autoscaler.cli.backtest import backtest_command
     from autoscaler.cli.override import override_app
+    from autoscaler.cli.report import report_command
 
     app.add_typer(override_app, name="override", help="Set, list or clear manual overrides.")
     app.command("backtest")(backtest_command)
+    app.command("report")(report_command)
 
 
 _register_subcommands()

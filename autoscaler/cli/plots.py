@@ -5,6 +5,7 @@ matplotlib is imported inside the functions: the daemon never pays for it.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import pandas as pd
 
 from autoscaler.backtest.queue import queue_lateness
 from autoscaler.config.schema import Pool
+from autoscaler.digest import PoolDigest
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
@@ -200,3 +202,37 @@ def _forecast_counts(
         desired.append(apply_bounds(count, obs, limits, []))
         floors.append(schedule.floor)
     return nodes, desired, floors
+
+
+def digest_png(digest: PoolDigest) -> bytes:
+    """A pool's day for the digest: demand against ready capacity, late minutes shaded; below,
+    the nodes paid for and the nodes ready."""
+    plt = _pyplot()
+    frame = digest.frame
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    times = frame.index.tz_convert(None)
+    top.plot(times, frame["demand"], lw=0.8, color="#1f77b4", label="demand")
+    top.step(times, frame["capacity"], where="post", lw=1.0, color="#2ca02c", label="capacity")
+    short = frame["demand"] > frame["capacity"]
+    if short.any():
+        top.fill_between(
+            times, 0, frame["demand"].where(short), step="post", color="#d62728", alpha=0.3,
+            label="demand above capacity",
+        )  # fmt: skip
+    top.set_ylabel("req/s")
+    top.set_ylim(bottom=0)
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(
+        f"{digest.pool}: {digest.start:%Y-%m-%d %H:%M} to {digest.end:%Y-%m-%d %H:%M} UTC"
+    )
+    bottom.step(times, frame["nodes"], where="post", lw=1.2, color="#ff7f0e", label="nodes")
+    bottom.step(times, frame["ready"], where="post", lw=1.0, color="#2ca02c", label="ready")
+    bottom.set_ylabel("nodes")
+    bottom.set_ylim(bottom=0)
+    bottom.legend(loc="upper left", fontsize=8)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()

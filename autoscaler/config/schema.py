@@ -297,6 +297,9 @@ class Pool(Strict):
     scale_up: ScaleUp = Field(default_factory=ScaleUp)
     cooldown: Duration = timedelta(minutes=5)
     dry_run: bool = False
+    price_per_node_hour: float | None = Field(
+        default=None, ge=0, description="what one node costs an hour, for the daily digest"
+    )
     signals: list[SignalConfig] = Field(
         default_factory=list,
         description="counts beside the forecast's (queue depth, GPU utilization, latency, "
@@ -364,6 +367,31 @@ class TelemetryConfig(Strict):
         return host, int(port)
 
 
+class DigestConfig(Strict):
+    """The daily digest on Slack: each pool's day (cost, service, forecast error, actions)."""
+
+    at: time = Field(default=time(9, 0), description="local time the digest is sent")
+    timezone: str = "UTC"
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+    plot: bool = Field(default=True, description="a PNG of each pool's day in the thread")
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _clock_text(cls, value: Any) -> Any:
+        if isinstance(value, str | time):
+            return value
+        raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
@@ -381,6 +409,7 @@ class Config(Strict):
     slack: SlackConfig | None = None
     telemetry: TelemetryConfig | None = None
     simulation: SimulationConfig | None = None
+    digest: DigestConfig | None = None
     leader_election: LeaderElection | None = None
     pool_dir: Path | None = Field(
         default=None,

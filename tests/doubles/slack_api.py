@@ -1,4 +1,4 @@
-"""A local double of Slack's Web API method chat.postMessage, for tests.
+"""A local double of Slack's Web API methods chat.postMessage and the file upload, for tests.
 
 Follows Slack's documents for the method and its rate limits
 (https://docs.slack.dev/reference/methods/chat.postMessage,
@@ -16,7 +16,22 @@ https://docs.slack.dev/apis/web-api/rate-limits):
 - Rate limited: HTTP 429 with a ``Retry-After`` header (seconds) and
   ``{"ok": false, "error": "ratelimited"}``.
 
-It records the messages it accepted, checks the bot token, and can be told to
+The file upload (slack-sdk's ``files_upload_v2``), per Slack's documents
+(https://docs.slack.dev/reference/methods/files.getUploadURLExternal,
+https://docs.slack.dev/reference/methods/files.completeUploadExternal):
+
+- ``POST /api/files.getUploadURLExternal`` with ``filename`` and ``length`` (bytes, an
+  integer > 0; ``invalid_arguments`` otherwise) answers ``{"ok": true, "upload_url":
+  ..., "file_id": "F..."}``;
+- the file's bytes are then POSTed to ``upload_url`` (here ``/upload/v1/<file_id>`` on
+  the same port, answering 200 ``OK - <length>``; an unknown URL is a 404);
+- ``POST /api/files.completeUploadExternal`` with ``files`` (a JSON array of ``{"id",
+  "title"}``), ``channel_id`` (a channel ID, not a name: ``channel_not_found``),
+  optional ``thread_ts`` and ``initial_comment``, answers ``{"ok": true, "files":
+  [{"id", "title", ...}]}``; a file not uploaded, or not of its announced length, is
+  ``file_not_found``.
+
+It records the messages and files it accepted, checks the bot token, and can be told to
 fail: an HTTP 500, ``invalid_auth``, ``ratelimited``, a hang past the client's
 timeout, or be down entirely (connection refused). Serves on 127.0.0.1, free port.
 """
@@ -52,6 +67,17 @@ class PostedMessage:
     content_type: str
 
 
+@dataclass(frozen=True)
+class SharedFile:
+    file_id: str
+    filename: str
+    title: str | None
+    content: bytes
+    channel: str | None  # the channel ID it was shared in; None: private
+    thread_ts: str | None
+    initial_comment: str | None
+
+
 @dataclass
 class _Injected:
     failure: Failure
@@ -69,6 +95,8 @@ class SlackApiDouble:
         self.token = token
         self.channels = dict(DEFAULT_CHANNELS if channels is None else channels)
         self.messages: list[PostedMessage] = []
+        self.files: list[SharedFile] = []
+        self._uploads: dict[str, dict[str, Any]] = {}  # file_id -> filename, length, content
         self.requests = 0  # every call to chat.postMessage, failed ones included
         self._lock = threading.Lock()
         self._injected: _Injected | None = None
@@ -211,6 +239,78 @@ class SlackApiDouble:
         return 200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message}
 
 
+class _FileMethods:
+    """files.getUploadURLExternal, the upload URL and files.completeUploadExternal."""
+
+    @staticmethod
+    def get_upload_url(double: SlackApiDouble, args: dict[str, Any]) -> dict[str, Any]:
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(str(args.get("length")))
+        except ValueError:
+            length = 0
+        if not filename or length <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        with double._lock:
+            file_id = f"F{len(double._uploads) + 1:010d}"
+            double._uploads[file_id] = {"filename": filename, "length": length, "content": None}
+        url = f"http://127.0.0.1:{double.port}/upload/v1/{file_id}"
+        return {"ok": True, "upload_url": url, "file_id": file_id}
+
+    @staticmethod
+    def receive(double: SlackApiDouble, file_id: str, content: bytes) -> bool:
+        with double._lock:
+            upload = double._uploads.get(file_id)
+            if upload is None:
+                return False
+            upload["content"] = content
+        return True
+
+    @staticmethod
+    def complete(double: SlackApiDouble, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            wanted = json.loads(str(args.get("files") or ""))
+        except json.JSONDecodeError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(wanted, list) or not wanted:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = args.get("channel_id") or None
+        if channel is not None and channel not in double.channels.values():
+            return {"ok": False, "error": "channel_not_found"}  # an ID, never a name
+        shared = []
+        with double._lock:
+            for item in wanted:
+                upload = (
+                    double._uploads.get(str(item.get("id"))) if isinstance(item, dict) else None
+                )
+                content = upload and upload["content"]
+                if upload is None or content is None or len(content) != upload["length"]:
+                    return {"ok": False, "error": "file_not_found"}
+                shared.append(
+                    SharedFile(
+                        str(item["id"]),
+                        upload["filename"],
+                        item.get("title"),
+                        content,
+                        channel,
+                        args.get("thread_ts") or None,
+                        args.get("initial_comment") or None,
+                    )
+                )
+            double.files.extend(shared)
+        files = [
+            {
+                "id": f.file_id,
+                "name": f.filename,
+                "title": f.title,
+                "size": len(f.content),
+                "channels": [f.channel] if f.channel else [],
+            }
+            for f in shared
+        ]
+        return {"ok": True, "files": files}
+
+
 def _parse_args(content_type: str, body: bytes) -> tuple[dict[str, Any], str | None]:
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/json":
@@ -243,10 +343,18 @@ class _SlackHandler(JsonApiHandler):
         if request.method != "POST":  # the double serves POST only
             self.send_error(501, f"Unsupported method ({request.method!r})")
             return
+        double: SlackApiDouble = self.server.double
+        if request.path.startswith("/upload/v1/"):
+            found = _FileMethods.receive(double, request.path.rsplit("/", 1)[-1], request.raw)
+            body = f"OK - {len(request.raw)}" if found else "not found"
+            self.send_bytes(200 if found else 404, body.encode(), "text/plain; charset=utf-8")
+            return
+        if request.path in _FILE_METHODS:
+            self._answer(200, {}, self._file_method(double, request))
+            return
         if request.path != "/api/chat.postMessage":
             self._answer(404, {}, {"ok": False, "error": "unknown_method"})
             return
-        double: SlackApiDouble = self.server.double
         status, headers, payload = double.post_message(
             request.headers.get("content-type", ""),
             request.headers.get("authorization"),
@@ -255,9 +363,27 @@ class _SlackHandler(JsonApiHandler):
         )
         self._answer(status, headers, payload)
 
+    def _file_method(self, double: SlackApiDouble, request: IncomingRequest) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "")
+        args, error = _parse_args(content_type, request.raw)
+        if error:
+            return {"ok": False, "error": error}
+        authorization = request.headers.get("authorization") or ""
+        token = authorization.removeprefix("Bearer ").strip() or args.get("token")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token != double.token:
+            return {"ok": False, "error": "invalid_auth"}
+        if request.path == "/api/files.getUploadURLExternal":
+            return _FileMethods.get_upload_url(double, args)
+        return _FileMethods.complete(double, args)
+
     def _answer(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")
         self.send_bytes(status, data, "application/json; charset=utf-8", headers)
+
+
+_FILE_METHODS = ("/api/files.getUploadURLExternal", "/api/files.completeUploadExternal")
 
 
 def make_slack_api_fixture(

@@ -1,0 +1,109 @@
+"""`autoscaler report`: each pool's day from the decision log and the metrics, on the
+terminal and (with --slack) on Slack with a PNG of the day in the thread."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.schema import Config, ReplayMetrics
+from autoscaler.daily_report import attachments, build_report, report_message, report_text
+from autoscaler.metrics import MetricsSource
+from autoscaler.notify import SlackNotifier
+from common.clock import SimulatedClock, SystemClock
+from common.durations import parse_duration
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def report_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")],
+    since: Annotated[str, typer.Option(help="how far back from --until, e.g. 24h")] = "24h",
+    until: Annotated[
+        str | None, typer.Option(help="end of the report, ISO time with offset (default: now)")
+    ] = None,
+    pool: Annotated[list[str] | None, typer.Option(help="only these pools")] = None,
+    slack: Annotated[
+        bool, typer.Option("--slack", help="post it to the config's Slack channel, with PNGs")
+    ] = False,
+    plot_dir: Annotated[
+        Path | None, typer.Option(help="also write each pool's PNG of the day here")
+    ] = None,
+) -> None:
+    """Per pool: node-hours and cost, service delivered, forecast error, scale actions,
+    overrides, and what a static and a reactive fleet would have cost."""
+    try:
+        parsed = load_config(config)
+    except ConfigError as exc:
+        errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    end, start = _window(since, until)
+    unknown = sorted(set(pool or ()) - {p.name for p in parsed.pools})
+    if unknown:
+        _fail(f"unknown pool(s): {', '.join(unknown)}")
+    if slack and parsed.slack is None:
+        _fail("--slack: the config has no slack block")
+    try:
+        metrics = _metrics(parsed, end)
+        report = build_report(parsed, metrics, start, end, list(pool or ()))
+    except (ValueError, OSError) as exc:
+        _fail(f"cannot build the report: {exc}")
+    currency = parsed.digest.currency if parsed.digest else "USD"
+    console.print(report_text(report, currency), highlight=False, markup=False)
+    plots = plot_dir is not None or (slack and (parsed.digest is None or parsed.digest.plot))
+    try:
+        files = attachments(report) if plots else []
+    except ValueError as exc:  # the plots extra is not installed
+        _fail(str(exc))
+    if plot_dir is not None:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for attachment in files:
+            (plot_dir / attachment.filename).write_bytes(attachment.content)
+    if slack:
+        assert parsed.slack is not None
+        try:
+            notifier = SlackNotifier.from_config(parsed.slack, os.environ)
+        except ValueError as exc:
+            _fail(str(exc))
+        if not notifier.send_with_files(report_message(report, currency), files):
+            _fail("Slack did not take the digest (see the log line above)", code=1)
+        console.print(f"posted to Slack {parsed.slack.channel} with {len(files)} PNG(s)")
+
+
+def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
+    try:
+        span = parse_duration(since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    if until is None:
+        end = SystemClock().now().replace(second=0, microsecond=0)
+    else:
+        try:
+            end = datetime.fromisoformat(until)
+        except ValueError:
+            _fail(f"--until: expected an ISO time such as 2026-11-27T00:00+00:00, got {until!r}")
+        if end.tzinfo is None:
+            _fail(f"--until: {until!r} has no UTC offset")
+    end = end.astimezone(UTC)
+    return end, end - span
+
+
+def _metrics(config: Config, end: datetime) -> MetricsSource:
+    from autoscaler.runtime import make_metrics
+
+    # A replayed trace shows nothing after its clock's now: put that clock at the end.
+    clock = SimulatedClock(end) if isinstance(config.metrics, ReplayMetrics) else SystemClock()
+    return make_metrics(config, clock, os.environ)
+
+
+def _fail(text: str, code: int = 2) -> None:
+    errors.print(f"[red]error[/]: {escape(text)}", highlight=False)
+    raise typer.Exit(code)

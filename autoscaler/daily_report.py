@@ -1,0 +1,230 @@
+"""The daily digest's adapter: read the decision log and the demand, build each pool's
+digest (autoscaler/digest.py), and say it in a few lines for Slack and the terminal.
+
+Demand comes from the metrics source (the pool's own query, one-minute steps); when
+the source cannot answer, from the decision log's `demand_rps`, and the digest says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoscaler.config.capacity import per_node_rps_of
+from autoscaler.config.schema import Config, Pool
+from autoscaler.digest import DigestSettings, PoolDigest, pool_digest
+from autoscaler.metrics import MetricsError, MetricsSource
+from autoscaler.notify import SECTION_TEXT_LIMIT, Attachment, Message, escape_mrkdwn
+
+log = logging.getLogger(__name__)
+MINUTE = timedelta(minutes=1)
+LOOKBACK = timedelta(hours=6)
+"""Log lines read before the window: the count in force when it opens."""
+DEFAULT_LATENCY_TARGET_S = 3.0
+MAX_BLOCKS = 50  # Slack's limit per message
+
+
+@dataclass(frozen=True)
+class DayReport:
+    start: datetime
+    end: datetime
+    digests: list[PoolDigest]
+    demand_from_log: list[str]
+    """Pools whose demand came from the decision log (the metrics source failed)."""
+    unreadable_lines: int
+
+
+def digest_settings(pool: Pool) -> DigestSettings:
+    latency = pool.predictor.params.get("latency_target_s", DEFAULT_LATENCY_TARGET_S)
+    return DigestSettings(
+        per_node_rps=per_node_rps_of(pool.capacity),
+        target_utilization=pool.target_utilization,
+        min_nodes=pool.min_nodes,
+        boot_time=pool.boot_time,
+        horizon=pool.horizon,
+        latency_target_s=float(latency),
+        price_per_node_hour=pool.price_per_node_hour,
+    )
+
+
+def read_records(path: Path, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], int]:
+    """Decision-log lines stamped in [start - LOOKBACK, end), and how many lines were
+    unreadable (a torn last line after a crash, a hand edit): counted, never fatal."""
+    records, broken = [], 0
+    first, last = pd.Timestamp(start - LOOKBACK), pd.Timestamp(end)
+    for line in _lines(path):
+        try:
+            record = json.loads(line)
+            at = pd.Timestamp(record["time"])
+        except (ValueError, KeyError, TypeError):
+            broken += 1
+            continue
+        if first <= at < last:
+            records.append(record)
+    return records, broken
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            yield from (line for line in handle if line.strip())
+    except FileNotFoundError:
+        return
+
+
+def build_report(
+    config: Config, metrics: MetricsSource, start: datetime, end: datetime, pools: list[str]
+) -> DayReport:
+    records, broken = (
+        read_records(config.decision_log, start, end) if config.decision_log else ([], 0)
+    )
+    digests, from_log = [], []
+    for pool in config.pools:
+        if pools and pool.name not in pools:
+            continue
+        mine = [r for r in records if r.get("pool") == pool.name]
+        try:
+            demand = metrics.demand(pool.demand.query, start, end, MINUTE)
+        except MetricsError as exc:
+            log.warning("digest: %s: demand from the decision log (%s)", pool.name, exc)
+            demand = _logged_demand(mine)
+            from_log.append(pool.name)
+        settings = digest_settings(pool)
+        digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
+    return DayReport(start, end, digests, from_log, broken)
+
+
+def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
+    pairs = [
+        (pd.Timestamp(r["time"]).floor("min"), r["demand_rps"])
+        for r in records
+        if r.get("demand_rps") is not None
+    ]
+    if not pairs:
+        return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float)
+    series = pd.Series([v for _, v in pairs], index=pd.DatetimeIndex([t for t, _ in pairs]))
+    return series[~series.index.duplicated(keep="last")].astype(float)
+
+
+def send_digest(config: Config, metrics: MetricsSource, notifier: object, end: datetime) -> bool:
+    """The day before `end`, on Slack with each pool's PNG (when plots are installed and
+    `digest.plot`); the daemon's daily job. False when Slack did not take it."""
+    send = getattr(notifier, "send_with_files", None)
+    if send is None:  # no Slack configured (the log notifier), or a dry run
+        log.info("digest: no Slack to send it to")
+        return False
+    report = build_report(config, metrics, end - timedelta(days=1), end, [])
+    currency = config.digest.currency if config.digest else "USD"
+    files: list[Attachment] = []
+    if config.digest is None or config.digest.plot:
+        try:
+            files = attachments(report)
+        except ValueError as exc:  # common.extras.MissingExtra: matplotlib not installed
+            log.warning("digest: sent without PNGs (%s)", exc)
+    return bool(send(report_message(report, currency), files))
+
+
+def attachments(report: DayReport) -> list[Attachment]:
+    """Each pool's PNG of the day (needs the `plots` extra: MissingExtra otherwise)."""
+    from autoscaler.cli.plots import digest_png  # matplotlib: only when a digest is drawn
+
+    day = f"{report.start:%Y%m%d-%H%M}"
+    return [
+        Attachment(f"{d.pool}-{day}.png", f"{d.pool}: demand, capacity and nodes", digest_png(d))
+        for d in report.digests
+    ]
+
+
+# ---- words -----------------------------------------------------------------------
+
+
+def _money(value: float | None, currency: str) -> str:
+    return "no price set" if value is None else f"{currency} {value:,.2f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _versus(other: float | None, ours: float | None) -> str:
+    if other is None or ours is None or ours <= 0:
+        return ""
+    return f" ({100 * (other / ours - 1):+.0f} % vs ours)"
+
+
+def pool_lines(digest: PoolDigest, currency: str) -> list[str]:
+    """A pool's day in a few short lines (plain text; Slack escapes them)."""
+    fleet, static, reactive = digest.fleet, digest.static, digest.reactive
+    cost = fleet.cost if fleet.cost is not None else fleet.node_hours
+    lines = [
+        f"{digest.pool}: {fleet.node_hours:,.1f} node-hours, {_money(fleet.cost, currency)}",
+        f"  service: {_share(digest.service_level)} on time ({digest.late_requests:,.0f} of "
+        f"{digest.requests:,.0f} requests late, {digest.late_minutes} minutes with late "
+        f"requests; {digest.minutes_with_data}/{digest.minutes} minutes with demand data)",
+    ]
+    if digest.forecast_wape is not None and digest.forecast_bias is not None:
+        lines.append(
+            f"  forecast error: {100 * digest.forecast_wape:.1f} % of the peak demand "
+            f"(bias {100 * digest.forecast_bias:+.1f} %, {digest.forecasts_scored} forecasts)"
+        )
+    actions = f"  scale actions: {digest.scale_ups} up, {digest.scale_downs} down"
+    if digest.would_actions:
+        actions += f", {digest.would_actions} dry-run"
+    if digest.error_ticks:
+        actions += f"; {digest.error_ticks} ticks with errors"
+    lines.append(actions)
+    if digest.overrides:
+        used = ", ".join(f"{why!r} ({ticks} ticks)" for why, ticks in digest.overrides.items())
+        lines.append(f"  overrides: {used}")
+    if static is not None:
+        other = static.cost if static.cost is not None else static.node_hours
+        lines.append(
+            f"  static fleet at the day's peak ({digest.static_nodes} nodes): "
+            f"{static.node_hours:,.1f} node-hours, {_money(static.cost, currency)}"
+            + _versus(other, cost)
+        )
+    if reactive is not None:
+        other = reactive.cost if reactive.cost is not None else reactive.node_hours
+        lines.append(
+            f"  reactive fleet (HPA rule): {reactive.node_hours:,.1f} node-hours, "
+            f"{_money(reactive.cost, currency)}{_versus(other, cost)}, "
+            f"{_share(reactive.late_share)} late"
+        )
+    return lines
+
+
+def report_text(report: DayReport, currency: str) -> str:
+    head = f"Daily digest {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"
+    lines = [head]
+    for digest in report.digests:
+        lines += pool_lines(digest, currency)
+    if report.demand_from_log:
+        lines.append(
+            "demand from the decision log (metrics unavailable): "
+            + ", ".join(report.demand_from_log)
+        )
+    if report.unreadable_lines:
+        lines.append(f"{report.unreadable_lines} unreadable decision-log lines skipped")
+    return "\n".join(lines)
+
+
+def report_message(report: DayReport, currency: str) -> Message:
+    """The text (the notification fallback) and one section per pool."""
+    text = report_text(report, currency)
+    head = escape_mrkdwn(text.partition("\n")[0])
+    blocks: list[dict[str, Any]] = [_section(f"*{head}*")]
+    for digest in report.digests:
+        body = escape_mrkdwn("\n".join(pool_lines(digest, currency)))
+        blocks.append(_section(f"```{body[: SECTION_TEXT_LIMIT - 6]}```"))
+    return Message(text=text, blocks=blocks[:MAX_BLOCKS])
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}

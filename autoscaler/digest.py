@@ -1,0 +1,230 @@
+"""The daily digest's figures for one pool, from the decision log and the demand series.
+
+Pure: the records, the demand and the pool's settings are arguments. What a day cost
+(node-hours at the configured price), the service it delivered (the backtest's
+late-request rule, autoscaler/backtest/queue.py), how far the forecast was off, what
+was done and overridden, and what two simpler fleets would have cost the same day:
+a static fleet sized for the day's peak and a reactive one (the backtest's `hpa`
+rule at the pool's target utilization).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoscaler.backtest.baselines import reactive_counts
+from autoscaler.backtest.queue import queue_lateness, ready_nodes
+from autoscaler.policy import nodes_for
+
+MINUTE = pd.Timedelta(minutes=1)
+_OVERRIDE = re.compile(r"override[^(]*\((['\"])(.*?)\1, until ")
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    """What the digest needs to know of a pool (from its config)."""
+
+    per_node_rps: float
+    target_utilization: float
+    min_nodes: int
+    boot_time: timedelta
+    horizon: timedelta
+    latency_target_s: float
+    price_per_node_hour: float | None = None
+
+
+@dataclass(frozen=True)
+class FleetCost:
+    node_hours: float
+    cost: float | None
+    late_share: float | None = None
+
+
+@dataclass(frozen=True)
+class PoolDigest:
+    pool: str
+    start: datetime
+    end: datetime
+    fleet: FleetCost
+    requests: float
+    late_requests: float
+    late_minutes: int
+    minutes_with_data: int
+    minutes: int
+    forecast_wape: float | None
+    """Sum of |peak forecast - peak demand over the horizon| over the sum of the peaks."""
+    forecast_bias: float | None
+    """Sum of (forecast - actual) over the sum of actual: above 0 the forecast ran high."""
+    forecasts_scored: int
+    scale_ups: int
+    scale_downs: int
+    would_actions: int
+    overrides: dict[str, int]
+    """Each override's reason, and the ticks it shaped."""
+    error_ticks: int
+    peak_rps: float | None
+    static_nodes: int | None
+    static: FleetCost | None
+    reactive: FleetCost | None
+    frame: pd.DataFrame = field(repr=False)
+    """Per minute: demand (req/s), capacity (ready × per-node req/s), nodes (paid), ready."""
+
+    @property
+    def service_level(self) -> float | None:
+        return 1.0 - self.late_requests / self.requests if self.requests > 0 else None
+
+
+def pool_digest(
+    pool: str,
+    records: Iterable[Mapping[str, Any]],
+    demand: pd.Series,
+    settings: DigestSettings,
+    start: datetime,
+    end: datetime,
+) -> PoolDigest:
+    """The digest of [start, end) for one pool. `records`: the pool's decision-log lines
+    (earlier ones give the count in force at `start`); `demand`: req/s per minute, NaN
+    or absent where unknown (never read as zero)."""
+    minutes = pd.date_range(start, end, freq=MINUTE, inclusive="left")
+    rows = sorted((_when(r), r) for r in records if r.get("pool") == pool and "time" in r)
+    frame = _fleet_frame(rows, minutes, settings.per_node_rps)
+    frame["demand"] = demand.reindex(minutes).to_numpy(dtype=float)
+    inside = [r for t, r in rows if start <= t < end]
+    known = np.isfinite(frame["demand"].to_numpy())
+    arrivals = np.nan_to_num(frame["demand"].to_numpy()) * 60.0
+    late = queue_lateness(arrivals, frame["capacity"].to_numpy(), settings.latency_target_s).late
+    late = np.where(known, late, 0.0)
+    node_hours = float(frame["nodes"].sum()) / 60.0
+    wape, bias, scored = _forecast_error(inside, frame["demand"], settings.horizon, end)
+    actions = Counter(str(r.get("action")) for r in inside if r.get("acted"))
+    peak = float(np.nanmax(frame["demand"])) if known.any() else None
+    static_nodes = (
+        max(settings.min_nodes, nodes_for(peak, settings.per_node_rps, settings.target_utilization))
+        if peak is not None
+        else None
+    )
+    return PoolDigest(
+        pool=pool,
+        start=start,
+        end=end,
+        fleet=FleetCost(node_hours, _cost(node_hours, settings)),
+        requests=float(arrivals[known].sum()),
+        late_requests=float(late.sum()),
+        late_minutes=int(np.count_nonzero(late > 1e-9)),
+        minutes_with_data=int(known.sum()),
+        minutes=len(minutes),
+        forecast_wape=wape,
+        forecast_bias=bias,
+        forecasts_scored=scored,
+        scale_ups=actions["scale_up"],
+        scale_downs=actions["scale_down"],
+        would_actions=sum(1 for r in inside if str(r.get("action", "")).startswith("would_")),
+        overrides=_overrides(inside),
+        error_ticks=sum(1 for r in inside if r.get("errors")),
+        peak_rps=peak,
+        static_nodes=static_nodes,
+        static=_static(static_nodes, len(minutes), settings),
+        reactive=_reactive(frame["demand"], settings, known) if known.any() else None,
+        frame=frame,
+    )
+
+
+def _when(record: Mapping[str, Any]) -> pd.Timestamp:
+    return pd.Timestamp(record["time"]).tz_convert("UTC")
+
+
+def _fleet_frame(
+    rows: list[tuple[pd.Timestamp, Mapping[str, Any]]], minutes: pd.DatetimeIndex, per_node: float
+) -> pd.DataFrame:
+    """Nodes paid and ready in each minute: what the last tick at or before it left."""
+    stamps, paid, ready = [], [], []
+    for at, record in rows:
+        current = record.get("current")
+        if current is None:
+            continue
+        acted = record.get("acted") and record.get("desired") is not None
+        stamps.append(at.floor("min"))
+        paid.append(int(record["desired"] if acted else current))
+        ready.append(int(record.get("ready") if record.get("ready") is not None else current))
+    if not stamps:
+        frame = pd.DataFrame({"nodes": 0.0, "ready": 0.0}, index=minutes)
+    else:
+        seen = pd.DataFrame({"nodes": paid, "ready": ready}, index=pd.DatetimeIndex(stamps))
+        seen = seen[~seen.index.duplicated(keep="last")]
+        # Before the first tick of the window: the count the first tick found.
+        frame = seen.reindex(seen.index.union(minutes)).ffill().bfill().reindex(minutes)
+    frame["capacity"] = frame["ready"] * per_node
+    return frame
+
+
+def _forecast_error(
+    records: list[Mapping[str, Any]], demand: pd.Series, horizon: timedelta, end: datetime
+) -> tuple[float | None, float | None, int]:
+    """Each tick's peak point forecast against the peak demand over its horizon."""
+    absolute = signed = actual = 0.0
+    scored = 0
+    for record in records:
+        forecast = record.get("forecast_rps")
+        at = _when(record).floor("min")  # the tick's data is whole minutes
+        if forecast is None or at + horizon > pd.Timestamp(end):
+            continue
+        ahead = demand[(demand.index > at) & (demand.index <= at + horizon)].dropna()
+        if ahead.empty:
+            continue
+        peak = float(ahead.max())
+        absolute += abs(float(forecast) - peak)
+        signed += float(forecast) - peak
+        actual += peak
+        scored += 1
+    if not scored or actual <= 0:
+        return None, None, scored
+    return absolute / actual, signed / actual, scored
+
+
+def _overrides(records: list[Mapping[str, Any]]) -> dict[str, int]:
+    used: Counter[str] = Counter()
+    for record in records:
+        for reason in record.get("reasons") or ():
+            found = _OVERRIDE.search(str(reason))
+            if found:
+                used[found.group(2)] += 1
+                break
+    return dict(used)
+
+
+def _cost(node_hours: float, settings: DigestSettings) -> float | None:
+    price = settings.price_per_node_hour
+    return None if price is None else node_hours * price
+
+
+def _static(nodes: int | None, minutes: int, settings: DigestSettings) -> FleetCost | None:
+    if nodes is None:
+        return None
+    hours = nodes * minutes / 60.0
+    return FleetCost(hours, _cost(hours, settings), late_share=None)
+
+
+def _reactive(demand: pd.Series, settings: DigestSettings, known: np.ndarray) -> FleetCost:
+    """The HPA rule on the demand of the minute before (the first minute: its own); an
+    unknown minute holds the last known demand, never zero."""
+    held = demand.ffill().bfill().to_numpy(dtype=float)
+    last = np.concatenate([held[:1], held[:-1]])
+    counts = reactive_counts(
+        last, settings.per_node_rps, settings.target_utilization, settings.min_nodes
+    )
+    boot = int(settings.boot_time / timedelta(minutes=1))
+    ready = ready_nodes(counts, boot, int(counts[0]))
+    arrivals = held * 60.0
+    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
+    requests = float(arrivals[known].sum())
+    share = float(late[known].sum()) / requests if requests > 0 else None
+    hours = float(counts.sum()) / 60.0
+    return FleetCost(hours, _cost(hours, settings), share)

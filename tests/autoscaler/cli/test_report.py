@@ -1,0 +1,148 @@
+"""`autoscaler report`: the hand-computed day (tests/autoscaler/test_digest.py) read back
+from a decision log and a replayed trace, printed, and posted to Slack with a PNG in the
+thread. Slack is the local double of its Web API (tests/doubles/slack_api.py), reached
+through slack-sdk's real chat_postMessage and files_upload_v2."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+from tests.autoscaler.test_digest import day_demand, day_records
+from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble, make_slack_api_fixture
+
+slack_api = make_slack_api_fixture()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def setup_day(tmp_path: Path, slack_url: str) -> Path:
+    demand = day_demand()
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "timestamp,requests\n"
+        + "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{v * 60:g}\n" for t, v in demand.items())
+    )
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in day_records()) + '{"torn line\n')
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        state_dir: state
+        decision_log: decisions.jsonl
+        metrics: {{kind: replay, trace: trace.csv}}
+        slack: {{channel: "#gpu-autoscaler", base_url: "{slack_url}"}}
+        digest: {{currency: EUR}}
+        pools:
+          - name: ocr
+            backend: {{kind: simulated}}
+            demand: {{query: up}}
+            capacity: {{per_node_rps: 5}}
+            target_utilization: 0.8
+            min_nodes: 1
+            max_nodes: 10
+            boot_time: 10m
+            horizon: 15m
+            price_per_node_hour: 2.5
+        """)
+    )
+    return config
+
+
+def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
+    tmp_path: Path, slack_api: SlackApiDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", DEFAULT_TOKEN)
+    config = setup_day(tmp_path, slack_api.base_url)
+    result = CliRunner().invoke(
+        app,
+        ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h",
+         "--slack", "--plot-dir", str(tmp_path / "png")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "ocr: 74.0 node-hours, EUR 185.00" in out
+    assert "1,530 of 864,600 requests late, 2 minutes with late requests" in out
+    assert "1440/1440 minutes with demand data" in out
+    assert "forecast error: 20.4 % of the peak demand (bias +18.8 %, 1426 forecasts)" in out
+    assert "scale actions: 1 up, 1 down" in out
+    assert "overrides: 'evening batch' (120 ticks)" in out
+    assert "static fleet at the day's peak (5 nodes): 120.0 node-hours, EUR 300.00 (+62 %" in out
+    assert (
+        "reactive fleet (HPA rule): 72.2 node-hours, EUR 180.42 (-2 % vs ours), 0.18 % late" in out
+    )
+    assert "1 unreadable decision-log lines skipped" in out
+    [message] = slack_api.messages
+    assert "EUR 185.00" in (message.text or "")
+    assert message.blocks is not None and len(message.blocks) == 2
+    [png] = slack_api.files
+    assert png.filename == "ocr-20261126-0000.png"
+    assert png.content.startswith(PNG_MAGIC) and len(png.content) > 10_000
+    assert (png.channel, png.thread_ts) == (message.channel, message.ts)
+    assert (tmp_path / "png" / "ocr-20261126-0000.png").read_bytes() == png.content
+
+
+def test_report_without_slack_reachable_fails_and_says_so(
+    tmp_path: Path, slack_api: SlackApiDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", DEFAULT_TOKEN)
+    config = setup_day(tmp_path, slack_api.base_url)
+    slack_api.go_down()
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--slack"]
+    )
+    assert result.exit_code == 1
+    assert "ocr: 74.0 node-hours" in result.output  # the terminal still has it
+    assert DEFAULT_TOKEN not in result.output
+
+
+def test_the_double_takes_files_the_documented_way_only(slack_api: SlackApiDouble) -> None:
+    client = WebClient(token=DEFAULT_TOKEN, base_url=slack_api.base_url)
+    with pytest.raises(SlackApiError, match="channel_not_found"):  # a name is not an ID
+        client.files_upload_v2(content=b"abc", filename="a.txt", channel="#gpu-autoscaler")
+    with pytest.raises(SlackApiError, match="invalid_arguments"):
+        client.files_getUploadURLExternal(filename="a.txt", length=0)
+    ticket = client.files_getUploadURLExternal(filename="a.txt", length=3)
+    with pytest.raises(SlackApiError, match="file_not_found"):  # never uploaded
+        client.files_completeUploadExternal(files=[{"id": ticket["file_id"]}])
+    bad = WebClient(token="xoxb-wrong", base_url=slack_api.base_url)
+    with pytest.raises(SlackApiError, match="invalid_auth"):
+        bad.files_getUploadURLExternal(filename="a.txt", length=3)
+    done = client.files_upload_v2(content=b"abc", filename="a.txt", channel="C0AUTOSCALE")
+    assert done["file"]["size"] == 3
+    assert [f.content for f in slack_api.files] == [b"abc"]
+
+
+def test_the_daemon_sends_the_daily_digest_at_its_time(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """The daemon's job: the day just ended, posted with its PNG; the trigger fires at
+    `digest.at` in the digest's zone (09:00 Asia/Kolkata is 03:30 UTC)."""
+    from datetime import UTC, datetime
+
+    from autoscaler.config.loader import load_config
+    from autoscaler.daemon import Daemon, digest_trigger
+    from common.clock import SimulatedClock
+
+    config = setup_day(tmp_path, slack_api.base_url)
+    text = config.read_text().replace(
+        "digest: {currency: EUR}", "digest: {currency: EUR, at: '09:00', timezone: Asia/Kolkata}"
+    )
+    config.write_text(text)
+    end = datetime(2026, 11, 27, tzinfo=UTC)
+    daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(end))
+    assert daemon.send_digest()
+    [message] = slack_api.messages
+    assert "ocr: 74.0 node-hours, EUR 185.00" in (message.text or "")
+    assert [f.filename for f in slack_api.files] == ["ocr-20261126-0000.png"]
+    trigger = digest_trigger(load_config(config), dry_run=False)
+    assert trigger is not None
+    fires = trigger.get_next_fire_time(None, end)
+    assert fires is not None and fires.astimezone(UTC) == datetime(2026, 11, 27, 3, 30, tzinfo=UTC)
+    assert digest_trigger(load_config(config), dry_run=True) is None
