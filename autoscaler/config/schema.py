@@ -438,6 +438,15 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _digest_has_a_channel(self) -> Config:
+        if self.digest is not None and self.slack is None:
+            raise ValueError(
+                "digest is posted on Slack: add a slack block, or remove digest "
+                "(`autoscaler report` works without either)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _tls_spelled_out(self) -> Config:
         insecure = insecure_settings(self, env={})
         if insecure:

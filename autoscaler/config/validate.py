@@ -22,6 +22,7 @@ from autoscaler.config.loader import (
     read_overrides_document,
     read_yaml,
 )
+from autoscaler.config.pool_dir import pool_file_of
 from autoscaler.config.schema import Config, PrometheusMetrics
 from autoscaler.metrics_auth import CredentialError, query_credentials
 from autoscaler.overrides import OverridesFile
@@ -59,11 +60,13 @@ def profile_problems(config: Config, config_path: Path) -> list[Problem]:
         if not profile.exists():
             if document is None:
                 document = read_yaml(config_path)
-            loc = ("pools", index, "capacity", "profile")
+            where, loc = _pool_source(config, config_path, document, index, pool.name)
+            loc = (*loc, "capacity", "profile")
+            source = document if where == config_path else read_yaml(where)
             problems.append(
                 Problem(
-                    config_path,
-                    document.line_of(loc) if document else None,
+                    where,
+                    source.line_of(loc) if source else None,
                     field_name(loc),
                     f"capacity profile {profile} not found; run gpu-bench to write one, "
                     "or give per_node_rps",
@@ -75,6 +78,19 @@ def profile_problems(config: Config, config_path: Path) -> list[Problem]:
         except ConfigError as exc:
             problems.extend(exc.problems)
     return problems
+
+
+def _pool_source(
+    config: Config, config_path: Path, document: YamlDocument | None, index: int, name: str
+) -> tuple[Path, tuple[str | int, ...]]:
+    """The file a pool was written in and its place there: the main file's pools[i], or
+    its own file in pool_dir (autoscaler.config.pool_dir)."""
+    inline = document.data.get("pools") if document and isinstance(document.data, dict) else None
+    if config.pool_dir is not None and index >= len(inline or []):
+        found = pool_file_of(config.pool_dir, name)
+        if found is not None:
+            return found, ()
+    return config_path, ("pools", index)
 
 
 def credential_problems(config: Config, config_path: Path, env: Mapping[str, str]) -> list[Problem]:

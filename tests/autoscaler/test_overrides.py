@@ -185,10 +185,6 @@ def test_concurrent_editors_do_not_lose_each_others_changes(tmp_path: Path) -> N
 
 
 def test_an_override_with_starts_waits_for_its_window_and_is_not_expired_before() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from autoscaler.overrides import Override, active_override, expired_overrides
-
     opens = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
     pin = Override(
         min_nodes=30, starts=opens, expires=opens + timedelta(hours=14), reason="campaign"
@@ -203,13 +199,6 @@ def test_an_override_with_starts_waits_for_its_window_and_is_not_expired_before(
 
 
 def test_an_override_must_start_before_it_expires() -> None:
-    from datetime import UTC, datetime
-
-    import pytest
-    from pydantic import ValidationError
-
-    from autoscaler.overrides import Override
-
     moment = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
     with pytest.raises(ValidationError, match="starts must be before expires"):
         Override(nodes=3, starts=moment, expires=moment, reason="x")

@@ -146,3 +146,14 @@ def test_the_daemon_sends_the_daily_digest_at_its_time(
     fires = trigger.get_next_fire_time(None, end)
     assert fires is not None and fires.astimezone(UTC) == datetime(2026, 11, 27, 3, 30, tzinfo=UTC)
     assert digest_trigger(load_config(config), dry_run=True) is None
+
+
+def test_a_digest_without_slack_is_a_config_error(tmp_path: Path) -> None:
+    from autoscaler.config.loader import ConfigError, load_config
+
+    config = setup_day(tmp_path, "http://127.0.0.1:9/api/")
+    config.write_text(
+        "\n".join(line for line in config.read_text().splitlines() if "slack:" not in line)
+    )
+    with pytest.raises(ConfigError, match="digest is posted on Slack"):
+        load_config(config)

@@ -101,3 +101,10 @@ def test_validate_accepts_the_folder_and_the_single_file(tmp_path: Path) -> None
         result = CliRunner().invoke(app, ["validate", str(given)])
         assert result.exit_code == 0, result.output
         assert "2 pools: inline, face-match" in result.output
+
+
+def test_validate_names_the_pool_file_of_a_missing_profile(tmp_path: Path) -> None:
+    root = layout(tmp_path, {"ocr.yaml": OCR, "face.yaml": FACE})
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert result.exit_code == 2
+    assert f"{root / 'pools.d' / 'ocr.yaml'}:3: capacity.profile: capacity profile" in result.output
