@@ -17,11 +17,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from wsgiref.simple_server import WSGIServer
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from autoscaler import early_signals
 from autoscaler.config.loader import ConfigError, load_config, load_overrides
 from autoscaler.config.schema import Config
 from autoscaler.daily_report import send_digest
@@ -88,7 +90,7 @@ class Daemon:
         if self.runtime.state_store.problem:
             self._alert(self.runtime.state_store.problem)
         self.overrides = OverridesFile()
-        self._overrides_mtime: float | None = None
+        self._overrides_seen: tuple[int, ...] | None = None
         self._overrides_problem: str | None = None
         self._tick_lock = threading.Lock()
         self._reload_requested = threading.Event()
@@ -195,23 +197,18 @@ class Daemon:
                 ticker.backend = LeaderGuardedBackend(ticker.backend, self.leader, margin_s)
 
     def _refresh_overrides(self) -> None:
-        """Re-read the overrides file when it changes; a broken one keeps the last good one."""
+        """Re-read the overrides file when it changes (its stat: time, size, inode), not
+        every tick; a broken one keeps the last good one and is told once, with where."""
         path = self.runtime.config.overrides_file
         if path is None:
             self.overrides = OverridesFile()
             return
-        try:
-            mtime = path.stat().st_mtime if path.exists() else None
-        except OSError:
-            mtime = -1.0
-        if mtime == self._overrides_mtime and self._overrides_problem is None:
+        seen = _file_fingerprint(path)
+        if seen == self._overrides_seen:
             return
+        self._overrides_seen = seen
         try:
             self.overrides = load_overrides(path)
-            self._overrides_mtime = mtime
-            if self._overrides_problem is not None:
-                self._alert(f"overrides file {path} is readable again; overrides in force")
-            self._overrides_problem = None
         except ConfigError as exc:
             problem = str(exc)
             if problem != self._overrides_problem:
@@ -219,6 +216,10 @@ class Daemon:
                     f"overrides file is broken; keeping the last good overrides:\n{problem}"
                 )
             self._overrides_problem = problem
+            return
+        if self._overrides_problem is not None:
+            self._alert(f"overrides file {path} is readable again; overrides in force")
+        self._overrides_problem = None
 
     # ---- reload ------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class Daemon:
             return
         self._guard_writes(new)
         self.runtime = new
-        self._overrides_mtime = None
+        self._overrides_seen = None
         log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
         if kept:
             self._alert(
@@ -284,12 +285,13 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_stop_signal)
             signal.signal(signal.SIGINT, self._on_stop_signal)
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+            if early_signals.take_reload():  # asked for while starting (autoscaler.cli.entry)
+                self.request_reload()
         server = None
         if config.telemetry is not None and self.dry_run:
             log.info("dry run: self-metrics are not served (the real daemon may hold the port)")
         elif config.telemetry is not None:
-            server = self.telemetry.serve(*config.telemetry.host_port)
-            log.info("self-metrics on http://%s/metrics and /healthz", config.telemetry.listen)
+            server = self._serve_telemetry(config.telemetry.listen)
         trigger = digest_trigger(config, self.dry_run)
         if trigger is not None:
             scheduler.add_job(self.send_digest, trigger, id="digest", max_instances=1)
@@ -328,6 +330,22 @@ class Daemon:
                 log.exception("daily digest failed")
                 return False
 
+    def _serve_telemetry(self, listen: str) -> WSGIServer | None:
+        """/metrics and /healthz; a port taken by another process is told, not fatal:
+        the fleet is better scaled without self-metrics than not at all."""
+        host, _, port = listen.rpartition(":")
+        try:
+            server = self.telemetry.serve(host, int(port))
+        except (OSError, OverflowError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self._alert(
+                f"self-metrics cannot listen on {listen} ({reason}); running without "
+                "/metrics and /healthz until a restart"
+            )
+            return None
+        log.info("self-metrics on http://%s/metrics and /healthz", listen)
+        return server
+
     def _scheduled_tick(self) -> None:
         if self._stop.is_set():
             return
@@ -344,3 +362,14 @@ class Daemon:
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)
         self._stop.set()
+
+
+def _file_fingerprint(path: Path) -> tuple[int, ...]:
+    """What changes when a file is edited, replaced or made readable; () when missing."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        return (-1, exc.errno or 0)
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)

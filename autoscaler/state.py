@@ -128,10 +128,33 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
         memory=memory,
         failing={str(k): _aware(v) for k, v in data.get("failing", {}).items()},
         reported_expired=[str(x) for x in data.get("reported_expired", [])],
-        last_decision=data.get("last_decision"),
+        last_decision=_decision(data.get("last_decision")),
         last_known_desired=None if known is None else _count(known),
         capacity_alerted=data.get("capacity_alerted", False) is True,
     )
+
+
+def _decision(value: Any) -> dict[str, Any] | None:
+    """The last decision as `status` reads it; a hand-edited field of the wrong type is
+    made readable (reasons a list of text, errors a mapping of text) or dropped."""
+    if not isinstance(value, dict):
+        if value is not None:
+            log.warning(
+                "state: last_decision is a %s, not a mapping; ignored", type(value).__name__
+            )
+        return None
+    decision = dict(value)
+    reasons, errors, signals = (decision.get(k) for k in ("reasons", "errors", "signals"))
+    if reasons is not None:
+        reasons = reasons if isinstance(reasons, list) else [reasons]
+        decision["reasons"] = [str(r) for r in reasons]
+    if errors is not None:
+        pairs = errors.items() if isinstance(errors, dict) else [("?", errors)]
+        decision["errors"] = {str(k): str(v) for k, v in pairs}
+    if signals is not None:
+        listed = signals if isinstance(signals, list) else []
+        decision["signals"] = [s for s in listed if isinstance(s, dict)]
+    return decision
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -172,11 +173,21 @@ class Telemetry:
 
     def serve(self, host: str, port: int) -> WSGIServer:
         """Serve /metrics and /healthz in a daemon thread; returns the server (for its port)."""
-        server = make_server(host, port, self.wsgi_app(), handler_class=_QuietHandler)
+        server = make_server(
+            host, port, self.wsgi_app(), server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
         threading.Thread(target=server.serve_forever, name="telemetry", daemon=True).start()
         return server
 
 
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection: one idle client must not block every scrape and /healthz."""
+
+    daemon_threads = True
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # seconds an idle connection may hold its thread
+
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes every 15 s are not worth a log line each."""

@@ -166,12 +166,16 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     utilization = pool.target_utilization
     arrival_peak = _arrival_peak(forecast, pool.boot_time)
     spare = pool.spare_nodes
+    try:
+        counts = [nodes_for(x, per_node_rps, utilization) for x in (peak, demand_now, arrival_peak)]
+    except (ValueError, ArithmeticError) as exc:  # e.g. demand over a tiny capacity: infinite
+        return Sizing(demand_now, forecast, None, f"cannot size the fleet: {exc}")
     return Sizing(
         demand_now,
         forecast,
-        nodes_for(peak, per_node_rps, utilization) + spare,
-        demand_nodes=nodes_for(demand_now, per_node_rps, utilization),
-        arrival_nodes=nodes_for(arrival_peak, per_node_rps, utilization) + spare,
+        counts[0] + spare,
+        demand_nodes=counts[1],
+        arrival_nodes=counts[2] + spare,
         spare_nodes=spare,
         notes=notes,
     )
@@ -240,6 +244,22 @@ class PoolTicker:
         self.predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
+        """One tick; never raises. An error nobody foresaw (a number that overflows, a
+        library's surprise) holds the fleet, is logged with its traceback and alerted
+        once as kind "tick", like a metrics or backend failure."""
+        try:
+            result = self._tick(now, state, overrides)
+        except Exception as exc:
+            log.exception("pool %s: tick failed", self.pool.name)
+            result = TickResult(self.pool.name, now, None, Sizing(), None, dry_run=self.dry_run)
+            result.errors["tick"] = (
+                f"tick failed ({type(exc).__name__}: {exc}); the fleet is held as it is"
+            )
+        self._track_failures(now, state, result)
+        self._log(result)
+        return result
+
+    def _tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
         per_node_rps, capacity_note = self._capacity(now, state)
         sizing = forecast_demand(
@@ -263,8 +283,6 @@ class PoolTicker:
             if problems:
                 result.errors["signals"] = problems
             self._decide_and_act(now, state, overrides, result)
-        self._track_failures(now, state, result)
-        self._log(result)
         return result
 
     def _capacity(self, now: datetime, state: PoolState) -> tuple[float, str | None]:
@@ -345,7 +363,7 @@ class PoolTicker:
 
     def _track_failures(self, now: datetime, state: PoolState, result: TickResult) -> None:
         """One message when a failure starts and one when it clears, not one per tick."""
-        for kind in ("metrics", "signals", "backend"):
+        for kind in ("metrics", "signals", "backend", "tick"):
             detail = result.errors.get(kind)
             if detail is not None and kind not in state.failing:
                 state.failing[kind] = now

@@ -17,7 +17,7 @@ import backends
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("autoscaler", "predictors", "backends", "gpu_bench", "common")
-ENTRY_POINTS = {"autoscaler.cli.main", "gpu_bench.cli"}  # [project.scripts]
+ENTRY_POINTS = {"autoscaler.cli.entry", "gpu_bench.cli"}  # [project.scripts]
 
 
 def package_modules() -> dict[str, Path]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.table import Table
+from rich.text import Text
 
 from autoscaler.config.schema import Config
 from autoscaler.overrides import OverridesFile, active_override
@@ -90,7 +91,7 @@ def status_table(rows: list[PoolStatus]) -> Table:
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
+        cells = (
             row.pool,
             row.current,
             row.desired,
@@ -101,6 +102,7 @@ def status_table(rows: list[PoolStatus]) -> Table:
             row.last_error,
             row.signals,
         )
+        table.add_row(*(Text(cell) for cell in cells))  # people's text, never rich markup
     return table
 
 

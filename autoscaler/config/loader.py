@@ -117,6 +117,9 @@ def read_yaml(
         raise ConfigError([Problem(path, line, "", f"malformed YAML{column}: {what}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(path, None, "", f"malformed YAML: {exc}")]) from None
+    except RecursionError:  # PyYAML composes nested values recursively
+        message = f"values nested too deeply (more than {MAX_DEPTH} levels are never needed)"
+        raise ConfigError([Problem(path, None, "", message)]) from None
     finally:
         loader.dispose()
     return YamlDocument(path, data, builder.lines, builder.problems)
