@@ -53,7 +53,13 @@ def run(
     out: Annotated[Path, typer.Option(help="capacity profile to write (YAML)")],
     workers: Annotated[str, typer.Option(help="worker processes per device to try")] = "1,2,4,8",
     batch: Annotated[str, typer.Option(help="maximum dynamic batch sizes to try")] = "1,4,16",
-    latency_target: Annotated[str, typer.Option(help="p95 latency to hold")] = "3s",
+    latency_target: Annotated[
+        str, typer.Option(help="latency that --percentile of requests must stay under")
+    ] = "3s",
+    percentile: Annotated[
+        float,
+        typer.Option(min=50, max=99.99, help="percentile held under the target (95 = p95)"),
+    ] = 95.0,
     max_batch_wait: Annotated[str, typer.Option(help="longest wait to fill a batch")] = "10ms",
     gpus_per_node: Annotated[
         int | None, typer.Option(help="devices per node (default: GPUs visible here, or 1)")
@@ -62,15 +68,30 @@ def run(
     input_shape: Annotated[
         str | None, typer.Option(help="example input shape for a TorchScript file: 1,3,224,224")
     ] = None,
-    repeats: Annotated[int, typer.Option(min=1, help="measurements at the found rate")] = 3,
-    warmup: Annotated[str, typer.Option(help="warm-up before each measurement")] = "3s",
-    window: Annotated[str, typer.Option(help="shortest measurement window")] = "2s",
-    min_window_requests: Annotated[int, typer.Option(min=10)] = 100,
-    max_windows: Annotated[int, typer.Option(min=3)] = 10,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="measurements that must confirm the found rate")
+    ] = 1,
+    warmup: Annotated[
+        str, typer.Option(help="shortest warm-up before each measurement (longer near capacity)")
+    ] = "2s",
+    max_warmup: Annotated[str, typer.Option(help="longest warm-up near capacity")] = "9s",
+    block_requests: Annotated[
+        int,
+        typer.Option(min=5, help="requests per block of the confidence bound (batch means)"),
+    ] = 50,
+    max_requests: Annotated[
+        int,
+        typer.Option(min=50, help="requests at most per rate; near the edge the estimate decides"),
+    ] = 2000,
+    generator_retries: Annotated[
+        int, typer.Option(min=0, help="re-measure a rate whose sends ran late this many times")
+    ] = 2,
     memory_cap_mib: Annotated[
         int | None, typer.Option(help="per-worker memory cap; over it counts as out of memory")
     ] = None,
-    threads_per_worker: Annotated[int | None, typer.Option(min=1)] = None,
+    threads_per_worker: Annotated[
+        int | None, typer.Option(min=1, help="torch threads per worker (default: share cores)")
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="resume file (default: OUT.checkpoint.json)")
     ] = None,
@@ -78,14 +99,15 @@ def run(
     precision: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="stop bisecting within this share")
     ] = 0.05,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the Poisson arrival schedules")] = 0,
 ) -> None:
     """Sweep workers x batch, find each one's highest rate under the target, write a profile."""
     from gpu_bench.models import ModelLoadError, parse_model_spec
+    from gpu_bench.outcome import refusal, to_profile
     from gpu_bench.profile import save_profile
     from gpu_bench.report import BarProgress, profile_table, results_table, write_chart
     from gpu_bench.sampling import device_count, device_name, resolve_device
-    from gpu_bench.sweep import SweepSettings, load_checkpoint, run_sweep, to_profile
+    from gpu_bench.sweep import SweepSettings, load_checkpoint, run_sweep
 
     shape = _ints(input_shape, "--input-shape") if input_shape else None
     try:
@@ -101,12 +123,14 @@ def run(
         batches=_ints(batch, "--batch"),
         max_batch_wait_s=_seconds(max_batch_wait),
         latency_target_s=_seconds(latency_target),
+        percentile=percentile / 100,
         gpus_per_node=gpus_per_node or device_count(resolved),
         repeats=repeats,
         warmup_s=_seconds(warmup),
-        window_s=_seconds(window),
-        min_window_requests=min_window_requests,
-        max_windows=max_windows,
+        max_warmup_s=_seconds(max_warmup),
+        block_requests=block_requests,
+        max_requests=max_requests,
+        generator_retries=generator_retries,
         memory_cap_mib=memory_cap_mib,
         threads_per_worker=threads_per_worker,
         precision=precision,
@@ -129,18 +153,19 @@ def run(
     wide = console if console.is_terminal else Console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
-    command = _command_line(context)
-    try:
-        profile = to_profile(sweep, device_name(resolved), command)
-    except ValueError as error:
-        console.print(f"[red]{error}; no profile written[/red]")
-        raise typer.Exit(1) from None
+    refused = refusal(sweep)
+    if refused is not None:
+        console.print(f"[red]{refused.message}; no profile written[/red]")
+        raise typer.Exit(refused.exit_code)
+    profile = to_profile(sweep, device_name(resolved), _command_line(context))
     save_profile(out, profile)
     console.print(profile_table(profile, str(out)))
 
 
 @app.command()
-def show(path: Path) -> None:
+def show(
+    path: Annotated[Path, typer.Argument(help="capacity profile (YAML) to print")],
+) -> None:
     """Print a capacity profile, validating it the way the daemon does."""
     from gpu_bench.report import profile_table
 

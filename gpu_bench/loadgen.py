@@ -1,11 +1,12 @@
-"""Open-loop Poisson load against a worker pool, measured in windows until it settles.
+"""Open-loop Poisson load against a worker pool, measured until the tail share is known.
 
 Each request gets a scheduled send time drawn from a Poisson process before it is sent,
 and its latency runs from that scheduled time to the end of its batch's compute. A slow
 worker or a late sender therefore shows up as latency instead of silently lowering the
 offered rate (no coordinated omission). Sends later than `late_threshold_s` are counted;
 when too many are late the result is refused, because the generator, not the model,
-set the pace.
+set the pace. How long a rate is measured is decided by `stability.tail_verdict`: by
+request counts, not by a fixed window.
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from gpu_bench.histogram import LatencyHistogram
 from gpu_bench.stability import (
-    StabilityRule,
-    WindowStats,
-    WindowVerdict,
+    TailDecision,
+    TailRule,
+    TailVerdict,
     judge_probe,
-    window_verdict,
+    tail_verdict,
 )
-from gpu_bench.workers import DONE, ConfigInfeasible, WorkerPool
+from gpu_bench.workers import DONE, ConfigInfeasible
 
 
 class DeviceSampler(Protocol):
@@ -38,17 +39,26 @@ class DeviceSampler(Protocol):
     def stop(self) -> dict[str, float | None]: ...
 
 
+class Pool(Protocol):
+    """What the generator needs of a pool: worker processes or an HTTP endpoint."""
+
+    requests: Any  # a queue the generator can withdraw unsent work from
+
+    def submit(self, request_id: int) -> None: ...
+    def next_message(self, timeout: float) -> tuple | None: ...
+
+
 @dataclass(frozen=True)
 class MeasureSettings:
     latency_target_s: float = 3.0
+    percentile: float = 0.95
     warmup_s: float = 3.0
-    window_s: float = 2.0
-    min_window_requests: int = 100
-    max_window_factor: float = 5.0
-    rule: StabilityRule = field(default_factory=StabilityRule)
+    rule: TailRule = field(default_factory=TailRule)
     late_threshold_s: float = 0.010
     max_late_share: float = 0.05
-    grace_s: float = 0.05
+    overload_factor: float = 2.0
+    check_every_s: float = 0.2
+    collect_grace_s: float = 0.25
     drain_timeout_s: float = 10.0
 
 
@@ -59,19 +69,23 @@ class RateMeasurement(BaseModel):
     passed: bool
     refused: bool
     reason: str
-    verdict: str
-    windows: int
+    decided: bool = True
     measured_s: float
+    warmup_s: float = 0.0
     requests: int
+    late_share: float  # requests over the target
+    late_share_low: float = 0.0
+    late_share_high: float = 1.0
     throughput_rps: float
     served_share: float
     p50_s: float
     p95_s: float
     p99_s: float
+    tail_s: float = 0.0  # the latency at the asked percentile
     queue_p50_s: float
     compute_p50_s: float
     mean_batch: float
-    late_share: float
+    late_send_share: float
     gpu_utilization: float | None = None
     gpu_memory_used_mib: float | None = None
     gpu_power_w: float | None = None
@@ -88,19 +102,25 @@ def poisson_schedule(rate_rps: float, duration_s: float, rng: random.Random) -> 
 
 
 @dataclass
-class _Window:
-    start: float
-    end: float
+class _Run:
+    """One measurement's books: schedule, lateness of sends, and judged requests."""
+
+    rate_rps: float
+    measure_from: float
+    first_measured: int = -1
+    judged: int = 0
+    oldest: int = 0
+    late: list[bool] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
 
 
 class LoadRunner:
-    """Drives one WorkerPool: a collector thread records completions, probes send load."""
+    """Drives one pool: a collector thread records completions, probes send load."""
 
-    def __init__(self, pool: WorkerPool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool: Pool, clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self._clock = clock
-        self._completions: list[tuple[int, float, float, int]] = []
-        self._completed: set[int] = set()
+        self._done: dict[int, tuple[float, float, int]] = {}
         self._scheduled: list[float] = []
         self._base = 0
         self._next_id = 0
@@ -122,8 +142,7 @@ class LoadRunner:
             if message is not None and message[0] == DONE:
                 _, _, ids, started, ended = message
                 for request_id in ids:
-                    self._completions.append((request_id, started, ended, len(ids)))
-                    self._completed.add(request_id)
+                    self._done[request_id] = (started, ended, len(ids))
 
     def close(self) -> None:
         self._stop.set()
@@ -140,128 +159,125 @@ class LoadRunner:
         rng: random.Random,
         sampler: DeviceSampler | None = None,
     ) -> RateMeasurement:
-        """Warm up, then measure window after window until the stability rule stops it."""
-        self._base = base = self._next_id
-        self._completions = []
-        self._completed = set()
-        self._scheduled = scheduled = []
-        lags: list[float] = []
-        window_s = min(
-            max(settings.window_s, settings.min_window_requests / rate_rps),
-            settings.max_window_factor * settings.window_s,
-        )
+        """Warm up, then send and judge until the tail share is decided or overload shows."""
+        self._base = self._next_id
+        self._done = {}
+        self._scheduled = []
         started = self._clock() + 0.01
-        measure_from = started + settings.warmup_s
-        window = _Window(measure_from, measure_from + window_s)
-        windows: list[tuple[_Window, WindowStats, LatencyHistogram]] = []
-        oldest = 0
+        run = _Run(rate_rps, started + settings.warmup_s)
         next_send = started + rng.expovariate(rate_rps)
-        verdict = WindowVerdict.CONTINUE
-        sampling = False
-        while verdict is WindowVerdict.CONTINUE:
+        next_check = run.measure_from + settings.check_every_s
+        verdict, overloaded, sampling = None, False, False
+        while verdict is None:
             self._raise_failure()
             now = self._clock()
-            while next_send <= now and self._clock() < window.end + settings.grace_s:
-                scheduled.append(next_send)
-                self.pool.submit(self._next_id)
-                self._next_id += 1
-                if next_send >= measure_from:
-                    lags.append(self._clock() - next_send)
+            while next_send <= now:
+                self._send(next_send, run)
                 next_send += rng.expovariate(rate_rps)
-            if sampler is not None and not sampling and now >= measure_from:
+            if sampler is not None and not sampling and now >= run.measure_from:
                 sampler.start()
                 sampling = True
-            if now >= window.end + settings.grace_s:
-                while oldest < len(scheduled) and base + oldest in self._completed:
-                    oldest += 1
-                stats, histogram = self._window_stats(window, rate_rps, oldest)
-                windows.append((window, stats, histogram))
-                verdict = window_verdict(
-                    [w[1] for w in windows], settings.rule, settings.latency_target_s
-                )
-                window = _Window(window.end, window.end + window_s)
-                continue
-            wake = min(next_send, window.end + settings.grace_s)
-            time.sleep(max(0.0, wake - self._clock()))
+            if now >= next_check:
+                next_check = now + settings.check_every_s
+                waited = self._oldest_waiting(run, now)
+                overloaded = waited > settings.overload_factor * settings.latency_target_s
+                tail = self._judge(run, now, settings)
+                if overloaded or tail.decision is not TailDecision.CONTINUE:
+                    verdict = tail
+                    break
+            time.sleep(max(0.0, min(next_send, next_check) - self._clock()))
         device = sampler.stop() if sampler is not None and sampling else {}
-        return self._summarize(rate_rps, settings, verdict, windows, lags, device)
+        return self._summarize(run, settings, verdict, overloaded, device)
 
-    def _window_stats(
-        self, window: _Window, rate_rps: float, oldest: int
-    ) -> tuple[WindowStats, LatencyHistogram]:
+    def _send(self, moment: float, run: _Run) -> None:
+        self._scheduled.append(moment)
+        self.pool.submit(self._next_id)
+        if moment >= run.measure_from:
+            if run.first_measured < 0:
+                run.first_measured = len(self._scheduled) - 1
+            run.lags.append(self._clock() - moment)
+        self._next_id += 1
+
+    def _oldest_waiting(self, run: _Run, now: float) -> float:
+        """How long the oldest unanswered request has waited: a backlog shows here first."""
         base, scheduled = self._base, self._scheduled
-        histogram = LatencyHistogram()
-        done = 0
-        for request_id, _, ended, _ in list(self._completions):
-            if request_id >= base and window.start <= ended < window.end:
-                histogram.record(ended - scheduled[request_id - base])
-                done += 1
-        arrivals = sum(1 for moment in scheduled if window.start <= moment < window.end)
-        outstanding_age = window.end - scheduled[oldest] if oldest < len(scheduled) else 0.0
-        stats = WindowStats(
-            duration_s=window.end - window.start,
-            offered_rps=rate_rps,
-            arrivals=arrivals,
-            completions=done,
-            p95_s=histogram.percentile(0.95),
-            oldest_outstanding_s=max(0.0, outstanding_age),
-        )
-        return stats, histogram
+        while run.oldest < len(scheduled) and base + run.oldest in self._done:
+            run.oldest += 1
+        return now - scheduled[run.oldest] if run.oldest < len(scheduled) else 0.0
+
+    def _judge(self, run: _Run, now: float, settings: MeasureSettings) -> TailVerdict:
+        """Add every request whose fate is now certain to `run.late`, in arrival order."""
+        target = settings.latency_target_s
+        horizon = now - target - settings.collect_grace_s
+        if run.first_measured < 0:
+            return tail_verdict([], settings.rule)
+        if run.judged < run.first_measured:
+            run.judged = run.first_measured
+        scheduled, base = self._scheduled, self._base
+        while run.judged < len(scheduled) and scheduled[run.judged] <= horizon:
+            done = self._done.get(base + run.judged)
+            run.late.append(done is None or done[1] - scheduled[run.judged] > target)
+            run.judged += 1
+        return tail_verdict(run.late, settings.rule)
 
     def _summarize(
         self,
-        rate_rps: float,
+        run: _Run,
         settings: MeasureSettings,
-        verdict: WindowVerdict,
-        windows: list[tuple[_Window, WindowStats, LatencyHistogram]],
-        lags: list[float],
+        tail: TailVerdict,
+        overloaded: bool,
         device: dict[str, float | None],
     ) -> RateMeasurement:
-        """Figures over the last `rule.windows` windows: the settled part of the run."""
-        recent = windows[-settings.rule.windows :]
-        merged = LatencyHistogram()
-        for _, _, histogram in recent:
-            merged = merged.merge(histogram)
-        span_start, span_end = recent[0][0].start, recent[-1][0].end
+        """Figures over the judged requests: the measured, warmed-up part of the run."""
         base, scheduled = self._base, self._scheduled
+        first = max(run.first_measured, 0)
+        judged = range(first, first + len(run.late))
+        histogram = LatencyHistogram()
         queue_times, compute_times, batch_sizes = [], [], []
-        for request_id, begun, ended, size in list(self._completions):
-            if request_id >= base and span_start <= ended < span_end:
-                queue_times.append(begun - scheduled[request_id - base])
-                compute_times.append(ended - begun)
-                batch_sizes.append(size)
-        measured_s = span_end - span_start
-        arrivals = sum(stats.arrivals for _, stats, _ in recent)
-        served = sum(stats.completions for _, stats, _ in recent)
-        served_share = served / arrivals if arrivals else 0.0
-        late_share = sum(1 for lag in lags if lag > settings.late_threshold_s) / max(1, len(lags))
-        p95 = merged.percentile(0.95)
-        judged = judge_probe(
-            verdict=verdict,
-            p95_s=p95,
-            served_share=served_share,
-            late_share=late_share,
+        for index in judged:
+            done = self._done.get(base + index)
+            if done is None:
+                continue
+            begun, ended, size = done
+            histogram.record(ended - scheduled[index])
+            queue_times.append(begun - scheduled[index])
+            compute_times.append(ended - begun)
+            batch_sizes.append(size)
+        measured_s = (scheduled[judged[-1]] - scheduled[first]) if len(judged) > 1 else 0.0
+        served_share = histogram.total / len(judged) if len(judged) else 0.0
+        late_sends = sum(1 for lag in run.lags if lag > settings.late_threshold_s)
+        late_send_share = late_sends / max(1, len(run.lags))
+        judged_probe = judge_probe(
+            tail=tail,
+            overloaded=overloaded,
+            served_share=1.0 if overloaded else served_share,
+            late_send_share=late_send_share,
+            percentile=settings.percentile,
             latency_target_s=settings.latency_target_s,
-            max_late_share=settings.max_late_share,
+            max_late_send_share=settings.max_late_share,
         )
         return RateMeasurement(
-            rate_rps=rate_rps,
-            passed=judged.passed,
-            refused=judged.refused,
-            reason=judged.reason,
-            verdict=verdict.value,
-            windows=len(windows),
+            rate_rps=run.rate_rps,
+            passed=judged_probe.passed,
+            refused=judged_probe.refused,
+            reason=judged_probe.reason,
+            decided=tail.decided,
             measured_s=measured_s,
-            requests=served,
-            throughput_rps=served / measured_s if measured_s else 0.0,
+            warmup_s=settings.warmup_s,
+            requests=len(judged),
+            late_share=_finite(tail.share),
+            late_share_low=tail.low,
+            late_share_high=tail.high,
+            throughput_rps=histogram.total / measured_s if measured_s else 0.0,
             served_share=served_share,
-            p50_s=_finite(merged.percentile(0.50)),
-            p95_s=_finite(p95),
-            p99_s=_finite(merged.percentile(0.99)),
+            p50_s=_finite(histogram.percentile(0.50)),
+            p95_s=_finite(histogram.percentile(0.95)),
+            p99_s=_finite(histogram.percentile(0.99)),
+            tail_s=_finite(histogram.percentile(settings.percentile)),
             queue_p50_s=statistics.median(queue_times) if queue_times else 0.0,
             compute_p50_s=statistics.median(compute_times) if compute_times else 0.0,
             mean_batch=statistics.fmean(batch_sizes) if batch_sizes else 0.0,
-            late_share=late_share,
+            late_send_share=late_send_share,
             gpu_utilization=device.get("gpu_utilization"),
             gpu_memory_used_mib=device.get("gpu_memory_used_mib"),
             gpu_power_w=device.get("gpu_power_w"),
@@ -270,25 +286,22 @@ class LoadRunner:
     def latencies(self) -> list[float]:
         """Every completed request's latency in the last measurement, warm-up included."""
         base, scheduled = self._base, self._scheduled
-        return [
-            ended - scheduled[request_id - base]
-            for request_id, _, ended, _ in list(self._completions)
-            if request_id >= base
-        ]
+        return [ended - scheduled[i - base] for i, (_, ended, _) in list(self._done.items())]
 
     def drain(self, timeout_s: float) -> bool:
         """Withdraw still-queued requests and wait for batches in flight; False if stuck."""
         deadline = self._clock() + timeout_s
         withdrawn = 0
+        requests = self.pool.requests
         while self._clock() < deadline:
             self._raise_failure()
             try:
                 while True:
-                    if self.pool.requests.get(timeout=0.02) is not None:
+                    if requests.get(timeout=0.02) is not None:
                         withdrawn += 1
             except queue.Empty:
                 pass
-            if len(self._completed) + withdrawn >= len(self._scheduled):
+            if len(self._done) + withdrawn >= len(self._scheduled):
                 return True
         return False
 

@@ -32,7 +32,10 @@ class CapacityProfile(BaseModel):
     gpus_per_node: int = Field(ge=1)
     per_gpu_rps: float = Field(gt=0, description="sustainable requests/s on one device")
     per_node_rps: float = Field(gt=0, description="per_gpu_rps * gpus_per_node")
-    latency_target_s: float = Field(gt=0, description="p95 latency the rate was held under")
+    latency_target_s: float = Field(gt=0, description="latency the rate was held under")
+    percentile: float = Field(
+        default=0.95, gt=0, lt=1, description="share of requests held under the target"
+    )
     latency_p50_s: float = Field(ge=0)
     latency_p95_s: float = Field(ge=0)
     latency_p99_s: float = Field(ge=0)
@@ -41,6 +44,22 @@ class CapacityProfile(BaseModel):
     throughput_spread: float | None = Field(
         default=None, ge=0, description="(max - min) / mean of the sustained rate over repeats"
     )
+    rate_ceiling_rps: float | None = Field(
+        default=None, gt=0, description="lowest rate measured to fail: the edge lies below it"
+    )
+    rate_spread: float | None = Field(
+        default=None, ge=0, description="(rate_ceiling_rps - per_gpu_rps) / per_gpu_rps"
+    )
+    generator_late_send_share: float | None = Field(
+        default=None, ge=0, le=1, description="worst share of late sends in counted measurements"
+    )
+    generator_refused: int | None = Field(
+        default=None, ge=0, description="measurements voided because the generator lagged"
+    )
+    startup_p50_s: float | None = Field(
+        default=None, ge=0, description="worker start to first good answer, median"
+    )
+    startup_p90_s: float | None = Field(default=None, ge=0, description="the same, p90")
     gpu_utilization: float | None = Field(default=None, ge=0, le=1)
     gpu_memory_used_mib: float | None = Field(default=None, ge=0)
     gpu_power_w: float | None = Field(default=None, ge=0)

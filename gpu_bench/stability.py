@@ -1,60 +1,80 @@
-"""When a measurement has settled, and whether a probed rate passes: pure rules.
+"""Whether a probed rate holds the latency target: a sequential test on the tail share.
 
-Throughput stability is judged on the served rate, `offered * completions / arrivals`,
-so the Poisson noise of the arrivals themselves (±7% in a 200-request window) is not
-mistaken for an unsettled system; a growing backlog still shows as a falling served rate.
-p95 stability allows an absolute floor, because at millisecond latencies a 10% spread is
-scheduler noise that no latency target cares about.
+"p95 <= target" is the same statement as "at most 5 % of requests take longer than the
+target", and that share is a count, so its uncertainty is known. Requests are judged in
+arrival order as soon as their fate is certain (answered, or older than the target and
+still unanswered, which is late whatever happens next). A rate passes when the share's
+upper confidence bound is under the allowed share, fails when its lower bound is over it,
+and otherwise keeps measuring up to a request budget, where the point estimate decides
+(and the probe is marked undecided). Latencies of neighbouring requests are correlated
+(they share a queue), so the bound uses batch means over blocks of consecutive requests,
+never narrower than the binomial bound at the allowed share. Rates far from the edge
+settle after a few hundred requests; only rates near it use the whole budget, so a wrong
+call there costs little.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 
-@dataclass(frozen=True)
-class WindowStats:
-    """One measurement window, counted by completion time."""
-
-    duration_s: float
-    offered_rps: float
-    arrivals: int
-    completions: int
-    p95_s: float
-    oldest_outstanding_s: float = 0.0
-
-    @property
-    def throughput_rps(self) -> float:
-        return self.completions / self.duration_s if self.duration_s > 0 else 0.0
-
-    @property
-    def served_share(self) -> float:
-        if self.arrivals == 0:
-            return 1.0 if self.completions == 0 else math.inf
-        return self.completions / self.arrivals
-
-    @property
-    def served_rps(self) -> float:
-        return self.offered_rps * self.served_share
-
-
-@dataclass(frozen=True)
-class StabilityRule:
-    tolerance: float = 0.10
-    windows: int = 3
-    max_windows: int = 10
-    p95_floor_s: float = 0.0
-    overload_factor: float = 2.0
-
-
-class WindowVerdict(StrEnum):
+class TailDecision(StrEnum):
     CONTINUE = "continue"
-    STABLE = "stable"
-    UNSTABLE = "unstable"
-    OVERLOADED = "overloaded"
+    PASS = "pass"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class TailRule:
+    """`allowed_share` is 1 - percentile: 0.05 for a p95 target."""
+
+    allowed_share: float = 0.05
+    block_requests: int = 40
+    min_blocks: int = 5
+    min_requests: int = 0  # no decision before: a queue near saturation forgets slowly
+    max_requests: int = 4000
+    z: float = 2.0
+
+
+@dataclass(frozen=True)
+class TailVerdict:
+    decision: TailDecision
+    share: float
+    low: float
+    high: float
+    requests: int
+    decided: bool  # False when the budget ran out and the point estimate decided
+
+
+def tail_verdict(late: Sequence[bool], rule: TailRule) -> TailVerdict:
+    """Judge requests (in arrival order, True = over the target) against the allowed share."""
+    blocks = len(late) // rule.block_requests
+    used = blocks * rule.block_requests
+    if blocks < rule.min_blocks or used < min(rule.min_requests, rule.max_requests):
+        return TailVerdict(TailDecision.CONTINUE, math.nan, 0.0, 1.0, used, False)
+    shares = [
+        sum(late[i * rule.block_requests : (i + 1) * rule.block_requests]) / rule.block_requests
+        for i in range(blocks)
+    ]
+    share = statistics.fmean(shares)
+    allowed = rule.allowed_share
+    spread = max(
+        statistics.stdev(shares) / math.sqrt(blocks),
+        math.sqrt(allowed * (1 - allowed) / used),
+    )
+    low, high = max(0.0, share - rule.z * spread), min(1.0, share + rule.z * spread)
+    if high < allowed:
+        return TailVerdict(TailDecision.PASS, share, low, high, used, True)
+    if low > allowed:
+        return TailVerdict(TailDecision.FAIL, share, low, high, used, True)
+    if used + rule.block_requests > rule.max_requests:
+        decision = TailDecision.PASS if share <= allowed else TailDecision.FAIL
+        return TailVerdict(decision, share, low, high, used, False)
+    return TailVerdict(TailDecision.CONTINUE, share, low, high, used, False)
 
 
 def relative_spread(values: Sequence[float]) -> float:
@@ -67,38 +87,6 @@ def relative_spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) / mean
 
 
-def is_stable(windows: Sequence[WindowStats], rule: StabilityRule) -> bool:
-    """The last `rule.windows` windows agree within the tolerance on throughput and p95."""
-    if len(windows) < rule.windows:
-        return False
-    recent = windows[-rule.windows :]
-    p95s = [w.p95_s for w in recent]
-    if any(math.isnan(p) for p in p95s):
-        return False
-    throughput_ok = relative_spread([w.served_rps for w in recent]) <= rule.tolerance
-    p95_ok = relative_spread(p95s) <= rule.tolerance or max(p95s) - min(p95s) <= rule.p95_floor_s
-    return throughput_ok and p95_ok
-
-
-def window_verdict(
-    windows: Sequence[WindowStats], rule: StabilityRule, latency_target_s: float
-) -> WindowVerdict:
-    """What to do after the latest window: keep measuring, or stop and why."""
-    if not windows:
-        return WindowVerdict.CONTINUE
-    latest = windows[-1]
-    limit = rule.overload_factor * latency_target_s
-    if latest.oldest_outstanding_s > limit or (
-        not math.isnan(latest.p95_s) and latest.p95_s > limit
-    ):
-        return WindowVerdict.OVERLOADED
-    if is_stable(windows, rule):
-        return WindowVerdict.STABLE
-    if len(windows) >= rule.max_windows:
-        return WindowVerdict.UNSTABLE
-    return WindowVerdict.CONTINUE
-
-
 @dataclass(frozen=True)
 class ProbeVerdict:
     passed: bool
@@ -108,27 +96,33 @@ class ProbeVerdict:
 
 def judge_probe(
     *,
-    verdict: WindowVerdict,
-    p95_s: float,
+    tail: TailVerdict,
+    overloaded: bool,
     served_share: float,
-    late_share: float,
+    late_send_share: float,
+    percentile: float,
     latency_target_s: float,
-    max_late_share: float = 0.05,
+    max_late_send_share: float = 0.05,
     min_served_share: float = 0.95,
 ) -> ProbeVerdict:
     """Does one probed rate hold the latency target? A lagging generator voids the result."""
-    if late_share > max_late_share:
+    if late_send_share > max_late_send_share:
         return ProbeVerdict(
-            False, True, f"load generator fell behind on {late_share:.0%} of sends; refused"
+            False, True, f"load generator fell behind on {late_send_share:.0%} of sends; refused"
         )
-    if verdict is WindowVerdict.OVERLOADED:
-        return ProbeVerdict(False, False, "overloaded: latency ran past twice the target")
-    if math.isnan(p95_s):
+    name = f"p{percentile * 100:g}"
+    if overloaded:
+        return ProbeVerdict(False, False, "overloaded: a request waited past twice the target")
+    if tail.requests == 0:
         return ProbeVerdict(False, False, "no request completed")
-    if p95_s > latency_target_s:
-        return ProbeVerdict(False, False, f"p95 {p95_s:.3f}s over target {latency_target_s}s")
+    over = (
+        f"{tail.share:.1%} over {latency_target_s:g}s "
+        f"(bound {tail.low:.1%}..{tail.high:.1%}, {tail.requests} requests"
+        + ("" if tail.decided else ", undecided at the budget")
+        + ")"
+    )
+    if tail.decision is not TailDecision.PASS:
+        return ProbeVerdict(False, False, f"{name} over target: {over}")
     if served_share < min_served_share:
         return ProbeVerdict(False, False, f"served only {served_share:.0%} of arrivals")
-    if verdict is WindowVerdict.UNSTABLE:
-        return ProbeVerdict(False, False, "did not settle within the window limit")
-    return ProbeVerdict(True, False, "ok")
+    return ProbeVerdict(True, False, f"{name} holds: {over}")

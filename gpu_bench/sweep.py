@@ -8,9 +8,9 @@ configuration, so an interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -19,10 +19,9 @@ from pydantic import BaseModel, Field
 from common.atomic import write_atomically
 from gpu_bench.loadgen import LoadRunner, MeasureSettings, RateMeasurement
 from gpu_bench.models import ModelSpec
-from gpu_bench.profile import CapacityProfile
 from gpu_bench.sampling import NvmlSampler
 from gpu_bench.search import SearchSettings, plan_sweep, search_max_rate
-from gpu_bench.stability import StabilityRule, relative_spread
+from gpu_bench.stability import TailRule, relative_spread
 from gpu_bench.workers import (
     ConfigInfeasible,
     WorkerPool,
@@ -41,13 +40,14 @@ class SweepSettings(BaseModel):
     batches: list[int] = Field(default_factory=lambda: [1, 4, 16])
     max_batch_wait_s: float = 0.010
     latency_target_s: float = 3.0
+    percentile: float = Field(default=0.95, gt=0, lt=1)
     gpus_per_node: int = 1
-    repeats: int = Field(default=3, ge=1)
-    warmup_s: float = 3.0
-    window_s: float = 2.0
-    min_window_requests: int = 100
-    max_windows: int = 10
-    tolerance: float = 0.10
+    repeats: int = Field(default=1, ge=1)
+    warmup_s: float = 2.0
+    max_warmup_s: float = 9.0
+    block_requests: int = Field(default=50, ge=5)
+    max_requests: int = Field(default=2000, ge=50)
+    generator_retries: int = Field(default=2, ge=0)
     min_gain: float = 0.05
     precision: float = 0.05
     max_probes: int = 14
@@ -55,29 +55,50 @@ class SweepSettings(BaseModel):
     threads_per_worker: int | None = None
     seed: int = 0
 
-    def measure_settings(self) -> MeasureSettings:
-        rule = StabilityRule(
-            tolerance=self.tolerance,
-            max_windows=self.max_windows,
-            p95_floor_s=0.05 * self.latency_target_s,
+    def measure_settings(self, rate_rps: float, warmup_s: float | None = None) -> MeasureSettings:
+        """How to measure one rate: the span judged is at least as long as the warm-up."""
+        warmup_s = self.warmup_s if warmup_s is None else warmup_s
+        rule = TailRule(
+            allowed_share=1 - self.percentile,
+            block_requests=self.block_requests,
+            max_requests=self.max_requests,
+            min_requests=math.ceil(rate_rps * warmup_s),
         )
         return MeasureSettings(
             latency_target_s=self.latency_target_s,
-            warmup_s=self.warmup_s,
-            window_s=self.window_s,
-            min_window_requests=self.min_window_requests,
+            percentile=self.percentile,
+            warmup_s=warmup_s,
             rule=rule,
             drain_timeout_s=max(5.0, 2 * self.latency_target_s),
         )
+
+    def warmup_for(self, load: float, batch_seconds: float) -> float:
+        """Long enough for the queue to reach its steady state at this load (0..1).
+
+        An M/D/1 queue forgets its start in about service / (1 - sqrt(load))^2: seconds at
+        moderate load, much longer near saturation, where a short warm-up from an empty
+        queue would let a rate past the edge pass.
+        """
+        settle = batch_seconds / max(1e-6, (1 - math.sqrt(min(load, 0.999)))) ** 2
+        return min(self.max_warmup_s, max(self.warmup_s, settle))
+
+
+Status = Literal["ok", "infeasible", "no_rate", "impossible"]
 
 
 class ConfigResult(BaseModel):
     workers: int
     batch: int
-    status: Literal["ok", "infeasible", "no_rate"]
+    status: Status
     reason: str = ""
+    failure_kind: str | None = None
     rate_rps: float | None = None
+    ceiling_rps: float | None = None
     generator_limited: bool = False
+    refused: int = 0
+    batch_seconds: float | None = None
+    single_seconds: float | None = None
+    startup_s: list[float] = Field(default_factory=list)
     probes: list[RateMeasurement] = Field(default_factory=list)
     repeats: list[RateMeasurement] = Field(default_factory=list)
     throughput_spread: float | None = None
@@ -85,7 +106,14 @@ class ConfigResult(BaseModel):
 
     @property
     def feasible(self) -> bool:
-        return self.status != "infeasible"
+        return self.status not in ("infeasible", "impossible")
+
+    @property
+    def rate_spread(self) -> float | None:
+        """How far the lowest failing rate sits above the chosen one, as a share of it."""
+        if not self.rate_rps or self.ceiling_rps is None:
+            return None
+        return (self.ceiling_rps - self.rate_rps) / self.rate_rps
 
     def median(self, field: str) -> float | None:
         values = [getattr(m, field) for m in self.repeats if getattr(m, field) is not None]
@@ -119,12 +147,9 @@ class SweepResult(BaseModel):
 BACKOFF_ROUNDS = 3
 
 
-def confirmed(repeats: list[RateMeasurement], latency_target_s: float) -> bool:
-    """Repeats confirm a rate when at least half pass and their median p95 holds the target."""
-    passed = sum(m.passed for m in repeats)
-    return passed * 2 >= len(repeats) and (
-        statistics.median(m.p95_s for m in repeats) <= latency_target_s
-    )
+def confirmed(repeats: list[RateMeasurement]) -> bool:
+    """Repeats confirm a rate when at least half of them pass."""
+    return sum(m.passed for m in repeats) * 2 >= len(repeats)
 
 
 class SweepProgress(Protocol):
@@ -137,10 +162,13 @@ def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
     """Results of an earlier run with the same settings, or an empty sweep."""
     if not path.exists():
         return SweepResult(settings=settings)
-    saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    if saved.settings != settings:
+    try:
+        saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError:
+        saved = None
+    if saved is None or saved.settings != settings:
         raise ValueError(
-            f"{path}: checkpoint was written with other settings; "
+            f"{path}: checkpoint was written with other settings or an older version; "
             "remove it or rerun with the same options"
         )
     return saved
@@ -152,18 +180,103 @@ class _Pool:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.pool = WorkerPool(settings)
-        self.batch_seconds = self.pool.start()
+        self.timings = self.pool.start()
+        self.startup_s = list(self.timings.startup_s)
+        self.batch_seconds = self.timings.batch_seconds
         self.runner = LoadRunner(self.pool)
 
     def restart(self) -> None:
         self.close()
         self.pool = WorkerPool(self.settings)
-        self.pool.start()
+        self.startup_s += self.pool.start().startup_s
         self.runner = LoadRunner(self.pool)
 
     def close(self) -> None:
         self.runner.close()
         self.pool.stop()
+
+    def observed(self, measurement: RateMeasurement) -> None:
+        """Under load a batch may compute faster than at start-up, when all workers load."""
+        if measurement.compute_p50_s > 0:
+            self.batch_seconds = min(self.batch_seconds, measurement.compute_p50_s)
+
+    @property
+    def capacity_rps(self) -> float:
+        """What the workers could compute back to back in full batches: no rate above holds.
+
+        The shortest batch time seen, so the bound errs on the generous side: a rate
+        wrongly under it is still measured, and fails by itself.
+        """
+        return self.settings.workers * self.settings.max_batch / self.batch_seconds
+
+
+def _worker_settings(settings: SweepSettings, workers: int, batch: int) -> WorkerSettings:
+    return WorkerSettings(
+        spec=ModelSpec(settings.model, settings.input_shape),
+        device=settings.device,
+        workers=workers,
+        max_batch=batch,
+        max_batch_wait_s=settings.max_batch_wait_s,
+        threads_per_worker=settings.threads_per_worker
+        or default_threads_per_worker(settings.device, workers),
+        memory_cap_mib=settings.memory_cap_mib,
+    )
+
+
+def _over_capacity(rate: float, capacity: float) -> RateMeasurement:
+    reason = f"above compute capacity {capacity:.1f} req/s (full batches back to back)"
+    return RateMeasurement(
+        rate_rps=rate, passed=False, refused=False, reason=reason, measured_s=0.0, requests=0,
+        late_share=1.0, throughput_rps=0.0, served_share=0.0, p50_s=0.0, p95_s=0.0, p99_s=0.0,
+        queue_p50_s=0.0, compute_p50_s=0.0, mean_batch=0.0, late_send_share=0.0,
+    )  # fmt: skip
+
+
+class _Prober:
+    """Measures rates on one pool: skips rates past capacity, retries refused measurements."""
+
+    def __init__(self, settings: SweepSettings, config: tuple[int, int], pool: _Pool,
+                 progress: SweepProgress | None) -> None:  # fmt: skip
+        self.settings, self.config, self.pool, self.progress = settings, config, pool, progress
+        self.sampler = NvmlSampler.for_device(settings.device)
+        self.probes: list[RateMeasurement] = []
+        self.refused = 0
+
+    def _once(self, rate: float) -> RateMeasurement:
+        settings, pool = self.settings, self.pool
+        load = rate / pool.capacity_rps
+        measure = settings.measure_settings(rate, settings.warmup_for(load, pool.batch_seconds))
+        workers, batch = self.config
+        rng = random.Random(f"{settings.seed}-{workers}-{batch}-{len(self.probes)}")
+        measurement = pool.runner.measure(rate, measure, rng, self.sampler)
+        pool.observed(measurement)
+        if not pool.runner.drain(measure.drain_timeout_s):
+            pool.restart()
+        return measurement
+
+    def __call__(self, rate: float) -> RateMeasurement:
+        if rate >= self.pool.capacity_rps:
+            measurement = _over_capacity(rate, self.pool.capacity_rps)
+        else:
+            for _ in range(self.settings.generator_retries + 1):
+                measurement = self._once(rate)
+                if not measurement.refused:
+                    break
+                self.refused += 1
+        self.probes.append(measurement)
+        if self.progress is not None:
+            self.progress.probe_done(measurement)
+        return measurement
+
+
+def _impossible(settings: SweepSettings, pool: _Pool) -> str | None:
+    single = pool.timings.single_seconds
+    if single < settings.latency_target_s:
+        return None
+    return (
+        f"latency target {settings.latency_target_s:g}s is below the measured service time "
+        f"of one request alone ({single:.4g}s): no rate can hold it"
+    )
 
 
 def run_config(
@@ -174,89 +287,70 @@ def run_config(
     progress: SweepProgress | None = None,
 ) -> ConfigResult:
     """Search one configuration's sustainable rate and repeat it; never raises for the model."""
-    worker_settings = WorkerSettings(
-        spec=ModelSpec(settings.model, settings.input_shape),
-        device=settings.device,
-        workers=workers,
-        max_batch=batch,
-        max_batch_wait_s=settings.max_batch_wait_s,
-        threads_per_worker=settings.threads_per_worker
-        or default_threads_per_worker(settings.device, workers),
-        memory_cap_mib=settings.memory_cap_mib,
-    )
-    measure = settings.measure_settings()
-    sampler = NvmlSampler.for_device(settings.device)
-    probes: list[RateMeasurement] = []
     try:
-        pool = _Pool(worker_settings)
-    except ConfigInfeasible as failure:
-        return ConfigResult(workers=workers, batch=batch, status="infeasible", reason=str(failure))
-
-    def probe(rate: float) -> RateMeasurement:
-        rng = random.Random(f"{settings.seed}-{workers}-{batch}-{len(probes)}")
-        measurement = pool.runner.measure(rate, measure, rng, sampler)
-        probes.append(measurement)
-        if progress is not None:
-            progress.probe_done(measurement)
-        if not pool.runner.drain(measure.drain_timeout_s):
-            pool.restart()
-        return measurement
-
-    try:
-        estimate = start_rps or 0.5 * batch / max(pool.batch_seconds, 1e-4)
-        search = search_max_rate(
-            lambda rate: probe(rate).passed,
-            SearchSettings(
-                start_rps=estimate, precision=settings.precision, max_probes=settings.max_probes
-            ),
-        )
-        limited = any(m.refused for m in probes)
-
-        def no_rate(reason: str, repeats: list[RateMeasurement]) -> ConfigResult:
-            return ConfigResult(
-                workers=workers,
-                batch=batch,
-                status="no_rate",
-                reason=reason,
-                rate_rps=0.0,
-                generator_limited=limited,
-                probes=probes,
-                repeats=repeats,
-            )
-
-        if search.best_rps is None:
-            return no_rate(f"no rate held p95 under {settings.latency_target_s}s", [])
-        rate = search.best_rps
-        repeats: list[RateMeasurement] = []
-        for _ in range(BACKOFF_ROUNDS):
-            repeats = [m for m in probes if m.rate_rps == rate and m.passed][:1]
-            while len(repeats) < settings.repeats:
-                repeats.append(probe(rate))
-            if confirmed(repeats, settings.latency_target_s):
-                break
-            rate *= 1 - 2 * settings.precision
-        else:
-            return no_rate(
-                f"repeats did not confirm any rate down to {repeats[0].rate_rps:.1f}", repeats
-            )
-        return ConfigResult(
-            workers=workers,
-            batch=batch,
-            status="ok",
-            reason=search.stopped_by,
-            rate_rps=rate,
-            generator_limited=limited,
-            probes=probes,
-            repeats=repeats,
-            throughput_spread=relative_spread([m.throughput_rps for m in repeats]),
-            p95_spread=relative_spread([m.p95_s for m in repeats]),
-        )
+        pool = _Pool(_worker_settings(settings, workers, batch))
     except ConfigInfeasible as failure:
         return ConfigResult(
-            workers=workers, batch=batch, status="infeasible", reason=str(failure), probes=probes
-        )
+            workers=workers, batch=batch, status="infeasible", reason=str(failure),
+            failure_kind=failure.kind,
+        )  # fmt: skip
+    probe = _Prober(settings, (workers, batch), pool, progress)
+    result = ConfigResult(
+        workers=workers, batch=batch, status="no_rate",
+        batch_seconds=pool.timings.batch_seconds, single_seconds=pool.timings.single_seconds,
+    )  # fmt: skip
+    try:
+        impossible = _impossible(settings, pool)
+        if impossible is not None:
+            result.status, result.reason = "impossible", impossible
+            return result
+        _search(settings, pool, probe, start_rps, result)
+    except ConfigInfeasible as failure:
+        result.status, result.reason, result.failure_kind = "infeasible", str(failure), failure.kind
     finally:
         pool.close()
+        result.probes, result.refused = probe.probes, probe.refused
+        result.startup_s = pool.startup_s
+        result.generator_limited = any(m.refused for m in probe.probes)
+    return result
+
+
+def _search(
+    settings: SweepSettings,
+    pool: _Pool,
+    probe: _Prober,
+    start_rps: float | None,
+    result: ConfigResult,
+) -> None:
+    """Bracket and bisect the edge, then confirm it with repeats, backing off if they fail."""
+    estimate = min(start_rps or 0.75 * pool.capacity_rps, 0.9 * pool.capacity_rps)
+    search = search_max_rate(
+        lambda rate: probe(rate).passed,
+        SearchSettings(
+            start_rps=estimate, precision=settings.precision, max_probes=settings.max_probes
+        ),
+    )
+    if search.best_rps is None:
+        result.reason = f"no rate held the target {settings.latency_target_s:g}s"
+        return
+    rate = search.best_rps
+    repeats: list[RateMeasurement] = []
+    for _ in range(BACKOFF_ROUNDS):
+        repeats = [m for m in probe.probes if m.rate_rps == rate and m.passed][:1]
+        while len(repeats) < settings.repeats:
+            repeats.append(probe(rate))
+        if confirmed(repeats):
+            break
+        rate *= 1 - 2 * settings.precision
+    else:
+        result.reason = f"repeats did not confirm any rate down to {rate:.1f}"
+        result.repeats = repeats
+        return
+    result.status, result.reason, result.rate_rps = "ok", search.stopped_by, rate
+    result.ceiling_rps = search.ceiling_rps
+    result.repeats = repeats
+    result.throughput_spread = relative_spread([m.throughput_rps for m in repeats])
+    result.p95_spread = relative_spread([m.p95_s for m in repeats])
 
 
 def run_sweep(
@@ -266,7 +360,7 @@ def run_sweep(
 ) -> SweepResult:
     """Measure configurations in plan order until the planner has nothing left."""
     sweep = load_checkpoint(checkpoint, settings) if checkpoint else SweepResult(settings=settings)
-    while True:
+    while not any(r.status == "impossible" for r in sweep.results):
         step = plan_sweep(settings.workers, settings.batches, sweep.done(), settings.min_gain)
         sweep.skipped = {f"{w}x{b}": why for (w, b), why in sorted(step.skipped.items())}
         if step.next_config is None:
@@ -283,40 +377,3 @@ def run_sweep(
             after = plan_sweep(settings.workers, settings.batches, sweep.done(), settings.min_gain)
             progress.config_done(result, len(after.skipped))
     return sweep
-
-
-def to_profile(
-    sweep: SweepResult, device: str, command: str, created: datetime | None = None
-) -> CapacityProfile:
-    """The chosen configuration as the capacity profile; ValueError if none held the target."""
-    chosen = sweep.chosen()
-    if chosen is None or chosen.rate_rps is None:
-        raise ValueError("no configuration sustained any rate under the latency target")
-    settings = sweep.settings
-
-    def pick(field: str) -> float | None:
-        return chosen.median(field)
-
-    p50, p95, p99 = pick("p50_s") or 0.0, pick("p95_s") or 0.0, pick("p99_s") or 0.0
-    return CapacityProfile(
-        model=settings.model,
-        device=device,
-        workers_per_gpu=chosen.workers,
-        batch_size=chosen.batch,
-        max_batch_wait_s=settings.max_batch_wait_s,
-        gpus_per_node=settings.gpus_per_node,
-        per_gpu_rps=round(chosen.rate_rps, 3),
-        per_node_rps=round(chosen.rate_rps, 3) * settings.gpus_per_node,
-        latency_target_s=settings.latency_target_s,
-        latency_p50_s=p50,
-        latency_p95_s=max(p50, p95),
-        latency_p99_s=max(p50, p95, p99),
-        queue_p50_s=pick("queue_p50_s"),
-        compute_p50_s=pick("compute_p50_s"),
-        throughput_spread=chosen.throughput_spread,
-        gpu_utilization=pick("gpu_utilization"),
-        gpu_memory_used_mib=pick("gpu_memory_used_mib"),
-        gpu_power_w=pick("gpu_power_w"),
-        created=created or datetime.now(UTC),
-        command=command,
-    )

@@ -99,6 +99,16 @@ def _collect_batch(requests: Any, max_batch: int, max_wait_s: float) -> tuple[li
     return batch, False
 
 
+def _timed(run: Any, size: int, times: int = 3) -> float:
+    """Median seconds of `times` runs of one batch: a single run can catch a hiccup."""
+    taken = []
+    for _ in range(times):
+        started = time.monotonic()
+        run(size)
+        taken.append(time.monotonic() - started)
+    return sorted(taken)[times // 2]
+
+
 def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results: Any) -> None:
     """Entry point of one worker process; every failure is reported, never raised."""
     try:
@@ -126,9 +136,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
                 torch.cuda.synchronize(settings.device)
 
         run(settings.max_batch)  # the largest batch is where memory runs out
-        started = time.monotonic()
-        run(settings.max_batch)
-        results.put((READY, worker_id, time.monotonic() - started))
+        results.put((READY, worker_id, _timed(run, settings.max_batch), _timed(run, 1)))
     except BaseException as error:
         kind = classify_failure(error)
         results.put((FAILED, worker_id, kind, f"{type(error).__name__}: {error}"))
@@ -148,6 +156,15 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             return
 
 
+@dataclass(frozen=True)
+class PoolTimings:
+    """What the workers measured while starting: batch times and each one's start-up."""
+
+    batch_seconds: float  # one full batch (the median worker's median run)
+    single_seconds: float  # one request alone: no latency target below it can be held
+    startup_s: tuple[float, ...]  # process start to first good answer, per worker
+
+
 class WorkerPool:
     """W spawned workers sharing one request queue; start() waits until all are ready."""
 
@@ -159,8 +176,9 @@ class WorkerPool:
         self._processes: list[BaseProcess] = []
         self._closed = False
 
-    def start(self) -> float:
-        """Spawn the workers; the mean seconds of one full batch, or ConfigInfeasible."""
+    def start(self) -> PoolTimings:
+        """Spawn the workers and wait for each one's first good answer, or ConfigInfeasible."""
+        spawned = time.monotonic()
         for worker_id in range(self.settings.workers):
             process = self._context.Process(
                 target=worker_main,
@@ -170,19 +188,24 @@ class WorkerPool:
             )
             process.start()
             self._processes.append(process)
-        timings: list[float] = []
+        timings: list[tuple[float, float, float]] = []
         deadline = time.monotonic() + self.settings.load_timeout_s
         try:
             while len(timings) < self.settings.workers:
                 message = self.next_message(min(0.5, max(0.0, deadline - time.monotonic())))
                 if message is not None and message[0] == READY:
-                    timings.append(message[2])
+                    timings.append((message[2], message[3], time.monotonic() - spawned))
                 if message is None and time.monotonic() > deadline:
                     raise ConfigInfeasible(LOAD_FAILED, "workers did not load within the timeout")
         except BaseException:
             self.stop()
             raise
-        return sum(timings) / len(timings)
+        middle = len(timings) // 2
+        return PoolTimings(
+            batch_seconds=sorted(t[0] for t in timings)[middle],
+            single_seconds=sorted(t[1] for t in timings)[middle],
+            startup_s=tuple(t[2] for t in timings),
+        )
 
     def submit(self, request_id: int) -> None:
         self.requests.put(request_id)

@@ -54,3 +54,18 @@ class _Slow(nn.Module):
 
 def slow_model() -> tuple[nn.Module, torch.Tensor]:
     return _Slow(), torch.zeros(1, 4)
+
+
+SERVICE_S = 0.0205
+
+
+class _FixedTime(nn.Module):
+    """Takes SERVICE_S per batch whatever its size: a model of known speed for queueing theory."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        time.sleep(SERVICE_S)
+        return inputs.sum(dim=1)
+
+
+def fixed_time_model() -> tuple[nn.Module, torch.Tensor]:
+    return _FixedTime(), torch.zeros(1, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
 from gpu_bench.cli import app
@@ -15,8 +16,9 @@ QUICK = [
     "--batch", "4",
     "--latency-target", "0.5s",
     "--warmup", "0.2s",
-    "--window", "0.3s",
-    "--min-window-requests", "10",
+    "--max-warmup", "0.5s",
+    "--block-requests", "10",
+    "--max-requests", "100",
     "--repeats", "1",
     "--precision", "0.3",
     "--device", "cpu",
@@ -72,3 +74,39 @@ def test_show_names_the_bad_file_and_field(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "bad.yaml" in result.output
     assert "per_node_rps" in result.output
+
+
+MODELS = "tests.gpu_bench.models_for_tests"
+ONE = ["--workers", "1", "--batch", "1", "--device", "cpu", "--gpus-per-node", "1"]
+
+
+def test_a_raising_model_exits_with_its_own_code_and_message(tmp_path: Path) -> None:
+    out = tmp_path / "profile.yaml"
+    model = f"{MODELS}:raising_model"
+    result = CliRunner().invoke(app, ["run", "--model", model, *ONE, "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "model failed" in result.output and "this model always fails" in result.output
+    assert not out.exists()
+
+
+def test_an_impossible_target_fails_fast_with_both_numbers(tmp_path: Path) -> None:
+    """0.7 s per request against a 0.5 s target: refused before any rate is probed."""
+    out = tmp_path / "profile.yaml"
+    model = f"{MODELS}:slow_model"
+    options = ["--latency-target", "0.5s", "--out", str(out)]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["run", "--model", model, *ONE, *options]
+    )
+    assert result.exit_code == 4, result.output
+    assert "target impossible" in result.output
+    assert "0.5s" in result.output and "0.7" in result.output
+    assert not out.exists()
+
+
+def test_every_option_has_help() -> None:
+    command = typer.main.get_command(app)
+    commands = getattr(command, "commands", {})
+    assert set(commands) == {"run", "show"}
+    for name, sub in commands.items():
+        for parameter in sub.params:
+            assert getattr(parameter, "help", None), f"{name} {parameter.name} has no help"

@@ -1,84 +1,76 @@
-"""The stability rule, the probe verdict and the latency histogram."""
+"""The tail-share test that decides a probe, the probe verdict and the latency histogram."""
 
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from gpu_bench.histogram import LatencyHistogram
 from gpu_bench.stability import (
-    StabilityRule,
-    WindowStats,
-    WindowVerdict,
-    is_stable,
+    TailDecision,
+    TailRule,
     judge_probe,
     relative_spread,
-    window_verdict,
+    tail_verdict,
 )
 
-RULE = StabilityRule(tolerance=0.10, windows=3, max_windows=10)
+RULE = TailRule(allowed_share=0.05, block_requests=40, min_blocks=5, max_requests=4000)
 
 
-def window(served: int = 100, p95: float = 0.5, arrivals: int = 100, oldest: float = 0.0):
-    return WindowStats(
-        duration_s=1.0,
-        offered_rps=100.0,
-        arrivals=arrivals,
-        completions=served,
-        p95_s=p95,
-        oldest_outstanding_s=oldest,
-    )
+def independent(share: float, count: int, seed: int = 0) -> list[bool]:
+    rng = random.Random(seed)
+    return [rng.random() < share for _ in range(count)]
 
 
-def test_three_agreeing_windows_are_stable() -> None:
-    assert is_stable([window(p95=0.50), window(p95=0.52), window(p95=0.54)], RULE)
+def test_no_decision_before_enough_requests() -> None:
+    assert tail_verdict([False] * 199, RULE).decision is TailDecision.CONTINUE
+    assert tail_verdict([False] * 200, RULE).decision is TailDecision.PASS
+    longer = TailRule(min_requests=500)
+    assert tail_verdict([False] * 480, longer).decision is TailDecision.CONTINUE
+    assert tail_verdict([False] * 520, longer).decision is TailDecision.PASS
 
 
-def test_fewer_than_three_windows_never_stable() -> None:
-    assert not is_stable([window(), window()], RULE)
+def test_far_from_the_allowed_share_decides_early() -> None:
+    assert tail_verdict(independent(0.01, 400), RULE).decision is TailDecision.PASS
+    assert tail_verdict(independent(0.30, 200), RULE).decision is TailDecision.FAIL
 
 
-def test_p95_spread_over_ten_percent_is_unstable() -> None:
-    assert not is_stable([window(p95=0.50), window(p95=0.52), window(p95=0.60)], RULE)
+def test_near_the_allowed_share_keeps_measuring_then_the_estimate_decides() -> None:
+    near = independent(0.05, 4000, seed=3)
+    assert tail_verdict(near[:2000], RULE).decision is TailDecision.CONTINUE
+    verdict = tail_verdict(near, RULE)
+    assert verdict.decision is not TailDecision.CONTINUE
+    assert not verdict.decided
+    assert (verdict.decision is TailDecision.PASS) == (verdict.share <= 0.05)
 
 
-def test_only_the_last_three_windows_count() -> None:
-    assert is_stable([window(p95=3.0), window(p95=0.5), window(p95=0.5), window(p95=0.5)], RULE)
+def test_clustered_lateness_widens_the_bound() -> None:
+    """The same 2 % late, in one burst (a queue's busy period) instead of spread out."""
+    spread = ([True] + [False] * 49) * 40
+    bursts = [True] * 40 + [False] * 1960
+    spread_verdict = tail_verdict(spread, RULE)
+    burst_verdict = tail_verdict(bursts, RULE)
+    assert spread_verdict.decision is TailDecision.PASS
+    assert burst_verdict.decision is TailDecision.CONTINUE
+    assert burst_verdict.high - burst_verdict.low > spread_verdict.high - spread_verdict.low
 
 
-def test_served_rate_spread_is_unstable() -> None:
-    assert not is_stable([window(served=100), window(served=90), window(served=80)], RULE)
-
-
-def test_arrival_noise_alone_is_not_instability() -> None:
-    """A window with 80 arrivals all served is as settled as one with 120 all served."""
-    windows = [window(80, arrivals=80), window(120, arrivals=120), window(100, arrivals=100)]
-    assert is_stable(windows, RULE)
-
-
-def test_absolute_p95_floor_absorbs_millisecond_noise() -> None:
-    noisy = [window(p95=0.010), window(p95=0.015), window(p95=0.012)]
-    assert not is_stable(noisy, RULE)
-    assert is_stable(noisy, StabilityRule(p95_floor_s=0.01))
-
-
-def test_window_verdicts() -> None:
-    assert window_verdict([window()], RULE, 1.0) is WindowVerdict.CONTINUE
-    assert window_verdict([window()] * 3, RULE, 1.0) is WindowVerdict.STABLE
-    drifting = [window(p95=0.1 * (1.3**i)) for i in range(10)]
-    assert window_verdict(drifting[:9], RULE, 10.0) is WindowVerdict.CONTINUE
-    assert window_verdict(drifting, RULE, 10.0) is WindowVerdict.UNSTABLE
-    assert window_verdict([window(p95=2.5)], RULE, 1.0) is WindowVerdict.OVERLOADED
-    assert window_verdict([window(oldest=2.5)], RULE, 1.0) is WindowVerdict.OVERLOADED
+def test_the_percentile_sets_the_allowed_share() -> None:
+    late = independent(0.03, 2000, seed=5)
+    assert tail_verdict(late, RULE).decision is TailDecision.PASS
+    p99 = TailRule(allowed_share=0.01, block_requests=40, max_requests=4000)
+    assert tail_verdict(late, p99).decision is TailDecision.FAIL
 
 
 def judge(**changes: object):
     fields: dict = {
-        "verdict": WindowVerdict.STABLE,
-        "p95_s": 0.5,
+        "tail": tail_verdict([False] * 400, RULE),
+        "overloaded": False,
         "served_share": 1.0,
-        "late_share": 0.0,
+        "late_send_share": 0.0,
+        "percentile": 0.95,
         "latency_target_s": 1.0,
     }
     fields.update(changes)
@@ -87,15 +79,15 @@ def judge(**changes: object):
 
 def test_probe_verdicts() -> None:
     assert judge().passed
-    assert not judge(p95_s=1.2).passed
+    assert "p95 holds" in judge().reason
+    assert not judge(tail=tail_verdict([True] * 400, RULE)).passed
     assert not judge(served_share=0.8).passed
-    assert not judge(verdict=WindowVerdict.UNSTABLE).passed
-    assert not judge(verdict=WindowVerdict.OVERLOADED).passed
-    assert not judge(p95_s=math.nan).passed
+    assert not judge(overloaded=True).passed
+    assert "p99" in judge(percentile=0.99).reason
 
 
 def test_late_generator_refuses_even_a_good_result() -> None:
-    verdict = judge(late_share=0.2)
+    verdict = judge(late_send_share=0.2)
     assert not verdict.passed
     assert verdict.refused
     assert "fell behind" in verdict.reason

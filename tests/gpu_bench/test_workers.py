@@ -28,8 +28,9 @@ def quick(model: str, **changes: object) -> SweepSettings:
         "batches": [2],
         "latency_target_s": 0.5,
         "warmup_s": 0.2,
-        "window_s": 0.3,
-        "min_window_requests": 10,
+        "max_warmup_s": 0.5,
+        "block_requests": 10,
+        "max_requests": 100,
         "repeats": 1,
         "precision": 0.3,
     }
@@ -87,7 +88,9 @@ def test_pool_stop_ends_every_worker() -> None:
         parse_model_spec("cnn"), "cpu", workers=2, max_batch=1, max_batch_wait_s=0.0
     )
     pool = WorkerPool(settings)
-    assert pool.start() > 0
+    timings = pool.start()
+    assert timings.batch_seconds > 0 and timings.single_seconds > 0
+    assert len(timings.startup_s) == 2 and min(timings.startup_s) > 0
     processes = multiprocessing.active_children()
     assert len(processes) == 2
     pool.stop()
@@ -127,10 +130,10 @@ def test_torchscript_file(tmp_path) -> None:
     assert loaded(shaped).shape == (1, 100)
 
 
-def test_a_model_slower_than_the_latency_target_has_no_rate() -> None:
-    settings = quick(f"{TEST_MODELS}:slow_model", max_probes=2, max_windows=2)
-    result = run_config(settings, workers=1, batch=1)
-    assert result.status == "no_rate" and result.rate_rps == 0.0
-    assert result.reason == "no rate held p95 under 0.5s"
-    assert result.probes and not any(p.passed for p in result.probes)
-    assert result.repeats == []
+def test_a_target_below_the_service_time_is_impossible_at_once() -> None:
+    """0.7 s per request against a 0.5 s target: refused before any rate is probed."""
+    result = run_config(quick(f"{TEST_MODELS}:slow_model"), workers=1, batch=1)
+    assert result.status == "impossible"
+    assert "0.5s" in result.reason and "0.7" in result.reason
+    assert result.probes == []
+    assert result.single_seconds is not None and result.single_seconds >= 0.7
