@@ -106,13 +106,13 @@ def judge_probe(
     min_served_share: float = 0.95,
 ) -> ProbeVerdict:
     """Does one probed rate hold the latency target? A lagging generator voids the result."""
+    if overloaded:  # a backlog twice the target deep is not made by sends a few ms late
+        return ProbeVerdict(False, False, "overloaded: a request waited past twice the target")
     if late_send_share > max_late_send_share:
         return ProbeVerdict(
             False, True, f"load generator fell behind on {late_send_share:.0%} of sends; refused"
         )
     name = f"p{percentile * 100:g}"
-    if overloaded:
-        return ProbeVerdict(False, False, "overloaded: a request waited past twice the target")
     if tail.requests == 0:
         return ProbeVerdict(False, False, "no request completed")
     over = (

@@ -91,6 +91,8 @@ def test_late_generator_refuses_even_a_good_result() -> None:
     assert not verdict.passed
     assert verdict.refused
     assert "fell behind" in verdict.reason
+    overloaded = judge(late_send_share=0.2, overloaded=True)
+    assert not overloaded.passed and not overloaded.refused
 
 
 def test_relative_spread() -> None:
