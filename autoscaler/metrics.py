@@ -140,7 +140,7 @@ def fetch_latest(
     """The newest value of a query that gives one number now (a signal): several series,
     no data or only old data raise as for demand; the value itself, NaN included, is the
     caller's to judge (a NaN queue depth is a broken exporter, not an idle queue)."""
-    step = min(max_staleness, timedelta(minutes=1)) or timedelta(minutes=1)
+    step = min(max_staleness, timedelta(minutes=1))
     series = source.demand(query, now - max_staleness, now, step)
     return float(_fresh(series.rename(query), query, now, max_staleness).iloc[-1])
 
