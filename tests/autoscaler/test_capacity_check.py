@@ -142,3 +142,36 @@ def test_forecast_sizes_as_the_daemon_does_with_the_measured_figure(
     assert seen.decision is not None and seen.decision.desired == 4
     assert seen.decision.reasons[0].startswith("capacity: one node serves 7.37 req/s")
     assert {row.nodes for row in seen.rows} == {4}  # the table sizes with it too
+
+
+class CountingSource:
+    """Passes range queries through to the real Prometheus and counts them by query."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.queries: list[str] = []
+
+    def demand(self, query: str, start: Any, end: Any, step: Any) -> pd.Series:
+        self.queries.append(query)
+        return self.inner.demand(query, start, end, step)
+
+
+def test_measured_every_so_often_and_a_series_without_data_sizes_with_the_profile(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    pool = make_pool([], capacity_check={**CHECK, "every": "15m"})
+    tick.run(pool)
+    ticker, counting = tick.ticker, CountingSource(tick.metrics)
+    ticker.metrics = counting
+    for minute in (1, 2, 16):
+        ticker.tick(signal_prometheus.now + timedelta(minutes=minute), tick.state, OverridesFile())
+    assert counting.queries.count(series.SERVED) == 1  # at minute 16 only, not 1 and 2
+
+    empty = Tick(signal_prometheus, tmp_path, nodes=3)
+    result = empty.run(make_pool([], capacity_check={**CHECK, "served_query": series.NOTHING}))
+    assert result.decision is not None and result.decision.desired == 3
+    found = empty.ticker.capacity.found  # type: ignore[union-attr]
+    assert found is not None and found.measured is None and "too few" in found.describe()
+    assert drift_alerts(empty) == [] and not result.errors
