@@ -36,7 +36,7 @@ from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
-from backends.leases import LeaderLock, LeaderLockError, make_leader_lock
+from backends.leases import LeaderLock, LeaderLockError
 from common.clock import Clock, SimulatedClock
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,12 @@ class Daemon:
         self._notifier_override = notifier
         self.on_result = on_result
         self.runtime: Runtime = build_runtime(
-            load_config(config_path), dry_run=dry_run, env=env, notifier=notifier, clock=clock
+            load_config(config_path),
+            source=config_path,
+            dry_run=dry_run,
+            env=env,
+            notifier=notifier,
+            clock=clock,
         )
         # A simulation replays from its start: yesterday's replay must not shape this one.
         simulated = self.runtime.config.simulation is not None
@@ -103,9 +108,9 @@ class Daemon:
         election = self.runtime.config.leader_election
         if dry_run and election is not None:  # a dry run must not take or hold it
             log.info("dry run: not taking the leader lock %r; ticking as if active", election.name)
-            election = leader_lock = None
-        if leader_lock is None and election is not None:
-            leader_lock = make_leader_lock(election, env)
+            leader_lock = None
+        elif leader_lock is None:
+            leader_lock = self.runtime.leader_lock
         self.leader = leader_lock
         self._leading: bool | None = None
         self._lock_problem: str | None = None
@@ -235,6 +240,7 @@ class Daemon:
             )
             new = build_runtime(
                 config,
+                source=self.config_path,
                 dry_run=self.dry_run,
                 env=self.env,
                 notifier=self._notifier_override,

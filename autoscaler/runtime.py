@@ -1,27 +1,51 @@
-"""Builds the daemon's collaborators from a validated Config (the only wiring code)."""
+"""Builds the daemon's collaborators from a validated Config (the only wiring code).
+
+`autoscaler run` and `autoscaler validate` both come through `build_runtime`, so the two
+cannot drift: whatever would stop the daemon at start (a predictor's parameters, a time
+zone, a backend's settings, a capacity profile, a replay trace, a Slack token, the leader
+lock's settings) stops `validate` too, located at the config key it comes from.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from autoscaler.config.capacity import per_node_rps_of
-from autoscaler.config.schema import Config, PrometheusMetrics, ReplayMetrics
+from autoscaler.config.loader import (
+    ConfigError,
+    Loc,
+    Problem,
+    YamlDocument,
+    field_name,
+    main_file,
+    read_yaml,
+)
+from autoscaler.config.pool_dir import read_pool_dir
+from autoscaler.config.schema import Config, Pool, PrometheusMetrics, ReplayMetrics
 from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsSource, PrometheusSource
+from autoscaler.metrics_auth import CredentialError
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker
 from backends import make_backend
+from backends.base import Backend
+from backends.leases import LeaderLock, make_leader_lock
 from common.clock import Clock, SimulatedClock, SystemClock
 from common.secrets import install_log_redaction, remember_environment, remember_url
+from predictors import Predictor, make_predictor
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +56,8 @@ class Runtime:
     notifier: Notifier
     tickers: list[PoolTicker]
     state_store: StateStore
+    leader_lock: LeaderLock | None = None
+    """Built (not taken) from `leader_election`; the daemon takes it, a dry run never."""
 
 
 def make_clock(config: Config) -> Clock:
@@ -53,40 +79,185 @@ def make_notifier(config: Config, env: Mapping[str, str]) -> Notifier:
     return SlackNotifier.from_config(config.slack, env)
 
 
+@dataclass
+class _Startup:
+    """Collects what stops a config from starting, each at the key it comes from."""
+
+    source: Path
+    env: Mapping[str, str]
+    problems: list[Problem] = field(default_factory=list)
+    _document: YamlDocument | None = None
+
+    @contextmanager
+    def at(self, loc: Loc) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:  # already located in another file (a capacity profile)
+            self.problems.extend(exc.problems)
+        except CredentialError as exc:  # names its own key, e.g. metrics.basic_auth.password_env
+            self.add(exc.loc, exc.reason)
+        except (ValueError, OSError, LookupError) as exc:
+            self.add(*self._deeper(loc, _reason(exc)))
+
+    def build(self, loc: Loc, make: Callable[[], T]) -> T | None:
+        with self.at(loc):
+            return make()
+        return None
+
+    def add(self, loc: Loc, message: str) -> None:
+        """A problem at `loc` of the config; a pool_dir pool's is named within its file."""
+        path, document, inner = self._holder(loc)
+        line = (document.line_of(inner) or 1) if document is not None and loc else None
+        self.problems.append(Problem(path, line, field_name(inner), message))
+
+    def _deeper(self, loc: Loc, message: str) -> tuple[Loc, str]:
+        """A message that starts with keys of the block ("params: timezone: unknown zone")
+        is put at those keys (loc + params.timezone: "unknown zone")."""
+        _, document, inner = self._holder(loc)
+        while document is not None:
+            key, colon, rest = message.partition(": ")
+            if not colon or not key.isidentifier() or (*inner, key) not in document.lines:
+                break
+            loc, inner, message = (*loc, key), (*inner, key), rest
+        return loc, message
+
+    def _holder(self, loc: Loc) -> tuple[Path, YamlDocument | None, Loc]:
+        """The file `loc` was written in, its document, and `loc` within it: the main file,
+        or a pool_dir file for a pool that came from one."""
+        main = self._main()
+        in_pool_file = loc[:1] == ("pools",) and len(loc) > 1 and ("pools", loc[1])
+        if main is not None and in_pool_file and in_pool_file not in main.lines:
+            pool_file = self._pool_file(main, loc[1])
+            if pool_file is not None:
+                return pool_file.path, pool_file, loc[2:]
+        return self.source, main, loc
+
+    def _main(self) -> YamlDocument | None:
+        if self._document is None:
+            try:
+                self._document = read_yaml(self.source, env=self.env)
+            except ConfigError:
+                return None
+        return self._document
+
+    def _pool_file(self, main: YamlDocument, index: object) -> YamlDocument | None:
+        listed = main.data.get("pools") if isinstance(main.data, dict) else None
+        before = len(listed) if isinstance(listed, list) else 0
+        pools, _ = read_pool_dir(main, self.env)
+        if not isinstance(index, int) or not 0 <= index - before < len(pools):
+            return None
+        try:
+            return read_yaml(pools[index - before][0], env=self.env)
+        except ConfigError:
+            return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def build_runtime(
     config: Config,
     *,
+    source: Path,
     dry_run: bool,
     clock: Clock | None = None,
     env: Mapping[str, str] = os.environ,
     notifier: Notifier | None = None,
 ) -> Runtime:
+    """Every collaborator the daemon needs, or a ConfigError listing all that stop it.
+
+    `source` is the config file, for locating problems. A dry run builds (and so checks)
+    all the same things, then swaps in what has no side effects.
+    """
+    startup = _Startup(main_file(source), env)
     remember_secrets(config, env)
     insecure = insecure_settings(config, env)  # again, now with NOMAD_ADDR and friends
     if insecure:
-        raise ValueError(refusal_text(insecure))
+        startup.add((), refusal_text(insecure))
     clock = clock or make_clock(config)
-    metrics = make_metrics(config, clock, env)
+    replay = isinstance(config.metrics, ReplayMetrics)
+    metrics_key: Loc = ("metrics", "trace") if replay else ("metrics",)
+    metrics = startup.build(metrics_key, lambda: make_metrics(config, clock, env))
+    slack_key = "token_file" if config.slack and config.slack.token_file else "token_env"
+    real_notifier = startup.build(
+        ("slack", slack_key), lambda: notifier or make_notifier(config, env)
+    )
+    lock = None
+    if config.leader_election is not None:
+        lock = startup.build(
+            ("leader_election",), lambda: make_leader_lock(config.leader_election, env)
+        )
+    parts = _pool_parts(config, startup, clock, env, dry_run)
+    if startup.problems:
+        raise ConfigError(startup.problems)
+    assert metrics is not None and real_notifier is not None
     # A dry run changes nothing outside its own output: no Slack, no decision log, no
     # state, and no backend record of a scale-in (so nothing in flight is advanced).
-    notifier = notifier or (DryRunNotifier() if dry_run else make_notifier(config, env))
+    told = (notifier or DryRunNotifier()) if dry_run else real_notifier
     decision_log = DecisionLog(None if dry_run else config.decision_log)
     max_staleness: timedelta = config.metrics.max_staleness
     tickers = [
         PoolTicker(
-            pool,
-            make_backend(pool.backend, clock, env, _backend_state(config, pool.name, dry_run)),
-            per_node_rps_of(pool.capacity),
+            part.pool,
+            part.backend,
+            part.per_node_rps,
             metrics,
             max_staleness,
-            notifier,
+            told,
             decision_log,
             dry_run,
+            predictor=part.predictor,
         )
-        for pool in config.pools
+        for part in parts
     ]
     store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
-    return Runtime(config, clock, metrics, notifier, tickers, store)
+    return Runtime(config, clock, metrics, told, tickers, store, None if dry_run else lock)
+
+
+@dataclass(frozen=True)
+class _PoolParts:
+    pool: Pool
+    predictor: Predictor
+    per_node_rps: float
+    backend: Backend
+
+
+def _pool_parts(
+    config: Config, startup: _Startup, clock: Clock, env: Mapping[str, str], dry_run: bool
+) -> list[_PoolParts]:
+    """What each pool's ticker is built from; a pool with a part that fails is noted."""
+    parts = []
+    for index, pool in enumerate(config.pools):
+        here: Loc = ("pools", index)
+        predictor = startup.build(
+            (*here, "predictor"),
+            lambda pool=pool: make_predictor(pool.predictor.kind, pool.predictor.params),
+        )
+        capacity = pool.capacity
+        per_node_rps = None
+        if capacity.profile is not None and not capacity.profile.exists():
+            startup.add(
+                (*here, "capacity", "profile"),
+                f"capacity profile {capacity.profile} not found; run gpu-bench to write one, "
+                "or give per_node_rps",
+            )
+        else:
+            per_node_rps = startup.build(
+                (*here, "capacity"), lambda capacity=capacity: per_node_rps_of(capacity)
+            )
+        state = _backend_state(config, pool.name, dry_run)
+        backend = startup.build(
+            (*here, "backend"),
+            lambda pool=pool, state=state: make_backend(pool.backend, clock, env, state),
+        )
+        if predictor is None or per_node_rps is None or backend is None:
+            continue
+        parts.append(_PoolParts(pool, predictor, per_node_rps, backend))
+    return parts
 
 
 def remember_secrets(config: Config, env: Mapping[str, str]) -> None:

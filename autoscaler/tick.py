@@ -227,6 +227,7 @@ class PoolTicker:
         notifier: Notifier,
         decision_log: DecisionLog,
         dry_run: bool,
+        predictor: Predictor | None = None,
     ) -> None:
         self.pool = pool
         self.backend = backend
@@ -241,7 +242,7 @@ class PoolTicker:
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
-        self.predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+        self.predictor = predictor or make_predictor(pool.predictor.kind, pool.predictor.params)
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a

@@ -183,8 +183,8 @@ def forecast(
     try:
         if plot is not None:
             require("--plot", "matplotlib")
-        runtime = build_runtime(parsed, dry_run=True)
-    except ValueError as exc:  # a missing extra, an insecure transport
+        runtime = build_runtime(parsed, source=config, dry_run=True)
+    except (ConfigError, ValueError) as exc:  # a missing extra, an insecure transport
         errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     states = runtime.state_store.load(set_aside_corrupt=False)

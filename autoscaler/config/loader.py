@@ -259,13 +259,43 @@ def _problem(document: YamlDocument, model: type[BaseModel], error: Any) -> Prob
             f"{got}; expected one of: {tags}",
         )
     if isinstance(value, dict | list):
-        # A check across several keys; point at the key it names first, when it names one.
-        named = re.match(r"\w+", message)
-        if isinstance(value, dict) and named and named.group(0) in value:
-            loc = (*loc, named.group(0))
+        # A check across several keys; point at the key it names, when it names one.
+        named = _named_key(value, message)
+        loc = (*loc, *named)
+        dotted = field_name(named)
+        if named and message.startswith(f"{dotted}: "):  # said once, as the field
+            message = message.removeprefix(f"{dotted}: ")
     elif repr(value) not in message:
         message = f"{message} (got {value!r})"
     return Problem(document.path, document.line_of(loc), field_name(loc), message)
+
+
+_PATH = re.compile(r"[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*")
+
+
+def _named_key(value: Any, message: str) -> Loc:
+    """The key a cross-key check names, below the checked value: its first word
+    ("max_nodes must be..."), or the first dotted path in it ("...: pools[0].backend (x):
+    verify_tls: false"), then a key of that block the message names after it."""
+    for found in _PATH.finditer(message):
+        text = found.group(0)
+        if found.start() > 0 and "." not in text and "[" not in text:
+            continue
+        loc: list[str | int] = []
+        node = value
+        for part in re.findall(r"\w+|\[\d+\]", text):
+            key: str | int = int(part[1:-1]) if part.startswith("[") else part
+            if not _has(node, key):
+                break
+            node = node[key]
+            loc.append(key)
+        else:
+            if isinstance(node, dict):
+                after = re.search(r"\b(\w+):", message[found.end() :])
+                if after and after.group(1) in node:
+                    loc.append(after.group(1))
+            return tuple(loc)
+    return ()
 
 
 def _data_loc(data: Any, error_loc: Loc) -> tuple[Loc, str | int | None]:

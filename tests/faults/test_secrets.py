@@ -349,7 +349,7 @@ def test_insecure_nomad_environment_stops_the_daemon_from_starting(
 ) -> None:
     """`blocks` holds the one block that talks to Nomad; the pool is simulated otherwise."""
     path = write_tls_config(tmp_path / "config.yaml", {"backend": SIMULATED, **blocks})
-    with pytest.raises(ValueError, match="insecure transport refused") as caught:
+    with pytest.raises(ConfigError, match="insecure transport refused") as caught:
         Daemon(path, env=env)
     assert words in str(caught.value)
     result = CliRunner().invoke(app, ["run", "--once", "--config", str(path)], env=env)

@@ -93,27 +93,27 @@ NONSENSE: dict[str, tuple[Edit, str, str]] = {
     "unknown predictor kind": (predictor("prophet"), "pools[0].predictor.kind", "seasonal"),
     "unknown predictor parameter": (
         predictor("seasonal", seasonality=3),
-        "pools[0].predictor.params",
+        "pools[0].predictor.params.seasonality",
         "seasonality",
     ),
     "predictor parameter of the wrong type": (
         predictor("seasonal", daily_harmonics="many"),
-        "pools[0].predictor.params",
+        "pools[0].predictor.params.daily_harmonics",
         "daily_harmonics",
     ),
     "predictor share out of range": (
         predictor("seasonal", service_target=2),
-        "pools[0].predictor.params",
+        "pools[0].predictor.params.service_target",
         "service_target",
     ),
     "linear quantile of 1": (
         predictor("linear", quantile=1.0),
-        "pools[0].predictor.params",
+        "pools[0].predictor.params.quantile",
         "quantile",
     ),
     "predictor duration of zero": (
         predictor("linear", window="0s"),
-        "pools[0].predictor.params",
+        "pools[0].predictor.params.window",
         "window",
     ),
 }

@@ -81,14 +81,24 @@ def test_forecast_unknown_pool_fails(tmp_path: Path) -> None:
 
 
 def test_validate_accepts_the_shipped_configs() -> None:
+    """With the secrets autoscaler.env.example lists; without the Slack token, `run` would
+    not start the production example, so `validate` names the variable instead."""
+    env = {"SLACK_BOT_TOKEN": "xoxb-example"}
     for name in (
         "demo.yaml",
         "production.example.yaml",
         "backends.example.yaml",
         "signals.example.yaml",
     ):
-        result = runner.invoke(app, ["validate", str(ROOT / "config" / name)])
+        result = runner.invoke(app, ["validate", str(ROOT / "config" / name)], env=env)
         assert result.exit_code == 0, result.output
+    production = ROOT / "config" / "production.example.yaml"
+    result = runner.invoke(app, ["validate", str(production)], env={"SLACK_BOT_TOKEN": ""})
+    assert result.exit_code == 2
+    assert (
+        f"{production}:14: slack.token_env: " in result.output
+        and "SLACK_BOT_TOKEN" in result.output
+    )
 
 
 def test_bad_config_is_refused_with_file_line_and_field_and_scales_nothing(

@@ -67,6 +67,12 @@ overrides:
 """
 
 
+@pytest.fixture(autouse=True)
+def _replay_trace(tmp_path: Path) -> None:
+    """BASE replays trace.csv; `validate` reads it as `run` does, so it must exist."""
+    (tmp_path / "trace.csv").write_text("timestamp,requests\n2026-01-05T00:00:00Z,60\n")
+
+
 def write(tmp_path: Path, text: str, name: str = "autoscaler.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")

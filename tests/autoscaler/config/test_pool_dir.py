@@ -41,6 +41,7 @@ def layout(tmp_path: Path, pools: dict[str, str], main: str = MAIN) -> Path:
     root = tmp_path / "etc"
     (root / "pools.d").mkdir(parents=True)
     (root / "autoscaler.yaml").write_text(textwrap.dedent(main))
+    (root / "trace.csv").write_text("timestamp,requests\n2026-01-05T00:00:00Z,60\n")
     for name, text in pools.items():
         (root / "pools.d" / name).write_text(textwrap.dedent(text))
     return root
@@ -108,3 +109,15 @@ def test_validate_names_the_pool_file_of_a_missing_profile(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["validate", str(root)])
     assert result.exit_code == 2
     assert f"{root / 'pools.d' / 'ocr.yaml'}:3: capacity.profile: capacity profile" in result.output
+
+
+def test_what_stops_run_in_a_pool_file_is_located_in_that_file(tmp_path: Path) -> None:
+    """A pool file's predictor time zone is checked where run checks it (building the
+    predictor), and the error still names the pool file and its line."""
+    face = FACE + "predictor:\n  params:\n    timezone: Mars/Olympus_Mons\n"
+    root = layout(tmp_path, {"face.yaml": face})
+    for args in (["validate", str(root)], ["run", "--config", str(root), "--once", "--dry-run"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        where = f"{root / 'pools.d' / 'face.yaml'}:8: predictor.params.timezone"
+        assert where in " ".join(result.output.split()), result.output
