@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.loader import load_config
+from autoscaler.config.loader import ConfigError, load_config
 from autoscaler.config.transport import insecure_settings
 from autoscaler.daemon import Daemon
 from common.clock import SimulatedClock
@@ -179,7 +179,7 @@ def test_a_plain_http_proxy_that_would_carry_tokens_is_an_insecure_transport(
     found = insecure_settings(config, env)
     assert any("metrics" in f and "proxy.corp.example" in f for f in found), found
     assert any("pools[0].backend" in f and "proxy" in f for f in found), found
-    with pytest.raises(ValueError, match="proxy"):
+    with pytest.raises(ConfigError, match="proxy"):
         Daemon(path, env=env)
 
 
