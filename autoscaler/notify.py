@@ -256,6 +256,19 @@ class SlackNotifier:
             timeout=cfg.timeout.total_seconds(),
         )
 
+    def check_token(self) -> str:
+        """Slack's auth.test: who the token speaks as, or a ValueError saying why it cannot
+        (`validate --check-backends`; never posts anything)."""
+        try:
+            answer = self._client.auth_test()
+        except SlackApiError as err:
+            data = err.response.data if isinstance(err.response.data, dict) else {}
+            status = err.response.status_code
+            raise ValueError(f"auth.test: HTTP {status}, error {data.get('error')}") from None
+        except Exception as err:  # a connection refused, a timeout: no token in the text
+            raise ValueError(f"auth.test: {type(err).__name__}: {redact_known(str(err))}") from None
+        return f"team {answer.get('team')!s}, as {answer.get('user')!s}"
+
     def send(self, message: Message) -> bool:
         try:
             return self._send(redacted(message))

@@ -14,10 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from autoscaler.config.loader import ConfigError, load_config, load_overrides
-from autoscaler.config.schema import Config
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from backends.base import BackendError
 from common.durations import parse_duration
 from common.extras import require
 
@@ -114,48 +112,20 @@ def validate(
         errors.print(f"[red]{len(problems)} problem(s)[/]")
         raise typer.Exit(2)
     assert parsed is not None
-    console.print(
-        f"[green]ok[/]: {config} ({len(parsed.pools)} pools: "
-        f"{', '.join(p.name for p in parsed.pools)})"
-    )
-    if check_backends and not _check_backends(parsed):
-        raise typer.Exit(2)
+    pools = f"{len(parsed.pools)} pools: {', '.join(p.name for p in parsed.pools)}"
+    if check_backends:
+        from autoscaler.cli.check import backend_checks, run_checks
 
-
-def _check_backends(config: Config) -> bool:
-    """Reach every pool's fleet; a secret-free line per pool."""
-    from backends import make_backend
-    from common.clock import SystemClock
-
-    healthy = True
-    for pool in config.pools:
         try:
-            make_backend(pool.backend, SystemClock()).check()
-            console.print(
-                f"[green]ok[/]: {pool.name}: {pool.backend.kind} reachable, target exists"
-            )
-        except (BackendError, ValueError, OSError) as exc:
-            healthy = False
-            errors.print(f"{pool.name}: {pool.backend.kind}: {exc}", highlight=False, markup=False)
-    return _check_leader_lock(config) and healthy
-
-
-def _check_leader_lock(config: Config) -> bool:
-    """Read the leader lock's record (never take it: a running daemon may hold it)."""
-    from backends.leases import make_leader_lock
-
-    election = config.leader_election
-    if election is None:
-        return True
-    what = f"leader_election: {election.kind} lock {election.name!r}"
-    try:
-        holder = make_leader_lock(election).peek()
-    except (BackendError, ValueError, OSError) as exc:
-        errors.print(f"{what}: {exc}", highlight=False, markup=False)
-        return False
-    state = f"held by {holder}" if holder else "not taken yet"
-    console.print(f"[green]ok[/]: {escape(what)} reachable, {escape(state)}", highlight=False)
-    return True
+            failed = run_checks(backend_checks(parsed), console, errors)
+        except (ConfigError, ValueError, OSError) as exc:
+            errors.print(f"[red]cannot check backends[/]: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+        if failed:
+            errors.print(f"[red]{len(failed)} backend check(s) failed[/]", highlight=False)
+            raise typer.Exit(2)
+        pools += "; every backend check passed"
+    console.print(f"[green]ok[/]: {escape(str(config))} ({escape(pools)})", highlight=False)
 
 
 @app.command()

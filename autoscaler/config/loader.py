@@ -276,7 +276,7 @@ _PATH = re.compile(r"[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*")
 def _named_key(value: Any, message: str) -> Loc:
     """The key a cross-key check names, below the checked value: its first word
     ("max_nodes must be..."), or the first dotted path in it ("...: pools[0].backend (x):
-    verify_tls: false"), then a key of that block the message names after it."""
+    verify_tls: false") as far as it is written, then a key of that block named after it."""
     for found in _PATH.finditer(message):
         text = found.group(0)
         if found.start() > 0 and "." not in text and "[" not in text:
@@ -289,12 +289,13 @@ def _named_key(value: Any, message: str) -> Loc:
                 break
             node = node[key]
             loc.append(key)
-        else:
-            if isinstance(node, dict):
-                after = re.search(r"\b(\w+):", message[found.end() :])
-                if after and after.group(1) in node:
-                    loc.append(after.group(1))
-            return tuple(loc)
+        if not loc:
+            continue
+        if isinstance(node, dict) and len(loc) == len(re.findall(r"\w+|\[\d+\]", text)):
+            after = re.search(r"\b(\w+):", message[found.end() :])
+            if after and after.group(1) in node:
+                loc.append(after.group(1))
+        return tuple(loc)
     return ()
 
 

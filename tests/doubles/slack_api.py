@@ -16,6 +16,10 @@ https://docs.slack.dev/apis/web-api/rate-limits):
 - Rate limited: HTTP 429 with a ``Retry-After`` header (seconds) and
   ``{"ok": false, "error": "ratelimited"}``.
 
+``POST /api/auth.test`` (https://docs.slack.dev/reference/methods/auth.test) checks the
+token the same way and answers ``{"ok": true, "url", "team", "user", "team_id",
+"user_id", "bot_id"}``.
+
 The file upload (slack-sdk's ``files_upload_v2``), per Slack's documents
 (https://docs.slack.dev/reference/methods/files.getUploadURLExternal,
 https://docs.slack.dev/reference/methods/files.completeUploadExternal):
@@ -98,6 +102,7 @@ class SlackApiDouble:
         self.files: list[SharedFile] = []
         self._uploads: dict[str, dict[str, Any]] = {}  # file_id -> filename, length, content
         self.requests = 0  # every call to chat.postMessage, failed ones included
+        self.auth_tests = 0  # answered auth.test calls
         self._lock = threading.Lock()
         self._injected: _Injected | None = None
         self._ts_counter = 0
@@ -374,6 +379,8 @@ class _SlackHandler(JsonApiHandler):
             return {"ok": False, "error": "not_authed"}
         if token != double.token:
             return {"ok": False, "error": "invalid_auth"}
+        if request.path == "/api/auth.test":
+            return _auth_test(double)
         if request.path == "/api/files.getUploadURLExternal":
             return _FileMethods.get_upload_url(double, args)
         return _FileMethods.complete(double, args)
@@ -383,7 +390,27 @@ class _SlackHandler(JsonApiHandler):
         self.send_bytes(status, data, "application/json; charset=utf-8", headers)
 
 
-_FILE_METHODS = ("/api/files.getUploadURLExternal", "/api/files.completeUploadExternal")
+_FILE_METHODS = (
+    "/api/files.getUploadURLExternal",
+    "/api/files.completeUploadExternal",
+    "/api/auth.test",  # not a file method, but checked the same way: the token, then this
+)
+
+
+def _auth_test(double: SlackApiDouble) -> dict[str, Any]:
+    """auth.test answers who the (already checked) token is."""
+    with double._lock:
+        double.auth_tests += 1
+    return {
+        "ok": True,
+        "url": "https://double.slack.com/",
+        "team": "Double Workspace",
+        "user": "gpu-autoscaler",
+        "team_id": "T0DOUBLE",
+        "user_id": "U0AUTOSCALE",
+        "bot_id": "B0AUTOSCALE",
+        "is_enterprise_install": False,
+    }
 
 
 def make_slack_api_fixture(

@@ -1,0 +1,88 @@
+"""`validate --check-backends`: reach everything the daemon will talk to, change nothing.
+
+Each pool's fleet and target, each pool's demand query against the metrics source (an
+empty, stale or ambiguous answer is a failure, as the tick would hold on it), the Slack
+token (auth.test: nothing is posted) and the leader lock (read, never taken). Every check
+runs; each says what it found; the caller prints "ok" only when all passed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import partial
+
+from rich.console import Console
+
+from autoscaler.config.schema import Config, Pool
+from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
+from autoscaler.notify import SlackNotifier
+from autoscaler.runtime import make_clock, make_metrics, make_notifier
+from backends import make_backend
+from backends.base import BackendError
+from backends.leases import LeaderElection, make_leader_lock
+from common.clock import Clock
+from common.durations import format_duration
+
+Check = Callable[[], str]
+"""One check: what it found, or an exception saying what failed."""
+FAILURES = (BackendError, MetricsError, ValueError, OSError)
+
+
+def backend_checks(config: Config, env: Mapping[str, str] = os.environ) -> dict[str, Check]:
+    """Every check for this config, by what it reaches, in the order they run."""
+    clock = make_clock(config)
+    metrics = make_metrics(config, clock, env)
+    checks: dict[str, Check] = {}
+    for pool in config.pools:
+        checks[f"{pool.name}: {pool.backend.kind}"] = partial(_fleet, pool, clock, env)
+        checks[f"{pool.name}: demand query"] = partial(
+            _demand, pool, metrics, clock, config.metrics.max_staleness
+        )
+    if config.slack is not None:
+        checks[f"slack: {config.slack.channel}"] = partial(_slack, config, env)
+    election = config.leader_election
+    if election is not None:
+        checks[f"leader_election: {election.kind} lock {election.name!r}"] = partial(
+            _lock, election, env
+        )
+    return checks
+
+
+def _fleet(pool: Pool, clock: Clock, env: Mapping[str, str]) -> str:
+    make_backend(pool.backend, clock, env).check()
+    return "reachable, target exists"
+
+
+def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: timedelta) -> str:
+    """The query as a tick runs it: empty, stale, NaN or several series all fail."""
+    now = clock.now()
+    series = fetch_demand(metrics, pool.demand, now, max_staleness)
+    age = format_duration(max(now - series.index[-1].to_pydatetime(), timedelta(0)))
+    return f"{len(series)} samples over {format_duration(pool.demand.window)}, newest {age} old"
+
+
+def _slack(config: Config, env: Mapping[str, str]) -> str:
+    notifier = make_notifier(config, env)
+    assert isinstance(notifier, SlackNotifier)
+    return f"token valid ({notifier.check_token()})"
+
+
+def _lock(election: LeaderElection, env: Mapping[str, str]) -> str:
+    holder = make_leader_lock(election, env).peek()
+    return f"reachable, {f'held by {holder}' if holder else 'not taken yet'}"
+
+
+def run_checks(checks: dict[str, Check], out: Console, err: Console) -> list[str]:
+    """Run every check; a line each (found on `out`, failed on `err`); the failed ones."""
+    failed = []
+    for what, check in checks.items():
+        try:
+            found = check()
+        except FAILURES as exc:
+            failed.append(what)
+            err.print(f"FAILED {what}: {exc}", highlight=False, markup=False)
+        else:
+            out.print(f"  {what}: {found}", highlight=False, markup=False)
+    return failed
