@@ -33,17 +33,6 @@ def pool_files(folder: Path) -> list[Path]:
     )
 
 
-def pool_file_of(folder: Path, name: str) -> Path | None:
-    """The file in `folder` that holds pool `name` (its `name`, or its file name)."""
-    for path in pool_files(folder):
-        document = read_yaml(path)
-        data = document.data if document is not None else None
-        written = data.get("name", path.stem) if isinstance(data, dict) else path.stem
-        if written == name:
-            return path
-    return None
-
-
 def read_pool_dir(
     main: YamlDocument, env: Mapping[str, str]
 ) -> tuple[list[tuple[Path, Pool]], list[Problem]]:
