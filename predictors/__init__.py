@@ -12,7 +12,7 @@ import functools
 import inspect
 import typing
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
@@ -22,8 +22,13 @@ from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
 PREDICTORS: dict[str, type] = {"linear": LinearTrendPredictor, "seasonal": SeasonalPredictor}
-PredictorKind = Literal["linear", "seasonal"]
-assert set(typing.get_args(PredictorKind)) == set(PREDICTORS)
+
+
+def check_kind(kind: str) -> str:
+    """The kind if a predictor of that name is registered, else a ValueError listing them."""
+    if kind not in PREDICTORS:
+        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(PREDICTORS)}")
+    return kind
 
 
 def make_predictor(kind: str, params: dict[str, Any] | None = None) -> Predictor:
@@ -31,9 +36,7 @@ def make_predictor(kind: str, params: dict[str, Any] | None = None) -> Predictor
 
     Durations in `params` may be timedeltas or strings such as "14d" (as in YAML).
     """
-    cls = PREDICTORS.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(PREDICTORS)}")
+    cls = PREDICTORS[check_kind(kind)]
     checked = check_params(kind, params or {})
     try:
         return cls(**checked)
@@ -43,7 +46,7 @@ def make_predictor(kind: str, params: dict[str, Any] | None = None) -> Predictor
 
 def check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters as the constructor takes them, or a ValueError naming each bad one."""
-    model = params_model(kind)
+    model = params_model(PREDICTORS[check_kind(kind)])
     try:
         parsed = model.model_validate(params)
     except ValidationError as exc:
@@ -52,9 +55,8 @@ def check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def params_model(kind: str) -> type[BaseModel]:
-    """The pydantic model of a predictor's keyword arguments (unknown names refused)."""
-    cls = PREDICTORS[kind]
+def params_model(cls: type) -> type[BaseModel]:
+    """The pydantic model of a predictor class's keyword arguments (unknown names refused)."""
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
     fields: dict[str, Any] = {}
     for name, parameter in inspect.signature(cls).parameters.items():
@@ -73,10 +75,10 @@ def _base(hint: Any) -> Any:
 def _problem(kind: str, error: Any) -> str:
     name = ".".join(str(part) for part in error["loc"]) or "params"
     if error["type"] == "extra_forbidden":
-        known = ", ".join(params_model(kind).model_fields)
+        known = ", ".join(params_model(PREDICTORS[kind]).model_fields)
         return f"params.{name}: unknown parameter of the {kind} predictor; known: {known}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"params.{name}: {message} (got {error.get('input')!r})"
 
 
-__all__ = ["PREDICTORS", "Forecast", "Predictor", "PredictorKind", "make_predictor"]
+__all__ = ["PREDICTORS", "Forecast", "Predictor", "check_kind", "check_params", "make_predictor"]

@@ -23,7 +23,7 @@ from backends import BackendConfig
 from backends.leases import LeaderElection
 from common.durations import Duration, PositiveDuration, format_duration
 from common.settings import Strict
-from predictors import PredictorKind, check_params
+from predictors import check_kind, check_params
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PATH_LISTS = frozenset({"kubeconfig"})  # fields that may hold several paths, like $KUBECONFIG
@@ -192,8 +192,13 @@ class Capacity(Strict):
 class PredictorConfig(Strict):
     """A predictor and its parameters, checked against its constructor's (predictors/)."""
 
-    kind: PredictorKind = "seasonal"
+    kind: str = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        return check_kind(kind)  # the registry, not a copy of its names
 
     @model_validator(mode="after")
     def _known_params(self) -> PredictorConfig:
