@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from autoscaler.calibration import with_margin
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.loader import (
     ConfigError,
@@ -37,7 +38,7 @@ from autoscaler.metrics_auth import CredentialError
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore
-from autoscaler.tick import PoolTicker
+from autoscaler.tick import PoolTicker, limits_of
 from backends import make_backend
 from backends.base import Backend
 from backends.leases import LeaderLock, make_leader_lock
@@ -256,6 +257,7 @@ def _pool_parts(
         )
         if predictor is None or per_node_rps is None or backend is None:
             continue
+        predictor = with_margin(pool, predictor, per_node_rps, limits_of(pool))
         parts.append(_PoolParts(pool, predictor, per_node_rps, backend))
     return parts
 

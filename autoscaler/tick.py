@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autoscaler.calibration import REACTIVE_UTILIZATION, pool_predictor
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
@@ -37,7 +38,7 @@ from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.signals.weigh import SignalReading
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
-from predictors import Forecast, Predictor, make_predictor
+from predictors import Forecast, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,11 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     arrival_peak = _arrival_peak(forecast, pool.boot_time)
     spare = pool.spare_nodes
     try:
-        counts = [nodes_for(x, per_node_rps, utilization) for x in (peak, demand_now, arrival_peak)]
+        counts = [
+            nodes_for(peak, per_node_rps, utilization),
+            nodes_for(demand_now, per_node_rps, _reactive_utilization(pool)),
+            nodes_for(arrival_peak, per_node_rps, utilization),
+        ]
     except (ValueError, ArithmeticError) as exc:  # e.g. demand over a tiny capacity: infinite
         return Sizing(demand_now, forecast, None, f"cannot size the fleet: {exc}")
     return Sizing(
@@ -179,6 +184,12 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
         spare_nodes=spare,
         notes=notes,
     )
+
+
+def _reactive_utilization(pool: Pool) -> float:
+    """The reactive floor's utilization: the pool's, or full use where the loop-calibrated
+    margin is the headroom (autoscaler.calibration)."""
+    return REACTIVE_UTILIZATION if pool.predictor.margin == "loop" else pool.target_utilization
 
 
 def _arrival_peak(forecast: Forecast, boot_time: timedelta) -> float:
@@ -242,7 +253,7 @@ class PoolTicker:
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
-        self.predictor = predictor or make_predictor(pool.predictor.kind, pool.predictor.params)
+        self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a

@@ -12,7 +12,8 @@ Each row prints the policy's late share, the share of the service budget it spen
 target. The issue's goal: meets the target, spends at least half of it, ratio <= 0.9.
 Not a timed test: run it by hand and record its output.
 
-    python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [EXTRA.csv ...]
+    python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop]
+        [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
 at the 1 % target with capacity = mean demand / 20.
@@ -71,12 +72,13 @@ class Row:
         return "MET" if not failed else "; ".join(failed)
 
 
-def score(path: Path, name: str, target: float, jobs: int | None) -> Row:
+def score(path: Path, name: str, target: float, jobs: int | None, margin: str) -> Row:
     trace = load_trace(path)
     settings = BacktestSettings(
         per_node_rps=capacity_for(name, float(trace.mean())),
         service_target=target,
         tune=False,
+        margin=margin,
         baselines=ANCHORS,
         jobs=jobs,
     )
@@ -125,6 +127,9 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only this bundled trace")
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    parser.add_argument(
+        "--margin", choices=("band", "loop"), default="band", help="the predictor's margin"
+    )
     args = parser.parse_args()
     console = Console(width=140)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
@@ -137,7 +142,7 @@ def main() -> int:
     began = time.perf_counter()
     rows = []
     for path, name, target in cases:
-        rows.append(score(path, name, target, args.jobs))
+        rows.append(score(path, name, target, args.jobs, args.margin))
         console.print(table(rows[-1:]))
     console.print(table(rows))
     console.print(f"total {time.perf_counter() - began:.0f} s", highlight=False)

@@ -60,6 +60,8 @@ class BacktestSettings:
     predictor_targets: tuple[float, ...] = ()
     """Service targets to hand the predictor in turn (its upper quantile), each a full
     run, as one more knob of the policy's sweep; empty: only the backtest's own."""
+    margin: str = "band"
+    """The predictor's margin (PredictorConfig.margin): "band" or "loop"-calibrated."""
     tune: bool = True
     baselines: tuple[str, ...] = tuple(BASELINES)
     scale_up_max_step: int | None = None
@@ -87,6 +89,8 @@ class BacktestSettings:
             raise ValueError("scale-up max step must be at least 1 node")
         if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
             raise ValueError("scale-up max percent must be positive")
+        if self.margin not in ("band", "loop"):
+            raise ValueError(f"margin must be band or loop, not {self.margin!r}")
         if self.jobs is not None and self.jobs < 1:
             raise ValueError("jobs must be at least 1")
 
@@ -115,7 +119,7 @@ def policy_pool(
         demand=DemandQuery(query="trace", window=settings.demand_window),
         capacity=Capacity(per_node_rps=settings.per_node_rps),
         target_utilization=utilization,
-        predictor=PredictorConfig(kind=kind, params=predictor_params),
+        predictor=PredictorConfig(kind=kind, params=predictor_params, margin=settings.margin),
         boot_time=settings.boot_delay,
         horizon=settings.boot_delay + settings.tick,
         min_nodes=floor,

@@ -38,9 +38,11 @@ from autoscaler.backtest.engine import (
     tick_records,
 )
 from autoscaler.backtest.queue import Score
+from autoscaler.calibration import pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.policy import nodes_for
-from predictors import Forecast, make_predictor
+from autoscaler.tick import limits_of
+from predictors import Forecast
 
 POLICY_UTILIZATIONS = UTILIZATIONS
 """The baselines' grid (a headroom h of theirs is a utilization 1/h here)."""
@@ -106,7 +108,7 @@ def run_policy(
     for number, target in enumerate(variants):
         params = {} if target is None else {"service_target": target}
         base = pool or policy_pool(settings, params=params)
-        recorder = RecordingPredictor(make_predictor(base.predictor.kind, base.predictor.params))
+        recorder = RecordingPredictor(pool_predictor(base, replay.per_node_rps, limits_of(base)))
         first = replay_pool(
             base,
             recorder,

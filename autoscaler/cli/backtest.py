@@ -51,6 +51,13 @@ def backtest_command(
     tune: Annotated[
         bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
     ] = True,
+    margin: Annotated[
+        str,
+        typer.Option(
+            help="the predictor's margin: band (as the forecaster made it) or loop "
+            "(calibrated on the policy's own replay of its recent ticks)"
+        ),
+    ] = "band",
     scale_up_max_step: Annotated[
         int | None, typer.Option(help="the policy adds at most this many nodes per action")
     ] = None,
@@ -91,6 +98,7 @@ def backtest_command(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
             ),
             tune=tune,
+            margin=margin,
             scale_up_max_step=scale_up_max_step,
             scale_up_max_percent=scale_up_max_percent,
             jobs=jobs,

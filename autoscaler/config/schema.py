@@ -194,6 +194,12 @@ class PredictorConfig(Strict):
 
     kind: str = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
+    margin: Literal["band", "loop"] = Field(
+        default="band",
+        description="band: size for the forecaster's upper band as it is; loop: scale the "
+        "band by a margin that the pool's own loop, replayed over the last days, needs to "
+        "end at the service target (autoscaler/calibration.py)",
+    )
 
     @field_validator("kind")
     @classmethod

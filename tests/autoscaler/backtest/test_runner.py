@@ -24,7 +24,8 @@ from autoscaler.backtest.runner import (
     run_backtest,
     run_policy,
 )
-from predictors import make_predictor
+from autoscaler.calibration import pool_predictor
+from autoscaler.tick import limits_of
 from predictors.base import Forecast
 from tests.traces import NASA
 
@@ -98,12 +99,17 @@ def test_each_baseline_meets_the_target_at_its_reported_setting() -> None:
         assert result.score.late_share <= settings.service_target
 
 
-def test_project_policy_decisions_use_only_the_past() -> None:
+@pytest.mark.parametrize("margin", ["band", "loop"])
+def test_project_policy_decisions_use_only_the_past(margin: str) -> None:
     """The decisions for a trace cut at any minute equal the first decisions for the whole
-    trace: with the project's own (seasonal) predictor, through size_fleet and decide."""
+    trace: with the project's own (seasonal) predictor, through size_fleet and decide; with
+    the loop-calibrated margin the cuts fall after its first calibration (a day of ticks)."""
     trace = nasa_cut(2.2)
     settings = BacktestSettings(
-        per_node_rps=0.04, warmup=timedelta(days=1, hours=2), backfill=timedelta(days=1)
+        per_node_rps=0.04,
+        warmup=timedelta(days=1, hours=2),
+        backfill=timedelta(days=1),
+        margin=margin,
     )
     full = _decisions(trace, settings)
     for cut in (len(trace) - 1, len(trace) - 97):
@@ -114,7 +120,7 @@ def test_project_policy_decisions_use_only_the_past() -> None:
 
 def _decisions(trace: pd.Series, settings: BacktestSettings) -> list[tuple[int, int]]:
     pool = policy_pool(settings)
-    predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+    predictor = pool_predictor(pool, settings.per_node_rps, limits_of(pool))
     run = replay_pool(
         pool, predictor, trace, frame_replay(trace, settings), backfill=settings.backfill
     )

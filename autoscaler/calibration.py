@@ -1,0 +1,281 @@
+"""Calibrate the loop, not the band: a margin chosen so the pool's own loop meets its target.
+
+The forecaster's band is calibrated per lead on its own errors, but the service target
+the user states is a property of the whole closed loop: boot delay, whole nodes, the
+reactive floor, scale-down stabilization, step limits. So the band alone leaves most of
+the budget unspent. `LoopCalibrated` wraps a predictor, keeps what each tick saw (the
+newest demand, the forecast's upper band) and, every `refit_every`, replays the pool's
+decide() (its bounds, schedules, stabilization, step limits, spare) over the last
+`window` of those ticks with the band multiplied by a margin m, scores the replay with
+the backtest's late-request rule (autoscaler.backtest.queue: the pool's boot time, its
+per-node rate) and bisects m so that the worst day of the replay ends at `aim` x the
+service target: every day of the window within the budget, so that one quiet day does
+not set the margin for a busy one, and the window's mean is under it. Only the past is
+read: the margin of a tick comes from ticks before it. Until `min_span` of ticks is
+kept the margin stays 1 (the band as the forecaster made it).
+
+With `margin: loop` the reactive floor sizes the demand seen now at full use
+(tick.size_fleet): the margin, not the target utilization, is the loop's headroom.
+
+Overrides are not replayed (a person's count wins over any policy anyway); missing data
+replays as a hold, as in the daemon.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from autoscaler.backtest.queue import queue_lateness, ready_nodes
+from autoscaler.config.schema import Pool
+from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for_each
+from autoscaler.schedules import ScheduleBounds, bounds_at
+from predictors import Forecast, Predictor, make_predictor
+
+MARGINS = (0.2, 4.0)
+"""The margin's range, a multiple of the forecaster's upper band."""
+REACTIVE_UTILIZATION = 1.0
+"""Under `margin: loop` the reactive floor is the demand seen now at full use."""
+BISECTION_STEPS = 10
+AIM = 1.0
+"""The worst replayed day's late share aimed at, as a share of the target."""
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    per_node_rps: float
+    utilization: float
+    boot_time: timedelta
+    spare_nodes: int
+    limits: Limits
+    service_target: float
+    latency_target_s: float
+    refit_every: timedelta = timedelta(hours=6)
+    window: timedelta = timedelta(days=3)
+    min_span: timedelta = timedelta(days=1)
+    aim: float = AIM
+
+
+def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettings:
+    """The pool's own settings; the target and latency from its predictor's params (the
+    seasonal predictor's names) or the defaults: 1 % late past 3 s."""
+    params = pool.predictor.params
+    return LoopSettings(
+        per_node_rps=per_node_rps,
+        utilization=pool.target_utilization,
+        boot_time=pool.boot_time,
+        spare_nodes=pool.spare_nodes,
+        limits=limits,
+        service_target=float(params.get("service_target", 0.01)),
+        latency_target_s=float(params.get("latency_target_s", 3.0)),
+    )
+
+
+def pool_predictor(pool: Pool, per_node_rps: float, limits: Limits) -> Predictor:
+    """The pool's predictor as configured: its band as the forecaster made it
+    (`margin: band`, the default), or scaled by the loop-calibrated margin (`margin: loop`)."""
+    inner = make_predictor(pool.predictor.kind, pool.predictor.params)
+    return with_margin(pool, inner, per_node_rps, limits)
+
+
+def with_margin(pool: Pool, inner: Predictor, per_node_rps: float, limits: Limits) -> Predictor:
+    """`inner` as the pool's margin asks: itself, or wrapped in the loop calibration."""
+    if pool.predictor.margin != "loop":
+        return inner
+    return LoopCalibrated(inner, loop_settings(pool, per_node_rps, limits), pool)
+
+
+class LoopCalibrated:
+    """A predictor whose band's excess is scaled by the loop-calibrated margin."""
+
+    def __init__(self, inner: Predictor, settings: LoopSettings, pool: Pool) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.settings = settings
+        self.pool = pool
+        self.margin = 1.0
+        self.replayed_late: float | None = None
+        self._times: list[datetime] = []
+        self._demand: list[float] = []
+        self._upper: list[np.ndarray] = []
+        self._schedules: list[ScheduleBounds] = []
+        self._arrival_step = 0
+        self._refit_at: datetime | None = None
+
+    def fit(self, history: pd.Series) -> LoopCalibrated:
+        now = history.index[-1].to_pydatetime()
+        self._record(now, float(history.iloc[-1]))
+        if self._refit_at is None or now - self._refit_at >= self.settings.refit_every:
+            self._recalibrate(now)
+        self.inner.fit(history)
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        forecast = self.inner.forecast(horizon)
+        upper = np.asarray(forecast.upper, dtype=float)
+        if len(upper):
+            self._upper[-1] = upper
+            self._arrival_step = _arrival_step(forecast, self.settings.boot_time)
+        scaled = np.maximum(self.margin * upper, 0.0)
+        note = f"loop margin {self.margin:.2f} x upper band" + (
+            ""
+            if self.replayed_late is None
+            else f" (replayed worst day {self.replayed_late:.3%} late, target "
+            f"{self.settings.service_target:.2%})"
+        )
+        return Forecast(
+            forecast.times, forecast.point, scaled, forecast.model, (*forecast.notes, note)
+        )
+
+    # ---- the replay ----------------------------------------------------------------
+
+    def _record(self, now: datetime, demand: float) -> None:
+        if self._times and now <= self._times[-1]:  # a restart or a clock going back
+            for kept in self._kept():
+                kept.clear()
+        self._times.append(now)
+        self._demand.append(demand)
+        self._upper.append(_MISSING)
+        self._schedules.append(bounds_at(self.pool.schedules, now))
+        while now - self._times[0] > self.settings.window:
+            for kept in self._kept():
+                del kept[0]
+
+    def _kept(self) -> tuple[list, ...]:
+        return self._times, self._demand, self._upper, self._schedules
+
+    def _recalibrate(self, now: datetime) -> None:
+        if not self._times or now - self._times[0] < self.settings.min_span:
+            return
+        self._refit_at = now
+        frame = self._frame()
+        if frame is None:
+            return
+        target = self.settings.service_target * self.settings.aim
+        low, high = MARGINS
+        if replay_late(frame, high, self.settings) > target:
+            self.margin, self.replayed_late = high, replay_late(frame, high, self.settings)
+            return
+        late = None
+        for _ in range(BISECTION_STEPS):
+            middle = (low + high) / 2
+            share = replay_late(frame, middle, self.settings)
+            if share > target:
+                low = middle
+            else:
+                high, late = middle, share
+        self.margin = high
+        self.replayed_late = late if late is not None else replay_late(frame, high, self.settings)
+
+    def _frame(self) -> Frame | None:
+        """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
+        lengths = {len(u) for u in self._upper if u is not _MISSING}
+        if len(lengths) != 1:
+            return None
+        steps = lengths.pop()
+        blank = np.full(steps, np.nan)
+        upper = np.array([u if u is not _MISSING else blank for u in self._upper[:-1]])
+        return Frame(
+            times=self._times[:-1],
+            demand=np.asarray(self._demand[:-1]),
+            served=np.asarray(self._demand[1:]),
+            upper=upper,
+            arrival_step=min(self._arrival_step, steps - 1),
+            schedules=self._schedules[:-1],
+            tick_s=_tick_seconds(self._times),
+        )
+
+
+_MISSING = np.empty(0)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the replay needs of the kept ticks: tick i saw `demand[i]` and the forecast
+    band `upper[i]`; the demand its fleet then served is `served[i]`."""
+
+    times: list[datetime]
+    demand: np.ndarray
+    served: np.ndarray
+    upper: np.ndarray
+    arrival_step: int
+    schedules: list[ScheduleBounds]
+    tick_s: float
+
+
+def replay_late(frame: Frame, margin: float, settings: LoopSettings) -> float:
+    """The late share of the worst day the pool's loop would have had over the frame at this
+    margin (days counted back from the newest tick; a part day before them joins the first)."""
+    late, arrivals = _replay_queue(frame, margin, settings)
+    per_day = max(1, round(DAY.total_seconds() / frame.tick_s))
+    cuts = np.arange(len(late), 0, -per_day)[::-1][1:] if len(late) > per_day else []
+    shares = [
+        float(part_late.sum()) / float(part.sum())
+        for part_late, part in zip(np.split(late, cuts), np.split(arrivals, cuts), strict=True)
+        if part.sum() > 0
+    ]
+    return max(shares, default=0.0)
+
+
+def _replay_queue(
+    frame: Frame, margin: float, settings: LoopSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Late requests and arrivals per tick of the replay at this margin."""
+    desired = replay_counts(frame, margin, settings)
+    boot_ticks = max(0, round(settings.boot_time.total_seconds() / frame.tick_s))
+    ready = ready_nodes(desired, boot_ticks, int(desired[0]))
+    served = np.nan_to_num(frame.served, nan=0.0)
+    arrivals = served * 60.0  # the queue counts per minute; a tick is about one
+    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
+    return late, arrivals
+
+
+def replay_counts(frame: Frame, margin: float, settings: LoopSettings) -> np.ndarray:
+    """The count decide() sets at each tick of the frame, given the margin."""
+    need = np.maximum(margin * frame.upper, 0.0)
+    rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
+    with np.errstate(invalid="ignore"):
+        peak, arrival = need.max(axis=1), need[:, frame.arrival_step :].max(axis=1)
+    ok = np.isfinite(peak) & np.isfinite(frame.demand)
+    horizon_nodes = nodes_for_each(peak, rate, use) + spare
+    arrival_nodes = nodes_for_each(arrival, rate, use) + spare
+    demand_nodes = nodes_for_each(frame.demand, rate, REACTIVE_UTILIZATION)
+    current = int(max(horizon_nodes[0], demand_nodes[0]))
+    memory = Memory()
+    desired = np.empty(len(frame.times), dtype=np.int64)
+    for i, at in enumerate(frame.times):
+        good = bool(ok[i])
+        observation = Observation(
+            at=at,
+            current=current,
+            forecast_nodes=int(horizon_nodes[i]) if good else None,
+            missing_reason=None if good else "missing in the replay",
+            schedule=frame.schedules[i],
+            demand_nodes=int(demand_nodes[i]) if good else None,
+            arrival_nodes=int(arrival_nodes[i]) if good else None,
+            spare_nodes=spare,
+        )
+        decision, memory = decide(observation, settings.limits, memory)
+        current = desired[i] = decision.desired
+    return desired
+
+
+def _arrival_step(forecast: Forecast, boot_time: timedelta) -> int:
+    """The first forecast step at least boot_time after its first (tick.size_fleet's rule)."""
+    times = forecast.times
+    if len(times) < 2:
+        return 0
+    return int(times.searchsorted(times[0] + pd.Timedelta(boot_time)))
+
+
+def _tick_seconds(times: list[datetime]) -> float:
+    if len(times) < 2:
+        return 60.0
+    gaps = np.diff(np.array([t.timestamp() for t in times[-50:]]))
+    gap = float(np.median(gaps))
+    return gap if math.isfinite(gap) and gap > 0 else 60.0

@@ -1,0 +1,172 @@
+"""The loop-calibrated margin: the pool's own decide() replayed over the ticks it saw.
+
+The wrapped predictors here are small and exact (a band that is a fixed multiple of the
+newest sample), so what the margin must do is known: a band far too wide is narrowed
+until the replayed loop spends the budget, and pool bounds still win.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoscaler.calibration import (
+    LoopCalibrated,
+    loop_settings,
+    pool_predictor,
+    replay_counts,
+    replay_late,
+)
+from autoscaler.config.schema import Pool
+from autoscaler.tick import limits_of, size_fleet
+from predictors import Forecast
+from predictors.seasonal import SeasonalPredictor
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+RATE = 0.05
+"""Per-node req/s: 3 requests a minute, so a minute's count is Poisson-noisy."""
+
+
+def make_pool(**changes: object) -> Pool:
+    data: dict[str, object] = {
+        "name": "gen",
+        "backend": {"kind": "simulated", "initial_nodes": 2, "boot_delay": "10m"},
+        "demand": {"query": "sum(rate(requests_total[2m]))"},
+        "capacity": {"per_node_rps": 1.0},
+        "predictor": {"kind": "seasonal", "margin": "loop", "params": {"service_target": 0.01}},
+        "max_nodes": 10_000,
+        "boot_time": "10m",
+        "horizon": "11m",
+        "scale_down": {"stabilization": "10m", "max_step": 1000},
+        "cooldown": "0s",
+    }
+    data.update(changes)
+    return Pool.model_validate(data)
+
+
+class WideBand:
+    """Point = the newest sample; upper = `width` x it, over the horizon; fails on demand."""
+
+    name = "wide"
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self.fail = False
+
+    def fit(self, history: pd.Series) -> WideBand:
+        if self.fail:
+            raise ValueError("no fit")
+        self.end, self.last = history.index[-1], float(history.iloc[-1])
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        steps = int(horizon / timedelta(minutes=1))
+        times = pd.date_range(self.end + timedelta(minutes=1), periods=steps, freq="1min")
+        point = np.full(steps, self.last)
+        return Forecast(times, point, point * self.width, self.name)
+
+
+def noisy_demand(minutes: int, seed: int = 1) -> pd.Series:
+    """Poisson counts around a daily cycle, in req/s (about 20-60 nodes' worth at
+    RATE req/s each): noisy enough minute to minute that lateness grows smoothly."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range(START, periods=minutes, freq="1min")
+    rate = (40.0 + 20.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)) * RATE
+    return pd.Series(rng.poisson(rate * 60) / 60.0, index=index)
+
+
+def drive(predictor: LoopCalibrated, demand: pd.Series, pool: Pool) -> None:
+    """One tick a minute, as the daemon: fit on the last hour, then forecast."""
+    for end in range(60, len(demand) + 1):
+        try:
+            predictor.fit(demand.iloc[end - 60 : end])
+        except ValueError:
+            continue
+        predictor.forecast(pool.horizon)
+
+
+def calibrated(pool: Pool, width: float) -> tuple[LoopCalibrated, WideBand]:
+    inner = WideBand(width)
+    settings = loop_settings(pool, RATE, limits_of(pool))
+    return LoopCalibrated(inner, settings, pool), inner
+
+
+def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> None:
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1500), pool)  # the last tick is the first with a day kept
+    assert predictor.margin < 1.0  # 3 x the newest sample buys far more than 1 % late needs
+    frame = predictor._frame()
+    assert frame is not None
+    settings = predictor.settings
+    aim = settings.service_target * settings.aim
+    assert replay_late(frame, predictor.margin, settings) <= aim
+    assert replay_late(frame, predictor.margin - 0.02, settings) > aim  # not far under it
+    assert predictor.replayed_late is not None and 0.5 * aim <= predictor.replayed_late <= aim
+    forecast = predictor.forecast(pool.horizon)
+    np.testing.assert_allclose(forecast.upper, predictor.margin * 3.0 * forecast.point)
+    assert f"loop margin {predictor.margin:.2f}" in forecast.notes[-1]
+
+
+def test_the_margin_stays_one_until_a_day_of_ticks_is_kept() -> None:
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1440), pool)  # 23 hours of ticks
+    assert predictor.margin == 1.0 and predictor.replayed_late is None
+
+
+def test_pool_bounds_win_over_the_margin_in_the_replay() -> None:
+    """min_nodes is a fail-safe floor: the replay keeps it at every margin, so no margin
+    can be late and the narrowest is chosen; the daemon's decide() keeps it too."""
+    pool = make_pool(min_nodes=200)
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1440 + 120), pool)
+    frame = predictor._frame()
+    assert frame is not None
+    for margin in (0.2, 1.0, 4.0):
+        assert replay_counts(frame, margin, predictor.settings).min() >= 200
+    assert replay_late(frame, 0.2, predictor.settings) == 0.0
+    assert predictor.margin == pytest.approx(0.2, abs=0.01)
+
+
+def test_ticks_without_a_forecast_replay_as_holds() -> None:
+    pool = make_pool()
+    predictor, inner = calibrated(pool, width=1.5)
+    demand = noisy_demand(1440 + 200)
+    for end in range(60, len(demand) + 1):
+        inner.fail = 700 <= end < 760  # an hour in which the forecaster fails
+        try:
+            predictor.fit(demand.iloc[end - 60 : end])
+        except ValueError:
+            continue
+        predictor.forecast(pool.horizon)
+    frame = predictor._frame()
+    assert frame is not None
+    counts = replay_counts(frame, 1.0, predictor.settings)
+    failed = np.array([700 <= 60 + i < 760 for i in range(len(counts))])
+    start = int(np.argmax(failed))
+    assert (counts[failed] == counts[start - 1]).all()  # held at the count before
+
+
+def test_band_margin_is_the_predictor_as_configured() -> None:
+    pool = make_pool(predictor={"kind": "seasonal"})
+    assert pool.predictor.margin == "band"
+    assert isinstance(pool_predictor(pool, 1.0, limits_of(pool)), SeasonalPredictor)
+    loop = make_pool()
+    assert isinstance(pool_predictor(loop, 1.0, limits_of(loop)), LoopCalibrated)
+
+
+def test_under_the_loop_margin_the_reactive_floor_is_demand_at_full_use() -> None:
+    """The margin is the loop's headroom, so demand now is sized at full use, not at the
+    target utilization; with the band margin it keeps the utilization (unchanged)."""
+    history = pd.Series(8.0, index=pd.date_range(START, periods=60, freq="1min"))
+    band = WideBand(1.0)
+    loop = size_fleet(make_pool(target_utilization=0.5), band, history, 1.0)
+    plain = size_fleet(
+        make_pool(target_utilization=0.5, predictor={"kind": "seasonal"}), band, history, 1.0
+    )
+    assert (loop.demand_nodes, plain.demand_nodes) == (8, 16)
+    assert loop.nodes == plain.nodes == 16  # the forecast keeps the utilization either way
