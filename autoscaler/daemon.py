@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 ResultHandler = Callable[[TickResult], None]
 
 
-START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation")
+START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation", "digest")
 """Settings read once at start: the tick schedule, where state lives, the metrics listener,
 the leader lock (swapping it live could let a standby act beside this daemon) and the
 simulated clock. A reload keeps the running values and says a restart applies them."""
