@@ -34,14 +34,17 @@ from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
-from autoscaler.tick import TickResult, decision_record
+from autoscaler.tick import PoolTicker, Sizing, TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock, LeaderLockError
 from common.clock import Clock, SimulatedClock
+from common.deadline import DeadlineExceeded, call_within, whole_answer_s
 
 log = logging.getLogger(__name__)
 
 ResultHandler = Callable[[TickResult], None]
+STOP_GRACE_S = 5.0
+"""After SIGTERM, how long the tick in flight may still take before it is left behind."""
 
 
 START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation", "digest")
@@ -100,6 +103,8 @@ class Daemon:
         self._tick_lock = threading.Lock()
         self._reload_requested = threading.Event()
         self._stop = threading.Event()
+        self._grace_over = threading.Event()  # set STOP_GRACE_S after a stop is asked for
+        self._stuck: set[str] = set()  # pools whose last tick was left behind (alerted)
         self.ticks = 0
         self._tick_began: float | None = None  # monotonic; for the systemd watchdog
         self._last_began = time.monotonic()
@@ -134,7 +139,9 @@ class Daemon:
             for ticker in runtime.tickers:
                 state = self.states.setdefault(ticker.pool.name, PoolState())
                 ticker.persist = self._save_state
-                result = ticker.tick(now, state, self.overrides)
+                if self._grace_over.is_set():
+                    break  # stopping: the pools not ticked yet wait for the next start
+                result = self._tick_pool(ticker, now, state)
                 state.last_decision = to_json_value(decision_record(result))
                 results.append(result)
                 self.telemetry.record(result)
@@ -160,8 +167,8 @@ class Daemon:
         if self.leader is None:
             return True
         try:
-            leading = self.leader.acquire_or_renew()
-        except LeaderLockError as exc:
+            leading = call_within(self._lock_deadline(), self.leader.acquire_or_renew, "lock")
+        except (LeaderLockError, DeadlineExceeded) as exc:
             self.telemetry.set_leader(False)
             self._leading = None
             if str(exc) != self._lock_problem:
@@ -321,6 +328,41 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        grace = threading.Timer(STOP_GRACE_S, self._grace_over.set)
+        grace.daemon = True
+        grace.start()
+
+    def _tick_pool(self, ticker: PoolTicker, now: datetime, state: PoolState) -> TickResult:
+        """One pool's tick within a deadline of its own (the interval): a pool stuck in a
+        call no deadline bounds must starve neither the other pools nor a shutdown. A
+        tick left behind may not write to its fleet, and its pool is skipped while it runs."""
+        name = ticker.pool.name
+        if ticker.in_flight:
+            return _held(ticker, now, "the previous tick is still running past its deadline")
+        ticker.abandoned.clear()
+        limit = self.runtime.config.interval.total_seconds()
+        try:
+            result = call_within(
+                limit, lambda: ticker.tick(now, state, self.overrides), name, self._grace_over
+            )
+        except DeadlineExceeded:
+            ticker.abandoned.set()
+            why = "stopping" if self._grace_over.is_set() else f"{limit:g} s"
+            detail = f"tick did not finish within its deadline ({why}); it will not write"
+            if name not in self._stuck and not self._grace_over.is_set():
+                self._alert(f"{name}: tick failing: {detail}")
+            self._stuck.add(name)
+            return _held(ticker, now, detail)
+        if name in self._stuck:
+            self._stuck.discard(name)
+            self._alert(f"{name}: tick recovered: it finished within its deadline again")
+        return result
+
+    def _lock_deadline(self) -> float:
+        election = self.runtime.config.leader_election
+        if election is not None:
+            return whole_answer_s(election.timeout.total_seconds())
+        return self.leader.ttl_s / 3 if self.leader is not None else 10.0
 
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby
@@ -367,7 +409,7 @@ class Daemon:
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)
-        self._stop.set()
+        self.stop()
 
 
 def _file_fingerprint(path: Path) -> tuple[int, ...]:
@@ -379,3 +421,10 @@ def _file_fingerprint(path: Path) -> tuple[int, ...]:
     except OSError as exc:
         return (-1, exc.errno or 0)
     return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+
+
+def _held(ticker: PoolTicker, now: datetime, why: str) -> TickResult:
+    """The result of a pool that did not tick: nothing decided, nothing written."""
+    result = TickResult(ticker.pool.name, now, None, Sizing(), None, dry_run=ticker.dry_run)
+    result.errors["tick"] = why
+    return result

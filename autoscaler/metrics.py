@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 
 from autoscaler.config.schema import DemandQuery, PrometheusMetrics
 from autoscaler.metrics_auth import query_credentials
+from common.deadline import DeadlineExceeded, call_within, whole_answer_s
 from common.durations import format_duration
 from common.secrets import shorten
 
@@ -37,6 +38,7 @@ MetricsErrorKind = Literal[
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 _LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
+_RETRY_WAITS_S = 1.0  # the quick retries' backoff (0.25 s, then 0.5 s), within the deadline
 _CLOCK_SLACK = timedelta(seconds=1)  # the query's end is sent rounded to the millisecond
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Inf|NaN)")
 
@@ -286,12 +288,21 @@ class PrometheusSource:
     def _query_range(
         self, query: str, start: datetime, end: datetime, step: timedelta
     ) -> pd.Series:
+        total = whole_answer_s(self._config.timeout.total_seconds()) + _RETRY_WAITS_S
         try:
-            result = self._client.custom_query_range(
-                query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+            result = call_within(
+                total,
+                lambda: self._client.custom_query_range(
+                    query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+                ),
+                "Prometheus query_range",
             )
         except _UnsuccessfulAnswer as exc:
             raise MetricsError("bad_response", query, str(exc)) from None
+        except DeadlineExceeded:  # a body sent a byte at a time: each read was in time
+            raise MetricsError(
+                "timeout", query, f"no whole answer from {self._shown_url} within {total:g}s"
+            ) from None
         except requests.Timeout:
             raise MetricsError(
                 "timeout",

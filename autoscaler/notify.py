@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from common.deadline import call_within, whole_answer_s
 from common.secrets import redact as redact_known
 from common.secrets import redact_data, remember, shorten
 
@@ -234,6 +235,7 @@ class SlackNotifier:
         self._token = token
         remember(token)
         self._sleep = sleep
+        self._timeout = timeout
         # retry_handlers=[]: the SDK's own connection retry would double the wait on an
         # outage; this class retries a short 429 itself and nothing else.
         self._client = WebClient(
@@ -286,8 +288,12 @@ class SlackNotifier:
             uploads = [
                 {"content": f.content, "filename": f.filename, "title": f.title} for f in files
             ]
-            self._client.files_upload_v2(
-                file_uploads=uploads, channel=posted[0], thread_ts=posted[1]
+            call_within(
+                whole_answer_s(self._timeout) * (1 + len(files)),  # a call per file, and one
+                lambda: self._client.files_upload_v2(
+                    file_uploads=uploads, channel=posted[0], thread_ts=posted[1]
+                ),
+                "Slack files upload",
             )
             return True
         except SlackApiError as err:
@@ -304,8 +310,12 @@ class SlackNotifier:
         """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
         for attempt in (1, 2):
             try:
-                answer = self._client.chat_postMessage(
-                    channel=self.channel, text=message.text, blocks=message.blocks
+                answer = call_within(
+                    whole_answer_s(self._timeout),
+                    lambda: self._client.chat_postMessage(
+                        channel=self.channel, text=message.text, blocks=message.blocks
+                    ),
+                    "Slack chat.postMessage",
                 )
                 return str(answer.get("channel")), str(answer.get("ts"))
             except SlackApiError as err:

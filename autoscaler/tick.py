@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -250,6 +251,8 @@ class PoolTicker:
         self.dry_run = dry_run or pool.dry_run
         self.persist: Callable[[], None] = lambda: None
         """Saves the daemon's state; called right before a write to the fleet."""
+        self.in_flight = False  # a tick of this pool is running (maybe one left behind)
+        self.abandoned = threading.Event()  # the daemon stopped waiting: write nothing
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
@@ -259,6 +262,7 @@ class PoolTicker:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a
         library's surprise) holds the fleet, is logged with its traceback and alerted
         once as kind "tick", like a metrics or backend failure."""
+        self.in_flight = True
         try:
             result = self._tick(now, state, overrides)
         except Exception as exc:
@@ -267,6 +271,8 @@ class PoolTicker:
             result.errors["tick"] = (
                 f"tick failed ({type(exc).__name__}: {exc}); the fleet is held as it is"
             )
+        finally:
+            self.in_flight = False
         self._track_failures(now, state, result)
         self._log(result)
         return result
@@ -325,6 +331,8 @@ class PoolTicker:
             # it may have landed) is saved before the write, so a restart does not repeat it.
             state.last_known_desired = None
             try:
+                if self.abandoned.is_set():  # the daemon stopped waiting: too late to write
+                    raise BackendError("tick past its deadline: not written")
                 result.backend_note = act(self.backend, decision, self.persist)
                 result.acted = True
             except BackendError as exc:

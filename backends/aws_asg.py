@@ -30,6 +30,7 @@ from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
+from common.deadline import whole_answer_s
 from common.secrets import redact, remember
 from common.transport import plain_http_finding
 
@@ -357,4 +358,5 @@ class AutoScalingGroup:
             is_retryable=is_retryable_aws_error,
             describe=describe,
             sleep=self._sleep,
+            deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
         )

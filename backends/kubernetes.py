@@ -31,6 +31,7 @@ import urllib3.exceptions
 
 from backends.base import Backend, BackendError, FleetState
 from common.clock import Clock
+from common.deadline import whole_answer_s
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
     from kubernetes.client.exceptions import ApiException
@@ -323,4 +324,5 @@ class KubernetesWorkload:
             is_retryable=is_retryable_kubernetes_error,
             describe=describe,
             sleep=self._sleep,
+            deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
         )

@@ -33,6 +33,7 @@ from backends.base import Backend, BackendError, FleetState
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
+from common.deadline import whole_answer_s
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url
 from common.transport import plain_http_finding
@@ -378,4 +379,5 @@ class NomadJobGroup:
             is_retryable=is_retryable_nomad_error,
             describe=describe,
             sleep=self._sleep,
+            deadline_s=whole_answer_s(self.connection.timeout_s),
         )

@@ -27,6 +27,7 @@ from backends.nomad_job import (
     response_of,
 )
 from backends.retry import call_with_retries
+from common.deadline import whole_answer_s
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class NomadNodeApi:
             is_retryable=is_retryable_nomad_error,
             describe=describe,
             sleep=self._sleep,
+            deadline_s=whole_answer_s(self.connection.timeout_s),
         )
 
 

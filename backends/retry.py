@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from backends.base import BackendError
+from common.deadline import DeadlineExceeded, call_within
 
 T = TypeVar("T")
 
@@ -64,12 +65,15 @@ def call_with_retries(
     max_delay: float = 8.0,
     sleep: Callable[[float], None] = time.sleep,
     random_fraction: Callable[[], float] = random.random,
+    deadline_s: float | None = None,
 ) -> T:
     """Run `operation`, retrying up to `retries` more times on retryable errors.
 
     Raises BackendError naming `what`, the attempts made and `describe(error)`;
     the original exception is not chained (its text or request may carry a
-    secret), so callers log only what `describe` chose to say.
+    secret), so callers log only what `describe` chose to say. With `deadline_s`, each
+    attempt must end within it (common.deadline: a server dripping its answer counts as
+    a timeout, and is retried like one).
     """
     if retries < 0:
         raise ValueError("retries cannot be negative")
@@ -78,9 +82,14 @@ def call_with_retries(
     while True:
         attempt += 1
         try:
-            return operation()
+            if deadline_s is None:
+                return operation()
+            return call_within(deadline_s, operation, what)
         except Exception as error:
-            if not is_retryable(error):
+            late = isinstance(error, DeadlineExceeded)
+            if late:
+                describe = _said_plainly(describe)
+            if not late and not is_retryable(error):
                 if isinstance(error, BackendError):
                     raise  # already worded for people by the backend
                 cause = describe(error)
@@ -106,3 +115,12 @@ def call_with_retries(
                 delay,
             )
             sleep(delay)
+
+
+def _said_plainly(describe: Callable[[BaseException], str]) -> Callable[[BaseException], str]:
+    """A missed deadline in its own words (they name no secret); other errors as before."""
+
+    def said(error: BaseException) -> str:
+        return str(error) if isinstance(error, DeadlineExceeded) else describe(error)
+
+    return said
