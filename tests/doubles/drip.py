@@ -32,4 +32,3 @@ class _DripHandler(JsonApiHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
-

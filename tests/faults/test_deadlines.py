@@ -174,5 +174,3 @@ def test_guard_a_tick_in_time_is_not_cut(tmp_path: Path, hang_s: float) -> None:
     (result,) = daemon.tick()
     assert not result.errors and result.decision is not None
     assert hung.writes == (1 if result.decision.desired != result.decision.current else 0)
-
-
