@@ -9,10 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from common.cli import CONTEXT, add_version_option
 from common.durations import parse_duration
 from gpu_bench.profile import load_profile
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, context_settings=CONTEXT
+)
+add_version_option(app, "gpu-bench")
 console = Console(stderr=True)
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from common.cli import option_duration
 from common.durations import parse_duration
 from common.extras import require
 
@@ -32,8 +33,8 @@ def backtest_command(
     boot_delay: Annotated[str, typer.Option(help="time from order to a ready node")] = "10m",
     tick: Annotated[str, typer.Option(help="the policy's tick interval")] = "1m",
     latency_target: Annotated[
-        float, typer.Option(help="seconds: a request is late if its queue takes longer")
-    ] = 3.0,
+        str, typer.Option(help="a request is late if its queue takes longer (3s, 500ms)")
+    ] = "3s",
     service_target: Annotated[
         float, typer.Option(help="largest share of late requests that meets the target")
     ] = 0.01,
@@ -90,7 +91,7 @@ def backtest_command(
             per_node_rps=capacity,
             boot_delay=parse_duration(boot_delay),
             tick=parse_duration(tick),
-            latency_target_s=latency_target,
+            latency_target_s=option_duration("--latency-target", latency_target).total_seconds(),
             service_target=service_target,
             warmup=parse_duration(warmup),
             predictor=predictor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,15 +16,19 @@ from rich.markup import escape
 from autoscaler.config.loader import ConfigError, load_config, load_overrides
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from common.durations import parse_duration
+from common.cli import CONTEXT, add_version_option, option_duration, option_positive
 from common.extras import require
 
 if TYPE_CHECKING:
     from autoscaler.cli.forecast import PoolForecast
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Predictive autoscaler for GPU worker fleets."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Predictive autoscaler for GPU worker fleets.",
+    context_settings=CONTEXT,
 )
+add_version_option(app, "autoscaler")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -144,6 +148,13 @@ def forecast(
     from autoscaler.runtime import build_runtime
 
     try:
+        seconds = option_positive("--hours", hours, "hours") * 3600
+        ahead_span = option_duration("--hours", repr(seconds))
+        row_span = option_duration("--every", every, positive=True)
+    except ValueError as exc:
+        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
         parsed = load_config(config)
         overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
     except ConfigError as exc:
@@ -172,8 +183,8 @@ def forecast(
             now,
             states.get(spec.name, PoolState()),
             active,
-            timedelta(hours=hours),
-            parse_duration(every),
+            ahead_span,
+            row_span,
         )
         ahead = seen.long_view.forecast if seen.long_view is not None else None
         if ahead is not None:
@@ -213,7 +224,7 @@ def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
 @app.command()
 def status(config: ConfigOption) -> None:
     """Every pool: current, desired, last decision and reasons, schedule, override, errors."""
-    from autoscaler.cli.status import pool_statuses, status_table
+    from autoscaler.cli.status import pool_statuses, read_fleets, status_table
     from autoscaler.runtime import state_path
     from autoscaler.state import StateStore
     from common.clock import SystemClock
@@ -225,9 +236,12 @@ def status(config: ConfigOption) -> None:
         errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
         raise typer.Exit(2) from None
     states = StateStore(state_path(parsed)).load(set_aside_corrupt=False)
-    rows = pool_statuses(parsed, states, overrides or OverridesFile(), SystemClock().now())
-    wide = Console(soft_wrap=True, width=max(console.width, 160))
-    wide.print(status_table(rows))
+    _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
+    clock = SystemClock()
+    fleets = read_fleets(parsed, clock)
+    rows = pool_statuses(parsed, states, overrides or OverridesFile(), clock.now(), fleets)
+    console.print(status_table(rows))
+    raise typer.Exit(1 if any(row.failing for row in rows) else 0)
 
 
 def _register_subcommands() -> None:

@@ -1,11 +1,14 @@
-"""`autoscaler status`: one table of every pool, from the daemon's saved state.
+"""`autoscaler status`: one table of every pool, from the fleet and the daemon's state.
 
-Reads the state file, the config and the overrides file; asks no server and writes
-nothing, so it answers even when Prometheus or the fleet is down.
+Reads the config, the state file and the overrides file, and asks each pool's fleet for
+its count now (a read, never a write); a fleet that cannot be reached is said so, and the
+rest still shows, from the saved state.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +19,9 @@ from autoscaler.config.schema import Config
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.schedules import bounds_at, next_change
 from autoscaler.state import PoolState
+from backends import make_backend
+from backends.base import BackendError, FleetState
+from common.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,38 @@ class PoolStatus:
     next_change: str
     last_error: str
     signals: str = "-"
+    failing: bool = False
+    """The fleet cannot be read, or the last tick had an error: `status` exits 1."""
+
+
+def read_fleets(
+    config: Config, clock: Clock, env: Mapping[str, str] = os.environ
+) -> dict[str, FleetState | str]:
+    """Each pool's fleet as it is now, or why it cannot be read (the backends' read())."""
+    fleets: dict[str, FleetState | str] = {}
+    for pool in config.pools:
+        try:
+            fleets[pool.name] = make_backend(pool.backend, clock, env).read()
+        except (BackendError, ValueError, OSError) as exc:
+            fleets[pool.name] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+    return fleets
+
+
+def _current(fleet: FleetState | str | None, saved: object) -> str:
+    if isinstance(fleet, FleetState):
+        return f"{fleet.desired} ({fleet.ready} ready, {fleet.pending} pending)"
+    at_tick = f"{_text(saved)} at the last tick; " if saved is not None else ""
+    return f"{at_tick}fleet unreachable: {fleet}" if fleet else _text(saved)
 
 
 def pool_statuses(
-    config: Config, states: dict[str, PoolState], overrides: OverridesFile, now: datetime
+    config: Config,
+    states: dict[str, PoolState],
+    overrides: OverridesFile,
+    now: datetime,
+    fleets: Mapping[str, FleetState | str] | None = None,
 ) -> list[PoolStatus]:
+    """One row per pool (pure); `fleets` is what read_fleets found, by pool."""
     rows = []
     for pool in config.pools:
         state = states.get(pool.name, PoolState())
@@ -45,10 +78,12 @@ def pool_statuses(
             f"{kind} since {since:%m-%d %H:%M}" for kind, since in state.failing.items()
         )
         errors = last.get("errors") or {}
+        fleet = (fleets or {}).get(pool.name)
+        last_error = failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-"
         rows.append(
             PoolStatus(
                 pool=pool.name,
-                current=_text(last.get("current")),
+                current=_current(fleet, last.get("current")),
                 desired=_text(last.get("desired")),
                 last_decision=(
                     f"{last.get('time', '?')} {last.get('action', '?')}: "
@@ -69,8 +104,9 @@ def pool_statuses(
                     else "-"
                 ),
                 next_change=f"{upcoming[0]:%a %m-%d %H:%M} UTC {upcoming[1]}" if upcoming else "-",
-                last_error=failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-",
+                last_error=last_error,
                 signals=_signals(last.get("signals") or []),
+                failing=last_error != "-" or isinstance(fleet, str),
             )
         )
     return rows
@@ -80,8 +116,8 @@ def status_table(rows: list[PoolStatus]) -> Table:
     table = Table(title="autoscaler status", show_lines=True)
     for column in (
         "pool",
-        "current",
-        "desired",
+        "current (fleet now)",
+        "desired (last tick)",
         "last decision",
         "schedule",
         "override",

@@ -118,10 +118,14 @@ def test_status_shows_every_pool_after_a_tick(tmp_path: Path) -> None:
 
     runner = CliRunner()
     path = demo_copy(tmp_path)
-    before = runner.invoke(app, ["status", "--config", str(path)])
+    before = runner.invoke(
+        app, ["status", "--config", str(path)], env={"COLUMNS": "300"}
+    )  # status fits the terminal it is given
     assert before.exit_code == 0 and "never ticked" in before.output
     assert runner.invoke(app, ["run", "--config", str(path), "--once"]).exit_code == 0
-    after = runner.invoke(app, ["status", "--config", str(path)])
+    after = runner.invoke(
+        app, ["status", "--config", str(path)], env={"COLUMNS": "300"}
+    )  # status fits the terminal it is given
     assert after.exit_code == 0, after.output
     assert "image-gen" in after.output and "scale_up" in after.output
     assert "business-hours" in after.output  # the next schedule change

@@ -255,6 +255,8 @@ def test_reports_unreadable_state_in_the_status_command_without_setting_it_aside
 ) -> None:
     config, state, text = real_state(tmp_path)
     state.write_text(text[:40])
-    result = CliRunner().invoke(app, ["status", "--config", str(config)])
+    result = CliRunner().invoke(
+        app, ["status", "--config", str(config)], env={"COLUMNS": "300"}
+    )  # status fits the terminal it is given
     assert result.exit_code == 0 and "never ticked" in result.output
     assert state.read_text() == text[:40]  # a read-only command leaves it for the daemon

@@ -1,0 +1,61 @@
+"""What every command line of the project shares: `-h` beside `--help`, and `--version`."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+
+from common.durations import parse_duration
+
+DISTRIBUTION = "gpu-autoscaler"
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+"""Typer(context_settings=CONTEXT): subcommands inherit it from the root."""
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
+
+
+def package_version() -> str:
+    """The installed distribution's version ("unknown" when run from a bare checkout)."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def add_version_option(app: typer.Typer, program: str) -> None:
+    """`program --version` prints "program VERSION" and exits 0."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{program} {package_version()}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _root(
+        _version: bool = typer.Option(
+            False, "--version", callback=show, is_eager=True, help="print the version and exit"
+        ),
+    ) -> None:
+        """The commands below; `COMMAND -h` for each one's options."""
+
+
+def option_duration(option: str, text: str, *, positive: bool = False) -> timedelta:
+    """A duration given on the command line, as in the config (`3s`, `10m`, `1h30m`); a
+    bare number is seconds. A ValueError names the option."""
+    try:
+        value = parse_duration(float(text) if _NUMBER.fullmatch(text.strip()) else text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+    if positive and value <= timedelta(0):
+        raise ValueError(f"{option}: must be longer than 0, got {text!r}")
+    return value
+
+
+def option_positive(option: str, value: float, unit: str) -> float:
+    """A positive, finite number given on the command line; a ValueError names the option."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{option}: expected a positive number of {unit}, got {value!r}")
+    return value

@@ -1,0 +1,59 @@
+"""`autoscaler status` asks each pool's fleet for its count now (the Nomad API double,
+tests/doubles/nomad_api.py), says when it cannot, fits the terminal it is given, and
+exits 1 while a pool has errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+from tests.autoscaler.cli.test_prometheus import write_config
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+ENV = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN, "COLUMNS": "400"}
+
+
+def _status(path: Path, env: dict[str, str] = ENV) -> tuple[int, str]:
+    result = runner.invoke(app, ["status", "--config", str(path)], env=env)
+    return result.exit_code, result.output
+
+
+def test_the_count_comes_from_the_fleet_now(nomad_api: NomadApiDouble, tmp_path: Path) -> None:
+    job = nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
+    code, output = _status(path)
+    assert code == 0, output
+    flat = " ".join(output.split())
+    assert "never ticked" in flat and "3 (" in flat
+    job.groups["gpu"] = 7  # someone scaled it: status shows it, not what was saved
+    code, output = _status(path)
+    assert "7 (" in " ".join(output.split())
+    code, narrow = _status(path, {**ENV, "COLUMNS": "100"})
+    assert code == 0 and max(len(line) for line in narrow.splitlines()) <= 100
+
+
+def test_an_unreachable_fleet_is_said_and_fails(nomad_api: NomadApiDouble, tmp_path: Path) -> None:
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
+    nomad_api.stop()
+    code, output = _status(path)
+    assert code == 1
+    assert "fleet unreachable" in " ".join(output.split())
+    assert DOUBLE_ACL_TOKEN not in output
+
+
+def test_a_pool_whose_last_tick_failed_fails_status(
+    nomad_api: NomadApiDouble, stopped_prometheus_url: str, tmp_path: Path
+) -> None:
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, stopped_prometheus_url, nomad_api.url)
+    ran = runner.invoke(app, ["run", "--config", str(path), "--once"], env=ENV)
+    assert ran.exit_code == 1  # the metrics are down
+    code, output = _status(path)
+    assert code == 1, output
+    assert "metrics" in " ".join(output.split())
