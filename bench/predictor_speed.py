@@ -10,6 +10,10 @@
    14-day history (the bundled traces at random offsets and scales, with noise),
    one after another in one process, as the daemon ticks pools; the same with the
    linear predictor, and the ratio (which a busy host moves less than the seconds).
+4. The steady tick that follows: the same 1,000 predictor objects, kept as the daemon
+   keeps them, each given its pool's query window (the last 2 hours) one minute later,
+   median of `--steady-ticks` ticks in which no refit is due; the same with the linear
+   predictor, and the ratio.
 
     python bench/predictor_speed.py [--pools 1000] [--repeats 30]
 """
@@ -32,6 +36,7 @@ from predictors.seasonal import SeasonalPredictor
 DAY = 1440
 FORTNIGHT = 14 * DAY
 HORIZON = timedelta(minutes=15)
+QUERY_WINDOW = 120  # the daemon's default query window: 2 h of 1-minute samples
 
 
 def load(name: str) -> pd.Series:
@@ -63,33 +68,53 @@ def ticking(demand: pd.Series) -> tuple[float, float, int, int]:
     return wall, cpu, calls, predictor.heavy_fits - 1
 
 
-def pool_histories(pools: int, seed: int = 0) -> list[pd.Series]:
+def pool_histories(pools: int, seed: int = 0, extra: int = 0) -> list[pd.Series]:
+    """Each pool's 14 days of minutes, plus `extra` minutes that later ticks read."""
     rng = np.random.default_rng(seed)
     sources = [load(name).to_numpy() for name in ("nasa_jul95", "servegen_msmall")]
     sources.append(load("alibaba_genai_lora").to_numpy())
-    index = pd.date_range("2025-06-02", periods=FORTNIGHT, freq="1min", tz="UTC")
+    length = FORTNIGHT + extra
+    index = pd.date_range("2025-06-02", periods=length, freq="1min", tz="UTC")
     histories = []
     for pool in range(pools):
         source = sources[pool % len(sources)]
         offset = int(rng.integers(0, len(source) - FORTNIGHT + 1))
-        values = source[offset : offset + FORTNIGHT] * rng.uniform(0.5, 2.0)
-        values = np.maximum(values * rng.normal(1.0, 0.05, FORTNIGHT), 0.0)
+        wrapped = np.concatenate((source, source[:extra]))  # a 14-day source: its start again
+        values = wrapped[offset : offset + length] * rng.uniform(0.5, 2.0)
+        values = np.maximum(values * rng.normal(1.0, 0.05, length), 0.0)
         histories.append(pd.Series(values, index=index))
     return histories
 
 
-def one_tick(make, histories: list[pd.Series]) -> tuple[float, float]:
-    """Wall and CPU seconds to fit a fresh predictor on each history and forecast."""
+def one_tick(make, histories: list[pd.Series]) -> tuple[float, float, list]:
+    """Wall and CPU seconds to fit a fresh predictor on each history (its first 14 days)
+    and forecast; the fitted predictors, kept for the ticks that follow."""
+    predictors = [make() for _ in histories]
     started, cpu_started = time.perf_counter(), time.process_time()
-    for pool_history in histories:
-        make().fit(pool_history).forecast(HORIZON)
-    return time.perf_counter() - started, time.process_time() - cpu_started
+    for predictor, pool_history in zip(predictors, histories, strict=True):
+        predictor.fit(pool_history.iloc[:FORTNIGHT]).forecast(HORIZON)
+    return time.perf_counter() - started, time.process_time() - cpu_started, predictors
+
+
+def steady_ticks(predictors: list, histories: list[pd.Series], ticks: int) -> list[float]:
+    """Wall seconds of each of `ticks` one-minute ticks after the first: every kept
+    predictor fitted on its pool's query window ending one minute later, and forecast."""
+    seconds = []
+    for tick in range(1, ticks + 1):
+        end = FORTNIGHT + tick
+        windows = [pool_history.iloc[end - QUERY_WINDOW : end] for pool_history in histories]
+        started = time.perf_counter()
+        for predictor, window in zip(predictors, windows, strict=True):
+            predictor.fit(window).forecast(HORIZON)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--steady-ticks", type=int, default=5)
     args = parser.parse_args()
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     nasa = load("nasa_jul95")
@@ -109,15 +134,25 @@ def main() -> None:
         f"{calls} one-minute ticks ({refits} heavy refits); a month of minutes "
         f"(43,200 calls) ~ {per_call * 43.2:.0f} s ({per_call_cpu * 43.2:.0f} s CPU)"
     )
-    histories = pool_histories(args.pools)
-    elapsed, cpu = one_tick(SeasonalPredictor, histories)
-    linear_elapsed, _ = one_tick(LinearTrendPredictor, histories)
+    histories = pool_histories(args.pools, extra=args.steady_ticks)
+    elapsed, cpu, seasonal_pools = one_tick(SeasonalPredictor, histories)
+    linear_elapsed, _, linear_pools = one_tick(LinearTrendPredictor, histories)
     print(
         f"{args.pools} pools in one tick (distinct predictors, distinct 14-d histories, "
         f"one process): {elapsed:.1f} s wall, {cpu:.1f} s CPU "
         f"({elapsed / args.pools * 1000:.1f} ms per pool); the same pools with the linear "
         f"predictor {linear_elapsed:.1f} s, ratio {elapsed / linear_elapsed:.1f} "
         "(a busy host slows both)"
+    )
+    refits_before = sum(predictor.heavy_fits for predictor in seasonal_pools)
+    steady = statistics.median(steady_ticks(seasonal_pools, histories, args.steady_ticks))
+    linear_steady = statistics.median(steady_ticks(linear_pools, histories, args.steady_ticks))
+    refits = sum(predictor.heavy_fits for predictor in seasonal_pools) - refits_before
+    print(
+        f"steady tick of {args.pools} pools (kept predictors, each given its 2-h query "
+        f"window one minute later; {refits} refits due), median of {args.steady_ticks}: "
+        f"{steady * 1000:.0f} ms ({steady / args.pools * 1000:.2f} ms per pool); the linear "
+        f"predictor {linear_steady * 1000:.0f} ms, ratio {steady / linear_steady:.1f}"
     )
 
 
