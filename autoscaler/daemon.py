@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -106,6 +107,8 @@ class Daemon:
         self._grace_over = threading.Event()  # set STOP_GRACE_S after a stop is asked for
         self._stuck: set[str] = set()  # pools whose last tick was left behind (alerted)
         self.ticks = 0
+        self.skipped_ticks = 0
+        self._skip_reported_for: float | None = None
         self._tick_began: float | None = None  # monotonic; for the systemd watchdog
         self._last_began = time.monotonic()
         telemetry = self.runtime.config.telemetry
@@ -294,6 +297,7 @@ class Daemon:
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )
+        scheduler.add_listener(self._on_skipped_tick, EVENT_JOB_MAX_INSTANCES)
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_stop_signal)
             signal.signal(signal.SIGINT, self._on_stop_signal)
@@ -406,6 +410,23 @@ class Daemon:
             self._tick_began = None
         if self.finished():
             self._stop.set()
+
+    def _on_skipped_tick(self, event: JobSubmissionEvent) -> None:
+        """A tick still running when the next was due: that one is skipped. Said once per
+        tick that overran (a warning in production; expected in a simulation, which fires
+        faster than a tick runs, so only at DEBUG there)."""
+        self.skipped_ticks += 1
+        began = self._tick_began
+        if began is None or began == self._skip_reported_for:
+            return
+        self._skip_reported_for = began
+        simulated = self.runtime.config.simulation is not None
+        log.log(
+            logging.DEBUG if simulated else logging.WARNING,
+            "a tick has run longer than the interval (%s); the next one is skipped",
+            self.runtime.config.interval,
+            extra={"skipped_ticks": self.skipped_ticks},
+        )
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)

@@ -411,7 +411,7 @@ class PoolTicker:
             record["current"],
             record["desired"],
             " | ".join(record["reasons"]),
-            result.errors or "-",
+            "; ".join(f"{kind}: {text}" for kind, text in result.errors.items()) or "-",
             extra={"decision": {**fields, "reasons": record["reasons"], "errors": result.errors}},
         )
         self.decision_log.append(record)

@@ -1,13 +1,33 @@
-"""Console output for a simulated run (the demo): one line per decision and a summary."""
+"""Console output for a simulated run (the demo): one line per decision, a summary, and
+what a static and a reactive fleet would have cost on the same traffic.
+
+Times are shown in each pool's schedule time zone (else its forecaster's), the zone its
+schedules and its day are written in.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 from rich.console import Console
 
-from autoscaler.tick import TickResult
+from autoscaler.config.schema import Pool
+from autoscaler.digest import DigestSettings, pool_digest
+from autoscaler.tick import TickResult, decision_record
+from common.durations import format_duration
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def pool_zone(pool: Pool) -> ZoneInfo:
+    """The zone a pool's day is written in: its first schedule's, else its forecaster's."""
+    if pool.schedules:
+        return ZoneInfo(pool.schedules[0].timezone)
+    return ZoneInfo(str(pool.predictor.params.get("timezone", "UTC")))
 
 
 @dataclass
@@ -31,13 +51,19 @@ class ConsoleReporter:
     interval: timedelta
     console: Console = field(default_factory=lambda: Console(soft_wrap=True))
     tallies: dict[str, PoolTally] = field(default_factory=dict)
+    zones: dict[str, ZoneInfo] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """Each tick's decision record, for the comparison at the end."""
 
     def __call__(self, result: TickResult) -> None:
+        self.records.append(decision_record(result))
         tally = self.tallies.setdefault(result.pool, PoolTally())
         tally.ticks += 1
         decision, fleet, sizing = result.decision, result.fleet, result.sizing
         demand = sizing.demand_now
+        point = sizing.forecast.peak_point() if sizing.forecast else None
         upper = sizing.forecast.peak_upper() if sizing.forecast else None
+        at = f"{result.at.astimezone(self.zones.get(result.pool, UTC_ZONE)):%a %H:%M %Z}"
         if fleet is not None:
             tally.node_hours += fleet.desired * self.interval.total_seconds() / 3600
             tally.peak_nodes = max(tally.peak_nodes, fleet.desired)
@@ -48,14 +74,14 @@ class ConsoleReporter:
                 tally.short_ticks += demand > capacity
         if decision is None:
             tally.held_ticks += 1
-            self.console.print(f"{result.at:%a %H:%M} {result.pool}: no decision ({result.errors})")
+            self.console.print(f"{at} {result.pool}: no decision ({result.errors})")
             return
         tally.scale_ups += decision.action == "scale_up"
         tally.scale_downs += decision.action == "scale_down"
         arrow = {"scale_up": "[green]↑[/]", "scale_down": "[yellow]↓[/]"}.get(decision.action, " ")
         ready = f" ({fleet.ready} ready)" if fleet and fleet.pending else ""
-        figures = f"demand {_rps(demand)}  forecast {_rps(upper)}"
-        line = f"{result.at:%a %H:%M} {result.pool} {arrow} {figures}  {decision.current:>3} → "
+        figures = f"demand {_rps(demand)}  forecast {_rps(point)}  upper band {_rps(upper)}"
+        line = f"{at} {result.pool} {arrow} {figures}  {decision.current:>3} → "
         line += f"{decision.desired:<3}{ready}"
         reasons = list(decision.reasons if decision.action != "none" else decision.reasons[:1])
         if result.dry_run:
@@ -74,6 +100,43 @@ class ConsoleReporter:
                 f"{served:.2f}% of demand within ready capacity",
                 highlight=False,
             )
+
+    def print_comparison(
+        self,
+        pools: list[Pool],
+        settings: dict[str, DigestSettings],
+        demand: pd.Series,
+        start: datetime,
+        end: datetime,
+    ) -> None:
+        """This run against a static fleet sized for the day's peak and a reactive one (the
+        HPA rule at the pool's utilization), on the same traffic, by the daily digest's
+        rules (autoscaler/digest.py): node-hours and late requests, computed here."""
+        for pool in pools:
+            seen = pool_digest(pool.name, self.records, demand, settings[pool.name], start, end)
+            ours = seen.fleet.node_hours
+            late = f"{100 * (1 - seen.service_level):.2f}% late" if seen.service_level else ""
+            parts = [f"{pool.name}: this run {ours:.1f} node-hours, {late}"]
+            if seen.static is not None:
+                parts.append(
+                    f"a static fleet for the day's peak ({seen.static_nodes} nodes) "
+                    f"{seen.static.node_hours:.1f} node-hours ({_ratio(ours, seen.static)})"
+                )
+            if seen.reactive is not None:
+                share = seen.reactive.late_share
+                parts.append(
+                    f"a reactive fleet (target tracking at {pool.target_utilization:.0%}, "
+                    f"nodes after {format_duration(pool.boot_time)}) "
+                    f"{seen.reactive.node_hours:.1f} node-hours"
+                    + (f", {100 * share:.2f}% late" if share is not None else "")
+                    + f" ({_ratio(ours, seen.reactive)})"
+                )
+            self.console.print("; ".join(parts), highlight=False)
+
+
+def _ratio(ours: float, other: Any) -> str:
+    """'0.62 × its cost' (this run's node-hours over the other fleet's)."""
+    return f"this run costs {ours / other.node_hours:.2f} × it" if other.node_hours else "-"
 
 
 def _rps(value: float | None) -> str:

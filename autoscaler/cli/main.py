@@ -17,10 +17,13 @@ from autoscaler.config.loader import ConfigError, load_config, load_overrides
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from common.cli import CONTEXT, add_version_option, option_duration, option_positive
+from common.durations import format_duration
 from common.extras import require
 
 if TYPE_CHECKING:
+    from autoscaler.cli.demo import ConsoleReporter
     from autoscaler.cli.forecast import PoolForecast
+    from autoscaler.daemon import Daemon
 
 app = typer.Typer(
     add_completion=False,
@@ -42,11 +45,16 @@ def _setup_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(
-            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True)
+            # One time field (`timestamp`, ISO 8601 in UTC); what a line is about goes in
+            # fields of its own (`extra=`), never as a dict's repr inside `message`.
+            JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
         )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # "skipped: maximum number of running instances": the daemon says it itself, once per
+    # run of late ticks and only outside a simulation (autoscaler.daemon).
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 @app.command()
@@ -59,7 +67,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
 ) -> None:
     """Run the daemon (or one tick with --once)."""
-    from autoscaler.cli.demo import ConsoleReporter
+    from autoscaler.cli.demo import ConsoleReporter, pool_zone
     from autoscaler.daemon import Daemon
 
     try:
@@ -77,22 +85,40 @@ def run(
         raise typer.Exit(2) from None
     if reporter is not None:
         reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
+        reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
         results = daemon.tick()
         raise typer.Exit(1 if any(r.errors for r in results) else 0)
     if simulated:
         sim = parsed.simulation
         assert sim is not None
+        zone = pool_zone(parsed.pools[0])
         console.print(
-            f"simulating {sim.start:%Y-%m-%d %H:%M} → {sim.end:%Y-%m-%d %H:%M} UTC, "
-            f"one tick every {parsed.interval}, {sim.speed:.0f}× real time"
+            f"simulating {sim.start.astimezone(zone):%Y-%m-%d %H:%M} → "
+            f"{sim.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}, "
+            f"one tick every {format_duration(parsed.interval)}, {sim.speed:.0f}× real time"
             + (" (dry run)" if dry_run else ""),
             highlight=False,
         )
     code = daemon.run_forever()
     if reporter is not None and simulated:
         reporter.print_summary()
+        _compare(reporter, daemon)
     raise typer.Exit(code)
+
+
+def _compare(reporter: ConsoleReporter, daemon: Daemon) -> None:
+    """A replayed day: what a static and a reactive fleet would have cost on it."""
+    from autoscaler.daily_report import digest_settings
+    from autoscaler.replay import TraceReplaySource
+
+    runtime = daemon.runtime
+    sim = runtime.config.simulation
+    if sim is None or not isinstance(runtime.metrics, TraceReplaySource):
+        return
+    pools = [t.pool for t in runtime.tickers]
+    settings = {p.name: digest_settings(p) for p in pools}
+    reporter.print_comparison(pools, settings, runtime.metrics.trace, sim.start, sim.end)
 
 
 @app.command()

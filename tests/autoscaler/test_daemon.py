@@ -163,3 +163,31 @@ def test_a_reload_keeps_start_only_settings_and_says_a_restart_applies_them(
     daemon.request_reload()  # the file still differs from what runs: said again
     daemon.tick()
     assert len([t for t in notifier.texts if "restart" in t]) == 2
+
+
+def test_a_tick_longer_than_the_interval_is_said_once_not_per_skipped_run(
+    tmp_path: Path, caplog
+) -> None:
+    """apscheduler skips the runs due while a tick is still going; the daemon says so once
+    per overrunning tick, at WARNING (a simulation, which always outruns its ticks: DEBUG)."""
+    import logging
+    import threading
+
+    daemon = Daemon(write_config(tmp_path, interval="1s"), notifier=RecordingNotifier())
+    real_tick = daemon.tick
+
+    def slow_tick() -> list:
+        time.sleep(3.2)  # three intervals
+        return real_tick()
+
+    daemon.tick = slow_tick  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG, logger="autoscaler.daemon")
+    runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    runner.start()
+    time.sleep(4.5)
+    daemon.stop()
+    runner.join(timeout=10)
+    said = [r for r in caplog.records if "longer than the interval" in r.getMessage()]
+    assert daemon.skipped_ticks >= 2
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert said[0].skipped_ticks >= 1  # type: ignore[attr-defined]

@@ -109,6 +109,9 @@ def test_logs_are_json_lines_off_a_terminal_with_every_decision_at_info(tmp_path
     assert decisions[0]["levelname"] == "INFO"
     assert decisions[0]["decision"]["pool"] == "image-gen"
     assert decisions[0]["decision"]["reasons"]
+    for record in records:  # one time field; fields, not a dict's repr, in the message
+        assert "timestamp" in record and "asctime" not in record
+        assert "{'" not in record["message"] and '{"' not in record["message"]
 
 
 def test_status_shows_every_pool_after_a_tick(tmp_path: Path) -> None:

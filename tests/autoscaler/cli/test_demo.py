@@ -1,0 +1,59 @@
+"""The demo's console output, run as a user runs it (a process whose stderr is a pipe):
+times in the schedule's zone, the point forecast beside its upper band, no scheduler
+noise, and a closing comparison with a static and a reactive fleet whose figures are
+computed from the day it replayed."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from tests.autoscaler.cli.test_main import ROOT, demo_copy
+
+
+def _play(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_demo_speaks_the_schedules_zone_and_compares_with_simpler_fleets(tmp_path: Path) -> None:
+    start, end = "1995-07-11T10:00:00Z", "1995-07-11T16:00:00Z"
+    path = demo_copy(tmp_path, start=start, end=end, speed=60000)  # faster than a tick runs
+    done = _play(path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "maximum number of running instances" not in out + done.stderr
+    assert "simulating 1995-07-11 06:00 → 1995-07-11 12:00 America/New_York" in out
+    lines = [line for line in out.splitlines() if " image-gen " in line]
+    assert len(lines) == 72  # 6 hours of 5-minute ticks
+    assert lines[0].startswith("Tue 06:00 EDT") and lines[-1].startswith("Tue 11:55 EDT")
+    first = re.search(r"forecast +([\d.]+)/s +upper band +([\d.]+)/s", lines[0])
+    assert first is not None and float(first.group(1)) <= float(first.group(2))
+
+    config = yaml.safe_load(path.read_text())
+    pool = config["pools"][0]
+    trace = pd.read_csv(config["metrics"]["trace"], parse_dates=["timestamp"])
+    day = trace[(trace.timestamp >= start) & (trace.timestamp < end)]
+    peak_rps = day.requests.max() / 60.0
+    per_node = pool["capacity"]["per_node_rps"] * pool["target_utilization"]
+    static_nodes = max(pool["min_nodes"], math.ceil(peak_rps / per_node - 1e-9))
+    compared = out.strip().splitlines()[-1]
+    assert f"a static fleet for the day's peak ({static_nodes} nodes) " in compared
+    assert f"{static_nodes * 6:.1f} node-hours" in compared  # six hours of it
+    ours = float(re.search(r"this run ([\d.]+) node-hours", compared).group(1))  # type: ignore[union-attr]
+    reactive = re.search(r"reactive fleet .*?\) ([\d.]+) node-hours, ([\d.]+)% late", compared)
+    assert reactive is not None and float(reactive.group(1)) > 0
+    ratio = re.search(r"\(this run costs ([\d.]+) × it\)$", compared)
+    assert ratio is not None
+    assert float(ratio.group(1)) == round(ours / float(reactive.group(1)), 2)
