@@ -14,6 +14,9 @@
    keeps them, each given its pool's query window (the last 2 hours) one minute later,
    median of `--steady-ticks` ticks in which no refit is due; the same with the linear
    predictor, and the ratio.
+5. A month's backtest of one pool: the forecasting run of `autoscaler backtest --no-tune`
+   (the daemon's tick on a simulated clock and fleet, every minute of nasa_jul95 after
+   7 days of warm-up, `--backtest-days` long), seasonal beside linear, and the ratio.
 
     python bench/predictor_speed.py [--pools 1000] [--repeats 30]
 """
@@ -30,6 +33,9 @@ import numpy as np
 import pandas as pd
 from trace_files import DEFAULT_TRACES, trace_path  # run from bench/: on sys.path
 
+from autoscaler.backtest.engine import BacktestSettings
+from autoscaler.backtest.runner import frame_replay
+from autoscaler.backtest.tuning import run_policy
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
@@ -110,11 +116,21 @@ def steady_ticks(predictors: list, histories: list[pd.Series], ticks: int) -> li
     return seconds
 
 
+def backtest_seconds(trace: pd.Series, predictor: str) -> float:
+    """Wall seconds of the backtest's forecasting run (no knob sweep) over `trace`."""
+    settings = BacktestSettings(per_node_rps=0.0397, predictor=predictor, tune=False, jobs=1)
+    replay = frame_replay(trace, settings)
+    started = time.perf_counter()
+    run_policy(trace, replay, settings, workers=1)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--steady-ticks", type=int, default=5)
+    parser.add_argument("--backtest-days", type=float, default=30.0)
     args = parser.parse_args()
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     nasa = load("nasa_jul95")
@@ -153,6 +169,15 @@ def main() -> None:
         f"window one minute later; {refits} refits due), median of {args.steady_ticks}: "
         f"{steady * 1000:.0f} ms ({steady / args.pools * 1000:.2f} ms per pool); the linear "
         f"predictor {linear_steady * 1000:.0f} ms, ratio {steady / linear_steady:.1f}"
+    )
+    trace = nasa.asfreq("1min").iloc[: round((7 + args.backtest_days) * DAY)]
+    days = (len(trace) - 7 * DAY) / DAY
+    backtest = backtest_seconds(trace, "seasonal")
+    linear_backtest = backtest_seconds(trace, "linear")
+    print(
+        f"backtest of one pool, {days:.1f} d of minutes after 7 d of warm-up (nasa_jul95, "
+        f"forecasting run, no knob sweep): seasonal {backtest:.1f} s, linear "
+        f"{linear_backtest:.1f} s, ratio {backtest / linear_backtest:.1f}"
     )
 
 

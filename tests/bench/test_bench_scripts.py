@@ -114,10 +114,13 @@ def test_forecast_accuracy_scores_the_seasonal_forecaster_above_seasonal_naive(
 
 
 def test_predictor_speed_runs_on_a_few_pools() -> None:
-    printed = run_script("predictor_speed.py", "--pools", "3", "--repeats", "3")
+    printed = run_script(
+        "predictor_speed.py", "--pools", "3", "--repeats", "3", "--backtest-days", "0.2"
+    )
     assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
     assert re.search(r"3 pools in one tick .* linear predictor [\d.]+ s, ratio [\d.]+", printed)
     assert re.search(r"steady tick of 3 pools .* 0 refits due.* ratio [\d.]+", printed), printed
+    assert re.search(r"backtest of one pool, 0.2 d .* seasonal [\d.]+ s, linear [\d.]+ s", printed)
 
 
 def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_path: Path) -> None:
