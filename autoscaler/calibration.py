@@ -42,7 +42,10 @@ REACTIVE_UTILIZATION = 1.0
 """Under `margin: loop` the reactive floor is the demand seen now at full use."""
 BISECTION_STEPS = 10
 AIM = 1.0
-"""The worst replayed day's late share aimed at, as a share of the target."""
+"""The worst replayed day's late share aimed at, as a share of the target, at first."""
+AIMS = (0.05, 2.0)
+"""How far the error-budget feedback may move the aim."""
+LOOSEN_MOST = 1.25
 DAY = timedelta(days=1)
 
 
@@ -100,6 +103,14 @@ class LoopCalibrated:
         self.pool = pool
         self.margin = 1.0
         self.replayed_late: float | None = None
+        self.aim = settings.aim
+        """The worst day's late share aimed at, as a share of the target: moved by the
+        budget actually spent (error-budget feedback)."""
+        self.spent: float | None = None
+        """The late share the loop had over the kept ticks, at the margins it used."""
+        self._margins: list[float] = []
+        self._previous = 1.0
+        self._spent_over = timedelta(0)
         self._times: list[datetime] = []
         self._demand: list[float] = []
         self._upper: list[np.ndarray] = []
@@ -122,12 +133,15 @@ class LoopCalibrated:
             self._upper[-1] = upper
             self._arrival_step = _arrival_step(forecast, self.settings.boot_time)
         scaled = np.maximum(self.margin * upper, 0.0)
-        note = f"loop margin {self.margin:.2f} x upper band" + (
-            ""
-            if self.replayed_late is None
-            else f" (replayed worst day {self.replayed_late:.3%} late, target "
-            f"{self.settings.service_target:.2%})"
-        )
+        note = f"loop margin {self.margin:.2f} x upper band"
+        if self.replayed_late is not None and self.spent is not None:
+            hours = self._spent_over.total_seconds() / 3600
+            note = (
+                f"budget: {self.spent:.3%} of {self.settings.service_target:.2%} used over "
+                f"the last {hours:.0f} h, margin {self._previous:.2f} -> {self.margin:.2f} x "
+                f"upper band (replayed worst day {self.replayed_late:.3%} late, aim "
+                f"{self.aim:.2f} x target)"
+            )
         return Forecast(
             forecast.times, forecast.point, scaled, forecast.model, (*forecast.notes, note)
         )
@@ -140,6 +154,7 @@ class LoopCalibrated:
                 kept.clear()
         self._times.append(now)
         self._demand.append(demand)
+        self._margins.append(self.margin)
         self._upper.append(_MISSING)
         self._schedules.append(bounds_at(self.pool.schedules, now))
         while now - self._times[0] > self.settings.window:
@@ -147,7 +162,7 @@ class LoopCalibrated:
                 del kept[0]
 
     def _kept(self) -> tuple[list, ...]:
-        return self._times, self._demand, self._upper, self._schedules
+        return self._times, self._demand, self._upper, self._schedules, self._margins
 
     def _recalibrate(self, now: datetime) -> None:
         if not self._times or now - self._times[0] < self.settings.min_span:
@@ -156,7 +171,9 @@ class LoopCalibrated:
         frame = self._frame()
         if frame is None:
             return
-        target = self.settings.service_target * self.settings.aim
+        self._feedback(frame)
+        self._previous = self.margin
+        target = self.settings.service_target * self.aim
         low, high = MARGINS
         if replay_late(frame, high, self.settings) > target:
             self.margin, self.replayed_late = high, replay_late(frame, high, self.settings)
@@ -171,6 +188,23 @@ class LoopCalibrated:
                 high, late = middle, share
         self.margin = high
         self.replayed_late = late if late is not None else replay_late(frame, high, self.settings)
+
+    def _feedback(self, frame: Frame) -> None:
+        """Error-budget feedback: the share of the budget the loop actually spent over the
+        kept ticks (replayed at the margins it used) moves the aim: overspent, tightened at
+        once in proportion; under half spent, loosened by at most a quarter. Not before a
+        calibrated margin has been in use (the first margins are the band's, 1)."""
+        self._spent_over = frame.times[-1] - frame.times[0]
+        used = np.asarray(self._margins[:-1], dtype=float)
+        self.spent = pooled_late(frame, used, self.settings)
+        if self.replayed_late is None:
+            return
+        share = self.spent / self.settings.service_target
+        if share > 1.0:
+            self.aim /= share
+        elif share < 0.5:
+            self.aim *= min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST
+        self.aim = min(max(self.aim, AIMS[0]), AIMS[1])
 
     def _frame(self) -> Frame | None:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
@@ -192,6 +226,7 @@ class LoopCalibrated:
 
 
 _MISSING = np.empty(0)
+Margin = float | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -208,7 +243,7 @@ class Frame:
     tick_s: float
 
 
-def replay_late(frame: Frame, margin: float, settings: LoopSettings) -> float:
+def replay_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
     """The late share of the worst day the pool's loop would have had over the frame at this
     margin (days counted back from the newest tick; a part day before them joins the first)."""
     late, arrivals = _replay_queue(frame, margin, settings)
@@ -222,8 +257,15 @@ def replay_late(frame: Frame, margin: float, settings: LoopSettings) -> float:
     return max(shares, default=0.0)
 
 
+def pooled_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
+    """The late share of the whole frame's replay."""
+    late, arrivals = _replay_queue(frame, margin, settings)
+    total = float(arrivals.sum())
+    return float(late.sum()) / total if total > 0 else 0.0
+
+
 def _replay_queue(
-    frame: Frame, margin: float, settings: LoopSettings
+    frame: Frame, margin: Margin, settings: LoopSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Late requests and arrivals per tick of the replay at this margin."""
     desired = replay_counts(frame, margin, settings)
@@ -235,9 +277,11 @@ def _replay_queue(
     return late, arrivals
 
 
-def replay_counts(frame: Frame, margin: float, settings: LoopSettings) -> np.ndarray:
-    """The count decide() sets at each tick of the frame, given the margin."""
-    need = np.maximum(margin * frame.upper, 0.0)
+def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.ndarray:
+    """The count decide() sets at each tick of the frame, given the margin (one, or each
+    tick's)."""
+    scale = np.asarray(margin, dtype=float)
+    need = np.maximum((scale[:, None] if scale.ndim else scale) * frame.upper, 0.0)
     rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
     with np.errstate(invalid="ignore"):
         peak, arrival = need.max(axis=1), need[:, frame.arrival_step :].max(axis=1)

@@ -108,7 +108,8 @@ def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> N
     assert predictor.replayed_late is not None and 0.5 * aim <= predictor.replayed_late <= aim
     forecast = predictor.forecast(pool.horizon)
     np.testing.assert_allclose(forecast.upper, predictor.margin * 3.0 * forecast.point)
-    assert f"loop margin {predictor.margin:.2f}" in forecast.notes[-1]
+    assert f"margin 1.00 -> {predictor.margin:.2f} x upper band" in forecast.notes[-1]
+    assert forecast.notes[-1].startswith("budget: ")
 
 
 def test_the_margin_stays_one_until_a_day_of_ticks_is_kept() -> None:
@@ -170,3 +171,22 @@ def test_under_the_loop_margin_the_reactive_floor_is_demand_at_full_use() -> Non
     )
     assert (loop.demand_nodes, plain.demand_nodes) == (8, 16)
     assert loop.nodes == plain.nodes == 16  # the forecast keeps the utilization either way
+
+
+def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
+    """The loop's own late share at the margins it used moves the aim: overspent, cut in
+    proportion at once; (almost) nothing spent, raised by a quarter at most."""
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1500), pool)
+    frame = predictor._frame()
+    assert frame is not None and predictor.aim == 1.0
+    target = predictor.settings.service_target
+    predictor._margins = [0.2] * len(predictor._margins)  # far too narrow: much too late
+    predictor._feedback(frame)
+    assert predictor.spent is not None and predictor.spent > target
+    assert predictor.aim == pytest.approx(max(target / predictor.spent, 0.05))
+    predictor.aim = 1.0
+    predictor._margins = [4.0] * len(predictor._margins)  # far too wide: nothing late
+    predictor._feedback(frame)
+    assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
