@@ -112,7 +112,10 @@ class Daemon:
         self._tick_began: float | None = None  # monotonic; for the systemd watchdog
         self._last_began = time.monotonic()
         telemetry = self.runtime.config.telemetry
-        self.telemetry = Telemetry(telemetry.unhealthy_after if telemetry else timedelta(minutes=5))
+        self.telemetry = Telemetry(
+            telemetry.unhealthy_after if telemetry else timedelta(minutes=5),
+            leader_election=self.runtime.config.leader_election is not None,
+        )
         election = self.runtime.config.leader_election
         if dry_run and election is not None:  # a dry run must not take or hold it
             log.info("dry run: not taking the leader lock %r; ticking as if active", election.name)

@@ -7,6 +7,7 @@ metrics say per pool what the daemon sees, decides and fails at.
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,10 +17,18 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    make_wsgi_app,
+)
 
 from autoscaler.policy import rule_of
 from autoscaler.tick import TickResult
+from common.version import package_version
 from predictors import Forecast
 
 
@@ -28,7 +37,10 @@ class Telemetry:
         self,
         unhealthy_after: timedelta = timedelta(minutes=5),
         clock: Callable[[], float] = time.time,
+        *,
+        leader_election: bool = False,
     ) -> None:
+        """`leader_election`: export autoscaler_leader (only a daemon with a lock has one)."""
         self.registry = CollectorRegistry()
         self.unhealthy_after = unhealthy_after
         self._clock = clock
@@ -43,15 +55,19 @@ class Telemetry:
         )
         self.ready = gauge("autoscaler_pool_ready_nodes", "Nodes serving now", labels)
         self.pending = gauge("autoscaler_pool_pending_nodes", "Nodes booting", labels)
-        self.demand = gauge("autoscaler_pool_demand_rps", "Demand seen now, req/s", labels)
+        self.demand = gauge(
+            "autoscaler_pool_demand_requests_per_second", "Demand seen now, req/s", labels
+        )
         self.forecast = gauge(
-            "autoscaler_pool_forecast_rps", "Forecast peak over the horizon", labels
+            "autoscaler_pool_forecast_requests_per_second", "Forecast peak over the horizon", labels
         )
         self.upper = gauge(
-            "autoscaler_pool_forecast_upper_rps", "Upper-quantile forecast peak", labels
+            "autoscaler_pool_forecast_upper_requests_per_second",
+            "Upper-quantile forecast peak",
+            labels,
         )
         self.forecast_error = gauge(
-            "autoscaler_pool_forecast_abs_error_rps",
+            "autoscaler_pool_forecast_abs_error_requests_per_second",
             "|demand now - what the previous tick forecast for now|",
             labels,
         )
@@ -60,10 +76,17 @@ class Telemetry:
             "When every pool last ticked without an error",
             [],
         )
-        self.leader = gauge(
-            "autoscaler_leader",
-            "1 while this daemon holds the leader lock and acts; 0 on standby or lock trouble",
-            [],
+        self.leader = (
+            gauge(
+                "autoscaler_leader",
+                "1 while this daemon holds the leader lock and acts; 0 on standby or lock trouble",
+                [],
+            )
+            if leader_election
+            else None
+        )
+        Info("autoscaler_build", "The running version", registry=self.registry).info(
+            {"version": package_version(), "python": platform.python_version()}
         )
         self.tick_seconds = Histogram(
             "autoscaler_tick_duration_seconds",
@@ -134,7 +157,8 @@ class Telemetry:
             self.last_success.set(self._last_success)
 
     def set_leader(self, leading: bool) -> None:
-        self.leader.set(1 if leading else 0)
+        if self.leader is not None:
+            self.leader.set(1 if leading else 0)
 
     def standby_tick(self) -> None:
         """A standby that reached the lock and stood aside is healthy: it is ready to act."""

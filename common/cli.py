@@ -5,24 +5,15 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
-from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
 from common.durations import parse_duration
+from common.version import package_version
 
-DISTRIBUTION = "gpu-autoscaler"
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 """Typer(context_settings=CONTEXT): subcommands inherit it from the root."""
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
-
-
-def package_version() -> str:
-    """The installed distribution's version ("unknown" when run from a bare checkout)."""
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def add_version_option(app: typer.Typer, program: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 from autoscaler.metrics import MetricsError
@@ -51,13 +53,28 @@ def test_metrics_show_what_the_daemon_sees_decides_and_fails_at(tmp_path: Path) 
         server.shutdown()
     assert status == 200
     assert 'autoscaler_pool_desired_nodes{pool="ocr"} 13.0' in body
-    assert 'autoscaler_pool_demand_rps{pool="ocr"} 10.0' in body
+    assert 'autoscaler_pool_demand_requests_per_second{pool="ocr"} 10.0' in body
     assert 'autoscaler_errors_total{kind="metrics",pool="ocr"} 1.0' in body
     assert 'autoscaler_decisions_total{action="scale_up",pool="ocr"} 1.0' in body
     assert 'autoscaler_decision_rules_total{pool="ocr",rule="missing_data"} 1.0' in body
-    assert 'autoscaler_pool_forecast_abs_error_rps{pool="ocr"}' in body
+    assert 'autoscaler_pool_forecast_abs_error_requests_per_second{pool="ocr"}' in body
     assert "autoscaler_tick_duration_seconds_count 3.0" in body
     assert "autoscaler_last_successful_tick_timestamp_seconds" in body
+    labels = f'python="{platform.python_version()}",version="{version("gpu-autoscaler")}"'
+    assert f"autoscaler_build_info{{{labels}}} 1.0" in body
+    assert "autoscaler_leader" not in body  # no leader election configured: nothing to say
+    assert "_rps" not in body  # base units: requests_per_second
+
+
+def test_the_leader_gauge_is_exported_only_with_leader_election() -> None:
+    from prometheus_client import generate_latest
+
+    with_lock = Telemetry(leader_election=True)
+    with_lock.set_leader(True)
+    assert "autoscaler_leader 1.0" in generate_latest(with_lock.registry).decode()
+    without = Telemetry()
+    without.set_leader(False)
+    assert "autoscaler_leader" not in generate_latest(without.registry).decode()
 
 
 def test_healthz_fails_when_no_tick_has_succeeded_for_too_long(tmp_path: Path) -> None:
