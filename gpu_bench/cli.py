@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,10 @@ from rich.console import Console
 from common.cli import CONTEXT, add_version_option
 from common.durations import parse_duration
 from gpu_bench.profile import load_profile
+
+if TYPE_CHECKING:
+    from gpu_bench.endpoint import EndpointSettings
+    from gpu_bench.sweep import SweepSettings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, context_settings=CONTEXT
@@ -43,18 +47,46 @@ def _command_line(context: typer.Context) -> str:
     for parameter in context.command.params:
         source = context.get_parameter_source(parameter.name or "")
         if source is not None and source.name == "COMMANDLINE" and parameter.opts:
-            parts += [parameter.opts[0], str(context.params[parameter.name or ""])]
+            value = context.params[parameter.name or ""]
+            for one in value if isinstance(value, list | tuple) else [value]:
+                parts += [parameter.opts[0], _shown(parameter.name or "", str(one))]
     return shlex.join(parts)
+
+
+def _shown(option: str, value: str) -> str:
+    """An option's value as a record may show it: header values and URL passwords hidden."""
+    from gpu_bench.endpoint import shown_url
+
+    if option == "header":
+        return value.partition(":")[0].strip() + ": ***"
+    return shown_url(value) if option == "endpoint" else value
 
 
 @app.command()
 def run(
     context: typer.Context,
-    model: Annotated[
-        str,
-        typer.Option(help="module:function, a TorchScript file, or a reference: cnn, transformer"),
-    ],
     out: Annotated[Path, typer.Option(help="capacity profile to write (YAML)")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="module:function, a TorchScript file, or a reference: cnn, transformer"),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="URL of an HTTP inference server to drive instead of a --model"),
+    ] = None,
+    body_file: Annotated[
+        Path | None, typer.Option(help="request body for --endpoint (JSON or raw bytes)")
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(help="Content-Type of the --endpoint body")
+    ] = "application/json",
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="'Name: value' header for --endpoint, repeatable; values never shown"),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="requests in flight at most to --endpoint")
+    ] = 8,
     workers: Annotated[str, typer.Option(help="worker processes per device to try")] = "1,2,4,8",
     batch: Annotated[str, typer.Option(help="maximum dynamic batch sizes to try")] = "1,4,16",
     latency_target: Annotated[
@@ -106,40 +138,44 @@ def run(
     seed: Annotated[int, typer.Option(help="seed of the Poisson arrival schedules")] = 0,
 ) -> None:
     """Sweep workers x batch, find each one's highest rate under the target, write a profile."""
-    from gpu_bench.models import ModelLoadError, parse_model_spec
+    from gpu_bench.endpoint import shown_url
     from gpu_bench.outcome import refusal, to_profile
     from gpu_bench.profile import save_profile
     from gpu_bench.report import BarProgress, profile_table, results_table, write_chart
-    from gpu_bench.sampling import device_count, device_name, resolve_device
     from gpu_bench.sweep import SweepSettings, load_checkpoint, run_sweep
 
-    shape = _ints(input_shape, "--input-shape") if input_shape else None
-    try:
-        spec = parse_model_spec(model, shape)
-    except ModelLoadError as error:
-        raise typer.BadParameter(str(error)) from None
-    resolved = resolve_device(device)
-    settings = SweepSettings(
-        model=spec.target,
-        input_shape=spec.input_shape,
-        device=resolved,
-        workers=_ints(workers, "--workers"),
-        batches=_ints(batch, "--batch"),
-        max_batch_wait_s=_seconds(max_batch_wait),
-        latency_target_s=_seconds(latency_target),
-        percentile=percentile / 100,
-        gpus_per_node=gpus_per_node or device_count(resolved),
-        repeats=repeats,
-        warmup_s=_seconds(warmup),
-        max_warmup_s=_seconds(max_warmup),
-        block_requests=block_requests,
-        max_requests=max_requests,
-        generator_retries=generator_retries,
-        memory_cap_mib=memory_cap_mib,
-        threads_per_worker=threads_per_worker,
-        precision=precision,
-        seed=seed,
-    )
+    common = {
+        "workers": _ints(workers, "--workers"),
+        "batches": _ints(batch, "--batch"),
+        "max_batch_wait_s": _seconds(max_batch_wait),
+        "latency_target_s": _seconds(latency_target),
+        "percentile": percentile / 100,
+        "repeats": repeats,
+        "warmup_s": _seconds(warmup),
+        "max_warmup_s": _seconds(max_warmup),
+        "block_requests": block_requests,
+        "max_requests": max_requests,
+        "generator_retries": generator_retries,
+        "memory_cap_mib": memory_cap_mib,
+        "threads_per_worker": threads_per_worker,
+        "precision": precision,
+        "seed": seed,
+    }
+    if (model is None) == (endpoint is None):
+        raise typer.BadParameter("give either --model or --endpoint")
+    target: EndpointSettings | None = None
+    if endpoint is not None:
+        target = _endpoint(endpoint, body_file, content_type, header or [], concurrency)
+        settings = SweepSettings(
+            **{**common, "workers": [1], "batches": [1]},
+            model=shown_url(endpoint), device="endpoint", gpus_per_node=gpus_per_node or 1,
+            endpoint_body=str(body_file), endpoint_headers=sorted(target.headers),
+            endpoint_concurrency=concurrency,
+        )  # fmt: skip
+        device_label = f"endpoint {shown_url(endpoint)}"
+    else:
+        assert model is not None
+        settings, device_label = _model_settings(model, input_shape, device, gpus_per_node, common)
     checkpoint = checkpoint or out.with_name(out.name + ".checkpoint.json")
     chart = chart or out.with_suffix(".png")
     try:
@@ -151,7 +187,7 @@ def run(
         console.print(f"resuming from {checkpoint}: {already} configurations already measured")
     progress = BarProgress(len(settings.workers) * len(settings.batches), already)
     try:
-        sweep = run_sweep(settings, checkpoint, progress)
+        sweep = run_sweep(settings, checkpoint, progress, target)
     finally:
         progress.close()
     wide = console if console.is_terminal else Console(stderr=True, width=150)
@@ -161,9 +197,55 @@ def run(
     if refused is not None:
         console.print(f"[red]{refused.message}; no profile written[/red]")
         raise typer.Exit(refused.exit_code)
-    profile = to_profile(sweep, device_name(resolved), _command_line(context))
+    profile = to_profile(sweep, device_label, _command_line(context))
     save_profile(out, profile)
     console.print(profile_table(profile, str(out)))
+
+
+def _model_settings(
+    model: str,
+    input_shape: str | None,
+    device: str,
+    gpus_per_node: int | None,
+    common: dict[str, Any],
+) -> tuple[SweepSettings, str]:
+    from gpu_bench.models import ModelLoadError, parse_model_spec
+    from gpu_bench.sampling import device_count, device_name, resolve_device
+    from gpu_bench.sweep import SweepSettings
+
+    shape = _ints(input_shape, "--input-shape") if input_shape else None
+    try:
+        spec = parse_model_spec(model, shape)
+    except ModelLoadError as error:
+        raise typer.BadParameter(str(error)) from None
+    resolved = resolve_device(device)
+    settings = SweepSettings(
+        **common,
+        model=spec.target,
+        input_shape=spec.input_shape,
+        device=resolved,
+        gpus_per_node=gpus_per_node or device_count(resolved),
+    )
+    return settings, device_name(resolved)
+
+
+def _endpoint(
+    url: str, body_file: Path | None, content_type: str, headers: list[str], concurrency: int
+) -> EndpointSettings:
+    from gpu_bench.endpoint import EndpointSettings, parse_header
+
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter("--endpoint needs an http:// or https:// URL")
+    if body_file is None:
+        raise typer.BadParameter("--endpoint needs --body-file (the request to send)")
+    try:
+        body = body_file.read_bytes()
+        pairs = dict(parse_header(text) for text in headers)
+    except OSError as error:
+        raise typer.BadParameter(f"{body_file}: cannot read: {error.strerror}") from None
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return EndpointSettings(url, body, content_type, pairs, concurrency)
 
 
 @app.command()

@@ -11,12 +11,14 @@ import json
 import math
 import random
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from common.atomic import write_atomically
+from gpu_bench.endpoint import EndpointPool, EndpointSettings
 from gpu_bench.loadgen import LoadRunner, MeasureSettings, RateMeasurement
 from gpu_bench.models import ModelSpec
 from gpu_bench.sampling import NvmlSampler
@@ -33,7 +35,7 @@ from gpu_bench.workers import (
 class SweepSettings(BaseModel):
     """Everything that shapes the figures; a checkpoint only resumes under equal settings."""
 
-    model: str
+    model: str  # module:function, a file, or the endpoint's URL (without credentials)
     input_shape: tuple[int, ...] | None = None
     device: str = "cpu"
     workers: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
@@ -54,6 +56,9 @@ class SweepSettings(BaseModel):
     memory_cap_mib: int | None = None
     threads_per_worker: int | None = None
     seed: int = 0
+    endpoint_body: str | None = None  # the body file and the header names (never values)
+    endpoint_headers: list[str] = Field(default_factory=list)
+    endpoint_concurrency: int | None = None
 
     def measure_settings(self, rate_rps: float, warmup_s: float | None = None) -> MeasureSettings:
         """How to measure one rate: the span judged is at least as long as the warm-up."""
@@ -175,11 +180,15 @@ def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
 
 
 class _Pool:
-    """A pool and its runner, restartable when a backlog will not drain."""
+    """A pool (worker processes or an endpoint) and its runner, restartable when stuck.
 
-    def __init__(self, settings: WorkerSettings) -> None:
-        self.settings = settings
-        self.pool = WorkerPool(settings)
+    `parallel` is how many requests it computes at once at most: workers x batch, or the
+    endpoint's concurrency cap.
+    """
+
+    def __init__(self, make: Callable[[], Any], parallel: int) -> None:
+        self.make, self.parallel = make, parallel
+        self.pool = make()
         self.timings = self.pool.start()
         self.startup_s = list(self.timings.startup_s)
         self.batch_seconds = self.timings.batch_seconds
@@ -187,7 +196,7 @@ class _Pool:
 
     def restart(self) -> None:
         self.close()
-        self.pool = WorkerPool(self.settings)
+        self.pool = self.make()
         self.startup_s += self.pool.start().startup_s
         self.runner = LoadRunner(self.pool)
 
@@ -207,7 +216,7 @@ class _Pool:
         The shortest batch time seen, so the bound errs on the generous side: a rate
         wrongly under it is still measured, and fails by itself.
         """
-        return self.settings.workers * self.settings.max_batch / self.batch_seconds
+        return self.parallel / self.batch_seconds
 
 
 def _worker_settings(settings: SweepSettings, workers: int, batch: int) -> WorkerSettings:
@@ -285,10 +294,15 @@ def run_config(
     batch: int,
     start_rps: float | None = None,
     progress: SweepProgress | None = None,
+    endpoint: EndpointSettings | None = None,
 ) -> ConfigResult:
     """Search one configuration's sustainable rate and repeat it; never raises for the model."""
     try:
-        pool = _Pool(_worker_settings(settings, workers, batch))
+        if endpoint is not None:
+            pool = _Pool(lambda: EndpointPool(endpoint), endpoint.concurrency)
+        else:
+            worker_settings = _worker_settings(settings, workers, batch)
+            pool = _Pool(lambda: WorkerPool(worker_settings), workers * batch)
     except ConfigInfeasible as failure:
         return ConfigResult(
             workers=workers, batch=batch, status="infeasible", reason=str(failure),
@@ -357,6 +371,7 @@ def run_sweep(
     settings: SweepSettings,
     checkpoint: Path | None = None,
     progress: SweepProgress | None = None,
+    endpoint: EndpointSettings | None = None,
 ) -> SweepResult:
     """Measure configurations in plan order until the planner has nothing left."""
     sweep = load_checkpoint(checkpoint, settings) if checkpoint else SweepResult(settings=settings)
@@ -369,7 +384,8 @@ def run_sweep(
         if progress is not None:
             progress.config_started(workers, batch)
         seeds = [r.rate_rps for r in sweep.results if r.batch == batch and r.rate_rps]
-        result = run_config(settings, workers, batch, max(seeds, default=None), progress)
+        start = max(seeds, default=None)
+        result = run_config(settings, workers, batch, start, progress, endpoint)
         sweep.results.append(result)
         if checkpoint is not None:
             write_atomically(checkpoint, sweep.model_dump_json(indent=1))

@@ -1,0 +1,131 @@
+"""`--endpoint`: the same generator, search and profile against an HTTP inference server.
+
+The server is a local stand-in of known speed started by the test (a real HTTP server from
+the standard library, not a double of any product's API): it takes one request at a time
+and answers each after a fixed 20 ms, so with one request in flight it is an M/D/1 queue
+whose edge the queueing simulation gives. The HTTP round trip on loopback adds to the
+service time, so the test times a few requests itself and feeds the simulation that.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpu_bench.cli import app
+from gpu_bench.endpoint import shown_url
+from gpu_bench.profile import load_profile
+from tests.gpu_bench.queueing import Batching, edge_rate
+
+SERVICE_S = 0.020
+SECRET = "s3cret-token-value"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    status = 200
+    seen: list[tuple[str | None, bytes]]
+    lock: threading.Lock
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as inference servers do
+
+    def setup(self) -> None:
+        super().setup()  # no Nagle: headers and body go out in two writes
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            time.sleep(SERVICE_S)
+        if len(self.server.seen) < 5:
+            self.server.seen.append((self.headers.get("Authorization"), body))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.seen, httpd.lock = [], threading.Lock()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    thread.join()
+    httpd.server_close()
+
+
+def round_trip(server: _Server) -> float:
+    """The service time a client sees: the server's 20 ms and the HTTP round trip."""
+    import requests
+
+    url = f"http://127.0.0.1:{server.server_address[1]}/predict"
+    with requests.Session() as session:
+        taken = []
+        for _ in range(15):
+            started = time.monotonic()
+            session.post(url, data=b"{}", timeout=5).raise_for_status()
+            taken.append(time.monotonic() - started)
+    server.seen.clear()
+    return sorted(taken)[len(taken) // 2]
+
+
+def options(server: _Server, tmp_path: Path) -> list[str]:
+    body = tmp_path / "request.json"
+    body.write_text(json.dumps({"inputs": [1, 2, 3]}))
+    url = f"http://127.0.0.1:{server.server_address[1]}/predict"
+    return [
+        "--endpoint", url, "--body-file", str(body), "--header", f"Authorization: Bearer {SECRET}",
+        "--concurrency", "1", "--latency-target", "200ms", "--out", str(tmp_path / "p.yaml"),
+    ]  # fmt: skip
+
+
+def test_an_endpoint_of_known_speed_gets_its_queueing_edge(server, tmp_path: Path) -> None:
+    theory = edge_rate(Batching(1, 1, 0.0, round_trip(server)), 0.200)
+    result = CliRunner().invoke(app, ["run", *options(server, tmp_path)])
+    assert result.exit_code == 0, result.output
+    profile = load_profile(tmp_path / "p.yaml")
+    assert 0.9 <= profile.per_gpu_rps / theory <= 1.1, (profile.per_gpu_rps, theory)
+    assert profile.model.endswith("/predict") and profile.device.startswith("endpoint")
+    assert profile.startup_p50_s is None  # the server was already running
+    assert server.seen[0] == (f"Bearer {SECRET}", b'{"inputs": [1, 2, 3]}')
+    written = [result.output, *(p.read_text() for p in tmp_path.iterdir() if p.suffix != ".png")]
+    assert not any(SECRET in text for text in written)
+    assert "Authorization: ***" in profile.command
+    assert multiprocessing.active_children() == []
+
+
+def test_an_endpoint_that_errors_is_a_model_failure(server, tmp_path: Path) -> None:
+    server.status = 500
+    result = CliRunner().invoke(app, ["run", *options(server, tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "HTTP 500" in result.output and SECRET not in result.output
+
+
+def test_bad_endpoint_options_are_refused_without_showing_header_values(tmp_path) -> None:
+    runner = CliRunner()
+    both = runner.invoke(app, ["run", "--model", "cnn", "--endpoint", "http://x/", "--out", "p"])
+    assert both.exit_code == 2 and "either --model or --endpoint" in both.output
+    body = tmp_path / "b.json"
+    body.write_text("{}")
+    bad = ["run", "--endpoint", "http://x/", "--body-file", str(body), "--out", "p"]
+    header = runner.invoke(app, [*bad, "--header", f"NoColon{SECRET}"])
+    assert header.exit_code == 2 and SECRET not in header.output
+    assert shown_url("https://user:pw@host:8000/v1?q=1") == "https://host:8000/v1?q=1"
