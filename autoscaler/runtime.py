@@ -19,7 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from autoscaler.calibration import with_margin
-from autoscaler.config.capacity import per_node_rps_of
+from autoscaler.config.capacity import boot_time_of, per_node_rps_of
 from autoscaler.config.loader import (
     ConfigError,
     Loc,
@@ -250,6 +250,7 @@ def _pool_parts(
             per_node_rps = startup.build(
                 (*here, "capacity"), lambda capacity=capacity: per_node_rps_of(capacity)
             )
+            pool = _with_startup(pool, startup, here)
         state = _backend_state(config, pool.name, dry_run)
         backend = startup.build(
             (*here, "backend"),
@@ -260,6 +261,21 @@ def _pool_parts(
         predictor = with_margin(pool, predictor, per_node_rps, limits_of(pool))
         parts.append(_PoolParts(pool, predictor, per_node_rps, backend))
     return parts
+
+
+def _with_startup(pool: Pool, startup: _Startup, here: Loc) -> Pool:
+    """The pool with its profile's start-up time in its boot time, when it asks for that."""
+    if not pool.capacity.startup_in_boot_time:
+        return pool
+    boot = startup.build((*here, "capacity"), lambda: boot_time_of(pool))
+    if boot is None:
+        return pool
+    if pool.horizon < boot:
+        startup.add(
+            (*here, "horizon"),
+            f"horizon must be at least boot_time plus the profile's start-up time ({boot})",
+        )
+    return pool.model_copy(update={"boot_time": boot})
 
 
 def remember_secrets(config: Config, env: Mapping[str, str]) -> None:

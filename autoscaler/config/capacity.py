@@ -7,14 +7,42 @@ target. Anything else in the profile (sweep points, GPU model) is for people.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from autoscaler.config.loader import ConfigError, Problem, read_yaml
-from autoscaler.config.schema import Capacity
+from autoscaler.config.schema import Capacity, Pool
 
 
 def read_per_node_rps(path: Path) -> float:
     """`per_node_rps` from a profile: a positive, finite number, or a located ConfigError."""
+    value = _read_field(path, "per_node_rps", "requests/s one node serves at the latency target")
+    if not _finite(value) or value <= 0:
+        raise _bad(path, "per_node_rps", value, "a positive number")
+    return float(value)
+
+
+def read_startup_s(path: Path) -> float:
+    """`startup_p90_s` from a profile (worker start to first good answer), or ConfigError."""
+    value = _read_field(path, "startup_p90_s", "written by gpu-bench run since it measures it")
+    if not _finite(value) or value < 0:
+        raise _bad(path, "startup_p90_s", value, "a number of seconds")
+    return float(value)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad(path: Path, field: str, value: object, expected: str) -> ConfigError:
+    line = read_yaml(path)
+    at = line.line_of((field,)) if line is not None else None
+    return ConfigError([Problem(path, at, field, f"expected {expected}, got {value!r}")])
+
+
+def _read_field(path: Path, field: str, why: str) -> Any:
+    """A field of a profile's mapping, as written; a located ConfigError when it is absent."""
     document = read_yaml(path)
     assert document is not None
     if document.problems:
@@ -24,30 +52,10 @@ def read_per_node_rps(path: Path) -> float:
         raise ConfigError(
             [Problem(path, document.line_of(()) or 1, "", f"expected a mapping, got {got}")]
         )
-    if "per_node_rps" not in document.data:
-        raise ConfigError(
-            [
-                Problem(
-                    path,
-                    document.line_of(()),
-                    "per_node_rps",
-                    "required; missing (requests/s one node serves at the latency target)",
-                )
-            ]
-        )
-    value = document.data["per_node_rps"]
-    line = document.line_of(("per_node_rps",))
-    valid = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-    if not valid:
-        raise ConfigError(
-            [Problem(path, line, "per_node_rps", f"expected a positive number, got {value!r}")]
-        )
-    return float(value)
+    if document.data.get(field) is None:
+        problem = Problem(path, document.line_of(()), field, f"required; missing ({why})")
+        raise ConfigError([problem])
+    return document.data[field]
 
 
 def per_node_rps_of(capacity: Capacity) -> float:
@@ -56,3 +64,11 @@ def per_node_rps_of(capacity: Capacity) -> float:
         return capacity.per_node_rps
     assert capacity.profile is not None  # Capacity requires exactly one of the two
     return read_per_node_rps(capacity.profile)
+
+
+def boot_time_of(pool: Pool) -> timedelta:
+    """The pool's boot time: its own, plus the profile's start-up time when it asks for it."""
+    capacity = pool.capacity
+    if not capacity.startup_in_boot_time or capacity.profile is None:
+        return pool.boot_time
+    return pool.boot_time + timedelta(seconds=read_startup_s(capacity.profile))

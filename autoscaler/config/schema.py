@@ -181,11 +181,18 @@ class Capacity(Strict):
 
     per_node_rps: float | None = Field(default=None, gt=0)
     profile: Path | None = None
+    startup_in_boot_time: bool = Field(
+        default=False,
+        description="add the profile's start-up time (p90, worker start to first good "
+        "answer) to the pool's boot_time, which then is the node's own boot",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Capacity:
         if (self.per_node_rps is None) == (self.profile is None):
             raise ValueError("give exactly one of per_node_rps or profile")
+        if self.startup_in_boot_time and self.profile is None:
+            raise ValueError("startup_in_boot_time needs a profile (gpu-bench measures it)")
         return self
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from autoscaler.config.capacity import per_node_rps_of
+from autoscaler.config.capacity import boot_time_of, per_node_rps_of
 from autoscaler.config.loader import ConfigError, load_config
 from autoscaler.config.validate import validate_files
 from gpu_bench.profile import CapacityProfile, save_profile
@@ -61,3 +61,47 @@ def test_a_broken_profile_is_a_located_error(tmp_path: Path) -> None:
     assert "bad.yaml:2: per_node_rps" in str(caught.value)
     _, problems = validate_files(tmp_path / "config.yaml")
     assert any("bad.yaml" in str(p) and "per_node_rps" in str(p) for p in problems)
+
+
+def startup_profile(tmp_path: Path, startup_p90_s: float | None) -> None:
+    profile = CapacityProfile(
+        model="cnn", device="cpu", workers_per_gpu=1, batch_size=1, gpus_per_node=1,
+        per_gpu_rps=40.0, per_node_rps=40.0, latency_target_s=0.2, latency_p50_s=0.05,
+        latency_p95_s=0.15, latency_p99_s=0.18, startup_p50_s=60.0, startup_p90_s=startup_p90_s,
+        created=datetime(2026, 12, 4, tzinfo=UTC), command="gpu-bench run --model cnn",
+    )  # fmt: skip
+    save_profile(tmp_path / "p.yaml", profile)
+
+
+def startup_config(tmp_path: Path, horizon: str = "15m", **capacity: object) -> Path:
+    path = write_pool_config(tmp_path, "p.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["pools"][0].update(boot_time="5m", horizon=horizon)
+    data["pools"][0]["capacity"].update(capacity)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_pool_can_take_the_profiles_start_up_as_part_of_its_boot_time(tmp_path: Path) -> None:
+    startup_profile(tmp_path, 95.0)
+    asked = load_config(startup_config(tmp_path, startup_in_boot_time=True)).pools[0]
+    assert boot_time_of(asked) == timedelta(minutes=5, seconds=95)
+    plain = load_config(startup_config(tmp_path)).pools[0]
+    assert boot_time_of(plain) == timedelta(minutes=5)
+    _, problems = validate_files(startup_config(tmp_path, startup_in_boot_time=True))
+    assert [p for p in problems if not p.field.startswith("metrics")] == []  # no trace here
+
+
+def test_start_up_past_the_horizon_or_missing_is_a_located_error(tmp_path: Path) -> None:
+    startup_profile(tmp_path, 95.0)
+    _, problems = validate_files(startup_config(tmp_path, "6m", startup_in_boot_time=True))
+    assert any(p.field.endswith("horizon") and "start-up" in p.message for p in problems)
+    startup_profile(tmp_path, None)
+    _, problems = validate_files(startup_config(tmp_path, startup_in_boot_time=True))
+    assert any("startup_p90_s" in f"{p.field} {p.message}" for p in problems), problems
+    with pytest.raises(ConfigError, match="needs a profile"):
+        path = startup_config(tmp_path, startup_in_boot_time=True)
+        data = yaml.safe_load(path.read_text())
+        data["pools"][0]["capacity"] = {"per_node_rps": 3.0, "startup_in_boot_time": True}
+        path.write_text(yaml.safe_dump(data))
+        load_config(path)
