@@ -24,7 +24,7 @@ replays as a hold, as in the daemon.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -142,9 +142,7 @@ class LoopCalibrated:
                 f"upper band (replayed worst day {self.replayed_late:.3%} late, aim "
                 f"{self.aim:.2f} x target)"
             )
-        return Forecast(
-            forecast.times, forecast.point, scaled, forecast.model, (*forecast.notes, note)
-        )
+        return replace(forecast, upper=scaled, notes=(*forecast.notes, note))
 
     # ---- the replay ----------------------------------------------------------------
 

@@ -162,6 +162,8 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     except (ValueError, ArithmeticError) as exc:
         why = f"forecast failed: {exc}"
         return Sizing(demand_now=demand_now, missing_reason=why, notes=notes)
+    if forecast.little_history:  # said in every decision until the model has enough
+        notes = (*notes, forecast.little_history)
     peak = forecast.peak_upper()
     if not math.isfinite(peak):
         return Sizing(demand_now, forecast, None, "forecast is not a finite number", notes=notes)

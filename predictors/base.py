@@ -23,6 +23,9 @@ class Forecast:
     upper: np.ndarray
     model: str
     notes: tuple[str, ...] = field(default=())
+    little_history: str | None = None
+    """Set while the model has less history than it needs to be as sure as its band says:
+    what it has and what it needs (the daemon puts it in the decision's reasons)."""
 
     def peak_upper(self) -> float:
         return float(np.max(self.upper)) if len(self.upper) else float("nan")

@@ -134,6 +134,7 @@ class SeasonalPredictor:
         self._refit_end_ns: int | None = None
         self._fallback: LinearTrendPredictor | None = None
         self._notes: tuple[str, ...] = ()
+        self._little: str | None = None
 
     # ---- learning --------------------------------------------------------------
 
@@ -142,6 +143,7 @@ class SeasonalPredictor:
             raise ValueError("seasonal predictor needs at least one observation")
         rebuilt = self._absorb(history)
         span_ns = self._valid_span_ns()
+        self._little = little_history(span_ns, _ns(self.min_history), _ns(self.weekly_history))
         if span_ns < _ns(self.min_history):
             self._fit_fallback(span_ns)
             return self
@@ -301,7 +303,12 @@ class SeasonalPredictor:
         if self._fallback is not None:
             inner = self._fallback.forecast(horizon)
             return Forecast(
-                inner.times, inner.point, inner.upper, "seasonal (linear fallback)", self._notes
+                inner.times,
+                inner.point,
+                inner.upper,
+                "seasonal (linear fallback)",
+                self._notes,
+                self._little,
             )
         if self._leads is None or self._leads.leads < steps:
             actual, seasonal = self._replay
@@ -342,7 +349,7 @@ class SeasonalPredictor:
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")
         times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._index_tz)
-        return Forecast(times, point, upper, self.name, tuple(notes))
+        return Forecast(times, point, upper, self.name, tuple(notes), self._little)
 
     # ---- helpers ----------------------------------------------------------------
 
@@ -361,6 +368,23 @@ def _ns(duration: timedelta) -> int:
     return (
         duration.days * 86_400 + duration.seconds
     ) * 1_000_000_000 + duration.microseconds * 1000
+
+
+def little_history(span_ns: int, daily_ns: int, weekly_ns: int) -> str | None:
+    """What a forecast from `span_ns` of data lacks, until it has the week the weekly shape
+    needs (None from then): its band is learned on too few days to be trusted. A span an
+    hour short of the week counts as the week: a query window of exactly 7d ends a step
+    short of it, and the next hourly refit, with the ticks since, has it."""
+    if span_ns + _ns(timedelta(hours=1)) >= weekly_ns:
+        return None
+    if span_ns < daily_ns:
+        lacks = f"the daily shape needs {_hours(daily_ns)}, the weekly one {_hours(weekly_ns)}"
+    else:
+        lacks = f"the weekly shape needs {_hours(weekly_ns)}"
+    return (
+        f"little history: {_hours(span_ns)} of data, {lacks}; until then the forecast "
+        "and its band are less sure than they read"
+    )
 
 
 def _hours(span_ns: int) -> str:

@@ -215,6 +215,8 @@ def forecast(
         ahead = seen.long_view.forecast if seen.long_view is not None else None
         if ahead is not None:
             console.print(forecast_table(spec, seen.rows, ahead.model))
+            if ahead.little_history:
+                console.print(f"[yellow]{spec.name}: {escape(ahead.little_history)}[/]")
         if plot is not None and ahead is not None and seen.history is not None:
             one = len(parsed.pools) == 1 or pool
             target = plot if one else plot.with_stem(f"{plot.stem}-{spec.name}")

@@ -302,3 +302,23 @@ def test_a_stepwise_source_is_forecast_from_its_last_sample() -> None:
     noisy = SeasonalPredictor().fit(synthetic(9, noise="poisson", seed=2)).forecast(HORIZON)
     assert "last sample" not in " ".join(noisy.notes)
     assert np.ptp(noisy.point) > 0.0
+
+
+@pytest.mark.parametrize(
+    "days, says",
+    [
+        (0.25, ["little history: 6.0h of data", "daily shape needs 24.0h", "weekly one 7.0d"]),
+        (3.0, ["little history: 3.0d of data", "weekly shape needs 7.0d"]),
+        (7.5, None),
+    ],
+)
+def test_little_history_is_said_until_the_weekly_shape_has_its_week(
+    days: float, says: list[str] | None
+) -> None:
+    forecast = SeasonalPredictor().fit(synthetic(days, noise="gauss")).forecast(HORIZON)
+    if says is None:
+        assert forecast.little_history is None
+        return
+    assert forecast.little_history is not None
+    for words in says:
+        assert words in forecast.little_history
