@@ -163,7 +163,8 @@ class SeasonalPredictor:
         index = history.index
         if not isinstance(index, pd.DatetimeIndex):
             index = pd.DatetimeIndex(index)
-        times_ns = index.as_unit("ns").asi8  # a view when the index is in ns already
+        # asi8 is a view; as_unit costs a tick's tenth even when the index is in ns already.
+        times_ns = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
         first_ns, last_ns = int(times_ns[0]), int(times_ns[-1])
         max_ns = _ns(self.max_history)
         if self._values is not None:
@@ -334,10 +335,12 @@ class SeasonalPredictor:
             self._season_smoothed, target_at[None, :], origin_at, self._kernels
         )
         level, shifted = offsets(self._level, season, leads)
-        point = np.maximum(self._shape[week_slots(future_ns, self.timezone)] + level[0], 0.0)
+        future_local_s = local_seconds(future_ns, self.timezone)
+        slots = week_slots_of_local(future_local_s)
+        point = np.maximum(self._shape[slots] + level[0], 0.0)
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
-        hours = hour_of_day(local_seconds(future_ns, self.timezone))
+        hours = hour_of_day(future_local_s)
         volatility = relative_volatility(  # the replay's measure: the last window's samples
             self._recent,
             np.array([len(self._recent) - 1]),
