@@ -13,7 +13,8 @@
 4. The steady tick that follows: the same 1,000 predictor objects, kept as the daemon
    keeps them, each given its pool's query window (the last 2 hours) one minute later,
    median of `--steady-ticks` ticks in which no refit is due; the same with the linear
-   predictor, and the ratio.
+   predictor, and the ratio. Then the tick when the hourly refit of every pool falls due
+   together (pools that started on the same tick refit on the same tick).
 5. A month's backtest of one pool: the forecasting run of `autoscaler backtest --no-tune`
    (the daemon's tick on a simulated clock and fleet, every minute of nasa_jul95 after
    7 days of warm-up, `--backtest-days` long), seasonal beside linear, and the ratio.
@@ -150,7 +151,8 @@ def main() -> None:
         f"{calls} one-minute ticks ({refits} heavy refits); a month of minutes "
         f"(43,200 calls) ~ {per_call * 43.2:.0f} s ({per_call_cpu * 43.2:.0f} s CPU)"
     )
-    histories = pool_histories(args.pools, extra=args.steady_ticks)
+    refit_tick = 60  # minutes: the seasonal predictor's default refit_every
+    histories = pool_histories(args.pools, extra=max(args.steady_ticks, refit_tick))
     elapsed, cpu, seasonal_pools = one_tick(SeasonalPredictor, histories)
     linear_elapsed, _, linear_pools = one_tick(LinearTrendPredictor, histories)
     print(
@@ -169,6 +171,18 @@ def main() -> None:
         f"window one minute later; {refits} refits due), median of {args.steady_ticks}: "
         f"{steady * 1000:.0f} ms ({steady / args.pools * 1000:.2f} ms per pool); the linear "
         f"predictor {linear_steady * 1000:.0f} ms, ratio {steady / linear_steady:.1f}"
+    )
+    refits_before = sum(predictor.heavy_fits for predictor in seasonal_pools)
+    end = FORTNIGHT + refit_tick
+    windows = [pool_history.iloc[end - QUERY_WINDOW : end] for pool_history in histories]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for predictor, window in zip(seasonal_pools, windows, strict=True):
+        predictor.fit(window).forecast(HORIZON)
+    refit_wall, refit_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    refits = sum(predictor.heavy_fits for predictor in seasonal_pools) - refits_before
+    print(
+        f"the tick an hour after the first ({refits} of {args.pools} refits due together): "
+        f"{refit_wall:.1f} s wall, {refit_cpu:.1f} s CPU"
     )
     trace = nasa.asfreq("1min").iloc[: round((7 + args.backtest_days) * DAY)]
     days = (len(trace) - 7 * DAY) / DAY

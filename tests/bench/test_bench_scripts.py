@@ -120,6 +120,7 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
     assert re.search(r"3 pools in one tick .* linear predictor [\d.]+ s, ratio [\d.]+", printed)
     assert re.search(r"steady tick of 3 pools .* 0 refits due.* ratio [\d.]+", printed), printed
+    assert re.search(r"the tick an hour after the first \(3 of 3 refits due together\)", printed)
     assert re.search(r"backtest of one pool, 0.2 d .* seasonal [\d.]+ s, linear [\d.]+ s", printed)
 
 
