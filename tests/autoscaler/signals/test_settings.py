@@ -14,7 +14,11 @@ from tests.autoscaler.config.test_loader import assert_reported, line_of
 EXAMPLE = Path(__file__).parents[3] / "config" / "signals.example.yaml"
 
 
-def test_the_example_has_all_four_signals_and_a_capacity_check_and_validates() -> None:
+def test_the_example_has_all_four_signals_and_a_capacity_check_and_validates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the Slack token autoscaler.env.example lists (run would not start without it)."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-example")
     config, problems = validate_files(EXAMPLE)
     assert problems == [] and config is not None
     (pool,) = config.pools
