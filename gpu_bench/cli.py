@@ -132,6 +132,9 @@ def run(
         Path | None, typer.Option(help="resume file (default: OUT.checkpoint.json)")
     ] = None,
     chart: Annotated[Path | None, typer.Option(help="PNG chart (default: OUT.png)")] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="every measurement as CSV (default: OUT.csv)")
+    ] = None,
     precision: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="stop bisecting within this share")
     ] = 0.05,
@@ -141,7 +144,13 @@ def run(
     from gpu_bench.endpoint import shown_url
     from gpu_bench.outcome import refusal, to_profile
     from gpu_bench.profile import save_profile
-    from gpu_bench.report import BarProgress, profile_table, results_table, write_chart
+    from gpu_bench.report import (
+        BarProgress,
+        profile_table,
+        results_table,
+        write_chart,
+        write_csv,
+    )
     from gpu_bench.sweep import SweepSettings, load_checkpoint, run_sweep
 
     common = {
@@ -193,6 +202,7 @@ def run(
     wide = console if console.is_terminal else Console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
+    console.print(f"measurements: {write_csv(sweep, csv or out.with_suffix('.csv'))}")
     refused = refusal(sweep)
     if refused is not None:
         console.print(f"[red]{refused.message}; no profile written[/red]")

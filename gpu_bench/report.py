@@ -64,40 +64,69 @@ def profile_table(profile: CapacityProfile, source: str = "") -> Table:
     return table
 
 
+CSV_FIELDS = (
+    "rate_rps", "passed", "refused", "decided", "reason", "requests", "measured_s",
+    "warmup_s", "late_share", "late_share_low", "late_share_high", "throughput_rps",
+    "served_share", "p50_s", "p95_s", "p99_s", "tail_s", "queue_p50_s", "compute_p50_s",
+    "mean_batch", "late_send_share", "gpu_utilization", "gpu_memory_used_mib", "gpu_power_w",
+)  # fmt: skip
+
+
+def write_csv(sweep: SweepResult, path: Path) -> Path:
+    """Every measurement of every configuration, one row each, in the order they ran."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("workers", "batch", *CSV_FIELDS))
+        for result in sweep.results:
+            for measurement in result.probes:
+                row = measurement.model_dump()
+                writer.writerow((result.workers, result.batch, *(row[f] for f in CSV_FIELDS)))
+    return path
+
+
 def write_chart(sweep: SweepResult, path: Path) -> Path:
-    """Sustained rate against p95, one point per configuration, the chosen one marked."""
+    """Latency at the percentile against offered rate: one curve per configuration.
+
+    Every measured rate is a point (hollow when it failed); the edge each configuration
+    settled on is a star, the profile's chosen one circled in red.
+    """
     with needs_extra("gpu-bench's chart"):
         import matplotlib
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
+    settings = sweep.settings
     figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
-    usable = [r for r in sweep.results if r.status == "ok" and r.rate_rps]
-    batches = sorted({r.batch for r in usable})
-    for batch in batches:
-        points = sorted((r for r in usable if r.batch == batch), key=lambda r: r.workers)
-        xs = [r.rate_rps or 0.0 for r in points]
-        ys = [(r.median("p95_s") or 0.0) * 1000 for r in points]
-        axes.plot(xs, ys, marker="o", label=f"batch {batch}")
-        for result, x, y in zip(points, xs, ys, strict=True):
-            axes.annotate(f"{result.workers}w", (x, y), textcoords="offset points", xytext=(4, 4))
-    chosen = sweep.chosen()
-    if chosen is not None:
-        axes.scatter(
-            [chosen.rate_rps],
-            [(chosen.median("p95_s") or 0.0) * 1000],
-            s=250,
-            facecolors="none",
-            edgecolors="red",
-            linewidths=2,
-            label=f"chosen: {chosen.workers} workers, batch {chosen.batch}",
-            zorder=5,
-        )
-    axes.axhline(sweep.settings.latency_target_s * 1000, color="grey", ls="--", label="target")
-    axes.set_xlabel("sustained requests/s per device")
-    axes.set_ylabel("p95 latency (ms)")
-    axes.set_title(f"{sweep.settings.model} on {sweep.settings.device}")
+    for result in sweep.results:
+        points = sorted((m for m in result.probes if m.requests), key=lambda m: m.rate_rps)
+        if not points:
+            continue
+        xs = [m.rate_rps for m in points]
+        ys = [m.tail_s * 1000 for m in points]
+        (line,) = axes.plot(xs, ys, lw=1, label=f"{result.workers} workers, batch {result.batch}")
+        colour = line.get_color()
+        failed = [(x, y) for m, x, y in zip(points, xs, ys, strict=True) if not m.passed]
+        axes.scatter(xs, ys, s=18, color=colour, zorder=3)
+        if failed:
+            axes.scatter(*zip(*failed, strict=True), s=40, facecolors="white",
+                         edgecolors=colour, zorder=4)  # fmt: skip
+        edge = [m for m in points if m.rate_rps == result.rate_rps and m.passed]
+        if result.status == "ok" and edge:
+            axes.scatter([edge[0].rate_rps], [edge[0].tail_s * 1000], marker="*", s=180,
+                         color=colour, edgecolors="black", zorder=5)  # fmt: skip
+            if result is sweep.chosen():
+                axes.scatter([edge[0].rate_rps], [edge[0].tail_s * 1000], s=400,
+                             facecolors="none", edgecolors="red", linewidths=2, zorder=6,
+                             label="chosen edge")  # fmt: skip
+    axes.axhline(settings.latency_target_s * 1000, color="grey", ls="--", label="target")
+    axes.set_xlabel("offered requests/s per device (hollow: failed; star: the edge found)")
+    axes.set_ylabel(f"p{settings.percentile * 100:g} latency (ms)")
+    axes.set_yscale("log")
+    axes.set_title(f"{settings.model} on {settings.device}", fontsize="small")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -44,6 +46,12 @@ def test_small_sweep_writes_a_profile_the_daemon_loads(tmp_path: Path) -> None:
     assert profile.gpu_utilization is None
     assert "--model cnn" in profile.command
     assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((tmp_path / "profile.csv").open()))
+    checkpoint_probes = json.loads((tmp_path / "profile.yaml.checkpoint.json").read_text())
+    probes = [p for r in checkpoint_probes["results"] for p in r["probes"]]
+    assert len(rows) == len(probes) > 0
+    assert {row["workers"] for row in rows} <= {"1", "2"}
+    assert float(rows[0]["rate_rps"]) == probes[0]["rate_rps"]
 
     checkpoint = tmp_path / "profile.yaml.checkpoint.json"
     assert checkpoint.exists()
