@@ -64,7 +64,7 @@ def test_a_deeply_nested_overrides_file_while_running_keeps_the_last_good_one(
     "change",
     [
         lambda text: text + DEEP.replace("a: ", "extra: "),
-        lambda text: text.replace("max_nodes: 40", "max_nodes: 40\n    predictor: "
+        lambda text: text.replace("max_nodes: 40", "max_nodes: 40\n  predictor: "
                                   "{kind: seasonal, params: {timezone: Mars/Olympus}}"),
     ],
     ids=["deeply nested", "unknown time zone"],
