@@ -73,7 +73,9 @@ def config_file(tmp_path: Path, prometheus_url: str, slack_url: str, backend: di
 
 
 def outputs_of(tmp_path: Path, path: Path, caplog, slack: SlackApiDouble, results) -> dict:
-    status = CliRunner().invoke(app, ["status", "--config", str(path)], env=ENV)
+    status = CliRunner().invoke(
+        app, ["status", "--config", str(path)], env={**ENV, "COLUMNS": "250"}
+    )
     assert status.exit_code in (0, 1), status.output  # 1: a pool is failing, as status says
     assert status.exception is None or isinstance(status.exception, SystemExit)
     return {

@@ -155,7 +155,9 @@ def test_no_secret_reaches_any_output_while_everything_fails(
     assert PROM_BEARER in sent_headers  # the token was really in use...
     assert all(r.errors.get("metrics") for r in results)
     assert {"nomad-pool", "kube-pool", "aws-pool"} == {r.pool for r in results if r.errors}
-    status = CliRunner().invoke(app, ["status", "--config", str(path)], env=ENV)
+    status = CliRunner().invoke(
+        app, ["status", "--config", str(path)], env={**ENV, "COLUMNS": "250"}
+    )
     assert status.exit_code in (0, 1) and "nomad-pool" in status.output  # 1: pools failing
     outputs = {
         "logs": caplog.text,
