@@ -191,3 +191,22 @@ def test_a_tick_longer_than_the_interval_is_said_once_not_per_skipped_run(
     assert daemon.skipped_ticks >= 2
     assert len(said) == 1 and said[0].levelno == logging.WARNING
     assert said[0].skipped_ticks >= 1  # type: ignore[attr-defined]
+
+
+def test_a_pool_with_the_loop_margin_ticks_through_the_calibrated_predictor(
+    tmp_path: Path,
+) -> None:
+    """`predictor.margin: loop` reaches the daemon's ticker (built by the runtime once the
+    pool's per-node rate is known); the margin stays 1 until a day of ticks is kept."""
+    from autoscaler.calibration import LoopCalibrated
+
+    pool = yaml.safe_load(write_config(tmp_path).read_text())["pools"][0]
+    pool["predictor"] = {"kind": "seasonal", "margin": "loop"}
+    path = write_config(tmp_path, pools=[pool])
+    clock = SimulatedClock(NOON)
+    daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    (ticker,) = daemon.runtime.tickers
+    assert isinstance(ticker.predictor, LoopCalibrated)
+    assert ticker.predictor.settings.per_node_rps == 0.25
+    run_ticks(daemon, clock, 3)
+    assert ticker.predictor.margin == 1.0 and len(ticker.predictor._times) == 3
