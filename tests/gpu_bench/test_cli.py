@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from gpu_bench.cli import app
+from gpu_bench.histogram import GROWTH
 from gpu_bench.profile import load_profile
 
 QUICK = [
@@ -42,7 +43,10 @@ def test_small_sweep_writes_a_profile_the_daemon_loads(tmp_path: Path) -> None:
     assert profile.batch_size == 4
     assert profile.per_gpu_rps > 1
     assert profile.per_node_rps == profile.per_gpu_rps * 4
-    assert profile.latency_p95_s <= profile.latency_target_s == 0.5
+    # The pass rule counts exact latencies; the profile's p95 is a histogram bucket's
+    # upper edge, which may read up to one bucket (GROWTH) above the latency itself.
+    assert profile.latency_target_s == 0.5
+    assert profile.latency_p95_s <= profile.latency_target_s * GROWTH
     assert profile.gpu_utilization is None
     assert "--model cnn" in profile.command
     assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
