@@ -33,8 +33,9 @@ from autoscaler.config.pool_dir import read_pool_dir
 from autoscaler.config.schema import Config, Pool, PrometheusMetrics, ReplayMetrics
 from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.decision_log import DecisionLog
-from autoscaler.metrics import MetricsSource, PrometheusSource
+from autoscaler.metrics import MetricsSource
 from autoscaler.metrics_auth import CredentialError
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore

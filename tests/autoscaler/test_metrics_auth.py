@@ -28,8 +28,9 @@ from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
 from autoscaler.config.schema import PrometheusMetrics
-from autoscaler.metrics import MetricsError, PrometheusSource
+from autoscaler.metrics import MetricsError
 from autoscaler.metrics_auth import CredentialError, query_credentials
+from autoscaler.metrics_prometheus import PrometheusSource
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
     PrometheusProcess,

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.schema import DemandQuery, PrometheusMetrics
-from autoscaler.metrics import MetricsError, PrometheusSource, check_demand, fetch_demand
+from autoscaler.metrics import MetricsError, check_demand, fetch_demand
+from autoscaler.metrics_prometheus import PrometheusSource
 from tests.doubles.prometheus_server import (
     DEMAND_QUERY,
     NOTHING_QUERY,

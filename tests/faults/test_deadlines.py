@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from autoscaler.config.schema import PrometheusMetrics
-from autoscaler.metrics import MetricsError, PrometheusSource
+from autoscaler.metrics import MetricsError
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import Message, SlackNotifier
 from backends.base import BackendError
 from backends.nomad_job import NomadJobBackend, NomadJobGroup

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from autoscaler.config.loader import ConfigError, load_config, load_overrides
 from autoscaler.config.schema import Config, PrometheusMetrics
-from autoscaler.metrics import MetricsError, PrometheusSource, check_demand, series_from_matrix
+from autoscaler.metrics import MetricsError, check_demand, series_from_matrix
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile
 from tests.autoscaler.config.test_loader import BASE, OVERRIDES
 from tests.autoscaler.test_tick import START, Harness

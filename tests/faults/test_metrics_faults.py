@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.schema import PrometheusMetrics
-from autoscaler.metrics import PrometheusSource
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import SlackNotifier
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import TickResult

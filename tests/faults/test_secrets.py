@@ -25,7 +25,7 @@ from autoscaler.config.loader import ConfigError, load_config
 from autoscaler.config.schema import PrometheusMetrics
 from autoscaler.config.transport import insecure_settings
 from autoscaler.daemon import Daemon
-from autoscaler.metrics import PrometheusSource
+from autoscaler.metrics_prometheus import PrometheusSource
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend
 from backends.kubernetes import KubernetesBackend
 from backends.kubernetes_credentials import connect

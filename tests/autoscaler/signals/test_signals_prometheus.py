@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from autoscaler.cli.main import app
 from autoscaler.config.schema import Pool, PrometheusMetrics
 from autoscaler.decision_log import DecisionLog
-from autoscaler.metrics import PrometheusSource
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile
 from autoscaler.policy import nodes_for
 from autoscaler.signals.base import SignalContext

@@ -1,0 +1,235 @@
+"""PrometheusSource: the range-query call against Prometheus's HTTP API, and nothing else.
+
+Its own room because it is the one adapter with a network, credentials, retries and a
+deadline; what an answer must look like to count as demand (series shape, odd values,
+staleness) lives in autoscaler.metrics, which the backtest and the trace replay share
+without ever touching HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.metrics import MetricsError, as_utc, series_from_matrix, shorten_query
+from autoscaler.metrics_auth import query_credentials
+from common.deadline import DeadlineExceeded, call_within, whole_answer_s
+from common.durations import format_duration
+from common.secrets import shorten
+
+MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
+_RETRY_WAITS_S = 1.0  # the quick retries' backoff (0.25 s, then 0.5 s), within the deadline
+
+
+class PrometheusSource:
+    """Range queries against Prometheus's HTTP API through prometheus-api-client."""
+
+    def __init__(self, config: PrometheusMetrics, env: Mapping[str, str] = os.environ) -> None:
+        self._config = config
+        self._shown_url = redact_url(config.url)
+        self._credential_hint = _credential_hint(config)
+        credentials = query_credentials(config, env)  # CredentialError: cannot start
+        session = requests.Session()
+        session.hooks["response"].append(_require_success)
+        session.verify = config.verify_tls
+        if config.verify_tls and config.ca_file is not None:
+            session.verify = str(config.ca_file)
+        session.auth = credentials.basic_auth
+        session.cert = credentials.client_cert
+        headers = credentials.headers
+        # Retry a refused connection or a 502/503/504 once or twice, quickly; never a
+        # read timeout (it already cost the full timeout) and never a Retry-After wait.
+        retry = Retry(
+            total=2,
+            connect=1,
+            read=False,
+            status=2,
+            backoff_factor=0.25,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET"}),
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        self._client = PrometheusConnect(
+            url=config.url.rstrip("/"),
+            headers=headers or None,
+            disable_ssl=not config.verify_tls,
+            retry=retry,
+            session=session,
+            timeout=config.timeout.total_seconds(),
+        )
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        """Range query, split into chunks under Prometheus's 11,000-points-per-series limit
+        (14 days at a 1-minute step is 20,160 points)."""
+        start, end = as_utc(start), as_utc(end)
+        chunk = step * (MAX_POINTS_PER_QUERY - 1)
+        parts = []
+        while True:
+            chunk_end = min(end, start + chunk)
+            parts.append(self._query_range(query, start, chunk_end, step))
+            if chunk_end >= end:
+                break
+            start = chunk_end + step
+        found = [p for p in parts if not p.empty]
+        if not found:  # every chunk empty: the caller's check says "no data", not a crash
+            return parts[-1]
+        # Chunks do not overlap: a time given twice came so from Prometheus, and
+        # check_demand decides whether the repeats agree.
+        return (pd.concat(found) if len(found) > 1 else found[0]).sort_index()
+
+    def _query_range(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> pd.Series:
+        total = whole_answer_s(self._config.timeout.total_seconds()) + _RETRY_WAITS_S
+        try:
+            result = call_within(
+                total,
+                lambda: self._client.custom_query_range(
+                    query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+                ),
+                "Prometheus query_range",
+            )
+        except _UnsuccessfulAnswer as exc:
+            raise MetricsError("bad_response", query, str(exc)) from None
+        except DeadlineExceeded:  # a body sent a byte at a time: each read was in time
+            raise MetricsError(
+                "timeout", query, f"no whole answer from {self._shown_url} within {total:g}s"
+            ) from None
+        except requests.Timeout:
+            raise MetricsError(
+                "timeout",
+                query,
+                f"no answer from {self._shown_url} within {format_duration(self._config.timeout)}",
+            ) from None
+        except requests.ConnectionError as exc:
+            raise MetricsError(
+                "unreachable", query, f"cannot connect to {self._shown_url} ({_why(exc)})"
+            ) from None
+        except requests.RequestException as exc:
+            raise MetricsError(
+                "bad_response", query, f"HTTP request failed ({type(exc).__name__})"
+            ) from None
+        except PrometheusApiClientException as exc:
+            raise MetricsError("bad_response", query, self._http_error(str(exc))) from None
+        except (ValueError, KeyError, TypeError):
+            # requests' JSONDecodeError is a ValueError; an error body has no data.result.
+            raise MetricsError(
+                "bad_response", query, "response is not a successful Prometheus JSON answer"
+            ) from None
+        return series_from_matrix(query, result)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _http_error(self, text: str) -> str:
+        """Status and Prometheus's own `error` text, from the library's exception message."""
+        status = re.search(r"HTTP Status Code (\d+)", text)
+        code = status.group(1) if status else "?"
+        reason = f"HTTP {code} from {self._shown_url}"
+        detail = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
+        if detail:
+            reason += f": {shorten(detail.group(1), 200)}"
+        if code in ("401", "403"):
+            reason += f" (check {self._credential_hint})"
+        return reason
+
+
+def _credential_hint(config: PrometheusMetrics) -> str:
+    """Where the credential Prometheus refused comes from (never the credential)."""
+    if config.basic_auth is not None:
+        auth = config.basic_auth
+        source = f"${auth.password_env}" if auth.password_env else str(auth.password_file)
+        return f"metrics.basic_auth: user {auth.username!r}, password from {source}"
+    if config.bearer_token_file is not None:
+        return f"the bearer token in metrics.bearer_token_file {config.bearer_token_file}"
+    if config.bearer_token_env:
+        return f"the bearer token in ${config.bearer_token_env}"
+    return "metrics.bearer_token_env, bearer_token_file or basic_auth"
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, query string or fragment, safe to log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _UnsuccessfulAnswer(Exception):
+    """A 200 answer that is not JSON or whose `status` is not "success"."""
+
+
+def _require_success(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """Session hook: prometheus-api-client reads data.result without checking `status`."""
+    if response.status_code != 200:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        raise _UnsuccessfulAnswer("response is not JSON") from None
+    status = body.get("status") if isinstance(body, dict) else None
+    if status != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        detail = f": {shorten(str(error), 200)}" if error else ""
+        raise _UnsuccessfulAnswer(f"response status is {status!r}, not 'success'{detail}")
+    data = body.get("data")
+    kind = data.get("resultType") if isinstance(data, dict) else None
+    if kind != "matrix":
+        shown = "an answer with no resultType"
+        if kind:
+            shown = f"a {shorten_query(str(kind), 20)} result"
+        raise _UnsuccessfulAnswer(
+            f"{shown} is not a matrix, which a range query gives; the answer cannot be demand"
+        )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it wraps (args, urllib3's .reason) and its causes, once each."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += list(current.args)
+        todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def _why(exc: BaseException) -> str:
+    """A short cause without the URL or headers, which may carry credentials."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            return "TLS error; check verify_tls, ca_file and client_cert"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not resolved"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    return "connection failed"
