@@ -3,7 +3,8 @@
 SIGTERM lets the tick in flight finish, then exits 0. SIGHUP asks for a reload,
 done between ticks; a broken new config keeps the old one running and alerts.
 In simulation (the demo), each tick advances a simulated clock by one interval,
-and the scheduler fires `speed` times faster than real time.
+and the scheduler fires `speed` times faster than real time. What a reload and the
+overrides file change is autoscaler.daemon_reload; the leader lock, daemon_leadership.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler import early_signals
-from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.loader import load_config
 from autoscaler.config.schema import Config
+from autoscaler.daemon_leadership import Leadership
+from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daily_report import send_digest
 from autoscaler.decision_log import to_json_value
-from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
@@ -37,21 +39,15 @@ from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import PoolTicker, Sizing, TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
-from backends.leases import LeaderLock, LeaderLockError
+from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock
-from common.deadline import DeadlineExceeded, call_within, whole_answer_s
+from common.deadline import DeadlineExceeded, call_within
 
 log = logging.getLogger(__name__)
 
 ResultHandler = Callable[[TickResult], None]
 STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
-
-
-START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation", "digest")
-"""Settings read once at start: the tick schedule, where state lives, the metrics listener,
-the leader lock (swapping it live could let a standby act beside this daemon) and the
-simulated clock. A reload keeps the running values and says a restart applies them."""
 
 
 def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
@@ -63,12 +59,9 @@ def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
     return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
 
 
-def start_only_changes(running: Config, loaded: Config) -> list[str]:
-    """The start-only settings that differ between the running config and a reloaded one."""
-    return [name for name in START_ONLY if getattr(running, name) != getattr(loaded, name)]
+class Daemon(ConfigReloads, Leadership):
+    """Ticks every pool on a schedule; reloads, leadership and shutdown around the ticks."""
 
-
-class Daemon:
     def __init__(
         self,
         config_path: Path,
@@ -166,112 +159,6 @@ class Daemon:
         except OSError as exc:
             log.error("cannot save state: %s", exc)
 
-    # ---- leadership ---------------------------------------------------------------
-
-    def _lead(self) -> bool:
-        """Renew (or try to take) the leader lock; only its holder acts this tick."""
-        if self.leader is None:
-            return True
-        try:
-            leading = call_within(self._lock_deadline(), self.leader.acquire_or_renew, "lock")
-        except (LeaderLockError, DeadlineExceeded) as exc:
-            self.telemetry.set_leader(False)
-            self._leading = None
-            if str(exc) != self._lock_problem:
-                self._alert(f"leader lock unreachable; this daemon does not act: {exc}")
-            self._lock_problem = str(exc)
-            return False
-        if self._lock_problem is not None:
-            self._alert("leader lock reachable again")
-            self._lock_problem = None
-        if leading != self._leading:
-            log.warning(
-                "%s",
-                f"this daemon ({self.leader.identity}) is now the active one"
-                if leading
-                else f"this daemon ({self.leader.identity}) stands by",
-            )
-        self._leading = leading
-        self.telemetry.set_leader(leading)
-        if not leading:
-            log.info("standby: %s is active", self.leader.holder() or "another daemon")
-            self.telemetry.standby_tick()
-        return leading
-
-    def release_leadership(self) -> None:
-        """On shutdown: the standby takes over at its next tick, not after the TTL."""
-        if self.leader is not None and self._leading:
-            self.leader.release()
-            self._leading = False
-            self.telemetry.set_leader(False)
-
-    def _guard_writes(self, runtime: Runtime) -> None:
-        """Every backend write checks, just before it, that the lease is still ours."""
-        if self.leader is None:
-            return
-        margin_s = self.leader.ttl_s * WRITE_MARGIN
-        for ticker in runtime.tickers:
-            if not isinstance(ticker.backend, LeaderGuardedBackend):
-                ticker.backend = LeaderGuardedBackend(ticker.backend, self.leader, margin_s)
-
-    def _refresh_overrides(self) -> None:
-        """Re-read the overrides file when it changes (its stat: time, size, inode), not
-        every tick; a broken one keeps the last good one and is told once, with where."""
-        path = self.runtime.config.overrides_file
-        if path is None:
-            self.overrides = OverridesFile()
-            return
-        seen = _file_fingerprint(path)
-        if seen == self._overrides_seen:
-            return
-        self._overrides_seen = seen
-        try:
-            self.overrides = load_overrides(path)
-        except ConfigError as exc:
-            problem = str(exc)
-            if problem != self._overrides_problem:
-                self._alert(
-                    f"overrides file is broken; keeping the last good overrides:\n{problem}"
-                )
-            self._overrides_problem = problem
-            return
-        if self._overrides_problem is not None:
-            self._alert(f"overrides file {path} is readable again; overrides in force")
-        self._overrides_problem = None
-
-    # ---- reload ------------------------------------------------------------------
-
-    def request_reload(self) -> None:
-        self._reload_requested.set()
-
-    def _reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-            kept = start_only_changes(self.runtime.config, config)
-            config = config.model_copy(
-                update={name: getattr(self.runtime.config, name) for name in kept}
-            )
-            new = build_runtime(
-                config,
-                source=self.config_path,
-                dry_run=self.dry_run,
-                env=self.env,
-                notifier=self._notifier_override,
-                clock=self.runtime.clock,
-            )
-        except (ConfigError, ValueError, OSError) as exc:
-            self._alert(f"config reload failed; the previous config keeps running:\n{exc}")
-            return
-        self._guard_writes(new)
-        self.runtime = new
-        self._overrides_seen = None
-        log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
-        if kept:
-            self._alert(
-                f"config reloaded, but {', '.join(kept)} changed in {self.config_path} and "
-                "take effect only after a restart; still running with the old values"
-            )
-
     def _alert(self, text: str) -> None:
         log.error("%s", text)
         try:
@@ -365,12 +252,6 @@ class Daemon:
             self._alert(f"{name}: tick recovered: it finished within its deadline again")
         return result
 
-    def _lock_deadline(self) -> float:
-        election = self.runtime.config.leader_election
-        if election is not None:
-            return whole_answer_s(election.timeout.total_seconds())
-        return self.leader.ttl_s / 3 if self.leader is not None else 10.0
-
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby
         stays quiet). Serialised with the ticks; never raises."""
@@ -434,17 +315,6 @@ class Daemon:
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)
         self.stop()
-
-
-def _file_fingerprint(path: Path) -> tuple[int, ...]:
-    """What changes when a file is edited, replaced or made readable; () when missing."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return ()
-    except OSError as exc:
-        return (-1, exc.errno or 0)
-    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
 
 
 def _held(ticker: PoolTicker, now: datetime, why: str) -> TickResult:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import autoscaler.daemon
+import autoscaler.daemon_reload
 from autoscaler.cli.main import app
 from autoscaler.telemetry import Telemetry
 from tests.autoscaler.test_daemon import ROOT, write_config
@@ -139,9 +139,9 @@ def test_a_broken_overrides_file_is_parsed_when_it_changes_not_every_tick(
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(OVERRIDE.format(reason="launch"))
     parsed: list[Path] = []
-    real = autoscaler.daemon.load_overrides
+    real = autoscaler.daemon_reload.load_overrides
     monkeypatch.setattr(
-        autoscaler.daemon, "load_overrides", lambda p: (parsed.append(p), real(p))[1]
+        autoscaler.daemon_reload, "load_overrides", lambda p: (parsed.append(p), real(p))[1]
     )
     daemon, notifier = daemon_for(path)
     daemon.tick()

@@ -162,7 +162,7 @@ def test_a_digest_without_slack_is_a_config_error(tmp_path: Path) -> None:
 def test_a_changed_digest_time_waits_for_a_restart(tmp_path: Path) -> None:
     """The daily job is scheduled at start: a reload that moves it says so (start-only)."""
     from autoscaler.config.loader import load_config
-    from autoscaler.daemon import start_only_changes
+    from autoscaler.daemon_reload import start_only_changes
 
     config = setup_day(tmp_path, "http://127.0.0.1:9/api/")
     running = load_config(config)

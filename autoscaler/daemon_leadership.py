@@ -1,0 +1,82 @@
+"""The daemon's side of leader election: only the holder of the lock acts in a tick.
+
+Its own room because taking, renewing and releasing the lock, telling a lost or regained
+lock once, and guarding every fleet write with it are one concern apart from the tick
+loop. `Daemon` takes these methods in as a mixin and owns the state they read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
+from autoscaler.runtime import Runtime
+from autoscaler.telemetry import Telemetry
+from backends.leases import LeaderLock, LeaderLockError
+from common.deadline import DeadlineExceeded, call_within, whole_answer_s
+
+log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
+
+
+class Leadership:
+    """Leader-lock handling for `autoscaler.daemon.Daemon`, which sets these."""
+
+    runtime: Runtime
+    telemetry: Telemetry
+    leader: LeaderLock | None
+    _leading: bool | None
+    _lock_problem: str | None
+    _alert: Callable[[str], None]
+
+    def _lead(self) -> bool:
+        """Renew (or try to take) the leader lock; only its holder acts this tick."""
+        if self.leader is None:
+            return True
+        try:
+            leading = call_within(self._lock_deadline(), self.leader.acquire_or_renew, "lock")
+        except (LeaderLockError, DeadlineExceeded) as exc:
+            self.telemetry.set_leader(False)
+            self._leading = None
+            if str(exc) != self._lock_problem:
+                self._alert(f"leader lock unreachable; this daemon does not act: {exc}")
+            self._lock_problem = str(exc)
+            return False
+        if self._lock_problem is not None:
+            self._alert("leader lock reachable again")
+            self._lock_problem = None
+        if leading != self._leading:
+            log.warning(
+                "%s",
+                f"this daemon ({self.leader.identity}) is now the active one"
+                if leading
+                else f"this daemon ({self.leader.identity}) stands by",
+            )
+        self._leading = leading
+        self.telemetry.set_leader(leading)
+        if not leading:
+            log.info("standby: %s is active", self.leader.holder() or "another daemon")
+            self.telemetry.standby_tick()
+        return leading
+
+    def release_leadership(self) -> None:
+        """On shutdown: the standby takes over at its next tick, not after the TTL."""
+        if self.leader is not None and self._leading:
+            self.leader.release()
+            self._leading = False
+            self.telemetry.set_leader(False)
+
+    def _guard_writes(self, runtime: Runtime) -> None:
+        """Every backend write checks, just before it, that the lease is still ours."""
+        if self.leader is None:
+            return
+        margin_s = self.leader.ttl_s * WRITE_MARGIN
+        for ticker in runtime.tickers:
+            if not isinstance(ticker.backend, LeaderGuardedBackend):
+                ticker.backend = LeaderGuardedBackend(ticker.backend, self.leader, margin_s)
+
+    def _lock_deadline(self) -> float:
+        election = self.runtime.config.leader_election
+        if election is not None:
+            return whole_answer_s(election.timeout.total_seconds())
+        return self.leader.ttl_s / 3 if self.leader is not None else 10.0

@@ -1,0 +1,116 @@
+"""Changing a running daemon's settings between ticks: a SIGHUP reload of the config and
+the overrides file, re-read when it changes.
+
+Its own room because the rules of a reload (a broken config keeps the old one running
+and alerts; start-only settings wait for a restart; a broken overrides file keeps the
+last good one) are apart from scheduling ticks. `Daemon` takes these methods in as a
+mixin and owns the state they read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.schema import Config
+from autoscaler.notify import Notifier
+from autoscaler.overrides import OverridesFile
+from autoscaler.runtime import Runtime, build_runtime
+
+log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
+
+START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation", "digest")
+"""Settings read once at start: the tick schedule, where state lives, the metrics listener,
+the leader lock (swapping it live could let a standby act beside this daemon) and the
+simulated clock. A reload keeps the running values and says a restart applies them."""
+
+
+def start_only_changes(running: Config, loaded: Config) -> list[str]:
+    """The start-only settings that differ between the running config and a reloaded one."""
+    return [name for name in START_ONLY if getattr(running, name) != getattr(loaded, name)]
+
+
+class ConfigReloads:
+    """Reload and overrides handling for `autoscaler.daemon.Daemon`, which sets these."""
+
+    config_path: Path
+    dry_run: bool
+    env: Mapping[str, str]
+    runtime: Runtime
+    overrides: OverridesFile
+    _notifier_override: Notifier | None
+    _overrides_seen: tuple[int, ...] | None
+    _overrides_problem: str | None
+    _reload_requested: threading.Event
+    _alert: Callable[[str], None]
+    _guard_writes: Callable[[Runtime], None]
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    def _reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+            kept = start_only_changes(self.runtime.config, config)
+            config = config.model_copy(
+                update={name: getattr(self.runtime.config, name) for name in kept}
+            )
+            new = build_runtime(
+                config,
+                source=self.config_path,
+                dry_run=self.dry_run,
+                env=self.env,
+                notifier=self._notifier_override,
+                clock=self.runtime.clock,
+            )
+        except (ConfigError, ValueError, OSError) as exc:
+            self._alert(f"config reload failed; the previous config keeps running:\n{exc}")
+            return
+        self._guard_writes(new)
+        self.runtime = new
+        self._overrides_seen = None
+        log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
+        if kept:
+            self._alert(
+                f"config reloaded, but {', '.join(kept)} changed in {self.config_path} and "
+                "take effect only after a restart; still running with the old values"
+            )
+
+    def _refresh_overrides(self) -> None:
+        """Re-read the overrides file when it changes (its stat: time, size, inode), not
+        every tick; a broken one keeps the last good one and is told once, with where."""
+        path = self.runtime.config.overrides_file
+        if path is None:
+            self.overrides = OverridesFile()
+            return
+        seen = _file_fingerprint(path)
+        if seen == self._overrides_seen:
+            return
+        self._overrides_seen = seen
+        try:
+            self.overrides = load_overrides(path)
+        except ConfigError as exc:
+            problem = str(exc)
+            if problem != self._overrides_problem:
+                self._alert(
+                    f"overrides file is broken; keeping the last good overrides:\n{problem}"
+                )
+            self._overrides_problem = problem
+            return
+        if self._overrides_problem is not None:
+            self._alert(f"overrides file {path} is readable again; overrides in force")
+        self._overrides_problem = None
+
+
+def _file_fingerprint(path: Path) -> tuple[int, ...]:
+    """What changes when a file is edited, replaced or made readable; () when missing."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        return (-1, exc.errno or 0)
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
