@@ -15,7 +15,7 @@ read: the margin of a tick comes from ticks before it. Until `min_span` of ticks
 kept the margin stays 1 (the band as the forecaster made it).
 
 With `margin: loop` the reactive floor sizes the demand seen now at full use
-(tick.size_fleet): the margin, not the target utilization, is the loop's headroom.
+(sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
 
 Overrides are not replayed (a person's count wins over any policy anyway); missing data
 replays as a hold, as in the daemon.
@@ -308,7 +308,7 @@ def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.nd
 
 
 def _arrival_step(forecast: Forecast, boot_time: timedelta) -> int:
-    """The first forecast step at least boot_time after its first (tick.size_fleet's rule)."""
+    """The first forecast step at least boot_time after its first (sizing.size_fleet's rule)."""
     times = forecast.times
     if len(times) < 2:
         return 0

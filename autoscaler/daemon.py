@@ -35,9 +35,10 @@ from autoscaler.decision_log import to_json_value
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
+from autoscaler.sizing import Sizing
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
-from autoscaler.tick import PoolTicker, Sizing, TickResult, decision_record
+from autoscaler.tick import PoolTicker, TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock

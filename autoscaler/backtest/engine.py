@@ -1,7 +1,7 @@
 """The backtest's engine: the daemon's own size/decide code driving a simulated fleet.
 
 Each tick at the start of minute j sees the trace up to minute j-1, sizes the fleet
-with tick.size_fleet, decides with policy.decide and drives a
+with sizing.size_fleet, decides with policy.decide and drives a
 the simulated backend (backends/simulated.py) on a SimulatedClock: no second copy of the policy.
 """
 
@@ -30,7 +30,8 @@ from autoscaler.policy import Memory
 from autoscaler.signals.observe import context_of, reading_of
 from autoscaler.signals.queue_depth import QueueDepthSignal
 from autoscaler.signals.weigh import SignalReading
-from autoscaler.tick import Sizing, act, plan, size_fleet
+from autoscaler.sizing import Sizing, size_fleet
+from autoscaler.tick import act, plan
 from backends import backend_settings, make_backend
 from backends.base import FleetState
 from common.clock import SimulatedClock

@@ -1,7 +1,7 @@
 """`autoscaler backtest`: replay a trace through the daemon's own forecast/size/decide code.
 
 Each tick at the start of minute j sees the trace up to minute j-1 (a bounded
-window), sizes the fleet with tick.size_fleet, decides with policy.decide and drives
+window), sizes the fleet with sizing.size_fleet, decides with policy.decide and drives
 the simulated backend (backends/simulated.py) on a SimulatedClock: no second copy of the
 policy. Cost and lateness per minute come from autoscaler.backtest.queue, the same
 for the project's policy and every baseline (autoscaler.backtest.baselines).

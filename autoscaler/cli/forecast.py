@@ -17,15 +17,9 @@ from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
+from autoscaler.sizing import Sizing, observe_demand, size_fleet
 from autoscaler.state import PoolState
-from autoscaler.tick import (
-    PoolTicker,
-    Sizing,
-    limits_of,
-    observe_demand,
-    plan,
-    size_fleet,
-)
+from autoscaler.tick import PoolTicker, limits_of, plan
 from backends.base import BackendError, FleetState
 from predictors import make_predictor
 

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from autoscaler.config.schema import HistoryMask
 from autoscaler.history_masks import mask_history
 from autoscaler.policy import Memory, rule_of
-from autoscaler.tick import plan, size_fleet
+from autoscaler.sizing import size_fleet
+from autoscaler.tick import plan
 from predictors import make_predictor
 from tests.autoscaler.test_tick import make_pool
 

@@ -18,8 +18,9 @@ from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsError
 from autoscaler.overrides import Override, OverridesFile
+from autoscaler.sizing import size_fleet
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, size_fleet
+from autoscaler.tick import PoolTicker
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast
