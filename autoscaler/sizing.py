@@ -1,9 +1,10 @@
 """The forecast-and-size step of a tick: from a pool's checked demand history to node counts.
 
-Its own room because sizing is pure and shared: the daemon's tick, `autoscaler forecast`
-and the backtest all size through `size_fleet`, so its rules (the upper peak over the
-horizon, the peak from boot_time on, the reactive floor, spare nodes, and "no data is
-never zero nodes") live apart from the tick's acting, telling and remembering.
+Its own room because sizing is shared: the daemon's tick, `autoscaler forecast` and the
+backtest all size through the pure `size_fleet`, so its rules (the upper peak over the
+horizon, the peak from boot_time on, the reactive floor, spare nodes) live apart from the
+tick's acting, telling and remembering. `observe_demand` and `forecast_demand` put the
+checked metrics read in front of it, where no data is a reason, never zero nodes.
 """
 
 from __future__ import annotations

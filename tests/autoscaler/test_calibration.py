@@ -21,7 +21,8 @@ from autoscaler.calibration import (
     replay_late,
 )
 from autoscaler.config.schema import Pool
-from autoscaler.tick import limits_of, size_fleet
+from autoscaler.sizing import size_fleet
+from autoscaler.tick import limits_of
 from predictors import Forecast
 from predictors.seasonal import SeasonalPredictor
 
