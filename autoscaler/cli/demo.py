@@ -35,7 +35,6 @@ class PoolTally:
     ticks: int = 0
     scale_ups: int = 0
     scale_downs: int = 0
-    node_hours: float = 0.0
     short_ticks: int = 0
     held_ticks: int = 0
     peak_nodes: int = 0
@@ -65,7 +64,6 @@ class ConsoleReporter:
         upper = sizing.forecast.peak_upper() if sizing.forecast else None
         at = f"{result.at.astimezone(self.zones.get(result.pool, UTC_ZONE)):%a %H:%M %Z}"
         if fleet is not None:
-            tally.node_hours += fleet.desired * self.interval.total_seconds() / 3600
             tally.peak_nodes = max(tally.peak_nodes, fleet.desired)
             if demand is not None:
                 capacity = fleet.ready * self.per_node_rps[result.pool]
@@ -95,7 +93,7 @@ class ConsoleReporter:
             served = 100 * t.served_sum / t.demand_sum if t.demand_sum else 100.0
             self.console.print(
                 f"{pool}: {t.ticks} ticks, {t.scale_ups} scale-ups, {t.scale_downs} scale-downs, "
-                f"peak {t.peak_nodes} nodes, {t.node_hours:.1f} node-hours; "
+                f"peak {t.peak_nodes} nodes; "
                 f"ready capacity short of demand in {t.short_ticks} ticks; "
                 f"{served:.2f}% of demand within ready capacity",
                 highlight=False,
