@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.loader import load_config, load_overrides
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.notify import Notifier
 from autoscaler.overrides import OverridesFile

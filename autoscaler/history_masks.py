@@ -15,7 +15,7 @@ from datetime import UTC
 import numpy as np
 import pandas as pd
 
-from autoscaler.config.schema import HistoryMask
+from autoscaler.config.time_windows import HistoryMask
 
 
 def mask_history(

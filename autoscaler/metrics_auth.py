@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
 from common.secrets import remember, remember_url
 
 _SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie", re.I)

@@ -21,7 +21,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError, as_utc, series_from_matrix, shorten_query
 from autoscaler.metrics_auth import query_credentials
 from common.deadline import DeadlineExceeded, call_within, whole_answer_s

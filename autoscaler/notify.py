@@ -23,7 +23,7 @@ from common.secrets import redact as redact_known
 from common.secrets import redact_data, remember, shorten
 
 if TYPE_CHECKING:
-    from autoscaler.config.schema import SlackConfig
+    from autoscaler.config.reporting import SlackConfig
 
 logger = logging.getLogger(__name__)
 

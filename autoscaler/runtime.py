@@ -20,18 +20,13 @@ from pydantic import BaseModel
 
 from autoscaler.calibration import with_margin
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
-from autoscaler.config.loader import (
-    ConfigError,
-    Loc,
-    Problem,
-    YamlDocument,
-    field_name,
-    main_file,
-    read_yaml,
-)
+from autoscaler.config.loader import main_file
+from autoscaler.config.metrics_source import PrometheusMetrics, ReplayMetrics
 from autoscaler.config.pool_dir import read_pool_dir
-from autoscaler.config.schema import Config, Pool, PrometheusMetrics, ReplayMetrics
+from autoscaler.config.problems import ConfigError, Loc, Problem, field_name
+from autoscaler.config.schema import Config, Pool
 from autoscaler.config.transport import insecure_settings, refusal_text
+from autoscaler.config.yaml_reader import YamlDocument, read_yaml
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsSource
 from autoscaler.metrics_auth import CredentialError

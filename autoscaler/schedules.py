@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from autoscaler.config.schema import WEEKDAYS, Schedule
+from autoscaler.config.time_windows import WEEKDAYS, Schedule
 
 LOOKAHEAD = timedelta(days=8)
 ZERO = timedelta(0)

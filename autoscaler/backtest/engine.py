@@ -17,14 +17,8 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.backtest.baselines import BASELINES, Replay
-from autoscaler.config.schema import (
-    Capacity,
-    DemandQuery,
-    Pool,
-    PredictorConfig,
-    ScaleDown,
-    ScaleUp,
-)
+from autoscaler.config.scaling import ScaleDown, ScaleUp
+from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.policy import Memory
 from autoscaler.signals.observe import context_of, reading_of

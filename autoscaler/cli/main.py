@@ -13,7 +13,8 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape
 
-from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.loader import load_config, load_overrides
+from autoscaler.config.problems import ConfigError
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from common.cli import CONTEXT, add_version_option, option_duration, option_positive

@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from autoscaler.config.loader import ConfigError, load_config, load_overrides
+from autoscaler.config.loader import load_config, load_overrides
 from autoscaler.config.overrides_file import clear_override, set_override
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
 from common.durations import parse_duration

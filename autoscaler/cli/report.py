@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from autoscaler.config.loader import ConfigError, load_config
-from autoscaler.config.schema import Config, ReplayMetrics
+from autoscaler.config.loader import load_config
+from autoscaler.config.metrics_source import ReplayMetrics
+from autoscaler.config.problems import ConfigError
+from autoscaler.config.schema import Config
 from autoscaler.daily_report import attachments, build_report, report_message, report_text
 from autoscaler.metrics import MetricsSource
 from autoscaler.notify import SlackNotifier

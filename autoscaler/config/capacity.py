@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.config.loader import ConfigError, Problem, read_yaml
+from autoscaler.config.problems import ConfigError, Problem
 from autoscaler.config.schema import Capacity, Pool
+from autoscaler.config.yaml_reader import read_yaml
 
 
 def read_per_node_rps(path: Path) -> float:

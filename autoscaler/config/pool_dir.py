@@ -12,15 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from autoscaler.config.loader import (
-    ConfigError,
-    Problem,
-    YamlDocument,
-    field_name,
-    parse_document,
-    read_yaml,
-)
-from autoscaler.config.schema import Pool, resolve_path, resolve_paths
+from autoscaler.config.locate_errors import parse_document
+from autoscaler.config.paths import resolve_path, resolve_paths
+from autoscaler.config.problems import ConfigError, Problem, field_name
+from autoscaler.config.schema import Pool
+from autoscaler.config.yaml_reader import YamlDocument, read_yaml
 
 POOL_FILE_SUFFIXES = (".yaml", ".yml")
 

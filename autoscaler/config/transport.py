@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from common.transport import plain_http_finding, proxy_finding
 
 if TYPE_CHECKING:  # the schema calls these checks: no import back at run time
-    from autoscaler.config.schema import Config, MetricsConfig, SlackConfig
+    from autoscaler.config.metrics_source import MetricsConfig
+    from autoscaler.config.reporting import SlackConfig
+    from autoscaler.config.schema import Config
 
 
 def insecure_settings(config: Config, env: Mapping[str, str]) -> list[str]:

@@ -11,16 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from autoscaler.config.loader import (
-    ConfigError,
-    Problem,
-    YamlDocument,
-    field_name,
-    load_config,
-    main_file,
-    read_overrides_document,
-)
+from autoscaler.config.loader import load_config, main_file, read_overrides_document
+from autoscaler.config.problems import ConfigError, Problem, field_name
 from autoscaler.config.schema import Config
+from autoscaler.config.yaml_reader import YamlDocument
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import build_runtime
 

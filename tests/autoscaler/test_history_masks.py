@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.schema import HistoryMask
+from autoscaler.config.time_windows import HistoryMask
 from autoscaler.history_masks import mask_history
 from autoscaler.policy import Memory, rule_of
 from autoscaler.sizing import size_fleet

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.config.schema import DemandQuery, PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.schema import DemandQuery
 from autoscaler.metrics import MetricsError, check_demand, fetch_demand
 from autoscaler.metrics_prometheus import PrometheusSource, redact_url
 from tests.doubles.prometheus_server import (

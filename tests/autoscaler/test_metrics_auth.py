@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_auth import CredentialError, query_credentials
 from autoscaler.metrics_prometheus import PrometheusSource

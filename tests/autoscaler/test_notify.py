@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.config.schema import SlackConfig
+from autoscaler.config.reporting import SlackConfig
 from autoscaler.notify import (
     LogNotifier,
     Message,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from autoscaler.config.loader import ConfigError, load_overrides
+from autoscaler.config.loader import load_overrides
 from autoscaler.config.overrides_file import clear_override, dump_overrides, set_override
+from autoscaler.config.problems import ConfigError
 from autoscaler.overrides import Override, OverridesFile, active_override, expired_overrides
 
 IST = timezone(timedelta(hours=5, minutes=30))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config.schema import Schedule
+from autoscaler.config.time_windows import Schedule
 from autoscaler.overrides import Override, active_override
 from autoscaler.policy import (
     Decision,

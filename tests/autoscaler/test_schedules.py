@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config.schema import Schedule
+from autoscaler.config.time_windows import Schedule
 from autoscaler.schedules import ScheduleBounds, bounds_at, next_change, wall_time_to_instant
 
 KOLKATA = ZoneInfo("Asia/Kolkata")

@@ -26,7 +26,8 @@ def test_a_span_too_long_to_hold_is_a_value_error(value: object) -> None:
 
 
 def test_the_loader_reports_it_as_a_config_error(tmp_path) -> None:
-    from autoscaler.config.loader import ConfigError, load_config
+    from autoscaler.config.loader import load_config
+    from autoscaler.config.problems import ConfigError
     from tests.autoscaler.config.test_loader import BASE
 
     path = tmp_path / "config.yaml"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import Message, SlackNotifier

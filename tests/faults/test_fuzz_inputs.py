@@ -22,8 +22,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.config.loader import ConfigError, load_config, load_overrides
-from autoscaler.config.schema import Config, PrometheusMetrics
+from autoscaler.config.loader import load_config, load_overrides
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.problems import ConfigError
+from autoscaler.config.schema import Config
 from autoscaler.metrics import MetricsError, check_demand, series_from_matrix
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile

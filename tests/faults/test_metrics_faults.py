@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import SlackNotifier
 from autoscaler.telemetry import Telemetry

@@ -18,7 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.transport import insecure_settings
 from autoscaler.daemon import Daemon
 from common.clock import SimulatedClock

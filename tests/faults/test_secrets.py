@@ -21,8 +21,9 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.loader import ConfigError, load_config
-from autoscaler.config.schema import PrometheusMetrics
+from autoscaler.config.loader import load_config
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.transport import insecure_settings
 from autoscaler.daemon import Daemon
 from autoscaler.metrics_prometheus import PrometheusSource

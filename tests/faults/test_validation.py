@@ -14,7 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 from autoscaler.daemon import Daemon
 from tests.autoscaler.test_daemon import write_config
 from tests.support import RecordingNotifier

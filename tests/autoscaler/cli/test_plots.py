@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.cli.plots import _forecast_counts, forecast_plot
-from autoscaler.config.schema import Capacity, DemandQuery, Pool, Schedule
+from autoscaler.config.schema import Capacity, DemandQuery, Pool
+from autoscaler.config.time_windows import Schedule
 from backends.simulated import SimulatedBackend
 from predictors.base import Forecast
 

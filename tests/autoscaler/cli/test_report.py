@@ -149,7 +149,8 @@ def test_the_daemon_sends_the_daily_digest_at_its_time(
 
 
 def test_a_digest_without_slack_is_a_config_error(tmp_path: Path) -> None:
-    from autoscaler.config.loader import ConfigError, load_config
+    from autoscaler.config.loader import load_config
+    from autoscaler.config.problems import ConfigError
 
     config = setup_day(tmp_path, "http://127.0.0.1:9/api/")
     config.write_text(

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.validate import validate_files
 from gpu_bench.profile import CapacityProfile, save_profile
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
 from autoscaler.config.expand import expand_text
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 
 CONFIG = """\
 metrics:

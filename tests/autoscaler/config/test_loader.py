@@ -11,13 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.capacity import per_node_rps_of, read_per_node_rps
-from autoscaler.config.loader import (
-    ConfigError,
-    Problem,
-    load_config,
-    load_overrides,
-    read_overrides_document,
-)
+from autoscaler.config.loader import load_config, load_overrides, read_overrides_document
+from autoscaler.config.problems import ConfigError, Problem
 from autoscaler.config.schema import Capacity, Config
 from autoscaler.config.validate import validate_files
 from autoscaler.overrides import OverridesFile

@@ -9,7 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 
 MAIN = """\
 state_dir: state

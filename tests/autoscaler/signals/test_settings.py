@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.config.loader import ConfigError, load_config
+from autoscaler.config.loader import load_config
+from autoscaler.config.problems import ConfigError
 from autoscaler.config.validate import validate_files
 from tests.autoscaler.config.test_loader import assert_reported, line_of
 

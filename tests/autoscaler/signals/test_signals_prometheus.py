@@ -15,7 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.config.schema import Pool, PrometheusMetrics
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile

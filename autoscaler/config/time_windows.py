@@ -1,0 +1,121 @@
+"""Spans of time in a pool's config: weekly or one-off schedules, masked history.
+
+Its own room because day ranges, clock times and time zones are one set of rules
+that the schedule logic (autoscaler/schedules.py) and the history masks share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from common.durations import Duration
+from common.settings import Strict
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class HistoryMask(Strict):
+    """A span the forecaster must not learn from (an outage, a launch spike)."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "needs a UTC offset, such as 2026-11-02T10:00:00+05:30 or ...Z; a time "
+                "without one is ambiguous"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistoryMask:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Schedule(Strict):
+    """A named window of the week with a floor (and optional ceiling) on the node count."""
+
+    name: str
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS))
+    date: dt.date | None = Field(
+        default=None,
+        description="a one-off window on this local date (a campaign) instead of weekdays",
+    )
+    start: time
+    end: time
+    timezone: str = "UTC"
+    min_nodes: int = Field(ge=0)
+    max_nodes: int | None = Field(default=None, ge=0)
+    lead_time: Duration = timedelta(0)
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _expand_days(cls, value: Any) -> list[str]:
+        return expand_days(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _date_or_days(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("date") is not None and "days" in data:
+            raise ValueError("give days (every week) or date (once), not both")
+        return data
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_text(cls, value: Any) -> Any:
+        """pydantic reads 9 as 9 seconds after midnight; a person meant 09:00."""
+        if isinstance(value, str | time):
+            return value
+        raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ceiling_above_floor(self) -> Schedule:
+        if self.max_nodes is not None and self.max_nodes < self.min_nodes:
+            raise ValueError("max_nodes must be at least min_nodes")
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+def expand_days(value: Any) -> list[str]:
+    """Accept ["mon", "tue"], "mon-fri", "mon-sat,sun" or "daily"."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected a list of days such as [mon, tue] or a range mon-fri")
+    days: list[str] = []
+    for item in items:
+        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
+        if text in ("dai", "daily"):
+            days.extend(WEEKDAYS)
+        elif "-" in text:
+            first, _, last = (part.strip()[:3] for part in text.partition("-"))
+            if first not in WEEKDAYS or last not in WEEKDAYS:
+                raise ValueError(f"unknown day range {item!r}; use mon..sun")
+            i, j = WEEKDAYS.index(first), WEEKDAYS.index(last)
+            span = range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)]
+            days.extend(WEEKDAYS[k] for k in span)
+        elif text in WEEKDAYS:
+            days.append(text)
+        else:
+            raise ValueError(f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun")
+    return sorted(set(days), key=WEEKDAYS.index)

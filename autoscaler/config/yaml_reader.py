@@ -1,0 +1,158 @@
+"""YAML composed (not just loaded), so each value keeps the line it was written on.
+
+Its own room because it knows PyYAML's nodes and nothing of the models: the line
+marks it keeps are what lets every later error name FILE:LINE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoscaler.config.expand import expand_scalar
+from autoscaler.config.problems import ConfigError, Loc, Problem, field_name
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
+
+
+@dataclass
+class YamlDocument:
+    """Plain data from a YAML file plus the line each mapping entry or list item sits on."""
+
+    path: Path
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # found while reading: duplicate keys
+
+    def line_of(self, loc: Loc) -> int | None:
+        """Line of the deepest part of `loc` that exists in the file."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+
+def read_yaml(
+    path: Path, *, missing_ok: bool = False, env: Mapping[str, str] | None = None
+) -> YamlDocument | None:
+    """Parse one YAML document; None only when `missing_ok` and the file does not exist.
+    With `env`, `${VAR}` in values is expanded from it (autoscaler.config.expand)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise ConfigError([Problem(path, None, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([Problem(path, None, "", f"cannot read file: {reason}")]) from None
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"character {chr(exc.character)!r} is not allowed in YAML"
+        raise ConfigError([Problem(path, line, "", message)]) from None
+    try:
+        node = loader.get_single_node()
+        builder = _Builder(path, loader, env)
+        data = None if node is None else builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        column = f" at column {mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError([Problem(path, line, "", f"malformed YAML{column}: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(path, None, "", f"malformed YAML: {exc}")]) from None
+    except RecursionError:  # PyYAML composes nested values recursively
+        message = f"values nested too deeply (more than {MAX_DEPTH} levels are never needed)"
+        raise ConfigError([Problem(path, None, "", message)]) from None
+    finally:
+        loader.dispose()
+    return YamlDocument(path, data, builder.lines, builder.problems)
+
+
+class _Builder:
+    """Turns composed nodes into plain data, noting lines and duplicate keys on the way."""
+
+    def __init__(
+        self, path: Path, loader: yaml.SafeLoader, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.path = path
+        self.loader = loader
+        self.env = env
+        self.lines: dict[Loc, int] = {}
+        self.problems: list[Problem] = []
+        self.count = 0
+
+    def build(self, node: yaml.Node, loc: Loc, line: int | None = None) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES or len(loc) > MAX_DEPTH:
+            # Aliases can repeat a subtree without end (or refer to themselves).
+            raise yaml.MarkedYAMLError(
+                problem="too many values or too deeply nested (aliases repeating themselves?)",
+                problem_mark=node.start_mark,
+            )
+        self.lines[loc] = line if line is not None else node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if self.env is not None and isinstance(node, yaml.ScalarNode):
+            node, unset = expand_scalar(node, self.env, self.loader)
+            for name in unset:
+                self.problems.append(
+                    Problem(
+                        self.path,
+                        self.lines[loc],
+                        field_name(loc),
+                        f"environment variable {name} is not set (${{{name}}}); set it, or "
+                        f"give a default: ${{{name}:-value}}",
+                    )
+                )
+        if node.tag in (_INT_TAG, _FLOAT_TAG) and node.style is None and ":" in node.value:
+            # YAML 1.1 reads 10:30 as the base-60 number 630; a person meant a time.
+            return node.value
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self._key(key_node)
+            key_line = key_node.start_mark.line + 1
+            if key in first_line:
+                self.problems.append(
+                    Problem(
+                        self.path,
+                        key_line,
+                        field_name((*loc, key)),
+                        f"duplicate key {key!r} (first set on line {first_line[key]}); "
+                        "keep only one",
+                    )
+                )
+            else:
+                first_line[key] = key_line
+        self.loader.flatten_mapping(node)  # resolves "<<: *anchor" merges
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            result[key] = self.build(value_node, (*loc, key), key_node.start_mark.line + 1)
+        return result
+
+    def _key(self, node: yaml.Node) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise yaml.MarkedYAMLError(
+                problem="a mapping key must be a plain value", problem_mark=node.start_mark
+            )
+        return node.value  # the text as written: pool "123" or key "on" stay strings
