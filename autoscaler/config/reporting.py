@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from autoscaler.config.time_windows import ClockTime, ZoneName
 from common.durations import PositiveDuration
 from common.settings import Strict
 
@@ -59,23 +58,7 @@ class TelemetryConfig(Strict):
 class DigestConfig(Strict):
     """The daily digest on Slack: each pool's day (cost, service, forecast error, actions)."""
 
-    at: time = Field(default=time(9, 0), description="local time the digest is sent")
-    timezone: str = "UTC"
+    at: ClockTime = Field(default=time(9, 0), description="local time the digest is sent")
+    timezone: ZoneName = "UTC"
     currency: str = Field(default="USD", min_length=1, max_length=8)
     plot: bool = Field(default=True, description="a PNG of each pool's day in the thread")
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _clock_text(cls, value: Any) -> Any:
-        if isinstance(value, str | time):
-            return value
-        raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from common.durations import Duration
 from common.settings import Strict
@@ -43,6 +43,27 @@ class HistoryMask(Strict):
         return self
 
 
+def _clock_text(value: Any) -> Any:
+    """pydantic reads 9 as 9 seconds after midnight; a person meant 09:00."""
+    if isinstance(value, str | time):
+        return value
+    raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_text)]
+"""A time of day written as text ('09:00'), never a bare number."""
+ZoneName = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name that this machine's tz database knows."""
+
+
 class Schedule(Strict):
     """A named window of the week with a floor (and optional ceiling) on the node count."""
 
@@ -52,9 +73,9 @@ class Schedule(Strict):
         default=None,
         description="a one-off window on this local date (a campaign) instead of weekdays",
     )
-    start: time
-    end: time
-    timezone: str = "UTC"
+    start: ClockTime
+    end: ClockTime
+    timezone: ZoneName = "UTC"
     min_nodes: int = Field(ge=0)
     max_nodes: int | None = Field(default=None, ge=0)
     lead_time: Duration = timedelta(0)
@@ -70,23 +91,6 @@ class Schedule(Strict):
         if isinstance(data, dict) and data.get("date") is not None and "days" in data:
             raise ValueError("give days (every week) or date (once), not both")
         return data
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock_text(cls, value: Any) -> Any:
-        """pydantic reads 9 as 9 seconds after midnight; a person meant 09:00."""
-        if isinstance(value, str | time):
-            return value
-        raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _ceiling_above_floor(self) -> Schedule:
