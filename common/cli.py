@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import typer
 
@@ -50,3 +50,17 @@ def option_positive(option: str, value: float, unit: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{option}: expected a positive number of {unit}, got {value!r}")
     return value
+
+
+def option_moment(option: str, text: str) -> datetime:
+    """An ISO time with its UTC offset given on the command line (a time without one would
+    be read in whatever zone the ops box happens to be in); a ValueError names the option."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{option}: expected an ISO time such as 2026-11-27T08:00+05:30, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{option}: {text!r} has no UTC offset; add one, e.g. {text}+00:00")
+    return moment

@@ -24,6 +24,7 @@ from autoscaler.config.overrides_file import clear_override, set_override
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
+from common.cli import option_moment
 from common.durations import parse_duration
 
 override_app = typer.Typer(
@@ -72,11 +73,9 @@ def _expiry(now: datetime, duration: str | None, until: str | None) -> datetime:
         return now + length
     assert until is not None
     try:
-        expires = datetime.fromisoformat(until)
-    except ValueError:
-        _fail(f"--until: expected an ISO time such as 2026-11-27T18:00+05:30, got {until!r}")
-    if expires.tzinfo is None:
-        _fail(f"--until: {until!r} has no UTC offset; add one, e.g. {until}+00:00 or {until}Z")
+        expires = option_moment("--until", until)
+    except ValueError as exc:
+        _fail(str(exc))
     if expires <= now:
         _fail(f"--until: {until} is already past")
     return expires
@@ -86,12 +85,9 @@ def _start(starts: str | None) -> datetime | None:
     if starts is None:
         return None
     try:
-        moment = datetime.fromisoformat(starts)
-    except ValueError:
-        _fail(f"--from: expected an ISO time such as 2026-11-27T08:00+05:30, got {starts!r}")
-    if moment.tzinfo is None:
-        _fail(f"--from: {starts!r} has no UTC offset; add one, e.g. {starts}+00:00")
-    return moment
+        return option_moment("--from", starts)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _span(delta: timedelta) -> str:

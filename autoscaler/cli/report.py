@@ -19,6 +19,7 @@ from autoscaler.config.schema import Config
 from autoscaler.daily_report import attachments, build_report, report_message, report_text
 from autoscaler.metrics import MetricsSource
 from autoscaler.notify import SlackNotifier
+from common.cli import option_moment
 from common.clock import SimulatedClock, SystemClock
 from common.durations import parse_duration
 
@@ -89,11 +90,9 @@ def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
         end = SystemClock().now().replace(second=0, microsecond=0)
     else:
         try:
-            end = datetime.fromisoformat(until)
-        except ValueError:
-            _fail(f"--until: expected an ISO time such as 2026-11-27T00:00+00:00, got {until!r}")
-        if end.tzinfo is None:
-            _fail(f"--until: {until!r} has no UTC offset")
+            end = option_moment("--until", until)
+        except ValueError as exc:
+            _fail(str(exc))
     end = end.astimezone(UTC)
     return end, end - span
 

@@ -1,7 +1,10 @@
-"""Both command lines answer `--version` and take `-h` wherever they take `--help`."""
+"""Both command lines answer `--version` and take `-h` wherever they take `--help`; the
+options they share read alike."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from importlib.metadata import version
 from typing import Any
 
@@ -11,6 +14,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app as autoscaler_app
+from common.cli import option_moment
 from gpu_bench.cli import app as gpu_bench_app
 
 runner = CliRunner()
@@ -42,3 +46,17 @@ def test_dash_h_is_help_for_every_command(program: str) -> None:
         long = runner.invoke(app, [*path, "--help"])
         assert short.exit_code == 0, (path, short.output)
         assert short.output == long.output and "Usage:" in short.output
+
+
+def test_a_moment_needs_its_utc_offset_and_names_the_option() -> None:
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    assert option_moment("--from", "2026-11-27T08:00+05:30") == datetime(
+        2026, 11, 27, 8, 0, tzinfo=kolkata
+    )
+    assert option_moment("--until", "2026-11-27T00:00Z").tzinfo == UTC
+    for text, says in (
+        ("2026-11-27T08:00", "--from: '2026-11-27T08:00' has no UTC offset"),
+        ("tomorrow", "--from: expected an ISO time"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            option_moment("--from", text)
