@@ -33,8 +33,9 @@ import pandas as pd
 from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.config.schema import Pool
 from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for_each
+from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.schedules import ScheduleBounds, bounds_at
-from predictors import Forecast, Predictor, make_predictor
+from predictors import Forecast, Predictor
 
 MARGINS = (0.2, 4.0)
 """The margin's range, a multiple of the forecaster's upper band."""
@@ -82,7 +83,7 @@ def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettin
 def pool_predictor(pool: Pool, per_node_rps: float, limits: Limits) -> Predictor:
     """The pool's predictor as configured: its band as the forecaster made it
     (`margin: band`, the default), or scaled by the loop-calibrated margin (`margin: loop`)."""
-    inner = make_predictor(pool.predictor.kind, pool.predictor.params)
+    inner = make_pool_predictor(pool)
     return with_margin(pool, inner, per_node_rps, limits)
 
 

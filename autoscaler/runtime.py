@@ -32,6 +32,7 @@ from autoscaler.metrics import MetricsSource
 from autoscaler.metrics_auth import CredentialError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
+from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker, limits_of
@@ -40,7 +41,7 @@ from backends.base import Backend
 from backends.leases import LeaderLock, make_leader_lock
 from common.clock import Clock, SimulatedClock, SystemClock
 from common.secrets import install_log_redaction, remember_environment, remember_url
-from predictors import Predictor, make_predictor
+from predictors import Predictor
 
 T = TypeVar("T")
 
@@ -232,7 +233,7 @@ def _pool_parts(
         here: Loc = ("pools", index)
         predictor = startup.build(
             (*here, "predictor"),
-            lambda pool=pool: make_predictor(pool.predictor.kind, pool.predictor.params),
+            lambda pool=pool: make_pool_predictor(pool),
         )
         capacity = pool.capacity
         per_node_rps = None

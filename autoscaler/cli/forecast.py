@@ -15,13 +15,13 @@ from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
+from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
 from autoscaler.sizing import Sizing, observe_demand, size_fleet
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, limits_of, plan
 from backends.base import BackendError, FleetState
-from predictors import make_predictor
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def forecast_pool(
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
-    predictor = make_predictor(pool.predictor.kind, pool.predictor.params)
+    predictor = make_pool_predictor(pool)
     result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"

@@ -107,6 +107,11 @@ NONSENSE: dict[str, tuple[Edit, str, str]] = {
         "pools[0].predictor.params.service_target",
         "service_target",
     ),
+    "seasonal refit phase of a whole period": (
+        predictor("seasonal", refit_phase=1.0),
+        "pools[0].predictor.params.refit_phase",
+        "refit_phase",
+    ),
     "linear quantile of 1": (
         predictor("linear", quantile=1.0),
         "pools[0].predictor.params.quantile",

@@ -191,11 +191,19 @@ def test_timezone_keeps_the_local_shape_across_dst() -> None:
     assert local_error < 0.7 * utc_error
 
 
-def test_ticking_fits_are_cheap_and_match_a_fresh_fit_at_refits() -> None:
+@pytest.mark.parametrize(
+    ("phase", "refit_minutes"),
+    [(0.0, [0, 60, 120]), (0.5, [0, 30, 90, 150]), (0.99, [0, 1, 61, 121])],
+)
+def test_ticking_fits_are_cheap_and_match_a_fresh_fit_at_refits(
+    phase: float, refit_minutes: list[int]
+) -> None:
+    """The first fit, then one refit per hour of data; the second comes `refit_phase` of
+    the hour sooner (the staggering), and each refit's forecast is a fresh fit's."""
     series = synthetic(16, noise="poisson", seed=1)
     start = 14 * 1440
-    predictor = SeasonalPredictor(refit_every=timedelta(hours=1))
-    fits_before, compared = 0, 0
+    predictor = SeasonalPredictor(refit_every=timedelta(hours=1), refit_phase=phase)
+    fits_before, refits = 0, []
     for origin in range(start, start + 180):  # three hours of one-minute ticks
         ticked = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
         if predictor.heavy_fits > fits_before:
@@ -203,9 +211,25 @@ def test_ticking_fits_are_cheap_and_match_a_fresh_fit_at_refits() -> None:
             fresh = SeasonalPredictor().fit(series.iloc[: origin + 1]).forecast(HORIZON)
             np.testing.assert_allclose(ticked.point, fresh.point, rtol=1e-9)
             np.testing.assert_allclose(ticked.upper, fresh.upper, rtol=1e-9)
-            compared += 1
-    assert predictor.heavy_fits == 3  # the first fit, then one per hour of data
-    assert compared == 3
+            refits.append(origin - start)
+    assert refits == refit_minutes
+    assert predictor.heavy_fits == len(refit_minutes)
+
+
+def test_pools_started_together_with_spread_phases_refit_on_different_ticks() -> None:
+    series = synthetic(15, noise="gauss", seed=2)
+    start, pools = 14 * 1440, 6
+    predictors = [SeasonalPredictor(refit_phase=k / pools) for k in range(pools)]
+    refits_per_tick = []
+    for origin in range(start, start + 121):  # two hours of ticks on a 2 h query window
+        window = series.iloc[origin - 120 : origin + 1]
+        before = sum(p.heavy_fits for p in predictors)
+        for predictor in predictors:
+            predictor.fit(series.iloc[: origin + 1] if origin == start else window)
+        refits_per_tick.append(sum(p.heavy_fits for p in predictors) - before)
+    assert refits_per_tick[0] == pools  # a fresh start fits every pool
+    assert max(refits_per_tick[1:]) == 1  # then no two on the same tick
+    assert sum(refits_per_tick[1:]) == 2 * pools  # and each still refits once an hour
 
 
 def test_a_short_query_window_still_builds_a_seasonal_model() -> None:
@@ -267,6 +291,12 @@ def test_registered_and_built_from_config_params() -> None:
         make_predictor("seasonal", {"service_target": 1.5})
     with pytest.raises(ValueError, match="Mars"):  # not ZoneInfoNotFoundError, a KeyError
         make_predictor("seasonal", {"timezone": "Mars/Olympus"})
+    assert make_predictor("seasonal", {"refit_phase": 0.25}).refit_phase == 0.25
+    for phase in (1.0, -0.1, "soon"):
+        with pytest.raises(ValueError, match=r"params\.refit_phase"):
+            make_predictor("seasonal", {"refit_phase": phase})
+    with pytest.raises(ValueError, match="refit_phase"):
+        SeasonalPredictor(refit_phase=1.0)
 
 
 def test_empty_or_all_nan_history_is_a_value_error() -> None:
