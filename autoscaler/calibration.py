@@ -32,8 +32,9 @@ import pandas as pd
 
 from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.config.schema import Pool
-from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for_each
+from autoscaler.policy import Limits, nodes_for_each
 from autoscaler.pool_predictor import make_pool_predictor
+from autoscaler.replay_decide import ReplayedTicks, replay_decide
 from autoscaler.schedules import ScheduleBounds, bounds_at
 from predictors import Forecast, Predictor
 
@@ -278,7 +279,8 @@ def _replay_queue(
 
 def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.ndarray:
     """The count decide() sets at each tick of the frame, given the margin (one, or each
-    tick's)."""
+    tick's); run by replay_decide, decide()'s rules on plain integers (a dozen replays of
+    the window per refit)."""
     scale = np.asarray(margin, dtype=float)
     need = np.maximum((scale[:, None] if scale.ndim else scale) * frame.upper, 0.0)
     rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
@@ -289,23 +291,16 @@ def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.nd
     arrival_nodes = nodes_for_each(arrival, rate, use) + spare
     demand_nodes = nodes_for_each(frame.demand, rate, REACTIVE_UTILIZATION)
     current = int(max(horizon_nodes[0], demand_nodes[0]))
-    memory = Memory()
-    desired = np.empty(len(frame.times), dtype=np.int64)
-    for i, at in enumerate(frame.times):
-        good = bool(ok[i])
-        observation = Observation(
-            at=at,
-            current=current,
-            forecast_nodes=int(horizon_nodes[i]) if good else None,
-            missing_reason=None if good else "missing in the replay",
-            schedule=frame.schedules[i],
-            demand_nodes=int(demand_nodes[i]) if good else None,
-            arrival_nodes=int(arrival_nodes[i]) if good else None,
-            spare_nodes=spare,
-        )
-        decision, memory = decide(observation, settings.limits, memory)
-        current = desired[i] = decision.desired
-    return desired
+    ticks = ReplayedTicks(
+        times=frame.times,
+        forecast_nodes=horizon_nodes,
+        demand_nodes=demand_nodes,
+        arrival_nodes=arrival_nodes,
+        ok=ok,
+        schedules=frame.schedules,
+        spare_nodes=spare,
+    )
+    return replay_decide(ticks, settings.limits, current)
 
 
 def _arrival_step(forecast: Forecast, boot_time: timedelta) -> int:

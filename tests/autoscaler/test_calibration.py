@@ -7,12 +7,14 @@ until the replayed loop spends the budget, and pool bounds still win.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import autoscaler.calibration as calibration
 from autoscaler.calibration import (
     LoopCalibrated,
     loop_settings,
@@ -21,12 +23,14 @@ from autoscaler.calibration import (
     replay_late,
 )
 from autoscaler.config.schema import Pool
+from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
 from autoscaler.tick import limits_of
 from predictors import Forecast
 from predictors.seasonal import SeasonalPredictor
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 RATE = 0.05
 """Per-node req/s: 3 requests a minute, so a minute's count is Poisson-noisy."""
 
@@ -191,3 +195,35 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     predictor._margins = [4.0] * len(predictor._margins)  # far too wide: nothing late
     predictor._feedback(frame)
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
+
+
+def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """replay_counts runs the fast replay of decide(); with decide() itself, tick by tick,
+    the calibration chooses exactly the same margins (bit for bit), through missing ticks,
+    a schedule floor, a cooldown and small steps down."""
+    pool = make_pool(
+        cooldown="3m",
+        scale_down={"stabilization": "10m", "max_step": 2},
+        schedules=[{"name": "day", "start": "09:00", "end": "17:00", "min_nodes": 30}],
+    )
+    demand = noisy_demand(1440 + 400)
+
+    def margins() -> list[tuple[float, float | None, float]]:
+        inner = WideBand(2.0)
+        settings = replace(loop_settings(pool, RATE, limits_of(pool)), refit_every=HOUR)
+        predictor = LoopCalibrated(inner, settings, pool)
+        seen = []
+        for end in range(60, len(demand) + 1):
+            inner.fail = 900 <= end < 930
+            try:
+                predictor.fit(demand.iloc[end - 60 : end])
+            except ValueError:
+                continue
+            predictor.forecast(pool.horizon)
+            seen.append((predictor.margin, predictor.replayed_late, predictor.aim))
+        return seen
+
+    fast = margins()
+    monkeypatch.setattr(calibration, "replay_decide", decide_each)
+    assert margins() == fast
+    assert len({margin for margin, _, _ in fast}) > 3  # recalibrated, and not only at 1

@@ -1,0 +1,157 @@
+"""decide() over a replayed run of ticks, on plain integers: the loop calibration's inner loop.
+
+Why a second copy of decide()'s rules: the loop calibration (autoscaler/calibration.py)
+replays a pool's decisions over a window of ticks (10^4 at one a minute) once per margin
+it tries, a dozen margins every refit, and soon for several policies: some 10^5 decide()
+calls per calibration, each building an Observation, a Decision, reason strings and a
+Memory whose stabilization window is filtered again. Here the same rules run over plain
+integers, with the window's highest recommendation kept by a monotonic deque, for
+exactly what the replay observes: the forecast's, the demand's and the arrival's node
+counts (or missing data), the schedules' floor and ceiling, and the pool's Limits. No
+overrides, signals, manual changes or reasons.
+
+decide() stays the one authority: tests/autoscaler/test_replay_decide.py checks on
+thousands of random runs that the counts here are exactly decide()'s, and a run this
+does not model (time not moving forward, mixed time zones) is replayed by decide()
+itself (`decide_each`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from autoscaler.policy import Limits, Memory, Observation, decide, scale_up_allowance
+from autoscaler.schedules import ScheduleBounds
+
+_ZERO = timedelta(0)
+
+
+@dataclass(frozen=True)
+class ReplayedTicks:
+    """What each replayed tick observes: node counts for the forecast's whole horizon,
+    the demand seen now and the forecast from when new nodes would be ready (spare
+    included), valid where `ok`; where not, data is missing and the tick holds."""
+
+    times: Sequence[datetime]
+    forecast_nodes: np.ndarray
+    demand_nodes: np.ndarray
+    arrival_nodes: np.ndarray
+    ok: np.ndarray
+    schedules: Sequence[ScheduleBounds]
+    spare_nodes: int = 0
+
+
+def replay_decide(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
+    """The count decide() sets at each tick, starting from `current` nodes."""
+    if not _modelled(ticks.times):
+        return decide_each(ticks, limits, current)
+    return _replay(ticks, limits, current)
+
+
+def decide_each(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
+    """decide() itself, one tick at a time: the authority the fast replay must equal."""
+    memory = Memory()
+    desired = np.empty(len(ticks.times), dtype=np.int64)
+    for i, at in enumerate(ticks.times):
+        good = bool(ticks.ok[i])
+        observation = Observation(
+            at=at,
+            current=current,
+            forecast_nodes=int(ticks.forecast_nodes[i]) if good else None,
+            missing_reason=None if good else "missing in the replay",
+            schedule=ticks.schedules[i],
+            demand_nodes=int(ticks.demand_nodes[i]) if good else None,
+            arrival_nodes=int(ticks.arrival_nodes[i]) if good else None,
+            spare_nodes=ticks.spare_nodes,
+        )
+        decision, memory = decide(observation, limits, memory)
+        current = desired[i] = decision.desired
+    return desired
+
+
+def _modelled(times: Sequence[datetime]) -> bool:
+    """Times strictly forward in one time zone: then every `at - t` below is monotonic,
+    as the deque needs (decide() also drops recommendations from the future)."""
+    if not times:
+        return True
+    zone = times[0].tzinfo
+    in_order = all(earlier < later for earlier, later in itertools.pairwise(times))
+    return in_order and all(t.tzinfo is zone for t in times)
+
+
+def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
+    """policy._base_target for every good tick at once, as a pair (wanted, kept) such that
+    the target at count `current` is max(min(current, kept), wanted): a count the rules
+    fix has wanted == kept; scaling down under an arrival forecast keeps the horizon."""
+    forecast = np.asarray(ticks.forecast_nodes, dtype=np.int64)
+    demand = np.asarray(ticks.demand_nodes, dtype=np.int64)
+    arrival = np.asarray(ticks.arrival_nodes, dtype=np.int64)
+    reactive = demand > forecast
+    fixed = np.where(reactive, demand, forecast)
+    settled = reactive | (arrival >= forecast)
+    wanted = np.where(settled, fixed, np.maximum(demand, arrival))
+    kept = np.where(settled, fixed, forecast)
+    return wanted.tolist(), kept.tolist()
+
+
+def _bounds(ticks: ReplayedTicks, limits: Limits) -> tuple[list[int], list[int]]:
+    """policy.apply_bounds as a clamp: (ceiling, floor) per tick with the target
+    min(max(min(t, ceiling), floor), max_nodes); no schedule ceiling acts as max_nodes,
+    the floor is the higher of the schedule's and min_nodes (floors beat ceilings)."""
+    top, low = limits.max_nodes, limits.min_nodes
+    ceilings = [top if s.ceiling is None else s.ceiling for s in ticks.schedules]
+    floors = [low if s.floor is None else max(s.floor, low) for s in ticks.schedules]
+    return ceilings, floors
+
+
+def _replay(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
+    """The fast replay: decide()'s branches in its order, state in local variables."""
+    wanted, kept = _rule_targets(ticks)
+    ceilings, floors = _bounds(ticks, limits)
+    ok = np.asarray(ticks.ok, dtype=bool).tolist()
+    top, step_down = limits.max_nodes, limits.max_step_down
+    stabilization, cooldown = limits.stabilization, limits.cooldown
+    up_limited = limits.max_step_up is not None or limits.max_percent_up is not None
+    window: deque[tuple[datetime, int]] = deque()  # recommendations, falling counts
+    since: datetime | None = None  # the first recommendation since data was last missing
+    last_action: datetime | None = None
+    desired = [0] * len(ok)
+    for i, at in enumerate(ticks.times):
+        good = ok[i]
+        target = max(min(current, kept[i]), wanted[i]) if good else current
+        target = min(max(min(target, ceilings[i]), floors[i]), top)
+        if good:
+            while window and window[-1][1] <= target:
+                window.pop()
+            window.append((at, target))
+            if since is None:
+                since = at
+        else:
+            window.clear()
+            since = None
+        if target > current:
+            allowed = scale_up_allowance(current, limits) if up_limited else None
+            new = target if allowed is None or target - current <= allowed else current + allowed
+        elif target == current:
+            new = current
+        elif current > top:
+            new = top
+        elif not good or (last_action is not None and _ZERO <= at - last_action < cooldown):
+            new = current  # never scale down on missing data, nor inside the cooldown
+        elif since is None or at - since < stabilization:
+            new = current  # the window is not yet covered by good data
+        else:
+            while window and at - window[0][0] >= stabilization:
+                window.popleft()
+            stable = window[0][1] if window else target
+            new = current if stable >= current else max(stable, current - step_down)
+        if new != current:
+            last_action = at
+        current = desired[i] = new
+    return np.asarray(desired, dtype=np.int64)
