@@ -34,6 +34,15 @@ from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.config.schema import Pool
 from autoscaler.policy import Limits, nodes_for_each
 from autoscaler.pool_predictor import make_pool_predictor
+from autoscaler.portfolio import (
+    RECENT_PEAK_WINDOW,
+    Trial,
+    choose,
+    member_upper_now,
+    member_uppers,
+    members_of,
+    recent_peaks,
+)
 from autoscaler.replay_decide import ReplayedTicks, replay_decide
 from autoscaler.schedules import ScheduleBounds, bounds_at
 from predictors import Forecast, Predictor
@@ -64,6 +73,8 @@ class LoopSettings:
     window: timedelta = timedelta(days=3)
     min_span: timedelta = timedelta(days=1)
     aim: float = AIM
+    policy: str = "forecast"
+    """The portfolio members the pool may follow (autoscaler.portfolio): one, or `auto`."""
 
 
 def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettings:
@@ -78,6 +89,7 @@ def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettin
         limits=limits,
         service_target=float(params.get("service_target", 0.01)),
         latency_target_s=float(params.get("latency_target_s", 3.0)),
+        policy=pool.predictor.policy,
     )
 
 
@@ -96,26 +108,31 @@ def with_margin(pool: Pool, inner: Predictor, per_node_rps: float, limits: Limit
 
 
 class LoopCalibrated:
-    """A predictor whose band's excess is scaled by the loop-calibrated margin."""
+    """A predictor whose band is the followed portfolio member's, scaled by its
+    loop-calibrated margin (with the default policy, `forecast`: the band's excess)."""
 
     def __init__(self, inner: Predictor, settings: LoopSettings, pool: Pool) -> None:
         self.inner = inner
         self.name = inner.name
         self.settings = settings
         self.pool = pool
+        self.member = members_of(settings.policy)[0]
+        """The portfolio member followed (autoscaler.portfolio)."""
         self.margin = 1.0
         self.replayed_late: float | None = None
         self.aim = settings.aim
         """The worst day's late share aimed at, as a share of the target: moved by the
         budget actually spent (error-budget feedback)."""
         self.spent: float | None = None
-        """The late share the loop had over the kept ticks, at the margins it used."""
-        self._margins: list[float] = []
+        """The late share the loop had over the kept ticks, with the bands it used."""
+        self.choice: str | None = None
+        """Why the member followed is followed (said in the forecast's notes)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
         self._times: list[datetime] = []
         self._demand: list[float] = []
         self._upper: list[np.ndarray] = []
+        self._used: list[np.ndarray] = []
         self._schedules: list[ScheduleBounds] = []
         self._arrival_step = 0
         self._refit_at: datetime | None = None
@@ -131,20 +148,34 @@ class LoopCalibrated:
     def forecast(self, horizon: timedelta) -> Forecast:
         forecast = self.inner.forecast(horizon)
         upper = np.asarray(forecast.upper, dtype=float)
+        band = member_upper_now(self.member, upper, self._demand[-1], self._peak_now())
+        scaled = np.maximum(self.margin * band, 0.0)
         if len(upper):
-            self._upper[-1] = upper
+            self._upper[-1], self._used[-1] = upper, scaled
             self._arrival_step = _arrival_step(forecast, self.settings.boot_time)
-        scaled = np.maximum(self.margin * upper, 0.0)
-        note = f"loop margin {self.margin:.2f} x upper band"
-        if self.replayed_late is not None and self.spent is not None:
-            hours = self._spent_over.total_seconds() / 3600
-            note = (
-                f"budget: {self.spent:.3%} of {self.settings.service_target:.2%} used over "
-                f"the last {hours:.0f} h, margin {self._previous:.2f} -> {self.margin:.2f} x "
-                f"upper band (replayed worst day {self.replayed_late:.3%} late, aim "
-                f"{self.aim:.2f} x target)"
-            )
-        return replace(forecast, upper=scaled, notes=(*forecast.notes, note))
+        return replace(forecast, upper=scaled, notes=(*forecast.notes, *self._notes()))
+
+    def _notes(self) -> tuple[str, ...]:
+        what = "upper band" if self.member == "forecast" else f"{self.member} demand"
+        if self.replayed_late is None or self.spent is None:
+            return (f"loop margin {self.margin:.2f} x {what}",)
+        hours = self._spent_over.total_seconds() / 3600
+        budget = (
+            f"budget: {self.spent:.3%} of {self.settings.service_target:.2%} used over "
+            f"the last {hours:.0f} h, margin {self._previous:.2f} -> {self.margin:.2f} x "
+            f"{what} (replayed worst day {self.replayed_late:.3%} late, aim "
+            f"{self.aim:.2f} x target)"
+        )
+        return (budget,) if self.choice is None else (self.choice, budget)
+
+    def _peak_now(self) -> float:
+        """The highest demand kept from the last RECENT_PEAK_WINDOW (only what is needed)."""
+        if self.member != "recent_peak":
+            return float("nan")
+        since = self._times[-1] - RECENT_PEAK_WINDOW
+        recent = [d for t, d in zip(self._times, self._demand, strict=True) if t > since]
+        known = [d for d in recent if math.isfinite(d)]
+        return max(known) if known else float("nan")
 
     # ---- the replay ----------------------------------------------------------------
 
@@ -154,15 +185,15 @@ class LoopCalibrated:
                 kept.clear()
         self._times.append(now)
         self._demand.append(demand)
-        self._margins.append(self.margin)
         self._upper.append(_MISSING)
+        self._used.append(_MISSING)
         self._schedules.append(bounds_at(self.pool.schedules, now))
         while now - self._times[0] > self.settings.window:
             for kept in self._kept():
                 del kept[0]
 
     def _kept(self) -> tuple[list, ...]:
-        return self._times, self._demand, self._upper, self._schedules, self._margins
+        return self._times, self._demand, self._upper, self._schedules, self._used
 
     def _recalibrate(self, now: datetime) -> None:
         if not self._times or now - self._times[0] < self.settings.min_span:
@@ -174,29 +205,25 @@ class LoopCalibrated:
         self._feedback(frame)
         self._previous = self.margin
         target = self.settings.service_target * self.aim
-        low, high = MARGINS
-        if replay_late(frame, high, self.settings) > target:
-            self.margin, self.replayed_late = high, replay_late(frame, high, self.settings)
-            return
-        late = None
-        for _ in range(BISECTION_STEPS):
-            middle = (low + high) / 2
-            share = replay_late(frame, middle, self.settings)
-            if share > target:
-                low = middle
-            else:
-                high, late = middle, share
-        self.margin = high
-        self.replayed_late = late if late is not None else replay_late(frame, high, self.settings)
+        peaks = recent_peaks(frame.times, frame.demand)
+        trials = []
+        for member in members_of(self.settings.policy):
+            upper = member_uppers(member, frame.upper, frame.demand, peaks)
+            trials.append(calibrate(replace(frame, upper=upper), target, self.settings, member))
+        chosen, choice = choose(trials, self.member)
+        if chosen.member != self.member:
+            choice += f"; switched from {self.member}"
+        self.choice = choice if len(trials) > 1 else None
+        self.member, self.margin, self.replayed_late = chosen.member, chosen.margin, chosen.late
 
     def _feedback(self, frame: Frame) -> None:
         """Error-budget feedback: the share of the budget the loop actually spent over the
-        kept ticks (replayed at the margins it used) moves the aim: overspent, tightened at
-        once in proportion; under half spent, loosened by at most a quarter. Not before a
-        calibrated margin has been in use (the first margins are the band's, 1)."""
+        kept ticks (replayed with the bands it used) moves the aim: overspent, tightened
+        at once in proportion; under half spent, loosened by at most a quarter. Not before
+        a calibrated margin has been in use (the first margins are the band's, 1)."""
         self._spent_over = frame.times[-1] - frame.times[0]
-        used = np.asarray(self._margins[:-1], dtype=float)
-        self.spent = pooled_late(frame, used, self.settings)
+        used = replace(frame, upper=_stacked(self._used[:-1], frame.upper.shape[1]))
+        self.spent = pooled_late(used, 1.0, self.settings)
         if self.replayed_late is None:
             return
         share = self.spent / self.settings.service_target
@@ -212,17 +239,42 @@ class LoopCalibrated:
         if len(lengths) != 1:
             return None
         steps = lengths.pop()
-        blank = np.full(steps, np.nan)
-        upper = np.array([u if u is not _MISSING else blank for u in self._upper[:-1]])
         return Frame(
             times=self._times[:-1],
             demand=np.asarray(self._demand[:-1]),
             served=np.asarray(self._demand[1:]),
-            upper=upper,
+            upper=_stacked(self._upper[:-1], steps),
             arrival_step=min(self._arrival_step, steps - 1),
             schedules=self._schedules[:-1],
             tick_s=_tick_seconds(self._times),
         )
+
+
+def _stacked(bands: list[np.ndarray], steps: int) -> np.ndarray:
+    """Per-tick bands as one (ticks, steps) array; a tick without one is a row of NaN."""
+    blank = np.full(steps, np.nan)
+    return np.array([b if len(b) == steps else blank for b in bands]).reshape(-1, steps)
+
+
+def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) -> Trial:
+    """The smallest margin in MARGINS at which the frame's replay keeps its worst day within
+    `target` (bisected); the widest when even that is late."""
+    low, high = MARGINS
+    late = replay_late(frame, high, settings)
+    if late > target:
+        return Trial(member, high, late, _node_ticks(frame, high, settings), meets=False)
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        share = replay_late(frame, middle, settings)
+        if share > target:
+            low = middle
+        else:
+            high, late = middle, share
+    return Trial(member, high, late, _node_ticks(frame, high, settings), meets=True)
+
+
+def _node_ticks(frame: Frame, margin: float, settings: LoopSettings) -> float:
+    return float(replay_counts(frame, margin, settings).sum())
 
 
 _MISSING = np.empty(0)

@@ -13,6 +13,7 @@ target. The issue's goal: meets the target, spends at least half of it, ratio <=
 Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop]
+        [--policy forecast|auto|reactive|recent_peak]
         [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
@@ -72,13 +73,16 @@ class Row:
         return "MET" if not failed else "; ".join(failed)
 
 
-def score(path: Path, name: str, target: float, jobs: int | None, margin: str) -> Row:
+def score(
+    path: Path, name: str, target: float, jobs: int | None, margin: str, policy: str = "forecast"
+) -> Row:
     trace = load_trace(path)
     settings = BacktestSettings(
         per_node_rps=capacity_for(name, float(trace.mean())),
         service_target=target,
         tune=False,
         margin=margin,
+        policy=policy,
         baselines=ANCHORS,
         jobs=jobs,
     )
@@ -130,6 +134,12 @@ def main() -> int:
     parser.add_argument(
         "--margin", choices=("band", "loop"), default="band", help="the predictor's margin"
     )
+    parser.add_argument(
+        "--policy",
+        choices=("forecast", "auto", "reactive", "recent_peak"),
+        default="forecast",
+        help="what the fleet is sized for (all but forecast need --margin loop)",
+    )
     args = parser.parse_args()
     console = Console(width=140)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
@@ -142,7 +152,7 @@ def main() -> int:
     began = time.perf_counter()
     rows = []
     for path, name, target in cases:
-        rows.append(score(path, name, target, args.jobs, args.margin))
+        rows.append(score(path, name, target, args.jobs, args.margin, args.policy))
         console.print(table(rows[-1:]))
     console.print(table(rows))
     console.print(f"total {time.perf_counter() - began:.0f} s", highlight=False)

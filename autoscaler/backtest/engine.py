@@ -57,6 +57,8 @@ class BacktestSettings:
     run, as one more knob of the policy's sweep; empty: only the backtest's own."""
     margin: str = "band"
     """The predictor's margin (PredictorConfig.margin): "band" or "loop"-calibrated."""
+    policy: str = "forecast"
+    """What the fleet is sized for (PredictorConfig.policy, autoscaler.portfolio)."""
     tune: bool = True
     baselines: tuple[str, ...] = tuple(BASELINES)
     scale_up_max_step: int | None = None
@@ -84,8 +86,7 @@ class BacktestSettings:
             raise ValueError("scale-up max step must be at least 1 node")
         if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
             raise ValueError("scale-up max percent must be positive")
-        if self.margin not in ("band", "loop"):
-            raise ValueError(f"margin must be band or loop, not {self.margin!r}")
+        PredictorConfig(margin=self.margin, policy=self.policy)  # its own errors say why
         if self.jobs is not None and self.jobs < 1:
             raise ValueError("jobs must be at least 1")
 
@@ -114,7 +115,9 @@ def policy_pool(
         demand=DemandQuery(query="trace", window=settings.demand_window),
         capacity=Capacity(per_node_rps=settings.per_node_rps),
         target_utilization=utilization,
-        predictor=PredictorConfig(kind=kind, params=predictor_params, margin=settings.margin),
+        predictor=PredictorConfig(
+            kind=kind, params=predictor_params, margin=settings.margin, policy=settings.policy
+        ),
         boot_time=settings.boot_delay,
         horizon=settings.boot_delay + settings.tick,
         min_nodes=floor,

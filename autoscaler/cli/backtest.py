@@ -59,6 +59,14 @@ def backtest_command(
             "(calibrated on the policy's own replay of its recent ticks)"
         ),
     ] = "band",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="what the fleet is sized for: forecast, reactive, recent_peak, or auto "
+            "(the cheapest on the replay that meets the target); all but forecast need "
+            "--margin loop"
+        ),
+    ] = "forecast",
     scale_up_max_step: Annotated[
         int | None, typer.Option(help="the policy adds at most this many nodes per action")
     ] = None,
@@ -100,6 +108,7 @@ def backtest_command(
             ),
             tune=tune,
             margin=margin,
+            policy=policy,
             scale_up_max_step=scale_up_max_step,
             scale_up_max_percent=scale_up_max_percent,
             jobs=jobs,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from autoscaler.capacity_check import CapacityCheck
 from autoscaler.config.metrics_source import MetricsConfig, PrometheusMetrics, ReplayMetrics
@@ -83,6 +83,13 @@ class PredictorConfig(Strict):
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
         "end at the service target (autoscaler/calibration.py)",
     )
+    policy: Literal["forecast", "auto", "reactive", "recent_peak"] = Field(
+        default="forecast",
+        description="what the fleet is sized for (autoscaler/portfolio.py): the forecast's "
+        "band; the demand now (reactive target tracking); the last 24 h's peak; or auto: "
+        "whichever of them, replayed over the last days at its calibrated margin, meets "
+        "the service target at the least cost. All but forecast need margin: loop",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -93,6 +100,16 @@ class PredictorConfig(Strict):
     def _known_params(self) -> PredictorConfig:
         check_params(self.kind, self.params)  # a ValueError names each bad parameter
         return self
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_needs_loop(cls, policy: str, info: ValidationInfo) -> str:
+        if policy != "forecast" and info.data.get("margin") != "loop":
+            raise ValueError(
+                f"policy {policy} needs margin: loop (its headroom is the calibrated margin; "
+                "with margin: band only policy: forecast has one)"
+            )
+        return policy
 
 
 class Pool(Strict):

@@ -187,12 +187,12 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     frame = predictor._frame()
     assert frame is not None and predictor.aim == 1.0
     target = predictor.settings.service_target
-    predictor._margins = [0.2] * len(predictor._margins)  # far too narrow: much too late
+    predictor._used = [0.2 * u for u in predictor._upper]  # far too narrow: much too late
     predictor._feedback(frame)
     assert predictor.spent is not None and predictor.spent > target
     assert predictor.aim == pytest.approx(max(target / predictor.spent, 0.05))
     predictor.aim = 1.0
-    predictor._margins = [4.0] * len(predictor._margins)  # far too wide: nothing late
+    predictor._used = [4.0 * u for u in predictor._upper]  # far too wide: nothing late
     predictor._feedback(frame)
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
 

@@ -1,0 +1,113 @@
+"""Know when forecasting does not pay: a small portfolio of policies behind one interface.
+
+Where traffic follows the clock the seasonal forecast buys the least capacity at the
+service target; where it follows nothing (bursts, events) its band is wide and a plain
+reactive fleet, or one held at the recent peak, is cheaper. Each member here is a way
+to turn what a tick saw into the band the fleet is sized for (the `upper` of a
+Forecast), so that all of them run through the same size/decide code and the same
+loop calibration (autoscaler.calibration):
+
+- forecast: the predictor's upper band (the seasonal model's, as it made it);
+- reactive: the demand seen now, held over the horizon: target tracking, like the
+  Kubernetes HPA, whose headroom is the calibrated margin;
+- recent_peak: the highest demand of the last RECENT_PEAK_WINDOW: a fleet held at
+  the recent peak (times the margin), for traffic whose bursts come at any time.
+
+Every recalibration replays each member over the kept ticks at the margin that meets
+the pool's target, and the pool follows the one whose replay buys the fewest node
+ticks; it moves to another only when that one is at least SWITCH_GAIN cheaper
+(hysteresis: a near tie does not flip the fleet's behaviour every few hours). A pool
+can pin one member (`predictor.policy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+MEMBERS = ("forecast", "reactive", "recent_peak")
+RECENT_PEAK_WINDOW = timedelta(hours=24)
+SWITCH_GAIN = 0.05
+"""A member replaces the one followed only when its replay is this much cheaper."""
+
+
+def members_of(policy: str) -> tuple[str, ...]:
+    """The members a pool's `predictor.policy` lets it follow."""
+    return MEMBERS if policy == "auto" else (policy,)
+
+
+def recent_peaks(times: Sequence[datetime], demand: np.ndarray) -> np.ndarray:
+    """At each tick, the highest demand seen over the RECENT_PEAK_WINDOW up to and with it
+    (missing samples skipped; NaN while none is known)."""
+    series = pd.Series(np.asarray(demand, dtype=float), index=pd.DatetimeIndex(times))
+    window = f"{int(RECENT_PEAK_WINDOW.total_seconds())}s"
+    return series.rolling(window, min_periods=1).max().to_numpy()
+
+
+def member_uppers(
+    member: str, forecast_upper: np.ndarray, demand: np.ndarray, peaks: np.ndarray
+) -> np.ndarray:
+    """The band (ticks, steps) a member would have handed the sizing at each kept tick."""
+    if member == "forecast":
+        return forecast_upper
+    steps = forecast_upper.shape[1]
+    level = demand if member == "reactive" else peaks
+    flat = np.repeat(np.asarray(level, dtype=float)[:, None], steps, axis=1)
+    return np.where(np.isfinite(forecast_upper), flat, np.nan)  # no forecast: a hold
+
+
+def member_upper_now(
+    member: str, forecast_upper: np.ndarray, demand_now: float, peak_now: float
+) -> np.ndarray:
+    """The band a member hands the sizing at this tick (the margin not yet applied)."""
+    if member == "forecast":
+        return forecast_upper
+    level = demand_now if member == "reactive" else peak_now
+    return np.full(len(forecast_upper), level, dtype=float)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One member replayed at the margin that meets the target on the kept ticks."""
+
+    member: str
+    margin: float
+    late: float
+    """The replay's worst day's late share at that margin."""
+    node_ticks: float
+    """Nodes summed over the replay's ticks: what the member would have cost."""
+    meets: bool
+
+
+def choose(trials: Sequence[Trial], following: str | None) -> tuple[Trial, str]:
+    """The member to follow, and why: the cheapest that meets the target, unless the one
+    followed now meets it too and costs at most SWITCH_GAIN more; with none meeting it,
+    the least late."""
+    if not trials:
+        raise ValueError("no member to choose from")
+    meeting = [t for t in trials if t.meets]
+    if not meeting:
+        least = min(trials, key=lambda t: (t.late, t.node_ticks))
+        return least, f"no member meets the target on the replay: {least.member} is least late"
+    cheapest = min(meeting, key=lambda t: t.node_ticks)
+    current = next((t for t in meeting if t.member == following), None)
+    if current is not None and current.node_ticks <= cheapest.node_ticks * (1 + SWITCH_GAIN):
+        return current, _compared(current, trials)
+    return cheapest, _compared(cheapest, trials)
+
+
+def _compared(chosen: Trial, trials: Sequence[Trial]) -> str:
+    if len(trials) == 1:
+        return f"policy {chosen.member} (pinned)"
+    if chosen.node_ticks <= 0:
+        return f"policy {chosen.member}: cheapest on the replay that meets the target"
+    others = ", ".join(
+        f"{t.member} {t.node_ticks / chosen.node_ticks:.2f}x" + ("" if t.meets else " (misses)")
+        for t in trials
+        if t is not chosen
+    )
+    return f"policy {chosen.member}: cheapest on the replay that meets the target ({others})"
