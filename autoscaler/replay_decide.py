@@ -19,10 +19,12 @@ itself (`decide_each`).
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from autoscaler.policy import Limits, Memory, Observation, decide, scale_up_allo
 from autoscaler.schedules import ScheduleBounds
 
 _ZERO = timedelta(0)
+_CEILING, _FLOOR = attrgetter("ceiling"), attrgetter("floor")
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,8 @@ def decide_each(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarra
 def _modelled(times: Sequence[datetime]) -> bool:
     """Times strictly forward in one time zone: then every `at - t` below is monotonic,
     as the deque needs (decide() also drops recommendations from the future)."""
-    if not times:
-        return True
-    zone = times[0].tzinfo
-    in_order = all(earlier < later for earlier, later in itertools.pairwise(times))
-    return in_order and all(t.tzinfo is zone for t in times)
+    in_order = all(map(operator.lt, times, itertools.islice(times, 1, None)))
+    return in_order and len(set(map(id, map(attrgetter("tzinfo"), times)))) <= 1
 
 
 def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
@@ -101,12 +101,13 @@ def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
 
 
 def _bounds(ticks: ReplayedTicks, limits: Limits) -> tuple[list[int], list[int]]:
-    """policy.apply_bounds as a clamp: (ceiling, floor) per tick with the target
-    min(max(min(t, ceiling), floor), max_nodes); no schedule ceiling acts as max_nodes,
-    the floor is the higher of the schedule's and min_nodes (floors beat ceilings)."""
+    """policy.apply_bounds as a clamp: (ceiling, floor) per tick, the target then
+    max(min(t, ceiling), floor). Schedule ceilings, then floors, then min_nodes, last
+    max_nodes: so max_nodes caps both, and the floor is the higher of the schedule's and
+    min_nodes (floors beat ceilings)."""
     top, low = limits.max_nodes, limits.min_nodes
-    ceilings = [top if s.ceiling is None else s.ceiling for s in ticks.schedules]
-    floors = [low if s.floor is None else max(s.floor, low) for s in ticks.schedules]
+    ceilings = [top if c is None else min(c, top) for c in map(_CEILING, ticks.schedules)]
+    floors = [min(low if f is None else max(f, low), top) for f in map(_FLOOR, ticks.schedules)]
     return ceilings, floors
 
 
@@ -121,11 +122,19 @@ def _replay(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
     window: deque[tuple[datetime, int]] = deque()  # recommendations, falling counts
     since: datetime | None = None  # the first recommendation since data was last missing
     last_action: datetime | None = None
-    desired = [0] * len(ok)
-    for i, at in enumerate(ticks.times):
-        good = ok[i]
-        target = max(min(current, kept[i]), wanted[i]) if good else current
-        target = min(max(min(target, ceilings[i]), floors[i]), top)
+    desired: list[int] = []
+    each = zip(ticks.times, ok, kept, wanted, ceilings, floors, strict=True)
+    for at, good, keep, want, ceiling, floor in each:
+        target = current
+        if good:  # max(min(current, keep), want), without the calls
+            if target > keep:
+                target = keep
+            if target < want:
+                target = want
+        if target > ceiling:
+            target = ceiling
+        if target < floor:
+            target = floor
         if good:
             while window and window[-1][1] <= target:
                 window.pop()
@@ -153,5 +162,6 @@ def _replay(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
             new = current if stable >= current else max(stable, current - step_down)
         if new != current:
             last_action = at
-        current = desired[i] = new
+        desired.append(new)
+        current = new
     return np.asarray(desired, dtype=np.int64)

@@ -153,3 +153,23 @@ def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_
             line.strip() in text and f"{row['late']:.3%}" in text and shown in text
             for text in printed.splitlines()
         )
+
+
+def test_replay_speed_prints_the_ratio_of_the_times_it_prints(traces: Path) -> None:
+    """One replay of a 7-day window, decide() beside replay_decide: the same counts and
+    late share (the script fails otherwise), and the ratio is the two times'."""
+    printed = run_script(
+        "replay_speed.py",
+        *("--traces", str(traces), "--trace", "servegen_msmall"),
+        "--repeats",
+        "1",
+    )
+    assert "servegen_msmall: 10,080 ticks" in printed
+    assert "counts identical: 10,080 ticks" in printed and "late share identical" in printed
+    for label in ("replay_counts", "replay_late"):
+        found = re.search(
+            rf"{label}: decide\(\) ([\d.]+) ms, replay_decide ([\d.]+) ms, ratio ([\d.]+)x", printed
+        )
+        assert found, printed
+        old, new, ratio = (float(x) for x in found.groups())
+        assert ratio == pytest.approx(old / new, rel=0.05, abs=0.1)
