@@ -45,7 +45,7 @@ from autoscaler.portfolio import (
 )
 from autoscaler.replay_decide import ReplayedTicks, replay_decide
 from autoscaler.schedules import ScheduleBounds, bounds_at
-from predictors import Forecast, Predictor
+from predictors import Calibration, Forecast, Predictor
 
 MARGINS = (0.2, 4.0)
 """The margin's range, a multiple of the forecaster's upper band."""
@@ -153,7 +153,10 @@ class LoopCalibrated:
         if len(upper):
             self._upper[-1], self._used[-1] = upper, scaled
             self._arrival_step = _arrival_step(forecast, self.settings.boot_time)
-        return replace(forecast, upper=scaled, notes=(*forecast.notes, *self._notes()))
+        spent = None if self.spent is None else self.spent / self.settings.service_target
+        state = Calibration(self.margin, self.member, self.settings.service_target, spent)
+        notes = (*forecast.notes, *self._notes())
+        return replace(forecast, upper=scaled, notes=notes, calibration=state)
 
     def _notes(self) -> tuple[str, ...]:
         what = "upper band" if self.member == "forecast" else f"{self.member} demand"

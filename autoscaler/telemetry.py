@@ -27,9 +27,10 @@ from prometheus_client import (
 )
 
 from autoscaler.policy import rule_of
+from autoscaler.portfolio import MEMBERS
 from autoscaler.tick import TickResult
 from common.version import package_version
-from predictors import Forecast
+from predictors import Calibration, Forecast
 
 
 class Telemetry:
@@ -70,6 +71,21 @@ class Telemetry:
             "autoscaler_pool_forecast_abs_error_requests_per_second",
             "|demand now - what the previous tick forecast for now|",
             labels,
+        )
+        self.margin = gauge(
+            "autoscaler_pool_loop_margin_ratio",
+            "margin: loop: the multiple of the followed policy's band the fleet is sized for",
+            labels,
+        )
+        self.budget_spent = gauge(
+            "autoscaler_pool_error_budget_spent_ratio",
+            "margin: loop: late share over the kept ticks (replayed) / the service target",
+            labels,
+        )
+        self.policy = gauge(
+            "autoscaler_pool_policy",
+            "margin: loop: 1 for the policy the pool follows (policy: auto may switch)",
+            ["pool", "policy"],
         )
         self.last_success = gauge(
             "autoscaler_last_successful_tick_timestamp_seconds",
@@ -134,12 +150,22 @@ class Telemetry:
             self.forecast.labels(pool).set(sizing.forecast.peak_point())
             self.upper.labels(pool).set(sizing.forecast.peak_upper())
             self._last_forecast[pool] = sizing.forecast
+            self._record_calibration(pool, sizing.forecast.calibration)
         if result.decision is not None:
             decision = result.decision
             self.desired.labels(pool).set(decision.desired)
             self.decisions.labels(pool, decision.action).inc()
             for rule in {rule_of(reason) for reason in decision.reasons}:
                 self.rules.labels(pool, rule).inc()
+
+    def _record_calibration(self, pool: str, calibration: Calibration | None) -> None:
+        if calibration is None:
+            return
+        self.margin.labels(pool).set(calibration.margin)
+        if calibration.budget_spent is not None:
+            self.budget_spent.labels(pool).set(calibration.budget_spent)
+        for member in MEMBERS:
+            self.policy.labels(pool, member).set(1 if member == calibration.member else 0)
 
     def _score_previous_forecast(self, pool: str, result: TickResult, demand: float) -> None:
         previous = self._last_forecast.get(pool)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from common.durations import parse_duration
-from predictors.base import Forecast, Predictor
+from predictors.base import Calibration, Forecast, Predictor
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
@@ -81,4 +81,12 @@ def _problem(kind: str, error: Any) -> str:
     return f"params.{name}: {message} (got {error.get('input')!r})"
 
 
-__all__ = ["PREDICTORS", "Forecast", "Predictor", "check_kind", "check_params", "make_predictor"]
+__all__ = [
+    "PREDICTORS",
+    "Calibration",
+    "Forecast",
+    "Predictor",
+    "check_kind",
+    "check_params",
+    "make_predictor",
+]

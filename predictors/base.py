@@ -15,6 +15,21 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """What a calibration that wraps a predictor made of its band, for the daemon's /metrics
+    (autoscaler.calibration: the loop-calibrated margin and the portfolio member)."""
+
+    margin: float
+    """The multiple of the followed member's band the fleet is sized for."""
+    member: str
+    """The portfolio member followed: forecast, reactive or recent_peak."""
+    service_target: float
+    budget_spent: float | None = None
+    """The late share the loop had over its kept ticks, as a share of the target; None
+    before the first calibration."""
+
+
+@dataclass(frozen=True)
 class Forecast:
     """Demand (req/s) at each future step, with an upper quantile that sizes the fleet."""
 
@@ -26,6 +41,8 @@ class Forecast:
     little_history: str | None = None
     """Set while the model has less history than it needs to be as sure as its band says:
     what it has and what it needs (the daemon puts it in the decision's reasons)."""
+    calibration: Calibration | None = None
+    """Set by a calibrating wrapper (margin: loop); None for a band as the model made it."""
 
     def peak_upper(self) -> float:
         return float(np.max(self.upper)) if len(self.upper) else float("nan")

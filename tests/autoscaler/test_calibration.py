@@ -115,6 +115,12 @@ def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> N
     np.testing.assert_allclose(forecast.upper, predictor.margin * 3.0 * forecast.point)
     assert f"margin 1.00 -> {predictor.margin:.2f} x upper band" in forecast.notes[-1]
     assert forecast.notes[-1].startswith("budget: ")
+    assert forecast.calibration is not None  # what /metrics exports
+    assert (forecast.calibration.margin, forecast.calibration.member) == (
+        predictor.margin,
+        "forecast",
+    )
+    assert forecast.calibration.budget_spent == predictor.spent / settings.service_target
 
 
 def test_the_margin_stays_one_until_a_day_of_ticks_is_kept() -> None:

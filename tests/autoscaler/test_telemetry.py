@@ -149,3 +149,33 @@ def test_status_shows_every_pool_after_a_tick(tmp_path: Path) -> None:
     assert after.exit_code == 0, after.output
     assert "image-gen" in after.output and "scale_up" in after.output
     assert "business-hours" in after.output  # the next schedule change
+
+
+def test_a_loop_calibrated_pool_exports_its_margin_budget_and_policy() -> None:
+    """The error-budget estimate and the margin of `margin: loop` (autoscaler.calibration)
+    reach /metrics; a pool with the plain band exports none of them."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import pandas as pd
+    from prometheus_client import generate_latest
+
+    from autoscaler.sizing import Sizing
+    from autoscaler.tick import TickResult
+    from predictors import Calibration, Forecast
+
+    times = pd.date_range("2026-12-04 10:01", periods=3, freq="1min", tz="UTC")
+    at = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    telemetry = Telemetry()
+    for pool, calibration in (
+        ("ocr", Calibration(0.85, "reactive", 0.01, budget_spent=0.42)),
+        ("llm", None),
+    ):
+        forecast = Forecast(times, np.ones(3), np.ones(3), "seasonal", calibration=calibration)
+        telemetry.record(TickResult(pool, at, None, Sizing(5.0, forecast, 6), None))
+    body = generate_latest(telemetry.registry).decode()
+    assert 'autoscaler_pool_loop_margin_ratio{pool="ocr"} 0.85' in body
+    assert 'autoscaler_pool_error_budget_spent_ratio{pool="ocr"} 0.42' in body
+    assert 'autoscaler_pool_policy{policy="reactive",pool="ocr"} 1.0' in body
+    assert 'autoscaler_pool_policy{policy="forecast",pool="ocr"} 0.0' in body
+    assert 'pool="llm"' in body and 'autoscaler_pool_loop_margin_ratio{pool="llm"}' not in body
