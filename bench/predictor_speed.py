@@ -13,8 +13,12 @@
 4. The steady tick that follows: the same 1,000 predictor objects, kept as the daemon
    keeps them, each given its pool's query window (the last 2 hours) one minute later,
    median of `--steady-ticks` ticks in which no refit is due; the same with the linear
-   predictor, and the ratio. Then the tick when the hourly refit of every pool falls due
-   together (pools that started on the same tick refit on the same tick).
+   predictor, and the ratio. Then the worst tick of the hour of one-minute ticks after
+   the first (median of `--hour-repeats` hours replayed from the same fitted state), when
+   every pool's hourly refit falls due on one tick (refit_phase 0: pools that started
+   together refit together, as before staggering) and with each pool's refit phase from
+   its name (as the daemon sets it), in CPU seconds and as a ratio to the linear
+   predictor's steady tick (it refits its window every tick: no worse tick in its hour).
 5. A month's backtest of one pool: the forecasting run of `autoscaler backtest --no-tune`
    (the daemon's tick on a simulated clock and fleet, every minute of nasa_jul95 after
    7 days of warm-up, `--backtest-days` long), seasonal beside linear, and the ratio.
@@ -25,6 +29,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -37,6 +42,7 @@ from trace_files import DEFAULT_TRACES, trace_path  # run from bench/: on sys.pa
 from autoscaler.backtest.engine import BacktestSettings
 from autoscaler.backtest.runner import frame_replay
 from autoscaler.backtest.tuning import run_policy
+from autoscaler.pool_predictor import refit_phase_of
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
 
@@ -44,6 +50,7 @@ DAY = 1440
 FORTNIGHT = 14 * DAY
 HORIZON = timedelta(minutes=15)
 QUERY_WINDOW = 120  # the daemon's default query window: 2 h of 1-minute samples
+REFIT_TICKS = 60  # minutes: the seasonal predictor's default refit_every
 
 
 def load(name: str) -> pd.Series:
@@ -103,18 +110,66 @@ def one_tick(make, histories: list[pd.Series]) -> tuple[float, float, list]:
     return time.perf_counter() - started, time.process_time() - cpu_started, predictors
 
 
-def steady_ticks(predictors: list, histories: list[pd.Series], ticks: int) -> list[float]:
-    """Wall seconds of each of `ticks` one-minute ticks after the first: every kept
-    predictor fitted on its pool's query window ending one minute later, and forecast."""
-    seconds = []
+def steady_ticks(
+    predictors: list, histories: list[pd.Series], ticks: int
+) -> tuple[list[float], list[float], list[int]]:
+    """Wall seconds, CPU seconds and heavy refits of each of `ticks` one-minute ticks after
+    the first: every kept predictor fitted on its pool's query window ending one minute
+    later, and forecast."""
+    wall, cpu, refits = [], [], []
     for tick in range(1, ticks + 1):
         end = FORTNIGHT + tick
         windows = [pool_history.iloc[end - QUERY_WINDOW : end] for pool_history in histories]
-        started = time.perf_counter()
+        fits_before = sum(getattr(predictor, "heavy_fits", 0) for predictor in predictors)
+        started, cpu_started = time.perf_counter(), time.process_time()
         for predictor, window in zip(predictors, windows, strict=True):
             predictor.fit(window).forecast(HORIZON)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+        refits.append(sum(getattr(p, "heavy_fits", 0) for p in predictors) - fits_before)
+    return wall, cpu, refits
+
+
+def worst_of_hours(fitted: list, histories: list[pd.Series], repeats: int) -> tuple:
+    """The worst tick of the hour after the first, as (CPU s, wall s, refits in it), each
+    the median of `repeats` hours replayed on copies of the same fitted predictors; and
+    the most refits any tick of an hour had."""
+    worst_cpu, worst_wall, worst_refits, most = [], [], [], 0
+    for _ in range(repeats):
+        wall, cpu, refits = steady_ticks(copy.deepcopy(fitted), histories, REFIT_TICKS)
+        worst = int(np.argmax(cpu))
+        worst_cpu.append(cpu[worst])
+        worst_wall.append(wall[worst])
+        worst_refits.append(refits[worst])
+        most = max(most, *refits)
+    median = statistics.median
+    return median(worst_cpu), median(worst_wall), median(worst_refits), most
+
+
+def named_phases(pools: int):
+    """A factory of seasonal predictors, each with the refit phase the daemon gives a pool
+    named pool-0, pool-1, ... (in that order)."""
+    phases = iter([refit_phase_of(f"pool-{number}") for number in range(pools)])
+    return lambda: SeasonalPredictor(refit_phase=next(phases))
+
+
+def print_worst_ticks(
+    together: list, histories: list[pd.Series], repeats: int, linear_cpu: float
+) -> None:
+    """The worst tick of the hour after the first, refits due together vs staggered."""
+    _, first_cpu, staggered = one_tick(named_phases(len(histories)), histories)
+    print(f"(the first tick again, each pool with its name's refit phase: {first_cpu:.1f} s CPU)")
+    cases = (
+        ("all refits due on one tick (refit_phase 0, as before staggering)", together),
+        ("staggered by pool name (refit_phase from its hash, as the daemon runs)", staggered),
+    )
+    for label, fitted in cases:
+        cpu, wall, refits, most = worst_of_hours(fitted, histories, repeats)
+        print(
+            f"worst tick of the hour after the first, {label}, median of {repeats} hours: "
+            f"{cpu:.2f} s CPU ({wall:.2f} s wall, {refits} refits in it; at most {most} "
+            f"in one tick), ratio {cpu / linear_cpu:.1f} to the linear predictor's steady tick"
+        )
 
 
 def backtest_seconds(trace: pd.Series, predictor: str) -> float:
@@ -131,6 +186,7 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--steady-ticks", type=int, default=5)
+    parser.add_argument("--hour-repeats", type=int, default=3)
     parser.add_argument("--backtest-days", type=float, default=30.0)
     args = parser.parse_args()
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
@@ -151,8 +207,7 @@ def main() -> None:
         f"{calls} one-minute ticks ({refits} heavy refits); a month of minutes "
         f"(43,200 calls) ~ {per_call * 43.2:.0f} s ({per_call_cpu * 43.2:.0f} s CPU)"
     )
-    refit_tick = 60  # minutes: the seasonal predictor's default refit_every
-    histories = pool_histories(args.pools, extra=max(args.steady_ticks, refit_tick))
+    histories = pool_histories(args.pools, extra=max(args.steady_ticks, REFIT_TICKS))
     elapsed, cpu, seasonal_pools = one_tick(SeasonalPredictor, histories)
     linear_elapsed, _, linear_pools = one_tick(LinearTrendPredictor, histories)
     print(
@@ -162,28 +217,21 @@ def main() -> None:
         f"predictor {linear_elapsed:.1f} s, ratio {elapsed / linear_elapsed:.1f} "
         "(a busy host slows both)"
     )
-    refits_before = sum(predictor.heavy_fits for predictor in seasonal_pools)
-    steady = statistics.median(steady_ticks(seasonal_pools, histories, args.steady_ticks))
-    linear_steady = statistics.median(steady_ticks(linear_pools, histories, args.steady_ticks))
-    refits = sum(predictor.heavy_fits for predictor in seasonal_pools) - refits_before
+    before = copy.deepcopy(seasonal_pools)  # the fitted state the hours below start from
+    steady, steady_cpu, refits = steady_ticks(seasonal_pools, histories, args.steady_ticks)
+    linear_steady, linear_cpu, _ = steady_ticks(linear_pools, histories, args.steady_ticks)
+    steady, steady_cpu = statistics.median(steady), statistics.median(steady_cpu)
+    linear_steady, linear_cpu = statistics.median(linear_steady), statistics.median(linear_cpu)
     print(
         f"steady tick of {args.pools} pools (kept predictors, each given its 2-h query "
-        f"window one minute later; {refits} refits due), median of {args.steady_ticks}: "
-        f"{steady * 1000:.0f} ms ({steady / args.pools * 1000:.2f} ms per pool); the linear "
-        f"predictor {linear_steady * 1000:.0f} ms, ratio {steady / linear_steady:.1f}"
+        f"window one minute later; {sum(refits)} refits due), median of {args.steady_ticks}: "
+        f"{steady * 1000:.0f} ms ({steady_cpu * 1000:.0f} ms CPU, "
+        f"{steady / args.pools * 1000:.2f} ms per pool); the linear predictor "
+        f"{linear_steady * 1000:.0f} ms ({linear_cpu * 1000:.0f} ms CPU), "
+        f"ratio {steady / linear_steady:.1f}"
     )
-    refits_before = sum(predictor.heavy_fits for predictor in seasonal_pools)
-    end = FORTNIGHT + refit_tick
-    windows = [pool_history.iloc[end - QUERY_WINDOW : end] for pool_history in histories]
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for predictor, window in zip(seasonal_pools, windows, strict=True):
-        predictor.fit(window).forecast(HORIZON)
-    refit_wall, refit_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    refits = sum(predictor.heavy_fits for predictor in seasonal_pools) - refits_before
-    print(
-        f"the tick an hour after the first ({refits} of {args.pools} refits due together): "
-        f"{refit_wall:.1f} s wall, {refit_cpu:.1f} s CPU"
-    )
+    del seasonal_pools, linear_pools
+    print_worst_ticks(before, histories, args.hour_repeats, linear_cpu)
     trace = nasa.asfreq("1min").iloc[: round((7 + args.backtest_days) * DAY)]
     days = (len(trace) - 7 * DAY) / DAY
     backtest = backtest_seconds(trace, "seasonal")

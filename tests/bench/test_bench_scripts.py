@@ -120,7 +120,10 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
     assert re.search(r"3 pools in one tick .* linear predictor [\d.]+ s, ratio [\d.]+", printed)
     assert re.search(r"steady tick of 3 pools .* 0 refits due.* ratio [\d.]+", printed), printed
-    assert re.search(r"the tick an hour after the first \(3 of 3 refits due together\)", printed)
+    together = r"worst tick .*\(refit_phase 0,.* [\d.]+ s CPU .* 3 refits in it; at most 3 in"
+    assert re.search(together, printed), printed
+    staggered = re.search(r"worst tick .* staggered by pool name.* at most (\d+) in one", printed)
+    assert staggered and int(staggered[1]) < 3, printed  # not all three on one tick
     assert re.search(r"backtest of one pool, 0.2 d .* seasonal [\d.]+ s, linear [\d.]+ s", printed)
 
 
