@@ -83,24 +83,26 @@ def default_pool() -> Pool:
     )
 
 
-def median_s(run: Callable[[], object], repeats: int) -> float:
-    times = []
+def median_s(run: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of `run` (CPU time moves less on a busy host)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def compare(label: str, run: Callable[[], object], repeats: int) -> tuple[object, object]:
     """Time `run` with the replay as it is and with decide() itself; print both."""
-    new = median_s(run, repeats)
+    new, new_cpu = median_s(run, repeats)
     with mock.patch.object(calibration, "replay_decide", decide_each):
-        old = median_s(run, repeats)
-        old_result = run()
+        (old, old_cpu), old_result = median_s(run, repeats), run()
     print(
         f"{label}: decide() {old * 1000:.1f} ms, replay_decide {new * 1000:.1f} ms, "
-        f"ratio {old / new:.1f}x (median of {repeats})"
+        f"ratio {old / new:.1f}x (median of {repeats}; CPU {old_cpu * 1000:.1f} ms vs "
+        f"{new_cpu * 1000:.1f} ms, {old_cpu / max(new_cpu, 1e-9):.1f}x)"
     )
     return old_result, run()
 
