@@ -180,6 +180,33 @@ class LoopCalibrated:
         known = [d for d in recent if math.isfinite(d)]
         return max(known) if known else float("nan")
 
+    # ---- across restarts -------------------------------------------------------------
+
+    def saved(self, now: datetime) -> dict[str, float | str]:
+        """What a restart resumes from (kept in the daemon's state file)."""
+        return {
+            "margin": self.margin,
+            "member": self.member,
+            "aim": self.aim,
+            "at": now.isoformat(),
+        }
+
+    def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
+        """Take up a saved calibration if it is recent (within the replay window) and fits
+        the pool's policy and the margin's range; until the first recalibration on new
+        ticks it is used as it was. False (and nothing changed) otherwise."""
+        try:
+            margin, aim = float(saved["margin"]), float(saved["aim"])
+            age = now - datetime.fromisoformat(str(saved["at"]))
+        except (KeyError, TypeError, ValueError):
+            return False
+        member = saved.get("member")
+        fits = member in members_of(self.settings.policy) and MARGINS[0] <= margin <= MARGINS[1]
+        if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
+            return False
+        self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
+        return True
+
     # ---- the replay ----------------------------------------------------------------
 
     def _record(self, now: datetime, demand: float) -> None:

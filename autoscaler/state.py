@@ -36,6 +36,9 @@ class PoolState:
     someone else changed it."""
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
+    loop: dict[str, Any] | None = None
+    """The loop calibration last used (margin, member, aim, at; autoscaler.calibration), so
+    that a restart resumes it instead of the band as the forecaster made it."""
 
 
 class StateStore:
@@ -111,6 +114,7 @@ def _pool_to_json(state: PoolState) -> dict[str, Any]:
         "capacity_alerted": state.capacity_alerted,
         "manual_change_at": _iso(memory.manual_change_at),
         "signal_counts": [[name, at.isoformat(), n] for name, at, n in memory.signal_counts],
+        "loop": state.loop,
     }
 
 
@@ -131,7 +135,26 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
         last_decision=_decision(data.get("last_decision")),
         last_known_desired=None if known is None else _count(known),
         capacity_alerted=data.get("capacity_alerted", False) is True,
+        loop=_loop(data.get("loop")),
     )
+
+
+def _loop(value: Any) -> dict[str, Any] | None:
+    """The saved loop calibration if every field has its type (a hand edit is dropped:
+    the pool then calibrates afresh, as on a first start)."""
+    if value is None:
+        return None
+    try:
+        loop = {
+            "margin": float(value["margin"]),
+            "member": str(value["member"]),
+            "aim": float(value["aim"]),
+            "at": _aware(value["at"]).isoformat(),
+        }
+    except (TypeError, KeyError, ValueError) as exc:
+        log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
+        return None
+    return loop
 
 
 def _decision(value: Any) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from autoscaler.calibration import pool_predictor
+from autoscaler.calibration import LoopCalibrated, pool_predictor
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
@@ -136,6 +136,7 @@ class PoolTicker:
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
+        self._loop_resumed = False
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a
@@ -159,9 +160,12 @@ class PoolTicker:
     def _tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
         per_node_rps, capacity_note = self._capacity(now, state)
+        self._resume_loop(now, state)
         sizing = forecast_demand(
             pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps
         )
+        if isinstance(self.predictor, LoopCalibrated) and sizing.forecast is not None:
+            state.loop = self.predictor.saved(now)
         sizing = replace(sizing, capacity_note=capacity_note)
         result = TickResult(pool.name, now, None, sizing, None, dry_run=self.dry_run)
         if sizing.missing_reason:
@@ -181,6 +185,20 @@ class PoolTicker:
                 result.errors["signals"] = problems
             self._decide_and_act(now, state, overrides, result)
         return result
+
+    def _resume_loop(self, now: datetime, state: PoolState) -> None:
+        """Once, at the first tick: a loop-calibrated pool takes up its saved margin."""
+        if self._loop_resumed or not isinstance(self.predictor, LoopCalibrated):
+            return
+        self._loop_resumed = True
+        if state.loop is not None and self.predictor.resume(state.loop, now):
+            log.info(
+                "pool %s: resumed the loop calibration saved at %s (margin %.2f x %s)",
+                self.pool.name,
+                state.loop["at"],
+                self.predictor.margin,
+                self.predictor.member,
+            )
 
     def _capacity(self, now: datetime, state: PoolState) -> tuple[float, str | None]:
         """Per-node req/s to size with: the profile's, or the measured one (see

@@ -233,3 +233,30 @@ def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.Mon
     monkeypatch.setattr(calibration, "replay_decide", decide_each)
     assert margins() == fast
     assert len({margin for margin, _, _ in fast}) > 3  # recalibrated, and not only at 1
+
+
+def test_a_restart_resumes_a_recent_calibration_that_fits_the_policy() -> None:
+    """The margin a restart takes up: a recent one that fits the pool's policy and range;
+    a stale one, another policy's member or a margin out of range leaves the band (1)."""
+    pool = make_pool()
+    now = START + timedelta(days=5)
+    saved = {
+        "margin": 0.7,
+        "member": "forecast",
+        "aim": 0.8,
+        "at": (now - timedelta(hours=2)).isoformat(),
+    }
+    fresh, _ = calibrated(pool, width=3.0)
+    assert fresh.resume(saved, now) and (fresh.margin, fresh.aim) == (0.7, 0.8)
+    for changed in (
+        {"at": (now - timedelta(days=4)).isoformat()},  # older than the replay window
+        {"at": (now + timedelta(hours=1)).isoformat()},  # from the future: a clock gone back
+        {"member": "reactive"},  # policy forecast does not follow reactive
+        {"margin": 40.0},
+        {"aim": "x"},
+    ):
+        other, _ = calibrated(pool, width=3.0)
+        assert not other.resume({**saved, **changed}, now)
+        assert (other.margin, other.member) == (1.0, "forecast")
+    forecast_now, _ = calibrated(pool, width=3.0)
+    assert forecast_now.saved(now)["margin"] == 1.0

@@ -27,6 +27,7 @@ def sample_pools() -> dict[str, PoolState]:
             failing={"metrics": T0 - timedelta(minutes=30)},
             reported_expired=["2025-06-01T00:00:00+00:00"],
             last_decision={"desired": 4, "current": 5, "reasons": ["hold 5: cooldown"]},
+            loop={"margin": 0.8, "member": "reactive", "aim": 0.9, "at": T0.isoformat()},
         ),
         "ocr": PoolState(),
     }
@@ -140,3 +141,17 @@ def test_a_save_interrupted_by_a_kill_leaves_nothing_after_the_next_start(tmp_pa
     assert leftover.exists()  # read-only callers (forecast, status) touch nothing
     assert "ocr" in StateStore(path).load()
     assert not leftover.exists()
+
+
+def test_an_unreadable_loop_calibration_is_dropped_not_fatal(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand-edited calibration loses only itself: the pool calibrates afresh."""
+    store.save(sample_pools())
+    raw = json.loads(store.path.read_text())
+    raw["pools"]["faces"]["loop"] = {"margin": "wide", "member": "reactive", "aim": 1, "at": "x"}
+    store.path.write_text(json.dumps(raw))
+    with caplog.at_level(logging.WARNING):
+        loaded = store.load()
+    assert loaded["faces"].loop is None and loaded["faces"].memory == sample_pools()["faces"].memory
+    assert "loop calibration" in caplog.text

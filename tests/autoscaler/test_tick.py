@@ -313,3 +313,22 @@ def test_spare_nodes_sit_on_top_of_the_forecast_and_are_named_in_the_reason() ->
     sizing = size_fleet(pool, FixedForecast(upper), burst, 1.0)
     decision, _ = decide(observe(pool, sizing, START, 4, None), limits, Memory())
     assert decision.desired == 50  # 40 / 0.8: demand now beats forecast plus spare
+
+
+def test_a_loop_calibrated_pool_keeps_its_calibration_in_state_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Each tick saves the loop calibration in the pool's state; a new ticker (a restart)
+    takes it up at its first tick instead of starting from the band as made."""
+    loop = {"kind": "linear", "margin": "loop"}
+    h = Harness(tmp_path, rps=10.0, predictor=loop)
+    h.tick()
+    assert h.state.loop is not None and h.state.loop["margin"] == 1.0
+    h.state.loop = {**h.state.loop, "margin": 0.6}  # as a calibration would have left it
+    restarted = Harness(tmp_path, rps=10.0, predictor=loop)
+    restarted.state = h.state
+    restarted.clock = h.clock
+    result = restarted.ticker.tick(h.clock.now(), restarted.state, restarted.overrides)
+    assert restarted.ticker.predictor.margin == 0.6
+    assert result.sizing.forecast is not None and result.sizing.forecast.calibration is not None
+    assert result.sizing.forecast.calibration.margin == 0.6
