@@ -154,19 +154,29 @@ class _Replay:
         self.demand = np.where(np.isfinite(seen), seen, 0.0)
         self.requests = self.demand * recency[:, None]
         self.weight = np.where(np.isfinite(seen), 1.0, 0.0) * recency[:, None]
-        # What a trial's quantile reads, the same whatever the scale: per lead, only the
-        # errors that carry weight (a weightless one is never the quantile, and the zeros
-        # of a sparse series tie by the hundred, the partition's slowest case).
+        # What a trial's quantile reads, the same whatever the scale (which is positive):
+        # per lead, only the errors above 0 that carry weight. A band is never below 0, so
+        # a quantile at or under 0 reads as 0 whichever it is; a weightless error is never
+        # the quantile, and the zeros of a sparse series tie by the hundred, the
+        # partition's slowest case. The rest still weighs in each lead's total.
         weights = _quantile_weights(~np.isfinite(error), self.requests).T
         carries = weights > 0.0
         kept = max(1, int(carries.sum(axis=1).max()))
         rows = np.argsort(~carries, axis=1, kind="stable")[:, :kept]
-        self._quantile_weights = np.take_along_axis(weights, rows, axis=1)
+        carried = np.take_along_axis(weights, rows, axis=1)
+        self._total = carried.sum(axis=1)  # summed as ever: the same total to the last bit
+        above = carried > 0.0
+        above &= np.take_along_axis(error.T, rows, axis=1) > 0.0
+        kept = max(1, int(above.sum(axis=1).max()))
+        first = np.argsort(~above, axis=1, kind="stable")[:, :kept]
+        rows = np.take_along_axis(rows, first, axis=1)
+        self._quantile_weights = np.take_along_axis(carried, first, axis=1)
+        self._padding = np.flatnonzero(~np.take_along_axis(above, first, axis=1))
+        self._quantile_weights.reshape(-1)[self._padding] = 0.0
         # (leads, kept) positions in the flat (origins, leads) replay: a trial gathers its
         # scale there and divides the errors gathered once (the same quotients, fewer made).
         self._at = rows * error.shape[1] + np.arange(error.shape[1])[:, None]
         self._errors = np.take(error, self._at)
-        self._padding = np.flatnonzero(self._quantile_weights <= 0.0)
 
     def trial(
         self,
@@ -177,7 +187,7 @@ class _Replay:
     ) -> _Trial:
         values = self._errors / np.take(scale, self._at)
         values.reshape(-1)[self._padding] = -np.inf
-        band = _column_quantiles(values, self._quantile_weights, self.quantile)
+        band = _column_quantiles(values, self._quantile_weights, self.quantile, self._total)
         cost = float(np.sum(self.weight * np.maximum(band, 0.0) * scale))
         return _Trial(scale, band, cost, power, hourly, elasticity)
 
@@ -269,15 +279,19 @@ def _quantile_weights(missing: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _column_quantiles(columns: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+def _column_quantiles(
+    columns: np.ndarray, weights: np.ndarray, q: float, total: np.ndarray | None = None
+) -> np.ndarray:
     """The weighted q-quantile of each row of `columns` (-inf: missing, with no weight).
+    `total`: each row's whole weight, where `columns` holds only the values above all the
+    others (which weigh the rest): a quantile among those others reads as 0.
 
     Only the top of each row can hold a high quantile, so the rows are partitioned and
     only their largest `k` values sorted, `k` doubling until what lies below them weighs
     less than q of the total (the band is refitted many times: a full sort of every
     row was most of a refit's cost)."""
     rows = columns.shape[1]
-    total = weights.sum(axis=1)
+    total = weights.sum(axis=1) if total is None else total
     reach = q * total
     k = min(rows, math.ceil(2.0 * (1.0 - q) * rows) + 16)
     row = np.arange(len(columns))[:, None]  # fancy indexing: take_along_axis's own cost
@@ -295,4 +309,4 @@ def _column_quantiles(columns: np.ndarray, weights: np.ndarray, q: float) -> np.
     cumulative = below[:, None] + np.cumsum(top_weights, axis=1)
     position = np.minimum((cumulative < reach[:, None]).sum(axis=1), k - 1)
     result = top_values[row[:, 0], position]
-    return np.where((total > 0) & np.isfinite(result), result, 0.0)
+    return np.where((total > 0) & np.isfinite(result) & (below < reach), result, 0.0)
