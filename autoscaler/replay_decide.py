@@ -2,7 +2,7 @@
 
 Why a second copy of decide()'s rules: the loop calibration (autoscaler/calibration.py)
 replays a pool's decisions over a window of ticks (10^4 at one a minute) once per margin
-it tries, a dozen margins every refit, and soon for several policies: some 10^5 decide()
+it tries, a dozen margins every refit, for each portfolio member: some 10^5 decide()
 calls per calibration, each building an Observation, a Decision, reason strings and a
 Memory whose stabilization window is filtered again. Here the same rules run over plain
 integers, with the window's highest recommendation kept by a monotonic deque, for
@@ -32,7 +32,7 @@ from autoscaler.policy import Limits, Memory, Observation, decide, scale_up_allo
 from autoscaler.schedules import ScheduleBounds
 
 _ZERO = timedelta(0)
-_CEILING, _FLOOR = attrgetter("ceiling"), attrgetter("floor")
+_CEILING, _FLOOR, _ZONE = attrgetter("ceiling"), attrgetter("floor"), attrgetter("tzinfo")
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,11 @@ def decide_each(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarra
 
 
 def _modelled(times: Sequence[datetime]) -> bool:
-    """Times strictly forward in one time zone: then every `at - t` below is monotonic,
-    as the deque needs (decide() also drops recommendations from the future)."""
+    """Times strictly forward in one time zone (one tzinfo object, so that every `at - t`
+    is computed one way): then `at - t` grows along the run, as the deque and the
+    coverage check need, and decide() never drops a recommendation as from the future."""
     in_order = all(map(operator.lt, times, itertools.islice(times, 1, None)))
-    return in_order and len(set(map(id, map(attrgetter("tzinfo"), times)))) <= 1
+    return in_order and len(set(map(id, map(_ZONE, times)))) <= 1
 
 
 def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
