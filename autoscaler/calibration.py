@@ -38,8 +38,8 @@ from autoscaler.portfolio import (
     RECENT_PEAK_WINDOW,
     Trial,
     choose,
+    member_peaks,
     member_upper_now,
-    member_uppers,
     members_of,
     recent_peaks,
 )
@@ -70,7 +70,9 @@ class LoopSettings:
     service_target: float
     latency_target_s: float
     refit_every: timedelta = timedelta(hours=6)
-    window: timedelta = timedelta(days=3)
+    window: timedelta = timedelta(days=7)
+    """A week: a shorter window cannot price what happens once a week (a weekly batch, a
+    weekend), and would set the margin on the calm days between (measured: issue 15)."""
     min_span: timedelta = timedelta(days=1)
     aim: float = AIM
     policy: str = "forecast"
@@ -131,10 +133,13 @@ class LoopCalibrated:
         self._spent_over = timedelta(0)
         self._times: list[datetime] = []
         self._demand: list[float] = []
-        self._upper: list[np.ndarray] = []
-        self._used: list[np.ndarray] = []
+        self._band: list[Peaks] = []
+        """Each tick's forecast band as its two peaks (the whole horizon, and from when
+        nodes ordered then would be ready): all the replay needs of it, and a margin scales
+        both (kept as two numbers, not the band, for a week of ticks per pool)."""
+        self._used: list[Peaks] = []
+        """The same for the band each tick handed the sizing (member and margin applied)."""
         self._schedules: list[ScheduleBounds] = []
-        self._arrival_step = 0
         self._refit_at: datetime | None = None
 
     def fit(self, history: pd.Series) -> LoopCalibrated:
@@ -151,8 +156,8 @@ class LoopCalibrated:
         band = member_upper_now(self.member, upper, self._demand[-1], self._peak_now())
         scaled = np.maximum(self.margin * band, 0.0)
         if len(upper):
-            self._upper[-1], self._used[-1] = upper, scaled
-            self._arrival_step = _arrival_step(forecast, self.settings.boot_time)
+            step = _arrival_step(forecast, self.settings.boot_time)
+            self._band[-1], self._used[-1] = _peaks(upper, step), _peaks(scaled, step)
         spent = None if self.spent is None else self.spent / self.settings.service_target
         state = Calibration(self.margin, self.member, self.settings.service_target, spent)
         notes = (*forecast.notes, *self._notes())
@@ -215,7 +220,7 @@ class LoopCalibrated:
                 kept.clear()
         self._times.append(now)
         self._demand.append(demand)
-        self._upper.append(_MISSING)
+        self._band.append(_MISSING)
         self._used.append(_MISSING)
         self._schedules.append(bounds_at(self.pool.schedules, now))
         while now - self._times[0] > self.settings.window:
@@ -223,7 +228,7 @@ class LoopCalibrated:
                 del kept[0]
 
     def _kept(self) -> tuple[list, ...]:
-        return self._times, self._demand, self._upper, self._schedules, self._used
+        return self._times, self._demand, self._band, self._schedules, self._used
 
     def _recalibrate(self, now: datetime) -> None:
         if not self._times or now - self._times[0] < self.settings.min_span:
@@ -238,8 +243,9 @@ class LoopCalibrated:
         peaks = recent_peaks(frame.times, frame.demand)
         trials = []
         for member in members_of(self.settings.policy):
-            upper = member_uppers(member, frame.upper, frame.demand, peaks)
-            trials.append(calibrate(replace(frame, upper=upper), target, self.settings, member))
+            peak, arrival = member_peaks(member, frame.peak, frame.arrival, frame.demand, peaks)
+            member_frame = replace(frame, peak=peak, arrival=arrival)
+            trials.append(calibrate(member_frame, target, self.settings, member))
         chosen, choice = choose(trials, self.member)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
@@ -252,7 +258,8 @@ class LoopCalibrated:
         at once in proportion; under half spent, loosened by at most a quarter. Not before
         a calibrated margin has been in use (the first margins are the band's, 1)."""
         self._spent_over = frame.times[-1] - frame.times[0]
-        used = replace(frame, upper=_stacked(self._used[:-1], frame.upper.shape[1]))
+        peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
+        used = replace(frame, peak=peak, arrival=arrival)
         self.spent = pooled_late(used, 1.0, self.settings)
         if self.replayed_late is None:
             return
@@ -265,25 +272,28 @@ class LoopCalibrated:
 
     def _frame(self) -> Frame | None:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
-        lengths = {len(u) for u in self._upper if u is not _MISSING}
-        if len(lengths) != 1:
-            return None
-        steps = lengths.pop()
+        peak, arrival = np.array(self._band[:-1], dtype=float).reshape(-1, 2).T
         return Frame(
             times=self._times[:-1],
             demand=np.asarray(self._demand[:-1]),
             served=np.asarray(self._demand[1:]),
-            upper=_stacked(self._upper[:-1], steps),
-            arrival_step=min(self._arrival_step, steps - 1),
+            peak=peak,
+            arrival=arrival,
             schedules=self._schedules[:-1],
             tick_s=_tick_seconds(self._times),
         )
 
 
-def _stacked(bands: list[np.ndarray], steps: int) -> np.ndarray:
-    """Per-tick bands as one (ticks, steps) array; a tick without one is a row of NaN."""
-    blank = np.full(steps, np.nan)
-    return np.array([b if len(b) == steps else blank for b in bands]).reshape(-1, steps)
+Peaks = tuple[float, float]
+_MISSING: Peaks = (math.nan, math.nan)
+"""A tick without a forecast: replayed as a hold."""
+
+
+def _peaks(band: np.ndarray, arrival_step: int) -> Peaks:
+    """The band's peak, and its peak from the arrival step on (the last step when the
+    horizon ends sooner: sizing.size_fleet's rule)."""
+    arriving = band[arrival_step:] if arrival_step < len(band) else band[-1:]
+    return float(band.max()), float(arriving.max())
 
 
 def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) -> Trial:
@@ -307,20 +317,20 @@ def _node_ticks(frame: Frame, margin: float, settings: LoopSettings) -> float:
     return float(replay_counts(frame, margin, settings).sum())
 
 
-_MISSING = np.empty(0)
 Margin = float | np.ndarray
 
 
 @dataclass(frozen=True)
 class Frame:
-    """What the replay needs of the kept ticks: tick i saw `demand[i]` and the forecast
-    band `upper[i]`; the demand its fleet then served is `served[i]`."""
+    """What the replay needs of the kept ticks: tick i saw `demand[i]` and a band whose
+    peak over the horizon was `peak[i]` and from the arrival of new nodes on `arrival[i]`
+    (NaN: no forecast, a hold); the demand its fleet then served is `served[i]`."""
 
     times: list[datetime]
     demand: np.ndarray
     served: np.ndarray
-    upper: np.ndarray
-    arrival_step: int
+    peak: np.ndarray
+    arrival: np.ndarray
     schedules: list[ScheduleBounds]
     tick_s: float
 
@@ -363,11 +373,9 @@ def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.nd
     """The count decide() sets at each tick of the frame, given the margin (one, or each
     tick's); run by replay_decide, decide()'s rules on plain integers (a dozen replays of
     the window per refit)."""
-    scale = np.asarray(margin, dtype=float)
-    need = np.maximum((scale[:, None] if scale.ndim else scale) * frame.upper, 0.0)
+    scale = np.asarray(margin, dtype=float)  # positive: it scales each peak as the band
+    peak, arrival = np.maximum(scale * frame.peak, 0.0), np.maximum(scale * frame.arrival, 0.0)
     rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
-    with np.errstate(invalid="ignore"):
-        peak, arrival = need.max(axis=1), need[:, frame.arrival_step :].max(axis=1)
     ok = np.isfinite(peak) & np.isfinite(frame.demand)
     horizon_nodes = nodes_for_each(peak, rate, use) + spare
     arrival_nodes = nodes_for_each(arrival, rate, use) + spare

@@ -48,16 +48,17 @@ def recent_peaks(times: Sequence[datetime], demand: np.ndarray) -> np.ndarray:
     return series.rolling(window, min_periods=1).max().to_numpy()
 
 
-def member_uppers(
-    member: str, forecast_upper: np.ndarray, demand: np.ndarray, peaks: np.ndarray
-) -> np.ndarray:
-    """The band (ticks, steps) a member would have handed the sizing at each kept tick."""
+def member_peaks(
+    member: str, peak: np.ndarray, arrival: np.ndarray, demand: np.ndarray, recent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks of the band a member would have handed the sizing at each kept tick (over
+    the horizon, and from the arrival of new nodes on), from the forecast's peaks, the
+    demand seen and the recent peaks; where the tick had no forecast, none (a hold)."""
     if member == "forecast":
-        return forecast_upper
-    steps = forecast_upper.shape[1]
-    level = demand if member == "reactive" else peaks
-    flat = np.repeat(np.asarray(level, dtype=float)[:, None], steps, axis=1)
-    return np.where(np.isfinite(forecast_upper), flat, np.nan)  # no forecast: a hold
+        return peak, arrival
+    level = np.asarray(demand if member == "reactive" else recent, dtype=float)
+    flat = np.where(np.isfinite(peak), level, np.nan)
+    return flat, flat
 
 
 def member_upper_now(

@@ -62,8 +62,8 @@ def week_frame(demand: pd.Series) -> Frame:
         times=[t.to_pydatetime() for t in demand.index[start : start + WEEK]],
         demand=values[start : start + WEEK],
         served=values[start + 1 : start + WEEK + 1],
-        upper=upper,
-        arrival_step=BOOT - 1,
+        peak=upper.max(axis=1),
+        arrival=upper[:, BOOT - 1 :].max(axis=1),
         schedules=[ScheduleBounds(None, None, ())] * WEEK,
         tick_s=60.0,
     )

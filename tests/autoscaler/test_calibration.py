@@ -193,12 +193,12 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     frame = predictor._frame()
     assert frame is not None and predictor.aim == 1.0
     target = predictor.settings.service_target
-    predictor._used = [0.2 * u for u in predictor._upper]  # far too narrow: much too late
+    predictor._used = [(0.2 * p, 0.2 * a) for p, a in predictor._band]  # far too narrow
     predictor._feedback(frame)
     assert predictor.spent is not None and predictor.spent > target
     assert predictor.aim == pytest.approx(max(target / predictor.spent, 0.05))
     predictor.aim = 1.0
-    predictor._used = [4.0 * u for u in predictor._upper]  # far too wide: nothing late
+    predictor._used = [(4.0 * p, 4.0 * a) for p, a in predictor._band]  # far too wide
     predictor._feedback(frame)
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
 
@@ -249,7 +249,7 @@ def test_a_restart_resumes_a_recent_calibration_that_fits_the_policy() -> None:
     fresh, _ = calibrated(pool, width=3.0)
     assert fresh.resume(saved, now) and (fresh.margin, fresh.aim) == (0.7, 0.8)
     for changed in (
-        {"at": (now - timedelta(days=4)).isoformat()},  # older than the replay window
+        {"at": (now - timedelta(days=8)).isoformat()},  # older than the replay window
         {"at": (now + timedelta(hours=1)).isoformat()},  # from the future: a clock gone back
         {"member": "reactive"},  # policy forecast does not follow reactive
         {"margin": 40.0},

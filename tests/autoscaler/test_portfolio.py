@@ -22,8 +22,8 @@ from autoscaler.portfolio import (
     SWITCH_GAIN,
     Trial,
     choose,
+    member_peaks,
     member_upper_now,
-    member_uppers,
     members_of,
     recent_peaks,
 )
@@ -82,14 +82,19 @@ def test_recent_peak_is_the_highest_demand_of_the_last_day_skipping_gaps() -> No
 
 
 def test_member_bands_hold_where_the_forecast_is_missing() -> None:
-    upper = np.array([[2.0, 3.0], [np.nan, np.nan], [5.0, 4.0]])
+    peak, arrival = np.array([3.0, np.nan, 5.0]), np.array([2.5, np.nan, 4.0])
     demand = np.array([1.0, 1.5, 2.0])
-    peaks = np.array([1.0, 1.5, 2.0])
-    reactive = member_uppers("reactive", upper, demand, peaks)
-    np.testing.assert_array_equal(reactive[0], [1.0, 1.0])
-    assert np.isnan(reactive[1]).all()
-    assert member_uppers("forecast", upper, demand, peaks) is upper
-    np.testing.assert_array_equal(member_upper_now("recent_peak", upper[0], 1.0, 7.0), [7.0, 7.0])
+    recent = np.array([1.0, 1.5, 2.5])
+    reactive = member_peaks("reactive", peak, arrival, demand, recent)
+    np.testing.assert_array_equal(reactive[0], [1.0, np.nan, 2.0])
+    np.testing.assert_array_equal(reactive[1], reactive[0])
+    np.testing.assert_array_equal(
+        member_peaks("recent_peak", peak, arrival, demand, recent)[0], [1.0, np.nan, 2.5]
+    )
+    assert member_peaks("forecast", peak, arrival, demand, recent) == (peak, arrival)
+    band = np.array([2.0, 3.0])
+    np.testing.assert_array_equal(member_upper_now("recent_peak", band, 1.0, 7.0), [7.0, 7.0])
+    assert member_upper_now("forecast", band, 1.0, 7.0) is band
 
 
 def make_pool(policy: str) -> Pool:
@@ -161,8 +166,9 @@ def test_a_forecast_that_does_not_pay_is_left_for_a_member_that_meets_the_target
         np.testing.assert_allclose(forecast.upper, predictor.margin * demand_now)
     target = predictor.settings.service_target
     peaks = recent_peaks(frame.times, frame.demand)
-    upper = member_uppers(predictor.member, frame.upper, frame.demand, peaks)
-    assert replay_late(replace(frame, upper=upper), predictor.margin, predictor.settings) <= target
+    peak, arrival = member_peaks(predictor.member, frame.peak, frame.arrival, frame.demand, peaks)
+    member_frame = replace(frame, peak=peak, arrival=arrival)
+    assert replay_late(member_frame, predictor.margin, predictor.settings) <= target
 
 
 def test_a_forecast_that_pays_is_kept() -> None:
