@@ -33,7 +33,7 @@ import pandas as pd
 from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.config.schema import Pool
 from autoscaler.policy import Limits, nodes_for_each
-from autoscaler.pool_predictor import make_pool_predictor
+from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.portfolio import (
     RECENT_PEAK_WINDOW,
     Trial,
@@ -74,6 +74,9 @@ class LoopSettings:
     """A week: a shorter window cannot price what happens once a week (a weekly batch, a
     weekend), and would set the margin on the calm days between (measured: issue 15)."""
     min_span: timedelta = timedelta(days=1)
+    phase: float = 0.0
+    """A share of `refit_every` by which the first calibration comes before `min_span`:
+    pools started together then recalibrate on different ticks, not all on one."""
     aim: float = AIM
     policy: str = "forecast"
     """The portfolio members the pool may follow (autoscaler.portfolio): one, or `auto`."""
@@ -92,6 +95,7 @@ def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettin
         service_target=float(params.get("service_target", 0.01)),
         latency_target_s=float(params.get("latency_target_s", 3.0)),
         policy=pool.predictor.policy,
+        phase=refit_phase_of(pool.name),
     )
 
 
@@ -231,7 +235,9 @@ class LoopCalibrated:
         return self._times, self._demand, self._band, self._schedules, self._used
 
     def _recalibrate(self, now: datetime) -> None:
-        if not self._times or now - self._times[0] < self.settings.min_span:
+        settings = self.settings
+        first = settings.min_span - settings.phase * settings.refit_every
+        if not self._times or now - self._times[0] < first:
             return
         self._refit_at = now
         frame = self._frame()

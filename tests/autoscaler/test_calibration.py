@@ -123,11 +123,24 @@ def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> N
     assert forecast.calibration.budget_spent == predictor.spent / settings.service_target
 
 
-def test_the_margin_stays_one_until_a_day_of_ticks_is_kept() -> None:
+def test_the_margin_stays_one_until_a_day_of_ticks_less_the_pools_phase_is_kept() -> None:
+    """The first calibration waits for min_span of ticks, less the pool's phase (a share
+    of refit_every from its name), so that pools started together do not all recalibrate
+    on one tick."""
+    phases = {
+        name: loop_settings(make_pool(name=name), RATE, limits_of(make_pool())).phase
+        for name in ("a", "b", "c", "d")
+    }
+    assert len(set(phases.values())) == 4 and all(0 <= p < 1 for p in phases.values())
     pool = make_pool()
     predictor, _ = calibrated(pool, width=3.0)
-    drive(predictor, noisy_demand(1440), pool)  # 23 hours of ticks
+    settings = predictor.settings
+    first = settings.min_span - settings.phase * settings.refit_every
+    ticks = int(first / timedelta(minutes=1))
+    drive(predictor, noisy_demand(60 + ticks - 1), pool)  # one tick short of it
     assert predictor.margin == 1.0 and predictor.replayed_late is None
+    drive(predictor, noisy_demand(60 + ticks + 1).iloc[-61:], pool)  # the next tick
+    assert predictor.replayed_late is not None
 
 
 def test_pool_bounds_win_over_the_margin_in_the_replay() -> None:
