@@ -193,6 +193,25 @@ def test_the_partial_sort_quantile_is_the_full_sort_one(q: float) -> None:
         assert _weighted_quantiles(values, weights.copy(), q) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
+def test_a_quantile_read_from_the_values_above_0_is_the_full_ones_or_0(q: float) -> None:
+    """A trial keeps only the errors above 0 (a band is never below 0) and each column's
+    whole weight: a quantile among them is the full sort's, one below them reads as 0."""
+    rng = np.random.default_rng(int(q * 100))
+    for _ in range(40):
+        rows, columns = int(rng.integers(1, 1500)), int(rng.integers(1, 16))
+        values = rng.normal(rng.choice([-2.0, 0.0, 2.0]), size=(rows, columns))
+        values[rng.random((rows, columns)) < rng.choice([0.0, 0.3])] = np.nan
+        weights = rng.random((rows, columns)) * (rng.random((rows, columns)) < 0.8)
+        weights[:, 0] = 0.0  # a column without weight: unweighted
+        expected = np.maximum(_full_sort_quantiles(values, weights, q), 0.0)
+        full = _quantile_weights(~np.isfinite(values), weights)
+        above = (np.nan_to_num(values) > 0.0) & (full > 0.0)
+        kept = np.where(above, values, -np.inf).T
+        got = _column_quantiles(kept, np.where(above, full, 0.0).T, q, full.sum(axis=0))
+        assert got == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("target", [0.01, 0.2])
 def test_the_band_search_reads_only_demand_that_can_be_late(target: float) -> None:
     """The search drops demand that cannot be late at any band left to try: the same band,
