@@ -24,62 +24,36 @@ replays as a hold, as in the daemon.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.config.schema import Pool
-from autoscaler.policy import Limits, nodes_for_each
+from autoscaler.loop_replay import (
+    MARGINS,
+    Frame,
+    LoopSettings,
+    calibrate,
+    pooled_late,
+)
+from autoscaler.policy import Limits
 from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.portfolio import (
     RECENT_PEAK_WINDOW,
-    Trial,
     choose,
     member_peaks,
     member_upper_now,
     members_of,
     recent_peaks,
 )
-from autoscaler.replay_decide import ReplayedTicks, replay_decide
 from autoscaler.schedules import ScheduleBounds, bounds_at
 from predictors import Calibration, Forecast, Predictor
 
-MARGINS = (0.2, 4.0)
-"""The margin's range, a multiple of the forecaster's upper band."""
-REACTIVE_UTILIZATION = 1.0
-"""Under `margin: loop` the reactive floor is the demand seen now at full use."""
-BISECTION_STEPS = 10
-AIM = 1.0
-"""The worst replayed day's late share aimed at, as a share of the target, at first."""
 AIMS = (0.05, 2.0)
 """How far the error-budget feedback may move the aim."""
 LOOSEN_MOST = 1.25
-DAY = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    per_node_rps: float
-    utilization: float
-    boot_time: timedelta
-    spare_nodes: int
-    limits: Limits
-    service_target: float
-    latency_target_s: float
-    refit_every: timedelta = timedelta(hours=6)
-    window: timedelta = timedelta(days=7)
-    """A week: a shorter window cannot price what happens once a week (a weekly batch, a
-    weekend), and would set the margin on the calm days between (measured: issue 15)."""
-    min_span: timedelta = timedelta(days=1)
-    phase: float = 0.0
-    """A share of `refit_every` by which the first calibration comes before `min_span`:
-    pools started together then recalibrate on different ticks, not all on one."""
-    aim: float = AIM
-    policy: str = "forecast"
-    """The portfolio members the pool may follow (autoscaler.portfolio): one, or `auto`."""
 
 
 def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettings:
@@ -300,103 +274,6 @@ def _peaks(band: np.ndarray, arrival_step: int) -> Peaks:
     horizon ends sooner: sizing.size_fleet's rule)."""
     arriving = band[arrival_step:] if arrival_step < len(band) else band[-1:]
     return float(band.max()), float(arriving.max())
-
-
-def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) -> Trial:
-    """The smallest margin in MARGINS at which the frame's replay keeps its worst day within
-    `target` (bisected); the widest when even that is late."""
-    low, high = MARGINS
-    late = replay_late(frame, high, settings)
-    if late > target:
-        return Trial(member, high, late, _node_ticks(frame, high, settings), meets=False)
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        share = replay_late(frame, middle, settings)
-        if share > target:
-            low = middle
-        else:
-            high, late = middle, share
-    return Trial(member, high, late, _node_ticks(frame, high, settings), meets=True)
-
-
-def _node_ticks(frame: Frame, margin: float, settings: LoopSettings) -> float:
-    return float(replay_counts(frame, margin, settings).sum())
-
-
-Margin = float | np.ndarray
-
-
-@dataclass(frozen=True)
-class Frame:
-    """What the replay needs of the kept ticks: tick i saw `demand[i]` and a band whose
-    peak over the horizon was `peak[i]` and from the arrival of new nodes on `arrival[i]`
-    (NaN: no forecast, a hold); the demand its fleet then served is `served[i]`."""
-
-    times: list[datetime]
-    demand: np.ndarray
-    served: np.ndarray
-    peak: np.ndarray
-    arrival: np.ndarray
-    schedules: list[ScheduleBounds]
-    tick_s: float
-
-
-def replay_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
-    """The late share of the worst day the pool's loop would have had over the frame at this
-    margin (days counted back from the newest tick; a part day before them joins the first)."""
-    late, arrivals = _replay_queue(frame, margin, settings)
-    per_day = max(1, round(DAY.total_seconds() / frame.tick_s))
-    cuts = np.arange(len(late), 0, -per_day)[::-1][1:] if len(late) > per_day else []
-    shares = [
-        float(part_late.sum()) / float(part.sum())
-        for part_late, part in zip(np.split(late, cuts), np.split(arrivals, cuts), strict=True)
-        if part.sum() > 0
-    ]
-    return max(shares, default=0.0)
-
-
-def pooled_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
-    """The late share of the whole frame's replay."""
-    late, arrivals = _replay_queue(frame, margin, settings)
-    total = float(arrivals.sum())
-    return float(late.sum()) / total if total > 0 else 0.0
-
-
-def _replay_queue(
-    frame: Frame, margin: Margin, settings: LoopSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Late requests and arrivals per tick of the replay at this margin."""
-    desired = replay_counts(frame, margin, settings)
-    boot_ticks = max(0, round(settings.boot_time.total_seconds() / frame.tick_s))
-    ready = ready_nodes(desired, boot_ticks, int(desired[0]))
-    served = np.nan_to_num(frame.served, nan=0.0)
-    arrivals = served * 60.0  # the queue counts per minute; a tick is about one
-    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
-    return late, arrivals
-
-
-def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.ndarray:
-    """The count decide() sets at each tick of the frame, given the margin (one, or each
-    tick's); run by replay_decide, decide()'s rules on plain integers (a dozen replays of
-    the window per refit)."""
-    scale = np.asarray(margin, dtype=float)  # positive: it scales each peak as the band
-    peak, arrival = np.maximum(scale * frame.peak, 0.0), np.maximum(scale * frame.arrival, 0.0)
-    rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
-    ok = np.isfinite(peak) & np.isfinite(frame.demand)
-    horizon_nodes = nodes_for_each(peak, rate, use) + spare
-    arrival_nodes = nodes_for_each(arrival, rate, use) + spare
-    demand_nodes = nodes_for_each(frame.demand, rate, REACTIVE_UTILIZATION)
-    current = int(max(horizon_nodes[0], demand_nodes[0]))
-    ticks = ReplayedTicks(
-        times=frame.times,
-        forecast_nodes=horizon_nodes,
-        demand_nodes=demand_nodes,
-        arrival_nodes=arrival_nodes,
-        ok=ok,
-        schedules=frame.schedules,
-        spare_nodes=spare,
-    )
-    return replay_decide(ticks, settings.limits, current)
 
 
 def _arrival_step(forecast: Forecast, boot_time: timedelta) -> int:

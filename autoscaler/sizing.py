@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from autoscaler.calibration import REACTIVE_UTILIZATION
 from autoscaler.config.schema import Pool
 from autoscaler.history_masks import history_to_learn
+from autoscaler.loop_replay import REACTIVE_UTILIZATION
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.policy import nodes_for
 from autoscaler.signals.weigh import SignalReading

@@ -31,9 +31,10 @@ import pandas as pd
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
 from trace_files import DEFAULT_TRACES, trace_path
 
-from autoscaler import calibration
-from autoscaler.calibration import Frame, loop_settings, replay_counts, replay_late
+from autoscaler import loop_replay
+from autoscaler.calibration import loop_settings
 from autoscaler.config.schema import Pool
+from autoscaler.loop_replay import Frame, replay_counts, replay_late
 from autoscaler.replay_decide import decide_each
 from autoscaler.schedules import ScheduleBounds
 from autoscaler.tick import limits_of
@@ -97,7 +98,7 @@ def median_s(run: Callable[[], object], repeats: int) -> tuple[float, float]:
 def compare(label: str, run: Callable[[], object], repeats: int) -> tuple[object, object]:
     """Time `run` with the replay as it is and with decide() itself; print both."""
     new, new_cpu = median_s(run, repeats)
-    with mock.patch.object(calibration, "replay_decide", decide_each):
+    with mock.patch.object(loop_replay, "replay_decide", decide_each):
         (old, old_cpu), old_result = median_s(run, repeats), run()
     print(
         f"{label}: decide() {old * 1000:.1f} ms, replay_decide {new * 1000:.1f} ms, "

@@ -14,15 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import autoscaler.calibration as calibration
-from autoscaler.calibration import (
-    LoopCalibrated,
-    loop_settings,
-    pool_predictor,
-    replay_counts,
-    replay_late,
-)
+from autoscaler import loop_replay
+from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
+from autoscaler.loop_replay import replay_counts, replay_late
 from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
 from autoscaler.tick import limits_of
@@ -243,7 +238,7 @@ def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.Mon
         return seen
 
     fast = margins()
-    monkeypatch.setattr(calibration, "replay_decide", decide_each)
+    monkeypatch.setattr(loop_replay, "replay_decide", decide_each)
     assert margins() == fast
     assert len({margin for margin, _, _ in fast}) > 3  # recalibrated, and not only at 1
 

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.calibration import LoopCalibrated, loop_settings, replay_late
+from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool
+from autoscaler.loop_replay import replay_late
 from autoscaler.portfolio import (
     SWITCH_GAIN,
     Trial,
