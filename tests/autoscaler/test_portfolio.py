@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -185,3 +186,24 @@ def test_a_pinned_member_is_the_only_one_followed(pinned: str) -> None:
     assert predictor.member == pinned and predictor.choice is None
     assert predictor.replayed_late is not None
     assert forecast.notes[-1].startswith("budget: ")
+
+
+@pytest.mark.parametrize("policy", ["auto", "reactive", "recent_peak"])
+def test_the_fail_safe_rules_win_over_every_member(tmp_path: Path, policy: str) -> None:
+    """Whatever the member, the pool's bounds and a person's override bound the count, and
+    missing demand data holds the fleet (the member only shapes the band decide() sees)."""
+    from autoscaler.metrics import MetricsError
+    from autoscaler.overrides import Override, OverridesFile
+    from tests.autoscaler.test_tick import Harness
+
+    loop = {"kind": "linear", "margin": "loop", "policy": policy}
+    h = Harness(tmp_path, rps=10.0, predictor=loop, min_nodes=3, max_nodes=9)
+    assert h.tick().decision.desired == 9  # 10 req/s wants 13 nodes: capped at max_nodes
+    h.metrics.failure = MetricsError("stale", "q", "old")
+    held = h.tick()
+    assert held.decision.desired == held.decision.current == 9
+    h.metrics.failure = None
+    h.metrics.rps = 0.0
+    until = h.clock.now() + timedelta(hours=1)
+    h.overrides = OverridesFile(overrides={"ocr": Override(nodes=5, reason="test", expires=until)})
+    assert h.tick().decision.desired == 5  # the override fixes the count, at once

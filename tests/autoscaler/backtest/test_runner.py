@@ -99,17 +99,21 @@ def test_each_baseline_meets_the_target_at_its_reported_setting() -> None:
         assert result.score.late_share <= settings.service_target
 
 
-@pytest.mark.parametrize("margin", ["band", "loop"])
-def test_project_policy_decisions_use_only_the_past(margin: str) -> None:
+@pytest.mark.parametrize(
+    ("margin", "policy"), [("band", "forecast"), ("loop", "forecast"), ("loop", "auto")]
+)
+def test_project_policy_decisions_use_only_the_past(margin: str, policy: str) -> None:
     """The decisions for a trace cut at any minute equal the first decisions for the whole
     trace: with the project's own (seasonal) predictor, through size_fleet and decide; with
-    the loop-calibrated margin the cuts fall after its first calibration (a day of ticks)."""
+    the loop-calibrated margin the cuts fall after its first calibration (a day of ticks),
+    and under policy: auto after the portfolio has chosen among its members."""
     trace = nasa_cut(2.2)
     settings = BacktestSettings(
         per_node_rps=0.04,
         warmup=timedelta(days=1, hours=2),
         backfill=timedelta(days=1),
         margin=margin,
+        policy=policy,
     )
     full = _decisions(trace, settings)
     for cut in (len(trace) - 1, len(trace) - 97):
