@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common.cli import option_duration
 from common.durations import parse_duration
 from common.extras import require
+
+if TYPE_CHECKING:
+    from autoscaler.backtest.runner import BacktestReport
+    from autoscaler.cli.backtest_config import PoolRun
 
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
 errors = Console(stderr=True, soft_wrap=True)
@@ -21,8 +25,20 @@ errors = Console(stderr=True, soft_wrap=True)
 
 def backtest_command(
     trace: Annotated[
-        Path, typer.Option("--trace", help="CSV of timestamp,requests per minute", exists=True)
-    ],
+        Path | None,
+        typer.Option("--trace", help="CSV of timestamp,requests per minute", exists=True),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="the daemon's config: replay --pool as configured", exists=True
+        ),
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help="the pool of --config to replay")] = None,
+    history: Annotated[
+        str,
+        typer.Option(help="with --config and no --trace: the pool's Prometheus history span"),
+    ] = "14d",
     per_node_rps: Annotated[
         float | None, typer.Option("--per-node-rps", help="req/s one node serves at the SLO")
     ] = None,
@@ -30,14 +46,26 @@ def backtest_command(
         Path | None,
         typer.Option("--profile", help="gpu-bench capacity profile instead of --per-node-rps"),
     ] = None,
-    boot_delay: Annotated[str, typer.Option(help="time from order to a ready node")] = "10m",
-    tick: Annotated[str, typer.Option(help="the policy's tick interval")] = "1m",
+    boot_delay: Annotated[
+        str | None, typer.Option(help="time from order to a ready node [default: 10m]")
+    ] = None,
+    tick: Annotated[
+        str | None, typer.Option(help="the policy's tick interval [default: 1m]")
+    ] = None,
     latency_target: Annotated[
-        str, typer.Option(help="a request is late if its queue takes longer (3s, 500ms)")
-    ] = "3s",
+        str | None,
+        typer.Option(
+            help="a request is late if its queue takes longer (3s, 500ms) [default: 3s, or "
+            "the pool's latency_target_s]"
+        ),
+    ] = None,
     service_target: Annotated[
-        float, typer.Option(help="largest share of late requests that meets the target")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            help="largest share of late requests that meets the target [default: 0.01, or "
+            "the pool's service_target]"
+        ),
+    ] = None,
     warmup: Annotated[str, typer.Option(help="history before scoring starts")] = "7d",
     predictor: Annotated[
         str | None, typer.Option(help="the policy's predictor (default: seasonal)")
@@ -53,20 +81,20 @@ def backtest_command(
         bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
     ] = True,
     margin: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="the predictor's margin: band (as the forecaster made it) or loop "
-            "(calibrated on the policy's own replay of its recent ticks)"
+            "(calibrated on the policy's own replay of its recent ticks) [default: band]"
         ),
-    ] = "band",
+    ] = None,
     policy: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="what the fleet is sized for: forecast, reactive, recent_peak, or auto "
             "(the cheapest on the replay that meets the target); all but forecast need "
-            "--margin loop"
+            "--margin loop [default: forecast]"
         ),
-    ] = "forecast",
+    ] = None,
     scale_up_max_step: Annotated[
         int | None, typer.Option(help="the policy adds at most this many nodes per action")
     ] = None,
@@ -86,29 +114,57 @@ def backtest_command(
         Path | None, typer.Option(help="PNG: demand vs ready capacity, late minutes marked")
     ] = None,
 ) -> None:
-    """Replay a trace through the daemon's forecast/size/decide code and compare baselines."""
+    """Replay a trace through the daemon's forecast/size/decide code and compare baselines;
+    with --config and --pool, that pool as configured, and what it should change."""
     from autoscaler.backtest.report import backtest_table, report_json, summary_line
-    from autoscaler.backtest.report import write_decisions as write_decisions_csv
     from autoscaler.backtest.runner import BacktestSettings, run_backtest
+    from autoscaler.cli.backtest_config import config_backtest, replay_progress
 
+    if plot is not None:  # before the run, not after it
+        _require_plotting()
+    if config is not None or pool is not None:
+        given = {
+            "--boot-delay": boot_delay,
+            "--tick": tick,
+            "--predictor": predictor,
+            "--predictor-targets": predictor_targets,
+            "--margin": margin,
+            "--policy": policy,
+            "--scale-up-max-step": scale_up_max_step,
+            "--scale-up-max-percent": scale_up_max_percent,
+        }
+        refused = [name for name, value in given.items() if value is not None]
+        run = _pool_run(config, pool, trace, history, warmup, refused, jobs)
+        overridden = (
+            None if per_node_rps is None and profile is None else _capacity(per_node_rps, profile)
+        )
+        run = replace(
+            run,
+            per_node_rps=overridden,
+            latency_target_s=_latency_target(latency_target),
+            service_target=service_target,
+        )
+        _outputs(config_backtest(run, as_json), decisions_out, plot)
+        return
+    if trace is None:
+        errors.print("[red]give --trace, or --config and --pool[/]")
+        raise typer.Exit(2)
     capacity = _capacity(per_node_rps, profile)
     try:
-        if plot is not None:  # before the run, not after it
-            require("--plot", "matplotlib")
         settings = BacktestSettings(
             per_node_rps=capacity,
-            boot_delay=parse_duration(boot_delay),
-            tick=parse_duration(tick),
-            latency_target_s=option_duration("--latency-target", latency_target).total_seconds(),
-            service_target=service_target,
+            boot_delay=parse_duration(boot_delay or "10m"),
+            tick=parse_duration(tick or "1m"),
+            latency_target_s=_latency_target(latency_target) or 3.0,
+            service_target=0.01 if service_target is None else service_target,
             warmup=parse_duration(warmup),
             predictor=predictor,
             predictor_targets=tuple(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
             ),
             tune=tune,
-            margin=margin,
-            policy=policy,
+            margin=margin or "band",
+            policy=policy or "forecast",
             scale_up_max_step=scale_up_max_step,
             scale_up_max_percent=scale_up_max_percent,
             jobs=jobs,
@@ -116,36 +172,78 @@ def backtest_command(
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    with Progress(
-        TextColumn("replaying {task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,
-    ) as progress:
-        task = progress.add_task(trace.name, total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with replay_progress(trace.name) as advance:
         try:
             report = run_backtest(trace, settings, on_progress=advance)
         except ValueError as exc:
             errors.print(f"[red]cannot backtest[/]: {exc}", highlight=False)
             raise typer.Exit(2) from None
-    if decisions_out is not None:
-        write_decisions_csv(report, decisions_out)
-    if plot is not None:
-        from autoscaler.cli.plots import backtest_plot
-
-        backtest_plot(report, plot)
+    _outputs(report, decisions_out, plot)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
         console.print(backtest_table(report))
         console.print(summary_line(report), highlight=False)
+
+
+def _require_plotting() -> None:
+    try:
+        require("--plot", "matplotlib")
+    except ValueError as exc:
+        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _latency_target(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return option_duration("--latency-target", text).total_seconds()
+    except ValueError as exc:
+        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _pool_run(
+    config: Path | None,
+    pool: str | None,
+    trace: Path | None,
+    history: str,
+    warmup: str,
+    refused: list[str],
+    jobs: int | None,
+) -> PoolRun:
+    """What --config/--pool asks for; exit 2 on a missing half or a policy option (the
+    pool's own settings are what is replayed)."""
+    from autoscaler.cli.backtest_config import PoolRun
+
+    if config is None or pool is None:
+        errors.print("[red]--config and --pool go together[/]")
+        raise typer.Exit(2)
+    if refused:
+        errors.print(
+            f"[red]{', '.join(refused)}: with --config the pool runs as configured[/]; "
+            "change its config instead",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    try:
+        span = option_duration("--history", history, positive=True)
+        return PoolRun(config, pool, trace, span, parse_duration(warmup), jobs=jobs)
+    except ValueError as exc:
+        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _outputs(report: BacktestReport, decisions_out: Path | None, plot: Path | None) -> None:
+    from autoscaler.backtest.report import write_decisions
+
+    if decisions_out is not None:
+        write_decisions(report, decisions_out)
+    if plot is not None:
+        from autoscaler.cli.plots import backtest_plot
+
+        backtest_plot(report, plot)
 
 
 def _capacity(per_node_rps: float | None, profile: Path | None) -> float:

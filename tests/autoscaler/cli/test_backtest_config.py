@@ -1,0 +1,203 @@
+"""`autoscaler backtest --config FILE --pool P`: a pool's real settings replayed on a trace
+or on its Prometheus history, and the predictor settings its past recommends."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+from tests.doubles.prometheus_server import DEMAND_QUERY, PrometheusWithHistory
+from tests.traces import NASA
+
+runner = CliRunner()
+
+
+def _nasa_cut(tmp_path: Path, minutes: int) -> Path:
+    with gzip.open(NASA, "rt") as trace:
+        lines = trace.read().splitlines()[: minutes + 1]
+    path = tmp_path / "nasa_cut.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _flat_noisy(tmp_path: Path, days: int) -> Path:
+    """A flat level with Poisson noise: nothing to forecast, so the band is too wide."""
+    rng = np.random.default_rng(7)
+    times = pd.date_range("2026-03-02", periods=days * 1440, freq="1min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "requests": rng.poisson(600, len(times)),
+        }
+    )
+    path = tmp_path / "flat.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _pool(**changes: Any) -> dict[str, Any]:
+    pool: dict[str, Any] = {
+        "name": "gpu",
+        "backend": {"kind": "simulated"},
+        "demand": {"query": "sum(rate(http_requests_total[5m]))", "window": "1d"},
+        "capacity": {"per_node_rps": 1.0},
+        "predictor": {"kind": "seasonal"},
+        "min_nodes": 1,
+        "max_nodes": 100,
+        "boot_time": "10m",
+        "horizon": "15m",
+    }
+    pool.update(changes)
+    return pool
+
+
+def _config(tmp_path: Path, metrics: dict[str, Any], *pools: dict[str, Any]) -> Path:
+    document = {"interval": "1m", "state_dir": str(tmp_path / "state"), "metrics": metrics}
+    document["pools"] = list(pools)
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _replay(trace: Path) -> dict[str, Any]:
+    return {"kind": "replay", "trace": str(trace)}
+
+
+def _backtest(config: Path, *arguments: str) -> Any:
+    return runner.invoke(app, ["backtest", "--config", str(config), *arguments])
+
+
+def test_schedule_floor_and_min_nodes_bound_every_replayed_count(tmp_path: Path) -> None:
+    trace = _nasa_cut(tmp_path, 2 * 1440)
+    schedule = {"name": "day", "start": "14:00", "end": "20:00", "timezone": "UTC", "min_nodes": 12}
+    pool = _pool(capacity={"per_node_rps": 0.25}, min_nodes=3, max_nodes=40, schedules=[schedule])
+    config = _config(tmp_path, _replay(trace), pool)
+    decisions = tmp_path / "decisions.csv"
+    result = _backtest(
+        config, "--pool", "gpu", "--warmup", "1d", "--json", "--decisions-out", str(decisions)
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(decisions.open()))
+    times = pd.DatetimeIndex([r["timestamp"] for r in rows])
+    desired = np.array([int(r["desired"]) for r in rows])
+    inside = (times.hour >= 14) & (times.hour < 20)
+    assert inside.any() and (~inside).any()
+    assert desired.min() >= 3
+    assert desired[inside].min() >= 12
+    assert desired[~inside].min() < 12  # the floor binds only inside the window
+    document = json.loads(result.stdout)
+    assert document["pool"] == "gpu"
+    assert document["policies"][0]["knobs"]["floor"] == 3
+
+
+def test_unknown_pool_exits_2_naming_the_pools(tmp_path: Path) -> None:
+    trace = _nasa_cut(tmp_path, 60)
+    config = _config(tmp_path, _replay(trace), _pool(name="alpha"), _pool(name="beta"))
+    result = _backtest(config, "--pool", "gamma")
+    assert result.exit_code == 2
+    assert "gamma" in result.output and "alpha, beta" in result.output
+
+
+def test_bad_config_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    trace = _nasa_cut(tmp_path, 60)
+    config = _config(tmp_path, _replay(trace), _pool(min_nodes=-1))
+    line = next(
+        n for n, text in enumerate(config.read_text().splitlines(), 1) if "min_nodes" in text
+    )
+    result = _backtest(config, "--pool", "gpu")
+    assert result.exit_code == 2
+    assert f"{config}:{line}: pools[0].min_nodes" in result.output
+
+
+def test_policy_options_are_refused_with_a_config(tmp_path: Path) -> None:
+    trace = _nasa_cut(tmp_path, 60)
+    config = _config(tmp_path, _replay(trace), _pool())
+    result = _backtest(config, "--pool", "gpu", "--margin", "loop", "--boot-delay", "5m")
+    assert result.exit_code == 2
+    assert "--boot-delay" in result.output and "--margin" in result.output
+
+
+def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
+    tmp_path: Path,
+) -> None:
+    trace = _flat_noisy(tmp_path, 3)
+    config = _config(tmp_path, _replay(trace), _pool())
+    result = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["recommendations"]
+    configured, *others = found["candidates"]
+    assert configured["configured"] and (configured["margin"], configured["policy"]) == (
+        "band",
+        "forecast",
+    )
+    assert {(c["margin"], c["policy"]) for c in others} == {("loop", "forecast"), ("loop", "auto")}
+    chosen = found["recommended"]
+    assert chosen["meets_target"]
+    assert chosen["node_hours"] < configured["node_hours"]
+    assert chosen["node_hours"] == min(c["node_hours"] for c in others if c["meets_target"])
+    lines = yaml.safe_load(found["config_lines"])
+    assert lines == {"predictor": {"margin": "loop", "policy": chosen["policy"]}}
+    assert "hindsight" in found["note"]
+    table = _backtest(config, "--pool", "gpu", "--warmup", "2d")
+    assert table.exit_code == 0, table.output
+    assert found["config_lines"] in table.stdout
+    assert "hindsight" in table.stdout and "not a guarantee" in table.stdout
+
+
+def test_no_recommendation_when_the_configured_pool_is_already_cheapest(tmp_path: Path) -> None:
+    trace = _flat_noisy(tmp_path, 3)
+    pool = _pool(predictor={"kind": "seasonal", "margin": "loop", "policy": "auto"})
+    config = _config(tmp_path, _replay(trace), pool)
+    result = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["recommendations"]
+    configured, *others = found["candidates"]
+    assert [(c["margin"], c["policy"]) for c in others] == [("loop", "forecast")]
+    assert all(not c["meets_target"] or c["node_hours"] >= configured["node_hours"] for c in others)
+    assert found["recommended"] is None and found["config_lines"] is None
+    table = _backtest(config, "--pool", "gpu", "--warmup", "2d")
+    assert "no other setting beats pool gpu as configured" in table.stdout
+    assert "predictor:\n  margin" not in table.stdout
+
+
+@pytest.mark.integration
+def test_replays_the_pools_prometheus_history(
+    prometheus_history: PrometheusWithHistory, tmp_path: Path
+) -> None:
+    """A real Prometheus (Debian's, backfilled with promtool) holds the pool's demand."""
+    metrics = {"kind": "prometheus", "url": prometheus_history.url, "timeout": "10s"}
+    pool = _pool(demand={"query": DEMAND_QUERY, "window": "1h"}, capacity={"per_node_rps": 0.05})
+    config = _config(tmp_path, metrics, pool)
+    before = datetime.now(UTC)
+    result = _backtest(config, "--pool", "gpu", "--history", "2d", "--warmup", "1d", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["trace"].startswith("gpu history")
+    end = pd.Timestamp(document["end"])
+    assert abs(end - pd.Timestamp(before).floor("1min")) <= pd.Timedelta(minutes=2)
+    scored = pd.date_range(document["scored_from"], end - pd.Timedelta(minutes=1), freq="1min")
+    expected = prometheus_history.expected_rate(scored).sum() * 60
+    requests = document["policies"][0]["requests"]
+    assert requests == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.integration
+def test_unreachable_prometheus_exits_2_and_never_reads_as_zero(
+    stopped_prometheus_url: str, tmp_path: Path
+) -> None:
+    metrics = {"kind": "prometheus", "url": stopped_prometheus_url, "timeout": "2s"}
+    config = _config(tmp_path, metrics, _pool())
+    result = _backtest(config, "--pool", "gpu", "--history", "2d", "--warmup", "1d")
+    assert result.exit_code == 2
+    assert "unreachable" in result.output or "cannot connect" in result.output
