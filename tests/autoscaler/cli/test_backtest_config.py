@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
+from tests.doubles.nomad_api import NomadApiDouble
 from tests.doubles.prometheus_server import DEMAND_QUERY, PrometheusWithHistory
 from tests.traces import NASA
 
@@ -201,3 +202,25 @@ def test_unreachable_prometheus_exits_2_and_never_reads_as_zero(
     result = _backtest(config, "--pool", "gpu", "--history", "2d", "--warmup", "1d")
     assert result.exit_code == 2
     assert "unreachable" in result.output or "cannot connect" in result.output
+
+
+def test_the_pools_real_backend_and_overrides_are_never_touched(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """The pool's backend is the Nomad API double (it follows Nomad's HTTP API documents):
+    the replay drives a simulated fleet, so the double sees no request at all; the
+    overrides file is not read (it would not even parse)."""
+    nomad_api.add_job("web-workers", {"gpu": 5})
+    trace = _nasa_cut(tmp_path, 1440)
+    backend = {"kind": "nomad_job", "job": "web-workers", "group": "gpu", "address": nomad_api.url}
+    config = _config(
+        tmp_path, _replay(trace), _pool(backend=backend, boot_time="20m", horizon="25m")
+    )
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("overrides: [this is: not, an overrides file\n")
+    document = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**document, "overrides_file": str(overrides)}))
+    result = _backtest(config, "--pool", "gpu", "--warmup", "12h", "--json")
+    assert result.exit_code == 0, result.output
+    assert nomad_api.requests == []
+    assert json.loads(result.stdout)["settings"]["boot_delay_s"] == 20 * 60
