@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from autoscaler.backtest.recommend import (
     variant_pools,
 )
 from autoscaler.backtest.runner import BacktestReport, run_backtest
+from autoscaler.backtest.tuning import forked_executor, processes_for
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
 from autoscaler.config.loader import load_config
 from autoscaler.config.metrics_source import PrometheusMetrics, ReplayMetrics
@@ -192,12 +193,8 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         raise typer.Exit(2) from None
     try:
         label, series, queue = demand_of(config, pool, run)
-        with replay_progress(pool.name) as advance:
-            report = run_backtest(
-                Path(label), settings, pool=pool, on_progress=advance, trace=series, queue=queue
-            )
+        report, others = replay_all(pool, settings, series, queue, label)
         configured = Candidate.of(pool, report.result("policy"), configured=True)
-        others = [_variant(v, settings, series, queue, label) for v in variant_pools(pool)]
     except (ValueError, MetricsError, OSError) as exc:
         errors.print(f"[red]cannot backtest[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -215,14 +212,47 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
     return report
 
 
-def _variant(
+def replay_all(
     pool: Pool, settings: BacktestSettings, series: pd.Series, queue: Any, label: str
+) -> tuple[BacktestReport, list[Candidate]]:
+    """The pool as configured (with the baselines) and each variant, a full replay each;
+    with more than one CPU the variants run on forked workers meanwhile."""
+    variants = variant_pools(pool)
+    workers = forked_executor(len(variants)) if variants and processes_for(settings) > 1 else None
+    if workers is None:
+        report = _configured(pool, settings, series, queue, label)
+        return report, [_variant(v, settings, series, queue, label, True) for v in variants]
+    with workers:
+        futures = [
+            workers.submit(_variant, v, settings, series, queue, label, False) for v in variants
+        ]
+        report = _configured(pool, settings, series, queue, label)
+        return report, [f.result() for f in futures]
+
+
+def _configured(
+    pool: Pool, settings: BacktestSettings, series: pd.Series, queue: Any, label: str
+) -> BacktestReport:
+    with replay_progress(pool.name) as advance:
+        return run_backtest(
+            Path(label), settings, pool=pool, on_progress=advance, trace=series, queue=queue
+        )
+
+
+def _variant(
+    pool: Pool,
+    settings: BacktestSettings,
+    series: pd.Series,
+    queue: Any,
+    label: str,
+    progress: bool,
 ) -> Candidate:
     """The pool with another predictor setting: a full replay by the same code."""
     varied = replace(
         settings, baselines=(), margin=pool.predictor.margin, policy=pool.predictor.policy
     )
-    with replay_progress(f"{pool.name} ({pool.predictor.policy})") as advance:
+    name = f"{pool.name} (margin {pool.predictor.margin}, policy {pool.predictor.policy})"
+    with replay_progress(name) if progress else nullcontext(None) as advance:
         report = run_backtest(
             Path(label), varied, pool=pool, on_progress=advance, trace=series, queue=queue
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from autoscaler.backtest.engine import MINUTE
+from autoscaler.cli.backtest_config import pool_history
 from autoscaler.cli.main import app
+from autoscaler.config.schema import Pool
+from autoscaler.metrics import MetricsError
 from tests.doubles.nomad_api import NomadApiDouble
 from tests.doubles.prometheus_server import DEMAND_QUERY, PrometheusWithHistory
 from tests.traces import NASA
@@ -150,6 +154,8 @@ def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
     lines = yaml.safe_load(found["config_lines"])
     assert lines == {"predictor": {"margin": "loop", "policy": chosen["policy"]}}
     assert "hindsight" in found["note"]
+    one_process = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json", "--jobs", "1")
+    assert json.loads(one_process.stdout)["recommendations"] == found  # forked or not
     table = _backtest(config, "--pool", "gpu", "--warmup", "2d")
     assert table.exit_code == 0, table.output
     assert found["config_lines"] in table.stdout
@@ -224,3 +230,33 @@ def test_the_pools_real_backend_and_overrides_are_never_touched(
     assert result.exit_code == 0, result.output
     assert nomad_api.requests == []
     assert json.loads(result.stdout)["settings"]["boot_delay_s"] == 20 * 60
+
+
+class _Answers:
+    """A metrics source giving one fixed answer (the shape PrometheusSource returns)."""
+
+    def __init__(self, series: pd.Series) -> None:
+        self.series = series
+        self.asked: list[tuple[datetime, datetime, timedelta]] = []
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.asked.append((start, end, step))
+        return self.series
+
+
+def test_history_gaps_stay_missing_and_stale_history_is_refused() -> None:
+    end = datetime(2026, 3, 5, 12, 0, 30, tzinfo=UTC)
+    times = pd.date_range("2026-03-05 10:00", "2026-03-05 12:00", freq="1min", tz="UTC")
+    values = np.full(len(times), 4.0)
+    values[30] = np.nan
+    answer = pd.Series(values, index=times).drop(times[60:70])
+    pool = Pool.model_validate(_pool())
+    source = _Answers(answer)
+    series = pool_history(source, pool, end, timedelta(hours=2), timedelta(minutes=5))
+    assert source.asked == [(datetime(2026, 3, 5, 10, tzinfo=UTC), end.replace(second=0), MINUTE)]
+    assert len(series) == len(times) and series.index.equals(times)
+    assert series.isna().sum() == 11 and (series.dropna() == 4.0).all()
+    stale = _Answers(answer[answer.index < times[100]])
+    with pytest.raises(MetricsError) as raised:
+        pool_history(stale, pool, end, timedelta(hours=2), timedelta(minutes=5))
+    assert raised.value.kind == "stale"
