@@ -137,8 +137,9 @@ class LoopCalibrated:
             step = _arrival_step(forecast, self.settings.boot_time)
             self._band[-1], self._used[-1] = _peaks(upper, step), _peaks(scaled, step)
         spent = None if self.spent is None else self.spent / self.settings.service_target
-        state = Calibration(self.margin, self.member, self.settings.service_target, spent)
-        notes = (*forecast.notes, *self._notes())
+        said = self._notes()
+        state = Calibration(self.margin, self.member, self.settings.service_target, spent, said)
+        notes = (*forecast.notes, *said)
         return replace(forecast, upper=scaled, notes=notes, calibration=state)
 
     def _notes(self) -> tuple[str, ...]:

@@ -359,6 +359,10 @@ def _limited_scale_down(
 # Each reason's rule, for counting decisions by what shaped them (self-metrics). Kept
 # beside the phrases above so the two change together; order matters (first match).
 _RULE_PHRASES: tuple[tuple[str, str], ...] = (
+    ("budget: ", "loop_calibration"),
+    ("loop margin ", "loop_calibration"),
+    ("cheapest on the replay", "portfolio"),
+    ("no member meets the target", "portfolio"),
     ("outside the autoscaler", "manual_change"),
     ("signal's input is bad", "signal_bad_input"),
     ("highest count wins", "signal"),

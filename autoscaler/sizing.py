@@ -79,6 +79,8 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
         return Sizing(demand_now=demand_now, missing_reason=why, notes=notes)
     if forecast.little_history:  # said in every decision until the model has enough
         notes = (*notes, forecast.little_history)
+    if forecast.calibration is not None:  # the loop's margin, budget and policy: said too
+        notes = (*notes, *forecast.calibration.notes)
     peak = forecast.peak_upper()
     if not math.isfinite(peak):
         return Sizing(demand_now, forecast, None, "forecast is not a finite number", notes=notes)

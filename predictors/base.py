@@ -27,6 +27,9 @@ class Calibration:
     budget_spent: float | None = None
     """The late share the loop had over its kept ticks, as a share of the target; None
     before the first calibration."""
+    notes: tuple[str, ...] = ()
+    """What the calibration did, in words (the budget used, the margin's move, the policy
+    followed and why): said in the decision's reasons."""
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from autoscaler import loop_replay
 from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.loop_replay import replay_counts, replay_late
+from autoscaler.policy import Memory, decide, rule_of
 from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
-from autoscaler.tick import limits_of
+from autoscaler.tick import limits_of, observe
 from predictors import Forecast
 from predictors.seasonal import SeasonalPredictor
 
@@ -116,6 +117,12 @@ def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> N
         "forecast",
     )
     assert forecast.calibration.budget_spent == predictor.spent / settings.service_target
+    sized = size_fleet(pool, predictor, noisy_demand(1500).iloc[-60:], RATE)
+    assert any(n.startswith("budget: ") for n in sized.notes)  # said in the decision
+    now = noisy_demand(1500).index[-1].to_pydatetime()
+    decision, _ = decide(observe(pool, sized, now, 10, None), limits_of(pool), Memory())
+    said = [r for r in decision.reasons if r.startswith("budget: ")]
+    assert len(said) == 1 and rule_of(said[0]) == "loop_calibration"
 
 
 def test_the_margin_stays_one_until_a_day_of_ticks_less_the_pools_phase_is_kept() -> None:
