@@ -24,6 +24,7 @@ replays as a hold, as in the daemon.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -118,6 +119,8 @@ class LoopCalibrated:
         self._used: list[Peaks] = []
         """The same for the band each tick handed the sizing (member and margin applied)."""
         self._schedules: list[ScheduleBounds] = []
+        self._peaks: deque[tuple[datetime, float]] = deque()
+        """The last RECENT_PEAK_WINDOW's demand as a falling queue: its head is the peak."""
         self._refit_at: datetime | None = None
 
     def fit(self, history: pd.Series) -> LoopCalibrated:
@@ -156,13 +159,9 @@ class LoopCalibrated:
         return (budget,) if self.choice is None else (self.choice, budget)
 
     def _peak_now(self) -> float:
-        """The highest demand kept from the last RECENT_PEAK_WINDOW (only what is needed)."""
-        if self.member != "recent_peak":
-            return float("nan")
-        since = self._times[-1] - RECENT_PEAK_WINDOW
-        recent = [d for t, d in zip(self._times, self._demand, strict=True) if t > since]
-        known = [d for d in recent if math.isfinite(d)]
-        return max(known) if known else float("nan")
+        """The highest demand kept from the last RECENT_PEAK_WINDOW (a monotonic queue:
+        each tick adds one sample and drops the expired, not a scan of a day of ticks)."""
+        return self._peaks[0][1] if self._peaks else float("nan")
 
     # ---- across restarts -------------------------------------------------------------
 
@@ -197,11 +196,18 @@ class LoopCalibrated:
         if self._times and now <= self._times[-1]:  # a restart or a clock going back
             for kept in self._kept():
                 kept.clear()
+            self._peaks.clear()
         self._times.append(now)
         self._demand.append(demand)
         self._band.append(_MISSING)
         self._used.append(_MISSING)
         self._schedules.append(bounds_at(self.pool.schedules, now))
+        if math.isfinite(demand):  # missing is not a peak, nor zero
+            while self._peaks and self._peaks[-1][1] <= demand:
+                self._peaks.pop()
+            self._peaks.append((now, demand))
+        while self._peaks and self._peaks[0][0] <= now - RECENT_PEAK_WINDOW:
+            self._peaks.popleft()
         while now - self._times[0] > self.settings.window:
             for kept in self._kept():
                 del kept[0]

@@ -207,3 +207,17 @@ def test_the_fail_safe_rules_win_over_every_member(tmp_path: Path, policy: str) 
     until = h.clock.now() + timedelta(hours=1)
     h.overrides = OverridesFile(overrides={"ocr": Override(nodes=5, reason="test", expires=until)})
     assert h.tick().decision.desired == 5  # the override fixes the count, at once
+
+
+def test_the_peak_handed_out_now_is_the_replays_recent_peak() -> None:
+    """The live peak (a running queue) equals the replay's (a rolling maximum over the kept
+    ticks) at every tick, through missing samples and a clock that goes back."""
+    pool = make_pool("recent_peak")
+    predictor = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    demand = steady_demand(2000, seed=5)
+    demand.iloc[::37] = np.nan
+    ends = [*range(60, 1500, 7), *range(900, 2001, 5)]  # goes back once (a restart)
+    for end in ends:
+        predictor._record(demand.index[end - 1].to_pydatetime(), float(demand.iloc[end - 1]))
+        expected = recent_peaks(predictor._times, np.asarray(predictor._demand))[-1]
+        assert predictor._peak_now() == pytest.approx(expected, nan_ok=True)
