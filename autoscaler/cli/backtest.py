@@ -47,23 +47,23 @@ def backtest_command(
         typer.Option("--profile", help="gpu-bench capacity profile instead of --per-node-rps"),
     ] = None,
     boot_delay: Annotated[
-        str | None, typer.Option(help="time from order to a ready node [default: 10m]")
+        str | None, typer.Option(help="time from order to a ready node (default: 10m)")
     ] = None,
     tick: Annotated[
-        str | None, typer.Option(help="the policy's tick interval [default: 1m]")
+        str | None, typer.Option(help="the policy's tick interval (default: 1m)")
     ] = None,
     latency_target: Annotated[
         str | None,
         typer.Option(
-            help="a request is late if its queue takes longer (3s, 500ms) [default: 3s, or "
-            "the pool's latency_target_s]"
+            help="a request is late if its queue takes longer, e.g. 3s or 500ms (default: 3s, or "
+            "the pool's latency_target_s)"
         ),
     ] = None,
     service_target: Annotated[
         float | None,
         typer.Option(
-            help="largest share of late requests that meets the target [default: 0.01, or "
-            "the pool's service_target]"
+            help="largest share of late requests that meets the target (default: 0.01, or "
+            "the pool's service_target)"
         ),
     ] = None,
     warmup: Annotated[str, typer.Option(help="history before scoring starts")] = "7d",
@@ -78,13 +78,17 @@ def backtest_command(
         ),
     ] = None,
     tune: Annotated[
-        bool, typer.Option(help="sweep the policy's utilization, stabilization and floor")
+        bool,
+        typer.Option(
+            help="sweep the policy's utilization, stabilization and floor (not with "
+            "--config: the pool runs as configured)"
+        ),
     ] = True,
     margin: Annotated[
         str | None,
         typer.Option(
             help="the predictor's margin: band (as the forecaster made it) or loop "
-            "(calibrated on the policy's own replay of its recent ticks) [default: band]"
+            "(calibrated on the policy's own replay of its recent ticks) (default: band)"
         ),
     ] = None,
     policy: Annotated[
@@ -92,7 +96,7 @@ def backtest_command(
         typer.Option(
             help="what the fleet is sized for: forecast, reactive, recent_peak, or auto "
             "(the cheapest on the replay that meets the target); all but forecast need "
-            "--margin loop [default: forecast]"
+            "--margin loop (default: forecast)"
         ),
     ] = None,
     scale_up_max_step: Annotated[

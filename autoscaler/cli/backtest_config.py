@@ -277,7 +277,8 @@ def print_recommendation(
         )
     if chosen is None:
         console.print(
-            f"no other setting beats pool {pool.name} as configured on this span",
+            f"no other setting beats pool {pool.name} as configured on this span"
+            + ("" if configured.meets else " (none tried meets the target)"),
             highlight=False,
             markup=False,
         )

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.backtest.engine import MINUTE
-from autoscaler.cli.backtest_config import pool_history
+from autoscaler.cli.backtest_config import PoolRun, load_pool, pool_history, pool_settings
 from autoscaler.cli.main import app
 from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsError
@@ -260,3 +260,51 @@ def test_history_gaps_stay_missing_and_stale_history_is_refused() -> None:
     with pytest.raises(MetricsError) as raised:
         pool_history(stale, pool, end, timedelta(hours=2), timedelta(minutes=5))
     assert raised.value.kind == "stale"
+
+
+def test_capacity_and_boot_time_come_from_the_pools_profile_unless_overridden(
+    tmp_path: Path,
+) -> None:
+    trace = _nasa_cut(tmp_path, 1440)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("per_node_rps: 0.3\nstartup_p90_s: 300\n")
+    capacity = {"profile": str(profile), "startup_in_boot_time": True}
+    pool = _pool(capacity=capacity, boot_time="10m", horizon="20m")
+    config = _config(tmp_path, _replay(trace), pool)
+    result = _backtest(config, "--pool", "gpu", "--warmup", "12h", "--json")
+    assert result.exit_code == 0, result.output
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["per_node_rps"] == 0.3
+    assert settings["boot_delay_s"] == 15 * 60  # 10 min boot + the profile's 5 min start-up
+    assert (settings["service_target"], settings["latency_target_s"]) == (0.01, 3.0)
+    arguments = ["--per-node-rps", "0.5", "--service-target", "0.05", "--latency-target", "1s"]
+    overridden = _backtest(config, "--pool", "gpu", "--warmup", "12h", "--json", *arguments)
+    assert overridden.exit_code == 0, overridden.output
+    settings = json.loads(overridden.stdout)["settings"]
+    assert settings["per_node_rps"] == 0.5
+    assert (settings["service_target"], settings["latency_target_s"]) == (0.05, 1.0)
+
+
+def test_targets_tick_and_limits_come_from_the_pool_and_its_predictor(tmp_path: Path) -> None:
+    trace = _nasa_cut(tmp_path, 60)
+    predictor = {
+        "kind": "seasonal",
+        "params": {"service_target": 0.05, "latency_target_s": 2.0},
+        "margin": "loop",
+        "policy": "auto",
+    }
+    pool = _pool(predictor=predictor, scale_up={"max_step": 4}, boot_time="5m")
+    path = _config(tmp_path, _replay(trace), pool)
+    document = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**document, "interval": "2m"}))
+    config, loaded, per_node_rps = load_pool(path, "gpu")
+    run = PoolRun(path, "gpu", None, timedelta(days=14), timedelta(hours=12))
+    settings = pool_settings(config, loaded, per_node_rps, run)
+    assert (settings.service_target, settings.latency_target_s) == (0.05, 2.0)
+    assert (settings.margin, settings.policy, settings.predictor_kind) == (
+        "loop",
+        "auto",
+        "seasonal",
+    )
+    assert settings.tick == timedelta(minutes=2) and settings.boot_delay == timedelta(minutes=5)
+    assert settings.scale_up_max_step == 4 and not settings.tune
