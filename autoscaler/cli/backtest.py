@@ -16,7 +16,7 @@ from common.durations import parse_duration
 from common.extras import require
 
 if TYPE_CHECKING:
-    from autoscaler.backtest.runner import BacktestReport
+    from autoscaler.backtest.runner import BacktestReport, BacktestSettings
     from autoscaler.cli.backtest_config import PoolRun
 
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
@@ -121,30 +121,25 @@ def backtest_command(
     """Replay a trace through the daemon's forecast/size/decide code and compare baselines;
     with --config and --pool, that pool as configured, and what it should change."""
     from autoscaler.backtest.report import backtest_table, report_json, summary_line
-    from autoscaler.backtest.runner import BacktestSettings, run_backtest
-    from autoscaler.cli.backtest_config import config_backtest, replay_progress
+    from autoscaler.backtest.runner import BacktestSettings
+    from autoscaler.cli.backtest_config import config_backtest
 
     if plot is not None:  # before the run, not after it
         _require_plotting()
     if config is not None or pool is not None:
-        given = {
-            "--boot-delay": boot_delay,
-            "--tick": tick,
-            "--predictor": predictor,
-            "--predictor-targets": predictor_targets,
-            "--margin": margin,
-            "--policy": policy,
-            "--scale-up-max-step": scale_up_max_step,
-            "--scale-up-max-percent": scale_up_max_percent,
-        }
-        refused = [name for name, value in given.items() if value is not None]
-        run = _pool_run(config, pool, trace, history, warmup, refused, jobs)
-        overridden = (
-            None if per_node_rps is None and profile is None else _capacity(per_node_rps, profile)
+        refused = _given(
+            boot_delay=boot_delay,
+            tick=tick,
+            predictor=predictor,
+            predictor_targets=predictor_targets,
+            margin=margin,
+            policy=policy,
+            scale_up_max_step=scale_up_max_step,
+            scale_up_max_percent=scale_up_max_percent,
         )
         run = replace(
-            run,
-            per_node_rps=overridden,
+            _pool_run(config, pool, trace, history, warmup, refused, jobs),
+            per_node_rps=_capacity_override(per_node_rps, profile),
             latency_target_s=_latency_target(latency_target),
             service_target=service_target,
         )
@@ -153,13 +148,13 @@ def backtest_command(
     if trace is None:
         errors.print("[red]give --trace, or --config and --pool[/]")
         raise typer.Exit(2)
-    capacity = _capacity(per_node_rps, profile)
+    per_node = _capacity(per_node_rps, profile)
     try:
         settings = BacktestSettings(
-            per_node_rps=capacity,
+            per_node_rps=per_node,
             boot_delay=parse_duration(boot_delay or "10m"),
             tick=parse_duration(tick or "1m"),
-            latency_target_s=_latency_target(latency_target) or 3.0,
+            latency_target_s=_seconds(latency_target or "3s"),
             service_target=0.01 if service_target is None else service_target,
             warmup=parse_duration(warmup),
             predictor=predictor,
@@ -176,18 +171,30 @@ def backtest_command(
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    with replay_progress(trace.name) as advance:
-        try:
-            report = run_backtest(trace, settings, on_progress=advance)
-        except ValueError as exc:
-            errors.print(f"[red]cannot backtest[/]: {exc}", highlight=False)
-            raise typer.Exit(2) from None
+    report = _trace_report(trace, settings)
     _outputs(report, decisions_out, plot)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
-    else:
-        console.print(backtest_table(report))
-        console.print(summary_line(report), highlight=False)
+        return
+    console.print(backtest_table(report))
+    console.print(summary_line(report), highlight=False)
+
+
+def _trace_report(trace: Path, settings: BacktestSettings) -> BacktestReport:
+    from autoscaler.backtest.runner import run_backtest
+    from autoscaler.cli.backtest_config import replay_progress
+
+    with replay_progress(trace.name) as advance:
+        try:
+            return run_backtest(trace, settings, on_progress=advance)
+        except ValueError as exc:
+            errors.print(f"[red]cannot backtest[/]: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+def _given(**options: object) -> list[str]:
+    """The options given on the command line, as they are spelled there."""
+    return [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
 
 
 def _require_plotting() -> None:
@@ -199,8 +206,10 @@ def _require_plotting() -> None:
 
 
 def _latency_target(text: str | None) -> float | None:
-    if text is None:
-        return None
+    return None if text is None else _seconds(text)
+
+
+def _seconds(text: str) -> float:
     try:
         return option_duration("--latency-target", text).total_seconds()
     except ValueError as exc:
@@ -248,6 +257,11 @@ def _outputs(report: BacktestReport, decisions_out: Path | None, plot: Path | No
         from autoscaler.cli.plots import backtest_plot
 
         backtest_plot(report, plot)
+
+
+def _capacity_override(per_node_rps: float | None, profile: Path | None) -> float | None:
+    """With --config: the pool's own capacity unless the command line gives one."""
+    return None if per_node_rps is None and profile is None else _capacity(per_node_rps, profile)
 
 
 def _capacity(per_node_rps: float | None, profile: Path | None) -> float:
