@@ -107,6 +107,8 @@ class LoopCalibrated:
         self.spent: float | None = None
         """The late share the loop had over the kept ticks, with the bands it used."""
         self.choice: str | None = None
+        self.outlier = False
+        """The worst replayed day was let through (loop_replay.calibrate)."""
         """Why the member followed is followed (said in the forecast's notes)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
@@ -154,7 +156,8 @@ class LoopCalibrated:
             f"budget: {self.spent:.3%} of {self.settings.service_target:.2%} used over "
             f"the last {hours:.0f} h, margin {self._previous:.2f} -> {self.margin:.2f} x "
             f"{what} (replayed worst day {self.replayed_late:.3%} late, aim "
-            f"{self.aim:.2f} x target)"
+            f"{self.aim:.2f} x target"
+            + ("; that day let through: the window's budget absorbs it)" if self.outlier else ")")
         )
         return (budget,) if self.choice is None else (self.choice, budget)
 
@@ -238,6 +241,7 @@ class LoopCalibrated:
             choice += f"; switched from {self.member}"
         self.choice = choice if len(trials) > 1 else None
         self.member, self.margin, self.replayed_late = chosen.member, chosen.margin, chosen.late
+        self.outlier = chosen.outlier
 
     def _feedback(self, frame: Frame) -> None:
         """Error-budget feedback: the share of the budget the loop actually spent over the

@@ -82,6 +82,8 @@ class Trial:
     node_ticks: float
     """Nodes summed over the replay's ticks: what the member would have cost."""
     meets: bool
+    outlier: bool = False
+    """The worst replayed day is let through: the window's budget absorbs it (loop_replay)."""
 
 
 def choose(trials: Sequence[Trial], following: str | None) -> tuple[Trial, str]:

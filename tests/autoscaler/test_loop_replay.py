@@ -1,0 +1,99 @@
+"""The loop's replay and the margin calibrate() chooses on it.
+
+Frames are built by hand: a week of ticks at a steady level with Poisson noise, a band
+that is the level itself, and, on one day, a burst or a busier day. A burst no margin
+covers, or one the week's budget absorbs, is let through (covering it would buy a week
+of margins for a few minutes); a busier day that would blow the week's budget is
+covered, as every day was before.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from autoscaler.loop_replay import (
+    MARGINS,
+    Frame,
+    LoopSettings,
+    calibrate,
+    pooled_late,
+    replay_late,
+)
+from autoscaler.policy import Limits
+from autoscaler.schedules import ScheduleBounds
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+RATE = 0.05
+DAYS = 7
+TARGET = 0.01
+
+
+def settings() -> LoopSettings:
+    limits = Limits(
+        min_nodes=0,
+        max_nodes=100_000,
+        stabilization=timedelta(minutes=10),
+        max_step_down=100_000,
+        cooldown=timedelta(0),
+    )
+    return LoopSettings(
+        per_node_rps=RATE,
+        utilization=1.0,
+        boot_time=timedelta(minutes=10),
+        spare_nodes=0,
+        limits=limits,
+        service_target=TARGET,
+        latency_target_s=3.0,
+    )
+
+
+def week(burst: float = 1.0, busy_day: float = 1.0, seed: int = 2) -> Frame:
+    """A week of minutes around 40 nodes' worth; on day 3 from 12:00, 4 minutes at
+    `burst` times the level, or the whole of day 3 at `busy_day` times it. The band is
+    the usual level, so the replay is late where demand is not."""
+    minutes = DAYS * 1440
+    rng = np.random.default_rng(seed)
+    level = np.full(minutes + 1, 40 * RATE)
+    actual = level.copy()
+    actual[3 * 1440 : 4 * 1440] *= busy_day
+    demand = rng.poisson(actual * 60) / 60.0
+    start = 3 * 1440 + 720
+    if burst != 1.0:
+        demand[start : start + 4] = burst * level[0]
+    return Frame(
+        times=[START + timedelta(minutes=i) for i in range(minutes)],
+        demand=demand[:-1],
+        served=demand[1:],
+        peak=level[:-1],
+        arrival=level[:-1],
+        schedules=[ScheduleBounds(None, None, ())] * minutes,
+        tick_s=60.0,
+    )
+
+
+def test_a_burst_far_beyond_every_other_day_is_let_through() -> None:
+    frame, loop = week(burst=25.0), settings()
+    trial = calibrate(frame, TARGET, loop, "forecast")
+    assert trial.meets and trial.outlier
+    assert replay_late(frame, trial.margin, loop) > TARGET  # the burst's day, let through
+    assert trial.margin < 1.5  # a few minutes' burst does not buy a week of 25 x margins
+    assert replay_late(frame, 2 * trial.margin, loop) > TARGET  # twice as wide: still late
+
+
+def test_a_busier_day_is_covered_as_every_day_was() -> None:
+    """A whole day a quarter busier would take the week over its budget: covered."""
+    frame, loop = week(busy_day=1.25), settings()
+    trial = calibrate(frame, TARGET, loop, "forecast")
+    assert trial.meets and not trial.outlier
+    assert replay_late(frame, trial.margin, loop) <= TARGET  # every day within the target
+    assert MARGINS[0] <= trial.margin < MARGINS[1]
+
+
+def test_a_burst_the_weeks_budget_absorbs_is_let_through() -> None:
+    frame, loop = week(burst=2.5), settings()
+    trial = calibrate(frame, TARGET, loop, "forecast")
+    assert trial.meets and trial.outlier
+    assert replay_late(frame, trial.margin, loop) > TARGET  # its day is over the target
+    assert pooled_late(frame, trial.margin, loop) <= TARGET  # the week is not
