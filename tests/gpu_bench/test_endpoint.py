@@ -98,14 +98,21 @@ def options(server: _Server, tmp_path: Path) -> list[str]:
 
 
 def test_an_endpoint_of_known_speed_gets_its_queueing_edge(server, tmp_path: Path) -> None:
-    theory = edge_rate(Batching(1, 1, 0.0, round_trip(server)), 0.200)
+    """The round trip is timed before and after the run (a shared host's load moves it):
+    the edge must lie within 10 % of the theory's at the slower and the faster of them."""
+    before = round_trip(server)
     result = CliRunner().invoke(app, ["run", *options(server, tmp_path)])
     assert result.exit_code == 0, result.output
+    seen = list(server.seen)
+    after = round_trip(server)
+    slow, fast = (
+        edge_rate(Batching(1, 1, 0.0, t), 0.200) for t in (max(before, after), min(before, after))
+    )
     profile = load_profile(tmp_path / "p.yaml")
-    assert 0.9 <= profile.per_gpu_rps / theory <= 1.1, (profile.per_gpu_rps, theory)
+    assert 0.9 * slow <= profile.per_gpu_rps <= 1.1 * fast, (profile.per_gpu_rps, slow, fast)
     assert profile.model.endswith("/predict") and profile.device.startswith("endpoint")
     assert profile.startup_p50_s is None  # the server was already running
-    assert server.seen[0] == (f"Bearer {SECRET}", b'{"inputs": [1, 2, 3]}')
+    assert seen[0] == (f"Bearer {SECRET}", b'{"inputs": [1, 2, 3]}')
     written = [result.output, *(p.read_text() for p in tmp_path.iterdir() if p.suffix != ".png")]
     assert not any(SECRET in text for text in written)
     assert "Authorization: ***" in profile.command
