@@ -9,6 +9,7 @@ Pure functions: the same frame and margin give the same answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,22 +54,25 @@ class LoopSettings:
 
 
 def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) -> Trial:
-    """The smallest margin in MARGINS at which the frame's replay keeps every day within
-    `target` (bisected). Unless the whole frame stays within the target at the margin
-    that keeps every other day within it, or no margin in MARGINS covers the worst day:
-    then that margin, and the worst day is let through (one day's burst, absorbed by the
-    week's budget, does not buy a week of margins wide enough for it). The widest when
-    not even the other days meet it."""
-    every_day = _smallest(frame, target, settings, rank=1)
-    other_days = _smallest(frame, target, settings, rank=2)
-    if other_days is None:  # not even the other days meet it at the widest margin
+    """The margin (bisected in MARGINS) at which the frame's replay keeps every day but
+    the worst within `target`, and the whole frame too; the worst day as well only where
+    that costs no more (its margin is no wider). So one day's burst that the week's
+    budget absorbs, or that no margin covers, is let through rather than buying a week of
+    margins wide enough for it. The widest when not even the other days meet it."""
+    other_days = _smallest(frame, target, settings, _second_day)
+    if other_days is None:
         widest = _replayed(frame, MARGINS[1], settings)
         return Trial(member, widest.margin, widest.worst, widest.node_ticks, meets=False)
-    if every_day is None or _outlier_too_dear(frame, other_days, every_day, target):
-        chosen, outlier = other_days, True
+    every_day = _smallest(frame, target, settings, _worst_day)
+    whole = _smallest(frame, target, settings, _whole_frame)
+    if whole is None:  # the window is over budget at every margin: cover what can be
+        needed = every_day or other_days
     else:
-        chosen, outlier = every_day, False
-    return Trial(member, chosen.margin, chosen.worst, chosen.node_ticks, True, outlier)
+        needed = max(other_days, whole, key=lambda r: r.margin)
+    if every_day is not None and every_day.margin <= needed.margin:
+        needed = every_day
+    outlier = needed is not every_day
+    return Trial(member, needed.margin, needed.worst, needed.node_ticks, True, outlier)
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,8 @@ class Replayed:
     """The worst day's late share."""
     second: float
     """The second worst day's (the worst's, with one day or less)."""
-    late: float
-    """Late requests over the frame."""
+    pooled: float
+    """The whole frame's late share."""
     node_ticks: float
 
 
@@ -91,16 +95,28 @@ def _replayed(frame: Frame, margin: float, settings: LoopSettings) -> Replayed:
     shares = sorted(_day_shares(frame, late, arrivals))
     worst = shares[-1] if shares else 0.0
     second = shares[-2] if len(shares) > 1 else worst
-    return Replayed(margin, worst, second, float(late.sum()), float(counts.sum()))
+    total = float(arrivals.sum())
+    pooled = float(late.sum()) / total if total > 0 else 0.0
+    return Replayed(margin, worst, second, pooled, float(counts.sum()))
 
 
-def _smallest(frame: Frame, target: float, settings: LoopSettings, *, rank: int) -> Replayed | None:
-    """The replay at the smallest margin (bisected) whose `rank`-th worst day is within
-    `target`; None when even the widest is late."""
+def _worst_day(replayed: Replayed) -> float:
+    return replayed.worst
 
-    def share(r: Replayed) -> float:
-        return r.worst if rank == 1 else r.second
 
+def _second_day(replayed: Replayed) -> float:
+    return replayed.second
+
+
+def _whole_frame(replayed: Replayed) -> float:
+    return replayed.pooled
+
+
+def _smallest(
+    frame: Frame, target: float, settings: LoopSettings, share: Callable[[Replayed], float]
+) -> Replayed | None:
+    """The replay at the smallest margin (bisected) whose `share` is within `target`;
+    None when even the widest is late."""
     low, found = MARGINS[0], _replayed(frame, MARGINS[1], settings)
     if share(found) > target:
         return None
@@ -111,16 +127,6 @@ def _smallest(frame: Frame, target: float, settings: LoopSettings, *, rank: int)
         else:
             found = middle
     return found
-
-
-def _outlier_too_dear(
-    frame: Frame, other_days: Replayed, every_day: Replayed, target: float
-) -> bool:
-    """Whether the worst day may be let through: the frame as a whole stays within the
-    target at the margin that keeps every other day within it (the budget absorbs that
-    day), so a week of wider margins would buy nothing the target asks for."""
-    arrivals = float(np.nansum(frame.served)) * 60.0
-    return other_days.margin < every_day.margin and other_days.late <= target * arrivals
 
 
 Margin = float | np.ndarray
