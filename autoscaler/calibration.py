@@ -50,6 +50,7 @@ from autoscaler.portfolio import (
     recent_peaks,
 )
 from autoscaler.schedules import ScheduleBounds, bounds_at
+from autoscaler.sizing import arrival_peak
 from predictors import Calibration, Forecast, Predictor
 
 AIMS = (0.05, 2.0)
@@ -107,9 +108,9 @@ class LoopCalibrated:
         self.spent: float | None = None
         """The late share the loop had over the kept ticks, with the bands it used."""
         self.choice: str | None = None
+        """Why the member followed is followed (said in the forecast's notes)."""
         self.outlier = False
         """The worst replayed day was let through (loop_replay.calibrate)."""
-        """Why the member followed is followed (said in the forecast's notes)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
         self._times: list[datetime] = []
@@ -139,8 +140,10 @@ class LoopCalibrated:
         band = member_upper_now(self.member, upper, self._demand[-1], self._peak_now())
         scaled = np.maximum(self.margin * band, 0.0)
         if len(upper):
-            step = _arrival_step(forecast, self.settings.boot_time)
-            self._band[-1], self._used[-1] = _peaks(upper, step), _peaks(scaled, step)
+            self._band[-1], self._used[-1] = (
+                self._band_peaks(upper, forecast),
+                self._band_peaks(scaled, forecast),
+            )
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
         state = Calibration(self.margin, self.member, self.settings.service_target, spent, said)
@@ -160,6 +163,11 @@ class LoopCalibrated:
             + ("; that day let through: the window's budget absorbs it)" if self.outlier else ")")
         )
         return (budget,) if self.choice is None else (self.choice, budget)
+
+    def _band_peaks(self, band: np.ndarray, forecast: Forecast) -> Peaks:
+        """The band's peak, and its peak from when nodes ordered now would be ready (the
+        sizing's own rule)."""
+        return float(band.max()), arrival_peak(band, forecast.times, self.settings.boot_time)
 
     def _peak_now(self) -> float:
         """The highest demand kept from the last RECENT_PEAK_WINDOW (a monotonic queue:
@@ -225,8 +233,6 @@ class LoopCalibrated:
             return
         self._refit_at = now
         frame = self._frame()
-        if frame is None:
-            return
         self._feedback(frame)
         self._previous = self.margin
         target = self.settings.service_target * self.aim
@@ -261,7 +267,7 @@ class LoopCalibrated:
             self.aim *= min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST
         self.aim = min(max(self.aim, AIMS[0]), AIMS[1])
 
-    def _frame(self) -> Frame | None:
+    def _frame(self) -> Frame:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
         peak, arrival = np.array(self._band[:-1], dtype=float).reshape(-1, 2).T
         return Frame(
@@ -278,21 +284,6 @@ class LoopCalibrated:
 Peaks = tuple[float, float]
 _MISSING: Peaks = (math.nan, math.nan)
 """A tick without a forecast: replayed as a hold."""
-
-
-def _peaks(band: np.ndarray, arrival_step: int) -> Peaks:
-    """The band's peak, and its peak from the arrival step on (the last step when the
-    horizon ends sooner: sizing.size_fleet's rule)."""
-    arriving = band[arrival_step:] if arrival_step < len(band) else band[-1:]
-    return float(band.max()), float(arriving.max())
-
-
-def _arrival_step(forecast: Forecast, boot_time: timedelta) -> int:
-    """The first forecast step at least boot_time after its first (sizing.size_fleet's rule)."""
-    times = forecast.times
-    if len(times) < 2:
-        return 0
-    return int(times.searchsorted(times[0] + pd.Timedelta(boot_time)))
 
 
 def _tick_seconds(times: list[datetime]) -> float:

@@ -85,13 +85,13 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     if not math.isfinite(peak):
         return Sizing(demand_now, forecast, None, "forecast is not a finite number", notes=notes)
     utilization = pool.target_utilization
-    arrival_peak = _arrival_peak(forecast, pool.boot_time)
+    arriving = arrival_peak(np.asarray(forecast.upper, dtype=float), forecast.times, pool.boot_time)
     spare = pool.spare_nodes
     try:
         counts = [
             nodes_for(peak, per_node_rps, utilization),
             nodes_for(demand_now, per_node_rps, _reactive_utilization(pool)),
-            nodes_for(arrival_peak, per_node_rps, utilization),
+            nodes_for(arriving, per_node_rps, utilization),
         ]
     except (ValueError, ArithmeticError) as exc:  # e.g. demand over a tiny capacity: infinite
         return Sizing(demand_now, forecast, None, f"cannot size the fleet: {exc}")
@@ -112,11 +112,10 @@ def _reactive_utilization(pool: Pool) -> float:
     return REACTIVE_UTILIZATION if pool.predictor.margin == "loop" else pool.target_utilization
 
 
-def _arrival_peak(forecast: Forecast, boot_time: timedelta) -> float:
-    """The upper peak over the forecast steps at least boot_time after its first step (the
-    next sample, about now); the last step when the horizon ends sooner."""
-    upper = np.asarray(forecast.upper, dtype=float)
-    times = forecast.times
+def arrival_peak(upper: np.ndarray, times: pd.DatetimeIndex, boot_time: timedelta) -> float:
+    """The peak of a band over the forecast steps at least boot_time after its first step
+    (the next sample, about now); the last step when the horizon ends sooner. The loop
+    calibration keeps it for each tick's band (autoscaler.calibration)."""
     if len(times) != len(upper) or not len(upper):
         return float(upper.max()) if len(upper) else float("nan")
     stamps = times.asi8  # ascending integers in the index's unit: no Timestamp per tick
