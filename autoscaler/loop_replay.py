@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 import numpy as np
 
@@ -59,12 +60,12 @@ def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) 
     that costs no more (its margin is no wider). So one day's burst that the week's
     budget absorbs, or that no margin covers, is let through rather than buying a week of
     margins wide enough for it. The widest when not even the other days meet it."""
-    other_days = _smallest(frame, target, settings, _second_day)
+    widest = _replayed(frame, MARGINS[1], settings)  # where each bisection starts
+    other_days = _smallest(frame, target, settings, widest, attrgetter("second"))
     if other_days is None:
-        widest = _replayed(frame, MARGINS[1], settings)
         return Trial(member, widest.margin, widest.worst, widest.node_ticks, meets=False)
-    every_day = _smallest(frame, target, settings, _worst_day)
-    whole = _smallest(frame, target, settings, _whole_frame)
+    every_day = _smallest(frame, target, settings, widest, attrgetter("worst"))
+    whole = _smallest(frame, target, settings, widest, attrgetter("pooled"))
     if whole is None:  # the window is over budget at every margin: cover what can be
         needed = every_day or other_days
     else:
@@ -100,24 +101,16 @@ def _replayed(frame: Frame, margin: float, settings: LoopSettings) -> Replayed:
     return Replayed(margin, worst, second, pooled, float(counts.sum()))
 
 
-def _worst_day(replayed: Replayed) -> float:
-    return replayed.worst
-
-
-def _second_day(replayed: Replayed) -> float:
-    return replayed.second
-
-
-def _whole_frame(replayed: Replayed) -> float:
-    return replayed.pooled
-
-
 def _smallest(
-    frame: Frame, target: float, settings: LoopSettings, share: Callable[[Replayed], float]
+    frame: Frame,
+    target: float,
+    settings: LoopSettings,
+    widest: Replayed,
+    share: Callable[[Replayed], float],
 ) -> Replayed | None:
-    """The replay at the smallest margin (bisected) whose `share` is within `target`;
-    None when even the widest is late."""
-    low, found = MARGINS[0], _replayed(frame, MARGINS[1], settings)
+    """The replay at the smallest margin (bisected below `widest`, the replay at the top of
+    MARGINS) whose `share` is within `target`; None when even the widest is late."""
+    low, found = MARGINS[0], widest
     if share(found) > target:
         return None
     for _ in range(BISECTION_STEPS):
