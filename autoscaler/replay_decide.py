@@ -61,21 +61,25 @@ def decide_each(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarra
     """decide() itself, one tick at a time: the authority the fast replay must equal."""
     memory = Memory()
     desired = np.empty(len(ticks.times), dtype=np.int64)
-    for i, at in enumerate(ticks.times):
-        good = bool(ticks.ok[i])
-        observation = Observation(
-            at=at,
-            current=current,
-            forecast_nodes=int(ticks.forecast_nodes[i]) if good else None,
-            missing_reason=None if good else "missing in the replay",
-            schedule=ticks.schedules[i],
-            demand_nodes=int(ticks.demand_nodes[i]) if good else None,
-            arrival_nodes=int(ticks.arrival_nodes[i]) if good else None,
-            spare_nodes=ticks.spare_nodes,
-        )
-        decision, memory = decide(observation, limits, memory)
+    for i in range(len(ticks.times)):
+        decision, memory = decide(observation_at(ticks, i, current), limits, memory)
         current = desired[i] = decision.desired
     return desired
+
+
+def observation_at(ticks: ReplayedTicks, i: int, current: int) -> Observation:
+    """What decide() sees at replayed tick i with the fleet at `current`."""
+    good = bool(ticks.ok[i])
+    return Observation(
+        at=ticks.times[i],
+        current=current,
+        forecast_nodes=int(ticks.forecast_nodes[i]) if good else None,
+        missing_reason=None if good else "missing in the replay",
+        schedule=ticks.schedules[i],
+        demand_nodes=int(ticks.demand_nodes[i]) if good else None,
+        arrival_nodes=int(ticks.arrival_nodes[i]) if good else None,
+        spare_nodes=ticks.spare_nodes,
+    )
 
 
 def _modelled(times: Sequence[datetime]) -> bool:

@@ -21,8 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import autoscaler.replay_decide as replay_module
-from autoscaler.policy import Limits, Memory, Observation, decide, rule_of
-from autoscaler.replay_decide import ReplayedTicks, decide_each, replay_decide
+from autoscaler.policy import Limits, Memory, decide, rule_of
+from autoscaler.replay_decide import (
+    ReplayedTicks,
+    decide_each,
+    observation_at,
+    replay_decide,
+)
 from autoscaler.schedules import ScheduleBounds
 
 GAPS_S = (1, 30, 59, 60, 60, 60, 61, 90, 120, 300)
@@ -83,17 +88,8 @@ def test_the_fast_replay_gives_decides_counts(
 def decided_with_rules(ticks: ReplayedTicks, limits: Limits, current: int, rules: Counter) -> list:
     """decide() tick by tick, counting the rules its reasons name (which branches ran)."""
     memory, counts = Memory(), []
-    for i, at in enumerate(ticks.times):
-        good = bool(ticks.ok[i])
-        observation = Observation(
-            at=at,
-            current=current,
-            forecast_nodes=int(ticks.forecast_nodes[i]) if good else None,
-            schedule=ticks.schedules[i],
-            demand_nodes=int(ticks.demand_nodes[i]) if good else None,
-            arrival_nodes=int(ticks.arrival_nodes[i]) if good else None,
-        )
-        decision, memory = decide(observation, limits, memory)
+    for i in range(len(ticks.times)):
+        decision, memory = decide(observation_at(ticks, i, current), limits, memory)
         rules.update(rule_of(reason) for reason in decision.reasons)
         current = decision.desired
         counts.append(current)
