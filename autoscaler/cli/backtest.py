@@ -150,23 +150,26 @@ def backtest_command(
         raise typer.Exit(2)
     per_node = _capacity(per_node_rps, profile)
     try:
+        given = {  # the rest keep BacktestSettings' own defaults
+            "boot_delay": parse_duration(boot_delay) if boot_delay else None,
+            "tick": parse_duration(tick) if tick else None,
+            "latency_target_s": _seconds(latency_target) if latency_target else None,
+            "service_target": service_target,
+            "margin": margin,
+            "policy": policy,
+        }
         settings = BacktestSettings(
             per_node_rps=per_node,
-            boot_delay=parse_duration(boot_delay or "10m"),
-            tick=parse_duration(tick or "1m"),
-            latency_target_s=_seconds(latency_target or "3s"),
-            service_target=0.01 if service_target is None else service_target,
             warmup=parse_duration(warmup),
             predictor=predictor,
             predictor_targets=tuple(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
             ),
             tune=tune,
-            margin=margin or "band",
-            policy=policy or "forecast",
             scale_up_max_step=scale_up_max_step,
             scale_up_max_percent=scale_up_max_percent,
             jobs=jobs,
+            **{name: value for name, value in given.items() if value is not None},
         )
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
