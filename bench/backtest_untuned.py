@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
 from rich.console import Console
@@ -38,6 +39,7 @@ from trace_files import DEFAULT_TRACES, trace_name, trace_path
 
 from autoscaler.backtest.report import policy_vs_best
 from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
+from autoscaler.config.schema import PredictorConfig
 
 GOAL, AIM, SPEND = 0.9, 0.8, 0.5
 BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
@@ -124,6 +126,11 @@ def table(rows: list[Row]) -> Table:
     return out
 
 
+def _choices(field: str) -> tuple[str, ...]:
+    """What the pool config accepts for this predictor field (its Literal), not a copy."""
+    return get_args(PredictorConfig.model_fields[field].annotation)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extra", nargs="*", type=Path, help="more trace files (1 %% target)")
@@ -132,11 +139,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     parser.add_argument(
-        "--margin", choices=("band", "loop"), default="band", help="the predictor's margin"
+        "--margin", choices=_choices("margin"), default="band", help="the predictor's margin"
     )
     parser.add_argument(
         "--policy",
-        choices=("forecast", "auto", "reactive", "recent_peak"),
+        choices=_choices("policy"),
         default="forecast",
         help="what the fleet is sized for (all but forecast need --margin loop)",
     )

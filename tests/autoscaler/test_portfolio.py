@@ -12,15 +12,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from autoscaler.calibration import LoopCalibrated, loop_settings
-from autoscaler.config.schema import Pool
+from autoscaler.config.schema import Pool, PredictorConfig
 from autoscaler.loop_replay import replay_late
 from autoscaler.portfolio import (
+    MEMBERS,
     SWITCH_GAIN,
     Trial,
     choose,
@@ -70,6 +72,8 @@ def test_with_no_member_meeting_the_target_the_least_late_is_followed() -> None:
 def test_members_of_a_policy() -> None:
     assert members_of("auto") == ("forecast", "reactive", "recent_peak")
     assert members_of("reactive") == ("reactive",)
+    accepted = get_args(PredictorConfig.model_fields["policy"].annotation)
+    assert set(accepted) == {"auto", *MEMBERS}  # the config names every member, no other
 
 
 def test_recent_peak_is_the_highest_demand_of_the_last_day_skipping_gaps() -> None:
