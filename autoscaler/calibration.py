@@ -59,17 +59,15 @@ LOOSEN_MOST = 1.25
 
 
 def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettings:
-    """The pool's own settings; the target and latency from its predictor's params (the
-    seasonal predictor's names) or the defaults: 1 % late past 3 s."""
-    params = pool.predictor.params
+    """The pool's own settings, its targets as its predictor config gives them."""
     return LoopSettings(
         per_node_rps=per_node_rps,
         utilization=pool.target_utilization,
         boot_time=pool.boot_time,
         spare_nodes=pool.spare_nodes,
         limits=limits,
-        service_target=float(params.get("service_target", 0.01)),
-        latency_target_s=float(params.get("latency_target_s", 3.0)),
+        service_target=pool.predictor.service_target,
+        latency_target_s=pool.predictor.latency_target_s,
         policy=pool.predictor.policy,
         phase=refit_phase_of(pool.name),
     )

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
 LOOKBACK = timedelta(hours=6)
 """Log lines read before the window: the count in force when it opens."""
-DEFAULT_LATENCY_TARGET_S = 3.0
 MAX_BLOCKS = 50  # Slack's limit per message
 
 
@@ -42,14 +41,13 @@ class DayReport:
 
 
 def digest_settings(pool: Pool) -> DigestSettings:
-    latency = pool.predictor.params.get("latency_target_s", DEFAULT_LATENCY_TARGET_S)
     return DigestSettings(
         per_node_rps=per_node_rps_of(pool.capacity),
         target_utilization=pool.target_utilization,
         min_nodes=pool.min_nodes,
         boot_time=pool.boot_time,
         horizon=pool.horizon,
-        latency_target_s=float(latency),
+        latency_target_s=pool.predictor.latency_target_s,
         price_per_node_hour=pool.price_per_node_hour,
     )
 

@@ -48,9 +48,6 @@ from autoscaler.metrics import MetricsError, MetricsSource, check_demand
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
 errors = Console(stderr=True, soft_wrap=True)
 
-DEFAULT_SERVICE_TARGET = 0.01
-DEFAULT_LATENCY_TARGET_S = 3.0
-
 
 @contextmanager
 def replay_progress(name: str) -> Iterator[Any]:
@@ -120,12 +117,8 @@ def pool_settings(
         per_node_rps=run.per_node_rps or per_node_rps,
         boot_delay=pool.boot_time,
         tick=config.interval,
-        latency_target_s=_first(
-            run.latency_target_s, params.get("latency_target_s"), DEFAULT_LATENCY_TARGET_S
-        ),
-        service_target=_first(
-            run.service_target, params.get("service_target"), DEFAULT_SERVICE_TARGET
-        ),
+        latency_target_s=_first(run.latency_target_s, pool.predictor.latency_target_s),
+        service_target=_first(run.service_target, pool.predictor.service_target),
         warmup=run.warmup,
         demand_window=pool.demand.window,
         predictor=pool.predictor.kind,

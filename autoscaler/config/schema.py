@@ -72,6 +72,10 @@ class Capacity(Strict):
         return self
 
 
+DEFAULT_SERVICE_TARGET = 0.01
+DEFAULT_LATENCY_TARGET_S = 3.0
+
+
 class PredictorConfig(Strict):
     """A predictor and its parameters, checked against its constructor's (predictors/)."""
 
@@ -100,6 +104,18 @@ class PredictorConfig(Strict):
     def _known_params(self) -> PredictorConfig:
         check_params(self.kind, self.params)  # a ValueError names each bad parameter
         return self
+
+    @property
+    def service_target(self) -> float:
+        """The share of late requests the pool is held to: its predictor's
+        `service_target` (the seasonal model's name), else 1 %."""
+        return float(self.params.get("service_target", DEFAULT_SERVICE_TARGET))
+
+    @property
+    def latency_target_s(self) -> float:
+        """Queueing past this many seconds makes a request late: the predictor's
+        `latency_target_s`, else 3 s."""
+        return float(self.params.get("latency_target_s", DEFAULT_LATENCY_TARGET_S))
 
     @field_validator("policy")
     @classmethod
