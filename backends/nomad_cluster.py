@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot
 from backends.base import Backend, BackendError, FleetState
 from backends.nomad_drain import (
-    DRAIN_META_KEY,
     Candidate,
     DrainingNode,
     NodeProgress,
@@ -40,12 +39,11 @@ from backends.nomad_drain import (
     choose_nodes_to_remove,
     instance_id_of,
     next_step,
-    node_in_pool,
     node_serves,
     record_from_json,
 )
 from backends.nomad_job import NomadAccess, nomad_connection
-from backends.nomad_node_api import NomadNodeApi
+from backends.nomad_node_api import NomadNodeApi, PoolNodes
 from common.atomic import write_atomically
 from common.clock import Clock, SystemClock
 from common.durations import Duration
@@ -118,9 +116,16 @@ class NomadCluster:
         self._notes: list[str] = []
         """What this scale() call could not do as asked (clamped, partly done)."""
         self.nomad = NomadNodeApi(self.connection, retries=config.retries, sleep=sleep)
-        self._instance_of: dict[str, str | None] = {}
         self._record: ScaleInRecord | None = None  # loaded on first use
         self.target = f"Nomad nodes of Auto Scaling group {config.asg!r}"
+        self.nodes = PoolNodes(
+            self.nomad,
+            node_pool=config.node_pool,
+            node_class=config.node_class,
+            datacenter=config.datacenter,
+            drain_mark=config.asg,
+            target=self.target,
+        )
 
     def __repr__(self) -> str:
         return f"NomadCluster({self.target} at {self.connection.address})"
@@ -130,7 +135,7 @@ class NomadCluster:
     def check(self) -> None:
         """Both ends reachable: the group exists and Nomad lists nodes with our token."""
         self.group.describe()
-        self._list_nodes()
+        self.nodes.listed()
 
     def read(self) -> FleetState:
         self._advance()
@@ -140,8 +145,8 @@ class NomadCluster:
         in_service = {i.instance_id for i in snapshot.instances if i.in_service}
         ready = sum(
             1
-            for stub in self._list_nodes()
-            if node_serves(stub) and self._instance_id(stub["ID"]) in in_service
+            for stub in self.nodes.listed()
+            if node_serves(stub) and self.nodes.instance_id(stub["ID"]) in in_service
         )
         return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
 
@@ -216,7 +221,7 @@ class NomadCluster:
             # All ineligible before any drains, so work drained off one node is not
             # placed on another about to go (as `nomad node drain` advises).
             for entry in entries:
-                self._tag_quietly(entry.node_id, self.config.asg)
+                self.nodes.tag(entry.node_id)
                 self.nomad.mark_ineligible(entry.node_id, entry.name)
             for entry in entries:
                 self.nomad.drain(
@@ -236,9 +241,9 @@ class NomadCluster:
         removable = {i.instance_id for i in snapshot.instances if i.in_service and not i.protected}
         leaving = {n.node_id for n in self._loaded().nodes}
         candidates = []
-        for stub in self._list_nodes():
+        for stub in self.nodes.listed():
             node_id = stub["ID"]
-            instance_id = self._instance_id(node_id)
+            instance_id = self.nodes.instance_id(node_id)
             if node_id in leaving or not node_serves(stub) or instance_id not in removable:
                 continue
             busy = active_allocations(self.nomad.allocations(node_id), count_system=False)
@@ -268,7 +273,7 @@ class NomadCluster:
                 log.debug("%s: %s: %s", self.target, label, why)
             elif step is Step.FORGET:
                 log.warning("%s: %s: %s; no longer ours to remove", self.target, label, why)
-                self._untag_quietly(entry.node_id)
+                self.nodes.untag(entry.node_id)
                 self._save(self._loaded().without([entry.node_id]))
             elif step is Step.RESTORE:
                 given_back = self._give_back([entry], why=why)
@@ -307,7 +312,7 @@ class NomadCluster:
         log.info(
             "%s: terminated %s (instance %s): %s", self.target, entry.name, entry.instance_id, why
         )
-        self._untag_quietly(entry.node_id)
+        self.nodes.untag(entry.node_id)
         self._save(self._loaded().without([entry.node_id]))
 
     def _give_back(self, entries: list[DrainingNode], *, why: str) -> str:
@@ -321,7 +326,7 @@ class NomadCluster:
                 log.error("%s: %s (will retry)", self.target, error)
                 continue
             given.append(entry)
-            self._untag_quietly(entry.node_id)
+            self.nodes.untag(entry.node_id)
         record = self._loaded().without(e.node_id for e in entries)
         self._save(record.with_nodes(_restoring(e) for e in failed))
         log.warning("%s: gave back %d nodes (%s)", self.target, len(given), why)
@@ -364,16 +369,11 @@ class NomadCluster:
 
     def _repair_tagged_nodes(self) -> None:
         """Give back every node carrying our drain tag: the record that knew them is lost."""
-        tagged = []
-        for stub in self._list_nodes():
-            node = self.nomad.node(stub["ID"])
-            if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.config.asg:
-                now = self.clock.now()
-                tagged.append(
-                    DrainingNode(
-                        stub["ID"], instance_id_of(node) or "", str(node.get("Name")), now, now
-                    )
-                )
+        now = self.clock.now()
+        tagged = [
+            DrainingNode(node_id, instance_id_of(node) or "", str(node.get("Name")), now, now)
+            for node_id, node in self.nodes.marked()
+        ]
         if tagged:
             self._give_back(tagged, why="the scale-in record was unusable")
 
@@ -389,35 +389,6 @@ class NomadCluster:
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.target, text)
         self._notes.append(text)
-
-    # ---- Nomad calls -------------------------------------------------------------------
-
-    def _list_nodes(self) -> list[dict[str, Any]]:
-        c = self.config
-        stubs = self.nomad.list_nodes()
-        return [s for s in stubs if node_in_pool(s, c.node_pool, c.node_class, c.datacenter)]
-
-    def _instance_id(self, node_id: str) -> str | None:
-        """A node's instance ID (attributes are read once per node: they do not change)."""
-        if node_id not in self._instance_of:
-            node = self.nomad.node(node_id)
-            instance_id = instance_id_of(node) if node else None
-            if node and instance_id is None:
-                log.warning("%s: node %s has no AWS instance ID attribute", self.target, node_id)
-            self._instance_of[node_id] = instance_id
-        return self._instance_of[node_id]
-
-    def _tag_quietly(self, node_id: str, value: str | None) -> None:
-        """Best effort (Nomad before 1.5 has no dynamic node metadata): the record is the
-        main trace; the tag only helps repair when the record is lost, and a stale tag
-        only makes such a repair re-check a node that is already eligible."""
-        try:
-            self.nomad.set_meta(node_id, DRAIN_META_KEY, value)
-        except BackendError as error:
-            log.warning("%s: %s", self.target, error)
-
-    def _untag_quietly(self, node_id: str) -> None:
-        self._tag_quietly(node_id, None)
 
 
 def _restoring(entry: DrainingNode) -> DrainingNode:

@@ -17,6 +17,7 @@ from nomad.api.base import Requester
 from nomad.api.exceptions import URLNotFoundNomadException
 
 from backends.base import BackendError
+from backends.nomad_drain import DRAIN_META_KEY, instance_id_of, node_in_pool
 from backends.nomad_job import (
     AUTOSCALER_NAME,
     NomadConnection,
@@ -138,6 +139,64 @@ class NomadNodeApi:
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.connection.timeout_s),
         )
+
+
+class PoolNodes:
+    """The nodes of one pool (its node pool, class and datacenter filters) as a cluster
+    scale-in sees them: listed, mapped to their instances, and marked while we drain them."""
+
+    def __init__(
+        self,
+        api: NomadNodeApi,
+        *,
+        node_pool: str | None,
+        node_class: str | None,
+        datacenter: str | None,
+        drain_mark: str,
+        target: str,
+    ) -> None:
+        self.api = api
+        self.filters = (node_pool, node_class, datacenter)
+        self.drain_mark = drain_mark
+        self.target = target
+        self._instance_of: dict[str, str | None] = {}
+
+    def listed(self) -> list[dict[str, Any]]:
+        return [stub for stub in self.api.list_nodes() if node_in_pool(stub, *self.filters)]
+
+    def instance_id(self, node_id: str) -> str | None:
+        """A node's instance ID (attributes are read once per node: they do not change)."""
+        if node_id not in self._instance_of:
+            node = self.api.node(node_id)
+            instance_id = instance_id_of(node) if node else None
+            if node and instance_id is None:
+                log.warning("%s: node %s has no AWS instance ID attribute", self.target, node_id)
+            self._instance_of[node_id] = instance_id
+        return self._instance_of[node_id]
+
+    def marked(self) -> list[tuple[str, dict[str, Any]]]:
+        """The pool's nodes that carry our drain mark, as (ID, the node's document)."""
+        nodes = ((stub["ID"], self.api.node(stub["ID"])) for stub in self.listed())
+        return [
+            (node_id, node)
+            for node_id, node in nodes
+            if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.drain_mark
+        ]
+
+    def tag(self, node_id: str) -> None:
+        self._tag_quietly(node_id, self.drain_mark)
+
+    def untag(self, node_id: str) -> None:
+        self._tag_quietly(node_id, None)
+
+    def _tag_quietly(self, node_id: str, value: str | None) -> None:
+        """Best effort (Nomad before 1.5 has no dynamic node metadata): the record is the
+        main trace; the tag only helps repair when the record is lost, and a stale tag
+        only makes such a repair re-check a node that is already eligible."""
+        try:
+            self.api.set_meta(node_id, DRAIN_META_KEY, value)
+        except BackendError as error:
+            log.warning("%s: %s", self.target, error)
 
 
 def describe_node_error(error: BaseException, connection: NomadConnection, *, writing: bool) -> str:
