@@ -82,7 +82,7 @@ from predictors.quantiles import (
     upper_of,
 )
 from predictors.shape import (
-    fit_shape,
+    fit_shape_and_folds,
     hour_of_day,
     local_seconds,
     week_slots,
@@ -257,14 +257,10 @@ class SeasonalPredictor:
         weights = 0.5 ** (age_ns / _ns(self.shape_half_life))
         weekly = span_ns >= _ns(self.weekly_history)
         harmonics = (self.daily_harmonics, self.weekly_harmonics, weekly)
-        self._shape = fit_shape(slots, actual, weights, *harmonics)
         # The replay judges the shape out of sample: each day's shape is fitted without
         # that day (two folds, odd and even days), or its errors would look too small.
         odd_day = (local_s // 86_400) % 2 == 1
-        folds = [
-            fit_shape(slots, np.where(odd_day == odd, np.nan, actual), weights, *harmonics)
-            for odd in (False, True)
-        ]
+        self._shape, *folds = fit_shape_and_folds(slots, actual, weights, odd_day, *harmonics)
         self._kernels: LevelKernels = level_kernels(step_s)
         self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
         self._hour_of = hour_of_day(local_s)

@@ -1,0 +1,45 @@
+"""The clock shape's fit: the shape and its two out-of-sample folds in one pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictors.shape import N_SLOTS, fit_shape, fit_shape_and_folds, week_slots_of_local
+
+
+@pytest.mark.parametrize("use_weekly", [False, True])
+def test_shape_and_folds_are_the_three_fits_bit_for_bit(use_weekly: bool) -> None:
+    """One pass over the samples gives exactly what three fit_shape calls give (the
+    replay's band depends on the folds, so a cheaper fit must not move them at all)."""
+    rng = np.random.default_rng(3)
+    local_s = 60 * np.arange(10 * 1440, dtype=np.int64) + 1_750_000_020
+    slots = week_slots_of_local(local_s)
+    values = 50 + 30 * np.sin(2 * np.pi * slots / 1440) + rng.normal(0, 5, len(slots))
+    values[rng.random(len(values)) < 0.05] = np.nan  # missing samples
+    values[2000:2600] = np.nan  # and a gap
+    weights = 0.5 ** (np.arange(len(values))[::-1] / (7 * 1440))
+    odd_day = (local_s // 86_400) % 2 == 1
+    harmonics = (12, 16, use_weekly)
+    shape, without_even, without_odd = fit_shape_and_folds(
+        slots, values, weights, odd_day, *harmonics
+    )
+    assert np.array_equal(shape, fit_shape(slots, values, weights, *harmonics))
+    for fold, fitted in ((False, without_even), (True, without_odd)):
+        alone = fit_shape(slots, np.where(odd_day == fold, np.nan, values), weights, *harmonics)
+        assert np.array_equal(fitted, alone)
+    assert not np.array_equal(without_even, without_odd)  # the folds did see different days
+    assert shape.shape == (N_SLOTS,)
+
+
+def test_a_fold_without_data_is_flat_zero() -> None:
+    """All samples on even days: the fold left with odd days only has nothing to fit."""
+    local_s = 60 * np.arange(1440, dtype=np.int64)  # day 0 only
+    slots = week_slots_of_local(local_s)
+    values = np.full(len(slots), 7.0)
+    odd_day = (local_s // 86_400) % 2 == 1
+    shape, only_odd, only_even = fit_shape_and_folds(
+        slots, values, np.ones(len(slots)), odd_day, 3, 0, False
+    )
+    assert np.allclose(shape, 7.0) and np.allclose(only_even, 7.0)
+    assert np.array_equal(only_odd, np.zeros(N_SLOTS))
