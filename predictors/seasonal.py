@@ -53,6 +53,12 @@ Pools that start together would all refit on one tick every `refit_every` (secon
 1,000 pools): `refit_phase`, a share of `refit_every` that the daemon sets from a stable
 hash of the pool's name, brings the first refit after a fresh start that much sooner, so
 about 1/N of the pools refit per tick. Data and parameters alone decide: still pure.
+
+A fresh start (a daemon restart, a new pool, the backtest's first tick) fits every pool on
+one tick, and the replay is most of a fit's cost: with `quick_first_fit` (the default) it
+is quick (quantiles.replay_origins) and the forecast says its band is provisional; the full
+replay comes with the next refit, on the pool's phase, so restarted pools still spread
+their full refits over the hour.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ from predictors.base import Forecast, infer_step
 from predictors.cleaning import is_sparse, on_grid, repair
 from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
+    PROVISIONAL_NOTE,
     LeadModel,
     LevelKernels,
     centred_means,
@@ -78,6 +85,7 @@ from predictors.quantiles import (
     level_kernels,
     offsets,
     relative_volatility,
+    replay_origins,
     season_features,
     upper_of,
 )
@@ -93,8 +101,6 @@ _Span = Annotated[timedelta, Field(gt=timedelta(0))]
 OVERLAP_STEPS = 5
 _LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
 _MAX_DIP_S = 1800.0  # a dip to ~0 longer than this is real, not a counter reset
-_REPLAY_STRIDE_S = 420.0  # 7 min: no alias with 5- or 10-minute patterns in the data
-_REPLAY_SPAN_S = 7 * 86_400.0
 _ERROR_HALF_LIFE_S = 2 * 86_400.0  # recent errors count more: the band follows new volatility
 
 
@@ -114,6 +120,7 @@ class SeasonalPredictor:
         shape_half_life: _Span = timedelta(days=7),
         daily_harmonics: Annotated[int, Field(ge=1, le=48)] = 12,
         weekly_harmonics: Annotated[int, Field(ge=0, le=168)] = 16,
+        quick_first_fit: bool = True,
     ) -> None:
         if not 0.0 < service_target < 1.0:
             raise ValueError("service_target is a share of late requests, between 0 and 1")
@@ -136,6 +143,7 @@ class SeasonalPredictor:
         self.shape_half_life = shape_half_life
         self.daily_harmonics = daily_harmonics
         self.weekly_harmonics = weekly_harmonics
+        self.quick_first_fit = quick_first_fit
         self.heavy_fits = 0
         self._values: np.ndarray | None = None
         self._start_ns = 0
@@ -159,7 +167,8 @@ class SeasonalPredictor:
             return self
         every_ns = _ns(self.refit_every)
         if rebuilt or self._next_refit_ns is None or self._fallback is not None:
-            self._refit(span_ns)  # a fresh start: the next refit comes on the pool's phase
+            # A fresh start: a quick replay; the next refit, on the pool's phase, a full one.
+            self._refit(span_ns, quick=self.quick_first_fit)
             self._next_refit_ns = self._end_ns + every_ns - round(self.refit_phase * every_ns)
         elif self._end_ns >= self._next_refit_ns:
             self._refit(span_ns)
@@ -243,8 +252,9 @@ class SeasonalPredictor:
             f"band: normal {1 - self.service_target:.3g} quantile of the residual spread",
         )
 
-    def _refit(self, span_ns: int) -> None:
-        """The heavy part: repair everything, fit the shape, queue the replay."""
+    def _refit(self, span_ns: int, quick: bool = False) -> None:
+        """The heavy part: repair everything, fit the shape, queue the replay (`quick`: on
+        fewer origins, see quantiles.replay_origins)."""
         assert self._values is not None
         step_s = self._step_ns / 1e9
         self._fallback = None
@@ -271,6 +281,7 @@ class SeasonalPredictor:
         )
         self._season_start_ns = self._start_ns
         self._leads: LeadModel | None = None
+        self._quick = quick
         self.heavy_fits += 1
         shape_kind = "daily and weekly" if weekly else "daily (weekly after a week of data)"
         self._shape_note = (
@@ -317,8 +328,9 @@ class SeasonalPredictor:
             )
         if self._leads is None or self._leads.leads < steps:
             actual, seasonal = self._replay
-            stride = max(1, round(_REPLAY_STRIDE_S * 1e9 / self._step_ns))
-            most = int(_REPLAY_SPAN_S * 1e9 // (self._step_ns * stride))
+            stride, most, self._provisional = replay_origins(
+                len(actual) - steps, self._kernels.window, self._step_ns, self._quick
+            )
             self._leads = learn_leads(
                 actual,
                 seasonal,
@@ -353,6 +365,8 @@ class SeasonalPredictor:
         )[0]
         upper = np.maximum(upper_of(point, leads, hours, float(volatility)), point)
         notes = [self._shape_note, leads.note]
+        if self._provisional:
+            notes.append(PROVISIONAL_NOTE)
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")
         times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._index_tz)

@@ -15,6 +15,7 @@ from predictors.quantiles import (
     centred_means,
     learn_leads,
     level_kernels,
+    replay_origins,
     season_features,
     upper_of,
 )
@@ -148,3 +149,14 @@ def test_a_stepwise_series_takes_the_last_sample_as_its_point() -> None:
     for noise in ("multiplicative", "additive"):
         kept = _replay_model(noise)
         assert not kept.persistence and "last sample" not in kept.note
+
+
+def test_the_quick_replay_is_taken_only_with_enough_origins_for_a_band() -> None:
+    minute = 60 * 10**9
+    week, window = 7 * 1440, 240
+    assert replay_origins(2 * week, window, minute, quick=True) == (31, 325, True)
+    assert replay_origins(2 * week, window, minute, quick=False) == (7, 1440, False)
+    # 3 days: about 130 origins at 31 min, too few for a band; the full stride has 500+.
+    assert replay_origins(3 * 1440, window, minute, quick=True) == (7, 1440, False)
+    # 15-minute steps: 7 and 31 min round to 0 and 2 steps; the quick one is coarser.
+    assert replay_origins(2 * week // 15, 16, 15 * minute, quick=True) == (2, 336, True)

@@ -12,6 +12,7 @@ import pytest
 
 from predictors import make_predictor
 from predictors.linear import LinearTrendPredictor
+from predictors.quantiles import MIN_ORIGINS
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.horizons import HORIZON_STEPS
 from tests.support import late_share_above
@@ -208,12 +209,55 @@ def test_ticking_fits_are_cheap_and_match_a_fresh_fit_at_refits(
         ticked = predictor.fit(series.iloc[: origin + 1]).forecast(HORIZON)
         if predictor.heavy_fits > fits_before:
             fits_before = predictor.heavy_fits
-            fresh = SeasonalPredictor().fit(series.iloc[: origin + 1]).forecast(HORIZON)
+            # The first is a fresh start's quick fit, the next ones full refits.
+            fresh = SeasonalPredictor(quick_first_fit=origin == start)
+            fresh = fresh.fit(series.iloc[: origin + 1]).forecast(HORIZON)
             np.testing.assert_allclose(ticked.point, fresh.point, rtol=1e-9)
             np.testing.assert_allclose(ticked.upper, fresh.upper, rtol=1e-9)
             refits.append(origin - start)
     assert refits == refit_minutes
     assert predictor.heavy_fits == len(refit_minutes)
+
+
+def test_a_fresh_start_replays_quickly_says_so_and_replays_fully_on_its_phase() -> None:
+    """After a fresh start the band is learned on a coarser replay (fewer origins over
+    the same week, at least MIN_ORIGINS) and says it is provisional; the refit that the
+    pool's phase brings (here half an hour later) replays fully: from then on the forecast
+    is exactly a full fit's, and no longer provisional."""
+    series = synthetic(16, noise="poisson", seed=4)
+    start = 14 * 1440
+    predictor = SeasonalPredictor(refit_phase=0.5)
+    quick = predictor.fit(series.iloc[: start + 1]).forecast(HORIZON)
+    full = SeasonalPredictor(quick_first_fit=False).fit(series.iloc[: start + 1])
+    full_forecast = full.forecast(HORIZON)
+    quick_origins, full_origins = replayed_origins(quick), replayed_origins(full_forecast)
+    assert MIN_ORIGINS <= quick_origins <= full_origins / 3
+    assert any("band provisional" in note for note in quick.notes)
+    assert not any("provisional" in note for note in full_forecast.notes)
+    # A provisional band is still a replayed quantile: near the full one, not a guess.
+    assert np.mean(np.abs(quick.point / full_forecast.point - 1)) < 0.1
+    headroom = np.mean(quick.upper - quick.point) / np.mean(
+        full_forecast.upper - full_forecast.point
+    )
+    assert 0.75 < headroom < 1.5
+    for origin in range(start + 1, start + 31):
+        window = series.iloc[origin - 120 : origin + 1]  # the daemon's 2 h query window
+        ticked = predictor.fit(window).forecast(HORIZON)
+        assert predictor.heavy_fits == (1 if origin < start + 30 else 2)
+        if origin < start + 30:
+            assert any("band provisional" in note for note in ticked.notes)
+    reference = SeasonalPredictor(quick_first_fit=False).fit(series.iloc[: start + 31])
+    after = reference.forecast(HORIZON)
+    assert not any("provisional" in note for note in ticked.notes)
+    assert replayed_origins(ticked) == full_origins
+    np.testing.assert_allclose(ticked.point, after.point, rtol=1e-9)
+    np.testing.assert_allclose(ticked.upper, after.upper, rtol=1e-9)
+
+
+def replayed_origins(forecast) -> int:
+    """The replayed forecasts the band was learned on, as its note says."""
+    note = next(note for note in forecast.notes if note.startswith("band: at most"))
+    return int(note.split(" on ")[1].split()[0])
 
 
 def test_pools_started_together_with_spread_phases_refit_on_different_ticks() -> None:
