@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import scipy.fft
 
 WEEK_S = 7 * 86_400
 SLOT_S = 60
@@ -163,7 +164,9 @@ def _shapes_of_slot_sums(
 
 def _slot_transform(per_slot: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """Sums of per_slot * cos(m phi) and * sin(m phi) over slots, for m < reach (per row)."""
-    transform = np.fft.rfft(per_slot, axis=-1)[..., :reach]
+    # scipy's rfft: the same pocketfft transform, bit for bit, at a third of numpy's cost
+    # for these rows (numpy's wrapper was a tenth of a quick first fit).
+    transform = scipy.fft.rfft(per_slot, axis=-1)[..., :reach]
     shifted = np.conj(transform) * np.exp(1j * np.pi * np.arange(reach) / N_SLOTS)
     return shifted.real, shifted.imag
 
