@@ -31,7 +31,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from predictors.bands import band_scale, cheapest_band, volatility_factor, volatility_log_ratio
-from predictors.cleaning import window_means
+from predictors.cleaning import newest_window_mean, window_means
 
 SHIFT_Z = 4.0
 MIN_ORIGINS = 200
@@ -109,16 +109,16 @@ def season_features(
 ) -> np.ndarray:
     """(..., lags): the smoothed residual one season before each target (indices into
     `smoothed`); 0 (no news) where unknown or where its window reaches past the origin."""
-    columns = []
-    reach = kernels.season_smooth - kernels.season_smooth // 2
-    for lag in kernels.season_lags:
-        at = target_at - lag
-        known = (at >= 0) & (at + reach <= origin_at + 1) & (at < len(smoothed))
-        value = smoothed[np.clip(at, 0, max(len(smoothed) - 1, 0))] if len(smoothed) else at * 0.0
-        columns.append(np.where(known & np.isfinite(value), value, 0.0))
-    if not columns:
+    if not kernels.season_lags:
         return np.zeros((*np.shape(target_at), 0))
-    return np.stack(columns, axis=-1)
+    reach = kernels.season_smooth - kernels.season_smooth // 2
+    # All lags at once, on a last axis: a forecast's one origin pays numpy's call costs once.
+    at = np.asarray(target_at)[..., None] - np.asarray(kernels.season_lags)
+    origin_at = np.asarray(origin_at)[..., None]
+    known = (at >= 0) & (at + reach <= origin_at + 1) & (at < len(smoothed))
+    last = max(len(smoothed) - 1, 0)
+    value = smoothed[np.minimum(np.maximum(at, 0), last)] if len(smoothed) else at * 0.0
+    return np.where(known & np.isfinite(value), value, 0.0)
 
 
 def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
@@ -151,8 +151,7 @@ def level_features_everywhere(residual: np.ndarray, kernels: LevelKernels) -> np
 
 
 def _ratio(weighted: np.ndarray, mass: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mass > 1e-9, weighted / np.maximum(mass, 1e-300), 0.0)
+    return np.divide(weighted, mass, out=np.zeros(np.shape(mass)), where=mass > 1e-9)
 
 
 @dataclass(frozen=True)
@@ -184,8 +183,9 @@ class LeadModel:
 
 def regressors(level: np.ndarray, season: np.ndarray) -> np.ndarray:
     """(origins, leads, k): the level features (the same at every lead), then the season ones."""
-    origins, leads = season.shape[:2]
-    decaying = np.broadcast_to(level[:, None, :-1], (origins, leads, level.shape[1] - 1))
+    # repeat, not broadcast_to: the same array to concatenate, without broadcast_to's costly
+    # wrapper (a forecast's one origin is a few numbers).
+    decaying = np.repeat(level[:, None, :-1], season.shape[1], axis=1)
     return np.concatenate((decaying, season), axis=2)
 
 
@@ -199,6 +199,8 @@ def offsets(
     shifted = np.abs(level[:, -1]) > SHIFT_Z * model.shift_sd
     betas = model.betas[:leads]
     regular = np.einsum("olk,lk->ol", regressors(level, season), betas)
+    if not shifted.any():  # the usual tick: no level shift to follow whole
+        return regular, shifted
     recurring = np.einsum("olk,lk->ol", season, betas[:, betas.shape[1] - season.shape[2] :])
     whole = level[:, WHOLE_LEVEL : WHOLE_LEVEL + 1] + recurring
     return np.where(shifted[:, None], whole, regular), shifted
@@ -244,6 +246,15 @@ def replay_origins(length: int, window: int, step_ns: int, quick: bool) -> tuple
     if quick and coarse > full and min(length - window, span) // coarse + 1 >= 1.2 * MIN_ORIGINS:
         return coarse, int(span // coarse), True
     return full, int(span // full), False
+
+
+def newest_volatility(values: np.ndarray, window: int, offset: float) -> np.float64:
+    """relative_volatility at the last sample alone (a forecast's origin), the same float:
+    the same sums in the same order, without the arrays for every index."""
+    change = np.empty(len(values))
+    change[:1] = np.nan
+    np.abs(np.subtract(values[1:], values[:-1], out=change[1:]), out=change[1:])
+    return newest_window_mean(change, window) / (newest_window_mean(values, window) + offset)
 
 
 def learn_leads(

@@ -36,8 +36,8 @@ The forecast at lead h is
 
 Cost, since one object serves one pool for its whole life (daemon ticks, and the
 backtest calling `fit` every simulated minute): the object keeps its own copy of
-the history on a regular grid and `fit` only appends the samples newer than that
-copy (re-reading the last OVERLAP_STEPS, which a metrics source may revise).
+the history on a regular grid (predictors/history_grid.py) and `fit` only appends the
+samples newer than that copy.
 The heavy part (repair of the whole history, the shape regression, and the replay
 that learns level weights and the band, done lazily at the first `forecast`)
 runs only when `refit_every` of data time has passed since the last one (the first
@@ -72,8 +72,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from predictors.base import Forecast, infer_step
-from predictors.cleaning import is_sparse, on_grid, repair
+from predictors.base import Forecast
+from predictors.cleaning import is_sparse, repair
+from predictors.history_grid import HistoryGrid
 from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
     PROVISIONAL_NOTE,
@@ -83,8 +84,8 @@ from predictors.quantiles import (
     learn_leads,
     level_features,
     level_kernels,
+    newest_volatility,
     offsets,
-    relative_volatility,
     replay_origins,
     season_features,
     upper_of,
@@ -98,7 +99,6 @@ from predictors.shape import (
 )
 
 _Span = Annotated[timedelta, Field(gt=timedelta(0))]
-OVERLAP_STEPS = 5
 _LEVEL_S = 3600.0  # trailing window that measures the level when looking for dips
 _MAX_DIP_S = 1800.0  # a dip to ~0 longer than this is real, not a counter reset
 _ERROR_HALF_LIFE_S = 2 * 86_400.0  # recent errors count more: the band follows new volatility
@@ -145,10 +145,7 @@ class SeasonalPredictor:
         self.weekly_harmonics = weekly_harmonics
         self.quick_first_fit = quick_first_fit
         self.heavy_fits = 0
-        self._values: np.ndarray | None = None
-        self._start_ns = 0
-        self._step_ns = 0
-        self._index_tz: object = "UTC"
+        self._grid = HistoryGrid(_ns(max_history))
         self._next_refit_ns: int | None = None
         self._fallback: LinearTrendPredictor | None = None
         self._notes: tuple[str, ...] = ()
@@ -159,14 +156,15 @@ class SeasonalPredictor:
     def fit(self, history: pd.Series) -> SeasonalPredictor:
         if history.empty:
             raise ValueError("seasonal predictor needs at least one observation")
-        rebuilt = self._absorb(history)
-        span_ns = self._valid_span_ns()
+        if self._grid.absorb(history):
+            self._next_refit_ns = None  # a fresh start
+        span_ns = self._grid.valid_span_ns()
         self._little = little_history(span_ns, _ns(self.min_history), _ns(self.weekly_history))
         if span_ns < _ns(self.min_history):
             self._fit_fallback(span_ns)
             return self
         every_ns = _ns(self.refit_every)
-        if rebuilt or self._next_refit_ns is None or self._fallback is not None:
+        if self._next_refit_ns is None or self._fallback is not None:
             # A fresh start: a quick replay; the next refit, on the pool's phase, a full one.
             self._refit(span_ns, quick=self.quick_first_fit)
             self._next_refit_ns = self._end_ns + every_ns - round(self.refit_phase * every_ns)
@@ -175,64 +173,6 @@ class SeasonalPredictor:
             self._next_refit_ns = self._end_ns + every_ns
         self._level = self._tail_level()
         return self
-
-    def _absorb(self, history: pd.Series) -> bool:
-        """Bring the kept grid up to `history`; True when it had to be rebuilt from it."""
-        index = history.index
-        if not isinstance(index, pd.DatetimeIndex):
-            index = pd.DatetimeIndex(index)
-        # asi8 is a view; as_unit costs a tick's tenth even when the index is in ns already.
-        times_ns = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
-        first_ns, last_ns = int(times_ns[0]), int(times_ns[-1])
-        max_ns = _ns(self.max_history)
-        if self._values is not None:
-            end_ns = self._end_ns
-            continues = (
-                last_ns >= end_ns
-                and first_ns <= end_ns + max_ns
-                and (first_ns >= self._start_ns or self._start_ns <= last_ns - max_ns)
-            )
-            if continues:
-                since = int(np.searchsorted(times_ns, end_ns - OVERLAP_STEPS * self._step_ns))
-                new_ns = times_ns[since:]
-                if not np.any((new_ns - self._start_ns) % self._step_ns):
-                    self._append(new_ns, history.to_numpy(dtype=float)[since:], last_ns)
-                    return False
-        self._index_tz = index.tz
-        step_ns = int(infer_step(history).value)
-        if step_ns <= 0:
-            raise ValueError("history timestamps must increase")
-        back = min((last_ns - first_ns) // step_ns, max_ns // step_ns)
-        start_ns = last_ns - back * step_ns
-        length = back + 1
-        self._step_ns, self._start_ns = step_ns, start_ns
-        self._values = on_grid(times_ns, history.to_numpy(dtype=float), start_ns, step_ns, length)
-        self._next_refit_ns = None
-        self._first_valid_ns: int | None = None
-        return True
-
-    def _append(self, new_ns: np.ndarray, new_values: np.ndarray, last_ns: int) -> None:
-        assert self._values is not None
-        length = (last_ns - self._start_ns) // self._step_ns + 1
-        grown = np.full(length, np.nan)
-        grown[: len(self._values)] = self._values
-        position = (new_ns - self._start_ns) // self._step_ns
-        grown[position] = new_values
-        excess = length - (_ns(self.max_history) // self._step_ns + 1)
-        if excess > 0:
-            grown = grown[excess:]
-            self._start_ns += excess * self._step_ns
-        self._values = grown
-
-    def _valid_span_ns(self) -> int:
-        assert self._values is not None
-        if self._first_valid_ns is None or self._first_valid_ns < self._start_ns:
-            finite = np.isfinite(self._values)
-            first = int(np.argmax(finite))  # stops at the first True
-            if not finite[first]:
-                return 0
-            self._first_valid_ns = self._start_ns + first * self._step_ns
-        return self._end_ns - self._first_valid_ns
 
     def _fit_fallback(self, span_ns: int) -> None:
         assert self._values is not None
@@ -313,9 +253,9 @@ class SeasonalPredictor:
     # ---- answering ------------------------------------------------------------
 
     def forecast(self, horizon: timedelta) -> Forecast:
-        if self._values is None:
+        if self._grid.empty:
             raise ValueError("seasonal predictor: call fit before forecast")
-        steps = max(1, math.ceil(pd.Timedelta(horizon) / pd.Timedelta(self._step_ns)))
+        steps = _steps(horizon, self._step_ns)
         if self._fallback is not None:
             inner = self._fallback.forecast(horizon)
             return Forecast(
@@ -357,32 +297,48 @@ class SeasonalPredictor:
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
         hours = hour_of_day(future_local_s)
-        volatility = relative_volatility(  # the replay's measure: the last window's samples
-            self._recent,
-            np.array([len(self._recent) - 1]),
-            self._kernels.volatility_window,
-            leads.scale_offset,
-        )[0]
+        volatility = newest_volatility(  # the replay's measure: the last window's samples
+            self._recent, self._kernels.volatility_window, leads.scale_offset
+        )
         upper = np.maximum(upper_of(point, leads, hours, float(volatility)), point)
         notes = [self._shape_note, leads.note]
         if self._provisional:
             notes.append(PROVISIONAL_NOTE)
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")
-        times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._index_tz)
+        times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._grid.tz)
         return Forecast(times, point, upper, self.name, tuple(notes), self._little)
 
     # ---- helpers ----------------------------------------------------------------
 
     @property
+    def _values(self) -> np.ndarray:
+        return self._grid.values
+
+    @property
+    def _start_ns(self) -> int:
+        return self._grid.start_ns
+
+    @property
+    def _step_ns(self) -> int:
+        return self._grid.step_ns
+
+    @property
     def _end_ns(self) -> int:
-        assert self._values is not None
-        return self._start_ns + (len(self._values) - 1) * self._step_ns
+        return self._grid.end_ns
 
     def _series(self, values: np.ndarray) -> pd.Series:
-        times = self._end_ns - np.arange(len(values) - 1, -1, -1, dtype=np.int64) * self._step_ns
-        index = pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize(self._index_tz)
+        times = self._grid.times_ns(len(values))
+        index = pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize(self._grid.tz)
         return pd.Series(values, index=index)
+
+
+def _steps(horizon: timedelta, step_ns: int) -> int:
+    """The steps that reach `horizon` (at least 1), in integers for a plain timedelta (as
+    exact, without two Timedeltas a tick)."""
+    if type(horizon) is not timedelta:  # a pd.Timedelta may carry nanoseconds
+        return max(1, math.ceil(pd.Timedelta(horizon) / pd.Timedelta(step_ns)))
+    return max(1, -(-_ns(horizon) // step_ns))
 
 
 def _ns(duration: timedelta) -> int:
