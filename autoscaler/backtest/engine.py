@@ -216,6 +216,11 @@ def replay_pool(
     times = trace.index
     values = trace.to_numpy(dtype=float)
     instants = times.to_pydatetime()
+    # One Series for the whole trace, in ns (what the predictors read), sliced per tick: a
+    # slice costs half a new Series, and no tick converts its index; the count of samples
+    # that are not numbers up to each minute says whether a window holds one.
+    series = pd.Series(values, index=pd.DatetimeIndex(times).as_unit("ns"), copy=False)
+    not_numbers = np.concatenate(([0], np.cumsum(~np.isfinite(values))))
     window = max(1, int(pool.demand.window / MINUTE))
     first_window = max(window, int(backfill / MINUTE))
     playback = isinstance(predictor, PlaybackPredictor)
@@ -242,12 +247,9 @@ def replay_pool(
         state = fleet.read()
         if offset % replay.tick_minutes == 0:
             lo = max(0, minute - (first_window if offset == 0 else window))
-            history = (
-                _Newest(values[minute - 1])
-                if playback
-                else pd.Series(values[lo:minute], index=times[lo:minute], copy=False)
-            )
-            sizing = _sizing(pool, predictor, history, now, replay.per_node_rps)
+            history = _Newest(values[minute - 1]) if playback else series.iloc[lo:minute]
+            numbers = not_numbers[minute] == not_numbers[lo]
+            sizing = _sizing(pool, predictor, history, now, replay.per_node_rps, numbers)
             if queue is not None:
                 reading = _queue_reading(pool, queue, replay, minute, state, sizing)
                 sizing = replace(sizing, signals=(reading,))
@@ -323,14 +325,20 @@ class _Newest:
 
 
 def _sizing(
-    pool: Pool, predictor: Predictor, history: pd.Series, now: datetime, per_node_rps: float
+    pool: Pool,
+    predictor: Predictor,
+    history: pd.Series,
+    now: datetime,
+    per_node_rps: float,
+    all_numbers: bool,
 ) -> Sizing:
-    """The daemon's checks on the history (metrics.check_demand), then size_fleet."""
+    """The daemon's checks on the history (metrics.check_demand), then size_fleet;
+    `all_numbers`: every sample of `history` is a finite number (nothing to check)."""
     if isinstance(history, _Newest):
         if not math.isfinite(history.iloc[-1]):
             return Sizing(missing_reason="nan: newest sample is not a number")
         return size_fleet(pool, predictor, history, per_node_rps)  # type: ignore[arg-type]
-    if not np.isfinite(history.to_numpy()).all():
+    if not all_numbers:
         try:
             history = check_demand(history, now, timedelta(minutes=5))
         except MetricsError as exc:

@@ -221,3 +221,35 @@ def test_backtest_replays_the_pools_scale_up_limit() -> None:
 def test_backtest_refuses_a_scale_up_limit_that_allows_nothing(field: str, value: float) -> None:
     with pytest.raises(ValueError, match="scale-up max"):
         BacktestSettings(per_node_rps=1.0, **{field: value})
+
+
+class SeenHistories(LastValue):
+    """LastValue that keeps each history it was fitted on."""
+
+    def __init__(self) -> None:
+        self.seen: list[pd.Series] = []
+
+    def fit(self, history: pd.Series) -> SeenHistories:
+        self.seen.append(history)
+        return super().fit(history)
+
+
+def test_a_missing_minute_is_dropped_from_the_windows_and_a_missing_newest_holds() -> None:
+    """The daemon's checks on each tick's window (metrics.check_demand): a minute without a
+    sample is left out of the windows that hold it, never read as zero; when the newest
+    minute has none, the tick holds without forecasting."""
+    trace = step_trace(200, jump_at=0, low=3.0, high=3.0)
+    trace.iloc[150] = np.nan
+    settings = BacktestSettings(
+        per_node_rps=1.0, warmup=timedelta(minutes=120), demand_window=timedelta(minutes=20)
+    )
+    replay = frame_replay(trace, settings)
+    predictor = SeenHistories()
+    run = replay_pool(policy_pool(settings), predictor, trace, replay)
+    ticks = range(replay.sim_start, 200)
+    assert len(predictor.seen) == len(ticks) - 1  # the tick at minute 151 did not fit
+    for history, minute in zip(predictor.seen, [m for m in ticks if m != 151], strict=True):
+        window = trace.iloc[minute - 20 : minute].dropna()
+        assert history.index.equals(window.index)
+        assert np.isfinite(history.to_numpy()).all()
+    assert run.desired[151 - replay.sim_start] == run.desired[150 - replay.sim_start]
