@@ -23,6 +23,8 @@ _INT64_MAX = int(np.iinfo(np.int64).max)
 SPARE_SHARE = 8
 """Spare room at the end of the buffer: 1/SPARE_SHARE of the kept span (at least 64 steps),
 so a full 14-day grid of minutes is compacted about every 1.75 days."""
+FUTURE_SPAN_NS = 86_400 * 1_000_000_000
+"""The forecast times built at once (future_index), past the horizon: a day of steps."""
 
 
 _NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -53,6 +55,7 @@ class HistoryGrid:
         self._lo = 0  # the grid is _buffer[_lo : _lo + _length]
         self._length = 0
         self._first_valid_ns: int | None = None
+        self._future: tuple[int, int, pd.DatetimeIndex] | None = None  # first ns, step, index
 
     @property
     def values(self) -> np.ndarray:
@@ -97,7 +100,7 @@ class HistoryGrid:
         if step_ns <= 0:
             raise ValueError("history timestamps must increase")
         back = min((last_ns - first_ns) // step_ns, self.max_span_ns // step_ns)
-        self.tz = tz
+        self.tz, self._future = tz, None
         self.step_ns, self.start_ns = step_ns, last_ns - back * step_ns
         self._buffer = on_grid(
             times_ns, history.to_numpy(dtype=float), self.start_ns, step_ns, back + 1
@@ -143,3 +146,26 @@ class HistoryGrid:
     def future_ns(self, steps: int) -> np.ndarray:
         """The `steps` grid times after the newest one."""
         return self.end_ns + np.arange(1, steps + 1, dtype=np.int64) * self.step_ns
+
+    def index_of(self, times_ns: np.ndarray) -> pd.DatetimeIndex:
+        """Epoch times as an index in the history's zone (naive if it was)."""
+        index = pd.DatetimeIndex(times_ns.astype("datetime64[ns]"))
+        if self.tz is None or str(self.tz) == "UTC":
+            return index.tz_localize(self.tz)
+        # Epoch times are UTC instants: localizing them in another zone would read them as
+        # its wall clock (an hour or two off), and trip on its DST's doubled hour.
+        return index.tz_localize("UTC").tz_convert(self.tz)
+
+    def future_index(self, steps: int) -> pd.DatetimeIndex:
+        """index_of(future_ns(steps)), sliced from a day or so of future steps built at once:
+        a slice costs less than half of building the index, every tick."""
+        first_ns = self.end_ns + self.step_ns
+        future = self._future
+        if future is not None and future[1] == self.step_ns:
+            at, off_grid = divmod(first_ns - future[0], self.step_ns)
+            if not off_grid and at >= 0 and at + steps <= len(future[2]):
+                return future[2][at : at + steps]
+        span = steps + max(64, FUTURE_SPAN_NS // self.step_ns)
+        index = self.index_of(self.future_ns(span))
+        self._future = (first_ns, self.step_ns, index)
+        return index[:steps]

@@ -306,7 +306,7 @@ class SeasonalPredictor:
             notes.append(PROVISIONAL_NOTE)
         if shifted[0]:
             notes.append("level shift: following the last minutes' level, not the usual shape")
-        times = pd.DatetimeIndex(future_ns.astype("datetime64[ns]")).tz_localize(self._grid.tz)
+        times = self._grid.future_index(steps)
         return Forecast(times, point, upper, self.name, tuple(notes), self._little)
 
     # ---- helpers ----------------------------------------------------------------
@@ -328,8 +328,7 @@ class SeasonalPredictor:
         return self._grid.end_ns
 
     def _series(self, values: np.ndarray) -> pd.Series:
-        times = self._grid.times_ns(len(values))
-        index = pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize(self._grid.tz)
+        index = self._grid.index_of(self._grid.times_ns(len(values)))
         return pd.Series(values, index=index)
 
 

@@ -98,3 +98,33 @@ def test_history_off_the_kept_step_rebuilds() -> None:
     shifted = series.iloc[190:210].set_axis(series.index[190:210] + pd.Timedelta(seconds=30))
     assert grid.absorb(shifted)
     assert grid.start_ns == int(shifted.index[0].value)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", None])
+def test_times_come_back_in_the_history_zone_across_dst(zone: str | None) -> None:
+    """Berlin's autumn DST change doubles 02:00-03:00 local: the grid's epoch times read
+    back as the very instants of the history, not as Berlin wall clock."""
+    index = pd.date_range("2025-10-25 20:00", periods=600, freq="1min", tz="UTC")
+    history = pd.Series(1.0, index=index if zone is None else index.tz_convert(zone))
+    if zone is None:
+        history = history.tz_localize(None)
+    grid = rebuilt(history, 1_000)
+    assert grid.index_of(grid.times_ns(600)).equals(history.index)
+    assert grid.future_index(3)[0] == history.index[-1] + pd.Timedelta(minutes=1)
+
+
+def test_future_index_is_the_index_of_the_future_times_tick_after_tick() -> None:
+    """Sliced from the times built a day at a time: right at every tick, past the day's
+    end (built again), after a gap and after a rebuild on another step."""
+    series = minutes(3_000, seed=6)
+    grid = rebuilt(series.iloc[:100], 5_000)
+    ends = [*range(121, 1_700, 7), 2_900]
+    for end in ends:
+        grid.absorb(series.iloc[end - 120 : end])
+        for steps in (1, 11):
+            expected = grid.index_of(grid.future_ns(steps))
+            assert grid.future_index(steps).equals(expected)
+    coarse = series.iloc[::5]
+    assert grid.absorb(coarse.set_axis(coarse.index + pd.Timedelta(seconds=30)))
+    assert grid.future_index(2).equals(grid.index_of(grid.future_ns(2)))
+    assert grid.future_index(2)[1] - grid.future_index(2)[0] == pd.Timedelta(minutes=5)
