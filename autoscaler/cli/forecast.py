@@ -110,7 +110,7 @@ def forecast_pool(
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
-    predictor = make_pool_predictor(pool)
+    predictor = make_pool_predictor(pool, one_shot=True)
     result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"

@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from autoscaler.config.loader import load_config
-from autoscaler.pool_predictor import refit_phase_of
+from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.runtime import build_runtime
 from predictors.linear import LinearTrendPredictor
 from predictors.seasonal import SeasonalPredictor
@@ -57,3 +57,14 @@ def test_the_daemon_gives_each_pool_its_names_phase_unless_the_config_sets_one(
     assert predictors["ocr"].refit_phase != predictors["image-gen"].refit_phase
     assert predictors["pinned"].refit_phase == 0.25
     assert isinstance(predictors["seed"], LinearTrendPredictor)  # takes no phase: none given
+    assert predictors["image-gen"].quick_first_fit  # the daemon's first tick of many pools
+
+
+def test_a_one_shot_predictor_replays_fully_from_its_first_fit(tmp_path: Path) -> None:
+    """`autoscaler forecast` fits once: it shows the band of the full replay, as the running
+    daemon has it, not the provisional one of a fresh start's quick replay."""
+    pool = load_config(write_config(tmp_path)).pools[0]
+    one_shot = make_pool_predictor(pool, one_shot=True)
+    assert isinstance(one_shot, SeasonalPredictor) and not one_shot.quick_first_fit
+    assert one_shot.refit_phase == refit_phase_of(pool.name)
+    assert make_pool_predictor(pool).quick_first_fit

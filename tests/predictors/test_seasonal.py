@@ -341,6 +341,10 @@ def test_registered_and_built_from_config_params() -> None:
             make_predictor("seasonal", {"refit_phase": phase})
     with pytest.raises(ValueError, match="refit_phase"):
         SeasonalPredictor(refit_phase=1.0)
+    assert make_predictor("seasonal", {"quick_first_fit": False}).quick_first_fit is False
+    assert SeasonalPredictor().quick_first_fit is True
+    with pytest.raises(ValueError, match=r"params\.quick_first_fit"):
+        make_predictor("seasonal", {"quick_first_fit": "maybe"})
 
 
 def test_empty_or_all_nan_history_is_a_value_error() -> None:
