@@ -21,7 +21,9 @@
    predictor's steady tick (it refits its window every tick: no worse tick in its hour).
 5. A month's backtest of one pool: the forecasting run of `autoscaler backtest --no-tune`
    (the daemon's tick on a simulated clock and fleet, every minute of nasa_jul95 after
-   7 days of warm-up, `--backtest-days` long), seasonal beside linear, and the ratio.
+   7 days of warm-up, `--backtest-days` long: 30 by default, past the trace's own 20.6
+   days after the warm-up, by the trace three weeks before, the same weekday and hour),
+   seasonal beside linear, and the ratio.
 
     python bench/predictor_speed.py [--pools 1000] [--repeats 30]
 """
@@ -172,6 +174,18 @@ def print_worst_ticks(
         )
 
 
+def backtest_trace(demand: pd.Series, days: float) -> pd.Series:
+    """7 days of warm-up and `days` more of `demand`'s minutes; past its end, the minutes
+    three weeks before (a whole number of weeks: the same weekday and hour go on)."""
+    values = demand.asfreq("1min").to_numpy()
+    minutes = round((7 + days) * DAY)
+    lag = min(3 * 7 * DAY, len(values))
+    while len(values) < minutes:
+        values = np.concatenate((values, values[len(values) - lag :][: minutes - len(values)]))
+    index = pd.date_range(demand.index[0], periods=minutes, freq="1min")
+    return pd.Series(values[:minutes], index=index)
+
+
 def backtest_seconds(trace: pd.Series, predictor: str) -> float:
     """Wall seconds of the backtest's forecasting run (no knob sweep) over `trace`."""
     settings = BacktestSettings(per_node_rps=0.0397, predictor=predictor, tune=False, jobs=1)
@@ -232,7 +246,7 @@ def main() -> None:
     )
     del seasonal_pools, linear_pools
     print_worst_ticks(before, histories, args.hour_repeats, linear_cpu)
-    trace = nasa.asfreq("1min").iloc[: round((7 + args.backtest_days) * DAY)]
+    trace = backtest_trace(nasa, args.backtest_days)
     days = (len(trace) - 7 * DAY) / DAY
     backtest = backtest_seconds(trace, "seasonal")
     linear_backtest = backtest_seconds(trace, "linear")
