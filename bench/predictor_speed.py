@@ -10,6 +10,8 @@
    14-day history (the bundled traces at random offsets and scales, with noise),
    one after another in one process, as the daemon ticks pools; the same with the
    linear predictor, and the ratio (which a busy host moves less than the seconds).
+   A fresh start's replay is quick (quick_first_fit); the same tick with the full replay
+   at once is printed beside it.
 4. The steady tick that follows: the same 1,000 predictor objects, kept as the daemon
    keeps them, each given its pool's query window (the last 2 hours) one minute later,
    median of `--steady-ticks` ticks in which no refit is due; the same with the linear
@@ -36,6 +38,7 @@ import os
 import statistics
 import time
 from datetime import timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -223,13 +226,20 @@ def main() -> None:
     )
     histories = pool_histories(args.pools, extra=max(args.steady_ticks, REFIT_TICKS))
     elapsed, cpu, seasonal_pools = one_tick(SeasonalPredictor, histories)
-    linear_elapsed, _, linear_pools = one_tick(LinearTrendPredictor, histories)
+    linear_elapsed, linear_first_cpu, linear_pools = one_tick(LinearTrendPredictor, histories)
     print(
         f"{args.pools} pools in one tick (distinct predictors, distinct 14-d histories, "
         f"one process): {elapsed:.1f} s wall, {cpu:.1f} s CPU "
         f"({elapsed / args.pools * 1000:.1f} ms per pool); the same pools with the linear "
-        f"predictor {linear_elapsed:.1f} s, ratio {elapsed / linear_elapsed:.1f} "
-        "(a busy host slows both)"
+        f"predictor {linear_elapsed:.1f} s ({linear_first_cpu:.1f} s CPU), ratio "
+        f"{elapsed / linear_elapsed:.1f} ({cpu / linear_first_cpu:.1f} in CPU; a busy host "
+        "slows both)"
+    )
+    _, full_cpu, _ = one_tick(partial(SeasonalPredictor, quick_first_fit=False), histories)
+    print(
+        f"(the first tick with the full replay at once, quick_first_fit off: {full_cpu:.1f} s "
+        f"CPU, {full_cpu / linear_first_cpu:.1f} x linear; the quick one is {cpu / full_cpu:.2f} "
+        "of it, its band provisional until each pool's refit phase)"
     )
     before = copy.deepcopy(seasonal_pools)  # the fitted state the hours below start from
     steady, steady_cpu, refits = steady_ticks(seasonal_pools, histories, args.steady_ticks)

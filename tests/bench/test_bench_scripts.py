@@ -118,7 +118,9 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
         "predictor_speed.py", "--pools", "3", "--repeats", "3", "--backtest-days", "0.2"
     )
     assert re.search(r"seasonal [\d.]+ ms .* linear [\d.]+ ms", printed), printed
-    assert re.search(r"3 pools in one tick .* linear predictor [\d.]+ s, ratio [\d.]+", printed)
+    first = r"3 pools in one tick .* linear predictor [\d.]+ s \([\d.]+ s CPU\), ratio [\d.]+ \("
+    assert re.search(first + r"[\d.]+ in CPU", printed), printed
+    assert re.search(r"full replay at once, quick_first_fit off: [\d.]+ s CPU", printed), printed
     assert re.search(r"steady tick of 3 pools .* 0 refits due.* ratio [\d.]+", printed), printed
     together = r"worst tick .*\(refit_phase 0,.* [\d.]+ s CPU .* 3 refits in it; at most 3 in"
     assert re.search(together, printed), printed
