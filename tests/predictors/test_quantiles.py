@@ -158,5 +158,9 @@ def test_the_quick_replay_is_taken_only_with_enough_origins_for_a_band() -> None
     assert replay_origins(2 * week, window, minute, quick=False) == (7, 1440, False)
     # 3 days: about 130 origins at 31 min, too few for a band; the full stride has 500+.
     assert replay_origins(3 * 1440, window, minute, quick=True) == (7, 1440, False)
-    # 15-minute steps: 7 and 31 min round to 0 and 2 steps; the quick one is coarser.
-    assert replay_origins(2 * week // 15, 16, 15 * minute, quick=True) == (2, 336, True)
+    # Other steps: the quick stride shares no factor with 60, so a pattern of a round
+    # number of minutes (a source that reports every 10) is seen at all its phases.
+    assert replay_origins(2 * week // 5, 48, 5 * minute, quick=True) == (7, 288, True)
+    assert replay_origins(8 * week, 960, minute // 4, quick=True) == (127, 317, True)
+    # 15-minute steps: 31 min is 2 steps, 7 once coprime: too few origins; the full has 672.
+    assert replay_origins(2 * week // 15, 16, 15 * minute, quick=True) == (1, 672, False)
