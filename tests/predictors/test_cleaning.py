@@ -62,9 +62,10 @@ def test_the_newest_volatility_is_relative_volatility_at_the_last_index(length) 
 
 
 def test_repair_skips_the_level_only_where_no_dip_can_be(monkeypatch) -> None:
-    """The shortcut (nothing near 0, so no level is needed) never changes the repair: each
-    series repaired with the level always computed, including samples right at or just
-    above the dip threshold of the series' highest, and series with nothing near 0."""
+    """The shortcut (the level only at samples near 0, none where nothing is) never changes
+    the repair: each series repaired with the level computed at every sample, including
+    samples right at or just above the dip threshold of the series' highest, and series
+    with nothing near 0."""
     shortcuts = 0
     for seed in range(40):
         rng = np.random.default_rng(seed)
@@ -76,10 +77,10 @@ def test_repair_skips_the_level_only_where_no_dip_can_be(monkeypatch) -> None:
         if seed % 3:
             values[rng.integers(0, 500, 3)] = near
         finite = np.isfinite(values) & (values >= 0)
-        shortcuts += not cleaning._may_dip(np.where(finite, values, np.nan))
+        shortcuts += not len(cleaning._dip_candidates(np.where(finite, values, np.nan)))
         shortcut = repair(values, 60, 30, sparse=False)
         with monkeypatch.context() as patch:
-            patch.setattr(cleaning, "_may_dip", lambda repaired: True)
+            patch.setattr(cleaning, "_dip_candidates", lambda repaired: np.arange(len(repaired)))
             assert same_floats(shortcut, repair(values, 60, 30, sparse=False))
     assert 5 <= shortcuts <= 35  # both paths were taken
 
@@ -90,3 +91,15 @@ def test_a_short_dip_to_zero_in_a_busy_series_is_repaired_to_nan() -> None:
     repaired = repair(values, 60, 30, sparse=False)
     assert np.isnan(repaired[150:153]).all()
     assert np.isfinite(np.delete(repaired, [150, 151, 152])).all()
+
+
+def test_dips_one_sample_apart_are_each_repaired_and_a_long_one_is_kept() -> None:
+    values = np.full(400, 100.0)
+    values[150:153] = 0.0  # short
+    values[154:156] = 0.0  # short, right after one busy sample
+    values[250:290] = 0.0  # longer than 30 steps: an outage, real
+    repaired = repair(values, 60, 30, sparse=False)
+    assert np.isnan(repaired[150:153]).all() and np.isnan(repaired[154:156]).all()
+    assert repaired[153] == 100.0
+    np.testing.assert_array_equal(repaired[250:290], 0.0)
+    assert np.isfinite(np.delete(repaired, [150, 151, 152, 154, 155])).all()
