@@ -19,7 +19,7 @@ import numpy as np
 from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.policy import Limits, nodes_for_each
 from autoscaler.portfolio import Trial
-from autoscaler.replay_decide import ReplayedTicks, replay_decide
+from autoscaler.replay_decide import ReplayedTicks, RunBounds, replay_decide, run_bounds
 from autoscaler.schedules import ScheduleBounds
 
 MARGINS = (0.2, 4.0)
@@ -60,12 +60,13 @@ def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) 
     that costs no more (its margin is no wider). So one day's burst that the week's
     budget absorbs, or that no margin covers, is let through rather than buying a week of
     margins wide enough for it. The widest when not even the other days meet it."""
-    widest = _replayed(frame, MARGINS[1], settings)  # where each bisection starts
-    other_days = _smallest(frame, target, settings, widest, attrgetter("second"))
+    replays = FrameReplays(frame, settings)
+    other_days = _smallest(replays, target, attrgetter("second"))
     if other_days is None:
+        widest = replays.at(MARGINS[1])
         return Trial(member, widest.margin, widest.worst, widest.node_ticks, meets=False)
-    every_day = _smallest(frame, target, settings, widest, attrgetter("worst"))
-    whole = _smallest(frame, target, settings, widest, attrgetter("pooled"))
+    every_day = _smallest(replays, target, attrgetter("worst"))
+    whole = _smallest(replays, target, attrgetter("pooled"))
     if whole is None:  # the window is over budget at every margin: cover what can be
         needed = every_day or other_days
     else:
@@ -90,31 +91,45 @@ class Replayed:
     node_ticks: float
 
 
-def _replayed(frame: Frame, margin: float, settings: LoopSettings) -> Replayed:
-    counts = replay_counts(frame, margin, settings)
-    late, arrivals = _lateness(frame, counts, settings)
-    shares = sorted(_day_shares(frame, late, arrivals))
-    worst = shares[-1] if shares else 0.0
-    second = shares[-2] if len(shares) > 1 else worst
-    total = float(arrivals.sum())
-    pooled = float(late.sum()) / total if total > 0 else 0.0
-    return Replayed(margin, worst, second, pooled, float(counts.sum()))
+class FrameReplays:
+    """One frame's replays by margin, as calibrate()'s three bisections ask for them.
+
+    What no margin changes (the demand's node counts, the run's bounds, the arrivals) is
+    worked out once per frame, not once per replay; and a margin is replayed once however
+    many bisections try it: all three start at the top of MARGINS and share their first
+    steps while their answers agree (about a quarter of the replays)."""
+
+    def __init__(self, frame: Frame, settings: LoopSettings) -> None:
+        self.frame, self.settings = frame, settings
+        self.fixed = fixed_parts(frame, settings)
+        self._done: dict[float, Replayed] = {}
+
+    def at(self, margin: float) -> Replayed:
+        if margin not in self._done:
+            self._done[margin] = self._replayed(margin)
+        return self._done[margin]
+
+    def _replayed(self, margin: float) -> Replayed:
+        counts = replay_counts(self.frame, margin, self.settings, self.fixed)
+        late, arrivals = _lateness(self.frame, counts, self.settings)
+        shares = sorted(_day_shares(self.frame, late, arrivals))
+        worst = shares[-1] if shares else 0.0
+        second = shares[-2] if len(shares) > 1 else worst
+        total = float(arrivals.sum())
+        pooled = float(late.sum()) / total if total > 0 else 0.0
+        return Replayed(margin, worst, second, pooled, float(counts.sum()))
 
 
 def _smallest(
-    frame: Frame,
-    target: float,
-    settings: LoopSettings,
-    widest: Replayed,
-    share: Callable[[Replayed], float],
+    replays: FrameReplays, target: float, share: Callable[[Replayed], float]
 ) -> Replayed | None:
-    """The replay at the smallest margin (bisected below `widest`, the replay at the top of
-    MARGINS) whose `share` is within `target`; None when even the widest is late."""
-    low, found = MARGINS[0], widest
+    """The replay at the smallest margin (bisected below the top of MARGINS) whose `share`
+    is within `target`; None when even the widest is late."""
+    low, found = MARGINS[0], replays.at(MARGINS[1])
     if share(found) > target:
         return None
     for _ in range(BISECTION_STEPS):
-        middle = _replayed(frame, (low + found.margin) / 2, settings)
+        middle = replays.at((low + found.margin) / 2)
         if share(middle) > target:
             low = middle.margin
         else:
@@ -184,17 +199,33 @@ def _lateness(
     return late, arrivals
 
 
-def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.ndarray:
+@dataclass(frozen=True)
+class FixedParts:
+    """What a frame's replay needs that no margin changes."""
+
+    demand_nodes: np.ndarray
+    bounds: RunBounds
+
+
+def fixed_parts(frame: Frame, settings: LoopSettings) -> FixedParts:
+    demand_nodes = nodes_for_each(frame.demand, settings.per_node_rps, REACTIVE_UTILIZATION)
+    return FixedParts(demand_nodes, run_bounds(frame.times, frame.schedules, settings.limits))
+
+
+def replay_counts(
+    frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
+) -> np.ndarray:
     """The count decide() sets at each tick of the frame, given the margin (one, or each
-    tick's); run by replay_decide, decide()'s rules on plain integers (a dozen replays of
-    the window per refit)."""
+    tick's); run by replay_decide, decide()'s rules on plain integers (a few dozen replays
+    of the window per refit). `fixed`: fixed_parts(frame, settings), when already known."""
+    fixed = fixed or fixed_parts(frame, settings)
     scale = np.asarray(margin, dtype=float)  # positive: it scales each peak as the band
     peak, arrival = np.maximum(scale * frame.peak, 0.0), np.maximum(scale * frame.arrival, 0.0)
     rate, use, spare = settings.per_node_rps, settings.utilization, settings.spare_nodes
     ok = np.isfinite(peak) & np.isfinite(frame.demand)
     horizon_nodes = nodes_for_each(peak, rate, use) + spare
     arrival_nodes = nodes_for_each(arrival, rate, use) + spare
-    demand_nodes = nodes_for_each(frame.demand, rate, REACTIVE_UTILIZATION)
+    demand_nodes = fixed.demand_nodes
     current = int(max(horizon_nodes[0], demand_nodes[0]))
     ticks = ReplayedTicks(
         times=frame.times,
@@ -204,5 +235,6 @@ def replay_counts(frame: Frame, margin: Margin, settings: LoopSettings) -> np.nd
         ok=ok,
         schedules=frame.schedules,
         spare_nodes=spare,
+        bounds=fixed.bounds,
     )
     return replay_decide(ticks, settings.limits, current)

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from operator import attrgetter
 
 import numpy as np
@@ -48,13 +49,41 @@ class ReplayedTicks:
     ok: np.ndarray
     schedules: Sequence[ScheduleBounds]
     spare_nodes: int = 0
+    bounds: RunBounds | None = None
+    """run_bounds(times, schedules, limits) when already known (the same ticks replayed at
+    another margin); None: computed here."""
+
+
+@dataclass(frozen=True)
+class RunBounds:
+    """What a replay of a run needs that no count changes: each tick's bounds as a clamp,
+    the target then max(min(t, ceiling), floor), and whether the fast replay models the
+    run's times (`_modelled`)."""
+
+    ceilings: np.ndarray
+    floors: np.ndarray
+    modelled: bool
+
+
+def run_bounds(
+    times: Sequence[datetime], schedules: Sequence[ScheduleBounds], limits: Limits
+) -> RunBounds:
+    """policy.apply_bounds as a clamp per tick: schedule ceilings, then floors, then
+    min_nodes, last max_nodes: so max_nodes caps both, and the floor is the higher of the
+    schedule's and min_nodes (floors beat ceilings)."""
+    top, low = limits.max_nodes, limits.min_nodes
+    ceilings = [top if c is None else min(c, top) for c in map(_CEILING, schedules)]
+    floors = [min(low if f is None else max(f, low), top) for f in map(_FLOOR, schedules)]
+    as_array = partial(np.array, dtype=np.int64)
+    return RunBounds(as_array(ceilings), as_array(floors), _modelled(times))
 
 
 def replay_decide(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
     """The count decide() sets at each tick, starting from `current` nodes."""
-    if not _modelled(ticks.times):
+    bounds = ticks.bounds or run_bounds(ticks.times, ticks.schedules, limits)
+    if not bounds.modelled:
         return decide_each(ticks, limits, current)
-    return _replay(ticks, limits, current)
+    return _replay(ticks, bounds, limits, current)
 
 
 def decide_each(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
@@ -90,10 +119,15 @@ def _modelled(times: Sequence[datetime]) -> bool:
     return in_order and len(set(map(id, map(_ZONE, times)))) <= 1
 
 
-def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
-    """policy._base_target for every good tick at once, as a pair (wanted, kept) such that
-    the target at count `current` is max(min(current, kept), wanted): a count the rules
-    fix has wanted == kept; scaling down under an arrival forecast keeps the horizon."""
+def _clamps(ticks: ReplayedTicks, bounds: RunBounds) -> tuple[list[int], list[int]]:
+    """The target of every tick as a clamp of the count `current` before it: a pair (high,
+    low) per tick such that the target is max(min(current, high), low).
+
+    policy._base_target on a good tick is max(min(current, kept), wanted) (a count the
+    rules fix has wanted == kept; scaling down under an arrival forecast keeps the
+    horizon); on a missing one, current. The bounds then clamp it to [floor, ceiling]:
+    max(min(max(min(c, k), w), C), F) == max(min(c, min(k, C)), max(min(w, C), F)), min
+    distributing over max; with no data, k and w drop out: max(min(c, C), F)."""
     forecast = np.asarray(ticks.forecast_nodes, dtype=np.int64)
     demand = np.asarray(ticks.demand_nodes, dtype=np.int64)
     arrival = np.asarray(ticks.arrival_nodes, dtype=np.int64)
@@ -102,24 +136,17 @@ def _rule_targets(ticks: ReplayedTicks) -> tuple[list[int], list[int]]:
     settled = reactive | (arrival >= forecast)
     wanted = np.where(settled, fixed, np.maximum(demand, arrival))
     kept = np.where(settled, fixed, forecast)
-    return wanted.tolist(), kept.tolist()
+    good = np.asarray(ticks.ok, dtype=bool)
+    high = np.where(good, np.minimum(kept, bounds.ceilings), bounds.ceilings)
+    low = np.where(
+        good, np.maximum(np.minimum(wanted, bounds.ceilings), bounds.floors), bounds.floors
+    )
+    return high.tolist(), low.tolist()
 
 
-def _bounds(ticks: ReplayedTicks, limits: Limits) -> tuple[list[int], list[int]]:
-    """policy.apply_bounds as a clamp: (ceiling, floor) per tick, the target then
-    max(min(t, ceiling), floor). Schedule ceilings, then floors, then min_nodes, last
-    max_nodes: so max_nodes caps both, and the floor is the higher of the schedule's and
-    min_nodes (floors beat ceilings)."""
-    top, low = limits.max_nodes, limits.min_nodes
-    ceilings = [top if c is None else min(c, top) for c in map(_CEILING, ticks.schedules)]
-    floors = [min(low if f is None else max(f, low), top) for f in map(_FLOOR, ticks.schedules)]
-    return ceilings, floors
-
-
-def _replay(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
+def _replay(ticks: ReplayedTicks, bounds: RunBounds, limits: Limits, current: int) -> np.ndarray:
     """The fast replay: decide()'s branches in its order, state in local variables."""
-    wanted, kept = _rule_targets(ticks)
-    ceilings, floors = _bounds(ticks, limits)
+    highs, lows = _clamps(ticks, bounds)
     ok = np.asarray(ticks.ok, dtype=bool).tolist()
     top, step_down = limits.max_nodes, limits.max_step_down
     stabilization, cooldown = limits.stabilization, limits.cooldown
@@ -128,18 +155,10 @@ def _replay(ticks: ReplayedTicks, limits: Limits, current: int) -> np.ndarray:
     since: datetime | None = None  # the first recommendation since data was last missing
     last_action: datetime | None = None
     desired: list[int] = []
-    each = zip(ticks.times, ok, kept, wanted, ceilings, floors, strict=True)
-    for at, good, keep, want, ceiling, floor in each:
-        target = current
-        if good:  # max(min(current, keep), want), without the calls
-            if target > keep:
-                target = keep
-            if target < want:
-                target = want
-        if target > ceiling:
-            target = ceiling
-        if target < floor:
-            target = floor
+    for at, good, high, low in zip(ticks.times, ok, highs, lows, strict=True):
+        target = high if current > high else current  # max(min(current, high), low)
+        if target < low:
+            target = low
         if good:
             while window and window[-1][1] <= target:
                 window.pop()

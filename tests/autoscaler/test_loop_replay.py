@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
+from autoscaler import loop_replay
 from autoscaler.loop_replay import (
     MARGINS,
     Frame,
@@ -107,3 +109,29 @@ def test_a_burst_the_weeks_budget_absorbs_is_let_through() -> None:
     assert trial.meets and trial.outlier
     assert replay_late(frame, trial.margin, loop) > TARGET  # its day is over the target
     assert pooled_late(frame, trial.margin, loop) <= TARGET  # the week is not
+
+
+def test_the_bisections_share_replays_without_changing_the_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """calibrate() replays each margin once for its three bisections (they start alike),
+    with what no margin changes worked out once: the same trial as replaying every step
+    afresh from the frame alone, in fewer replays than the 31 steps."""
+    frame, loop = week(burst=2.5), settings()
+    replayed: list[float] = []
+    counts = loop_replay.replay_counts
+
+    def counted(frame: Frame, margin: float, settings: LoopSettings, fixed=None) -> np.ndarray:
+        replayed.append(margin)
+        return counts(frame, margin, settings, fixed)
+
+    monkeypatch.setattr(loop_replay, "replay_counts", counted)
+    shared = calibrate(frame, TARGET, loop, "forecast")
+    assert len(replayed) == len(set(replayed)) < 1 + 3 * loop_replay.BISECTION_STEPS
+
+    def afresh(replays: loop_replay.FrameReplays, margin: float) -> loop_replay.Replayed:
+        return loop_replay.FrameReplays(replays.frame, replays.settings)._replayed(margin)
+
+    monkeypatch.setattr(loop_replay.FrameReplays, "at", afresh)
+    monkeypatch.setattr(loop_replay, "replay_counts", counts)
+    assert calibrate(frame, TARGET, loop, "forecast") == shared
