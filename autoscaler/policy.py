@@ -314,10 +314,13 @@ def _remember(
     fleet is not shrunk until a whole window of good data agrees."""
     if not record:
         return replace(memory, recommendations=())
-    history = [(t, n) for t, n in memory.recommendations if t < at] + [(at, target)]
-    inside = [(t, n) for t, n in history if at - t < window]
-    older = [(t, n) for t, n in history if at - t >= window]
-    return replace(memory, recommendations=tuple(older[-1:] + inside))
+    older, inside = (), []  # one pass: a backtest's sweep runs this every simulated minute
+    for t, n in [*(kept for kept in memory.recommendations if kept[0] < at), (at, target)]:
+        if at - t < window:
+            inside.append((t, n))
+        else:
+            older = ((t, n),)
+    return replace(memory, recommendations=older + tuple(inside))
 
 
 def _limited_scale_down(

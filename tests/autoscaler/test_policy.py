@@ -764,3 +764,23 @@ def test_scale_up_never_exceeds_either_limit(
         assert added <= step
     if percent is not None:
         assert added <= max(1, -(-current * percent // 100))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kept=st.lists(st.tuples(st.integers(-90, 30), st.integers(0, 30)), max_size=12),
+    window_minutes=st.integers(0, 40),
+)
+def test_memory_keeps_the_window_and_the_newest_older_recommendation(
+    kept: list[tuple[int, int]], window_minutes: int
+) -> None:
+    """What decide() remembers, in any order the saved ones come (a state file, a clock set
+    back): those before now and inside the window, this tick's last, and before them the
+    newest older one (in their order) as proof that the window is covered."""
+    window = window_minutes * MINUTE
+    memory = Memory(recommendations=tuple((T0 + k * MINUTE, n) for k, n in kept))
+    decision, remembered = decide(observe(5, 5), limits(stabilization=window), memory)
+    before = [(t, n) for t, n in memory.recommendations if t < T0] + [(T0, decision.target)]
+    older = [(t, n) for t, n in before if T0 - t >= window]
+    inside = [(t, n) for t, n in before if T0 - t < window]
+    assert remembered.recommendations == (*older[-1:], *inside)
