@@ -25,14 +25,14 @@ whole, so it follows a new level within the hour instead of trusting the shape
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy.signal import lfilter
 
 from predictors.bands import band_scale, cheapest_band, volatility_factor, volatility_log_ratio
 from predictors.cleaning import newest_window_mean, window_means
+from predictors.level import LevelKernels, centred_means, level_features_at, season_features
 
 SHIFT_Z = 4.0
 MIN_ORIGINS = 200
@@ -49,109 +49,10 @@ PROVISIONAL_NOTE = (
 )
 
 
-LEVEL_HALF_LIVES_S = (180.0, 600.0, 3600.0)
-"""The level features: residual means decaying with these half-lives (the newest samples,
-the last minutes, the last hours). The replay learns per lead how much each one persists."""
 WHOLE_LEVEL = 1
 """The level feature a level shift follows whole (the 10-minute one)."""
-SEASON_LAGS_S = (86_400.0, 7 * 86_400.0)
-"""Seasonal lags: the residual at the target's time a day and a week before (the bursts of
-a nightly batch job that the smooth clock shape cannot draw)."""
 SEASON_MIN_SEEN = 0.5
 """Share of the replayed forecasts that must know a lag for it to be learned."""
-SEASON_SMOOTH_S = 900.0
-"""Width of the centred mean that smooths a lagged residual (one minute of it is noise)."""
-VOLATILITY_WINDOW_S = 3600.0
-"""Recent volatility: the mean step-to-step change over this span, over its mean level.
-Volatility clusters (a burst follows a burst), so the band widens after a jumpy hour."""
-
-
-@dataclass(frozen=True)
-class LevelKernels:
-    """Weighted means of the residuals over the `window` steps up to an origin: one per
-    exponential decay, then a plain mean of the last 30 minutes (`recent` steps), which
-    spots level shifts. Also the seasonal lags and their smoothing, in steps."""
-
-    decays: tuple[float, ...]  # per-step decay of each exponential mean
-    window: int
-    recent: int
-    season_lags: tuple[int, ...] = ()
-    season_smooth: int = 1
-    volatility_window: int = 2
-    weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, k), oldest first
-
-    def __post_init__(self) -> None:
-        age = np.arange(self.window)[::-1]
-        columns = [decay**age for decay in self.decays] + [(age < self.recent).astype(float)]
-        object.__setattr__(self, "weights", np.column_stack(columns))
-
-    @property
-    def regressors(self) -> int:
-        return len(self.decays) + len(self.season_lags)
-
-
-def level_kernels(step_s: float) -> LevelKernels:
-    window = max(4, round(4 * 3600 / step_s))
-    decays = tuple(0.5 ** (step_s / half_life) for half_life in LEVEL_HALF_LIVES_S)
-    lags = tuple(round(lag / step_s) for lag in SEASON_LAGS_S)
-    smooth = max(1, round(SEASON_SMOOTH_S / step_s))
-    volatility = max(2, round(VOLATILITY_WINDOW_S / step_s))
-    return LevelKernels(decays, window, max(1, round(1800 / step_s)), lags, smooth, volatility)
-
-
-def centred_means(residual: np.ndarray, width: int) -> np.ndarray:
-    """Mean of the finite residuals in a centred window of `width` steps (NaN if none)."""
-    return window_means(residual, width // 2, width - width // 2)
-
-
-def season_features(
-    smoothed: np.ndarray, target_at: np.ndarray, origin_at: np.ndarray, kernels: LevelKernels
-) -> np.ndarray:
-    """(..., lags): the smoothed residual one season before each target (indices into
-    `smoothed`); 0 (no news) where unknown or where its window reaches past the origin."""
-    if not kernels.season_lags:
-        return np.zeros((*np.shape(target_at), 0))
-    reach = kernels.season_smooth - kernels.season_smooth // 2
-    # All lags at once, on a last axis: a forecast's one origin pays numpy's call costs once.
-    at = np.asarray(target_at)[..., None] - np.asarray(kernels.season_lags)
-    origin_at = np.asarray(origin_at)[..., None]
-    known = (at >= 0) & (at + reach <= origin_at + 1) & (at < len(smoothed))
-    last = max(len(smoothed) - 1, 0)
-    value = smoothed[np.minimum(np.maximum(at, 0), last)] if len(smoothed) else at * 0.0
-    return np.where(known & np.isfinite(value), value, 0.0)
-
-
-def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
-    """Weighted means of residual windows (rows, oldest first; NaN = missing) -> (rows, 3)."""
-    valid = np.isfinite(windows)
-    weights = kernels.weights
-    # einsum, not @: a threaded BLAS call costs more than this whole product on a busy host.
-    weighted = np.einsum("ow,wk->ok", np.where(valid, windows, 0.0), weights)
-    mass = np.einsum("ow,wk->ok", valid.astype(float), weights)
-    return _ratio(weighted, mass)
-
-
-def level_features_everywhere(residual: np.ndarray, kernels: LevelKernels) -> np.ndarray:
-    """level_features of the window ending at every step, in O(n): recursive filters for
-    the decaying means (minus what fell out of the window), cumulative sums for the plain one.
-    Steps before a full window see only what exists, like a window padded with NaN."""
-    valid = np.isfinite(residual)
-    columns = []
-    for series in (np.where(valid, residual, 0.0), valid.astype(float)):
-        sums = []
-        for decay in kernels.decays:
-            infinite = lfilter([1.0], [1.0, -decay], series)
-            dropped = np.concatenate((np.zeros(kernels.window), infinite[: -kernels.window]))
-            sums.append(infinite - decay**kernels.window * dropped[: len(series)])
-        total = np.concatenate(([0.0], np.cumsum(series)))
-        index = np.arange(1, len(series) + 1)
-        sums.append(total[index] - total[np.maximum(index - kernels.recent, 0)])
-        columns.append(np.column_stack(sums))
-    return _ratio(columns[0], columns[1])
-
-
-def _ratio(weighted: np.ndarray, mass: np.ndarray) -> np.ndarray:
-    return np.divide(weighted, mass, out=np.zeros(np.shape(mass)), where=mass > 1e-9)
 
 
 @dataclass(frozen=True)
@@ -287,7 +188,7 @@ def learn_leads(
     if len(origin) < MIN_ORIGINS:
         return _spread_model(residual, leads, kernels, service_target, scale_offset, len(origin))
     reach = origin[0] - kernels.window + 1  # the first sample any origin's window sees
-    features = level_features_everywhere(residual[reach : origin[-1] + 1], kernels)[origin - reach]
+    features = level_features_at(residual[reach : origin[-1] + 1], origin - reach, kernels)
     target_at = origin[:, None] + np.arange(1, leads + 1)
     smoothed = centred_means(residual, kernels.season_smooth)
     season = season_features(smoothed, target_at, origin[:, None], kernels)

@@ -15,7 +15,7 @@ The forecast at lead h is
   a week before (bursts that recur, like a nightly batch job, which the smooth shape
   cannot draw), with per-lead weights learned by replaying the forecaster over its
   recent history; a level far outside the usual is a shift and is followed whole
-  (predictors/quantiles.py).
+  (predictors/level.py, predictors/quantiles.py).
 - upper: q_h is the narrowest band at lead h that keeps the share of late requests on
   the replayed errors within service_target (a request is late once demand above the
   band has queued more than `latency_target_s` of work: small overshoots are absorbed),
@@ -75,19 +75,21 @@ from pydantic import Field
 from predictors.base import Forecast
 from predictors.cleaning import is_sparse, repair
 from predictors.history_grid import HistoryGrid
+from predictors.level import (
+    LevelKernels,
+    centred_means,
+    level_features,
+    level_kernels,
+    season_features,
+)
 from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
     PROVISIONAL_NOTE,
     LeadModel,
-    LevelKernels,
-    centred_means,
     learn_leads,
-    level_features,
-    level_kernels,
     newest_volatility,
     offsets,
     replay_origins,
-    season_features,
     upper_of,
 )
 from predictors.shape import (

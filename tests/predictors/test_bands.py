@@ -20,7 +20,8 @@ from predictors.bands import (
     _Replay,
     cheapest_band,
 )
-from predictors.quantiles import learn_leads, level_kernels, relative_volatility, upper_of
+from predictors.level import level_kernels
+from predictors.quantiles import learn_leads, relative_volatility, upper_of
 from predictors.seasonal import SeasonalPredictor
 from tests.predictors.test_seasonal import MONDAY
 from tests.support import late_share_above

@@ -9,41 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import predictors.level as level
 import predictors.quantiles as quantiles
 from predictors.bands import cheapest_band
-from predictors.quantiles import (
-    centred_means,
-    learn_leads,
-    level_kernels,
-    replay_origins,
-    season_features,
-    upper_of,
-)
+from predictors.level import level_kernels
+from predictors.quantiles import learn_leads, replay_origins, upper_of
 from predictors.seasonal import SeasonalPredictor
 from tests.support import late_share_above
 
 DAY = 1440
-
-
-def test_centred_means_skip_missing_samples() -> None:
-    values = np.array([1.0, np.nan, 3.0, 5.0, np.nan, np.nan, np.nan])
-    means = centred_means(values, 3)
-    assert means[0] == pytest.approx(1.0)  # [-1, 2): only the 1.0 is there
-    assert means[2] == pytest.approx(4.0)  # 1: NaN, 2: 3.0, 3: 5.0
-    assert np.isnan(means[5])  # nothing finite around it
-
-
-def test_season_features_never_reach_past_the_origin() -> None:
-    kernels = level_kernels(60.0)
-    smoothed = np.arange(3 * DAY, dtype=float)
-    origin = 2 * DAY + 100
-    lead_day_ago = np.array([[origin + 5]])  # a day before: long past
-    got = season_features(smoothed, lead_day_ago, np.array([[origin]]), kernels)
-    assert got[0, 0, 0] == smoothed[origin + 5 - DAY]
-    assert got[0, 0, 1] == 0.0  # a week before the start: unknown, no news
-    # A day-lag whose smoothing window would read samples after the origin: not used.
-    too_close = np.array([[origin + DAY - 2]])
-    assert season_features(smoothed, too_close, np.array([[origin]]), kernels)[0, 0, 0] == 0.0
 
 
 def _daily_burst(days: int, seed: int = 0) -> tuple[pd.Series, np.ndarray]:
@@ -71,7 +45,7 @@ def _burst_error(series: pd.Series, rate: np.ndarray) -> float:
 def test_a_burst_that_recurs_daily_is_forecast_from_the_day_before(monkeypatch) -> None:
     series, rate = _daily_burst(12)
     with_lags = _burst_error(series, rate)
-    monkeypatch.setattr(quantiles, "SEASON_LAGS_S", ())
+    monkeypatch.setattr(level, "SEASON_LAGS_S", ())
     without_lags = _burst_error(series, rate)
     # The smooth clock shape alone draws a 20-minute burst only in part.
     assert with_lags < 0.5 * without_lags

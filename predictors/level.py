@@ -1,0 +1,121 @@
+"""Level features: what the forecaster knows of the level at an origin, from the residuals
+from the clock shape up to it.
+
+Weighted means of the residuals over the hours before the origin (exponential decays,
+then a plain mean of the last 30 minutes, which spots level shifts), and the smoothed
+residual at the target's time a day and a week before (the seasonal lags). The replay
+(predictors/quantiles.py) computes them at its origins and learns how much each persists;
+the forecast computes them at its one origin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import lfilter
+
+from predictors.cleaning import window_means
+
+LEVEL_HALF_LIVES_S = (180.0, 600.0, 3600.0)
+"""The level features: residual means decaying with these half-lives (the newest samples,
+the last minutes, the last hours). The replay learns per lead how much each one persists."""
+SEASON_LAGS_S = (86_400.0, 7 * 86_400.0)
+"""Seasonal lags: the residual at the target's time a day and a week before (the bursts of
+a nightly batch job that the smooth clock shape cannot draw)."""
+SEASON_SMOOTH_S = 900.0
+"""Width of the centred mean that smooths a lagged residual (one minute of it is noise)."""
+VOLATILITY_WINDOW_S = 3600.0
+"""Recent volatility: the mean step-to-step change over this span, over its mean level.
+Volatility clusters (a burst follows a burst), so the band widens after a jumpy hour."""
+
+
+@dataclass(frozen=True)
+class LevelKernels:
+    """Weighted means of the residuals over the `window` steps up to an origin: one per
+    exponential decay, then a plain mean of the last 30 minutes (`recent` steps), which
+    spots level shifts. Also the seasonal lags and their smoothing, in steps."""
+
+    decays: tuple[float, ...]  # per-step decay of each exponential mean
+    window: int
+    recent: int
+    season_lags: tuple[int, ...] = ()
+    season_smooth: int = 1
+    volatility_window: int = 2
+    weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, k), oldest first
+
+    def __post_init__(self) -> None:
+        age = np.arange(self.window)[::-1]
+        columns = [decay**age for decay in self.decays] + [(age < self.recent).astype(float)]
+        object.__setattr__(self, "weights", np.column_stack(columns))
+
+    @property
+    def regressors(self) -> int:
+        return len(self.decays) + len(self.season_lags)
+
+
+def level_kernels(step_s: float) -> LevelKernels:
+    window = max(4, round(4 * 3600 / step_s))
+    decays = tuple(0.5 ** (step_s / half_life) for half_life in LEVEL_HALF_LIVES_S)
+    lags = tuple(round(lag / step_s) for lag in SEASON_LAGS_S)
+    smooth = max(1, round(SEASON_SMOOTH_S / step_s))
+    volatility = max(2, round(VOLATILITY_WINDOW_S / step_s))
+    return LevelKernels(decays, window, max(1, round(1800 / step_s)), lags, smooth, volatility)
+
+
+def centred_means(residual: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the finite residuals in a centred window of `width` steps (NaN if none)."""
+    return window_means(residual, width // 2, width - width // 2)
+
+
+def season_features(
+    smoothed: np.ndarray, target_at: np.ndarray, origin_at: np.ndarray, kernels: LevelKernels
+) -> np.ndarray:
+    """(..., lags): the smoothed residual one season before each target (indices into
+    `smoothed`); 0 (no news) where unknown or where its window reaches past the origin."""
+    if not kernels.season_lags:
+        return np.zeros((*np.shape(target_at), 0))
+    reach = kernels.season_smooth - kernels.season_smooth // 2
+    # All lags at once, on a last axis: a forecast's one origin pays numpy's call costs once.
+    at = np.asarray(target_at)[..., None] - np.asarray(kernels.season_lags)
+    origin_at = np.asarray(origin_at)[..., None]
+    known = (at >= 0) & (at + reach <= origin_at + 1) & (at < len(smoothed))
+    last = max(len(smoothed) - 1, 0)
+    value = smoothed[np.minimum(np.maximum(at, 0), last)] if len(smoothed) else at * 0.0
+    return np.where(known & np.isfinite(value), value, 0.0)
+
+
+def level_features(windows: np.ndarray, kernels: LevelKernels) -> np.ndarray:
+    """Weighted means of residual windows (rows, oldest first; NaN = missing) -> (rows, 3)."""
+    valid = np.isfinite(windows)
+    weights = kernels.weights
+    # einsum, not @: a threaded BLAS call costs more than this whole product on a busy host.
+    weighted = np.einsum("ow,wk->ok", np.where(valid, windows, 0.0), weights)
+    mass = np.einsum("ow,wk->ok", valid.astype(float), weights)
+    return _ratio(weighted, mass)
+
+
+def level_features_at(residual: np.ndarray, at: np.ndarray, kernels: LevelKernels) -> np.ndarray:
+    """level_features of the windows ending at the steps `at`, in O(n): recursive filters
+    for the decaying means (minus what fell out of the window), cumulative sums for the
+    plain one, each read at `at` only (the same figures as at every step, computed for
+    the few steps a replay's origins are). A window before the start sees only what
+    exists, like one padded with NaN."""
+    valid = np.isfinite(residual)
+    behind = at - kernels.window
+    past, behind = behind >= 0, np.maximum(behind, 0)
+    columns = []
+    for series in (np.where(valid, residual, 0.0), valid.astype(float)):
+        sums = []
+        for decay in kernels.decays:
+            infinite = lfilter([1.0], [1.0, -decay], series)
+            dropped = np.where(past, infinite[behind], 0.0)
+            sums.append(infinite[at] - decay**kernels.window * dropped)
+        total = np.concatenate(([0.0], np.cumsum(series)))
+        sums.append(total[at + 1] - total[np.maximum(at + 1 - kernels.recent, 0)])
+        columns.append(np.column_stack(sums))
+    return _ratio(columns[0], columns[1])
+
+
+def _ratio(weighted: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    return np.divide(weighted, mass, out=np.zeros(np.shape(mass)), where=mass > 1e-9)
