@@ -80,4 +80,7 @@ def infer_step(history: pd.Series) -> pd.Timedelta:
         return pd.Timedelta(minutes=1)
     # In nanoseconds whatever the index's own unit (ns, us), which varies with pandas and input.
     times_ns = pd.DatetimeIndex(history.index).as_unit("ns").asi8
-    return pd.Timedelta(int(np.median(np.diff(times_ns))), unit="ns")
+    steps = np.diff(times_ns)
+    if np.all(steps == steps[0]):  # a regular grid, the usual case: no median to sort for
+        return pd.Timedelta(int(steps[0]), unit="ns")
+    return pd.Timedelta(int(np.median(steps)), unit="ns")
