@@ -30,7 +30,13 @@ from statistics import NormalDist
 
 import numpy as np
 
-from predictors.bands import band_scale, cheapest_band, volatility_factor, volatility_log_ratio
+from predictors.bands import (
+    band_scale,
+    cheapest_band,
+    quick_band,
+    volatility_factor,
+    volatility_log_ratio,
+)
 from predictors.cleaning import newest_window_mean, window_means
 from predictors.level import LevelKernels, centred_means, level_features_at, season_features
 
@@ -173,12 +179,14 @@ def learn_leads(
     error_half_life_steps: float = np.inf,
     latency_slack: float = 0.0,
     hour_of: np.ndarray | None = None,
+    quick: bool = False,
 ) -> LeadModel:
     """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`.
 
     `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
     run above the band within a step before requests wait longer than the target.
-    `hour_of`: the local hour of each sample of `actual`; given, the band follows it."""
+    `hour_of`: the local hour of each sample of `actual`; given, the band follows it.
+    `quick`: a quick fit's replay (replay_origins): its band from bands.quick_band."""
     residual = actual - seasonal
     last_origin = len(actual) - 1 - leads
     first_origin = max(kernels.window - 1, last_origin - max_origins * origin_stride)
@@ -206,29 +214,41 @@ def learn_leads(
     last = actual[origin][:, None]
     seen = actual[target_at]
     recency = 0.5 ** ((origin[-1] - origin) / error_half_life_steps)
+    hours = None if hour_of is None else hour_of[target_at]
+    held = np.where(np.isfinite(last), last, learned)
     volatility = relative_volatility(actual, origin, kernels.volatility_window, scale_offset)
     known = np.isfinite(volatility) & (volatility > 0)
     volatility_median = float(np.median(volatility[known])) if known.any() else 0.0
     log_ratio = volatility_log_ratio(volatility, volatility_median) if known.any() else None
-    candidates = {
-        persists: cheapest_band(
-            point,
-            seen - point,
+    if quick:  # one search, for the point that one trial finds cheaper (bands.quick_band)
+        taken, chosen = quick_band(
+            (learned, held),
             seen,
             recency,
             scale_offset,
             service_target,
             latency_slack,
-            None if hour_of is None else hour_of[target_at],
+            hours,
             log_ratio,
         )
-        for persists, point in (
-            (False, learned),
-            (True, np.where(np.isfinite(last), last, learned)),
-        )
-    }
-    persistence = candidates[True].cost < candidates[False].cost
-    chosen = candidates[persistence]
+        persistence = taken == 1
+    else:
+        candidates = [
+            cheapest_band(
+                point,
+                seen - point,
+                seen,
+                recency,
+                scale_offset,
+                service_target,
+                latency_slack,
+                hours,
+                log_ratio,
+            )
+            for point in (learned, held)
+        ]
+        persistence = candidates[1].cost < candidates[0].cost
+        chosen = candidates[persistence]
     note = (
         f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
         f"forecasts per lead (late: demand above the band for longer than the latency "

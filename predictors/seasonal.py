@@ -56,7 +56,8 @@ about 1/N of the pools refit per tick. Data and parameters alone decide: still p
 
 A fresh start (a daemon restart, a new pool, the backtest's first tick) fits every pool on
 one tick, and the replay is most of a fit's cost: with `quick_first_fit` (the default) it
-is quick (quantiles.replay_origins) and the forecast says its band is provisional; the full
+is quick (quantiles.replay_origins; one band search, for the point that one trial finds
+cheaper: bands.quick_band) and the forecast says its band is provisional; the full
 replay comes with the next refit, on the pool's phase, so restarted pools still spread
 their full refits over the hour.
 """
@@ -284,6 +285,7 @@ class SeasonalPredictor:
                 _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
                 latency_slack=self.latency_target_s * 1e9 / self._step_ns,
                 hour_of=self._hour_of,
+                quick=self._provisional,
             )
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
