@@ -34,9 +34,11 @@ import pandas as pd
 from autoscaler.config.schema import Pool
 from autoscaler.loop_replay import (
     MARGINS,
+    FixedParts,
     Frame,
     LoopSettings,
     calibrate,
+    fixed_parts,
     pooled_late,
 )
 from autoscaler.policy import Limits
@@ -231,7 +233,8 @@ class LoopCalibrated:
             return
         self._refit_at = now
         frame = self._frame()
-        self._feedback(frame)
+        fixed = fixed_parts(frame, settings)  # the same for the members' frames
+        self._feedback(frame, fixed)
         self._previous = self.margin
         target = self.settings.service_target * self.aim
         peaks = recent_peaks(frame.times, frame.demand)
@@ -239,7 +242,7 @@ class LoopCalibrated:
         for member in members_of(self.settings.policy):
             peak, arrival = member_peaks(member, frame.peak, frame.arrival, frame.demand, peaks)
             member_frame = replace(frame, peak=peak, arrival=arrival)
-            trials.append(calibrate(member_frame, target, self.settings, member))
+            trials.append(calibrate(member_frame, target, self.settings, member, fixed))
         chosen, choice = choose(trials, self.member)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
@@ -247,7 +250,7 @@ class LoopCalibrated:
         self.member, self.margin, self.replayed_late = chosen.member, chosen.margin, chosen.late
         self.outlier = chosen.outlier
 
-    def _feedback(self, frame: Frame) -> None:
+    def _feedback(self, frame: Frame, fixed: FixedParts | None = None) -> None:
         """Error-budget feedback: the share of the budget the loop actually spent over the
         kept ticks (replayed with the bands it used) moves the aim: overspent, tightened
         at once in proportion; under half spent, loosened by at most a quarter. Not before
@@ -255,7 +258,7 @@ class LoopCalibrated:
         self._spent_over = frame.times[-1] - frame.times[0]
         peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
         used = replace(frame, peak=peak, arrival=arrival)
-        self.spent = pooled_late(used, 1.0, self.settings)
+        self.spent = pooled_late(used, 1.0, self.settings, fixed)
         if self.replayed_late is None:
             return
         share = self.spent / self.settings.service_target

@@ -54,13 +54,21 @@ class LoopSettings:
     """The portfolio members the pool may follow (autoscaler.portfolio): one, or `auto`."""
 
 
-def calibrate(frame: Frame, target: float, settings: LoopSettings, member: str) -> Trial:
+def calibrate(
+    frame: Frame,
+    target: float,
+    settings: LoopSettings,
+    member: str,
+    fixed: FixedParts | None = None,
+) -> Trial:
     """The margin (bisected in MARGINS) at which the frame's replay keeps every day but
     the worst within `target`, and the whole frame too; the worst day as well only where
     that costs no more (its margin is no wider). So one day's burst that the week's
     budget absorbs, or that no margin covers, is let through rather than buying a week of
-    margins wide enough for it. The widest when not even the other days meet it."""
-    replays = FrameReplays(frame, settings)
+    margins wide enough for it. The widest when not even the other days meet it.
+    `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
+    it: they differ only in their peaks)."""
+    replays = FrameReplays(frame, settings, fixed)
     other_days = _smallest(replays, target, attrgetter("second"))
     if other_days is None:
         widest = replays.at(MARGINS[1])
@@ -99,9 +107,9 @@ class FrameReplays:
     many bisections try it: all three start at the top of MARGINS and share their first
     steps while their answers agree (about a quarter of the replays)."""
 
-    def __init__(self, frame: Frame, settings: LoopSettings) -> None:
+    def __init__(self, frame: Frame, settings: LoopSettings, fixed: FixedParts | None = None):
         self.frame, self.settings = frame, settings
-        self.fixed = fixed_parts(frame, settings)
+        self.fixed = fixed or fixed_parts(frame, settings)
         self._done: dict[float, Replayed] = {}
 
     def at(self, margin: float) -> Replayed:
@@ -173,9 +181,11 @@ def _day_shares(frame: Frame, late: np.ndarray, arrivals: np.ndarray) -> list[fl
     ]
 
 
-def pooled_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
-    """The late share of the whole frame's replay."""
-    late, arrivals = _replay_queue(frame, margin, settings)
+def pooled_late(
+    frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
+) -> float:
+    """The late share of the whole frame's replay (`fixed` as in replay_counts)."""
+    late, arrivals = _lateness(frame, replay_counts(frame, margin, settings, fixed), settings)
     total = float(arrivals.sum())
     return float(late.sum()) / total if total > 0 else 0.0
 
