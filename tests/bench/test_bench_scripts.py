@@ -129,6 +129,33 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     assert re.search(r"backtest of one pool, 0.2 d .* seasonal [\d.]+ s, linear [\d.]+ s", printed)
 
 
+def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
+    """One trace fed a week and a day under `margin: loop`, 3 pools, a 0.2-day month:
+    each line is printed, and the worst tick is the sum of the parts it names."""
+    printed = run_script(
+        "loop_speed.py", "--pools", "3", "--backtest-days", "0.2", "--only", "alibaba_genai_lora"
+    )
+    for policy in ("forecast", "auto"):
+        line = rf"one recalibration .* policy {policy}: [\d.]+ ms CPU .* [\d.]+ x the wrapper"
+        assert re.search(line, printed), printed
+    fleet = re.search(
+        r"3 pools: at most (\d+) recalibrations .* steady tick ([\d.]+) s CPU, .* ~([\d.]+) s",
+        printed,
+    )
+    assert fleet and 1 <= int(fleet[1]) <= 3, printed
+    for policy in ("forecast", "auto"):
+        worst = re.search(
+            rf"worst tick under loop, policy {policy}: ([\d.]+) s CPU \(its \d+ "
+            r"recalibrations ([\d.]+) s\)",
+            printed,
+        )
+        assert worst, printed
+        parts = float(fleet[2]) + float(fleet[3]) + float(worst[2])
+        assert float(worst[1]) == pytest.approx(parts, abs=0.02), printed
+    backtest = r"backtest of one pool, 0.2 d .* band [\d.]+ s, loop [\d.]+ s .* auto [\d.]+ s"
+    assert re.search(backtest, printed), printed
+
+
 def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_path: Path) -> None:
     """Three targets on nasa_jul95, one on an extra file; each verdict follows from its row."""
     extra = tmp_path / "extra"
