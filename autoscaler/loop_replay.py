@@ -69,20 +69,28 @@ def calibrate(
     `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
     it: they differ only in their peaks)."""
     replays = FrameReplays(frame, settings, fixed)
-    other_days = _smallest(replays, target, attrgetter("second"))
+    other_days = _smallest(replays, target, _SECOND)
     if other_days is None:
         widest = replays.at(MARGINS[1])
         return Trial(member, widest.margin, widest.worst, widest.node_ticks, meets=False)
-    every_day = _smallest(replays, target, attrgetter("worst"))
-    whole = _smallest(replays, target, attrgetter("pooled"))
+    # Each bisection below stops once the rest of it cannot change the margin chosen:
+    # the whole frame's margin counts only above other_days', every_day's only up to the
+    # wider of the two (it ends in (low, found]; what it found so far stands in for it).
+    whole = _smallest(replays, target, _POOLED, lambda low, found: found <= other_days.margin)
     if whole is None:  # the window is over budget at every margin: cover what can be
+        every_day = _smallest(replays, target, _WORST)
         needed = every_day or other_days
     else:
         needed = max(other_days, whole, key=lambda r: r.margin)
+        wider = needed.margin
+        every_day = _smallest(replays, target, _WORST, lambda low, found: low >= wider)
     if every_day is not None and every_day.margin <= needed.margin:
         needed = every_day
     outlier = needed is not every_day
     return Trial(member, needed.margin, needed.worst, needed.node_ticks, True, outlier)
+
+
+_WORST, _SECOND, _POOLED = attrgetter("worst"), attrgetter("second"), attrgetter("pooled")
 
 
 @dataclass(frozen=True)
@@ -129,14 +137,21 @@ class FrameReplays:
 
 
 def _smallest(
-    replays: FrameReplays, target: float, share: Callable[[Replayed], float]
+    replays: FrameReplays,
+    target: float,
+    share: Callable[[Replayed], float],
+    decided: Callable[[float, float], bool] | None = None,
 ) -> Replayed | None:
     """The replay at the smallest margin (bisected below the top of MARGINS) whose `share`
-    is within `target`; None when even the widest is late."""
+    is within `target`; None when even the widest is late. Where `decided(low, found)`
+    says that the caller's choice is the same wherever in (low, found] the bisection would
+    end, it stops there with the replay found so far (the same choice, fewer replays)."""
     low, found = MARGINS[0], replays.at(MARGINS[1])
     if share(found) > target:
         return None
     for _ in range(BISECTION_STEPS):
+        if decided is not None and decided(low, found.margin):
+            break
         middle = replays.at((low + found.margin) / 2)
         if share(middle) > target:
             low = middle.margin

@@ -24,6 +24,7 @@ from autoscaler.loop_replay import (
     replay_late,
 )
 from autoscaler.policy import Limits
+from autoscaler.portfolio import Trial
 from autoscaler.schedules import ScheduleBounds
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
@@ -111,13 +112,50 @@ def test_a_burst_the_weeks_budget_absorbs_is_let_through() -> None:
     assert pooled_late(frame, trial.margin, loop) <= TARGET  # the week is not
 
 
-def test_the_bisections_share_replays_without_changing_the_margin(
-    monkeypatch: pytest.MonkeyPatch,
+def full_bisections(frame: Frame, loop: LoopSettings) -> Trial:
+    """calibrate()'s rule with all three bisections run to the end, every step replayed
+    afresh from the frame alone: what the shared, stopping ones must choose too."""
+
+    def smallest(share: str) -> loop_replay.Replayed | None:
+        def at(margin: float) -> loop_replay.Replayed:
+            return loop_replay.FrameReplays(frame, loop).at(margin)
+
+        low, found = MARGINS[0], at(MARGINS[1])
+        if getattr(found, share) > TARGET:
+            return None
+        for _ in range(loop_replay.BISECTION_STEPS):
+            middle = at((low + found.margin) / 2)
+            if getattr(middle, share) > TARGET:
+                low = middle.margin
+            else:
+                found = middle
+        return found
+
+    other_days, every_day, whole = smallest("second"), smallest("worst"), smallest("pooled")
+    assert other_days is not None
+    if whole is None:
+        needed = every_day or other_days
+    else:
+        needed = max(other_days, whole, key=lambda r: r.margin)
+    if every_day is not None and every_day.margin <= needed.margin:
+        needed = every_day
+    outlier = needed is not every_day
+    return Trial("forecast", needed.margin, needed.worst, needed.node_ticks, True, outlier)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [week(), week(burst=2.5), week(burst=25.0), week(busy_day=1.25), week(busy_day=2.0)],
+    ids=["plain", "burst", "large-burst", "busier-day", "twice-as-busy-day"],
+)
+def test_the_bisections_share_and_stop_without_changing_the_margin(
+    frame: Frame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """calibrate() replays each margin once for its three bisections (they start alike),
-    with what no margin changes worked out once: the same trial as replaying every step
-    afresh from the frame alone, in fewer replays than the 31 steps."""
-    frame, loop = week(burst=2.5), settings()
+    with what no margin changes worked out once, and stops a bisection once the rest of
+    it cannot change the choice: the same trial as the three run in full, every step
+    replayed afresh, in fewer replays than the 31 steps."""
+    loop = settings()
     replayed: list[float] = []
     counts = loop_replay.replay_counts
 
@@ -128,10 +166,5 @@ def test_the_bisections_share_replays_without_changing_the_margin(
     monkeypatch.setattr(loop_replay, "replay_counts", counted)
     shared = calibrate(frame, TARGET, loop, "forecast")
     assert len(replayed) == len(set(replayed)) < 1 + 3 * loop_replay.BISECTION_STEPS
-
-    def afresh(replays: loop_replay.FrameReplays, margin: float) -> loop_replay.Replayed:
-        return loop_replay.FrameReplays(replays.frame, replays.settings)._replayed(margin)
-
-    monkeypatch.setattr(loop_replay.FrameReplays, "at", afresh)
     monkeypatch.setattr(loop_replay, "replay_counts", counts)
-    assert calibrate(frame, TARGET, loop, "forecast") == shared
+    assert shared == full_bisections(frame, loop)
