@@ -86,6 +86,9 @@ class RateMeasurement(BaseModel):
     compute_p50_s: float
     mean_batch: float
     late_send_share: float
+    overloaded: bool = False
+    """Decided by a backlog twice the target deep, which a lagging generator does not make:
+    its late sends did not decide it (judge_probe)."""
     gpu_utilization: float | None = None
     gpu_memory_used_mib: float | None = None
     gpu_power_w: float | None = None
@@ -278,6 +281,7 @@ class LoadRunner:
             compute_p50_s=statistics.median(compute_times) if compute_times else 0.0,
             mean_batch=statistics.fmean(batch_sizes) if batch_sizes else 0.0,
             late_send_share=late_send_share,
+            overloaded=overloaded,
             gpu_utilization=device.get("gpu_utilization"),
             gpu_memory_used_mib=device.get("gpu_memory_used_mib"),
             gpu_power_w=device.get("gpu_power_w"),

@@ -91,7 +91,9 @@ def to_profile(
         throughput_spread=_round(chosen.throughput_spread, 2),
         rate_ceiling_rps=_round(chosen.ceiling_rps),
         rate_spread=_round(chosen.rate_spread, 2),
-        generator_late_send_share=_round(max((m.late_send_share for m in counted), default=0.0), 2),
+        generator_late_send_share=_round(
+            max((m.late_send_share for m in counted if not m.overloaded), default=0.0), 2
+        ),
         generator_refused=sum(r.refused for r in sweep.results),
         startup_p50_s=_round(_quantile(startups, 0.5)),
         startup_p90_s=_round(_quantile(startups, 0.9)),

@@ -51,7 +51,13 @@ class CapacityProfile(BaseModel):
         default=None, ge=0, description="(rate_ceiling_rps - per_gpu_rps) / per_gpu_rps"
     )
     generator_late_send_share: float | None = Field(
-        default=None, ge=0, le=1, description="worst share of late sends in counted measurements"
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "worst share of late sends in the counted measurements judged on their latency "
+            "tail (an overloaded one is decided by its backlog, not by the sends)"
+        ),
     )
     generator_refused: int | None = Field(
         default=None, ge=0, description="measurements voided because the generator lagged"

@@ -41,9 +41,12 @@ def test_refusals_have_distinct_codes() -> None:
     assert refusal(sweep(config("ok", rate_rps=10.0))) is None
 
 
-def measurement(rate: float, late_send_share: float = 0.01) -> RateMeasurement:
+def measurement(
+    rate: float, late_send_share: float = 0.01, overloaded: bool = False
+) -> RateMeasurement:
     return RateMeasurement(
-        rate_rps=rate, passed=True, refused=False, reason="ok", measured_s=10.0, requests=400,
+        rate_rps=rate, passed=not overloaded, refused=False, reason="ok", measured_s=10.0,
+        requests=400, overloaded=overloaded,
         late_share=0.01, throughput_rps=rate, served_share=1.0, p50_s=0.0731234,
         p95_s=0.1491234, p99_s=0.16198, queue_p50_s=0.05, compute_p50_s=0.0209, mean_batch=1.0,
         late_send_share=late_send_share,
@@ -53,7 +56,11 @@ def measurement(rate: float, late_send_share: float = 0.01) -> RateMeasurement:
 def test_profile_records_spread_generator_health_and_start_up_rounded() -> None:
     chosen = config(
         "ok", rate_rps=42.04567, ceiling_rps=43.51234, startup_s=[6.61234, 7.1, 9.9],
-        probes=[measurement(42.04567, 0.012345), measurement(43.5, 0.02)], refused=1,
+        probes=[
+            measurement(42.04567, 0.012345), measurement(43.5, 0.02),
+            measurement(60.0, 0.3, overloaded=True),  # its lagging sends decided nothing
+        ],
+        refused=1,
         repeats=[measurement(42.04567)],
     )  # fmt: skip
     profile = to_profile(sweep(chosen), "cpu", "gpu-bench run", datetime(2026, 1, 1, tzinfo=UTC))
