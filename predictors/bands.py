@@ -105,9 +105,7 @@ def cheapest_band(
     `volatility`: log(recent volatility / its median) at each origin; given, the scale
     follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
     the scale law is chosen, so that volatility explains only what the law leaves)."""
-    replay = _Replay(error, seen, recency, service_target)
-    by_hour = None if hours is None else HourlySpread(hours, replay.weight, np.isfinite(error))
-    search = _Search(point, error, offset, replay, by_hour, hours)
+    search = _Search.of(point, error, seen, recency, offset, service_target, hours)
     return search.band(latency_slack, volatility)
 
 
@@ -126,12 +124,10 @@ def quick_band(
     alone. Whichever point it picks, its band meets the target on the replay: a close call
     decided wrongly costs a little capacity, never late requests (about half the cost of
     cheapest_band for each point)."""
-    searches = []
-    for point in points:
-        error = seen - point
-        replay = _Replay(error, seen, recency, service_target)
-        by_hour = None if hours is None else HourlySpread(hours, replay.weight, np.isfinite(error))
-        searches.append(_Search(point, error, offset, replay, by_hour, hours))
+    searches = [
+        _Search.of(point, seen - point, seen, recency, offset, service_target, hours)
+        for point in points
+    ]
     costs = [search.point_cost + search.trial(QUICK_POWER).cost for search in searches]
     chosen = int(np.argmin(costs))  # the first on a tie
     return chosen, searches[chosen].band(latency_slack, volatility)
@@ -152,6 +148,22 @@ class _Search:
         self.point, self.error, self.offset = point, error, offset
         self.replay, self.by_hour, self.hours = replay, by_hour, hours
         self._tried: dict[float, _Trial] = {}
+
+    @classmethod
+    def of(
+        cls,
+        point: np.ndarray,
+        error: np.ndarray,
+        seen: np.ndarray,
+        recency: np.ndarray,
+        offset: float,
+        service_target: float,
+        hours: np.ndarray | None,
+    ) -> _Search:
+        """The search for `point` on its replay (and the hour's spread, given `hours`)."""
+        replay = _Replay(error, seen, recency, service_target)
+        by_hour = None if hours is None else HourlySpread(hours, replay.weight, np.isfinite(error))
+        return cls(point, error, offset, replay, by_hour, hours)
 
     @property
     def point_cost(self) -> float:
