@@ -181,7 +181,7 @@ class Frame:
 def replay_late(frame: Frame, margin: Margin, settings: LoopSettings) -> float:
     """The late share of the worst day the pool's loop would have had over the frame at this
     margin (days counted back from the newest tick; a part day before them joins the first)."""
-    late, arrivals = _replay_queue(frame, margin, settings)
+    late, arrivals = _lateness(frame, replay_counts(frame, margin, settings), settings)
     return max(_day_shares(frame, late, arrivals), default=0.0)
 
 
@@ -203,13 +203,6 @@ def pooled_late(
     late, arrivals = _lateness(frame, replay_counts(frame, margin, settings, fixed), settings)
     total = float(arrivals.sum())
     return float(late.sum()) / total if total > 0 else 0.0
-
-
-def _replay_queue(
-    frame: Frame, margin: Margin, settings: LoopSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Late requests and arrivals per tick of the replay at this margin."""
-    return _lateness(frame, replay_counts(frame, margin, settings), settings)
 
 
 def _lateness(
