@@ -39,7 +39,7 @@ from autoscaler.loop_replay import (
     LoopSettings,
     calibrate,
     fixed_parts,
-    pooled_late,
+    replay_lateness,
 )
 from autoscaler.policy import Limits
 from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
@@ -121,6 +121,10 @@ class LoopCalibrated:
         both (kept as two numbers, not the band, for a week of ticks per pool)."""
         self._used: list[Peaks] = []
         """The same for the band each tick handed the sizing (member and margin applied)."""
+        self._aims: list[float] = []
+        """The aim each tick's margin was calibrated for; NaN before any calibration (the
+        band's own margin, 1): what the error-budget feedback measures its aim against."""
+        self._calibrated = False
         self._schedules: list[ScheduleBounds] = []
         self._peaks: deque[tuple[datetime, float]] = deque()
         """The last RECENT_PEAK_WINDOW's demand as a falling queue: its head is the peak."""
@@ -144,6 +148,7 @@ class LoopCalibrated:
                 self._band_peaks(upper, forecast),
                 self._band_peaks(scaled, forecast),
             )
+        self._aims[-1] = self.aim if self._calibrated else math.nan
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
         state = Calibration(self.margin, self.member, self.settings.service_target, spent, said)
@@ -199,6 +204,7 @@ class LoopCalibrated:
         if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
             return False
         self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
+        self._calibrated = True
         return True
 
     # ---- the replay ----------------------------------------------------------------
@@ -212,6 +218,7 @@ class LoopCalibrated:
         self._demand.append(demand)
         self._band.append(_MISSING)
         self._used.append(_MISSING)
+        self._aims.append(math.nan)
         self._schedules.append(bounds_at(self.pool.schedules, now))
         if math.isfinite(demand):  # missing is not a peak, nor zero
             while self._peaks and self._peaks[-1][1] <= demand:
@@ -224,7 +231,7 @@ class LoopCalibrated:
                 del kept[0]
 
     def _kept(self) -> tuple[list, ...]:
-        return self._times, self._demand, self._band, self._schedules, self._used
+        return self._times, self._demand, self._band, self._schedules, self._used, self._aims
 
     def _recalibrate(self, now: datetime) -> None:
         settings = self.settings
@@ -249,23 +256,38 @@ class LoopCalibrated:
         self.choice = choice if len(trials) > 1 else None
         self.member, self.margin, self.replayed_late = chosen.member, chosen.margin, chosen.late
         self.outlier = chosen.outlier
+        self._calibrated = True
 
     def _feedback(self, frame: Frame, fixed: FixedParts | None = None) -> None:
         """Error-budget feedback: the share of the budget the loop actually spent over the
-        kept ticks (replayed with the bands it used) moves the aim: overspent, tightened
-        at once in proportion; under half spent, loosened by at most a quarter. Not before
-        a calibrated margin has been in use (the first margins are the band's, 1)."""
+        kept ticks (replayed with the bands it used) moves the aim. Judged only on the ticks
+        whose margin was calibrated, against the aim those margins were calibrated for:
+        overspent, the new aim is that aim cut at once, in proportion once a window of
+        calibrated ticks is in (less on less evidence); under half spent, raised by at most
+        a quarter. So the same overspend, still in the window, never cuts the aim again at
+        every recalibration (no wind-up), and the ticks before the first calibration (the
+        band's own margin) do not count against the margins after (measured, issue 15:
+        the wound-up aim fell to a tenth of the target within a day of starting)."""
         self._spent_over = frame.times[-1] - frame.times[0]
         peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
         used = replace(frame, peak=peak, arrival=arrival)
-        self.spent = pooled_late(used, 1.0, self.settings, fixed)
-        if self.replayed_late is None:
+        late, arrivals = replay_lateness(used, 1.0, self.settings, fixed)
+        total = float(arrivals.sum())
+        self.spent = float(late.sum()) / total if total > 0 else 0.0
+        aims = np.asarray(self._aims[:-1], dtype=float)
+        calibrated = np.isfinite(aims)
+        served = float(arrivals[calibrated].sum())
+        if self.replayed_late is None or served <= 0:
             return
-        share = self.spent / self.settings.service_target
+        aimed = float(np.average(aims[calibrated], weights=arrivals[calibrated]))
+        share = float(late[calibrated].sum()) / served / self.settings.service_target
+        # The evidence grows with the calibrated span: a burst in the first hours after a
+        # calibration is a noisy measure of a week's budget, so the cut is share**evidence.
+        evidence = min(1.0, calibrated.sum() * frame.tick_s / self.settings.window.total_seconds())
         if share > 1.0:
-            self.aim /= share
+            self.aim = aimed / share**evidence
         elif share < 0.5:
-            self.aim *= min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST
+            self.aim = aimed * (min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST)
         self.aim = min(max(self.aim, AIMS[0]), AIMS[1])
 
     def _frame(self) -> Frame:

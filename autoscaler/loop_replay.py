@@ -200,9 +200,16 @@ def pooled_late(
     frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
 ) -> float:
     """The late share of the whole frame's replay (`fixed` as in replay_counts)."""
-    late, arrivals = _lateness(frame, replay_counts(frame, margin, settings, fixed), settings)
+    late, arrivals = replay_lateness(frame, margin, settings, fixed)
     total = float(arrivals.sum())
     return float(late.sum()) / total if total > 0 else 0.0
+
+
+def replay_lateness(
+    frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Late requests and arrivals at each tick of the frame's replay at this margin."""
+    return _lateness(frame, replay_counts(frame, margin, settings, fixed), settings)
 
 
 def _lateness(

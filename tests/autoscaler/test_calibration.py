@@ -7,6 +7,7 @@ until the replayed loop spends the budget, and pool bounds still win.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -209,13 +210,52 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     assert frame is not None and predictor.aim == 1.0
     target = predictor.settings.service_target
     predictor._used = [(0.2 * p, 0.2 * a) for p, a in predictor._band]  # far too narrow
+    predictor._aims = [1.0] * len(predictor._band)  # every tick calibrated for aim 1
+    week = predictor.settings.window
+    predictor.settings = replace(predictor.settings, window=HOUR)  # a window's evidence in
     predictor._feedback(frame)
     assert predictor.spent is not None and predictor.spent > target
-    assert predictor.aim == pytest.approx(max(target / predictor.spent, 0.05))
+    cut = max(target / predictor.spent, 0.05)
+    assert predictor.aim == pytest.approx(cut)
+    # On less evidence (the calibrated ticks cover a fraction of the window) it cuts less:
+    # share**fraction. About a day of ticks in a week's window here.
+    predictor.aim = 1.0
+    predictor.settings = replace(predictor.settings, window=week)
+    predictor._feedback(frame)
+    fraction = (len(predictor._band) - 1) * 60.0 / week.total_seconds()
+    assert predictor.aim == pytest.approx((target / predictor.spent) ** fraction)
+    assert cut < predictor.aim < 1.0
     predictor.aim = 1.0
     predictor._used = [(4.0 * p, 4.0 * a) for p, a in predictor._band]  # far too wide
     predictor._feedback(frame)
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
+
+
+def test_error_budget_feedback_does_not_wind_up() -> None:
+    """One overspend still in the window cuts the aim once, not again at every
+    recalibration: the aim is measured against the aim the ticks' margins were calibrated
+    for. Ticks before the first calibration (the band's own margin) do not count."""
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1500), pool)
+    frame = predictor._frame()
+    assert frame is not None
+    ticks = len(predictor._band)
+    predictor.settings = replace(predictor.settings, window=HOUR)  # a window's evidence in
+    predictor._used = [(0.2 * p, 0.2 * a) for p, a in predictor._band]  # overspent
+    predictor._aims = [1.0] * ticks
+    predictor._feedback(frame)
+    once = predictor.aim
+    assert once < 1.0
+    predictor._feedback(frame)  # the same window, the margins still calibrated for aim 1
+    assert predictor.aim == pytest.approx(once)
+    predictor._aims = [once] * ticks  # the ticks ran at the cut aim and still overspent
+    predictor._feedback(frame)
+    assert predictor.aim == pytest.approx(max(once * once, 0.05))
+    predictor.aim = 1.0
+    predictor._aims = [math.nan] * ticks  # none calibrated yet: nothing to judge the aim on
+    predictor._feedback(frame)
+    assert predictor.spent is not None and predictor.spent > 0.0 and predictor.aim == 1.0
 
 
 def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.MonkeyPatch) -> None:
