@@ -263,11 +263,13 @@ class LoopCalibrated:
         kept ticks (replayed with the bands it used) moves the aim. Judged only on the ticks
         whose margin was calibrated, against the aim those margins were calibrated for:
         overspent, the new aim is that aim cut at once, in proportion once a window of
-        calibrated ticks is in (less on less evidence); under half spent, raised by at most
-        a quarter. So the same overspend, still in the window, never cuts the aim again at
-        every recalibration (no wind-up), and the ticks before the first calibration (the
-        band's own margin) do not count against the margins after (measured, issue 15:
-        the wound-up aim fell to a tenth of the target within a day of starting)."""
+        calibrated ticks is in; under half spent, raised by at most a quarter; either by
+        less on less evidence (measured, issue 15: a few hours of a sparse trace read as
+        nothing spent and raised the aim to its top within two days). So the same
+        overspend, still in the window, never cuts the aim again at every recalibration
+        (no wind-up: it had cut the aim to a tenth within a day of starting), and the ticks
+        before the first calibration (the band's own margin) do not count against the
+        margins after."""
         self._spent_over = frame.times[-1] - frame.times[0]
         peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
         used = replace(frame, peak=peak, arrival=arrival)
@@ -282,12 +284,13 @@ class LoopCalibrated:
         aimed = float(np.average(aims[calibrated], weights=arrivals[calibrated]))
         share = float(late[calibrated].sum()) / served / self.settings.service_target
         # The evidence grows with the calibrated span: a burst in the first hours after a
-        # calibration is a noisy measure of a week's budget, so the cut is share**evidence.
+        # calibration is a noisy measure of a week's budget: the move is its power evidence.
         evidence = min(1.0, calibrated.sum() * frame.tick_s / self.settings.window.total_seconds())
         if share > 1.0:
             self.aim = aimed / share**evidence
         elif share < 0.5:
-            self.aim = aimed * (min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST)
+            loosen = min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST
+            self.aim = aimed * loosen**evidence
         self.aim = min(max(self.aim, AIMS[0]), AIMS[1])
 
     def _frame(self) -> Frame:

@@ -202,7 +202,8 @@ def test_under_the_loop_margin_the_reactive_floor_is_demand_at_full_use() -> Non
 
 def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     """The loop's own late share at the margins it used moves the aim: overspent, cut in
-    proportion at once; (almost) nothing spent, raised by a quarter at most."""
+    proportion at once; (almost) nothing spent, raised by a quarter at most; either by
+    less while the calibrated ticks cover less than the window."""
     pool = make_pool()
     predictor, _ = calibrated(pool, width=3.0)
     drive(predictor, noisy_demand(1500), pool)
@@ -227,6 +228,10 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     assert cut < predictor.aim < 1.0
     predictor.aim = 1.0
     predictor._used = [(4.0 * p, 4.0 * a) for p, a in predictor._band]  # far too wide
+    predictor._feedback(frame)  # loosened as little on as little evidence
+    assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25**fraction)
+    predictor.aim = 1.0
+    predictor.settings = replace(predictor.settings, window=HOUR)
     predictor._feedback(frame)
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25)
 
@@ -271,7 +276,14 @@ def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.Mon
 
     def margins() -> list[tuple[float, float | None, float]]:
         inner = WideBand(2.0)
-        settings = replace(loop_settings(pool, RATE, limits_of(pool)), refit_every=HOUR)
+        # A window of a few hours: the error-budget feedback has its evidence in and
+        # moves the aim (and the margins) within the run, on replays of its own.
+        settings = replace(
+            loop_settings(pool, RATE, limits_of(pool)),
+            refit_every=HOUR,
+            window=timedelta(hours=8),
+            min_span=timedelta(hours=4),
+        )
         predictor = LoopCalibrated(inner, settings, pool)
         seen = []
         for end in range(60, len(demand) + 1):
