@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from autoscaler.policy import ROUNDING_SLACK, Limits, Memory, Observation, decid
 from autoscaler.schedules import ScheduleBounds
 
 _MICROSECOND = timedelta(microseconds=1)
+log = logging.getLogger(__name__)
 _CEILING, _FLOOR, _ZONE = attrgetter("ceiling"), attrgetter("floor"), attrgetter("tzinfo")
 
 
@@ -188,10 +190,23 @@ def _microseconds(span: timedelta) -> int:
 @functools.cache
 def _compiled() -> Callable[..., np.ndarray]:
     """The replay loop compiled on first use (about a second, once per process), so that
-    importing the daemon or running the CLI does not pay for numba."""
-    import numba
+    importing the daemon or running the CLI does not pay for numba. Where no code may be
+    compiled (systemd's MemoryDenyWriteExecute=, SELinux: numba's import refuses), the
+    same loop runs as plain Python: the same counts, slower."""
+    try:
+        import numba
 
-    return numba.njit(nogil=True)(replay_loop)
+        loop = numba.njit(nogil=True)(replay_loop)
+        one = np.zeros(1, dtype=np.int64)
+        loop(one, np.ones(1, dtype=np.bool_), one, one, 0, 1, 1, 0, 0, -1, math.nan)
+    except Exception as exc:  # ImportError, OSError from llvmlite, a compile error
+        log.warning(
+            "the loop calibration's replay runs as plain Python, several times slower: "
+            "numba cannot compile here (%s)",
+            exc,
+        )
+        return replay_loop
+    return loop
 
 
 def replay_loop(

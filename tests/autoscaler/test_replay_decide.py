@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -186,3 +187,78 @@ def test_the_fast_path_runs_without_decide_and_time_going_back_falls_back_to_it(
     ]
     replay_decide(ReplayedTicks(**{**ticks.__dict__, "times": mixed}), limits, current)
     assert calls["decide"] == 2 * len(times)
+
+
+def test_the_replay_loop_is_compiled_where_numba_can_compile() -> None:
+    """Here (no W^X restriction) the loop is numba's compiled dispatcher, not the Python
+    function: the speed bench/loop_speed.py measures is the one the daemon gets."""
+    import numba.core.registry
+
+    replay_module._compiled.cache_clear()
+    assert isinstance(replay_module._compiled(), numba.core.registry.CPUDispatcher)
+
+
+def test_where_numba_cannot_compile_the_same_loop_runs_as_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under systemd's MemoryDenyWriteExecute= (as config/autoscaler.service sets) or
+    SELinux, llvmlite refuses at numba's import (PermissionError: cannot allocate
+    executable memory). The replay then runs the same loop as plain Python, says so
+    once, and gives decide()'s counts."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def refused(name: str, *args: object, **kwargs: object) -> object:
+        if name == "numba":
+            raise PermissionError(13, "cannot allocate executable memory")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refused)
+    replay_module._compiled.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert replay_module._compiled() is replay_module.replay_loop
+        assert "plain Python" in caplog.text and "executable memory" in caplog.text
+        for seed in range(5):
+            ticks, limits, current = random_walk_run(np.random.default_rng(seed), 300)
+            expected = decide_each(ticks, limits, current)
+            assert replay_decide(ticks, limits, current).tolist() == expected.tolist()
+    finally:
+        replay_module._compiled.cache_clear()
+
+
+def test_under_a_real_w_x_restriction_the_replay_still_answers() -> None:
+    """The real thing, where the kernel has it (Linux 6.3+: prctl PR_SET_MDWE, the
+    restriction systemd's MemoryDenyWriteExecute= asks for): a child process that may
+    not map executable memory replays a run and prints decide()'s counts."""
+    import subprocess
+    import sys
+
+    code = """
+import ctypes, sys
+import numpy as np
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print("unsupported"); sys.exit(0)
+sys.path.insert(0, "tests/autoscaler")
+from test_replay_decide import random_walk_run
+from autoscaler.replay_decide import decide_each, replay_decide
+ticks, limits, current = random_walk_run(np.random.default_rng(3), 300)
+fast = replay_decide(ticks, limits, current).tolist()
+print("same" if fast == decide_each(ticks, limits, current).tolist() else "different")
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=root,
+    )
+    if done.stdout.strip() == "unsupported":
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "same", done.stdout + done.stderr[-2000:]
+    assert "plain Python" in done.stderr
