@@ -174,13 +174,19 @@ def _with_signals(
 
 def scale_up_allowance(current: int, limits: Limits) -> int | None:
     """Nodes one scale-up may add under the pool's `scale_up` limits; None: no limit."""
-    allowed: list[tuple[int, str]] = []
-    if limits.max_step_up is not None:
-        allowed.append((limits.max_step_up, "max_step"))
-    if limits.max_percent_up is not None:
-        by_share = math.ceil(current * limits.max_percent_up / 100 - ROUNDING_SLACK)
-        allowed.append((max(1, by_share), "max_percent"))
-    return min(n for n, _ in allowed) if allowed else None
+    step = -1 if limits.max_step_up is None else limits.max_step_up
+    share = math.nan if limits.max_percent_up is None else limits.max_percent_up
+    allowed = allowance(current, step, share)
+    return None if allowed < 0 else allowed
+
+
+def allowance(current: int, max_step: int, max_percent: float) -> int:
+    """scale_up_allowance on plain numbers (-1 and NaN: no such limit; -1 back: none at
+    all): the one copy of the rule, also called by the loop replay's compiled decide()."""
+    if math.isnan(max_percent):
+        return max_step
+    by_share = max(1, math.ceil(current * max_percent / 100 - ROUNDING_SLACK))
+    return by_share if max_step < 0 else min(max_step, by_share)
 
 
 def _limited_scale_up(current: int, target: int, limits: Limits, reasons: list[str]) -> int:

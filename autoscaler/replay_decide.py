@@ -33,7 +33,7 @@ from operator import attrgetter
 import numpy as np
 import pandas as pd
 
-from autoscaler.policy import ROUNDING_SLACK, Limits, Memory, Observation, decide
+from autoscaler.policy import Limits, Memory, Observation, allowance, decide
 from autoscaler.schedules import ScheduleBounds
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -168,7 +168,8 @@ def _replay(ticks: ReplayedTicks, bounds: RunBounds, limits: Limits, current: in
     highs, lows = _clamps(ticks, bounds)
     step_up = -1 if limits.max_step_up is None else limits.max_step_up
     percent_up = math.nan if limits.max_percent_up is None else float(limits.max_percent_up)
-    return _compiled()(
+    loop, allowed = _compiled()
+    return loop(
         bounds.stamps,
         np.asarray(ticks.ok, dtype=np.bool_),
         highs,
@@ -180,6 +181,7 @@ def _replay(ticks: ReplayedTicks, bounds: RunBounds, limits: Limits, current: in
         _microseconds(limits.cooldown),
         step_up,
         percent_up,
+        allowed,
     )
 
 
@@ -188,25 +190,25 @@ def _microseconds(span: timedelta) -> int:
 
 
 @functools.cache
-def _compiled() -> Callable[..., np.ndarray]:
-    """The replay loop compiled on first use (about a second, once per process), so that
-    importing the daemon or running the CLI does not pay for numba. Where no code may be
-    compiled (systemd's MemoryDenyWriteExecute=, SELinux: numba's import refuses), the
-    same loop runs as plain Python: the same counts, slower."""
+def _compiled() -> tuple[Callable[..., np.ndarray], Callable[[int, int, float], int]]:
+    """The replay loop and policy.allowance compiled on first use (about a second, once
+    per process), so that importing the daemon or running the CLI does not pay for numba.
+    Where no code may be compiled (systemd's MemoryDenyWriteExecute=, SELinux: numba's
+    import refuses), the same loop runs as plain Python: the same counts, slower."""
     try:
         import numba
 
-        loop = numba.njit(nogil=True)(replay_loop)
+        loop, allowed = numba.njit(nogil=True)(replay_loop), numba.njit(allowance)
         one = np.zeros(1, dtype=np.int64)
-        loop(one, np.ones(1, dtype=np.bool_), one, one, 0, 1, 1, 0, 0, -1, math.nan)
+        loop(one, np.ones(1, dtype=np.bool_), one, one, 0, 1, 1, 0, 0, -1, math.nan, allowed)
     except Exception as exc:  # ImportError, OSError from llvmlite, a compile error
         log.warning(
             "the loop calibration's replay runs as plain Python, several times slower: "
             "numba cannot compile here (%s)",
             exc,
         )
-        return replay_loop
-    return loop
+        return replay_loop, allowance
+    return loop, allowed
 
 
 def replay_loop(
@@ -221,10 +223,12 @@ def replay_loop(
     cooldown: int,
     step_up: int,
     percent_up: float,
+    allowed_up: Callable[[int, int, float], int],
 ) -> np.ndarray:
     """decide()'s count at each tick on plain numbers (times in microseconds, wall clock as
-    decide() subtracts them; step_up -1 and percent_up NaN: no such limit), the window's
-    recommendations a monotonic queue in two arrays. Plain Python that numba compiles
+    decide() subtracts them; step_up -1 and percent_up NaN: no such limit; `allowed_up`:
+    policy.allowance, compiled with it), the window's recommendations a monotonic queue
+    in two arrays. Plain Python that numba compiles
     (`_compiled`); called as it is, it runs the same rules slowly."""
     n = len(stamps)
     desired = np.empty(n, dtype=np.int64)
@@ -249,10 +253,7 @@ def replay_loop(
             head = tail = 0
             has_since = False
         if target > current:
-            allowed = step_up
-            if not math.isnan(percent_up):  # policy.scale_up_allowance
-                by_share = max(1, math.ceil(current * percent_up / 100 - ROUNDING_SLACK))
-                allowed = by_share if allowed < 0 else min(allowed, by_share)
+            allowed = allowed_up(current, step_up, percent_up)
             new = target if allowed < 0 or target - current <= allowed else current + allowed
         elif target == current:
             new = current

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import autoscaler.replay_decide as replay_module
-from autoscaler.policy import Limits, Memory, decide, rule_of
+from autoscaler.policy import Limits, Memory, allowance, decide, rule_of
 from autoscaler.replay_decide import (
     ReplayedTicks,
     decide_each,
@@ -195,7 +195,9 @@ def test_the_replay_loop_is_compiled_where_numba_can_compile() -> None:
     import numba.core.registry
 
     replay_module._compiled.cache_clear()
-    assert isinstance(replay_module._compiled(), numba.core.registry.CPUDispatcher)
+    loop, allowed = replay_module._compiled()
+    assert isinstance(loop, numba.core.registry.CPUDispatcher)
+    assert isinstance(allowed, numba.core.registry.CPUDispatcher)
 
 
 def test_where_numba_cannot_compile_the_same_loop_runs_as_python(
@@ -218,7 +220,7 @@ def test_where_numba_cannot_compile_the_same_loop_runs_as_python(
     replay_module._compiled.cache_clear()
     try:
         with caplog.at_level("WARNING"):
-            assert replay_module._compiled() is replay_module.replay_loop
+            assert replay_module._compiled() == (replay_module.replay_loop, allowance)
         assert "plain Python" in caplog.text and "executable memory" in caplog.text
         for seed in range(5):
             ticks, limits, current = random_walk_run(np.random.default_rng(seed), 300)
