@@ -109,7 +109,7 @@ def cheapest_band(
     return search.band(latency_slack, volatility)
 
 
-def quick_band(
+def point_band(
     points: tuple[np.ndarray, ...],
     seen: np.ndarray,
     recency: np.ndarray,
@@ -118,19 +118,24 @@ def quick_band(
     latency_slack: float = 0.0,
     hours: np.ndarray | None = None,
     volatility: np.ndarray | None = None,
+    quick: bool = False,
 ) -> tuple[int, Band]:
-    """A quick fit's band: which of `points` buys the least capacity (its index), judged by
+    """Which of `points` buys the least capacity on the replay (its index, the first on a
+    tie), with its band: cheapest_band of each. `quick` (a quick fit): the point judged by
     one trial each at QUICK_POWER (with the hour's factors), and cheapest_band of that one
     alone. Whichever point it picks, its band meets the target on the replay: a close call
-    decided wrongly costs a little capacity, never late requests (about half the cost of
-    cheapest_band for each point)."""
+    decided wrongly costs a little capacity, never late requests (about half the cost)."""
     searches = [
         _Search.of(point, seen - point, seen, recency, offset, service_target, hours)
         for point in points
     ]
-    costs = [search.point_cost + search.trial(QUICK_POWER).cost for search in searches]
-    chosen = int(np.argmin(costs))  # the first on a tie
-    return chosen, searches[chosen].band(latency_slack, volatility)
+    if quick:
+        costs = [search.point_cost + search.trial(QUICK_POWER).cost for search in searches]
+        chosen = int(np.argmin(costs))
+        return chosen, searches[chosen].band(latency_slack, volatility)
+    bands = [search.band(latency_slack, volatility) for search in searches]
+    chosen = int(np.argmin([band.cost for band in bands]))
+    return chosen, bands[chosen]
 
 
 class _Search:

@@ -32,8 +32,7 @@ import numpy as np
 
 from predictors.bands import (
     band_scale,
-    cheapest_band,
-    quick_band,
+    point_band,
     volatility_factor,
     volatility_log_ratio,
 )
@@ -186,7 +185,7 @@ def learn_leads(
     `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
     run above the band within a step before requests wait longer than the target.
     `hour_of`: the local hour of each sample of `actual`; given, the band follows it.
-    `quick`: a quick fit's replay (replay_origins): its band from bands.quick_band."""
+    `quick`: a quick fit's replay (replay_origins), and bands.point_band's quick search."""
     residual = actual - seasonal
     last_origin = len(actual) - 1 - leads
     first_origin = max(kernels.window - 1, last_origin - max_origins * origin_stride)
@@ -220,35 +219,18 @@ def learn_leads(
     known = np.isfinite(volatility) & (volatility > 0)
     volatility_median = float(np.median(volatility[known])) if known.any() else 0.0
     log_ratio = volatility_log_ratio(volatility, volatility_median) if known.any() else None
-    if quick:  # one search, for the point that one trial finds cheaper (bands.quick_band)
-        taken, chosen = quick_band(
-            (learned, held),
-            seen,
-            recency,
-            scale_offset,
-            service_target,
-            latency_slack,
-            hours,
-            log_ratio,
-        )
-        persistence = taken == 1
-    else:
-        candidates = [
-            cheapest_band(
-                point,
-                seen - point,
-                seen,
-                recency,
-                scale_offset,
-                service_target,
-                latency_slack,
-                hours,
-                log_ratio,
-            )
-            for point in (learned, held)
-        ]
-        persistence = candidates[1].cost < candidates[0].cost
-        chosen = candidates[persistence]
+    taken, chosen = point_band(
+        (learned, held),
+        seen,
+        recency,
+        scale_offset,
+        service_target,
+        latency_slack,
+        hours,
+        log_ratio,
+        quick,  # one search, for the point that one trial finds cheaper
+    )
+    persistence = taken == 1
     note = (
         f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
         f"forecasts per lead (late: demand above the band for longer than the latency "

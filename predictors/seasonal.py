@@ -57,7 +57,7 @@ about 1/N of the pools refit per tick. Data and parameters alone decide: still p
 A fresh start (a daemon restart, a new pool, the backtest's first tick) fits every pool on
 one tick, and the replay is most of a fit's cost: with `quick_first_fit` (the default) it
 is quick (quantiles.replay_origins; one band search, for the point that one trial finds
-cheaper: bands.quick_band) and the forecast says its band is provisional; the full
+cheaper: bands.point_band, quick) and the forecast says its band is provisional; the full
 replay comes with the next refit, on the pool's phase, so restarted pools still spread
 their full refits over the hour.
 """

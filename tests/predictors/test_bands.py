@@ -19,7 +19,7 @@ from predictors.bands import (
     _quantile_weights,
     _Replay,
     cheapest_band,
-    quick_band,
+    point_band,
     volatility_factor,
 )
 from predictors.level import level_kernels
@@ -264,7 +264,9 @@ def test_a_quick_band_takes_the_cheaper_point_and_still_meets_the_target() -> No
     seen, recency = near + error, np.ones(len(near))
     volatility = np.random.default_rng(5).normal(0.0, 0.5, len(near))
     for points, expected in (((near, 1.2 * near), 0), ((1.2 * near, near), 1)):
-        taken, band = quick_band(points, seen, recency, 1.0, 0.01, 0.05, hours, volatility)
+        taken, band = point_band(
+            points, seen, recency, 1.0, 0.01, 0.05, hours, volatility, quick=True
+        )
         assert taken == expected
         full = cheapest_band(near, seen - near, seen, recency, 1.0, 0.01, 0.05, hours, volatility)
         assert (band.power, band.cost, band.elasticity) == (full.power, full.cost, full.elasticity)
