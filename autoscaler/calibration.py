@@ -39,6 +39,7 @@ from autoscaler.loop_replay import (
     LoopSettings,
     calibrate,
     fixed_parts,
+    late_share,
     replay_lateness,
 )
 from autoscaler.policy import Limits
@@ -274,15 +275,13 @@ class LoopCalibrated:
         peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
         used = replace(frame, peak=peak, arrival=arrival)
         late, arrivals = replay_lateness(used, 1.0, self.settings, fixed)
-        total = float(arrivals.sum())
-        self.spent = float(late.sum()) / total if total > 0 else 0.0
+        self.spent = late_share(late, arrivals)
         aims = np.asarray(self._aims[:-1], dtype=float)
         calibrated = np.isfinite(aims)
-        served = float(arrivals[calibrated].sum())
-        if self.replayed_late is None or served <= 0:
+        if self.replayed_late is None or arrivals[calibrated].sum() <= 0:
             return
         aimed = float(np.average(aims[calibrated], weights=arrivals[calibrated]))
-        share = float(late[calibrated].sum()) / served / self.settings.service_target
+        share = late_share(late[calibrated], arrivals[calibrated]) / self.settings.service_target
         # The evidence grows with the calibrated span: a burst in the first hours after a
         # calibration is a noisy measure of a week's budget: the move is its power evidence.
         evidence = min(1.0, calibrated.sum() * frame.tick_s / self.settings.window.total_seconds())

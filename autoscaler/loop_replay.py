@@ -131,9 +131,7 @@ class FrameReplays:
         shares = sorted(_day_shares(self.frame, late, arrivals))
         worst = shares[-1] if shares else 0.0
         second = shares[-2] if len(shares) > 1 else worst
-        total = float(arrivals.sum())
-        pooled = float(late.sum()) / total if total > 0 else 0.0
-        return Replayed(margin, worst, second, pooled, float(counts.sum()))
+        return Replayed(margin, worst, second, late_share(late, arrivals), float(counts.sum()))
 
 
 def _smallest(
@@ -200,7 +198,11 @@ def pooled_late(
     frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
 ) -> float:
     """The late share of the whole frame's replay (`fixed` as in replay_counts)."""
-    late, arrivals = replay_lateness(frame, margin, settings, fixed)
+    return late_share(*replay_lateness(frame, margin, settings, fixed))
+
+
+def late_share(late: np.ndarray, arrivals: np.ndarray) -> float:
+    """Late requests over arrivals; 0 where none arrived (nothing could be late)."""
     total = float(arrivals.sum())
     return float(late.sum()) / total if total > 0 else 0.0
 
