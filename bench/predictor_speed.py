@@ -11,7 +11,8 @@
    one after another in one process, as the daemon ticks pools; the same with the
    linear predictor, and the ratio (which a busy host moves less than the seconds).
    A fresh start's replay is quick (quick_first_fit); the same tick with the full replay
-   at once is printed beside it.
+   at once is printed beside it, and how much the process's peak memory grew over the
+   tick (what 1,000 fitted pools keep: each lets its replay go once its band is learned).
 4. The steady tick that follows: the same 1,000 predictor objects, kept as the daemon
    keeps them, each given its pool's query window (the last 2 hours) one minute later,
    median of `--steady-ticks` ticks in which no refit is due; the same with the linear
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import resource
 import statistics
 import time
 from datetime import timedelta
@@ -103,6 +105,11 @@ def pool_histories(pools: int, seed: int = 0, extra: int = 0) -> list[pd.Series]
         values = np.maximum(values * rng.normal(1.0, 0.05, length), 0.0)
         histories.append(pd.Series(values, index=index))
     return histories
+
+
+def peak_rss_kib() -> int:
+    """The process's peak resident memory so far (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def one_tick(make, histories: list[pd.Series]) -> tuple[float, float, list]:
@@ -225,7 +232,9 @@ def main() -> None:
         f"(43,200 calls) ~ {per_call * 43.2:.0f} s ({per_call_cpu * 43.2:.0f} s CPU)"
     )
     histories = pool_histories(args.pools, extra=max(args.steady_ticks, REFIT_TICKS))
+    peak_before = peak_rss_kib()
     elapsed, cpu, seasonal_pools = one_tick(SeasonalPredictor, histories)
+    grown = peak_rss_kib() - peak_before
     linear_elapsed, linear_first_cpu, linear_pools = one_tick(LinearTrendPredictor, histories)
     print(
         f"{args.pools} pools in one tick (distinct predictors, distinct 14-d histories, "
@@ -234,6 +243,10 @@ def main() -> None:
         f"predictor {linear_elapsed:.1f} s ({linear_first_cpu:.1f} s CPU), ratio "
         f"{elapsed / linear_elapsed:.1f} ({cpu / linear_first_cpu:.1f} in CPU; a busy host "
         "slows both)"
+    )
+    print(
+        f"(memory: the process's peak RSS grew {grown / 1024:.0f} MiB over that tick, "
+        f"{grown * 1.024 / args.pools:.0f} kB per fitted pool kept)"
     )
     _, full_cpu, _ = one_tick(partial(SeasonalPredictor, quick_first_fit=False), histories)
     print(

@@ -153,6 +153,9 @@ class SeasonalPredictor:
         self._fallback: LinearTrendPredictor | None = None
         self._notes: tuple[str, ...] = ()
         self._little: str | None = None
+        self._replay: tuple[np.ndarray, np.ndarray] | None = None
+        """A refit's replay (actual, out-of-sample shape): kept until the leads are learned."""
+        self._hour_of: np.ndarray | None = None
 
     # ---- learning --------------------------------------------------------------
 
@@ -253,6 +256,30 @@ class SeasonalPredictor:
             residual = np.concatenate((np.full(window - len(residual), np.nan), residual))
         return level_features(residual[None, :], self._kernels)
 
+    def _learn_leads(self, steps: int) -> LeadModel:
+        """The band per lead from the refit's replay, which is then let go: it is half a
+        pool's memory (a fortnight of samples, twice) and a refit makes a new one."""
+        assert self._replay is not None and self._hour_of is not None
+        actual, seasonal = self._replay
+        stride, most, self._provisional = replay_origins(
+            len(actual) - steps, self._kernels.window, self._step_ns, self._quick
+        )
+        leads = learn_leads(
+            actual,
+            seasonal,
+            steps,
+            self._kernels,
+            stride,
+            most,
+            self.service_target,
+            _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
+            latency_slack=self.latency_target_s * 1e9 / self._step_ns,
+            hour_of=self._hour_of,
+            quick=self._provisional,
+        )
+        self._replay, self._hour_of = None, None
+        return leads
+
     # ---- answering ------------------------------------------------------------
 
     def forecast(self, horizon: timedelta) -> Forecast:
@@ -270,23 +297,10 @@ class SeasonalPredictor:
                 self._little,
             )
         if self._leads is None or self._leads.leads < steps:
-            actual, seasonal = self._replay
-            stride, most, self._provisional = replay_origins(
-                len(actual) - steps, self._kernels.window, self._step_ns, self._quick
-            )
-            self._leads = learn_leads(
-                actual,
-                seasonal,
-                steps,
-                self._kernels,
-                stride,
-                most,
-                self.service_target,
-                _ERROR_HALF_LIFE_S * 1e9 / self._step_ns,
-                latency_slack=self.latency_target_s * 1e9 / self._step_ns,
-                hour_of=self._hour_of,
-                quick=self._provisional,
-            )
+            if self._replay is None:  # a longer horizon than the leads learned: replay again
+                self._refit(self._grid.valid_span_ns(), quick=self._quick)
+                self._level = self._tail_level()
+            self._leads = self._learn_leads(steps)
         leads = self._leads
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
         target_at = (future_ns - self._season_start_ns) // self._step_ns

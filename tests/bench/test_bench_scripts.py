@@ -121,6 +121,7 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     first = r"3 pools in one tick .* linear predictor [\d.]+ s \([\d.]+ s CPU\), ratio [\d.]+ \("
     assert re.search(first + r"[\d.]+ in CPU", printed), printed
     assert re.search(r"full replay at once, quick_first_fit off: [\d.]+ s CPU", printed), printed
+    assert re.search(r"peak RSS grew \d+ MiB over that tick, \d+ kB per fitted pool", printed)
     assert re.search(r"steady tick of 3 pools .* 0 refits due.* ratio [\d.]+", printed), printed
     together = r"worst tick .*\(refit_phase 0,.* [\d.]+ s CPU .* 3 refits in it; at most 3 in"
     assert re.search(together, printed), printed

@@ -254,6 +254,23 @@ def test_a_fresh_start_replays_quickly_says_so_and_replays_fully_on_its_phase() 
     np.testing.assert_allclose(ticked.upper, after.upper, rtol=1e-9)
 
 
+def test_a_longer_horizon_between_refits_is_a_fresh_fits_forecast() -> None:
+    """The refit's replay is let go once the band is learned (half a pool's memory); a
+    longer horizon asked later replays the history kept, as a fresh fit would."""
+    series = synthetic(16, noise="poisson", seed=5)
+    start = 14 * 1440
+    predictor = SeasonalPredictor(refit_phase=0.5)
+    predictor.fit(series.iloc[: start + 1]).forecast(HORIZON)
+    predictor.fit(series.iloc[: start + 6]).forecast(HORIZON)
+    longer = predictor.fit(series.iloc[: start + 6]).forecast(2 * HORIZON)
+    fresh = SeasonalPredictor().fit(series.iloc[: start + 6]).forecast(2 * HORIZON)
+    assert len(longer.point) == len(fresh.point) == 60
+    np.testing.assert_allclose(longer.point, fresh.point, rtol=1e-9)
+    np.testing.assert_allclose(longer.upper, fresh.upper, rtol=1e-9)
+    again = predictor.fit(series.iloc[: start + 7]).forecast(HORIZON)
+    assert len(again.point) == 30 and np.all(np.isfinite(again.upper))
+
+
 def replayed_origins(forecast) -> int:
     """The replayed forecasts the band was learned on, as its note says."""
     note = next(note for note in forecast.notes if note.startswith("band: at most"))
