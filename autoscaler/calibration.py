@@ -32,6 +32,15 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.config.schema import Pool
+from autoscaler.kept_ticks import (
+    AIM,
+    BAND_ARRIVAL,
+    BAND_PEAK,
+    DEMAND,
+    USED_ARRIVAL,
+    USED_PEAK,
+    KeptTicks,
+)
 from autoscaler.loop_replay import (
     MARGINS,
     FixedParts,
@@ -52,7 +61,7 @@ from autoscaler.portfolio import (
     members_of,
     recent_peaks,
 )
-from autoscaler.schedules import ScheduleBounds, bounds_at
+from autoscaler.schedules import bounds_at
 from autoscaler.sizing import arrival_peak
 from predictors import Calibration, Forecast, Predictor
 
@@ -114,19 +123,13 @@ class LoopCalibrated:
         """The worst replayed day was let through (loop_replay.calibrate)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
-        self._times: list[datetime] = []
-        self._demand: list[float] = []
-        self._band: list[Peaks] = []
-        """Each tick's forecast band as its two peaks (the whole horizon, and from when
-        nodes ordered then would be ready): all the replay needs of it, and a margin scales
-        both (kept as two numbers, not the band, for a week of ticks per pool)."""
-        self._used: list[Peaks] = []
-        """The same for the band each tick handed the sizing (member and margin applied)."""
-        self._aims: list[float] = []
-        """The aim each tick's margin was calibrated for; NaN before any calibration (the
-        band's own margin, 1): what the error-budget feedback measures its aim against."""
+        self._ticks = KeptTicks()
+        """Each tick's time, demand and schedule bounds; its forecast band as two peaks (a
+        margin scales both: all the replay needs of the band); the same for the band it
+        handed the sizing (member and margin applied); and the aim its margin was
+        calibrated for (NaN before any calibration: what the error-budget feedback
+        measures its aim against)."""
         self._calibrated = False
-        self._schedules: list[ScheduleBounds] = []
         self._peaks: deque[tuple[datetime, float]] = deque()
         """The last RECENT_PEAK_WINDOW's demand as a falling queue: its head is the peak."""
         self._refit_at: datetime | None = None
@@ -142,14 +145,17 @@ class LoopCalibrated:
     def forecast(self, horizon: timedelta) -> Forecast:
         forecast = self.inner.forecast(horizon)
         upper = np.asarray(forecast.upper, dtype=float)
-        band = member_upper_now(self.member, upper, self._demand[-1], self._peak_now())
+        ticks = self._ticks
+        band = member_upper_now(self.member, upper, ticks.newest(DEMAND), self._peak_now())
         scaled = np.maximum(self.margin * band, 0.0)
         if len(upper):
-            self._band[-1], self._used[-1] = (
-                self._band_peaks(upper, forecast),
-                self._band_peaks(scaled, forecast),
-            )
-        self._aims[-1] = self.aim if self._calibrated else math.nan
+            for (peak, arrival), columns in (
+                (self._band_peaks(upper, forecast), (BAND_PEAK, BAND_ARRIVAL)),
+                (self._band_peaks(scaled, forecast), (USED_PEAK, USED_ARRIVAL)),
+            ):
+                ticks.set_newest(columns[0], peak)
+                ticks.set_newest(columns[1], arrival)
+        ticks.set_newest(AIM, self.aim if self._calibrated else math.nan)
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
         state = Calibration(self.margin, self.member, self.settings.service_target, spent, said)
@@ -211,33 +217,24 @@ class LoopCalibrated:
     # ---- the replay ----------------------------------------------------------------
 
     def _record(self, now: datetime, demand: float) -> None:
-        if self._times and now <= self._times[-1]:  # a restart or a clock going back
-            for kept in self._kept():
-                kept.clear()
+        ticks = self._ticks
+        if ticks.times and now <= ticks.times[-1]:  # a restart or a clock going back
+            ticks.clear()
             self._peaks.clear()
-        self._times.append(now)
-        self._demand.append(demand)
-        self._band.append(_MISSING)
-        self._used.append(_MISSING)
-        self._aims.append(math.nan)
-        self._schedules.append(bounds_at(self.pool.schedules, now))
+        ticks.append(now, demand, bounds_at(self.pool.schedules, now))
         if math.isfinite(demand):  # missing is not a peak, nor zero
             while self._peaks and self._peaks[-1][1] <= demand:
                 self._peaks.pop()
             self._peaks.append((now, demand))
         while self._peaks and self._peaks[0][0] <= now - RECENT_PEAK_WINDOW:
             self._peaks.popleft()
-        while now - self._times[0] > self.settings.window:
-            for kept in self._kept():
-                del kept[0]
-
-    def _kept(self) -> tuple[list, ...]:
-        return self._times, self._demand, self._band, self._schedules, self._used, self._aims
+        while now - ticks.times[0] > self.settings.window:
+            ticks.drop_oldest()
 
     def _recalibrate(self, now: datetime) -> None:
         settings = self.settings
         first = settings.min_span - settings.phase * settings.refit_every
-        if not self._times or now - self._times[0] < first:
+        if not self._ticks.times or now - self._ticks.times[0] < first:
             return
         self._refit_at = now
         frame = self._frame()
@@ -272,11 +269,13 @@ class LoopCalibrated:
         before the first calibration (the band's own margin) do not count against the
         margins after."""
         self._spent_over = frame.times[-1] - frame.times[0]
-        peak, arrival = np.array(self._used[:-1], dtype=float).reshape(-1, 2).T
-        used = replace(frame, peak=peak, arrival=arrival)
+        ticks = self._ticks
+        used = replace(
+            frame, peak=ticks.column(USED_PEAK, -1), arrival=ticks.column(USED_ARRIVAL, -1)
+        )
         late, arrivals = replay_lateness(used, 1.0, self.settings, fixed)
         self.spent = late_share(late, arrivals)
-        aims = np.asarray(self._aims[:-1], dtype=float)
+        aims = ticks.column(AIM, -1)
         calibrated = np.isfinite(aims)
         if self.replayed_late is None or arrivals[calibrated].sum() <= 0:
             return
@@ -294,21 +293,19 @@ class LoopCalibrated:
 
     def _frame(self) -> Frame:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
-        peak, arrival = np.array(self._band[:-1], dtype=float).reshape(-1, 2).T
+        ticks = self._ticks
         return Frame(
-            times=self._times[:-1],
-            demand=np.asarray(self._demand[:-1]),
-            served=np.asarray(self._demand[1:]),
-            peak=peak,
-            arrival=arrival,
-            schedules=self._schedules[:-1],
-            tick_s=_tick_seconds(self._times),
+            times=ticks.times[:-1],
+            demand=ticks.column(DEMAND, -1),
+            served=ticks.column(DEMAND, None, 1),
+            peak=ticks.column(BAND_PEAK, -1),
+            arrival=ticks.column(BAND_ARRIVAL, -1),
+            schedules=ticks.schedules[:-1],
+            tick_s=_tick_seconds(ticks.times),
         )
 
 
 Peaks = tuple[float, float]
-_MISSING: Peaks = (math.nan, math.nan)
-"""A tick without a forecast: replayed as a hold."""
 
 
 def _tick_seconds(times: list[datetime]) -> float:

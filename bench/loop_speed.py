@@ -17,6 +17,8 @@ the bisections try, for one portfolio member (`policy: forecast`) or three (`aut
    as a real recalibration of a fed pool (copies of the traces' pools, in turn); the
    seasonal predictors' hourly refits are not in it (bench/predictor_speed.py: the worst
    staggered tick). The ratio is to the band-mode steady tick.
+   Beside it, the memory a pool keeps for that week of ticks (tracemalloc), and for
+   the fleet.
 3. A month's backtest of one pool (nasa_jul95 after 7 days of warm-up, 30 days, as in
    bench/predictor_speed.py): the forecasting run under `--margin band`, `--margin loop`
    and `--margin loop --policy auto`, and the ratios to band.
@@ -28,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import statistics
 import time
+import tracemalloc
 from dataclasses import replace
 from datetime import timedelta
 
@@ -110,6 +114,24 @@ def fed_pool(name: str, policy: str) -> tuple[LoopCalibrated, pd.Series, list[fl
     return predictor, demand, [t - tick_cpu for t in recalibrating], tick_cpu
 
 
+def kept_bytes(name: str) -> int:
+    """Bytes one pool keeps for its week of ticks (tracemalloc over feeding it FED_DAYS of
+    ticks, recalibration put off: a recalibration's frames are let go when it ends)."""
+    demand = load(name)
+    pool = default_pool()
+    settings = replace(loop_settings(pool, 1.0, limits_of(pool)), min_span=timedelta(days=99))
+    predictor = LoopCalibrated(DayAgo(demand), settings, pool)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for tick in range(FED_DAYS * DAY):
+        predictor.fit(demand.iloc[: DAY + tick + 1]).forecast(HORIZON)
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return kept
+
+
 def most_on_one_tick(pools: int) -> int:
     """The most of pool-0 ... pool-<pools-1> whose recalibrations fall on one tick: each
     recalibrates first at min_span less its phase of refit_every, then every REFIT_TICKS."""
@@ -163,6 +185,11 @@ def print_recalibrations(pools: int, traces: list[str]) -> None:
             f"full-week recalibrations), {costs[policy] / plain:.0f} x the wrapper's plain "
             f"tick ({plain * 1e6:.0f} us CPU)"
         )
+    kept = statistics.median(kept_bytes(name) for name in traces)
+    print(
+        f"memory a pool keeps for its week of ticks: {kept / 1e6:.2f} MB (median over "
+        f"{len(traces)} traces; {kept * pools / 2**30:.2f} GiB for {pools} pools)"
+    )
     most = most_on_one_tick(pools)
     steady = band_steady_tick(pools)
     wrapper = plain * pools

@@ -18,6 +18,7 @@ import pytest
 from autoscaler import loop_replay
 from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
+from autoscaler.kept_ticks import AIM, BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK
 from autoscaler.loop_replay import replay_counts, replay_late
 from autoscaler.policy import Memory, decide, rule_of
 from autoscaler.replay_decide import decide_each
@@ -210,8 +211,8 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     frame = predictor._frame()
     assert frame is not None and predictor.aim == 1.0
     target = predictor.settings.service_target
-    predictor._used = [(0.2 * p, 0.2 * a) for p, a in predictor._band]  # far too narrow
-    predictor._aims = [1.0] * len(predictor._band)  # every tick calibrated for aim 1
+    scale_used(predictor, 0.2)  # far too narrow
+    predictor._ticks.column(AIM)[:] = 1.0  # every tick calibrated for aim 1
     week = predictor.settings.window
     predictor.settings = replace(predictor.settings, window=HOUR)  # a window's evidence in
     predictor._feedback(frame)
@@ -223,11 +224,11 @@ def test_error_budget_feedback_tightens_at_once_and_loosens_slowly() -> None:
     predictor.aim = 1.0
     predictor.settings = replace(predictor.settings, window=week)
     predictor._feedback(frame)
-    fraction = (len(predictor._band) - 1) * 60.0 / week.total_seconds()
+    fraction = (len(predictor._ticks) - 1) * 60.0 / week.total_seconds()
     assert predictor.aim == pytest.approx((target / predictor.spent) ** fraction)
     assert cut < predictor.aim < 1.0
     predictor.aim = 1.0
-    predictor._used = [(4.0 * p, 4.0 * a) for p, a in predictor._band]  # far too wide
+    scale_used(predictor, 4.0)  # far too wide
     predictor._feedback(frame)  # loosened as little on as little evidence
     assert predictor.spent == 0.0 and predictor.aim == pytest.approx(1.25**fraction)
     predictor.aim = 1.0
@@ -245,20 +246,19 @@ def test_error_budget_feedback_does_not_wind_up() -> None:
     drive(predictor, noisy_demand(1500), pool)
     frame = predictor._frame()
     assert frame is not None
-    ticks = len(predictor._band)
     predictor.settings = replace(predictor.settings, window=HOUR)  # a window's evidence in
-    predictor._used = [(0.2 * p, 0.2 * a) for p, a in predictor._band]  # overspent
-    predictor._aims = [1.0] * ticks
+    scale_used(predictor, 0.2)  # overspent
+    predictor._ticks.column(AIM)[:] = 1.0
     predictor._feedback(frame)
     once = predictor.aim
     assert once < 1.0
     predictor._feedback(frame)  # the same window, the margins still calibrated for aim 1
     assert predictor.aim == pytest.approx(once)
-    predictor._aims = [once] * ticks  # the ticks ran at the cut aim and still overspent
+    predictor._ticks.column(AIM)[:] = once  # the ticks ran at the cut aim and still overspent
     predictor._feedback(frame)
     assert predictor.aim == pytest.approx(max(once * once, 0.05))
     predictor.aim = 1.0
-    predictor._aims = [math.nan] * ticks  # none calibrated yet: nothing to judge the aim on
+    predictor._ticks.column(AIM)[:] = math.nan  # none calibrated yet: nothing to judge the aim on
     predictor._feedback(frame)
     assert predictor.spent is not None and predictor.spent > 0.0 and predictor.aim == 1.0
 
@@ -327,3 +327,10 @@ def test_a_restart_resumes_a_recent_calibration_that_fits_the_policy() -> None:
         assert (other.margin, other.member) == (1.0, "forecast")
     forecast_now, _ = calibrated(pool, width=3.0)
     assert forecast_now.saved(now)["margin"] == 1.0
+
+
+def scale_used(predictor: LoopCalibrated, factor: float) -> None:
+    """As if every kept tick had handed the sizing its band times `factor`."""
+    ticks = predictor._ticks
+    ticks.column(USED_PEAK)[:] = factor * ticks.column(BAND_PEAK)
+    ticks.column(USED_ARRIVAL)[:] = factor * ticks.column(BAND_ARRIVAL)

@@ -209,4 +209,4 @@ def test_a_pool_with_the_loop_margin_ticks_through_the_calibrated_predictor(
     assert isinstance(ticker.predictor, LoopCalibrated)
     assert ticker.predictor.settings.per_node_rps == 0.25
     run_ticks(daemon, clock, 3)
-    assert ticker.predictor.margin == 1.0 and len(ticker.predictor._times) == 3
+    assert ticker.predictor.margin == 1.0 and len(ticker.predictor._ticks) == 3

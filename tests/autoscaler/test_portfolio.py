@@ -20,6 +20,7 @@ import pytest
 
 from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool, PredictorConfig
+from autoscaler.kept_ticks import DEMAND
 from autoscaler.loop_replay import replay_late
 from autoscaler.portfolio import (
     MEMBERS,
@@ -167,7 +168,7 @@ def test_a_forecast_that_does_not_pay_is_left_for_a_member_that_meets_the_target
     assert predictor.choice in forecast.notes
     frame = predictor._frame()
     assert frame is not None
-    demand_now = float(predictor._demand[-1])
+    demand_now = predictor._ticks.newest(DEMAND)
     if predictor.member == "reactive":  # the band handed out: demand now x the margin
         np.testing.assert_allclose(forecast.upper, predictor.margin * demand_now)
     target = predictor.settings.service_target
@@ -223,5 +224,6 @@ def test_the_peak_handed_out_now_is_the_replays_recent_peak() -> None:
     ends = [*range(60, 1500, 7), *range(900, 2001, 5)]  # goes back once (a restart)
     for end in ends:
         predictor._record(demand.index[end - 1].to_pydatetime(), float(demand.iloc[end - 1]))
-        expected = recent_peaks(predictor._times, np.asarray(predictor._demand))[-1]
+        ticks = predictor._ticks
+        expected = recent_peaks(ticks.times, ticks.column(DEMAND))[-1]
         assert predictor._peak_now() == pytest.approx(expected, nan_ok=True)

@@ -144,6 +144,8 @@ def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
         printed,
     )
     assert fleet and 1 <= int(fleet[1]) <= 3, printed
+    kept = re.search(r"memory a pool keeps for its week of ticks: ([\d.]+) MB", printed)
+    assert kept and float(kept[1]) > 0, printed
     for policy in ("forecast", "auto"):
         worst = re.search(
             rf"worst tick under loop, policy {policy}: ([\d.]+) s CPU \(its \d+ "
