@@ -62,7 +62,7 @@ from autoscaler.portfolio import (
     recent_peaks,
 )
 from autoscaler.schedules import bounds_at
-from autoscaler.sizing import arrival_peak
+from autoscaler.sizing import arrival_peaks
 from predictors import Calibration, Forecast, Predictor
 
 AIMS = (0.05, 2.0)
@@ -136,7 +136,7 @@ class LoopCalibrated:
 
     def fit(self, history: pd.Series) -> LoopCalibrated:
         now = history.index[-1].to_pydatetime()
-        self._record(now, float(history.iloc[-1]))
+        self._record(now, float(history.to_numpy()[-1]))
         if self._refit_at is None or now - self._refit_at >= self.settings.refit_every:
             self._recalibrate(now)
         self.inner.fit(history)
@@ -148,13 +148,13 @@ class LoopCalibrated:
         ticks = self._ticks
         band = member_upper_now(self.member, upper, ticks.newest(DEMAND), self._peak_now())
         scaled = np.maximum(self.margin * band, 0.0)
-        if len(upper):
-            for (peak, arrival), columns in (
-                (self._band_peaks(upper, forecast), (BAND_PEAK, BAND_ARRIVAL)),
-                (self._band_peaks(scaled, forecast), (USED_PEAK, USED_ARRIVAL)),
-            ):
-                ticks.set_newest(columns[0], peak)
-                ticks.set_newest(columns[1], arrival)
+        if len(upper):  # each band as its peak, and its peak from when nodes ordered now
+            # would be ready (the sizing's own rule)
+            arriving = arrival_peaks((upper, scaled), forecast.times, self.settings.boot_time)
+            ticks.set_newest(BAND_PEAK, float(upper.max()))
+            ticks.set_newest(USED_PEAK, float(scaled.max()))
+            ticks.set_newest(BAND_ARRIVAL, arriving[0])
+            ticks.set_newest(USED_ARRIVAL, arriving[1])
         ticks.set_newest(AIM, self.aim if self._calibrated else math.nan)
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
@@ -175,11 +175,6 @@ class LoopCalibrated:
             + ("; that day let through: the window's budget absorbs it)" if self.outlier else ")")
         )
         return (budget,) if self.choice is None else (self.choice, budget)
-
-    def _band_peaks(self, band: np.ndarray, forecast: Forecast) -> Peaks:
-        """The band's peak, and its peak from when nodes ordered now would be ready (the
-        sizing's own rule)."""
-        return float(band.max()), arrival_peak(band, forecast.times, self.settings.boot_time)
 
     def _peak_now(self) -> float:
         """The highest demand kept from the last RECENT_PEAK_WINDOW (a monotonic queue:
@@ -305,7 +300,6 @@ class LoopCalibrated:
         )
 
 
-Peaks = tuple[float, float]
 
 
 def _tick_seconds(times: list[datetime]) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -116,11 +117,18 @@ def arrival_peak(upper: np.ndarray, times: pd.DatetimeIndex, boot_time: timedelt
     """The peak of a band over the forecast steps at least boot_time after its first step
     (the next sample, about now); the last step when the horizon ends sooner. The loop
     calibration keeps it for each tick's band (autoscaler.calibration)."""
-    if len(times) != len(upper) or not len(upper):
-        return float(upper.max()) if len(upper) else float("nan")
+    return arrival_peaks((upper,), times, boot_time)[0]
+
+
+def arrival_peaks(
+    bands: Sequence[np.ndarray], times: pd.DatetimeIndex, boot_time: timedelta
+) -> list[float]:
+    """arrival_peak of each band over the same forecast steps (where they are found once)."""
+    if any(len(times) != len(band) or not len(band) for band in bands):
+        return [float(band.max()) if len(band) else float("nan") for band in bands]
     stamps = times.asi8  # ascending integers in the index's unit: no Timestamp per tick
-    arriving = upper[int(stamps.searchsorted(stamps[0] + _in_unit(boot_time, times.unit))) :]
-    return float(arriving.max()) if len(arriving) else float(upper[-1])
+    start = int(stamps.searchsorted(stamps[0] + _in_unit(boot_time, times.unit)))
+    return [float(band[start:].max()) if start < len(band) else float(band[-1]) for band in bands]
 
 
 @functools.lru_cache(maxsize=32)
