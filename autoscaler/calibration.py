@@ -300,8 +300,6 @@ class LoopCalibrated:
         )
 
 
-
-
 def _tick_seconds(times: list[datetime]) -> float:
     if len(times) < 2:
         return 60.0
