@@ -266,11 +266,11 @@ class LoopCalibrated:
         self._spent_over = frame.times[-1] - frame.times[0]
         ticks = self._ticks
         used = replace(
-            frame, peak=ticks.column(USED_PEAK, -1), arrival=ticks.column(USED_ARRIVAL, -1)
+            frame, peak=ticks.column(USED_PEAK)[:-1], arrival=ticks.column(USED_ARRIVAL)[:-1]
         )
         late, arrivals = replay_lateness(used, 1.0, self.settings, fixed)
         self.spent = late_share(late, arrivals)
-        aims = ticks.column(AIM, -1)
+        aims = ticks.column(AIM)[:-1]
         calibrated = np.isfinite(aims)
         if self.replayed_late is None or arrivals[calibrated].sum() <= 0:
             return
@@ -291,10 +291,10 @@ class LoopCalibrated:
         ticks = self._ticks
         return Frame(
             times=ticks.times[:-1],
-            demand=ticks.column(DEMAND, -1),
-            served=ticks.column(DEMAND, None, 1),
-            peak=ticks.column(BAND_PEAK, -1),
-            arrival=ticks.column(BAND_ARRIVAL, -1),
+            demand=ticks.column(DEMAND)[:-1],
+            served=ticks.column(DEMAND)[1:],
+            peak=ticks.column(BAND_PEAK)[:-1],
+            arrival=ticks.column(BAND_ARRIVAL)[:-1],
             schedules=ticks.schedules[:-1],
             tick_s=_tick_seconds(ticks.times),
         )

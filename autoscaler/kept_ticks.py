@@ -67,11 +67,9 @@ class KeptTicks:
         self.times.clear()
         self.schedules.clear()
 
-    def column(self, column: int, stop: int | None = None, start: int = 0) -> np.ndarray:
-        """A view of rows [start, stop) of a column (counted from the oldest kept, negative
-        from the newest as in a slice): valid until the next append."""
-        live = self._numbers[column, self._start : self._end]
-        return live[start:stop]
+    def column(self, column: int) -> np.ndarray:
+        """A view of a column, oldest row first: valid until the next append."""
+        return self._numbers[column, self._start : self._end]
 
     def _make_room(self) -> None:
         """Move the live rows to the front, in a buffer a quarter larger if they fill most
