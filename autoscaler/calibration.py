@@ -148,8 +148,9 @@ class LoopCalibrated:
         ticks = self._ticks
         band = member_upper_now(self.member, upper, ticks.newest(DEMAND), self._peak_now())
         scaled = np.maximum(self.margin * band, 0.0)
-        if len(upper):  # each band as its peak, and its peak from when nodes ordered now
-            # would be ready (the sizing's own rule)
+        # Each band as its peak, and its peak from when nodes ordered now would be ready
+        # (the sizing's own rule); a forecast without steps stays missing (a hold).
+        if len(upper):
             arriving = arrival_peaks((upper, scaled), forecast.times, self.settings.boot_time)
             ticks.set_newest(BAND_PEAK, float(upper.max()))
             ticks.set_newest(USED_PEAK, float(scaled.max()))
