@@ -221,11 +221,12 @@ class SeasonalPredictor:
         self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
         self._hour_of = hour_of_day(local_s)
         # Seasonal lags read the residual a day or a week before the target: kept from here,
-        # since the hourly refit comes round well before a lag reaches past it.
-        self._season_smoothed = centred_means(
-            actual - self._shape[slots], self._kernels.season_smooth
-        )
-        self._season_start_ns = self._start_ns
+        # since the hourly refit comes round well before a lag reaches past it; only the
+        # longest lag's span, as every target to come is after the newest sample.
+        smoothed = centred_means(actual - self._shape[slots], self._kernels.season_smooth)
+        kept_from = max(0, len(smoothed) - max(self._kernels.season_lags, default=0) - 1)
+        self._season_smoothed = smoothed[kept_from:].copy()
+        self._season_start_ns = self._start_ns + kept_from * self._step_ns
         self._leads: LeadModel | None = None
         self._quick = quick
         self.heavy_fits += 1
