@@ -174,10 +174,14 @@ def _with_signals(
 
 def scale_up_allowance(current: int, limits: Limits) -> int | None:
     """Nodes one scale-up may add under the pool's `scale_up` limits; None: no limit."""
-    step = -1 if limits.max_step_up is None else limits.max_step_up
-    share = math.nan if limits.max_percent_up is None else limits.max_percent_up
-    allowed = allowance(current, step, share)
+    allowed = allowance(current, *scale_up_limits(limits))
     return None if allowed < 0 else allowed
+
+
+def scale_up_limits(limits: Limits) -> tuple[int, float]:
+    """The pool's scale-up limits as allowance() takes them (-1, NaN: no such limit)."""
+    step = -1 if limits.max_step_up is None else limits.max_step_up
+    return step, math.nan if limits.max_percent_up is None else float(limits.max_percent_up)
 
 
 def allowance(current: int, max_step: int, max_percent: float) -> int:

@@ -33,7 +33,14 @@ from operator import attrgetter
 import numpy as np
 import pandas as pd
 
-from autoscaler.policy import Limits, Memory, Observation, allowance, decide
+from autoscaler.policy import (
+    Limits,
+    Memory,
+    Observation,
+    allowance,
+    decide,
+    scale_up_limits,
+)
 from autoscaler.schedules import ScheduleBounds
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -166,8 +173,7 @@ def _clamps(ticks: ReplayedTicks, bounds: RunBounds) -> tuple[np.ndarray, np.nda
 def _replay(ticks: ReplayedTicks, bounds: RunBounds, limits: Limits, current: int) -> np.ndarray:
     """The fast replay: decide()'s branches in its order, compiled (numba), state in locals."""
     highs, lows = _clamps(ticks, bounds)
-    step_up = -1 if limits.max_step_up is None else limits.max_step_up
-    percent_up = math.nan if limits.max_percent_up is None else float(limits.max_percent_up)
+    step_up, percent_up = scale_up_limits(limits)
     loop, allowed = _compiled()
     return loop(
         bounds.stamps,
