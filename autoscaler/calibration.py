@@ -60,6 +60,7 @@ from autoscaler.portfolio import (
     member_upper_now,
     members_of,
     recent_peaks,
+    window_peak,
 )
 from autoscaler.schedules import bounds_at
 from autoscaler.sizing import arrival_peaks
@@ -133,6 +134,9 @@ class LoopCalibrated:
         self._peaks: deque[tuple[datetime, float]] = deque()
         """The last RECENT_PEAK_WINDOW's demand as a falling queue: its head is the peak."""
         self._refit_at: datetime | None = None
+        self._held_level = math.nan
+        """The static member's level: the kept window's peak demand at the last
+        recalibration (the margin scales it)."""
 
     def fit(self, history: pd.Series) -> LoopCalibrated:
         now = history.index[-1].to_pydatetime()
@@ -146,7 +150,9 @@ class LoopCalibrated:
         forecast = self.inner.forecast(horizon)
         upper = np.asarray(forecast.upper, dtype=float)
         ticks = self._ticks
-        band = member_upper_now(self.member, upper, ticks.newest(DEMAND), self._peak_now())
+        band = member_upper_now(
+            self.member, upper, ticks.newest(DEMAND), self._peak_now(), self._held_now()
+        )
         scaled = np.maximum(self.margin * band, 0.0)
         # Each band as its peak, and its peak from when nodes ordered now would be ready
         # (the sizing's own rule); a forecast without steps stays missing (a hold).
@@ -177,6 +183,13 @@ class LoopCalibrated:
         )
         return (budget,) if self.choice is None else (self.choice, budget)
 
+    def _held_now(self) -> float:
+        """The static member's level now: the one set at the last recalibration; before the
+        first, the peak of the ticks kept so far (as the margin is 1 until then)."""
+        if self.member != "static" or self._calibrated:
+            return self._held_level
+        return window_peak(self._ticks.column(DEMAND))
+
     def _peak_now(self) -> float:
         """The highest demand kept from the last RECENT_PEAK_WINDOW (a monotonic queue:
         each tick adds one sample and drops the expired, not a scan of a day of ticks)."""
@@ -186,27 +199,35 @@ class LoopCalibrated:
 
     def saved(self, now: datetime) -> dict[str, float | str]:
         """What a restart resumes from (kept in the daemon's state file)."""
-        return {
+        saved: dict[str, float | str] = {
             "margin": self.margin,
             "member": self.member,
             "aim": self.aim,
             "at": now.isoformat(),
         }
+        if math.isfinite(self._held_level):
+            saved["held_level"] = self._held_level
+        return saved
 
     def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
         """Take up a saved calibration if it is recent (within the replay window) and fits
         the pool's policy and the margin's range; until the first recalibration on new
-        ticks it is used as it was. False (and nothing changed) otherwise."""
+        ticks it is used as it was (the static member's level too: without one it is not
+        taken up). False (and nothing changed) otherwise."""
         try:
             margin, aim = float(saved["margin"]), float(saved["aim"])
             age = now - datetime.fromisoformat(str(saved["at"]))
+            held = float(saved.get("held_level", math.nan))
         except (KeyError, TypeError, ValueError):
             return False
         member = saved.get("member")
         fits = member in members_of(self.settings.policy) and MARGINS[0] <= margin <= MARGINS[1]
+        if member == "static" and not (math.isfinite(held) and held >= 0):
+            return False
         if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
             return False
         self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
+        self._held_level = held
         self._calibrated = True
         return True
 
@@ -239,11 +260,17 @@ class LoopCalibrated:
         self._previous = self.margin
         target = self.settings.service_target * self.aim
         peaks = recent_peaks(frame.times, frame.demand)
+        level = window_peak(frame.demand)
         trials = []
         for member in members_of(self.settings.policy):
+            if member == "static" and not math.isfinite(level):
+                continue  # no demand known over the window: no level to hold
             peak, arrival = member_peaks(member, frame.peak, frame.arrival, frame.demand, peaks)
             member_frame = replace(frame, peak=peak, arrival=arrival)
             trials.append(calibrate(member_frame, target, self.settings, member, fixed))
+        if not trials:  # pinned static, no demand known: the calibration in use stands
+            return
+        self._held_level = level
         chosen, choice = choose(trials, self.member)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"

@@ -13,7 +13,7 @@ target. The issue's goal: meets the target, spends at least half of it, ratio <=
 Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop]
-        [--policy forecast|auto|reactive|recent_peak]
+        [--policy forecast|auto|reactive|recent_peak|static]
         [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored

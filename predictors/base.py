@@ -22,7 +22,7 @@ class Calibration:
     margin: float
     """The multiple of the followed member's band the fleet is sized for."""
     member: str
-    """The portfolio member followed: forecast, reactive or recent_peak."""
+    """The portfolio member followed: forecast, reactive, recent_peak or static."""
     service_target: float
     budget_spent: float | None = None
     """The late share the loop had over its kept ticks, as a share of the target; None

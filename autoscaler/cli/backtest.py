@@ -94,7 +94,7 @@ def backtest_command(
     policy: Annotated[
         str | None,
         typer.Option(
-            help="what the fleet is sized for: forecast, reactive, recent_peak, or auto "
+            help="what the fleet is sized for: forecast, reactive, recent_peak, static, or auto "
             "(the cheapest on the replay that meets the target); all but forecast need "
             "--margin loop (default: forecast)"
         ),

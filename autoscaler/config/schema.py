@@ -87,10 +87,11 @@ class PredictorConfig(Strict):
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
         "end at the service target (autoscaler/calibration.py)",
     )
-    policy: Literal["forecast", "auto", "reactive", "recent_peak"] = Field(
+    policy: Literal["forecast", "auto", "reactive", "recent_peak", "static"] = Field(
         default="forecast",
         description="what the fleet is sized for (autoscaler/portfolio.py): the forecast's "
-        "band; the demand now (reactive target tracking); the last 24 h's peak; or auto: "
+        "band; the demand now (reactive target tracking); the last 24 h's peak; static: "
+        "the kept window's peak, held from one recalibration to the next; or auto: "
         "whichever of them, replayed over the last days at its calibrated margin, meets "
         "the service target at the least cost. All but forecast need margin: loop",
     )

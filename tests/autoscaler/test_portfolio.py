@@ -4,7 +4,9 @@ The choice rule is checked on hand-made trials; the whole loop on traffic where 
 answer is known: a level with minute-to-minute noise only, served once by a
 forecaster whose band is right and once by one whose band swings wildly at random
 (a forecast that does not pay): the pool follows the forecast in the first case and a
-member that does not forecast in the second, and says so.
+member that does not forecast in the second, and says so; and bursts far above a steady
+level at random times, which a fleet held at the window's peak covers cheaper than any
+fleet that follows demand and boots while the burst is on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool, PredictorConfig
 from autoscaler.kept_ticks import DEMAND
-from autoscaler.loop_replay import replay_late
+from autoscaler.loop_replay import pooled_late, replay_late
 from autoscaler.portfolio import (
     MEMBERS,
     SWITCH_GAIN,
@@ -31,6 +33,7 @@ from autoscaler.portfolio import (
     member_upper_now,
     members_of,
     recent_peaks,
+    window_peak,
 )
 from autoscaler.tick import limits_of
 from predictors import Forecast
@@ -71,7 +74,7 @@ def test_with_no_member_meeting_the_target_the_least_late_is_followed() -> None:
 
 
 def test_members_of_a_policy() -> None:
-    assert members_of("auto") == ("forecast", "reactive", "recent_peak")
+    assert members_of("auto") == ("forecast", "reactive", "recent_peak", "static")
     assert members_of("reactive") == ("reactive",)
     accepted = get_args(PredictorConfig.model_fields["policy"].annotation)
     assert set(accepted) == {"auto", *MEMBERS}  # the config names every member, no other
@@ -99,9 +102,20 @@ def test_member_bands_hold_where_the_forecast_is_missing() -> None:
         member_peaks("recent_peak", peak, arrival, demand, recent)[0], [1.0, np.nan, 2.5]
     )
     assert member_peaks("forecast", peak, arrival, demand, recent) == (peak, arrival)
+    demand[2] = np.nan  # a gap is no peak, nor zero
+    static = member_peaks("static", peak, arrival, demand, recent)
+    np.testing.assert_array_equal(static[0], [1.5, np.nan, 1.5])
+    np.testing.assert_array_equal(static[1], static[0])
     band = np.array([2.0, 3.0])
     np.testing.assert_array_equal(member_upper_now("recent_peak", band, 1.0, 7.0), [7.0, 7.0])
+    np.testing.assert_array_equal(member_upper_now("static", band, 1.0, 7.0, 9.0), [9.0, 9.0])
     assert member_upper_now("forecast", band, 1.0, 7.0) is band
+
+
+def test_the_window_peak_skips_gaps_and_is_unknown_without_data() -> None:
+    assert window_peak(np.array([3.0, np.nan, 5.0, 4.0])) == 5.0
+    assert np.isnan(window_peak(np.array([np.nan, np.nan])))
+    assert np.isnan(window_peak(np.array([])))
 
 
 def make_pool(policy: str) -> Pool:
@@ -149,10 +163,24 @@ def steady_demand(minutes: int, seed: int = 3) -> pd.Series:
     return pd.Series(rng.poisson(40 * RATE * 60, minutes) / 60.0, index=index)
 
 
-def run(policy: str, inner: Band, minutes: int = 1440 + 120) -> tuple[LoopCalibrated, Forecast]:
+def bursty_demand(minutes: int, seed: int = 4) -> pd.Series:
+    """The steady level, and bursts of 4 x it, 5 minutes long (shorter than the 10-minute
+    boot), 8 a day at random times, none overlapping: traffic that follows nothing (a
+    social API's surges)."""
+    demand = steady_demand(minutes, seed)
+    rng = np.random.default_rng(seed)
+    starts = rng.choice(np.arange(0, minutes - 5, 5), size=minutes * 8 // 1440, replace=False)
+    for start in starts:
+        demand.iloc[start : start + 5] *= 4.0
+    return demand
+
+
+def run(
+    policy: str, inner: Band, minutes: int = 1440 + 120, demand: pd.Series | None = None
+) -> tuple[LoopCalibrated, Forecast]:
     pool = make_pool(policy)
     predictor = LoopCalibrated(inner, loop_settings(pool, RATE, limits_of(pool)), pool)
-    demand = steady_demand(minutes)
+    demand = steady_demand(minutes) if demand is None else demand
     forecast = None
     for end in range(60, len(demand) + 1):
         predictor.fit(demand.iloc[end - 60 : end])
@@ -163,7 +191,7 @@ def run(policy: str, inner: Band, minutes: int = 1440 + 120) -> tuple[LoopCalibr
 
 def test_a_forecast_that_does_not_pay_is_left_for_a_member_that_meets_the_target_cheaper() -> None:
     predictor, forecast = run("auto", Band(1.0, wild=True))
-    assert predictor.member in ("reactive", "recent_peak")
+    assert predictor.member in ("reactive", "recent_peak", "static")
     assert predictor.choice is not None and "switched from forecast" in predictor.choice
     assert predictor.choice in forecast.notes
     frame = predictor._frame()
@@ -178,14 +206,105 @@ def test_a_forecast_that_does_not_pay_is_left_for_a_member_that_meets_the_target
     assert replay_late(member_frame, predictor.margin, predictor.settings) <= target
 
 
+def test_bursts_at_any_time_far_above_the_level_are_left_to_a_static_fleet() -> None:
+    """Bursts of 4 x the level, shorter than the boot time, at random times: a fleet that
+    follows demand is late through every burst unless its margin is wide all day, and
+    pays for the nodes it ordered after the burst is over; one level held at the window's
+    peak meets the target cheaper. The pool follows it, hands out that level times
+    its margin at every tick, and the window's replay at that margin meets the target
+    (its worst day may be let through, as calibrate() does)."""
+    demand = bursty_demand(3 * 1440)
+    predictor, forecast = run("auto", Band(1.0), demand=demand)
+    assert predictor.member == "static"
+    assert predictor.choice is not None and predictor.choice.startswith("policy static")
+    frame = predictor._frame()
+    level = window_peak(frame.demand)
+    assert level == predictor._held_level
+    np.testing.assert_allclose(forecast.upper, predictor.margin * level)
+    peaks = recent_peaks(frame.times, frame.demand)
+    peak, arrival = member_peaks("static", frame.peak, frame.arrival, frame.demand, peaks)
+    member_frame = replace(frame, peak=peak, arrival=arrival)
+    target = predictor.settings.service_target
+    assert pooled_late(member_frame, predictor.margin, predictor.settings) <= target
+
+
+def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart() -> None:
+    """Pinned, before any calibration the level is the peak kept so far (margin 1); a
+    restart takes up the saved level with the margin, and a saved static calibration
+    without a level is not taken up (it would size for nothing)."""
+    pool = make_pool("static")
+    predictor = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    demand = steady_demand(120)
+    for end in range(60, 121):
+        predictor.fit(demand.iloc[end - 60 : end])
+        forecast = predictor.forecast(pool.horizon)
+        np.testing.assert_allclose(forecast.upper, demand.iloc[59:end].max())  # ticks kept
+    calibrated, _ = run("static", Band(1.0))
+    now = START + timedelta(days=2)
+    saved = calibrated.saved(now)
+    assert saved["held_level"] == calibrated._held_level > 0
+    fresh = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    assert fresh.resume(saved, now)
+    assert (fresh.margin, fresh._held_level) == (calibrated.margin, calibrated._held_level)
+    fresh.fit(demand.iloc[:60])
+    np.testing.assert_allclose(
+        fresh.forecast(pool.horizon).upper, fresh.margin * saved["held_level"]
+    )
+    levelless = {k: v for k, v in saved.items() if k != "held_level"}
+    other = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    assert not other.resume(levelless, now) and other.margin == 1.0
+    assert not other.resume({**saved, "held_level": "x"}, now)
+
+
+def daily_rate(times: pd.DatetimeIndex) -> np.ndarray:
+    """A daily cycle between 0.2 and 1.8 x the steady level (req/s)."""
+    day = 2 * np.pi * (times - pd.Timestamp(START)).total_seconds().to_numpy() / 86400
+    return 40 * RATE * (1.0 + 0.8 * np.sin(day))
+
+
+class KnowsTheCycle:
+    """Upper = the cycle's own rate at each coming minute: a forecast that pays."""
+
+    name = "cycle"
+
+    def fit(self, history: pd.Series) -> KnowsTheCycle:
+        self.end = history.index[-1]
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        steps = int(horizon / timedelta(minutes=1))
+        times = pd.date_range(self.end + timedelta(minutes=1), periods=steps, freq="1min")
+        rate = daily_rate(times)
+        return Forecast(times, rate, rate, self.name)
+
+
+def test_a_window_without_demand_keeps_the_static_calibration_in_use() -> None:
+    """Pinned static, and no demand known over the window (metrics gone for days): no new
+    level to hold, so the margin and level in use stand; under auto the static member
+    sits the recalibration out and another is followed."""
+    for policy, member in (("static", "static"), ("auto", "forecast")):
+        predictor, _ = run(policy, Band(1.0))
+        margin, level = predictor.margin, predictor._held_level
+        ticks = predictor._ticks
+        ticks.column(DEMAND)[:] = np.nan
+        predictor._recalibrate(ticks.times[-1] + timedelta(hours=7))
+        assert predictor.member in (member, "reactive", "recent_peak")
+        if policy == "static":
+            assert (predictor.margin, predictor._held_level) == (margin, level)
+
+
 def test_a_forecast_that_pays_is_kept() -> None:
-    """A steady band at the level: the forecast member costs no more than holding the
-    demand now, so the hysteresis keeps it."""
-    predictor, _ = run("auto", Band(1.0))
+    """Traffic with a daily cycle, and a band that knows it: the forecast member buys less
+    than holding the window's peak, the last day's or the demand now, so it is followed."""
+    index = pd.date_range(START, periods=2 * 1440, freq="1min")
+    rng = np.random.default_rng(3)
+    demand = pd.Series(rng.poisson(daily_rate(index) * 60) / 60.0, index=index)
+    predictor, _ = run("auto", KnowsTheCycle(), demand=demand)  # type: ignore[arg-type]
     assert predictor.member == "forecast"
+    assert predictor.choice is not None and predictor.choice.startswith("policy forecast")
 
 
-@pytest.mark.parametrize("pinned", ["forecast", "reactive", "recent_peak"])
+@pytest.mark.parametrize("pinned", ["forecast", "reactive", "recent_peak", "static"])
 def test_a_pinned_member_is_the_only_one_followed(pinned: str) -> None:
     predictor, forecast = run(pinned, Band(1.0, wild=True))
     assert predictor.member == pinned and predictor.choice is None
@@ -193,7 +312,7 @@ def test_a_pinned_member_is_the_only_one_followed(pinned: str) -> None:
     assert forecast.notes[-1].startswith("budget: ")
 
 
-@pytest.mark.parametrize("policy", ["auto", "reactive", "recent_peak"])
+@pytest.mark.parametrize("policy", ["auto", "reactive", "recent_peak", "static"])
 def test_the_fail_safe_rules_win_over_every_member(tmp_path: Path, policy: str) -> None:
     """Whatever the member, the pool's bounds and a person's override bound the count, and
     missing demand data holds the fleet (the member only shapes the band decide() sees)."""
