@@ -37,8 +37,9 @@ class PoolState:
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
     loop: dict[str, Any] | None = None
-    """The loop calibration last used (margin, member, aim, at; autoscaler.calibration), so
-    that a restart resumes it instead of the band as the forecaster made it."""
+    """The loop calibration last used (margin, member, aim, at, and the static member's
+    held_level; autoscaler.calibration), so that a restart resumes it instead of the band
+    as the forecaster made it."""
 
 
 class StateStore:
@@ -151,6 +152,8 @@ def _loop(value: Any) -> dict[str, Any] | None:
             "aim": float(value["aim"]),
             "at": _aware(value["at"]).isoformat(),
         }
+        if "held_level" in value:  # the static member's level (autoscaler.portfolio)
+            loop["held_level"] = float(value["held_level"])
     except (TypeError, KeyError, ValueError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None

@@ -228,10 +228,15 @@ def test_bursts_at_any_time_far_above_the_level_are_left_to_a_static_fleet() -> 
     assert pooled_late(member_frame, predictor.margin, predictor.settings) <= target
 
 
-def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart() -> None:
+def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart(
+    tmp_path: Path,
+) -> None:
     """Pinned, before any calibration the level is the peak kept so far (margin 1); a
-    restart takes up the saved level with the margin, and a saved static calibration
-    without a level is not taken up (it would size for nothing)."""
+    restart takes up the saved level with the margin (through the daemon's state file),
+    and a saved static calibration without a level is not taken up (it would size for
+    nothing)."""
+    from autoscaler.state import PoolState, StateStore
+
     pool = make_pool("static")
     predictor = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
     demand = steady_demand(120)
@@ -241,8 +246,10 @@ def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart
         np.testing.assert_allclose(forecast.upper, demand.iloc[59:end].max())  # ticks kept
     calibrated, _ = run("static", Band(1.0))
     now = START + timedelta(days=2)
-    saved = calibrated.saved(now)
-    assert saved["held_level"] == calibrated._held_level > 0
+    store = StateStore(tmp_path / "state.json")
+    store.save({"gen": PoolState(loop=calibrated.saved(now))})
+    saved = store.load()["gen"].loop
+    assert saved is not None and saved["held_level"] == calibrated._held_level > 0
     fresh = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
     assert fresh.resume(saved, now)
     assert (fresh.margin, fresh._held_level) == (calibrated.margin, calibrated._held_level)

@@ -30,6 +30,15 @@ def sample_pools() -> dict[str, PoolState]:
             loop={"margin": 0.8, "member": "reactive", "aim": 0.9, "at": T0.isoformat()},
         ),
         "ocr": PoolState(),
+        "gen": PoolState(
+            loop={
+                "margin": 0.7,
+                "member": "static",
+                "aim": 1.0,
+                "at": T0.isoformat(),
+                "held_level": 41.5,
+            }
+        ),
     }
 
 
