@@ -194,13 +194,6 @@ def _day_shares(frame: Frame, late: np.ndarray, arrivals: np.ndarray) -> list[fl
     ]
 
 
-def pooled_late(
-    frame: Frame, margin: Margin, settings: LoopSettings, fixed: FixedParts | None = None
-) -> float:
-    """The late share of the whole frame's replay (`fixed` as in replay_counts)."""
-    return late_share(*replay_lateness(frame, margin, settings, fixed))
-
-
 def late_share(late: np.ndarray, arrivals: np.ndarray) -> float:
     """Late requests over arrivals; 0 where none arrived (nothing could be late)."""
     total = float(arrivals.sum())

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.loop_replay import Frame, LoopSettings, late_share, replay_lateness
 from autoscaler.notify import Message
 from predictors.bands import _late_fraction
 
@@ -64,3 +65,8 @@ def late_share_above(
     late = requests * _late_fraction(capacity, demand, latency_slack)
     total = requests.sum(axis=0)
     return np.where(total > 0, late.sum(axis=0) / np.maximum(total, 1e-300), 0.0)
+
+
+def whole_late(frame: Frame, margin: float, settings: LoopSettings) -> float:
+    """The late share of the whole frame's replay at this margin (every day pooled)."""
+    return late_share(*replay_lateness(frame, margin, settings))

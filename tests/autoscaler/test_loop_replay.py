@@ -20,12 +20,12 @@ from autoscaler.loop_replay import (
     Frame,
     LoopSettings,
     calibrate,
-    pooled_late,
     replay_late,
 )
 from autoscaler.policy import Limits
 from autoscaler.portfolio import Trial
 from autoscaler.schedules import ScheduleBounds
+from tests.support import whole_late
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 RATE = 0.05
@@ -91,8 +91,8 @@ def test_a_busier_day_is_covered_as_far_as_the_weeks_budget_needs() -> None:
     frame, loop = week(busy_day=1.25), settings()
     trial = calibrate(frame, TARGET, loop, "forecast")
     assert trial.meets and trial.outlier
-    assert pooled_late(frame, trial.margin, loop) <= TARGET
-    assert pooled_late(frame, trial.margin / 1.05, loop) > TARGET  # not far above it
+    assert whole_late(frame, trial.margin, loop) <= TARGET
+    assert whole_late(frame, trial.margin / 1.05, loop) > TARGET  # not far above it
     assert replay_late(frame, trial.margin, loop) > TARGET  # that day is still over
 
 
@@ -109,7 +109,7 @@ def test_a_burst_the_weeks_budget_absorbs_is_let_through() -> None:
     trial = calibrate(frame, TARGET, loop, "forecast")
     assert trial.meets and trial.outlier
     assert replay_late(frame, trial.margin, loop) > TARGET  # its day is over the target
-    assert pooled_late(frame, trial.margin, loop) <= TARGET  # the week is not
+    assert whole_late(frame, trial.margin, loop) <= TARGET  # the week is not
 
 
 def full_bisections(frame: Frame, loop: LoopSettings) -> Trial:
