@@ -29,6 +29,21 @@ the leader lock (swapping it live could let a standby act beside this daemon) an
 simulated clock. A reload keeps the running values and says a restart applies them."""
 
 
+def carry_learning(running: Runtime, reloaded: Runtime) -> int:
+    """Pools configured the same before and after a reload, reading the same metrics
+    source, keep their predictors: a reload must not throw away a fortnight of history
+    and a week of loop calibration (nor make the next tick refit every pool from
+    scratch). Returns how many did."""
+    if running.config.metrics != reloaded.config.metrics:
+        return 0
+    before = {ticker.pool.name: ticker for ticker in running.tickers}
+    return sum(
+        ticker.carry_over(before[ticker.pool.name])
+        for ticker in reloaded.tickers
+        if ticker.pool.name in before
+    )
+
+
 def start_only_changes(running: Config, loaded: Config) -> list[str]:
     """The start-only settings that differ between the running config and a reloaded one."""
     return [name for name in START_ONLY if getattr(running, name) != getattr(loaded, name)]
@@ -71,9 +86,16 @@ class ConfigReloads:
             self._alert(f"config reload failed; the previous config keeps running:\n{exc}")
             return
         self._guard_writes(new)
+        carried = carry_learning(self.runtime, new)
         self.runtime = new
         self._overrides_seen = None
-        log.info("config reloaded from %s (%d pools)", self.config_path, len(config.pools))
+        log.info(
+            "config reloaded from %s (%d pools, %d of them unchanged: they keep what they "
+            "have learned)",
+            self.config_path,
+            len(config.pools),
+            carried,
+        )
         if kept:
             self._alert(
                 f"config reloaded, but {', '.join(kept)} changed in {self.config_path} and "

@@ -138,6 +138,18 @@ class PoolTicker:
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
         self._loop_resumed = False
 
+    def carry_over(self, previous: PoolTicker) -> bool:
+        """Take over what `previous` (this pool's ticker before a config reload) has
+        learned: its predictor, with the history, the fitted model and the loop's week of
+        ticks and calibration in it. Only where the pool is configured the same, and no
+        tick of `previous` is still running (one left behind would share the predictor)."""
+        same = previous.pool == self.pool and previous.per_node_rps == self.per_node_rps
+        if not same or previous.in_flight:
+            return False
+        self.predictor = previous.predictor
+        self._loop_resumed = previous._loop_resumed
+        return True
+
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a
         library's surprise) holds the fleet, is logged with its traceback and alerted

@@ -165,6 +165,65 @@ def test_a_reload_keeps_start_only_settings_and_says_a_restart_applies_them(
     assert len([t for t in notifier.texts if "restart" in t]) == 2
 
 
+def two_pools(path: Path, ocr_max_nodes: int = 20, trace: Path = TRACE) -> None:
+    config = yaml.safe_load(path.read_text())
+    ocr = {**config["pools"][0], "name": "ocr", "max_nodes": ocr_max_nodes}
+    config["pools"] = [config["pools"][0], ocr]
+    config["metrics"] = {"kind": "replay", "trace": str(trace)}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def predictors_of(daemon: Daemon) -> dict[str, object]:
+    return {ticker.pool.name: ticker.predictor for ticker in daemon.runtime.tickers}
+
+
+def test_a_reload_keeps_what_unchanged_pools_learned(tmp_path: Path) -> None:
+    """A pool configured the same keeps its predictor (history, fitted model) across a
+    reload, and its next tick refits nothing; a changed pool starts afresh."""
+    path = write_config(tmp_path)
+    two_pools(path)
+    clock = SimulatedClock(NOON)
+    daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    run_ticks(daemon, clock, 3)
+    before = predictors_of(daemon)
+    fits = before["image-gen"].heavy_fits  # type: ignore[attr-defined]
+    two_pools(path, ocr_max_nodes=9)
+    daemon.request_reload()
+    run_ticks(daemon, clock, 1)
+    after = predictors_of(daemon)
+    assert daemon.runtime.config.pools[1].max_nodes == 9  # the reload took
+    assert after["image-gen"] is before["image-gen"]
+    assert after["image-gen"].heavy_fits == fits  # type: ignore[attr-defined]
+    assert after["ocr"] is not before["ocr"]
+
+
+def test_a_reload_starts_afresh_on_another_source_or_beside_a_tick_left_running(
+    tmp_path: Path,
+) -> None:
+    """Learning is carried only from the same metrics source, and never from a ticker
+    whose tick is still running (it would share the predictor with the new one)."""
+    path = write_config(tmp_path)
+    two_pools(path)
+    clock = SimulatedClock(NOON)
+    daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    run_ticks(daemon, clock, 2)
+    before = predictors_of(daemon)
+    copy = tmp_path / "same_traffic.csv"
+    copy.write_bytes(TRACE.read_bytes())
+    two_pools(path, trace=copy)
+    daemon.request_reload()
+    run_ticks(daemon, clock, 1)
+    after = predictors_of(daemon)
+    assert not set(before.values()) & set(after.values())
+    stuck = daemon.runtime.tickers[0]
+    stuck.in_flight = True  # as if a tick left behind past its deadline still ran
+    two_pools(path, ocr_max_nodes=9, trace=copy)
+    daemon.request_reload()
+    daemon.tick()
+    again = predictors_of(daemon)
+    assert again["image-gen"] is not after["image-gen"]
+
+
 def test_a_tick_longer_than_the_interval_is_said_once_not_per_skipped_run(
     tmp_path: Path, caplog
 ) -> None:
