@@ -137,6 +137,9 @@ class LoopCalibrated:
         self._held_level = math.nan
         """The static member's level: the kept window's peak demand at the last
         recalibration (the margin scales it)."""
+        self._window_full = False
+        """The kept ticks reach back a whole window (the oldest has been let go): only then
+        are the portfolio's members compared (autoscaler.portfolio)."""
 
     def fit(self, history: pd.Series) -> LoopCalibrated:
         now = history.index[-1].to_pydatetime()
@@ -238,6 +241,7 @@ class LoopCalibrated:
         if ticks.times and now <= ticks.times[-1]:  # a restart or a clock going back
             ticks.clear()
             self._peaks.clear()
+            self._window_full = False
         ticks.append(now, demand, bounds_at(self.pool.schedules, now))
         if math.isfinite(demand):  # missing is not a peak, nor zero
             while self._peaks and self._peaks[-1][1] <= demand:
@@ -247,6 +251,7 @@ class LoopCalibrated:
             self._peaks.popleft()
         while now - ticks.times[0] > self.settings.window:
             ticks.drop_oldest()
+            self._window_full = True
 
     def _recalibrate(self, now: datetime) -> None:
         settings = self.settings
@@ -261,8 +266,10 @@ class LoopCalibrated:
         target = self.settings.service_target * self.aim
         peaks = recent_peaks(frame.times, frame.demand)
         level = window_peak(frame.demand)
+        members = members_of(self.settings.policy)
+        compared = self._window_full or len(members) == 1
         trials = []
-        for member in members_of(self.settings.policy):
+        for member in members if compared else (self.member,):
             if member == "static" and not math.isfinite(level):
                 continue  # no demand known over the window: no level to hold
             peak, arrival = member_peaks(member, frame.peak, frame.arrival, frame.demand, peaks)
@@ -275,6 +282,13 @@ class LoopCalibrated:
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
         self.choice = choice if len(trials) > 1 else None
+        if not compared:
+            kept = (frame.times[-1] - frame.times[0]) / timedelta(days=1)
+            window = settings.window / timedelta(days=1)
+            self.choice = (
+                f"policy {self.member}: the members are compared once {window:g} d of ticks "
+                f"are kept ({kept:.1f} d so far)"
+            )
         self.member, self.margin, self.replayed_late = chosen.member, chosen.margin, chosen.late
         self.outlier = chosen.outlier
         self._calibrated = True

@@ -23,7 +23,7 @@ import pytest
 from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool, PredictorConfig
 from autoscaler.kept_ticks import DEMAND
-from autoscaler.loop_replay import replay_late
+from autoscaler.loop_replay import LoopSettings, replay_late
 from autoscaler.portfolio import (
     MEMBERS,
     SWITCH_GAIN,
@@ -176,24 +176,44 @@ def bursty_demand(minutes: int, seed: int = 4) -> pd.Series:
     return demand
 
 
+WINDOW = timedelta(days=1)
+"""The replay window of these tests: a day, so that two or three days of ticks fill it
+(members are compared only on a full window; the daemon's is a week)."""
+
+
+def settings_of(pool: Pool, window: timedelta = WINDOW) -> LoopSettings:
+    return replace(loop_settings(pool, RATE, limits_of(pool)), window=window)
+
+
 def run(
-    policy: str, inner: Band, minutes: int = 1440 + 120, demand: pd.Series | None = None
+    policy: str,
+    inner: Band | KnowsTheCycle,
+    minutes: int = 2 * 1440 + 120,
+    demand: pd.Series | None = None,
+    seen: list[tuple[datetime, str, str | None]] | None = None,
 ) -> tuple[LoopCalibrated, Forecast]:
+    """Feed `demand` a minute at a time; `seen` gets (tick, member, choice) at each
+    recalibration."""
     pool = make_pool(policy)
-    predictor = LoopCalibrated(inner, loop_settings(pool, RATE, limits_of(pool)), pool)
+    predictor = LoopCalibrated(inner, settings_of(pool), pool)
     demand = steady_demand(minutes) if demand is None else demand
-    forecast = None
+    forecast, refit_at = None, None
     for end in range(60, len(demand) + 1):
         predictor.fit(demand.iloc[end - 60 : end])
         forecast = predictor.forecast(pool.horizon)
+        if seen is not None and predictor._refit_at != refit_at:
+            refit_at = predictor._refit_at
+            seen.append((demand.index[end - 1], predictor.member, predictor.choice))
     assert forecast is not None
     return predictor, forecast
 
 
 def test_a_forecast_that_does_not_pay_is_left_for_a_member_that_meets_the_target_cheaper() -> None:
-    predictor, forecast = run("auto", Band(1.0, wild=True))
+    seen: list[tuple[datetime, str, str | None]] = []
+    predictor, forecast = run("auto", Band(1.0, wild=True), seen=seen)
     assert predictor.member in ("reactive", "recent_peak", "static")
-    assert predictor.choice is not None and "switched from forecast" in predictor.choice
+    assert any(choice and "switched from forecast" in choice for _, _, choice in seen)
+    assert predictor.choice is not None
     assert predictor.choice in forecast.notes
     frame = predictor._frame()
     assert frame is not None
@@ -239,7 +259,7 @@ def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart
     from autoscaler.state import PoolState, StateStore
 
     pool = make_pool("static")
-    predictor = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    predictor = LoopCalibrated(Band(1.0), settings_of(pool), pool)
     demand = steady_demand(120)
     for end in range(60, 121):
         predictor.fit(demand.iloc[end - 60 : end])
@@ -251,7 +271,7 @@ def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart
     store.save({"gen": PoolState(loop=calibrated.saved(now))})
     saved = store.load()["gen"].loop
     assert saved is not None and saved["held_level"] == calibrated._held_level > 0
-    fresh = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    fresh = LoopCalibrated(Band(1.0), settings_of(pool), pool)
     assert fresh.resume(saved, now)
     assert (fresh.margin, fresh._held_level) == (calibrated.margin, calibrated._held_level)
     fresh.fit(demand.iloc[:60])
@@ -259,7 +279,7 @@ def test_a_static_level_is_held_until_the_first_calibration_and_across_a_restart
         fresh.forecast(pool.horizon).upper, fresh.margin * saved["held_level"]
     )
     levelless = {k: v for k, v in saved.items() if k != "held_level"}
-    other = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    other = LoopCalibrated(Band(1.0), settings_of(pool), pool)
     assert not other.resume(levelless, now) and other.margin == 1.0
     assert not other.resume({**saved, "held_level": "x"}, now)
 
@@ -301,13 +321,30 @@ def test_a_window_without_demand_keeps_the_static_calibration_in_use() -> None:
             assert (predictor.margin, predictor._held_level) == (margin, level)
 
 
+def test_members_are_compared_only_once_the_window_is_full() -> None:
+    """Bursts that a static fleet serves cheaper: until the kept ticks fill the window
+    the pool keeps the forecast and says why; on the first recalibration after, it
+    compares the members and follows the static fleet."""
+    seen: list[tuple[datetime, str, str | None]] = []
+    run("auto", Band(1.0), demand=bursty_demand(3 * 1440), seen=seen)
+    full = START + timedelta(minutes=59) + WINDOW  # the first tick kept is minute 59
+    early = [(member, choice) for at, member, choice in seen if at <= full]
+    late = [(member, choice) for at, member, choice in seen if at > full]
+    assert early and late
+    for member, choice in early:
+        assert member == "forecast"
+        assert choice is not None and "compared once 1 d of ticks are kept" in choice
+    assert late[0][0] == "static" and late[0][1] is not None
+    assert "switched from forecast" in late[0][1]
+
+
 def test_a_forecast_that_pays_is_kept() -> None:
     """Traffic with a daily cycle, and a band that knows it: the forecast member buys less
     than holding the window's peak, the last day's or the demand now, so it is followed."""
     index = pd.date_range(START, periods=2 * 1440, freq="1min")
     rng = np.random.default_rng(3)
     demand = pd.Series(rng.poisson(daily_rate(index) * 60) / 60.0, index=index)
-    predictor, _ = run("auto", KnowsTheCycle(), demand=demand)  # type: ignore[arg-type]
+    predictor, _ = run("auto", KnowsTheCycle(), demand=demand)
     assert predictor.member == "forecast"
     assert predictor.choice is not None and predictor.choice.startswith("policy forecast")
 
@@ -345,7 +382,7 @@ def test_the_peak_handed_out_now_is_the_replays_recent_peak() -> None:
     """The live peak (a running queue) equals the replay's (a rolling maximum over the kept
     ticks) at every tick, through missing samples and a clock that goes back."""
     pool = make_pool("recent_peak")
-    predictor = LoopCalibrated(Band(1.0), loop_settings(pool, RATE, limits_of(pool)), pool)
+    predictor = LoopCalibrated(Band(1.0), settings_of(pool), pool)
     demand = steady_demand(2000, seed=5)
     demand.iloc[::37] = np.nan
     ends = [*range(60, 1500, 7), *range(900, 2001, 5)]  # goes back once (a restart)
