@@ -177,14 +177,20 @@ def predictors_of(daemon: Daemon) -> dict[str, object]:
     return {ticker.pool.name: ticker.predictor for ticker in daemon.runtime.tickers}
 
 
-def test_a_reload_keeps_what_unchanged_pools_learned(tmp_path: Path) -> None:
-    """A pool configured the same keeps its predictor (history, fitted model) across a
-    reload, and its next tick refits nothing; a changed pool starts afresh."""
+def two_pools_ticked(tmp_path: Path, ticks: int) -> tuple[Path, SimulatedClock, Daemon]:
+    """A daemon on two pools (image-gen and ocr), `ticks` minutes in."""
     path = write_config(tmp_path)
     two_pools(path)
     clock = SimulatedClock(NOON)
     daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
-    run_ticks(daemon, clock, 3)
+    run_ticks(daemon, clock, ticks)
+    return path, clock, daemon
+
+
+def test_a_reload_keeps_what_unchanged_pools_learned(tmp_path: Path) -> None:
+    """A pool configured the same keeps its predictor (history, fitted model) across a
+    reload, and its next tick refits nothing; a changed pool starts afresh."""
+    path, clock, daemon = two_pools_ticked(tmp_path, 3)
     before = predictors_of(daemon)
     fits = before["image-gen"].heavy_fits  # type: ignore[attr-defined]
     two_pools(path, ocr_max_nodes=9)
@@ -202,11 +208,7 @@ def test_a_reload_starts_afresh_on_another_source_or_beside_a_tick_left_running(
 ) -> None:
     """Learning is carried only from the same metrics source, and never from a ticker
     whose tick is still running (it would share the predictor with the new one)."""
-    path = write_config(tmp_path)
-    two_pools(path)
-    clock = SimulatedClock(NOON)
-    daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
-    run_ticks(daemon, clock, 2)
+    path, clock, daemon = two_pools_ticked(tmp_path, 2)
     before = predictors_of(daemon)
     copy = tmp_path / "same_traffic.csv"
     copy.write_bytes(TRACE.read_bytes())
