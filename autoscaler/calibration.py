@@ -49,6 +49,7 @@ from autoscaler.loop_replay import (
     calibrate,
     fixed_parts,
     late_share,
+    lowest_margin,
     replay_lateness,
 )
 from autoscaler.policy import Limits
@@ -83,6 +84,7 @@ def loop_settings(pool: Pool, per_node_rps: float, limits: Limits) -> LoopSettin
         latency_target_s=pool.predictor.latency_target_s,
         policy=pool.predictor.policy,
         phase=refit_phase_of(pool.name),
+        widen_only=pool.predictor.margin == "widen",
     )
 
 
@@ -95,7 +97,7 @@ def pool_predictor(pool: Pool, per_node_rps: float, limits: Limits) -> Predictor
 
 def with_margin(pool: Pool, inner: Predictor, per_node_rps: float, limits: Limits) -> Predictor:
     """`inner` as the pool's margin asks: itself, or wrapped in the loop calibration."""
-    if pool.predictor.margin != "loop":
+    if not pool.predictor.calibrated:
         return inner
     return LoopCalibrated(inner, loop_settings(pool, per_node_rps, limits), pool)
 
@@ -224,7 +226,9 @@ class LoopCalibrated:
         except (KeyError, TypeError, ValueError):
             return False
         member = saved.get("member")
-        fits = member in members_of(self.settings.policy) and MARGINS[0] <= margin <= MARGINS[1]
+        fits = member in members_of(self.settings.policy) and (
+            lowest_margin(str(member), self.settings) <= margin <= MARGINS[1]
+        )
         if member == "static" and not (math.isfinite(held) and held >= 0):
             return False
         if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):

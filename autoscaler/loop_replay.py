@@ -24,6 +24,8 @@ from autoscaler.schedules import ScheduleBounds
 
 MARGINS = (0.2, 4.0)
 """The margin's range, a multiple of the forecaster's upper band."""
+HOLDS_ITS_LEVEL = ("forecast", "reactive", "recent_peak")
+"""Under `margin: widen`, the members never sized below their own level (margin >= 1)."""
 REACTIVE_UTILIZATION = 1.0
 """Under `margin: loop` the reactive floor is the demand seen now at full use."""
 BISECTION_STEPS = 10
@@ -52,6 +54,22 @@ class LoopSettings:
     aim: float = AIM
     policy: str = "forecast"
     """The portfolio members the pool may follow (autoscaler.portfolio): one, or `auto`."""
+    widen_only: bool = False
+    """`margin: widen`: see lowest_margin."""
+
+
+def lowest_margin(member: str, settings: LoopSettings) -> float:
+    """The narrowest margin a member may be calibrated to. Under `margin: widen` a member
+    that follows demand is never sized below its own level (the forecaster's band, the
+    demand now, the last day's peak): a margin under it bets that the next week is calmer
+    than the replayed one, and that bet is where the loop missed the target (measured,
+    issue 15: a week without a burst narrowed the band, and the bursts of the days after
+    were late). The static member holds the window's peak, which bounds every kept tick:
+    its narrower margins are a level's late share over the whole week, not a bet on when
+    bursts come."""
+    if settings.widen_only and member in HOLDS_ITS_LEVEL:
+        return 1.0
+    return MARGINS[0]
 
 
 def calibrate(
@@ -68,7 +86,7 @@ def calibrate(
     margins wide enough for it. The widest when not even the other days meet it.
     `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
     it: they differ only in their peaks)."""
-    replays = FrameReplays(frame, settings, fixed)
+    replays = FrameReplays(frame, settings, fixed, lowest_margin(member, settings))
     other_days = _smallest(replays, target, _SECOND)
     if other_days is None:
         widest = replays.at(MARGINS[1])
@@ -113,10 +131,17 @@ class FrameReplays:
     What no margin changes (the demand's node counts, the run's bounds, the arrivals) is
     worked out once per frame, not once per replay; and a margin is replayed once however
     many bisections try it: all three start at the top of MARGINS and share their first
-    steps while their answers agree (about a quarter of the replays)."""
+    steps while their answers agree (about a quarter of the replays). `lowest`: the
+    narrowest margin the member may take (lowest_margin)."""
 
-    def __init__(self, frame: Frame, settings: LoopSettings, fixed: FixedParts | None = None):
-        self.frame, self.settings = frame, settings
+    def __init__(
+        self,
+        frame: Frame,
+        settings: LoopSettings,
+        fixed: FixedParts | None = None,
+        lowest: float = MARGINS[0],
+    ):
+        self.frame, self.settings, self.lowest = frame, settings, lowest
         self.fixed = fixed or fixed_parts(frame, settings)
         self._done: dict[float, Replayed] = {}
 
@@ -140,13 +165,17 @@ def _smallest(
     share: Callable[[Replayed], float],
     decided: Callable[[float, float], bool] | None = None,
 ) -> Replayed | None:
-    """The replay at the smallest margin (bisected below the top of MARGINS) whose `share`
-    is within `target`; None when even the widest is late. Where `decided(low, found)`
-    says that the caller's choice is the same wherever in (low, found] the bisection would
-    end, it stops there with the replay found so far (the same choice, fewer replays)."""
-    low, found = MARGINS[0], replays.at(MARGINS[1])
+    """The replay at the smallest margin (bisected between the replays' lowest and the top
+    of MARGINS) whose `share` is within `target`; None when even the widest is late. Where
+    `decided(low, found)` says that the caller's choice is the same wherever in (low,
+    found] the bisection would end, it stops there with the replay found so far (the same
+    choice, fewer replays). A lowest above MARGINS[0] is tried first: a member's own level
+    that meets the target is taken as it is."""
+    low, found = replays.lowest, replays.at(MARGINS[1])
     if share(found) > target:
         return None
+    if low > MARGINS[0] and share(replays.at(low)) <= target:
+        return replays.at(low)
     for _ in range(BISECTION_STEPS):
         if decided is not None and decided(low, found.margin):
             break

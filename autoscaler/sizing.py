@@ -110,7 +110,7 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
 def _reactive_utilization(pool: Pool) -> float:
     """The reactive floor's utilization: the pool's, or full use where the loop-calibrated
     margin is the headroom (autoscaler.calibration)."""
-    return REACTIVE_UTILIZATION if pool.predictor.margin == "loop" else pool.target_utilization
+    return REACTIVE_UTILIZATION if pool.predictor.calibrated else pool.target_utilization
 
 
 def arrival_peak(upper: np.ndarray, times: pd.DatetimeIndex, boot_time: timedelta) -> float:

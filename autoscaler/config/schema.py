@@ -74,6 +74,7 @@ class Capacity(Strict):
 
 DEFAULT_SERVICE_TARGET = 0.01
 DEFAULT_LATENCY_TARGET_S = 3.0
+CALIBRATED_MARGINS = ("loop", "widen")
 
 
 class PredictorConfig(Strict):
@@ -81,11 +82,12 @@ class PredictorConfig(Strict):
 
     kind: str = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
-    margin: Literal["band", "loop"] = Field(
+    margin: Literal["band", "loop", "widen"] = Field(
         default="band",
         description="band: size for the forecaster's upper band as it is; loop: scale the "
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
-        "end at the service target (autoscaler/calibration.py)",
+        "end at the service target (autoscaler/calibration.py); widen: the same, but a "
+        "member that follows demand is never sized below its own level (margin >= 1)",
     )
     policy: Literal["forecast", "auto", "reactive", "recent_peak", "static"] = Field(
         default="forecast",
@@ -93,7 +95,8 @@ class PredictorConfig(Strict):
         "band; the demand now (reactive target tracking); the last 24 h's peak; static: "
         "the kept window's peak, held from one recalibration to the next; or auto: "
         "whichever of them, replayed over the last days at its calibrated margin, meets "
-        "the service target at the least cost. All but forecast need margin: loop",
+        "the service target at the least cost. All but forecast need margin: loop or "
+        "widen",
     )
 
     @field_validator("kind")
@@ -118,13 +121,18 @@ class PredictorConfig(Strict):
         `latency_target_s`, else 3 s."""
         return float(self.params.get("latency_target_s", DEFAULT_LATENCY_TARGET_S))
 
+    @property
+    def calibrated(self) -> bool:
+        """The band is scaled by a loop-calibrated margin (autoscaler/calibration.py)."""
+        return self.margin in CALIBRATED_MARGINS
+
     @field_validator("policy")
     @classmethod
     def _policy_needs_loop(cls, policy: str, info: ValidationInfo) -> str:
-        if policy != "forecast" and info.data.get("margin") != "loop":
+        if policy != "forecast" and info.data.get("margin") not in CALIBRATED_MARGINS:
             raise ValueError(
-                f"policy {policy} needs margin: loop (its headroom is the calibrated margin; "
-                "with margin: band only policy: forecast has one)"
+                f"policy {policy} needs margin: loop or widen (its headroom is the "
+                "calibrated margin; with margin: band only policy: forecast has one)"
             )
         return policy
 

@@ -127,6 +127,38 @@ def test_a_band_far_too_wide_is_narrowed_until_the_loop_spends_the_budget() -> N
     assert len(said) == 1 and rule_of(said[0]) == "loop_calibration"
 
 
+def test_under_widen_a_band_far_too_wide_is_kept_and_one_too_narrow_is_widened() -> None:
+    """`margin: widen` calibrates the same loop but never below the band itself: the
+    wide band of the test above stays as it is (margin 1, fully within the target), and
+    a band too narrow for the target is widened, as under `margin: loop`."""
+    pool = make_pool(predictor={"kind": "seasonal", "margin": "widen"})
+    wide, _ = calibrated(pool, width=3.0)
+    drive(wide, noisy_demand(1500), pool)
+    assert wide._calibrated and wide.margin == 1.0
+    assert wide.replayed_late is not None and wide.replayed_late <= 0.01
+    narrow, _ = calibrated(pool, width=0.6)
+    loop, _ = calibrated(make_pool(), width=0.6)
+    for predictor in (narrow, loop):
+        drive(predictor, noisy_demand(1500), pool)
+    assert narrow.margin > 1.0 and narrow.margin == pytest.approx(loop.margin, abs=0.01)
+    assert narrow.replayed_late is not None and narrow.replayed_late <= 0.01
+
+
+def test_under_widen_a_restart_takes_up_no_margin_below_the_members_own_level() -> None:
+    """A calibration saved under `margin: loop` (a forecast margin under 1) is not taken up
+    by the same pool under `margin: widen`; a static member's is (its level is the
+    window's peak, which widen lets the margin narrow)."""
+    now = START + timedelta(days=5)
+    saved = {"margin": 0.7, "member": "forecast", "aim": 1.0, "at": now.isoformat()}
+    widen = make_pool(predictor={"kind": "seasonal", "margin": "widen", "policy": "auto"})
+    fresh, _ = calibrated(widen, width=3.0)
+    assert not fresh.resume(saved, now) and fresh.margin == 1.0
+    assert fresh.resume({**saved, "margin": 1.2}, now) and fresh.margin == 1.2
+    static = {**saved, "member": "static", "held_level": 5.0}
+    other, _ = calibrated(widen, width=3.0)
+    assert other.resume(static, now) and (other.member, other.margin) == ("static", 0.7)
+
+
 def test_the_margin_stays_one_until_a_day_of_ticks_less_the_pools_phase_is_kept() -> None:
     """The first calibration waits for min_span of ticks, less the pool's phase (a share
     of refit_every from its name), so that pools started together do not all recalibrate
@@ -184,8 +216,9 @@ def test_band_margin_is_the_predictor_as_configured() -> None:
     pool = make_pool(predictor={"kind": "seasonal"})
     assert pool.predictor.margin == "band"
     assert isinstance(pool_predictor(pool, 1.0, limits_of(pool)), SeasonalPredictor)
-    loop = make_pool()
-    assert isinstance(pool_predictor(loop, 1.0, limits_of(loop)), LoopCalibrated)
+    for margin in ("loop", "widen"):
+        loop = make_pool(predictor={"kind": "seasonal", "margin": margin})
+        assert isinstance(pool_predictor(loop, 1.0, limits_of(loop)), LoopCalibrated)
 
 
 def test_under_the_loop_margin_the_reactive_floor_is_demand_at_full_use() -> None:
