@@ -12,7 +12,7 @@ Each row prints the policy's late share, the share of the service budget it spen
 target. The issue's goal: meets the target, spends at least half of it, ratio <= 0.9.
 Not a timed test: run it by hand and record its output.
 
-    python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop]
+    python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
         [--policy forecast|auto|reactive|recent_peak|static]
         [EXTRA.csv ...]
 
@@ -76,7 +76,7 @@ class Row:
 
 
 def score(
-    path: Path, name: str, target: float, jobs: int | None, margin: str, policy: str = "forecast"
+    path: Path, name: str, target: float, jobs: int | None, margin: str, policy: str | None
 ) -> Row:
     trace = load_trace(path)
     settings = BacktestSettings(
@@ -138,14 +138,18 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only this bundled trace")
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    default_margin = PredictorConfig.model_fields["margin"].default
     parser.add_argument(
-        "--margin", choices=_choices("margin"), default="band", help="the predictor's margin"
+        "--margin",
+        choices=_choices("margin"),
+        default=default_margin,
+        help=f"the predictor's margin (default: {default_margin}, the pool config's)",
     )
     parser.add_argument(
         "--policy",
         choices=_choices("policy"),
-        default="forecast",
-        help="what the fleet is sized for (all but forecast need --margin loop)",
+        help="what the fleet is sized for (all but forecast need --margin loop or widen; "
+        "default: the margin's, as in a pool config)",
     )
     args = parser.parse_args()
     console = Console(width=140)

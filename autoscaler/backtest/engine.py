@@ -18,7 +18,7 @@ import pandas as pd
 
 from autoscaler.backtest.baselines import BASELINES, Replay
 from autoscaler.config.scaling import ScaleDown, ScaleUp
-from autoscaler.config.schema import Capacity, DemandQuery, Pool, PredictorConfig
+from autoscaler.config.schema import DEFAULT_MARGIN, Capacity, DemandQuery, Pool, PredictorConfig
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.policy import Memory
 from autoscaler.signals.observe import context_of, reading_of
@@ -55,10 +55,11 @@ class BacktestSettings:
     predictor_targets: tuple[float, ...] = ()
     """Service targets to hand the predictor in turn (its upper quantile), each a full
     run, as one more knob of the policy's sweep; empty: only the backtest's own."""
-    margin: str = "band"
-    """The predictor's margin (PredictorConfig.margin): "band" or "loop"-calibrated."""
-    policy: str = "forecast"
-    """What the fleet is sized for (PredictorConfig.policy, autoscaler.portfolio)."""
+    margin: str = DEFAULT_MARGIN
+    """The predictor's margin (PredictorConfig.margin): "band", "loop" or "widen"."""
+    policy: str | None = None
+    """What the fleet is sized for (PredictorConfig.policy, autoscaler.portfolio); None:
+    the margin's default (autoscaler.config.schema.default_policy)."""
     tune: bool = True
     baselines: tuple[str, ...] = tuple(BASELINES)
     scale_up_max_step: int | None = None
@@ -86,9 +87,15 @@ class BacktestSettings:
             raise ValueError("scale-up max step must be at least 1 node")
         if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
             raise ValueError("scale-up max percent must be positive")
-        PredictorConfig(margin=self.margin, policy=self.policy)  # its own errors say why
+        self.predictor_config()  # its own errors say why
         if self.jobs is not None and self.jobs < 1:
             raise ValueError("jobs must be at least 1")
+
+    def predictor_config(self, **fields: Any) -> PredictorConfig:
+        """The project's predictor config: margin and policy as given (a policy not given
+        is the margin's default), with `fields`."""
+        chosen = {"margin": self.margin} | ({} if self.policy is None else {"policy": self.policy})
+        return PredictorConfig(**chosen, **fields)
 
     @property
     def predictor_kind(self) -> str:
@@ -115,9 +122,7 @@ def policy_pool(
         demand=DemandQuery(query="trace", window=settings.demand_window),
         capacity=Capacity(per_node_rps=settings.per_node_rps),
         target_utilization=utilization,
-        predictor=PredictorConfig(
-            kind=kind, params=predictor_params, margin=settings.margin, policy=settings.policy
-        ),
+        predictor=settings.predictor_config(kind=kind, params=predictor_params),
         boot_time=settings.boot_delay,
         horizon=settings.boot_delay + settings.tick,
         min_nodes=floor,

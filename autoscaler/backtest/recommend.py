@@ -19,7 +19,11 @@ from pydantic import ValidationError
 from autoscaler.backtest.baselines import PolicyResult
 from autoscaler.config.schema import Pool, PredictorConfig
 
-VARIANTS: tuple[tuple[str, str], ...] = (("loop", "forecast"), ("loop", "auto"))
+VARIANTS: tuple[tuple[str, str], ...] = (
+    ("band", "forecast"),
+    ("widen", "auto"),
+    ("loop", "auto"),
+)
 """(margin, policy) pairs replayed beside the pool's own (autoscaler.portfolio)."""
 
 HINDSIGHT = (

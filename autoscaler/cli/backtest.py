@@ -87,8 +87,9 @@ def backtest_command(
     margin: Annotated[
         str | None,
         typer.Option(
-            help="the predictor's margin: band (as the forecaster made it) or loop "
-            "(calibrated on the policy's own replay of its recent ticks) (default: band)"
+            help="the predictor's margin: band (as the forecaster made it), loop "
+            "(calibrated on the policy's own replay of its recent ticks) or widen (the same, "
+            "never below a member's own level) (default: widen)"
         ),
     ] = None,
     policy: Annotated[
@@ -96,7 +97,7 @@ def backtest_command(
         typer.Option(
             help="what the fleet is sized for: forecast, reactive, recent_peak, static, or auto "
             "(the cheapest on the replay that meets the target); all but forecast need "
-            "--margin loop (default: forecast)"
+            "--margin loop or widen (default: auto; forecast with --margin band)"
         ),
     ] = None,
     scale_up_max_step: Annotated[

@@ -75,6 +75,13 @@ class Capacity(Strict):
 DEFAULT_SERVICE_TARGET = 0.01
 DEFAULT_LATENCY_TARGET_S = 3.0
 CALIBRATED_MARGINS = ("loop", "widen")
+DEFAULT_MARGIN = "widen"
+
+
+def default_policy(margin: str) -> str:
+    """A pool's policy when its config names none: `auto` where a margin is calibrated
+    (the members need one), else `forecast`."""
+    return "auto" if margin in CALIBRATED_MARGINS else "forecast"
 
 
 class PredictorConfig(Strict):
@@ -83,21 +90,30 @@ class PredictorConfig(Strict):
     kind: str = "seasonal"
     params: dict[str, Any] = Field(default_factory=dict)
     margin: Literal["band", "loop", "widen"] = Field(
-        default="band",
+        default=DEFAULT_MARGIN,
         description="band: size for the forecaster's upper band as it is; loop: scale the "
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
         "end at the service target (autoscaler/calibration.py); widen: the same, but a "
         "member that follows demand is never sized below its own level (margin >= 1)",
     )
     policy: Literal["forecast", "auto", "reactive", "recent_peak", "static"] = Field(
-        default="forecast",
+        default=default_policy(DEFAULT_MARGIN),
         description="what the fleet is sized for (autoscaler/portfolio.py): the forecast's "
         "band; the demand now (reactive target tracking); the last 24 h's peak; static: "
         "the kept window's peak, held from one recalibration to the next; or auto: "
         "whichever of them, replayed over the last days at its calibrated margin, meets "
         "the service target at the least cost. All but forecast need margin: loop or "
-        "widen",
+        "widen. Default: auto, or forecast under margin: band",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_of_margin(cls, data: Any) -> Any:
+        """No policy named: the margin's own (default_policy), so that `margin: band`
+        alone is a valid config, as it was before widen became the default."""
+        if isinstance(data, dict) and "policy" not in data:
+            data = {**data, "policy": default_policy(str(data.get("margin", DEFAULT_MARGIN)))}
+        return data
 
     @field_validator("kind")
     @classmethod

@@ -39,7 +39,12 @@ def make_pool(**changes: object) -> Pool:
         "backend": {"kind": "simulated", "initial_nodes": 2, "boot_delay": "10m"},
         "demand": {"query": "sum(rate(requests_total[2m]))"},
         "capacity": {"per_node_rps": 1.0},
-        "predictor": {"kind": "seasonal", "margin": "loop", "params": {"service_target": 0.01}},
+        "predictor": {
+            "kind": "seasonal",
+            "margin": "loop",
+            "policy": "forecast",
+            "params": {"service_target": 0.01},
+        },
         "max_nodes": 10_000,
         "boot_time": "10m",
         "horizon": "11m",
@@ -213,9 +218,15 @@ def test_ticks_without_a_forecast_replay_as_holds() -> None:
 
 
 def test_band_margin_is_the_predictor_as_configured() -> None:
-    pool = make_pool(predictor={"kind": "seasonal"})
-    assert pool.predictor.margin == "band"
+    pool = make_pool(predictor={"kind": "seasonal", "margin": "band"})
+    assert pool.predictor.policy == "forecast"  # band's own default policy
     assert isinstance(pool_predictor(pool, 1.0, limits_of(pool)), SeasonalPredictor)
+    default = make_pool(predictor={"kind": "seasonal"})
+    assert (default.predictor.margin, default.predictor.policy) == ("widen", "auto")
+    assert make_pool(predictor={"kind": "seasonal", "margin": "loop"}).predictor.policy == "auto"
+    pinned = make_pool(predictor={"kind": "seasonal", "policy": "static"})
+    assert (pinned.predictor.margin, pinned.predictor.policy) == ("widen", "static")
+    assert isinstance(pool_predictor(default, 1.0, limits_of(default)), LoopCalibrated)
     for margin in ("loop", "widen"):
         loop = make_pool(predictor={"kind": "seasonal", "margin": margin})
         assert isinstance(pool_predictor(loop, 1.0, limits_of(loop)), LoopCalibrated)
@@ -228,7 +239,10 @@ def test_under_the_loop_margin_the_reactive_floor_is_demand_at_full_use() -> Non
     band = WideBand(1.0)
     loop = size_fleet(make_pool(target_utilization=0.5), band, history, 1.0)
     plain = size_fleet(
-        make_pool(target_utilization=0.5, predictor={"kind": "seasonal"}), band, history, 1.0
+        make_pool(target_utilization=0.5, predictor={"kind": "seasonal", "margin": "band"}),
+        band,
+        history,
+        1.0,
     )
     assert (loop.demand_nodes, plain.demand_nodes) == (8, 16)
     assert loop.nodes == plain.nodes == 16  # the forecast keeps the utilization either way

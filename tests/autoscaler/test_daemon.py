@@ -192,14 +192,14 @@ def test_a_reload_keeps_what_unchanged_pools_learned(tmp_path: Path) -> None:
     reload, and its next tick refits nothing; a changed pool starts afresh."""
     path, clock, daemon = two_pools_ticked(tmp_path, 3)
     before = predictors_of(daemon)
-    fits = before["image-gen"].heavy_fits  # type: ignore[attr-defined]
+    fits = before["image-gen"].inner.heavy_fits  # type: ignore[attr-defined]
     two_pools(path, ocr_max_nodes=9)
     daemon.request_reload()
     run_ticks(daemon, clock, 1)
     after = predictors_of(daemon)
     assert daemon.runtime.config.pools[1].max_nodes == 9  # the reload took
     assert after["image-gen"] is before["image-gen"]
-    assert after["image-gen"].heavy_fits == fits  # type: ignore[attr-defined]
+    assert after["image-gen"].inner.heavy_fits == fits  # type: ignore[attr-defined]
     assert after["ocr"] is not before["ocr"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from autoscaler.calibration import LoopCalibrated
 from autoscaler.config.loader import load_config
 from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.runtime import build_runtime
@@ -50,7 +51,8 @@ def test_the_daemon_gives_each_pool_its_names_phase_unless_the_config_sets_one(
     ]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     runtime = build_runtime(load_config(path), source=path, dry_run=True)
-    predictors = {ticker.pool.name: ticker.predictor for ticker in runtime.tickers}
+    assert all(isinstance(ticker.predictor, LoopCalibrated) for ticker in runtime.tickers)
+    predictors = {ticker.pool.name: ticker.predictor.inner for ticker in runtime.tickers}
     assert isinstance(predictors["image-gen"], SeasonalPredictor)
     assert predictors["image-gen"].refit_phase == refit_phase_of("image-gen")
     assert predictors["ocr"].refit_phase == refit_phase_of("ocr")

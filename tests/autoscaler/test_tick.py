@@ -51,7 +51,8 @@ def make_pool(**changes: object) -> Pool:
         "demand": {"query": "sum(rate(requests_total[2m]))"},
         "capacity": {"per_node_rps": 1.0},
         "target_utilization": 0.8,
-        "predictor": {"kind": "linear"},  # exact on flat demand: counts are easy to check
+        # exact on flat demand: counts are easy to check; its band as made (loop: below)
+        "predictor": {"kind": "linear", "margin": "band"},
         "max_nodes": 50,
         "scale_down": {"stabilization": "10m", "max_step": 2},
         "cooldown": "5m",

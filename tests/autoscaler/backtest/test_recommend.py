@@ -60,13 +60,17 @@ def test_a_configured_pool_that_misses_takes_any_variant_that_meets() -> None:
 
 def test_variants_keep_the_rest_of_the_pool_and_skip_its_own_setting() -> None:
     pool = _pool(margin="loop", policy="auto")
-    (variant,) = variant_pools(pool)
-    assert (variant.predictor.margin, variant.predictor.policy) == ("loop", "forecast")
-    assert variant.predictor.params == {"service_target": 0.05}
-    assert variant.model_dump(exclude={"predictor"}) == pool.model_dump(exclude={"predictor"})
-    band = variant_pools(_pool())
-    assert [(v.predictor.margin, v.predictor.policy) for v in band] == [
-        ("loop", "forecast"),
+    variants = variant_pools(pool)
+    assert [(v.predictor.margin, v.predictor.policy) for v in variants] == [
+        ("band", "forecast"),
+        ("widen", "auto"),
+    ]
+    for variant in variants:
+        assert variant.predictor.params == {"service_target": 0.05}
+        assert variant.model_dump(exclude={"predictor"}) == pool.model_dump(exclude={"predictor"})
+    default = variant_pools(_pool())  # margin: widen, policy: auto
+    assert [(v.predictor.margin, v.predictor.policy) for v in default] == [
+        ("band", "forecast"),
         ("loop", "auto"),
     ]
 

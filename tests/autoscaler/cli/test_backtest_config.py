@@ -137,7 +137,8 @@ def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
     tmp_path: Path,
 ) -> None:
     trace = _flat_noisy(tmp_path, 3)
-    config = _config(tmp_path, _replay(trace), _pool())
+    band = _pool(predictor={"kind": "seasonal", "margin": "band"})
+    config = _config(tmp_path, _replay(trace), band)
     result = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)["recommendations"]
@@ -146,13 +147,13 @@ def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
         "band",
         "forecast",
     )
-    assert {(c["margin"], c["policy"]) for c in others} == {("loop", "forecast"), ("loop", "auto")}
+    assert {(c["margin"], c["policy"]) for c in others} == {("widen", "auto"), ("loop", "auto")}
     chosen = found["recommended"]
     assert chosen["meets_target"]
     assert chosen["node_hours"] < configured["node_hours"]
     assert chosen["node_hours"] == min(c["node_hours"] for c in others if c["meets_target"])
     lines = yaml.safe_load(found["config_lines"])
-    assert lines == {"predictor": {"margin": "loop", "policy": chosen["policy"]}}
+    assert lines == {"predictor": {"margin": chosen["margin"], "policy": chosen["policy"]}}
     assert "hindsight" in found["note"]
     one_process = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json", "--jobs", "1")
     assert json.loads(one_process.stdout)["recommendations"] == found  # forked or not
@@ -170,7 +171,7 @@ def test_no_recommendation_when_the_configured_pool_is_already_cheapest(tmp_path
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)["recommendations"]
     configured, *others = found["candidates"]
-    assert [(c["margin"], c["policy"]) for c in others] == [("loop", "forecast")]
+    assert [(c["margin"], c["policy"]) for c in others] == [("band", "forecast"), ("widen", "auto")]
     assert all(not c["meets_target"] or c["node_hours"] >= configured["node_hours"] for c in others)
     assert found["recommended"] is None and found["config_lines"] is None
     table = _backtest(config, "--pool", "gpu", "--warmup", "2d")
