@@ -1,15 +1,18 @@
-"""The speed of `margin: loop`: one recalibration, the worst tick of 1,000 pools, a month.
+"""The speed of the calibrated margins: one recalibration, the worst tick of 1,000 pools, a month.
 
-Under `margin: loop` each pool also recalibrates its margin every 6 h (at a phase from
-its name): it replays its last week of ticks through its decide() rules once per margin
-the bisections try, for one portfolio member (`policy: forecast`) or three (`auto`).
+Under `margin: widen` (the default) or `loop` each pool also recalibrates its margin
+every 6 h (at a phase from its name): it replays its last week of ticks through its
+decide() rules once per margin the bisections try, for one portfolio member (`policy:
+forecast`) or four (`auto`); `widen` tries each demand-following member's margin of 1
+first. Each figure is printed for CONFIGURATIONS: loop with forecast, loop with auto, and
+widen with auto (the default).
 
 1. One recalibration on a full week of kept ticks: LoopCalibrated wrapped round a cheap
    day-ago forecaster (the band: 1.2 x the same minutes a day before; a replay's cost
    does not depend on where the band comes from), fed 8 days of one-minute ticks of
    each bundled trace; the CPU of each recalibrating tick with a full week kept (its
-   fit + forecast less a plain tick's), median over the traces' ticks, for `forecast`
-   and `auto`; and the ratio to the wrapper's plain tick (what every other tick costs).
+   fit + forecast less a plain tick's), median over the traces' ticks, for each
+   configuration; and the ratio to the wrapper's plain tick (what every other tick costs).
 2. The worst tick of a 1,000-pool fleet under loop: the band-mode steady tick of 1,000
    seasonal pools measured here (bench/predictor_speed.py's steady tick: no refit due),
    plus the loop wrapper's own cost on a plain tick x the pools, plus the most pools
@@ -20,8 +23,8 @@ the bisections try, for one portfolio member (`policy: forecast`) or three (`aut
    Beside it, the memory a pool keeps for that week of ticks (tracemalloc), and for
    the fleet.
 3. A month's backtest of one pool (nasa_jul95 after 7 days of warm-up, 30 days, as in
-   bench/predictor_speed.py): the forecasting run under `--margin band`, `--margin loop`
-   and `--margin loop --policy auto`, and the ratios to band.
+   bench/predictor_speed.py): the forecasting run under `--margin band` and each
+   configuration, and the ratios to band.
 
     python bench/loop_speed.py [--pools 1000] [--backtest-days 30] [--only TRACE ...]
 """
@@ -64,6 +67,8 @@ TRACES = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
 FED_DAYS = 8
 REFIT_TICKS = 360  # minutes: LoopSettings.refit_every
 HORIZON = timedelta(minutes=15)
+CONFIGURATIONS = (("loop", "forecast"), ("loop", "auto"), ("widen", "auto"))
+"""(margin, policy): the last is the pool config's default."""
 
 
 class DayAgo:
@@ -87,14 +92,16 @@ class DayAgo:
         return Forecast(times=times, point=ago, upper=1.2 * ago, model=self.name)
 
 
-def fed_pool(name: str, policy: str) -> tuple[LoopCalibrated, pd.Series, list[float], float]:
+def fed_pool(
+    name: str, margin: str, policy: str
+) -> tuple[LoopCalibrated, pd.Series, list[float], float]:
     """A LoopCalibrated pool fed FED_DAYS of the trace's ticks (after a day for the
     day-ago band), recalibrating every REFIT_TICKS from its first day (phase 0); the CPU
     seconds of the recalibrating ticks with a full week kept, less a plain tick's, and
     the median CPU of a plain tick."""
     demand = load(name)
     configured = default_pool()
-    predictor_config = configured.predictor.model_copy(update={"policy": policy})
+    predictor_config = configured.predictor.model_copy(update={"margin": margin, "policy": policy})
     pool = configured.model_copy(update={"name": name, "predictor": predictor_config})
     rate = capacity_for(name, float(demand.mean()))
     settings = replace(loop_settings(pool, rate, limits_of(pool)), phase=0.0)
@@ -174,15 +181,15 @@ def backtest_seconds(trace: pd.Series, margin: str, policy: str) -> float:
 
 def print_recalibrations(pools: int, traces: list[str]) -> None:
     fed, costs, plain = {}, {}, 0.0
-    for policy in ("forecast", "auto"):
-        runs = [fed_pool(name, policy) for name in traces]
-        fed[policy] = [(predictor, demand) for predictor, demand, _, _ in runs]
-        costs[policy] = statistics.median(t for _, _, ticks, _ in runs for t in ticks)
+    for margin, policy in CONFIGURATIONS:
+        runs = [fed_pool(name, margin, policy) for name in traces]
+        fed[margin, policy] = [(predictor, demand) for predictor, demand, _, _ in runs]
+        costs[margin, policy] = statistics.median(t for _, _, ticks, _ in runs for t in ticks)
         plain = max(plain, statistics.median(tick for *_, tick in runs))
         print(
-            f"one recalibration on a week of kept ticks, policy {policy}: "
-            f"{costs[policy] * 1000:.0f} ms CPU (median over {len(traces)} traces' "
-            f"full-week recalibrations), {costs[policy] / plain:.0f} x the wrapper's plain "
+            f"one recalibration on a week of kept ticks, margin {margin}, policy {policy}: "
+            f"{costs[margin, policy] * 1000:.0f} ms CPU (median over {len(traces)} traces' "
+            f"full-week recalibrations), {costs[margin, policy] / plain:.0f} x the wrapper's plain "
             f"tick ({plain * 1e6:.0f} us CPU)"
         )
     kept = statistics.median(kept_bytes(name) for name in traces)
@@ -198,11 +205,11 @@ def print_recalibrations(pools: int, traces: list[str]) -> None:
         f"on average); band-mode steady tick {steady:.2f} s CPU, the loop wrapper's plain "
         f"ticks ~{wrapper:.2f} s more"
     )
-    for policy in ("forecast", "auto"):
-        worst = worst_recalibrations(fed[policy], most)
+    for margin, policy in CONFIGURATIONS:
+        worst = worst_recalibrations(fed[margin, policy], most)
         total = steady + wrapper + worst
         print(
-            f"worst tick under loop, policy {policy}: {total:.2f} s CPU (its {most} "
+            f"worst tick under margin {margin}, policy {policy}: {total:.2f} s CPU (its {most} "
             f"recalibrations {worst:.2f} s), {total / steady:.1f} x the band-mode steady tick"
         )
 
@@ -218,12 +225,14 @@ def main() -> None:
     trace = backtest_trace(load("nasa_jul95"), args.backtest_days)
     days = (len(trace) - 7 * DAY) / DAY
     band = backtest_seconds(trace, "band", "forecast")
-    loop = backtest_seconds(trace, "loop", "forecast")
-    auto = backtest_seconds(trace, "loop", "auto")
+    runs = ", ".join(
+        f"{margin} with policy {policy} {seconds:.1f} s ({seconds / band:.2f} x)"
+        for margin, policy in CONFIGURATIONS
+        for seconds in [backtest_seconds(trace, margin, policy)]
+    )
     print(
         f"backtest of one pool, {days:.1f} d of minutes after 7 d of warm-up (nasa_jul95, "
-        f"forecasting run): band {band:.1f} s, loop {loop:.1f} s ({loop / band:.2f} x), "
-        f"loop with policy auto {auto:.1f} s ({auto / band:.2f} x)"
+        f"forecasting run): band {band:.1f} s, {runs}"
     )
 
 

@@ -197,8 +197,11 @@ def backtest_trace(demand: pd.Series, days: float) -> pd.Series:
 
 
 def backtest_seconds(trace: pd.Series, predictor: str) -> float:
-    """Wall seconds of the backtest's forecasting run (no knob sweep) over `trace`."""
-    settings = BacktestSettings(per_node_rps=0.0397, predictor=predictor, tune=False, jobs=1)
+    """Wall seconds of the backtest's forecasting run (no knob sweep) over `trace`, the
+    predictor's band as made (the margins' own costs: bench/loop_speed.py)."""
+    settings = BacktestSettings(
+        per_node_rps=0.0397, predictor=predictor, tune=False, jobs=1, margin="band"
+    )
     replay = frame_replay(trace, settings)
     started = time.perf_counter()
     run_policy(trace, replay, settings, workers=1)

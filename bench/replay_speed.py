@@ -77,7 +77,7 @@ def default_pool() -> Pool:
             "backend": {"kind": "simulated", "initial_nodes": 1},
             "demand": {"query": "sum(rate(requests_total[2m]))"},
             "capacity": {"per_node_rps": 1.0},
-            "predictor": {"kind": "seasonal", "margin": "loop"},
+            "predictor": {"kind": "seasonal", "margin": "loop", "policy": "forecast"},
             "max_nodes": 100_000,
             "horizon": f"{HORIZON}m",
         }

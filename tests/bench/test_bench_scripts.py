@@ -136,8 +136,9 @@ def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
     printed = run_script(
         "loop_speed.py", "--pools", "3", "--backtest-days", "0.2", "--only", "alibaba_genai_lora"
     )
-    for policy in ("forecast", "auto"):
-        line = rf"one recalibration .* policy {policy}: [\d.]+ ms CPU .* [\d.]+ x the wrapper"
+    configurations = (("loop", "forecast"), ("loop", "auto"), ("widen", "auto"))
+    for margin, policy in configurations:
+        line = rf"one recalibration .* margin {margin}, policy {policy}: [\d.]+ ms CPU .* x the"
         assert re.search(line, printed), printed
     fleet = re.search(
         r"3 pools: at most (\d+) recalibrations .* steady tick ([\d.]+) s CPU, .* ~([\d.]+) s",
@@ -146,16 +147,19 @@ def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
     assert fleet and 1 <= int(fleet[1]) <= 3, printed
     kept = re.search(r"memory a pool keeps for its week of ticks: ([\d.]+) MB", printed)
     assert kept and float(kept[1]) > 0, printed
-    for policy in ("forecast", "auto"):
+    for margin, policy in configurations:
         worst = re.search(
-            rf"worst tick under loop, policy {policy}: ([\d.]+) s CPU \(its \d+ "
+            rf"worst tick under margin {margin}, policy {policy}: ([\d.]+) s CPU \(its \d+ "
             r"recalibrations ([\d.]+) s\)",
             printed,
         )
         assert worst, printed
         parts = float(fleet[2]) + float(fleet[3]) + float(worst[2])
         assert float(worst[1]) == pytest.approx(parts, abs=0.02), printed
-    backtest = r"backtest of one pool, 0.2 d .* band [\d.]+ s, loop [\d.]+ s .* auto [\d.]+ s"
+    backtest = (
+        r"backtest of one pool, 0.2 d .* band [\d.]+ s, loop with policy forecast [\d.]+ s .*"
+        r" loop with policy auto [\d.]+ s .* widen with policy auto [\d.]+ s"
+    )
     assert re.search(backtest, printed), printed
 
 
