@@ -357,15 +357,18 @@ def test_a_pinned_member_is_the_only_one_followed(pinned: str) -> None:
     assert forecast.notes[-1].startswith("budget: ")
 
 
+@pytest.mark.parametrize("margin", ["loop", "widen"])
 @pytest.mark.parametrize("policy", ["auto", "reactive", "recent_peak", "static"])
-def test_the_fail_safe_rules_win_over_every_member(tmp_path: Path, policy: str) -> None:
+def test_the_fail_safe_rules_win_over_every_member(
+    tmp_path: Path, policy: str, margin: str
+) -> None:
     """Whatever the member, the pool's bounds and a person's override bound the count, and
     missing demand data holds the fleet (the member only shapes the band decide() sees)."""
     from autoscaler.metrics import MetricsError
     from autoscaler.overrides import Override, OverridesFile
     from tests.autoscaler.test_tick import Harness
 
-    loop = {"kind": "linear", "margin": "loop", "policy": policy}
+    loop = {"kind": "linear", "margin": margin, "policy": policy}
     h = Harness(tmp_path, rps=10.0, predictor=loop, min_nodes=3, max_nodes=9)
     assert h.tick().decision.desired == 9  # 10 req/s wants 13 nodes: capped at max_nodes
     h.metrics.failure = MetricsError("stale", "q", "old")

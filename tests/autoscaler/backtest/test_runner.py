@@ -100,7 +100,8 @@ def test_each_baseline_meets_the_target_at_its_reported_setting() -> None:
 
 
 @pytest.mark.parametrize(
-    ("margin", "policy"), [("band", "forecast"), ("loop", "forecast"), ("loop", "auto")]
+    ("margin", "policy"),
+    [("band", "forecast"), ("loop", "forecast"), ("loop", "auto"), ("widen", "auto")],
 )
 def test_project_policy_decisions_use_only_the_past(margin: str, policy: str) -> None:
     """The decisions for a trace cut at any minute equal the first decisions for the whole
