@@ -227,7 +227,7 @@ class LoopCalibrated:
             return False
         member = saved.get("member")
         fits = member in members_of(self.settings.policy) and (
-            lowest_margin(str(member), self.settings) <= margin <= MARGINS[1]
+            lowest_margin(self.settings) <= margin <= MARGINS[1]
         )
         if member == "static" and not (math.isfinite(held) and held >= 0):
             return False

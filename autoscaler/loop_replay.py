@@ -24,8 +24,6 @@ from autoscaler.schedules import ScheduleBounds
 
 MARGINS = (0.2, 4.0)
 """The margin's range, a multiple of the forecaster's upper band."""
-HOLDS_ITS_LEVEL = ("forecast", "reactive", "recent_peak")
-"""Under `margin: widen`, the members never sized below their own level (margin >= 1)."""
 REACTIVE_UTILIZATION = 1.0
 """Under `margin: loop` the reactive floor is the demand seen now at full use."""
 BISECTION_STEPS = 10
@@ -58,18 +56,14 @@ class LoopSettings:
     """`margin: widen`: see lowest_margin."""
 
 
-def lowest_margin(member: str, settings: LoopSettings) -> float:
-    """The narrowest margin a member may be calibrated to. Under `margin: widen` a member
-    that follows demand is never sized below its own level (the forecaster's band, the
-    demand now, the last day's peak): a margin under it bets that the next week is calmer
-    than the replayed one, and that bet is where the loop missed the target (measured,
-    issue 15: a week without a burst narrowed the band, and the bursts of the days after
-    were late). The static member holds the window's peak, which bounds every kept tick:
-    its narrower margins are a level's late share over the whole week, not a bet on when
-    bursts come."""
-    if settings.widen_only and member in HOLDS_ITS_LEVEL:
-        return 1.0
-    return MARGINS[0]
+def lowest_margin(settings: LoopSettings) -> float:
+    """The narrowest margin a member may be calibrated to. Under `margin: widen` no member
+    is sized below its own level (the forecaster's band, the demand now, the last day's
+    peak, the week's peak): a margin under it bets that the next week is calmer than the
+    replayed one, and that bet is where the loop missed the target (measured, issue 15: a
+    week without a burst narrowed the band, and the bursts of the days after were late;
+    the static member narrowed under the week's peak, and traffic that grew outran it)."""
+    return 1.0 if settings.widen_only else MARGINS[0]
 
 
 def calibrate(
@@ -86,7 +80,7 @@ def calibrate(
     margins wide enough for it. The widest when not even the other days meet it.
     `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
     it: they differ only in their peaks)."""
-    replays = FrameReplays(frame, settings, fixed, lowest_margin(member, settings))
+    replays = FrameReplays(frame, settings, fixed, lowest_margin(settings))
     other_days = _smallest(replays, target, _SECOND)
     if other_days is None:
         widest = replays.at(MARGINS[1])

@@ -93,8 +93,8 @@ class PredictorConfig(Strict):
         default=DEFAULT_MARGIN,
         description="band: size for the forecaster's upper band as it is; loop: scale the "
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
-        "end at the service target (autoscaler/calibration.py); widen: the same, but a "
-        "member that follows demand is never sized below its own level (margin >= 1)",
+        "end at the service target (autoscaler/calibration.py); widen: the same, but never "
+        "below the level of the member followed (margin >= 1): it only widens",
     )
     policy: Literal["forecast", "auto", "reactive", "recent_peak", "static"] = Field(
         default=default_policy(DEFAULT_MARGIN),

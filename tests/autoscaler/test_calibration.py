@@ -150,18 +150,17 @@ def test_under_widen_a_band_far_too_wide_is_kept_and_one_too_narrow_is_widened()
 
 
 def test_under_widen_a_restart_takes_up_no_margin_below_the_members_own_level() -> None:
-    """A calibration saved under `margin: loop` (a forecast margin under 1) is not taken up
-    by the same pool under `margin: widen`; a static member's is (its level is the
-    window's peak, which widen lets the margin narrow)."""
+    """A calibration saved under `margin: loop` (a margin under 1) is not taken up by the
+    same pool under `margin: widen`, whatever its member; one of 1 or more is."""
     now = START + timedelta(days=5)
     saved = {"margin": 0.7, "member": "forecast", "aim": 1.0, "at": now.isoformat()}
     widen = make_pool(predictor={"kind": "seasonal", "margin": "widen", "policy": "auto"})
     fresh, _ = calibrated(widen, width=3.0)
     assert not fresh.resume(saved, now) and fresh.margin == 1.0
-    assert fresh.resume({**saved, "margin": 1.2}, now) and fresh.margin == 1.2
     static = {**saved, "member": "static", "held_level": 5.0}
-    other, _ = calibrated(widen, width=3.0)
-    assert other.resume(static, now) and (other.member, other.margin) == ("static", 0.7)
+    assert not fresh.resume(static, now) and fresh.margin == 1.0
+    assert fresh.resume({**static, "margin": 1.2}, now)
+    assert (fresh.member, fresh.margin) == ("static", 1.2)
 
 
 def test_the_margin_stays_one_until_a_day_of_ticks_less_the_pools_phase_is_kept() -> None:
