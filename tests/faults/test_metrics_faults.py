@@ -49,7 +49,7 @@ def good(now: datetime, rps: float) -> Reply:
 FaultReply = Callable[[datetime], Reply]
 
 PROMETHEUS_FAULTS: dict[str, tuple[FaultReply, str]] = {
-    "slow": (lambda now: Reply(body=good(now, 0.0).body, delay=0.6), "timeout"),
+    "slow": (lambda now: Reply(body=good(now, 0.0).body, delay=2.0), "timeout"),
     "empty_result": (lambda now: matrix_reply(), "empty"),
     "nan_newest": (lambda now: samples(now, ["10"] * 59 + ["NaN"]), "nan"),
     "inf_newest": (lambda now: samples(now, ["10"] * 59 + ["+Inf"]), "nan"),
@@ -67,7 +67,8 @@ class PrometheusHarness(Harness):
     def __init__(self, tmp_path: Path, url: str, **kw: object) -> None:
         super().__init__(tmp_path, rps=10.0, **kw)
         self.ticker.metrics = PrometheusSource(
-            PrometheusMetrics(url=url, timeout=timedelta(seconds=0.25))
+            # 1 s: a busy CI host once took longer than 0.25 s to answer a good reply
+            PrometheusMetrics(url=url, timeout=timedelta(seconds=1))
         )
         self.telemetry = Telemetry()
 
