@@ -12,7 +12,9 @@ per-node rate) and bisects m so that the worst day of the replay ends at `aim` x
 service target: every day of the window within the budget, so that one quiet day does
 not set the margin for a busy one, and the window's mean is under it. Only the past is
 read: the margin of a tick comes from ticks before it. Until `min_span` of ticks is
-kept the margin stays 1 (the band as the forecaster made it).
+kept the margin stays 1 (the band as the forecaster made it). Under `margin: widen` (the
+default) it never goes below 1 either: the loop widens, never narrows
+(loop_replay.lowest_margin).
 
 With `margin: loop` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
