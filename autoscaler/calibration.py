@@ -16,7 +16,7 @@ kept the margin stays 1 (the band as the forecaster made it). Under `margin: wid
 default) it never goes below 1 either: the loop widens, never narrows
 (loop_replay.lowest_margin).
 
-With `margin: loop` the reactive floor sizes the demand seen now at full use
+With `margin: loop` or `widen` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
 
 Overrides are not replayed (a person's count wins over any policy anyway); missing data
