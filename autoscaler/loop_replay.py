@@ -80,7 +80,7 @@ def calibrate(
     margins wide enough for it. The widest when not even the other days meet it.
     `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
     it: they differ only in their peaks)."""
-    replays = FrameReplays(frame, settings, fixed, lowest_margin(settings))
+    replays = FrameReplays(frame, settings, fixed)
     other_days = _smallest(replays, target, _SECOND)
     if other_days is None:
         widest = replays.at(MARGINS[1])
@@ -125,17 +125,11 @@ class FrameReplays:
     What no margin changes (the demand's node counts, the run's bounds, the arrivals) is
     worked out once per frame, not once per replay; and a margin is replayed once however
     many bisections try it: all three start at the top of MARGINS and share their first
-    steps while their answers agree (about a quarter of the replays). `lowest`: the
-    narrowest margin the member may take (lowest_margin)."""
+    steps while their answers agree (about a quarter of the replays)."""
 
-    def __init__(
-        self,
-        frame: Frame,
-        settings: LoopSettings,
-        fixed: FixedParts | None = None,
-        lowest: float = MARGINS[0],
-    ):
-        self.frame, self.settings, self.lowest = frame, settings, lowest
+    def __init__(self, frame: Frame, settings: LoopSettings, fixed: FixedParts | None = None):
+        self.frame, self.settings = frame, settings
+        self.lowest = lowest_margin(settings)
         self.fixed = fixed or fixed_parts(frame, settings)
         self._done: dict[float, Replayed] = {}
 
@@ -168,8 +162,10 @@ def _smallest(
     low, found = replays.lowest, replays.at(MARGINS[1])
     if share(found) > target:
         return None
-    if low > MARGINS[0] and share(replays.at(low)) <= target:
-        return replays.at(low)
+    if low > MARGINS[0]:
+        lowest = replays.at(low)
+        if share(lowest) <= target:
+            return lowest
     for _ in range(BISECTION_STEPS):
         if decided is not None and decided(low, found.margin):
             break

@@ -39,7 +39,7 @@ from trace_files import DEFAULT_TRACES, trace_name, trace_path
 
 from autoscaler.backtest.report import policy_vs_best
 from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
-from autoscaler.config.schema import PredictorConfig
+from autoscaler.config.schema import DEFAULT_MARGIN, PredictorConfig
 
 GOAL, AIM, SPEND = 0.9, 0.8, 0.5
 BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
@@ -138,12 +138,11 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only this bundled trace")
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
-    default_margin = PredictorConfig.model_fields["margin"].default
     parser.add_argument(
         "--margin",
         choices=_choices("margin"),
-        default=default_margin,
-        help=f"the predictor's margin (default: {default_margin}, the pool config's)",
+        default=DEFAULT_MARGIN,
+        help=f"the predictor's margin (default: {DEFAULT_MARGIN}, the pool config's)",
     )
     parser.add_argument(
         "--policy",
