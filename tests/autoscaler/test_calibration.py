@@ -309,6 +309,28 @@ def test_error_budget_feedback_does_not_wind_up() -> None:
     assert predictor.spent is not None and predictor.spent > 0.0 and predictor.aim == 1.0
 
 
+def test_a_margin_does_not_narrow_while_the_loop_is_over_its_budget() -> None:
+    """The replay finds the band far too wide, but the bands the loop used were late on
+    more than the target over the kept ticks: the margin holds and the note says so. Within
+    the budget, the same recalibration narrows it."""
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(1500), pool)
+    narrow = predictor.margin
+    assert narrow < 1.0
+    now = predictor._ticks.times[-1] + HOUR
+    for used, expected in ((0.2, 1.5), (4.0, narrow)):
+        predictor.margin = 1.5  # as if the last recalibration had been wider
+        scale_used(predictor, used)
+        predictor._recalibrate(now)
+        assert predictor.spent is not None
+        assert (predictor.spent > predictor.settings.service_target) == (used < 1.0)
+        assert predictor.margin == pytest.approx(expected, abs=0.02)
+        note = predictor._notes()[-1]
+        assert ("over budget: held, not narrowed to the replay's" in note) == (used < 1.0)
+    assert predictor.held_from is None
+
+
 def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """replay_counts runs the fast replay of decide(); with decide() itself, tick by tick,
     the calibration chooses exactly the same margins (bit for bit), through missing ticks,
