@@ -310,24 +310,26 @@ def test_error_budget_feedback_does_not_wind_up() -> None:
 
 
 def test_a_margin_does_not_narrow_while_the_loop_is_over_its_budget() -> None:
-    """The replay finds the band far too wide, but the bands the loop used were late on
-    more than the target over the kept ticks: the margin holds and the note says so. Within
-    the budget, the same recalibration narrows it."""
+    """The replay finds the band far too wide, but the calibrated margins the loop used
+    were late on more than the target over the kept ticks: the margin holds and the note
+    says so. Within the budget, the same recalibration narrows it; and an overspend on
+    ticks no calibration set (the band's own margin, before the first) holds nothing."""
     pool = make_pool()
     predictor, _ = calibrated(pool, width=3.0)
     drive(predictor, noisy_demand(1500), pool)
     narrow = predictor.margin
     assert narrow < 1.0
     now = predictor._ticks.times[-1] + HOUR
-    for used, expected in ((0.2, 1.5), (4.0, narrow)):
+    for used, aim, held in ((0.2, 1.0, True), (4.0, 1.0, False), (0.2, math.nan, False)):
         predictor.margin = 1.5  # as if the last recalibration had been wider
         scale_used(predictor, used)
+        predictor._ticks.column(AIM)[:] = aim  # NaN: no tick's margin was calibrated
         predictor._recalibrate(now)
         assert predictor.spent is not None
         assert (predictor.spent > predictor.settings.service_target) == (used < 1.0)
-        assert predictor.margin == pytest.approx(expected, abs=0.02)
+        assert predictor.margin == pytest.approx(1.5 if held else narrow, abs=0.02)
         note = predictor._notes()[-1]
-        assert ("over budget: held, not narrowed to the replay's" in note) == (used < 1.0)
+        assert ("over budget: held, not narrowed to the replay's" in note) == held
     assert predictor.held_from is None
 
 
