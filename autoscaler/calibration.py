@@ -14,8 +14,8 @@ not set the margin for a busy one, and the window's mean is under it. Only the p
 read: the margin of a tick comes from ticks before it. Until `min_span` of ticks is
 kept the margin stays 1 (the band as the forecaster made it). Under `margin: widen` (the
 default) it never goes below 1 either: the loop widens, never narrows
-(loop_replay.lowest_margin). Under either, a margin does not narrow while the loop is
-over its budget on the kept ticks (LoopCalibrated._overspent).
+(loop_replay.lowest_margin). Under either, a margin does not narrow while the margins
+calibrated before it are over the budget on the kept ticks (LoopCalibrated._overspent).
 
 With `margin: loop` or `widen` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
@@ -128,9 +128,9 @@ class LoopCalibrated:
         self.outlier = False
         """The worst replayed day was let through (loop_replay.calibrate)."""
         self.held_from: float | None = None
+        """The narrower margin the replay found, not taken while the budget is overspent."""
         self._calibrated_spent: float | None = None
         """The share of the budget the calibrated ticks kept spent (None: none kept)."""
-        """The narrower margin the replay found, not taken while the budget is overspent."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
         self._ticks = KeptTicks()
