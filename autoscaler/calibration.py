@@ -15,7 +15,7 @@ read: the margin of a tick comes from ticks before it. Until `min_span` of ticks
 kept the margin stays 1 (the band as the forecaster made it). Under `margin: widen` (the
 default) it never goes below 1 either: the loop widens, never narrows
 (loop_replay.lowest_margin). Under either, a margin does not narrow while the margins
-calibrated before it are over the budget on the kept ticks (LoopCalibrated._overspent).
+calibrated before it are over the budget on the kept ticks (_overspent).
 
 With `margin: loop` or `widen` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
@@ -129,8 +129,6 @@ class LoopCalibrated:
         """The worst replayed day was let through (loop_replay.calibrate)."""
         self.held_from: float | None = None
         """The narrower margin the replay found, not taken while the budget is overspent."""
-        self._calibrated_spent: float | None = None
-        """The share of the budget the calibrated ticks kept spent (None: none kept)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
         self._ticks = KeptTicks()
@@ -274,7 +272,7 @@ class LoopCalibrated:
         self._refit_at = now
         frame = self._frame()
         fixed = fixed_parts(frame, settings)  # the same for the members' frames
-        self._feedback(frame, fixed)
+        overspent = _overspent(self._feedback(frame, fixed))
         self._previous = self.margin
         target = self.settings.service_target * self.aim
         peaks = recent_peaks(frame.times, frame.demand)
@@ -304,25 +302,13 @@ class LoopCalibrated:
             )
         self.held_from = None
         margin = chosen.margin
-        if chosen.member == self.member and margin < self.margin and self._overspent():
+        if chosen.member == self.member and margin < self.margin and overspent:
             self.held_from, margin = margin, self.margin
         self.member, self.margin, self.replayed_late = chosen.member, margin, chosen.late
         self.outlier = chosen.outlier
         self._calibrated = True
 
-    def _overspent(self) -> bool:
-        """The calibrated margins in use were late on more than the target over the kept
-        ticks. A replay of the same week may still find a narrower margin enough (a burst
-        day let through, a window that moved past it); taking it would cut capacity while
-        the budget burns, so the margin holds until the spend is back within the target.
-        Judged as the feedback judges the aim, on the calibrated ticks alone: a burst under
-        the band's own margin, before the first calibration, holds nothing (measured,
-        issue 15, servegen with demand growing by 60 %: the margin narrowed three times
-        while overspent, 1.147 % late; held on the whole window's spend, 0.961 % at +4 %
-        node-hours; held on the calibrated ticks', 0.773 % at +0.6 %)."""
-        return self._calibrated_spent is not None and self._calibrated_spent > 1.0
-
-    def _feedback(self, frame: Frame, fixed: FixedParts | None = None) -> None:
+    def _feedback(self, frame: Frame, fixed: FixedParts | None = None) -> float | None:
         """Error-budget feedback: the share of the budget the loop actually spent over the
         kept ticks (replayed with the bands it used) moves the aim. Judged only on the ticks
         whose margin was calibrated, against the aim those margins were calibrated for:
@@ -333,7 +319,8 @@ class LoopCalibrated:
         overspend, still in the window, never cuts the aim again at every recalibration
         (no wind-up: it had cut the aim to a tenth within a day of starting), and the ticks
         before the first calibration (the band's own margin) do not count against the
-        margins after."""
+        margins after. Returns that share of the budget the calibrated ticks spent (None:
+        none calibrated yet): what _overspent judges."""
         self._spent_over = frame.times[-1] - frame.times[0]
         ticks = self._ticks
         used = replace(
@@ -343,12 +330,10 @@ class LoopCalibrated:
         self.spent = late_share(late, arrivals)
         aims = ticks.column(AIM)[:-1]
         calibrated = np.isfinite(aims)
-        self._calibrated_spent = None
         if self.replayed_late is None or arrivals[calibrated].sum() <= 0:
-            return
+            return None
         aimed = float(np.average(aims[calibrated], weights=arrivals[calibrated]))
         share = late_share(late[calibrated], arrivals[calibrated]) / self.settings.service_target
-        self._calibrated_spent = share
         # The evidence grows with the calibrated span: a burst in the first hours after a
         # calibration is a noisy measure of a week's budget: the move is its power evidence.
         evidence = min(1.0, calibrated.sum() * frame.tick_s / self.settings.window.total_seconds())
@@ -358,6 +343,7 @@ class LoopCalibrated:
             loosen = min(LOOSEN_MOST, 0.75 / share) if share > 0 else LOOSEN_MOST
             self.aim = aimed * loosen**evidence
         self.aim = min(max(self.aim, AIMS[0]), AIMS[1])
+        return share
 
     def _frame(self) -> Frame:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
@@ -371,6 +357,19 @@ class LoopCalibrated:
             schedules=ticks.schedules[:-1],
             tick_s=_tick_seconds(ticks.times),
         )
+
+
+def _overspent(calibrated_spent: float | None) -> bool:
+    """The calibrated margins in use were late on more than the target over the kept
+    ticks. A replay of the same week may still find a narrower margin enough (a burst
+    day let through, a window that moved past it); taking it would cut capacity while
+    the budget burns, so the margin holds until the spend is back within the target.
+    Judged as the feedback judges the aim, on the calibrated ticks alone: a burst under
+    the band's own margin, before the first calibration, holds nothing (measured,
+    issue 15, servegen with demand growing by 60 %: the margin narrowed three times
+    while overspent, 1.147 % late; held on the whole window's spend, 0.961 % at +4 %
+    node-hours; held on the calibrated ticks', 0.773 % at +0.6 %)."""
+    return calibrated_spent is not None and calibrated_spent > 1.0
 
 
 def _tick_seconds(times: list[datetime]) -> float:
