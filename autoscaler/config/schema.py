@@ -9,11 +9,11 @@ steps (scaling.py) and Slack, digest and telemetry (reporting.py).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
 from autoscaler.capacity_check import CapacityCheck
 from autoscaler.config.metrics_source import MetricsConfig, PrometheusMetrics, ReplayMetrics
@@ -208,9 +208,22 @@ class Pool(Strict):
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
-    start: datetime
-    end: datetime
+    start: AwareDatetime
+    end: AwareDatetime
     speed: float = Field(default=3600.0, gt=0)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """One zone object for both ends: YAML's own timestamps and quoted ones parse to
+        different UTC objects, which pandas refuses to compare."""
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SimulationConfig:
+        if self.end <= self.start:
+            raise ValueError("simulation.end must be after simulation.start")
+        return self
 
 
 class Config(Strict):

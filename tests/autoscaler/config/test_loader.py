@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import time
+from datetime import UTC, time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -120,6 +121,17 @@ def test_unquoted_clock_time_is_a_time_not_a_base_60_number(tmp_path: Path) -> N
     config = load_config(write(tmp_path, text))
     schedule = config.pools[0].schedules[0]
     assert (schedule.start, schedule.end) == (time(10, 30), time(18, 45))
+
+
+def test_a_simulations_ends_share_one_utc_however_they_are_written(tmp_path: Path) -> None:
+    """YAML's own timestamp and a quoted one parse to different UTC objects, and pandas
+    refuses a range between them: the demo's summary failed at its end."""
+    ends = "simulation:\n  start: 2026-11-23 09:00:00+01:00\n  end: '2026-11-23T10:00:00Z'\n"
+    simulation = load_config(write(tmp_path, ends + BASE)).simulation
+    assert simulation is not None
+    assert simulation.start.tzinfo is UTC and simulation.end.tzinfo is UTC
+    assert simulation.start.hour == 8
+    assert len(pd.date_range(simulation.start, simulation.end, freq="1min")) == 121
 
 
 def test_problem_text_and_error_listing() -> None:
