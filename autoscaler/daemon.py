@@ -32,6 +32,7 @@ from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daily_report import send_digest
 from autoscaler.decision_log import to_json_value
+from autoscaler.first_fits import FIRST_FITS_FROM, FirstFits, worker_count
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
@@ -49,6 +50,18 @@ log = logging.getLogger(__name__)
 ResultHandler = Callable[[TickResult], None]
 STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
+
+
+def start_first_fits(runtime: Runtime) -> FirstFits | None:
+    """Workers for the first tick's fits, started now, where enough pools start fresh."""
+    workers = worker_count(runtime.config.first_fit_workers)
+    if workers < 2 or len(runtime.tickers) < FIRST_FITS_FROM:
+        return None
+    try:
+        return FirstFits(workers)
+    except Exception as exc:  # e.g. a sandbox without /dev/shm: slower, never down
+        log.warning("no fit workers (%s); each pool fits in its own first tick", exc)
+        return None
 
 
 def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
@@ -120,6 +133,7 @@ class Daemon(ConfigReloads, Leadership):
         self._leading: bool | None = None
         self._lock_problem: str | None = None
         self._guard_writes(self.runtime)
+        self._fit_workers = start_first_fits(self.runtime)
 
     # ---- one tick ----------------------------------------------------------------
 
@@ -130,29 +144,67 @@ class Daemon(ConfigReloads, Leadership):
                 self._reload_requested.clear()
                 self._reload()
             if not self._lead():
+                self._let_fit_workers_go()  # a standby's first tick as leader fits in-process
                 return []
             self._refresh_overrides()
             runtime = self.runtime
             now = runtime.clock.now()
-            results = []
             started = time.monotonic()
-            for ticker in runtime.tickers:
-                state = self.states.setdefault(ticker.pool.name, PoolState())
-                ticker.persist = self._save_state
-                if self._grace_over.is_set():
-                    break  # stopping: the pools not ticked yet wait for the next start
-                result = self._tick_pool(ticker, now, state)
-                state.last_decision = to_json_value(decision_record(result))
-                results.append(result)
-                self.telemetry.record(result)
-                if self.on_result:
-                    self.on_result(result)
+            first_fits = self._first_fits(runtime, now)
+            try:
+                results = self._tick_pools(runtime, now, first_fits)
+            finally:
+                if first_fits is not None:
+                    first_fits.close()
+                    log.info("first tick: %s", first_fits.summary())
             self.telemetry.tick_finished(results, time.monotonic() - started)
             self._save_state()
             if runtime.config.simulation is not None and isinstance(runtime.clock, SimulatedClock):
                 runtime.clock.advance(runtime.config.interval)
             self.ticks += 1
             return results
+
+    def _tick_pools(
+        self, runtime: Runtime, now: datetime, first_fits: FirstFits | None
+    ) -> list[TickResult]:
+        results = []
+        for ticker in runtime.tickers:
+            state = self.states.setdefault(ticker.pool.name, PoolState())
+            ticker.persist = self._save_state
+            if self._grace_over.is_set():
+                break  # stopping: the pools not ticked yet wait for the next start
+            if first_fits is not None:
+                first_fits.take(ticker)
+            result = self._tick_pool(ticker, now, state)
+            state.last_decision = to_json_value(decision_record(result))
+            results.append(result)
+            self.telemetry.record(result)
+            if self.on_result:
+                self.on_result(result)
+        return results
+
+    def _let_fit_workers_go(self) -> None:
+        if self._fit_workers is not None:
+            self._fit_workers.close()
+            self._fit_workers = None
+
+    def _first_fits(self, runtime: Runtime, now: datetime) -> FirstFits | None:
+        """At the first tick: the fresh pools sent to the fit workers, which the pool loop
+        then takes their fits from (autoscaler.first_fits); None after, or with too few."""
+        first_fits, self._fit_workers = self._fit_workers, None
+        if first_fits is None:
+            return None
+        fresh = [t for t in runtime.tickers if not t.fitted and not t.in_flight]
+        if len(fresh) < FIRST_FITS_FROM:
+            first_fits.close()
+            return None
+        try:
+            first_fits.send(fresh, now, runtime.config.interval.total_seconds() / 2)
+        except Exception:  # the pools fit in their own ticks, as without workers
+            log.exception("first fits failed; each pool fits in its own tick")
+            first_fits.close()
+            return None
+        return first_fits
 
     def _save_state(self) -> None:
         try:
@@ -215,6 +267,7 @@ class Daemon(ConfigReloads, Leadership):
         finally:
             service.stopping()
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
+            self._let_fit_workers_go()  # stopped before the first tick
             self.release_leadership()
             if server is not None:
                 server.shutdown()

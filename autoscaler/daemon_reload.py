@@ -23,10 +23,19 @@ from autoscaler.runtime import Runtime, build_runtime
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
-START_ONLY = ("interval", "state_dir", "telemetry", "leader_election", "simulation", "digest")
+START_ONLY = (
+    "interval",
+    "state_dir",
+    "telemetry",
+    "leader_election",
+    "simulation",
+    "digest",
+    "first_fit_workers",
+)
 """Settings read once at start: the tick schedule, where state lives, the metrics listener,
-the leader lock (swapping it live could let a standby act beside this daemon) and the
-simulated clock. A reload keeps the running values and says a restart applies them."""
+the leader lock (swapping it live could let a standby act beside this daemon), the
+simulated clock and the first tick's fit workers. A reload keeps the running values and
+says a restart applies them."""
 
 
 def carry_learning(running: Runtime, reloaded: Runtime) -> int:

@@ -144,9 +144,11 @@ def forecast_demand(
     now: datetime,
     max_staleness: timedelta,
     per_node_rps: float,
+    observed: pd.Series | str | None = None,
 ) -> Sizing:
-    """Observe, forecast and size. Any trouble with the data yields `nodes=None`, never zero."""
-    history = observe_demand(pool, metrics, now, max_staleness)
+    """Observe (unless `observed` is this tick's answer already), forecast and size. Any
+    trouble with the data yields `nodes=None`, never zero."""
+    history = observe_demand(pool, metrics, now, max_staleness) if observed is None else observed
     if isinstance(history, str):
         return Sizing(missing_reason=history)
     return size_fleet(pool, predictor, history, per_node_rps)

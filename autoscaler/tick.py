@@ -14,10 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
 from autoscaler.calibration import LoopCalibrated, pool_predictor
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
+from autoscaler.history_masks import history_to_learn
 from autoscaler.metrics import MetricsSource
 from autoscaler.notify import (
     Notifier,
@@ -30,7 +33,7 @@ from autoscaler.overrides import OverridesFile, active_override, expired_overrid
 from autoscaler.policy import Decision, Limits, Memory, Observation, decide
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals, signal_problems
-from autoscaler.sizing import Sizing, forecast_demand
+from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState
 from backends.base import Backend, BackendError, FleetState
 from predictors import Forecast, Predictor
@@ -137,6 +140,9 @@ class PoolTicker:
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
         self._loop_resumed = False
+        self.fitted = False
+        """A tick has forecast: the predictor is no longer fresh (autoscaler.first_fits)."""
+        self._observed: tuple[datetime, pd.Series | str] | None = None
 
     def carry_over(self, previous: PoolTicker) -> bool:
         """Take over what `previous` (this pool's ticker before a config reload) has
@@ -148,7 +154,37 @@ class PoolTicker:
             return False
         self.predictor = previous.predictor
         self._loop_resumed = previous._loop_resumed
+        self.fitted = previous.fitted
         return True
+
+    @property
+    def forecaster(self) -> Predictor:
+        """What fits the demand history: the predictor, or the one its loop calibration wraps."""
+        predictor = self.predictor
+        return predictor.inner if isinstance(predictor, LoopCalibrated) else predictor
+
+    def observe(self, now: datetime) -> pd.Series | str:
+        """The pool's checked demand history at `now`, or why there is none."""
+        return observe_demand(self.pool, self.metrics, now, self.max_staleness)
+
+    def history_to_fit(self, history: pd.Series) -> pd.Series | None:
+        """What the forecaster learns from `history` (demand.exclude masked); None if nothing."""
+        learned, _, unusable = history_to_learn(history, self.pool.demand.exclude)
+        return None if unusable else learned
+
+    def take_first_fit(
+        self, now: datetime, observed: pd.Series | str, forecaster: Predictor | None
+    ) -> None:
+        """What the first fits (autoscaler.first_fits) made for the tick at `now`: the
+        pool's observation, used instead of a second query, and its forecaster fitted on
+        it (the tick's own fit on the same samples then costs no refit)."""
+        self._observed = (now, observed)
+        if forecaster is None:
+            return
+        if isinstance(self.predictor, LoopCalibrated):
+            self.predictor.inner = forecaster
+        else:
+            self.predictor = forecaster
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         """One tick; never raises. An error nobody foresaw (a number that overflows, a
@@ -173,9 +209,12 @@ class PoolTicker:
         pool = self.pool
         per_node_rps, capacity_note = self._capacity(now, state)
         self._resume_loop(now, state)
+        taken, self._observed = self._observed, None
+        observed = taken[1] if taken is not None and taken[0] == now else None
         sizing = forecast_demand(
-            pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps
+            pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps, observed
         )
+        self.fitted = self.fitted or sizing.forecast is not None
         if isinstance(self.predictor, LoopCalibrated) and sizing.forecast is not None:
             state.loop = self.predictor.saved(now)
         sizing = replace(sizing, capacity_note=capacity_note)

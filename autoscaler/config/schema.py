@@ -237,6 +237,15 @@ class Config(Strict):
     simulation: SimulationConfig | None = None
     digest: DigestConfig | None = None
     leader_election: LeaderElection | None = None
+    first_fit_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "worker processes that fit the forecasters of a daemon's first tick when 32 or "
+            "more pools start fresh (autoscaler.first_fits); default: the CPUs the daemon "
+            "may use, at most 8; 0 or 1: each pool fits in its own tick"
+        ),
+    )
     pool_dir: Path | None = Field(
         default=None,
         description="a folder of pool files (*.yaml), one pool each, beside `pools`",

@@ -130,6 +130,17 @@ def test_predictor_speed_runs_on_a_few_pools() -> None:
     assert re.search(r"backtest of one pool, 0.2 d .* seasonal [\d.]+ s, linear [\d.]+ s", printed)
 
 
+def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> None:
+    """3 pools, one run: the workers' decisions equal one process's, and the ratio it
+    prints is the one its two wall times give."""
+    printed = run_script("first_tick.py", "--pools", "3", "--repeats", "1", "--workers", "2")
+    one = re.search(r"one process: +([\d.]+) s wall", printed)
+    two = re.search(r"2 fit workers: +([\d.]+) s wall .* ([\d.]+) x one process", printed)
+    assert one and two, printed
+    assert float(two[2]) == pytest.approx(float(two[1]) / float(one[1]), rel=0.05), printed
+    assert "decisions that differ from one process's: 0 of 3" in printed, printed
+
+
 def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
     """One trace fed a week and a day under `margin: loop`, 3 pools, a 0.2-day month:
     each line is printed, and the worst tick is the sum of the parts it names."""

@@ -1,0 +1,230 @@
+"""A daemon's first tick of many pools: their forecasters fitted in worker processes.
+
+A fresh forecaster's fit is the heavy part of a pool's first tick (the seasonal one:
+~7 ms of CPU on 14 days of minutes, against ~0.2 ms for a later tick), and the daemon
+ticks its pools one after another in one process: 1,000 pools used to take 7-8 s of one
+core before the last of them decided. So before those pools tick, each one's demand
+history is observed (its tick then uses that very answer, not a second query) and sent,
+with its fresh forecaster, to a worker process that fits it and forecasts the pool's
+horizon; the fitted forecaster comes back to the pool just before its tick, so the first
+pools tick while the workers still fit the later ones. The tick fits it again on the same
+samples, which costs no refit, so the forecast is the one the pool would have made by
+itself, to the last bit.
+
+Nothing here can hold or scale a fleet: a pool whose history is missing, whose fit fails
+or is not back by the deadline, or whose worker died, fits in its own tick as before.
+Workers are spawned (fresh interpreters, not forks of a daemon with threads) when the
+daemon starts, so their imports overlap its start, and are let go after the first tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from multiprocessing import get_context
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from predictors import Predictor
+
+if TYPE_CHECKING:
+    from autoscaler.tick import PoolTicker
+
+log = logging.getLogger(__name__)
+
+FIRST_FITS_FROM = 32
+"""Fewer fresh pools than this fit in their own ticks: sooner than workers could start."""
+MOST_WORKERS = 8
+BATCH = 8
+"""Pools sent to a worker at a time: fewer round trips than one each, and the workers
+still start on the first pools while the later ones are observed."""
+
+
+def worker_count(setting: int | None) -> int:
+    """Worker processes for the first fits: the setting, or the CPUs this process may use."""
+    if setting is not None:
+        return setting
+    return min(MOST_WORKERS, len(os.sched_getaffinity(0)))
+
+
+Answers = Future[list["Predictor | str"]]
+
+
+@dataclass
+class _Sent:
+    """One pool's part: its observation, and where its fitted forecaster will come back."""
+
+    observed: pd.Series | str
+    answers: Answers | None = None
+    position: int = 0
+
+
+class FirstFits:
+    """Worker processes that fit many fresh forecasters at once; closed after one use.
+
+    `send` observes the pools and sends them off; `take`, just before each pool's tick,
+    hands it its observation and, once its batch is back, its fitted forecaster: the
+    pools first in line tick while the workers still fit the later ones.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        self.starting = [self._executor.submit(_ready) for _ in range(workers)]
+        """The workers' first tasks, sent now so that they start (and import) before the
+        first tick: done once they are up."""
+        self._sent: dict[int, _Sent] = {}  # by id(ticker)
+        self._now: datetime | None = None
+        self._deadline = 0.0
+        self.pools = 0
+        self.fitted = 0
+        self.missed: dict[str, int] = {}
+        """Pools left to fit in their own ticks, by why."""
+
+    def send(self, tickers: Sequence[PoolTicker], now: datetime, seconds: float) -> None:
+        """Observe each pool and send it with its fresh forecaster to the workers. Within
+        `seconds`, which bound `take`'s waits too: pools not observed by then are left to
+        their own ticks."""
+        self._now, self._deadline = now, time.monotonic() + seconds
+        self.pools = len(tickers)
+        batch: list[tuple[PoolTicker, pd.Series]] = []
+        for ticker in tickers:
+            if time.monotonic() >= self._deadline:
+                self._miss("not observed in time", len(tickers) - len(self._sent))
+                break
+            answer = ticker.observe(now)
+            self._sent[id(ticker)] = _Sent(answer)
+            history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
+            if history is not None:
+                batch.append((ticker, history))
+            if len(batch) == BATCH:
+                self._send(batch)
+                batch = []
+        if batch:
+            self._send(batch)
+
+    def take(self, ticker: PoolTicker) -> None:
+        """Hand `ticker` what `send` made for it (nothing, if it was not observed there),
+        waiting for its batch until the deadline at most."""
+        sent = self._sent.pop(id(ticker), None)
+        if sent is None or self._now is None:
+            return
+        try:
+            ticker.take_first_fit(self._now, sent.observed, self._fitted(sent))
+        except Exception as exc:  # never in the way of the pool's tick
+            self._miss(f"not taken ({type(exc).__name__})")
+
+    def summary(self) -> str:
+        missed = ", ".join(f"{count} {why}" for why, count in self.missed.items())
+        fitted = f"{self.fitted} of {self.pools} pools' forecasters fitted"
+        return f"{fitted} in {self.workers} worker processes" + (
+            f"; fitting in their own ticks: {missed}" if missed else ""
+        )
+
+    def close(self) -> None:
+        """Let the workers go, and stop any still running (one fitting past the deadline,
+        one a broken pool left behind), so that none can hold the daemon's exit."""
+        executor = self._executor
+        workers = list((executor._processes or {}).values())  # no public handle in 3.11
+        executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+
+    def _send(self, batch: list[tuple[PoolTicker, pd.Series]]) -> None:
+        jobs = [(t.forecaster, _packed(history), t.pool.horizon) for t, history in batch]
+        try:
+            answers = self._executor.submit(fit_batch, jobs)
+        except RuntimeError as exc:  # a broken pool (a worker died) takes no more work
+            self._miss(f"not sent ({exc})", len(batch))
+            return
+        for position, (ticker, _) in enumerate(batch):
+            sent = self._sent[id(ticker)]
+            sent.answers, sent.position = answers, position
+
+    def _fitted(self, sent: _Sent) -> Predictor | None:
+        if sent.answers is None:  # no history to fit: its tick says why
+            return None
+        wait_s = max(0.0, self._deadline - time.monotonic())
+        try:
+            answer = sent.answers.result(timeout=wait_s)[sent.position]
+        except TimeoutError:
+            sent.answers.cancel()
+            self._miss("not back in time")
+            return None
+        except Exception as exc:  # a worker that died, a forecaster that did not pickle
+            self._miss(f"lost ({type(exc).__name__}: {exc})")
+            return None
+        if isinstance(answer, str):  # the pool's own fit meets the error again and says it
+            self._miss(f"failed ({answer.split(':')[0]})")
+            return None
+        self.fitted += 1
+        return answer
+
+    def _miss(self, why: str, count: int = 1) -> None:
+        self.missed[why] = self.missed.get(why, 0) + count
+
+
+def fit_batch(jobs: list[tuple[Predictor, PackedHistory, timedelta]]) -> list[Predictor | str]:
+    """In a worker: each forecaster fitted and its horizon forecast (what the pool's first
+    tick does, so its tick finds the work done); an error as its text."""
+    answers: list[Predictor | str] = []
+    for forecaster, packed, horizon in jobs:
+        try:
+            forecaster.fit(_unpacked(packed)).forecast(horizon)
+        except Exception as exc:  # the pool's own tick meets it again and says it
+            answers.append(f"{type(exc).__name__}: {exc}")
+            continue
+        answers.append(forecaster)
+    return answers
+
+
+@dataclass(frozen=True)
+class RegularHistory:
+    """A history on a regular grid, sent as its values and first time, half the bytes
+    of the series with its index (the index is as long as the values)."""
+
+    values: np.ndarray
+    first_ns: int
+    step_ns: int
+    unit: str
+    tz: object
+    name: object
+
+
+PackedHistory = RegularHistory | pd.Series
+
+
+def _packed(history: pd.Series) -> PackedHistory:
+    index = history.index
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return history
+    stamps = index.asi8
+    steps = np.diff(stamps)
+    if not (steps == steps[0]).all():
+        return history
+    return RegularHistory(
+        history.to_numpy(), int(stamps[0]), int(steps[0]), index.unit, index.tz, history.name
+    )
+
+
+def _unpacked(packed: PackedHistory) -> pd.Series:
+    if isinstance(packed, pd.Series):
+        return packed
+    count = len(packed.values)
+    stamps = packed.first_ns + np.arange(count, dtype=np.int64) * packed.step_ns
+    index = pd.DatetimeIndex(stamps.astype(f"M8[{packed.unit}]"))
+    if packed.tz is not None:
+        index = index.tz_localize("UTC").tz_convert(packed.tz)
+    return pd.Series(packed.values, index=index, name=packed.name)
+
+
+def _ready() -> None:
+    """A worker's first task: it is up, with the forecasters' modules imported."""
+    import predictors.seasonal  # noqa: F401

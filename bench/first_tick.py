@@ -1,0 +1,157 @@
+"""A daemon's first tick of 1,000 pools: in one process, and with the first fits' workers.
+
+Each pool is a PoolTicker as the daemon builds it (the seasonal forecaster with the default
+margin, `widen`, and policy `auto`; a simulated fleet; a dry run), its 14 days of 1-minute
+demand served from memory (the bundled traces at random offsets and scales, with noise,
+as bench/predictor_speed.py makes them). On the same pools and histories, in one run:
+
+1. the first tick in one process: every pool ticked one after another (observe, fit,
+   forecast, size, decide, log), as the daemon did before autoscaler.first_fits;
+2. the same with the seed's linear predictor: the baseline the issue's ratio is to;
+3. the first tick with the first fits: the workers started first, as the daemon starts
+   them when it starts (their start timed apart: it overlaps the daemon's own start and
+   its first queries), then FirstFits.send, and each pool's take and tick. Each pool's decision
+   must be the one run 1 made; the script says if one differs.
+
+Medians of `--repeats` runs, each on fresh tickers; wall seconds (the workers' CPU is
+not the parent's), and the parent's CPU seconds.
+
+    python bench/first_tick.py [--pools 1000] [--workers N] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import wait
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+from predictor_speed import FORTNIGHT, pool_histories  # run from bench/: on sys.path
+
+from autoscaler.config.schema import Pool
+from autoscaler.decision_log import DecisionLog
+from autoscaler.first_fits import FirstFits, worker_count
+from autoscaler.notify import LogNotifier
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker, decision_record
+from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
+
+NOW = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # pool_histories' 14 days end here
+
+
+class ServedHistories:
+    """Each pool's history (by its query) up to the asked end, as a metrics source."""
+
+    def __init__(self, histories: dict[str, pd.Series]) -> None:
+        self.histories = histories
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        history = self.histories[query]
+        return history[(history.index >= start) & (history.index <= end)]
+
+
+def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[PoolTicker]:
+    clock = SimulatedClock(NOW)
+    notifier = LogNotifier()
+    tickers = []
+    for number, name in enumerate(metrics.histories):
+        pool = Pool.model_validate(
+            {
+                "name": name,
+                "backend": {"kind": "simulated", "initial_nodes": 4},
+                "demand": {"query": name, "window": "14d"},
+                "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
+                "predictor": {"kind": kind},
+                "max_nodes": 400,
+            }
+        )
+        fleet = SimulatedFleet(clock, initial_nodes=4, boot_delay=timedelta(minutes=10))
+        log = DecisionLog(folder / f"{name}.jsonl")
+        per_node = pool.capacity.per_node_rps
+        assert per_node is not None
+        tickers.append(
+            PoolTicker(pool, fleet, per_node, metrics, timedelta(minutes=5), notifier, log, True)
+        )
+    return tickers
+
+
+def tick_all(tickers: list[PoolTicker]) -> list[dict[str, object]]:
+    overrides = OverridesFile()
+    return [decision_record(t.tick(NOW, PoolState(), overrides)) for t in tickers]
+
+
+def timed(run: Callable[[], object]) -> tuple[float, float, object]:
+    started, cpu = time.perf_counter(), time.process_time()
+    value = run()
+    return time.perf_counter() - started, time.process_time() - cpu, value
+
+
+def with_first_fits(first_fits: FirstFits, tickers: list[PoolTicker]) -> list[dict[str, object]]:
+    """As the daemon's first tick: all sent, then each pool takes its fit and ticks."""
+    first_fits.send(tickers, NOW, 60.0)
+    overrides = OverridesFile()
+    records = []
+    for ticker in tickers:
+        first_fits.take(ticker)
+        records.append(decision_record(ticker.tick(NOW, PoolState(), overrides)))
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=worker_count(None))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.disable(logging.INFO)  # a decision logged per pool: not what is timed here
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    served = ServedHistories(
+        {f"pool-{n}": h.iloc[:FORTNIGHT] for n, h in enumerate(pool_histories(args.pools))}
+    )
+    assert all(h.index[-1] < NOW for h in served.histories.values())
+    folder = Path(tempfile.mkdtemp(prefix="first-tick-"))
+    plain, linear, helped, starts, plain_cpu, helped_cpu = [], [], [], [], [], []
+    differ = 0
+    for _ in range(args.repeats):
+        wall, cpu, expected = timed(lambda: tick_all(make_tickers("seasonal", served, folder)))
+        plain.append(wall)
+        plain_cpu.append(cpu)
+        linear.append(timed(lambda: tick_all(make_tickers("linear", served, folder)))[0])
+        started = time.perf_counter()
+        first_fits = FirstFits(args.workers)
+        wait(first_fits.starting, timeout=60.0)
+        starts.append(time.perf_counter() - started)
+        tickers = make_tickers("seasonal", served, folder)
+        try:
+            wall, cpu, got = timed(partial(with_first_fits, first_fits, tickers))
+        finally:
+            first_fits.close()
+        helped.append(wall)
+        helped_cpu.append(cpu)
+        differ += sum(a != b for a, b in zip(expected, got, strict=True))
+    one, two = statistics.median(plain), statistics.median(helped)
+    base = statistics.median(linear)
+    print(
+        f"first tick of {args.pools} pools (14 d of minutes each), median of {args.repeats}:\n"
+        f"  one process:      {one:.3f} s wall ({statistics.median(plain_cpu):.2f} s CPU), "
+        f"{one / base:.1f} x linear's {base:.2f} s\n"
+        f"  {args.workers} fit workers:    {two:.3f} s wall "
+        f"({statistics.median(helped_cpu):.2f} s CPU in the daemon), {two / base:.1f} x linear, "
+        f"{two / one:.2f} x one process\n"
+        f"  (the workers' start, before the tick: {statistics.median(starts):.2f} s wall)\n"
+        f"  decisions that differ from one process's: {differ} of {args.pools * args.repeats}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The first tick's fits in worker processes: the same forecasts, and no way to hold a fleet.
+
+Real worker processes (spawned, as the daemon spawns them) fit real seasonal forecasters
+on eight days of minutes; each pool is then ticked, and its decision compared with the
+same pool ticked without the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from autoscaler import daemon as daemon_module
+from autoscaler.config.schema import Pool
+from autoscaler.daemon import Daemon
+from autoscaler.decision_log import DecisionLog
+from autoscaler.first_fits import FirstFits, _packed, _unpacked, worker_count
+from autoscaler.metrics import MetricsError
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker, decision_record
+from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
+from predictors import Forecast
+from tests.support import RecordingNotifier
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+DAY_S = 86_400.0
+
+
+def daily_demand(start: datetime, end: datetime, step: timedelta, scale: float) -> pd.Series:
+    """A daily wave with an hourly ripple: the same samples however often it is asked."""
+    index = pd.date_range(start, end, freq=step)
+    seconds = index.asi8 / 1e9
+    wave = 20 + 10 * np.sin(2 * np.pi * seconds / DAY_S) + 2 * np.sin(seconds / 1_111.0)
+    return pd.Series(scale * wave, index=index, dtype=float)
+
+
+class DailyDemand:
+    """The pool's demand up to the asked end; counts the queries; can fail or be empty."""
+
+    def __init__(self, scale: float, failure: MetricsError | None = None) -> None:
+        self.scale = scale
+        self.failure = failure
+        self.queries = 0
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.queries += 1
+        if self.failure is not None:
+            raise self.failure
+        return daily_demand(start, end, step, self.scale)
+
+
+def make_ticker(tmp_path: Path, name: str, metrics: DailyDemand, **predictor: object) -> PoolTicker:
+    pool = Pool.model_validate(
+        {
+            "name": name,
+            "backend": {"kind": "simulated", "initial_nodes": 4},
+            "demand": {"query": f"demand_{name}", "window": "8d"},
+            "capacity": {"per_node_rps": 2.0},
+            "predictor": {"kind": "seasonal", **predictor},
+            "max_nodes": 100,
+        }
+    )
+    fleet = SimulatedFleet(SimulatedClock(NOW), initial_nodes=4, boot_delay=timedelta(0))
+    log = DecisionLog(tmp_path / f"{name}.jsonl")
+    notifier = RecordingNotifier()
+    return PoolTicker(pool, fleet, 2.0, metrics, timedelta(minutes=5), notifier, log, True)
+
+
+def decisions(tickers: list[PoolTicker], now: datetime) -> list[dict[str, object]]:
+    records = []
+    for ticker in tickers:
+        result = ticker.tick(now, PoolState(), OverridesFile())
+        records.append(decision_record(result))
+    return records
+
+
+def first_fits_of(tickers: list[PoolTicker], seconds: float = 60.0) -> FirstFits:
+    """Sent and taken as the daemon's first tick does, the workers closed."""
+    first_fits = FirstFits(2)
+    try:
+        first_fits.send(tickers, NOW, seconds)
+        for ticker in tickers:
+            first_fits.take(ticker)
+    finally:
+        first_fits.close()
+    return first_fits
+
+
+def test_forecasters_fitted_in_workers_decide_as_the_pools_would_alone(tmp_path: Path) -> None:
+    """Each pool's first decision (its forecast, band and margin included) is the one it
+    makes without workers, to the last digit; its tick asks the metrics nothing more."""
+    pools = [("a", 1.0, {}), ("b", 3.0, {"margin": "band"}), ("c", 0.5, {"policy": "forecast"})]
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "workers").mkdir()
+    alone = [make_ticker(tmp_path / "alone", n, DailyDemand(s), **p) for n, s, p in pools]
+    metrics = [DailyDemand(s) for _, s, _ in pools]
+    helped = [
+        make_ticker(tmp_path / "workers", n, m, **p)
+        for (n, _, p), m in zip(pools, metrics, strict=True)
+    ]
+    fresh = [t.forecaster for t in helped]
+    first_fits = first_fits_of(helped)
+    assert (first_fits.fitted, first_fits.missed) == (3, {})
+    assert [m.queries for m in metrics] == [1, 1, 1]
+    installed = [t.forecaster for t in helped]
+    assert not any(f is g for f, g in zip(installed, fresh, strict=True))  # from the workers
+    expected, got = decisions(alone, NOW), decisions(helped, NOW)
+    assert [m.queries for m in metrics] == [1, 1, 1]  # the tick used the first fits' answer
+    assert got == expected
+    assert all(t.forecaster is f for t, f in zip(helped, installed, strict=True))
+    assert [f.heavy_fits for f in installed] == [1, 1, 1]  # the workers' fit, not redone
+    assert all(record["forecast_upper_rps"] is not None for record in got)
+    # the next tick queries again, and still agrees
+    later = NOW + timedelta(minutes=1)
+    assert decisions(helped, later) == decisions(alone, later)
+    assert [m.queries for m in metrics] == [2, 2, 2]
+
+
+def test_a_pool_without_history_is_told_as_missing_not_fitted(tmp_path: Path) -> None:
+    """A failed query is that pool's observation: its tick holds on it (no second query),
+    the other pools are fitted as usual."""
+    broken = DailyDemand(1.0, MetricsError("unreachable", "demand_x", "connection refused"))
+    tickers = [make_ticker(tmp_path, "x", broken), make_ticker(tmp_path, "y", DailyDemand(1.0))]
+    fresh = [t.forecaster for t in tickers]
+    first_fits = first_fits_of(tickers)
+    assert (first_fits.fitted, first_fits.missed) == (1, {})
+    assert tickers[0].forecaster is fresh[0] and tickers[1].forecaster is not fresh[1]
+    result = tickers[0].tick(NOW, PoolState(), OverridesFile())
+    assert "connection refused" in result.errors["metrics"]
+    assert result.decision is not None and result.decision.desired == result.decision.current
+    assert broken.queries == 1
+
+
+class DiesInAWorker:
+    """A forecaster whose fit kills the process it runs in (a worker, never the test)."""
+
+    name = "dies"
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def fit(self, history: pd.Series) -> DiesInAWorker:
+        if os.getpid() != self.parent:
+            os._exit(3)
+        return self
+
+    def forecast(self, horizon: timedelta) -> Forecast:
+        raise ValueError("not used")
+
+
+class SlowInAWorker(DiesInAWorker):
+    """A forecaster whose fit outlasts any deadline in a worker."""
+
+    def fit(self, history: pd.Series) -> SlowInAWorker:
+        if os.getpid() != self.parent:
+            time.sleep(30)
+        return self
+
+
+@pytest.mark.parametrize("kind", [DiesInAWorker, SlowInAWorker])
+def test_a_worker_that_dies_or_lags_leaves_its_pools_to_their_own_ticks(
+    tmp_path: Path, kind: type
+) -> None:
+    """No exception and no forecaster for those pools, within the deadline; their ticks
+    fit as if there had been no workers."""
+    tickers = [make_ticker(tmp_path, name, DailyDemand(1.0)) for name in ("p", "q")]
+    for ticker in tickers:
+        ticker.predictor.inner = kind()
+    first_fits = FirstFits(2)
+    started = time.monotonic()
+    try:
+        first_fits.send(tickers, NOW, 4.0)
+        for ticker in tickers:
+            first_fits.take(ticker)
+        workers = list(first_fits._executor._processes.values())
+    finally:
+        first_fits.close()
+    assert time.monotonic() - started < 8.0
+    assert first_fits.fitted == 0 and sum(first_fits.missed.values()) == 2
+    assert all(isinstance(t.predictor.inner, kind) for t in tickers)
+    observed = [t._observed for t in tickers]  # what each tick uses instead of a query
+    assert all(o is not None and isinstance(o[1], pd.Series) for o in observed)
+    for worker in workers:  # none left fitting: it would hold the daemon's exit
+        assert _ends_within(worker.pid, 5.0)
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    """The process is gone or a zombie (read from /proc: Process.is_alive() races the
+    executor's own thread reaping it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_past_the_deadline_pools_are_not_observed_at_all(tmp_path: Path) -> None:
+    metrics = DailyDemand(1.0)
+    tickers = [make_ticker(tmp_path, name, metrics) for name in ("p", "q")]
+    first_fits = first_fits_of(tickers, seconds=0.0)
+    assert metrics.queries == 0 and first_fits.missed == {"not observed in time": 2}
+    assert all(t._observed is None for t in tickers)
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Berlin"])
+@pytest.mark.parametrize("unit", ["s", "ns"])
+def test_a_history_travels_to_a_worker_as_it_is(tz: str | None, unit: str) -> None:
+    regular = daily_demand(NOW, NOW + timedelta(hours=3), timedelta(minutes=1), 1.0)
+    regular.index = regular.index.tz_convert(tz) if tz else regular.index.tz_localize(None)
+    regular.index = regular.index.as_unit(unit)
+    regular.name = "q"
+    irregular = regular.drop(regular.index[5])
+    for history in (regular, irregular):
+        back = _unpacked(_packed(history))
+        pd.testing.assert_series_equal(back, history, check_freq=False)  # nothing reads freq
+        assert back.index.unit == unit and str(back.index.tz) == str(history.index.tz)
+    assert not isinstance(_packed(regular), pd.Series)  # only the values travel
+
+
+def test_worker_count_is_the_setting_or_the_usable_cpus() -> None:
+    assert worker_count(0) == 0 and worker_count(3) == 3
+    assert worker_count(None) == min(8, len(os.sched_getaffinity(0)))
+
+
+def many_pools_config(tmp_path: Path, workers: int) -> Path:
+    trace = tmp_path / "trace.csv"
+    demand = daily_demand(NOW - timedelta(days=9), NOW + timedelta(days=1), timedelta(minutes=1), 1)
+    pd.DataFrame(
+        {"timestamp": demand.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": demand * 60}
+    ).to_csv(trace, index=False)
+    pools = [
+        {
+            "name": f"pool-{i}",
+            "backend": {"kind": "simulated", "initial_nodes": 3},
+            "demand": {"query": "demand", "window": "8d"},
+            "capacity": {"per_node_rps": 1.0 + i},
+            "max_nodes": 60,
+        }
+        for i in range(3)
+    ]
+    config = {
+        "interval": "1m",
+        "state_dir": str(tmp_path / f"state{workers}"),
+        "simulation": {"start": NOW.isoformat(), "end": (NOW + timedelta(hours=1)).isoformat()},
+        "metrics": {"kind": "replay", "trace": str(trace)},
+        "first_fit_workers": workers,
+        "pools": pools,
+    }
+    path = tmp_path / f"config{workers}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_daemon_fits_its_first_tick_in_workers_then_lets_them_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its first two ticks decide as the same daemon without workers does; the workers
+    are used by the first tick only, and shut down after it."""
+    monkeypatch.setattr(daemon_module, "FIRST_FITS_FROM", 2)
+    plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
+    helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
+    assert plain._fit_workers is None and helped._fit_workers is not None
+    executor = helped._fit_workers._executor
+    fresh = [t.forecaster for t in helped.runtime.tickers]
+    caplog.set_level("INFO", logger="autoscaler.daemon")
+    for _ in range(2):
+        expected = [decision_record(r) for r in plain.tick()]
+        got = [decision_record(r) for r in helped.tick()]
+        assert got == expected
+        fitted = [t.forecaster for t in helped.runtime.tickers]
+        assert not any(f is g for f, g in zip(fitted, fresh, strict=True))  # from the workers
+        assert [f.heavy_fits for f in fitted] == [1, 1, 1]
+    assert "first tick: 3 of 3 pools' forecasters fitted in 2 worker processes" in caplog.text
+    assert helped._fit_workers is None
+    with pytest.raises(RuntimeError):  # shut down: it takes no more work
+        executor.submit(int)
+
+
+def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sandbox that refuses them (no /dev/shm, a process limit) costs speed, not the
+    daemon: it starts, says so, and its pools fit and decide in their own ticks."""
+
+    def refused(workers: int) -> FirstFits:
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(daemon_module, "FIRST_FITS_FROM", 2)
+    monkeypatch.setattr(daemon_module, "FirstFits", refused)
+    daemon = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
+    assert daemon._fit_workers is None
+    assert "no fit workers ([Errno 13] Permission denied)" in caplog.text
+    results = daemon.tick()
+    assert len(results) == 3 and all(r.sizing.forecast is not None for r in results)
