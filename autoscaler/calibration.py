@@ -249,7 +249,9 @@ class LoopCalibrated:
 
     def _record(self, now: datetime, demand: float) -> None:
         ticks = self._ticks
-        if ticks.times and now <= ticks.times[-1]:  # a restart or a clock going back
+        if ticks.times and now == ticks.times[-1]:
+            return  # no newer sample (an interval shorter than the step): the same tick
+        if ticks.times and now < ticks.times[-1]:  # a restart or a clock going back
             ticks.clear()
             self._peaks.clear()
             self._window_full = False

@@ -29,6 +29,7 @@ MetricsErrorKind = Literal[
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 _LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
 _CLOCK_SLACK = timedelta(seconds=1)  # the query's end is sent rounded to the millisecond
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Inf|NaN)")
 
 
@@ -147,9 +148,26 @@ def fetch_series(
 def fetch_demand(
     source: MetricsSource, demand: DemandQuery, now: datetime, max_staleness: timedelta
 ) -> pd.Series:
-    """The checked history a pool's forecast is fitted on: the configured window up to now."""
-    series = source.demand(demand.query, now - demand.window, now, demand.step)
-    return check_demand(series.rename(demand.query), now, max_staleness)
+    """The checked history a pool's forecast is fitted on: the configured window up to now,
+    on the step's own grid (`step_floor`); fresh if its newest sample is within
+    `max_staleness` of the grid's last time (the newest a source can have on it)."""
+    end = step_floor(now, demand.step)
+    series = source.demand(demand.query, end - demand.window, end, demand.step)
+    return check_demand(series.rename(demand.query), end, max_staleness)
+
+
+def step_floor(moment: datetime, step: timedelta) -> datetime:
+    """`moment` down to a whole number of steps since the epoch.
+
+    Prometheus evaluates a range at start + k x step, from a start the client rounds to the
+    second: a range ending at the tick's own time (late by a few ms that vary, or an
+    interval that is not a whole number of steps) gives samples at other times every tick,
+    and the forecaster must rebuild its history and refit from scratch each time. Ends on
+    this grid give every tick the same sample times, so it only appends the new ones.
+    """
+    moment = as_utc(moment)
+    since = moment - _EPOCH
+    return moment - since % step if step > timedelta(0) else moment
 
 
 def series_from_matrix(query: str, result: Any) -> pd.Series:

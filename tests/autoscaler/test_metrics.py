@@ -127,6 +127,31 @@ def test_range_query_parses_values_and_sends_params_and_token() -> None:
     assert headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.parametrize(
+    ("late", "step"),
+    [
+        (timedelta(seconds=0.6), timedelta(minutes=1)),  # a tick a little late
+        (timedelta(seconds=30.4), timedelta(minutes=1)),  # a 90 s interval's every other tick
+        (timedelta(minutes=7), timedelta(minutes=10)),
+    ],
+)
+def test_fetch_demand_asks_for_the_steps_own_grid_whatever_the_ticks_time(
+    late: timedelta, step: timedelta
+) -> None:
+    """Prometheus evaluates a range at start + k x step, the start rounded to the second by
+    the client: a range ending at the tick's own time gave other sample times on every tick
+    that came a little later or earlier, and the forecaster then rebuilt its history and
+    refitted from scratch (test_tick: a week of jittered ticks)."""
+    demand = DemandQuery(query=QUERY, window=timedelta(hours=1), step=step)
+    reply = matrix_reply(({}, [(stamp(NOW - step), "1.0"), (stamp(NOW), "2.0")]))
+    with PrometheusApiDouble([reply]) as double, source(double.url) as prometheus:
+        series = fetch_demand(prometheus, demand, NOW + late, LIMIT)
+    _, params, _ = double.requests[0]
+    assert params["end"] == [str(int(stamp(NOW)))]
+    assert params["start"] == [str(int(stamp(NOW - timedelta(hours=1))))]
+    assert series.iloc[-1] == 2.0
+
+
 def test_no_authorization_header_without_a_token() -> None:
     with PrometheusApiDouble([matrix_reply()]) as double, source(double.url, env={}) as p:
         assert ask(p).empty

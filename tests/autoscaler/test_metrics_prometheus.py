@@ -10,7 +10,7 @@ import pytest
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import DemandQuery
-from autoscaler.metrics import MetricsError, check_demand, fetch_demand
+from autoscaler.metrics import MetricsError, check_demand, fetch_demand, step_floor
 from autoscaler.metrics_prometheus import PrometheusSource
 from tests.doubles.prometheus_server import (
     DEMAND_QUERY,
@@ -73,7 +73,10 @@ def test_fetch_demand_uses_the_pools_window_and_step(
     with _source(prometheus_history.url) as source:
         series = fetch_demand(source, demand, now, STALENESS)
     assert len(series) == 37
-    assert series.index[-1] == pd.Timestamp(now)
+    # on the step's grid (whole 10 minutes), ending at the last one before now
+    assert series.index[-1] == pd.Timestamp(step_floor(now, demand.step))
+    on_grid = (series.index.minute % 10 == 0) & (series.index.second == 0)
+    assert on_grid.all() and series.index[-1] > now - demand.step
     expected = prometheus_history.expected_rate(series.index)
     np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
 

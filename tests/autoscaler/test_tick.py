@@ -333,3 +333,37 @@ def test_a_loop_calibrated_pool_keeps_its_calibration_in_state_for_a_restart(
     assert restarted.ticker.predictor.margin == 0.6
     assert result.sizing.forecast is not None and result.sizing.forecast.calibration is not None
     assert result.sizing.forecast.calibration.margin == 0.6
+
+
+class EvaluatedLikePrometheus:
+    """A double of Prometheus's range evaluation times (as the Prometheus tests check them):
+    the client rounds the start to the second (prometheus-api-client), and the answer
+    holds start + k x step up to the end, here a daily wave with an hourly ripple."""
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        seconds = np.arange(round(start.timestamp()), round(end.timestamp()) + 1, step.seconds)
+        index = pd.to_datetime(seconds, unit="s", utc=True)
+        wave = 20 + 10 * np.sin(2 * np.pi * seconds / 86_400) + 2 * np.sin(seconds / 1_111.0)
+        return pd.Series(wave.astype(float), index=index)
+
+
+@pytest.mark.parametrize(("interval_s", "phase_s"), [(60, 0.49), (90, 0.2), (30, 0.0)])
+def test_ticks_at_jittered_times_append_to_the_forecasters_history(
+    tmp_path: Path, interval_s: int, phase_s: float
+) -> None:
+    """Ticks a few ms late by varying amounts (about half a second into the minute, where
+    the client's rounding flips), every 90 s, or every 30 s, on a 1-minute step: the
+    forecaster is fitted once and then only appends, and the loop calibration keeps one
+    tick per new sample. With ranges ending at the tick's own time, 13, 30 and 30 of these
+    30 ticks were fresh fits from scratch, their bands provisional."""
+    h = Harness(tmp_path, predictor={"kind": "seasonal"}, demand={"query": "q", "window": "8d"})
+    h.ticker.metrics = EvaluatedLikePrometheus()
+    jitter = np.random.default_rng(0).uniform(0.0, 0.03, 30)
+    minutes_seen = set()
+    for k, late in enumerate(jitter):
+        now = START + timedelta(seconds=k * interval_s + phase_s + late)
+        minutes_seen.add(now.replace(second=0, microsecond=0))
+        result = h.ticker.tick(now, h.state, h.overrides)
+        assert result.sizing.forecast is not None, result.errors
+    assert h.ticker.forecaster.heavy_fits == 1
+    assert len(h.ticker.predictor._ticks.times) == len(minutes_seen)  # none cleared
