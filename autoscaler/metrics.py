@@ -80,7 +80,7 @@ def check_demand(series: pd.Series, now: datetime, max_staleness: timedelta) -> 
             f"negative demand {values[first]:g} at {series.index[first]:%Y-%m-%d %H:%M:%SZ}; "
             "the query must give requests per second",
         )
-    return series[finite]
+    return series if finite.all() else series[finite]
 
 
 def _one_value_per_time(series: pd.Series, query: str) -> pd.Series:
@@ -106,7 +106,9 @@ def _fresh(series: pd.Series, query: str, now: datetime, max_staleness: timedelt
     `max_staleness` of now and none after it."""
     if series.empty:
         raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
-    series = _one_value_per_time(series.sort_index(), query)
+    if not series.index.is_monotonic_increasing:  # a copy only where it is needed
+        series = series.sort_index()
+    series = _one_value_per_time(series, query)
     newest_at = series.index[-1]
     age = as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
     if age < -_CLOCK_SLACK:

@@ -11,7 +11,10 @@ as bench/predictor_speed.py makes them). On the same pools and histories, in one
 3. the first tick with the first fits: the workers started first, as the daemon starts
    them when it starts (their start timed apart: it overlaps the daemon's own start and
    its first queries), then FirstFits.send, and each pool's take and tick. Each pool's decision
-   must be the one run 1 made; the script says if one differs.
+   must be the one run 1 made; the script says if one differs;
+4. the steady ticks after a first tick: every pool ticked again a minute later, and the
+   next minutes (`--steady-ticks`), the whole tick as in run 1 (no refit is due in them
+   unless a pool's hourly phase falls there), seasonal beside linear.
 
 Medians of `--repeats` runs, each on fresh tickers; wall seconds (the workers' CPU is
 not the parent's), and the parent's CPU seconds.
@@ -33,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from predictor_speed import FORTNIGHT, pool_histories  # run from bench/: on sys.path
 
@@ -54,10 +58,15 @@ class ServedHistories:
 
     def __init__(self, histories: dict[str, pd.Series]) -> None:
         self.histories = histories
+        self._stamps = {name: h.index.as_unit("ns").asi8 for name, h in histories.items()}
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
-        history = self.histories[query]
-        return history[(history.index >= start) & (history.index <= end)]
+        """Two binary searches on the sorted times: about what a cache in front of the
+        daemon would cost, so that the tick's own work is what is timed."""
+        stamps = self._stamps[query]
+        first = np.searchsorted(stamps, pd.Timestamp(start).value, side="left")
+        last = np.searchsorted(stamps, pd.Timestamp(end).value, side="right")
+        return self.histories[query].iloc[first:last]
 
 
 def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[PoolTicker]:
@@ -85,9 +94,27 @@ def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[Pool
     return tickers
 
 
-def tick_all(tickers: list[PoolTicker]) -> list[dict[str, object]]:
+def tick_all(
+    tickers: list[PoolTicker], at: datetime = NOW, states: list[PoolState] | None = None
+) -> list[dict[str, object]]:
     overrides = OverridesFile()
-    return [decision_record(t.tick(NOW, PoolState(), overrides)) for t in tickers]
+    states = states or [PoolState() for _ in tickers]
+    return [
+        decision_record(t.tick(at, state, overrides))
+        for t, state in zip(tickers, states, strict=True)
+    ]
+
+
+def steady_ticks(kind: str, served: ServedHistories, folder: Path, count: int) -> list[float]:
+    """Wall seconds of each of `count` ticks a minute apart after the pools' first tick."""
+    tickers = make_tickers(kind, served, folder)
+    states = [PoolState() for _ in tickers]
+    tick_all(tickers, NOW, states)
+    seconds = []
+    for minute in range(1, count + 1):
+        at = NOW + timedelta(minutes=minute)
+        seconds.append(timed(partial(tick_all, tickers, at, states))[0])
+    return seconds
 
 
 def timed(run: Callable[[], object]) -> tuple[float, float, object]:
@@ -112,13 +139,13 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=worker_count(None))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steady-ticks", type=int, default=5)
     args = parser.parse_args()
     logging.disable(logging.INFO)  # a decision logged per pool: not what is timed here
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    served = ServedHistories(
-        {f"pool-{n}": h.iloc[:FORTNIGHT] for n, h in enumerate(pool_histories(args.pools))}
-    )
-    assert all(h.index[-1] < NOW for h in served.histories.values())
+    histories = pool_histories(args.pools, extra=args.steady_ticks)
+    served = ServedHistories({f"pool-{n}": h for n, h in enumerate(histories)})
+    assert all(h.index[FORTNIGHT - 1] < NOW for h in histories)
     folder = Path(tempfile.mkdtemp(prefix="first-tick-"))
     plain, linear, helped, starts, plain_cpu, helped_cpu = [], [], [], [], [], []
     differ = 0
@@ -150,6 +177,13 @@ def main() -> None:
         f"{two / one:.2f} x one process\n"
         f"  (the workers' start, before the tick: {statistics.median(starts):.2f} s wall)\n"
         f"  decisions that differ from one process's: {differ} of {args.pools * args.repeats}"
+    )
+    steady = statistics.median(steady_ticks("seasonal", served, folder, args.steady_ticks))
+    steady_linear = statistics.median(steady_ticks("linear", served, folder, args.steady_ticks))
+    print(
+        f"steady tick of those {args.pools} pools (a minute later, one process), median of "
+        f"{args.steady_ticks}: {steady:.3f} s wall, {steady / steady_linear:.2f} x linear's "
+        f"{steady_linear:.3f} s"
     )
 
 
