@@ -52,13 +52,14 @@ STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
 
 
-def start_first_fits(runtime: Runtime) -> FirstFits | None:
-    """Workers for the first tick's fits, started now, where enough pools start fresh."""
+def start_first_fits(runtime: Runtime, stop: threading.Event) -> FirstFits | None:
+    """Workers for the first tick's fits, started now, where enough pools start fresh;
+    `stop` ends their waits (the daemon's stop grace)."""
     workers = worker_count(runtime.config.first_fit_workers)
     if workers < 2 or len(runtime.tickers) < FIRST_FITS_FROM:
         return None
     try:
-        return FirstFits(workers)
+        return FirstFits(workers, stop)
     except Exception as exc:  # e.g. a sandbox without /dev/shm: slower, never down
         log.warning("no fit workers (%s); each pool fits in its own first tick", exc)
         return None
@@ -133,7 +134,7 @@ class Daemon(ConfigReloads, Leadership):
         self._leading: bool | None = None
         self._lock_problem: str | None = None
         self._guard_writes(self.runtime)
-        self._fit_workers = start_first_fits(self.runtime)
+        self._fit_workers = start_first_fits(self.runtime, self._grace_over)
 
     # ---- one tick ----------------------------------------------------------------
 

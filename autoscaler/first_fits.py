@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from multiprocessing import get_context
@@ -74,8 +75,10 @@ class FirstFits:
     pools first in line tick while the workers still fit the later ones.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, stop: threading.Event | None = None) -> None:
         self.workers = workers
+        self._stop = stop
+        """Set when the daemon is stopping: `take` waits no longer (nor `send` observes)."""
         self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
         self.starting = [self._executor.submit(_ready) for _ in range(workers)]
         """The workers' first tasks, sent now so that they start (and import) before the
@@ -96,7 +99,7 @@ class FirstFits:
         self.pools = len(tickers)
         batch: list[tuple[PoolTicker, pd.Series]] = []
         for ticker in tickers:
-            if time.monotonic() >= self._deadline:
+            if time.monotonic() >= self._deadline or self._stopping():
                 self._miss("not observed in time", len(tickers) - len(self._sent))
                 break
             answer = ticker.observe(now)
@@ -151,13 +154,15 @@ class FirstFits:
     def _fitted(self, sent: _Sent) -> Predictor | None:
         if sent.answers is None:  # no history to fit: its tick says why
             return None
-        wait_s = max(0.0, self._deadline - time.monotonic())
+        while not sent.answers.done():  # in short waits: a stop must not wait for it
+            left = self._deadline - time.monotonic()
+            if left <= 0 or self._stopping():
+                sent.answers.cancel()
+                self._miss("not back in time")
+                return None
+            wait((sent.answers,), timeout=min(0.05, left))
         try:
-            answer = sent.answers.result(timeout=wait_s)[sent.position]
-        except TimeoutError:
-            sent.answers.cancel()
-            self._miss("not back in time")
-            return None
+            answer = sent.answers.result()[sent.position]
         except Exception as exc:  # a worker that died, a forecaster that did not pickle
             self._miss(f"lost ({type(exc).__name__}: {exc})")
             return None
@@ -166,6 +171,9 @@ class FirstFits:
             return None
         self.fitted += 1
         return answer
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     def _miss(self, why: str, count: int = 1) -> None:
         self.missed[why] = self.missed.get(why, 0) + count

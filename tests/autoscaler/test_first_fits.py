@@ -8,6 +8,7 @@ same pool ticked without the workers.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,6 +194,26 @@ def test_a_worker_that_dies_or_lags_leaves_its_pools_to_their_own_ticks(
         assert _ends_within(worker.pid, 5.0)
 
 
+def test_a_stop_ends_the_wait_for_a_lagging_worker(tmp_path: Path) -> None:
+    """The daemon's stop grace (5 s) holds for the first tick too: a pool waiting for its
+    batch stops waiting once the stop is set, whatever the first fits' deadline."""
+    ticker = make_ticker(tmp_path, "p", DailyDemand(1.0))
+    ticker.predictor.inner = SlowInAWorker()
+    stop = threading.Event()
+    first_fits = FirstFits(2, stop)
+    try:
+        first_fits.send([ticker], NOW, 60.0)
+        threading.Timer(1.0, stop.set).start()
+        started = time.monotonic()
+        first_fits.take(ticker)
+        waited = time.monotonic() - started
+    finally:
+        first_fits.close()
+    assert waited < 5.0
+    assert first_fits.missed == {"not back in time": 1}
+    assert isinstance(ticker.predictor.inner, SlowInAWorker)
+
+
 def _ends_within(pid: int, seconds: float) -> bool:
     """The process is gone or a zombie (read from /proc: Process.is_alive() races the
     executor's own thread reaping it)."""
@@ -296,7 +317,7 @@ def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
     """A sandbox that refuses them (no /dev/shm, a process limit) costs speed, not the
     daemon: it starts, says so, and its pools fit and decide in their own ticks."""
 
-    def refused(workers: int) -> FirstFits:
+    def refused(workers: int, stop: object) -> FirstFits:
         raise OSError(13, "Permission denied")
 
     monkeypatch.setattr(daemon_module, "FIRST_FITS_FROM", 2)
