@@ -27,12 +27,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from multiprocessing import get_context
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from common.deadline import DeadlineExceeded, call_within
 from predictors import Predictor
 
 if TYPE_CHECKING:
@@ -99,10 +101,15 @@ class FirstFits:
         self.pools = len(tickers)
         batch: list[tuple[PoolTicker, pd.Series]] = []
         for ticker in tickers:
-            if time.monotonic() >= self._deadline or self._stopping():
+            left = self._deadline - time.monotonic()
+            try:
+                if left <= 0 or self._stopping():
+                    raise DeadlineExceeded
+                # as each pool's own tick: a call no deadline bounds is left behind
+                answer = call_within(left, partial(ticker.observe, now), "observe", self._stop)
+            except DeadlineExceeded:
                 self._miss("not observed in time", len(tickers) - len(self._sent))
                 break
-            answer = ticker.observe(now)
             self._sent[id(ticker)] = _Sent(answer)
             history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
             if history is not None:

@@ -194,6 +194,39 @@ def test_a_worker_that_dies_or_lags_leaves_its_pools_to_their_own_ticks(
         assert _ends_within(worker.pid, 5.0)
 
 
+class AnswersNever(DailyDemand):
+    """A metrics source whose call never returns until released (no deadline of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+        self.released = threading.Event()
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.released.wait()
+        return super().demand(query, start, end, step)
+
+
+def test_a_query_that_never_answers_holds_the_first_fits_no_longer_than_their_deadline(
+    tmp_path: Path,
+) -> None:
+    """As a pool's own tick is: the call is left behind, and that pool and the ones after
+    it are observed in their own ticks."""
+    stuck = AnswersNever()
+    tickers = [make_ticker(tmp_path, "p", stuck), make_ticker(tmp_path, "q", DailyDemand(1.0))]
+    first_fits = FirstFits(2)
+    started = time.monotonic()
+    try:
+        first_fits.send(tickers, NOW, 1.0)
+        for ticker in tickers:
+            first_fits.take(ticker)
+    finally:
+        first_fits.close()
+        stuck.released.set()
+    assert time.monotonic() - started < 4.0
+    assert first_fits.missed == {"not observed in time": 2}
+    assert all(t._observed is None for t in tickers)
+
+
 def test_a_stop_ends_the_wait_for_a_lagging_worker(tmp_path: Path) -> None:
     """The daemon's stop grace (5 s) holds for the first tick too: a pool waiting for its
     batch stops waiting once the stop is set, whatever the first fits' deadline."""
