@@ -96,29 +96,40 @@ class FirstFits:
     def send(self, tickers: Sequence[PoolTicker], now: datetime, seconds: float) -> None:
         """Observe each pool and send it with its fresh forecaster to the workers. Within
         `seconds`, which bound `take`'s waits too: pools not observed by then are left to
-        their own ticks."""
+        their own ticks. The observing runs as each pool's own tick does, under a deadline:
+        a metrics call that never returns is left behind, with what was observed so far."""
         self._now, self._deadline = now, time.monotonic() + seconds
         self.pools = len(tickers)
+        given_up = threading.Event()
+        observe = partial(self._observe_all, tickers, now, given_up)
+        try:
+            self._sent = call_within(seconds, observe, "first fits: observe", self._stop)
+        except DeadlineExceeded:
+            given_up.set()  # it stops after the call it is stuck in; its answers are dropped
+            self._sent = {}
+        unobserved = len(tickers) - len(self._sent)
+        if unobserved:
+            self._miss("not observed in time", unobserved)
+
+    def _observe_all(
+        self, tickers: Sequence[PoolTicker], now: datetime, given_up: threading.Event
+    ) -> dict[int, _Sent]:
+        sent: dict[int, _Sent] = {}
         batch: list[tuple[PoolTicker, pd.Series]] = []
         for ticker in tickers:
-            left = self._deadline - time.monotonic()
-            try:
-                if left <= 0 or self._stopping():
-                    raise DeadlineExceeded
-                # as each pool's own tick: a call no deadline bounds is left behind
-                answer = call_within(left, partial(ticker.observe, now), "observe", self._stop)
-            except DeadlineExceeded:
-                self._miss("not observed in time", len(tickers) - len(self._sent))
+            if time.monotonic() >= self._deadline or self._stopping() or given_up.is_set():
                 break
-            self._sent[id(ticker)] = _Sent(answer)
+            answer = ticker.observe(now)
+            sent[id(ticker)] = _Sent(answer)
             history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
             if history is not None:
                 batch.append((ticker, history))
             if len(batch) == BATCH:
-                self._send(batch)
+                self._send(batch, sent)
                 batch = []
         if batch:
-            self._send(batch)
+            self._send(batch, sent)
+        return sent
 
     def take(self, ticker: PoolTicker) -> None:
         """Hand `ticker` what `send` made for it (nothing, if it was not observed there),
@@ -147,7 +158,7 @@ class FirstFits:
         for worker in workers:
             worker.terminate()
 
-    def _send(self, batch: list[tuple[PoolTicker, pd.Series]]) -> None:
+    def _send(self, batch: list[tuple[PoolTicker, pd.Series]], sent: dict[int, _Sent]) -> None:
         jobs = [(t.forecaster, _packed(history), t.pool.horizon) for t, history in batch]
         try:
             answers = self._executor.submit(fit_batch, jobs)
@@ -155,8 +166,7 @@ class FirstFits:
             self._miss(f"not sent ({exc})", len(batch))
             return
         for position, (ticker, _) in enumerate(batch):
-            sent = self._sent[id(ticker)]
-            sent.answers, sent.position = answers, position
+            sent[id(ticker)].answers, sent[id(ticker)].position = answers, position
 
     def _fitted(self, sent: _Sent) -> Predictor | None:
         if sent.answers is None:  # no history to fit: its tick says why
