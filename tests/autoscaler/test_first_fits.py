@@ -213,14 +213,10 @@ def test_a_query_that_never_answers_holds_the_first_fits_no_longer_than_their_de
     it are observed in their own ticks."""
     stuck = AnswersNever()
     tickers = [make_ticker(tmp_path, "p", stuck), make_ticker(tmp_path, "q", DailyDemand(1.0))]
-    first_fits = FirstFits(2)
     started = time.monotonic()
     try:
-        first_fits.send(tickers, NOW, 1.0)
-        for ticker in tickers:
-            first_fits.take(ticker)
+        first_fits = first_fits_of(tickers, seconds=1.0)
     finally:
-        first_fits.close()
         stuck.released.set()
     assert time.monotonic() - started < 4.0
     assert first_fits.missed == {"not observed in time": 2}
