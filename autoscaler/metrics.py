@@ -29,7 +29,6 @@ MetricsErrorKind = Literal[
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 _LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
 _CLOCK_SLACK = timedelta(seconds=1)  # the query's end is sent rounded to the millisecond
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Inf|NaN)")
 
 
@@ -167,9 +166,7 @@ def step_floor(moment: datetime, step: timedelta) -> datetime:
     and the forecaster must rebuild its history and refit from scratch each time. Ends on
     this grid give every tick the same sample times, so it only appends the new ones.
     """
-    moment = as_utc(moment)
-    since = moment - _EPOCH
-    return moment - since % step if step > timedelta(0) else moment
+    return pd.Timestamp(as_utc(moment)).floor(step).to_pydatetime()
 
 
 def series_from_matrix(query: str, result: Any) -> pd.Series:
