@@ -70,3 +70,9 @@ def late_share_above(
 def whole_late(frame: Frame, margin: float, settings: LoopSettings) -> float:
     """The late share of the whole frame's replay at this margin (every day pooled)."""
     return late_share(*replay_lateness(frame, margin, settings))
+
+
+def daily_wave(seconds: np.ndarray) -> np.ndarray:
+    """Demand (req/s) at Unix times: a daily wave with an hourly ripple, the same samples
+    however often and over whatever range it is asked."""
+    return 20 + 10 * np.sin(2 * np.pi * seconds / 86_400) + 2 * np.sin(seconds / 1_111.0)

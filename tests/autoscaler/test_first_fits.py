@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -30,18 +29,15 @@ from autoscaler.tick import PoolTicker, decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast
-from tests.support import RecordingNotifier
+from tests.support import RecordingNotifier, daily_wave
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-DAY_S = 86_400.0
 
 
 def daily_demand(start: datetime, end: datetime, step: timedelta, scale: float) -> pd.Series:
-    """A daily wave with an hourly ripple: the same samples however often it is asked."""
+    """`scale` x tests.support.daily_wave at each step from start to end."""
     index = pd.date_range(start, end, freq=step)
-    seconds = index.asi8 / 1e9
-    wave = 20 + 10 * np.sin(2 * np.pi * seconds / DAY_S) + 2 * np.sin(seconds / 1_111.0)
-    return pd.Series(scale * wave, index=index, dtype=float)
+    return pd.Series(scale * daily_wave(index.asi8 / 1e9), index=index, dtype=float)
 
 
 class DailyDemand:

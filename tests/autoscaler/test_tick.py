@@ -24,7 +24,7 @@ from autoscaler.tick import PoolTicker
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast
-from tests.support import RecordingNotifier, read_decisions
+from tests.support import RecordingNotifier, daily_wave, read_decisions
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -338,13 +338,12 @@ def test_a_loop_calibrated_pool_keeps_its_calibration_in_state_for_a_restart(
 class EvaluatedLikePrometheus:
     """A double of Prometheus's range evaluation times (as the Prometheus tests check them):
     the client rounds the start to the second (prometheus-api-client), and the answer
-    holds start + k x step up to the end, here a daily wave with an hourly ripple."""
+    holds start + k x step up to the end, here tests.support.daily_wave."""
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
         seconds = np.arange(round(start.timestamp()), round(end.timestamp()) + 1, step.seconds)
         index = pd.to_datetime(seconds, unit="s", utc=True)
-        wave = 20 + 10 * np.sin(2 * np.pi * seconds / 86_400) + 2 * np.sin(seconds / 1_111.0)
-        return pd.Series(wave.astype(float), index=index)
+        return pd.Series(daily_wave(seconds.astype(float)), index=index)
 
 
 @pytest.mark.parametrize(("interval_s", "phase_s"), [(60, 0.49), (90, 0.2), (30, 0.0)])
