@@ -77,13 +77,23 @@ class DecisionLog:
         line = json.dumps(data, allow_nan=False, ensure_ascii=False) + "\n"
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write(line)
-                    handle.flush()
+                self._write(self.path, line)
                 self._last_error = None
             except OSError as err:
                 message = f"{type(err).__name__}: {err.strerror or err}"
                 if message != self._last_error:  # once per distinct failure, not every tick
                     logger.warning("cannot write decision log %s (%s)", self.path, message)
                 self._last_error = message
+
+    @staticmethod
+    def _write(path: Path, line: str) -> None:
+        """Append the line; the folder is made only when it is missing (its first line, or
+        after someone removed it), not checked on every line."""
+        try:
+            handle = path.open("a", encoding="utf-8")
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a", encoding="utf-8")
+        with handle:
+            handle.write(line)
+            handle.flush()

@@ -29,6 +29,7 @@ MetricsErrorKind = Literal[
 _QUERY_SHOWN = 120  # characters of a PromQL query quoted in a message
 _LATEST_UNIX_TIME = 2**33  # year 2242; later (or NaN, or before 1970) is a broken answer
 _CLOCK_SLACK = timedelta(seconds=1)  # the query's end is sent rounded to the millisecond
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Inf|NaN)")
 
 
@@ -105,9 +106,9 @@ def _fresh(series: pd.Series, query: str, now: datetime, max_staleness: timedelt
     `max_staleness` of now and none after it."""
     if series.empty:
         raise MetricsError("empty", query, "no samples in the window (no data is not zero load)")
-    if not series.index.is_monotonic_increasing:  # a copy only where it is needed
-        series = series.sort_index()
-    series = _one_value_per_time(series, query)
+    stamps = series.index.asi8
+    if not (stamps[1:] > stamps[:-1]).all():  # strictly increasing: nothing to sort or merge
+        series = _one_value_per_time(series.sort_index(), query)
     newest_at = series.index[-1]
     age = as_utc(now) - newest_at.to_pydatetime(warn=False)  # sub-µs precision: irrelevant
     if age < -_CLOCK_SLACK:
@@ -154,7 +155,9 @@ def fetch_demand(
     `max_staleness` of the grid's last time (the newest a source can have on it)."""
     end = step_floor(now, demand.step)
     series = source.demand(demand.query, end - demand.window, end, demand.step)
-    return check_demand(series.rename(demand.query), end, max_staleness)
+    if series.name != demand.query:  # a source that names it (Prometheus's) saves a copy
+        series = series.rename(demand.query)
+    return check_demand(series, end, max_staleness)
 
 
 def step_floor(moment: datetime, step: timedelta) -> datetime:
@@ -166,7 +169,8 @@ def step_floor(moment: datetime, step: timedelta) -> datetime:
     and the forecaster must rebuild its history and refit from scratch each time. Ends on
     this grid give every tick the same sample times, so it only appends the new ones.
     """
-    return pd.Timestamp(as_utc(moment)).floor(step).to_pydatetime()
+    utc = as_utc(moment)
+    return utc - (utc - _EPOCH) % step  # timedelta arithmetic: exact, in whole microseconds
 
 
 def series_from_matrix(query: str, result: Any) -> pd.Series:

@@ -57,7 +57,8 @@ class ServedHistories:
     """Each pool's history (by its query) up to the asked end, as a metrics source."""
 
     def __init__(self, histories: dict[str, pd.Series]) -> None:
-        self.histories = histories
+        # Named by their queries, as the Prometheus adapter names what it answers.
+        self.histories = {name: h.rename(name) for name, h in histories.items()}
         self._stamps = {name: h.index.as_unit("ns").asi8 for name, h in histories.items()}
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
@@ -72,6 +73,7 @@ class ServedHistories:
 def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[PoolTicker]:
     clock = SimulatedClock(NOW)
     notifier = LogNotifier()
+    log = DecisionLog(folder / f"{kind}.jsonl")  # one for every pool, as the daemon's
     tickers = []
     for number, name in enumerate(metrics.histories):
         pool = Pool.model_validate(
@@ -85,7 +87,6 @@ def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[Pool
             }
         )
         fleet = SimulatedFleet(clock, initial_nodes=4, boot_delay=timedelta(minutes=10))
-        log = DecisionLog(folder / f"{name}.jsonl")
         per_node = pool.capacity.per_node_rps
         assert per_node is not None
         tickers.append(

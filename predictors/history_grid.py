@@ -132,7 +132,11 @@ class HistoryGrid:
     def valid_span_ns(self) -> int:
         """Time from the first finite value to the newest step (0 if none is finite)."""
         if self._first_valid_ns is None or self._first_valid_ns < self.start_ns:
-            finite = np.isfinite(self.values)
+            values = self.values
+            if len(values) and np.isfinite(values[0]):  # the common case: a full window
+                self._first_valid_ns = self.start_ns
+                return self.end_ns - self.start_ns
+            finite = np.isfinite(values)
             first = int(np.argmax(finite))  # stops at the first True
             if not finite[first]:
                 return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,15 @@ def test_lines_are_on_disk_after_each_append(tmp_path: Path) -> None:
     for n in range(3):
         log.append({"n": n})
         assert len(read_decisions(path)) == n + 1
+
+
+def test_a_folder_removed_while_running_is_made_again(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "pools" / "d.jsonl"
+    log = DecisionLog(path)
+    log.append({"n": 1})
+    shutil.rmtree(tmp_path / "logs")
+    log.append({"n": 2})
+    assert [r["n"] for r in read_decisions(path)] == [2]
 
 
 def test_no_path_writes_nothing(tmp_path: Path) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import math
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import DemandQuery
-from autoscaler.metrics import MetricsError, check_demand, fetch_demand
+from autoscaler.metrics import MetricsError, check_demand, fetch_demand, step_floor
 from autoscaler.metrics_prometheus import PrometheusSource, redact_url
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
@@ -81,6 +83,36 @@ def test_zero_demand_is_real_data() -> None:
 def test_unsorted_history_is_judged_by_its_newest_sample() -> None:
     series = minutes([1.0, 2.0, 3.0]).iloc[::-1]
     assert check_demand(series, NOW, LIMIT).index.is_monotonic_increasing
+
+
+def test_a_time_given_twice_with_one_value_is_kept_once_and_with_two_is_refused() -> None:
+    """Sorted or not: an answer that is not strictly increasing is sorted, then merged."""
+    series = minutes([1.0, 2.0, 3.0])
+    repeated = pd.concat([series.iloc[[2]], series, series.iloc[[1]]])
+    assert check_demand(repeated, NOW, LIMIT).tolist() == [1.0, 2.0, 3.0]
+    conflicting = pd.concat([series, pd.Series([5.0], index=series.index[[1]], name=QUERY)])
+    with pytest.raises(MetricsError, match="twice"):
+        check_demand(conflicting, NOW, LIMIT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    microseconds=st.integers(0, 2**52),
+    offset_minutes=st.integers(-14 * 60, 14 * 60),
+    step_seconds=st.sampled_from([1, 7, 15, 30, 60, 90, 300, 3600, 86_400]),
+)
+def test_step_floor_is_the_epochs_grid_in_utc(
+    microseconds: int, offset_minutes: int, step_seconds: int
+) -> None:
+    """Whatever zone the moment is given in: the same grid as pandas' floor of the instant."""
+    zone = timezone(timedelta(minutes=offset_minutes))
+    moment = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)).astimezone(
+        zone
+    )
+    step = timedelta(seconds=step_seconds)
+    floored = step_floor(moment, step)
+    assert floored.tzinfo == UTC
+    assert floored == pd.Timestamp(moment).tz_convert("UTC").floor(step).to_pydatetime()
 
 
 def test_naive_now_is_a_programming_error() -> None:

@@ -41,6 +41,19 @@ def test_ticking_windows_keep_what_one_long_history_gives() -> None:
             assert grid.valid_span_ns() == fresh.valid_span_ns()
 
 
+def test_the_valid_span_follows_a_window_sliding_out_of_missing_samples() -> None:
+    """A history that starts with hours of nothing: the span starts at its first value until
+    the window slides past it, then at the window's start."""
+    series = minutes(600, seed=3)
+    series.iloc[:100] = np.nan
+    series.iloc[150:160] = np.nan
+    grid = rebuilt(series.iloc[:200], 120)
+    for end in range(201, 400):
+        grid.absorb(series.iloc[end - 30 : end])
+        first_value = series.iloc[end - 121 : end].first_valid_index()
+        assert grid.valid_span_ns() == int(series.index[end - 1].value - first_value.value)
+
+
 def test_revised_and_late_samples_in_the_overlap_are_taken() -> None:
     series = minutes(600, seed=1)
     grid = rebuilt(series.iloc[:500], 1_000)
