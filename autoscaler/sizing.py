@@ -51,11 +51,16 @@ class Sizing:
 
 
 def observe_demand(
-    pool: Pool, metrics: MetricsSource, now: datetime, max_staleness: timedelta
+    pool: Pool,
+    metrics: MetricsSource,
+    now: datetime,
+    max_staleness: timedelta,
+    kept: pd.Series | None = None,
 ) -> pd.Series | str:
-    """The pool's checked demand history, or why there is none (never an empty series)."""
+    """The pool's checked demand history, or why there is none (never an empty series);
+    `kept`: its history from an earlier tick (metrics.fetch_demand)."""
     try:
-        return fetch_demand(metrics, pool.demand, now, max_staleness)
+        return fetch_demand(metrics, pool.demand, now, max_staleness, kept)
     except MetricsError as exc:
         return f"{exc.kind}: {exc}"
 

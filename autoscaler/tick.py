@@ -143,6 +143,8 @@ class PoolTicker:
         self.fitted = False
         """A tick has forecast: the predictor is no longer fresh (autoscaler.first_fits)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
+        self._kept_demand: pd.Series | None = None
+        """The last checked demand history: the next tick asks only for what came since."""
 
     def carry_over(self, previous: PoolTicker) -> bool:
         """Take over what `previous` (this pool's ticker before a config reload) has
@@ -153,6 +155,7 @@ class PoolTicker:
         if not same or previous.in_flight:
             return False
         self.predictor = previous.predictor
+        self._kept_demand = previous._kept_demand
         self._loop_resumed = previous._loop_resumed
         self.fitted = previous.fitted
         return True
@@ -164,8 +167,13 @@ class PoolTicker:
         return predictor.inner if isinstance(predictor, LoopCalibrated) else predictor
 
     def observe(self, now: datetime) -> pd.Series | str:
-        """The pool's checked demand history at `now`, or why there is none."""
-        return observe_demand(self.pool, self.metrics, now, self.max_staleness)
+        """The pool's checked demand history at `now`, or why there is none. A good answer
+        is kept (in one assignment: a call left behind past its deadline may still finish
+        beside the next tick's, and either answer is a whole one)."""
+        answer = observe_demand(self.pool, self.metrics, now, self.max_staleness, self._kept_demand)
+        if not isinstance(answer, str):
+            self._kept_demand = answer
+        return answer
 
     def history_to_fit(self, history: pd.Series) -> pd.Series | None:
         """What the forecaster learns from `history` (demand.exclude masked); None if nothing."""
@@ -210,7 +218,7 @@ class PoolTicker:
         per_node_rps, capacity_note = self._capacity(now, state)
         self._resume_loop(now, state)
         taken, self._observed = self._observed, None
-        observed = taken[1] if taken is not None and taken[0] == now else None
+        observed = taken[1] if taken is not None and taken[0] == now else self.observe(now)
         sizing = forecast_demand(
             pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps, observed
         )

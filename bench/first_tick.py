@@ -67,7 +67,7 @@ class ServedHistories:
         stamps = self._stamps[query]
         first = np.searchsorted(stamps, pd.Timestamp(start).value, side="left")
         last = np.searchsorted(stamps, pd.Timestamp(end).value, side="right")
-        return self.histories[query].iloc[first:last]
+        return self.histories[query].iloc[first:last].copy()
 
 
 def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[PoolTicker]:

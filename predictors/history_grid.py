@@ -1,12 +1,13 @@
 """A pool's kept history on a regular grid, brought up to each tick's query window.
 
-One forecaster serves one pool for its whole life and is handed, every tick, only the
-pool's short query window (2 h by default): the grid keeps what those windows add up to,
-at most `max_span_ns` of it, NaN where no sample came. A window that continues the grid
-costs only its newest samples: they are written into spare room at the end of a buffer
-(re-reading the last OVERLAP_STEPS, which a metrics source may revise), and the buffer is
-compacted once that room is used up, not copied on every tick. A window that does not
-continue it (restarted, went back, older data appeared, the step changed) rebuilds it.
+One forecaster serves one pool for its whole life and is handed, every tick, the pool's
+query window, of which only the newest samples are new: the grid keeps what those
+windows add up to, at most `max_span_ns` of it, NaN where no sample came. A window that
+continues the grid costs only its newest samples: they are written into spare room at
+the end of a buffer (re-reading the last OVERLAP_STEPS, which a metrics source may
+revise), and the buffer is compacted once that room is used up, not copied on every tick.
+A window that does not continue it (restarted, went back, older data appeared, the step
+changed) rebuilds it.
 """
 
 from __future__ import annotations

@@ -184,6 +184,90 @@ def test_fetch_demand_asks_for_the_steps_own_grid_whatever_the_ticks_time(
     assert series.iloc[-1] == 2.0
 
 
+class MemorySource:
+    """Demand from a series held in memory, as a source answers: the asked range, anew."""
+
+    def __init__(self, series: pd.Series) -> None:
+        self.series = series
+        self.asked: list[tuple[datetime, datetime]] = []
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.asked.append((start, end))
+        inside = (self.series.index >= start) & (self.series.index <= end)
+        return self.series[inside].rename(query)
+
+
+def day_of_minutes(seed: int = 0) -> pd.Series:
+    index = pd.date_range(end=NOW, periods=24 * 60, freq="1min", tz=UTC)
+    return pd.Series(np.random.default_rng(seed).uniform(1.0, 9.0, len(index)), index=index)
+
+
+HOURS_3 = DemandQuery(query=QUERY, window=timedelta(hours=3))
+
+
+def test_a_kept_history_asks_from_a_few_steps_back_and_answers_as_the_whole_window() -> None:
+    """Ticks a minute apart, a sample revised in the overlap and one that is NaN: each answer
+    is the one the whole window gives, from ranges of OVERLAP_STEPS + 1 steps."""
+    truth = day_of_minutes()
+    source = MemorySource(truth.copy())
+    start = NOW - timedelta(hours=12)
+    kept = fetch_demand(source, HOURS_3, start, LIMIT)
+    for minute in range(1, 40):
+        minute_start = start + timedelta(minutes=minute)
+        if minute == 10:
+            source.series[minute_start - timedelta(minutes=3)] = 0.5  # a late scrape's revision
+        if minute == 20:
+            source.series[minute_start - timedelta(minutes=2)] = math.nan
+        now = minute_start + timedelta(seconds=2)
+        kept = fetch_demand(source, HOURS_3, now, LIMIT, kept)
+        whole = fetch_demand(source, HOURS_3, now, LIMIT)
+        pd.testing.assert_series_equal(kept, whole, check_freq=False)
+        first, end = source.asked[-2]
+        assert end - first == timedelta(minutes=6)  # OVERLAP_STEPS back, and the new one
+    assert kept.index[0] == pd.Timestamp(step_floor(now, HOURS_3.step) - HOURS_3.window)
+
+
+def test_a_kept_history_older_than_the_window_is_not_used() -> None:
+    source = MemorySource(day_of_minutes())
+    kept = fetch_demand(source, HOURS_3, NOW - timedelta(hours=12), LIMIT)
+    answer = fetch_demand(source, HOURS_3, NOW, LIMIT, kept)
+    assert source.asked[-1] == (NOW - HOURS_3.window, NOW)
+    whole = fetch_demand(source, HOURS_3, NOW, LIMIT)
+    pd.testing.assert_series_equal(answer, whole, check_freq=False)
+
+
+def test_a_source_that_stopped_goes_stale_and_one_that_forgot_is_empty_as_for_the_window() -> None:
+    truth = day_of_minutes()
+    source = MemorySource(truth[truth.index <= NOW - timedelta(minutes=30)])
+    kept = fetch_demand(source, HOURS_3, NOW - timedelta(minutes=30), LIMIT)
+    still = fetch_demand(source, HOURS_3, NOW - timedelta(minutes=27), LIMIT, kept)
+    assert still.index[-1] == kept.index[-1]
+    with pytest.raises(MetricsError, match="old") as raised:
+        fetch_demand(source, HOURS_3, NOW, LIMIT, kept)
+    assert raised.value.kind == "stale"
+    source.series = truth[truth.index < NOW - timedelta(hours=1)]  # the recent hour gone
+    with pytest.raises(MetricsError, match="no samples") as raised:
+        fetch_demand(source, HOURS_3, NOW - timedelta(minutes=27), LIMIT, kept)
+    assert raised.value.kind == "empty"
+
+
+def test_a_bad_new_sample_refuses_the_answer_and_an_answer_of_more_than_asked_is_whole() -> None:
+    truth = day_of_minutes()
+    kept = fetch_demand(MemorySource(truth), HOURS_3, NOW - timedelta(minutes=10), LIMIT)
+    negative = truth.copy()
+    negative.iloc[-3] = -1.0
+    with pytest.raises(MetricsError, match="negative"):
+        fetch_demand(MemorySource(negative), HOURS_3, NOW, LIMIT, kept)
+
+    class Everything(MemorySource):  # ignores the range: the whole day every time
+        def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+            return self.series.rename(query)
+
+    answer = fetch_demand(Everything(truth), HOURS_3, NOW, LIMIT, kept)
+    assert answer.index.is_unique and answer.index.is_monotonic_increasing
+    assert answer.index[-1] == pd.Timestamp(NOW)
+
+
 def test_no_authorization_header_without_a_token() -> None:
     with PrometheusApiDouble([matrix_reply()]) as double, source(double.url, env={}) as p:
         assert ask(p).empty

@@ -158,3 +158,31 @@ def test_fourteen_days_at_one_minute_is_fetched_in_chunks_under_the_point_limit(
     sample = series.iloc[:: len(series) // 50]
     expected = prometheus_history.expected_rate(sample.index)
     np.testing.assert_allclose(sample.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
+def test_a_kept_window_asks_only_for_the_new_minutes_and_answers_as_the_whole_window(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    """Ticks a minute apart, each given the last one's history: the same samples as asking
+    for the whole 14 days each time, from a range query of a few minutes."""
+    demand = DemandQuery(query=DEMAND_QUERY, window=timedelta(days=14))
+    start = _minute_now() - timedelta(minutes=20)
+    asked: list[tuple[datetime, datetime]] = []
+    with _source(prometheus_history.url) as source:
+        kept = fetch_demand(source, demand, start, STALENESS)
+        recording = _Recording(source, asked)
+        for minute in range(1, 6):
+            now = start + timedelta(minutes=minute, seconds=7)
+            kept = fetch_demand(recording, demand, now, STALENESS, kept)
+            whole = fetch_demand(source, demand, now, STALENESS)
+            pd.testing.assert_series_equal(kept, whole)
+    assert all(end - first <= 6 * demand.step for first, end in asked)
+
+
+class _Recording:
+    def __init__(self, source: PrometheusSource, asked: list[tuple[datetime, datetime]]) -> None:
+        self.source, self.asked = source, asked
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.asked.append((start, end))
+        return self.source.demand(query, start, end, step)

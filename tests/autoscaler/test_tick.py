@@ -366,3 +366,43 @@ def test_ticks_at_jittered_times_append_to_the_forecasters_history(
         assert result.sizing.forecast is not None, result.errors
     assert h.ticker.forecaster.heavy_fits == 1
     assert len(h.ticker.predictor._ticks.times) == len(minutes_seen)  # none cleared
+
+
+class Recorded(EvaluatedLikePrometheus):
+    """EvaluatedLikePrometheus, recording the ranges asked for; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.asked: list[timedelta] = []
+        self.failure: MetricsError | None = None
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+        self.asked.append(end - start)
+        if self.failure is not None:
+            raise self.failure
+        return super().demand(query, start, end, step)
+
+
+def test_a_pool_asks_for_its_whole_window_once_then_only_for_what_came_since(
+    tmp_path: Path,
+) -> None:
+    """Also across a metrics outage (the next answer reaches back to the last one kept) and
+    a config reload that keeps the pool as it was."""
+    h = Harness(tmp_path, predictor={"kind": "seasonal"}, demand={"query": "q", "window": "8d"})
+    source = h.ticker.metrics = Recorded()
+    for minute in range(3):
+        h.ticker.tick(START + timedelta(minutes=minute, seconds=1), h.state, h.overrides)
+    assert source.asked == [timedelta(days=8)] + [timedelta(minutes=6)] * 2
+    source.failure = MetricsError("unreachable", "q", "down")
+    for minute in range(3, 13):
+        held = h.ticker.tick(START + timedelta(minutes=minute, seconds=1), h.state, h.overrides)
+        assert "metrics" in held.errors
+    source.failure = None
+    back = h.ticker.tick(START + timedelta(minutes=13, seconds=1), h.state, h.overrides)
+    assert back.sizing.forecast is not None and source.asked[-1] == timedelta(minutes=16)
+    reloaded = PoolTicker(
+        h.pool, h.fleet, 1.0, source, timedelta(minutes=5), h.notifier, h.ticker.decision_log, False
+    )
+    assert reloaded.carry_over(h.ticker)
+    reloaded.tick(START + timedelta(minutes=14, seconds=1), h.state, h.overrides)
+    assert source.asked[-1] == timedelta(minutes=6)
+    assert h.ticker.forecaster.heavy_fits == 1

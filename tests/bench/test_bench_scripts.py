@@ -141,6 +141,17 @@ def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> No
     assert "decisions that differ from one process's: 0 of 3" in printed, printed
 
 
+@pytest.mark.integration
+def test_demand_read_gets_the_same_answers_both_ways_from_a_real_prometheus() -> None:
+    printed = run_script("demand_read.py", "--ticks", "3", "--days", "1")
+    found = re.search(
+        r"whole window ([\d.]+) ms, kept window ([\d.]+) ms .*, (\d+) x less", printed
+    )
+    assert found, printed
+    assert abs(int(found[3]) - float(found[1]) / float(found[2])) <= 1, printed  # rounded
+    assert "answers that differ: 0 of 3" in printed, printed
+
+
 def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
     """One trace fed a week and a day under `margin: loop`, 3 pools, a 0.2-day month:
     each line is printed, and the worst tick is the sum of the parts it names."""
