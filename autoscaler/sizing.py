@@ -143,17 +143,10 @@ def _in_unit(span: timedelta, unit: str) -> np.int64:
 
 
 def forecast_demand(
-    pool: Pool,
-    predictor: Predictor,
-    metrics: MetricsSource,
-    now: datetime,
-    max_staleness: timedelta,
-    per_node_rps: float,
-    observed: pd.Series | str | None = None,
+    pool: Pool, predictor: Predictor, observed: pd.Series | str, per_node_rps: float
 ) -> Sizing:
-    """Observe (unless `observed` is this tick's answer already), forecast and size. Any
-    trouble with the data yields `nodes=None`, never zero."""
-    history = observe_demand(pool, metrics, now, max_staleness) if observed is None else observed
-    if isinstance(history, str):
-        return Sizing(missing_reason=history)
-    return size_fleet(pool, predictor, history, per_node_rps)
+    """Forecast and size what the tick observed (`observe_demand`): a reason there is no
+    history yields `nodes=None`, never zero."""
+    if isinstance(observed, str):
+        return Sizing(missing_reason=observed)
+    return size_fleet(pool, predictor, observed, per_node_rps)

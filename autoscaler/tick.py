@@ -219,9 +219,7 @@ class PoolTicker:
         self._resume_loop(now, state)
         taken, self._observed = self._observed, None
         observed = taken[1] if taken is not None and taken[0] == now else self.observe(now)
-        sizing = forecast_demand(
-            pool, self.predictor, self.metrics, now, self.max_staleness, per_node_rps, observed
-        )
+        sizing = forecast_demand(pool, self.predictor, observed, per_node_rps)
         self.fitted = self.fitted or sizing.forecast is not None
         if isinstance(self.predictor, LoopCalibrated) and sizing.forecast is not None:
             state.loop = self.predictor.saved(now)
