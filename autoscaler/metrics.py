@@ -259,8 +259,9 @@ def _sample_number(value: Any) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return float(value)
+    if isinstance(value, str):
+        text = value.strip()  # str.strip drops more than float() skips ("0\x1f")
+        return float(text) if _NUMBER.fullmatch(text) else None
     return None
 
 

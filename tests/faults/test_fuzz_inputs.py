@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config.loader import load_config, load_overrides
@@ -188,6 +188,7 @@ def parse(result: Any) -> pd.Series | MetricsError:
 
 @settings(database=None, deadline=None, max_examples=600)
 @given(result=matrices)
+@example(result=[{"metric": {}, "values": [["0\x1f", "1.5"]]}])  # once a ValueError
 def test_any_matrix_parses_or_is_a_metrics_error(result: Any) -> None:
     outcome = parse(result)
     if isinstance(outcome, pd.Series):
