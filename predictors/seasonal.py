@@ -67,12 +67,12 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from common.time_zones import time_zone
 from predictors.base import Forecast
 from predictors.cleaning import is_sparse, repair
 from predictors.history_grid import HistoryGrid
@@ -128,9 +128,9 @@ class SeasonalPredictor:
         if not 0.0 < service_target < 1.0:
             raise ValueError("service_target is a share of late requests, between 0 and 1")
         try:  # an unknown zone fails here, not at the first tick
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: unknown IANA time zone {timezone!r}") from None
+            time_zone(timezone)
+        except ValueError as exc:
+            raise ValueError(f"timezone: {exc}") from None
         if not latency_target_s >= 0.0:
             raise ValueError("latency_target_s is seconds a request may wait, at least 0")
         self.service_target = service_target

@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from common.durations import Duration
 from common.settings import Strict
+from common.time_zones import time_zone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -51,10 +51,7 @@ def _clock_text(value: Any) -> Any:
 
 
 def _known_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    time_zone(value)
     return value
 
 

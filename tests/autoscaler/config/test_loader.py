@@ -289,6 +289,13 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
             "pools[0].schedules[0].timezone",
             ["unknown IANA time zone", "Asia/Bombay_"],
         ),
+        (  # a folder of the zone database: ZoneInfo raises IsADirectoryError (fuzz-found)
+            "timezone: Asia/Kolkata",
+            "timezone: Asia",
+            "timezone",
+            "pools[0].schedules[0].timezone",
+            ["unknown IANA time zone", "'Asia'"],
+        ),
         (
             "days: mon-sat",
             "days: [mon, funday]",
