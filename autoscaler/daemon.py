@@ -32,7 +32,7 @@ from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daily_report import send_digest
 from autoscaler.decision_log import to_json_value
-from autoscaler.first_fits import FIRST_FITS_FROM, FirstFits, worker_count
+from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
@@ -52,16 +52,16 @@ STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
 
 
-def start_first_fits(runtime: Runtime, stop: threading.Event) -> FirstFits | None:
-    """Workers for the first tick's fits, started now, where enough pools start fresh;
+def start_fit_workers(runtime: Runtime, stop: threading.Event) -> FitWorkers | None:
+    """Workers for the pools' heavy fits, started now, where there are enough pools;
     `stop` ends their waits (the daemon's stop grace)."""
-    workers = worker_count(runtime.config.first_fit_workers)
-    if workers < 2 or len(runtime.tickers) < FIRST_FITS_FROM:
+    workers = worker_count(runtime.config.fit_workers)
+    if workers < 2 or len(runtime.tickers) < WORKERS_FROM:
         return None
     try:
-        return FirstFits(workers, stop)
+        return FitWorkers(workers, stop)
     except Exception as exc:  # e.g. a sandbox without /dev/shm: slower, never down
-        log.warning("no fit workers (%s); each pool fits in its own first tick", exc)
+        log.warning("no fit workers (%s); each pool fits in its own ticks", exc)
         return None
 
 
@@ -134,7 +134,7 @@ class Daemon(ConfigReloads, Leadership):
         self._leading: bool | None = None
         self._lock_problem: str | None = None
         self._guard_writes(self.runtime)
-        self._fit_workers = start_first_fits(self.runtime, self._grace_over)
+        self._fit_workers = start_fit_workers(self.runtime, self._grace_over)
 
     # ---- one tick ----------------------------------------------------------------
 
@@ -151,13 +151,12 @@ class Daemon(ConfigReloads, Leadership):
             runtime = self.runtime
             now = runtime.clock.now()
             started = time.monotonic()
-            first_fits = self._first_fits(runtime, now)
+            fits = self._send_heavy_fits(runtime, now)
             try:
-                results = self._tick_pools(runtime, now, first_fits)
+                results = self._tick_pools(runtime, now, fits)
             finally:
-                if first_fits is not None:
-                    first_fits.close()
-                    log.info("first tick: %s", first_fits.summary())
+                if fits is not None:
+                    self._fits_done(fits)
             self.telemetry.tick_finished(results, time.monotonic() - started)
             self._save_state()
             if runtime.config.simulation is not None and isinstance(runtime.clock, SimulatedClock):
@@ -166,7 +165,7 @@ class Daemon(ConfigReloads, Leadership):
             return results
 
     def _tick_pools(
-        self, runtime: Runtime, now: datetime, first_fits: FirstFits | None
+        self, runtime: Runtime, now: datetime, fits: FitWorkers | None
     ) -> list[TickResult]:
         results = []
         for ticker in runtime.tickers:
@@ -174,8 +173,8 @@ class Daemon(ConfigReloads, Leadership):
             ticker.persist = self._save_state
             if self._grace_over.is_set():
                 break  # stopping: the pools not ticked yet wait for the next start
-            if first_fits is not None:
-                first_fits.take(ticker)
+            if fits is not None:
+                fits.take(ticker)
             result = self._tick_pool(ticker, now, state)
             state.last_decision = to_json_value(decision_record(result))
             results.append(result)
@@ -189,23 +188,31 @@ class Daemon(ConfigReloads, Leadership):
             self._fit_workers.close()
             self._fit_workers = None
 
-    def _first_fits(self, runtime: Runtime, now: datetime) -> FirstFits | None:
-        """At the first tick: the fresh pools sent to the fit workers, which the pool loop
-        then takes their fits from (autoscaler.first_fits); None after, or with too few."""
-        first_fits, self._fit_workers = self._fit_workers, None
-        if first_fits is None:
+    def _send_heavy_fits(self, runtime: Runtime, now: datetime) -> FitWorkers | None:
+        """The pools whose fit is heavy this tick (all at the first) sent to the fit
+        workers, which the pool loop then takes their fits from (autoscaler.fit_workers);
+        None without workers, or with no fit due."""
+        fits = self._fit_workers
+        if fits is None:
             return None
-        fresh = [t for t in runtime.tickers if not t.fitted and not t.in_flight]
-        if len(fresh) < FIRST_FITS_FROM:
-            first_fits.close()
+        due = [t for t in runtime.tickers if not t.in_flight and t.heavy_fit_due(now)]
+        if not due:
             return None
         try:
-            first_fits.send(fresh, now, runtime.config.interval.total_seconds() / 2)
+            fits.send(due, now, runtime.config.interval.total_seconds() / 2)
         except Exception:  # the pools fit in their own ticks, as without workers
-            log.exception("first fits failed; each pool fits in its own tick")
-            first_fits.close()
+            log.exception("fit workers failed; each pool fits in its own ticks")
+            self._let_fit_workers_go()
             return None
-        return first_fits
+        return fits
+
+    def _fits_done(self, fits: FitWorkers) -> None:
+        fits.finish()
+        level = logging.INFO if self.ticks == 0 or fits.missed else logging.DEBUG
+        log.log(level, "%s: %s", "first tick" if self.ticks == 0 else "heavy fits", fits.summary())
+        if fits.broken:
+            log.warning("a fit worker died; each pool fits in its own ticks from now")
+            self._let_fit_workers_go()
 
     def _save_state(self) -> None:
         try:

@@ -30,7 +30,7 @@ START_ONLY = (
     "leader_election",
     "simulation",
     "digest",
-    "first_fit_workers",
+    "fit_workers",
 )
 """Settings read once at start: the tick schedule, where state lives, the metrics listener,
 the leader lock (swapping it live could let a standby act beside this daemon), the

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import history_to_learn
-from autoscaler.metrics import MetricsSource
+from autoscaler.metrics import MetricsSource, step_floor
 from autoscaler.notify import (
     Notifier,
     alert_message,
@@ -141,10 +141,12 @@ class PoolTicker:
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
         self._loop_resumed = False
         self.fitted = False
-        """A tick has forecast: the predictor is no longer fresh (autoscaler.first_fits)."""
+        """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
         self._kept_demand: pd.Series | None = None
         """The last checked demand history: the next tick asks only for what came since."""
+        self._lag = timedelta(0)
+        """How far its newest sample was behind the tick's grid end (a source that lags)."""
 
     def carry_over(self, previous: PoolTicker) -> bool:
         """Take over what `previous` (this pool's ticker before a config reload) has
@@ -155,7 +157,7 @@ class PoolTicker:
         if not same or previous.in_flight:
             return False
         self.predictor = previous.predictor
-        self._kept_demand = previous._kept_demand
+        self._kept_demand, self._lag = previous._kept_demand, previous._lag
         self._loop_resumed = previous._loop_resumed
         self.fitted = previous.fitted
         return True
@@ -173,6 +175,7 @@ class PoolTicker:
         answer = observe_demand(self.pool, self.metrics, now, self.max_staleness, self._kept_demand)
         if not isinstance(answer, str):
             self._kept_demand = answer
+            self._lag = step_floor(now, self.pool.demand.step) - answer.index[-1]
         return answer
 
     def history_to_fit(self, history: pd.Series) -> pd.Series | None:
@@ -180,10 +183,21 @@ class PoolTicker:
         learned, _, unusable = history_to_learn(history, self.pool.demand.exclude)
         return None if unusable else learned
 
-    def take_first_fit(
+    def heavy_fit_due(self, now: datetime) -> bool:
+        """Whether this tick's fit is likely a heavy one, worth a worker process
+        (autoscaler.fit_workers): a fresh forecaster's, or a refit due by the newest sample
+        the tick will read (as far behind as the last one was). A hint: a wrong one costs
+        a round trip, or a refit in the tick."""
+        if not self.fitted:
+            return True
+        due = getattr(self.forecaster, "heavy_fit_due", None)  # one that ever refits
+        newest = step_floor(now, self.pool.demand.step) - self._lag
+        return due is not None and bool(due(newest))
+
+    def take_fit(
         self, now: datetime, observed: pd.Series | str, forecaster: Predictor | None
     ) -> None:
-        """What the first fits (autoscaler.first_fits) made for the tick at `now`: the
+        """What the fit workers (autoscaler.fit_workers) made for the tick at `now`: the
         pool's observation, used instead of a second query, and its forecaster fitted on
         it (the tick's own fit on the same samples then costs no refit)."""
         self._observed = (now, observed)

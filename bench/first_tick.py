@@ -1,4 +1,4 @@
-"""A daemon's first tick of 1,000 pools: in one process, and with the first fits' workers.
+"""A daemon's first and steady ticks of 1,000 pools: in one process, and with fit workers.
 
 Each pool is a PoolTicker as the daemon builds it (the seasonal forecaster with the default
 margin, `widen`, and policy `auto`; a simulated fleet; a dry run), its 14 days of 1-minute
@@ -6,15 +6,17 @@ demand served from memory (the bundled traces at random offsets and scales, with
 as bench/predictor_speed.py makes them). On the same pools and histories, in one run:
 
 1. the first tick in one process: every pool ticked one after another (observe, fit,
-   forecast, size, decide, log), as the daemon did before autoscaler.first_fits;
+   forecast, size, decide, log), as the daemon did before autoscaler.fit_workers;
 2. the same with the seed's linear predictor: the baseline the issue's ratio is to;
-3. the first tick with the first fits: the workers started first, as the daemon starts
+3. the first tick with the fit workers: the workers started first, as the daemon starts
    them when it starts (their start timed apart: it overlaps the daemon's own start and
-   its first queries), then FirstFits.send, and each pool's take and tick. Each pool's decision
-   must be the one run 1 made; the script says if one differs;
+   its first queries), then FitWorkers.send, and each pool's take and tick. Each pool's
+   decision must be the one run 1 made; the script says if one differs;
 4. the steady ticks after a first tick: every pool ticked again a minute later, and the
-   next minutes (`--steady-ticks`), the whole tick as in run 1 (no refit is due in them
-   unless a pool's hourly phase falls there), seasonal beside linear.
+   next minutes (`--steady-ticks`), as the daemon ticks them: in one process (seasonal
+   beside linear), and with the fit workers doing the hourly refits that fall on each
+   minute (about 1/60 of the pools, by their refit phases; a fresh set of workers, as the
+   daemon keeps its own). Decisions compared as in 3.
 
 Medians of `--repeats` runs, each on fresh tickers; wall seconds (the workers' CPU is
 not the parent's), and the parent's CPU seconds.
@@ -42,11 +44,11 @@ from predictor_speed import FORTNIGHT, pool_histories  # run from bench/: on sys
 
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
-from autoscaler.first_fits import FirstFits, worker_count
+from autoscaler.fit_workers import FitWorkers, worker_count
 from autoscaler.notify import LogNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, decision_record
+from autoscaler.tick import PoolTicker, TickResult, decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 
@@ -107,23 +109,50 @@ def tick_all(
     ]
 
 
-def tick_only(tickers: list[PoolTicker], at: datetime, states: list[PoolState]) -> None:
-    """Each pool's tick, nothing more: as the daemon ticks them."""
+def tick_only(
+    tickers: list[PoolTicker], at: datetime, states: list[PoolState], fits: FitWorkers | None
+) -> list[TickResult]:
+    """Each pool's tick, nothing more: as the daemon ticks them (with `fits`: the heavy fits
+    due sent to the workers first, each taken before its pool's tick)."""
     overrides = OverridesFile()
+    if fits is not None:
+        fits.send([t for t in tickers if t.heavy_fit_due(at)], at, 30.0)
+    results = []
     for ticker, state in zip(tickers, states, strict=True):
-        ticker.tick(at, state, overrides)
+        if fits is not None:
+            fits.take(ticker)
+        results.append(ticker.tick(at, state, overrides))
+    if fits is not None:
+        fits.finish()
+    return results
 
 
-def steady_ticks(kind: str, served: ServedHistories, folder: Path, count: int) -> list[float]:
-    """Wall seconds of each of `count` ticks a minute apart after the pools' first tick."""
+def steady_ticks(
+    kind: str, served: ServedHistories, folder: Path, count: int, workers: int = 0
+) -> tuple[list[float], list[float], list[dict[str, object]], int]:
+    """Wall and CPU seconds of each of `count` ticks a minute apart after the pools' first
+    tick (in one process), every decision of those ticks, and the fits the workers made
+    in them (with `workers`: fit workers do the heavy fits)."""
     tickers = make_tickers(kind, served, folder)
     states = [PoolState() for _ in tickers]
     tick_all(tickers, NOW, states)
-    seconds = []
-    for minute in range(1, count + 1):
-        at = NOW + timedelta(minutes=minute)
-        seconds.append(timed(partial(tick_only, tickers, at, states))[0])
-    return seconds
+    fits = FitWorkers(workers) if workers > 1 else None
+    if fits is not None:
+        wait(fits.starting, timeout=60.0)
+    walls, cpus, records, fitted = [], [], [], 0
+    try:
+        for minute in range(1, count + 1):
+            at = NOW + timedelta(minutes=minute)
+            wall, cpu, results = timed(partial(tick_only, tickers, at, states, fits))
+            assert isinstance(results, list)
+            walls.append(wall)
+            cpus.append(cpu)
+            records += [decision_record(r) for r in results]
+            fitted += fits.fitted if fits is not None else 0
+    finally:
+        if fits is not None:
+            fits.close()
+    return walls, cpus, records, fitted
 
 
 def timed(run: Callable[[], object]) -> tuple[float, float, object]:
@@ -132,14 +161,15 @@ def timed(run: Callable[[], object]) -> tuple[float, float, object]:
     return time.perf_counter() - started, time.process_time() - cpu, value
 
 
-def with_first_fits(first_fits: FirstFits, tickers: list[PoolTicker]) -> list[dict[str, object]]:
+def with_fit_workers(fits: FitWorkers, tickers: list[PoolTicker]) -> list[dict[str, object]]:
     """As the daemon's first tick: all sent, then each pool takes its fit and ticks."""
-    first_fits.send(tickers, NOW, 60.0)
+    fits.send(tickers, NOW, 60.0)
     overrides = OverridesFile()
     records = []
     for ticker in tickers:
-        first_fits.take(ticker)
+        fits.take(ticker)
         records.append(decision_record(ticker.tick(NOW, PoolState(), overrides)))
+    fits.finish()
     return records
 
 
@@ -164,14 +194,14 @@ def main() -> None:
         plain_cpu.append(cpu)
         linear.append(timed(lambda: tick_all(make_tickers("linear", served, folder)))[0])
         started = time.perf_counter()
-        first_fits = FirstFits(args.workers)
-        wait(first_fits.starting, timeout=60.0)
+        fits = FitWorkers(args.workers)
+        wait(fits.starting, timeout=60.0)
         starts.append(time.perf_counter() - started)
         tickers = make_tickers("seasonal", served, folder)
         try:
-            wall, cpu, got = timed(partial(with_first_fits, first_fits, tickers))
+            wall, cpu, got = timed(partial(with_fit_workers, fits, tickers))
         finally:
-            first_fits.close()
+            fits.close()
         helped.append(wall)
         helped_cpu.append(cpu)
         differ += sum(a != b for a, b in zip(expected, got, strict=True))
@@ -187,12 +217,21 @@ def main() -> None:
         f"  (the workers' start, before the tick: {statistics.median(starts):.2f} s wall)\n"
         f"  decisions that differ from one process's: {differ} of {args.pools * args.repeats}"
     )
-    steady = statistics.median(steady_ticks("seasonal", served, folder, args.steady_ticks))
-    steady_linear = statistics.median(steady_ticks("linear", served, folder, args.steady_ticks))
+    count = args.steady_ticks
+    alone, alone_cpu, expected, _ = steady_ticks("seasonal", served, folder, count)
+    linear_steady = statistics.median(steady_ticks("linear", served, folder, count)[0])
+    helped, helped_cpu, got, fitted = steady_ticks("seasonal", served, folder, count, args.workers)
+    steady_differ = sum(a != b for a, b in zip(expected, got, strict=True))
+    one, two = statistics.median(alone), statistics.median(helped)
     print(
-        f"steady tick of those {args.pools} pools (a minute later, one process), median of "
-        f"{args.steady_ticks}: {steady:.3f} s wall, {steady / steady_linear:.2f} x linear's "
-        f"{steady_linear:.3f} s"
+        f"steady ticks of those {args.pools} pools (a minute apart), median of {count}:\n"
+        f"  one process:      {one:.3f} s wall ({statistics.median(alone_cpu):.2f} s CPU), "
+        f"{one / linear_steady:.2f} x linear's {linear_steady:.3f} s\n"
+        f"  {args.workers} fit workers:    {two:.3f} s wall "
+        f"({statistics.median(helped_cpu):.2f} s CPU in the daemon), "
+        f"{two / linear_steady:.2f} x linear, {two / one:.2f} x one process\n"
+        f"  hourly refits the workers made in those ticks: {fitted}\n"
+        f"  decisions that differ from one process's: {steady_differ} of {len(expected)}"
     )
 
 

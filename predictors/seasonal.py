@@ -65,7 +65,7 @@ their full refits over the hour.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import numpy as np
@@ -179,6 +179,17 @@ class SeasonalPredictor:
             self._next_refit_ns = self._end_ns + every_ns
         self._level = self._tail_level()
         return self
+
+    def heavy_fit_due(self, end: datetime) -> bool:
+        """Whether a fit on a history that continues the kept one up to `end` is a heavy
+        one (a refit; a fresh one's first fit may be): the daemon does those in a worker
+        process (autoscaler.fit_workers). A hint only: a wrong one costs time, not results."""
+        if self._grid.empty:
+            return True
+        end_ns = pd.Timestamp(end).value
+        if self._fallback is not None:  # until min_history, each fit is the fallback's
+            return self._grid.valid_span_ns() + end_ns - self._end_ns >= _ns(self.min_history)
+        return self._next_refit_ns is None or end_ns >= self._next_refit_ns
 
     def _fit_fallback(self, span_ns: int) -> None:
         assert self._values is not None

@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from autoscaler.capacity_check import CapacityCheck
 from autoscaler.config.metrics_source import MetricsConfig, PrometheusMetrics, ReplayMetrics
@@ -237,13 +244,15 @@ class Config(Strict):
     simulation: SimulationConfig | None = None
     digest: DigestConfig | None = None
     leader_election: LeaderElection | None = None
-    first_fit_workers: int | None = Field(
+    fit_workers: int | None = Field(
         default=None,
         ge=0,
+        validation_alias=AliasChoices("fit_workers", "first_fit_workers"),  # its old name
         description=(
-            "worker processes that fit the forecasters of a daemon's first tick when 32 or "
-            "more pools start fresh (autoscaler.first_fits); default: the CPUs the daemon "
-            "may use, at most 8; 0 or 1: each pool fits in its own tick"
+            "worker processes that do the pools' heavy forecaster fits (a daemon's first "
+            "tick, then each pool's hourly refit) beside the tick, when it has 32 or more "
+            "pools (autoscaler.fit_workers); default: the CPUs the daemon may use, at most "
+            "8; 0 or 1: each pool fits in its own tick"
         ),
     )
     pool_dir: Path | None = Field(

@@ -139,6 +139,11 @@ def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> No
     assert one and two, printed
     assert float(two[2]) == pytest.approx(float(two[1]) / float(one[1]), rel=0.05), printed
     assert "decisions that differ from one process's: 0 of 3" in printed, printed
+    steady = printed.split("steady ticks")[1]  # 15 a minute apart, the refits in workers
+    one = re.search(r"one process: +([\d.]+) s wall", steady)
+    two = re.search(r"2 fit workers: +([\d.]+) s wall .* ([\d.]+) x one process", steady)
+    assert one and two, printed
+    assert "decisions that differ from one process's: 0 of 45" in steady, printed
 
 
 @pytest.mark.integration

@@ -293,6 +293,25 @@ def test_pools_started_together_with_spread_phases_refit_on_different_ticks() ->
     assert sum(refits_per_tick[1:]) == 2 * pools  # and each still refits once an hour
 
 
+def test_it_says_ahead_which_fits_are_heavy() -> None:
+    """heavy_fit_due(end) before each fit (the daemon sends those to its fit workers) is
+    whether that fit refits: from the short history's fallback to its first seasonal fit,
+    then each hourly refit on the pool's phase; a fresh predictor's first fit may be."""
+    series = synthetic(1.5, noise="gauss", seed=3)
+    predictor = SeasonalPredictor(refit_phase=0.3)
+    assert predictor.heavy_fit_due(series.index[-1].to_pydatetime())
+    first = 1440 - 90  # 22.5 h: short of min_history (a day), the linear fallback
+    predictor.fit(series.iloc[: first + 1])
+    said, refitted = [], []
+    for origin in range(first + 1, first + 300):  # past a day, then about 3.5 h of ticks
+        before = predictor.heavy_fits
+        said.append(predictor.heavy_fit_due(series.index[origin].to_pydatetime()))
+        predictor.fit(series.iloc[origin - 120 : origin + 1])  # a 2 h query window
+        refitted.append(predictor.heavy_fits > before)
+    assert said == refitted
+    assert sum(refitted) == 4  # the first seasonal fit (quick), on its phase, then hourly
+
+
 def test_a_short_query_window_still_builds_a_seasonal_model() -> None:
     series = synthetic(3, noise="gauss")
     predictor = SeasonalPredictor()

@@ -1,4 +1,4 @@
-"""The first tick's fits in worker processes: the same forecasts, and no way to hold a fleet.
+"""Heavy fits in worker processes: the same forecasts, and no way to hold a fleet.
 
 Real worker processes (spawned, as the daemon spawns them) fit real seasonal forecasters
 on eight days of minutes; each pool is then ticked, and its decision compared with the
@@ -8,6 +8,8 @@ same pool ticked without the workers.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from autoscaler import daemon as daemon_module
 from autoscaler.config.schema import Pool
 from autoscaler.daemon import Daemon
 from autoscaler.decision_log import DecisionLog
-from autoscaler.first_fits import FirstFits, _packed, _unpacked, worker_count
+from autoscaler.fit_workers import FitWorkers, _batch_size, _packed, _unpacked, worker_count
 from autoscaler.metrics import MetricsError
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
@@ -80,16 +82,17 @@ def decisions(tickers: list[PoolTicker], now: datetime) -> list[dict[str, object
     return records
 
 
-def first_fits_of(tickers: list[PoolTicker], seconds: float = 60.0) -> FirstFits:
+def fits_of(tickers: list[PoolTicker], seconds: float = 60.0) -> FitWorkers:
     """Sent and taken as the daemon's first tick does, the workers closed."""
-    first_fits = FirstFits(2)
+    fits = FitWorkers(2)
     try:
-        first_fits.send(tickers, NOW, seconds)
+        fits.send(tickers, NOW, seconds)
         for ticker in tickers:
-            first_fits.take(ticker)
+            fits.take(ticker)
+        fits.finish()
     finally:
-        first_fits.close()
-    return first_fits
+        fits.close()
+    return fits
 
 
 def test_forecasters_fitted_in_workers_decide_as_the_pools_would_alone(tmp_path: Path) -> None:
@@ -105,13 +108,13 @@ def test_forecasters_fitted_in_workers_decide_as_the_pools_would_alone(tmp_path:
         for (n, _, p), m in zip(pools, metrics, strict=True)
     ]
     fresh = [t.forecaster for t in helped]
-    first_fits = first_fits_of(helped)
-    assert (first_fits.fitted, first_fits.missed) == (3, {})
+    fits = fits_of(helped)
+    assert (fits.fitted, fits.missed) == (3, {})
     assert [m.queries for m in metrics] == [1, 1, 1]
     installed = [t.forecaster for t in helped]
     assert not any(f is g for f, g in zip(installed, fresh, strict=True))  # from the workers
     expected, got = decisions(alone, NOW), decisions(helped, NOW)
-    assert [m.queries for m in metrics] == [1, 1, 1]  # the tick used the first fits' answer
+    assert [m.queries for m in metrics] == [1, 1, 1]  # the tick used the fit workers' answer
     assert got == expected
     assert all(t.forecaster is f for t, f in zip(helped, installed, strict=True))
     assert [f.heavy_fits for f in installed] == [1, 1, 1]  # the workers' fit, not redone
@@ -128,8 +131,8 @@ def test_a_pool_without_history_is_told_as_missing_not_fitted(tmp_path: Path) ->
     broken = DailyDemand(1.0, MetricsError("unreachable", "demand_x", "connection refused"))
     tickers = [make_ticker(tmp_path, "x", broken), make_ticker(tmp_path, "y", DailyDemand(1.0))]
     fresh = [t.forecaster for t in tickers]
-    first_fits = first_fits_of(tickers)
-    assert (first_fits.fitted, first_fits.missed) == (1, {})
+    fits = fits_of(tickers)
+    assert (fits.fitted, fits.missed) == (1, {})
     assert tickers[0].forecaster is fresh[0] and tickers[1].forecaster is not fresh[1]
     result = tickers[0].tick(NOW, PoolState(), OverridesFile())
     assert "connection refused" in result.errors["metrics"]
@@ -172,17 +175,17 @@ def test_a_worker_that_dies_or_lags_leaves_its_pools_to_their_own_ticks(
     tickers = [make_ticker(tmp_path, name, DailyDemand(1.0)) for name in ("p", "q")]
     for ticker in tickers:
         ticker.predictor.inner = kind()
-    first_fits = FirstFits(2)
+    fits = FitWorkers(2)
     started = time.monotonic()
     try:
-        first_fits.send(tickers, NOW, 4.0)
+        fits.send(tickers, NOW, 4.0)
         for ticker in tickers:
-            first_fits.take(ticker)
-        workers = list(first_fits._executor._processes.values())
+            fits.take(ticker)
+        workers = list(fits._executor._processes.values())
     finally:
-        first_fits.close()
+        fits.close()
     assert time.monotonic() - started < 8.0
-    assert first_fits.fitted == 0 and sum(first_fits.missed.values()) == 2
+    assert fits.fitted == 0 and sum(fits.missed.values()) == 2
     assert all(isinstance(t.predictor.inner, kind) for t in tickers)
     observed = [t._observed for t in tickers]  # what each tick uses instead of a query
     assert all(o is not None and isinstance(o[1], pd.Series) for o in observed)
@@ -202,7 +205,7 @@ class AnswersNever(DailyDemand):
         return super().demand(query, start, end, step)
 
 
-def test_a_query_that_never_answers_holds_the_first_fits_no_longer_than_their_deadline(
+def test_a_query_that_never_answers_holds_the_fit_workers_no_longer_than_their_deadline(
     tmp_path: Path,
 ) -> None:
     """As a pool's own tick is: the call is left behind, and that pool and the ones after
@@ -211,31 +214,31 @@ def test_a_query_that_never_answers_holds_the_first_fits_no_longer_than_their_de
     tickers = [make_ticker(tmp_path, "p", stuck), make_ticker(tmp_path, "q", DailyDemand(1.0))]
     started = time.monotonic()
     try:
-        first_fits = first_fits_of(tickers, seconds=1.0)
+        fits = fits_of(tickers, seconds=1.0)
     finally:
         stuck.released.set()
     assert time.monotonic() - started < 4.0
-    assert first_fits.missed == {"not observed in time": 2}
+    assert fits.missed == {"not observed in time": 2}
     assert all(t._observed is None for t in tickers)
 
 
 def test_a_stop_ends_the_wait_for_a_lagging_worker(tmp_path: Path) -> None:
     """The daemon's stop grace (5 s) holds for the first tick too: a pool waiting for its
-    batch stops waiting once the stop is set, whatever the first fits' deadline."""
+    batch stops waiting once the stop is set, whatever the fit workers' deadline."""
     ticker = make_ticker(tmp_path, "p", DailyDemand(1.0))
     ticker.predictor.inner = SlowInAWorker()
     stop = threading.Event()
-    first_fits = FirstFits(2, stop)
+    fits = FitWorkers(2, stop)
     try:
-        first_fits.send([ticker], NOW, 60.0)
+        fits.send([ticker], NOW, 60.0)
         threading.Timer(1.0, stop.set).start()
         started = time.monotonic()
-        first_fits.take(ticker)
+        fits.take(ticker)
         waited = time.monotonic() - started
     finally:
-        first_fits.close()
+        fits.close()
     assert waited < 5.0
-    assert first_fits.missed == {"not back in time": 1}
+    assert fits.missed == {"not back in time": 1}
     assert isinstance(ticker.predictor.inner, SlowInAWorker)
 
 
@@ -257,8 +260,8 @@ def _ends_within(pid: int, seconds: float) -> bool:
 def test_past_the_deadline_pools_are_not_observed_at_all(tmp_path: Path) -> None:
     metrics = DailyDemand(1.0)
     tickers = [make_ticker(tmp_path, name, metrics) for name in ("p", "q")]
-    first_fits = first_fits_of(tickers, seconds=0.0)
-    assert metrics.queries == 0 and first_fits.missed == {"not observed in time": 2}
+    fits = fits_of(tickers, seconds=0.0)
+    assert metrics.queries == 0 and fits.missed == {"not observed in time": 2}
     assert all(t._observed is None for t in tickers)
 
 
@@ -275,6 +278,11 @@ def test_a_history_travels_to_a_worker_as_it_is(tz: str | None, unit: str) -> No
         pd.testing.assert_series_equal(back, history, check_freq=False)  # nothing reads freq
         assert back.index.unit == unit and str(back.index.tz) == str(history.index.tz)
     assert not isinstance(_packed(regular), pd.Series)  # only the values travel
+
+
+def test_few_pools_go_in_small_batches_many_in_batches_of_eight() -> None:
+    """A steady tick's few refits come back one or two at a time, soon after it starts."""
+    assert [_batch_size(pools, 2) for pools in (1, 3, 17, 64, 1000)] == [1, 1, 2, 8, 8]
 
 
 def test_worker_count_is_the_setting_or_the_usable_cpus() -> None:
@@ -301,9 +309,9 @@ def many_pools_config(tmp_path: Path, workers: int) -> Path:
     config = {
         "interval": "1m",
         "state_dir": str(tmp_path / f"state{workers}"),
-        "simulation": {"start": NOW.isoformat(), "end": (NOW + timedelta(hours=1)).isoformat()},
+        "simulation": {"start": NOW.isoformat(), "end": (NOW + timedelta(hours=2)).isoformat()},
         "metrics": {"kind": "replay", "trace": str(trace)},
-        "first_fit_workers": workers,
+        "fit_workers": workers,
         "pools": pools,
     }
     path = tmp_path / f"config{workers}.yaml"
@@ -311,29 +319,72 @@ def many_pools_config(tmp_path: Path, workers: int) -> Path:
     return path
 
 
-def test_the_daemon_fits_its_first_tick_in_workers_then_lets_them_go(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Its first two ticks decide as the same daemon without workers does; the workers
-    are used by the first tick only, and shut down after it."""
-    monkeypatch.setattr(daemon_module, "FIRST_FITS_FROM", 2)
-    plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
-    helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
-    assert plain._fit_workers is None and helped._fit_workers is not None
-    executor = helped._fit_workers._executor
-    fresh = [t.forecaster for t in helped.runtime.tickers]
-    caplog.set_level("INFO", logger="autoscaler.daemon")
-    for _ in range(2):
+def ticked_alike(plain: Daemon, helped: Daemon, ticks: int) -> list[list[object]]:
+    """`ticks` ticks of both daemons, each tick's decisions compared; the forecasters each
+    of the helped daemon's pools had in turn (a new one is one from a worker)."""
+    forecasters: list[list[object]] = [[t.forecaster] for t in helped.runtime.tickers]
+    for _ in range(ticks):
         expected = [decision_record(r) for r in plain.tick()]
         got = [decision_record(r) for r in helped.tick()]
         assert got == expected
-        fitted = [t.forecaster for t in helped.runtime.tickers]
-        assert not any(f is g for f, g in zip(fitted, fresh, strict=True))  # from the workers
-        assert [f.heavy_fits for f in fitted] == [1, 1, 1]
+        for had, ticker in zip(forecasters, helped.runtime.tickers, strict=True):
+            if ticker.forecaster is not had[-1]:
+                had.append(ticker.forecaster)
+    return forecasters
+
+
+def test_the_daemon_fits_in_workers_its_first_tick_then_each_hourly_refit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over an hour of ticks it decides as the same daemon without workers does, tick by
+    tick; each pool's first fit and its hourly refit (on the pool's phase, one tick each)
+    come from the workers, which the daemon keeps; no other tick sends one."""
+    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
+    plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
+    helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
+    assert plain._fit_workers is None and helped._fit_workers is not None
+    caplog.set_level("DEBUG", logger="autoscaler.daemon")
+    try:
+        forecasters = ticked_alike(plain, helped, 62)
+        assert helped._fit_workers is not None  # kept
+    finally:
+        helped._let_fit_workers_go()
+    assert all(len(had) == 3 for had in forecasters)  # fresh, first fit, refit
+    assert [had[-1].heavy_fits for had in forecasters] == [2, 2, 2]  # type: ignore[attr-defined]
+    alone = [t.forecaster.heavy_fits for t in plain.runtime.tickers]  # type: ignore[attr-defined]
+    assert alone == [2, 2, 2]
     assert "first tick: 3 of 3 pools' forecasters fitted in 2 worker processes" in caplog.text
+    sent = re.findall(r"heavy fits: (\d+) of (\d+) pools' forecasters fitted", caplog.text)
+    assert sum(int(fitted) for fitted, _ in sent) == 3  # each refit, and nothing else
+    assert all(fitted == pools for fitted, pools in sent)
+
+
+def test_a_fit_worker_that_dies_leaves_the_daemon_to_refit_in_its_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker killed between ticks (the OOM killer): the next heavy fit finds the workers
+    broken, its pool refits in its own tick, and the daemon lets the workers go and says
+    so. Every decision is the one the daemon without workers makes."""
+    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
+    plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
+    helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
+    try:
+        ticked_alike(plain, helped, 1)
+        assert helped._fit_workers is not None
+        executor = helped._fit_workers._executor
+        victim = next(iter(executor._processes.values()))
+        os.kill(victim.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while not executor._broken and time.monotonic() < deadline:  # seen by its thread
+            time.sleep(0.05)
+        caplog.set_level("INFO", logger="autoscaler.daemon")
+        forecasters = ticked_alike(plain, helped, 61)
+    finally:
+        helped._let_fit_workers_go()
+    assert "a fit worker died; each pool fits in its own ticks from now" in caplog.text
     assert helped._fit_workers is None
-    with pytest.raises(RuntimeError):  # shut down: it takes no more work
-        executor.submit(int)
+    assert [had[-1].heavy_fits for had in forecasters] == [2, 2, 2]  # type: ignore[attr-defined]
+    assert all(len(had) == 1 for had in forecasters)  # refitted in place, not by a worker
 
 
 def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
@@ -342,11 +393,11 @@ def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
     """A sandbox that refuses them (no /dev/shm, a process limit) costs speed, not the
     daemon: it starts, says so, and its pools fit and decide in their own ticks."""
 
-    def refused(workers: int, stop: object) -> FirstFits:
+    def refused(workers: int, stop: object) -> FitWorkers:
         raise OSError(13, "Permission denied")
 
-    monkeypatch.setattr(daemon_module, "FIRST_FITS_FROM", 2)
-    monkeypatch.setattr(daemon_module, "FirstFits", refused)
+    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
+    monkeypatch.setattr(daemon_module, "FitWorkers", refused)
     daemon = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
     assert daemon._fit_workers is None
     assert "no fit workers ([Errno 13] Permission denied)" in caplog.text

@@ -1,20 +1,22 @@
-"""A daemon's first tick of many pools: their forecasters fitted in worker processes.
+"""The heavy forecaster fits of many pools, done in worker processes beside the tick.
 
-A fresh forecaster's fit is the heavy part of a pool's first tick (the seasonal one:
-~7 ms of CPU on 14 days of minutes, against ~0.2 ms for a later tick), and the daemon
-ticks its pools one after another in one process: 1,000 pools used to take 7-8 s of one
-core before the last of them decided. So before those pools tick, each one's demand
-history is observed (its tick then uses that very answer, not a second query) and sent,
-with its fresh forecaster, to a worker process that fits it and forecasts the pool's
-horizon; the fitted forecaster comes back to the pool just before its tick, so the first
-pools tick while the workers still fit the later ones. The tick fits it again on the same
-samples, which costs no refit, so the forecast is the one the pool would have made by
-itself, to the last bit.
+A forecaster's heavy fit is most of a pool's tick when it comes: the seasonal one's refit
+is ~7-17 ms of CPU on 14 days of minutes, against ~1 ms for a tick between refits. It
+comes for every pool at the daemon's first tick (1,000 pools used to take 7-8 s of one
+core before the last of them decided), then about once an hour per pool, spread by the
+pool's refit phase (~17 of 1,000 pools a tick: a fifth of a steady tick's CPU). So before
+the pools tick, each pool whose fit is due (`PoolTicker.heavy_fit_due`) is observed (its
+tick then uses that very answer, not a second query) and sent, with its forecaster, to a
+worker process that fits it and forecasts the pool's horizon; the fitted forecaster comes
+back to the pool just before its tick, so the other pools tick while the workers fit. The
+tick fits it again on the same samples, which costs no refit, so the forecast is the one
+the pool would have made by itself, to the last bit.
 
 Nothing here can hold or scale a fleet: a pool whose history is missing, whose fit fails
 or is not back by the deadline, or whose worker died, fits in its own tick as before.
 Workers are spawned (fresh interpreters, not forks of a daemon with threads) when the
-daemon starts, so their imports overlap its start, and are let go after the first tick.
+daemon starts, so their imports overlap its start, and kept while it leads. Workers that
+broke (one was killed) are let go, and the pools refit in their own ticks from then on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,16 +44,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIRST_FITS_FROM = 32
-"""Fewer fresh pools than this fit in their own ticks: sooner than workers could start."""
+WORKERS_FROM = 32
+"""With fewer pools than this the daemon starts no workers: each pool's first fit is done
+sooner in its own tick than workers could start, and their refits are a small share."""
 MOST_WORKERS = 8
 BATCH = 8
-"""Pools sent to a worker at a time: fewer round trips than one each, and the workers
-still start on the first pools while the later ones are observed."""
+"""Pools sent to a worker at a time at most: fewer round trips than one each, and the
+workers still start on the first pools while the later ones are observed. Fewer pools are
+sent in smaller batches (`_batch_size`), so that the first fits come back soon."""
 
 
 def worker_count(setting: int | None) -> int:
-    """Worker processes for the first fits: the setting, or the CPUs this process may use."""
+    """Worker processes for the heavy fits: the setting, or the CPUs this process may use."""
     if setting is not None:
         return setting
     return min(MOST_WORKERS, len(os.sched_getaffinity(0)))
@@ -69,12 +73,13 @@ class _Sent:
     position: int = 0
 
 
-class FirstFits:
-    """Worker processes that fit many fresh forecasters at once; closed after one use.
+class FitWorkers:
+    """Worker processes that fit forecasters beside the tick.
 
-    `send` observes the pools and sends them off; `take`, just before each pool's tick,
-    hands it its observation and, once its batch is back, its fitted forecaster: the
-    pools first in line tick while the workers still fit the later ones.
+    Each tick: `send` observes the pools due a heavy fit and sends them off; `take`, just
+    before each pool's tick, hands it its observation and, once its batch is back, its
+    fitted forecaster (the pools first in line tick while the workers still fit the later
+    ones); `summary` says how that tick's fits went.
     """
 
     def __init__(self, workers: int, stop: threading.Event | None = None) -> None:
@@ -88,22 +93,26 @@ class FirstFits:
         self._sent: dict[int, _Sent] = {}  # by id(ticker)
         self._now: datetime | None = None
         self._deadline = 0.0
+        self._batch = BATCH
         self.pools = 0
         self.fitted = 0
         self.missed: dict[str, int] = {}
-        """Pools left to fit in their own ticks, by why."""
+        """This tick's pools left to fit in their own ticks, by why."""
+        self.broken = False
+        """A worker died (killed, out of memory): the executor takes no more work."""
 
     def send(self, tickers: Sequence[PoolTicker], now: datetime, seconds: float) -> None:
-        """Observe each pool and send it with its fresh forecaster to the workers. Within
+        """Observe each pool and send it with its forecaster to the workers. Within
         `seconds`, which bound `take`'s waits too: pools not observed by then are left to
         their own ticks. The observing runs as each pool's own tick does, under a deadline:
         a metrics call that never returns is left behind, with what was observed so far."""
         self._now, self._deadline = now, time.monotonic() + seconds
-        self.pools = len(tickers)
+        self.pools, self.fitted, self.missed = len(tickers), 0, {}
+        self._batch = _batch_size(len(tickers), self.workers)
         given_up = threading.Event()
         observe = partial(self._observe_all, tickers, now, given_up)
         try:
-            self._sent = call_within(seconds, observe, "first fits: observe", self._stop)
+            self._sent = call_within(seconds, observe, "fit workers: observe", self._stop)
         except DeadlineExceeded:
             given_up.set()  # it stops after the call it is stuck in; its answers are dropped
             self._sent = {}
@@ -124,7 +133,7 @@ class FirstFits:
             history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
             if history is not None:
                 batch.append((ticker, history))
-            if len(batch) == BATCH:
+            if len(batch) == self._batch:
                 self._send(batch, sent)
                 batch = []
         if batch:
@@ -138,9 +147,16 @@ class FirstFits:
         if sent is None or self._now is None:
             return
         try:
-            ticker.take_first_fit(self._now, sent.observed, self._fitted(sent))
+            ticker.take_fit(self._now, sent.observed, self._fitted(sent))
         except Exception as exc:  # never in the way of the pool's tick
             self._miss(f"not taken ({type(exc).__name__})")
+
+    def finish(self) -> None:
+        """The tick is over: what it did not take (a stop cut it short) is let go."""
+        for sent in self._sent.values():
+            if sent.answers is not None:
+                sent.answers.cancel()
+        self._sent, self._now = {}, None
 
     def summary(self) -> str:
         missed = ", ".join(f"{count} {why}" for why, count in self.missed.items())
@@ -163,6 +179,7 @@ class FirstFits:
         try:
             answers = self._executor.submit(fit_batch, jobs)
         except RuntimeError as exc:  # a broken pool (a worker died) takes no more work
+            self.broken = self.broken or isinstance(exc, BrokenExecutor)
             self._miss(f"not sent ({exc})", len(batch))
             return
         for position, (ticker, _) in enumerate(batch):
@@ -181,6 +198,7 @@ class FirstFits:
         try:
             answer = sent.answers.result()[sent.position]
         except Exception as exc:  # a worker that died, a forecaster that did not pickle
+            self.broken = self.broken or isinstance(exc, BrokenExecutor)
             self._miss(f"lost ({type(exc).__name__}: {exc})")
             return None
         if isinstance(answer, str):  # the pool's own fit meets the error again and says it
@@ -197,8 +215,8 @@ class FirstFits:
 
 
 def fit_batch(jobs: list[tuple[Predictor, PackedHistory, timedelta]]) -> list[Predictor | str]:
-    """In a worker: each forecaster fitted and its horizon forecast (what the pool's first
-    tick does, so its tick finds the work done); an error as its text."""
+    """In a worker: each forecaster fitted and its horizon forecast (what the pool's tick
+    does, so its tick finds the work done); an error as its text."""
     answers: list[Predictor | str] = []
     for forecaster, packed, horizon in jobs:
         try:
@@ -224,6 +242,12 @@ class RegularHistory:
 
 
 PackedHistory = RegularHistory | pd.Series
+
+
+def _batch_size(pools: int, workers: int) -> int:
+    """Pools a batch: BATCH at most, and about four batches a worker, so that a few pools
+    (a steady tick's refits) come back one by one, soon after the tick starts."""
+    return max(1, min(BATCH, pools // (4 * max(1, workers))))
 
 
 def _packed(history: pd.Series) -> PackedHistory:
