@@ -8,16 +8,18 @@ neither), and a line is flushed as soon as it is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from common.secrets import redact_data
 
@@ -63,12 +65,18 @@ class DecisionLog:
 
     A write failure (disk full, permissions) is logged, not raised: losing a log
     line must not stop the fleet from being scaled.
+
+    The file stays open between lines (opening it for each line was a few percent of a
+    steady tick of 1,000 pools). Each line first checks that the path still names the
+    open file, as logging's WatchedFileHandler does: a log rotated away (moved, removed,
+    replaced) is reopened at its path, and a removed folder is made again.
     """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._last_error: str | None = None
+        self._handle: TextIO | None = None
 
     def append(self, record: Mapping[str, Any]) -> None:
         if self.path is None:
@@ -80,20 +88,44 @@ class DecisionLog:
                 self._write(self.path, line)
                 self._last_error = None
             except OSError as err:
+                self.close()  # the next line opens it again
                 message = f"{type(err).__name__}: {err.strerror or err}"
                 if message != self._last_error:  # once per distinct failure, not every tick
                     logger.warning("cannot write decision log %s (%s)", self.path, message)
                 self._last_error = message
 
-    @staticmethod
-    def _write(path: Path, line: str) -> None:
-        """Append the line; the folder is made only when it is missing (its first line, or
-        after someone removed it), not checked on every line."""
-        try:
-            handle = path.open("a", encoding="utf-8")
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = path.open("a", encoding="utf-8")
-        with handle:
-            handle.write(line)
-            handle.flush()
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):  # a last flush that failed: already reported
+                handle.close()
+
+    def _write(self, path: Path, line: str) -> None:
+        handle = self._handle
+        if handle is not None and not _names(path, handle):
+            self.close()
+            handle = None
+        if handle is None:
+            handle = self._handle = _opened(path)
+        handle.write(line)
+        handle.flush()
+
+
+def _opened(path: Path) -> TextIO:
+    """The file opened to append; its folder is made only when it is missing (the first
+    line, or after someone removed it), not checked on every line."""
+    try:
+        return path.open("a", encoding="utf-8")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a", encoding="utf-8")
+
+
+def _names(path: Path, handle: TextIO) -> bool:
+    """Whether `path` still names the file `handle` has open."""
+    try:
+        named = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)

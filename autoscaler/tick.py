@@ -21,7 +21,7 @@ from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import history_to_learn
-from autoscaler.metrics import MetricsSource, step_floor
+from autoscaler.metrics import MetricsSource, newest_time, step_floor
 from autoscaler.notify import (
     Notifier,
     alert_message,
@@ -175,7 +175,7 @@ class PoolTicker:
         answer = observe_demand(self.pool, self.metrics, now, self.max_staleness, self._kept_demand)
         if not isinstance(answer, str):
             self._kept_demand = answer
-            self._lag = step_floor(now, self.pool.demand.step) - answer.index[-1]
+            self._lag = step_floor(now, self.pool.demand.step) - newest_time(answer.index)
         return answer
 
     def history_to_fit(self, history: pd.Series) -> pd.Series | None:

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -72,6 +73,59 @@ def test_a_folder_removed_while_running_is_made_again(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "logs")
     log.append({"n": 2})
     assert [r["n"] for r in read_decisions(path)] == [2]
+
+
+@pytest.mark.parametrize("rotation", ["moved", "removed", "replaced"])
+def test_a_log_rotated_away_is_written_again_at_its_path(tmp_path: Path, rotation: str) -> None:
+    """The file is kept open between lines; a logrotate that moves it (then creates a new
+    one, or not), removes it, or puts another file in its place gets the next line at the
+    path, and the moved file keeps the lines it had."""
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path)
+    log.append({"n": 1})
+    old = tmp_path / "d.jsonl.1"
+    if rotation == "moved":
+        path.rename(old)
+    elif rotation == "removed":
+        path.unlink()
+    else:
+        (tmp_path / "new").write_text('{"n": 0}\n')
+        (tmp_path / "new").replace(path)
+    log.append({"n": 2})
+    log.append({"n": 3})
+    expected = [0, 2, 3] if rotation == "replaced" else [2, 3]
+    assert [r["n"] for r in read_decisions(path)] == expected
+    if rotation == "moved":
+        assert [r["n"] for r in read_decisions(old)] == [1]
+
+
+def test_a_write_that_fails_is_tried_again_on_a_fresh_open(tmp_path: Path) -> None:
+    """A failed write (disk full) lets the open file go: the next line opens it again."""
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path)
+    log.append({"n": 1})
+    assert log._handle is not None
+    log._handle = FailingHandle(log._handle)  # type: ignore[assignment]
+    log.append({"n": 2})  # lost, reported
+    assert log._handle is None
+    log.append({"n": 3})
+    assert [r["n"] for r in read_decisions(path)] == [1, 3]
+
+
+class FailingHandle:
+    """The log's open file, whose writes fail as a full disk's do."""
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        self.real.close()
 
 
 def test_no_path_writes_nothing(tmp_path: Path) -> None:
