@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.config.schema import DemandQuery
+from autoscaler.kept_demand import KeptDemand
 from common.durations import format_duration
 from common.secrets import shorten
 from predictors.history_grid import OVERLAP_STEPS
@@ -153,44 +154,33 @@ def fetch_demand(
     demand: DemandQuery,
     now: datetime,
     max_staleness: timedelta,
-    kept: pd.Series | None = None,
-) -> pd.Series:
-    """The checked history a pool's forecast is fitted on: the configured window up to now,
-    on the step's own grid (`step_floor`); fresh if its newest sample is within
+    kept: KeptDemand | None = None,
+) -> KeptDemand:
+    """The checked history a pool's forecast is fitted on (`.series`): the configured window
+    up to now, on the step's own grid (`step_floor`); fresh if its newest sample is within
     `max_staleness` of the grid's last time (the newest a source can have on it).
 
     `kept`: this query's checked history from an earlier tick. Then only what came since
     is asked for, from OVERLAP_STEPS before its newest sample (where late samples and
     revisions land, as the forecaster's own history takes them), and the rest of the window
-    is the kept one: a steady tick reads a few samples, not the window (14 days of minutes
-    is 20,160 samples, three Prometheus queries, every pool every minute)."""
+    is the kept one (autoscaler.kept_demand): a steady tick reads a few samples, not the
+    window (14 days of minutes is 20,160 samples, three Prometheus queries, every pool
+    every minute)."""
     end = step_floor(now, demand.step)
     start = end - demand.window
     ask_from = start
-    if kept is not None and len(kept):
-        ask_from = max(start, newest_time(kept.index) - OVERLAP_STEPS * demand.step)
+    if kept is not None:
+        ask_from = max(start, newest_time(kept.series.index) - OVERLAP_STEPS * demand.step)
     series = source.demand(demand.query, ask_from, end, demand.step)
     if series.name != demand.query:  # a source that names it (Prometheus's) saves a copy
         series = series.rename(demand.query)
-    if kept is None or ask_from == start:
-        return check_demand(series, end, max_staleness)
-    unit, zone = kept.index.unit, kept.index.tz
-    stamps = kept.index.asi8  # integers in the index's own unit (no copy)
-    kept_from = stamps.searchsorted(_stamp(start, unit))
     # Judged alone, the kept part having been checked already. The range reaches back over
     # kept samples, so an empty answer is a series gone (as it is for the whole window),
     # and one that stopped is as stale as the whole window would show it.
-    newer = check_demand(series, end, max_staleness)
-    new_stamps = newer.index.as_unit(unit).asi8
-    # The kept samples before the answer (a source that answered more than was asked for
-    # is taken at its word), then the answer: as pd.concat would join them, at half its
-    # cost (a window of 20,000 samples, every pool, every tick).
-    kept_to = stamps.searchsorted(min(_stamp(ask_from, unit), int(new_stamps[0])))
-    times = np.concatenate((stamps[kept_from:kept_to], new_stamps)).view(f"M8[{unit}]")
-    values = np.concatenate((kept.to_numpy()[kept_from:kept_to], newer.to_numpy(dtype=float)))
-    dtype = pd.DatetimeTZDtype(unit, zone) if zone is not None else times.dtype
-    index = pd.DatetimeIndex(times, dtype=dtype)
-    return pd.Series(values, index=index, name=demand.query, copy=False)
+    checked = check_demand(series, end, max_staleness)
+    if kept is None or ask_from == start:
+        return KeptDemand(checked)  # the next tick's join moves it into a room
+    return kept.joined(checked, start, ask_from, demand.step)
 
 
 def newest_time(index: pd.DatetimeIndex) -> datetime:
@@ -203,11 +193,6 @@ def newest_time(index: pd.DatetimeIndex) -> datetime:
         return _EPOCH + timedelta(microseconds=micros)
     except OverflowError:  # past what a datetime holds: as pandas converts it
         return as_utc(index[-1].to_pydatetime(warn=False))
-
-
-def _stamp(moment: datetime, unit: str) -> int:
-    """The moment as an integer in a DatetimeIndex's unit ("s", "ms", "us" or "ns")."""
-    return int(pd.Timestamp(moment).as_unit(unit).asm8.astype(np.int64))
 
 
 def step_floor(moment: datetime, step: timedelta) -> datetime:

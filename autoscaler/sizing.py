@@ -20,6 +20,7 @@ import pandas as pd
 
 from autoscaler.config.schema import Pool
 from autoscaler.history_masks import history_to_learn
+from autoscaler.kept_demand import KeptDemand
 from autoscaler.loop_replay import REACTIVE_UTILIZATION
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.policy import nodes_for
@@ -55,9 +56,9 @@ def observe_demand(
     metrics: MetricsSource,
     now: datetime,
     max_staleness: timedelta,
-    kept: pd.Series | None = None,
-) -> pd.Series | str:
-    """The pool's checked demand history, or why there is none (never an empty series);
+    kept: KeptDemand | None = None,
+) -> KeptDemand | str:
+    """The pool's checked demand history (`.series`, never empty), or why there is none;
     `kept`: its history from an earlier tick (metrics.fetch_demand)."""
     try:
         return fetch_demand(metrics, pool.demand, now, max_staleness, kept)

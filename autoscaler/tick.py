@@ -21,6 +21,7 @@ from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import history_to_learn
+from autoscaler.kept_demand import KeptDemand
 from autoscaler.metrics import MetricsSource, newest_time, step_floor
 from autoscaler.notify import (
     Notifier,
@@ -143,7 +144,7 @@ class PoolTicker:
         self.fitted = False
         """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
-        self._kept_demand: pd.Series | None = None
+        self._kept_demand: KeptDemand | None = None
         """The last checked demand history: the next tick asks only for what came since."""
         self._lag = timedelta(0)
         """How far its newest sample was behind the tick's grid end (a source that lags)."""
@@ -173,10 +174,11 @@ class PoolTicker:
         is kept (in one assignment: a call left behind past its deadline may still finish
         beside the next tick's, and either answer is a whole one)."""
         answer = observe_demand(self.pool, self.metrics, now, self.max_staleness, self._kept_demand)
-        if not isinstance(answer, str):
-            self._kept_demand = answer
-            self._lag = step_floor(now, self.pool.demand.step) - newest_time(answer.index)
-        return answer
+        if isinstance(answer, str):
+            return answer
+        self._kept_demand = answer
+        self._lag = step_floor(now, self.pool.demand.step) - newest_time(answer.series.index)
+        return answer.series
 
     def history_to_fit(self, history: pd.Series) -> pd.Series | None:
         """What the forecaster learns from `history` (demand.exclude masked); None if nothing."""

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the Prometheus harness lives with the tests
 
 from autoscaler.config.metrics_source import PrometheusMetrics  # noqa: E402
 from autoscaler.config.schema import DemandQuery  # noqa: E402
+from autoscaler.kept_demand import KeptDemand  # noqa: E402
 from autoscaler.metrics import fetch_demand  # noqa: E402
 from autoscaler.metrics_prometheus import PrometheusSource  # noqa: E402
 from tests.doubles.prometheus_server import DEMAND_QUERY, build_history  # noqa: E402
@@ -36,7 +35,7 @@ from tests.doubles.prometheus_server import DEMAND_QUERY, build_history  # noqa:
 STALENESS = timedelta(minutes=5)
 
 
-def timed(read: Callable[[], pd.Series]) -> tuple[float, pd.Series]:
+def timed(read: Callable[[], KeptDemand]) -> tuple[float, KeptDemand]:
     started = time.perf_counter()
     answer = read()
     return (time.perf_counter() - started) * 1e3, answer
@@ -48,11 +47,13 @@ def compare(source: PrometheusSource, days: int, ticks: int, now: datetime) -> s
     whole_ms, kept_ms, differ = [], [], 0
     for minute in range(1, ticks + 1):
         at = now + timedelta(minutes=minute, seconds=1)
-        spent, whole = timed(lambda at=at: fetch_demand(source, demand, at, STALENESS))
+        spent, read = timed(lambda at=at: fetch_demand(source, demand, at, STALENESS))
         whole_ms.append(spent)
+        whole = read.series
         spent, kept = timed(lambda at=at, k=kept: fetch_demand(source, demand, at, STALENESS, k))
         kept_ms.append(spent)
-        same = whole.index.equals(kept.index) and (whole.to_numpy() == kept.to_numpy()).all()
+        got = kept.series
+        same = whole.index.equals(got.index) and (whole.to_numpy() == got.to_numpy()).all()
         differ += not same
     one, other = statistics.median(whole_ms), statistics.median(kept_ms)
     return (

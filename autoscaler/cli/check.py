@@ -58,7 +58,7 @@ def _fleet(pool: Pool, clock: Clock, env: Mapping[str, str]) -> str:
 def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: timedelta) -> str:
     """The query as a tick runs it: empty, stale, NaN or several series all fail."""
     now = clock.now()
-    series = fetch_demand(metrics, pool.demand, now, max_staleness)
+    series = fetch_demand(metrics, pool.demand, now, max_staleness).series
     age = format_duration(max(now - series.index[-1].to_pydatetime(), timedelta(0)))
     return f"{len(series)} samples over {format_duration(pool.demand.window)}, newest {age} old"
 

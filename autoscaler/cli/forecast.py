@@ -100,11 +100,11 @@ def forecast_pool(
     pool = ticker.pool
     result = PoolForecast(pool)
     # One query serves both the long view and the decision now (same demand window).
-    history = observe_demand(pool, metrics, now, max_staleness)
-    if isinstance(history, str):
-        result.problem = f"no forecast: {history}"
+    observed = observe_demand(pool, metrics, now, max_staleness)
+    if isinstance(observed, str):
+        result.problem = f"no forecast: {observed}"
         return result
-    result.history = history
+    result.history = history = observed.series
     per_node_rps, capacity_note = ticker.per_node_rps, None
     if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
         ticker.capacity.refresh(metrics, now)

@@ -177,7 +177,7 @@ def test_fetch_demand_asks_for_the_steps_own_grid_whatever_the_ticks_time(
     demand = DemandQuery(query=QUERY, window=timedelta(hours=1), step=step)
     reply = matrix_reply(({}, [(stamp(NOW - step), "1.0"), (stamp(NOW), "2.0")]))
     with PrometheusApiDouble([reply]) as double, source(double.url) as prometheus:
-        series = fetch_demand(prometheus, demand, NOW + late, LIMIT)
+        series = fetch_demand(prometheus, demand, NOW + late, LIMIT).series
     _, params, _ = double.requests[0]
     assert params["end"] == [str(int(stamp(NOW)))]
     assert params["start"] == [str(int(stamp(NOW - timedelta(hours=1))))]
@@ -220,19 +220,19 @@ def test_a_kept_history_asks_from_a_few_steps_back_and_answers_as_the_whole_wind
             source.series[minute_start - timedelta(minutes=2)] = math.nan
         now = minute_start + timedelta(seconds=2)
         kept = fetch_demand(source, HOURS_3, now, LIMIT, kept)
-        whole = fetch_demand(source, HOURS_3, now, LIMIT)
-        pd.testing.assert_series_equal(kept, whole, check_freq=False)
+        whole = fetch_demand(source, HOURS_3, now, LIMIT).series
+        pd.testing.assert_series_equal(kept.series, whole, check_freq=False)
         first, end = source.asked[-2]
         assert end - first == timedelta(minutes=6)  # OVERLAP_STEPS back, and the new one
-    assert kept.index[0] == pd.Timestamp(step_floor(now, HOURS_3.step) - HOURS_3.window)
+    assert kept.series.index[0] == pd.Timestamp(step_floor(now, HOURS_3.step) - HOURS_3.window)
 
 
 def test_a_kept_history_older_than_the_window_is_not_used() -> None:
     source = MemorySource(day_of_minutes())
     kept = fetch_demand(source, HOURS_3, NOW - timedelta(hours=12), LIMIT)
-    answer = fetch_demand(source, HOURS_3, NOW, LIMIT, kept)
+    answer = fetch_demand(source, HOURS_3, NOW, LIMIT, kept).series
     assert source.asked[-1] == (NOW - HOURS_3.window, NOW)
-    whole = fetch_demand(source, HOURS_3, NOW, LIMIT)
+    whole = fetch_demand(source, HOURS_3, NOW, LIMIT).series
     pd.testing.assert_series_equal(answer, whole, check_freq=False)
 
 
@@ -241,7 +241,7 @@ def test_a_source_that_stopped_goes_stale_and_one_that_forgot_is_empty_as_for_th
     source = MemorySource(truth[truth.index <= NOW - timedelta(minutes=30)])
     kept = fetch_demand(source, HOURS_3, NOW - timedelta(minutes=30), LIMIT)
     still = fetch_demand(source, HOURS_3, NOW - timedelta(minutes=27), LIMIT, kept)
-    assert still.index[-1] == kept.index[-1]
+    assert still.series.index[-1] == kept.series.index[-1]
     with pytest.raises(MetricsError, match="old") as raised:
         fetch_demand(source, HOURS_3, NOW, LIMIT, kept)
     assert raised.value.kind == "stale"
@@ -263,7 +263,7 @@ def test_a_bad_new_sample_refuses_the_answer_and_an_answer_of_more_than_asked_is
         def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
             return self.series.rename(query)
 
-    answer = fetch_demand(Everything(truth), HOURS_3, NOW, LIMIT, kept)
+    answer = fetch_demand(Everything(truth), HOURS_3, NOW, LIMIT, kept).series
     assert answer.index.is_unique and answer.index.is_monotonic_increasing
     assert answer.index[-1] == pd.Timestamp(NOW)
 
