@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
@@ -170,7 +171,7 @@ class Daemon(ConfigReloads, Leadership):
         results = []
         for ticker in runtime.tickers:
             state = self.states.setdefault(ticker.pool.name, PoolState())
-            ticker.persist = self._save_state
+            ticker.persist = partial(self._save_pool, ticker.pool.name, state)
             if self._grace_over.is_set():
                 break  # stopping: the pools not ticked yet wait for the next start
             if fits is not None:
@@ -213,6 +214,13 @@ class Daemon(ConfigReloads, Leadership):
         if fits.broken:
             log.warning("a fit worker died; each pool fits in its own ticks from now")
             self._let_fit_workers_go()
+
+    def _save_pool(self, name: str, state: PoolState) -> None:
+        """Just before the pool's fleet is written: its own state, not every pool's."""
+        try:
+            self.runtime.state_store.save_pool(name, state)
+        except OSError as exc:
+            log.error("cannot save the state of pool %s: %s", name, exc)
 
     def _save_state(self) -> None:
         try:

@@ -40,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from predictor_speed import FORTNIGHT, pool_histories  # run from bench/: on sys.path
 
 from autoscaler.config.schema import Pool
+from autoscaler.daemon import Daemon
 from autoscaler.decision_log import DecisionLog
 from autoscaler.fit_workers import FitWorkers, worker_count
 from autoscaler.notify import LogNotifier
@@ -155,6 +157,56 @@ def steady_ticks(
     return walls, cpus, records, fitted
 
 
+def daemon_ticks(
+    served: ServedHistories, folder: Path, count: int, workers: int
+) -> tuple[list[float], list[dict[str, object]]]:
+    """Wall seconds of `count` ticks of a real Daemon a minute apart after its first (its
+    own loop: each pool under its deadline thread, the telemetry, the decision log and the
+    state file written every tick; `workers` fit workers; not a dry run, on simulated
+    fleets), and every decision of them. Its pools are those of make_tickers, configured
+    in YAML, their metrics served as above."""
+    config = folder / f"daemon-{workers}.yaml"
+    pools = [
+        {
+            "name": name,
+            "backend": {"kind": "simulated", "initial_nodes": 4},
+            "demand": {"query": name, "window": "14d"},
+            "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
+            "max_nodes": 400,
+        }
+        for number, name in enumerate(served.histories)
+    ]
+    trace = folder / "trace.csv"  # the config's metrics: replaced by `served` below
+    trace.write_text("timestamp,requests\n2025-06-15T00:00:00Z,60\n")
+    end = NOW + timedelta(minutes=count + 1)
+    settings = {
+        "interval": "1m",
+        "state_dir": str(folder / f"state-{workers}"),
+        "decision_log": str(folder / f"decisions-{workers}.jsonl"),
+        "simulation": {"start": NOW.isoformat(), "end": end.isoformat()},
+        "metrics": {"kind": "replay", "trace": str(trace)},
+        "fit_workers": workers,
+        "pools": pools,
+    }
+    config.write_text(yaml.safe_dump(settings))
+    daemon = Daemon(config)
+    for ticker in daemon.runtime.tickers:
+        ticker.metrics = served
+    if daemon._fit_workers is not None:
+        wait(daemon._fit_workers.starting, timeout=60.0)
+    walls, records = [], []
+    try:
+        daemon.tick()
+        for _ in range(count):
+            wall, _, results = timed(daemon.tick)
+            assert isinstance(results, list)
+            walls.append(wall)
+            records += [decision_record(r) for r in results]
+    finally:
+        daemon._let_fit_workers_go()
+    return walls, records
+
+
 def timed(run: Callable[[], object]) -> tuple[float, float, object]:
     started, cpu = time.perf_counter(), time.process_time()
     value = run()
@@ -232,6 +284,19 @@ def main() -> None:
         f"{two / linear_steady:.2f} x linear, {two / one:.2f} x one process\n"
         f"  hourly refits the workers made in those ticks: {fitted}\n"
         f"  decisions that differ from one process's: {steady_differ} of {len(expected)}"
+    )
+    whole, whole_got = daemon_ticks(served, folder, count, args.workers)
+    forecast = ("time", "pool", "demand_rps", "forecast_rps", "forecast_upper_rps")
+    whole_differ = sum(  # its fleets act (not a dry run) on its own clock: forecasts compared
+        [a[k] for k in forecast] != [b[k] for k in forecast]
+        for a, b in zip(expected, whole_got, strict=True)
+    )
+    daemon = statistics.median(whole)
+    print(
+        f"  the daemon's own tick, {args.workers} fit workers (Daemon.tick: deadline threads, "
+        f"telemetry, decision log, state file): {daemon:.3f} s wall, "
+        f"{daemon / linear_steady:.2f} x linear\n"
+        f"  its forecasts that differ from one process's: {whole_differ} of {len(expected)}"
     )
 
 

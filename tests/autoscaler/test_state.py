@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.policy import Memory
-from autoscaler.state import STATE_VERSION, PoolState, StateStore
+from autoscaler.state import STATE_VERSION, PoolState, ReadOnlyStateStore, StateStore
 
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
@@ -164,3 +164,47 @@ def test_an_unreadable_loop_calibration_is_dropped_not_fatal(
         loaded = store.load()
     assert loaded["faces"].loop is None and loaded["faces"].memory == sample_pools()["faces"].memory
     assert "loop calibration" in caplog.text
+
+
+def test_a_pools_own_save_is_laid_over_the_whole_file_until_the_next_whole_save(
+    store: StateStore,
+) -> None:
+    """Just before a pool's fleet is written only that pool is saved (a small file of its
+    own); a restart before the end-of-tick save finds it, and that save clears it."""
+    pools = sample_pools()
+    store.save(pools)
+    whole = store.path.read_text()
+    acted = PoolState(memory=Memory(last_action_at=T0), last_known_desired=None)
+    store.save_pool("ocr", acted)
+    store.save_pool("new/pool: any name", acted)
+    assert store.path.read_text() == whole  # the whole file is not written again
+    loaded = store.load()
+    assert loaded["ocr"] == acted and loaded["new/pool: any name"] == acted
+    assert loaded["faces"] == pools["faces"]
+    store.save(loaded)
+    assert not list(store.pending.glob("*.json"))
+    assert store.load() == loaded
+
+
+def test_a_pools_save_older_than_the_whole_file_or_unreadable_is_not_used(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Left by a whole save cut short before it cleared the pools' saves: the whole file is
+    newer. An unreadable one leaves that pool as the whole file has it."""
+    pools = sample_pools()
+    store.save_pool("faces", PoolState())
+    store.save(pools)
+    store.pending.mkdir(exist_ok=True)
+    (store.pending / "stale.json").write_text(
+        json.dumps({"version": STATE_VERSION, "saved_ns": 1, "name": "ocr", "pool": {}})
+    )
+    (store.pending / "broken.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert store.load() == pools
+    assert "broken.json is unreadable" in caplog.text
+
+
+def test_a_dry_runs_store_saves_no_pool(tmp_path: Path) -> None:
+    store = ReadOnlyStateStore(tmp_path / "state.json")
+    store.save_pool("ocr", PoolState())
+    assert list(tmp_path.iterdir()) == []
