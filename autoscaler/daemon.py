@@ -44,7 +44,7 @@ from autoscaler.tick import PoolTicker, TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock
-from common.deadline import DeadlineExceeded, call_within
+from common.deadline import DeadlineExceeded, DeadlineRunner
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Daemon(ConfigReloads, Leadership):
         self._stop = threading.Event()
         self._grace_over = threading.Event()  # set STOP_GRACE_S after a stop is asked for
         self._stuck: set[str] = set()  # pools whose last tick was left behind (alerted)
+        self._tick_runner = DeadlineRunner()  # each pool's tick under its deadline
         self.ticks = 0
         self.skipped_ticks = 0
         self._skip_reported_for: float | None = None
@@ -306,7 +307,7 @@ class Daemon(ConfigReloads, Leadership):
         ticker.abandoned.clear()
         limit = self.runtime.config.interval.total_seconds()
         try:
-            result = call_within(
+            result = self._tick_runner.call_within(
                 limit, lambda: ticker.tick(now, state, self.overrides), name, self._grace_over
             )
         except DeadlineExceeded:

@@ -17,6 +17,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
+import pandas as pd
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -31,6 +32,8 @@ from autoscaler.portfolio import MEMBERS
 from autoscaler.tick import TickResult
 from common.version import package_version
 from predictors import Calibration, Forecast
+
+_TICKS_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 class Telemetry:
@@ -171,7 +174,9 @@ class Telemetry:
         previous = self._last_forecast.get(pool)
         if previous is None or len(previous.times) == 0:
             return
-        offsets = np.abs((previous.times - result.at).total_seconds().to_numpy())
+        times = previous.times  # in integers: index arithmetic was ~0.2 ms a pool a tick
+        at = pd.Timestamp(result.at).as_unit(times.unit).asm8.astype(np.int64)
+        offsets = np.abs(times.asi8 - at) / _TICKS_PER_SECOND[times.unit]
         nearest = int(np.argmin(offsets))
         if offsets[nearest] <= 120:  # only when the old forecast really covered this moment
             self.forecast_error.labels(pool).set(abs(demand - float(previous.point[nearest])))

@@ -8,12 +8,19 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from autoscaler.metrics import MetricsError
+from autoscaler.sizing import Sizing
 from autoscaler.telemetry import Telemetry
+from autoscaler.tick import TickResult
+from predictors import Forecast
 from tests.autoscaler.cli.test_main import ROOT, demo_copy
 from tests.autoscaler.test_tick import Harness
 
@@ -75,6 +82,31 @@ def test_the_leader_gauge_is_exported_only_with_leader_election() -> None:
     without = Telemetry()
     without.set_leader(False)
     assert "autoscaler_leader" not in generate_latest(without.registry).decode()
+
+
+@pytest.mark.parametrize(("zone", "unit"), [("UTC", "ns"), ("Europe/Berlin", "s")])
+def test_the_forecast_error_is_the_previous_forecasts_step_nearest_now(
+    zone: str, unit: str
+) -> None:
+    """|demand now - the previous tick's forecast for now|: its step nearest the tick's
+    time, whatever the forecast's zone and unit; not scored where it did not cover now."""
+    from prometheus_client import generate_latest
+
+    start = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    times = pd.date_range(start, periods=30, freq="1min", tz="UTC").tz_convert(zone)
+    point = np.arange(30, dtype=float)
+    forecast = Forecast(times.as_unit(unit), point, point + 1.0, "seasonal")
+    telemetry = Telemetry()
+
+    def record(at: datetime, demand: float) -> str:
+        telemetry.record(TickResult("p", at, None, Sizing(demand, forecast), None))
+        return generate_latest(telemetry.registry).decode()
+
+    metric = 'autoscaler_pool_forecast_abs_error_requests_per_second{pool="p"}'
+    record(start - timedelta(minutes=1), 0.0)  # keeps the forecast; none before it
+    assert f"{metric} 1.5" in record(start + timedelta(minutes=7, seconds=10), 8.5)  # step 7
+    telemetry._last_forecast["p"] = forecast
+    assert f"{metric} 1.5" in record(start + timedelta(minutes=40), 100.0)  # not covered
 
 
 def test_healthz_fails_when_no_tick_has_succeeded_for_too_long(tmp_path: Path) -> None:
