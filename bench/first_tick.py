@@ -158,20 +158,21 @@ def steady_ticks(
 
 
 def daemon_ticks(
-    served: ServedHistories, folder: Path, count: int, workers: int
+    served: ServedHistories, folder: Path, count: int, workers: int, kind: str = "seasonal"
 ) -> tuple[list[float], list[dict[str, object]]]:
     """Wall seconds of `count` ticks of a real Daemon a minute apart after its first (its
     own loop: each pool under its deadline thread, the telemetry, the decision log and the
     state file written every tick; `workers` fit workers; not a dry run, on simulated
     fleets), and every decision of them. Its pools are those of make_tickers, configured
     in YAML, their metrics served as above."""
-    config = folder / f"daemon-{workers}.yaml"
+    config = folder / f"daemon-{kind}-{workers}.yaml"
     pools = [
         {
             "name": name,
             "backend": {"kind": "simulated", "initial_nodes": 4},
             "demand": {"query": name, "window": "14d"},
             "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
+            "predictor": {"kind": kind},
             "max_nodes": 400,
         }
         for number, name in enumerate(served.histories)
@@ -181,8 +182,8 @@ def daemon_ticks(
     end = NOW + timedelta(minutes=count + 1)
     settings = {
         "interval": "1m",
-        "state_dir": str(folder / f"state-{workers}"),
-        "decision_log": str(folder / f"decisions-{workers}.jsonl"),
+        "state_dir": str(folder / f"state-{kind}-{workers}"),
+        "decision_log": str(folder / f"decisions-{kind}-{workers}.jsonl"),
         "simulation": {"start": NOW.isoformat(), "end": end.isoformat()},
         "metrics": {"kind": "replay", "trace": str(trace)},
         "fit_workers": workers,
@@ -292,10 +293,12 @@ def main() -> None:
         for a, b in zip(expected, whole_got, strict=True)
     )
     daemon = statistics.median(whole)
+    linear_daemon = statistics.median(daemon_ticks(served, folder, count, 0, "linear")[0])
+    acted = sum(bool(record["acted"]) for record in whole_got) / count
     print(
         f"  the daemon's own tick, {args.workers} fit workers (Daemon.tick: deadline threads, "
-        f"telemetry, decision log, state file): {daemon:.3f} s wall, "
-        f"{daemon / linear_steady:.2f} x linear\n"
+        f"telemetry, decision log, state file; {acted:.0f} pools act a tick): {daemon:.3f} s "
+        f"wall, {daemon / linear_daemon:.2f} x linear's {linear_daemon:.3f} s\n"
         f"  its forecasts that differ from one process's: {whole_differ} of {len(expected)}"
     )
 

@@ -144,6 +144,8 @@ def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> No
     two = re.search(r"2 fit workers: +([\d.]+) s wall .* ([\d.]+) x one process", steady)
     assert one and two, printed
     assert "decisions that differ from one process's: 0 of 45" in steady, printed
+    assert re.search(r"the daemon's own tick.* [\d.]+ s wall, [\d.]+ x linear's", steady)
+    assert "its forecasts that differ from one process's: 0 of 45" in steady, printed
 
 
 @pytest.mark.integration
