@@ -74,22 +74,25 @@ class ServedHistories:
         return self.histories[query].iloc[first:last].copy()
 
 
+def pool_settings(number: int, name: str, kind: str) -> dict[str, object]:
+    """The config of the bench's pool `number` (its query is its name)."""
+    return {
+        "name": name,
+        "backend": {"kind": "simulated", "initial_nodes": 4},
+        "demand": {"query": name, "window": "14d"},
+        "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
+        "predictor": {"kind": kind},
+        "max_nodes": 400,
+    }
+
+
 def make_tickers(kind: str, metrics: ServedHistories, folder: Path) -> list[PoolTicker]:
     clock = SimulatedClock(NOW)
     notifier = LogNotifier()
     log = DecisionLog(folder / f"{kind}.jsonl")  # one for every pool, as the daemon's
     tickers = []
     for number, name in enumerate(metrics.histories):
-        pool = Pool.model_validate(
-            {
-                "name": name,
-                "backend": {"kind": "simulated", "initial_nodes": 4},
-                "demand": {"query": name, "window": "14d"},
-                "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
-                "predictor": {"kind": kind},
-                "max_nodes": 400,
-            }
-        )
+        pool = Pool.model_validate(pool_settings(number, name, kind))
         fleet = SimulatedFleet(clock, initial_nodes=4, boot_delay=timedelta(minutes=10))
         per_node = pool.capacity.per_node_rps
         assert per_node is not None
@@ -166,17 +169,7 @@ def daemon_ticks(
     fleets), and every decision of them. Its pools are those of make_tickers, configured
     in YAML, their metrics served as above."""
     config = folder / f"daemon-{kind}-{workers}.yaml"
-    pools = [
-        {
-            "name": name,
-            "backend": {"kind": "simulated", "initial_nodes": 4},
-            "demand": {"query": name, "window": "14d"},
-            "capacity": {"per_node_rps": 0.05 * (1 + number % 5)},
-            "predictor": {"kind": kind},
-            "max_nodes": 400,
-        }
-        for number, name in enumerate(served.histories)
-    ]
+    pools = [pool_settings(number, name, kind) for number, name in enumerate(served.histories)]
     trace = folder / "trace.csv"  # the config's metrics: replaced by `served` below
     trace.write_text("timestamp,requests\n2025-06-15T00:00:00Z,60\n")
     end = NOW + timedelta(minutes=count + 1)
