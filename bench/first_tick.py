@@ -162,12 +162,13 @@ def steady_ticks(
 
 def daemon_ticks(
     served: ServedHistories, folder: Path, count: int, workers: int, kind: str = "seasonal"
-) -> tuple[list[float], list[dict[str, object]]]:
+) -> tuple[list[float], list[dict[str, object]], tuple[float, int]]:
     """Wall seconds of `count` ticks of a real Daemon a minute apart after its first (its
     own loop: each pool under its deadline thread, the telemetry, the decision log and the
     state file written every tick; `workers` fit workers; not a dry run, on simulated
-    fleets), and every decision of them. Its pools are those of make_tickers, configured
-    in YAML, their metrics served as above."""
+    fleets), every decision of them, and the first tick's wall seconds and acting pools.
+    Its pools are those of make_tickers, configured in YAML, their metrics served as
+    above."""
     config = folder / f"daemon-{kind}-{workers}.yaml"
     pools = [pool_settings(number, name, kind) for number, name in enumerate(served.histories)]
     trace = folder / "trace.csv"  # the config's metrics: replaced by `served` below
@@ -190,7 +191,9 @@ def daemon_ticks(
         wait(daemon._fit_workers.starting, timeout=60.0)
     walls, records = [], []
     try:
-        daemon.tick()
+        first_wall, _, first = timed(daemon.tick)
+        assert isinstance(first, list)
+        first_tick = (first_wall, sum(result.acted for result in first))
         for _ in range(count):
             wall, _, results = timed(daemon.tick)
             assert isinstance(results, list)
@@ -198,7 +201,7 @@ def daemon_ticks(
             records += [decision_record(r) for r in results]
     finally:
         daemon._let_fit_workers_go()
-    return walls, records
+    return walls, records, first_tick
 
 
 def timed(run: Callable[[], object]) -> tuple[float, float, object]:
@@ -279,7 +282,7 @@ def main() -> None:
         f"  hourly refits the workers made in those ticks: {fitted}\n"
         f"  decisions that differ from one process's: {steady_differ} of {len(expected)}"
     )
-    whole, whole_got = daemon_ticks(served, folder, count, args.workers)
+    whole, whole_got, (first_wall, first_acted) = daemon_ticks(served, folder, count, args.workers)
     forecast = ("time", "pool", "demand_rps", "forecast_rps", "forecast_upper_rps")
     whole_differ = sum(  # its fleets act (not a dry run) on its own clock: forecasts compared
         [a[k] for k in forecast] != [b[k] for k in forecast]
@@ -292,7 +295,8 @@ def main() -> None:
         f"  the daemon's own tick, {args.workers} fit workers (Daemon.tick: deadline threads, "
         f"telemetry, decision log, state file; {acted:.0f} pools act a tick): {daemon:.3f} s "
         f"wall, {daemon / linear_daemon:.2f} x linear's {linear_daemon:.3f} s\n"
-        f"  its forecasts that differ from one process's: {whole_differ} of {len(expected)}"
+        f"  its forecasts that differ from one process's: {whole_differ} of {len(expected)}\n"
+        f"  its own first tick: {first_wall:.3f} s wall ({first_acted} pools acted)"
     )
 
 

@@ -169,39 +169,45 @@ def test_an_unreadable_loop_calibration_is_dropped_not_fatal(
 def test_a_pools_own_save_is_laid_over_the_whole_file_until_the_next_whole_save(
     store: StateStore,
 ) -> None:
-    """Just before a pool's fleet is written only that pool is saved (a small file of its
-    own); a restart before the end-of-tick save finds it, and that save clears it."""
+    """Just before a pool's fleet is written only that pool is saved (a journal line);
+    a restart before the end-of-tick save finds it, the last line of a pool winning, and
+    that save empties the journal."""
     pools = sample_pools()
     store.save(pools)
     whole = store.path.read_text()
     acted = PoolState(memory=Memory(last_action_at=T0), last_known_desired=None)
+    store.save_pool("ocr", PoolState(last_known_desired=3))
     store.save_pool("ocr", acted)
-    store.save_pool("new/pool: any name", acted)
+    store.save_pool("new pool", acted)
     assert store.path.read_text() == whole  # the whole file is not written again
+    assert len(store.journal.read_text().splitlines()) == 3
     loaded = store.load()
-    assert loaded["ocr"] == acted and loaded["new/pool: any name"] == acted
+    assert loaded["ocr"] == acted and loaded["new pool"] == acted
     assert loaded["faces"] == pools["faces"]
     store.save(loaded)
-    assert not list(store.pending.glob("*.json"))
+    assert store.journal.read_text() == ""
     assert store.load() == loaded
 
 
-def test_a_pools_save_older_than_the_whole_file_or_unreadable_is_not_used(
+def test_a_journal_line_older_than_the_whole_file_or_cut_short_is_not_used(
     store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Left by a whole save cut short before it cleared the pools' saves: the whole file is
-    newer. An unreadable one leaves that pool as the whole file has it."""
+    """Lines left by a whole save cut short before it emptied the journal are older than
+    the whole file; a line cut short by a kill mid-write does not read. Neither is used:
+    that pool keeps what the whole file (or an earlier line) has."""
     pools = sample_pools()
     store.save_pool("faces", PoolState())
+    stale = store.journal.read_text()
     store.save(pools)
-    store.pending.mkdir(exist_ok=True)
-    (store.pending / "stale.json").write_text(
-        json.dumps({"version": STATE_VERSION, "saved_ns": 1, "name": "ocr", "pool": {}})
-    )
-    (store.pending / "broken.json").write_text("{not json")
+    store.journal.write_text(stale)  # as if the save had not emptied it
+    store.save_pool("ocr", PoolState(last_known_desired=7))
+    with store.journal.open("a") as journal:
+        journal.write('{"version": 1, "saved_ns": 99999999999999999999, "name": "gen", "po')
     with caplog.at_level(logging.WARNING):
-        assert store.load() == pools
-    assert "broken.json is unreadable" in caplog.text
+        loaded = store.load()
+    assert loaded["faces"] == pools["faces"] and loaded["gen"] == pools["gen"]
+    assert loaded["ocr"].last_known_desired == 7
+    assert "line 3 is unreadable" in caplog.text
 
 
 def test_a_dry_runs_store_saves_no_pool(tmp_path: Path) -> None:
