@@ -28,25 +28,9 @@ def call_within(
 
     `stop`, when set, ends the wait early too (a shutdown does not wait for slow servers).
     """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"deadline: {what}"[:60], daemon=True)
-    worker.start()
-    if stop is None:
-        worker.join(max(0.0, seconds))
-    else:
-        _join_unless(worker, seconds, stop)
-    if worker.is_alive():
-        raise DeadlineExceeded(f"{what}: no whole answer within {seconds:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    job = _Job(call, what)
+    threading.Thread(target=job.run, name=job.name, daemon=True).start()
+    return job.answer(seconds, stop)
 
 
 class DeadlineRunner:
@@ -70,55 +54,57 @@ class DeadlineRunner:
         if jobs is None:
             jobs = self._jobs = queue.SimpleQueue()
             threading.Thread(target=_serve, args=(jobs,), name="deadline", daemon=True).start()
-        job = _Job(call, f"deadline: {what}"[:60])
+        job = _Job(call, what)
         jobs.put(job)
-        if stop is None:
-            job.done.wait(max(0.0, seconds))
-        else:
-            _wait_unless(job.done, seconds, stop)
-        if not job.done.is_set():
+        try:
+            return job.answer(seconds, stop)
+        except DeadlineExceeded:
             self._jobs = None  # the thread stays with the call left behind
             jobs.put(None)  # and ends once it returns
-            raise DeadlineExceeded(f"{what}: no whole answer within {seconds:g} s")
-        if job.error is not None:
-            raise job.error
-        return job.value  # type: ignore[no-any-return]
+            raise
 
 
 class _Job:
-    def __init__(self, call: Callable[[], Any], name: str) -> None:
-        self.call, self.name = call, name
+    """One call, run on some thread, and its outcome for the thread that waits for it."""
+
+    def __init__(self, call: Callable[[], Any], what: str) -> None:
+        self.call, self.what = call, what
+        self.name = f"deadline: {what}"[:60]
         self.value: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.value = self.call()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def answer(self, seconds: float, stop: threading.Event | None) -> Any:
+        """The call's result or exception once it ended within `seconds` (`stop` ends the
+        wait early too); DeadlineExceeded otherwise."""
+        if stop is None:
+            self.done.wait(max(0.0, seconds))
+        else:
+            waited = 0.0
+            while not self.done.is_set() and waited < seconds and not stop.is_set():
+                step = min(0.05, seconds - waited)
+                self.done.wait(step)
+                waited += step
+        if not self.done.is_set():
+            raise DeadlineExceeded(f"{self.what}: no whole answer within {seconds:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
     current = threading.current_thread()
     while (job := jobs.get()) is not None:
         current.name = job.name
-        try:
-            job.value = job.call()
-        except BaseException as exc:  # handed to the caller's thread
-            job.error = exc
-        finally:
-            job.done.set()
-
-
-def _wait_unless(done: threading.Event, seconds: float, stop: threading.Event) -> None:
-    waited = 0.0
-    while not done.is_set() and waited < seconds and not stop.is_set():
-        step = min(0.05, seconds - waited)
-        done.wait(step)
-        waited += step
-
-
-def _join_unless(worker: threading.Thread, seconds: float, stop: threading.Event) -> None:
-    waited = 0.0
-    while worker.is_alive() and waited < seconds and not stop.is_set():
-        step = min(0.05, seconds - waited)
-        worker.join(step)
-        waited += step
+        job.run()
 
 
 def whole_answer_s(timeout_s: float) -> float:
