@@ -93,7 +93,6 @@ class FitWorkers:
         self._sent: dict[int, _Sent] = {}  # by id(ticker)
         self._now: datetime | None = None
         self._deadline = 0.0
-        self._batch = BATCH
         self.pools = 0
         self.fitted = 0
         self.missed: dict[str, int] = {}
@@ -108,9 +107,9 @@ class FitWorkers:
         a metrics call that never returns is left behind, with what was observed so far."""
         self._now, self._deadline = now, time.monotonic() + seconds
         self.pools, self.fitted, self.missed = len(tickers), 0, {}
-        self._batch = _batch_size(len(tickers), self.workers)
         given_up = threading.Event()
-        observe = partial(self._observe_all, tickers, now, given_up)
+        batch_size = _batch_size(len(tickers), self.workers)
+        observe = partial(self._observe_all, tickers, now, batch_size, given_up)
         try:
             self._sent = call_within(seconds, observe, "fit workers: observe", self._stop)
         except DeadlineExceeded:
@@ -121,7 +120,11 @@ class FitWorkers:
             self._miss("not observed in time", unobserved)
 
     def _observe_all(
-        self, tickers: Sequence[PoolTicker], now: datetime, given_up: threading.Event
+        self,
+        tickers: Sequence[PoolTicker],
+        now: datetime,
+        batch_size: int,
+        given_up: threading.Event,
     ) -> dict[int, _Sent]:
         sent: dict[int, _Sent] = {}
         batch: list[tuple[PoolTicker, pd.Series]] = []
@@ -133,7 +136,7 @@ class FitWorkers:
             history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
             if history is not None:
                 batch.append((ticker, history))
-            if len(batch) == self._batch:
+            if len(batch) == batch_size:
                 self._send(batch, sent)
                 batch = []
         if batch:
