@@ -133,12 +133,12 @@ def arrival_peaks(
     if any(len(times) != len(band) or not len(band) for band in bands):
         return [float(band.max()) if len(band) else float("nan") for band in bands]
     stamps = times.asi8  # ascending integers in the index's unit: no Timestamp per tick
-    start = int(stamps.searchsorted(stamps[0] + _in_unit(boot_time, times.unit)))
+    start = int(stamps.searchsorted(stamps[0] + span_in_unit(boot_time, times.unit)))
     return [float(band[start:].max()) if start < len(band) else float(band[-1]) for band in bands]
 
 
 @functools.lru_cache(maxsize=32)
-def _in_unit(span: timedelta, unit: str) -> np.int64:
+def span_in_unit(span: timedelta, unit: str) -> np.int64:
     """`span` as an integer count of `unit` (a datetime64 unit): the same few every tick."""
     return np.timedelta64(span).astype(f"m8[{unit}]").astype(np.int64)
 

@@ -29,11 +29,13 @@ from prometheus_client import (
 
 from autoscaler.policy import rule_of
 from autoscaler.portfolio import MEMBERS
+from autoscaler.sizing import span_in_unit
 from autoscaler.tick import TickResult
 from common.version import package_version
 from predictors import Calibration, Forecast
 
-_TICKS_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+_SCORED_WITHIN = timedelta(seconds=120)
+"""A previous forecast is scored only where one of its steps is this close to now."""
 
 
 class Telemetry:
@@ -176,9 +178,9 @@ class Telemetry:
             return
         times = previous.times  # in integers: index arithmetic was ~0.2 ms a pool a tick
         at = pd.Timestamp(result.at).as_unit(times.unit).asm8.astype(np.int64)
-        offsets = np.abs(times.asi8 - at) / _TICKS_PER_SECOND[times.unit]
+        offsets = np.abs(times.asi8 - at)
         nearest = int(np.argmin(offsets))
-        if offsets[nearest] <= 120:  # only when the old forecast really covered this moment
+        if offsets[nearest] <= span_in_unit(_SCORED_WITHIN, times.unit):  # it covered now
             self.forecast_error.labels(pool).set(abs(demand - float(previous.point[nearest])))
 
     def tick_finished(self, results: Iterable[TickResult], seconds: float) -> None:
