@@ -74,9 +74,7 @@ class StateStore:
         if not self.path.exists():
             return {}, 0
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            if raw.get("version") != STATE_VERSION:
-                raise ValueError(f"unknown state version {raw.get('version')!r}")
+            raw = _versioned(json.loads(self.path.read_text(encoding="utf-8")))
             pools = {name: _pool_from_json(data) for name, data in raw["pools"].items()}
             return pools, int(raw.get("saved_ns", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -113,9 +111,7 @@ class StateStore:
         pools: dict[str, PoolState] = {}
         for number, line in enumerate(lines, 1):
             try:
-                raw = json.loads(line)
-                if raw.get("version") != STATE_VERSION:
-                    raise ValueError(f"unknown state version {raw.get('version')!r}")
+                raw = _versioned(json.loads(line))
                 if int(raw["saved_ns"]) > saved_ns:
                     pools[str(raw["name"])] = _pool_from_json(raw["pool"])
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -173,6 +169,13 @@ class ReadOnlyStateStore(StateStore):
 
     def save_pool(self, name: str, state: PoolState) -> None:
         log.debug("dry run: would save the state of pool %s", name)
+
+
+def _versioned(raw: Any) -> Any:
+    """A saved object of this version (the state file or a journal line), else ValueError."""
+    if raw.get("version") != STATE_VERSION:
+        raise ValueError(f"unknown state version {raw.get('version')!r}")
+    return raw
 
 
 def _pool_to_json(state: PoolState) -> dict[str, Any]:
