@@ -178,7 +178,6 @@ class Daemon(ConfigReloads, Leadership):
             if fits is not None:
                 fits.take(ticker)
             result = self._tick_pool(ticker, now, state)
-            state.last_decision = to_json_value(decision_record(result))
             results.append(result)
             self.telemetry.record(result)
             if self.on_result:
@@ -303,7 +302,7 @@ class Daemon(ConfigReloads, Leadership):
         tick left behind may not write to its fleet, and its pool is skipped while it runs."""
         name = ticker.pool.name
         if ticker.in_flight:
-            return _held(ticker, now, "the previous tick is still running past its deadline")
+            return _held(ticker, now, state, "the previous tick is still running past its deadline")
         ticker.abandoned.clear()
         limit = self.runtime.config.interval.total_seconds()
         try:
@@ -317,7 +316,7 @@ class Daemon(ConfigReloads, Leadership):
             if name not in self._stuck and not self._grace_over.is_set():
                 self._alert(f"{name}: tick failing: {detail}")
             self._stuck.add(name)
-            return _held(ticker, now, detail)
+            return _held(ticker, now, state, detail)
         if name in self._stuck:
             self._stuck.discard(name)
             self._alert(f"{name}: tick recovered: it finished within its deadline again")
@@ -388,8 +387,10 @@ class Daemon(ConfigReloads, Leadership):
         self.stop()
 
 
-def _held(ticker: PoolTicker, now: datetime, why: str) -> TickResult:
-    """The result of a pool that did not tick: nothing decided, nothing written."""
+def _held(ticker: PoolTicker, now: datetime, state: PoolState, why: str) -> TickResult:
+    """The result of a pool that did not tick: nothing decided, nothing written (what
+    `status` shows of it, as a tick keeps its own)."""
     result = TickResult(ticker.pool.name, now, None, Sizing(), None, dry_run=ticker.dry_run)
     result.errors["tick"] = why
+    state.last_decision = to_json_value(decision_record(result))
     return result

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -21,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from common.secrets import redact_data
+from common.secrets import redacted_json
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +80,8 @@ class DecisionLog:
     def append(self, record: Mapping[str, Any]) -> None:
         if self.path is None:
             return
-        data = redact_data(to_json_value(record))  # the one way out to the file: no secret
-        line = json.dumps(data, allow_nan=False, ensure_ascii=False) + "\n"
+        data = to_json_value(record)  # redacted on its one way out to the file: no secret
+        line = redacted_json(data, allow_nan=False, ensure_ascii=False) + "\n"
         with self._lock:
             try:
                 self._write(self.path, line)

@@ -21,7 +21,7 @@ from typing import Any
 
 from autoscaler.policy import Memory
 from common.atomic import fsync_folder, write_atomically
-from common.secrets import redact_data
+from common.secrets import redacted_json
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class StateStore:
     def save(self, pools: dict[str, PoolState]) -> None:
         """Every pool's state, as one file; the journal of the pools' own saves is then
         emptied."""
-        pools_json = {n: _pool_to_json(s) for n, s in pools.items()}
-        data = {"version": STATE_VERSION, "saved_ns": time.time_ns(), "pools": pools_json}
-        write_atomically(self.path, json.dumps(redact_data(data), indent=1, sort_keys=True) + "\n")
+        write_atomically(self.path, _state_text(pools, time.time_ns()))
         with self._journal_lock, contextlib.suppress(FileNotFoundError):
             os.truncate(self.journal, 0)
 
@@ -144,7 +142,7 @@ class StateStore:
             "name": name,
             "pool": _pool_to_json(state),
         }
-        line = json.dumps(redact_data(data)) + "\n"
+        line = redacted_json(data) + "\n"
         with self._journal_lock:
             created = not self.journal.exists()
             self.journal.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +174,18 @@ def _versioned(raw: Any) -> Any:
     if raw.get("version") != STATE_VERSION:
         raise ValueError(f"unknown state version {raw.get('version')!r}")
     return raw
+
+
+def _state_text(pools: dict[str, PoolState], saved_ns: int) -> str:
+    """The state file: one JSON document, a line per pool (sorted, its keys sorted) to read
+    and grep. Indented throughout, it took the pure-Python encoder: ~30 ms a tick for
+    1,000 pools, against ~10 ms."""
+    lines = ",\n".join(
+        f"{json.dumps(name)}: {redacted_json(_pool_to_json(state), sort_keys=True)}"
+        for name, state in sorted(pools.items())
+    )
+    head = json.dumps({"version": STATE_VERSION, "saved_ns": saved_ns})[:-1]
+    return f'{head}, "pools": {{\n{lines}\n}}}}\n'
 
 
 def _pool_to_json(state: PoolState) -> dict[str, Any]:

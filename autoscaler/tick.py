@@ -19,7 +19,7 @@ import pandas as pd
 from autoscaler.calibration import LoopCalibrated, pool_predictor
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
-from autoscaler.decision_log import DecisionLog
+from autoscaler.decision_log import DecisionLog, to_json_value
 from autoscaler.history_masks import history_to_learn
 from autoscaler.kept_demand import KeptDemand
 from autoscaler.metrics import MetricsSource, newest_time, step_floor
@@ -226,7 +226,7 @@ class PoolTicker:
         finally:
             self.in_flight = False
         self._track_failures(now, state, result)
-        self._log(result)
+        state.last_decision = self._log(result)  # for `status`, as the log has it
         return result
 
     def _tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
@@ -368,9 +368,10 @@ class PoolTicker:
         except Exception:  # a notifier must never break a tick
             log.exception("notifier failed")
 
-    def _log(self, result: TickResult) -> None:
-        """Every decision at INFO with its reasons (WARNING when something failed)."""
-        record = decision_record(result)
+    def _log(self, result: TickResult) -> dict[str, Any]:
+        """Every decision at INFO with its reasons (WARNING when something failed), and
+        in the decision log; the record logged, as plain JSON values."""
+        record = to_json_value(decision_record(result))
         level = logging.WARNING if result.errors else logging.INFO
         fields = {k: record[k] for k in ("pool", "action", "current", "desired", "ready")}
         log.log(
@@ -385,6 +386,7 @@ class PoolTicker:
             extra={"decision": {**fields, "reasons": record["reasons"], "errors": result.errors}},
         )
         self.decision_log.append(record)
+        return record
 
 
 def _peak(forecast: Forecast | None, which: str) -> float | None:

@@ -4,13 +4,15 @@ Secrets are remembered where they are read (a token from the environment or a fi
 a password in a URL), and `redact` replaces each of them wherever it appears, so no
 message has to remember to hide its own. Logging gets it for every record and its
 traceback (`install_log_redaction`); Slack, the decision log, the state file and the
-CLI call `redact`/`redact_data` at their one exit. `shorten` redacts before it cuts, so a
-cut never leaves a piece of a token behind. Credentials spelled in the text itself
-(`Bearer x`, `user:password@`) are hidden by pattern even when never remembered.
+CLI call `redact`, `redact_data` or `redacted_json` at their one exit. `shorten` redacts
+before it cuts, so a cut never leaves a piece of a token behind. Credentials spelled in
+the text itself (`Bearer x`, `user:password@`) are hidden by pattern even when never
+remembered.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -94,6 +96,22 @@ def redact_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(redact_data(v) for v in value)
     return value
+
+
+def redacted_json(value: Any, **dumps_args: Any) -> str:
+    """`json.dumps(redact_data(value), **dumps_args)` of plain data (dicts, lists, strings,
+    numbers), without walking it when its text holds nothing to redact: no remembered
+    secret (as written or as JSON escapes it) and no word any pattern needs. A keyed
+    mapping's key can only add a false alarm, which takes the walk. Walking every string
+    of a thousand pools' state each tick cost ~30 ms; one search of the text, ~1 ms."""
+    text = json.dumps(value, **dumps_args)
+    ascii_only = dumps_args.get("ensure_ascii", True)
+    if _ANY_PATTERN.search(text) is None and not any(
+        secret in text or json.dumps(secret, ensure_ascii=ascii_only)[1:-1] in text
+        for secret in _by_length
+    ):
+        return text
+    return json.dumps(redact_data(value), **dumps_args)
 
 
 def shorten(text: str, limit: int, tail: str = "…") -> str:

@@ -56,6 +56,14 @@ def test_round_trip(store: StateStore) -> None:
     assert faces.last_action_at is not None and faces.last_action_at.utcoffset() == timedelta(0)
 
 
+def test_the_file_has_a_line_per_pool_to_read_and_grep(store: StateStore) -> None:
+    store.save(sample_pools())
+    lines = store.path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 + len(sample_pools())  # the head, a line per pool, the close
+    assert [line.split(":")[0] for line in lines[1:-1]] == ['"faces"', '"gen"', '"ocr"']
+    assert json.loads(lines[2].rstrip(",").partition(": ")[2])["loop"]["member"] == "static"
+
+
 def test_first_start_has_no_state(store: StateStore) -> None:
     assert store.load() == {}
 

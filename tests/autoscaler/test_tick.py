@@ -103,6 +103,7 @@ def test_scales_up_to_what_the_forecast_needs_and_says_so_once(tmp_path: Path) -
     assert len(records) == 6
     assert records[0]["action"] == "scale_up" and records[0]["desired"] == 13
     assert all(r["reasons"] for r in records)
+    assert h.state.last_decision == records[-1]  # what `status` shows: the log's last line
 
 
 def test_dry_run_decides_logs_and_notifies_but_never_writes(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
-"""Redaction by pattern: the quick check in front of the patterns never lets one through."""
+"""Redaction: the quick checks in front of the patterns and of the walk never let one through."""
 
 from __future__ import annotations
+
+import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.secrets import _PATTERNS, REDACTED, redact
+from common.secrets import _PATTERNS, REDACTED, redact, redact_data, redacted_json, remember
 
 PIECES = (
     "Bearer ",
@@ -42,3 +44,30 @@ def test_credentials_in_text_are_hidden_and_plain_text_kept() -> None:
     assert "abcdefgh12345678" not in redact("Authorization: Bearer abcdefgh12345678")
     assert redact("http://u:pa55word@prom:9090/") == f"http://u:{REDACTED}@prom:9090/"
     assert redact("forecast needs 12 nodes") == "forecast needs 12 nodes"
+
+
+# Remembered for this module's tests: each holds a character JSON escapes, so its text in
+# a JSON document differs from its value.
+ESCAPED_SECRETS = ('qu"ote-secret', "back\\slash-secret", "nön-ascii-sécret", "new\nline-secret")
+remember(*ESCAPED_SECRETS)
+VALUES = st.sampled_from((*ESCAPED_SECRETS, *PIECES, "plain", ""))
+TEXTS = st.lists(VALUES, max_size=4).map("".join)
+PLAIN_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXTS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXTS, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(PLAIN_DATA, st.booleans())
+def test_redacted_json_is_the_text_of_the_redacted_data(value: object, ascii_only: bool) -> None:
+    """Whether it walks the data or not, the text is the redacted data's: no secret, as
+    written or as JSON escapes it, and no credential by pattern gets through."""
+    expected = json.dumps(redact_data(value), ensure_ascii=ascii_only, sort_keys=True)
+    assert redacted_json(value, ensure_ascii=ascii_only, sort_keys=True) == expected
+
+
+def test_redacted_json_hides_a_secret_that_json_escapes() -> None:
+    text = redacted_json({"errors": {"metrics": 'answer echoed qu"ote-secret'}})
+    assert "ote-secret" not in text
+    assert json.loads(text) == {"errors": {"metrics": f"answer echoed {REDACTED}"}}
