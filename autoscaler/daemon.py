@@ -44,7 +44,7 @@ from autoscaler.tick import PoolTicker, TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock
-from common.deadline import DeadlineExceeded, DeadlineRunner
+from common.deadline import each_within
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ class Daemon(ConfigReloads, Leadership):
         self._stop = threading.Event()
         self._grace_over = threading.Event()  # set STOP_GRACE_S after a stop is asked for
         self._stuck: set[str] = set()  # pools whose last tick was left behind (alerted)
-        self._tick_runner = DeadlineRunner()  # each pool's tick under its deadline
         self.ticks = 0
         self.skipped_ticks = 0
         self._skip_reported_for: float | None = None
@@ -169,16 +168,16 @@ class Daemon(ConfigReloads, Leadership):
     def _tick_pools(
         self, runtime: Runtime, now: datetime, fits: FitWorkers | None
     ) -> list[TickResult]:
-        results = []
-        for ticker in runtime.tickers:
-            state = self.states.setdefault(ticker.pool.name, PoolState())
-            ticker.persist = partial(self._save_pool, ticker.pool.name, state)
-            if self._grace_over.is_set():
-                break  # stopping: the pools not ticked yet wait for the next start
-            if fits is not None:
-                fits.take(ticker)
-            result = self._tick_pool(ticker, now, state)
-            results.append(result)
+        """Each pool's tick within a deadline of its own (the interval): a pool stuck in a
+        call no deadline bounds must starve neither the other pools nor a shutdown. A
+        tick left behind may not write to its fleet, and its pool is skipped while it
+        runs. Once stopping, the pools not ticked yet wait for the next start."""
+        tickers = runtime.tickers
+        limit = runtime.config.interval.total_seconds()
+        calls = [(t.pool.name, partial(self._tick_pool, t, now, fits)) for t in tickers]
+        late = partial(self._left_behind, tickers, now, limit)
+        results = each_within(limit, calls, late, self._grace_over)
+        for result in results:
             self.telemetry.record(result)
             if self.on_result:
                 self.on_result(result)
@@ -296,31 +295,37 @@ class Daemon(ConfigReloads, Leadership):
         grace.daemon = True
         grace.start()
 
-    def _tick_pool(self, ticker: PoolTicker, now: datetime, state: PoolState) -> TickResult:
-        """One pool's tick within a deadline of its own (the interval): a pool stuck in a
-        call no deadline bounds must starve neither the other pools nor a shutdown. A
-        tick left behind may not write to its fleet, and its pool is skipped while it runs."""
+    def _tick_pool(self, ticker: PoolTicker, now: datetime, fits: FitWorkers | None) -> TickResult:
+        """One pool's tick, on each_within's thread (its fit taken from the fit workers)."""
         name = ticker.pool.name
+        state = self.states.setdefault(name, PoolState())
+        ticker.persist = partial(self._save_pool, name, state)
         if ticker.in_flight:
             return _held(ticker, now, state, "the previous tick is still running past its deadline")
         ticker.abandoned.clear()
-        limit = self.runtime.config.interval.total_seconds()
-        try:
-            result = self._tick_runner.call_within(
-                limit, lambda: ticker.tick(now, state, self.overrides), name, self._grace_over
-            )
-        except DeadlineExceeded:
-            ticker.abandoned.set()
-            why = "stopping" if self._grace_over.is_set() else f"{limit:g} s"
-            detail = f"tick did not finish within its deadline ({why}); it will not write"
-            if name not in self._stuck and not self._grace_over.is_set():
-                self._alert(f"{name}: tick failing: {detail}")
-            self._stuck.add(name)
-            return _held(ticker, now, state, detail)
+        if fits is not None:
+            fits.take(ticker)
+        result = ticker.tick(now, state, self.overrides)
         if name in self._stuck:
             self._stuck.discard(name)
             self._alert(f"{name}: tick recovered: it finished within its deadline again")
         return result
+
+    def _left_behind(
+        self, tickers: list[PoolTicker], now: datetime, limit: float, index: int
+    ) -> TickResult:
+        """A pool's tick past its deadline (or in flight at a stop): told not to write,
+        alerted once, held."""
+        ticker = tickers[index]
+        ticker.abandoned.set()
+        name = ticker.pool.name
+        stopping = self._grace_over.is_set()
+        why = "stopping" if stopping else f"{limit:g} s"
+        detail = f"tick did not finish within its deadline ({why}); it will not write"
+        if name not in self._stuck and not stopping:
+            self._alert(f"{name}: tick failing: {detail}")
+        self._stuck.add(name)
+        return _held(ticker, now, self.states.setdefault(name, PoolState()), detail)
 
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from common.secrets import _PATTERNS, REDACTED, redact, redact_data, redacted_json, remember
@@ -26,7 +26,14 @@ PIECES = (
     ":",
     "ordinary words",
     "é",
+    "ſ",  # the case-blind search reads this as "s", "ı" as "i", the Kelvin sign as "k"
+    "ı",
+    "\u212a",
+    "BA\u017fIC ",
+    "to\u212aen ",
 )
+EXOTIC = ("BA\u017fIC abcdefgh12345678", "to\u212aen abcdefgh12345678")
+"""Credentials a case-blind search finds only through a letter beyond ASCII."""
 
 
 def by_every_pattern(text: str) -> str:
@@ -36,6 +43,8 @@ def by_every_pattern(text: str) -> str:
 
 
 @given(st.lists(st.sampled_from(PIECES), max_size=12).map("".join))
+@example(EXOTIC[0])
+@example(EXOTIC[1])
 def test_redact_hides_what_every_pattern_hides(text: str) -> None:
     assert redact(text) == by_every_pattern(text)
 
@@ -60,6 +69,8 @@ PLAIN_DATA = st.recursive(
 
 
 @given(PLAIN_DATA, st.booleans())
+@example({"reason": EXOTIC[0]}, True)
+@example([EXOTIC[1]], False)
 def test_redacted_json_is_the_text_of_the_redacted_data(value: object, ascii_only: bool) -> None:
     """Whether it walks the data or not, the text is the redacted data's: no secret, as
     written or as JSON escapes it, and no credential by pattern gets through."""
