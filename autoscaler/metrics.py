@@ -246,8 +246,19 @@ def series_from_matrix(query: str, result: Any) -> pd.Series:
         raise MetricsError("bad_response", query, f"a sample value {shown} is not a number")
     if not all(stamp is not None and 0 <= stamp < _LATEST_UNIX_TIME for stamp in stamps):
         raise MetricsError("bad_response", query, "a sample time is not a plausible Unix time")
-    index = pd.to_datetime(stamps, unit="s", utc=True)
-    return pd.Series(values, index=index, name=query, dtype=float).sort_index()
+    series = pd.Series(values, index=sample_times(stamps), name=query, dtype=float)
+    return series if series.index.is_monotonic_increasing else series.sort_index()
+
+
+def sample_times(stamps: list[float]) -> pd.DatetimeIndex:
+    """`pd.to_datetime(stamps, unit="s", utc=True)`, built from integers where every time
+    is a whole second, as on a range query's grid: pandas' own reading of floats was
+    ~0.3 ms, a sixth of a pool's steady read."""
+    seconds = np.asarray(stamps, dtype=float)
+    if len(seconds) and (seconds == np.floor(seconds)).all():
+        micros = seconds.astype(np.int64) * 1_000_000  # pandas' unit for whole seconds
+        return pd.DatetimeIndex(micros.view("M8[us]")).tz_localize("UTC")
+    return pd.to_datetime(stamps, unit="s", utc=True)
 
 
 def _sample_number(value: Any) -> float | None:

@@ -10,6 +10,7 @@ each of a row of calls (a daemon's pools in a tick) a deadline of its own in the
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,51 @@ def call_within(
     job = _Job(call, what)
     threading.Thread(target=job.run, name=job.name, daemon=True).start()
     return job.answer(seconds, stop)
+
+
+class DeadlineRunner:
+    """call_within on a thread kept for the next call: starting a thread for each call
+    cost ~0.3-0.5 ms, a fifth of a pool's steady read from Prometheus. A call left behind
+    past its deadline keeps that thread, which ends after it; the next call gets a new
+    one. A call made while another is in flight (from another thread) gets a thread of
+    its own, as call_within gives it. `close` lets the kept thread end."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None
+        self._busy = threading.Lock()
+
+    def call_within(
+        self,
+        seconds: float,
+        call: Callable[[], T],
+        what: str = "call",
+        stop: threading.Event | None = None,
+    ) -> T:
+        """As call_within."""
+        if not self._busy.acquire(blocking=False):
+            return call_within(seconds, call, what, stop)
+        try:
+            jobs = self._jobs
+            if jobs is None:
+                jobs = self._jobs = queue.SimpleQueue()
+                threading.Thread(target=_serve, args=(jobs,), name="deadline", daemon=True).start()
+            job = _Job(call, what)
+            jobs.put(job)
+            try:
+                return job.answer(seconds, stop)
+            except DeadlineExceeded:
+                self._jobs = None  # the thread stays with the call left behind
+                jobs.put(None)  # and ends once it returns
+                raise
+        finally:
+            self._busy.release()
+
+    def close(self) -> None:
+        """The kept thread ends (after a call in flight, which this waits for)."""
+        with self._busy:
+            jobs, self._jobs = self._jobs, None
+            if jobs is not None:
+                jobs.put(None)
 
 
 def each_within(
@@ -180,6 +226,13 @@ class _Job:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
+    current = threading.current_thread()
+    while (job := jobs.get()) is not None:
+        current.name = job.name
+        job.run()
 
 
 def whole_answer_s(timeout_s: float) -> float:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import DemandQuery
-from autoscaler.metrics import MetricsError, check_demand, fetch_demand, step_floor
+from autoscaler.metrics import MetricsError, check_demand, fetch_demand, sample_times, step_floor
 from autoscaler.metrics_prometheus import PrometheusSource, redact_url
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
@@ -136,6 +136,44 @@ def ask(prometheus: PrometheusSource) -> pd.Series:
 
 def stamp(moment: datetime) -> float:
     return moment.timestamp()
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_the_environments_proxy_carries_the_queries_unless_no_proxy_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    """requests' environment rules, read once when the source starts (not on every
+    request): the double stands as the proxy, and is asked for Prometheus's absolute URL;
+    with NO_PROXY naming the host, the query goes there directly (a name that does not
+    resolve: unreachable)."""
+    reply = matrix_reply(({}, [(stamp(NOW), "1")]))
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with PrometheusApiDouble([reply]) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        if bypassed:
+            monkeypatch.setenv("NO_PROXY", "prometheus.invalid")
+        with source("http://prometheus.invalid:9090") as prometheus:
+            monkeypatch.delenv("HTTP_PROXY")  # read at the start: still the proxy
+            if bypassed:
+                with pytest.raises(MetricsError, match="cannot connect"):
+                    ask(prometheus)
+            else:
+                assert ask(prometheus).tolist() == [1.0]
+    hosts = [headers.get("Host") for _, _, headers in proxy.requests]
+    assert hosts == ([] if bypassed else ["prometheus.invalid:9090"])
+
+
+def test_a_few_new_samples_are_asked_for_uncompressed_and_a_window_compressed() -> None:
+    """gzip only where it saves bytes worth its time: a steady tick's few new samples
+    come plain; a first read of the window may come compressed."""
+    reply = matrix_reply(({}, [(stamp(NOW), "1")]))
+    with PrometheusApiDouble([reply]) as double, source(double.url) as prometheus:
+        ask(prometheus)  # 3 points
+        prometheus.demand(QUERY, NOW - timedelta(days=1), NOW, timedelta(minutes=1))
+    encodings = [headers.get("Accept-Encoding") for _, _, headers in double.requests]
+    assert encodings[0] == "identity"
+    assert encodings[1] is not None and "gzip" in encodings[1]
 
 
 def test_range_query_parses_values_and_sends_params_and_token() -> None:
@@ -390,3 +428,19 @@ def test_nothing_listening_is_unreachable_and_credentials_stay_out() -> None:
 def test_redact_url_keeps_only_scheme_host_port_path() -> None:
     assert redact_url("https://u:p@prom.example:9090/x?y=1#z") == "https://prom.example:9090/x"
     assert redact_url("http://[::1]:9090") == "http://[::1]:9090"
+
+
+@given(
+    st.lists(
+        st.integers(0, 4_000_000_000).map(float)
+        | st.floats(0, 4_000_000_000, allow_nan=False, allow_infinity=False),
+        max_size=6,
+    )
+)
+def test_sample_times_are_pandas_reading_of_the_seconds(stamps: list[float]) -> None:
+    """Whole seconds (a range query's grid) take the quick way; the index, its unit
+    included, is the one pandas makes of the floats."""
+    expected = pd.to_datetime(stamps, unit="s", utc=True)
+    got = sample_times(stamps)
+    assert got.dtype == expected.dtype
+    assert got.equals(expected)

@@ -1,4 +1,5 @@
-"""A deadline of its own for each of a row of calls, made on a thread of their own."""
+"""A deadline of its own for each of a row of calls, made on a thread of their own; the
+runner that keeps its thread between calls."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from common.deadline import each_within
+from common.deadline import DeadlineExceeded, DeadlineRunner, call_within, each_within
 
 
 def named(*calls: Callable[[], object]) -> list[tuple[str, Callable[[], object]]]:
@@ -80,3 +81,74 @@ def test_an_error_ends_the_run_and_is_raised_to_the_caller() -> None:
     with pytest.raises(KeyError, match="boom"):
         each_within(5.0, named(partial(made.append, 1), fails, partial(made.append, 3)), never_late)
     assert made == [1]
+
+
+def test_the_runner_answers_as_call_within_on_one_kept_thread() -> None:
+    runner = DeadlineRunner()
+    threads = {runner.call_within(5.0, threading.get_ident) for _ in range(20)}
+    assert len(threads) == 1  # one thread, kept between calls
+    assert runner.call_within(5.0, lambda: 42) == call_within(5.0, lambda: 42) == 42
+
+    def fails() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        runner.call_within(5.0, fails)
+    assert runner.call_within(5.0, lambda: "after") == "after"  # an error keeps the thread
+
+
+def test_a_call_left_behind_keeps_its_thread_and_the_next_call_gets_a_new_one() -> None:
+    runner = DeadlineRunner()
+    first = runner.call_within(5.0, threading.current_thread)
+    released = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"stuck: no whole answer within 0\.2 s"):
+        runner.call_within(0.2, released.wait, "stuck")
+    assert time.monotonic() - started < 2.0
+    second = runner.call_within(5.0, threading.current_thread)
+    assert second is not first and second.is_alive()
+    assert first.is_alive()  # still in the call left behind
+    released.set()
+    first.join(5.0)
+    assert not first.is_alive()  # and ends once it returns
+    assert second.name == "deadline: call"
+
+
+def test_a_stop_ends_the_wait() -> None:
+    runner = DeadlineRunner()
+    stop = threading.Event()
+    released = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        runner.call_within(60.0, released.wait, "slow", stop)
+    assert time.monotonic() - started < 2.0
+    released.set()
+
+
+def test_a_call_made_while_another_is_in_flight_gets_a_thread_of_its_own() -> None:
+    runner = DeadlineRunner()
+    kept = runner.call_within(5.0, threading.current_thread)
+    released = threading.Event()
+    inner: list[threading.Thread] = []
+
+    def first() -> None:
+        inner.append(runner.call_within(5.0, threading.current_thread))  # from its thread
+        released.wait(5.0)
+
+    caller = threading.Thread(target=runner.call_within, args=(5.0, first))
+    caller.start()
+    time.sleep(0.2)
+    assert inner and inner[0] is not kept  # the kept thread was busy with `first`
+    released.set()
+    caller.join(5.0)
+    assert runner.call_within(5.0, threading.current_thread) is kept  # kept for the next
+
+
+def test_close_lets_the_kept_thread_end() -> None:
+    runner = DeadlineRunner()
+    kept = runner.call_within(5.0, threading.current_thread)
+    runner.close()
+    kept.join(5.0)
+    assert not kept.is_alive()
+    assert runner.call_within(5.0, lambda: "after") == "after"  # a new one when asked again

@@ -218,8 +218,13 @@ def test_tls_verification_is_on_by_default_everywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert PrometheusMetrics().verify_tls is True
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     with PrometheusSource(PrometheusMetrics(url="https://prometheus.internal:9090")) as source:
         assert source._client._session.verify is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/private-ca.pem")  # as requests reads it
+    with PrometheusSource(PrometheusMetrics(url="https://prometheus.internal:9090")) as source:
+        assert source._client._session.verify == "/etc/private-ca.pem"
     nomad = NomadJobBackend(kind="nomad_job", job="j", group="g")
     assert nomad.verify_tls is True
     assert nomad_connection(nomad, {"NOMAD_ADDR": "https://nomad.internal:4646"}).verify is True
