@@ -77,10 +77,12 @@ class DecisionLog:
         self._last_error: str | None = None
         self._handle: TextIO | None = None
 
-    def append(self, record: Mapping[str, Any]) -> None:
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Writes the record as a line; returns it as plain JSON values (written or not)."""
+        data: dict[str, Any] = to_json_value(record)
         if self.path is None:
-            return
-        data = to_json_value(record)  # redacted on its one way out to the file: no secret
+            return data
+        # redacted on its one way out to the file: no secret
         line = redacted_json(data, allow_nan=False, ensure_ascii=False) + "\n"
         with self._lock:
             try:
@@ -92,6 +94,7 @@ class DecisionLog:
                 if message != self._last_error:  # once per distinct failure, not every tick
                     logger.warning("cannot write decision log %s (%s)", self.path, message)
                 self._last_error = message
+        return data
 
     def close(self) -> None:
         handle, self._handle = self._handle, None

@@ -61,28 +61,49 @@ class KeptDemand:
         index = series.index
         if not isinstance(index, pd.DatetimeIndex) or series.empty:
             return cls(series)
-        stamps = index.asi8
-        unit_step = _in_unit(step, index.unit)
+        values = series.to_numpy(dtype=float)
+        return cls._placed(index.asi8, values, index, series.name, step) or cls(series)
+
+    @classmethod
+    def _placed(
+        cls,
+        stamps: np.ndarray,
+        values: np.ndarray,
+        like: pd.DatetimeIndex,
+        name: object,
+        step: timedelta,
+    ) -> KeptDemand | None:
+        """Samples (times as integers in `like`'s unit, and zone) placed in a new room with
+        space to grow, if they are regular; None otherwise."""
+        unit_step = _in_unit(step, like.unit)
         if unit_step is None or not (np.diff(stamps) == unit_step).all():
-            return cls(series)
+            return None
         count = len(stamps)
         capacity = count + max(SPARE_MIN, count // SPARE_SHARE)
         ahead = stamps[0] + np.arange(capacity, dtype=np.int64) * unit_step
-        values = np.empty(capacity)
-        values[:count] = series.to_numpy(dtype=float)
-        room = _Room(_index(ahead, index), values, count, unit_step)
-        return cls(_slice(room, 0, count, series.name), room, 0)
+        room_values = np.empty(capacity)
+        room_values[:count] = values
+        room = _Room(_index(ahead, like), room_values, count, unit_step)
+        return cls(_slice(room, 0, count, name), room, 0)
 
     def joined(
         self, newer: pd.Series, start: datetime, ask_from: datetime, step: timedelta
     ) -> KeptDemand:
         """The kept samples from `start` up to the answer `newer` (asked from `ask_from`;
         a source that answered more than was asked for is taken at its word), then the
-        answer: grown in place where it can be, copied otherwise."""
+        answer: grown in place where it can be, copied otherwise (straight into a new room
+        where the result is regular: the first join of every pool, at the second tick)."""
         grown = self._grown(newer, start, ask_from)
         if grown is not None:
             return grown
-        return KeptDemand.in_room(_concatenated(self.series, newer, start, ask_from), step)
+        stamps, values = _concatenated(self.series, newer, start, ask_from)
+        like = self.series.index
+        placed = KeptDemand._placed(stamps, values, like, newer.name, step)
+        if placed is not None:
+            return placed
+        return KeptDemand(
+            pd.Series(values, index=_index(stamps, like), name=newer.name, copy=False)
+        )
 
     def _grown(self, newer: pd.Series, start: datetime, ask_from: datetime) -> KeptDemand | None:
         """The join as slices of this room, or None where it cannot be (then copied)."""
@@ -124,8 +145,9 @@ def _slice(room: _Room, lo: int, hi: int, name: object) -> pd.Series:
 
 def _concatenated(
     kept: pd.Series, newer: pd.Series, start: datetime, ask_from: datetime
-) -> pd.Series:
-    """The join by copying: as pd.concat would make it, at half its cost."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The join by copying, as pd.concat would make it: its times (integers in the kept
+    index's unit) and values."""
     unit = kept.index.unit
     stamps = kept.index.asi8  # integers in the index's own unit (no copy)
     kept_from = stamps.searchsorted(_stamp(start, unit))
@@ -133,7 +155,7 @@ def _concatenated(
     kept_to = stamps.searchsorted(min(_stamp(ask_from, unit), int(new_stamps[0])))
     times = np.concatenate((stamps[kept_from:kept_to], new_stamps))
     values = np.concatenate((kept.to_numpy()[kept_from:kept_to], newer.to_numpy(dtype=float)))
-    return pd.Series(values, index=_index(times, kept.index), name=newer.name, copy=False)
+    return times, values
 
 
 def _index(stamps: np.ndarray, like: pd.DatetimeIndex) -> pd.DatetimeIndex:

@@ -19,7 +19,7 @@ import pandas as pd
 from autoscaler.calibration import LoopCalibrated, pool_predictor
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.config.schema import Pool
-from autoscaler.decision_log import DecisionLog, to_json_value
+from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import history_to_learn
 from autoscaler.kept_demand import KeptDemand
 from autoscaler.metrics import MetricsSource, newest_time, step_floor
@@ -371,7 +371,7 @@ class PoolTicker:
     def _log(self, result: TickResult) -> dict[str, Any]:
         """Every decision at INFO with its reasons (WARNING when something failed), and
         in the decision log; the record logged, as plain JSON values."""
-        record = to_json_value(decision_record(result))
+        record = self.decision_log.append(decision_record(result))
         level = logging.WARNING if result.errors else logging.INFO
         fields = {k: record[k] for k in ("pool", "action", "current", "desired", "ready")}
         log.log(
@@ -385,7 +385,6 @@ class PoolTicker:
             "; ".join(f"{kind}: {text}" for kind, text in result.errors.items()) or "-",
             extra={"decision": {**fields, "reasons": record["reasons"], "errors": result.errors}},
         )
-        self.decision_log.append(record)
         return record
 
 

@@ -41,7 +41,8 @@ def test_one_json_object_per_line_with_utc_times_and_null_for_nan(tmp_path: Path
             "history": [1.0, float("nan")],
         }
     )
-    log.append({"time": datetime(2024, 5, 6, 3, 21, tzinfo=UTC), "pool": "llm"})
+    written = log.append({"time": datetime(2024, 5, 6, 3, 21, tzinfo=UTC), "pool": "llm"})
+    assert written == {"time": "2024-05-06T03:21:00Z", "pool": "llm"}  # the line, as JSON
 
     lines = path.read_text().splitlines()
     assert len(lines) == 2
@@ -129,7 +130,10 @@ class FailingHandle:
 
 
 def test_no_path_writes_nothing(tmp_path: Path) -> None:
-    DecisionLog(None).append({"pool": "x"})
+    assert DecisionLog(None).append({"pool": "x", "demand_rps": np.float64(2.5)}) == {
+        "pool": "x",
+        "demand_rps": 2.5,
+    }  # what would be written, for the pool's last decision
     assert list(tmp_path.iterdir()) == []
 
 
