@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pythonjsonlogger.json import JsonFormatter
+
 REDACTED = "[redacted]"
 MIN_LENGTH = 6  # a shorter value would hide ordinary words; no real credential is this short
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY", re.I)
@@ -162,3 +164,18 @@ def install_log_redaction() -> None:
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    """JSON log lines with their extra fields redacted too (a decision's `errors` may quote
+    a server): the record factory above redacts the message and traceback only, since
+    extras are set on a record after it is made."""
+
+    def jsonify_log_record(self, log_data: Any) -> str:
+        return redacted_json(
+            log_data,
+            default=self.json_default,
+            cls=self.json_encoder,
+            indent=self.json_indent,
+            ensure_ascii=self.json_ensure_ascii,
+        )

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape
 
@@ -20,6 +19,7 @@ from autoscaler.state import PoolState
 from common.cli import CONTEXT, add_version_option, option_duration, option_positive
 from common.durations import format_duration
 from common.extras import require
+from common.secrets import RedactingJsonFormatter
 
 if TYPE_CHECKING:
     from autoscaler.cli.demo import ConsoleReporter
@@ -48,7 +48,7 @@ def _setup_logging(level: str) -> None:
         handler.setFormatter(
             # One time field (`timestamp`, ISO 8601 in UTC); what a line is about goes in
             # fields of its own (`extra=`), never as a dict's repr inside `message`.
-            JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
+            RedactingJsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
         )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):

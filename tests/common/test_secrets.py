@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from common.secrets import _PATTERNS, REDACTED, redact, redact_data, redacted_json, remember
+from common.secrets import (
+    _PATTERNS,
+    REDACTED,
+    RedactingJsonFormatter,
+    redact,
+    redact_data,
+    redacted_json,
+    remember,
+)
 
 PIECES = (
     "Bearer ",
@@ -82,3 +92,25 @@ def test_redacted_json_hides_a_secret_that_json_escapes() -> None:
     text = redacted_json({"errors": {"metrics": 'answer echoed qu"ote-secret'}})
     assert "ote-secret" not in text
     assert json.loads(text) == {"errors": {"metrics": f"answer echoed {REDACTED}"}}
+
+
+def test_a_json_log_lines_extra_fields_are_redacted_too() -> None:
+    """What the daemon logs for a decision (its `decision` extra, errors included) goes
+    through the same redaction as its message."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingJsonFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("tests.secrets.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        errors = {"metrics": 'HTTP 500: echoed qu"ote-secret', "backend": "Bearer abcdefgh12345678"}
+        logger.warning("pool=%s", "ocr", extra={"decision": {"pool": "ocr", "errors": errors}})
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["decision"]["errors"] == {
+        "metrics": f"HTTP 500: echoed {REDACTED}",
+        "backend": f"Bearer {REDACTED}",
+    }
+    assert line["message"] == "pool=ocr"
