@@ -32,8 +32,9 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import wait
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,7 @@ from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, TickResult, decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
+from common.secrets import RedactingJsonFormatter, install_log_redaction
 
 NOW = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # pool_histories' 14 days end here
 
@@ -164,8 +166,9 @@ def daemon_ticks(
     served: ServedHistories, folder: Path, count: int, workers: int, kind: str = "seasonal"
 ) -> tuple[list[float], list[dict[str, object]], tuple[float, int]]:
     """Wall seconds of `count` ticks of a real Daemon a minute apart after its first (its
-    own loop: each pool under its deadline thread, the telemetry, the decision log and the
-    state file written every tick; `workers` fit workers; not a dry run, on simulated
+    own loop: each pool under its deadline, the telemetry, the decision log, the state
+    file written every tick and each decision's JSON log line; `workers` fit workers; not a
+    dry run, on simulated
     fleets), every decision of them, and the first tick's wall seconds and acting pools.
     Its pools are those of make_tickers, configured in YAML, their metrics served as
     above."""
@@ -184,7 +187,13 @@ def daemon_ticks(
         "pools": pools,
     }
     config.write_text(yaml.safe_dump(settings))
-    daemon = Daemon(config)
+    with logged_as_the_daemon():
+        return _ticked(Daemon(config), served, count)
+
+
+def _ticked(
+    daemon: Daemon, served: ServedHistories, count: int
+) -> tuple[list[float], list[dict[str, object]], tuple[float, int]]:
     for ticker in daemon.runtime.tickers:
         ticker.metrics = served
     if daemon._fit_workers is not None:
@@ -202,6 +211,28 @@ def daemon_ticks(
     finally:
         daemon._let_fit_workers_go()
     return walls, records, first_tick
+
+
+@contextmanager
+def logged_as_the_daemon() -> Iterator[None]:
+    """Each decision logged at INFO as a JSON line, redacted, as the daemon logs them to
+    journald (here to /dev/null): part of the daemon's own tick, ~0.06 s of 1,000 pools'."""
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        handler = logging.StreamHandler(sink)
+        fields = "%(levelname)s %(name)s %(message)s"
+        handler.setFormatter(RedactingJsonFormatter(fields, timestamp=True))
+        install_log_redaction()
+        logging.disable(logging.NOTSET)
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.handlers[:] = saved[1]
+            root.setLevel(saved[0])
+            logging.disable(logging.INFO)
 
 
 def timed(run: Callable[[], object]) -> tuple[float, float, object]:
@@ -292,8 +323,9 @@ def main() -> None:
     linear_daemon = statistics.median(daemon_ticks(served, folder, count, 0, "linear")[0])
     acted = sum(bool(record["acted"]) for record in whole_got) / count
     print(
-        f"  the daemon's own tick, {args.workers} fit workers (Daemon.tick: deadline threads, "
-        f"telemetry, decision log, state file; {acted:.0f} pools act a tick): {daemon:.3f} s "
+        f"  the daemon's own tick, {args.workers} fit workers (Daemon.tick: deadline thread, "
+        f"telemetry, decision log, state file, JSON log lines; {acted:.0f} pools act a tick): "
+        f"{daemon:.3f} s "
         f"wall, {daemon / linear_daemon:.2f} x linear's {linear_daemon:.3f} s\n"
         f"  its forecasts that differ from one process's: {whole_differ} of {len(expected)}\n"
         f"  its own first tick: {first_wall:.3f} s wall ({first_acted} pools acted)"
