@@ -155,11 +155,13 @@ class FitWorkers:
             self._miss(f"not taken ({type(exc).__name__})")
 
     def finish(self) -> None:
-        """The tick is over: what it did not take (a stop cut it short) is let go."""
-        for sent in self._sent.values():
+        """The tick is over: what it did not take (a stop cut it short) is let go. A pool's
+        tick left behind at the stop may still be taking its own: the dict is swapped, not
+        iterated where that tick pops from it."""
+        sent_all, self._sent, self._now = self._sent, {}, None
+        for sent in list(sent_all.values()):
             if sent.answers is not None:
                 sent.answers.cancel()
-        self._sent, self._now = {}, None
 
     def summary(self) -> str:
         missed = ", ".join(f"{count} {why}" for why, count in self.missed.items())
