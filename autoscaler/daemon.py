@@ -226,6 +226,8 @@ class Daemon(ConfigReloads, Leadership):
             self.runtime.state_store.save(self.states)
         except OSError as exc:
             log.error("cannot save state: %s", exc)
+        except RuntimeError as exc:  # a tick left behind changed its pool's state meanwhile
+            log.warning("state not saved this tick (%s); the next tick saves it", exc)
 
     def _alert(self, text: str) -> None:
         log.error("%s", text)

@@ -63,6 +63,28 @@ def test_memory_survives_a_restart(tmp_path: Path) -> None:
     assert second.states["image-gen"].memory == remembered
 
 
+def test_a_state_changed_mid_save_fails_that_save_not_the_tick(tmp_path: Path) -> None:
+    """A pool's tick left behind may still change its state (a failure starting) while
+    the end-of-tick save reads it: that save is skipped and said, the tick completes,
+    and the next tick saves."""
+    clock = SimulatedClock(NOON)
+    daemon = Daemon(write_config(tmp_path), clock=clock, notifier=RecordingNotifier())
+    store = daemon.runtime.state_store
+    real_save = store.save
+
+    def changed_meanwhile(pools: object) -> None:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    store.save = changed_meanwhile  # type: ignore[method-assign]
+    results = daemon.tick()
+    assert results[0].decision is not None and daemon.ticks == 1
+    assert not store.path.exists()
+    store.save = real_save  # type: ignore[method-assign]
+    clock.advance(timedelta(minutes=1))
+    daemon.tick()
+    assert store.path.exists()
+
+
 def test_bad_config_on_reload_keeps_the_old_one_and_alerts(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     clock = SimulatedClock(NOON)
