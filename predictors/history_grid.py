@@ -76,9 +76,12 @@ class HistoryGrid:
         index = history.index
         if not isinstance(index, pd.DatetimeIndex):
             index = pd.DatetimeIndex(index)
-        times_ns = epoch_ns(index)
-        first_ns, last_ns = int(times_ns[0]), int(times_ns[-1])
-        if self._length:
+        # In the index's own integers: only the new tail is scaled to ns (the whole window's
+        # times scaled every tick were ~30 µs a pool).
+        stamps, factor = index.asi8, _NS_PER_UNIT[index.unit]
+        first_ns, last_ns = int(stamps[0]) * factor, int(stamps[-1]) * factor
+        in_range = max(abs(first_ns), abs(last_ns)) <= _INT64_MAX  # else epoch_ns raises
+        if self._length and in_range:
             end_ns, max_ns = self.end_ns, self.max_span_ns
             continues = (
                 last_ns >= end_ns
@@ -86,12 +89,14 @@ class HistoryGrid:
                 and (first_ns >= self.start_ns or self.start_ns <= last_ns - max_ns)
             )
             if continues:
-                since = int(np.searchsorted(times_ns, end_ns - OVERLAP_STEPS * self.step_ns))
-                position, off_grid = np.divmod(times_ns[since:] - self.start_ns, self.step_ns)
+                from_ns = end_ns - OVERLAP_STEPS * self.step_ns
+                since = int(np.searchsorted(stamps, -(-from_ns // factor)))  # first >= from_ns
+                tail_ns = stamps[since:] * factor
+                position, off_grid = np.divmod(tail_ns - self.start_ns, self.step_ns)
                 if not off_grid.any():
                     self._append(position, history.to_numpy(dtype=float)[since:], last_ns)
                     return False
-        self._rebuild(history, index.tz, times_ns, first_ns, last_ns)
+        self._rebuild(history, index.tz, epoch_ns(index), first_ns, last_ns)
         return True
 
     def _rebuild(
