@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -249,9 +250,10 @@ class LoopCalibrated:
 
     def _record(self, now: datetime, demand: float) -> None:
         ticks = self._ticks
-        if ticks.times and now == ticks.times[-1]:
+        newest = ticks.newest_at()
+        if newest is not None and now == newest:
             return  # no newer sample (an interval shorter than the step): the same tick
-        if ticks.times and now < ticks.times[-1]:  # a restart or a clock going back
+        if newest is not None and now < newest:  # a restart or a clock going back
             ticks.clear()
             self._peaks.clear()
             self._window_full = False
@@ -262,14 +264,15 @@ class LoopCalibrated:
             self._peaks.append((now, demand))
         while self._peaks and self._peaks[0][0] <= now - RECENT_PEAK_WINDOW:
             self._peaks.popleft()
-        while now - ticks.times[0] > self.settings.window:
+        while (oldest := ticks.oldest_at()) is not None and now - oldest > self.settings.window:
             ticks.drop_oldest()
             self._window_full = True
 
     def _recalibrate(self, now: datetime) -> None:
         settings = self.settings
         first = settings.min_span - settings.phase * settings.refit_every
-        if not self._ticks.times or now - self._ticks.times[0] < first:
+        oldest = self._ticks.oldest_at()
+        if oldest is None or now - oldest < first:
             return
         self._refit_at = now
         frame = self._frame()
@@ -323,7 +326,7 @@ class LoopCalibrated:
         before the first calibration (the band's own margin) do not count against the
         margins after. Returns that share of the budget the calibrated ticks spent (None:
         none calibrated yet): what _overspent judges."""
-        self._spent_over = frame.times[-1] - frame.times[0]
+        self._spent_over = pd.Timedelta(frame.times[-1] - frame.times[0]).to_pytimedelta()
         ticks = self._ticks
         used = replace(
             frame, peak=ticks.column(USED_PEAK)[:-1], arrival=ticks.column(USED_ARRIVAL)[:-1]
@@ -350,14 +353,15 @@ class LoopCalibrated:
     def _frame(self) -> Frame:
         """The kept ticks as arrays (all but the newest, whose demand is yet to come)."""
         ticks = self._ticks
+        times = ticks.times()
         return Frame(
-            times=ticks.times[:-1],
+            times=times[:-1],
             demand=ticks.column(DEMAND)[:-1],
             served=ticks.column(DEMAND)[1:],
             peak=ticks.column(BAND_PEAK)[:-1],
             arrival=ticks.column(BAND_ARRIVAL)[:-1],
-            schedules=ticks.schedules[:-1],
-            tick_s=_tick_seconds(ticks.times),
+            schedules=ticks.schedules()[:-1],
+            tick_s=_tick_seconds(times),
         )
 
 
@@ -374,7 +378,7 @@ def _overspent(calibrated_spent: float | None) -> bool:
     return calibrated_spent is not None and calibrated_spent > 1.0
 
 
-def _tick_seconds(times: list[datetime]) -> float:
+def _tick_seconds(times: Sequence[datetime]) -> float:
     if len(times) < 2:
         return 60.0
     gaps = np.diff(np.array([t.timestamp() for t in times[-50:]]))

@@ -9,7 +9,7 @@ Pure functions: the same frame and margin give the same answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -186,7 +186,7 @@ class Frame:
     peak over the horizon was `peak[i]` and from the arrival of new nodes on `arrival[i]`
     (NaN: no forecast, a hold); the demand its fleet then served is `served[i]`."""
 
-    times: list[datetime]
+    times: Sequence[datetime]  # a list, or the kept ticks' DatetimeIndex
     demand: np.ndarray
     served: np.ndarray
     peak: np.ndarray

@@ -97,6 +97,10 @@ def run_bounds(
 
 def _wall_microseconds(times: Sequence[datetime]) -> np.ndarray:
     """Microseconds of each time's wall clock in its (one) zone: what `at - t` measures."""
+    if isinstance(times, pd.DatetimeIndex):  # the kept ticks' times: vectorised
+        if times.tz is None or isinstance(times.tz, timezone):
+            return times.as_unit("us").asi8
+        return times.tz_localize(None).as_unit("us").asi8
     zone = times[0].tzinfo if len(times) else None
     if zone is None or isinstance(zone, timezone):  # naive, or a fixed offset such as UTC
         return pd.DatetimeIndex(times).as_unit("us").asi8  # the same differences, fast
@@ -141,6 +145,8 @@ def _modelled(times: Sequence[datetime]) -> bool:
     """Times strictly forward in one time zone (one tzinfo object, so that every `at - t`
     is computed one way): then `at - t` grows along the run, as the deque and the
     coverage check need, and decide() never drops a recommendation as from the future."""
+    if isinstance(times, pd.DatetimeIndex):  # one zone; in order if rising and unique
+        return times.is_monotonic_increasing and times.is_unique
     in_order = all(map(operator.lt, times, itertools.islice(times, 1, None)))
     return in_order and len(set(map(id, map(_ZONE, times)))) <= 1
 

@@ -319,7 +319,7 @@ def test_a_margin_does_not_narrow_while_the_loop_is_over_its_budget() -> None:
     drive(predictor, noisy_demand(1500), pool)
     narrow = predictor.margin
     assert narrow < 1.0
-    now = predictor._ticks.times[-1] + HOUR
+    now = predictor._ticks.newest_at() + HOUR
     for used, aim, held in ((0.2, 1.0, True), (4.0, 1.0, False), (0.2, math.nan, False)):
         predictor.margin = 1.5  # as if the last recalibration had been wider
         scale_used(predictor, used)

@@ -1,10 +1,12 @@
-"""The loop's kept ticks as columns: the same rows a list of ticks would hold, through
-growth, drops from the front and the buffer's compaction."""
+"""The loop's kept ticks as columns: the same rows a list of ticks would hold (times and
+schedule bounds included), through growth, drops from the front and the buffer's
+compaction."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from hypothesis import example, given, settings
@@ -41,7 +43,8 @@ def test_columns_hold_the_rows_a_list_would(steps: list[tuple[str, int, bool]]) 
                 ticks.set_newest(BAND_PEAK, 2.0 * row)
                 if row % 3:  # some ticks have no aim yet: NaN, as appended
                     ticks.set_newest(AIM, 0.5 * row)
-                model.append((at, float(row), 2.0 * row, 0.5 * row if row % 3 else math.nan))
+                aim = 0.5 * row if row % 3 else math.nan
+                model.append((at, float(row), 2.0 * row, aim, bounds))
                 row += 1
             elif what == "drop" and model:
                 ticks.drop_oldest()
@@ -49,8 +52,11 @@ def test_columns_hold_the_rows_a_list_would(steps: list[tuple[str, int, bool]]) 
         if what == "clear":
             ticks.clear()
             model.clear()
-        assert len(ticks) == len(model) == len(ticks.times) == len(ticks.schedules)
-        assert ticks.times == [m[0] for m in model]
+        assert len(ticks) == len(model) == len(ticks.times()) == len(ticks.schedules())
+        assert list(ticks.times()) == [m[0] for m in model]
+        assert ticks.schedules() == [m[4] for m in model]
+        assert ticks.oldest_at() == (model[0][0] if model else None)
+        assert ticks.newest_at() == (model[-1][0] if model else None)
         np.testing.assert_array_equal(ticks.column(DEMAND), [m[1] for m in model])
         np.testing.assert_array_equal(ticks.column(BAND_PEAK), [m[2] for m in model])
         np.testing.assert_array_equal(ticks.column(AIM), [m[3] for m in model])
@@ -68,5 +74,20 @@ def test_a_run_of_equal_schedule_bounds_is_one_object() -> None:
         busy = 400 <= minute < 600  # a new object each tick, as bounds_at makes
         bounds = ScheduleBounds(4, None, ("busy",)) if busy else ScheduleBounds(None, None, ())
         ticks.append(START + timedelta(minutes=minute), 1.0, bounds)
-    assert len({id(bounds) for bounds in ticks.schedules}) == 3
-    assert ticks.schedules[399] == QUIET and ticks.schedules[400] == BUSY
+    assert len({id(bounds) for bounds in ticks.schedules()}) == 3
+    assert ticks.schedules()[399] == QUIET and ticks.schedules()[400] == BUSY
+    assert len(ticks._runs) == 3  # kept as runs: no entry a tick for the collector to walk
+    for _ in range(500):
+        ticks.drop_oldest()
+    assert ticks.schedules() == [BUSY] * 100 + [QUIET] * 400 and len(ticks._runs) == 2
+
+
+def test_times_come_back_in_the_zone_they_came_in() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    ticks = KeptTicks()
+    for minute in range(3):
+        ticks.append((START + timedelta(minutes=minute)).astimezone(berlin), 1.0, QUIET)
+    newest = ticks.newest_at()
+    assert newest == START + timedelta(minutes=2) and newest.tzinfo is berlin
+    assert str(ticks.times().tz) == "Europe/Berlin"
+    assert list(ticks.times()) == [START + timedelta(minutes=m) for m in range(3)]

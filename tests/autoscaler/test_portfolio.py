@@ -315,7 +315,7 @@ def test_a_window_without_demand_keeps_the_static_calibration_in_use() -> None:
         margin, level = predictor.margin, predictor._held_level
         ticks = predictor._ticks
         ticks.column(DEMAND)[:] = np.nan
-        predictor._recalibrate(ticks.times[-1] + timedelta(hours=7))
+        predictor._recalibrate(ticks.newest_at() + timedelta(hours=7))
         assert predictor.member in (member, "reactive", "recent_peak")
         if policy == "static":
             assert (predictor.margin, predictor._held_level) == (margin, level)
@@ -392,5 +392,5 @@ def test_the_peak_handed_out_now_is_the_replays_recent_peak() -> None:
     for end in ends:
         predictor._record(demand.index[end - 1].to_pydatetime(), float(demand.iloc[end - 1]))
         ticks = predictor._ticks
-        expected = recent_peaks(ticks.times, ticks.column(DEMAND))[-1]
+        expected = recent_peaks(ticks.times(), ticks.column(DEMAND))[-1]
         assert predictor._peak_now() == pytest.approx(expected, nan_ok=True)

@@ -366,7 +366,7 @@ def test_ticks_at_jittered_times_append_to_the_forecasters_history(
         result = h.ticker.tick(now, h.state, h.overrides)
         assert result.sizing.forecast is not None, result.errors
     assert h.ticker.forecaster.heavy_fits == 1
-    assert len(h.ticker.predictor._ticks.times) == len(minutes_seen)  # none cleared
+    assert len(h.ticker.predictor._ticks) == len(minutes_seen)  # none cleared
 
 
 class Recorded(EvaluatedLikePrometheus):
