@@ -54,6 +54,7 @@ from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker, TickResult, decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
+from common.collector import tune_collector
 from common.secrets import RedactingJsonFormatter, install_log_redaction
 
 NOW = datetime(2025, 6, 16, 0, 0, tzinfo=UTC)  # pool_histories' 14 days end here
@@ -187,6 +188,7 @@ def daemon_ticks(
         "pools": pools,
     }
     config.write_text(yaml.safe_dump(settings))
+    tune_collector()  # as `autoscaler run` does
     with logged_as_the_daemon():
         return _ticked(Daemon(config), served, count)
 

@@ -70,6 +70,7 @@ def run(
     """Run the daemon (or one tick with --once)."""
     from autoscaler.cli.demo import ConsoleReporter, pool_zone
     from autoscaler.daemon import Daemon
+    from common.collector import tune_collector
 
     try:
         parsed = load_config(config)
@@ -78,6 +79,7 @@ def run(
         raise typer.Exit(2) from None
     simulated = parsed.simulation is not None
     _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
+    tune_collector()
     reporter = ConsoleReporter({}, parsed.interval, console) if (simulated or once) else None
     try:
         daemon = Daemon(config, dry_run=dry_run, on_result=reporter)
