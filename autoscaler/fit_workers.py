@@ -38,6 +38,7 @@ import pandas as pd
 
 from common.deadline import DeadlineExceeded, call_within
 from predictors import Predictor
+from predictors.history_grid import epoch_index
 
 if TYPE_CHECKING:
     from autoscaler.tick import PoolTicker
@@ -273,9 +274,7 @@ def _unpacked(packed: PackedHistory) -> pd.Series:
         return packed
     count = len(packed.values)
     stamps = packed.first_ns + np.arange(count, dtype=np.int64) * packed.step_ns
-    index = pd.DatetimeIndex(stamps.astype(f"M8[{packed.unit}]"))
-    if packed.tz is not None:
-        index = index.tz_localize("UTC").tz_convert(packed.tz)
+    index = epoch_index(stamps, packed.unit, packed.tz)
     return pd.Series(packed.values, index=index, name=packed.name)
 
 

@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from predictors.history_grid import epoch_index
+
 SPARE_SHARE = 8
 """A room holds its history and an eighth more (for 14 days of minutes: 1.75 days of
 ticks before the next copy); at least SPARE_MIN steps."""
@@ -159,12 +161,8 @@ def _concatenated(
 
 
 def _index(stamps: np.ndarray, like: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Epoch integers in `like`'s unit as an index in its zone. Epoch times are UTC
-    instants: given a zone's dtype, pandas would read them as its wall clock."""
-    index = pd.DatetimeIndex(stamps.view(f"M8[{like.unit}]"))
-    if like.tz is None:
-        return index
-    return index.tz_localize("UTC").tz_convert(like.tz)
+    """Epoch integers in `like`'s unit as an index in its zone."""
+    return epoch_index(stamps, like.unit, like.tz)
 
 
 def _in_unit(step: timedelta, unit: str) -> int | None:

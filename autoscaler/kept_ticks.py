@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autoscaler.schedules import ScheduleBounds
+from predictors.history_grid import epoch_index
 
 DEMAND, BAND_PEAK, BAND_ARRIVAL, USED_PEAK, USED_ARRIVAL, AIM = range(6)
 """The numeric columns: the demand seen; the forecast's band as two peaks (the whole
@@ -73,8 +74,7 @@ class KeptTicks:
 
     def times(self) -> pd.DatetimeIndex:
         """Every row's time, oldest first (for a recalibration's replay)."""
-        times = pd.DatetimeIndex(self._micros[self._start : self._end].view("M8[us]"))
-        return times if self._zone is None else times.tz_localize("UTC").tz_convert(self._zone)
+        return epoch_index(self._micros[self._start : self._end], "us", self._zone)
 
     def schedules(self) -> list[ScheduleBounds]:
         """Every row's schedule bounds, oldest first (one object per run)."""

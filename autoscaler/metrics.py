@@ -22,7 +22,7 @@ from autoscaler.config.schema import DemandQuery
 from autoscaler.kept_demand import KeptDemand
 from common.durations import format_duration
 from common.secrets import shorten
-from predictors.history_grid import OVERLAP_STEPS
+from predictors.history_grid import OVERLAP_STEPS, epoch_index
 
 MetricsErrorKind = Literal[
     "unreachable", "timeout", "bad_response", "empty", "nan", "stale", "ambiguous"
@@ -257,7 +257,7 @@ def sample_times(stamps: list[float]) -> pd.DatetimeIndex:
     seconds = np.asarray(stamps, dtype=float)
     if len(seconds) and (seconds == np.floor(seconds)).all():
         micros = seconds.astype(np.int64) * 1_000_000  # pandas' unit for whole seconds
-        return pd.DatetimeIndex(micros.view("M8[us]")).tz_localize("UTC")
+        return epoch_index(micros, "us", UTC)
     return pd.to_datetime(stamps, unit="s", utc=True)
 
 

@@ -43,6 +43,16 @@ def epoch_ns(index: pd.DatetimeIndex) -> np.ndarray:
     return times * factor
 
 
+def epoch_index(stamps: np.ndarray, unit: str, tz: object) -> pd.DatetimeIndex:
+    """Epoch integers (in `unit`: "s", "ms", "us" or "ns") as an index in zone `tz`, naive
+    for None. Epoch times are UTC instants: localizing them in another zone would read them
+    as its wall clock (an hour or two off), and trip on its DST's doubled hour."""
+    index = pd.DatetimeIndex(np.asarray(stamps, dtype=np.int64).view(f"M8[{unit}]"))
+    if tz is None or str(tz) == "UTC":
+        return index.tz_localize(tz)
+    return index.tz_localize("UTC").tz_convert(tz)
+
+
 class HistoryGrid:
     """Values at start_ns + k * step_ns (k = 0 .. len - 1), the newest at end_ns."""
 
@@ -159,12 +169,7 @@ class HistoryGrid:
 
     def index_of(self, times_ns: np.ndarray) -> pd.DatetimeIndex:
         """Epoch times as an index in the history's zone (naive if it was)."""
-        index = pd.DatetimeIndex(times_ns.astype("datetime64[ns]"))
-        if self.tz is None or str(self.tz) == "UTC":
-            return index.tz_localize(self.tz)
-        # Epoch times are UTC instants: localizing them in another zone would read them as
-        # its wall clock (an hour or two off), and trip on its DST's doubled hour.
-        return index.tz_localize("UTC").tz_convert(self.tz)
+        return epoch_index(times_ns, "ns", self.tz)
 
     def future_index(self, steps: int) -> pd.DatetimeIndex:
         """index_of(future_ns(steps)), sliced from a day or so of future steps built at once:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from predictors.history_grid import HistoryGrid, epoch_ns
+from predictors.history_grid import HistoryGrid, epoch_index, epoch_ns
 
 MINUTE_NS = 60_000_000_000
 
@@ -141,3 +143,17 @@ def test_future_index_is_the_index_of_the_future_times_tick_after_tick() -> None
     assert grid.absorb(coarse.set_axis(coarse.index + pd.Timedelta(seconds=30)))
     assert grid.future_index(2).equals(grid.index_of(grid.future_ns(2)))
     assert grid.future_index(2)[1] - grid.future_index(2)[0] == pd.Timedelta(minutes=5)
+
+
+def test_epoch_index_reads_epoch_integers_as_instants_in_any_zone() -> None:
+    """Across Berlin's autumn change (its doubled hour): each integer is the same instant
+    in UTC, in Berlin, and on a naive clock read as UTC."""
+    instants = pd.date_range("2025-10-26 00:00", periods=4, freq="30min", tz="UTC")
+    for unit in ("s", "us", "ns"):
+        stamps = instants.as_unit(unit).asi8
+        assert epoch_index(stamps, unit, "UTC").equals(instants)
+        berlin = epoch_index(stamps, unit, ZoneInfo("Europe/Berlin"))
+        assert berlin.tz_convert("UTC").equals(instants) and str(berlin.tz) == "Europe/Berlin"
+        assert list(berlin.hour) == [2, 2, 2, 2]  # the doubled hour, twice
+        naive = epoch_index(stamps, unit, None)
+        assert naive.tz is None and naive.equals(instants.tz_localize(None))
