@@ -16,8 +16,6 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import numpy as np
-import pandas as pd
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -28,14 +26,9 @@ from prometheus_client import (
 )
 
 from autoscaler.policy import rule_of
-from autoscaler.portfolio import MEMBERS
-from autoscaler.sizing import span_in_unit
+from autoscaler.pool_gauges import PoolGauges
 from autoscaler.tick import TickResult
 from common.version import package_version
-from predictors import Calibration, Forecast
-
-_SCORED_WITHIN = timedelta(seconds=120)
-"""A previous forecast is scored only where one of its steps is this close to now."""
 
 
 class Telemetry:
@@ -52,47 +45,10 @@ class Telemetry:
         self._clock = clock
         self._started = clock()
         self._last_success: float | None = None
-        self._last_forecast: dict[str, Forecast] = {}
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        labels = ["pool"]
+        self.pool_gauges = PoolGauges()
+        self.registry.register(self.pool_gauges)
         gauge = self._gauge
-        self.current = gauge("autoscaler_pool_current_nodes", "Nodes the fleet is set to", labels)
-        self.desired = gauge(
-            "autoscaler_pool_desired_nodes", "Nodes the last decision wants", labels
-        )
-        self.ready = gauge("autoscaler_pool_ready_nodes", "Nodes serving now", labels)
-        self.pending = gauge("autoscaler_pool_pending_nodes", "Nodes booting", labels)
-        self.demand = gauge(
-            "autoscaler_pool_demand_requests_per_second", "Demand seen now, req/s", labels
-        )
-        self.forecast = gauge(
-            "autoscaler_pool_forecast_requests_per_second", "Forecast peak over the horizon", labels
-        )
-        self.upper = gauge(
-            "autoscaler_pool_forecast_upper_requests_per_second",
-            "Upper-quantile forecast peak",
-            labels,
-        )
-        self.forecast_error = gauge(
-            "autoscaler_pool_forecast_abs_error_requests_per_second",
-            "|demand now - what the previous tick forecast for now|",
-            labels,
-        )
-        self.margin = gauge(
-            "autoscaler_pool_loop_margin_ratio",
-            "margin: loop: the multiple of the followed policy's band the fleet is sized for",
-            labels,
-        )
-        self.budget_spent = gauge(
-            "autoscaler_pool_error_budget_spent_ratio",
-            "margin: loop: late share over the kept ticks (replayed) / the service target",
-            labels,
-        )
-        self.policy = gauge(
-            "autoscaler_pool_policy",
-            "margin: loop: 1 for the policy the pool follows (policy: auto may switch)",
-            ["pool", "policy"],
-        )
         self.last_success = gauge(
             "autoscaler_last_successful_tick_timestamp_seconds",
             "When every pool last ticked without an error",
@@ -142,8 +98,7 @@ class Telemetry:
 
     def _of(self, metric: Gauge | Counter, *labels: str) -> Any:
         """`metric.labels(*labels)`, kept: labels() checks its values and takes a lock on
-        each call, ~4 µs, and a pool's tick sets a dozen (a tenth of the daemon's own
-        work a steady tick of 1,000 pools)."""
+        each call, ~4 µs, and a pool's tick counts a few."""
         key = (metric, labels)
         child = self._children.get(key)
         if child is None:
@@ -151,48 +106,17 @@ class Telemetry:
         return child
 
     def record(self, result: TickResult) -> None:
+        """The pool's gauges are made at the next scrape (autoscaler.pool_gauges); its
+        counters count now."""
+        self.pool_gauges.record(result)
         pool = result.pool
         for kind in result.errors:
             self._of(self.errors, pool, kind).inc()
-        if result.fleet is not None:
-            self._of(self.current, pool).set(result.fleet.desired)
-            self._of(self.ready, pool).set(result.fleet.ready)
-            self._of(self.pending, pool).set(result.fleet.pending)
-        sizing = result.sizing
-        if sizing.demand_now is not None:
-            self._of(self.demand, pool).set(sizing.demand_now)
-            self._score_previous_forecast(pool, result, sizing.demand_now)
-        if sizing.forecast is not None:
-            self._of(self.forecast, pool).set(sizing.forecast.peak_point())
-            self._of(self.upper, pool).set(sizing.forecast.peak_upper())
-            self._last_forecast[pool] = sizing.forecast
-            self._record_calibration(pool, sizing.forecast.calibration)
         if result.decision is not None:
             decision = result.decision
-            self._of(self.desired, pool).set(decision.desired)
             self._of(self.decisions, pool, decision.action).inc()
             for rule in {rule_of(reason) for reason in decision.reasons}:
                 self._of(self.rules, pool, rule).inc()
-
-    def _record_calibration(self, pool: str, calibration: Calibration | None) -> None:
-        if calibration is None:
-            return
-        self._of(self.margin, pool).set(calibration.margin)
-        if calibration.budget_spent is not None:
-            self._of(self.budget_spent, pool).set(calibration.budget_spent)
-        for member in MEMBERS:
-            self._of(self.policy, pool, member).set(1 if member == calibration.member else 0)
-
-    def _score_previous_forecast(self, pool: str, result: TickResult, demand: float) -> None:
-        previous = self._last_forecast.get(pool)
-        if previous is None or len(previous.times) == 0:
-            return
-        times = previous.times  # in integers: index arithmetic was ~0.2 ms a pool a tick
-        at = pd.Timestamp(result.at).as_unit(times.unit).asm8.astype(np.int64)
-        offsets = np.abs(times.asi8 - at)
-        nearest = int(np.argmin(offsets))
-        if offsets[nearest] <= span_in_unit(_SCORED_WITHIN, times.unit):  # it covered now
-            self._of(self.forecast_error, pool).set(abs(demand - float(previous.point[nearest])))
 
     def tick_finished(self, results: Iterable[TickResult], seconds: float) -> None:
         self.tick_seconds.observe(seconds)
