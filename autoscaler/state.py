@@ -9,13 +9,14 @@ stabilization window holds the fleet rather than shrinking it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,14 +193,14 @@ def _pool_to_json(state: PoolState) -> dict[str, Any]:
     memory = state.memory
     return {
         "last_action_at": _iso(memory.last_action_at),
-        "recommendations": [[t.isoformat(), n] for t, n in memory.recommendations],
-        "failing": {kind: since.isoformat() for kind, since in state.failing.items()},
+        "recommendations": [[_text(t), n] for t, n in memory.recommendations],
+        "failing": {kind: _text(since) for kind, since in state.failing.items()},
         "reported_expired": state.reported_expired,
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
         "capacity_alerted": state.capacity_alerted,
         "manual_change_at": _iso(memory.manual_change_at),
-        "signal_counts": [[name, at.isoformat(), n] for name, at, n in memory.signal_counts],
+        "signal_counts": [[name, _text(at), n] for name, at, n in memory.signal_counts],
         "loop": state.loop,
     }
 
@@ -269,7 +270,19 @@ def _decision(value: Any) -> dict[str, Any] | None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+    return _text(moment) if moment else None
+
+
+def _text(moment: datetime) -> str:
+    """`moment.isoformat()`, kept for UTC times: every pool's memory holds the same tick
+    times (~30 each, a stabilization window's), and formatting them anew was most of
+    writing the state file of 1,000 pools (~20 of ~35 ms a tick)."""
+    return _utc_text(moment) if moment.tzinfo is UTC else moment.isoformat()
+
+
+@functools.lru_cache(maxsize=8192)
+def _utc_text(moment: datetime) -> str:
+    return moment.isoformat()
 
 
 def _from_iso(text: str | None) -> datetime | None:

@@ -56,6 +56,27 @@ def test_round_trip(store: StateStore) -> None:
     assert faces.last_action_at is not None and faces.last_action_at.utcoffset() == timedelta(0)
 
 
+def test_each_time_is_written_in_its_own_offset_whatever_was_written_before(
+    store: StateStore,
+) -> None:
+    """The same instant in UTC and in another zone: each pool's file line keeps its own
+    text (UTC times' texts are kept between saves, by instant, which must not mix them)."""
+    from zoneinfo import ZoneInfo
+
+    berlin = T0.astimezone(ZoneInfo("Europe/Berlin"))
+    pools = {
+        "utc": PoolState(memory=Memory(recommendations=((T0, 3),))),
+        "berlin": PoolState(memory=Memory(recommendations=((berlin, 3),), last_action_at=berlin)),
+    }
+    for _ in range(2):
+        store.save(pools)
+        saved = json.loads(store.path.read_text())["pools"]
+        assert saved["utc"]["recommendations"] == [[T0.isoformat(), 3]]
+        assert saved["berlin"]["recommendations"] == [["2025-06-02T14:00:00+02:00", 3]]
+        assert saved["berlin"]["last_action_at"] == "2025-06-02T14:00:00+02:00"
+    assert store.load() == pools
+
+
 def test_the_file_has_a_line_per_pool_to_read_and_grep(store: StateStore) -> None:
     store.save(sample_pools())
     lines = store.path.read_text(encoding="utf-8").splitlines()
