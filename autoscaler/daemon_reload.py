@@ -20,6 +20,7 @@ from autoscaler.config.schema import Config
 from autoscaler.notify import Notifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
+from autoscaler.telemetry import Telemetry
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
@@ -70,6 +71,7 @@ class ConfigReloads:
     _overrides_seen: tuple[int, ...] | None
     _overrides_problem: str | None
     _reload_requested: threading.Event
+    telemetry: Telemetry
     _alert: Callable[[str], None]
     _guard_writes: Callable[[Runtime], None]
 
@@ -97,6 +99,7 @@ class ConfigReloads:
         self._guard_writes(new)
         carried = carry_learning(self.runtime, new)
         self.runtime = new
+        self.telemetry.keep_pools({pool.name for pool in config.pools})
         self._overrides_seen = None
         log.info(
             "config reloaded from %s (%d pools, %d of them unchanged: they keep what they "

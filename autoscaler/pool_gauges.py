@@ -11,7 +11,7 @@ not read the fleet leaves its node counts as they were).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -99,6 +99,11 @@ class PoolGauges(Collector):
                     seen.calibration = forecast.calibration
                     if forecast.calibration.budget_spent is not None:
                         seen.budget_spent = forecast.calibration.budget_spent
+
+    def keep(self, names: Collection[str]) -> None:
+        """Forget every pool but these (a reload removed the others)."""
+        with self._lock:
+            self._pools = {name: seen for name, seen in self._pools.items() if name in names}
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples: the registry checks their names once."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -117,6 +117,15 @@ class Telemetry:
             self._of(self.decisions, pool, decision.action).inc()
             for rule in {rule_of(reason) for reason in decision.reasons}:
                 self._of(self.rules, pool, rule).inc()
+
+    def keep_pools(self, names: Collection[str]) -> None:
+        """Only these pools' series from now on: a pool a reload removed is not exported
+        as if it still ran (its last gauges, its counters), nor kept in memory."""
+        self.pool_gauges.keep(names)
+        for key in [key for key in self._children if key[1][0] not in names]:
+            metric, labels = key
+            del self._children[key]
+            metric.remove(*labels)
 
     def tick_finished(self, results: Iterable[TickResult], seconds: float) -> None:
         self.tick_seconds.observe(seconds)

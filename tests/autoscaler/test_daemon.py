@@ -293,3 +293,24 @@ def test_a_pool_with_the_loop_margin_ticks_through_the_calibrated_predictor(
     assert ticker.predictor.settings.per_node_rps == 0.25
     run_ticks(daemon, clock, 3)
     assert ticker.predictor.margin == 1.0 and len(ticker.predictor._ticks) == 3
+
+
+def test_a_pool_a_reload_removes_leaves_the_metrics(tmp_path: Path) -> None:
+    """/metrics shows only the pools that run: a removed pool's gauges and counters go
+    with it (a stale series would look like a pool still held at its last count)."""
+    from prometheus_client import generate_latest
+
+    path, clock, daemon = two_pools_ticked(tmp_path, 2)
+    before = generate_latest(daemon.telemetry.registry).decode()
+    assert 'autoscaler_pool_current_nodes{pool="ocr"}' in before
+    counted = [line for line in before.splitlines() if line.startswith("autoscaler_decisions")]
+    assert any('pool="ocr"' in line for line in counted)
+    config = yaml.safe_load(path.read_text())
+    config["pools"] = config["pools"][:1]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    daemon.request_reload()
+    run_ticks(daemon, clock, 1)
+    after = generate_latest(daemon.telemetry.registry).decode()
+    assert 'pool="ocr"' not in after
+    assert 'autoscaler_pool_current_nodes{pool="image-gen"}' in after
+    assert 'autoscaler_decisions_total{action="none",pool="image-gen"}' in after

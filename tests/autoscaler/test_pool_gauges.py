@@ -117,3 +117,13 @@ def test_scrapes_while_ticks_record_new_pools_see_whole_pools() -> None:
     thread.join()
     assert not failures
     assert scraped(gauges).count("autoscaler_pool_current_nodes{") == 3000
+
+
+def test_keep_forgets_every_other_pool() -> None:
+    gauges = PoolGauges()
+    for pool in ("ocr", "llm"):
+        gauges.record(TickResult(pool, START, FleetState(2, 2, 0), Sizing(1.0), None))
+    gauges.keep({"llm"})
+    body = scraped(gauges)
+    assert sample(body, "autoscaler_pool_current_nodes", "llm") == 2.0
+    assert 'pool="ocr"' not in body
