@@ -26,6 +26,7 @@ from autoscaler.metrics import MetricsError, as_utc, series_from_matrix, shorten
 from autoscaler.metrics_auth import query_credentials
 from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
+from common.http_environment import read_environment_once
 from common.secrets import shorten
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
@@ -51,7 +52,7 @@ class PrometheusSource:
             session.verify = str(config.ca_file)
         session.auth = credentials.basic_auth
         session.cert = credentials.client_cert
-        _read_environment_once(session, config.url)
+        read_environment_once(session, config.url)
         headers = credentials.headers
         # Retry a refused connection or a 502/503/504 once or twice, quickly; never a
         # read timeout (it already cost the full timeout) and never a Retry-After wait.
@@ -162,21 +163,6 @@ class PrometheusSource:
         if code in ("401", "403"):
             reason += f" (check {self._credential_hint})"
         return reason
-
-
-def _read_environment_once(session: requests.Session, url: str) -> None:
-    """The settings requests takes from the environment (proxies and no_proxy, the CA
-    bundle, ~/.netrc), read now, as requests would for `url`, instead of on every request:
-    that scan of the environment was ~0.4 ms, a fifth of a pool's steady read. A daemon's
-    environment does not change while it runs."""
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(url)
-    if session.verify is True:
-        session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
-    if session.auth is None:
-        session.auth = requests.utils.get_netrc_auth(url)
 
 
 def _credential_hint(config: PrometheusMetrics) -> str:

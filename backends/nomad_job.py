@@ -34,6 +34,7 @@ from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
+from common.http_environment import read_environment_once, verify_from_environment
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url
 from common.transport import plain_http_finding
@@ -132,13 +133,14 @@ def requester_settings(
     if session is None:
         session = requests.Session()
         session.headers["User-Agent"] = AUTOSCALER_NAME
+        read_environment_once(session, connection.address)
     return {
         "address": connection.address,
         "namespace": connection.namespace,
         "region": connection.region,
         "token": connection.token,
         "timeout": connection.timeout_s,
-        "verify": connection.verify,
+        "verify": verify_from_environment(connection.verify),  # given per request
         "cert": connection.cert,
         "session": session,
     }

@@ -345,3 +345,62 @@ def test_connection_settings_hide_the_token() -> None:
     assert "abc-secret" not in repr(connection)
     assert (connection.timeout_s, connection.region) == (3.0, "eu")
     assert nomad_connection(config(), {"NOMAD_TOKEN": ""}).token is None
+
+
+# ---- the environment ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_the_environments_proxy_carries_the_calls_unless_no_proxy_bypasses_it(
+    nomad_api: NomadApiDouble, job, monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    """requests' environment rules, read once when the backend is made (not on every
+    call): the double stands as the proxy and is asked for Nomad's absolute URL; with
+    NO_PROXY naming the host, the call goes there directly (a name that does not resolve:
+    unreachable)."""
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", nomad_api.url)
+    if bypassed:
+        monkeypatch.setenv("NO_PROXY", "nomad.invalid")
+    backend = make_backend(nomad_api, address="http://nomad.invalid:4646", retries=0)
+    monkeypatch.delenv("HTTP_PROXY")  # read when made: still the proxy
+    if bypassed:
+        with pytest.raises(BackendError):
+            backend.read()
+    else:
+        assert backend.read().desired == 3
+    hosts = {request.headers.get("host") for request in nomad_api.requests}
+    assert hosts == (set() if bypassed else {"nomad.invalid:4646"})
+
+
+def test_the_environment_is_read_when_the_backend_is_made_not_per_call(
+    nomad_api: NomadApiDouble, job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy variables, the CA bundle and ~/.netrc were looked up by requests on each
+    call (~0.4 ms, every pool every tick); now once. REQUESTS_CA_BUNDLE still counts where
+    verification is on and no Nomad CA is given, as requests reads it."""
+    import requests
+
+    looked_up: list[str] = []
+    real = requests.utils.get_environ_proxies
+    monkeypatch.setattr(
+        requests.utils,
+        "get_environ_proxies",
+        lambda url, no_proxy=None: looked_up.append(url) or real(url, no_proxy),
+    )
+    backend = make_backend(nomad_api)
+    for _ in range(3):
+        assert backend.read().desired == 3
+    assert looked_up == [nomad_api.url]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/private-ca.pem")
+    from backends.nomad_job import requester_settings
+
+    https = nomad_connection(
+        NomadJobBackend(kind="nomad_job", job=JOB, group=GROUP), {"NOMAD_ADDR": "https://n:4646"}
+    )
+    assert requester_settings(https)["verify"] == "/etc/private-ca.pem"
+    own_ca = nomad_connection(
+        NomadJobBackend(kind="nomad_job", job=JOB, group=GROUP), {"NOMAD_CACERT": "/etc/ca.pem"}
+    )
+    assert requester_settings(own_ca)["verify"] == "/etc/ca.pem"
