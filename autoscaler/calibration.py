@@ -157,6 +157,17 @@ class LoopCalibrated:
         self.inner.fit(history)
         return self
 
+    def recalibration_due(self, end: datetime) -> bool:
+        """Whether a fit on a history ending at `end` recalibrates (the replay of the kept
+        week, ~15-45 ms): the daemon has its fit workers do those (autoscaler.fit_workers).
+        A hint only: a wrong one costs time, not results."""
+        settings = self.settings
+        if self._refit_at is not None and end - self._refit_at < settings.refit_every:
+            return False
+        oldest = self._ticks.oldest_at()
+        first = settings.min_span - settings.phase * settings.refit_every
+        return oldest is not None and end - oldest >= first
+
     def forecast(self, horizon: timedelta) -> Forecast:
         forecast = self.inner.forecast(horizon)
         upper = np.asarray(forecast.upper, dtype=float)

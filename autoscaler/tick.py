@@ -193,8 +193,28 @@ class PoolTicker:
         if not self.fitted:
             return True
         due = getattr(self.forecaster, "heavy_fit_due", None)  # one that ever refits
-        newest = step_floor(now, self.pool.demand.step) - self._lag
-        return due is not None and bool(due(newest))
+        newest = self._newest_expected(now)
+        return (due is not None and bool(due(newest))) or self._recalibration_due(newest)
+
+    def predictor_to_fit(self, now: datetime) -> Predictor:
+        """What a fit worker fits for the tick at `now`: the forecaster; the whole
+        predictor where its loop calibration recalibrates on that tick too (once resumed:
+        a first tick resumes the saved one before its fit)."""
+        if self._recalibration_due(self._newest_expected(now)):
+            return self.predictor
+        return self.forecaster
+
+    def _newest_expected(self, now: datetime) -> datetime:
+        """The newest sample a tick at `now` will read, as far behind as the last one was."""
+        return step_floor(now, self.pool.demand.step) - self._lag
+
+    def _recalibration_due(self, newest: datetime) -> bool:
+        predictor = self.predictor
+        return (
+            self._loop_resumed
+            and isinstance(predictor, LoopCalibrated)
+            and predictor.recalibration_due(newest)
+        )
 
     def take_fit(
         self, now: datetime, observed: pd.Series | str, forecaster: Predictor | None
@@ -205,9 +225,11 @@ class PoolTicker:
         self._observed = (now, observed)
         if forecaster is None:
             return
-        if isinstance(self.predictor, LoopCalibrated):
+        if isinstance(self.predictor, LoopCalibrated) and not isinstance(
+            forecaster, LoopCalibrated
+        ):
             self.predictor.inner = forecaster
-        else:
+        else:  # the forecaster, or the whole predictor (predictor_to_fit)
             self.predictor = forecaster
 
     def tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from autoscaler import daemon as daemon_module
+from autoscaler.calibration import LoopCalibrated
 from autoscaler.config.schema import Pool
 from autoscaler.daemon import Daemon
 from autoscaler.decision_log import DecisionLog
@@ -123,6 +124,48 @@ def test_forecasters_fitted_in_workers_decide_as_the_pools_would_alone(tmp_path:
     later = NOW + timedelta(minutes=1)
     assert decisions(helped, later) == decisions(alone, later)
     assert [m.queries for m in metrics] == [2, 2, 2]
+
+
+def test_a_loop_recalibration_that_falls_due_is_made_in_a_worker_as_the_pool_would(
+    tmp_path: Path,
+) -> None:
+    """The replay of the kept ticks (~15-45 ms a pool) goes to the workers with the
+    forecaster's fit on the ticks it falls on: the whole predictor comes back, and each
+    decision is the one the pool makes alone, to the last digit."""
+    from dataclasses import replace
+
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "workers").mkdir()
+    alone = make_ticker(tmp_path / "alone", "a", DailyDemand(1.0))
+    helped = make_ticker(tmp_path / "workers", "a", DailyDemand(1.0))
+    states = {id(alone): PoolState(), id(helped): PoolState()}
+    fits = FitWorkers(2)
+    came_back = []
+    try:
+        for minute in range(12):
+            now = NOW + timedelta(minutes=minute)
+            if minute == 1:  # from 2 minutes of kept ticks, every 3 minutes
+                for ticker in (alone, helped):
+                    loop = ticker.predictor
+                    assert isinstance(loop, LoopCalibrated)
+                    loop.settings = replace(
+                        loop.settings,
+                        min_span=timedelta(minutes=2),
+                        refit_every=timedelta(minutes=3),
+                    )
+            before = helped.predictor
+            fits.send([helped] if helped.heavy_fit_due(now) else [], now, 60.0)
+            fits.take(helped)
+            if helped.predictor is not before:
+                came_back.append(minute)
+            got = decision_record(helped.tick(now, states[id(helped)], OverridesFile()))
+            fits.finish()
+            assert got == decision_record(alone.tick(now, states[id(alone)], OverridesFile()))
+    finally:
+        fits.close()
+    assert len(came_back) >= 3  # the recalibrations: every 3 minutes, from the second tick
+    loop = helped.predictor
+    assert isinstance(loop, LoopCalibrated) and loop._refit_at is not None
 
 
 def test_a_pool_without_history_is_told_as_missing_not_fitted(tmp_path: Path) -> None:
