@@ -40,7 +40,8 @@ from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.sizing import Sizing
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
-from autoscaler.tick import PoolTicker, TickResult, decision_record
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import TickResult, decision_record
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from autoscaler.portfolio import MEMBERS
 from autoscaler.sizing import span_in_unit
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from backends.base import FleetState
 from predictors import Calibration, Forecast
 

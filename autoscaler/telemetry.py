@@ -27,7 +27,7 @@ from prometheus_client import (
 
 from autoscaler.policy import rule_of
 from autoscaler.pool_gauges import PoolGauges
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from common.version import package_version
 
 

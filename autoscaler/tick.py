@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,24 +36,11 @@ from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState
+from autoscaler.tick_result import TickResult, decision_record, peak_of
 from backends.base import Backend, BackendError, FleetState
-from predictors import Forecast, Predictor
+from predictors import Predictor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TickResult:
-    pool: str
-    at: datetime
-    fleet: FleetState | None
-    sizing: Sizing
-    decision: Decision | None
-    acted: bool = False
-    backend_note: str | None = None
-    """What the fleet made of the request (e.g. clamped to a cloud group's MaxSize)."""
-    dry_run: bool = False
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 def limits_of(pool: Pool) -> Limits:
@@ -338,8 +325,8 @@ class PoolTicker:
                     decision.current,
                     decision.desired,
                     (*decision.reasons, *([result.backend_note] if result.backend_note else [])),
-                    _peak(result.sizing.forecast, "point"),
-                    _peak(result.sizing.forecast, "upper"),
+                    peak_of(result.sizing.forecast, "point"),
+                    peak_of(result.sizing.forecast, "upper"),
                     result.sizing.demand_now,
                     self.dry_run,
                 )
@@ -408,36 +395,3 @@ class PoolTicker:
             extra={"decision": {**fields, "reasons": record["reasons"], "errors": result.errors}},
         )
         return record
-
-
-def _peak(forecast: Forecast | None, which: str) -> float | None:
-    if forecast is None:
-        return None
-    return forecast.peak_upper() if which == "upper" else forecast.peak_point()
-
-
-def decision_record(result: TickResult) -> dict[str, Any]:
-    """One JSON line per pool per tick: everything needed to explain the decision later."""
-    decision, fleet, sizing = result.decision, result.fleet, result.sizing
-    return {
-        "time": result.at,
-        "pool": result.pool,
-        "demand_rps": sizing.demand_now,
-        "forecast_rps": _peak(sizing.forecast, "point"),
-        "forecast_upper_rps": _peak(sizing.forecast, "upper"),
-        "forecast_model": sizing.forecast.model if sizing.forecast else None,
-        "forecast_nodes": sizing.nodes,
-        "signals": [reading.record() for reading in sizing.signals],
-        "current": fleet.desired if fleet else None,
-        "ready": fleet.ready if fleet else None,
-        "pending": fleet.pending if fleet else None,
-        "target": decision.target if decision else None,
-        "desired": decision.desired if decision else None,
-        "action": ("would_" if result.dry_run and decision and decision.action != "none" else "")
-        + (decision.action if decision else "skipped"),
-        "acted": result.acted,
-        "backend_note": result.backend_note,
-        "dry_run": result.dry_run,
-        "reasons": list(decision.reasons) if decision else ["fleet state unknown: no decision"],
-        "errors": result.errors,
-    }

@@ -51,7 +51,8 @@ from autoscaler.fit_workers import FitWorkers, worker_count
 from autoscaler.notify import LogNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, TickResult, decision_record
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import TickResult, decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from common.collector import tune_collector

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from autoscaler.config.schema import Pool
 from autoscaler.digest import DigestSettings, pool_digest
-from autoscaler.tick import TickResult, decision_record
+from autoscaler.tick_result import TickResult, decision_record
 from common.durations import format_duration
 
 UTC_ZONE = ZoneInfo("UTC")

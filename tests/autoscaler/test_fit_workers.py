@@ -28,7 +28,8 @@ from autoscaler.fit_workers import FitWorkers, _batch_size, _packed, _unpacked, 
 from autoscaler.metrics import MetricsError
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, decision_record
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import decision_record
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from autoscaler.policy import Decision
 from autoscaler.pool_gauges import PoolGauges
 from autoscaler.sizing import Sizing
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from backends.base import FleetState
 from predictors import Calibration, Forecast
 

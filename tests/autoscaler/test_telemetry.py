@@ -19,7 +19,7 @@ import pytest
 from autoscaler.metrics import MetricsError
 from autoscaler.sizing import Sizing
 from autoscaler.telemetry import Telemetry
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from predictors import Forecast
 from tests.autoscaler.cli.test_main import ROOT, demo_copy
 from tests.autoscaler.test_tick import Harness
@@ -192,7 +192,7 @@ def test_a_loop_calibrated_pool_exports_its_margin_budget_and_policy() -> None:
     from prometheus_client import generate_latest
 
     from autoscaler.sizing import Sizing
-    from autoscaler.tick import TickResult
+    from autoscaler.tick_result import TickResult
     from predictors import Calibration, Forecast
 
     times = pd.date_range("2026-12-04 10:01", periods=3, freq="1min", tz="UTC")

@@ -19,7 +19,8 @@ import pytest
 from autoscaler.decision_log import DecisionLog
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, TickResult
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import TickResult
 from backends.base import Backend, BackendError
 from backends.kubernetes import KubernetesBackend, KubernetesWorkload
 from backends.nomad_job import NomadJobBackend, NomadJobGroup

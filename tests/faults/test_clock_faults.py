@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autoscaler.daemon import Daemon
 from autoscaler.metrics import MetricsError
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from tests.autoscaler.test_daemon import write_config
 from tests.autoscaler.test_tick import Harness
 from tests.support import RecordingNotifier

@@ -19,7 +19,7 @@ from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import SlackNotifier
 from autoscaler.telemetry import Telemetry
-from autoscaler.tick import TickResult
+from autoscaler.tick_result import TickResult
 from tests.autoscaler.test_tick import FlatDemand, Harness
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,

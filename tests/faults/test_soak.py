@@ -36,7 +36,8 @@ from autoscaler.metrics import MetricsError, series_from_matrix
 from autoscaler.notify import redacted
 from autoscaler.overrides import Override, OverridesFile, active_override
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, TickResult
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import TickResult
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from common.deadline import DeadlineExceeded, call_within

@@ -24,7 +24,8 @@ from autoscaler.policy import nodes_for
 from autoscaler.signals.base import SignalContext
 from autoscaler.signals.observe import read_signal
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, TickResult
+from autoscaler.tick import PoolTicker
+from autoscaler.tick_result import TickResult
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from tests.doubles import prometheus_signals as series
