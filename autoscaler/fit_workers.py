@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from autoscaler.replay_decide import compile_replay
 from common.deadline import DeadlineExceeded, call_within
 from predictors import Predictor
 from predictors.history_grid import epoch_index
@@ -103,6 +104,10 @@ class FitWorkers:
         """This tick's pools left to fit in their own ticks, by why."""
         self.broken = False
         """A worker died (killed, out of memory): the executor takes no more work."""
+        self.warming: list[Future[bool]] = []
+        """Each worker's compile of the loop calibration's replay, sent once the first tick
+        that sent a loop-calibrated pool is over (`_warm`)."""
+        self._warm_due = False
 
     def send(self, tickers: Sequence[PoolTicker], now: datetime, seconds: float) -> None:
         """Observe each pool and send it with its forecaster to the workers. Within
@@ -111,6 +116,8 @@ class FitWorkers:
         a metrics call that never returns is left behind, with what was observed so far."""
         self._now, self._deadline = now, time.monotonic() + seconds
         self.pools, self.fitted, self.missed = len(tickers), 0, {}
+        if not self.warming and any(t.recalibrates for t in tickers):
+            self._warm_due = True
         given_up = threading.Event()
         batch_size = _batch_size(len(tickers), self.workers)
         observe = partial(self._observe_all, tickers, now, batch_size, given_up)
@@ -166,6 +173,20 @@ class FitWorkers:
         for sent in list(sent_all.values()):
             if sent.answers is not None:
                 sent.answers.cancel()
+        if self._warm_due:
+            self._warm()
+
+    def _warm(self) -> None:
+        """One compile of the replay per worker, now, while they idle between ticks: the
+        worker that makes a pool's first recalibration then does not compile it in that
+        tick (numba, ~0.7-0.9 s; ~110 MB a worker, which the first recalibration there
+        would take anyway). A worker that takes two leaves the other to compile at its
+        first: a cost in time, never in results."""
+        self._warm_due = False
+        try:
+            self.warming = [self._executor.submit(compile_replay) for _ in range(self.workers)]
+        except RuntimeError as exc:  # a broken pool takes no more work
+            self.broken = self.broken or isinstance(exc, BrokenExecutor)
 
     def summary(self) -> str:
         missed = ", ".join(f"{count} {why}" for why, count in self.missed.items())

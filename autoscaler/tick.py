@@ -183,6 +183,11 @@ class PoolTicker:
         newest = self._newest_expected(now)
         return (due is not None and bool(due(newest))) or self._recalibration_due(newest)
 
+    @property
+    def recalibrates(self) -> bool:
+        """Its loop calibration replays its kept week from time to time (margin widen, loop)."""
+        return isinstance(self.predictor, LoopCalibrated)
+
     def predictor_to_fit(self, now: datetime) -> Predictor:
         """What a fit worker fits for the tick at `now`: the forecaster; the whole
         predictor where its loop calibration recalibrates on that tick too (once resumed:

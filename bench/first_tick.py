@@ -165,7 +165,12 @@ def steady_ticks(
 
 
 def daemon_ticks(
-    served: ServedHistories, folder: Path, count: int, workers: int, kind: str = "seasonal"
+    served: ServedHistories,
+    folder: Path,
+    count: int,
+    workers: int,
+    kind: str = "seasonal",
+    after_first: Callable[[Daemon], None] | None = None,
 ) -> tuple[list[float], list[dict[str, object]], tuple[float, int]]:
     """Wall seconds of `count` ticks of a real Daemon a minute apart after its first (its
     own loop: each pool under its deadline, the telemetry, the decision log, the state
@@ -173,7 +178,7 @@ def daemon_ticks(
     dry run, on simulated
     fleets), every decision of them, and the first tick's wall seconds and acting pools.
     Its pools are those of make_tickers, configured in YAML, their metrics served as
-    above."""
+    above; `after_first` is called on the daemon between its first tick and the next."""
     config = folder / f"daemon-{kind}-{workers}.yaml"
     pools = [pool_settings(number, name, kind) for number, name in enumerate(served.histories)]
     trace = folder / "trace.csv"  # the config's metrics: replaced by `served` below
@@ -191,11 +196,14 @@ def daemon_ticks(
     config.write_text(yaml.safe_dump(settings))
     tune_collector()  # as `autoscaler run` does
     with logged_as_the_daemon():
-        return _ticked(Daemon(config), served, count)
+        return _ticked(Daemon(config), served, count, after_first)
 
 
 def _ticked(
-    daemon: Daemon, served: ServedHistories, count: int
+    daemon: Daemon,
+    served: ServedHistories,
+    count: int,
+    after_first: Callable[[Daemon], None] | None,
 ) -> tuple[list[float], list[dict[str, object]], tuple[float, int]]:
     for ticker in daemon.runtime.tickers:
         ticker.metrics = served
@@ -206,6 +214,8 @@ def _ticked(
         first_wall, _, first = timed(daemon.tick)
         assert isinstance(first, list)
         first_tick = (first_wall, sum(result.acted for result in first))
+        if after_first is not None:
+            after_first(daemon)
         for _ in range(count):
             wall, _, results = timed(daemon.tick)
             assert isinstance(results, list)

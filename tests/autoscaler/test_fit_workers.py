@@ -169,6 +169,34 @@ def test_a_loop_recalibration_that_falls_due_is_made_in_a_worker_as_the_pool_wou
     assert isinstance(loop, LoopCalibrated) and loop._refit_at is not None
 
 
+@pytest.mark.parametrize("margin", ["widen", "band"])
+def test_each_worker_compiles_the_replay_once_after_the_first_tick_where_a_pool_recalibrates(
+    tmp_path: Path, margin: str
+) -> None:
+    """The replay's compile (~0.7-0.9 s) is sent to the workers once the first tick is
+    over, so that no tick of a recalibration waits for it; only where a pool is
+    loop-calibrated (the default margin), and only once."""
+    tickers = [make_ticker(tmp_path, name, DailyDemand(1.0), margin=margin) for name in "ab"]
+    fits = FitWorkers(2)
+    try:
+        for minute in range(2):
+            now = NOW + timedelta(minutes=minute)
+            fits.send(tickers if minute == 0 else [], now, 60.0)
+            if minute == 0:
+                assert fits.warming == []  # not before the first tick's fits
+            for ticker in tickers:
+                fits.take(ticker)
+                ticker.tick(now, PoolState(), OverridesFile())
+            fits.finish()
+            warming = list(fits.warming)
+            assert len(warming) == (2 if margin == "widen" else 0)
+        compiled = [future.result(timeout=60) for future in warming]
+        assert compiled == ([True, True] if margin == "widen" else [])
+        assert fits.warming == warming  # the second tick sent none again
+    finally:
+        fits.close()
+
+
 def test_a_pool_without_history_is_told_as_missing_not_fitted(tmp_path: Path) -> None:
     """A failed query is that pool's observation: its tick holds on it (no second query),
     the other pools are fitted as usual."""

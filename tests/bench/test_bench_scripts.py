@@ -148,6 +148,24 @@ def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> No
     assert "its forecasts that differ from one process's: 0 of 45" in steady, printed
 
 
+def test_week_old_tick_prints_each_configuration_and_the_ratio_its_medians_give() -> None:
+    """32 pools (the fewest the daemon starts workers for), 3 ticks after a week is kept:
+    three rows, each with its ticks, and the ratios the medians give."""
+    printed = run_script("week_old_tick.py", "--pools", "32", "--ticks", "3", "--workers", "2")
+    rows = re.findall(r"median of 3: ([\d.]+) s wall, worst ([\d.]+) s; (\d+) pools", printed)
+    assert len(rows) == 3, printed
+    assert all(float(median) <= float(worst) for median, worst, _ in rows), printed
+    assert len({count for _, _, count in rows}) == 1, printed  # the same phases: the same due
+    ratios = re.search(
+        r"median ([\d.]+) s: ([\d.]+) x linear's .*, ([\d.]+) x one process", printed
+    )
+    assert ratios, printed
+    ours, alone, linear = (float(row[0]) for row in rows)
+    assert float(ratios[1]) == ours
+    assert float(ratios[2]) == pytest.approx(ours / linear, rel=0.05), printed
+    assert float(ratios[3]) == pytest.approx(ours / alone, rel=0.05), printed
+
+
 @pytest.mark.integration
 def test_demand_read_gets_the_same_answers_both_ways_from_a_real_prometheus() -> None:
     printed = run_script("demand_read.py", "--ticks", "3", "--days", "1")
