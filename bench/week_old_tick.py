@@ -9,13 +9,18 @@ telemetry, state file, decision log and JSON log lines; not a dry run) ticks onc
 each pool's loop calibration is given the week of ticks it would have kept (its own
 demand over the last 7 days, a band 1.2 x it; calibrated, the window full, its last
 recalibration at its phase's place in the last 6 h), and the daemon ticks `--ticks`
-minutes on. Printed: the median and worst tick, and the recalibrations made in them,
+minutes on. Printed: the median and worst tick, and the recalibrations made in them:
 
 1. with the fit workers (the default: the recalibrations due go to them with the
    forecaster's fit),
 2. in one process (`fit_workers: 0`: every recalibration in the pool's own tick),
 3. the seed's linear predictor under the same margin, with the fit workers (the ratio's
-   baseline; its loop recalibrates too).
+   baseline; its loop recalibrates too),
+4. as 1, with no week kept: the daemon's steady tick as bench/first_tick.py times it,
+   measured in the same run, so that the week's own cost shows apart from the host's pace.
+
+The daemon's second tick (the first after its first) is slower than the rest in every
+row: it joins each pool's first answer to the next (autoscaler.kept_demand).
 
     python bench/week_old_tick.py [--pools 1000] [--ticks 15]
 """
@@ -23,6 +28,7 @@ minutes on. Printed: the median and worst tick, and the recalibrations made in t
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -78,24 +84,25 @@ def recalibrated(daemon_refits: dict[str, datetime | None], after: dict[str, dat
 
 
 def week_old(
-    served: ServedHistories, folder: Path, ticks: int, workers: int, kind: str
+    served: ServedHistories, folder: Path, ticks: int, workers: int, kind: str, keep: bool
 ) -> tuple[list[float], int]:
-    """The wall seconds of each tick after the week was kept, and the recalibrations."""
+    """The wall seconds of each tick after the first (and the week kept, with `keep`), and
+    the recalibrations made in them."""
     refits: dict[str, datetime | None] = {}
-    after: dict[str, datetime] = {}
+    watched: list[Daemon] = []
 
     def fill_then_watch(daemon: Daemon) -> None:
-        kept_a_week(served, refits)(daemon)
+        if keep:
+            kept_a_week(served, refits)(daemon)
         watched.append(daemon)
 
-    watched: list[Daemon] = []
     walls, _, _ = daemon_ticks(served, folder, ticks, workers, kind, fill_then_watch)
+    after = {}
     for ticker in watched[0].runtime.tickers:
         loop = ticker.predictor
         assert isinstance(loop, LoopCalibrated)
-        assert loop._refit_at is not None
         after[ticker.pool.name] = loop._refit_at
-    return walls, recalibrated(refits, after)
+    return walls, sum(after[name] != at for name, at in refits.items())
 
 
 def main() -> None:
@@ -110,28 +117,32 @@ def main() -> None:
     histories = pool_histories(args.pools, extra=args.ticks + 1)
     served = ServedHistories({f"pool-{n}": h for n, h in enumerate(histories)})
     folder = Path(tempfile.mkdtemp(prefix="week-old-"))
-    rows = (
-        ("seasonal", args.workers, f"{args.workers} fit workers (the default)"),
-        ("seasonal", 0, "one process (fit_workers: 0)"),
-        ("linear", args.workers, f"the seed's linear predictor, {args.workers} fit workers"),
-    )
-    figures = {}
-    for kind, workers, label in rows:
+    workers = args.workers
+    rows = {
+        "default": ("seasonal", workers, True, f"{workers} fit workers (the default)"),
+        "alone": ("seasonal", 0, True, "one process (fit_workers: 0)"),
+        "linear": ("linear", workers, True, f"the seed's linear predictor, {workers} fit workers"),
+        "fresh": ("seasonal", workers, False, f"{workers} fit workers, no week kept (as started)"),
+    }
+    medians = {}
+    for row, (kind, row_workers, keep, label) in rows.items():
         print(f"{label}:")
-        walls, count = week_old(served, folder, args.ticks, workers, kind)
-        figures[(kind, workers)] = statistics.median(walls)
+        walls, count = week_old(served, folder, args.ticks, row_workers, kind, keep)
+        medians[row] = statistics.median(walls)
+        kept = "a week kept" if keep else "none kept"
         print(
-            f"  the daemon's steady tick, a week kept, median of {args.ticks}: "
-            f"{statistics.median(walls):.3f} s wall, worst {max(walls):.3f} s; "
+            f"  the daemon's steady tick, {kept}, median of {args.ticks}: "
+            f"{medians[row]:.3f} s wall, worst {max(walls):.3f} s, worst after the second "
+            f"tick {max(walls[1:], default=math.nan):.3f} s; "
             f"{count} pools recalibrated in those ticks\n"
             f"  each tick: {' '.join(f'{wall:.2f}' for wall in walls)} s"
         )
-    base = figures[("linear", args.workers)]
-    ours = figures[("seasonal", args.workers)]
-    alone = figures[("seasonal", 0)]
+    ours = medians["default"]
     print(
-        f"the default's median {ours:.3f} s: {ours / base:.2f} x linear's {base:.3f} s, "
-        f"{ours / alone:.2f} x one process's {alone:.3f} s"
+        f"the default's median {ours:.3f} s: {ours / medians['linear']:.2f} x linear's "
+        f"{medians['linear']:.3f} s, {ours / medians['alone']:.2f} x one process's "
+        f"{medians['alone']:.3f} s, {ours / medians['fresh']:.2f} x none kept "
+        f"{medians['fresh']:.3f} s"
     )
 
 

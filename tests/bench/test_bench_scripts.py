@@ -150,20 +150,25 @@ def test_first_tick_compares_the_same_decisions_with_and_without_workers() -> No
 
 def test_week_old_tick_prints_each_configuration_and_the_ratio_its_medians_give() -> None:
     """32 pools (the fewest the daemon starts workers for), 3 ticks after a week is kept:
-    three rows, each with its ticks, and the ratios the medians give."""
+    three rows, and one with none kept, each with its ticks, and the ratios the medians
+    give."""
     printed = run_script("week_old_tick.py", "--pools", "32", "--ticks", "3", "--workers", "2")
-    rows = re.findall(r"median of 3: ([\d.]+) s wall, worst ([\d.]+) s; (\d+) pools", printed)
-    assert len(rows) == 3, printed
-    assert all(float(median) <= float(worst) for median, worst, _ in rows), printed
-    assert len({count for _, _, count in rows}) == 1, printed  # the same phases: the same due
+    found = r"(a week|none) kept, median of 3: ([\d.]+) s wall, worst ([\d.]+) s.*; (\d+) pools"
+    rows = re.findall(found, printed)
+    assert [row[0] for row in rows] == ["a week", "a week", "a week", "none"], printed
+    assert all(float(median) <= float(worst) for _, median, worst, _ in rows), printed
+    assert len({row[3] for row in rows[:3]}) == 1, printed  # the same phases: the same due
+    assert rows[3][3] == "0", printed  # none kept: none to recalibrate on
     ratios = re.search(
-        r"median ([\d.]+) s: ([\d.]+) x linear's .*, ([\d.]+) x one process", printed
+        r"median ([\d.]+) s: ([\d.]+) x linear's .*, ([\d.]+) x one process's .*, "
+        r"([\d.]+) x none kept",
+        printed,
     )
     assert ratios, printed
-    ours, alone, linear = (float(row[0]) for row in rows)
+    ours, alone, linear, fresh = (float(row[1]) for row in rows)
     assert float(ratios[1]) == ours
-    assert float(ratios[2]) == pytest.approx(ours / linear, rel=0.05), printed
-    assert float(ratios[3]) == pytest.approx(ours / alone, rel=0.05), printed
+    for ratio, baseline in zip(ratios.groups()[1:], (linear, alone, fresh), strict=True):
+        assert float(ratio) == pytest.approx(ours / baseline, rel=0.05), printed
 
 
 @pytest.mark.integration
