@@ -20,7 +20,10 @@ minutes on. Printed: the median and worst tick, and the recalibrations made in t
    measured in the same run, so that the week's own cost shows apart from the host's pace.
 
 The daemon's second tick (the first after its first) is slower than the rest in every
-row: it joins each pool's first answer to the next (autoscaler.kept_demand).
+row: it joins each pool's first answer to the next (autoscaler.kept_demand, ~0.5 s for
+1,000 pools), and here, ticked at once after the first (in the daemon: an interval later),
+its hourly refits wait for the workers' compile of the replay (~0.8 s), sent to them as
+the first tick ends.
 
     python bench/week_old_tick.py [--pools 1000] [--ticks 15]
 """
