@@ -13,7 +13,8 @@ tick fits it again on the same samples, which costs no refit, so the forecast is
 the pool would have made by itself, to the last bit. A pool whose loop calibration
 recalibrates on the tick (its replay of the kept week, every 6 h on the pool's phase:
 ~35 ms each, ~0.1 s of a week-old daemon's steady tick of 1,000 pools) is sent whole,
-forecaster and calibration, and comes back whole (`PoolTicker.predictor_to_fit`).
+forecaster and calibration, and comes back whole (`PoolTicker.predictor_to_fit`); each
+worker compiles that replay once, as the first tick ends, not in a later tick (`_warm`).
 
 Nothing here can hold or scale a fleet: a pool whose history is missing, whose fit fails
 or is not back by the deadline, or whose worker died, fits in its own tick as before.
