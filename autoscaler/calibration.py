@@ -152,15 +152,17 @@ class LoopCalibrated:
     def fit(self, history: pd.Series) -> LoopCalibrated:
         now = history.index[-1].to_pydatetime()
         self._record(now, float(history.to_numpy()[-1]))
-        if self._refit_at is None or now - self._refit_at >= self.settings.refit_every:
+        if self.recalibration_due(now):
             self._recalibrate(now)
         self.inner.fit(history)
         return self
 
     def recalibration_due(self, end: datetime) -> bool:
         """Whether a fit on a history ending at `end` recalibrates (the replay of the kept
-        week, ~15-45 ms): the daemon has its fit workers do those (autoscaler.fit_workers).
-        A hint only: a wrong one costs time, not results."""
+        week, ~15-45 ms): every `refit_every` once the kept ticks reach back the first
+        calibration's span. The daemon has its fit workers do those (autoscaler.fit_workers):
+        for a tick ahead, from the newest sample it expects, a hint that costs time, not
+        results, where it is wrong."""
         settings = self.settings
         if self._refit_at is not None and end - self._refit_at < settings.refit_every:
             return False
@@ -280,11 +282,8 @@ class LoopCalibrated:
             self._window_full = True
 
     def _recalibrate(self, now: datetime) -> None:
+        """Called where recalibration_due(now)."""
         settings = self.settings
-        first = settings.min_span - settings.phase * settings.refit_every
-        oldest = self._ticks.oldest_at()
-        if oldest is None or now - oldest < first:
-            return
         self._refit_at = now
         frame = self._frame()
         fixed = fixed_parts(frame, settings)  # the same for the members' frames
