@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from predictors.history_grid import epoch_index
+from predictors.history_grid import epoch_index, epoch_stamp
 
 SPARE_SHARE = 8
 """A room holds its history and an eighth more (for 14 days of minutes: 1.75 days of
@@ -119,7 +119,7 @@ class KeptDemand:
         new_stamps = index.asi8
         at, off_grid = divmod(int(new_stamps[0]) - int(room.stamps[0]), room.step)
         last = at + len(new_stamps)  # one past the answer's newest
-        asked_at = -(-(_stamp(ask_from, index.unit) - int(room.stamps[0])) // room.step)
+        asked_at = -(-(epoch_stamp(ask_from, index.unit) - int(room.stamps[0])) // room.step)
         if off_grid or not lo <= at <= min(hi, asked_at) or last > len(room.stamps):
             return None  # off the grid, a gap before it (or kept samples it says are gone)
         if not np.array_equal(new_stamps, room.stamps[at:last]):  # a gap in the answer
@@ -134,7 +134,7 @@ class KeptDemand:
                     return None
                 room.values[hi:last] = values[overlap:]
                 room.claimed = last
-        first = int(room.stamps.searchsorted(_stamp(start, index.unit)))
+        first = int(room.stamps.searchsorted(epoch_stamp(start, index.unit)))
         first = min(max(lo, first), at)  # the answer, asked from start or later, is kept whole
         return KeptDemand(_slice(room, first, last, newer.name), room, first)
 
@@ -152,9 +152,9 @@ def _concatenated(
     index's unit) and values."""
     unit = kept.index.unit
     stamps = kept.index.asi8  # integers in the index's own unit (no copy)
-    kept_from = stamps.searchsorted(_stamp(start, unit))
+    kept_from = stamps.searchsorted(epoch_stamp(start, unit))
     new_stamps = newer.index.as_unit(unit).asi8
-    kept_to = stamps.searchsorted(min(_stamp(ask_from, unit), int(new_stamps[0])))
+    kept_to = stamps.searchsorted(min(epoch_stamp(ask_from, unit), int(new_stamps[0])))
     times = np.concatenate((stamps[kept_from:kept_to], new_stamps))
     values = np.concatenate((kept.to_numpy()[kept_from:kept_to], newer.to_numpy(dtype=float)))
     return times, values
@@ -169,8 +169,3 @@ def _in_unit(step: timedelta, unit: str) -> int | None:
     """The step as a whole number of the unit's ticks; None if it is not one."""
     ticks, rest = divmod(pd.Timedelta(step).value, pd.Timedelta(1, unit=unit).value)
     return int(ticks) if not rest and ticks > 0 else None
-
-
-def _stamp(moment: datetime, unit: str) -> int:
-    """The moment as an integer in a DatetimeIndex's unit ("s", "ms", "us" or "ns")."""
-    return int(pd.Timestamp(moment).as_unit(unit).asm8.astype(np.int64))

@@ -11,49 +11,23 @@ not read the fleet leaves its node counts as they were).
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-import pandas as pd
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from autoscaler.portfolio import MEMBERS
 from autoscaler.sizing import span_in_unit
-from autoscaler.tick_result import TickResult
+from autoscaler.tick_result import TickResult, peak_of
 from backends.base import FleetState
 from predictors import Calibration, Forecast
+from predictors.history_grid import epoch_stamp
 
 SCORED_WITHIN = timedelta(seconds=120)
 """A previous forecast is scored only where one of its steps is this close to now."""
-
-_POOL_GAUGES = (  # name, help: each labelled by pool
-    ("autoscaler_pool_current_nodes", "Nodes the fleet is set to"),
-    ("autoscaler_pool_desired_nodes", "Nodes the last decision wants"),
-    ("autoscaler_pool_ready_nodes", "Nodes serving now"),
-    ("autoscaler_pool_pending_nodes", "Nodes booting"),
-    ("autoscaler_pool_demand_requests_per_second", "Demand seen now, req/s"),
-    ("autoscaler_pool_forecast_requests_per_second", "Forecast peak over the horizon"),
-    ("autoscaler_pool_forecast_upper_requests_per_second", "Upper-quantile forecast peak"),
-    (
-        "autoscaler_pool_forecast_abs_error_requests_per_second",
-        "|demand now - what the previous tick forecast for now|",
-    ),
-    (
-        "autoscaler_pool_loop_margin_ratio",
-        "margin: loop: the multiple of the followed policy's band the fleet is sized for",
-    ),
-    (
-        "autoscaler_pool_error_budget_spent_ratio",
-        "margin: loop: late share over the kept ticks (replayed) / the service target",
-    ),
-)
-_POLICY = (
-    "autoscaler_pool_policy",
-    "margin: loop: 1 for the policy the pool follows (policy: auto may switch)",
-)
 
 
 @dataclass
@@ -69,6 +43,45 @@ class _Seen:
     forecast_error: float | None = None
     unscored: tuple[Forecast, datetime, float] | None = None
     """The previous forecast, the tick's time and its demand: scored at the next scrape."""
+
+
+_POOL_GAUGES: tuple[tuple[str, str, Callable[[_Seen], float | None]], ...] = (
+    # name, help, its value from what the pool's ticks left (None: no sample); by pool
+    ("autoscaler_pool_current_nodes", "Nodes the fleet is set to", lambda s: _fleet(s, "desired")),
+    ("autoscaler_pool_desired_nodes", "Nodes the last decision wants", lambda s: s.desired),
+    ("autoscaler_pool_ready_nodes", "Nodes serving now", lambda s: _fleet(s, "ready")),
+    ("autoscaler_pool_pending_nodes", "Nodes booting", lambda s: _fleet(s, "pending")),
+    ("autoscaler_pool_demand_requests_per_second", "Demand seen now, req/s", lambda s: s.demand),
+    (
+        "autoscaler_pool_forecast_requests_per_second",
+        "Forecast peak over the horizon",
+        lambda s: peak_of(s.forecast, "point"),
+    ),
+    (
+        "autoscaler_pool_forecast_upper_requests_per_second",
+        "Upper-quantile forecast peak",
+        lambda s: peak_of(s.forecast, "upper"),
+    ),
+    (
+        "autoscaler_pool_forecast_abs_error_requests_per_second",
+        "|demand now - what the previous tick forecast for now|",
+        lambda s: s.forecast_error,
+    ),
+    (
+        "autoscaler_pool_loop_margin_ratio",
+        "margin: loop: the multiple of the followed policy's band the fleet is sized for",
+        lambda s: None if s.calibration is None else s.calibration.margin,
+    ),
+    (
+        "autoscaler_pool_error_budget_spent_ratio",
+        "margin: loop: late share over the kept ticks (replayed) / the service target",
+        lambda s: s.budget_spent,
+    ),
+)
+_POLICY = (
+    "autoscaler_pool_policy",
+    "margin: loop: 1 for the policy the pool follows (policy: auto may switch)",
+)
 
 
 class PoolGauges(Collector):
@@ -115,7 +128,8 @@ class PoolGauges(Collector):
             for pool, seen in self._pools.items():
                 if seen.unscored is not None:
                     _score(seen)
-                for name, value in _values(seen):
+                for name, _, value_of in _POOL_GAUGES:
+                    value = value_of(seen)
                     if value is not None:
                         families[name].add_metric([pool], value)
                 if seen.calibration is not None:
@@ -126,26 +140,15 @@ class PoolGauges(Collector):
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
-    families = {name: GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc in _POOL_GAUGES}
+    families = {
+        name: GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc, _ in _POOL_GAUGES
+    }
     families[_POLICY[0]] = GaugeMetricFamily(*_POLICY, labels=["pool", "policy"])
     return families
 
 
-def _values(seen: _Seen) -> Iterator[tuple[str, float | None]]:
-    """Each gauge's value in _POOL_GAUGES' order (None: no sample)."""
-    fleet, forecast, calibration = seen.fleet, seen.forecast, seen.calibration
-    counts = (None, None, None) if fleet is None else (fleet.desired, fleet.ready, fleet.pending)
-    peaks = (None, None) if forecast is None else (forecast.peak_point(), forecast.peak_upper())
-    yield "autoscaler_pool_current_nodes", counts[0]
-    yield "autoscaler_pool_desired_nodes", seen.desired
-    yield "autoscaler_pool_ready_nodes", counts[1]
-    yield "autoscaler_pool_pending_nodes", counts[2]
-    yield "autoscaler_pool_demand_requests_per_second", seen.demand
-    yield "autoscaler_pool_forecast_requests_per_second", peaks[0]
-    yield "autoscaler_pool_forecast_upper_requests_per_second", peaks[1]
-    yield "autoscaler_pool_forecast_abs_error_requests_per_second", seen.forecast_error
-    yield "autoscaler_pool_loop_margin_ratio", None if calibration is None else calibration.margin
-    yield "autoscaler_pool_error_budget_spent_ratio", seen.budget_spent
+def _fleet(seen: _Seen, count: str) -> int | None:
+    return None if seen.fleet is None else getattr(seen.fleet, count)
 
 
 def _score(seen: _Seen) -> None:
@@ -157,7 +160,7 @@ def _score(seen: _Seen) -> None:
     times = previous.times  # in integers: index arithmetic was ~0.2 ms a pool a tick
     if len(times) == 0:
         return
-    stamp = pd.Timestamp(at).as_unit(times.unit).asm8.astype(np.int64)
+    stamp = epoch_stamp(at, times.unit)
     offsets = np.abs(times.asi8 - stamp)
     nearest = int(np.argmin(offsets))
     if offsets[nearest] <= span_in_unit(SCORED_WITHIN, times.unit):

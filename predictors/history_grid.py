@@ -12,6 +12,8 @@ changed) rebuilds it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pandas as pd
 
@@ -51,6 +53,12 @@ def epoch_index(stamps: np.ndarray, unit: str, tz: object) -> pd.DatetimeIndex:
     if tz is None or str(tz) == "UTC":
         return index.tz_localize(tz)
     return index.tz_localize("UTC").tz_convert(tz)
+
+
+def epoch_stamp(moment: datetime, unit: str) -> int:
+    """A moment as an epoch integer in a DatetimeIndex's unit ("s", "ms", "us" or "ns"), to
+    compare with its asi8."""
+    return int(pd.Timestamp(moment).as_unit(unit).asm8.astype(np.int64))
 
 
 class HistoryGrid:
