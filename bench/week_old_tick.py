@@ -82,10 +82,6 @@ def kept_a_week(
     return fill
 
 
-def recalibrated(daemon_refits: dict[str, datetime | None], after: dict[str, datetime]) -> int:
-    return sum(after[name] != at for name, at in daemon_refits.items())
-
-
 def week_old(
     served: ServedHistories, folder: Path, ticks: int, workers: int, kind: str, keep: bool
 ) -> tuple[list[float], int]:
