@@ -68,7 +68,10 @@ def run(
     out: Annotated[Path, typer.Option(help="capacity profile to write (YAML)")],
     model: Annotated[
         str | None,
-        typer.Option(help="module:function, a TorchScript file, or a reference: cnn, transformer"),
+        typer.Option(
+            help="module:function, file.py:function, an exported program (.pt2), a "
+            "TorchScript file, or a reference: cnn, transformer"
+        ),
     ] = None,
     endpoint: Annotated[
         str | None,
@@ -102,7 +105,11 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda:0, ...")] = "auto",
     input_shape: Annotated[
-        str | None, typer.Option(help="example input shape for a TorchScript file: 1,3,224,224")
+        str | None,
+        typer.Option(
+            help="example input shape for a TorchScript file (or a .pt2 saved without "
+            "its example): 1,3,224,224"
+        ),
     ] = None,
     repeats: Annotated[
         int, typer.Option(min=1, help="measurements that must confirm the found rate")

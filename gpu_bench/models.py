@@ -1,7 +1,16 @@
-"""Models to benchmark: a user's `module:function` or TorchScript file, and two references.
+"""Models to benchmark: a user's `module:function`, `file.py:function`, exported program
+(`torch.export.save`, .pt2) or TorchScript file, and two references.
 
 A model factory returns `(module, example)` where `example` is one request's input with a
-leading batch dimension of 1; the worker concatenates copies of it to form batches.
+leading batch dimension of 1: a tensor, a tuple or list of them (the forward's positional
+arguments: a face matcher's two images), or a dict (its keyword arguments: a text model's
+`input_ids` and `attention_mask`); values that are not tensors are passed as they are.
+The worker concatenates copies of each tensor along the first dimension to form batches.
+An exported program brings its own example (the first request of the one it was exported
+with); its batch dimension must have been exported as dynamic (`torch.export.Dim`) for
+batches over the size it was exported with.
+`module:function` is imported as `python -m` would from where gpu-bench runs (the
+current directory is searched), so a model file beside the command needs no PYTHONPATH.
 The reference models are small, random-weight, plain-torch networks: nothing is
 downloaded, and they are meant for trying the harness, not for quality.
 """
@@ -9,7 +18,10 @@ downloaded, and they are meant for trying the harness, not for quality.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,48 +51,174 @@ class ModelSpec:
     def is_torchscript(self) -> bool:
         return self.target.endswith((".pt", ".pth", ".ts", ".torchscript"))
 
+    @property
+    def is_exported(self) -> bool:
+        return self.target.endswith(".pt2")
+
 
 def parse_model_spec(text: str, input_shape: Sequence[int] | None = None) -> ModelSpec:
-    """Accept a reference name (cnn, transformer), `module:function`, or a TorchScript path."""
+    """Accept a reference name (cnn, transformer), `module:function`, `file.py:function`,
+    or a TorchScript path."""
     target = REFERENCE_MODELS.get(text, text)
     spec = ModelSpec(target, tuple(input_shape) if input_shape else None)
     if spec.is_torchscript:
         if spec.input_shape is None:
             raise ModelLoadError(f"{text}: a TorchScript file needs --input-shape (e.g. 1,3,64,64)")
-    elif ":" not in target:
+    elif ":" not in target and not spec.is_exported:
         raise ModelLoadError(
-            f"{text}: expected 'module:function', a TorchScript file (.pt/.ts), "
-            f"or one of {sorted(REFERENCE_MODELS)}"
+            f"{text}: expected 'module:function', 'file.py:function', an exported program "
+            f"(.pt2), a TorchScript file (.pt/.ts), or one of {sorted(REFERENCE_MODELS)}"
         )
     return spec
 
 
-def load_model(spec: ModelSpec) -> tuple[nn.Module, torch.Tensor]:
-    """Build the module and its one-request example input; ModelLoadError on any failure."""
+def load_model(spec: ModelSpec, device: str = "cpu") -> tuple[nn.Module, Any]:
+    """Build the module on `device` and its one-request example input (on the CPU: the
+    worker moves each batch); ModelLoadError on any failure."""
     import torch
 
+    if spec.is_exported:
+        return _exported(spec, device)
     if spec.is_torchscript:
         path = Path(spec.target)
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location=device)
         except Exception as error:
             raise ModelLoadError(f"{path}: cannot load TorchScript: {error}") from error
         assert spec.input_shape is not None
         return module, torch.randn(*spec.input_shape)
-    module_name, _, function_name = spec.target.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise ModelLoadError(f"{spec.target}: cannot import: {error}") from error
+    module_name, _, function_name = spec.target.rpartition(":")
+    factory = getattr(_imported(module_name, spec.target), function_name, None)
+    if not callable(factory):
+        raise ModelLoadError(f"{spec.target}: {module_name} has no function {function_name!r}")
     built: Any = factory()
     if not (isinstance(built, tuple) and len(built) == 2):
         raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
     module, example = built
-    if not isinstance(module, torch.nn.Module) or not isinstance(example, torch.Tensor):
-        raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, torch.Tensor)")
-    if example.dim() == 0 or example.shape[0] != 1:
-        raise ModelLoadError(f"{spec.target}: example input needs a leading batch dimension of 1")
-    return module, example
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
+    return module.to(device), _checked_example(example, spec.target)
+
+
+def _exported(spec: ModelSpec, device: str) -> tuple[nn.Module, Any]:
+    """An exported program moved to `device` (torch's own pass, which also moves the
+    constants a graph holds), and its example: the saved one's first request, or a random
+    tensor of --input-shape."""
+    import torch
+    from torch.export.passes import move_to_device_pass
+
+    try:
+        program = torch.export.load(spec.target)
+    except Exception as error:
+        raise ModelLoadError(f"{spec.target}: cannot load an exported program: {error}") from error
+    saved = getattr(program, "example_inputs", None)
+    if spec.input_shape is not None:
+        example: Any = torch.randn(*spec.input_shape)
+    elif saved is None:
+        raise ModelLoadError(f"{spec.target}: saved without example inputs: give --input-shape")
+    else:
+        args, kwargs = saved
+        if args and kwargs:
+            raise ModelLoadError(
+                f"{spec.target}: takes both positional and keyword inputs: wrap it in a "
+                "module:function that returns (module, example)"
+            )
+        example = _mapped(kwargs or tuple(args), lambda tensor: tensor[:1])
+    example = _checked_example(example, spec.target)
+    return move_to_device_pass(program, device).module(), example
+
+
+def _checked_example(example: Any, target: str) -> Any:
+    """The example with its tensors on the CPU; ModelLoadError if it holds none, or one
+    without a leading batch dimension of 1."""
+    tensors = _tensors(example)
+    if not tensors:
+        raise ModelLoadError(
+            f"{target}: the example input must be a tensor, or a tuple, list or dict "
+            "holding tensors"
+        )
+    if any(tensor.dim() == 0 or tensor.shape[0] != 1 for tensor in tensors):
+        raise ModelLoadError(
+            f"{target}: every tensor of the example input needs a leading batch dimension of 1"
+        )
+    return _mapped(example, lambda tensor: tensor.detach().cpu())
+
+
+def _imported(module_name: str, target: str) -> Any:
+    """The factory's module: a `.py` file by its path, or a module found as `python -m`
+    finds it (the current directory first: a console script's own folder is not it)."""
+    try:
+        if module_name.endswith(".py"):
+            return _from_file(Path(module_name))
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return importlib.import_module(module_name)
+    except ModelLoadError:
+        raise
+    except Exception as error:  # an import runs the user's code: any error is theirs
+        raise ModelLoadError(f"{target}: cannot import: {type(error).__name__}: {error}") from error
+
+
+def _from_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
+    name = f"gpu_bench_user_{path.stem}"
+    found = importlib.util.spec_from_file_location(name, path)
+    if found is None or found.loader is None:
+        raise ModelLoadError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module  # dataclasses and pickling look their module up by name
+    found.loader.exec_module(module)
+    return module
+
+
+# ---- example inputs: a tensor, or a tuple, list or dict of them ---------------------------
+
+
+def _mapped(inputs: Any, change: Callable[[torch.Tensor], Any]) -> Any:
+    """`inputs` with `change` applied to each tensor in it (nested tuples, lists, dicts)."""
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return change(inputs)
+    if isinstance(inputs, dict):
+        return {key: _mapped(value, change) for key, value in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        values = [_mapped(value, change) for value in inputs]
+        return type(inputs)(*values) if hasattr(inputs, "_fields") else type(inputs)(values)
+    return inputs
+
+
+def _tensors(inputs: Any) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    _mapped(inputs, found.append)
+    return found
+
+
+def batch_of(example: Any, size: int) -> Any:
+    """A batch of `size` requests: each tensor of the example repeated along dimension 0."""
+    import torch
+
+    return _mapped(example, lambda tensor: torch.cat([tensor] * size))
+
+
+def pinned(inputs: Any) -> Any:
+    """Each tensor in page-locked memory, for non-blocking copies to a GPU."""
+    return _mapped(inputs, lambda tensor: tensor.pin_memory())
+
+
+def on_device(inputs: Any, device: str) -> Any:
+    return _mapped(inputs, lambda tensor: tensor.to(device, non_blocking=True))
+
+
+def forward(module: nn.Module, inputs: Any) -> Any:
+    """Call the module as its example says: a tuple or list as positional arguments, a
+    dict as keyword arguments, anything else as the one argument."""
+    if isinstance(inputs, dict):
+        return module(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return module(*inputs)
+    return module(inputs)
 
 
 def small_cnn(image_size: int = 64, classes: int = 100) -> tuple[nn.Module, torch.Tensor]:

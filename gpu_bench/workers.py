@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from gpu_bench.models import ModelLoadError, ModelSpec, load_model
+from gpu_bench.models import (
+    ModelLoadError,
+    ModelSpec,
+    batch_of,
+    forward,
+    load_model,
+    on_device,
+    pinned,
+)
 
 READY, FAILED, DONE = "ready", "failed", "done"
 OUT_OF_MEMORY, LOAD_FAILED, MODEL_ERROR, WORKER_DIED = (
@@ -119,19 +127,18 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             torch.set_num_interop_threads(1)
         if settings.memory_cap_mib is not None:
             _cap_memory(settings.device, settings.memory_cap_mib)
-        module, example = load_model(settings.spec)
-        module = module.to(settings.device).eval()
+        module, example = load_model(settings.spec, settings.device)
+        with contextlib.suppress(NotImplementedError):  # an exported program has no modes
+            module.eval()
         on_gpu = settings.device.startswith("cuda")
         inputs = {
-            size: torch.cat([example] * size).pin_memory()
-            if on_gpu
-            else torch.cat([example] * size)
+            size: pinned(batch_of(example, size)) if on_gpu else batch_of(example, size)
             for size in range(1, settings.max_batch + 1)
         }
 
         def run(size: int) -> None:
             with torch.inference_mode():
-                module(inputs[size].to(settings.device, non_blocking=True))
+                forward(module, on_device(inputs[size], settings.device))
             if on_gpu:
                 torch.cuda.synchronize(settings.device)
 

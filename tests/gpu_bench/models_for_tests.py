@@ -69,3 +69,42 @@ class _FixedTime(nn.Module):
 
 def fixed_time_model() -> tuple[nn.Module, torch.Tensor]:
     return _FixedTime(), torch.zeros(1, 4)
+
+
+class _Matcher(nn.Module):
+    """Two inputs, as a face matcher takes two images: refuses a batch the inputs disagree on."""
+
+    def forward(self, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+        if probe.shape[0] != gallery.shape[0]:
+            raise ValueError("probe and gallery batches differ")
+        return torch.nn.functional.cosine_similarity(probe, gallery)
+
+
+def two_input_model() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    return _Matcher(), (torch.randn(1, 8), torch.randn(1, 8))
+
+
+class _Tagger(nn.Module):
+    """Keyword inputs of two dtypes, as a text model takes token ids and a mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(100, 8)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[0] != attention_mask.shape[0]:
+            raise ValueError("input_ids and attention_mask batches differ")
+        return (self.embedding(input_ids) * attention_mask.unsqueeze(-1)).mean(dim=1)
+
+
+def keyword_input_model() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    ids = torch.randint(0, 100, (1, 6))
+    return _Tagger(), {"input_ids": ids, "attention_mask": torch.ones(1, 6)}
+
+
+def batch_of_two_example() -> tuple[nn.Module, torch.Tensor]:
+    return nn.Identity(), torch.zeros(2, 4)
+
+
+def no_tensor_example() -> tuple[nn.Module, dict[str, int]]:
+    return nn.Identity(), {"size": 3}

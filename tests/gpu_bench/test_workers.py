@@ -6,7 +6,7 @@ import multiprocessing
 
 import pytest
 
-from gpu_bench.models import ModelLoadError, ModelSpec, load_model, parse_model_spec
+from gpu_bench.models import ModelLoadError, parse_model_spec
 from gpu_bench.sweep import SweepSettings, run_config, run_sweep
 from gpu_bench.workers import (
     LOAD_FAILED,
@@ -106,28 +106,6 @@ def test_failure_classification() -> None:
     assert classify_failure(ModelLoadError("x")) == LOAD_FAILED
     assert classify_failure(ValueError("x")) == MODEL_ERROR
     assert str(ConfigInfeasible(MODEL_ERROR, "boom")) == "model_error: boom"
-
-
-def test_model_specs() -> None:
-    assert parse_model_spec("cnn").target == "gpu_bench.models:small_cnn"
-    with pytest.raises(ModelLoadError, match="input-shape"):
-        parse_model_spec("model.pt")
-    with pytest.raises(ModelLoadError, match="module:function"):
-        parse_model_spec("just_a_name")
-    module, example = load_model(ModelSpec("gpu_bench.models:small_transformer"))
-    assert example.shape[0] == 1
-    assert module(example).shape == example.shape
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_torchscript_file(tmp_path) -> None:
-    import torch
-
-    module, example = load_model(ModelSpec("gpu_bench.models:small_cnn"))
-    path = tmp_path / "cnn.pt"
-    torch.jit.trace(module.eval(), example).save(str(path))
-    loaded, shaped = load_model(parse_model_spec(str(path), [1, 3, 64, 64]))
-    assert loaded(shaped).shape == (1, 100)
 
 
 def test_a_target_below_the_service_time_is_impossible_at_once() -> None:

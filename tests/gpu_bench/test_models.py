@@ -1,0 +1,165 @@
+"""Models written outside the project load and run: a factory beside the command, a file by
+its path, several inputs (positional or keyword), an exported program (.pt2), TorchScript;
+and a model that cannot be run says why, naming it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gpu_bench.models import (
+    ModelLoadError,
+    ModelSpec,
+    batch_of,
+    forward,
+    load_model,
+    parse_model_spec,
+)
+from gpu_bench.profile import load_profile
+from gpu_bench.sweep import SweepSettings, run_config
+from gpu_bench.workers import MODEL_ERROR
+
+TEST_MODELS = "tests.gpu_bench.models_for_tests"
+QUICK = {
+    "workers": [1],
+    "batches": [4],
+    "latency_target_s": 0.5,
+    "warmup_s": 0.2,
+    "max_warmup_s": 0.5,
+    "block_requests": 10,
+    "max_requests": 100,
+    "repeats": 1,
+    "precision": 0.3,
+}
+
+USER_MODEL = """
+import torch
+from torch import nn
+
+
+def build():
+    return nn.Linear(8, 2), torch.randn(1, 8)
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind():
+    yield
+    assert multiprocessing.active_children() == []
+
+
+def test_model_specs() -> None:
+    assert parse_model_spec("cnn").target == "gpu_bench.models:small_cnn"
+    with pytest.raises(ModelLoadError, match="input-shape"):
+        parse_model_spec("model.pt")
+    with pytest.raises(ModelLoadError, match="module:function"):
+        parse_model_spec("just_a_name")
+    assert parse_model_spec("model.pt2").is_exported
+    module, example = load_model(ModelSpec("gpu_bench.models:small_transformer"))
+    assert example.shape[0] == 1
+    assert module(example).shape == example.shape
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_file(tmp_path: Path) -> None:
+    module, example = load_model(ModelSpec("gpu_bench.models:small_cnn"))
+    path = tmp_path / "cnn.pt"
+    torch.jit.trace(module.eval(), example).save(str(path))
+    loaded, shaped = load_model(parse_model_spec(str(path), [1, 3, 64, 64]))
+    assert loaded(shaped).shape == (1, 100)
+
+
+@pytest.mark.parametrize("factory", ["two_input_model", "keyword_input_model"])
+def test_a_model_of_several_inputs_is_batched_input_by_input(factory: str) -> None:
+    module, example = load_model(ModelSpec(f"{TEST_MODELS}:{factory}"))
+    batch = batch_of(example, 4)
+    tensors = batch.values() if isinstance(batch, dict) else batch
+    assert [t.shape[0] for t in tensors] == [4, 4]
+    assert forward(module, batch).shape[0] == 4
+    if isinstance(batch, dict):  # each input keeps its own dtype (token ids stay integers)
+        assert batch["input_ids"].dtype == torch.int64
+
+    result = run_config(SweepSettings(model=f"{TEST_MODELS}:{factory}", **QUICK), 1, 4)
+    assert result.status == "ok", result.reason
+    assert result.rate_rps is not None and result.rate_rps > 0
+
+
+def test_a_factory_beside_the_command_is_found_without_pythonpath(tmp_path: Path) -> None:
+    """The console script's own folder, not the current directory, is first on its path:
+    run as a user runs it, from the folder holding their model file."""
+    (tmp_path / "user_model.py").write_text(USER_MODEL)
+    command = Path(sys.executable).parent / "gpu-bench"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    run = subprocess.run(
+        [str(command), "run", "--model", "user_model:build", "--out", "profile.yaml",
+         "--workers", "1", "--batch", "4", "--latency-target", "0.5s", "--warmup", "0.2s",
+         "--max-warmup", "0.5s", "--block-requests", "10", "--max-requests", "100",
+         "--precision", "0.3", "--device", "cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert load_profile(tmp_path / "profile.yaml").model == "user_model:build"
+
+
+def test_a_factory_in_a_file_is_loaded_by_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere" / "my-model.py"  # not a module name: only a path reaches it
+    path.parent.mkdir()
+    path.write_text(USER_MODEL)
+    module, example = load_model(parse_model_spec(f"{path}:build"))
+    assert forward(module, batch_of(example, 3)).shape == (3, 2)
+    with pytest.raises(ModelLoadError, match="no such file"):
+        load_model(parse_model_spec(f"{tmp_path / 'missing.py'}:build"))
+
+
+def test_an_exported_program_brings_its_own_example(tmp_path: Path) -> None:
+    module, example = load_model(ModelSpec(f"{TEST_MODELS}:keyword_input_model"))
+    batch = torch.export.Dim("batch", min=1, max=64)
+    dynamic = {name: {0: batch} for name in example}
+    exported = torch.export.export(module, (), batch_of(example, 2), dynamic_shapes=dynamic)
+    path = tmp_path / "tagger.pt2"
+    torch.export.save(exported, str(path))
+
+    loaded, first = load_model(parse_model_spec(str(path)))
+    assert {name: t.shape[0] for name, t in first.items()} == {"input_ids": 1, "attention_mask": 1}
+    assert forward(loaded, batch_of(first, 5)).shape == (5, 8)
+    result = run_config(SweepSettings(model=str(path), **QUICK), 1, 4)
+    assert result.status == "ok", result.reason
+
+
+def test_an_exported_program_of_a_fixed_batch_is_infeasible_above_it(tmp_path: Path) -> None:
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(nn.Linear(4, 2), (torch.zeros(1, 4),)), str(path))
+    assert run_config(SweepSettings(model=str(path), **{**QUICK, "batches": [1]}), 1, 1).feasible
+    result = run_config(SweepSettings(model=str(path), **QUICK), 1, 4)
+    assert result.status == "infeasible"
+    assert result.reason.startswith(MODEL_ERROR)
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        (f"{TEST_MODELS}:batch_of_two_example", "leading batch dimension of 1"),
+        (f"{TEST_MODELS}:no_tensor_example", "tuple, list or dict holding tensors"),
+        (f"{TEST_MODELS}:not_a_model", "must return"),
+        (f"{TEST_MODELS}:no_such_factory", "has no function 'no_such_factory'"),
+        ("no_such_module_here:build", "cannot import: ModuleNotFoundError"),
+    ],
+)
+def test_a_model_that_cannot_run_says_why(target: str, said: str) -> None:
+    with pytest.raises(ModelLoadError, match=said) as raised:
+        load_model(parse_model_spec(target))
+    assert target.partition(":")[0] in str(raised.value)
+
+
+def test_a_module_failing_at_import_is_a_load_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("raise RuntimeError('the weights are not here')\n")
+    with pytest.raises(ModelLoadError, match="RuntimeError: the weights are not here"):
+        load_model(parse_model_spec(f"{path}:build"))
