@@ -41,6 +41,13 @@ def _seconds(text: str) -> float:
         raise typer.BadParameter(str(error)) from None
 
 
+def _positive_seconds(text: str, option: str) -> float:
+    seconds = _seconds(text)
+    if seconds <= 0:
+        raise typer.BadParameter(f"{option} must be longer than 0s, got {text!r}")
+    return seconds
+
+
 def _command_line(context: typer.Context) -> str:
     """The options given on the command line, for the profile's record of how it was made."""
     parts = ["gpu-bench", context.info_name or "run"]
@@ -135,6 +142,9 @@ def run(
     threads_per_worker: Annotated[
         int | None, typer.Option(min=1, help="torch threads per worker (default: share cores)")
     ] = None,
+    load_timeout: Annotated[
+        str, typer.Option(help="how long workers may take to load the model")
+    ] = "10m",
     checkpoint: Annotated[
         Path | None, typer.Option(help="resume file (default: OUT.checkpoint.json)")
     ] = None,
@@ -174,6 +184,7 @@ def run(
         "generator_retries": generator_retries,
         "memory_cap_mib": memory_cap_mib,
         "threads_per_worker": threads_per_worker,
+        "load_timeout_s": _positive_seconds(load_timeout, "--load-timeout"),
         "precision": precision,
         "seed": seed,
     }

@@ -59,6 +59,9 @@ class SweepSettings(BaseModel):
     endpoint_body: str | None = None  # the body file and the header names (never values)
     endpoint_headers: list[str] = Field(default_factory=list)
     endpoint_concurrency: int | None = None
+    load_timeout_s: float = Field(default=600.0, gt=0)
+    """How long workers may take to load the model (a large one from disk onto a GPU takes
+    minutes). It shapes no figure: a rerun with another one resumes the checkpoint."""
 
     def measure_settings(self, rate_rps: float, warmup_s: float | None = None) -> MeasureSettings:
         """How to measure one rate: the span judged is at least as long as the warm-up."""
@@ -171,12 +174,17 @@ def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
         saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except ValueError:
         saved = None
-    if saved is None or saved.settings != settings:
+    if saved is None or _shaping(saved.settings) != _shaping(settings):
         raise ValueError(
             f"{path}: checkpoint was written with other settings or an older version; "
             "remove it or rerun with the same options"
         )
     return saved
+
+
+def _shaping(settings: SweepSettings) -> dict[str, object]:
+    """The settings that shape the figures (all but how long a load may take)."""
+    return settings.model_dump(exclude={"load_timeout_s"})
 
 
 class _Pool:
@@ -229,6 +237,7 @@ def _worker_settings(settings: SweepSettings, workers: int, batch: int) -> Worke
         threads_per_worker=settings.threads_per_worker
         or default_threads_per_worker(settings.device, workers),
         memory_cap_mib=settings.memory_cap_mib,
+        load_timeout_s=settings.load_timeout_s,
     )
 
 

@@ -203,7 +203,11 @@ class WorkerPool:
                 if message is not None and message[0] == READY:
                     timings.append((message[2], message[3], time.monotonic() - spawned))
                 if message is None and time.monotonic() > deadline:
-                    raise ConfigInfeasible(LOAD_FAILED, "workers did not load within the timeout")
+                    raise ConfigInfeasible(
+                        LOAD_FAILED,
+                        f"workers did not load within {self.settings.load_timeout_s:g} s "
+                        "(--load-timeout)",
+                    )
         except BaseException:
             self.stop()
             raise

@@ -108,3 +108,9 @@ def batch_of_two_example() -> tuple[nn.Module, torch.Tensor]:
 
 def no_tensor_example() -> tuple[nn.Module, dict[str, int]]:
     return nn.Identity(), {"size": 3}
+
+
+def slow_loading_model() -> tuple[nn.Module, torch.Tensor]:
+    """Takes 3 s to build, as a large model takes minutes to load from disk."""
+    time.sleep(3.0)
+    return nn.Identity(), torch.zeros(1, 4)

@@ -59,7 +59,9 @@ def test_small_sweep_writes_a_profile_the_daemon_loads(tmp_path: Path) -> None:
 
     checkpoint = tmp_path / "profile.yaml.checkpoint.json"
     assert checkpoint.exists()
-    again = runner.invoke(app, ["run", "--model", "cnn", *QUICK, "--out", str(out)])
+    # How long a load may take shapes no figure: another one still resumes.
+    longer = ["--load-timeout", "20m"]
+    again = runner.invoke(app, ["run", "--model", "cnn", *QUICK, *longer, "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert "resuming" in again.output
     assert load_profile(out).per_gpu_rps == profile.per_gpu_rps
@@ -122,3 +124,17 @@ def test_every_option_has_help() -> None:
     for name, sub in commands.items():
         for parameter in sub.params:
             assert getattr(parameter, "help", None), f"{name} {parameter.name} has no help"
+
+
+def test_a_model_slower_to_load_than_the_timeout_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "profile.yaml"
+    model = f"{MODELS}:slow_loading_model"
+    too_short = ["--load-timeout", "1s"]
+    result = CliRunner().invoke(app, ["run", "--model", model, *ONE, *too_short, "--out", str(out)])
+    assert result.exit_code != 0 and not out.exists()
+    assert "did not load within 1 s (--load-timeout)" in " ".join(result.output.split())
+    assert multiprocessing.active_children() == []
+
+    zero = CliRunner().invoke(app, ["run", "--model", model, "--load-timeout", "0s", "--out", "x"])
+    assert zero.exit_code == 2
+    assert "--load-timeout must be longer than 0s" in zero.output
