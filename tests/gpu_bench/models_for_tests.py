@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -114,3 +115,16 @@ def slow_loading_model() -> tuple[nn.Module, torch.Tensor]:
     """Takes 3 s to build, as a large model takes minutes to load from disk."""
     time.sleep(3.0)
     return nn.Identity(), torch.zeros(1, 4)
+
+
+class _SizeRecorder(nn.Module):
+    """Appends each batch size it is called with to the file $GPU_BENCH_TEST_SIZES."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with open(os.environ["GPU_BENCH_TEST_SIZES"], "a", encoding="utf-8") as sizes:
+            sizes.write(f"{inputs.shape[0]}\n")
+        return inputs
+
+
+def size_recording_model() -> tuple[nn.Module, torch.Tensor]:
+    return _SizeRecorder(), torch.zeros(1, 4)

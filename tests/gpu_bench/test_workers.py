@@ -97,6 +97,18 @@ def test_pool_stop_ends_every_worker() -> None:
     assert not any(p.is_alive() for p in processes)
 
 
+def test_every_batch_size_is_run_once_before_the_workers_are_ready(tmp_path, monkeypatch) -> None:
+    """A size's first call can be slow (torch.compile, a GPU's kernels chosen per shape): it
+    belongs to the start-up, not to a measurement that happens to form that batch first."""
+    sizes = tmp_path / "sizes"
+    monkeypatch.setenv("GPU_BENCH_TEST_SIZES", str(sizes))  # the spawned worker inherits it
+    spec = parse_model_spec(f"{TEST_MODELS}:size_recording_model")
+    pool = WorkerPool(WorkerSettings(spec, "cpu", workers=1, max_batch=4, max_batch_wait_s=0.0))
+    pool.start()
+    pool.stop()
+    assert {int(line) for line in sizes.read_text().split()} == {1, 2, 3, 4}
+
+
 def test_failure_classification() -> None:
     assert classify_failure(MemoryError()) == OUT_OF_MEMORY
     assert classify_failure(RuntimeError("CUDA out of memory. Tried to allocate")) == OUT_OF_MEMORY
