@@ -72,13 +72,16 @@ def parse_model_spec(text: str, input_shape: Sequence[int] | None = None) -> Mod
     return spec
 
 
-def load_model(spec: ModelSpec, device: str = "cpu") -> tuple[nn.Module, Any]:
+def load_model(
+    spec: ModelSpec, device: str = "cpu", largest_batch: int = 1
+) -> tuple[nn.Module, Any]:
     """Build the module on `device` and its one-request example input (on the CPU: the
-    worker moves each batch); ModelLoadError on any failure."""
+    worker moves each batch of 1 to `largest_batch` requests); ModelLoadError on any
+    failure."""
     import torch
 
     if spec.is_exported:
-        return _exported(spec, device)
+        return _exported(spec, device, largest_batch)
     if spec.is_torchscript:
         path = Path(spec.target)
         try:
@@ -100,10 +103,12 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> tuple[nn.Module, Any]:
     return module.to(device), _checked_example(example, spec.target)
 
 
-def _exported(spec: ModelSpec, device: str) -> tuple[nn.Module, Any]:
+def _exported(spec: ModelSpec, device: str, largest_batch: int) -> tuple[nn.Module, Any]:
     """An exported program moved to `device` (torch's own pass, which also moves the
     constants a graph holds), and its example: the saved one's first request, or a random
-    tensor of --input-shape."""
+    tensor of --input-shape. One exported with a fixed batch size runs batches of that
+    size alone, which dynamic batching does not keep to: refused unless it is 1 and so is
+    the largest batch."""
     import torch
     from torch.export.passes import move_to_device_pass
 
@@ -125,7 +130,28 @@ def _exported(spec: ModelSpec, device: str) -> tuple[nn.Module, Any]:
             )
         example = _mapped(kwargs or tuple(args), lambda tensor: tensor[:1])
     example = _checked_example(example, spec.target)
+    fixed = _fixed_batch(program)
+    if fixed is not None and (fixed, largest_batch) != (1, 1):
+        raise ModelLoadError(
+            f"{spec.target}: exported with a fixed batch size of {fixed}, so batches of 1 to "
+            f"{largest_batch} cannot run: export dimension 0 as dynamic (torch.export.Dim)"
+        )
     return move_to_device_pass(program, device).module(), example
+
+
+def _fixed_batch(program: Any) -> int | None:
+    """The batch size an exported program's tensor inputs are fixed to, or None where a
+    first dimension is dynamic (a symbol, not a number)."""
+    users = set(program.graph_signature.user_inputs)
+    shapes = [
+        getattr(node.meta.get("val"), "shape", ())
+        for node in program.graph.nodes
+        if node.op == "placeholder" and node.name in users
+    ]
+    firsts = [shape[0] for shape in shapes if len(shape)]
+    if not firsts or not all(isinstance(first, int) for first in firsts):
+        return None
+    return int(firsts[0])
 
 
 def _checked_example(example: Any, target: str) -> Any:

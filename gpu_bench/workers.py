@@ -127,7 +127,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             torch.set_num_interop_threads(1)
         if settings.memory_cap_mib is not None:
             _cap_memory(settings.device, settings.memory_cap_mib)
-        module, example = load_model(settings.spec, settings.device)
+        module, example = load_model(settings.spec, settings.device, settings.max_batch)
         with contextlib.suppress(NotImplementedError):  # an exported program has no modes
             module.eval()
         on_gpu = settings.device.startswith("cuda")

@@ -24,7 +24,7 @@ from gpu_bench.models import (
 )
 from gpu_bench.profile import load_profile
 from gpu_bench.sweep import SweepSettings, run_config
-from gpu_bench.workers import MODEL_ERROR
+from gpu_bench.workers import LOAD_FAILED
 
 TEST_MODELS = "tests.gpu_bench.models_for_tests"
 QUICK = {
@@ -139,7 +139,8 @@ def test_an_exported_program_of_a_fixed_batch_is_infeasible_above_it(tmp_path: P
     assert run_config(SweepSettings(model=str(path), **{**QUICK, "batches": [1]}), 1, 1).feasible
     result = run_config(SweepSettings(model=str(path), **QUICK), 1, 4)
     assert result.status == "infeasible"
-    assert result.reason.startswith(MODEL_ERROR)
+    assert result.reason.startswith(LOAD_FAILED)
+    assert "fixed batch size of 1, so batches of 1 to 4 cannot run" in result.reason
 
 
 @pytest.mark.parametrize(
