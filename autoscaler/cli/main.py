@@ -75,7 +75,7 @@ def run(
     try:
         parsed = load_config(config)
     except ConfigError as exc:
-        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     simulated = parsed.simulation is not None
     _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
@@ -187,7 +187,7 @@ def forecast(
         parsed = load_config(config)
         overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
     except ConfigError as exc:
-        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     _setup_logging("WARNING")
     try:
@@ -264,7 +264,7 @@ def status(config: ConfigOption) -> None:
         parsed = load_config(config)
         overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
     except ConfigError as exc:
-        errors.print(f"[red]invalid config[/]\n{exc}", highlight=False)
+        errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     states = StateStore(state_path(parsed)).load(set_aside_corrupt=False)
     _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown

@@ -18,6 +18,7 @@ from autoscaler.config.problems import ConfigError, unique_problems
 from autoscaler.config.schema import Config
 from autoscaler.config.yaml_reader import YamlDocument, read_yaml
 from autoscaler.overrides import OverridesFile
+from common.secrets import remember_environment
 
 MAIN_FILE = "autoscaler.yaml"  # the main config when --config names a folder
 
@@ -35,6 +36,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     per file (autoscaler.config.pool_dir).
     """
     env = os.environ if env is None else env
+    remember_environment(env)  # a secret expanded into a wrong key is quoted by its error
     path = main_file(path)
     document = read_yaml(path, env=env)
     assert document is not None

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.secrets import redact
+
 Loc = tuple[str | int, ...]
 
 
@@ -21,10 +23,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """FILE:LINE: FIELD: MESSAGE, with every known secret redacted: a value expanded
+        from `${SLACK_BOT_TOKEN}` into the wrong key is quoted back in the message."""
         where = f"{self.file}:{self.line}" if self.line is not None else f"{self.file}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        message = redact(self.message)  # not the field: "headers.X-Api-Key: ..." is no secret
+        return f"{where}: {self.field}: {message}" if self.field else f"{where}: {message}"
 
 
 class ConfigError(Exception):

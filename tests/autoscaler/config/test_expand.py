@@ -4,6 +4,8 @@ an unset variable is an error naming file, line and field."""
 from __future__ import annotations
 
 import textwrap
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,28 @@ def test_validate_reports_an_unset_variable(
     assert f"{path}:11: pools[0].max_nodes: environment variable MAX_NODES" in result.output
     monkeypatch.setenv("MAX_NODES", "3")
     assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # a secret's variable in a wrong key: its value is quoted by the error
+        lambda text: text.replace("${MAX_NODES}", "${SLACK_BOT_TOKEN}"),
+        lambda text: text + "slack: {channel: '#ops', token_env: '${SLACK_BOT_TOKEN}'}\n",
+    ],
+    ids=["number", "variable name"],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_secret_expanded_into_a_wrong_key_is_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[str], str], command: str
+) -> None:
+    secret = f"xoxb-{uuid.uuid4().hex}"  # never remembered by an earlier test
+    monkeypatch.setenv("SLACK_BOT_TOKEN", secret)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path, edit(CONFIG))
+    args = ["validate", str(path)] if command == "validate" else ["run", "-c", str(path), "--once"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{path}:" in result.output and "[redacted]" in result.output
+    assert secret not in result.output and secret[5:21] not in result.output
