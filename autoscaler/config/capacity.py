@@ -14,6 +14,7 @@ from typing import Any
 from autoscaler.config.problems import ConfigError, Problem
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.config.yaml_reader import read_yaml
+from common.durations import parse_duration
 
 
 def read_per_node_rps(path: Path) -> float:
@@ -27,9 +28,18 @@ def read_per_node_rps(path: Path) -> float:
 def read_startup_s(path: Path) -> float:
     """`startup_p90_s` from a profile (worker start to first good answer), or ConfigError."""
     value = _read_field(path, "startup_p90_s", "written by gpu-bench run since it measures it")
-    if not _finite(value) or value < 0:
-        raise _bad(path, "startup_p90_s", value, "a number of seconds")
+    if not _finite(value) or value < 0 or not _a_duration(value):
+        raise _bad(path, "startup_p90_s", value, "a number of seconds (100 years at most)")
     return float(value)
+
+
+def _a_duration(seconds: float) -> bool:
+    """Whether a span of this many seconds can be added to a boot time (1e20 cannot)."""
+    try:
+        parse_duration(seconds)
+    except ValueError:
+        return False
+    return True
 
 
 def _finite(value: Any) -> bool:

@@ -106,3 +106,15 @@ def test_start_up_past_the_horizon_or_missing_is_a_located_error(tmp_path: Path)
         data["pools"][0]["capacity"] = {"per_node_rps": 3.0, "startup_in_boot_time": True}
         path.write_text(yaml.safe_dump(data))
         load_config(path)
+
+
+@pytest.mark.parametrize("startup_p90_s", [1.0e20, 1.0e12])
+def test_a_start_up_no_duration_holds_is_a_located_error(
+    tmp_path: Path, startup_p90_s: float
+) -> None:
+    """1e20 s overflowed a timedelta: a traceback from validate and run, not an error."""
+    startup_profile(tmp_path, startup_p90_s)
+    _, problems = validate_files(startup_config(tmp_path, startup_in_boot_time=True))
+    (problem,) = [p for p in problems if p.field == "startup_p90_s"]
+    assert problem.file == tmp_path / "p.yaml" and problem.line is not None
+    assert "100 years at most" in problem.message
