@@ -60,7 +60,11 @@ def _load(config_path: Path) -> tuple[Config, Path]:
     return config, config.overrides_file
 
 
-def _expiry(now: datetime, duration: str | None, until: str | None) -> datetime:
+def _expiry(
+    now: datetime, begins: datetime | None, duration: str | None, until: str | None
+) -> datetime:
+    """When the override ends: --for after its start (--from, else now), or --until; an
+    end already past would write an override that never applies, so it is refused."""
     if (duration is None) == (until is None):
         _fail("give exactly one of --for (e.g. 2h) or --until (e.g. 2026-11-27T18:00+05:30)")
     if duration is not None:
@@ -70,7 +74,14 @@ def _expiry(now: datetime, duration: str | None, until: str | None) -> datetime:
             _fail(f"--for: {exc}")
         if length <= timedelta(0):
             _fail("--for must be longer than zero")
-        return now + length
+        start = begins or now
+        try:
+            expires = start + length
+        except OverflowError:
+            _fail(f"--for: {duration} after {start.isoformat()} is past the year 9999")
+        if expires <= now:
+            _fail(f"--for: {duration} after --from {start.isoformat()} is already past")
+        return expires
     assert until is not None
     try:
         expires = option_moment("--until", until)
@@ -133,7 +144,7 @@ def set_command(
         _fail("give --nodes N, or --min N and/or --max N")
     now = _now().replace(microsecond=0)
     begins = _start(starts)
-    expires = _expiry(begins or now, duration, until)
+    expires = _expiry(now, begins, duration, until)
     try:
         override = Override(
             starts=begins,
