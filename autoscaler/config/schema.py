@@ -212,6 +212,11 @@ class Pool(Strict):
 # ---- global ----------------------------------------------------------------------
 
 
+SIMULATED_YEARS = (1900, 2200)
+"""Where a simulated clock may run: within pandas' timestamps (1677-2262) with room for a
+history window, a horizon and the week a schedule looks around (year 1 or 9999 overflows)."""
+
+
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
@@ -224,6 +229,9 @@ class SimulationConfig(Strict):
     def _in_utc(cls, value: datetime) -> datetime:
         """One zone object for both ends: YAML's own timestamps and quoted ones parse to
         different UTC objects, which pandas refuses to compare."""
+        first, last = SIMULATED_YEARS
+        if not first <= value.year < last:
+            raise ValueError(f"a simulation runs between the years {first} and {last}")
         return value.astimezone(UTC)
 
     @model_validator(mode="after")

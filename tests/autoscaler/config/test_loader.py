@@ -134,6 +134,24 @@ def test_a_simulations_ends_share_one_utc_however_they_are_written(tmp_path: Pat
     assert len(pd.date_range(simulation.start, simulation.end, freq="1min")) == 121
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"),  # a traceback from validate and run
+        ("9999-12-31T00:00:00Z", "9999-12-31T23:00:00Z"),  # passed; every tick overflowed
+        ("0001-01-01T00:30:00+05:00", "2026-01-01T00:00:00Z"),  # before UTC was year 0
+    ],
+)
+def test_a_simulation_out_of_the_years_a_clock_holds_is_a_located_error(
+    tmp_path: Path, start: str, end: str
+) -> None:
+    path = write(tmp_path, f"simulation:\n  start: {start}\n  end: {end}\n" + BASE)
+    _, problems = validate_files(path)
+    (problem, *_) = [p for p in problems if p.field.startswith("simulation")]
+    assert problem.file == path and problem.line == 2 and problem.field == "simulation.start"
+    assert "between the years 1900 and 2200" in problem.message
+
+
 def test_problem_text_and_error_listing() -> None:
     first = Problem(Path("a.yaml"), 3, "pools[0].max_nodes", "bad")
     second = Problem(Path("a.yaml"), None, "", "cannot read file")
