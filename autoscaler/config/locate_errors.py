@@ -59,7 +59,9 @@ def _problem(document: YamlDocument, model: type[BaseModel], error: Any) -> Prob
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         ctx = error.get("ctx", {})
         key = str(ctx.get("discriminator", "'kind'")).strip("'")
-        tags = ctx.get("expected_tags", "")
+        tags = ctx.get("expected_tags") or ", ".join(
+            _union_tags(model, tuple(error["loc"]), document.data, key)
+        )
         got = f"unknown {key} {ctx['tag']!r}" if "tag" in ctx else f"{key} is required"
         return Problem(
             document.path,
@@ -130,6 +132,28 @@ def _data_loc(data: Any, error_loc: Loc) -> tuple[Loc, str | int | None]:
 
 def _allowed_keys(model: type[BaseModel], error_loc: Loc, data: Any) -> list[str]:
     """Field names of the model found at `error_loc`, following lists, dicts and tags."""
+    target = _unwrap(*_annotation_at(model, error_loc, data))
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return list(target.model_fields)
+    return []
+
+
+def _union_tags(model: type[BaseModel], error_loc: Loc, data: Any, key: str) -> list[str]:
+    """The values `key` may take in the tagged union at `error_loc` (pydantic names them
+    only when the tag is wrong, not when it is missing)."""
+    target, _ = _annotation_at(model, error_loc, data)
+    while typing.get_origin(target) is typing.Annotated:
+        target = typing.get_args(target)[0]
+    tags = []
+    for member in typing.get_args(target):
+        field_info = getattr(member, "model_fields", {}).get(key)
+        if field_info is not None:
+            tags += [repr(tag) for tag in typing.get_args(field_info.annotation)]
+    return tags
+
+
+def _annotation_at(model: type[BaseModel], error_loc: Loc, data: Any) -> tuple[Any, Any]:
+    """The annotation of the value at `error_loc`, and that value in the data."""
     target: Any = model
     node = data
     for part in error_loc:
@@ -147,10 +171,7 @@ def _allowed_keys(model: type[BaseModel], error_loc: Loc, data: Any) -> list[str
             elif origin is dict and len(args) == 2:
                 target = args[1]
         node = node[part] if _has(node, part) else None
-    target = _unwrap(target, node)
-    if isinstance(target, type) and issubclass(target, BaseModel):
-        return list(target.model_fields)
-    return []
+    return target, node
 
 
 def _has(node: Any, part: str | int) -> bool:

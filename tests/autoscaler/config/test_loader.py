@@ -389,6 +389,27 @@ def test_missing_field_of_a_backend_kind(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field", "kinds"),
+    [
+        ("kind: replay", "url: http://127.0.0.1:9090", "metrics.kind", "'prometheus', 'replay'"),
+        ("backend: {kind: simulated}", "backend: {}", "pools[1].backend.kind", "'simulated'"),
+        ("max_nodes: 8", "max_nodes: 8\n    signals: [{name: s, query: q}]",
+         "pools[1].signals[0].kind", "'queue_depth', 'gpu_utilization'"),
+    ],
+)  # fmt: skip
+def test_a_missing_kind_names_the_kinds_there_are(
+    tmp_path: Path, old: str, new: str, field: str, kinds: str
+) -> None:
+    """It said "kind is required; expected one of: " and stopped there."""
+    text = BASE.replace(old, new)
+    path = write(tmp_path, text)
+    (problem,) = [p for p in config_error(path).problems if p.field == field]
+    assert problem.line is not None
+    assert problem.message.startswith("kind is required; expected one of: '")
+    assert kinds in problem.message
+
+
 def test_duplicate_pool_names_point_at_the_second(tmp_path: Path) -> None:
     text = BASE.replace("- name: face-match", "- name: gpu-ocr")
     path = write(tmp_path, text)
