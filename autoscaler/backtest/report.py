@@ -82,11 +82,17 @@ def summary_line(report: BacktestReport) -> str:
     if best is None:
         return "no baseline meets the service target"
     verdict = "meets" if policy.meets_target else "MISSES"
-    return (
-        f"policy {verdict} the target; node-hours {ratio:.3f} × the best baseline that "
-        f"meets it ({best.name}, {best.score.node_hours:,.0f} node-hours); "
-        f"ran in {report.elapsed_s:.1f} s"
-    )
+    if ratio is None:  # the best baseline needed no node at all (a trace of no requests)
+        versus = (
+            f"{policy.score.node_hours:,.0f} node-hours; the best baseline that meets it "
+            f"({best.name}) needs none"
+        )
+    else:
+        versus = (
+            f"node-hours {ratio:.3f} × the best baseline that meets it "
+            f"({best.name}, {best.score.node_hours:,.0f} node-hours)"
+        )
+    return f"policy {verdict} the target; {versus}; ran in {report.elapsed_s:.1f} s"
 
 
 def report_json(report: BacktestReport) -> dict[str, Any]:
