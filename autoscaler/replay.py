@@ -7,9 +7,18 @@ now, so a replayed run cannot peek at the future.
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import lzma
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from autoscaler.metrics import MetricsError
@@ -18,23 +27,107 @@ from common.clock import Clock
 _MINUTE = timedelta(minutes=1)
 
 
+_OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+"""Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
+
+
+@dataclass(frozen=True)
+class TraceColumns:
+    """A trace file's rows, checked: every cell read, or an error naming file, line, field."""
+
+    lines: np.ndarray
+    """The line of the file each row came from."""
+    timestamps: pd.DatetimeIndex
+    requests: np.ndarray
+    queue_depth: np.ndarray | None
+
+
 def read_trace(path: Path) -> pd.Series:
     """Requests per second, indexed by UTC minute."""
-    frame = pd.read_csv(path)
-    if list(frame.columns[:2]) != ["timestamp", "requests"]:
-        raise ValueError(f"{path}: expected columns timestamp,requests")
-    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
-    return pd.Series(frame["requests"].to_numpy(dtype=float) / 60.0, index=index, name="rps")
+    rows = read_trace_columns(path)
+    return pd.Series(rows.requests / 60.0, index=rows.timestamps, name="rps")
 
 
 def read_queue_depth(path: Path) -> pd.Series | None:
     """The trace's `queue_depth` column (messages waiting at each minute), if it has one:
     the backtest replays it as a queue-depth signal."""
-    if "queue_depth" not in pd.read_csv(path, nrows=0).columns:
+    rows = read_trace_columns(path)
+    if rows.queue_depth is None:
         return None
-    frame = pd.read_csv(path, usecols=["timestamp", "queue_depth"])
-    index = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
-    return pd.Series(frame["queue_depth"].to_numpy(dtype=float), index=index, name="queue_depth")
+    return pd.Series(rows.queue_depth, index=rows.timestamps, name="queue_depth")
+
+
+def read_trace_columns(path: Path) -> TraceColumns:
+    """The `timestamp,requests[,queue_depth]` rows of a trace file (plain or compressed,
+    UTF-8 with or without a byte-order mark; other columns ignored, blank lines skipped).
+
+    ValueError names the file, the line and the field of the first cell that cannot be
+    read: a number that is not one, a time that is not ISO 8601, a row of the wrong width.
+    An empty cell (or NA, NaN) is a minute without a sample, never zero load.
+    """
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+            return _columns(path, text)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a CSV file ({exc})") from None
+
+
+def _columns(path: Path, text: IO[str]) -> TraceColumns:
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty file; expected a header line timestamp,requests")
+    names = [name.strip() for name in header]
+    if names[:2] != ["timestamp", "requests"]:
+        raise ValueError(f"{path}: expected columns timestamp,requests")
+    queue_at = names.index("queue_depth") if "queue_depth" in names else None
+    lines: list[int] = []
+    stamps: list[str] = []
+    requests: list[float] = []
+    queue: list[float] = []
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names):
+            raise ValueError(
+                f"{path}:{line}: expected {len(names)} fields ({','.join(names)}), found {len(row)}"
+            )
+        lines.append(line)
+        stamps.append(row[0].strip())
+        requests.append(_number(path, line, "requests", row[1]))
+        if queue_at is not None:
+            queue.append(_number(path, line, "queue_depth", row[queue_at]))
+    timestamps = pd.DatetimeIndex(
+        pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
+    )
+    if timestamps.hasnans:
+        bad = int(np.argmax(timestamps.isna()))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not an ISO 8601 time "
+            "(e.g. 2025-01-05T16:00:00Z)"
+        )
+    return TraceColumns(
+        lines=np.asarray(lines, dtype=np.int64),
+        timestamps=timestamps,
+        requests=np.asarray(requests, dtype=float),
+        queue_depth=None if queue_at is None else np.asarray(queue, dtype=float),
+    )
+
+
+def _number(path: Path, line: int, field: str, cell: str) -> float:
+    """The cell's number; NaN for an empty or NA cell (no sample)."""
+    text = cell.strip()
+    if text.lower() in _MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {field}: {cell!r} is not a number") from None
 
 
 class TraceReplaySource:

@@ -45,6 +45,51 @@ def test_read_trace_rejects_other_columns(tmp_path: Path) -> None:
         read_trace(path)
 
 
+BAD_ROWS = {
+    "word": ("2025-01-05T16:01:00Z,abc", "requests: 'abc' is not a number"),
+    "thousands": ('2025-01-05T16:01:00Z,"1,106"', "requests: '1,106' is not a number"),
+    "time": (
+        "yesterday,5",
+        "timestamp: 'yesterday' is not an ISO 8601 time (e.g. 2025-01-05T16:00:00Z)",
+    ),
+    "short": ("2025-01-05T16:01:00Z", "expected 2 fields (timestamp,requests), found 1"),
+    "long": ("2025-01-05T16:01:00Z,5,7", "expected 2 fields (timestamp,requests), found 3"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_ROWS)
+def test_a_bad_row_names_the_file_line_and_field(tmp_path: Path, name: str) -> None:
+    """Line 4 (after a header, a row and a blank line) is refused, never read as a number."""
+    row, reason = BAD_ROWS[name]
+    path = tmp_path / "bad.csv"
+    path.write_text(f"timestamp,requests\n2025-01-05T16:00:00Z,5\n\n{row}\n")
+    with pytest.raises(ValueError) as caught:
+        read_trace(path)
+    assert str(caught.value) == f"{path}:4: {reason}"
+
+
+def test_an_empty_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(ValueError, match=f"^{path}: empty file"):
+        read_trace(path)
+
+
+def test_empty_cells_are_missing_minutes_and_times_may_carry_an_offset(tmp_path: Path) -> None:
+    """A byte-order mark, an offset instead of Z, no seconds, a space for T: all the same
+    minutes; an empty or NA cell is no sample (NaN), never zero load."""
+    path = tmp_path / "trace.csv"
+    path.write_text(
+        "\ufefftimestamp,requests\n2025-01-05T17:00:00+01:00,60\n2025-01-05T16:01Z,\n"
+        "2025-01-05 16:02:00,NA\n2025-01-05T16:03:00Z,120.5\n",
+        encoding="utf-8",
+    )
+    trace = read_trace(path)
+    assert list(trace.index) == list(pd.date_range(T0, periods=4, freq="1min"))
+    assert trace.iloc[0] == 1.0 and trace.iloc[3] == pytest.approx(120.5 / 60)
+    assert trace.iloc[1:3].isna().all()
+
+
 def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:
     return TraceReplaySource(read_trace(trace_file), SimulatedClock(now))
 
