@@ -63,7 +63,8 @@ def read_trace_columns(path: Path) -> TraceColumns:
     UTF-8 with or without a byte-order mark; other columns ignored, blank lines skipped).
 
     ValueError names the file, the line and the field of the first cell that cannot be
-    read: a number that is not one, a time that is not ISO 8601, a row of the wrong width.
+    read: a number that is not one (or is negative or infinite), a time that is not ISO
+    8601, a row of the wrong width.
     An empty cell (or NA, NaN) is a minute without a sample, never zero load.
     """
     opener = _OPENERS.get(path.suffix.lower(), open)
@@ -120,14 +121,17 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
 
 
 def _number(path: Path, line: int, field: str, cell: str) -> float:
-    """The cell's number; NaN for an empty or NA cell (no sample)."""
+    """The cell's count (finite, not negative); NaN for an empty or NA cell (no sample)."""
     text = cell.strip()
     if text.lower() in _MISSING:
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"{path}:{line}: {field}: {cell!r} is not a number") from None
+    if math.isinf(value) or value < 0:
+        raise ValueError(f"{path}:{line}: {field}: {cell!r} is not a count (finite, at least 0)")
+    return value
 
 
 class TraceReplaySource:

@@ -48,6 +48,8 @@ def test_read_trace_rejects_other_columns(tmp_path: Path) -> None:
 BAD_ROWS = {
     "word": ("2025-01-05T16:01:00Z,abc", "requests: 'abc' is not a number"),
     "thousands": ('2025-01-05T16:01:00Z,"1,106"', "requests: '1,106' is not a number"),
+    "negative": ("2025-01-05T16:01:00Z,-50", "requests: '-50' is not a count (finite, at least 0)"),
+    "infinite": ("2025-01-05T16:01:00Z,inf", "requests: 'inf' is not a count (finite, at least 0)"),
     "time": (
         "yesterday,5",
         "timestamp: 'yesterday' is not an ISO 8601 time (e.g. 2025-01-05T16:00:00Z)",
