@@ -64,7 +64,7 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
     ValueError names the file, the line and the field of the first cell that cannot be
     read: a number that is not one (or is negative or infinite), a time that is not ISO
-    8601, a row of the wrong width.
+    8601 or not a whole minute, a row of the wrong width.
     An empty cell (or NA, NaN) is a minute without a sample, never zero load.
     """
     opener = _OPENERS.get(path.suffix.lower(), open)
@@ -111,6 +111,13 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
         raise ValueError(
             f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not an ISO 8601 time "
             "(e.g. 2025-01-05T16:00:00Z)"
+        )
+    between = timestamps != timestamps.floor("1min")
+    if between.any():
+        bad = int(np.argmax(between))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not a whole minute "
+            "(a trace has one row a minute, its requests in that minute)"
         )
     return TraceColumns(
         lines=np.asarray(lines, dtype=np.int64),

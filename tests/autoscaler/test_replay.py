@@ -54,6 +54,11 @@ BAD_ROWS = {
         "yesterday,5",
         "timestamp: 'yesterday' is not an ISO 8601 time (e.g. 2025-01-05T16:00:00Z)",
     ),
+    "seconds": (
+        "2025-01-05T16:00:30Z,5",
+        "timestamp: '2025-01-05T16:00:30Z' is not a whole minute "
+        "(a trace has one row a minute, its requests in that minute)",
+    ),
     "short": ("2025-01-05T16:01:00Z", "expected 2 fields (timestamp,requests), found 1"),
     "long": ("2025-01-05T16:01:00Z,5,7", "expected 2 fields (timestamp,requests), found 3"),
 }
