@@ -64,13 +64,14 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
     ValueError names the file, the line and the field of the first cell that cannot be
     read: a number that is not one (or is negative or infinite), a time that is not ISO
-    8601 or not a whole minute, a row of the wrong width.
-    An empty cell (or NA, NaN) is a minute without a sample, never zero load.
+    8601 or not a whole minute, a row of the wrong width, a minute given twice with two
+    values. An empty cell (or NA, NaN) is a minute without a sample, never zero load.
+    The rows come in time order, a minute repeated with the same values once.
     """
     opener = _OPENERS.get(path.suffix.lower(), open)
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
-            return _columns(path, text)
+            return _one_row_a_minute(path, _columns(path, text))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
@@ -124,6 +125,35 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
         timestamps=timestamps,
         requests=np.asarray(requests, dtype=float),
         queue_depth=None if queue_at is None else np.asarray(queue, dtype=float),
+    )
+
+
+def _one_row_a_minute(path: Path, rows: TraceColumns) -> TraceColumns:
+    """The rows in time order, exact repeats dropped; a minute given twice with two values
+    is refused (which one holds is not the reader's to guess)."""
+    order = np.argsort(rows.timestamps.asi8, kind="stable")
+    stamps = rows.timestamps[order]
+    values = [rows.requests[order]]
+    if rows.queue_depth is not None:
+        values.append(rows.queue_depth[order])
+    repeated = np.flatnonzero(stamps[1:] == stamps[:-1])
+    for field, column in zip(("requests", "queue_depth"), values, strict=False):
+        before, again = column[repeated], column[repeated + 1]
+        differ = (before != again) & ~(np.isnan(before) & np.isnan(again))
+        if differ.any():
+            at = int(repeated[np.argmax(differ)])
+            first, second = rows.lines[order[at]], rows.lines[order[at + 1]]
+            raise ValueError(
+                f"{path}:{max(first, second)}: {field}: {stamps[at]:%Y-%m-%dT%H:%M:%SZ} "
+                f"is given twice, on line {min(first, second)} as {column[at]:g} and here as "
+                f"{column[at + 1]:g}"
+            )
+    keep = order[np.concatenate(([True], stamps[1:] != stamps[:-1]))]
+    return TraceColumns(
+        lines=rows.lines[keep],
+        timestamps=rows.timestamps[keep],
+        requests=rows.requests[keep],
+        queue_depth=None if rows.queue_depth is None else rows.queue_depth[keep],
     )
 
 

@@ -6,6 +6,7 @@ import gzip
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,6 +74,30 @@ def test_a_bad_row_names_the_file_line_and_field(tmp_path: Path, name: str) -> N
     with pytest.raises(ValueError) as caught:
         read_trace(path)
     assert str(caught.value) == f"{path}:4: {reason}"
+
+
+def test_a_minute_given_twice_with_two_values_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(
+        "timestamp,requests\n2025-01-05T16:00:00Z,5\n2025-01-05T16:01:00Z,7\n"
+        "2025-01-05T16:00:00Z,9\n"
+    )
+    with pytest.raises(ValueError) as caught:
+        read_trace(path)
+    assert str(caught.value) == (
+        f"{path}:4: requests: 2025-01-05T16:00:00Z is given twice, on line 2 as 5 and here as 9"
+    )
+
+
+def test_rows_come_in_time_order_and_an_exact_repeat_once(tmp_path: Path) -> None:
+    path = tmp_path / "unsorted.csv"
+    path.write_text(
+        "timestamp,requests\n2025-01-05T16:01:00Z,120\n2025-01-05T16:00:00Z,60\n"
+        "2025-01-05T16:01:00Z,120\n2025-01-05T16:02:00Z,\n2025-01-05T16:02:00Z,\n"
+    )
+    trace = read_trace(path)
+    assert list(trace.index) == list(pd.date_range(T0, periods=3, freq="1min"))
+    assert trace.iloc[:2].tolist() == [1.0, 2.0] and np.isnan(trace.iloc[2])
 
 
 def test_an_empty_file_is_named(tmp_path: Path) -> None:
