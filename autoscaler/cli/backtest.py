@@ -26,7 +26,9 @@ errors = Console(stderr=True, soft_wrap=True)
 def backtest_command(
     trace: Annotated[
         Path | None,
-        typer.Option("--trace", help="CSV of timestamp,requests per minute", exists=True),
+        typer.Option(
+            "--trace", help="CSV of timestamp,requests per minute", exists=True, dir_okay=False
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -193,6 +195,11 @@ def _trace_report(trace: Path, settings: BacktestSettings) -> BacktestReport:
             return run_backtest(trace, settings, on_progress=advance)
         except ValueError as exc:
             errors.print(f"[red]cannot backtest[/]: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # unreadable, or not the compression its name says
+            errors.print(
+                f"[red]cannot read trace[/] {trace}: {exc.strerror or exc}", highlight=False
+            )
             raise typer.Exit(2) from None
 
 

@@ -100,3 +100,19 @@ def test_backtest_refuses_both_or_neither_capacity(tmp_path: Path) -> None:
     )
     assert too_long.exit_code == 2
     assert "nothing to score" in too_long.output
+
+
+def test_a_trace_that_is_a_folder_or_not_its_compression_is_refused(tmp_path: Path) -> None:
+    """Exit 2 and the path, never a traceback."""
+    folder = tmp_path / "trace.csv"
+    folder.mkdir()
+    packed = tmp_path / "plain.csv.gz"
+    packed.write_bytes(_cut(tmp_path, 60).read_bytes())  # named .gz, not compressed
+    for path in (folder, packed):
+        result = CliRunner().invoke(
+            _app(), ["backtest", "--trace", str(path), "--per-node-rps", "1", "--warmup", "1h"]
+        )
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert path.name in result.output
+    assert "Not a gzipped file" in result.output
