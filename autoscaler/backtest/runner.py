@@ -44,6 +44,9 @@ from autoscaler.replay import read_queue_depth, read_trace
 
 BURN_IN = timedelta(hours=1)
 """Policies run this long before scoring starts, so their memory has settled."""
+MOST_NODES = 10**12
+"""The largest fleet a trace's peak may need: node counts (a baseline's at 0.3 utilization
+and more headroom, too) and their sums over a year of minutes stay within 64-bit integers."""
 
 __all__ = [
     "BacktestReport",
@@ -92,6 +95,7 @@ def frame_replay(
         )
     sim_start = max(1, score_start - int(BURN_IN / MINUTE))
     rps = trace.to_numpy(dtype=float)
+    _check_countable(trace, settings.per_node_rps)
     before = rps[max(0, sim_start - 60) : sim_start]
     peak = float(np.nanmax(before)) if np.isfinite(before).any() else 0.0
     return Replay(
@@ -106,6 +110,21 @@ def frame_replay(
         initial_nodes=nodes_for(peak, settings.per_node_rps, 1.0),
         queue=None if queue is None else queue.reindex(trace.index).to_numpy(dtype=float),
     )
+
+
+def _check_countable(trace: pd.Series, per_node_rps: float) -> None:
+    """Refuse a trace whose peak needs more than MOST_NODES nodes (a count past 64 bits
+    wraps negative: an oracle at -1.5e17 node-hours)."""
+    if trace.isna().all():
+        return
+    at = trace.idxmax()
+    peak = float(trace[at])
+    if peak / per_node_rps > MOST_NODES:
+        raise ValueError(
+            f"the trace's peak, {peak:.3g} req/s at {at:%Y-%m-%dT%H:%M}Z, needs "
+            f"{peak / per_node_rps:.3g} nodes of {per_node_rps:g} req/s: more than the "
+            f"{MOST_NODES:,} the backtest counts"
+        )
 
 
 @dataclass(frozen=True)

@@ -254,3 +254,12 @@ def test_a_missing_minute_is_dropped_from_the_windows_and_a_missing_newest_holds
         assert history.index.equals(window.index)
         assert np.isfinite(history.to_numpy()).all()
     assert run.desired[151 - replay.sim_start] == run.desired[150 - replay.sim_start]
+
+
+def test_a_peak_past_what_the_fleet_can_count_is_refused_not_wrapped_negative() -> None:
+    """1e20 requests in a minute at 0.1 req/s a node: 1.7e19 nodes, past 64 bits."""
+    trace = step_trace(180, jump_at=170, low=2.0, high=1e20 / 60)
+    settings = BacktestSettings(per_node_rps=0.1, warmup=timedelta(minutes=90))
+    with pytest.raises(ValueError, match=r"peak, 1.67e\+18 req/s at 2025-03-03T02:50Z"):
+        frame_replay(trace, settings)
+    frame_replay(step_trace(180, jump_at=170, low=2.0, high=1e9 / 60), settings)  # 1.7e8 nodes
