@@ -113,7 +113,11 @@ class ConsoleReporter:
         for pool in pools:
             seen = pool_digest(pool.name, self.records, demand, settings[pool.name], start, end)
             ours = seen.fleet.node_hours
-            late = f"{100 * (1 - seen.service_level):.2f}% late" if seen.service_level else ""
+            level = seen.service_level  # None: no request came (0.0: every one was late)
+            if level is not None:
+                late = f"{100 * (1 - level):.2f}% late"
+            else:  # a span of missing samples is not a span without requests
+                late = "no requests" if seen.peak_rps is not None else "no demand samples"
             parts = [f"{pool.name}: this run {ours:.1f} node-hours, {late}"]
             if seen.static is not None:
                 parts.append(

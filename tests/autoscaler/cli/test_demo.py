@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.autoscaler.cli.test_main import ROOT, demo_copy
@@ -57,3 +58,27 @@ def test_demo_speaks_the_schedules_zone_and_compares_with_simpler_fleets(tmp_pat
     ratio = re.search(r"\(this run costs ([\d.]+) × it\)$", compared)
     assert ratio is not None
     assert float(ratio.group(1)) == round(ours / float(reactive.group(1)), 2)
+
+
+@pytest.mark.parametrize(("cell", "said"), [("0", "no requests"), ("", "no demand samples")])
+def test_a_replay_without_requests_says_so_in_the_comparison(
+    tmp_path: Path, cell: str, said: str
+) -> None:
+    """No request in the replayed hour (or no sample: not the same), said in words: there
+    is no late share to give (it was a dangling ', ;')."""
+    minutes = pd.date_range("1995-07-04T00:00Z", "1995-07-11T12:00Z", freq="1min")
+    replayed = pd.Timestamp("1995-07-11T10:00Z")
+    trace = tmp_path / "quiet.csv"
+    trace.write_text(
+        "timestamp,requests\n"
+        + "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{cell if t >= replayed else 0}\n" for t in minutes)
+    )
+    path = demo_copy(tmp_path, start="1995-07-11T10:00:00Z", end="1995-07-11T11:00:00Z")
+    config = yaml.safe_load(path.read_text())
+    config["metrics"]["trace"] = str(trace)
+    config["simulation"]["speed"] = 60000
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = _play(path)
+    assert done.returncode == 0, done.stderr
+    compared = done.stdout.strip().splitlines()[-1]
+    assert re.match(rf"image-gen: this run [\d.]+ node-hours, {said}(;|$)", compared), compared
