@@ -104,6 +104,8 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
         requests.append(_number(path, line, "requests", row[1]))
         if queue_at is not None:
             queue.append(_number(path, line, "queue_depth", row[queue_at]))
+    if not lines:
+        raise ValueError(f"{path}: no rows after the header; a trace has a row a minute")
     timestamps = pd.DatetimeIndex(
         pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
     )

@@ -107,6 +107,15 @@ def test_an_empty_file_is_named(tmp_path: Path) -> None:
         read_trace(path)
 
 
+def test_a_header_without_rows_is_named(tmp_path: Path) -> None:
+    """Before, an internal numpy message ("boolean index did not match ...") reached
+    validate; a trace no tick can read is refused as it is read."""
+    path = tmp_path / "header.csv"
+    path.write_text("timestamp,requests\n\n")
+    with pytest.raises(ValueError, match=f"^{path}: no rows after the header"):
+        read_trace(path)
+
+
 def test_empty_cells_are_missing_minutes_and_times_may_carry_an_offset(tmp_path: Path) -> None:
     """A byte-order mark, an offset instead of Z, no seconds, a space for T: all the same
     minutes; an empty or NA cell is no sample (NaN), never zero load."""
