@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 from pydantic import BaseModel
 
 from autoscaler.calibration import with_margin
@@ -66,9 +67,26 @@ def make_clock(config: Config) -> Clock:
 
 def make_metrics(config: Config, clock: Clock, env: Mapping[str, str]) -> MetricsSource:
     if isinstance(config.metrics, ReplayMetrics):
-        return TraceReplaySource(read_trace(config.metrics.trace), clock)
+        return TraceReplaySource(_replayed_trace(config, config.metrics), clock)
     assert isinstance(config.metrics, PrometheusMetrics)
     return PrometheusSource(config.metrics, env=env)
+
+
+def _replayed_trace(config: Config, metrics: ReplayMetrics) -> pd.Series:
+    """The trace to replay; ValueError where a simulation's span holds none of it (every
+    tick would hold for want of a sample: a wrong year or file, not a run)."""
+    trace = read_trace(metrics.trace)
+    simulation = config.simulation
+    if simulation is None or trace.empty:
+        return trace
+    first, last = trace.index[0], trace.index[-1]
+    if first > simulation.end or last + metrics.max_staleness < simulation.start:
+        raise ValueError(
+            f"{metrics.trace} covers {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC, and "
+            f"the simulation ({simulation.start:%Y-%m-%d %H:%M} to "
+            f"{simulation.end:%Y-%m-%d %H:%M}) none of it: every tick would hold"
+        )
+    return trace
 
 
 def make_notifier(config: Config, env: Mapping[str, str]) -> Notifier:

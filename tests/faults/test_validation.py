@@ -167,3 +167,24 @@ def test_every_shipped_predictor_setting_still_loads(tmp_path: Path) -> None:
     loaded = load_config(path)
     assert loaded.pools[0].predictor.params["timezone"] == "Europe/Paris"
     assert str(loaded.pools[0].schedules[0].start) == "08:30:00"
+
+
+def test_a_simulation_outside_its_trace_is_refused_by_validate_and_run(tmp_path: Path) -> None:
+    """Before, it passed validate, and every tick of the run held for want of a sample
+    (a wrong year, or another file's trace)."""
+    years_later = {"start": "2001-07-05T16:00:00Z", "end": "2001-07-06T16:00:00Z"}
+    path = write_config(tmp_path, simulation=years_later)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{path}:" in said and "metrics.trace" in said and "none of it" in said
+    with pytest.raises(ConfigError):
+        Daemon(path, notifier=RecordingNotifier())
+
+    overlapping = {"start": "1995-07-12T00:00:00Z", "end": "2001-07-06T16:00:00Z"}
+    assert (
+        CliRunner()
+        .invoke(app, ["validate", str(write_config(tmp_path, simulation=overlapping))])
+        .exit_code
+        == 0
+    )
