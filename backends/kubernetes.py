@@ -186,6 +186,24 @@ class ScaleReading:
     resource_version: str | None
 
 
+def scale_reading(scale: Any, target: Target) -> ScaleReading:
+    """The count of a Scale the client parsed. The client makes an empty model of any
+    answer that is not one (an HTML page, `{}`): that is an error, never 0 replicas. Every
+    Scale has metadata and a spec; ScaleSpec.replicas alone is omitted when it is 0."""
+    spec, metadata = getattr(scale, "spec", None), getattr(scale, "metadata", None)
+    if spec is None or metadata is None:
+        raise BackendError(
+            f"the answer for the scale of {target} is not a Scale (no spec or metadata); "
+            "its replica count is unknown"
+        )
+    replicas = spec.replicas or 0
+    if replicas < 0:
+        raise BackendError(
+            f"the answer for the scale of {target} is not a Scale: {replicas} replicas"
+        )
+    return ScaleReading(replicas=replicas, resource_version=metadata.resource_version)
+
+
 class KubernetesWorkload:
     """A Deployment or StatefulSet, scaled through its scale subresource."""
 
@@ -274,14 +292,14 @@ class KubernetesWorkload:
     def _read_scale(self) -> ScaleReading:
         t = self.target
         scale = self._api("read", scale=True)(t.name, t.namespace, _request_timeout=self._timeout)
-        # ScaleSpec.replicas is omitted from the JSON when it is 0.
-        replicas = (scale.spec.replicas if scale.spec else None) or 0
-        version = scale.metadata.resource_version if scale.metadata else None
-        return ScaleReading(replicas=replicas, resource_version=version)
+        return scale_reading(scale, t)
 
     def _read_workload(self) -> Any:
         t = self.target
-        return self._api("read")(t.name, t.namespace, _request_timeout=self._timeout)
+        workload = self._api("read")(t.name, t.namespace, _request_timeout=self._timeout)
+        if getattr(workload, "metadata", None) is None or getattr(workload, "status", None) is None:
+            raise BackendError(f"the answer for {t} is not a {t.workload} (no metadata or status)")
+        return workload
 
     def _patch_scale(self, replicas: int, resource_version: str | None) -> None:
         body: dict[str, Any] = {"spec": {"replicas": replicas}}

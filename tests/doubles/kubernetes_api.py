@@ -15,8 +15,11 @@ group "apps" in the namespace ...") for verbs it is told to deny.
 
 Every request is recorded for assertions; faults can be queued: an error
 status for the next N requests (optionally of one method), a stall longer
-than the client's timeout, a dropped connection, or an action run just before
-a request is served (someone else scaling by hand). With tls=True it serves
+than the client's timeout, a dropped connection, an action run just before
+a request is served (someone else scaling by hand), an answer's body sent a
+byte at a time, or (beyond the reference: a proxy or broken server in front)
+a raw body such as an HTML page; a fault can be limited to paths ending with
+a given text. With tls=True it serves
 HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
 Object shapes live in kubernetes_objects.py; coordination.k8s.io/v1 Leases (the
 leader lock) in kubernetes_leases.py.
@@ -24,6 +27,7 @@ leader lock) in kubernetes_leases.py.
 
 from __future__ import annotations
 
+import json
 import ssl
 import tempfile
 import uuid
@@ -61,11 +65,14 @@ PATCH_TYPES = (
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "delay" | "drop" | "before"
+    kind: str  # "status" | "delay" | "drop" | "before" | "answer" | "drip"
     status: int = 503
     seconds: float = 0.0
     method: str | None = None
     action: Callable[[], None] | None = None
+    body: bytes = b""  # "answer": sent as is, with `content_type`
+    content_type: str = "application/json"
+    path: str | None = None  # only requests whose path ends with this meet the fault
 
 
 class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
@@ -132,6 +139,37 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
     def drop_next(self, count: int, method: str | None = None) -> None:
         self.faults.extend(Fault("drop", method=method) for _ in range(count))
 
+    def answer_next(
+        self,
+        body: bytes,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """The next request (of `method`, to a path ending with `path`) gets `body` as is,
+        before any authentication: what a proxy or a broken server in front of the API
+        server might send (an HTML login page, `{}`), never what the API reference allows."""
+        self.faults.append(
+            Fault(
+                "answer",
+                status=status,
+                method=method,
+                body=body,
+                content_type=content_type,
+                path=path,
+            )
+        )
+
+    def drip_next(
+        self, seconds_per_byte: float, method: str | None = None, path: str | None = None
+    ) -> None:
+        """The next request (of `method`, to a path ending with `path`) is served as usual,
+        but its answer's body goes out one byte every `seconds_per_byte`: each read is in
+        time, the whole answer is not."""
+        self.faults.append(Fault("drip", seconds=seconds_per_byte, method=method, path=path))
+
     def before_next(self, method: str, action: Callable[[], None]) -> None:
         """Run `action` (e.g. someone else scaling) just before the next `method` is served."""
         self.faults.append(Fault("before", method=method, action=action))
@@ -149,10 +187,10 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
 
     # ---- answering (called from handler threads) ---------------------------------
 
-    def next_fault(self, method: str) -> Fault | None:
+    def next_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
             for position, fault in enumerate(self.faults):
-                if fault.method in (None, method):
+                if fault.method in (None, method) and path.endswith(fault.path or ""):
                     return self.faults.pop(position)
             return None
 
@@ -316,7 +354,10 @@ class _Handler(JsonApiHandler):
         method, path, headers, body = request.method, request.path, request.headers, request.body
         double.record(RecordedRequest(method, path, request.query, headers, body))
 
-        fault = double.next_fault(method)
+        fault = double.next_fault(method, path)
+        if fault is not None and fault.kind == "answer":
+            self.send_bytes(fault.status, fault.body, fault.content_type)
+            return
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
@@ -332,7 +373,27 @@ class _Handler(JsonApiHandler):
         if fault is not None and fault.kind == "status":
             self._reply(fault.status, self._fault_body(fault.status, path))
             return
-        self._reply(*double.route(method, path, headers, body, user))
+        status, payload = double.route(method, path, headers, body, user)
+        if fault is not None and fault.kind == "drip":
+            self._drip(status, json.dumps(payload).encode(), fault.seconds)
+            return
+        self._reply(status, payload)
+
+    def _drip(self, status: int, data: bytes, seconds_per_byte: float) -> None:
+        """Status and headers at once, then the body a byte at a time (tests.doubles.drip)."""
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for byte in data:
+                if self.server.stopping.wait(seconds_per_byte):
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        self.close_connection = True
 
     @staticmethod
     def _fault_body(status: int, path: str) -> dict[str, Any]:

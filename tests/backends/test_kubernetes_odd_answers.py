@@ -1,0 +1,77 @@
+"""KubernetesWorkload against odd answers, through the real `kubernetes` client and the
+double of the documented Kubernetes API (tests/doubles/kubernetes_api.py), which sends
+them in place of its own: answers a proxy or a broken server in front of the API server
+might give, and the API's own answers sent slowly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backends.base import BackendError
+from tests.backends.test_kubernetes import NAME, make_backend
+from tests.doubles.kubernetes_api import KubernetesApiDouble, kubernetes_api
+
+__all__ = ["kubernetes_api"]  # the fixture, used by name below
+
+SCALE_HEAD = {"kind": "Scale", "apiVersion": "autoscaling/v1"}
+METADATA = {"name": NAME, "namespace": "default", "resourceVersion": "2001"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html><body>Sign in to continue</body></html>", "text/html"),  # a login proxy
+        (b"{}", "application/json"),
+        (json.dumps({**SCALE_HEAD, "metadata": METADATA}).encode(), "application/json"),
+        (json.dumps({**SCALE_HEAD, "spec": {"replicas": 20}}).encode(), "application/json"),
+        (
+            json.dumps({**SCALE_HEAD, "metadata": METADATA, "spec": {"replicas": -3}}).encode(),
+            "application/json",
+        ),
+    ],
+    ids=["html page", "empty object", "no spec", "no metadata", "negative replicas"],
+)
+def test_an_answer_that_is_not_a_scale_is_an_error_never_a_count_of_zero(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, body: bytes, content_type: str
+) -> None:
+    """Against the double of the documented Kubernetes API: a 200 to GET .../scale that
+    is not a Scale. Before, the client's empty model read as 0 replicas (or -3) while the
+    Deployment ran 20, and a scale() patched from that count; now it is a BackendError
+    and nothing is written."""
+    kubernetes_api.add_deployment(NAME, replicas=20, ready=18)
+    backend = make_backend(kubernetes_api, tmp_path)
+    kubernetes_api.answer_next(body, content_type=content_type, method="GET", path="/scale")
+    with pytest.raises(BackendError, match="not a Scale"):
+        backend.read()
+    kubernetes_api.answer_next(body, content_type=content_type, method="GET", path="/scale")
+    with pytest.raises(BackendError, match="not a Scale"):
+        backend.scale(15, "forecast")
+    assert kubernetes_api.requests_to("PATCH", f"{_path(NAME)}/scale") == []
+    assert kubernetes_api.workloads[("deployments", "default", NAME)].replicas == 20
+
+
+def test_a_workload_answer_that_is_not_a_deployment_is_an_error(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Against the double of the documented Kubernetes API: a 200 HTML page for GET of the
+    Deployment. Before, it read as 0 ready replicas; now it is a BackendError."""
+    kubernetes_api.add_deployment(NAME, replicas=20, ready=18)
+    kubernetes_api.answer_next(b"<html>maintenance</html>", content_type="text/html", path=NAME)
+    with pytest.raises(BackendError, match="not a deployment"):
+        make_backend(kubernetes_api, tmp_path).read()
+
+
+def test_zero_replicas_left_out_of_the_scale_still_reads_as_zero(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Guard, against the double of the documented Kubernetes API: ScaleSpec.replicas is
+    omitempty, so `"spec": {}` is a Scale of 0 replicas."""
+    kubernetes_api.add_deployment(NAME, replicas=0)
+    assert make_backend(kubernetes_api, tmp_path).read().desired == 0
+
+
+def _path(name: str) -> str:
+    return f"/apis/apps/v1/namespaces/default/deployments/{name}"
