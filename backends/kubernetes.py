@@ -31,7 +31,7 @@ import urllib3.exceptions
 
 from backends.base import Backend, BackendError, FleetState
 from common.clock import Clock
-from common.deadline import whole_answer_s
+from common.deadline import call_within, whole_answer_s
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
     from kubernetes.client.exceptions import ApiException
@@ -316,15 +316,22 @@ class KubernetesWorkload:
             return
         t = self.target
         body = {"metadata": {"annotations": {REASON_ANNOTATION: reason[:_REASON_LIMIT]}}}
-        try:
-            self._api("patch")(t.name, t.namespace, body, _request_timeout=self._timeout)
+        patch = self._api("patch")
+        try:  # within the total deadline every call gets: a slow answer must not hold a tick
+            call_within(
+                whole_answer_s(self.config.timeout.total_seconds()),
+                lambda: patch(t.name, t.namespace, body, _request_timeout=self._timeout),
+                f"recording the reason on {t}",
+            )
         except Exception as error:
             if isinstance(error, ApiException) and error.status in (403, 404):
                 self._annotate = False  # not allowed here: stop asking every scale
             log.warning(
                 "%s scaled, but recording the reason annotation failed: %s",
                 t,
-                describe_kubernetes_error(error, self.connection, t, writing=True),
+                describe_kubernetes_error(
+                    error, self.connection, t, writing=True, timeout_s=self._timeout[1]
+                ),
             )
 
     def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:

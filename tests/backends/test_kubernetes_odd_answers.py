@@ -6,6 +6,7 @@ might give, and the API's own answers sent slowly."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,21 @@ def test_zero_replicas_left_out_of_the_scale_still_reads_as_zero(
 
 def _path(name: str) -> str:
     return f"/apis/apps/v1/namespaces/default/deployments/{name}"
+
+
+def test_a_reason_annotation_answered_a_byte_at_a_time_does_not_hold_the_scale(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against the double of the documented Kubernetes API, whose answer to the workload
+    PATCH (the reason annotation, after the scale landed) comes a byte every 0.05 s: each
+    read is within the 0.4 s timeout, the whole answer takes ~40 s. Before, scale() waited
+    for all of it (the annotation call had no total deadline); now it gives up after the
+    0.8 s every call gets, keeps the scale and warns."""
+    deployment = kubernetes_api.add_deployment(NAME, replicas=4, ready=4)
+    backend = make_backend(kubernetes_api, tmp_path)
+    kubernetes_api.drip_next(0.05, method="PATCH", path=NAME)
+    started = time.monotonic()
+    backend.scale(6, "forecast")
+    assert time.monotonic() - started < 3
+    assert deployment.replicas == 6
+    assert "recording the reason annotation failed: no answer" in caplog.text
