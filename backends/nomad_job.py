@@ -36,7 +36,7 @@ from common.clock import Clock
 from common.deadline import whole_answer_s
 from common.http_environment import read_environment_once, verify_from_environment
 from common.secrets import redact as redact_known
-from common.secrets import remember, remember_url
+from common.secrets import remember, remember_url, shorten
 from common.transport import plain_http_finding
 
 
@@ -235,11 +235,12 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def _short_body(response: requests.Response) -> str:
+    """The body on one line, redacted before it is cut (a cut token no longer matches)."""
     try:
         text = response.text
     except Exception:
         return ""
-    return " ".join(text.split())[:_BODY_LIMIT]
+    return shorten(" ".join(text.split()), _BODY_LIMIT)
 
 
 def describe_nomad_error(
