@@ -32,6 +32,7 @@ import urllib3.exceptions
 from backends.base import Backend, BackendError, FleetState
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
+from common.secrets import shorten
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
     from kubernetes.client.exceptions import ApiException
@@ -95,9 +96,10 @@ def status_message(error: ApiException) -> str:
         parsed = json.loads(body)
     except ValueError:
         parsed = None
+    # Redacted before the cut: a token cut in two no longer matches.
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-        return parsed["message"][:_BODY_LIMIT]
-    return " ".join(str(body).split())[:_BODY_LIMIT]
+        return shorten(parsed["message"], _BODY_LIMIT)
+    return shorten(" ".join(str(body).split()), _BODY_LIMIT)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ might give, and the API's own answers sent slowly."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from backends.base import BackendError
 from tests.backends.test_kubernetes import NAME, make_backend
-from tests.doubles.kubernetes_api import KubernetesApiDouble, kubernetes_api
+from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble, kubernetes_api
 
 __all__ = ["kubernetes_api"]  # the fixture, used by name below
 
@@ -94,3 +95,35 @@ def test_a_reason_annotation_answered_a_byte_at_a_time_does_not_hold_the_scale(
     assert time.monotonic() - started < 3
     assert deployment.replicas == 6
     assert "recording the reason annotation failed: no answer" in caplog.text
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["status message", "plain body"])
+def test_a_token_echoed_across_the_cut_of_an_error_leaves_no_piece(
+    kubernetes_api: KubernetesApiDouble,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    as_json: bool,
+) -> None:
+    """Against the double of the documented Kubernetes API, answering 400 with a Status
+    whose message (or a plain body) quotes the bearer token after 285 characters, so that
+    the 300-character cut falls inside it. Before, the message was cut first and redacted
+    after: the token's first 14 characters no longer matched it and reached the error and
+    the log. Now it is redacted before it is cut."""
+    kubernetes_api.add_deployment(NAME, replicas=4)
+    backend = make_backend(kubernetes_api, tmp_path)
+
+    def echo(method: str, path: str, headers: dict[str, str], body: object, user: str):
+        text = f"{'x' * 285} {headers['authorization'].split()[1]}"
+        return 400, ({"kind": "Status", "message": text, "code": 400} if as_json else text)
+
+    kubernetes_api.route = echo  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(BackendError) as caught:
+        backend.read()
+    texts = str(caught.value) + caplog.text
+    assert "HTTP 400" in str(caught.value)
+    assert [piece for piece in pieces(DOUBLE_TOKEN) if piece in texts] == []
+
+
+def pieces(secret: str, size: int = 8) -> list[str]:
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
