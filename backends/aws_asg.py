@@ -31,7 +31,7 @@ from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
-from common.secrets import redact, remember
+from common.secrets import redact, remember, shorten
 from common.transport import plain_http_finding
 
 if TYPE_CHECKING:  # boto3 is the [aws] extra: imported when a group is used, not on load
@@ -213,8 +213,9 @@ def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...
         message = " ".join(str(error.response.get("Error", {}).get("Message", "")).split())
         status = _status_code(error)
         text = f"AWS answered {code}" + (f" (HTTP {status})" if status else "")
-        if message:
-            text += f": {message[:_MESSAGE_LIMIT]}"
+        if message:  # redacted before the cut: a key cut in two no longer matches
+            remember(*secrets)
+            text += f": {shorten(message, _MESSAGE_LIMIT)}"
     elif isinstance(error, botocore.exceptions.NoCredentialsError):
         text = "no AWS credentials found in the AWS credential chain"
     elif isinstance(

@@ -213,3 +213,26 @@ def test_keys_never_reach_logs_or_errors(aws: AwsWorld, caplog: pytest.LogCaptur
     assert DUMMY_KEY_ID not in text
     assert DUMMY_SECRET not in text
     assert DUMMY_SECRET not in repr(backend)
+
+
+@pytest.mark.parametrize("secret", [DUMMY_KEY_ID, DUMMY_SECRET], ids=["key id", "secret key"])
+def test_a_key_echoed_across_the_cut_of_an_error_message_leaves_no_piece(
+    aws: AwsWorld, caplog: pytest.LogCaptureFixture, secret: str
+) -> None:
+    """Against moto serving the documented Auto Scaling query API, with an AWS error
+    document whose Message quotes a key after 185 characters, so that the 200-character
+    cut falls inside it. Before, the message was cut first and redacted after: the key's
+    first 14 characters no longer matched it and reached the error and the log. Now the
+    message is redacted before it is cut."""
+    aws.create_group(GROUP, desired=2)
+    backend = make_backend(aws.url, retries=0)
+    faults = AwsFaults(backend.client)
+    faults.fail_next(
+        "DescribeAutoScalingGroups", 1, code="AccessDenied", message=f"{'x' * 185} {secret}"
+    )
+    with caplog.at_level(logging.DEBUG, logger="backends"), pytest.raises(BackendError) as caught:
+        backend.read()
+    texts = str(caught.value) + caplog.text
+    assert "AccessDenied" in str(caught.value)
+    pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
+    assert [piece for piece in pieces if piece in texts] == []
