@@ -156,10 +156,13 @@ def group_desired_count(scale_status: Mapping[str, Any], job: str, group: str) -
             f"Nomad job {job!r} is stopped; the autoscaler does not start stopped jobs"
         )
     groups = scale_status.get("TaskGroups") or {}
+    if not isinstance(groups, dict):
+        raise BackendError(f"Nomad job {job!r}: its scale status has unusable TaskGroups")
     if group not in groups:
-        known = ", ".join(sorted(groups)) or "none"
+        known = ", ".join(sorted(map(str, groups))) or "none"
         raise BackendError(f"Nomad job {job!r} has no task group {group!r} (groups: {known})")
-    desired = groups[group].get("Desired")
+    entry = groups[group]
+    desired = entry.get("Desired") if isinstance(entry, dict) else entry
     if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
         raise BackendError(f"Nomad job {job!r} group {group!r}: unusable Desired {desired!r}")
     return desired
@@ -173,6 +176,13 @@ def allocation_is_ready(allocation: Mapping[str, Any]) -> bool:
     if not deployment_status:
         return True  # not part of a deployment: running is all Nomad can tell
     return deployment_status.get("Healthy") is True
+
+
+def is_allocation_stub(stub: object) -> bool:
+    """An AllocationListStub's shape, as far as readiness reads it."""
+    if not isinstance(stub, dict):
+        return False
+    return stub.get("DeploymentStatus") is None or isinstance(stub["DeploymentStatus"], dict)
 
 
 def fleet_state(desired: int, allocations: list[Mapping[str, Any]], group: str) -> FleetState:
@@ -342,7 +352,7 @@ class NomadJobGroup:
             lambda: self._jobs.get_allocations(self._job_path),
             what=f"listing allocations of {self.target}",
         )
-        if not isinstance(allocations, list):
+        if not isinstance(allocations, list) or not all(map(is_allocation_stub, allocations)):
             raise BackendError(f"listing allocations of {self.target}: unexpected answer shape")
         return fleet_state(desired, allocations, self.config.group)
 

@@ -36,3 +36,59 @@ def test_a_token_echoed_across_the_cut_of_an_error_body_leaves_no_piece(
     texts = str(caught.value) + caplog.text
     assert "HTTP 403" in str(caught.value)
     assert [piece for piece in pieces(DOUBLE_ACL_TOKEN) if piece in texts] == []
+
+
+@pytest.mark.parametrize(
+    "task_groups",
+    [{GROUP: None}, {GROUP: "3"}, [GROUP], "gpu"],
+    ids=["group null", "group a string", "groups a list", "groups a string"],
+)
+def test_a_scale_status_of_odd_shape_is_a_backend_error(
+    nomad_api: NomadApiDouble, task_groups: object
+) -> None:
+    """Against the double of the documented Nomad HTTP API, whose JobScaleStatus carries
+    TaskGroups of a shape the documents do not allow. Before, check() and read() raised
+    AttributeError or TypeError (`validate --check-backends` ended in a traceback, a tick
+    in a 'tick failed' surprise); now it is a BackendError naming the job."""
+    job = nomad_api.add_job(JOB, {GROUP: 3})
+    normal = nomad_api.scale_status_json
+    nomad_api.scale_status_json = lambda fake: {**normal(fake), "TaskGroups": task_groups}  # type: ignore[method-assign]
+    backend = make_backend(nomad_api)
+    with pytest.raises(BackendError, match=f"Nomad job '{JOB}'"):
+        backend.check()
+    with pytest.raises(BackendError, match=f"Nomad job '{JOB}'"):
+        backend.scale(5, "forecast")
+    assert job.groups[GROUP] == 3
+
+
+@pytest.mark.parametrize(
+    "stub",
+    [
+        None,
+        "alloc",
+        {
+            "TaskGroup": GROUP,
+            "DesiredStatus": "run",
+            "ClientStatus": "running",
+            "DeploymentStatus": "healthy",
+        },
+    ],
+    ids=["null", "a string", "DeploymentStatus a string"],
+)
+def test_an_allocation_listing_of_odd_shape_is_a_backend_error(
+    nomad_api: NomadApiDouble, stub: object
+) -> None:
+    """Against the double of the documented Nomad HTTP API, listing an allocation stub
+    that is not an AllocationListStub. Before, read() raised AttributeError; now it is a
+    BackendError (a malformed stub is not guessed as ready or not)."""
+    nomad_api.add_job(JOB, {GROUP: 3})
+    normal = nomad_api.route
+
+    def route(method: str, parts: list[str], query: dict[str, str], body: object):
+        if parts[-1] == "allocations":
+            return 200, [stub]
+        return normal(method, parts, query, body)
+
+    nomad_api.route = route  # type: ignore[method-assign]
+    with pytest.raises(BackendError, match="allocations"):
+        make_backend(nomad_api).read()
