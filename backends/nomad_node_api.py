@@ -61,7 +61,7 @@ class NomadNodeApi:
 
     def list_nodes(self) -> list[dict[str, Any]]:
         stubs = self._call(self._nodes.get_nodes, what="listing Nomad nodes")
-        if not isinstance(stubs, list):
+        if not isinstance(stubs, list) or not all(map(_is_node_stub, stubs)):
             raise BackendError("listing Nomad nodes: unexpected answer shape")
         return stubs
 
@@ -212,6 +212,11 @@ def describe_node_error(error: BaseException, connection: NomadConnection, *, wr
         needs = "node:write" if writing else "node:read"
         text = f"Nomad refused the ACL token from ${connection.token_env} (needs {needs}): HTTP 403"
     return redact(text, connection.token)
+
+
+def _is_node_stub(stub: object) -> bool:
+    """A NodeListStub as far as a scale-in reads it: an object with a text ID."""
+    return isinstance(stub, dict) and isinstance(stub.get("ID"), str) and bool(stub["ID"])
 
 
 def _none_if_missing(operation: Callable[[], Any]) -> Any:
