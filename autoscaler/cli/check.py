@@ -24,6 +24,7 @@ from backends.base import BackendError
 from backends.leases import LeaderElection, make_leader_lock
 from common.clock import Clock
 from common.durations import format_duration
+from common.secrets import redact
 
 Check = Callable[[], str]
 """One check: what it found, or an exception saying what failed."""
@@ -83,6 +84,10 @@ def run_checks(checks: dict[str, Check], out: Console, err: Console) -> list[str
         except FAILURES as exc:
             failed.append(what)
             err.print(f"FAILED {what}: {exc}", highlight=False, markup=False)
+        except Exception as exc:  # an answer no check foresaw: one line still, the rest run
+            failed.append(what)
+            said = redact(f"unexpected {type(exc).__name__}: {exc}")
+            err.print(f"FAILED {what}: {said}", highlight=False, markup=False)
         else:
             out.print(f"  {what}: {found}", highlight=False, markup=False)
     return failed
