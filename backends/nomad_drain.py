@@ -46,7 +46,10 @@ def node_serves(stub: Mapping[str, Any]) -> bool:
 
 
 def instance_id_of(node: Mapping[str, Any]) -> str | None:
-    value = (node.get("Attributes") or {}).get(INSTANCE_ID_ATTRIBUTE)
+    """The node's AWS instance ID attribute; None where there is none (or the attributes
+    are not an object): such a node is never chosen for a scale-in."""
+    attributes = node.get("Attributes")
+    value = attributes.get(INSTANCE_ID_ATTRIBUTE) if isinstance(attributes, Mapping) else None
     return str(value) if value else None
 
 
@@ -56,7 +59,8 @@ def active_allocations(allocations: Iterable[Mapping[str, Any]], *, count_system
     for allocation in allocations:
         if allocation.get("ClientStatus") not in _ACTIVE_CLIENT_STATES:
             continue
-        if not count_system and (allocation.get("Job") or {}).get("Type") == "system":
+        job = allocation.get("Job")  # a job of unknown type counts: busy, never idle
+        if not count_system and isinstance(job, Mapping) and job.get("Type") == "system":
             continue
         total += 1
     return total

@@ -66,19 +66,25 @@ class NomadNodeApi:
         return stubs
 
     def node(self, node_id: str) -> dict[str, Any] | None:
-        return self._call(
-            lambda: _none_if_missing(lambda: self._node.get_node(node_id)),
-            what=f"reading node {node_id}",
+        what = f"reading node {node_id}"
+        found = self._call(
+            lambda: _none_if_missing(lambda: self._node.get_node(node_id)), what=what
         )
+        if found is not None and not isinstance(found, dict):
+            raise BackendError(f"{what}: unexpected answer shape")
+        return found
 
     def allocations(self, node_id: str) -> list[dict[str, Any]]:
-        return (
-            self._call(
-                lambda: _none_if_missing(lambda: self._node.get_allocations(node_id)),
-                what=f"listing allocations of node {node_id}",
-            )
-            or []
+        """A node's allocations ([] for a node that left); an answer that is not a list of
+        objects is an error, never read as an idle node (which a scale-in would pick)."""
+        what = f"listing allocations of node {node_id}"
+        found = self._call(
+            lambda: _none_if_missing(lambda: self._node.get_allocations(node_id)), what=what
         )
+        found = [] if found is None else found
+        if not isinstance(found, list) or not all(isinstance(a, dict) for a in found):
+            raise BackendError(f"{what}: unexpected answer shape")
+        return found
 
     def mark_ineligible(self, node_id: str, name: str) -> None:
         self._call(
@@ -180,7 +186,7 @@ class PoolNodes:
         return [
             (node_id, node)
             for node_id, node in nodes
-            if node and (node.get("Meta") or {}).get(DRAIN_META_KEY) == self.drain_mark
+            if node and _mapping(node.get("Meta")).get(DRAIN_META_KEY) == self.drain_mark
         ]
 
     def tag(self, node_id: str) -> None:
@@ -212,6 +218,11 @@ def describe_node_error(error: BaseException, connection: NomadConnection, *, wr
         needs = "node:write" if writing else "node:read"
         text = f"Nomad refused the ACL token from ${connection.token_env} (needs {needs}): HTTP 403"
     return redact(text, connection.token)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """A field that should hold an object, or an empty one where it holds anything else."""
+    return value if isinstance(value, dict) else {}
 
 
 def _is_node_stub(stub: object) -> bool:

@@ -41,3 +41,59 @@ def test_a_node_listing_of_odd_shape_is_a_backend_error(cluster: Cluster, damage
             call()
     assert cluster.writes() == []
     assert cluster.desired() == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (lambda node, normal: "a node", "reading node"),
+        (lambda node, normal: [normal], "reading node"),
+    ],
+    ids=["node a string", "node a list"],
+)
+def test_a_node_read_of_odd_shape_is_a_backend_error(
+    cluster: Cluster, answer: Any, said: str
+) -> None:
+    """Against the double of the documented Nomad HTTP API, GET /v1/node/:id answering
+    something other than a Node object. Before, a scale-in raised AttributeError (a 'tick'
+    surprise); now a BackendError, and nothing is drained."""
+    cluster.arrange([0, 0, 0])
+    normal = cluster.nomad.node_api.node_json
+    cluster.nomad.node_api.node_json = lambda node: answer(node, normal(node))  # type: ignore[method-assign]
+    with pytest.raises(BackendError, match=said):
+        cluster.backend().scale(1, "night")
+    assert cluster.writes() == []
+    assert cluster.desired() == 3
+
+
+def test_an_allocation_listing_of_odd_shape_is_never_an_idle_node(cluster: Cluster) -> None:
+    """Against the double of the documented Nomad HTTP API, GET /v1/node/:id/allocations
+    answering a list of strings (or an object). Before, a list of strings raised
+    AttributeError and an object was counted as no allocation, an idle node a scale-in
+    would pick first; now a BackendError, and nothing is drained."""
+    cluster.arrange([0, 3, 3])
+    route = cluster.nomad.node_api.route
+
+    def odd(method: str, parts: list[str], query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if parts[-1:] == ["allocations"]:
+            return 200, odd.answer
+        return route(method, parts, query, body)
+
+    cluster.nomad.node_api.route = odd  # type: ignore[method-assign]
+    for odd.answer in (["an allocation"], {"Allocations": []}):  # type: ignore[attr-defined]
+        with pytest.raises(BackendError, match="listing allocations of node"):
+            cluster.backend().scale(2, "night")
+        assert cluster.writes() == []
+        assert cluster.desired() == 3
+
+
+def test_node_fields_of_odd_shape_leave_the_node_alone(cluster: Cluster) -> None:
+    """Against the double of the documented Nomad HTTP API, a Node whose Attributes and
+    Meta are not objects: such a node has no instance ID, so it is never drained (before,
+    AttributeError)."""
+    cluster.arrange([0, 0, 0])
+    normal = cluster.nomad.node_api.node_json
+    damaged = lambda node: {**normal(node), "Attributes": "x", "Meta": ["y"]}  # noqa: E731
+    cluster.nomad.node_api.node_json = damaged  # type: ignore[method-assign]
+    cluster.backend().scale(1, "night")
+    assert [w for w in cluster.writes() if "drain" in w[1]] == []
