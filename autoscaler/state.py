@@ -27,6 +27,17 @@ from common.secrets import redacted_json
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+UNREADABLE = (
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+)
+"""What reading a saved object can raise: besides the wrong shapes, a number JSON reads
+as infinite (`1e999`) that `int` cannot take, and nesting deeper than the parser goes."""
 
 
 @dataclass
@@ -78,7 +89,7 @@ class StateStore:
             raw = _versioned(json.loads(self.path.read_text(encoding="utf-8")))
             pools = {name: _pool_from_json(data) for name, data in raw["pools"].items()}
             return pools, int(raw.get("saved_ns", 0))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except UNREADABLE as exc:
             if not set_aside_corrupt:
                 log.warning("state file %s is unreadable (%s); ignoring it", self.path, exc)
                 return {}, 0
@@ -115,7 +126,7 @@ class StateStore:
                 raw = _versioned(json.loads(line))
                 if int(raw["saved_ns"]) > saved_ns:
                     pools[str(raw["name"])] = _pool_from_json(raw["pool"])
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except UNREADABLE as exc:
                 log.warning("%s line %d is unreadable (%s); ignoring it", self.journal, number, exc)
         return pools
 
@@ -240,7 +251,7 @@ def _loop(value: Any) -> dict[str, Any] | None:
         }
         if "held_level" in value:  # the static member's level (autoscaler.portfolio)
             loop["held_level"] = float(value["held_level"])
-    except (TypeError, KeyError, ValueError) as exc:
+    except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None
     return loop

@@ -140,6 +140,10 @@ def _truncated(store: StateStore) -> str:
             "unreadable",
             id="wrong-type",
         ),
+        pytest.param(
+            '{"version": 1, "saved_ns": 1e999, "pools": {}}', "unreadable", id="infinite-number"
+        ),
+        pytest.param("[" * 100_000 + "]" * 100_000, "unreadable", id="nested-too-deep"),
     ],
 )
 def test_broken_file_is_set_aside(
@@ -237,6 +241,27 @@ def test_a_journal_line_older_than_the_whole_file_or_cut_short_is_not_used(
     assert loaded["faces"] == pools["faces"] and loaded["gen"] == pools["gen"]
     assert loaded["ocr"].last_known_desired == 7
     assert "line 3 is unreadable" in caplog.text
+
+
+def test_a_journal_line_of_numbers_out_of_range_is_ignored_not_fatal(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`1e999` reads as infinity, which `int` refuses with OverflowError (not ValueError):
+    that line is skipped as any unreadable one, and so is a calibration too big for a
+    float, which drops only itself."""
+    pools = sample_pools()
+    store.save(pools)
+    raw = json.loads(store.path.read_text())
+    raw["pools"]["gen"]["loop"]["margin"] = 10**400
+    store.path.write_text(json.dumps(raw))
+    store.journal.write_text(
+        '{"version": 1, "saved_ns": 1e999, "name": "ocr", "pool": {}}\n' + "[" * 100_000 + "\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        loaded = store.load()
+    assert loaded["ocr"] == pools["ocr"] and loaded["gen"].loop is None
+    assert "line 1 is unreadable" in caplog.text and "line 2 is unreadable" in caplog.text
+    assert "loop calibration" in caplog.text
 
 
 def test_a_dry_runs_store_saves_no_pool(tmp_path: Path) -> None:
