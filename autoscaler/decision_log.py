@@ -134,12 +134,34 @@ class DecisionLog:
 
 def _opened(path: Path) -> TextIO:
     """The file opened to append; its folder is made only when it is missing (the first
-    line, or after someone removed it), not checked on every line."""
+    line, or after someone removed it), not checked on every line. A file that ends
+    mid-line (a write cut short by a crash or a full disk) is ended with a newline first:
+    the next record would otherwise be glued to the torn one and lost with it."""
     try:
-        return path.open("a", encoding="utf-8")
+        handle = path.open("a", encoding="utf-8")
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("a", encoding="utf-8")
+        handle = path.open("a", encoding="utf-8")
+    if _ends_mid_line(path):
+        logger.warning(
+            "decision log %s ends mid-line (a write cut short); that line is left as it is "
+            "and the next starts on a line of its own",
+            path,
+        )
+        handle.write("\n")
+    return handle
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file's last byte is something other than a newline."""
+    try:
+        with path.open("rb") as tail:
+            if tail.seek(0, os.SEEK_END) == 0:
+                return False
+            tail.seek(-1, os.SEEK_END)
+            return tail.read(1) != b"\n"
+    except OSError:  # unreadable: the append itself will say what is wrong
+        return False
 
 
 def _names(path: Path, handle: TextIO) -> bool:

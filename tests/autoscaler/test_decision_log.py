@@ -67,6 +67,22 @@ def test_lines_are_on_disk_after_each_append(tmp_path: Path) -> None:
         assert len(read_decisions(path)) == n + 1
 
 
+def test_a_line_torn_by_a_crash_does_not_swallow_the_next_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon killed mid-write leaves a last line without its newline; the restarted
+    daemon's first record starts on a line of its own instead of being glued to it."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"n": 0}\n{"n": 1, "reas')
+    with caplog.at_level(logging.WARNING):
+        DecisionLog(path).append({"n": 2})
+    lines = path.read_text().splitlines()
+    assert lines == ['{"n": 0}', '{"n": 1, "reas', '{"n": 2}']
+    assert "ends mid-line" in caplog.text
+    DecisionLog(path).append({"n": 3})  # a whole last line: nothing added before the next
+    assert path.read_text().endswith('{"n": 2}\n{"n": 3}\n')
+
+
 def test_a_folder_removed_while_running_is_made_again(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "pools" / "d.jsonl"
     log = DecisionLog(path)
