@@ -94,7 +94,10 @@ def pool_digest(
     (earlier ones give the count in force at `start`); `demand`: req/s per minute, NaN
     or absent where unknown (never read as zero)."""
     minutes = pd.date_range(start, end, freq=MINUTE, inclusive="left")
-    rows = sorted((_when(r), r) for r in records if r.get("pool") == pool and "time" in r)
+    rows = sorted(
+        ((_when(r), r) for r in records if r.get("pool") == pool and "time" in r),
+        key=lambda row: row[0],  # by time alone: two records of one tick are not ordered
+    )
     frame = _fleet_frame(rows, minutes, settings.per_node_rps)
     frame["demand"] = demand.reindex(minutes).to_numpy(dtype=float)
     inside = [r for t, r in rows if start <= t < end]

@@ -103,6 +103,16 @@ def test_the_digest_of_a_hand_computed_day() -> None:
     assert frame.loc[at(18, 5), "capacity"] == 15.0 and frame.loc[at(18, 10), "capacity"] == 20.0
 
 
+def test_two_records_of_one_time_are_read_in_log_order() -> None:
+    """A replayed day run twice into one log (the demo's config changed between runs), or
+    two daemons for a moment: the same tick time twice, different records. Each minute
+    takes the last logged, as for any two ticks in one minute."""
+    records = day_records()
+    again = [{**r, "current": 5, "ready": 5, "action": "none", "acted": False} for r in records]
+    digest = pool_digest("ocr", records + again, day_demand(), SETTINGS, DAY, END)
+    assert digest.fleet.node_hours == pytest.approx(5 * 24)
+
+
 def test_minutes_without_demand_are_not_zero_load() -> None:
     demand = day_demand()
     demand[at(3) : at(4) - timedelta(minutes=1)] = np.nan  # an hour of no data
