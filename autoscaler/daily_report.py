@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,8 @@ class DayReport:
     demand_from_log: list[str]
     """Pools whose demand came from the decision log (the metrics source failed)."""
     unreadable_lines: int
+    first_unreadable: str | None = None
+    """The first unreadable line, as 'FILE:LINE: why'."""
 
 
 def digest_settings(pool: Pool) -> DigestSettings:
@@ -52,27 +55,66 @@ def digest_settings(pool: Pool) -> DigestSettings:
     )
 
 
-def read_records(path: Path, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], int]:
-    """Decision-log lines stamped in [start - LOOKBACK, end), and how many lines were
-    unreadable (a torn last line after a crash, a hand edit): counted, never fatal."""
-    records, broken = [], 0
+def read_records(
+    path: Path, start: datetime, end: datetime
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """Decision-log lines stamped in [start - LOOKBACK, end), how many lines were
+    unreadable (a torn last line after a crash, a hand edit, a field of the wrong type):
+    counted, never fatal, and the first of them as 'FILE:LINE: why'."""
+    records, broken, first_broken = [], 0, None
     first, last = pd.Timestamp(start - LOOKBACK), pd.Timestamp(end)
-    for line in _lines(path):
+    for number, line in _lines(path):
         try:
             record = json.loads(line)
-            at = pd.Timestamp(record["time"])
-        except (ValueError, KeyError, TypeError):
+            at = _stamp(record)
+            if first <= at < last:
+                _check_fields(record)
+                records.append(record)
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             broken += 1
-            continue
-        if first <= at < last:
-            records.append(record)
-    return records, broken
+            first_broken = first_broken or f"{path}:{number}: {exc}"[:300]
+    return records, broken, first_broken
 
 
-def _lines(path: Path) -> Iterator[str]:
+def _stamp(record: Any) -> pd.Timestamp:
+    """The line's `time`, which must be a text time with its UTC offset."""
+    if not isinstance(record, dict):
+        raise TypeError(f"a line is a JSON object, not {type(record).__name__}")
+    text = record.get("time")
+    if not isinstance(text, str):
+        raise TypeError(f"time: {text!r} is not an ISO time")
+    at = pd.Timestamp(text)
+    if at.tzinfo is None:
+        raise ValueError(f"time: {text!r} has no UTC offset")
+    return at
+
+
+_COUNTS = ("current", "desired", "ready")
+_RATES = ("demand_rps", "forecast_rps")
+_TYPES: dict[str, type] = {"pool": str, "acted": bool, "reasons": list}
+
+
+def _check_fields(record: dict[str, Any]) -> None:
+    """ValueError naming the first field the digest reads that has the wrong type (each
+    may be absent or null, as in lines written by older versions)."""
+    for name in _COUNTS:
+        value = record.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ValueError(f"{name}: {value!r} is not a node count")
+    for name in _RATES:
+        value = record.get(name)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise ValueError(f"{name}: {value!r} is not a rate in req/s")
+    for name, kind in _TYPES.items():
+        value = record.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise ValueError(f"{name}: {value!r} is not a {kind.__name__}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:
-            yield from (line for line in handle if line.strip())
+            yield from ((n, line) for n, line in enumerate(handle, 1) if line.strip())
     except FileNotFoundError:
         return
 
@@ -80,8 +122,8 @@ def _lines(path: Path) -> Iterator[str]:
 def build_report(
     config: Config, metrics: MetricsSource, start: datetime, end: datetime, pools: list[str]
 ) -> DayReport:
-    records, broken = (
-        read_records(config.decision_log, start, end) if config.decision_log else ([], 0)
+    records, broken, first_broken = (
+        read_records(config.decision_log, start, end) if config.decision_log else ([], 0, None)
     )
     digests, from_log = [], []
     for pool in config.pools:
@@ -96,7 +138,7 @@ def build_report(
             from_log.append(pool.name)
         settings = digest_settings(pool)
         digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
-    return DayReport(start, end, digests, from_log, broken)
+    return DayReport(start, end, digests, from_log, broken, first_broken)
 
 
 def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
@@ -209,7 +251,10 @@ def report_text(report: DayReport, currency: str) -> str:
             + ", ".join(report.demand_from_log)
         )
     if report.unreadable_lines:
-        lines.append(f"{report.unreadable_lines} unreadable decision-log lines skipped")
+        lines.append(
+            f"{report.unreadable_lines} unreadable decision-log lines skipped"
+            + (f" (first: {report.first_unreadable})" if report.first_unreadable else "")
+        )
     return "\n".join(lines)
 
 

@@ -169,3 +169,26 @@ def test_a_changed_digest_time_waits_for_a_restart(tmp_path: Path) -> None:
     running = load_config(config)
     config.write_text(config.read_text().replace("{currency: EUR}", "{currency: EUR, at: '07:30'}"))
     assert start_only_changes(running, load_config(config)) == ["digest"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"time": "2026-11-26T10:00:30", "pool": "ocr", "current": 3}',
+        '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": [3]}',
+        '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": "many"}',
+        '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": 3, "reasons": 5}',
+    ],
+)
+def test_a_hand_edited_line_is_skipped_naming_file_and_line_not_a_traceback(
+    tmp_path: Path, slack_api: SlackApiDouble, line: str
+) -> None:
+    config = setup_day(tmp_path, slack_api.base_url)
+    log = tmp_path / "decisions.jsonl"
+    log.write_text(line + "\n" + log.read_text())
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ocr: 74.0 node-hours, EUR 185.00" in result.output  # the good lines still count
+    assert f"2 unreadable decision-log lines skipped (first: {log}:1: " in result.output

@@ -1,0 +1,76 @@
+"""The digest's reading of the decision log: a line of the wrong shape is skipped and
+counted, naming the file and line, never fatal to the report."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.daily_report import DayReport, read_records, report_text
+from tests.autoscaler.test_digest import DAY, END, day_records
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        pytest.param('{"time": 12345, "pool": "ocr"}', "time: 12345", id="time-a-number"),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30", "pool": "ocr", "current": 3}',
+            "has no UTC offset",
+            id="time-without-offset",
+        ),
+        pytest.param('{"time": "now", "pool": "ocr"}', "has no UTC offset", id="time-now"),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": "many"}',
+            "current: 'many' is not a node count",
+            id="count-text",
+        ),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": [3]}',
+            "current: [3]",
+            id="count-list",
+        ),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": NaN}',
+            "current: nan",
+            id="count-nan",
+        ),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": 3, "forecast_rps": {}}',
+            "forecast_rps: {}",
+            id="rate-a-mapping",
+        ),
+        pytest.param(
+            '{"time": "2026-11-26T10:00:30Z", "pool": "ocr", "current": 3, "reasons": 5}',
+            "reasons: 5 is not a list",
+            id="reasons-a-number",
+        ),
+        pytest.param("[1, 2]", "not list", id="not-an-object"),
+    ],
+)
+def test_a_line_of_the_wrong_shape_is_skipped_naming_file_and_line(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    records = day_records()
+    log = tmp_path / "decisions.jsonl"
+    text = [json.dumps(r) for r in records]
+    text.insert(600, line)
+    log.write_text("\n".join(text) + "\n")
+    read, broken, first = read_records(log, DAY, END)
+    assert len(read) == len(records) and broken == 1
+    assert first is not None and first.startswith(f"{log}:601: ") and says in first
+    report = DayReport(DAY, END, [], [], broken, first)
+    assert f"1 unreadable decision-log lines skipped (first: {log}:601: " in report_text(
+        report, "EUR"
+    )
+
+
+def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: Path) -> None:
+    log = tmp_path / "decisions.jsonl"
+    old = {"time": "2026-11-26T10:00:30+00:00", "pool": "ocr", "current": 3, "desired": 3}
+    log.write_text(json.dumps(old) + "\n")
+    read, broken, _ = read_records(log, DAY, END + timedelta(days=1))
+    assert read == [old] and broken == 0
