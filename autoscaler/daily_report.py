@@ -41,6 +41,8 @@ class DayReport:
     unreadable_lines: int
     first_unreadable: str | None = None
     """The first unreadable line, as 'FILE:LINE: why'."""
+    no_records: str | None = None
+    """The pools the decision log says nothing of in the window, and where it was read."""
 
 
 def digest_settings(pool: Pool) -> DigestSettings:
@@ -125,11 +127,13 @@ def build_report(
     records, broken, first_broken = (
         read_records(config.decision_log, start, end) if config.decision_log else ([], 0, None)
     )
-    digests, from_log = [], []
+    digests, from_log, silent = [], [], []
     for pool in config.pools:
         if pools and pool.name not in pools:
             continue
         mine = [r for r in records if r.get("pool") == pool.name]
+        if not mine:
+            silent.append(pool.name)
         try:
             demand = metrics.demand(pool.demand.query, start, end, MINUTE)
         except MetricsError as exc:
@@ -138,7 +142,9 @@ def build_report(
             from_log.append(pool.name)
         settings = digest_settings(pool)
         digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
-    return DayReport(start, end, digests, from_log, broken, first_broken)
+    where = config.decision_log or "the config sets no decision_log"
+    no_records = f"{', '.join(silent)} (in {where})" if silent else None
+    return DayReport(start, end, digests, from_log, broken, first_broken, no_records)
 
 
 def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
@@ -245,6 +251,11 @@ def report_text(report: DayReport, currency: str) -> str:
     lines = [head]
     for digest in report.digests:
         lines += pool_lines(digest, currency)
+    if report.no_records:
+        lines.append(
+            f"no decision-log lines in this span for {report.no_records}: their fleet is "
+            "not known and counts as 0 nodes above"
+        )
     if report.demand_from_log:
         lines.append(
             "demand from the decision log (metrics unavailable): "

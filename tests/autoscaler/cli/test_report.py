@@ -192,3 +192,24 @@ def test_a_hand_edited_line_is_skipped_naming_file_and_line_not_a_traceback(
     assert result.exit_code == 0, result.output
     assert "ocr: 74.0 node-hours, EUR 185.00" in result.output  # the good lines still count
     assert f"2 unreadable decision-log lines skipped (first: {log}:1: " in result.output
+
+
+def test_a_pool_the_log_says_nothing_of_is_said_not_shown_as_a_fleet_of_zero(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """An empty log (or one of another pool, or a missing one): the digest counts no node
+    paid and every request late, which reads as a fact unless the report says why."""
+    config = setup_day(tmp_path, slack_api.base_url)
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("")
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ocr: 0.0 node-hours" in result.output
+    assert f"no decision-log lines in this span for ocr (in {log})" in result.output
+    log.unlink()
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert f"no decision-log lines in this span for ocr (in {log})" in result.output
