@@ -94,6 +94,13 @@ class StateStore:
                 log.warning("state file %s is unreadable (%s); ignoring it", self.path, exc)
                 return {}, 0
             aside = self.path.with_name(self.path.name + ".corrupt")
+            try:  # said only once done; a failure stops the start, saying both
+                self.path.replace(aside)
+            except OSError as err:
+                raise OSError(
+                    f"state file {self.path} is unreadable ({exc}) and cannot be set aside "
+                    f"as {aside.name}: {err.strerror or err}"
+                ) from err
             self.problem = (
                 f"state file {self.path} was unreadable ({exc}); set aside as {aside.name}; "
                 "started with empty memory (the fleet is held, not shrunk)"
@@ -105,7 +112,6 @@ class StateStore:
                 exc,
                 aside.name,
             )
-            self.path.replace(aside)
             return {}, 0
 
     def _load_journal(self, saved_ns: int) -> dict[str, PoolState]:

@@ -174,6 +174,23 @@ def test_second_corruption_replaces_the_older_corrupt_copy(store: StateStore) ->
     assert store.path.with_name("state.json.corrupt").read_text() == "{second"
 
 
+def test_a_corrupt_file_that_cannot_be_set_aside_is_not_said_to_be(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state folder where the rename fails (read-only, or the name taken by a folder):
+    the error stops the start ('cannot start: ...' with why the file was to be set aside
+    and why it could not be); no line claims the file was set aside."""
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text("{not json")
+    (store.path.parent / "state.json.corrupt" / "x").mkdir(parents=True)
+    with caplog.at_level(logging.INFO), pytest.raises(OSError) as raised:
+        store.load()
+    assert "is unreadable (Expecting property name" in str(raised.value)
+    assert "cannot be set aside as state.json.corrupt" in str(raised.value)
+    assert "set aside" not in caplog.text and store.problem is None
+    assert store.path.read_text() == "{not json"
+
+
 def test_a_save_interrupted_by_a_kill_leaves_nothing_after_the_next_start(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     StateStore(path).save({"ocr": PoolState()})
