@@ -182,8 +182,8 @@ def daemon_ticks(
     config = folder / f"daemon-{kind}-{workers}.yaml"
     pools = [pool_settings(number, name, kind) for number, name in enumerate(served.histories)]
     trace = folder / "trace.csv"  # the config's metrics: replaced by `served` below
-    trace.write_text("timestamp,requests\n2025-06-15T00:00:00Z,60\n")
     end = NOW + timedelta(minutes=count + 1)
+    trace.write_text(f"timestamp,requests\n2025-06-15T00:00:00Z,60\n{end:%Y-%m-%dT%H:%M}:00Z,60\n")
     settings = {
         "interval": "1m",
         "state_dir": str(folder / f"state-{kind}-{workers}"),
