@@ -71,9 +71,12 @@ class EndpointPool:
         """One request; None when it was answered well, else what went wrong (no secrets)."""
         import requests
 
-        try:
+        try:  # a redirect is not followed: its host would get every header (an API key)
             response = session.post(
-                self.settings.url, data=self.settings.body, timeout=self.settings.timeout_s
+                self.settings.url,
+                data=self.settings.body,
+                timeout=self.settings.timeout_s,
+                allow_redirects=False,
             )
         except requests.RequestException as error:
             return f"{shown_url(self.settings.url)}: {type(error).__name__}"

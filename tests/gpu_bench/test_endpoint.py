@@ -136,3 +136,51 @@ def test_bad_endpoint_options_are_refused_without_showing_header_values(tmp_path
     header = runner.invoke(app, [*bad, "--header", f"NoColon{SECRET}"])
     assert header.exit_code == 2 and SECRET not in header.output
     assert shown_url("https://user:pw@host:8000/v1?q=1") == "https://host:8000/v1?q=1"
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    """Answers every POST with a 307 (method and body kept) to `server.target`."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(307)
+        self.send_header("Location", self.server.target)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_redirect_to_another_host_is_a_failure_and_carries_no_header(server) -> None:
+    """An endpoint answering 307 to another host (a compromised or misrouted proxy): the
+    request is not followed, so no header value (an API key is not an Authorization
+    header, which requests would drop) reaches that host, and the run does not measure a
+    server it was not pointed at. Both servers are plain HTTP servers (HTTP/1.1 redirects
+    as RFC 9110 defines them), not doubles of a product's API."""
+    from gpu_bench.endpoint import EndpointPool, EndpointSettings
+    from gpu_bench.workers import ConfigInfeasible
+
+    redirecting = _Server(("127.0.0.1", 0), _Redirecting)
+    redirecting.target = f"http://localhost:{server.server_address[1]}/predict"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=redirecting.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = EndpointSettings(
+            url=f"http://127.0.0.1:{redirecting.server_address[1]}/predict",
+            body=b"{}",
+            headers={"X-Api-Key": SECRET, "Authorization": f"Bearer {SECRET}"},
+            concurrency=1,
+            timeout_s=5,
+        )
+        with pytest.raises(ConfigInfeasible) as refused:
+            EndpointPool(settings).start()
+    finally:
+        redirecting.shutdown()
+        thread.join()
+        redirecting.server_close()
+    assert "answered HTTP 307" in str(refused.value) and SECRET not in str(refused.value)
+    assert server.seen == []  # the other host got no request, so no header
