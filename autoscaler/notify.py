@@ -32,6 +32,8 @@ SLACK_BASE_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 2.0
 # Slack's limit for a section block's text; longer text is refused as invalid_blocks.
 SECTION_TEXT_LIMIT = 3000
+# Slack's limit for a message's text; longer text is refused as msg_too_long.
+TEXT_LIMIT = 40_000
 DETAIL_LIMIT = 500
 
 
@@ -180,8 +182,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def redacted(message: Message) -> Message:
-    """The message as it may leave the process: every known secret replaced."""
-    return Message(redact_known(message.text), redact_data(message.blocks))
+    """The message as it may leave the process: every known secret replaced, and its
+    text (a digest of many pools) cut to Slack's limit rather than refused whole."""
+    return Message(shorten(message.text, TEXT_LIMIT), redact_data(message.blocks))
 
 
 # ---- senders --------------------------------------------------------------------

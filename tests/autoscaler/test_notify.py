@@ -322,3 +322,23 @@ def test_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
     empty.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         SlackNotifier.from_config(SlackConfig(channel=CHANNEL, token_file=empty), {})
+
+
+def test_a_digest_of_many_pools_fits_slacks_text_limit(slack_api: SlackApiDouble) -> None:
+    """A daily digest of 90 pools (~500 characters each) against the double of Slack's
+    documented chat.postMessage, which refuses a text over 40,000 characters with
+    msg_too_long: the text is cut to the limit and the digest arrives."""
+    import dataclasses
+
+    from autoscaler.daily_report import DayReport, report_message
+    from autoscaler.digest import pool_digest
+    from tests.autoscaler.test_digest import DAY, END, SETTINGS, day_demand, day_records
+
+    day = pool_digest("ocr", day_records(), day_demand(), SETTINGS, DAY, END)
+    pools = [dataclasses.replace(day, pool=f"inference-pool-{i:03d}") for i in range(90)]
+    message = report_message(DayReport(DAY, END, pools, [], 0), "EUR")
+    assert len(message.text) > 40_000
+    assert notifier_for(slack_api).send_with_files(message, []) is True
+    [posted] = slack_api.messages
+    assert posted.text is not None and len(posted.text) <= 40_000
+    assert posted.text.startswith("Daily digest") and posted.text.endswith("…")
