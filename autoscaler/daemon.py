@@ -31,7 +31,7 @@ from autoscaler.config.loader import load_config
 from autoscaler.config.schema import Config
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
-from autoscaler.daily_report import send_digest
+from autoscaler.daily_report import digest_post
 from autoscaler.decision_log import to_json_value
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.notify import Notifier, alert_message
@@ -332,17 +332,18 @@ class Daemon(ConfigReloads, Leadership):
 
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby
-        stays quiet). Serialised with the ticks; never raises."""
-        with self._tick_lock:
-            if self.leader is not None and not self._leading:
-                return False
-            runtime = self.runtime
-            end = runtime.clock.now().replace(second=0, microsecond=0)
-            try:
-                return send_digest(runtime.config, runtime.metrics, runtime.notifier, end)
-            except Exception:  # a digest must never stop the daemon
-                log.exception("daily digest failed")
-                return False
+        stays quiet): built between ticks, posted beside them (a slow Slack holds no tick)."""
+        try:
+            with self._tick_lock:
+                if self.leader is not None and not self._leading:
+                    return False
+                runtime = self.runtime
+                end = runtime.clock.now().replace(second=0, microsecond=0)
+                post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end)
+            return post is not None and post()
+        except Exception:  # a digest must never stop the daemon
+            log.exception("daily digest failed")
+            return False
 
     def _serve_telemetry(self, listen: str) -> WSGIServer | None:
         """/metrics and /healthz; a port taken by another process is told, not fatal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -161,11 +161,21 @@ def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
 
 def send_digest(config: Config, metrics: MetricsSource, notifier: object, end: datetime) -> bool:
     """The day before `end`, on Slack with each pool's PNG (when plots are installed and
-    `digest.plot`); the daemon's daily job. False when Slack did not take it."""
+    `digest.plot`). False when Slack did not take it."""
+    post = digest_post(config, metrics, notifier, end)
+    return post is not None and post()
+
+
+def digest_post(
+    config: Config, metrics: MetricsSource, notifier: object, end: datetime
+) -> Callable[[], bool] | None:
+    """The digest of the day before `end`, built (the decision log and the metrics source
+    read, the PNGs drawn), and the call that posts it, which the daemon makes outside its
+    tick lock: a slow Slack must not hold the ticks. None without Slack."""
     send = getattr(notifier, "send_with_files", None)
     if send is None:  # no Slack configured (the log notifier), or a dry run
         log.info("digest: no Slack to send it to")
-        return False
+        return None
     report = build_report(config, metrics, end - timedelta(days=1), end, [])
     currency = config.digest.currency if config.digest else "USD"
     files: list[Attachment] = []
@@ -174,7 +184,8 @@ def send_digest(config: Config, metrics: MetricsSource, notifier: object, end: d
             files = attachments(report)
         except ValueError as exc:  # common.extras.MissingExtra: matplotlib not installed
             log.warning("digest: sent without PNGs (%s)", exc)
-    return bool(send(report_message(report, currency), files))
+    message = report_message(report, currency)
+    return lambda: bool(send(message, files))
 
 
 def attachments(report: DayReport) -> list[Attachment]:

@@ -314,3 +314,35 @@ def test_a_pool_a_reload_removes_leaves_the_metrics(tmp_path: Path) -> None:
     assert 'pool="ocr"' not in after
     assert 'autoscaler_pool_current_nodes{pool="image-gen"}' in after
     assert 'autoscaler_decisions_total{action="none",pool="image-gen"}' in after
+
+
+def test_a_digest_stuck_on_slack_does_not_hold_the_ticks(tmp_path: Path) -> None:
+    """Slack (the double of its documented Web API) takes the digest's chat.postMessage
+    and does not answer: the post waits out its deadline (twice the 1 s timeout) beside
+    the ticks, which may start meanwhile. Before, the digest held the tick lock for the
+    whole post and upload (minutes with a PNG per pool), and no pool was scaled."""
+    import threading
+
+    from tests.autoscaler.cli.test_report import setup_day
+    from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+    with SlackApiDouble() as slack_api:
+        config = setup_day(tmp_path, slack_api.base_url)
+        text = config.read_text().replace('base_url: "', 'timeout: 1s, base_url: "')
+        config.write_text(text.replace("digest: {currency: EUR}", "digest: {plot: false}"))
+        end = datetime(2026, 11, 27, tzinfo=UTC)
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(end))
+        slack_api.fail("hang", times=1, hang_seconds=10)
+        sent: list[bool] = []
+        digest = threading.Thread(target=lambda: sent.append(daemon.send_digest()))
+        digest.start()
+        deadline = time.monotonic() + 10
+        while slack_api.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slack_api.requests == 1 and digest.is_alive()  # the post is in flight
+        free = daemon._tick_lock.acquire(timeout=0.5)  # what a tick takes first
+        if free:
+            daemon._tick_lock.release()
+        digest.join(10)
+    assert free
+    assert sent == [False]  # dropped after its deadline, as any post Slack does not answer
