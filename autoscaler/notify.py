@@ -2,7 +2,10 @@
 
 Builders are pure (no I/O), so the tick decides *what* to say and tests read it
 without a network. Senders never raise: a Slack outage must not break a tick or
-delay it for long, so each send is bounded by a timeout and at most one short retry.
+delay it for long, so each send is bounded by a timeout and at most one short retry, and
+after a post Slack left unanswered the next ones are not tried for a pause (a circuit
+breaker, pybreaker): a tick telling many pools' news would otherwise wait out a timeout
+for each.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import pybreaker
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -32,6 +36,8 @@ SLACK_BASE_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 2.0
 # Slack's limit for a section block's text; longer text is refused as invalid_blocks.
 SECTION_TEXT_LIMIT = 3000
+SLACK_PAUSE_S = 300.0
+"""After a post Slack did not answer in time, none is tried for this long (then one is)."""
 # Slack's limit for a message's text; longer text is refused as msg_too_long.
 TEXT_LIMIT = 40_000
 DETAIL_LIMIT = 500
@@ -231,9 +237,17 @@ class SlackNotifier:
         timeout: float = 5.0,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        pause_s: float = SLACK_PAUSE_S,
     ) -> None:
         if not token:
             raise ValueError("SlackNotifier needs a non-empty bot token")
+        # Only a stall opens it: an answer (an error too) or a refused connection is quick.
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=1,
+            reset_timeout=pause_s,
+            exclude=[lambda error: not _unanswered(error)],
+            throw_new_error_on_trip=False,
+        )
         self.channel = channel
         self._token = token
         remember(token)
@@ -291,7 +305,8 @@ class SlackNotifier:
             uploads = [
                 {"content": f.content, "filename": f.filename, "title": f.title} for f in files
             ]
-            call_within(
+            self._breaker.call(
+                call_within,
                 whole_answer_s(self._timeout) * (1 + len(files)),  # a call per file, and one
                 lambda: self._client.files_upload_v2(
                     file_uploads=uploads, channel=posted[0], thread_ts=posted[1]
@@ -313,7 +328,8 @@ class SlackNotifier:
         """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
         for attempt in (1, 2):
             try:
-                answer = call_within(
+                answer = self._breaker.call(
+                    call_within,
                     whole_answer_s(self._timeout),
                     lambda: self._client.chat_postMessage(
                         channel=self.channel, text=message.text, blocks=message.blocks
@@ -321,6 +337,9 @@ class SlackNotifier:
                     "Slack chat.postMessage",
                 )
                 return str(answer.get("channel")), str(answer.get("ts"))
+            except pybreaker.CircuitBreakerError:
+                self._warn(f"Slack left a post unanswered: none is tried for {self._pause()}")
+                return None
             except SlackApiError as err:
                 status = err.response.status_code
                 error = err.response.get("error") if isinstance(err.response.data, dict) else None
@@ -339,12 +358,23 @@ class SlackNotifier:
                 return None
         return None  # pragma: no cover - the loop always returns
 
+    def _pause(self) -> str:
+        return format_duration(timedelta(seconds=self._breaker.reset_timeout))
+
     def _warn(self, reason: str) -> None:
         logger.warning(
             "Slack chat.postMessage to %s failed (%s); the message was dropped",
             self.channel,
             redact(reason, [self._token]),
         )
+
+
+def _unanswered(error: BaseException) -> bool:
+    """A post Slack did not answer in time: the deadline passed, or the socket timed out
+    (urllib wraps a connect timeout in a URLError)."""
+    return isinstance(error, TimeoutError) or isinstance(
+        getattr(error, "reason", None), TimeoutError
+    )
 
 
 def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:

@@ -218,6 +218,25 @@ def test_a_hanging_slack_is_bounded_by_the_timeout(
     assert DEFAULT_TOKEN not in caplog.text
 
 
+def test_after_a_post_slack_left_unanswered_none_is_tried_for_a_pause(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against the double of the Slack Web API: Slack takes a post and never answers. The
+    post waits out its deadline; the messages after it are dropped at once, not each after
+    its own deadline (a tick telling the news of 20 pools held for 20 x 2 timeouts, past
+    systemd's watchdog); after the pause one post is tried again, and delivered."""
+    slack_api.fail("hang", times=1, hang_seconds=5)
+    notifier = SlackNotifier(CHANNEL, DEFAULT_TOKEN, slack_api.base_url, 0.2, pause_s=0.5)
+    with caplog.at_level(logging.WARNING):
+        assert notifier.send(Message("first")) is False
+        assert [notifier.send(Message(f"then {n}")) for n in range(5)] == [False] * 5
+    assert slack_api.requests == 1  # none of the five reached Slack
+    assert caplog.text.count("none is tried for") == 5
+    time.sleep(0.6)
+    assert notifier.send(Message("after the pause")) is True
+    assert [m.text for m in slack_api.messages] == ["after the pause"]
+
+
 def test_rate_limit_with_short_retry_after_is_retried_once(slack_api: SlackApiDouble) -> None:
     waits: list[float] = []
     slack_api.fail("ratelimited", times=1, retry_after=1)
