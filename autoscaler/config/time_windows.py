@@ -50,13 +50,24 @@ def _clock_text(value: Any) -> Any:
     raise ValueError(f"write a time of day as 'HH:MM', such as '09:00' (got {value!r})")
 
 
+def _local_clock(value: time) -> time:
+    """A time of day is read in its block's `timezone`; an offset on it would be ignored
+    (and a time with one cannot be compared with one without)."""
+    if value.tzinfo is not None:
+        raise ValueError(
+            f"write a local time of day without a UTC offset, such as '09:00' (got "
+            f"{value.isoformat()!r}); the time zone is the `timezone` setting"
+        )
+    return value
+
+
 def _known_zone(value: str) -> str:
     time_zone(value)
     return value
 
 
-ClockTime = Annotated[time, BeforeValidator(_clock_text)]
-"""A time of day written as text ('09:00'), never a bare number."""
+ClockTime = Annotated[time, BeforeValidator(_clock_text), AfterValidator(_local_clock)]
+"""A local time of day written as text ('09:00'), never a bare number nor with an offset."""
 ZoneName = Annotated[str, AfterValidator(_known_zone)]
 """An IANA time zone name that this machine's tz database knows."""
 

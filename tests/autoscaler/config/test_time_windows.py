@@ -1,0 +1,40 @@
+"""Times of day in a pool's schedules (and the digest): local to the block's time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from autoscaler.config.reporting import DigestConfig
+from autoscaler.config.time_windows import Schedule
+from autoscaler.schedules import bounds_at
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("09:00+05:00", "17:00"),  # once crashed every tick: naive and aware times compared
+        ("02:30Z", "03:30Z"),  # once crashed on the spring-forward day; the Z was ignored
+        (time(9, tzinfo=UTC), time(17)),
+        (time(9, tzinfo=timezone(timedelta(hours=1))), time(17, tzinfo=UTC)),
+    ],
+)
+def test_a_schedule_time_with_a_utc_offset_is_refused(start: object, end: object) -> None:
+    fields = {"name": "w", "start": start, "end": end, "timezone": "Europe/Berlin"}
+    with pytest.raises(ValidationError, match="without a UTC offset"):
+        Schedule.model_validate({**fields, "min_nodes": 1})
+
+
+def test_a_local_schedule_time_still_works_on_the_spring_forward_day() -> None:
+    window = Schedule(
+        name="w", start=time(2, 30), end=time(3, 30), timezone="Europe/Berlin", min_nodes=4
+    )
+    assert bounds_at([window], datetime(2026, 3, 29, 1, 15, tzinfo=UTC)).floor == 4
+
+
+def test_the_digest_time_with_a_utc_offset_is_refused() -> None:
+    with pytest.raises(ValidationError, match="without a UTC offset"):
+        DigestConfig.model_validate({"at": "09:00+05:30", "timezone": "Asia/Kolkata"})
+    assert DigestConfig.model_validate({"at": "09:00"}).at == time(9)
