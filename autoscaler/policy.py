@@ -213,12 +213,12 @@ def _limited_scale_up(current: int, target: int, limits: Limits, reasons: list[s
 def _respecting_manual_change(
     obs: Observation, limits: Limits, memory: Memory, fixed: bool, target: int, reasons: list[str]
 ) -> bool:
-    """A count someone set by hand is held for a cooldown, not fought (pool bounds and an
-    explicit fixed override still apply)."""
+    """A count someone set by hand is held for a cooldown, not fought, while it lies within
+    every bound in force (the pool's, the schedules' and an override's, fixed or not)."""
     if memory.manual_change_at is None or fixed or target == obs.current:
         return False
     since = obs.at - memory.manual_change_at
-    inside_bounds = limits.min_nodes <= obs.current <= limits.max_nodes
+    inside_bounds = apply_bounds(obs.current, obs, limits, []) == obs.current
     if not (timedelta(0) <= since < limits.cooldown and inside_bounds):
         return False
     until = memory.manual_change_at + limits.cooldown

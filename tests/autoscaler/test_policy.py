@@ -784,3 +784,46 @@ def test_memory_keeps_the_window_and_the_newest_older_recommendation(
     older = [(t, n) for t, n in before if T0 - t >= window]
     inside = [(t, n) for t, n in before if T0 - t < window]
     assert remembered.recommendations == (*older[-1:], *inside)
+
+
+# ---- a count changed by hand, and the bounds in force ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "forecast", "schedule", "pin", "desired", "said"),
+    [
+        pytest.param(5, 2, FLOOR_10, None, 10, "schedule floor 10", id="below-schedule-floor"),
+        pytest.param(8, 30, CEILING_6, None, 6, "schedule ceiling 6", id="above-schedule-ceiling"),
+        pytest.param(3, 2, NO_SCHEDULE, override(min_nodes=6), 6, "override min 6", id="below-min"),
+        pytest.param(
+            9, 30, NO_SCHEDULE, override(max_nodes=7), 7, "override max 7", id="above-max"
+        ),
+    ],
+)
+def test_a_count_changed_by_hand_is_not_held_outside_the_bounds_in_force(
+    current: int,
+    forecast: int,
+    schedule: ScheduleBounds,
+    pin: Override | None,
+    desired: int,
+    said: str,
+) -> None:
+    """Bounds are fail-safe rules: a person scaling by hand below a schedule's floor (say,
+    just before the window's lead time) must not keep the fleet under it for a cooldown.
+    Before, only the pool's min/max and a fixed override ended the hold."""
+    rules = limits(stabilization=timedelta(0), max_step_down=10, cooldown=10 * MINUTE)
+    manual = Memory(manual_change_at=T0 - MINUTE)
+    obs = observe(current, forecast, schedule=schedule, pin=pin)
+    decision, _ = decide(obs, rules, manual)
+    assert decision.desired == desired, decision.reasons
+    assert said in joined(decision)
+    assert "outside the autoscaler" not in joined(decision)
+
+
+def test_a_count_changed_by_hand_within_the_bounds_is_still_held() -> None:
+    manual = Memory(manual_change_at=T0 - MINUTE)
+    for current, forecast in ((14, 2), (12, 30)):  # above the floor 10, the forecast aside
+        obs = observe(current, forecast, schedule=FLOOR_10)
+        decision, _ = decide(obs, limits(cooldown=10 * MINUTE), manual)
+        assert decision.desired == current, decision.reasons
+        assert "outside the autoscaler" in joined(decision)
