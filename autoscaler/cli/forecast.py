@@ -38,7 +38,8 @@ class ForecastRow:
 def forecast_rows(
     pool: Pool, sizing: Sizing, per_node_rps: float, overrides: OverridesFile, every: timedelta
 ) -> list[ForecastRow]:
-    """One row per `every` of the forecast, each with the count the bounds would allow."""
+    """One row per `every` of the forecast: the nodes its upper band needs with the pool's
+    spare nodes (as the daemon sizes), and the count the bounds would allow."""
     assert sizing.forecast is not None
     frame = pd.DataFrame(
         {"point": sizing.forecast.point, "upper": sizing.forecast.upper},
@@ -48,7 +49,8 @@ def forecast_rows(
     rows = []
     for at, values in blocks.iterrows():
         when = at.to_pydatetime()
-        nodes = nodes_for(float(values["upper"]), per_node_rps, pool.target_utilization)
+        upper = float(values["upper"])
+        nodes = nodes_for(upper, per_node_rps, pool.target_utilization) + pool.spare_nodes
         override = active_override(overrides, pool.name, when)
         schedule = bounds_at(pool.schedules, when)
         obs = Observation(

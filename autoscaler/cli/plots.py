@@ -170,7 +170,10 @@ def forecast_plot(
         f"{pool.target_utilization:.0%} target utilization",
         fontsize=9,
     )
-    bottom.step(times, nodes, where="post", lw=1.0, color="#ff7f0e", label="nodes for upper")
+    spare = f" + {pool.spare_nodes} spare" if pool.spare_nodes else ""
+    bottom.step(
+        times, nodes, where="post", lw=1.0, color="#ff7f0e", label=f"nodes for upper{spare}"
+    )
     bottom.step(times, desired, where="post", lw=1.4, color="#2ca02c", label="after bounds")
     if any(f is not None for f in floors):
         values = [np.nan if f is None else f for f in floors]
@@ -192,7 +195,7 @@ def _forecast_counts(
     nodes, desired, floors = [], [], []
     for at, upper in zip(forecast.times, forecast.upper, strict=True):
         when = at.to_pydatetime()
-        count = nodes_for(float(upper), per_node_rps, pool.target_utilization)
+        count = nodes_for(float(upper), per_node_rps, pool.target_utilization) + pool.spare_nodes
         schedule = bounds_at(pool.schedules, when)
         override = active_override(overrides, pool.name, when) if overrides else None
         obs = Observation(

@@ -53,3 +53,12 @@ def test_forecast_plot_writes_a_png(tmp_path: Path) -> None:
     forecast_plot(path, _pool(), history, forecast, 10.0)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_forecast_counts_carry_the_pools_spare_nodes_capped_at_max_nodes() -> None:
+    """The daemon sizes the upper band plus spare_nodes; the plot once left the spare out."""
+    _, forecast = _forecast()
+    pool = _pool().model_copy(update={"spare_nodes": 3, "max_nodes": 12})
+    nodes, desired, _ = _forecast_counts(pool, forecast, 10.0, None)
+    assert nodes[0] == 8 and desired[0] == 8  # 5 for the upper band, 3 spare
+    assert nodes[-1] == 13 and desired[-1] == 12  # 10 + 3, capped at max_nodes
