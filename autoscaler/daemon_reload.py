@@ -54,6 +54,15 @@ def carry_learning(running: Runtime, reloaded: Runtime) -> int:
     )
 
 
+def let_go(replaced: Runtime) -> None:
+    """Close what a runtime a reload replaced holds open: the Prometheus source's session
+    and the thread it keeps for its calls, which the new runtime opens afresh (left open,
+    each reload kept one more of each for the life of the daemon)."""
+    close = getattr(replaced.metrics, "close", None)
+    if close is not None:
+        close()
+
+
 def start_only_changes(running: Config, loaded: Config) -> list[str]:
     """The start-only settings that differ between the running config and a reloaded one."""
     return [name for name in START_ONLY if getattr(running, name) != getattr(loaded, name)]
@@ -98,7 +107,8 @@ class ConfigReloads:
             return
         self._guard_writes(new)
         carried = carry_learning(self.runtime, new)
-        self.runtime = new
+        replaced, self.runtime = self.runtime, new
+        let_go(replaced)
         self.telemetry.keep_pools({pool.name for pool in config.pools})
         self._overrides_seen = None
         log.info(
