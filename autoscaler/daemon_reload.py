@@ -54,6 +54,22 @@ def carry_learning(running: Runtime, reloaded: Runtime) -> int:
     )
 
 
+def keep_simulated_fleets(running: Runtime, reloaded: Runtime) -> None:
+    """A pool on a simulated fleet whose backend settings stay keeps that fleet: it is the
+    world a simulation plays in, not a client to connect afresh. Rebuilt, it went back to
+    `initial_nodes`, and the next tick took that for someone scaling the pool by hand."""
+    before = {ticker.pool.name: ticker for ticker in running.tickers}
+    for ticker in reloaded.tickers:
+        previous = before.get(ticker.pool.name)
+        settings = ticker.pool.backend
+        if (
+            previous is not None
+            and settings.kind == "simulated"
+            and previous.pool.backend == settings
+        ):
+            ticker.backend = previous.backend
+
+
 def let_go(replaced: Runtime) -> None:
     """Close what a runtime a reload replaced holds open: the Prometheus source's session
     and the thread it keeps for its calls, which the new runtime opens afresh (left open,
@@ -107,6 +123,7 @@ class ConfigReloads:
             return
         self._guard_writes(new)
         carried = carry_learning(self.runtime, new)
+        keep_simulated_fleets(self.runtime, new)
         replaced, self.runtime = self.runtime, new
         let_go(replaced)
         self.telemetry.keep_pools({pool.name for pool in config.pools})

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from autoscaler.daemon import Daemon
-from tests.autoscaler.test_daemon import write_config
+from common.clock import SimulatedClock
+from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble
 from tests.faults.test_process_faults import fresh_demand
 from tests.support import RecordingNotifier
@@ -34,3 +35,22 @@ def test_reloads_do_not_pile_up_prometheus_connections_or_threads(tmp_path: Path
         while deadline_threads() > before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert deadline_threads() <= before
+
+
+def test_a_reload_keeps_a_simulated_fleet_whose_settings_stay(tmp_path: Path) -> None:
+    """A simulated pool scaled up, then a reload (its max_nodes changed, its backend not):
+    the fleet keeps its count. Before, the reload built a fresh fleet at initial_nodes and
+    the next tick alerted a change by hand and held it for the cooldown."""
+    path = write_config(tmp_path)
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=clock, notifier=notifier)
+    run_ticks(daemon, clock, 3)
+    desired = daemon.runtime.tickers[0].backend.read().desired
+    assert desired > 4  # scaled up from initial_nodes
+    path.write_text(path.read_text().replace("max_nodes: 40", "max_nodes: 39"))
+    daemon.request_reload()
+    (result,) = daemon.tick()
+    assert daemon.runtime.config.pools[0].max_nodes == 39
+    assert result.decision is not None and result.decision.current == desired
+    assert not [t for t in notifier.texts if "outside the autoscaler" in t]
