@@ -23,21 +23,11 @@ from gpu_bench.models import (
     parse_model_spec,
 )
 from gpu_bench.profile import load_profile
-from gpu_bench.sweep import SweepSettings, run_config
+from gpu_bench.sweep import run_config
 from gpu_bench.workers import LOAD_FAILED
+from tests.gpu_bench.quick_settings import quick
 
 TEST_MODELS = "tests.gpu_bench.models_for_tests"
-QUICK = {
-    "workers": [1],
-    "batches": [4],
-    "latency_target_s": 0.5,
-    "warmup_s": 0.2,
-    "max_warmup_s": 0.5,
-    "block_requests": 10,
-    "max_requests": 100,
-    "repeats": 1,
-    "precision": 0.3,
-}
 
 USER_MODEL = """
 import torch
@@ -86,7 +76,7 @@ def test_a_model_of_several_inputs_is_batched_input_by_input(factory: str) -> No
     if isinstance(batch, dict):  # each input keeps its own dtype (token ids stay integers)
         assert batch["input_ids"].dtype == torch.int64
 
-    result = run_config(SweepSettings(model=f"{TEST_MODELS}:{factory}", **QUICK), 1, 4)
+    result = run_config(quick(f"{TEST_MODELS}:{factory}", batches=[4]), 1, 4)
     assert result.status == "ok", result.reason
     assert result.rate_rps is not None and result.rate_rps > 0
 
@@ -129,15 +119,15 @@ def test_an_exported_program_brings_its_own_example(tmp_path: Path) -> None:
     loaded, first = load_model(parse_model_spec(str(path)))
     assert {name: t.shape[0] for name, t in first.items()} == {"input_ids": 1, "attention_mask": 1}
     assert forward(loaded, batch_of(first, 5)).shape == (5, 8)
-    result = run_config(SweepSettings(model=str(path), **QUICK), 1, 4)
+    result = run_config(quick(str(path), batches=[4]), 1, 4)
     assert result.status == "ok", result.reason
 
 
 def test_an_exported_program_of_a_fixed_batch_is_infeasible_above_it(tmp_path: Path) -> None:
     path = tmp_path / "fixed.pt2"
     torch.export.save(torch.export.export(nn.Linear(4, 2), (torch.zeros(1, 4),)), str(path))
-    assert run_config(SweepSettings(model=str(path), **{**QUICK, "batches": [1]}), 1, 1).feasible
-    result = run_config(SweepSettings(model=str(path), **QUICK), 1, 4)
+    assert run_config(quick(str(path), batches=[1]), 1, 1).feasible
+    result = run_config(quick(str(path), batches=[4]), 1, 4)
     assert result.status == "infeasible"
     assert result.reason.startswith(LOAD_FAILED)
     assert "fixed batch size of 1, so batches of 1 to 4 cannot run" in result.reason

@@ -7,7 +7,7 @@ import multiprocessing
 import pytest
 
 from gpu_bench.models import ModelLoadError, parse_model_spec
-from gpu_bench.sweep import SweepSettings, run_config, run_sweep
+from gpu_bench.sweep import run_config, run_sweep
 from gpu_bench.workers import (
     LOAD_FAILED,
     MODEL_ERROR,
@@ -17,25 +17,9 @@ from gpu_bench.workers import (
     WorkerSettings,
     classify_failure,
 )
+from tests.gpu_bench.quick_settings import quick
 
 TEST_MODELS = "tests.gpu_bench.models_for_tests"
-
-
-def quick(model: str, **changes: object) -> SweepSettings:
-    fields: dict = {
-        "model": model,
-        "workers": [1],
-        "batches": [2],
-        "latency_target_s": 0.5,
-        "warmup_s": 0.2,
-        "max_warmup_s": 0.5,
-        "block_requests": 10,
-        "max_requests": 100,
-        "repeats": 1,
-        "precision": 0.3,
-    }
-    fields.update(changes)
-    return SweepSettings(**fields)
 
 
 @pytest.fixture(autouse=True)
