@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from autoscaler.metrics import MetricsError
 from common.clock import Clock
 
 _MINUTE = timedelta(minutes=1)
+T = TypeVar("T")
 
 
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -52,9 +53,10 @@ def read_trace(path: Path) -> pd.Series:
 def read_queue_depth(path: Path) -> pd.Series | None:
     """The trace's `queue_depth` column (messages waiting at each minute), if it has one:
     the backtest replays it as a queue-depth signal."""
-    rows = read_trace_columns(path)
-    if rows.queue_depth is None:
+    if "queue_depth" not in _header(path):  # most traces: their header is all that is read
         return None
+    rows = read_trace_columns(path)
+    assert rows.queue_depth is not None
     return pd.Series(rows.queue_depth, index=rows.timestamps, name="queue_depth")
 
 
@@ -68,10 +70,21 @@ def read_trace_columns(path: Path) -> TraceColumns:
     values. An empty cell (or NA, NaN) is a minute without a sample, never zero load.
     The rows come in time order, a minute repeated with the same values once.
     """
+    return _read(path, lambda text: _one_row_a_minute(path, _columns(path, text)))
+
+
+def _header(path: Path) -> list[str]:
+    """The names in the trace's header line ([] for an empty file)."""
+    return _read(path, lambda text: [name.strip() for name in next(csv.reader(text), [])])
+
+
+def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
+    """`parse` of the trace's text (plain or compressed, UTF-8 with or without a
+    byte-order mark); a file that is not UTF-8 CSV is a ValueError naming it."""
     opener = _OPENERS.get(path.suffix.lower(), open)
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
-            return _one_row_a_minute(path, _columns(path, text))
+            return parse(text)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
