@@ -81,12 +81,13 @@ def run_checks(checks: dict[str, Check], out: Console, err: Console) -> list[str
     for what, check in checks.items():
         try:
             found = check()
-        except FAILURES as exc:
+        except Exception as exc:  # one failed line each, the rest still run
             failed.append(what)
-            err.print(f"FAILED {what}: {exc}", highlight=False, markup=False)
-        except Exception as exc:  # an answer no check foresaw: one line still, the rest run
-            failed.append(what)
-            said = redact(f"unexpected {type(exc).__name__}: {exc}")
+            said = (
+                exc
+                if isinstance(exc, FAILURES)
+                else redact(f"unexpected {type(exc).__name__}: {exc}")
+            )
             err.print(f"FAILED {what}: {said}", highlight=False, markup=False)
         else:
             out.print(f"  {what}: {found}", highlight=False, markup=False)
