@@ -58,7 +58,7 @@ class ModelSpec:
 
 def parse_model_spec(text: str, input_shape: Sequence[int] | None = None) -> ModelSpec:
     """Accept a reference name (cnn, transformer), `module:function`, `file.py:function`,
-    or a TorchScript path."""
+    an exported program (.pt2) or a TorchScript path."""
     target = REFERENCE_MODELS.get(text, text)
     spec = ModelSpec(target, tuple(input_shape) if input_shape else None)
     if spec.is_torchscript:
@@ -95,11 +95,9 @@ def load_model(
     if not callable(factory):
         raise ModelLoadError(f"{spec.target}: {module_name} has no function {function_name!r}")
     built: Any = factory()
-    if not (isinstance(built, tuple) and len(built) == 2):
+    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
         raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
     module, example = built
-    if not isinstance(module, torch.nn.Module):
-        raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
     return module.to(device), _checked_example(example, spec.target)
 
 
