@@ -162,7 +162,9 @@ def group_desired_count(scale_status: Mapping[str, Any], job: str, group: str) -
         known = ", ".join(sorted(map(str, groups))) or "none"
         raise BackendError(f"Nomad job {job!r} has no task group {group!r} (groups: {known})")
     entry = groups[group]
-    desired = entry.get("Desired") if isinstance(entry, dict) else entry
+    if not isinstance(entry, dict):  # a bare number is no TaskGroupScaleStatus either
+        raise BackendError(f"Nomad job {job!r} group {group!r}: unusable scale status {entry!r}")
+    desired = entry.get("Desired")
     if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
         raise BackendError(f"Nomad job {job!r} group {group!r}: unusable Desired {desired!r}")
     return desired

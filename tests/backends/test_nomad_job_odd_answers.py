@@ -40,8 +40,8 @@ def test_a_token_echoed_across_the_cut_of_an_error_body_leaves_no_piece(
 
 @pytest.mark.parametrize(
     "task_groups",
-    [{GROUP: None}, {GROUP: "3"}, [GROUP], "gpu"],
-    ids=["group null", "group a string", "groups a list", "groups a string"],
+    [{GROUP: None}, {GROUP: "3"}, {GROUP: 3}, [GROUP], "gpu"],
+    ids=["group null", "group a string", "group a number", "groups a list", "groups a string"],
 )
 def test_a_scale_status_of_odd_shape_is_a_backend_error(
     nomad_api: NomadApiDouble, task_groups: object
