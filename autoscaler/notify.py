@@ -1,43 +1,26 @@
 """Telling people what the autoscaler did: message builders and the senders behind them.
 
 Builders are pure (no I/O), so the tick decides *what* to say and tests read it
-without a network. Senders never raise: a Slack outage must not break a tick or
-delay it for long, so each send is bounded by a timeout and at most one short retry, and
-after a post Slack left unanswered the next ones are not tried for a pause (a circuit
-breaker, pybreaker): a tick telling many pools' news would otherwise wait out a timeout
-for each.
+without a network. Senders never raise: a notification must not break a tick. The Slack
+sender, with its timeouts and circuit breaker, is autoscaler.notify_slack.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import pybreaker
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-
-from common.deadline import call_within, whole_answer_s
 from common.secrets import redact as redact_known
 from common.secrets import redact_data, remember, shorten
 
-if TYPE_CHECKING:
-    from autoscaler.config.reporting import SlackConfig
-
 logger = logging.getLogger(__name__)
 
-SLACK_BASE_URL = "https://slack.com/api/"
-# A 429 is retried once, and only when Slack asks for a wait this short or shorter.
-MAX_RETRY_AFTER_S = 2.0
 # Slack's limit for a section block's text; longer text is refused as invalid_blocks.
 SECTION_TEXT_LIMIT = 3000
-SLACK_PAUSE_S = 300.0
-"""After a post Slack did not answer in time, none is tried for this long (then one is)."""
 # Slack's limit for a message's text; longer text is refused as msg_too_long.
 TEXT_LIMIT = 40_000
 DETAIL_LIMIT = 500
@@ -213,190 +196,3 @@ class DryRunNotifier:
     def send(self, message: Message) -> bool:
         logger.info("would notify: %s", message.text)
         return True
-
-
-def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-class SlackNotifier:
-    """Posts messages with chat.postMessage through slack-sdk's WebClient."""
-
-    def __init__(
-        self,
-        channel: str,
-        token: str,
-        base_url: str | None = None,
-        timeout: float = 5.0,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        pause_s: float = SLACK_PAUSE_S,
-    ) -> None:
-        if not token:
-            raise ValueError("SlackNotifier needs a non-empty bot token")
-        # Only a stall opens it: an answer (an error too) or a refused connection is quick.
-        self._breaker = pybreaker.CircuitBreaker(
-            fail_max=1,
-            reset_timeout=pause_s,
-            exclude=[lambda error: not _unanswered(error)],
-            throw_new_error_on_trip=False,
-        )
-        self.channel = channel
-        self._token = token
-        remember(token)
-        self._sleep = sleep
-        self._timeout = timeout
-        # retry_handlers=[]: the SDK's own connection retry would double the wait on an
-        # outage; this class retries a short 429 itself and nothing else.
-        self._client = WebClient(
-            token=token,
-            base_url=base_url or SLACK_BASE_URL,
-            timeout=timeout,  # type: ignore[arg-type]  # urllib takes float seconds
-            retry_handlers=[],
-        )
-
-    def __repr__(self) -> str:
-        return f"SlackNotifier(channel={self.channel!r}, base_url={self._client.base_url!r})"
-
-    @classmethod
-    def from_config(cls, cfg: SlackConfig, env: Mapping[str, str]) -> SlackNotifier:
-        token = read_slack_token(cfg, env)
-        return cls(
-            channel=cfg.channel,
-            token=token,
-            base_url=cfg.base_url,
-            timeout=cfg.timeout.total_seconds(),
-        )
-
-    def check_token(self) -> str:
-        """Slack's auth.test: who the token speaks as, or a ValueError saying why it cannot
-        (`validate --check-backends`; never posts anything)."""
-        try:
-            answer = self._client.auth_test()
-        except SlackApiError as err:
-            data = err.response.data if isinstance(err.response.data, dict) else {}
-            status = err.response.status_code
-            raise ValueError(f"auth.test: HTTP {status}, error {data.get('error')}") from None
-        except Exception as err:  # a connection refused, a timeout: no token in the text
-            raise ValueError(f"auth.test: {type(err).__name__}: {redact_known(str(err))}") from None
-        return f"team {answer.get('team')!s}, as {answer.get('user')!s}"
-
-    def send(self, message: Message) -> bool:
-        try:
-            return self._send(redacted(message))
-        except Exception as err:  # never let a notification break a tick
-            self._warn(f"unexpected {type(err).__name__}: {err}")
-            return False
-
-    def send_with_files(self, message: Message, files: Sequence[Attachment]) -> bool:
-        """The message, then the files in its thread (files_upload_v2: it needs the channel
-        ID, which chat.postMessage answers with). True if all arrived. Never raises."""
-        try:
-            posted = self._post(redacted(message))
-            if posted is None or not files:
-                return posted is not None
-            uploads = [
-                {"content": f.content, "filename": f.filename, "title": f.title} for f in files
-            ]
-            self._breaker.call(
-                call_within,
-                whole_answer_s(self._timeout) * (1 + len(files)),  # a call per file, and one
-                lambda: self._client.files_upload_v2(
-                    file_uploads=uploads, channel=posted[0], thread_ts=posted[1]
-                ),
-                "Slack files upload",
-            )
-            return True
-        except SlackApiError as err:
-            error = err.response.get("error") if isinstance(err.response.data, dict) else None
-            self._warn(f"file upload: HTTP {err.response.status_code}, error {error}")
-        except Exception as err:  # SlackRequestError (the upload URL), network: never raise
-            self._warn(f"file upload: {type(err).__name__}: {err}")
-        return False
-
-    def _send(self, message: Message) -> bool:
-        return self._post(message) is not None
-
-    def _post(self, message: Message) -> tuple[str, str] | None:
-        """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
-        for attempt in (1, 2):
-            try:
-                answer = self._breaker.call(
-                    call_within,
-                    whole_answer_s(self._timeout),
-                    lambda: self._client.chat_postMessage(
-                        channel=self.channel, text=message.text, blocks=message.blocks
-                    ),
-                    "Slack chat.postMessage",
-                )
-                return str(answer.get("channel")), str(answer.get("ts"))
-            except pybreaker.CircuitBreakerError:
-                self._warn(f"Slack left a post unanswered: none is tried for {self._pause()}")
-                return None
-            except SlackApiError as err:
-                status = err.response.status_code
-                error = err.response.get("error") if isinstance(err.response.data, dict) else None
-                wait = _retry_after_seconds(err.response.headers) if status == 429 else None
-                if attempt == 1 and wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
-                    logger.info("Slack rate-limited the post; retrying once in %.1f s", wait)
-                    self._sleep(wait)
-                    continue
-                detail = f"error {truncate(str(error), 200)}" if error else "no error code"
-                if wait is not None:
-                    detail += f", Retry-After {wait:g} s"
-                self._warn(f"HTTP {status}, {detail}")
-                return None
-            except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
-                self._warn(f"{type(err).__name__}: {err}")
-                return None
-        return None  # pragma: no cover - the loop always returns
-
-    def _pause(self) -> str:
-        return format_duration(timedelta(seconds=self._breaker.reset_timeout))
-
-    def _warn(self, reason: str) -> None:
-        logger.warning(
-            "Slack chat.postMessage to %s failed (%s); the message was dropped",
-            self.channel,
-            redact(reason, [self._token]),
-        )
-
-
-def _unanswered(error: BaseException) -> bool:
-    """A post Slack did not answer in time: the deadline passed, or the socket timed out
-    (urllib wraps a connect timeout in a URLError)."""
-    return isinstance(error, TimeoutError) or isinstance(
-        getattr(error, "reason", None), TimeoutError
-    )
-
-
-def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:
-    """The bot token from cfg.token_file if set, else from env[cfg.token_env].
-
-    Errors name the file or variable, never the value.
-    """
-    if cfg.token_file is not None:
-        try:
-            token = cfg.token_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
-            raise ValueError(
-                f"slack.token_file {cfg.token_file} cannot be read: {reason}"
-            ) from None
-        if not token:
-            raise ValueError(f"slack.token_file {cfg.token_file} is empty; expected a bot token")
-        return token
-    token = env.get(cfg.token_env, "").strip()
-    if not token:
-        raise ValueError(
-            f"Slack token missing: environment variable {cfg.token_env} is not set or empty "
-            "(set it, or slack.token_file)"
-        )
-    return token

@@ -32,7 +32,8 @@ from autoscaler.decision_log import DecisionLog
 from autoscaler.metrics import MetricsSource
 from autoscaler.metrics_auth import CredentialError
 from autoscaler.metrics_prometheus import PrometheusSource
-from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier, SlackNotifier
+from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier
+from autoscaler.notify_slack import SlackNotifier
 from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore

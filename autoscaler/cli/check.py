@@ -17,7 +17,7 @@ from rich.console import Console
 
 from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
-from autoscaler.notify import SlackNotifier
+from autoscaler.notify_slack import SlackNotifier
 from autoscaler.runtime import make_clock, make_metrics, make_notifier
 from backends import make_backend
 from backends.base import BackendError

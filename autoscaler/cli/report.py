@@ -18,7 +18,7 @@ from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.daily_report import attachments, build_report, report_message, report_text
 from autoscaler.metrics import MetricsSource
-from autoscaler.notify import SlackNotifier
+from autoscaler.notify_slack import SlackNotifier
 from common.cli import option_moment
 from common.clock import SimulatedClock, SystemClock
 from common.durations import parse_duration

@@ -1,23 +1,16 @@
-"""Message builders, and slack-sdk's real WebClient against the chat.postMessage double."""
+"""Message builders (pure), redaction and the log notifier (Slack: test_notify_slack.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from autoscaler.config.reporting import SlackConfig
 from autoscaler.notify import (
     LogNotifier,
     Message,
-    SlackNotifier,
     alert_message,
     failure_cleared_message,
     failure_started_message,
@@ -25,26 +18,7 @@ from autoscaler.notify import (
     redact,
     scale_message,
 )
-from tests.doubles.slack_api import (
-    DEFAULT_TOKEN,
-    Failure,
-    SlackApiDouble,
-    make_slack_api_fixture,
-)
 from tests.support import RecordingNotifier
-
-slack_api = make_slack_api_fixture()
-CHANNEL = "#gpu-autoscaler"
-CHANNEL_ID = "C0AUTOSCALE"
-
-
-def notifier_for(
-    double: SlackApiDouble,
-    timeout: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> SlackNotifier:
-    return SlackNotifier(CHANNEL, DEFAULT_TOKEN, double.base_url, timeout, sleep=sleep)
-
 
 # ---- builders -------------------------------------------------------------------
 
@@ -139,225 +113,3 @@ def test_recording_and_log_notifiers(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         assert LogNotifier().send(Message("hello ops")) is True
     assert "hello ops" in caplog.text
-
-
-# ---- SlackNotifier against the double -------------------------------------------
-
-
-def test_delivers_text_and_blocks_to_the_channel(slack_api: SlackApiDouble) -> None:
-    message = scale_message("gpu-ocr", 4, 7, ["forecast"], 600.0, 700.0, 400.0, dry_run=False)
-    assert notifier_for(slack_api).send(message) is True
-    [posted] = slack_api.messages
-    assert posted.channel == CHANNEL_ID
-    assert posted.text == message.text
-    assert posted.blocks == message.blocks
-    assert posted.content_type == "application/json"
-
-
-def test_wrong_token_is_refused_without_exception(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    wrong = "xoxb-wrong-token-value-987"
-    notifier = SlackNotifier(CHANNEL, wrong, base_url=slack_api.base_url, timeout=2)
-    with caplog.at_level(logging.DEBUG):
-        assert notifier.send(Message("hi")) is False
-    assert slack_api.messages == []
-    assert "invalid_auth" in caplog.text
-    assert wrong not in caplog.text
-
-
-def test_unknown_channel_is_reported(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    notifier = SlackNotifier("#nope", DEFAULT_TOKEN, base_url=slack_api.base_url, timeout=2)
-    with caplog.at_level(logging.WARNING):
-        assert notifier.send(Message("hi")) is False
-    assert "channel_not_found" in caplog.text
-
-
-@pytest.mark.parametrize("failure", ["http_500", "invalid_auth"])
-def test_server_errors_return_false_and_never_leak_the_token(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture, failure: Failure
-) -> None:
-    slack_api.fail(failure)
-    with caplog.at_level(logging.DEBUG):
-        assert notifier_for(slack_api).send(Message("scaled")) is False
-    assert slack_api.messages == []
-    assert slack_api.requests == 1  # no retry on these
-    assert "failed" in caplog.text
-    assert DEFAULT_TOKEN not in caplog.text
-
-
-def test_slack_down_returns_false_quickly(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    notifier = notifier_for(slack_api)
-    slack_api.go_down()
-    started = time.monotonic()
-    with caplog.at_level(logging.DEBUG):
-        assert notifier.send(Message("scaled")) is False
-    assert time.monotonic() - started < 0.4  # no connection retry with backoff
-    assert DEFAULT_TOKEN not in caplog.text
-    slack_api.come_back()
-    assert notifier.send(Message("again")) is True
-    assert [m.text for m in slack_api.messages] == ["again"]
-
-
-def test_a_hanging_slack_is_bounded_by_the_timeout(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    slack_api.fail("hang", times=1)
-    notifier = notifier_for(slack_api, timeout=0.3)
-    started = time.monotonic()
-    with caplog.at_level(logging.DEBUG):
-        assert notifier.send(Message("scaled")) is False
-    elapsed = time.monotonic() - started
-    assert 0.25 <= elapsed < 1.5
-    assert slack_api.requests == 1
-    assert "timed out" in caplog.text.lower()
-    assert DEFAULT_TOKEN not in caplog.text
-
-
-def test_after_a_post_slack_left_unanswered_none_is_tried_for_a_pause(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Against the double of the Slack Web API: Slack takes a post and never answers. The
-    post waits out its deadline; the messages after it are dropped at once, not each after
-    its own deadline (a tick telling the news of 20 pools held for 20 x 2 timeouts, past
-    systemd's watchdog); after the pause one post is tried again, and delivered."""
-    slack_api.fail("hang", times=1, hang_seconds=5)
-    notifier = SlackNotifier(CHANNEL, DEFAULT_TOKEN, slack_api.base_url, 0.2, pause_s=0.5)
-    with caplog.at_level(logging.WARNING):
-        assert notifier.send(Message("first")) is False
-        assert [notifier.send(Message(f"then {n}")) for n in range(5)] == [False] * 5
-    assert slack_api.requests == 1  # none of the five reached Slack
-    assert caplog.text.count("none is tried for") == 5
-    time.sleep(0.6)
-    assert notifier.send(Message("after the pause")) is True
-    assert [m.text for m in slack_api.messages] == ["after the pause"]
-
-
-def test_rate_limit_with_short_retry_after_is_retried_once(slack_api: SlackApiDouble) -> None:
-    waits: list[float] = []
-    slack_api.fail("ratelimited", times=1, retry_after=1)
-    assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is True
-    assert waits == [1.0]
-    assert slack_api.requests == 2
-    assert [m.text for m in slack_api.messages] == ["scaled"]
-
-
-def test_rate_limit_twice_gives_up_after_one_retry(slack_api: SlackApiDouble) -> None:
-    waits: list[float] = []
-    slack_api.fail("ratelimited", retry_after=1)
-    assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is False
-    assert waits == [1.0]
-    assert slack_api.requests == 2
-
-
-def test_rate_limit_with_long_retry_after_is_not_waited_for(
-    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
-) -> None:
-    waits: list[float] = []
-    slack_api.fail("ratelimited", times=1, retry_after=30)
-    with caplog.at_level(logging.WARNING):
-        assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is False
-    assert waits == []
-    assert slack_api.requests == 1
-    assert "ratelimited" in caplog.text and "Retry-After 30" in caplog.text
-
-
-def test_repr_hides_the_token(slack_api: SlackApiDouble) -> None:
-    notifier = notifier_for(slack_api)
-    assert DEFAULT_TOKEN not in repr(notifier)
-    assert DEFAULT_TOKEN not in str(notifier)
-
-
-# ---- the double itself, for the form-encoded request shape ----------------------
-
-
-def _post(url: str, body: bytes, content_type: str, auth: str | None = None) -> dict:
-    headers = {"Content-Type": content_type}
-    if auth:
-        headers["Authorization"] = auth
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=2) as response:
-        return json.loads(response.read())
-
-
-def test_double_accepts_form_encoding_with_token_field(slack_api: SlackApiDouble) -> None:
-    url = slack_api.base_url + "chat.postMessage"
-    blocks = json.dumps([{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}])
-    body = urllib.parse.urlencode(
-        {"token": DEFAULT_TOKEN, "channel": CHANNEL_ID, "text": "hi", "blocks": blocks}
-    ).encode()
-    answer = _post(url, body, "application/x-www-form-urlencoded")
-    assert answer["ok"] is True and answer["channel"] == CHANNEL_ID
-    assert answer["message"]["text"] == "hi" and answer["ts"]
-    assert slack_api.messages[0].blocks == json.loads(blocks)
-    no_auth = _post(url, json.dumps({"channel": CHANNEL_ID}).encode(), "application/json")
-    assert no_auth == {"ok": False, "error": "not_authed"}
-    empty = _post(
-        url,
-        json.dumps({"channel": CHANNEL_ID}).encode(),
-        "application/json",
-        "Bearer " + DEFAULT_TOKEN,
-    )
-    assert empty == {"ok": False, "error": "no_text"}
-
-
-# ---- token sources --------------------------------------------------------------
-
-
-def test_from_config_reads_the_token_from_env(slack_api: SlackApiDouble) -> None:
-    cfg = SlackConfig(channel=CHANNEL, token_env="MY_SLACK", base_url=slack_api.base_url)
-    notifier = SlackNotifier.from_config(cfg, {"MY_SLACK": DEFAULT_TOKEN})
-    assert notifier.send(Message("from env")) is True
-    assert slack_api.messages[0].text == "from env"
-
-
-def test_from_config_prefers_the_token_file(slack_api: SlackApiDouble, tmp_path: Path) -> None:
-    token_file = tmp_path / "slack-token"
-    token_file.write_text(DEFAULT_TOKEN + "\n")
-    cfg = SlackConfig(
-        channel=CHANNEL, token_file=token_file, base_url=slack_api.base_url, timeout="1s"
-    )
-    notifier = SlackNotifier.from_config(cfg, {"SLACK_BOT_TOKEN": "xoxb-not-this-one"})
-    assert notifier.send(Message("from file")) is True
-
-
-def test_missing_token_names_the_variable_not_a_value() -> None:
-    cfg = SlackConfig(channel=CHANNEL, token_env="OPS_SLACK_TOKEN")
-    with pytest.raises(ValueError, match="OPS_SLACK_TOKEN"):
-        SlackNotifier.from_config(cfg, {"OTHER": "xoxb-unrelated"})
-
-
-def test_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
-    missing = tmp_path / "nope"
-    cfg = SlackConfig(channel=CHANNEL, token_file=missing)
-    with pytest.raises(ValueError, match="nope") as info:
-        SlackNotifier.from_config(cfg, {"SLACK_BOT_TOKEN": DEFAULT_TOKEN})
-    assert DEFAULT_TOKEN not in str(info.value)
-    empty = tmp_path / "empty"
-    empty.write_text("\n")
-    with pytest.raises(ValueError, match="empty"):
-        SlackNotifier.from_config(SlackConfig(channel=CHANNEL, token_file=empty), {})
-
-
-def test_a_digest_of_many_pools_fits_slacks_text_limit(slack_api: SlackApiDouble) -> None:
-    """A daily digest of 90 pools (~500 characters each) against the double of Slack's
-    documented chat.postMessage, which refuses a text over 40,000 characters with
-    msg_too_long: the text is cut to the limit and the digest arrives."""
-    import dataclasses
-
-    from autoscaler.daily_report import DayReport, report_message
-    from autoscaler.digest import pool_digest
-    from tests.autoscaler.test_digest import DAY, END, SETTINGS, day_demand, day_records
-
-    day = pool_digest("ocr", day_records(), day_demand(), SETTINGS, DAY, END)
-    pools = [dataclasses.replace(day, pool=f"inference-pool-{i:03d}") for i in range(90)]
-    message = report_message(DayReport(DAY, END, pools, [], 0), "EUR")
-    assert len(message.text) > 40_000
-    assert notifier_for(slack_api).send_with_files(message, []) is True
-    [posted] = slack_api.messages
-    assert posted.text is not None and len(posted.text) <= 40_000
-    assert posted.text.startswith("Daily digest") and posted.text.endswith("…")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.decision_log import DecisionLog
-from autoscaler.notify import SlackNotifier
+from autoscaler.notify_slack import SlackNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker

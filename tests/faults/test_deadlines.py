@@ -22,7 +22,8 @@ import yaml
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
-from autoscaler.notify import Message, SlackNotifier
+from autoscaler.notify import Message
+from autoscaler.notify_slack import SlackNotifier
 from backends.base import BackendError
 from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from tests.autoscaler.test_daemon import NOON, ROOT, write_config

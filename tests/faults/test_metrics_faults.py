@@ -17,7 +17,7 @@ import pytest
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics_prometheus import PrometheusSource
-from autoscaler.notify import SlackNotifier
+from autoscaler.notify_slack import SlackNotifier
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick_result import TickResult
 from tests.autoscaler.test_tick import FlatDemand, Harness
