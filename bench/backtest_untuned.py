@@ -13,11 +13,13 @@ target. The issue's goal: meets the target, spends at least half of it, ratio <=
 Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
-        [--policy forecast|auto|reactive|recent_peak|static]
+        [--policy forecast|auto|reactive|recent_peak|static] [--variants NAME]
         [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
-at the 1 % target with capacity = mean demand / 20.
+at the 1 % target with capacity = mean demand / 20. `--variants nasa_jul95` scores
+that trace's stress variants (bench/trace_variants.py: traffic changing in ways its
+history never showed) with the source's capacity.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ from backtest_targets import capacity_for  # run from bench/: its folder is on s
 from rich.console import Console
 from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
+from trace_variants import write_variants
 
 from autoscaler.backtest.report import policy_vs_best
 from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
@@ -76,11 +80,18 @@ class Row:
 
 
 def score(
-    path: Path, name: str, target: float, jobs: int | None, margin: str, policy: str | None
+    path: Path,
+    name: str,
+    target: float,
+    jobs: int | None,
+    margin: str,
+    policy: str | None,
+    per_node_rps: float | None = None,
 ) -> Row:
+    """One row; `per_node_rps` None: capacity_for the trace by its name and mean."""
     trace = load_trace(path)
     settings = BacktestSettings(
-        per_node_rps=capacity_for(name, float(trace.mean())),
+        per_node_rps=per_node_rps or capacity_for(name, float(trace.mean())),
         service_target=target,
         tune=False,
         margin=margin,
@@ -136,6 +147,14 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", type=Path, help="more trace files (1 %% target)")
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
     parser.add_argument("--only", action="append", help="run only this bundled trace")
+    parser.add_argument(
+        "--variants",
+        action="append",
+        metavar="NAME",
+        help="score this trace's stress variants (bench/trace_variants.py: a step up, a ramp, "
+        "a time-zone move, a spike day, campaigns) at 1 %%, with its per-node capacity; "
+        "with no --only, instead of the bundled traces",
+    )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     parser.add_argument(
@@ -153,17 +172,25 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=140)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
-    cases = [
-        (trace_path(args.traces, name), name, target)
-        for name in (args.only or BUNDLED)
+    cases: list[tuple[Path, str, float, float | None]] = [
+        (trace_path(args.traces, name), name, target, None)
+        for name in (args.only or ([] if args.variants else BUNDLED))
         for target in (0.01, *EXTRA_TARGETS.get(name, ()))
     ]
-    cases += [(path, trace_name(path), 0.01) for path in args.extra]
+    cases += [(path, trace_name(path), 0.01, None) for path in args.extra]
     began = time.perf_counter()
     rows = []
-    for path, name, target in cases:
-        rows.append(score(path, name, target, args.jobs, args.margin, args.policy))
-        console.print(table(rows[-1:]))
+    with tempfile.TemporaryDirectory(prefix="variants-") as folder:
+        for name in args.variants or ():
+            source = trace_path(args.traces, name)
+            # The variants change the traffic, not the nodes: the source's capacity.
+            per_node_rps = capacity_for(name, float(load_trace(source).mean()))
+            written = write_variants(source, name, Path(folder))
+            cases += [(path, trace_name(path), 0.01, per_node_rps) for path in written]
+        for path, name, target, per_node_rps in cases:
+            row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)
+            rows.append(row)
+            console.print(table(rows[-1:]))
     console.print(table(rows))
     console.print(f"total {time.perf_counter() - began:.0f} s", highlight=False)
     if args.json:

@@ -216,7 +216,8 @@ def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
 
 
 def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_path: Path) -> None:
-    """Three targets on nasa_jul95, one on an extra file; each verdict follows from its row."""
+    """Three targets on nasa_jul95, one on an extra file, and nasa_jul95's stress variants
+    at 1 %; each verdict follows from its row."""
     extra = tmp_path / "extra"
     extra.mkdir()
     daily_trace(extra, "unseen", days=8, seed=5)
@@ -224,7 +225,7 @@ def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_
     printed = run_script(
         "backtest_untuned.py",
         *("--traces", str(traces), "--only", "nasa_jul95", "--jobs", "1"),
-        *("--json", str(out), str(extra / "unseen.csv")),
+        *("--json", str(out), "--variants", "nasa_jul95", str(extra / "unseen.csv")),
     )
     rows = json.loads(out.read_text())
     assert [(r["trace"], r["target"]) for r in rows] == [
@@ -232,6 +233,8 @@ def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_
         ("nasa_jul95", 0.001),
         ("nasa_jul95", 0.05),
         ("unseen", 0.01),
+        *((f"nasa_jul95_{v}", 0.01) for v in ("step2x", "ramp3x", "phase7h", "spikeday4x")),
+        ("nasa_jul95_campaigns3x", 0.01),
     ]
     for row in rows:
         meets = row["late"] <= row["target"]
