@@ -12,19 +12,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from common.settings import Strict
 
 
-class Override(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Override(Strict):
     nodes: int | None = Field(default=None, ge=0, description="fixed node count")
     min_nodes: int | None = Field(default=None, ge=0)
     max_nodes: int | None = Field(default=None, ge=0)
@@ -92,9 +85,7 @@ class Override(BaseModel):
         return _aware(now) >= self.expires
 
 
-class OverridesFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OverridesFile(Strict):
     overrides: dict[str, Override] = Field(default_factory=dict)
 
     @field_validator("overrides", mode="before")

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+NUMBERS = (int, float)
 
 
 class Strict(BaseModel):
     """A typo in a config key is an error rather than a silently ignored setting; an
-    infinite or NaN number is one too (an infinite per-node capacity reads as 0 nodes)."""
+    infinite or NaN number is one too (an infinite per-node capacity reads as 0 nodes),
+    and so is a boolean where a number belongs: YAML reads `yes`, `on` and `true` as
+    True, which pydantic would take as 1 (`max_nodes: yes` a fleet of at most one node,
+    `target_utilization: on` full use)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """A check of the input, not a field validator: pydantic allows none on the `kind`
+        keys its tagged unions are told apart by. The message starts with the key, which
+        puts the config error at its line (autoscaler.config.locate_errors)."""
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if (
+                isinstance(value, bool)
+                and field
+                and _takes_a_number_not_a_boolean(field.annotation)
+            ):
+                raise ValueError(
+                    f"{key}: expected a number, got the boolean {str(value).lower()} (YAML "
+                    "reads yes, no, on, off, true and false as booleans)"
+                )
+        return data
+
+
+def _takes_a_number_not_a_boolean(annotation: Any) -> bool:
+    """int or float, alone or in a union (`int | None`), and no bool beside them."""
+    if annotation in NUMBERS:
+        return True
+    options = get_args(annotation)
+    return bool not in options and any(_takes_a_number_not_a_boolean(o) for o in options)

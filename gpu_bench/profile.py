@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from common.atomic import write_atomically
+from common.settings import Strict
 
 PROFILE_VERSION = 1
 
 
-class CapacityProfile(BaseModel):
-    """What one node serves at the latency target, and how that figure was measured."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CapacityProfile(Strict):
+    """What one node serves at the latency target, and how that figure was measured
+    (Strict: no unknown key, no infinite or NaN figure, no boolean for a number)."""
 
     version: int = Field(default=PROFILE_VERSION, ge=1, le=PROFILE_VERSION)
     model: str = Field(min_length=1, description="model spec: module:function or a file")

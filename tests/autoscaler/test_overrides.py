@@ -37,6 +37,8 @@ def fixed(nodes: int = 12, expires: datetime = EXPIRES, reason: str = "Black Fri
         ({"nodes": 3, "expires": datetime(2026, 11, 27, 18)}, "UTC offset"),
         ({"nodes": 3, "reason": " \t "}, "reason must say why"),
         ({"nodes": 3, "colour": "red"}, "Extra inputs"),
+        ({"nodes": True}, "nodes: expected a number, got the boolean true"),  # YAML's `yes`
+        ({"max_nodes": False}, "max_nodes: expected a number, got the boolean false"),
     ],
 )
 def test_override_rules(fields: dict[str, object], message: str) -> None:

@@ -56,6 +56,8 @@ def test_missing_field_names_file_and_field(tmp_path: Path) -> None:
         ("per_node_rps: 0", "per_node_rps"),
         ("surprise: 1", "surprise"),
         ("batch_size: x", "batch_size"),
+        ("gpus_per_node: yes", "gpus_per_node: expected a number, got the boolean"),
+        ("per_gpu_rps: .inf", "per_gpu_rps"),
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, line: str, field: str) -> None:
