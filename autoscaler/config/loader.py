@@ -21,6 +21,9 @@ from autoscaler.overrides import OverridesFile
 from common.secrets import remember_environment
 
 MAIN_FILE = "autoscaler.yaml"  # the main config when --config names a folder
+OVERRIDES_MAX_BYTES = 256 * 1024
+"""The largest overrides file read (thousands of overrides; a few kB in practice): it is
+re-read inside a tick whenever it changes, and YAML takes ~2 s for this much."""
 
 
 def main_file(path: Path) -> Path:
@@ -66,7 +69,7 @@ def load_overrides(path: Path) -> OverridesFile:
 
 def read_overrides_document(path: Path) -> tuple[OverridesFile, YamlDocument | None]:
     """The overrides plus their line marks, for checks that span files (validate)."""
-    document = read_yaml(path, missing_ok=True)
+    document = read_yaml(path, missing_ok=True, max_bytes=OVERRIDES_MAX_BYTES)
     if document is None or (document.data is None and not document.problems):
         return OverridesFile(), document
     return parse_document(document, OverridesFile), document

@@ -15,6 +15,7 @@ import yaml
 
 from autoscaler.config.expand import expand_scalar
 from autoscaler.config.problems import ConfigError, Loc, Problem, field_name
+from common.small_files import MIB, read_small_text
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -22,6 +23,10 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_VALUES = 100_000
 MAX_DEPTH = 50
+MAX_BYTES = 4 * MIB
+"""The largest YAML file read: a config of a thousand pools is ~1 MB, and PyYAML (pure
+Python, for the line marks) composes about 1 MB a second or slower, before MAX_VALUES
+is checked; a log or a dump named by mistake is refused at once instead."""
 
 
 @dataclass
@@ -42,12 +47,18 @@ class YamlDocument:
 
 
 def read_yaml(
-    path: Path, *, missing_ok: bool = False, env: Mapping[str, str] | None = None
+    path: Path,
+    *,
+    missing_ok: bool = False,
+    env: Mapping[str, str] | None = None,
+    max_bytes: int = MAX_BYTES,
 ) -> YamlDocument | None:
     """Parse one YAML document; None only when `missing_ok` and the file does not exist.
-    With `env`, `${VAR}` in values is expanded from it (autoscaler.config.expand)."""
+    With `env`, `${VAR}` in values is expanded from it (autoscaler.config.expand). A FIFO,
+    a directory or a file over `max_bytes` is refused without waiting on it or reading it
+    whole (common.small_files): the daemon reads these between ticks."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_text(path, max_bytes)
     except FileNotFoundError:
         if missing_ok:
             return None

@@ -1,0 +1,59 @@
+"""Reading a small file people edit (a config, the overrides file) without letting the
+file decide how long the read takes.
+
+A plain `read_text` opens a FIFO and waits for a writer that may never come, and reads a
+100 MB file whole before YAML spends minutes on it; the daemon reads these files between
+ticks (a reload, an overrides file that changed), so either would stall every pool. Here
+the file is opened without blocking and must be a regular file of at most `max_bytes`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+MIB = 1 << 20
+
+
+class NotASmallFileError(OSError):
+    """The path names something other than a regular file within the size allowed."""
+
+
+def read_small_text(path: Path, max_bytes: int, encoding: str = "utf-8") -> str:
+    """The file's text; OSError where it cannot be read (FileNotFoundError when missing),
+    NotASmallFileError (its `strerror` says what it is) where it is not a regular file or
+    is larger than `max_bytes`, UnicodeDecodeError where it is not `encoding`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotASmallFileError(0, f"not a regular file ({_kind(info.st_mode)})", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)  # a file growing meanwhile is caught here too
+    if len(data) > max_bytes or info.st_size > max_bytes:
+        size = max(len(data), info.st_size)
+        raise NotASmallFileError(
+            0, f"{_size(size)}, larger than the {_size(max_bytes)} such a file may be", str(path)
+        )
+    return data.decode(encoding)
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
+def _size(count: int) -> str:
+    if count >= MIB:
+        return f"{count / MIB:.1f} MiB"
+    return f"{count / 1024:.0f} KiB" if count >= 1024 else f"{count} bytes"

@@ -1,0 +1,103 @@
+"""What the ops box can do to the daemon's files while it runs: a file people edit
+replaced by a FIFO, a directory or something huge. No such file may stall a tick or take
+the daemon down; the last good one keeps running and one alert names the file. Runs the
+real Daemon on a replayed trace and a simulated fleet."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.daemon import Daemon
+from autoscaler.tick_result import TickResult
+from tests.autoscaler.test_daemon import write_config
+from tests.faults.test_uncaught import daemon_for
+
+OVERRIDE = (
+    "overrides:\n  image-gen:\n    nodes: 7\n    expires: 2099-01-01T00:00:00Z\n"
+    "    reason: launch\n"
+)
+TICK_WITHIN_S = 3.0
+
+
+def make_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def make_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def make_huge(path: Path) -> None:
+    """16 MB of one YAML comment: read whole, PyYAML spends many seconds composing it."""
+    with path.open("w") as handle:
+        handle.write("# " + "x" * (16 << 20) + "\n")
+
+
+ODD_FILES = {"fifo": make_fifo, "directory": make_directory, "huge": make_huge}
+SAYS = {"fifo": "a FIFO", "directory": "a directory", "huge": "larger than"}
+
+
+@contextlib.contextmanager
+def writer_released(path: Path) -> Iterator[None]:
+    """After the test, a reader still blocked on the FIFO (the bug) is let go."""
+    try:
+        yield
+    finally:
+        if path.is_fifo():
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def tick_within(daemon: Daemon, seconds: float) -> list[TickResult]:
+    """The daemon's tick, failing the test (not hanging it) where it takes longer."""
+    results: list[list[TickResult]] = []
+    thread = threading.Thread(target=lambda: results.append(daemon.tick()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the tick took longer than {seconds} s"
+    return results[0]
+
+
+@pytest.mark.parametrize("damage", ODD_FILES.values(), ids=ODD_FILES.keys())
+def test_an_odd_overrides_file_neither_stalls_the_tick_nor_loses_the_override(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    path = write_config(tmp_path)
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(OVERRIDE)
+    daemon, notifier = daemon_for(path)
+    assert daemon.tick()[0].decision.desired == 7
+    damage(overrides)
+    with writer_released(overrides):
+        for _ in range(3):
+            (result,) = tick_within(daemon, TICK_WITHIN_S)
+            assert result.decision is not None and result.decision.desired == 7
+    (alert,) = [t for t in notifier.texts if "overrides file" in t]
+    kind = next(k for k, f in ODD_FILES.items() if f is damage)
+    assert str(overrides) in alert and SAYS[kind] in alert
+
+
+@pytest.mark.parametrize("damage", ODD_FILES.values(), ids=ODD_FILES.keys())
+def test_an_odd_config_file_on_reload_keeps_the_running_config(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    path = write_config(tmp_path)
+    daemon, notifier = daemon_for(path)
+    daemon.tick()
+    running = daemon.runtime
+    damage(path)
+    with writer_released(path):
+        daemon.request_reload()
+        (result,) = tick_within(daemon, TICK_WITHIN_S)
+    assert daemon.runtime is running and result.decision is not None
+    (alert,) = [t for t in notifier.texts if "reload failed" in t]
+    kind = next(k for k, f in ODD_FILES.items() if f is damage)
+    assert str(path) in alert and SAYS[kind] in alert
