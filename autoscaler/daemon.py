@@ -31,6 +31,7 @@ from autoscaler.config.loader import load_config
 from autoscaler.config.schema import Config
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
+from autoscaler.daemon_writes import WriteEpisodes
 from autoscaler.daily_report import digest_post
 from autoscaler.decision_log import to_json_value
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
@@ -76,8 +77,9 @@ def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
     return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
 
 
-class Daemon(ConfigReloads, Leadership):
-    """Ticks every pool on a schedule; reloads, leadership and shutdown around the ticks."""
+class Daemon(ConfigReloads, Leadership, WriteEpisodes):
+    """Ticks every pool on a schedule; reloads, leadership, its own files' trouble and
+    shutdown around the ticks."""
 
     def __init__(
         self,
@@ -95,6 +97,8 @@ class Daemon(ConfigReloads, Leadership):
         self.env = env
         self._notifier_override = notifier
         self.on_result = on_result
+        self._write_problems: dict[str, str] = {}
+        self._write_lock = threading.Lock()
         self.runtime: Runtime = build_runtime(
             load_config(config_path),
             source=config_path,
@@ -160,6 +164,7 @@ class Daemon(ConfigReloads, Leadership):
                 if fits is not None:
                     self._fits_done(fits)
             self.telemetry.tick_finished(results, time.monotonic() - started)
+            self._watch_decision_log()
             self._save_state()
             if runtime.config.simulation is not None and isinstance(runtime.clock, SimulatedClock):
                 runtime.clock.advance(runtime.config.interval)
@@ -214,21 +219,6 @@ class Daemon(ConfigReloads, Leadership):
         if fits.broken:
             log.warning("a fit worker died; each pool fits in its own ticks from now")
             self._let_fit_workers_go()
-
-    def _save_pool(self, name: str, state: PoolState) -> None:
-        """Just before the pool's fleet is written: its own state, not every pool's."""
-        try:
-            self.runtime.state_store.save_pool(name, state)
-        except OSError as exc:
-            log.error("cannot save the state of pool %s: %s", name, exc)
-
-    def _save_state(self) -> None:
-        try:
-            self.runtime.state_store.save(self.states)
-        except OSError as exc:
-            log.error("cannot save state: %s", exc)
-        except RuntimeError as exc:  # a tick left behind changed its pool's state meanwhile
-            log.warning("state not saved this tick (%s); the next tick saves it", exc)
 
     def _alert(self, text: str) -> None:
         log.error("%s", text)

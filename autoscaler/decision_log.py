@@ -115,6 +115,12 @@ class DecisionLog:
                 self._last_error = message
         return data
 
+    @property
+    def problem(self) -> str | None:
+        """Why the last line could not be written ("OSError: No space left on device"),
+        or None when it was: for the daemon to alert on."""
+        return self._last_error
+
     def close(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:

@@ -58,6 +58,8 @@ class Runtime:
     state_store: StateStore
     leader_lock: LeaderLock | None = None
     """Built (not taken) from `leader_election`; the daemon takes it, a dry run never."""
+    decision_log: DecisionLog | None = None
+    """The pools' shared decision log (its trouble is the daemon's to alert on)."""
 
 
 def make_clock(config: Config) -> Clock:
@@ -232,7 +234,8 @@ def build_runtime(
         for part in parts
     ]
     store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
-    return Runtime(config, clock, metrics, told, tickers, store, None if dry_run else lock)
+    lock = None if dry_run else lock
+    return Runtime(config, clock, metrics, told, tickers, store, lock, decision_log)
 
 
 @dataclass(frozen=True)

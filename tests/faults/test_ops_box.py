@@ -1,11 +1,15 @@
 """What the ops box can do to the daemon's files while it runs: a file people edit
-replaced by a FIFO, a directory or something huge. No such file may stall a tick or take
-the daemon down; the last good one keeps running and one alert names the file. Runs the
-real Daemon on a replayed trace and a simulated fleet."""
+replaced by a FIFO, a directory or something huge; a disk that fills. No such file may
+stall a tick, take the daemon down or stop the fleet being scaled; the last good one
+keeps running, and one alert names the file when the trouble starts (one when it ends).
+Runs the real Daemon on a replayed trace and a simulated fleet."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import autoscaler.decision_log
+import autoscaler.state
 from autoscaler.daemon import Daemon
 from autoscaler.tick_result import TickResult
 from tests.autoscaler.test_daemon import write_config
@@ -101,3 +107,59 @@ def test_an_odd_config_file_on_reload_keeps_the_running_config(
     (alert,) = [t for t in notifier.texts if "reload failed" in t]
     kind = next(k for k, f in ODD_FILES.items() if f is damage)
     assert str(path) in alert and SAYS[kind] in alert
+
+
+class FullDisk:
+    """While `full`, the state file, its journal and the decision log fail to be written
+    as on a full disk (ENOSPC), where the real calls would touch the disk."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        write, save_pool = autoscaler.state.write_atomically, autoscaler.state.StateStore.save_pool
+        opened = autoscaler.decision_log._opened
+
+        def failing(real: Callable[..., object]) -> Callable[..., object]:
+            def call(*args: object) -> object:
+                if self.full:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                return real(*args)
+
+            return call
+
+        monkeypatch.setattr(autoscaler.state, "write_atomically", failing(write))
+        monkeypatch.setattr(autoscaler.state.StateStore, "save_pool", failing(save_pool))
+        monkeypatch.setattr(autoscaler.decision_log, "_opened", failing(opened))
+
+
+def test_a_full_disk_scales_the_fleet_keeps_the_state_file_whole_and_alerts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FullDisk(monkeypatch)
+    path = write_config(tmp_path)
+    daemon, notifier = daemon_for(path)
+    daemon.tick()  # scales 4 -> 15, saved
+    state_file, decisions = tmp_path / "state" / "state.json", tmp_path / "decisions.jsonl"
+    saved = state_file.read_text()
+    daemon.runtime.tickers[0].decision_log.close()  # as after logrotate: the next line opens it
+    disk.full = True
+    (tmp_path / "overrides.yaml").write_text(OVERRIDE)  # 7 nodes: a write while full
+    with caplog.at_level(logging.DEBUG, logger="autoscaler"):
+        results = [daemon.tick()[0] for _ in range(4)]
+    assert results[0].acted and results[0].decision.desired == 7  # the decision stands
+    assert daemon.runtime.tickers[0].backend.read().desired == 7
+    assert state_file.read_text() == saved  # the last good state, whole
+    assert not list(state_file.parent.glob("*.tmp"))  # no leftovers
+    alerts = [t for t in notifier.texts if "cannot write" in t]
+    assert len(alerts) == 2, alerts  # once per file per episode, not per tick
+    assert any(str(state_file) in t and "No space left" in t for t in alerts)
+    assert any(str(decisions) in t and "No space left" in t for t in alerts)
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING and "write" in r.message]
+    assert len([r for r in said if "state file" in r.message]) == 1
+
+    disk.full = False
+    daemon.tick()
+    assert json.loads(state_file.read_text())["saved_ns"] != json.loads(saved)["saved_ns"]
+    assert daemon.states["image-gen"].memory.last_action_at is not None
+    again = [t for t in notifier.texts if "written again" in t]
+    assert len(again) == 2 and any(str(state_file) in t for t in again)
+    assert len(decisions.read_text().splitlines()) == 2  # the first tick's and this one
