@@ -11,6 +11,8 @@ import errno
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +23,8 @@ import autoscaler.decision_log
 import autoscaler.state
 from autoscaler.daemon import Daemon
 from autoscaler.tick_result import TickResult
-from tests.autoscaler.test_daemon import write_config
+from tests.autoscaler.test_daemon import ROOT, write_config
+from tests.faults.test_operation import console_script
 from tests.faults.test_uncaught import daemon_for
 
 OVERRIDE = (
@@ -163,3 +166,26 @@ def test_a_full_disk_scales_the_fleet_keeps_the_state_file_whole_and_alerts_once
     again = [t for t in notifier.texts if "written again" in t]
     assert len(again) == 2 and any(str(state_file) in t for t in again)
     assert len(decisions.read_text().splitlines()) == 2  # the first tick's and this one
+
+
+def test_the_daemon_runs_with_stderr_closed(tmp_path: Path) -> None:
+    """`autoscaler run --once 2>&-`: it exited 1 before its first tick, saying nothing."""
+    simulation = {"start": "1995-07-05T16:00:00Z", "end": "1995-07-05T17:00:00Z"}
+    path = write_config(tmp_path, simulation=simulation)
+    module, function = console_script().split(":")
+    code = (
+        f"import sys; sys.argv = ['autoscaler', 'run', '--once', '--config', {str(path)!r}]; "
+        f"from {module} import {function} as main; main()"
+    )
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -c "$1" 2>&-', sys.executable, code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    assert "image-gen" in done.stdout  # the --once line
+    (line,) = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    assert json.loads(line)["pool"] == "image-gen"
