@@ -23,16 +23,14 @@ from wsgiref.simple_server import WSGIServer
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler import early_signals
 from autoscaler.config.loader import load_config
-from autoscaler.config.schema import Config
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
-from autoscaler.daily_report import digest_post
+from autoscaler.daily_report import digest_post, digest_trigger
 from autoscaler.decision_log import to_json_value
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.notify import Notifier, alert_message
@@ -66,15 +64,6 @@ def start_fit_workers(runtime: Runtime, stop: threading.Event) -> FitWorkers | N
     except Exception as exc:  # e.g. a sandbox without /dev/shm: slower, never down
         log.warning("no fit workers (%s); each pool fits in its own ticks", exc)
         return None
-
-
-def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
-    """When the daily digest goes out: `digest.at` in its zone; none in a dry run, a
-    simulation, or without Slack."""
-    digest = config.digest
-    if digest is None or config.slack is None or dry_run or config.simulation is not None:
-        return None
-    return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
 
 
 class Daemon(ConfigReloads, Leadership, WriteEpisodes):
@@ -185,9 +174,20 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         results = each_within(limit, calls, late, self._grace_over)
         for result in results:
             self.telemetry.record(result)
-            if self.on_result:
-                self.on_result(result)
+            self._report(result)
         return results
+
+    def _report(self, result: TickResult) -> None:
+        """The caller's hook (the console of `--once` and the demo). One that fails, as
+        when stdout is a pipe closed under it (rich then raises SystemExit), is let go:
+        it must not cost the tick its state save, nor a simulation its clock."""
+        try:
+            if self.on_result is not None:
+                self.on_result(result)
+        except (Exception, SystemExit) as exc:
+            why = "its output is closed" if isinstance(exc, SystemExit) else repr(exc)
+            log.warning("cannot print the tick's results (%s); printing no more", why)
+            self.on_result = None
 
     def _let_fit_workers_go(self) -> None:
         if self._fit_workers is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from apscheduler.triggers.cron import CronTrigger
 
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
@@ -293,3 +294,12 @@ def report_message(report: DayReport, currency: str) -> Message:
 
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
+    """When the daily digest goes out: `digest.at` in its zone; none in a dry run, a
+    simulation, or without Slack."""
+    digest = config.digest
+    if digest is None or config.slack is None or dry_run or config.simulation is not None:
+        return None
+    return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)

@@ -189,3 +189,34 @@ def test_the_daemon_runs_with_stderr_closed(tmp_path: Path) -> None:
     assert "image-gen" in done.stdout  # the --once line
     (line,) = (tmp_path / "decisions.jsonl").read_text().splitlines()
     assert json.loads(line)["pool"] == "image-gen"
+
+
+def test_stdout_a_closed_pipe_costs_the_tick_nothing(tmp_path: Path) -> None:
+    """`autoscaler run --once | head -0`: printing the tick's line met a closed pipe (rich
+    raises SystemExit), which left the tick before its state was saved: exit 1, no
+    state file. Now the printing is let go and the tick ends as it would."""
+    simulation = {"start": "1995-07-05T16:00:00Z", "end": "1995-07-05T17:00:00Z"}
+    path = write_config(tmp_path, simulation=simulation)
+    module, function = console_script().split(":")
+    code = (
+        f"import sys; sys.argv = ['autoscaler', 'run', '--once', '--config', {str(path)!r}]; "
+        f"from {module} import {function} as main; main()"
+    )
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0, done.stderr
+    assert "output is closed" in done.stderr and "Traceback" not in done.stderr
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["pools"]["image-gen"]["last_decision"]["pool"] == "image-gen"

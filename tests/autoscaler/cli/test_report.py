@@ -127,7 +127,8 @@ def test_the_daemon_sends_the_daily_digest_at_its_time(
     from datetime import UTC, datetime
 
     from autoscaler.config.loader import load_config
-    from autoscaler.daemon import Daemon, digest_trigger
+    from autoscaler.daemon import Daemon
+    from autoscaler.daily_report import digest_trigger
     from common.clock import SimulatedClock
 
     config = setup_day(tmp_path, slack_api.base_url)
