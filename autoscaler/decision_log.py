@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from common.secrets import redacted_json
+from common.small_files import open_to_append
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +143,13 @@ def _opened(path: Path) -> TextIO:
     """The file opened to append; its folder is made only when it is missing (the first
     line, or after someone removed it), not checked on every line. A file that ends
     mid-line (a write cut short by a crash or a full disk) is ended with a newline first:
-    the next record would otherwise be glued to the torn one and lost with it."""
+    the next record would otherwise be glued to the torn one and lost with it. A path that
+    names a FIFO (whose open waits for a reader) or a directory is refused at once."""
     try:
-        handle = path.open("a", encoding="utf-8")
+        handle = open_to_append(path)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a", encoding="utf-8")
+        handle = open_to_append(path)
     if _ends_mid_line(path):
         logger.warning(
             "decision log %s ends mid-line (a write cut short); that line is left as it is "

@@ -1,5 +1,5 @@
-"""Reading a small file people edit (a config, the overrides file) without letting the
-file decide how long the read takes.
+"""Reading a small file people edit (a config, the overrides file), and opening a log to
+append to, without letting what the path names decide how long that takes.
 
 A plain `read_text` opens a FIFO and waits for a writer that may never come, and reads a
 100 MB file whole before YAML spends minutes on it; the daemon reads these files between
@@ -9,9 +9,11 @@ the file is opened without blocking and must be a regular file of at most `max_b
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 MIB = 1 << 20
 
@@ -40,6 +42,28 @@ def read_small_text(path: Path, max_bytes: int, encoding: str = "utf-8") -> str:
             0, f"{_size(size)}, larger than the {_size(max_bytes)} such a file may be", str(path)
         )
     return data.decode(encoding)
+
+
+def open_to_append(path: Path, encoding: str = "utf-8") -> TextIO:
+    """The regular file at `path` (made if missing) opened to append; NotASmallFileError
+    for anything else. Opening a FIFO to write waits for a reader, maybe for ever: here
+    it is refused at once, with a reader or without."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # ENXIO: a FIFO without a reader
+            raise
+        raise NotASmallFileError(0, "not a regular file (a FIFO)", str(path)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotASmallFileError(0, f"not a regular file ({_kind(mode)})", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "a", encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _kind(mode: int) -> str:

@@ -220,3 +220,23 @@ def test_stdout_a_closed_pipe_costs_the_tick_nothing(tmp_path: Path) -> None:
     assert "output is closed" in done.stderr and "Traceback" not in done.stderr
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert state["pools"]["image-gen"]["last_decision"]["pool"] == "image-gen"
+
+
+@pytest.mark.parametrize("damage", [make_fifo, make_directory], ids=["fifo", "directory"])
+def test_a_decision_log_replaced_by_a_fifo_or_directory_holds_no_tick(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    """Opening a FIFO to append waited for a reader: the pool's tick was left behind at
+    its deadline, and the pool held for ever behind it."""
+    path = write_config(tmp_path)
+    daemon, notifier = daemon_for(path)
+    daemon.tick()
+    decisions = tmp_path / "decisions.jsonl"
+    damage(decisions)
+    with writer_released(decisions):
+        for _ in range(3):
+            (result,) = tick_within(daemon, TICK_WITHIN_S)
+            assert result.decision is not None and not result.errors
+    (alert,) = [t for t in notifier.texts if "cannot write" in t]
+    kind = next(k for k, f in ODD_FILES.items() if f is damage)
+    assert str(decisions) in alert and SAYS[kind] in alert
