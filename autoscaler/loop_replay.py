@@ -9,6 +9,7 @@ Pure functions: the same frame and margin give the same answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -277,3 +278,12 @@ def replay_counts(
         bounds=fixed.bounds,
     )
     return replay_decide(ticks, settings.limits, current)
+
+
+def tick_seconds(times: Sequence[datetime]) -> float:
+    """The kept ticks' interval: the median of the last gaps (60 s with fewer than two)."""
+    if len(times) < 2:
+        return 60.0
+    gaps = np.diff(np.array([t.timestamp() for t in times[-50:]]))
+    gap = float(np.median(gaps))
+    return gap if math.isfinite(gap) and gap > 0 else 60.0

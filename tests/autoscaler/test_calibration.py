@@ -333,6 +333,30 @@ def test_a_margin_does_not_narrow_while_the_loop_is_over_its_budget() -> None:
     assert predictor.held_from is None
 
 
+def test_a_margin_narrows_once_the_last_day_is_within_the_budget() -> None:
+    """An overspend over the kept ticks that stopped a day ago (a one-day event) holds
+    nothing: the hold needs the last day over the budget too, as a multiwindow burn-rate
+    alert needs its short window burning."""
+    pool = make_pool()
+    predictor, _ = calibrated(pool, width=3.0)
+    drive(predictor, noisy_demand(2900), pool)  # two days: the first overspent or not
+    narrow = predictor.margin
+    now = predictor._ticks.newest_at() + HOUR
+    last_day = 1440
+    for early, held in ((0.2, False), (4.0, False)):
+        predictor.margin = 1.5
+        scale_used(predictor, 4.0)  # the last day: far within the budget
+        ticks = predictor._ticks
+        ticks.column(USED_PEAK)[:-last_day] = early * ticks.column(BAND_PEAK)[:-last_day]
+        ticks.column(USED_ARRIVAL)[:-last_day] = early * ticks.column(BAND_ARRIVAL)[:-last_day]
+        ticks.column(AIM)[:] = 1.0
+        predictor._recalibrate(now)
+        assert predictor.spent is not None
+        assert (predictor.spent > predictor.settings.service_target) == (early < 1.0)
+        assert predictor.margin == pytest.approx(1.5 if held else narrow, abs=0.02)
+        assert predictor.held_from is None
+
+
 def test_the_calibration_is_the_same_under_decide_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     """replay_counts runs the fast replay of decide(); with decide() itself, tick by tick,
     the calibration chooses exactly the same margins (bit for bit), through missing ticks,
