@@ -151,6 +151,10 @@ class ConfigReloads:
         seen = _file_fingerprint(path)
         if seen == self._overrides_seen:
             return
+        if seen == () and self._overrides_seen and self.overrides.overrides:
+            # Missing means no overrides (as at start), but a pinned fleet may now shrink.
+            pools = ", ".join(sorted(self.overrides.overrides))
+            self._alert(f"overrides file {path} was removed; the overrides of {pools} are lifted")
         self._overrides_seen = seen
         try:
             self.overrides = load_overrides(path)

@@ -126,6 +126,29 @@ def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> 
     assert sum("overrides file is broken" in t for t in notifier.texts) == 1
 
 
+def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path) -> None:
+    """Missing means no overrides, as at start; but a fleet pinned by one may now shrink,
+    so its removal is told once, naming the pools whose overrides are lifted."""
+    path = write_config(tmp_path)
+    overrides = tmp_path / "overrides.yaml"
+    expires = (NOON + timedelta(days=1)).isoformat()
+    overrides.write_text(
+        f"overrides:\n  image-gen:\n    nodes: 7\n    expires: {expires}\n    reason: test\n"
+    )
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=clock, notifier=notifier)
+    (result,) = daemon.tick()
+    assert result.decision is not None and result.decision.desired == 7
+    overrides.unlink()
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        (result,) = daemon.tick()
+        assert result.decision is not None and not daemon.overrides.overrides
+    (told,) = [t for t in notifier.texts if "was removed" in t]
+    assert str(overrides) in told and "image-gen" in told
+
+
 def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_file(
     tmp_path: Path,
 ) -> None:
