@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from common.secrets import remember, remember_url
+from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
 
 _SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie", re.I)
 
@@ -94,7 +95,7 @@ def read_secret_file(path: Path, where: str) -> str:
 
 def _readable(path: Path, where: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_small_text(path, CREDENTIAL_MAX_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise CredentialError(where, f"{path} cannot be read ({reason})") from None

@@ -22,6 +22,7 @@ from autoscaler.notify import Attachment, Message, format_duration, redact, reda
 from common.deadline import call_within, whole_answer_s
 from common.secrets import redact as redact_known
 from common.secrets import remember
+from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
 
 if TYPE_CHECKING:
     from autoscaler.config.reporting import SlackConfig
@@ -204,9 +205,9 @@ def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:
     """
     if cfg.token_file is not None:
         try:
-            token = cfg.token_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
+            token = read_small_text(cfg.token_file, CREDENTIAL_MAX_BYTES).strip()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or type(err).__name__
             raise ValueError(
                 f"slack.token_file {cfg.token_file} cannot be read: {reason}"
             ) from None

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 MIB = 1 << 20
+CREDENTIAL_MAX_BYTES = MIB
+"""A password, token, certificate or key file is far smaller: anything larger, or not a
+regular file (a FIFO would hold a start or a reload for ever), is refused."""
 
 
 class NotASmallFileError(OSError):

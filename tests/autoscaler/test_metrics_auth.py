@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -241,6 +242,20 @@ def test_a_missing_secret_stops_the_source_naming_the_variable_or_file(
         PrometheusSource(
             metrics_config(secured_prometheus, client_cert=cert), env={"PROM_PASSWORD": "x"}
         )
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_at_once(
+    secured_prometheus: SecuredPrometheus, tmp_path: Path
+) -> None:
+    """A FIFO in place of the password file would hold the start (or a reload) until a
+    writer came; it is refused, naming the file and what it is."""
+    fifo = tmp_path / "password"
+    os.mkfifo(fifo)
+    auth = {"username": "autoscaler", "password_file": str(fifo)}
+    with pytest.raises(
+        CredentialError, match=r"password.*cannot be read \(not a regular file \(a FIFO"
+    ):
+        PrometheusSource(metrics_config(secured_prometheus, basic_auth=auth), env={})
 
 
 # ---- headers and the config's rules ---------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -233,6 +234,14 @@ def test_unreadable_token_file_names_the_file(tmp_path: Path) -> None:
     empty.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         SlackNotifier.from_config(SlackConfig(channel=CHANNEL, token_file=empty), {})
+
+
+def test_a_token_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """Reading a FIFO waits for a writer, maybe for ever (a start or a reload held)."""
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"token cannot be read: not a regular file \(a FIFO\)"):
+        SlackNotifier.from_config(SlackConfig(channel=CHANNEL, token_file=fifo), {})
 
 
 def test_a_digest_of_many_pools_fits_slacks_text_limit(slack_api: SlackApiDouble) -> None:
