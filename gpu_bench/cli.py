@@ -21,7 +21,16 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, context_settings=CONTEXT
 )
 add_version_option(app, "gpu-bench")
-console = Console(stderr=True)
+
+
+def _plain_console(**options: Any) -> Console:
+    """A console that prints text as it is. A model's path, name or error message is the
+    user's text: rich would read its brackets as markup (`[/batch]` raised MarkupError, a
+    traceback in place of the result) and `:three:` as an emoji code."""
+    return Console(markup=False, emoji=False, **options)
+
+
+console = _plain_console(stderr=True)
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -208,7 +217,7 @@ def run(
     try:
         already = len(load_checkpoint(checkpoint, settings).results)
     except ValueError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red")
         raise typer.Exit(2) from None
     if already:
         console.print(f"resuming from {checkpoint}: {already} configurations already measured")
@@ -217,13 +226,13 @@ def run(
         sweep = run_sweep(settings, checkpoint, progress, target)
     finally:
         progress.close()
-    wide = console if console.is_terminal else Console(stderr=True, width=150)
+    wide = console if console.is_terminal else _plain_console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
     console.print(f"measurements: {write_csv(sweep, csv or out.with_suffix('.csv'))}")
     refused = refusal(sweep)
     if refused is not None:
-        console.print(f"[red]{refused.message}; no profile written[/red]")
+        console.print(f"{refused.message}; no profile written", style="red")
         raise typer.Exit(refused.exit_code)
     profile = to_profile(sweep, device_label, _command_line(context))
     save_profile(out, profile)
@@ -286,9 +295,9 @@ def show(
     try:
         profile = load_profile(path)
     except ValueError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red")
         raise typer.Exit(2) from None
-    Console().print(profile_table(profile, str(path)))
+    _plain_console().print(profile_table(profile, str(path)))
 
 
 def main() -> None:

@@ -128,3 +128,13 @@ class _SizeRecorder(nn.Module):
 
 def size_recording_model() -> tuple[nn.Module, torch.Tensor]:
     return _SizeRecorder(), torch.zeros(1, 4)
+
+
+class _RaisesBrackets(nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise ValueError("shape [/batch] is not [bold]1[/bold] for :three: inputs")
+
+
+def bracketed_error_model() -> tuple[nn.Module, torch.Tensor]:
+    """Raises a message that rich would read as markup and an emoji code."""
+    return _RaisesBrackets(), torch.zeros(1, 4)

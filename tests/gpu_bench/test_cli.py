@@ -103,6 +103,18 @@ def test_a_raising_model_exits_with_its_own_code_and_message(tmp_path: Path) -> 
     assert not out.exists()
 
 
+def test_a_model_message_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Brackets and colons in a model's error are its text, not rich markup or emoji."""
+    out = tmp_path / "profile.yaml"
+    model = f"{MODELS}:bracketed_error_model"
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(
+        app, ["run", "--model", model, *ONE, "--out", str(out)]
+    )
+    assert result.exit_code == 3, result.output
+    assert "shape [/batch] is not [bold]1[/bold] for :three: inputs" in result.output
+    assert not out.exists()
+
+
 def test_an_impossible_target_fails_fast_with_both_numbers(tmp_path: Path) -> None:
     """0.7 s per request against a 0.5 s target: refused before any rate is probed."""
     out = tmp_path / "profile.yaml"
