@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,8 +15,11 @@ from common.durations import parse_duration
 from gpu_bench.profile import load_profile
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from gpu_bench.endpoint import EndpointSettings
-    from gpu_bench.sweep import SweepSettings
+    from gpu_bench.report import BarProgress
+    from gpu_bench.sweep import SweepResult, SweepSettings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, context_settings=CONTEXT
@@ -177,7 +181,7 @@ def run(
         write_chart,
         write_csv,
     )
-    from gpu_bench.sweep import SweepSettings, load_checkpoint, run_sweep
+    from gpu_bench.sweep import SweepSettings, load_checkpoint
 
     common = {
         "workers": _ints(workers, "--workers"),
@@ -222,10 +226,7 @@ def run(
     if already:
         console.print(f"resuming from {checkpoint}: {already} configurations already measured")
     progress = BarProgress(len(settings.workers) * len(settings.batches), already)
-    try:
-        sweep = run_sweep(settings, checkpoint, progress, target)
-    finally:
-        progress.close()
+    sweep = _interruptible_sweep(settings, checkpoint, progress, target)
     wide = console if console.is_terminal else _plain_console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
@@ -237,6 +238,38 @@ def run(
     profile = to_profile(sweep, device_label, _command_line(context))
     save_profile(out, profile)
     console.print(profile_table(profile, str(out)))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _interruptible_sweep(
+    settings: SweepSettings,
+    checkpoint: Path,
+    progress: BarProgress,
+    target: EndpointSettings | None,
+) -> SweepResult:
+    """The sweep, ended by Ctrl-C or SIGTERM (kill, a CI job's timeout) the same way: the
+    workers stopped, the checkpoint kept, a line saying how to resume, exit code 130.
+    Without this, SIGTERM ended the process where it stood, leaving its workers behind."""
+    from gpu_bench.sweep import run_sweep
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run_sweep(settings, checkpoint, progress, target)
+    except KeyboardInterrupt:
+        progress.close()
+        kept = (
+            f"what was measured is kept in {checkpoint}: the same command resumes from there"
+            if checkpoint.exists()
+            else "no configuration was measured yet"
+        )
+        console.print(f"interrupted; {kept}", style="red")
+        raise typer.Exit(130) from None
+    finally:
+        progress.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _model_settings(

@@ -12,7 +12,10 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -117,8 +120,39 @@ def _timed(run: Any, size: int, times: int = 3) -> float:
     return sorted(taken)[times // 2]
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the parent process ends, however it ends (SIGTERM,
+    SIGKILL, a crash): a worker blocked on the request queue would otherwise wait forever,
+    orphaned, holding its memory and its GPU."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gpu-bench-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside ignore SIGINT from their first instruction on: Ctrl-C
+    reaches the whole process group, and the parent alone should act on it (stop the
+    workers, keep the checkpoint), not every worker with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results: Any) -> None:
     """Entry point of one worker process; every failure is reported, never raised."""
+    _exit_with_parent()
     try:
         import torch
 
@@ -195,7 +229,8 @@ class WorkerPool:
                 name=f"gpu-bench-worker-{worker_id}",
                 daemon=True,
             )
-            process.start()
+            with _children_ignore_sigint():
+                process.start()
             self._processes.append(process)
         timings: list[tuple[float, float, float]] = []
         deadline = time.monotonic() + self.settings.load_timeout_s

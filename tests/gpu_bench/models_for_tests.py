@@ -138,3 +138,10 @@ class _RaisesBrackets(nn.Module):
 def bracketed_error_model() -> tuple[nn.Module, torch.Tensor]:
     """Raises a message that rich would read as markup and an emoji code."""
     return _RaisesBrackets(), torch.zeros(1, 4)
+
+
+def pid_writing_model() -> tuple[nn.Module, torch.Tensor]:
+    """Writes the worker's pid to $GPU_BENCH_TEST_PIDS as it loads, then serves slowly."""
+    with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:
+        pids.write(f"{os.getpid()}\n")
+    return _FixedTime(), torch.zeros(1, 4)

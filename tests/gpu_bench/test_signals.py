@@ -1,0 +1,64 @@
+"""A run that is stopped (Ctrl-C, SIGTERM) or killed leaves no worker behind: the parent
+stops its workers and says how to resume, and a worker whose parent vanished ends itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MODEL = "tests.gpu_bench.models_for_tests:pid_writing_model"
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _ignored_signals(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16)
+
+
+def _wait_for(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_run_leaves_no_worker_behind(tmp_path: Path, stop: signal.Signals) -> None:
+    pids = tmp_path / "pids"
+    env = {**os.environ, "GPU_BENCH_TEST_PIDS": str(pids)}
+    command = [sys.executable, "-m", "gpu_bench.cli", "run", "--model", MODEL,
+               "--workers", "1", "--batch", "1", "--device", "cpu",
+               "--out", str(tmp_path / "profile.yaml")]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    worker = 0
+    try:
+        assert _wait_for(lambda: pids.exists() and pids.read_text().strip(), 120)
+        worker = int(pids.read_text().split()[0])
+        assert _ignored_signals(worker) & SIGINT_BIT, "Ctrl-C is the parent's to act on"
+        run.send_signal(stop)
+        output, _ = run.communicate(timeout=30)
+        if stop == signal.SIGTERM:
+            assert run.returncode == 130, output
+            assert b"interrupted; no configuration was measured yet" in output
+        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived its parent"
+    finally:
+        run.kill()
+        if worker and _alive(worker):
+            os.kill(worker, signal.SIGKILL)
