@@ -293,9 +293,11 @@ class LoadRunner:
         return [ended - scheduled[i - base] for i, (_, ended, _) in list(self._done.items())]
 
     def drain(self, timeout_s: float) -> bool:
-        """Withdraw still-queued requests and wait for batches in flight; False if stuck."""
+        """Withdraw still-queued requests and wait for batches in flight; False when stuck:
+        nothing withdrawn or answered for `timeout_s` (a long backlog takes a while to
+        withdraw, and is not stuck while it goes down)."""
         deadline = self._clock() + timeout_s
-        withdrawn = 0
+        withdrawn, settled = 0, -1
         requests = self.pool.requests
         while self._clock() < deadline:
             self._raise_failure()
@@ -307,6 +309,9 @@ class LoadRunner:
                 pass
             if len(self._done) + withdrawn >= len(self._scheduled):
                 return True
+            if len(self._done) + withdrawn > settled:
+                settled = len(self._done) + withdrawn
+                deadline = self._clock() + timeout_s
         return False
 
 

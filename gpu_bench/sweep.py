@@ -11,7 +11,6 @@ import json
 import math
 import random
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -25,6 +24,7 @@ from gpu_bench.sampling import NvmlSampler
 from gpu_bench.search import SearchSettings, plan_sweep, search_max_rate
 from gpu_bench.stability import TailRule, relative_spread
 from gpu_bench.workers import (
+    MODEL_ERROR,
     ConfigInfeasible,
     WorkerPool,
     WorkerSettings,
@@ -188,24 +188,17 @@ def _shaping(settings: SweepSettings) -> dict[str, object]:
 
 
 class _Pool:
-    """A pool (worker processes or an endpoint) and its runner, restartable when stuck.
+    """A pool (worker processes or an endpoint) and its runner.
 
     `parallel` is how many requests it computes at once at most: workers x batch, or the
     endpoint's concurrency cap.
     """
 
-    def __init__(self, make: Callable[[], Any], parallel: int) -> None:
-        self.make, self.parallel = make, parallel
-        self.pool = make()
+    def __init__(self, pool: Any, parallel: int) -> None:
+        self.pool, self.parallel = pool, parallel
         self.timings = self.pool.start()
         self.startup_s = list(self.timings.startup_s)
         self.batch_seconds = self.timings.batch_seconds
-        self.runner = LoadRunner(self.pool)
-
-    def restart(self) -> None:
-        self.close()
-        self.pool = self.make()
-        self.startup_s += self.pool.start().startup_s
         self.runner = LoadRunner(self.pool)
 
     def close(self) -> None:
@@ -268,8 +261,14 @@ class _Prober:
         rng = random.Random(f"{settings.seed}-{workers}-{batch}-{len(self.probes)}")
         measurement = pool.runner.measure(rate, measure, rng, self.sampler)
         pool.observed(measurement)
-        if not pool.runner.drain(measure.drain_timeout_s):
-            pool.restart()
+        stuck_s = max(measure.drain_timeout_s, 4 * pool.timings.batch_seconds)
+        if not pool.runner.drain(stuck_s):
+            self.probes.append(measurement)  # the record (CSV, chart) shows where it stuck
+            raise ConfigInfeasible(
+                MODEL_ERROR,
+                f"a batch did not finish within {stuck_s:g} s after the load stopped (it "
+                f"took {pool.timings.batch_seconds:.3g} s at start): the model hangs",
+            )
         return measurement
 
     def __call__(self, rate: float) -> RateMeasurement:
@@ -308,10 +307,10 @@ def run_config(
     """Search one configuration's sustainable rate and repeat it; never raises for the model."""
     try:
         if endpoint is not None:
-            pool = _Pool(lambda: EndpointPool(endpoint), endpoint.concurrency)
+            pool = _Pool(EndpointPool(endpoint), endpoint.concurrency)
         else:
             worker_settings = _worker_settings(settings, workers, batch)
-            pool = _Pool(lambda: WorkerPool(worker_settings), workers * batch)
+            pool = _Pool(WorkerPool(worker_settings), workers * batch)
     except ConfigInfeasible as failure:
         return ConfigResult(
             workers=workers, batch=batch, status="infeasible", reason=str(failure),

@@ -145,3 +145,21 @@ def pid_writing_model() -> tuple[nn.Module, torch.Tensor]:
     with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:
         pids.write(f"{os.getpid()}\n")
     return _FixedTime(), torch.zeros(1, 4)
+
+
+class _HangsWhenServing(nn.Module):
+    """Answers the start-up calls, then never returns: a deadlock under load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 7:  # batch 1 at start: one call, then three timed twice
+            time.sleep(3600)
+        return inputs
+
+
+def hanging_model() -> tuple[nn.Module, torch.Tensor]:
+    return _HangsWhenServing(), torch.zeros(1, 4)

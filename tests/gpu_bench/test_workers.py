@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -33,6 +34,18 @@ def test_a_model_that_raises_is_infeasible() -> None:
     assert result.status == "infeasible"
     assert result.reason.startswith(MODEL_ERROR)
     assert "this model always fails" in result.reason
+
+
+def test_a_model_that_hangs_under_load_is_a_model_error_at_once() -> None:
+    """One stuck batch ends the configuration; restarting the workers only hung again."""
+    started = time.monotonic()
+    result = run_config(quick(f"{TEST_MODELS}:hanging_model", batches=[1]), workers=1, batch=1)
+    assert result.status == "infeasible"
+    assert result.failure_kind == MODEL_ERROR
+    assert "did not finish within 5 s after the load stopped" in result.reason
+    assert "the model hangs" in result.reason
+    assert len(result.probes) == 1
+    assert time.monotonic() - started < 60
 
 
 def test_a_model_over_the_memory_cap_is_out_of_memory() -> None:
