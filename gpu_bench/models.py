@@ -94,11 +94,23 @@ def load_model(
     factory = getattr(_imported(module_name, spec.target), function_name, None)
     if not callable(factory):
         raise ModelLoadError(f"{spec.target}: {module_name} has no function {function_name!r}")
-    built: Any = factory()
+    built = _built(factory, spec.target)
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
         raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
     module, example = built
     return module.to(device), _checked_example(example, spec.target)
+
+
+def _built(factory: Callable[[], Any], target: str) -> Any:
+    """What the factory returns. Its own failure (weights not found, a required argument,
+    sys.exit) is the model failing to load, and says so with the model's name; running out
+    of memory stays itself, since fewer workers may fit."""
+    try:
+        return factory()
+    except MemoryError:
+        raise
+    except (Exception, SystemExit) as error:
+        raise ModelLoadError(f"{target}: raised {type(error).__name__}: {error}") from error
 
 
 def _exported(spec: ModelSpec, device: str, largest_batch: int) -> tuple[nn.Module, Any]:
@@ -179,7 +191,7 @@ def _imported(module_name: str, target: str) -> Any:
         return importlib.import_module(module_name)
     except ModelLoadError:
         raise
-    except Exception as error:  # an import runs the user's code: any error is theirs
+    except (Exception, SystemExit) as error:  # an import runs the user's code: it is theirs
         raise ModelLoadError(f"{target}: cannot import: {type(error).__name__}: {error}") from error
 
 

@@ -34,7 +34,8 @@ def refusal(sweep: SweepResult) -> Refusal | None:
     model_kinds = (MODEL_ERROR, LOAD_FAILED, WORKER_DIED)
     failed = [r for r in results if r.failure_kind in model_kinds]
     if results and len(failed) == len(results):
-        return Refusal(EXIT_MODEL_FAILED, f"model failed: {failed[0].reason}")
+        name = sweep.settings.model  # what the user gave, so one line says whose failure
+        return Refusal(EXIT_MODEL_FAILED, f"model {name} failed: {failed[0].reason}")
     if any(r.generator_limited for r in results):
         return Refusal(
             EXIT_GENERATOR,

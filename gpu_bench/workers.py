@@ -120,6 +120,13 @@ def _timed(run: Any, size: int, times: int = 3) -> float:
     return sorted(taken)[times // 2]
 
 
+def _failure(worker_id: int, error: BaseException) -> tuple[str, int, str, str]:
+    """A FAILED message: a load error's text says it all (the model, and why); any other
+    goes with its type, often the best clue (`KeyError: 'logits'`)."""
+    said = str(error) if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
+    return (FAILED, worker_id, classify_failure(error), said)
+
+
 def _exit_with_parent() -> None:
     """End this worker as soon as the parent process ends, however it ends (SIGTERM,
     SIGKILL, a crash): a worker blocked on the request queue would otherwise wait forever,
@@ -181,8 +188,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             run(size)  # kernels chosen for its shape) before any is timed, not in a measure
         results.put((READY, worker_id, _timed(run, settings.max_batch), _timed(run, 1)))
     except BaseException as error:
-        kind = classify_failure(error)
-        results.put((FAILED, worker_id, kind, f"{type(error).__name__}: {error}"))
+        results.put(_failure(worker_id, error))
         return
     while True:
         batch, stop = _collect_batch(requests, settings.max_batch, settings.max_batch_wait_s)
@@ -191,8 +197,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             try:
                 run(len(batch))
             except BaseException as error:
-                kind = classify_failure(error)
-                results.put((FAILED, worker_id, kind, f"{type(error).__name__}: {error}"))
+                results.put(_failure(worker_id, error))
                 return
             results.put((DONE, worker_id, batch, started, time.monotonic()))
         if stop:

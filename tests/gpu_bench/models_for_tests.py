@@ -163,3 +163,15 @@ class _HangsWhenServing(nn.Module):
 
 def hanging_model() -> tuple[nn.Module, torch.Tensor]:
     return _HangsWhenServing(), torch.zeros(1, 4)
+
+
+def missing_weights_model() -> tuple[nn.Module, torch.Tensor]:
+    raise FileNotFoundError("weights.bin")
+
+
+def model_of_required_path(path: str) -> tuple[nn.Module, torch.Tensor]:
+    return nn.Identity(), torch.zeros(1, 4)
+
+
+def exiting_factory() -> tuple[nn.Module, torch.Tensor]:
+    raise SystemExit("usage: serve.py --weights PATH")

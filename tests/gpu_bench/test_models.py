@@ -141,6 +141,9 @@ def test_an_exported_program_of_a_fixed_batch_is_infeasible_above_it(tmp_path: P
         (f"{TEST_MODELS}:not_a_model", "must return"),
         (f"{TEST_MODELS}:no_such_factory", "has no function 'no_such_factory'"),
         ("no_such_module_here:build", "cannot import: ModuleNotFoundError"),
+        (f"{TEST_MODELS}:missing_weights_model", "raised FileNotFoundError: weights.bin"),
+        (f"{TEST_MODELS}:model_of_required_path", "raised TypeError: .* missing 1 required"),
+        (f"{TEST_MODELS}:exiting_factory", "raised SystemExit: usage: serve.py"),
     ],
 )
 def test_a_model_that_cannot_run_says_why(target: str, said: str) -> None:
