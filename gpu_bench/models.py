@@ -196,8 +196,13 @@ def _imported(module_name: str, target: str) -> Any:
 
 
 def _from_file(path: Path) -> Any:
+    """The module in a `.py` file, with its folder first on the path as `python file.py`
+    puts it, so the file's own `import helper` finds the helper.py beside it."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     name = f"gpu_bench_user_{path.stem}"
     found = importlib.util.spec_from_file_location(name, path)
     if found is None or found.loader is None:

@@ -108,6 +108,16 @@ def test_a_factory_in_a_file_is_loaded_by_its_path(tmp_path: Path) -> None:
         load_model(parse_model_spec(f"{tmp_path / 'missing.py'}:build"))
 
 
+def test_a_model_file_imports_the_modules_beside_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    folder = tmp_path / "my models"
+    folder.mkdir()
+    (folder / "sibling_layers.py").write_text(USER_MODEL)
+    (folder / "entry.py").write_text("from sibling_layers import build\n")
+    module, example = load_model(parse_model_spec(f"{folder / 'entry.py'}:build"))
+    assert forward(module, batch_of(example, 2)).shape == (2, 2)
+
+
 def test_an_exported_program_brings_its_own_example(tmp_path: Path) -> None:
     module, example = load_model(ModelSpec(f"{TEST_MODELS}:keyword_input_model"))
     batch = torch.export.Dim("batch", min=1, max=64)
