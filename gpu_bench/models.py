@@ -91,9 +91,13 @@ def load_model(
         assert spec.input_shape is not None
         return module, torch.randn(*spec.input_shape)
     module_name, _, function_name = spec.target.rpartition(":")
-    factory = getattr(_imported(module_name, spec.target), function_name, None)
+    imported = _imported(module_name, spec.target)
+    factory = getattr(imported, function_name, None)
     if not callable(factory):
-        raise ModelLoadError(f"{spec.target}: {module_name} has no function {function_name!r}")
+        raise ModelLoadError(
+            f"{spec.target}: {module_name} has no function {function_name!r}"
+            + _shadowed(module_name, getattr(imported, "__file__", None))
+        )
     built = _built(factory, spec.target)
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
         raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
@@ -303,3 +307,13 @@ def small_transformer(
     )
     model = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
     return model, torch.randn(1, tokens, width)
+
+
+def _shadowed(module_name: str, imported_from: str | None) -> str:
+    """Where a module name of the user's is taken by another (the standard library's
+    `json` before their json.py): what was imported, and how to name their file."""
+    mine = Path(*module_name.split(".")).with_suffix(".py")
+    if not mine.is_file() or (imported_from and Path(imported_from).resolve() == mine.resolve()):
+        return ""
+    where = imported_from or "a built-in module"
+    return f" (imported from {where}; for ./{mine} give --model {mine}:FUNCTION)"

@@ -118,6 +118,20 @@ def test_a_model_file_imports_the_modules_beside_it(tmp_path: Path, monkeypatch)
     assert forward(module, batch_of(example, 2)).shape == (2, 2)
 
 
+def test_a_module_name_taken_by_the_standard_library_says_how_to_name_the_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`--model json:build` beside the user's json.py imports the standard library's json."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "json.py").write_text(USER_MODEL)
+    with pytest.raises(
+        ModelLoadError,
+        match=r"no function 'build' \(imported from .*json.*"
+        r"for ./json.py give --model json.py:FUNCTION\)",
+    ):
+        load_model(parse_model_spec("json:build"))
+
+
 def test_an_exported_program_brings_its_own_example(tmp_path: Path) -> None:
     module, example = load_model(ModelSpec(f"{TEST_MODELS}:keyword_input_model"))
     batch = torch.export.Dim("batch", min=1, max=64)
