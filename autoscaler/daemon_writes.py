@@ -38,6 +38,11 @@ class WriteEpisodes:
     """Each file whose writes fail now (what it is and where), with the problem told."""
     _write_lock: threading.Lock
 
+    def unwritten_files(self) -> list[str]:
+        """The daemon's own files whose last write failed ("state file ...")."""
+        with self._write_lock:
+            return sorted(self._write_problems)
+
     def _save_pool(self, name: str, state: PoolState) -> None:
         """Just before the pool's fleet is written: its own state, not every pool's (the
         write goes ahead without it). Called on the pools' threads. Its trouble is the

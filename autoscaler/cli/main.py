@@ -91,7 +91,8 @@ def run(
         reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
         results = daemon.tick()
-        raise typer.Exit(1 if any(r.errors for r in results) else 0)
+        failed = any(r.errors for r in results) or daemon.unwritten_files()
+        raise typer.Exit(1 if failed else 0)
     if simulated:
         sim = parsed.simulation
         assert sim is not None

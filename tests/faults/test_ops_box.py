@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import autoscaler.decision_log
 import autoscaler.state
+from autoscaler.cli.main import app
 from autoscaler.daemon import Daemon
 from autoscaler.tick_result import TickResult
+from tests.autoscaler.cli.test_main import demo_copy
 from tests.autoscaler.test_daemon import ROOT, write_config
 from tests.faults.test_operation import console_script
 from tests.faults.test_uncaught import daemon_for
@@ -116,7 +119,7 @@ class FullDisk:
     """While `full`, the state file, its journal and the decision log fail to be written
     as on a full disk (ENOSPC), where the real calls would touch the disk."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, decision_log: bool = True) -> None:
         self.full = False
         write, save_pool = autoscaler.state.write_atomically, autoscaler.state.StateStore.save_pool
         opened = autoscaler.decision_log._opened
@@ -131,7 +134,8 @@ class FullDisk:
 
         monkeypatch.setattr(autoscaler.state, "write_atomically", failing(write))
         monkeypatch.setattr(autoscaler.state.StateStore, "save_pool", failing(save_pool))
-        monkeypatch.setattr(autoscaler.decision_log, "_opened", failing(opened))
+        if decision_log:
+            monkeypatch.setattr(autoscaler.decision_log, "_opened", failing(opened))
 
 
 def test_a_full_disk_scales_the_fleet_keeps_the_state_file_whole_and_alerts_once(
@@ -166,6 +170,20 @@ def test_a_full_disk_scales_the_fleet_keeps_the_state_file_whole_and_alerts_once
     again = [t for t in notifier.texts if "written again" in t]
     assert len(again) == 2 and any(str(state_file) in t for t in again)
     assert len(decisions.read_text().splitlines()) == 2  # the first tick's and this one
+
+
+def test_run_once_on_a_full_disk_exits_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-shot run (cron, a deploy check) says by its exit status that the state file
+    could not be written, though the pools ticked and logged their decisions."""
+    path = demo_copy(tmp_path)
+    ran = CliRunner().invoke(app, ["run", "--config", str(path), "--once"])
+    assert ran.exit_code == 0, ran.output  # the control: the same run with room on the disk
+    (tmp_path / "state" / "state.json").unlink()
+    FullDisk(monkeypatch, decision_log=False).full = True
+    result = CliRunner().invoke(app, ["run", "--config", str(path), "--once"])
+    assert result.exit_code == 1, result.output
+    assert not (tmp_path / "state" / "state.json").exists()
+    assert (tmp_path / "decisions.jsonl").read_text().strip()
 
 
 def test_the_daemon_runs_with_stderr_closed(tmp_path: Path) -> None:
