@@ -122,6 +122,7 @@ def test_a_module_name_taken_by_the_standard_library_says_how_to_name_the_file(
     tmp_path: Path, monkeypatch
 ) -> None:
     """`--model json:build` beside the user's json.py imports the standard library's json."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the folder it adds: no later worker's
     monkeypatch.chdir(tmp_path)
     (tmp_path / "json.py").write_text(USER_MODEL)
     with pytest.raises(
