@@ -105,7 +105,8 @@ def test_bad_config_on_reload_keeps_the_old_one_and_alerts(tmp_path: Path) -> No
     assert result.decision is not None and result.decision.desired <= 3
 
 
-def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> None:
+def pinned_to_seven(tmp_path: Path) -> tuple[Daemon, SimulatedClock, RecordingNotifier, Path]:
+    """A daemon whose overrides file pins image-gen to 7 nodes, after its first tick."""
     path = write_config(tmp_path)
     overrides = tmp_path / "overrides.yaml"
     expires = (NOON + timedelta(days=1)).isoformat()
@@ -117,6 +118,11 @@ def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> 
     daemon = Daemon(path, clock=clock, notifier=notifier)
     (result,) = daemon.tick()
     assert result.decision is not None and result.decision.desired == 7
+    return daemon, clock, notifier, overrides
+
+
+def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> None:
+    daemon, clock, notifier, overrides = pinned_to_seven(tmp_path)
     overrides.write_text("overrides:\n  image-gen: [this is: not valid\n")
     os.utime(overrides, (time.time() + 5, time.time() + 5))
     for _ in range(3):
@@ -129,17 +135,7 @@ def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> 
 def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path) -> None:
     """Missing means no overrides, as at start; but a fleet pinned by one may now shrink,
     so its removal is told once, naming the pools whose overrides are lifted."""
-    path = write_config(tmp_path)
-    overrides = tmp_path / "overrides.yaml"
-    expires = (NOON + timedelta(days=1)).isoformat()
-    overrides.write_text(
-        f"overrides:\n  image-gen:\n    nodes: 7\n    expires: {expires}\n    reason: test\n"
-    )
-    clock = SimulatedClock(NOON)
-    notifier = RecordingNotifier()
-    daemon = Daemon(path, clock=clock, notifier=notifier)
-    (result,) = daemon.tick()
-    assert result.decision is not None and result.decision.desired == 7
+    daemon, clock, notifier, overrides = pinned_to_seven(tmp_path)
     overrides.unlink()
     for _ in range(3):
         clock.advance(timedelta(minutes=1))

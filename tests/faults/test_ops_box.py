@@ -186,15 +186,20 @@ def test_run_once_on_a_full_disk_exits_one(tmp_path: Path, monkeypatch: pytest.M
     assert (tmp_path / "decisions.jsonl").read_text().strip()
 
 
+def run_once_program(config: Path) -> str:
+    """`autoscaler run --once --config CONFIG` as a `python -c` program (the console script)."""
+    module, function = console_script().split(":")
+    return (
+        f"import sys; sys.argv = ['autoscaler', 'run', '--once', '--config', {str(config)!r}]; "
+        f"from {module} import {function} as main; main()"
+    )
+
+
 def test_the_daemon_runs_with_stderr_closed(tmp_path: Path) -> None:
     """`autoscaler run --once 2>&-`: it exited 1 before its first tick, saying nothing."""
     simulation = {"start": "1995-07-05T16:00:00Z", "end": "1995-07-05T17:00:00Z"}
     path = write_config(tmp_path, simulation=simulation)
-    module, function = console_script().split(":")
-    code = (
-        f"import sys; sys.argv = ['autoscaler', 'run', '--once', '--config', {str(path)!r}]; "
-        f"from {module} import {function} as main; main()"
-    )
+    code = run_once_program(path)
     done = subprocess.run(
         ["sh", "-c", 'exec "$0" -c "$1" 2>&-', sys.executable, code],
         cwd=ROOT,
@@ -215,11 +220,7 @@ def test_stdout_a_closed_pipe_costs_the_tick_nothing(tmp_path: Path) -> None:
     state file. Now the printing is let go and the tick ends as it would."""
     simulation = {"start": "1995-07-05T16:00:00Z", "end": "1995-07-05T17:00:00Z"}
     path = write_config(tmp_path, simulation=simulation)
-    module, function = console_script().split(":")
-    code = (
-        f"import sys; sys.argv = ['autoscaler', 'run', '--once', '--config', {str(path)!r}]; "
-        f"from {module} import {function} as main; main()"
-    )
+    code = run_once_program(path)
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
     try:
