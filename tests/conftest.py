@@ -1,7 +1,9 @@
 """Shared fixtures: the HTTP doubles of Nomad and Slack, and the real Prometheus
 (see tests/doubles/), and the process's logging restored after each test."""
 
+import importlib
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +14,21 @@ from tests.doubles.prometheus_server import prometheus_history, stopped_promethe
 from tests.doubles.slack_api import make_slack_api_fixture
 
 slack_api = make_slack_api_fixture()
+
+
+def _import_the_cli_with_no_width() -> None:
+    """Rich reads COLUMNS once, when a Console is made, and the CLI modules make theirs at
+    import. Imported here, with no COLUMNS set, their consoles follow the width each
+    CliRunner env gives; imported first inside a test's `env={"COLUMNS": "100"}`, they
+    kept 100 for every later test of that process (which test came first depended on how
+    pytest-xdist handed the tests out)."""
+    os.environ.pop("COLUMNS", None)
+    for module in ("autoscaler.cli.main", "autoscaler.cli.report", "autoscaler.cli.backtest"):
+        importlib.import_module(module)
+    importlib.import_module("gpu_bench.cli")
+
+
+_import_the_cli_with_no_width()
 
 
 @pytest.fixture(autouse=True)

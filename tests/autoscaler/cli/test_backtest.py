@@ -109,7 +109,7 @@ def test_a_trace_that_is_a_folder_or_not_its_compression_is_refused(tmp_path: Pa
     packed = tmp_path / "plain.csv.gz"
     packed.write_bytes(_cut(tmp_path, 60).read_bytes())  # named .gz, not compressed
     for path in (folder, packed):
-        result = CliRunner().invoke(
+        result = CliRunner(env={"COLUMNS": "300"}).invoke(
             _app(), ["backtest", "--trace", str(path), "--per-node-rps", "1", "--warmup", "1h"]
         )
         assert result.exit_code == 2, result.output
