@@ -251,7 +251,10 @@ class WorkerPool:
                         "(--load-timeout)",
                     )
         except BaseException:
-            self.stop()
+            # No worker was given work yet, and one still loading reads no queue: asked to
+            # finish, it was waited on for the whole grace (Ctrl-C during a model's long
+            # load took 5 s more to end), so none is asked.
+            self.stop(grace_s=0.0)
             raise
         middle = len(timings) // 2
         return PoolTimings(
@@ -283,13 +286,14 @@ class WorkerPool:
                 kind = OUT_OF_MEMORY if process.exitcode == -9 else WORKER_DIED
                 raise ConfigInfeasible(kind, f"{process.name} exited with code {process.exitcode}")
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Ask workers to finish, then terminate and kill stragglers; idempotent."""
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Ask workers to finish (within `grace_s`), then terminate and kill stragglers;
+        idempotent."""
         for process in self._processes:
-            if process.is_alive():
+            if process.is_alive() and grace_s > 0:
                 with contextlib.suppress(Exception):
                     self.requests.put(None)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + grace_s
         for process in self._processes:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in self._processes:

@@ -147,6 +147,14 @@ def pid_writing_model() -> tuple[nn.Module, torch.Tensor]:
     return _FixedTime(), torch.zeros(1, 4)
 
 
+def long_loading_model() -> tuple[nn.Module, torch.Tensor]:
+    """Writes the worker's pid to $GPU_BENCH_TEST_PIDS, then loads for two minutes."""
+    with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:
+        pids.write(f"{os.getpid()}\n")
+    time.sleep(120.0)
+    return nn.Identity(), torch.zeros(1, 4)
+
+
 class _HangsWhenServing(nn.Module):
     """Answers the start-up calls, then never returns: a deadlock under load."""
 

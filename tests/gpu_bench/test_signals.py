@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 MODEL = "tests.gpu_bench.models_for_tests:pid_writing_model"
+LOADING_MODEL = "tests.gpu_bench.models_for_tests:long_loading_model"
 SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 
@@ -62,3 +63,31 @@ def test_a_stopped_run_leaves_no_worker_behind(tmp_path: Path, stop: signal.Sign
         run.kill()
         if worker and _alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_run_stopped_while_its_model_loads_ends_at_once(tmp_path: Path) -> None:
+    """A worker still loading its model reads no queue, so asking it to finish only waited
+    out the grace a working one gets (5 s) before it was ended: the parent ends it at once."""
+    pids = tmp_path / "pids"
+    env = {**os.environ, "GPU_BENCH_TEST_PIDS": str(pids)}
+    command = [sys.executable, "-m", "gpu_bench.cli", "run", "--model", LOADING_MODEL,
+               "--workers", "2", "--batch", "1", "--device", "cpu",
+               "--out", str(tmp_path / "profile.yaml")]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 120)
+        workers = [int(pid) for pid in pids.read_text().split()]
+        began = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=30)
+        took = time.monotonic() - began
+        assert run.returncode == 130, output
+        assert took < 4.0, f"{took:.1f} s from SIGTERM to exit: the loading workers were waited on"
+        assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
+    finally:
+        run.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
