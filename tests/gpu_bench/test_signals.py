@@ -3,11 +3,13 @@ stops its workers and says how to resume, and a worker whose parent vanished end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,19 +41,34 @@ def _wait_for(condition, timeout_s: float) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _started_run(
+    tmp_path: Path, model: str, workers: int
+) -> Iterator[tuple[subprocess.Popen, list[int]]]:
+    """`gpu-bench run` in a process of its own, once each of its workers has written its
+    pid; afterwards, whatever the test did, none of them is left running."""
+    pids = tmp_path / "pids"
+    env = {**os.environ, "GPU_BENCH_TEST_PIDS": str(pids)}
+    command = [sys.executable, "-m", "gpu_bench.cli", "run", "--model", model,
+               "--workers", str(workers), "--batch", "1", "--device", "cpu",
+               "--out", str(tmp_path / "profile.yaml")]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started: list[int] = []
+    try:
+        assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == workers, 120)
+        started = [int(pid) for pid in pids.read_text().split()]
+        yield run, started
+    finally:
+        run.kill()
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_run_leaves_no_worker_behind(tmp_path: Path, stop: signal.Signals) -> None:
-    pids = tmp_path / "pids"
-    env = {**os.environ, "GPU_BENCH_TEST_PIDS": str(pids)}
-    command = [sys.executable, "-m", "gpu_bench.cli", "run", "--model", MODEL,
-               "--workers", "1", "--batch", "1", "--device", "cpu",
-               "--out", str(tmp_path / "profile.yaml")]  # fmt: skip
-    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    worker = 0
-    try:
-        assert _wait_for(lambda: pids.exists() and pids.read_text().strip(), 120)
-        worker = int(pids.read_text().split()[0])
+    with _started_run(tmp_path, MODEL, workers=1) as (run, (worker,)):
         assert _ignored_signals(worker) & SIGINT_BIT, "Ctrl-C is the parent's to act on"
         run.send_signal(stop)
         output, _ = run.communicate(timeout=30)
@@ -59,26 +76,13 @@ def test_a_stopped_run_leaves_no_worker_behind(tmp_path: Path, stop: signal.Sign
             assert run.returncode == 130, output
             assert b"interrupted; no configuration was measured yet" in output
         assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived its parent"
-    finally:
-        run.kill()
-        if worker and _alive(worker):
-            os.kill(worker, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_run_stopped_while_its_model_loads_ends_at_once(tmp_path: Path) -> None:
     """A worker still loading its model reads no queue, so asking it to finish only waited
     out the grace a working one gets (5 s) before it was ended: the parent ends it at once."""
-    pids = tmp_path / "pids"
-    env = {**os.environ, "GPU_BENCH_TEST_PIDS": str(pids)}
-    command = [sys.executable, "-m", "gpu_bench.cli", "run", "--model", LOADING_MODEL,
-               "--workers", "2", "--batch", "1", "--device", "cpu",
-               "--out", str(tmp_path / "profile.yaml")]  # fmt: skip
-    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    workers: list[int] = []
-    try:
-        assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 120)
-        workers = [int(pid) for pid in pids.read_text().split()]
+    with _started_run(tmp_path, LOADING_MODEL, workers=2) as (run, workers):
         began = time.monotonic()
         run.send_signal(signal.SIGTERM)
         output, _ = run.communicate(timeout=30)
@@ -86,8 +90,3 @@ def test_a_run_stopped_while_its_model_loads_ends_at_once(tmp_path: Path) -> Non
         assert run.returncode == 130, output
         assert took < 4.0, f"{took:.1f} s from SIGTERM to exit: the loading workers were waited on"
         assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
-    finally:
-        run.kill()
-        for pid in workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
