@@ -72,6 +72,27 @@ def classify_failure(error: BaseException) -> str:
     return MODEL_ERROR
 
 
+SIGNAL_HINTS = {
+    signal.SIGKILL: "killed outright, most often by the kernel's out-of-memory killer",
+    signal.SIGSEGV: "a crash in native code: the model's extension, the driver, a library",
+    signal.SIGBUS: "a crash in native code, or a full /dev/shm",
+    signal.SIGABRT: "aborted by native code (an assertion in a library or the driver)",
+}
+
+
+def how_it_ended(exitcode: int) -> str:
+    """A worker's end in words: a negative exit code is the signal that ended it, named,
+    with what it most often means ("exited with code -11" said nothing at 3 a.m.)."""
+    if exitcode >= 0:
+        return f"exited with code {exitcode}"
+    try:
+        ended_by = signal.Signals(-exitcode)
+    except ValueError:
+        return f"was ended by signal {-exitcode}"
+    hint = SIGNAL_HINTS.get(ended_by)
+    return f"was ended by {ended_by.name}" + (f" ({hint})" if hint else "")
+
+
 def _cap_memory(device: str, cap_mib: int) -> None:
     """Cap this process's memory: a fraction of the GPU, or address space above now on CPU."""
     import torch
@@ -284,7 +305,7 @@ class WorkerPool:
         for process in self._processes:
             if process.exitcode is not None:
                 kind = OUT_OF_MEMORY if process.exitcode == -9 else WORKER_DIED
-                raise ConfigInfeasible(kind, f"{process.name} exited with code {process.exitcode}")
+                raise ConfigInfeasible(kind, f"{process.name} {how_it_ended(process.exitcode)}")
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Ask workers to finish (within `grace_s`), then terminate and kill stragglers;

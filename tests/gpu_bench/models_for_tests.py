@@ -147,6 +147,14 @@ def pid_writing_model() -> tuple[nn.Module, torch.Tensor]:
     return _FixedTime(), torch.zeros(1, 4)
 
 
+def crashing_model() -> tuple[nn.Module, torch.Tensor]:
+    """Ends its worker with SIGSEGV as it loads, as a broken native extension would."""
+    import ctypes
+
+    ctypes.string_at(0)
+    return nn.Identity(), torch.zeros(1, 4)
+
+
 def long_loading_model() -> tuple[nn.Module, torch.Tensor]:
     """Writes the worker's pid to $GPU_BENCH_TEST_PIDS, then loads for two minutes."""
     with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:

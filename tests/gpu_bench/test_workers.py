@@ -13,10 +13,12 @@ from gpu_bench.workers import (
     LOAD_FAILED,
     MODEL_ERROR,
     OUT_OF_MEMORY,
+    WORKER_DIED,
     ConfigInfeasible,
     WorkerPool,
     WorkerSettings,
     classify_failure,
+    how_it_ended,
 )
 from tests.gpu_bench.quick_settings import quick
 
@@ -53,6 +55,21 @@ def test_a_model_over_the_memory_cap_is_out_of_memory() -> None:
     result = run_config(settings, workers=1, batch=2)
     assert result.status == "infeasible"
     assert result.reason.startswith(OUT_OF_MEMORY), result.reason
+
+
+def test_a_worker_a_signal_ended_is_said_by_the_signal_and_what_it_means() -> None:
+    """A model whose native code crashes: the signal is named, not 'exited with code -11'."""
+    result = run_config(quick(f"{TEST_MODELS}:crashing_model"), workers=1, batch=1)
+    assert result.status == "infeasible"
+    assert result.failure_kind == WORKER_DIED
+    assert "was ended by SIGSEGV (a crash in native code" in result.reason, result.reason
+
+
+def test_how_a_worker_ended_is_said_in_words() -> None:
+    assert how_it_ended(3) == "exited with code 3"
+    assert how_it_ended(-9).startswith("was ended by SIGKILL (killed outright")
+    assert how_it_ended(-15) == "was ended by SIGTERM"
+    assert how_it_ended(-200) == "was ended by signal 200"
 
 
 def test_a_model_that_cannot_load_is_infeasible() -> None:
