@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from gpu_bench.profile import CapacityProfile
 from gpu_bench.sweep import SweepResult
-from gpu_bench.workers import LOAD_FAILED, MODEL_ERROR, WORKER_DIED
+from gpu_bench.workers import MODEL_FAILURES
 
 EXIT_NO_RATE, EXIT_MODEL_FAILED, EXIT_TARGET_IMPOSSIBLE, EXIT_GENERATOR = 1, 3, 4, 5
 
@@ -31,8 +31,7 @@ def refusal(sweep: SweepResult) -> Refusal | None:
     impossible = next((r for r in results if r.status == "impossible"), None)
     if impossible is not None:
         return Refusal(EXIT_TARGET_IMPOSSIBLE, f"target impossible: {impossible.reason}")
-    model_kinds = (MODEL_ERROR, LOAD_FAILED, WORKER_DIED)
-    failed = [r for r in results if r.failure_kind in model_kinds]
+    failed = [r for r in results if r.failure_kind in MODEL_FAILURES]
     if results and len(failed) == len(results):
         name = sweep.settings.model  # what the user gave, so one line says whose failure
         return Refusal(EXIT_MODEL_FAILED, f"model {name} failed: {failed[0].reason}")

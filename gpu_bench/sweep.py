@@ -25,6 +25,7 @@ from gpu_bench.search import SearchSettings, plan_sweep, search_max_rate
 from gpu_bench.stability import TailRule, relative_spread
 from gpu_bench.workers import (
     MODEL_ERROR,
+    MODEL_FAILURES,
     ConfigInfeasible,
     WorkerPool,
     WorkerSettings,
@@ -167,7 +168,8 @@ class SweepProgress(Protocol):
 
 
 def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
-    """Results of an earlier run with the same settings, or an empty sweep."""
+    """Results of an earlier run with the same settings, or an empty sweep; not the model's
+    failures (resumed, the rerun after a fix said the old failure again without trying)."""
     if not path.exists():
         return SweepResult(settings=settings)
     try:
@@ -179,6 +181,7 @@ def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
             f"{path}: checkpoint was written with other settings or an older version; "
             "remove it or rerun with the same options"
         )
+    saved.results = [r for r in saved.results if r.failure_kind not in MODEL_FAILURES]
     return saved
 
 

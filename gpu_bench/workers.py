@@ -37,6 +37,8 @@ OUT_OF_MEMORY, LOAD_FAILED, MODEL_ERROR, WORKER_DIED = (
     "model_error",
     "worker_died",
 )
+MODEL_FAILURES = (MODEL_ERROR, LOAD_FAILED, WORKER_DIED)
+"""Failures of the model, not of a configuration: they say nothing of its capacity."""
 
 
 class ConfigInfeasible(Exception):

@@ -104,6 +104,33 @@ def test_a_raising_model_exits_with_its_own_code_and_message(tmp_path: Path) -> 
     assert not out.exists()
 
 
+def test_a_rerun_after_the_model_is_fixed_tries_it_again(tmp_path: Path) -> None:
+    """The checkpoint keeps measurements, not the model's failures: resumed, the rerun
+    after a fix said the old failure again without trying the model."""
+    model = tmp_path / "served.py"
+    weights = tmp_path / "weights.txt"
+    model.write_text(
+        "from pathlib import Path\n"
+        "import torch\n"
+        "def build():\n"
+        f"    Path({str(weights)!r}).read_text()\n"
+        "    return torch.nn.Identity(), torch.zeros(1, 4)\n"
+    )
+    out = tmp_path / "profile.yaml"
+    quick = [*ONE, "--latency-target", "0.5s", "--warmup", "0.2s", "--max-warmup", "0.5s",
+             "--block-requests", "10", "--max-requests", "100", "--repeats", "1",
+             "--precision", "0.3"]  # fmt: skip
+    command = ["run", "--model", f"{model}:build", *quick, "--out", str(out)]
+    failed = CliRunner(env={"COLUMNS": "300"}).invoke(app, command)
+    assert failed.exit_code == 3, failed.output
+    assert "FileNotFoundError" in failed.output
+    weights.write_text("fixed")
+    fixed = CliRunner(env={"COLUMNS": "300"}).invoke(app, command)
+    assert fixed.exit_code == 0, fixed.output
+    assert "FileNotFoundError" not in fixed.output
+    assert load_profile(out).per_gpu_rps > 0
+
+
 def test_a_model_message_is_printed_as_it_is(tmp_path: Path) -> None:
     """Brackets and colons in a model's error are its text, not rich markup or emoji."""
     out = tmp_path / "profile.yaml"
