@@ -127,7 +127,11 @@ def _compare(reporter: ConsoleReporter, daemon: Daemon) -> None:
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="the daemon's YAML config")],
+    file: Annotated[Path | None, typer.Argument(help="the daemon's YAML config")] = None,
+    config_option: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="the same, as every other command takes it"),
+    ] = None,
     check_backends: Annotated[
         bool,
         typer.Option(
@@ -139,6 +143,7 @@ def validate(
     """Check the config and the overrides file; every error names file, line and field."""
     from autoscaler.config.validate import validate_files
 
+    config = _one_config(file, config_option)
     parsed, problems = validate_files(config)
     if problems:
         for problem in problems:
@@ -160,6 +165,17 @@ def validate(
             raise typer.Exit(2)
         pools += "; every backend check passed"
     console.print(f"[green]ok[/]: {escape(str(config))} ({escape(pools)})", highlight=False)
+
+
+def _one_config(file: Path | None, option: Path | None) -> Path:
+    """`validate FILE` (as ExecReload has it) or `validate --config FILE` (as `run`, `status`
+    and `forecast` take it, and what a person types after them); one of the two."""
+    if file is not None and option is not None and file != option:
+        raise typer.BadParameter(f"two configs given: {file} and --config {option}")
+    config = file or option
+    if config is None:
+        raise typer.BadParameter("no config given: autoscaler validate FILE (or --config FILE)")
+    return config
 
 
 @app.command()

@@ -124,3 +124,25 @@ def test_validate_checks_the_overrides_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
     assert "overrides.yaml" in result.output and "face-match" in result.output
+
+
+def test_validate_takes_the_config_as_an_argument_or_as_run_takes_it(tmp_path: Path) -> None:
+    """`validate FILE` is what ExecReload runs; `validate --config FILE` is what a person
+    types after `run --config FILE`, and it was refused as an unknown option."""
+    path = demo_copy(tmp_path)
+    for args in (
+        [str(path)],
+        ["--config", str(path)],
+        ["-c", str(path)],
+        [str(path), "-c", str(path)],
+    ):
+        result = runner.invoke(app, ["validate", *args])
+        assert result.exit_code == 0, result.output
+        assert "ok" in result.output
+    neither = runner.invoke(app, ["validate"], env={"COLUMNS": "200"})
+    assert neither.exit_code == 2 and "no config given" in neither.output
+    other = tmp_path / "other.yaml"
+    both = runner.invoke(
+        app, ["validate", str(path), "--config", str(other)], env={"COLUMNS": "300"}
+    )
+    assert both.exit_code == 2 and "two configs given" in both.output
