@@ -272,7 +272,7 @@ def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
 @app.command()
 def status(config: ConfigOption) -> None:
     """Every pool: current, desired, last decision and reasons, schedule, override, errors."""
-    from autoscaler.cli.status import pool_statuses, read_fleets, status_table
+    from autoscaler.cli.status import pool_statuses, read_fleets, status_view
     from autoscaler.runtime import state_path
     from autoscaler.state import StateStore
     from common.clock import SystemClock
@@ -288,7 +288,7 @@ def status(config: ConfigOption) -> None:
     clock = SystemClock()
     fleets = read_fleets(parsed, clock)
     rows = pool_statuses(parsed, states, overrides or OverridesFile(), clock.now(), fleets)
-    console.print(status_table(rows))
+    console.print(status_view(rows, console.width))
     raise typer.Exit(1 if any(row.failing for row in rows) else 0)
 
 

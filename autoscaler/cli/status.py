@@ -1,4 +1,5 @@
-"""`autoscaler status`: one table of every pool, from the fleet and the daemon's state.
+"""`autoscaler status`: every pool, from the fleet and the daemon's state (a table; on a
+narrow terminal a block of lines per pool).
 
 Reads the config, the state file and the overrides file, and asks each pool's fleet for
 its count now (a read, never a write); a fleet that cannot be reached is said so, and the
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -112,34 +114,65 @@ def pool_statuses(
     return rows
 
 
+COLUMNS = (
+    "pool",
+    "current (fleet now)",
+    "desired (last tick)",
+    "last decision",
+    "schedule",
+    "override",
+    "next schedule change",
+    "last error",
+    "signals",
+)
+TABLE_WIDTH = 150
+"""Below this many columns the nine-column table folds every cell into a word a line (an
+80-column terminal, a cron mail): each pool is shown as a block of lines instead."""
+
+
+def _cells(row: PoolStatus) -> tuple[str, ...]:
+    return (
+        row.pool,
+        row.current,
+        row.desired,
+        row.last_decision,
+        row.schedule,
+        row.override,
+        row.next_change,
+        row.last_error,
+        row.signals,
+    )
+
+
+def status_view(rows: list[PoolStatus], width: int) -> RenderableType:
+    """The status table where `width` holds it; else one block per pool, a field a line."""
+    return status_table(rows) if width >= TABLE_WIDTH else status_blocks(rows)
+
+
 def status_table(rows: list[PoolStatus]) -> Table:
     table = Table(title="autoscaler status", show_lines=True)
-    for column in (
-        "pool",
-        "current (fleet now)",
-        "desired (last tick)",
-        "last decision",
-        "schedule",
-        "override",
-        "next schedule change",
-        "last error",
-        "signals",
-    ):
+    for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        cells = (
-            row.pool,
-            row.current,
-            row.desired,
-            row.last_decision,
-            row.schedule,
-            row.override,
-            row.next_change,
-            row.last_error,
-            row.signals,
-        )
-        table.add_row(*(Text(cell) for cell in cells))  # people's text, never rich markup
+        table.add_row(*(Text(cell) for cell in _cells(row)))  # people's text, never markup
     return table
+
+
+def status_blocks(rows: list[PoolStatus]) -> Group:
+    blocks: list[RenderableType] = [Text("autoscaler status", style="bold")]
+    for row in rows:
+        block = Table.grid(padding=(0, 2))
+        block.add_column(no_wrap=True, style="dim")
+        block.add_column(overflow="fold")
+        title = Text(row.pool, style="bold")
+        title.append(
+            "  failing" if row.failing else "  ok", style="red" if row.failing else "green"
+        )
+        blocks += [Text(""), title]
+        for name, cell in zip(COLUMNS[1:], _cells(row)[1:], strict=True):
+            block.add_row(f"  {name}", Text(cell))
+        blocks.append(block)
+    return Group(*blocks)
 
 
 def _signals(records: list[dict[str, object]]) -> str:

@@ -37,6 +37,23 @@ def test_the_count_comes_from_the_fleet_now(nomad_api: NomadApiDouble, tmp_path:
     assert code == 0 and max(len(line) for line in narrow.splitlines()) <= 100
 
 
+def test_a_narrow_terminal_shows_each_pool_as_a_block_of_whole_words(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """At 80 columns the nine-column table folded every cell into a few letters a line
+    ("curren / t"); each field now has a line of its own, its words whole."""
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
+    code, output = _status(path, {**ENV, "COLUMNS": "80"})
+    assert code == 0, output
+    lines = output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.split()[:5] == ["current", "(fleet", "now)", "3", "(0"] for line in lines)
+    assert any(line.split() == ["last", "decision", "never", "ticked"] for line in lines), output
+    _, wide = _status(path)
+    assert "┃ pool" in wide and "current (fleet now)" in wide  # wide enough: the table
+
+
 def test_an_unreachable_fleet_is_said_and_fails(nomad_api: NomadApiDouble, tmp_path: Path) -> None:
     nomad_api.add_job("web-workers", {"gpu": 3})
     path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
