@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from autoscaler.cli.views import field_blocks
 from autoscaler.config.loader import load_config, load_overrides
 from autoscaler.config.overrides_file import clear_override, set_override
 from autoscaler.config.problems import ConfigError
@@ -26,6 +27,9 @@ from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
 from common.cli import option_moment
 from common.durations import parse_duration
+
+OVERRIDES_TABLE_WIDTH = 120
+"""Below this many columns the table cut reasons and states short ("reas…"): blocks."""
 
 override_app = typer.Typer(
     add_completion=False,
@@ -200,9 +204,11 @@ def list_command(config: ConfigOption) -> None:
         return
     now = _now()
     pools = {p.name for p in parsed.pools}
+    columns = ("pool", "kind", "value", "expires", "reason", "by", "status")
     table = Table(title=f"overrides ({path})")
-    for column in ("pool", "kind", "value", "expires", "reason", "by", "status"):
+    for column in columns:
         table.add_column(column, no_wrap=column in ("pool", "value", "expires"))
+    blocks = []
     for name, override in overrides.overrides.items():
         if override.is_active(now):
             status = f"active ({_span(override.expires - now)} left)"
@@ -224,7 +230,9 @@ def list_command(config: ConfigOption) -> None:
             status,
         )
         table.add_row(*(Text(cell) for cell in cells))  # people's text, not markup
-    console.print(table)
+        blocks.append((Text(name, style="bold"), list(zip(columns[1:], cells[1:], strict=True))))
+    wide = console.width >= OVERRIDES_TABLE_WIDTH
+    console.print(table if wide else field_blocks(f"overrides ({path})", blocks))
 
 
 @override_app.command("clear")

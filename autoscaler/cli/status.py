@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from autoscaler.cli.views import field_blocks
 from autoscaler.config.schema import Config
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.schedules import bounds_at, next_change
@@ -159,20 +160,12 @@ def status_table(rows: list[PoolStatus]) -> Table:
 
 
 def status_blocks(rows: list[PoolStatus]) -> Group:
-    blocks: list[RenderableType] = [Text("autoscaler status", style="bold")]
+    shown = []
     for row in rows:
-        block = Table.grid(padding=(0, 2))
-        block.add_column(no_wrap=True, style="dim")
-        block.add_column(overflow="fold")
-        title = Text(row.pool, style="bold")
-        title.append(
-            "  failing" if row.failing else "  ok", style="red" if row.failing else "green"
-        )
-        blocks += [Text(""), title]
-        for name, cell in zip(COLUMNS[1:], _cells(row)[1:], strict=True):
-            block.add_row(f"  {name}", Text(cell))
-        blocks.append(block)
-    return Group(*blocks)
+        heading = Text(row.pool, style="bold")
+        heading.append("  failing" if row.failing else "  ok", "red" if row.failing else "green")
+        shown.append((heading, list(zip(COLUMNS[1:], _cells(row)[1:], strict=True))))
+    return field_blocks("autoscaler status", shown)
 
 
 def _signals(records: list[dict[str, object]]) -> str:

@@ -186,6 +186,25 @@ def test_list(config: Path) -> None:
     assert "active (1d0h00m left), unknown pool" in rows["retired"]
 
 
+def test_list_on_a_narrow_terminal_shows_each_field_whole(config: Path) -> None:
+    """At 80 columns the table cut the reason and the state short ("reas…", "acti…"):
+    each override is a block there, a field a line."""
+    reason = "launch day: marketing campaign at 09:00, keep capacity warm"
+    expires = NOW + timedelta(hours=2)
+    set_override(
+        config.parent / "overrides.yaml",
+        "gpu-ocr",
+        Override(nodes=12, expires=expires, reason=reason, set_by="alice"),
+    )
+    result = CliRunner().invoke(override_app, ["list", "-c", str(config)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines()]
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert ["reason", *reason.split()] in lines, result.output
+    assert ["status", "active", "(2h00m", "left)"] in lines, result.output
+    assert "…" not in result.output
+
+
 def test_clear(config: Path) -> None:
     overrides = config.parent / "overrides.yaml"
     expires = NOW + timedelta(hours=1)

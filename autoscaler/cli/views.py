@@ -1,0 +1,30 @@
+"""A table where the terminal holds it, a block of lines per row where it does not.
+
+A table of many columns on an 80-column terminal (or in a cron mail) folds each cell into
+a few letters a line, or cuts it short ("reas…"): what an operator reads at 3 a.m. there
+is each row as a block, a field a line, its words whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+Fields = Sequence[tuple[str, str]]
+"""A row's (column, cell) pairs, the cells people's text (never rich markup)."""
+
+
+def field_blocks(title: str, rows: Sequence[tuple[Text, Fields]]) -> Group:
+    """`title`, then each row: its heading, and a line per field."""
+    shown: list[Text | Table] = [Text(title, style="bold")]
+    for heading, fields in rows:
+        block = Table.grid(padding=(0, 2))
+        block.add_column(no_wrap=True, style="dim")
+        block.add_column(overflow="fold")
+        for name, cell in fields:
+            block.add_row(f"  {name}", Text(cell))
+        shown += [Text(""), heading, block]
+    return Group(*shown)
