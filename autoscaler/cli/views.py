@@ -1,4 +1,4 @@
-"""A table where the terminal holds it, a block of lines per row where it does not.
+"""Rows as blocks of lines, for where a table of many columns does not fit the terminal.
 
 A table of many columns on an 80-column terminal (or in a cron mail) folds each cell into
 a few letters a line, or cuts it short ("reas…"): what an operator reads at 3 a.m. there
