@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +24,7 @@ from common.secrets import RedactingJsonFormatter
 if TYPE_CHECKING:
     from autoscaler.cli.demo import ConsoleReporter
     from autoscaler.cli.forecast import PoolForecast
+    from autoscaler.config.schema import Config
     from autoscaler.daemon import Daemon
 
 app = typer.Typer(
@@ -37,6 +38,8 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
+INSTANCE_LOCK = "autoscaler.lock"
+"""In the state folder: held by the daemon running on it (common.instance_lock)."""
 
 
 def _setup_logging(level: str) -> None:
@@ -68,10 +71,6 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
 ) -> None:
     """Run the daemon (or one tick with --once)."""
-    from autoscaler.cli.demo import ConsoleReporter, pool_zone
-    from autoscaler.daemon import Daemon
-    from common.collector import tune_collector
-
     try:
         parsed = load_config(config)
     except ConfigError as exc:
@@ -79,20 +78,61 @@ def run(
         raise typer.Exit(2) from None
     simulated = parsed.simulation is not None
     _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
+    lock = None if dry_run else _instance_lock(parsed)
+    try:
+        code = _run(parsed, config, dry_run, once)
+    finally:
+        if lock is not None:
+            lock.close()
+    raise typer.Exit(code)
+
+
+def _instance_lock(parsed: Config) -> IO[str] | None:
+    """One daemon per state folder (common.instance_lock). Where the lock file cannot be
+    made (a read-only state folder) the daemon runs on unlocked, as it runs on when its
+    state cannot be written: scaling matters more than the lock."""
+    from common.instance_lock import InstanceLockHeld, hold_instance_lock
+
+    path = parsed.state_dir / INSTANCE_LOCK
+    try:
+        return hold_instance_lock(path)
+    except InstanceLockHeld as held:
+        errors.print(
+            f"[red]cannot start[/]: another autoscaler runs on this state folder ({held}); "
+            "stop it first, or look without acting with --dry-run",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        logging.getLogger(__name__).warning(
+            "no instance lock at %s (%s): a second daemon on this state would not be refused",
+            path,
+            exc,
+        )
+        return None
+
+
+def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
+    """The daemon's run (or one tick): its exit code."""
+    from autoscaler.cli.demo import ConsoleReporter, pool_zone
+    from autoscaler.daemon import Daemon
+    from common.collector import tune_collector
+
+    simulated = parsed.simulation is not None
     tune_collector()
     reporter = ConsoleReporter({}, parsed.interval, console) if (simulated or once) else None
     try:
         daemon = Daemon(config, dry_run=dry_run, on_result=reporter)
     except (ConfigError, ValueError, OSError) as exc:
         errors.print(f"[red]cannot start[/]: {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        return 2
     if reporter is not None:
         reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
         reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
         results = daemon.tick()
         failed = any(r.errors for r in results) or daemon.unwritten_files()
-        raise typer.Exit(1 if failed else 0)
+        return 1 if failed else 0
     if simulated:
         sim = parsed.simulation
         assert sim is not None
@@ -108,7 +148,7 @@ def run(
     if reporter is not None and simulated:
         reporter.print_summary()
         _compare(reporter, daemon)
-    raise typer.Exit(code)
+    return code
 
 
 def _compare(reporter: ConsoleReporter, daemon: Daemon) -> None:

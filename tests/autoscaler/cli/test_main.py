@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,27 @@ def test_validate_takes_the_config_as_an_argument_or_as_run_takes_it(tmp_path: P
         app, ["validate", str(path), "--config", str(other)], env={"COLUMNS": "300"}
     )
     assert both.exit_code == 2 and "two configs given" in both.output
+
+
+def test_a_second_daemon_on_the_same_state_is_refused_but_a_dry_run_is_not(
+    tmp_path: Path,
+) -> None:
+    """A daemon started by hand (or a cron `run --once`) while the service runs would tick
+    the same pools: both scaling, one decision log interleaved, Slack told twice."""
+    from common.instance_lock import hold_instance_lock
+
+    path = demo_copy(tmp_path)
+    service = hold_instance_lock(tmp_path / "state" / "autoscaler.lock")
+    try:
+        second = runner.invoke(app, ["run", "--config", str(path), "--once"])
+        assert second.exit_code == 2, second.output
+        assert f"held by process {os.getpid()}" in " ".join(second.output.split())
+        assert not (tmp_path / "decisions.jsonl").exists()
+        looked = runner.invoke(app, ["run", "--config", str(path), "--once", "--dry-run"])
+        assert looked.exit_code == 0, looked.output
+    finally:
+        service.close()
+    alone = runner.invoke(app, ["run", "--config", str(path), "--once"])
+    assert alone.exit_code == 0, alone.output
+    again = runner.invoke(app, ["run", "--config", str(path), "--once"])  # released at exit
+    assert again.exit_code == 0, again.output
