@@ -71,3 +71,12 @@ PositiveDuration = Annotated[
     AfterValidator(_positive),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def format_span(delta: timedelta) -> str:
+    """A span as a person reads it, rounded down to the minute: 59m, 1h59m, 3d2h00m."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours}h{minutes:02d}m" if hours or days else f"{minutes}m"
+    return f"{days}d{text}" if days else text

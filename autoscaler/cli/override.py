@@ -26,7 +26,7 @@ from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
 from common.cli import option_moment
-from common.durations import parse_duration
+from common.durations import format_span, parse_duration
 
 OVERRIDES_TABLE_WIDTH = 120
 """Below this many columns the table cut reasons and states short ("reas…"): blocks."""
@@ -105,15 +105,6 @@ def _start(starts: str | None) -> datetime | None:
         _fail(str(exc))
 
 
-def _span(delta: timedelta) -> str:
-    """Rounded down to the minute, e.g. 1h59m or 3d2h00m."""
-    minutes = max(0, int(delta.total_seconds() // 60))
-    days, minutes = divmod(minutes, 1440)
-    hours, minutes = divmod(minutes, 60)
-    text = f"{hours}h{minutes:02d}m" if hours or days else f"{minutes}m"
-    return f"{days}d{text}" if days else text
-
-
 def _user() -> str | None:
     try:
         return getpass.getuser()
@@ -169,7 +160,7 @@ def set_command(
     window = f" from {begins.isoformat()}" if begins is not None else ""
     console.print(
         f"override set: {pool} → {override.describe()}{window} until {expires.isoformat()} "
-        f"({_span(expires - now)} from now), reason: {override.reason}",
+        f"({format_span(expires - now)} from now), reason: {override.reason}",
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -211,9 +202,9 @@ def list_command(config: ConfigOption) -> None:
     blocks = []
     for name, override in overrides.overrides.items():
         if override.is_active(now):
-            status = f"active ({_span(override.expires - now)} left)"
+            status = f"active ({format_span(override.expires - now)} left)"
         elif not override.is_expired(now) and override.starts is not None:
-            wait = _span(override.starts - now)
+            wait = format_span(override.starts - now)
             status = f"starts {override.starts:%Y-%m-%d %H:%M %z} (in {wait})"
         else:
             status = "expired"

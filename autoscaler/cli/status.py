@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from autoscaler.cli.views import field_blocks
+from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import Config
 from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.schedules import bounds_at, next_change
@@ -25,6 +26,7 @@ from autoscaler.state import PoolState
 from backends import make_backend
 from backends.base import BackendError, FleetState
 from common.clock import Clock
+from common.durations import format_duration, format_span
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def pool_statuses(
 ) -> list[PoolStatus]:
     """One row per pool (pure); `fleets` is what read_fleets found, by pool."""
     rows = []
+    # Ticks on the wall clock (a replayed trace's are on the trace's): staleness is judged.
+    live = config.simulation is None and isinstance(config.metrics, PrometheusMetrics)
     for pool in config.pools:
         state = states.get(pool.name, PoolState())
         last = state.last_decision or {}
@@ -83,6 +87,9 @@ def pool_statuses(
         errors = last.get("errors") or {}
         fleet = (fleets or {}).get(pool.name)
         last_error = failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-"
+        stale = stale_tick(last.get("time"), now, config.interval) if live else None
+        if stale is not None:
+            last_error = stale if last_error == "-" else f"{stale}; {last_error}"
         rows.append(
             PoolStatus(
                 pool=pool.name,
@@ -113,6 +120,29 @@ def pool_statuses(
             )
         )
     return rows
+
+
+STALE_TICKS = 3
+"""A pool whose last tick is older than this many intervals is said to be not ticking."""
+
+
+def stale_tick(last_time: object, now: datetime, interval: timedelta) -> str | None:
+    """Where the last tick is more than STALE_TICKS intervals old, words that say so: a
+    daemon that stopped (or hangs) leaves a state that looks healthy, and `status` then
+    read "ok" at 3 a.m. (exit 0) while nothing scaled. None where the tick is recent or
+    there was none (never ticked is said as such)."""
+    if not isinstance(last_time, str):
+        return None
+    try:
+        at = datetime.fromisoformat(last_time)
+    except ValueError:
+        return None
+    if at.tzinfo is None or now - at <= STALE_TICKS * interval:
+        return None
+    return (
+        f"no tick for {format_span(now - at)} (interval "
+        f"{format_duration(interval)}): is the daemon running?"
+    )
 
 
 COLUMNS = (

@@ -4,12 +4,17 @@ exits 1 while a pool has errors."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
+from autoscaler.cli.status import pool_statuses, stale_tick
+from autoscaler.config.loader import load_config
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
 from tests.autoscaler.cli.test_prometheus import write_config
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 
@@ -74,3 +79,32 @@ def test_a_pool_whose_last_tick_failed_fails_status(
     code, output = _status(path)
     assert code == 1, output
     assert "metrics" in " ".join(output.split())
+
+
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+
+def test_a_stopped_daemon_fails_status_by_its_stale_last_tick(tmp_path: Path) -> None:
+    """A daemon that stopped or hangs leaves a state that looks healthy: status read "ok"
+    (exit 0) while nothing had scaled for hours."""
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9"))
+    for age, stale in ((timedelta(minutes=2), False), (timedelta(hours=2, minutes=5), True)):
+        last = {"time": (NOW - age).isoformat(), "action": "hold", "reasons": ["steady"]}
+        states = {"nasa": PoolState(last_decision=last)}
+        (row,) = pool_statuses(config, states, OverridesFile(), NOW, {})
+        assert row.failing == stale
+        said = "no tick for 2h05m (interval 1m): is the daemon running?"
+        assert (row.last_error == said) if stale else row.last_error == "-"
+
+
+def test_a_stale_tick_is_said_only_past_three_intervals() -> None:
+    minute = timedelta(minutes=1)
+    assert stale_tick((NOW - 3 * minute).isoformat(), NOW, minute) is None
+    assert stale_tick((NOW - 4 * minute).isoformat(), NOW, minute) == (
+        "no tick for 4m (interval 1m): is the daemon running?"
+    )
+    assert stale_tick((NOW - timedelta(days=1, hours=2)).isoformat(), NOW, minute).startswith(
+        "no tick for 1d2h00m"
+    )
+    for odd in (None, 7, "yesterday", "2026-12-06T01:00:00"):  # hand-edited or naive: no claim
+        assert stale_tick(odd, NOW, minute) is None
