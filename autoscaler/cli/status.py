@@ -87,7 +87,13 @@ def pool_statuses(
         errors = last.get("errors") or {}
         fleet = (fleets or {}).get(pool.name)
         last_error = failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-"
+        failing_now = last_error != "-" or isinstance(fleet, str)
         stale = stale_tick(last.get("time"), now, config.interval) if live else None
+        if stale is not None and config.leader_election is not None:
+            # A standby replica's state stops too: said, but not a failure here.
+            stale += " (or another replica leads: its state is on its own host)"
+        elif stale is not None:
+            failing_now = True
         if stale is not None:
             last_error = stale if last_error == "-" else f"{stale}; {last_error}"
         rows.append(
@@ -116,7 +122,7 @@ def pool_statuses(
                 next_change=f"{upcoming[0]:%a %m-%d %H:%M} UTC {upcoming[1]}" if upcoming else "-",
                 last_error=last_error,
                 signals=_signals(last.get("signals") or []),
-                failing=last_error != "-" or isinstance(fleet, str),
+                failing=failing_now,
             )
         )
     return rows

@@ -15,6 +15,7 @@ from autoscaler.cli.status import pool_statuses, stale_tick
 from autoscaler.config.loader import load_config
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
+from backends.leases import LeaderElection
 from tests.autoscaler.cli.test_prometheus import write_config
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 
@@ -95,6 +96,10 @@ def test_a_stopped_daemon_fails_status_by_its_stale_last_tick(tmp_path: Path) ->
         assert row.failing == stale
         said = "no tick for 2h05m (interval 1m): is the daemon running?"
         assert (row.last_error == said) if stale else row.last_error == "-"
+    # Under leader election a standby's state stops as a dead daemon's does: said, not failed.
+    elected = config.model_copy(update={"leader_election": LeaderElection(kind="nomad")})
+    (row,) = pool_statuses(elected, states, OverridesFile(), NOW, {})
+    assert not row.failing and "or another replica leads" in row.last_error
 
 
 def test_a_stale_tick_is_said_only_past_three_intervals() -> None:
