@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,13 @@ def daily_wave(seconds: np.ndarray) -> np.ndarray:
     """Demand (req/s) at Unix times: a daily wave with an hourly ripple, the same samples
     however often and over whatever range it is asked."""
     return 20 + 10 * np.sin(2 * np.pi * seconds / 86_400) + 2 * np.sin(seconds / 1_111.0)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Whether `condition()` came true within `timeout` seconds (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -28,7 +28,7 @@ from autoscaler.state import StateStore
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, ROOT, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
-from tests.support import RecordingNotifier
+from tests.support import RecordingNotifier, wait_for
 
 
 def start_daemon(config: Path) -> subprocess.Popen[str]:
@@ -39,15 +39,6 @@ def start_daemon(config: Path) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
     )
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def fresh_demand(rps: float, delay: float) -> Reply:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for
+
 MODEL = "tests.gpu_bench.models_for_tests:pid_writing_model"
 LOADING_MODEL = "tests.gpu_bench.models_for_tests:long_loading_model"
 SIGINT_BIT = 1 << (signal.SIGINT - 1)
@@ -32,15 +34,6 @@ def _ignored_signals(pid: int) -> int:
     return int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16)
 
 
-def _wait_for(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @contextlib.contextmanager
 def _started_run(
     tmp_path: Path, model: str, workers: int
@@ -55,7 +48,7 @@ def _started_run(
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     started: list[int] = []
     try:
-        assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) == workers, 120)
+        assert wait_for(lambda: pids.exists() and len(pids.read_text().split()) == workers, 120)
         started = [int(pid) for pid in pids.read_text().split()]
         yield run, started
     finally:
@@ -75,7 +68,7 @@ def test_a_stopped_run_leaves_no_worker_behind(tmp_path: Path, stop: signal.Sign
         if stop == signal.SIGTERM:
             assert run.returncode == 130, output
             assert b"interrupted; no configuration was measured yet" in output
-        assert _wait_for(lambda: not _alive(worker), 10), "the worker outlived its parent"
+        assert wait_for(lambda: not _alive(worker), 10), "the worker outlived its parent"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -89,4 +82,4 @@ def test_a_run_stopped_while_its_model_loads_ends_at_once(tmp_path: Path) -> Non
         took = time.monotonic() - began
         assert run.returncode == 130, output
         assert took < 4.0, f"{took:.1f} s from SIGTERM to exit: the loading workers were waited on"
-        assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
+        assert wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
