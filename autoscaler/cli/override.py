@@ -195,11 +195,7 @@ def list_command(config: ConfigOption) -> None:
         return
     now = _now()
     pools = {p.name for p in parsed.pools}
-    columns = ("pool", "kind", "value", "expires", "reason", "by", "status")
-    table = Table(title=f"overrides ({path})")
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("pool", "value", "expires"))
-    blocks = []
+    rows = []
     for name, override in overrides.overrides.items():
         if override.is_active(now):
             status = f"active ({format_span(override.expires - now)} left)"
@@ -220,10 +216,26 @@ def list_command(config: ConfigOption) -> None:
             override.set_by or "",
             status,
         )
+        rows.append(cells)
+    _print_overrides(console, f"overrides ({path})", rows)
+
+
+OVERRIDE_COLUMNS = ("pool", "kind", "value", "expires", "reason", "by", "status")
+
+
+def _print_overrides(console: Console, title: str, rows: list[tuple[str, ...]]) -> None:
+    """A table where the terminal holds it; else a block per override, a field a line."""
+    if console.width < OVERRIDES_TABLE_WIDTH:
+        fields = [list(zip(OVERRIDE_COLUMNS[1:], cells[1:], strict=True)) for cells in rows]
+        headings = [Text(cells[0], style="bold") for cells in rows]
+        console.print(field_blocks(title, list(zip(headings, fields, strict=True))))
+        return
+    table = Table(title=title)
+    for column in OVERRIDE_COLUMNS:
+        table.add_column(column, no_wrap=column in ("pool", "value", "expires"))
+    for cells in rows:
         table.add_row(*(Text(cell) for cell in cells))  # people's text, not markup
-        blocks.append((Text(name, style="bold"), list(zip(columns[1:], cells[1:], strict=True))))
-    wide = console.width >= OVERRIDES_TABLE_WIDTH
-    console.print(table if wide else field_blocks(f"overrides ({path})", blocks))
+    console.print(table)
 
 
 @override_app.command("clear")

@@ -89,12 +89,11 @@ def pool_statuses(
         last_error = failing or "; ".join(f"{k}: {v}" for k, v in errors.items()) or "-"
         failing_now = last_error != "-" or isinstance(fleet, str)
         stale = stale_tick(last.get("time"), now, config.interval) if live else None
-        if stale is not None and config.leader_election is not None:
-            # A standby replica's state stops too: said, but not a failure here.
-            stale += " (or another replica leads: its state is on its own host)"
-        elif stale is not None:
-            failing_now = True
         if stale is not None:
+            if config.leader_election is not None:  # a standby's state stops too: said only
+                stale += " (or another replica leads: its state is on its own host)"
+            else:
+                failing_now = True
             last_error = stale if last_error == "-" else f"{stale}; {last_error}"
         rows.append(
             PoolStatus(
