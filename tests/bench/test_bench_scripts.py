@@ -267,3 +267,30 @@ def test_replay_speed_prints_the_ratio_of_the_times_it_prints(traces: Path) -> N
         assert found, printed
         old, new, ratio = (float(x) for x in found.groups())
         assert ratio == pytest.approx(old / new, rel=0.05, abs=0.1)
+
+
+def test_budget_by_day_adds_up_to_the_late_share_of_the_run(tmp_path: Path) -> None:
+    """Two scored days, the second with a burst that the fleet cannot boot for in time:
+    the days' late requests add up to the total row, which is the run's own late share."""
+    daily_trace(tmp_path, "nasa_jul95", days=9, seed=5)
+    path = tmp_path / "nasa_jul95.csv"
+    frame = pd.read_csv(path)
+    burst = slice(8 * 1440 + 600, 8 * 1440 + 630)  # day 8, 10:00-10:30 UTC
+    frame.loc[burst, "requests"] = frame.loc[burst, "requests"] * 6
+    frame.to_csv(path, index=False)
+    printed = run_script("budget_by_day.py", str(path))
+    run = re.search(r"policy by day: ([\d.]+)% late over the run", printed)
+    rows = [
+        [c.strip() for c in line.strip("│ ").split("│")]
+        for line in printed.splitlines()
+        if line.startswith("│")
+    ]
+    days = [r for r in rows if r[0] != "all" and r[0] != "day"]
+    (total,) = [r for r in rows if r[0] == "all"]
+    assert run and len(days) == 2, printed
+    late = [float(r[2].replace(",", "")) for r in days]
+    assert late[1] > late[0] and late[1] > 0, printed  # the burst day is late
+    assert sum(late) == pytest.approx(float(total[2].replace(",", "")), abs=0.15)
+    assert total[3] == f"{run[1]}%"
+    requests = sum(float(r[1].replace(",", "")) for r in days)
+    assert float(total[1].replace(",", "")) == pytest.approx(requests, abs=2)

@@ -1,0 +1,107 @@
+"""Where the untuned policy's service budget goes, day by day: a diagnostic, not a result.
+
+The untuned policy (`autoscaler backtest --no-tune`, issue 15's headline) runs on one
+trace as bench/backtest_untuned.py runs it (its per-node capacity, 10-minute boot, 7
+days of warm-up); then, for each day of the scored span, this prints the requests, the
+late ones (the backtest's own queue rule), the share of the whole run's budget that day
+took, and the fleet's mean count. A run that spends little on ordinary days and most of
+its budget on one burst, or the reverse, reads at a glance; so does what the fleet cost
+in each week (the portfolio compares its members only once a week of ticks is kept).
+
+    python bench/budget_by_day.py NAME|FILE [--traces DIR] [--variant V] [--target 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
+from rich.console import Console
+from rich.table import Table
+from trace_files import DEFAULT_TRACES, trace_name, trace_path
+from trace_variants import VARIANTS, write_variants
+
+from autoscaler.backtest.queue import queue_lateness
+from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
+
+MINUTES_A_DAY = 1440
+
+
+def by_day(report: BacktestReport, trace: pd.Series, settings: BacktestSettings) -> Table:
+    """One row a day of the scored span of `trace` (requests a second, a row a minute)."""
+    policy = report.result("policy")
+    ready, desired = policy.ready, policy.desired
+    arrivals = np.nan_to_num(trace.to_numpy(dtype=float), nan=0.0) * 60.0
+    arrivals = arrivals[len(arrivals) - len(ready) :]  # the run's minutes, from its burn-in
+    # The queue runs over the whole run, as the backtest's score runs it; the days count
+    # from the scored span's start.
+    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
+    scored = len(ready) - int((trace.index >= pd.Timestamp(report.scored_from)).sum())
+    late, arrivals, desired = late[scored:], arrivals[scored:], desired[scored:]
+    budget = settings.service_target * arrivals.sum()
+    table = Table(title=f"policy by day: {policy.score.late_share:.3%} late over the run")
+    for column in ("day", "requests", "late", "late share", "of the budget", "mean nodes"):
+        table.add_column(column, justify="right")
+    start = report.scored_from
+    for first in range(0, len(late), MINUTES_A_DAY):
+        day = slice(first, first + MINUTES_A_DAY)
+        requests, day_late = float(arrivals[day].sum()), float(late[day].sum())
+        table.add_row(
+            f"{start + timedelta(minutes=first):%Y-%m-%d}",
+            f"{requests:,.0f}",
+            f"{day_late:,.1f}",
+            f"{day_late / requests:.3%}" if requests > 0 else "-",
+            f"{day_late / budget:.0%}" if budget > 0 else "-",
+            f"{desired[day].mean():.1f}",
+        )
+    requests = float(arrivals.sum())
+    table.add_section()
+    table.add_row(
+        "all",
+        f"{requests:,.0f}",
+        f"{late.sum():,.1f}",
+        f"{late.sum() / requests:.3%}" if requests > 0 else "-",
+        f"{late.sum() / budget:.0%}" if budget > 0 else "-",
+        f"{desired.mean():.1f}",
+    )
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trace", help="a trace's name (in --traces) or a trace file")
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="one stress variant")
+    parser.add_argument("--target", type=float, default=0.01, help="service target (0.01)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the backtest")
+    args = parser.parse_args()
+    given = Path(args.trace)
+    source = given if given.suffix in (".csv", ".gz") else trace_path(args.traces, args.trace)
+    name = trace_name(source)
+    per_node_rps = capacity_for(name, float(load_trace(source).mean()))
+    with tempfile.TemporaryDirectory(prefix="variant-") as folder:
+        path = source
+        if args.variant:
+            written = write_variants(source, name, Path(folder))
+            path = next(p for p in written if p.stem == f"{name}_{args.variant}")
+        trace = load_trace(path)
+        settings = BacktestSettings(
+            per_node_rps=per_node_rps,
+            service_target=args.target,
+            tune=False,
+            baselines=(),
+            jobs=args.jobs,
+        )
+        report = run_backtest(path, settings, trace=trace)
+    Console(width=120).print(by_day(report, trace, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
