@@ -46,31 +46,30 @@ def by_day(report: BacktestReport, trace: pd.Series, settings: BacktestSettings)
     late, arrivals, desired = late[scored:], arrivals[scored:], desired[scored:]
     budget = settings.service_target * arrivals.sum()
     table = Table(title=f"policy by day: {policy.score.late_share:.3%} late over the run")
-    for column in ("day", "requests", "late", "late share", "of the budget", "mean nodes"):
+    for column in ("day from", "requests", "late", "late share", "of the budget", "mean nodes"):
         table.add_column(column, justify="right")
     start = report.scored_from
     for first in range(0, len(late), MINUTES_A_DAY):
         day = slice(first, first + MINUTES_A_DAY)
-        requests, day_late = float(arrivals[day].sum()), float(late[day].sum())
-        table.add_row(
-            f"{start + timedelta(minutes=first):%Y-%m-%d}",
-            f"{requests:,.0f}",
-            f"{day_late:,.1f}",
-            f"{day_late / requests:.3%}" if requests > 0 else "-",
-            f"{day_late / budget:.0%}" if budget > 0 else "-",
-            f"{desired[day].mean():.1f}",
-        )
-    requests = float(arrivals.sum())
+        label = f"{start + timedelta(minutes=first):%Y-%m-%d %H:%M}"
+        table.add_row(*_cells(label, arrivals[day], late[day], desired[day], budget))
     table.add_section()
-    table.add_row(
-        "all",
+    table.add_row(*_cells("all", arrivals, late, desired, budget))
+    return table
+
+
+def _cells(
+    label: str, arrivals: np.ndarray, late: np.ndarray, desired: np.ndarray, budget: float
+) -> tuple[str, ...]:
+    requests, late_requests = float(arrivals.sum()), float(late.sum())
+    return (
+        label,
         f"{requests:,.0f}",
-        f"{late.sum():,.1f}",
-        f"{late.sum() / requests:.3%}" if requests > 0 else "-",
-        f"{late.sum() / budget:.0%}" if budget > 0 else "-",
+        f"{late_requests:,.1f}",
+        f"{late_requests / requests:.3%}" if requests > 0 else "-",
+        f"{late_requests / budget:.0%}" if budget > 0 else "-",
         f"{desired.mean():.1f}",
     )
-    return table
 
 
 def main() -> int:
