@@ -16,59 +16,49 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
 from rich.console import Console
 from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
 from trace_variants import VARIANTS, write_variants
 
-from autoscaler.backtest.queue import queue_lateness
+from autoscaler.backtest.budget import days_of
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 
-MINUTES_A_DAY = 1440
 
-
-def by_day(report: BacktestReport, trace: pd.Series, settings: BacktestSettings) -> Table:
-    """One row a day of the scored span of `trace` (requests a second, a row a minute)."""
-    policy = report.result("policy")
-    ready, desired = policy.ready, policy.desired
-    arrivals = np.nan_to_num(trace.to_numpy(dtype=float), nan=0.0) * 60.0
-    arrivals = arrivals[len(arrivals) - len(ready) :]  # the run's minutes, from its burn-in
-    # The queue runs over the whole run, as the backtest's score runs it; the days count
-    # from the scored span's start.
-    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
-    scored = len(ready) - int((trace.index >= pd.Timestamp(report.scored_from)).sum())
-    late, arrivals, desired = late[scored:], arrivals[scored:], desired[scored:]
-    budget = settings.service_target * arrivals.sum()
-    table = Table(title=f"policy by day: {policy.score.late_share:.3%} late over the run")
+def by_day(report: BacktestReport) -> Table:
+    """One row a day of the scored span (autoscaler.backtest.budget), and their total."""
+    days = days_of(report)
+    requests = sum(day.requests for day in days)
+    budget = report.settings.service_target * requests
+    late_share = report.result("policy").score.late_share
+    table = Table(title=f"policy by day: {late_share:.3%} late over the run")
     for column in ("day from", "requests", "late", "late share", "of the budget", "mean nodes"):
         table.add_column(column, justify="right")
-    start = report.scored_from
-    for first in range(0, len(late), MINUTES_A_DAY):
-        day = slice(first, first + MINUTES_A_DAY)
-        label = f"{start + timedelta(minutes=first):%Y-%m-%d %H:%M}"
-        table.add_row(*_cells(label, arrivals[day], late[day], desired[day], budget))
+    for day in days:
+        label = f"{day.start:%Y-%m-%d %H:%M}"
+        table.add_row(*_cells(label, day.requests, day.late, day.mean_nodes, budget))
+    minutes = [day.minutes for day in days]
+    mean_nodes = float(np.average([day.mean_nodes for day in days], weights=minutes))
+    late = sum(day.late for day in days)
     table.add_section()
-    table.add_row(*_cells("all", arrivals, late, desired, budget))
+    table.add_row(*_cells("all", requests, late, mean_nodes, budget))
     return table
 
 
 def _cells(
-    label: str, arrivals: np.ndarray, late: np.ndarray, desired: np.ndarray, budget: float
+    label: str, requests: float, late: float, mean_nodes: float, budget: float
 ) -> tuple[str, ...]:
-    requests, late_requests = float(arrivals.sum()), float(late.sum())
     return (
         label,
         f"{requests:,.0f}",
-        f"{late_requests:,.1f}",
-        f"{late_requests / requests:.3%}" if requests > 0 else "-",
-        f"{late_requests / budget:.0%}" if budget > 0 else "-",
-        f"{desired.mean():.1f}",
+        f"{late:,.1f}",
+        f"{late / requests:.3%}" if requests > 0 else "-",
+        f"{late / budget:.0%}" if budget > 0 else "-",
+        f"{mean_nodes:.1f}",
     )
 
 
@@ -98,7 +88,7 @@ def main() -> int:
             jobs=args.jobs,
         )
         report = run_backtest(path, settings, trace=trace)
-    Console(width=120).print(by_day(report, trace, settings))
+    Console(width=120).print(by_day(report))
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from autoscaler.backtest.baselines import PolicyResult
+from autoscaler.backtest.budget import budget_line, days_of
 from autoscaler.backtest.runner import BacktestReport
 from common.atomic import write_atomically
 from common.durations import format_duration
@@ -95,6 +96,12 @@ def summary_line(report: BacktestReport) -> str:
     return f"policy {verdict} the target; {versus}; ran in {report.elapsed_s:.1f} s"
 
 
+def summary_lines(report: BacktestReport) -> list[str]:
+    """The summary line, then how the policy's late requests fell on its days (where any)."""
+    by_day = budget_line(report)
+    return [summary_line(report), *([by_day] if by_day else [])]
+
+
 def report_json(report: BacktestReport) -> dict[str, Any]:
     settings = report.settings
     ratio, best = policy_vs_best(report)
@@ -128,6 +135,16 @@ def report_json(report: BacktestReport) -> dict[str, Any]:
                 "meets_target": r.meets_target,
             }
             for r in report.results
+        ],
+        "policy_by_day": [
+            {
+                "start": day.start.isoformat(),
+                "minutes": day.minutes,
+                "requests": day.requests,
+                "late_requests": day.late,
+                "mean_nodes": day.mean_nodes,
+            }
+            for day in days_of(report)
         ],
         "best_baseline": best.name if best else None,
         "policy_to_best_baseline": ratio,

@@ -123,7 +123,7 @@ def backtest_command(
 ) -> None:
     """Replay a trace through the daemon's forecast/size/decide code and compare baselines;
     with --config and --pool, that pool as configured, and what it should change."""
-    from autoscaler.backtest.report import backtest_table, report_json, summary_line
+    from autoscaler.backtest.report import backtest_table, report_json, summary_lines
     from autoscaler.backtest.runner import BacktestSettings
     from autoscaler.cli.backtest_config import config_backtest
 
@@ -183,7 +183,8 @@ def backtest_command(
         typer.echo(json.dumps(report_json(report), indent=2))
         return
     console.print(backtest_table(report))
-    console.print(summary_line(report), highlight=False)
+    for line in summary_lines(report):
+        console.print(line, highlight=False)
 
 
 def _trace_report(trace: Path, settings: BacktestSettings) -> BacktestReport:

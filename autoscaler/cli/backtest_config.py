@@ -176,7 +176,7 @@ def demand_of(config: Config, pool: Pool, run: PoolRun) -> tuple[str, pd.Series,
 
 def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
     """Replay the pool as configured and its variants; print the table and what to change."""
-    from autoscaler.backtest.report import backtest_table, report_json, summary_line
+    from autoscaler.backtest.report import backtest_table, report_json, summary_lines
 
     config, pool, per_node_rps = load_pool(run.config, run.pool)
     try:
@@ -200,7 +200,8 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         typer.echo(json.dumps(document, indent=2))
     else:
         console.print(backtest_table(report))
-        console.print(summary_line(report), highlight=False)
+        for line in summary_lines(report):
+            console.print(line, highlight=False)
         print_recommendation(pool, configured, others, chosen, settings.service_target)
     return report
 

@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -62,6 +63,10 @@ def test_backtest_writes_json_decisions_and_plot(tmp_path: Path) -> None:
     assert oracle["ratio_to_oracle"] == 1.0 and oracle["late_share"] == 0.0
     for policy in document["policies"]:
         assert {"node_hours", "late_share", "late_minutes", "scale_actions"} <= policy.keys()
+    (day,) = document["policy_by_day"]  # 2 scored hours: one (short) day
+    assert day["start"] == document["scored_from"] and day["minutes"] == 2 * 60
+    late_share = document["policies"][0]["late_share"]
+    assert day["late_requests"] == pytest.approx(late_share * day["requests"])
     rows = list(csv.reader(decisions.open()))
     assert rows[0] == ["timestamp", "desired", "ready", "pending"]
     assert len(rows) - 1 == 8 * 60 - (6 * 60 - 60)  # every tick from an hour before scoring
