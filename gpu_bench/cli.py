@@ -181,7 +181,7 @@ def run(
         write_chart,
         write_csv,
     )
-    from gpu_bench.sweep import SweepSettings, load_checkpoint
+    from gpu_bench.sweep import SweepSettings, checkpoint_of
 
     common = {
         "workers": _ints(workers, "--workers"),
@@ -219,10 +219,13 @@ def run(
     checkpoint = checkpoint or out.with_name(out.name + ".checkpoint.json")
     chart = chart or out.with_suffix(".png")
     try:
-        already = len(load_checkpoint(checkpoint, settings).results)
+        resumed, set_aside = checkpoint_of(checkpoint, settings)
     except ValueError as error:
         console.print(str(error), style="red")
         raise typer.Exit(2) from None
+    already = len(resumed.results)
+    if set_aside:
+        console.print(set_aside, style="yellow")
     if already:
         console.print(f"resuming from {checkpoint}: {already} configurations already measured")
     progress = BarProgress(len(settings.workers) * len(settings.batches), already)
@@ -279,7 +282,7 @@ def _model_settings(
     gpus_per_node: int | None,
     common: dict[str, Any],
 ) -> tuple[SweepSettings, str]:
-    from gpu_bench.models import ModelLoadError, parse_model_spec
+    from gpu_bench.models import ModelLoadError, model_sha256, parse_model_spec
     from gpu_bench.sampling import device_count, device_name, resolve_device
     from gpu_bench.sweep import SweepSettings
 
@@ -292,6 +295,7 @@ def _model_settings(
     settings = SweepSettings(
         **common,
         model=spec.target,
+        model_sha256=model_sha256(spec),
         input_shape=spec.input_shape,
         device=resolved,
         gpus_per_node=gpus_per_node or device_count(resolved),

@@ -17,6 +17,7 @@ downloaded, and they are meant for trying the harness, not for quality.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -70,6 +71,38 @@ def parse_model_spec(text: str, input_shape: Sequence[int] | None = None) -> Mod
             f"(.pt2), a TorchScript file (.pt/.ts), or one of {sorted(REFERENCE_MODELS)}"
         )
     return spec
+
+
+def model_file(spec: ModelSpec) -> Path | None:
+    """The file the model is built from: the exported program or TorchScript file, the
+    `file.py`, or the module's source where `python -m` would find it (searched for, not
+    imported: an import runs the user's code, which is the workers' to run); None where
+    none is found. Weights that the factory loads from elsewhere are not part of it."""
+    if spec.is_exported or spec.is_torchscript:
+        return Path(spec.target)
+    module_name = spec.target.rpartition(":")[0]
+    if module_name.endswith(".py"):
+        return Path(module_name)
+    parts = module_name.split(".")
+    for folder in (os.getcwd(), *sys.path):
+        base = Path(folder or os.getcwd()).joinpath(*parts)
+        for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def model_sha256(spec: ModelSpec) -> str | None:
+    """The SHA-256 of model_file(spec)'s bytes (None where there is no such file, or it
+    cannot be read): which model a checkpoint's measurements and a profile are of."""
+    path = model_file(spec)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def load_model(

@@ -74,6 +74,7 @@ def to_profile(
     counted = [m for r in sweep.results for m in r.probes if not m.refused and m.requests]
     return CapacityProfile(
         model=settings.model,
+        model_sha256=settings.model_sha256,
         device=device,
         workers_per_gpu=chosen.workers,
         batch_size=chosen.batch,

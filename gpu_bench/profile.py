@@ -25,6 +25,11 @@ class CapacityProfile(Strict):
 
     version: int = Field(default=PROFILE_VERSION, ge=1, le=PROFILE_VERSION)
     model: str = Field(min_length=1, description="model spec: module:function or a file")
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the model file measured (the .pt2, TorchScript or .py file)",
+    )
     device: str = Field(min_length=1, description="device name, e.g. 'NVIDIA H100' or 'cpu'")
     workers_per_gpu: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="maximum dynamic batch size")

@@ -37,6 +37,9 @@ class SweepSettings(BaseModel):
     """Everything that shapes the figures; a checkpoint only resumes under equal settings."""
 
     model: str  # module:function, a file, or the endpoint's URL (without credentials)
+    model_sha256: str | None = None
+    """The model file's digest (models.model_sha256): measurements of other bytes are not
+    this model's, so a checkpoint of them is not resumed (load_checkpoint)."""
     input_shape: tuple[int, ...] | None = None
     device: str = "cpu"
     workers: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
@@ -168,10 +171,18 @@ class SweepProgress(Protocol):
 
 
 def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
-    """Results of an earlier run with the same settings, or an empty sweep; not the model's
-    failures (resumed, the rerun after a fix said the old failure again without trying)."""
+    """Results of an earlier run with the same settings, or an empty sweep (checkpoint_of)."""
+    return checkpoint_of(path, settings)[0]
+
+
+def checkpoint_of(path: Path, settings: SweepSettings) -> tuple[SweepResult, str | None]:
+    """Results of an earlier run with the same settings, and why any were set aside:
+    not the model's failures (resumed, the rerun after a fix said the old failure again
+    without trying), nor any result where the model file has changed since (they measured
+    other bytes; a file whose digest either run could not read is taken as the same).
+    ValueError where the other settings differ."""
     if not path.exists():
-        return SweepResult(settings=settings)
+        return SweepResult(settings=settings), None
     try:
         saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except ValueError:
@@ -181,13 +192,21 @@ def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
             f"{path}: checkpoint was written with other settings or an older version; "
             "remove it or rerun with the same options"
         )
+    then, now = saved.settings.model_sha256, settings.model_sha256
+    if then is not None and now is not None and then != now:
+        note = (
+            f"the model has changed since {path} was written (sha256 {then[:12]}, now "
+            f"{now[:12]}): its {len(saved.results)} configurations are measured again"
+        )
+        return SweepResult(settings=settings), note
     saved.results = [r for r in saved.results if r.failure_kind not in MODEL_FAILURES]
-    return saved
+    return saved, None
 
 
 def _shaping(settings: SweepSettings) -> dict[str, object]:
-    """The settings that shape the figures (all but how long a load may take)."""
-    return settings.model_dump(exclude={"load_timeout_s"})
+    """The settings that shape the figures (all but how long a load may take), less the
+    model's digest (which sets results aside rather than refusing the checkpoint)."""
+    return settings.model_dump(exclude={"load_timeout_s", "model_sha256"})
 
 
 class _Pool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import multiprocessing
 from pathlib import Path
@@ -129,6 +130,34 @@ def test_a_rerun_after_the_model_is_fixed_tries_it_again(tmp_path: Path) -> None
     assert fixed.exit_code == 0, fixed.output
     assert "FileNotFoundError" not in fixed.output
     assert load_profile(out).per_gpu_rps > 0
+    assert load_profile(out).model_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_a_rerun_after_the_model_file_changed_measures_it_again(tmp_path: Path) -> None:
+    """The checkpoint's measurements are of other bytes once the file has changed: none is
+    taken up, and the run says so; the profile names the file measured by its digest."""
+    model = tmp_path / "served.py"
+    model.write_text(
+        "import time\nimport torch\n"
+        "class Fixed(torch.nn.Module):\n"
+        "    def forward(self, x):\n        time.sleep(0.02)\n        return x\n"
+        "def build():\n    return Fixed(), torch.zeros(1, 4)\n"
+    )  # 20 ms a batch: a rate search that ends within a few probes
+    out = tmp_path / "profile.yaml"
+    quick = [*ONE, "--latency-target", "0.5s", "--warmup", "0.2s", "--max-warmup", "0.5s",
+             "--block-requests", "10", "--max-requests", "100", "--repeats", "1",
+             "--precision", "0.3"]  # fmt: skip
+    command = ["run", "--model", f"{model}:build", *quick, "--out", str(out)]
+    runner = CliRunner(env={"COLUMNS": "300"})
+    first = runner.invoke(app, command)
+    assert first.exit_code == 0, first.output
+    model.write_text(model.read_text() + "# a faster build, say\n")
+    changed = runner.invoke(app, command)
+    assert changed.exit_code == 0, changed.output
+    said = " ".join(changed.output.split())
+    assert "the model has changed since" in said and "measured again" in said
+    assert "resuming" not in changed.output
+    assert load_profile(out).model_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
 
 
 def test_a_model_message_is_printed_as_it_is(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and a model that cannot be run says why, naming it."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import subprocess
@@ -20,6 +21,8 @@ from gpu_bench.models import (
     batch_of,
     forward,
     load_model,
+    model_file,
+    model_sha256,
     parse_model_spec,
 )
 from gpu_bench.profile import load_profile
@@ -182,3 +185,33 @@ def test_a_module_failing_at_import_is_a_load_error(tmp_path: Path) -> None:
     path.write_text("raise RuntimeError('the weights are not here')\n")
     with pytest.raises(ModelLoadError, match="RuntimeError: the weights are not here"):
         load_model(parse_model_spec(f"{path}:build"))
+
+
+def test_the_digest_is_of_the_file_the_model_is_built_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file by its path, a module beside the command (found, not imported: its import
+    would raise here), a package's module, an exported program; none for a module that
+    is nowhere to be found. An edit changes the digest."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "served.py").write_text("raise RuntimeError('imported')\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "net.py").write_text("def build(): ...\n")
+    (tmp_path / "model.pt2").write_bytes(b"\x00program")
+    found = {
+        f"{tmp_path / 'served.py'}:build": tmp_path / "served.py",
+        "served:build": tmp_path / "served.py",
+        "pkg.net:build": tmp_path / "pkg" / "net.py",
+        "pkg:build": tmp_path / "pkg" / "__init__.py",
+        "model.pt2": Path("model.pt2"),
+    }
+    for target, path in found.items():
+        spec = parse_model_spec(target)
+        assert model_file(spec) == path
+        assert model_sha256(spec) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert model_file(parse_model_spec("nowhere_to_be_found:build")) is None
+    assert model_sha256(parse_model_spec("missing.pt2")) is None  # named, but not there
+    before = model_sha256(parse_model_spec("pkg.net:build"))
+    (tmp_path / "pkg" / "net.py").write_text("def build(): return None\n")
+    assert model_sha256(parse_model_spec("pkg.net:build")) != before
