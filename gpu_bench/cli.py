@@ -171,6 +171,7 @@ def run(
     seed: Annotated[int, typer.Option(help="seed of the Poisson arrival schedules")] = 0,
 ) -> None:
     """Sweep workers x batch, find each one's highest rate under the target, write a profile."""
+    from gpu_bench.checkpoint import checkpoint_of
     from gpu_bench.endpoint import shown_url
     from gpu_bench.outcome import refusal, to_profile
     from gpu_bench.profile import save_profile
@@ -181,7 +182,7 @@ def run(
         write_chart,
         write_csv,
     )
-    from gpu_bench.sweep import SweepSettings, checkpoint_of
+    from gpu_bench.sweep import SweepSettings
 
     common = {
         "workers": _ints(workers, "--workers"),
@@ -229,7 +230,7 @@ def run(
     if already:
         console.print(f"resuming from {checkpoint}: {already} configurations already measured")
     progress = BarProgress(len(settings.workers) * len(settings.batches), already)
-    sweep = _interruptible_sweep(settings, checkpoint, progress, target)
+    sweep = _interruptible_sweep(settings, checkpoint, progress, target, resumed)
     wide = console if console.is_terminal else _plain_console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
@@ -252,6 +253,7 @@ def _interruptible_sweep(
     checkpoint: Path,
     progress: BarProgress,
     target: EndpointSettings | None,
+    resumed: SweepResult,
 ) -> SweepResult:
     """The sweep, ended by Ctrl-C or SIGTERM (kill, a CI job's timeout) the same way: the
     workers stopped, the checkpoint kept, a line saying how to resume, exit code 130.
@@ -260,7 +262,7 @@ def _interruptible_sweep(
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return run_sweep(settings, checkpoint, progress, target)
+        return run_sweep(settings, checkpoint, progress, target, resumed)
     except KeyboardInterrupt:
         progress.close()
         kept = (

@@ -7,7 +7,6 @@ configuration, so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -25,7 +24,6 @@ from gpu_bench.search import SearchSettings, plan_sweep, search_max_rate
 from gpu_bench.stability import TailRule, relative_spread
 from gpu_bench.workers import (
     MODEL_ERROR,
-    MODEL_FAILURES,
     ConfigInfeasible,
     WorkerPool,
     WorkerSettings,
@@ -39,7 +37,7 @@ class SweepSettings(BaseModel):
     model: str  # module:function, a file, or the endpoint's URL (without credentials)
     model_sha256: str | None = None
     """The model file's digest (models.model_sha256): measurements of other bytes are not
-    this model's, so a checkpoint of them is not resumed (load_checkpoint)."""
+    this model's, so a checkpoint of them is not resumed (checkpoint.checkpoint_of)."""
     input_shape: tuple[int, ...] | None = None
     device: str = "cpu"
     workers: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
@@ -168,45 +166,6 @@ class SweepProgress(Protocol):
     def config_started(self, workers: int, batch: int) -> None: ...
     def probe_done(self, measurement: RateMeasurement) -> None: ...
     def config_done(self, result: ConfigResult, skipped: int) -> None: ...
-
-
-def load_checkpoint(path: Path, settings: SweepSettings) -> SweepResult:
-    """Results of an earlier run with the same settings, or an empty sweep (checkpoint_of)."""
-    return checkpoint_of(path, settings)[0]
-
-
-def checkpoint_of(path: Path, settings: SweepSettings) -> tuple[SweepResult, str | None]:
-    """Results of an earlier run with the same settings, and why any were set aside:
-    not the model's failures (resumed, the rerun after a fix said the old failure again
-    without trying), nor any result where the model file has changed since (they measured
-    other bytes; a file whose digest either run could not read is taken as the same).
-    ValueError where the other settings differ."""
-    if not path.exists():
-        return SweepResult(settings=settings), None
-    try:
-        saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except ValueError:
-        saved = None
-    if saved is None or _shaping(saved.settings) != _shaping(settings):
-        raise ValueError(
-            f"{path}: checkpoint was written with other settings or an older version; "
-            "remove it or rerun with the same options"
-        )
-    then, now = saved.settings.model_sha256, settings.model_sha256
-    if then is not None and now is not None and then != now:
-        note = (
-            f"the model has changed since {path} was written (sha256 {then[:12]}, now "
-            f"{now[:12]}): its {len(saved.results)} configurations are measured again"
-        )
-        return SweepResult(settings=settings), note
-    saved.results = [r for r in saved.results if r.failure_kind not in MODEL_FAILURES]
-    return saved, None
-
-
-def _shaping(settings: SweepSettings) -> dict[str, object]:
-    """The settings that shape the figures (all but how long a load may take), less the
-    model's digest (which sets results aside rather than refusing the checkpoint)."""
-    return settings.model_dump(exclude={"load_timeout_s", "model_sha256"})
 
 
 class _Pool:
@@ -402,9 +361,12 @@ def run_sweep(
     checkpoint: Path | None = None,
     progress: SweepProgress | None = None,
     endpoint: EndpointSettings | None = None,
+    resumed: SweepResult | None = None,
 ) -> SweepResult:
-    """Measure configurations in plan order until the planner has nothing left."""
-    sweep = load_checkpoint(checkpoint, settings) if checkpoint else SweepResult(settings=settings)
+    """Measure configurations in plan order until the planner has nothing left, going on
+    from `resumed` (gpu_bench.checkpoint.checkpoint_of) and writing everything measured to
+    `checkpoint` after each configuration."""
+    sweep = resumed if resumed is not None else SweepResult(settings=settings)
     while not any(r.status == "impossible" for r in sweep.results):
         step = plan_sweep(settings.workers, settings.batches, sweep.done(), settings.min_gain)
         sweep.skipped = {f"{w}x{b}": why for (w, b), why in sorted(step.skipped.items())}
