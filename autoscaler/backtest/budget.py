@@ -42,16 +42,19 @@ def days_of(report: BacktestReport, name: str = "policy") -> list[Day]:
     scored = replay.score_start - replay.sim_start
     arrivals, late = arrivals[scored:], late[scored:]
     desired = np.asarray(result.desired, dtype=float)[scored:]
-    return [
-        Day(
-            start=report.scored_from + timedelta(minutes=first),
-            minutes=len(late[first : first + DAY_MINUTES]),
-            requests=float(arrivals[first : first + DAY_MINUTES].sum()),
-            late=float(late[first : first + DAY_MINUTES].sum()),
-            mean_nodes=float(desired[first : first + DAY_MINUTES].mean()),
+    days = []
+    for first in range(0, len(late), DAY_MINUTES):
+        day = slice(first, first + DAY_MINUTES)
+        days.append(
+            Day(
+                start=report.scored_from + timedelta(minutes=first),
+                minutes=len(late[day]),
+                requests=float(arrivals[day].sum()),
+                late=float(late[day].sum()),
+                mean_nodes=float(desired[day].mean()),
+            )
         )
-        for first in range(0, len(late), DAY_MINUTES)
-    ]
+    return days
 
 
 def budget_line(report: BacktestReport, name: str = "policy") -> str | None:
