@@ -68,6 +68,32 @@ def test_a_near_tie_does_not_switch_but_a_clear_gain_does() -> None:
     assert choose(missing, following="forecast")[0].member == "reactive"  # only if it meets
 
 
+def test_a_member_that_lets_a_day_through_does_not_take_over_but_may_stay() -> None:
+    """The outlier allowance (a burst day the window's budget absorbs) is the followed
+    member's alone: a cheaper member whose replay is over the target on one day does not
+    take over; once followed, the same trial keeps it."""
+    lets_a_day_through = Trial("reactive", 1.0, 0.03, 70.0, meets=True, outlier=True)
+    trials = [trial("forecast", 100.0), lets_a_day_through]
+    chosen, why = choose(trials, following="forecast")
+    assert chosen.member == "forecast"
+    assert "reactive 0.70x (a day over the target)" in why
+    assert choose(trials, following="reactive")[0].member == "reactive"
+    clean = [trial("forecast", 100.0), trial("reactive", 70.0)]
+    assert choose(clean, following="forecast")[0].member == "reactive"
+
+
+def test_with_every_member_over_on_a_day_the_cheapest_that_meets_is_still_followed() -> None:
+    """Where no member keeps every day within the target and the followed one misses, the
+    rule above cannot be kept: a member that meets the target on the window with one day
+    let through still beats one that misses."""
+    trials = [
+        Trial("forecast", 4.0, 0.05, 300.0, meets=False),
+        Trial("reactive", 1.2, 0.03, 90.0, meets=True, outlier=True),
+        Trial("recent_peak", 1.0, 0.02, 120.0, meets=True, outlier=True),
+    ]
+    assert choose(trials, following="forecast")[0].member == "reactive"
+
+
 def test_with_no_member_meeting_the_target_the_least_late_is_followed() -> None:
     trials = [trial("forecast", 50.0, 0.03, False), trial("reactive", 90.0, 0.02, False)]
     chosen, why = choose(trials, following="forecast")
