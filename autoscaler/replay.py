@@ -45,19 +45,59 @@ class TraceColumns:
 
 
 def read_trace(path: Path) -> pd.Series:
-    """Requests per second, indexed by UTC minute."""
+    """Requests per second, indexed by UTC minute. Rows `row_minutes` apart (an export at
+    a 5-minute or hourly step) count the requests of the minutes from their time to the
+    next row's: spread evenly over them (read a minute each, the other minutes would be
+    missing and every figure of a backtest on them meaningless)."""
     rows = read_trace_columns(path)
-    return pd.Series(rows.requests / 60.0, index=rows.timestamps, name="rps")
+    step = row_minutes(path, rows)
+    series = pd.Series(rows.requests / 60.0 / step, index=rows.timestamps, name="rps")
+    return _held_over(series, step)
 
 
 def read_queue_depth(path: Path) -> pd.Series | None:
     """The trace's `queue_depth` column (messages waiting at each minute), if it has one:
-    the backtest replays it as a queue-depth signal."""
+    the backtest replays it as a queue-depth signal. Rows `row_minutes` apart hold their
+    level until the next."""
     if "queue_depth" not in _header(path):  # most traces: their header is all that is read
         return None
     rows = read_trace_columns(path)
     assert rows.queue_depth is not None
-    return pd.Series(rows.queue_depth, index=rows.timestamps, name="queue_depth")
+    series = pd.Series(rows.queue_depth, index=rows.timestamps, name="queue_depth")
+    return _held_over(series, row_minutes(path, rows))
+
+
+def row_minutes(path: Path, rows: TraceColumns) -> int:
+    """The minutes each row covers: 1 where most rows are a minute apart (a minute trace,
+    whatever its gaps); otherwise the most common gap, k, which every gap must then be a
+    multiple of (a row every k minutes, some rows missing). ValueError names the first
+    row that breaks it: a row that covers part of a step is not the reader's to split."""
+    if len(rows.timestamps) < 2:
+        return 1
+    stamps = rows.timestamps
+    gaps = np.asarray((stamps[1:] - stamps[:-1]) // pd.Timedelta(minutes=1), dtype=np.int64)
+    values, counts = np.unique(gaps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    if step == 1:
+        return 1
+    off = np.flatnonzero(gaps % step != 0)
+    if len(off):
+        at = int(off[0]) + 1
+        raise ValueError(
+            f"{path}:{rows.lines[at]}: timestamp: most rows are {step} minutes apart (each "
+            f"counts {step} minutes of requests), but this one is {int(gaps[at - 1])} after "
+            "the row before; give a row a minute, or one every k minutes throughout"
+        )
+    return step
+
+
+def _held_over(series: pd.Series, step: int) -> pd.Series:
+    """Each row's value at each minute it covers (`step` from its time; a missing row's
+    minutes stay missing)."""
+    if step == 1:
+        return series
+    grid = pd.date_range(series.index[0], series.index[-1] + (step - 1) * _MINUTE, freq="1min")
+    return series.reindex(grid).ffill(limit=step - 1).rename_axis(series.index.name)
 
 
 def read_trace_columns(path: Path) -> TraceColumns:

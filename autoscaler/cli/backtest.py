@@ -27,7 +27,10 @@ def backtest_command(
     trace: Annotated[
         Path | None,
         typer.Option(
-            "--trace", help="CSV of timestamp,requests per minute", exists=True, dir_okay=False
+            "--trace",
+            help="CSV of timestamp,requests, a row a minute (or every k minutes: spread)",
+            exists=True,
+            dir_okay=False,
         ),
     ] = None,
     config: Annotated[

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from autoscaler.metrics import MetricsError
-from autoscaler.replay import TraceReplaySource, read_trace
+from autoscaler.replay import TraceReplaySource, read_queue_depth, read_trace
 from common.clock import SimulatedClock
 from tests.traces import NASA
 
@@ -129,6 +129,63 @@ def test_empty_cells_are_missing_minutes_and_times_may_carry_an_offset(tmp_path:
     assert list(trace.index) == list(pd.date_range(T0, periods=4, freq="1min"))
     assert trace.iloc[0] == 1.0 and trace.iloc[3] == pytest.approx(120.5 / 60)
     assert trace.iloc[1:3].isna().all()
+
+
+def test_rows_every_five_minutes_are_spread_over_their_minutes(tmp_path: Path) -> None:
+    """An export at a 5-minute step: each row counts five minutes of requests, spread
+    evenly (read as one minute each, four minutes in five would be missing). A row left
+    out, or one with an empty cell, leaves its five minutes missing, not zero."""
+    path = tmp_path / "five.csv"
+    rows = [(0, "300"), (5, "600"), (10, ""), (15, "150"), (25, "0"), (30, "3000")]
+    path.write_text(
+        "timestamp,requests,queue_depth\n"
+        + "".join(f"{T0 + m * MINUTE:%Y-%m-%dT%H:%M:%SZ},{n},{m}\n" for m, n in rows)
+    )
+    trace = read_trace(path)
+    assert list(trace.index) == list(pd.date_range(T0, periods=35, freq="1min"))
+    np.testing.assert_allclose(trace.iloc[0:5], 1.0)  # 300 requests over 5 minutes: 1 req/s
+    np.testing.assert_allclose(trace.iloc[5:10], 2.0)
+    assert trace.iloc[10:15].isna().all()  # an empty cell: no sample
+    np.testing.assert_allclose(trace.iloc[15:20], 0.5)
+    assert trace.iloc[20:25].isna().all()  # no row at minute 20
+    np.testing.assert_allclose(trace.iloc[25:30], 0.0)  # a count of 0 is zero load
+    assert trace.sum() * 60 == pytest.approx(300 + 600 + 150 + 3000)
+    queue = read_queue_depth(path)
+    assert queue is not None and list(queue.iloc[[0, 4, 5, 9, 17, 30, 34]]) == [
+        0,
+        0,
+        5,
+        5,
+        15,
+        30,
+        30,
+    ]
+
+
+def test_a_minute_trace_with_gaps_is_read_a_minute_a_row(tmp_path: Path) -> None:
+    """Most rows a minute apart: gaps of any length are missing minutes, nothing spread."""
+    path = tmp_path / "gaps.csv"
+    minutes = [0, 1, 2, 3, 5, 10, 11, 12, 20]
+    path.write_text(
+        "timestamp,requests\n"
+        + "".join(f"{T0 + m * MINUTE:%Y-%m-%dT%H:%M:%SZ},60\n" for m in minutes)
+    )
+    trace = read_trace(path)
+    assert list(trace.index) == [pd.Timestamp(T0 + m * MINUTE) for m in minutes]
+    assert (trace == 1.0).all()
+
+
+def test_rows_that_break_their_step_are_refused_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "uneven.csv"
+    minutes = [0, 5, 10, 15, 18, 23, 28]
+    path.write_text(
+        "timestamp,requests\n"
+        + "".join(f"{T0 + m * MINUTE:%Y-%m-%dT%H:%M:%SZ},60\n" for m in minutes)
+    )
+    with pytest.raises(
+        ValueError, match=r"uneven.csv:6: timestamp: most rows are 5 minutes apart.*3 after"
+    ):
+        read_trace(path)
 
 
 def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:
