@@ -14,12 +14,14 @@ Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
         [--policy forecast|auto|reactive|recent_peak|static] [--variants NAME]
-        [EXTRA.csv ...]
+        [--twice NAME] [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
 at the 1 % target with capacity = mean demand / 20. `--variants nasa_jul95` scores
 that trace's stress variants (bench/trace_variants.py: traffic changing in ways its
-history never showed) with the source's capacity.
+history never showed) with the source's capacity. `--twice servegen_msmall` scores
+that trace played twice (timestamps continued) and its variants: its fortnight's surge
+comes round again after a calm week, outside the replay's window.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from backtest_targets import capacity_for  # run from bench/: its folder is on s
 from rich.console import Console
 from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
-from trace_variants import write_variants
+from trace_variants import write_played_twice, write_variants
 
 from autoscaler.backtest.report import policy_vs_best
 from autoscaler.backtest.runner import BacktestSettings, load_trace, run_backtest
@@ -155,6 +157,14 @@ def main() -> int:
         "a time-zone move, a spike day, campaigns) at 1 %%, with its per-node capacity; "
         "with no --only, instead of the bundled traces",
     )
+    parser.add_argument(
+        "--twice",
+        action="append",
+        metavar="NAME",
+        help="score this trace played twice, timestamps continued, and that trace's stress "
+        "variants, at 1 %%, with its per-node capacity (an event that comes round after a "
+        "calm stretch longer than the replay's week)",
+    )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     parser.add_argument(
@@ -174,7 +184,7 @@ def main() -> int:
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
     cases: list[tuple[Path, str, float, float | None]] = [
         (trace_path(args.traces, name), name, target, None)
-        for name in (args.only or ([] if args.variants else BUNDLED))
+        for name in (args.only or ([] if args.variants or args.twice else BUNDLED))
         for target in (0.01, *EXTRA_TARGETS.get(name, ()))
     ]
     cases += [(path, trace_name(path), 0.01, None) for path in args.extra]
@@ -186,6 +196,12 @@ def main() -> int:
             # The variants change the traffic, not the nodes: the source's capacity.
             per_node_rps = capacity_for(name, float(load_trace(source).mean()))
             written = write_variants(source, name, Path(folder))
+            cases += [(path, trace_name(path), 0.01, per_node_rps) for path in written]
+        for name in args.twice or ():
+            source = trace_path(args.traces, name)
+            per_node_rps = capacity_for(name, float(load_trace(source).mean()))
+            twice = write_played_twice(source, name, Path(folder))
+            written = [twice, *write_variants(twice, trace_name(twice), Path(folder))]
             cases += [(path, trace_name(path), 0.01, per_node_rps) for path in written]
         for path, name, target, per_node_rps in cases:
             row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)

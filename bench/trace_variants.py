@@ -71,6 +71,26 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def write_played_twice(source: Path, name: str, folder: Path) -> Path:
+    """The trace file `source` followed by itself, its timestamps continued a minute after
+    its last, as `{name}_twice.csv` in `folder`: an event that comes round once in the
+    trace's span comes round again after a calm stretch longer than the policy's replay
+    window (a fortnight's surge, played twice, is four weeks of traffic)."""
+    frame = pd.read_csv(source, dtype={"timestamp": str})
+    folder.mkdir(parents=True, exist_ok=True)
+    stamps = pd.to_datetime(frame["timestamp"], format="ISO8601", utc=True)
+    again = stamps.iloc[-1] + pd.Timedelta(minutes=1) + (stamps - stamps.iloc[0])
+    twice = pd.DataFrame(
+        {
+            "timestamp": [*frame["timestamp"], *again.dt.strftime("%Y-%m-%dT%H:%M:%SZ")],
+            "requests": [*frame["requests"], *frame["requests"]],
+        }
+    )
+    path = folder / f"{name}_twice.csv"
+    twice.to_csv(path, index=False)
+    return path
+
+
 def write_variants(source: Path, name: str, folder: Path) -> list[Path]:
     """Each variant of the trace file `source` (`timestamp,requests`, one row per minute)
     as `{name}_{variant}.csv` in `folder`, its timestamps as they were."""

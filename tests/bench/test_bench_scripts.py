@@ -216,16 +216,18 @@ def test_loop_speed_adds_up_the_worst_tick_it_prints() -> None:
 
 
 def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_path: Path) -> None:
-    """Three targets on nasa_jul95, one on an extra file, and nasa_jul95's stress variants
-    at 1 %; each verdict follows from its row."""
+    """Three targets on nasa_jul95, one on an extra file, nasa_jul95's stress variants and
+    a 4-day trace played twice with its variants, at 1 %; each verdict follows from its row."""
     extra = tmp_path / "extra"
     extra.mkdir()
     daily_trace(extra, "unseen", days=8, seed=5)
+    daily_trace(traces, "four_days", days=4, seed=6)
     out = tmp_path / "rows.json"
     printed = run_script(
         "backtest_untuned.py",
         *("--traces", str(traces), "--only", "nasa_jul95", "--jobs", "1"),
         *("--json", str(out), "--variants", "nasa_jul95", str(extra / "unseen.csv")),
+        *("--twice", "four_days"),
     )
     rows = json.loads(out.read_text())
     assert [(r["trace"], r["target"]) for r in rows] == [
@@ -235,6 +237,9 @@ def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_
         ("unseen", 0.01),
         *((f"nasa_jul95_{v}", 0.01) for v in ("step2x", "ramp3x", "phase7h", "spikeday4x")),
         ("nasa_jul95_campaigns3x", 0.01),
+        ("four_days_twice", 0.01),
+        *((f"four_days_twice_{v}", 0.01) for v in ("step2x", "ramp3x", "phase7h", "spikeday4x")),
+        ("four_days_twice_campaigns3x", 0.01),
     ]
     for row in rows:
         meets = row["late"] <= row["target"]

@@ -88,3 +88,19 @@ def test_write_variants_writes_each_as_a_trace_the_backtest_reads(tmp_path: Path
     step = load_trace(tmp_path / "out" / "flat_step2x.csv")  # req/s
     assert step.index.equals(index)
     assert step.iloc[0] == pytest.approx(1.0) and step.iloc[-1] == pytest.approx(2.0)
+
+
+def test_a_trace_played_twice_goes_on_a_minute_after_its_end(tmp_path: Path) -> None:
+    """The same counts again, from the minute after the last: no gap, no minute twice,
+    and a trace the backtest reads (one regular minute grid over both spans)."""
+    index = pd.date_range("2025-01-06", periods=2 * DAY + 7, freq="min", tz="UTC")
+    source = tmp_path / "source.csv"
+    counts = np.arange(len(index)) % 97
+    pd.DataFrame({"timestamp": index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": counts}).to_csv(
+        source, index=False
+    )
+    path = variants.write_played_twice(source, "wave", tmp_path / "out")
+    assert path.name == "wave_twice.csv"
+    twice = load_trace(path)  # req/s
+    assert twice.index.equals(pd.date_range(index[0], periods=2 * len(index), freq="min", tz="UTC"))
+    np.testing.assert_allclose(twice.to_numpy() * 60, np.concatenate([counts, counts]))
