@@ -45,10 +45,10 @@ class TraceColumns:
 
 
 def read_trace(path: Path) -> pd.Series:
-    """Requests per second, indexed by UTC minute. Rows `row_minutes` apart (an export at
-    a 5-minute or hourly step) count the requests of the minutes from their time to the
-    next row's: spread evenly over them (read a minute each, the other minutes would be
-    missing and every figure of a backtest on them meaningless)."""
+    """Requests per second, indexed by UTC minute. Rows k = `row_minutes` apart (an export
+    at a 5-minute or hourly step) count the requests of the k minutes from their time:
+    spread evenly over them (read a minute each, the other minutes would be missing and
+    every figure of a backtest on them meaningless)."""
     rows = read_trace_columns(path)
     step = row_minutes(path, rows)
     series = pd.Series(rows.requests / 60.0 / step, index=rows.timestamps, name="rps")
