@@ -117,6 +117,19 @@ def score(
     )
 
 
+def stress_cases(
+    source: Path, name: str, folder: Path, twice: bool
+) -> list[tuple[Path, str, float, float | None]]:
+    """The cases (file, name, target, per-node rps) of the trace's stress variants at 1 %,
+    written into `folder`; `twice`: of the trace played twice, and that trace itself. The
+    variants change the traffic, not the nodes: the source's capacity for each."""
+    per_node_rps = capacity_for(name, float(load_trace(source).mean()))
+    base = write_played_twice(source, name, folder) if twice else source
+    written = write_variants(base, trace_name(base), folder)
+    paths = [base, *written] if twice else written
+    return [(path, trace_name(path), 0.01, per_node_rps) for path in paths]
+
+
 def table(rows: list[Row]) -> Table:
     out = Table(title="untuned policy vs anchors tuned in hindsight")
     for column in ("trace", "target", "late", "budget spent", "node-hours", "best anchor"):
@@ -192,17 +205,9 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="variants-") as folder:
         for name in args.variants or ():
-            source = trace_path(args.traces, name)
-            # The variants change the traffic, not the nodes: the source's capacity.
-            per_node_rps = capacity_for(name, float(load_trace(source).mean()))
-            written = write_variants(source, name, Path(folder))
-            cases += [(path, trace_name(path), 0.01, per_node_rps) for path in written]
+            cases += stress_cases(trace_path(args.traces, name), name, Path(folder), twice=False)
         for name in args.twice or ():
-            source = trace_path(args.traces, name)
-            per_node_rps = capacity_for(name, float(load_trace(source).mean()))
-            twice = write_played_twice(source, name, Path(folder))
-            written = [twice, *write_variants(twice, trace_name(twice), Path(folder))]
-            cases += [(path, trace_name(path), 0.01, per_node_rps) for path in written]
+            cases += stress_cases(trace_path(args.traces, name), name, Path(folder), twice=True)
         for path, name, target, per_node_rps in cases:
             row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)
             rows.append(row)
