@@ -8,7 +8,7 @@ took, and the fleet's mean count. A run that spends little on ordinary days and 
 its budget on one burst, or the reverse, reads at a glance; so does what the fleet cost
 in each week (the portfolio compares its members only once a week of ticks is kept).
 
-    python bench/budget_by_day.py NAME|FILE [--traces DIR] [--variant V] [--target 0.01]
+    python bench/budget_by_day.py NAME|FILE [--traces DIR] [--twice] [--variant V] [--target 0.01]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from backtest_targets import capacity_for  # run from bench/: its folder is on s
 from rich.console import Console
 from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
-from trace_variants import VARIANTS, write_variants
+from trace_variants import VARIANTS, write_played_twice, write_variants
 
 from autoscaler.backtest.budget import days_of
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
@@ -66,6 +66,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace", help="a trace's name (in --traces) or a trace file")
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument(
+        "--twice",
+        action="store_true",
+        help="the trace played twice, timestamps continued (as backtest_untuned.py --twice)",
+    )
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="one stress variant")
     parser.add_argument("--target", type=float, default=0.01, help="service target (0.01)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the backtest")
@@ -75,10 +80,12 @@ def main() -> int:
     name = trace_name(source)
     per_node_rps = capacity_for(name, float(load_trace(source).mean()))
     with tempfile.TemporaryDirectory(prefix="variant-") as folder:
-        path = source
+        # The capacity stays the source's: a played-twice file or a variant changes the
+        # traffic, not the nodes (and its name would pick another capacity).
+        path = write_played_twice(source, name, Path(folder)) if args.twice else source
         if args.variant:
-            written = write_variants(source, name, Path(folder))
-            path = next(p for p in written if p.stem == f"{name}_{args.variant}")
+            written = write_variants(path, trace_name(path), Path(folder))
+            path = next(p for p in written if p.stem == f"{trace_name(path)}_{args.variant}")
         trace = load_trace(path)
         settings = BacktestSettings(
             per_node_rps=per_node_rps,

@@ -299,3 +299,26 @@ def test_budget_by_day_adds_up_to_the_late_share_of_the_run(tmp_path: Path) -> N
     assert total[3] == f"{run[1]}%"
     requests = sum(float(r[1].replace(",", "")) for r in days)
     assert float(total[1].replace(",", "")) == pytest.approx(requests, abs=2)
+
+
+def test_budget_by_day_plays_a_trace_twice_at_its_sources_capacity(tmp_path: Path) -> None:
+    """`--twice`: five days played twice are ten, three of them scored after the week of
+    warm-up; the nodes are the source's (alibaba_genai_lora: 2 requests a minute each, so
+    about 100 for 200 a minute), not those a `_twice` file's name would pick (mean / 20:
+    about 20)."""
+    daily_trace(tmp_path, "alibaba_genai_lora", days=5, seed=3)
+    path = tmp_path / "alibaba_genai_lora.csv"
+    frame = pd.read_csv(path)
+    frame["requests"] = frame["requests"] * 5
+    frame.to_csv(path, index=False)
+    printed = run_script("budget_by_day.py", str(path), "--twice")
+    rows = [
+        [c.strip() for c in line.strip("│ ").split("│")]
+        for line in printed.splitlines()
+        if line.startswith("│")
+    ]
+    days = [r for r in rows if r[0] != "all"]
+    (total,) = [r for r in rows if r[0] == "all"]
+    assert len(days) == 3, printed
+    assert days[0][0].startswith("2025-01-13"), printed  # a week after the first minute
+    assert float(total[5]) > 60, printed
