@@ -13,9 +13,10 @@ service target: every day of the window within the budget, so that one quiet day
 not set the margin for a busy one, and the window's mean is under it. Only the past is
 read: the margin of a tick comes from ticks before it. Until `min_span` of ticks is
 kept the margin stays 1 (the band as the forecaster made it). Under `margin: widen` (the
-default) it never goes below 1 either: the loop widens, never narrows
-(loop_replay.lowest_margin). Under either, a margin does not narrow while the margins
-calibrated before it are over the budget on the kept ticks (_overspent).
+default) it does not go below 1 either while the budget is being spent: the loop widens,
+and narrows only as far as the budget it left unspent earns back (loop_replay.lowest_margin).
+Under either, a margin does not narrow while the margins calibrated before it are over
+the budget on the kept ticks (_overspent).
 
 With `margin: loop` or `widen` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
@@ -45,6 +46,7 @@ from autoscaler.kept_ticks import (
     KeptTicks,
 )
 from autoscaler.loop_replay import (
+    AIMS,
     DAY,
     MARGINS,
     FixedParts,
@@ -54,6 +56,7 @@ from autoscaler.loop_replay import (
     fixed_parts,
     late_share,
     lowest_margin,
+    mean_load,
     replay_lateness,
     tick_seconds,
 )
@@ -72,8 +75,6 @@ from autoscaler.schedules import bounds_at
 from autoscaler.sizing import arrival_peaks
 from predictors import Calibration, Forecast, Predictor
 
-AIMS = (0.05, 2.0)
-"""How far the error-budget feedback may move the aim."""
 LOOSEN_MOST = 1.25
 
 
@@ -131,6 +132,8 @@ class LoopCalibrated:
         """The worst replayed day was let through (loop_replay.calibrate)."""
         self.held_from: float | None = None
         """The narrower margin the replay found, not taken while the budget is overspent."""
+        self.lowest = lowest_margin(settings)
+        """The narrowest margin the last calibration could choose (loop_replay.lowest_margin)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
         self._ticks = KeptTicks()
@@ -208,6 +211,8 @@ class LoopCalibrated:
         )
         if self.held_from is not None:
             budget += f"; over budget: held, not narrowed to the replay's {self.held_from:.2f}"
+        if self.settings.widen_only and self.lowest < 1.0:
+            budget += f"; budget unspent: floor {self.lowest:.2f} x {what}"
         return (budget,) if self.choice is None else (self.choice, budget)
 
     def _held_now(self) -> float:
@@ -249,7 +254,7 @@ class LoopCalibrated:
             return False
         member = saved.get("member")
         fits = member in members_of(self.settings.policy) and (
-            lowest_margin(self.settings) <= margin <= MARGINS[1]
+            lowest_margin(self.settings, aim) <= margin <= MARGINS[1]
         )
         if member == "static" and not (math.isfinite(held) and held >= 0):
             return False
@@ -291,6 +296,7 @@ class LoopCalibrated:
         overspent = _overspent(*self._feedback(frame, fixed))
         self._previous = self.margin
         target = self.settings.service_target * self.aim
+        self.lowest = lowest_margin(settings, self.aim, mean_load(frame, settings))
         peaks = recent_peaks(frame.times, frame.demand)
         level = window_peak(frame.demand)
         members = members_of(self.settings.policy)
@@ -301,7 +307,7 @@ class LoopCalibrated:
                 continue  # no demand known over the window: no level to hold
             peak, arrival = member_peaks(member, frame.peak, frame.arrival, frame.demand, peaks)
             member_frame = replace(frame, peak=peak, arrival=arrival)
-            trials.append(calibrate(member_frame, target, self.settings, member, fixed))
+            trials.append(calibrate(member_frame, target, settings, member, fixed, self.lowest))
         if not trials:  # pinned static, no demand known: the calibration in use stands
             return
         self._held_level = level

@@ -30,6 +30,11 @@ REACTIVE_UTILIZATION = 1.0
 BISECTION_STEPS = 10
 AIM = 1.0
 """The worst replayed day's late share aimed at, as a share of the target, at first."""
+AIMS = (0.05, 2.0)
+"""How far the error-budget feedback may move the aim (autoscaler.calibration)."""
+SPARE_PER_ROOT_NODE = 0.5
+"""Square-root staffing: a fleet whose mean load is R nodes keeps at least this times
+sqrt(R) nodes spare under `margin: widen` (lowest_margin)."""
 DAY = timedelta(days=1)
 
 
@@ -57,14 +62,35 @@ class LoopSettings:
     """`margin: widen`: see lowest_margin."""
 
 
-def lowest_margin(settings: LoopSettings) -> float:
+def lowest_margin(settings: LoopSettings, aim: float = AIM, load: float = math.inf) -> float:
     """The narrowest margin a member may be calibrated to. Under `margin: widen` no member
     is sized below its own level (the forecaster's band, the demand now, the last day's
-    peak, the week's peak): a margin under it bets that the next week is calmer than the
-    replayed one, and that bet is where the loop missed the target (measured, issue 15: a
-    week without a burst narrowed the band, and the bursts of the days after were late;
-    the static member narrowed under the week's peak, and traffic that grew outran it)."""
-    return 1.0 if settings.widen_only else MARGINS[0]
+    peak, the week's peak) at the pool's target utilization while the error budget is
+    being spent (`aim` at most 1): a margin under it bets that the next week is calmer
+    than the replayed one, and that bet is where the loop missed the target (measured,
+    issue 15: a week without a burst narrowed the band, and the bursts of the days after
+    were late; the static member narrowed under the week's peak, and traffic that grew
+    outran it). Where the budget goes unspent, the error-budget feedback raises the aim,
+    and the floor comes down with it, to the level at full use at the aim's top: the
+    target utilization's headroom is given back once the loop has shown it idle. Never
+    below square-root staffing for the window's mean `load` in nodes: a fleet of a few
+    nodes keeps relatively more spare, as one burst there is many times its mean
+    (measured: on alibaba's traces, 0.4 nodes of mean load, a floor that came down with
+    the aim spent the budget on ordinary days and 4 of 5 stress variants missed)."""
+    if not settings.widen_only:
+        return MARGINS[0]
+    if aim <= 1.0:
+        return 1.0
+    use = settings.utilization
+    earned = aim ** (math.log(use) / math.log(AIMS[1])) if use < 1.0 else 1.0
+    staffed = use * (1.0 + SPARE_PER_ROOT_NODE / math.sqrt(load)) if load > 0 else 1.0
+    return min(1.0, max(use, earned, staffed))
+
+
+def mean_load(frame: Frame, settings: LoopSettings) -> float:
+    """The frame's mean demand in nodes at full use (NaN where none is known)."""
+    known = frame.demand[np.isfinite(frame.demand)]
+    return float(known.mean()) / settings.per_node_rps if len(known) else math.nan
 
 
 def calibrate(
@@ -73,6 +99,7 @@ def calibrate(
     settings: LoopSettings,
     member: str,
     fixed: FixedParts | None = None,
+    lowest: float | None = None,
 ) -> Trial:
     """The margin (bisected in MARGINS) at which the frame's replay keeps every day but
     the worst within `target`, and the whole frame too; the worst day as well only where
@@ -80,8 +107,9 @@ def calibrate(
     budget absorbs, or that no margin covers, is let through rather than buying a week of
     margins wide enough for it. The widest when not even the other days meet it.
     `fixed`: fixed_parts(frame, settings), when already known (the members' frames share
-    it: they differ only in their peaks)."""
-    replays = FrameReplays(frame, settings, fixed)
+    it: they differ only in their peaks); `lowest`: the narrowest margin, when not
+    lowest_margin(settings)."""
+    replays = FrameReplays(frame, settings, fixed, lowest)
     other_days = _smallest(replays, target, _SECOND)
     if other_days is None:
         widest = replays.at(MARGINS[1])
@@ -128,9 +156,15 @@ class FrameReplays:
     many bisections try it: all three start at the top of MARGINS and share their first
     steps while their answers agree (about a quarter of the replays)."""
 
-    def __init__(self, frame: Frame, settings: LoopSettings, fixed: FixedParts | None = None):
+    def __init__(
+        self,
+        frame: Frame,
+        settings: LoopSettings,
+        fixed: FixedParts | None = None,
+        lowest: float | None = None,
+    ):
         self.frame, self.settings = frame, settings
-        self.lowest = lowest_margin(settings)
+        self.lowest = lowest_margin(settings) if lowest is None else lowest
         self.fixed = fixed or fixed_parts(frame, settings)
         self._done: dict[float, Replayed] = {}
 

@@ -19,7 +19,7 @@ from autoscaler import loop_replay
 from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.kept_ticks import AIM, BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK
-from autoscaler.loop_replay import replay_counts, replay_late
+from autoscaler.loop_replay import AIMS, replay_counts, replay_late
 from autoscaler.policy import Memory, decide, rule_of
 from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
@@ -147,6 +147,31 @@ def test_under_widen_a_band_far_too_wide_is_kept_and_one_too_narrow_is_widened()
         drive(predictor, noisy_demand(1500), pool)
     assert narrow.margin > 1.0 and narrow.margin == pytest.approx(loop.margin, abs=0.01)
     assert narrow.replayed_late is not None and narrow.replayed_late <= 0.01
+
+
+def test_under_widen_a_budget_left_unspent_brings_the_floor_down_but_not_for_a_few_nodes() -> None:
+    """Four days of a band three times the demand spend none of the budget: the feedback
+    raises the aim at each recalibration, and `margin: widen`'s floor comes down with it
+    (the margin follows, as the band at the floor still meets the target), and the
+    decision says so. The same traffic served by a fleet of half a node on average keeps
+    the floor, and the margin, at 1 (square-root staffing)."""
+    pool = make_pool(predictor={"kind": "seasonal", "margin": "widen"})
+    demand = noisy_demand(4 * 1440)
+    large, _ = calibrated(pool, width=3.0)  # about 40 nodes at the mean
+    drive(large, demand, pool)
+    assert large.aim > 1.1 and large.spent == 0.0
+    assert 0.8 < large.lowest < 0.97 and large.margin == pytest.approx(large.lowest)
+    notes = large.forecast(pool.horizon).notes
+    assert notes[-1].endswith(f"budget unspent: floor {large.lowest:.2f} x upper band")
+    per_node = 80 * RATE  # half a node at the mean
+    small = LoopCalibrated(WideBand(3.0), loop_settings(pool, per_node, limits_of(pool)), pool)
+    drive(small, demand, pool)
+    assert small.aim > 1.1 and (small.lowest, small.margin) == (1.0, 1.0)
+    assert "floor" not in small.forecast(pool.horizon).notes[-1]
+    now = START + timedelta(days=5)
+    saved = {"margin": 0.9, "member": "forecast", "aim": AIMS[1], "at": now.isoformat()}
+    assert calibrated(pool, width=3.0)[0].resume(saved, now)  # a floor earned is taken up
+    assert not calibrated(pool, width=3.0)[0].resume({**saved, "aim": 1.0}, now)
 
 
 def test_under_widen_a_restart_takes_up_no_margin_below_the_members_own_level() -> None:

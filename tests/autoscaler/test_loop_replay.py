@@ -9,6 +9,8 @@ than buying a week of margins for a few minutes).
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +19,7 @@ import pytest
 
 from autoscaler import loop_replay
 from autoscaler.loop_replay import (
+    AIMS,
     MARGINS,
     Frame,
     LoopSettings,
@@ -124,6 +127,32 @@ def test_widen_only_never_narrows_a_member_below_its_level() -> None:
         calibrate(narrow, TARGET, loop, "forecast").margin, abs=0.01
     )
     assert calibrate(narrow, TARGET, widen, "forecast").margin > 1.0
+
+
+def test_under_widen_the_floor_comes_down_only_where_the_budget_goes_unspent() -> None:
+    """`margin: widen`'s floor is 1 (the level at the pool's utilization) while the aim is
+    at most 1; as the error-budget feedback raises the aim it comes down, never rising,
+    to full use at the aim's top, but never under square-root staffing of the mean
+    load: half a node per root node spare (100 nodes: 5), so a fleet of a few nodes keeps
+    its floor at 1. `margin: loop` has no such floor. And calibrate() takes the floor it
+    is given."""
+    widen = replace(settings(), utilization=0.8, widen_only=True)
+    top = AIMS[1]
+    for aim in (AIMS[0], 0.5, 1.0):
+        assert lowest_margin(widen, aim, load=1_000.0) == 1.0
+    floors = [lowest_margin(widen, aim) for aim in np.linspace(1.0, top, 9)]
+    assert floors[0] == 1.0 and floors[-1] == pytest.approx(0.8)
+    assert all(later < earlier for earlier, later in itertools.pairwise(floors))
+    assert lowest_margin(widen, top, load=100.0) == pytest.approx(0.8 * 1.05)
+    assert lowest_margin(widen, top, load=0.4) == 1.0
+    assert lowest_margin(widen, top, load=math.nan) == 1.0  # no demand known: no evidence
+    assert lowest_margin(settings(), top, load=100.0) == MARGINS[0]
+    wide = week()
+    wide = Frame(**{**wide.__dict__, "peak": 2 * wide.peak, "arrival": 2 * wide.arrival})
+    at_full_use = replace(widen, utilization=1.0)
+    trial = calibrate(wide, TARGET, at_full_use, "forecast", lowest=0.8)
+    assert trial.margin == 0.8  # the band at 0.8 already meets the target: kept there
+    assert calibrate(wide, TARGET, at_full_use, "forecast").margin == 1.0
 
 
 def test_a_burst_the_weeks_budget_absorbs_is_let_through() -> None:
