@@ -94,7 +94,7 @@ def backtest_command(
         typer.Option(
             help="the predictor's margin: band (as the forecaster made it), loop "
             "(calibrated on the policy's own replay of its recent ticks) or widen (the same, "
-            "never below a member's own level) (default: widen)"
+            "never below a member's own level while the budget is being spent) (default: widen)"
         ),
     ] = None,
     policy: Annotated[

@@ -101,7 +101,8 @@ class PredictorConfig(Strict):
         description="band: size for the forecaster's upper band as it is; loop: scale the "
         "band by a margin that the pool's own loop, replayed over the last days, needs to "
         "end at the service target (autoscaler/calibration.py); widen: the same, but never "
-        "below the level of the member followed (margin >= 1): it only widens",
+        "below the level of the member followed (margin >= 1) while the error budget is "
+        "being spent, and only as far under it as a budget left unspent earns back",
     )
     policy: Literal["forecast", "auto", "reactive", "recent_peak", "static"] = Field(
         default=default_policy(DEFAULT_MARGIN),
