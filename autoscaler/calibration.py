@@ -193,7 +193,9 @@ class LoopCalibrated:
         ticks.set_newest(AIM, self.aim if self._calibrated else math.nan)
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
-        state = Calibration(self.margin, self.member, self.settings.service_target, spent, said)
+        state = Calibration(
+            self.margin, self.member, self.settings.service_target, spent, said, self.lowest
+        )
         notes = (*forecast.notes, *said)
         return replace(forecast, upper=scaled, notes=notes, calibration=state)
 

@@ -73,6 +73,12 @@ _POOL_GAUGES: tuple[tuple[str, str, Callable[[_Seen], float | None]], ...] = (
         lambda s: None if s.calibration is None else s.calibration.margin,
     ),
     (
+        "autoscaler_pool_loop_margin_floor_ratio",
+        "margin: widen: the narrowest margin the loop could choose (under 1: an unspent "
+        "budget earned it)",
+        lambda s: None if s.calibration is None else s.calibration.floor,
+    ),
+    (
         "autoscaler_pool_error_budget_spent_ratio",
         "margin: loop: late share over the kept ticks (replayed) / the service target",
         lambda s: s.budget_spent,

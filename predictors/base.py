@@ -30,6 +30,9 @@ class Calibration:
     notes: tuple[str, ...] = ()
     """What the calibration did, in words (the budget used, the margin's move, the policy
     followed and why): said in the decision's reasons."""
+    floor: float | None = None
+    """The narrowest margin the last calibration could choose: under `margin: widen`, 1
+    while the budget is being spent, under it only as far as an unspent budget earned."""
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,9 @@ def test_under_widen_a_budget_left_unspent_brings_the_floor_down_but_not_for_a_f
     drive(large, demand, pool)
     assert large.aim > 1.1 and large.spent == 0.0
     assert 0.8 < large.lowest < 0.97 and large.margin == pytest.approx(large.lowest)
-    notes = large.forecast(pool.horizon).notes
-    assert notes[-1].endswith(f"budget unspent: floor {large.lowest:.2f} x upper band")
+    forecast = large.forecast(pool.horizon)
+    assert forecast.notes[-1].endswith(f"budget unspent: floor {large.lowest:.2f} x upper band")
+    assert forecast.calibration is not None and forecast.calibration.floor == large.lowest
     per_node = 80 * RATE  # half a node at the mean
     small = LoopCalibrated(WideBand(3.0), loop_settings(pool, per_node, limits_of(pool)), pool)
     drive(small, demand, pool)

@@ -82,11 +82,13 @@ def test_the_budget_spent_stays_until_a_calibration_measures_it_again() -> None:
     gauges.record(
         TickResult("ocr", START, None, Sizing(1.0, forecast_from(START, 1, measured)), None)
     )
-    later = Calibration(0.9, "static", 0.01)
+    assert sample(scraped(gauges), "autoscaler_pool_loop_margin_floor_ratio") is None
+    later = Calibration(0.9, "static", 0.01, floor=0.85)
     gauges.record(TickResult("ocr", START, None, Sizing(1.0, forecast_from(START, 1, later)), None))
     body = scraped(gauges)
     assert sample(body, "autoscaler_pool_error_budget_spent_ratio") == 0.4
     assert sample(body, "autoscaler_pool_loop_margin_ratio") == 0.9
+    assert sample(body, "autoscaler_pool_loop_margin_floor_ratio") == 0.85
     assert 'autoscaler_pool_policy{policy="static",pool="ocr"} 1.0' in body
     assert 'autoscaler_pool_policy{policy="forecast",pool="ocr"} 0.0' in body
 
