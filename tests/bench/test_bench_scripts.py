@@ -274,6 +274,17 @@ def test_replay_speed_prints_the_ratio_of_the_times_it_prints(traces: Path) -> N
         assert ratio == pytest.approx(old / new, rel=0.05, abs=0.1)
 
 
+def day_rows(printed: str) -> tuple[list[list[str]], list[str]]:
+    """budget_by_day.py's table: its day rows' cells, and its total row's."""
+    rows = [
+        [c.strip() for c in line.strip("│ ").split("│")]
+        for line in printed.splitlines()
+        if line.startswith("│")
+    ]
+    (total,) = [r for r in rows if r[0] == "all"]
+    return [r for r in rows if r[0] != "all"], total
+
+
 def test_budget_by_day_adds_up_to_the_late_share_of_the_run(tmp_path: Path) -> None:
     """Two scored days, the second with a burst that the fleet cannot boot for in time:
     the days' late requests add up to the total row, which is the run's own late share."""
@@ -285,13 +296,7 @@ def test_budget_by_day_adds_up_to_the_late_share_of_the_run(tmp_path: Path) -> N
     frame.to_csv(path, index=False)
     printed = run_script("budget_by_day.py", str(path))
     run = re.search(r"policy by day: ([\d.]+)% late over the run", printed)
-    rows = [
-        [c.strip() for c in line.strip("│ ").split("│")]
-        for line in printed.splitlines()
-        if line.startswith("│")
-    ]
-    days = [r for r in rows if r[0] != "all"]
-    (total,) = [r for r in rows if r[0] == "all"]
+    days, total = day_rows(printed)
     assert run and len(days) == 2, printed
     late = [float(r[2].replace(",", "")) for r in days]
     assert late[1] > late[0] and late[1] > 0, printed  # the burst day is late
@@ -312,13 +317,7 @@ def test_budget_by_day_plays_a_trace_twice_at_its_sources_capacity(tmp_path: Pat
     frame["requests"] = frame["requests"] * 5
     frame.to_csv(path, index=False)
     printed = run_script("budget_by_day.py", str(path), "--twice")
-    rows = [
-        [c.strip() for c in line.strip("│ ").split("│")]
-        for line in printed.splitlines()
-        if line.startswith("│")
-    ]
-    days = [r for r in rows if r[0] != "all"]
-    (total,) = [r for r in rows if r[0] == "all"]
+    days, total = day_rows(printed)
     assert len(days) == 3, printed
     assert days[0][0].startswith("2025-01-13"), printed  # a week after the first minute
     assert float(total[5]) > 60, printed
