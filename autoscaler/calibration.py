@@ -16,7 +16,7 @@ kept the margin stays 1 (the band as the forecaster made it). Under `margin: wid
 default) it does not go below 1 either while the budget is being spent: the loop widens,
 and narrows only as far as the budget it left unspent earns back (loop_replay.lowest_margin).
 Under either, a margin does not narrow while the margins calibrated before it are over
-the budget on the kept ticks (_overspent).
+the budget on the kept ticks (loop_replay.overspent_now).
 
 With `margin: loop` or `widen` the reactive floor sizes the demand seen now at full use
 (sizing.size_fleet): the margin, not the target utilization, is the loop's headroom.
@@ -57,6 +57,7 @@ from autoscaler.loop_replay import (
     late_share,
     lowest_margin,
     mean_load,
+    overspent_now,
     replay_lateness,
     tick_seconds,
 )
@@ -201,8 +202,11 @@ class LoopCalibrated:
 
     def _notes(self) -> tuple[str, ...]:
         what = "upper band" if self.member == "forecast" else f"{self.member} demand"
+        floor = ""
+        if self.settings.widen_only and self.lowest < 1.0:
+            floor = f"; budget unspent: floor {self.lowest:.2f} x {what}"
         if self.replayed_late is None or self.spent is None:
-            return (f"loop margin {self.margin:.2f} x {what}",)
+            return (f"loop margin {self.margin:.2f} x {what}{floor}",)
         hours = self._spent_over.total_seconds() / 3600
         budget = (
             f"budget: {self.spent:.3%} of {self.settings.service_target:.2%} used over "
@@ -213,8 +217,7 @@ class LoopCalibrated:
         )
         if self.held_from is not None:
             budget += f"; over budget: held, not narrowed to the replay's {self.held_from:.2f}"
-        if self.settings.widen_only and self.lowest < 1.0:
-            budget += f"; budget unspent: floor {self.lowest:.2f} x {what}"
+        budget += floor
         return (budget,) if self.choice is None else (self.choice, budget)
 
     def _held_now(self) -> float:
@@ -241,29 +244,34 @@ class LoopCalibrated:
         }
         if math.isfinite(self._held_level):
             saved["held_level"] = self._held_level
+        if self.lowest < 1.0:
+            saved["floor"] = self.lowest
         return saved
 
     def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
         """Take up a saved calibration if it is recent (within the replay window) and fits
         the pool's policy and the margin's range; until the first recalibration on new
         ticks it is used as it was (the static member's level too: without one it is not
-        taken up). False (and nothing changed) otherwise."""
+        taken up; nor the floor, where it does not fit the saved aim and margin: then the
+        floor stands until the first recalibration). False (and nothing changed) otherwise."""
         try:
             margin, aim = float(saved["margin"]), float(saved["aim"])
             age = now - datetime.fromisoformat(str(saved["at"]))
             held = float(saved.get("held_level", math.nan))
+            floor = float(saved.get("floor", math.nan))
         except (KeyError, TypeError, ValueError):
             return False
         member = saved.get("member")
-        fits = member in members_of(self.settings.policy) and (
-            lowest_margin(self.settings, aim) <= margin <= MARGINS[1]
-        )
+        lowest = lowest_margin(self.settings, aim)
+        fits = member in members_of(self.settings.policy) and lowest <= margin <= MARGINS[1]
         if member == "static" and not (math.isfinite(held) and held >= 0):
             return False
         if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
             return False
         self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
         self._held_level = held
+        if self.settings.widen_only and lowest <= floor <= min(margin, 1.0):
+            self.lowest = floor
         self._calibrated = True
         return True
 
@@ -295,7 +303,7 @@ class LoopCalibrated:
         self._refit_at = now
         frame = self._frame()
         fixed = fixed_parts(frame, settings)  # the same for the members' frames
-        overspent = _overspent(*self._feedback(frame, fixed))
+        overspent = overspent_now(*self._feedback(frame, fixed))
         self._previous = self.margin
         target = self.settings.service_target * self.aim
         self.lowest = lowest_margin(settings, self.aim, mean_load(frame, settings))
@@ -346,7 +354,8 @@ class LoopCalibrated:
         (no wind-up: it had cut the aim to a tenth within a day of starting), and the ticks
         before the first calibration (the band's own margin) do not count against the
         margins after. Returns the share of the budget the calibrated ticks spent, over the
-        window and over its last day (None: none calibrated yet): what _overspent judges."""
+        window and over its last day (None: none calibrated yet): what
+        loop_replay.overspent_now judges."""
         self._spent_over = pd.Timedelta(frame.times[-1] - frame.times[0]).to_pytimedelta()
         ticks = self._ticks
         used = replace(
@@ -388,22 +397,3 @@ class LoopCalibrated:
             schedules=ticks.schedules()[:-1],
             tick_s=tick_seconds(times),
         )
-
-
-def _overspent(calibrated_spent: float | None, last_day_spent: float | None) -> bool:
-    """The calibrated margins in use were late on more than the target over the kept
-    ticks, and over their last day as well: the budget still burns. A replay of the same
-    week may still find a narrower margin enough (a burst day let through, a window that
-    moved past it); taking it would cut capacity while the budget burns, so the margin
-    holds until the spend is back within the target. Judged as the feedback judges the
-    aim, on the calibrated ticks alone: a burst under the band's own margin, before the
-    first calibration, holds nothing (measured, issue 15, servegen with demand growing by
-    60 %: the margin narrowed three times while overspent, 1.147 % late; held on the
-    whole window's spend, 0.961 % at +4 % node-hours; held on the calibrated ticks',
-    0.773 % at +0.6 %). The last day's spend is the short window of an SRE's multiwindow
-    burn-rate alert: once an event is over, a week's budget it spent holds nothing
-    (measured: a day at 4 x on servegen held a margin of 2.63 for four days after it,
-    at 5 x the nodes the traffic needed)."""
-    if calibrated_spent is None or last_day_spent is None:
-        return False
-    return calibrated_spent > 1.0 and last_day_spent > 1.0

@@ -175,6 +175,39 @@ def test_under_widen_a_budget_left_unspent_brings_the_floor_down_but_not_for_a_f
     assert not calibrated(pool, width=3.0)[0].resume({**saved, "aim": 1.0}, now)
 
 
+def test_under_widen_a_restart_names_the_floor_its_margin_was_calibrated_above() -> None:
+    """The floor an unspent budget earned is saved with the margin, and a restart names it
+    (in the decision's reasons and on /metrics) from its first tick, not only from its
+    first recalibration. A saved floor the saved aim could not have earned, or above the
+    saved margin, is not taken up: the margin is, and the floor stays 1 until then."""
+    pool = make_pool(predictor={"kind": "seasonal", "margin": "widen"})
+    demand = noisy_demand(4 * 1440)
+    before, _ = calibrated(pool, width=3.0)
+    drive(before, demand, pool)
+    now = demand.index[-1].to_pydatetime()
+    saved = before.saved(now)
+    assert saved["floor"] == before.lowest < 1.0 and saved["margin"] < 1.0
+
+    def restarted(state: dict[str, float | str]) -> LoopCalibrated:
+        after, _ = calibrated(pool, width=3.0)
+        assert after.resume(state, now)
+        after.fit(demand.iloc[-60:])
+        return after
+
+    after = restarted(saved)
+    forecast = after.forecast(pool.horizon)
+    floor = f"floor {before.lowest:.2f} x upper band"
+    assert (
+        forecast.notes[-1]
+        == f"loop margin {before.margin:.2f} x upper band; budget unspent: {floor}"
+    )
+    assert forecast.calibration is not None and forecast.calibration.floor == before.lowest
+    for wrong in (0.5, float(saved["margin"]) + 0.01):  # under what the aim earns; over the margin
+        after = restarted({**saved, "floor": wrong})
+        assert (after.margin, after.lowest) == (saved["margin"], 1.0)
+        assert "floor" not in after.forecast(pool.horizon).notes[-1]
+
+
 def test_under_widen_a_restart_takes_up_no_margin_below_the_members_own_level() -> None:
     """A calibration saved under `margin: loop` (a margin under 1) is not taken up by the
     same pool under `margin: widen`, whatever its member; one of 1 or more is."""
