@@ -25,6 +25,7 @@ from autoscaler.loop_replay import (
     LoopSettings,
     calibrate,
     lowest_margin,
+    overspent_now,
     replay_late,
 )
 from autoscaler.policy import Limits
@@ -127,6 +128,18 @@ def test_widen_only_never_narrows_a_member_below_its_level() -> None:
         calibrate(narrow, TARGET, loop, "forecast").margin, abs=0.01
     )
     assert calibrate(narrow, TARGET, widen, "forecast").margin > 1.0
+
+
+def test_the_budget_burns_only_while_the_week_and_its_last_day_are_both_over_it() -> None:
+    """The over-budget hold's test, as a multiwindow burn-rate alert: the calibrated
+    margins' spend over the kept week and over its last day both over the budget (shares
+    of it). A week over it whose last day is back within (an event that is over) holds
+    nothing, nor does a last day over it in a week within, nor no calibrated ticks yet."""
+    assert overspent_now(1.2, 1.5)
+    assert not overspent_now(1.2, 0.4)  # the event is over
+    assert not overspent_now(0.8, 3.0)  # one bad day in a week within the budget
+    assert not overspent_now(1.0, 1.0)  # at the budget is within it
+    assert not overspent_now(None, None) and not overspent_now(1.5, None)
 
 
 def test_under_widen_the_floor_comes_down_only_where_the_budget_goes_unspent() -> None:
