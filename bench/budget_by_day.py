@@ -84,8 +84,9 @@ def main() -> int:
         # traffic, not the nodes (and its name would pick another capacity).
         path = write_played_twice(source, name, Path(folder)) if args.twice else source
         if args.variant:
-            written = write_variants(path, trace_name(path), Path(folder))
-            path = next(p for p in written if p.stem == f"{trace_name(path)}_{args.variant}")
+            base = trace_name(path)
+            written = write_variants(path, base, Path(folder))
+            path = next(p for p in written if p.stem == f"{base}_{args.variant}")
         trace = load_trace(path)
         settings = BacktestSettings(
             per_node_rps=per_node_rps,
