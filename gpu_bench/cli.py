@@ -34,7 +34,7 @@ def _plain_console(**options: Any) -> Console:
     return Console(markup=False, emoji=False, **options)
 
 
-console = _plain_console(stderr=True)
+console = _plain_console(stderr=True, soft_wrap=True)  # a path in a message stays whole
 
 
 def _ints(text: str, option: str) -> list[int]:
