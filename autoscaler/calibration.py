@@ -28,7 +28,6 @@ replays as a hold, as in the daemon.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -48,7 +47,6 @@ from autoscaler.kept_ticks import (
 from autoscaler.loop_replay import (
     AIMS,
     DAY,
-    MARGINS,
     FixedParts,
     Frame,
     LoopSettings,
@@ -61,10 +59,11 @@ from autoscaler.loop_replay import (
     replay_lateness,
     tick_seconds,
 )
+from autoscaler.loop_restarts import LoopRestarts
 from autoscaler.policy import Limits
 from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.portfolio import (
-    RECENT_PEAK_WINDOW,
+    RecentPeak,
     choose,
     member_peaks,
     member_upper_now,
@@ -109,7 +108,7 @@ def with_margin(pool: Pool, inner: Predictor, per_node_rps: float, limits: Limit
     return LoopCalibrated(inner, loop_settings(pool, per_node_rps, limits), pool)
 
 
-class LoopCalibrated:
+class LoopCalibrated(LoopRestarts):
     """A predictor whose band is the followed portfolio member's, scaled by its
     loop-calibrated margin (with the default policy, `forecast`: the band's excess)."""
 
@@ -144,8 +143,7 @@ class LoopCalibrated:
         calibrated for (NaN before any calibration: what the error-budget feedback
         measures its aim against)."""
         self._calibrated = False
-        self._peaks: deque[tuple[datetime, float]] = deque()
-        """The last RECENT_PEAK_WINDOW's demand as a falling queue: its head is the peak."""
+        self._peaks = RecentPeak()
         self._refit_at: datetime | None = None
         self._held_level = math.nan
         """The static member's level: the kept window's peak demand at the last
@@ -180,7 +178,7 @@ class LoopCalibrated:
         upper = np.asarray(forecast.upper, dtype=float)
         ticks = self._ticks
         band = member_upper_now(
-            self.member, upper, ticks.newest(DEMAND), self._peak_now(), self._held_now()
+            self.member, upper, ticks.newest(DEMAND), self._peaks.peak, self._held_now()
         )
         scaled = np.maximum(self.margin * band, 0.0)
         # Each band as its peak, and its peak from when nodes ordered now would be ready
@@ -227,54 +225,6 @@ class LoopCalibrated:
             return self._held_level
         return window_peak(self._ticks.column(DEMAND))
 
-    def _peak_now(self) -> float:
-        """The highest demand kept from the last RECENT_PEAK_WINDOW (a monotonic queue:
-        each tick adds one sample and drops the expired, not a scan of a day of ticks)."""
-        return self._peaks[0][1] if self._peaks else float("nan")
-
-    # ---- across restarts -------------------------------------------------------------
-
-    def saved(self, now: datetime) -> dict[str, float | str]:
-        """What a restart resumes from (kept in the daemon's state file)."""
-        saved: dict[str, float | str] = {
-            "margin": self.margin,
-            "member": self.member,
-            "aim": self.aim,
-            "at": now.isoformat(),
-        }
-        if math.isfinite(self._held_level):
-            saved["held_level"] = self._held_level
-        if self.lowest < 1.0:
-            saved["floor"] = self.lowest
-        return saved
-
-    def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
-        """Take up a saved calibration if it is recent (within the replay window) and fits
-        the pool's policy and the margin's range; until the first recalibration on new
-        ticks it is used as it was (the static member's level too: without one it is not
-        taken up; nor the floor, where it does not fit the saved aim and margin: then the
-        floor stands until the first recalibration). False (and nothing changed) otherwise."""
-        try:
-            margin, aim = float(saved["margin"]), float(saved["aim"])
-            age = now - datetime.fromisoformat(str(saved["at"]))
-            held = float(saved.get("held_level", math.nan))
-            floor = float(saved.get("floor", math.nan))
-        except (KeyError, TypeError, ValueError):
-            return False
-        member = saved.get("member")
-        lowest = lowest_margin(self.settings, aim)
-        fits = member in members_of(self.settings.policy) and lowest <= margin <= MARGINS[1]
-        if member == "static" and not (math.isfinite(held) and held >= 0):
-            return False
-        if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
-            return False
-        self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
-        self._held_level = held
-        if self.settings.widen_only and lowest <= floor <= min(margin, 1.0):
-            self.lowest = floor
-        self._calibrated = True
-        return True
-
     # ---- the replay ----------------------------------------------------------------
 
     def _record(self, now: datetime, demand: float) -> None:
@@ -287,12 +237,12 @@ class LoopCalibrated:
             self._peaks.clear()
             self._window_full = False
         ticks.append(now, demand, bounds_at(self.pool.schedules, now))
-        if math.isfinite(demand):  # missing is not a peak, nor zero
-            while self._peaks and self._peaks[-1][1] <= demand:
-                self._peaks.pop()
-            self._peaks.append((now, demand))
-        while self._peaks and self._peaks[0][0] <= now - RECENT_PEAK_WINDOW:
-            self._peaks.popleft()
+        self._peaks.add(now, demand)
+        self._let_go_before(now)
+
+    def _let_go_before(self, now: datetime) -> None:
+        """Drop the ticks older than the window before `now`: the window is full."""
+        ticks = self._ticks
         while (oldest := ticks.oldest_at()) is not None and now - oldest > self.settings.window:
             ticks.drop_oldest()
             self._window_full = True
@@ -365,7 +315,7 @@ class LoopCalibrated:
         self.spent = late_share(late, arrivals)
         aims = ticks.column(AIM)[:-1]
         calibrated = np.isfinite(aims)
-        if self.replayed_late is None or arrivals[calibrated].sum() <= 0:
+        if arrivals[calibrated].sum() <= 0:  # none calibrated yet (or no demand)
             return None, None
         last_day = calibrated.copy()
         last_day[: -max(1, round(DAY.total_seconds() / frame.tick_s))] = False

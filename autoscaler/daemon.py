@@ -276,6 +276,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             service.stopping()
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
             self._let_fit_workers_go()  # stopped before the first tick
+            self.save_weeks()
             self.release_leadership()
             if server is not None:
                 server.shutdown()
@@ -293,6 +294,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         name = ticker.pool.name
         state = self.states.setdefault(name, PoolState())
         ticker.persist = partial(self._save_pool, name, state)
+        ticker.weeks = None if self.runtime.config.simulation else self.runtime.state_store
         if ticker.in_flight:
             return _held(ticker, now, state, "the previous tick is still running past its deadline")
         ticker.abandoned.clear()

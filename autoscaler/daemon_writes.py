@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from autoscaler.runtime import Runtime
 from autoscaler.state import PoolState
+from backends.leases import LeaderLock
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
@@ -37,6 +38,8 @@ class WriteEpisodes:
     _write_problems: dict[str, str]
     """Each file whose writes fail now (what it is and where), with the problem told."""
     _write_lock: threading.Lock
+    leader: LeaderLock | None
+    _leading: bool | None
 
     def unwritten_files(self) -> list[str]:
         """The daemon's own files whose last write failed ("state file ...")."""
@@ -68,6 +71,18 @@ class WriteEpisodes:
             log.warning("state not saved this tick (%s); the next tick saves it", exc)
             return
         self._write_works(what)
+
+    def save_weeks(self) -> None:
+        """At a stop (and after `run --once`'s tick): each loop-calibrated pool's week of
+        ticks, for the next start to take up (written at each recalibration too;
+        autoscaler.kept_ticks_file). Not by a
+        standby, whose weeks are not the ones the fleet ran on, nor for a pool whose tick
+        was left behind (it may still change the week)."""
+        if self.leader is not None and not self._leading:
+            return
+        for ticker in self.runtime.tickers:
+            if not ticker.in_flight:
+                ticker.save_week()
 
     def _watch_decision_log(self) -> None:
         """After the pools' ticks: the decision log's trouble told as it starts and ends."""

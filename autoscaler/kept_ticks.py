@@ -25,7 +25,7 @@ DEMAND, BAND_PEAK, BAND_ARRIVAL, USED_PEAK, USED_ARRIVAL, AIM = range(6)
 """The numeric columns: the demand seen; the forecast's band as two peaks (the whole
 horizon's, and from when nodes ordered then would be ready); the same for the band the
 sizing was handed; the aim its margin was calibrated for (NaN: none yet)."""
-_COLUMNS = 6
+COLUMNS = 6
 _FIRST_CAPACITY = 256
 _FULL, _GROWTH = 0.9, 1.25
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,7 +39,7 @@ class KeptTicks:
     appended (the daemon's clock, or a trace's)."""
 
     def __init__(self) -> None:
-        self._numbers = np.empty((_COLUMNS, _FIRST_CAPACITY))
+        self._numbers = np.empty((COLUMNS, _FIRST_CAPACITY))
         self._micros = np.empty(_FIRST_CAPACITY, dtype=np.int64)
         self._start = 0
         self._end = 0
@@ -104,6 +104,32 @@ class KeptTicks:
         self._zone = None
         self._runs.clear()
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ScheduleBounds]]]:
+        """Copies of the kept rows (a restart takes them up, autoscaler.kept_ticks_file):
+        the times in microseconds since the epoch, the numeric columns, and the runs of
+        equal schedule bounds by their first row, counted from the oldest kept."""
+        first = self._dropped
+        runs = [(max(start - first, 0), bounds) for start, bounds in self._runs]
+        numbers = self._numbers[:, self._start : self._end].copy()
+        return self._micros[self._start : self._end].copy(), numbers, runs
+
+    @classmethod
+    def from_rows(
+        cls,
+        micros: np.ndarray,
+        numbers: np.ndarray,
+        runs: list[tuple[int, ScheduleBounds]],
+        zone: tzinfo | None,
+    ) -> KeptTicks:
+        """Ticks as `rows` gave them, their times read in `zone` (checked by the caller:
+        times rising, one column of each number per time, runs from row 0 rising)."""
+        kept = cls()
+        size = max(_FIRST_CAPACITY, int(_GROWTH * len(micros)) + 1)
+        kept._numbers, kept._micros = np.empty((COLUMNS, size)), np.empty(size, dtype=np.int64)
+        kept._numbers[:, : len(micros)], kept._micros[: len(micros)] = numbers, micros
+        kept._end, kept._zone, kept._runs = len(micros), zone, list(runs)
+        return kept
+
     def _at(self, position: int) -> datetime:
         since = timedelta(microseconds=int(self._micros[position]))
         if self._zone is None:  # naive times, kept as they came
@@ -122,7 +148,7 @@ class KeptTicks:
         micros = self._micros[self._start : self._end]
         if live.shape[1] > _FULL * self._numbers.shape[1]:
             size = int(_GROWTH * self._numbers.shape[1]) + 1
-            grown, grown_micros = np.empty((_COLUMNS, size)), np.empty(size, dtype=np.int64)
+            grown, grown_micros = np.empty((COLUMNS, size)), np.empty(size, dtype=np.int64)
             grown[:, : live.shape[1]], grown_micros[: len(micros)] = live, micros
             self._numbers, self._micros = grown, grown_micros
         else:

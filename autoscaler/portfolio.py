@@ -34,6 +34,8 @@ member (`predictor.policy`).
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +60,44 @@ def recent_peaks(times: Sequence[datetime], demand: np.ndarray) -> np.ndarray:
     series = pd.Series(np.asarray(demand, dtype=float), index=pd.DatetimeIndex(times))
     window = f"{int(RECENT_PEAK_WINDOW.total_seconds())}s"
     return series.rolling(window, min_periods=1).max().to_numpy()
+
+
+class RecentPeak:
+    """The highest demand of the last RECENT_PEAK_WINDOW as a falling queue: a sample
+    drops those it is at least as high as, so the head is the peak (each tick adds one
+    and lets the expired go, not a scan of a day of ticks). Missing is not a peak."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[datetime, float]] = deque()
+
+    def add(self, at: datetime, demand: float) -> None:
+        if math.isfinite(demand):  # missing is not a peak, nor zero
+            while self._queue and self._queue[-1][1] <= demand:
+                self._queue.pop()
+            self._queue.append((at, demand))
+        while self._queue and self._queue[0][0] <= at - RECENT_PEAK_WINDOW:
+            self._queue.popleft()
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def refill(self, times: pd.DatetimeIndex, demand: np.ndarray) -> None:
+        """Start over from a run of samples (a restart's kept ticks), as if each had been
+        added in turn: a sample stays only if it is higher than every later one, and
+        within the window of the newest."""
+        self._queue.clear()
+        finite = np.isfinite(demand)
+        times, demand = times[finite], demand[finite]
+        if not len(demand):
+            return
+        later = np.maximum.accumulate(demand[::-1])[::-1]  # the highest from each on
+        stays = np.append(demand[:-1] > later[1:], True) & (times > times[-1] - RECENT_PEAK_WINDOW)
+        for at, level in zip(times[stays], demand[stays], strict=True):
+            self._queue.append((at.to_pydatetime(), float(level)))
+
+    @property
+    def peak(self) -> float:
+        return self._queue[0][1] if self._queue else float("nan")
 
 
 def window_peak(demand: np.ndarray) -> float:

@@ -34,10 +34,11 @@ from autoscaler.metrics_auth import CredentialError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier
 from autoscaler.notify_slack import SlackNotifier
+from autoscaler.plan import limits_of
 from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.replay import TraceReplaySource, read_trace
 from autoscaler.state import ReadOnlyStateStore, StateStore
-from autoscaler.tick import PoolTicker, limits_of
+from autoscaler.tick import PoolTicker
 from backends import make_backend
 from backends.base import Backend
 from backends.leases import LeaderLock, make_leader_lock

@@ -15,11 +15,13 @@ import logging
 import os
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from autoscaler.kept_ticks_file import KeptWeek, read_week, write_week
 from autoscaler.policy import Memory
 from common.atomic import fsync_folder, write_atomically
 from common.secrets import redacted_json
@@ -139,9 +141,38 @@ class StateStore:
     def _remove_interrupted_saves(self) -> None:
         """A save killed before its rename leaves its temporary file (the state file itself
         is whole: the old or the new one); the next start clears them away."""
-        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for leftover in [
+            *self.path.parent.glob(f".{self.path.name}.*.tmp"),
+            *self.weeks.glob(".*.npz.*.tmp"),
+        ]:
             log.info("removing %s, left by an interrupted save", leftover.name)
             leftover.unlink(missing_ok=True)
+
+    @property
+    def weeks(self) -> Path:
+        """The folder of the loop-calibrated pools' weeks of ticks, one file a pool
+        (autoscaler.kept_ticks_file)."""
+        return self.path.parent / "loop-ticks"
+
+    def week_path(self, pool: str) -> Path:
+        return self.weeks / f"{pool}.npz"
+
+    def save_week(self, pool: str, week: KeptWeek) -> None:
+        write_week(self.week_path(pool), week)
+
+    def load_week(self, pool: str, zone: tzinfo | None) -> KeptWeek | None:
+        """The pool's saved week of ticks; None where there is none, or where it does not
+        read whole (said: the file is a cache, and the week starts over)."""
+        path = self.week_path(pool)
+        try:
+            return read_week(path, zone)
+        except FileNotFoundError:
+            return None
+        except (*UNREADABLE, zipfile.BadZipFile, EOFError) as exc:
+            log.warning(
+                "%s is unreadable (%s); pool %s starts its loop's week over", path, exc, pool
+            )
+            return None
 
     def save(self, pools: dict[str, PoolState]) -> None:
         """Every pool's state, as one file; the journal of the pools' own saves is then
@@ -185,6 +216,9 @@ class ReadOnlyStateStore(StateStore):
 
     def save_pool(self, name: str, state: PoolState) -> None:
         log.debug("dry run: would save the state of pool %s", name)
+
+    def save_week(self, pool: str, week: KeptWeek) -> None:
+        log.debug("dry run: would save the loop's week of ticks of pool %s", pool)
 
 
 def _versioned(raw: Any) -> Any:

@@ -30,70 +30,16 @@ from autoscaler.notify import (
     failure_started_message,
     scale_message,
 )
-from autoscaler.overrides import OverridesFile, active_override, expired_overrides
-from autoscaler.policy import Decision, Limits, Memory, Observation, decide
-from autoscaler.schedules import bounds_at
+from autoscaler.overrides import OverridesFile, expired_overrides
+from autoscaler.plan import act, limits_of, plan
 from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
-from autoscaler.state import PoolState
+from autoscaler.state import PoolState, StateStore
 from autoscaler.tick_result import TickResult, decision_record, peak_of
 from backends.base import Backend, BackendError, FleetState
 from predictors import Predictor
 
 log = logging.getLogger(__name__)
-
-
-def limits_of(pool: Pool) -> Limits:
-    return Limits(
-        min_nodes=pool.min_nodes,
-        max_nodes=pool.max_nodes,
-        stabilization=pool.scale_down.stabilization,
-        max_step_down=pool.scale_down.max_step,
-        cooldown=pool.cooldown,
-        max_step_up=pool.scale_up.max_step,
-        max_percent_up=pool.scale_up.max_percent,
-    )
-
-
-def observe(
-    pool: Pool, sizing: Sizing, now: datetime, current: int, overrides: OverridesFile | None
-) -> Observation:
-    """What decide() looks at, from one sizing: the daemon, `forecast` and the backtest
-    all build it here, so none of them forgets a field."""
-    return Observation(
-        at=now,
-        current=current,
-        forecast_nodes=sizing.nodes,
-        demand_nodes=sizing.demand_nodes,
-        arrival_nodes=sizing.arrival_nodes,
-        spare_nodes=sizing.spare_nodes,
-        signals=sizing.signals,
-        capacity_note=sizing.capacity_note,
-        notes=sizing.notes,
-        missing_reason=sizing.missing_reason,
-        schedule=bounds_at(pool.schedules, now),
-        override=active_override(overrides, pool.name, now) if overrides else None,
-    )
-
-
-def plan(
-    pool: Pool,
-    sizing: Sizing,
-    now: datetime,
-    current: int,
-    overrides: OverridesFile | None,
-    memory: Memory,
-) -> tuple[Decision, Memory]:
-    """From one sizing to the decision, and the memory the next tick starts from: the
-    daemon, `forecast` and the backtest all decide here."""
-    return decide(observe(pool, sizing, now, current, overrides), limits_of(pool), memory)
-
-
-def act(backend: Backend, decision: Decision, before_write: Callable[[], None]) -> str | None:
-    """Set the fleet to a decision that changes its count (the daemon and the backtest);
-    `before_write` runs just before the write. Returns what the fleet made of it."""
-    before_write()
-    return backend.scale(decision.desired, "; ".join(decision.reasons))
 
 
 class PoolTicker:
@@ -128,6 +74,11 @@ class PoolTicker:
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
         self._loop_resumed = False
+        self.weeks: StateStore | None = None
+        """Where the loop's week of ticks is kept across restarts (set by the daemon; None:
+        not kept, as in a simulation)."""
+        self._week_saved_for: datetime | None = None
+        """The recalibration the week last written was kept up to."""
         self.fitted = False
         """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
@@ -147,6 +98,7 @@ class PoolTicker:
         self.predictor = previous.predictor
         self._kept_demand, self._lag = previous._kept_demand, previous._lag
         self._loop_resumed = previous._loop_resumed
+        self._week_saved_for = previous._week_saved_for
         self.fitted = previous.fitted
         return True
 
@@ -253,6 +205,8 @@ class PoolTicker:
         self.fitted = self.fitted or sizing.forecast is not None
         if isinstance(self.predictor, LoopCalibrated) and sizing.forecast is not None:
             state.loop = self.predictor.saved(now)
+            if self.predictor.recalibrated_at != self._week_saved_for:
+                self.save_week()
         sizing = replace(sizing, capacity_note=capacity_note)
         result = TickResult(pool.name, now, None, sizing, None, dry_run=self.dry_run)
         if sizing.missing_reason:
@@ -274,18 +228,41 @@ class PoolTicker:
         return result
 
     def _resume_loop(self, now: datetime, state: PoolState) -> None:
-        """Once, at the first tick: a loop-calibrated pool takes up its saved margin."""
-        if self._loop_resumed or not isinstance(self.predictor, LoopCalibrated):
+        """Once, at the first tick: a loop-calibrated pool takes up its saved margin, and
+        the week of ticks it was calibrated on."""
+        predictor = self.predictor
+        if self._loop_resumed or not isinstance(predictor, LoopCalibrated):
             return
         self._loop_resumed = True
-        if state.loop is not None and self.predictor.resume(state.loop, now):
+        name = self.pool.name
+        if state.loop is not None and predictor.resume(state.loop, now):
             log.info(
                 "pool %s: resumed the loop calibration saved at %s (margin %.2f x %s)",
-                self.pool.name,
+                name,
                 state.loop["at"],
-                self.predictor.margin,
-                self.predictor.member,
+                predictor.margin,
+                predictor.member,
             )
+        week = None if self.weeks is None else self.weeks.load_week(name, now.tzinfo)
+        if week is not None and predictor.take_up_week(week, now):
+            self._week_saved_for = predictor.recalibrated_at
+            log.info(
+                "pool %s: took up %d loop ticks kept before the restart", name, len(week.ticks)
+            )
+
+    def save_week(self) -> None:
+        """Write the loop's week of ticks for a restart: at each recalibration, and when
+        the daemon stops. Its trouble is logged, never the tick's: the week is a cache."""
+        predictor, store = self.predictor, self.weeks
+        week = predictor.kept_week() if isinstance(predictor, LoopCalibrated) else None
+        if store is None or week is None:
+            return
+        try:
+            store.save_week(self.pool.name, week)
+        except OSError as exc:
+            where = store.week_path(self.pool.name)
+            log.warning("pool %s: its loop's week not saved to %s (%s)", self.pool.name, where, exc)
+        self._week_saved_for = week.recalibrated_at
 
     def _capacity(self, now: datetime, state: PoolState) -> tuple[float, str | None]:
         """Per-node req/s to size with: the profile's, or the measured one (see

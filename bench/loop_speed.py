@@ -58,8 +58,8 @@ from autoscaler.backtest.engine import BacktestSettings
 from autoscaler.backtest.runner import frame_replay
 from autoscaler.backtest.tuning import run_policy
 from autoscaler.calibration import LoopCalibrated, loop_settings
+from autoscaler.plan import limits_of
 from autoscaler.pool_predictor import refit_phase_of
-from autoscaler.tick import limits_of
 from predictors import Forecast
 from predictors.seasonal import SeasonalPredictor
 

@@ -35,9 +35,9 @@ from autoscaler import loop_replay
 from autoscaler.calibration import loop_settings
 from autoscaler.config.schema import Pool
 from autoscaler.loop_replay import Frame, replay_counts, replay_late
+from autoscaler.plan import limits_of
 from autoscaler.replay_decide import decide_each
 from autoscaler.schedules import ScheduleBounds
-from autoscaler.tick import limits_of
 
 WEEK = 7 * 1440
 DAY = 1440

@@ -20,12 +20,12 @@ from autoscaler.backtest.baselines import BASELINES, Replay
 from autoscaler.config.scaling import ScaleDown, ScaleUp
 from autoscaler.config.schema import DEFAULT_MARGIN, Capacity, DemandQuery, Pool, PredictorConfig
 from autoscaler.metrics import MetricsError, check_demand
+from autoscaler.plan import act, plan
 from autoscaler.policy import Memory
 from autoscaler.signals.observe import context_of, reading_of
 from autoscaler.signals.queue_depth import QueueDepthSignal
 from autoscaler.signals.weigh import SignalReading
 from autoscaler.sizing import Sizing, size_fleet
-from autoscaler.tick import act, plan
 from backends import backend_settings, make_backend
 from backends.base import FleetState
 from common.clock import SimulatedClock

@@ -40,8 +40,8 @@ from autoscaler.backtest.engine import (
 from autoscaler.backtest.queue import Score
 from autoscaler.calibration import pool_predictor
 from autoscaler.config.schema import Pool
+from autoscaler.plan import limits_of
 from autoscaler.policy import nodes_for
-from autoscaler.tick import limits_of
 from predictors import Forecast
 
 POLICY_UTILIZATIONS = UTILIZATIONS

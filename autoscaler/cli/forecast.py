@@ -14,13 +14,14 @@ from rich.table import Table
 from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
+from autoscaler.plan import limits_of, plan
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
 from autoscaler.sizing import Sizing, observe_demand, size_fleet
 from autoscaler.state import PoolState
-from autoscaler.tick import PoolTicker, limits_of, plan
+from autoscaler.tick import PoolTicker
 from backends.base import BackendError, FleetState
 
 

@@ -131,6 +131,7 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
         reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
         results = daemon.tick()
+        daemon.save_weeks()  # a `--once` from cron learns as the daemon does
         failed = any(r.errors for r in results) or daemon.unwritten_files()
         return 1 if failed else 0
     if simulated:

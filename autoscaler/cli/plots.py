@@ -17,9 +17,9 @@ from autoscaler.backtest.queue import queue_lateness
 from autoscaler.config.schema import Pool
 from autoscaler.digest import PoolDigest
 from autoscaler.overrides import OverridesFile, active_override
+from autoscaler.plan import limits_of
 from autoscaler.policy import Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
-from autoscaler.tick import limits_of
 from common.extras import needs_extra
 from predictors.base import Forecast
 

@@ -20,10 +20,10 @@ from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.kept_ticks import AIM, BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK
 from autoscaler.loop_replay import AIMS, replay_counts, replay_late
+from autoscaler.plan import limits_of, observe
 from autoscaler.policy import Memory, decide, rule_of
 from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
-from autoscaler.tick import limits_of, observe
 from predictors import Forecast
 from predictors.seasonal import SeasonalPredictor
 

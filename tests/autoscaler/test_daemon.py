@@ -314,6 +314,52 @@ def test_a_pool_with_the_loop_margin_ticks_through_the_calibrated_predictor(
     assert ticker.predictor.margin == 1.0 and len(ticker.predictor._ticks) == 3
 
 
+def run_then_stop(daemon: Daemon) -> None:
+    """The daemon's own loop (its first tick runs at once), stopped after that tick."""
+    import threading
+
+    runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    runner.start()
+    deadline = time.monotonic() + 60
+    while daemon.ticks < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon.stop()
+    runner.join(timeout=60)
+    assert daemon.ticks >= 1 and not runner.is_alive()
+
+
+def test_a_loop_pools_week_of_ticks_outlives_a_restart_not_a_dry_runs(
+    tmp_path: Path, caplog
+) -> None:
+    """At a stop the daemon writes each loop-calibrated pool's week of ticks beside its
+    state, and the next start's first tick goes on from it. A dry run reads it and writes
+    nothing; a file that does not read is said, and that pool's week starts over."""
+    import logging
+
+    pool = yaml.safe_load(write_config(tmp_path).read_text())["pools"][0]
+    pool["predictor"] = {"kind": "seasonal", "margin": "widen"}
+    path = write_config(tmp_path, pools=[pool])
+    clock = SimulatedClock(NOON)
+    run_then_stop(Daemon(path, clock=clock, notifier=RecordingNotifier()))
+    week = tmp_path / "state" / "loop-ticks" / "image-gen.npz"
+    written = week.read_bytes()
+    clock.advance(timedelta(minutes=1))
+    dry = Daemon(path, clock=clock, dry_run=True, notifier=RecordingNotifier())
+    run_then_stop(dry)
+    assert len(dry.runtime.tickers[0].predictor._ticks) == 2  # type: ignore[attr-defined]
+    assert week.read_bytes() == written
+    restarted = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    run_ticks(restarted, clock, 2)
+    assert len(restarted.runtime.tickers[0].predictor._ticks) == 3  # type: ignore[attr-defined]
+    week.write_bytes(written[: len(written) // 2])  # cut short (a full disk)
+    caplog.set_level(logging.WARNING)
+    again = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    (result,) = again.tick()
+    assert result.decision is not None
+    assert len(again.runtime.tickers[0].predictor._ticks) == 1  # type: ignore[attr-defined]
+    assert any(str(week) in r.getMessage() for r in caplog.records)
+
+
 def test_a_pool_a_reload_removes_leaves_the_metrics(tmp_path: Path) -> None:
     """/metrics shows only the pools that run: a removed pool's gauges and counters go
     with it (a stale series would look like a pool still held at its last count)."""

@@ -24,9 +24,11 @@ from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool, PredictorConfig
 from autoscaler.kept_ticks import DEMAND
 from autoscaler.loop_replay import LoopSettings, replay_late
+from autoscaler.plan import limits_of
 from autoscaler.portfolio import (
     MEMBERS,
     SWITCH_GAIN,
+    RecentPeak,
     Trial,
     choose,
     member_peaks,
@@ -35,7 +37,6 @@ from autoscaler.portfolio import (
     recent_peaks,
     window_peak,
 )
-from autoscaler.tick import limits_of
 from predictors import Forecast
 from tests.support import whole_late
 
@@ -419,4 +420,23 @@ def test_the_peak_handed_out_now_is_the_replays_recent_peak() -> None:
         predictor._record(demand.index[end - 1].to_pydatetime(), float(demand.iloc[end - 1]))
         ticks = predictor._ticks
         expected = recent_peaks(ticks.times(), ticks.column(DEMAND))[-1]
-        assert predictor._peak_now() == pytest.approx(expected, nan_ok=True)
+        assert predictor._peaks.peak == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_recent_peak_refilled_from_ticks_is_the_one_their_adding_left(seed: int) -> None:
+    """A restart refills the queue from the kept ticks at once (numpy, not a tick at a
+    time): the same samples, in the same order, as adding each in turn leaves, through
+    ties, missing samples and a gap longer than the window."""
+    rng = np.random.default_rng(seed)
+    minutes = np.cumsum(rng.choice([1, 1, 1, 5, 30, 1500], size=3000))
+    times = pd.DatetimeIndex([pd.Timestamp(START) + pd.Timedelta(minutes=int(m)) for m in minutes])
+    demand = rng.integers(0, 40, size=3000).astype(float)
+    demand[rng.random(3000) < 0.05] = np.nan
+    for end in (1, 2, 500, 3000):
+        added, refilled = RecentPeak(), RecentPeak()
+        for at, level in zip(times[:end], demand[:end], strict=True):
+            added.add(at.to_pydatetime(), float(level))
+        refilled.refill(times[:end], demand[:end])
+        assert refilled._queue == added._queue
+        assert refilled.peak == pytest.approx(added.peak, nan_ok=True)

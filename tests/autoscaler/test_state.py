@@ -196,10 +196,13 @@ def test_a_save_interrupted_by_a_kill_leaves_nothing_after_the_next_start(tmp_pa
     StateStore(path).save({"ocr": PoolState()})
     leftover = tmp_path / ".state.json.k3j2h1.tmp"  # what kill -9 mid-save leaves
     leftover.write_text('{"version": 1, "po')
+    week = StateStore(path).weeks / ".ocr.npz.x8f1a2.tmp"  # the same, of a loop's week
+    week.parent.mkdir()
+    week.write_bytes(b"PK\x03")
     assert "ocr" in StateStore(path).load(set_aside_corrupt=False)
-    assert leftover.exists()  # read-only callers (forecast, status) touch nothing
+    assert leftover.exists() and week.exists()  # read-only callers touch nothing
     assert "ocr" in StateStore(path).load()
-    assert not leftover.exists()
+    assert not leftover.exists() and not week.exists()
 
 
 def test_an_unreadable_loop_calibration_is_dropped_not_fatal(

@@ -299,8 +299,8 @@ def test_size_fleet_buys_for_the_forecast_from_boot_time_and_keeps_the_horizon_p
 def test_spare_nodes_sit_on_top_of_the_forecast_and_are_named_in_the_reason() -> None:
     """A fixed cushion above the forecast's counts (both ways); the reactive floor stays what
     demand now needs, so a burst beyond forecast and spare still scales up at once."""
+    from autoscaler.plan import limits_of, observe
     from autoscaler.policy import Memory, decide
-    from autoscaler.tick import limits_of, observe
 
     history = pd.Series(5.0, index=pd.date_range(START - timedelta(minutes=59), START, freq="1min"))
     upper = [5.0, 16.0, 12.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 6.0, 7.2, 6.0, 6.0, 6.0]

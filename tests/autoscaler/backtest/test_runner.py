@@ -25,7 +25,7 @@ from autoscaler.backtest.runner import (
     run_policy,
 )
 from autoscaler.calibration import pool_predictor
-from autoscaler.tick import limits_of
+from autoscaler.plan import limits_of
 from predictors.base import Forecast
 from tests.traces import NASA
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -52,6 +54,32 @@ def test_run_once_prints_the_decision(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--config", str(demo_copy(tmp_path)), "--once"])
     assert result.exit_code == 0, result.output
     assert "image-gen" in result.output and "→" in result.output
+
+
+def test_run_once_keeps_the_loops_week_of_ticks_for_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --once` from cron is a restart every tick: each run writes the loop's week of
+    ticks it took up and added to, so that the next run goes on learning from it; a dry
+    run reads it and writes nothing. (The replayed trace is from 1995: the system clock
+    is set there, a minute on at each run, as cron's would move.)"""
+    from autoscaler import runtime
+    from autoscaler.kept_ticks_file import read_week
+    from common.clock import SimulatedClock
+
+    config = yaml.safe_load(demo_copy(tmp_path).read_text())
+    del config["simulation"]  # the real daemon's clock, not a simulation's
+    path = tmp_path / "cron.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    week = tmp_path / "state" / "loop-ticks" / "image-gen.npz"
+    start = datetime(1995, 7, 11, 16, 0, tzinfo=UTC)
+    for minute, dry_run in ((0, False), (1, False), (2, True)):
+        clock = SimulatedClock(start + timedelta(minutes=minute))
+        monkeypatch.setattr(runtime, "make_clock", lambda _config, clock=clock: clock)
+        args = ["run", "--config", str(path), "--once", *(["--dry-run"] if dry_run else [])]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert len(read_week(week, UTC).ticks) == min(minute, 1) + 1
 
 
 def test_dry_run_once_says_would_and_writes_no_log_and_no_state(tmp_path: Path) -> None:

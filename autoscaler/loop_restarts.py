@@ -1,0 +1,122 @@
+"""What a loop-calibrated pool carries across a daemon restart: its calibration (margin,
+member, aim, the static member's level, the floor: in the state file, saved every tick)
+and its week of kept ticks (autoscaler.kept_ticks_file: written at each recalibration
+and when the daemon stops). `LoopCalibrated` (autoscaler.calibration) takes these methods
+in as a mixin and owns the state they read.
+
+Without the week, a restart resumed the margin but replayed only the ticks since: the
+members were compared again only a week later, and the budget's spend was judged on a
+few hours. With it, the replay reads the week the loop ran, less the time the daemon was
+down (no tick was made then: the replay steps over it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from autoscaler.config.schema import Pool
+from autoscaler.kept_ticks import DEMAND, KeptTicks
+from autoscaler.kept_ticks_file import KeptWeek
+from autoscaler.loop_replay import AIMS, MARGINS, LoopSettings, lowest_margin
+from autoscaler.portfolio import RecentPeak, members_of
+
+
+class LoopRestarts:
+    """The restart half of `autoscaler.calibration.LoopCalibrated`."""
+
+    settings: LoopSettings
+    pool: Pool
+    margin: float
+    member: str
+    aim: float
+    lowest: float
+    _previous: float
+    _held_level: float
+    _calibrated: bool
+    _ticks: KeptTicks
+    _peaks: RecentPeak
+    _refit_at: datetime | None
+    _window_full: bool
+
+    _let_go_before: Callable[[datetime], None]
+
+    @property
+    def recalibrated_at(self) -> datetime | None:
+        """When the kept ticks were last replayed (None: not yet, in this run nor in the
+        one whose week it took up)."""
+        return self._refit_at
+
+    def saved(self, now: datetime) -> dict[str, float | str]:
+        """What a restart resumes from (kept in the daemon's state file)."""
+        saved: dict[str, float | str] = {
+            "margin": self.margin,
+            "member": self.member,
+            "aim": self.aim,
+            "at": now.isoformat(),
+        }
+        if math.isfinite(self._held_level):
+            saved["held_level"] = self._held_level
+        if self.lowest < 1.0:
+            saved["floor"] = self.lowest
+        return saved
+
+    def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
+        """Take up a saved calibration if it is recent (within the replay window) and fits
+        the pool's policy and the margin's range; until the first recalibration on new
+        ticks it is used as it was (the static member's level too: without one it is not
+        taken up; nor the floor, where it does not fit the saved aim and margin: then the
+        floor stands until the first recalibration). False (and nothing changed) otherwise."""
+        try:
+            margin, aim = float(saved["margin"]), float(saved["aim"])
+            age = now - datetime.fromisoformat(str(saved["at"]))
+            held = float(saved.get("held_level", math.nan))
+            floor = float(saved.get("floor", math.nan))
+        except (KeyError, TypeError, ValueError):
+            return False
+        member = saved.get("member")
+        lowest = lowest_margin(self.settings, aim)
+        fits = member in members_of(self.settings.policy) and lowest <= margin <= MARGINS[1]
+        if member == "static" and not (math.isfinite(held) and held >= 0):
+            return False
+        if not (fits and timedelta(0) <= age <= self.settings.window and AIMS[0] <= aim <= AIMS[1]):
+            return False
+        self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
+        self._held_level = held
+        if self.settings.widen_only and lowest <= floor <= min(margin, 1.0):
+            self.lowest = floor
+        self._calibrated = True
+        return True
+
+    def kept_week(self) -> KeptWeek | None:
+        """The week of ticks to write for a restart (None: none kept)."""
+        if not len(self._ticks):
+            return None
+        return KeptWeek(self._ticks, self._refit_at, self._window_full, settings_digest(self.pool))
+
+    def take_up_week(self, week: KeptWeek, now: datetime) -> bool:
+        """Take up the ticks a run before a restart kept, before any of this run's: only
+        where the pool is configured as it was, and the newest is before `now` and within
+        the window of it (a clock gone back, or a week long past, starts the week over).
+        The ticks older than the window are let go; the replay's cadence goes on from the
+        saved run's last. False (and nothing changed) otherwise."""
+        newest = week.ticks.newest_at()
+        try:
+            recent = newest is not None and timedelta(0) < now - newest <= self.settings.window
+        except TypeError:  # a zone against none
+            return False
+        if len(self._ticks) or not recent or week.pool_settings != settings_digest(self.pool):
+            return False
+        self._ticks, self._window_full = week.ticks, week.window_full
+        self._let_go_before(now)
+        self._peaks.refill(self._ticks.times(), self._ticks.column(DEMAND))
+        at = week.recalibrated_at
+        self._refit_at = at if at is not None and at <= now else None
+        return True
+
+
+def settings_digest(pool: Pool) -> str:
+    """The pool's settings, as a digest: a week kept under others is not taken up."""
+    return hashlib.sha256(pool.model_dump_json().encode()).hexdigest()
