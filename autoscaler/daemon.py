@@ -130,6 +130,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         self._lock_problem: str | None = None
         self._guard_writes(self.runtime)
         self._fit_workers = start_fit_workers(self.runtime, self._grace_over)
+        self._find_weeks()  # while the workers start
 
     # ---- one tick ----------------------------------------------------------------
 

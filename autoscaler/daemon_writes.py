@@ -72,6 +72,15 @@ class WriteEpisodes:
             return
         self._write_works(what)
 
+    def _find_weeks(self) -> None:
+        """As the daemon starts: each loop-calibrated pool reads the week of ticks it kept
+        before the restart, for its first tick to take up. Not in a simulation, which
+        replays from its start."""
+        simulated = self.runtime.config.simulation is not None
+        for ticker in self.runtime.tickers:
+            ticker.weeks = None if simulated else self.runtime.state_store
+            ticker.find_week(self.runtime.clock.now().tzinfo)
+
     def save_weeks(self) -> None:
         """At a stop (and after `run --once`'s tick): each loop-calibrated pool's week of
         ticks, for the next start to take up (written at each recalibration too;

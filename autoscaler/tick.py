@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import pandas as pd
@@ -22,6 +22,7 @@ from autoscaler.config.schema import Pool
 from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import history_to_learn
 from autoscaler.kept_demand import KeptDemand
+from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.metrics import MetricsSource, newest_time, step_floor
 from autoscaler.notify import (
     Notifier,
@@ -79,6 +80,8 @@ class PoolTicker:
         not kept, as in a simulation)."""
         self._week_saved_for: datetime | None = None
         """The recalibration the week last written was kept up to."""
+        self._week_found: KeptWeek | None = None
+        """The week read for the first tick to take up (find_week)."""
         self.fitted = False
         """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
@@ -243,12 +246,20 @@ class PoolTicker:
                 predictor.margin,
                 predictor.member,
             )
-        week = None if self.weeks is None else self.weeks.load_week(name, now.tzinfo)
+        if self._week_found is None:
+            self.find_week(now.tzinfo)
+        week, self._week_found = self._week_found, None
         if week is not None and predictor.take_up_week(week, now):
             self._week_saved_for = predictor.recalibrated_at
             log.info(
                 "pool %s: took up %d loop ticks kept before the restart", name, len(week.ticks)
             )
+
+    def find_week(self, zone: tzinfo | None) -> None:
+        """Read the loop's week kept before a restart, for the first tick to take up: the
+        daemon has each pool read its own as it starts (~1 ms a pool), not in that tick."""
+        if self.weeks is not None and isinstance(self.predictor, LoopCalibrated):
+            self._week_found = self.weeks.load_week(self.pool.name, zone)
 
     def save_week(self) -> None:
         """Write the loop's week of ticks for a restart: at each recalibration, and when

@@ -332,8 +332,9 @@ def test_a_loop_pools_week_of_ticks_outlives_a_restart_not_a_dry_runs(
     tmp_path: Path, caplog
 ) -> None:
     """At a stop the daemon writes each loop-calibrated pool's week of ticks beside its
-    state, and the next start's first tick goes on from it. A dry run reads it and writes
-    nothing; a file that does not read is said, and that pool's week starts over."""
+    state; the next start reads it as it starts, and its first tick goes on from it. A dry
+    run reads it and writes nothing; a file that does not read is said, and that pool's
+    week starts over."""
     import logging
 
     pool = yaml.safe_load(write_config(tmp_path).read_text())["pools"][0]
@@ -349,6 +350,7 @@ def test_a_loop_pools_week_of_ticks_outlives_a_restart_not_a_dry_runs(
     assert len(dry.runtime.tickers[0].predictor._ticks) == 2  # type: ignore[attr-defined]
     assert week.read_bytes() == written
     restarted = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    week.unlink()  # read as the daemon started, not in its first tick
     run_ticks(restarted, clock, 2)
     assert len(restarted.runtime.tickers[0].predictor._ticks) == 3  # type: ignore[attr-defined]
     week.write_bytes(written[: len(written) // 2])  # cut short (a full disk)

@@ -321,3 +321,13 @@ def test_budget_by_day_plays_a_trace_twice_at_its_sources_capacity(tmp_path: Pat
     assert len(days) == 3, printed
     assert days[0][0].startswith("2025-01-13"), printed  # a week after the first minute
     assert float(total[5]) > 60, printed
+
+
+def test_week_io_prints_ratios_that_follow_from_its_figures() -> None:
+    """The week file's cost: each ratio is its figure over the baseline it printed."""
+    out = run_script("week_io.py", "--pools", "5")
+    line = float(re.search(r"save_pool\): ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    rows = re.findall(r"(write|read|take up): ([\d.]+) ms a pool .*?, ([\d.]+) x the line", out)
+    assert [what for what, _, _ in rows] == ["write", "read", "take up"]
+    for _, ms, ratio in rows:
+        assert float(ratio) == pytest.approx(float(ms) / line, rel=0.04, abs=0.01)  # as printed
