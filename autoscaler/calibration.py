@@ -192,8 +192,9 @@ class LoopCalibrated(LoopRestarts):
         ticks.set_newest(AIM, self.aim if self._calibrated else math.nan)
         spent = None if self.spent is None else self.spent / self.settings.service_target
         said = self._notes()
+        floor = self.lowest if self.settings.widen_only else None  # `loop` has none to say
         state = Calibration(
-            self.margin, self.member, self.settings.service_target, spent, said, self.lowest
+            self.margin, self.member, self.settings.service_target, spent, said, floor
         )
         notes = (*forecast.notes, *said)
         return replace(forecast, upper=scaled, notes=notes, calibration=state)

@@ -59,7 +59,7 @@ class LoopRestarts:
         }
         if math.isfinite(self._held_level):
             saved["held_level"] = self._held_level
-        if self.lowest < 1.0:
+        if self.settings.widen_only and self.lowest < 1.0:  # `loop`'s is the range's own
             saved["floor"] = self.lowest
         return saved
 

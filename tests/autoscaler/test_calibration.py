@@ -208,6 +208,18 @@ def test_under_widen_a_restart_names_the_floor_its_margin_was_calibrated_above()
         assert "floor" not in after.forecast(pool.horizon).notes[-1]
 
 
+def test_under_the_loop_margin_no_floor_is_saved_or_exported() -> None:
+    """`margin: loop` narrows as far as the margins' own range: a floor there says
+    nothing, so none is saved for a restart or handed to /metrics (`widen`'s is, above)."""
+    pool = make_pool()
+    loop, _ = calibrated(pool, width=3.0)
+    drive(loop, noisy_demand(2 * 1440), pool)
+    forecast = loop.forecast(pool.horizon)
+    assert loop.lowest < 1.0 and loop.margin < 1.0  # the band narrowed: a floor was below
+    assert forecast.calibration is not None and forecast.calibration.floor is None
+    assert "floor" not in loop.saved(START) and "floor" not in forecast.notes[-1]
+
+
 def test_under_widen_a_restart_takes_up_no_margin_below_the_members_own_level() -> None:
     """A calibration saved under `margin: loop` (a margin under 1) is not taken up by the
     same pool under `margin: widen`, whatever its member; one of 1 or more is."""
