@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
 from autoscaler.runtime import Runtime
+from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from backends.leases import LeaderLock, LeaderLockError
 from common.deadline import DeadlineExceeded, call_within, whole_answer_s
@@ -26,6 +27,7 @@ class Leadership:
     telemetry: Telemetry
     leader: LeaderLock | None
     _leading: bool | None
+    states: dict[str, PoolState]
     _lock_problem: str | None
     _alert: Callable[[str], None]
 
@@ -45,6 +47,8 @@ class Leadership:
         if self._lock_problem is not None:
             self._alert("leader lock reachable again")
             self._lock_problem = None
+        if leading and not self._leading:
+            self._forget_fleet_counts()
         if leading != self._leading:
             log.warning(
                 "%s",
@@ -58,6 +62,14 @@ class Leadership:
             log.info("standby: %s is active", self.leader.holder() or "another daemon")
             self.telemetry.standby_tick()
         return leading
+
+    def _forget_fleet_counts(self) -> None:
+        """On taking the lead: the count each fleet had when this daemon last looked is
+        not one to hold the fleet to, as the other replica may have scaled it since (a
+        count changed meanwhile would read as a change by hand: an alert and a hold for
+        the cooldown, on every takeover). The first tick as leader reads it afresh."""
+        for state in self.states.values():
+            state.last_known_desired = None
 
     def release_leadership(self) -> None:
         """On shutdown: the standby takes over at its next tick, not after the TTL."""

@@ -421,3 +421,25 @@ def test_an_insecure_kubeconfig_for_the_lease_is_refused_unless_the_election_all
         refused.acquire_or_renew()
     allowed_election = kubernetes_election(kubeconfig).model_copy(update={"allow_insecure": True})
     assert make_leader_lock(allowed_election, {}, clock).acquire_or_renew()
+
+
+def test_a_daemon_leading_again_takes_the_other_replicas_counts_for_its_own_not_a_persons(
+    nomad_api: NomadApiDouble, clock: ManualClock, tmp_path: Path
+) -> None:
+    """While the standby led, it scaled the fleet: when the first daemon leads again the
+    count it remembers is not the fleet's, and that is the other replica's doing, not a
+    change by hand. No "outside the autoscaler" alert, no hold for it."""
+    nomad_api.variables.clock = clock
+    nomad_api.add_job("image-gen", {"gpu": 1})
+    a, a_notes = make_daemon(tmp_path, "ops-a", nomad_api, clock)
+    b, _ = make_daemon(tmp_path, "ops-b", nomad_api, clock)
+    assert a.tick() and b.tick() == []
+    assert a.states["image-gen"].last_known_desired is not None
+    a.release_leadership()
+    assert b.tick()  # b leads, and scales as it decides
+    nomad_api.jobs[("default", "image-gen")].groups["gpu"] = 37  # and scaled once more
+    b.release_leadership()
+    (again,) = a.tick()
+    assert again.decision is not None and again.fleet is not None and again.fleet.desired == 37
+    assert not [t for t in a_notes.texts if "outside the autoscaler" in t]
+    assert a.states["image-gen"].memory.manual_change_at is None
