@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from rich.table import Table
 
+from autoscaler.calibration import LoopCalibrated, with_margin
 from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
@@ -20,9 +21,10 @@ from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
 from autoscaler.sizing import Sizing, observe_demand, size_fleet
-from autoscaler.state import PoolState
+from autoscaler.state import PoolState, StateStore
 from autoscaler.tick import PoolTicker
 from backends.base import BackendError, FleetState
+from predictors import Predictor
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,24 @@ class PoolForecast:
     decision: Decision | None = None
 
 
+def as_the_daemon_sizes(
+    pool: Pool, per_node_rps: float, state: PoolState, now: datetime, weeks: StateStore | None
+) -> Predictor:
+    """The pool's forecaster, fitted once, wrapped as the daemon wraps it: under a
+    calibrated margin (`widen`, the default, or `loop`) with the loop's saved calibration
+    and the week of ticks it was calibrated on taken up (read only), so that the band is
+    the followed member's at the daemon's margin, not the forecaster's as it made it."""
+    inner = make_pool_predictor(pool, one_shot=True)
+    predictor = with_margin(pool, inner, per_node_rps, limits_of(pool))
+    if isinstance(predictor, LoopCalibrated):
+        if state.loop is not None:
+            predictor.resume(state.loop, now)
+        week = None if weeks is None else weeks.load_week(pool.name, now.tzinfo)
+        if week is not None:
+            predictor.take_up_week(week, now)
+    return predictor
+
+
 def forecast_pool(
     ticker: PoolTicker,
     metrics: MetricsSource,
@@ -97,9 +117,11 @@ def forecast_pool(
     overrides: OverridesFile,
     hours: timedelta,
     every: timedelta,
+    weeks: StateStore | None = None,
 ) -> PoolForecast:
     """The forecast table's rows and what the daemon would decide this instant, from its
-    saved memory (not changed): the daemon's own observe → size → plan steps."""
+    saved memory (not changed): the daemon's own observe → size → plan steps, with its
+    loop's margin and policy (`weeks`: where the loop's weeks of ticks are kept)."""
     pool = ticker.pool
     result = PoolForecast(pool)
     # One query serves both the long view and the decision now (same demand window).
@@ -113,7 +135,7 @@ def forecast_pool(
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
-    predictor = make_pool_predictor(pool, one_shot=True)
+    predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, weeks)
     result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"

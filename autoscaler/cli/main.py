@@ -255,7 +255,8 @@ def forecast(
     except (ConfigError, ValueError) as exc:  # a missing extra, an insecure transport
         errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    states = runtime.state_store.load(set_aside_corrupt=False)
+    simulated = parsed.simulation is not None  # which, as the daemon, starts from nothing
+    states = {} if simulated else runtime.state_store.load(set_aside_corrupt=False)
     now = runtime.clock.now()
     failed = False
     active = overrides or OverridesFile()
@@ -272,6 +273,7 @@ def forecast(
             active,
             ahead_span,
             row_span,
+            None if simulated else runtime.state_store,
         )
         ahead = seen.long_view.forecast if seen.long_view is not None else None
         if ahead is not None:

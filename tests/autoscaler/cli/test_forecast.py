@@ -60,3 +60,54 @@ def test_the_table_sizes_with_the_pools_spare_nodes_as_the_daemon_does() -> None
     pool = _pool().model_copy(update={"spare_nodes": 3, "max_nodes": 12})
     rows = forecast_rows(pool, sizing, 10.0, OverridesFile(), timedelta(minutes=15))
     assert [(row.nodes, row.desired) for row in rows] == [(8, 8), (13, 12)]
+
+
+def test_the_forecast_now_is_sized_with_the_daemons_loop_margin_and_week(tmp_path: Path) -> None:
+    """Under a calibrated margin (`widen`, the default) the daemon sizes with its loop's
+    margin and the member it follows: `forecast` takes up the same saved calibration and
+    week (reading, writing nothing), so its decision now is the daemon's, not the one
+    the forecaster's band as made would give."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    import yaml
+
+    from autoscaler.cli.forecast import forecast_pool
+    from autoscaler.config.loader import load_config
+    from autoscaler.overrides import OverridesFile
+    from autoscaler.runtime import build_runtime
+    from autoscaler.state import PoolState
+    from common.clock import SimulatedClock
+
+    config = yaml.safe_load(demo_copy(tmp_path).read_text())
+    del config["simulation"]  # the real daemon's, its clock set where the trace is
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    now = datetime(1995, 7, 11, 16, 0, tzinfo=UTC)
+    runtime = build_runtime(load_config(path), source=path, dry_run=True, clock=SimulatedClock(now))
+    (ticker,) = runtime.tickers
+    saved = {
+        "margin": 1.5,
+        "member": "forecast",
+        "aim": 1.0,
+        "at": (now - timedelta(minutes=1)).isoformat(),
+    }
+
+    def seen(state: PoolState) -> np.ndarray:
+        shown = forecast_pool(
+            ticker,
+            runtime.metrics,
+            timedelta(minutes=5),
+            now,
+            state,
+            OverridesFile(),
+            timedelta(hours=1),
+            timedelta(minutes=15),
+            runtime.state_store,
+        )
+        assert shown.now is not None and shown.now.forecast is not None
+        return np.asarray(shown.now.forecast.upper)
+
+    as_made = seen(PoolState())
+    np.testing.assert_allclose(seen(PoolState(loop=saved)), 1.5 * as_made)
+    assert not (tmp_path / "state").exists()
