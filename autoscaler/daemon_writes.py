@@ -84,9 +84,9 @@ class WriteEpisodes:
     def save_weeks(self) -> None:
         """At a stop (and after `run --once`'s tick): each loop-calibrated pool's week of
         ticks, for the next start to take up (written at each recalibration too;
-        autoscaler.kept_ticks_file). Not by a
-        standby, whose weeks are not the ones the fleet ran on, nor for a pool whose tick
-        was left behind (it may still change the week)."""
+        autoscaler.kept_ticks_file). Not by a standby, whose weeks are not the ones the
+        fleet ran on, nor for a pool whose tick was left behind (it may still change the
+        week)."""
         if self.leader is not None and not self._leading:
             return
         for ticker in self.runtime.tickers:
