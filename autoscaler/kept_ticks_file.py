@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,9 @@ from autoscaler.kept_ticks import COLUMNS, KeptTicks
 from autoscaler.schedules import ScheduleBounds
 
 FORMAT = 1
+WEEK_KEPT_FOR = timedelta(days=8)
+"""A week file not written for this long is removed as the daemon starts: no restart can
+take it up, as its newest tick is older than the replay's week (LoopSettings.window)."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from autoscaler.kept_ticks_file import KeptWeek, read_week, write_week
+from autoscaler.kept_ticks_file import WEEK_KEPT_FOR, KeptWeek, read_week, write_week
 from autoscaler.policy import Memory
 from common.atomic import fsync_folder, write_atomically
 from common.secrets import redacted_json
@@ -80,6 +80,7 @@ class StateStore:
         """The saved memory; `set_aside_corrupt=False` for read-only callers (`forecast`)."""
         if set_aside_corrupt:
             self._remove_interrupted_saves()
+            self._remove_stale_weeks()
         pools, saved_ns = self._load_whole(set_aside_corrupt)
         pools.update(self._load_journal(saved_ns))
         return pools
@@ -147,6 +148,17 @@ class StateStore:
         ]:
             log.info("removing %s, left by an interrupted save", leftover.name)
             leftover.unlink(missing_ok=True)
+
+    def _remove_stale_weeks(self) -> None:
+        """A week file not written for WEEK_KEPT_FOR cannot be taken up (its newest tick is
+        older than the replay's week): a pool removed from the config, or one that has
+        not ticked since, would leave its 0.57 MB there for good. The start clears them."""
+        now = time.time()
+        for week in self.weeks.glob("*.npz"):
+            with contextlib.suppress(OSError):
+                if now - week.stat().st_mtime > WEEK_KEPT_FOR.total_seconds():
+                    log.info("removing %s, too old to be taken up", week)
+                    week.unlink()
 
     @property
     def weeks(self) -> Path:

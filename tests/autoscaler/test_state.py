@@ -288,3 +288,26 @@ def test_a_dry_runs_store_saves_no_pool(tmp_path: Path) -> None:
     store = ReadOnlyStateStore(tmp_path / "state.json")
     store.save_pool("ocr", PoolState())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_week_too_old_to_be_taken_up_is_removed_at_start(tmp_path: Path) -> None:
+    """A week file untouched for longer than any restart could take it up (a pool removed
+    from the config) goes at the next start; a recent one stays, and a read-only caller
+    removes nothing."""
+    import time as clock
+
+    from autoscaler.kept_ticks_file import WEEK_KEPT_FOR
+    from autoscaler.loop_replay import LoopSettings
+
+    assert LoopSettings.window < WEEK_KEPT_FOR  # what a restart may take up is never removed
+    store = StateStore(tmp_path / "state.json")
+    store.weeks.mkdir()
+    old, recent = store.week_path("gone"), store.week_path("gen")
+    for week in (old, recent):
+        week.write_bytes(b"PK")
+    stale = clock.time() - WEEK_KEPT_FOR.total_seconds() - 60
+    os.utime(old, (stale, stale))
+    store.load(set_aside_corrupt=False)
+    assert old.exists()
+    store.load()
+    assert not old.exists() and recent.exists()
