@@ -95,6 +95,10 @@ def read_week(path: Path, zone: tzinfo | None) -> KeptWeek:
     if recalibrated_at is not None and (recalibrated_at.tzinfo is not None) != (zone is not None):
         raise ValueError("recalibrated_at: its zone differs from the daemon's clock")
     ticks = KeptTicks.from_rows(micros, numbers, runs, zone)
+    try:  # times a datetime and a pandas index can hold, as the replay reads them
+        ticks.oldest_at(), ticks.newest_at(), ticks.times()
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"micros: times out of range ({exc})") from None
     full, settings = bool(_field(fields, "window_full")), str(_field(fields, "pool_settings"))
     return KeptWeek(ticks, recalibrated_at, full, settings)
 

@@ -67,6 +67,7 @@ def rewrite(path: Path, **changes: object) -> None:
         ({"format": 2}, "format"),
         ({"micros": np.array([3, 2, 1], dtype=np.int64)}, "micros"),
         ({"micros": np.array([1.0, 2.0])}, "micros"),
+        ({"micros": np.arange(200, dtype=np.int64) + 2**62}, "micros"),  # year 146,000
         ({"numbers": np.zeros((6, 5))}, "numbers"),
         ({"numbers": np.zeros((5, 200))}, "numbers"),
         ({"runs": json.dumps([[5, None, None, []]])}, "runs"),
