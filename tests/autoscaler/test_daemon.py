@@ -362,6 +362,25 @@ def test_a_loop_pools_week_of_ticks_outlives_a_restart_not_a_dry_runs(
     assert any(str(week) in r.getMessage() for r in caplog.records)
 
 
+def test_a_week_that_cannot_be_written_is_said_and_the_daemon_goes_on(
+    tmp_path: Path, caplog
+) -> None:
+    """The loop's week is a cache: a folder it cannot be written to (here a file in its
+    place) is logged, naming it, and the ticks and the stop go on."""
+    import logging
+
+    pool = yaml.safe_load(write_config(tmp_path).read_text())["pools"][0]
+    pool["predictor"] = {"kind": "seasonal", "margin": "widen"}
+    path = write_config(tmp_path, pools=[pool])
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "loop-ticks").write_text("not a folder")
+    caplog.set_level(logging.WARNING)
+    daemon = Daemon(path, clock=SimulatedClock(NOON), notifier=RecordingNotifier())
+    run_then_stop(daemon)
+    said = [r.getMessage() for r in caplog.records if "week not saved" in r.getMessage()]
+    assert said and "loop-ticks/image-gen.npz" in said[0]
+
+
 def test_a_pool_a_reload_removes_leaves_the_metrics(tmp_path: Path) -> None:
     """/metrics shows only the pools that run: a removed pool's gauges and counters go
     with it (a stale series would look like a pool still held at its last count)."""
