@@ -118,7 +118,9 @@ def _runs(text: str, rows: int) -> list[tuple[int, ScheduleBounds]]:
         if not isinstance(first, int) or not starts <= first < rows or (not runs and first):
             raise ValueError(f"runs: a run starts at row {first!r}")
         if not whole or not all(isinstance(name, str) for name in active):
-            raise ValueError(f"runs: bounds {[floor, ceiling, active]!r} are not whole nodes")
+            raise ValueError(
+                f"runs: bounds {[floor, ceiling, active]!r}, not (nodes, nodes, names)"
+            )
         runs.append((first, ScheduleBounds(floor, ceiling, tuple(active))))
     if not runs:
         raise ValueError("runs: none, for rows that had bounds")
