@@ -49,8 +49,12 @@ class LoopRestarts:
         one whose week it took up)."""
         return self._refit_at
 
-    def saved(self, now: datetime) -> dict[str, float | str]:
-        """What a restart resumes from (kept in the daemon's state file)."""
+    def saved(self, now: datetime) -> dict[str, float | str] | None:
+        """What a restart resumes from (kept in the daemon's state file); None before the
+        first calibration: a restart then starts from the band as made, as this run did
+        (resumed, the ticks after it would count as calibrated ones)."""
+        if not self._calibrated:
+            return None
         saved: dict[str, float | str] = {
             "margin": self.margin,
             "member": self.member,

@@ -56,9 +56,10 @@ class PoolState:
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
     loop: dict[str, Any] | None = None
-    """The loop calibration last used (margin, member, aim, at, and the static member's
-    held_level; autoscaler.calibration), so that a restart resumes it instead of the band
-    as the forecaster made it."""
+    """The loop calibration last used (margin, member, aim, at, the static member's
+    held_level and under `margin: widen` its floor; autoscaler.loop_restarts), so that a
+    restart resumes it instead of the band as the forecaster made it (None before the
+    first calibration)."""
 
 
 class StateStore:
@@ -303,6 +304,8 @@ def _loop(value: Any) -> dict[str, Any] | None:
         }
         if "held_level" in value:  # the static member's level (autoscaler.portfolio)
             loop["held_level"] = float(value["held_level"])
+        if "floor" in value:  # under `margin: widen`, the floor the margin was set above
+            loop["floor"] = float(value["floor"])
     except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None

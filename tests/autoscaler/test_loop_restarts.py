@@ -93,6 +93,31 @@ def test_a_restart_between_two_ticks_changes_nothing_the_loop_decides(
     assert restarted.choice is not None and "compared once" not in restarted.choice
 
 
+def test_a_restart_before_the_first_calibration_changes_nothing_either(tmp_path: Path) -> None:
+    """Twelve hours in, nothing is calibrated: nothing is saved to resume (resumed, the
+    band as made would have counted as a calibrated margin in the budget's spend), the
+    week is taken up, and the next days go as in the loop that ran on."""
+    pool = make_pool("widen")
+    demand = bursty_demand(3 * 1440)
+    split = 720
+    ran_on = loop_of(pool)
+    drive(ran_on, demand, range(60, split + 1), pool)
+    assert ran_on.saved(at(demand, split)) is None
+    week = ran_on.kept_week()
+    assert week is not None
+    write_week(tmp_path / "gen.npz", week)
+    restarted = loop_of(pool)
+    assert restarted.take_up_week(read_week(tmp_path / "gen.npz", UTC), at(demand, split))
+    for end in range(split + 1, len(demand) + 1):
+        bands = []
+        for loop in (ran_on, restarted):
+            loop.fit(demand.iloc[end - 60 : end])
+            bands.append(loop.forecast(pool.horizon).upper)
+        np.testing.assert_array_equal(bands[0], bands[1])
+    assert ran_on.recalibrated_at is not None
+    assert (restarted.margin, restarted.aim) == (ran_on.margin, ran_on.aim)
+
+
 def test_without_its_week_a_restarted_loop_compares_its_members_only_a_week_later() -> None:
     """What the week file is for: the same restart with the calibration alone follows the
     resumed member, not compared, for a week of new ticks."""

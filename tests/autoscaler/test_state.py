@@ -311,3 +311,12 @@ def test_a_week_too_old_to_be_taken_up_is_removed_at_start(tmp_path: Path) -> No
     assert old.exists()
     store.load()
     assert not old.exists() and recent.exists()
+
+
+def test_a_loop_calibration_reads_back_with_its_floor(tmp_path: Path) -> None:
+    """Under `margin: widen` the floor is saved with the margin; the state file gives it
+    back (it was dropped as the file was read, so a restart never named it)."""
+    loop = {"margin": 0.9, "member": "forecast", "aim": 1.6, "at": "2026-12-04T10:00:00+00:00"}
+    store = StateStore(tmp_path / "state.json")
+    store.save({"gen": PoolState(loop={**loop, "floor": 0.88})})
+    assert store.load()["gen"].loop == {**loop, "floor": 0.88}

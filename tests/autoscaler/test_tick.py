@@ -320,13 +320,18 @@ def test_spare_nodes_sit_on_top_of_the_forecast_and_are_named_in_the_reason() ->
 def test_a_loop_calibrated_pool_keeps_its_calibration_in_state_for_a_restart(
     tmp_path: Path,
 ) -> None:
-    """Each tick saves the loop calibration in the pool's state; a new ticker (a restart)
-    takes it up at its first tick instead of starting from the band as made."""
+    """Each tick saves the loop calibration in the pool's state (none before the first
+    calibration: a restart then starts from the band as made, as the run did); a new
+    ticker (a restart) takes it up at its first tick instead of starting afresh."""
     loop = {"kind": "linear", "margin": "loop"}
     h = Harness(tmp_path, rps=10.0, predictor=loop)
     h.tick()
-    assert h.state.loop is not None and h.state.loop["margin"] == 1.0
-    h.state.loop = {**h.state.loop, "margin": 0.6}  # as a calibration would have left it
+    assert h.state.loop is None  # not calibrated yet
+    h.ticker.predictor._calibrated = True  # as a calibration to 0.6 would have left it
+    h.ticker.predictor.margin = 0.6
+    h.clock.advance(timedelta(minutes=1))
+    h.tick()
+    assert h.state.loop is not None and h.state.loop["margin"] == 0.6
     restarted = Harness(tmp_path, rps=10.0, predictor=loop)
     restarted.state = h.state
     restarted.clock = h.clock

@@ -331,3 +331,19 @@ def test_week_io_prints_ratios_that_follow_from_its_figures() -> None:
     assert [what for what, _, _ in rows] == ["write", "read", "take up"]
     for _, ms, ratio in rows:
         assert float(ratio) == pytest.approx(float(ms) / line, rel=0.04, abs=0.01)  # as printed
+
+
+def test_restarts_with_the_week_score_as_no_restart(tmp_path: Path) -> None:
+    """Four days scored, restarted every 7 hours, before the first calibration and after:
+    with the week taken up, the rows are those of the run without restarts."""
+    daily_trace(tmp_path, "servegen_msmall", days=11, seed=4)
+    common = ("--traces", str(tmp_path), "--only", "servegen_msmall", "--jobs", "1")
+    run_script("backtest_untuned.py", *common, "--json", str(tmp_path / "none.json"))
+    printed = run_script(
+        "restarts.py", "--every", "0.3", *common, "--json", str(tmp_path / "r.json")
+    )
+    assert "restarted every 0.3 d, with the week" in printed
+    baseline, restarted = (json.loads((tmp_path / f).read_text()) for f in ("none.json", "r.json"))
+    assert [(r["late"], r["node_hours"]) for r in restarted] == [
+        (r["late"], r["node_hours"]) for r in baseline
+    ]
