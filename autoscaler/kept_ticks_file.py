@@ -15,8 +15,6 @@ week starts over, as it did before), never a reason for the daemon to stop.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 
 from autoscaler.kept_ticks import COLUMNS, KeptTicks
 from autoscaler.schedules import ScheduleBounds
+from common.atomic import replace_atomically
 
 FORMAT = 1
 WEEK_KEPT_FOR = timedelta(days=8)
@@ -61,15 +60,7 @@ def write_week(path: Path, week: KeptWeek) -> None:
         "window_full": np.array(week.window_full),
         "pool_settings": np.array(week.pool_settings),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda handle: np.savez(handle, **arrays), durable=False)
 
 
 def read_week(path: Path, zone: tzinfo | None) -> KeptWeek:

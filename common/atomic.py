@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomically(path: Path, text: str) -> None:
+    replace_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def replace_atomically(
+    path: Path, write: Callable[[BinaryIO], object], *, durable: bool = True
+) -> None:
+    """`write` fills a temporary file beside `path`, which then takes its place (with its
+    mode, where it exists). `durable`: on disk when this returns (the file and the
+    rename fsynced); a cache, rebuilt when lost, may leave that to the kernel."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_folder(path.parent)
+    if durable:
+        fsync_folder(path.parent)
 
 
 def fsync_folder(folder: Path) -> None:
