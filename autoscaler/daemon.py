@@ -295,7 +295,6 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         name = ticker.pool.name
         state = self.states.setdefault(name, PoolState())
         ticker.persist = partial(self._save_pool, name, state)
-        ticker.weeks = None if self.runtime.config.simulation else self.runtime.state_store
         if ticker.in_flight:
             return _held(ticker, now, state, "the previous tick is still running past its deadline")
         ticker.abandoned.clear()

@@ -74,12 +74,10 @@ class WriteEpisodes:
 
     def _find_weeks(self) -> None:
         """As the daemon starts: each loop-calibrated pool reads the week of ticks it kept
-        before the restart, for its first tick to take up. Not in a simulation, which
-        replays from its start."""
-        simulated = self.runtime.config.simulation is not None
+        before the restart, for its first tick to take up."""
+        zone = self.runtime.clock.now().tzinfo
         for ticker in self.runtime.tickers:
-            ticker.weeks = None if simulated else self.runtime.state_store
-            ticker.find_week(self.runtime.clock.now().tzinfo)
+            ticker.find_week(zone)
 
     def save_weeks(self) -> None:
         """At a stop (and after `run --once`'s tick): each loop-calibrated pool's week of

@@ -220,6 +220,8 @@ def build_runtime(
     told = (notifier or DryRunNotifier()) if dry_run else real_notifier
     decision_log = DecisionLog(None if dry_run else config.decision_log)
     max_staleness: timedelta = config.metrics.max_staleness
+    store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
+    weeks = None if config.simulation is not None else store  # a simulation starts afresh
     tickers = [
         PoolTicker(
             part.pool,
@@ -231,10 +233,10 @@ def build_runtime(
             decision_log,
             dry_run,
             predictor=part.predictor,
+            weeks=weeks,
         )
         for part in parts
     ]
-    store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
     lock = None if dry_run else lock
     return Runtime(config, clock, metrics, told, tickers, store, lock, decision_log)
 

@@ -57,6 +57,7 @@ class PoolTicker:
         decision_log: DecisionLog,
         dry_run: bool,
         predictor: Predictor | None = None,
+        weeks: StateStore | None = None,
     ) -> None:
         self.pool = pool
         self.backend = backend
@@ -75,9 +76,9 @@ class PoolTicker:
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
         self.predictor = predictor or pool_predictor(pool, per_node_rps, limits_of(pool))
         self._loop_resumed = False
-        self.weeks: StateStore | None = None
-        """Where the loop's week of ticks is kept across restarts (set by the daemon; None:
-        not kept, as in a simulation)."""
+        self.weeks = weeks
+        """Where the loop's week of ticks is kept across restarts (None: not kept, as in a
+        simulation)."""
         self._week_saved_for: datetime | None = None
         """The recalibration the week last written was kept up to."""
         self._week_found: KeptWeek | None = None

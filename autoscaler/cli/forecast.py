@@ -117,11 +117,10 @@ def forecast_pool(
     overrides: OverridesFile,
     hours: timedelta,
     every: timedelta,
-    weeks: StateStore | None = None,
 ) -> PoolForecast:
     """The forecast table's rows and what the daemon would decide this instant, from its
     saved memory (not changed): the daemon's own observe → size → plan steps, with its
-    loop's margin and policy (`weeks`: where the loop's weeks of ticks are kept)."""
+    loop's margin and policy."""
     pool = ticker.pool
     result = PoolForecast(pool)
     # One query serves both the long view and the decision now (same demand window).
@@ -135,7 +134,7 @@ def forecast_pool(
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
-    predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, weeks)
+    predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, ticker.weeks)
     result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"

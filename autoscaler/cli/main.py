@@ -273,7 +273,6 @@ def forecast(
             active,
             ahead_span,
             row_span,
-            None if simulated else runtime.state_store,
         )
         ahead = seen.long_view.forecast if seen.long_view is not None else None
         if ahead is not None:

@@ -103,7 +103,6 @@ def test_the_forecast_now_is_sized_with_the_daemons_loop_margin_and_week(tmp_pat
             OverridesFile(),
             timedelta(hours=1),
             timedelta(minutes=15),
-            runtime.state_store,
         )
         assert shown.now is not None and shown.now.forecast is not None
         return np.asarray(shown.now.forecast.upper)
