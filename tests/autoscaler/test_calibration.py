@@ -154,7 +154,7 @@ def test_under_widen_a_budget_left_unspent_brings_the_floor_down_but_not_for_a_f
     raises the aim at each recalibration, and `margin: widen`'s floor comes down with it
     (the margin follows, as the band at the floor still meets the target), and the
     decision says so. The same traffic served by a fleet of half a node on average keeps
-    the floor, and the margin, at 1 (square-root staffing)."""
+    the floor, and the margin, at 1 (N+1: one node spare over its mean load)."""
     pool = make_pool(predictor={"kind": "seasonal", "margin": "widen"})
     demand = noisy_demand(4 * 1440)
     large, _ = calibrated(pool, width=3.0)  # about 40 nodes at the mean

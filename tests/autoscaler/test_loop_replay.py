@@ -145,10 +145,10 @@ def test_the_budget_burns_only_while_the_week_and_its_last_day_are_both_over_it(
 def test_under_widen_the_floor_comes_down_only_where_the_budget_goes_unspent() -> None:
     """`margin: widen`'s floor is 1 (the level at the pool's utilization) while the aim is
     at most 1; as the error-budget feedback raises the aim it comes down, never rising,
-    to full use at the aim's top, but never under square-root staffing of the mean
-    load: half a node per root node spare (100 nodes: 5), so a fleet of a few nodes keeps
-    its floor at 1. `margin: loop` has no such floor. And calibrate() takes the floor it
-    is given."""
+    to full use at the aim's top, but never under one node spare over the mean load
+    (N+1: 20 nodes keep 21 at full use), so a fleet of up to 4 nodes at 0.8 keeps its
+    floor at 1. `margin: loop` has no such floor. And calibrate() takes the floor it is
+    given."""
     widen = replace(settings(), utilization=0.8, widen_only=True)
     top = AIMS[1]
     for aim in (AIMS[0], 0.5, 1.0):
@@ -156,7 +156,10 @@ def test_under_widen_the_floor_comes_down_only_where_the_budget_goes_unspent() -
     floors = [lowest_margin(widen, aim) for aim in np.linspace(1.0, top, 9)]
     assert floors[0] == 1.0 and floors[-1] == pytest.approx(0.8)
     assert all(later < earlier for earlier, later in itertools.pairwise(floors))
-    assert lowest_margin(widen, top, load=100.0) == pytest.approx(0.8 * 1.05)
+    assert lowest_margin(widen, top, load=100.0) == pytest.approx(0.8 * 1.01)
+    assert lowest_margin(widen, top, load=20.0) == pytest.approx(0.8 * 1.05)
+    assert lowest_margin(widen, top, load=4.0) == 1.0
+    assert lowest_margin(widen, top, load=5.0) == pytest.approx(0.96)
     assert lowest_margin(widen, top, load=0.4) == 1.0
     assert lowest_margin(widen, top, load=math.nan) == 1.0  # no demand known: no evidence
     assert lowest_margin(settings(), top, load=100.0) == MARGINS[0]
