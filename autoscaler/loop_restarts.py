@@ -94,6 +94,15 @@ class LoopRestarts:
         self._calibrated = True
         return True
 
+    def restart_from(
+        self, saved: dict[str, float | str] | None, week: KeptWeek | None, now: datetime
+    ) -> tuple[bool, bool]:
+        """What a restart carries, in its order: the saved calibration (resume), then the
+        week of ticks it was calibrated on (take_up_week). Whether each was taken up."""
+        resumed = saved is not None and self.resume(saved, now)
+        took_up = week is not None and self.take_up_week(week, now)
+        return resumed, took_up
+
     def kept_week(self) -> KeptWeek | None:
         """The week of ticks to write for a restart (None: none kept)."""
         if not len(self._ticks):

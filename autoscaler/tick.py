@@ -239,7 +239,11 @@ class PoolTicker:
             return
         self._loop_resumed = True
         name = self.pool.name
-        if state.loop is not None and predictor.resume(state.loop, now):
+        if self._week_found is None:
+            self.find_week(now.tzinfo)
+        week, self._week_found = self._week_found, None
+        resumed, took_up = predictor.restart_from(state.loop, week, now)
+        if resumed and state.loop is not None:
             log.info(
                 "pool %s: resumed the loop calibration saved at %s (margin %.2f x %s)",
                 name,
@@ -247,10 +251,7 @@ class PoolTicker:
                 predictor.margin,
                 predictor.member,
             )
-        if self._week_found is None:
-            self.find_week(now.tzinfo)
-        week, self._week_found = self._week_found, None
-        if week is not None and predictor.take_up_week(week, now):
+        if took_up and week is not None:
             self._week_saved_for = predictor.recalibrated_at
             log.info(
                 "pool %s: took up %d loop ticks kept before the restart", name, len(week.ticks)

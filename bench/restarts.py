@@ -42,10 +42,9 @@ def restarted_every(every: timedelta, with_week: bool, folder: Path) -> None:
                 write_week(folder / "week.npz", week)
             LoopCalibrated.__init__(self, self.inner, self.settings, self.pool)
             self.bench_restarts = first, done + 1  # type: ignore[attr-defined]
-            if saved is not None:
-                self.resume(saved, now)
             week = None if week is None else read_week(folder / "week.npz", now.tzinfo)
-            if week is not None and not self.take_up_week(week, now):
+            _, took_up = self.restart_from(saved, week, now)
+            if week is not None and not took_up:
                 raise RuntimeError(f"a restart at {now} did not take up its week")
         return _fit(self, history)
 

@@ -100,11 +100,8 @@ def as_the_daemon_sizes(
     inner = make_pool_predictor(pool, one_shot=True)
     predictor = with_margin(pool, inner, per_node_rps, limits_of(pool))
     if isinstance(predictor, LoopCalibrated):
-        if state.loop is not None:
-            predictor.resume(state.loop, now)
         week = None if weeks is None else weeks.load_week(pool.name, now.tzinfo)
-        if week is not None:
-            predictor.take_up_week(week, now)
+        predictor.restart_from(state.loop, week, now)
     return predictor
 
 
