@@ -177,28 +177,54 @@ def _exported(spec: ModelSpec, device: str, largest_batch: int) -> tuple[nn.Modu
             )
         example = _mapped(kwargs or tuple(args), lambda tensor: tensor[:1])
     example = _checked_example(example, spec.target)
-    fixed = _fixed_batch(program)
-    if fixed is not None and (fixed, largest_batch) != (1, 1):
-        raise ModelLoadError(
-            f"{spec.target}: exported with a fixed batch size of {fixed}, so batches of 1 to "
-            f"{largest_batch} cannot run: export dimension 0 as dynamic (torch.export.Dim)"
-        )
+    refused = _batch_refusal(program, largest_batch)
+    if refused is not None:
+        raise ModelLoadError(f"{spec.target}: {refused}")
     return move_to_device_pass(program, device).module(), example
 
 
-def _fixed_batch(program: Any) -> int | None:
-    """The batch size an exported program's tensor inputs are fixed to, or None where a
-    first dimension is dynamic (a symbol, not a number)."""
+def _batch_refusal(program: Any, largest_batch: int) -> str | None:
+    """Why batches of 1 to `largest_batch` cannot run on an exported program, or None. A
+    batch dimension fixed to a number, or dynamic under a bound (`Dim(max=8)`) below a
+    batch size dynamic batching forms, fails each such batch on the program's own guard
+    ("Guard failed: x.size()[0] <= 8") as a model error mid-sweep: refused here."""
+    firsts = _first_dimensions(program)
+    if firsts and all(isinstance(first, int) for first in firsts):
+        fixed = int(firsts[0])
+        if (fixed, largest_batch) == (1, 1):
+            return None
+        return (
+            f"exported with a fixed batch size of {fixed}, so batches of 1 to {largest_batch} "
+            "cannot run: export dimension 0 as dynamic (torch.export.Dim)"
+        )
+    bounds = [_upper_bound(program, first) for first in firsts if not isinstance(first, int)]
+    highest = min((bound for bound in bounds if bound is not None), default=None)
+    if highest is None or highest >= largest_batch:
+        return None  # a lower bound is not checked as it runs: min=2 runs a batch of 1
+    return (
+        f"exported for batch sizes up to {highest} (torch.export.Dim max={highest}), so "
+        f"batches of up to {largest_batch} cannot run: export it with max={largest_batch} "
+        f"or more, or give --batch values up to {highest}"
+    )
+
+
+def _first_dimensions(program: Any) -> list[Any]:
+    """The first dimension of each of an exported program's tensor inputs: a number where
+    it was fixed, a symbol where it was exported as dynamic."""
     users = set(program.graph_signature.user_inputs)
     shapes = [
         getattr(node.meta.get("val"), "shape", ())
         for node in program.graph.nodes
         if node.op == "placeholder" and node.name in users
     ]
-    firsts = [shape[0] for shape in shapes if len(shape)]
-    if not firsts or not all(isinstance(first, int) for first in firsts):
-        return None
-    return int(firsts[0])
+    return [shape[0] for shape in shapes if len(shape)]
+
+
+def _upper_bound(program: Any, first: Any) -> int | None:
+    """The highest size a dynamic dimension was exported to accept; None where unbounded."""
+    found = program.range_constraints.get(getattr(first, "node", first).expr)
+    upper = getattr(found, "upper", None)
+    return int(upper) if getattr(upper, "is_Integer", False) else None
 
 
 def _checked_example(example: Any, target: str) -> Any:

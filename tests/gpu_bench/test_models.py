@@ -161,6 +161,23 @@ def test_an_exported_program_of_a_fixed_batch_is_infeasible_above_it(tmp_path: P
     assert "fixed batch size of 1, so batches of 1 to 4 cannot run" in result.reason
 
 
+def test_an_exported_program_bounded_under_the_largest_batch_is_refused_as_it_loads(
+    tmp_path: Path,
+) -> None:
+    """Dim(max=8) under --batch 16: refused naming the bound, not a guard failure on the
+    first batch of 16 (a model error that read as the model's own)."""
+    path = tmp_path / "bounded.pt2"
+    batch = torch.export.Dim("batch", max=8)
+    exported = torch.export.export(
+        nn.Linear(4, 2), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},)
+    )
+    torch.export.save(exported, str(path))
+    loaded, example = load_model(parse_model_spec(str(path)), largest_batch=8)
+    assert forward(loaded, batch_of(example, 8)).shape == (8, 2)
+    with pytest.raises(ModelLoadError, match=r"bounded.pt2: exported for batch sizes up to 8"):
+        load_model(parse_model_spec(str(path)), largest_batch=16)
+
+
 @pytest.mark.parametrize(
     ("target", "said"),
     [
