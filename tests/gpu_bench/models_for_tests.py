@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -191,3 +192,17 @@ def model_of_required_path(path: str) -> tuple[nn.Module, torch.Tensor]:
 
 def exiting_factory() -> tuple[nn.Module, torch.Tensor]:
     raise SystemExit("usage: serve.py --weights PATH")
+
+
+class _Streaming(nn.Module):
+    """Yields three steps, as a decoder streams tokens; the third raises."""
+
+    def forward(self, inputs: torch.Tensor) -> Iterator[torch.Tensor]:
+        for step in range(3):
+            if step == 2:
+                raise ValueError("the third step fails")
+            yield inputs + step
+
+
+def streaming_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Streaming(), torch.zeros(1, 4)

@@ -38,6 +38,15 @@ def test_a_model_that_raises_is_infeasible() -> None:
     assert "this model always fails" in result.reason
 
 
+def test_a_model_returning_a_generator_is_run_to_its_end() -> None:
+    """A generator's body runs only as it is read: left unread, a decoder that fails (or
+    takes seconds) at its third step passed at microseconds a batch."""
+    result = run_config(quick(f"{TEST_MODELS}:streaming_model"), workers=1, batch=2)
+    assert result.status == "infeasible"
+    assert result.failure_kind == MODEL_ERROR
+    assert "ValueError: the third step fails" in result.reason
+
+
 def test_a_model_that_hangs_under_load_is_a_model_error_at_once() -> None:
     """One stuck batch ends the configuration; restarting the workers only hung again."""
     started = time.monotonic()
