@@ -116,13 +116,9 @@ def load_model(
     if spec.is_exported:
         return _exported(spec, device, largest_batch)
     if spec.is_torchscript:
-        path = Path(spec.target)
-        try:
-            module = torch.jit.load(str(path), map_location=device)
-        except Exception as error:
-            raise ModelLoadError(f"{path}: cannot load TorchScript: {error}") from error
-        assert spec.input_shape is not None
-        return module, torch.randn(*spec.input_shape)
+        from gpu_bench.torchscript import load_torchscript
+
+        return load_torchscript(spec, device)
     module_name, _, function_name = spec.target.rpartition(":")
     imported = _imported(module_name, spec.target)
     factory = getattr(imported, function_name, None)
@@ -135,6 +131,11 @@ def load_model(
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
         raise ModelLoadError(f"{spec.target}: must return (torch.nn.Module, example input)")
     module, example = built
+    if any(tensor.is_meta for tensor in (*module.parameters(), *module.buffers())):
+        raise ModelLoadError(  # .to(device) said only "Cannot copy out of meta tensor"
+            f"{spec.target}: its parameters are on the meta device (shapes, no data): load "
+            "the weights in the factory (load_state_dict(..., assign=True)) before returning"
+        )
     return module.to(device), _checked_example(example, spec.target)
 
 

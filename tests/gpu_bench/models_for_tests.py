@@ -206,3 +206,10 @@ class _Streaming(nn.Module):
 
 def streaming_model() -> tuple[nn.Module, torch.Tensor]:
     return _Streaming(), torch.zeros(1, 4)
+
+
+def meta_model() -> tuple[nn.Module, torch.Tensor]:
+    """Built on the meta device, as for a large model, and never given its weights."""
+    with torch.device("meta"):
+        module = nn.Linear(4, 2)
+    return module, torch.zeros(1, 4)

@@ -178,6 +178,31 @@ def test_an_exported_program_bounded_under_the_largest_batch_is_refused_as_it_lo
         load_model(parse_model_spec(str(path)), largest_batch=16)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("saved", ["module", "state_dict"])
+def test_a_torch_save_file_given_as_torchscript_says_what_it_is(tmp_path: Path, saved: str) -> None:
+    """torch.jit.load called it a corrupt checkpoint; it is a torch.save file, and a
+    module:function that loads it is the way in."""
+    path = tmp_path / "model.pt"
+    module = nn.Linear(4, 2)
+    torch.save(module if saved == "module" else module.state_dict(), str(path))
+    with pytest.raises(ModelLoadError, match=r"model.pt: .*saved by torch.save") as raised:
+        load_model(parse_model_spec(str(path), [1, 4]))
+    assert "module:function" in str(raised.value)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_torchscript_model_random_floats_cannot_drive_is_refused_as_it_loads(
+    tmp_path: Path,
+) -> None:
+    """Token ids: the random floats of --input-shape failed in the embedding on the first
+    batch, as the model's own error; refused as it loads, saying what it was fed."""
+    path = tmp_path / "ids.pt"
+    torch.jit.trace(nn.Embedding(100, 8), torch.randint(0, 100, (1, 6))).save(str(path))
+    with pytest.raises(ModelLoadError, match=r"ids.pt: fails on a random float32 tensor of"):
+        load_model(parse_model_spec(str(path), [1, 6]))
+
+
 @pytest.mark.parametrize(
     ("target", "said"),
     [
@@ -189,6 +214,7 @@ def test_an_exported_program_bounded_under_the_largest_batch_is_refused_as_it_lo
         (f"{TEST_MODELS}:missing_weights_model", "raised FileNotFoundError: weights.bin"),
         (f"{TEST_MODELS}:model_of_required_path", "raised TypeError: .* missing 1 required"),
         (f"{TEST_MODELS}:exiting_factory", "raised SystemExit: usage: serve.py"),
+        (f"{TEST_MODELS}:meta_model", "parameters are on the meta device"),
     ],
 )
 def test_a_model_that_cannot_run_says_why(target: str, said: str) -> None:
