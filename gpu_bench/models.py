@@ -313,7 +313,10 @@ def pinned(inputs: Any) -> Any:
 
 
 def on_device(inputs: Any, device: str) -> Any:
-    return _mapped(inputs, lambda tensor: tensor.to(device, non_blocking=True))
+    """A fresh copy of each tensor on `device`, as each batch is. On the CPU `.to` alone
+    handed the kept batch itself: a model that normalises its input in place (`x /= 255`)
+    was timed on what its earlier calls left (overflowed, subnormal, NaN), not on inputs."""
+    return _mapped(inputs, lambda tensor: tensor.to(device, non_blocking=True, copy=True))
 
 
 def forward(module: nn.Module, inputs: Any) -> Any:

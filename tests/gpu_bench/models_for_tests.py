@@ -213,3 +213,16 @@ def meta_model() -> tuple[nn.Module, torch.Tensor]:
     with torch.device("meta"):
         module = nn.Linear(4, 2)
     return module, torch.zeros(1, 4)
+
+
+class _InPlace(nn.Module):
+    """Adds 1 to its input in place, as `x /= 255` normalises; refuses an input it has seen."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.max() > 0:
+            raise ValueError("given an input an earlier call changed")
+        return inputs.add_(1.0)
+
+
+def in_place_model() -> tuple[nn.Module, torch.Tensor]:
+    return _InPlace(), torch.zeros(1, 4)

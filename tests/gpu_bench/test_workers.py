@@ -47,6 +47,13 @@ def test_a_model_returning_a_generator_is_run_to_its_end() -> None:
     assert "ValueError: the third step fails" in result.reason
 
 
+def test_each_call_is_given_the_inputs_not_what_an_earlier_call_left() -> None:
+    """A batch is built once per size and reused: on the CPU a model changing its input
+    in place was fed its own earlier output from the second call on."""
+    result = run_config(quick(f"{TEST_MODELS}:in_place_model"), workers=1, batch=2)
+    assert result.failure_kind is None, result.reason
+
+
 def test_a_model_that_hangs_under_load_is_a_model_error_at_once() -> None:
     """One stuck batch ends the configuration; restarting the workers only hung again."""
     started = time.monotonic()
