@@ -23,11 +23,10 @@ from typing import Any
 from gpu_bench.models import (
     ModelLoadError,
     ModelSpec,
-    batch_of,
+    batches_up_to,
     forward,
     load_model,
     on_device,
-    pinned,
 )
 
 READY, FAILED, DONE = "ready", "failed", "done"
@@ -195,10 +194,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
         with contextlib.suppress(NotImplementedError):  # an exported program has no modes
             module.eval()
         on_gpu = settings.device.startswith("cuda")
-        inputs = {
-            size: pinned(batch_of(example, size)) if on_gpu else batch_of(example, size)
-            for size in range(1, settings.max_batch + 1)
-        }
+        inputs = batches_up_to(example, settings.max_batch, pin=on_gpu)
 
         def run(size: int) -> None:
             with torch.inference_mode():

@@ -19,6 +19,7 @@ from gpu_bench.models import (
     ModelLoadError,
     ModelSpec,
     batch_of,
+    batches_up_to,
     forward,
     load_model,
     model_file,
@@ -67,6 +68,19 @@ def test_torchscript_file(tmp_path: Path) -> None:
     torch.jit.trace(module.eval(), example).save(str(path))
     loaded, shaped = load_model(parse_model_spec(str(path), [1, 3, 64, 64]))
     assert loaded(shaped).shape == (1, 100)
+
+
+def test_the_batches_of_each_size_share_one_copy_of_the_largest() -> None:
+    """A worker keeps a batch of every size dynamic batching can form: as views of the
+    largest, memory grows with the largest batch, not with its square."""
+    example = {"ids": torch.arange(3).reshape(1, 3), "mode": "fast"}
+    batches = batches_up_to(example, 5)
+    assert sorted(batches) == [1, 2, 3, 4, 5]
+    assert [batch["ids"].shape[0] for batch in batches.values()] == [1, 2, 3, 4, 5]
+    assert all(batch["mode"] == "fast" for batch in batches.values())
+    assert torch.equal(batches[3]["ids"], batch_of(example, 3)["ids"])
+    storage = {batch["ids"].untyped_storage().data_ptr() for batch in batches.values()}
+    assert len(storage) == 1
 
 
 @pytest.mark.parametrize("factory", ["two_input_model", "keyword_input_model"])
