@@ -92,6 +92,18 @@ def read_yaml(
     return YamlDocument(path, data, builder.lines, builder.problems)
 
 
+_UNCONSTRUCTIBLE = (ValueError, TypeError, AttributeError, KeyError, OverflowError)
+"""What PyYAML's constructors raise on a scalar of a type they cannot make: a date past
+the month's end or hour 24 (ValueError), `!!timestamp foo` (AttributeError), `!!bool
+maybe` (KeyError)."""
+
+
+def _tag_name(tag: str) -> str:
+    """`tag:yaml.org,2002:timestamp` as `a timestamp`, a local tag as written."""
+    name = tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else tag
+    return f"a{'n' if name[:1] in 'aeiou' else ''} {name}"
+
+
 class _Builder:
     """Turns composed nodes into plain data, noting lines and duplicate keys on the way."""
 
@@ -133,7 +145,21 @@ class _Builder:
         if node.tag in (_INT_TAG, _FLOAT_TAG) and node.style is None and ":" in node.value:
             # YAML 1.1 reads 10:30 as the base-60 number 630; a person meant a time.
             return node.value
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except _UNCONSTRUCTIBLE as exc:
+            # A value YAML takes for a date, a number or a boolean but cannot make one of
+            # (2027-02-29, 24:00, `!!int abc`): PyYAML raises a bare ValueError without a
+            # mark, which would leave the reader as a traceback. Said where it is written.
+            self.problems.append(
+                Problem(
+                    self.path,
+                    self.lines[loc],
+                    field_name(loc),
+                    f"{node.value!r} cannot be read as {_tag_name(node.tag)}: {exc}",
+                )
+            )
+            return node.value
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}

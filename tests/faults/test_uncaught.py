@@ -131,3 +131,50 @@ def test_a_taken_metrics_port_alerts_and_the_daemon_keeps_ticking(tmp_path: Path
         runner.join(timeout=20)
     assert outcome == [0] and daemon.ticks >= 1
     assert any(str(port) in t and "metrics" in t for t in notifier.texts), notifier.texts
+
+
+UNMAKEABLE = {
+    "29 February of 2027": ("2027-02-29T08:00:00Z", "day is out of range"),
+    "hour 24": ("2099-01-01T24:00:00Z", "hour must be in 0..23"),
+    "offset past a day": ("2099-01-01T10:00:00+99:00", "offset"),
+    "!!int of a word": ("!!int many", "an int"),
+    "!!timestamp of a word": ("!!timestamp soon", "a timestamp"),
+}
+"""Values YAML takes for a type it then cannot make: PyYAML's constructor raised a bare
+ValueError (AttributeError, KeyError) with no line, a traceback out of every reader."""
+
+
+@pytest.mark.parametrize("case", sorted(UNMAKEABLE))
+def test_a_value_yaml_cannot_make_is_a_located_error_in_validate_and_run(
+    tmp_path: Path, case: str
+) -> None:
+    value, words = UNMAKEABLE[case]
+    path = write_config(tmp_path)
+    text = path.read_text().replace("max_nodes: 40", "max_nodes: 40\n  mark: " + value)
+    path.write_text(text)
+    line = text.splitlines().index("  mark: " + value) + 1
+    for args in (["validate", str(path)], ["run", "--once", "--config", str(path)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert f"{path}:{line}: pools[0].mark:" in result.output and words in result.output
+
+
+@pytest.mark.parametrize("case", sorted(UNMAKEABLE))
+def test_an_overrides_value_yaml_cannot_make_keeps_the_last_good_one(
+    tmp_path: Path, case: str
+) -> None:
+    value, words = UNMAKEABLE[case]
+    path = write_config(tmp_path)
+    overrides = tmp_path / "overrides.yaml"
+    good = "overrides:\n  image-gen:\n    nodes: 7\n    expires: {}\n    reason: launch\n"
+    overrides.write_text(good.format("2099-01-01T00:00:00Z"))
+    daemon, notifier = daemon_for(path)
+    assert daemon.tick()[0].decision.desired == 7
+    overrides.write_text(good.format(value))
+    for _ in range(3):
+        (result,) = daemon.tick()
+        assert result.decision is not None and result.decision.desired == 7
+    alerts = [t for t in notifier.texts if "overrides file" in t]
+    assert len(alerts) == 1 and f"{overrides}:4" in alerts[0] and words in alerts[0], alerts
+    listed = CliRunner().invoke(app, ["override", "list", "--config", str(path)])
+    assert listed.exit_code == 2 and f"{overrides}:4" in listed.output, listed.output
