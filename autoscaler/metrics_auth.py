@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoscaler.config.metrics_source import PrometheusMetrics
-from common.secrets import remember, remember_url
+from common.secrets import remember, remember_basic_auth, remember_url
 from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
 
 _SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie", re.I)
@@ -62,7 +62,8 @@ def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> Quer
         for path, where in ((pair.cert_file, "cert_file"), (pair.key_file, "key_file")):
             _readable(path, f"metrics.client_cert.{where}")
         cert = (str(pair.cert_file), str(pair.key_file))
-    remember(basic[1] if basic else None)
+    if basic:
+        remember_basic_auth(*basic)
     remember_url(config.url)
     remember(*(value for name, value in headers.items() if _SECRET_HEADER.search(name)))
     return QueryCredentials(headers, basic, cert)

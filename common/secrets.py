@@ -12,6 +12,7 @@ remembered.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -57,15 +58,35 @@ def remember(*values: str | None) -> None:
 
 
 def remember_url(url: str | None) -> None:
-    """The password (as written and decoded) of a URL with user:password@."""
+    """The password (as written and decoded) of a URL with user:password@, and the
+    Basic credentials a client sends for it."""
     if not url or "@" not in url:
         return
     try:
-        password = urlsplit(url if "://" in url else f"http://{url}").password
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        username, password = parts.username, parts.password
     except ValueError:
         return
     if password:
-        remember(password, unquote(password))
+        remember(password)
+        remember_basic_auth(unquote(username or ""), unquote(password))
+
+
+def remember_basic_auth(username: str, password: str | None) -> None:
+    """The password, and `username:password` in base64 as an Authorization: Basic header
+    carries it (with and without its padding): a server that echoes the header's value
+    back without the word Basic would otherwise show the password to anyone who decodes
+    it. Encoded as requests does (Latin-1 where it can, else UTF-8)."""
+    if not password:
+        return
+    remember(password)
+    pair = f"{username}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    encoded = base64.b64encode(raw).decode("ascii")
+    remember(encoded, encoded.rstrip("="))
 
 
 def remember_environment(env: Mapping[str, str]) -> None:

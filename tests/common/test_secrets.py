@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -17,6 +18,8 @@ from common.secrets import (
     redact_data,
     redacted_json,
     remember,
+    remember_basic_auth,
+    remember_url,
 )
 
 PIECES = (
@@ -114,3 +117,14 @@ def test_a_json_log_lines_extra_fields_are_redacted_too() -> None:
         "backend": f"Bearer {REDACTED}",
     }
     assert line["message"] == "pool=ocr"
+
+
+def test_basic_credentials_are_hidden_as_the_header_carries_them() -> None:
+    """A server may echo the Authorization header's value without the word Basic: the
+    base64 of user:password, padded or not, is the password written another way."""
+    remember_basic_auth("ops", "hdr-pw-3f9a1c")
+    remember_url("https://svc:url-pw-7e2b@nomad.example:4646")
+    for user, password in (("ops", "hdr-pw-3f9a1c"), ("svc", "url-pw-7e2b")):
+        sent = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert redact(f"got {sent} and {sent.rstrip('=')}") == f"got {REDACTED} and {REDACTED}"
+        assert redact(f"pw {password}") == f"pw {REDACTED}"

@@ -8,6 +8,7 @@ secret and for any 8-character piece of one (a truncated token is still a leak).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from datetime import timedelta
@@ -115,6 +116,43 @@ def test_an_error_body_quoting_the_authorization_header_is_redacted_everywhere(
     outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
     assert "HTTP 401" in outputs["decision log"] and "failing" in outputs["slack"]
     assert_no_secret(outputs)
+
+
+PROM_USER, PROM_PASSWORD = "autoscaler", "prom-basic-pw-5d81c3"
+
+
+def test_an_error_body_echoing_the_basic_credentials_without_the_word_basic_is_redacted(
+    tmp_path: Path,
+    nomad_api: NomadApiDouble,
+    slack_api: SlackApiDouble,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gateway in front of Prometheus (the double answers with Prometheus's documented
+    error envelope) quotes the Authorization header's value alone: base64 of
+    `user:password`, the password to anyone who decodes it. Only `Basic <it>` was hidden."""
+    caplog.set_level(logging.DEBUG)
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    sent = base64.b64encode(f"{PROM_USER}:{PROM_PASSWORD}".encode()).decode()
+    env = {**ENV, "PROM_PASSWORD": PROM_PASSWORD}
+    bodies = [f"credentials {sent} refused", f"credentials {sent.rstrip('=')} refused"]
+    replies = [error_reply(401, "unauthorized", body) for body in bodies]
+    with PrometheusApiDouble(replies) as prom:
+        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
+                   "address": nomad_api.url, "retries": 0}  # fmt: skip
+        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
+        config = yaml.safe_load(path.read_text())
+        del config["metrics"]["bearer_token_env"]
+        config["metrics"]["basic_auth"] = {"username": PROM_USER, "password_env": "PROM_PASSWORD"}
+        path.write_text(yaml.safe_dump(config))
+        clock = SimulatedClock(NOON)
+        daemon = Daemon(path, env=env, clock=clock)
+        results = daemon.tick()
+        clock.advance(timedelta(minutes=1))
+        results += daemon.tick()
+    assert all("HTTP 401" in r.errors.get("metrics", "") for r in results), results
+    outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
+    assert "credentials [redacted] refused" in outputs["decision log"]
+    assert_no_secret(outputs, [*SECRETS, PROM_PASSWORD, sent.rstrip("=")])
 
 
 def test_user_and_password_in_nomad_addr_are_never_printed(
