@@ -26,7 +26,7 @@ from autoscaler.capacity_check import CapacityCheck
 from autoscaler.config.metrics_source import MetricsConfig, PrometheusMetrics, ReplayMetrics
 from autoscaler.config.reporting import DigestConfig, SlackConfig, TelemetryConfig
 from autoscaler.config.scaling import ScaleDown, ScaleUp
-from autoscaler.config.time_windows import HistoryMask, Schedule
+from autoscaler.config.time_windows import HistoryMask, Schedule, within_history_years
 from autoscaler.config.transport import insecure_settings, refusal_text
 from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
@@ -213,11 +213,6 @@ class Pool(Strict):
 # ---- global ----------------------------------------------------------------------
 
 
-SIMULATED_YEARS = (1900, 2200)
-"""Where a simulated clock may run: within pandas' timestamps (1677-2262) with room for a
-history window, a horizon and the week a schedule looks around (year 1 or 9999 overflows)."""
-
-
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
@@ -230,10 +225,7 @@ class SimulationConfig(Strict):
     def _in_utc(cls, value: datetime) -> datetime:
         """One zone object for both ends: YAML's own timestamps and quoted ones parse to
         different UTC objects, which pandas refuses to compare."""
-        first, last = SIMULATED_YEARS
-        if not first <= value.year < last:
-            raise ValueError(f"a simulation runs between the years {first} and {last}")
-        return value.astimezone(UTC)
+        return within_history_years(value, "a simulation runs").astimezone(UTC)
 
     @model_validator(mode="after")
     def _ordered(self) -> SimulationConfig:

@@ -17,6 +17,18 @@ from common.settings import Strict
 from common.time_zones import time_zone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HISTORY_YEARS = (1900, 2200)
+"""Where a time the daemon reads history at may lie: within pandas' timestamps (1677-2262)
+with room for a history window, a horizon and the week a schedule looks around (year 1
+or 9999 overflows: a simulated clock there, or a masked span's note, failed every tick)."""
+
+
+def within_history_years(value: datetime, what: str) -> datetime:
+    """`value` if its year is within HISTORY_YEARS, else a ValueError saying so."""
+    first, last = HISTORY_YEARS
+    if not first <= value.year < last:
+        raise ValueError(f"{what} between the years {first} and {last}")
+    return value
 
 
 class HistoryMask(Strict):
@@ -34,7 +46,7 @@ class HistoryMask(Strict):
                 "needs a UTC offset, such as 2026-11-02T10:00:00+05:30 or ...Z; a time "
                 "without one is ambiguous"
             )
-        return value
+        return within_history_years(value, "a masked span lies")
 
     @model_validator(mode="after")
     def _ordered(self) -> HistoryMask:

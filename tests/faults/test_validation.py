@@ -42,6 +42,13 @@ def schedule(**times: Any) -> Edit:
     return edit
 
 
+def masked(start: str, end: str) -> Edit:
+    def edit(config: dict[str, Any]) -> None:
+        pool(config)["demand"]["exclude"] = [{"name": "outage", "start": start, "end": end}]
+
+    return edit
+
+
 # case -> (edit of a good config, field named, words in the message)
 NONSENSE: dict[str, tuple[Edit, str, str]] = {
     "infinite per-node capacity": (
@@ -121,6 +128,18 @@ NONSENSE: dict[str, tuple[Edit, str, str]] = {
         predictor("linear", window="0s"),
         "pools[0].predictor.params.window",
         "window",
+    ),
+    # Accepted, then every tick of the pool failed ("strftime not yet supported on
+    # Timestamps outside the range"): the fleet held with no decision for good.
+    "masked span from year 1": (
+        masked("0001-01-01T00:00:00+14:00", "2026-11-02T14:00:00Z"),
+        "pools[0].demand.exclude[0].start",
+        "between the years",
+    ),
+    "masked span to year 9999": (
+        masked("2026-11-02T10:00:00Z", "9999-12-31T23:59:59-12:00"),
+        "pools[0].demand.exclude[0].end",
+        "between the years",
     ),
 }
 
