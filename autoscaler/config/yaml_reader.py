@@ -63,8 +63,10 @@ def read_yaml(
         if missing_ok:
             return None
         raise ConfigError([Problem(path, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(path, exc)]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ConfigError([Problem(path, None, "", f"cannot read file: {reason}")]) from None
     try:
         loader = yaml.SafeLoader(text)
@@ -90,6 +92,17 @@ def read_yaml(
     finally:
         loader.dispose()
     return YamlDocument(path, data, builder.lines, builder.problems)
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> Problem:
+    """Where the first byte that is not UTF-8 sits (line and column), not its offset."""
+    data = bytes(exc.object)
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    byte = data[exc.start : exc.start + 1].hex()
+    return Problem(
+        path, line, "", f"byte 0x{byte} at column {column} is not UTF-8; save the file as UTF-8"
+    )
 
 
 _UNCONSTRUCTIBLE = (ValueError, TypeError, AttributeError, KeyError, OverflowError)

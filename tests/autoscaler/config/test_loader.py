@@ -176,10 +176,16 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert_reported(config_error(path), path, None, "", "cannot read")
 
 
-def test_not_utf8(tmp_path: Path) -> None:
+def test_not_utf8_names_the_line_and_column_of_the_first_bad_byte(tmp_path: Path) -> None:
+    """A file saved as Latin-1 said only "position 22": the line is what a person needs."""
     path = tmp_path / "latin.yaml"
     path.write_bytes(b"interval: 1m\nname: caf\xe9\n")
-    assert_reported(config_error(path), path, None, "", "cannot read")
+    assert_reported(config_error(path), path, 2, "", "0xe9 at column 10 is not UTF-8")
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_bytes(b"overrides:\n  a:\n    reason: \xff\xfe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(overrides)
+    assert str(caught.value.problems[0]).startswith(f"{overrides}:3: byte 0xff at column 13")
 
 
 @pytest.mark.parametrize(
