@@ -189,21 +189,51 @@ class ScaleReading:
 
 
 def scale_reading(scale: Any, target: Target) -> ScaleReading:
-    """The count of a Scale the client parsed. The client makes an empty model of any
-    answer that is not one (an HTML page, `{}`): that is an error, never 0 replicas. Every
-    Scale has metadata and a spec; ScaleSpec.replicas alone is omitted when it is 0."""
-    spec, metadata = getattr(scale, "spec", None), getattr(scale, "metadata", None)
+    """The count of a Scale as the API server sent it (its JSON, not the client's model:
+    the client makes an empty model of any answer that is not one, an HTML page or `{}`,
+    and reads `replicas: 5.7` as 5, `true` as 1, `"5"` as 5). Anything but a whole,
+    non-negative number is an error, never a count. Every Scale has metadata and a spec;
+    ScaleSpec.replicas alone is omitted when it is 0."""
+    spec, metadata = _object(scale, "spec"), _object(scale, "metadata")
     if spec is None or metadata is None:
         raise BackendError(
             f"the answer for the scale of {target} is not a Scale (no spec or metadata); "
             "its replica count is unknown"
         )
-    replicas = spec.replicas or 0
-    if replicas < 0:
+    replicas = spec.get("replicas", 0)
+    if not _is_count(replicas):
         raise BackendError(
-            f"the answer for the scale of {target} is not a Scale: {replicas} replicas"
+            f"the answer for the scale of {target} is not a Scale: {shorten(repr(replicas), 40)} "
+            "replicas"
         )
-    return ScaleReading(replicas=replicas, resource_version=metadata.resource_version)
+    version = metadata.get("resourceVersion")
+    return ScaleReading(replicas=replicas, resource_version=version if version else None)
+
+
+def ready_replicas(workload: Any, target: Target) -> int:
+    """status.readyReplicas of a Deployment or StatefulSet as sent (omitted when 0)."""
+    status = _object(workload, "status")
+    if status is None or _object(workload, "metadata") is None:
+        raise BackendError(
+            f"the answer for {target} is not a {target.workload} (no metadata or status)"
+        )
+    ready = status.get("readyReplicas", 0)
+    if not _is_count(ready):
+        raise BackendError(
+            f"the answer for {target} is not a {target.workload}: "
+            f"{shorten(repr(ready), 40)} ready replicas"
+        )
+    return ready
+
+
+def _object(answer: Any, key: str) -> dict[str, Any] | None:
+    """answer[key] where the answer is a JSON object and that is one too."""
+    value = answer.get(key) if isinstance(answer, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class KubernetesWorkload:
@@ -247,8 +277,7 @@ class KubernetesWorkload:
 
     def read(self) -> FleetState:
         desired = self._call(self._read_scale, what=f"reading the scale of {self.target}")
-        workload = self._call(self._read_workload, what=f"reading {self.target}")
-        ready = (workload.status.ready_replicas if workload.status else None) or 0
+        ready = self._call(self._read_ready, what=f"reading {self.target}")
         return FleetState(
             desired=desired.replicas, ready=ready, pending=max(desired.replicas - ready, 0)
         )
@@ -292,16 +321,24 @@ class KubernetesWorkload:
         return getattr(AppsV1Api(self.connection.api_client), method)
 
     def _read_scale(self) -> ScaleReading:
-        t = self.target
-        scale = self._api("read", scale=True)(t.name, t.namespace, _request_timeout=self._timeout)
-        return scale_reading(scale, t)
+        return scale_reading(self._read_json(scale=True), self.target)
 
-    def _read_workload(self) -> Any:
+    def _read_ready(self) -> int:
+        return ready_replicas(self._read_json(scale=False), self.target)
+
+    def _read_json(self, *, scale: bool) -> Any:
+        """The GET's answer as the server wrote it (None where it is not JSON): counts are
+        checked on it, not on the model the client would have coerced them into."""
         t = self.target
-        workload = self._api("read")(t.name, t.namespace, _request_timeout=self._timeout)
-        if getattr(workload, "metadata", None) is None or getattr(workload, "status", None) is None:
-            raise BackendError(f"the answer for {t} is not a {t.workload} (no metadata or status)")
-        return workload
+        answer = self._api("read", scale=scale)(
+            t.name, t.namespace, _request_timeout=self._timeout, _preload_content=False
+        )
+        try:
+            return json.loads(answer.data)
+        except ValueError:  # an HTML page, a body cut short
+            return None
+        finally:
+            answer.release_conn()  # unread by the client's model: back to the pool by hand
 
     def _patch_scale(self, replicas: int, resource_version: str | None) -> None:
         body: dict[str, Any] = {"spec": {"replicas": replicas}}

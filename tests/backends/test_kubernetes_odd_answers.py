@@ -55,6 +55,37 @@ def test_an_answer_that_is_not_a_scale_is_an_error_never_a_count_of_zero(
     assert kubernetes_api.workloads[("deployments", "default", NAME)].replicas == 20
 
 
+@pytest.mark.parametrize("replicas", [5.7, True, "25", None], ids=repr)
+def test_a_count_that_is_not_a_whole_number_is_an_error_never_the_clients_reading(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, replicas: object
+) -> None:
+    """Against the double of the documented Kubernetes API (replicas is an int32): a Scale
+    whose count is 5.7, true, "25" or null. Before, the client's model read them as 5, 1
+    and 25 (Nomad's backend refused the same), so a Deployment running 20 read as 1, and
+    a scale() patched from that count; now it is a BackendError and nothing is written."""
+    kubernetes_api.add_deployment(NAME, replicas=20, ready=18)
+    backend = make_backend(kubernetes_api, tmp_path)
+    body = json.dumps({**SCALE_HEAD, "metadata": METADATA, "spec": {"replicas": replicas}})
+    for action in (backend.read, lambda: backend.scale(15, "forecast")):
+        kubernetes_api.answer_next(body.encode(), method="GET", path="/scale")
+        with pytest.raises(BackendError, match=f"not a Scale: {replicas!r} replicas"):
+            action()
+    assert kubernetes_api.requests_to("PATCH", f"{_path(NAME)}/scale") == []
+    assert kubernetes_api.workloads[("deployments", "default", NAME)].replicas == 20
+
+
+def test_a_ready_count_that_is_not_a_whole_number_is_an_error(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Against the double of the documented Kubernetes API: status.readyReplicas true read
+    as 1 ready node; now the Deployment answer is refused."""
+    kubernetes_api.add_deployment(NAME, replicas=20, ready=18)
+    body = {"kind": "Deployment", "metadata": METADATA, "status": {"readyReplicas": True}}
+    kubernetes_api.answer_next(json.dumps(body).encode(), method="GET", path=NAME)
+    with pytest.raises(BackendError, match="True ready replicas"):
+        make_backend(kubernetes_api, tmp_path).read()
+
+
 def test_a_workload_answer_that_is_not_a_deployment_is_an_error(
     kubernetes_api: KubernetesApiDouble, tmp_path: Path
 ) -> None:
