@@ -41,9 +41,21 @@ _WORDS = ("bearer", "basic", "token", "://", "x-api-key", "authorization")
 _ANY_PATTERN = re.compile("(?i)" + "|".join(re.escape(word) for word in _WORDS))
 """What every pattern above needs in the text: one search rules them all out (most text)."""
 
+PIECE = 8
+"""A run of this many characters of a secret is a leak too: a server that cuts its error
+short, or echoes a token's first 20 characters, leaves a piece no whole-value search finds."""
+_BLOCK = PIECE // 2
+"""Every run of PIECE characters of a secret holds one of its BLOCK-character blocks taken
+at every BLOCK-th character: searching for those finds each piece."""
+_NOT_PIECED = ("/", "~", ".")
+"""A value that is a file's path (systemd's $CREDENTIALS_DIRECTORY, a key file's variable)
+is hidden whole only: its pieces are the pieces of every other path."""
+
 _lock = threading.Lock()
 _known: set[str] = set()
 _by_length: list[str] = []
+_blocks: dict[str, tuple[tuple[str, int], ...]] = {}
+"""Block -> (secret, where the block starts in it), for the pieces search."""
 
 
 def remember(*values: str | None) -> None:
@@ -51,10 +63,16 @@ def remember(*values: str | None) -> None:
     fresh = {v.strip() for v in values if v and len(v.strip()) >= MIN_LENGTH} - _known
     if not fresh:
         return
-    global _by_length
+    global _by_length, _blocks
     with _lock:
         _known.update(fresh)
         _by_length = sorted(_known, key=len, reverse=True)
+        blocks: dict[str, list[tuple[str, int]]] = {}
+        for secret in _by_length:
+            if len(secret) > PIECE and not secret.startswith(_NOT_PIECED):
+                for at in range(0, len(secret) - _BLOCK + 1, _BLOCK):
+                    blocks.setdefault(secret[at : at + _BLOCK], []).append((secret, at))
+        _blocks = {block: tuple(places) for block, places in blocks.items()}
 
 
 def remember_url(url: str | None) -> None:
@@ -104,11 +122,47 @@ def redact(text: str) -> str:
     for secret in _by_length:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if _blocks and len(text) >= PIECE:
+        text = _without_pieces(text, _blocks)
     if not _holds_a_pattern_word(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _without_pieces(text: str, blocks: dict[str, tuple[tuple[str, int], ...]]) -> str:
+    """`text` with every run of PIECE or more characters of a secret replaced."""
+    spans: list[tuple[int, int]] = []
+    for block, places in blocks.items():
+        at = text.find(block)
+        while at >= 0:
+            spans += [span for s, where in places if (span := _piece(text, at, s, where))]
+            at = text.find(block, at + 1)
+    if not spans:
+        return text
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in reversed(merged):
+        text = text[:start] + REDACTED + text[end:]
+    return text
+
+
+def _piece(text: str, at: int, secret: str, where: int) -> tuple[int, int] | None:
+    """The span around text[at:at+BLOCK] that runs along `secret` from `where`, if it is
+    PIECE characters or more."""
+    before = 0
+    while before < min(at, where) and text[at - before - 1] == secret[where - before - 1]:
+        before += 1
+    after = _BLOCK
+    limit = min(len(text) - at, len(secret) - where)
+    while after < limit and text[at + after] == secret[where + after]:
+        after += 1
+    return (at - before, at + after) if before + after >= PIECE else None
 
 
 def redact_data(value: Any) -> Any:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from common.secrets import (
     _PATTERNS,
+    PIECE,
     REDACTED,
     RedactingJsonFormatter,
     redact,
@@ -128,3 +129,18 @@ def test_basic_credentials_are_hidden_as_the_header_carries_them() -> None:
         sent = base64.b64encode(f"{user}:{password}".encode()).decode()
         assert redact(f"got {sent} and {sent.rstrip('=')}") == f"got {REDACTED} and {REDACTED}"
         assert redact(f"pw {password}") == f"pw {REDACTED}"
+
+
+def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None:
+    """A server may echo a token cut short: any run of PIECE characters of one is hidden,
+    wherever it starts; fewer characters are ordinary text, and a path-valued secret (a
+    credentials folder) is hidden whole, not in pieces of every other path."""
+    token = "piece-tok-0123456789abcdefghij"
+    remember(token, "/run/credentials/piece.service")
+    for piece in (token[:PIECE], token[3 : 3 + PIECE + 5], token[-PIECE:], token[:20]):
+        assert redact(f"echo <{piece}>") == f"echo <{REDACTED}>", piece
+    assert redact(f"{token[:9]} and {token[-9:]}") == f"{REDACTED} and {REDACTED}"
+    short = token[: PIECE - 1]
+    assert redact(f"only {short}") == f"only {short}"
+    assert redact("/run/credentials/other.service") == "/run/credentials/other.service"
+    assert redact("/run/credentials/piece.service/key") == f"{REDACTED}/key"

@@ -118,6 +118,39 @@ def test_an_error_body_quoting_the_authorization_header_is_redacted_everywhere(
     assert_no_secret(outputs)
 
 
+@pytest.mark.parametrize(
+    "echoed",
+    [lambda t: t[:20], lambda t: t[-12:], lambda t: f"{t[:9]}...{t[-9:]}"],
+    ids=["first 20 characters", "last 12 characters", "both ends"],
+)
+def test_an_error_body_echoing_part_of_a_token_is_redacted_everywhere(
+    tmp_path: Path,
+    nomad_api: NomadApiDouble,
+    slack_api: SlackApiDouble,
+    caplog: pytest.LogCaptureFixture,
+    echoed,
+) -> None:
+    """A gateway in front of Prometheus (the double answers with Prometheus's documented
+    error envelope) quotes the token cut short, as servers that shorten their errors do.
+    Only the whole value was searched for: the piece reached every output."""
+    caplog.set_level(logging.DEBUG)
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    body = f"credential {echoed(PROM_BEARER)}... is not valid for this tenant"
+    with PrometheusApiDouble([error_reply(403, "forbidden", body)]) as prom:
+        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
+                   "address": nomad_api.url, "retries": 0}  # fmt: skip
+        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
+        clock = SimulatedClock(NOON)
+        daemon = Daemon(path, env=ENV, clock=clock)
+        results = daemon.tick()
+        clock.advance(timedelta(minutes=1))
+        results += daemon.tick()
+    assert all("HTTP 403" in r.errors.get("metrics", "") for r in results), results
+    outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
+    assert "is not valid for this tenant" in outputs["decision log"]
+    assert_no_secret(outputs)
+
+
 PROM_USER, PROM_PASSWORD = "autoscaler", "prom-basic-pw-5d81c3"
 
 
