@@ -144,3 +144,10 @@ def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None
     assert redact(f"only {short}") == f"only {short}"
     assert redact("/run/credentials/other.service") == "/run/credentials/other.service"
     assert redact("/run/credentials/piece.service/key") == f"{REDACTED}/key"
+
+
+def test_redacted_json_hides_a_piece_of_a_secret_in_plain_ascii_text() -> None:
+    """Its quick path (no whole secret, no pattern word) must not let a piece through."""
+    remember("json-piece-0123456789abcdef")
+    assert json.loads(redacted_json({"e": "echo 0123456789abc!"})) == {"e": f"echo {REDACTED}!"}
+    assert redacted_json({"n": 1234567, "e": "0123456"}) == '{"n": 1234567, "e": "0123456"}'
