@@ -38,6 +38,12 @@ from predictors import check_kind, check_params
 # ---- pools -----------------------------------------------------------------------
 
 
+MAX_HISTORY_STEPS = 1_000_000
+"""Samples in one pool's history window (two years of minutes, 11 days of seconds): a
+`step: 1ms` over 7 days was accepted, and every first read became 60,000 Prometheus
+queries for 600 million samples, a tick left behind at its deadline for good."""
+
+
 class DemandQuery(Strict):
     query: str = Field(description="PromQL giving the pool's demand in requests per second")
     window: PositiveDuration = Field(
@@ -55,6 +61,13 @@ class DemandQuery(Strict):
             raise ValueError(
                 f"step ({format_duration(self.step)}) must not be longer than the window "
                 f"({format_duration(self.window)})"
+            )
+        steps = self.window / self.step
+        if steps > MAX_HISTORY_STEPS:
+            raise ValueError(
+                f"a window of {format_duration(self.window)} at a step of "
+                f"{self.step.total_seconds():g}s is {steps:,.0f} samples, more than the "
+                f"{MAX_HISTORY_STEPS:,} a pool's history may hold; take a longer step"
             )
         return self
 

@@ -129,6 +129,11 @@ NONSENSE: dict[str, tuple[Edit, str, str]] = {
         "pools[0].predictor.params.window",
         "window",
     ),
+    "a millisecond step over a week": (
+        lambda c: pool(c)["demand"].update(step="1ms", window="7d"),
+        "pools[0].demand",
+        "longer step",
+    ),
     # Accepted, then every tick of the pool failed ("strftime not yet supported on
     # Timestamps outside the range"): the fleet held with no decision for good.
     "masked span from year 1": (
