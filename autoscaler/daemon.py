@@ -251,8 +251,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         )
         scheduler.add_listener(self._on_skipped_tick, EVENT_JOB_MAX_INSTANCES)
         if install_signals:
-            signal.signal(signal.SIGTERM, self._on_stop_signal)
-            signal.signal(signal.SIGINT, self._on_stop_signal)
+            self.finish_on_stop_signals()
             signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
             if early_signals.take_reload():  # asked for while starting (autoscaler.cli.entry)
                 self.request_reload()
@@ -382,6 +381,11 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             self.runtime.config.interval,
             extra={"skipped_ticks": self.skipped_ticks},
         )
+
+    def finish_on_stop_signals(self) -> None:
+        """SIGTERM and SIGINT let the tick in flight finish: the daemon's, and `--once`'s."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop_signal)
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)

@@ -130,6 +130,7 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
         reporter.per_node_rps.update({t.pool.name: t.per_node_rps for t in daemon.runtime.tickers})
         reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
+        daemon.finish_on_stop_signals()  # cron's or systemd's stop killed it mid-tick
         results = daemon.tick()
         daemon.save_weeks()  # a `--once` from cron learns as the daemon does
         failed = any(r.errors for r in results) or daemon.unwritten_files()

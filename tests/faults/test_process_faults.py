@@ -256,3 +256,32 @@ def test_reports_unreadable_state_in_the_status_command_without_setting_it_aside
     )  # status fits the terminal it is given
     assert result.exit_code == 0 and "never ticked" in result.output
     assert state.read_text() == text[:40]  # a read-only command leaves it for the daemon
+
+
+def test_sigterm_mid_tick_of_run_once_finishes_the_tick_then_exits_zero(tmp_path: Path) -> None:
+    """`run --once` from cron or a systemd timer is stopped the same way: SIGTERM while its
+    tick waits on Prometheus (the double of its documented HTTP API answers in 2.5 s).
+    Before, no handler was installed for `--once`: it died of the signal (exit 143) with
+    the tick's decision neither logged nor saved."""
+    with PrometheusApiDouble([fresh_demand(10.0, delay=2.5)]) as prometheus:
+        config = write_config(tmp_path, metrics={"kind": "prometheus", "url": prometheus.url})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler.cli.main", "run", "--once", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert wait_for(lambda: prometheus.requests, 30), "it never queried"
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "finishing the tick in flight" in err and "image-gen" in out
+    (line,) = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["pools"]["image-gen"]["last_decision"]["desired"] == record["desired"]
