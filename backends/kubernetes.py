@@ -42,7 +42,7 @@ from backends.kubernetes_credentials import (
     KubernetesConnection,
     connect,
 )
-from backends.retry import call_with_retries
+from backends.retry import call_with_retries, is_transient_status
 
 
 class KubernetesBackend(KubernetesAccess):
@@ -72,7 +72,7 @@ def is_retryable_kubernetes_error(error: BaseException) -> bool:
 
     if isinstance(error, ApiException):
         status = error.status or 0
-        return status in (409, 429) or status >= 500
+        return status == 409 or is_transient_status(status)
     if isinstance(error, urllib3.exceptions.SSLError):
         return False
     return isinstance(

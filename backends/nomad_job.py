@@ -30,7 +30,7 @@ from nomad.api.exceptions import BaseNomadException
 from pydantic import Field
 
 from backends.base import Backend, BackendError, FleetState
-from backends.retry import call_with_retries
+from backends.retry import call_with_retries, is_transient_status
 from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
@@ -223,10 +223,11 @@ def _transport_error_of(error: BaseException) -> BaseException | None:
 
 
 def is_retryable_nomad_error(error: BaseException) -> bool:
-    """5xx answers and lost connections or timeouts are worth another try; 4xx never."""
+    """429s, 5xx answers and lost connections or timeouts are worth another try; no other
+    4xx (Kubernetes and AWS already rode over a rate limit; Nomad failed the tick)."""
     response = response_of(error)
     if response is not None:
-        return response.status_code >= 500
+        return is_transient_status(response.status_code)
     transport = _transport_error_of(error)
     if isinstance(transport, requests.exceptions.SSLError):
         return False  # a certificate problem does not heal in a second

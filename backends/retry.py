@@ -34,6 +34,12 @@ def describe_safely(error: BaseException) -> str:
     return type(error).__name__
 
 
+def is_transient_status(status: int) -> bool:
+    """An HTTP answer worth another try: the server is rate limiting (429) or failing
+    (5xx). Any other 4xx says the request itself cannot succeed."""
+    return status == 429 or status >= 500
+
+
 def backoff_cap(retry_number: int, *, base_delay: float, max_delay: float) -> float:
     """Upper bound of the wait before retry `retry_number` (1 for the first retry)."""
     if retry_number < 1:

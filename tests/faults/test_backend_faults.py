@@ -110,6 +110,25 @@ def test_nomad_5xx_on_the_write_is_retried_and_scales_once(
     assert rig.alerts("failing") == 0 and rig.alerts("2 → 13") == 1
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["read", "write"])
+def test_nomad_rate_limit_is_retried_like_a_5xx(
+    nomad_api: NomadApiDouble, tmp_path: Path, method: str
+) -> None:
+    """The Nomad double (its documented job scale API) answers 429 Too Many Requests twice,
+    as Nomad's request rate limits do. Before, a 429 was a 4xx that cannot succeed: the
+    tick failed and alerted (Kubernetes and AWS rode over theirs); now it is retried with
+    backoff and the pool scales once."""
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    sleeps: list[float] = []
+    rig = TickRig(nomad_backend(nomad_api, sleeps), tmp_path)
+    nomad_api.fail_next(2, status=429, method=method, path="/scale")
+    result = rig.tick()
+    assert result.acted and not result.errors, result.errors
+    assert applied(nomad_api) == [13] and len(sleeps) == 2
+    assert_backoff(sleeps)
+    assert rig.alerts("failing") == 0
+
+
 def test_nomad_5xx_every_attempt_alerts_once_and_counts_as_an_action_for_cooldown(
     nomad_api: NomadApiDouble, tmp_path: Path
 ) -> None:
