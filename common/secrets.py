@@ -49,7 +49,9 @@ _BLOCK = PIECE // 2
 at every BLOCK-th character: searching for those finds each piece."""
 _NOT_PIECED = ("/", "~", ".")
 """A value that is a file's path (systemd's $CREDENTIALS_DIRECTORY, a key file's variable)
-is hidden whole only: its pieces are the pieces of every other path."""
+is hidden whole only: its pieces are the pieces of every other path. A value with spaces
+(an Authorization header as sent, `Bearer <token>`) is pieced word by word, or every text
+saying "Bearer to..." would lose its start."""
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -72,7 +74,7 @@ def remember(*values: str | None) -> None:
         _known.update(fresh)
         _by_length = sorted(_known, key=len, reverse=True)
         blocks: dict[str, list[tuple[str, int]]] = {}
-        for secret in _by_length:
+        for secret in {word for value in _known for word in value.split()}:
             if len(secret) > PIECE and not secret.startswith(_NOT_PIECED):
                 for at in range(0, len(secret) - _BLOCK + 1, _BLOCK):
                     blocks.setdefault(secret[at : at + _BLOCK], []).append((secret, at))

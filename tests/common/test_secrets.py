@@ -144,6 +144,9 @@ def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None
     assert redact(f"only {short}") == f"only {short}"
     assert redact("/run/credentials/other.service") == "/run/credentials/other.service"
     assert redact("/run/credentials/piece.service/key") == f"{REDACTED}/key"
+    remember("Bearer spaced-tok-9876543210zyx")  # a header as sent: pieced word by word
+    assert redact("Bearer toward the end") == "Bearer toward the end"
+    assert redact("echo spaced-tok-98") == f"echo {REDACTED}"
 
 
 def test_redacted_json_hides_a_piece_of_a_secret_in_plain_ascii_text() -> None:
