@@ -135,7 +135,7 @@ def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None
     """A server may echo a token cut short: any run of PIECE characters of one is hidden,
     wherever it starts; fewer characters are ordinary text, and a path-valued secret (a
     credentials folder) is hidden whole, not in pieces of every other path."""
-    token = "piece-tok-0123456789abcdefghij"
+    token = "piece-tok-Qx7Zr2Wm9Kp4Lt8Vn3Jd"
     remember(token, "/run/credentials/piece.service")
     for piece in (token[:PIECE], token[3 : 3 + PIECE + 5], token[-PIECE:], token[:20]):
         assert redact(f"echo <{piece}>") == f"echo <{REDACTED}>", piece
@@ -144,13 +144,13 @@ def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None
     assert redact(f"only {short}") == f"only {short}"
     assert redact("/run/credentials/other.service") == "/run/credentials/other.service"
     assert redact("/run/credentials/piece.service/key") == f"{REDACTED}/key"
-    remember("Bearer spaced-tok-9876543210zyx")  # a header as sent: pieced word by word
+    remember("Bearer spaced-tok-Vb6Nc1Xz4Qa9Ue")  # a header as sent: pieced word by word
     assert redact("Bearer toward the end") == "Bearer toward the end"
-    assert redact("echo spaced-tok-98") == f"echo {REDACTED}"
+    assert redact("echo spaced-tok-Vb") == f"echo {REDACTED}"
 
 
 def test_redacted_json_hides_a_piece_of_a_secret_in_plain_ascii_text() -> None:
     """Its quick path (no whole secret, no pattern word) must not let a piece through."""
-    remember("json-piece-0123456789abcdef")
-    assert json.loads(redacted_json({"e": "echo 0123456789abc!"})) == {"e": f"echo {REDACTED}!"}
-    assert redacted_json({"n": 1234567, "e": "0123456"}) == '{"n": 1234567, "e": "0123456"}'
+    remember("json-piece-Hq3Zw8Rt5Yk2Pm7Gs")
+    assert json.loads(redacted_json({"e": "echo Hq3Zw8Rt5Yk!"})) == {"e": f"echo {REDACTED}!"}
+    assert redacted_json({"n": 1234567, "e": "Hq3Zw8R"}) == '{"n": 1234567, "e": "Hq3Zw8R"}'
