@@ -31,6 +31,11 @@ from common.secrets import shorten
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _RETRY_WAITS_S = 1.0  # the quick retries' backoff (0.25 s, then 0.5 s), within the deadline
+MAX_ANSWER_BYTES = 64 * 2**20
+"""The largest answer body read (after decompression): one series of 10,000 points is
+about 0.4 MB. A body past it (thousands of series, a server gone wrong, a gzip bomb) is
+refused as it arrives, never held whole: a 57 MB answer had been parsed in 9.5 s, and
+one a hundred times that would have taken the daemon's memory."""
 SMALL_ANSWER_POINTS = 1_000
 """A range of fewer points (a steady tick's few new samples) is asked for uncompressed:
 gzip cost Prometheus and us ~0.5 ms of a ~1.2 ms small answer over loopback, to save a
@@ -46,7 +51,7 @@ class PrometheusSource:
         self._credential_hint = _credential_hint(config)
         credentials = query_credentials(config, env)  # CredentialError: cannot start
         session = requests.Session()
-        session.hooks["response"].append(_require_success)
+        session.hooks["response"] += [_capped_body, _require_success]
         session.verify = config.verify_tls
         if config.verify_tls and config.ca_file is not None:
             session.verify = str(config.ca_file)
@@ -193,6 +198,21 @@ def redact_url(url: str) -> str:
 
 class _UnsuccessfulAnswer(Exception):
     """A 200 answer that is not JSON or whose `status` is not "success"."""
+
+
+def _capped_body(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """Session hook, run before requests reads the body (it reads it after the hooks): the
+    body read here instead, up to MAX_ANSWER_BYTES."""
+    body = bytearray()
+    for chunk in response.iter_content(2**16):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            response.close()
+            raise _UnsuccessfulAnswer(
+                f"the answer is over {MAX_ANSWER_BYTES / 2**20:g} MiB, more than a range "
+                "query of one series gives; not read further"
+            )
+    response._content = bytes(body)
 
 
 def _require_success(response: requests.Response, *args: object, **kwargs: object) -> None:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from autoscaler import metrics_prometheus
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.metrics import MetricsError
+from autoscaler.metrics_prometheus import PrometheusSource
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
 from tests.faults.test_metrics_faults import (
     FAULT_TICKS,
@@ -108,3 +112,25 @@ def test_identical_duplicate_samples_are_one_sample(tmp_path: Path) -> None:
         result = h.tick()
     assert not result.errors and result.decision is not None
     assert result.decision.desired == STEADY_NODES
+
+
+def test_an_answer_over_the_size_cap_is_refused_as_it_arrives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against the query_range double (Prometheus's documented JSON envelope): a body past
+    MAX_ANSWER_BYTES is a bad response, not read whole (a huge answer took the daemon's
+    memory); the same answer under the cap is demand."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    values = [[t, "12.5"] for t in stamps(now, 3000)]
+    body = raw("matrix", [{"metric": {}, "values": values}])
+    monkeypatch.setattr(metrics_prometheus, "MAX_ANSWER_BYTES", len(body.body) - 1)
+    with PrometheusApiDouble([body]) as double:
+        config = PrometheusMetrics(url=double.url, timeout=timedelta(seconds=5))
+        with PrometheusSource(config) as source:
+            with pytest.raises(MetricsError) as caught:
+                source.demand("up", now - timedelta(hours=50), now, timedelta(minutes=1))
+            assert caught.value.kind == "bad_response"
+            assert "MiB, more than a range query of one series gives" in str(caught.value)
+            monkeypatch.setattr(metrics_prometheus, "MAX_ANSWER_BYTES", len(body.body))
+            demand = source.demand("up", now - timedelta(hours=50), now, timedelta(minutes=1))
+    assert len(demand) == 3000 and (demand == 12.5).all()
