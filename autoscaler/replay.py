@@ -126,9 +126,24 @@ def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
             return parse(text)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        raise ValueError(
+            f"{path}:{_first_line_not_utf8(path)}: not UTF-8 text ({exc.reason})"
+        ) from None
     except csv.Error as exc:
         raise ValueError(f"{path}: not a CSV file ({exc})") from None
+
+
+def _first_line_not_utf8(path: Path) -> int:
+    """The line of the file's first byte that is not UTF-8 (the decoder's error gives an
+    offset into its own buffer, not a place in the file)."""
+    opener, number = _OPENERS.get(path.suffix.lower(), open), 1
+    with opener(path, "rb") as data:
+        for number, line in enumerate(data, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number
 
 
 def _columns(path: Path, text: IO[str]) -> TraceColumns:

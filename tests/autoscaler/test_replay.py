@@ -107,6 +107,19 @@ def test_an_empty_file_is_named(tmp_path: Path) -> None:
         read_trace(path)
 
 
+@pytest.mark.parametrize("name", ["trace.csv", "trace.csv.gz"])
+def test_a_byte_that_is_not_utf8_names_its_line(tmp_path: Path, name: str) -> None:
+    """A spreadsheet's Latin-1 export: the decoder's own error gave an offset into its
+    buffer; the line is what a person can find."""
+    path = tmp_path / name
+    text = "timestamp,requests\n2025-01-05T16:00:00Z,60\n2025-01-05T16:01:00Z,6\xb70\n"
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "wb") as file:
+        file.write(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=f"^{path}:3: not UTF-8 text"):
+        read_trace(path)
+
+
 def test_a_header_without_rows_is_named(tmp_path: Path) -> None:
     """Before, an internal numpy message ("boolean index did not match ...") reached
     validate; a trace no tick can read is refused as it is read."""
