@@ -90,6 +90,34 @@ def outputs_of(tmp_path: Path, path: Path, caplog, slack: SlackApiDouble, result
     }
 
 
+def two_ticks(
+    tmp_path: Path,
+    replies: list,
+    nomad_api: NomadApiDouble,
+    slack_api: SlackApiDouble,
+    env: dict = ENV,
+    metrics: dict | None = None,
+) -> tuple[Path, list]:
+    """Two ticks a minute apart of a Nomad pool whose Prometheus gives `replies`;
+    `metrics`: settings put over the config's metrics section (None: a key removed)."""
+    nomad_api.add_job("ocr-workers", {"gpu": 2})
+    with PrometheusApiDouble(replies) as prom:
+        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
+                   "address": nomad_api.url, "retries": 0}  # fmt: skip
+        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
+        if metrics:
+            config = yaml.safe_load(path.read_text())
+            merged = {**config["metrics"], **metrics}
+            config["metrics"] = {key: value for key, value in merged.items() if value is not None}
+            path.write_text(yaml.safe_dump(config))
+        clock = SimulatedClock(NOON)
+        daemon = Daemon(path, env=env, clock=clock)
+        results = daemon.tick()
+        clock.advance(timedelta(minutes=1))
+        results += daemon.tick()
+    return path, results
+
+
 @pytest.mark.parametrize("padding", [0, 140, 145, 150])
 def test_an_error_body_quoting_the_authorization_header_is_redacted_everywhere(
     tmp_path: Path,
@@ -101,17 +129,9 @@ def test_an_error_body_quoting_the_authorization_header_is_redacted_everywhere(
     """A proxy's 401 echoes the request's headers; `padding` puts the token across each
     place a message is cut (200 characters in the metrics error, 500 in Slack)."""
     caplog.set_level(logging.DEBUG)
-    nomad_api.add_job("ocr-workers", {"gpu": 2})
     echo = "x" * padding + f" rejected header Authorization: Bearer {PROM_BEARER} (expired)"
-    with PrometheusApiDouble([error_reply(401, "unauthorized", echo)]) as prom:
-        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
-                   "address": nomad_api.url, "retries": 0}  # fmt: skip
-        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
-        clock = SimulatedClock(NOON)
-        daemon = Daemon(path, env=ENV, clock=clock)
-        results = daemon.tick()
-        clock.advance(timedelta(minutes=1))
-        results += daemon.tick()
+    replies = [error_reply(401, "unauthorized", echo)]
+    path, results = two_ticks(tmp_path, replies, nomad_api, slack_api)
     assert all(r.errors.get("metrics") for r in results)
     outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
     assert "HTTP 401" in outputs["decision log"] and "failing" in outputs["slack"]
@@ -134,17 +154,9 @@ def test_an_error_body_echoing_part_of_a_token_is_redacted_everywhere(
     error envelope) quotes the token cut short, as servers that shorten their errors do.
     Only the whole value was searched for: the piece reached every output."""
     caplog.set_level(logging.DEBUG)
-    nomad_api.add_job("ocr-workers", {"gpu": 2})
     body = f"credential {echoed(PROM_BEARER)}... is not valid for this tenant"
-    with PrometheusApiDouble([error_reply(403, "forbidden", body)]) as prom:
-        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
-                   "address": nomad_api.url, "retries": 0}  # fmt: skip
-        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
-        clock = SimulatedClock(NOON)
-        daemon = Daemon(path, env=ENV, clock=clock)
-        results = daemon.tick()
-        clock.advance(timedelta(minutes=1))
-        results += daemon.tick()
+    replies = [error_reply(403, "forbidden", body)]
+    path, results = two_ticks(tmp_path, replies, nomad_api, slack_api)
     assert all("HTTP 403" in r.errors.get("metrics", "") for r in results), results
     outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
     assert "is not valid for this tenant" in outputs["decision log"]
@@ -164,24 +176,13 @@ def test_an_error_body_echoing_the_basic_credentials_without_the_word_basic_is_r
     error envelope) quotes the Authorization header's value alone: base64 of
     `user:password`, the password to anyone who decodes it. Only `Basic <it>` was hidden."""
     caplog.set_level(logging.DEBUG)
-    nomad_api.add_job("ocr-workers", {"gpu": 2})
     sent = base64.b64encode(f"{PROM_USER}:{PROM_PASSWORD}".encode()).decode()
     env = {**ENV, "PROM_PASSWORD": PROM_PASSWORD}
     bodies = [f"credentials {sent} refused", f"credentials {sent.rstrip('=')} refused"]
     replies = [error_reply(401, "unauthorized", body) for body in bodies]
-    with PrometheusApiDouble(replies) as prom:
-        backend = {"kind": "nomad_job", "job": "ocr-workers", "group": "gpu",
-                   "address": nomad_api.url, "retries": 0}  # fmt: skip
-        path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
-        config = yaml.safe_load(path.read_text())
-        del config["metrics"]["bearer_token_env"]
-        config["metrics"]["basic_auth"] = {"username": PROM_USER, "password_env": "PROM_PASSWORD"}
-        path.write_text(yaml.safe_dump(config))
-        clock = SimulatedClock(NOON)
-        daemon = Daemon(path, env=env, clock=clock)
-        results = daemon.tick()
-        clock.advance(timedelta(minutes=1))
-        results += daemon.tick()
+    basic = {"username": PROM_USER, "password_env": "PROM_PASSWORD"}
+    metrics = {"bearer_token_env": None, "basic_auth": basic}
+    path, results = two_ticks(tmp_path, replies, nomad_api, slack_api, env, metrics)
     assert all("HTTP 401" in r.errors.get("metrics", "") for r in results), results
     outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
     assert "credentials [redacted] refused" in outputs["decision log"]
