@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState, require_count
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
@@ -300,8 +300,7 @@ class AutoScalingGroup:
         return group_fleet_state(self.describe())
 
     def scale(self, desired: int, reason: str) -> str | None:
-        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        require_count(desired)
         snapshot = self.describe()
         target, note = clamp_desired(desired, snapshot)
         if note:

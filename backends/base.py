@@ -18,6 +18,18 @@ class FleetState:
     pending: int
 
 
+def is_count(value: object) -> bool:
+    """A whole, non-negative number of nodes, as an API answer or a caller must give one:
+    never a bool (True is an int in Python), a float or a string a client would coerce."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def require_count(desired: object) -> None:
+    """What every backend's scale() checks first: a count it may write."""
+    if not is_count(desired):
+        raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+
+
 class BackendError(Exception):
     """The fleet could not be read or changed; the message is safe to log (no secrets)."""
 

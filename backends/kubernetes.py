@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import urllib3.exceptions
 
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState, is_count, require_count
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
 from common.secrets import shorten
@@ -201,7 +201,7 @@ def scale_reading(scale: Any, target: Target) -> ScaleReading:
             "its replica count is unknown"
         )
     replicas = spec.get("replicas", 0)
-    if not _is_count(replicas):
+    if not is_count(replicas):
         raise BackendError(
             f"the answer for the scale of {target} is not a Scale: {shorten(repr(replicas), 40)} "
             "replicas"
@@ -218,7 +218,7 @@ def ready_replicas(workload: Any, target: Target) -> int:
             f"the answer for {target} is not a {target.workload} (no metadata or status)"
         )
     ready = status.get("readyReplicas", 0)
-    if not _is_count(ready):
+    if not is_count(ready):
         raise BackendError(
             f"the answer for {target} is not a {target.workload}: "
             f"{shorten(repr(ready), 40)} ready replicas"
@@ -230,10 +230,6 @@ def _object(answer: Any, key: str) -> dict[str, Any] | None:
     """answer[key] where the answer is a JSON object and that is one too."""
     value = answer.get(key) if isinstance(answer, dict) else None
     return value if isinstance(value, dict) else None
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class KubernetesWorkload:
@@ -283,8 +279,7 @@ class KubernetesWorkload:
         )
 
     def scale(self, desired: int, reason: str) -> str | None:
-        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        require_count(desired)
         first = self._call(self._read_scale, what=f"reading the scale of {self.target}")
         if first.replicas == desired:
             log.debug("%s already at %d replicas; nothing to write", self.target, desired)

@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import Field
 
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState, require_count
 from backends.nomad_drain import (
     Candidate,
     DrainingNode,
@@ -151,8 +151,7 @@ class NomadCluster:
         return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
 
     def scale(self, desired: int, reason: str) -> str | None:
-        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        require_count(desired)
         self._notes = []
         self._advance()
         snapshot = self.group.describe()

@@ -29,7 +29,7 @@ import requests
 from nomad.api.exceptions import BaseNomadException
 from pydantic import Field
 
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState, is_count, require_count
 from backends.retry import call_with_retries, is_transient_status
 from backends.settings import TlsApiCalls
 from common.clock import Clock
@@ -165,7 +165,7 @@ def group_desired_count(scale_status: Mapping[str, Any], job: str, group: str) -
     if not isinstance(entry, dict):  # a bare number is no TaskGroupScaleStatus either
         raise BackendError(f"Nomad job {job!r} group {group!r}: unusable scale status {entry!r}")
     desired = entry.get("Desired")
-    if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
+    if not is_count(desired):
         raise BackendError(f"Nomad job {job!r} group {group!r}: unusable Desired {desired!r}")
     return desired
 
@@ -360,8 +360,7 @@ class NomadJobGroup:
         return fleet_state(desired, allocations, self.config.group)
 
     def scale(self, desired: int, reason: str) -> str | None:
-        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-            raise ValueError(f"desired count must be a non-negative integer, got {desired!r}")
+        require_count(desired)
         current = self._read_desired()
         if current == desired:
             log.debug("%s already at count %d; nothing to write", self.target, desired)
