@@ -14,7 +14,7 @@ Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
         [--policy forecast|auto|reactive|recent_peak|static] [--variants NAME]
-        [--twice NAME] [--smooth] [EXTRA.csv ...]
+        [--twice NAME] [--smooth] [--events] [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
 at the 1 % target with capacity = mean demand / 20. `--variants nasa_jul95` scores
@@ -23,7 +23,8 @@ history never showed) with the source's capacity. `--twice servegen_msmall` scor
 that trace played twice (timestamps continued) and its variants: its fortnight's surge
 comes round again after a calm week, outside the replay's window. `--smooth` scores two
 synthetic smooth traces (bench/smooth_traces.py: the class of a large website's or a
-city's rides, none of the real traces beside the project).
+city's rides, none of the real traces beside the project). `--events` scores a synthetic
+season of scheduled events (bench/event_traces.py: the class of sports traffic).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import get_args
 
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
+from event_traces import write_event_traces
 from rich.console import Console
 from rich.table import Table
 from smooth_traces import write_smooth_traces
@@ -187,6 +189,11 @@ def main() -> int:
         help="score two synthetic smooth traces (bench/smooth_traces.py: a website's day, a "
         "commuter's) at 1 %%, capacity = mean / 20; with no --only, instead of the bundled",
     )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="score a synthetic season of scheduled events (bench/event_traces.py)",
+    )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     parser.add_argument(
@@ -206,7 +213,10 @@ def main() -> int:
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
     cases: list[tuple[Path, str, float, float | None]] = [
         (trace_path(args.traces, name), name, target, None)
-        for name in (args.only or ([] if args.variants or args.twice or args.smooth else BUNDLED))
+        for name in (
+            args.only
+            or ([] if args.variants or args.twice or args.smooth or args.events else BUNDLED)
+        )
         for target in (0.01, *EXTRA_TARGETS.get(name, ()))
     ]
     cases += [(path, trace_name(path), 0.01, None) for path in args.extra]
@@ -220,6 +230,9 @@ def main() -> int:
         if args.smooth:
             smooth = write_smooth_traces(Path(folder))
             cases += [(path, trace_name(path), 0.01, None) for path in smooth]
+        if args.events:
+            events = write_event_traces(Path(folder))
+            cases += [(path, trace_name(path), 0.01, None) for path in events]
         for path, name, target, per_node_rps in cases:
             row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)
             rows.append(row)
