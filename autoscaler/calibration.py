@@ -63,7 +63,9 @@ from autoscaler.loop_restarts import LoopRestarts
 from autoscaler.policy import Limits
 from autoscaler.pool_predictor import make_pool_predictor, refit_phase_of
 from autoscaler.portfolio import (
+    DISTRUST_WINDOWS,
     RecentPeak,
+    Trial,
     choose,
     member_peaks,
     member_upper_now,
@@ -148,6 +150,8 @@ class LoopCalibrated(LoopRestarts):
         self._held_level = math.nan
         """The static member's level: the kept window's peak demand at the last
         recalibration (the margin scales it)."""
+        self._day_over_at: dict[str, datetime] = {}
+        """When each member's replay last had a day over the target at a comparison."""
         self._window_full = False
         """The kept ticks reach back a whole window (the oldest has been let go): only then
         are the portfolio's members compared (autoscaler.portfolio)."""
@@ -272,7 +276,8 @@ class LoopCalibrated(LoopRestarts):
         if not trials:  # pinned static, no demand known: the calibration in use stands
             return
         self._held_level = level
-        chosen, choice = choose(trials, self.member)
+        distrusted = self._distrusted(now, trials) if compared else ()
+        chosen, choice = choose(trials, self.member, distrusted)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
         self.choice = choice if len(trials) > 1 else None
@@ -290,6 +295,16 @@ class LoopCalibrated(LoopRestarts):
         self.member, self.margin, self.replayed_late = chosen.member, margin, chosen.late
         self.outlier = chosen.outlier
         self._calibrated = True
+
+    def _distrusted(self, now: datetime, trials: list[Trial]) -> frozenset[str]:
+        """The members whose replay had a day over the target at this comparison or at one
+        of the last DISTRUST_WINDOWS windows (autoscaler.portfolio.choose)."""
+        for trial in trials:
+            if not trial.meets or trial.outlier:
+                self._day_over_at[trial.member] = now
+        memory = self.settings.window * DISTRUST_WINDOWS
+        self._day_over_at = {m: at for m, at in self._day_over_at.items() if now - at < memory}
+        return frozenset(self._day_over_at)
 
     def _feedback(
         self, frame: Frame, fixed: FixedParts | None = None

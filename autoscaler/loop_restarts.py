@@ -23,6 +23,9 @@ from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.loop_replay import AIMS, MARGINS, LoopSettings, lowest_margin
 from autoscaler.portfolio import RecentPeak, members_of
 
+SavedLoop = dict[str, float | str | dict[str, str]]
+"""A calibration as the state file keeps it (LoopRestarts.saved)."""
+
 
 class LoopRestarts:
     """The restart half of `autoscaler.calibration.LoopCalibrated`."""
@@ -40,6 +43,7 @@ class LoopRestarts:
     _peaks: RecentPeak
     _refit_at: datetime | None
     _window_full: bool
+    _day_over_at: dict[str, datetime]
 
     _let_go_before: Callable[[datetime], None]
 
@@ -49,13 +53,13 @@ class LoopRestarts:
         one whose week it took up)."""
         return self._refit_at
 
-    def saved(self, now: datetime) -> dict[str, float | str] | None:
+    def saved(self, now: datetime) -> SavedLoop | None:
         """What a restart resumes from (kept in the daemon's state file); None before the
         first calibration: a restart then starts from the band as made, as this run did
         (resumed, the ticks after it would count as calibrated ones)."""
         if not self._calibrated:
             return None
-        saved: dict[str, float | str] = {
+        saved: SavedLoop = {
             "margin": self.margin,
             "member": self.member,
             "aim": self.aim,
@@ -65,9 +69,11 @@ class LoopRestarts:
             saved["held_level"] = self._held_level
         if self.settings.widen_only and self.lowest < 1.0:  # `loop`'s is the range's own
             saved["floor"] = self.lowest
+        if self._day_over_at:  # the members not trusted to take over yet (portfolio.choose)
+            saved["day_over"] = {m: at.isoformat() for m, at in self._day_over_at.items()}
         return saved
 
-    def resume(self, saved: dict[str, float | str], now: datetime) -> bool:
+    def resume(self, saved: SavedLoop, now: datetime) -> bool:
         """Take up a saved calibration if it is recent (within the replay window) and fits
         the pool's policy and the margin's range; until the first recalibration on new
         ticks it is used as it was (the static member's level too: without one it is not
@@ -78,6 +84,7 @@ class LoopRestarts:
             age = now - datetime.fromisoformat(str(saved["at"]))
             held = float(saved.get("held_level", math.nan))
             floor = float(saved.get("floor", math.nan))
+            day_over = _days_over(saved.get("day_over", {}), members_of(self.settings.policy))
         except (KeyError, TypeError, ValueError):
             return False
         member = saved.get("member")
@@ -89,13 +96,14 @@ class LoopRestarts:
             return False
         self.margin, self.member, self.aim, self._previous = margin, str(member), aim, margin
         self._held_level = held
+        self._day_over_at = day_over
         if self.settings.widen_only and lowest <= floor <= min(margin, 1.0):
             self.lowest = floor
         self._calibrated = True
         return True
 
     def restart_from(
-        self, saved: dict[str, float | str] | None, week: KeptWeek | None, now: datetime
+        self, saved: SavedLoop | None, week: KeptWeek | None, now: datetime
     ) -> tuple[bool, bool]:
         """What a restart carries, in its order: the saved calibration (resume), then the
         week of ticks it was calibrated on (take_up_week). Whether each was taken up."""
@@ -128,6 +136,17 @@ class LoopRestarts:
         at = week.recalibrated_at
         self._refit_at = at if at is not None and at <= now else None
         return True
+
+
+def _days_over(saved: object, members: tuple[str, ...]) -> dict[str, datetime]:
+    """The saved times of the members' last day over the target (those of members the
+    policy no longer has are let go); a ValueError where one does not read."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"day_over is not a mapping: {saved!r}")
+    days = {str(m): datetime.fromisoformat(str(at)) for m, at in saved.items() if m in members}
+    if any(at.tzinfo is None for at in days.values()):
+        raise ValueError("a day over the target without a time zone")
+    return days
 
 
 def settings_digest(pool: Pool) -> str:

@@ -57,9 +57,9 @@ class PoolState:
     """A capacity drift was told and has not come back within the tolerance since."""
     loop: dict[str, Any] | None = None
     """The loop calibration last used (margin, member, aim, at, the static member's
-    held_level and under `margin: widen` its floor; autoscaler.loop_restarts), so that a
-    restart resumes it instead of the band as the forecaster made it (None before the
-    first calibration)."""
+    held_level, under `margin: widen` its floor, and when each member last had a day over
+    the target; autoscaler.loop_restarts), so that a restart resumes it instead of the
+    band as the forecaster made it (None before the first calibration)."""
 
 
 class StateStore:
@@ -306,6 +306,10 @@ def _loop(value: Any) -> dict[str, Any] | None:
             loop["held_level"] = float(value["held_level"])
         if "floor" in value:  # under `margin: widen`, the floor the margin was set above
             loop["floor"] = float(value["floor"])
+        if "day_over" in value:  # each member's last day over the target (portfolio.choose)
+            loop["day_over"] = {
+                str(m): _aware(t).isoformat() for m, t in dict(value["day_over"]).items()
+            }
     except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None

@@ -23,9 +23,10 @@ import pytest
 from autoscaler.calibration import LoopCalibrated, loop_settings
 from autoscaler.config.schema import Pool, PredictorConfig
 from autoscaler.kept_ticks import DEMAND
-from autoscaler.loop_replay import LoopSettings, replay_late
+from autoscaler.loop_replay import Frame, LoopSettings, replay_late
 from autoscaler.plan import limits_of
 from autoscaler.portfolio import (
+    DISTRUST_WINDOWS,
     MEMBERS,
     SWITCH_GAIN,
     RecentPeak,
@@ -81,6 +82,18 @@ def test_a_member_that_lets_a_day_through_does_not_take_over_but_may_stay() -> N
     assert choose(trials, following="reactive")[0].member == "reactive"
     clean = [trial("forecast", 100.0), trial("reactive", 70.0)]
     assert choose(clean, following="forecast")[0].member == "reactive"
+
+
+def test_a_member_over_the_target_at_a_recent_comparison_does_not_take_over() -> None:
+    """Distrusted (its replay had a day over the target at a recent comparison), a member
+    that now keeps every day within the target and costs less does not take over, and the
+    reason says why; followed already, it stays."""
+    trials = [trial("forecast", 100.0), trial("reactive", 70.0)]
+    chosen, why = choose(trials, following="forecast", distrusted={"reactive"})
+    assert chosen.member == "forecast"
+    assert "reactive 0.70x (a day over the target lately)" in why
+    assert choose(trials, following="reactive", distrusted={"reactive"})[0].member == "reactive"
+    assert choose(trials, following="forecast", distrusted={"static"})[0].member == "reactive"
 
 
 def test_with_every_member_over_on_a_day_the_cheapest_that_meets_is_still_followed() -> None:
@@ -331,6 +344,57 @@ class KnowsTheCycle:
         times = pd.date_range(self.end + timedelta(minutes=1), periods=steps, freq="1min")
         rate = daily_rate(times)
         return Forecast(times, rate, rate, self.name)
+
+
+def test_a_member_with_a_day_over_the_target_takes_over_only_windows_later(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The replays are scripted (calibrate() stood in for): the demand now costs half the
+    forecast at every comparison, but its replay has a day over the target until day 3.
+    It takes over at the first comparison DISTRUST_WINDOWS windows after the last such
+    day, not as soon as its replay is clean; until then the reason says it was over
+    lately. What the loop remembers goes through the state file to a restarted loop."""
+    from autoscaler import calibration
+    from autoscaler.state import PoolState, StateStore
+
+    over_until = START + timedelta(days=3)
+
+    def scripted(
+        frame: Frame, _target: float, _settings: LoopSettings, member: str, *_: object
+    ) -> Trial:
+        over = member == "reactive" and frame.times[-1] < over_until
+        cost = {"forecast": 100.0, "reactive": 50.0}.get(member, 200.0)
+        return Trial(member, 1.0, 0.03 if over else 0.0, cost, meets=True, outlier=over)
+
+    monkeypatch.setattr(calibration, "calibrate", scripted)
+    seen: list[tuple[datetime, str, str | None]] = []
+    predictor, _ = run("auto", Band(1.0), minutes=9 * 1440, seen=seen)
+    compared = [(at, member, c) for at, member, c in seen if c and "compared once" not in c]
+    last_over = max(at for at, _, c in compared if "reactive 0.50x (a day over the target)" in c)
+    took_over = min(at for at, member, _ in compared if member == "reactive")
+    assert last_over < over_until <= last_over + timedelta(hours=6)
+    assert last_over + WINDOW * DISTRUST_WINDOWS <= took_over
+    assert took_over - timedelta(hours=6) < last_over + WINDOW * DISTRUST_WINDOWS
+    waited = [c for at, _, c in compared if over_until < at < took_over]
+    assert waited and all("reactive 0.50x (a day over the target lately)" in c for c in waited)
+    assert predictor.member == "reactive"
+
+    pool = make_pool("auto")
+    during = LoopCalibrated(Band(1.0), settings_of(pool), pool)
+    demand = steady_demand(5 * 1440)
+    for end in range(60, len(demand) + 1):
+        during.fit(demand.iloc[end - 60 : end])
+        during.forecast(pool.horizon)
+    now = demand.index[-1].to_pydatetime()
+    store = StateStore(tmp_path / "state.json")
+    store.save({"gen": PoolState(loop=during.saved(now))})
+    saved = store.load()["gen"].loop
+    assert saved is not None and set(saved["day_over"]) == {"reactive"}
+    restarted = LoopCalibrated(Band(1.0), settings_of(pool), pool)
+    assert restarted.resume(saved, now)
+    assert restarted._day_over_at == during._day_over_at
+    naive = {**saved, "day_over": {"reactive": "2026-11-05T00:00:00"}}
+    assert not LoopCalibrated(Band(1.0), settings_of(pool), pool).resume(naive, now)
 
 
 def test_a_window_without_demand_keeps_the_static_calibration_in_use() -> None:
