@@ -23,8 +23,9 @@ history never showed) with the source's capacity. `--twice servegen_msmall` scor
 that trace played twice (timestamps continued) and its variants: its fortnight's surge
 comes round again after a calm week, outside the replay's window. `--smooth` scores two
 synthetic smooth traces (bench/smooth_traces.py: the class of a large website's or a
-city's rides, none of the real traces beside the project). `--events` scores a synthetic
-season of scheduled events (bench/event_traces.py: the class of sports traffic).
+city's rides, none of the real traces beside the project). `--events` scores two synthetic
+calendar-driven traces (bench/event_traces.py: a season of matches, office hours with a
+week off).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def main() -> int:
     parser.add_argument(
         "--events",
         action="store_true",
-        help="score a synthetic season of scheduled events (bench/event_traces.py)",
+        help="score two synthetic calendar-driven traces (bench/event_traces.py)",
     )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")

@@ -1,16 +1,24 @@
-"""Synthetic event-driven traffic: scheduled events far above an ordinary day.
+"""Synthetic calendar-driven traffic: scheduled events, and a week off.
 
 Issue 15's unseen traces included 87 days of event-driven sports traffic. None of the
 real traces beside the project is of that class (the social API's surges come at any
 time; servegen's and nasa's days follow the clock), so `backtest_untuned.py --events`
-scores one generated trace of it. It is synthetic and fixed (seeded), not fitted to any
-policy: an evening-peaking day (bench/smooth_traces.py's drift and day noise, Poisson
-counts per minute) with a season of matches on top. Matches fall on some weekend
-afternoons and evenings and some midweek evenings, not every week alike; each brings a
-crowd that builds over the hour before kick-off, holds for two hours with short surges
-(goals), and drains over an hour after. Most matches bring 2-4 x the ordinary evening,
-a few derbies more; two international breaks have none; the season ends with a final
-bigger than any match before it (the event a week of history cannot price).
+scores two generated traces where the calendar, not the hour, sets the traffic. They are
+synthetic and fixed (seeded), not fitted to any policy; both use bench/smooth_traces.py's
+drift and day noise, with Poisson counts per minute:
+
+- synthetic_sports: an evening-peaking day with a season of matches on top. Matches fall
+  on some weekend afternoons and evenings and some midweek evenings, not every week
+  alike; each brings a crowd that builds over the hour before kick-off, holds for two
+  hours with short surges (goals), and drains over an hour after. Most matches bring 2-4
+  x the ordinary evening, a few derbies more; two international breaks have none; the
+  season ends with a final bigger than any match before it.
+- synthetic_office: office hours (a steep start at 09:00, a lunch dip, about 10 x the
+  night), quiet weekends, and a week off (Christmas) in the fifth week, after which the
+  Monday morning comes back at full strength.
+
+In both, a week or two without the events is followed by them: what a week's replay of
+the recent past cannot show.
 """
 
 from __future__ import annotations
@@ -20,7 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
-from smooth_traces import DAY_NOISE, DRIFT_MEMORY, DRIFT_PER_MINUTE  # run from bench/
+from smooth_traces import (  # run from bench/: its folder is on sys.path
+    DAY_NOISE,
+    DRIFT_MEMORY,
+    DRIFT_PER_MINUTE,
+    write_counts,
+)
 
 SEED = 20261207
 """Fixed, so that runs compare."""
@@ -89,12 +102,33 @@ def _kickoffs(rng: np.random.Generator) -> list[float]:
     return [k for k in found if k < final - 1440.0] + [final]
 
 
+OFFICE_START = "2024-11-25"  # a Monday
+OFFICE_DAYS = 49
+OFFICE_SCALE = 800.0
+"""Requests a minute at the office day's top."""
+WEEK_OFF = (28, 35)
+"""Days (from OFFICE_START) of the week off: weekend traffic all week."""
+
+
+def office_counts(seed: int = SEED) -> pd.Series:
+    """Requests each minute of office traffic, on a UTC minute grid from OFFICE_START."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(OFFICE_START, periods=OFFICE_DAYS * 1440, freq="1min", tz="UTC")
+    hour = (times.hour + times.minute / 60.0).to_numpy()
+    day = np.arange(len(times)) // 1440
+    open_hours = 1.0 / (1.0 + np.exp(-(hour - 8.7) * 3.0)) / (1.0 + np.exp((hour - 17.5) * 2.0))
+    lunch = 1.0 - 0.25 * np.exp(-(((hour - 12.5) / 0.7) ** 2))
+    working = (times.day_of_week.to_numpy() < 5) & ~((day >= WEEK_OFF[0]) & (day < WEEK_OFF[1]))
+    shape = 0.08 + np.where(working, open_hours * lunch, 0.05 * open_hours)
+    drift = lfilter([1.0], [1.0, -DRIFT_MEMORY], rng.normal(0.0, DRIFT_PER_MINUTE, len(times)))
+    daily = rng.normal(0.0, DAY_NOISE, OFFICE_DAYS).repeat(1440)
+    rate = OFFICE_SCALE * shape * np.exp(drift + daily)
+    return pd.Series(rng.poisson(rate), index=times, name="requests")
+
+
 def write_event_traces(folder: Path) -> list[Path]:
-    """The event trace as `synthetic_sports.csv` (timestamp,requests) in `folder`."""
-    counts = event_counts()
-    path = folder / "synthetic_sports.csv"
-    frame = pd.DataFrame(
-        {"timestamp": counts.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": counts}
-    )
-    frame.to_csv(path, index=False)
-    return [path]
+    """`synthetic_sports.csv` and `synthetic_office.csv` (timestamp,requests) in `folder`."""
+    return [
+        write_counts(event_counts(), folder / "synthetic_sports.csv"),
+        write_counts(office_counts(), folder / "synthetic_office.csv"),
+    ]

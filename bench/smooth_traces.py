@@ -68,15 +68,18 @@ def smooth_counts(days: int, scale: float, shape: Shape, seed: int = SEED) -> pd
     return pd.Series(rng.poisson(rate), index=times, name="requests")
 
 
+def write_counts(counts: pd.Series, path: Path) -> Path:
+    """Requests per minute as a trace file (timestamp,requests), as the backtest reads it."""
+    frame = pd.DataFrame(
+        {"timestamp": counts.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": counts}
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
 def write_smooth_traces(folder: Path) -> list[Path]:
     """Each of TRACES as `<name>.csv` (timestamp,requests) in `folder`."""
-    paths = []
-    for name, (days, scale, shape) in TRACES.items():
-        counts = smooth_counts(days, scale, shape)
-        path = folder / f"{name}.csv"
-        frame = pd.DataFrame(
-            {"timestamp": counts.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": counts}
-        )
-        frame.to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return [
+        write_counts(smooth_counts(days, scale, shape), folder / f"{name}.csv")
+        for name, (days, scale, shape) in TRACES.items()
+    ]

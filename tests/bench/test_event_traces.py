@@ -17,10 +17,12 @@ def test_the_season_is_written_alike_at_every_run_and_read_back_whole(tmp_path: 
     for run in ("first", "again"):
         (tmp_path / run).mkdir()
         written += events.write_event_traces(tmp_path / run)
-    assert [p.name for p in written] == ["synthetic_sports.csv"] * 2
-    assert written[0].read_bytes() == written[1].read_bytes()
-    trace = load_trace(written[0])
-    assert len(trace) == events.DAYS * 1440 and not trace.isna().any()
+    names = ["synthetic_sports.csv", "synthetic_office.csv"]
+    assert [p.name for p in written] == names * 2
+    for path, days in zip(written[:2], (events.DAYS, events.OFFICE_DAYS), strict=True):
+        assert path.read_bytes() == (path.parents[1] / "again" / path.name).read_bytes()
+        trace = load_trace(path)
+        assert len(trace) == days * 1440 and not trace.isna().any()
 
 
 def test_matches_stand_far_above_the_ordinary_day_none_in_the_breaks_the_final_highest() -> None:
@@ -41,3 +43,19 @@ def test_matches_stand_far_above_the_ordinary_day_none_in_the_breaks_the_final_h
     sundays = peaks.index[(peaks.index.day_of_week == 6) & (day < events.DAYS - 1)]
     assert peaks.idxmax() == sundays[-1]  # the final
     assert float(peaks.max()) > 1.3 * float(peaks.drop(peaks.idxmax()).max())
+
+
+def test_office_hours_stop_for_weekends_and_for_the_week_off() -> None:
+    """Weekday office hours stand far above the night; weekends and the week off do not,
+    and the Monday after the week off is back at a working Monday's level."""
+    counts = events.office_counts()
+    days = counts.resample("1D").sum()
+    number = (days.index - pd.Timestamp(events.OFFICE_START, tz="UTC")).days
+    off = (number >= events.WEEK_OFF[0]) & (number < events.WEEK_OFF[1])
+    working = days[(days.index.day_of_week < 5) & ~off]
+    assert float(days[off].max()) < 0.5 * float(working.min())
+    assert float(days[days.index.day_of_week >= 5].max()) < 0.5 * float(working.min())
+    back = days[number == events.WEEK_OFF[1]]
+    assert back.index[0].day_of_week == 0 and float(back.iloc[0]) > 0.8 * float(working.median())
+    hours = counts.groupby(counts.index.hour).mean()
+    assert float(hours.max()) > 5.0 * float(hours.min())
