@@ -93,11 +93,11 @@ def _kickoffs(rng: np.random.Generator) -> list[float]:
     for day in range(DAYS):
         if any(first <= day <= last for first, last in BREAKS):
             continue
-        weekday = (day + pd.Timestamp(START).dayofweek) % 7
+        weekday = (day + pd.Timestamp(START).day_of_week) % 7
         for slot_day, hour in SLOTS:
             if slot_day == weekday and rng.random() < SLOT_TAKEN:
                 found.append(day * 1440.0 + hour * 60.0)
-    last_sunday = max(d for d in range(DAYS - 1) if (d + pd.Timestamp(START).dayofweek) % 7 == 6)
+    last_sunday = max(d for d in range(DAYS - 1) if (d + pd.Timestamp(START).day_of_week) % 7 == 6)
     final = last_sunday * 1440.0 + 19.0 * 60.0
     return [k for k in found if k < final - 1440.0] + [final]
 
