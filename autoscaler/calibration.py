@@ -276,7 +276,7 @@ class LoopCalibrated(LoopRestarts):
         if not trials:  # pinned static, no demand known: the calibration in use stands
             return
         self._held_level = level
-        distrusted = self._distrusted(now, trials) if compared else ()
+        distrusted = self._distrusted(now, trials) if compared else {}
         chosen, choice = choose(trials, self.member, distrusted)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
@@ -296,15 +296,16 @@ class LoopCalibrated(LoopRestarts):
         self.outlier = chosen.outlier
         self._calibrated = True
 
-    def _distrusted(self, now: datetime, trials: list[Trial]) -> frozenset[str]:
+    def _distrusted(self, now: datetime, trials: list[Trial]) -> dict[str, datetime]:
         """The members whose replay had a day over the target at this comparison or at one
-        of the last DISTRUST_WINDOWS windows (autoscaler.portfolio.choose)."""
+        of the last DISTRUST_WINDOWS windows, and from when each may take over again
+        (autoscaler.portfolio.choose)."""
         for trial in trials:
             if not trial.meets or trial.outlier:
                 self._day_over_at[trial.member] = now
         memory = self.settings.window * DISTRUST_WINDOWS
         self._day_over_at = {m: at for m, at in self._day_over_at.items() if now - at < memory}
-        return frozenset(self._day_over_at)
+        return {member: at + memory for member, at in self._day_over_at.items()}
 
     def _feedback(
         self, frame: Frame, fixed: FixedParts | None = None

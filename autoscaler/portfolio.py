@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -163,7 +163,9 @@ class Trial:
 
 
 def choose(
-    trials: Sequence[Trial], following: str | None, distrusted: Collection[str] = ()
+    trials: Sequence[Trial],
+    following: str | None,
+    distrusted: Mapping[str, datetime] | None = None,
 ) -> tuple[Trial, str]:
     """The member to follow, and why: the cheapest that meets the target, unless the one
     followed now meets it too and costs at most SWITCH_GAIN more; with none meeting it,
@@ -174,9 +176,11 @@ def choose(
     fortnight played twice; after a calm week the pool took the reactive member on its
     outlier margin and the fortnight's surge came back, 9.9 % late that day and 1.008 %
     over four weeks; with this rule 0.564 %, and its stress variants meet too). Nor does
-    a `distrusted` one: its replay had such a day at a recent comparison."""
+    a `distrusted` one (its replay had such a day at a recent comparison) before the time
+    given for it."""
     if not trials:
         raise ValueError("no member to choose from")
+    distrusted = distrusted or {}
     meeting = [t for t in trials if t.meets and _may_lead(t, following, distrusted)]
     meeting = meeting or [t for t in trials if t.meets]  # none clean: the outlier's is kept
     if not meeting:
@@ -189,30 +193,38 @@ def choose(
         if current is not None and current.node_ticks <= cheapest.node_ticks * (1 + SWITCH_GAIN)
         else cheapest
     )
-    return chosen, _compared(chosen, trials, meeting)
+    return chosen, _compared(chosen, trials, meeting, distrusted)
 
 
-def _may_lead(trial: Trial, following: str | None, distrusted: Collection[str]) -> bool:
+def _may_lead(trial: Trial, following: str | None, distrusted: Mapping[str, datetime]) -> bool:
     """Whether a member that meets the target may be followed: the one followed now, or
     one that kept every day within it, now and at the recent comparisons."""
     return trial.member == following or not (trial.outlier or trial.member in distrusted)
 
 
-def _note(trial: Trial, meeting: Sequence[Trial]) -> str:
+def _note(trial: Trial, meeting: Sequence[Trial], distrusted: Mapping[str, datetime]) -> str:
     if not trial.meets:
         return " (misses)"
     if trial in meeting:
         return ""
-    return " (a day over the target)" if trial.outlier else " (a day over the target lately)"
+    if trial.outlier or trial.member not in distrusted:
+        return " (a day over the target)"
+    again = distrusted[trial.member]
+    return f" (a day over the target lately: may take over from {again:%Y-%m-%d %H:%M})"
 
 
-def _compared(chosen: Trial, trials: Sequence[Trial], meeting: Sequence[Trial]) -> str:
+def _compared(
+    chosen: Trial,
+    trials: Sequence[Trial],
+    meeting: Sequence[Trial],
+    distrusted: Mapping[str, datetime],
+) -> str:
     if len(trials) == 1:
         return f"policy {chosen.member} (pinned)"
     if chosen.node_ticks <= 0:
         return f"policy {chosen.member}: cheapest on the replay that meets the target"
     others = ", ".join(
-        f"{t.member} {t.node_ticks / chosen.node_ticks:.2f}x" + _note(t, meeting)
+        f"{t.member} {t.node_ticks / chosen.node_ticks:.2f}x" + _note(t, meeting, distrusted)
         for t in trials
         if t is not chosen
     )

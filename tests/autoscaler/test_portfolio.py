@@ -89,11 +89,14 @@ def test_a_member_over_the_target_at_a_recent_comparison_does_not_take_over() ->
     that now keeps every day within the target and costs less does not take over, and the
     reason says why; followed already, it stays."""
     trials = [trial("forecast", 100.0), trial("reactive", 70.0)]
-    chosen, why = choose(trials, following="forecast", distrusted={"reactive"})
+    again = {"reactive": START + timedelta(days=20)}
+    chosen, why = choose(trials, following="forecast", distrusted=again)
     assert chosen.member == "forecast"
-    assert "reactive 0.70x (a day over the target lately)" in why
-    assert choose(trials, following="reactive", distrusted={"reactive"})[0].member == "reactive"
-    assert choose(trials, following="forecast", distrusted={"static"})[0].member == "reactive"
+    expected = "reactive 0.70x (a day over the target lately: may take over from 2026-11-22 00:00)"
+    assert expected in why
+    assert choose(trials, following="reactive", distrusted=again)[0].member == "reactive"
+    other = {"static": START}
+    assert choose(trials, following="forecast", distrusted=other)[0].member == "reactive"
 
 
 def test_with_every_member_over_on_a_day_the_cheapest_that_meets_is_still_followed() -> None:
@@ -376,7 +379,8 @@ def test_a_member_with_a_day_over_the_target_takes_over_only_windows_later(
     assert last_over + WINDOW * DISTRUST_WINDOWS <= took_over
     assert took_over - timedelta(hours=6) < last_over + WINDOW * DISTRUST_WINDOWS
     waited = [c for at, _, c in compared if over_until < at < took_over]
-    assert waited and all("reactive 0.50x (a day over the target lately)" in c for c in waited)
+    again = f"lately: may take over from {last_over + WINDOW * DISTRUST_WINDOWS:%Y-%m-%d %H:%M}"
+    assert waited and all(f"reactive 0.50x (a day over the target {again})" in c for c in waited)
     assert predictor.member == "reactive"
 
     pool = make_pool("auto")
