@@ -276,7 +276,7 @@ class LoopCalibrated(LoopRestarts):
         if not trials:  # pinned static, no demand known: the calibration in use stands
             return
         self._held_level = level
-        distrusted = self._distrusted(now, trials) if compared else {}
+        distrusted = self._distrusted(now, trials) if compared and len(trials) > 1 else {}
         chosen, choice = choose(trials, self.member, distrusted)
         if chosen.member != self.member:
             choice += f"; switched from {self.member}"
@@ -304,7 +304,10 @@ class LoopCalibrated(LoopRestarts):
             if not trial.meets or trial.outlier:
                 self._day_over_at[trial.member] = now
         memory = self.settings.window * DISTRUST_WINDOWS
-        self._day_over_at = {m: at for m, at in self._day_over_at.items() if now - at < memory}
+        # A time after now (a clock gone back, a skewed restart) counts as now: a bar of
+        # one memory at most, never one that outlives it.
+        kept = {m: min(at, now) for m, at in self._day_over_at.items()}
+        self._day_over_at = {m: at for m, at in kept.items() if now - at < memory}
         return {member: at + memory for member, at in self._day_over_at.items()}
 
     def _feedback(

@@ -1,5 +1,6 @@
 """What a loop-calibrated pool carries across a daemon restart: its calibration (margin,
-member, aim, the static member's level, the floor: in the state file, saved every tick)
+member, aim, the static member's level, the floor, when each member last had a day over
+the target: in the state file, saved every tick)
 and its week of kept ticks (autoscaler.kept_ticks_file: written at each recalibration
 and when the daemon stops). `LoopCalibrated` (autoscaler.calibration) takes these methods
 in as a mixin and owns the state they read.

@@ -176,12 +176,15 @@ def choose(
     fortnight played twice; after a calm week the pool took the reactive member on its
     outlier margin and the fortnight's surge came back, 9.9 % late that day and 1.008 %
     over four weeks; with this rule 0.564 %, and its stress variants meet too). Nor does
-    a `distrusted` one (its replay had such a day at a recent comparison) before the time
-    given for it."""
+    a `distrusted` one: its replay had such a day at a recent comparison (the mapping
+    holds the members barred now, each with the time it may take over again). Where the
+    followed member misses and every other clean one is barred, a barred one that is
+    clean now is still preferred to one with a day over now."""
     if not trials:
         raise ValueError("no member to choose from")
     distrusted = distrusted or {}
     meeting = [t for t in trials if t.meets and _may_lead(t, following, distrusted)]
+    meeting = meeting or [t for t in trials if t.meets and not t.outlier]  # barred, clean now
     meeting = meeting or [t for t in trials if t.meets]  # none clean: the outlier's is kept
     if not meeting:
         least = min(trials, key=lambda t: (t.late, t.node_ticks))
@@ -210,7 +213,7 @@ def _note(trial: Trial, meeting: Sequence[Trial], distrusted: Mapping[str, datet
     if trial.outlier or trial.member not in distrusted:
         return " (a day over the target)"
     again = distrusted[trial.member]
-    return f" (a day over the target lately: may take over from {again:%Y-%m-%d %H:%M})"
+    return f" (a day over the target lately: may take over from {again:%Y-%m-%d %H:%M %Z})"
 
 
 def _compared(

@@ -307,9 +307,9 @@ def _loop(value: Any) -> dict[str, Any] | None:
         if "floor" in value:  # under `margin: widen`, the floor the margin was set above
             loop["floor"] = float(value["floor"])
         if "day_over" in value:  # each member's last day over the target (portfolio.choose)
-            loop["day_over"] = {
-                str(m): _aware(t).isoformat() for m, t in dict(value["day_over"]).items()
-            }
+            if not isinstance(value["day_over"], dict):
+                raise ValueError("day_over is not a mapping")
+            loop["day_over"] = {str(m): _aware(t).isoformat() for m, t in value["day_over"].items()}
     except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None

@@ -57,6 +57,8 @@ GOAL, AIM, SPEND = 0.9, 0.8, 0.5
 BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
 EXTRA_TARGETS = {"nasa_jul95": (0.001, 0.05)}
 ANCHORS = ("oracle", "static", "hpa", "linear-20m", "seasonal-naive")
+Case = tuple[Path, str, float, float | None]
+"""A row to score: the trace file, its name, the target, its per-node rps (None: by name)."""
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,7 @@ def score(
     )
 
 
-def stress_cases(
-    source: Path, name: str, folder: Path, twice: bool
-) -> list[tuple[Path, str, float, float | None]]:
+def stress_cases(source: Path, name: str, folder: Path, twice: bool) -> list[Case]:
     """The cases (file, name, target, per-node rps) of the trace's stress variants at 1 %,
     written into `folder`; `twice`: of the trace played twice, and that trace itself. The
     variants change the traffic, not the nodes: the source's capacity for each."""
@@ -156,6 +156,25 @@ def table(rows: list[Row]) -> Table:
             f"{row.seconds:.0f}",
         )
     return out
+
+
+def cases_of(args: argparse.Namespace, folder: Path) -> list[Case]:
+    """The rows the options ask for, in order; generated traces are written into `folder`."""
+    named = args.variants or args.twice or args.smooth or args.events
+    cases: list[Case] = [
+        (trace_path(args.traces, name), name, target, None)
+        for name in (args.only or ([] if named else BUNDLED))
+        for target in (0.01, *EXTRA_TARGETS.get(name, ()))
+    ]
+    cases += [(path, trace_name(path), 0.01, None) for path in args.extra]
+    for name in args.variants or ():
+        cases += stress_cases(trace_path(args.traces, name), name, folder, twice=False)
+    for name in args.twice or ():
+        cases += stress_cases(trace_path(args.traces, name), name, folder, twice=True)
+    written = (write_smooth_traces(folder) if args.smooth else []) + (
+        write_event_traces(folder) if args.events else []
+    )
+    return cases + [(path, trace_name(path), 0.01, None) for path in written]
 
 
 def _choices(field: str) -> tuple[str, ...]:
@@ -212,28 +231,10 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=140)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
-    cases: list[tuple[Path, str, float, float | None]] = [
-        (trace_path(args.traces, name), name, target, None)
-        for name in (
-            args.only
-            or ([] if args.variants or args.twice or args.smooth or args.events else BUNDLED)
-        )
-        for target in (0.01, *EXTRA_TARGETS.get(name, ()))
-    ]
-    cases += [(path, trace_name(path), 0.01, None) for path in args.extra]
     began = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="variants-") as folder:
-        for name in args.variants or ():
-            cases += stress_cases(trace_path(args.traces, name), name, Path(folder), twice=False)
-        for name in args.twice or ():
-            cases += stress_cases(trace_path(args.traces, name), name, Path(folder), twice=True)
-        if args.smooth:
-            smooth = write_smooth_traces(Path(folder))
-            cases += [(path, trace_name(path), 0.01, None) for path in smooth]
-        if args.events:
-            events = write_event_traces(Path(folder))
-            cases += [(path, trace_name(path), 0.01, None) for path in events]
+        cases = cases_of(args, Path(folder))
         for path, name, target, per_node_rps in cases:
             row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)
             rows.append(row)

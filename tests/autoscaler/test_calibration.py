@@ -20,6 +20,7 @@ from autoscaler.calibration import LoopCalibrated, loop_settings, pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.kept_ticks import AIM, BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK
 from autoscaler.loop_replay import AIMS, replay_counts, replay_late
+from autoscaler.loop_restarts import SavedLoop
 from autoscaler.plan import limits_of, observe
 from autoscaler.policy import Memory, decide, rule_of
 from autoscaler.replay_decide import decide_each
@@ -188,7 +189,7 @@ def test_under_widen_a_restart_names_the_floor_its_margin_was_calibrated_above()
     saved = before.saved(now)
     assert saved["floor"] == before.lowest < 1.0 and saved["margin"] < 1.0
 
-    def restarted(state: dict[str, float | str]) -> LoopCalibrated:
+    def restarted(state: SavedLoop) -> LoopCalibrated:
         after, _ = calibrated(pool, width=3.0)
         assert after.resume(state, now)
         after.fit(demand.iloc[-60:])

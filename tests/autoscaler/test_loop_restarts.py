@@ -77,6 +77,7 @@ def test_a_restart_between_two_ticks_changes_nothing_the_loop_decides(
     first = at(demand, split)  # the restarted daemon's first tick
     assert restarted.resume(ran_on.saved(first - MINUTE), first)
     assert restarted._day_over_at == ran_on._day_over_at  # the members not trusted yet
+    assert bool(ran_on._day_over_at) == (traffic is bursty_demand)  # bursts: some are barred
     assert restarted.take_up_week(read_week(tmp_path / "gen.npz", UTC), first)
     recalibrations = 0
     for end in range(split + 1, len(demand) + 1):

@@ -92,11 +92,25 @@ def test_a_member_over_the_target_at_a_recent_comparison_does_not_take_over() ->
     again = {"reactive": START + timedelta(days=20)}
     chosen, why = choose(trials, following="forecast", distrusted=again)
     assert chosen.member == "forecast"
-    expected = "reactive 0.70x (a day over the target lately: may take over from 2026-11-22 00:00)"
+    expected = (
+        "reactive 0.70x (a day over the target lately: may take over from 2026-11-22 00:00 UTC)"
+    )
     assert expected in why
     assert choose(trials, following="reactive", distrusted=again)[0].member == "reactive"
     other = {"static": START}
     assert choose(trials, following="forecast", distrusted=other)[0].member == "reactive"
+
+
+def test_where_the_followed_member_misses_a_barred_clean_member_beats_one_over_now() -> None:
+    """The followed member misses and the only member clean now is barred: it is still
+    preferred to a cheaper one whose replay has a day over the target now."""
+    trials = [
+        Trial("forecast", 4.0, 0.05, 300.0, meets=False),
+        trial("reactive", 80.0),
+        Trial("recent_peak", 1.0, 0.02, 50.0, meets=True, outlier=True),
+    ]
+    barred = {"reactive": START + timedelta(days=20)}
+    assert choose(trials, following="forecast", distrusted=barred)[0].member == "reactive"
 
 
 def test_with_every_member_over_on_a_day_the_cheapest_that_meets_is_still_followed() -> None:
@@ -379,7 +393,7 @@ def test_a_member_with_a_day_over_the_target_takes_over_only_windows_later(
     assert last_over + WINDOW * DISTRUST_WINDOWS <= took_over
     assert took_over - timedelta(hours=6) < last_over + WINDOW * DISTRUST_WINDOWS
     waited = [c for at, _, c in compared if over_until < at < took_over]
-    again = f"lately: may take over from {last_over + WINDOW * DISTRUST_WINDOWS:%Y-%m-%d %H:%M}"
+    again = f"lately: may take over from {last_over + WINDOW * DISTRUST_WINDOWS:%Y-%m-%d %H:%M %Z}"
     assert waited and all(f"reactive 0.50x (a day over the target {again})" in c for c in waited)
     assert predictor.member == "reactive"
 
@@ -399,6 +413,14 @@ def test_a_member_with_a_day_over_the_target_takes_over_only_windows_later(
     assert restarted._day_over_at == during._day_over_at
     naive = {**saved, "day_over": {"reactive": "2026-11-05T00:00:00"}}
     assert not LoopCalibrated(Band(1.0), settings_of(pool), pool).resume(naive, now)
+    # A time far past now (a skewed clock, a hand edit) bars for one memory from now at
+    # most: the next comparison neither fails nor keeps it longer.
+    future = {**saved, "day_over": {"reactive": "9999-12-30T00:00:00+00:00"}}
+    skewed = LoopCalibrated(Band(1.0), settings_of(pool), pool)
+    assert skewed.resume(future, now)
+    later = now + timedelta(hours=1)
+    barred = skewed._distrusted(later, [trial("forecast", 100.0), trial("reactive", 50.0)])
+    assert barred == {"reactive": later + WINDOW * DISTRUST_WINDOWS}
 
 
 def test_a_window_without_demand_keeps_the_static_calibration_in_use() -> None:
