@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,28 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def daemon_process(
+    config: Path, *options: str, stdout: int | None = subprocess.PIPE
+) -> Iterator[subprocess.Popen[str]]:
+    """`autoscaler run [OPTIONS] --config CONFIG` as a child process (stderr piped, stdout
+    as asked), killed if it still runs when the block ends: a failed assertion must not
+    leave a daemon behind."""
+    command = [sys.executable, "-m", "autoscaler.cli.main", "run", *options]
+    proc = subprocess.Popen(
+        [*command, "--config", str(config)],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +13,8 @@ import yaml
 
 from autoscaler.daemon import Daemon
 from common.clock import SimulatedClock
-from tests.support import RecordingNotifier
+from tests.support import ROOT, RecordingNotifier, daemon_process
 
-ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"
 NOON = datetime(1995, 7, 5, 16, 0, tzinfo=UTC)
 
@@ -151,14 +148,7 @@ def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_fil
     simulation = {"start": "1995-07-05T12:00:00Z", "end": "1995-07-06T12:00:00Z", "speed": 30}
     path = write_config(tmp_path, simulation=simulation)  # one tick every 2 s of real time
     log = tmp_path / "decisions.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
+    with daemon_process(path) as proc:
         deadline = time.time() + 30
         while time.time() < deadline and not (log.exists() and log.read_text().strip()):
             time.sleep(0.1)
@@ -169,9 +159,6 @@ def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_fil
         assert proc.poll() is None, "a bad config on SIGHUP must not stop the daemon"
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err
     assert "config reload failed" in err
     lines = log.read_text().splitlines()

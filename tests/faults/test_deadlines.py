@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -26,10 +24,11 @@ from autoscaler.notify import Message
 from autoscaler.notify_slack import SlackNotifier
 from backends.base import BackendError
 from backends.nomad_job import NomadJobBackend, NomadJobGroup
-from tests.autoscaler.test_daemon import NOON, ROOT, write_config
+from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.drip import DripDouble
 from tests.faults.test_metrics_faults import STEADY_NODES, PrometheusHarness, good
 from tests.faults.test_uncaught import daemon_for
+from tests.support import daemon_process
 
 DRIP_S = 0.04
 MATRIX = json.dumps(
@@ -144,13 +143,7 @@ def test_sigterm_is_prompt_while_prometheus_drips(tmp_path: Path) -> None:
         config["metrics"] = {"kind": "prometheus", "url": drip.url, "timeout": "1s"}
         config["pools"] += [{**config["pools"][0], "name": f"pool-{i}"} for i in range(2)]
         path.write_text(yaml.safe_dump(config))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
+        with daemon_process(path, stdout=None) as proc:
             deadline = time.monotonic() + 30
             while not drip.requests and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -159,9 +152,6 @@ def test_sigterm_is_prompt_while_prometheus_drips(tmp_path: Path) -> None:
             started = time.monotonic()
             _, err = proc.communicate(timeout=60)
             took = time.monotonic() - started
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     assert proc.returncode == 0, err
     assert took < 8.0, f"SIGTERM took {took:.1f} s"
 

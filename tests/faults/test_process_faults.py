@@ -12,8 +12,6 @@ import json
 import logging
 import random
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -26,19 +24,9 @@ from autoscaler.cli.main import app
 from autoscaler.daemon import Daemon
 from autoscaler.state import StateStore
 from common.clock import SimulatedClock
-from tests.autoscaler.test_daemon import NOON, ROOT, write_config
+from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
-from tests.support import RecordingNotifier, wait_for
-
-
-def start_daemon(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+from tests.support import RecordingNotifier, daemon_process, wait_for
 
 
 def fresh_demand(rps: float, delay: float) -> Reply:
@@ -53,16 +41,12 @@ def test_sigterm_mid_tick_finishes_the_tick_then_exits_zero(tmp_path: Path) -> N
     """The metrics query of the first tick takes 2.5 s; SIGTERM lands while it waits."""
     with PrometheusApiDouble([fresh_demand(10.0, delay=2.5)]) as prometheus:
         config = write_config(tmp_path, metrics={"kind": "prometheus", "url": prometheus.url})
-        proc = start_daemon(config)
-        try:
+        with daemon_process(config) as proc:
             assert wait_for(lambda: prometheus.requests, 30), "the daemon never queried"
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             _out, err = proc.communicate(timeout=30)
             waited = time.monotonic() - signalled
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     assert proc.returncode == 0, err
     assert waited >= 1.5, "it exited before the tick in flight finished"
     assert "finishing the tick in flight" in err
@@ -83,16 +67,12 @@ def test_sigkill_at_random_moments_leaves_a_whole_state_file(tmp_path: Path) -> 
     chance = random.Random(6)
     kills = 0
     for _ in range(3):
-        proc = start_daemon(config)
-        try:
+        with daemon_process(config) as proc:
             assert wait_for(state.exists, 30), "the daemon never saved its state"
             time.sleep(chance.uniform(0.2, 0.8))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             kills += 1
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         saved = json.loads(state.read_text())  # valid JSON, never a half-written file
         assert saved["version"] == 1 and "image-gen" in saved["pools"]
         loaded = StateStore(state).load()
@@ -265,20 +245,10 @@ def test_sigterm_mid_tick_of_run_once_finishes_the_tick_then_exits_zero(tmp_path
     the tick's decision neither logged nor saved."""
     with PrometheusApiDouble([fresh_demand(10.0, delay=2.5)]) as prometheus:
         config = write_config(tmp_path, metrics={"kind": "prometheus", "url": prometheus.url})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler.cli.main", "run", "--once", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
+        with daemon_process(config, "--once") as proc:
             assert wait_for(lambda: prometheus.requests, 30), "it never queried"
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     assert proc.returncode == 0, err
     assert "finishing the tick in flight" in err and "image-gen" in out
     (line,) = (tmp_path / "decisions.jsonl").read_text().splitlines()
