@@ -23,6 +23,7 @@ from autoscaler.kept_ticks import DEMAND, KeptTicks
 from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.loop_replay import AIMS, MARGINS, LoopSettings, lowest_margin
 from autoscaler.portfolio import RecentPeak, members_of
+from autoscaler.state import aware_time
 
 SavedLoop = dict[str, float | str | dict[str, str]]
 """A calibration as the state file keeps it (LoopRestarts.saved)."""
@@ -144,10 +145,7 @@ def _days_over(saved: object, members: tuple[str, ...]) -> dict[str, datetime]:
     policy no longer has are let go); a ValueError where one does not read."""
     if not isinstance(saved, dict):
         raise ValueError(f"day_over is not a mapping: {saved!r}")
-    days = {str(m): datetime.fromisoformat(str(at)) for m, at in saved.items() if m in members}
-    if any(at.tzinfo is None for at in days.values()):
-        raise ValueError("a day over the target without a time zone")
-    return days
+    return {str(m): aware_time(str(at)) for m, at in saved.items() if m in members}
 
 
 def settings_digest(pool: Pool) -> str:

@@ -273,15 +273,17 @@ def _pool_from_json(data: dict[str, Any]) -> PoolState:
     memory = Memory(
         last_action_at=_from_iso(data.get("last_action_at")),
         manual_change_at=_from_iso(data.get("manual_change_at")),
-        recommendations=tuple((_aware(t), _count(n)) for t, n in data.get("recommendations", [])),
+        recommendations=tuple(
+            (aware_time(t), _count(n)) for t, n in data.get("recommendations", [])
+        ),
         signal_counts=tuple(
-            (str(name), _aware(t), _count(n)) for name, t, n in data.get("signal_counts", [])
+            (str(name), aware_time(t), _count(n)) for name, t, n in data.get("signal_counts", [])
         ),
     )
     known = data.get("last_known_desired")
     return PoolState(
         memory=memory,
-        failing={str(k): _aware(v) for k, v in data.get("failing", {}).items()},
+        failing={str(k): aware_time(v) for k, v in data.get("failing", {}).items()},
         reported_expired=[str(x) for x in data.get("reported_expired", [])],
         last_decision=_decision(data.get("last_decision")),
         last_known_desired=None if known is None else _count(known),
@@ -300,7 +302,7 @@ def _loop(value: Any) -> dict[str, Any] | None:
             "margin": float(value["margin"]),
             "member": str(value["member"]),
             "aim": float(value["aim"]),
-            "at": _aware(value["at"]).isoformat(),
+            "at": aware_time(value["at"]).isoformat(),
         }
         if "held_level" in value:  # the static member's level (autoscaler.portfolio)
             loop["held_level"] = float(value["held_level"])
@@ -309,7 +311,9 @@ def _loop(value: Any) -> dict[str, Any] | None:
         if "day_over" in value:  # each member's last day over the target (portfolio.choose)
             if not isinstance(value["day_over"], dict):
                 raise ValueError("day_over is not a mapping")
-            loop["day_over"] = {str(m): _aware(t).isoformat() for m, t in value["day_over"].items()}
+            loop["day_over"] = {
+                str(m): aware_time(t).isoformat() for m, t in value["day_over"].items()
+            }
     except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None
@@ -356,10 +360,10 @@ def _utc_text(moment: datetime) -> str:
 
 
 def _from_iso(text: str | None) -> datetime | None:
-    return _aware(text) if text else None
+    return aware_time(text) if text else None
 
 
-def _aware(text: str) -> datetime:
+def aware_time(text: str) -> datetime:
     """A naive time would pass loading and then break every tick's comparisons."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
