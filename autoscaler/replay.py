@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_MILLISECONDS_FROM = 1e11
+"""A Unix time at least this large is milliseconds: in seconds it would be the year 5138."""
+_LAST_SECOND = pd.Timestamp.max.value / 1e9
+"""The last Unix second a time of the trace may be (pandas' nanosecond times end in 2262)."""
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 
@@ -106,9 +110,10 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
     ValueError names the file, the line and the field of the first cell that cannot be
     read: a number that is not one (or is negative or infinite), a time that is not ISO
-    8601 or not a whole minute, a row of the wrong width, a minute given twice with two
-    values. An empty cell (or NA, NaN) is a minute without a sample, never zero load.
-    The rows come in time order, a minute repeated with the same values once.
+    8601 (or, in every row, Unix seconds) or not a whole minute, a row of the wrong width,
+    a minute given twice with two values. An empty cell (or NA, NaN) is a minute without a
+    sample, never zero load. The rows come in time order, a minute repeated with the same
+    values once.
     """
     return _read(path, lambda text: _one_row_a_minute(path, _columns(path, text)))
 
@@ -174,15 +179,7 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
             queue.append(_number(path, line, "queue_depth", row[queue_at]))
     if not lines:
         raise ValueError(f"{path}: no rows after the header; a trace has a row a minute")
-    timestamps = pd.DatetimeIndex(
-        pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
-    )
-    if timestamps.hasnans:
-        bad = int(np.argmax(timestamps.isna()))
-        raise ValueError(
-            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not an ISO 8601 time "
-            "(e.g. 2025-01-05T16:00:00Z)"
-        )
+    timestamps = _times(path, lines, stamps)
     between = timestamps != timestamps.floor("1min")
     if between.any():
         bad = int(np.argmax(between))
@@ -196,6 +193,34 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
         requests=np.asarray(requests, dtype=float),
         queue_depth=None if queue_at is None else np.asarray(queue, dtype=float),
     )
+
+
+def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
+    """The timestamp cells as UTC times: ISO 8601, or Unix seconds where every cell is a
+    plain number (what Prometheus's HTTP API and promtool give; milliseconds, a
+    dashboard's export, where a number is too large for seconds of the years 1973-5138)."""
+    numbers = pd.to_numeric(pd.Series(stamps, dtype=object), errors="coerce").to_numpy(float)
+    if np.isfinite(numbers).all() and (numbers >= 0).all():
+        seconds = np.where(numbers >= _MILLISECONDS_FROM, numbers / 1000.0, numbers)
+        beyond = seconds >= _LAST_SECOND
+        if beyond.any():
+            bad = int(np.argmax(beyond))
+            raise ValueError(
+                f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is no Unix time in "
+                "seconds or milliseconds before the year 2262"
+            )
+        times = pd.to_datetime(np.round(seconds * 1e6).astype(np.int64), unit="us", utc=True)
+        return pd.DatetimeIndex(times, name="timestamp")
+    timestamps = pd.DatetimeIndex(
+        pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
+    )
+    if timestamps.hasnans:
+        bad = int(np.argmax(timestamps.isna()))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not an ISO 8601 time "
+            "(e.g. 2025-01-05T16:00:00Z) nor Unix seconds (every row a number)"
+        )
+    return timestamps
 
 
 def _one_row_a_minute(path: Path, rows: TraceColumns) -> TraceColumns:

@@ -53,7 +53,8 @@ BAD_ROWS = {
     "infinite": ("2025-01-05T16:01:00Z,inf", "requests: 'inf' is not a count (finite, at least 0)"),
     "time": (
         "yesterday,5",
-        "timestamp: 'yesterday' is not an ISO 8601 time (e.g. 2025-01-05T16:00:00Z)",
+        "timestamp: 'yesterday' is not an ISO 8601 time (e.g. 2025-01-05T16:00:00Z) "
+        "nor Unix seconds (every row a number)",
     ),
     "seconds": (
         "2025-01-05T16:00:30Z,5",
@@ -74,6 +75,35 @@ def test_a_bad_row_names_the_file_line_and_field(tmp_path: Path, name: str) -> N
     with pytest.raises(ValueError) as caught:
         read_trace(path)
     assert str(caught.value) == f"{path}:4: {reason}"
+
+
+@pytest.mark.parametrize("unit", [1, 1000])
+def test_unix_times_read_as_the_same_minutes(trace_file: Path, tmp_path: Path, unit: int) -> None:
+    """Prometheus's HTTP API and promtool give Unix seconds (`1736092800.000`), a
+    dashboard's export milliseconds: the same minutes as the ISO 8601 file."""
+    rows = [f"{(T0 + i * MINUTE).timestamp() * unit:.3f},{60 * i}" for i in range(120)]
+    path = tmp_path / "unix.csv"
+    path.write_text("timestamp,requests\n" + "\n".join(rows) + "\n")
+    pd.testing.assert_series_equal(read_trace(path), read_trace(trace_file))
+
+
+UNIX_ROWS = {
+    "mixed": ("2025-01-05T16:01:00Z", "'1736092800' is not an ISO 8601 time"),
+    "off the minute": ("1736092830", "'1736092830' is not a whole minute"),
+    "beyond 2262": ("1e16", "'1e16' is no Unix time in seconds or milliseconds before"),
+}
+
+
+@pytest.mark.parametrize("name", UNIX_ROWS)
+def test_a_unix_time_that_does_not_read_names_its_line(tmp_path: Path, name: str) -> None:
+    """A number that is no whole minute or too far ahead, or a file that mixes numbers
+    with ISO 8601 times, is refused, naming the line: never read as another minute."""
+    row, reason = UNIX_ROWS[name]
+    path = tmp_path / "bad.csv"
+    path.write_text(f"timestamp,requests\n1736092800,5\n{row},7\n")
+    line = 2 if name == "mixed" else 3
+    with pytest.raises(ValueError, match=f"^{path}:{line}: timestamp: {reason}"):
+        read_trace(path)
 
 
 def test_a_minute_given_twice_with_two_values_is_refused(tmp_path: Path) -> None:
