@@ -155,12 +155,13 @@ def _sweep(
 
 
 def oracle(replay: Replay) -> PolicyResult:
-    """Exactly the nodes each minute needs, ready at once: the cost floor, never late."""
+    """Exactly the nodes each minute needs, ready at once: never late. No cost floor: a fleet
+    that spends the late budget can cost less (report.least_node_hours)."""
     desired = node_counts(replay.rps[replay.sim_start :], replay.per_node_rps)
     score, ready = replay.score(desired, ready=desired)
     return PolicyResult(
         "oracle",
-        "exact need each minute, no boot delay (the limit)",
+        "exact need each minute, no boot delay (never late)",
         {},
         score,
         True,

@@ -246,6 +246,9 @@ def test_backtest_untuned_scores_every_target_and_extra_trace(traces: Path, tmp_
         spends = row["late"] >= 0.5 * row["target"]
         cheap = row["ratio"] is not None and row["ratio"] <= 0.9
         assert (row["verdict"] == "MET") == (meets and spends and cheap)
+        if meets and row["ratio"] is not None:  # no fleet that meets it costs under the least
+            assert 0 < row["least"] <= row["ratio"]
+            assert row["first_week"] is not None
         shown = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
         line = f"│ {row['trace']} ".ljust(10)
         assert any(
