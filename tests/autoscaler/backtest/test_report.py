@@ -14,17 +14,22 @@ from autoscaler.backtest.runner import BacktestSettings, run_backtest
 from tests.autoscaler.backtest.test_runner import nasa_cut, step_trace
 
 
+def untuned(per_node_rps: float, warmup: timedelta, *baselines: str) -> BacktestSettings:
+    """A quick backtest: the linear predictor, untuned, on one process."""
+    return BacktestSettings(
+        per_node_rps=per_node_rps,
+        warmup=warmup,
+        predictor="linear",
+        tune=False,
+        baselines=baselines,
+        jobs=1,
+    )
+
+
 def test_a_trace_of_no_requests_gets_a_summary_not_a_traceback() -> None:
     """Every baseline that meets the target costs 0 node-hours: no ratio to print."""
     trace = step_trace(180, jump_at=180, low=0.0, high=0.0)
-    settings = BacktestSettings(
-        per_node_rps=1.0,
-        warmup=timedelta(minutes=90),
-        predictor="linear",
-        tune=False,
-        baselines=("static",),
-        jobs=1,
-    )
+    settings = untuned(1.0, timedelta(minutes=90), "static")
     report = run_backtest(Path("zeros.csv"), settings, trace=trace)
     line = summary_line(report)
     assert line.startswith("policy meets the target; 0 node-hours")
@@ -37,14 +42,8 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     costs at least the bound; and the bound is tight where the traffic is flat: a
     constant load of exactly 6 nodes at a 1 % target is 0.99 x 6 nodes."""
     trace = nasa_cut(2.5)
-    settings = BacktestSettings(
-        per_node_rps=float(trace.mean()) / 20,
-        warmup=timedelta(days=1),
-        predictor="linear",
-        tune=False,
-        baselines=("oracle", "static", "hpa", "seasonal-naive"),
-        jobs=1,
-    )
+    baselines = ("oracle", "static", "hpa", "seasonal-naive")
+    settings = untuned(float(trace.mean()) / 20, timedelta(days=1), *baselines)
     report = run_backtest(Path("nasa.csv"), settings, trace=trace)
     least = least_node_hours(report)
     scored = trace.iloc[report.replay.score_start :].sum() * 60
@@ -65,14 +64,8 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     )
 
     flat = step_trace(600, jump_at=600, low=6.0, high=6.0)
-    flat_settings = BacktestSettings(
-        per_node_rps=1.0,
-        warmup=timedelta(minutes=120),
-        predictor="linear",
-        tune=False,
-        baselines=("oracle",),
-        jobs=1,
+    flat_report = run_backtest(
+        Path("flat.csv"), untuned(1.0, timedelta(minutes=120), "oracle"), trace=flat
     )
-    flat_report = run_backtest(Path("flat.csv"), flat_settings, trace=flat)
     oracle = flat_report.result("oracle").score.node_hours
     assert least_node_hours(flat_report) == pytest.approx(0.99 * oracle)
