@@ -31,8 +31,9 @@ T = TypeVar("T")
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _MILLISECONDS_FROM = 1e11
 """A Unix time at least this large is milliseconds: in seconds it would be the year 5138."""
+_FIRST_SECOND = pd.Timestamp("1990-01-01", tz="UTC").timestamp()
 _LAST_SECOND = pd.Timestamp.max.value / 1e9
-"""The last Unix second a time of the trace may be (pandas' nanosecond times end in 2262)."""
+"""The Unix seconds a trace's times may span (pandas' nanosecond times end in 2262)."""
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 
@@ -110,10 +111,10 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
     ValueError names the file, the line and the field of the first cell that cannot be
     read: a number that is not one (or is negative or infinite), a time that is not ISO
-    8601 (or, in every row, Unix seconds) or not a whole minute, a row of the wrong width,
-    a minute given twice with two values. An empty cell (or NA, NaN) is a minute without a
-    sample, never zero load. The rows come in time order, a minute repeated with the same
-    values once.
+    8601 (or, where the first row's is a number, Unix seconds) or not a whole minute, a
+    row of the wrong width, a minute given twice with two values. An empty cell (or NA,
+    NaN) is a minute without a sample, never zero load. The rows come in time order, a
+    minute repeated with the same values once.
     """
     return _read(path, lambda text: _one_row_a_minute(path, _columns(path, text)))
 
@@ -196,21 +197,11 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
 
 
 def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
-    """The timestamp cells as UTC times: ISO 8601, or Unix seconds where every cell is a
-    plain number (what Prometheus's HTTP API and promtool give; milliseconds, a
-    dashboard's export, where a number is too large for seconds of the years 1973-5138)."""
+    """The timestamp cells as UTC times: ISO 8601, or, where the first row's is a plain
+    number, Unix times in every row (what Prometheus's HTTP API and promtool give)."""
     numbers = pd.to_numeric(pd.Series(stamps, dtype=object), errors="coerce").to_numpy(float)
-    if np.isfinite(numbers).all() and (numbers >= 0).all():
-        seconds = np.where(numbers >= _MILLISECONDS_FROM, numbers / 1000.0, numbers)
-        beyond = seconds >= _LAST_SECOND
-        if beyond.any():
-            bad = int(np.argmax(beyond))
-            raise ValueError(
-                f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is no Unix time in "
-                "seconds or milliseconds before the year 2262"
-            )
-        times = pd.to_datetime(np.round(seconds * 1e6).astype(np.int64), unit="us", utc=True)
-        return pd.DatetimeIndex(times, name="timestamp")
+    if not math.isnan(numbers[0]):
+        return _unix_times(path, lines, stamps, numbers)
     timestamps = pd.DatetimeIndex(
         pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
     )
@@ -221,6 +212,25 @@ def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
             "(e.g. 2025-01-05T16:00:00Z) nor Unix seconds (every row a number)"
         )
     return timestamps
+
+
+def _unix_times(
+    path: Path, lines: list[int], stamps: list[str], numbers: np.ndarray
+) -> pd.DatetimeIndex:
+    """Unix seconds, or milliseconds (a dashboard's export) where a number is too large
+    for seconds before 2262. A time before 1990 is refused, not read: no traffic trace
+    is from 1970, and seconds from the trace's own start (0, 60, ...) would be."""
+    seconds = np.where(numbers >= _MILLISECONDS_FROM, numbers / 1000.0, numbers)
+    wrong = ~((seconds >= _FIRST_SECOND) & (seconds < _LAST_SECOND))  # NaN, a word: wrong
+    if wrong.any():
+        bad = int(np.argmax(wrong))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not a Unix time (seconds "
+            "or milliseconds from 1990 to 2262); the first row's time is a number, so "
+            "every row's must be"
+        )
+    times = pd.to_datetime(np.round(seconds * 1e6).astype(np.int64), unit="us", utc=True)
+    return pd.DatetimeIndex(times, name="timestamp")
 
 
 def _one_row_a_minute(path: Path, rows: TraceColumns) -> TraceColumns:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,21 +89,32 @@ def test_unix_times_read_as_the_same_minutes(trace_file: Path, tmp_path: Path, u
 
 
 UNIX_ROWS = {
-    "mixed": ("2025-01-05T16:01:00Z", "'1736092800' is not an ISO 8601 time"),
-    "off the minute": ("1736092830", "'1736092830' is not a whole minute"),
-    "beyond 2262": ("1e16", "'1e16' is no Unix time in seconds or milliseconds before"),
+    "an ISO time after a number": ("2025-01-05T16:01:00Z", 3, "'2025-01-05T16:01:00Z' is not a"),
+    "off the minute": ("1736092830", 3, "'1736092830' is not a whole minute"),
+    "beyond 2262": ("1e16", 3, "'1e16' is not a Unix time (seconds or milliseconds from 1990"),
+    "negative": ("-60", 3, "'-60' is not a Unix time"),
+    "empty": ("", 3, "'' is not a Unix time"),
+    "seconds from the start": ("60", 3, "'60' is not a Unix time"),
 }
 
 
 @pytest.mark.parametrize("name", UNIX_ROWS)
 def test_a_unix_time_that_does_not_read_names_its_line(tmp_path: Path, name: str) -> None:
-    """A number that is no whole minute or too far ahead, or a file that mixes numbers
-    with ISO 8601 times, is refused, naming the line: never read as another minute."""
-    row, reason = UNIX_ROWS[name]
+    """Where the first row's time is a number, every row's must be a Unix time (seconds or
+    milliseconds, 1990 to 2262, a whole minute): anything else is refused naming its own
+    line, never read as another minute (a negative number as a year, seconds from the
+    trace's start as 1970)."""
+    row, line, reason = UNIX_ROWS[name]
     path = tmp_path / "bad.csv"
     path.write_text(f"timestamp,requests\n1736092800,5\n{row},7\n")
-    line = 2 if name == "mixed" else 3
-    with pytest.raises(ValueError, match=f"^{path}:{line}: timestamp: {reason}"):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}:{line}: timestamp: {reason}')}"):
+        read_trace(path)
+
+
+def test_a_number_after_iso_times_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,requests\n2025-01-05T16:00:00Z,5\n1736092860,7\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}:3: timestamp: '1736092860'"):
         read_trace(path)
 
 
