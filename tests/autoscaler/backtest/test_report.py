@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from autoscaler.backtest.baselines import PolicyResult
+from autoscaler.backtest.queue import ready_nodes
 from autoscaler.backtest.report import least_node_hours, summary_line, summary_lines
 from autoscaler.backtest.runner import BacktestSettings, run_backtest
 from tests.autoscaler.backtest.test_runner import nasa_cut, step_trace
@@ -50,7 +52,7 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     assert least == pytest.approx(0.99 * scored / (settings.per_node_rps * 3600))
     meeting: list[PolicyResult] = [r for r in report.results if r.meets_target]
     assert {r.name for r in meeting} >= {"policy", "oracle", "static"}
-    assert all(r.score.node_hours >= least for r in meeting)
+    assert all(r.score.node_hours >= least - 3 * r.desired.max() / 3600 for r in meeting)
     static = report.result("static").knobs["nodes"]
     for nodes in (
         static - 1,
@@ -58,7 +60,7 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     ):  # the largest constant fleet that misses, and the least that meets
         counts = np.full(len(report.replay.rps) - report.replay.sim_start, nodes)
         fleet = report.replay.score(counts, ready=counts)[0]
-        assert not fleet.meets(0.01) or fleet.node_hours >= least
+        assert not fleet.meets(0.01) or fleet.node_hours >= least - 3 * nodes / 3600
     assert any(
         "no fleet that meets the target costs under" in line for line in summary_lines(report)
     )
@@ -69,3 +71,22 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     )
     oracle = flat_report.result("oracle").score.node_hours
     assert least_node_hours(flat_report) == pytest.approx(0.99 * oracle)
+
+
+def test_the_queue_left_at_the_end_is_the_least_s_only_slack() -> None:
+    """The simulator never serves the queue the span ends with, and its on-time part is
+    at most L seconds of the capacity it joined: a fleet one node short for the last
+    190 minutes (a queue that grows on time up to L x c), then none for 4 (the budget),
+    meets the target under the least at a 600 s latency target, never under the least
+    less L seconds of its largest count."""
+    flat = step_trace(600, jump_at=600, low=20.0, high=20.0)  # 20 nodes of 1 req/s
+    settings = untuned(1.0, timedelta(minutes=100), "oracle")
+    settings = dataclasses.replace(settings, latency_target_s=600.0)
+    report = run_backtest(Path("flat.csv"), settings, trace=flat)
+    replay = report.replay
+    counts = np.full(len(replay.rps) - replay.sim_start, 20, dtype=np.int64)
+    counts[-194:-4], counts[-4:] = 19, 0
+    fleet = replay.score(counts, ready=ready_nodes(counts, replay.boot_minutes, 20))[0]
+    least = least_node_hours(report)
+    assert fleet.meets(0.01) and fleet.node_hours < least
+    assert fleet.node_hours >= least - 600 * 20 / 3600
