@@ -7,8 +7,12 @@ late ones (the backtest's own queue rule), the share of the whole run's budget t
 took, and the fleet's mean count. A run that spends little on ordinary days and most of
 its budget on one burst, or the reverse, reads at a glance; so does what the fleet cost
 in each week (the portfolio compares its members only once a week of ticks is kept).
+`--anchors` also runs bench/backtest_untuned.py's anchors, tuned in hindsight, and
+prints the cheapest that meets the target beside each day: its mean count and the
+policy's over it, so the days where the policy pays more than the anchor read at a glance.
 
-    python bench/budget_by_day.py NAME|FILE [--traces DIR] [--twice] [--variant V] [--target 0.01]
+    python bench/budget_by_day.py NAME|FILE [--traces DIR] [--twice] [--variant V]
+        [--target 0.01] [--anchors]
 """
 
 from __future__ import annotations
@@ -20,33 +24,50 @@ from pathlib import Path
 
 import numpy as np
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
+from backtest_untuned import ANCHORS
 from rich.console import Console
 from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
 from trace_variants import VARIANTS, write_played_twice, write_variants
 
-from autoscaler.backtest.budget import days_of
+from autoscaler.backtest.budget import Day, days_of
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 
 
 def by_day(report: BacktestReport) -> Table:
-    """One row a day of the scored span (autoscaler.backtest.budget), and their total."""
+    """One row a day of the scored span (autoscaler.backtest.budget), and their total;
+    where an anchor meets the target, the cheapest one's mean count beside each."""
     days = days_of(report)
+    best = report.best_baseline()
+    anchor = days_of(report, best.name) if best is not None else None
     requests = sum(day.requests for day in days)
     budget = report.settings.service_target * requests
     late_share = report.result("policy").score.late_share
     table = Table(title=f"policy by day: {late_share:.3%} late over the run")
     for column in ("day from", "requests", "late", "late share", "of the budget", "mean nodes"):
         table.add_column(column, justify="right")
-    for day in days:
+    if best is not None:
+        table.add_column(f"{best.name} nodes", justify="right")
+        table.add_column("× it", justify="right")
+    for at, day in enumerate(days):
         label = f"{day.start:%Y-%m-%d %H:%M}"
-        table.add_row(*_cells(label, day.requests, day.late, day.mean_nodes, budget))
+        cells = _cells(label, day.requests, day.late, day.mean_nodes, budget)
+        table.add_row(*cells, *(_versus(day.mean_nodes, anchor[at].mean_nodes) if anchor else ()))
     minutes = [day.minutes for day in days]
-    mean_nodes = float(np.average([day.mean_nodes for day in days], weights=minutes))
+    mean_nodes = _mean(days, minutes)
     late = sum(day.late for day in days)
     table.add_section()
-    table.add_row(*_cells("all", requests, late, mean_nodes, budget))
+    total = _cells("all", requests, late, mean_nodes, budget)
+    table.add_row(*total, *(_versus(mean_nodes, _mean(anchor, minutes)) if anchor else ()))
     return table
+
+
+def _mean(days: list[Day], minutes: list[int]) -> float:
+    return float(np.average([day.mean_nodes for day in days], weights=minutes))
+
+
+def _versus(mine: float, theirs: float) -> tuple[str, str]:
+    return f"{theirs:.1f}", f"{mine / theirs:.3f}" if theirs > 0 else "-"
 
 
 def _cells(
@@ -74,6 +95,12 @@ def main() -> int:
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="one stress variant")
     parser.add_argument("--target", type=float, default=0.01, help="service target (0.01)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the backtest")
+    parser.add_argument(
+        "--anchors",
+        action="store_true",
+        help="also run the anchors, tuned in hindsight, and set the cheapest that meets the "
+        "target beside each day",
+    )
     args = parser.parse_args()
     given = Path(args.trace)
     source = given if given.suffix in (".csv", ".gz") else trace_path(args.traces, args.trace)
@@ -92,7 +119,7 @@ def main() -> int:
             per_node_rps=per_node_rps,
             service_target=args.target,
             tune=False,
-            baselines=(),
+            baselines=ANCHORS if args.anchors else (),
             jobs=args.jobs,
         )
         report = run_backtest(path, settings, trace=trace)

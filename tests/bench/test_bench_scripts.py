@@ -309,6 +309,19 @@ def test_budget_by_day_adds_up_to_the_late_share_of_the_run(tmp_path: Path) -> N
     assert float(total[1].replace(",", "")) == pytest.approx(requests, abs=2)
 
 
+def test_budget_by_day_sets_the_cheapest_anchor_beside_each_day(tmp_path: Path) -> None:
+    """`--anchors`: the anchor that meets the target at the least cost is named, and each
+    day's ratio (and the total's) is the policy's mean count over the anchor's that day."""
+    daily_trace(tmp_path, "nasa_jul95", days=9, seed=5)
+    printed = run_script("budget_by_day.py", str(tmp_path / "nasa_jul95.csv"), "--anchors")
+    assert re.search(r"┃ (static|hpa|linear-20m|seasonal-naive) nodes ┃", printed), printed
+    days, total = day_rows(printed)
+    assert len(days) == 2, printed
+    for row in [*days, total]:
+        mine, theirs, ratio = float(row[5]), float(row[6]), float(row[7])
+        assert ratio == pytest.approx(mine / theirs, rel=0.005), row  # counts shown to 0.1
+
+
 def test_budget_by_day_plays_a_trace_twice_at_its_sources_capacity(tmp_path: Path) -> None:
     """`--twice`: five days played twice are ten, three of them scored after the week of
     warm-up; the nodes are the source's (alibaba_genai_lora: 2 requests a minute each, so
