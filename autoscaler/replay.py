@@ -111,10 +111,10 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
     ValueError names the file, the line and the field of the first cell that cannot be
     read: a number that is not one (or is negative or infinite), a time that is not ISO
-    8601 (or, where the first row's is a number, Unix seconds) or not a whole minute, a
-    row of the wrong width, a minute given twice with two values. An empty cell (or NA,
-    NaN) is a minute without a sample, never zero load. The rows come in time order, a
-    minute repeated with the same values once.
+    8601 (or, where the first row's is a number, Unix seconds or milliseconds) or not a
+    whole minute, a row of the wrong width, a minute given twice with two values. An
+    empty cell (or NA, NaN) is a minute without a sample, never zero load. The rows come
+    in time order, a minute repeated with the same values once.
     """
     return _read(path, lambda text: _one_row_a_minute(path, _columns(path, text)))
 
@@ -199,9 +199,13 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
 def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
     """The timestamp cells as UTC times: ISO 8601, or, where the first row's is a plain
     number, Unix times in every row (what Prometheus's HTTP API and promtool give)."""
-    numbers = pd.to_numeric(pd.Series(stamps, dtype=object), errors="coerce").to_numpy(float)
-    if not math.isnan(numbers[0]):
-        return _unix_times(path, lines, stamps, numbers)
+    try:
+        float(stamps[0])
+    except ValueError:
+        pass  # ISO 8601, below
+    else:
+        numbers = pd.to_numeric(pd.Series(stamps, dtype=object), errors="coerce")
+        return _unix_times(path, lines, stamps, numbers.to_numpy(float))
     timestamps = pd.DatetimeIndex(
         pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce"), name="timestamp"
     )

@@ -53,7 +53,8 @@ from trace_files import DEFAULT_TRACES, trace_name, trace_path
 from trace_variants import write_played_twice, write_variants
 
 from autoscaler.backtest.baselines import PolicyResult
-from autoscaler.backtest.report import least_node_hours, policy_vs_best
+from autoscaler.backtest.budget import count_ratio, days_of
+from autoscaler.backtest.report import least_vs_best, policy_vs_best
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 from autoscaler.config.schema import DEFAULT_MARGIN, PredictorConfig
 
@@ -125,7 +126,7 @@ def score(
     elapsed = time.perf_counter() - began
     policy = report.result("policy")
     ratio, best = policy_vs_best(report)
-    first_week, after = week_split(report, policy, best)
+    first_week, after = week_split(report, best)
     return Row(
         name,
         target,
@@ -136,24 +137,23 @@ def score(
         elapsed,
         first_week,
         after,
-        None if ratio is None or best is None else least_node_hours(report) / best.score.node_hours,
+        least_vs_best(report),
     )
 
 
 def week_split(
-    report: BacktestReport, policy: PolicyResult, best: PolicyResult | None
+    report: BacktestReport, best: PolicyResult | None
 ) -> tuple[float | None, float | None]:
     """The policy's node-hours over the best anchor's in the first scored week, and after
-    it: until a week of ticks is kept the loop cannot compare its members and its margin
-    stays at least the band, so the first week shows what learning costs."""
+    it (None where the span is a week or less): until a week of ticks is kept the loop
+    cannot compare its members and its margin stays at least the band, so the first week
+    shows what learning costs."""
     if best is None:
         return None, None
-    scored = report.replay.score_start - report.replay.sim_start
-    week = 7 * 1440
-    mine, theirs = policy.desired[scored:], best.desired[scored:]
-    parts = [(mine[:week], theirs[:week]), (mine[week:], theirs[week:])]
-    ratios = [float(a.sum() / b.sum()) if len(a) and b.sum() > 0 else None for a, b in parts]
-    return ratios[0], ratios[1]
+    mine, theirs = days_of(report), days_of(report, best.name)
+    week = 7
+    after = count_ratio(mine[week:], theirs[week:]) if len(mine) > week else None
+    return count_ratio(mine[:week], theirs[:week]), after
 
 
 def stress_cases(source: Path, name: str, folder: Path, twice: bool) -> list[Case]:

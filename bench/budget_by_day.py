@@ -30,7 +30,7 @@ from rich.table import Table
 from trace_files import DEFAULT_TRACES, trace_name, trace_path
 from trace_variants import VARIANTS, write_played_twice, write_variants
 
-from autoscaler.backtest.budget import Day, days_of
+from autoscaler.backtest.budget import Day, count_ratio, days_of
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 
 
@@ -43,7 +43,10 @@ def by_day(report: BacktestReport) -> Table:
     requests = sum(day.requests for day in days)
     budget = report.settings.service_target * requests
     late_share = report.result("policy").score.late_share
-    table = Table(title=f"policy by day: {late_share:.3%} late over the run")
+    title = f"policy by day: {late_share:.3%} late over the run"
+    if best is None and len(report.results) > 1:
+        title += "; no anchor meets the target"
+    table = Table(title=title)
     for column in ("day from", "requests", "late", "late share", "of the budget", "mean nodes"):
         table.add_column(column, justify="right")
     if best is not None:
@@ -52,22 +55,22 @@ def by_day(report: BacktestReport) -> Table:
     for at, day in enumerate(days):
         label = f"{day.start:%Y-%m-%d %H:%M}"
         cells = _cells(label, day.requests, day.late, day.mean_nodes, budget)
-        table.add_row(*cells, *(_versus(day.mean_nodes, anchor[at].mean_nodes) if anchor else ()))
+        table.add_row(*cells, *(_versus(days[at : at + 1], anchor[at : at + 1]) if anchor else ()))
     minutes = [day.minutes for day in days]
-    mean_nodes = _mean(days, minutes)
+    mean_nodes = float(np.average([day.mean_nodes for day in days], weights=minutes))
     late = sum(day.late for day in days)
     table.add_section()
     total = _cells("all", requests, late, mean_nodes, budget)
-    table.add_row(*total, *(_versus(mean_nodes, _mean(anchor, minutes)) if anchor else ()))
+    table.add_row(*total, *(_versus(days, anchor) if anchor else ()))
     return table
 
 
-def _mean(days: list[Day], minutes: list[int]) -> float:
-    return float(np.average([day.mean_nodes for day in days], weights=minutes))
-
-
-def _versus(mine: float, theirs: float) -> tuple[str, str]:
-    return f"{theirs:.1f}", f"{mine / theirs:.3f}" if theirs > 0 else "-"
+def _versus(mine: list[Day], theirs: list[Day]) -> tuple[str, str]:
+    """The anchor's mean count over these days, and the policy's node-hours over its."""
+    minutes = [day.minutes for day in theirs]
+    mean = float(np.average([day.mean_nodes for day in theirs], weights=minutes))
+    ratio = count_ratio(mine, theirs)
+    return f"{mean:.1f}", "-" if ratio is None else f"{ratio:.3f}"
 
 
 def _cells(
@@ -119,7 +122,7 @@ def main() -> int:
             per_node_rps=per_node_rps,
             service_target=args.target,
             tune=False,
-            baselines=ANCHORS if args.anchors else (),
+            baselines=tuple(a for a in ANCHORS if a != "oracle") if args.anchors else (),
             jobs=args.jobs,
         )
         report = run_backtest(path, settings, trace=trace)

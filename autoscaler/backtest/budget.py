@@ -57,6 +57,13 @@ def days_of(report: BacktestReport, name: str = "policy") -> list[Day]:
     return days
 
 
+def count_ratio(mine: list[Day], theirs: list[Day]) -> float | None:
+    """One run's node-hours over another's on the same days (days_of both); None where
+    the other paid for no node: which days cost more than an anchor, not only the run."""
+    paid = sum(day.mean_nodes * day.minutes for day in theirs)
+    return sum(day.mean_nodes * day.minutes for day in mine) / paid if paid > 0 else None
+
+
 def budget_line(report: BacktestReport, name: str = "policy") -> str | None:
     """How the run's late requests fell on its days, against the budget (the service
     target x the scored requests); None where none was late."""

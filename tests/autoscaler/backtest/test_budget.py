@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,15 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscaler.backtest.budget import budget_line, days_of
+from autoscaler.backtest.budget import budget_line, count_ratio, days_of
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, run_backtest
 
 WARMUP = timedelta(hours=2)
 
 
-def _report(trace: pd.Series) -> BacktestReport:
+def _report(trace: pd.Series, *baselines: str) -> BacktestReport:
     settings = BacktestSettings(
-        per_node_rps=1.0, warmup=WARMUP, predictor="linear", tune=False, baselines=(), jobs=1
+        per_node_rps=1.0,
+        warmup=WARMUP,
+        predictor="linear",
+        tune=False,
+        baselines=baselines,
+        jobs=1,
     )
     return run_backtest(Path("burst.csv"), settings, trace=trace)
 
@@ -59,3 +65,21 @@ def test_a_run_with_no_late_request_has_no_line_and_a_short_last_day() -> None:
     assert [day.minutes for day in days] == [1440, 1440 // 2 - 120]
     assert all(day.late == 0 for day in days)
     assert budget_line(report) is None
+
+
+def test_a_run_over_another_on_some_days_is_their_node_hours_ratio() -> None:
+    """count_ratio: the policy's node-hours over the static fleet's, on the first day, the
+    second and both, as the two runs' counts over those minutes say; none over a run that
+    paid for no node."""
+    report = _report(_trace(2 + 2 / 24, burst_day=1), "static")
+    mine, theirs = days_of(report), days_of(report, "static")
+    scored = report.replay.score_start - report.replay.sim_start
+    policy = report.result("policy").desired[scored:].astype(float)
+    static = report.result("static").desired[scored:].astype(float)
+    for days in (slice(0, 1), slice(1, 2), slice(0, 2)):
+        minutes = slice(days.start * 1440, days.stop * 1440)
+        expected = policy[minutes].sum() / static[minutes].sum()
+        assert count_ratio(mine[days], theirs[days]) == pytest.approx(expected)
+    assert count_ratio(mine, mine) == pytest.approx(1.0)
+    idle = [replace(day, mean_nodes=0.0) for day in theirs]
+    assert count_ratio(mine, idle) is None

@@ -40,9 +40,9 @@ def test_a_trace_of_no_requests_gets_a_summary_not_a_traceback() -> None:
 
 def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     """Every fleet scored that meets the target (the policy, the oracle, each baseline at
-    each swept setting's best, and constant fleets around the smallest that meets it)
-    costs at least the bound; and the bound is tight where the traffic is flat: a
-    constant load of exactly 6 nodes at a 1 % target is 0.99 x 6 nodes."""
+    its swept setting's best) costs at least the bound, less 3 s of its largest count;
+    and where the traffic is flat, a constant load of exactly 6 nodes at a 1 % target,
+    the bound equals 0.99 x the oracle."""
     trace = nasa_cut(2.5)
     baselines = ("oracle", "static", "hpa", "seasonal-naive")
     settings = untuned(float(trace.mean()) / 20, timedelta(days=1), *baselines)
@@ -53,14 +53,6 @@ def test_no_fleet_that_meets_the_target_costs_less_than_the_least() -> None:
     meeting: list[PolicyResult] = [r for r in report.results if r.meets_target]
     assert {r.name for r in meeting} >= {"policy", "oracle", "static"}
     assert all(r.score.node_hours >= least - 3 * r.desired.max() / 3600 for r in meeting)
-    static = report.result("static").knobs["nodes"]
-    for nodes in (
-        static - 1,
-        static,
-    ):  # the largest constant fleet that misses, and the least that meets
-        counts = np.full(len(report.replay.rps) - report.replay.sim_start, nodes)
-        fleet = report.replay.score(counts, ready=counts)[0]
-        assert not fleet.meets(0.01) or fleet.node_hours >= least - 3 * nodes / 3600
     assert any(
         "no fleet that meets the target costs under" in line for line in summary_lines(report)
     )
