@@ -17,7 +17,7 @@ Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
         [--policy forecast|auto|reactive|recent_peak|static] [--variants NAME]
-        [--twice NAME] [--smooth] [--events] [EXTRA.csv ...]
+        [--twice NAME] [--smooth] [--events] [--burn-in 7d] [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
 at the 1 % target with capacity = mean demand / 20. `--variants nasa_jul95` scores
@@ -54,9 +54,11 @@ from trace_variants import write_played_twice, write_variants
 
 from autoscaler.backtest.baselines import PolicyResult
 from autoscaler.backtest.budget import count_ratio, days_of
+from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.report import least_vs_best, policy_vs_best
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 from autoscaler.config.schema import DEFAULT_MARGIN, PredictorConfig
+from common.durations import parse_duration
 
 GOAL, AIM, SPEND = 0.9, 0.8, 0.5
 BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
@@ -101,25 +103,20 @@ class Row:
         return "MET" if not failed else "; ".join(failed)
 
 
-def score(
-    path: Path,
-    name: str,
-    target: float,
-    jobs: int | None,
-    margin: str,
-    policy: str | None,
-    per_node_rps: float | None = None,
-) -> Row:
-    """One row; `per_node_rps` None: capacity_for the trace by its name and mean."""
+def score(case: Case, args: argparse.Namespace) -> Row:
+    """One row, the policy configured by the options (`--margin`, `--policy`, `--jobs`,
+    `--burn-in`); a case's per-node rps None: capacity_for the trace by its name and mean."""
+    path, name, target, per_node_rps = case
     trace = load_trace(path)
     settings = BacktestSettings(
         per_node_rps=per_node_rps or capacity_for(name, float(trace.mean())),
         service_target=target,
+        burn_in=parse_duration(args.burn_in),
         tune=False,
-        margin=margin,
-        policy=policy,
+        margin=args.margin,
+        policy=args.policy,
         baselines=ANCHORS,
-        jobs=jobs,
+        jobs=args.jobs,
     )
     began = time.perf_counter()
     report = run_backtest(path, settings, trace=trace)
@@ -250,6 +247,13 @@ def main() -> int:
         help="score two synthetic calendar-driven traces (bench/event_traces.py)",
     )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
+    parser.add_argument(
+        "--burn-in",
+        default="1h",
+        help="how long the policy runs before scoring (`autoscaler backtest --burn-in`): 7d, "
+        "as long as the warmup, is the daemon as if it had run from the trace's start, its "
+        "loop settled: a diagnostic, not the untuned policy a new pool gets (default: 1h)",
+    )
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     parser.add_argument(
         "--margin",
@@ -266,13 +270,18 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=180)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
+    if parse_duration(args.burn_in) != DEFAULT_BURN_IN:
+        console.print(
+            f"burn-in {args.burn_in}: the policy ran that long before scoring, its loop "
+            "settled: a diagnostic, not the untuned policy a new pool gets",
+            highlight=False,
+        )
     began = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="variants-") as folder:
         cases = cases_of(args, Path(folder))
-        for path, name, target, per_node_rps in cases:
-            row = score(path, name, target, args.jobs, args.margin, args.policy, per_node_rps)
-            rows.append(row)
+        for case in cases:
+            rows.append(score(case, args))
             console.print(table(rows[-1:]))
     console.print(table(rows))
     console.print(f"total {time.perf_counter() - began:.0f} s", highlight=False)

@@ -35,6 +35,10 @@ MINUTE = timedelta(minutes=1)
 Progress = Callable[[int, int], None]
 
 
+DEFAULT_BURN_IN = timedelta(hours=1)
+"""The policies' run before scoring, unless a backtest asks for more (BacktestSettings)."""
+
+
 @dataclass(frozen=True)
 class BacktestSettings:
     per_node_rps: float
@@ -43,6 +47,12 @@ class BacktestSettings:
     latency_target_s: float = 3.0
     service_target: float = 0.01
     warmup: timedelta = timedelta(days=7)
+    burn_in: timedelta = DEFAULT_BURN_IN
+    """How long the policies run before scoring starts (from the trace's start at most).
+    An hour settles their memory, as a daemon just started; as long as the warmup, the
+    daemon as if it had run from the trace's start, its loop calibrated and its members
+    compared when scoring starts, its first forecasts made on little history (a
+    diagnostic of the settled loop, not what a new pool gets)."""
     backfill: timedelta = timedelta(days=14)
     """History the first tick sees (a daemon that has run through the warmup); later
     ticks see the pool's demand window, as the daemon's query does."""
@@ -73,7 +83,7 @@ class BacktestSettings:
     def __post_init__(self) -> None:
         if not (self.per_node_rps > 0 and math.isfinite(self.per_node_rps)):
             raise ValueError("per-node capacity must be a positive number of req/s")
-        for name in ("boot_delay", "tick", "warmup", "backfill", "demand_window"):
+        for name in ("boot_delay", "tick", "warmup", "burn_in", "backfill", "demand_window"):
             value: timedelta = getattr(self, name)
             if value < timedelta(0) or value % MINUTE:
                 raise ValueError(f"{name.replace('_', ' ')} must be whole minutes, not {value}")

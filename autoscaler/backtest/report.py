@@ -11,6 +11,7 @@ from rich.table import Table
 
 from autoscaler.backtest.baselines import PolicyResult
 from autoscaler.backtest.budget import budget_line, days_of
+from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.runner import BacktestReport
 from common.atomic import write_atomically
 from common.durations import format_duration
@@ -73,6 +74,12 @@ def backtest_table(report: BacktestReport) -> Table:
             + (
                 "; the policy replays the trace's queue_depth"
                 if report.replay.queue is not None
+                else ""
+            )
+            + (
+                f"; policies ran {format_duration(report.scored_from - report.start)} before "
+                "scoring (--burn-in)"
+                if settings.burn_in != DEFAULT_BURN_IN  # not what a new pool gets: said
                 else ""
             )
         )
@@ -147,6 +154,7 @@ def report_json(report: BacktestReport) -> dict[str, Any]:
             "latency_target_s": settings.latency_target_s,
             "service_target": settings.service_target,
             "warmup_s": settings.warmup.total_seconds(),
+            "burn_in_s": settings.burn_in.total_seconds(),
             "predictor": settings.predictor_kind,
             "tuned": settings.tune,
         },

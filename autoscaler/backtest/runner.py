@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,6 @@ from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for
 from autoscaler.replay import read_queue_depth, read_trace
 
-BURN_IN = timedelta(hours=1)
-"""Policies run this long before scoring starts, so their memory has settled."""
 MOST_NODES = 10**12
 """The largest fleet a trace's peak may need: node counts (a baseline's at 0.3 utilization
 and more headroom, too) and their sums over a year of minutes stay within 64-bit integers."""
@@ -93,7 +91,7 @@ def frame_replay(
         raise ValueError(
             f"warmup {settings.warmup} leaves nothing to score in a trace of {minutes} minutes"
         )
-    sim_start = max(1, score_start - int(BURN_IN / MINUTE))
+    sim_start = max(1, score_start - int(settings.burn_in / MINUTE))
     rps = trace.to_numpy(dtype=float)
     _check_countable(trace, settings.per_node_rps)
     before = rps[max(0, sim_start - 60) : sim_start]

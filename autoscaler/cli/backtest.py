@@ -72,6 +72,13 @@ def backtest_command(
         ),
     ] = None,
     warmup: Annotated[str, typer.Option(help="history before scoring starts")] = "7d",
+    burn_in: Annotated[
+        str,
+        typer.Option(
+            help="how long the daemon runs before scoring starts; as long as --warmup: as if "
+            "it had run from the trace's start, its loop settled (a diagnostic)"
+        ),
+    ] = "1h",
     predictor: Annotated[
         str | None, typer.Option(help="the policy's predictor (default: seasonal)")
     ] = None,
@@ -144,7 +151,7 @@ def backtest_command(
             scale_up_max_percent=scale_up_max_percent,
         )
         run = replace(
-            _pool_run(config, pool, trace, history, warmup, refused, jobs),
+            _pool_run(config, pool, trace, history, (warmup, burn_in), refused, jobs),
             per_node_rps=_capacity_override(per_node_rps, profile),
             latency_target_s=_latency_target(latency_target),
             service_target=service_target,
@@ -167,6 +174,7 @@ def backtest_command(
         settings = BacktestSettings(
             per_node_rps=per_node,
             warmup=parse_duration(warmup),
+            burn_in=parse_duration(burn_in),
             predictor=predictor,
             predictor_targets=tuple(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
@@ -237,7 +245,7 @@ def _pool_run(
     pool: str | None,
     trace: Path | None,
     history: str,
-    warmup: str,
+    scored_after: tuple[str, str],
     refused: list[str],
     jobs: int | None,
 ) -> PoolRun:
@@ -257,7 +265,8 @@ def _pool_run(
         raise typer.Exit(2)
     try:
         span = option_duration("--history", history, positive=True)
-        return PoolRun(config, pool, trace, span, parse_duration(warmup), jobs=jobs)
+        warmup, burn_in = (parse_duration(given) for given in scored_after)
+        return PoolRun(config, pool, trace, span, warmup, burn_in, jobs=jobs)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

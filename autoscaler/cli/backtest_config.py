@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autoscaler.backtest.engine import MINUTE, BacktestSettings
+from autoscaler.backtest.engine import DEFAULT_BURN_IN, MINUTE, BacktestSettings
 from autoscaler.backtest.recommend import (
     HINDSIGHT,
     Candidate,
@@ -78,6 +78,7 @@ class PoolRun:
     trace: Path | None
     history: timedelta
     warmup: timedelta
+    burn_in: timedelta = DEFAULT_BURN_IN
     per_node_rps: float | None = None
     latency_target_s: float | None = None
     service_target: float | None = None
@@ -120,6 +121,7 @@ def pool_settings(
         latency_target_s=_first(run.latency_target_s, pool.predictor.latency_target_s),
         service_target=_first(run.service_target, pool.predictor.service_target),
         warmup=run.warmup,
+        burn_in=run.burn_in,
         demand_window=pool.demand.window,
         predictor=pool.predictor.kind,
         predictor_params=dict(params),

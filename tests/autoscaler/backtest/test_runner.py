@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -193,6 +195,27 @@ def test_settings_refuse_nonsense() -> None:
     trace = step_trace(60, 30, 1.0, 2.0)
     with pytest.raises(ValueError, match="nothing to score"):
         frame_replay(trace, BacktestSettings(per_node_rps=1.0))
+
+
+def test_the_burn_in_sets_how_long_the_policies_ran_before_scoring() -> None:
+    """An hour by default (the memory settles, as a daemon just started); as long as the
+    warmup, from the trace's start (its first minute is the fleet's history); refused
+    unless whole minutes. The policy ticks from the simulation's start on."""
+    trace = step_trace(300, 200, 1.0, 3.0)
+    settled = timedelta(minutes=180)
+    default = frame_replay(trace, BacktestSettings(per_node_rps=1.0, warmup=settled))
+    assert (default.sim_start, default.score_start) == (120, 180)
+    for burn_in, sim_start in ((settled, 1), (timedelta(days=1), 1), (timedelta(0), 180)):
+        settings = BacktestSettings(per_node_rps=1.0, warmup=settled, burn_in=burn_in)
+        assert frame_replay(trace, settings).sim_start == sim_start
+    settings = BacktestSettings(
+        per_node_rps=1.0, warmup=settled, burn_in=settled, predictor="linear", tune=False
+    )
+    report = run_backtest(Path("step.csv"), replace(settings, baselines=()), trace=trace)
+    assert report.start == trace.index[1] and report.scored_from == trace.index[180]
+    assert len(report.policy_ticks) == 300 - 1
+    with pytest.raises(ValueError, match="burn in must be whole minutes"):
+        BacktestSettings(per_node_rps=1.0, burn_in=timedelta(seconds=90))
 
 
 def test_backtest_replays_the_pools_scale_up_limit() -> None:

@@ -91,6 +91,30 @@ def test_backtest_table_names_the_best_baseline(tmp_path: Path) -> None:
     assert none.exit_code == 2 and "jobs must be at least 1" in none.output
 
 
+def test_a_longer_burn_in_runs_the_policy_from_earlier_and_says_so(tmp_path: Path) -> None:
+    """`--burn-in 5h` with a 6-hour warmup: a tick a minute from 5 hours before scoring,
+    the report's start there, the JSON's settings and the table's title saying so (its
+    figures are not what a new pool gets); a burn-in that is no duration is refused."""
+    trace = _cut(tmp_path, 8 * 60)
+    decisions = tmp_path / "decisions.csv"
+    common = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    result = CliRunner().invoke(
+        _app(), [*common, "--burn-in", "5h", "--json", "--decisions-out", str(decisions)]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["settings"]["burn_in_s"] == 5 * 3600
+    assert document["start"] == "1995-07-01T05:00:00+00:00"
+    assert len(list(csv.reader(decisions.open()))) - 1 == 8 * 60 - 60
+    table = CliRunner().invoke(_app(), [*common, "--burn-in", "5h", "--no-tune"])
+    assert table.exit_code == 0, table.output
+    assert "policies ran 5h before scoring (--burn-in)" in " ".join(table.stdout.split())
+    default = CliRunner().invoke(_app(), [*common, "--no-tune"])
+    assert "--burn-in" not in default.stdout
+    wrong = CliRunner().invoke(_app(), [*common, "--burn-in", "soon"])
+    assert wrong.exit_code == 2 and "invalid option" in wrong.output
+
+
 def _table(output: str) -> list[str]:
     """The report's lines without the run's duration."""
     return [line.split("; ran in")[0] for line in output.splitlines()]

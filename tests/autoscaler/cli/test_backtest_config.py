@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,6 @@ def test_targets_tick_and_limits_come_from_the_pool_and_its_predictor(tmp_path: 
     )
     assert settings.tick == timedelta(minutes=2) and settings.boot_delay == timedelta(minutes=5)
     assert settings.scale_up_max_step == 4 and not settings.tune
+    assert settings.burn_in == timedelta(hours=1)  # a pool just started, unless asked
+    settled = pool_settings(config, loaded, per_node_rps, replace(run, burn_in=run.warmup))
+    assert settled.burn_in == timedelta(hours=12)
