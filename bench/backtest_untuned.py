@@ -58,7 +58,7 @@ from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.report import least_vs_best, policy_vs_best
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
 from autoscaler.config.schema import DEFAULT_MARGIN, PredictorConfig
-from common.durations import parse_duration
+from common.durations import format_duration, parse_duration
 
 GOAL, AIM, SPEND = 0.9, 0.8, 0.5
 BUNDLED = ("nasa_jul95", "servegen_msmall", "alibaba_genai_lora")
@@ -111,7 +111,7 @@ def score(case: Case, args: argparse.Namespace) -> Row:
     settings = BacktestSettings(
         per_node_rps=per_node_rps or capacity_for(name, float(trace.mean())),
         service_target=target,
-        burn_in=parse_duration(args.burn_in),
+        burn_in=args.burn_in,
         tune=False,
         margin=args.margin,
         policy=args.policy,
@@ -249,7 +249,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument(
         "--burn-in",
-        default="1h",
+        type=parse_duration,
+        default=DEFAULT_BURN_IN,
         help="how long the policy runs before scoring (`autoscaler backtest --burn-in`): 7d, "
         "as long as the warmup, is the daemon as if it had run from the trace's start, its "
         "loop settled: a diagnostic, not the untuned policy a new pool gets (default: 1h)",
@@ -270,10 +271,10 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=180)
     console.print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}")
-    if parse_duration(args.burn_in) != DEFAULT_BURN_IN:
+    if args.burn_in != DEFAULT_BURN_IN:
         console.print(
-            f"burn-in {args.burn_in}: the policy ran that long before scoring, its loop "
-            "settled: a diagnostic, not the untuned policy a new pool gets",
+            f"burn-in {format_duration(args.burn_in)}: the policy ran that long before "
+            "scoring, its loop settled: a diagnostic, not the untuned policy a new pool gets",
             highlight=False,
         )
     began = time.perf_counter()

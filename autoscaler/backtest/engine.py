@@ -54,8 +54,9 @@ class BacktestSettings:
     compared when scoring starts, its first forecasts made on little history (a
     diagnostic of the settled loop, not what a new pool gets)."""
     backfill: timedelta = timedelta(days=14)
-    """History the first tick sees (a daemon that has run through the warmup); later
-    ticks see the pool's demand window, as the daemon's query does."""
+    """History the first tick sees (a daemon started on a pool with that much history;
+    none before the trace's start); later ticks see the pool's demand window, as the
+    daemon's query does."""
     demand_window: timedelta = timedelta(hours=2)
     predictor: str | None = None
     """The project's predictor; default "seasonal" when registered, else "linear"."""

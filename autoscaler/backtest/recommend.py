@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import PolicyResult
+from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.config.schema import Pool, PredictorConfig
+from common.durations import format_duration
 
 VARIANTS: tuple[tuple[str, str], ...] = (
     ("band", "forecast"),
@@ -30,6 +33,17 @@ HINDSIGHT = (
     "measured on this pool's own past (hindsight on that span), not a guarantee of what "
     "the next weeks will need"
 )
+
+
+def hindsight_note(burn_in: timedelta) -> str:
+    """HINDSIGHT, and where the policies ran longer than a daemon just started before
+    scoring (`--burn-in`), that a pool switched to the setting starts cold."""
+    if burn_in == DEFAULT_BURN_IN:
+        return HINDSIGHT
+    return (
+        f"{HINDSIGHT}; measured on a loop that had run {format_duration(burn_in)} before "
+        "scoring (--burn-in): a pool switched to it starts cold"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,11 +119,11 @@ def candidate_json(candidate: Candidate) -> dict[str, Any]:
 
 
 def recommendation_json(
-    configured: Candidate, others: Sequence[Candidate], chosen: Candidate | None
+    configured: Candidate, others: Sequence[Candidate], chosen: Candidate | None, note: str
 ) -> dict[str, Any]:
     return {
         "candidates": [candidate_json(c) for c in (configured, *others)],
         "recommended": None if chosen is None else candidate_json(chosen),
         "config_lines": None if chosen is None else config_lines(chosen),
-        "note": HINDSIGHT,
+        "note": note,
     }

@@ -14,7 +14,7 @@ from autoscaler.backtest.budget import budget_line, days_of
 from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.runner import BacktestReport
 from common.atomic import write_atomically
-from common.durations import format_duration
+from common.durations import format_duration, format_span
 
 SHORT_NAMES = {"utilization": "u", "stabilization_min": "stab_min", "headroom": "h"}
 
@@ -77,8 +77,8 @@ def backtest_table(report: BacktestReport) -> Table:
                 else ""
             )
             + (
-                f"; policies ran {format_duration(report.scored_from - report.start)} before "
-                "scoring (--burn-in)"
+                f"; policies ran {format_span(report.scored_from - report.start)} before "
+                "scoring (--burn-in: a settled loop, not what a new pool gets)"
                 if settings.burn_in != DEFAULT_BURN_IN  # not what a new pool gets: said
                 else ""
             )

@@ -73,12 +73,13 @@ def backtest_command(
     ] = None,
     warmup: Annotated[str, typer.Option(help="history before scoring starts")] = "7d",
     burn_in: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="how long the daemon runs before scoring starts; as long as --warmup: as if "
-            "it had run from the trace's start, its loop settled (a diagnostic)"
+            help="how long the daemon runs before scoring starts (default: 1h, as one just "
+            "started); as long as --warmup: as if it had run from the trace's start, its loop "
+            "settled (a diagnostic)"
         ),
-    ] = "1h",
+    ] = None,
     predictor: Annotated[
         str | None, typer.Option(help="the policy's predictor (default: seasonal)")
     ] = None,
@@ -168,13 +169,13 @@ def backtest_command(
             "tick": parse_duration(tick) if tick else None,
             "latency_target_s": _seconds(latency_target) if latency_target else None,
             "service_target": service_target,
+            "burn_in": option_duration("--burn-in", burn_in) if burn_in else None,
             "margin": margin,
             "policy": policy,
         }
         settings = BacktestSettings(
             per_node_rps=per_node,
             warmup=parse_duration(warmup),
-            burn_in=parse_duration(burn_in),
             predictor=predictor,
             predictor_targets=tuple(
                 float(v) for v in (predictor_targets or "").split(",") if v.strip()
@@ -245,7 +246,7 @@ def _pool_run(
     pool: str | None,
     trace: Path | None,
     history: str,
-    scored_after: tuple[str, str],
+    warmup_and_burn_in: tuple[str, str | None],
     refused: list[str],
     jobs: int | None,
 ) -> PoolRun:
@@ -265,8 +266,9 @@ def _pool_run(
         raise typer.Exit(2)
     try:
         span = option_duration("--history", history, positive=True)
-        warmup, burn_in = (parse_duration(given) for given in scored_after)
-        return PoolRun(config, pool, trace, span, warmup, burn_in, jobs=jobs)
+        run = PoolRun(config, pool, trace, span, parse_duration(warmup_and_burn_in[0]), jobs=jobs)
+        given = warmup_and_burn_in[1]
+        return replace(run, burn_in=option_duration("--burn-in", given)) if given else run
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

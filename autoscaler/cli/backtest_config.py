@@ -29,9 +29,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from autoscaler.backtest.engine import DEFAULT_BURN_IN, MINUTE, BacktestSettings
 from autoscaler.backtest.recommend import (
-    HINDSIGHT,
     Candidate,
     config_lines,
+    hindsight_note,
     recommend,
     recommendation_json,
     variant_pools,
@@ -198,13 +198,14 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         document = report_json(report)
         document["pool"] = pool.name
         document["config"] = str(run.config)
-        document["recommendations"] = recommendation_json(configured, others, chosen)
+        note = hindsight_note(settings.burn_in)
+        document["recommendations"] = recommendation_json(configured, others, chosen, note)
         typer.echo(json.dumps(document, indent=2))
     else:
         console.print(backtest_table(report))
         for line in summary_lines(report):
             console.print(line, highlight=False)
-        print_recommendation(pool, configured, others, chosen, settings.service_target)
+        print_recommendation(pool, configured, others, chosen, settings)
     return report
 
 
@@ -260,8 +261,9 @@ def print_recommendation(
     configured: Candidate,
     others: list[Candidate],
     chosen: Candidate | None,
-    target: float,
+    settings: BacktestSettings,
 ) -> None:
+    target = settings.service_target
     for candidate in (configured, *others):
         mark = " (as configured)" if candidate.configured else ""
         meets = "meets" if candidate.meets else "misses"
@@ -289,4 +291,4 @@ def print_recommendation(
         markup=False,
     )
     console.print(config_lines(chosen), highlight=False, markup=False)
-    console.print(f"This is {HINDSIGHT}.", highlight=False, markup=False)
+    console.print(f"This is {hindsight_note(settings.burn_in)}.", highlight=False, markup=False)

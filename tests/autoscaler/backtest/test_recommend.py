@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from autoscaler.backtest.recommend import (
+    HINDSIGHT,
     Candidate,
     config_lines,
+    hindsight_note,
     recommend,
     recommendation_json,
     variant_pools,
@@ -53,9 +56,17 @@ def test_a_configured_pool_that_misses_takes_any_variant_that_meets() -> None:
     configured = _candidate("forecast", 50.0, False, margin="band", configured=True)
     dearer = _candidate("auto", 70.0, True)
     assert recommend(configured, [dearer]) == dearer
-    document = recommendation_json(configured, [dearer], dearer)
+    document = recommendation_json(configured, [dearer], dearer, HINDSIGHT)
     assert document["config_lines"] == "predictor:\n  margin: loop\n  policy: auto"
     assert [c["configured"] for c in document["candidates"]] == [True, False]
+    assert document["note"] == HINDSIGHT
+
+
+def test_a_recommendation_measured_on_a_settled_loop_says_a_switched_pool_starts_cold() -> None:
+    assert hindsight_note(timedelta(hours=1)) == HINDSIGHT  # a daemon just started
+    settled = hindsight_note(timedelta(days=7))
+    assert settled.startswith(HINDSIGHT)
+    assert "had run 168h before scoring (--burn-in): a pool switched to it starts cold" in settled
 
 
 def test_variants_keep_the_rest_of_the_pool_and_skip_its_own_setting() -> None:

@@ -132,6 +132,8 @@ def test_policy_options_are_refused_with_a_config(tmp_path: Path) -> None:
     result = _backtest(config, "--pool", "gpu", "--margin", "loop", "--boot-delay", "5m")
     assert result.exit_code == 2
     assert "--boot-delay" in result.output and "--margin" in result.output
+    late = _backtest(config, "--pool", "gpu", "--burn-in", "soon")  # the pool's own run: taken
+    assert late.exit_code == 2 and "--burn-in" in late.output
 
 
 def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
