@@ -101,19 +101,32 @@ def test_each_baseline_meets_the_target_at_its_reported_setting() -> None:
         assert result.score.late_share <= settings.service_target
 
 
+WARMUP_OF_THE_CUT = timedelta(days=1, hours=2)
+
+
 @pytest.mark.parametrize(
-    ("margin", "policy"),
-    [("band", "forecast"), ("loop", "forecast"), ("loop", "auto"), ("widen", "auto")],
+    ("margin", "policy", "burn_in"),
+    [
+        ("band", "forecast", timedelta(hours=1)),
+        ("loop", "forecast", timedelta(hours=1)),
+        ("loop", "auto", timedelta(hours=1)),
+        ("widen", "auto", timedelta(hours=1)),
+        ("widen", "auto", WARMUP_OF_THE_CUT),  # from the trace's start (--burn-in)
+    ],
 )
-def test_project_policy_decisions_use_only_the_past(margin: str, policy: str) -> None:
+def test_project_policy_decisions_use_only_the_past(
+    margin: str, policy: str, burn_in: timedelta
+) -> None:
     """The decisions for a trace cut at any minute equal the first decisions for the whole
     trace: with the project's own (seasonal) predictor, through size_fleet and decide; with
     the loop-calibrated margin the cuts fall after its first calibration (a day of ticks),
-    and under policy: auto after the portfolio has chosen among its members."""
+    and under policy: auto after the portfolio has chosen among its members; the same with
+    the policy run from the trace's start."""
     trace = nasa_cut(2.2)
     settings = BacktestSettings(
         per_node_rps=0.04,
-        warmup=timedelta(days=1, hours=2),
+        warmup=WARMUP_OF_THE_CUT,
+        burn_in=burn_in,
         backfill=timedelta(days=1),
         margin=margin,
         policy=policy,
