@@ -56,8 +56,7 @@ def by_day(report: BacktestReport) -> Table:
         label = f"{day.start:%Y-%m-%d %H:%M}"
         cells = _cells(label, day.requests, day.late, day.mean_nodes, budget)
         table.add_row(*cells, *(_versus(days[at : at + 1], anchor[at : at + 1]) if anchor else ()))
-    minutes = [day.minutes for day in days]
-    mean_nodes = float(np.average([day.mean_nodes for day in days], weights=minutes))
+    mean_nodes = _mean_count(days)
     late = sum(day.late for day in days)
     table.add_section()
     total = _cells("all", requests, late, mean_nodes, budget)
@@ -65,12 +64,15 @@ def by_day(report: BacktestReport) -> Table:
     return table
 
 
+def _mean_count(days: list[Day]) -> float:
+    """A run's mean count over these days (each weighted by its minutes)."""
+    return float(np.average([day.mean_nodes for day in days], weights=[d.minutes for d in days]))
+
+
 def _versus(mine: list[Day], theirs: list[Day]) -> tuple[str, str]:
     """The anchor's mean count over these days, and the policy's node-hours over its."""
-    minutes = [day.minutes for day in theirs]
-    mean = float(np.average([day.mean_nodes for day in theirs], weights=minutes))
     ratio = count_ratio(mine, theirs)
-    return f"{mean:.1f}", "-" if ratio is None else f"{ratio:.3f}"
+    return f"{_mean_count(theirs):.1f}", "-" if ratio is None else f"{ratio:.3f}"
 
 
 def _cells(

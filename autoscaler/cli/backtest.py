@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -152,11 +153,13 @@ def backtest_command(
             scale_up_max_percent=scale_up_max_percent,
         )
         run = replace(
-            _pool_run(config, pool, trace, history, (warmup, burn_in), refused, jobs),
+            _pool_run(config, pool, trace, history, warmup, refused, jobs),
             per_node_rps=_capacity_override(per_node_rps, profile),
             latency_target_s=_latency_target(latency_target),
             service_target=service_target,
         )
+        if burn_in:
+            run = replace(run, burn_in=_duration("--burn-in", burn_in))
         _outputs(config_backtest(run, as_json), decisions_out, plot)
         return
     if trace is None:
@@ -169,7 +172,7 @@ def backtest_command(
             "tick": parse_duration(tick) if tick else None,
             "latency_target_s": _seconds(latency_target) if latency_target else None,
             "service_target": service_target,
-            "burn_in": option_duration("--burn-in", burn_in) if burn_in else None,
+            "burn_in": _duration("--burn-in", burn_in) if burn_in else None,
             "margin": margin,
             "policy": policy,
         }
@@ -234,8 +237,13 @@ def _latency_target(text: str | None) -> float | None:
 
 
 def _seconds(text: str) -> float:
+    return _duration("--latency-target", text).total_seconds()
+
+
+def _duration(option: str, text: str) -> timedelta:
+    """A duration option's value; exit 2 naming the option where it is none."""
     try:
-        return option_duration("--latency-target", text).total_seconds()
+        return option_duration(option, text)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -246,7 +254,7 @@ def _pool_run(
     pool: str | None,
     trace: Path | None,
     history: str,
-    warmup_and_burn_in: tuple[str, str | None],
+    warmup: str,
     refused: list[str],
     jobs: int | None,
 ) -> PoolRun:
@@ -266,9 +274,7 @@ def _pool_run(
         raise typer.Exit(2)
     try:
         span = option_duration("--history", history, positive=True)
-        run = PoolRun(config, pool, trace, span, parse_duration(warmup_and_burn_in[0]), jobs=jobs)
-        given = warmup_and_burn_in[1]
-        return replace(run, burn_in=option_duration("--burn-in", given)) if given else run
+        return PoolRun(config, pool, trace, span, parse_duration(warmup), jobs=jobs)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
