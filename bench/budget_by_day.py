@@ -12,7 +12,7 @@ prints the cheapest that meets the target beside each day: its mean count and th
 policy's over it, so the days where the policy pays more than the anchor read at a glance.
 
     python bench/budget_by_day.py NAME|FILE [--traces DIR] [--twice] [--variant V]
-        [--target 0.01] [--anchors]
+        [--target 0.01] [--anchors] [--burn-in 7d]
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from trace_files import DEFAULT_TRACES, trace_name, trace_path
 from trace_variants import VARIANTS, write_played_twice, write_variants
 
 from autoscaler.backtest.budget import Day, count_ratio, days_of
+from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
+from common.durations import parse_duration
 
 
 def by_day(report: BacktestReport) -> Table:
@@ -106,6 +108,13 @@ def main() -> int:
         help="also run the anchors, tuned in hindsight, and set the cheapest that meets the "
         "target beside each day",
     )
+    parser.add_argument(
+        "--burn-in",
+        type=parse_duration,
+        default=DEFAULT_BURN_IN,
+        help="how long the policy runs before scoring (`autoscaler backtest --burn-in`; 7d: "
+        "its loop settled, a diagnostic; default: 1h)",
+    )
     args = parser.parse_args()
     given = Path(args.trace)
     source = given if given.suffix in (".csv", ".gz") else trace_path(args.traces, args.trace)
@@ -126,6 +135,7 @@ def main() -> int:
             tune=False,
             baselines=tuple(a for a in ANCHORS if a != "oracle") if args.anchors else (),
             jobs=args.jobs,
+            burn_in=args.burn_in,
         )
         report = run_backtest(path, settings, trace=trace)
     Console(width=120).print(by_day(report))
