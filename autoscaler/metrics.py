@@ -266,7 +266,10 @@ def _sample_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer past what a float holds
+            return None
     if isinstance(value, str):
         text = value.strip()  # str.strip drops more than float() skips ("0\x1f")
         return float(text) if _NUMBER.fullmatch(text) else None

@@ -221,7 +221,7 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
         return
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past what json decodes
         raise _UnsuccessfulAnswer("response is not JSON") from None
     status = body.get("status") if isinstance(body, dict) else None
     if status != "success":

@@ -20,6 +20,7 @@ from autoscaler import metrics_prometheus
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
+from tests.autoscaler.test_tick import FlatDemand
 from tests.doubles.prometheus_server import PrometheusApiDouble, Reply, matrix_reply
 from tests.faults.test_metrics_faults import (
     FAULT_TICKS,
@@ -134,3 +135,48 @@ def test_an_answer_over_the_size_cap_is_refused_as_it_arrives(
             monkeypatch.setattr(metrics_prometheus, "MAX_ANSWER_BYTES", len(body.body))
             demand = source.demand("up", now - timedelta(hours=50), now, timedelta(minutes=1))
     assert len(demand) == 3000 and (demand == 12.5).all()
+
+
+def nested(now: datetime) -> Reply:
+    """JSON nested deeper than Python's json module recurses (a 200 kB body)."""
+    return Reply(body=b"[" * 100_000 + b"]" * 100_000)
+
+
+def integer_past_a_float(now: datetime) -> Reply:
+    """A value written as a JSON integer no float holds (json reads it as a Python int)."""
+    times = stamps(now, 60)
+    values = ", ".join(f'[{t}, "10"]' for t in times[:-1]) + f", [{times[-1]}, 1{'0' * 400}]"
+    text = '{"status": "success", "data": {"resultType": "matrix", "result": '
+    return Reply(body=f'{text}[{{"metric": {{}}, "values": [{values}]}}]}}}}'.encode())
+
+
+@pytest.mark.parametrize("fault", [nested, integer_past_a_float])
+def test_an_answer_python_cannot_hold_is_a_bad_response(
+    tmp_path: Path, fault: Callable[[datetime], Reply]
+) -> None:
+    """JSON nested past the recursion limit, a number past a float: a bad response (hold the
+    demand; the signal missing), never an exception out of the source. They were a
+    RecursionError and an OverflowError: the tick's catch-all held the whole pool, and a
+    signal or capacity query answered so stopped the scale-up the demand asked for."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    with PrometheusApiDouble([fault(now)]) as double:
+        config = PrometheusMetrics(url=double.url, timeout=timedelta(seconds=5))
+        with PrometheusSource(config) as source, pytest.raises(MetricsError) as caught:
+            source.demand("up", now - timedelta(hours=1), now, timedelta(minutes=1))
+    assert caught.value.kind == "bad_response"
+
+    class DemandFlatSignalFromDouble:
+        def __init__(self, flat: FlatDemand, prometheus: PrometheusSource) -> None:
+            self.flat, self.prometheus = flat, prometheus
+
+        def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
+            source = self.prometheus if query == "queue" else self.flat
+            return source.demand(query, start, end, step)
+
+    signal = {"name": "backlog", "kind": "queue_depth", "query": "queue", "drain_within": "60s"}
+    with PrometheusApiDouble([fault(now)]) as double:
+        h = PrometheusHarness(tmp_path, double.url, signals=[signal])
+        h.ticker.metrics = DemandFlatSignalFromDouble(FlatDemand(h.clock, 20.0), h.ticker.metrics)
+        result = h.tick()
+    assert "tick" not in result.errors and "bad_response" in result.errors["signals"]
+    assert result.decision is not None and result.acted and h.fleet.read().desired == 25
