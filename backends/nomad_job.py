@@ -35,6 +35,7 @@ from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
 from common.http_environment import read_environment_once, verify_from_environment
+from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
 from common.transport import plain_http_finding
@@ -134,6 +135,7 @@ def requester_settings(
         session = requests.Session()
         session.headers["User-Agent"] = AUTOSCALER_NAME
         read_environment_once(session, connection.address)
+        refuse_redirects(session)  # the token would follow one (a PUT's: the lock's)
     return {
         "address": connection.address,
         "namespace": connection.namespace,

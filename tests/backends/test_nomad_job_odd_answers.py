@@ -9,7 +9,10 @@ import logging
 import pytest
 
 from backends.base import BackendError
+from backends.leases import LeaderElection, LeaderLockError
+from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 from tests.backends.test_nomad_job import GROUP, JOB, make_backend
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
 
 __all__ = ["nomad_api"]  # the fixture, used by name below
@@ -92,3 +95,49 @@ def test_an_allocation_listing_of_odd_shape_is_a_backend_error(
     nomad_api.route = route  # type: ignore[method-assign]
     with pytest.raises(BackendError, match="allocations"):
         make_backend(nomad_api).read()
+
+
+class _Redirecting(JsonApiHandler):
+    """Answers every request with `code`, Location the same path on `target`."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        double: RedirectingDouble = self.server.double
+        double.record(request)
+        location = double.target + self.path
+        self.send_bytes(double.code, b"{}", "application/json", {"Location": location})
+
+
+class RedirectingDouble(LoopbackDouble[IncomingRequest]):
+    def __init__(self, target: str, code: int) -> None:
+        super().__init__(_Redirecting, quiet_errors=True)
+        self.target, self.code = target, code
+
+
+@pytest.mark.parametrize("code", [302, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed_and_the_token_stays(
+    nomad_api: NomadApiDouble, code: int
+) -> None:
+    """A server at the Nomad address redirecting to another host (the double of the
+    documented Nomad API at `localhost`, not 127.0.0.1). requests drops only Authorization
+    on such a redirect, and python-nomad's PUT (the leader lock's) follows redirects: the
+    lock was taken at the other host, sent X-Nomad-Token with it. Now no redirect is
+    followed, nor taken for Nomad's answer: an error, nothing sent elsewhere."""
+    nomad_api.add_job(JOB, {GROUP: 3})
+    elsewhere = nomad_api.url.replace("127.0.0.1", "localhost")
+    with RedirectingDouble(elsewhere, code) as redirecting:
+        backend = make_backend(redirecting, retries=0)
+        with pytest.raises(BackendError, match="RedirectRefused") as read:
+            backend.read()
+        with pytest.raises(BackendError, match="RedirectRefused") as scale:
+            backend.scale(5, "forecast")
+        election = LeaderElection(kind="nomad", address=redirecting.url)
+        env = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+        lock = NomadVariableLock(
+            nomad_lock_connection(election, env), "autoscaler/leader", ttl_s=15, identity="me"
+        )
+        with pytest.raises(LeaderLockError, match="RedirectRefused") as acquire:
+            lock.acquire_or_renew()
+    assert len(redirecting.requests) == 3  # the scale status, twice; the lock
+    assert nomad_api.requests == []
+    texts = " ".join(str(caught.value) for caught in (read, scale, acquire))
+    assert DOUBLE_ACL_TOKEN not in texts
