@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.request import Request
 
 import pybreaker
 from slack_sdk import WebClient
@@ -47,6 +48,19 @@ def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
+class _TokenStaysClient(WebClient):
+    """slack-sdk's client, its token sent with the request asked for and not on to where
+    a redirect points: urllib copies a request's headers to a 301/302/303's Location,
+    another host's included (a `base_url` behind a proxy that redirects). A header added
+    as unredirected goes with the first request only."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        token = req.headers.pop("Authorization", None)  # urllib's header keys: capitalize()
+        if token is not None:
+            req.add_unredirected_header("Authorization", token)
+        return super()._perform_urllib_http_request_internal(url, req)
+
+
 class SlackNotifier:
     """Posts messages with chat.postMessage through slack-sdk's WebClient."""
 
@@ -76,7 +90,7 @@ class SlackNotifier:
         self._timeout = timeout
         # retry_handlers=[]: the SDK's own connection retry would double the wait on an
         # outage; this class retries a short 429 itself and nothing else.
-        self._client = WebClient(
+        self._client = _TokenStaysClient(
             token=token,
             base_url=base_url or SLACK_BASE_URL,
             timeout=timeout,  # type: ignore[arg-type]  # urllib takes float seconds

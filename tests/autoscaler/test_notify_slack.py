@@ -17,6 +17,7 @@ import pytest
 from autoscaler.config.reporting import SlackConfig
 from autoscaler.notify import Message, scale_message
 from autoscaler.notify_slack import SlackNotifier
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.slack_api import (
     DEFAULT_TOKEN,
     Failure,
@@ -262,3 +263,35 @@ def test_a_digest_of_many_pools_fits_slacks_text_limit(slack_api: SlackApiDouble
     [posted] = slack_api.messages
     assert posted.text is not None and len(posted.text) <= 40_000
     assert posted.text.startswith("Daily digest") and posted.text.endswith("…")
+
+
+class _Recording(JsonApiHandler):
+    """Records every request; answers as Slack does to a post it accepted."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        self.server.double.record(request)
+        self.send_bytes(200, b'{"ok": true, "channel": "C1", "ts": "1.2"}', "application/json")
+
+
+class _Redirecting(JsonApiHandler):
+    """Answers every request with the double's `code` to the same path on its `target`."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        double = self.server.double
+        self.send_bytes(double.code, b"", "text/plain", {"Location": double.target + self.path})
+
+
+@pytest.mark.parametrize("code", [301, 302, 303])
+def test_the_token_does_not_follow_a_redirect_to_another_host(code: int) -> None:
+    """A base_url answering a redirect to another host (`localhost`, not 127.0.0.1): urllib
+    follows a POST's 301/302/303 as a GET with the request's headers, and the bot token
+    went with it. Now it is sent to the base_url only."""
+    with LoopbackDouble(_Recording) as elsewhere, LoopbackDouble(_Redirecting) as redirecting:
+        redirecting.target = elsewhere.url.replace("127.0.0.1", "localhost")  # type: ignore[attr-defined]
+        redirecting.code = code  # type: ignore[attr-defined]
+        notifier = SlackNotifier(CHANNEL, DEFAULT_TOKEN, f"{redirecting.url}/api/", 2.0)
+        notifier.send(Message("scaled"))
+    assert len(elsewhere.requests) == 1  # the redirect was followed, as urllib does
+    headers = elsewhere.requests[0].headers
+    assert "authorization" not in headers
+    assert not any(DEFAULT_TOKEN in value for value in headers.values())
