@@ -12,6 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from common.secrets import remember, remember_basic_auth, remember_url
@@ -39,6 +42,17 @@ class QueryCredentials:
     def __repr__(self) -> str:  # never print a secret, even in a traceback's locals
         auth = "basic" if self.basic_auth else ("bearer" if "Authorization" in self.headers else "")
         return f"QueryCredentials(auth={auth or 'none'}, client_cert={bool(self.client_cert)})"
+
+
+class CredentialSession(requests.Session):
+    """A session that drops, on a redirect to another host, every header named like a
+    credential (X-Api-Key, X-Auth-Token), as requests drops only Authorization."""
+
+    def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in [name for name in prepared_request.headers if _SECRET_HEADER.search(name)]:
+                del prepared_request.headers[name]
+        super().rebuild_auth(prepared_request, response)
 
 
 def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> QueryCredentials:

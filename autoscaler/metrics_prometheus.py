@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError, as_utc, series_from_matrix, shorten_query
-from autoscaler.metrics_auth import query_credentials
+from autoscaler.metrics_auth import CredentialSession, query_credentials
 from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
 from common.http_environment import read_environment_once
@@ -50,7 +50,7 @@ class PrometheusSource:
         self._shown_url = redact_url(config.url)
         self._credential_hint = _credential_hint(config)
         credentials = query_credentials(config, env)  # CredentialError: cannot start
-        session = requests.Session()
+        session = CredentialSession()
         session.hooks["response"] += [_capped_body, _require_success]
         session.verify = config.verify_tls
         if config.verify_tls and config.ca_file is not None:

@@ -32,6 +32,7 @@ from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_auth import CredentialError, query_credentials
 from autoscaler.metrics_prometheus import PrometheusSource
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
     PrometheusProcess,
@@ -276,6 +277,33 @@ def test_custom_headers_and_a_bearer_token_file_are_sent(tmp_path: Path) -> None
     headers = double.requests[0][2]
     assert headers["X-Scope-OrgID"] == "tenant-a"
     assert headers["Authorization"] == "Bearer tok-from-file"
+
+
+class _Redirecting(JsonApiHandler):
+    """Answers every request with a 307 to the same path on the double's `target`."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        target = self.server.double.target  # type: ignore[attr-defined]
+        self.send_bytes(307, b"", "text/plain", {"Location": target + self.path})
+
+
+def test_no_credential_header_follows_a_redirect_to_another_host() -> None:
+    """A Prometheus URL answering 307 to another host (the double at `localhost`, not
+    127.0.0.1): requests drops Authorization there, but a header named like a credential
+    (X-Api-Key, here given with the tenant's) went along. Now it stays; the tenant goes."""
+    with (
+        PrometheusApiDouble([matrix_reply()]) as elsewhere,
+        LoopbackDouble(_Redirecting) as redirecting,
+    ):
+        redirecting.target = elsewhere.url.replace("127.0.0.1", "localhost")  # type: ignore[attr-defined]
+        headers = {"X-Scope-OrgID": "tenant-a", "X-Api-Key": "key-0123456789abcdef"}
+        config = PrometheusMetrics(url=redirecting.url, headers=headers)
+        with PrometheusSource(config, env={}) as source:
+            now = datetime.now(UTC)
+            source.demand("up", now - MINUTE, now, MINUTE)
+    sent = elsewhere.requests[0][2]
+    assert sent["X-Scope-OrgID"] == "tenant-a"
+    assert "X-Api-Key" not in sent and "key-0123456789abcdef" not in str(sent)
 
 
 @pytest.mark.parametrize(
