@@ -31,7 +31,7 @@ from backends.base import BackendError
 from backends.nomad_job import nomad_address_findings
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
-from common.settings import Strict
+from common.settings import EnvName, Strict
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class LeaderElection(Strict):
     # Nomad
     address: str | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
     region: str | None = None
-    token_env: str = "NOMAD_TOKEN"
+    token_env: EnvName = "NOMAD_TOKEN"
     # Kubernetes
     context: str | None = None
     kubeconfig: Path | None = None

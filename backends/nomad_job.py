@@ -38,6 +38,7 @@ from common.http_environment import read_environment_once, verify_from_environme
 from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
+from common.settings import EnvName
 from common.transport import plain_http_finding
 
 
@@ -47,7 +48,7 @@ class NomadAccess(TlsApiCalls):
     address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
     region: str | None = None
     namespace: str = "default"
-    token_env: str = "NOMAD_TOKEN"
+    token_env: EnvName = "NOMAD_TOKEN"
 
     def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         return nomad_address_findings(self.address, where, env)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+import re
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+from common.secrets import remember
 
 NUMBERS = (int, float)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Strict(BaseModel):
@@ -46,3 +50,19 @@ def _takes_a_number_not_a_boolean(annotation: Any) -> bool:
         return True
     options = get_args(annotation)
     return bool not in options and any(_takes_a_number_not_a_boolean(o) for o in options)
+
+
+def _variable_name(value: str) -> str:
+    """A `*_env` setting names a variable; a value that cannot be a name is the secret
+    itself (pasted, or `${VAR}` expanded): remembered, so no error shows it."""
+    if not _ENV_NAME.fullmatch(value):
+        remember(value)
+        raise ValueError(
+            "expected the name of an environment variable (letters, digits and _, such as "
+            "SLACK_BOT_TOKEN), not its value: the secret goes in that variable"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_variable_name)]
+"""The name of the environment variable a secret is read from (`token_env`)."""

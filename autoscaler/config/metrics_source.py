@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from common.durations import PositiveDuration
-from common.settings import Strict
+from common.settings import EnvName, Strict
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
@@ -24,7 +24,7 @@ class BasicAuth(Strict):
     """HTTP basic auth; the password comes from the environment or a file, never inline."""
 
     username: str = Field(min_length=1)
-    password_env: str | None = Field(default=None, min_length=1)
+    password_env: EnvName | None = None
     password_file: Path | None = None
 
     @model_validator(mode="before")
@@ -61,7 +61,7 @@ class PrometheusMetrics(Strict):
     )
     verify_tls: bool = True
     ca_file: Path | None = None
-    bearer_token_env: str | None = None
+    bearer_token_env: EnvName | None = None
     bearer_token_file: Path | None = None
     basic_auth: BasicAuth | None = None
     client_cert: ClientCertificate | None = None

@@ -12,12 +12,12 @@ from pydantic import Field, field_validator
 
 from autoscaler.config.time_windows import ClockTime, ZoneName
 from common.durations import PositiveDuration
-from common.settings import Strict
+from common.settings import EnvName, Strict
 
 
 class SlackConfig(Strict):
     channel: str
-    token_env: str = "SLACK_BOT_TOKEN"
+    token_env: EnvName = "SLACK_BOT_TOKEN"
     token_file: Path | None = None
     base_url: str | None = Field(
         default=None, description="Slack Web API base URL; only for tests and proxies"

@@ -15,6 +15,7 @@ import yaml
 
 from autoscaler.config.expand import expand_scalar
 from autoscaler.config.problems import ConfigError, Loc, Problem, field_name
+from common.secrets import remember
 from common.small_files import MIB, read_small_text
 
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -144,7 +145,10 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
         if self.env is not None and isinstance(node, yaml.ScalarNode):
-            node, unset = expand_scalar(node, self.env, self.loader)
+            expanded, unset = expand_scalar(node, self.env, self.loader)
+            if expanded is not node and str(loc[-1] if loc else "").endswith("_env"):
+                remember(expanded.value)  # a `*_env` names a variable: this is its secret
+            node = expanded
             for name in unset:
                 self.problems.append(
                     Problem(

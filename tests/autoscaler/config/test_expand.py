@@ -119,3 +119,40 @@ def test_a_secret_expanded_into_a_wrong_key_is_never_printed(
     assert result.exit_code == 2, result.output
     assert f"{path}:" in result.output and "[redacted]" in result.output
     assert secret not in result.output and secret[5:21] not in result.output
+
+
+@pytest.mark.parametrize(
+    "token_env",
+    ["'${SLACK_BOT}'", "'SECRET'"],  # expanded from a variable not named like one; pasted
+    ids=["expanded", "pasted"],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_secret_where_a_variable_name_belongs_is_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token_env: str, command: str
+) -> None:
+    secret = f"xoxb-{uuid.uuid4().hex}"  # never remembered by an earlier test
+    monkeypatch.setenv("SLACK_BOT", secret)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    slack = f"slack:\n  channel: '#ops'\n  token_env: {token_env.replace('SECRET', secret)}\n"
+    path = write(tmp_path, CONFIG + slack)
+    args = ["validate", str(path)] if command == "validate" else ["run", "-c", str(path), "--once"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{path}:" in result.output and "slack.token_env" in result.output
+    assert "name of an environment variable" in result.output
+    assert secret not in result.output and secret[5:21] not in result.output
+
+
+def test_a_secret_expanded_into_a_variable_name_setting_is_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"pw{uuid.uuid4().hex}"  # shaped like a variable's name
+    monkeypatch.setenv("SLACK_BOT", secret)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path, CONFIG + "slack:\n  channel: '#ops'\n  token_env: ${SLACK_BOT}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:" in result.output and "slack.token_env" in result.output
+    assert secret not in result.output and "[redacted]" in result.output
