@@ -31,7 +31,7 @@ from backends.base import BackendError
 from backends.nomad_job import nomad_address_findings
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
-from common.settings import EnvName, Strict
+from common.settings import ApiUrl, EnvName, Strict
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class LeaderElection(Strict):
     verify_tls: bool = True
     allow_insecure: bool = False
     # Nomad
-    address: str | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
+    address: ApiUrl | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
     region: str | None = None
     token_env: EnvName = "NOMAD_TOKEN"
     # Kubernetes

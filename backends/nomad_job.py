@@ -38,14 +38,14 @@ from common.http_environment import read_environment_once, verify_from_environme
 from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
-from common.settings import EnvName
+from common.settings import ApiUrl, EnvName
 from common.transport import plain_http_finding
 
 
 class NomadAccess(TlsApiCalls):
     """Where and as whom to reach Nomad (the Nomad CLI's environment fills the gaps)."""
 
-    address: str | None = Field(default=None, description="defaults to $NOMAD_ADDR")
+    address: ApiUrl | None = Field(default=None, description="defaults to $NOMAD_ADDR")
     region: str | None = None
     namespace: str = "default"
     token_env: EnvName = "NOMAD_TOKEN"

@@ -8,6 +8,7 @@ from typing import Annotated, Any, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from common.secrets import remember
+from common.transport import http_url_problem
 
 NUMBERS = (int, float)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -66,3 +67,14 @@ def _variable_name(value: str) -> str:
 
 EnvName = Annotated[str, AfterValidator(_variable_name)]
 """The name of the environment variable a secret is read from (`token_env`)."""
+
+
+def _http_url(value: str) -> str:
+    problem = http_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+ApiUrl = Annotated[str, AfterValidator(_http_url)]
+"""An HTTP API's address: http:// or https:// and a host (Prometheus, Nomad, Slack)."""

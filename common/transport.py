@@ -10,6 +10,21 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 
+def http_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an HTTP API's address (no http(s) scheme, no host, a port out of
+    range), or None: `requests` refuses such a URL at every call, never at the start."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a ValueError where the port is not one
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must start with https:// (or http://), such as https://prometheus.internal:9090"
+    if not parts.hostname:
+        return "has no host after the scheme"
+    return None
+
+
 def plain_http_elsewhere(url: str) -> bool:
     """Plain http to a host other than this machine: tokens would cross the network in clear."""
     parts = urlsplit(url if "://" in url else f"http://{url}")

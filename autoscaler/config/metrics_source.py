@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from common.durations import PositiveDuration
-from common.settings import EnvName, Strict
+from common.settings import ApiUrl, EnvName, Strict
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
@@ -53,7 +53,7 @@ class ClientCertificate(Strict):
 
 class PrometheusMetrics(Strict):
     kind: Literal["prometheus"] = "prometheus"
-    url: str = "http://127.0.0.1:9090"
+    url: ApiUrl = "http://127.0.0.1:9090"
     timeout: PositiveDuration = timedelta(seconds=10)
     max_staleness: PositiveDuration = Field(
         default=timedelta(minutes=5),

@@ -12,14 +12,14 @@ from pydantic import Field, field_validator
 
 from autoscaler.config.time_windows import ClockTime, ZoneName
 from common.durations import PositiveDuration
-from common.settings import EnvName, Strict
+from common.settings import ApiUrl, EnvName, Strict
 
 
 class SlackConfig(Strict):
     channel: str
     token_env: EnvName = "SLACK_BOT_TOKEN"
     token_file: Path | None = None
-    base_url: str | None = Field(
+    base_url: ApiUrl | None = Field(
         default=None, description="Slack Web API base URL; only for tests and proxies"
     )
     timeout: PositiveDuration = timedelta(seconds=5)

@@ -730,3 +730,29 @@ def test_scale_up_limits_load_and_a_zero_step_is_an_error(tmp_path: Path) -> Non
     assert_reported(
         config_error(path), path, line_of(bad, "max_step: 0"), "pools[1].scale_up.max_step"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("prometheus.internal:9090", ["must start with https://"]),
+        ("htps://prometheus.internal", ["must start with https://"]),
+        ("https://", ["has no host"]),
+        ("http://127.0.0.1:99999", ["not a URL", "Port out of range"]),
+    ],
+)
+def test_an_api_address_that_is_not_an_http_url_is_a_located_error(
+    tmp_path: Path, url: str, words: list[str]
+) -> None:
+    """`requests` refuses it at every query and fleet read, never at the start: every tick
+    failed while `validate` said ok."""
+    metrics = f"metrics:\n  kind: prometheus\n  url: {url}\n"
+    text = BASE.replace("metrics:\n  kind: replay\n  trace: trace.csv\n", metrics)
+    text = text.replace(
+        "backend: {kind: simulated}",
+        f"backend: {{kind: nomad_job, job: fm, group: gpu, address: '{url}'}}",
+    )
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert_reported(error, path, line_of(text, "url:"), "metrics.url", *words)
+    assert_reported(error, path, line_of(text, "address:"), "pools[1].backend.address", *words)
