@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from common.settings import Strict
+from common.settings import MAX_NODES, Strict
 
 
 class Override(Strict):
-    nodes: int | None = Field(default=None, ge=0, description="fixed node count")
-    min_nodes: int | None = Field(default=None, ge=0)
-    max_nodes: int | None = Field(default=None, ge=0)
+    nodes: int | None = Field(default=None, ge=0, le=MAX_NODES, description="fixed node count")
+    min_nodes: int | None = Field(default=None, ge=0, le=MAX_NODES)
+    max_nodes: int | None = Field(default=None, ge=0, le=MAX_NODES)
     starts: datetime | None = Field(
         default=None, description="a dated window: in force from here (default: at once)"
     )

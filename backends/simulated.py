@@ -24,11 +24,12 @@ from backends.base import Backend, BackendError, FleetState
 from backends.settings import BackendSettings
 from common.clock import Clock
 from common.durations import Duration
+from common.settings import MAX_NODES
 
 
 class SimulatedBackend(BackendSettings):
     kind: Literal["simulated"]
-    initial_nodes: int = Field(default=1, ge=0)
+    initial_nodes: int = Field(default=1, ge=0, le=MAX_NODES)
     boot_delay: Duration = timedelta(minutes=10)
     boot_failure_rate: float = Field(
         default=0.0, ge=0, lt=1, description="share of new nodes that never become ready"

@@ -11,6 +11,10 @@ from common.secrets import remember
 from common.transport import http_url_problem
 
 NUMBERS = (int, float)
+MAX_NODES = 1_000_000
+"""The most nodes a setting may name (a pool's bounds, a schedule's, an override's, a
+simulated fleet's start): far above any fleet, and far below what breaks a fleet's API
+(Kubernetes' replicas are 32-bit) or a count kept as a 64-bit integer."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -32,7 +32,7 @@ from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
 from backends.leases import LeaderElection
 from common.durations import Duration, PositiveDuration, format_duration
-from common.settings import Strict
+from common.settings import MAX_NODES, Strict
 from predictors import check_kind, check_params
 
 # ---- pools -----------------------------------------------------------------------
@@ -183,11 +183,12 @@ class Pool(Strict):
     predictor: PredictorConfig = Field(default_factory=PredictorConfig)
     boot_time: Duration = timedelta(minutes=10)
     horizon: PositiveDuration = timedelta(minutes=15)
-    min_nodes: int = Field(default=0, ge=0)
-    max_nodes: int = Field(ge=0)
+    min_nodes: int = Field(default=0, ge=0, le=MAX_NODES)
+    max_nodes: int = Field(ge=0, le=MAX_NODES)
     spare_nodes: int = Field(
         default=0,
         ge=0,
+        le=MAX_NODES,
         description="nodes kept above what the forecast needs: a cushion of fixed size for "
         "bursts no forecast sees (a node is a larger share of a small fleet's load)",
     )

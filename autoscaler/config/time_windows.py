@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from common.durations import Duration
-from common.settings import Strict
+from common.settings import MAX_NODES, Strict
 from common.time_zones import time_zone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -96,8 +96,8 @@ class Schedule(Strict):
     start: ClockTime
     end: ClockTime
     timezone: ZoneName = "UTC"
-    min_nodes: int = Field(ge=0)
-    max_nodes: int | None = Field(default=None, ge=0)
+    min_nodes: int = Field(ge=0, le=MAX_NODES)
+    max_nodes: int | None = Field(default=None, ge=0, le=MAX_NODES)
     lead_time: Duration = timedelta(0)
 
     @field_validator("days", mode="before")

@@ -756,3 +756,31 @@ def test_an_api_address_that_is_not_an_http_url_is_a_located_error(
     error = config_error(path)
     assert_reported(error, path, line_of(text, "url:"), "metrics.url", *words)
     assert_reported(error, path, line_of(text, "address:"), "pools[1].backend.address", *words)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("max_nodes: 60", "max_nodes: 99999999999999999999999", "pools[0].max_nodes"),
+        ("min_nodes: 50", "min_nodes: 10000001", "pools[0].schedules[0].min_nodes"),
+        ("initial_nodes: 2", "initial_nodes: 1000000000", "pools[0].backend.initial_nodes"),
+    ],
+)
+def test_a_node_count_past_any_fleet_is_a_located_error(
+    tmp_path: Path, old: str, new: str, field: str
+) -> None:
+    """A count with digits too many was accepted: the tick asked the fleet for 10^23 nodes
+    (a simulated one never finished the tick; a real API refuses the number each tick)."""
+    text = BASE.replace(old, new, 1)
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert_reported(error, path, line_of(text, new), field, "less than or equal to 1000000")
+
+
+def test_an_override_past_any_fleet_is_a_located_error(tmp_path: Path) -> None:
+    text = OVERRIDES.replace("nodes: 12", "nodes: 99999999999999999999999")
+    path = write(tmp_path, text, "overrides.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    line = line_of(text, "nodes:")
+    assert_reported(caught.value, path, line, "overrides.gpu-ocr.nodes", "1000000")
