@@ -12,6 +12,7 @@ import csv
 import gzip
 import lzma
 import math
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,6 +128,7 @@ def _header(path: Path) -> list[str]:
 def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
     """`parse` of the trace's text (plain or compressed, UTF-8 with or without a
     byte-order mark); a file that is not UTF-8 CSV is a ValueError naming it."""
+    _refuse_special(path)
     opener = _OPENERS.get(path.suffix.lower(), open)
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
@@ -137,6 +139,18 @@ def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
         ) from None
     except csv.Error as exc:
         raise ValueError(f"{path}: not a CSV file ({exc})") from None
+
+
+def _refuse_special(path: Path) -> None:
+    """A FIFO would hold `validate` and the start until a writer comes, a device such as
+    /dev/zero would be read until memory runs out: a trace is a regular file (a missing
+    one is left for `open` to say so)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file (a folder, a FIFO or a device)")
 
 
 def _first_line_not_utf8(path: Path) -> int:

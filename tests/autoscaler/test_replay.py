@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -320,3 +322,24 @@ def test_the_bundled_nasa_trace_is_whole() -> None:
     assert len(trace) == 39_692
     assert trace.index[0] == pd.Timestamp("1995-07-01T04:00:00Z")
     assert trace.mean() * 60 == pytest.approx(47.7, abs=0.05)
+
+
+def test_a_trace_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO held `validate` and the start for ever, waiting on a writer (and a device
+    such as /dev/zero was read until memory ran out)."""
+    path = tmp_path / "trace.csv"
+    os.mkfifo(path)
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_trace(path)
+        except BaseException as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "read_trace is waiting on the FIFO"
+    assert isinstance(raised[0], ValueError)
+    assert str(raised[0]) == f"{path}: not a regular file (a folder, a FIFO or a device)"
