@@ -215,7 +215,7 @@ class NomadCluster:
             DrainingNode(c.node_id, c.instance_id, c.name, started_at=now, deadline=deadline)
             for c in chosen
         ]
-        self._save(self._loaded().with_nodes(entries))  # first, so a crash leaves a trace
+        self._save(self._loaded().with_nodes(entries), first=True)  # a crash leaves a trace
         try:
             # All ineligible before any drains, so work drained off one node is not
             # placed on another about to go (as `nomad node drain` advises).
@@ -376,14 +376,22 @@ class NomadCluster:
         if tagged:
             self._give_back(tagged, why="the scale-in record was unusable")
 
-    def _save(self, record: ScaleInRecord) -> None:
+    def _save(self, record: ScaleInRecord, *, first: bool = False) -> None:
+        """A scale-in starts only once its record is on disk (else BackendError, nothing
+        touched); a later save that fails is logged, the record in memory goes on."""
+        try:
+            if self.state_path is not None and record.nodes:
+                write_atomically(self.state_path, record.to_json())
+            elif self.state_path is not None:
+                self.state_path.unlink(missing_ok=True)
+        except OSError as error:
+            problem = (
+                f"scale-in record {self.state_path} cannot be written ({error.strerror or error})"
+            )
+            if first:
+                raise BackendError(f"{self.target}: not scaling in: {problem}") from None
+            log.error("%s: %s; going on with the record in memory", self.target, problem)
         self._record = record
-        if self.state_path is None:
-            return
-        if record.nodes:
-            write_atomically(self.state_path, record.to_json())
-        else:
-            self.state_path.unlink(missing_ok=True)
 
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.target, text)

@@ -250,6 +250,45 @@ def test_an_unusable_record_gives_tagged_nodes_back(cluster: Cluster) -> None:
     assert not cluster.state_path.exists()
 
 
+def test_a_scale_in_whose_record_cannot_be_written_touches_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The backend's state folder is a file (or the disk is full): the scale-in does not
+    start, and the pool reads and scales out as before. Before, the record of nodes never
+    drained stayed in memory: the next reads failed on saving it (OSError, a 'tick'
+    failure) and a scale-out was refused until each phantom node was forgotten."""
+    nodes = cluster.arrange([0, 2, 1, 3], drain_seconds=None)
+    (tmp_path / "state").write_text("a file where the folder should be")
+    cluster.state_path = tmp_path / "state" / "gpu.backend.json"
+    backend = cluster.backend()
+    with pytest.raises(BackendError, match=r"not scaling in: scale-in record .*gpu.backend.json"):
+        backend.scale(2, "evening")
+    assert all(eligible(n) for n in nodes) and cluster.writes() == []
+    assert backend.read() == FleetState(desired=4, ready=4, pending=0)
+    backend.scale(5, "morning")
+    assert cluster.desired() == 5
+
+
+def test_a_record_that_cannot_be_saved_mid_scale_in_does_not_stop_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The folder breaks while nodes drain: they are still terminated as they finish, and
+    reads go on (each save that fails is logged)."""
+    nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
+    cluster.state_path = tmp_path / "state" / "gpu.backend.json"
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    cluster.state_path.unlink()
+    cluster.state_path.parent.rmdir()
+    cluster.state_path.parent.write_text("a file where the folder should be")
+    cluster.nomad.finish_drain(nodes[0].id)
+    assert backend.read() == FleetState(desired=1, ready=1, pending=0)
+    assert cluster.desired() == 2
+    cluster.nomad.finish_drain(nodes[2].id)
+    assert backend.read().desired == 1
+    assert cluster.instances() == {nodes[1].instance_id}
+
+
 # ---- secrets ------------------------------------------------------------------------
 
 
