@@ -323,14 +323,15 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
 
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby
-        stays quiet): built between ticks, posted beside them (a slow Slack holds no tick)."""
+        stays quiet): built and posted beside the ticks, from the runtime of the moment (a
+        slow Prometheus or Slack holds no tick)."""
         try:
             with self._tick_lock:
                 if self.leader is not None and not self._leading:
                     return False
                 runtime = self.runtime
                 end = runtime.clock.now().replace(second=0, microsecond=0)
-                post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end)
+            post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end)
             return post is not None and post()
         except Exception:  # a digest must never stop the daemon
             log.exception("daily digest failed")

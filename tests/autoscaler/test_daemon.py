@@ -419,3 +419,43 @@ def test_a_digest_stuck_on_slack_does_not_hold_the_ticks(tmp_path: Path) -> None
         digest.join(10)
     assert free
     assert sent == [False]  # dropped after its deadline, as any post Slack does not answer
+
+
+def test_a_digest_whose_metrics_are_slow_does_not_hold_the_ticks(tmp_path: Path) -> None:
+    """The digest's day of demand (a range query a pool) comes slowly, as from a Prometheus
+    answering at its timeout: the ticks may start meanwhile. Before, the digest was built
+    under the tick lock: each pool's query up to twice the timeout (20 s by default), plus
+    reading a day of the decision log and drawing a PNG a pool, and no pool was ticked."""
+    import threading
+
+    from tests.autoscaler.cli.test_report import setup_day
+    from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+    with SlackApiDouble() as slack_api:
+        config = setup_day(tmp_path, slack_api.base_url)
+        config.write_text(
+            config.read_text().replace("digest: {currency: EUR}", "digest: {plot: false}")
+        )
+        end = datetime(2026, 11, 27, tzinfo=UTC)
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(end))
+        metrics = daemon.runtime.metrics
+        asked, answer = threading.Event(), threading.Event()
+        day = metrics.demand
+
+        def slow_demand(*args: object) -> object:
+            asked.set()
+            answer.wait(10)
+            return day(*args)  # type: ignore[arg-type]
+
+        metrics.demand = slow_demand  # type: ignore[method-assign]
+        sent: list[bool] = []
+        digest = threading.Thread(target=lambda: sent.append(daemon.send_digest()))
+        digest.start()
+        assert asked.wait(10)  # the digest waits on its query
+        free = daemon._tick_lock.acquire(timeout=0.5)  # what a tick takes first
+        if free:
+            daemon._tick_lock.release()
+        answer.set()
+        digest.join(10)
+    assert free
+    assert sent == [True]
