@@ -311,8 +311,10 @@ class PoolTicker:
                 result.acted = True
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
-        if "backend" not in result.errors:
-            state.last_known_desired = decision.desired if result.acted else result.fleet.desired
+        if "backend" not in result.errors:  # a request the fleet clamped left a count unknown
+            acted_as_asked = result.acted and result.backend_note is None
+            known = decision.desired if acted_as_asked else None
+            state.last_known_desired = known if result.acted else result.fleet.desired
         if decision.desired != decision.current and (result.acted or self.dry_run):
             self._send(
                 scale_message(

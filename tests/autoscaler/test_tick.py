@@ -266,6 +266,28 @@ def test_what_the_fleet_made_of_a_request_is_reported(tmp_path: Path) -> None:
     assert "clamped to 6" in h.notifier.messages[0].text
 
 
+def test_a_count_the_fleet_clamped_is_not_taken_for_a_change_by_hand(tmp_path: Path) -> None:
+    """The group clamps 13 to its MaxSize 6: the next ticks read 6 and must not alert a
+    change outside the autoscaler, nor hold it for the cooldown (a scale-down as demand
+    falls goes ahead). Before, the tick remembered 13 as the count it had set: an alert
+    "changed from 13 to 6 outside the autoscaler" and a hold after every clamped write."""
+    h = Harness(tmp_path, rps=10.0)
+
+    class ClampingFleet(SimulatedFleet):
+        def scale(self, desired: int, reason: str) -> str | None:
+            super().scale(min(desired, 6), reason)
+            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
+
+    h.ticker.backend = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    h.tick()
+    h.metrics.rps = 1.0  # 2 nodes are enough now
+    results = [h.tick() for _ in range(20)]
+    assert not [t for t in h.notifier.texts if "outside the autoscaler" in t]
+    reasons = [r for result in results if result.decision for r in result.decision.reasons]
+    assert not [r for r in reasons if "changed outside the autoscaler" in r]
+    assert h.ticker.backend.read().desired < 6
+
+
 class FixedForecast:
     """A predictor whose upper band is given per step: a peak early, lower from boot on."""
 
