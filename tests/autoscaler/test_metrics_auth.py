@@ -296,14 +296,14 @@ def test_no_credential_header_follows_a_redirect_to_another_host() -> None:
         LoopbackDouble(_Redirecting) as redirecting,
     ):
         redirecting.target = elsewhere.url.replace("127.0.0.1", "localhost")  # type: ignore[attr-defined]
-        headers = {"X-Scope-OrgID": "tenant-a", "X-Api-Key": "key-0123456789abcdef"}
+        headers = {"X-Scope-OrgID": "tenant-a", "X-Api-Key": "key-Qm7Rz2Wx9Vb4Tn6K"}
         config = PrometheusMetrics(url=redirecting.url, headers=headers)
         with PrometheusSource(config, env={}) as source:
             now = datetime.now(UTC)
             source.demand("up", now - MINUTE, now, MINUTE)
     sent = elsewhere.requests[0][2]
     assert sent["X-Scope-OrgID"] == "tenant-a"
-    assert "X-Api-Key" not in sent and "key-0123456789abcdef" not in str(sent)
+    assert "X-Api-Key" not in sent and "key-Qm7Rz2Wx9Vb4Tn6K" not in str(sent)
 
 
 @pytest.mark.parametrize(
