@@ -25,10 +25,15 @@ from autoscaler.kept_ticks_file import WEEK_KEPT_FOR, KeptWeek, read_week, write
 from autoscaler.policy import Memory
 from common.atomic import fsync_folder, write_atomically
 from common.secrets import redacted_json
+from common.small_files import MIB, open_to_append, read_small_text
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+STATE_MAX_BYTES = 256 * MIB
+"""Far above any fleet's memory (a few kB a pool); the state file and its journal are read
+as regular files of at most this: a FIFO put in their place would hold the start for ever
+(common.small_files), a file larger is set aside (the state) or ignored (the journal)."""
 UNREADABLE = (
     OSError,
     ValueError,
@@ -90,7 +95,7 @@ class StateStore:
         if not self.path.exists():
             return {}, 0
         try:
-            raw = _versioned(json.loads(self.path.read_text(encoding="utf-8")))
+            raw = _versioned(json.loads(read_small_text(self.path, STATE_MAX_BYTES)))
             pools = {name: _pool_from_json(data) for name, data in raw["pools"].items()}
             return pools, int(raw.get("saved_ns", 0))
         except UNREADABLE as exc:
@@ -124,10 +129,10 @@ class StateStore:
         line that does not read (a save cut short mid-line) is ignored: that pool keeps
         what the whole file, or an earlier line, has."""
         try:
-            lines = self.journal.read_text(encoding="utf-8").splitlines()
+            lines = read_small_text(self.journal, STATE_MAX_BYTES).splitlines()
         except FileNotFoundError:
             return {}
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             log.warning("state journal %s is unreadable (%s); ignoring it", self.journal, exc)
             return {}
         pools: dict[str, PoolState] = {}
@@ -208,7 +213,7 @@ class StateStore:
         with self._journal_lock:
             created = not self.journal.exists()
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            with self.journal.open("a", encoding="utf-8") as handle:
+            with open_to_append(self.journal) as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())

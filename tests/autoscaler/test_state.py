@@ -320,3 +320,26 @@ def test_a_loop_calibration_reads_back_with_its_floor(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.json")
     store.save({"gen": PoolState(loop={**loop, "floor": 0.88})})
     assert store.load()["gen"].loop == {**loop, "floor": 0.88}
+
+
+def test_a_fifo_in_place_of_the_state_file_or_its_journal_holds_nothing(tmp_path: Path) -> None:
+    """A FIFO where the state file or its journal should be (a mistaken `mkfifo`, a
+    log shipper's pipe): read_text waited for a writer for ever, so the daemon never
+    started, and appending a pool's save waited for a reader, holding its write. Now the
+    state is set aside as unreadable, the journal ignored, and a save refused at once."""
+    path = tmp_path / "state.json"
+    store = StateStore(path)
+    os.mkfifo(path)
+    os.mkfifo(store.journal)
+    assert store.load() == {}
+    assert store.problem is not None and "not a regular file" in store.problem
+    with pytest.raises(OSError, match="not a regular file"):
+        store.save_pool("ocr", PoolState())
+
+
+def test_a_journal_that_is_not_utf8_is_ignored_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    store = StateStore(path)
+    store.save({"ocr": PoolState(last_known_desired=3)})
+    store.journal.write_bytes(b"\xff\xfe not json\n")
+    assert store.load()["ocr"].last_known_desired == 3
