@@ -81,7 +81,12 @@ class ConsoleReporter:
         figures = f"demand {_rps(demand)}  forecast {_rps(point)}  upper band {_rps(upper)}"
         line = f"{at} {result.pool} {arrow} {figures}  {decision.current:>3} → "
         line += f"{decision.desired:<3}{ready}"
-        reasons = list(decision.reasons if decision.action != "none" else decision.reasons[:1])
+        # A hold says its first reason, unless a bound, an override or a signal moved the
+        # count from what the forecast asked: then what moved it too (else "1 → 1 forecast
+        # needs 6 nodes" hides the override that keeps it at 1).
+        asked = {sizing.nodes, sizing.arrival_nodes, sizing.demand_nodes}
+        whole = decision.action != "none" or decision.target not in asked
+        reasons = list(decision.reasons if whole else decision.reasons[:1])
         if result.dry_run:
             verb = "hold" if decision.action == "none" else decision.action.replace("_", " ")
             reasons.insert(0, f"would {verb} (dry run)")

@@ -82,3 +82,29 @@ def test_a_replay_without_requests_says_so_in_the_comparison(
     assert done.returncode == 0, done.stderr
     compared = done.stdout.strip().splitlines()[-1]
     assert re.match(rf"image-gen: this run [\d.]+ node-hours, {said}(;|$)", compared), compared
+
+
+def test_a_hold_a_bound_shaped_says_the_bound_not_only_the_forecast(tmp_path: Path) -> None:
+    """A hold's line said only its first reason: "4 → 4 forecast needs 7 nodes" under an
+    override capping the pool at 1, with nothing of the cap, nor of the stabilization that
+    brings the count down to it. Where a bound or an override moved the count from what
+    the forecast asked, the line says every reason; a plain hold still says one."""
+    path = demo_copy(tmp_path, start="1995-07-11T04:00:00Z", end="1995-07-11T04:10:00Z")
+    config = yaml.safe_load(path.read_text())
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(
+        "overrides:\n  image-gen:\n    max_nodes: 1\n"
+        "    expires: 2030-01-01T00:00:00Z\n    reason: cost cap\n"
+    )
+    config["overrides_file"] = str(overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    capped = _play(path)
+    assert capped.returncode == 0, capped.stderr
+    first = next(line for line in capped.stdout.splitlines() if " image-gen " in line)
+    assert "4 → 4" in first and "forecast needs" in first
+    assert "lowered to override max 1" in first and "stabilization" in first
+    del config["overrides_file"]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    plain = _play(path)
+    held = [line for line in plain.stdout.splitlines() if " image-gen   demand" in line]
+    assert held and all(";" not in line for line in held), plain.stdout  # one reason each
