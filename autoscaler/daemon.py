@@ -153,6 +153,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             finally:
                 if fits is not None:
                     self._fits_done(fits)
+            self._still_lead()  # a tick past the interval skips the next: renew for the gap
             self.telemetry.tick_finished(results, time.monotonic() - started)
             self._watch_decision_log()
             self._save_state()
@@ -296,6 +297,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         ticker.persist = partial(self._save_pool, name, state)
         if ticker.in_flight:
             return _held(ticker, now, state, "the previous tick is still running past its deadline")
+        if not self._still_lead():
+            return _held(ticker, now, state, "this daemon no longer holds the leader lock")
         ticker.abandoned.clear()
         if fits is not None:
             fits.take(ticker)

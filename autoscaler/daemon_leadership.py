@@ -19,6 +19,8 @@ from common.deadline import DeadlineExceeded, call_within, whole_answer_s
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
+RENEW_MARGIN = 2 / 3  # of the TTL: between pools, the lock is renewed with less left
+
 
 class Leadership:
     """Leader-lock handling for `autoscaler.daemon.Daemon`, which sets these."""
@@ -62,6 +64,20 @@ class Leadership:
             log.info("standby: %s is active", self.leader.holder() or "another daemon")
             self.telemetry.standby_tick()
         return leading
+
+    def _still_lead(self) -> bool:
+        """Before each pool of a tick: the lock renewed once a third of its TTL has gone.
+        The pools tick one after another (each within the interval), so a tick of many
+        or slow pools outlives a lease renewed only at its start: the last pools' writes
+        were refused every tick and the standby took the lock over mid-tick. False once
+        the lock was lost (or unreachable) this tick: the pools left are held."""
+        if self.leader is None:
+            return True
+        if not self._leading:
+            return False
+        if self.leader.is_held(self.leader.ttl_s * RENEW_MARGIN):
+            return True
+        return self._lead()
 
     def _forget_fleet_counts(self) -> None:
         """On taking the lead: the count each fleet had when this daemon last looked is

@@ -1,0 +1,126 @@
+"""The daemon keeps its leader lock through a tick longer than the lock's TTL.
+
+The lock was renewed once, at the start of each tick; the pools then tick one after
+another, each within the interval, so a tick of many (or slow) pools outlived the
+lease: the last pools' writes were refused ("leader lease ran out") every tick and the
+standby took the lock over mid-tick. Against the Nomad API double, with a manual
+monotonic clock that the slow pools move.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoscaler.config.loader import load_config
+from autoscaler.daemon import Daemon
+from autoscaler.leader import LeaderGuardedBackend
+from backends.base import Backend, FleetState
+from backends.leases import make_leader_lock
+from common.clock import SimulatedClock
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
+from tests.support import RecordingNotifier
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE = ROOT / "config" / "traces" / "nasa_jul95_demo.csv"
+NOON = datetime(1995, 7, 5, 16, 0, tzinfo=UTC)
+ENV = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+POOLS = ("gen-1", "gen-2", "gen-3", "gen-4")
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowRead:
+    """A pool backend whose read takes `seconds` of the manual clock."""
+
+    def __init__(self, backend: Backend, clock: ManualClock, seconds: float) -> None:
+        self.backend, self.clock, self.seconds = backend, clock, seconds
+        self.name = backend.name
+
+    def read(self) -> FleetState:
+        self.clock.now += self.seconds
+        return self.backend.read()
+
+    def check(self) -> None:
+        self.backend.check()
+
+    def scale(self, desired: int, reason: str) -> str | None:
+        return self.backend.scale(desired, reason)
+
+
+def pool(name: str, nomad_url: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "backend": {
+            "kind": "nomad_job",
+            "job": name,
+            "group": "gpu",
+            "address": nomad_url,
+            "retries": 0,
+        },
+        "demand": {"query": "ignored", "window": "1h"},
+        "capacity": {"per_node_rps": 0.25},
+        "max_nodes": 40,
+        "cooldown": "0s",
+    }
+
+
+def make_daemon(tmp_path: Path, name: str, nomad_api: NomadApiDouble, clock: ManualClock) -> Daemon:
+    folder = tmp_path / name
+    folder.mkdir()
+    config = {
+        "interval": "5s",
+        "state_dir": str(folder / "state"),
+        "metrics": {"kind": "replay", "trace": str(TRACE)},
+        "leader_election": {"kind": "nomad", "address": nomad_api.url, "ttl": "10s"},
+        "pools": [pool(p, nomad_api.url) for p in POOLS],
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    election = load_config(path).leader_election
+    assert election is not None
+    lock = make_leader_lock(election.model_copy(update={"identity": name}), ENV, clock)
+    notifier = RecordingNotifier()
+    return Daemon(path, clock=SimulatedClock(NOON), env=ENV, notifier=notifier, leader_lock=lock)
+
+
+@pytest.mark.parametrize(
+    ("read_s", "pause_s"),
+    [
+        (4.0, 0.0),  # 16 s a tick, TTL 10 s: the last pools' writes were refused
+        (1.6, 3.6),  # 6.4 s a tick, past the 5 s interval: the next tick 10 s after this one
+    ],
+)
+def test_a_tick_longer_than_the_ttl_or_the_interval_keeps_the_lock_and_scales_every_pool(
+    nomad_api: NomadApiDouble, tmp_path: Path, read_s: float, pause_s: float
+) -> None:
+    clock = ManualClock()
+    nomad_api.variables.clock = clock
+    for name in POOLS:
+        nomad_api.add_job(name, {"gpu": 1})
+    a = make_daemon(tmp_path, "ops-a", nomad_api, clock)
+    b = make_daemon(tmp_path, "ops-b", nomad_api, clock)
+    for ticker in a.runtime.tickers:
+        guarded = ticker.backend
+        assert isinstance(guarded, LeaderGuardedBackend)
+        guarded.backend = SlowRead(guarded.backend, clock, read_s)
+    for _ in range(4):
+        results = a.tick()
+        assert [r.pool for r in results] == list(POOLS)
+        assert all("backend" not in r.errors and "tick" not in r.errors for r in results), [
+            r.errors for r in results
+        ]
+        assert b.tick() == []  # the standby never took the lock over
+        clock.now += pause_s
+    for name in POOLS:
+        assert nomad_api.jobs[("default", name)].groups["gpu"] > 1, name
