@@ -14,6 +14,7 @@ account); RBAC needs get, create and update on leases in the namespace.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -69,6 +70,9 @@ class KubernetesLease:
         self.name = name
         self.identity = identity
         self.ttl_s = ttl_s
+        # leaseDurationSeconds is whole seconds and must not be under the TTL this holder
+        # counts: cut short (1.9 s written as 1), the standby took over while it still wrote
+        self._duration_s = math.ceil(ttl_s)
         self.timer = LeaseTimer(ttl_s, monotonic)
         self._wall = wall
         self._timeout = (timeout_s, timeout_s)
@@ -122,7 +126,7 @@ class KubernetesLease:
         stamp = self._wall()
         taken = V1LeaseSpec(
             holder_identity=self.identity,
-            lease_duration_seconds=int(self.ttl_s),
+            lease_duration_seconds=self._duration_s,
             acquire_time=spec.acquire_time if ours and spec.acquire_time else stamp,
             renew_time=stamp,
             lease_transitions=(spec.lease_transitions or 0) + (0 if ours else 1),
@@ -174,7 +178,7 @@ class KubernetesLease:
         stamp = self._wall()
         spec = V1LeaseSpec(
             holder_identity=self.identity,
-            lease_duration_seconds=int(self.ttl_s),
+            lease_duration_seconds=self._duration_s,
             acquire_time=stamp,
             renew_time=stamp,
             lease_transitions=0,
