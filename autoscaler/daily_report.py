@@ -302,4 +302,19 @@ def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
     digest = config.digest
     if digest is None or config.slack is None or dry_run or config.simulation is not None:
         return None
-    return CronTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
+    return DailyTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
+
+
+class DailyTrigger(CronTrigger):
+    """Once a day: CronTrigger fires at both 01:30s of a fall-back night (two digests of
+    the same day); the second, under 12 h after the first, is skipped."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        fire = super().get_next_fire_time(previous_fire_time, now)
+        if fire is None or previous_fire_time is None:
+            return fire
+        if fire - previous_fire_time < timedelta(hours=12):
+            fire = super().get_next_fire_time(fire, fire)
+        return fire

@@ -4,8 +4,9 @@ counted, naming the file and line, never fatal to the report."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -74,3 +75,39 @@ def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: P
     log.write_text(json.dumps(old) + "\n")
     read, broken, _ = read_records(log, DAY, END + timedelta(days=1))
     assert read == [old] and broken == 0
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/New_York", date(2026, 11, 1)), ("Australia/Lord_Howe", date(2026, 4, 5))],
+)
+def test_a_digest_time_in_the_repeated_hour_is_sent_once_that_day(zone: str, day: date) -> None:
+    """apscheduler's CronTrigger fires at both 01:30s of a fall-back night: two digests."""
+    from autoscaler.config.schema import Config
+    from autoscaler.daily_report import digest_trigger
+
+    pool = {
+        "name": "ocr",
+        "backend": {"kind": "simulated"},
+        "demand": {"query": "q"},
+        "capacity": {"per_node_rps": 1},
+        "max_nodes": 2,
+    }
+    config = Config.model_validate(
+        {
+            "slack": {"channel": "#gpu"},
+            "digest": {"at": "01:45", "timezone": zone},
+            "pools": [pool],
+        }
+    )
+    trigger = digest_trigger(config, dry_run=False)
+    assert trigger is not None
+    fire, fires = datetime.combine(day - timedelta(days=2), time(12), ZoneInfo(zone)), []
+    for _ in range(4):
+        fire = trigger.get_next_fire_time(fire, fire)
+        assert fire is not None
+        fires.append(fire)
+    local = [f.astimezone(ZoneInfo(zone)) for f in fires]
+    assert [f.date() for f in local] == [day - timedelta(days=1 - k) for k in range(4)]
+    assert all((f.hour, f.minute) == (1, 45) for f in local)
+    assert local[1].utcoffset() > local[2].utcoffset()  # the first 01:45 of the night
