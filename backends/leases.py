@@ -51,7 +51,10 @@ class LeaderElection(Strict):
     ttl: Duration = Field(
         default=timedelta(seconds=30), description="a dead holder is replaced after about this"
     )
-    identity: str | None = Field(default=None, description="default: hostname:pid")
+    identity: str | None = Field(
+        default=None,
+        description="default: hostname:pid; each replica its own (two of one identity both lead)",
+    )
     timeout: PositiveDuration = timedelta(seconds=5)
     verify_tls: bool = True
     allow_insecure: bool = False
