@@ -219,6 +219,9 @@ def run(
         settings, device_label = _model_settings(model, input_shape, device, gpus_per_node, common)
     checkpoint = checkpoint or out.with_name(out.name + ".checkpoint.json")
     chart = chart or out.with_suffix(".png")
+    csv = csv or out.with_suffix(".csv")
+    for path in (out, checkpoint, chart, csv):
+        _writable(path)
     try:
         resumed, set_aside = checkpoint_of(checkpoint, settings)
     except ValueError as error:
@@ -234,7 +237,7 @@ def run(
     wide = console if console.is_terminal else _plain_console(stderr=True, width=150)
     wide.print(results_table(sweep))
     console.print(f"chart: {write_chart(sweep, chart)}")
-    console.print(f"measurements: {write_csv(sweep, csv or out.with_suffix('.csv'))}")
+    console.print(f"measurements: {write_csv(sweep, csv)}")
     refused = refusal(sweep)
     if refused is not None:
         console.print(f"{refused.message}; no profile written", style="red")
@@ -242,6 +245,23 @@ def run(
     profile = to_profile(sweep, device_label, _command_line(context))
     save_profile(out, profile)
     console.print(profile_table(profile, str(out)))
+
+
+def _writable(path: Path) -> None:
+    """Refuse, before measuring, an output no file can be written to (its folder a file, a
+    read-only disk, the path a folder): found after the sweep, it was a traceback and the
+    profile lost, after minutes or hours of measuring."""
+    import tempfile
+
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(0, "a folder, not a file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        console.print(f"{path}: cannot be written: {error.strerror or error}", style="red")
+        raise typer.Exit(2) from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:

@@ -207,3 +207,17 @@ def test_a_model_slower_to_load_than_the_timeout_says_so(tmp_path: Path) -> None
     zero = CliRunner().invoke(app, ["run", "--model", model, "--load-timeout", "0s", "--out", "x"])
     assert zero.exit_code == 2
     assert "--load-timeout must be longer than 0s" in zero.output
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_measuring(tmp_path: Path) -> None:
+    """Found after the sweep, it was a traceback (FileExistsError, IsADirectoryError) and
+    the profile lost, after every configuration was measured."""
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder").mkdir()
+    for out in (tmp_path / "a-file" / "profile.yaml", tmp_path / "a-folder"):
+        result = CliRunner().invoke(app, ["run", "--model", "cnn", *QUICK, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "cannot be written" in result.output and str(out) in result.output
+        assert "configurations" not in result.output  # nothing was measured
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]
