@@ -121,7 +121,8 @@ def run(
     ] = 95.0,
     max_batch_wait: Annotated[str, typer.Option(help="longest wait to fill a batch")] = "10ms",
     gpus_per_node: Annotated[
-        int | None, typer.Option(help="devices per node (default: GPUs visible here, or 1)")
+        int | None,
+        typer.Option(min=1, help="devices per node (default: GPUs visible here, or 1)"),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda:0, ...")] = "auto",
     input_shape: Annotated[
@@ -150,7 +151,8 @@ def run(
         int, typer.Option(min=0, help="re-measure a rate whose sends ran late this many times")
     ] = 2,
     memory_cap_mib: Annotated[
-        int | None, typer.Option(help="per-worker memory cap; over it counts as out of memory")
+        int | None,
+        typer.Option(min=1, help="per-worker memory cap; over it counts as out of memory"),
     ] = None,
     threads_per_worker: Annotated[
         int | None, typer.Option(min=1, help="torch threads per worker (default: share cores)")

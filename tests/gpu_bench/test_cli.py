@@ -221,3 +221,15 @@ def test_an_output_that_cannot_be_written_is_refused_before_measuring(tmp_path: 
         assert "cannot be written" in result.output and str(out) in result.output
         assert "configurations" not in result.output  # nothing was measured
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]
+
+
+def test_no_devices_per_node_and_no_memory_are_refused_before_measuring(tmp_path: Path) -> None:
+    """--gpus-per-node -1 measured the whole sweep, then a pydantic traceback (a negative
+    per_node_rps) and no profile; 0 was taken as 'the GPUs visible here' while the profile's
+    command said 0."""
+    out = tmp_path / "profile.yaml"
+    for option in ("--gpus-per-node=-1", "--gpus-per-node=0", "--memory-cap-mib=0"):
+        result = CliRunner().invoke(app, ["run", "--model", "cnn", *ONE, option, "--out", str(out)])
+        assert result.exit_code == 2, (option, result.output)
+        assert option.partition("=")[0] in result.output
+    assert not any(tmp_path.iterdir())
