@@ -155,6 +155,10 @@ class SweepResult(BaseModel):
 
 
 BACKOFF_ROUNDS = 3
+LARGEST_BACKOFF = 0.5
+"""A rate whose repeats fail is lowered by twice the precision, never by more than half:
+at --precision 0.5 or above the rate went to 0 (a ZeroDivisionError in the Poisson
+schedule) or below 0 (a schedule running backwards: requests sent without end)."""
 
 
 def confirmed(repeats: list[RateMeasurement]) -> bool:
@@ -344,7 +348,7 @@ def _search(
             repeats.append(probe(rate))
         if confirmed(repeats):
             break
-        rate *= 1 - 2 * settings.precision
+        rate *= 1 - min(2 * settings.precision, LARGEST_BACKOFF)
     else:
         result.reason = f"repeats did not confirm any rate down to {rate:.1f}"
         result.repeats = repeats
