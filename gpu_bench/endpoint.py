@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gpu_bench.workers import DONE, MODEL_ERROR, ConfigInfeasible, PoolTimings
 
+_CHUNK_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class EndpointSettings:
@@ -68,20 +70,31 @@ class EndpointPool:
         return session
 
     def _post(self, session: Any) -> str | None:
-        """One request; None when it was answered well, else what went wrong (no secrets)."""
-        import requests
+        """One request; None when it was answered well, else what went wrong (no secrets).
 
+        The answer is read within `timeout_s` in all: requests' timeout bounds each read,
+        so a server that sent its body a byte at a time (or a stream without end) held
+        the run for ever."""
+        import requests
+        import urllib3
+
+        url, limit = shown_url(self.settings.url), self.settings.timeout_s
+        deadline = time.monotonic() + limit
         try:  # a redirect is not followed: its host would get every header (an API key)
-            response = session.post(
+            with session.post(
                 self.settings.url,
                 data=self.settings.body,
-                timeout=self.settings.timeout_s,
+                timeout=limit,
                 allow_redirects=False,
-            )
-        except requests.RequestException as error:
-            return f"{shown_url(self.settings.url)}: {type(error).__name__}"
-        if response.status_code >= 300:
-            return f"{shown_url(self.settings.url)} answered HTTP {response.status_code}"
+                stream=True,
+            ) as response:
+                if response.status_code >= 300:
+                    return f"{url} answered HTTP {response.status_code}"
+                while response.raw.read1(_CHUNK_BYTES, decode_content=True):  # what came
+                    if time.monotonic() > deadline:
+                        return f"{url}: answer not complete within {limit:g} s"
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+            return f"{url}: {type(error).__name__}"
         return None
 
     def _send_loop(self, index: int) -> None:

@@ -9,6 +9,7 @@ service time, so the test times a few requests itself and feeds the simulation t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import socket
@@ -184,3 +185,53 @@ def test_a_redirect_to_another_host_is_a_failure_and_carries_no_header(server) -
         redirecting.server_close()
     assert "answered HTTP 307" in str(refused.value) and SECRET not in str(refused.value)
     assert server.seen == []  # the other host got no request, so no header
+
+
+class _Dripping(BaseHTTPRequestHandler):
+    """Answers 200 with a body it sends a byte every 0.2 s, for far longer than a test."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(100_000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_an_answer_sent_a_byte_at_a_time_fails_within_the_timeout() -> None:
+    """requests' timeout bounds each read, not the answer: a body that kept coming slowly
+    (or a stream without end) held gpu-bench for ever, before any rate was measured."""
+    from gpu_bench.endpoint import EndpointPool, EndpointSettings
+    from gpu_bench.workers import ConfigInfeasible
+
+    dripping = _Server(("127.0.0.1", 0), _Dripping)
+    threading.Thread(target=dripping.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{dripping.server_address[1]}/predict"
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            EndpointPool(EndpointSettings(url=url, body=b"{}", timeout_s=1.0)).start()
+            outcome.append(None)
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    try:
+        starting = threading.Thread(target=start, daemon=True)
+        starting.start()
+        starting.join(15)
+        assert outcome, "start() still waiting on the dripping answer after 15 s"
+    finally:
+        dripping.shutdown()
+        dripping.server_close()
+    assert isinstance(outcome[0], ConfigInfeasible)
+    assert "not complete within 1 s" in str(outcome[0])
