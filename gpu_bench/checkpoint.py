@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.small_files import MIB, read_small_text
 from gpu_bench.sweep import SweepResult, SweepSettings
 from gpu_bench.workers import MODEL_FAILURES
+
+CHECKPOINT_MAX_BYTES = 256 * MIB  # a sweep's probes come to a few MiB at most
 
 
 def checkpoint_of(path: Path, settings: SweepSettings) -> tuple[SweepResult, str | None]:
@@ -23,9 +26,15 @@ def checkpoint_of(path: Path, settings: SweepSettings) -> tuple[SweepResult, str
     ValueError where the other settings differ."""
     if not path.exists():
         return SweepResult(settings=settings), None
+    try:  # a folder or an unreadable file was a traceback, a FIFO a wait for ever
+        text = read_small_text(path, CHECKPOINT_MAX_BYTES)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the checkpoint: {error.strerror}") from None
+    except ValueError:  # not UTF-8
+        text = ""
     try:
-        saved = SweepResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except ValueError:
+        saved = SweepResult.model_validate(json.loads(text))
+    except (ValueError, RecursionError):
         saved = None
     if saved is None or _shaping(saved.settings) != _shaping(settings):
         raise ValueError(

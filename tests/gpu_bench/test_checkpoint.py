@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,26 @@ def test_other_settings_still_refuse_the_checkpoint(tmp_path: Path) -> None:
     other = SweepSettings(model="served.py:build", model_sha256=AFTER, batches=[1, 2])
     with pytest.raises(ValueError, match="other settings"):
         checkpoint_of(path, other)
+
+
+def test_a_checkpoint_that_is_no_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """A folder or an unreadable file where the checkpoint should be was a traceback
+    (IsADirectoryError), and a FIFO (`--checkpoint` at a pipe) a wait for ever."""
+    settings = SweepSettings(model="served.py:build")
+    folder, fifo = tmp_path / "folder", tmp_path / "fifo"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    answers: dict[Path, str] = {}
+
+    def read(path: Path) -> None:
+        try:
+            checkpoint_of(path, settings)
+        except ValueError as error:
+            answers[path] = str(error)
+
+    for path in (folder, fifo):
+        reading = threading.Thread(target=read, args=(path,), daemon=True)
+        reading.start()
+        reading.join(10)
+        assert path in answers, f"{path.name}: no answer within 10 s"
+        assert answers[path].startswith(f"{path}: cannot read the checkpoint")
