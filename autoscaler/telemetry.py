@@ -8,6 +8,7 @@ metrics say per pool what the daemon sees, decides and fails at.
 from __future__ import annotations
 
 import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -181,10 +182,39 @@ class Telemetry:
         return server
 
 
+MAX_CONNECTIONS = 16
+"""Connections served at once; more are closed as they come. Without a bound, clients
+that open connections and send a byte now and then (a slow-loris, a scanner) took a
+thread and a file descriptor each for as long as they kept on: at the daemon's 1024
+descriptors (systemd's default) its ticks could open no socket or file."""
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     """A thread per connection: one idle client must not block every scrape and /healthz."""
 
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client too slow or gone is no error of the daemon's: each printed a traceback
+        of 25 lines on stderr (the journal)."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -210,3 +210,40 @@ def test_a_loop_calibrated_pool_exports_its_margin_budget_and_policy() -> None:
     assert 'autoscaler_pool_policy{policy="reactive",pool="ocr"} 1.0' in body
     assert 'autoscaler_pool_policy{policy="forecast",pool="ocr"} 0.0' in body
     assert 'pool="llm"' in body and 'autoscaler_pool_loop_margin_ratio{pool="llm"}' not in body
+
+
+def test_idle_connections_hold_a_bounded_number_of_threads_and_print_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients that open connections and never finish a request (a slow-loris) took a
+    thread and a descriptor each, without bound, and each timeout printed a traceback."""
+    import socket
+    import threading
+    import time
+
+    from autoscaler import telemetry as module
+
+    monkeypatch.setattr(module._QuietHandler, "timeout", 6.0)
+    server = Telemetry().serve("127.0.0.1", 0)
+    port = server.server_address[1]
+    before, bound = threading.active_count(), 16  # MAX_CONNECTIONS
+    idle = []
+    try:
+        for _ in range(bound + 12):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"GET /metrics HTTP/1.1\r\n")  # the headers never end
+            idle.append(client)
+        most, until = 0, time.monotonic() + 5  # the server accepts them a few at a time
+        while time.monotonic() < until:
+            most = max(most, threading.active_count() - before)
+            time.sleep(0.1)
+        assert most <= bound
+        time.sleep(2)  # past the handler's timeout: their threads are done
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    finally:
+        for client in idle:
+            client.close()
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capsys.readouterr().err
+    assert bound == module.MAX_CONNECTIONS
