@@ -22,7 +22,27 @@ def read_per_node_rps(path: Path) -> float:
     value = _read_field(path, "per_node_rps", "requests/s one node serves at the latency target")
     if not _finite(value) or value <= 0:
         raise _bad(path, "per_node_rps", value, "a positive number")
+    _check_node_rate(path, float(value))
     return float(value)
+
+
+def _check_node_rate(path: Path, per_node_rps: float) -> None:
+    """per_node_rps = per_gpu_rps * gpus_per_node, where the profile has both (gpu-bench
+    writes both; a hand-written profile may give per_node_rps alone). A file cut short in
+    that number (`per_node_rps: 12` of 1240.0) or a gpus_per_node edited alone sized the
+    fleet on a wrong rate without a word."""
+    document = read_yaml(path)
+    data = document.data if document is not None else None
+    if not isinstance(data, dict):
+        return
+    per_gpu, gpus = data.get("per_gpu_rps"), data.get("gpus_per_node")
+    if not (_finite(per_gpu) and _finite(gpus)):
+        return
+    expected = per_gpu * gpus
+    if abs(per_node_rps - expected) > 1e-6 * max(1.0, abs(expected)):
+        raise _bad(
+            path, "per_node_rps", per_node_rps, f"per_gpu_rps * gpus_per_node ({expected:g})"
+        )
 
 
 def read_startup_s(path: Path) -> float:

@@ -118,3 +118,20 @@ def test_a_start_up_no_duration_holds_is_a_located_error(
     (problem,) = [p for p in problems if p.field == "startup_p90_s"]
     assert problem.file == tmp_path / "p.yaml" and problem.line is not None
     assert "100 years at most" in problem.message
+
+
+def test_a_node_rate_that_contradicts_the_profiles_own_figures_is_a_located_error(
+    tmp_path: Path,
+) -> None:
+    """A profile cut short in its per_node_rps (a copy interrupted: `per_node_rps: 8` of
+    80.0) or with gpus_per_node edited alone sized the pool on a wrong rate, silently."""
+    test_a_gpu_bench_profile_sizes_the_pool(tmp_path)
+    path = tmp_path / "profiles" / "a10g.yaml"
+    text = path.read_text()
+    cut = text[: text.index("per_node_rps: 80.0") + len("per_node_rps: 8")]
+    for broken in (cut, text.replace("gpus_per_node: 2", "gpus_per_node: 4")):
+        path.write_text(broken)
+        config = load_config(tmp_path / "config.yaml")
+        with pytest.raises(ConfigError, match="per_node_rps") as caught:
+            per_node_rps_of(config.pools[0].capacity)
+        assert "a10g.yaml" in str(caught.value) and "gpus_per_node" in str(caught.value)
