@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from autoscaler.config.expand import expand_scalar
+from autoscaler.config.expand import expand_scalar, expand_text
 from autoscaler.config.problems import ConfigError, Loc, Problem, field_name
 from common.secrets import remember
 from common.small_files import MIB, read_small_text
@@ -118,6 +118,16 @@ def _tag_name(tag: str) -> str:
     return f"a{'n' if name[:1] in 'aeiou' else ''} {name}"
 
 
+def _remember_if_secret(written: str, value: str, env: Mapping[str, str]) -> None:
+    """A `*_env` value the environment gave may be the secret itself, put where its
+    variable's name belongs. A name the file spells (`${VAR:-NOMAD_TOKEN}`'s default) or
+    one naming a variable that is set is a name: remembered, it would be redacted from
+    every message naming it ("environment variable [redacted] is not set")."""
+    if value == written or value == expand_text(written, {})[0] or value in env:
+        return
+    remember(value)
+
+
 class _Builder:
     """Turns composed nodes into plain data, noting lines and duplicate keys on the way."""
 
@@ -146,8 +156,8 @@ class _Builder:
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
         if self.env is not None and isinstance(node, yaml.ScalarNode):
             expanded, unset = expand_scalar(node, self.env, self.loader)
-            if expanded is not node and str(loc[-1] if loc else "").endswith("_env"):
-                remember(expanded.value)  # a `*_env` names a variable: this is its secret
+            if str(loc[-1] if loc else "").endswith("_env"):
+                _remember_if_secret(node.value, expanded.value, self.env)
             node = expanded
             for name in unset:
                 self.problems.append(

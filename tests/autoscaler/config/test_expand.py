@@ -15,6 +15,7 @@ from autoscaler.cli.main import app
 from autoscaler.config.expand import expand_text
 from autoscaler.config.loader import load_config
 from autoscaler.config.problems import ConfigError
+from common.secrets import redact
 
 CONFIG = """\
 metrics:
@@ -156,3 +157,25 @@ def test_a_secret_expanded_into_a_variable_name_setting_is_never_printed(
     assert result.exit_code == 2, result.output
     assert f"{path}:" in result.output and "slack.token_env" in result.output
     assert secret not in result.output and "[redacted]" in result.output
+
+
+@pytest.mark.parametrize("indirect", [False, True], ids=["default", "names-a-set-variable"])
+def test_a_variable_name_expanded_into_a_name_setting_is_still_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indirect: bool
+) -> None:
+    """A `*_env` expanded to a variable's name (a default the file spells, or a variable's
+    value naming one that is set) is no secret: remembered as one, every message naming
+    the variable was redacted, the one saying it is unset first."""
+    name = f"OPS_SLACK_{uuid.uuid4().hex[:12].upper()}"  # never remembered by another test
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLACK_VAR", raising=False)
+    if indirect:
+        monkeypatch.setenv("SLACK_VAR", name)  # not named like a credential
+        monkeypatch.setenv(name, "")
+    token_env = "${SLACK_VAR}" if indirect else f"${{SLACK_VAR:-{name}}}"
+    path = write(tmp_path, CONFIG + f"slack:\n  channel: '#ops'\n  token_env: {token_env}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"environment variable {name} is not set" in result.output
+    assert redact(f"token_env names {name}") == f"token_env names {name}"
