@@ -47,7 +47,12 @@ from backends.nomad_node_api import NomadNodeApi, PoolNodes
 from common.atomic import write_atomically
 from common.clock import Clock, SystemClock
 from common.durations import Duration
+from common.small_files import MIB, read_small_text
 from common.transport import plain_http_finding
+
+RECORD_MAX_BYTES = 16 * MIB
+"""A scale-in record names a few nodes; read as a regular file of at most this (a FIFO in
+its place held every read, under the tick lock, for a writer that never came)."""
 
 
 class NomadClusterBackend(NomadAccess):
@@ -346,7 +351,8 @@ class NomadCluster:
         if self.state_path is None or not self.state_path.exists():
             return empty
         try:
-            record = record_from_json(self.state_path.read_text(encoding="utf-8"), self.config.asg)
+            text = read_small_text(self.state_path, RECORD_MAX_BYTES)
+            record = record_from_json(text, self.config.asg)
         except (OSError, ValueError) as error:
             log.error(
                 "%s: scale-in record %s is unusable (%s); repairing nodes we tagged",

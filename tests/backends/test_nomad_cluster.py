@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,6 +250,24 @@ def test_an_unusable_record_gives_tagged_nodes_back(cluster: Cluster) -> None:
     assert all(eligible(n) for n in nodes)
     assert all(DRAIN_META_KEY not in n.meta for n in nodes)
     assert not cluster.state_path.exists()
+
+
+def test_a_record_that_is_a_fifo_is_unusable_not_waited_on(cluster: Cluster) -> None:
+    """A FIFO where the record belongs held every read (under the tick lock) for a writer
+    that never came; it is an unusable record now, and the pool reads and scales."""
+    nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
+    os.mkfifo(cluster.state_path)
+    backend = cluster.backend()
+    answers: list[FleetState] = []
+    reading = threading.Thread(target=lambda: answers.append(backend.read()), daemon=True)
+    reading.start()
+    reading.join(timeout=20)
+    if reading.is_alive():  # let the blocked read go before failing
+        os.close(os.open(cluster.state_path, os.O_WRONLY | os.O_NONBLOCK))
+    assert answers == [FleetState(desired=3, ready=3, pending=0)]
+    backend.scale(2, "evening")
+    assert sum(not eligible(n) for n in nodes) == 1
+    assert cluster.state_path.is_file()
 
 
 def test_a_scale_in_whose_record_cannot_be_written_touches_nothing(
