@@ -64,6 +64,8 @@ def read_records(
     """Decision-log lines stamped in [start - LOOKBACK, end), how many lines were
     unreadable (a torn last line after a crash, a hand edit, a field of the wrong type):
     counted, never fatal, and the first of them as 'FILE:LINE: why'."""
+    if path.exists() and not path.is_file():  # a FIFO would hold the digest for a writer
+        return [], 1, f"{path}: not a regular file (a FIFO, a folder or a device): not read"
     records, broken, first_broken = [], 0, None
     first, last = pd.Timestamp(start - LOOKBACK), pd.Timestamp(end)
     for number, line in _lines(path):

@@ -4,8 +4,11 @@ counted, naming the file and line, never fatal to the report."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -67,6 +70,20 @@ def test_a_line_of_the_wrong_shape_is_skipped_naming_file_and_line(
     assert f"1 unreadable decision-log lines skipped (first: {log}:601: " in report_text(
         report, "EUR"
     )
+
+
+def test_a_decision_log_that_is_a_fifo_is_said_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO in the decision log's place held the digest (and `autoscaler report`) for a
+    writer that never came; now it is one unreadable entry naming the file."""
+    log = tmp_path / "decisions.jsonl"
+    os.mkfifo(log)
+    done: list[tuple[list[dict[str, Any]], int, str | None]] = []
+    reader = threading.Thread(target=lambda: done.append(read_records(log, DAY, END)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert done, "read_records waited on the FIFO"
+    read, broken, first = done[0]
+    assert read == [] and broken == 1 and first is not None and "not a regular file" in first
 
 
 def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: Path) -> None:
