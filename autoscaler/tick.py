@@ -311,10 +311,8 @@ class PoolTicker:
                 result.acted = True
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
-        if "backend" not in result.errors:  # a request the fleet clamped left a count unknown
-            acted_as_asked = result.acted and result.backend_note is None
-            known = decision.desired if acted_as_asked else None
-            state.last_known_desired = known if result.acted else result.fleet.desired
+        if "backend" not in result.errors:
+            state.last_known_desired = self._count_after(decision.desired, result)
         if decision.desired != decision.current and (result.acted or self.dry_run):
             self._send(
                 scale_message(
@@ -328,6 +326,20 @@ class PoolTicker:
                     self.dry_run,
                 )
             )
+
+    def _count_after(self, asked: int, result: TickResult) -> int | None:
+        """The count the fleet holds after this tick: the one asked for, or where the fleet
+        clamped it (MaxSize, scale-in protection) the one read back: neither a clamp taken
+        for a change by hand nor one by hand at the cap missed. None: that read failed."""
+        assert result.fleet is not None
+        if not result.acted:
+            return result.fleet.desired
+        if result.backend_note is None:
+            return asked
+        try:
+            return self.backend.read().desired
+        except BackendError:
+            return None
 
     def _notice_manual_change(self, now: datetime, state: PoolState, fleet: FleetState) -> None:
         """A count we did not set means someone scaled by hand: say so and do not fight it."""

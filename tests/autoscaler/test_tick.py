@@ -288,6 +288,31 @@ def test_a_count_the_fleet_clamped_is_not_taken_for_a_change_by_hand(tmp_path: P
     assert h.ticker.backend.read().desired < 6
 
 
+def test_a_change_by_hand_while_the_fleet_clamps_every_write_is_noticed(tmp_path: Path) -> None:
+    """Demand asks for more than the group's MaxSize at every tick, so every write is
+    clamped; someone lowers the group from 6 to 4 by hand. The tick reads the clamped
+    count back after each write, so the change is noticed and held for the cooldown
+    rather than written over (with no count remembered after a clamped write, it was
+    not seen, and the next write put 6 back)."""
+    h = Harness(tmp_path, rps=10.0)
+
+    class ClampingFleet(SimulatedFleet):
+        def scale(self, desired: int, reason: str) -> str | None:
+            super().scale(min(desired, 6), reason)
+            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
+
+    fleet = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    h.ticker.backend = fleet
+    for _ in range(3):
+        h.tick()
+    assert fleet.read().desired == 6
+    assert not [t for t in h.notifier.texts if "outside the autoscaler" in t]
+    SimulatedFleet.scale(fleet, 4, "by hand")
+    h.tick()
+    assert [t for t in h.notifier.texts if "changed from 6 to 4 outside the autoscaler" in t]
+    assert fleet.read().desired == 4
+
+
 class FixedForecast:
     """A predictor whose upper band is given per step: a peak early, lower from boot on."""
 
