@@ -301,10 +301,11 @@ def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
     assert seen.decision is not None and seen.fleet is not None and seen.now is not None
     decision, fleet = seen.decision, seen.fleet
     verb = "would scale" if decision.desired != decision.current else "would hold"
+    demand = seen.now.demand_now  # 0.0 is no load, None is no reading: never the same words
     console.print(
         f"[bold]now[/] ({now:%Y-%m-%d %H:%M} UTC): {seen.pool.name} {verb} "
         f"{decision.current} → {decision.desired}; "
-        f"demand {seen.now.demand_now or float('nan'):.2f} req/s, "
+        f"demand {'unknown' if demand is None else f'{demand:.2f} req/s'}, "
         f"{fleet.ready} ready, {fleet.pending} pending",
         highlight=False,
     )

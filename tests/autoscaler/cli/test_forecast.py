@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from tests.autoscaler.cli.test_main import demo_copy
@@ -110,3 +111,21 @@ def test_the_forecast_now_is_sized_with_the_daemons_loop_margin_and_week(tmp_pat
     as_made = seen(PoolState())
     np.testing.assert_allclose(seen(PoolState(loop=saved)), 1.5 * as_made)
     assert not (tmp_path / "state").exists()
+
+
+def test_no_demand_now_reads_as_zero_not_as_missing(tmp_path: Path) -> None:
+    """A pool with no requests this minute (a trace of zeros) was said to have demand
+    "nan req/s" (`0.0 or nan`), the words for no reading at all; it is 0.00 req/s."""
+    from autoscaler.cli.main import app
+
+    path = demo_copy(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    source = Path(config["metrics"]["trace"]).read_text().splitlines()
+    zeros = tmp_path / "zeros.csv"
+    zeros.write_text("\n".join([source[0], *(f"{r.split(',')[0]},0" for r in source[1:])]) + "\n")
+    config["metrics"]["trace"] = str(zeros)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    shown = runner.invoke(app, ["forecast", "--config", str(path)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert "demand 0.00 req/s" in shown.output
+    assert "nan" not in shown.output
