@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from autoscaler.backtest.baselines import PolicyResult
@@ -129,6 +130,13 @@ def summary_lines(report: BacktestReport) -> list[str]:
     the least any fleet meeting the target could cost (where a baseline needed nodes)."""
     by_day = budget_line(report)
     lines = [summary_line(report), *([by_day] if by_day else [])]
+    scored = report.replay.rps[report.replay.score_start :]
+    missing = int(np.count_nonzero(~np.isfinite(scored)))
+    if missing:
+        lines.append(
+            f"{missing:,} of {len(scored):,} scored minutes have no sample in the trace: "
+            "counted as no requests in every figure above"
+        )
     versus = least_vs_best(report)
     if versus is not None:
         lines.append(

@@ -93,6 +93,11 @@ def frame_replay(
         )
     sim_start = max(1, score_start - int(settings.burn_in / MINUTE))
     rps = trace.to_numpy(dtype=float)
+    if not np.isfinite(rps[score_start:]).any():  # else scored as no load, every fleet "meets"
+        raise ValueError(
+            f"the trace has no sample from {trace.index[score_start]:%Y-%m-%dT%H:%M}Z on "
+            "(every scored minute is missing or not a number): nothing to score"
+        )
     _check_countable(trace, settings.per_node_rps)
     before = rps[max(0, sim_start - 60) : sim_start]
     peak = float(np.nanmax(before)) if np.isfinite(before).any() else 0.0

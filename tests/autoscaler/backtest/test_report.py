@@ -82,3 +82,23 @@ def test_the_queue_left_at_the_end_is_the_least_s_only_slack() -> None:
     least = least_node_hours(report)
     assert fleet.meets(0.01) and fleet.node_hours < least
     assert fleet.node_hours >= least - 600 * 20 / 3600
+
+
+def test_minutes_without_samples_are_not_scored_as_no_load_unsaid() -> None:
+    """Minutes with no sample were scored as no requests without a word: a trace of NaN
+    (an export whose query matched nothing) "met the target" on 0 node-hours. A scored
+    span of no sample at all is refused; a part missing is said under the table."""
+    empty = step_trace(180, jump_at=180, low=np.nan, high=np.nan)
+    settings = untuned(1.0, timedelta(minutes=90), "static")
+    with pytest.raises(ValueError, match="no sample from 2025-03-03T01:30Z on"):
+        run_backtest(Path("nan.csv"), settings, trace=empty)
+    holes = step_trace(180, jump_at=180, low=2.0, high=2.0)
+    holes.iloc[120:150] = np.nan
+    report = run_backtest(Path("holes.csv"), settings, trace=holes)
+    said = [line for line in summary_lines(report) if "no sample" in line]
+    assert said == [
+        "30 of 90 scored minutes have no sample in the trace: counted as no requests in "
+        "every figure above"
+    ]
+    whole = run_backtest(Path("whole.csv"), settings, trace=step_trace(180, 180, 2.0, 2.0))
+    assert not any("no sample" in line for line in summary_lines(whole))
