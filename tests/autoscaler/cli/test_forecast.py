@@ -129,3 +129,24 @@ def test_no_demand_now_reads_as_zero_not_as_missing(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "demand 0.00 req/s" in shown.output
     assert "nan" not in shown.output
+
+
+def test_a_forecast_too_far_or_too_fine_is_refused_at_once(tmp_path: Path) -> None:
+    """--hours 876000 (100 years, the most a duration held) forecast 52 million minutes:
+    8 GB and minutes without a word; --every 1m over 2000 h drew a table of 120,000 rows
+    for a minute. Both are now a one-line error naming the option (exit 2)."""
+    from autoscaler.cli.main import app
+
+    path = str(demo_copy(tmp_path))
+    for options, said in (
+        (["--hours", "2000", "--every", "1d"], "--hours: at most 744 (a month ahead), got 2000"),
+        (["--hours", "876000"], "--hours: at most 744"),
+        (["--hours", "1e300"], "--hours: at most 744"),
+        (["--hours", "744", "--every", "1m"], "44,640 rows, more than 10,080"),
+    ):
+        shown = runner.invoke(app, ["forecast", "--config", path, *options])
+        assert shown.exit_code == 2, (options, shown.output)
+        assert said in " ".join(shown.output.split()), shown.output
+        assert "Traceback" not in shown.output
+    week = runner.invoke(app, ["forecast", "--config", path, "--hours", "168", "--every", "1h"])
+    assert week.exit_code == 0, week.output
