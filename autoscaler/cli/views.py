@@ -13,6 +13,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+MIN_VALUE_WIDTH = 8
+"""The fewest columns a field's value is given, however narrow the terminal."""
 Fields = Sequence[tuple[str, str]]
 """A row's (column, cell) pairs, the cells people's text (never rich markup)."""
 
@@ -22,8 +24,10 @@ def field_blocks(title: str, rows: Sequence[tuple[Text, Fields]]) -> Group:
     shown: list[Text | Table] = [Text(title, style="bold")]
     for heading, fields in rows:
         block = Table.grid(padding=(0, 2))
-        block.add_column(no_wrap=True, style="dim")
-        block.add_column(overflow="fold")
+        # On a very narrow terminal (20 columns) a name column that may not wrap took the
+        # whole width, and every value was cut to nothing: the names fold there instead.
+        block.add_column(overflow="fold", style="dim")
+        block.add_column(overflow="fold", min_width=MIN_VALUE_WIDTH)
         for name, cell in fields:
             block.add_row(f"  {name}", Text(cell))
         shown += [Text(""), heading, block]

@@ -113,3 +113,30 @@ def test_a_stale_tick_is_said_only_past_three_intervals() -> None:
     )
     for odd in (None, 7, "yesterday", "2026-12-06T01:00:00"):  # hand-edited or naive: no claim
         assert stale_tick(odd, NOW, minute) is None
+
+
+@pytest.mark.parametrize("width", [20, 30, 80])
+def test_every_value_shows_on_a_very_narrow_terminal(width: int) -> None:
+    """At 20 columns the field names ("current (fleet now)", 21 wide with their indent)
+    could not wrap and took the whole width: every value was cut to nothing, a block of
+    names without a count. The names fold there now; each value keeps its words."""
+    from rich.console import Console
+
+    from autoscaler.cli.status import PoolStatus, status_view
+
+    row = PoolStatus(
+        pool="image-gen",
+        current="4 (4 ready, 0 pending)",
+        desired="8",
+        last_decision="never ticked",
+        schedule="-",
+        override="-",
+        next_change="-",
+        last_error="fleet down",
+        failing=True,
+    )
+    console = Console(width=width, record=True, color_system=None)
+    console.print(status_view([row], console.width))
+    shown = " ".join(console.export_text().split())
+    for word in ("4", "ready,", "pending)", "8", "never", "ticked", "down"):
+        assert f" {word} " in f" {shown} ", (word, console.export_text())
