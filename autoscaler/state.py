@@ -101,6 +101,7 @@ class StateStore:
         except UNREADABLE as exc:
             if not set_aside_corrupt:
                 log.warning("state file %s is unreadable (%s); ignoring it", self.path, exc)
+                self.problem = f"state file {self.path} is unreadable ({exc}); read as empty"
                 return {}, 0
             aside = self.path.with_name(self.path.name + ".corrupt")
             try:  # said only once done; a failure stops the start, saying both

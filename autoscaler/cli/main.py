@@ -346,13 +346,16 @@ def status(config: ConfigOption) -> None:
     except ConfigError as exc:
         errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    states = StateStore(state_path(parsed)).load(set_aside_corrupt=False)
+    store = StateStore(state_path(parsed))
+    states = store.load(set_aside_corrupt=False)
     _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
     clock = SystemClock()
     fleets = read_fleets(parsed, clock)
     rows = pool_statuses(parsed, states, overrides or OverridesFile(), clock.now(), fleets)
     console.print(status_view(rows, console.width))
-    raise typer.Exit(1 if any(row.failing for row in rows) else 0)
+    if store.problem:  # every pool reads "never ticked" then: not an "ok" at 3 a.m.
+        errors.print(f"[red]{escape(store.problem)}[/]", highlight=False)
+    raise typer.Exit(1 if store.problem or any(row.failing for row in rows) else 0)
 
 
 def _register_subcommands() -> None:

@@ -43,6 +43,21 @@ def test_the_count_comes_from_the_fleet_now(nomad_api: NomadApiDouble, tmp_path:
     assert code == 0 and max(len(line) for line in narrow.splitlines()) <= 100
 
 
+def test_an_unreadable_state_file_fails_status(nomad_api: NomadApiDouble, tmp_path: Path) -> None:
+    """A state file that does not read left every pool "never ticked" and status "ok"
+    (exit 0), a warning on stderr aside: now it says the file is unreadable and fails,
+    and leaves the file where it is (status writes nothing)."""
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
+    state = tmp_path / "state" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"version": 1, "pools": {"nasa": ')  # a write cut short
+    code, output = _status(path)
+    assert code == 1, output
+    assert "is unreadable" in " ".join(output.split())
+    assert state.read_text() == '{"version": 1, "pools": {"nasa": '
+
+
 def test_a_narrow_terminal_shows_each_pool_as_a_block_of_whole_words(
     nomad_api: NomadApiDouble, tmp_path: Path
 ) -> None:
