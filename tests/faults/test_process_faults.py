@@ -234,7 +234,9 @@ def test_reports_unreadable_state_in_the_status_command_without_setting_it_aside
     result = CliRunner().invoke(
         app, ["status", "--config", str(config)], env={"COLUMNS": "300"}
     )  # status fits the terminal it is given
-    assert result.exit_code == 0 and "never ticked" in result.output
+    # Said and failed (it read "ok", exit 0, a warning aside): every pool "never ticked".
+    assert result.exit_code == 1 and "never ticked" in result.output
+    assert "is unreadable" in " ".join(result.output.split())
     assert state.read_text() == text[:40]  # a read-only command leaves it for the daemon
 
 
