@@ -101,6 +101,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         self.states = {} if simulated else self.runtime.state_store.load()
         if self.runtime.state_store.problem:
             self._alert(self.runtime.state_store.problem)
+        self._say_orphaned_drains()
         self.overrides = OverridesFile()
         self._overrides_seen: tuple[int, ...] | None = None
         self._overrides_problem: str | None = None

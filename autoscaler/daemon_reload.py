@@ -19,7 +19,7 @@ from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.notify import Notifier
 from autoscaler.overrides import OverridesFile
-from autoscaler.runtime import Runtime, build_runtime
+from autoscaler.runtime import Runtime, build_runtime, orphaned_drains
 from autoscaler.telemetry import Telemetry
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
@@ -139,6 +139,16 @@ class ConfigReloads:
             self._alert(
                 f"config reloaded, but {', '.join(kept)} changed in {self.config_path} and "
                 "take effect only after a restart; still running with the old values"
+            )
+        self._say_orphaned_drains()
+
+    def _say_orphaned_drains(self) -> None:
+        """At the start and after a reload: a drain left by a pool no longer configured."""
+        for path in orphaned_drains(self.runtime.config):
+            self._alert(
+                f"scale-in record {path} is of pool {path.name.split('.backend.json')[0]!r}, "
+                "no longer in the config: its nodes stay drained and ineligible, counted by "
+                "their group, until the pool is back or someone finishes the drain by hand"
             )
 
     def _refresh_overrides(self) -> None:

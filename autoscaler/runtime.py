@@ -328,5 +328,19 @@ def _backend_state(config: Config, pool: str, dry_run: bool) -> Path | None:
     return None if dry_run else config.state_dir / f"{pool}.backend.json"
 
 
+def orphaned_drains(config: Config) -> list[Path]:
+    """Scale-in records (a drain in flight, autoscaler nomad_cluster) of pools no longer in
+    the config: a pool renamed or removed mid-drain leaves its nodes drained, ineligible
+    and counted by its group, with no tick left to finish them. Said, never touched:
+    whose nodes they are is a person's call."""
+    suffix = ".backend.json"
+    names = {pool.name for pool in config.pools}
+    try:
+        found = sorted(config.state_dir.glob(f"*{suffix}"))
+    except OSError:
+        return []
+    return [path for path in found if path.name[: -len(suffix)] not in names]
+
+
 def state_path(config: Config) -> Path:
     return config.state_dir / "state.json"

@@ -54,3 +54,21 @@ def test_a_reload_keeps_a_simulated_fleet_whose_settings_stay(tmp_path: Path) ->
     assert daemon.runtime.config.pools[0].max_nodes == 39
     assert result.decision is not None and result.decision.current == desired
     assert not [t for t in notifier.texts if "outside the autoscaler" in t]
+
+
+def test_a_drain_left_by_a_pool_no_longer_configured_is_said(tmp_path: Path) -> None:
+    """A pool renamed or removed while its nodes drained (nomad_cluster's scale-in record,
+    `<pool>.backend.json`) left them drained, ineligible and counted by their group, and
+    nothing said so: now the start and each reload say it, naming the file; a configured
+    pool's record is not named, and the file is left as it is."""
+    path = write_config(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "image-gen.backend.json").write_text("{}")
+    gone = state / "old-ocr.backend.json"
+    gone.write_text('{"nodes": []}')
+    notifier = RecordingNotifier()
+    Daemon(path, clock=SimulatedClock(NOON), notifier=notifier)
+    said = [t for t in notifier.texts if "no longer in the config" in t]
+    assert len(said) == 1 and str(gone) in said[0] and "'old-ocr'" in said[0]
+    assert gone.read_text() == '{"nodes": []}'
