@@ -144,9 +144,9 @@ class ConfigReloads:
 
     def _say_orphaned_drains(self) -> None:
         """At the start and after a reload: a drain left by a pool no longer configured."""
-        for path in orphaned_drains(self.runtime.config):
+        for pool, path in orphaned_drains(self.runtime.config).items():
             self._alert(
-                f"scale-in record {path} is of pool {path.name.split('.backend.json')[0]!r}, "
+                f"scale-in record {path} is of pool {pool!r}, "
                 "no longer in the config: its nodes stay drained and ineligible, counted by "
                 "their group, until the pool is back or someone finishes the drain by hand"
             )

@@ -323,23 +323,27 @@ def _strings(value: object) -> list[str]:
     return []
 
 
+BACKEND_STATE = ".backend.json"
+"""`<state_dir>/<pool>` and this: where a pool's backend keeps its work in flight."""
+
+
 def _backend_state(config: Config, pool: str, dry_run: bool) -> Path | None:
     """Where a backend keeps work in flight across ticks (a node drain); none in a dry run."""
-    return None if dry_run else config.state_dir / f"{pool}.backend.json"
+    return None if dry_run else config.state_dir / f"{pool}{BACKEND_STATE}"
 
 
-def orphaned_drains(config: Config) -> list[Path]:
-    """Scale-in records (a drain in flight, autoscaler nomad_cluster) of pools no longer in
-    the config: a pool renamed or removed mid-drain leaves its nodes drained, ineligible
-    and counted by its group, with no tick left to finish them. Said, never touched:
-    whose nodes they are is a person's call."""
-    suffix = ".backend.json"
+def orphaned_drains(config: Config) -> dict[str, Path]:
+    """Scale-in records (a drain in flight, backends.nomad_cluster) of pools no longer in
+    the config, by pool name: a pool renamed or removed mid-drain leaves its nodes
+    drained, ineligible and counted by its group, with no tick left to finish them. Said,
+    never touched: whose nodes they are is a person's call."""
     names = {pool.name for pool in config.pools}
     try:
-        found = sorted(config.state_dir.glob(f"*{suffix}"))
+        found = sorted(config.state_dir.glob(f"*{BACKEND_STATE}"))
     except OSError:
-        return []
-    return [path for path in found if path.name[: -len(suffix)] not in names]
+        return {}
+    by_pool = {path.name.removesuffix(BACKEND_STATE): path for path in found}
+    return {pool: path for pool, path in by_pool.items() if pool not in names}
 
 
 def state_path(config: Config) -> Path:
