@@ -39,7 +39,7 @@ from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
 from common.settings import ApiUrl, EnvName
-from common.transport import plain_http_finding
+from common.transport import http_url_problem, plain_http_finding
 
 
 class NomadAccess(TlsApiCalls):
@@ -102,6 +102,9 @@ class NomadConnection:
 def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnection:
     """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
     address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
+    problem = None if config.address else http_url_problem(address)
+    if problem is not None:  # the setting is checked as it loads; the environment only here
+        raise ValueError(f"address: not set, and $NOMAD_ADDR {problem}")
     verify: bool | str
     if not config.verify_tls or nomad_skip_verify(env):
         verify = False

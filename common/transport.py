@@ -19,7 +19,9 @@ def http_url_problem(url: str) -> str | None:
     except ValueError as exc:
         return f"not a URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):
-        return "must start with https:// (or http://), such as https://prometheus.internal:9090"
+        return (
+            "must start with https:// (or http://) and a host, such as https://host.internal:8443"
+        )
     if not parts.hostname:
         return "has no host after the scheme"
     return None

@@ -404,3 +404,15 @@ def test_the_environment_is_read_when_the_backend_is_made_not_per_call(
         NomadJobBackend(kind="nomad_job", job=JOB, group=GROUP), {"NOMAD_CACERT": "/etc/ca.pem"}
     )
     assert requester_settings(own_ca)["verify"] == "/etc/ca.pem"
+
+
+@pytest.mark.parametrize("nomad_addr", ["nomad.internal:4646", "ftp://nomad.internal", "https://"])
+def test_a_nomad_addr_that_is_no_api_address_is_refused_at_the_start(nomad_addr: str) -> None:
+    """A pool without `address` reads $NOMAD_ADDR only as the daemon starts; one that is
+    no http(s) URL with a host failed every tick's request, so it is refused there (and so
+    by `validate`), naming the variable; an `address` in the config wins over it."""
+    backend = NomadJobBackend(kind="nomad_job", job="ocr-workers", group="gpu")
+    with pytest.raises(ValueError, match=r"\$NOMAD_ADDR (must start with https://|has no host)"):
+        nomad_connection(backend, {"NOMAD_ADDR": nomad_addr})
+    configured = backend.model_copy(update={"address": "https://nomad.internal:4646"})
+    assert nomad_connection(configured, {"NOMAD_ADDR": nomad_addr}).address.startswith("https")
