@@ -13,12 +13,15 @@ from pydantic import Field
 
 from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
 from common.durations import PositiveDuration, format_duration
+from common.settings import MAX_NODES
 
 
 class LatencySignal(SignalSettings):
     kind: Literal["latency"]
     target: PositiveDuration = Field(description="the promised latency (e.g. 2s for a p95 of 2 s)")
-    add_nodes: int = Field(default=1, ge=1, description="nodes added above ready while slow")
+    add_nodes: int = Field(
+        default=1, ge=1, le=MAX_NODES, description="nodes added above ready while slow"
+    )
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:
         require_finite(value, "latency")

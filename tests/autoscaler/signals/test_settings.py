@@ -67,6 +67,13 @@ def _copy(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
             ["unknown kind 'node_counts'", "'node_count'"],
         ),
         (
+            "        add_nodes: 1",
+            "        add_nodes: 1000000000000",
+            "add_nodes: 1000000000000",
+            "pools[0].signals[2].add_nodes",
+            ["less than or equal to 1000000"],
+        ),
+        (
             "      tolerance: 0.2 ",
             "      tolerance: 1.5 ",
             "tolerance: 1.5",
