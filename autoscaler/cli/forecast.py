@@ -9,9 +9,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pandas as pd
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from autoscaler.calibration import LoopCalibrated, with_margin
+from autoscaler.cli.views import field_blocks
 from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
@@ -151,24 +154,51 @@ def forecast_pool(
     return result
 
 
+COLUMNS = ("time (UTC)", "demand/s", "upper/s", "nodes", "floor", "override", "desired")
+
+
+def forecast_view(
+    pool: Pool, rows: list[ForecastRow], model: str, console: Console
+) -> RenderableType:
+    """The forecast table where the terminal holds it; else a block of lines a row (at 20
+    columns the table cut every cell to nothing)."""
+    table = forecast_table(pool, rows, model)
+    unbounded = console.options.update_width(10_000)  # else the measure is cut to the width
+    if console.measure(table, options=unbounded).maximum <= console.width:
+        return table
+    blocks = [
+        (Text(cells[0], style="bold"), list(zip(COLUMNS[1:], cells[1:], strict=True)))
+        for cells in map(_cells, rows)
+    ]
+    return field_blocks(_title(pool, model), blocks)
+
+
 def forecast_table(pool: Pool, rows: list[ForecastRow], model: str) -> Table:
-    table = Table(
-        title=f"{pool.name}: forecast ({model}), per-node capacity × "
-        f"{pool.target_utilization:.0%} target utilization"
-    )
-    for column in ("time (UTC)", "demand/s", "upper/s", "nodes", "floor", "override", "desired"):
+    table = Table(title=_title(pool, model))
+    for column in COLUMNS:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(
-            f"{row.at:%a %m-%d %H:%M}",
-            f"{row.point_rps:.2f}",
-            f"{row.upper_rps:.2f}",
-            str(row.nodes),
-            "-" if row.schedule_floor is None else str(row.schedule_floor),
-            row.override or "-",
-            str(row.desired),
-        )
+        table.add_row(*_cells(row))
     return table
+
+
+def _title(pool: Pool, model: str) -> str:
+    return (
+        f"{pool.name}: forecast ({model}), per-node capacity × "
+        f"{pool.target_utilization:.0%} target utilization"
+    )
+
+
+def _cells(row: ForecastRow) -> tuple[str, ...]:
+    return (
+        f"{row.at:%a %m-%d %H:%M}",
+        f"{row.point_rps:.2f}",
+        f"{row.upper_rps:.2f}",
+        str(row.nodes),
+        "-" if row.schedule_floor is None else str(row.schedule_floor),
+        row.override or "-",
+        str(row.desired),
+    )
 
 
 def _describe(override: object) -> str:

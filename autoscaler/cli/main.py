@@ -231,7 +231,7 @@ def forecast(
     ] = None,
 ) -> None:
     """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
-    from autoscaler.cli.forecast import forecast_pool, forecast_table
+    from autoscaler.cli.forecast import forecast_pool, forecast_view
     from autoscaler.cli.plots import forecast_plot
     from autoscaler.runtime import build_runtime
 
@@ -275,7 +275,7 @@ def forecast(
         )
         ahead = seen.long_view.forecast if seen.long_view is not None else None
         if ahead is not None:
-            console.print(forecast_table(spec, seen.rows, ahead.model))
+            console.print(forecast_view(spec, seen.rows, ahead.model, console))
             if ahead.little_history:
                 console.print(f"[yellow]{spec.name}: {escape(ahead.little_history)}[/]")
         if plot is not None and ahead is not None and seen.history is not None:

@@ -150,3 +150,26 @@ def test_a_forecast_too_far_or_too_fine_is_refused_at_once(tmp_path: Path) -> No
         assert "Traceback" not in shown.output
     week = runner.invoke(app, ["forecast", "--config", path, "--hours", "168", "--every", "1h"])
     assert week.exit_code == 0, week.output
+
+
+def test_a_narrow_terminal_shows_each_row_as_lines_with_its_values_whole(
+    tmp_path: Path,
+) -> None:
+    """At 20 columns the seven-column table cut every cell to nothing (a boxed grid of
+    empty cells); where the table does not fit, each row is a block, a field a line."""
+    from autoscaler.cli.main import app
+
+    path = str(demo_copy(tmp_path))
+    options = ["forecast", "--config", path, "--hours", "1", "--every", "15m"]
+    wide = runner.invoke(app, options, env={"COLUMNS": "300"})
+    narrow = runner.invoke(app, options, env={"COLUMNS": "20"})
+    assert wide.exit_code == narrow.exit_code == 0, narrow.output
+    table_rows = [line for line in wide.output.splitlines() if line.startswith("│")]
+    assert len(table_rows) == 4
+    for row in table_rows:  # every value of the table, whole, on a line of its own
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        at = cells[0]
+        assert at in narrow.output.splitlines(), narrow.output
+        names = ("demand/s", "upper/s", "nodes", "floor", "override", "desired")
+        for name, value in zip(names, cells[1:], strict=True):
+            assert any(line.split() == [name, value] for line in narrow.output.splitlines())
