@@ -52,9 +52,10 @@ def forecast_rows(
         index=sizing.forecast.times,
     )
     blocks = frame.resample(pd.Timedelta(every), origin="start", label="right").max().dropna()
+    last = sizing.forecast.times[-1].to_pydatetime()
     rows = []
     for at, values in blocks.iterrows():
-        when = at.to_pydatetime()
+        when = min(at.to_pydatetime(), last)  # a last, shorter block ends where the forecast does
         upper = float(values["upper"])
         nodes = nodes_for(upper, per_node_rps, pool.target_utilization) + pool.spare_nodes
         override = active_override(overrides, pool.name, when)

@@ -308,6 +308,8 @@ def _forecast_spans(hours: float, every: str) -> tuple[timedelta, timedelta]:
         raise ValueError(f"--hours: at most {FORECAST_MAX_HOURS} (a month ahead), got {hours:g}")
     ahead = timedelta(hours=hours)
     row = option_duration("--every", every, positive=True)
+    if row > ahead:
+        raise ValueError(f"--every {every} is longer than the forecast (--hours {hours:g})")
     if ahead / row > FORECAST_MAX_ROWS:
         raise ValueError(
             f"--every {every} over {hours:g} h is {ahead // row:,} rows, more than "

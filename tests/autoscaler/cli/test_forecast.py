@@ -134,7 +134,8 @@ def test_no_demand_now_reads_as_zero_not_as_missing(tmp_path: Path) -> None:
 def test_a_forecast_too_far_or_too_fine_is_refused_at_once(tmp_path: Path) -> None:
     """--hours 876000 (100 years, the most a duration held) forecast 52 million minutes:
     8 GB and minutes without a word; --every 1m over 2000 h drew a table of 120,000 rows
-    for a minute. Both are now a one-line error naming the option (exit 2)."""
+    for a minute; --every 1000d gave one row labelled 1000 days ahead. Each is now a
+    one-line error naming the option (exit 2)."""
     from autoscaler.cli.main import app
 
     path = str(demo_copy(tmp_path))
@@ -143,6 +144,7 @@ def test_a_forecast_too_far_or_too_fine_is_refused_at_once(tmp_path: Path) -> No
         (["--hours", "876000"], "--hours: at most 744"),
         (["--hours", "1e300"], "--hours: at most 744"),
         (["--hours", "744", "--every", "1m"], "44,640 rows, more than 10,080"),
+        (["--hours", "2", "--every", "1000d"], "--every 1000d is longer than the forecast"),
     ):
         shown = runner.invoke(app, ["forecast", "--config", path, *options])
         assert shown.exit_code == 2, (options, shown.output)
@@ -173,3 +175,23 @@ def test_a_narrow_terminal_shows_each_row_as_lines_with_its_values_whole(
         names = ("demand/s", "upper/s", "nodes", "floor", "override", "desired")
         for name, value in zip(names, cells[1:], strict=True):
             assert any(line.split() == [name, value] for line in narrow.output.splitlines())
+
+
+def test_no_row_is_labelled_past_the_forecast(tmp_path: Path) -> None:
+    """Rows are labelled at the end of their block; a last, shorter block (25-minute rows
+    over an hour) was labelled 75 minutes ahead, past the hour forecast."""
+    from autoscaler.cli.main import app
+
+    path = str(demo_copy(tmp_path))
+    shown = runner.invoke(
+        app,
+        ["forecast", "--config", path, "--hours", "1", "--every", "25m"],
+        env={"COLUMNS": "300"},
+    )
+    assert shown.exit_code == 0, shown.output
+    times = [
+        line.split("│")[1].split()[-1] for line in shown.output.splitlines() if line.startswith("│")
+    ]
+    now = shown.output.split("now (")[1].split(" UTC")[0].split()[-1]
+    ahead = [int(t[:2]) * 60 + int(t[3:]) - (int(now[:2]) * 60 + int(now[3:])) for t in times]
+    assert len(ahead) == 3 and ahead[:2] == [25, 50] and 50 < ahead[2] <= 60, times
