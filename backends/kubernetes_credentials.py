@@ -24,12 +24,15 @@ from pydantic import Field
 from backends.base import BackendError
 from backends.settings import TlsApiCalls
 from common.secrets import redact, remember
+from common.small_files import MIB, NotASmallFileError, read_small_text
 from common.transport import plain_http_elsewhere
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a connection is made, not on load
     from kubernetes.client import ApiClient, Configuration
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+KUBECONFIG_MAX_BYTES = 16 * MIB
+"""Far more than a kubeconfig of many clusters with their certificates inline."""
 
 
 class KubernetesAccess(TlsApiCalls):
@@ -140,7 +143,7 @@ def connect(
             identity = "the pod's service account"
         else:
             assert source.kubeconfig is not None
-            if not any(Path(p).is_file() for p in source.kubeconfig.split(os.pathsep)):
+            if not any(os.path.exists(p) for p in source.kubeconfig.split(os.pathsep)):
                 raise BackendError(
                     f"no kubeconfig at {source.kubeconfig} (set the pool's kubeconfig or "
                     "$KUBECONFIG, or in_cluster: true when running in a pod)"
@@ -200,10 +203,14 @@ def kubeconfig_contexts(paths: str) -> tuple[dict[str, dict[str, Any]], str | No
     """
     contexts: dict[str, dict[str, Any]] = {}
     current: str | None = None
-    for path in (p for p in paths.split(os.pathsep) if p and Path(p).is_file()):
+    # Each path the client would load (it skips only missing ones): a FIFO among them held
+    # the start for ever, a huge file was read whole. Refused here, before the client reads.
+    for path in (p for p in paths.split(os.pathsep) if p and os.path.exists(p)):
         try:
-            document = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
+            document = yaml.safe_load(read_small_text(Path(path), KUBECONFIG_MAX_BYTES)) or {}
+        except NotASmallFileError as error:
+            raise BackendError(f"cannot read kubeconfig {path}: {error.strerror}") from None
+        except (OSError, ValueError, yaml.YAMLError) as error:
             raise BackendError(f"cannot read kubeconfig {path} ({type(error).__name__})") from None
         if not isinstance(document, dict):
             raise BackendError(f"kubeconfig {path} is not a kubeconfig mapping")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 import traceback
@@ -369,6 +370,22 @@ def test_unknown_context_and_missing_kubeconfig_are_clear(kubernetes_api, tmp_pa
         make_backend(kubernetes_api, tmp_path, kubeconfig=kubeconfig, context="dev").read()
     with pytest.raises(BackendError, match=r"no kubeconfig at .*nowhere .*\$KUBECONFIG"):
         make_backend(kubernetes_api, tmp_path, kubeconfig=tmp_path / "nowhere").read()
+    assert kubernetes_api.requests == []
+
+
+def test_a_kubeconfig_path_that_is_no_regular_file_is_refused_not_waited_on(
+    kubernetes_api, deployment, tmp_path
+) -> None:
+    """$KUBECONFIG lists a FIFO beside a real file (a mistaken `mkfifo`, a process
+    substitution): the client library opened it and waited for a writer for ever, holding
+    the start. Now the connection is refused naming the path and what it is."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    real = kubernetes_api.write_kubeconfig(tmp_path / "from-env")
+    settings = KubernetesBackend(kind="kubernetes", name=NAME, timeout="0.4s", retries=0)
+    backend = KubernetesWorkload(settings, env={"KUBECONFIG": f"{real}:{fifo}"})
+    with pytest.raises(BackendError, match=r"kubeconfig .*pipe: not a regular file \(a FIFO\)"):
+        backend.read()
     assert kubernetes_api.requests == []
 
 
