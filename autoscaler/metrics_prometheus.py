@@ -197,7 +197,7 @@ def redact_url(url: str) -> str:
 
 
 class _UnsuccessfulAnswer(Exception):
-    """A 200 answer that is not JSON or whose `status` is not "success"."""
+    """A 200 answer that is not JSON, whose `status` is not "success", or that warns."""
 
 
 def _capped_body(response: requests.Response, *args: object, **kwargs: object) -> None:
@@ -216,7 +216,9 @@ def _capped_body(response: requests.Response, *args: object, **kwargs: object) -
 
 
 def _require_success(response: requests.Response, *args: object, **kwargs: object) -> None:
-    """Session hook: prometheus-api-client reads data.result without checking `status`."""
+    """Session hook: prometheus-api-client reads data.result without checking `status`, or
+    `warnings`, which say the data is what could be collected (a Thanos store or a remote
+    read that failed): a sum over part of the series would read as less load."""
     if response.status_code != 200:
         return
     try:
@@ -236,6 +238,13 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
             shown = f"a {shorten_query(str(kind), 20)} result"
         raise _UnsuccessfulAnswer(
             f"{shown} is not a matrix, which a range query gives; the answer cannot be demand"
+        )
+    warnings = body.get("warnings")
+    if warnings:
+        first = warnings[0] if isinstance(warnings, list) else warnings
+        raise _UnsuccessfulAnswer(
+            f"Prometheus warns the answer may be partial ({shorten(str(first), 200)}); "
+            "part of the data is not the whole"
         )
 
 

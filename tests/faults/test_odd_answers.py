@@ -53,6 +53,14 @@ def duplicated(now: datetime) -> Reply:
     return raw("matrix", [{"metric": {}, "values": values}])
 
 
+def partial(now: datetime) -> Reply:
+    """Thanos's partial response (a store down): status "success", the series it could
+    collect, and `warnings`, which Prometheus's API documents for data not all collected."""
+    body = json.loads(samples(now, ["2"] * 60).body)
+    body["warnings"] = ["receive series from store 10.0.0.7:10901: rpc error: unavailable"]
+    return Reply(body=json.dumps(body).encode())
+
+
 ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
     "samples after the query's end": (
         lambda now: samples(now, ["0"] * 60, end_offset=-timedelta(minutes=30)),
@@ -63,6 +71,7 @@ ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
         "after the query's end",
     ),
     "same time twice, different values": (duplicated, "twice"),
+    "a partial answer with warnings": (partial, "store 10.0.0.7:10901"),
     "JSON false as a value": (lambda now: low_values(now, False), "not a number"),
     "JSON null as a value": (lambda now: low_values(now, None), "not a number"),
     "a list as a value": (lambda now: low_values(now, [0]), "not a number"),
