@@ -56,7 +56,8 @@ class CredentialSession(requests.Session):
 
 
 def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> QueryCredentials:
-    """Read every secret the metrics block names, or say which one is missing."""
+    """Read every secret the metrics block names, or say which one is missing (or which
+    certificate file)."""
     headers = dict(config.headers)
     token = _bearer_token(config, env)
     if token:
@@ -70,6 +71,9 @@ def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> Quer
             else read_secret_env(env, auth.password_env or "", "metrics.basic_auth.password_env")
         )
         basic = (auth.username, password)
+    if config.verify_tls and config.ca_file is not None and not config.ca_file.is_dir():
+        # requests looks for it at each query: a missing one failed every tick, not the start
+        _readable(config.ca_file, "metrics.ca_file")
     cert = None
     if config.client_cert is not None:
         pair = config.client_cert

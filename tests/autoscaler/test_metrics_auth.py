@@ -371,3 +371,30 @@ def test_validate_names_the_line_of_an_unset_password_variable(
     )
     monkeypatch.setenv("PROM_PASSWORD_UNSET", "set-now")
     assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+def test_validate_names_the_line_of_a_ca_file_that_is_not_there(tmp_path: Path) -> None:
+    """requests opens ca_file at each query: a missing one failed every tick (an OSError,
+    "tick failed") while validate and the start said nothing."""
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        metrics:
+          kind: prometheus
+          url: https://mimir.example.com/prometheus
+          ca_file: {tmp_path / "no-such-ca.pem"}
+        pools:
+          - name: p
+            backend: {{kind: simulated}}
+            demand: {{query: up}}
+            capacity: {{per_node_rps: 1}}
+            max_nodes: 2
+        """)
+    )
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:4: metrics.ca_file: {tmp_path / 'no-such-ca.pem'} cannot be read" in (
+        result.output
+    )
+    (tmp_path / "no-such-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
