@@ -18,6 +18,8 @@ from common.settings import ApiUrl, EnvName, Strict
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff][\t\x20-\x7e\x80-\xff]*)?")
+"""What requests and http.client send: Latin-1, no control character, no leading space."""
 
 
 class BasicAuth(Strict):
@@ -84,8 +86,12 @@ class PrometheusMetrics(Strict):
                     f"{name} carries a credential, which is never written in the config: use "
                     "basic_auth (password_env/password_file) or bearer_token_env/bearer_token_file"
                 )
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} must be one line")
+            if not HEADER_VALUE.fullmatch(value):
+                # else every query fails (a misleading "not a successful answer")
+                raise ValueError(
+                    f"header {name} must be one line of printable Latin-1 characters, "
+                    "not starting with a space"
+                )
         return headers
 
     @model_validator(mode="after")

@@ -315,6 +315,9 @@ def test_no_credential_header_follows_a_redirect_to_another_host() -> None:
         pytest.param({"headers": {"Authorization": "Bearer x"}}, "credential", id="auth-header"),
         pytest.param({"headers": {"bad name": "x"}}, "not an HTTP header", id="header-name"),
         pytest.param({"headers": {"X-A": "a\r\nX-B: b"}}, "one line", id="header-injection"),
+        pytest.param({"headers": {"X-Scope-OrgID": "租户"}}, "Latin-1", id="header-not-latin-1"),
+        pytest.param({"headers": {"X-A": " lead"}}, "starting with a space", id="header-space"),
+        pytest.param({"headers": {"X-A": "a\x00b"}}, "printable", id="header-control"),
         pytest.param(
             {"bearer_token_env": "T", "basic_auth": {"username": "u", "password_env": "P"}},
             "at most one",
