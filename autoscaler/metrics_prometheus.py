@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests.auth import HTTPBasicAuth
 from urllib3.util.retry import Retry
 
 from autoscaler.config.metrics_source import PrometheusMetrics
@@ -55,7 +56,11 @@ class PrometheusSource:
         session.verify = config.verify_tls
         if config.verify_tls and config.ca_file is not None:
             session.verify = str(config.ca_file)
-        session.auth = credentials.basic_auth
+        if credentials.basic_auth is not None:
+            # UTF-8, as RFC 7617 and Prometheus's bcrypt check take it: requests sends a str
+            # in Latin-1 (a 401 for "ä") or not at all ("€" failed every query)
+            user, password = credentials.basic_auth
+            session.auth = HTTPBasicAuth(user.encode(), password.encode())
         session.cert = credentials.client_cert
         read_environment_once(session, config.url)
         headers = credentials.headers

@@ -101,17 +101,18 @@ def remember_basic_auth(username: str, password: str | None) -> None:
     """The password, and `username:password` in base64 as an Authorization: Basic header
     carries it (with and without its padding): a server that echoes the header's value
     back without the word Basic would otherwise show the password to anyone who decodes
-    it. Encoded as requests does (Latin-1 where it can, else UTF-8)."""
+    it. Encoded both ways a client sends it: Latin-1 (requests, given a str) and UTF-8
+    (the metrics source, as RFC 7617 says)."""
     if not password:
         return
     remember(password)
     pair = f"{username}:{password}"
-    try:
-        raw = pair.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = pair.encode("utf-8")
-    encoded = base64.b64encode(raw).decode("ascii")
-    remember(encoded, encoded.rstrip("="))
+    for charset in ("latin-1", "utf-8"):
+        try:
+            encoded = base64.b64encode(pair.encode(charset)).decode("ascii")
+        except UnicodeEncodeError:
+            continue
+        remember(encoded, encoded.rstrip("="))
 
 
 def remember_environment(env: Mapping[str, str]) -> None:

@@ -43,6 +43,7 @@ from tests.doubles.prometheus_server import (
 
 PASSWORD = "s3cret-Pa55-word-xyzzy"
 USER = "autoscaler"
+WIDE_USER, WIDE_PASSWORD = "opérateur", "Mötley-€-Kz8Qy3Wv"  # beyond ASCII, and Latin-1
 MINUTE = timedelta(minutes=1)
 
 
@@ -115,7 +116,10 @@ def secured_prometheus(tmp_path_factory: pytest.TempPathFactory):
         _write(tmp / name, _certificate(name, key, issuer, server=server), key)
     stranger_key = ec.generate_private_key(ec.SECP256R1())  # self-signed: not from the CA
     _write(tmp / "stranger", _certificate("stranger", stranger_key, None), stranger_key)
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    hashed, wide = (
+        bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=4)).decode()
+        for secret in (PASSWORD, WIDE_PASSWORD)
+    )
     web = tmp / "web.yml"
     web.write_text(
         textwrap.dedent(f"""\
@@ -126,6 +130,7 @@ def secured_prometheus(tmp_path_factory: pytest.TempPathFactory):
           client_ca_file: {tmp / "ca.crt"}
         basic_auth_users:
           {USER}: {hashed}
+          {WIDE_USER}: {wide}
         """)
     )
     client = (str(tmp / "client.crt"), str(tmp / "client.key"))
@@ -195,6 +200,18 @@ def test_password_from_a_file_works_too(
     secret.write_text(PASSWORD + "\n")
     auth = {"username": USER, "password_file": secret}
     series = query(metrics_config(secured_prometheus, basic_auth=auth), {})
+    assert set(series.tolist()) == {4.5}
+
+
+def test_a_user_and_password_beyond_ascii_are_sent_in_utf8(
+    secured_prometheus: SecuredPrometheus,
+) -> None:
+    """Prometheus checks the bcrypt hash of the UTF-8 bytes (RFC 7617's charset): requests
+    sent a str in Latin-1 (a 401 for the right password) or, for "€", nothing at all (every
+    query failed as 'not a successful Prometheus JSON answer')."""
+    auth = {"username": WIDE_USER, "password_env": "PROM_PASSWORD"}
+    config = metrics_config(secured_prometheus, basic_auth=auth)
+    series = query(config, {"PROM_PASSWORD": WIDE_PASSWORD})
     assert set(series.tolist()) == {4.5}
 
 

@@ -129,6 +129,10 @@ def test_basic_credentials_are_hidden_as_the_header_carries_them() -> None:
         sent = base64.b64encode(f"{user}:{password}".encode()).decode()
         assert redact(f"got {sent} and {sent.rstrip('=')}") == f"got {REDACTED} and {REDACTED}"
         assert redact(f"pw {password}") == f"pw {REDACTED}"
+    remember_basic_auth("wäch", "Grüße-Tq8Wz3")  # the metrics source sends these in UTF-8
+    for charset in ("latin-1", "utf-8"):
+        sent = base64.b64encode("wäch:Grüße-Tq8Wz3".encode(charset)).decode()
+        assert redact(f"got {sent}") == f"got {REDACTED}", charset
 
 
 def test_a_piece_of_a_secret_is_hidden_and_shorter_runs_and_paths_kept() -> None:
