@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.metrics_source import HEADER_VALUE, PrometheusMetrics
 from common.secrets import remember, remember_basic_auth, remember_url
 from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
 
@@ -88,13 +88,28 @@ def query_credentials(config: PrometheusMetrics, env: Mapping[str, str]) -> Quer
 
 
 def _bearer_token(config: PrometheusMetrics, env: Mapping[str, str]) -> str | None:
+    """The token, if one is named and set; one that cannot go in a header (requests and
+    http.client refuse it at every query) stops the start instead."""
     if config.bearer_token_file is not None:
-        return read_secret_file(config.bearer_token_file, "metrics.bearer_token_file")
-    if config.bearer_token_env is not None:
+        where, holder = "metrics.bearer_token_file", str(config.bearer_token_file)
+        token: str | None = read_secret_file(config.bearer_token_file, where)
+    elif config.bearer_token_env is not None:
         # As before this field could come from a file: an unset variable sends no token,
         # and Prometheus's 401 names the variable to check.
-        return env.get(config.bearer_token_env, "").strip() or None
-    return None
+        where, holder = (
+            "metrics.bearer_token_env",
+            f"environment variable {config.bearer_token_env}",
+        )
+        token = env.get(config.bearer_token_env, "").strip() or None
+    else:
+        return None
+    if token and not HEADER_VALUE.fullmatch(token):
+        raise CredentialError(
+            where,
+            f"{holder} holds a token an HTTP header cannot carry (a second line, a control "
+            "character or one outside Latin-1)",
+        )
+    return token
 
 
 def read_secret_env(env: Mapping[str, str], name: str, where: str) -> str:

@@ -262,6 +262,26 @@ def test_a_missing_secret_stops_the_source_naming_the_variable_or_file(
         )
 
 
+@pytest.mark.parametrize("token", ["tok-Hw4Rn8Qz\n# rotated 2026-01", "tok-Hw4Rn8Qz-€"])
+def test_a_token_no_header_can_carry_stops_the_source_naming_where_never_the_token(
+    tmp_path: Path, token: str
+) -> None:
+    """A second line in the token file (or a character outside Latin-1) passed the start,
+    then every query failed as 'HTTP request failed (InvalidHeader)' or 'not a successful
+    Prometheus JSON answer', naming no setting."""
+    secret = tmp_path / "token"
+    secret.write_text(token + "\n")
+    for settings, env, where in (
+        ({"bearer_token_file": secret}, {}, f"metrics.bearer_token_file: {secret} holds"),
+        ({"bearer_token_env": "PROM_TOKEN"}, {"PROM_TOKEN": token}, "variable PROM_TOKEN holds"),
+    ):
+        config = PrometheusMetrics(url="https://prometheus.example:9090", **settings)
+        with pytest.raises(CredentialError) as caught:
+            PrometheusSource(config, env=env)
+        assert where in str(caught.value) and "cannot carry" in str(caught.value)
+        assert "Hw4Rn8Qz" not in str(caught.value)
+
+
 def test_a_secret_file_that_is_a_fifo_is_refused_at_once(
     secured_prometheus: SecuredPrometheus, tmp_path: Path
 ) -> None:
