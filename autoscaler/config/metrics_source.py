@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -74,6 +75,18 @@ class PrometheusMetrics(Strict):
     allow_insecure: bool = Field(
         default=False, description="accept verify_tls: false or plain http to another host"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _api_path_appended(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            # prometheus-api-client appends /api/v1/query_range: every query would miss it
+            raise ValueError(
+                "must not have a query string or fragment (the API path is added after the "
+                "URL); send a tenant as a header instead"
+            )
+        return url
 
     @field_validator("headers")
     @classmethod

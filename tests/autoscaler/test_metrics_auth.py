@@ -351,6 +351,8 @@ def test_no_credential_header_follows_a_redirect_to_another_host() -> None:
         ),
         pytest.param({"headers": {"Authorization": "Bearer x"}}, "credential", id="auth-header"),
         pytest.param({"headers": {"bad name": "x"}}, "not an HTTP header", id="header-name"),
+        pytest.param({"url": "https://mimir.example/prometheus?org=a"}, "query", id="url-query"),
+        pytest.param({"url": "https://mimir.example/prometheus#a"}, "fragment", id="url-fragment"),
         pytest.param({"headers": {"X-A": "a\r\nX-B: b"}}, "one line", id="header-injection"),
         pytest.param({"headers": {"X-Scope-OrgID": "租户"}}, "Latin-1", id="header-not-latin-1"),
         pytest.param({"headers": {"X-A": " lead"}}, "starting with a space", id="header-space"),
