@@ -80,5 +80,14 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _promql(value: str) -> str:
+    if not value.strip():  # Prometheus answers 400 "no expression found" at every tick
+        raise ValueError("is empty: give a PromQL expression")
+    return value
+
+
+PromQL = Annotated[str, AfterValidator(_promql)]
+"""A PromQL expression; a blank one (an unset `${VAR:-}`) is refused, not sent every tick."""
+
 ApiUrl = Annotated[str, AfterValidator(_http_url)]
 """An HTTP API's address: http:// or https:// and a host (Prometheus, Nomad, Slack)."""

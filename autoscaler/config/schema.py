@@ -32,7 +32,7 @@ from autoscaler.signals.settings import SignalConfig
 from backends import BackendConfig
 from backends.leases import LeaderElection
 from common.durations import Duration, PositiveDuration, format_duration
-from common.settings import MAX_NODES, Strict
+from common.settings import MAX_NODES, PromQL, Strict
 from predictors import check_kind, check_params
 
 # ---- pools -----------------------------------------------------------------------
@@ -45,7 +45,7 @@ queries for 600 million samples, a tick left behind at its deadline for good."""
 
 
 class DemandQuery(Strict):
-    query: str = Field(description="PromQL giving the pool's demand in requests per second")
+    query: PromQL = Field(description="PromQL giving the pool's demand in requests per second")
     window: PositiveDuration = Field(
         default=timedelta(days=7), description="history the predictor learns the week from"
     )

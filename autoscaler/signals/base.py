@@ -10,7 +10,7 @@ from datetime import timedelta
 from pydantic import Field
 
 from common.durations import PositiveDuration
-from common.settings import Strict
+from common.settings import PromQL, Strict
 
 
 class BadSignalInput(ValueError):
@@ -40,7 +40,7 @@ class SignalSettings(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="shown in reasons and alerts"
     )
-    query: str = Field(description="PromQL giving one series (wrap it in sum/avg/max)")
+    query: PromQL = Field(description="PromQL giving one series (wrap it in sum/avg/max)")
     hold_for: PositiveDuration = Field(
         default=timedelta(minutes=10),
         description="while the query has no data, its last good count holds this long; "

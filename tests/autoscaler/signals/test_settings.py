@@ -66,6 +66,20 @@ def _copy(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
             "pools[0].signals[3].kind",
             ["unknown kind 'node_counts'", "'node_count'"],
         ),
+        (  # Prometheus answers 400 "no expression found" to a blank query, every tick
+            "        query: max(face_match_nodes_planned)",
+            "        query: ' '",
+            "query: ' '",
+            "pools[0].signals[3].query",
+            ["is empty: give a PromQL expression"],
+        ),
+        (
+            '      query: sum(rate(http_requests_total{service="face-match"}[2m]))',
+            '      query: ""',
+            'query: ""',
+            "pools[0].demand.query",
+            ["is empty"],
+        ),
         (
             "        add_nodes: 1",
             "        add_nodes: 1000000000000",
