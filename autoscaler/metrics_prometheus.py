@@ -245,12 +245,22 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
             f"{shown} is not a matrix, which a range query gives; the answer cannot be demand"
         )
     warnings = body.get("warnings")
-    if warnings:
-        first = warnings[0] if isinstance(warnings, list) else warnings
+    partial = (
+        [w for w in warnings if not _about_the_query(w)] if isinstance(warnings, list) else warnings
+    )
+    if partial:
+        first = partial[0] if isinstance(partial, list) else partial
         raise _UnsuccessfulAnswer(
             f"Prometheus warns the answer may be partial ({shorten(str(first), 200)}); "
             "part of the data is not the whole"
         )
+
+
+def _about_the_query(warning: object) -> bool:
+    """Prometheus 2.50+ annotates a query's own oddities ("PromQL warning: encountered a
+    mix of histograms and floats"): the data is whole, so it reads as any answer would;
+    holding on it would hold the pool until someone rewrote the query."""
+    return isinstance(warning, str) and warning.startswith("PromQL ")
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -111,6 +111,20 @@ def test_odd_answer_holds_the_fleet_and_says_what_was_wrong(tmp_path: Path, case
     assert all(any(words in reason for reason in r["reasons"]) for r in records)
 
 
+def test_a_warning_about_the_query_itself_is_not_a_partial_answer(tmp_path: Path) -> None:
+    """Prometheus 2.50+ puts its PromQL annotations in `warnings` too ("PromQL warning:
+    ..."): they say the query is odd, not that data is missing, so the answer reads as
+    usual; a partial-data warning beside them still holds (the case above)."""
+    with PrometheusApiDouble([matrix_reply()]) as double:
+        h = PrometheusHarness(tmp_path, double.url)
+        body = json.loads(samples(h.clock.now(), ["10"] * 60).body)
+        body["warnings"] = ["PromQL warning: encountered a mix of histograms and floats"]
+        double.replies = [Reply(body=json.dumps(body).encode())]
+        result = h.tick()
+    assert not result.errors and result.decision is not None
+    assert result.decision.desired == STEADY_NODES
+
+
 def test_identical_duplicate_samples_are_one_sample(tmp_path: Path) -> None:
     """The same time twice with the same value is harmless (a retried chunk): kept once."""
     with PrometheusApiDouble([matrix_reply()]) as double:
