@@ -37,7 +37,7 @@ from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick_result import TickResult, decision_record, peak_of
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, CountChangedError, FleetState
 from predictors import Predictor
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,8 @@ class PoolTicker:
             result.fleet = self.backend.read()
         except BackendError as exc:
             result.errors["backend"] = str(exc)
+            if isinstance(exc, CountChangedError):  # its own doing: no change by hand next
+                state.last_known_desired = None
         self._report_expired(now, state, overrides)
         if result.fleet is not None:
             readings = observe_signals(

@@ -34,6 +34,11 @@ class BackendError(Exception):
     """The fleet could not be read or changed; the message is safe to log (no secrets)."""
 
 
+class CountChangedError(BackendError):
+    """A failure on whose way the backend itself changed the fleet's count (nodes of a
+    failed scale-in given back): the next reading differs by its doing, not by hand."""
+
+
 class Backend(Protocol):
     """A fleet: its size read, and set."""
 

@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import Field
 
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot
-from backends.base import Backend, BackendError, FleetState, require_count
+from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_drain import (
     Candidate,
     DrainingNode,
@@ -290,8 +290,8 @@ class NomadCluster:
                 except BackendError as error:  # every node was given back: stop here
                     problems.append(str(error))
                     break
-        if problems:
-            raise BackendError(f"scale-in of {self.target}: " + " | ".join(problems))
+        if problems:  # nodes given back: the group's count is up by them
+            raise CountChangedError(f"scale-in of {self.target}: " + " | ".join(problems))
 
     def _progress(self, entry: DrainingNode, in_group: set[str]) -> NodeProgress:
         if entry.restoring:

@@ -28,9 +28,13 @@ from backends.retry import backoff_cap
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, Harness, make_pool
+from tests.backends.test_nomad_cluster import Cluster, cluster
 from tests.doubles.kubernetes_api import KubernetesApiDouble
+from tests.doubles.moto_server import aws, moto_server
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.support import RecordingNotifier, read_decisions
+
+__all__ = ["aws", "cluster", "moto_server"]  # fixtures, used by name below
 
 SCALE_PATH = "/v1/job/ocr-workers/scale"
 
@@ -302,3 +306,29 @@ def test_partial_scale_failure_of_the_simulated_fleet_holds_then_completes(tmp_p
         assert not result.acted and h.fleet.read().desired == 2
     assert h.tick().acted and h.fleet.writes == 1 and h.fleet.read().desired == 13
     assert sum("backend failing" in t for t in h.notifier.texts) == 1
+
+
+def test_nodes_given_back_after_a_failed_drain_are_not_a_change_by_hand(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A Nomad cluster (python-nomad against the Nomad API double, boto3 against moto's
+    server) scales 2 -> 1 through the tick; the chosen node is still busy past its drain
+    deadline, so the read gives it back and fails, and the group counts 2 again. Before,
+    the next tick took that for a change by hand: an alert "changed from 1 to 2 outside
+    the autoscaler" and a hold for the cooldown, which held a scale-up when demand rose.
+    Now the count the backend restored itself is read afresh: no alert, no hold."""
+    cluster.arrange([3, 4], drain_seconds=None)  # drains never end by themselves
+    rig = TickRig(cluster.backend(), tmp_path, rps=0.5)  # 1 node is enough
+    cluster.clock = rig.clock
+    rig.ticker.backend = cluster.backend()
+    while not rig.tick().acted:  # a whole stabilization window, then 2 -> 1
+        assert rig.clock.now() < START + timedelta(minutes=30)
+    rig.clock.advance(timedelta(minutes=11))  # past the 10-minute drain deadline
+    given_back = rig.tick()
+    assert "past the drain deadline" in given_back.errors["backend"]
+    assert cluster.desired() == 2
+    rig.ticker.metrics.rps = 5.0  # 5 / (1 x 0.8) -> 7 nodes
+    result = rig.tick()
+    assert result.decision is not None and result.decision.desired == 7, result.decision
+    assert result.acted and cluster.desired() == 7
+    assert rig.alerts("outside the autoscaler") == 0
