@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from backends.base import Backend, BackendError, FleetState, require_count
+from backends.base import Backend, BackendError, FleetState, is_count, require_count
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
@@ -117,21 +117,32 @@ class GroupSnapshot:
 
 
 def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
+    """The group as DescribeAutoScalingGroups documents it; BackendError for an answer
+    without its counts, with MinSize <= DesiredCapacity <= MaxSize broken (AWS keeps
+    that), or with an instance that has no ID: never sized, nor clamped, on a guess."""
+    name = str(group.get("AutoScalingGroupName", ""))
+    counts = {key: group.get(key) for key in ("MinSize", "DesiredCapacity", "MaxSize")}
+    low, desired, high = counts.values()
+    if not all(map(is_count, counts.values())):
+        found = ", ".join(f"{key} {value!r}" for key, value in counts.items())
+        raise BackendError(f"Auto Scaling group {name!r}: unusable answer ({found})")
+    if not low <= desired <= high:
+        raise BackendError(
+            f"Auto Scaling group {name!r}: DesiredCapacity {desired} outside "
+            f"MinSize {low} .. MaxSize {high}; not scaled on that answer"
+        )
+    listed = group.get("Instances") or []
+    if not all(isinstance(i, Mapping) and i.get("InstanceId") for i in listed):
+        raise BackendError(f"Auto Scaling group {name!r}: an instance without an InstanceId")
     instances = tuple(
         GroupInstance(
             instance_id=str(i["InstanceId"]),
             lifecycle_state=str(i.get("LifecycleState", "")),
             protected=bool(i.get("ProtectedFromScaleIn", False)),
         )
-        for i in group.get("Instances") or []
+        for i in listed
     )
-    return GroupSnapshot(
-        name=str(group.get("AutoScalingGroupName", "")),
-        desired=int(group["DesiredCapacity"]),
-        min_size=int(group["MinSize"]),
-        max_size=int(group["MaxSize"]),
-        instances=instances,
-    )
+    return GroupSnapshot(name, desired, low, high, instances)
 
 
 def group_fleet_state(snapshot: GroupSnapshot) -> FleetState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import traceback
 from typing import Any
@@ -171,6 +172,43 @@ def test_a_refusal_is_not_retried(aws: AwsWorld) -> None:
     with pytest.raises(BackendError, match="AccessDenied"):
         backend.scale(3, "peak")
     assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda xml: re.sub(r"<DesiredCapacity>\d+</DesiredCapacity>", "", xml), "None"),
+        (lambda xml: re.sub(r"<MaxSize>\d+</MaxSize>", "", xml), "None"),
+        (lambda xml: xml.replace("<DesiredCapacity>3<", "<DesiredCapacity>6<"), "outside"),
+        (lambda xml: xml.replace("<MinSize>1<", "<MinSize>4<"), "outside"),
+        (lambda xml: re.sub(r"<InstanceId>[^<]+</InstanceId>", "", xml, count=1), "InstanceId"),
+    ],
+    ids=[
+        "no DesiredCapacity",
+        "no MaxSize",
+        "desired above MaxSize",
+        "desired below MinSize",
+        "an instance without its ID",
+    ],
+)
+def test_a_group_answer_that_breaks_its_documented_shape_is_an_error(
+    aws: AwsWorld, edit: Any, said: str
+) -> None:
+    """moto's own DescribeAutoScalingGroups answer (the documented query API), edited before
+    boto3 reads it: a count left out, DesiredCapacity outside MinSize..MaxSize (which AWS
+    never lets happen), an instance without its InstanceId. Before, a left-out field was a
+    KeyError (a 'tick failed' surprise; `validate --check-backends` ended in a traceback),
+    and a group said to hold 6 against MaxSize 4 (it held 3) was asked for 5 and set to 4,
+    a write made on a count that was not there. Now each is a BackendError, nothing written."""
+    aws.create_group(GROUP, desired=3, min_size=1, max_size=4)
+    backend = make_backend(aws.url)
+    faults = AwsFaults(backend.client)
+    for call in (backend.check, backend.read, lambda: backend.scale(5, "peak")):
+        faults.edit_next("DescribeAutoScalingGroups", edit)
+        with pytest.raises(BackendError, match=said):
+            call()
+    assert "SetDesiredCapacity" not in faults.sent
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
 
 
 def test_missing_group_is_reported(aws: AwsWorld) -> None:

@@ -7,13 +7,15 @@ backends get dummy keys through their `env` argument, never from os.environ.
 AWS faults moto cannot produce (throttling, a refused termination) are injected on
 the client under test with botocore's `before-send` event: the request is answered
 with the error document AWS would send (the query protocol's ErrorResponse), so
-botocore parses it exactly as a real answer and the backend's retry path runs.
+botocore parses it exactly as a real answer and the backend's retry path runs. Answers
+AWS would not send (a field left out, a count outside the group's bounds) are moto's
+own, edited in botocore's `before-parse` event before it reads them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +108,9 @@ class AwsFaults:
         self.client = client
         self.queued: dict[str, list[tuple[int, str, str]]] = {}
         self.sent: list[str] = []  # operations that reached moto
+        self.edits: dict[str, list[Callable[[str], str]]] = {}
         client.meta.events.register("before-send.auto-scaling", self._before_send)
+        client.meta.events.register("before-parse.auto-scaling", self._before_parse)
 
     def fail_next(
         self,
@@ -118,6 +122,16 @@ class AwsFaults:
         message: str = "Rate exceeded",
     ) -> None:
         self.queued.setdefault(operation, []).extend([(status, code, message)] * count)
+
+    def edit_next(self, operation: str, edit: Callable[[str], str]) -> None:
+        """moto's own answer to the next call of `operation`, its XML text put through
+        `edit` before botocore reads it (a field left out, a count out of range)."""
+        self.edits.setdefault(operation, []).append(edit)
+
+    def _before_parse(self, response_dict: dict[str, Any], event_name: str = "", **_: Any) -> None:
+        waiting = self.edits.get(event_name.rsplit(".", 1)[-1])
+        if waiting:
+            response_dict["body"] = waiting.pop(0)(response_dict["body"].decode()).encode()
 
     def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
         operation = event_name.rsplit(".", 1)[-1]
