@@ -39,6 +39,7 @@ from backends.nomad_drain import (
     choose_nodes_to_remove,
     instance_id_of,
     next_step,
+    node_progress,
     node_serves,
     record_from_json,
 )
@@ -294,17 +295,14 @@ class NomadCluster:
             raise CountChangedError(f"scale-in of {self.target}: " + " | ".join(problems))
 
     def _progress(self, entry: DrainingNode, in_group: set[str]) -> NodeProgress:
-        if entry.restoring:
-            return NodeProgress(False, False, False, 0, entry.instance_id in in_group)
-        node = self.nomad.node(entry.node_id)
+        node = None if entry.restoring else self.nomad.node(entry.node_id)
         allocations = self.nomad.allocations(entry.node_id) if node is not None else []
-        return NodeProgress(
-            exists=node is not None,
-            draining=bool(node and (node.get("Drain") or node.get("DrainStrategy"))),
-            eligible=bool(node and node.get("SchedulingEligibility") == "eligible"),
-            active=active_allocations(allocations, count_system=not self.config.ignore_system_jobs),
-            instance_in_group=entry.instance_id in in_group,
-        )
+        system, here = not self.config.ignore_system_jobs, entry.instance_id in in_group
+        try:
+            return node_progress(node, allocations, count_system=system, instance_in_group=here)
+        except ValueError as error:  # held: not terminated, not given back, not forgotten
+            why = f"{self.target}: node {entry.name}: {error}; left as it is"
+            raise BackendError(why) from None
 
     def _terminate(self, entry: DrainingNode, why: str) -> None:
         try:

@@ -176,6 +176,39 @@ class NodeProgress:
     instance_in_group: bool
 
 
+def node_progress(
+    node: Mapping[str, Any] | None,
+    allocations: Iterable[Mapping[str, Any]],
+    *,
+    count_system: bool,
+    instance_in_group: bool,
+) -> NodeProgress:
+    """What a draining node's Node (None: it left Nomad) and allocations say. ValueError
+    where the Node does not say whether it drains and is eligible, as Nomad always does
+    (DrainStrategy an object or null, Drain true or false, SchedulingEligibility one of
+    two words): such a node is never taken for drained, stopped or given back by hand."""
+    if node is None:
+        return NodeProgress(False, False, False, 0, instance_in_group)
+    strategy, drain = node.get("DrainStrategy", "(left out)"), node.get("Drain", False)
+    eligibility = node.get("SchedulingEligibility")
+    if (
+        not (strategy is None or isinstance(strategy, Mapping))
+        or not isinstance(drain, bool)
+        or eligibility not in ("eligible", "ineligible")
+    ):
+        raise ValueError(
+            f"its Node does not say whether it drains (DrainStrategy {strategy!r:.40}, "
+            f"Drain {drain!r:.20}, SchedulingEligibility {eligibility!r:.20})"
+        )
+    return NodeProgress(
+        exists=True,
+        draining=drain or strategy is not None,
+        eligible=eligibility == "eligible",
+        active=active_allocations(allocations, count_system=count_system),
+        instance_in_group=instance_in_group,
+    )
+
+
 def next_step(
     entry: DrainingNode, progress: NodeProgress, now: datetime, terminate_busy: bool
 ) -> tuple[Step, str]:

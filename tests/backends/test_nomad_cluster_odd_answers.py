@@ -97,3 +97,54 @@ def test_node_fields_of_odd_shape_leave_the_node_alone(cluster: Cluster) -> None
     cluster.nomad.node_api.node_json = damaged  # type: ignore[method-assign]
     cluster.backend().scale(1, "night")
     assert [w for w in cluster.writes() if "drain" in w[1]] == []
+
+
+@pytest.mark.parametrize(
+    ("busy", "damage"),
+    [
+        ([3, 4], lambda node: {k: v for k, v in node.items() if k not in _DRAIN_FIELDS}),
+        (
+            [3, 4],
+            lambda node: (
+                {k: v for k, v in node.items() if k not in _DRAIN_FIELDS[:2]}
+                | {"SchedulingEligibility": "eligible"}
+            ),
+        ),
+        (
+            [0, 4],
+            lambda node: {k: v for k, v in node.items() if k != "DrainStrategy"} | {"Drain": 0},
+        ),
+    ],
+    ids=["drain fields left out", "no drain fields, eligible", "idle node, no DrainStrategy"],
+)
+def test_a_draining_node_that_does_not_say_it_drains_is_left_as_it_is(
+    cluster: Cluster, busy: list[int], damage: Any
+) -> None:
+    """Against the double of the documented Nomad HTTP API, whose Node for a node being
+    drained (GET /v1/node/:id) leaves out, or sends odd values in, the fields that say
+    whether it drains and is eligible. Before, a busy node read as a drain that stopped
+    and was given back (drain cancelled, made eligible), or, said to be eligible, as a
+    drain cancelled by hand and dropped from the scale-in (left draining, then ineligible
+    for good); an idle one read as drained and its instance was terminated mid-drain. Now
+    the read is a BackendError naming the node, nothing is changed, and the scale-in goes
+    on once the answers are whole."""
+    nodes = cluster.arrange(busy, drain_seconds=None)  # drains end when the test says
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    chosen = nodes[0]
+    assert chosen.drain_strategy is not None
+    normal = cluster.nomad.node_api.node_json
+    cluster.nomad.node_api.node_json = lambda node: damage(normal(node))  # type: ignore[method-assign]
+    writes = len(cluster.writes())
+    with pytest.raises(BackendError, match="node gpu-0: its Node does not say whether it drains"):
+        backend.read()
+    assert len(cluster.writes()) == writes
+    assert chosen.drain_strategy is not None and chosen.eligibility == "ineligible"
+    assert chosen.instance_id in cluster.instances() and cluster.desired() == 2
+    cluster.nomad.node_api.node_json = normal  # type: ignore[method-assign]
+    cluster.nomad.finish_drain(chosen.id)
+    assert backend.read().desired == 1
+    assert cluster.instances() == {nodes[1].instance_id}
+
+
+_DRAIN_FIELDS = ("Drain", "DrainStrategy", "SchedulingEligibility")
