@@ -287,22 +287,30 @@ class KubernetesWorkload:
         log.info("%s: scaling %d -> %d replicas (%s)", self.target, first.replicas, desired, reason)
         attempts = 0
 
-        def write() -> None:
+        def write() -> int | None:
             nonlocal attempts
             attempts += 1
             current = first if attempts == 1 else self._read_scale()
             if current.replicas == desired:
-                return  # an earlier attempt landed after all
+                return desired  # an earlier attempt landed after all
             if current.replicas != first.replicas:
                 raise BackendError(
                     f"{self.target} was scaled to {current.replicas} by someone else while "
                     f"the autoscaler was scaling {first.replicas} -> {desired}; not overriding it"
                 )
-            self._patch_scale(desired, current.resource_version)
+            return self._patch_scale(desired, current.resource_version)
 
-        self._call(write, what=f"scaling {self.target} to {desired}", writing=True)
+        kept = self._call(write, what=f"scaling {self.target} to {desired}", writing=True)
         self._record_reason(reason)
-        return None
+        if kept == desired:
+            return None
+        note = (
+            f"asked for {desired} replicas, the API server set {kept} (an admission webhook?)"
+            if kept is not None
+            else f"asked for {desired} replicas; the answer to the write gave no count"
+        )
+        log.warning("%s: %s", self.target, note)
+        return note
 
     # ---- API calls (each one request; retries live in _call) ----------------------------
 
@@ -335,12 +343,22 @@ class KubernetesWorkload:
         finally:
             answer.release_conn()  # unread by the client's model: back to the pool by hand
 
-    def _patch_scale(self, replicas: int, resource_version: str | None) -> None:
+    def _patch_scale(self, replicas: int, resource_version: str | None) -> int | None:
+        """The replicas the API server kept, as its answer says (admission may change a
+        write); None where the answer is no Scale."""
         body: dict[str, Any] = {"spec": {"replicas": replicas}}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}  # optimistic lock
         t = self.target
-        self._api("patch", scale=True)(t.name, t.namespace, body, _request_timeout=self._timeout)
+        answer = self._api("patch", scale=True)(
+            t.name, t.namespace, body, _request_timeout=self._timeout, _preload_content=False
+        )
+        try:
+            return scale_reading(json.loads(answer.data), t).replicas
+        except (ValueError, BackendError):  # BackendError: not a Scale
+            return None
+        finally:
+            answer.release_conn()
 
     def _record_reason(self, reason: str) -> None:
         """Best effort: an annotation on the workload saying why; a refusal never fails a scale."""

@@ -11,7 +11,9 @@ patches (anything else is 415), treats a resourceVersion in a patch as a
 precondition (409 Conflict, "the object has been modified"), answers 401 for a
 missing or unknown bearer token (the scheme is case-insensitive) and 403 with
 the RBAC wording ("User ... cannot patch resource "deployments/scale" in API
-group "apps" in the namespace ...") for verbs it is told to deny.
+group "apps" in the namespace ...") for verbs it is told to deny. A mutating
+admission webhook can be set to change the replicas of a scale write (the API
+server keeps, and answers with, what admission made of it).
 
 Every request is recorded for assertions; faults can be queued: an error
 status for the next N requests (optionally of one method), a stall longer
@@ -84,6 +86,8 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         self.leases = KubernetesLeases()
         self.faults: list[Fault] = []
         self.next_version = 2000
+        self.admit_replicas: Callable[[int], int] | None = None
+        """A mutating admission webhook on scale writes: the replicas it lets through."""
         self.tls_dir: Path | None = None
         self.ssl_context: ssl.SSLContext | None = None
         if tls:
@@ -276,6 +280,8 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
                 f"{replicas!r}: must be greater than or equal to 0"
             )
             return 422, status_object(422, message, name=workload.name, kind=kind)
+        if subresource and self.admit_replicas is not None:
+            replicas = self.admit_replicas(replicas)  # admission runs before the object is kept
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         if subresource is None:
             for key, value in annotations.items():

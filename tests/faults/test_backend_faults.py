@@ -253,6 +253,27 @@ def test_kubernetes_write_faults_retry_and_scale_once(kubernetes, tmp_path: Path
     assert rig.alerts("2 → 13") == 1 and rig.alerts("failing") == 0
 
 
+def test_a_count_an_admission_webhook_changed_is_reported_not_taken_for_a_change_by_hand(
+    kubernetes, tmp_path: Path
+) -> None:
+    """The Kubernetes double (the documented scale subresource) behind a mutating admission
+    webhook that caps a scale write at 6 replicas: the PATCH is answered 200 with the
+    Scale as kept, 6. Before, the tick took 13 as set: "2 → 13" told without a word of
+    the cap, then "changed from 13 to 6 outside the autoscaler" and a hold for the
+    cooldown. Now the write's answer is compared: the cap is reported with the scale, the
+    count read back, and no change by hand is alerted."""
+    double, deployment, backend, _ = kubernetes
+    double.admit_replicas = lambda replicas: min(replicas, 6)
+    rig = TickRig(backend, tmp_path)
+    first = rig.tick()
+    assert first.acted and deployment.replicas == 6
+    assert first.backend_note is not None and "6" in first.backend_note
+    assert rig.alerts("2 → 13") == 1 and rig.alerts("set 6") == 1
+    for _ in range(3):
+        rig.tick()
+    assert rig.alerts("outside the autoscaler") == 0
+
+
 def test_kubernetes_forbidden_is_not_retried_and_alerts_once(kubernetes, tmp_path: Path):
     double, deployment, backend, sleeps = kubernetes
     double.deny("patch", "deployments/scale")
