@@ -264,7 +264,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             server = self._serve_telemetry(config.telemetry.listen)
         trigger = digest_trigger(config, self.dry_run)
         if trigger is not None:
-            scheduler.add_job(self.send_digest, trigger, id="digest", max_instances=1)
+            scheduler.add_job(self._start_digest, trigger, id="digest")
         scheduler.start()
         log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
         service = ServiceNotifier()
@@ -325,6 +325,11 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         self._stuck.add(name)
         return _held(ticker, now, self.states.setdefault(name, PoolState()), detail)
 
+    def _start_digest(self) -> None:
+        """The digest on a thread of its own, which a stop does not wait for: a slow
+        Prometheus or Slack (minutes for many pools) held the stop past systemd's timeout."""
+        threading.Thread(target=self.send_digest, name="digest", daemon=True).start()
+
     def send_digest(self) -> bool:
         """The daily digest of the day just ended, from the active daemon only (a standby
         stays quiet): built and posted beside the ticks, from the runtime of the moment (a
@@ -336,6 +341,9 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
                 runtime = self.runtime
                 end = runtime.clock.now().replace(second=0, microsecond=0)
             post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end)
+            if post is not None and self._stop.is_set():
+                log.info("daily digest dropped: the daemon is stopping")
+                return False
             return post is not None and post()
         except Exception:  # a digest must never stop the daemon
             log.exception("daily digest failed")

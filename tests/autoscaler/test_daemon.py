@@ -459,3 +459,54 @@ def test_a_digest_whose_metrics_are_slow_does_not_hold_the_ticks(tmp_path: Path)
         digest.join(10)
     assert free
     assert sent == [True]
+
+
+def test_a_stop_does_not_wait_for_a_digest_in_flight(tmp_path: Path, monkeypatch) -> None:
+    """The daily digest fires (its trigger moved to now) and waits on its day of demand,
+    as from a Prometheus answering slowly; the daemon is stopped meanwhile and ends
+    without it. Before, the stop waited for every job of the scheduler, the digest's
+    too: a digest of many pools on a slow Prometheus or Slack (minutes) held the stop
+    past systemd's stop timeout, which then killed the daemon."""
+    import threading
+
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    import autoscaler.daemon as daemon_module
+    from tests.autoscaler.cli.test_report import setup_day
+    from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+    with SlackApiDouble() as slack_api:
+        config = setup_day(tmp_path, slack_api.base_url)
+        config.write_text(
+            config.read_text().replace("digest: {currency: EUR}", "digest: {plot: false}")
+        )
+        soon = datetime.now(UTC) + timedelta(seconds=1)  # daily, as the digest's own
+        monkeypatch.setattr(
+            daemon_module, "digest_trigger", lambda *_: IntervalTrigger(days=1, start_date=soon)
+        )
+        end = datetime(2026, 11, 27, tzinfo=UTC)
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(end))
+        metrics = daemon.runtime.metrics
+        asked, answer = threading.Event(), threading.Event()
+        day = metrics.demand
+
+        def slow_demand(*args: object) -> object:
+            if args[1:3] == (end - timedelta(days=1), end):  # the digest's day, not a tick's
+                asked.set()
+                answer.wait(120)
+            return day(*args)  # type: ignore[arg-type]
+
+        metrics.demand = slow_demand  # type: ignore[method-assign]
+        runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+        runner.start()
+        try:
+            assert asked.wait(30)  # the digest waits on its query
+            daemon.stop()
+            runner.join(60)
+            stopped_first = not runner.is_alive() and not answer.is_set()
+        finally:
+            answer.set()
+            runner.join(60)
+    assert stopped_first
+    # the digest in flight at the stop is dropped, not posted once its query answers
+    assert not [m for m in slack_api.messages if (m.text or "").startswith("Daily digest")]
