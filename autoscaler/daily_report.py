@@ -265,6 +265,12 @@ def report_text(report: DayReport, currency: str) -> str:
     lines = [head]
     for digest in report.digests:
         lines += pool_lines(digest, currency)
+    return "\n".join(lines + report_notes(report))
+
+
+def report_notes(report: DayReport) -> list[str]:
+    """What the figures above rest on, where it is less than the whole day's data."""
+    lines = []
     if report.no_records:
         lines.append(
             f"no decision-log lines in this span for {report.no_records}: their fleet is "
@@ -280,18 +286,42 @@ def report_text(report: DayReport, currency: str) -> str:
             f"{report.unreadable_lines} unreadable decision-log lines skipped"
             + (f" (first: {report.first_unreadable})" if report.first_unreadable else "")
         )
-    return "\n".join(lines)
+    return lines
 
 
 def report_message(report: DayReport, currency: str) -> Message:
-    """The text (the notification fallback) and one section per pool."""
+    """The text (the notification fallback) and the blocks Slack shows: the heading, the
+    pools in as few sections as hold them, and the notes. Pools past Slack's 50 blocks
+    are counted in the notes, never left out without a word."""
     text = report_text(report, currency)
+    bodies = [escape_mrkdwn("\n".join(pool_lines(d, currency))) for d in report.digests]
+    groups = _packed(bodies, SECTION_TEXT_LIMIT - 6)
+    notes = report_notes(report)
+    room = MAX_BLOCKS - 2  # the heading and the notes
+    if len(groups) > room:
+        left = sum(len(group) for group in groups[room:])
+        notes.insert(0, f"{left} more pools past Slack's 50 blocks: `autoscaler report` has all")
+        groups = groups[:room]
     head = escape_mrkdwn(text.partition("\n")[0])
-    blocks: list[dict[str, Any]] = [_section(f"*{head}*")]
-    for digest in report.digests:
-        body = escape_mrkdwn("\n".join(pool_lines(digest, currency)))
-        blocks.append(_section(f"```{body[: SECTION_TEXT_LIMIT - 6]}```"))
-    return Message(text=text, blocks=blocks[:MAX_BLOCKS])
+    blocks = [_section(f"*{head}*")]
+    blocks += [_section("```" + "\n\n".join(group) + "```") for group in groups]
+    if notes:
+        blocks.append(_section(escape_mrkdwn("\n".join(notes))[:SECTION_TEXT_LIMIT]))
+    return Message(text=text, blocks=blocks)
+
+
+def _packed(bodies: list[str], limit: int) -> list[list[str]]:
+    """Consecutive pools' lines, as many to a section as its `limit` of characters holds
+    (a blank line between two)."""
+    groups: list[list[str]] = []
+    size = limit
+    for body in (b[:limit] for b in bodies):
+        if size + 2 + len(body) > limit:
+            groups.append([])
+            size = -2
+        groups[-1].append(body)
+        size += 2 + len(body)
+    return groups
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -265,6 +265,40 @@ def test_a_digest_of_many_pools_fits_slacks_text_limit(slack_api: SlackApiDouble
     assert posted.text.startswith("Daily digest") and posted.text.endswith("…")
 
 
+@pytest.mark.parametrize("count", [90, 400])
+def test_a_digest_of_many_pools_shows_every_pool_and_its_notes(
+    slack_api: SlackApiDouble, count: int
+) -> None:
+    """Slack shows a message's blocks, its text only in notifications: a digest of many
+    pools (against the double of chat.postMessage, which refuses more than 50 blocks or a
+    section over 3,000 characters) shows each pool in its blocks, as many as they hold
+    and the rest counted, and what the digest must say of its figures (demand from the
+    decision log, pools without a line). Before, the blocks were cut at 50, every pool
+    past the 49th missing without a word, and the notes were in the text alone."""
+    import dataclasses
+    import re
+
+    from autoscaler.daily_report import DayReport, report_message
+    from autoscaler.digest import pool_digest
+    from tests.autoscaler.test_digest import DAY, END, SETTINGS, day_demand, day_records
+
+    day = pool_digest("ocr", day_records(), day_demand(), SETTINGS, DAY, END)
+    names = [f"inference-pool-{i:03d}" for i in range(count)]
+    pools = [dataclasses.replace(day, pool=name) for name in names]
+    report = DayReport(DAY, END, pools, ["inference-pool-007"], 2, "log:3: torn", "pool-x")
+    assert notifier_for(slack_api).send_with_files(report_message(report, "EUR"), []) is True
+    [posted] = slack_api.messages
+    shown = "\n".join(block["text"]["text"] for block in posted.blocks or [])
+    listed = [name for name in names if f"{name}: " in shown]
+    assert listed == names[: len(listed)]
+    more = re.search(r"(\d+) more pools past Slack's 50 blocks", shown)
+    assert len(listed) + (int(more.group(1)) if more else 0) == count
+    assert (more is None) == (count == 90)
+    assert "demand from the decision log (metrics unavailable): inference-pool-007" in shown
+    assert "no decision-log lines in this span for pool-x" in shown
+    assert "2 unreadable decision-log lines skipped (first: log:3: torn)" in shown
+
+
 class _Recording(JsonApiHandler):
     """Records every request; answers as Slack does to a post it accepted."""
 

@@ -12,7 +12,9 @@ https://docs.slack.dev/apis/web-api/rate-limits):
   or ``{"ok": false, "error": ...}`` with the documented codes used here:
   ``not_authed``, ``invalid_auth``, ``channel_not_found``, ``no_text``,
   ``invalid_blocks``, ``invalid_blocks_format``, ``msg_too_long``,
-  ``invalid_json``, ``json_not_object``, ``invalid_form_data``.
+  ``invalid_json``, ``json_not_object``, ``invalid_form_data``; ``invalid_blocks`` for
+  more than 50 blocks or a section whose text is over 3,000 characters
+  (https://docs.slack.dev/reference/block-kit/blocks/section-block).
 - Rate limited: HTTP 429 with a ``Retry-After`` header (seconds) and
   ``{"ok": false, "error": "ratelimited"}``.
 
@@ -58,6 +60,7 @@ DEFAULT_TOKEN = "xoxb-0000000000-double-bot-token-s3cr3t"
 DEFAULT_CHANNELS = {"gpu-autoscaler": "C0AUTOSCALE"}
 MAX_BLOCKS = 50  # Slack's limit per message
 MAX_TEXT = 40_000  # Slack truncates or refuses past this
+MAX_SECTION_TEXT = 3000  # a section block's text, else invalid_blocks
 
 Failure = Literal["http_500", "invalid_auth", "ratelimited", "hang"]
 
@@ -340,7 +343,16 @@ def _valid_blocks(blocks: Any) -> bool:
         isinstance(blocks, list)
         and len(blocks) <= MAX_BLOCKS
         and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)
+        and all(_section_text_fits(b) for b in blocks)
     )
+
+
+def _section_text_fits(block: dict[str, Any]) -> bool:
+    """A section's text is 1 to 3,000 characters (Slack's Block Kit reference)."""
+    text = block.get("text")
+    if block["type"] != "section" or not isinstance(text, dict):
+        return True
+    return 0 < len(str(text.get("text") or "")) <= MAX_SECTION_TEXT
 
 
 class _SlackHandler(JsonApiHandler):

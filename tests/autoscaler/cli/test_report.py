@@ -80,7 +80,8 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
     assert "1 unreadable decision-log lines skipped" in out
     [message] = slack_api.messages
     assert "EUR 185.00" in (message.text or "")
-    assert message.blocks is not None and len(message.blocks) == 2
+    assert message.blocks is not None and len(message.blocks) == 3  # heading, ocr, notes
+    assert "1 unreadable decision-log lines skipped" in message.blocks[2]["text"]["text"]
     [png] = slack_api.files
     assert png.filename == "ocr-20261126-0000.png"
     assert png.content.startswith(PNG_MAGIC) and len(png.content) > 10_000
