@@ -293,7 +293,7 @@ def report_message(report: DayReport, currency: str) -> Message:
     """The text (the notification fallback) and the blocks Slack shows: the heading, the
     pools in as few sections as hold them, and the notes. Pools past Slack's 50 blocks
     are counted in the notes, never left out without a word."""
-    text = report_text(report, currency)
+    text = escape_mrkdwn(report_text(report, currency))  # quotes people's text: no mention
     bodies = [escape_mrkdwn("\n".join(pool_lines(d, currency))) for d in report.digests]
     groups = _packed(bodies, SECTION_TEXT_LIMIT - 6)
     notes = report_notes(report)
@@ -302,7 +302,7 @@ def report_message(report: DayReport, currency: str) -> Message:
         left = sum(len(group) for group in groups[room:])
         notes.insert(0, f"{left} more pools past Slack's 50 blocks: `autoscaler report` has all")
         groups = groups[:room]
-    head = escape_mrkdwn(text.partition("\n")[0])
+    head = text.partition("\n")[0]
     blocks = [_section(f"*{head}*")]
     blocks += [_section("```" + "\n\n".join(group) + "```") for group in groups]
     if notes:

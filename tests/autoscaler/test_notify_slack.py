@@ -299,6 +299,27 @@ def test_a_digest_of_many_pools_shows_every_pool_and_its_notes(
     assert "2 unreadable decision-log lines skipped (first: log:3: torn)" in shown
 
 
+def test_a_digest_pings_no_one_with_what_it_quotes(slack_api: SlackApiDouble) -> None:
+    """An override's reason and an unreadable decision-log line are people's text, quoted
+    in the digest: '<!channel>' there must reach Slack (the double of chat.postMessage)
+    escaped in the text as in the blocks, never as a mention of the whole channel.
+    Before, the text (what notifications show) carried it as written."""
+    import dataclasses
+
+    from autoscaler.daily_report import DayReport, report_message
+    from autoscaler.digest import pool_digest
+    from tests.autoscaler.test_digest import DAY, END, SETTINGS, day_demand, day_records
+
+    day = pool_digest("ocr", day_records(), day_demand(), SETTINGS, DAY, END)
+    day = dataclasses.replace(day, overrides={"<!channel> launch": 3})
+    report = DayReport(DAY, END, [day], [], 1, "log:3: time: '<@U024BE7LH>' is not an ISO time")
+    assert notifier_for(slack_api).send(report_message(report, "EUR")) is True
+    [posted] = slack_api.messages
+    for said in (posted.text or "", json.dumps(posted.blocks)):
+        assert "<!channel>" not in said and "<@U024BE7LH>" not in said
+    assert "'&lt;!channel&gt; launch' (3 ticks)" in (posted.text or "")
+
+
 class _Recording(JsonApiHandler):
     """Records every request; answers as Slack does to a post it accepted."""
 
