@@ -337,9 +337,9 @@ def _decision(value: Any) -> dict[str, Any] | None:
         return None
     decision = dict(value)
     reasons, errors, signals = (decision.get(k) for k in ("reasons", "errors", "signals"))
-    if reasons is not None:
-        reasons = reasons if isinstance(reasons, list) else [reasons]
-        decision["reasons"] = [str(r) for r in reasons]
+    if "reasons" in decision:  # null too: `status` joins them
+        listed = [] if reasons is None else reasons if isinstance(reasons, list) else [reasons]
+        decision["reasons"] = [str(r) for r in listed]
     if errors is not None:
         pairs = errors.items() if isinstance(errors, dict) else [("?", errors)]
         decision["errors"] = {str(k): str(v) for k, v in pairs}

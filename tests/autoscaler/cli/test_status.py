@@ -4,6 +4,7 @@ exits 1 while a pool has errors."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,6 +116,21 @@ def test_a_stopped_daemon_fails_status_by_its_stale_last_tick(tmp_path: Path) ->
     elected = config.model_copy(update={"leader_election": LeaderElection(kind="nomad")})
     (row,) = pool_statuses(elected, states, OverridesFile(), NOW, {})
     assert not row.failing and "or another replica leads" in row.last_error
+
+
+def test_a_hand_edited_last_decision_without_reasons_is_shown(tmp_path: Path) -> None:
+    """A state file whose last decision says `"reasons": null` (a hand edit) read as
+    None, and `status` stopped on it with a TypeError traceback; the decision shows with
+    no reasons now, the rest of the row as it was."""
+    from autoscaler.state import StateStore
+
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9"))
+    state = tmp_path / "state.json"
+    last = {"time": NOW.isoformat(), "action": "hold", "reasons": None, "desired": 4}
+    state.write_text(json.dumps({"version": 1, "pools": {"nasa": {"last_decision": last}}}))
+    states = StateStore(state).load(set_aside_corrupt=False)
+    (row,) = pool_statuses(config, states, OverridesFile(), NOW, {})
+    assert row.last_decision == f"{NOW.isoformat()} hold: " and row.desired == "4"
 
 
 def test_a_stale_tick_is_said_only_past_three_intervals() -> None:
