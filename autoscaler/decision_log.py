@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -103,7 +104,7 @@ class DecisionLog:
         if self.path is None:
             return data
         # redacted on its one way out to the file: no secret
-        line = redacted_json(data, allow_nan=False, ensure_ascii=False) + "\n"
+        line = _encodable(redacted_json(data, allow_nan=False, ensure_ascii=False) + "\n")
         with self._lock:
             try:
                 self._write(self.path, line)
@@ -137,6 +138,20 @@ class DecisionLog:
             handle = self._handle = _opened(path)
         handle.write(line)
         handle.flush()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(line: str) -> str:
+    """The line as UTF-8 can carry it. A lone surrogate (a server's text cut mid-character,
+    JSON's "\\ud83d") has no UTF-8 form, and its write raised out of the tick: it is
+    written as that JSON escape, which reads back as the same text."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", line)
+    return line
 
 
 def _opened(path: Path) -> TextIO:

@@ -90,6 +90,13 @@ ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
         ),
         "resultType",
     ),
+    # Half an emoji: a JSON escape of a lone surrogate (as JavaScript's JSON.stringify
+    # writes a string cut mid-character), which UTF-8 cannot carry; writing the decision
+    # log's line raised out of the tick, and every pool after it went unticked.
+    "error text cut mid-character": (
+        lambda now: Reply(body=b'{"status": "error", "error": "query cut at \\ud83d"}'),
+        "query cut at",
+    ),
 }
 
 
