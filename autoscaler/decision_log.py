@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from common.secrets import redacted_json
-from common.small_files import open_to_append
+from common.small_files import ends_mid_line, open_to_append
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _opened(path: Path) -> TextIO:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open_to_append(path)
-    if _ends_mid_line(path):
+    if ends_mid_line(path):
         logger.warning(
             "decision log %s ends mid-line (a write cut short); that line is left as it is "
             "and the next starts on a line of its own",
@@ -173,18 +173,6 @@ def _opened(path: Path) -> TextIO:
         )
         handle.write("\n")
     return handle
-
-
-def _ends_mid_line(path: Path) -> bool:
-    """Whether the file's last byte is something other than a newline."""
-    try:
-        with path.open("rb") as tail:
-            if tail.seek(0, os.SEEK_END) == 0:
-                return False
-            tail.seek(-1, os.SEEK_END)
-            return tail.read(1) != b"\n"
-    except OSError:  # unreadable: the append itself will say what is wrong
-        return False
 
 
 def _names(path: Path, handle: TextIO) -> bool:

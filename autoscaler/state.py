@@ -25,7 +25,7 @@ from autoscaler.kept_ticks_file import WEEK_KEPT_FOR, KeptWeek, read_week, write
 from autoscaler.policy import Memory
 from common.atomic import fsync_folder, write_atomically
 from common.secrets import redacted_json
-from common.small_files import MIB, open_to_append, read_small_text
+from common.small_files import MIB, ends_mid_line, open_to_append, read_small_text
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,8 @@ class StateStore:
             created = not self.journal.exists()
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             with open_to_append(self.journal) as handle:
+                if not created and ends_mid_line(self.journal):  # a save cut short
+                    handle.write("\n")  # not glued to it, which would lose this one too
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())

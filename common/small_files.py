@@ -69,6 +69,19 @@ def open_to_append(path: Path, encoding: str = "utf-8") -> TextIO:
         raise
 
 
+def ends_mid_line(path: Path) -> bool:
+    """Whether the file's last byte is something other than a newline (a line-a-record
+    file whose last write was cut short: the next record must not be glued to it)."""
+    try:
+        with path.open("rb") as tail:
+            if tail.seek(0, os.SEEK_END) == 0:
+                return False
+            tail.seek(-1, os.SEEK_END)
+            return tail.read(1) != b"\n"
+    except OSError:  # unreadable: the append itself will say what is wrong
+        return False
+
+
 def _kind(mode: int) -> str:
     kinds = {
         stat.S_ISDIR: "a directory",

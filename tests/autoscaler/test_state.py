@@ -263,6 +263,23 @@ def test_a_journal_line_older_than_the_whole_file_or_cut_short_is_not_used(
     assert "line 3 is unreadable" in caplog.text
 
 
+def test_a_pools_save_after_a_journal_line_cut_short_is_a_line_of_its_own(
+    store: StateStore,
+) -> None:
+    """A journal whose last line was cut short (a kill or a full disk mid-write) had the
+    next pool's save appended to it: the two read as one unreadable line, and a restart
+    lost the save made just before that pool's fleet write (its cooldown, and the count
+    it could not yet know). The save now starts on a line of its own."""
+    pools = sample_pools()
+    store.save(pools)
+    with store.journal.open("a") as journal:
+        journal.write('{"version": 1, "saved_ns": 99999999999999999999, "name": "gen", "po')
+    acted = PoolState(memory=Memory(last_action_at=T0), last_known_desired=None)
+    store.save_pool("ocr", acted)
+    loaded = store.load()
+    assert loaded["ocr"] == acted and loaded["gen"] == pools["gen"]
+
+
 def test_a_journal_line_of_numbers_out_of_range_is_ignored_not_fatal(
     store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:
