@@ -118,10 +118,11 @@ class SlackNotifier:
         except SlackApiError as err:
             data = err.response.data if isinstance(err.response.data, dict) else {}
             status = err.response.status_code
-            raise ValueError(f"auth.test: HTTP {status}, error {data.get('error')}") from None
+            error = redact_known(str(data.get("error")))  # an HTML page may quote the token
+            raise ValueError(f"auth.test: HTTP {status}, error {error}") from None
         except Exception as err:  # a connection refused, a timeout: no token in the text
             raise ValueError(f"auth.test: {type(err).__name__}: {redact_known(str(err))}") from None
-        return f"team {answer.get('team')!s}, as {answer.get('user')!s}"
+        return redact_known(f"team {answer.get('team')!s}, as {answer.get('user')!s}")
 
     def send(self, message: Message) -> bool:
         try:

@@ -15,6 +15,7 @@ from autoscaler.cli.main import app
 from autoscaler.config.loader import load_config
 from backends.leases import make_leader_lock
 from tests.autoscaler.cli.test_prometheus import write_config
+from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.doubles.prometheus_server import PrometheusWithHistory
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
@@ -135,3 +136,34 @@ def test_the_leader_lock_is_read_never_taken(
     code, output = _check(path, {**ENV, "NOMAD_TOKEN": "not-the-token"})
     assert code == 2 and "FAILED leader_election: nomad lock" in output
     assert "not-the-token" not in output and "ok:" not in output
+
+
+class _EchoingGateway(JsonApiHandler):
+    """What sits at slack.base_url answers HTML quoting the request's Authorization header
+    (a debugging proxy or gateway error page), with the status the test asks for."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        quoted = request.headers.get("authorization")
+        body = f"<html><body><h1>Bad gateway</h1>request: {quoted}</body></html>"
+        self.send_bytes(self.server.double.status, body.encode(), "text/html")
+
+
+@pytest.mark.parametrize("status", [200, 502])
+def test_a_slack_answer_quoting_the_token_is_not_printed(
+    stopped_prometheus_url: str, nomad_api: NomadApiDouble, tmp_path: Path, status: int
+) -> None:
+    """auth.test answered by an HTML page that quotes the bot token: slack-sdk makes its
+    first 100 characters the error, which the failed check printed as it was. The token
+    is [redacted] there, as everywhere."""
+    token = "xoxb-5830291746-Gq7vRt2mWz-bench"
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    with LoopbackDouble(_EchoingGateway) as gateway:
+        gateway.status = status  # type: ignore[attr-defined]
+        path = write_config(tmp_path, stopped_prometheus_url, nomad_api.url)
+        config = yaml.safe_load(path.read_text())
+        config["slack"] = {"channel": "#gpu-autoscaler", "base_url": f"{gateway.url}/api/"}
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        code, output = _check(path, {**ENV, "SLACK_BOT_TOKEN": token})
+    assert code == 2 and "FAILED slack: #gpu-autoscaler: auth.test" in output
+    assert "Bad gateway" in output and "[redacted]" in output
+    assert not any(token[i : i + 8] in output for i in range(len(token) - 7)), output
