@@ -38,6 +38,7 @@ from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick_result import TickResult, decision_record, peak_of
 from backends.base import Backend, BackendError, CountChangedError, FleetState
+from backends.retry import calls_off_once
 from predictors import Predictor
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,8 @@ class PoolTicker:
             try:
                 if self.abandoned.is_set():  # the daemon stopped waiting: too late to write
                     raise BackendError("tick past its deadline: not written")
-                result.backend_note = act(self.backend, decision, self.persist)
+                with calls_off_once(self.abandoned):  # nor once it stops waiting mid-write
+                    result.backend_note = act(self.backend, decision, self.persist)
                 result.acted = True
             except BackendError as exc:
                 result.errors["backend"] = str(exc)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from backends.base import BackendError
@@ -21,6 +24,20 @@ from common.deadline import DeadlineExceeded, call_within
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+_called_off: ContextVar[threading.Event | None] = ContextVar("backend_calls_off", default=None)
+
+
+@contextmanager
+def calls_off_once(event: threading.Event) -> Iterator[None]:
+    """Backend calls made inside (on this thread) are not begun once `event` is set: a
+    tick the daemon stopped waiting for must not write late. A scale reads, then writes,
+    each with retries; a check before the write alone let a slow read's write through."""
+    token = _called_off.set(event)
+    try:
+        yield
+    finally:
+        _called_off.reset(token)
 
 
 def describe_safely(error: BaseException) -> str:
@@ -87,6 +104,9 @@ def call_with_retries(
     attempt = 0
     while True:
         attempt += 1
+        called_off = _called_off.get()
+        if called_off is not None and called_off.is_set():
+            raise BackendError(f"{what}: not attempted, the tick is past its deadline")
         try:
             if deadline_s is None:
                 return operation()

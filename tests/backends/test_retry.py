@@ -162,3 +162,35 @@ def test_backoff_cap_and_full_jitter() -> None:
 def test_negative_retries_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         retry(lambda: "x", retries=-1)
+
+
+def test_calls_are_not_begun_once_called_off_and_only_where_called_off() -> None:
+    """A tick the daemon stopped waiting for sets its event: the scale's next call (a
+    retry, or the write after a slow read) is not begun; other threads' calls go on."""
+    import threading
+
+    from backends.retry import calls_off_once
+
+    called_off, attempts = threading.Event(), []
+
+    def flaky() -> str:
+        attempts.append(1)
+        called_off.set()  # the deadline passes during the first attempt
+        raise TimeoutError("slow")
+
+    with calls_off_once(called_off), pytest.raises(BackendError, match="past its deadline"):
+        call_with_retries(
+            flaky, what="scaling ocr", retries=3, is_retryable=lambda e: True, sleep=lambda s: None
+        )
+    assert len(attempts) == 1
+    elsewhere: list[str] = []
+    with calls_off_once(called_off):
+        other = threading.Thread(
+            target=lambda: elsewhere.append(
+                call_with_retries(lambda: "ok", what="r", retries=0, is_retryable=lambda e: False)
+            )
+        )
+        other.start()
+        other.join()
+    assert elsewhere == ["ok"]
+    assert call_with_retries(lambda: "ok", what="r", retries=0, is_retryable=lambda e: False)

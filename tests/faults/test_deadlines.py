@@ -26,6 +26,7 @@ from backends.base import BackendError
 from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.drip import DripDouble
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.faults.test_metrics_faults import STEADY_NODES, PrometheusHarness, good
 from tests.faults.test_uncaught import daemon_for
 from tests.support import daemon_process
@@ -134,6 +135,49 @@ def test_one_stuck_pool_does_not_starve_the_others_and_never_writes_late(tmp_pat
     time.sleep(2.0)  # the stuck read returns; the tick left behind must not write
     assert hung.writes == 0
     assert sum("image-gen" in t and "tick failing" in t for t in notifier.texts) == 1
+
+
+class SlowBeforeItsWrite:
+    """A real Nomad job group whose scale is slow before its write (scale() reads the
+    count again first, with retries: minutes on a slow Nomad)."""
+
+    def __init__(self, inner: NomadJobGroup, hang_s: float) -> None:
+        self.inner, self.hang_s = inner, hang_s
+
+    def read(self):  # type: ignore[no-untyped-def]
+        return self.inner.read()
+
+    def scale(self, desired: int, reason: str) -> str | None:
+        time.sleep(self.hang_s)
+        return self.inner.scale(desired, reason)
+
+    def check(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("hang_s", [0.2, 2.5])
+def test_a_tick_left_behind_inside_its_scale_does_not_write(
+    tmp_path: Path, nomad_api: NomadApiDouble, hang_s: float
+) -> None:
+    """The daemon stops waiting for a tick at its deadline and tells it not to write; the
+    tick checked that once, before its scale began, so a scale slow in its own read (here
+    held 2.5 s, interval 1 s) still wrote, late. Every backend call made by the scale now
+    checks it (the real python-nomad client against the Nomad double); in time, it writes."""
+    nomad_api.add_job("ocr", {"gpu": 4})
+    daemon, _ = daemon_for(write_config(tmp_path, interval="1s"))
+    settings = NomadJobBackend(kind="nomad_job", job="ocr", group="gpu", address=nomad_api.url)
+    group = NomadJobGroup(settings, env={"NOMAD_TOKEN": DOUBLE_ACL_TOKEN})
+    daemon.runtime.tickers[0].backend = SlowBeforeItsWrite(group, hang_s)
+    (result,) = daemon.tick()
+    writes = nomad_api.requests_to("POST", "/v1/job/ocr/scale")
+    if hang_s < 1:  # in time: the decision (a change from 4) is written
+        assert result.decision is not None and len(writes) == 1, result
+        assert group.read().desired == result.decision.desired != 4
+        return
+    assert "deadline" in result.errors["tick"], result.errors
+    time.sleep(3.0)  # the scale left behind returns meanwhile, and must not write
+    assert nomad_api.requests_to("POST", "/v1/job/ocr/scale") == []
+    assert group.read().desired == 4
 
 
 def test_sigterm_is_prompt_while_prometheus_drips(tmp_path: Path) -> None:
