@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import typer
 
@@ -13,6 +13,9 @@ from common.version import package_version
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 """Typer(context_settings=CONTEXT): subcommands inherit it from the root."""
+MOMENTS = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+"""The times a command takes: a report from year 1 overflowed as it reached back a day
+(a traceback), and pandas, which holds the series, ends in 2262."""
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
 
 
@@ -63,4 +66,6 @@ def option_moment(option: str, text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"{option}: {text!r} has no UTC offset; add one, e.g. {text}+00:00")
+    if not MOMENTS[0] <= moment.astimezone(UTC) < MOMENTS[1]:  # pandas holds 1677..2262
+        raise ValueError(f"{option}: {text!r} is outside the years 1970 to 2199")
     return moment

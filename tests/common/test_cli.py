@@ -57,6 +57,8 @@ def test_a_moment_needs_its_utc_offset_and_names_the_option() -> None:
     for text, says in (
         ("2026-11-27T08:00", "--from: '2026-11-27T08:00' has no UTC offset"),
         ("tomorrow", "--from: expected an ISO time"),
+        ("0001-01-02T00:00+00:00", "--from: '0001-01-02T00:00+00:00' is outside the years"),
+        ("9999-12-31T23:59+00:00", "is outside the years 1970 to 2199"),
     ):
         with pytest.raises(ValueError, match=re.escape(says)):
             option_moment("--from", text)

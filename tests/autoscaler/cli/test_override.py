@@ -104,7 +104,7 @@ def test_set_above_the_pool_max_warns(config: Path) -> None:
         (["gpu-ocr", "--nodes", "3", "--from", "2026-11-20T05:00Z", "--for", "1h"],
          "already past"),
         (["gpu-ocr", "--nodes", "3", "--from", "9999-12-31T23:00Z", "--for", "2h"],
-         "past the year 9999"),
+         "outside the years 1970 to 2199"),
         (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "must not exceed"),
         (["gpu-ocr", "--nodes", "-1", "--for", "1h"], "--nodes: Input should be greater"),
     ],
