@@ -37,8 +37,7 @@ from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick_result import TickResult, decision_record, peak_of
-from backends.base import Backend, BackendError, CountChangedError, FleetState
-from backends.retry import calls_off_once
+from backends.base import Backend, BackendError, CountChangedError, FleetState, calls_off_once
 from predictors import Predictor
 
 log = logging.getLogger(__name__)

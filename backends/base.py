@@ -5,6 +5,10 @@ Nothing outside backends/ knows which kind of fleet it talks to (docs/architectu
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,3 +59,25 @@ class Backend(Protocol):
         the fleet made of the request when that is not simply `desired` (e.g. clamped to a
         cloud group's MaxSize), for the tick to report; else None."""
         ...
+
+
+_called_off: ContextVar[threading.Event | None] = ContextVar("backend_calls_off", default=None)
+
+
+@contextmanager
+def calls_off_once(event: threading.Event) -> Iterator[None]:
+    """Backend calls made inside (on this thread) are not begun once `event` is set: a
+    tick the daemon stopped waiting for must not write late. A scale reads, then writes,
+    each with retries; a check before the write alone let a slow read's write through."""
+    token = _called_off.set(event)
+    try:
+        yield
+    finally:
+        _called_off.reset(token)
+
+
+def calls_are_off() -> bool:
+    """Whether this thread's calls to the fleet were called off (backends.retry asks
+    before each attempt)."""
+    called_off = _called_off.get()
+    return called_off is not None and called_off.is_set()

@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import TypeVar
 
-from backends.base import BackendError
+from backends.base import BackendError, calls_are_off
 from common.deadline import DeadlineExceeded, call_within
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-_called_off: ContextVar[threading.Event | None] = ContextVar("backend_calls_off", default=None)
-
-
-@contextmanager
-def calls_off_once(event: threading.Event) -> Iterator[None]:
-    """Backend calls made inside (on this thread) are not begun once `event` is set: a
-    tick the daemon stopped waiting for must not write late. A scale reads, then writes,
-    each with retries; a check before the write alone let a slow read's write through."""
-    token = _called_off.set(event)
-    try:
-        yield
-    finally:
-        _called_off.reset(token)
 
 
 def describe_safely(error: BaseException) -> str:
@@ -104,8 +87,7 @@ def call_with_retries(
     attempt = 0
     while True:
         attempt += 1
-        called_off = _called_off.get()
-        if called_off is not None and called_off.is_set():
+        if calls_are_off():
             raise BackendError(f"{what}: not attempted, the tick is past its deadline")
         try:
             if deadline_s is None:

@@ -169,7 +169,7 @@ def test_calls_are_not_begun_once_called_off_and_only_where_called_off() -> None
     retry, or the write after a slow read) is not begun; other threads' calls go on."""
     import threading
 
-    from backends.retry import calls_off_once
+    from backends.base import calls_off_once
 
     called_off, attempts = threading.Event(), []
 
