@@ -17,6 +17,7 @@ from common.settings import MAX_NODES, Strict
 from common.time_zones import time_zone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 HISTORY_YEARS = (1900, 2200)
 """Where a time the daemon reads history at may lie: within pandas' timestamps (1677-2262)
 with room for a history window, a horizon and the week a schedule looks around (year 1
@@ -122,24 +123,39 @@ class Schedule(Strict):
 
 
 def expand_days(value: Any) -> list[str]:
-    """Accept ["mon", "tue"], "mon-fri", "mon-sat,sun" or "daily"."""
+    """Accept ["mon", "tue"], "mon-fri", "mon-sat,sun", "Monday-Friday" or "daily".
+
+    Each day is a whole word: "mon tue", "mon..fri" or "mon–fri" (an en dash) once
+    read as Monday alone (their first three letters), a floor missing four days a week."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list):
         raise ValueError("expected a list of days such as [mon, tue] or a range mon-fri")
     days: list[str] = []
-    for item in items:
-        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
-        if text in ("dai", "daily"):
+    for item in (str(item).strip() for item in items):
+        text = item.lower()
+        if text == "daily":
             days.extend(WEEKDAYS)
         elif "-" in text:
-            first, _, last = (part.strip()[:3] for part in text.partition("-"))
-            if first not in WEEKDAYS or last not in WEEKDAYS:
-                raise ValueError(f"unknown day range {item!r}; use mon..sun")
+            first, last = (_day(part) for part in text.partition("-")[::2])
+            if first is None or last is None:
+                raise ValueError(f"unknown day range {item!r}; write a range as mon-fri")
             i, j = WEEKDAYS.index(first), WEEKDAYS.index(last)
             span = range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)]
             days.extend(WEEKDAYS[k] for k in span)
-        elif text in WEEKDAYS:
-            days.append(text)
+        elif (day := _day(text)) is not None:
+            days.append(day)
         else:
-            raise ValueError(f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun")
+            raise ValueError(
+                f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun (several: "
+                "[mon, wed] or mon,wed; a range: mon-fri)"
+            )
     return sorted(set(days), key=WEEKDAYS.index)
+
+
+def _day(text: str) -> str | None:
+    """One day by the start of its name, 3 letters or more: mon, Monday, tues, thurs."""
+    word = text.strip()
+    for short, full in zip(WEEKDAYS, DAY_NAMES, strict=True):
+        if len(word) >= 3 and full.startswith(word):
+            return short
+    return None

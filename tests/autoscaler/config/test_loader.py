@@ -327,6 +327,13 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
             "pools[0].schedules[0].days",
             ["unknown day 'funday'", "mon, tue"],
         ),
+        (  # once read as Monday alone, by its first three letters
+            "days: mon-sat",
+            "days: mon..fri",
+            "days",
+            "pools[0].schedules[0].days",
+            ["unknown day 'mon..fri'", "a range: mon-fri"],
+        ),
         ('start: "09:00"', 'start: "25:00"', "start:", "pools[0].schedules[0].start", ["time"]),
         (
             "kind: simulated",

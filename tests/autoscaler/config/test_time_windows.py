@@ -38,3 +38,37 @@ def test_the_digest_time_with_a_utc_offset_is_refused() -> None:
     with pytest.raises(ValidationError, match="without a UTC offset"):
         DigestConfig.model_validate({"at": "09:00+05:30", "timezone": "Asia/Kolkata"})
     assert DigestConfig.model_validate({"at": "09:00"}).at == time(9)
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        "mon tue wed",  # once Monday alone: each day was read by its first three letters
+        "mon..fri",  # the form the range error used to suggest
+        "mon\u2013fri",  # an en dash, as a document's "Mon–Fri" pastes
+        "mon;wed",
+        "montag",
+        "dairy",  # once "daily"
+        ["mon", "thurs day"],
+    ],
+)
+def test_a_day_list_that_is_not_whole_days_is_refused(days: object) -> None:
+    fields = {"name": "w", "start": "09:00", "end": "17:00", "min_nodes": 1}
+    with pytest.raises(ValidationError, match="unknown day"):
+        Schedule.model_validate({**fields, "days": days})
+
+
+@pytest.mark.parametrize(
+    ("days", "read"),
+    [
+        ("Monday-Friday", ["mon", "tue", "wed", "thu", "fri"]),
+        ("tues - thurs", ["tue", "wed", "thu"]),
+        ("fri-mon", ["mon", "fri", "sat", "sun"]),
+        (" sat , Sunday ", ["sat", "sun"]),
+        (["mon", "wed"], ["mon", "wed"]),
+        ("daily", ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+    ],
+)
+def test_days_spelled_out_or_as_ranges(days: object, read: list[str]) -> None:
+    fields = {"name": "w", "start": "09:00", "end": "17:00", "min_nodes": 1}
+    assert Schedule.model_validate({**fields, "days": days}).days == read
