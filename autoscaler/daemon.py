@@ -105,6 +105,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         self.overrides = OverridesFile()
         self._overrides_seen: tuple[int, ...] | None = None
         self._overrides_problem: str | None = None
+        self._overrides_unknown: str | None = None
         self._tick_lock = threading.Lock()
         self._reload_requested = threading.Event()
         self._stop = threading.Event()

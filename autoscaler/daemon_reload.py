@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from autoscaler.config.loader import load_config, load_overrides
+from autoscaler.config.loader import load_config, read_overrides_document
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
+from autoscaler.config.validate import unknown_override_pools
+from autoscaler.config.yaml_reader import YamlDocument
 from autoscaler.notify import Notifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime, orphaned_drains
@@ -95,6 +97,7 @@ class ConfigReloads:
     _notifier_override: Notifier | None
     _overrides_seen: tuple[int, ...] | None
     _overrides_problem: str | None
+    _overrides_unknown: str | None
     _reload_requested: threading.Event
     telemetry: Telemetry
     _alert: Callable[[str], None]
@@ -167,7 +170,7 @@ class ConfigReloads:
             self._alert(f"overrides file {path} was removed; the overrides of {pools} are lifted")
         self._overrides_seen = seen
         try:
-            self.overrides = load_overrides(path)
+            self.overrides, document = read_overrides_document(path)
         except ConfigError as exc:
             problem = str(exc)
             if problem != self._overrides_problem:
@@ -179,6 +182,17 @@ class ConfigReloads:
         if self._overrides_problem is not None:
             self._alert(f"overrides file {path} is readable again; overrides in force")
         self._overrides_problem = None
+        self._say_unknown_pools(document, path)
+
+    def _say_unknown_pools(self, document: YamlDocument | None, path: Path) -> None:
+        """An override naming no pool of the config (a typo, a pool renamed by a reload)
+        does nothing, as `validate` says; the daemon says so too, once for each change."""
+        config = self.runtime.config
+        problems = unknown_override_pools(config, self.overrides, document, path)
+        unknown = "\n".join(str(problem) for problem in problems) or None
+        if unknown is not None and unknown != self._overrides_unknown:
+            self._alert(f"overrides for no pool of the config do nothing:\n{unknown}")
+        self._overrides_unknown = unknown
 
 
 def _file_fingerprint(path: Path) -> tuple[int, ...]:

@@ -142,6 +142,29 @@ def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path
     assert str(overrides) in told and "image-gen" in told
 
 
+def test_an_override_for_no_pool_of_the_config_is_said_with_its_line(tmp_path: Path) -> None:
+    """A typo in a pool's name, or a pool renamed by a reload, leaves its override doing
+    nothing: `validate` refuses it, and the daemon, which still applies the rest, says so
+    once for each change, naming the file, the line and the entry."""
+    daemon, clock, notifier, overrides = pinned_to_seven(tmp_path)
+    expires = (NOON + timedelta(days=1)).isoformat()
+    overrides.write_text(
+        overrides.read_text()
+        + f"  image_gen:\n    nodes: 9\n    expires: {expires}\n    reason: typo\n"
+    )
+    os.utime(overrides, (time.time() + 5, time.time() + 5))
+    run_ticks(daemon, clock, 3)
+    (told,) = [t for t in notifier.texts if "do nothing" in t]
+    assert f"{overrides}:6: overrides.image_gen: unknown pool 'image_gen'" in told
+    config = tmp_path / "config.yaml"
+    config.write_text(config.read_text().replace("name: image-gen", "name: image-gen-v2"))
+    daemon.request_reload()
+    run_ticks(daemon, clock, 2)
+    (renamed,) = [t for t in notifier.texts if "do nothing" in t][1:]
+    assert "overrides.image-gen: unknown pool 'image-gen'" in renamed
+    assert "image-gen-v2" in renamed  # what the config has
+
+
 def test_sigterm_finishes_the_tick_and_exits_zero_sighup_reload_survives_bad_file(
     tmp_path: Path,
 ) -> None:

@@ -139,9 +139,11 @@ def test_a_broken_overrides_file_is_parsed_when_it_changes_not_every_tick(
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(OVERRIDE.format(reason="launch"))
     parsed: list[Path] = []
-    real = autoscaler.daemon_reload.load_overrides
+    real = autoscaler.daemon_reload.read_overrides_document
     monkeypatch.setattr(
-        autoscaler.daemon_reload, "load_overrides", lambda p: (parsed.append(p), real(p))[1]
+        autoscaler.daemon_reload,
+        "read_overrides_document",
+        lambda p: (parsed.append(p), real(p))[1],
     )
     daemon, notifier = daemon_for(path)
     daemon.tick()
