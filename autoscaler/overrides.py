@@ -8,6 +8,7 @@ forgotten "12 nodes for Black Friday" must not run for ever; one may also wait f
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,12 @@ class Override(Strict):
     def _said_why(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("reason must say why the override exists")
-        return " ".join(value.split())  # one line: it goes into tables and Slack
+        return _plain(" ".join(value.split()))  # one line: it goes into tables and Slack
+
+    @field_validator("set_by")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        return None if value is None else _plain(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Override:
@@ -92,6 +98,17 @@ class OverridesFile(Strict):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return {} if value is None else value
+
+
+def _plain(text: str) -> str:
+    """People's text without control characters: `override list` and `status` print it to
+    a terminal, where ESC [2J clears the screen of the next person to look."""
+    for character in text:
+        if unicodedata.category(character) == "Cc":
+            raise ValueError(
+                f"holds a control character (U+{ord(character):04X}); write plain text"
+            )
+    return text
 
 
 Overrides = OverridesFile

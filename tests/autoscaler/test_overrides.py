@@ -39,6 +39,10 @@ def fixed(nodes: int = 12, expires: datetime = EXPIRES, reason: str = "Black Fri
         ({"nodes": 3, "colour": "red"}, "Extra inputs"),
         ({"nodes": True}, "nodes: expected a number, got the boolean true"),  # YAML's `yes`
         ({"max_nodes": False}, "max_nodes: expected a number, got the boolean false"),
+        # printed to terminals by `override list` and `status`: ESC [2J clears the screen
+        ({"nodes": 3, "reason": "fine\x1b[2J"}, r"control character \(U\+001B\)"),
+        ({"nodes": 3, "reason": "a\x00b"}, r"control character \(U\+0000\)"),
+        ({"nodes": 3, "set_by": "bob\x9b31m"}, r"control character \(U\+009B\)"),
     ],
 )
 def test_override_rules(fields: dict[str, object], message: str) -> None:

@@ -126,6 +126,28 @@ def test_set_refuses_a_blank_reason(config: Path) -> None:
     assert "--reason: reason must say why" in out
 
 
+def test_a_reason_with_a_control_character_is_refused_in_the_option_and_the_file(
+    config: Path,
+) -> None:
+    """The reason is printed to the next operator's terminal (`override list`, `status`):
+    an escape sequence in it would act there, so neither the CLI nor the file takes one."""
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "3", "--for", "1h", "--reason", "x\x1b[2J", "-c", config
+    )  # fmt: skip
+    assert code == 2
+    assert "--reason: holds a control character (U+001B)" in out
+    overrides = config.parent / "overrides.yaml"
+    assert not overrides.exists()
+    overrides.write_text(
+        "overrides:\n  gpu-ocr:\n    nodes: 3\n    expires: 2030-01-01T00:00:00Z\n"
+        '    reason: "x\\e]0;pwned\\a"\n'
+    )
+    code, out = invoke("list", "-c", config)
+    assert code == 2
+    assert "overrides.yaml:5: overrides.gpu-ocr.reason: holds a control" in out.replace("\n", "")
+    assert "\x1b" not in out
+
+
 def test_invalid_config_is_reported_with_file_and_line(config: Path) -> None:
     config.write_text(CONFIG.replace("max_nodes: 8", "max_nodes: eight"))
     code, out = invoke("list", "--config", config)
