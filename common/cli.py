@@ -64,8 +64,9 @@ def option_moment(option: str, text: str) -> datetime:
         raise ValueError(
             f"{option}: expected an ISO time such as 2026-11-27T08:00+05:30, got {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{option}: {text!r} has no UTC offset; add one, e.g. {text}+00:00")
+    if moment.tzinfo is None:  # the example is a whole time: a date-only 2026-11-27+00:00
+        example = moment.isoformat(timespec="seconds" if moment.second else "minutes")
+        raise ValueError(f"{option}: {text!r} has no UTC offset; add one, e.g. {example}+00:00")
     if not MOMENTS[0] <= moment.astimezone(UTC) < MOMENTS[1]:  # pandas holds 1677..2262
         raise ValueError(f"{option}: {text!r} is outside the years 1970 to 2199")
     return moment

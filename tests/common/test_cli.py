@@ -62,3 +62,13 @@ def test_a_moment_needs_its_utc_offset_and_names_the_option() -> None:
     ):
         with pytest.raises(ValueError, match=re.escape(says)):
             option_moment("--from", text)
+
+
+@pytest.mark.parametrize("text", ["2026-11-27", "2026-11-27+05:30", "2026-11-27T08:00:30"])
+def test_the_example_a_time_without_an_offset_is_given_is_taken(text: str) -> None:
+    """A date alone once got "add one, e.g. 2026-11-27+00:00", which Python reads as a
+    date alone again (the offset dropped): the same error, and the same advice, for ever."""
+    with pytest.raises(ValueError, match="has no UTC offset") as caught:
+        option_moment("--until", text)
+    example = str(caught.value).rsplit("e.g. ", 1)[1]
+    assert option_moment("--until", example).utcoffset() == timedelta(0)
