@@ -170,19 +170,32 @@ class ConfigReloads:
             self._alert(f"overrides file {path} was removed; the overrides of {pools} are lifted")
         self._overrides_seen = seen
         try:
-            self.overrides, document = read_overrides_document(path)
+            overrides, document = read_overrides_document(path)
         except ConfigError as exc:
-            problem = str(exc)
-            if problem != self._overrides_problem:
-                self._alert(
-                    f"overrides file is broken; keeping the last good overrides:\n{problem}"
-                )
-            self._overrides_problem = problem
+            self._keep_last_good(
+                f"overrides file is broken; keeping the last good overrides:\n{exc}"
+            )
             return
+        if document is not None and document.data is None and self.overrides.overrides:
+            # Blank: as an editor that truncates first (nano, `cat >`) leaves it mid-write.
+            pools = ", ".join(sorted(self.overrides.overrides))
+            self._keep_last_good(
+                f"overrides file {path} is empty, as while it is being written; the overrides "
+                f"of {pools} stay in force (remove the file, or write `overrides: {{}}`, to "
+                "lift them)"
+            )
+            return
+        self.overrides = overrides
         if self._overrides_problem is not None:
             self._alert(f"overrides file {path} is readable again; overrides in force")
         self._overrides_problem = None
         self._say_unknown_pools(document, path)
+
+    def _keep_last_good(self, problem: str) -> None:
+        """Told once for each new problem, not at every tick it lasts."""
+        if problem != self._overrides_problem:
+            self._alert(problem)
+        self._overrides_problem = problem
 
     def _say_unknown_pools(self, document: YamlDocument | None, path: Path) -> None:
         """An override naming no pool of the config (a typo, a pool renamed by a reload)

@@ -142,6 +142,27 @@ def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path
     assert str(overrides) in told and "image-gen" in told
 
 
+def test_an_emptied_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> None:
+    """An editor that truncates before it writes (nano, `cat > overrides.yaml` while the
+    text is pasted) leaves the file empty for a while: read then, every override was
+    lifted without a word, and a fleet held down by one scaled up at once. An empty file
+    keeps the last good overrides, told once; `overrides: {}` lifts them."""
+    daemon, clock, notifier, overrides = pinned_to_seven(tmp_path)
+    overrides.write_text("")
+    os.utime(overrides, (time.time() + 5, time.time() + 5))
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        (result,) = daemon.tick()
+        assert result.decision is not None and result.decision.desired == 7
+    (told,) = [t for t in notifier.texts if "is empty" in t]
+    assert str(overrides) in told and "image-gen" in told
+    overrides.write_text("overrides: {}\n")
+    os.utime(overrides, (time.time() + 10, time.time() + 10))
+    clock.advance(timedelta(minutes=1))
+    daemon.tick()
+    assert daemon.overrides.overrides == {}
+
+
 def test_an_override_for_no_pool_of_the_config_is_said_with_its_line(tmp_path: Path) -> None:
     """A typo in a pool's name, or a pool renamed by a reload, leaves its override doing
     nothing: `validate` refuses it, and the daemon, which still applies the rest, says so
