@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: Path, text: str) -> None:
-    replace_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+def write_atomically(path: Path, text: str, *, new_mode: int = 0o600) -> None:
+    replace_atomically(path, lambda handle: handle.write(text.encode("utf-8")), new_mode=new_mode)
 
 
 def replace_atomically(
-    path: Path, write: Callable[[BinaryIO], object], *, durable: bool = True
+    path: Path,
+    write: Callable[[BinaryIO], object],
+    *,
+    durable: bool = True,
+    new_mode: int = 0o600,
 ) -> None:
     """`write` fills a temporary file beside `path`, which then takes its place (with its
-    mode, where it exists). `durable`: on disk when this returns (the file and the
-    rename fsynced); a cache, rebuilt when lost, may leave that to the kernel."""
+    mode, where it exists; else `new_mode`, for a file another user reads). `durable`: on
+    disk when this returns (the file and the rename fsynced); a cache, rebuilt when lost,
+    may leave that to the kernel."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -27,8 +32,7 @@ def replace_atomically(
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else new_mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

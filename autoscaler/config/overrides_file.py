@@ -23,6 +23,11 @@ HEADER = """\
 """
 
 
+READABLE = 0o644
+"""A new overrides file's mode: the daemon's user reads what `sudo autoscaler override set`
+writes (mkstemp's 0600, root's own, left it unreadable there, the override never applied)."""
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -60,7 +65,7 @@ def _write(path: Path, overrides: OverridesFile) -> None:
     text = dump_overrides(overrides)
     if OverridesFile.model_validate(yaml.safe_load(text)) != overrides:
         raise RuntimeError("overrides would not read back as written; file left unchanged")
-    write_atomically(path, text)
+    write_atomically(path, text, new_mode=READABLE)
 
 
 @contextmanager

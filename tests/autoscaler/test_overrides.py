@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -95,6 +96,18 @@ def test_set_creates_a_readable_file_for_people(tmp_path: Path) -> None:
     assert "    reason: Black Friday\n    set_by: alice\n" in text
     assert "min_nodes:" not in text  # unset keys are left out
     assert load_overrides(path).overrides == {"gpu-ocr": fixed()}
+
+
+def test_a_new_file_is_readable_by_the_daemons_user(tmp_path: Path) -> None:
+    """`sudo autoscaler override set` (the config is root's and the autoscaler group's)
+    once made the file root's with mode 0600: the daemon, another user, could not read
+    it, and the override never applied. A new file is 0644; an existing one keeps its."""
+    path = tmp_path / "overrides.yaml"
+    set_override(path, "gpu-ocr", fixed())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path.chmod(0o640)
+    set_override(path, "face", fixed())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_set_keeps_other_pools_and_replaces_its_own(tmp_path: Path) -> None:
