@@ -70,7 +70,8 @@ def _write(path: Path, overrides: OverridesFile) -> None:
 
 @contextmanager
 def _editing(path: Path) -> Iterator[None]:
-    """One editor at a time: two `override set` runs must not lose each other's change."""
+    """One editor at a time: two `override set` runs must not lose each other's change.
+    `path` is the real file (_real): a link to it is one name of the same file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -80,8 +81,15 @@ def _editing(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _real(path: Path) -> Path:
+    """The file a symlink names: the new text replaces it, not the link (which then named
+    nothing the command wrote), and its lock is the same whichever name an editor used."""
+    return path.resolve()
+
+
 def set_override(path: Path, pool: str, override: Override) -> None:
     """Add or replace the pool's override. A broken existing file is reported, not replaced."""
+    path = _real(path)
     with _editing(path):
         _set_locked(path, pool, override, load_overrides(path))
 
@@ -94,6 +102,7 @@ def _set_locked(path: Path, pool: str, override: Override, current: OverridesFil
 
 def clear_override(path: Path, pool: str) -> bool:
     """Remove the pool's override; False when it had none (the file is then untouched)."""
+    path = _real(path)
     with _editing(path):
         current = load_overrides(path)
         if pool not in current.overrides:

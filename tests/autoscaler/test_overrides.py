@@ -110,6 +110,24 @@ def test_a_new_file_is_readable_by_the_daemons_user(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
+def test_an_overrides_file_behind_a_symlink_is_edited_where_it_lies(tmp_path: Path) -> None:
+    """A link to the real file (a config's name for a file kept elsewhere) was replaced by
+    a file of the command's own: what the real file's readers see never got the override,
+    and an editor using the real name took another lock. Both names edit one file now."""
+    real = tmp_path / "state" / "overrides.yaml"
+    real.parent.mkdir()
+    set_override(real, "gpu-ocr", fixed())
+    link = tmp_path / "etc" / "overrides.yaml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    set_override(link, "face", fixed(nodes=3))
+    assert link.is_symlink()
+    assert load_overrides(real).overrides == {"gpu-ocr": fixed(), "face": fixed(nodes=3)}
+    assert clear_override(link, "gpu-ocr") is True
+    assert link.is_symlink() and list(load_overrides(real).overrides) == ["face"]
+    assert sorted(p.name for p in link.parent.iterdir()) == ["overrides.yaml"]  # no lock here
+
+
 def test_set_keeps_other_pools_and_replaces_its_own(tmp_path: Path) -> None:
     path = tmp_path / "overrides.yaml"
     bounds = Override(min_nodes=2, max_nodes=9, expires=EXPIRES, reason="batch: month end")
