@@ -156,6 +156,8 @@ def set_command(
         set_override(path, pool, override)
     except ConfigError as exc:
         _fail(f"overrides file is broken; fix it (or clear it) first\n{exc}")
+    except OSError as exc:  # a full disk, a folder this user may not write in
+        _fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
     console = Console()
     window = f" from {begins.isoformat()}" if begins is not None else ""
     console.print(
@@ -246,6 +248,8 @@ def clear_command(pool: PoolArgument, config: ConfigOption) -> None:
         removed = clear_override(path, pool)
     except ConfigError as exc:
         _fail(f"overrides file is broken\n{exc}")
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
     if removed:
         Console().print(f"override cleared: {pool}", highlight=False)
         return

@@ -281,3 +281,26 @@ def test_set_a_dated_window_from_a_time_for_a_duration(config: Path) -> None:
         "--reason", "x", "-c", config,
     )  # fmt: skip
     assert code != 0 and "--from" in out and "no UTC offset" in out
+
+
+def test_a_file_that_cannot_be_written_is_an_error_not_a_traceback(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk or a folder the operator may not write in: said in one line, exit 2,
+    the old file as it was."""
+    invoke("set", "gpu-ocr", "--nodes", "3", "--for", "1h", "--reason", "x", "-c", config)
+    overrides = config.parent / "overrides.yaml"
+    before = overrides.read_text()
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("common.atomic.os.replace", full)
+    for args in (
+        ["set", "face-match", "--nodes", "2", "--for", "1h", "--reason", "x"],
+        ["clear", "gpu-ocr"],
+    ):
+        code, out = invoke(*args, "-c", config)
+        assert code == 2, out
+        assert f"cannot write {overrides}: No space left on device" in out.replace("\n", "")
+    assert overrides.read_text() == before
