@@ -313,6 +313,13 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
             "pools[0].schedules[0].timezone",
             ["unknown IANA time zone", "Asia/Bombay_"],
         ),
+        (  # UTC-05:00 all year: New York's 09:00 opened at 10:00 local all summer
+            "timezone: Asia/Kolkata",
+            "timezone: EST",
+            "timezone",
+            "pools[0].schedules[0].timezone",
+            ["'EST' is a fixed offset with no summer time", "America/New_York"],
+        ),
         (  # a folder of the zone database: ZoneInfo raises IsADirectoryError (fuzz-found)
             "timezone: Asia/Kolkata",
             "timezone: Asia",
