@@ -33,6 +33,9 @@ from gpu_bench.stability import (
 )
 from gpu_bench.workers import DONE, ConfigInfeasible
 
+BURST_S, BURST_MAX = 0.25, 20_000
+"""A capacity burst: about this many seconds of full batches, at most this many requests."""
+
 
 class DeviceSampler(Protocol):
     def start(self) -> None: ...
@@ -286,6 +289,31 @@ class LoadRunner:
             gpu_memory_used_mib=device.get("gpu_memory_used_mib"),
             gpu_power_w=device.get("gpu_power_w"),
         )
+
+    def burst_rps(self, parallel: int, batch_seconds: float, stuck_s: float) -> float | None:
+        """Requests a second the pool serves given about BURST_S of full batches at once:
+        back to back, the hand-over of each request (a queue, a pipe) included, which
+        bounds a model that computes in microseconds. None when nothing is answered for
+        `stuck_s`."""
+        rounds = max(1, min(BURST_MAX // parallel, round(BURST_S / batch_seconds)))
+        count = parallel * rounds  # whole rounds: a last batch part-full took a full time
+        self._base, self._done, self._scheduled = self._next_id, {}, []
+        started = self._clock()
+        for _ in range(count):
+            self._scheduled.append(started)
+            self.pool.submit(self._next_id)
+            self._next_id += 1
+        answered, deadline = 0, started + stuck_s
+        while answered < count:
+            self._raise_failure()
+            if len(self._done) > answered:
+                answered, deadline = len(self._done), self._clock() + stuck_s
+            elif self._clock() > deadline:
+                return None
+            time.sleep(0.005)
+        batches = list(self._done.values())
+        span = max(ended for _, ended, _ in batches) - min(begun for begun, _, _ in batches)
+        return count / max(1e-9, span)
 
     def latencies(self) -> list[float]:
         """Every completed request's latency in the last measurement, warm-up included."""

@@ -1,13 +1,19 @@
-"""The sweep's search of one configuration, on a stand-in prober (no model, no process)."""
+"""The sweep's search of one configuration, on a stand-in prober or pool (no model, no
+process)."""
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from gpu_bench.loadgen import RateMeasurement
-from gpu_bench.sweep import ConfigResult, SweepSettings, _over_capacity, _search
+from gpu_bench.sweep import ConfigResult, SweepSettings, _over_capacity, _Pool, _Prober, _search
+from gpu_bench.workers import DONE, PoolTimings
+from tests.gpu_bench.quick_settings import quick
 
 
 class _FirstTimeOnly:
@@ -34,6 +40,64 @@ def test_backing_off_from_unconfirmed_repeats_never_probes_a_rate_of_zero_or_les
     settings = SweepSettings(model="stand-in", repeats=3, precision=precision)
     result = ConfigResult(workers=1, batch=1, status="no_rate")
     probe = _FirstTimeOnly()
-    _search(settings, SimpleNamespace(capacity_rps=100.0), probe, 40.0, result)  # type: ignore[arg-type]
+    pool = SimpleNamespace(capacity_rps=100.0, batch_seconds=0.01, measure_capacity=lambda _: None)
+    _search(settings, pool, probe, 40.0, result)  # type: ignore[arg-type]
     assert result.status == "no_rate" and "did not confirm" in result.reason
     assert min(p.rate_rps for p in probe.probes) > 0
+
+
+class _HandOverBound:
+    """A pool whose model computes in microseconds but that serves at most SERVED_RPS
+    requests a second: the cost of handing each request over (a queue, a pipe, a pickle)
+    bounds it, as it bounds real workers on a model that does next to nothing."""
+
+    SERVED_RPS = 400.0
+
+    def __init__(self) -> None:
+        self.requests: queue.Queue[int | None] = queue.Queue()
+        self._results: queue.Queue[tuple] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> PoolTimings:
+        self._thread.start()
+        return PoolTimings(batch_seconds=2e-5, single_seconds=2e-5, startup_s=(0.1,))
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                request_id = self.requests.get(timeout=0.01)
+            except queue.Empty:
+                continue
+            time.sleep(1 / self.SERVED_RPS)  # the hand-over
+            started = time.monotonic()
+            self._results.put((DONE, 0, [request_id], started, started + 2e-5))
+
+    def submit(self, request_id: int) -> None:
+        self.requests.put(request_id)
+
+    def next_message(self, timeout: float) -> tuple | None:
+        try:
+            return self._results.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_rate_the_pool_cannot_serve_is_not_found_though_its_compute_could() -> None:
+    """A model that computes in 20 us, served at most 400 req/s: its compute time alone
+    bounded the capacity at 50,000 req/s, and rates past what the pool serves passed on a
+    queue still growing when the measurement ended (a do-nothing model profiled at 138,000
+    req/s on CPU workers that served 40,000)."""
+    settings = quick("stand-in", batches=[1], latency_target_s=1.0)
+    pool = _Pool(_HandOverBound(), 1)
+    try:
+        result = ConfigResult(workers=1, batch=1, status="no_rate")
+        _search(settings, pool, _Prober(settings, (1, 1), pool, None), None, result)
+    finally:
+        pool.close()
+    assert result.status == "ok" and result.rate_rps is not None
+    assert result.rate_rps <= _HandOverBound.SERVED_RPS

@@ -55,14 +55,15 @@ def test_each_call_is_given_the_inputs_not_what_an_earlier_call_left() -> None:
 
 
 def test_a_model_that_hangs_under_load_is_a_model_error_at_once() -> None:
-    """One stuck batch ends the configuration; restarting the workers only hung again."""
+    """One stuck batch ends the configuration; restarting the workers only hung again. It
+    hangs on the first requests it serves: the burst that measures the capacity."""
     started = time.monotonic()
     result = run_config(quick(f"{TEST_MODELS}:hanging_model", batches=[1]), workers=1, batch=1)
     assert result.status == "infeasible"
     assert result.failure_kind == MODEL_ERROR
-    assert "did not finish within 5 s after the load stopped" in result.reason
+    assert "did not finish within 5 s of the capacity burst" in result.reason
     assert "the model hangs" in result.reason
-    assert len(result.probes) == 1
+    assert result.probes == []
     assert time.monotonic() - started < 60
 
 
