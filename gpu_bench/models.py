@@ -160,6 +160,8 @@ def _exported(spec: ModelSpec, device: str, largest_batch: int) -> tuple[nn.Modu
     import torch
     from torch.export.passes import move_to_device_pass
 
+    from gpu_bench.torchscript import EXPORTED_ADVICE, tried
+
     try:
         program = torch.export.load(spec.target)
     except Exception as error:
@@ -181,7 +183,10 @@ def _exported(spec: ModelSpec, device: str, largest_batch: int) -> tuple[nn.Modu
     refused = _batch_refusal(program, largest_batch)
     if refused is not None:
         raise ModelLoadError(f"{spec.target}: {refused}")
-    return move_to_device_pass(program, device).module(), example
+    module = move_to_device_pass(program, device).module()
+    if spec.input_shape is not None:  # random floats, not what it was exported with
+        tried(module, example, spec, device, EXPORTED_ADVICE)
+    return module, example
 
 
 def _batch_refusal(program: Any, largest_batch: int) -> str | None:

@@ -1,5 +1,6 @@
 """TorchScript files as models: fed one random float tensor of --input-shape, which is
-tried once as the file loads, so a model it cannot drive is refused with what to do."""
+tried once as the file loads, so a model it cannot drive is refused with what to do (as is
+an exported program given --input-shape)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def load_torchscript(spec: ModelSpec, device: str) -> tuple[nn.Module, torch.Ten
         raise ModelLoadError(f"{path}: cannot load TorchScript: {_why(path, error)}") from error
     assert spec.input_shape is not None
     example = torch.randn(*spec.input_shape)
-    _tried(module, example, spec, device)
+    tried(module.eval(), example, spec, device, TORCHSCRIPT_ADVICE)
     return module, example
 
 
@@ -56,14 +57,24 @@ def _why(path: Path, error: Exception) -> str:
     )
 
 
-def _tried(module: nn.Module, example: torch.Tensor, spec: ModelSpec, device: str) -> None:
-    """One call on the example: a model of integer inputs (token ids) or of several failed
-    on its first batch with torch's message alone, not saying it was fed random floats."""
+TORCHSCRIPT_ADVICE = (
+    "--input-shape feeds one float tensor: for integer inputs (token ids) or several inputs "
+    "give a module:function returning (torch.jit.load(path), example)"
+)
+EXPORTED_ADVICE = "leave --input-shape out to use the example it was exported with"
+
+
+def tried(
+    module: nn.Module, example: torch.Tensor, spec: ModelSpec, device: str, advice: str
+) -> None:
+    """One call on the random example of --input-shape: a model of integer inputs (token
+    ids) or of several failed on its first batch with torch's message alone, not saying it
+    was fed random floats; refused saying so, and `advice`."""
     import torch
 
     try:
         with torch.inference_mode():
-            module.eval()(example.to(device))
+            module(example.to(device))
     except torch.OutOfMemoryError:
         raise
     except Exception as error:
@@ -71,6 +82,5 @@ def _tried(module: nn.Module, example: torch.Tensor, spec: ModelSpec, device: st
         shape = ",".join(str(size) for size in example.shape)
         raise ModelLoadError(
             f"{spec.target}: fails on a random float32 tensor of --input-shape {shape} ({said}); "
-            "--input-shape feeds one float tensor: for integer inputs (token ids) or several "
-            "inputs give a module:function returning (torch.jit.load(path), example)"
+            + advice
         ) from error

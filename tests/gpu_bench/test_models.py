@@ -192,6 +192,26 @@ def test_an_exported_program_bounded_under_the_largest_batch_is_refused_as_it_lo
         load_model(parse_model_spec(str(path)), largest_batch=16)
 
 
+def test_an_exported_program_random_floats_cannot_drive_is_refused_as_it_loads(
+    tmp_path: Path,
+) -> None:
+    """--input-shape on a program exported with token ids: its random floats took the place
+    of the saved example and failed on the first batch as the model's own error (exit 3,
+    torch's message alone); refused as it loads, saying what it was fed and what to do."""
+    path = tmp_path / "ids.pt2"
+    batch = torch.export.Dim("batch")
+    ids = torch.randint(0, 100, (2, 6))
+    exported = torch.export.export(nn.Embedding(100, 8), (ids,), dynamic_shapes=({0: batch},))
+    torch.export.save(exported, str(path))
+    with pytest.raises(
+        ModelLoadError, match=r"ids.pt2: fails on a random float32 tensor of"
+    ) as raised:
+        load_model(parse_model_spec(str(path), [1, 6]), largest_batch=2)
+    assert "leave --input-shape out" in str(raised.value)
+    loaded, example = load_model(parse_model_spec(str(path)), largest_batch=2)
+    assert forward(loaded, batch_of(example, 2)).shape == (2, 6, 8)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("saved", ["module", "state_dict"])
 def test_a_torch_save_file_given_as_torchscript_says_what_it_is(tmp_path: Path, saved: str) -> None:
