@@ -78,7 +78,9 @@ def tried(
     except torch.OutOfMemoryError:
         raise
     except Exception as error:
-        said = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+        lines = f"{type(error).__name__}: {error}".strip().splitlines()
+        # the interpreter's own error is its last line, under TorchScript's traceback
+        said = lines[-1] if "Traceback of TorchScript" in str(error) else lines[0]
         shape = ",".join(str(size) for size in example.shape)
         raise ModelLoadError(
             f"{spec.target}: fails on a random float32 tensor of --input-shape {shape} ({said}); "

@@ -230,11 +230,16 @@ def test_a_torchscript_model_random_floats_cannot_drive_is_refused_as_it_loads(
     tmp_path: Path,
 ) -> None:
     """Token ids: the random floats of --input-shape failed in the embedding on the first
-    batch, as the model's own error; refused as it loads, saying what it was fed."""
+    batch, as the model's own error; refused as it loads, saying what it was fed and the
+    interpreter's own error, not the first line of its traceback ('The following operation
+    failed in the TorchScript interpreter.', which said nothing of what failed)."""
     path = tmp_path / "ids.pt"
     torch.jit.trace(nn.Embedding(100, 8), torch.randint(0, 100, (1, 6))).save(str(path))
-    with pytest.raises(ModelLoadError, match=r"ids.pt: fails on a random float32 tensor of"):
+    with pytest.raises(
+        ModelLoadError, match=r"ids.pt: fails on a random float32 tensor of"
+    ) as raised:
         load_model(parse_model_spec(str(path), [1, 6]))
+    assert "Expected tensor for argument #1 'indices'" in str(raised.value)
 
 
 @pytest.mark.parametrize(
