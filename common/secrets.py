@@ -223,8 +223,10 @@ def _holds_a_pattern_word(text: str) -> bool:
 
 
 def shorten(text: str, limit: int, tail: str = "…") -> str:
-    """At most `limit` characters, redacted first: a cut must not keep half a token."""
-    text = redact(text)
+    """At most `limit` characters, redacted first: a cut must not keep half a token. A
+    server's text cut mid-character (JSON's lone "\\ud83d") is kept as that escape: no
+    log, file or test report can write the character itself (UTF-8 has no form for it)."""
+    text = redact(text).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: max(0, limit - len(tail))] + tail
 
 

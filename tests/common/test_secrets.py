@@ -158,3 +158,13 @@ def test_redacted_json_hides_a_piece_of_a_secret_in_plain_ascii_text() -> None:
     remember("json-piece-Hq3Zw8Rt5Yk2Pm7Gs")
     assert json.loads(redacted_json({"e": "echo Hq3Zw8Rt5Yk!"})) == {"e": f"echo {REDACTED}!"}
     assert redacted_json({"n": 1234567, "e": "Hq3Zw8R"}) == '{"n": 1234567, "e": "Hq3Zw8R"}'
+
+
+def test_a_lone_surrogate_in_a_servers_text_is_kept_as_its_escape() -> None:
+    """JSON's "\\ud83d" (a string cut mid-character) decodes to a character UTF-8 cannot
+    write: the log line, the state file or pytest-xdist's report carrying it failed."""
+    from common.secrets import shorten
+
+    shown = shorten("query cut at \ud83d", 200)
+    assert shown == "query cut at \\ud83d"
+    assert shown.encode("utf-8")
