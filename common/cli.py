@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import typer
 
@@ -70,3 +72,19 @@ def option_moment(option: str, text: str) -> datetime:
     if not MOMENTS[0] <= moment.astimezone(UTC) < MOMENTS[1]:  # pandas holds 1677..2262
         raise ValueError(f"{option}: {text!r} is outside the years 1970 to 2199")
     return moment
+
+
+def option_output(option: str, path: Path) -> Path:
+    """A file the command writes once its work is done, checked before that work begins (a
+    folder, or one under a file or a read-only folder, found only afterwards lost the work
+    to a traceback). Nothing is made here; a ValueError names the option."""
+    if path.is_dir():
+        raise ValueError(f"{option}: {path} is a folder, not a file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders missing are made at the write
+    if not folder.is_dir():
+        raise ValueError(f"{option}: {path} cannot be written: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: {path} cannot be written: {folder} is read-only here")
+    return path

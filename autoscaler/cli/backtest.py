@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from common.cli import option_duration
+from common.cli import option_duration, option_output
 from common.durations import parse_duration
 from common.extras import require
 
@@ -139,8 +139,7 @@ def backtest_command(
     from autoscaler.backtest.runner import BacktestSettings
     from autoscaler.cli.backtest_config import config_backtest
 
-    if plot is not None:  # before the run, not after it
-        _require_plotting()
+    _check_outputs(decisions_out, plot)  # before the run, not after it
     if config is not None or pool is not None:
         refused = _given(
             boot_delay=boot_delay,
@@ -224,12 +223,31 @@ def _given(**options: object) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
 
 
-def _require_plotting() -> None:
+def _check_outputs(decisions_out: Path | None, plot: Path | None) -> None:
+    """Refuse, before the run, an output the run's end could not write: found then, it was a
+    traceback and the report lost (a folder, a path under a file, a format with no writer)."""
     try:
-        require("--plot", "matplotlib")
+        if decisions_out is not None:
+            option_output("--decisions-out", decisions_out)
+        if plot is not None:
+            require("--plot", "matplotlib")
+            _plot_format(option_output("--plot", plot))
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def _plot_format(path: Path) -> None:
+    """A picture format matplotlib writes (none given: it adds .png)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    known = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().removeprefix(".")
+    if suffix and suffix not in known:
+        raise ValueError(
+            f"--plot: {path}: matplotlib writes no {suffix!r} picture; name it .png "
+            f"(or one of {', '.join(sorted(known))})"
+        )
 
 
 def _latency_target(text: str | None) -> float | None:
@@ -283,12 +301,18 @@ def _pool_run(
 def _outputs(report: BacktestReport, decisions_out: Path | None, plot: Path | None) -> None:
     from autoscaler.backtest.report import write_decisions
 
-    if decisions_out is not None:
-        write_decisions(report, decisions_out)
-    if plot is not None:
-        from autoscaler.cli.plots import backtest_plot
+    path = decisions_out
+    try:
+        if decisions_out is not None:
+            write_decisions(report, decisions_out)
+        if plot is not None:
+            from autoscaler.cli.plots import backtest_plot
 
-        backtest_plot(report, plot)
+            path = plot
+            backtest_plot(report, plot)
+    except OSError as exc:  # checked before the run; a full disk comes only now
+        errors.print(f"[red]cannot write[/] {path}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _capacity_override(per_node_rps: float | None, profile: Path | None) -> float | None:

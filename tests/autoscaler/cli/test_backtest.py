@@ -149,3 +149,30 @@ def test_a_trace_that_is_a_folder_or_not_its_compression_is_refused(tmp_path: Pa
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert path.name in result.output
     assert "Not a gzipped file" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [
+        ("--decisions-out", "a-folder"),
+        ("--decisions-out", "a-file/decisions.csv"),
+        ("--plot", "a-folder"),
+        ("--plot", "a-file/backtest.png"),
+        ("--plot", "backtest.txt"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, option: str, name: str
+) -> None:
+    """Found after the run, it was a traceback (IsADirectoryError, FileExistsError,
+    matplotlib's ValueError for a format it has no writer for) and the report lost."""
+    trace = _cut(tmp_path, 8 * 60)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder").mkdir()
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, option, str(tmp_path / name)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{option}: {tmp_path / name}" in result.output
+    assert "policy" not in result.output  # refused before the run, not after it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "nasa_cut.csv"]
