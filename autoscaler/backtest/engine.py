@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import BASELINES, Replay
 from autoscaler.config.scaling import ScaleDown, ScaleUp
@@ -98,7 +99,12 @@ class BacktestSettings:
             raise ValueError("scale-up max step must be at least 1 node")
         if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
             raise ValueError("scale-up max percent must be positive")
-        self.predictor_config()  # its own errors say why
+        for target in self.predictor_targets or (None,):  # each run's, before the first
+            params = policy_params(self, None if target is None else {"service_target": target})
+            try:
+                self.predictor_config(kind=self.predictor_kind, params=params)
+            except ValidationError as exc:
+                raise ValueError(_config_problem(exc, target)) from None
         if self.jobs is not None and self.jobs < 1:
             raise ValueError("jobs must be at least 1")
 
@@ -123,10 +129,7 @@ def policy_pool(
 ) -> Pool:
     """The daemon's pool config for the project's policy under the backtest's settings."""
     kind = settings.predictor_kind
-    predictor_params = {**settings.predictor_params, **(params or {})}
-    if kind == "seasonal":
-        predictor_params.setdefault("service_target", settings.service_target)
-        predictor_params.setdefault("latency_target_s", settings.latency_target_s)
+    predictor_params = policy_params(settings, params)
     return Pool(
         name="backtest",
         backend=backend_settings({"kind": "simulated", "boot_delay": settings.boot_delay}),
@@ -144,6 +147,27 @@ def policy_pool(
         ),
         cooldown=timedelta(0),
     )
+
+
+def policy_params(settings: BacktestSettings, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The project's predictor's params, with `params` (a predictor target's); the seasonal
+    one's targets are the backtest's own unless given."""
+    merged = {**settings.predictor_params, **(params or {})}
+    if settings.predictor_kind == "seasonal":
+        merged.setdefault("service_target", settings.service_target)
+        merged.setdefault("latency_target_s", settings.latency_target_s)
+    return merged
+
+
+def _config_problem(exc: ValidationError, target: float | None) -> str:
+    """pydantic's errors as one line ("margin: Input should be ..."), without its URL."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    prefix = "" if target is None else f"predictor target {target:g}: "
+    return prefix + "; ".join(problems)
 
 
 @dataclass(frozen=True)

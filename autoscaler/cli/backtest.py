@@ -179,9 +179,7 @@ def backtest_command(
             per_node_rps=per_node,
             warmup=parse_duration(warmup),
             predictor=predictor,
-            predictor_targets=tuple(
-                float(v) for v in (predictor_targets or "").split(",") if v.strip()
-            ),
+            predictor_targets=_targets(predictor_targets or ""),
             tune=tune,
             scale_up_max_step=scale_up_max_step,
             scale_up_max_percent=scale_up_max_percent,
@@ -216,6 +214,16 @@ def _trace_report(trace: Path, settings: BacktestSettings) -> BacktestReport:
                 f"[red]cannot read trace[/] {trace}: {exc.strerror or exc}", highlight=False
             )
             raise typer.Exit(2) from None
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    """--predictor-targets: shares such as 0.01,0.05; a ValueError names the option."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(
+            f"--predictor-targets: expected shares such as 0.01,0.05, got {text!r}"
+        ) from None
 
 
 def _given(**options: object) -> list[str]:

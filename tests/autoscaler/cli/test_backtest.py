@@ -176,3 +176,28 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(
     assert f"{option}: {tmp_path / name}" in result.output
     assert "policy" not in result.output  # refused before the run, not after it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "nasa_cut.csv"]
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--predictor-targets", "0.01,5"], "predictor target 5: params.service_target"),
+        (["--predictor-targets", "0.01,abc"], "--predictor-targets: expected shares"),
+        (["--service-target", "0"], "params.service_target: Input should be greater than 0"),
+        (["--predictor", "arima"], "kind: unknown predictor 'arima'; known: linear, seasonal"),
+        (["--margin", "wide"], "margin: Input should be 'band', 'loop' or 'widen'"),
+    ],
+)
+def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
+    tmp_path: Path, options: list[str], said: str
+) -> None:
+    """They were pydantic's report ('1 validation error for PredictorConfig', a URL), the
+    predictor's own only after the trace was read, and a second predictor target's only
+    after the first target's whole run."""
+    trace = _cut(tmp_path, 8 * 60)
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, *options])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"invalid option: {said}" in result.output
+    assert "pydantic" not in result.output
