@@ -61,6 +61,13 @@ def epoch_stamp(moment: datetime, unit: str) -> int:
     return int(pd.Timestamp(moment).as_unit(unit).asm8.astype(np.int64))
 
 
+def _refuse_unsorted(stamps: np.ndarray) -> None:
+    """A ValueError where a time comes before the one above it: placed on the grid from its
+    first and last, such a history silently lost its newest samples (a burst, last but one)."""
+    if np.any(stamps[1:] < stamps[:-1]):
+        raise ValueError("history timestamps must increase: a sample's time is before the last")
+
+
 class HistoryGrid:
     """Values at start_ns + k * step_ns (k = 0 .. len - 1), the newest at end_ns."""
 
@@ -109,6 +116,7 @@ class HistoryGrid:
             if continues:
                 from_ns = end_ns - OVERLAP_STEPS * self.step_ns
                 since = int(np.searchsorted(stamps, -(-from_ns // factor)))  # first >= from_ns
+                _refuse_unsorted(stamps[max(since - 1, 0) :])  # the only part read
                 tail_ns = stamps[since:] * factor
                 position, off_grid = np.divmod(tail_ns - self.start_ns, self.step_ns)
                 if not off_grid.any():
@@ -120,6 +128,7 @@ class HistoryGrid:
     def _rebuild(
         self, history: pd.Series, tz: object, times_ns: np.ndarray, first_ns: int, last_ns: int
     ) -> None:
+        _refuse_unsorted(times_ns)
         step_ns = int(infer_step(history).value)
         if step_ns <= 0:
             raise ValueError("history timestamps must increase")

@@ -34,6 +34,8 @@ class LinearTrendPredictor:
         clean = history[np.isfinite(history.to_numpy(dtype=float))]
         if clean.empty:
             raise ValueError("linear predictor needs at least one observation")
+        if not clean.index.is_monotonic_increasing:  # its newest would be any sample's
+            raise ValueError("history timestamps must increase")
         recent = clean[clean.index > clean.index[-1] - pd.Timedelta(self.window)]
         self._t0 = recent.index[-1]
         self._history = recent

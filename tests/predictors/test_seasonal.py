@@ -391,6 +391,23 @@ def test_empty_or_all_nan_history_is_a_value_error() -> None:
         SeasonalPredictor().fit(pd.Series([np.nan] * 3, index=index))
 
 
+def test_history_out_of_time_order_is_a_value_error_not_a_lost_sample() -> None:
+    """The grid is laid from the first and last times: with the last two samples swapped
+    (the newest a burst), the burst fell off it and the forecast never saw it. Refused on
+    a fresh fit and on a tick's fit that continues the kept history."""
+    history = synthetic(2)
+    history.iloc[-1] = 500.0
+    swapped = pd.concat([history.iloc[:-2], history.iloc[[-1, -2]]])
+    with pytest.raises(ValueError, match="timestamps must increase"):
+        SeasonalPredictor().fit(swapped)
+    ticking = SeasonalPredictor().fit(history.iloc[:-10])
+    with pytest.raises(ValueError, match="timestamps must increase"):
+        ticking.fit(swapped)
+    with pytest.raises(ValueError, match="timestamps must increase"):
+        LinearTrendPredictor().fit(swapped.iloc[-30:])
+    assert SeasonalPredictor().fit(history).forecast(HORIZON).peak_upper() > 100.0
+
+
 def test_a_stepwise_source_is_forecast_from_its_last_sample() -> None:
     """A metric that changes every 10 minutes and whose level wanders (a walk in log, as
     the ServeGen trace's 10-minute values do) over a mild daily cycle: the forecast holds
