@@ -13,7 +13,7 @@ import gzip
 import lzma
 import math
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -122,7 +122,12 @@ def read_trace_columns(path: Path) -> TraceColumns:
 
 def _header(path: Path) -> list[str]:
     """The names in the trace's header line ([] for an empty file)."""
-    return _read(path, lambda text: [name.strip() for name in next(csv.reader(text), [])])
+    return _read(path, lambda text: [name.strip() for name in _first_row(csv.reader(text)) or []])
+
+
+def _first_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The first line that is not blank (the header; blank lines are skipped everywhere)."""
+    return next((row for row in reader if any(cell.strip() for cell in row)), None)
 
 
 def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
@@ -168,12 +173,15 @@ def _first_line_not_utf8(path: Path) -> int:
 
 def _columns(path: Path, text: IO[str]) -> TraceColumns:
     reader = csv.reader(text)
-    header = next(reader, None)
+    header = _first_row(reader)
     if header is None:
         raise ValueError(f"{path}: empty file; expected a header line timestamp,requests")
     names = [name.strip() for name in header]
     if names[:2] != ["timestamp", "requests"]:
-        raise ValueError(f"{path}: expected columns timestamp,requests")
+        raise ValueError(
+            f"{path}:{reader.line_num}: header: expected columns timestamp,requests (others may "
+            f"follow), found {','.join(header)!r}{_header_hint(names)}"
+        )
     queue_at = names.index("queue_depth") if "queue_depth" in names else None
     lines: list[int] = []
     stamps: list[str] = []
@@ -208,6 +216,18 @@ def _columns(path: Path, text: IO[str]) -> TraceColumns:
         requests=np.asarray(requests, dtype=float),
         queue_depth=None if queue_at is None else np.asarray(queue, dtype=float),
     )
+
+
+def _header_hint(names: list[str]) -> str:
+    """Why a header is not the trace's, where it shows: another separator, or no header."""
+    if len(names) == 1 and any(mark in names[0] for mark in ";\t|"):
+        return "; fields are separated by commas"
+    try:
+        float(names[0])
+    except ValueError:
+        if pd.to_datetime(names[0], format="ISO8601", errors="coerce") is pd.NaT:
+            return ""
+    return "; this is a row: a trace begins with the header line timestamp,requests"
 
 
 def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:

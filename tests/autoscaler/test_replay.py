@@ -49,6 +49,36 @@ def test_read_trace_rejects_other_columns(tmp_path: Path) -> None:
         read_trace(path)
 
 
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ("timestamp;requests", "found 'timestamp;requests'; fields are separated by commas"),
+        ("2025-01-05T16:00:00Z,5", "found '2025-01-05T16:00:00Z,5'; this is a row: a trace"),
+        ("1736092800,5", "found '1736092800,5'; this is a row: a trace begins with the header"),
+        ("Timestamp,Requests", "found 'Timestamp,Requests'"),
+    ],
+)
+def test_a_header_not_the_traces_names_its_line_and_what_it_found(
+    tmp_path: Path, header: str, said: str
+) -> None:
+    """It said only 'expected columns timestamp,requests', the same for a semicolon file
+    whose names are right as for a file with no header at all."""
+    path = tmp_path / "export.csv"
+    path.write_text(f"{header}\n2025-01-05T16:01:00Z,5\n")
+    with pytest.raises(ValueError) as refused:
+        read_trace(path)
+    assert str(refused.value).startswith(f"{path}:1: header: expected columns timestamp,requests")
+    assert said in str(refused.value)
+
+
+def test_blank_lines_before_the_header_are_skipped_as_between_rows(tmp_path: Path) -> None:
+    path = tmp_path / "padded.csv"
+    path.write_text("\n\ntimestamp,requests,queue_depth\n2025-01-05T16:00:00Z,60,4\n")
+    assert read_trace(path).iloc[0] == 1.0
+    queue = read_queue_depth(path)
+    assert queue is not None and queue.iloc[0] == 4.0
+
+
 BAD_ROWS = {
     "word": ("2025-01-05T16:01:00Z,abc", "requests: 'abc' is not a number"),
     "thousands": ('2025-01-05T16:01:00Z,"1,106"', "requests: '1,106' is not a number"),
