@@ -12,6 +12,7 @@ import csv
 import gzip
 import lzma
 import math
+import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ _MILLISECONDS_FROM = 1e11
 _FIRST_SECOND = pd.Timestamp("1990-01-01", tz="UTC").timestamp()
 _LAST_SECOND = pd.Timestamp.max.value / 1e9
 """The Unix seconds a trace's times may span (pandas' nanosecond times end in 2262)."""
+_ZONED = re.compile(r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+"""An ISO 8601 time that says its zone: Z or an offset after the time of day."""
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 """Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 
@@ -248,6 +251,13 @@ def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
         raise ValueError(
             f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is not an ISO 8601 time "
             "(e.g. 2025-01-05T16:00:00Z) nor Unix seconds (every row a number)"
+        )
+    zoned = pd.Series(stamps, dtype=object).str.contains(_ZONED, regex=True).to_numpy(bool)
+    if not zoned.all():
+        bad = int(np.argmin(zoned))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} has no zone (Z, or an offset "
+            "such as +01:00): an export's local time read as UTC is hours off; add Z if it is UTC"
         )
     return timestamps
 

@@ -71,6 +71,20 @@ def test_a_header_not_the_traces_names_its_line_and_what_it_found(
     assert said in str(refused.value)
 
 
+@pytest.mark.parametrize("stamp", ["2025-01-05 11:00:00", "2025-01-05T11:00", "2025-01-05"])
+def test_a_time_without_a_zone_is_refused_naming_its_line(tmp_path: Path, stamp: str) -> None:
+    """Read as UTC, a spreadsheet's or a dashboard's local times (New York's here) put the
+    traffic hours off its clock (its schedules, its predictor's time zone), without a word."""
+    path = tmp_path / "local.csv"
+    path.write_text(f"timestamp,requests\n2025-01-05T16:00:00Z,5\n{stamp},7\n")
+    with pytest.raises(ValueError) as refused:
+        read_trace(path)
+    assert str(refused.value).startswith(f"{path}:3: timestamp: {stamp!r} has no zone")
+    for zoned in ("2025-01-05T11:01:00-05:00", "2025-01-05 16:01Z", "2025-01-05T17:01:00+0100"):
+        path.write_text(f"timestamp,requests\n2025-01-05T16:00:00Z,5\n{zoned},7\n")
+        assert list(read_trace(path).index.minute) == [0, 1]
+
+
 def test_blank_lines_before_the_header_are_skipped_as_between_rows(tmp_path: Path) -> None:
     path = tmp_path / "padded.csv"
     path.write_text("\n\ntimestamp,requests,queue_depth\n2025-01-05T16:00:00Z,60,4\n")
@@ -209,7 +223,7 @@ def test_empty_cells_are_missing_minutes_and_times_may_carry_an_offset(tmp_path:
     path = tmp_path / "trace.csv"
     path.write_text(
         "\ufefftimestamp,requests\n2025-01-05T17:00:00+01:00,60\n2025-01-05T16:01Z,\n"
-        "2025-01-05 16:02:00,NA\n2025-01-05T16:03:00Z,120.5\n",
+        "2025-01-05 16:02:00Z,NA\n2025-01-05T16:03:00Z,120.5\n",
         encoding="utf-8",
     )
     trace = read_trace(path)
