@@ -33,7 +33,8 @@ T = TypeVar("T")
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _MILLISECONDS_FROM = 1e11
 """A Unix time at least this large is milliseconds: in seconds it would be the year 5138."""
-_FIRST_SECOND = pd.Timestamp("1990-01-01", tz="UTC").timestamp()
+_FIRST_TIME = pd.Timestamp("1990-01-01", tz="UTC")
+_FIRST_SECOND = _FIRST_TIME.timestamp()
 _LAST_SECOND = pd.Timestamp.max.value / 1e9
 """The Unix seconds a trace's times may span (pandas' nanosecond times end in 2262)."""
 _ZONED = re.compile(r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
@@ -258,6 +259,13 @@ def _times(path: Path, lines: list[int], stamps: list[str]) -> pd.DatetimeIndex:
         raise ValueError(
             f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} has no zone (Z, or an offset "
             "such as +01:00): an export's local time read as UTC is hours off; add Z if it is UTC"
+        )
+    early = np.asarray(timestamps < _FIRST_TIME)
+    if early.any():  # 1970-01-01: a time lost on its way out, as a Unix 0 would be
+        bad = int(np.argmax(early))
+        raise ValueError(
+            f"{path}:{lines[bad]}: timestamp: {stamps[bad]!r} is before 1990, as no traffic "
+            "trace is (a time lost in the export, read as 1970?)"
         )
     return timestamps
 

@@ -85,6 +85,21 @@ def test_a_time_without_a_zone_is_refused_naming_its_line(tmp_path: Path, stamp:
         assert list(read_trace(path).index.minute) == [0, 1]
 
 
+def test_an_iso_time_before_1990_is_refused_as_a_unix_one_is(tmp_path: Path) -> None:
+    """A time lost in the export (1970-01-01, the epoch) made the backtest's minute grid 55
+    years long: 3 GB and still filling a minute later, where a Unix 0 is refused."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "timestamp,requests\n2025-01-05T16:00:00Z,5\n1970-01-01T00:00:00Z,0\n"
+        "2025-01-05T16:01:00Z,7\n"
+    )
+    with pytest.raises(ValueError) as refused:
+        read_trace(path)
+    assert str(refused.value).startswith(
+        f"{path}:3: timestamp: '1970-01-01T00:00:00Z' is before 1990"
+    )
+
+
 def test_blank_lines_before_the_header_are_skipped_as_between_rows(tmp_path: Path) -> None:
     path = tmp_path / "padded.csv"
     path.write_text("\n\ntimestamp,requests,queue_depth\n2025-01-05T16:00:00Z,60,4\n")
