@@ -299,3 +299,21 @@ def test_a_peak_past_what_the_fleet_can_count_is_refused_not_wrapped_negative() 
     with pytest.raises(ValueError, match=r"peak, 1.67e\+18 req/s at 2025-03-03T02:50Z"):
         frame_replay(trace, settings)
     frame_replay(step_trace(180, jump_at=170, low=2.0, high=1e9 / 60), settings)  # 1.7e8 nodes
+
+
+def test_a_trace_longer_than_a_backtest_replays_names_its_longest_gap(tmp_path: Path) -> None:
+    """One row's mistyped year (2035 for 2025) made a minute grid of ten years, 2205 of 180:
+    memory filling for hours, no word said."""
+    path = tmp_path / "typo.csv"
+    rows = [f"2025-01-05T16:{minute:02d}:00Z,5" for minute in range(3)]
+    rows.insert(2, "2035-01-05T16:05:00Z,5")
+    path.write_text("timestamp,requests\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as refused:
+        load_trace(path)
+    assert str(refused.value).startswith(
+        f"{path}:4: timestamp: 2035-01-05T16:05Z comes 3,652 days after the row before it "
+        "(line 5, 2025-01-05T16:02Z): the trace spans 3,652 days, more than the 1,830"
+    )
+    rows[2] = "2030-01-05T16:05:00Z,5"
+    path.write_text("timestamp,requests\n" + "\n".join(rows) + "\n")
+    assert len(load_trace(path)) == 1826 * 1440 + 6  # five years (a leap day): replayed
