@@ -130,12 +130,21 @@ def summary_lines(report: BacktestReport) -> list[str]:
     the least any fleet meeting the target could cost (where a baseline needed nodes)."""
     by_day = budget_line(report)
     lines = [summary_line(report), *([by_day] if by_day else [])]
-    scored = report.replay.rps[report.replay.score_start :]
+    start = report.replay.score_start
+    scored = report.replay.rps[start:]
     missing = int(np.count_nonzero(~np.isfinite(scored)))
     if missing:
         lines.append(
             f"{missing:,} of {len(scored):,} scored minutes have no sample in the trace: "
             "counted as no requests in every figure above"
+        )
+    queue = report.replay.queue
+    gone = 0 if queue is None else int(np.count_nonzero(~np.isfinite(queue[start:])))
+    if gone:  # a signal without a reading blocks scale-down, as missing demand does
+        lines.append(
+            f"{gone:,} of {len(scored):,} scored minutes have no queue_depth sample in the "
+            "trace: the policy's queue signal had no reading there (past its hold, no "
+            "scale-down, as for missing demand)"
         )
     versus = least_vs_best(report)
     if versus is not None:

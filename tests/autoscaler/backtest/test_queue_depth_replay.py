@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autoscaler.backtest.report import backtest_table
+from autoscaler.backtest.report import backtest_table, summary_lines
 from autoscaler.backtest.runner import (
     BacktestSettings,
     frame_replay,
@@ -81,3 +81,20 @@ def test_a_trace_file_with_a_queue_depth_column_is_replayed(tmp_path: Path) -> N
     plain = run_backtest(path, settings)
     assert plain.replay.queue is None
     assert max(t.desired for t in plain.policy_ticks) == 3
+
+
+def test_scored_minutes_without_a_queue_sample_are_said_under_the_table() -> None:
+    """The title said the policy replays the trace's queue_depth, the figures came from a
+    signal with no reading (scale-down blocked), and nothing said so: an empty column read
+    as a policy that never shrinks its fleet."""
+    trace, queue = flat_with_backlog()
+    queue.iloc[150:] = np.nan
+    settings = BacktestSettings(**{**SETTINGS.__dict__, "predictor": "linear"})
+    report = run_backtest(Path("gaps.csv"), settings, trace=trace, queue=queue)
+    said = [line for line in summary_lines(report) if "queue_depth" in line]
+    assert said == [
+        "30 of 90 scored minutes have no queue_depth sample in the trace: the policy's queue "
+        "signal had no reading there (past its hold, no scale-down, as for missing demand)"
+    ]
+    whole = run_backtest(Path("whole.csv"), settings, trace=trace, queue=flat_with_backlog()[1])
+    assert not any("queue_depth" in line for line in summary_lines(whole))
