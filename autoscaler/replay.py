@@ -8,12 +8,14 @@ now, so a replayed run cannot peek at the future.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import lzma
 import math
 import re
 import stat
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +33,8 @@ T = TypeVar("T")
 
 
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_CUT_SHORT = (EOFError, lzma.LZMAError, zlib.error)
+"""What a compressed trace that ends early or holds damaged data raises as it is read."""
 _MILLISECONDS_FROM = 1e11
 """A Unix time at least this large is milliseconds: in seconds it would be the year 5138."""
 _FIRST_TIME = pd.Timestamp("1990-01-01", tz="UTC")
@@ -148,6 +152,10 @@ def _read(path: Path, parse: Callable[[IO[str]], T]) -> T:
         ) from None
     except csv.Error as exc:
         raise ValueError(f"{path}: not a CSV file ({exc})") from None
+    except _CUT_SHORT as exc:  # a download cut short: neither OSError nor ValueError
+        raise ValueError(
+            f"{path}: not a whole {path.suffix.lower()} file, cut short or damaged ({exc})"
+        ) from None
 
 
 def _refuse_special(path: Path) -> None:
@@ -166,7 +174,7 @@ def _first_line_not_utf8(path: Path) -> int:
     """The line of the file's first byte that is not UTF-8 (the decoder's error gives an
     offset into its own buffer, not a place in the file)."""
     opener, number = _OPENERS.get(path.suffix.lower(), open), 1
-    with opener(path, "rb") as data:
+    with opener(path, "rb") as data, contextlib.suppress(*_CUT_SHORT):
         for number, line in enumerate(data, start=1):
             try:
                 line.decode("utf-8")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import os
 import re
 import threading
@@ -98,6 +100,29 @@ def test_an_iso_time_before_1990_is_refused_as_a_unix_one_is(tmp_path: Path) -> 
     assert str(refused.value).startswith(
         f"{path}:3: timestamp: '1970-01-01T00:00:00Z' is before 1990"
     )
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_a_compressed_trace_cut_short_is_named_not_aborted(tmp_path: Path, suffix: str) -> None:
+    """A download cut short raised EOFError (typer's 'Aborted.', exit 1, no file named, in
+    backtest and validate alike) and damaged xz data LZMAError (a traceback)."""
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix]
+    rows = "".join(
+        f"2025-01-05T{hour:02d}:{minute:02d}:00Z,{minute}\n"
+        for hour in range(24)
+        for minute in range(60)
+    )
+    whole = compress(f"timestamp,requests\n{rows}".encode())
+    path = tmp_path / f"trace.csv{suffix}"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a whole \{suffix} file"):
+        read_trace(path)
+    path.write_bytes(whole)
+    assert len(read_trace(path)) == 1440
+    damaged = tmp_path / "damaged.csv.xz"
+    damaged.write_bytes(b"timestamp,requests\n")  # named .xz, not xz data
+    with pytest.raises(ValueError, match=r"damaged\.csv\.xz: not a whole \.xz file"):
+        read_trace(damaged)
 
 
 def test_blank_lines_before_the_header_are_skipped_as_between_rows(tmp_path: Path) -> None:
