@@ -138,6 +138,8 @@ class SeasonalPredictor:
         self.timezone = timezone
         if not 0.0 <= refit_phase < 1.0:
             raise ValueError("refit_phase is a share of refit_every, at least 0 and below 1")
+        if min_history > max_history:  # never reached: the linear fallback for good
+            raise ValueError("min_history is more than max_history, the most history kept")
         self.refit_every = refit_every
         self.refit_phase = refit_phase
         self.min_history = min_history

@@ -383,6 +383,14 @@ def test_registered_and_built_from_config_params() -> None:
         make_predictor("seasonal", {"quick_first_fit": "maybe"})
 
 
+def test_a_min_history_past_the_history_kept_is_refused() -> None:
+    """min_history 21d over the 14d kept: the pool ran the linear fallback for good, its
+    every decision saying 'short history (14.0d of data, seasonal needs 21.0d)'."""
+    with pytest.raises(ValueError, match="params: min_history is more than max_history"):
+        make_predictor("seasonal", {"min_history": "21d"})
+    assert make_predictor("seasonal", {"min_history": "21d", "max_history": "21d"})
+
+
 def test_empty_or_all_nan_history_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="at least one observation"):
         SeasonalPredictor().fit(pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float))
