@@ -32,13 +32,27 @@ def replace_atomically(
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else new_mode)
+        _take_place_of(tmp, path, new_mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
         fsync_folder(path.parent)
+
+
+def _take_place_of(tmp: str, path: Path, new_mode: int) -> None:
+    """The mode of the file replaced (else `new_mode`), and, run as root, its owner: a
+    file the daemon's user owns, mode 0600, rewritten by `sudo autoscaler override set`
+    became root's, which the daemon could no longer read."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        os.chmod(tmp, new_mode)
+        return
+    os.chmod(tmp, info.st_mode & 0o777)
+    if os.geteuid() == 0:
+        os.chown(tmp, info.st_uid, info.st_gid)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -110,6 +110,21 @@ def test_a_new_file_is_readable_by_the_daemons_user(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root rewrites another user's file")
+def test_an_existing_file_keeps_its_owner_when_root_rewrites_it(tmp_path: Path) -> None:
+    """A file the daemon's user owns with mode 0600 (as `override set` made them before,
+    run as that user) became root's when `sudo autoscaler override set` replaced it: the
+    daemon could no longer read it and the override never applied. It keeps its owner."""
+    path = tmp_path / "overrides.yaml"
+    set_override(path, "gpu-ocr", fixed())
+    os.chown(path, 4321, 4322)
+    path.chmod(0o600)
+    set_override(path, "face", fixed())
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4321, 4322, 0o600)
+    assert set(load_overrides(path).overrides) == {"gpu-ocr", "face"}
+
+
 def test_an_overrides_file_behind_a_symlink_is_edited_where_it_lies(tmp_path: Path) -> None:
     """A link to the real file (a config's name for a file kept elsewhere) was replaced by
     a file of the command's own: what the real file's readers see never got the override,
