@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -384,9 +386,25 @@ def test_a_kubeconfig_path_that_is_no_regular_file_is_refused_not_waited_on(
     real = kubernetes_api.write_kubeconfig(tmp_path / "from-env")
     settings = KubernetesBackend(kind="kubernetes", name=NAME, timeout="0.4s", retries=0)
     backend = KubernetesWorkload(settings, env={"KUBECONFIG": f"{real}:{fifo}"})
-    with pytest.raises(BackendError, match=r"kubeconfig .*pipe: not a regular file \(a FIFO\)"):
-        backend.read()
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: _catch(backend.read, outcome), daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive():  # a regression: release the reader (a writer opens and closes)
+        with open(fifo, "w"):
+            pass
+        pytest.fail("the read waited on the FIFO")
+    (error,) = outcome
+    assert isinstance(error, BackendError), error
+    assert re.search(r"kubeconfig .*pipe: not a regular file \(a FIFO\)", str(error)), error
     assert kubernetes_api.requests == []
+
+
+def _catch(call, outcome: list[BaseException]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except BaseException as exc:  # handed to the test's thread
+        outcome.append(exc)
 
 
 def test_constructing_a_backend_does_no_io(tmp_path: Path) -> None:
