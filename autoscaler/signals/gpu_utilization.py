@@ -32,7 +32,8 @@ class GpuUtilizationSignal(SignalSettings):
             f"target {self.target:g} %"
         )
         ratio = value / self.target
-        if abs(ratio - 1) <= self.tolerance:
+        # The slack: 77 % on a 70 % target is exactly 10 % off, but 77/70 - 1 is a hair over.
+        if abs(ratio - 1) <= self.tolerance + 1e-9:
             return context.current, f"{seen}: within {self.tolerance:.0%}, keep {context.current}"
         nodes = math.ceil(context.ready * ratio - 1e-9)
         return nodes, f"{seen}: {context.ready} × {value:.1f}/{self.target:g}"

@@ -92,3 +92,17 @@ def test_a_signal_removed_from_the_config_is_forgotten() -> None:
     obs = Observation(at=T0, current=4, forecast_nodes=4)
     decision, memory = decide(obs, LIMITS, memory)
     assert memory.signal_counts == () and decision.desired == 4
+
+
+def test_gpu_utilization_exactly_at_its_tolerance_keeps_the_count_either_side() -> None:
+    """77 % and 63 % on a 70 % target are both exactly 10 % off: within, as the README
+    says, though 77/70 - 1 comes out a hair above 0.1 in floating point."""
+    gpu = GpuUtilizationSignal(kind="gpu_utilization", name="g", query="g", target=70)
+    assert gpu.count(77, context(current=10, ready=10))[0] == 10
+    assert gpu.count(63, context(current=10, ready=10))[0] == 10
+    assert gpu.count(78, context(current=10, ready=10))[0] == 12  # past it: 10 × 78/70
+    wide = GpuUtilizationSignal(
+        kind="gpu_utilization", name="g", query="g", target=30, tolerance=0.3
+    )
+    assert wide.count(39, context(current=10, ready=10))[0] == 10
+    assert wide.count(21, context(current=10, ready=10))[0] == 10
