@@ -16,4 +16,7 @@ class NodeCountSignal(SignalSettings):
         if value < 0:
             raise BadSignalInput(f"node count is negative ({value:g})")
         nodes = math.ceil(value - 1e-9)
-        return nodes, f"query gives {value:g} nodes"
+        seen = f"{value + 0.0:.15g}"  # every digit that rounds up (2.0000001 is 3); no -0
+        return nodes, f"query gives {seen} nodes" + (
+            "" if seen == str(nodes) else f", rounded up to {nodes}"
+        )

@@ -10,6 +10,7 @@ from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for, ru
 from autoscaler.signals.base import BadSignalInput, SignalContext
 from autoscaler.signals.gpu_utilization import GpuUtilizationSignal
 from autoscaler.signals.latency import LatencySignal
+from autoscaler.signals.node_count import NodeCountSignal
 from autoscaler.signals.queue_depth import QueueDepthSignal
 from autoscaler.signals.weigh import SignalReading
 
@@ -106,3 +107,11 @@ def test_gpu_utilization_exactly_at_its_tolerance_keeps_the_count_either_side() 
     )
     assert wide.count(39, context(current=10, ready=10))[0] == 10
     assert wide.count(21, context(current=10, ready=10))[0] == 10
+
+
+def test_node_count_reason_shows_the_value_that_was_rounded_up() -> None:
+    """2.0000001 asks for 3 nodes (rounded up), so its reason must not read '2 nodes'."""
+    signal = NodeCountSignal(kind="node_count", name="n", query="n")
+    assert signal.count(2.0000001, context()) == (3, "query gives 2.0000001 nodes, rounded up to 3")
+    assert signal.count(2.0000000000000004, context()) == (2, "query gives 2 nodes")
+    assert signal.count(-0.0, context()) == (0, "query gives 0 nodes")
