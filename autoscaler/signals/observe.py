@@ -48,12 +48,13 @@ def reading_of(signal: SignalConfig, value: float, context: SignalContext) -> Si
     """One observed value to the signal's reading (pure: the backtest replays through it)."""
     try:
         nodes, detail = signal.count(value, context)
-    except BadSignalInput as exc:
+    except (BadSignalInput, ValueError, ArithmeticError) as exc:  # or no fleet is that big
+        why = exc if isinstance(exc, BadSignalInput) else f"{value:g} gives no node count: {exc}"
         return SignalReading(
             signal.name,
             signal.kind,
             None,
-            f"{exc}; query {signal.query!r}",
+            f"{why}; query {signal.query!r}",
             value,
             bad=True,
             hold_for=signal.hold_for,

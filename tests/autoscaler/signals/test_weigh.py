@@ -11,6 +11,7 @@ from autoscaler.signals.base import BadSignalInput, SignalContext
 from autoscaler.signals.gpu_utilization import GpuUtilizationSignal
 from autoscaler.signals.latency import LatencySignal
 from autoscaler.signals.node_count import NodeCountSignal
+from autoscaler.signals.observe import reading_of
 from autoscaler.signals.queue_depth import QueueDepthSignal
 from autoscaler.signals.weigh import SignalReading
 
@@ -115,3 +116,20 @@ def test_node_count_reason_shows_the_value_that_was_rounded_up() -> None:
     assert signal.count(2.0000001, context()) == (3, "query gives 2.0000001 nodes, rounded up to 3")
     assert signal.count(2.0000000000000004, context()) == (2, "query gives 2 nodes")
     assert signal.count(-0.0, context()) == (0, "query gives 0 nodes")
+
+
+def test_a_queue_no_finite_fleet_drains_is_bad_input_not_a_crash() -> None:
+    """1e306 queued within 1 ms (or 1e10 at 1e-300/s a node) is an infinite node count:
+    the reading says so as bad input (nothing scaled), instead of raising out of the
+    tick, `forecast` and the backtest alike."""
+    fast = QueueDepthSignal(kind="queue_depth", name="q", query="q", drain_within="1ms")
+    slow = QueueDepthSignal(
+        kind="queue_depth", name="q", query="q", drain_within="1m", per_node_rate=1e-300
+    )
+    for signal, value in ((fast, 1e306), (slow, 1e300)):
+        got = reading_of(signal, value, context())
+        assert got.bad and got.nodes is None and "no node count" in got.detail
+    decision, _ = decide(
+        Observation(at=T0, current=4, forecast_nodes=9, signals=(got,)), LIMITS, Memory()
+    )
+    assert decision.desired == 4
