@@ -13,43 +13,43 @@ from typing import Any
 
 from autoscaler.config.problems import ConfigError, Problem
 from autoscaler.config.schema import Capacity, Pool
-from autoscaler.config.yaml_reader import read_yaml
+from autoscaler.config.yaml_reader import YamlDocument, read_yaml
 from common.durations import parse_duration
 
 
 def read_per_node_rps(path: Path) -> float:
-    """`per_node_rps` from a profile: a positive, finite number, or a located ConfigError."""
-    value = _read_field(path, "per_node_rps", "requests/s one node serves at the latency target")
+    """`per_node_rps` from a profile: a positive, finite number, or a located ConfigError.
+    The file is read once: gpu-bench saving a new profile between two reads would check
+    one version's rate against the other's figures."""
+    document = _read_profile(path)
+    value = _field(document, "per_node_rps", "requests/s one node serves at the latency target")
     if not _finite(value) or value <= 0:
-        raise _bad(path, "per_node_rps", value, "a positive number")
-    _check_node_rate(path, float(value))
+        raise _bad(document, "per_node_rps", value, "a positive number")
+    _check_node_rate(document, float(value))
     return float(value)
 
 
-def _check_node_rate(path: Path, per_node_rps: float) -> None:
+def _check_node_rate(document: YamlDocument, per_node_rps: float) -> None:
     """per_node_rps = per_gpu_rps * gpus_per_node, where the profile has both (gpu-bench
     writes both; a hand-written profile may give per_node_rps alone). A file cut short in
     that number (`per_node_rps: 12` of 1240.0) or a gpus_per_node edited alone sized the
     fleet on a wrong rate without a word."""
-    document = read_yaml(path)
-    data = document.data if document is not None else None
-    if not isinstance(data, dict):
-        return
-    per_gpu, gpus = data.get("per_gpu_rps"), data.get("gpus_per_node")
+    per_gpu, gpus = document.data.get("per_gpu_rps"), document.data.get("gpus_per_node")
     if not (_finite(per_gpu) and _finite(gpus)):
         return
     expected = per_gpu * gpus
     if abs(per_node_rps - expected) > 1e-6 * max(1.0, abs(expected)):
         raise _bad(
-            path, "per_node_rps", per_node_rps, f"per_gpu_rps * gpus_per_node ({expected:g})"
+            document, "per_node_rps", per_node_rps, f"per_gpu_rps * gpus_per_node ({expected:g})"
         )
 
 
 def read_startup_s(path: Path) -> float:
     """`startup_p90_s` from a profile (worker start to first good answer), or ConfigError."""
-    value = _read_field(path, "startup_p90_s", "written by gpu-bench run since it measures it")
+    document = _read_profile(path)
+    value = _field(document, "startup_p90_s", "written by gpu-bench run since it measures it")
     if not _finite(value) or value < 0 or not _a_duration(value):
-        raise _bad(path, "startup_p90_s", value, "a number of seconds (100 years at most)")
+        raise _bad(document, "startup_p90_s", value, "a number of seconds (100 years at most)")
     return float(value)
 
 
@@ -66,14 +66,13 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _bad(path: Path, field: str, value: object, expected: str) -> ConfigError:
-    line = read_yaml(path)
-    at = line.line_of((field,)) if line is not None else None
-    return ConfigError([Problem(path, at, field, f"expected {expected}, got {value!r}")])
+def _bad(document: YamlDocument, field: str, value: object, expected: str) -> ConfigError:
+    at = document.line_of((field,))
+    return ConfigError([Problem(document.path, at, field, f"expected {expected}, got {value!r}")])
 
 
-def _read_field(path: Path, field: str, why: str) -> Any:
-    """A field of a profile's mapping, as written; a located ConfigError when it is absent."""
+def _read_profile(path: Path) -> YamlDocument:
+    """A profile's mapping, as written, or a located ConfigError."""
     document = read_yaml(path)
     assert document is not None
     if document.problems:
@@ -83,8 +82,13 @@ def _read_field(path: Path, field: str, why: str) -> Any:
         raise ConfigError(
             [Problem(path, document.line_of(()) or 1, "", f"expected a mapping, got {got}")]
         )
+    return document
+
+
+def _field(document: YamlDocument, field: str, why: str) -> Any:
+    """A field of a profile's mapping, as written; a located ConfigError when it is absent."""
     if document.data.get(field) is None:
-        problem = Problem(path, document.line_of(()), field, f"required; missing ({why})")
+        problem = Problem(document.path, document.line_of(()), field, f"required; missing ({why})")
         raise ConfigError([problem])
     return document.data[field]
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from autoscaler.config import capacity as capacity_module
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
 from autoscaler.config.loader import load_config
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.validate import validate_files
-from gpu_bench.profile import CapacityProfile, save_profile
+from gpu_bench.profile import CapacityProfile, parse_profile, save_profile
 
 
 def write_pool_config(tmp_path: Path, profile: str) -> Path:
@@ -135,3 +137,25 @@ def test_a_node_rate_that_contradicts_the_profiles_own_figures_is_a_located_erro
         with pytest.raises(ConfigError, match="per_node_rps") as caught:
             per_node_rps_of(config.pools[0].capacity)
         assert "a10g.yaml" in str(caught.value) and "gpus_per_node" in str(caught.value)
+
+
+def test_a_profile_replaced_while_it_is_read_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gpu-bench saving a new profile (atomically) just after the daemon read the old one:
+    both versions are whole and consistent, so the rate read is the old one, not a
+    ConfigError from checking the old rate against the new file's per_gpu_rps."""
+    test_a_gpu_bench_profile_sizes_the_pool(tmp_path)
+    path = tmp_path / "profiles" / "a10g.yaml"
+    newer = path.read_text().replace("per_gpu_rps: 40.0", "per_gpu_rps: 50.0")
+    newer = newer.replace("per_node_rps: 80.0", "per_node_rps: 100.0")
+    real_read = capacity_module.read_yaml
+
+    def read_then_replaced(*args: Any, **kwargs: Any) -> Any:
+        document = real_read(*args, **kwargs)
+        save_profile(path, parse_profile(yaml.safe_load(newer)))  # the next read: the new one
+        return document
+
+    config = load_config(tmp_path / "config.yaml")
+    monkeypatch.setattr(capacity_module, "read_yaml", read_then_replaced)
+    assert per_node_rps_of(config.pools[0].capacity) == 80.0
