@@ -43,6 +43,10 @@ def _span(seconds: float) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
+    """The shortest spelling parse_duration reads back as the same span (a part second in
+    ms: a 1ms drain or a 1.5s latency target is not "0s" or "1s" in a reason or a dump)."""
+    if value % timedelta(seconds=1):
+        return f"{value / timedelta(milliseconds=1):.3f}".rstrip("0").rstrip(".") + "ms"
     seconds = int(value.total_seconds())
     if seconds and seconds % 3600 == 0:
         return f"{seconds // 3600}h"

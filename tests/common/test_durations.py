@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from common.durations import parse_duration
+from common.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,20 @@ def test_the_loader_reports_it_as_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert any(p.field == "interval" for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("span", "written"),
+    [
+        (timedelta(milliseconds=1), "1ms"),
+        (timedelta(milliseconds=1500), "1500ms"),
+        (timedelta(microseconds=1), "0.001ms"),
+        (timedelta(days=20, microseconds=500), "1728000000.5ms"),
+        (timedelta(minutes=90), "90m"),
+    ],
+)
+def test_a_part_second_is_written_as_it_is_and_reads_back(span: timedelta, written: str) -> None:
+    """A 1 ms drain_within read "within 0s" in a queue's reason, a 1.5 s latency target
+    "target 1s" (a p95 of 1.2 s 'within target 1s'), and a dumped config lost the part."""
+    assert format_duration(span) == written
+    assert parse_duration(written) == span
