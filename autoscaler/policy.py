@@ -122,9 +122,7 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
     if obs.signals or memory.signal_counts:
         target, data_ok, memory, bad_input = _with_signals(obs, target, data_ok, memory, reasons)
         if bad_input:
-            reasons.append(f"hold {obs.current}: nothing is scaled while a signal's input is bad")
-            memory = _remember(memory, obs.at, obs.current, limits.stabilization, record=False)
-            return Decision(obs.at, obs.current, obs.current, obs.current, tuple(reasons)), memory
+            return _held_on_bad_input(obs, limits, memory, reasons)
     target = apply_bounds(target, obs, limits, reasons)
     memory = _remember(memory, obs.at, target, limits.stabilization, record=data_ok)
     fixed = obs.override is not None and obs.override.nodes is not None
@@ -154,6 +152,24 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
         memory = replace(memory, last_action_at=obs.at)
     decision = Decision(obs.at, obs.current, desired, target, tuple(reasons))
     return decision, memory
+
+
+def _held_on_bad_input(
+    obs: Observation, limits: Limits, memory: Memory, reasons: list[str]
+) -> tuple[Decision, Memory]:
+    """Nothing is scaled on a bad signal input, but for the pool's max_nodes, which holds
+    whatever the data (as where demand is missing): lowered, it applies at once."""
+    held = min(obs.current, limits.max_nodes)
+    if held < obs.current:
+        reasons.append(
+            f"above pool max_nodes {limits.max_nodes}: scale down {obs.current} → {held} at "
+            "once; nothing else is scaled while a signal's input is bad"
+        )
+        memory = replace(memory, last_action_at=obs.at)
+    else:
+        reasons.append(f"hold {held}: nothing is scaled while a signal's input is bad")
+    memory = _remember(memory, obs.at, held, limits.stabilization, record=False)
+    return Decision(obs.at, obs.current, held, held, tuple(reasons)), memory
 
 
 def _with_signals(

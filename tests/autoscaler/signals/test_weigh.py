@@ -89,6 +89,17 @@ def test_bad_input_holds_everything_even_a_scale_up_the_forecast_wants() -> None
     assert rule_of(decision.reasons[-1]) == "signal_bad_input"
 
 
+def test_bad_input_does_not_keep_a_fleet_above_the_pools_max_nodes() -> None:
+    """The pool's max_nodes holds whatever the data, as where demand is missing: a fleet
+    above a lowered max_nodes came down at once, except while a signal's input was bad."""
+    obs = Observation(at=T0, current=60, forecast_nodes=12, signals=(reading("q", None, bad=True),))
+    decision, memory = decide(obs, LIMITS, Memory())
+    assert (decision.desired, decision.target) == (50, 50)
+    assert memory.last_action_at == T0
+    assert rule_of(decision.reasons[-1]) == "signal_bad_input"
+    assert "above pool max_nodes 50" in decision.reasons[-1]
+
+
 def test_a_signal_removed_from_the_config_is_forgotten() -> None:
     memory = Memory(signal_counts=(("gone", T0, 9),))
     obs = Observation(at=T0, current=4, forecast_nodes=4)
