@@ -115,7 +115,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         self.skipped_ticks = 0
         self._skip_reported_for: float | None = None
         self._tick_began: float | None = None  # monotonic; for the systemd watchdog
-        self._last_began = time.monotonic()
+        self._last_began = self._progress = time.monotonic()  # _progress: a pool began
         telemetry = self.runtime.config.telemetry
         self.telemetry = Telemetry(
             telemetry.unhealthy_after if telemetry else timedelta(minutes=5),
@@ -273,7 +273,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         try:
             while not self._stop.wait(0.5 if config.simulation is None else 0.01):
                 now, limit = time.monotonic(), service.watchdog_s or 0.0
-                alive = ticks_alive(now, self._tick_began, self._last_began, seconds, limit)
+                progressed = None if self._tick_began is None else self._progress
+                alive = ticks_alive(now, progressed, self._last_began, seconds, limit)
                 service.beat(now, alive)
         finally:
             service.stopping()
@@ -294,6 +295,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
 
     def _tick_pool(self, ticker: PoolTicker, now: datetime, fits: FitWorkers | None) -> TickResult:
         """One pool's tick, on each_within's thread (its fit taken from the fit workers)."""
+        self._progress = time.monotonic()  # a tick of many pools is not a hung one
         name = ticker.pool.name
         state = self.states.setdefault(name, PoolState())
         ticker.persist = partial(self._save_pool, name, state)
@@ -315,6 +317,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
     ) -> TickResult:
         """A pool's tick past its deadline (or in flight at a stop): told not to write,
         alerted once, held."""
+        self._progress = time.monotonic()
         ticker = tickers[index]
         ticker.abandoned.set()
         name = ticker.pool.name
@@ -369,7 +372,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
     def _scheduled_tick(self) -> None:
         if self._stop.is_set():
             return
-        self._tick_began = self._last_began = time.monotonic()
+        self._progress = self._last_began = time.monotonic()
+        self._tick_began = self._progress  # after _progress: the loop reads them in turn
         try:
             self.tick()
         except Exception:

@@ -2,9 +2,12 @@
 
 The unit is `Type=notify` with `WatchdogSec=`: systemd starts counting the daemon as up
 at READY=1, and kills and restarts it when WATCHDOG=1 has not come for WatchdogSec.
-The pings come from the main loop, and only while ticks go on: a tick that has run
-for longer than the watchdog period, or no tick started for an interval plus that
-period, stops them. Outside systemd (no $NOTIFY_SOCKET) every call is a no-op.
+The pings come from the main loop, and only while ticks go on: a tick in which no
+pool has begun for longer than the watchdog period, or no tick started for an interval
+plus that period, stops them. A tick of many pools, each within its deadline, may run
+longer than the period (a slow Prometheus costs each pool its timeout): it is not hung,
+and killing it lost the tick and restarted the daemon into the same tick. Outside
+systemd (no $NOTIFY_SOCKET) every call is a no-op.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def ticks_alive(
-    now: float, began: float | None, last_began: float, interval_s: float, limit_s: float
+    now: float, progressed: float | None, last_began: float, interval_s: float, limit_s: float
 ) -> bool:
     """Whether the tick loop is making progress (monotonic seconds).
 
-    `began` is when the tick in flight started (None: none is), `last_began` when the
-    last one started (or the daemon did).
+    `progressed` is when the tick in flight last made progress: it started, or began a
+    pool (None: no tick is in flight); `last_began` when the last tick started (or the
+    daemon did).
     """
-    if began is not None and now - began > limit_s:
-        return False
+    if progressed is not None:
+        return now - progressed <= limit_s
     return now - last_began <= interval_s + limit_s
 
 

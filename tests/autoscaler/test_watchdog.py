@@ -7,10 +7,12 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from autoscaler.daemon import Daemon
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
@@ -133,3 +135,44 @@ def test_a_hung_tick_stops_the_pings(
         daemon.stop()
         release.set()
         loop.join(10)
+
+
+def test_a_long_tick_whose_pools_go_on_is_alive() -> None:
+    assert ticks_alive(500.0, 480.0, 100.0, interval_s=60, limit_s=30)  # 400 s in, a pool 20 s
+    assert not ticks_alive(500.0, 460.0, 100.0, interval_s=60, limit_s=30)  # none for 40 s
+
+
+def test_a_tick_of_many_slow_pools_keeps_the_pings(
+    tmp_path: Path, notify_socket: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pool within its deadline, the whole tick far past the watchdog period (a slow
+    Prometheus costs each pool its timeout): not hung, so systemd must not kill it."""
+    monkeypatch.setenv("WATCHDOG_USEC", "600000")  # 0.6 s
+    path = demo_copy(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["pools"] = [dict(config["pools"][0], name=f"pool-{n}") for n in range(12)]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    daemon = Daemon(path)
+    in_tick = threading.Event()
+    for ticker in daemon.runtime.tickers:
+        ticker.tick = _slowed(ticker.tick, in_tick)  # type: ignore[method-assign]
+    loop = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    loop.start()
+    try:
+        assert in_tick.wait(10)
+        time.sleep(1.5)  # past the 0.6 s period, 4 of the 12 pools' 0.3 s each done
+        since = time.monotonic()
+        time.sleep(1.2)
+        assert "WATCHDOG=1" in notify_socket.messages(since)
+    finally:
+        daemon.stop()
+        loop.join(20)
+
+
+def _slowed(tick: Callable[..., Any], began: threading.Event) -> Callable[..., Any]:
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        began.set()
+        time.sleep(0.3)
+        return tick(*args, **kwargs)
+
+    return slow
