@@ -46,6 +46,7 @@ class Telemetry:
         self._clock = clock
         self._started = clock()
         self._last_success: float | None = None
+        self._standby = False  # the last success was a standby's stand-aside, not a tick
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.pool_gauges = PoolGauges()
         self.registry.register(self.pool_gauges)
@@ -131,6 +132,7 @@ class Telemetry:
     def tick_finished(self, results: Iterable[TickResult], seconds: float) -> None:
         self.tick_seconds.observe(seconds)
         if all(not r.errors and r.decision is not None for r in results):
+            self._standby = False
             self._last_success = self._clock()
             self.last_success.set(self._last_success)
 
@@ -139,7 +141,9 @@ class Telemetry:
             self.leader.set(1 if leading else 0)
 
     def standby_tick(self) -> None:
-        """A standby that reached the lock and stood aside is healthy: it is ready to act."""
+        """A standby that reached the lock and stood aside is healthy: it is ready to act.
+        /healthz says so: "last successful tick 3 s ago" read as if it scaled."""
+        self._standby = True
         self._last_success = self._clock()
         self.last_success.set(self._last_success)
 
@@ -154,9 +158,12 @@ class Telemetry:
                 return True, "starting: no successful tick yet"
             return False, f"no successful tick in the {now - self._started:.0f} s since start"
         age = now - self._last_success
+        what = (
+            "standby: another daemon leads; lock read" if self._standby else "last successful tick"
+        )
         if age > limit:
-            return False, f"last successful tick {age:.0f} s ago (limit {limit:.0f} s)"
-        return True, f"last successful tick {age:.0f} s ago"
+            return False, f"{what} {age:.0f} s ago (limit {limit:.0f} s)"
+        return True, f"{what} {age:.0f} s ago"
 
     # ---- serving -------------------------------------------------------------------
 

@@ -247,3 +247,22 @@ def test_idle_connections_hold_a_bounded_number_of_threads_and_print_nothing(
         server.server_close()
     assert "Traceback" not in capsys.readouterr().err
     assert bound == module.MAX_CONNECTIONS
+
+
+def test_healthz_of_a_standby_is_ok_and_says_standby(tmp_path: Path) -> None:
+    """A standby ticks no pool: its /healthz must not read as a daemon that scales."""
+    clock = FakeTime()
+    telemetry = Telemetry(clock=clock, leader_election=True)
+    server = telemetry.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    try:
+        telemetry.standby_tick()
+        clock.now += 30
+        status, body = get(url)
+        assert status == 200 and "standby" in body and "successful tick" not in body
+        result = Harness(tmp_path, rps=10.0).tick()  # it took the lead and ticked
+        telemetry.tick_finished([result], 0.01)
+        status, body = get(url)
+        assert status == 200 and "last successful tick" in body and "standby" not in body
+    finally:
+        server.shutdown()
