@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import PolicyResult
@@ -102,9 +103,15 @@ def recommend(configured: Candidate, others: Sequence[Candidate]) -> Candidate |
     return None
 
 
-def config_lines(candidate: Candidate) -> str:
-    """The YAML to put under the pool for this setting."""
-    return f"predictor:\n  margin: {candidate.margin}\n  policy: {candidate.policy}"
+def config_lines(candidate: Candidate, predictor: PredictorConfig) -> str:
+    """The pool's whole `predictor:` block (its kind and params as configured) with this
+    setting: pasted in place of the pool's own block it validates, where a block of
+    margin and policy alone beside it was a duplicate key that dropped kind and params."""
+    block: dict[str, Any] = {"kind": predictor.kind}
+    if predictor.params:
+        block["params"] = predictor.params
+    block |= {"margin": candidate.margin, "policy": candidate.policy}
+    return yaml.safe_dump({"predictor": block}, sort_keys=False).rstrip("\n")
 
 
 def candidate_json(candidate: Candidate) -> dict[str, Any]:
@@ -119,11 +126,15 @@ def candidate_json(candidate: Candidate) -> dict[str, Any]:
 
 
 def recommendation_json(
-    configured: Candidate, others: Sequence[Candidate], chosen: Candidate | None, note: str
+    configured: Candidate,
+    others: Sequence[Candidate],
+    chosen: Candidate | None,
+    note: str,
+    predictor: PredictorConfig,
 ) -> dict[str, Any]:
     return {
         "candidates": [candidate_json(c) for c in (configured, *others)],
         "recommended": None if chosen is None else candidate_json(chosen),
-        "config_lines": None if chosen is None else config_lines(chosen),
+        "config_lines": None if chosen is None else config_lines(chosen, predictor),
         "note": note,
     }

@@ -199,7 +199,9 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         document["pool"] = pool.name
         document["config"] = str(run.config)
         note = hindsight_note(settings.burn_in)
-        document["recommendations"] = recommendation_json(configured, others, chosen, note)
+        document["recommendations"] = recommendation_json(
+            configured, others, chosen, note, pool.predictor
+        )
         typer.echo(json.dumps(document, indent=2))
     else:
         console.print(backtest_table(report))
@@ -282,13 +284,13 @@ def print_recommendation(
         )
         return
     console.print(
-        f"recommended: put under pool {pool.name} "
+        f"recommended: in pool {pool.name}, this predictor: block in place of its own "
         f"({chosen.node_hours / configured.node_hours:.2f}x the node-hours as configured):"
         if configured.node_hours > 0 and configured.meets
-        else f"recommended: put under pool {pool.name} (it meets the target; as configured "
-        "it does not):",
+        else f"recommended: in pool {pool.name}, this predictor: block in place of its own "
+        "(it meets the target; as configured it does not):",
         highlight=False,
         markup=False,
     )
-    console.print(config_lines(chosen), highlight=False, markup=False)
+    console.print(config_lines(chosen, pool.predictor), highlight=False, markup=False)
     console.print(f"This is {hindsight_note(settings.burn_in)}.", highlight=False, markup=False)

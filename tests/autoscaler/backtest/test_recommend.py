@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import yaml
+
 from autoscaler.backtest.recommend import (
     HINDSIGHT,
     Candidate,
@@ -30,7 +32,7 @@ def _pool(**predictor: Any) -> Pool:
             "demand": {"query": "q"},
             "capacity": {"per_node_rps": 1.0},
             "max_nodes": 10,
-            "predictor": {"kind": "seasonal", "params": {"service_target": 0.05}, **predictor},
+            "predictor": {"kind": "seasonal", "params": {"service_target": 0.05}} | predictor,
         }
     )
 
@@ -56,8 +58,9 @@ def test_a_configured_pool_that_misses_takes_any_variant_that_meets() -> None:
     configured = _candidate("forecast", 50.0, False, margin="band", configured=True)
     dearer = _candidate("auto", 70.0, True)
     assert recommend(configured, [dearer]) == dearer
-    document = recommendation_json(configured, [dearer], dearer, HINDSIGHT)
-    assert document["config_lines"] == "predictor:\n  margin: loop\n  policy: auto"
+    predictor = _pool(margin="band").predictor
+    document = recommendation_json(configured, [dearer], dearer, HINDSIGHT, predictor)
+    assert document["config_lines"] == config_lines(dearer, predictor)
     assert [c["configured"] for c in document["candidates"]] == [True, False]
     assert document["note"] == HINDSIGHT
 
@@ -86,7 +89,14 @@ def test_variants_keep_the_rest_of_the_pool_and_skip_its_own_setting() -> None:
     ]
 
 
-def test_config_lines_name_margin_and_policy() -> None:
-    assert (
-        config_lines(_candidate("auto", 1.0, True)) == "predictor:\n  margin: loop\n  policy: auto"
-    )
+def test_config_lines_replace_the_pools_predictor_block_keeping_kind_and_params() -> None:
+    """Pasted in place of the pool's own `predictor:` block, the lines validate and change
+    only margin and policy (a block of those two alone lost kind and params, or beside the
+    pool's own block was a duplicate key that `validate` refuses)."""
+    pool = _pool(margin="band", params={"service_target": 0.05, "timezone": "Europe/Berlin"})
+    lines = config_lines(_candidate("auto", 1.0, True), pool.predictor)
+    pasted = {**pool.model_dump(exclude={"predictor"}), **yaml.safe_load(lines)}
+    predictor = Pool.model_validate(pasted).predictor
+    assert (predictor.margin, predictor.policy) == ("loop", "auto")
+    assert predictor.kind == "seasonal"
+    assert predictor.params == {"service_target": 0.05, "timezone": "Europe/Berlin"}

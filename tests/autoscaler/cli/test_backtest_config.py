@@ -140,8 +140,8 @@ def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
     tmp_path: Path,
 ) -> None:
     trace = _flat_noisy(tmp_path, 3)
-    band = _pool(predictor={"kind": "seasonal", "margin": "band"})
-    config = _config(tmp_path, _replay(trace), band)
+    predictor = {"kind": "seasonal", "params": {"service_target": 0.01}, "margin": "band"}
+    config = _config(tmp_path, _replay(trace), _pool(predictor=predictor))
     result = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)["recommendations"]
@@ -156,7 +156,13 @@ def test_a_variant_cheaper_at_the_target_is_recommended_with_its_config_lines(
     assert chosen["node_hours"] < configured["node_hours"]
     assert chosen["node_hours"] == min(c["node_hours"] for c in others if c["meets_target"])
     lines = yaml.safe_load(found["config_lines"])
-    assert lines == {"predictor": {"margin": chosen["margin"], "policy": chosen["policy"]}}
+    setting = {"margin": chosen["margin"], "policy": chosen["policy"]}
+    assert lines == {"predictor": predictor | setting}
+    document = yaml.safe_load(config.read_text())
+    document["pools"][0].update(lines)  # in place of the pool's own block, as printed
+    pasted = tmp_path / "pasted.yaml"
+    pasted.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert runner.invoke(app, ["validate", "--config", str(pasted)]).exit_code == 0
     assert "hindsight" in found["note"]
     one_process = _backtest(config, "--pool", "gpu", "--warmup", "2d", "--json", "--jobs", "1")
     assert json.loads(one_process.stdout)["recommendations"] == found  # forked or not
@@ -179,7 +185,7 @@ def test_no_recommendation_when_the_configured_pool_is_already_cheapest(tmp_path
     assert found["recommended"] is None and found["config_lines"] is None
     table = _backtest(config, "--pool", "gpu", "--warmup", "2d")
     assert "no other setting beats pool gpu as configured" in table.stdout
-    assert "predictor:\n  margin" not in table.stdout
+    assert "predictor: block" not in table.stdout and "predictor:\n" not in table.stdout
 
 
 @pytest.mark.integration
