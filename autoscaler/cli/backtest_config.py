@@ -44,6 +44,7 @@ from autoscaler.config.metrics_source import PrometheusMetrics, ReplayMetrics
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, check_demand
+from common.durations import format_duration
 
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
 errors = Console(stderr=True, soft_wrap=True)
@@ -113,6 +114,7 @@ def pool_settings(
 ) -> BacktestSettings:
     """The backtest's settings from the pool; targets from its predictor's params unless
     the command line gives them. Raises ValueError for a setting a replay cannot use."""
+    _check_whole_minutes(config, pool, run.config)
     params = pool.predictor.params
     return BacktestSettings(
         per_node_rps=run.per_node_rps or per_node_rps,
@@ -132,6 +134,22 @@ def pool_settings(
         scale_up_max_percent=pool.scale_up.max_percent,
         jobs=run.jobs,
     )
+
+
+def _check_whole_minutes(config: Config, pool: Pool, path: Path) -> None:
+    """The replay steps whole minutes: a valid daemon setting off them is refused naming
+    the config's field and its value as written there, not the backtest's own names."""
+    fields = {
+        "interval": config.interval,
+        f"pools[{pool.name}].boot_time": pool.boot_time,
+        f"pools[{pool.name}].demand.window": pool.demand.window,
+    }
+    for name, value in fields.items():
+        if value % MINUTE:
+            raise ValueError(
+                f"{path}: {name}: {format_duration(value)} is not whole minutes, which a "
+                "backtest replays minute by minute"
+            )
 
 
 def _first(*values: float | None) -> float:

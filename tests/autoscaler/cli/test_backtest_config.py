@@ -321,3 +321,24 @@ def test_targets_tick_and_limits_come_from_the_pool_and_its_predictor(tmp_path: 
     assert settings.burn_in == timedelta(hours=1)  # a pool just started, unless asked
     settled = pool_settings(config, loaded, per_node_rps, replace(run, burn_in=run.warmup))
     assert settled.burn_in == timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("top", "pool", "field", "written"),
+    [
+        ({"interval": "30s"}, {}, "interval", "30s"),
+        ({}, {"boot_time": "90s"}, "pools[gpu].boot_time", "90s"),
+    ],
+)
+def test_a_setting_off_whole_minutes_is_refused_naming_the_configs_field(
+    tmp_path: Path, top: dict[str, Any], pool: dict[str, Any], field: str, written: str
+) -> None:
+    """A daemon setting the minute replay cannot step is named as the config names it
+    (file, field, value as written), not as the backtest's own 'tick'/'boot delay'."""
+    trace = _nasa_cut(tmp_path, 60)
+    config = _config(tmp_path, _replay(trace), _pool(**pool))
+    document = yaml.safe_load(config.read_text()) | top
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = _backtest(config, "--pool", "gpu")
+    assert result.exit_code == 2
+    assert f"{config.name}: {field}: {written} is not whole minutes" in result.output
