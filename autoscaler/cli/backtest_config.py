@@ -220,13 +220,32 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         document["recommendations"] = recommendation_json(
             configured, others, chosen, note, pool.predictor
         )
+        document["signals_not_replayed"] = unreplayed_signals(pool, queue)
         typer.echo(json.dumps(document, indent=2))
     else:
         console.print(backtest_table(report))
         for line in summary_lines(report):
             console.print(line, highlight=False)
+        if left_out := unreplayed_signals(pool, queue):
+            console.print(
+                f"not replayed: the pool's signals {', '.join(left_out)} (the daemon also "
+                "sizes by them, so it may run dearer than this)",
+                highlight=False,
+                markup=False,
+            )
         print_recommendation(pool, configured, others, chosen, settings)
     return report
+
+
+def unreplayed_signals(pool: Pool, queue: object | None) -> list[str]:
+    """The pool's signals this replay leaves out: all but a queue_depth signal, and that
+    one too without a trace's queue_depth column. A pool sized by them would look cheaper
+    here than it runs, without a word."""
+    return [
+        f"{signal.name} ({signal.kind})"
+        for signal in pool.signals
+        if signal.kind != "queue_depth" or queue is None
+    ]
 
 
 def replay_all(

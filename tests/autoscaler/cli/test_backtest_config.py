@@ -342,3 +342,25 @@ def test_a_setting_off_whole_minutes_is_refused_naming_the_configs_field(
     result = _backtest(config, "--pool", "gpu")
     assert result.exit_code == 2
     assert f"{config.name}: {field}: {written} is not whole minutes" in result.output
+
+
+def test_signals_the_replay_leaves_out_are_said(tmp_path: Path) -> None:
+    """A pool's gpu_utilization, latency and node_count signals (and a queue_depth one
+    without a trace's queue_depth column) are not replayed: the pool could look cheaper
+    than it runs, and nothing said so. The text and the JSON name them."""
+    trace = _nasa_cut(tmp_path, 1440)
+    signals = [
+        {"name": "gpu", "kind": "gpu_utilization", "query": "avg(gpu)", "target": 70},
+        {"name": "backlog", "kind": "queue_depth", "query": "sum(q)", "drain_within": "1m"},
+    ]
+    metrics = {"kind": "prometheus", "url": "http://127.0.0.1:9"}
+    config = _config(tmp_path, metrics, _pool(signals=signals))
+    options = ["--pool", "gpu", "--trace", str(trace), "--warmup", "12h"]
+    shown = _backtest(config, *options)
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())
+    assert "not replayed: the pool's signals gpu (gpu_utilization), backlog (queue_depth)" in flat
+    document = json.loads(_backtest(config, *options, "--json").stdout)
+    assert document["signals_not_replayed"] == ["gpu (gpu_utilization)", "backlog (queue_depth)"]
+    plain = _config(tmp_path, metrics, _pool())
+    assert "not replayed" not in _backtest(plain, *options).output
