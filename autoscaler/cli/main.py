@@ -344,20 +344,32 @@ def status(config: ConfigOption) -> None:
 
     try:
         parsed = load_config(config)
-        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else None
     except ConfigError as exc:
         errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    overrides: OverridesFile | None = OverridesFile()
+    broken_overrides = None
+    try:  # a broken file leaves the daemon on its last good overrides: the rest still shows
+        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else overrides
+    except ConfigError as exc:
+        overrides, broken_overrides = None, str(exc)
     store = StateStore(state_path(parsed))
     states = store.load(set_aside_corrupt=False)
     _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
     clock = SystemClock()
     fleets = read_fleets(parsed, clock)
-    rows = pool_statuses(parsed, states, overrides or OverridesFile(), clock.now(), fleets)
+    rows = pool_statuses(parsed, states, overrides, clock.now(), fleets)
     console.print(status_view(rows, console.width))
     if store.problem:  # every pool reads "never ticked" then: not an "ok" at 3 a.m.
         errors.print(f"[red]{escape(store.problem)}[/]", highlight=False)
-    raise typer.Exit(1 if store.problem or any(row.failing for row in rows) else 0)
+    if broken_overrides is not None:
+        errors.print(
+            "[red]overrides file broken[/] (a running daemon keeps its last good overrides, "
+            f"which this view cannot show):\n{escape(broken_overrides)}",
+            highlight=False,
+        )
+    problem = store.problem or broken_overrides
+    raise typer.Exit(1 if problem or any(row.failing for row in rows) else 0)
 
 
 def _register_subcommands() -> None:

@@ -67,11 +67,12 @@ def _current(fleet: FleetState | str | None, saved: object) -> str:
 def pool_statuses(
     config: Config,
     states: dict[str, PoolState],
-    overrides: OverridesFile,
+    overrides: OverridesFile | None,
     now: datetime,
     fleets: Mapping[str, FleetState | str] | None = None,
 ) -> list[PoolStatus]:
-    """One row per pool (pure); `fleets` is what read_fleets found, by pool."""
+    """One row per pool (pure); `fleets` is what read_fleets found, by pool; `overrides`
+    None where the file does not read (each pool's override is then unknown, not none)."""
     rows = []
     # Ticks on the wall clock (a replayed trace's are on the trace's): staleness is judged.
     live = config.simulation is None and isinstance(config.metrics, PrometheusMetrics)
@@ -79,7 +80,7 @@ def pool_statuses(
         state = states.get(pool.name, PoolState())
         last = state.last_decision or {}
         bounds = bounds_at(pool.schedules, now)
-        override = active_override(overrides, pool.name, now)
+        override = None if overrides is None else active_override(overrides, pool.name, now)
         upcoming = next_change(pool.schedules, now)
         failing = ", ".join(
             f"{kind} since {since:%m-%d %H:%M}" for kind, since in state.failing.items()
@@ -116,6 +117,8 @@ def pool_statuses(
                     f"{override.describe()} until {override.expires:%m-%d %H:%M %z}: "
                     f"{override.reason}"
                     if override
+                    else "unknown: the overrides file does not read"
+                    if overrides is None
                     else "-"
                 ),
                 next_change=f"{upcoming[0]:%a %m-%d %H:%M} UTC {upcoming[1]}" if upcoming else "-",

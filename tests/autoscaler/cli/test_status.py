@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
@@ -57,6 +58,25 @@ def test_an_unreadable_state_file_fails_status(nomad_api: NomadApiDouble, tmp_pa
     assert code == 1, output
     assert "is unreadable" in " ".join(output.split())
     assert state.read_text() == '{"version": 1, "pools": {"nasa": '
+
+
+def test_a_broken_overrides_file_is_said_and_the_fleet_still_shown(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """A broken overrides file stopped `status` with "invalid config", no fleet shown,
+    while the daemon ran on its last good overrides. The pools show, their override
+    "unknown", the file's problem is said, and status fails (exit 1)."""
+    nomad_api.add_job("web-workers", {"gpu": 3})
+    path = write_config(tmp_path, "http://127.0.0.1:9", nomad_api.url)
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("overrides:\n  nasa: {nodes: many}\n")
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**config, "overrides_file": str(overrides)}))
+    code, output = _status(path)
+    assert code == 1, output
+    flat = " ".join(output.split())
+    assert "3 (" in flat and "unknown: the overrides file does not read" in flat
+    assert "overrides file broken" in flat and "overrides.yaml:2" in flat
 
 
 def test_a_narrow_terminal_shows_each_pool_as_a_block_of_whole_words(
