@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import re
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,14 +77,18 @@ def option_moment(option: str, text: str) -> datetime:
 def option_output(option: str, path: Path) -> Path:
     """A file the command writes once its work is done, checked before that work begins (a
     folder, or one under a file or a read-only folder, found only afterwards lost the work
-    to a traceback). Nothing is made here; a ValueError names the option."""
+    to a traceback). Nothing is left behind; a ValueError names the option."""
     if path.is_dir():
-        raise ValueError(f"{option}: {path} is a folder, not a file")
+        raise ValueError(f"{option}: {path} cannot be written: it is a folder, not a file")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the folders missing are made at the write
     if not folder.is_dir():
         raise ValueError(f"{option}: {path} cannot be written: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{option}: {path} cannot be written: {folder} is read-only here")
+    try:  # a write tried, not os.access, which says yes to root on a read-only disk
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        raise ValueError(f"{option}: {path} cannot be written: {folder}: {why}") from None
     return path

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from common.cli import CONTEXT, add_version_option
+from common.cli import CONTEXT, add_version_option, option_output
 from common.durations import parse_duration
 from gpu_bench.profile import load_profile
 
@@ -222,8 +222,9 @@ def run(
     checkpoint = checkpoint or out.with_name(out.name + ".checkpoint.json")
     chart = chart or out.with_suffix(".png")
     csv = csv or out.with_suffix(".csv")
-    for path in (out, checkpoint, chart, csv):
-        _writable(path)
+    outputs = {"--out": out, "--checkpoint": checkpoint, "--chart": chart, "--csv": csv}
+    for option, path in outputs.items():
+        _writable(option, path)
     try:
         resumed, set_aside = checkpoint_of(checkpoint, settings)
     except ValueError as error:
@@ -249,20 +250,14 @@ def run(
     console.print(profile_table(profile, str(out)))
 
 
-def _writable(path: Path) -> None:
+def _writable(option: str, path: Path) -> None:
     """Refuse, before measuring, an output no file can be written to (its folder a file, a
     read-only disk, the path a folder): found after the sweep, it was a traceback and the
     profile lost, after minutes or hours of measuring."""
-    import tempfile
-
     try:
-        if path.is_dir():
-            raise IsADirectoryError(0, "a folder, not a file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        console.print(f"{path}: cannot be written: {error.strerror or error}", style="red")
+        option_output(option, path)
+    except ValueError as error:
+        console.print(str(error), style="red")
         raise typer.Exit(2) from None
 
 
