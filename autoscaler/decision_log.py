@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -140,18 +139,12 @@ class DecisionLog:
         handle.flush()
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _encodable(line: str) -> str:
     """The line as UTF-8 can carry it. A lone surrogate (a server's text cut mid-character,
     JSON's "\\ud83d") has no UTF-8 form, and its write raised out of the tick: it is
-    written as that JSON escape, which reads back as the same text."""
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", line)
-    return line
+    written as that JSON escape (the codec's own backslashreplace, as common.secrets.shorten
+    does), which reads back as the same text."""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _opened(path: Path) -> TextIO:

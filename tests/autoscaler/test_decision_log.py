@@ -178,3 +178,13 @@ def test_read_decisions_missing_file_and_bad_line(tmp_path: Path) -> None:
     bad.write_text('{"ok": 1}\n\n{not json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:3"):
         read_decisions(bad)
+
+
+def test_a_lone_surrogate_in_a_reason_is_written_as_its_escape(tmp_path: Path) -> None:
+    """Text that never went through common.secrets.shorten (an override's reason written
+    "\\ud83d" in the YAML file) has no UTF-8 form: the write raised out of the tick. It is
+    written as the JSON escape, which reads back as the same text."""
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    log.append({"pool": "a", "reasons": ["cut at \ud83d", "ü"]})
+    (record,) = read_decisions(tmp_path / "decisions.jsonl")
+    assert record["reasons"] == ["cut at \ud83d", "ü"]
