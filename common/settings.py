@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic_core import ErrorDetails
 
 from common.secrets import remember
 from common.transport import http_url_problem
@@ -91,3 +93,12 @@ PromQL = Annotated[str, AfterValidator(_promql)]
 
 ApiUrl = Annotated[str, AfterValidator(_http_url)]
 """An HTTP API's address: http:// or https:// and a host (Prometheus, Nomad, Slack)."""
+
+
+def validation_problem(error: ErrorDetails, names: Mapping[str, str] | None = None) -> str:
+    """One pydantic error as people read it, "field: message", without pydantic's "Value
+    error, " prefix; `names` spells a field as the user gave it (a command-line flag)."""
+    where = ".".join(str(part) for part in error["loc"])
+    where = (names or {}).get(where, where)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -30,6 +30,7 @@ from autoscaler.sizing import Sizing, size_fleet
 from backends import backend_settings, make_backend
 from backends.base import FleetState
 from common.clock import SimulatedClock
+from common.settings import validation_problem
 from predictors import PREDICTORS, Forecast, Predictor
 
 MINUTE = timedelta(minutes=1)
@@ -161,13 +162,8 @@ def policy_params(settings: BacktestSettings, params: dict[str, Any] | None) -> 
 
 def _config_problem(exc: ValidationError, target: float | None) -> str:
     """pydantic's errors as one line ("margin: Input should be ..."), without its URL."""
-    problems = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        where = ".".join(str(part) for part in error["loc"])
-        problems.append(f"{where}: {message}" if where else message)
     prefix = "" if target is None else f"predictor target {target:g}: "
-    return prefix + "; ".join(problems)
+    return prefix + "; ".join(validation_problem(error) for error in exc.errors())
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -27,6 +26,7 @@ from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
 from common.cli import option_moment
 from common.durations import format_span, parse_duration
+from common.settings import validation_problem
 
 OVERRIDES_TABLE_WIDTH = 120
 """Below this many columns the table cut reasons and states short ("reas…"): blocks."""
@@ -151,7 +151,7 @@ def set_command(
             set_by=by or _user(),
         )
     except ValidationError as exc:
-        _fail("; ".join(_flag_error(e) for e in exc.errors()))
+        _fail("; ".join(validation_problem(e, FLAGS) for e in exc.errors()))
     try:
         set_override(path, pool, override)
     except ConfigError as exc:
@@ -176,11 +176,8 @@ def set_command(
         )
 
 
-def _flag_error(error: ErrorDetails) -> str:
-    flags = {"nodes": "--nodes", "min_nodes": "--min", "max_nodes": "--max", "reason": "--reason"}
-    where = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{flags.get(where, where)}: {message}" if where else message
+FLAGS = {"nodes": "--nodes", "min_nodes": "--min", "max_nodes": "--max", "reason": "--reason"}
+"""An override's fields as `override set` spells them."""
 
 
 @override_app.command("list")
