@@ -349,10 +349,11 @@ def status(config: ConfigOption) -> None:
         raise typer.Exit(2) from None
     overrides: OverridesFile | None = OverridesFile()
     broken_overrides = None
-    try:  # a broken file leaves the daemon on its last good overrides: the rest still shows
-        overrides = load_overrides(parsed.overrides_file) if parsed.overrides_file else overrides
-    except ConfigError as exc:
-        overrides, broken_overrides = None, str(exc)
+    if parsed.overrides_file:  # a broken one leaves the daemon on its last good overrides
+        try:
+            overrides = load_overrides(parsed.overrides_file)
+        except ConfigError as exc:
+            overrides, broken_overrides = None, str(exc)
     store = StateStore(state_path(parsed))
     states = store.load(set_aside_corrupt=False)
     _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
