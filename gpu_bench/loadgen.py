@@ -166,9 +166,7 @@ class LoadRunner:
         sampler: DeviceSampler | None = None,
     ) -> RateMeasurement:
         """Warm up, then send and judge until the tail share is decided or overload shows."""
-        self._base = self._next_id
-        self._done = {}
-        self._scheduled = []
+        self._start_fresh()
         started = self._clock() + 0.01
         run = _Run(rate_rps, started + settings.warmup_s)
         next_send = started + rng.expovariate(rate_rps)
@@ -194,6 +192,10 @@ class LoadRunner:
             time.sleep(max(0.0, min(next_send, next_check) - self._clock()))
         device = sampler.stop() if sampler is not None and sampling else {}
         return self._summarize(run, settings, verdict, overloaded, device)
+
+    def _start_fresh(self) -> None:
+        """A new measurement's requests: ids from here on, none answered or sent yet."""
+        self._base, self._done, self._scheduled = self._next_id, {}, []
 
     def _send(self, moment: float, run: _Run) -> None:
         self._scheduled.append(moment)
@@ -297,7 +299,7 @@ class LoadRunner:
         `stuck_s`."""
         rounds = max(1, min(BURST_MAX // parallel, round(BURST_S / batch_seconds)))
         count = parallel * rounds  # whole rounds: a last batch part-full took a full time
-        self._base, self._done, self._scheduled = self._next_id, {}, []
+        self._start_fresh()
         started = self._clock()
         for _ in range(count):
             self._scheduled.append(started)
