@@ -26,8 +26,8 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from autoscaler.policy import rule_of
 from autoscaler.pool_gauges import PoolGauges
+from autoscaler.reason_rules import rule_of
 from autoscaler.tick_result import TickResult
 from common.version import package_version
 

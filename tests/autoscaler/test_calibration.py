@@ -22,7 +22,8 @@ from autoscaler.kept_ticks import AIM, BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, US
 from autoscaler.loop_replay import AIMS, replay_counts, replay_late
 from autoscaler.loop_restarts import SavedLoop
 from autoscaler.plan import limits_of, observe
-from autoscaler.policy import Memory, decide, rule_of
+from autoscaler.policy import Memory, decide
+from autoscaler.reason_rules import rule_of
 from autoscaler.replay_decide import decide_each
 from autoscaler.sizing import size_fleet
 from predictors import Forecast

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from autoscaler.config.time_windows import HistoryMask
 from autoscaler.history_masks import mask_history
 from autoscaler.plan import plan
-from autoscaler.policy import Memory, rule_of
+from autoscaler.policy import Memory
+from autoscaler.reason_rules import rule_of
 from autoscaler.sizing import size_fleet
 from predictors import make_predictor
 from tests.autoscaler.test_tick import make_pool

@@ -21,8 +21,8 @@ from autoscaler.policy import (
     apply_bounds,
     decide,
     nodes_for,
-    rule_of,
 )
+from autoscaler.reason_rules import rule_of
 from autoscaler.schedules import ScheduleBounds, bounds_at
 
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
@@ -625,8 +625,6 @@ def test_reactive_floor_scales_for_demand_seen_now_when_the_forecast_is_lower() 
 
 def test_every_reason_maps_to_a_named_rule() -> None:
     """Self-metrics count decisions by rule: no reason may fall through to 'other'."""
-    from autoscaler.policy import rule_of
-
     fixed = Override(nodes=3, expires=T0 + timedelta(hours=1), reason="pin")
     bounds = Override(min_nodes=2, max_nodes=4, expires=T0 + timedelta(hours=1), reason="cap")
     scenarios = [

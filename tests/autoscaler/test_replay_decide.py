@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import autoscaler.replay_decide as replay_module
-from autoscaler.policy import Limits, Memory, allowance, decide, rule_of
+from autoscaler.policy import Limits, Memory, allowance, decide
+from autoscaler.reason_rules import rule_of
 from autoscaler.replay_decide import (
     ReplayedTicks,
     decide_each,

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for, rule_of
+from autoscaler.policy import Limits, Memory, Observation, decide, nodes_for
+from autoscaler.reason_rules import rule_of
 from autoscaler.signals.base import BadSignalInput, SignalContext
 from autoscaler.signals.gpu_utilization import GpuUtilizationSignal
 from autoscaler.signals.latency import LatencySignal
