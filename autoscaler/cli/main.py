@@ -131,8 +131,11 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
         reporter.zones.update({p.name: pool_zone(p) for p in parsed.pools})
     if once:
         daemon.finish_on_stop_signals()  # cron's or systemd's stop killed it mid-tick
-        results = daemon.tick()
-        daemon.save_weeks()  # a `--once` from cron learns as the daemon does
+        try:
+            results = daemon.tick()
+            daemon.save_weeks()  # a `--once` from cron learns as the daemon does
+        finally:  # the next run (another pid) or the service need not wait out its TTL
+            daemon.release_leadership()
         failed = any(r.errors for r in results) or daemon.unwritten_files()
         return 1 if failed else 0
     if simulated:

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -199,3 +200,29 @@ def test_a_second_daemon_on_the_same_state_is_refused_but_a_dry_run_is_not(
     assert alone.exit_code == 0, alone.output
     again = runner.invoke(app, ["run", "--config", str(path), "--once"])  # released at exit
     assert again.exit_code == 0, again.output
+
+
+def test_run_once_gives_the_leader_lock_back_as_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nomad_api: NomadApiDouble
+) -> None:
+    """A `run --once` that took the leader lock held it for its TTL after it exited: the
+    next `--once` from cron (another pid, another identity), or the service started
+    meanwhile, stood by for the TTL and scaled nothing. It gives the lock back at exit, as
+    a daemon that stops does."""
+    from autoscaler import runtime
+    from common.clock import SimulatedClock
+
+    config = yaml.safe_load(demo_copy(tmp_path).read_text())
+    del config["simulation"]  # the real daemon's clock, not a simulation's
+    config["leader_election"] = {"kind": "nomad", "address": nomad_api.url, "ttl": "10m"}
+    path = tmp_path / "cron.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    start = datetime(1995, 7, 11, 16, 0, tzinfo=UTC)
+    for minute in (0, 1):
+        clock = SimulatedClock(start + timedelta(minutes=minute))
+        monkeypatch.setattr(runtime, "make_clock", lambda _config, clock=clock: clock)
+        env = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+        result = runner.invoke(app, ["run", "--config", str(path), "--once"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "image-gen" in result.output and "standby" not in result.output
+        assert [v.lock for v in nomad_api.variables.variables.values()] == [None]
