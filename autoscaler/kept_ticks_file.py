@@ -24,6 +24,7 @@ import numpy as np
 from autoscaler.kept_ticks import COLUMNS, KeptTicks
 from autoscaler.schedules import ScheduleBounds
 from common.atomic import replace_atomically
+from common.small_files import open_regular
 
 FORMAT = 1
 WEEK_KEPT_FOR = timedelta(days=8)
@@ -65,8 +66,9 @@ def write_week(path: Path, week: KeptWeek) -> None:
 
 def read_week(path: Path, zone: tzinfo | None) -> KeptWeek:
     """The week written to `path`, its times read in `zone` (the daemon's clock). Raises
-    OSError if it cannot be read, ValueError naming the field that is not as written."""
-    with np.load(path, allow_pickle=False) as saved:
+    OSError if it cannot be read (or is not a regular file: a FIFO would hold the start
+    for ever), ValueError naming the field that is not as written."""
+    with open_regular(path) as handle, np.load(handle, allow_pickle=False) as saved:
         fields = {name: saved[name] for name in saved.files}
     if _field(fields, "format").shape != () or int(fields["format"]) != FORMAT:
         raise ValueError(f"format: {fields['format']!r}, not {FORMAT}")

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 MIB = 1 << 20
 CREDENTIAL_MAX_BYTES = MIB
@@ -29,15 +29,8 @@ def read_small_text(path: Path, max_bytes: int, encoding: str = "utf-8") -> str:
     """The file's text; OSError where it cannot be read (FileNotFoundError when missing),
     NotASmallFileError (its `strerror` says what it is) where it is not a regular file or
     is larger than `max_bytes`, UnicodeDecodeError where it is not `encoding`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotASmallFileError(0, f"not a regular file ({_kind(info.st_mode)})", str(path))
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as handle:
+    with open_regular(path) as handle:
+        info = os.fstat(handle.fileno())
         data = handle.read(max_bytes + 1)  # a file growing meanwhile is caught here too
     if len(data) > max_bytes or info.st_size > max_bytes:
         size = max(len(data), info.st_size)
@@ -45,6 +38,21 @@ def read_small_text(path: Path, max_bytes: int, encoding: str = "utf-8") -> str:
             0, f"{_size(size)}, larger than the {_size(max_bytes)} such a file may be", str(path)
         )
     return data.decode(encoding)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """The file at `path` opened to read, if it is a regular file; NotASmallFileError (its
+    `strerror` says what it is) for anything else, at once: opening a FIFO to read waits
+    for a writer, maybe for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotASmallFileError(0, f"not a regular file ({_kind(mode)})", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 def open_to_append(path: Path, encoding: str = "utf-8") -> TextIO:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -352,6 +353,34 @@ def test_a_fifo_in_place_of_the_state_file_or_its_journal_holds_nothing(tmp_path
     assert store.problem is not None and "not a regular file" in store.problem
     with pytest.raises(OSError, match="not a regular file"):
         store.save_pool("ocr", PoolState())
+
+
+def test_a_fifo_in_place_of_a_loops_week_is_ignored_not_waited_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon reads each loop-calibrated pool's week as it starts: a FIFO at
+    `loop-ticks/<pool>.npz` was opened and waited on for a writer that never came, so the
+    daemon never started (systemd killed it at its start timeout, and again after each
+    restart). It is now refused at once, as any week that does not read: said, and the
+    pool's week starts over."""
+    store = StateStore(tmp_path / "state.json")
+    week = store.week_path("gen")
+    week.parent.mkdir()
+    os.mkfifo(week)
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(store.load_week("gen", UTC)))
+    with caplog.at_level(logging.WARNING, logger="autoscaler.state"):
+        reader.start()
+        reader.join(timeout=60)
+        waited = reader.is_alive()
+        if waited:  # still waiting for a writer: one that comes and goes lets it end
+            os.close(os.open(week, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join()
+    assert not waited and found == [None]
+    assert (
+        "not a regular file (a FIFO)" in caplog.text
+        and "starts its loop's week over" in caplog.text
+    )
 
 
 def test_a_journal_that_is_not_utf8_is_ignored_not_fatal(tmp_path: Path) -> None:
