@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler import early_signals
+from autoscaler.clock_steps import run_now_if_clock_stepped_back
 from autoscaler.config.loader import load_config
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
@@ -272,6 +273,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         service.ready(f"{len(config.pools)} pools, every {config.interval}")
         try:
             while not self._stop.wait(0.5 if config.simulation is None else 0.01):
+                if self._tick_began is None:  # in flight, it would count as one skipped
+                    run_now_if_clock_stepped_back(scheduler, "tick", seconds)
                 now, limit = time.monotonic(), service.watchdog_s or 0.0
                 progressed = None if self._tick_began is None else self._progress
                 alive = ticks_alive(now, progressed, self._last_began, seconds, limit)

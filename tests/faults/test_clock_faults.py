@@ -8,10 +8,16 @@ after_close) and tests/autoscaler/test_schedules.py.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from autoscaler.daemon import Daemon
 from autoscaler.metrics import MetricsError
@@ -122,3 +128,49 @@ def test_ticks_never_overlap_when_a_tick_outlasts_the_interval(tmp_path: Path) -
         assert start - end < 0.45, "the next tick waited for a full backlog"
     assert len(spans) <= (stopped - began) / 0.5 + 1  # no burst of queued runs
     assert daemon.ticks == len(spans)
+
+
+def test_the_wall_clock_stepped_back_an_hour_does_not_stop_the_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """apscheduler's interval trigger counts in wall-clock time: an NTP step back of an
+    hour left the next tick an hour and an interval ahead, and no pool ticked until the
+    clock caught up. The step is made here as the scheduler sees it (the system clock is
+    not the test's to move): the next run moved an hour further ahead than the interval.
+    The daemon ticks on within moments, and says why."""
+    import autoscaler.daemon as daemon_module
+
+    schedulers: list[BackgroundScheduler] = []
+
+    class Kept(BackgroundScheduler):
+        def start(self, *args: Any, **kwargs: Any) -> None:
+            schedulers.append(self)
+            super().start(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "BackgroundScheduler", Kept)
+    daemon = Daemon(write_config(tmp_path, interval="1s"), notifier=RecordingNotifier())
+    loop = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    caplog.set_level(logging.WARNING, logger="autoscaler.daemon")
+    loop.start()
+    try:
+        assert wait_for(lambda: daemon.ticks >= 1)
+        (scheduler,) = schedulers
+        stepped = datetime.now(UTC) + timedelta(hours=1)
+        scheduler.modify_job("tick", next_run_time=stepped)
+        before = daemon.ticks
+        ticked_on = wait_for(lambda: daemon.ticks >= before + 2)  # one may have been in flight
+    finally:
+        daemon.stop()
+        loop.join(timeout=30)
+    assert ticked_on and not loop.is_alive()
+    assert "the system clock went back: the next tick was due in 1:00:00" in caplog.text
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Whether `condition` came true within `seconds` (a bound for a hang, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
