@@ -95,8 +95,9 @@ class StateStore:
         if not self.path.exists():
             return {}, 0
         try:
-            raw = _versioned(json.loads(read_small_text(self.path, STATE_MAX_BYTES)))
-            pools = {name: _pool_from_json(data) for name, data in raw["pools"].items()}
+            text = read_small_text(self.path, STATE_MAX_BYTES)
+            raw = _versioned(json.loads(text))
+            pools = {name: _pool_named(name, data, text) for name, data in raw["pools"].items()}
             return pools, int(raw.get("saved_ns", 0))
         except UNREADABLE as exc:
             if not set_aside_corrupt:
@@ -277,24 +278,47 @@ def _pool_to_json(state: PoolState) -> dict[str, Any]:
     }
 
 
+def _pool_named(name: str, data: Any, text: str) -> PoolState:
+    """A pool of the state file, or ValueError naming it and its line (the file has a line
+    a pool) besides the field: a hand edit said only "'list' object has no attribute
+    'items'", and the whole file was set aside without saying where."""
+    try:
+        return _pool_from_json(data)
+    except UNREADABLE as exc:
+        start = text.find(f"\n{json.dumps(name)}: ") + 1  # 0: not at a line's start
+        number = text.count("\n", 0, start) + 1
+        raise ValueError(f"pool {name!r}{f' (line {number})' if start else ''}: {exc}") from exc
+
+
 def _pool_from_json(data: dict[str, Any]) -> PoolState:
+    """A pool's saved state; ValueError naming the field that does not read."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a {type(data).__name__}, not a mapping")
+
+    def read(key: str, convert: Any, default: Any = None) -> Any:
+        try:
+            return convert(data.get(key, default))
+        except UNREADABLE as exc:
+            raise ValueError(f"{key}: {exc}") from None
+
     memory = Memory(
-        last_action_at=_from_iso(data.get("last_action_at")),
-        manual_change_at=_from_iso(data.get("manual_change_at")),
-        recommendations=tuple(
-            (aware_time(t), _count(n)) for t, n in data.get("recommendations", [])
+        last_action_at=read("last_action_at", _from_iso),
+        manual_change_at=read("manual_change_at", _from_iso),
+        recommendations=read(
+            "recommendations", lambda v: tuple((aware_time(t), _count(n)) for t, n in v), []
         ),
-        signal_counts=tuple(
-            (str(name), aware_time(t), _count(n)) for name, t, n in data.get("signal_counts", [])
+        signal_counts=read(
+            "signal_counts",
+            lambda v: tuple((str(name), aware_time(t), _count(n)) for name, t, n in v),
+            [],
         ),
     )
-    known = data.get("last_known_desired")
     return PoolState(
         memory=memory,
-        failing={str(k): aware_time(v) for k, v in data.get("failing", {}).items()},
-        reported_expired=[str(x) for x in data.get("reported_expired", [])],
+        failing=read("failing", lambda v: {str(k): aware_time(t) for k, t in v.items()}, {}),
+        reported_expired=read("reported_expired", lambda v: [str(x) for x in v], []),
         last_decision=_decision(data.get("last_decision")),
-        last_known_desired=None if known is None else _count(known),
+        last_known_desired=read("last_known_desired", lambda v: None if v is None else _count(v)),
         capacity_alerted=data.get("capacity_alerted", False) is True,
         loop=_loop(data.get("loop")),
     )

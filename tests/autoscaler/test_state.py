@@ -167,6 +167,32 @@ def test_broken_file_is_set_aside(
     assert store.load() == sample_pools()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("last_known_desired", "3", "last_known_desired: node count '3' is not"),
+        ("failing", [], "failing: 'list' object has no attribute 'items'"),
+        ("recommendations", [["2025-06-02T12:00:00", 3]], "recommendations: time '2025-06-02T"),
+    ],
+)
+def test_a_hand_edited_field_is_named_with_its_pool_and_line(
+    store: StateStore, field: str, value: object, says: str
+) -> None:
+    """A field of the wrong type in one pool's line sets the file aside (as any that does
+    not read); the alert said only what Python said ("'list' object has no attribute
+    'items'"), not which pool, line or field, in a file of a line per pool."""
+    store.save(sample_pools())
+    lines = store.path.read_text().splitlines()
+    number = next(n for n, line in enumerate(lines, 1) if line.startswith('"gen": '))
+    pool = json.loads(lines[number - 1].removeprefix('"gen": ').rstrip(","))
+    pool[field] = value
+    lines[number - 1] = f'"gen": {json.dumps(pool)},'
+    store.path.write_text("\n".join(lines) + "\n")
+    assert store.load() == {}
+    assert store.problem is not None
+    assert f"(pool 'gen' (line {number}): {says}" in store.problem
+
+
 def test_second_corruption_replaces_the_older_corrupt_copy(store: StateStore) -> None:
     store.path.parent.mkdir(parents=True)
     for text in ("{first", "{second"):
