@@ -149,13 +149,17 @@ class StateStore:
 
     def _remove_interrupted_saves(self) -> None:
         """A save killed before its rename leaves its temporary file (the state file itself
-        is whole: the old or the new one); the next start clears them away."""
+        is whole: the old or the new one); the next start clears them away, where it can
+        (on a folder gone read-only mid-save one stays, said: no reason not to start)."""
         for leftover in [
             *self.path.parent.glob(f".{self.path.name}.*.tmp"),
             *self.weeks.glob(".*.npz.*.tmp"),
         ]:
             log.info("removing %s, left by an interrupted save", leftover.name)
-            leftover.unlink(missing_ok=True)
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove %s (%s); left there", leftover, exc.strerror)
 
     def _remove_stale_weeks(self) -> None:
         """A week file not written for WEEK_KEPT_FOR cannot be taken up (its newest tick is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -230,6 +231,33 @@ def test_a_save_interrupted_by_a_kill_leaves_nothing_after_the_next_start(tmp_pa
     assert leftover.exists() and week.exists()  # read-only callers touch nothing
     assert "ocr" in StateStore(path).load()
     assert not leftover.exists() and not week.exists()
+
+
+def test_a_leftover_of_an_interrupted_save_that_cannot_be_removed_does_not_stop_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk remounted read-only mid-save (ext4's errors=remount-ro) keeps the save's
+    temporary file, which its own clean-up cannot remove either. The next start raised on
+    removing it ("cannot start: Read-only file system", exit 2, which systemd does not
+    restart), though the state file is whole and the daemon runs on a read-only state
+    folder otherwise. It is now left there, said, and the state read. (Root, running the
+    tests, writes a read-only folder anyway: the removal fails as the kernel would fail it.)"""
+    path = tmp_path / "state.json"
+    StateStore(path).save({"ocr": PoolState(last_known_desired=3)})
+    leftover = tmp_path / ".state.json.k3j2h1.tmp"
+    leftover.write_text('{"version": 1, "po')
+    unlink = Path.unlink
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        if self.parent == tmp_path:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with caplog.at_level(logging.WARNING, logger="autoscaler.state"):
+        loaded = StateStore(path).load()
+    assert loaded["ocr"].last_known_desired == 3 and leftover.exists()
+    assert f"cannot remove {leftover} (Read-only file system)" in caplog.text
 
 
 def test_an_unreadable_loop_calibration_is_dropped_not_fatal(
