@@ -22,8 +22,8 @@ from autoscaler.config.schema import Pool
 from autoscaler.kept_ticks import DEMAND, KeptTicks
 from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.loop_replay import AIMS, MARGINS, LoopSettings, lowest_margin
+from autoscaler.pool_state import aware_time
 from autoscaler.portfolio import RecentPeak, members_of
-from autoscaler.state import aware_time
 
 SavedLoop = dict[str, float | str | dict[str, str]]
 """A calibration as the state file keeps it (LoopRestarts.saved)."""

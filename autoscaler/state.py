@@ -9,20 +9,24 @@ stabilization window holds the fleet rather than shrinking it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from autoscaler.kept_ticks_file import WEEK_KEPT_FOR, KeptWeek, read_week, write_week
-from autoscaler.policy import Memory
+from autoscaler.pool_state import (
+    UNREADABLE,
+    PoolState,
+    pool_from_json,
+    pool_named,
+    pool_to_json,
+)
 from common.atomic import fsync_folder, write_atomically
 from common.secrets import redacted_json
 from common.small_files import MIB, ends_mid_line, open_to_append, read_small_text
@@ -34,37 +38,6 @@ STATE_MAX_BYTES = 256 * MIB
 """Far above any fleet's memory (a few kB a pool); the state file and its journal are read
 as regular files of at most this: a FIFO put in their place would hold the start for ever
 (common.small_files), a file larger is set aside (the state) or ignored (the journal)."""
-UNREADABLE = (
-    OSError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    OverflowError,
-    RecursionError,
-)
-"""What reading a saved object can raise: besides the wrong shapes, a number JSON reads
-as infinite (`1e999`) that `int` cannot take, and nesting deeper than the parser goes."""
-
-
-@dataclass
-class PoolState:
-    memory: Memory = field(default_factory=Memory)
-    failing: dict[str, datetime] = field(default_factory=dict)
-    """Failure kinds in an ongoing episode, with the time each started."""
-    reported_expired: list[str] = field(default_factory=list)
-    """Expired overrides already announced, as 'expiry ISO time'."""
-    last_decision: dict[str, Any] | None = None
-    last_known_desired: int | None = None
-    """The count the fleet had when the last tick ended: a different count now means
-    someone else changed it."""
-    capacity_alerted: bool = False
-    """A capacity drift was told and has not come back within the tolerance since."""
-    loop: dict[str, Any] | None = None
-    """The loop calibration last used (margin, member, aim, at, the static member's
-    held_level, under `margin: widen` its floor, and when each member last had a day over
-    the target; autoscaler.loop_restarts), so that a restart resumes it instead of the
-    band as the forecaster made it (None before the first calibration)."""
 
 
 class StateStore:
@@ -97,7 +70,7 @@ class StateStore:
         try:
             text = read_small_text(self.path, STATE_MAX_BYTES)
             raw = _versioned(json.loads(text))
-            pools = {name: _pool_named(name, data, text) for name, data in raw["pools"].items()}
+            pools = {name: pool_named(name, data, text) for name, data in raw["pools"].items()}
             return pools, int(raw.get("saved_ns", 0))
         except UNREADABLE as exc:
             if not set_aside_corrupt:
@@ -142,7 +115,7 @@ class StateStore:
             try:
                 raw = _versioned(json.loads(line))
                 if int(raw["saved_ns"]) > saved_ns:
-                    pools[str(raw["name"])] = _pool_from_json(raw["pool"])
+                    pools[str(raw["name"])] = pool_from_json(raw["pool"])
             except UNREADABLE as exc:
                 log.warning("%s line %d is unreadable (%s); ignoring it", self.journal, number, exc)
         return pools
@@ -213,7 +186,7 @@ class StateStore:
             "version": STATE_VERSION,
             "saved_ns": time.time_ns(),
             "name": name,
-            "pool": _pool_to_json(state),
+            "pool": pool_to_json(state),
         }
         line = redacted_json(data) + "\n"
         with self._journal_lock:
@@ -259,155 +232,8 @@ def _state_text(pools: dict[str, PoolState], saved_ns: int) -> str:
     and grep. Indented throughout, it took the pure-Python encoder: ~30 ms a tick for
     1,000 pools, against ~10 ms."""
     lines = ",\n".join(
-        f"{json.dumps(name)}: {redacted_json(_pool_to_json(state), sort_keys=True)}"
+        f"{json.dumps(name)}: {redacted_json(pool_to_json(state), sort_keys=True)}"
         for name, state in sorted(pools.items())
     )
     head = json.dumps({"version": STATE_VERSION, "saved_ns": saved_ns})[:-1]
     return f'{head}, "pools": {{\n{lines}\n}}}}\n'
-
-
-def _pool_to_json(state: PoolState) -> dict[str, Any]:
-    memory = state.memory
-    return {
-        "last_action_at": _iso(memory.last_action_at),
-        "recommendations": [[_text(t), n] for t, n in memory.recommendations],
-        "failing": {kind: _text(since) for kind, since in state.failing.items()},
-        "reported_expired": state.reported_expired,
-        "last_decision": state.last_decision,
-        "last_known_desired": state.last_known_desired,
-        "capacity_alerted": state.capacity_alerted,
-        "manual_change_at": _iso(memory.manual_change_at),
-        "signal_counts": [[name, _text(at), n] for name, at, n in memory.signal_counts],
-        "loop": state.loop,
-    }
-
-
-def _pool_named(name: str, data: Any, text: str) -> PoolState:
-    """A pool of the state file, or ValueError naming it and its line (the file has a line
-    a pool) besides the field: a hand edit said only "'list' object has no attribute
-    'items'", and the whole file was set aside without saying where."""
-    try:
-        return _pool_from_json(data)
-    except UNREADABLE as exc:
-        start = text.find(f"\n{json.dumps(name)}: ") + 1  # 0: not at a line's start
-        number = text.count("\n", 0, start) + 1
-        raise ValueError(f"pool {name!r}{f' (line {number})' if start else ''}: {exc}") from exc
-
-
-def _pool_from_json(data: dict[str, Any]) -> PoolState:
-    """A pool's saved state; ValueError naming the field that does not read."""
-    if not isinstance(data, dict):
-        raise ValueError(f"a {type(data).__name__}, not a mapping")
-
-    def read(key: str, convert: Any, default: Any = None) -> Any:
-        try:
-            return convert(data.get(key, default))
-        except UNREADABLE as exc:
-            raise ValueError(f"{key}: {exc}") from None
-
-    memory = Memory(
-        last_action_at=read("last_action_at", _from_iso),
-        manual_change_at=read("manual_change_at", _from_iso),
-        recommendations=read(
-            "recommendations", lambda v: tuple((aware_time(t), _count(n)) for t, n in v), []
-        ),
-        signal_counts=read(
-            "signal_counts",
-            lambda v: tuple((str(name), aware_time(t), _count(n)) for name, t, n in v),
-            [],
-        ),
-    )
-    return PoolState(
-        memory=memory,
-        failing=read("failing", lambda v: {str(k): aware_time(t) for k, t in v.items()}, {}),
-        reported_expired=read("reported_expired", lambda v: [str(x) for x in v], []),
-        last_decision=_decision(data.get("last_decision")),
-        last_known_desired=read("last_known_desired", lambda v: None if v is None else _count(v)),
-        capacity_alerted=data.get("capacity_alerted", False) is True,
-        loop=_loop(data.get("loop")),
-    )
-
-
-def _loop(value: Any) -> dict[str, Any] | None:
-    """The saved loop calibration if every field has its type (a hand edit is dropped:
-    the pool then calibrates afresh, as on a first start)."""
-    if value is None:
-        return None
-    try:
-        loop = {
-            "margin": float(value["margin"]),
-            "member": str(value["member"]),
-            "aim": float(value["aim"]),
-            "at": aware_time(value["at"]).isoformat(),
-        }
-        if "held_level" in value:  # the static member's level (autoscaler.portfolio)
-            loop["held_level"] = float(value["held_level"])
-        if "floor" in value:  # under `margin: widen`, the floor the margin was set above
-            loop["floor"] = float(value["floor"])
-        if "day_over" in value:  # each member's last day over the target (portfolio.choose)
-            if not isinstance(value["day_over"], dict):
-                raise ValueError("day_over is not a mapping")
-            loop["day_over"] = {
-                str(m): aware_time(t).isoformat() for m, t in value["day_over"].items()
-            }
-    except (TypeError, KeyError, ValueError, OverflowError) as exc:
-        log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
-        return None
-    return loop
-
-
-def _decision(value: Any) -> dict[str, Any] | None:
-    """The last decision as `status` reads it; a hand-edited field of the wrong type is
-    made readable (reasons a list of text, errors a mapping of text) or dropped."""
-    if not isinstance(value, dict):
-        if value is not None:
-            log.warning(
-                "state: last_decision is a %s, not a mapping; ignored", type(value).__name__
-            )
-        return None
-    decision = dict(value)
-    reasons, errors, signals = (decision.get(k) for k in ("reasons", "errors", "signals"))
-    if "reasons" in decision:  # null too: `status` joins them
-        listed = [] if reasons is None else reasons if isinstance(reasons, list) else [reasons]
-        decision["reasons"] = [str(r) for r in listed]
-    if errors is not None:
-        pairs = errors.items() if isinstance(errors, dict) else [("?", errors)]
-        decision["errors"] = {str(k): str(v) for k, v in pairs}
-    if signals is not None:
-        listed = signals if isinstance(signals, list) else []
-        decision["signals"] = [s for s in listed if isinstance(s, dict)]
-    return decision
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return _text(moment) if moment else None
-
-
-def _text(moment: datetime) -> str:
-    """`moment.isoformat()`, kept for UTC times: every pool's memory holds the same tick
-    times (~30 each, a stabilization window's), and formatting them anew was most of
-    writing the state file of 1,000 pools (~20 of ~35 ms a tick)."""
-    return _utc_text(moment) if moment.tzinfo is UTC else moment.isoformat()
-
-
-@functools.lru_cache(maxsize=8192)
-def _utc_text(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return aware_time(text) if text else None
-
-
-def aware_time(text: str) -> datetime:
-    """A naive time would pass loading and then break every tick's comparisons."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no time zone")
-    return moment
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"node count {value!r} is not a non-negative integer")
-    return value
