@@ -32,16 +32,14 @@ from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
 from autoscaler.daily_report import digest_post, digest_trigger
-from autoscaler.decision_log import to_json_value
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
-from autoscaler.sizing import Sizing
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick import PoolTicker
-from autoscaler.tick_result import TickResult, decision_record
+from autoscaler.tick_result import TickResult, held
 from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock
@@ -302,10 +300,11 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         name = ticker.pool.name
         state = self.states.setdefault(name, PoolState())
         ticker.persist = partial(self._save_pool, name, state)
+        hold = partial(held, name, ticker.dry_run, now, state)
         if ticker.in_flight:
-            return _held(ticker, now, state, "the previous tick is still running past its deadline")
+            return hold("the previous tick is still running past its deadline")
         if not self._still_lead():
-            return _held(ticker, now, state, "this daemon no longer holds the leader lock")
+            return hold("this daemon no longer holds the leader lock")
         ticker.abandoned.clear()
         if fits is not None:
             fits.take(ticker)
@@ -330,7 +329,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
         if name not in self._stuck and not stopping:
             self._alert(f"{name}: tick failing: {detail}")
         self._stuck.add(name)
-        return _held(ticker, now, self.states.setdefault(name, PoolState()), detail)
+        state = self.states.setdefault(name, PoolState())
+        return held(name, ticker.dry_run, now, state, detail)
 
     def _start_digest(self) -> None:
         """The digest on a thread of its own, which a stop does not wait for: a slow
@@ -411,12 +411,3 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the tick in flight", signal.Signals(signum).name)
         self.stop()
-
-
-def _held(ticker: PoolTicker, now: datetime, state: PoolState, why: str) -> TickResult:
-    """The result of a pool that did not tick: nothing decided, nothing written (what
-    `status` shows of it, as a tick keeps its own)."""
-    result = TickResult(ticker.pool.name, now, None, Sizing(), None, dry_run=ticker.dry_run)
-    result.errors["tick"] = why
-    state.last_decision = to_json_value(decision_record(result))
-    return result

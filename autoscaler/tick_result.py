@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from autoscaler.decision_log import to_json_value
 from autoscaler.policy import Decision
 from autoscaler.sizing import Sizing
+from autoscaler.state import PoolState
 from backends.base import FleetState
 from predictors import Forecast
 
@@ -62,3 +64,12 @@ def decision_record(result: TickResult) -> dict[str, Any]:
         "reasons": list(decision.reasons) if decision else ["fleet state unknown: no decision"],
         "errors": result.errors,
     }
+
+
+def held(pool: str, dry_run: bool, now: datetime, state: PoolState, why: str) -> TickResult:
+    """The result of a pool that did not tick: nothing decided, nothing written (what
+    `status` shows of it, as a tick keeps its own)."""
+    result = TickResult(pool, now, None, Sizing(), None, dry_run=dry_run)
+    result.errors["tick"] = why
+    state.last_decision = to_json_value(decision_record(result))
+    return result
