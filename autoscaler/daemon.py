@@ -34,6 +34,7 @@ from autoscaler.daemon_writes import WriteEpisodes
 from autoscaler.daily_report import digest_post, digest_trigger
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.notify import Notifier, alert_message
+from autoscaler.notify_queue import finish, gathered
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.state import PoolState
@@ -150,7 +151,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             started = time.monotonic()
             fits = self._send_heavy_fits(runtime, now)
             try:
-                results = self._tick_pools(runtime, now, fits)
+                with gathered(runtime.notifier):  # the tick's news in few posts, at its end
+                    results = self._tick_pools(runtime, now, fits)
             finally:
                 if fits is not None:
                     self._fits_done(fits)
@@ -281,6 +283,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             service.stopping()
             scheduler.shutdown(wait=True)  # lets the tick in flight finish
             self._let_fit_workers_go()  # stopped before the first tick
+            finish(self.runtime.notifier)  # what the last ticks told, posted (a short wait)
             self.save_weeks()
             self.release_leadership()
             if server is not None:

@@ -3,7 +3,9 @@
 It never raises: a Slack outage must not break a tick or delay it for long, so each send
 is bounded by a timeout and at most one short retry, and after a post Slack left
 unanswered the next ones are not tried for a pause (a circuit breaker, pybreaker): a tick
-telling many pools' news would otherwise wait out a timeout for each.
+telling many pools' news would otherwise wait out a timeout for each. The daemon's
+notifications go through autoscaler.notify_queue, which posts with `attempt` (no wait:
+a rate limit is answered as such) from a thread of its own, and waits out a 429 there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.request import Request
@@ -35,6 +38,13 @@ SLACK_BASE_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 2.0
 SLACK_PAUSE_S = 300.0
 """After a post Slack did not answer in time, none is tried for this long (then one is)."""
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """Slack's 429 to one post: how long it asks to wait (None: it did not say)."""
+
+    retry_after_s: float | None
 
 
 def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
@@ -160,39 +170,57 @@ class SlackNotifier:
     def _send(self, message: Message) -> bool:
         return self._post(message) is not None
 
+    def same_target(self, other: SlackNotifier) -> bool:
+        """Posts to the same channel, as the same bot, the same way: a reload that keeps
+        these may keep the sender (autoscaler.daemon_reload) and what it has queued."""
+        mine = (self.channel, self._token, self._client.base_url, self._timeout)
+        return mine == (other.channel, other._token, other._client.base_url, other._timeout)
+
     def _post(self, message: Message) -> tuple[str, str] | None:
         """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
-        for attempt in (1, 2):
-            try:
-                answer = self._breaker.call(
-                    call_within,
-                    whole_answer_s(self._timeout),
-                    lambda: self._client.chat_postMessage(
-                        channel=self.channel, text=message.text, blocks=message.blocks
-                    ),
-                    "Slack chat.postMessage",
-                )
-                return str(answer.get("channel")), str(answer.get("ts"))
-            except pybreaker.CircuitBreakerError:
-                self._warn(f"Slack left a post unanswered: none is tried for {self._pause()}")
-                return None
-            except SlackApiError as err:
-                status = err.response.status_code
-                error = err.response.get("error") if isinstance(err.response.data, dict) else None
-                wait = _retry_after_seconds(err.response.headers) if status == 429 else None
-                if attempt == 1 and wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
-                    logger.info("Slack rate-limited the post; retrying once in %.1f s", wait)
-                    self._sleep(wait)
-                    continue
-                detail = f"error {truncate(str(error), 200)}" if error else "no error code"
-                if wait is not None:
-                    detail += f", Retry-After {wait:g} s"
-                self._warn(f"HTTP {status}, {detail}")
-                return None
-            except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
-                self._warn(f"{type(err).__name__}: {err}")
-                return None
-        return None  # pragma: no cover - the loop always returns
+        answer = self.attempt(message)
+        wait = answer.retry_after_s if isinstance(answer, RateLimited) else None
+        if wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
+            logger.info("Slack rate-limited the post; retrying once in %.1f s", wait)
+            self._sleep(wait)
+            answer = self.attempt(message)
+        if isinstance(answer, RateLimited):
+            after = answer.retry_after_s
+            self._warn(
+                "HTTP 429, error ratelimited"
+                + (f", Retry-After {after:g} s" if after is not None else "")
+            )
+            return None
+        return answer
+
+    def attempt(self, message: Message) -> tuple[str, str] | RateLimited | None:
+        """One chat.postMessage of a message already `redacted`, never retried nor waited
+        for: (channel ID, ts); RateLimited on a 429, for the caller to wait out; None
+        when it failed otherwise (logged). Never raises."""
+        try:
+            answer = self._breaker.call(
+                call_within,
+                whole_answer_s(self._timeout),
+                lambda: self._client.chat_postMessage(
+                    channel=self.channel, text=message.text, blocks=message.blocks
+                ),
+                "Slack chat.postMessage",
+            )
+            return str(answer.get("channel")), str(answer.get("ts"))
+        except pybreaker.CircuitBreakerError:
+            self._warn(f"Slack left a post unanswered: none is tried for {self._pause()}")
+        except SlackApiError as err:
+            status = err.response.status_code
+            if status == 429:
+                return RateLimited(_retry_after_seconds(err.response.headers))
+            error = err.response.get("error") if isinstance(err.response.data, dict) else None
+            detail = f"error {truncate(str(error), 200)}" if error else "no error code"
+            self._warn(f"HTTP {status}, {detail}")
+        except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
+            self._warn(f"{type(err).__name__}: {err}")
+        except Exception as err:  # never let a notification break its caller
+            self._warn(f"unexpected {type(err).__name__}: {err}")
+        return None
 
     def _pause(self) -> str:
         return format_duration(timedelta(seconds=self._breaker.reset_timeout))

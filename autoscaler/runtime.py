@@ -33,6 +33,7 @@ from autoscaler.metrics import MetricsSource
 from autoscaler.metrics_auth import CredentialError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify import DryRunNotifier, LogNotifier, Notifier
+from autoscaler.notify_queue import QueuedNotifier
 from autoscaler.notify_slack import SlackNotifier
 from autoscaler.plan import limits_of
 from autoscaler.pool_predictor import make_pool_predictor
@@ -94,9 +95,11 @@ def _replayed_trace(config: Config, metrics: ReplayMetrics) -> pd.Series:
 
 
 def make_notifier(config: Config, env: Mapping[str, str]) -> Notifier:
+    """Slack's sender behind its queue (autoscaler.notify_queue: a tick never waits on
+    Slack, and a tick's news goes in few posts), or the log without Slack."""
     if config.slack is None:
         return LogNotifier()
-    return SlackNotifier.from_config(config.slack, env)
+    return QueuedNotifier(SlackNotifier.from_config(config.slack, env))
 
 
 @dataclass

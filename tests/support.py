@@ -60,6 +60,14 @@ class RecordingNotifier:
         return [m.text for m in self.messages]
 
 
+def slack_posted(notifier: object) -> None:
+    """What the daemon's Slack queue holds, posted (autoscaler.notify_queue: a tick only
+    queues), for a test that reads the Slack double right after a tick."""
+    flush = getattr(notifier, "flush", None)
+    if flush is not None:
+        assert flush(10), "Slack's queue was not posted within 10 s"
+
+
 def late_share_above(
     capacity: np.ndarray, demand: np.ndarray, requests: np.ndarray, latency_slack: float
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ from rich.console import Console
 from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.notify_slack import SlackNotifier
-from autoscaler.runtime import make_clock, make_metrics, make_notifier
+from autoscaler.runtime import make_clock, make_metrics
 from backends import make_backend
 from backends.base import BackendError
 from backends.leases import LeaderElection, make_leader_lock
@@ -65,9 +65,8 @@ def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: tim
 
 
 def _slack(config: Config, env: Mapping[str, str]) -> str:
-    notifier = make_notifier(config, env)
-    assert isinstance(notifier, SlackNotifier)
-    return f"token valid ({notifier.check_token()})"
+    assert config.slack is not None
+    return f"token valid ({SlackNotifier.from_config(config.slack, env).check_token()})"
 
 
 def _lock(election: LeaderElection, env: Mapping[str, str]) -> str:

@@ -116,6 +116,7 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
     """The daemon's run (or one tick): its exit code."""
     from autoscaler.cli.demo import ConsoleReporter, pool_zone
     from autoscaler.daemon import Daemon
+    from autoscaler.notify_queue import finish
     from common.collector import tune_collector
 
     simulated = parsed.simulation is not None
@@ -136,6 +137,7 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
             daemon.save_weeks()  # a `--once` from cron learns as the daemon does
         finally:  # the next run (another pid) or the service need not wait out its TTL
             daemon.release_leadership()
+            finish(daemon.runtime.notifier)  # the tick's news posted before the exit
         failed = any(r.errors for r in results) or daemon.unwritten_files()
         return 1 if failed else 0
     if simulated:

@@ -16,7 +16,11 @@ https://docs.slack.dev/apis/web-api/rate-limits):
   more than 50 blocks or a section whose text is over 3,000 characters
   (https://docs.slack.dev/reference/block-kit/blocks/section-block).
 - Rate limited: HTTP 429 with a ``Retry-After`` header (seconds) and
-  ``{"ok": false, "error": "ratelimited"}``.
+  ``{"ok": false, "error": "ratelimited"}``, when told to fail so, or as Slack limits
+  chat.postMessage (about one message a second a channel, short bursts allowed):
+  ``rate_limit()`` refuses a post that comes within ``every_s`` of the last one the
+  channel took, saying in Retry-After the whole seconds left (on a clock the test may
+  give, as a fake one its waits advance).
 
 ``POST /api/auth.test`` (https://docs.slack.dev/reference/methods/auth.test) checks the
 token the same way and answers ``{"ok": true, "url", "team", "user", "team_id",
@@ -39,12 +43,15 @@ https://docs.slack.dev/reference/methods/files.completeUploadExternal):
 
 It records the messages and files it accepted, checks the bot token, and can be told to
 fail: an HTTP 500, ``invalid_auth``, ``ratelimited``, a hang past the client's
-timeout, or be down entirely (connection refused). Serves on 127.0.0.1, free port.
+timeout, or be down entirely (connection refused); or to be slow: ``hold()`` keeps each
+chat.postMessage waiting until ``release()``, then answers it as usual. Serves on
+127.0.0.1, free port.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -111,6 +118,11 @@ class SlackApiDouble:
         self._ts_counter = 0
         self._server: LoopbackServer | None = None
         self.port = 0
+        self._released = threading.Event()
+        self._released.set()
+        self.held = 0  # posts waiting on release() now
+        self._pace: tuple[float, Callable[[], float]] | None = None
+        self._last_taken: dict[str, float] = {}  # channel ID -> when it last took a post
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -153,6 +165,31 @@ class SlackApiDouble:
         with self._lock:
             self._injected = _Injected(failure, times, retry_after, hang_seconds)
 
+    def hold(self) -> None:
+        """Keep every chat.postMessage waiting (a slow Slack) until release()."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def rate_limit(self, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        """Take at most one post a channel every `every_s` on `clock`, as Slack's
+        documented limit for chat.postMessage; a post sooner is a 429 with Retry-After."""
+        with self._lock:
+            self._pace = (every_s, clock)
+
+    def _too_soon(self, channel: str) -> int | None:
+        """Retry-After (whole seconds) for a post to `channel` now, or None: taken."""
+        with self._lock:
+            if self._pace is None:
+                return None
+            every_s, clock = self._pace
+            now, last = clock(), self._last_taken.get(channel)
+            if last is not None and now - last < every_s:
+                return max(1, math.ceil(every_s - (now - last)))
+            self._last_taken[channel] = now
+            return None
+
     def clear_failures(self) -> None:
         with self._lock:
             self._injected = None
@@ -189,6 +226,13 @@ class SlackApiDouble:
         """
         with self._lock:
             self.requests += 1
+        if not self._released.is_set():
+            with self._lock:
+                self.held += 1
+            while not self._released.wait(0.05) and not stopping.is_set():
+                pass
+            with self._lock:
+                self.held -= 1
         injected = self._take_failure()
         if injected is not None:
             if injected.failure == "hang":
@@ -217,6 +261,9 @@ class SlackApiDouble:
         channel = self._resolve_channel(str(args.get("channel") or ""))
         if channel is None:
             return 200, {}, {"ok": False, "error": "channel_not_found"}
+        retry_after = self._too_soon(channel)
+        if retry_after is not None:
+            return 429, {"Retry-After": str(retry_after)}, {"ok": False, "error": "ratelimited"}
         text = args.get("text")
         blocks = args.get("blocks")
         if isinstance(blocks, str):

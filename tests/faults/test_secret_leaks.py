@@ -29,6 +29,7 @@ from tests.doubles.nomad_api import NomadApiDouble
 from tests.doubles.prometheus_server import PrometheusApiDouble, error_reply
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
 from tests.faults.test_secrets import NOMAD_SECRET, PROM_BEARER, closed_port
+from tests.support import slack_posted
 
 URL_PASSWORD = "nomad-url-pw-71c2e9"
 ENV = {"SLACK_BOT_TOKEN": DEFAULT_TOKEN, "NOMAD_TOKEN": NOMAD_SECRET, "PROM_TOKEN": PROM_BEARER}
@@ -115,6 +116,7 @@ def two_ticks(
         results = daemon.tick()
         clock.advance(timedelta(minutes=1))
         results += daemon.tick()
+        slack_posted(daemon.runtime.notifier)
     return path, results
 
 
@@ -199,6 +201,7 @@ def test_user_and_password_in_nomad_addr_are_never_printed(
         path = config_file(tmp_path, prom.url, slack_api.base_url, backend)
         daemon = Daemon(path, env=env, clock=SimulatedClock(NOON))
         results = daemon.tick()
+        slack_posted(daemon.runtime.notifier)
     assert results[0].errors.get("backend"), results[0].errors
     outputs = outputs_of(tmp_path, path, caplog, slack_api, results)
     assert_no_secret(outputs)

@@ -38,6 +38,7 @@ from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import NomadApiDouble
 from tests.doubles.prometheus_server import PrometheusApiDouble, error_reply
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+from tests.support import slack_posted
 
 NOMAD_SECRET = "nomad-acl-0b1c2d3e-expired-secret"
 PROM_BEARER = "prom-bearer-9f8e7d6c-secret"
@@ -148,10 +149,12 @@ def test_no_secret_reaches_any_output_while_everything_fails(
         clock = SimulatedClock(NOON)
         daemon = Daemon(path, env=ENV, clock=clock)
         results = daemon.tick()
+        slack_posted(daemon.runtime.notifier)
         slack_api.fail("invalid_auth")  # Slack refuses the token too
         clock.advance(timedelta(minutes=1))
         prom.replies = [error_reply(503, "timeout", "query timed out")]
         results += daemon.tick()
+        slack_posted(daemon.runtime.notifier)
         sent_headers = json.dumps([headers for _, _, headers in prom.requests])
     assert PROM_BEARER in sent_headers  # the token was really in use...
     assert all(r.errors.get("metrics") for r in results)

@@ -1,0 +1,314 @@
+"""Slack's news under a storm: the combining of queued messages into posts (pure), and
+the queue's sender thread with slack-sdk's real WebClient against the local double of
+Slack's Web API (tests/doubles/slack_api.py: chat.postMessage, its 50-block, 3,000- and
+40,000-character limits, its 429 with Retry-After), on a fake clock its waits advance."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoscaler.daemon import Daemon
+from autoscaler.notify import (
+    SECTION_TEXT_LIMIT,
+    TEXT_LIMIT,
+    Message,
+    alert_message,
+    failure_started_message,
+    scale_message,
+)
+from autoscaler.notify_queue import (
+    BLOCK_LIMIT,
+    POST_GAP_S,
+    RETRY_AFTER_CAP_S,
+    QueuedNotifier,
+    combine,
+    finish,
+)
+from autoscaler.notify_slack import SlackNotifier
+from common.clock import SimulatedClock
+from tests.autoscaler.test_daemon import NOON, write_config
+from tests.doubles.slack_api import DEFAULT_TOKEN, PostedMessage, SlackApiDouble
+
+CHANNEL = "#gpu-autoscaler"
+
+
+class FakeClock:
+    """Monotonic seconds that only the waits asked for advance."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def scaled(pool: str) -> Message:
+    reasons = ["forecast needs 15 nodes", "scale up 4 → 15 at once"]
+    return scale_message(pool, 4, 15, reasons, 2.1, 2.9, 1.7, dry_run=False)
+
+
+def shown(posted: PostedMessage) -> str:
+    """What Slack shows of a post: its blocks' texts."""
+    return "\n".join(block["text"]["text"] for block in posted.blocks or [])
+
+
+def queue_for(double: SlackApiDouble, clock: FakeClock, limit: int = 1000) -> QueuedNotifier:
+    sender = SlackNotifier(CHANNEL, DEFAULT_TOKEN, double.base_url, 2.0, sleep=clock.sleep)
+    return QueuedNotifier(sender, limit=limit, clock=clock, sleep=clock.sleep)
+
+
+# ---- combining (pure) ------------------------------------------------------------
+
+
+def test_thirty_pools_news_goes_in_one_post() -> None:
+    """A surge scales 30 pools in a tick: one post holds them all, in order, within
+    Slack's limits (before, 30 posts, most refused with a 429 past the first)."""
+    messages = [scaled(f"pool-{n:02d}") for n in range(30)]
+    [post] = combine(messages)
+    assert post.carries == 30
+    blocks = post.message.blocks or []
+    assert len(blocks) <= BLOCK_LIMIT
+    assert all(len(block["text"]["text"]) <= SECTION_TEXT_LIMIT for block in blocks)
+    text = "\n".join(block["text"]["text"] for block in blocks)
+    assert re.findall(r"\*(pool-\d\d)\*", text) == [f"pool-{n:02d}" for n in range(30)]
+    assert "Demand now 1.7 req/s" in text  # each message's figures line kept
+    assert post.message.text == "\n".join(m.text for m in messages)
+
+
+def test_a_storm_past_one_post_is_split_only_where_slacks_limits_force_it() -> None:
+    """A Prometheus outage starts 1,000 pools' "metrics failing" at once: every one is
+    in some post, once, in order; each post within 50 blocks, 3,000 characters a
+    section and 40,000 of text; and a post ends only where the next message would
+    break a limit."""
+    messages = [failure_started_message(f"p{n:04d}", "metrics", "x" * 400) for n in range(1000)]
+    posts = combine(messages)
+    assert 1 < len(posts) < 20
+    said = []
+    for post in posts:
+        blocks = post.message.blocks or []
+        assert len(blocks) <= BLOCK_LIMIT and len(post.message.text) <= TEXT_LIMIT
+        assert all(len(block["text"]["text"]) <= SECTION_TEXT_LIMIT for block in blocks)
+        said += re.findall(
+            r"(p\d{4}): metrics failing", "\n".join(b["text"]["text"] for b in blocks)
+        )
+    assert said == [f"p{n:04d}" for n in range(1000)]
+    assert sum(post.carries for post in posts) == 1000
+    longest = max(len(m.text) for m in messages)
+    assert all(len(post.message.text) + 1 + longest > TEXT_LIMIT for post in posts[:-1])
+
+
+def test_blocks_of_other_kinds_count_against_the_fifty() -> None:
+    """A block that is not text (a divider) goes as it is; 60 of them need two posts."""
+    messages = [Message(f"m{n}", [{"type": "divider"}]) for n in range(60)]
+    posts = combine(messages)
+    assert [len(post.message.blocks or []) for post in posts] == [50, 10]
+    assert [post.carries for post in posts] == [50, 10]
+
+
+def test_a_lone_message_goes_as_it_was_built() -> None:
+    message = scaled("ocr")
+    assert [(post.message, post.carries) for post in combine([message])] == [(message, 1)]
+    assert combine([]) == []
+
+
+def test_messages_dropped_from_the_backlog_are_said_first() -> None:
+    [post] = combine([alert_message("a"), alert_message("b")], dropped=3)
+    first = (post.message.blocks or [])[0]["text"]["text"]
+    assert first.startswith(":warning: 3 older notifications dropped")
+    assert post.message.text.startswith(":warning: 3 older notifications dropped")
+    assert post.carries == 2
+    [only] = combine([], dropped=1)
+    assert "1 older notification dropped" in only.message.text and only.carries == 0
+
+
+# ---- the queue against the Slack double ------------------------------------------
+
+
+def test_a_tick_of_thirty_pools_reaches_slack_in_one_post(tmp_path: Path) -> None:
+    """The daemon ticks 30 pools that all scale, against the double of Slack's Web API
+    limiting chat.postMessage to one a second a channel: every pool's news reaches
+    the channel, in one post. Before, each pool posted its own at once: 30 posts, each
+    after the first refused with a 429 (and dropped, or waited out one by one)."""
+    pool = yaml.safe_load(write_config(tmp_path).read_text())["pools"][0]
+    pools = [{**pool, "name": f"pool-{n:02d}"} for n in range(30)]
+    with SlackApiDouble() as slack_api:
+        slack_api.rate_limit(every_s=1.0)
+        config = write_config(
+            tmp_path, pools=pools, slack={"channel": CHANNEL, "base_url": slack_api.base_url}
+        )
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(NOON))
+        results = daemon.tick()
+        finish(daemon.runtime.notifier)
+    assert all(result.acted for result in results) and len(results) == 30
+    assert len(slack_api.messages) == 1 and slack_api.requests == 1
+    told = re.findall(r"\*(pool-\d\d)\* 4 → \d+ nodes", shown(slack_api.messages[0]))
+    assert told == [f"pool-{n:02d}" for n in range(30)]
+
+
+def test_a_tick_does_not_wait_on_slack(tmp_path: Path) -> None:
+    """Slack takes the post and holds it unanswered (the double's hold, with the
+    client's timeout at 30 s): the tick ends meanwhile, and its news arrives once Slack
+    answers. Before, the tick waited on Slack for each message it sent (here up to a
+    minute, twice the timeout, then dropped it)."""
+    with SlackApiDouble() as slack_api:
+        slack = {"channel": CHANNEL, "base_url": slack_api.base_url, "timeout": "30s"}
+        config = write_config(tmp_path, slack=slack)
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(NOON))
+        slack_api.hold()
+        try:
+            ticking = threading.Thread(target=daemon.tick)
+            ticking.start()
+            ticking.join(20)
+            ended_before_slack_answered = not ticking.is_alive() and not slack_api.messages
+        finally:
+            slack_api.release()
+        ticking.join(60)
+        finish(daemon.runtime.notifier)
+    assert ended_before_slack_answered
+    [posted] = slack_api.messages
+    assert "image-gen" in (posted.text or "") and "scaling up" in (posted.text or "")
+
+
+def test_a_rate_limit_is_waited_out_and_the_post_retried(slack_api: SlackApiDouble) -> None:
+    """Slack answers 429 with Retry-After 7 s, then 600 s: the sender waits what Slack
+    asks (the second capped), and retries until Slack takes the post. Before, a
+    Retry-After over 2 s dropped the message at once."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    slack_api.fail("ratelimited", times=1, retry_after=7)
+    assert queue.send(alert_message("first"))
+    queue.flush(10)
+    slack_api.fail("ratelimited", times=1, retry_after=600)
+    assert queue.send(alert_message("second"))
+    assert queue.flush(10)
+    queue.close()
+    assert [m.text for m in slack_api.messages] == [
+        ":rotating_light: first",
+        ":rotating_light: second",
+    ]
+    assert slack_api.requests == 4
+    assert 7.0 in clock.waits and RETRY_AFTER_CAP_S in clock.waits
+    assert max(clock.waits) == RETRY_AFTER_CAP_S
+
+
+def test_posts_keep_slacks_pace_of_one_a_second(slack_api: SlackApiDouble) -> None:
+    """Two ticks' news in quick succession, against the double's rate limit on the same
+    (fake) clock: the second post waits out the second Slack asks, and is not refused."""
+    clock = FakeClock()
+    slack_api.rate_limit(every_s=1.0, clock=clock)
+    queue = queue_for(slack_api, clock)
+    for tick in range(3):
+        with queue.gathering():
+            queue.send(alert_message(f"tick {tick} a"))
+            queue.send(alert_message(f"tick {tick} b"))
+        queue.flush(10)
+    queue.close()
+    assert len(slack_api.messages) == 3 and slack_api.requests == 3  # no 429
+    assert clock.waits == [POST_GAP_S, POST_GAP_S]
+
+
+def test_the_backlog_drops_the_oldest_and_says_so(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More news than the backlog holds (here 5) before Slack takes any: the oldest are
+    dropped, memory stays bounded, and the next post says how many went."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock, limit=5)
+    with caplog.at_level(logging.WARNING), queue.gathering():
+        for n in range(8):
+            assert queue.send(alert_message(f"news {n}"))
+    queue.close()
+    [posted] = slack_api.messages
+    text = shown(posted)
+    assert text.startswith(":warning: 3 older notifications dropped")
+    assert re.findall(r"news \d", text) == [f"news {n}" for n in range(3, 8)]
+    assert "the oldest are dropped" in caplog.text
+
+
+def test_a_stop_flushes_what_is_queued(slack_api: SlackApiDouble) -> None:
+    """A stop while a tick's news is still gathered (the tick in flight at SIGTERM): it
+    is posted before close returns, at Slack's pace; nothing is queued after."""
+    clock = FakeClock()
+    slack_api.rate_limit(every_s=1.0, clock=clock)
+    queue = queue_for(slack_api, clock)
+    queue.send(alert_message("before the tick"))
+    queue.flush(10)
+    with queue.gathering():
+        queue.send(alert_message("in the tick"))
+        queue.close()
+    assert [shown(m) for m in slack_api.messages] == [
+        ":rotating_light: before the tick",
+        ":rotating_light: in the tick",
+    ]
+    assert queue.send(alert_message("after")) is False
+
+
+def test_a_stop_does_not_wait_out_a_long_retry_after(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack asks for 30 s at a stop with a 5 s deadline: the wait is not begun, the
+    news left is said in the log, and close returns."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    slack_api.fail("ratelimited", retry_after=30)
+    with caplog.at_level(logging.WARNING), queue.gathering():
+        queue.send(alert_message("one"))
+        queue.send(alert_message("two"))
+        queue.close(timeout_s=5)
+    assert slack_api.messages == [] and slack_api.requests == 1
+    assert clock.waits == []
+    assert "stopping: 2 notifications not sent to Slack" in caplog.text
+
+
+def test_a_stop_does_not_hang_on_a_slack_that_does_not_answer(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack holds the post unanswered: close returns at its deadline, saying news was
+    left behind, and the stop goes on."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    slack_api.hold()
+    try:
+        queue.send(alert_message("held"))
+        with caplog.at_level(logging.WARNING):
+            queue.close(timeout_s=0.2)
+    finally:
+        slack_api.release()
+    assert "not taken yet" in caplog.text
+
+
+def test_queued_messages_are_redacted(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A token quoted in a message (an error body) reaches neither Slack nor the log."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    caplog.set_level(logging.DEBUG)
+    with queue.gathering():
+        queue.send(alert_message(f"backend said: bad token {DEFAULT_TOKEN}"))
+        queue.send(alert_message("second"))
+    queue.close()
+    said = "".join((m.text or "") + shown(m) for m in slack_api.messages)
+    assert "[redacted]" in said and DEFAULT_TOKEN not in said + caplog.text
+
+
+def test_news_between_ticks_is_posted_on_its_own(slack_api: SlackApiDouble) -> None:
+    """Sent outside a tick (a reload's alert, a tick left behind that finishes late):
+    posted on its own, as it was built, without waiting for a tick to end."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    queue.send(alert_message("between ticks"))
+    assert queue.flush(10)
+    assert [shown(m) for m in slack_api.messages] == [":rotating_light: between ticks"]
+    queue.close()
