@@ -20,6 +20,7 @@ from autoscaler.config.schema import Config
 from autoscaler.config.validate import unknown_override_pools
 from autoscaler.config.yaml_reader import YamlDocument
 from autoscaler.notify import Notifier
+from autoscaler.notify_queue import QueuedNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime, orphaned_drains
 from autoscaler.telemetry import Telemetry
@@ -70,6 +71,22 @@ def keep_simulated_fleets(running: Runtime, reloaded: Runtime) -> None:
             and previous.pool.backend == settings
         ):
             ticker.backend = previous.backend
+
+
+def keep_notifier(running: Runtime, reloaded: Runtime) -> None:
+    """What the running Slack sender has queued is neither lost nor sent twice by a
+    reload: where Slack's settings stay, the reloaded runtime keeps the running sender
+    (its queue, its pace, its circuit breaker); where they change, the new sender takes
+    the queue over and the old one ends after the post it has in hand."""
+    old, new = running.notifier, reloaded.notifier
+    if not isinstance(old, QueuedNotifier) or not isinstance(new, QueuedNotifier):
+        return
+    if not old.sender.same_target(new.sender):
+        new.take_over(old)
+        return
+    reloaded.notifier = old
+    for ticker in reloaded.tickers:
+        ticker.notifier = old
 
 
 def let_go(replaced: Runtime) -> None:
@@ -127,6 +144,7 @@ class ConfigReloads:
         self._guard_writes(new)
         carried = carry_learning(self.runtime, new)
         keep_simulated_fleets(self.runtime, new)
+        keep_notifier(self.runtime, new)
         replaced, self.runtime = self.runtime, new
         let_go(replaced)
         self.telemetry.keep_pools({pool.name for pool in config.pools})

@@ -6,16 +6,23 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from autoscaler.daemon import Daemon
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
 from tests.doubles.prometheus_server import PrometheusApiDouble
+from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
 from tests.faults.test_process_faults import fresh_demand
-from tests.support import RecordingNotifier
+from tests.support import RecordingNotifier, slack_posted
 
 
 def deadline_threads() -> int:
     return sum(t.name.startswith("deadline") for t in threading.enumerate())
+
+
+def sender_threads() -> int:
+    return sum(t.name == "slack-sender" for t in threading.enumerate())
 
 
 def test_reloads_do_not_pile_up_prometheus_connections_or_threads(tmp_path: Path) -> None:
@@ -72,3 +79,42 @@ def test_a_drain_left_by_a_pool_no_longer_configured_is_said(tmp_path: Path) -> 
     said = [t for t in notifier.texts if "no longer in the config" in t]
     assert len(said) == 1 and str(gone) in said[0] and "'old-ocr'" in said[0]
     assert gone.read_text() == '{"nodes": []}'
+
+
+@pytest.mark.parametrize("timeout", ["20s", "30s"])
+def test_news_queued_at_a_reload_is_posted_once(tmp_path: Path, timeout: str) -> None:
+    """Slack (the double of its Web API) holds a post unanswered while more news waits
+    behind it, and a reload comes: one that keeps Slack's settings keeps the sender and
+    its queue; one that changes them (the timeout) has the new sender take the queue
+    over, the old one finishing the post in hand. Once Slack answers, each message is
+    posted once: none lost, none twice; and one sender thread is left."""
+    senders = sender_threads()
+    with SlackApiDouble() as slack_api:
+        slack = {"channel": "#gpu-autoscaler", "base_url": slack_api.base_url, "timeout": "20s"}
+        path = write_config(tmp_path, slack=slack)
+        daemon = Daemon(path, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(NOON))
+        before = daemon.runtime.notifier
+        slack_api.hold()
+        try:
+            daemon._alert("in Slack's hands at the reload")
+            deadline = time.monotonic() + 10
+            while slack_api.held == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            daemon._alert("queued at the reload")
+            path.write_text(path.read_text().replace("timeout: 20s", f"timeout: {timeout}"))
+            daemon.request_reload()
+            (result,) = daemon.tick()
+        finally:
+            slack_api.release()
+        slack_posted(before)
+        slack_posted(daemon.runtime.notifier)
+        deadline = time.monotonic() + 10  # a replaced sender's thread ends on its own
+        while sender_threads() > senders + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sender_threads() == senders + 1
+    assert result.acted
+    assert (daemon.runtime.notifier is before) == (timeout == "20s")
+    said = "\n".join(m.text or "" for m in slack_api.messages)
+    assert said.count("in Slack's hands at the reload") == 1
+    assert said.count("queued at the reload") == 1
+    assert said.count("image-gen 4 →") == 1
