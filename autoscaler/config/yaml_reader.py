@@ -6,6 +6,7 @@ marks it keeps are what lets every later error name FILE:LINE.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+"""What YAML 1.1 reads as an octal number: `max_nodes: 010` is 8, `012` is 10."""
 MAX_VALUES = 100_000
 MAX_DEPTH = 50
 MAX_BYTES = 4 * MIB
@@ -171,6 +174,10 @@ class _Builder:
                 )
         if node.tag in (_INT_TAG, _FLOAT_TAG) and node.style is None and ":" in node.value:
             # YAML 1.1 reads 10:30 as the base-60 number 630; a person meant a time.
+            return node.value
+        if node.tag == _INT_TAG and node.style is None and _OCTAL.fullmatch(node.value):
+            # ...and 010 as the octal 8 (while 08 is text, read as 8): a person padding a
+            # column meant ten. The text as written, for the model to read in decimal.
             return node.value
         try:
             return self.loader.construct_object(node, deep=True)

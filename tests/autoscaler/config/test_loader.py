@@ -123,6 +123,17 @@ def test_unquoted_clock_time_is_a_time_not_a_base_60_number(tmp_path: Path) -> N
     assert (schedule.start, schedule.end) == (time(10, 30), time(18, 45))
 
 
+def test_a_number_with_a_leading_zero_is_read_in_decimal_not_octal(tmp_path: Path) -> None:
+    # YAML 1.1 reads 010 as octal 8 (and 08 as text): bounds silently lower than written.
+    text = BASE.replace("max_nodes: 60", "max_nodes: 060").replace(
+        "min_nodes: 50", "min_nodes: 012"
+    )
+    pool = load_config(write(tmp_path, text)).pools[0]
+    assert (pool.max_nodes, pool.schedules[0].min_nodes) == (60, 12)
+    overrides = write(tmp_path, OVERRIDES.replace("nodes: 12", "nodes: 010"), "overrides.yaml")
+    assert load_overrides(overrides).overrides["gpu-ocr"].nodes == 10
+
+
 def test_a_simulations_ends_share_one_utc_however_they_are_written(tmp_path: Path) -> None:
     """YAML's own timestamp and a quoted one parse to different UTC objects, and pandas
     refuses a range between them: the demo's summary failed at its end."""
