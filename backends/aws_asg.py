@@ -32,6 +32,7 @@ from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
 from common.secrets import redact, remember, shorten
+from common.settings import Name
 from common.transport import plain_http_finding
 
 if TYPE_CHECKING:  # boto3 is the [aws] extra: imported when a group is used, not on load
@@ -45,7 +46,7 @@ class AwsAsgBackend(TlsApiCalls):
     requests, and any session token, in clear."""
 
     kind: Literal["aws_asg"]
-    group: str = Field(description="Auto Scaling group name")
+    group: Name = Field(description="Auto Scaling group name")
     region: str | None = Field(default=None, description="default: the AWS chain's region")
     endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
 

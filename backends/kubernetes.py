@@ -33,6 +33,7 @@ from backends.base import Backend, BackendError, FleetState, is_count, require_c
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
 from common.secrets import shorten
+from common.settings import Name
 
 if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
     from kubernetes.client.exceptions import ApiException
@@ -50,7 +51,7 @@ class KubernetesBackend(KubernetesAccess):
 
     kind: Literal["kubernetes"]
     workload: Literal["deployment", "statefulset"] = "deployment"
-    name: str
+    name: Name
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return KubernetesWorkload(self, env=env)

@@ -48,6 +48,7 @@ from backends.nomad_node_api import NomadNodeApi, PoolNodes
 from common.atomic import write_atomically
 from common.clock import Clock, SystemClock
 from common.durations import Duration
+from common.settings import Name
 from common.small_files import MIB, read_small_text
 from common.transport import plain_http_finding
 
@@ -61,7 +62,7 @@ class NomadClusterBackend(NomadAccess):
     desired capacity; scale in by draining chosen nodes, then terminating exactly them."""
 
     kind: Literal["nomad_cluster"]
-    asg: str = Field(description="Auto Scaling group the Nomad clients run in")
+    asg: Name = Field(description="Auto Scaling group the Nomad clients run in")
     aws_region: str | None = None
     aws_endpoint_url: str | None = Field(
         default=None, description="only for VPC endpoints/tests; verify_tls applies to it too"

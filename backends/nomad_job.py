@@ -38,7 +38,7 @@ from common.http_environment import read_environment_once, verify_from_environme
 from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
-from common.settings import ApiUrl, EnvName
+from common.settings import ApiUrl, EnvName, Name
 from common.transport import http_url_problem, plain_http_finding
 
 
@@ -56,8 +56,8 @@ class NomadAccess(TlsApiCalls):
 
 class NomadJobBackend(NomadAccess):
     kind: Literal["nomad_job"]
-    job: str
-    group: str
+    job: Name
+    group: Name
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return NomadJobGroup(self, env=env)

@@ -88,8 +88,18 @@ def _promql(value: str) -> str:
     return value
 
 
+def _named(value: str) -> str:
+    if not value.strip():  # the API answers "not found" at every tick
+        raise ValueError("is empty: give its name (a blank one is looked up in vain at every tick)")
+    return value
+
+
 PromQL = Annotated[str, AfterValidator(_promql)]
 """A PromQL expression; a blank one (an unset `${VAR:-}`) is refused, not sent every tick."""
+
+Name = Annotated[str, AfterValidator(_named)]
+"""What a fleet or a channel is found by (a Nomad job, an Auto Scaling group): a blank one
+(`${VAR}` set empty) is refused, not looked up in vain every tick."""
 
 ApiUrl = Annotated[str, AfterValidator(_http_url)]
 """An HTTP API's address: http:// or https:// and a host (Prometheus, Nomad, Slack)."""

@@ -12,11 +12,11 @@ from pydantic import Field, field_validator
 
 from autoscaler.config.time_windows import ClockTime, ZoneName
 from common.durations import PositiveDuration
-from common.settings import ApiUrl, EnvName, Strict
+from common.settings import ApiUrl, EnvName, Name, Strict
 
 
 class SlackConfig(Strict):
-    channel: str
+    channel: Name
     token_env: EnvName = "SLACK_BOT_TOKEN"
     token_file: Path | None = None
     base_url: ApiUrl | None = Field(

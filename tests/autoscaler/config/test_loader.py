@@ -784,6 +784,27 @@ def test_an_api_address_that_is_not_an_http_url_is_a_located_error(
 
 
 @pytest.mark.parametrize(
+    ("backend", "field"),
+    [
+        ("{kind: nomad_job, job: '', group: gpu}", "backend.job"),
+        ("{kind: nomad_job, job: fm, group: ' '}", "backend.group"),
+        ("{kind: nomad_cluster, asg: ''}", "backend.asg"),
+        ("{kind: kubernetes, name: ''}", "backend.name"),
+        ("{kind: aws_asg, group: ''}", "backend.group"),
+    ],
+)
+def test_a_blank_fleet_name_is_a_located_error(tmp_path: Path, backend: str, field: str) -> None:
+    """`job: ${JOB}` with JOB set empty was accepted: every tick asked for job '' and was
+    answered "not found", while `validate` said ok."""
+    text = BASE.replace("backend: {kind: simulated}", f"backend: {backend}")
+    text += 'slack: {channel: ""}\n'
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert_reported(error, path, line_of(text, "backend: {kind: "), f"pools[1].{field}", "is empty")
+    assert_reported(error, path, line_of(text, "slack:"), "slack.channel", "is empty")
+
+
+@pytest.mark.parametrize(
     ("old", "new", "field"),
     [
         ("max_nodes: 60", "max_nodes: 99999999999999999999999", "pools[0].max_nodes"),
