@@ -350,7 +350,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
                     return False
                 runtime = self.runtime
                 end = runtime.clock.now().replace(second=0, microsecond=0)
-            post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end)
+            rates = {t.pool.name: t.per_node_rps for t in runtime.tickers}  # as ticks sized
+            post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end, rates)
             if post is not None and self._stop.is_set():
                 log.info("daily digest dropped: the daemon is stopping")
                 return False

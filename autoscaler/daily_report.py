@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,9 +46,11 @@ class DayReport:
     """The pools the decision log says nothing of in the window, and where it was read."""
 
 
-def digest_settings(pool: Pool) -> DigestSettings:
+def digest_settings(pool: Pool, per_node_rps: float | None = None) -> DigestSettings:
+    """`per_node_rps`: the rate the daemon sized with (its profile read at start or reload);
+    without it the profile is read now, and a broken one is a ConfigError."""
     return DigestSettings(
-        per_node_rps=per_node_rps_of(pool.capacity),
+        per_node_rps=per_node_rps_of(pool.capacity) if per_node_rps is None else per_node_rps,
         target_utilization=pool.target_utilization,
         min_nodes=pool.min_nodes,
         boot_time=pool.boot_time,
@@ -125,8 +127,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def build_report(
-    config: Config, metrics: MetricsSource, start: datetime, end: datetime, pools: list[str]
+    config: Config,
+    metrics: MetricsSource,
+    start: datetime,
+    end: datetime,
+    pools: list[str],
+    per_node_rps: Mapping[str, float] | None = None,
 ) -> DayReport:
+    """Each pool's day; `per_node_rps` by pool, as the daemon sized (digest_settings)."""
     records, broken, first_broken = (
         read_records(config.decision_log, start, end) if config.decision_log else ([], 0, None)
     )
@@ -143,7 +151,7 @@ def build_report(
             log.warning("digest: %s: demand from the decision log (%s)", pool.name, exc)
             demand = _logged_demand(mine)
             from_log.append(pool.name)
-        settings = digest_settings(pool)
+        settings = digest_settings(pool, (per_node_rps or {}).get(pool.name))
         digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
     where = config.decision_log or "the config sets no decision_log"
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
@@ -170,7 +178,11 @@ def send_digest(config: Config, metrics: MetricsSource, notifier: object, end: d
 
 
 def digest_post(
-    config: Config, metrics: MetricsSource, notifier: object, end: datetime
+    config: Config,
+    metrics: MetricsSource,
+    notifier: object,
+    end: datetime,
+    per_node_rps: Mapping[str, float] | None = None,
 ) -> Callable[[], bool] | None:
     """The digest of the day before `end`, built (the decision log and the metrics source
     read, the PNGs drawn), and the call that posts it, which the daemon makes outside its
@@ -179,7 +191,7 @@ def digest_post(
     if send is None:  # no Slack configured (the log notifier), or a dry run
         log.info("digest: no Slack to send it to")
         return None
-    report = build_report(config, metrics, end - timedelta(days=1), end, [])
+    report = build_report(config, metrics, end - timedelta(days=1), end, [], per_node_rps)
     currency = config.digest.currency if config.digest else "USD"
     files: list[Attachment] = []
     if config.digest is None or config.digest.plot:

@@ -57,7 +57,7 @@ def report_command(
     try:
         metrics = _metrics(parsed, end)
         report = build_report(parsed, metrics, start, end, list(pool or ()))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ConfigError) as exc:  # ConfigError: a capacity profile
         _fail(f"cannot build the report: {exc}")
     currency = parsed.digest.currency if parsed.digest else "USD"
     console.print(report_text(report, currency), highlight=False, markup=False)

@@ -215,3 +215,34 @@ def test_a_pool_the_log_says_nothing_of_is_said_not_shown_as_a_fleet_of_zero(
         app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
     )
     assert f"no decision-log lines in this span for ocr (in {log})" in result.output
+
+
+def test_a_pools_capacity_profile_gone_bad_after_start_costs_no_digest(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """The digest read each pool's profile again: one rewritten badly (or removed) since
+    the daemon started stopped the whole digest, every pool's, with only a log line, and
+    `autoscaler report` with a traceback. The daemon's digest now judges the day with the
+    rate its ticks sized with; `report` names the file and exits 2."""
+    from datetime import UTC, datetime
+
+    from autoscaler.daemon import Daemon
+    from common.clock import SimulatedClock
+
+    config = setup_day(tmp_path, slack_api.base_url)
+    profile = tmp_path / "ocr-profile.yaml"
+    profile.write_text("per_node_rps: 5\n")
+    config.write_text(config.read_text().replace("per_node_rps: 5}", f"profile: {profile.name}}}"))
+    end = datetime(2026, 11, 27, tzinfo=UTC)
+    daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(end))
+    profile.write_text("per_node_rps: 5.\n  gpus")  # cut short by a failed copy
+    assert daemon.send_digest()
+    [message] = slack_api.messages
+    assert "ocr: 74.0 node-hours, EUR 185.00" in (message.text or "")
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z"],
+        env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"{profile}:1: per_node_rps" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
