@@ -18,16 +18,16 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from common.durations import PositiveDuration
-from common.settings import Strict
+from common.settings import PromQL, Strict
 
 
 class CapacityCheck(Strict):
-    served_query: str | None = Field(default=None, description="req/s the pool served")
-    nodes_query: str | None = Field(default=None, description="nodes serving (ready)")
-    per_node_query: str | None = Field(
+    served_query: PromQL | None = Field(default=None, description="req/s the pool served")
+    nodes_query: PromQL | None = Field(default=None, description="nodes serving (ready)")
+    per_node_query: PromQL | None = Field(
         default=None, description="or: req/s one node served, directly"
     )
-    utilization_query: str | None = Field(
+    utilization_query: PromQL | None = Field(
         default=None, description="the pool's GPU utilization in percent (busy samples only)"
     )
     busy_above: float = Field(default=80.0, gt=0, le=100, description="percent")

@@ -784,6 +784,27 @@ def test_an_api_address_that_is_not_an_http_url_is_a_located_error(
 
 
 @pytest.mark.parametrize(
+    ("queries", "blank"),
+    [
+        ("served_query: s, nodes_query: n, utilization_query: ''", "utilization_query"),
+        ("served_query: ' ', nodes_query: n", "served_query"),
+        ("per_node_query: ''", "per_node_query"),
+    ],
+)
+def test_a_blank_capacity_check_query_is_a_located_error(
+    tmp_path: Path, queries: str, blank: str
+) -> None:
+    """`utilization_query: ${UTIL_QUERY}` with UTIL_QUERY set empty was taken for no query
+    (served rates then only a floor: a slower node never drifts), and a blank served or
+    per-node query was sent to Prometheus at every check, as a blank demand query is not."""
+    text = BASE.replace("metrics:\n  kind: replay\n  trace: trace.csv\n", "")
+    text = text.replace("max_nodes: 8", f"max_nodes: 8\n    capacity_check: {{{queries}}}")
+    path = write(tmp_path, text)
+    field = f"pools[1].capacity_check.{blank}"
+    assert_reported(config_error(path), path, line_of(text, "capacity_check:"), field, "is empty")
+
+
+@pytest.mark.parametrize(
     ("backend", "field"),
     [
         ("{kind: nomad_job, job: '', group: gpu}", "backend.job"),
