@@ -44,6 +44,7 @@ from backends import make_backend
 from backends.base import Backend
 from backends.leases import LeaderLock, make_leader_lock
 from common.clock import Clock, SimulatedClock, SystemClock
+from common.durations import format_duration
 from common.secrets import install_log_redaction, remember_environment, remember_url
 from predictors import Predictor
 
@@ -298,7 +299,8 @@ def _with_startup(pool: Pool, startup: _Startup, here: Loc) -> Pool:
     if pool.horizon < boot:
         startup.add(
             (*here, "horizon"),
-            f"horizon must be at least boot_time plus the profile's start-up time ({boot})",
+            f"horizon ({format_duration(pool.horizon)}) must be at least boot_time plus the "
+            f"profile's start-up time ({format_duration(boot)})",
         )
     return pool.model_copy(update={"boot_time": boot})
 
