@@ -33,9 +33,13 @@ def _check_node_rate(document: YamlDocument, per_node_rps: float) -> None:
     """per_node_rps = per_gpu_rps * gpus_per_node, where the profile has both (gpu-bench
     writes both; a hand-written profile may give per_node_rps alone). A file cut short in
     that number (`per_node_rps: 12` of 1240.0) or a gpus_per_node edited alone sized the
-    fleet on a wrong rate without a word."""
+    fleet on a wrong rate without a word; so did one edited to what is no number (`'4'`,
+    `true`), which skipped this check."""
     per_gpu, gpus = document.data.get("per_gpu_rps"), document.data.get("gpus_per_node")
-    if not (_finite(per_gpu) and _finite(gpus)):
+    for field, value in (("per_gpu_rps", per_gpu), ("gpus_per_node", gpus)):
+        if value is not None and not (_finite(value) and value > 0):  # `gpus_per_node: '4'`
+            raise _bad(document, field, value, "a positive number, or no such line")
+    if per_gpu is None or gpus is None:
         return
     expected = per_gpu * gpus
     if abs(per_node_rps - expected) > 1e-6 * max(1.0, abs(expected)):

@@ -142,6 +142,21 @@ def test_a_node_rate_that_contradicts_the_profiles_own_figures_is_a_located_erro
         assert "a10g.yaml" in str(caught.value) and "gpus_per_node" in str(caught.value)
 
 
+@pytest.mark.parametrize("written", ["'2'", "true", "0", ".nan"])
+def test_a_gpus_per_node_edited_to_no_number_is_a_located_error(
+    tmp_path: Path, written: str
+) -> None:
+    """`gpus_per_node: '2'` (or true, 0, NaN) skipped the check above, so the profile's
+    per_node_rps was taken as written whatever the rest said."""
+    test_a_gpu_bench_profile_sizes_the_pool(tmp_path)
+    path = tmp_path / "profiles" / "a10g.yaml"
+    path.write_text(path.read_text().replace("gpus_per_node: 2", f"gpus_per_node: {written}"))
+    config = load_config(tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match="gpus_per_node") as caught:
+        per_node_rps_of(config.pools[0].capacity)
+    assert "a10g.yaml:" in str(caught.value) and "a positive number" in str(caught.value)
+
+
 def test_a_profile_replaced_while_it_is_read_is_not_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
