@@ -216,6 +216,7 @@ def build_runtime(
             ("leader_election",), lambda: make_leader_lock(config.leader_election, env)
         )
     parts = _pool_parts(config, startup, clock, env, dry_run)
+    _check_written_paths(config, startup)
     if startup.problems:
         raise ConfigError(startup.problems)
     assert metrics is not None and real_notifier is not None
@@ -243,6 +244,19 @@ def build_runtime(
     ]
     lock = None if dry_run else lock
     return Runtime(config, clock, metrics, told, tickers, store, lock, decision_log)
+
+
+def _check_written_paths(config: Config, startup: _Startup) -> None:
+    """A path the daemon writes to that is already of the other kind (a folder where the
+    decision log goes, `decision_log: ""` among them; a file where the state folder
+    goes) can never be written: refused here, as `validate` would, rather than a daemon
+    that runs on saying at every tick that it cannot write. One that does not exist yet
+    is made at the first write; one that fails then (a full or read-only disk) is said
+    and run on (README: Bounded)."""
+    if config.decision_log is not None and config.decision_log.is_dir():
+        startup.add(("decision_log",), f"{config.decision_log} is a folder: give a file's path")
+    if config.state_dir.exists() and not config.state_dir.is_dir():
+        startup.add(("state_dir",), f"{config.state_dir} is not a folder")
 
 
 @dataclass(frozen=True)
