@@ -14,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from autoscaler.config.schema import Pool
 from autoscaler.digest import DigestSettings, pool_digest
 from autoscaler.tick_result import TickResult, decision_record
 from common.durations import format_duration
+from common.secrets import redact
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -72,7 +74,9 @@ class ConsoleReporter:
                 tally.short_ticks += demand > capacity
         if decision is None:
             tally.held_ticks += 1
-            self.console.print(f"{at} {result.pool}: no decision ({result.errors})")
+            errors = "; ".join(f"{kind}: {text}" for kind, text in result.errors.items())
+            said = f"{at} {result.pool}: no decision ({escape(redact(errors))})"
+            self.console.print(said, highlight=False)
             return
         tally.scale_ups += decision.action == "scale_up"
         tally.scale_downs += decision.action == "scale_down"
@@ -90,7 +94,8 @@ class ConsoleReporter:
         if result.dry_run:
             verb = "hold" if decision.action == "none" else decision.action.replace("_", " ")
             reasons.insert(0, f"would {verb} (dry run)")
-        self.console.print(line + "  [dim]" + "; ".join(reasons) + "[/]", highlight=False)
+        said = escape(redact("; ".join(reasons)))
+        self.console.print(line + "  [dim]" + said + "[/]", highlight=False)
 
     def print_summary(self) -> None:
         self.console.rule("summary")

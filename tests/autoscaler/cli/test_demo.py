@@ -108,3 +108,40 @@ def test_a_hold_a_bound_shaped_says_the_bound_not_only_the_forecast(tmp_path: Pa
     plain = _play(path)
     held = [line for line in plain.stdout.splitlines() if " image-gen   demand" in line]
     assert held and all(";" not in line for line in held), plain.stdout  # one reason each
+
+
+def test_a_tick_without_decision_is_said_in_words_with_its_brackets_kept() -> None:
+    """`run --once` prints each pool's tick (cron mails it): an error was a Python dict, and
+    its text went through rich markup, which ate a redacted password ('nomaduser:@host',
+    as if it were empty) and a PromQL character class."""
+    from datetime import UTC, datetime, timedelta
+    from io import StringIO
+
+    from rich.console import Console
+
+    from autoscaler.cli.demo import ConsoleReporter
+    from autoscaler.policy import Decision
+    from autoscaler.sizing import Sizing
+    from autoscaler.tick_result import TickResult
+    from backends.base import FleetState
+
+    out = StringIO()
+    reporter = ConsoleReporter({"ocr": 1.0}, timedelta(minutes=1), Console(file=out, width=400))
+    errors = {
+        "metrics": "demand query 'sum(rate(x{model=~\"[a-z]+\"}[2m]))': stale",
+        "backend": "connection to http://nomaduser:[redacted]@127.0.0.1:4646 failed",
+    }
+    at = datetime(2026, 12, 7, 14, tzinfo=UTC)
+    reporter(TickResult("ocr", at, None, Sizing(), None, errors=errors))
+    assert out.getvalue().strip() == (
+        "Mon 14:00 UTC ocr: no decision (metrics: demand query "
+        "'sum(rate(x{model=~\"[a-z]+\"}[2m]))': stale; backend: connection to "
+        "http://nomaduser:[redacted]@127.0.0.1:4646 failed)"
+    )
+
+    out.seek(0)
+    out.truncate()
+    reason = "signal 'queue[a-z]' (queue_depth): no data"
+    decision = Decision(at, 4, 6, 6, ("forecast needs 6 nodes", reason))
+    reporter(TickResult("ocr", at, FleetState(4, 4, 0), Sizing(nodes=6), decision))
+    assert out.getvalue().rstrip().endswith(f"forecast needs 6 nodes; {reason}")
