@@ -130,4 +130,6 @@ def dump_profile(profile: CapacityProfile) -> str:
 
 
 def save_profile(path: Path, profile: CapacityProfile) -> None:
-    write_atomically(Path(path), dump_profile(profile))
+    """A new profile is 0644, as its chart and CSV are: the daemon, another user, reads it
+    (it holds no secret: an endpoint's headers are masked in `command`)."""
+    write_atomically(Path(path), dump_profile(profile), new_mode=0o644)

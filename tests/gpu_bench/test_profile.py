@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -39,6 +40,17 @@ def test_round_trip(tmp_path: Path) -> None:
     save_profile(path, profile)
     assert load_profile(path) == profile
     assert load_profile(path).per_node_rps == 50.0
+
+
+def test_a_new_profile_is_readable_by_the_daemons_user(tmp_path: Path) -> None:
+    """A profile was written 0600 (its chart and CSV 0644): copied to /etc/autoscaler as
+    it was, the daemon (the autoscaler user) could not read it and would not start."""
+    path = tmp_path / "profile.yaml"
+    save_profile(path, make_profile())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path.chmod(0o640)
+    save_profile(path, make_profile())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_missing_field_names_file_and_field(tmp_path: Path) -> None:
