@@ -68,9 +68,16 @@ def run(
         bool, typer.Option("--dry-run", help="decide and report, never scale")
     ] = False,
     once: Annotated[bool, typer.Option("--once", help="one tick of every pool, then exit")] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "",
 ) -> None:
     """Run the daemon (or one tick with --once)."""
+    if log_level and log_level.upper() not in logging.getLevelNamesMapping():
+        errors.print(
+            "[red]invalid option[/]: --log-level: expected DEBUG, INFO, WARNING or ERROR, "
+            f"got {escape(repr(log_level))}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
         parsed = load_config(config)
     except ConfigError as exc:

@@ -103,6 +103,17 @@ def test_forecast_shows_a_table_and_what_it_would_do_and_writes_nothing(tmp_path
     assert not (tmp_path / "state").exists()
 
 
+def test_an_unknown_log_level_is_a_one_line_error_not_a_traceback(tmp_path: Path) -> None:
+    """`run --log-level LOUD` raised logging's ValueError as a traceback, exit 1 (which
+    systemd restarts on) instead of a bad option's exit 2."""
+    path = demo_copy(tmp_path)
+    result = runner.invoke(app, ["run", "--config", str(path), "--log-level", "LOUD"])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "--log-level: expected DEBUG, INFO, WARNING or ERROR, got 'LOUD'" in result.output
+    assert not (tmp_path / "state").exists()
+
+
 def test_forecast_unknown_pool_fails(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["forecast", "--config", str(demo_copy(tmp_path)), "--pool", "nope"]
