@@ -310,7 +310,10 @@ def _model_settings(
         spec = parse_model_spec(model, shape)
     except ModelLoadError as error:
         raise typer.BadParameter(str(error)) from None
-    resolved = resolve_device(device)
+    try:
+        resolved = resolve_device(device)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     settings = SweepSettings(
         **common,
         model=spec.target,

@@ -90,11 +90,30 @@ def _nvml_handle(pynvml: Any, device: str) -> Any:
 
 
 def resolve_device(requested: str | None) -> str:
-    """'auto' (or None) picks cuda:0 when a GPU is visible, else cpu."""
+    """'auto' (or None) picks cuda:0 when a GPU is visible, else cpu. Another is checked
+    before any worker starts (a ValueError says why): a CUDA device this torch cannot
+    reach was torch's AssertionError traceback, and a name torch does not know failed
+    every configuration as the model's error."""
     import torch
 
     if requested in (None, "auto"):
         return "cuda:0" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device: expected auto, cpu or cuda:N, got {requested!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"--device {requested}: no CUDA device is visible here (a CPU-only torch "
+                "build, no driver, or CUDA_VISIBLE_DEVICES empty); use --device cpu or auto"
+            )
+        if (device.index or 0) >= count:
+            raise ValueError(
+                f"--device {requested}: {count} CUDA device(s) visible here, cuda:0 to "
+                f"cuda:{count - 1}"
+            )
     return requested
 
 

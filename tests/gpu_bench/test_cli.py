@@ -233,3 +233,20 @@ def test_no_devices_per_node_and_no_memory_are_refused_before_measuring(tmp_path
         assert result.exit_code == 2, (option, result.output)
         assert option.partition("=")[0] in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_a_device_that_cannot_be_used_is_refused_before_measuring(tmp_path: Path) -> None:
+    """--device cuda:0 where torch sees no GPU (a CPU-only build) was torch's AssertionError
+    traceback, exit 1; a name torch does not know (tpu) measured the whole sweep, each
+    configuration failing as the model's error, exit 3."""
+    import torch
+
+    out = tmp_path / "profile.yaml"
+    beyond = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, or none at all
+    for device, said in (("tpu", "expected auto, cpu or cuda:N, got 'tpu'"), (beyond, beyond)):
+        command = ["run", "--model", "cnn", *ONE, "--device", device, "--out", str(out)]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (device, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert said in " ".join(result.output.split())
+    assert not any(tmp_path.iterdir())
