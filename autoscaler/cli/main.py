@@ -205,7 +205,8 @@ def validate(
         errors.print(f"[red]{len(problems)} problem(s)[/]")
         raise typer.Exit(2)
     assert parsed is not None
-    pools = f"{len(parsed.pools)} pools: {', '.join(p.name for p in parsed.pools)}"
+    names = [p.name for p in parsed.pools]
+    pools = f"{len(names)} pool{'s' if len(names) != 1 else ''}: {', '.join(names)}"
     if check_backends:
         from autoscaler.cli.check import backend_checks, run_checks
 
