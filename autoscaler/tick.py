@@ -31,6 +31,7 @@ from autoscaler.notify import (
     failure_started_message,
     scale_message,
 )
+from autoscaler.other_autoscalers import OtherAutoscalers, manual_change_text
 from autoscaler.overrides import OverridesFile, expired_overrides
 from autoscaler.plan import act, limits_of, plan
 from autoscaler.signals.observe import observe_signals, signal_problems
@@ -71,6 +72,7 @@ class PoolTicker:
         """Saves the daemon's state; called right before a write to the fleet."""
         self.in_flight = False  # a tick of this pool is running (maybe one left behind)
         self.abandoned = threading.Event()  # the daemon stopped waiting: write nothing
+        self.others = OtherAutoscalers(pool.name)  # asked at the first tick: start, reload
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
@@ -201,6 +203,7 @@ class PoolTicker:
 
     def _tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
+        self.others.ask_once(self.backend, self._send)  # before anything is acted on
         per_node_rps, capacity_note = self._capacity(now, state)
         self._resume_loop(now, state)
         taken, self._observed = self._observed, None
@@ -350,13 +353,9 @@ class PoolTicker:
         if before is None or fleet.desired == before:
             return
         state.memory = replace(state.memory, manual_change_at=now)
-        until = now + self.pool.cooldown
-        self._send(
-            alert_message(
-                f"{self.pool.name}: the count changed from {before} to {fleet.desired} outside "
-                f"the autoscaler; holding it until {until:%Y-%m-%d %H:%M} UTC (cooldown)"
-            )
-        )
+        until, others = now + self.pool.cooldown, self.others.found
+        text = manual_change_text(self.pool.name, before, fleet.desired, until, others)
+        self._send(alert_message(text))
 
     def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
         expired = expired_overrides(overrides, now).get(self.pool.name)

@@ -61,6 +61,24 @@ class Backend(Protocol):
         ...
 
 
+class SeesOtherAutoscalers(Protocol):
+    """A backend that can tell whether something else also scales its fleet (optional)."""
+
+    def other_autoscalers(self) -> list[str]:
+        """Other autoscalers that act on this fleet now, one short phrase each naming it and
+        how to turn it off; [] when none. Two autoscalers on one fleet fight: each takes the
+        other's change for one by hand. Raises BackendError when it cannot ask (denied,
+        timed out); read-only, one attempt (it runs in a tick, within its deadline)."""
+        ...
+
+
+def other_autoscalers(backend: Backend) -> list[str]:
+    """What `backend` says acts on its fleet beside us; [] for one that cannot tell (the
+    simulated fleet: nothing else scales it)."""
+    ask = getattr(backend, "other_autoscalers", None)
+    return list(ask()) if callable(ask) else []
+
+
 _called_off: ContextVar[threading.Event | None] = ContextVar("backend_calls_off", default=None)
 
 

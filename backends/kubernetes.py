@@ -43,6 +43,7 @@ from backends.kubernetes_credentials import (
     KubernetesConnection,
     connect,
 )
+from backends.kubernetes_hpa import WatchesHpas
 from backends.retry import call_with_retries, is_transient_status
 
 
@@ -233,7 +234,7 @@ def _object(answer: Any, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class KubernetesWorkload:
+class KubernetesWorkload(WatchesHpas):
     """A Deployment or StatefulSet, scaled through its scale subresource."""
 
     name = "kubernetes"
@@ -321,7 +322,6 @@ class KubernetesWorkload:
 
         kind = "deployment" if self.config.workload == "deployment" else "stateful_set"
         method = f"{verb}_namespaced_{kind}{'_scale' if scale else ''}"
-
         return getattr(AppsV1Api(self.connection.api_client), method)
 
     def _read_scale(self) -> ScaleReading:

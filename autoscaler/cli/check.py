@@ -1,9 +1,11 @@
 """`validate --check-backends`: reach everything the daemon will talk to, change nothing.
 
-Each pool's fleet and target, each pool's demand query against the metrics source (an
-empty, stale or ambiguous answer is a failure, as the tick would hold on it), the Slack
-token (auth.test: nothing is posted) and the leader lock (read, never taken). Every check
-runs; each says what it found; the caller prints "ok" only when all passed.
+Each pool's fleet and target, another autoscaler on that fleet (found: a failure, the two
+would fight; one that cannot be asked is said, not failed), each pool's demand query
+against the metrics source (an empty, stale or ambiguous answer is a failure, as the tick
+would hold on it), the Slack token (auth.test: nothing is posted) and the leader lock
+(read, never taken). Every check runs; each says what it found; the caller prints "ok"
+only when all passed.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from rich.console import Console
 from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, fetch_demand
 from autoscaler.notify_slack import SlackNotifier
+from autoscaler.other_autoscalers import check_failure
 from autoscaler.runtime import make_clock, make_metrics
 from backends import make_backend
-from backends.base import BackendError
+from backends.base import BackendError, other_autoscalers
 from backends.leases import LeaderElection, make_leader_lock
 from common.clock import Clock
 from common.durations import format_duration
@@ -38,6 +41,7 @@ def backend_checks(config: Config, env: Mapping[str, str] = os.environ) -> dict[
     checks: dict[str, Check] = {}
     for pool in config.pools:
         checks[f"{pool.name}: {pool.backend.kind}"] = partial(_fleet, pool, clock, env)
+        checks[f"{pool.name}: other autoscalers"] = partial(_others, pool, clock, env)
         checks[f"{pool.name}: demand query"] = partial(
             _demand, pool, metrics, clock, config.metrics.max_staleness
         )
@@ -54,6 +58,20 @@ def backend_checks(config: Config, env: Mapping[str, str] = os.environ) -> dict[
 def _fleet(pool: Pool, clock: Clock, env: Mapping[str, str]) -> str:
     make_backend(pool.backend, clock, env).check()
     return "reachable, target exists"
+
+
+def _others(pool: Pool, clock: Clock, env: Mapping[str, str]) -> str:
+    """Another autoscaler on the fleet fails the check; a fleet that cannot be asked (RBAC
+    without the rule, a timeout) passes with why: the daemon runs without the answer too."""
+    backend = make_backend(pool.backend, clock, env)
+    try:
+        found = other_autoscalers(backend)
+    except Exception as exc:
+        said = exc if isinstance(exc, BackendError) else f"unexpected {type(exc).__name__}"
+        return redact(f"not checked: could not check for another autoscaler: {said}")
+    if found:
+        raise BackendError(check_failure(found))
+    return "none found"
 
 
 def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: timedelta) -> str:

@@ -24,7 +24,8 @@ a raw body such as an HTML page; a fault can be limited to paths ending with
 a given text. With tls=True it serves
 HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
 Object shapes live in kubernetes_objects.py; coordination.k8s.io/v1 Leases (the
-leader lock) in kubernetes_leases.py.
+leader lock) in kubernetes_leases.py; autoscaling/v2 HorizontalPodAutoscalers (another
+autoscaler on a workload) in kubernetes_hpas.py.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import yaml
 
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.http_base import IncomingRequest as RecordedRequest
+from tests.doubles.kubernetes_hpas import KubernetesHpas
 from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
     KINDS,
@@ -84,6 +86,7 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         self.workloads: dict[tuple[str, str, str], FakeWorkload] = {}
         self.denied: set[tuple[str, str]] = set()  # e.g. ("patch", "deployments/scale")
         self.leases = KubernetesLeases()
+        self.hpas = KubernetesHpas()
         self.faults: list[Fault] = []
         self.next_version = 2000
         self.admit_replicas: Callable[[int], int] | None = None
@@ -211,6 +214,9 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         if parts[:3] == ["apis", "coordination.k8s.io", "v1"]:
             with self.lock:
                 return self.leases.route(method, parts, body, user, self.denied)
+        if parts[:3] == ["apis", "autoscaling", "v2"]:
+            with self.lock:
+                return self.hpas.route(method, parts, user, self.denied)
         prefix_ok = parts[:4] == ["apis", "apps", "v1", "namespaces"]
         if len(parts) not in (6, 7, 8) or not prefix_ok or parts[5] not in KINDS:
             return 404, status_object(404, "the server could not find the requested resource")

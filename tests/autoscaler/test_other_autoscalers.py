@@ -1,0 +1,212 @@
+"""Another autoscaler on a pool's fleet, told once at start and after a reload.
+
+The wording is pure and tested as such; the daemon is run end to end on a Kubernetes pool
+through the real `kubernetes` client against the API double (its autoscaling/v2
+HorizontalPodAutoscalers: tests/doubles/kubernetes_hpas.py), its demand a replayed trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autoscaler.cli.main import app
+from autoscaler.daemon import Daemon
+from autoscaler.other_autoscalers import (
+    OtherAutoscalers,
+    check_failure,
+    found_text,
+    manual_change_text,
+    not_checked_text,
+)
+from backends.base import BackendError
+from common.clock import SimulatedClock
+from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
+from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble
+from tests.support import RecordingNotifier
+
+POOL = "image-gen"
+HPA = "HorizontalPodAutoscaler 'image-gen-cpu' (1 to 8 replicas): kubectl delete hpa ..."
+
+
+# ---- pure wording ---------------------------------------------------------------------
+
+
+def test_found_names_each_other_autoscaler_and_says_the_daemon_runs_on() -> None:
+    assert found_text(POOL, []) is None
+    text = found_text(POOL, [HPA, "scheduled action 'night'"])
+    assert text is not None and text.startswith(f"{POOL}: another autoscaler also scales")
+    assert f"{HPA}; scheduled action 'night'" in text
+    assert "fight" in text and "runs on" in text
+    assert check_failure([HPA]).startswith(f"another autoscaler also scales this fleet: {HPA}")
+
+
+def test_a_count_changed_outside_names_the_other_autoscaler_when_one_was_found() -> None:
+    until = datetime(2026, 11, 23, 12, 5, tzinfo=UTC)
+    plain = manual_change_text(POOL, 4, 7, until, [])
+    assert plain == (
+        f"{POOL}: the count changed from 4 to 7 outside the autoscaler; "
+        "holding it until 2026-11-23 12:05 UTC (cooldown)"
+    )
+    named = manual_change_text(POOL, 4, 7, until, [HPA])
+    assert f"outside the autoscaler (another autoscaler scales this fleet: {HPA}); hold" in named
+
+
+def test_a_failure_to_ask_is_worded_without_its_surprise() -> None:
+    assert not_checked_text(POOL, BackendError("listing X failed: HTTP 403")) == (
+        f"{POOL}: could not check for another autoscaler: listing X failed: HTTP 403"
+    )
+    surprise = not_checked_text(POOL, KeyError("token=abc"))
+    assert surprise.endswith("unexpected KeyError") and "abc" not in surprise
+
+
+class _Asked:
+    def __init__(self, answer: list[str] | Exception) -> None:
+        self.answer, self.calls = answer, 0
+
+    def other_autoscalers(self) -> list[str]:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_asked_once_whatever_the_answer(caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[object] = []
+    for answer in ([HPA], [], BackendError("timed out"), RuntimeError("surprise")):
+        backend, others = _Asked(answer), OtherAutoscalers(POOL)
+        for _ in range(3):
+            others.ask_once(backend, sent.append)  # type: ignore[arg-type]
+        assert backend.calls == 1
+    assert len(sent) == 1  # the one found: one alert
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert "could not check for another autoscaler: timed out" in warnings[1]
+
+
+# ---- the daemon, against the Kubernetes API double -------------------------------------------
+
+
+def kubernetes_config(kube: KubernetesApiDouble, tmp_path: Path) -> Path:
+    """The daemon's test config, its pool on a deployment of the Kubernetes API double."""
+    kube.add_deployment(POOL, replicas=4, ready=4)
+    path = write_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["pools"][0]["backend"] = {
+        "kind": "kubernetes",
+        "name": POOL,
+        "kubeconfig": str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+        "timeout": "2s",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def kubernetes_daemon(
+    kube: KubernetesApiDouble, tmp_path: Path, notifier: RecordingNotifier
+) -> tuple[Daemon, SimulatedClock]:
+    clock = SimulatedClock(NOON)
+    path = kubernetes_config(kube, tmp_path)
+    return Daemon(path, clock=clock, notifier=notifier, env={}), clock
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and words in r.getMessage()
+    ]
+
+
+def test_an_hpa_on_the_deployment_is_told_once_at_start_and_once_after_a_reload(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, nothing said an HPA also scaled the deployment: each side took the other's
+    counts for changes by hand, held for its cooldown, and went round again."""
+    kubernetes_api.hpas.add("default", "image-gen-cpu", ("deployments", POOL), max_replicas=8)
+    notifier = RecordingNotifier()
+    daemon, clock = kubernetes_daemon(kubernetes_api, tmp_path, notifier)
+    run_ticks(daemon, clock, 3)
+    told = [t for t in notifier.texts if "another autoscaler also scales" in t]
+    assert len(told) == 1 and told[0].startswith(f":rotating_light: {POOL}: another autoscaler")
+    assert "HorizontalPodAutoscaler 'image-gen-cpu' (1 to 8 replicas)" in told[0]
+    assert "kubectl delete hpa image-gen-cpu -n default" in told[0]
+    assert len(warnings_of(caplog, "another autoscaler also scales")) == 1
+    hpa_lists = [r for r in kubernetes_api.requests if "horizontalpodautoscalers" in r.path]
+    assert len(hpa_lists) == 1
+    assert daemon.runtime.tickers[0].backend.read().desired != 4  # it still acted
+
+    daemon.request_reload()
+    run_ticks(daemon, clock, 2)
+    told = [t for t in notifier.texts if "another autoscaler also scales" in t]
+    assert len(told) == 2
+    assert DOUBLE_TOKEN not in "".join(notifier.texts) + caplog.text
+
+
+def test_a_count_the_hpa_changed_is_said_to_be_likely_its(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    kubernetes_api.hpas.add("default", "image-gen-cpu", ("deployments", POOL), max_replicas=8)
+    notifier = RecordingNotifier()
+    daemon, clock = kubernetes_daemon(kubernetes_api, tmp_path, notifier)
+    run_ticks(daemon, clock, 1)
+    workload = kubernetes_api.workloads[("deployments", "default", POOL)]
+    kubernetes_api.scale_by_hand(workload, workload.replicas + 3)  # the HPA acting
+    run_ticks(daemon, clock, 1)
+    (changed,) = [t for t in notifier.texts if "outside the autoscaler" in t]
+    assert "(another autoscaler scales this fleet: HorizontalPodAutoscaler 'image-gen-cpu'" in (
+        changed
+    )
+
+
+def test_hpas_not_listable_is_said_once_and_the_daemon_scales_on(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kubernetes_api.deny("list", "horizontalpodautoscalers")
+    notifier = RecordingNotifier()
+    daemon, _ = kubernetes_daemon(kubernetes_api, tmp_path, notifier)
+    results = [daemon.tick() for _ in range(3)]
+    assert all(not result.errors for (result,) in results)
+    assert results[0][0].acted
+    (said,) = warnings_of(caplog, "could not check for another autoscaler")
+    assert said.startswith(f"{POOL}: could not check for another autoscaler: listing ")
+    assert "RBAC list on horizontalpodautoscalers" in said
+    assert not [t for t in notifier.texts if "another autoscaler" in t]
+
+
+# ---- validate --check-backends ---------------------------------------------------------------
+
+
+def check_backends(path: Path) -> str:
+    result = CliRunner().invoke(app, ["validate", str(path), "--check-backends"], env={})
+    return result.output
+
+
+def test_validate_fails_the_check_naming_the_hpa(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Before, `validate --check-backends` passed a fleet another autoscaler also scaled."""
+    kubernetes_api.hpas.add("default", "image-gen-cpu", ("deployments", POOL), max_replicas=8)
+    output = check_backends(kubernetes_config(kubernetes_api, tmp_path))
+    assert (
+        f"FAILED {POOL}: other autoscalers: another autoscaler also scales this fleet: "
+        "HorizontalPodAutoscaler 'image-gen-cpu' (1 to 8 replicas): kubectl delete hpa"
+    ) in " ".join(output.split())
+    assert f"{POOL}: kubernetes: reachable, target exists" in output
+
+
+def test_validate_says_none_found_or_why_it_could_not_ask(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    path = kubernetes_config(kubernetes_api, tmp_path)
+    assert f"  {POOL}: other autoscalers: none found" in check_backends(path)
+    kubernetes_api.deny("list", "horizontalpodautoscalers")
+    output = " ".join(check_backends(path).split())
+    assert f"{POOL}: other autoscalers: not checked: could not check for another" in output
+    assert "RBAC list on horizontalpodautoscalers" in output
+    assert f"FAILED {POOL}: other autoscalers" not in output
