@@ -30,6 +30,7 @@ from nomad.api.exceptions import BaseNomadException
 from pydantic import Field
 
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
+from backends.nomad_scaling import WatchesScalingPolicy
 from backends.retry import call_with_retries, is_transient_status
 from backends.settings import TlsApiCalls
 from common.clock import Clock
@@ -330,7 +331,7 @@ def _root_cause_name(error: BaseException) -> str:
 # ---- the adapter ---------------------------------------------------------------------
 
 
-class NomadJobGroup:
+class NomadJobGroup(WatchesScalingPolicy):
     """One task group of one Nomad job, scaled through its count."""
 
     name = "nomad_job"
@@ -341,9 +342,8 @@ class NomadJobGroup:
         env: Mapping[str, str] = os.environ,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.config = config
+        self.config, self._sleep = config, sleep
         self.connection = nomad_connection(config, env)
-        self._sleep = sleep
         self._jobs = nomad.api.Job(**requester_settings(self.connection))
         self._job_path = quote(config.job, safe="")
         self.target = f"Nomad job {config.job!r} group {config.group!r} ({config.namespace})"

@@ -2,13 +2,14 @@
 
 The wording is pure and tested as such; the daemon is run end to end on a Kubernetes pool
 through the real `kubernetes` client against the API double (its autoscaling/v2
-HorizontalPodAutoscalers: tests/doubles/kubernetes_hpas.py), its demand a replayed trace.
+HorizontalPodAutoscalers: tests/doubles/kubernetes_hpas.py), its demand a replayed trace;
+a Nomad pool's tick through python-nomad and slack-sdk against the Nomad and Slack doubles.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,16 @@ from autoscaler.other_autoscalers import (
     manual_change_text,
     not_checked_text,
 )
+from autoscaler.overrides import OverridesFile
+from autoscaler.state import PoolState
 from backends.base import BackendError
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
+from tests.autoscaler.test_tick_doubles import make_ticker
+from tests.backends.test_nomad_scaling import POLICY
 from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble
+from tests.doubles.nomad_api import NomadApiDouble
+from tests.doubles.slack_api import SlackApiDouble
 from tests.support import RecordingNotifier
 
 POOL = "image-gen"
@@ -210,3 +217,26 @@ def test_validate_says_none_found_or_why_it_could_not_ask(
     assert f"{POOL}: other autoscalers: not checked: could not check for another" in output
     assert "RBAC list on horizontalpodautoscalers" in output
     assert f"FAILED {POOL}: other autoscalers" not in output
+
+
+# ---- a Nomad job group, through python-nomad and slack-sdk against their doubles ------------
+
+
+def test_a_nomad_scaling_policy_is_posted_to_slack_once(
+    nomad_api: NomadApiDouble, slack_api: SlackApiDouble, tmp_path: Path
+) -> None:
+    """Before, the Nomad Autoscaler and the daemon took turns at the group's count unseen."""
+    nomad_api.add_job(
+        "ocr-workers", {"gpu": 2}, scaling={"gpu": (1, 20)}, scaling_policy={"gpu": POLICY}
+    )
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=False)
+    state = PoolState()
+    for _ in range(3):
+        result = ticker.tick(clock.now(), state, OverridesFile())
+        assert not result.errors
+        clock.advance(timedelta(minutes=1))
+    told = [m.text for m in slack_api.messages if "another autoscaler" in m.text]
+    assert len(told) == 1
+    assert "the scaling policy of Nomad job 'ocr-workers' group 'gpu' (1 to 20;" in told[0]
+    assert "set `enabled = false` in its scaling block" in told[0]
+    assert len(nomad_api.requests_to("GET", "/v1/job/ocr-workers")) == 1

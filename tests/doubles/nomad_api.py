@@ -5,11 +5,15 @@ Shapes follow Nomad's HTTP API documents, "Jobs - HTTP API" (api-docs/jobs):
 (GET /v1/job/:job_id/allocations; the DeploymentStatus field of each stub is
 AllocationListStub in Nomad's api/allocations.go), "Read Job Scale Status"
 (GET /v1/job/:job_id/scale) and "Scale Task Group" (POST or PUT
-/v1/job/:job_id/scale). Errors follow Nomad's server (nomad/job_endpoint.go):
-plain-text bodies, 404 "job not found", 400 for a missing group, a count outside
-the group's scaling block or an active deployment, and 403 "Permission denied"
-(no token) / "ACL token not found" (wrong token) when ACLs are on. The
-`namespace` query parameter selects the namespace ("default" when absent).
+/v1/job/:job_id/scale). A group's `scaling` block shows in the job as
+TaskGroups[].Scaling, a ScalingPolicy as Nomad's server keeps it (nomad/structs: ID, Type
+"horizontal", Target {Namespace, Job, Group}, Policy: the block's `policy`, opaque to
+Nomad, null without one, Min, Max, Enabled, CreateIndex, ModifyIndex); null without a
+block. Errors follow Nomad's server (nomad/job_endpoint.go): plain-text bodies, 404 "job
+not found", 400 for a missing group, a count outside the group's scaling block or an
+active deployment, and 403 "Permission denied" (no token) / "ACL token not found" (wrong
+token) when ACLs are on. The `namespace` query parameter selects the namespace
+("default" when absent).
 
 The client-node endpoints (nodes, node allocations, drain, eligibility, dynamic
 node metadata) are served from tests.doubles.nomad_nodes, and variables with
@@ -58,6 +62,11 @@ class FakeJob:
     stopped: bool = False
     active_deployment: bool = False
     scaling: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """A group's scaling block: (min, max), which Nomad holds every count to."""
+    scaling_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The block's `policy` (what the Nomad Autoscaler acts on), by group."""
+    scaling_disabled: set[str] = field(default_factory=set)
+    """Groups whose scaling block says `enabled = false`."""
     allocations: list[dict[str, Any]] = field(default_factory=list)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     create_index: int = 10
@@ -233,7 +242,17 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
         if group not in job.scaling:
             return None
         low, high = job.scaling[group]
-        return {"Enabled": True, "Min": low, "Max": high, "Type": "horizontal"}
+        return {
+            "ID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.namespace}/{job.id}/{group}")),
+            "Type": "horizontal",
+            "Target": {"Namespace": job.namespace, "Job": job.id, "Group": group},
+            "Policy": job.scaling_policy.get(group),
+            "Min": low,
+            "Max": high,
+            "Enabled": group not in job.scaling_disabled,
+            "CreateIndex": job.create_index,
+            "ModifyIndex": job.modify_index,
+        }
 
     def scale_status_json(self, job: FakeJob) -> dict[str, Any]:
         groups = {}

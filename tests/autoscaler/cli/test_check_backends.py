@@ -55,6 +55,7 @@ def test_every_check_passes_then_ok_comes_last(
     assert lines[-1].startswith("ok: ") and "every backend check passed" in lines[-1]
     assert sum("ok:" in line for line in lines) == 1
     assert "nasa: nomad_job: reachable, target exists" in output
+    assert "nasa: other autoscalers: none found" in output
     assert "nasa: demand query: " in output and " samples over 1h, newest " in output
     assert "slack: #gpu-autoscaler: token valid (team Double Workspace" in output
     assert slack_api.auth_tests == 1 and slack_api.messages == []  # asked, posted nothing
@@ -94,6 +95,27 @@ def test_a_failing_check_fails_validate_and_no_ok_is_printed(
     assert "1 backend check(s) failed" in output
     assert "xoxb-revoked" not in output
     assert slack_api.messages == []
+
+
+def test_a_nomad_scaling_policy_on_the_group_fails_its_check(
+    prometheus_history: PrometheusWithHistory,
+    nomad_api: NomadApiDouble,
+    slack_api: SlackApiDouble,
+    tmp_path: Path,
+) -> None:
+    """Before, a group the Nomad Autoscaler also scaled passed: the two then fought."""
+    policy = {"check": [{"queue": [{"source": "prometheus", "query": "sum(q)"}]}]}
+    nomad_api.add_job(
+        "web-workers", {"gpu": 3}, scaling={"gpu": (1, 9)}, scaling_policy={"gpu": policy}
+    )
+    path = _config(tmp_path, prometheus_history.url, nomad_api, slack_api)
+    code, output = _check(path)
+    assert code == 2 and "ok:" not in output and "1 backend check(s) failed" in output
+    assert (
+        "FAILED nasa: other autoscalers: another autoscaler also scales this fleet: the "
+        "scaling policy of Nomad job 'web-workers' group 'gpu' (1 to 9; the Nomad Autoscaler "
+        "acts on it): set `enabled = false` in its scaling block"
+    ) in " ".join(output.split())
 
 
 def test_prometheus_down_is_a_failed_check(
