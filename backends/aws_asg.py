@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from backends.aws_asg_policies import ask_group
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
@@ -246,6 +247,16 @@ def describe_aws_error(error: BaseException, where: str, secrets: tuple[str, ...
 # ---- the adapter ---------------------------------------------------------------------
 
 
+class OnAGroup:
+    """`other_autoscalers` for a backend whose nodes are a group's instances (nomad_cluster):
+    the group's own policies and scheduled actions act on them too."""
+
+    group: AutoScalingGroup
+
+    def other_autoscalers(self) -> list[str]:
+        return self.group.other_autoscalers()
+
+
 def aws_session(region: str | None, env: Mapping[str, str]) -> boto3.Session:
     """A boto3 session on the standard credential chain, preferring keys found in `env`."""
     import boto3
@@ -308,6 +319,10 @@ class AutoScalingGroup:
         """Credentials accepted and the group exists (for `validate --check-backends`)."""
         self.describe()
 
+    def other_autoscalers(self) -> list[str]:
+        """The group's own policies and scheduled actions that act (backends.aws_asg_policies)."""
+        return ask_group(self)
+
     def read(self) -> FleetState:
         return group_fleet_state(self.describe())
 
@@ -357,7 +372,11 @@ class AutoScalingGroup:
             what=f"terminating instance {instance_id} of {self.target}",
         )
 
-    def _call(self, operation: Callable[[], Any], *, what: str) -> Any:
+    def call_once(self, operation: Callable[[], Any], *, what: str) -> Any:
+        """One attempt, no retry: a question asked beside a tick's own calls."""
+        return self._call(operation, what=what, retries=0)
+
+    def _call(self, operation: Callable[[], Any], *, what: str, retries: int | None = None) -> Any:
         where = self.config.endpoint_url or f"region {self.region}"
 
         def describe(error: BaseException) -> str:
@@ -366,7 +385,7 @@ class AutoScalingGroup:
         return call_with_retries(
             operation,
             what=what,
-            retries=self.config.retries,
+            retries=self.config.retries if retries is None else retries,
             is_retryable=is_retryable_aws_error,
             describe=describe,
             sleep=self._sleep,

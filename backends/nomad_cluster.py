@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot, OnAGroup
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_drain import (
     Candidate,
@@ -88,7 +88,7 @@ class NomadClusterBackend(NomadAccess):
 log = logging.getLogger(__name__)
 
 
-class NomadCluster:
+class NomadCluster(OnAGroup):
     """A Nomad node pool whose clients are the instances of one Auto Scaling group."""
 
     name = "nomad_cluster"
