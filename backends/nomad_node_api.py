@@ -14,7 +14,7 @@ from typing import Any
 
 import nomad.api
 from nomad.api.base import Requester
-from nomad.api.exceptions import URLNotFoundNomadException
+from nomad.api.exceptions import BaseNomadException, URLNotFoundNomadException
 
 from backends.base import BackendError
 from backends.nomad_drain import DRAIN_META_KEY, instance_id_of, node_in_pool
@@ -112,10 +112,13 @@ class NomadNodeApi:
         )
 
     def give_back(self, node_id: str, name: str) -> None:
-        """Cancel any drain and make the node eligible, in one documented call."""
+        """Cancel any drain and make the node eligible, in one documented call; a node that
+        left Nomad has nothing to give back (Nomad answers a drain update for a node it does
+        not know with HTTP 500 "node not found": nomad/node_endpoint.go, Node.UpdateDrain)."""
         self._call(
             lambda: _none_if_missing(
-                lambda: self._node.drain_node_with_spec(node_id, None, mark_eligible=True)
+                lambda: self._node.drain_node_with_spec(node_id, None, mark_eligible=True),
+                unknown_node_too=True,
             ),
             what=f"giving node {name} back",
             writing=True,
@@ -230,8 +233,21 @@ def _is_node_stub(stub: object) -> bool:
     return isinstance(stub, dict) and isinstance(stub.get("ID"), str) and bool(stub["ID"])
 
 
-def _none_if_missing(operation: Callable[[], Any]) -> Any:
+def _none_if_missing(operation: Callable[[], Any], *, unknown_node_too: bool = False) -> Any:
+    """None for a 404; with `unknown_node_too`, also for the HTTP 500 "node not found" that
+    a node update names a node Nomad does not know with (an uncoded RPC error, which
+    Nomad's HTTP agent answers as a 500 with the error's text)."""
     try:
         return operation()
     except URLNotFoundNomadException:
         return None
+    except BaseNomadException as error:
+        response = response_of(error)
+        if (
+            unknown_node_too
+            and response is not None
+            and response.status_code == 500
+            and response.text.strip() == "node not found"
+        ):
+            return None
+        raise

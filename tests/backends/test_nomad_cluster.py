@@ -351,3 +351,24 @@ def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> Non
     assert backend.read() == FleetState(desired=2, ready=2, pending=0)
     assert eligible(nodes[0])
     assert not cluster.state_path.exists()
+
+
+def test_a_node_that_left_nomad_while_its_give_back_waited_is_not_retried_forever(
+    cluster: Cluster,
+) -> None:
+    """Nomad answers a drain update for a node it no longer knows (purged, or collected
+    once its instance went) with HTTP 500 "node not found", not a 404: the give-back
+    took that for a passing fault and failed on every call after, the node never there
+    to take it. A node that left has nothing to give back."""
+    nodes = cluster.arrange([4, 5], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    cluster.clock.advance(timedelta(minutes=11))
+    cluster.nomad.fail_next(2, status=503, path="/drain")  # both attempts of the give-back
+    with pytest.raises(BackendError, match="could not yet restore gpu-0"):
+        backend.read()
+    with cluster.nomad.lock:
+        del cluster.nomad.nodes[nodes[0].id]  # `nomad node purge`, or the GC
+    assert backend.read() == FleetState(desired=2, ready=1, pending=1)
+    assert not cluster.state_path.exists()
+    assert backend.read() == FleetState(desired=2, ready=1, pending=1)

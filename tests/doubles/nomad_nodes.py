@@ -10,8 +10,13 @@ DrainSpec {Deadline (ns), IgnoreSystemJobs} or null to cancel, MarkEligible) and
 "Toggle Node Eligibility" (POST or PUT /v1/node/:node_id/eligibility with
 Eligibility "eligible" | "ineligible"); and the "Client - HTTP API" document's
 dynamic node metadata (GET and POST /v1/client/metadata, Meta values null to unset).
-Errors follow nomad/node_endpoint.go: 404 "node not found", 400 for a bad
-eligibility value and for making a draining node eligible.
+Errors follow Nomad's HTTP agent (command/agent/node_endpoint.go) and its RPCs
+(nomad/node_endpoint.go), worded by command/agent/http.go, which answers an RPC's uncoded
+error as HTTP 500 with the error's text: reading a node that is not there is 404 "node
+not found" (the agent codes that one), but draining it or setting its eligibility is 500
+"node not found" (Node.UpdateDrain and Node.UpdateEligibility return a plain error), and
+so are a bad eligibility value and making a draining node eligible; a missing node's
+allocations are 200 [] (Node.GetAllocs looks no node up).
 
 A drain ends as Nomad ends one: once the allocations it waits for have stopped,
 Drain turns false, DrainStrategy null, LastDrain.Status "complete", and the node
@@ -144,9 +149,9 @@ class NomadNodes:
         if len(parts) < 3 or parts[:2] != ["v1", "node"]:
             return 404, "404 page not found"
         node = self.nodes.get(parts[2])
-        if node is None:
-            return 404, "node not found"
         rest = parts[3:]
+        if node is None:
+            return self.missing_node(method, rest)
         if method == "GET" and rest == []:
             return 200, self.node_json(node)
         if method == "GET" and rest == ["allocations"]:
@@ -155,6 +160,17 @@ class NomadNodes:
             return self.set_eligibility(node, body)
         if method in ("POST", "PUT") and rest == ["drain"]:
             return self.drain(node, body)
+        return 405, "Invalid method"
+
+    @staticmethod
+    def missing_node(method: str, rest: list[str]) -> tuple[int, Any]:
+        """What Nomad answers about a node ID it does not know (see the module docstring)."""
+        if method == "GET" and rest == ["allocations"]:
+            return 200, []
+        if method in ("POST", "PUT") and rest in (["drain"], ["eligibility"]):
+            return 500, "node not found"
+        if method == "GET" and rest == []:
+            return 404, "node not found"
         return 405, "Invalid method"
 
     def stub(self, node: FakeNode) -> dict[str, Any]:
@@ -200,9 +216,9 @@ class NomadNodes:
     def set_eligibility(self, node: FakeNode, body: Any) -> tuple[int, Any]:
         wanted = body.get("Eligibility") if isinstance(body, dict) else None
         if wanted not in ("eligible", "ineligible"):
-            return 400, f"invalid scheduling eligibility {wanted!r}"
+            return 500, f'invalid scheduling eligibility "{wanted or ""}"'
         if wanted == "eligible" and node.drain_strategy is not None:
-            return 400, "can not set node's scheduling eligibility to eligible while it is draining"
+            return 500, "can not set node's scheduling eligibility to eligible while it is draining"
         node.eligibility = wanted
         self._touch(node)
         return 200, self._update_answer()
