@@ -183,7 +183,7 @@ class KubernetesLease:
             renew_time=stamp,
             lease_transitions=0,
         )
-        body = V1Lease(metadata=V1ObjectMeta(name=self.name), spec=spec)
+        body = V1Lease(metadata=V1ObjectMeta(name=self.name), spec=_on_the_wire(spec))
         started = self.timer.monotonic()
         namespace = self.connection.namespace
         try:
@@ -207,7 +207,7 @@ class KubernetesLease:
             namespace=self.connection.namespace,
             resource_version=lease.metadata.resource_version if lease.metadata else None,
         )
-        body = V1Lease(metadata=metadata, spec=spec)
+        body = V1Lease(metadata=metadata, spec=_on_the_wire(spec))
         started = self.timer.monotonic()
         try:
             self._call(
@@ -255,6 +255,28 @@ class KubernetesLease:
         else:
             text = f"cannot reach {connection.host} to {verb} {where} ({type(error).__name__})"
         return connection.redact(text)
+
+
+def _on_the_wire(spec: V1LeaseSpec) -> V1LeaseSpec:
+    """The spec with its MicroTime fields written as the API server parses them: Go's
+    RFC3339Micro layout, six fractional digits always (k8s.io/apimachinery micro_time.go).
+    The client would write datetime.isoformat(), which drops the fraction on a whole
+    second: a 400 for that write."""
+    return V1LeaseSpec(
+        holder_identity=spec.holder_identity,
+        lease_duration_seconds=spec.lease_duration_seconds,
+        acquire_time=_micro_time(spec.acquire_time),
+        renew_time=_micro_time(spec.renew_time),
+        lease_transitions=spec.lease_transitions,
+    )
+
+
+def _micro_time(moment: datetime | None) -> Any:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # the client reads the server's times with their zone
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Conflict(Exception):

@@ -5,9 +5,10 @@ Against the Kubernetes API double, with a manual monotonic clock.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
 from backends.leases import LeaderElection, make_leader_lock
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 
@@ -44,3 +45,31 @@ def test_a_ttl_with_a_fraction_of_a_second_is_not_cut_short_for_the_standby(
     spec = kubernetes_api.leases.leases[("ml", "gpu-autoscaler-leader")].spec
     assert spec["holderIdentity"] == "ops-b" and spec["leaseDurationSeconds"] == 2
     assert timedelta(seconds=spec["leaseDurationSeconds"]) >= election.ttl
+
+
+def test_a_renewal_on_a_whole_second_is_written_as_the_api_server_parses_it(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """acquireTime and renewTime are MicroTime, which the API server parses with Go's
+    RFC3339Micro layout (six fractional digits, always). The client wrote datetime's
+    isoformat, which leaves the fraction out on a whole second: about one write in a
+    million was a 400, and the leader lost its lease for a tick."""
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    election = LeaderElection(
+        kind="kubernetes", namespace="ml", kubeconfig=kubeconfig, ttl="15s", identity="ops-a"
+    )
+    clock = ManualClock()
+    whole_second = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    lease = KubernetesLease(
+        lambda: kubernetes_lock_settings(election, {}),
+        "gpu-autoscaler-leader",
+        ttl_s=15,
+        identity="ops-a",
+        monotonic=clock,
+        wall=lambda: whole_second,
+    )
+    assert lease.acquire_or_renew()  # the create
+    clock.now += 5
+    assert lease.acquire_or_renew()  # the replace
+    spec = kubernetes_api.leases.leases[("ml", "gpu-autoscaler-leader")].spec
+    assert spec["renewTime"] == spec["acquireTime"] == "2026-03-02T09:00:00.000000Z"

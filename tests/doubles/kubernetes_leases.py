@@ -10,15 +10,27 @@ is 409 Conflict ("the object has been modified"), one without a resourceVersion
 is an unconditional update (Leases allow it); a missing lease is 404 NotFound;
 every write bumps the resourceVersion. RBAC denials come from the double's
 `denied` set with the verbs get, create and update on resource "leases".
+
+acquireTime and renewTime are MicroTime (k8s.io/apimachinery pkg/apis/meta/v1
+micro_time.go): the API server parses them with the layout RFC3339Micro,
+"2006-01-02T15:04:05.000000Z07:00", exactly six fractional digits and a Z or an offset,
+and answers any other text 400 BadRequest ("... cannot be handled as a Lease: parsing
+time ..."); it writes them back in UTC, six digits, "Z".
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.doubles.kubernetes_objects import status_object
+
+MICRO_TIME_FIELDS = ("acquireTime", "renewTime")
+RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+_MICRO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})(Z|[+-]\d\d:\d\d)")
 
 GROUP = "coordination.k8s.io"
 SPEC_FIELDS = (
@@ -67,6 +79,10 @@ class KubernetesLeases:
             return 403, status_object(403, message, name=name or "", group=GROUP, kind="leases")
         if not isinstance(body, dict) and verb != "get":
             return 400, status_object(400, "the body of the request could not be decoded")
+        if verb != "get":
+            refused = _unparsable_time(body)
+            if refused is not None:
+                return 400, status_object(400, refused)
         if verb == "create":
             return self.create(namespace, body)
         assert name is not None
@@ -118,7 +134,35 @@ class KubernetesLeases:
 
 def _spec_of(body: dict[str, Any]) -> dict[str, Any]:
     spec = body.get("spec") or {}
-    return {k: spec[k] for k in SPEC_FIELDS if spec.get(k) not in (None, "")}
+    kept = {k: spec[k] for k in SPEC_FIELDS if spec.get(k) not in (None, "")}
+    for key in MICRO_TIME_FIELDS:
+        if key in kept:
+            kept[key] = _utc_micro(kept[key])
+    return kept
+
+
+def _unparsable_time(body: dict[str, Any]) -> str | None:
+    """The API server's message for a MicroTime it cannot parse, else None."""
+    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    for key in MICRO_TIME_FIELDS:
+        value = spec.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or _MICRO_TIME.fullmatch(value) is None:
+            rest, expected = str(value)[19:], ".000000"  # Go names where the layout broke
+            if len(str(value)) < 19:
+                rest, expected = str(value), RFC3339_MICRO
+            return (
+                f'Lease in version "v1" cannot be handled as a Lease: parsing time '
+                f'"{value}" as "{RFC3339_MICRO}": cannot parse "{rest}" as "{expected}"'
+            )
+    return None
+
+
+def _utc_micro(value: str) -> str:
+    """A parsed MicroTime as the API server writes it back: UTC, six digits, "Z"."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease_json(lease: FakeLease) -> dict[str, Any]:
