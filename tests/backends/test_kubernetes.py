@@ -487,3 +487,15 @@ def test_an_insecure_kubeconfig_is_refused_unless_the_pool_allows_it(
     allowed = make_backend(kubernetes_api, tmp_path, kubeconfig=path, allow_insecure=True)
     assert allowed.read().desired == 4
     assert kubernetes_api.requests  # it did reach the API once allowed
+
+
+def test_a_rate_limited_answer_is_retried_and_worded(kubernetes_api, deployment, tmp_path) -> None:
+    """The API server's rate limits answer 429 in plain text with Retry-After (no Status
+    object): retried like a 5xx, and said in the server's words when it lasts."""
+    kubernetes_api.fail_next(1, status=429, method="PATCH")
+    sleeps: list[float] = []
+    make_backend(kubernetes_api, tmp_path, sleeps=sleeps).scale(6, "forecast")
+    assert deployment.replicas == 6 and len(sleeps) == 1
+    kubernetes_api.fail_next(10, status=429, method="PATCH")
+    with pytest.raises(BackendError, match="HTTP 429: Too many requests, please try again later"):
+        make_backend(kubernetes_api, tmp_path, retries=1).scale(7, "forecast")

@@ -16,7 +16,8 @@ admission webhook can be set to change the replicas of a scale write (the API
 server keeps, and answers with, what admission made of it).
 
 Every request is recorded for assertions; faults can be queued: an error
-status for the next N requests (optionally of one method), a stall longer
+status for the next N requests (optionally of one method; a 429 as the API server's
+rate limits send it, plain text with Retry-After), a stall longer
 than the client's timeout, a dropped connection, an action run just before
 a request is served (someone else scaling by hand), an answer's body sent a
 byte at a time, or (beyond the reference: a proxy or broken server in front)
@@ -382,6 +383,17 @@ class _Handler(JsonApiHandler):
         if user is None:
             self._reply(401, status_object(401, "Unauthorized"))
             return
+        if fault is not None and fault.kind == "status" and fault.status == 429:
+            # The API server's rate limits (max-in-flight and API Priority and Fairness,
+            # k8s.io/apiserver pkg/server/filters) answer before any handler, with Go's
+            # http.Error: plain text, not a Status, and a Retry-After header.
+            self.send_bytes(
+                429,
+                b"Too many requests, please try again later.\n",
+                "text/plain; charset=utf-8",
+                {"Retry-After": "1", "X-Content-Type-Options": "nosniff"},
+            )
+            return
         if fault is not None and fault.kind == "status":
             self._reply(fault.status, self._fault_body(fault.status, path))
             return
@@ -413,10 +425,6 @@ class _Handler(JsonApiHandler):
             parts = path.strip("/").split("/")
             resource, name = (parts[5], parts[6]) if len(parts) > 6 else ("deployments", "")
             return conflict_status(resource, name)
-        if status == 429:
-            return status_object(
-                429, "Too many requests, please try again later.", retryAfterSeconds=1
-            )
         if status == 504:
             return status_object(
                 504,
