@@ -4,7 +4,7 @@ stale lease."""
 
 from __future__ import annotations
 
-from backends.base import Backend, BackendError, FleetState
+from backends.base import Backend, BackendError, FleetState, other_autoscalers
 from backends.leases import LeaderLock
 
 WRITE_MARGIN = 1 / 3  # of the TTL: validity a backend write needs left to start
@@ -27,6 +27,10 @@ class LeaderGuardedBackend:
 
     def check(self) -> None:
         self.backend.check()
+
+    def other_autoscalers(self) -> list[str]:
+        """Read-only, so not guarded: without it the active daemon of a pair never asked."""
+        return other_autoscalers(self.backend)
 
     def scale(self, desired: int, reason: str) -> str | None:
         if not self.lock.is_held(self.margin_s):

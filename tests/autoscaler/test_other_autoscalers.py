@@ -186,6 +186,42 @@ def test_hpas_not_listable_is_said_once_and_the_daemon_scales_on(
     assert not [t for t in notifier.texts if "another autoscaler" in t]
 
 
+class _Held:
+    """A leader lock this daemon holds throughout (the active one of a pair)."""
+
+    identity, ttl_s = "ops-1", 60.0
+
+    def acquire_or_renew(self) -> bool:
+        return True
+
+    def is_held(self, margin: float = 0.0) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def holder(self) -> str | None:
+        return self.identity
+
+    def peek(self) -> str | None:
+        return self.identity
+
+
+def test_an_hpa_is_told_by_a_daemon_under_leader_election_too(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Under `leader_election` each pool's backend is wrapped so that its writes check the
+    lease: before, the wrapper had no other_autoscalers, so the active daemon of a pair
+    never asked and an HPA on the workload went unsaid."""
+    kubernetes_api.hpas.add("default", "image-gen-cpu", ("deployments", POOL), max_replicas=8)
+    notifier, clock = RecordingNotifier(), SimulatedClock(NOON)
+    path = kubernetes_config(kubernetes_api, tmp_path)
+    daemon = Daemon(path, clock=clock, notifier=notifier, env={}, leader_lock=_Held())
+    run_ticks(daemon, clock, 2)
+    told = [t for t in notifier.texts if "another autoscaler also scales" in t]
+    assert len(told) == 1 and "HorizontalPodAutoscaler 'image-gen-cpu'" in told[0]
+
+
 # ---- validate --check-backends ---------------------------------------------------------------
 
 
