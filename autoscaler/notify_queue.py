@@ -206,6 +206,7 @@ class QueuedNotifier:
         self._busy = False  # the thread has taken messages it has not posted yet
         self._deadline: float | None = None  # a stop's: no wait may end past it
         self._closed = False
+        self._successor: QueuedNotifier | None = None  # a reload's: takes what is left here
         self._last_post = float("-inf")
         self._thread: threading.Thread | None = None
 
@@ -289,12 +290,18 @@ class QueuedNotifier:
 
     def take_over(self, previous: QueuedNotifier) -> None:
         """What `previous` has queued, and its count of dropped, now queued here (each
-        sent once: by this one, or by `previous` where its thread has it already)."""
+        sent once: by this one, or by `previous` where its thread has it already; what
+        that thread cannot post by its deadline comes here then)."""
         with previous._changed:
             backlog, dropped = list(previous._backlog), previous._dropped
             previous._backlog.clear()
             previous._dropped = 0
+            previous._successor = self
         previous.close(FINISH_S, wait=False)
+        self._put_first(backlog, dropped)
+
+    def _put_first(self, backlog: Sequence[Message], dropped: int) -> None:
+        """Messages older than any queued here, ahead of them (the backlog's bound kept)."""
         with self._changed:
             self._backlog.extendleft(reversed(backlog))
             self._dropped += dropped
@@ -336,10 +343,16 @@ class QueuedNotifier:
                     self._changed.notify_all()
 
     def _post_all(self, posts: list[Post]) -> None:
+        """Each post in turn; at a stop's deadline the rest are left (said), or, for a
+        sender a reload replaced, handed to the new one (not begun here: posted once)."""
         for index, post in enumerate(posts):
             if not self._deliver(post):
-                left = sum(p.carries for p in posts[index:])
-                logger.warning("stopping: %d notifications not sent to Slack", left)
+                left, successor = posts[index:], self._successor  # set before the deadline
+                if successor is not None:
+                    successor._put_first([p.message for p in left], 0)
+                    return
+                not_sent = sum(p.carries for p in left)
+                logger.warning("stopping: %d notifications not sent to Slack", not_sent)
                 return
 
     def _deliver(self, post: Post) -> bool:

@@ -312,3 +312,33 @@ def test_news_between_ticks_is_posted_on_its_own(slack_api: SlackApiDouble) -> N
     assert queue.flush(10)
     assert [shown(m) for m in slack_api.messages] == [":rotating_light: between ticks"]
     queue.close()
+
+
+def test_a_replaced_sender_hands_what_it_could_not_post_in_time_to_its_successor(
+    slack_api: SlackApiDouble,
+) -> None:
+    """A reload that changes Slack's settings: the new sender takes the queue over and the
+    old one has FINISH_S for what it holds. Here the old one holds two posts (60 blocks)
+    and Slack answers the first past that deadline: before, the second was dropped
+    ("stopping: 1 notifications not sent"); now the new sender posts it, once."""
+    clock = FakeClock()
+    old, new = queue_for(slack_api, clock), queue_for(slack_api, clock)
+    wide = [Message(f"wide {n}", [{"type": "divider"}] * 30) for n in range(2)]
+    slack_api.hold()
+    try:
+        with old.gathering():
+            for message in wide:
+                old.send(message)
+        for _ in range(200):
+            if slack_api.held:
+                break
+            threading.Event().wait(0.01)
+        new.take_over(old)
+        clock.now += 10  # the old one's deadline passes while Slack holds its first post
+    finally:
+        slack_api.release()
+    assert old._thread is not None
+    old._thread.join(10)
+    assert new.flush(10)
+    new.close()
+    assert sorted(m.text for m in slack_api.messages) == ["wide 0", "wide 1"]
