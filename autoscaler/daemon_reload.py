@@ -77,9 +77,13 @@ def keep_notifier(running: Runtime, reloaded: Runtime) -> None:
     """What the running Slack sender has queued is neither lost nor sent twice by a
     reload: where Slack's settings stay, the reloaded runtime keeps the running sender
     (its queue, its pace, its circuit breaker); where they change, the new sender takes
-    the queue over and the old one ends after the post it has in hand."""
+    the queue over and the old one ends after the post it has in hand; where Slack is
+    gone from the config, the old one posts what it holds and ends."""
     old, new = running.notifier, reloaded.notifier
-    if not isinstance(old, QueuedNotifier) or not isinstance(new, QueuedNotifier):
+    if not isinstance(old, QueuedNotifier):
+        return
+    if not isinstance(new, QueuedNotifier):
+        old.close(wait=False)
         return
     if not old.sender.same_target(new.sender):
         new.take_over(old)

@@ -118,3 +118,22 @@ def test_news_queued_at_a_reload_is_posted_once(tmp_path: Path, timeout: str) ->
     assert said.count("in Slack's hands at the reload") == 1
     assert said.count("queued at the reload") == 1
     assert said.count("image-gen 4 →") == 1
+
+
+def test_a_reload_that_removes_slack_ends_its_sender(tmp_path: Path) -> None:
+    """The slack block taken out of the config: what the sender holds is posted and its
+    thread ends. Before, it was kept for the life of the daemon (one more each such reload)."""
+    senders = sender_threads()
+    with SlackApiDouble() as slack_api:
+        slack = {"channel": "#gpu-autoscaler", "base_url": slack_api.base_url}
+        path = write_config(tmp_path, slack=slack)
+        daemon = Daemon(path, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(NOON))
+        daemon._alert("said before the reload")
+        assert write_config(tmp_path) == path and "slack" not in path.read_text()
+        daemon.request_reload()
+        daemon.tick()
+        deadline = time.monotonic() + 10
+        while sender_threads() > senders and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sender_threads() == senders
+    assert ["said before the reload" in (m.text or "") for m in slack_api.messages] == [True]
