@@ -203,7 +203,7 @@ class QueuedNotifier:
         self._backlog: deque[Message] = deque()
         self._dropped = 0
         self._holds = 0
-        self._busy = False  # the thread has taken messages it has not posted yet
+        self._in_hand = 0  # messages the thread has taken and not posted or given up yet
         self._deadline: float | None = None  # a stop's: no wait may end past it
         self._closed = False
         self._successor: QueuedNotifier | None = None  # a reload's: takes what is left here
@@ -260,16 +260,11 @@ class QueuedNotifier:
                 self._holds -= 1
                 self._changed.notify_all()
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait (at most `timeout_s`, real time) until all queued is posted or given up."""
-        end = time.monotonic() + timeout_s
+    @property
+    def pending(self) -> int:
+        """Notifications not posted or given up yet: queued, and in the sender's hand."""
         with self._changed:
-            while self._backlog or self._busy:
-                left = end - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
-                    return False
-                self._changed.wait(min(left, 0.5))
-        return True
+            return len(self._backlog) + self._in_hand
 
     def close(self, timeout_s: float = FINISH_S, *, wait: bool = True) -> None:
         """No more messages; what is queued is posted within `timeout_s`, and what Slack
@@ -284,8 +279,7 @@ class QueuedNotifier:
             thread.join(timeout_s)
             if thread.is_alive():
                 logger.warning(
-                    "stopping with notifications Slack has not taken yet (%d queued)",
-                    len(self._backlog),
+                    "stopping with %d notifications Slack has not taken yet", self.pending
                 )
 
     def take_over(self, previous: QueuedNotifier) -> None:
@@ -332,14 +326,14 @@ class QueuedNotifier:
                 batch, dropped = list(self._backlog), self._dropped
                 self._backlog.clear()
                 self._dropped = 0
-                self._busy = True
+                self._in_hand = len(batch)
             try:
                 self._post_all(combine(batch, dropped))
             except Exception:  # the thread must outlive any surprise
                 logger.exception("Slack's sender failed; its batch is lost")
             finally:
                 with self._changed:
-                    self._busy = False
+                    self._in_hand = 0
                     self._changed.notify_all()
 
     def _post_all(self, posts: list[Post]) -> None:

@@ -34,6 +34,7 @@ from autoscaler.notify_slack import SlackNotifier
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.slack_api import DEFAULT_TOKEN, PostedMessage, SlackApiDouble
+from tests.support import posted_within
 
 CHANNEL = "#gpu-autoscaler"
 
@@ -188,10 +189,10 @@ def test_a_rate_limit_is_waited_out_and_the_post_retried(slack_api: SlackApiDoub
     queue = queue_for(slack_api, clock)
     slack_api.fail("ratelimited", times=1, retry_after=7)
     assert queue.send(alert_message("first"))
-    queue.flush(10)
+    posted_within(queue)
     slack_api.fail("ratelimited", times=1, retry_after=600)
     assert queue.send(alert_message("second"))
-    assert queue.flush(10)
+    assert posted_within(queue)
     queue.close()
     assert [m.text for m in slack_api.messages] == [
         ":rotating_light: first",
@@ -212,7 +213,7 @@ def test_posts_keep_slacks_pace_of_one_a_second(slack_api: SlackApiDouble) -> No
         with queue.gathering():
             queue.send(alert_message(f"tick {tick} a"))
             queue.send(alert_message(f"tick {tick} b"))
-        queue.flush(10)
+        posted_within(queue)
     queue.close()
     assert len(slack_api.messages) == 3 and slack_api.requests == 3  # no 429
     assert clock.waits == [POST_GAP_S, POST_GAP_S]
@@ -243,7 +244,7 @@ def test_a_stop_flushes_what_is_queued(slack_api: SlackApiDouble) -> None:
     slack_api.rate_limit(every_s=1.0, clock=clock)
     queue = queue_for(slack_api, clock)
     queue.send(alert_message("before the tick"))
-    queue.flush(10)
+    posted_within(queue)
     with queue.gathering():
         queue.send(alert_message("in the tick"))
         queue.close()
@@ -309,7 +310,7 @@ def test_news_between_ticks_is_posted_on_its_own(slack_api: SlackApiDouble) -> N
     clock = FakeClock()
     queue = queue_for(slack_api, clock)
     queue.send(alert_message("between ticks"))
-    assert queue.flush(10)
+    assert posted_within(queue)
     assert [shown(m) for m in slack_api.messages] == [":rotating_light: between ticks"]
     queue.close()
 
@@ -339,6 +340,6 @@ def test_a_replaced_sender_hands_what_it_could_not_post_in_time_to_its_successor
         slack_api.release()
     assert old._thread is not None
     old._thread.join(10)
-    assert new.flush(10)
+    assert posted_within(new)
     new.close()
     assert sorted(m.text for m in slack_api.messages) == ["wide 0", "wide 1"]
