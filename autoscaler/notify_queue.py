@@ -4,7 +4,7 @@ Slack takes about one post a second in a channel and answers more with a 429: wh
 pools had news in one tick (a Prometheus outage starts every pool's "metrics failing" at
 once), posting each at once from the tick lost most of them, and the tick waited on
 Slack for those it sent. Now a tick only queues (`QueuedNotifier.send`); what a tick
-queued is combined into as few posts as Slack's limits allow (`combine`, pure) and
+queued is combined into as few posts as Slack's limits allow (autoscaler.notify_batch) and
 posted by the sender thread, which waits out a 429's Retry-After (capped) and retries.
 The backlog is bounded: past it the oldest are dropped and the next post says how many.
 A stop flushes it within a short deadline (`finish`).
@@ -22,24 +22,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any
 
-from autoscaler.notify import (
-    SECTION_TEXT_LIMIT,
-    TEXT_LIMIT,
-    Attachment,
-    Message,
-    Notifier,
-    redacted,
-    truncate,
-)
+from autoscaler.notify import Attachment, Message, Notifier, redacted
+from autoscaler.notify_batch import Post, combine
 from autoscaler.notify_slack import RateLimited, SlackNotifier
 
 logger = logging.getLogger(__name__)
 
-BLOCK_LIMIT = 50
-"""Slack's limit of blocks in a message; more is refused as invalid_blocks."""
 BACKLOG_LIMIT = 1000
 """Messages waiting for Slack at most; past this the oldest are dropped (and said)."""
 POST_GAP_S = 1.0
@@ -52,131 +41,6 @@ FINISH_S = 5.0
 """At a stop (and after `run --once`), how long what is queued may still take."""
 DEFAULT_RETRY_S = 1.0
 """The wait after a 429 that did not say how long (Slack's always does)."""
-
-
-# ---- deciding: which posts carry which messages (pure) ---------------------------
-
-
-@dataclass(frozen=True)
-class Post:
-    """One chat.postMessage and how many queued notifications it carries."""
-
-    message: Message
-    carries: int
-
-
-def dropped_note(count: int) -> str:
-    return (
-        f":warning: {count} older notification{'s' if count != 1 else ''} dropped: more "
-        "came than Slack took in time (the autoscaler's log has every decision)"
-    )
-
-
-def _parts(message: Message) -> list[str | dict[str, Any]]:
-    """The message as mrkdwn text (its sections' and contexts' texts, in order: what
-    Slack shows of it) that may share a section with others; a block of another kind
-    is kept as it is."""
-    if not message.blocks:
-        return [truncate(message.text, SECTION_TEXT_LIMIT)]
-    parts: list[str | dict[str, Any]] = []
-    for block in message.blocks:
-        text = _text_of(block)
-        if text is None:
-            parts.append(block)
-        elif (
-            parts
-            and isinstance(parts[-1], str)
-            and len(parts[-1]) + 1 + len(text) <= SECTION_TEXT_LIMIT
-        ):
-            parts[-1] = f"{parts[-1]}\n{text}"
-        else:
-            parts.append(truncate(text, SECTION_TEXT_LIMIT))
-    return parts
-
-
-def _text_of(block: dict[str, Any]) -> str | None:
-    if block.get("type") == "section" and isinstance(block.get("text"), dict):
-        return str(block["text"].get("text") or "") or None
-    if block.get("type") == "context" and isinstance(block.get("elements"), list):
-        texts = [e.get("text") for e in block["elements"] if isinstance(e, dict)]
-        return " ".join(str(t) for t in texts if t) or None
-    return None
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-@dataclass(frozen=True)
-class _Draft:
-    """A post being filled: its blocks, the last section (open to more text), its text."""
-
-    closed: tuple[dict[str, Any], ...] = ()
-    open: str | None = None
-    texts: tuple[str, ...] = ()
-    text_length: int = -1  # of the texts joined by newlines
-    carries: int = 0
-
-    def adding(
-        self, text: str, parts: Sequence[str | dict[str, Any]], carries: int = 1
-    ) -> _Draft | None:
-        """This draft with one more message (texts in the open section while it holds
-        3,000 characters, a blank line between two messages), or None: past a limit."""
-        closed, open_text = list(self.closed), self.open
-        for part in parts:
-            joined = isinstance(part, str) and open_text is not None
-            if joined and len(str(open_text)) + 2 + len(part) <= SECTION_TEXT_LIMIT:
-                open_text = f"{open_text}\n\n{part}"
-                continue
-            if open_text is not None:
-                closed.append(_section(open_text))
-                open_text = None
-            if isinstance(part, str):
-                open_text = part
-            else:
-                closed.append(part)
-        length = self.text_length + 1 + len(text)
-        if len(closed) + (open_text is not None) > BLOCK_LIMIT or length > TEXT_LIMIT:
-            return None
-        return _Draft(tuple(closed), open_text, (*self.texts, text), length, self.carries + carries)
-
-    def post(self) -> Post:
-        blocks = [*self.closed, *([_section(self.open)] if self.open is not None else [])]
-        return Post(Message("\n".join(self.texts), blocks), self.carries)
-
-
-def combine(messages: Sequence[Message], dropped: int = 0) -> list[Post]:
-    """What was queued, in order, as few posts as Slack takes: each message's text in
-    shared sections, a post split only where Slack's limits (50 blocks, 3,000 characters
-    a section, 40,000 of text) force it. A lone message goes as it was built; `dropped`
-    (messages lost to the backlog's bound) is said at the head of the first post. A
-    message too big for a post of its own goes alone, as it was built."""
-    if not messages and not dropped:
-        return []
-    if len(messages) == 1 and not dropped:
-        return [Post(messages[0], 1)]
-    posts: list[Post] = []
-    empty = _Draft()
-    draft = empty
-    if dropped:
-        note = dropped_note(dropped)
-        draft = empty.adding(note, [note], carries=0) or empty
-    for message in messages:
-        parts = _parts(message)
-        more = draft.adding(message.text, parts)
-        if more is None and draft is not empty:
-            posts.append(draft.post())
-            more = empty.adding(message.text, parts)
-        if more is None:  # too big for a post of its own: as it was built
-            posts.append(Post(message, 1))
-            more = empty
-        draft = more
-    if draft is not empty:
-        posts.append(draft.post())
-    return posts
-
-
-# ---- acting: the queue and the thread that posts it ------------------------------
 
 
 class QueuedNotifier:
@@ -216,31 +80,38 @@ class QueuedNotifier:
     # -- what the ticks call -------------------------------------------------------
 
     def send(self, message: Message) -> bool:
-        """Queue the message (redacted now: the queue holds no secret); True once queued."""
+        """Queue the message (redacted now: the queue holds no secret); True once queued.
+        Closed by a reload that replaced it, it hands the message to its successor (a
+        tick of the last config, still running past its deadline)."""
         try:
             message = redacted(message)
             with self._changed:
-                if self._closed:
-                    logger.warning(
-                        "notification not sent, Slack's sender is closed: %s", message.text
-                    )
-                    return False
-                if len(self._backlog) >= self._limit:
-                    self._backlog.popleft()
-                    self._dropped += 1
-                    if self._dropped == 1:
-                        logger.warning(
-                            "Slack takes notifications slower than they come: %d are waiting; "
-                            "the oldest are dropped (the next post says how many)",
-                            self._limit,
-                        )
-                self._backlog.append(message)
-                self._start()
-                self._changed.notify_all()
-            return True
+                successor = self._successor if self._closed else None
+                if successor is None:
+                    return self._queue(message)
+            return successor.send(message)  # outside this one's lock
         except Exception:  # a notifier never raises into a tick
             logger.exception("notification not queued")
             return False
+
+    def _queue(self, message: Message) -> bool:
+        """Called holding the condition."""
+        if self._closed:
+            logger.warning("notification not sent, Slack's sender is closed: %s", message.text)
+            return False
+        if len(self._backlog) >= self._limit:
+            self._backlog.popleft()
+            self._dropped += 1
+            if self._dropped == 1:
+                logger.warning(
+                    "Slack takes notifications slower than they come: %d are waiting; "
+                    "the oldest are dropped (the next post says how many)",
+                    self._limit,
+                )
+        self._backlog.append(message)
+        self._start()
+        self._changed.notify_all()
+        return True
 
     def send_with_files(self, message: Message, files: Sequence[Attachment]) -> bool:
         """The daily digest, posted at once by its own caller's thread (the daemon's

@@ -1,7 +1,7 @@
-"""Slack's news under a storm: the combining of queued messages into posts (pure), and
-the queue's sender thread with slack-sdk's real WebClient against the local double of
-Slack's Web API (tests/doubles/slack_api.py: chat.postMessage, its 50-block, 3,000- and
-40,000-character limits, its 429 with Retry-After), on a fake clock its waits advance."""
+"""Slack's news under a storm: the queue's sender thread with slack-sdk's real WebClient
+against the local double of Slack's Web API (tests/doubles/slack_api.py: chat.postMessage,
+its 50-block, 3,000- and 40,000-character limits, its 429 with Retry-After), on a fake
+clock its waits advance."""
 
 from __future__ import annotations
 
@@ -15,21 +15,11 @@ import yaml
 
 from autoscaler.daemon import Daemon
 from autoscaler.notify import (
-    SECTION_TEXT_LIMIT,
-    TEXT_LIMIT,
     Message,
     alert_message,
-    failure_started_message,
     scale_message,
 )
-from autoscaler.notify_queue import (
-    BLOCK_LIMIT,
-    POST_GAP_S,
-    RETRY_AFTER_CAP_S,
-    QueuedNotifier,
-    combine,
-    finish,
-)
+from autoscaler.notify_queue import POST_GAP_S, RETRY_AFTER_CAP_S, QueuedNotifier, finish
 from autoscaler.notify_slack import SlackNotifier
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, write_config
@@ -67,70 +57,6 @@ def shown(posted: PostedMessage) -> str:
 def queue_for(double: SlackApiDouble, clock: FakeClock, limit: int = 1000) -> QueuedNotifier:
     sender = SlackNotifier(CHANNEL, DEFAULT_TOKEN, double.base_url, 2.0, sleep=clock.sleep)
     return QueuedNotifier(sender, limit=limit, clock=clock, sleep=clock.sleep)
-
-
-# ---- combining (pure) ------------------------------------------------------------
-
-
-def test_thirty_pools_news_goes_in_one_post() -> None:
-    """A surge scales 30 pools in a tick: one post holds them all, in order, within
-    Slack's limits (before, 30 posts, most refused with a 429 past the first)."""
-    messages = [scaled(f"pool-{n:02d}") for n in range(30)]
-    [post] = combine(messages)
-    assert post.carries == 30
-    blocks = post.message.blocks or []
-    assert len(blocks) <= BLOCK_LIMIT
-    assert all(len(block["text"]["text"]) <= SECTION_TEXT_LIMIT for block in blocks)
-    text = "\n".join(block["text"]["text"] for block in blocks)
-    assert re.findall(r"\*(pool-\d\d)\*", text) == [f"pool-{n:02d}" for n in range(30)]
-    assert "Demand now 1.7 req/s" in text  # each message's figures line kept
-    assert post.message.text == "\n".join(m.text for m in messages)
-
-
-def test_a_storm_past_one_post_is_split_only_where_slacks_limits_force_it() -> None:
-    """A Prometheus outage starts 1,000 pools' "metrics failing" at once: every one is
-    in some post, once, in order; each post within 50 blocks, 3,000 characters a
-    section and 40,000 of text; and a post ends only where the next message would
-    break a limit."""
-    messages = [failure_started_message(f"p{n:04d}", "metrics", "x" * 400) for n in range(1000)]
-    posts = combine(messages)
-    assert 1 < len(posts) < 20
-    said = []
-    for post in posts:
-        blocks = post.message.blocks or []
-        assert len(blocks) <= BLOCK_LIMIT and len(post.message.text) <= TEXT_LIMIT
-        assert all(len(block["text"]["text"]) <= SECTION_TEXT_LIMIT for block in blocks)
-        said += re.findall(
-            r"(p\d{4}): metrics failing", "\n".join(b["text"]["text"] for b in blocks)
-        )
-    assert said == [f"p{n:04d}" for n in range(1000)]
-    assert sum(post.carries for post in posts) == 1000
-    longest = max(len(m.text) for m in messages)
-    assert all(len(post.message.text) + 1 + longest > TEXT_LIMIT for post in posts[:-1])
-
-
-def test_blocks_of_other_kinds_count_against_the_fifty() -> None:
-    """A block that is not text (a divider) goes as it is; 60 of them need two posts."""
-    messages = [Message(f"m{n}", [{"type": "divider"}]) for n in range(60)]
-    posts = combine(messages)
-    assert [len(post.message.blocks or []) for post in posts] == [50, 10]
-    assert [post.carries for post in posts] == [50, 10]
-
-
-def test_a_lone_message_goes_as_it_was_built() -> None:
-    message = scaled("ocr")
-    assert [(post.message, post.carries) for post in combine([message])] == [(message, 1)]
-    assert combine([]) == []
-
-
-def test_messages_dropped_from_the_backlog_are_said_first() -> None:
-    [post] = combine([alert_message("a"), alert_message("b")], dropped=3)
-    first = (post.message.blocks or [])[0]["text"]["text"]
-    assert first.startswith(":warning: 3 older notifications dropped")
-    assert post.message.text.startswith(":warning: 3 older notifications dropped")
-    assert post.carries == 2
-    [only] = combine([], dropped=1)
-    assert "1 older notification dropped" in only.message.text and only.carries == 0
 
 
 # ---- the queue against the Slack double ------------------------------------------
@@ -343,3 +269,16 @@ def test_a_replaced_sender_hands_what_it_could_not_post_in_time_to_its_successor
     assert posted_within(new)
     new.close()
     assert sorted(m.text for m in slack_api.messages) == ["wide 0", "wide 1"]
+
+
+def test_news_sent_to_a_replaced_sender_goes_to_its_successor(slack_api: SlackApiDouble) -> None:
+    """A pool's tick of the config a reload replaced, still running past its deadline,
+    tells the sender it was given: once the new one has taken over, that news is posted
+    by the new one. Before, the old one, closed, logged it and dropped it."""
+    clock = FakeClock()
+    old, new = queue_for(slack_api, clock), queue_for(slack_api, clock)
+    new.take_over(old)
+    assert old.send(alert_message("late news of the old config"))
+    assert posted_within(new)
+    new.close()
+    assert [m.text for m in slack_api.messages] == [":rotating_light: late news of the old config"]
