@@ -4,8 +4,9 @@ Two autoscalers on one fleet (a Kubernetes HPA on the workload, a Nomad group's 
 scaling policy, an Auto Scaling group's policies or scheduled actions) undo each other's
 counts: each takes the other's change for one by hand, holds for its cooldown and goes
 round again. So each pool asks its backend (backends.base.other_autoscalers) once, at its
-first tick after a start or a reload, before it acts: what is found is a WARNING and one
-alert naming the other and how to turn it off. The daemon runs on (the other may be in a
+first tick after a start or a reload, before it acts: what is found is a WARNING and an
+alert naming the other and how to turn it off (on Slack once per finding: not again at
+each restart or cron `--once`). The daemon runs on (the other may be in a
 mode that does not act). A failure to ask is a WARNING, once, never the tick's trouble.
 """
 
@@ -74,18 +75,25 @@ class OtherAutoscalers:
         self.asked = False
         self.found: list[str] = []
 
-    def ask_once(self, backend: Backend, send: Callable[[Message], None]) -> None:
-        """Ask the first time only; never raises (a failed question is said, and over)."""
+    def ask_once(
+        self, backend: Backend, send: Callable[[Message], None], told: list[str]
+    ) -> list[str]:
+        """Ask the first time only; never raises (a failed question is said, and over).
+        A WARNING at each start and reload; on Slack only what differs from `told` (the
+        pool's state: what was told last), so that a `--once` from cron every minute, or a
+        daemon restarted, does not post the same alert each time. Returns what is told now."""
         if self.asked:
-            return
+            return told
         self.asked = True
         try:
             found = other_autoscalers(backend)
         except Exception as exc:  # denied, timed out, a surprise: the tick goes on
             log.warning("%s", not_checked_text(self.pool, exc))
-            return
+            return told
         self.found = found
         text = found_text(self.pool, found)
         if text is not None:
             log.warning("%s", text)
-            send(alert_message(text))
+            if sorted(found) != sorted(told):
+                send(alert_message(text))
+        return list(found)

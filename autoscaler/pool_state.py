@@ -45,6 +45,9 @@ class PoolState:
     someone else changed it."""
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
+    others_told: list[str] = field(default_factory=list)
+    """The other autoscalers on the fleet last told on Slack (autoscaler.other_autoscalers):
+    a restart, a reload or a `--once` from cron tells them again only once they change."""
     loop: dict[str, Any] | None = None
     """The loop calibration last used (margin, member, aim, at, the static member's
     held_level, under `margin: widen` its floor, and when each member last had a day over
@@ -62,6 +65,7 @@ def pool_to_json(state: PoolState) -> dict[str, Any]:
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
         "capacity_alerted": state.capacity_alerted,
+        "others_told": state.others_told,
         "manual_change_at": _iso(memory.manual_change_at),
         "signal_counts": [[name, _text(at), n] for name, at, n in memory.signal_counts],
         "loop": state.loop,
@@ -110,6 +114,7 @@ def pool_from_json(data: dict[str, Any]) -> PoolState:
         last_decision=_decision(data.get("last_decision")),
         last_known_desired=read("last_known_desired", lambda v: None if v is None else _count(v)),
         capacity_alerted=data.get("capacity_alerted", False) is True,
+        others_told=read("others_told", lambda v: [str(x) for x in v], []),
         loop=_loop(data.get("loop")),
     )
 

@@ -203,7 +203,7 @@ class PoolTicker:
 
     def _tick(self, now: datetime, state: PoolState, overrides: OverridesFile) -> TickResult:
         pool = self.pool
-        self.others.ask_once(self.backend, self._send)  # before anything is acted on
+        state.others_told = self.others.ask_once(self.backend, self._send, state.others_told)
         per_node_rps, capacity_note = self._capacity(now, state)
         self._resume_loop(now, state)
         taken, self._observed = self._observed, None

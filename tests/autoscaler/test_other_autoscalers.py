@@ -1,4 +1,5 @@
-"""Another autoscaler on a pool's fleet, told once at start and after a reload.
+"""Another autoscaler on a pool's fleet: logged at each start and reload, told on Slack
+once per finding.
 
 The wording is pure and tested as such; the daemon is run end to end on a Kubernetes pool
 through the real `kubernetes` client against the API double (its autoscaling/v2
@@ -87,8 +88,9 @@ def test_asked_once_whatever_the_answer(caplog: pytest.LogCaptureFixture) -> Non
     sent: list[object] = []
     for answer in ([HPA], [], BackendError("timed out"), RuntimeError("surprise")):
         backend, others = _Asked(answer), OtherAutoscalers(POOL)
+        told: list[str] = []
         for _ in range(3):
-            others.ask_once(backend, sent.append)  # type: ignore[arg-type]
+            told = others.ask_once(backend, sent.append, told)  # type: ignore[arg-type]
         assert backend.calls == 1
     assert len(sent) == 1  # the one found: one alert
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -130,7 +132,24 @@ def warnings_of(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
     ]
 
 
-def test_an_hpa_on_the_deployment_is_told_once_at_start_and_once_after_a_reload(
+def test_slack_is_told_once_per_finding_not_at_every_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A `--once` from cron every minute is a start every minute: each posted the same
+    alert. What was told is kept (the pool's state): told again only once it changes."""
+    sent: list[object] = []
+    told = OtherAutoscalers(POOL).ask_once(_Asked([HPA]), sent.append, [])  # type: ignore[arg-type]
+    for _ in range(3):  # three more starts, the same HPA
+        told = OtherAutoscalers(POOL).ask_once(_Asked([HPA]), sent.append, told)  # type: ignore[arg-type]
+    assert len(sent) == 1 and told == [HPA]
+    assert len(warnings_of(caplog, "another autoscaler also scales")) == 4  # the log, each start
+    told = OtherAutoscalers(POOL).ask_once(_Asked([]), sent.append, told)  # type: ignore[arg-type]
+    assert told == [] and len(sent) == 1  # gone: nothing to tell
+    OtherAutoscalers(POOL).ask_once(_Asked([HPA]), sent.append, told)  # type: ignore[arg-type]
+    assert len(sent) == 2  # back: told again
+
+
+def test_an_hpa_on_the_deployment_is_told_at_start_and_again_once_it_changes(
     kubernetes_api: KubernetesApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Before, nothing said an HPA also scaled the deployment: each side took the other's
@@ -151,7 +170,13 @@ def test_an_hpa_on_the_deployment_is_told_once_at_start_and_once_after_a_reload(
     daemon.request_reload()
     run_ticks(daemon, clock, 2)
     told = [t for t in notifier.texts if "another autoscaler also scales" in t]
-    assert len(told) == 2
+    assert len(told) == 1  # the same HPA: logged again, not posted again
+    assert len(warnings_of(caplog, "another autoscaler also scales")) == 2
+    kubernetes_api.hpas.add("default", "image-gen-gpu", ("deployments", POOL), max_replicas=6)
+    daemon.request_reload()
+    run_ticks(daemon, clock, 2)
+    told = [t for t in notifier.texts if "another autoscaler also scales" in t]
+    assert len(told) == 2 and "image-gen-gpu" in told[1]
     assert DOUBLE_TOKEN not in "".join(notifier.texts) + caplog.text
 
 
