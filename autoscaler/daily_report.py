@@ -7,13 +7,10 @@ the source cannot answer, from the decision log's `demand_rps`, and the digest s
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,14 +18,13 @@ from apscheduler.triggers.cron import CronTrigger
 
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
+from autoscaler.decision_log_read import LogRead, read_records
 from autoscaler.digest import DigestSettings, PoolDigest, pool_digest
 from autoscaler.metrics import MetricsError, MetricsSource
 from autoscaler.notify import SECTION_TEXT_LIMIT, Attachment, Message, escape_mrkdwn
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
-LOOKBACK = timedelta(hours=6)
-"""Log lines read before the window: the count in force when it opens."""
 MAX_BLOCKS = 50  # Slack's limit per message
 
 
@@ -60,72 +56,6 @@ def digest_settings(pool: Pool, per_node_rps: float | None = None) -> DigestSett
     )
 
 
-def read_records(
-    path: Path, start: datetime, end: datetime
-) -> tuple[list[dict[str, Any]], int, str | None]:
-    """Decision-log lines stamped in [start - LOOKBACK, end), how many lines were
-    unreadable (a torn last line after a crash, a hand edit, a field of the wrong type):
-    counted, never fatal, and the first of them as 'FILE:LINE: why'."""
-    if path.exists() and not path.is_file():  # a FIFO would hold the digest for a writer
-        return [], 1, f"{path}: not a regular file (a FIFO, a folder or a device): not read"
-    records, broken, first_broken = [], 0, None
-    first, last = pd.Timestamp(start - LOOKBACK), pd.Timestamp(end)
-    for number, line in _lines(path):
-        try:
-            record = json.loads(line)
-            at = _stamp(record)
-            if first <= at < last:
-                _check_fields(record)
-                records.append(record)
-        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
-            broken += 1
-            first_broken = first_broken or f"{path}:{number}: {exc}"[:300]
-    return records, broken, first_broken
-
-
-def _stamp(record: Any) -> pd.Timestamp:
-    """The line's `time`, which must be a text time with its UTC offset."""
-    if not isinstance(record, dict):
-        raise TypeError(f"a line is a JSON object, not {type(record).__name__}")
-    text = record.get("time")
-    if not isinstance(text, str):
-        raise TypeError(f"time: {text!r} is not an ISO time")
-    at = pd.Timestamp(text)
-    if at.tzinfo is None:
-        raise ValueError(f"time: {text!r} has no UTC offset")
-    return at
-
-
-_COUNTS = ("current", "desired", "ready")
-_RATES = ("demand_rps", "forecast_rps")
-_TYPES: dict[str, type] = {"pool": str, "acted": bool, "reasons": list}
-
-
-def _check_fields(record: dict[str, Any]) -> None:
-    """ValueError naming the first field the digest reads that has the wrong type (each
-    may be absent or null, as in lines written by older versions)."""
-    for name in _COUNTS:
-        value = record.get(name)
-        if value is not None and (type(value) is not int or value < 0):
-            raise ValueError(f"{name}: {value!r} is not a node count")
-    for name in _RATES:
-        value = record.get(name)
-        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
-            raise ValueError(f"{name}: {value!r} is not a rate in req/s")
-    for name, kind in _TYPES.items():
-        value = record.get(name)
-        if value is not None and not isinstance(value, kind):
-            raise ValueError(f"{name}: {value!r} is not a {kind.__name__}")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            yield from ((n, line) for n, line in enumerate(handle, 1) if line.strip())
-    except FileNotFoundError:
-        return
-
-
 def build_report(
     config: Config,
     metrics: MetricsSource,
@@ -135,14 +65,16 @@ def build_report(
     per_node_rps: Mapping[str, float] | None = None,
 ) -> DayReport:
     """Each pool's day; `per_node_rps` by pool, as the daemon sized (digest_settings)."""
-    records, broken, first_broken = (
-        read_records(config.decision_log, start, end) if config.decision_log else ([], 0, None)
+    read = (
+        read_records(config.decision_log, start, end)
+        if config.decision_log
+        else LogRead([], 0, None, None)
     )
     digests, from_log, silent = [], [], []
     for pool in config.pools:
         if pools and pool.name not in pools:
             continue
-        mine = [r for r in records if r.get("pool") == pool.name]
+        mine = [r for r in read.records if r.get("pool") == pool.name]
         if not mine:
             silent.append(pool.name)
         try:
@@ -155,7 +87,9 @@ def build_report(
         digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
     where = config.decision_log or "the config sets no decision_log"
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
-    return DayReport(start, end, digests, from_log, broken, first_broken, no_records)
+    return DayReport(
+        start, end, digests, from_log, read.unreadable, read.first_unreadable, no_records
+    )
 
 
 def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:

@@ -1,19 +1,24 @@
 """The digest's reading of the decision log: a line of the wrong shape is skipped and
-counted, naming the file and line, never fatal to the report."""
+counted, naming the file and line, never fatal to the report; the hours a logrotate moved
+out of the log are read from its rotated files, as logrotate leaves them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import threading
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from autoscaler.daily_report import DayReport, read_records, report_text
+import autoscaler.decision_log_read
+from autoscaler.daily_report import DayReport, report_text
+from autoscaler.decision_log_read import LogRead, read_records
 from tests.autoscaler.test_digest import DAY, END, day_records
 
 
@@ -63,8 +68,9 @@ def test_a_line_of_the_wrong_shape_is_skipped_naming_file_and_line(
     text = [json.dumps(r) for r in records]
     text.insert(600, line)
     log.write_text("\n".join(text) + "\n")
-    read, broken, first = read_records(log, DAY, END)
-    assert len(read) == len(records) and broken == 1
+    read = read_records(log, DAY, END)
+    broken, first = read.unreadable, read.first_unreadable
+    assert len(read.records) == len(records) and broken == 1
     assert first is not None and first.startswith(f"{log}:601: ") and says in first
     report = DayReport(DAY, END, [], [], broken, first)
     assert f"1 unreadable decision-log lines skipped (first: {log}:601: " in report_text(
@@ -77,12 +83,12 @@ def test_a_decision_log_that_is_a_fifo_is_said_not_waited_on(tmp_path: Path) -> 
     writer that never came; now it is one unreadable entry naming the file."""
     log = tmp_path / "decisions.jsonl"
     os.mkfifo(log)
-    done: list[tuple[list[dict[str, Any]], int, str | None]] = []
+    done: list[LogRead] = []
     reader = threading.Thread(target=lambda: done.append(read_records(log, DAY, END)), daemon=True)
     reader.start()
     reader.join(timeout=10)
     assert done, "read_records waited on the FIFO"
-    read, broken, first = done[0]
+    read, broken, first = done[0].records, done[0].unreadable, done[0].first_unreadable
     assert read == [] and broken == 1 and first is not None and "not a regular file" in first
 
 
@@ -90,8 +96,8 @@ def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: P
     log = tmp_path / "decisions.jsonl"
     old = {"time": "2026-11-26T10:00:30+00:00", "pool": "ocr", "current": 3, "desired": 3}
     log.write_text(json.dumps(old) + "\n")
-    read, broken, _ = read_records(log, DAY, END + timedelta(days=1))
-    assert read == [old] and broken == 0
+    read = read_records(log, DAY, END + timedelta(days=1))
+    assert read.records == [old] and read.unreadable == 0
 
 
 @pytest.mark.parametrize(
@@ -128,3 +134,108 @@ def test_a_digest_time_in_the_repeated_hour_is_sent_once_that_day(zone: str, day
     assert [f.date() for f in local] == [day - timedelta(days=1 - k) for k in range(4)]
     assert all((f.hour, f.minute) == (1, 45) for f in local)
     assert local[1].utcoffset() > local[2].utcoffset()  # the first 01:45 of the night
+
+
+def write_log(log: Path, start: datetime, end: datetime) -> None:
+    """The daemon's lines for [start, end), a tick every 10 minutes, 3 nodes; the file
+    last modified at the last one, as the daemon leaves it."""
+    ticks = int((end - start) / timedelta(minutes=10))
+    times = [start + k * timedelta(minutes=10) for k in range(ticks)]
+    with log.open("a") as out:
+        for now in times:
+            out.write(json.dumps({"time": now.isoformat(), "pool": "ocr", "current": 3}) + "\n")
+    os.utime(log, (times[-1].timestamp(), times[-1].timestamp()))
+
+
+def logrotate(log: Path, dateext: bool) -> None:
+    """What logrotate does with `compress` and `delaycompress`: the last rotated file
+    gzipped (with that file's modification time), older numbered ones moved up one, the
+    log renamed `.1` (or, with `dateext`, `-YYYYMMDD` of the rotation)."""
+    if dateext:
+        for plain in log.parent.glob(log.name + "-*[0-9]"):
+            _gzip(plain, plain.with_name(plain.name + ".gz"))
+        day = datetime.fromtimestamp(log.stat().st_mtime, UTC)
+        log.rename(log.with_name(f"{log.name}-{day:%Y%m%d}"))
+        return
+    numbers = sorted(int(p.name.split(".")[2]) for p in log.parent.glob(log.name + ".*"))
+    for n in reversed(numbers):
+        if n == 1:
+            _gzip(log.with_name(f"{log.name}.1"), log.with_name(f"{log.name}.2.gz"))
+        else:
+            log.with_name(f"{log.name}.{n}.gz").rename(log.with_name(f"{log.name}.{n + 1}.gz"))
+    log.rename(log.with_name(f"{log.name}.1"))
+
+
+def _gzip(plain: Path, packed: Path) -> None:
+    with plain.open("rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    kept = plain.stat()
+    os.utime(packed, (kept.st_atime, kept.st_mtime))
+    plain.unlink()
+
+
+def rotated_daily(tmp_path: Path, dateext: bool) -> Path:
+    """Lines from the 24th to the 27th at 09:00, logrotate from cron.daily at 06:25."""
+    log = tmp_path / "decisions.jsonl"
+    begin = datetime(2026, 11, 24, tzinfo=UTC)
+    for day in range(3):
+        rotation = begin + timedelta(days=day + 1, hours=6, minutes=25)
+        write_log(log, max(begin, rotation - timedelta(days=1)), rotation)
+        logrotate(log, dateext)
+    write_log(log, rotation, rotation + timedelta(hours=2, minutes=35))
+    return log
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files the reader opens."""
+    names: list[str] = []
+    real = autoscaler.decision_log_read.text_lines
+
+    def spy(path: Path) -> Iterator[tuple[int, str]]:
+        names.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(autoscaler.decision_log_read, "text_lines", spy)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("dateext", "files"),
+    [
+        (False, ["decisions.jsonl.2.gz", "decisions.jsonl.1", "decisions.jsonl"]),
+        (True, ["decisions.jsonl-20261126.gz", "decisions.jsonl-20261127", "decisions.jsonl"]),
+    ],
+    ids=["numbered", "dateext"],
+)
+def test_a_day_rotated_away_is_read_from_the_rotated_files_it_is_in(
+    tmp_path: Path, opened: list[str], dateext: bool, files: list[str]
+) -> None:
+    """The digest of the 26th at 09:00 on the 27th, after logrotate at 06:25: the log
+    held the 27th from 06:25 only, and the 26th was not there at all. The day (and its 6
+    hours before) is read, in order, from the two files that hold it; the older files,
+    last written before those hours, are not opened."""
+    log = rotated_daily(tmp_path, dateext)
+    read = read_records(log, DAY, END)
+    assert opened == files
+    times = [datetime.fromisoformat(r["time"]) for r in read.records]
+    ticks = [DAY - timedelta(hours=6) + k * timedelta(minutes=10) for k in range(180)]
+    assert times == [tick + timedelta(minutes=5) for tick in ticks]  # 06:25, 06:35, ...
+    assert read.unreadable == 0
+    assert read.oldest == datetime(2026, 11, 25, 6, 25, tzinfo=UTC)
+
+
+def test_a_rotated_gzip_cut_short_is_read_up_to_the_damage_and_said(tmp_path: Path) -> None:
+    log = rotated_daily(tmp_path, dateext=False)
+    packed = log.with_name("decisions.jsonl.2.gz")
+    kept = packed.stat()
+    data = packed.read_bytes()
+    packed.write_bytes(data[: len(data) // 2])  # a disk that filled while gzip wrote
+    os.utime(packed, (kept.st_atime, kept.st_mtime))
+    read = read_records(log, DAY, END)
+    assert read.unreadable == 1 and read.first_unreadable is not None
+    assert read.first_unreadable.startswith(f"{packed}:")
+    assert "the rest of it not read" in read.first_unreadable
+    times = [datetime.fromisoformat(r["time"]) for r in read.records]
+    assert times[-1] == END - timedelta(minutes=5)  # .1, after it, is read
+    assert DAY + timedelta(hours=6, minutes=15) not in times  # the end of .2.gz is lost

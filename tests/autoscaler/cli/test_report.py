@@ -6,7 +6,9 @@ through slack-sdk's real chat_postMessage and files_upload_v2."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
+from tests.autoscaler.test_daily_report import logrotate
 from tests.autoscaler.test_digest import day_demand, day_records
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble, make_slack_api_fixture
 
@@ -87,6 +90,36 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
     assert png.content.startswith(PNG_MAGIC) and len(png.content) > 10_000
     assert (png.channel, png.thread_ts) == (message.channel, message.ts)
     assert (tmp_path / "png" / "ocr-20261126-0000.png").read_bytes() == png.content
+
+
+def test_report_of_a_day_logrotate_moved_away_has_the_whole_day(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """logrotate at 06:25 on the 26th and the 27th (`compress`, `delaycompress`): the day
+    is in decisions.jsonl.2.gz until 06:25 and in decisions.jsonl.1 after. The report of
+    the 26th read the log alone and found nothing of it; it has the hand-computed day."""
+    config = setup_day(tmp_path, slack_api.base_url)
+    log = tmp_path / "decisions.jsonl"
+    log.unlink()
+    records = day_records()
+    for part in (
+        [r for r in records if r["time"] < "2026-11-26T06:25"],
+        [r for r in records if r["time"] >= "2026-11-26T06:25"],
+    ):
+        log.write_text("".join(json.dumps(r) + "\n" for r in part))
+        last = datetime.fromisoformat(max(r["time"] for r in part)).timestamp()
+        os.utime(log, (last, last))  # as the daemon's last line left it
+        logrotate(log, dateext=False)
+    log.write_text('{"torn line\n')
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ocr: 74.0 node-hours, EUR 185.00" in result.output
+    assert "(bias +18.8 %, 1426 forecasts)" in result.output
+    assert "scale actions: 1 up, 1 down" in result.output
+    assert "overrides: 'evening batch' (120 ticks)" in result.output
+    assert "no decision-log lines" not in result.output
 
 
 def test_report_without_slack_reachable_fails_and_says_so(
