@@ -40,6 +40,10 @@ class DayReport:
     """The first unreadable line, as 'FILE:LINE: why'."""
     no_records: str | None = None
     """The pools the decision log says nothing of in the window, and where it was read."""
+    no_record_before: datetime | None = None
+    """The decision log's first line after the window opens, where none (in the log or its
+    rotated files) is before it or within an interval after (rotated away for good, or
+    the log is newer): the hours before it have no record, which the report says."""
 
 
 def digest_settings(pool: Pool, per_node_rps: float | None = None) -> DigestSettings:
@@ -87,8 +91,10 @@ def build_report(
         digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
     where = config.decision_log or "the config sets no decision_log"
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
+    begins = read.oldest.tz_convert("UTC").to_pydatetime() if read.oldest is not None else None
+    late = begins if begins is not None and begins > start + config.interval else None
     return DayReport(
-        start, end, digests, from_log, read.unreadable, read.first_unreadable, no_records
+        start, end, digests, from_log, read.unreadable, read.first_unreadable, no_records, late
     )
 
 
@@ -217,6 +223,17 @@ def report_text(report: DayReport, currency: str) -> str:
 def report_notes(report: DayReport) -> list[str]:
     """What the figures above rest on, where it is less than the whole day's data."""
     lines = []
+    begins = report.no_record_before
+    if begins is not None:
+        lines.append(
+            f"no decision-log record from {report.start:%Y-%m-%d %H:%M} to "
+            f"{min(begins, report.end):%Y-%m-%d %H:%M} UTC, in the log or its rotated files: "
+            + (
+                "each pool's fleet in those hours is the count its first tick after found"
+                if begins < report.end
+                else f"its first line is at {begins:%Y-%m-%d %H:%M}"
+            )
+        )
     if report.no_records:
         lines.append(
             f"no decision-log lines in this span for {report.no_records}: their fleet is "

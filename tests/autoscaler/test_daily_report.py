@@ -100,6 +100,22 @@ def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: P
     assert read.records == [old] and read.unreadable == 0
 
 
+def test_a_span_the_log_has_no_record_of_is_said() -> None:
+    report = DayReport(DAY, END, [], [], 0, None, None, DAY + timedelta(hours=6, minutes=25))
+    assert report_text(report, "EUR").endswith(
+        "no decision-log record from 2026-11-26 00:00 to 2026-11-26 06:25 UTC, in the log or "
+        "its rotated files: each pool's fleet in those hours is the count its first tick "
+        "after found"
+    )
+    later = DayReport(
+        DAY, END, [], [], 0, None, "ocr (in decisions.jsonl)", END + timedelta(days=3)
+    )
+    assert (
+        "no decision-log record from 2026-11-26 00:00 to 2026-11-27 00:00 UTC, in the log or "
+        "its rotated files: its first line is at 2026-11-30 00:00" in report_text(later, "EUR")
+    )
+
+
 @pytest.mark.parametrize(
     ("zone", "day"),
     [("America/New_York", date(2026, 11, 1)), ("Australia/Lord_Howe", date(2026, 4, 5))],

@@ -81,6 +81,7 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
         "reactive fleet (HPA rule): 72.2 node-hours, EUR 180.42 (-2 % vs ours), 0.18 % late" in out
     )
     assert "1 unreadable decision-log lines skipped" in out
+    assert "no decision-log record" not in out  # its first tick, 2 s after the day began
     [message] = slack_api.messages
     assert "EUR 185.00" in (message.text or "")
     assert message.blocks is not None and len(message.blocks) == 3  # heading, ocr, notes
@@ -92,15 +93,9 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
     assert (tmp_path / "png" / "ocr-20261126-0000.png").read_bytes() == png.content
 
 
-def test_report_of_a_day_logrotate_moved_away_has_the_whole_day(
-    tmp_path: Path, slack_api: SlackApiDouble
-) -> None:
+def rotate_the_day(log: Path) -> None:
     """logrotate at 06:25 on the 26th and the 27th (`compress`, `delaycompress`): the day
-    is in decisions.jsonl.2.gz until 06:25 and in decisions.jsonl.1 after. The report of
-    the 26th read the log alone and found nothing of it; it has the hand-computed day."""
-    config = setup_day(tmp_path, slack_api.base_url)
-    log = tmp_path / "decisions.jsonl"
-    log.unlink()
+    is in decisions.jsonl.2.gz until 06:25 and in decisions.jsonl.1 after."""
     records = day_records()
     for part in (
         [r for r in records if r["time"] < "2026-11-26T06:25"],
@@ -111,6 +106,15 @@ def test_report_of_a_day_logrotate_moved_away_has_the_whole_day(
         os.utime(log, (last, last))  # as the daemon's last line left it
         logrotate(log, dateext=False)
     log.write_text('{"torn line\n')
+
+
+def test_report_of_a_day_logrotate_moved_away_has_the_whole_day(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """The report of the 26th read the log alone and found nothing of the day; it has the
+    hand-computed day, from the two rotated files."""
+    config = setup_day(tmp_path, slack_api.base_url)
+    rotate_the_day(tmp_path / "decisions.jsonl")
     result = CliRunner().invoke(
         app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
     )
@@ -119,7 +123,27 @@ def test_report_of_a_day_logrotate_moved_away_has_the_whole_day(
     assert "(bias +18.8 %, 1426 forecasts)" in result.output
     assert "scale actions: 1 up, 1 down" in result.output
     assert "overrides: 'evening batch' (120 ticks)" in result.output
-    assert "no decision-log lines" not in result.output
+    assert "no decision-log" not in result.output
+
+
+def test_report_says_the_hours_whose_rotated_file_is_gone(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """`rotate 1`: the file with the day until 06:25 is deleted at the next rotation. The
+    report filled those hours from the first tick after, unsaid; now it says so."""
+    config = setup_day(tmp_path, slack_api.base_url)
+    rotate_the_day(tmp_path / "decisions.jsonl")
+    (tmp_path / "decisions.jsonl.2.gz").unlink()
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "no decision-log record from 2026-11-26 00:00 to 2026-11-26 06:25 UTC, in the log or "
+        "its rotated files: each pool's fleet in those hours is the count its first tick "
+        "after found" in result.output
+    )
+    assert "scale actions: 1 up, 1 down" in result.output  # the rest of the day is there
 
 
 def test_report_without_slack_reachable_fails_and_says_so(
