@@ -3,8 +3,14 @@
 Fleet APIs fail in passing (a leader election, a 503 from a load balancer, a
 dropped connection); a tick should ride over those, but never retry what cannot
 succeed (a refused token, a missing job). Each backend says which errors are
-worth another try and how to describe one without leaking secrets; this module
-owns the loop, the delays and the final error, so no backend copies them.
+worth another try, how to describe one without leaking secrets, and what its
+Retry-After header said; this module owns the loop, the delays and the final error, so
+no backend copies them.
+
+A server that says how long to wait (a 429 or 503 with Retry-After) is waited at least
+that long: retrying sooner adds to its overload and is likely refused again. The wait
+never outlasts the deadline the call is under (common.deadline.seconds_left: a pool's
+tick, the leader lock's own): a wait that would is not begun, and the error says so.
 """
 
 from __future__ import annotations
@@ -13,14 +19,21 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from backends.base import BackendError, calls_are_off
-from common.deadline import DeadlineExceeded, call_within
+from common.deadline import DeadlineExceeded, call_within, seconds_left
+from common.retry_after import retry_after_seconds
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_LIMIT_S = 60.0
+"""A Retry-After longer than this ends the retries at once: a server asking for an hour
+is down for maintenance, not slowing us down, and no tick should hold on for it."""
 
 
 def describe_safely(error: BaseException) -> str:
@@ -60,6 +73,43 @@ def full_jitter_delay(
     return cap * random_fraction()
 
 
+@dataclass(frozen=True)
+class GiveUp:
+    """No retry: the server asked for a wait that cannot be given; `why` says so."""
+
+    why: str
+
+
+def wait_before_retry(
+    backoff_s: float,
+    asked_s: float | None,
+    time_left_s: float | None,
+    limit_s: float = RETRY_AFTER_LIMIT_S,
+) -> float | GiveUp:
+    """Seconds to wait before the next attempt: the jittered backoff, or the server's
+    Retry-After (`asked_s`) where that is longer; GiveUp where the server asked for more
+    than `limit_s`, or for a wait that would end past the deadline (`time_left_s`; None
+    under no deadline). Without a Retry-After the backoff stands as it always did."""
+    if asked_s is None:
+        return backoff_s
+    if asked_s > limit_s:
+        return GiveUp(
+            f"the server asked to wait {asked_s:g} s, longer than a retry waits ({limit_s:g} s)"
+        )
+    wait = max(backoff_s, asked_s)
+    if time_left_s is not None and wait >= time_left_s:
+        return GiveUp(
+            f"the server asked to wait {asked_s:g} s, past the deadline "
+            f"({max(time_left_s, 0.0):.1f} s left)"
+        )
+    return wait
+
+
+def no_retry_after(error: BaseException) -> str | None:
+    """The default: the error carries no Retry-After (a backend whose server sends none)."""
+    return None
+
+
 def call_with_retries(
     operation: Callable[[], T],
     *,
@@ -72,6 +122,8 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     random_fraction: Callable[[], float] = random.random,
     deadline_s: float | None = None,
+    retry_after: Callable[[BaseException], str | None] = no_retry_after,
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> T:
     """Run `operation`, retrying up to `retries` more times on retryable errors.
 
@@ -79,7 +131,9 @@ def call_with_retries(
     the original exception is not chained (its text or request may carry a
     secret), so callers log only what `describe` chose to say. With `deadline_s`, each
     attempt must end within it (common.deadline: a server dripping its answer counts as
-    a timeout, and is retried like one).
+    a timeout, and is retried like one). `retry_after(error)` is the Retry-After header
+    the failed answer carried, if any (read against `wall` where it is a date); the wait
+    before the next attempt is wait_before_retry's.
     """
     if retries < 0:
         raise ValueError("retries cannot be negative")
@@ -108,19 +162,27 @@ def call_with_retries(
                 raise BackendError(
                     f"{what} failed after {attempt} attempt{'s' if attempt > 1 else ''}: {cause}"
                 ) from None
-            delay = full_jitter_delay(
+            backoff = full_jitter_delay(
                 attempt,
                 base_delay=base_delay,
                 max_delay=max_delay,
                 random_fraction=random_fraction,
             )
+            asked = None if late else retry_after_seconds(retry_after(error), wall())
+            delay = wait_before_retry(backoff, asked, seconds_left())
+            if isinstance(delay, GiveUp):
+                raise BackendError(
+                    f"{what} failed on attempt {attempt} of {attempts_allowed}: {cause}; "
+                    f"{delay.why}"
+                ) from None
             log.warning(
-                "%s: attempt %d of %d failed (%s); retrying in %.2fs",
+                "%s: attempt %d of %d failed (%s); retrying in %.2fs%s",
                 what,
                 attempt,
                 attempts_allowed,
                 cause,
                 delay,
+                "" if asked is None else f" (the server asked for {asked:g} s)",
             )
             sleep(delay)
 

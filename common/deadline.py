@@ -6,6 +6,8 @@ cannot stop a thread: the call is abandoned, finishes or fails on its own (its s
 read timeout still bounds each read), and its result is dropped. Callers must treat an
 abandoned write as one that may land, as they treat a lost answer. `each_within` gives
 each of a row of calls (a daemon's pools in a tick) a deadline of its own in the same way.
+A call made under either can ask `seconds_left()`: a retry loop told by a server to wait
+must know whether that wait would outlast the deadline (backends.retry).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +28,39 @@ class DeadlineExceeded(TimeoutError):
     """No whole answer within the deadline (a TimeoutError, so `except OSError` sees it)."""
 
 
+@dataclass(frozen=True)
+class Due:
+    """When the call in hand must be done, on `clock` (monotonic; a test's fake one)."""
+
+    at: float
+    clock: Callable[[], float] = time.monotonic
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+
+_due: ContextVar[Due | None] = ContextVar("call_due", default=None)
+
+
+def seconds_left() -> float | None:
+    """Time left before the deadline of the call this thread is in; None under none."""
+    due = _due.get()
+    return None if due is None else due.left()
+
+
+@contextmanager
+def due_within(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+    """Calls made inside (on this thread) are due within `seconds`, or sooner where an
+    outer deadline says so."""
+    due = Due(clock() + seconds, clock)
+    outer = _due.get()
+    token = _due.set(due if outer is None or outer.left() > due.left() else outer)
+    try:
+        yield
+    finally:
+        _due.reset(token)
+
+
 def call_within(
     seconds: float, call: Callable[[], T], what: str = "call", stop: threading.Event | None = None
 ) -> T:
@@ -30,7 +68,7 @@ def call_within(
 
     `stop`, when set, ends the wait early too (a shutdown does not wait for slow servers).
     """
-    job = _Job(call, what)
+    job = _Job(call, what, seconds)
     threading.Thread(target=job.run, name=job.name, daemon=True).start()
     return job.answer(seconds, stop)
 
@@ -61,7 +99,7 @@ class DeadlineRunner:
             if jobs is None:
                 jobs = self._jobs = queue.SimpleQueue()
                 threading.Thread(target=_serve, args=(jobs,), name="deadline", daemon=True).start()
-            job = _Job(call, what)
+            job = _Job(call, what, seconds)
             jobs.put(job)
             try:
                 return job.answer(seconds, stop)
@@ -99,7 +137,7 @@ def each_within(
     a call: ~0.2 ms, a fifth of a second a tick for a daemon's 1,000 pools. This thread
     now only watches the clock.
     """
-    run = _Run(calls, stop)
+    run = _Run(calls, stop, seconds)
     run.start()
     while not run.ended.is_set():
         overdue = run.overdue(seconds)
@@ -119,8 +157,13 @@ class _Run(Generic[T]):
     """each_within's calls and outcomes, and the crew number of the thread making them: a
     thread left behind holds an older number and drops what it finishes."""
 
-    def __init__(self, calls: Sequence[tuple[str, Callable[[], T]]], stop: threading.Event | None):
-        self.calls, self.stop = calls, stop
+    def __init__(
+        self,
+        calls: Sequence[tuple[str, Callable[[], T]]],
+        stop: threading.Event | None,
+        seconds: float,
+    ):
+        self.calls, self.stop, self.seconds = calls, stop, seconds
         self.lock = threading.Lock()
         self.ended = threading.Event()
         self.outcomes: list[T] = []
@@ -146,7 +189,8 @@ class _Run(Generic[T]):
             name, call = self.calls[index]
             current.name = f"deadline: {name}"[:60]
             try:
-                outcome = call()
+                with due_within(self.seconds):
+                    outcome = call()
             except BaseException as exc:  # handed to the caller's thread
                 with self.lock:
                     if crew == self.crew:
@@ -195,19 +239,23 @@ class _Run(Generic[T]):
 class _Job:
     """One call, run on some thread, and its outcome for the thread that waits for it."""
 
-    def __init__(self, call: Callable[[], Any], what: str) -> None:
-        self.call, self.what = call, what
+    def __init__(self, call: Callable[[], Any], what: str, seconds: float) -> None:
+        self.call, self.what, self.seconds = call, what, seconds
+        self.outer = _due.get()  # the caller's deadline, if sooner, holds in the call too
         self.name = f"deadline: {what}"[:60]
         self.value: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
+        token = _due.set(self.outer)
         try:
-            self.value = self.call()
+            with due_within(self.seconds):
+                self.value = self.call()
         except BaseException as exc:  # handed to the caller's thread
             self.error = exc
         finally:
+            _due.reset(token)
             self.done.set()
 
     def answer(self, seconds: float, stop: threading.Event | None) -> Any:

@@ -2,11 +2,21 @@ from __future__ import annotations
 
 import logging
 import traceback
+from datetime import UTC, datetime
 
 import pytest
 
 from backends.base import BackendError
-from backends.retry import backoff_cap, call_with_retries, describe_safely, full_jitter_delay
+from backends.retry import (
+    RETRY_AFTER_LIMIT_S,
+    GiveUp,
+    backoff_cap,
+    call_with_retries,
+    describe_safely,
+    full_jitter_delay,
+    wait_before_retry,
+)
+from common.deadline import due_within
 
 
 class Flaky(Exception):
@@ -194,3 +204,110 @@ def test_calls_are_not_begun_once_called_off_and_only_where_called_off() -> None
         other.join()
     assert elsewhere == ["ok"]
     assert call_with_retries(lambda: "ok", what="r", retries=0, is_retryable=lambda e: False)
+
+
+# ---- a server that says how long to wait (Retry-After) ---------------------------------
+
+
+class Throttled(Flaky):
+    """A 429 or 503 whose answer carried a Retry-After header."""
+
+    def __init__(self, retry_after: str | None) -> None:
+        super().__init__("HTTP 429")
+        self.retry_after = retry_after
+
+
+class FakeClock:
+    """Monotonic time that moves only when the loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def retry_told(operation, clock: FakeClock, **kw):
+    return call_with_retries(
+        operation,
+        what="scaling pool gpu",
+        retries=kw.pop("retries", 3),
+        is_retryable=lambda e: isinstance(e, Flaky),
+        describe=lambda e: "HTTP 429",
+        sleep=clock.sleep,
+        random_fraction=lambda: 1.0,
+        retry_after=lambda e: getattr(e, "retry_after", None),
+        wall=lambda: datetime(2026, 3, 2, 12, 0, tzinfo=UTC),
+        **kw,
+    )
+
+
+def test_wait_is_the_backoff_or_the_longer_retry_after() -> None:
+    assert wait_before_retry(0.5, None, None) == 0.5
+    assert wait_before_retry(0.5, 3.0, None) == 3.0
+    assert wait_before_retry(4.0, 1.0, 30.0) == 4.0  # the backoff is the floor
+    assert wait_before_retry(0.5, 0.0, 30.0) == 0.5
+    assert wait_before_retry(0.5, 20.0, 30.0) == 20.0
+    assert wait_before_retry(9.0, None, 1.0) == 9.0  # no Retry-After: as before
+
+
+def test_a_wait_past_the_deadline_or_absurd_is_given_up() -> None:
+    late = wait_before_retry(0.5, 30.0, 12.0)
+    assert isinstance(late, GiveUp)
+    assert late.why == "the server asked to wait 30 s, past the deadline (12.0 s left)"
+    assert isinstance(wait_before_retry(5.0, 2.0, 4.0), GiveUp)  # the backoff crosses it
+    absurd = wait_before_retry(0.5, 3600.0, None)
+    assert isinstance(absurd, GiveUp)
+    assert "asked to wait 3600 s, longer than a retry waits (60 s)" in absurd.why
+    assert wait_before_retry(0.5, RETRY_AFTER_LIMIT_S, None) == RETRY_AFTER_LIMIT_S
+
+
+def test_the_loop_waits_what_the_server_asked(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    operation, calls = failing_then("ok", [Throttled("5"), Throttled(None), Throttled("0.2")])
+    caplog.set_level(logging.WARNING, logger="backends.retry")
+    with due_within(30.0, clock):
+        assert retry_told(operation, clock, base_delay=0.5) == "ok"
+    assert calls["n"] == 4
+    assert clock.sleeps == [5.0, 1.0, 2.0]  # Retry-After, then the backoff, the floor
+    assert "retrying in 5.00s (the server asked for 5 s)" in caplog.text
+
+
+def test_an_http_date_is_waited_until() -> None:
+    clock = FakeClock()
+    operation, _ = failing_then("ok", [Throttled("Mon, 02 Mar 2026 12:00:07 GMT")])
+    assert retry_told(operation, clock) == "ok"
+    assert clock.sleeps == [7.0]
+
+
+@pytest.mark.parametrize("garbled", ["-3", "soon", "1e9", ""])
+def test_a_garbled_or_negative_retry_after_leaves_the_backoff(garbled: str) -> None:
+    clock = FakeClock()
+    operation, _ = failing_then("ok", [Throttled(garbled)])
+    assert retry_told(operation, clock) == "ok"
+    assert clock.sleeps == [0.5]
+
+
+def test_a_wait_that_would_cross_the_deadline_is_not_begun() -> None:
+    clock = FakeClock()
+    operation, calls = failing_then("never", [Throttled("2"), Throttled("20")])
+    with due_within(10.0, clock), pytest.raises(BackendError) as caught:
+        retry_told(operation, clock)
+    assert calls["n"] == 2 and clock.sleeps == [2.0]
+    assert str(caught.value) == (
+        "scaling pool gpu failed on attempt 2 of 4: HTTP 429; "
+        "the server asked to wait 20 s, past the deadline (8.0 s left)"
+    )
+
+
+def test_an_absurd_retry_after_ends_the_retries_at_once() -> None:
+    clock = FakeClock()
+    operation, calls = failing_then("never", [Throttled("3600")])
+    with pytest.raises(BackendError, match="asked to wait 3600 s, longer than a retry waits"):
+        retry_told(operation, clock)
+    assert calls["n"] == 1 and clock.sleeps == []

@@ -152,3 +152,23 @@ def test_close_lets_the_kept_thread_end() -> None:
     kept.join(5.0)
     assert not kept.is_alive()
     assert runner.call_within(5.0, lambda: "after") == "after"  # a new one when asked again
+
+
+def test_a_call_under_a_deadline_knows_the_time_left() -> None:
+    """each_within and call_within tell the calls they run how long they have left (a
+    retry loop must not begin a wait that would outlast it); outside them, nothing."""
+    from common.deadline import due_within, seconds_left
+
+    assert seconds_left() is None
+    seen = each_within(30.0, [("pool", seconds_left)], lambda i: None)
+    assert seen[0] is not None and 0.0 < seen[0] <= 30.0
+    assert 0.0 < call_within(5.0, seconds_left) <= 5.0  # type: ignore[operator]
+    now = [100.0]
+    with due_within(3.0, lambda: now[0]):
+        assert seconds_left() == 3.0
+        assert call_within(60.0, seconds_left) == 3.0  # the sooner, outer deadline holds
+        with due_within(10.0, lambda: now[0]):
+            assert seconds_left() == 3.0
+        now[0] += 1.0
+        assert seconds_left() == 2.0
+    assert seconds_left() is None
