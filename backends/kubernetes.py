@@ -25,26 +25,28 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import urllib3.exceptions
 
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
-from common.clock import Clock
-from common.deadline import call_within, whole_answer_s
-from common.secrets import shorten
-from common.settings import Name
-
-if TYPE_CHECKING:  # the [kubernetes] extra: imported when a workload is used, not on load
-    from kubernetes.client.exceptions import ApiException
 from backends.kubernetes_credentials import (
     SERVICE_ACCOUNT_DIR,
     KubernetesAccess,
     KubernetesConnection,
     connect,
 )
+from backends.kubernetes_errors import (
+    is_retryable_kubernetes_error,
+    kubernetes_retry_after,
+    status_message,
+)
 from backends.kubernetes_hpa import WatchesHpas
-from backends.retry import call_with_retries, is_transient_status
+from backends.retry import call_with_retries
+from common.clock import Clock
+from common.deadline import call_within, whole_answer_s
+from common.secrets import shorten
+from common.settings import Name
 
 
 class KubernetesBackend(KubernetesAccess):
@@ -62,46 +64,9 @@ log = logging.getLogger(__name__)
 
 REASON_ANNOTATION = "gpu-autoscaler/last-scale-reason"
 _REASON_LIMIT = 1024
-_BODY_LIMIT = 300
 
 
 # ---- pure: classifying and wording failures -------------------------------------------
-
-
-def is_retryable_kubernetes_error(error: BaseException) -> bool:
-    """5xx, 429, 409 (re-read, re-apply), timeouts and lost connections; never other 4xx."""
-    from kubernetes.client.exceptions import ApiException
-
-    if isinstance(error, ApiException):
-        status = error.status or 0
-        return status == 409 or is_transient_status(status)
-    if isinstance(error, urllib3.exceptions.SSLError):
-        return False
-    return isinstance(
-        error,
-        urllib3.exceptions.TimeoutError  # includes NewConnectionError (refused, DNS)
-        | urllib3.exceptions.ProtocolError
-        | urllib3.exceptions.MaxRetryError
-        | ConnectionError
-        | TimeoutError,
-    )
-
-
-def status_message(error: ApiException) -> str:
-    """The `message` of the Status object the API server sent, else a short body."""
-    body = error.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not body:
-        return str(error.reason or "")
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    # Redacted before the cut: a token cut in two no longer matches.
-    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-        return shorten(parsed["message"], _BODY_LIMIT)
-    return shorten(" ".join(str(body).split()), _BODY_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -403,4 +368,5 @@ class KubernetesWorkload(WatchesHpas):
             describe=describe,
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
+            retry_after=kubernetes_retry_after,
         )

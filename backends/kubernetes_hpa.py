@@ -121,7 +121,7 @@ class WatchesHpas:
 
     def other_autoscalers(self) -> list[str]:
         """The HPAs on this workload; one attempt, read-only (see backends.base)."""
-        from backends.kubernetes import is_retryable_kubernetes_error
+        from backends.kubernetes_errors import is_retryable_kubernetes_error
 
         connection, target, timeout_s = self.connection, self.target, self._timeout[1]
         answer = call_with_retries(

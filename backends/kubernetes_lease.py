@@ -25,8 +25,8 @@ from kubernetes.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectM
 from kubernetes.client.exceptions import ApiException
 
 from backends.base import BackendError
-from backends.kubernetes import status_message
 from backends.kubernetes_credentials import KubernetesAccess, KubernetesConnection, connect
+from backends.kubernetes_errors import status_message
 from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
 
 log = logging.getLogger(__name__)

@@ -26,12 +26,17 @@ from urllib.parse import quote
 
 import nomad.api
 import requests
-from nomad.api.exceptions import BaseNomadException
 from pydantic import Field
 
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
+from backends.nomad_errors import (
+    is_retryable_nomad_error,
+    nomad_retry_after,
+    response_of,
+    transport_error_of,
+)
 from backends.nomad_scaling import WatchesScalingPolicy
-from backends.retry import call_with_retries, is_transient_status
+from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
@@ -212,35 +217,6 @@ def scale_request_body(count: int, group: str, reason: str) -> dict[str, Any]:
 # ---- pure: classifying and wording failures ------------------------------------------
 
 
-def response_of(error: BaseException) -> requests.Response | None:
-    if isinstance(error, BaseNomadException) and isinstance(error.nomad_resp, requests.Response):
-        return error.nomad_resp
-    return None
-
-
-def _transport_error_of(error: BaseException) -> BaseException | None:
-    """The requests-level error behind a python-nomad exception, if it was one."""
-    if isinstance(error, BaseNomadException) and isinstance(
-        error.nomad_resp, requests.RequestException
-    ):
-        return error.nomad_resp
-    if isinstance(error, requests.RequestException):
-        return error
-    return None
-
-
-def is_retryable_nomad_error(error: BaseException) -> bool:
-    """429s, 5xx answers and lost connections or timeouts are worth another try; no other
-    4xx (Kubernetes and AWS already rode over a rate limit; Nomad failed the tick)."""
-    response = response_of(error)
-    if response is not None:
-        return is_transient_status(response.status_code)
-    transport = _transport_error_of(error)
-    if isinstance(transport, requests.exceptions.SSLError):
-        return False  # a certificate problem does not heal in a second
-    return isinstance(transport, requests.ConnectionError | requests.Timeout)
-
-
 def _remembered(token: str | None, address: str) -> str | None:
     """Note the token and any password in the address as secrets, as they are read."""
     remember(token)
@@ -268,7 +244,7 @@ def describe_nomad_error(
 ) -> str:
     """A sentence for people about what went wrong, with the token removed."""
     response = response_of(error)
-    transport = _transport_error_of(error)
+    transport = transport_error_of(error)
     if response is not None:
         status, body = response.status_code, _short_body(response)
         answer = f"HTTP {status}: {body}" if body else f"HTTP {status}"
@@ -401,4 +377,5 @@ class NomadJobGroup(WatchesScalingPolicy):
             describe=describe,
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.connection.timeout_s),
+            retry_after=nomad_retry_after,
         )

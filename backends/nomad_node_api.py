@@ -18,14 +18,13 @@ from nomad.api.exceptions import BaseNomadException, URLNotFoundNomadException
 
 from backends.base import BackendError
 from backends.nomad_drain import DRAIN_META_KEY, instance_id_of, node_in_pool
+from backends.nomad_errors import is_retryable_nomad_error, nomad_retry_after, response_of
 from backends.nomad_job import (
     AUTOSCALER_NAME,
     NomadConnection,
     describe_nomad_error,
-    is_retryable_nomad_error,
     redact,
     requester_settings,
-    response_of,
 )
 from backends.retry import call_with_retries
 from common.deadline import whole_answer_s
@@ -147,6 +146,7 @@ class NomadNodeApi:
             describe=describe,
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.connection.timeout_s),
+            retry_after=nomad_retry_after,
         )
 
 

@@ -17,7 +17,8 @@ server keeps, and answers with, what admission made of it).
 
 Every request is recorded for assertions; faults can be queued: an error
 status for the next N requests (optionally of one method; a 429 as the API server's
-rate limits send it, plain text with Retry-After), a stall longer
+rate limits send it, plain text with Retry-After, 1 s unless told; a 503 or 504 with a
+Retry-After where told, as the API server's own Status answers carry one), a stall longer
 than the client's timeout, a dropped connection, an action run just before
 a request is served (someone else scaling by hand), an answer's body sent a
 byte at a time, or (beyond the reference: a proxy or broken server in front)
@@ -78,6 +79,7 @@ class Fault:
     body: bytes = b""  # "answer": sent as is, with `content_type`
     content_type: str = "application/json"
     path: str | None = None  # only requests whose path ends with this meet the fault
+    retry_after: str | None = None  # "status": the Retry-After header sent (a 429: "1")
 
 
 class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
@@ -134,8 +136,19 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         """RBAC: the double's users may not `verb` on `resource` (e.g. "deployments/scale")."""
         self.denied.add((verb, resource))
 
-    def fail_next(self, count: int, status: int = 503, method: str | None = None) -> None:
-        self.faults.extend(Fault("status", status=status, method=method) for _ in range(count))
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        method: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        """The next `count` requests (of `method`) answer `status`, with Retry-After
+        `retry_after` where given (a 429 always carries one: "1" unless given)."""
+        self.faults.extend(
+            Fault("status", status=status, method=method, retry_after=retry_after)
+            for _ in range(count)
+        )
 
     def conflict_next(self, count: int, method: str = "PATCH") -> None:
         """The next `count` requests of `method` answer 409, as after a concurrent write."""
@@ -391,11 +404,12 @@ class _Handler(JsonApiHandler):
                 429,
                 b"Too many requests, please try again later.\n",
                 "text/plain; charset=utf-8",
-                {"Retry-After": "1", "X-Content-Type-Options": "nosniff"},
+                {"Retry-After": fault.retry_after or "1", "X-Content-Type-Options": "nosniff"},
             )
             return
         if fault is not None and fault.kind == "status":
-            self._reply(fault.status, self._fault_body(fault.status, path))
+            wait = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
+            self._reply(fault.status, self._fault_body(fault.status, path), wait)
             return
         status, payload = double.route(method, path, headers, body, user)
         if fault is not None and fault.kind == "drip":
@@ -435,8 +449,8 @@ class _Handler(JsonApiHandler):
             return status_object(503, "the server is currently unable to handle the request")
         return status_object(status, "Internal error occurred: injected fault")
 
-    def _reply(self, status: int, payload: Any) -> None:
-        self.send_payload(status, payload, {"Audit-Id": str(uuid.uuid4())})
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self.send_payload(status, payload, {"Audit-Id": str(uuid.uuid4()), **(headers or {})})
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ node metadata) are served from tests.doubles.nomad_nodes, and variables with
 their locks (/v1/var) from tests.doubles.nomad_variables; see their docstrings.
 
 Every request is recorded (method, path, query, headers, body) for assertions,
-and faults can be queued: the next N requests answer 5xx, stall longer than a
+and faults can be queued: the next N requests answer 5xx (or a 429 or 503 with a
+Retry-After, as a proxy or load balancer in front of Nomad may send), stall longer than a
 client's timeout (then still apply, as a slow real server would), or drop the
 connection without an answer; a fault can be limited to a method and to paths
 containing a given text (e.g. "/drain").
@@ -51,6 +52,7 @@ class Fault:
     seconds: float = 0.0
     method: str | None = None  # only requests with this method meet the fault
     path: str | None = None  # only requests whose path contains this meet the fault
+    retry_after: str | None = None  # "status": the Retry-After header sent, if any
 
 
 @dataclass
@@ -125,11 +127,18 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
         return job
 
     def fail_next(
-        self, count: int, status: int = 503, method: str | None = None, path: str | None = None
+        self,
+        count: int,
+        status: int = 503,
+        method: str | None = None,
+        path: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
-        """The next `count` requests (of `method`, to `path`, if given) answer `status`."""
+        """The next `count` requests (of `method`, to `path`, if given) answer `status`,
+        with Retry-After `retry_after` where given (a proxy's rate limit in front)."""
         self.faults.extend(
-            Fault("status", status=status, method=method, path=path) for _ in range(count)
+            Fault("status", status=status, method=method, path=path, retry_after=retry_after)
+            for _ in range(count)
         )
 
     def delay_next(self, count: int, seconds: float, method: str | None = None) -> None:
@@ -346,6 +355,11 @@ class _Handler(JsonApiHandler):
         fault = double.next_fault(method, path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
+            return
+        if fault is not None and fault.kind == "status" and fault.retry_after is not None:
+            self.send_payload(
+                fault.status, "rate limited by the proxy", {"Retry-After": fault.retry_after}
+            )
             return
         if fault is not None and fault.kind == "status":
             self._reply(fault.status, "injected fault: service unavailable")

@@ -1,0 +1,150 @@
+"""A server that says how long to wait is waited (backends.retry, common.retry_after),
+through the real clients against the doubles: the Kubernetes API server's 429 (plain
+text, "Too many requests, please try again later.") and 503 with Retry-After, and a
+proxy in front of Nomad answering 429/503 with one. Sleeps are recorded, never slept;
+the deadline's clock is a fake one that moves only when the loop sleeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from backends.base import BackendError
+from backends.nomad_job import NomadJobBackend, nomad_connection
+from backends.nomad_node_api import NomadNodeApi
+from common.deadline import due_within
+from tests.backends.test_kubernetes import SCALE, make_backend
+from tests.backends.test_nomad_job import JOB as NOMAD_JOB
+from tests.backends.test_nomad_job import make_backend as make_nomad_backend
+from tests.doubles.kubernetes_api import KubernetesApiDouble, kubernetes_api
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
+
+__all__ = ["kubernetes_api", "nomad_api"]  # the fixtures, used by name below
+
+
+class FakeClock:
+    """Monotonic time that moves only by the sleeps it is handed."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def deployment(kubernetes_api: KubernetesApiDouble):
+    return kubernetes_api.add_deployment("face-match", replicas=4, ready=3)
+
+
+# ---- Kubernetes --------------------------------------------------------------------
+
+
+def test_kubernetes_429_is_retried_after_the_wait_the_api_server_asked(
+    kubernetes_api, deployment, tmp_path: Path
+) -> None:
+    kubernetes_api.fail_next(1, status=429, method="PATCH", retry_after="3")
+    sleeps: list[float] = []
+    make_backend(kubernetes_api, tmp_path, sleeps=sleeps).scale(6, "forecast")
+    assert deployment.replicas == 6
+    assert sleeps == [3.0]  # the backoff alone would have been under 0.5 s
+
+
+def test_kubernetes_503_with_retry_after_is_waited_too(
+    kubernetes_api, deployment, tmp_path: Path
+) -> None:
+    kubernetes_api.fail_next(1, status=503, method="GET", retry_after="2")
+    sleeps: list[float] = []
+    assert make_backend(kubernetes_api, tmp_path, sleeps=sleeps).read().desired == 4
+    assert sleeps == [2.0]
+
+
+def test_kubernetes_wait_past_the_ticks_deadline_is_not_begun(
+    kubernetes_api, deployment, tmp_path: Path
+) -> None:
+    kubernetes_api.fail_next(1, status=429, method="PATCH", retry_after="30")
+    clock = FakeClock()
+    backend = make_backend(kubernetes_api, tmp_path, sleeps=clock.sleeps)
+    with due_within(10.0, clock), pytest.raises(BackendError) as caught:
+        backend.scale(6, "forecast")
+    assert "HTTP 429: Too many requests, please try again later" in str(caught.value)
+    assert "the server asked to wait 30 s, past the deadline" in str(caught.value)
+    assert clock.sleeps == [] and len(kubernetes_api.requests_to("PATCH", SCALE)) == 1
+    assert deployment.replicas == 4
+
+
+def test_kubernetes_absurd_retry_after_ends_the_retries_at_once(
+    kubernetes_api, deployment, tmp_path: Path
+) -> None:
+    kubernetes_api.fail_next(1, status=429, method="GET", retry_after="3600")
+    sleeps: list[float] = []
+    with pytest.raises(BackendError, match="asked to wait 3600 s, longer than a retry waits"):
+        make_backend(kubernetes_api, tmp_path, sleeps=sleeps).read()
+    assert sleeps == [] and len(kubernetes_api.requests_to("GET", SCALE)) == 1
+
+
+@pytest.mark.parametrize("garbled", ["-5", "soon", "Tomorrow, maybe"])
+def test_kubernetes_garbled_retry_after_leaves_the_backoff(
+    kubernetes_api, deployment, tmp_path: Path, garbled: str
+) -> None:
+    kubernetes_api.fail_next(1, status=429, method="GET", retry_after=garbled)
+    sleeps: list[float] = []
+    assert make_backend(kubernetes_api, tmp_path, sleeps=sleeps).read().desired == 4
+    assert len(sleeps) == 1 and sleeps[0] <= 0.5
+
+
+# ---- Nomad, behind a proxy that rate limits -------------------------------------------
+
+
+@pytest.fixture
+def nomad_job(nomad_api: NomadApiDouble):
+    return nomad_api.add_job(NOMAD_JOB, {"gpu": 3})
+
+
+def test_nomad_proxy_429_is_retried_after_the_wait_it_asked(nomad_api, nomad_job) -> None:
+    nomad_api.fail_next(1, status=429, method="POST", path="/scale", retry_after="4")
+    sleeps: list[float] = []
+    make_nomad_backend(nomad_api, sleeps=sleeps).scale(5, "forecast")
+    assert nomad_job.groups["gpu"] == 5
+    assert sleeps == [4.0]
+
+
+def test_nomad_proxy_503_with_an_http_date_is_waited(nomad_api, nomad_job) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    nomad_api.fail_next(1, status=503, method="GET", retry_after=format_datetime(later, True))
+    sleeps: list[float] = []
+    assert make_nomad_backend(nomad_api, sleeps=sleeps).read().desired == 3
+    assert len(sleeps) == 1 and 25.0 < sleeps[0] <= 30.0  # whole seconds, read a moment later
+
+
+def test_nomad_wait_past_the_ticks_deadline_gives_up_saying_so(nomad_api, nomad_job) -> None:
+    nomad_api.fail_next(1, status=503, method="POST", path="/scale", retry_after="20")
+    clock = FakeClock()
+    backend = make_nomad_backend(nomad_api, sleeps=clock.sleeps)
+    with due_within(15.0, clock), pytest.raises(BackendError) as caught:
+        backend.scale(5, "forecast")
+    assert "Nomad answered HTTP 503" in str(caught.value)
+    assert "the server asked to wait 20 s, past the deadline (15.0 s left)" in str(caught.value)
+    assert clock.sleeps == [] and nomad_job.groups["gpu"] == 3
+
+
+def test_nomad_node_calls_wait_what_the_proxy_asked(nomad_api) -> None:
+    nomad_api.add_node("i-0abc")
+    nomad_api.fail_next(1, status=429, method="GET", path="/v1/nodes", retry_after="2")
+    connection = nomad_connection(
+        NomadJobBackend(
+            kind="nomad_job", job=NOMAD_JOB, group="gpu", address=nomad_api.url, timeout="0.4s"
+        ),
+        {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN},
+    )
+    sleeps: list[float] = []
+    assert len(NomadNodeApi(connection, retries=2, sleep=sleeps.append).list_nodes()) == 1
+    assert sleeps == [2.0]
