@@ -26,8 +26,9 @@ from kubernetes.client.exceptions import ApiException
 
 from backends.base import BackendError
 from backends.kubernetes_credentials import KubernetesAccess, KubernetesConnection, connect
-from backends.kubernetes_errors import status_message
+from backends.kubernetes_errors import kubernetes_retry_after, status_message
 from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
+from backends.retry import GiveUp, is_transient_status, wait_asked_once
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ class KubernetesLease:
         timeout_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._connect_to = connect_to
+        self._sleep = sleep
         self._connection: KubernetesConnection | None = None
         self.name = name
         self.identity = identity
@@ -232,14 +235,24 @@ class KubernetesLease:
         return True
 
     def _call(self, verb: str, operation: Callable[[], Any]) -> Any:
-        try:
-            return operation()
-        except ApiException as error:
-            if error.status == 409:
-                raise _Conflict() from None
-            raise LeaderLockError(self._describe(verb, error)) from None
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
-            raise LeaderLockError(self._describe(verb, error)) from None
+        """One request; one more only where a 429 or 503 said when (backends.retry), and
+        that wait ends within the lock's own deadline."""
+        for attempt in (1, 2):
+            try:
+                return operation()
+            except ApiException as error:
+                if error.status == 409:
+                    raise _Conflict() from None
+                text = self._describe(verb, error)
+                transient = attempt == 1 and is_transient_status(error.status or 0)
+                wait = wait_asked_once(error, kubernetes_retry_after) if transient else None
+                if wait is None or isinstance(wait, GiveUp):
+                    raise LeaderLockError(text + (f"; {wait.why}" if wait else "")) from None
+                log.warning("%s; retrying in %.2fs, as the server asked", text, wait)
+                self._sleep(wait)
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+                raise LeaderLockError(self._describe(verb, error)) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _describe(self, verb: str, error: BaseException) -> str:
         connection = self.connection

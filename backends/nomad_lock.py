@@ -21,6 +21,7 @@ import requests
 from nomad.api.exceptions import BaseNomadException
 
 from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
+from backends.nomad_errors import nomad_retry_after
 from backends.nomad_job import (
     NomadAccess,
     NomadConnection,
@@ -30,6 +31,7 @@ from backends.nomad_job import (
     requester_settings,
     response_of,
 )
+from backends.retry import GiveUp, is_transient_status, wait_asked_once
 from common.secrets import shorten
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,10 @@ class NomadVariableLock:
         identity: str,
         lock_delay_s: float = LOCK_DELAY_S,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connection = connection
+        self._sleep = sleep
         self.path = path
         self.identity = identity
         self.ttl_s = ttl_s
@@ -161,6 +165,22 @@ class NomadVariableLock:
         return True
 
     def _call(self, operation: str, body: dict[str, Any] | None = None) -> Any:
+        """One request, and one more only where a proxy's 429 or 503 said when (within the
+        lock's own deadline: backends.retry); _Answered for any other HTTP error answer."""
+        try:
+            return self._request(operation, body)
+        except _Answered as answer:
+            error = answer.error if is_transient_status(answer.status) else None
+            wait = None if error is None else wait_asked_once(error, nomad_retry_after)
+            if isinstance(wait, GiveUp):
+                raise LeaderLockError(f"{answer.text}; {wait.why}") from None
+            if wait is None:
+                raise
+            log.warning("%s; retrying in %.2fs, as the server asked", answer.text, wait)
+        self._sleep(wait)
+        return self._request(operation, body)
+
+    def _request(self, operation: str, body: dict[str, Any] | None) -> Any:
         """One request: a GET of the variable for "read", else a PUT of `body` with the lock
         operation. _Answered for any HTTP error answer, LeaderLockError when unreachable."""
         namespace = {"namespace": self.connection.namespace}
@@ -180,7 +200,10 @@ class NomadVariableLock:
             if response is None:
                 raise LeaderLockError(self._describe(error, operation)) from None
             raise _Answered(
-                response.status_code, _json_or_none(response), self._describe(error, operation)
+                response.status_code,
+                _json_or_none(response),
+                self._describe(error, operation),
+                error,
             ) from None
         except (requests.RequestException, ValueError) as error:
             raise LeaderLockError(self._describe(error, operation)) from None
@@ -205,9 +228,11 @@ class NomadVariableLock:
 class _Answered(Exception):
     """Nomad answered with an error status (the lock is someone else's, or gone)."""
 
-    def __init__(self, status: int, body: Any, text: str) -> None:
+    def __init__(
+        self, status: int, body: Any, text: str, error: BaseException | None = None
+    ) -> None:
         super().__init__(text)
-        self.status, self.body, self.text = status, body, text
+        self.status, self.body, self.text, self.error = status, body, text, error
 
 
 def _holder_named(body: Any) -> str | None:

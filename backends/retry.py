@@ -105,6 +105,24 @@ def wait_before_retry(
     return wait
 
 
+def wait_asked_once(
+    error: BaseException,
+    retry_after: Callable[[BaseException], str | None],
+    *,
+    random_fraction: Callable[[], float] = random.random,
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> float | GiveUp | None:
+    """For a caller of one attempt (the leader lock: the next tick tries again): the wait
+    before one more try where the failed answer said when to come back (a Retry-After,
+    the backoff as its floor); None where it said nothing (no retry, as before); GiveUp
+    where that wait is over the limit or past the deadline the call is under."""
+    asked = retry_after_seconds(retry_after(error), wall())
+    if asked is None:
+        return None
+    backoff = full_jitter_delay(1, base_delay=0.5, max_delay=8.0, random_fraction=random_fraction)
+    return wait_before_retry(backoff, asked, seconds_left())
+
+
 def no_retry_after(error: BaseException) -> str | None:
     """The default: the error carries no Retry-After (a backend whose server sends none)."""
     return None

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from backends.base import BackendError
+from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
+from backends.leases import LeaderElection, LeaderLockError
 from backends.nomad_job import NomadJobBackend, nomad_connection
+from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 from backends.nomad_node_api import NomadNodeApi
-from common.deadline import due_within
+from common.deadline import call_within, due_within
 from tests.backends.test_kubernetes import SCALE, make_backend
 from tests.backends.test_nomad_job import JOB as NOMAD_JOB
 from tests.backends.test_nomad_job import make_backend as make_nomad_backend
@@ -148,3 +151,74 @@ def test_nomad_node_calls_wait_what_the_proxy_asked(nomad_api) -> None:
     sleeps: list[float] = []
     assert len(NomadNodeApi(connection, retries=2, sleep=sleeps.append).list_nodes()) == 1
     assert sleeps == [2.0]
+
+
+# ---- the leader lock, within its own deadline -----------------------------------------
+
+
+def kubernetes_lease(double: KubernetesApiDouble, tmp_path: Path, sleep) -> KubernetesLease:
+    kubeconfig = double.write_kubeconfig(tmp_path / "kubeconfig")
+    election = LeaderElection(
+        kind="kubernetes", namespace="ml", kubeconfig=kubeconfig, ttl="15s", identity="ops-a"
+    )
+    return KubernetesLease(
+        lambda: kubernetes_lock_settings(election, {}),
+        "gpu-autoscaler-leader",
+        ttl_s=15,
+        identity="ops-a",
+        sleep=sleep,
+    )
+
+
+def nomad_lock(double: NomadApiDouble, sleep) -> NomadVariableLock:
+    election = LeaderElection(kind="nomad", address=double.url, ttl="15s", identity="ops-a")
+    connection = nomad_lock_connection(election, {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN})
+    return NomadVariableLock(connection, "gpu-lock", ttl_s=15, identity="ops-a", sleep=sleep)
+
+
+def test_the_lease_waits_what_the_api_server_asked_then_takes_it(
+    kubernetes_api, tmp_path: Path
+) -> None:
+    kubernetes_api.fail_next(1, status=429, method="GET", retry_after="2")
+    clock = FakeClock()
+    with due_within(10.0, clock):
+        assert kubernetes_lease(kubernetes_api, tmp_path, clock.sleep).acquire_or_renew()
+    assert clock.sleeps == [2.0]
+
+
+def test_the_lease_does_not_wait_past_the_locks_own_deadline(
+    kubernetes_api, tmp_path: Path
+) -> None:
+    """The daemon calls the lock under a deadline of its own (call_within): a wait that
+    would outlast it is not begun, and the error says what the server asked."""
+    kubernetes_api.fail_next(1, status=429, method="GET", retry_after="30")
+    sleeps: list[float] = []
+    lease = kubernetes_lease(kubernetes_api, tmp_path, sleeps.append)
+    with pytest.raises(LeaderLockError, match="asked to wait 30 s, past the deadline"):
+        call_within(10.0, lease.acquire_or_renew, "lock")
+    assert sleeps == [] and len(kubernetes_api.requests) == 1
+
+
+def test_the_nomad_lock_waits_what_the_proxy_asked_then_takes_it(nomad_api) -> None:
+    nomad_api.fail_next(1, status=429, method="PUT", path="/v1/var", retry_after="3")
+    clock = FakeClock()
+    lock = nomad_lock(nomad_api, clock.sleep)
+    with due_within(10.0, clock):
+        assert lock.acquire_or_renew()
+    assert clock.sleeps == [3.0] and lock.holder() == "ops-a"
+
+
+def test_the_nomad_lock_gives_up_at_once_on_an_absurd_wait(nomad_api) -> None:
+    nomad_api.fail_next(1, status=503, method="PUT", path="/v1/var", retry_after="3600")
+    sleeps: list[float] = []
+    with pytest.raises(LeaderLockError, match=r"HTTP 503.*asked to wait 3600 s, longer than"):
+        nomad_lock(nomad_api, sleeps.append).acquire_or_renew()
+    assert sleeps == []
+
+
+def test_a_lock_answer_without_retry_after_is_one_attempt_as_before(nomad_api) -> None:
+    nomad_api.fail_next(1, status=503, method="PUT", path="/v1/var")
+    sleeps: list[float] = []
+    with pytest.raises(LeaderLockError, match="HTTP 503"):
+        nomad_lock(nomad_api, sleeps.append).acquire_or_renew()
+    assert sleeps == [] and len(nomad_api.requests) == 1
