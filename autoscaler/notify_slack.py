@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.request import Request
 
@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 
 from autoscaler.notify import Attachment, Message, format_duration, redact, redacted, truncate
 from common.deadline import call_within, whole_answer_s
+from common.retry_after import retry_after_header, retry_after_seconds
 from common.secrets import redact as redact_known
 from common.secrets import remember
 from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
@@ -45,17 +46,6 @@ class RateLimited:
     """Slack's 429 to one post: how long it asks to wait (None: it did not say)."""
 
     retry_after_s: float | None
-
-
-def _retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) and value else value
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 class _TokenStaysClient(WebClient):
@@ -212,7 +202,7 @@ class SlackNotifier:
         except SlackApiError as err:
             status = err.response.status_code
             if status == 429:
-                return RateLimited(_retry_after_seconds(err.response.headers))
+                return RateLimited(_retry_after(err.response.headers))
             error = err.response.get("error") if isinstance(err.response.data, dict) else None
             detail = f"error {truncate(str(error), 200)}" if error else "no error code"
             self._warn(f"HTTP {status}, {detail}")
@@ -239,6 +229,11 @@ def _unanswered(error: BaseException) -> bool:
     return isinstance(error, TimeoutError) or isinstance(
         getattr(error, "reason", None), TimeoutError
     )
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds Slack asked to wait (common.retry_after: one reading for every caller)."""
+    return retry_after_seconds(retry_after_header(headers), datetime.now(UTC))
 
 
 def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:

@@ -39,8 +39,10 @@ def retry_after_seconds(value: object, now: datetime) -> float | None:
 
 
 def retry_after_header(headers: Mapping[str, Any] | None) -> str | None:
-    """The Retry-After value of `headers` in any case of its name; None without one."""
+    """The Retry-After value of `headers` in any case of its name (the first, where a
+    client keeps a header's values as a list, as slack-sdk does); None without one."""
     for name, value in (headers or {}).items():
         if isinstance(name, str) and name.lower() == "retry-after":
-            return value if isinstance(value, str) else None
+            first = value[0] if isinstance(value, list) and value else value
+            return first if isinstance(first, str) else None
     return None

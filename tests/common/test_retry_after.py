@@ -44,3 +44,10 @@ def test_the_header_in_any_case_of_its_name() -> None:
     assert retry_after_header({"Content-Type": "text/plain", "Retry-After": "4"}) == "4"
     assert retry_after_header({"Content-Type": "text/plain"}) is None
     assert retry_after_header(None) is None
+
+
+def test_a_header_kept_as_a_list_of_values_is_read_from_its_first() -> None:
+    """slack-sdk keeps a response's headers as lists of values: Slack's Retry-After is read
+    with the same rule as the backends' (before, Slack's sender parsed it on its own)."""
+    assert retry_after_header({"Retry-After": ["7", "9"]}) == "7"
+    assert retry_after_header({"retry-after": []}) is None
