@@ -15,7 +15,7 @@ from autoscaler.runtime import Runtime
 from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 from backends.leases import LeaderLock, LeaderLockError
-from common.deadline import DeadlineExceeded, call_within, whole_answer_s
+from common.deadline import DeadlineExceeded, call_within, due_within, whole_answer_s
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
@@ -88,9 +88,12 @@ class Leadership:
             state.last_known_desired = None
 
     def release_leadership(self) -> None:
-        """On shutdown: the standby takes over at its next tick, not after the TTL."""
+        """On shutdown: the standby takes over at its next tick, not after the TTL. Under
+        the lock's own deadline, as `_lead`: a server's Retry-After past it is not waited
+        (the lock then expires by itself), so it holds no stop or `--once` for long."""
         if self.leader is not None and self._leading:
-            self.leader.release()
+            with due_within(self._lock_deadline()):
+                self.leader.release()
             self._leading = False
             self.telemetry.set_leader(False)
 

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.daemon import Daemon
 from backends.base import BackendError
 from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
 from backends.leases import LeaderElection, LeaderLockError
 from backends.nomad_job import NomadJobBackend, nomad_connection
 from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 from backends.nomad_node_api import NomadNodeApi
+from common.clock import SimulatedClock
 from common.deadline import call_within, due_within
 from tests.backends.test_kubernetes import SCALE, make_backend
+from tests.backends.test_leases import NOON, write_daemon_config
 from tests.backends.test_nomad_job import JOB as NOMAD_JOB
 from tests.backends.test_nomad_job import make_backend as make_nomad_backend
 from tests.doubles.kubernetes_api import KubernetesApiDouble, kubernetes_api
@@ -222,3 +225,25 @@ def test_a_lock_answer_without_retry_after_is_one_attempt_as_before(nomad_api) -
     with pytest.raises(LeaderLockError, match="HTTP 503"):
         nomad_lock(nomad_api, sleeps.append).acquire_or_renew()
     assert sleeps == [] and len(nomad_api.requests) == 1
+
+
+def test_a_release_at_a_stop_does_not_wait_past_the_locks_own_deadline(
+    nomad_api, tmp_path: Path
+) -> None:
+    """At a stop (and after each `run --once`) the daemon releases the lock outside any
+    deadline: a proxy's 429 asking 30 s held the stop, or a cron `--once`, 30 s for a
+    lock it could leave to expire. The release's wait is the lock's too: not begun."""
+    nomad_api.add_job("image-gen", {"gpu": 1})
+    path = write_daemon_config(tmp_path, "ops-a", nomad_api.url, nomad_api.url)
+    election = LeaderElection(kind="nomad", address=nomad_api.url, ttl="10s", identity="ops-a")
+    connection = nomad_lock_connection(election, {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN})
+    sleeps: list[float] = []
+    lock = NomadVariableLock(
+        connection, "gpu-autoscaler-leader", ttl_s=10, identity="ops-a", sleep=sleeps.append
+    )
+    env = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+    daemon = Daemon(path, clock=SimulatedClock(NOON), env=env, leader_lock=lock)
+    assert daemon.tick()
+    nomad_api.fail_next(1, status=429, method="PUT", path="/v1/var", retry_after="30")
+    daemon.release_leadership()
+    assert sleeps == [] and not lock.is_held()
