@@ -180,6 +180,22 @@ def test_an_hpa_on_the_deployment_is_told_at_start_and_again_once_it_changes(
     assert DOUBLE_TOKEN not in "".join(notifier.texts) + caplog.text
 
 
+def test_a_restarted_daemon_does_not_post_the_same_hpa_again(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart (or each `run --once` from cron) is a new daemon: what was told comes
+    from the state file it saved, not from memory."""
+    kubernetes_api.hpas.add("default", "image-gen-cpu", ("deployments", POOL), max_replicas=8)
+    path = kubernetes_config(kubernetes_api, tmp_path)
+    notifier = RecordingNotifier()
+    for _ in range(2):  # a start, then a restart on the same state file
+        clock = SimulatedClock(NOON)
+        run_ticks(Daemon(path, clock=clock, notifier=notifier, env={}), clock, 1)
+    told = [t for t in notifier.texts if "another autoscaler also scales" in t]
+    assert len(told) == 1
+    assert len(warnings_of(caplog, "another autoscaler also scales")) == 2
+
+
 def test_a_count_the_hpa_changed_is_said_to_be_likely_its(
     kubernetes_api: KubernetesApiDouble, tmp_path: Path
 ) -> None:
