@@ -16,7 +16,7 @@ import pytest
 
 from autoscaler.config.reporting import SlackConfig
 from autoscaler.notify import Message, scale_message
-from autoscaler.notify_slack import SlackNotifier
+from autoscaler.notify_slack import RateLimited, SlackNotifier
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.slack_api import (
     DEFAULT_TOKEN,
@@ -146,6 +146,17 @@ def test_rate_limit_twice_gives_up_after_one_retry(slack_api: SlackApiDouble) ->
     assert notifier_for(slack_api, sleep=waits.append).send(Message("scaled")) is False
     assert waits == [1.0]
     assert slack_api.requests == 2
+
+
+@pytest.mark.parametrize(("header", "asked"), [("7", 7.0), ("-5", None), ("soon", None)])
+def test_a_rate_limit_says_the_wait_slack_asked_for(
+    slack_api: SlackApiDouble, header: str, asked: float | None
+) -> None:
+    """One reading of Retry-After for Slack and the backends (common.retry_after): a
+    negative or garbled one is no request (the queue then waits its own default), where
+    Slack's own parser read "-5" as a wait of none."""
+    slack_api.fail("ratelimited", times=1, retry_after=header)
+    assert notifier_for(slack_api).attempt(Message("scaled")) == RateLimited(asked)
 
 
 def test_rate_limit_with_long_retry_after_is_not_waited_for(

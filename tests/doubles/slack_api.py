@@ -96,7 +96,7 @@ class SharedFile:
 class _Injected:
     failure: Failure
     remaining: int | None  # None: every request until cleared
-    retry_after: int
+    retry_after: int | str
     hang_seconds: float
 
 
@@ -158,7 +158,7 @@ class SlackApiDouble:
         self,
         failure: Failure,
         times: int | None = None,
-        retry_after: int = 1,
+        retry_after: int | str = 1,
         hang_seconds: float = 30.0,
     ) -> None:
         """Fail the next `times` requests (every request when None) in this way."""
