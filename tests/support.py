@@ -60,6 +60,22 @@ class RecordingNotifier:
         return [m.text for m in self.messages]
 
 
+class FakeClock:
+    """Monotonic seconds that move only by the sleeps handed to it (a retry loop's, the
+    Slack queue's): waits are asserted, never waited."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def posted_within(notifier: object, timeout_s: float = 10.0) -> bool:
     """Whether the Slack queue (autoscaler.notify_queue) has nothing left to post within
     `timeout_s` (real time): posted, or given up and said."""

@@ -24,24 +24,9 @@ from autoscaler.notify_slack import SlackNotifier
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.slack_api import DEFAULT_TOKEN, PostedMessage, SlackApiDouble
-from tests.support import posted_within
+from tests.support import FakeClock, posted_within
 
 CHANNEL = "#gpu-autoscaler"
-
-
-class FakeClock:
-    """Monotonic seconds that only the waits asked for advance."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def scaled(pool: str) -> Message:
@@ -125,8 +110,8 @@ def test_a_rate_limit_is_waited_out_and_the_post_retried(slack_api: SlackApiDoub
         ":rotating_light: second",
     ]
     assert slack_api.requests == 4
-    assert 7.0 in clock.waits and RETRY_AFTER_CAP_S in clock.waits
-    assert max(clock.waits) == RETRY_AFTER_CAP_S
+    assert 7.0 in clock.sleeps and RETRY_AFTER_CAP_S in clock.sleeps
+    assert max(clock.sleeps) == RETRY_AFTER_CAP_S
 
 
 def test_posts_keep_slacks_pace_of_one_a_second(slack_api: SlackApiDouble) -> None:
@@ -142,7 +127,7 @@ def test_posts_keep_slacks_pace_of_one_a_second(slack_api: SlackApiDouble) -> No
         posted_within(queue)
     queue.close()
     assert len(slack_api.messages) == 3 and slack_api.requests == 3  # no 429
-    assert clock.waits == [POST_GAP_S, POST_GAP_S]
+    assert clock.sleeps == [POST_GAP_S, POST_GAP_S]
 
 
 def test_the_backlog_drops_the_oldest_and_says_so(
@@ -194,7 +179,7 @@ def test_a_stop_does_not_wait_out_a_long_retry_after(
         queue.send(alert_message("two"))
         queue.close(timeout_s=5)
     assert slack_api.messages == [] and slack_api.requests == 1
-    assert clock.waits == []
+    assert clock.sleeps == []
     assert "stopping: 2 notifications not sent to Slack" in caplog.text
 
 

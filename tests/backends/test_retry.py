@@ -17,6 +17,7 @@ from backends.retry import (
     wait_before_retry,
 )
 from common.deadline import due_within
+from tests.support import FakeClock
 
 
 class Flaky(Exception):
@@ -215,21 +216,6 @@ class Throttled(Flaky):
     def __init__(self, retry_after: str | None) -> None:
         super().__init__("HTTP 429")
         self.retry_after = retry_after
-
-
-class FakeClock:
-    """Monotonic time that moves only when the loop sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def retry_told(operation, clock: FakeClock, **kw):

@@ -27,23 +27,9 @@ from tests.backends.test_nomad_job import JOB as NOMAD_JOB
 from tests.backends.test_nomad_job import make_backend as make_nomad_backend
 from tests.doubles.kubernetes_api import KubernetesApiDouble, kubernetes_api
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
+from tests.support import FakeClock
 
 __all__ = ["kubernetes_api", "nomad_api"]  # the fixtures, used by name below
-
-
-class FakeClock:
-    """Monotonic time that moves only by the sleeps it is handed."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -77,7 +63,7 @@ def test_kubernetes_wait_past_the_ticks_deadline_is_not_begun(
     kubernetes_api, deployment, tmp_path: Path
 ) -> None:
     kubernetes_api.fail_next(1, status=429, method="PATCH", retry_after="30")
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     backend = make_backend(kubernetes_api, tmp_path, sleeps=clock.sleeps)
     with due_within(10.0, clock), pytest.raises(BackendError) as caught:
         backend.scale(6, "forecast")
@@ -133,7 +119,7 @@ def test_nomad_proxy_503_with_an_http_date_is_waited(nomad_api, nomad_job) -> No
 
 def test_nomad_wait_past_the_ticks_deadline_gives_up_saying_so(nomad_api, nomad_job) -> None:
     nomad_api.fail_next(1, status=503, method="POST", path="/scale", retry_after="20")
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     backend = make_nomad_backend(nomad_api, sleeps=clock.sleeps)
     with due_within(15.0, clock), pytest.raises(BackendError) as caught:
         backend.scale(5, "forecast")
@@ -183,7 +169,7 @@ def test_the_lease_waits_what_the_api_server_asked_then_takes_it(
     kubernetes_api, tmp_path: Path
 ) -> None:
     kubernetes_api.fail_next(1, status=429, method="GET", retry_after="2")
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     with due_within(10.0, clock):
         assert kubernetes_lease(kubernetes_api, tmp_path, clock.sleep).acquire_or_renew()
     assert clock.sleeps == [2.0]
@@ -204,7 +190,7 @@ def test_the_lease_does_not_wait_past_the_locks_own_deadline(
 
 def test_the_nomad_lock_waits_what_the_proxy_asked_then_takes_it(nomad_api) -> None:
     nomad_api.fail_next(1, status=429, method="PUT", path="/v1/var", retry_after="3")
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     lock = nomad_lock(nomad_api, clock.sleep)
     with due_within(10.0, clock):
         assert lock.acquire_or_renew()
