@@ -8,9 +8,10 @@ the source cannot answer, from the decision log's `demand_rps`, and the digest s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pandas as pd
@@ -44,6 +45,32 @@ class DayReport:
     """The decision log's first line after the window opens, where none (in the log or its
     rotated files) is before it or within an interval after (rotated away for good, or
     the log is newer): the hours before it have no record, which the report says."""
+    silent: tuple[tuple[datetime, datetime], ...] = ()
+    """Spans of the window, after its first line, in which no pool's decision was logged
+    for longer than SILENT_TICKS intervals (silent_spans)."""
+
+
+SILENT_TICKS = 3
+"""A span without any pool's decision longer than this many intervals is said."""
+SILENT_SAID = 5
+"""At most this many such spans are named in a report; the rest are counted."""
+
+
+def silent_spans(
+    times: Sequence[datetime], start: datetime, end: datetime, interval: timedelta
+) -> tuple[tuple[datetime, datetime], ...]:
+    """The spans of [start, end), from its first logged decision on, in which none was
+    logged for longer than SILENT_TICKS intervals: the daemon stopped, its ticks did not
+    finish, or (under leader_election) another replica led and logged on its own host.
+    Its fleets kept their counts then, as the report reckons them; the report says which
+    hours those are, rather than let a reader take them for the daemon's decisions. The
+    span before the first line is no_record_before's."""
+    inside = sorted(t for t in times if start <= t < end)
+    gap = interval * SILENT_TICKS
+    spans = [(a, b) for a, b in pairwise(inside) if b - a > gap]
+    if inside and end - inside[-1] > gap:
+        spans.append((inside[-1], end))
+    return tuple(spans)
 
 
 def digest_settings(pool: Pool, per_node_rps: float | None = None) -> DigestSettings:
@@ -93,9 +120,29 @@ def build_report(
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
     begins = read.oldest.tz_convert("UTC").to_pydatetime() if read.oldest is not None else None
     late = begins if begins is not None and begins > start + config.interval else None
+    silent = silent_spans(_logged_times(read.records), start, end, config.interval)
     return DayReport(
-        start, end, digests, from_log, read.unreadable, read.first_unreadable, no_records, late
+        start,
+        end,
+        digests,
+        from_log,
+        read.unreadable,
+        read.first_unreadable,
+        no_records,
+        late,
+        silent,
     )
+
+
+def _logged_times(records: Sequence[Mapping[str, Any]]) -> list[datetime]:
+    """Each record's time (UTC), where it has one that reads."""
+    times = []
+    for record in records:
+        try:
+            times.append(pd.Timestamp(record["time"]).tz_convert("UTC").to_pydatetime())
+        except (KeyError, TypeError, ValueError):
+            continue
+    return times
 
 
 def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
@@ -233,6 +280,16 @@ def report_notes(report: DayReport) -> list[str]:
                 if begins < report.end
                 else f"its first line is at {begins:%Y-%m-%d %H:%M}"
             )
+        )
+    if report.silent:
+        named = ", ".join(
+            f"{a:%m-%d %H:%M} to {b:%m-%d %H:%M}" for a, b in report.silent[:SILENT_SAID]
+        )
+        more = len(report.silent) - SILENT_SAID
+        lines.append(
+            f"no decision logged from {named}{f' and {more} more spans' if more > 0 else ''} "
+            "UTC (the daemon stopped or its ticks did not finish, or another replica led): "
+            "fleets kept the counts they had"
         )
     if report.no_records:
         lines.append(

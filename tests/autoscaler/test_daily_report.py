@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import autoscaler.decision_log_read
-from autoscaler.daily_report import DayReport, report_text
+from autoscaler.daily_report import DayReport, report_text, silent_spans
 from autoscaler.decision_log_read import LogRead, read_records
 from tests.autoscaler.test_digest import DAY, END, day_records
 
@@ -255,3 +255,29 @@ def test_a_rotated_gzip_cut_short_is_read_up_to_the_damage_and_said(tmp_path: Pa
     times = [datetime.fromisoformat(r["time"]) for r in read.records]
     assert times[-1] == END - timedelta(minutes=5)  # .1, after it, is read
     assert DAY + timedelta(hours=6, minutes=15) not in times  # the end of .2.gz is lost
+
+
+def test_hours_without_any_decision_are_said_not_taken_for_decisions(tmp_path: Path) -> None:
+    """The daemon stopped from 02:00 to 04:30 and after 22:00 (ticks every 10 minutes):
+    the report filled those hours with the counts the fleets kept, which is right, but
+    said nothing, so a reader took them for the daemon's decisions ("why did it not
+    scale?"). A gap of up to three ticks is a tick late, not a stop."""
+    log = tmp_path / "decisions.jsonl"
+    write_log(log, DAY, DAY + timedelta(hours=2))
+    write_log(log, DAY + timedelta(hours=4, minutes=30), DAY + timedelta(hours=22))
+    times = [datetime.fromisoformat(r["time"]) for r in read_records(log, DAY, END).records]
+    ten = timedelta(minutes=10)
+    spans = silent_spans(times, DAY, END, ten)
+    last_before, back = DAY + timedelta(hours=1, minutes=50), DAY + timedelta(hours=4, minutes=30)
+    assert spans == ((last_before, back), (DAY + timedelta(hours=21, minutes=50), END))
+    assert silent_spans(
+        times[:-3] + times[-2:], DAY, DAY + timedelta(hours=21, minutes=55), ten
+    ) == ((last_before, back),)  # one tick missing: 20 minutes, not said
+    report = DayReport(DAY, END, [], [], 0, silent=spans)
+    assert (
+        "no decision logged from 11-26 01:50 to 11-26 04:30, 11-26 21:50 to 11-27 00:00 UTC "
+        "(the daemon stopped or its ticks did not finish, or another replica led): fleets "
+        "kept the counts they had" in report_text(report, "EUR")
+    )
+    many = tuple((DAY + k * ten * 5, DAY + k * ten * 5 + ten * 4) for k in range(7))
+    assert "and 2 more spans UTC" in report_text(DayReport(DAY, END, [], [], 0, silent=many), "EUR")

@@ -82,6 +82,7 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
     )
     assert "1 unreadable decision-log lines skipped" in out
     assert "no decision-log record" not in out  # its first tick, 2 s after the day began
+    assert "no decision logged" not in out  # a tick every minute all day
     [message] = slack_api.messages
     assert "EUR 185.00" in (message.text or "")
     assert message.blocks is not None and len(message.blocks) == 3  # heading, ocr, notes
@@ -144,6 +145,22 @@ def test_report_says_the_hours_whose_rotated_file_is_gone(
         "after found" in result.output
     )
     assert "scale actions: 1 up, 1 down" in result.output  # the rest of the day is there
+
+
+def test_report_says_the_hours_the_daemon_made_no_decision(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """The daemon stopped from 10:00 to 12:00: the report reckoned those hours with the
+    counts the fleet kept, as it should, but did not say that nobody decided them."""
+    config = setup_day(tmp_path, slack_api.base_url)
+    kept = [r for r in day_records() if not "2026-11-26T10:00" <= r["time"] < "2026-11-26T12:00"]
+    (tmp_path / "decisions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    result = CliRunner().invoke(
+        app, ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "24h"]
+    )
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "no decision logged from 11-26 09:59 to 11-26 12:00 UTC" in out, out
 
 
 def test_report_without_slack_reachable_fails_and_says_so(
