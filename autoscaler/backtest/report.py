@@ -209,7 +209,8 @@ def report_json(report: BacktestReport) -> dict[str, Any]:
 
 
 def write_decisions(report: BacktestReport, path: Path) -> None:
-    """One row per policy tick: the count it set, and the fleet's ready and booting nodes."""
+    """One row per policy tick: the count it set, and the fleet's ready and booting nodes.
+    A new file is 0644, as the plot beside it: a report to share, holding no secret."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["timestamp", "desired", "ready", "pending"])
@@ -217,4 +218,4 @@ def write_decisions(report: BacktestReport, path: Path) -> None:
         writer.writerow(
             [tick.at.strftime("%Y-%m-%dT%H:%M:%SZ"), tick.desired, tick.ready, tick.pending]
         )
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue(), new_mode=0o644)

@@ -71,6 +71,7 @@ def test_backtest_writes_json_decisions_and_plot(tmp_path: Path) -> None:
     assert rows[0] == ["timestamp", "desired", "ready", "pending"]
     assert len(rows) - 1 == 8 * 60 - (6 * 60 - 60)  # every tick from an hour before scoring
     assert all(int(r[1]) == int(r[2]) + int(r[3]) for r in rows[1:])
+    assert decisions.stat().st_mode & 0o777 == 0o644  # a report to share, no secret in it
     assert plot.stat().st_size > 10_000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
