@@ -153,7 +153,7 @@ def set_command(
     except ValidationError as exc:
         _fail("; ".join(validation_problem(e, FLAGS) for e in exc.errors()))
     try:
-        set_override(path, pool, override)
+        replaced = set_override(path, pool, override)
     except ConfigError as exc:
         _fail(f"overrides file is broken; fix it (or clear it) first\n{exc}")
     except OSError as exc:  # a full disk, a folder this user may not write in
@@ -167,6 +167,14 @@ def set_command(
         markup=False,
         soft_wrap=True,
     )
+    if replaced is not None:  # a pool has one override: the new one takes its place
+        console.print(
+            f"it replaces: {replaced.describe()} until {replaced.expires.isoformat()}, "
+            f"reason: {replaced.reason}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     limit = parsed.pool(pool).max_nodes
     wanted = override.nodes if override.nodes is not None else override.min_nodes
     if wanted is not None and wanted > limit:

@@ -87,17 +87,22 @@ def _real(path: Path) -> Path:
     return path.resolve()
 
 
-def set_override(path: Path, pool: str, override: Override) -> None:
-    """Add or replace the pool's override. A broken existing file is reported, not replaced."""
+def set_override(path: Path, pool: str, override: Override) -> Override | None:
+    """Add or replace the pool's override (a pool has one); the one it replaced, read under
+    the same lock, for the caller to say. A broken existing file is reported, not replaced."""
     path = _real(path)
     with _editing(path):
-        _set_locked(path, pool, override, load_overrides(path))
+        return _set_locked(path, pool, override, load_overrides(path))
 
 
-def _set_locked(path: Path, pool: str, override: Override, current: OverridesFile) -> None:
+def _set_locked(
+    path: Path, pool: str, override: Override, current: OverridesFile
+) -> Override | None:
     entries = dict(current.overrides)
+    replaced = entries.get(pool)
     entries[pool] = Override.model_validate(override.model_dump())
     _write(path, OverridesFile(overrides=entries))
+    return replaced
 
 
 def clear_override(path: Path, pool: str) -> bool:

@@ -67,6 +67,23 @@ def test_set_fixed_count_for_a_duration(config: Path) -> None:
     )
 
 
+def test_set_over_an_override_says_the_one_it_replaces(config: Path) -> None:
+    """A pool has one override: a second `set` replaced the first (a campaign's floor,
+    set by a colleague) without a word."""
+    code, out = invoke(
+        "set", "gpu-ocr", "--min", "8", "--for", "6h", "--reason", "campaign", "-c", config
+    )
+    assert code == 0 and "replaces" not in out, out
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "2", "--for", "1h", "--reason", "maintenance", "-c", config
+    )
+    assert code == 0, out
+    assert "it replaces: min 8 until 2026-11-27T12:00:00+00:00, reason: campaign" in " ".join(
+        out.split()
+    )
+    assert load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"].nodes == 2
+
+
 def test_set_bounds_until_a_time(config: Path) -> None:
     code, out = invoke(
         "set", "face-match", "--min", "3", "--max", "6", "--until", "2026-11-27T18:00+05:30",
