@@ -27,7 +27,30 @@ from autoscaler.sizing import Sizing, observe_demand, size_fleet
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick import PoolTicker
 from backends.base import BackendError, FleetState
+from common.cli import option_duration, option_positive
 from predictors import Predictor
+
+FORECAST_MAX_HOURS = 31 * 24
+"""A month ahead, past which a forecast of a week's pattern says nothing more: 100 years
+(--hours 876000) once forecast 52 million minutes, 8 GB and minutes, without a word."""
+FORECAST_MAX_ROWS = 7 * 24 * 60
+"""A week of minutes: each row costs the table a millisecond (2000 h of 1m rows: a minute)."""
+
+
+def forecast_spans(hours: float, every: str) -> tuple[timedelta, timedelta]:
+    """--hours and --every as spans; ValueError naming the option where one is out of reach."""
+    if option_positive("--hours", hours, "hours") > FORECAST_MAX_HOURS:
+        raise ValueError(f"--hours: at most {FORECAST_MAX_HOURS} (a month ahead), got {hours:g}")
+    ahead = timedelta(hours=hours)
+    row = option_duration("--every", every, positive=True)
+    if row > ahead:
+        raise ValueError(f"--every {every} is longer than the forecast (--hours {hours:g})")
+    if ahead / row > FORECAST_MAX_ROWS:
+        raise ValueError(
+            f"--every {every} over {hours:g} h is {ahead // row:,} rows, more than "
+            f"{FORECAST_MAX_ROWS:,}: give a longer --every"
+        )
+    return ahead, row
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
 
@@ -16,7 +16,7 @@ from autoscaler.config.loader import load_config, load_overrides
 from autoscaler.config.problems import ConfigError
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
-from common.cli import CONTEXT, add_version_option, option_duration, option_positive
+from common.cli import CONTEXT, add_version_option
 from common.durations import format_duration
 from common.extras import require
 from common.secrets import RedactingJsonFormatter
@@ -244,12 +244,12 @@ def forecast(
     ] = None,
 ) -> None:
     """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
-    from autoscaler.cli.forecast import forecast_pool, forecast_view
+    from autoscaler.cli.forecast import forecast_pool, forecast_spans, forecast_view
     from autoscaler.cli.plots import forecast_plot
     from autoscaler.runtime import build_runtime
 
     try:
-        ahead_span, row_span = _forecast_spans(hours, every)
+        ahead_span, row_span = forecast_spans(hours, every)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -306,29 +306,6 @@ def forecast(
         errors.print(f"no pool named {pool!r}")
         failed = True
     raise typer.Exit(1 if failed else 0)
-
-
-FORECAST_MAX_HOURS = 31 * 24
-"""A month ahead, past which a forecast of a week's pattern says nothing more: 100 years
-(--hours 876000) once forecast 52 million minutes, 8 GB and minutes, without a word."""
-FORECAST_MAX_ROWS = 7 * 24 * 60
-"""A week of minutes: each row costs the table a millisecond (2000 h of 1m rows: a minute)."""
-
-
-def _forecast_spans(hours: float, every: str) -> tuple[timedelta, timedelta]:
-    """--hours and --every as spans; ValueError naming the option where one is out of reach."""
-    if option_positive("--hours", hours, "hours") > FORECAST_MAX_HOURS:
-        raise ValueError(f"--hours: at most {FORECAST_MAX_HOURS} (a month ahead), got {hours:g}")
-    ahead = timedelta(hours=hours)
-    row = option_duration("--every", every, positive=True)
-    if row > ahead:
-        raise ValueError(f"--every {every} is longer than the forecast (--hours {hours:g})")
-    if ahead / row > FORECAST_MAX_ROWS:
-        raise ValueError(
-            f"--every {every} over {hours:g} h is {ahead // row:,} rows, more than "
-            f"{FORECAST_MAX_ROWS:,}: give a longer --every"
-        )
-    return ahead, row
 
 
 def _print_decision_now(seen: PoolForecast, now: datetime) -> None:
