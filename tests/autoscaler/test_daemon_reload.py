@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,43 @@ def test_a_reload_that_removes_slack_ends_its_sender(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert sender_threads() == senders
     assert ["said before the reload" in (m.text or "") for m in slack_api.messages] == [True]
+
+
+def test_reloads_while_a_digest_reads_leave_no_call_thread_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily digest takes the runtime of the moment, then reads Prometheus outside the
+    tick lock (minutes, for many pools); a reload meanwhile closes that source. Before,
+    the digest's reads from the closed source started a new kept call thread, which then
+    waited for a next call for ever: one more thread, and its connection, for each reload
+    that came during a digest."""
+    import autoscaler.daemon as daemon_module
+
+    real_digest_post = daemon_module.digest_post
+    with (
+        PrometheusApiDouble([fresh_demand(10.0, delay=0)]) as prometheus,
+        SlackApiDouble() as slack_api,
+    ):
+        path = write_config(
+            tmp_path,
+            metrics={"kind": "prometheus", "url": prometheus.url},
+            slack={"channel": "#gpu-autoscaler", "base_url": slack_api.base_url},
+            digest={"plot": False},
+        )
+        daemon = Daemon(path, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN})
+        daemon.tick()
+        before = deadline_threads()
+
+        def reloaded_meanwhile(config: object, metrics: object, *args: Any) -> Any:
+            daemon.request_reload()
+            daemon.tick()
+            assert daemon.runtime.metrics is not metrics  # the digest's source: closed
+            return real_digest_post(config, metrics, *args)
+
+        monkeypatch.setattr(daemon_module, "digest_post", reloaded_meanwhile)
+        for _ in range(3):
+            assert daemon.send_digest()
+        deadline = time.monotonic() + 5.0  # a closed source's thread ends on its own
+        while deadline_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deadline_threads() <= before
