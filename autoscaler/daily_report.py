@@ -22,7 +22,13 @@ from autoscaler.config.schema import Config, Pool
 from autoscaler.decision_log_read import LogRead, read_records
 from autoscaler.digest import DigestSettings, PoolDigest, pool_digest
 from autoscaler.metrics import MetricsError, MetricsSource
-from autoscaler.notify import SECTION_TEXT_LIMIT, Attachment, Message, escape_mrkdwn
+from autoscaler.notify import (
+    SECTION_TEXT_LIMIT,
+    Attachment,
+    Message,
+    escape_mrkdwn,
+    section_block,
+)
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
@@ -323,10 +329,10 @@ def report_message(report: DayReport, currency: str) -> Message:
         notes.insert(0, f"{left} more pools past Slack's 50 blocks: `autoscaler report` has all")
         groups = groups[:room]
     head = text.partition("\n")[0]
-    blocks = [_section(f"*{head}*")]
-    blocks += [_section("```" + "\n\n".join(group) + "```") for group in groups]
+    blocks = [section_block(f"*{head}*")]
+    blocks += [section_block("```" + "\n\n".join(group) + "```") for group in groups]
     if notes:
-        blocks.append(_section(escape_mrkdwn("\n".join(notes))[:SECTION_TEXT_LIMIT]))
+        blocks.append(section_block(escape_mrkdwn("\n".join(notes))[:SECTION_TEXT_LIMIT]))
     return Message(text=text, blocks=blocks)
 
 
@@ -342,10 +348,6 @@ def _packed(bodies: list[str], limit: int) -> list[list[str]]:
         groups[-1].append(body)
         size += 2 + len(body)
     return groups
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:

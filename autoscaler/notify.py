@@ -79,7 +79,8 @@ def format_duration(span: timedelta) -> str:
     return " ".join(shown[:2]) if shown else "0s"
 
 
-def _section(text: str) -> dict[str, Any]:
+def section_block(text: str) -> dict[str, Any]:
+    """A Block Kit section of mrkdwn text, cut to what Slack takes in one."""
     return {
         "type": "section",
         "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_LIMIT)},
@@ -130,9 +131,9 @@ def scale_message(
         text_parts.append("Reasons:\n" + bullets)
     if figures_line:
         text_parts.append(figures_line[0].upper() + figures_line[1:])
-    blocks = [_section(headline_md)]
+    blocks = [section_block(headline_md)]
     if bullets:
-        blocks.append(_section("*Reasons*\n" + bullets))
+        blocks.append(section_block("*Reasons*\n" + bullets))
     if figures_line:
         blocks.append(_context(figures_line[0].upper() + figures_line[1:]))
     return Message(text="\n".join(text_parts), blocks=blocks)
@@ -144,7 +145,7 @@ def failure_started_message(pool: str, kind: str, detail: str) -> Message:
         f":warning: {escape_mrkdwn(pool)}: {escape_mrkdwn(kind)} failing: "
         f"{escape_mrkdwn(truncate(detail, DETAIL_LIMIT))}"
     )
-    return Message(text=text, blocks=[_section(text)])
+    return Message(text=text, blocks=[section_block(text)])
 
 
 def failure_cleared_message(pool: str, kind: str, lasted: timedelta) -> Message:
@@ -152,13 +153,13 @@ def failure_cleared_message(pool: str, kind: str, lasted: timedelta) -> Message:
         f":white_check_mark: {escape_mrkdwn(pool)}: {escape_mrkdwn(kind)} recovered "
         f"after {format_duration(lasted)}"
     )
-    return Message(text=text, blocks=[_section(text)])
+    return Message(text=text, blocks=[section_block(text)])
 
 
 def alert_message(text: str) -> Message:
     """Anything that needs a human and belongs to no pool, e.g. a bad config on reload."""
     body = f":rotating_light: {escape_mrkdwn(truncate(text, SECTION_TEXT_LIMIT - 20))}"
-    return Message(text=body, blocks=[_section(body)])
+    return Message(text=body, blocks=[section_block(body)])
 
 
 # ---- secrets --------------------------------------------------------------------

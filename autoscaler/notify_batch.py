@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.notify import SECTION_TEXT_LIMIT, TEXT_LIMIT, Message, truncate
+from autoscaler.notify import SECTION_TEXT_LIMIT, TEXT_LIMIT, Message, section_block, truncate
 
 BLOCK_LIMIT = 50
 """Slack's limit of blocks in a message; more is refused as invalid_blocks."""
@@ -64,10 +64,6 @@ def _text_of(block: dict[str, Any]) -> str | None:
     return None
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
 @dataclass(frozen=True)
 class _Draft:
     """A post being filled: its blocks, the last section (open to more text), its text."""
@@ -90,7 +86,7 @@ class _Draft:
                 open_text = f"{open_text}\n\n{part}"
                 continue
             if open_text is not None:
-                closed.append(_section(open_text))
+                closed.append(section_block(open_text))
                 open_text = None
             if isinstance(part, str):
                 open_text = part
@@ -102,7 +98,7 @@ class _Draft:
         return _Draft(tuple(closed), open_text, (*self.texts, text), length, self.carries + carries)
 
     def post(self) -> Post:
-        blocks = [*self.closed, *([_section(self.open)] if self.open is not None else [])]
+        blocks = [*self.closed, *([section_block(self.open)] if self.open is not None else [])]
         return Post(Message("\n".join(self.texts), blocks), self.carries)
 
 
