@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
 from autoscaler.decision_log_read import LogRead, read_records
-from autoscaler.digest import DigestSettings, PoolDigest, pool_digest
+from autoscaler.digest import DigestSettings, PoolDigest, pool_digest, record_time
 from autoscaler.metrics import MetricsError, MetricsSource
 from autoscaler.notify import (
     SECTION_TEXT_LIMIT,
@@ -126,7 +126,7 @@ def build_report(
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
     begins = read.oldest.tz_convert("UTC").to_pydatetime() if read.oldest is not None else None
     late = begins if begins is not None and begins > start + config.interval else None
-    silent = silent_spans(_logged_times(read.records), start, end, config.interval)
+    silent = silent_spans([record_time(r) for r in read.records], start, end, config.interval)
     return DayReport(
         start,
         end,
@@ -138,17 +138,6 @@ def build_report(
         late,
         silent,
     )
-
-
-def _logged_times(records: Sequence[Mapping[str, Any]]) -> list[datetime]:
-    """Each record's time (UTC), where it has one that reads."""
-    times = []
-    for record in records:
-        try:
-            times.append(pd.Timestamp(record["time"]).tz_convert("UTC").to_pydatetime())
-        except (KeyError, TypeError, ValueError):
-            continue
-    return times
 
 
 def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:

@@ -95,7 +95,7 @@ def pool_digest(
     or absent where unknown (never read as zero)."""
     minutes = pd.date_range(start, end, freq=MINUTE, inclusive="left")
     rows = sorted(
-        ((_when(r), r) for r in records if r.get("pool") == pool and "time" in r),
+        ((record_time(r), r) for r in records if r.get("pool") == pool and "time" in r),
         key=lambda row: row[0],  # by time alone: two records of one tick are not ordered
     )
     frame = _fleet_frame(rows, minutes, settings.per_node_rps)
@@ -140,7 +140,8 @@ def pool_digest(
     )
 
 
-def _when(record: Mapping[str, Any]) -> pd.Timestamp:
+def record_time(record: Mapping[str, Any]) -> pd.Timestamp:
+    """A decision-log line's time, in UTC (read_records has checked it is one)."""
     return pd.Timestamp(record["time"]).tz_convert("UTC")
 
 
@@ -176,7 +177,7 @@ def _forecast_error(
     scored = 0
     for record in records:
         forecast = record.get("forecast_rps")
-        at = _when(record).floor("min")  # the tick's data is whole minutes
+        at = record_time(record).floor("min")  # the tick's data is whole minutes
         if forecast is None or at + horizon > pd.Timestamp(end):
             continue
         ahead = demand[(demand.index > at) & (demand.index <= at + horizon)].dropna()
