@@ -339,7 +339,9 @@ def test_protected_instances_are_never_chosen(cluster: Cluster) -> None:
     assert note is not None and "found 1 that can go" in note
 
 
-def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> None:
+def a_give_back_failed(cluster: Cluster) -> tuple[list[FakeNode], NomadCluster]:
+    """Two nodes, one drained for a scale-in past its deadline, whose give-back then failed
+    on both attempts: the nodes and the backend, which still owes the give-back."""
     nodes = cluster.arrange([4, 5], drain_seconds=None)
     backend = cluster.backend()
     backend.scale(1, "night")
@@ -347,6 +349,11 @@ def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> Non
     cluster.nomad.fail_next(2, status=503, path="/drain")  # both attempts of the give-back
     with pytest.raises(BackendError, match="could not yet restore gpu-0"):
         backend.read()
+    return nodes, backend
+
+
+def test_a_failed_give_back_is_retried_on_the_next_call(cluster: Cluster) -> None:
+    nodes, backend = a_give_back_failed(cluster)
     assert not eligible(nodes[0])
     assert backend.read() == FleetState(desired=2, ready=2, pending=0)
     assert eligible(nodes[0])
@@ -360,13 +367,7 @@ def test_a_node_that_left_nomad_while_its_give_back_waited_is_not_retried_foreve
     once its instance went) with HTTP 500 "node not found", not a 404: the give-back
     took that for a passing fault and failed on every call after, the node never there
     to take it. A node that left has nothing to give back."""
-    nodes = cluster.arrange([4, 5], drain_seconds=None)
-    backend = cluster.backend()
-    backend.scale(1, "night")
-    cluster.clock.advance(timedelta(minutes=11))
-    cluster.nomad.fail_next(2, status=503, path="/drain")  # both attempts of the give-back
-    with pytest.raises(BackendError, match="could not yet restore gpu-0"):
-        backend.read()
+    nodes, backend = a_give_back_failed(cluster)
     with cluster.nomad.lock:
         del cluster.nomad.nodes[nodes[0].id]  # `nomad node purge`, or the GC
     assert backend.read() == FleetState(desired=2, ready=1, pending=1)
