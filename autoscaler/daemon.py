@@ -28,11 +28,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from autoscaler import early_signals
 from autoscaler.clock_steps import run_now_if_clock_stepped_back
 from autoscaler.config.loader import load_config
+from autoscaler.daemon_fits import HeavyFits, start_fit_workers
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
 from autoscaler.daily_report import digest_post, digest_trigger
-from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
+from autoscaler.fit_workers import FitWorkers
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.notify_queue import finish, gathered
 from autoscaler.overrides import OverridesFile
@@ -53,20 +54,7 @@ STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
 
 
-def start_fit_workers(runtime: Runtime, stop: threading.Event) -> FitWorkers | None:
-    """Workers for the pools' heavy fits, started now, where there are enough pools;
-    `stop` ends their waits (the daemon's stop grace)."""
-    workers = worker_count(runtime.config.fit_workers)
-    if workers < 2 or len(runtime.tickers) < WORKERS_FROM:
-        return None
-    try:
-        return FitWorkers(workers, stop)
-    except Exception as exc:  # e.g. a sandbox without /dev/shm: slower, never down
-        log.warning("no fit workers (%s); each pool fits in its own ticks", exc)
-        return None
-
-
-class Daemon(ConfigReloads, Leadership, WriteEpisodes):
+class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
     """Ticks every pool on a schedule; reloads, leadership, its own files' trouble and
     shutdown around the ticks."""
 
@@ -193,37 +181,6 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes):
             why = "its output is closed" if isinstance(exc, SystemExit) else repr(exc)
             log.warning("cannot print the tick's results (%s); printing no more", why)
             self.on_result = None
-
-    def _let_fit_workers_go(self) -> None:
-        if self._fit_workers is not None:
-            self._fit_workers.close()
-            self._fit_workers = None
-
-    def _send_heavy_fits(self, runtime: Runtime, now: datetime) -> FitWorkers | None:
-        """The pools whose fit is heavy this tick (all at the first) sent to the fit
-        workers, which the pool loop then takes their fits from (autoscaler.fit_workers);
-        None without workers, or with no fit due."""
-        fits = self._fit_workers
-        if fits is None:
-            return None
-        due = [t for t in runtime.tickers if not t.in_flight and t.heavy_fit_due(now)]
-        if not due:
-            return None
-        try:
-            fits.send(due, now, runtime.config.interval.total_seconds() / 2)
-        except Exception:  # the pools fit in their own ticks, as without workers
-            log.exception("fit workers failed; each pool fits in its own ticks")
-            self._let_fit_workers_go()
-            return None
-        return fits
-
-    def _fits_done(self, fits: FitWorkers) -> None:
-        fits.finish()
-        level = logging.INFO if self.ticks == 0 or fits.missed else logging.DEBUG
-        log.log(level, "%s: %s", "first tick" if self.ticks == 0 else "heavy fits", fits.summary())
-        if fits.broken:
-            log.warning("a fit worker died; each pool fits in its own ticks from now")
-            self._let_fit_workers_go()
 
     def _alert(self, text: str) -> None:
         log.error("%s", text)

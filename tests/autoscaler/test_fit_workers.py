@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from autoscaler import daemon as daemon_module
+from autoscaler import daemon_fits
 from autoscaler.calibration import LoopCalibrated
 from autoscaler.config.schema import Pool
 from autoscaler.daemon import Daemon
@@ -411,7 +411,7 @@ def test_the_daemon_fits_in_workers_its_first_tick_then_each_hourly_refit(
     """Over an hour of ticks it decides as the same daemon without workers does, tick by
     tick; each pool's first fit and its hourly refit (on the pool's phase, one tick each)
     come from the workers, which the daemon keeps; no other tick sends one."""
-    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
+    monkeypatch.setattr(daemon_fits, "WORKERS_FROM", 2)
     plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
     helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
     assert plain._fit_workers is None and helped._fit_workers is not None
@@ -437,7 +437,7 @@ def test_a_fit_worker_that_dies_leaves_the_daemon_to_refit_in_its_ticks(
     """A worker killed between ticks (the OOM killer): the next heavy fit finds the workers
     broken, its pool refits in its own tick, and the daemon lets the workers go and says
     so. Every decision is the one the daemon without workers makes."""
-    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
+    monkeypatch.setattr(daemon_fits, "WORKERS_FROM", 2)
     plain = Daemon(many_pools_config(tmp_path, 0), dry_run=True)
     helped = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
     try:
@@ -468,8 +468,8 @@ def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
     def refused(workers: int, stop: object) -> FitWorkers:
         raise OSError(13, "Permission denied")
 
-    monkeypatch.setattr(daemon_module, "WORKERS_FROM", 2)
-    monkeypatch.setattr(daemon_module, "FitWorkers", refused)
+    monkeypatch.setattr(daemon_fits, "WORKERS_FROM", 2)
+    monkeypatch.setattr(daemon_fits, "FitWorkers", refused)
     daemon = Daemon(many_pools_config(tmp_path, 2), dry_run=True)
     assert daemon._fit_workers is None
     assert "no fit workers ([Errno 13] Permission denied)" in caplog.text
