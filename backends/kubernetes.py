@@ -353,6 +353,31 @@ class KubernetesWorkload(WatchesHpas):
             )
 
     def _call(self, operation: Callable[[], Any], *, what: str, writing: bool = False) -> Any:
+        """With retries; a 401 loads the credentials again and tries once more: the client
+        reads a kubeconfig's token, its tokenFile and an exec plugin without expiry only
+        when it loads them, so a rotated one was refused until the daemon restarted."""
+        from kubernetes.client.exceptions import ApiException
+
+        refused = False
+
+        def watched() -> Any:
+            nonlocal refused
+            try:
+                return operation()
+            except ApiException as error:
+                refused = error.status == 401
+                raise
+
+        try:
+            return self._call_with_retries(watched, what=what, writing=writing)
+        except BackendError:
+            if not refused:
+                raise
+        log.info("%s: credentials refused (401); loading them again", what)
+        self._connection = None
+        return self._call_with_retries(operation, what=what, writing=writing)
+
+    def _call_with_retries(self, operation: Callable[[], Any], *, what: str, writing: bool) -> Any:
         connection, target = self.connection, self.target
 
         def describe(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import urllib3.exceptions
+import yaml
 
 from backends.base import BackendError, FleetState
 from backends.kubernetes import REASON_ANNOTATION, KubernetesBackend, KubernetesWorkload
@@ -28,6 +29,7 @@ from tests.doubles.kubernetes_api import (
     KubernetesApiDouble,
     kubernetes_api,
 )
+from tests.doubles.kubernetes_objects import kubeconfig_document
 
 __all__ = ["kubernetes_api"]  # the fixture, used by name below
 
@@ -277,8 +279,35 @@ def test_a_wrong_token_is_401_not_retried_and_never_shown(
     )
     with pytest.raises(BackendError, match="did not accept the credentials of kubeconfig user"):
         make_backend(kubernetes_api, tmp_path, kubeconfig=kubeconfig).read()
-    assert len(kubernetes_api.requests) == 1
+    assert len(kubernetes_api.requests) == 2  # once more with the credentials read again
     assert wrong not in caplog.text
+
+
+def test_a_token_rotated_on_disk_is_read_again_after_a_401(
+    kubernetes_api, deployment, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kubeconfig user's tokenFile (a projected service account token, rotated by the
+    kubelet or an agent): the client reads it once, when the kubeconfig loads, so once the
+    old token was refused every tick failed with a 401 until a restart. Now a 401 loads
+    the credentials again and the call is made once more, with the new token."""
+    caplog.set_level(logging.DEBUG)
+    old, new = "Kq7rZ2wTf9xPm4old", "Hv3nB8yQc6LsJ1new"
+    token_file = tmp_path / "token"
+    token_file.write_text(old)
+    kubernetes_api.tokens = {old: DOUBLE_USER}
+    document = kubeconfig_document(kubernetes_api.url, {"double": {"token": ""}}, "double")
+    document["users"][0]["user"] = {"tokenFile": str(token_file)}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(document))
+    backend = make_backend(kubernetes_api, tmp_path, kubeconfig=kubeconfig)
+    assert backend.read().desired == 4
+    token_file.write_text(new)  # rotated; the old token no longer accepted
+    kubernetes_api.tokens = {new: DOUBLE_USER}
+    backend.scale(6, "forecast")
+    assert deployment.replicas == 6
+    assert backend.read().desired == 6
+    assert kubernetes_api.requests[-1].headers["authorization"] == f"Bearer {new}"
+    assert old not in caplog.text and new not in caplog.text
 
 
 def test_token_never_in_logs_or_errors(kubernetes_api, deployment, tmp_path, caplog) -> None:
