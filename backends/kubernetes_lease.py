@@ -236,13 +236,17 @@ class KubernetesLease:
 
     def _call(self, verb: str, operation: Callable[[], Any]) -> Any:
         """One request; one more only where a 429 or 503 said when (backends.retry), and
-        that wait ends within the lock's own deadline."""
+        that wait ends within the lock's own deadline, or after a 401 with the credentials
+        loaded again (a rotated token, as KubernetesWorkload does)."""
         for attempt in (1, 2):
             try:
                 return operation()
             except ApiException as error:
                 if error.status == 409:
                     raise _Conflict() from None
+                if error.status == 401 and attempt == 1:
+                    self._connection = None
+                    continue
                 text = self._describe(verb, error)
                 transient = attempt == 1 and is_transient_status(error.status or 0)
                 wait = wait_asked_once(error, kubernetes_retry_after) if transient else None

@@ -73,3 +73,28 @@ def test_a_renewal_on_a_whole_second_is_written_as_the_api_server_parses_it(
     assert lease.acquire_or_renew()  # the replace
     spec = kubernetes_api.leases.leases[("ml", "gpu-autoscaler-leader")].spec
     assert spec["renewTime"] == spec["acquireTime"] == "2026-03-02T09:00:00.000000Z"
+
+
+def test_a_token_rotated_in_the_kubeconfig_keeps_the_lease(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """The kubeconfig rewritten with a new token while the daemon leads (the old one
+    refused from then on): the client keeps the token it loaded, so every renewal was a
+    401 and the lease was lost for the life of the daemon, by the standby too. Now a 401
+    loads the credentials again and the call is made once more."""
+    old, new = "Zt4pW8kd2QxRvn7old", "Jm5cY1sb9HgTlq3new"
+    kubernetes_api.tokens = {old: "ops"}
+    kubeconfig = kubernetes_api.write_kubeconfig(
+        tmp_path / "kubeconfig", contexts={"double": {"token": old}}
+    )
+    election = LeaderElection(
+        kind="kubernetes", namespace="ml", kubeconfig=kubeconfig, ttl="15s", identity="ops-a"
+    )
+    clock = ManualClock()
+    lease = make_leader_lock(election, {}, clock)
+    assert lease.acquire_or_renew()
+    kubernetes_api.tokens = {new: "ops"}
+    kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig", contexts={"double": {"token": new}})
+    clock.now += 5
+    assert lease.acquire_or_renew()
+    assert kubernetes_api.requests[-1].headers["authorization"] == f"Bearer {new}"
