@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.request import Request
 
@@ -39,6 +40,8 @@ SLACK_BASE_URL = "https://slack.com/api/"
 MAX_RETRY_AFTER_S = 2.0
 SLACK_PAUSE_S = 300.0
 """After a post Slack did not answer in time, none is tried for this long (then one is)."""
+TOKEN_REFUSED = frozenset({"invalid_auth", "not_authed", "token_expired", "token_revoked"})
+"""Slack's errors for a token it no longer takes: a rotated token_file is read again."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class SlackNotifier:
         *,
         sleep: Callable[[float], None] = time.sleep,
         pause_s: float = SLACK_PAUSE_S,
+        token_file: Path | None = None,
     ) -> None:
         if not token:
             raise ValueError("SlackNotifier needs a non-empty bot token")
@@ -85,6 +89,7 @@ class SlackNotifier:
         )
         self.channel = channel
         self._token = token
+        self._token_file = token_file
         remember(token)
         self._sleep = sleep
         self._timeout = timeout
@@ -108,6 +113,7 @@ class SlackNotifier:
             token=token,
             base_url=cfg.base_url,
             timeout=cfg.timeout.total_seconds(),
+            token_file=cfg.token_file,
         )
 
     def check_token(self) -> str:
@@ -191,9 +197,7 @@ class SlackNotifier:
             answer = self._breaker.call(
                 call_within,
                 whole_answer_s(self._timeout),
-                lambda: self._client.chat_postMessage(
-                    channel=self.channel, text=message.text, blocks=message.blocks
-                ),
+                lambda: self._post_message(message),
                 "Slack chat.postMessage",
             )
             return str(answer.get("channel")), str(answer.get("ts"))
@@ -211,6 +215,38 @@ class SlackNotifier:
         except Exception as err:  # never let a notification break its caller
             self._warn(f"unexpected {type(err).__name__}: {err}")
         return None
+
+    def _post_message(self, message: Message) -> Any:
+        """chat.postMessage; where Slack refuses the token and token_file now holds another
+        (rotated: Slack's token rotation gives 12-hour tokens), once more with that one."""
+
+        def post() -> Any:
+            return self._client.chat_postMessage(
+                channel=self.channel, text=message.text, blocks=message.blocks
+            )
+
+        try:
+            return post()
+        except SlackApiError as err:
+            data = err.response.data if isinstance(err.response.data, dict) else {}
+            if data.get("error") not in TOKEN_REFUSED or not self._token_read_again():
+                raise
+        return post()
+
+    def _token_read_again(self) -> bool:
+        """True where token_file holds a token other than the one in use, now used."""
+        if self._token_file is None:
+            return False
+        try:
+            token = read_small_text(self._token_file, CREDENTIAL_MAX_BYTES).strip()
+        except (OSError, UnicodeDecodeError):
+            return False
+        if not token or token == self._token:
+            return False
+        remember(token)
+        self._token = self._client.token = token
+        logger.info("Slack refused the bot token; using the one now in %s", self._token_file)
+        return True
 
     def _pause(self) -> str:
         return format_duration(timedelta(seconds=self._breaker.reset_timeout))

@@ -230,6 +230,31 @@ def test_from_config_prefers_the_token_file(slack_api: SlackApiDouble, tmp_path:
     assert notifier.send(Message("from file")) is True
 
 
+def test_a_token_file_rotated_under_the_sender_is_read_again(
+    slack_api: SlackApiDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slack.token_file rewritten with a new token (Slack's token rotation makes bot
+    tokens that expire after 12 hours; a refresher writes the next one): the sender kept
+    the token it read at start, so from then on every post was refused and dropped, the
+    daemon's alerts with them, until a restart. A refused token is now read again from
+    the file and the post made once more with it."""
+    old, new = "xoxb-7Qd2Lm9Rt4Wz-old", "xoxb-3Hs8Kc1Vn6Pj-new"
+    token_file = tmp_path / "slack-token"
+    token_file.write_text(old + "\n")
+    slack_api.token = old
+    cfg = SlackConfig(
+        channel=CHANNEL, token_file=token_file, base_url=slack_api.base_url, timeout="1s"
+    )
+    notifier = SlackNotifier.from_config(cfg, {})
+    assert notifier.send(Message("before")) is True
+    token_file.write_text(new + "\n")
+    slack_api.token = new  # the old one is refused from now on
+    with caplog.at_level(logging.DEBUG):
+        assert notifier.send(Message("after")) is True
+    assert [m.text for m in slack_api.messages] == ["before", "after"]
+    assert old not in caplog.text and new not in caplog.text
+
+
 def test_missing_token_names_the_variable_not_a_value() -> None:
     cfg = SlackConfig(channel=CHANNEL, token_env="OPS_SLACK_TOKEN")
     with pytest.raises(ValueError, match="OPS_SLACK_TOKEN"):
