@@ -12,8 +12,9 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -24,7 +25,12 @@ from urllib3.util.retry import Retry
 
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError, as_utc, series_from_matrix, shorten_query
-from autoscaler.metrics_auth import CredentialSession, query_credentials
+from autoscaler.metrics_auth import (
+    CredentialError,
+    CredentialSession,
+    QueryCredentials,
+    query_credentials,
+)
 from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
 from common.http_environment import read_environment_once
@@ -50,17 +56,16 @@ class PrometheusSource:
         self._config = config
         self._shown_url = redact_url(config.url)
         self._credential_hint = _credential_hint(config)
+        self._env = env
         credentials = query_credentials(config, env)  # CredentialError: cannot start
+        self._credentials = credentials
         session = CredentialSession()
         session.hooks["response"] += [_capped_body, _require_success]
         session.verify = config.verify_tls
         if config.verify_tls and config.ca_file is not None:
             session.verify = str(config.ca_file)
-        if credentials.basic_auth is not None:
-            # UTF-8, as RFC 7617 and Prometheus's bcrypt check take it: requests sends a str
-            # in Latin-1 (a 401 for "ä") or not at all ("€" failed every query)
-            user, password = credentials.basic_auth
-            session.auth = HTTPBasicAuth(user.encode(), password.encode())
+        session.auth = _basic_auth(credentials)
+        self._session = session
         session.cert = credentials.client_cert
         read_environment_once(session, config.url)
         headers = credentials.headers
@@ -118,8 +123,10 @@ class PrometheusSource:
         try:
             result = self._calls.call_within(
                 total,
-                lambda: client.custom_query_range(
-                    query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+                lambda: self._ask(
+                    lambda: client.custom_query_range(
+                        query, start_time=start, end_time=end, step=f"{step.total_seconds():g}"
+                    )
                 ),
                 "Prometheus query_range",
             )
@@ -152,6 +159,30 @@ class PrometheusSource:
             ) from None
         return series_from_matrix(query, result)
 
+    def _ask(self, call: Callable[[], Any]) -> Any:
+        """The call; after a 401, once more where the credential files now hold another
+        credential (rotated by an agent): read only at start, it was refused until a restart."""
+        try:
+            return call()
+        except PrometheusApiClientException as exc:
+            if "HTTP Status Code 401 " not in str(exc) or not self._credentials_read_again():
+                raise
+        return call()
+
+    def _credentials_read_again(self) -> bool:
+        """True where the files give credentials other than those in use, now used."""
+        try:
+            credentials = query_credentials(self._config, self._env)
+        except CredentialError:  # mid-write, removed: the 401 stands
+            return False
+        if credentials == self._credentials:
+            return False
+        self._credentials = credentials
+        self._session.auth = _basic_auth(credentials)
+        for client in (self._client, self._small_client):
+            client.headers = {**(client.headers or {}), **credentials.headers}
+        return True
+
     def close(self) -> None:
         self._calls.close()
         self._client.close()  # the session both clients share
@@ -173,6 +204,15 @@ class PrometheusSource:
         if code in ("401", "403"):
             reason += f" (check {self._credential_hint})"
         return reason
+
+
+def _basic_auth(credentials: QueryCredentials) -> HTTPBasicAuth | None:
+    """In UTF-8, as RFC 7617 and Prometheus's bcrypt check take it: requests sends a str in
+    Latin-1 (a 401 for "ä") or not at all ("€" failed every query)."""
+    if credentials.basic_auth is None:
+        return None
+    user, password = credentials.basic_auth
+    return HTTPBasicAuth(user.encode(), password.encode())
 
 
 def _credential_hint(config: PrometheusMetrics) -> str:

@@ -36,6 +36,7 @@ from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDou
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
     PrometheusProcess,
+    error_reply,
     matrix_reply,
     require_prometheus,
     start_prometheus,
@@ -203,6 +204,23 @@ def test_password_from_a_file_works_too(
     assert set(series.tolist()) == {4.5}
 
 
+def test_a_password_file_rotated_under_the_source_is_read_again(
+    secured_prometheus: SecuredPrometheus, tmp_path: Path
+) -> None:
+    """metrics.basic_auth.password_file rewritten by an agent (vault-agent) after the
+    password changed: the source kept the one it read at start, so every query was a 401
+    and every pool held, blind, until a restart. A 401 now reads the files again and, where
+    they hold another credential, asks once more with it."""
+    secret = tmp_path / "password"
+    secret.write_text("Rq8vTn3Lx6Wd-old\n")
+    auth = {"username": USER, "password_file": secret}
+    now = datetime.now(UTC).replace(microsecond=0)
+    with PrometheusSource(metrics_config(secured_prometheus, basic_auth=auth), env={}) as source:
+        secret.write_text(PASSWORD + "\n")
+        series = source.demand("vector(4.5)", now - 5 * MINUTE, now, MINUTE)
+    assert set(series.tolist()) == {4.5}
+
+
 def test_a_user_and_password_beyond_ascii_are_sent_in_utf8(
     secured_prometheus: SecuredPrometheus,
 ) -> None:
@@ -314,6 +332,25 @@ def test_custom_headers_and_a_bearer_token_file_are_sent(tmp_path: Path) -> None
     headers = double.requests[0][2]
     assert headers["X-Scope-OrgID"] == "tenant-a"
     assert headers["Authorization"] == "Bearer tok-from-file"
+
+
+def test_a_bearer_token_file_rotated_is_sent_after_a_401(tmp_path: Path) -> None:
+    """A gateway refusing the token read at start (401), the file holding the next one:
+    the query is asked once more with it, the tenant header kept."""
+    token = tmp_path / "token"
+    token.write_text("Wc4nRz8Tq1Ym-old\n")
+    refused = error_reply(401, "unauthorized", "token expired")
+    with PrometheusApiDouble([refused, matrix_reply()]) as double:
+        config = PrometheusMetrics(
+            url=double.url, headers={"X-Scope-OrgID": "tenant-a"}, bearer_token_file=token
+        )
+        with PrometheusSource(config, env={}) as source:
+            token.write_text("Gx7kPs2Vb5Hd-new\n")
+            now = datetime.now(UTC)
+            assert source.demand("up", now - MINUTE, now, MINUTE).notna().all()
+    sent = [headers["Authorization"] for _, _, headers in double.requests]
+    assert sent == ["Bearer Wc4nRz8Tq1Ym-old", "Bearer Gx7kPs2Vb5Hd-new"]
+    assert double.requests[1][2]["X-Scope-OrgID"] == "tenant-a"
 
 
 class _Redirecting(JsonApiHandler):
