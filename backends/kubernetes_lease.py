@@ -264,7 +264,9 @@ class KubernetesLease:
         if isinstance(error, ApiException):
             status = error.status or 0
             text = f"Kubernetes answered {verb} on {where}: HTTP {status} {status_message(error)}"
-            if status in (401, 403):
+            if status == 401:
+                text += f" (the credentials of {connection.identity}: expired or wrong token?)"
+            if status == 403:
                 text += (
                     f" ({connection.identity} needs RBAC get, create and update on leases "
                     "in API group coordination.k8s.io)"

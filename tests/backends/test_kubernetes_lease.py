@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
-from backends.leases import LeaderElection, make_leader_lock
+from backends.leases import LeaderElection, LeaderLockError, make_leader_lock
 from tests.doubles.kubernetes_api import KubernetesApiDouble
 
 
@@ -98,3 +100,20 @@ def test_a_token_rotated_in_the_kubeconfig_keeps_the_lease(
     clock.now += 5
     assert lease.acquire_or_renew()
     assert kubernetes_api.requests[-1].headers["authorization"] == f"Bearer {new}"
+
+
+def test_a_refused_token_is_said_as_such_not_as_missing_rbac(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """A 401 is the token refused (expired, revoked), not a missing permission: it was
+    said as 'needs RBAC get, create and update on leases', sending people to the roles."""
+    kubeconfig = kubernetes_api.write_kubeconfig(
+        tmp_path / "kubeconfig", contexts={"double": {"token": "Pf6wLq2Xn9Cj-revoked"}}
+    )
+    election = LeaderElection(
+        kind="kubernetes", namespace="ml", kubeconfig=kubeconfig, ttl="15s", identity="ops-a"
+    )
+    with pytest.raises(LeaderLockError) as refused:
+        make_leader_lock(election, {}, ManualClock()).acquire_or_renew()
+    assert "HTTP 401" in str(refused.value) and "expired or wrong token?" in str(refused.value)
+    assert "RBAC" not in str(refused.value) and "Pf6wLq2Xn9Cj" not in str(refused.value)
