@@ -85,10 +85,17 @@ class GroupInstance:
     instance_id: str
     lifecycle_state: str
     protected: bool
+    healthy: bool = True
 
     @property
     def in_service(self) -> bool:
         return self.lifecycle_state == "InService"
+
+    @property
+    def serves(self) -> bool:
+        """In service and healthy: an instance AWS marked Unhealthy stays InService until it
+        is replaced, and for good while ReplaceUnhealthy is suspended, serving nothing."""
+        return self.in_service and self.healthy
 
     @property
     def leaving(self) -> bool:
@@ -106,8 +113,8 @@ class GroupSnapshot:
     instances: tuple[GroupInstance, ...]
 
     @property
-    def in_service(self) -> int:
-        return sum(1 for i in self.instances if i.in_service)
+    def serving(self) -> int:
+        return sum(1 for i in self.instances if i.serves)
 
     @property
     def protected(self) -> int:
@@ -141,6 +148,7 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
             instance_id=str(i["InstanceId"]),
             lifecycle_state=str(i.get("LifecycleState", "")),
             protected=bool(i.get("ProtectedFromScaleIn", False)),
+            healthy=i.get("HealthStatus", "Healthy") != "Unhealthy",
         )
         for i in listed
     )
@@ -148,8 +156,8 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
 
 
 def group_fleet_state(snapshot: GroupSnapshot) -> FleetState:
-    """Pending is whatever is asked for but not yet in service (Pending*, booting)."""
-    ready = snapshot.in_service
+    """Pending is whatever is asked for but not yet serving (Pending*, booting, Unhealthy)."""
+    ready = snapshot.serving
     return FleetState(
         desired=snapshot.desired, ready=ready, pending=max(snapshot.desired - ready, 0)
     )

@@ -94,6 +94,20 @@ def test_read_counts_desired_in_service_and_pending(aws: AwsWorld) -> None:
     assert state.ready + state.pending == 5
 
 
+def test_an_instance_marked_unhealthy_is_not_ready(aws: AwsWorld) -> None:
+    """Against moto serving the documented Auto Scaling query API: SetInstanceHealth marks
+    an instance Unhealthy, which DescribeAutoScalingGroups then lists as InService with
+    HealthStatus Unhealthy (as AWS does until it replaces it, and for good while the
+    group's ReplaceUnhealthy process is suspended). Before, it was counted ready: the GPU
+    and latency signals sized on a node that served nothing. Now it reads as pending."""
+    ids = aws.create_group(GROUP, desired=3, max_size=6)
+    aws.autoscaling.suspend_processes(
+        AutoScalingGroupName=GROUP, ScalingProcesses=["ReplaceUnhealthy"]
+    )
+    aws.autoscaling.set_instance_health(InstanceId=ids[0], HealthStatus="Unhealthy")
+    assert make_backend(aws.url).read() == FleetState(desired=3, ready=2, pending=1)
+
+
 def test_scale_sets_desired_capacity(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2, max_size=6)
     backend = make_backend(aws.url)
