@@ -78,6 +78,7 @@ _THROTTLING_CODES = frozenset(
 _TRANSIENT_CODES = frozenset({"InternalFailure", "ServiceUnavailable", "RequestTimeout"})
 _MESSAGE_LIMIT = 200
 _LEAVING_STATES = ("Terminating", "Terminated", "Detaching", "Detached")
+_STANDBY_STATES = ("EnteringStandby", "Standby")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,12 @@ class GroupInstance:
     def leaving(self) -> bool:
         return self.lifecycle_state.startswith(_LEAVING_STATES)
 
+    @property
+    def counted(self) -> bool:
+        """Part of the desired capacity: not leaving, nor on standby (AWS takes a standby
+        instance out of the count, and never removes it when the count is lowered)."""
+        return not self.leaving and self.lifecycle_state not in _STANDBY_STATES
+
 
 @dataclass(frozen=True)
 class GroupSnapshot:
@@ -119,7 +126,7 @@ class GroupSnapshot:
     @property
     def protected(self) -> int:
         """Instances that a lowered desired capacity cannot remove."""
-        return sum(1 for i in self.instances if i.protected and not i.leaving)
+        return sum(1 for i in self.instances if i.protected and i.counted)
 
 
 # ---- pure ----------------------------------------------------------------------------

@@ -154,6 +154,25 @@ def test_scale_in_is_clamped_by_protected_instances(aws: AwsWorld) -> None:
     assert set(ids[:3]) <= remaining  # the protected ones all stay
 
 
+def test_protected_instances_on_standby_do_not_hold_a_scale_in(aws: AwsWorld) -> None:
+    """Against moto serving the documented Auto Scaling query API: two protected instances
+    put on standby (EnterStandby, desired capacity decremented), as an operator does to
+    patch or debug them. A standby instance is out of the desired capacity and lowering it
+    never removes one. Before, they counted as protected instances of the count, and a
+    scale-in from 2 to 1 was clamped to 2 and nothing written; now 1 is written."""
+    ids = aws.create_group(GROUP, desired=4, max_size=6)
+    aws.protect(GROUP, ids[:2])
+    aws.autoscaling.enter_standby(
+        AutoScalingGroupName=GROUP, InstanceIds=ids[:2], ShouldDecrementDesiredCapacity=True
+    )
+    assert aws.group(GROUP)["DesiredCapacity"] == 2
+    assert make_backend(aws.url).scale(1, "night") is None
+    group = aws.group(GROUP)
+    assert group["DesiredCapacity"] == 1
+    standby = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "Standby"}
+    assert standby == set(ids[:2])
+
+
 def test_throttling_is_retried_with_backoff(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2)
     sleeps: list[float] = []
