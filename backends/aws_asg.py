@@ -87,6 +87,7 @@ class GroupInstance:
     lifecycle_state: str
     protected: bool
     healthy: bool = True
+    weight: int = 1  # WeightedCapacity: DesiredCapacity is then in these units, as our counts
 
     @property
     def in_service(self) -> bool:
@@ -121,12 +122,12 @@ class GroupSnapshot:
 
     @property
     def serving(self) -> int:
-        return sum(1 for i in self.instances if i.serves)
+        return sum(i.weight for i in self.instances if i.serves)
 
     @property
     def protected(self) -> int:
-        """Instances that a lowered desired capacity cannot remove."""
-        return sum(1 for i in self.instances if i.protected and i.counted)
+        """Capacity units that a lowered desired capacity cannot remove."""
+        return sum(i.weight for i in self.instances if i.protected and i.counted)
 
 
 # ---- pure ----------------------------------------------------------------------------
@@ -135,7 +136,8 @@ class GroupSnapshot:
 def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
     """The group as DescribeAutoScalingGroups documents it; BackendError for an answer
     without its counts, with MinSize <= DesiredCapacity <= MaxSize broken (AWS keeps
-    that), or with an instance that has no ID: never sized, nor clamped, on a guess."""
+    that), or with an instance that has no ID or a WeightedCapacity that is no whole
+    number of units: never sized, nor clamped, on a guess."""
     name = str(group.get("AutoScalingGroupName", ""))
     counts = {key: group.get(key) for key in ("MinSize", "DesiredCapacity", "MaxSize")}
     low, desired, high = counts.values()
@@ -150,20 +152,25 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
     listed = group.get("Instances") or []
     if not all(isinstance(i, Mapping) and i.get("InstanceId") for i in listed):
         raise BackendError(f"Auto Scaling group {name!r}: an instance without an InstanceId")
+    weights = [str(i.get("WeightedCapacity", "1")) for i in listed]
+    if not all(w.isascii() and w.isdigit() and int(w) >= 1 for w in weights):
+        raise BackendError(f"Auto Scaling group {name!r}: an instance's WeightedCapacity is odd")
     instances = tuple(
         GroupInstance(
             instance_id=str(i["InstanceId"]),
             lifecycle_state=str(i.get("LifecycleState", "")),
             protected=bool(i.get("ProtectedFromScaleIn", False)),
             healthy=i.get("HealthStatus", "Healthy") != "Unhealthy",
+            weight=int(weight),
         )
-        for i in listed
+        for i, weight in zip(listed, weights, strict=True)
     )
     return GroupSnapshot(name, desired, low, high, instances)
 
 
 def group_fleet_state(snapshot: GroupSnapshot) -> FleetState:
-    """Pending is whatever is asked for but not yet serving (Pending*, booting, Unhealthy)."""
+    """Pending is whatever is asked for but not yet serving (Pending*, booting, Unhealthy);
+    in the group's capacity units (instances, unless a mixed instances policy weighs them)."""
     ready = snapshot.serving
     return FleetState(
         desired=snapshot.desired, ready=ready, pending=max(snapshot.desired - ready, 0)

@@ -108,6 +108,35 @@ def test_an_instance_marked_unhealthy_is_not_ready(aws: AwsWorld) -> None:
     assert make_backend(aws.url).read() == FleetState(desired=3, ready=2, pending=1)
 
 
+def weighed(units: int | str) -> Any:
+    """An edit of moto's DescribeAutoScalingGroups answer that gives each instance the
+    WeightedCapacity AWS documents for a group under a mixed instances policy with weights
+    (the Instance type's "number of capacity units contributed by the instance", a
+    string); moto launches by the weights but leaves the field out of its answer."""
+    member = r"(<member>\s*<InstanceId>[^<]+</InstanceId>)"
+    return lambda xml: re.sub(member, rf"\1<WeightedCapacity>{units}</WeightedCapacity>", xml)
+
+
+def test_a_weighted_group_counts_ready_and_protected_in_capacity_units(aws: AwsWorld) -> None:
+    """Against moto serving the documented Auto Scaling query API: a mixed instances policy
+    whose instance type weighs 4 units, DesiredCapacity 8, two instances in service. AWS
+    counts DesiredCapacity in units; before, ready counted instances (2 ready, 6 pending
+    of 8 when all 8 units served), and protection was counted in instances too (one
+    protected instance of 4 units let a scale-in write 1 unit, below what AWS can remove
+    to). Now ready and protection are in units, as the count is."""
+    ids = aws.create_group(GROUP, desired=8, max_size=16, weight=4)
+    assert len(ids) == 2
+    backend = make_backend(aws.url)
+    faults = AwsFaults(backend.client)
+    faults.edit_next("DescribeAutoScalingGroups", weighed(4))
+    assert backend.read() == FleetState(desired=8, ready=8, pending=0)
+    aws.protect(GROUP, ids[:1])
+    faults.edit_next("DescribeAutoScalingGroups", weighed(4))
+    note = backend.scale(1, "night")
+    assert note is not None and "clamped to 4" in note
+    assert aws.group(GROUP)["DesiredCapacity"] == 4
+
+
 def test_scale_sets_desired_capacity(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2, max_size=6)
     backend = make_backend(aws.url)
@@ -215,6 +244,8 @@ def test_a_refusal_is_not_retried(aws: AwsWorld) -> None:
         (lambda xml: xml.replace("<DesiredCapacity>3<", "<DesiredCapacity>6<"), "outside"),
         (lambda xml: xml.replace("<MinSize>1<", "<MinSize>4<"), "outside"),
         (lambda xml: re.sub(r"<InstanceId>[^<]+</InstanceId>", "", xml, count=1), "InstanceId"),
+        (weighed(0), "WeightedCapacity"),
+        (weighed("1.5"), "WeightedCapacity"),
     ],
     ids=[
         "no DesiredCapacity",
@@ -222,6 +253,8 @@ def test_a_refusal_is_not_retried(aws: AwsWorld) -> None:
         "desired above MaxSize",
         "desired below MinSize",
         "an instance without its ID",
+        "a weight of 0 units",
+        "a weight of 1.5 units",
     ],
 )
 def test_a_group_answer_that_breaks_its_documented_shape_is_an_error(

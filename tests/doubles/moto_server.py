@@ -52,17 +52,36 @@ class AwsWorld:
         self.ec2 = session.client("ec2", endpoint_url=self.url)
 
     def create_group(
-        self, name: str, *, desired: int, min_size: int = 0, max_size: int = 10
+        self,
+        name: str,
+        *,
+        desired: int,
+        min_size: int = 0,
+        max_size: int = 10,
+        weight: int | None = None,
     ) -> list[str]:
-        """A group of GPU instances; returns their instance IDs (all InService in moto)."""
+        """A group of GPU instances; returns their instance IDs (all InService in moto).
+        With `weight`, a mixed instances policy whose one instance type weighs that many
+        capacity units (moto launches DesiredCapacity / weight instances, rounded up)."""
         template = f"{name}-template"
         self.ec2.create_launch_template(
             LaunchTemplateName=template,
             LaunchTemplateData={"ImageId": IMAGE_ID, "InstanceType": "g5.xlarge"},
         )
+        launch: dict[str, Any] = {"LaunchTemplate": {"LaunchTemplateName": template}}
+        if weight is not None:
+            overrides = [{"InstanceType": "g5.12xlarge", "WeightedCapacity": str(weight)}]
+            launch = {
+                "MixedInstancesPolicy": {
+                    "LaunchTemplate": {
+                        "LaunchTemplateSpecification": {"LaunchTemplateName": template},
+                        "Overrides": overrides,
+                    }
+                }
+            }
         self.autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=name,
-            LaunchTemplate={"LaunchTemplateName": template},
+            **launch,
             MinSize=min_size,
             MaxSize=max_size,
             DesiredCapacity=desired,
