@@ -347,14 +347,19 @@ class NomadJobGroup(WatchesScalingPolicy):
         if current == desired:
             log.debug("%s already at count %d; nothing to write", self.target, desired)
             return None
-        body = scale_request_body(desired, self.config.group, reason)
-        log.info("%s: scaling count %d -> %d (%s)", self.target, current, desired, reason)
+        target, note = self.clamped_to_scaling_block(desired)
+        if note:
+            log.warning("%s: %s", self.target, note)
+        if target == current:
+            return note
+        body = scale_request_body(target, self.config.group, reason)
+        log.info("%s: scaling count %d -> %d (%s)", self.target, current, target, reason)
         self._call(
             lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json(),
-            what=f"scaling {self.target} to {desired}",
+            what=f"scaling {self.target} to {target}",
             writing=True,
         )
-        return None
+        return note
 
     def _read_desired(self) -> int:
         status = self._call(

@@ -161,10 +161,27 @@ def test_nomad_refusal_is_reported_in_its_words_without_retry(
     assert sleeps == []
 
 
-def test_scaling_policy_bounds_are_reported(nomad_api: NomadApiDouble) -> None:
-    nomad_api.add_job(JOB, {GROUP: 3}, scaling={GROUP: (1, 4)})
-    with pytest.raises(BackendError, match="greater than scaling policy maximum: 9 > 4"):
-        make_backend(nomad_api).scale(9, "campaign")
+def test_a_count_outside_the_scaling_block_is_written_at_its_bound_and_said(
+    nomad_api: NomadApiDouble,
+) -> None:
+    """Against the Nomad API double, which refuses a count outside the group's scaling
+    block with Nomad's HTTP 400 (nomad/job_endpoint.go, Job.Scale), enabled or not, and
+    serves the block in GET /v1/job/:job_id. Before, the refused write failed the tick, and
+    every tick after: a group at 3 with max 4 stayed at 3 while 9 were needed, and one at 3
+    with min 1 was never scaled in to 1 while 0 were. Now the count is written at the bound
+    and the clamp is returned for the tick to report, as an Auto Scaling group's MaxSize."""
+    job = nomad_api.add_job(JOB, {GROUP: 3}, scaling={GROUP: (1, 4)})
+    backend = make_backend(nomad_api)
+    assert backend.scale(9, "campaign") == (
+        "asked for 9, clamped to 4: the group's scaling block allows 1..4"
+    )
+    assert job.groups[GROUP] == 4
+    assert backend.scale(0, "night") == (
+        "asked for 0, clamped to 1: the group's scaling block allows 1..4"
+    )
+    assert job.groups[GROUP] == 1
+    assert backend.scale(0, "night") is not None  # at the bound: said, nothing written
+    assert len(nomad_api.requests_to("POST", SCALE_PATH)) == 2
 
 
 # ---- retries and timeouts -----------------------------------------------------------
