@@ -88,6 +88,7 @@ class PoolTicker:
         self.fitted = False
         """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
+        self._held_at: int | None = None  # the fleet held its count at its bound last tick
         self._kept_demand: KeptDemand | None = None
         """The last checked demand history: the next tick asks only for what came since."""
         self._lag = timedelta(0)
@@ -319,7 +320,9 @@ class PoolTicker:
                 result.errors["backend"] = str(exc)
         if "backend" not in result.errors:
             state.last_known_desired = self._count_after(decision.desired, result)
-        if decision.desired != decision.current and (result.acted or self.dry_run):
+        told = decision.desired != decision.current and (result.acted or self.dry_run)
+        held = told and result.acted and state.last_known_desired == decision.current
+        if told and not (held and self._held_at == decision.current):  # a held count: once
             self._send(
                 scale_message(
                     self.pool.name,
@@ -332,6 +335,7 @@ class PoolTicker:
                     self.dry_run,
                 )
             )
+        self._held_at = decision.current if held else None
 
     def _count_after(self, asked: int, result: TickResult) -> int | None:
         """The count the fleet holds after this tick: the one asked for, or where the fleet

@@ -288,6 +288,29 @@ def test_a_count_the_fleet_clamped_is_not_taken_for_a_change_by_hand(tmp_path: P
     assert h.ticker.backend.read().desired < 6
 
 
+def test_a_fleet_held_at_its_bound_is_told_once_not_every_tick(tmp_path: Path) -> None:
+    """Demand asks for 13 at every tick against a group whose MaxSize is 6: the first tick
+    scales 2 -> 6 (told, with the clamp); from then on each write changes nothing. Before,
+    every tick posted "6 -> 13 nodes: scaling up" to Slack, a change that never happened,
+    once a minute for as long as the peak lasted. Now the held count is told once; the
+    decision log still carries the clamp at every tick."""
+    h = Harness(tmp_path, rps=10.0)
+
+    class ClampingFleet(SimulatedFleet):
+        def scale(self, desired: int, reason: str) -> str | None:
+            super().scale(min(desired, 6), reason)
+            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
+
+    h.ticker.backend = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    for _ in range(6):
+        h.tick()
+    scaled = [t for t in h.notifier.texts if "scaling up" in t]
+    assert len(scaled) == 2
+    assert "ocr 2 → 13 nodes" in scaled[0] and "ocr 6 → 13 nodes" in scaled[1]
+    notes = [record["backend_note"] for record in read_decisions(h.log_path)]
+    assert len(notes) == 6 and all("clamped to 6" in note for note in notes)
+
+
 def test_a_change_by_hand_while_the_fleet_clamps_every_write_is_noticed(tmp_path: Path) -> None:
     """Demand asks for more than the group's MaxSize at every tick, so every write is
     clamped; someone lowers the group from 6 to 4 by hand. The tick reads the clamped
