@@ -194,9 +194,13 @@ class ConfigReloads:
         try:
             overrides, document = read_overrides_document(path)
         except ConfigError as exc:
-            self._keep_last_good(
-                f"overrides file is broken; keeping the last good overrides:\n{exc}"
+            # At a start (or `--once`) there is no last good one: its pins are not held.
+            kept = (
+                "keeping the last good overrides"
+                if self.overrides.overrides
+                else "no override is in force until it reads"
             )
+            self._keep_last_good(f"overrides file is broken; {kept}:\n{exc}")
             return
         if document is not None and document.data is None and self.overrides.overrides:
             # Blank: as an editor that truncates first (nano, `cat >`) leaves it mid-write.

@@ -129,6 +129,27 @@ def test_broken_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> 
     assert sum("overrides file is broken" in t for t in notifier.texts) == 1
 
 
+def test_an_overrides_file_broken_at_start_is_not_said_to_keep_overrides(
+    tmp_path: Path,
+) -> None:
+    """A daemon (re)started, or a `--once` from cron, on a broken overrides file has no
+    last good overrides: the pool it pinned is scaled by the forecast again. The alert
+    once said "keeping the last good overrides", and the person who pinned the pool read
+    that the pin held; it says that no override is in force."""
+    path = write_config(tmp_path)
+    expires = (NOON + timedelta(days=1)).isoformat()
+    (tmp_path / "overrides.yaml").write_text(
+        f"overrides:\n  image-gen:\n    nodes: 7\n    expires: {expires}\n    reasn: typo\n"
+    )
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=SimulatedClock(NOON), notifier=notifier)
+    (result,) = daemon.tick()
+    assert result.decision is not None and result.decision.desired != 7
+    (told,) = [t for t in notifier.texts if "overrides file is broken" in t]
+    assert "keeping the last good" not in told
+    assert "no override is in force" in told and "reasn" in told
+
+
 def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path) -> None:
     """Missing means no overrides, as at start; but a fleet pinned by one may now shrink,
     so its removal is told once, naming the pools whose overrides are lifted."""
