@@ -4,6 +4,7 @@ laid out for people, and checked to read back as written before it replaces the 
 from __future__ import annotations
 
 import fcntl
+import os
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,14 +72,17 @@ def _write(path: Path, overrides: OverridesFile) -> None:
 @contextmanager
 def _editing(path: Path) -> Iterator[None]:
     """One editor at a time: two `override set` runs must not lose each other's change.
-    `path` is the real file (_real): a link to it is one name of the same file."""
+    `path` is the real file (_real): a link to it is one name of the same file. The lock
+    is on its folder, which every editor may read (it replaces the file there): a lock
+    file made by `sudo autoscaler override set` was root's, and the daemon's user could
+    no longer edit."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # which lets the lock go
 
 
 def _real(path: Path) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -125,6 +127,39 @@ def test_an_existing_file_keeps_its_owner_when_root_rewrites_it(tmp_path: Path) 
     assert set(load_overrides(path).overrides) == {"gpu-ocr", "face"}
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can edit as two users")
+def test_the_daemons_user_edits_after_root_did() -> None:
+    """`sudo autoscaler override set` (root) made the editors' lock file root's, 0640
+    under root's umask; every later `override set` or `clear` run as the daemon's user,
+    as README's "When it pages you" says, then failed: "cannot write .overrides.yaml.lock:
+    Permission denied". Whoever may replace the file in its folder may edit it."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp_path is root's alone
+    try:
+        folder.chmod(0o755)
+        os.chown(folder, 4321, 4322)  # the state folder, the daemon's user's
+        path = folder / "overrides.yaml"
+        umask = os.umask(0o027)
+        try:
+            set_override(path, "gpu-ocr", fixed())
+        finally:
+            os.umask(umask)
+        child = os.fork()
+        if child == 0:  # the daemon's user, as `sudo -u autoscaler autoscaler override set`
+            code = 1
+            try:
+                os.setgid(4322)
+                os.setuid(4321)
+                set_override(path, "face", fixed())
+                code = 0 if clear_override(path, "gpu-ocr") else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert set(load_overrides(path).overrides) == {"face"}
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_an_overrides_file_behind_a_symlink_is_edited_where_it_lies(tmp_path: Path) -> None:
     """A link to the real file (a config's name for a file kept elsewhere) was replaced by
     a file of the command's own: what the real file's readers see never got the override,
@@ -199,7 +234,7 @@ def test_a_failed_write_leaves_the_old_file(
         set_override(path, "face", fixed())
     assert path.read_text() == before
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == [".overrides.yaml.lock", "overrides.yaml"]  # the lock stays; no temp left
+    assert left == ["overrides.yaml"]  # no temp left
 
 
 def test_dump_round_trips_odd_text(tmp_path: Path) -> None:
