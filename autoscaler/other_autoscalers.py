@@ -53,13 +53,23 @@ def not_checked_text(pool: str, error: BaseException) -> str:
 
 
 def manual_change_text(
-    pool: str, before: int, after: int, until: datetime, others: Sequence[str]
+    pool: str,
+    before: int,
+    after: int,
+    until: datetime,
+    others: Sequence[str],
+    set_to: int | None = None,
+    dry_run: bool = False,
 ) -> str:
-    """A count we did not set: held for the cooldown; where another autoscaler was found on
-    the fleet, it is named, as the likely author."""
+    """A count we did not set: held for the cooldown, or, outside the bounds in force, set
+    to `set_to` at once (said so: "holding it" beside the scale that undid it misled);
+    where another autoscaler was found on the fleet, it is named, as the likely author."""
     text = f"{pool}: the count changed from {before} to {after} outside the autoscaler"
     if others:
         text += f" (another autoscaler scales this fleet: {'; '.join(others)})"
+    if set_to is not None and set_to != after:
+        sets = "would set" if dry_run else "sets"
+        return f"{text}; it lies outside the bounds in force: the autoscaler {sets} it to {set_to}"
     return f"{text}; holding it until {until:%Y-%m-%d %H:%M} UTC (cooldown)"
 
 

@@ -298,12 +298,24 @@ class PoolTicker:
         self, now: datetime, state: PoolState, overrides: OverridesFile, result: TickResult
     ) -> None:
         assert result.fleet is not None
-        self._notice_manual_change(now, state, result.fleet)
+        by_hand = self._notice_manual_change(now, state, result.fleet)
         decision, memory = plan(
             self.pool, result.sizing, now, result.fleet.desired, overrides, state.memory
         )
         result.decision = decision
         state.memory = memory
+        if by_hand is not None:  # told with the decision: held, or set back at once
+            until, others = now + self.pool.cooldown, self.others.found
+            text = manual_change_text(
+                self.pool.name,
+                by_hand,
+                decision.current,
+                until,
+                others,
+                decision.desired,
+                self.dry_run,
+            )
+            self._send(alert_message(text))
         if decision.desired != decision.current and not self.dry_run:
             # Until the write is answered the count is unknown: a crash or a lost answer
             # must not make the next reading look like a change by hand. The memory (with
@@ -351,15 +363,16 @@ class PoolTicker:
         except BackendError:
             return None
 
-    def _notice_manual_change(self, now: datetime, state: PoolState, fleet: FleetState) -> None:
-        """A count we did not set means someone scaled by hand: say so and do not fight it."""
+    def _notice_manual_change(
+        self, now: datetime, state: PoolState, fleet: FleetState
+    ) -> int | None:
+        """A count we did not set means someone scaled by hand: not fought (within the
+        bounds in force). Returns the count before it; None: no such change."""
         before = state.last_known_desired
         if before is None or fleet.desired == before:
-            return
+            return None
         state.memory = replace(state.memory, manual_change_at=now)
-        until, others = now + self.pool.cooldown, self.others.found
-        text = manual_change_text(self.pool.name, before, fleet.desired, until, others)
-        self._send(alert_message(text))
+        return before
 
     def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
         expired = expired_overrides(overrides, now).get(self.pool.name)

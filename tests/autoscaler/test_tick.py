@@ -240,6 +240,21 @@ def test_a_change_made_by_hand_is_reported_and_not_fought(tmp_path: Path) -> Non
     assert result.decision is not None and result.decision.desired == 13
 
 
+def test_a_change_by_hand_outside_the_bounds_is_not_said_to_be_held(tmp_path: Path) -> None:
+    """Nodes added by hand above the pool's max_nodes (at 3 a.m., the pool capped while
+    demand grows) are taken back at once, as README says: Slack was told "holding it until
+    ... (cooldown)" in the same post as the scale-down that undid it. It says the count
+    lies outside the bounds in force and what the autoscaler sets it to."""
+    h = Harness(tmp_path, rps=10.0, max_nodes=10)
+    h.tick()  # 2 → 10, capped
+    h.fleet.scale(16, "by hand")
+    result = h.tick()
+    assert result.decision is not None and result.decision.desired == 10
+    (manual,) = [t for t in h.notifier.texts if "outside the autoscaler" in t]
+    assert "10 to 16" in manual and "holding" not in manual
+    assert "outside the bounds in force" in manual and "sets it to 10" in manual
+
+
 def test_our_own_changes_are_not_taken_for_manual_ones(tmp_path: Path) -> None:
     h = Harness(tmp_path, rps=10.0)
     h.tick()
