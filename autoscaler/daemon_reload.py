@@ -227,7 +227,8 @@ class ConfigReloads:
         """An override naming no pool of the config (a typo, a pool renamed by a reload)
         does nothing, as `validate` says; the daemon says so too, once for each change."""
         config = self.runtime.config
-        problems = unknown_override_pools(config, self.overrides, document, path)
+        now = self.runtime.clock.now()
+        problems = unknown_override_pools(config, self.overrides, document, path, now)
         unknown = "\n".join(str(problem) for problem in problems) or None
         if unknown is not None and unknown != self._overrides_unknown:
             self._alert(f"overrides for no pool of the config do nothing:\n{unknown}")

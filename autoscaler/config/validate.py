@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from autoscaler.config.loader import load_config, main_file, read_overrides_document
@@ -20,13 +21,19 @@ from autoscaler.runtime import build_runtime
 
 
 def unknown_override_pools(
-    config: Config, overrides: OverridesFile, document: YamlDocument | None, path: Path
+    config: Config,
+    overrides: OverridesFile,
+    document: YamlDocument | None,
+    path: Path,
+    now: datetime,
 ) -> list[Problem]:
-    """An override must name a pool of the config; a typo would silently do nothing."""
+    """An override must name a pool of the config; a typo would silently do nothing. One
+    expired does nothing anyway: left for a pool since removed, it made every `systemctl
+    reload` (which validates first) fail."""
     pools = [p.name for p in config.pools]
     problems = []
-    for name in overrides.overrides:
-        if name not in pools:
+    for name, override in overrides.overrides.items():
+        if name not in pools and not override.is_expired(now):
             loc = ("overrides", name)
             line = document.line_of(loc) if document is not None else None
             problems.append(
@@ -65,6 +72,8 @@ def validate_files(
             problems.extend(exc.problems)
         else:
             problems.extend(
-                unknown_override_pools(config, overrides, document, config.overrides_file)
+                unknown_override_pools(
+                    config, overrides, document, config.overrides_file, datetime.now(UTC)
+                )
             )
     return config, problems

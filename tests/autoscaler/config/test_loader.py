@@ -653,6 +653,20 @@ def test_validate_override_for_unknown_pool(tmp_path: Path) -> None:
         load_checked(path)
 
 
+def test_validate_passes_an_expired_override_for_a_pool_since_removed(tmp_path: Path) -> None:
+    """An override left in the file after it expired does nothing, whatever pool it names.
+    Refused once its pool left the config, it failed `validate`, and with it every
+    `systemctl reload` (ExecReload validates first): raising max_nodes at 3 a.m., as
+    AutoscalerPoolAtMaxNodes asks, did not apply. An active one for no pool is refused."""
+    path = write(tmp_path, BASE)
+    gone = "  retired:\n    nodes: 1\n    expires: 2020-01-01T00:00:00Z\n    reason: x\n"
+    write(tmp_path, OVERRIDES + gone, "overrides.yaml")
+    assert validate_files(path)[1] == []
+    write(tmp_path, OVERRIDES + gone.replace("2020", "2099"), "overrides.yaml")
+    (problem,) = validate_files(path)[1]
+    assert "unknown pool 'retired'" in str(problem)
+
+
 def test_validate_unreadable_and_naive_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, BASE)
     (tmp_path / "overrides.yaml").mkdir()
