@@ -316,4 +316,6 @@ def test_a_nomad_scaling_policy_is_posted_to_slack_once(
     assert len(told) == 1
     assert "the scaling policy of Nomad job 'ocr-workers' group 'gpu' (1 to 20;" in told[0]
     assert "set `enabled = false` in its scaling block" in told[0]
-    assert len(nomad_api.requests_to("GET", "/v1/job/ocr-workers")) == 1
+    # asked once; each count written reads the group's scaling bounds besides
+    writes = len(nomad_api.requests_to("POST", "/v1/job/ocr-workers/scale"))
+    assert len(nomad_api.requests_to("GET", "/v1/job/ocr-workers")) == 1 + writes

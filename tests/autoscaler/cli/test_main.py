@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,7 +160,13 @@ def test_validate_checks_the_overrides_file(tmp_path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     config["overrides_file"] = str(tmp_path / "overrides.yaml")
     path.write_text(yaml.safe_dump(config))
-    shutil.copy(ROOT / "config" / "overrides.example.yaml", tmp_path / "overrides.yaml")
+    # the example's pools, in force for a day (its own dates are long past: expired
+    # overrides for no pool pass, as a reload must)
+    overrides = yaml.safe_load((ROOT / "config" / "overrides.example.yaml").read_text())
+    expires = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for override in overrides["overrides"].values():
+        override["expires"] = expires
+    (tmp_path / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
     assert "overrides.yaml" in result.output and "face-match" in result.output
