@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
@@ -46,7 +47,14 @@ def _setup_logging(level: str) -> None:
     """Plain lines on a terminal; one JSON object per line otherwise (journald, files)."""
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # In UTC, said so, as every other time the daemon prints (decisions, status,
+        # Slack): a terminal line in the host's local time without a zone misled.
+        plain = logging.Formatter(
+            "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S",
+        )
+        plain.converter = time.gmtime
+        handler.setFormatter(plain)
     else:
         handler.setFormatter(
             # One time field (`timestamp`, ISO 8601 in UTC); what a line is about goes in

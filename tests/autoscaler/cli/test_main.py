@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,6 +114,39 @@ def test_an_unknown_log_level_is_a_one_line_error_not_a_traceback(tmp_path: Path
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "--log-level: expected DEBUG, INFO, WARNING or ERROR, got 'LOUD'" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_log_lines_on_a_terminal_are_in_utc_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal's plain lines were in the host's local time with no zone, beside
+    decisions, status and Slack in UTC: 09:14 in a log read against 14:14 UTC elsewhere."""
+    from autoscaler.cli import main
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> int:
+            return sys.__stderr__.write(text)
+
+        def flush(self) -> None:
+            sys.__stderr__.flush()
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    monkeypatch.setattr(main.sys, "stderr", Terminal())
+    record = logging.LogRecord("autoscaler.x", logging.INFO, __file__, 1, "hello", None, None)
+    record.created, record.msecs = 1_790_000_000.25, 250.0  # 2026-09-21 14:13:20.250 UTC
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        main._setup_logging("INFO")
+        line = root.handlers[0].format(record)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert line == "2026-09-21T14:13:20.250Z INFO autoscaler.x: hello"
 
 
 def test_forecast_unknown_pool_fails(tmp_path: Path) -> None:
