@@ -38,7 +38,14 @@ from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick_result import TickResult, decision_record, peak_of
-from backends.base import Backend, BackendError, CountChangedError, FleetState, calls_off_once
+from backends.base import (
+    Backend,
+    BackendError,
+    ChangedByOthersError,
+    CountChangedError,
+    FleetState,
+    calls_off_once,
+)
 from predictors import Predictor
 
 log = logging.getLogger(__name__)
@@ -330,6 +337,8 @@ class PoolTicker:
                 result.acted = True
             except BackendError as exc:
                 result.errors["backend"] = str(exc)
+                if isinstance(exc, ChangedByOthersError):  # theirs next tick: a change by hand
+                    state.last_known_desired = decision.current
         if "backend" not in result.errors:
             state.last_known_desired = self._count_after(decision.desired, result)
         told = decision.desired != decision.current and (result.acted or self.dry_run)

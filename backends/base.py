@@ -43,6 +43,11 @@ class CountChangedError(BackendError):
     failed scale-in given back): the next reading differs by its doing, not by hand."""
 
 
+class ChangedByOthersError(BackendError):
+    """A write not made because someone else changed the count since it was read (a
+    person's `kubectl scale`): the next reading differs by their doing, a change by hand."""
+
+
 class Backend(Protocol):
     """A fleet: its size read, and set."""
 

@@ -29,7 +29,14 @@ from typing import Any, Literal
 
 import urllib3.exceptions
 
-from backends.base import Backend, BackendError, FleetState, is_count, require_count
+from backends.base import (
+    Backend,
+    BackendError,
+    ChangedByOthersError,
+    FleetState,
+    is_count,
+    require_count,
+)
 from backends.kubernetes_credentials import (
     SERVICE_ACCOUNT_DIR,
     KubernetesAccess,
@@ -261,7 +268,7 @@ class KubernetesWorkload(WatchesHpas):
             if current.replicas == desired:
                 return desired  # an earlier attempt landed after all
             if current.replicas != first.replicas:
-                raise BackendError(
+                raise ChangedByOthersError(
                     f"{self.target} was scaled to {current.replicas} by someone else while "
                     f"the autoscaler was scaling {first.replicas} -> {desired}; not overriding it"
                 )

@@ -1,7 +1,7 @@
-"""The tick end to end against HTTP doubles: python-nomad → Nomad API double, and
-slack-sdk → Slack Web API double (both follow their official API documents; see
-tests/doubles/). Metrics come from an in-memory series (the real Prometheus path is
-covered in test_cli_prometheus.py)."""
+"""The tick end to end against HTTP doubles: python-nomad → Nomad API double,
+slack-sdk → Slack Web API double, and kubernetes → Kubernetes API double (each follows
+its official API documents; see tests/doubles/). Metrics come from an in-memory series
+(the real Prometheus path is covered in test_cli_prometheus.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from autoscaler.notify_slack import SlackNotifier
 from autoscaler.overrides import OverridesFile
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker
+from backends.kubernetes import KubernetesBackend, KubernetesWorkload
 from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from common.clock import SimulatedClock
 from tests.autoscaler.test_tick import START, FlatDemand, make_pool
+from tests.doubles.kubernetes_api import KubernetesApiDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+from tests.support import RecordingNotifier
 
 
 def make_ticker(
@@ -122,3 +125,47 @@ def test_nomad_outage_alerts_once_and_recovery_once(
     ticker.tick(clock.now(), state, OverridesFile())
     assert len(slack_api.messages) == 2 and "recovered" in slack_api.messages[1].text
     assert scale_posts(nomad_api) == []
+
+
+def test_a_kubectl_scale_racing_a_write_is_a_change_by_hand_not_fought(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """The kubernetes client against the Kubernetes API double (API reference: a scale
+    write carrying a stale resourceVersion is 409 Conflict). A person's `kubectl scale`
+    landing between the autoscaler's read and its write is not overridden, and the next
+    tick holds that count for the cooldown and says so, as any change by hand."""
+    deployment = kubernetes_api.add_deployment("ocr-workers", replicas=2, ready=2)
+    backend = KubernetesWorkload(
+        KubernetesBackend(
+            kind="kubernetes",
+            name="ocr-workers",
+            kubeconfig=kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig"),
+            timeout=timedelta(seconds=2),
+            retries=2,
+        ),
+        env={},
+        sleep=lambda _: None,
+    )
+    clock = SimulatedClock(START)
+    notifier = RecordingNotifier()
+    ticker = PoolTicker(
+        make_pool(),
+        backend,
+        1.0,
+        FlatDemand(clock, 10.0),
+        timedelta(minutes=5),
+        notifier,
+        DecisionLog(None),
+        False,
+    )
+    state = PoolState()
+    kubernetes_api.before_next("PATCH", lambda: kubernetes_api.scale_by_hand(deployment, 5))
+    first = ticker.tick(clock.now(), state, OverridesFile())  # wants 13; a person sets 5
+    assert not first.acted and "by someone else" in first.errors["backend"]
+    for _ in range(3):  # within the 5-minute cooldown
+        clock.advance(timedelta(minutes=1))
+        result = ticker.tick(clock.now(), state, OverridesFile())
+        assert result.decision is not None and result.decision.desired == 5
+    assert deployment.replicas == 5
+    manual = [t for t in notifier.texts if "outside the autoscaler" in t]
+    assert len(manual) == 1 and "from 2 to 5" in manual[0]
