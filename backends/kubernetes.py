@@ -44,6 +44,7 @@ from backends.kubernetes_credentials import (
     connect,
 )
 from backends.kubernetes_errors import (
+    is_authorization_refusal,
     is_retryable_kubernetes_error,
     kubernetes_retry_after,
     status_message,
@@ -114,10 +115,11 @@ def describe_kubernetes_error(
                 if writing
                 else f"get on {target.resource}/scale and {target.resource}"
             )
-            text = (
-                f"Kubernetes refused {connection.identity}: {message} "
-                f"(it needs RBAC {needs} in API group apps, namespace {target.namespace!r})"
-            )
+            text = f"Kubernetes refused {connection.identity}: {message}"
+            if is_authorization_refusal(message):
+                text += (
+                    f" (it needs RBAC {needs} in API group apps, namespace {target.namespace!r})"
+                )
         elif status == 401:
             text = (
                 f"Kubernetes did not accept the credentials of {connection.identity} "

@@ -7,6 +7,7 @@ and the leader Lease: kept apart from backends.kubernetes so each reads them onc
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 import urllib3.exceptions
@@ -55,6 +56,13 @@ def status_message(error: ApiException) -> str:
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
         return shorten(parsed["message"], _BODY_LIMIT)
     return shorten(" ".join(str(body).split()), _BODY_LIMIT)
+
+
+def is_authorization_refusal(message: str) -> bool:
+    """A 403 from the authorizer (RBAC), whose Status message says 'User "..." cannot
+    VERB resource ...' (k8s.io/apiserver endpoints/handlers/responsewriters), rather than
+    from admission (a webhook's denial, a namespace being deleted), which roles do not fix."""
+    return re.search(r'\bUser "[^"]*" cannot \S+ ', message) is not None
 
 
 def kubernetes_retry_after(error: BaseException) -> str | None:

@@ -26,7 +26,11 @@ from kubernetes.client.exceptions import ApiException
 
 from backends.base import BackendError
 from backends.kubernetes_credentials import KubernetesAccess, KubernetesConnection, connect
-from backends.kubernetes_errors import kubernetes_retry_after, status_message
+from backends.kubernetes_errors import (
+    is_authorization_refusal,
+    kubernetes_retry_after,
+    status_message,
+)
 from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
 from backends.retry import GiveUp, is_transient_status, wait_asked_once
 
@@ -266,7 +270,7 @@ class KubernetesLease:
             text = f"Kubernetes answered {verb} on {where}: HTTP {status} {status_message(error)}"
             if status == 401:
                 text += f" (the credentials of {connection.identity}: expired or wrong token?)"
-            if status == 403:
+            if status == 403 and is_authorization_refusal(status_message(error)):
                 text += (
                     f" ({connection.identity} needs RBAC get, create and update on leases "
                     "in API group coordination.k8s.io)"

@@ -263,6 +263,19 @@ def test_forbidden_names_the_user_and_the_permission(kubernetes_api, deployment,
     assert sleeps == []
 
 
+def test_a_webhook_denial_is_said_as_such_not_as_missing_rbac(kubernetes_api, deployment, tmp_path):
+    """A validating admission webhook (a policy capping replicas) refuses the write with a
+    403, as RBAC does: it was told as 'it needs RBAC patch on deployments/scale', sending
+    people to roles they already have instead of to the policy."""
+    kubernetes_api.deny_admission = ("replica-cap.policy.example", "at most 5 replicas here")
+    with pytest.raises(BackendError) as caught:
+        make_backend(kubernetes_api, tmp_path).scale(6, "forecast")
+    message = str(caught.value)
+    assert 'admission webhook "replica-cap.policy.example" denied the request' in message
+    assert "at most 5 replicas here" in message and "RBAC" not in message
+    assert deployment.replicas == 4
+
+
 def test_forbidden_read_says_get_is_needed(kubernetes_api, deployment, tmp_path) -> None:
     kubernetes_api.deny("get", "deployments")
     with pytest.raises(BackendError, match="needs RBAC get on deployments/scale and deployments"):

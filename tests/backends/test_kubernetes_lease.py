@@ -117,3 +117,21 @@ def test_a_refused_token_is_said_as_such_not_as_missing_rbac(
         make_leader_lock(election, {}, ManualClock()).acquire_or_renew()
     assert "HTTP 401" in str(refused.value) and "expired or wrong token?" in str(refused.value)
     assert "RBAC" not in str(refused.value) and "Pf6wLq2Xn9Cj" not in str(refused.value)
+
+
+def test_a_namespace_being_deleted_is_said_as_such_not_as_missing_rbac(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """The Lease's namespace being deleted refuses its create with a 403 (the API server's
+    NamespaceLifecycle admission): it was told as 'needs RBAC get, create and update on
+    leases', sending people to the roles rather than to the namespace."""
+    kubernetes_api.leases.terminating.add("ml")
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    election = LeaderElection(
+        kind="kubernetes", namespace="ml", kubeconfig=kubeconfig, ttl="15s", identity="ops-a"
+    )
+    with pytest.raises(LeaderLockError) as refused:
+        make_leader_lock(election, {}, ManualClock()).acquire_or_renew()
+    assert "HTTP 403" in str(refused.value)
+    assert "namespace ml because it is being terminated" in str(refused.value)
+    assert "RBAC" not in str(refused.value)

@@ -13,7 +13,8 @@ missing or unknown bearer token (the scheme is case-insensitive) and 403 with
 the RBAC wording ("User ... cannot patch resource "deployments/scale" in API
 group "apps" in the namespace ...") for verbs it is told to deny. A mutating
 admission webhook can be set to change the replicas of a scale write (the API
-server keeps, and answers with, what admission made of it).
+server keeps, and answers with, what admission made of it), and a validating one to
+refuse it (403 with the webhook's reason, as the API server relays a denial).
 
 Every request is recorded for assertions; faults can be queued: an error
 status for the next N requests (optionally of one method; a 429 as the API server's
@@ -52,6 +53,7 @@ from tests.doubles.kubernetes_leases import KubernetesLeases
 from tests.doubles.kubernetes_objects import (
     KINDS,
     FakeWorkload,
+    admission_denial,
     conflict_status,
     kubeconfig_document,
     scale_json,
@@ -94,6 +96,8 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         self.next_version = 2000
         self.admit_replicas: Callable[[int], int] | None = None
         """A mutating admission webhook on scale writes: the replicas it lets through."""
+        self.deny_admission: tuple[str, str] | None = None
+        """A validating admission webhook refusing scale writes: (its name, its reason)."""
         self.tls_dir: Path | None = None
         self.ssl_context: ssl.SSLContext | None = None
         if tls:
@@ -302,6 +306,8 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
             return 422, status_object(422, message, name=workload.name, kind=kind)
         if subresource and self.admit_replicas is not None:
             replicas = self.admit_replicas(replicas)  # admission runs before the object is kept
+        if subresource and self.deny_admission is not None:
+            return 403, admission_denial(*self.deny_admission)
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         if subresource is None:
             for key, value in annotations.items():

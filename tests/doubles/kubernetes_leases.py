@@ -8,8 +8,10 @@ each omitted when unset. As the API server does: a create of an existing name is
 409 AlreadyExists; a replace whose metadata.resourceVersion is not the stored one
 is 409 Conflict ("the object has been modified"), one without a resourceVersion
 is an unconditional update (Leases allow it); a missing lease is 404 NotFound;
-every write bumps the resourceVersion. RBAC denials come from the double's
-`denied` set with the verbs get, create and update on resource "leases".
+every write bumps the resourceVersion; a create in a namespace being deleted is 403
+with a NamespaceTerminating cause (the NamespaceLifecycle admission plugin). RBAC
+denials come from the double's `denied` set with the verbs get, create and update on
+resource "leases".
 
 acquireTime and renewTime are MicroTime (k8s.io/apimachinery pkg/apis/meta/v1
 micro_time.go): the API server parses them with the layout RFC3339Micro,
@@ -58,6 +60,7 @@ class KubernetesLeases:
         self.leases: dict[tuple[str, str], FakeLease] = {}
         self.next_version = 7000
         self.writes: list[tuple[str, str, dict[str, Any]]] = []  # (verb, name, spec)
+        self.terminating: set[str] = set()  # namespaces being deleted: no create there
 
     def route(
         self, method: str, parts: list[str], body: Any, user: str, denied: set[tuple[str, str]]
@@ -99,6 +102,8 @@ class KubernetesLeases:
         name = (body.get("metadata") or {}).get("name")
         if not name:
             return 422, status_object(422, "Lease.coordination.k8s.io is invalid: metadata.name")
+        if namespace in self.terminating:
+            return 403, namespace_terminating(namespace, name)
         if (namespace, name) in self.leases:
             status = status_object(
                 409,
@@ -130,6 +135,22 @@ class KubernetesLeases:
     def _version(self) -> int:
         self.next_version += 1
         return self.next_version
+
+
+def namespace_terminating(namespace: str, name: str) -> dict[str, Any]:
+    """The NamespaceLifecycle admission plugin's refusal of a create in a namespace being
+    deleted (k8s.io/apiserver admission/plugin/namespace/lifecycle): 403 Forbidden, with a
+    NamespaceTerminating cause."""
+    message = (
+        f'leases.{GROUP} "{name}" is forbidden: unable to create new content in namespace '
+        f"{namespace} because it is being terminated"
+    )
+    cause = {
+        "reason": "NamespaceTerminating",
+        "message": f"namespace {namespace} is being terminated",
+        "field": "metadata.namespace",
+    }
+    return status_object(403, message, name=name, group=GROUP, kind="leases", causes=[cause])
 
 
 def _spec_of(body: dict[str, Any]) -> dict[str, Any]:

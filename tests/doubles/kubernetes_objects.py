@@ -74,6 +74,14 @@ def conflict_status(resource: str, name: str) -> dict[str, Any]:
     return status_object(409, message, name=name, group="apps", kind=resource)
 
 
+def admission_denial(webhook: str, reason: str) -> dict[str, Any]:
+    """A validating admission webhook's refusal as the API server relays it
+    (k8s.io/apiserver admission/plugin/webhook/errors ToStatusErr): the webhook's own
+    code and reason (403 Forbidden, as controller-runtime's Denied sends), its message
+    after 'admission webhook "NAME" denied the request: ', and no details."""
+    return status_object(403, f'admission webhook "{webhook}" denied the request: {reason}')
+
+
 def _without_zeros(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if v not in (0, None)}
 
