@@ -118,6 +118,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
         self.leader = leader_lock
         self._leading: bool | None = None
         self._lock_problem: str | None = None
+        self._lock_call: tuple[datetime, threading.Event] | None = None
         self._guard_writes(self.runtime)
         self._fit_workers = start_fit_workers(self.runtime, self._grace_over)
         self._find_weeks()  # while the workers start

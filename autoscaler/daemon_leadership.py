@@ -8,7 +8,9 @@ loop. `Daemon` takes these methods in as a mixin and owns the state they read.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from autoscaler.leader import WRITE_MARGIN, LeaderGuardedBackend
 from autoscaler.runtime import Runtime
@@ -31,6 +33,7 @@ class Leadership:
     _leading: bool | None
     states: dict[str, PoolState]
     _lock_problem: str | None
+    _lock_call: tuple[datetime, threading.Event] | None  # (when begun, set once it ended)
     _alert: Callable[[str], None]
 
     def _lead(self) -> bool:
@@ -38,7 +41,7 @@ class Leadership:
         if self.leader is None:
             return True
         try:
-            leading = call_within(self._lock_deadline(), self.leader.acquire_or_renew, "lock")
+            leading = self._ask_lock()
         except (LeaderLockError, DeadlineExceeded) as exc:
             self.telemetry.set_leader(False)
             self._leading = None
@@ -64,6 +67,29 @@ class Leadership:
             log.info("standby: %s is active", self.leader.holder() or "another daemon")
             self.telemetry.standby_tick()
         return leading
+
+    def _ask_lock(self) -> bool:
+        """acquire_or_renew under the lock's deadline, one call at a time: a call left
+        behind that never returns (a kubeconfig exec plugin that hangs: the client waits on
+        it without a timeout) is not joined by another each tick, a thread and a plugin
+        process more every tick, for as long as it hangs."""
+        assert self.leader is not None
+        if self._lock_call is not None and not self._lock_call[1].is_set():
+            raise LeaderLockError(
+                f"the lock call begun at {self._lock_call[0]:%Y-%m-%d %H:%M:%S} UTC has not "
+                "returned (a credential plugin or the lock's server hanging?); none is made "
+                "until it does"
+            )
+        leader, done = self.leader, threading.Event()
+        self._lock_call = (self.runtime.clock.now(), done)
+
+        def ask() -> bool:
+            try:
+                return leader.acquire_or_renew()
+            finally:
+                done.set()
+
+        return call_within(self._lock_deadline(), ask, "lock")
 
     def _still_lead(self) -> bool:
         """Before each pool of a tick: the lock renewed once a third of its TTL has gone.
@@ -91,6 +117,9 @@ class Leadership:
         """On shutdown: the standby takes over at its next tick, not after the TTL. Under
         the lock's own deadline, as `_lead`: a server's Retry-After past it is not waited
         (the lock then expires by itself), so it holds no stop or `--once` for long."""
+        if self._lock_call is not None and not self._lock_call[1].is_set():
+            log.warning("not releasing the leader lock: a lock call has not returned; it expires")
+            return
         if self.leader is not None and self._leading:
             with due_within(self._lock_deadline()):
                 self.leader.release()

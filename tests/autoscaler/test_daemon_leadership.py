@@ -9,6 +9,8 @@ monotonic clock that the slow pools move.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,64 @@ def test_a_tick_longer_than_the_ttl_or_the_interval_keeps_the_lock_and_scales_ev
         clock.now += pause_s
     for name in POOLS:
         assert nomad_api.jobs[("default", name)].groups["gpu"] > 1, name
+
+
+class HangingLock:
+    """A leader lock whose calls wait on a gate, as a kubeconfig exec plugin that hangs
+    holds the Kubernetes client's call (it waits on the plugin without a timeout)."""
+
+    identity, ttl_s = "ops-a", 10.0
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+        self.released = False
+
+    def acquire_or_renew(self) -> bool:
+        self.calls += 1
+        self.gate.wait(30)
+        return True
+
+    def is_held(self, margin: float = 0.0) -> bool:
+        return self.gate.is_set()
+
+    def release(self) -> None:
+        self.released = True
+
+    def holder(self) -> str | None:
+        return self.identity
+
+    def peek(self) -> str | None:
+        return self.identity
+
+
+def test_a_lock_call_that_never_returns_is_not_joined_by_another_each_tick(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """Each tick started another thread (and another plugin process) beside the hung one,
+    for as long as it hung; and a stop waited on a release through the same plugin."""
+    for name in POOLS:
+        nomad_api.add_job(name, {"gpu": 1})
+    daemon = make_daemon(tmp_path, "ops-a", nomad_api, ManualClock())
+    notifier = daemon.runtime.notifier
+    assert isinstance(notifier, RecordingNotifier)
+    lock = HangingLock()
+    daemon.leader = lock
+    daemon._lock_deadline = lambda: 0.2  # type: ignore[method-assign]
+    try:
+        for _ in range(4):
+            assert daemon.tick() == []  # held: no pool acts without the lock
+        assert lock.calls == 1
+        alerts = [t for t in notifier.texts if "leader lock unreachable" in t]
+        assert len(alerts) == 2, alerts  # the deadline, then the hung call, once
+        assert "has not returned" in alerts[1]
+        daemon.release_leadership()
+        assert not lock.released
+    finally:
+        lock.gate.set()
+    deadline = time.monotonic() + 5
+    while daemon._lock_call is not None and not daemon._lock_call[1].is_set():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert [r.pool for r in daemon.tick()] == list(POOLS)  # it returned: asked again, leads
+    assert lock.calls == 2
