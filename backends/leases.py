@@ -62,6 +62,7 @@ class LeaderElection(Strict):
     address: ApiUrl | None = Field(default=None, description="Nomad; defaults to $NOMAD_ADDR")
     region: str | None = None
     token_env: EnvName = "NOMAD_TOKEN"
+    token_file: Path | None = Field(default=None, description="Nomad; read instead of token_env")
     # Kubernetes
     context: str | None = None
     kubeconfig: Path | None = None

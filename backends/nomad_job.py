@@ -5,7 +5,7 @@ from the job's allocations; sets the count with the job scale endpoint, so the
 change lands in Nomad's scaling events with a message naming the autoscaler and
 the reason (as `nomad job scale` and the Nomad Autoscaler do). Connection
 settings follow the Nomad CLI's environment: NOMAD_ADDR, the ACL token (from the
-pool's `token_env`, NOMAD_TOKEN by default), NOMAD_CACERT / NOMAD_CAPATH,
+pool's `token_file`, else `token_env`, NOMAD_TOKEN by default), NOMAD_CACERT / NOMAD_CAPATH,
 NOMAD_CLIENT_CERT / NOMAD_CLIENT_KEY and NOMAD_SKIP_VERIFY.
 
 The token must never reach a log line or an error message: python-nomad's
@@ -36,6 +36,7 @@ from backends.nomad_errors import (
     transport_error_of,
 )
 from backends.nomad_scaling import WatchesScalingPolicy
+from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
 from common.clock import Clock
@@ -55,6 +56,9 @@ class NomadAccess(TlsApiCalls):
     region: str | None = None
     namespace: str = "default"
     token_env: EnvName = "NOMAD_TOKEN"
+    token_file: Path | None = Field(
+        default=None, description="read instead of token_env, and again when Nomad forgets it"
+    )
 
     def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         return nomad_address_findings(self.address, where, env)
@@ -98,11 +102,15 @@ class NomadConnection:
     address: str
     namespace: str
     region: str | None
-    token_env: str
     timeout_s: float
     verify: bool | str
     cert: tuple[str, str] | tuple[()]
-    token: str | None = field(default=None, repr=False)
+    credential: NomadToken = field(repr=False)
+
+    @property
+    def token(self) -> str | None:
+        """The token in use now (a token_file's is replaced when Nomad forgets it)."""
+        return self.credential.value
 
 
 def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnection:
@@ -124,11 +132,10 @@ def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnec
         address=address,
         namespace=config.namespace,
         region=config.region or env.get("NOMAD_REGION") or None,
-        token_env=config.token_env,
         timeout_s=config.timeout.total_seconds(),
         verify=verify,
         cert=cert,
-        token=_remembered(env.get(config.token_env) or None, address),
+        credential=_remembered(nomad_token(config.token_env, config.token_file, env), address),
     )
 
 
@@ -146,11 +153,13 @@ def requester_settings(
         session.headers["User-Agent"] = AUTOSCALER_NAME
         read_environment_once(session, connection.address)
         refuse_redirects(session)  # the token would follow one (a PUT's: the lock's)
+    # The token in use at each request (beside any ~/.netrc login the session took).
+    session.auth = NomadTokenAuth(connection.credential, session.auth)
     return {
         "address": connection.address,
         "namespace": connection.namespace,
         "region": connection.region,
-        "token": connection.token,
+        "token": None,  # sent by the session's auth, which follows a token_file's changes
         "timeout": connection.timeout_s,
         "verify": verify_from_environment(connection.verify),  # given per request
         "cert": connection.cert,
@@ -217,9 +226,8 @@ def scale_request_body(count: int, group: str, reason: str) -> dict[str, Any]:
 # ---- pure: classifying and wording failures ------------------------------------------
 
 
-def _remembered(token: str | None, address: str) -> str | None:
-    """Note the token and any password in the address as secrets, as they are read."""
-    remember(token)
+def _remembered(token: NomadToken, address: str) -> NomadToken:
+    """Note any password in the address as a secret, as it is read (the token is noted)."""
     remember_url(address)
     return token
 
@@ -252,12 +260,12 @@ def describe_nomad_error(
             if connection.token is None:
                 text = (
                     f"Nomad refused the request and no ACL token was given "
-                    f"(${connection.token_env} is not set): {answer}"
+                    f"({connection.credential.source} is not set): {answer}"
                 )
             else:
                 needs = "scale-job or submit-job" if writing else "read-job"
                 text = (
-                    f"Nomad refused the ACL token from ${connection.token_env} "
+                    f"Nomad refused the ACL token from {connection.credential.source} "
                     f"(it needs {needs} on namespace {connection.namespace!r}): {answer}"
                 )
         elif status == 404:

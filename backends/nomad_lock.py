@@ -47,6 +47,7 @@ def nomad_lock_connection(config: LeaderElection, env: Mapping[str, str]) -> Nom
         address=config.address,
         region=config.region,
         token_env=config.token_env,
+        token_file=config.token_file,
         timeout=config.timeout,
         retries=0,
         verify_tls=config.verify_tls,
@@ -213,7 +214,7 @@ class NomadVariableLock:
         if response is not None and response.status_code == 403:
             text = (
                 f"Nomad refused {operation} on variable {self.path!r}: the token from "
-                f"${self.connection.token_env} needs variables write on that path in "
+                f"{self.connection.credential.source} needs variables write on that path in "
                 f"namespace {self.connection.namespace!r} (HTTP 403)"
             )
         elif response is not None:

@@ -216,10 +216,11 @@ def describe_node_error(error: BaseException, connection: NomadConnection, *, wr
     if response.status_code == 404:
         text = f"Nomad at {connection.address} answered HTTP 404"
     elif connection.token is None:
-        text = f"Nomad refused the request and ${connection.token_env} is not set: HTTP 403"
+        text = f"Nomad refused the request and {connection.credential.source} is not set: HTTP 403"
     else:
         needs = "node:write" if writing else "node:read"
-        text = f"Nomad refused the ACL token from ${connection.token_env} (needs {needs}): HTTP 403"
+        source = connection.credential.source
+        text = f"Nomad refused the ACL token from {source} (needs {needs}): HTTP 403"
     return redact(text, connection.token)
 
 

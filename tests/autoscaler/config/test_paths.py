@@ -17,8 +17,8 @@ from autoscaler.config.loader import load_config
 from autoscaler.config.schema import Config
 
 # Every Path field once, as a relative path; metrics is prometheus (ca_file) here,
-# replay (trace) in REPLAY, a bearer token file in BEARER. Two pools, so both kinds of
-# backend with a kubeconfig appear.
+# replay (trace) in REPLAY, a bearer token file in BEARER. Four pools, so every kind of
+# backend with a path (a kubeconfig, a Nomad token_file) appears.
 RELATIVE = """\
 interval: 1m
 state_dir: state
@@ -37,6 +37,7 @@ leader_election:
   kind: kubernetes
   ttl: 2m
   kubeconfig: kube/lease.yaml
+  token_file: secrets/nomad-lock-token
 pools:
   - name: ocr
     backend: {kind: kubernetes, name: ocr, kubeconfig: kube/pool.yaml}
@@ -45,6 +46,16 @@ pools:
     max_nodes: 4
   - name: face
     backend: {kind: simulated}
+    demand: {query: up}
+    capacity: {per_node_rps: 2}
+    max_nodes: 4
+  - name: asr
+    backend: {kind: nomad_job, job: asr, group: gpu, token_file: secrets/nomad-token}
+    demand: {query: up}
+    capacity: {per_node_rps: 2}
+    max_nodes: 4
+  - name: tts
+    backend: {kind: nomad_cluster, asg: tts, token_file: secrets/nomad-cluster-token}
     demand: {query: up}
     capacity: {per_node_rps: 2}
     max_nodes: 4
@@ -84,6 +95,9 @@ EXPECTED = {
     ("PrometheusMetrics", "bearer_token_file"): "secrets/prometheus-token",
     ("SlackConfig", "token_file"): "secrets/slack-token",
     ("LeaderElection", "kubeconfig"): "kube/lease.yaml",
+    ("LeaderElection", "token_file"): "secrets/nomad-lock-token",
+    ("NomadJobBackend", "token_file"): "secrets/nomad-token",
+    ("NomadClusterBackend", "token_file"): "secrets/nomad-cluster-token",
     ("KubernetesBackend", "kubeconfig"): "kube/pool.yaml",
     ("Capacity", "profile"): "profiles/a10g.yaml",
     ("ReplayMetrics", "trace"): "traces/week.csv",
