@@ -119,6 +119,8 @@ class GroupSnapshot:
     min_size: int
     max_size: int
     instances: tuple[GroupInstance, ...]
+    units: str | None = None
+    """Why DesiredCapacity counts capacity units rather than instances, where it does."""
 
     @property
     def serving(self) -> int:
@@ -165,7 +167,22 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
         )
         for i, weight in zip(listed, weights, strict=True)
     )
-    return GroupSnapshot(name, desired, low, high, instances)
+    return GroupSnapshot(name, desired, low, high, instances, _units_of(group, instances))
+
+
+def _units_of(group: Mapping[str, Any], instances: tuple[GroupInstance, ...]) -> str | None:
+    """Why the group's DesiredCapacity is not a count of instances, where it is not: its
+    DesiredCapacityType (vcpu, memory-mib), or weights in its mixed instances policy."""
+    measure = group.get("DesiredCapacityType") or "units"
+    if measure != "units":
+        return f"its DesiredCapacityType is {measure}"
+    policy = group.get("MixedInstancesPolicy")
+    template = policy.get("LaunchTemplate") if isinstance(policy, Mapping) else None
+    overrides = template.get("Overrides") if isinstance(template, Mapping) else None
+    weights = [o.get("WeightedCapacity") for o in overrides or () if isinstance(o, Mapping)]
+    if any(w not in (None, "1") for w in weights) or any(i.weight != 1 for i in instances):
+        return "its mixed instances policy weighs instance types"
+    return None
 
 
 def group_fleet_state(snapshot: GroupSnapshot) -> FleetState:

@@ -141,12 +141,12 @@ class NomadCluster(OnAGroup):
 
     def check(self) -> None:
         """Both ends reachable: the group exists and Nomad lists nodes with our token."""
-        self.group.describe()
+        self._describe()
         self.nodes.listed()
 
     def read(self) -> FleetState:
         self._advance()
-        snapshot = self.group.describe()
+        snapshot = self._describe()
         leaving = len(self._loaded().nodes)
         desired = max(snapshot.desired - leaving, 0)
         in_service = {i.instance_id for i in snapshot.instances if i.in_service}
@@ -161,7 +161,7 @@ class NomadCluster(OnAGroup):
         require_count(desired)
         self._notes = []
         self._advance()
-        snapshot = self.group.describe()
+        snapshot = self._describe()
         record = self._loaded()
         current = snapshot.desired - len(record.nodes)
         target = self._clamped(desired, snapshot)
@@ -175,6 +175,18 @@ class NomadCluster(OnAGroup):
             self._start_scale_in(current - target, snapshot, reason)
             self._advance()  # empty nodes drain at once: terminate them on this call
         return "; ".join(self._notes) or None
+
+    def _describe(self) -> GroupSnapshot:
+        """The group, refused where its DesiredCapacity is in capacity units: every count
+        here (desired, ready, a drained node's decrement) is one node per instance."""
+        snapshot = self.group.describe()
+        if snapshot.units is not None:
+            raise BackendError(
+                f"Auto Scaling group {self.config.asg!r} counts its DesiredCapacity in "
+                f"capacity units ({snapshot.units}), nomad_cluster in nodes: not scaled; "
+                "use a group without weights, or kind aws_asg"
+            )
+        return snapshot
 
     # ---- scaling out -------------------------------------------------------------------
 
@@ -263,7 +275,7 @@ class NomadCluster(OnAGroup):
         record = self._loaded()
         if not record.nodes:
             return
-        snapshot = self.group.describe()
+        snapshot = self._describe()
         in_group = {i.instance_id for i in snapshot.instances if not i.leaving}
         now = self.clock.now()
         problems: list[str] = []

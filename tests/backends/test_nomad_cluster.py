@@ -119,6 +119,38 @@ def test_scale_out_is_clamped_to_max_size_and_says_so(cluster: Cluster) -> None:
     assert note is not None and "clamped to 8" in note
 
 
+@pytest.mark.parametrize("measure", ["weights", "vcpu"])
+def test_a_group_that_counts_capacity_units_is_refused_and_held(
+    cluster: Cluster, measure: str
+) -> None:
+    """Against moto: a group whose DesiredCapacity is not a count of instances (a mixed
+    instances policy weighing its type 4 units: 8 units are 2 nodes; or a
+    DesiredCapacityType of vcpu, which moto leaves out of its answer and is edited in).
+    Before, nomad_cluster read 8 nodes wanted and 2 ready (6 pending), wrote node counts
+    as units, and a one-node scale-in terminated 4 units. Now every call is refused with
+    the group named and why, and nothing is written."""
+    weight = 4 if measure == "weights" else None
+    ids = cluster.aws.create_group(GROUP, desired=8 if weight else 2, max_size=16, weight=weight)
+    for n, instance in enumerate(ids):
+        cluster.nomad.add_node(instance, running=0, name=f"gpu-{n}")
+    backend = cluster.backend()
+    if measure == "vcpu":
+        faults = AwsFaults(backend.group.client)
+        in_vcpus = "<DesiredCapacityType>vcpu</DesiredCapacityType><MinSize>"
+        for _ in range(3):
+            faults.edit_next(
+                "DescribeAutoScalingGroups", lambda xml: xml.replace("<MinSize>", in_vcpus)
+            )
+    desired = cluster.desired()
+    for call in (backend.check, backend.read, lambda: backend.scale(1, "night")):
+        with pytest.raises(BackendError) as refused:
+            call()
+        assert f"Auto Scaling group {GROUP!r}" in str(refused.value)
+        assert "capacity units" in str(refused.value)
+    assert cluster.desired() == desired and cluster.writes() == []
+    assert all(eligible(node) for node in cluster.nomad.nodes.values())
+
+
 # ---- scaling in ---------------------------------------------------------------------
 
 
