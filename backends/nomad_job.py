@@ -29,6 +29,7 @@ import requests
 from pydantic import Field
 
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
+from backends.nomad_deployment import DeploymentHold, ScalingBlocked, refused_for_deployment
 from backends.nomad_errors import (
     is_retryable_nomad_error,
     nomad_retry_after,
@@ -39,7 +40,7 @@ from backends.nomad_scaling import WatchesScalingPolicy
 from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
 from backends.retry import call_with_retries
 from backends.settings import TlsApiCalls
-from common.clock import Clock
+from common.clock import Clock, SystemClock
 from common.deadline import whole_answer_s
 from common.http_environment import read_environment_once, verify_from_environment
 from common.redirects import refuse_redirects
@@ -70,7 +71,7 @@ class NomadJobBackend(NomadAccess):
     group: Name
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
-        return NomadJobGroup(self, env=env)
+        return NomadJobGroup(self, env=env, clock=clock)
 
 
 def nomad_address_findings(address: str | None, where: str, env: Mapping[str, str]) -> list[str]:
@@ -325,8 +326,10 @@ class NomadJobGroup(WatchesScalingPolicy):
         config: NomadJobBackend,
         env: Mapping[str, str] = os.environ,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
     ) -> None:
-        self.config, self._sleep = config, sleep
+        self.config, self._sleep, self.clock = config, sleep, clock or SystemClock()
+        self.deployment = DeploymentHold(self.clock)  # scales refused while one is active
         self.connection = nomad_connection(config, env)
         self._jobs = nomad.api.Job(**requester_settings(self.connection))
         self._job_path = quote(config.job, safe="")
@@ -362,11 +365,16 @@ class NomadJobGroup(WatchesScalingPolicy):
             return note
         body = scale_request_body(target, self.config.group, reason)
         log.info("%s: scaling count %d -> %d (%s)", self.target, current, target, reason)
-        self._call(
-            lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json(),
-            what=f"scaling {self.target} to {target}",
-            writing=True,
+        post = refused_for_deployment(
+            lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json()
         )
+        try:
+            self._call(post, what=f"scaling {self.target} to {target}", writing=True)
+        except ScalingBlocked:  # a hold, said as a clamp is, until it lasts too long
+            held = self.deployment.refused(self.target, current)
+            log.warning("%s: %s", self.target, held)
+            return f"{note}; {held}" if note else held
+        self.deployment.cleared()
         return note
 
     def _read_desired(self) -> int:

@@ -21,10 +21,14 @@ from autoscaler.overrides import Override, OverridesFile
 from autoscaler.sizing import size_fleet
 from autoscaler.state import PoolState
 from autoscaler.tick import PoolTicker
+from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from backends.simulated import SimulatedFleet
 from common.clock import SimulatedClock
 from predictors import Forecast
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
 from tests.support import RecordingNotifier, daily_wave, read_decisions
+
+__all__ = ["nomad_api"]  # the fixture, used by name below
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -324,6 +328,28 @@ def test_a_fleet_held_at_its_bound_is_told_once_not_every_tick(tmp_path: Path) -
     assert "ocr 2 → 13 nodes" in scaled[0] and "ocr 6 → 13 nodes" in scaled[1]
     notes = [record["backend_note"] for record in read_decisions(h.log_path)]
     assert len(notes) == 6 and all("clamped to 6" in note for note in notes)
+
+
+def test_a_nomad_deployment_blocking_the_scale_is_a_hold_told_once(
+    tmp_path: Path, nomad_api: NomadApiDouble
+) -> None:
+    """A Nomad job group at 2 while 13 are needed, its deployment active: Nomad answers
+    every scale with HTTP 400 "job scaling blocked due to active deployment" (the Nomad API
+    double, through python-nomad). Before, each tick failed: "backend failing" on Slack and
+    in every tick's errors until the deployment ended. Now the count is held and told once
+    with why; once the deployment ends the next tick scales."""
+    h = Harness(tmp_path, rps=10.0)
+    job = nomad_api.add_job("ocr", {"gpu": 2}, active_deployment=True)
+    config = NomadJobBackend(kind="nomad_job", job="ocr", group="gpu", address=nomad_api.url)
+    env = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+    h.ticker.backend = NomadJobGroup(config, env=env, sleep=lambda _: None, clock=h.clock)
+    results = [h.tick() for _ in range(5)]
+    assert all("backend" not in r.errors for r in results) and job.groups["gpu"] == 2
+    assert not any("failing" in text for text in h.notifier.texts)
+    (told,) = h.notifier.texts
+    assert "2 → 13" in told and "deployment" in told
+    job.active_deployment = False
+    assert h.tick().acted and job.groups["gpu"] == 13
 
 
 def test_a_change_by_hand_while_the_fleet_clamps_every_write_is_noticed(tmp_path: Path) -> None:
