@@ -179,9 +179,19 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _end_if_forked(worker_pid: int) -> None:
+    """A process the model forked (os.fork in its build or forward) that comes back into
+    the worker is no worker: it ends here. Going on, it took requests it could never
+    answer (a fork has no queue feeder thread), forked again at each batch it took, and
+    outlived gpu-bench, blocked on the request queue."""
+    if os.getpid() != worker_pid:
+        os._exit(0)
+
+
 def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results: Any) -> None:
     """Entry point of one worker process; every failure is reported, never raised."""
     _exit_with_parent()
+    worker_pid = os.getpid()
     try:
         import torch
 
@@ -191,16 +201,20 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
         if settings.memory_cap_mib is not None:
             _cap_memory(settings.device, settings.memory_cap_mib)
         module, example = load_model(settings.spec, settings.device, settings.max_batch)
+        _end_if_forked(worker_pid)
         with contextlib.suppress(NotImplementedError):  # an exported program has no modes
             module.eval()
         on_gpu = settings.device.startswith("cuda")
         inputs = batches_up_to(example, settings.max_batch, pin=on_gpu)
 
         def run(size: int) -> None:
-            with torch.inference_mode():
-                forward(module, on_device(inputs[size], settings.device))
-            if on_gpu:
-                torch.cuda.synchronize(settings.device)
+            try:
+                with torch.inference_mode():
+                    forward(module, on_device(inputs[size], settings.device))
+                if on_gpu:
+                    torch.cuda.synchronize(settings.device)
+            finally:
+                _end_if_forked(worker_pid)
 
         run(settings.max_batch)  # the largest batch is where memory runs out
         for size in range(1, settings.max_batch):  # each size's first call (a compile, the

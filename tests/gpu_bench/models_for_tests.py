@@ -226,3 +226,25 @@ class _InPlace(nn.Module):
 
 def in_place_model() -> tuple[nn.Module, torch.Tensor]:
     return _InPlace(), torch.zeros(1, 4)
+
+
+class _ForksOnce(nn.Module):
+    """Forks once as it serves and lets the child return, as a forgotten os.fork() for a
+    background save does; the child's pid goes to $GPU_BENCH_TEST_PIDS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 10:  # past the start-up calls: batch 1 has seven
+            child = os.fork()
+            if child:
+                with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:
+                    pids.write(f"{child}\n")
+        return inputs
+
+
+def forking_model() -> tuple[nn.Module, torch.Tensor]:
+    return _ForksOnce(), torch.zeros(1, 4)

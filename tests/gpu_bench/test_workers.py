@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +129,33 @@ def test_pool_stop_ends_every_worker() -> None:
     assert len(processes) == 2
     pool.stop()
     assert not any(p.is_alive() for p in processes)
+
+
+def test_a_process_the_model_forks_ends_where_it_comes_back(tmp_path, monkeypatch) -> None:
+    """A child of os.fork() in the forward returned into the worker's loop: it took
+    requests it never answered (the run said the model hangs), forked again at each batch
+    (hundreds of processes in half a minute) and outlived gpu-bench. It ends there, and the
+    model is measured."""
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("GPU_BENCH_TEST_PIDS", str(pids))
+    try:
+        result = run_config(quick(f"{TEST_MODELS}:forking_model"), workers=1, batch=1)
+        children = [int(pid) for pid in pids.read_text().split()]
+        assert children
+        assert not any(_running(child) for child in children), "the fork outlived the run"
+        assert result.status == "ok", result.reason
+    finally:
+        for child in [int(pid) for pid in pids.read_text().split()] if pids.exists() else []:
+            if _running(child):
+                os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_every_batch_size_is_run_once_before_the_workers_are_ready(tmp_path, monkeypatch) -> None:
