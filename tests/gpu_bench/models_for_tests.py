@@ -131,6 +131,21 @@ def size_recording_model() -> tuple[nn.Module, torch.Tensor]:
     return _SizeRecorder(), torch.zeros(1, 4)
 
 
+class _CallClock(nn.Module):
+    """Appends the monotonic time each call begins to $GPU_BENCH_TEST_CALLS, then serves
+    slowly (SERVICE_S)."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with open(os.environ["GPU_BENCH_TEST_CALLS"], "a", encoding="utf-8") as calls:
+            calls.write(f"{time.monotonic()!r}\n")
+        time.sleep(SERVICE_S)
+        return inputs
+
+
+def call_clock_model() -> tuple[nn.Module, torch.Tensor]:
+    return _CallClock(), torch.zeros(1, 4)
+
+
 class _RaisesBrackets(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         raise ValueError("shape [/batch] is not [bold]1[/bold] for :three: inputs")

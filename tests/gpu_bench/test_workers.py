@@ -131,6 +131,23 @@ def test_pool_stop_ends_every_worker() -> None:
     assert not any(p.is_alive() for p in processes)
 
 
+def test_start_up_ends_at_the_first_good_answer(tmp_path, monkeypatch) -> None:
+    """The profile's startup_p50_s and startup_p90_s are worker start to first good answer
+    (README), which the daemon plans a node's start with; they ran on to the end of the
+    bench's own warm-up and timing calls, a call per batch size and six more (with a 2 s
+    batch at --batch 16: 40 s more). Read against the clock the model's calls began by."""
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("GPU_BENCH_TEST_CALLS", str(calls))  # the spawned worker inherits it
+    spec = parse_model_spec(f"{TEST_MODELS}:call_clock_model")
+    before = time.monotonic()
+    pool = WorkerPool(WorkerSettings(spec, "cpu", workers=1, max_batch=4, max_batch_wait_s=0.0))
+    timings = pool.start()
+    pool.stop()
+    began = [float(line) for line in calls.read_text().split()]
+    assert len(began) == 10  # the first, a warm-up of sizes 1 to 3, three timed of 4 and 1
+    assert before + timings.startup_s[0] <= began[1], "counted past the first answer"
+
+
 def test_a_process_the_model_forks_ends_where_it_comes_back(tmp_path, monkeypatch) -> None:
     """A child of os.fork() in the forward returned into the worker's loop: it took
     requests it never answered (the run said the model hangs), forked again at each batch
