@@ -150,16 +150,18 @@ def _failure(worker_id: int, error: BaseException) -> tuple[str, int, str, str]:
 
 
 def _exit_with_parent() -> None:
-    """End this worker as soon as the parent process ends, however it ends (SIGTERM,
-    SIGKILL, a crash): a worker blocked on the request queue would otherwise wait forever,
-    orphaned, holding its memory and its GPU."""
+    """End this worker, and the processes its model started (a tokenizer or preprocessing
+    sidecar, in the worker's own process group), as soon as the parent process ends,
+    however it ends (SIGTERM, SIGKILL, a crash): a worker blocked on the request queue would
+    otherwise wait forever, orphaned, holding its memory and its GPU."""
     parent = mp.parent_process()
     if parent is None:
         return
+    os.setpgid(0, 0)  # WorkerPool.stop ends the group too
 
     def watch() -> None:
         parent.join()
-        os._exit(1)
+        os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, name="gpu-bench-parent-watch", daemon=True).start()
 
@@ -338,6 +340,9 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join(2.0)
+            if process.pid is not None:  # what the model started: sidecars outlived the
+                with contextlib.suppress(OSError):  # run, one a worker and configuration
+                    os.killpg(process.pid, signal.SIGKILL)
         self._processes.clear()
         if self._closed:
             return

@@ -263,3 +263,15 @@ class _ForksOnce(nn.Module):
 
 def forking_model() -> tuple[nn.Module, torch.Tensor]:
     return _ForksOnce(), torch.zeros(1, 4)
+
+
+def sidecar_model() -> tuple[nn.Module, torch.Tensor]:
+    """Starts a helper process as it loads, as a tokenizer or preprocessing sidecar is,
+    and writes its pid to $GPU_BENCH_TEST_PIDS."""
+    import subprocess
+    import sys
+
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(os.environ["GPU_BENCH_TEST_PIDS"], "a", encoding="utf-8") as pids:
+        pids.write(f"{helper.pid}\n")
+    return nn.Identity(), torch.zeros(1, 4)

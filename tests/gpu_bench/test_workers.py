@@ -24,6 +24,7 @@ from gpu_bench.workers import (
     how_it_ended,
 )
 from tests.gpu_bench.quick_settings import quick
+from tests.support import wait_for
 
 TEST_MODELS = "tests.gpu_bench.models_for_tests"
 
@@ -165,6 +166,27 @@ def test_a_process_the_model_forks_ends_where_it_comes_back(tmp_path, monkeypatc
         for child in [int(pid) for pid in pids.read_text().split()] if pids.exists() else []:
             if _running(child):
                 os.kill(child, signal.SIGKILL)
+
+
+def test_a_process_the_model_started_ends_with_its_worker(tmp_path, monkeypatch) -> None:
+    """A helper the model starts as it loads (a tokenizer sidecar) outlived its worker and
+    gpu-bench: one more for each worker of each configuration measured, each holding its
+    memory. The pool's stop ends it with the worker."""
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("GPU_BENCH_TEST_PIDS", str(pids))
+    spec = parse_model_spec(f"{TEST_MODELS}:sidecar_model")
+    pool = WorkerPool(WorkerSettings(spec, "cpu", workers=2, max_batch=1, max_batch_wait_s=0.0))
+    try:
+        pool.start()
+        helpers = [int(pid) for pid in pids.read_text().split()]
+        assert len(helpers) == 2 and all(_running(helper) for helper in helpers)
+        pool.stop()
+        assert wait_for(lambda: not any(_running(helper) for helper in helpers), 10)
+    finally:
+        pool.stop()
+        for helper in [int(pid) for pid in pids.read_text().split()] if pids.exists() else []:
+            if _running(helper):
+                os.kill(helper, signal.SIGKILL)
 
 
 def _running(pid: int) -> bool:
