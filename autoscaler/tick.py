@@ -24,20 +24,15 @@ from autoscaler.history_masks import history_to_learn
 from autoscaler.kept_demand import KeptDemand
 from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.metrics import MetricsSource, newest_time, step_floor
-from autoscaler.notify import (
-    Notifier,
-    alert_message,
-    failure_cleared_message,
-    failure_started_message,
-    scale_message,
-)
-from autoscaler.other_autoscalers import OtherAutoscalers, manual_change_text
-from autoscaler.overrides import OverridesFile, expired_overrides
+from autoscaler.notify import Notifier
+from autoscaler.other_autoscalers import OtherAutoscalers
+from autoscaler.overrides import OverridesFile
 from autoscaler.plan import act, limits_of, plan
 from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
-from autoscaler.tick_result import TickResult, decision_record, peak_of
+from autoscaler.tick_news import TickNews
+from autoscaler.tick_result import TickResult, decision_record
 from backends.base import (
     Backend,
     BackendError,
@@ -51,8 +46,9 @@ from predictors import Predictor
 log = logging.getLogger(__name__)
 
 
-class PoolTicker:
-    """Runs the tick for one pool; holds only the collaborators, never the decision."""
+class PoolTicker(TickNews):
+    """Runs the tick for one pool; holds only the collaborators, never the decision. What
+    it tells on Slack: autoscaler.tick_news."""
 
     def __init__(
         self,
@@ -312,17 +308,7 @@ class PoolTicker:
         result.decision = decision
         state.memory = memory
         if by_hand is not None:  # told with the decision: held, or set back at once
-            until, others = now + self.pool.cooldown, self.others.found
-            text = manual_change_text(
-                self.pool.name,
-                by_hand,
-                decision.current,
-                until,
-                others,
-                decision.desired,
-                self.dry_run,
-            )
-            self._send(alert_message(text))
+            self._tell_manual_change(now, by_hand, decision)
         if decision.desired != decision.current and not self.dry_run:
             # Until the write is answered the count is unknown: a crash or a lost answer
             # must not make the next reading look like a change by hand. The memory (with
@@ -341,22 +327,7 @@ class PoolTicker:
                     state.last_known_desired = decision.current
         if "backend" not in result.errors:
             state.last_known_desired = self._count_after(decision.desired, result)
-        told = decision.desired != decision.current and (result.acted or self.dry_run)
-        held = told and result.acted and state.last_known_desired == decision.current
-        if told and not (held and self._held_at == decision.current):  # a held count: once
-            self._send(
-                scale_message(
-                    self.pool.name,
-                    decision.current,
-                    decision.desired,
-                    (*decision.reasons, *([result.backend_note] if result.backend_note else [])),
-                    peak_of(result.sizing.forecast, "point"),
-                    peak_of(result.sizing.forecast, "upper"),
-                    result.sizing.demand_now,
-                    self.dry_run,
-                )
-            )
-        self._held_at = decision.current if held else None
+        self._tell_scale(decision, result, state)
 
     def _count_after(self, asked: int, result: TickResult) -> int | None:
         """The count the fleet holds after this tick: the one asked for, or where the fleet
@@ -382,37 +353,6 @@ class PoolTicker:
             return None
         state.memory = replace(state.memory, manual_change_at=now)
         return before
-
-    def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
-        expired = expired_overrides(overrides, now).get(self.pool.name)
-        if expired is None:
-            return
-        key = expired.expires.isoformat()
-        if key not in state.reported_expired:
-            state.reported_expired = [*state.reported_expired[-9:], key]
-            self._send(
-                alert_message(
-                    f"{self.pool.name}: override {expired.reason!r} expired at {key}; "
-                    "it is ignored now (remove it with `autoscaler override clear`)"
-                )
-            )
-
-    def _track_failures(self, now: datetime, state: PoolState, result: TickResult) -> None:
-        """One message when a failure starts and one when it clears, not one per tick."""
-        for kind in ("metrics", "signals", "backend", "tick"):
-            detail = result.errors.get(kind)
-            if detail is not None and kind not in state.failing:
-                state.failing[kind] = now
-                self._send(failure_started_message(self.pool.name, kind, detail))
-            elif detail is None and kind in state.failing:
-                since = state.failing.pop(kind)
-                self._send(failure_cleared_message(self.pool.name, kind, now - since))
-
-    def _send(self, message: Any) -> None:
-        try:
-            self.notifier.send(message)
-        except Exception:  # a notifier must never break a tick
-            log.exception("notifier failed")
 
     def _log(self, result: TickResult) -> dict[str, Any]:
         """Every decision at INFO with its reasons (WARNING when something failed), and
