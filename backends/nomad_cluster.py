@@ -27,7 +27,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, GroupSnapshot, OnAGroup
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup
+from backends.aws_asg_group import GroupSnapshot
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_drain import (
     Candidate,

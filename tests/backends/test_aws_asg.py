@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, clamp_desired, group_snapshot
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, clamp_desired
+from backends.aws_asg_group import group_snapshot
 from backends.base import BackendError, FleetState
 from tests.doubles.moto_server import (
     AWS_ENV,
