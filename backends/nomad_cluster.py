@@ -5,8 +5,9 @@ Scale out raises the group's desired capacity. Scale in never lowers it blindly
 marks them ineligible, drains them through the Nomad API with a deadline, and
 only once a node is drained terminates exactly its instance, decrementing the
 desired capacity. A drain takes minutes, so nothing here waits for one: the
-scale-in in progress is a record (persisted to `state_path`, atomically) that
-every read() and scale() advances a step (backends.nomad_drain decides the step).
+scale-in in progress is a record (persisted to `state_path`, atomically:
+backends.nomad_cluster_record) that every read() and scale() advances a step
+(backends.nomad_drain decides the step).
 
 Whatever goes wrong, no node is left ineligible by us: a failed drain or
 termination gives the nodes back (drain cancelled, eligible) before the error
@@ -30,11 +31,11 @@ from pydantic import Field
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup
 from backends.aws_asg_group import GroupSnapshot
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
+from backends.nomad_cluster_record import RecordFile
 from backends.nomad_drain import (
     Candidate,
     DrainingNode,
     NodeProgress,
-    ScaleInRecord,
     Step,
     active_allocations,
     choose_nodes_to_remove,
@@ -42,20 +43,13 @@ from backends.nomad_drain import (
     next_step,
     node_progress,
     node_serves,
-    record_from_json,
 )
 from backends.nomad_job import NomadAccess, nomad_connection
 from backends.nomad_node_api import NomadNodeApi, PoolNodes
-from common.atomic import write_atomically
 from common.clock import Clock, SystemClock
 from common.durations import Duration
 from common.settings import Name
-from common.small_files import MIB, read_small_text
 from common.transport import plain_http_finding
-
-RECORD_MAX_BYTES = 16 * MIB
-"""A scale-in record names a few nodes; read as a regular file of at most this (a FIFO in
-its place held every read, under the tick lock, for a writer that never came)."""
 
 
 class NomadClusterBackend(NomadAccess):
@@ -119,13 +113,12 @@ class NomadCluster(OnAGroup):
             env=env,
             sleep=sleep,
         )
-        self.state_path = state_path
         self.clock = clock or SystemClock()
         self._notes: list[str] = []
         """What this scale() call could not do as asked (clamped, partly done)."""
         self.nomad = NomadNodeApi(self.connection, retries=config.retries, sleep=sleep)
-        self._record: ScaleInRecord | None = None  # loaded on first use
         self.target = f"Nomad nodes of Auto Scaling group {config.asg!r}"
+        self.record = RecordFile(state_path, config.asg, self.target, self._repair_tagged_nodes)
         self.nodes = PoolNodes(
             self.nomad,
             node_pool=config.node_pool,
@@ -148,7 +141,7 @@ class NomadCluster(OnAGroup):
     def read(self) -> FleetState:
         self._advance()
         snapshot = self._describe()
-        leaving = len(self._loaded().nodes)
+        leaving = len(self.record.loaded().nodes)
         desired = max(snapshot.desired - leaving, 0)
         in_service = {i.instance_id for i in snapshot.instances if i.in_service}
         ready = sum(
@@ -163,7 +156,7 @@ class NomadCluster(OnAGroup):
         self._notes = []
         self._advance()
         snapshot = self._describe()
-        record = self._loaded()
+        record = self.record.loaded()
         current = snapshot.desired - len(record.nodes)
         target = self._clamped(desired, snapshot)
         if target == current:
@@ -202,12 +195,12 @@ class NomadCluster(OnAGroup):
 
     def _scale_out(self, target: int, snapshot: GroupSnapshot) -> None:
         """Take back nodes still draining first (warm, model loaded); launch the rest."""
-        record = self._loaded()
+        record = self.record.loaded()
         more = target - (snapshot.desired - len(record.nodes))
         taken_back = sorted(record.nodes, key=lambda n: n.started_at, reverse=True)[:more]
         if taken_back:
             self._give_back(taken_back, why="capacity is needed again")
-        leaving = len(self._loaded().nodes)  # nodes not given back still count as leaving
+        leaving = len(self.record.loaded().nodes)  # nodes not given back still count as leaving
         wanted = target + leaving
         if wanted > snapshot.max_size:  # leaving nodes still hold room in the group
             self._note(
@@ -235,7 +228,8 @@ class NomadCluster(OnAGroup):
             DrainingNode(c.node_id, c.instance_id, c.name, started_at=now, deadline=deadline)
             for c in chosen
         ]
-        self._save(self._loaded().with_nodes(entries), first=True)  # a crash leaves a trace
+        # Saved before any node is touched: a crash leaves a trace.
+        self.record.save(self.record.loaded().with_nodes(entries), first=True)
         try:
             # All ineligible before any drains, so work drained off one node is not
             # placed on another about to go (as `nomad node drain` advises).
@@ -258,7 +252,7 @@ class NomadCluster(OnAGroup):
 
     def _candidates(self, snapshot: GroupSnapshot) -> list[Candidate]:
         removable = {i.instance_id for i in snapshot.instances if i.in_service and not i.protected}
-        leaving = {n.node_id for n in self._loaded().nodes}
+        leaving = {n.node_id for n in self.record.loaded().nodes}
         candidates = []
         for stub in self.nodes.listed():
             node_id = stub["ID"]
@@ -273,7 +267,7 @@ class NomadCluster(OnAGroup):
 
     def _advance(self) -> None:
         """One step for every draining node; raise (after giving nodes back) on failure."""
-        record = self._loaded()
+        record = self.record.loaded()
         if not record.nodes:
             return
         snapshot = self._describe()
@@ -293,10 +287,10 @@ class NomadCluster(OnAGroup):
             elif step is Step.FORGET:
                 log.warning("%s: %s: %s; no longer ours to remove", self.target, label, why)
                 self.nodes.untag(entry.node_id)
-                self._save(self._loaded().without([entry.node_id]))
+                self.record.save(self.record.loaded().without([entry.node_id]))
             elif step is Step.RESTORE:
                 given_back = self._give_back([entry], why=why)
-                still_ours = any(n.node_id == entry.node_id for n in self._loaded().nodes)
+                still_ours = any(n.node_id == entry.node_id for n in self.record.loaded().nodes)
                 if still_ours or not entry.restoring:  # a late success was reported before
                     problems.append(f"{label}: {why}; {given_back}")
             else:
@@ -322,14 +316,14 @@ class NomadCluster(OnAGroup):
         try:
             self.group.terminate(entry.instance_id)
         except BackendError as error:
-            others = list(self._loaded().nodes)
+            others = list(self.record.loaded().nodes)
             restored = self._give_back(others, why="a termination failed")
             raise BackendError(f"{error}; {restored}") from None
         log.info(
             "%s: terminated %s (instance %s): %s", self.target, entry.name, entry.instance_id, why
         )
         self.nodes.untag(entry.node_id)
-        self._save(self._loaded().without([entry.node_id]))
+        self.record.save(self.record.loaded().without([entry.node_id]))
 
     def _give_back(self, entries: list[DrainingNode], *, why: str) -> str:
         """Cancel the drains and make the nodes eligible; a sentence saying how it went."""
@@ -343,8 +337,8 @@ class NomadCluster(OnAGroup):
                 continue
             given.append(entry)
             self.nodes.untag(entry.node_id)
-        record = self._loaded().without(e.node_id for e in entries)
-        self._save(record.with_nodes(_restoring(e) for e in failed))
+        record = self.record.loaded().without(e.node_id for e in entries)
+        self.record.save(record.with_nodes(_restoring(e) for e in failed))
         log.warning("%s: gave back %d nodes (%s)", self.target, len(given), why)
         text = "eligibility restored on " + (", ".join(e.name for e in given) or "no node")
         if failed:
@@ -352,37 +346,6 @@ class NomadCluster(OnAGroup):
         return text
 
     # ---- the record --------------------------------------------------------------------
-
-    def _loaded(self) -> ScaleInRecord:
-        if self._record is None:
-            self._record = self._load()
-        return self._record
-
-    def _load(self) -> ScaleInRecord:
-        empty = ScaleInRecord(group=self.config.asg)
-        if self.state_path is None or not self.state_path.exists():
-            return empty
-        try:
-            text = read_small_text(self.state_path, RECORD_MAX_BYTES)
-            record = record_from_json(text, self.config.asg)
-        except (OSError, ValueError) as error:
-            log.error(
-                "%s: scale-in record %s is unusable (%s); repairing nodes we tagged",
-                self.target,
-                self.state_path,
-                type(error).__name__,
-            )
-            self._record = empty  # what _give_back edits while repairing
-            try:
-                self._repair_tagged_nodes()
-            except BackendError:
-                self._record = None  # the file stays: repair again on the next call
-                raise
-            self._save(self._record)  # replaces the unusable file (or removes it)
-            return self._record
-        if record.nodes:
-            log.info("%s: resuming a scale-in of %d nodes", self.target, len(record.nodes))
-        return record
 
     def _repair_tagged_nodes(self) -> None:
         """Give back every node carrying our drain tag: the record that knew them is lost."""
@@ -393,23 +356,6 @@ class NomadCluster(OnAGroup):
         ]
         if tagged:
             self._give_back(tagged, why="the scale-in record was unusable")
-
-    def _save(self, record: ScaleInRecord, *, first: bool = False) -> None:
-        """A scale-in starts only once its record is on disk (else BackendError, nothing
-        touched); a later save that fails is logged, the record in memory goes on."""
-        try:
-            if self.state_path is not None and record.nodes:
-                write_atomically(self.state_path, record.to_json())
-            elif self.state_path is not None:
-                self.state_path.unlink(missing_ok=True)
-        except OSError as error:
-            problem = (
-                f"scale-in record {self.state_path} cannot be written ({error.strerror or error})"
-            )
-            if first:
-                raise BackendError(f"{self.target}: not scaling in: {problem}") from None
-            log.error("%s: %s; going on with the record in memory", self.target, problem)
-        self._record = record
 
     def _note(self, text: str) -> None:
         log.warning("%s: %s", self.target, text)
