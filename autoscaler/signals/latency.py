@@ -2,11 +2,13 @@
 
 A guard, not a sizing rule: while the service is slower than promised it asks for
 `add_nodes` more than are ready (so it waits for nodes already booting), and otherwise
-asks for none, so it never lowers the count.
+asks for none, so it never lowers the count. A NaN is a window without requests
+(Prometheus's histogram_quantile of no observations is 0/0): nothing was slow, none.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
@@ -24,6 +26,8 @@ class LatencySignal(SignalSettings):
     )
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:
+        if math.isnan(value):
+            return 0, "latency NaN: no requests in the query's window, nothing slow, asks for none"
         require_finite(value, "latency")
         if value < 0:
             raise BadSignalInput(f"latency is negative ({value:g} s)")

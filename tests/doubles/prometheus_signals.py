@@ -11,7 +11,8 @@ does for the demand trace), one sample a minute from 3 hours before the wall clo
   95; their sum, 380, is what a query that forgot avg gives);
 - latency: the histogram `request_duration_seconds` for job="face" (per minute 50
   requests ≤ 0.5 s, 20 more ≤ 1 s, 10 more ≤ 2 s, 20 more ≤ 4 s: p95 = 3.5 s) and
-  job="fast" (all ≤ 0.5 s: p95 = 0.475 s);
+  job="fast" (all ≤ 0.5 s: p95 = 0.475 s) and job="idle" (no requests at all: Prometheus's
+  histogram_quantile gives NaN, 0/0);
 - a node count: `face_nodes_wanted` 6.3;
 - capacity: `requests_served_total{pool="face"}` grows by 28 req/s served by
   `workers_ready{pool="face"}` 4 nodes (7 req/s each at 95 % GPU utilization);
@@ -46,6 +47,9 @@ LATENCY = (
 LATENCY_FAST = (
     'histogram_quantile(0.95, sum by (le) (rate(request_duration_seconds_bucket{job="fast"}[5m])))'
 )
+LATENCY_IDLE = (
+    'histogram_quantile(0.95, sum by (le) (rate(request_duration_seconds_bucket{job="idle"}[5m])))'
+)
 NODES_WANTED = "max(face_nodes_wanted)"
 NOTHING = 'sum(rabbitmq_queue_messages_ready{queue="no-such-queue"})'
 STALE = "max(old_signal)"
@@ -55,6 +59,7 @@ READY = 'sum(workers_ready{pool="face"})'
 BUCKETS = {
     "face": [(0.5, 50), (1, 70), (2, 80), (4, 100), (math.inf, 100)],
     "fast": [(0.5, 100), (1, 100), (2, 100), (4, 100), (math.inf, 100)],
+    "idle": [(0.5, 0), (1, 0), (2, 0), (4, 0), (math.inf, 0)],
 }
 
 
@@ -113,8 +118,9 @@ def openmetrics(now: datetime) -> str:
                 f'request_duration_seconds_bucket{{job="{job}",le="{_le(le)}"}} {c * n} {t}'
                 for le, c in buckets
             ]
-            lines.append(f'request_duration_seconds_count{{job="{job}"}} {100 * n} {t}')
-            lines.append(f'request_duration_seconds_sum{{job="{job}"}} {150 * n} {t}')
+            total = buckets[-1][1]
+            lines.append(f'request_duration_seconds_count{{job="{job}"}} {total * n} {t}')
+            lines.append(f'request_duration_seconds_sum{{job="{job}"}} {1.5 * total * n:g} {t}')
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 

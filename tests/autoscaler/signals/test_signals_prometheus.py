@@ -196,6 +196,24 @@ def test_scale_down_needs_every_signal_to_agree_through_the_window(
     assert desired == [13, 14, 15, 16, 17]  # one above ready a tick (nodes boot at once here)
 
 
+def test_a_latency_quantile_over_a_quiet_window_is_no_slowness_not_bad_input(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """No request in the window: Prometheus's histogram_quantile gives NaN (0/0). Nothing
+    was slow, so the guard asks for none; it neither stops all scaling as bad input nor
+    adds nodes as if the service were infinitely slow."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=1)
+    idle = {**SLOW, "query": series.LATENCY_IDLE}
+    result = tick.run(make_pool([idle, WANTED]))
+    assert "signals" not in result.errors, result.errors
+    assert result.decision is not None and result.decision.desired == 7  # the planner's
+    (record,) = read_decisions(tick.log)
+    (p95,) = [s for s in record["signals"] if s["name"] == "p95"]
+    assert p95["nodes"] == 0 and not p95["bad_input"]
+    assert "no requests" in p95["detail"]
+
+
 @pytest.mark.parametrize(
     ("signal", "says"),
     [
