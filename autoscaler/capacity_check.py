@@ -92,8 +92,9 @@ def estimate(
     per_node: pd.Series, utilization: pd.Series | None, check: CapacityCheck, profile: float
 ) -> CapacityEstimate:
     if utilization is not None:
+        _require_percent(utilization)
         both = pd.concat([per_node, utilization], axis=1, join="inner").dropna()
-        busy = both[(both.iloc[:, 1] >= check.busy_above) & (both.iloc[:, 1] <= 100)]
+        busy = both[both.iloc[:, 1] >= check.busy_above]
         values = (busy.iloc[:, 0] * 100 / busy.iloc[:, 1]).to_numpy(dtype=float)
         measured = float(np.median(values)) if len(values) >= check.min_samples else None
         return CapacityEstimate(profile, measured, len(values), busy_gate=True)
@@ -101,6 +102,18 @@ def estimate(
     enough = len(values) >= check.min_samples
     measured = float(np.quantile(values, 0.95)) if enough else None
     return CapacityEstimate(profile, measured, len(values), busy_gate=False)
+
+
+def _require_percent(utilization: pd.Series) -> None:
+    """A sample outside 0-100 % is a query mistake (often a sum over GPUs where avg was
+    meant), which would pass a quiet minute's sum off as a busy GPU: refuse the window."""
+    outside = utilization[(utilization < 0) | (utilization > 100)]
+    if not outside.empty:
+        at = f"{outside.index[0]:%Y-%m-%d %H:%M:%SZ}"
+        raise ValueError(
+            f"utilization_query gave {outside.iloc[0]:g} % at {at}, outside 0-100 % "
+            "(the query must give percent: often a sum where avg was meant)"
+        )
 
 
 def sizing_rps(found: CapacityEstimate, check: CapacityCheck) -> tuple[float, str | None]:

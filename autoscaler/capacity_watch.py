@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 def measure(
     check: CapacityCheck, metrics: MetricsSource, now: datetime, profile: float
 ) -> CapacityEstimate:
-    """Fetch the check's series over its window and estimate (raises MetricsError)."""
+    """Fetch the check's series over its window and estimate (raises MetricsError, or
+    ValueError on a utilization outside 0-100 %)."""
 
     def series(query: str) -> pd.Series:
         return fetch_series(metrics, query, now, check.window, check.step)
@@ -58,7 +59,7 @@ class CapacityWatch:
         self.measured_at = now
         try:
             self.found = measure(self.check, metrics, now, self.profile)
-        except MetricsError as exc:
+        except (MetricsError, ValueError) as exc:
             log.warning("%s: capacity check skipped: %s", self.pool, exc)
             self.found = None
         return self.found

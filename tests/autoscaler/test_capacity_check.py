@@ -108,6 +108,30 @@ def test_back_within_tolerance_is_told_and_a_new_drift_alerts_again() -> None:
     assert too_few.measured is None and not too_few.drifted(0.2)
 
 
+def test_a_utilization_over_100_percent_is_refused_not_filtered_out(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sum over DCGM's per-GPU series where avg was meant (380 % for four GPUs) is the
+    unit mistake the gpu_utilization signal refuses: the check says so and sizes with the
+    profile, rather than skip those samples as idle and measure only the quiet minutes
+    whose sum happens to fall between busy_above and 100 (a node at 22 % read as 90 %)."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    check = {**CHECK, "utilization_query": series.GPU_UTIL_SUMMED, "use_measured": True}
+    result = tick.run(make_pool([], capacity_check=check))
+    assert tick.ticker.capacity is not None and tick.ticker.capacity.found is None
+    assert result.decision is not None and result.decision.desired == 3  # the profile's
+    (warning,) = [r.getMessage() for r in caplog.records if "capacity check" in r.getMessage()]
+    assert "380 %" in warning and "outside 0-100 %" in warning and "sum" in warning
+
+    pure = CapacityCheck(per_node_query="q", utilization_query="u", min_samples=2)
+    index = pd.date_range("2026-11-23", periods=4, freq="1min", tz="UTC")
+    summed = pd.Series([90.0, 95.0, 380.0, 360.0], index=index)  # quiet, quiet, busy, busy
+    with pytest.raises(ValueError, match="380 %"):
+        estimate(pd.Series([1.0, 1.0, 7.0, 7.0], index=index), summed, pure, 10.0)
+
+
 @pytest.mark.parametrize(
     "fields",
     [{}, {"served_query": "s"}, {"per_node_query": "p", "nodes_query": "n"}],
