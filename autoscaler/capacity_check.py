@@ -15,8 +15,9 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from autoscaler.signals.gpu_utilization import percent_query
 from common.durations import PositiveDuration
 from common.settings import PromQL, Strict
 
@@ -41,6 +42,11 @@ class CapacityCheck(Strict):
     )
     measured_min: float = Field(default=0.5, gt=0, le=1, description="× profile at least")
     measured_max: float = Field(default=1.5, ge=1, description="× profile at most")
+
+    @field_validator("utilization_query")
+    @classmethod
+    def _percent(cls, query: str | None) -> str | None:
+        return None if query is None else percent_query(query)
 
     @model_validator(mode="after")
     def _one_source(self) -> CapacityCheck:

@@ -7,11 +7,31 @@ change while the ratio is within the tolerance of 1.
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
+
+_FRACTIONS = re.compile(
+    r"\b(DCGM_FI_PROF_\w+_ACTIVE|DCGM_FI_PROF_SM_OCCUPANCY|vllm:(?:gpu|kv)_cache_usage_perc)\b"
+)
+"""Exporter series that are ratios 0-1 (DCGM's profiling fields; vLLM's cache usage,
+despite its name), where DCGM_FI_DEV_GPU_UTIL is percent."""
+_TIMES_100 = re.compile(r"\*\s*100(?:\.0*)?\b|\b100(?:\.0*)?\s*\*")
+
+
+def percent_query(query: str) -> str:
+    """Refuse a query that reads a 0-1 ratio as percent: no value could tell a GPU at 95 %
+    read as 0.95 % from an idle one, so it would be 100 times low, silently."""
+    found = _FRACTIONS.search(query)
+    if found and not _TIMES_100.search(query):
+        raise ValueError(
+            f"reads {found.group()}, a ratio 0-1, where percent (0-100) is expected: "
+            "multiply it by 100 (100 * avg(...))"
+        )
+    return query
 
 
 class GpuUtilizationSignal(SignalSettings):
@@ -20,6 +40,11 @@ class GpuUtilizationSignal(SignalSettings):
     tolerance: float = Field(
         default=0.1, ge=0, lt=1, description="no change while |observed/target - 1| is within"
     )
+
+    @field_validator("query")
+    @classmethod
+    def _percent(cls, query: str) -> str:
+        return percent_query(query)
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:
         require_finite(value, "GPU utilization")

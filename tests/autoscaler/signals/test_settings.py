@@ -105,6 +105,39 @@ def test_a_bad_signal_setting_names_file_line_and_field(
     assert_reported(caught.value, path, line_of(text, anchor), field, *words)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        (
+            '        query: avg(DCGM_FI_DEV_GPU_UTIL{service="face-match"})',
+            '        query: avg(DCGM_FI_PROF_GR_ENGINE_ACTIVE{service="face-match"})',
+            "pools[0].signals[1].query",
+        ),
+        (
+            '      utilization_query: avg(DCGM_FI_DEV_GPU_UTIL{service="face-match"})',
+            '      utilization_query: max(vllm:gpu_cache_usage_perc{model_name="face"})',
+            "pools[0].capacity_check.utilization_query",
+        ),
+    ],
+)
+def test_a_utilization_query_giving_a_fraction_is_refused_not_read_100_times_low(
+    tmp_path: Path, old: str, new: str, field: str
+) -> None:
+    """DCGM's profiling fields (DCGM_FI_PROF_GR_ENGINE_ACTIVE, ...) and vLLM's cache usage
+    are ratios 0-1: read as percent, a GPU at 95 % is 0.95 %, the signal asks for one node
+    and the capacity check never sees a busy sample. Scaled by 100, they are accepted."""
+    path, text = _copy(tmp_path, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    metric = new.split("(")[1].split("{")[0]
+    anchor = new.strip()
+    assert_reported(caught.value, path, line_of(text, anchor), field, metric, "0-1", "by 100")
+
+    scaled = new.replace("query: ", "query: 100 * ")
+    path, _ = _copy(tmp_path, old, scaled)
+    assert load_config(path).pools[0].name == "face-match"
+
+
 def test_signal_names_are_unique(tmp_path: Path) -> None:
     path, _ = _copy(tmp_path, "      - name: gpu\n", "      - name: backlog\n")
     with pytest.raises(ConfigError, match="signal names must be unique; repeated: backlog"):
