@@ -9,13 +9,24 @@ asks for none, so it never lowers the count. A NaN is a window without requests
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from autoscaler.signals.base import BadSignalInput, SignalContext, SignalSettings, require_finite
 from common.durations import PositiveDuration, format_duration
 from common.settings import MAX_NODES
+
+_SUBSECOND = re.compile(
+    r"\b\w+_(?:us|ms|microseconds|milliseconds)(?:_bucket|_sum|_count)?\b"
+    r"|\b\w*request_latencies(?:_bucket|_sum|_count)?\b"
+)
+"""Series in milli- or microseconds: named so (Triton's nv_inference_queue_duration_us, its
+nv_inference_first_response_histogram_ms), or Knative's revision_request_latencies."""
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+"""Label values (region="east_us" names no series)."""
+_IN_SECONDS = re.compile(r"/\s*(?:1e3|1e6|1000|1000000)\b|\*\s*(?:1e-3|1e-6|0\.001|0\.000001)\b")
 
 
 class LatencySignal(SignalSettings):
@@ -24,6 +35,18 @@ class LatencySignal(SignalSettings):
     add_nodes: int = Field(
         default=1, ge=1, le=MAX_NODES, description="nodes added above ready while slow"
     )
+
+    @field_validator("query")
+    @classmethod
+    def _seconds(cls, query: str) -> str:
+        """1.5 ms read as 1,500 s is always slow: the guard would add a node every tick."""
+        found = _SUBSECOND.search(_QUOTED.sub('""', query))
+        if found and not _IN_SECONDS.search(query):
+            raise ValueError(
+                f"reads {found.group()}, in milli- or microseconds, where seconds are "
+                "expected: divide it into seconds (/ 1000 or / 1e6)"
+            )
+        return query
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:
         if math.isnan(value):

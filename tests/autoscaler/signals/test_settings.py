@@ -138,6 +138,49 @@ def test_a_utilization_query_giving_a_fraction_is_refused_not_read_100_times_low
     assert load_config(path).pools[0].name == "face-match"
 
 
+@pytest.mark.parametrize(
+    ("query", "metric", "scaled"),
+    [
+        (  # Triton's cumulative queue time over its successes: microseconds a request
+            "sum(rate(nv_inference_queue_duration_us[5m])) / "
+            "sum(rate(nv_inference_request_success[5m]))",
+            "nv_inference_queue_duration_us",
+            " / 1e6",
+        ),
+        (  # Triton's time-to-first-response histogram, in milliseconds
+            "histogram_quantile(0.95, sum by (le) "
+            "(rate(nv_inference_first_response_histogram_ms_bucket[5m])))",
+            "nv_inference_first_response_histogram_ms_bucket",
+            " / 1000",
+        ),
+        (  # Knative's queue-proxy histogram, in milliseconds though its name says not
+            "histogram_quantile(0.95, sum by (le) "
+            '(rate(revision_app_request_latencies_bucket{service_name="face"}[5m])))',
+            "revision_app_request_latencies_bucket",
+            " / 1000",
+        ),
+    ],
+)
+def test_a_latency_query_in_milli_or_microseconds_is_refused_not_read_as_seconds(
+    tmp_path: Path, query: str, metric: str, scaled: str
+) -> None:
+    """The latency signal takes seconds: 1.5 ms of Triton queue time read as 1,500 s is
+    always slower than a 2 s target, and the guard adds a node every tick up to
+    max_nodes. Divided into seconds, the query is accepted."""
+    text = EXAMPLE.read_text()
+    start = text.index("        query: >-\n          histogram_quantile")
+    end = text.index("        target: 2s", start)
+    path = tmp_path / "signals.yaml"
+    path.write_text(text[:start] + f"        query: {query}\n" + text[end:])
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = line_of(path.read_text(), f"query: {query}")
+    assert_reported(caught.value, path, line, "pools[0].signals[2].query", metric, "seconds")
+
+    path.write_text(text[:start] + f"        query: ({query}){scaled}\n" + text[end:])
+    assert load_config(path).pools[0].signals[2].kind == "latency"
+
+
 def test_signal_names_are_unique(tmp_path: Path) -> None:
     path, _ = _copy(tmp_path, "      - name: gpu\n", "      - name: backlog\n")
     with pytest.raises(ConfigError, match="signal names must be unique; repeated: backlog"):
