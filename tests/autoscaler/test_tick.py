@@ -268,6 +268,14 @@ def test_our_own_changes_are_not_taken_for_manual_ones(tmp_path: Path) -> None:
     assert not [t for t in h.notifier.texts if "outside the autoscaler" in t]
 
 
+class ClampedAtSix(SimulatedFleet):
+    """A cloud group whose MaxSize is 6: a larger count is clamped, and said so."""
+
+    def scale(self, desired: int, reason: str) -> str | None:
+        super().scale(min(desired, 6), reason)
+        return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
+
+
 def test_what_the_fleet_made_of_a_request_is_reported(tmp_path: Path) -> None:
     """A cloud group clamps to its MaxSize and says so (what scale() returns)."""
     h = Harness(tmp_path, rps=10.0)
@@ -292,12 +300,7 @@ def test_a_count_the_fleet_clamped_is_not_taken_for_a_change_by_hand(tmp_path: P
     "changed from 13 to 6 outside the autoscaler" and a hold after every clamped write."""
     h = Harness(tmp_path, rps=10.0)
 
-    class ClampingFleet(SimulatedFleet):
-        def scale(self, desired: int, reason: str) -> str | None:
-            super().scale(min(desired, 6), reason)
-            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
-
-    h.ticker.backend = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    h.ticker.backend = ClampedAtSix(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
     h.tick()
     h.metrics.rps = 1.0  # 2 nodes are enough now
     results = [h.tick() for _ in range(20)]
@@ -315,12 +318,7 @@ def test_a_fleet_held_at_its_bound_is_told_once_not_every_tick(tmp_path: Path) -
     decision log still carries the clamp at every tick."""
     h = Harness(tmp_path, rps=10.0)
 
-    class ClampingFleet(SimulatedFleet):
-        def scale(self, desired: int, reason: str) -> str | None:
-            super().scale(min(desired, 6), reason)
-            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
-
-    h.ticker.backend = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    h.ticker.backend = ClampedAtSix(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
     for _ in range(6):
         h.tick()
     scaled = [t for t in h.notifier.texts if "scaling up" in t]
@@ -360,12 +358,7 @@ def test_a_change_by_hand_while_the_fleet_clamps_every_write_is_noticed(tmp_path
     not seen, and the next write put 6 back)."""
     h = Harness(tmp_path, rps=10.0)
 
-    class ClampingFleet(SimulatedFleet):
-        def scale(self, desired: int, reason: str) -> str | None:
-            super().scale(min(desired, 6), reason)
-            return None if desired <= 6 else f"asked for {desired}, clamped to 6: MaxSize 6"
-
-    fleet = ClampingFleet(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    fleet = ClampedAtSix(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
     h.ticker.backend = fleet
     for _ in range(3):
         h.tick()
