@@ -22,7 +22,8 @@ SLOT_S = 60
 N_SLOTS = WEEK_S // SLOT_S
 _MONDAY_SHIFT_S = 3 * 86_400  # 1970-01-01 was a Thursday; shift so that Monday 00:00 is 0
 _NS = 1_000_000_000
-_CONSTANT_OFFSET_SPAN_S = 60 * 86_400  # no zone changes its offset twice within this span
+_CONSTANT_OFFSET_SPAN_S = 60 * 86_400  # spans up to this long may take one offset
+_OFFSET_PROBE_S = 86_400  # offset changes since 1970 lie at least 6.9 days apart
 DAILY_PENALTY = 1e-4
 WEEKLY_PENALTY = 0.05
 
@@ -35,7 +36,7 @@ def local_seconds(times_ns: np.ndarray, timezone: str) -> np.ndarray:
     zone = ZoneInfo(timezone)
     first, last = int(seconds[0]), int(seconds[-1])
     offset_first = _offset_s(first, zone)
-    if last - first < _CONSTANT_OFFSET_SPAN_S and offset_first == _offset_s(last, zone):
+    if last - first < _CONSTANT_OFFSET_SPAN_S and _one_offset(first, last, zone, offset_first):
         return seconds + offset_first
     index = pd.DatetimeIndex(times_ns.astype("datetime64[ns]")).tz_localize("UTC")
     wall = index.tz_convert(timezone).tz_localize(None)
@@ -169,6 +170,14 @@ def _slot_transform(per_slot: np.ndarray, reach: int) -> tuple[np.ndarray, np.nd
     transform = scipy.fft.rfft(per_slot, axis=-1)[..., :reach]
     shifted = np.conj(transform) * np.exp(1j * np.pi * np.arange(reach) / N_SLOTS)
     return shifted.real, shifted.imag
+
+
+def _one_offset(first: int, last: int, zone: ZoneInfo, offset: int) -> bool:
+    """Whether `zone` keeps `offset` from `first` to `last`: the same offset at both ends
+    is not enough, as Casablanca's clock goes back for Ramadan and forward again 35 days
+    later (a 48-day history read an hour off for the five weeks between)."""
+    probes = [*range(first, last, _OFFSET_PROBE_S), last]
+    return all(_offset_s(probe, zone) == offset for probe in probes)
 
 
 def _offset_s(epoch_s: int, zone: ZoneInfo) -> int:

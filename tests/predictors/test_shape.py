@@ -1,11 +1,21 @@
-"""The clock shape's fit: the shape and its two out-of-sample folds in one pass."""
+"""The clock shape's fit: the shape and its two out-of-sample folds in one pass; the local
+time of week it is fitted on."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
-from predictors.shape import N_SLOTS, fit_shape, fit_shape_and_folds, week_slots_of_local
+from predictors.shape import (
+    N_SLOTS,
+    fit_shape,
+    fit_shape_and_folds,
+    local_seconds,
+    week_slots_of_local,
+)
 
 
 @pytest.mark.parametrize("use_weekly", [False, True])
@@ -43,3 +53,29 @@ def test_a_fold_without_data_is_flat_zero() -> None:
     )
     assert np.allclose(shape, 7.0) and np.allclose(only_even, 7.0)
     assert np.array_equal(only_odd, np.zeros(N_SLOTS))
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "days"),
+    [
+        ("Africa/Casablanca", datetime(2026, 2, 10, tzinfo=UTC), 48),  # Ramadan: +00 35 days
+        ("Asia/Gaza", datetime(2040, 10, 10, tzinfo=UTC), 20),  # two changes 7 days apart
+        ("Europe/Berlin", datetime(2026, 3, 20, tzinfo=UTC), 20),  # one change
+        ("Asia/Kolkata", datetime(2026, 3, 20, tzinfo=UTC), 20),  # none
+    ],
+)
+def test_local_time_is_the_zone_s_wall_clock_at_every_sample(
+    zone: str, first: datetime, days: int
+) -> None:
+    """A history whose two ends share an offset may still hold a change and its undoing
+    (Casablanca's clock goes back for Ramadan): every sample is read at its own offset,
+    so a 09:00 opening stays in the 09:00 slot through the month."""
+    start = int(first.timestamp())
+    seconds = np.arange(start, start + days * 86_400, 60, dtype=np.int64)
+    local = local_seconds(seconds * 1_000_000_000, zone)
+    quarters = seconds[::15]
+    wall = [datetime.fromtimestamp(int(s), UTC).astimezone(ZoneInfo(zone)) for s in quarters]
+    expected = [int(w.replace(tzinfo=UTC).timestamp()) for w in wall]
+    assert local[::15].tolist() == expected
+    nine = [k for k, w in enumerate(wall) if (w.weekday(), w.hour, w.minute) == (0, 9, 0)]
+    assert nine and set(week_slots_of_local(local[::15][nine]).tolist()) == {9 * 60}
