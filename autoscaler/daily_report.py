@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
@@ -29,6 +30,7 @@ from autoscaler.notify import (
     escape_mrkdwn,
     section_block,
 )
+from autoscaler.schedules import wall_time_to_instant
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
@@ -339,25 +341,36 @@ def _packed(bodies: list[str], limit: int) -> list[list[str]]:
     return groups
 
 
-def digest_trigger(config: Config, dry_run: bool) -> CronTrigger | None:
+def digest_trigger(config: Config, dry_run: bool) -> BaseTrigger | None:
     """When the daily digest goes out: `digest.at` in its zone; none in a dry run, a
     simulation, or without Slack."""
     digest = config.digest
     if digest is None or config.slack is None or dry_run or config.simulation is not None:
         return None
-    return DailyTrigger(hour=digest.at.hour, minute=digest.at.minute, timezone=digest.timezone)
+    return DailyTrigger(digest.at, digest.timezone)
 
 
-class DailyTrigger(CronTrigger):
-    """Once a day: CronTrigger fires at both 01:30s of a fall-back night (two digests of
-    the same day); the second, under 12 h after the first, is skipped."""
+class DailyTrigger(BaseTrigger):
+    """Once each local day at `at`, by the schedules' rule (the first moment the clock
+    shows it or later: the jump for a skipped `at`, the first of a repeated one).
+    apscheduler's CronTrigger fired at both 01:30s of a fall-back night, and skipped the
+    day after a spring-forward night for an `at` before 01:00 (it adds 24 hours to a
+    23-hour day, landing past the `at`)."""
+
+    def __init__(self, at: time, timezone: str) -> None:
+        self.at, self.zone = at, ZoneInfo(timezone)
+
+    def __str__(self) -> str:
+        return f"daily at {self.at:%H:%M} {self.zone.key}"
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        fire = super().get_next_fire_time(previous_fire_time, now)
-        if fire is None or previous_fire_time is None:
-            return fire
-        if fire - previous_fire_time < timedelta(hours=12):
-            fire = super().get_next_fire_time(fire, fire)
+        """The first `at` at or after `now`, or after the previous fire."""
+        start = now
+        if previous_fire_time is not None:  # the one after it, even if late or the clock fell
+            start = previous_fire_time + timedelta(microseconds=1)
+        day = start.astimezone(self.zone).date() - timedelta(days=1)
+        while (fire := wall_time_to_instant(day, self.at, self.zone)) < start:
+            day += timedelta(days=1)
         return fire
