@@ -34,6 +34,7 @@ from autoscaler.schedules import wall_time_to_instant
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 MAX_BLOCKS = 50  # Slack's limit per message
 
 
@@ -168,14 +169,15 @@ def digest_post(
     end: datetime,
     per_node_rps: Mapping[str, float] | None = None,
 ) -> Callable[[], bool] | None:
-    """The digest of the day before `end`, built (the decision log and the metrics source
-    read, the PNGs drawn), and the call that posts it, which the daemon makes outside its
-    tick lock: a slow Slack must not hold the ticks. None without Slack."""
+    """The digest of the local day before `end`, built (the decision log and the metrics
+    source read, the PNGs drawn), and the call that posts it, which the daemon makes
+    outside its tick lock: a slow Slack must not hold the ticks. None without Slack."""
     send = getattr(notifier, "send_with_files", None)
     if send is None:  # no Slack configured (the log notifier), or a dry run
         log.info("digest: no Slack to send it to")
         return None
-    report = build_report(config, metrics, end - timedelta(days=1), end, [], per_node_rps)
+    start = local_day_before(end, config.digest.timezone) if config.digest else end - DAY
+    report = build_report(config, metrics, start, end, [], per_node_rps)
     currency = config.digest.currency if config.digest else "USD"
     files: list[Attachment] = []
     if config.digest is None or config.digest.plot:
@@ -185,6 +187,15 @@ def digest_post(
             log.warning("digest: sent without PNGs (%s)", exc)
     message = report_message(report, currency)
     return lambda: bool(send(message, files))
+
+
+def local_day_before(end: datetime, timezone: str) -> datetime:
+    """The same local clock time a local day before `end`: the day a digest covers has 23
+    or 25 hours when the clocks change in it (24 hours before lost one hour of the autumn
+    night from every digest, and counted one of the spring night in two)."""
+    zone = ZoneInfo(timezone)
+    local = end.astimezone(zone)
+    return wall_time_to_instant(local.date() - DAY, local.time(), zone)
 
 
 def attachments(report: DayReport) -> list[Attachment]:

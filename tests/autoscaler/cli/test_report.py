@@ -320,3 +320,48 @@ def test_a_pools_capacity_profile_gone_bad_after_start_costs_no_digest(
     assert result.exit_code == 2, result.output
     assert f"{profile}:1: per_node_rps" in " ".join(result.output.split())
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("end", "hours"),
+    [
+        ("2026-10-26T00:00+01:00", 25),  # Berlin's clocks went back at 03:00 on the 25th
+        ("2026-03-30T00:00+02:00", 23),  # and forward at 02:00 on the 29th
+        ("2026-06-15T00:00+02:00", 24),
+    ],
+)
+def test_the_daily_digest_covers_the_local_day_of_23_or_25_hours(
+    tmp_path: Path, slack_api: SlackApiDouble, end: str, hours: int
+) -> None:
+    """The daemon's digest at 00:00 Berlin time, 3 nodes all along: the day just ended is
+    the local day, so the autumn night's extra hour is in one digest (24 hours before left
+    it out of every digest) and the spring night's missing one in none twice."""
+    from datetime import UTC, timedelta
+
+    from autoscaler.daemon import Daemon
+    from common.clock import SimulatedClock
+    from tests.autoscaler.test_daily_report import write_log
+
+    config = setup_day(tmp_path, slack_api.base_url)
+    config.write_text(
+        "interval: 10m\n"  # as the log below ticks
+        + config.read_text().replace(
+            "digest: {currency: EUR}",
+            "digest: {currency: EUR, at: '00:00', timezone: Europe/Berlin, plot: false}",
+        )
+    )
+    ends = datetime.fromisoformat(end).astimezone(UTC)
+    first = ends - timedelta(days=3)
+    minutes = [first + timedelta(minutes=k) for k in range(4 * 1440)]
+    (tmp_path / "trace.csv").write_text(
+        "timestamp,requests\n" + "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},600\n" for t in minutes)
+    )
+    (tmp_path / "decisions.jsonl").unlink()
+    write_log(tmp_path / "decisions.jsonl", first, ends + timedelta(hours=2))
+    daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(ends))
+    assert daemon.send_digest()
+    [message] = slack_api.messages
+    node_hours = 3 * hours
+    assert f"ocr: {node_hours:.1f} node-hours, EUR {2.5 * node_hours:.2f}" in (message.text or "")
+    assert f"{hours * 60}/{hours * 60} minutes with demand data" in (message.text or "")
+    assert "no decision logged" not in (message.text or "")
