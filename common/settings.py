@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
 from pydantic_core import ErrorDetails
 
 from common.secrets import remember
@@ -48,7 +49,21 @@ class Strict(BaseModel):
                     f"{key}: expected a number, got the boolean {str(value).lower()} (YAML "
                     "reads yes, no, on, off, true and false as booleans)"
                 )
+            if isinstance(value, int | float) and field and _takes_a_time(field.annotation):
+                # pydantic reads a number as seconds since 1970: `expires: 20261127` was an
+                # override expired in 1970, ignored and reported as expired
+                raise ValueError(
+                    f"{key}: expected a date and time with a UTC offset, such as "
+                    f"2026-11-27T18:00:00+05:30, got the number {value}"
+                )
         return data
+
+
+def _takes_a_time(annotation: Any) -> bool:
+    """datetime (or pydantic's AwareDatetime), alone or in a union (`datetime | None`)."""
+    if annotation is datetime or annotation is AwareDatetime:
+        return True
+    return any(_takes_a_time(option) for option in get_args(annotation))
 
 
 def _takes_a_number_not_a_boolean(annotation: Any) -> bool:

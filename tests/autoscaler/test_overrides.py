@@ -292,3 +292,17 @@ def test_an_override_must_start_before_it_expires() -> None:
         Override(nodes=3, starts=moment, expires=moment, reason="x")
     with pytest.raises(ValidationError, match="starts needs a UTC offset"):
         Override(nodes=3, starts=moment.replace(tzinfo=None), expires=moment, reason="x")
+
+
+def test_a_number_for_a_time_is_refused_at_its_line_not_read_as_1970(tmp_path: Path) -> None:
+    """`expires: 20261127` (a date typed without dashes) was read as seconds since 1970:
+    an override expired at once, ignored and reported as expired, the pin never held."""
+    path = tmp_path / "overrides.yaml"
+    path.write_text(
+        "overrides:\n  gpu-ocr:\n    nodes: 12\n    expires: 20261127\n    reason: launch\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_overrides(path)
+    text = str(caught.value)
+    assert f"{path}:4" in text and "expires" in text
+    assert "expected a date and time with a UTC offset" in text and "20261127" in text
