@@ -75,7 +75,7 @@ def budget_line(report: BacktestReport, name: str = "policy") -> str | None:
     worst = max(days, key=lambda day: day.late)
     with_late = sum(1 for day in days if day.late > 0)
     return (
-        f"{name}'s late requests by day: the worst, from {worst.start:%Y-%m-%d %H:%M}, took "
+        f"{name}'s late requests by day: the worst, from {worst.start:%Y-%m-%d %H:%M} UTC, took "
         f"{worst.late / budget:.0%} of the budget ({worst.late / worst.requests:.2%} late "
         f"that day); {late / budget:.0%} of the budget spent in all, late on "
         f"{with_late} of {len(days)} days"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -83,7 +83,8 @@ def pool_statuses(
         override = None if overrides is None else active_override(overrides, pool.name, now)
         upcoming = next_change(pool.schedules, now)
         failing = ", ".join(
-            f"{kind} since {since:%m-%d %H:%M}" for kind, since in state.failing.items()
+            f"{kind} since {since.astimezone(UTC):%m-%d %H:%M} UTC"
+            for kind, since in state.failing.items()
         )
         errors = last.get("errors") or {}
         fleet = (fleets or {}).get(pool.name)

@@ -55,7 +55,7 @@ def test_the_days_add_up_to_the_run_and_the_burst_day_took_the_budget() -> None:
     budget = report.settings.service_target * policy.score.requests
     line = budget_line(report)
     assert line is not None
-    assert f"the worst, from {days[1].start:%Y-%m-%d %H:%M}, took {late / budget:.0%}" in line
+    assert f"the worst, from {days[1].start:%Y-%m-%d %H:%M} UTC, took {late / budget:.0%}" in line
     assert "late on 1 of 2 days" in line
 
 

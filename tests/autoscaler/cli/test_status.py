@@ -5,7 +5,7 @@ exits 1 while a pool has errors."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -191,3 +191,13 @@ def test_every_value_shows_on_a_very_narrow_terminal(width: int) -> None:
     shown = " ".join(console.export_text().split())
     for word in ("4", "ready,", "pending)", "8", "never", "ticked", "down"):
         assert f" {word} " in f" {shown} ", (word, console.export_text())
+
+
+def test_a_failure_says_since_when_in_utc() -> None:
+    """The time a failure began was printed without its zone, beside times said in UTC."""
+    config = load_config(Path(__file__).resolve().parents[3] / "config" / "demo.yaml")
+    began = datetime(2026, 12, 6, 4, 30, tzinfo=timezone(timedelta(hours=2)))
+    last = {"time": NOW.isoformat(), "action": "hold", "reasons": ["no data"]}
+    states = {config.pools[0].name: PoolState(last_decision=last, failing={"metrics": began})}
+    row = pool_statuses(config, states, OverridesFile(), NOW, {})[0]
+    assert row.last_error == "metrics since 12-06 02:30 UTC"
