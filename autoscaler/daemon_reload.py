@@ -181,6 +181,12 @@ class ConfigReloads:
         every tick; a broken one keeps the last good one and is told once, with where."""
         path = self.runtime.config.overrides_file
         if path is None:
+            if self.overrides.overrides:  # a reload took `overrides_file` out of the config
+                pools = ", ".join(sorted(self.overrides.overrides))
+                self._alert(
+                    f"overrides_file is no longer in the config; the overrides of {pools} "
+                    "are lifted"
+                )
             self.overrides = OverridesFile()
             return
         seen = _file_fingerprint(path)

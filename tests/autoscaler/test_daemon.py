@@ -163,6 +163,23 @@ def test_a_removed_overrides_file_lifts_its_overrides_and_says_so(tmp_path: Path
     assert str(overrides) in told and "image-gen" in told
 
 
+def test_a_reload_that_drops_the_overrides_file_says_which_overrides_are_lifted(
+    tmp_path: Path,
+) -> None:
+    """A reload whose config no longer names `overrides_file` lifted every override without
+    a word, where removing the file itself is told: a pinned fleet may now shrink."""
+    daemon, clock, notifier, _ = pinned_to_seven(tmp_path)
+    path = tmp_path / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["overrides_file"]
+    path.write_text(yaml.safe_dump(config))
+    daemon.request_reload()
+    run_ticks(daemon, clock, 3)
+    assert daemon.overrides.overrides == {}
+    (told,) = [t for t in notifier.texts if "no longer in the config" in t]
+    assert "overrides_file" in told and "image-gen" in told
+
+
 def test_an_emptied_overrides_file_keeps_the_last_good_overrides(tmp_path: Path) -> None:
     """An editor that truncates before it writes (nano, `cat > overrides.yaml` while the
     text is pasted) leaves the file empty for a while: read then, every override was
