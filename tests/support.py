@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from autoscaler.loop_replay import Frame, LoopSettings, late_share, replay_lateness
 from autoscaler.notify import Message
@@ -149,3 +153,34 @@ def daemon_process(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def full_disk_under(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Every file opened to write in `folder` (by os.open, as tempfile does, or by open(),
+    as pathlib does) is made there, an inode taken, but its bytes go to /dev/full: each
+    write that reaches the disk fails with ENOSPC, as on a disk that filled, and a file
+    made stays unless the writer removes it."""
+    folder = folder.resolve()
+    real_os_open, real_io_open = os.open, io.open
+
+    def inside(path: object) -> bool:
+        if not isinstance(path, str | bytes | os.PathLike):
+            return False
+        return Path(os.fsdecode(path)).resolve().parent == folder
+
+    def os_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        fd = real_os_open(path, flags, mode, dir_fd=dir_fd)
+        if dir_fd is None and flags & (os.O_WRONLY | os.O_RDWR) and inside(path):
+            full = real_os_open("/dev/full", os.O_WRONLY)
+            os.dup2(full, fd)
+            os.close(full)
+        return fd
+
+    def io_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if set(mode) & set("wax+") and inside(file):
+            kwargs["opener"] = os_open
+        return real_io_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(io, "open", io_open)
+    monkeypatch.setattr(builtins, "open", io_open)

@@ -18,7 +18,9 @@ from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.daily_report import attachments, build_report, report_message, report_text
 from autoscaler.metrics import MetricsSource
+from autoscaler.notify import Attachment
 from autoscaler.notify_slack import SlackNotifier
+from common.atomic import replace_atomically
 from common.cli import option_moment
 from common.clock import SimulatedClock, SystemClock
 from common.durations import parse_duration
@@ -67,9 +69,7 @@ def report_command(
     except ValueError as exc:  # the plots extra is not installed
         _fail(str(exc))
     if plot_dir is not None:
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        for attachment in files:
-            (plot_dir / attachment.filename).write_bytes(attachment.content)
+        _write_pngs(plot_dir, files)
     if slack:
         assert parsed.slack is not None
         try:
@@ -79,6 +79,20 @@ def report_command(
         if not notifier.send_with_files(report_message(report, currency), files):
             _fail("Slack did not take the digest (see the log line above)", code=1)
         console.print(f"posted to Slack {parsed.slack.channel} with {len(files)} PNG(s)")
+
+
+def _write_pngs(folder: Path, files: list[Attachment]) -> None:
+    """Each PNG whole or not at all (common.atomic), a new one 0644 (a report to share). A
+    folder that cannot take them (a file in its place, a full disk) is said, naming the
+    file: it was a traceback, and a PNG cut short where the disk filled."""
+    if folder.exists() and not folder.is_dir():
+        _fail(f"--plot-dir: {folder} is not a folder")
+    for attachment in files:
+        path, content = folder / attachment.filename, attachment.content
+        try:
+            replace_atomically(path, lambda h, c=content: h.write(c), new_mode=0o644)
+        except OSError as exc:
+            _fail(f"--plot-dir: cannot write {path}: {exc.strerror or exc}")
 
 
 def _window(since: str, until: str | None) -> tuple[datetime, datetime]:

@@ -20,6 +20,7 @@ from autoscaler.cli.main import app
 from tests.autoscaler.test_daily_report import logrotate
 from tests.autoscaler.test_digest import day_demand, day_records
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble, make_slack_api_fixture
+from tests.support import full_disk_under
 
 slack_api = make_slack_api_fixture()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -365,3 +366,30 @@ def test_the_daily_digest_covers_the_local_day_of_23_or_25_hours(
     assert f"ocr: {node_hours:.1f} node-hours, EUR {2.5 * node_hours:.2f}" in (message.text or "")
     assert f"{hours * 60}/{hours * 60} minutes with demand data" in (message.text or "")
     assert "no decision logged" not in (message.text or "")
+
+
+@pytest.mark.parametrize("fault", ["full disk", "a file in its place"])
+def test_a_plot_dir_that_cannot_take_the_pngs_is_said_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """It was a traceback (OSError: No space left on device, naming no file; FileExistsError),
+    and on a full disk a PNG cut short was left where the old one was."""
+    config = setup_day(tmp_path, "http://127.0.0.1:9")
+    folder = tmp_path / "png"
+    png = folder / "ocr-20261126-0000.png"
+    if fault == "full disk":
+        folder.mkdir()
+        png.write_bytes(PNG_MAGIC + b"yesterday's")
+        full_disk_under(monkeypatch, folder)
+    else:
+        folder.write_text("not a folder")
+    command = ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--plot-dir"]
+    result = CliRunner().invoke(app, [*command, str(folder)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    if fault == "full disk":
+        assert f"cannot write {png}: No space left on device" in result.output
+        assert png.read_bytes() == PNG_MAGIC + b"yesterday's"  # whole, as it was
+        assert sorted(p.name for p in folder.iterdir()) == [png.name]  # no temporary file
+    else:
+        assert f"--plot-dir: {folder} is not a folder" in result.output
