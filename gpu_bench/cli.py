@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -239,14 +240,16 @@ def run(
     sweep = _interruptible_sweep(settings, checkpoint, progress, target, resumed)
     wide = console if console.is_terminal else _plain_console(stderr=True, width=150)
     wide.print(results_table(sweep))
-    console.print(f"chart: {write_chart(sweep, chart)}")
-    console.print(f"measurements: {write_csv(sweep, csv)}")
+    _written("--chart", chart, checkpoint, lambda: write_chart(sweep, chart))
+    console.print(f"chart: {chart}")
+    _written("--csv", csv, checkpoint, lambda: write_csv(sweep, csv))
+    console.print(f"measurements: {csv}")
     refused = refusal(sweep)
     if refused is not None:
         console.print(f"{refused.message}; no profile written", style="red")
         raise typer.Exit(refused.exit_code)
     profile = to_profile(sweep, device_label, _command_line(context))
-    save_profile(out, profile)
+    _written("--out", out, checkpoint, lambda: save_profile(out, profile))
     console.print(profile_table(profile, str(out)))
 
 
@@ -259,6 +262,22 @@ def _writable(option: str, path: Path) -> None:
     except ValueError as error:
         console.print(str(error), style="red")
         raise typer.Exit(2) from None
+
+
+def _written(option: str, path: Path, checkpoint: Path, write: Callable[[], object]) -> None:
+    """An output written once the sweep is done. A disk that filled (or went read-only)
+    since `_writable` looked is said, naming the file and where the measurements are
+    kept: it was a traceback naming no file, and no profile, after hours of measuring."""
+    try:
+        write()
+    except OSError as error:
+        console.print(
+            f"{option}: cannot write {path}: {error.strerror or error}; what was measured is "
+            f"kept in {checkpoint}: the same command, once there is room, resumes from there "
+            "and measures nothing again",
+            style="red",
+        )
+        raise typer.Exit(1) from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:

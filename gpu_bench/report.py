@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from common.atomic import replace_atomically, write_atomically
 from common.extras import needs_extra
 from gpu_bench.loadgen import RateMeasurement
 from gpu_bench.profile import CapacityProfile
@@ -73,17 +75,18 @@ CSV_FIELDS = (
 
 
 def write_csv(sweep: SweepResult, path: Path) -> Path:
-    """Every measurement of every configuration, one row each, in the order they ran."""
+    """Every measurement of every configuration, one row each, in the order they ran;
+    whole or not at all (a full disk left one cut short in place of the last run's)."""
     import csv
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("workers", "batch", *CSV_FIELDS))
-        for result in sweep.results:
-            for measurement in result.probes:
-                row = measurement.model_dump()
-                writer.writerow((result.workers, result.batch, *(row[f] for f in CSV_FIELDS)))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(("workers", "batch", *CSV_FIELDS))
+    for result in sweep.results:
+        for measurement in result.probes:
+            row = measurement.model_dump()
+            writer.writerow((result.workers, result.batch, *(row[f] for f in CSV_FIELDS)))
+    write_atomically(path, buffer.getvalue(), new_mode=0o644)
     return path
 
 
@@ -130,9 +133,11 @@ def write_chart(sweep: SweepResult, path: Path) -> Path:
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    kind = path.suffix[1:] or None  # as savefig reads a path's
+    try:  # whole or not at all, as the CSV
+        replace_atomically(path, lambda h: figure.savefig(h, format=kind), new_mode=0o644)
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -8,12 +8,14 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from gpu_bench.cli import app
 from gpu_bench.histogram import GROWTH
 from gpu_bench.profile import load_profile
+from tests.support import full_disk_under
 
 QUICK = [
     "--workers", "1,2",
@@ -250,3 +252,47 @@ def test_a_device_that_cannot_be_used_is_refused_before_measuring(tmp_path: Path
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert said in " ".join(result.output.split())
     assert not any(tmp_path.iterdir())
+
+
+def test_a_disk_full_after_the_sweep_names_the_file_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart, the CSV or the profile meeting a full disk once every configuration was
+    measured: it was a traceback (OSError: No space left on device, naming no file), no
+    profile, and the CSV of the last run emptied. Each now says which option and file,
+    where the measurements are kept, leaves the file before it whole and no temporary one;
+    the rerun, with room, measures nothing again."""
+    ok, full = tmp_path / "ok", tmp_path / "full"
+    checkpoint = tmp_path / "kept" / "sweep.json"
+    names = {"--out": "profile.yaml", "--chart": "profile.png", "--csv": "profile.csv"}
+    quick = [*QUICK[:1], "1", *QUICK[2:], "--checkpoint", str(checkpoint)]
+
+    def command(on_full: str) -> list[str]:
+        paths = [(o, (full if o == on_full else ok) / name) for o, name in names.items()]
+        return ["run", "--model", "cnn", *quick, *(str(p) for pair in paths for p in pair)]
+
+    first = CliRunner().invoke(app, command(""))
+    assert first.exit_code == 0, first.output
+    full.mkdir()
+    for option, name in names.items():
+        before = (ok / name).read_bytes()
+        (full / name).write_bytes(before)
+        with monkeypatch.context() as disk:
+            full_disk_under(disk, full)
+            result = CliRunner().invoke(app, command(option))
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit)
+        said = " ".join(result.output.split())
+        assert f"{option}: cannot write {full / name}: No space left on device" in said
+        assert f"what was measured is kept in {checkpoint}" in said
+        assert "resuming" in said and "configurations already measured" in said
+        assert (full / name).read_bytes() == before  # the last one, whole
+        assert sorted(p.name for p in full.iterdir()) == [name]  # no temporary file
+        (full / name).unlink()
+    again = CliRunner().invoke(app, command("--out"))
+    assert again.exit_code == 0, again.output
+    measured = [
+        load_profile(f / "profile.yaml").model_dump(exclude={"command", "created"})
+        for f in (full, ok)
+    ]
+    assert measured[0] == measured[1]
