@@ -133,8 +133,8 @@ class DecisionLog:
         if handle is not None and not _names(path, handle):
             self.close()
             handle = None
-        if handle is None:
-            handle = self._handle = _opened(path)
+        if handle is None:  # while writes fail, a line cut short is that failure's, told
+            handle = self._handle = _opened(path, quiet=self._last_error is not None)
         handle.write(line)
         handle.flush()
 
@@ -147,11 +147,12 @@ def _encodable(line: str) -> str:
     return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _opened(path: Path) -> TextIO:
+def _opened(path: Path, quiet: bool = False) -> TextIO:
     """The file opened to append; its folder is made only when it is missing (the first
     line, or after someone removed it), not checked on every line. A file that ends
     mid-line (a write cut short by a crash or a full disk) is ended with a newline first:
-    the next record would otherwise be glued to the torn one and lost with it. A path that
+    the next record would otherwise be glued to the torn one and lost with it (said unless
+    `quiet`: on a disk that stays full, every line tried again said it again). A path that
     names a FIFO (whose open waits for a reader) or a directory is refused at once."""
     try:
         handle = open_to_append(path)
@@ -159,7 +160,8 @@ def _opened(path: Path) -> TextIO:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open_to_append(path)
     if ends_mid_line(path):
-        logger.warning(
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
             "decision log %s ends mid-line (a write cut short); that line is left as it is "
             "and the next starts on a line of its own",
             path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+import autoscaler.decision_log
 from autoscaler.decision_log import DecisionLog
 from tests.support import read_decisions
 
@@ -188,3 +190,39 @@ def test_a_lone_surrogate_in_a_reason_is_written_as_its_escape(tmp_path: Path) -
     log.append({"pool": "a", "reasons": ["cut at \ud83d", "ü"]})
     (record,) = read_decisions(tmp_path / "decisions.jsonl")
     assert record["reasons"] == ["cut at \ud83d", "ü"]
+
+
+def test_a_disk_full_after_a_line_cut_short_is_said_once_not_each_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write the disk filled in leaves the log mid-line (the bytes that fitted); each
+    line after it, while the disk stayed full, opened the log again and warned that it
+    ends mid-line again: every pool, every tick. The failure is said once; when there is
+    room the next line starts on a line of its own."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"n": 0}\n{"n": 1, "rea')  # the line the disk filled in
+    real_open = autoscaler.decision_log.open_to_append
+    full = True
+
+    def open_on_full_disk(target: Path) -> TextIO:
+        """The log opened, its writes going to /dev/full (ENOSPC) while `full`."""
+        handle = real_open(target)
+        if full:
+            device = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(device, handle.fileno())
+            os.close(device)
+        return handle
+
+    monkeypatch.setattr(autoscaler.decision_log, "open_to_append", open_on_full_disk)
+    log = DecisionLog(path)
+    with caplog.at_level(logging.WARNING):
+        for n in range(2, 6):  # four pools' lines, lost
+            log.append({"n": n})
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "ends mid-line" in m]) == 1, said
+    assert len([m for m in said if "No space left on device" in m]) == 1, said
+    assert log.problem == "OSError: No space left on device"
+    full = False
+    log.append({"n": 6})
+    assert log.problem is None
+    assert path.read_text().splitlines() == ['{"n": 0}', '{"n": 1, "rea', '{"n": 6}']

@@ -125,10 +125,10 @@ class FullDisk:
         opened = autoscaler.decision_log._opened
 
         def failing(real: Callable[..., object]) -> Callable[..., object]:
-            def call(*args: object) -> object:
+            def call(*args: object, **kwargs: object) -> object:
                 if self.full:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                return real(*args)
+                return real(*args, **kwargs)
 
             return call
 
