@@ -10,6 +10,7 @@ scale-in, a later one is only logged) is apart from the scale-in it records
 
 from __future__ import annotations
 
+import glob
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,8 @@ class RecordFile:
 
     def _load(self) -> ScaleInRecord:
         empty = ScaleInRecord(group=self.group)
+        if self.path is not None:
+            self._remove_interrupted_saves(self.path)
         if self.path is None or not self.path.exists():
             return empty
         try:
@@ -72,6 +75,16 @@ class RecordFile:
         if record.nodes:
             log.info("%s: resuming a scale-in of %d nodes", self.target, len(record.nodes))
         return record
+
+    def _remove_interrupted_saves(self, path: Path) -> None:
+        """A save killed before its rename leaves its temporary file beside the record (the
+        record is whole: the old one or the new); the first use after a start clears them,
+        as the state file's start does, or each kill mid-save left one there for good."""
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as error:
+                log.warning("cannot remove %s (%s); left there", leftover, error.strerror)
 
     def save(self, record: ScaleInRecord, *, first: bool = False) -> None:
         """A scale-in starts only once its record is on disk (else BackendError, nothing

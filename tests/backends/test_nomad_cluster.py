@@ -272,6 +272,24 @@ def test_a_restart_mid_drain_resumes_the_scale_in(cluster: Cluster) -> None:
     assert not cluster.state_path.exists()
 
 
+def test_a_save_killed_before_its_rename_leaves_nothing_after_the_restart(
+    cluster: Cluster,
+) -> None:
+    """kill -9 (or a power cut) mid-save leaves the save's temporary file beside the record,
+    which is whole; nothing removed it, one more for each such kill. The first use after
+    the restart does, and resumes the scale-in from the record."""
+    nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
+    cluster.backend().scale(1, "night")
+    leftover = cluster.state_path.with_name(f".{cluster.state_path.name}.k3j2h1.tmp")
+    leftover.write_text('{"group": "gpu-nomad-clients", "nod')
+    cluster.nomad.finish_drain(nodes[0].id)
+    restarted = cluster.backend()
+    assert restarted.read().desired == 1  # the scale-in resumed: node 2 still leaving
+    assert cluster.desired() == 2  # node 0 terminated as its drain finished
+    assert not leftover.exists()
+    assert sorted(p.name for p in cluster.state_path.parent.iterdir()) == [cluster.state_path.name]
+
+
 def test_an_unusable_record_gives_tagged_nodes_back(cluster: Cluster) -> None:
     nodes = cluster.arrange([0, 2, 1], drain_seconds=None)
     cluster.backend().scale(1, "night")
