@@ -294,11 +294,20 @@ def _interruptible_sweep(
     """The sweep, ended by Ctrl-C or SIGTERM (kill, a CI job's timeout) the same way: the
     workers stopped, the checkpoint kept, a line saying how to resume, exit code 130.
     Without this, SIGTERM ended the process where it stood, leaving its workers behind."""
-    from gpu_bench.sweep import run_sweep
+    from gpu_bench.sweep import CheckpointUnwritten, run_sweep
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run_sweep(settings, checkpoint, progress, target, resumed)
+    except CheckpointUnwritten as error:  # the sweep's end would meet the same full disk
+        progress.close()
+        kept = "what it held before is kept" if checkpoint.exists() else "nothing is kept"
+        console.print(
+            f"{error}; the sweep stopped: {kept}, and the same command, once there is room, "
+            "resumes from there",
+            style="red",
+        )
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         progress.close()
         kept = (

@@ -402,8 +402,21 @@ def run_sweep(
         result = run_config(settings, workers, batch, start, progress, endpoint)
         sweep.results.append(result)
         if checkpoint is not None:
-            write_atomically(checkpoint, sweep.model_dump_json(indent=1))
+            _save(checkpoint, sweep)
         if progress is not None:
             after = plan_sweep(settings.workers, settings.batches, sweep.done(), settings.min_gain)
             progress.config_done(result, len(after.skipped))
     return sweep
+
+
+class CheckpointUnwritten(Exception):
+    """The checkpoint could not be written (a full disk): the one before it stays whole."""
+
+
+def _save(checkpoint: Path, sweep: SweepResult) -> None:
+    """A write's OSError names no file (a traceback said only 'No space left on device')."""
+    try:
+        write_atomically(checkpoint, sweep.model_dump_json(indent=1))
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise CheckpointUnwritten(f"cannot write the checkpoint {checkpoint}: {why}") from None

@@ -296,3 +296,25 @@ def test_a_disk_full_after_the_sweep_names_the_file_and_keeps_the_old_one(
         for f in (full, ok)
     ]
     assert measured[0] == measured[1]
+
+
+def test_a_checkpoint_the_disk_is_too_full_for_stops_the_sweep_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint written after a configuration met a full disk: a traceback said only
+    'No space left on device'. It now names the file and how to resume; the workers are
+    stopped and no temporary file is left."""
+    full = tmp_path / "full"
+    full.mkdir()
+    checkpoint = full / "sweep.json"
+    full_disk_under(monkeypatch, full)
+    quick = [*QUICK[:1], "1", *QUICK[2:], "--checkpoint", str(checkpoint)]
+    out = tmp_path / "profile.yaml"
+    result = CliRunner().invoke(app, ["run", "--model", "cnn", *quick, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    said = " ".join(result.output.split())
+    assert f"cannot write the checkpoint {checkpoint}: No space left on device" in said
+    assert "the sweep stopped" in said and "resumes from there" in said
+    assert multiprocessing.active_children() == []
+    assert list(full.iterdir()) == [] and not out.exists()
