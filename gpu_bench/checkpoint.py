@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from common.small_files import MIB, read_small_text
-from gpu_bench.sweep import SweepResult, SweepSettings
+from gpu_bench.sweep_models import SweepResult, SweepSettings
 from gpu_bench.workers import MODEL_FAILURES
 
 CHECKPOINT_MAX_BYTES = 256 * MIB  # a sweep's probes come to a few MiB at most

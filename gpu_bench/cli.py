@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from gpu_bench.endpoint import EndpointSettings
     from gpu_bench.report import BarProgress
-    from gpu_bench.sweep import SweepResult, SweepSettings
+    from gpu_bench.sweep_models import SweepResult, SweepSettings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, context_settings=CONTEXT
@@ -185,7 +185,7 @@ def run(
         write_chart,
         write_csv,
     )
-    from gpu_bench.sweep import SweepSettings
+    from gpu_bench.sweep_models import SweepSettings
 
     common = {
         "workers": _ints(workers, "--workers"),
@@ -331,7 +331,7 @@ def _model_settings(
 ) -> tuple[SweepSettings, str]:
     from gpu_bench.models import ModelLoadError, model_sha256, parse_model_spec
     from gpu_bench.sampling import device_count, device_name, resolve_device
-    from gpu_bench.sweep import SweepSettings
+    from gpu_bench.sweep_models import SweepSettings
 
     shape = _ints(input_shape, "--input-shape") if input_shape else None
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gpu_bench.profile import CapacityProfile
-from gpu_bench.sweep import SweepResult
+from gpu_bench.sweep_models import SweepResult
 from gpu_bench.workers import MODEL_FAILURES
 
 EXIT_NO_RATE, EXIT_MODEL_FAILED, EXIT_TARGET_IMPOSSIBLE, EXIT_GENERATOR = 1, 3, 4, 5

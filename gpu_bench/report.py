@@ -12,7 +12,7 @@ from common.atomic import replace_atomically, write_atomically
 from common.extras import needs_extra
 from gpu_bench.loadgen import RateMeasurement
 from gpu_bench.profile import CapacityProfile
-from gpu_bench.sweep import ConfigResult, SweepResult
+from gpu_bench.sweep_models import ConfigResult, SweepResult
 
 
 def _ms(value: float | None) -> str:

@@ -3,7 +3,7 @@ with a model, not of the figures it finds."""
 
 from __future__ import annotations
 
-from gpu_bench.sweep import SweepSettings
+from gpu_bench.sweep_models import SweepSettings
 
 
 def quick(model: str, **changes: object) -> SweepSettings:

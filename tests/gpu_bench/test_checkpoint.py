@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpu_bench.checkpoint import checkpoint_of
-from gpu_bench.sweep import ConfigResult, SweepResult, SweepSettings
+from gpu_bench.sweep_models import ConfigResult, SweepResult, SweepSettings
 from gpu_bench.workers import MODEL_FAILURES
 
 BEFORE, AFTER = "a" * 64, "b" * 64

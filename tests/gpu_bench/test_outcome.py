@@ -13,7 +13,7 @@ from gpu_bench.outcome import (
     refusal,
     to_profile,
 )
-from gpu_bench.sweep import ConfigResult, SweepResult, SweepSettings
+from gpu_bench.sweep_models import ConfigResult, SweepResult, SweepSettings
 from gpu_bench.workers import MODEL_ERROR, OUT_OF_MEMORY
 
 

@@ -93,7 +93,7 @@ def test_planner_zero_rates_do_not_grow() -> None:
 
 
 def test_chosen_config_is_the_smallest_within_the_gain_threshold() -> None:
-    from gpu_bench.sweep import ConfigResult, SweepResult, SweepSettings
+    from gpu_bench.sweep_models import ConfigResult, SweepResult, SweepSettings
 
     def result(workers: int, batch: int, rate: float | None, status: str = "ok") -> ConfigResult:
         return ConfigResult(workers=workers, batch=batch, status=status, rate_rps=rate)

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from gpu_bench.loadgen import RateMeasurement
-from gpu_bench.sweep import ConfigResult, SweepSettings, _over_capacity, _Pool, _Prober, _search
+from gpu_bench.sweep import _over_capacity, _Pool, _Prober, _search
+from gpu_bench.sweep_models import ConfigResult, SweepSettings
 from gpu_bench.workers import DONE, PoolTimings
 from tests.gpu_bench.quick_settings import quick
 
