@@ -3,8 +3,8 @@
 At a refit the forecaster replays itself over its recent history: at origins
 every few minutes it computes the level features it would have seen (weighted
 means of the residual from the clock shape over the preceding hours, and the
-smoothed residual at the target's time a day and a week before), predicts each
-lead, and compares with what came. From those replayed forecasts it learns, per
+smoothed residual at the target's local time a day and a week before), predicts
+each lead, and compares with what came. From those replayed forecasts it learns, per
 lead, how much of each feature persists (a small least-squares regression; a
 feature that predicts nothing gets a weight near 0) and the band that meets the
 service target (predictors/bands.py: a request-weighted error quantile, in units of
@@ -179,13 +179,16 @@ def learn_leads(
     latency_slack: float = 0.0,
     hour_of: np.ndarray | None = None,
     quick: bool = False,
+    season_lags: np.ndarray | None = None,
 ) -> LeadModel:
     """Replay the forecaster over `actual` (NaN = missing) with shape `seasonal`.
 
     `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
     run above the band within a step before requests wait longer than the target.
     `hour_of`: the local hour of each sample of `actual`; given, the band follows it.
-    `quick`: a quick fit's replay (replay_origins), and bands.point_band's quick search."""
+    `quick`: a quick fit's replay (replay_origins), and bands.point_band's quick search.
+    `season_lags`: (samples, lags) steps back to each sample's local time a day and a week
+    before (level.season_lag_steps), as the live forecast reads them; None: the fixed lags."""
     residual = actual - seasonal
     last_origin = len(actual) - 1 - leads
     first_origin = max(kernels.window - 1, last_origin - max_origins * origin_stride)
@@ -198,7 +201,8 @@ def learn_leads(
     features = level_features_at(residual[reach : origin[-1] + 1], origin - reach, kernels)
     target_at = origin[:, None] + np.arange(1, leads + 1)
     smoothed = centred_means(residual, kernels.season_smooth)
-    season = season_features(smoothed, target_at, origin[:, None], kernels)
+    lags = None if season_lags is None else season_lags[target_at]
+    season = season_features(smoothed, target_at, origin[:, None], kernels, lags)
     # A lag the replay rarely saw (history shorter than lag + replay span) would get a
     # weight from a handful of origins: it is left out until it has been seen.
     season[:, :, np.mean(season != 0.0, axis=(0, 1)) < SEASON_MIN_SEEN] = 0.0

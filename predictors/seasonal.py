@@ -11,8 +11,8 @@ The forecast at lead h is
   weighted more (predictors/shape.py). Local time comes from `timezone`, so a
   09:00 opening stays at 09:00 across DST.
 - level correction: weighted means of the last hours' residuals from the shape
-  (half-lives of 3, 10 and 60 minutes) and the residual at the same time a day and
-  a week before (bursts that recur, like a nightly batch job, which the smooth shape
+  (half-lives of 3, 10 and 60 minutes) and the residual at the same local time a day
+  and a week before (bursts that recur, like a nightly batch job, which the smooth shape
   cannot draw), with per-lead weights learned by replaying the forecaster over its
   recent history; a level far outside the usual is a shift and is followed whole
   (predictors/level.py, predictors/quantiles.py).
@@ -79,6 +79,7 @@ from predictors.history_grid import HistoryGrid
 from predictors.level import (
     LevelKernels,
     centred_means,
+    history_season_lags,
     level_features,
     level_kernels,
     season_features,
@@ -158,6 +159,7 @@ class SeasonalPredictor:
         self._replay: tuple[np.ndarray, np.ndarray] | None = None
         """A refit's replay (actual, out-of-sample shape): kept until the leads are learned."""
         self._hour_of: np.ndarray | None = None
+        self._season_lags: np.ndarray | None = None
 
     # ---- learning --------------------------------------------------------------
 
@@ -233,11 +235,14 @@ class SeasonalPredictor:
         self._kernels: LevelKernels = level_kernels(step_s)
         self._replay = (actual, np.where(odd_day, folds[1][slots], folds[0][slots]))
         self._hour_of = hour_of_day(local_s)
-        # Seasonal lags read the residual a day or a week before the target: kept from here,
-        # since the hourly refit comes round well before a lag reaches past it; only the
-        # longest lag's span, as every target to come is after the newest sample.
+        # Seasonal lags read the residual at the target's local time a day or a week before:
+        # kept from the longest lag back, since the hourly refit comes round well before a
+        # lag reaches past it, and every target to come is after the newest sample.
+        self._season_lags, self._ahead_lags = history_season_lags(
+            self._start_ns, len(actual), self._step_ns, self.timezone, self._kernels
+        )
         smoothed = centred_means(actual - self._shape[slots], self._kernels.season_smooth)
-        kept_from = max(0, len(smoothed) - max(self._kernels.season_lags, default=0) - 1)
+        kept_from = max(0, len(smoothed) - self._ahead_lags.longest - 1)
         self._season_smoothed = smoothed[kept_from:].copy()
         self._season_start_ns = self._start_ns + kept_from * self._step_ns
         self._leads: LeadModel | None = None
@@ -290,8 +295,9 @@ class SeasonalPredictor:
             latency_slack=self.latency_target_s * 1e9 / self._step_ns,
             hour_of=self._hour_of,
             quick=self._provisional,
+            season_lags=self._season_lags,
         )
-        self._replay, self._hour_of = None, None
+        self._replay, self._hour_of, self._season_lags = None, None, None
         return leads
 
     # ---- answering ------------------------------------------------------------
@@ -319,8 +325,9 @@ class SeasonalPredictor:
         future_ns = self._end_ns + np.arange(1, steps + 1, dtype=np.int64) * self._step_ns
         target_at = (future_ns - self._season_start_ns) // self._step_ns
         origin_at = (self._end_ns - self._season_start_ns) // self._step_ns
+        lags = self._ahead_lags.of(future_ns)
         season = season_features(
-            self._season_smoothed, target_at[None, :], origin_at, self._kernels
+            self._season_smoothed, target_at[None, :], origin_at, self._kernels, lags
         )
         level, shifted = offsets(self._level, season, leads)
         future_local_s = local_seconds(future_ns, self.timezone)

@@ -43,6 +43,26 @@ def local_seconds(times_ns: np.ndarray, timezone: str) -> np.ndarray:
     return wall.asi8 // _NS if wall.unit == "ns" else _as_seconds(wall)
 
 
+def instants_of_local(local_s: np.ndarray, timezone: str) -> np.ndarray:
+    """The first instant (epoch seconds) at which the clock in `timezone` shows each
+    wall-clock second of local_seconds, or later: schedules.wall_time_to_instant's rule
+    (a repeated time: its first occurrence; a time the clocks skip: the jump)."""
+    wall = pd.DatetimeIndex(np.asarray(local_s, dtype=np.int64).astype("datetime64[s]"))
+    first, second = (
+        wall.tz_localize(timezone, ambiguous=np.full(len(wall), dst), nonexistent="shift_forward")
+        for dst in (True, False)
+    )  # where the time exists twice, one of the two is the first: the earlier
+    return np.minimum(_as_seconds(first), _as_seconds(second))
+
+
+def one_offset(first_s: int, last_s: int, timezone: str) -> bool:
+    """Whether `timezone` keeps one UTC offset from `first_s` to `last_s` (epoch seconds)."""
+    if timezone == "UTC":
+        return True
+    zone = ZoneInfo(timezone)
+    return _one_offset(first_s, last_s, zone, _offset_s(first_s, zone))
+
+
 def week_slots(times_ns: np.ndarray, timezone: str) -> np.ndarray:
     """The local minute of the week (Monday 00:00 = 0) of each time."""
     return week_slots_of_local(local_seconds(times_ns, timezone))

@@ -3,7 +3,8 @@ future), and the scale law of the band that meets the target at least capacity."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 import predictors.level as level
 import predictors.quantiles as quantiles
+from autoscaler.schedules import wall_time_to_instant
 from predictors.bands import cheapest_band
 from predictors.level import level_kernels
 from predictors.quantiles import learn_leads, replay_origins, upper_of
@@ -50,6 +52,60 @@ def test_a_burst_that_recurs_daily_is_forecast_from_the_day_before(monkeypatch) 
     # The smooth clock shape alone draws a 20-minute burst only in part.
     assert with_lags < 0.5 * without_lags
     assert with_lags < 12.0  # of a 40 req/s burst
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _nightly_job(first: date, days: int) -> tuple[pd.Series, pd.Series]:
+    """A daily cycle in Berlin time (20 to 40 req/s) and, each night, a 20-minute job at
+    02:00 local adding 40 req/s, started as cron starts it (at the jump where the clocks
+    skip 02:00, at the first 02:00 where they repeat it), with Poisson noise; also the
+    noise-free cycle without the job."""
+    index = pd.date_range(
+        wall_time_to_instant(first, time(0), BERLIN), periods=days * DAY, freq="1min"
+    )
+    local = index.tz_convert(BERLIN)
+    hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
+    cycle = 30.0 + 10.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0)
+    rate = cycle.copy()
+    for day in range(days):
+        job = wall_time_to_instant(first + timedelta(days=day), time(2), BERLIN)
+        rate[(index >= job) & (index < job + timedelta(minutes=20))] += 40.0
+    noisy = np.random.default_rng(4).poisson(rate * 60.0) / 60.0
+    return pd.Series(noisy, index=index), pd.Series(cycle, index=index)
+
+
+@pytest.mark.parametrize(
+    ("first", "day", "hour_off"),
+    [
+        (date(2025, 3, 10), date(2025, 3, 31), 3),  # the clocks went forward on the 30th
+        (date(2025, 3, 10), date(2025, 4, 1), 3),
+        (date(2025, 10, 6), date(2025, 10, 27), 1),  # and back on the 26th
+        (date(2025, 10, 6), date(2025, 10, 28), 1),
+    ],
+)
+def test_a_nightly_job_is_looked_for_at_its_local_time_across_a_clock_change(
+    first: date, day: date, hour_off: int
+) -> None:
+    """The seasonal lags read the same local time a day and a week before, not 24 and 168
+    hours of real time: after the clocks change, a 02:00 job is forecast at 02:00 (it was
+    forecast at 03:00 in spring, at 01:00 in autumn, for a week)."""
+    series, cycle = _nightly_job(first, 28)
+    origin = wall_time_to_instant(day, time(0, 40), BERLIN)
+    predictor = SeasonalPredictor(timezone="Europe/Berlin", quick_first_fit=False)
+    forecast = predictor.fit(series[series.index <= origin]).forecast(timedelta(hours=3))
+    local = forecast.times.tz_convert(BERLIN)
+    above = forecast.point - cycle.reindex(forecast.times).to_numpy()
+
+    def job_share(hour: int) -> float:
+        """The share of the job's 40 req/s the forecast adds over [hour:00, hour:20)."""
+        at = (local.hour == hour) & (local.minute < 20)
+        return float(np.mean(above[at])) / 40.0
+
+    assert job_share(2) > 0.55
+    if day != date(2025, 3, 31):  # there the day before's job ran at 03:00, skipped to it
+        assert job_share(hour_off) < 0.25
 
 
 def _replay_model(noise: str) -> quantiles.LeadModel:
