@@ -95,11 +95,22 @@ def clamp_desired(requested: int, snapshot: GroupSnapshot) -> tuple[int, str | N
         # Lowering desired lets AWS remove only unprotected instances.
         floor = min(snapshot.desired, snapshot.protected)
         if target < floor:
-            notes.append(f"{snapshot.protected} instances are protected from scale-in")
+            notes.append(_protected_note(snapshot))
             target = floor
     if target == requested:
         return target, None
     return target, f"asked for {requested}, clamped to {target}: {'; '.join(notes)}"
+
+
+def _protected_note(snapshot: GroupSnapshot) -> str:
+    """The protected instances, and the capacity units they hold where weights make those
+    differ: '4 instances are protected' for one instance of 4 units sent people looking for
+    protection on instances that had none."""
+    count = sum(1 for i in snapshot.instances if i.protected and i.counted)
+    if count == snapshot.protected:
+        return f"{count} instances are protected from scale-in"
+    held = f"{count} instance holds" if count == 1 else f"{count} instances hold"
+    return f"protected from scale-in, {held} {snapshot.protected} capacity units"
 
 
 # ---- pure: classifying and wording failures ------------------------------------------

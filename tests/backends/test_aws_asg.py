@@ -138,6 +138,21 @@ def test_a_weighted_group_counts_ready_and_protected_in_capacity_units(aws: AwsW
     assert aws.group(GROUP)["DesiredCapacity"] == 4
 
 
+def test_a_weighted_groups_clamp_counts_its_protected_instances_apart_from_units(
+    aws: AwsWorld,
+) -> None:
+    """Against moto serving the documented Auto Scaling query API: one protected instance
+    of 4 units was told as '4 instances are protected from scale-in', sending people to
+    look for protection on instances that had none. Now the instance and its units."""
+    ids = aws.create_group(GROUP, desired=8, max_size=16, weight=4)
+    aws.protect(GROUP, ids[:1])
+    backend = make_backend(aws.url)
+    AwsFaults(backend.client).edit_next("DescribeAutoScalingGroups", weighed(4))
+    note = backend.scale(1, "night")
+    assert note is not None
+    assert "protected from scale-in, 1 instance holds 4 capacity units" in note
+
+
 def test_scale_sets_desired_capacity(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2, max_size=6)
     backend = make_backend(aws.url)
