@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from itertools import pairwise
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -21,7 +20,7 @@ from apscheduler.triggers.base import BaseTrigger
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
 from autoscaler.decision_log_read import LogRead, read_records
-from autoscaler.digest import DigestSettings, PoolDigest, pool_digest, record_time
+from autoscaler.digest import DigestSettings, LoggedTick, PoolDigest, tick_digest
 from autoscaler.metrics import MetricsError, MetricsSource
 from autoscaler.notify import (
     SECTION_TEXT_LIMIT,
@@ -110,11 +109,14 @@ def build_report(
         if config.decision_log
         else LogRead([], 0, None, None)
     )
+    by_pool: dict[str | None, list[LoggedTick]] = {}
+    for tick in read.records:
+        by_pool.setdefault(tick.pool, []).append(tick)
     digests, from_log, silent = [], [], []
     for pool in config.pools:
         if pools and pool.name not in pools:
             continue
-        mine = [r for r in read.records if r.get("pool") == pool.name]
+        mine = by_pool.get(pool.name, [])
         if not mine:
             silent.append(pool.name)
         try:
@@ -124,12 +126,12 @@ def build_report(
             demand = _logged_demand(mine)
             from_log.append(pool.name)
         settings = digest_settings(pool, (per_node_rps or {}).get(pool.name))
-        digests.append(pool_digest(pool.name, mine, demand, settings, start, end))
+        digests.append(tick_digest(pool.name, mine, demand, settings, start, end))
     where = config.decision_log or "the config sets no decision_log"
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
     begins = read.oldest.tz_convert("UTC").to_pydatetime() if read.oldest is not None else None
     late = begins if begins is not None and begins > start + config.interval else None
-    silent = silent_spans([record_time(r) for r in read.records], start, end, config.interval)
+    silent = silent_spans([t.at for t in read.records], start, end, config.interval)
     return DayReport(
         start,
         end,
@@ -143,12 +145,8 @@ def build_report(
     )
 
 
-def _logged_demand(records: list[dict[str, Any]]) -> pd.Series:
-    pairs = [
-        (pd.Timestamp(r["time"]).floor("min"), r["demand_rps"])
-        for r in records
-        if r.get("demand_rps") is not None
-    ]
+def _logged_demand(ticks: list[LoggedTick]) -> pd.Series:
+    pairs = [(t.at.floor("min"), t.demand_rps) for t in ticks if t.demand_rps is not None]
     if not pairs:
         return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float)
     series = pd.Series([v for _, v in pairs], index=pd.DatetimeIndex([t for t, _ in pairs]))

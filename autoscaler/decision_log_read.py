@@ -1,7 +1,8 @@
 """Reading the decision log back for the daily digest (autoscaler/daily_report.py): the
 log and the rotated files logrotate left beside it (autoscaler/rotated_logs.py), every
-line checked for the fields the digest reads. A line of the wrong shape is counted and
-named, never fatal: one torn line must not cost a day's report.
+line checked for the fields the digest reads, and those alone kept (LoggedTick). A line
+of the wrong shape is counted and named, never fatal: one torn line must not cost a
+day's report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from autoscaler.digest import LoggedTick
 from autoscaler.rotated_logs import files_to_read, siblings, text_lines
 from common.small_files import NotASmallFileError
 
@@ -25,7 +27,7 @@ LOOKBACK = timedelta(hours=6)
 
 @dataclass
 class LogRead:
-    records: list[dict[str, Any]]
+    records: list[LoggedTick]
     unreadable: int
     """Lines (and files) not read: a torn last line after a crash, a hand edit, a field
     of the wrong type, a FIFO, a gzip cut short."""
@@ -65,7 +67,7 @@ def read_records(path: Path, start: datetime, end: datetime) -> LogRead:
                     read.saw(at)
                     if first <= at < last:
                         _check_fields(record)
-                        read.records.append(record)
+                        read.records.append(LoggedTick.of(record, at))
                 except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
                     read.skip(f"{file}:{number}: {exc}")
         except FileNotFoundError:

@@ -19,6 +19,7 @@ import pytest
 import autoscaler.decision_log_read
 from autoscaler.daily_report import DayReport, report_text, silent_spans
 from autoscaler.decision_log_read import LogRead, read_records
+from autoscaler.digest import LoggedTick
 from tests.autoscaler.test_digest import DAY, END, day_records
 
 
@@ -97,7 +98,7 @@ def test_lines_of_an_older_version_without_the_newer_fields_are_read(tmp_path: P
     old = {"time": "2026-11-26T10:00:30+00:00", "pool": "ocr", "current": 3, "desired": 3}
     log.write_text(json.dumps(old) + "\n")
     read = read_records(log, DAY, END + timedelta(days=1))
-    assert read.records == [old] and read.unreadable == 0
+    assert read.records == [LoggedTick.of(old)] and read.unreadable == 0
 
 
 def test_a_span_the_log_has_no_record_of_is_said() -> None:
@@ -275,7 +276,7 @@ def test_a_day_rotated_away_is_read_from_the_rotated_files_it_is_in(
     log = rotated_daily(tmp_path, dateext)
     read = read_records(log, DAY, END)
     assert opened == files
-    times = [datetime.fromisoformat(r["time"]) for r in read.records]
+    times = [r.at for r in read.records]
     ticks = [DAY - timedelta(hours=6) + k * timedelta(minutes=10) for k in range(180)]
     assert times == [tick + timedelta(minutes=5) for tick in ticks]  # 06:25, 06:35, ...
     assert read.unreadable == 0
@@ -293,7 +294,7 @@ def test_a_rotated_gzip_cut_short_is_read_up_to_the_damage_and_said(tmp_path: Pa
     assert read.unreadable == 1 and read.first_unreadable is not None
     assert read.first_unreadable.startswith(f"{packed}:")
     assert "the rest of it not read" in read.first_unreadable
-    times = [datetime.fromisoformat(r["time"]) for r in read.records]
+    times = [r.at for r in read.records]
     assert times[-1] == END - timedelta(minutes=5)  # .1, after it, is read
     assert DAY + timedelta(hours=6, minutes=15) not in times  # the end of .2.gz is lost
 
@@ -306,7 +307,7 @@ def test_hours_without_any_decision_are_said_not_taken_for_decisions(tmp_path: P
     log = tmp_path / "decisions.jsonl"
     write_log(log, DAY, DAY + timedelta(hours=2))
     write_log(log, DAY + timedelta(hours=4, minutes=30), DAY + timedelta(hours=22))
-    times = [datetime.fromisoformat(r["time"]) for r in read_records(log, DAY, END).records]
+    times = [r.at for r in read_records(log, DAY, END).records]
     ten = timedelta(minutes=10)
     spans = silent_spans(times, DAY, END, ten)
     last_before, back = DAY + timedelta(hours=1, minutes=50), DAY + timedelta(hours=4, minutes=30)
