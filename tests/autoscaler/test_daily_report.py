@@ -117,58 +117,8 @@ def test_a_span_the_log_has_no_record_of_is_said() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("zone", "day"),
-    [("America/New_York", date(2026, 11, 1)), ("Australia/Lord_Howe", date(2026, 4, 5))],
-)
-def test_a_digest_time_in_the_repeated_hour_is_sent_once_that_day(zone: str, day: date) -> None:
-    """apscheduler's CronTrigger fires at both 01:30s of a fall-back night: two digests."""
-    from autoscaler.config.schema import Config
-    from autoscaler.daily_report import digest_trigger
-
-    pool = {
-        "name": "ocr",
-        "backend": {"kind": "simulated"},
-        "demand": {"query": "q"},
-        "capacity": {"per_node_rps": 1},
-        "max_nodes": 2,
-    }
-    config = Config.model_validate(
-        {
-            "slack": {"channel": "#gpu"},
-            "digest": {"at": "01:45", "timezone": zone},
-            "pools": [pool],
-        }
-    )
-    trigger = digest_trigger(config, dry_run=False)
-    assert trigger is not None
-    fire, fires = datetime.combine(day - timedelta(days=2), time(12), ZoneInfo(zone)), []
-    for _ in range(4):
-        fire = trigger.get_next_fire_time(fire, fire)
-        assert fire is not None
-        fires.append(fire)
-    local = [f.astimezone(ZoneInfo(zone)) for f in fires]
-    assert [f.date() for f in local] == [day - timedelta(days=1 - k) for k in range(4)]
-    assert all((f.hour, f.minute) == (1, 45) for f in local)
-    assert local[1].utcoffset() > local[2].utcoffset()  # the first 01:45 of the night
-
-
-@pytest.mark.parametrize(
-    ("zone", "at", "day", "sent"),
-    [
-        ("Europe/Berlin", time(0, 30), date(2026, 3, 29), time(0, 30)),
-        ("America/New_York", time(0, 0), date(2026, 3, 8), time(0, 0)),
-        ("Pacific/Chatham", time(0, 30), date(2026, 9, 27), time(0, 30)),
-        ("Africa/Casablanca", time(0, 15), date(2026, 3, 22), time(0, 15)),
-        ("America/Santiago", time(0, 30), date(2026, 9, 6), time(1, 0)),  # 00:30 is skipped
-    ],
-)
-def test_a_digest_time_after_midnight_is_sent_each_day_across_spring_forward(
-    zone: str, at: time, day: date, sent: time
-) -> None:
-    """apscheduler's CronTrigger went from one midnight to the next by adding 24 hours,
-    which on a 23-hour day lands an hour past `at`: no digest the day after the change.
-    Each day gets one; an `at` the jump skips is sent at the jump (the schedules' rule)."""
+def digest_fires(at: time, zone: str, day: date) -> list[datetime]:
+    """The digest's first four sends after noon two days before `day`, in local time."""
     from autoscaler.config.schema import Config
     from autoscaler.daily_report import digest_trigger
 
@@ -190,6 +140,38 @@ def test_a_digest_time_after_midnight_is_sent_each_day_across_spring_forward(
         fire = trigger.get_next_fire_time(fire, fire)
         assert fire is not None
         fires.append(fire.astimezone(ZoneInfo(zone)))
+    return fires
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("America/New_York", date(2026, 11, 1)), ("Australia/Lord_Howe", date(2026, 4, 5))],
+)
+def test_a_digest_time_in_the_repeated_hour_is_sent_once_that_day(zone: str, day: date) -> None:
+    """apscheduler's CronTrigger fires at both 01:30s of a fall-back night: two digests."""
+    local = digest_fires(time(1, 45), zone, day)
+    assert [f.date() for f in local] == [day - timedelta(days=1 - k) for k in range(4)]
+    assert all((f.hour, f.minute) == (1, 45) for f in local)
+    assert local[1].utcoffset() > local[2].utcoffset()  # the first 01:45 of the night
+
+
+@pytest.mark.parametrize(
+    ("zone", "at", "day", "sent"),
+    [
+        ("Europe/Berlin", time(0, 30), date(2026, 3, 29), time(0, 30)),
+        ("America/New_York", time(0, 0), date(2026, 3, 8), time(0, 0)),
+        ("Pacific/Chatham", time(0, 30), date(2026, 9, 27), time(0, 30)),
+        ("Africa/Casablanca", time(0, 15), date(2026, 3, 22), time(0, 15)),
+        ("America/Santiago", time(0, 30), date(2026, 9, 6), time(1, 0)),  # 00:30 is skipped
+    ],
+)
+def test_a_digest_time_after_midnight_is_sent_each_day_across_spring_forward(
+    zone: str, at: time, day: date, sent: time
+) -> None:
+    """apscheduler's CronTrigger went from one midnight to the next by adding 24 hours,
+    which on a 23-hour day lands an hour past `at`: no digest the day after the change.
+    Each day gets one; an `at` the jump skips is sent at the jump (the schedules' rule)."""
+    fires = digest_fires(at, zone, day)
     assert [f.date() for f in fires] == [day - timedelta(days=1 - k) for k in range(4)]
     assert [f.time() for f in fires] == [at, sent, at, at]
 
