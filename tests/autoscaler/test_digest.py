@@ -130,3 +130,19 @@ def test_no_price_gives_node_hours_without_cost_and_an_empty_log_gives_no_fleet(
     assert digest.fleet.cost is None and digest.fleet.node_hours == pytest.approx(74.0)
     empty = pool_digest("ocr", [], day_demand(), SETTINGS, DAY, END)
     assert empty.fleet.node_hours == 0.0 and empty.forecast_wape is None
+
+
+def test_each_forecast_is_scored_on_the_known_minutes_of_its_own_horizon() -> None:
+    """A tick's horizon is the minutes after its own, up to the horizon: an hour without
+    demand leaves out the 46 ticks whose whole horizon falls in it, not the ticks whose
+    horizon reaches past it; a 90-second horizon reads one minute, and a tick is scored
+    until its horizon reaches the end of the day."""
+    demand = day_demand()
+    demand[at(3) : at(4) - timedelta(minutes=1)] = np.nan
+    digest = pool_digest("ocr", day_records(), demand, SETTINGS, DAY, END)
+    assert digest.forecasts_scored == 1426 - 46
+    assert digest.forecast_wape == pytest.approx((1365 * 2 + 15 * 8) / (1365 * 10 + 15 * 20))
+    short = DigestSettings(**{**SETTINGS.__dict__, "horizon": timedelta(seconds=90)})
+    digest = pool_digest("ocr", day_records(), day_demand(), short, DAY, END)
+    assert digest.forecasts_scored == 1439
+    assert digest.forecast_bias == pytest.approx((1438 * 2 - 8) / (1438 * 10 + 20))
