@@ -80,7 +80,6 @@ def pool_statuses(
         state = states.get(pool.name, PoolState())
         last = state.last_decision or {}
         bounds = bounds_at(pool.schedules, now)
-        override = None if overrides is None else active_override(overrides, pool.name, now)
         upcoming = next_change(pool.schedules, now)
         failing = ", ".join(
             f"{kind} since {since.astimezone(UTC):%m-%d %H:%M} UTC"
@@ -114,14 +113,7 @@ def pool_statuses(
                     if bounds.active
                     else "-"
                 ),
-                override=(
-                    f"{override.describe()} until {override.expires:%m-%d %H:%M %z}: "
-                    f"{override.reason}"
-                    if override
-                    else "unknown: the overrides file does not read"
-                    if overrides is None
-                    else "-"
-                ),
+                override=override_text(overrides, pool.name, now),
                 next_change=f"{upcoming[0]:%a %m-%d %H:%M} UTC {upcoming[1]}" if upcoming else "-",
                 last_error=last_error,
                 signals=_signals(last.get("signals") or []),
@@ -129,6 +121,23 @@ def pool_statuses(
             )
         )
     return rows
+
+
+def override_text(overrides: OverridesFile | None, pool: str, now: datetime) -> str:
+    """The override in force, or one planned ahead (`override set --from`): a pin for
+    tomorrow's campaign showed as none until it began, and looked forgotten."""
+    if overrides is None:
+        return "unknown: the overrides file does not read"
+    override = active_override(overrides, pool, now)
+    if override is not None:
+        return f"{override.describe()} until {override.expires:%m-%d %H:%M %z}: {override.reason}"
+    planned = overrides.overrides.get(pool)
+    if planned is None or planned.starts is None or now >= planned.starts:
+        return "-"
+    return (
+        f"planned: {planned.describe()} from {planned.starts:%m-%d %H:%M %z} until "
+        f"{planned.expires:%m-%d %H:%M %z}: {planned.reason}"
+    )
 
 
 STALE_TICKS = 3

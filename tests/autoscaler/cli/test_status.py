@@ -13,9 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
-from autoscaler.cli.status import pool_statuses, stale_tick
+from autoscaler.cli.status import override_text, pool_statuses, stale_tick
 from autoscaler.config.loader import load_config
-from autoscaler.overrides import OverridesFile
+from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
 from backends.leases import LeaderElection
 from tests.autoscaler.cli.test_prometheus import write_config
@@ -201,3 +201,19 @@ def test_a_failure_says_since_when_in_utc() -> None:
     states = {config.pools[0].name: PoolState(last_decision=last, failing={"metrics": began})}
     row = pool_statuses(config, states, OverridesFile(), NOW, {})[0]
     assert row.last_error == "metrics since 12-06 02:30 UTC"
+
+
+def test_an_override_planned_ahead_is_shown_before_it_begins() -> None:
+    """`override set --from tomorrow` showed as no override until it began: the pin for a
+    campaign looked forgotten to whoever checked the evening before."""
+    starts = NOW + timedelta(hours=5)
+    planned = Override(
+        min_nodes=20, starts=starts, expires=starts + timedelta(hours=14), reason="campaign"
+    )
+    overrides = OverridesFile(overrides={"nasa": planned})
+    assert override_text(overrides, "nasa", NOW) == (
+        "planned: min 20 from 12-06 08:00 +0000 until 12-06 22:00 +0000: campaign"
+    )
+    assert override_text(overrides, "nasa", starts).startswith("min 20 until 12-06 22:00")
+    assert override_text(overrides, "other", NOW) == "-"
+    assert override_text(None, "nasa", NOW).startswith("unknown")
