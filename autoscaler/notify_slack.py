@@ -238,10 +238,10 @@ class SlackNotifier:
         if self._token_file is None:
             return False
         try:
-            token = read_small_text(self._token_file, CREDENTIAL_MAX_BYTES).strip()
-        except (OSError, UnicodeDecodeError):
+            token = read_slack_token_file(self._token_file)
+        except ValueError:  # mid-write or removed: Slack's refusal stands
             return False
-        if not token or token == self._token:
+        if token == self._token:
             return False
         remember(token)
         self._token = self._client.token = token
@@ -272,22 +272,26 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
     return retry_after_seconds(retry_after_header(headers), datetime.now(UTC))
 
 
+def read_slack_token_file(path: Path) -> str:
+    """The bot token in `path` (at start, and again when Slack refuses the one in use);
+    a ValueError naming the file, never its content, where it cannot be read or is empty."""
+    try:
+        token = read_small_text(path, CREDENTIAL_MAX_BYTES).strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise ValueError(f"slack.token_file {path} cannot be read: {reason}") from None
+    if not token:
+        raise ValueError(f"slack.token_file {path} is empty; expected a bot token")
+    return token
+
+
 def read_slack_token(cfg: SlackConfig, env: Mapping[str, str]) -> str:
     """The bot token from cfg.token_file if set, else from env[cfg.token_env].
 
     Errors name the file or variable, never the value.
     """
     if cfg.token_file is not None:
-        try:
-            token = read_small_text(cfg.token_file, CREDENTIAL_MAX_BYTES).strip()
-        except (OSError, UnicodeDecodeError) as err:
-            reason = getattr(err, "strerror", None) or type(err).__name__
-            raise ValueError(
-                f"slack.token_file {cfg.token_file} cannot be read: {reason}"
-            ) from None
-        if not token:
-            raise ValueError(f"slack.token_file {cfg.token_file} is empty; expected a bot token")
-        return token
+        return read_slack_token_file(cfg.token_file)
     token = env.get(cfg.token_env, "").strip()
     if not token:
         raise ValueError(
