@@ -32,7 +32,7 @@ from autoscaler.daemon_fits import HeavyFits, start_fit_workers
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
-from autoscaler.daily_report import digest_post, digest_trigger
+from autoscaler.daily_report import digest_due, digest_post, digest_trigger
 from autoscaler.fit_workers import FitWorkers
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.notify_queue import finish, gathered
@@ -224,7 +224,11 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
             server = self._serve_telemetry(config.telemetry.listen)
         trigger = digest_trigger(config, self.dry_run)
         if trigger is not None:
-            scheduler.add_job(self._start_digest, trigger, id="digest")
+            # Sent once the host wakes (a suspend, a clock stepped forward), not dropped
+            # as apscheduler's 1 s misfire grace had it: one, for the day due last.
+            scheduler.add_job(
+                self._start_digest, trigger, id="digest", misfire_grace_time=None, coalesce=True
+            )
         scheduler.start()
         log.info("autoscaler running: %d pools, every %s", len(config.pools), config.interval)
         service = ServiceNotifier()
@@ -296,18 +300,19 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
     def _start_digest(self) -> None:
         """The digest on a thread of its own, which a stop does not wait for: a slow
         Prometheus or Slack (minutes for many pools) held the stop past systemd's timeout."""
-        threading.Thread(target=self.send_digest, name="digest", daemon=True).start()
+        due = digest_due(self.runtime.config, self.runtime.clock.now())
+        threading.Thread(target=self.send_digest, args=(due,), name="digest", daemon=True).start()
 
-    def send_digest(self) -> bool:
-        """The daily digest of the day just ended, from the active daemon only (a standby
-        stays quiet): built and posted beside the ticks, from the runtime of the moment (a
-        slow Prometheus or Slack holds no tick)."""
+    def send_digest(self, end: datetime | None = None) -> bool:
+        """The daily digest of the day ended at `end` (now, by default), from the active
+        daemon only (a standby stays quiet): built and posted beside the ticks, from the
+        runtime of the moment (a slow Prometheus or Slack holds no tick)."""
         try:
             with self._tick_lock:
                 if self.leader is not None and not self._leading:
                     return False
                 runtime = self.runtime
-                end = runtime.clock.now().replace(second=0, microsecond=0)
+                end = (end or runtime.clock.now()).replace(second=0, microsecond=0)
             rates = {t.pool.name: t.per_node_rps for t in runtime.tickers}  # as ticks sized
             post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end, rates)
             if post is not None and self._stop.is_set():

@@ -359,6 +359,19 @@ def digest_trigger(config: Config, dry_run: bool) -> BaseTrigger | None:
     return DailyTrigger(digest.at, digest.timezone)
 
 
+def digest_due(config: Config, now: datetime) -> datetime:
+    """When the digest sent at `now` was due: the last `digest.at` at or before it. One
+    sent late (a host woken from suspend, a clock stepped forward) covers the day that
+    ended then, not the day before the send, whose hours the next digest counts again."""
+    if config.digest is None:
+        return now.replace(second=0, microsecond=0)
+    zone = ZoneInfo(config.digest.timezone)
+    day = now.astimezone(zone).date()
+    while (due := wall_time_to_instant(day, config.digest.at, zone)) > now:
+        day -= timedelta(days=1)
+    return due
+
+
 class DailyTrigger(BaseTrigger):
     """Once each local day at `at`, by the schedules' rule (the first moment the clock
     shows it or later: the jump for a skipped `at`, the first of a repeated one).

@@ -559,9 +559,8 @@ def test_a_stop_does_not_wait_for_a_digest_in_flight(tmp_path: Path, monkeypatch
 
     with SlackApiDouble() as slack_api:
         config = setup_day(tmp_path, slack_api.base_url)
-        config.write_text(
-            config.read_text().replace("digest: {currency: EUR}", "digest: {plot: false}")
-        )
+        digest = 'digest: {plot: false, at: "00:00"}'  # the day it covers ends at `end`
+        config.write_text(config.read_text().replace("digest: {currency: EUR}", digest))
         soon = datetime.now(UTC) + timedelta(seconds=1)  # daily, as the digest's own
         monkeypatch.setattr(
             daemon_module, "digest_trigger", lambda *_: IntervalTrigger(days=1, start_date=soon)

@@ -174,3 +174,52 @@ def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_host_suspended_over_the_digest_time_sends_the_day_once_it_wakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host suspended (a VM paused, a laptop shut) or a clock stepped forward across the
+    digest's `at` wakes with the digest's run three hours past, as the scheduler sees it
+    here (its next run moved into the past; the system clock is not the test's to move).
+    apscheduler's default 1 s misfire grace dropped it with a log line: no digest that day.
+    It is now sent at once, covering the local day that ended at its `at`, not the 24
+    hours before the late send (which the next digest would count again). Slack is the
+    double of its documented Web API (tests/doubles/slack_api.py)."""
+    import autoscaler.daemon as daemon_module
+    from common.clock import SimulatedClock
+    from tests.autoscaler.cli.test_report import setup_day
+    from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+    schedulers: list[BackgroundScheduler] = []
+
+    class Kept(BackgroundScheduler):
+        def start(self, *args: Any, **kwargs: Any) -> None:
+            schedulers.append(self)
+            super().start(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "BackgroundScheduler", Kept)
+    with SlackApiDouble() as slack_api:
+        config = setup_day(tmp_path, slack_api.base_url)
+        digest = 'digest: {plot: false, at: "00:00", timezone: UTC}'
+        config.write_text(config.read_text().replace("digest: {currency: EUR}", digest))
+        woke = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)  # three hours after the digest's 00:00
+        env = {"SLACK_BOT_TOKEN": DEFAULT_TOKEN}
+        daemon = Daemon(config, env=env, clock=SimulatedClock(woke))
+        loop = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+        loop.start()
+
+        def digests() -> list[str]:
+            return [m.text or "" for m in slack_api.messages if "Daily digest" in (m.text or "")]
+
+        try:
+            assert wait_for(lambda: daemon.ticks >= 1)
+            (scheduler,) = schedulers
+            scheduler.modify_job("digest", next_run_time=datetime.now(UTC) - timedelta(hours=3))
+            sent = wait_for(lambda: bool(digests()), 20)
+        finally:
+            daemon.stop()
+            loop.join(timeout=30)
+    assert sent, "the digest due while the host slept was never sent"
+    (text,) = digests()
+    assert text.startswith("Daily digest 2026-11-26 00:00 to 2026-11-27 00:00 UTC")
