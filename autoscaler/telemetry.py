@@ -36,14 +36,19 @@ class Telemetry:
     def __init__(
         self,
         unhealthy_after: timedelta = timedelta(minutes=5),
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         *,
         leader_election: bool = False,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        """`leader_election`: export autoscaler_leader (only a daemon with a lock has one)."""
+        """`leader_election`: export autoscaler_leader (only a daemon with a lock has one).
+        `clock` times /healthz's ages: elapsed time, as a wall clock stepped back an hour
+        kept a daemon whose ticks then failed healthy for that hour; `wall` stamps the
+        exported time of the last success."""
         self.registry = CollectorRegistry()
         self.unhealthy_after = unhealthy_after
         self._clock = clock
+        self._wall = wall
         self._started = clock()
         self._last_success: float | None = None
         self._standby = False  # the last success was a standby's stand-aside, not a tick
@@ -134,7 +139,7 @@ class Telemetry:
         if all(not r.errors and r.decision is not None for r in results):
             self._standby = False
             self._last_success = self._clock()
-            self.last_success.set(self._last_success)
+            self.last_success.set(self._wall())
 
     def set_leader(self, leading: bool) -> None:
         if self.leader is not None:
@@ -145,7 +150,7 @@ class Telemetry:
         /healthz says so: "last successful tick 3 s ago" read as if it scaled."""
         self._standby = True
         self._last_success = self._clock()
-        self.last_success.set(self._last_success)
+        self.last_success.set(self._wall())
 
     # ---- health --------------------------------------------------------------------
 

@@ -266,3 +266,32 @@ def test_healthz_of_a_standby_is_ok_and_says_standby(tmp_path: Path) -> None:
         assert status == 200 and "last successful tick" in body and "standby" not in body
     finally:
         server.shutdown()
+
+
+def test_healthz_counts_in_elapsed_time_whatever_the_wall_clock_does(tmp_path: Path) -> None:
+    """/healthz turns 503 when no tick has succeeded for unhealthy_after. It counted in
+    wall-clock time: stepped back an hour (an NTP step, a VM restored from a snapshot), a
+    daemon whose ticks then failed read healthy for that hour too; stepped forward a day,
+    one that had just ticked read unhealthy until its next tick. The age is now counted in
+    elapsed (monotonic) time; the exported timestamp stays the wall clock's."""
+    elapsed, wall = FakeTime(), FakeTime()
+    telemetry = Telemetry(unhealthy_after=timedelta(minutes=5), clock=elapsed, wall=wall)
+    server = telemetry.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    h = Harness(tmp_path, rps=10.0)
+    try:
+        telemetry.tick_finished([h.tick()], 0.01)
+        wall.now += 86_400  # stepped forward a day, a moment after a good tick
+        assert get(url)[0] == 200
+        wall.now -= 86_400 + 3_600  # then back an hour before it
+        h.metrics.failure = MetricsError("unreachable", "q", "down")
+        for _ in range(6):  # ticks keep running but none succeeds, for 6 minutes
+            telemetry.tick_finished([h.tick()], 0.01)
+            elapsed.now += 60
+            wall.now += 60
+        status, body = get(url)
+        assert status == 503 and "last successful tick 360 s ago" in body
+    finally:
+        server.shutdown()
+    exported = telemetry.last_success._value.get()
+    assert exported == 1_000_000.0  # when it succeeded, by the wall clock
