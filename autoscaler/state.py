@@ -54,6 +54,21 @@ class StateStore:
         self.problem: str | None = None
         """Why the last load found the file unusable (for the daemon to alert on)."""
         self._journal_lock = threading.Lock()
+        self._last_ns = 0  # the latest stamp this store wrote or read (`_stamp`)
+        self._stamp_lock = threading.Lock()
+
+    def _stamp(self) -> int:
+        """A save's `saved_ns`: the wall clock's, but after every stamp before it. The
+        journal's lines are told from a whole save's by these, and a clock stepped back
+        (an NTP step) made a pool's save before its fleet write look older than the state
+        file: the next start ignored it and took the write for a change by hand."""
+        with self._stamp_lock:
+            self._last_ns = max(time.time_ns(), self._last_ns + 1)
+            return self._last_ns
+
+    def _saw_stamp(self, saved_ns: int) -> None:
+        with self._stamp_lock:
+            self._last_ns = max(self._last_ns, saved_ns)
 
     def load(self, *, set_aside_corrupt: bool = True) -> dict[str, PoolState]:
         """The saved memory; `set_aside_corrupt=False` for read-only callers (`forecast`)."""
@@ -61,6 +76,7 @@ class StateStore:
             self._remove_interrupted_saves()
             self._remove_stale_weeks()
         pools, saved_ns = self._load_whole(set_aside_corrupt)
+        self._saw_stamp(saved_ns)
         pools.update(self._load_journal(saved_ns))
         return pools
 
@@ -114,6 +130,7 @@ class StateStore:
         for number, line in enumerate(lines, 1):
             try:
                 raw = _versioned(json.loads(line))
+                self._saw_stamp(int(raw["saved_ns"]))
                 if int(raw["saved_ns"]) > saved_ns:
                     pools[str(raw["name"])] = pool_from_json(raw["pool"])
             except UNREADABLE as exc:
@@ -174,7 +191,7 @@ class StateStore:
     def save(self, pools: dict[str, PoolState]) -> None:
         """Every pool's state, as one file; the journal of the pools' own saves is then
         emptied."""
-        write_atomically(self.path, _state_text(pools, time.time_ns()))
+        write_atomically(self.path, _state_text(pools, self._stamp()))
         with self._journal_lock, contextlib.suppress(FileNotFoundError):
             os.truncate(self.journal, 0)
 
@@ -184,7 +201,7 @@ class StateStore:
         count it did not see) even if killed right after it."""
         data = {
             "version": STATE_VERSION,
-            "saved_ns": time.time_ns(),
+            "saved_ns": self._stamp(),
             "name": name,
             "pool": pool_to_json(state),
         }

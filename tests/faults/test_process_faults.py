@@ -13,6 +13,7 @@ import logging
 import random
 import signal
 import time
+import types
 from datetime import timedelta
 from pathlib import Path
 
@@ -171,6 +172,39 @@ def test_kill_between_the_write_and_the_end_of_tick_save_changes_nothing(tmp_pat
         after = run(second, clock, 60 - kill_at - 1)
         assert before + after == expected, f"diverged after a kill at tick {kill_at}"
         assert not [t for t in notifier.texts if "outside the autoscaler" in t]
+
+
+def test_a_kill_after_the_wall_clock_stepped_back_keeps_the_write_s_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with the system clock stepped back an hour (an NTP step, a VM restored
+    from a snapshot) between the last whole save and the acting tick: the pool's save
+    before the write carried an earlier time than the state file, and the restart took it
+    for a leftover of a save cut short and ignored it. The restarted daemon then took its
+    own write for a change by hand: a false alert and a hold for the cooldown."""
+    import autoscaler.state as state_module
+
+    expected, crashed_dir = uninterrupted_hour(tmp_path)
+    acting = [i for i, ((a, _), (b, _)) in enumerate(itertools.pairwise(expected), 1) if a != b]
+    kill_at = acting[0]
+    config, clock, first = fresh_start(crashed_dir)
+    before = run(first, clock, kill_at)
+    an_hour_back = types.SimpleNamespace(
+        time=time.time, time_ns=lambda: time.time_ns() - 3_600 * 10**9
+    )
+    monkeypatch.setattr(state_module, "time", an_hour_back)  # the clock state.py reads
+    first.runtime.state_store.save = lambda states: None  # type: ignore[method-assign]
+    (result,) = first.tick()  # acts, then "dies" before its end-of-tick save
+    assert result.acted and result.decision is not None
+    before.append((result.decision.desired, remembered(result.decision.reasons)))
+    clock.advance(timedelta(minutes=1))
+    fleet = first.runtime.tickers[0].backend
+    notifier = RecordingNotifier()
+    second = Daemon(config, clock=clock, notifier=notifier)
+    second.runtime.tickers[0].backend = fleet
+    after = run(second, clock, 60 - kill_at - 1)
+    assert not [t for t in notifier.texts if "outside the autoscaler" in t]
+    assert before + after == expected
 
 
 def real_state(tmp_path: Path) -> tuple[Path, Path, str]:
