@@ -142,8 +142,12 @@ class Telemetry:
             self.last_success.set(self._wall())
 
     def set_leader(self, leading: bool) -> None:
+        """Not leading, the pools' gauges go: a standby's last ticks are no fleet's state
+        now (two counts of each fleet beside the leader's, an alert on a stale value)."""
         if self.leader is not None:
             self.leader.set(1 if leading else 0)
+        if not leading:
+            self.pool_gauges.keep(())
 
     def standby_tick(self) -> None:
         """A standby that reached the lock and stood aside is healthy: it is ready to act.

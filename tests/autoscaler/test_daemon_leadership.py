@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from autoscaler.config.loader import load_config
 from autoscaler.daemon import Daemon
@@ -187,3 +188,38 @@ def test_a_lock_call_that_never_returns_is_not_joined_by_another_each_tick(
         time.sleep(0.01)
     assert [r.pool for r in daemon.tick()] == list(POOLS)  # it returned: asked again, leads
     assert lock.calls == 2
+
+
+def test_a_daemon_that_stands_by_no_longer_exports_the_fleets_it_scaled(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """Against the Nomad API double's variable lock: ops-a leads and scales, then misses
+    its renewals past the TTL and ops-b takes over. ops-a's /metrics kept every pool's
+    gauges as its last tick left them, beside ops-b's live ones: two counts of each fleet
+    on a dashboard, and an error budget once overspent firing its alert from the standby
+    for as long as it stood by. A standby exports no pool's gauges (counters stay)."""
+    clock = ManualClock()
+    nomad_api.variables.clock = clock
+    for name in POOLS:
+        nomad_api.add_job(name, {"gpu": 1})
+    a = make_daemon(tmp_path, "ops-a", nomad_api, clock)
+    b = make_daemon(tmp_path, "ops-b", nomad_api, clock)
+    assert len(a.tick()) == len(POOLS)
+    scraped = generate_latest(a.telemetry.registry).decode()
+    assert 'autoscaler_pool_current_nodes{pool="gen-1"}' in scraped
+    clock.now += 60  # ops-a stalls past its lease's TTL and the lock delay
+    assert len(b.tick()) == len(POOLS)
+    assert a.tick() == []  # ops-a now stands by
+    scraped = generate_latest(a.telemetry.registry).decode()
+    assert "autoscaler_leader 0.0" in scraped
+    assert "autoscaler_pool_" not in scraped.replace("# HELP autoscaler_pool_", "").replace(
+        "# TYPE autoscaler_pool_", ""
+    )
+    assert 'autoscaler_decisions_total{action="scale_up",pool="gen-1"}' in scraped
+    assert a.tick() == [] and b.tick()
+    clock.now += 60  # ops-b stalls in turn: ops-a leads again and exports its pools
+    assert len(a.tick()) == len(POOLS)
+    assert (
+        'autoscaler_pool_current_nodes{pool="gen-1"}'
+        in generate_latest(a.telemetry.registry).decode()
+    )
