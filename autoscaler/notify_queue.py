@@ -25,7 +25,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from autoscaler.notify import Attachment, Message, Notifier, redacted
 from autoscaler.notify_batch import Post, combine
-from autoscaler.notify_slack import RateLimited, SlackNotifier
+from autoscaler.notify_slack import (
+    DEFAULT_RETRY_S,
+    RATE_LIMITED_TRIES,
+    RETRY_AFTER_CAP_S,
+    RateLimited,
+    SlackNotifier,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +39,8 @@ BACKLOG_LIMIT = 1000
 """Messages waiting for Slack at most; past this the oldest are dropped (and said)."""
 POST_GAP_S = 1.0
 """Slack's pace for a channel: about one post a second."""
-RETRY_AFTER_CAP_S = 60.0
-"""A Retry-After longer than this is waited this long, then the post is tried again."""
-RATE_LIMITED_TRIES = 5
-"""A post refused this many times for the rate is dropped (and said in the next)."""
 FINISH_S = 5.0
 """At a stop (and after `run --once`), how long what is queued may still take."""
-DEFAULT_RETRY_S = 1.0
-"""The wait after a 429 that did not say how long (Slack's always does)."""
 
 
 class QueuedNotifier:

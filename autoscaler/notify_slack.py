@@ -38,6 +38,13 @@ logger = logging.getLogger(__name__)
 SLACK_BASE_URL = "https://slack.com/api/"
 # A 429 is retried once, and only when Slack asks for a wait this short or shorter.
 MAX_RETRY_AFTER_S = 2.0
+RETRY_AFTER_CAP_S = 60.0
+"""The queue and the digest: a Retry-After longer than this is waited this long, then
+the post is tried again."""
+RATE_LIMITED_TRIES = 5
+"""The queue and the digest: a post refused this many times for the rate is dropped."""
+DEFAULT_RETRY_S = 1.0
+"""The wait after a 429 that did not say how long (Slack's always does)."""
 SLACK_PAUSE_S = 300.0
 """After a post Slack did not answer in time, none is tried for this long (then one is)."""
 TOKEN_REFUSED = frozenset({"invalid_auth", "not_authed", "token_expired", "token_revoked"})
@@ -141,7 +148,7 @@ class SlackNotifier:
         """The message, then the files in its thread (files_upload_v2: it needs the channel
         ID, which chat.postMessage answers with). True if all arrived. Never raises."""
         try:
-            posted = self._post(redacted(message))
+            posted = self._post(redacted(message), patient=True)
             if posted is None or not files:
                 return posted is not None
             uploads = [
@@ -172,12 +179,18 @@ class SlackNotifier:
         mine = (self.channel, self._token, self._client.base_url, self._timeout)
         return mine == (other.channel, other._token, other._client.base_url, other._timeout)
 
-    def _post(self, message: Message) -> tuple[str, str] | None:
-        """chat.postMessage, with one short retry on a 429: (channel ID, ts), or None."""
+    def _post(self, message: Message, *, patient: bool = False) -> tuple[str, str] | None:
+        """chat.postMessage: (channel ID, ts), or None. A 429 asking a short wait is
+        retried once; `patient` (the daily digest, on a thread of its own: one post a day,
+        lost to a longer wait) waits out each Retry-After as the queue does."""
         answer = self.attempt(message)
-        wait = answer.retry_after_s if isinstance(answer, RateLimited) else None
-        if wait is not None and 0 <= wait <= MAX_RETRY_AFTER_S:
-            logger.info("Slack rate-limited the post; retrying once in %.1f s", wait)
+        for _ in range(RATE_LIMITED_TRIES - 1 if patient else 1):
+            if not isinstance(answer, RateLimited):
+                break
+            wait = _rate_limit_wait(answer.retry_after_s, patient)
+            if wait is None:
+                break
+            logger.info("Slack rate-limited the post; retrying in %.1f s", wait)
             self._sleep(wait)
             answer = self.attempt(message)
         if isinstance(answer, RateLimited):
@@ -265,6 +278,13 @@ def _unanswered(error: BaseException) -> bool:
     return isinstance(error, TimeoutError) or isinstance(
         getattr(error, "reason", None), TimeoutError
     )
+
+
+def _rate_limit_wait(asked: float | None, patient: bool) -> float | None:
+    """How long to wait before the post is tried again; None: it is not."""
+    if patient:
+        return min(RETRY_AFTER_CAP_S, DEFAULT_RETRY_S if asked is None else max(asked, 0))
+    return asked if asked is not None and 0 <= asked <= MAX_RETRY_AFTER_S else None
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.config.reporting import SlackConfig
-from autoscaler.notify import Message, scale_message
+from autoscaler.notify import Attachment, Message, scale_message
 from autoscaler.notify_slack import RateLimited, SlackNotifier
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.slack_api import (
@@ -169,6 +169,40 @@ def test_rate_limit_with_long_retry_after_is_not_waited_for(
     assert waits == []
     assert slack_api.requests == 1
     assert "ratelimited" in caplog.text and "Retry-After 30" in caplog.text
+
+
+@pytest.mark.parametrize(("header", "waited"), [("5", 5.0), ("120", 60.0)])
+def test_the_digest_waits_out_a_rate_limit_as_the_queue_does(
+    slack_api: SlackApiDouble, header: str, waited: float
+) -> None:
+    """The daily digest goes beside the queue (its own thread, or `report --slack`), and
+    the double of Slack's chat.postMessage answers its post 429 twice, asking 5 s (or
+    more than the 60 s cap). Only a wait of 2 s or less was retried, once: the day's
+    digest was dropped. It now waits each Retry-After out, as the queue's posts do
+    (capped at 60 s, 5 tries), and the digest with its PNG in the thread arrives."""
+    waits: list[float] = []
+    slack_api.fail("ratelimited", times=2, retry_after=header)
+    png = Attachment("ocr-20261206.png", "ocr: demand, capacity and nodes", b"\x89PNG tiny")
+    notifier = notifier_for(slack_api, sleep=waits.append)
+    assert notifier.send_with_files(Message("Daily digest"), [png]) is True
+    assert waits == [waited, waited]
+    assert [m.text for m in slack_api.messages] == ["Daily digest"]
+    [shared] = slack_api.files
+    assert shared.thread_ts == slack_api.messages[0].ts
+
+
+def test_the_digest_refused_for_the_rate_five_times_is_dropped_and_said(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack's double answers every post 429: the digest gives up after 5 tries (each
+    Retry-After waited), said with the wait Slack asked, and never waits for ever."""
+    waits: list[float] = []
+    slack_api.fail("ratelimited", retry_after=3)
+    notifier = notifier_for(slack_api, sleep=waits.append)
+    with caplog.at_level(logging.WARNING):
+        assert notifier.send_with_files(Message("Daily digest"), []) is False
+    assert waits == [3.0] * 4 and slack_api.requests == 5
+    assert "ratelimited" in caplog.text and "Retry-After 3 s" in caplog.text
 
 
 def test_repr_hides_the_token(slack_api: SlackApiDouble) -> None:
