@@ -92,6 +92,7 @@ class PoolTicker(TickNews):
         """A tick has forecast: the predictor is no longer fresh (autoscaler.fit_workers)."""
         self._observed: tuple[datetime, pd.Series | str] | None = None
         self._held_at: int | None = None  # the fleet held its count at its bound last tick
+        self._would: tuple[int, int] | None = None  # a dry run's, told last tick
         self._kept_demand: KeptDemand | None = None
         """The last checked demand history: the next tick asks only for what came since."""
         self._lag = timedelta(0)

@@ -38,6 +38,7 @@ class TickNews:
     dry_run: bool
     others: OtherAutoscalers
     _held_at: int | None  # the fleet held its count at its bound last tick
+    _would: tuple[int, int] | None  # a dry run's count and what it would set, told last tick
 
     def _tell_manual_change(self, now: datetime, before: int, decision: Decision) -> None:
         """A change by hand, told with the decision: held, or set back at once."""
@@ -54,11 +55,15 @@ class TickNews:
         self._send(alert_message(text))
 
     def _tell_scale(self, decision: Decision, result: TickResult, state: PoolState) -> None:
-        """A scale done (or a dry run's) with its reasons; a count the fleet held told once,
-        not at every tick that asks again."""
+        """A scale done (or a dry run's) with its reasons; a count the fleet held, or a dry
+        run's (which the fleet never follows), told once, not at every tick that asks again."""
         told = decision.desired != decision.current and (result.acted or self.dry_run)
         held = told and result.acted and state.last_known_desired == decision.current
-        if told and not (held and self._held_at == decision.current):  # a held count: once
+        would = (decision.current, decision.desired) if told and self.dry_run else None
+        again = (held and self._held_at == decision.current) or (
+            would is not None and would == self._would
+        )
+        if told and not again:
             self._send(
                 scale_message(
                     self.pool.name,
@@ -72,6 +77,7 @@ class TickNews:
                 )
             )
         self._held_at = decision.current if held else None
+        self._would = would
 
     def _report_expired(self, now: datetime, state: PoolState, overrides: OverridesFile) -> None:
         expired = expired_overrides(overrides, now).get(self.pool.name)

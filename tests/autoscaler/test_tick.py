@@ -119,6 +119,28 @@ def test_dry_run_decides_logs_and_notifies_but_never_writes(tmp_path: Path) -> N
     assert read_decisions(h.log_path)[0]["action"] == "would_scale_up"
 
 
+def test_a_dry_run_pool_tells_what_it_would_do_once_not_every_tick(tmp_path: Path) -> None:
+    """A pool with `dry_run: true` in the running daemon decides every tick what it would
+    do, and the fleet never follows, so each tick's decision differs from the count:
+    Slack got "would scale up 2 → 13" every minute for as long as the pool stayed in dry
+    run (README: one message per change, never one per tick). It is told once, and again
+    when what it would do changes."""
+    h = Harness(tmp_path, rps=10.0, dry_run=True)
+    for _ in range(6):
+        result = h.tick()
+        assert result.decision is not None and result.decision.desired == 13
+    assert [t.splitlines()[0] for t in h.notifier.texts] == [
+        ":arrow_up: ocr 2 → 13 nodes: would scale up (dry-run, nothing changed)"
+    ]
+    h.metrics.rps = 20.0  # 25 nodes now
+    for _ in range(3):
+        h.tick()
+    assert [t.splitlines()[0] for t in h.notifier.texts[1:]] == [
+        ":arrow_up: ocr 2 → 25 nodes: would scale up (dry-run, nothing changed)"
+    ]
+    assert len(read_decisions(h.log_path)) == 9  # every decision still in the log
+
+
 def test_metrics_failure_holds_and_alerts_once_per_episode(tmp_path: Path) -> None:
     h = Harness(tmp_path, rps=10.0)
     h.tick()  # 13 nodes
