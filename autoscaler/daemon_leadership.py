@@ -8,6 +8,7 @@ loop. `Daemon` takes these methods in as a mixin and owns the state they read.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +23,12 @@ from common.deadline import DeadlineExceeded, call_within, due_within, whole_ans
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
 RENEW_MARGIN = 2 / 3  # of the TTL: between pools, the lock is renewed with less left
+
+
+def trouble_of(problem: str) -> str:
+    """The lock's trouble, its figures left out: a wait the server asked for, or the time
+    left, is a little different at each tick, and each new text was alerted again."""
+    return re.sub(r"\d+(?:\.\d+)?", "#", problem)
 
 
 class Leadership:
@@ -45,7 +52,7 @@ class Leadership:
         except (LeaderLockError, DeadlineExceeded) as exc:
             self.telemetry.set_leader(False)
             self._leading = None
-            if str(exc) != self._lock_problem:
+            if self._lock_problem is None or trouble_of(str(exc)) != trouble_of(self._lock_problem):
                 self._alert(f"leader lock unreachable; this daemon does not act: {exc}")
             self._lock_problem = str(exc)
             return False

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,30 @@ def test_a_daemon_that_stands_by_no_longer_exports_the_fleets_it_scaled(
         'autoscaler_pool_current_nodes{pool="gen-1"}'
         in generate_latest(a.telemetry.registry).decode()
     )
+
+
+def test_a_lock_server_asking_a_long_wait_is_alerted_once_not_every_tick(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """A proxy in front of Nomad (the API double) answers the lock's PUT 503 with a
+    Retry-After as an HTTP-date 40 s ahead, past the lock call's deadline: the daemon
+    does not act, and Slack is told. The error says how long the server asked to wait,
+    a figure that is a little less at each tick, so each tick's text differed from the
+    last and the "leader lock unreachable" alert went to Slack at every tick for as long
+    as the proxy refused. The same trouble is told once; its end once."""
+    for name in POOLS:
+        nomad_api.add_job(name, {"gpu": 1})
+    daemon = make_daemon(tmp_path, "ops-a", nomad_api, ManualClock())
+    notifier = daemon.runtime.notifier
+    assert isinstance(notifier, RecordingNotifier)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
+    nomad_api.fail_next(4, status=503, method="PUT", path="/v1/var", retry_after=later)
+    for _ in range(4):
+        assert daemon.tick() == []
+    alerts = [t for t in notifier.texts if "leader lock" in t]
+    assert len(alerts) == 1, alerts
+    assert "asked to wait" in alerts[0] and "past the deadline" in alerts[0]
+    assert [r.pool for r in daemon.tick()] == list(POOLS)
+    assert [t for t in notifier.texts if "leader lock" in t][1:] == [
+        ":rotating_light: leader lock reachable again"
+    ]
