@@ -94,9 +94,13 @@ class TickNews:
             )
 
     def _track_failures(self, now: datetime, state: PoolState, result: TickResult) -> None:
-        """One message when a failure starts and one when it clears, not one per tick."""
+        """One message when a failure starts and one when it clears, not one per tick. A
+        step this tick did not reach (the signals, read only with the fleet; every step
+        after a surprise) is not said to have cleared: it was not checked."""
         for kind in ("metrics", "signals", "backend", "tick"):
             detail = result.errors.get(kind)
+            if detail is None and kind not in checked_steps(result):
+                continue
             if detail is not None and kind not in state.failing:
                 state.failing[kind] = now
                 self._send(failure_started_message(self.pool.name, kind, detail))
@@ -109,3 +113,11 @@ class TickNews:
             self.notifier.send(message)
         except Exception:  # a notifier must never break a tick
             log.exception("notifier failed")
+
+
+def checked_steps(result: TickResult) -> set[str]:
+    """The steps whose failure this tick could see: a surprise stopped it before any it
+    names; without the fleet the signals are not read."""
+    if "tick" in result.errors:
+        return {"tick"}
+    return {"metrics", "backend", "tick"} | ({"signals"} if result.fleet is not None else set())

@@ -40,10 +40,13 @@ class FlatDemand:
         self.clock = clock
         self.rps = rps
         self.failure: MetricsError | None = None
+        self.failing_query: str | None = None  # this query alone fails (a signal's)
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
         if self.failure is not None:
             raise self.failure
+        if query == self.failing_query:
+            raise MetricsError("unreachable", query, "connection refused")
         index = pd.date_range(end - timedelta(minutes=59), end, freq="1min")
         return pd.Series(self.rps, index=index, dtype=float)
 
@@ -139,6 +142,35 @@ def test_a_dry_run_pool_tells_what_it_would_do_once_not_every_tick(tmp_path: Pat
         ":arrow_up: ocr 2 → 25 nodes: would scale up (dry-run, nothing changed)"
     ]
     assert len(read_decisions(h.log_path)) == 9  # every decision still in the log
+
+
+def test_a_failure_is_not_said_to_clear_by_a_tick_that_could_not_check_it(
+    tmp_path: Path,
+) -> None:
+    """A queue-depth signal's query fails, then the fleet cannot be read for two ticks:
+    the signals are read only with the fleet, so those ticks had no signal error, and
+    Slack was told "signals recovered", then "signals failing" again once the fleet read,
+    though the signal never came back. A tick that did not check a step (its fleet not
+    read; a surprise that stopped it) neither starts nor clears that step's failure."""
+    backlog = {"name": "backlog", "kind": "queue_depth", "query": "queue", "drain_within": "60s"}
+    h = Harness(tmp_path, rps=10.0, signals=[backlog])
+    h.metrics.failing_query = "queue"
+    h.tick()
+    h.fleet.fail_reads = 2
+    h.tick()
+    h.tick()
+    h.tick()  # the fleet reads again; the signal still fails
+    said = [t.split(": ")[2] for t in h.notifier.texts if "failing" in t or "recovered" in t]
+    assert said == ["signals failing", "backend failing", "backend recovered after 2m"]
+
+    def surprise() -> None:
+        raise RuntimeError("a library's surprise")
+
+    told = len(h.notifier.texts)
+    h.fleet.read = surprise  # type: ignore[method-assign]
+    h.tick()
+    assert [t.split(": ")[2] for t in h.notifier.texts[told:]] == ["tick failing"]
+    assert set(h.state.failing) == {"signals", "tick"}
 
 
 def test_metrics_failure_holds_and_alerts_once_per_episode(tmp_path: Path) -> None:
