@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from autoscaler.cli.main import app
+from common.instance_lock import hold_instance_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "config" / "autoscaler.service"
@@ -43,6 +45,25 @@ def test_a_config_error_exit_is_not_restarted(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--config", str(config), "--once"])
     assert result.exit_code != 0
     assert str(result.exit_code) in _settings()["RestartPreventExitStatus"][0].split()
+    assert _settings()["Restart"] == ["on-failure"]
+
+
+def test_a_start_refused_by_a_held_state_folder_is_retried(tmp_path: Path) -> None:
+    """A hand-run `run --once` holding the state folder while the service starts (a
+    restart, a boot) is soon done: the service's refused start must be restarted, not
+    read as a config error and left stopped with the fleet unscaled."""
+    settings = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    settings["state_dir"] = str(tmp_path / "state")
+    settings["decision_log"] = str(tmp_path / "decisions.jsonl")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    held = hold_instance_lock(tmp_path / "state" / "autoscaler.lock")
+    try:
+        result = CliRunner().invoke(app, ["run", "--config", str(config)])
+    finally:
+        held.close()
+    assert result.exit_code != 0 and "held by process" in " ".join(result.output.split())
+    assert str(result.exit_code) not in _settings()["RestartPreventExitStatus"][0].split()
     assert _settings()["Restart"] == ["on-failure"]
 
 

@@ -41,6 +41,10 @@ errors = Console(stderr=True, soft_wrap=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
 INSTANCE_LOCK = "autoscaler.lock"
 """In the state folder: held by the daemon running on it (common.instance_lock)."""
+LOCK_HELD_EXIT = 75
+"""EX_TEMPFAIL: the state folder is held (by a hand-run `--once`, say). Not 2, the config
+error's status the systemd unit does not restart on: the service started meanwhile is
+retried once the holder is done, not left stopped."""
 
 
 def _setup_logging(level: str) -> None:
@@ -117,7 +121,7 @@ def _instance_lock(parsed: Config) -> IO[str] | None:
             "stop it first, or look without acting with --dry-run",
             highlight=False,
         )
-        raise typer.Exit(2) from None
+        raise typer.Exit(LOCK_HELD_EXIT) from None
     except OSError as exc:
         logging.getLogger(__name__).warning(
             "no instance lock at %s (%s): a second daemon on this state would not be refused",

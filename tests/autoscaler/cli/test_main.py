@@ -241,7 +241,7 @@ def test_a_second_daemon_on_the_same_state_is_refused_but_a_dry_run_is_not(
     service = hold_instance_lock(tmp_path / "state" / "autoscaler.lock")
     try:
         second = runner.invoke(app, ["run", "--config", str(path), "--once"])
-        assert second.exit_code == 2, second.output
+        assert second.exit_code == 75, second.output
         assert f"held by process {os.getpid()}" in " ".join(second.output.split())
         assert not (tmp_path / "decisions.jsonl").exists()
         looked = runner.invoke(app, ["run", "--config", str(path), "--once", "--dry-run"])
