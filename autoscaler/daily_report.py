@@ -56,6 +56,9 @@ class DayReport:
     silent: tuple[tuple[datetime, datetime], ...] = ()
     """Spans of the window, after its first line, in which no pool's decision was logged
     for longer than SILENT_TICKS intervals (silent_spans)."""
+    title: str = "Daily digest"
+    """The heading's words before the span: `autoscaler report` names its own span, which
+    need not be a day."""
 
 
 SILENT_TICKS = 3
@@ -266,7 +269,7 @@ def pool_lines(digest: PoolDigest, currency: str) -> list[str]:
 
 
 def report_text(report: DayReport, currency: str) -> str:
-    head = f"Daily digest {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"
+    head = f"{report.title} {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"
     lines = [head]
     for digest in report.digests:
         lines += pool_lines(digest, currency)

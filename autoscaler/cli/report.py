@@ -4,6 +4,7 @@ terminal and (with --slack) on Slack with a PNG of the day in the thread."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,7 @@ from autoscaler.notify_slack import SlackNotifier
 from common.atomic import replace_atomically
 from common.cli import option_moment
 from common.clock import SimulatedClock, SystemClock
-from common.durations import parse_duration
+from common.durations import format_duration, parse_duration
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -59,6 +60,7 @@ def report_command(
     try:
         metrics = _metrics(parsed, end)
         report = build_report(parsed, metrics, start, end, list(pool or ()))
+        report = replace(report, title=f"{format_duration(end - start)} report")
     except (ValueError, OSError, ConfigError) as exc:  # ConfigError: a capacity profile
         _fail(f"cannot build the report: {exc}")
     currency = parsed.digest.currency if parsed.digest else "USD"

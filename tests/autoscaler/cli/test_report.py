@@ -164,6 +164,25 @@ def test_report_says_the_hours_the_daemon_made_no_decision(
     assert "no decision logged from 11-26 09:59 to 11-26 12:00 UTC" in out, out
 
 
+def test_a_report_of_another_span_than_a_day_is_titled_with_its_span(
+    tmp_path: Path, slack_api: SlackApiDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--since 6h` printed and posted "Daily digest ...": six hours read as a day's
+    figures by whoever saw the heading alone (a Slack notification shows no more)."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", DEFAULT_TOKEN)
+    config = setup_day(tmp_path, slack_api.base_url)
+    result = CliRunner().invoke(
+        app,
+        ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since", "6h", "--slack"],
+    )
+    assert result.exit_code == 0, result.output
+    head = "6h report 2026-11-26 18:00 to 2026-11-27 00:00 UTC"
+    assert result.output.startswith(head + "\n") and "Daily digest" not in result.output
+    [message] = slack_api.messages
+    assert (message.text or "").startswith(head)
+    assert message.blocks is not None and message.blocks[0]["text"]["text"] == f"*{head}*"
+
+
 def test_report_without_slack_reachable_fails_and_says_so(
     tmp_path: Path, slack_api: SlackApiDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
