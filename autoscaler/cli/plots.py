@@ -20,6 +20,7 @@ from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.plan import limits_of
 from autoscaler.policy import Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
+from common.atomic import replace_atomically
 from common.extras import needs_extra
 from predictors.base import Forecast
 
@@ -117,9 +118,20 @@ def backtest_plot(report: BacktestReport, path: Path) -> None:
     bottom.legend(loc="upper left", fontsize=8, ncol=3)
     figure.autofmt_xdate()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    _save(figure, path)
     plt.close(figure)
+
+
+def _save(figure: Any, path: Path) -> None:
+    """Whole or not at all (common.atomic), a new file 0644 (a picture to share): savefig
+    straight to `path` left a picture cut short where the disk filled, in place of the last
+    run's. In the format the suffix names; none: PNG, its name given .png, as savefig does."""
+    kind = path.suffix.lower().removeprefix(".")
+    if not kind:
+        kind, path = "png", path.with_name(f"{path.name}.png")
+    replace_atomically(
+        path, lambda handle: figure.savefig(handle, dpi=90, format=kind), new_mode=0o644
+    )
 
 
 def _title(report: BacktestReport) -> str:
@@ -183,8 +195,7 @@ def forecast_plot(
     bottom.legend(loc="upper left", fontsize=8)
     figure.autofmt_xdate()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    _save(figure, path)
     plt.close(figure)
 
 

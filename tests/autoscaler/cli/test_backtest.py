@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from autoscaler.cli.backtest import backtest_command
+from tests.support import full_disk_under
 from tests.traces import NASA
 
 
@@ -179,6 +180,35 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(
     assert f"{option}: {tmp_path / name}" in result.output
     assert "policy" not in result.output  # refused before the run, not after it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "nasa_cut.csv"]
+
+
+def test_a_plot_on_a_full_disk_leaves_the_last_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """savefig straight to --plot left last run's picture cut short where the disk filled;
+    the plot is now written whole or not at all, as the decisions CSV beside it is."""
+    trace = _cut(tmp_path, 8 * 60)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    plot = folder / "backtest.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\nlast run's")
+    full_disk_under(monkeypatch, folder)
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, "--plot", str(plot)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {plot}: No space left on device" in " ".join(result.output.split())
+    assert plot.read_bytes() == b"\x89PNG\r\n\x1a\nlast run's"
+    assert [p.name for p in folder.iterdir()] == [plot.name]  # no temporary file left
+
+
+def test_a_plot_named_without_a_suffix_is_a_png_as_matplotlib_names_it(tmp_path: Path) -> None:
+    trace = _cut(tmp_path, 8 * 60)
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    result = CliRunner().invoke(_app(), [*run, "--no-tune", "--plot", str(tmp_path / "plot")])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "plot.png"
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize(
