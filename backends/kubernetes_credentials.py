@@ -23,6 +23,7 @@ from pydantic import Field
 
 from backends.base import BackendError
 from backends.settings import TlsApiCalls
+from common.deadline import whole_answer_s
 from common.secrets import redact, remember
 from common.small_files import MIB, NotASmallFileError, read_small_text
 from common.transport import plain_http_elsewhere
@@ -130,6 +131,8 @@ def connect(
     from kubernetes.config import ConfigException, load_kube_config
     from kubernetes.config.incluster_config import InClusterConfigLoader
 
+    from backends.kubernetes_exec import plugin_runs
+
     source = credential_source(config, env)
     configuration = Configuration()
     try:
@@ -151,14 +154,17 @@ def connect(
             contexts, current = kubeconfig_contexts(source.kubeconfig)
             name = source.context or current
             details = _context_named(contexts, name)
-            load_kube_config(
-                config_file=source.kubeconfig,
-                context=name,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-            discovered = details.get("namespace")
             identity = f"kubeconfig user {details.get('user')!r} (context {name!r})"
+            with plugin_runs(whole_answer_s(config.timeout.total_seconds())) as failed:
+                load_kube_config(
+                    config_file=source.kubeconfig,
+                    context=name,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+            if failed:  # the client logs it and goes on without credentials
+                raise BackendError(f"{identity}: {failed[-1]}")
+            discovered = details.get("namespace")
     except ConfigException as error:
         where = "in-cluster service account" if source.in_cluster else source.kubeconfig
         raise BackendError(f"cannot load Kubernetes credentials ({where}): {error}") from None
