@@ -2,19 +2,22 @@
 
 Nomad refuses POST /v1/job/:job_id/scale while the job's latest deployment is active:
 HTTP 400, body "job scaling blocked due to active deployment" (nomad/job_endpoint.go,
-Job.Scale). A job with an `update` block gets a deployment at each count change, so
-every scale-up is followed by minutes of this while the new allocations turn healthy
-(a GPU model loading): the count is held and said, as a bound is, and asked again at the
-next tick. A block that lasts past DEPLOYMENT_PATIENCE (a deployment stuck, or waiting on
-a canary promotion) becomes a failure, so that somebody looks at it.
+Job.Scale); another 400 is taken for it where the job's latest deployment (GET
+/v1/job/:job_id/deployment) is active, as the words may change between Nomad versions.
+A job with an `update` block gets a deployment at each count change, so every scale-up
+is followed by minutes of this while the new allocations turn healthy (a GPU model
+loading): the count is held and said, as a bound is, and asked again at the next tick.
+A block that lasts past DEPLOYMENT_PATIENCE (a deployment stuck, or waiting on a canary
+promotion) becomes a failure, so that somebody looks at it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nomad.api.exceptions import BaseNomadException
 
@@ -23,8 +26,14 @@ from backends.nomad_errors import response_of
 from common.clock import Clock
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 BLOCKED_BY_DEPLOYMENT = "job scaling blocked due to active deployment"
+ACTIVE_STATUSES = frozenset(
+    {"running", "paused", "blocked", "unblocking", "initializing", "pending"}
+)
+"""Nomad's Deployment.Active() (nomad/structs/deployment.go): a deployment in these
+blocks Job.Scale."""
 DEPLOYMENT_PATIENCE = timedelta(minutes=30)
 """How long a blocked scale is a hold; past it, each blocked write is a BackendError."""
 
@@ -44,18 +53,43 @@ def is_blocked_by_deployment(error: BaseException) -> bool:
         return False
 
 
-def refused_for_deployment(operation: Callable[[], T]) -> Callable[[], T]:
-    """`operation` (a scale write), with Nomad's refusal for a deployment as ScalingBlocked."""
+def deployment_is_active(deployment: Any) -> bool:
+    """GET /v1/job/:job_id/deployment's answer (the job's latest, or null) is active."""
+    return isinstance(deployment, dict) and deployment.get("Status") in ACTIVE_STATUSES
+
+
+def refused_for_deployment(
+    operation: Callable[[], T], latest_deployment: Callable[[], Any]
+) -> Callable[[], T]:
+    """`operation` (a scale write), with Nomad's refusal for a deployment as ScalingBlocked:
+    its 400 in Nomad's words, or any 400 while `latest_deployment()` (one read of the job's
+    latest deployment) is active, so that a reworded refusal is not a failure every tick."""
 
     def write() -> T:
         try:
             return operation()
         except BaseNomadException as error:
-            if is_blocked_by_deployment(error):
+            if is_blocked_by_deployment(error) or (
+                _status(error) == 400 and _active(latest_deployment)
+            ):
                 raise ScalingBlocked(BLOCKED_BY_DEPLOYMENT) from None
             raise
 
     return write
+
+
+def _status(error: BaseException) -> int | None:
+    response = response_of(error)
+    return None if response is None else response.status_code
+
+
+def _active(latest_deployment: Callable[[], Any]) -> bool:
+    """A read that fails, or answers what is no deployment, leaves the refusal a failure."""
+    try:
+        return deployment_is_active(latest_deployment())
+    except Exception as error:
+        log.debug("cannot read the job's latest deployment: %s", type(error).__name__)
+        return False
 
 
 @dataclass(frozen=True)

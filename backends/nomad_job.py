@@ -366,7 +366,8 @@ class NomadJobGroup(WatchesScalingPolicy):
         body = scale_request_body(target, self.config.group, reason)
         log.info("%s: scaling count %d -> %d (%s)", self.target, current, target, reason)
         post = refused_for_deployment(
-            lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json()
+            lambda: self._jobs.request(self._job_path, "scale", method="post", json=body).json(),
+            lambda: self._jobs.get_deployment(self._job_path),
         )
         try:
             self._call(post, what=f"scaling {self.target} to {target}", writing=True)

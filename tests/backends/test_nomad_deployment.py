@@ -83,3 +83,31 @@ def test_another_400_is_still_a_failure(nomad_api: NomadApiDouble) -> None:
     nomad_api.fail_next(1, status=400, method="POST", path=SCALE_PATH)
     with pytest.raises(BackendError, match="400"):
         backend.scale(5, "forecast")
+
+
+def test_a_refusal_in_other_words_is_held_while_the_jobs_deployment_is_active(
+    nomad_api: NomadApiDouble,
+) -> None:
+    """The hold matched Nomad's 400 body word for word: a Nomad that words it otherwise
+    made every scale-up's deployment a backend failure each tick. A 400 in other words is
+    a hold while the job's latest deployment (GET /v1/job/:job_id/deployment) is active."""
+    job = nomad_api.add_job(
+        JOB, {GROUP: 3}, active_deployment=True, blocked_words="scaling blocked: deployment active"
+    )
+    backend = job_group(nomad_api, SimulatedClock(START))
+    note = backend.scale(5, "forecast")
+    assert note is not None and "held at 3" in note and "deployment" in note
+    assert len(nomad_api.requests_to("GET", f"/v1/job/{JOB}/deployment")) == 1
+    job.active_deployment = False
+    assert backend.scale(5, "forecast") is None and job.groups[GROUP] == 5
+
+
+def test_another_400_after_a_finished_deployment_is_still_a_failure(
+    nomad_api: NomadApiDouble,
+) -> None:
+    job = nomad_api.add_job(JOB, {GROUP: 3}, version=4)  # its last deployment: successful
+    assert nomad_api.deployment_json(job) is not None
+    backend = job_group(nomad_api, SimulatedClock(START))
+    nomad_api.fail_next(1, status=400, method="POST", path=SCALE_PATH)
+    with pytest.raises(BackendError, match="400"):
+        backend.scale(5, "forecast")

@@ -3,7 +3,8 @@
 Shapes follow Nomad's HTTP API documents, "Jobs - HTTP API" (api-docs/jobs):
 "Read Job" (GET /v1/job/:job_id), "List Job Allocations"
 (GET /v1/job/:job_id/allocations; the DeploymentStatus field of each stub is
-AllocationListStub in Nomad's api/allocations.go), "Read Job Scale Status"
+AllocationListStub in Nomad's api/allocations.go), "Read Job's Most Recent Deployment"
+(GET /v1/job/:job_id/deployment: a Deployment, or null), "Read Job Scale Status"
 (GET /v1/job/:job_id/scale) and "Scale Task Group" (POST or PUT
 /v1/job/:job_id/scale). A group's `scaling` block shows in the job as
 TaskGroups[].Scaling, a ScalingPolicy as Nomad's server keeps it (nomad/structs: ID, Type
@@ -63,6 +64,8 @@ class FakeJob:
     type: str = "service"
     stopped: bool = False
     active_deployment: bool = False
+    blocked_words: str = "job scaling blocked due to active deployment"
+    """The 400's body for a scale an active deployment blocks (another Nomad's wording)."""
     scaling: dict[str, tuple[int, int]] = field(default_factory=dict)
     """A group's scaling block: (min, max), which Nomad holds every count to."""
     scaling_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -209,6 +212,8 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
                 return (200, self.job_json(job)) if job else (404, "job not found")
             if method == "GET" and rest == ["allocations"]:
                 return (200, list(job.allocations)) if job else (200, [])
+            if method == "GET" and rest == ["deployment"]:
+                return (200, self.deployment_json(job)) if job else (404, "job not found")
             if method == "GET" and rest == ["scale"]:
                 return (200, self.scale_status_json(job)) if job else (404, "job not found")
             if method in ("POST", "PUT") and rest == ["scale"]:
@@ -263,6 +268,30 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
             "ModifyIndex": job.modify_index,
         }
 
+    @staticmethod
+    def deployment_json(job: FakeJob) -> dict[str, Any] | None:
+        """The job's latest deployment: running while one is active, else the last scale's,
+        successful; null for a job never changed since it was registered."""
+        if not job.active_deployment and job.version == 0:
+            return None
+        return {
+            "ID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.id}/deployment/{job.version}")),
+            "Namespace": job.namespace,
+            "JobID": job.id,
+            "JobVersion": job.version,
+            "JobModifyIndex": job.modify_index,
+            "JobCreateIndex": job.create_index,
+            "TaskGroups": {},
+            "Status": "running" if job.active_deployment else "successful",
+            "StatusDescription": (
+                "Deployment is running"
+                if job.active_deployment
+                else "Deployment completed successfully"
+            ),
+            "CreateIndex": job.modify_index,
+            "ModifyIndex": job.modify_index,
+        }
+
     def scale_status_json(self, job: FakeJob) -> dict[str, Any]:
         groups = {}
         for name, count in job.groups.items():
@@ -308,7 +337,7 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
             if count > high:
                 return 400, f"group count was greater than scaling policy maximum: {count} > {high}"
         if count is not None and job.active_deployment:
-            return 400, "job scaling blocked due to active deployment"
+            return 400, job.blocked_words
         previous = job.groups[group]
         self.index += 2
         eval_id = str(uuid.uuid4())
