@@ -141,7 +141,7 @@ class NomadCluster(OnAGroup):
     def read(self) -> FleetState:
         self._advance()
         snapshot = self._describe()
-        leaving = len(self.record.loaded().nodes)
+        leaving = len(self.record.loaded().leaving)
         desired = max(snapshot.desired - leaving, 0)
         in_service = {i.instance_id for i in snapshot.instances if i.in_service}
         ready = sum(
@@ -157,7 +157,7 @@ class NomadCluster(OnAGroup):
         self._advance()
         snapshot = self._describe()
         record = self.record.loaded()
-        current = snapshot.desired - len(record.nodes)
+        current = snapshot.desired - len(record.leaving)
         target = self._clamped(desired, snapshot)
         if target == current:
             log.debug("%s already at %d; nothing to write", self.target, target)
@@ -196,11 +196,11 @@ class NomadCluster(OnAGroup):
     def _scale_out(self, target: int, snapshot: GroupSnapshot) -> None:
         """Take back nodes still draining first (warm, model loaded); launch the rest."""
         record = self.record.loaded()
-        more = target - (snapshot.desired - len(record.nodes))
-        taken_back = sorted(record.nodes, key=lambda n: n.started_at, reverse=True)[:more]
+        more = target - (snapshot.desired - len(record.leaving))
+        taken_back = sorted(record.leaving, key=lambda n: n.started_at, reverse=True)[:more]
         if taken_back:
             self._give_back(taken_back, why="capacity is needed again")
-        leaving = len(self.record.loaded().nodes)  # nodes not given back still count as leaving
+        leaving = len(self.record.loaded().leaving)  # nodes not taken back still leave
         wanted = target + leaving
         if wanted > snapshot.max_size:  # leaving nodes still hold room in the group
             self._note(

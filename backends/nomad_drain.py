@@ -102,6 +102,12 @@ class ScaleInRecord:
     group: str
     nodes: tuple[DrainingNode, ...] = ()
 
+    @property
+    def leaving(self) -> tuple[DrainingNode, ...]:
+        """The nodes on their way out of the group: not one whose give-back failed (it is
+        given back on a later call, never terminated), which counts as staying."""
+        return tuple(n for n in self.nodes if not n.restoring)
+
     def without(self, node_ids: Iterable[str]) -> ScaleInRecord:
         gone = set(node_ids)
         return replace(self, nodes=tuple(n for n in self.nodes if n.node_id not in gone))

@@ -257,6 +257,23 @@ def test_scale_out_during_a_drain_takes_draining_nodes_back_first(cluster: Clust
     assert backend.read() == FleetState(desired=3, ready=3, pending=0)
 
 
+def test_a_node_whose_give_back_failed_is_not_counted_as_leaving(cluster: Cluster) -> None:
+    """A scale-out took two draining nodes back and one give-back failed: that node stays
+    (its give-back is retried, it is never terminated), but it was still counted as
+    leaving, so the scale-out launched an instance for it too: one more than asked once
+    its give-back went through."""
+    nodes = cluster.arrange([0, 1, 2], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(1, "night")
+    assert not eligible(nodes[0]) and not eligible(nodes[1])
+    cluster.nomad.fail_next(2, status=503, path="/drain")  # one node's give-back, twice
+    backend.scale(3, "surprise traffic")
+    assert cluster.desired() == 3 and len(cluster.instances()) == 3  # none launched
+    assert backend.read() == FleetState(desired=3, ready=3, pending=0)  # given back now
+    assert all(eligible(n) for n in nodes)
+    assert not cluster.state_path.exists()
+
+
 # ---- surviving a restart ------------------------------------------------------------
 
 
