@@ -190,6 +190,13 @@ def _end_if_forked(worker_pid: int) -> None:
         os._exit(0)
 
 
+def _hold_threads(torch: Any, threads: int) -> None:
+    """--threads-per-worker again, where the model's own setup (or first call) set torch's
+    threads: it ran and was measured on its own count, oversubscribing the cores."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results: Any) -> None:
     """Entry point of one worker process; every failure is reported, never raised."""
     _exit_with_parent()
@@ -204,6 +211,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             _cap_memory(settings.device, settings.memory_cap_mib)
         module, example = load_model(settings.spec, settings.device, settings.max_batch)
         _end_if_forked(worker_pid)
+        _hold_threads(torch, settings.threads_per_worker)
         with contextlib.suppress(NotImplementedError):  # an exported program has no modes
             module.eval()
         on_gpu = settings.device.startswith("cuda")
@@ -222,6 +230,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
         answered = time.monotonic()  # the first good answer: the calls below are the bench's
         for size in range(1, settings.max_batch):  # each size's first call (a compile, the
             run(size)  # kernels chosen for its shape) before any is timed, not in a measure
+        _hold_threads(torch, settings.threads_per_worker)  # a first call may set them too
         timed = (_timed(run, settings.max_batch), _timed(run, 1))
         results.put((READY, worker_id, *timed, answered))
     except BaseException as error:

@@ -131,6 +131,21 @@ def size_recording_model() -> tuple[nn.Module, torch.Tensor]:
     return _SizeRecorder(), torch.zeros(1, 4)
 
 
+class _ThreadRecorder(nn.Module):
+    """Appends torch's intra-op thread count at each call to $GPU_BENCH_TEST_THREADS."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with open(os.environ["GPU_BENCH_TEST_THREADS"], "a", encoding="utf-8") as threads:
+            threads.write(f"{torch.get_num_threads()}\n")
+        return inputs
+
+
+def thread_setting_model() -> tuple[nn.Module, torch.Tensor]:
+    """Sets torch's threads as it builds, as a model's own setup code may."""
+    torch.set_num_threads(3)
+    return _ThreadRecorder(), torch.zeros(1, 4)
+
+
 class _CallClock(nn.Module):
     """Appends the monotonic time each call begins to $GPU_BENCH_TEST_CALLS, then serves
     slowly (SERVICE_S)."""

@@ -209,6 +209,24 @@ def test_every_batch_size_is_run_once_before_the_workers_are_ready(tmp_path, mon
     assert {int(line) for line in sizes.read_text().split()} == {1, 2, 3, 4}
 
 
+def test_a_model_setting_torch_threads_as_it_builds_runs_on_the_threads_asked(
+    tmp_path, monkeypatch
+) -> None:
+    """The worker set --threads-per-worker before the model was built, so a model whose
+    setup called torch.set_num_threads ran (and was measured) on its own count instead:
+    the profile said nothing of it, and workers oversubscribed the cores."""
+    threads = tmp_path / "threads"
+    monkeypatch.setenv("GPU_BENCH_TEST_THREADS", str(threads))  # the spawned worker inherits it
+    spec = parse_model_spec(f"{TEST_MODELS}:thread_setting_model")
+    settings = WorkerSettings(
+        spec, "cpu", workers=1, max_batch=2, max_batch_wait_s=0.0, threads_per_worker=1
+    )
+    pool = WorkerPool(settings)
+    pool.start()
+    pool.stop()
+    assert set(threads.read_text().split()) == {"1"}
+
+
 def test_failure_classification() -> None:
     assert classify_failure(MemoryError()) == OUT_OF_MEMORY
     assert classify_failure(RuntimeError("CUDA out of memory. Tried to allocate")) == OUT_OF_MEMORY
