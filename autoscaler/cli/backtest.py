@@ -238,24 +238,13 @@ def _check_outputs(decisions_out: Path | None, plot: Path | None) -> None:
         if decisions_out is not None:
             option_output("--decisions-out", decisions_out)
         if plot is not None:
+            from autoscaler.cli.plots import plot_output
+
             require("--plot", "matplotlib")
-            _plot_format(option_output("--plot", plot))
+            plot_output(plot)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-
-
-def _plot_format(path: Path) -> None:
-    """A picture format matplotlib writes (none given: it adds .png)."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    known = FigureCanvasBase.get_supported_filetypes()
-    suffix = path.suffix.lower().removeprefix(".")
-    if suffix and suffix not in known:
-        raise ValueError(
-            f"--plot: {path}: matplotlib writes no {suffix!r} picture; name it .png "
-            f"(or one of {', '.join(sorted(known))})"
-        )
 
 
 def _latency_target(text: str | None) -> float | None:

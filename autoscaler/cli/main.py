@@ -257,7 +257,7 @@ def forecast(
 ) -> None:
     """Dry-run forecast from live metrics: a table, and what the daemon would do now."""
     from autoscaler.cli.forecast import forecast_pool, forecast_spans, forecast_view
-    from autoscaler.cli.plots import forecast_plot
+    from autoscaler.cli.plots import forecast_plot, plot_output
     from autoscaler.runtime import build_runtime
 
     try:
@@ -275,6 +275,7 @@ def forecast(
     try:
         if plot is not None:
             require("--plot", "matplotlib")
+            plot_output(plot)  # a folder, a path under a file: said before the work
         runtime = build_runtime(parsed, source=config, dry_run=True)
     except (ConfigError, ValueError) as exc:  # a missing extra, an insecure transport
         errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)
@@ -306,7 +307,12 @@ def forecast(
         if plot is not None and ahead is not None and seen.history is not None:
             one = len(parsed.pools) == 1 or pool
             target = plot if one else plot.with_stem(f"{plot.stem}-{spec.name}")
-            forecast_plot(target, spec, seen.history, ahead, ticker.per_node_rps, active)
+            try:
+                forecast_plot(target, spec, seen.history, ahead, ticker.per_node_rps, active)
+            except OSError as exc:  # a full disk: found only now
+                said = f"{target}: {exc.strerror or exc}"
+                errors.print(f"[red]cannot write[/] {escape(said)}", highlight=False)
+                raise typer.Exit(2) from None
             console.print(f"plot: {target}", highlight=False)
         if seen.problem is not None:
             stream = console if seen.fleet is None and seen.now is not None else errors

@@ -21,6 +21,7 @@ from autoscaler.plan import limits_of
 from autoscaler.policy import Observation, apply_bounds, nodes_for
 from autoscaler.schedules import bounds_at
 from common.atomic import replace_atomically
+from common.cli import option_output
 from common.extras import needs_extra
 from predictors.base import Forecast
 
@@ -46,6 +47,22 @@ def _block(frame: pd.DataFrame, how: dict[str, str]) -> pd.DataFrame:
         return frame
     minutes = int(np.ceil(len(frame) / MAX_POINTS))
     return frame.resample(f"{minutes}min").agg(how)
+
+
+def plot_output(path: Path) -> Path:
+    """--plot's file, checked before the work (common.cli.option_output) and in a picture
+    format matplotlib writes (none given: it adds .png); a ValueError names the option."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    option_output("--plot", path)
+    known = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().removeprefix(".")
+    if suffix and suffix not in known:
+        raise ValueError(
+            f"--plot: {path}: matplotlib writes no {suffix!r} picture; name it .png "
+            f"(or one of {', '.join(sorted(known))})"
+        )
+    return path
 
 
 def backtest_plot(report: BacktestReport, path: Path) -> None:

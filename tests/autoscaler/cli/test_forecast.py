@@ -195,3 +195,25 @@ def test_no_row_is_labelled_past_the_forecast(tmp_path: Path) -> None:
     now = shown.output.split("now (")[1].split(" UTC")[0].split()[-1]
     ahead = [int(t[:2]) * 60 + int(t[3:]) - (int(now[:2]) * 60 + int(now[3:])) for t in times]
     assert len(ahead) == 3 and ahead[:2] == [25, 50] and 50 < ahead[2] <= 60, times
+
+
+def test_a_plot_that_cannot_be_written_is_said_not_a_traceback(tmp_path: Path) -> None:
+    """`forecast --plot` at a folder, or a format matplotlib has no writer for, ended in a
+    traceback after the forecast (IsADirectoryError, matplotlib's ValueError); now refused
+    before the work, naming the option, as `backtest --plot` is."""
+    from autoscaler.cli.main import app
+
+    path = demo_copy(tmp_path)
+    (tmp_path / "a-folder.png").mkdir()
+    for name, said in (
+        ("a-folder.png", "it is a folder, not a file"),
+        ("forecast.txt", "matplotlib writes no 'txt' picture"),
+    ):
+        plot = tmp_path / name
+        shown = runner.invoke(
+            app, ["forecast", "-c", str(path), "--plot", str(plot)], env={"COLUMNS": "300"}
+        )
+        assert shown.exit_code == 2, shown.output
+        assert isinstance(shown.exception, SystemExit)
+        assert f"--plot: {plot}" in shown.output and said in shown.output
+        assert "image-gen" not in shown.output  # before the forecast, not after it
