@@ -3,7 +3,8 @@
 Reads the group's desired capacity and its instances' lifecycle states; sets
 the desired capacity with SetDesiredCapacity (HonorCooldown=False: the
 autoscaler keeps its own cooldowns). A request outside the group's
-MinSize/MaxSize, or a scale-in that would need protected instances to go, is
+MinSize/MaxSize, a scale-in that would need protected instances to go, or a scale
+the group's suspended Launch or Terminate process would never carry out, is
 clamped to what the group allows: the clamped value is written, a warning is
 logged and scale() returns what was clamped and why, so the tick can report it.
 
@@ -25,7 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from backends.aws_asg_group import GroupSnapshot, group_fleet_state, group_snapshot
+from backends.aws_asg_group import (
+    GroupSnapshot,
+    group_fleet_state,
+    group_snapshot,
+    suspended_note,
+)
 from backends.aws_asg_policies import ask_group
 from backends.base import Backend, BackendError, FleetState, require_count
 from backends.retry import call_with_retries
@@ -91,6 +97,10 @@ def clamp_desired(requested: int, snapshot: GroupSnapshot) -> tuple[int, str | N
     if target < snapshot.min_size:
         notes.append(f"below the group's MinSize {snapshot.min_size}")
         target = snapshot.min_size
+    process = "Launch" if target > snapshot.desired else "Terminate"
+    if target != snapshot.desired and process in snapshot.suspended:
+        notes.append(suspended_note(process))  # written, it would wait unseen
+        target = snapshot.desired
     if target < snapshot.desired:
         # Lowering desired lets AWS remove only unprotected instances.
         floor = min(snapshot.desired, snapshot.protected)

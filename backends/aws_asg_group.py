@@ -58,6 +58,9 @@ class GroupSnapshot:
     instances: tuple[GroupInstance, ...]
     units: str | None = None
     """Why DesiredCapacity counts capacity units rather than instances, where it does."""
+    suspended: frozenset[str] = frozenset()
+    """The group's suspended processes (SuspendedProcesses): Launch and Terminate stop
+    what a raised or lowered DesiredCapacity would do."""
 
     @property
     def serving(self) -> int:
@@ -101,7 +104,25 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
         )
         for i, weight in zip(listed, weights, strict=True)
     )
-    return GroupSnapshot(name, desired, low, high, instances, _units_of(group, instances))
+    suspended = frozenset(
+        str(p.get("ProcessName"))
+        for p in group.get("SuspendedProcesses") or ()
+        if isinstance(p, Mapping)
+    )
+    return GroupSnapshot(
+        name, desired, low, high, instances, _units_of(group, instances), suspended
+    )
+
+
+def suspended_note(process: str) -> str:
+    """Why a count is not written: with Launch suspended (by hand, or by AWS itself after a
+    day of failed launches) a raised DesiredCapacity launches nothing, with Terminate
+    suspended a lowered one removes nothing; written, it would wait unseen for ever."""
+    would = "no instance would launch" if process == "Launch" else "no instance would go"
+    return (
+        f"the group's {process} process is suspended, {would} (resume it: aws autoscaling "
+        f"resume-processes --scaling-processes {process})"
+    )
 
 
 def _units_of(group: Mapping[str, Any], instances: tuple[GroupInstance, ...]) -> str | None:

@@ -29,7 +29,7 @@ from typing import Literal
 from pydantic import Field
 
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup
-from backends.aws_asg_group import GroupSnapshot
+from backends.aws_asg_group import GroupSnapshot, suspended_note
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_cluster_record import RecordFile
 from backends.nomad_drain import (
@@ -208,7 +208,11 @@ class NomadCluster(OnAGroup):
                 f"launching up to it"
             )
             wanted = snapshot.max_size
-        if wanted > snapshot.desired:
+        if wanted > snapshot.desired and "Launch" in snapshot.suspended:
+            self._note(
+                f"{wanted - snapshot.desired} nodes not launched: {suspended_note('Launch')}"
+            )
+        elif wanted > snapshot.desired:
             self.group.set_desired(wanted)
 
     # ---- scaling in --------------------------------------------------------------------

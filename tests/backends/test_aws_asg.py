@@ -218,6 +218,30 @@ def test_protected_instances_on_standby_do_not_hold_a_scale_in(aws: AwsWorld) ->
     assert standby == set(ids[:2])
 
 
+@pytest.mark.parametrize(("process", "asked"), [("Launch", 5), ("Terminate", 1)], ids=["out", "in"])
+def test_a_scale_the_groups_suspended_process_would_never_make_is_told_not_written(
+    aws: AwsWorld, process: str, asked: int
+) -> None:
+    """Against moto serving the documented Auto Scaling query API: the group's Launch (or
+    Terminate) process suspended (SuspendProcesses; AWS suspends Launch itself after a day
+    of failed launches, as a GPU shortage brings). AWS then takes a raised (lowered)
+    DesiredCapacity and launches (removes) nothing. Before, it was written and nothing
+    said: pending for ever, or instances paid for that the count no longer held. Now the
+    count is held and the note names the process and how to resume it."""
+    aws.create_group(GROUP, desired=3, max_size=6)
+    aws.autoscaling.suspend_processes(AutoScalingGroupName=GROUP, ScalingProcesses=[process])
+    backend = make_backend(aws.url)
+    faults = AwsFaults(backend.client)
+    note = backend.scale(asked, "forecast")
+    assert note is not None and f"{process} process is suspended" in note
+    assert f"resume-processes --scaling-processes {process}" in note
+    assert "SetDesiredCapacity" not in faults.sent
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+    aws.autoscaling.resume_processes(AutoScalingGroupName=GROUP, ScalingProcesses=[process])
+    assert backend.scale(asked, "forecast") is None
+    assert aws.group(GROUP)["DesiredCapacity"] == asked
+
+
 def test_throttling_is_retried_with_backoff(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2)
     sleeps: list[float] = []

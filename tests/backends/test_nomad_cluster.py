@@ -119,6 +119,23 @@ def test_scale_out_is_clamped_to_max_size_and_says_so(cluster: Cluster) -> None:
     assert note is not None and "clamped to 8" in note
 
 
+def test_scale_out_with_the_groups_launch_suspended_is_told_not_written(
+    cluster: Cluster,
+) -> None:
+    """Against moto serving the documented Auto Scaling query API: the group's Launch
+    process suspended (by hand, or by AWS after a day of failed launches). A raised
+    DesiredCapacity launches nothing; before, it was written and the nodes waited for
+    unseen. Now it is not written, and the note names the process."""
+    cluster.arrange([1, 1])
+    cluster.aws.autoscaling.suspend_processes(
+        AutoScalingGroupName=GROUP, ScalingProcesses=["Launch"]
+    )
+    note = cluster.backend().scale(4, "morning peak")
+    assert note is not None and "2 nodes not launched" in note
+    assert "Launch process is suspended" in note
+    assert cluster.desired() == 2
+
+
 @pytest.mark.parametrize("measure", ["weights", "vcpu"])
 def test_a_group_that_counts_capacity_units_is_refused_and_held(
     cluster: Cluster, measure: str
