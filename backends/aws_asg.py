@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -82,6 +83,7 @@ _THROTTLING_CODES = frozenset(
     }
 )
 _TRANSIENT_CODES = frozenset({"InternalFailure", "ServiceUnavailable", "RequestTimeout"})
+_SIGNED_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
 _MESSAGE_LIMIT = 200
 
 
@@ -157,6 +159,21 @@ def is_retryable_aws_error(error: BaseException) -> bool:
         | botocore.exceptions.HTTPClientError
         | ResponseParserError,
     )
+
+
+def remember_sent_credentials(request: Any, **_: Any) -> None:
+    """botocore's before-send: the credentials a signed request carries (the access key id
+    in its Authorization header, a session token), remembered as secrets. AWS quotes them
+    back (IncompleteSignature the header, SignatureDoesNotMatch the signed headers), and
+    those from the chain (a profile's file, SSO, an instance role, each refresh of it) are
+    known nowhere else: only keys in `env` were remembered."""
+    said = {
+        name: value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        for name in ("Authorization", "X-Amz-Security-Token")
+        if (value := request.headers.get(name)) is not None
+    }
+    key_id = _SIGNED_KEY_ID.search(said.get("Authorization", ""))
+    remember(key_id.group(1) if key_id else None, said.get("X-Amz-Security-Token"))
 
 
 def redact_all(text: str, secrets: tuple[str, ...]) -> str:
@@ -258,6 +275,7 @@ class AutoScalingGroup:
                 user_agent_extra=AUTOSCALER_NAME,
             ),
         )
+        self.client.meta.events.register("before-send.auto-scaling", remember_sent_credentials)
         self.region = session.region_name
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ import logging
 import re
 import socket
 import traceback
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -380,3 +381,50 @@ def test_a_key_echoed_across_the_cut_of_an_error_message_leaves_no_piece(
     assert "AccessDenied" in str(caught.value)
     pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
     assert [piece for piece in pieces if piece in texts] == []
+
+
+CHAIN_KEY_ID = "ASIAZ4QW8RTPL2MVXN6C"
+CHAIN_SECRET = "k9Xq2Vb7Lm4Tz8Rw1Pn6Hs3Jd5Fg0YeQcUoAiEt"
+CHAIN_TOKEN = "IQoJb3JpZ2luX2VjEPr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDk7Tz9qLw3"
+
+
+def test_keys_from_the_credential_chain_are_redacted_where_aws_quotes_them(
+    aws: AwsWorld,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Against moto serving the documented Auto Scaling query API, with keys and a session
+    token from a profile's shared credentials file (the chain: no keys in the daemon's env,
+    as with SSO or an instance role), and an AWS error document quoting them as AWS's
+    SignatureDoesNotMatch quotes the signed headers and IncompleteSignature the
+    Authorization header. Before, only keys given in env were redacted: the key id and the
+    token reached the error and the log. Now what each signed request carries is."""
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {CHAIN_KEY_ID}\n"
+        f"aws_secret_access_key = {CHAIN_SECRET}\naws_session_token = {CHAIN_TOKEN}\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    aws.create_group(GROUP, desired=2)
+    backend = AutoScalingGroup(
+        AwsAsgBackend(kind="aws_asg", group=GROUP, endpoint_url=aws.url, retries=0),
+        env={"AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    AwsFaults(backend.client).fail_next(
+        "DescribeAutoScalingGroups",
+        1,
+        code="SignatureDoesNotMatch",
+        message=f"Authorization=AWS4-HMAC-SHA256 Credential {CHAIN_KEY_ID} "
+        f"x-amz-security-token:{CHAIN_TOKEN}",
+    )
+    with caplog.at_level(logging.DEBUG, logger="backends"), pytest.raises(BackendError) as caught:
+        backend.read()
+    texts = str(caught.value) + caplog.text
+    assert "SignatureDoesNotMatch" in str(caught.value)
+    for secret in (CHAIN_KEY_ID, CHAIN_TOKEN):
+        pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
+        assert [piece for piece in pieces if piece in texts] == []
