@@ -12,7 +12,8 @@ Credentials come from the standard AWS chain (env, shared files, SSO, instance
 role); keys from `env` are passed on explicitly so a caller's env mapping wins.
 They never reach a log line or an error: errors are re-worded from AWS error
 codes and short, redacted messages. botocore's own retries are off; retries of
-throttling, 5xx and lost connections go through backends.retry, once.
+throttling, 5xx and lost connections go through backends.retry, once; credentials AWS
+refuses as expired are read again from the chain, and where they changed, tried once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ _THROTTLING_CODES = frozenset(
     }
 )
 _TRANSIENT_CODES = frozenset({"InternalFailure", "ServiceUnavailable", "RequestTimeout"})
+_REFUSED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"})
 _SIGNED_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
 _MESSAGE_LIMIT = 200
 
@@ -176,6 +178,17 @@ def remember_sent_credentials(request: Any, **_: Any) -> None:
     remember(key_id.group(1) if key_id else None, said.get("X-Amz-Security-Token"))
 
 
+def frozen_credentials(session: boto3.Session) -> tuple[str | None, ...] | None:
+    """The credentials `session` signs with now; None where the chain gives none."""
+    import botocore.exceptions
+
+    try:
+        credentials = session.get_credentials()
+        return None if credentials is None else tuple(credentials.get_frozen_credentials())
+    except botocore.exceptions.BotoCoreError:
+        return None
+
+
 def redact_all(text: str, secrets: tuple[str, ...]) -> str:
     """Every secret the process knows (common.secrets), these included."""
     remember(*secrets)
@@ -253,21 +266,26 @@ class AutoScalingGroup:
         env: Mapping[str, str] = os.environ,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import botocore.config
-
         self.config = config
         self.target = f"Auto Scaling group {config.group!r}"
         self._sleep = sleep
+        self._env = env
         self._secrets = tuple(env.get(name, "") for name in _SECRET_ENV)
         remember(*self._secrets)
-        session = aws_session(config.region, env)
-        timeout = config.timeout.total_seconds()
-        self.client = session.client(
+        self._session = aws_session(config.region, env)
+        self.client = self._client(self._session)
+        self.region = self._session.region_name
+
+    def _client(self, session: boto3.Session) -> Any:
+        import botocore.config
+
+        timeout = self.config.timeout.total_seconds()
+        client = session.client(
             "autoscaling",
-            endpoint_url=config.endpoint_url,
+            endpoint_url=self.config.endpoint_url,
             # None keeps botocore's own CA choice (AWS_CA_BUNDLE, the profile's ca_bundle);
             # True would override it.
-            verify=None if config.verify_tls else False,
+            verify=None if self.config.verify_tls else False,
             config=botocore.config.Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
@@ -275,8 +293,19 @@ class AutoScalingGroup:
                 user_agent_extra=AUTOSCALER_NAME,
             ),
         )
-        self.client.meta.events.register("before-send.auto-scaling", remember_sent_credentials)
-        self.region = session.region_name
+        client.meta.events.register("before-send.auto-scaling", remember_sent_credentials)
+        return client
+
+    def _renewed(self) -> bool:
+        """The credential chain read again, after AWS refused the credentials as expired or
+        unknown: boto3 reads a profile's credentials file once, so one that a refresher
+        rewrites (a cron's assume-role, saml2aws) failed every call until a restart. True
+        where the chain now gives other credentials, the client rebuilt on them."""
+        session = aws_session(self.config.region, self._env)
+        if frozen_credentials(session) in (None, frozen_credentials(self._session)):
+            return False
+        self._session, self.client = session, self._client(session)
+        return True
 
     def __repr__(self) -> str:
         return f"AutoScalingGroup({self.config.group!r} in {self.region})"
@@ -348,8 +377,18 @@ class AutoScalingGroup:
         def describe(error: BaseException) -> str:
             return describe_aws_error(error, where, self._secrets)
 
+        def attempt() -> Any:
+            try:
+                return operation()
+            except Exception as error:
+                code = _error_code(error)
+                if code not in _REFUSED_CREDENTIALS or not self._renewed():
+                    raise
+                log.warning("%s: AWS answered %s; credentials read again", self.target, code)
+                return operation()  # the operations read self.client when called
+
         return call_with_retries(
-            operation,
+            attempt,
             what=what,
             retries=self.config.retries if retries is None else retries,
             is_retryable=is_retryable_aws_error,

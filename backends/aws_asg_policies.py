@@ -117,9 +117,9 @@ def _pages(group: AutoScalingGroup, operation: str, key: str, what: str) -> list
         asked: dict[str, Any] = {"AutoScalingGroupName": group.config.group}
         if token:
             asked["NextToken"] = token
-        call = getattr(group.client, operation)
-        answer = group.call_once(
-            lambda call=call, asked=asked: call(**asked), what=f"listing {what} of {group.target}"
+        answer = group.call_once(  # the client read when called: renewed credentials rebuild it
+            lambda asked=asked: getattr(group.client, operation)(**asked),
+            what=f"listing {what} of {group.target}",
         )
         items += answer.get(key) or []
         token = answer.get("NextToken")

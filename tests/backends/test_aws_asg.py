@@ -428,3 +428,57 @@ def test_keys_from_the_credential_chain_are_redacted_where_aws_quotes_them(
     for secret in (CHAIN_KEY_ID, CHAIN_TOKEN):
         pieces = [secret[i : i + 8] for i in range(len(secret) - 7)]
         assert [piece for piece in pieces if piece in texts] == []
+
+
+ROTATED_KEY_ID = "ASIAM3HD9FYK5CBW7JQE"
+ROTATED_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDNf4Yh2kQm8Lp3sWtCKGAc7VxZ1bRn6Ujq"
+
+
+def test_credentials_a_refresher_rewrote_are_read_again_when_aws_says_expired(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Against moto serving the documented Auto Scaling query API, with a session token in
+    a profile's shared credentials file that a refresher (a cron's assume-role, saml2aws)
+    rewrites before it expires, and the AWS error document ExpiredToken for the first call
+    after the old one expired. boto3 reads that file once: before, every call failed with
+    ExpiredToken until a restart. Now the chain is read again and the call made once more
+    with the new credentials; keys given in env, which cannot change, are not retried."""
+    credentials = tmp_path / "credentials"
+
+    def write(key_id: str, token: str) -> None:
+        credentials.write_text(
+            f"[default]\naws_access_key_id = {key_id}\n"
+            f"aws_secret_access_key = {CHAIN_SECRET}\naws_session_token = {token}\n"
+        )
+
+    write(CHAIN_KEY_ID, CHAIN_TOKEN)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    aws.create_group(GROUP, desired=2)
+    backend = AutoScalingGroup(
+        AwsAsgBackend(kind="aws_asg", group=GROUP, endpoint_url=aws.url, retries=0),
+        env={"AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    expired = "The security token included in the request is expired"
+    AwsFaults(backend.client).fail_next(
+        "DescribeAutoScalingGroups", 1, code="ExpiredToken", message=expired
+    )
+    write(ROTATED_KEY_ID, ROTATED_TOKEN)
+    assert backend.read() == FleetState(desired=2, ready=2, pending=0)
+    signed: list[bytes] = []  # each request's Authorization header, as botocore sends it
+    backend.client.meta.events.register(
+        "before-send.auto-scaling",
+        lambda request, **_: signed.append(request.headers["Authorization"]),
+    )
+    backend.scale(3, "peak")
+    assert len(signed) == 2 and all(f"Credential={ROTATED_KEY_ID}/".encode() in s for s in signed)
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+
+    fixed = make_backend(aws.url, retries=0)
+    faults = AwsFaults(fixed.client)
+    faults.fail_next("DescribeAutoScalingGroups", 1, code="ExpiredToken", message=expired)
+    with pytest.raises(BackendError, match="ExpiredToken"):
+        fixed.read()
+    assert faults.sent == []
