@@ -143,11 +143,11 @@ class NomadCluster(OnAGroup):
         snapshot = self._describe()
         leaving = len(self.record.loaded().leaving)
         desired = max(snapshot.desired - leaving, 0)
-        in_service = {i.instance_id for i in snapshot.instances if i.in_service}
+        serving = {i.instance_id for i in snapshot.instances if i.serves}  # healthy InService
         ready = sum(
             1
             for stub in self.nodes.listed()
-            if node_serves(stub) and self.nodes.instance_id(stub["ID"]) in in_service
+            if node_serves(stub) and self.nodes.instance_id(stub["ID"]) in serving
         )
         return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
 

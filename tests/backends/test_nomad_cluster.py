@@ -94,6 +94,22 @@ def test_read_counts_ready_nodes_that_are_in_service_instances(cluster: Cluster)
     assert cluster.backend().read() == FleetState(desired=4, ready=2, pending=2)
 
 
+def test_a_node_whose_instance_aws_marked_unhealthy_is_not_ready(cluster: Cluster) -> None:
+    """Against moto serving the documented Auto Scaling query API: SetInstanceHealth marks
+    an instance Unhealthy (a failed EC2 status or ELB health check), which AWS lists as
+    InService until it replaces it, and for good while ReplaceUnhealthy is suspended; its
+    Nomad client still heartbeats, so the node reads ready. Before, it counted ready (the
+    aws_asg backend already did not): the signals sized on a node that served nothing.
+    Now it reads as pending."""
+    cluster.arrange([1, 1, 1])
+    cluster.aws.autoscaling.suspend_processes(
+        AutoScalingGroupName=GROUP, ScalingProcesses=["ReplaceUnhealthy"]
+    )
+    sick = sorted(cluster.instances())[0]
+    cluster.aws.autoscaling.set_instance_health(InstanceId=sick, HealthStatus="Unhealthy")
+    assert cluster.backend().read() == FleetState(desired=3, ready=2, pending=1)
+
+
 def test_pool_filters_limit_which_nodes_count(cluster: Cluster) -> None:
     nodes = cluster.arrange([0, 0, 0])
     nodes[0].node_pool = "cpu"
