@@ -76,8 +76,14 @@ def group_snapshot(group: Mapping[str, Any]) -> GroupSnapshot:
     """The group as DescribeAutoScalingGroups documents it; BackendError for an answer
     without its counts, with MinSize <= DesiredCapacity <= MaxSize broken (AWS keeps
     that), or with an instance that has no ID or a WeightedCapacity that is no whole
-    number of units: never sized, nor clamped, on a guess."""
+    number of units: never sized, nor clamped, on a guess. A group being deleted too:
+    its counts are AWS emptying it, not a change by hand."""
     name = str(group.get("AutoScalingGroupName", ""))
+    if group.get("Status"):  # set only while DeleteAutoScalingGroup runs: counts going to 0
+        raise BackendError(
+            f"Auto Scaling group {name!r} is being deleted (Status {group['Status']!r}); "
+            "not read as a fleet, nor scaled"
+        )
     counts = {key: group.get(key) for key in ("MinSize", "DesiredCapacity", "MaxSize")}
     low, desired, high = counts.values()
     if not all(map(is_count, counts.values())):

@@ -318,6 +318,28 @@ def test_a_group_answer_that_breaks_its_documented_shape_is_an_error(
     assert aws.group(GROUP)["DesiredCapacity"] == 3
 
 
+def test_a_group_being_deleted_is_an_error_not_a_fleet(aws: AwsWorld) -> None:
+    """moto's own DescribeAutoScalingGroups answer (the documented query API) with the
+    group's Status, which AWS sets only while DeleteAutoScalingGroup runs (a force delete
+    empties the group, its counts going to 0, before it is gone), and moto never reports.
+    Before, it read as a fleet: its counts taken for a change by hand and alerted so, a
+    scale clamped and written on them. Now it is a BackendError saying the group is being
+    deleted, and nothing is written."""
+    aws.create_group(GROUP, desired=3, min_size=1, max_size=4)
+    backend = make_backend(aws.url)
+    faults = AwsFaults(backend.client)
+    deleting = "<Status>Delete in progress</Status><AutoScalingGroupName>"
+    for call in (backend.check, backend.read, lambda: backend.scale(4, "peak")):
+        faults.edit_next(
+            "DescribeAutoScalingGroups",
+            lambda xml: xml.replace("<AutoScalingGroupName>", deleting, 1),
+        )
+        with pytest.raises(BackendError, match="'gpu-workers' is being deleted"):
+            call()
+    assert "SetDesiredCapacity" not in faults.sent
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+
+
 def test_missing_group_is_reported(aws: AwsWorld) -> None:
     with pytest.raises(BackendError, match="'gpu-workers' not found"):
         make_backend(aws.url).check()
