@@ -83,7 +83,9 @@ _THROTTLING_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
-_TRANSIENT_CODES = frozenset({"InternalFailure", "ServiceUnavailable", "RequestTimeout"})
+_TRANSIENT_CODES = frozenset(  # ScalingActivityInProgress: a 400 that another activity ends
+    {"InternalFailure", "ServiceUnavailable", "RequestTimeout", "ScalingActivityInProgress"}
+)
 _REFUSED_CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"})
 _SIGNED_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
 _MESSAGE_LIMIT = 200

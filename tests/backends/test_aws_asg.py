@@ -255,6 +255,26 @@ def test_throttling_is_retried_with_backoff(aws: AwsWorld) -> None:
     assert faults.sent.count("SetDesiredCapacity") == 1
 
 
+def test_a_scaling_activity_in_progress_is_waited_out_not_a_failure(aws: AwsWorld) -> None:
+    """Against moto serving the documented Auto Scaling query API, with the error document
+    AWS documents for SetDesiredCapacity while another scaling activity runs
+    (ScalingActivityInProgress, HTTP 400), which moto never sends. Before, a 400 was
+    never retried: the tick failed and the failure was alerted (and under nomad_cluster a
+    refused termination gave every draining node back). Now it is retried with backoff."""
+    aws.create_group(GROUP, desired=2)
+    sleeps: list[float] = []
+    backend = make_backend(aws.url, sleeps=sleeps)
+    AwsFaults(backend.client).fail_next(
+        "SetDesiredCapacity",
+        1,
+        code="ScalingActivityInProgress",
+        message="Scaling activity 3f1c2d6e is in progress and blocks this action",
+    )
+    assert backend.scale(3, "peak") is None
+    assert aws.group(GROUP)["DesiredCapacity"] == 3
+    assert len(sleeps) == 1
+
+
 def test_retries_end_in_a_backend_error(aws: AwsWorld) -> None:
     aws.create_group(GROUP, desired=2)
     backend = make_backend(aws.url, retries=1)
