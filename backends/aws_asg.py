@@ -238,7 +238,9 @@ class OnAGroup:
 
 
 def aws_session(region: str | None, env: Mapping[str, str]) -> boto3.Session:
-    """A boto3 session on the standard credential chain, preferring keys found in `env`."""
+    """A boto3 session on the standard credential chain, preferring keys found in `env`.
+    No region or no such profile: ValueError, which the start and validate place at the
+    backend (boto3's own errors ended both in a traceback)."""
     import boto3
     import botocore.exceptions
 
@@ -246,15 +248,21 @@ def aws_session(region: str | None, env: Mapping[str, str]) -> boto3.Session:
     key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     try:
         if key_id and secret:
-            return boto3.Session(
+            session = boto3.Session(
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
                 aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
                 region_name=region,
             )
-        return boto3.Session(region_name=region, profile_name=env.get("AWS_PROFILE") or None)
+        else:
+            session = boto3.Session(region_name=region, profile_name=env.get("AWS_PROFILE") or None)
     except botocore.exceptions.ProfileNotFound:
-        raise BackendError(f"AWS profile {env.get('AWS_PROFILE')!r} not found") from None
+        raise ValueError(
+            f"AWS profile {env.get('AWS_PROFILE')!r} ($AWS_PROFILE) not found"
+        ) from None
+    if session.region_name is None:
+        raise ValueError("no AWS region: set region (nomad_cluster: aws_region) or $AWS_REGION")
+    return session
 
 
 class AutoScalingGroup:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import textwrap
 import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from autoscaler.cli.main import app
 from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, clamp_desired
 from backends.aws_asg_group import group_snapshot
 from backends.base import BackendError, FleetState
@@ -524,3 +527,41 @@ def test_credentials_a_refresher_rewrote_are_read_again_when_aws_says_expired(
     with pytest.raises(BackendError, match="ExpiredToken"):
         fixed.read()
     assert faults.sent == []
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [({}, "no AWS region"), ({"AWS_PROFILE": "gpu-prod", "AWS_REGION": "us-east-1"}, "profile")],
+    ids=["no region", "no such profile"],
+)
+def test_validate_names_the_backend_of_a_group_it_cannot_reach(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    """boto3 itself, on a machine whose AWS config names no region and no profile: an
+    aws_asg pool without a region (none in the environment either), or with $AWS_PROFILE
+    naming a profile that is not there. Before, `validate` (and the start) ended in a
+    traceback (botocore's NoRegionError, a BackendError). Now each is refused at the
+    file, line and field of the pool's backend, exit status 2."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+        metrics: {kind: prometheus, url: https://prometheus.example.com}
+        pools:
+          - name: p
+            backend: {kind: aws_asg, group: sdxl-workers}
+            demand: {query: up}
+            capacity: {per_node_rps: 1}
+            max_nodes: 2
+        """)
+    )
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4: pools[0].backend: " in result.output
+    assert said in result.output
+    assert "Traceback" not in result.output
