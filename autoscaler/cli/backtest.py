@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from common.cli import option_duration, option_output
-from common.durations import parse_duration
 from common.extras import require
 
 if TYPE_CHECKING:
@@ -167,8 +166,8 @@ def backtest_command(
     per_node = _capacity(per_node_rps, profile)
     try:
         given = {  # the rest keep BacktestSettings' own defaults
-            "boot_delay": parse_duration(boot_delay) if boot_delay else None,
-            "tick": parse_duration(tick) if tick else None,
+            "boot_delay": option_duration("--boot-delay", boot_delay) if boot_delay else None,
+            "tick": option_duration("--tick", tick) if tick else None,
             "latency_target_s": _seconds(latency_target) if latency_target else None,
             "service_target": service_target,
             "burn_in": _duration("--burn-in", burn_in) if burn_in else None,
@@ -177,7 +176,7 @@ def backtest_command(
         }
         settings = BacktestSettings(
             per_node_rps=per_node,
-            warmup=parse_duration(warmup),
+            warmup=option_duration("--warmup", warmup),
             predictor=predictor,
             predictor_targets=_targets(predictor_targets or ""),
             tune=tune,
@@ -289,7 +288,7 @@ def _pool_run(
         raise typer.Exit(2)
     try:
         span = option_duration("--history", history, positive=True)
-        return PoolRun(config, pool, trace, span, parse_duration(warmup), jobs=jobs)
+        return PoolRun(config, pool, trace, span, option_duration("--warmup", warmup), jobs=jobs)
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

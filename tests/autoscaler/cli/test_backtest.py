@@ -234,3 +234,31 @@ def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"invalid option: {said}" in result.output
     assert "pydantic" not in result.output
+
+
+@pytest.mark.parametrize("option", ["--warmup", "--boot-delay", "--tick"])
+def test_a_duration_option_is_named_and_a_bare_number_is_seconds(
+    tmp_path: Path, option: str
+) -> None:
+    """README: durations on the command line are as in the config, a bare number seconds.
+    --warmup, --boot-delay and --tick refused '600' as no duration, and a wrong one was
+    'expected a duration ..., got '5x'' naming no option (with --config too)."""
+    trace = _cut(tmp_path, 8 * 60)
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    wrong = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, option, "5x"])
+    assert wrong.exit_code == 2, wrong.output
+    assert f"invalid option: {option}: expected a duration" in wrong.output
+    bare = {"--warmup": "21600", "--boot-delay": "300", "--tick": "120"}[option]
+    result = CliRunner().invoke(_app(), [*run, option, bare, "--no-tune", "--json"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(result.stdout)["settings"]
+    key = {"--warmup": "warmup_s", "--boot-delay": "boot_delay_s", "--tick": "tick_s"}[option]
+    assert settings[key] == float(bare)
+    if option == "--warmup":  # the pool's run reads it too, before its config
+        config = tmp_path / "autoscaler.yaml"
+        config.write_text("interval: 1m\n")
+        pooled = CliRunner(env={"COLUMNS": "300"}).invoke(
+            _app(), ["backtest", "--config", str(config), "--pool", "p", "--warmup", "5x"]
+        )
+        assert pooled.exit_code == 2, pooled.output
+        assert "invalid option: --warmup: expected a duration" in pooled.output
