@@ -44,6 +44,10 @@ _LAST_SECOND = pd.Timestamp.max.value / 1e9
 _ZONED = re.compile(r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 """An ISO 8601 time that says its zone: Z or an offset after the time of day."""
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+LONGEST_SPAN = timedelta(days=5 * 366)
+"""The longest span a trace may cover: five years of minutes (a backtest replays a year in
+about 5 minutes and 1.6 GB on 2 cores); a longer one is most often a mistyped year in one
+row, whose minute grid (a backtest's, or a coarser step's rows spread) would fill memory."""
 """Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 
 
@@ -64,6 +68,7 @@ def read_trace(path: Path) -> pd.Series:
     spread evenly over them (read a minute each, the other minutes would be missing and
     every figure of a backtest on them meaningless)."""
     rows = read_trace_columns(path)
+    _check_span(path, rows)  # before a coarser step's rows are spread over its minutes
     step = row_minutes(path, rows)
     series = pd.Series(rows.requests / 60.0 / step, index=rows.timestamps, name="rps")
     return _held_over(series, step)
@@ -103,6 +108,24 @@ def row_minutes(path: Path, rows: TraceColumns) -> int:
             "the row before; give a row a minute, or one every k minutes throughout"
         )
     return step
+
+
+def _check_span(path: Path, rows: TraceColumns) -> None:
+    """Refuse a trace spanning more than LONGEST_SPAN, naming the row after its longest gap
+    (most often one row's mistyped year, 2205 for 2025)."""
+    stamps = rows.timestamps
+    span = stamps[-1] - stamps[0]
+    if span <= LONGEST_SPAN:
+        return
+    at = int(np.argmax(np.diff(stamps.asi8))) + 1
+    before, after = stamps[at - 1], stamps[at]
+    raise ValueError(
+        f"{path}:{rows.lines[at]}: timestamp: {after:%Y-%m-%dT%H:%M}Z comes "
+        f"{(after - before).days:,} days after the row before it (line {rows.lines[at - 1]}, "
+        f"{before:%Y-%m-%dT%H:%M}Z): the trace spans {span.days:,} days, more than the "
+        f"{LONGEST_SPAN.days:,} a trace may (a backtest replays it minute by minute; a "
+        "mistyped year?)"
+    )
 
 
 def _held_over(series: pd.Series, step: int) -> pd.Series:

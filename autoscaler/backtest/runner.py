@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +40,11 @@ from autoscaler.backtest.engine import (
 from autoscaler.backtest.tuning import forked_executor, processes_for, run_policy
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for
-from autoscaler.replay import read_queue_depth, read_trace, read_trace_columns
+from autoscaler.replay import read_queue_depth, read_trace
 
 MOST_NODES = 10**12
 """The largest fleet a trace's peak may need: node counts (a baseline's at 0.3 utilization
 and more headroom, too) and their sums over a year of minutes stay within 64-bit integers."""
-
-LONGEST_SPAN = timedelta(days=5 * 366)
-"""The longest trace a backtest replays: five years of minutes (a year takes about 5 minutes
-and 1.6 GB on 2 cores); a longer span is most often a mistyped year in one row."""
 
 __all__ = [
     "BacktestReport",
@@ -72,25 +68,8 @@ def load_trace(path: Path) -> pd.Series:
     series = series[~series.index.duplicated(keep="last")].sort_index()
     if len(series) < 2:
         raise ValueError(f"{path}: a trace needs at least two minutes")
-    if series.index[-1] - series.index[0] > LONGEST_SPAN:
-        raise ValueError(_too_long(path))
     grid = pd.date_range(series.index[0], series.index[-1], freq="1min")
     return series.reindex(grid)
-
-
-def _too_long(path: Path) -> str:
-    """Why a trace spans more than LONGEST_SPAN, at its longest gap: most often one row's
-    mistyped year (2205 for 2025), whose minute grid would fill memory for hours."""
-    rows = read_trace_columns(path)  # the lines, read again for the error only
-    at = int(np.argmax(np.diff(rows.timestamps.asi8))) + 1
-    before, after = rows.timestamps[at - 1], rows.timestamps[at]
-    span = rows.timestamps[-1] - rows.timestamps[0]
-    return (
-        f"{path}:{rows.lines[at]}: timestamp: {after:%Y-%m-%dT%H:%M}Z comes "
-        f"{(after - before).days:,} days after the row before it (line {rows.lines[at - 1]}, "
-        f"{before:%Y-%m-%dT%H:%M}Z): the trace spans {span.days:,} days, more than the "
-        f"{LONGEST_SPAN.days:,} a backtest replays minute by minute (a mistyped year?)"
-    )
 
 
 def load_queue_depth(path: Path, grid: pd.DatetimeIndex) -> pd.Series | None:

@@ -329,6 +329,25 @@ def test_rows_that_break_their_step_are_refused_naming_the_line(tmp_path: Path) 
         read_trace(path)
 
 
+def test_an_hourly_trace_with_a_mistyped_year_is_refused_before_it_is_spread(
+    tmp_path: Path,
+) -> None:
+    """A row a day (or an hour) with one row's year mistyped (2031 for 2025): its gap is
+    whole steps, so each row was spread over a minute grid of the whole span before the
+    backtest's five-year check (2205 for 2025 took 28 s and 2.5 GB, and `validate` of a
+    replay config with it said ok). Refused as a minute trace's is, naming the row."""
+    path = tmp_path / "daily.csv"
+    rows = [f"{T0 + timedelta(days=d):%Y-%m-%dT%H:%M:%SZ},1440" for d in range(4)]
+    rows.insert(2, "2031-01-07T16:00:00Z,1440")
+    path.write_text("timestamp,requests\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as refused:
+        read_trace(path)
+    assert str(refused.value).startswith(
+        f"{path}:4: timestamp: 2031-01-07T16:00Z comes 2,190 days after the row before it "
+        "(line 6, 2025-01-08T16:00Z): the trace spans 2,193 days, more than the 1,830"
+    )
+
+
 def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:
     return TraceReplaySource(read_trace(trace_file), SimulatedClock(now))
 
