@@ -41,6 +41,7 @@ from autoscaler.backtest.tuning import forked_executor, processes_for, run_polic
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for
 from autoscaler.replay import read_queue_depth, read_trace
+from common.durations import format_span
 
 MOST_NODES = 10**12
 """The largest fleet a trace's peak may need: node counts (a baseline's at 0.3 utilization
@@ -89,7 +90,9 @@ def frame_replay(
     score_start = max(1, int(settings.warmup / MINUTE))
     if score_start >= minutes:
         raise ValueError(
-            f"warmup {settings.warmup} leaves nothing to score in a trace of {minutes} minutes"
+            f"--warmup {format_span(settings.warmup)} (history before scoring starts; 7d "
+            f"unless given) leaves nothing to score in a trace of {format_span(minutes * MINUTE)}"
+            f" ({minutes:,} minutes): give a --warmup shorter than the trace"
         )
     sim_start = max(1, score_start - int(settings.burn_in / MINUTE))
     rps = trace.to_numpy(dtype=float)

@@ -262,3 +262,19 @@ def test_a_duration_option_is_named_and_a_bare_number_is_seconds(
         )
         assert pooled.exit_code == 2, pooled.output
         assert "invalid option: --warmup: expected a duration" in pooled.output
+
+
+def test_a_trace_shorter_than_the_warmup_names_the_option_and_its_span(
+    tmp_path: Path,
+) -> None:
+    """A new user's first export is often a few days, under the default 7-day warmup: it
+    was 'warmup 7 days, 0:00:00 leaves nothing to score in a trace of 600 minutes', naming
+    no option to change."""
+    trace = _cut(tmp_path, 10 * 60)
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(
+        _app(), ["backtest", "--trace", str(trace), "--per-node-rps", "1"]
+    )
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "--warmup 7d0h00m (history before scoring starts; 7d unless given)" in said
+    assert "a trace of 10h00m (600 minutes): give a --warmup shorter than the trace" in said
