@@ -44,11 +44,11 @@ _LAST_SECOND = pd.Timestamp.max.value / 1e9
 _ZONED = re.compile(r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 """An ISO 8601 time that says its zone: Z or an offset after the time of day."""
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
+"""Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 LONGEST_SPAN = timedelta(days=5 * 366)
 """The longest span a trace may cover: five years of minutes (a backtest replays a year in
 about 5 minutes and 1.6 GB on 2 cores); a longer one is most often a mistyped year in one
 row, whose minute grid (a backtest's, or a coarser step's rows spread) would fill memory."""
-"""Cells that say "no sample" (empty, or a spreadsheet's NA): a missing minute, not zero."""
 
 
 @dataclass(frozen=True)
