@@ -26,6 +26,7 @@ from autoscaler.overrides import OverridesFile, expired_overrides
 from autoscaler.policy import Decision
 from autoscaler.state import PoolState
 from autoscaler.tick_result import TickResult, peak_of
+from backends.base import FleetState
 
 log = logging.getLogger("autoscaler.tick")  # the tick's logger, as before the split
 
@@ -39,6 +40,15 @@ class TickNews:
     others: OtherAutoscalers
     _held_at: int | None  # the fleet held its count at its bound last tick
     _would: tuple[int, int] | None  # a dry run's count and what it would set, told last tick
+    _fleet_noted: bool  # the fleet's note (nodes that will not come) was told, and lasts
+
+    def _tell_fleet_note(self, fleet: FleetState) -> None:
+        """What the fleet says will not come (allocations Nomad cannot place), told once
+        when it starts, not at every tick it lasts; again only after it has cleared."""
+        if fleet.note is not None and not self._fleet_noted:
+            log.warning("pool %s: %s", self.pool.name, fleet.note)
+            self._send(alert_message(f"{self.pool.name}: {fleet.note}"))
+        self._fleet_noted = fleet.note is not None
 
     def _tell_manual_change(self, now: datetime, before: int, decision: Decision) -> None:
         """A change by hand, told with the decision: held, or set back at once."""

@@ -20,6 +20,9 @@ class FleetState:
     desired: int
     ready: int
     pending: int
+    note: str | None = None
+    """Why some of it will not come, where the fleet says (allocations Nomad cannot
+    place): the tick tells it once, when it starts."""
 
 
 def is_count(value: object) -> bool:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -36,6 +36,7 @@ from backends.nomad_errors import (
     response_of,
     transport_error_of,
 )
+from backends.nomad_placement import WatchesPlacement
 from backends.nomad_scaling import WatchesScalingPolicy
 from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
 from backends.retry import call_with_retries
@@ -316,7 +317,7 @@ def _root_cause_name(error: BaseException) -> str:
 # ---- the adapter ---------------------------------------------------------------------
 
 
-class NomadJobGroup(WatchesScalingPolicy):
+class NomadJobGroup(WatchesScalingPolicy, WatchesPlacement):
     """One task group of one Nomad job, scaled through its count."""
 
     name = "nomad_job"
@@ -350,7 +351,8 @@ class NomadJobGroup(WatchesScalingPolicy):
         )
         if not isinstance(allocations, list) or not all(map(is_allocation_stub, allocations)):
             raise BackendError(f"listing allocations of {self.target}: unexpected answer shape")
-        return fleet_state(desired, allocations, self.config.group)
+        note = self.placement(desired, allocations)  # one more call, while some are unplaced
+        return replace(fleet_state(desired, allocations, self.config.group), note=note)
 
     def scale(self, desired: int, reason: str) -> str | None:
         require_count(desired)
@@ -358,6 +360,8 @@ class NomadJobGroup(WatchesScalingPolicy):
         if current == desired:
             log.debug("%s already at count %d; nothing to write", self.target, desired)
             return None
+        if held := self.held_for_placement(current, desired):  # written, it would only queue
+            return held
         target, note = self.clamped_to_scaling_block(desired)
         if note:
             log.warning("%s: %s", self.target, note)

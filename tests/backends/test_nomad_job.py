@@ -80,7 +80,12 @@ def test_requests_carry_token_namespace_and_region(nomad_api: NomadApiDouble) ->
     nomad_api.add_job(JOB, {GROUP: 2}, namespace="ml")
     backend = make_backend(nomad_api, namespace="ml", region="eu")
     assert backend.read().desired == 2
-    assert [r.path for r in nomad_api.requests] == [SCALE_PATH, f"/v1/job/{JOB}/allocations"]
+    # none of its 2 allocations placed: the evaluations are asked why (nomad_placement)
+    assert [r.path for r in nomad_api.requests] == [
+        SCALE_PATH,
+        f"/v1/job/{JOB}/allocations",
+        f"/v1/job/{JOB}/evaluations",
+    ]
     for request in nomad_api.requests:
         assert request.query["namespace"] == "ml"
         assert request.query["region"] == "eu"

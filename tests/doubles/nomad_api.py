@@ -3,9 +3,10 @@
 Shapes follow Nomad's HTTP API documents, "Jobs - HTTP API" (api-docs/jobs):
 "Read Job" (GET /v1/job/:job_id), "List Job Allocations"
 (GET /v1/job/:job_id/allocations; the DeploymentStatus field of each stub is
-AllocationListStub in Nomad's api/allocations.go), "Read Job's Most Recent Deployment"
-(GET /v1/job/:job_id/deployment: a Deployment, or null), "Read Job Scale Status"
-(GET /v1/job/:job_id/scale) and "Scale Task Group" (POST or PUT
+AllocationListStub in Nomad's api/allocations.go), "List Job Evaluations"
+(GET /v1/job/:job_id/evaluations: see tests.doubles.nomad_evaluations), "Read Job's
+Most Recent Deployment" (GET /v1/job/:job_id/deployment: a Deployment, or null), "Read
+Job Scale Status" (GET /v1/job/:job_id/scale) and "Scale Task Group" (POST or PUT
 /v1/job/:job_id/scale). A group's `scaling` block shows in the job as
 TaskGroups[].Scaling, a ScalingPolicy as Nomad's server keeps it (nomad/structs: ID, Type
 "horizontal", Target {Namespace, Job, Group}, Policy: the block's `policy`, opaque to
@@ -73,6 +74,8 @@ class FakeJob:
     scaling_disabled: set[str] = field(default_factory=set)
     """Groups whose scaling block says `enabled = false`."""
     allocations: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    """GET /v1/job/:job_id/evaluations (tests.doubles.nomad_evaluations builds them)."""
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     create_index: int = 10
     modify_index: int = 18
@@ -212,6 +215,8 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
                 return (200, self.job_json(job)) if job else (404, "job not found")
             if method == "GET" and rest == ["allocations"]:
                 return (200, list(job.allocations)) if job else (200, [])
+            if method == "GET" and rest == ["evaluations"]:
+                return (200, list(job.evaluations)) if job else (200, [])
             if method == "GET" and rest == ["deployment"]:
                 return (200, self.deployment_json(job)) if job else (404, "job not found")
             if method == "GET" and rest == ["scale"]:
