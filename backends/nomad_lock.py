@@ -31,7 +31,8 @@ from backends.nomad_job import (
     requester_settings,
     response_of,
 )
-from backends.retry import GiveUp, is_transient_status, wait_asked_once
+from backends.retry import GiveUp, full_jitter_delay, is_transient_status, wait_asked_once
+from common.deadline import seconds_left
 from common.secrets import shorten
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,25 @@ class NomadVariableLock:
     # ---- steps -----------------------------------------------------------------------
 
     def _renew(self) -> bool:
-        """True when renewed; False when Nomad says the lock is no longer ours."""
+        """True when renewed; False when Nomad says the lock is no longer ours. A 429 or
+        5xx while the lease holds (Nomad's 500 "No cluster leader" during an election, a
+        proxy's 502) cannot mean it is lost: nobody can take it before its TTL. Tried once
+        more after a backoff, within the lock's deadline; then a LeaderLockError, the lock
+        kept (dropped, its re-acquire met this lease's own 409: nobody led until the TTL
+        and the lock delay had passed)."""
         started = self.timer.monotonic()
+        body = {"Lock": {"ID": self._lock_id}}
         try:
-            self._call("lock-renew", {"Lock": {"ID": self._lock_id}})
+            try:
+                self._call("lock-renew", body)
+            except _Answered as answer:
+                if not (is_transient_status(answer.status) and self.timer.is_held()):
+                    raise
+                self._wait_to_renew_again(answer)
+                self._call("lock-renew", body)
         except _Answered as answer:
+            if is_transient_status(answer.status) and self.timer.is_held():
+                raise LeaderLockError(answer.text) from None
             log.warning("the leader lock %s was lost (%s)", self.path, answer.text)
             self._lock_id = None
             self.timer.lost()
@@ -138,6 +153,15 @@ class NomadVariableLock:
         self.timer.renewed(started)
         self._holder = self.identity
         return True
+
+    def _wait_to_renew_again(self, answer: _Answered) -> None:
+        """The backoff before a renew's second try; LeaderLockError past the deadline."""
+        wait = full_jitter_delay(1, base_delay=0.5, max_delay=8.0)
+        left = seconds_left()
+        if left is not None and wait >= left:
+            raise LeaderLockError(answer.text) from None
+        log.warning("%s; renewing again in %.2fs", answer.text, wait)
+        self._sleep(wait)
 
     def _acquire(self) -> bool:
         started = self.timer.monotonic()

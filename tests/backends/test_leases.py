@@ -443,3 +443,28 @@ def test_a_daemon_leading_again_takes_the_other_replicas_counts_for_its_own_not_
     assert again.decision is not None and again.fleet is not None and again.fleet.desired == 37
     assert not [t for t in a_notes.texts if "outside the autoscaler" in t]
     assert a.states["image-gen"].memory.manual_change_at is None
+
+
+def test_a_nomad_leader_election_does_not_cost_the_lock(
+    nomad_api: NomadApiDouble, clock: ManualClock
+) -> None:
+    """Nomad answers 500 "No cluster leader" while its servers elect one (a second or
+    two). Before, a renew so answered dropped the lock: the acquire that followed met the
+    lock still held by this daemon's own lease (409), so it stood by, naming itself as
+    the holder, and no replica led until the TTL and the lock delay had passed. Now the
+    renew is tried again after a backoff, and where the election outlasts the call the
+    lock is kept (unreachable for that tick) while its lease holds."""
+    nomad_api.variables.clock = clock
+    lock = make_leader_lock(nomad_election(nomad_api.url), ENV, clock)
+    assert lock.acquire_or_renew()
+    clock.advance(TTL / 3)
+    nomad_api.fail_next(1, status=500, path="/v1/var", body="No cluster leader")
+    assert lock.acquire_or_renew() is True  # the renew, tried again
+    clock.advance(TTL / 3)
+    nomad_api.fail_next(2, status=500, path="/v1/var", body="No cluster leader")
+    with pytest.raises(LeaderLockError, match="No cluster leader"):
+        lock.acquire_or_renew()
+    clock.advance(TTL / 3)
+    assert lock.acquire_or_renew() is True and lock.holder() == "ops-a"
+    puts = nomad_api.requests_to("PUT", "/v1/var/gpu-autoscaler/leader")
+    assert [next(iter(r.query)) for r in puts] == ["lock-acquire"] + ["lock-renew"] * 5

@@ -55,6 +55,7 @@ class Fault:
     method: str | None = None  # only requests with this method meet the fault
     path: str | None = None  # only requests whose path contains this meet the fault
     retry_after: str | None = None  # "status": the Retry-After header sent, if any
+    body: str = "injected fault: service unavailable"  # "status": the plain-text answer
 
 
 @dataclass
@@ -139,11 +140,16 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
         method: str | None = None,
         path: str | None = None,
         retry_after: str | None = None,
+        body: str | None = None,
     ) -> None:
         """The next `count` requests (of `method`, to `path`, if given) answer `status`,
-        with Retry-After `retry_after` where given (a proxy's rate limit in front)."""
+        with Retry-After `retry_after` where given (a proxy's rate limit in front), and
+        `body` where given (Nomad's 500 "No cluster leader" while its servers elect one)."""
+        said = {} if body is None else {"body": body}
         self.faults.extend(
-            Fault("status", status=status, method=method, path=path, retry_after=retry_after)
+            Fault(
+                "status", status=status, method=method, path=path, retry_after=retry_after, **said
+            )
             for _ in range(count)
         )
 
@@ -396,7 +402,7 @@ class _Handler(JsonApiHandler):
             )
             return
         if fault is not None and fault.kind == "status":
-            self._reply(fault.status, "injected fault: service unavailable")
+            self._reply(fault.status, fault.body)
             return
         if fault is not None and fault.kind == "delay" and self.server.stopping.wait(fault.seconds):
             return
