@@ -360,8 +360,6 @@ class NomadJobGroup(WatchesScalingPolicy, WatchesPlacement):
         if current == desired:
             log.debug("%s already at count %d; nothing to write", self.target, desired)
             return None
-        if held := self.held_for_placement(current, desired):  # written, it would only queue
-            return held
         target, note = self.clamped_to_scaling_block(desired)
         if note:
             log.warning("%s: %s", self.target, note)

@@ -5,11 +5,15 @@ no node meets, a namespace quota) gets no allocation for the rest: the scheduler
 evaluation records why in FailedTGAllocs (an AllocMetric per group) and leaves a
 `blocked` evaluation waiting for room, carrying the same metrics (Nomad's
 Evaluation.CreateBlockedEval; a later evaluation that places everything cancels it).
-Read as pending only, they look like nodes on the way, nobody is told, and each further
-scale-out only lengthens the queue. NomadJobGroup reads the job's evaluations
+Read as pending only, they look like nodes on the way and nobody is told why the pool
+waits. NomadJobGroup reads the job's evaluations
 (GET /v1/job/:job_id/evaluations, ACL read-job, one call) only when fewer of the group's
-allocations are meant to run than its count, says why in the fleet's note, and holds a
-scale-out while it lasts. Kept apart from backends.nomad_job, which is full.
+allocations are meant to run than its count, and says why in the fleet's note. A
+scale-out is still written: the count is the demand's, not a step on the last one, and
+what adds GPU nodes (a cluster autoscaler, Karpenter-like provisioners, the Nomad
+Autoscaler's cluster policies) reacts to the queue, so holding the count would let the
+fleet grow by one boot's worth at a time. Kept apart from backends.nomad_job, which is
+full.
 """
 
 from __future__ import annotations
@@ -47,13 +51,6 @@ class Unplaced:
             f"Nomad cannot place {self.count} allocation(s) of {target}: {self.cause}; "
             f"they wait for room in the cluster, not booting (`nomad eval status "
             f"{self.evaluation}`)"
-        )
-
-    def held(self, current: int) -> str:
-        """Why a scale-out is not written: it would only join the queue."""
-        return (
-            f"held at {current}: Nomad cannot place {self.count} allocation(s) already asked "
-            f"for ({self.cause}); asked again at the next tick"
         )
 
 
@@ -142,7 +139,7 @@ def _create_index(evaluation: Mapping[str, Any]) -> int:
 
 
 class WatchesPlacement:
-    """What NomadJobGroup learns of unplaced allocations at each read, for its scale."""
+    """What NomadJobGroup learns of unplaced allocations at each read."""
 
     config: NomadJobBackend
     target: str
@@ -150,7 +147,7 @@ class WatchesPlacement:
     _job_path: str
     _call: Callable[..., Any]
     unplaced: Unplaced | None = None
-    """As the last read found it: the tick reads the fleet just before it scales."""
+    """As the last read found it."""
 
     def placement(self, desired: int, allocations: Sequence[Mapping[str, Any]]) -> str | None:
         """The note for unplaced allocations; asks Nomad (one call) only when fewer of
@@ -168,11 +165,3 @@ class WatchesPlacement:
         except BackendError as error:
             raise BackendError(f"listing evaluations of {self.target}: {error}") from None
         return None if self.unplaced is None else self.unplaced.note(self.target)
-
-    def held_for_placement(self, current: int, desired: int) -> str | None:
-        """A scale-out's hold while allocations already asked for cannot be placed."""
-        if desired <= current or self.unplaced is None:
-            return None
-        held = self.unplaced.held(current)
-        log.warning("%s: %s", self.target, held)
-        return held
