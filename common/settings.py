@@ -19,6 +19,8 @@ MAX_NODES = 1_000_000
 simulated fleet's start): far above any fleet, and far below what breaks a fleet's API
 (Kubernetes' replicas are 32-bit) or a count kept as a 64-bit integer."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
+"""Text pydantic reads as a number of seconds since 1970 where a datetime belongs."""
 
 
 class Strict(BaseModel):
@@ -49,14 +51,22 @@ class Strict(BaseModel):
                     f"{key}: expected a number, got the boolean {str(value).lower()} (YAML "
                     "reads yes, no, on, off, true and false as booleans)"
                 )
-            if isinstance(value, int | float) and field and _takes_a_time(field.annotation):
-                # pydantic reads a number as seconds since 1970: `expires: 20261127` was an
-                # override expired in 1970, ignored and reported as expired
+            if _a_number(value) and field and _takes_a_time(field.annotation):
+                # pydantic reads a number as seconds since 1970, and a quoted one too:
+                # `expires: 20261127` was an override expired in 1970, ignored and
+                # reported as expired
                 raise ValueError(
                     f"{key}: expected a date and time with a UTC offset, such as "
                     f"2026-11-27T18:00:00+05:30, got the number {value}"
                 )
         return data
+
+
+def _a_number(value: Any) -> bool:
+    """A number, or text that is one (`expires: '20261127'`), as pydantic reads it."""
+    return isinstance(value, int | float) or (
+        isinstance(value, str) and _NUMBER_TEXT.fullmatch(value) is not None
+    )
 
 
 def _takes_a_time(annotation: Any) -> bool:

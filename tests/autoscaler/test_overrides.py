@@ -294,12 +294,16 @@ def test_an_override_must_start_before_it_expires() -> None:
         Override(nodes=3, starts=moment.replace(tzinfo=None), expires=moment, reason="x")
 
 
-def test_a_number_for_a_time_is_refused_at_its_line_not_read_as_1970(tmp_path: Path) -> None:
+@pytest.mark.parametrize("written", ["20261127", "'20261127'", '"20261127.5"'])
+def test_a_number_for_a_time_is_refused_at_its_line_not_read_as_1970(
+    tmp_path: Path, written: str
+) -> None:
     """`expires: 20261127` (a date typed without dashes) was read as seconds since 1970:
-    an override expired at once, ignored and reported as expired, the pin never held."""
+    an override expired at once, ignored and reported as expired, the pin never held.
+    Quoted, it was text, let through, and pydantic read that as seconds since 1970 too."""
     path = tmp_path / "overrides.yaml"
     path.write_text(
-        "overrides:\n  gpu-ocr:\n    nodes: 12\n    expires: 20261127\n    reason: launch\n"
+        f"overrides:\n  gpu-ocr:\n    nodes: 12\n    expires: {written}\n    reason: launch\n"
     )
     with pytest.raises(ConfigError) as caught:
         load_overrides(path)
