@@ -25,6 +25,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _OCTAL = re.compile(r"[-+]?0[0-7_]+")
 """What YAML 1.1 reads as an octal number: `max_nodes: 010` is 8, `012` is 10."""
+_NUL_MESSAGE = "holds a NUL character (\\0), which no setting can hold; remove it"
 MAX_VALUES = 100_000
 MAX_DEPTH = 50
 MAX_BYTES = 4 * MIB
@@ -180,7 +181,7 @@ class _Builder:
             # column meant ten. The text as written, for the model to read in decimal.
             return node.value
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except _UNCONSTRUCTIBLE as exc:
             # A value YAML takes for a date, a number or a boolean but cannot make one of
             # (2027-02-29, 24:00, `!!int abc`): PyYAML raises a bare ValueError without a
@@ -194,6 +195,11 @@ class _Builder:
                 )
             )
             return node.value
+        if isinstance(value, str) and "\x00" in value:
+            # "\0" in double quotes: no path, name or query holds one, and a path with it
+            # was a ValueError traceback wherever it was opened (validate, run, status)
+            self.problems.append(Problem(self.path, self.lines[loc], field_name(loc), _NUL_MESSAGE))
+        return value
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}

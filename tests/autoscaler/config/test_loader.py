@@ -865,3 +865,23 @@ def test_an_override_past_any_fleet_is_a_located_error(tmp_path: Path) -> None:
         load_overrides(path)
     line = line_of(text, "nodes:")
     assert_reported(caught.value, path, line, "overrides.gpu-ocr.nodes", "1000000")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "field"),
+    [
+        ("overrides_file: overrides.yaml", 'overrides_file: "over\\0rides.yaml"', "overrides_file"),
+        ("state_dir: state", 'state_dir: "st\\0ate"', "state_dir"),
+        ("query: up", 'query: "u\\0p"', "pools[1].demand.query"),
+    ],
+)
+def test_a_nul_character_in_a_value_is_a_located_error_not_a_traceback(
+    tmp_path: Path, before: str, after: str, field: str
+) -> None:
+    """`"\\0"` in double quotes is a NUL character, which no path, name or query holds: a
+    path with one was a ValueError traceback ('embedded null byte') from validate and run
+    (the overrides file) or from status (the state folder), naming no file or line."""
+    text = BASE.replace(before, after)
+    path = write(tmp_path, text)
+    _, problems = validate_files(path)
+    assert_reported(ConfigError(problems), path, line_of(text, after), field, "NUL character")
