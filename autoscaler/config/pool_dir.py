@@ -22,10 +22,10 @@ POOL_FILE_SUFFIXES = (".yaml", ".yml")
 
 
 def pool_files(folder: Path) -> list[Path]:
+    """Every pool file's path, a link to nowhere or a folder among them: skipped, its pool
+    left the config unsaid and its fleet unscaled; read, it is an error naming it."""
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix in POOL_FILE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        p for p in folder.iterdir() if p.suffix in POOL_FILE_SUFFIXES and not p.name.startswith(".")
     )
 
 

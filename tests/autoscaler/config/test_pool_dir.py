@@ -122,3 +122,20 @@ def test_what_stops_run_in_a_pool_file_is_located_in_that_file(tmp_path: Path) -
         assert result.exit_code == 2, result.output
         where = f"{root / 'pools.d' / 'face.yaml'}:8: predictor.params.timezone"
         assert where in " ".join(result.output.split()), result.output
+
+
+def test_a_pool_file_that_cannot_be_read_is_an_error_not_a_pool_left_out(
+    tmp_path: Path,
+) -> None:
+    """A pool file that is a link to nowhere (its target renamed, as config management
+    links files into pools.d) or a folder was skipped: validate said ok with one pool
+    fewer, and run (or a reload) dropped the pool without a word, its fleet no longer
+    scaled. Each is now an error naming the file."""
+    root = layout(tmp_path, {"face.yaml": FACE})
+    (root / "pools.d" / "ocr.yaml").symlink_to(root / "available" / "ocr.yaml")
+    (root / "pools.d" / "asr.yaml").mkdir()
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert f"{root / 'pools.d' / 'ocr.yaml'}: file not found" in output
+    assert f"{root / 'pools.d' / 'asr.yaml'}: cannot read file: not a regular file" in output
