@@ -286,6 +286,13 @@ def _pool_parts(
                 f"capacity profile {capacity.profile} not found; run gpu-bench to write one, "
                 "or give per_node_rps",
             )
+        elif capacity.profile is not None and capacity.profile.is_dir():
+            # `profile: ""` (an unset ${VAR:-}) is the config's own folder: read, it was
+            # "FOLDER: cannot read file", naming neither the pool nor the line
+            startup.add(
+                (*here, "capacity", "profile"),
+                f"capacity profile {capacity.profile} is a folder: give the profile file's path",
+            )
         else:
             per_node_rps = startup.build(
                 (*here, "capacity"), lambda capacity=capacity: per_node_rps_of(capacity)
