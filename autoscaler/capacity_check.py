@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from autoscaler.signals.gpu_utilization import percent_query
+from autoscaler.signals.gpu_utilization import percent_not_ratio, percent_query
 from common.durations import PositiveDuration
 from common.settings import PromQL, Strict
 
@@ -47,6 +47,11 @@ class CapacityCheck(Strict):
     @classmethod
     def _percent(cls, query: str | None) -> str | None:
         return None if query is None else percent_query(query)
+
+    @field_validator("busy_above")
+    @classmethod
+    def _busy_in_percent(cls, busy_above: float) -> float:
+        return percent_not_ratio(busy_above)
 
     @model_validator(mode="after")
     def _one_source(self) -> CapacityCheck:

@@ -34,6 +34,17 @@ def percent_query(query: str) -> str:
     return query
 
 
+def percent_not_ratio(value: float) -> float:
+    """Refuse a percent setting written as a 0-1 ratio (`target: 0.7` for 70 %): read as
+    0.7 %, a GPU at 60 % asked for 86 times the ready nodes, the fleet at max_nodes."""
+    if value <= 1:
+        raise ValueError(
+            f"is in percent (0-100): {value:g} is {value:g} %, not {value * 100:g} %; "
+            f"write {value * 100:g}"
+        )
+    return value
+
+
 class GpuUtilizationSignal(SignalSettings):
     kind: Literal["gpu_utilization"]
     target: float = Field(gt=0, le=100, description="utilization to track, in percent")
@@ -45,6 +56,11 @@ class GpuUtilizationSignal(SignalSettings):
     @classmethod
     def _percent(cls, query: str) -> str:
         return percent_query(query)
+
+    @field_validator("target")
+    @classmethod
+    def _target_in_percent(cls, target: float) -> float:
+        return percent_not_ratio(target)
 
     def count(self, value: float, context: SignalContext) -> tuple[int, str]:
         require_finite(value, "GPU utilization")

@@ -52,6 +52,20 @@ def _copy(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
             "pools[0].signals[1].target",
             ["less than or equal to 100"],
         ),
+        (  # a ratio for percent: a GPU at 60 % read against 0.7 % asked for 86 x the nodes
+            "        target: 70",
+            "        target: 0.7",
+            "target: 0.7",
+            "pools[0].signals[1].target",
+            ["is in percent (0-100): 0.7 is 0.7 %, not 70 %; write 70"],
+        ),
+        (
+            "      busy_above: 80 ",
+            "      busy_above: 0.8 ",
+            "busy_above: 0.8",
+            "pools[0].capacity_check.busy_above",
+            ["is in percent (0-100)", "write 80"],
+        ),
         (
             "        drain_within: 30s",
             "        drain_within: 0s",
