@@ -94,13 +94,13 @@ def _bearer_token(config: PrometheusMetrics, env: Mapping[str, str]) -> str | No
         where, holder = "metrics.bearer_token_file", str(config.bearer_token_file)
         token: str | None = read_secret_file(config.bearer_token_file, where)
     elif config.bearer_token_env is not None:
-        # As before this field could come from a file: an unset variable sends no token,
-        # and Prometheus's 401 names the variable to check.
+        # Unset or empty stops the start, as password_env and README say: read as "no
+        # token", every query met a 401 and the pool held on missing metrics for ever.
         where, holder = (
             "metrics.bearer_token_env",
             f"environment variable {config.bearer_token_env}",
         )
-        token = env.get(config.bearer_token_env, "").strip() or None
+        token = read_secret_env(env, config.bearer_token_env, where)
     else:
         return None
     if token and not HEADER_VALUE.fullmatch(token):

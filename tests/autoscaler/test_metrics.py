@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import DemandQuery
 from autoscaler.metrics import MetricsError, check_demand, fetch_demand, sample_times, step_floor
+from autoscaler.metrics_auth import CredentialError
 from autoscaler.metrics_prometheus import PrometheusSource, redact_url
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
@@ -306,10 +307,13 @@ def test_a_bad_new_sample_refuses_the_answer_and_an_answer_of_more_than_asked_is
     assert answer.index[-1] == pd.Timestamp(NOW)
 
 
-def test_no_authorization_header_without_a_token() -> None:
-    with PrometheusApiDouble([matrix_reply()]) as double, source(double.url, env={}) as p:
-        assert ask(p).empty
-    assert "Authorization" not in double.requests[0][2]
+def test_an_unset_bearer_token_variable_stops_the_start() -> None:
+    """Before, an unset $PROM_TOKEN sent no token: every query met a 401 and the pool held
+    on missing metrics, where README says an unset variable stops the start (exit 2)."""
+    with pytest.raises(CredentialError, match="PROM_TOKEN is not set or empty"):
+        source("http://127.0.0.1:9", env={})
+    with pytest.raises(CredentialError, match="bearer_token_env"):
+        source("http://127.0.0.1:9", env={"PROM_TOKEN": "  "})
 
 
 def test_no_series_reads_as_empty_not_zero() -> None:
