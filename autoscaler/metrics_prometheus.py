@@ -263,7 +263,9 @@ def _capped_body(response: requests.Response, *args: object, **kwargs: object) -
 def _require_success(response: requests.Response, *args: object, **kwargs: object) -> None:
     """Session hook: prometheus-api-client reads data.result without checking `status`, or
     `warnings`, which say the data is what could be collected (a Thanos store or a remote
-    read that failed): a sum over part of the series would read as less load."""
+    read that failed), or `isPartial`, which a VictoriaMetrics cluster's vmselect sets
+    instead when a vmstorage node did not answer (its default): a sum over part of the
+    series would read as less load."""
     if response.status_code != 200:
         return
     try:
@@ -283,6 +285,11 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
             shown = f"a {shorten_query(str(kind), 20)} result"
         raise _UnsuccessfulAnswer(
             f"{shown} is not a matrix, which a range query gives; the answer cannot be demand"
+        )
+    if body.get("isPartial") is True:
+        raise _UnsuccessfulAnswer(
+            "VictoriaMetrics marks the answer partial (isPartial: a vmstorage node did not "
+            "answer); part of the data is not the whole"
         )
     warnings = body.get("warnings")
     partial = (

@@ -380,6 +380,18 @@ def test_malformed_answers_are_bad_responses(reply: Reply, needle: str) -> None:
     assert len(double.requests) == 1  # none of these is retried
 
 
+def test_a_victoriametrics_answer_that_is_whole_reads_as_demand() -> None:
+    """vmselect's envelope (VictoriaMetrics cluster docs, its query_range template) adds
+    `isPartial` and `stats` to Prometheus's: only isPartial true holds (tests/faults)."""
+    body = json.loads(matrix_reply(({}, [(stamp(NOW), "7.5")])).body)
+    body |= {"isPartial": False, "stats": {"seriesFetched": "1", "executionTimeMsec": 2}}
+    with (
+        PrometheusApiDouble([Reply(body=json.dumps(body).encode())]) as double,
+        source(double.url) as prometheus,
+    ):
+        assert ask(prometheus).tolist() == [7.5]
+
+
 def test_unavailable_is_retried_then_succeeds() -> None:
     replies = [error_reply(503, "timeout", "query timed out"), matrix_reply(({}, [(0, "1")]))]
     with PrometheusApiDouble(replies) as double, source(double.url) as prometheus:

@@ -61,6 +61,15 @@ def partial(now: datetime) -> Reply:
     return Reply(body=json.dumps(body).encode())
 
 
+def victoria_partial(now: datetime) -> Reply:
+    """A VictoriaMetrics cluster's vmselect with a vmstorage node down (it answers what the
+    others hold by default): status "success", no warnings, and its own `isPartial: true`
+    beside `stats`, as its query_range response template writes them."""
+    body = json.loads(samples(now, ["2"] * 60).body)
+    body |= {"isPartial": True, "stats": {"seriesFetched": "3", "executionTimeMsec": 4}}
+    return Reply(body=json.dumps(body).encode())
+
+
 ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
     "samples after the query's end": (
         lambda now: samples(now, ["0"] * 60, end_offset=-timedelta(minutes=30)),
@@ -72,6 +81,7 @@ ODD_ANSWERS: dict[str, tuple[Callable[[datetime], Reply], str]] = {
     ),
     "same time twice, different values": (duplicated, "twice"),
     "a partial answer with warnings": (partial, "store 10.0.0.7:10901"),
+    "a VictoriaMetrics partial answer": (victoria_partial, "isPartial"),
     "JSON false as a value": (lambda now: low_values(now, False), "not a number"),
     "JSON null as a value": (lambda now: low_values(now, None), "not a number"),
     "a list as a value": (lambda now: low_values(now, [0]), "not a number"),
