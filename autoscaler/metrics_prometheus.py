@@ -43,6 +43,12 @@ MAX_ANSWER_BYTES = 64 * 2**20
 about 0.4 MB. A body past it (thousands of series, a server gone wrong, a gzip bomb) is
 refused as it arrives, never held whole: a 57 MB answer had been parsed in 9.5 s, and
 one a hundred times that would have taken the daemon's memory."""
+SMALLEST_CHUNK_POINTS = 100
+"""A range refused for the samples it would load is halved down to this many steps (the
+refusals come at once, so at most 8 are asked from 10,000), then the refusal stands."""
+_TOO_MANY_SAMPLES = re.compile(r"too many samples|maxSamplesPerQuery")
+"""Prometheus's (and Thanos's, Mimir's) query.max-samples refusal, 'query processing would
+load too many samples into memory', and VictoriaMetrics' -search.maxSamplesPerQuery one."""
 SMALL_ANSWER_POINTS = 1_000
 """A range of fewer points (a steady tick's few new samples) is asked for uncompressed:
 gzip cost Prometheus and us ~0.5 ms of a ~1.2 ms small answer over loopback, to save a
@@ -97,13 +103,25 @@ class PrometheusSource:
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
         """Range query, split into chunks under Prometheus's 11,000-points-per-series limit
-        (14 days at a 1-minute step is 20,160 points)."""
+        (14 days at a 1-minute step is 20,160 points); a chunk refused for the samples it
+        would load (query.max-samples) is asked again in halves, down to
+        SMALLEST_CHUNK_POINTS: a query over many series that a day at a time passes was
+        otherwise refused at every first read, its pool never given its window."""
         start, end = as_utc(start), as_utc(end)
-        chunk = step * (MAX_POINTS_PER_QUERY - 1)
+        points = MAX_POINTS_PER_QUERY
         parts = []
         while True:
-            chunk_end = min(end, start + chunk)
-            parts.append(self._query_range(query, start, chunk_end, step))
+            chunk_end = min(end, start + step * (points - 1))
+            try:
+                parts.append(self._query_range(query, start, chunk_end, step))
+            except _TooManySamples as exc:
+                asked = (chunk_end - start) // step + 1
+                if asked <= SMALLEST_CHUNK_POINTS:
+                    raise MetricsError(
+                        exc.kind, query, f"{exc.reason} (asked {asked} steps at a time)"
+                    ) from None
+                points = max(SMALLEST_CHUNK_POINTS, asked // 2)
+                continue
             if chunk_end >= end:
                 break
             start = chunk_end + step
@@ -151,7 +169,9 @@ class PrometheusSource:
                 "bad_response", query, f"HTTP request failed ({type(exc).__name__})"
             ) from None
         except PrometheusApiClientException as exc:
-            raise MetricsError("bad_response", query, self._http_error(str(exc))) from None
+            reason = self._http_error(str(exc))
+            error = _TooManySamples if _TOO_MANY_SAMPLES.search(reason) else MetricsError
+            raise error("bad_response", query, reason) from None
         except (ValueError, KeyError, TypeError):
             # requests' JSONDecodeError is a ValueError; an error body has no data.result.
             raise MetricsError(
@@ -239,6 +259,10 @@ def redact_url(url: str) -> str:
     except ValueError:
         port = ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _TooManySamples(MetricsError):
+    """An HTTP refusal for the samples the range would load: a shorter range may pass."""
 
 
 class _UnsuccessfulAnswer(Exception):

@@ -392,6 +392,22 @@ def test_a_victoriametrics_answer_that_is_whole_reads_as_demand() -> None:
         assert ask(prometheus).tolist() == [7.5]
 
 
+def test_a_range_refused_for_its_samples_even_when_short_says_so_after_a_few_asks() -> None:
+    """Prometheus's query.max-samples refusal (422, errorType execution) for every range:
+    halved down to 100 steps, then the refusal stands, saying how short it was asked."""
+    refusal = "query processing would load too many samples into memory in query execution"
+    with (
+        PrometheusApiDouble([error_reply(422, "execution", refusal)]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        prometheus.demand(QUERY, NOW - timedelta(days=14), NOW, timedelta(minutes=1))
+    assert caught.value.kind == "bad_response"
+    assert refusal in str(caught.value) and "(asked 100 steps at a time)" in str(caught.value)
+    steps = [(float(q["end"][0]) - float(q["start"][0])) / 60 + 1 for _, q, _ in double.requests]
+    assert steps == [10_000, 5_000, 2_500, 1_250, 625, 312, 156, 100]
+
+
 def test_unavailable_is_retried_then_succeeds() -> None:
     replies = [error_reply(503, "timeout", "query timed out"), matrix_reply(({}, [(0, "1")]))]
     with PrometheusApiDouble(replies) as double, source(double.url) as prometheus:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+from urllib.request import urlopen
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,7 @@ from tests.doubles.prometheus_server import (
     NOTHING_QUERY,
     TWO_SERIES_QUERY,
     PrometheusWithHistory,
+    build_history,
     prometheus_history,  # noqa: F401  (fixture)
     stopped_prometheus_url,  # noqa: F401  (fixture)
 )
@@ -158,6 +163,29 @@ def test_fourteen_days_at_one_minute_is_fetched_in_chunks_under_the_point_limit(
     sample = series.iloc[:: len(series) // 50]
     expected = prometheus_history.expected_rate(sample.index)
     np.testing.assert_allclose(sample.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
+def test_a_window_refused_for_its_samples_is_read_in_shorter_ranges(tmp_path: Path) -> None:
+    """A Prometheus whose --query.max-samples refuses two days of minutes in one range
+    query (HTTP 422, 'query processing would load too many samples') but takes one."""
+    history, server = build_history(
+        tmp_path, history=timedelta(days=2), flags=["--query.max-samples=4000"]
+    )
+    try:
+        now = _minute_now()
+        start = now - timedelta(days=2) + timedelta(minutes=10)
+        whole = urlencode({"query": DEMAND_QUERY, "start": start.timestamp(),
+                           "end": now.timestamp(), "step": 60})  # fmt: skip
+        with pytest.raises(HTTPError) as refused:
+            urlopen(f"{history.url}/api/v1/query_range?{whole}", timeout=10)
+        assert refused.value.code == 422 and b"too many samples" in refused.value.read()
+        with _source(history.url) as source:
+            series = source.demand(DEMAND_QUERY, start, now, timedelta(minutes=1))
+    finally:
+        server.stop()
+    assert list(series.index) == list(pd.date_range(start, now, freq="1min", tz=UTC))
+    expected = history.expected_rate(series.index)
+    np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
 
 
 def test_a_kept_window_asks_only_for_the_new_minutes_and_answers_as_the_whole_window(

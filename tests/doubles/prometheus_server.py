@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,11 +192,13 @@ def start_prometheus(
     web_config: Path | None = None,
     scheme: str = "http",
     ready: Callable[[str], bool] | None = None,
+    flags: Sequence[str] = (),
 ) -> PrometheusProcess:
     """Start Prometheus on a free loopback port and wait until /-/ready answers 200.
 
     `web_config`: Prometheus's --web.config.file (TLS, client certificates, basic auth);
-    then `ready(url)` probes readiness with whatever credentials that file demands."""
+    then `ready(url)` probes readiness with whatever credentials that file demands.
+    `flags`: more of its command-line flags (a limit such as --query.max-samples)."""
     config = work_dir / "prometheus.yml"
     config.write_text(_CONFIG)
     attempts = 3  # another process may take the free port before Prometheus binds it
@@ -213,6 +215,7 @@ def start_prometheus(
                     "--storage.tsdb.retention.time=30d",
                     "--log.level=warn",
                     *([f"--web.config.file={web_config}"] if web_config else []),
+                    *flags,
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -267,13 +270,18 @@ _shared: PrometheusWithHistory | None = None
 
 
 def build_history(
-    tmp: Path, trace_path: Path = NASA_TRACE, now: datetime | None = None
+    tmp: Path,
+    trace_path: Path = NASA_TRACE,
+    now: datetime | None = None,
+    history: timedelta = HISTORY,
+    flags: Sequence[str] = (),
 ) -> tuple[PrometheusWithHistory, PrometheusProcess]:
-    """Backfill 14 days of the trace (ending LEAD after now) and start Prometheus on it."""
+    """Backfill `history` (14 days) of the trace, ending LEAD after now, and start
+    Prometheus on it with `flags`."""
     prometheus, promtool = require_prometheus()
     moment = now or datetime.now(UTC)
     end = moment.replace(second=0, microsecond=0) + LEAD
-    requests = shift_to_end_at(load_trace(trace_path), end, HISTORY + LEAD)
+    requests = shift_to_end_at(load_trace(trace_path), end, history + LEAD)
     canary = (requests[requests.index > requests.index[-1] - pd.Timedelta(days=1)] // 2).rename(
         "canary"
     )
@@ -283,14 +291,14 @@ def build_history(
     )
     data_dir = tmp / "data"
     backfill(promtool, openmetrics, data_dir)
-    server = start_prometheus(prometheus, data_dir, tmp)
-    history = PrometheusWithHistory(
+    server = start_prometheus(prometheus, data_dir, tmp, flags=flags)
+    held = PrometheusWithHistory(
         url=server.url,
         requests=requests,
         last_sample=end,
         prometheus_major=prometheus_major_version(prometheus),
     )
-    return history, server
+    return held, server
 
 
 @pytest.fixture(scope="session")
