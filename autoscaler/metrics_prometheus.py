@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
 from requests.auth import HTTPBasicAuth
 from urllib3.util.retry import Retry
 
@@ -168,8 +168,8 @@ class PrometheusSource:
             raise MetricsError(
                 "bad_response", query, f"HTTP request failed ({type(exc).__name__})"
             ) from None
-        except PrometheusApiClientException as exc:
-            reason = self._http_error(str(exc))
+        except _Refused as exc:
+            reason = self._http_error(exc.status, exc.error)
             error = _TooManySamples if _TOO_MANY_SAMPLES.search(reason) else MetricsError
             raise error("bad_response", query, reason) from None
         except (ValueError, KeyError, TypeError):
@@ -184,8 +184,8 @@ class PrometheusSource:
         credential (rotated by an agent): read only at start, it was refused until a restart."""
         try:
             return call()
-        except PrometheusApiClientException as exc:
-            if "HTTP Status Code 401 " not in str(exc) or not self._credentials_read_again():
+        except _Refused as exc:
+            if exc.status != 401 or not self._credentials_read_again():
                 raise
         return call()
 
@@ -213,15 +213,12 @@ class PrometheusSource:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _http_error(self, text: str) -> str:
-        """Status and Prometheus's own `error` text, from the library's exception message."""
-        status = re.search(r"HTTP Status Code (\d+)", text)
-        code = status.group(1) if status else "?"
-        reason = f"HTTP {code} from {self._shown_url}"
-        detail = re.search(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
-        if detail:
-            reason += f": {shorten(detail.group(1), 200)}"
-        if code in ("401", "403"):
+    def _http_error(self, status: int, error: str | None) -> str:
+        """Status and Prometheus's own `error` text."""
+        reason = f"HTTP {status} from {self._shown_url}"
+        if error:
+            reason += f": {shorten(' '.join(error.split()), 200)}"
+        if status in (401, 403):
             reason += f" (check {self._credential_hint})"
         return reason
 
@@ -265,6 +262,16 @@ class _TooManySamples(MetricsError):
     """An HTTP refusal for the samples the range would load: a shorter range may pass."""
 
 
+class _Refused(Exception):
+    """A non-200 answer, with Prometheus's own `error` text read from its JSON (None where
+    it has none). prometheus-api-client quotes the body's repr instead, whose escapes cut
+    a reading of it at the first quote ('unexpected \\' for 'unexpected "}"')."""
+
+    def __init__(self, status: int, error: str | None) -> None:
+        super().__init__(status, error)
+        self.status, self.error = status, error
+
+
 class _UnsuccessfulAnswer(Exception):
     """A 200 answer that is not JSON, whose `status` is not "success", or that warns."""
 
@@ -291,6 +298,8 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
     instead when a vmstorage node did not answer (its default): a sum over part of the
     series would read as less load."""
     if response.status_code != 200:
+        if not response.is_redirect:  # a redirect is followed, then this hook sees its end
+            raise _Refused(response.status_code, _error_text(response))
         return
     try:
         body = response.json()
@@ -325,6 +334,16 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
             f"Prometheus warns the answer may be partial ({shorten(str(first), 200)}); "
             "part of the data is not the whole"
         )
+
+
+def _error_text(response: requests.Response) -> str | None:
+    """The `error` of Prometheus's error envelope, if the body is one."""
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
 
 
 def _about_the_query(warning: object) -> bool:

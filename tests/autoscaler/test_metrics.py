@@ -359,13 +359,18 @@ def _vector_reply() -> Reply:
         (_vector_reply(), "not a matrix"),
         (Reply(body=b'{"status":"success","data":{"resultType":"matrix","result":'
                     b'[{"metric":{},"values":[[1,"lots"]]}]}}'), '"lots" is not a number'),
-        (error_reply(400, "bad_data", 'parse error: unexpected "}"'), "HTTP 400"),
+        (error_reply(400, "bad_data", 'parse error: unexpected "}"'),
+         'HTTP 400 from http://127.0.0.1'),
+        (error_reply(400, "bad_data", 'parse error: unexpected "}" in label matching'),
+         ': parse error: unexpected "}" in label matching'),
+        (error_reply(422, "execution", "can't 'read' ä\nline"), ": can't 'read' ä line"),
         (error_reply(422, "execution", "expanding series: too many"), "expanding series"),
         (Reply(status=500, body=b"internal error", content_type="text/plain"), "HTTP 500"),
         (Reply(status=401, body=b"Unauthorized", content_type="text/plain"), "$PROM_TOKEN"),
     ],
     ids=["html", "truncated-json", "status-error-200", "no-result", "result-not-list", "vector",
-         "value-not-number", "http-400", "http-422", "http-500", "http-401"],
+         "value-not-number", "http-400", "http-400-quoted", "http-422-escapes", "http-422",
+         "http-500", "http-401"],
 )  # fmt: skip
 def test_malformed_answers_are_bad_responses(reply: Reply, needle: str) -> None:
     with (

@@ -139,6 +139,18 @@ def test_invalid_promql_is_a_bad_response_with_prometheus_reason(
     assert "parse error" in str(caught.value)
 
 
+def test_an_error_quoting_label_values_is_given_whole(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    """Prometheus's 422 for a many-to-many match quotes the series' labels."""
+    now = _minute_now()
+    query = 'http_requests_total{job="demo"} + on() group_left http_requests_total'
+    with _source(prometheus_history.url) as source, pytest.raises(MetricsError) as caught:
+        source.demand(query, now - timedelta(hours=1), now, timedelta(minutes=1))
+    assert "HTTP 422" in str(caught.value)
+    assert '{__name__="http_requests_total", job="demo-canary"}' in str(caught.value)
+
+
 def test_stopped_prometheus_is_unreachable(
     stopped_prometheus_url: str,  # noqa: F811
 ) -> None:
