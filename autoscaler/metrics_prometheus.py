@@ -218,7 +218,9 @@ class PrometheusSource:
         reason = f"HTTP {status} from {self._shown_url}"
         if error:
             reason += f": {shorten(' '.join(error.split()), 200)}"
-        if status in (401, 403):
+        if status == 401 and error is not None and "no org id" in error:
+            reason += " (a tenant is asked for: send it as metrics.headers X-Scope-OrgID)"
+        elif status in (401, 403):
             reason += f" (check {self._credential_hint})"
         return reason
 
@@ -337,11 +339,14 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
 
 
 def _error_text(response: requests.Response) -> str | None:
-    """The `error` of Prometheus's error envelope, if the body is one."""
+    """The `error` of Prometheus's error envelope, or a plain-text body whole (Mimir's and
+    Cortex's 401 'no org id' for a missing X-Scope-OrgID, a 429 'too many outstanding
+    requests'); None for anything else (a proxy's HTML page)."""
     try:
         body = response.json()
     except (ValueError, RecursionError):
-        return None
+        plain = response.headers.get("Content-Type", "").startswith("text/plain")
+        return response.text if plain else None
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, str) else None
 

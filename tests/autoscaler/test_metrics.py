@@ -367,10 +367,14 @@ def _vector_reply() -> Reply:
         (error_reply(422, "execution", "expanding series: too many"), "expanding series"),
         (Reply(status=500, body=b"internal error", content_type="text/plain"), "HTTP 500"),
         (Reply(status=401, body=b"Unauthorized", content_type="text/plain"), "$PROM_TOKEN"),
+        (Reply(status=429, body=b"too many outstanding requests\n", content_type="text/plain"),
+         ": too many outstanding requests"),
+        (Reply(status=404, body=b"<html><h1>Not Found</h1></html>", content_type="text/html"),
+         "HTTP 404 from http://127.0.0.1:"),
     ],
     ids=["html", "truncated-json", "status-error-200", "no-result", "result-not-list", "vector",
          "value-not-number", "http-400", "http-400-quoted", "http-422-escapes", "http-422",
-         "http-500", "http-401"],
+         "http-500", "http-401", "mimir-429", "proxy-html"],
 )  # fmt: skip
 def test_malformed_answers_are_bad_responses(reply: Reply, needle: str) -> None:
     with (
@@ -383,6 +387,22 @@ def test_malformed_answers_are_bad_responses(reply: Reply, needle: str) -> None:
     assert needle in str(caught.value)
     assert TOKEN not in str(caught.value)
     assert len(double.requests) == 1  # none of these is retried
+
+
+def test_a_mimir_asking_for_its_tenant_says_so_not_the_credentials() -> None:
+    """Mimir and Cortex answer a query without X-Scope-OrgID with 401 and the plain text
+    'no org id' (grafana/mimir#2030): the reason quotes it and names the header."""
+    reply = Reply(status=401, body=b"no org id\n", content_type="text/plain; charset=utf-8")
+    with (
+        PrometheusApiDouble([reply]) as double,
+        source(double.url) as prometheus,
+        pytest.raises(MetricsError) as caught,
+    ):
+        ask(prometheus)
+    assert caught.value.reason == (
+        f"HTTP 401 from {double.url}: no org id "
+        "(a tenant is asked for: send it as metrics.headers X-Scope-OrgID)"
+    )
 
 
 def test_a_victoriametrics_answer_that_is_whole_reads_as_demand() -> None:
