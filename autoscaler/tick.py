@@ -305,8 +305,9 @@ class PoolTicker(TickNews):
     ) -> None:
         assert result.fleet is not None
         by_hand = self._notice_manual_change(now, state, result.fleet)
+        fleet = result.fleet
         decision, memory = plan(
-            self.pool, result.sizing, now, result.fleet.desired, overrides, state.memory
+            self.pool, result.sizing, now, fleet.desired, overrides, state.memory, fleet.stuck
         )
         result.decision = decision
         state.memory = memory

@@ -107,8 +107,9 @@ class TickNews:
         """One message when a failure starts and one when it clears, not one per tick. A
         step this tick did not reach (the signals, read only with the fleet; every step
         after a surprise) is not said to have cleared: it was not checked."""
-        for kind in ("metrics", "signals", "backend", "tick"):
-            detail = result.errors.get(kind)
+        problems = {**result.errors, **rollout_problem(result)}
+        for kind in ("metrics", "signals", "backend", "tick", "rollout"):
+            detail = problems.get(kind)
             if detail is None and kind not in checked_steps(result):
                 continue
             if detail is not None and kind not in state.failing:
@@ -127,7 +128,21 @@ class TickNews:
 
 def checked_steps(result: TickResult) -> set[str]:
     """The steps whose failure this tick could see: a surprise stopped it before any it
-    names; without the fleet the signals are not read."""
+    names; without the fleet the signals are not read, nor its rollout."""
     if "tick" in result.errors:
         return {"tick"}
-    return {"metrics", "backend", "tick"} | ({"signals"} if result.fleet is not None else set())
+    read = {"signals", "rollout"} if result.fleet is not None else set()
+    return {"metrics", "backend", "tick"} | read
+
+
+def rollout_problem(result: TickResult) -> dict[str, str]:
+    """Pending nodes that will not come up (FleetState.stuck), told as a failure of kind
+    "rollout" (once, and once when they come): it is no error of the tick, which goes on
+    (holding scale-ups), so /healthz and the error counters are not touched."""
+    fleet = result.fleet
+    if fleet is None or fleet.stuck is None:
+        return {}
+    return {
+        "rollout": f"{fleet.pending} of {fleet.desired} nodes are not coming up, so "
+        f"scale-ups are held until they do: {fleet.stuck}"
+    }

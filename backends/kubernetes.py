@@ -50,6 +50,7 @@ from backends.kubernetes_errors import (
     status_message,
 )
 from backends.kubernetes_hpa import WatchesHpas
+from backends.kubernetes_rollout import list_pods, pods_stuck, progress_deadline_s, workload_stuck
 from backends.retry import call_with_retries
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
@@ -162,6 +163,8 @@ def _cause_name(error: BaseException) -> str:
 class ScaleReading:
     replicas: int
     resource_version: str | None
+    selector: str | None = None
+    """status.selector: the workload's pods' label selector, as text."""
 
 
 def scale_reading(scale: Any, target: Target) -> ScaleReading:
@@ -183,7 +186,9 @@ def scale_reading(scale: Any, target: Target) -> ScaleReading:
             "replicas"
         )
     version = metadata.get("resourceVersion")
-    return ScaleReading(replicas=replicas, resource_version=version if version else None)
+    status = _object(scale, "status") or {}
+    selector = status.get("selector") if isinstance(status.get("selector"), str) else None
+    return ScaleReading(replicas, version if version else None, selector or None)
 
 
 def ready_replicas(workload: Any, target: Target) -> int:
@@ -226,6 +231,8 @@ class KubernetesWorkload(WatchesHpas):
         self._service_account_dir = service_account_dir
         self._connection: KubernetesConnection | None = None
         self._annotate = True
+        self._list_pods = True
+        self._pods_stuck: str | None = None  # what the last pod list said
         seconds = config.timeout.total_seconds()
         self._timeout = (seconds, seconds)  # the client ignores a bare float
 
@@ -249,10 +256,12 @@ class KubernetesWorkload(WatchesHpas):
 
     def read(self) -> FleetState:
         desired = self._call(self._read_scale, what=f"reading the scale of {self.target}")
-        ready = self._call(self._read_ready, what=f"reading {self.target}")
-        return FleetState(
-            desired=desired.replicas, ready=ready, pending=max(desired.replicas - ready, 0)
-        )
+        workload = self._call(self._read_workload, what=f"reading {self.target}")
+        ready = ready_replicas(workload, self.target)
+        pending = max(desired.replicas - ready, 0)
+        self._pods_stuck = self._pods_stuck if pending else None
+        stuck = self._stuck(workload, desired.selector) if pending else None
+        return FleetState(desired=desired.replicas, ready=ready, pending=pending, stuck=stuck)
 
     def scale(self, desired: int, reason: str) -> str | None:
         require_count(desired)
@@ -301,8 +310,44 @@ class KubernetesWorkload(WatchesHpas):
     def _read_scale(self) -> ScaleReading:
         return scale_reading(self._read_json(scale=True), self.target)
 
-    def _read_ready(self) -> int:
-        return ready_replicas(self._read_json(scale=False), self.target)
+    def _read_workload(self) -> Any:
+        workload = self._read_json(scale=False)
+        ready_replicas(workload, self.target)  # not one: an error, within the retries
+        return workload
+
+    def _stuck(self, workload: Any, selector: str | None) -> str | None:
+        """Why pending replicas do not come (backends.kubernetes_rollout): the workload's
+        conditions, else its pods (one list). Best effort: a list that fails is logged
+        (a 403 once: it is not asked again), the read stands and the last list's verdict
+        with it (a throttled list is no sign the pods came)."""
+        from kubernetes.client.exceptions import ApiException
+
+        stuck = workload_stuck(workload)
+        if stuck is not None or selector is None or not self._list_pods:
+            return stuck
+        t, timeout = self.target, self._timeout
+        try:
+            pods, now = call_within(
+                whole_answer_s(self.config.timeout.total_seconds()),
+                lambda: list_pods(self.connection.api_client, t.namespace, selector, timeout),
+                f"listing the pods of {t}",
+            )
+        except Exception as error:
+            denied = isinstance(error, ApiException) and error.status == 403
+            self._list_pods = self._list_pods and not denied
+            why = describe_kubernetes_error(
+                error, self.connection, t, writing=False, timeout_s=timeout[1]
+            )
+            if denied:
+                why = (
+                    f"{self.connection.redact(status_message(error))} (it needs RBAC list on pods)"
+                )
+            log.warning(
+                "%s: its pods could not be listed to see why replicas are pending: %s", t, why
+            )
+            return self._pods_stuck if self._list_pods else None
+        self._pods_stuck = pods_stuck(pods, now, progress_deadline_s(workload))
+        return self._pods_stuck
 
     def _read_json(self, *, scale: bool) -> Any:
         """The GET's answer as the server wrote it (None where it is not JSON): counts are

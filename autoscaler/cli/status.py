@@ -59,7 +59,8 @@ def read_fleets(
 
 def _current(fleet: FleetState | str | None, saved: object) -> str:
     if isinstance(fleet, FleetState):
-        return f"{fleet.desired} ({fleet.ready} ready, {fleet.pending} pending)"
+        stuck = f"; not coming up: {fleet.stuck}" if fleet.stuck else ""
+        return f"{fleet.desired} ({fleet.ready} ready, {fleet.pending} pending{stuck})"
     at_tick = f"{_text(saved)} at the last tick; " if saved is not None else ""
     return f"{at_tick}fleet unreachable: {fleet}" if fleet else _text(saved)
 

@@ -6,7 +6,7 @@ its official API documents; see tests/doubles/). Metrics come from an in-memory 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -194,3 +194,69 @@ def test_allocations_nomad_cannot_place_are_told_once(
     assert len(alerts) == 1  # once, not at every tick
     assert "Nomad cannot place 2 allocation(s)" in alerts[0]
     assert "devices: no devices match request" in alerts[0]
+
+
+def test_nodes_that_do_not_come_up_are_told_once_and_not_scaled_into(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """The kubernetes client against the Kubernetes API double (API reference: a pod the
+    scheduler cannot place is Pending with PodScheduled False, reason Unschedulable). A
+    scale-up whose pods found no GPU node for longer than the progress deadline is told
+    on Slack once, naming the cause, no further scale-up is written while it lasts, and
+    once the pods come up that is told once and scaling goes on."""
+    deployment = kubernetes_api.add_deployment("ocr-workers", replicas=8, ready=4)
+    labels = {"app": "ocr-workers"}
+    since = datetime.now(UTC) - timedelta(minutes=25)
+    for n in range(4):
+        kubernetes_api.pods.add(f"ocr-workers-5f7c9-ready{n}", "ready", since, labels)
+        kubernetes_api.pods.add(f"ocr-workers-5f7c9-wait{n}", "unschedulable", since, labels)
+    ticker, clock, notifier = kubernetes_ticker(kubernetes_api, tmp_path)
+    state = PoolState()
+    for _ in range(3):  # wants 13
+        result = ticker.tick(clock.now(), state, OverridesFile())
+        assert result.decision is not None and result.decision.desired == 8 and not result.acted
+        assert "nodes asked for do not come up" in result.decision.reasons[-1]
+        clock.advance(timedelta(minutes=1))
+    scale = "/apis/apps/v1/namespaces/default/deployments/ocr-workers/scale"
+    assert kubernetes_api.requests_to("PATCH", scale) == []
+    (told,) = [t for t in notifier.texts if "rollout" in t]
+    assert (
+        "rollout failing: 4 of 8 nodes are not coming up, so scale-ups are held until they "
+        "do: 4 pods Unschedulable for 25m: 0/4 nodes are available"
+    ) in told
+    assert "Insufficient nvidia.com/gpu" in told
+    for n in range(4):  # a GPU node came
+        kubernetes_api.pods.add(f"ocr-workers-5f7c9-wait{n}", "ready", since, labels)
+    deployment.ready_replicas = 8
+    result = ticker.tick(clock.now(), state, OverridesFile())
+    assert result.acted and deployment.replicas == 13
+    assert len([t for t in notifier.texts if "rollout" in t]) == 2
+    assert "rollout recovered after 3m" in notifier.texts[-2] + notifier.texts[-1]
+
+
+def kubernetes_ticker(
+    double: KubernetesApiDouble, tmp_path: Path
+) -> tuple[PoolTicker, SimulatedClock, RecordingNotifier]:
+    backend = KubernetesWorkload(
+        KubernetesBackend(
+            kind="kubernetes",
+            name="ocr-workers",
+            kubeconfig=double.write_kubeconfig(tmp_path / "kubeconfig"),
+            timeout=timedelta(seconds=2),
+            retries=2,
+        ),
+        env={},
+        sleep=lambda _: None,
+    )
+    clock, notifier = SimulatedClock(START), RecordingNotifier()
+    ticker = PoolTicker(
+        make_pool(),
+        backend,
+        1.0,
+        FlatDemand(clock, 10.0),
+        timedelta(minutes=5),
+        notifier,
+        DecisionLog(None),
+        False,
+    )
+    return ticker, clock, notifier

@@ -143,7 +143,9 @@ def test_a_token_echoed_across_the_cut_of_an_error_leaves_no_piece(
     kubernetes_api.add_deployment(NAME, replicas=4)
     backend = make_backend(kubernetes_api, tmp_path)
 
-    def echo(method: str, path: str, headers: dict[str, str], body: object, user: str):
+    def echo(
+        method: str, path: str, headers: dict[str, str], body: object, user: str, query: object
+    ):
         text = f"{'x' * 285} {headers['authorization'].split()[1]}"
         return 400, ({"kind": "Status", "message": text, "code": 400} if as_json else text)
 

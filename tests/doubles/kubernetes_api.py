@@ -28,7 +28,8 @@ a given text. With tls=True it serves
 HTTPS with a throwaway CA, for the in-cluster path, which is https-only.
 Object shapes live in kubernetes_objects.py; coordination.k8s.io/v1 Leases (the
 leader lock) in kubernetes_leases.py; autoscaling/v2 HorizontalPodAutoscalers (another
-autoscaler on a workload) in kubernetes_hpas.py.
+autoscaler on a workload) in kubernetes_hpas.py; core/v1 Pods (listed by label selector, to
+see why replicas stay pending) in kubernetes_pods.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from tests.doubles.kubernetes_objects import (
     status_object,
     workload_json,
 )
+from tests.doubles.kubernetes_pods import KubernetesPods
 
 DOUBLE_TOKEN = "kube-double-7f3a9c1e-bearer-secret-42"
 DOUBLE_USER = "system:serviceaccount:ml:gpu-autoscaler"
@@ -92,6 +94,7 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         self.denied: set[tuple[str, str]] = set()  # e.g. ("patch", "deployments/scale")
         self.leases = KubernetesLeases()
         self.hpas = KubernetesHpas()
+        self.pods = KubernetesPods()
         self.faults: list[Fault] = []
         self.next_version = 2000
         self.admit_replicas: Callable[[int], int] | None = None
@@ -226,9 +229,18 @@ class KubernetesApiDouble(LoopbackDouble[RecordedRequest]):
         return self.tokens.get(token.strip())
 
     def route(
-        self, method: str, path: str, headers: dict[str, str], body: Any, user: str
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any,
+        user: str,
+        query: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[:2] == ["api", "v1"]:
+            with self.lock:
+                return self.pods.route(method, parts, query or {}, user, self.denied)
         if parts[:3] == ["apis", "coordination.k8s.io", "v1"]:
             with self.lock:
                 return self.leases.route(method, parts, body, user, self.denied)
@@ -417,7 +429,7 @@ class _Handler(JsonApiHandler):
             wait = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
             self._reply(fault.status, self._fault_body(fault.status, path), wait)
             return
-        status, payload = double.route(method, path, headers, body, user)
+        status, payload = double.route(method, path, headers, body, user, request.query)
         if fault is not None and fault.kind == "drip":
             self._drip(status, json.dumps(payload).encode(), fault.seconds)
             return

@@ -43,6 +43,9 @@ class FakeWorkload:
     resource_version: int = 1000
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     annotations: dict[str, str] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] | None = None
+    """A Deployment's status.conditions; None: Available and Progressing, both True."""
+    progress_deadline_s: int = 600  # a Deployment's spec.progressDeadlineSeconds (defaulted)
 
     @property
     def observed_replicas(self) -> int:
@@ -130,6 +133,8 @@ def workload_json(workload: FakeWorkload) -> dict[str, Any]:
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
         }
+        spec["progressDeadlineSeconds"] = workload.progress_deadline_s
+        spec["revisionHistoryLimit"] = 10
         status = _without_zeros(
             {
                 "observedGeneration": workload.generation,
@@ -140,6 +145,7 @@ def workload_json(workload: FakeWorkload) -> dict[str, Any]:
                 "unavailableReplicas": workload.observed_replicas - ready,
             }
         )
+        status["conditions"] = deployment_conditions(workload, ready)
     else:
         spec["serviceName"] = workload.name
         spec["podManagementPolicy"] = "OrderedReady"
@@ -161,6 +167,53 @@ def workload_json(workload: FakeWorkload) -> dict[str, Any]:
         "spec": spec,
         "status": status,
     }
+
+
+def deployment_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    """A DeploymentCondition as the deployment controller writes it."""
+    return {
+        "type": kind,
+        "status": status,
+        "lastUpdateTime": "2025-03-01T09:05:00Z",
+        "lastTransitionTime": "2025-03-01T09:05:00Z",
+        "reason": reason,
+        "message": message,
+    }
+
+
+def progress_deadline_exceeded(workload: FakeWorkload) -> dict[str, Any]:
+    """Progressing False: the controller's verdict on a rollout stuck past its deadline."""
+    return deployment_condition(
+        "Progressing",
+        "False",
+        "ProgressDeadlineExceeded",
+        f'ReplicaSet "{workload.name}-7d9f8b6c5d" has timed out progressing.',
+    )
+
+
+def deployment_conditions(workload: FakeWorkload, ready: int) -> list[dict[str, Any]]:
+    """The Deployment's conditions: those set, else Available (minimum availability) and
+    Progressing (NewReplicaSetAvailable), as on a Deployment that rolled out."""
+    if workload.conditions is not None:
+        return workload.conditions
+    # maxUnavailable 25 %, rounded down: the minimum availability the controller requires
+    available = "True" if ready >= workload.replicas - workload.replicas // 4 else "False"
+    return [
+        deployment_condition(
+            "Available",
+            available,
+            "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",
+            "Deployment has minimum availability."
+            if available == "True"
+            else "Deployment does not have minimum availability.",
+        ),
+        deployment_condition(
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            f'ReplicaSet "{workload.name}-7d9f8b6c5d" has successfully progressed.',
+        ),
+    ]
 
 
 def kubeconfig_document(

@@ -17,6 +17,7 @@ from autoscaler.cli.status import override_text, pool_statuses, stale_tick
 from autoscaler.config.loader import load_config
 from autoscaler.overrides import Override, OverridesFile
 from autoscaler.state import PoolState
+from backends.base import FleetState
 from backends.leases import LeaderElection
 from tests.autoscaler.cli.test_prometheus import write_config
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
@@ -217,3 +218,17 @@ def test_an_override_planned_ahead_is_shown_before_it_begins() -> None:
     assert override_text(overrides, "nasa", starts).startswith("min 20 until 12-06 22:00")
     assert override_text(overrides, "other", NOW) == "-"
     assert override_text(None, "nasa", NOW).startswith("unknown")
+
+
+def test_nodes_that_do_not_come_up_are_shown_with_why_and_fail_the_status() -> None:
+    """A fleet whose pending nodes will not come (pods no GPU node takes) read as any
+    pending count, and nothing in `status` said it would stay so."""
+    config = load_config(Path(__file__).resolve().parents[3] / "config" / "demo.yaml")
+    name = config.pools[0].name
+    stuck = "4 pods Unschedulable for 25m: 0/4 nodes are available"
+    last = {"time": NOW.isoformat(), "action": "none", "reasons": ["hold 8, not 13"]}
+    states = {name: PoolState(last_decision=last, failing={"rollout": NOW})}
+    fleets = {name: FleetState(desired=8, ready=4, pending=4, stuck=stuck)}
+    row = pool_statuses(config, states, OverridesFile(), NOW, fleets)[0]
+    assert row.current == f"8 (4 ready, 4 pending; not coming up: {stuck})"
+    assert row.failing and row.last_error.startswith("rollout since")
