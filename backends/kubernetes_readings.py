@@ -49,11 +49,20 @@ def scale_reading(scale: Any, target: Target) -> ScaleReading:
 
 
 def ready_replicas(workload: Any, target: Target) -> int:
-    """status.readyReplicas of a Deployment or StatefulSet as sent (omitted when 0)."""
-    status = _object(workload, "status")
-    if status is None or _object(workload, "metadata") is None:
+    """status.readyReplicas of a Deployment or StatefulSet as sent (omitted when 0); one
+    being deleted is no fleet."""
+    status, metadata = _object(workload, "status"), _object(workload, "metadata")
+    if status is None or metadata is None:
         raise BackendError(
             f"the answer for {target} is not a {target.workload} (no metadata or status)"
+        )
+    deleted = metadata.get("deletionTimestamp")
+    if deleted:
+        # Its controller acts on no scale once it is being deleted (foreground propagation
+        # keeps it until its pods are gone): a count written there scales nothing.
+        raise BackendError(
+            f"{target} is being deleted (since {shorten(str(deleted), 40)}); nothing is "
+            "written to it"
         )
     ready = status.get("readyReplicas", 0)
     if not is_count(ready):

@@ -2,7 +2,8 @@
 `kubernetes` client against the API double, which serves Deployment conditions and
 core/v1 Pods as the API reference has them (tests/doubles/kubernetes_pods.py): a
 rollout past its progress deadline, pods Unschedulable (no GPU node free), in
-CrashLoopBackOff or ImagePullBackOff."""
+CrashLoopBackOff or ImagePullBackOff; and a workload being deleted, whose count nothing
+carries out any more."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import FleetState
+from backends.base import BackendError, FleetState
 from tests.backends.test_kubernetes import DEPLOY, NAME, SCALE, make_backend
 from tests.doubles.kubernetes_api import Fault, KubernetesApiDouble, kubernetes_api
 from tests.doubles.kubernetes_objects import progress_deadline_exceeded
@@ -173,3 +174,16 @@ def test_an_answer_that_is_no_pod_list_says_nothing_and_never_raises(odd) -> Non
 
     assert pods_stuck(odd, datetime.now(UTC), 600) is None
     assert workload_stuck({"status": {"conditions": odd}}) is None
+
+
+def test_a_workload_being_deleted_is_no_fleet(kubernetes_api, tmp_path) -> None:
+    """Deleted with foreground propagation it stays, with a deletionTimestamp, until its
+    pods are gone (minutes for workers given a long grace to drain), and its controller
+    acts on no scale meanwhile (syncStatusOnly): a write there scaled nothing, and was
+    told as done."""
+    deployment = kubernetes_api.add_deployment(NAME, replicas=8, ready=5, deleting=True)
+    with pytest.raises(
+        BackendError, match=r"is being deleted \(since 2025-03-02T10:00:00Z\); nothing is written"
+    ):
+        make_backend(kubernetes_api, tmp_path).read()
+    assert kubernetes_api.requests_to("PATCH", SCALE) == [] and deployment.replicas == 8

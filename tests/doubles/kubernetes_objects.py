@@ -46,6 +46,9 @@ class FakeWorkload:
     conditions: list[dict[str, Any]] | None = None
     """A Deployment's status.conditions; None: Available and Progressing, both True."""
     progress_deadline_s: int = 600  # a Deployment's spec.progressDeadlineSeconds (defaulted)
+    deleting: bool = False
+    """Deleted with foreground propagation (`kubectl delete --cascade=foreground`, a
+    GitOps prune): kept, with a deletionTimestamp, until its pods are gone."""
 
     @property
     def observed_replicas(self) -> int:
@@ -97,8 +100,12 @@ def metadata_json(workload: FakeWorkload, *, scale: bool = False) -> dict[str, A
         "resourceVersion": str(workload.resource_version),
         "creationTimestamp": "2025-03-01T09:00:00Z",
     }
-    if not scale:
+    if not scale:  # a Scale's metadata has none of these (scaleFromDeployment)
         metadata["generation"] = workload.generation
+        if workload.deleting:
+            metadata["deletionTimestamp"] = "2025-03-02T10:00:00Z"
+            metadata["deletionGracePeriodSeconds"] = 0
+            metadata["finalizers"] = ["foregroundDeletion"]
         metadata["labels"] = {"app": workload.name}
         if workload.annotations:
             metadata["annotations"] = dict(workload.annotations)
