@@ -29,12 +29,7 @@ def limits_of(pool: Pool) -> Limits:
 
 
 def observe(
-    pool: Pool,
-    sizing: Sizing,
-    now: datetime,
-    current: int,
-    overrides: OverridesFile | None,
-    stuck: str | None = None,
+    pool: Pool, sizing: Sizing, now: datetime, current: int, overrides: OverridesFile | None
 ) -> Observation:
     """What decide() looks at, from one sizing: the daemon, `forecast` and the backtest
     all build it here, so none of them forgets a field."""
@@ -51,7 +46,6 @@ def observe(
         missing_reason=sizing.missing_reason,
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
-        stuck=stuck,
     )
 
 
@@ -62,13 +56,10 @@ def plan(
     current: int,
     overrides: OverridesFile | None,
     memory: Memory,
-    stuck: str | None = None,
 ) -> tuple[Decision, Memory]:
     """From one sizing to the decision, and the memory the next tick starts from: the
-    daemon, `forecast` and the backtest all decide here. `stuck`: the fleet's
-    FleetState.stuck."""
-    observation = observe(pool, sizing, now, current, overrides, stuck)
-    return decide(observation, limits_of(pool), memory)
+    daemon, `forecast` and the backtest all decide here."""
+    return decide(observe(pool, sizing, now, current, overrides), limits_of(pool), memory)
 
 
 def act(backend: Backend, decision: Decision, before_write: Callable[[], None]) -> str | None:

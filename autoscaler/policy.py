@@ -61,9 +61,6 @@ class Observation:
     """Set when the per-node capacity sized with is the measured one (said in reasons)."""
     notes: tuple[str, ...] = ()
     """Said in the decision as they are (e.g. which history the forecast did not learn from)."""
-    stuck: str | None = None
-    """Why nodes already asked for do not come up (the fleet says: pods that cannot be
-    scheduled, a rollout past its deadline): a scale-up would only add to them."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +129,6 @@ def decide(obs: Observation, limits: Limits, memory: Memory) -> tuple[Decision, 
 
     if _respecting_manual_change(obs, limits, memory, fixed, target, reasons):
         desired = obs.current
-    elif target > obs.current and obs.stuck is not None and not fixed:
-        desired = obs.current
-        reasons.append(
-            f"hold {obs.current}, not {target}: nodes asked for do not come up ({obs.stuck}); "
-            "more would not either"
-        )
     elif target > obs.current:
         desired = _limited_scale_up(obs.current, target, limits, reasons)
         reasons.append(f"scale up {obs.current} → {desired} at once")

@@ -10,7 +10,6 @@ rule off real decisions). Order matters: the first phrase found wins.
 from __future__ import annotations
 
 _RULE_PHRASES: tuple[tuple[str, str], ...] = (
-    ("nodes asked for do not come up", "fleet_stuck"),  # before the fleet's own words
     ("budget: ", "loop_calibration"),
     ("loop margin ", "loop_calibration"),
     ("cheapest on the replay", "portfolio"),

@@ -93,7 +93,6 @@ class PoolTicker(TickNews):
         self._observed: tuple[datetime, pd.Series | str] | None = None
         self._held_at: int | None = None  # the fleet held its count at its bound last tick
         self._would: tuple[int, int] | None = None  # a dry run's, told last tick
-        self._fleet_noted = False  # the fleet's note was told, and lasts
         self._kept_demand: KeptDemand | None = None
         """The last checked demand history: the next tick asks only for what came since."""
         self._lag = timedelta(0)
@@ -232,7 +231,6 @@ class PoolTicker(TickNews):
                 state.last_known_desired = None
         self._report_expired(now, state, overrides)
         if result.fleet is not None:
-            self._tell_fleet_note(result.fleet)
             readings = observe_signals(
                 pool, self.metrics, now, self.max_staleness, result.fleet, sizing, per_node_rps
             )
@@ -305,9 +303,8 @@ class PoolTicker(TickNews):
     ) -> None:
         assert result.fleet is not None
         by_hand = self._notice_manual_change(now, state, result.fleet)
-        fleet = result.fleet
         decision, memory = plan(
-            self.pool, result.sizing, now, fleet.desired, overrides, state.memory, fleet.stuck
+            self.pool, result.sizing, now, result.fleet.desired, overrides, state.memory
         )
         result.decision = decision
         state.memory = memory

@@ -26,7 +26,6 @@ from autoscaler.overrides import OverridesFile, expired_overrides
 from autoscaler.policy import Decision
 from autoscaler.state import PoolState
 from autoscaler.tick_result import TickResult, peak_of
-from backends.base import FleetState
 
 log = logging.getLogger("autoscaler.tick")  # the tick's logger, as before the split
 
@@ -40,15 +39,6 @@ class TickNews:
     others: OtherAutoscalers
     _held_at: int | None  # the fleet held its count at its bound last tick
     _would: tuple[int, int] | None  # a dry run's count and what it would set, told last tick
-    _fleet_noted: bool  # the fleet's note (nodes that will not come) was told, and lasts
-
-    def _tell_fleet_note(self, fleet: FleetState) -> None:
-        """What the fleet says will not come (allocations Nomad cannot place), told once
-        when it starts, not at every tick it lasts; again only after it has cleared."""
-        if fleet.note is not None and not self._fleet_noted:
-            log.warning("pool %s: %s", self.pool.name, fleet.note)
-            self._send(alert_message(f"{self.pool.name}: {fleet.note}"))
-        self._fleet_noted = fleet.note is not None
 
     def _tell_manual_change(self, now: datetime, before: int, decision: Decision) -> None:
         """A change by hand, told with the decision: held, or set back at once."""
@@ -137,12 +127,11 @@ def checked_steps(result: TickResult) -> set[str]:
 
 def rollout_problem(result: TickResult) -> dict[str, str]:
     """Pending nodes that will not come up (FleetState.stuck), told as a failure of kind
-    "rollout" (once, and once when they come): it is no error of the tick, which goes on
-    (holding scale-ups), so /healthz and the error counters are not touched."""
+    "rollout" (once, and once when they come): it is no error of the tick, which goes on,
+    so /healthz and the error counters are not touched. Scale-ups are still written: what
+    adds GPU nodes (a cluster autoscaler) reacts to the pods waiting, and one pod stuck on
+    a bad node must not freeze a pool through a surge."""
     fleet = result.fleet
     if fleet is None or fleet.stuck is None:
         return {}
-    return {
-        "rollout": f"{fleet.pending} of {fleet.desired} nodes are not coming up, so "
-        f"scale-ups are held until they do: {fleet.stuck}"
-    }
+    return {"rollout": f"{fleet.pending} of {fleet.desired} nodes are not coming up: {fleet.stuck}"}

@@ -20,12 +20,10 @@ class FleetState:
     desired: int
     ready: int
     pending: int
-    note: str | None = None
-    """Why some of it will not come, where the fleet says (allocations Nomad cannot
-    place): the tick tells it once, when it starts."""
     stuck: str | None = None
     """Why pending nodes will not come up, where the fleet can tell (a rollout past its
-    deadline, pods that cannot be scheduled or keep crashing); None: on their way."""
+    deadline, pods that cannot be scheduled or keep crashing, allocations Nomad cannot
+    place); None: on their way. Told, not acted on."""
 
 
 def is_count(value: object) -> bool:

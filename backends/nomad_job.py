@@ -351,8 +351,8 @@ class NomadJobGroup(WatchesScalingPolicy, WatchesPlacement):
         )
         if not isinstance(allocations, list) or not all(map(is_allocation_stub, allocations)):
             raise BackendError(f"listing allocations of {self.target}: unexpected answer shape")
-        note = self.placement(desired, allocations)  # one more call, while some are unplaced
-        return replace(fleet_state(desired, allocations, self.config.group), note=note)
+        stuck = self.placement(desired, allocations)  # one more call, while some are unplaced
+        return replace(fleet_state(desired, allocations, self.config.group), stuck=stuck)
 
     def scale(self, desired: int, reason: str) -> str | None:
         require_count(desired)

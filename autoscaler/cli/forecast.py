@@ -174,10 +174,7 @@ def forecast_pool(
         pool, metrics, now, max_staleness, result.fleet, result.now, per_node_rps
     )
     result.now = replace(result.now, signals=readings, capacity_note=capacity_note)
-    fleet = result.fleet
-    result.decision, _ = plan(
-        pool, result.now, now, fleet.desired, overrides, state.memory, fleet.stuck
-    )
+    result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
     return result
 
 

@@ -648,7 +648,6 @@ def test_every_reason_maps_to_a_named_rule() -> None:
         Observation(at=T0, current=25, forecast_nodes=30),
         Observation(at=T0, current=4, forecast_nodes=0),
         Observation(at=T0, current=12, forecast_nodes=10, arrival_nodes=6),
-        Observation(at=T0, current=4, forecast_nodes=9, stuck="4 pods Unschedulable: a signal"),
     ]
     seen = set()
     for obs in scenarios:
@@ -679,35 +678,7 @@ def test_every_reason_maps_to_a_named_rule() -> None:
         "scale_up",
         "scale_down",
         "forecast_floor",
-        "fleet_stuck",
     } <= seen
-
-
-def test_no_scale_up_into_nodes_that_do_not_come_up() -> None:
-    """Pods that cannot be scheduled (no GPU node free) or keep crashing: more of them
-    would not come up either, so a scale-up holds and says why; a scale-down still goes
-    (the pending pods go first), and a person's fixed count is still set."""
-    stuck = "4 pods Unschedulable for 14m: 0/4 nodes are available"
-    decision, _ = decide(Observation(T0, 8, forecast_nodes=13, stuck=stuck), limits(), Memory())
-    assert (decision.desired, decision.target, decision.action) == (8, 13, "none")
-    assert decision.reasons[-1] == (
-        f"hold 8, not 13: nodes asked for do not come up ({stuck}); more would not either"
-    )
-    quiet = replace(observe(8, 1), stuck=stuck)
-    assert run_ticks_from(quiet, ticks=10)[-1].desired < 8
-    pinned = Observation(T0, 8, forecast_nodes=13, override=override(nodes=10), stuck=stuck)
-    assert decide(pinned, limits(), Memory())[0].desired == 10
-
-
-def run_ticks_from(obs: Observation, ticks: int) -> list[Decision]:
-    """The same observation each minute, the fleet following each decision."""
-    memory, decisions, current = Memory(), [], obs.current
-    for minute in range(ticks):
-        at = obs.at + minute * MINUTE
-        decision, memory = decide(replace(obs, at=at, current=current), limits(), memory)
-        decisions.append(decision)
-        current = decision.desired
-    return decisions
 
 
 def test_scale_up_only_for_what_arrives_in_time_and_keep_the_horizon_peak() -> None:

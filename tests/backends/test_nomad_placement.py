@@ -44,10 +44,10 @@ def test_unplaced_allocations_are_said_with_nomads_cause(nomad_api: NomadApiDoub
     gpu_job_short_of_devices(nomad_api)
     fleet = job_group(nomad_api).read()
     assert (fleet.desired, fleet.ready, fleet.pending) == (5, 3, 2)
-    assert fleet.note is not None
-    assert "Nomad cannot place 2 allocation(s)" in fleet.note
-    assert f'Dimension "{NO_DEVICE}" exhausted on 3 nodes' in fleet.note
-    assert "Resources exhausted on 3 nodes" in fleet.note
+    assert fleet.stuck is not None
+    assert "Nomad cannot place 2 allocation(s)" in fleet.stuck
+    assert f'Dimension "{NO_DEVICE}" exhausted on 3 nodes' in fleet.stuck
+    assert "Resources exhausted on 3 nodes" in fleet.stuck
 
 
 def test_a_scale_out_is_still_written_while_allocations_wait(nomad_api: NomadApiDouble) -> None:
@@ -55,7 +55,7 @@ def test_a_scale_out_is_still_written_while_allocations_wait(nomad_api: NomadApi
     queue, so a held count would let the fleet grow one boot at a time."""
     job = gpu_job_short_of_devices(nomad_api)
     group = job_group(nomad_api)
-    assert group.read().note is not None
+    assert group.read().stuck is not None
     assert group.scale(9, "forecast") is None and job.groups[GROUP] == 9
     assert group.scale(4, "forecast") is None and job.groups[GROUP] == 4
 
@@ -66,7 +66,7 @@ def test_once_placed_the_scale_out_is_written(nomad_api: NomadApiDouble) -> None
     group.read()
     job.allocations += [allocation(GROUP, job_id=JOB) for _ in range(2)]  # room was found
     job.evaluations[0]["Status"] = "cancelled"  # as Nomad cancels it after the placement
-    assert group.read().note is None
+    assert group.read().stuck is None
     assert group.scale(9, "forecast") is None and job.groups[GROUP] == 9
 
 
@@ -78,7 +78,7 @@ def test_an_older_nomads_blocked_evaluation_is_explained_by_its_parent(
     job = nomad_api.add_job(JOB, {GROUP: 2})
     metric = alloc_metric(failed=2, constraint_filtered={"${meta.gpu} = a100": 4})
     job.evaluations = placement_failed(JOB, GROUP, metric, carried=False)
-    note = job_group(nomad_api).read().note
+    note = job_group(nomad_api).read().stuck
     assert note is not None and 'Constraint "${meta.gpu} = a100": 4 nodes excluded' in note
 
 
@@ -88,7 +88,7 @@ def test_another_groups_blocked_placements_do_not_hold_this_one(
     job = nomad_api.add_job(JOB, {GROUP: 2, "cpu": 4})
     job.evaluations = placement_failed(JOB, "cpu", alloc_metric(failed=4, exhausted={"cpu": 3}))
     group = job_group(nomad_api)
-    assert group.read().note is None
+    assert group.read().stuck is None
     assert group.scale(3, "forecast") is None and job.groups[GROUP] == 3
 
 
@@ -101,7 +101,7 @@ def test_evaluations_are_asked_only_while_some_allocations_are_not_placed(
     job.allocations[0]["ClientStatus"] = "pending"
     job.evaluations = [evaluation(JOB)]
     fleet = job_group(nomad_api).read()
-    assert (fleet.ready, fleet.pending, fleet.note) == (0, 3, None)
+    assert (fleet.ready, fleet.pending, fleet.stuck) == (0, 3, None)
     assert nomad_api.requests_to("GET", EVALS_PATH) == []
 
 
