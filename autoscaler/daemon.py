@@ -28,11 +28,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from autoscaler import early_signals
 from autoscaler.clock_steps import run_now_if_clock_stepped_back
 from autoscaler.config.loader import load_config
+from autoscaler.daemon_digest import DigestSends
 from autoscaler.daemon_fits import HeavyFits, start_fit_workers
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
-from autoscaler.daily_report import digest_due, digest_post, digest_trigger
+from autoscaler.daily_report import digest_trigger
 from autoscaler.fit_workers import FitWorkers
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.notify_queue import finish, gathered
@@ -54,7 +55,7 @@ STOP_GRACE_S = 5.0
 """After SIGTERM, how long the tick in flight may still take before it is left behind."""
 
 
-class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
+class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
     """Ticks every pool on a schedule; reloads, leadership, its own files' trouble and
     shutdown around the ticks."""
 
@@ -90,6 +91,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
         if self.runtime.state_store.problem:
             self._alert(self.runtime.state_store.problem)
         self._say_orphaned_drains()
+        self._digest_lock = threading.Lock()
+        self._digest_sent = self._digest_claimed = self.runtime.state_store.load_digest_day()
         self.overrides = OverridesFile()
         self._overrides_seen: tuple[int, ...] | None = None
         self._overrides_problem: str | None = None
@@ -297,32 +300,6 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
         state = self.states.setdefault(name, PoolState())
         return held(name, ticker.dry_run, now, state, detail)
 
-    def _start_digest(self) -> None:
-        """The digest on a thread of its own, which a stop does not wait for: a slow
-        Prometheus or Slack (minutes for many pools) held the stop past systemd's timeout."""
-        due = digest_due(self.runtime.config, self.runtime.clock.now())
-        threading.Thread(target=self.send_digest, args=(due,), name="digest", daemon=True).start()
-
-    def send_digest(self, end: datetime | None = None) -> bool:
-        """The daily digest of the day ended at `end` (now, by default), from the active
-        daemon only (a standby stays quiet): built and posted beside the ticks, from the
-        runtime of the moment (a slow Prometheus or Slack holds no tick)."""
-        try:
-            with self._tick_lock:
-                if self.leader is not None and not self._leading:
-                    return False
-                runtime = self.runtime
-                end = (end or runtime.clock.now()).replace(second=0, microsecond=0)
-            rates = {t.pool.name: t.per_node_rps for t in runtime.tickers}  # as ticks sized
-            post = digest_post(runtime.config, runtime.metrics, runtime.notifier, end, rates)
-            if post is not None and self._stop.is_set():
-                log.info("daily digest dropped: the daemon is stopping")
-                return False
-            return post is not None and post()
-        except Exception:  # a digest must never stop the daemon
-            log.exception("daily digest failed")
-            return False
-
     def _serve_telemetry(self, listen: str) -> WSGIServer | None:
         """/metrics and /healthz; a port taken by another process is told, not fatal:
         the fleet is better scaled without self-metrics than not at all."""
@@ -350,6 +327,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits):
             log.exception("tick failed")
         finally:
             self._tick_began = None
+        self._catch_up_digest()  # at a start or a takeover after the digest's time (not --once)
         if self.finished():
             self._stop.set()
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import zipfile
-from datetime import tzinfo
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ STATE_MAX_BYTES = 256 * MIB
 """Far above any fleet's memory (a few kB a pool); the state file and its journal are read
 as regular files of at most this: a FIFO put in their place would hold the start for ever
 (common.small_files), a file larger is set aside (the state) or ignored (the journal)."""
+DIGEST_RECORD_MAX_BYTES = 4096
 
 
 class StateStore:
@@ -143,6 +144,7 @@ class StateStore:
         (on a folder gone read-only mid-save one stays, said: no reason not to start)."""
         for leftover in [
             *self.path.parent.glob(f".{self.path.name}.*.tmp"),
+            *self.path.parent.glob(f".{self.digest_record.name}.*.tmp"),
             *self.weeks.glob(".*.npz.*.tmp"),
         ]:
             log.info("removing %s, left by an interrupted save", leftover.name)
@@ -188,6 +190,30 @@ class StateStore:
             )
             return None
 
+    @property
+    def digest_record(self) -> Path:
+        """The local day of the last daily digest this host sent: a file of its own, written
+        as the post is taken (beside the ticks, which save the state file)."""
+        return self.path.with_name("digest.json")
+
+    def load_digest_day(self) -> date | None:
+        """The day the record names; None where there is none yet, or it does not read
+        (said: a restart after the digest's time may then send that day's again)."""
+        try:
+            raw = _versioned(
+                json.loads(read_small_text(self.digest_record, DIGEST_RECORD_MAX_BYTES))
+            )
+            return date.fromisoformat(raw["sent"])
+        except FileNotFoundError:
+            return None
+        except UNREADABLE as exc:
+            log.warning("%s is unreadable (%s); ignoring it", self.digest_record, exc)
+            return None
+
+    def save_digest_day(self, day: date) -> None:
+        record = {"version": STATE_VERSION, "sent": day.isoformat()}
+        write_atomically(self.digest_record, json.dumps(record) + "\n")
+
     def save(self, pools: dict[str, PoolState]) -> None:
         """Every pool's state, as one file; the journal of the pools' own saves is then
         emptied."""
@@ -232,6 +258,9 @@ class ReadOnlyStateStore(StateStore):
 
     def save_pool(self, name: str, state: PoolState) -> None:
         log.debug("dry run: would save the state of pool %s", name)
+
+    def save_digest_day(self, day: date) -> None:
+        log.debug("dry run: would record the daily digest of %s as sent", day)
 
     def save_week(self, pool: str, week: KeptWeek) -> None:
         log.debug("dry run: would save the loop's week of ticks of pool %s", pool)

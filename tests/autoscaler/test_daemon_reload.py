@@ -148,7 +148,7 @@ def test_reloads_while_a_digest_reads_leave_no_call_thread_behind(
     the digest's reads from the closed source started a new kept call thread, which then
     waited for a next call for ever: one more thread, and its connection, for each reload
     that came during a digest."""
-    import autoscaler.daemon as daemon_module
+    import autoscaler.daemon_digest as daemon_module  # where the digest is posted
 
     real_digest_post = daemon_module.digest_post
     with (

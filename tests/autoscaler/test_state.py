@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -443,3 +443,23 @@ def test_a_journal_that_is_not_utf8_is_ignored_not_fatal(tmp_path: Path) -> None
     store.save({"ocr": PoolState(last_known_desired=3)})
     store.journal.write_bytes(b"\xff\xfe not json\n")
     assert store.load()["ocr"].last_known_desired == 3
+
+
+def test_the_last_digests_day_survives_a_restart_and_a_broken_record_reads_as_none(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daily digest's record (autoscaler/daemon_digest.py): a file of its own beside
+    the state file; one that does not read (a FIFO, a hand edit) is said and read as no
+    record, never fatal; a dry run's store writes none."""
+    assert store.load_digest_day() is None  # a first start
+    store.save_digest_day(date(2026, 11, 27))
+    assert StateStore(store.path).load_digest_day() == date(2026, 11, 27)
+    store.digest_record.write_text('{"version": 1, "sent": "27.11.2026"}')
+    assert store.load_digest_day() is None
+    store.digest_record.unlink()
+    os.mkfifo(store.digest_record)
+    assert store.load_digest_day() is None
+    assert "not a regular file" in caplog.text and "digest.json is unreadable" in caplog.text
+    dry = ReadOnlyStateStore(store.path.with_name("dry") / "state.json")
+    dry.save_digest_day(date(2026, 11, 27))
+    assert not dry.path.parent.exists()
