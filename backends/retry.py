@@ -88,9 +88,15 @@ def wait_before_retry(
 ) -> float | GiveUp:
     """Seconds to wait before the next attempt: the jittered backoff, or the server's
     Retry-After (`asked_s`) where that is longer; GiveUp where the server asked for more
-    than `limit_s`, or for a wait that would end past the deadline (`time_left_s`; None
-    under no deadline). Without a Retry-After the backoff stands as it always did."""
+    than `limit_s`, or where the wait would end past the deadline (`time_left_s`; None
+    under no deadline): slept through, the pool's thread outlived its tick for an attempt
+    the deadline then refused."""
     if asked_s is None:
+        if time_left_s is not None and backoff_s >= time_left_s:
+            return GiveUp(
+                f"no time for another attempt: the backoff ({backoff_s:.1f} s) ends past the "
+                f"deadline ({max(time_left_s, 0.0):.1f} s left)"
+            )
         return backoff_s
     if asked_s > limit_s:
         return GiveUp(

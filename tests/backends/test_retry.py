@@ -239,7 +239,7 @@ def test_wait_is_the_backoff_or_the_longer_retry_after() -> None:
     assert wait_before_retry(4.0, 1.0, 30.0) == 4.0  # the backoff is the floor
     assert wait_before_retry(0.5, 0.0, 30.0) == 0.5
     assert wait_before_retry(0.5, 20.0, 30.0) == 20.0
-    assert wait_before_retry(9.0, None, 1.0) == 9.0  # no Retry-After: as before
+    assert wait_before_retry(0.5, None, 1.0) == 0.5
 
 
 def test_a_wait_past_the_deadline_or_absurd_is_given_up() -> None:
@@ -297,3 +297,12 @@ def test_an_absurd_retry_after_ends_the_retries_at_once() -> None:
     with pytest.raises(BackendError, match="asked to wait 3600 s, longer than a retry waits"):
         retry_told(operation, clock)
     assert calls["n"] == 1 and clock.sleeps == []
+
+
+def test_a_backoff_past_the_deadline_gives_up_at_once() -> None:
+    """Before, a backoff without Retry-After was slept through past the tick's deadline
+    (up to 8 s), for an attempt the deadline then refused: the pool's thread outlived its
+    tick. Now it gives up, saying why."""
+    late = wait_before_retry(9.0, None, 1.0)
+    assert isinstance(late, GiveUp)
+    assert "backoff (9.0 s) ends past the deadline (1.0 s left)" in late.why
