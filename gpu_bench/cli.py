@@ -159,7 +159,8 @@ def run(
         int | None, typer.Option(min=1, help="torch threads per worker (default: share cores)")
     ] = None,
     load_timeout: Annotated[
-        str, typer.Option(help="how long workers may take to load the model")
+        str,
+        typer.Option(help="how long workers may take to load the model (and each start-up call)"),
     ] = "10m",
     checkpoint: Annotated[
         Path | None, typer.Option(help="resume file (default: OUT.checkpoint.json)")

@@ -29,7 +29,7 @@ from gpu_bench.models import (
     on_device,
 )
 
-READY, FAILED, DONE = "ready", "failed", "done"
+READY, FAILED, DONE, STEP = "ready", "failed", "done", "step"
 OUT_OF_MEMORY, LOAD_FAILED, MODEL_ERROR, WORKER_DIED = (
     "out_of_memory",
     "load_failed",
@@ -211,6 +211,7 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             _cap_memory(settings.device, settings.memory_cap_mib)
         module, example = load_model(settings.spec, settings.device, settings.max_batch)
         _end_if_forked(worker_pid)
+        step = lambda what: results.put((STEP, worker_id, what))  # noqa: E731 start() times it
         _hold_threads(torch, settings.threads_per_worker)
         with contextlib.suppress(NotImplementedError):  # an exported program has no modes
             module.eval()
@@ -226,12 +227,17 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             finally:
                 _end_if_forked(worker_pid)
 
+        step(f"answer its first call (a batch of {settings.max_batch})")
         run(settings.max_batch)  # the largest batch is where memory runs out
         answered = time.monotonic()  # the first good answer: the calls below are the bench's
         for size in range(1, settings.max_batch):  # each size's first call (a compile, the
-            run(size)  # kernels chosen for its shape) before any is timed, not in a measure
+            step(f"answer its first call on a batch of {size}")  # kernels chosen for its
+            run(size)  # shape) before any is timed, not in a measure
         _hold_threads(torch, settings.threads_per_worker)  # a first call may set them too
-        timed = (_timed(run, settings.max_batch), _timed(run, 1))
+        step(f"answer three timed calls on a batch of {settings.max_batch}")
+        largest = _timed(run, settings.max_batch)
+        step("answer three timed calls on a batch of 1")
+        timed = (largest, _timed(run, 1))
         results.put((READY, worker_id, *timed, answered))
     except BaseException as error:
         results.put(_failure(worker_id, error))
@@ -284,18 +290,22 @@ class WorkerPool:
                 process.start()
             self._processes.append(process)
         timings: list[tuple[float, float, float]] = []
-        deadline = time.monotonic() + self.settings.load_timeout_s
+        # Each step of a worker's start (the load, each size's first call, three timed
+        # calls) may take --load-timeout: counted in all, a model of seconds a call "did
+        # not load" at --batch 16, whatever its load took.
+        steps = {worker: ("load", spawned) for worker in range(self.settings.workers)}
         try:
-            while len(timings) < self.settings.workers:
-                message = self.next_message(min(0.5, max(0.0, deadline - time.monotonic())))
-                if message is not None and message[0] == READY:
+            while steps:
+                worker, (what, since) = min(steps.items(), key=lambda item: item[1][1])
+                left = since + self.settings.load_timeout_s - time.monotonic()
+                message = self.next_message(min(0.5, max(0.0, left)))
+                if message is not None and message[0] == STEP:
+                    steps[message[1]] = (message[2], time.monotonic())
+                elif message is not None and message[0] == READY:
                     timings.append((message[2], message[3], message[4] - spawned))
-                if message is None and time.monotonic() > deadline:
-                    raise ConfigInfeasible(
-                        LOAD_FAILED,
-                        f"workers did not load within {self.settings.load_timeout_s:g} s "
-                        "(--load-timeout)",
-                    )
+                    del steps[message[1]]
+                elif message is None and left <= 0:
+                    raise ConfigInfeasible(*self._too_long(worker, what))
         except BaseException:
             # No worker was given work yet, and one still loading reads no queue: asked to
             # finish, it was waited on for the whole grace (Ctrl-C during a model's long
@@ -308,6 +318,13 @@ class WorkerPool:
             single_seconds=sorted(t[1] for t in timings)[middle],
             startup_s=tuple(t[2] for t in timings),
         )
+
+    def _too_long(self, worker: int, what: str) -> tuple[str, str]:
+        """A start step past --load-timeout: a load, or a call the model did not answer."""
+        late = f"within {self.settings.load_timeout_s:g} s (--load-timeout)"
+        if what == "load":
+            return LOAD_FAILED, f"workers did not load {late}"
+        return MODEL_ERROR, f"gpu-bench-worker-{worker} loaded but did not {what} {late}"
 
     def submit(self, request_id: int) -> None:
         self.requests.put(request_id)

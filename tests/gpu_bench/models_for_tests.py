@@ -58,6 +58,19 @@ def slow_model() -> tuple[nn.Module, torch.Tensor]:
     return _Slow(), torch.zeros(1, 4)
 
 
+class _Seconds(nn.Module):
+    """Takes 2 s per call, as a diffusion model's steps add up to: seven calls before any
+    measurement (batch 1: its first, then three timed twice) take 14 s."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        time.sleep(2.0)
+        return inputs.sum(dim=1)
+
+
+def seconds_a_call_model() -> tuple[nn.Module, torch.Tensor]:
+    return _Seconds(), torch.zeros(1, 4)
+
+
 SERVICE_S = 0.0205
 
 

@@ -245,3 +245,14 @@ def test_a_target_below_the_service_time_is_impossible_at_once() -> None:
     assert "0.5s" in result.reason and "0.7" in result.reason
     assert result.probes == []
     assert result.single_seconds is not None and result.single_seconds >= 0.7
+
+
+def test_each_step_of_a_start_is_given_the_load_timeout() -> None:
+    """A model of 2 s a call loads in seconds, but the calls the bench makes before
+    measuring take 14 s: counted in the load's 10 s, it 'did not load', a model failure
+    (exit 3) for a model that runs. Each step gets the timeout: it is measured, and found
+    slower than the target."""
+    settings = quick(f"{TEST_MODELS}:seconds_a_call_model", load_timeout_s=10.0)
+    result = run_config(settings, workers=1, batch=1)
+    assert result.status == "impossible", result.reason
+    assert result.single_seconds is not None and result.single_seconds >= 2.0
