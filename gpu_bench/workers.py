@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from gpu_bench.models import (
     batches_up_to,
     forward,
     load_model,
+    model_file,
     on_device,
 )
 
@@ -209,6 +211,8 @@ def worker_main(worker_id: int, settings: WorkerSettings, requests: Any, results
             torch.set_num_interop_threads(1)
         if settings.memory_cap_mib is not None:
             _cap_memory(settings.device, settings.memory_cap_mib)
+        # gpu-bench's options, which spawn copies, are not the model's: its argparse refused
+        sys.argv = [str(model_file(settings.spec) or settings.spec.target)]
         module, example = load_model(settings.spec, settings.device, settings.max_batch)
         _end_if_forked(worker_pid)
         step = lambda what: results.put((STEP, worker_id, what))  # noqa: E731 start() times it
@@ -290,9 +294,8 @@ class WorkerPool:
                 process.start()
             self._processes.append(process)
         timings: list[tuple[float, float, float]] = []
-        # Each step of a worker's start (the load, each size's first call, three timed
-        # calls) may take --load-timeout: counted in all, a model of seconds a call "did
-        # not load" at --batch 16, whatever its load took.
+        # Each step of a start (the load, a first call, three timed calls) may take
+        # --load-timeout: in all, a model of seconds a call "did not load" at --batch 16.
         steps = {worker: ("load", spawned) for worker in range(self.settings.workers)}
         try:
             while steps:

@@ -256,3 +256,33 @@ def test_each_step_of_a_start_is_given_the_load_timeout() -> None:
     result = run_config(settings, workers=1, batch=1)
     assert result.status == "impossible", result.reason
     assert result.single_seconds is not None and result.single_seconds >= 2.0
+
+
+ARGPARSE_MODEL = """
+import argparse
+
+import torch
+from torch import nn
+
+parser = argparse.ArgumentParser(description="serve the tagger")
+parser.add_argument("--hidden", type=int, default=8)
+ARGS = parser.parse_args()  # at import, as a script run by `python tagger.py` does
+
+
+def build():
+    return nn.Linear(ARGS.hidden, 2), torch.randn(1, ARGS.hidden)
+"""
+
+
+def test_a_model_parsing_its_command_line_at_import_is_not_given_gpu_benchs(tmp_path) -> None:
+    """A spawned worker's sys.argv was its parent's (gpu-bench run --model ... --out ...):
+    a model parsing its options as it is imported failed to load, its argparse saying
+    'gpu-bench: error: unrecognized arguments: run --model ...'. It is given none, as
+    `python tagger.py` gives it."""
+    path = tmp_path / "tagger.py"
+    path.write_text(ARGPARSE_MODEL)
+    settings = WorkerSettings(
+        parse_model_spec(f"{path}:build"), "cpu", workers=1, max_batch=1, max_batch_wait_s=0.0
+    )
+    with WorkerPool(settings) as pool:
+        assert pool.start().single_seconds > 0
