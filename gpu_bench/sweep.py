@@ -223,10 +223,16 @@ def _search(
         max(settings.measure_settings(0.0).drain_timeout_s, 4 * pool.batch_seconds)
     )
     estimate = min(start_rps or 0.75 * pool.capacity_rps, 0.9 * pool.capacity_rps)
+    # the floor under the capacity: one worker of a model of 20 s or more a request
+    # serves under the default 0.05 req/s, which alone was probed ("no rate held")
+    floor = min(SearchSettings.min_rps, estimate / 16)
     search = search_max_rate(
         lambda rate: probe(rate).passed,
         SearchSettings(
-            start_rps=estimate, precision=settings.precision, max_probes=settings.max_probes
+            start_rps=estimate,
+            min_rps=floor,
+            precision=settings.precision,
+            max_probes=settings.max_probes,
         ),
     )
     if search.best_rps is None:

@@ -102,3 +102,30 @@ def test_a_rate_the_pool_cannot_serve_is_not_found_though_its_compute_could() ->
         pool.close()
     assert result.status == "ok" and result.rate_rps is not None
     assert result.rate_rps <= _HandOverBound.SERVED_RPS
+
+
+class _SlowModel:
+    """Holds the target at rates under 0.03 req/s, as one worker of a video diffusion
+    model of 30 s a request does; past its capacity (1/30 req/s) it cannot serve."""
+
+    def __init__(self) -> None:
+        self.probes: list[RateMeasurement] = []
+
+    def __call__(self, rate: float) -> RateMeasurement:
+        measurement = _over_capacity(rate, 1 / 30)
+        measurement.passed = rate < 0.03
+        self.probes.append(measurement)
+        return measurement
+
+
+def test_a_model_of_seconds_a_request_is_searched_below_its_capacity() -> None:
+    """The search's floor of 0.05 req/s was over the capacity of a 30 s model: it probed
+    0.05 alone, failed, and said 'no rate held the target 60s' (exit 1, no profile),
+    though rates under 0.03 hold it."""
+    settings = SweepSettings(model="stand-in", latency_target_s=60.0, precision=0.1)
+    result = ConfigResult(workers=1, batch=1, status="no_rate")
+    probe = _SlowModel()
+    pool = SimpleNamespace(capacity_rps=1 / 30, batch_seconds=30.0, measure_capacity=lambda _: None)
+    _search(settings, pool, probe, None, result)  # type: ignore[arg-type]
+    assert result.status == "ok", result.reason
+    assert result.rate_rps is not None and 0.027 <= result.rate_rps < 0.03
