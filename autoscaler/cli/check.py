@@ -78,7 +78,10 @@ def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: tim
     """The query as a tick runs it: empty, stale, NaN or several series all fail."""
     now = clock.now()
     series = fetch_demand(metrics, pool.demand, now, max_staleness).series
-    age = format_duration(max(now - series.index[-1].to_pydatetime(), timedelta(0)))
+    # whole seconds: a staleness bound is minutes, and "19904.627ms" reads as neither
+    age = format_duration(
+        timedelta(seconds=max(round((now - series.index[-1]).total_seconds()), 0))
+    )
     return f"{len(series)} samples over {format_duration(pool.demand.window)}, newest {age} old"
 
 

@@ -5,6 +5,7 @@ only after all passed, and never beside a failure."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def test_every_check_passes_then_ok_comes_last(
     assert "nasa: nomad_job: reachable, target exists" in output
     assert "nasa: other autoscalers: none found" in output
     assert "nasa: demand query: " in output and " samples over 1h, newest " in output
+    assert re.search(r" newest \d+[smh] old\n", output)  # not "newest 19904.627ms old"
     assert "slack: #gpu-autoscaler: token valid (team Double Workspace" in output
     assert slack_api.auth_tests == 1 and slack_api.messages == []  # asked, posted nothing
     assert DEFAULT_TOKEN not in output and DOUBLE_ACL_TOKEN not in output
