@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from common.cli import CONTEXT, add_version_option, option_output
-from common.durations import parse_duration
+from common.cli import CONTEXT, add_version_option, option_duration, option_output
 from gpu_bench.profile import load_profile
 
 if TYPE_CHECKING:
@@ -42,21 +41,24 @@ def _ints(text: str, option: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+        raise typer.BadParameter(
+            f"{option}: expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise typer.BadParameter(f"{option} needs positive integers, got {text!r}")
     return values
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, option: str) -> float:
+    """As every command line reads a duration (a bare number is seconds), naming the option."""
     try:
-        return parse_duration(text).total_seconds()
+        return option_duration(option, text).total_seconds()
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
 
 def _positive_seconds(text: str, option: str) -> float:
-    seconds = _seconds(text)
+    seconds = _seconds(text, option)
     if seconds <= 0:
         raise typer.BadParameter(f"{option} must be longer than 0s, got {text!r}")
     return seconds
@@ -191,12 +193,12 @@ def run(
     common = {
         "workers": _ints(workers, "--workers"),
         "batches": _ints(batch, "--batch"),
-        "max_batch_wait_s": _seconds(max_batch_wait),
-        "latency_target_s": _seconds(latency_target),
+        "max_batch_wait_s": _seconds(max_batch_wait, "--max-batch-wait"),
+        "latency_target_s": _seconds(latency_target, "--latency-target"),
         "percentile": percentile / 100,
         "repeats": repeats,
-        "warmup_s": _seconds(warmup),
-        "max_warmup_s": _seconds(max_warmup),
+        "warmup_s": _seconds(warmup, "--warmup"),
+        "max_warmup_s": _seconds(max_warmup, "--max-warmup"),
         "block_requests": block_requests,
         "max_requests": max_requests,
         "generator_retries": generator_retries,

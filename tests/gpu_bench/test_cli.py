@@ -188,6 +188,23 @@ def test_an_impossible_target_fails_fast_with_both_numbers(tmp_path: Path) -> No
     assert not out.exists()
 
 
+def test_a_duration_is_read_as_on_every_command_line(tmp_path: Path) -> None:
+    """README: a bare number is seconds on every command line, and a bad value names its
+    option. gpu-bench refused '--latency-target 0.5' ("expected a duration ..., got
+    '0.5'"), and said '3x' or a --workers of 'x' was wrong without naming the option."""
+    out = tmp_path / "profile.yaml"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    bare = ["--latency-target", "0.5", "--out", str(out)]
+    result = runner.invoke(app, ["run", "--model", f"{MODELS}:slow_model", *ONE, *bare])
+    assert result.exit_code == 4, result.output  # 0.7 s a request: read as 0.5 s, too short
+    assert "target impossible" in result.output and "0.5s" in result.output
+    for option, value in (("--latency-target", "3x"), ("--warmup", "-1"), ("--workers", "x")):
+        result = runner.invoke(app, ["run", "--model", "cnn", *ONE, option, value, *bare[2:]])
+        assert result.exit_code == 2, (option, result.output)
+        assert f"{option}: " in result.output, result.output
+    assert not out.exists()
+
+
 def test_every_option_has_help() -> None:
     command = typer.main.get_command(app)
     commands = getattr(command, "commands", {})
