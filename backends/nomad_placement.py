@@ -151,17 +151,19 @@ class WatchesPlacement:
 
     def placement(self, desired: int, allocations: Sequence[Mapping[str, Any]]) -> str | None:
         """The note for unplaced allocations; asks Nomad (one call) only when fewer of
-        the group's allocations are placed to run than its count."""
-        self.unplaced = None
+        the group's allocations are placed to run than its count. Best effort, as the
+        Kubernetes pod list is: a listing that fails is logged and the last verdict stands
+        (it only says why; failing the read left the pool unscaled through the surge that
+        outgrew the cluster, for want of an explanation)."""
         group = self.config.group
         if live_allocations(allocations, group) >= desired:
+            self.unplaced = None
             return None
-        answer = self._call(
-            lambda: self._jobs.get_evaluations(self._job_path),
-            what=f"listing evaluations of {self.target}",
-        )
+        what = f"listing evaluations of {self.target}"
         try:
+            answer = self._call(lambda: self._jobs.get_evaluations(self._job_path), what=what)
             self.unplaced = unplaced_of(answer, group)
         except BackendError as error:
-            raise BackendError(f"listing evaluations of {self.target}: {error}") from None
+            said = str(error) if str(error).startswith(what) else f"{what}: {error}"
+            log.warning("%s; the last verdict on unplaced allocations stands", said)
         return None if self.unplaced is None else self.unplaced.note(self.target)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from backends.base import BackendError
 from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, allocation, nomad_api
 from tests.doubles.nomad_evaluations import alloc_metric, evaluation, placement_failed
@@ -106,10 +105,28 @@ def test_evaluations_are_asked_only_while_some_allocations_are_not_placed(
 
 
 @pytest.mark.parametrize("answer", [{"ID": "x"}, ["x"]])
-def test_an_evaluation_listing_of_odd_shape_is_a_backend_error(
-    nomad_api: NomadApiDouble, answer: Any
+def test_an_evaluation_listing_of_odd_shape_is_logged_and_the_read_stands(
+    nomad_api: NomadApiDouble, answer: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = nomad_api.add_job(JOB, {GROUP: 2})
     job.evaluations = answer
-    with pytest.raises(BackendError, match=r"listing evaluations of .*unexpected answer shape"):
-        job_group(nomad_api).read()
+    fleet = job_group(nomad_api).read()
+    assert (fleet.desired, fleet.ready, fleet.pending, fleet.stuck) == (2, 0, 2, None)
+    assert "listing evaluations of" in caplog.text and "unexpected answer shape" in caplog.text
+
+
+def test_an_evaluation_listing_that_fails_leaves_the_read_and_the_last_verdict(
+    nomad_api: NomadApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The listing only says why allocations wait: failing the read with it (a 5xx, a
+    timeout of Nomad's busy servers) left the pool unscaled, a backend failure told, just
+    while the demand outgrew the cluster. Best effort, as the Kubernetes pod list is."""
+    gpu_job_short_of_devices(nomad_api)
+    group = job_group(nomad_api)
+    said = group.read().stuck
+    assert said is not None and "Nomad cannot place 2" in said
+    nomad_api.fail_next(3, status=500, path=EVALS_PATH)  # every attempt (retries: 2)
+    fleet = group.read()
+    assert (fleet.desired, fleet.ready, fleet.pending, fleet.stuck) == (5, 3, 2, said)
+    assert "listing evaluations of" in caplog.text and "500" in caplog.text
+    assert len(nomad_api.requests_to("GET", EVALS_PATH)) == 1 + 3
