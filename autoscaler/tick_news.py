@@ -134,4 +134,6 @@ def rollout_problem(result: TickResult) -> dict[str, str]:
     fleet = result.fleet
     if fleet is None or fleet.stuck is None:
         return {}
-    return {"rollout": f"{fleet.pending} of {fleet.desired} nodes are not coming up: {fleet.stuck}"}
+    # the pending count is not the stuck one: nodes on their way pend beside them
+    pending = f"{fleet.pending} of {fleet.desired} pending"
+    return {"rollout": f"nodes are not coming up ({pending}): {fleet.stuck}"}

@@ -192,9 +192,29 @@ def test_allocations_nomad_cannot_place_are_told_once(
     assert len(scale_posts(nomad_api)) == 1 and job.groups["gpu"] == 13
     alerts = [m.text for m in slack_api.messages if "cannot place" in m.text]
     assert len(alerts) == 1  # once, not at every tick
-    assert "rollout failing: 2 of 5 nodes are not coming up" in alerts[0]
+    assert "rollout failing: nodes are not coming up (2 of 5 pending)" in alerts[0]
     assert "Nomad cannot place 2 allocation(s)" in alerts[0]
     assert "devices: no devices match request" in alerts[0]
+
+
+def test_the_rollout_alert_does_not_count_nodes_on_their_way_as_stuck(
+    nomad_api: NomadApiDouble, slack_api: SlackApiDouble, tmp_path: Path
+) -> None:
+    """A group at 8: 3 allocations running, 3 placed and starting (a model loading), 2
+    Nomad could not place. The alert said '5 of 8 nodes are not coming up', though 3 of
+    the 5 were on their way; Nomad's cause carries the count that is stuck."""
+    job = nomad_api.add_job("ocr-workers", {"gpu": 8})
+    job.allocations = [allocation("gpu", job_id="ocr-workers") for _ in range(3)] + [
+        allocation("gpu", job_id="ocr-workers", client_status="pending", healthy=None)
+        for _ in range(3)
+    ]
+    metric = alloc_metric(failed=2, exhausted={"devices: no devices match request": 3})
+    job.evaluations = placement_failed("ocr-workers", "gpu", metric)
+    ticker, clock = make_ticker(nomad_api, slack_api, tmp_path / "d.jsonl", dry_run=False)
+    ticker.tick(clock.now(), PoolState(), OverridesFile())
+    (alert,) = [m.text for m in slack_api.messages if "rollout failing" in m.text]
+    assert "5 of 8 nodes are not coming up" not in alert
+    assert "nodes are not coming up (5 of 8 pending): Nomad cannot place 2 allocation(s)" in alert
 
 
 def test_nodes_that_do_not_come_up_are_told_once(
@@ -219,7 +239,7 @@ def test_nodes_that_do_not_come_up_are_told_once(
         clock.advance(timedelta(minutes=1))
     assert deployment.replicas == 13
     (told,) = [t for t in notifier.texts if "rollout" in t]
-    assert "rollout failing: 4 of 8 nodes are not coming up: 4 pods Unschedulable" in told
+    assert "rollout failing: nodes are not coming up (4 of 8 pending): 4 pods Unschedulable" in told
     assert "Insufficient nvidia.com/gpu" in told
     for n in range(4):  # a GPU node came
         kubernetes_api.pods.add(f"ocr-workers-5f7c9-wait{n}", "ready", since, labels)
