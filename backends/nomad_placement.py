@@ -8,7 +8,7 @@ Evaluation.CreateBlockedEval; a later evaluation that places everything cancels 
 Read as pending only, they look like nodes on the way and nobody is told why the pool
 waits. NomadJobGroup reads the job's evaluations
 (GET /v1/job/:job_id/evaluations, ACL read-job, one call) only when fewer of the group's
-allocations are meant to run than its count, and says why in the fleet's note. A
+allocations are meant to run than its count, and says why in the fleet's `stuck` (FleetState). A
 scale-out is still written: the count is the demand's, not a step on the last one, and
 what adds GPU nodes (a cluster autoscaler, Karpenter-like provisioners, the Nomad
 Autoscaler's cluster policies) reacts to the queue, so holding the count would let the
@@ -150,7 +150,7 @@ class WatchesPlacement:
     """As the last read found it."""
 
     def placement(self, desired: int, allocations: Sequence[Mapping[str, Any]]) -> str | None:
-        """The note for unplaced allocations; asks Nomad (one call) only when fewer of
+        """FleetState.stuck for unplaced allocations; asks Nomad (one call) only when fewer of
         the group's allocations are placed to run than its count. Best effort, as the
         Kubernetes pod list is: a listing that fails is logged and the last verdict stands
         (it only says why; failing the read left the pool unscaled through the surge that
