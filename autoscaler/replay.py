@@ -63,15 +63,28 @@ class TraceColumns:
 
 
 def read_trace(path: Path) -> pd.Series:
-    """Requests per second, indexed by UTC minute. Rows k = `row_minutes` apart (an export
-    at a 5-minute or hourly step) count the requests of the k minutes from their time:
-    spread evenly over them (read a minute each, the other minutes would be missing and
-    every figure of a backtest on them meaningless)."""
+    """Requests per second, indexed by UTC minute (read_trace_rows, without its step)."""
+    return read_trace_rows(path)[0]
+
+
+def read_trace_rows(path: Path) -> tuple[pd.Series, int]:
+    """Requests per second by UTC minute, and the minutes each row covers. Rows k =
+    `row_minutes` apart (a 5-minute or hourly export) count the requests of the k minutes
+    from their time: spread evenly over them (read a minute each, the other minutes would
+    be missing), for scoring; what decides reads `as_known` of it."""
     rows = read_trace_columns(path)
     _check_span(path, rows)  # before a coarser step's rows are spread over its minutes
     step = row_minutes(path, rows)
     series = pd.Series(rows.requests / 60.0 / step, index=rows.timestamps, name="rps")
-    return _held_over(series, step)
+    return _held_over(series, step), step
+
+
+def as_known(demand: pd.Series, row_minutes: int) -> pd.Series:
+    """The spread demand (on its minute grid) as a tick can know it, for every policy that
+    decides (the backtest's and `run`'s replay): a row of k minutes is known once they have
+    passed, so each minute holds the newest whole row's rate, from the row's last minute on
+    (the spread would show up to k-1 minutes of the future; the first k-1 are unknown)."""
+    return demand if row_minutes == 1 else demand.shift(row_minutes - 1)
 
 
 def read_queue_depth(path: Path) -> pd.Series | None:
@@ -364,18 +377,20 @@ def _number(path: Path, line: int, field: str, cell: str) -> float:
 
 
 class TraceReplaySource:
-    def __init__(self, trace: pd.Series, clock: Clock) -> None:
-        self.trace = trace
+    def __init__(self, trace: pd.Series, clock: Clock, row_minutes: int = 1) -> None:
+        self.trace = trace  # spread (read_trace_rows); demand() answers what a tick knows
+        self.known = as_known(trace, row_minutes)
         self.clock = clock
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
         """The trace's finished minutes in [start, min(end, now)], averaged to `step`.
 
         A row stamped 10:00 counts the requests of 10:00-10:01, known only at 10:01: the
-        minute in progress is never shown. `query` is ignored.
+        minute in progress is never shown, nor a coarser row in progress (as_known).
+        `query` is ignored.
         """
         end = min(end, self.clock.now()) - _MINUTE
-        window = self.trace[(self.trace.index >= start) & (self.trace.index <= end)]
+        window = self.known[(self.known.index >= start) & (self.known.index <= end)]
         if window.empty:
             raise MetricsError("empty", query, f"trace has no samples between {start} and {end}")
         if pd.Timedelta(step) > pd.Timedelta(minutes=1):

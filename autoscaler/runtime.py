@@ -37,7 +37,7 @@ from autoscaler.notify_queue import QueuedNotifier
 from autoscaler.notify_slack import SlackNotifier
 from autoscaler.plan import limits_of
 from autoscaler.pool_predictor import make_pool_predictor
-from autoscaler.replay import TraceReplaySource, read_trace
+from autoscaler.replay import TraceReplaySource, read_trace_rows
 from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker
 from backends import make_backend
@@ -73,18 +73,19 @@ def make_clock(config: Config) -> Clock:
 
 def make_metrics(config: Config, clock: Clock, env: Mapping[str, str]) -> MetricsSource:
     if isinstance(config.metrics, ReplayMetrics):
-        return TraceReplaySource(_replayed_trace(config, config.metrics), clock)
+        trace, row_minutes = _replayed_trace(config, config.metrics)
+        return TraceReplaySource(trace, clock, row_minutes)
     assert isinstance(config.metrics, PrometheusMetrics)
     return PrometheusSource(config.metrics, env=env)
 
 
-def _replayed_trace(config: Config, metrics: ReplayMetrics) -> pd.Series:
-    """The trace to replay; ValueError where a simulation's span holds none of it (every
-    tick would hold for want of a sample: a wrong year or file, not a run)."""
-    trace = read_trace(metrics.trace)
+def _replayed_trace(config: Config, metrics: ReplayMetrics) -> tuple[pd.Series, int]:
+    """The trace to replay and its row minutes; ValueError where a simulation's span holds
+    none of it (every tick would hold for want of a sample: a wrong year or file, not a run)."""
+    trace, row_minutes = read_trace_rows(metrics.trace)
     simulation = config.simulation
     if simulation is None or trace.empty:
-        return trace
+        return trace, row_minutes
     first, last = trace.index[0], trace.index[-1]
     if first > simulation.end or last + metrics.max_staleness < simulation.start:
         raise ValueError(
@@ -92,7 +93,7 @@ def _replayed_trace(config: Config, metrics: ReplayMetrics) -> pd.Series:
             f"the simulation ({simulation.start:%Y-%m-%d %H:%M} to "
             f"{simulation.end:%Y-%m-%d %H:%M}) none of it: every tick would hold"
         )
-    return trace
+    return trace, row_minutes
 
 
 def make_notifier(config: Config, env: Mapping[str, str]) -> Notifier:

@@ -56,7 +56,13 @@ from autoscaler.backtest.baselines import PolicyResult
 from autoscaler.backtest.budget import count_ratio, days_of
 from autoscaler.backtest.engine import DEFAULT_BURN_IN
 from autoscaler.backtest.report import least_vs_best, policy_vs_best
-from autoscaler.backtest.runner import BacktestReport, BacktestSettings, load_trace, run_backtest
+from autoscaler.backtest.runner import (
+    BacktestReport,
+    BacktestSettings,
+    load_trace,
+    load_trace_rows,
+    run_backtest,
+)
 from autoscaler.config.schema import DEFAULT_MARGIN, PredictorConfig
 from common.durations import format_duration, parse_duration
 
@@ -107,7 +113,7 @@ def score(case: Case, args: argparse.Namespace) -> Row:
     """One row, the policy configured by the options (`--margin`, `--policy`, `--jobs`,
     `--burn-in`); a case's per-node rps None: capacity_for the trace by its name and mean."""
     path, name, target, per_node_rps = case
-    trace = load_trace(path)
+    trace, row_minutes = load_trace_rows(path)
     settings = BacktestSettings(
         per_node_rps=per_node_rps or capacity_for(name, float(trace.mean())),
         service_target=target,
@@ -119,7 +125,7 @@ def score(case: Case, args: argparse.Namespace) -> Row:
         jobs=args.jobs,
     )
     began = time.perf_counter()
-    report = run_backtest(path, settings, trace=trace)
+    report = run_backtest(path, settings, trace=trace, row_minutes=row_minutes)
     elapsed = time.perf_counter() - began
     policy = report.result("policy")
     ratio, best = policy_vs_best(report)

@@ -1,7 +1,8 @@
 """The baselines the project's policy is compared with, each tuned fairly.
 
-Every baseline turns the trace into a node count per minute using only the past
-(except the oracle and the static fleet, which are bounds, not policies). Each has
+Every baseline turns the trace into a node count per minute using only the past, as
+known then (Replay.known; except the oracle and the static fleet, which are bounds,
+not policies). Each has
 a few knobs (target utilization or headroom, a minimum node floor, ...); all
 settings on a fixed grid are scored, the same grid for every trace, and the
 cheapest one that meets the service target is reported (or, when none does, the
@@ -51,6 +52,10 @@ class Replay:
     """
 
     rps: np.ndarray
+    """Requests per second each minute, a coarse row's spread over its minutes: scored."""
+    known: np.ndarray
+    """`rps` as a tick deciding at each minute knows it (replay.as_known; the same for a
+    minute trace): what every policy decides from, so none sees a row before it ends."""
     per_node_rps: float
     boot_minutes: int
     tick_minutes: int
@@ -222,7 +227,7 @@ def hpa(replay: Replay) -> PolicyResult:
     """Reactive target tracking like the Kubernetes HPA: every minute, nodes for the last
     minute's demand at a target utilization; up at once, down to the highest
     recommendation of the last 5 minutes (its scale-down stabilization)."""
-    last = replay.rps[replay.sim_start - 1 : -1]
+    last = known_before(replay)
     peak = int(node_counts(replay.rps, replay.per_node_rps).max(initial=1))
 
     def counts(utilization: float, floor: int) -> np.ndarray:
@@ -235,6 +240,11 @@ def hpa(replay: Replay) -> PolicyResult:
         _utilization_floor_grid(replay, peak),
         counts,
     )
+
+
+def known_before(replay: Replay) -> np.ndarray:
+    """The demand each minute from sim_start decides on: the minute before's, as known then."""
+    return replay.known[replay.sim_start - 1 : -1]
 
 
 def _utilization_floor_grid(replay: Replay, most: int) -> list[dict[str, Any]]:
@@ -254,7 +264,7 @@ def linear_peaks(replay: Replay) -> np.ndarray:
     peaks = np.empty(minutes)
     for offset in range(0, minutes, LINEAR_TICK_MINUTES):
         now = replay.sim_start + offset
-        recent = replay.rps[max(0, now - LINEAR_WINDOW_MINUTES) : now]
+        recent = replay.known[max(0, now - LINEAR_WINDOW_MINUTES) : now]
         recent = recent[np.isfinite(recent)]
         peaks[offset : offset + LINEAR_TICK_MINUTES] = _line_peak(recent, steps, z)
     return peaks
@@ -294,7 +304,7 @@ def seasonal_naive_peaks(replay: Replay, season: int) -> np.ndarray:
     season ago, scaled by the recent hour's level against the same hour then. A week
     falls back on the day while history is short; with not even a day, zero (the
     reactive floor alone)."""
-    rps = np.nan_to_num(replay.rps, nan=0.0)
+    rps = np.nan_to_num(replay.known, nan=0.0)
     horizon = replay.horizon_minutes
     cumulative = np.concatenate([[0.0], np.cumsum(rps)])
     ahead = sliding_window_view(np.concatenate([rps, np.zeros(horizon - 1)]), horizon).max(axis=1)
@@ -314,7 +324,7 @@ def seasonal_naive_peaks(replay: Replay, season: int) -> np.ndarray:
 def seasonal_naive(replay: Replay) -> PolicyResult:
     """Predictive scaling the way the clouds do it: the coming minutes as they were a day
     (or a week) ago, scaled to the recent level, times a headroom, over a reactive floor."""
-    last = np.nan_to_num(replay.rps[replay.sim_start - 1 : -1], nan=0.0)
+    last = np.nan_to_num(known_before(replay), nan=0.0)
     seasons = {"day": DAY, "week": WEEK}
     peaks = {name: seasonal_naive_peaks(replay, lag) for name, lag in seasons.items()}
     most = int(node_counts(np.maximum(peaks["day"], last), replay.per_node_rps).max(initial=1))

@@ -244,13 +244,14 @@ def replay_pool(
     """Run the daemon's tick (size_fleet → decide → fleet.scale) over the trace.
 
     The predictor sees the pool's demand window, ending with minute j-1 at minute j's
-    tick; the first tick sees `backfill` (if longer), so a predictor kept across ticks
-    starts with what a daemon running through the warmup would have seen. A
+    tick, as known then (Replay.known); the first tick sees `backfill` (if longer), so a
+    predictor kept across ticks starts with what a daemon running through the warmup
+    would have seen. A
     PlaybackPredictor needs no history: it gets only the newest value (all size_fleet
     reads besides the forecast), which spares building a Series per tick.
     """
     times = trace.index
-    values = trace.to_numpy(dtype=float)
+    values = replay.known  # a coarse row only once its minutes have passed (as_known)
     instants = times.to_pydatetime()
     # One Series for the whole trace, in ns (what the predictors read), sliced per tick: a
     # slice costs half a new Series, and no tick converts its index; the count of samples

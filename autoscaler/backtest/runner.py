@@ -40,7 +40,7 @@ from autoscaler.backtest.engine import (
 from autoscaler.backtest.tuning import forked_executor, processes_for, run_policy
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for
-from autoscaler.replay import read_queue_depth, read_trace
+from autoscaler.replay import as_known, read_queue_depth, read_trace_rows
 from common.durations import format_span
 
 MOST_NODES = 10**12
@@ -56,6 +56,7 @@ __all__ = [
     "TickRecord",
     "frame_replay",
     "load_trace",
+    "load_trace_rows",
     "policy_pool",
     "replay_pool",
     "run_backtest",
@@ -65,12 +66,18 @@ __all__ = [
 
 def load_trace(path: Path) -> pd.Series:
     """The trace in req/s on a regular minute grid; minutes missing from the file are NaN."""
-    series = read_trace(path)
+    return load_trace_rows(path)[0]
+
+
+def load_trace_rows(path: Path) -> tuple[pd.Series, int]:
+    """load_trace's series and the minutes each row of the file covers (frame_replay's
+    `row_minutes`)."""
+    series, row_minutes = read_trace_rows(path)
     series = series[~series.index.duplicated(keep="last")].sort_index()
     if len(series) < 2:
         raise ValueError(f"{path}: a trace needs at least two minutes")
     grid = pd.date_range(series.index[0], series.index[-1], freq="1min")
-    return series.reindex(grid)
+    return series.reindex(grid), row_minutes
 
 
 def load_queue_depth(path: Path, grid: pd.DatetimeIndex) -> pd.Series | None:
@@ -82,10 +89,14 @@ def load_queue_depth(path: Path, grid: pd.DatetimeIndex) -> pd.Series | None:
 
 
 def frame_replay(
-    trace: pd.Series, settings: BacktestSettings, queue: pd.Series | None = None
+    trace: pd.Series,
+    settings: BacktestSettings,
+    queue: pd.Series | None = None,
+    row_minutes: int = 1,
 ) -> Replay:
     """Where the simulation starts and scoring starts; the fleet every policy starts with.
-    `queue`: messages waiting per minute on the trace's grid, replayed as a signal."""
+    `queue`: messages waiting per minute on the trace's grid, replayed as a signal;
+    `row_minutes`: the minutes each row of the trace's file covers (load_trace_rows)."""
     minutes = len(trace)
     score_start = max(1, int(settings.warmup / MINUTE))
     if score_start >= minutes:
@@ -102,10 +113,12 @@ def frame_replay(
             "(every scored minute is missing or not a number): nothing to score"
         )
     _check_countable(trace, settings.per_node_rps)
-    before = rps[max(0, sim_start - 60) : sim_start]
+    known = as_known(trace, row_minutes).to_numpy(dtype=float)
+    before = known[max(0, sim_start - 60) : sim_start]
     peak = float(np.nanmax(before)) if np.isfinite(before).any() else 0.0
     return Replay(
         rps=rps,
+        known=known,
         per_node_rps=settings.per_node_rps,
         boot_minutes=int(settings.boot_delay / MINUTE),
         tick_minutes=int(settings.tick / MINUTE),
@@ -168,15 +181,19 @@ def run_backtest(
     on_progress: Progress | None = None,
     trace: pd.Series | None = None,
     queue: pd.Series | None = None,
+    row_minutes: int = 1,
 ) -> BacktestReport:
     """The project's policy and every baseline on one trace; `pool` (from a config) runs
     as configured, without tuning. A `queue_depth` column in the trace file (or `queue`
-    with `trace`) is replayed as the policy's queue-depth signal."""
+    with `trace`) is replayed as the policy's queue-depth signal; `row_minutes`: the
+    minutes each row of a given `trace` covers (load_trace_rows)."""
     began = time.perf_counter()
-    series = trace if trace is not None else load_trace(trace_path)
     if trace is None:
+        series, row_minutes = load_trace_rows(trace_path)
         queue = load_queue_depth(trace_path, series.index)
-    replay = frame_replay(series, settings, queue)
+    else:
+        series = trace
+    replay = frame_replay(series, settings, queue, row_minutes)
     if pool is not None:
         pool = pool.model_copy(update={"capacity": Capacity(per_node_rps=settings.per_node_rps)})
         replay = replace(replay, boot_minutes=int(pool.boot_time / MINUTE))

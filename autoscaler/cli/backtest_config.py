@@ -46,6 +46,10 @@ from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, check_demand
 from common.durations import format_duration
 
+Demand = tuple[pd.Series, int]
+"""The demand per minute to replay, and the minutes each row of its trace covers (one for
+a Prometheus history): frame_replay's `row_minutes`."""
+
 console = Console(soft_wrap=True, width=None if Console().is_terminal else 140)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -174,16 +178,16 @@ def pool_history(
     return checked.reindex(grid)
 
 
-def demand_of(config: Config, pool: Pool, run: PoolRun) -> tuple[str, pd.Series, Any]:
-    """A label, the demand per minute and the queue depth (or None) to replay."""
-    from autoscaler.backtest.runner import load_queue_depth, load_trace
+def demand_of(config: Config, pool: Pool, run: PoolRun) -> tuple[str, Demand, Any]:
+    """A label, the demand to replay and the queue depth (or None)."""
+    from autoscaler.backtest.runner import load_queue_depth, load_trace_rows
 
     path = run.trace
     if path is None and isinstance(config.metrics, ReplayMetrics):
         path = config.metrics.trace
     if path is not None:
-        series = load_trace(path)
-        return str(path), series, load_queue_depth(path, series.index)
+        series, row_minutes = load_trace_rows(path)
+        return str(path), (series, row_minutes), load_queue_depth(path, series.index)
     assert isinstance(config.metrics, PrometheusMetrics)
     from autoscaler.metrics_prometheus import PrometheusSource
 
@@ -191,7 +195,7 @@ def demand_of(config: Config, pool: Pool, run: PoolRun) -> tuple[str, pd.Series,
         now = datetime.now(UTC)
         series = pool_history(source, pool, now, run.history, config.metrics.max_staleness)
     label = f"{pool.name} history ({series.index[0]:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
-    return label, series, None
+    return label, (series, 1), None
 
 
 def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
@@ -205,8 +209,8 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         errors.print(f"[red]cannot backtest pool {pool.name}[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
     try:
-        label, series, queue = demand_of(config, pool, run)
-        report, others = replay_all(pool, settings, series, queue, label)
+        label, demand, queue = demand_of(config, pool, run)
+        report, others = replay_all(pool, settings, demand, queue, label)
         configured = Candidate.of(pool, report.result("policy"), configured=True)
     except (ValueError, MetricsError, OSError) as exc:
         errors.print(f"[red]cannot backtest[/]: {escape(str(exc))}", highlight=False)
@@ -249,36 +253,43 @@ def unreplayed_signals(pool: Pool, queue: object | None) -> list[str]:
 
 
 def replay_all(
-    pool: Pool, settings: BacktestSettings, series: pd.Series, queue: Any, label: str
+    pool: Pool, settings: BacktestSettings, demand: Demand, queue: Any, label: str
 ) -> tuple[BacktestReport, list[Candidate]]:
     """The pool as configured (with the baselines) and each variant, a full replay each;
     with more than one CPU the variants run on forked workers meanwhile."""
     variants = variant_pools(pool)
     workers = forked_executor(len(variants)) if variants and processes_for(settings) > 1 else None
     if workers is None:
-        report = _configured(pool, settings, series, queue, label)
-        return report, [_variant(v, settings, series, queue, label, True) for v in variants]
+        report = _configured(pool, settings, demand, queue, label)
+        return report, [_variant(v, settings, demand, queue, label, True) for v in variants]
     with workers:
         futures = [
-            workers.submit(_variant, v, settings, series, queue, label, False) for v in variants
+            workers.submit(_variant, v, settings, demand, queue, label, False) for v in variants
         ]
-        report = _configured(pool, settings, series, queue, label)
+        report = _configured(pool, settings, demand, queue, label)
         return report, [f.result() for f in futures]
 
 
 def _configured(
-    pool: Pool, settings: BacktestSettings, series: pd.Series, queue: Any, label: str
+    pool: Pool, settings: BacktestSettings, demand: Demand, queue: Any, label: str
 ) -> BacktestReport:
+    trace, rows = demand
     with replay_progress(pool.name) as advance:
         return run_backtest(
-            Path(label), settings, pool=pool, on_progress=advance, trace=series, queue=queue
+            Path(label),
+            settings,
+            pool=pool,
+            on_progress=advance,
+            trace=trace,
+            queue=queue,
+            row_minutes=rows,
         )
 
 
 def _variant(
     pool: Pool,
     settings: BacktestSettings,
-    series: pd.Series,
+    demand: Demand,
     queue: Any,
     label: str,
     progress: bool,
@@ -288,9 +299,16 @@ def _variant(
         settings, baselines=(), margin=pool.predictor.margin, policy=pool.predictor.policy
     )
     name = f"{pool.name} (margin {pool.predictor.margin}, policy {pool.predictor.policy})"
+    trace, rows = demand
     with replay_progress(name) if progress else nullcontext(None) as advance:
         report = run_backtest(
-            Path(label), varied, pool=pool, on_progress=advance, trace=series, queue=queue
+            Path(label),
+            varied,
+            pool=pool,
+            on_progress=advance,
+            trace=trace,
+            queue=queue,
+            row_minutes=rows,
         )
     return Candidate.of(pool, report.result("policy"))
 

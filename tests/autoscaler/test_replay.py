@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from autoscaler.config.loader import load_config
 from autoscaler.metrics import MetricsError
 from autoscaler.replay import TraceReplaySource, read_queue_depth, read_trace
+from autoscaler.runtime import make_metrics
 from common.clock import SimulatedClock
 from tests.traces import NASA
 
@@ -346,6 +349,51 @@ def test_an_hourly_trace_with_a_mistyped_year_is_refused_before_it_is_spread(
         f"{path}:4: timestamp: 2031-01-07T16:00Z comes 2,190 days after the row before it "
         "(line 6, 2025-01-08T16:00Z): the trace spans 2,193 days, more than the 1,830"
     )
+
+
+def test_the_daemons_replay_shows_a_coarse_row_only_once_its_minutes_have_passed(
+    tmp_path: Path,
+) -> None:
+    """A 5-minute trace replayed by `run` (the metrics source as the runtime makes it): a
+    tick at 16:13 saw the 16:10 row's mean at 16:10-16:12, three minutes of the future.
+    It now sees each row from its last minute on, held until the next row ends, so the
+    rows from 16:10 on can say anything: the answer is the same."""
+
+    def answer(name: str, counts: list[int]) -> pd.Series:
+        trace = tmp_path / f"{name}.csv"
+        trace.write_text(
+            "timestamp,requests\n"
+            + "".join(
+                f"{T0 + 5 * i * MINUTE:%Y-%m-%dT%H:%M:%SZ},{n}\n" for i, n in enumerate(counts)
+            )
+        )
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "state_dir": str(tmp_path / "state"),
+                    "metrics": {"kind": "replay", "trace": str(trace)},
+                    "pools": [
+                        {
+                            "name": "image-gen",
+                            "backend": {"kind": "simulated"},
+                            "demand": {"query": QUERY},
+                            "capacity": {"per_node_rps": 0.25},
+                            "max_nodes": 40,
+                        }
+                    ],
+                }
+            )
+        )
+        source = make_metrics(load_config(config), SimulatedClock(T0 + 13 * MINUTE), {})
+        return source.demand(QUERY, T0, T0 + 30 * MINUTE, MINUTE)
+
+    seen = answer("five", [300, 600, 900, 1200, 1500, 1800])
+    pd.testing.assert_series_equal(seen, answer("burst", [300, 600, 9000, 0, 1500, 1800]))
+    assert seen.index[-1] == pd.Timestamp(T0 + 12 * MINUTE)
+    assert seen.iloc[:4].isna().all()  # nothing has ended before 16:04
+    np.testing.assert_allclose(seen.iloc[4:9], 1.0)  # 16:00's 300 requests, known at 16:05
+    np.testing.assert_allclose(seen.iloc[9:13], 2.0)  # 16:05's 600, known at 16:10
 
 
 def source_at(trace_file: Path, now: datetime) -> TraceReplaySource:

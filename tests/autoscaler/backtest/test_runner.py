@@ -12,6 +12,8 @@ import pytest
 
 from autoscaler.backtest.baselines import (
     BASELINES,
+    DAY,
+    known_before,
     linear_peaks,
     seasonal_naive_peaks,
 )
@@ -21,6 +23,7 @@ from autoscaler.backtest.runner import (
     RecordingPredictor,
     frame_replay,
     load_trace,
+    load_trace_rows,
     policy_pool,
     replay_pool,
     run_backtest,
@@ -138,13 +141,66 @@ def test_project_policy_decisions_use_only_the_past(
         assert prefix == full[: len(prefix)]
 
 
-def _decisions(trace: pd.Series, settings: BacktestSettings) -> list[tuple[int, int]]:
+def _decisions(
+    trace: pd.Series, settings: BacktestSettings, row_minutes: int = 1
+) -> list[tuple[int, int]]:
     pool = policy_pool(settings)
     predictor = pool_predictor(pool, settings.per_node_rps, limits_of(pool))
-    run = replay_pool(
-        pool, predictor, trace, frame_replay(trace, settings), backfill=settings.backfill
-    )
+    replay = frame_replay(trace, settings, row_minutes=row_minutes)
+    run = replay_pool(pool, predictor, trace, replay, backfill=settings.backfill)
     return [(t.desired, t.ready) for t in run.ticks]
+
+
+def test_a_coarse_row_is_decided_on_only_once_its_minutes_have_passed(tmp_path: Path) -> None:
+    """A 5-minute export spreads each row over its minutes, so a policy reading the spread
+    at the row's first minute saw up to four minutes of the future: every policy on an
+    hourly trace read optimistic. Now the decisions made at minute t (the project's policy,
+    hpa's last demand, linear-20m's and seasonal-naive's peaks) are the same when the rows
+    after t's last complete row are altered, through the file as `backtest` reads it."""
+    minutes = nasa_cut(2.2)
+    counts = (minutes * 60).resample("5min").sum().to_numpy()
+
+    def rows_file(name: str, counts: np.ndarray) -> Path:
+        path = tmp_path / name
+        stamps = pd.date_range(minutes.index[0], periods=len(counts), freq="5min")
+        path.write_text(
+            "timestamp,requests\n"
+            + "".join(
+                f"{t:%Y-%m-%dT%H:%M:%SZ},{n:.0f}\n" for t, n in zip(stamps, counts, strict=True)
+            )
+        )
+        return path
+
+    # Ticks from minute 1498 (the warmup less a 62-minute burn-in): linear-20m's every 20
+    # minutes fall 3 minutes into a row, as `now` does, in progress since `boundary`.
+    settings = BacktestSettings(
+        per_node_rps=0.04,
+        warmup=WARMUP_OF_THE_CUT,
+        burn_in=timedelta(minutes=62),
+        backfill=timedelta(days=1),
+    )
+    now = 1498 + 20 * 80
+    boundary = now - 3
+    first_altered = boundary // 5
+    altered = counts.copy()
+    altered[first_altered:] *= 3  # a burst no minute up to `now` can know of
+    seen = []
+    for path in (rows_file("five.csv", counts), rows_file("burst.csv", altered)):
+        trace, row_minutes = load_trace_rows(path)
+        assert row_minutes == 5
+        replay = frame_replay(trace, settings, row_minutes=row_minutes)
+        assert replay.sim_start == 1498 and boundary % 5 == 0
+        until = now - replay.sim_start + 1  # the minutes decided up to `now`, `now` included
+        seen.append(
+            (
+                _decisions(trace, settings, row_minutes)[:until],
+                known_before(replay)[:until].tolist(),
+                linear_peaks(replay)[:until].tolist(),
+                seasonal_naive_peaks(replay, DAY)[:until].tolist(),
+            )
+        )
+    assert seen[0] == seen[1]
+    assert trace.iloc[boundary] == pytest.approx(3 * counts[first_altered] / 300)  # scored
 
 
 def test_baseline_forecasts_use_only_the_past() -> None:
