@@ -43,6 +43,9 @@ class PoolState:
     last_known_desired: int | None = None
     """The count the fleet had when the last tick ended: a different count now means
     someone else changed it."""
+    write_failing: bool = False
+    """The backend failure going on began at (or came to) a fleet write that has not
+    succeeded since: only a write, or a tick needing none, ends it (not a read alone)."""
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
     others_told: list[str] = field(default_factory=list)
@@ -64,6 +67,7 @@ def pool_to_json(state: PoolState) -> dict[str, Any]:
         "reported_expired": state.reported_expired,
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
+        "write_failing": state.write_failing,
         "capacity_alerted": state.capacity_alerted,
         "others_told": state.others_told,
         "manual_change_at": _iso(memory.manual_change_at),
@@ -113,6 +117,7 @@ def pool_from_json(data: dict[str, Any]) -> PoolState:
         reported_expired=read("reported_expired", lambda v: [str(x) for x in v], []),
         last_decision=_decision(data.get("last_decision")),
         last_known_desired=read("last_known_desired", lambda v: None if v is None else _count(v)),
+        write_failing=data.get("write_failing", False) is True,
         capacity_alerted=data.get("capacity_alerted", False) is True,
         others_told=read("others_told", lambda v: [str(x) for x in v], []),
         loop=_loop(data.get("loop")),

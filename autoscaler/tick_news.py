@@ -98,9 +98,12 @@ class TickNews:
         step this tick did not reach (the signals, read only with the fleet; every step
         after a surprise) is not said to have cleared: it was not checked."""
         problems = {**result.errors, **rollout_problem(result)}
+        unsettled = state.write_failing and not write_settled(result)
         for kind in ("metrics", "signals", "backend", "tick", "rollout"):
             detail = problems.get(kind)
-            if detail is None and kind not in checked_steps(result):
+            if detail is None and (
+                kind not in checked_steps(result) or (kind == "backend" and unsettled)
+            ):
                 continue
             if detail is not None and kind not in state.failing:
                 state.failing[kind] = now
@@ -108,6 +111,7 @@ class TickNews:
             elif detail is None and kind in state.failing:
                 since = state.failing.pop(kind)
                 self._send(failure_cleared_message(self.pool.name, kind, now - since))
+        state.write_failing = "backend" in state.failing and (unsettled or write_failed(result))
 
     def _send(self, message: Any) -> None:
         try:
@@ -123,6 +127,24 @@ def checked_steps(result: TickResult) -> set[str]:
         return {"tick"}
     read = {"signals", "rollout"} if result.fleet is not None else set()
     return {"metrics", "backend", "tick"} | read
+
+
+def write_failed(result: TickResult) -> bool:
+    """The backend failed at the write: the fleet was read, so the error is the write's."""
+    return "backend" in result.errors and result.fleet is not None
+
+
+def write_settled(result: TickResult) -> bool:
+    """A write failed before is settled by one that succeeds, or by a tick that needs
+    none: the fleet holds the count the rules ask for (their target, before a cooldown or
+    stabilization holds it). A tick that only read, held by the cooldown the failed write
+    started, leaves the count the write was for not reached: not "backend recovered"."""
+    if "backend" in result.errors:
+        return False
+    decision = result.decision
+    if result.acted:
+        return True
+    return decision is not None and decision.current == decision.desired == decision.target
 
 
 def rollout_problem(result: TickResult) -> dict[str, str]:

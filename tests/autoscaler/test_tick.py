@@ -243,6 +243,47 @@ def test_a_failed_scale_starts_a_cooldown_but_does_not_block_a_retry_up(
     assert h.tick().acted
 
 
+def _failed_scale_down(h: Harness) -> None:
+    """Tick a fleet of 13 on 4 req/s (5 nodes) until its scale-down write fails."""
+    h.tick()  # 2 → 13
+    h.metrics.rps = 4.0
+    h.fleet.fail_scales = 1
+    for _ in range(20):
+        if "backend" in h.tick().errors:
+            return
+    raise AssertionError("no scale-down was written")
+
+
+def test_a_failed_write_is_not_said_recovered_by_a_tick_that_only_read(
+    tmp_path: Path,
+) -> None:
+    """After a scale-down whose write failed, the cooldown it started holds the next
+    ticks (they read the fleet, write nothing): the count is still not the one asked
+    for, so the backend is not "recovered" until a write succeeds."""
+    h = Harness(tmp_path, rps=10.0)
+    _failed_scale_down(h)
+    held = h.tick()
+    assert held.decision is not None and held.decision.action == "none" and not held.errors
+    assert not any("recovered" in t for t in h.notifier.texts)
+    assert "backend" in h.state.failing
+    for _ in range(10):
+        if h.tick().acted:
+            break
+    assert h.fleet.read().desired < 13
+    assert sum("backend recovered" in t for t in h.notifier.texts) == 1
+    assert not h.state.failing and not h.state.write_failing
+
+
+def test_a_failed_write_no_longer_needed_is_said_recovered(tmp_path: Path) -> None:
+    """Demand back where the fleet is: no write is needed any more, so the failure ends."""
+    h = Harness(tmp_path, rps=10.0)
+    _failed_scale_down(h)
+    h.metrics.rps = 10.0
+    result = h.tick()
+    assert result.decision is not None and result.decision.target == 13 and not result.acted
+    assert sum("backend recovered" in t for t in h.notifier.texts) == 1
+
+
 def test_override_wins_and_expiry_is_reported_once(tmp_path: Path) -> None:
     h = Harness(tmp_path, rps=10.0)
     h.overrides = OverridesFile(
