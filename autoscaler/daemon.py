@@ -36,7 +36,7 @@ from autoscaler.daemon_writes import WriteEpisodes
 from autoscaler.daily_report import digest_trigger
 from autoscaler.fit_workers import FitWorkers
 from autoscaler.notify import Notifier, alert_message
-from autoscaler.notify_queue import finish, gathered
+from autoscaler.notify_queue import count_failures, finish, gathered
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime
 from autoscaler.state import PoolState
@@ -112,6 +112,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
             telemetry.unhealthy_after if telemetry else timedelta(minutes=5),
             leader_election=self.runtime.config.leader_election is not None,
         )
+        count_failures(self.runtime.notifier, self.telemetry.notification_failed)
         election = self.runtime.config.leader_election
         if dry_run and election is not None:  # a dry run must not take or hold it
             log.info("dry run: not taking the leader lock %r; ticking as if active", election.name)

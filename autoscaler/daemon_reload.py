@@ -20,7 +20,7 @@ from autoscaler.config.schema import Config
 from autoscaler.config.validate import unknown_override_pools
 from autoscaler.config.yaml_reader import YamlDocument
 from autoscaler.notify import Notifier
-from autoscaler.notify_queue import QueuedNotifier
+from autoscaler.notify_queue import QueuedNotifier, count_failures
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime, orphaned_drains
 from autoscaler.telemetry import Telemetry
@@ -149,6 +149,7 @@ class ConfigReloads:
         carried = carry_learning(self.runtime, new)
         keep_simulated_fleets(self.runtime, new)
         keep_notifier(self.runtime, new)
+        count_failures(new.notifier, self.telemetry.notification_failed)
         replaced, self.runtime = self.runtime, new
         let_go(replaced)
         self.telemetry.keep_pools({pool.name for pool in config.pools})

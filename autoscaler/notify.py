@@ -24,6 +24,11 @@ SECTION_TEXT_LIMIT = 3000
 # Slack's limit for a message's text; longer text is refused as msg_too_long.
 TEXT_LIMIT = 40_000
 DETAIL_LIMIT = 500
+FAILURE_REASONS = ("channel", "token", "rate_limited", "unanswered", "unreachable", "refused")
+"""Why a Slack post was dropped: autoscaler_notifications_failed_total's reason label (a
+few values, whatever Slack answers): the channel refuses the bot, the token is refused, a
+429 outlasted the retries, Slack left it unanswered or could not be reached, or another
+refusal (a 5xx, a message Slack would not take)."""
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,7 @@ class QueuedNotifier:
             RATE_LIMITED_TRIES,
             post.carries,
         )
+        self.sender.count_dropped("rate_limited")
         with self._changed:
             self._dropped += post.carries
         return True
@@ -260,6 +261,12 @@ class QueuedNotifier:
                     self._sleep(moment - now)
                 else:
                     self._changed.wait(moment - now)
+
+
+def count_failures(notifier: Notifier, hook: Callable[[str], None]) -> None:
+    """Each Slack post dropped, told to `hook` with its reason (the daemon's counter)."""
+    if isinstance(notifier, QueuedNotifier):
+        notifier.sender.on_failure = hook
 
 
 def gathered(notifier: Notifier) -> AbstractContextManager[None]:

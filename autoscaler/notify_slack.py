@@ -49,6 +49,12 @@ SLACK_PAUSE_S = 300.0
 """After a post Slack did not answer in time, none is tried for this long (then one is)."""
 TOKEN_REFUSED = frozenset({"invalid_auth", "not_authed", "token_expired", "token_revoked"})
 """Slack's errors for a token it no longer takes: a rotated token_file is read again."""
+CHANNEL_REFUSED = {
+    "channel_not_found": "no such channel, or a private one the bot is not in: check slack.channel",
+    "not_in_channel": "the bot is not in it: invite it (/invite @the-bot)",
+    "is_archived": "the channel is archived: unarchive it, or set slack.channel to another",
+}
+"""chat.postMessage's errors for a channel the bot cannot post to, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ class SlackNotifier:
         remember(token)
         self._sleep = sleep
         self._timeout = timeout
+        self.on_failure: Callable[[str], None] | None = None
+        """Told each post dropped, with one of notify.FAILURE_REASONS (the daemon's counter)."""
+        self._channel_problem: str | None = None  # Slack's error, logged once until it changes
         # retry_handlers=[]: the SDK's own connection retry would double the wait on an
         # outage; this class retries a short 429 itself and nothing else.
         self._client = _TokenStaysClient(
@@ -141,7 +150,7 @@ class SlackNotifier:
         try:
             return self._send(redacted(message))
         except Exception as err:  # never let a notification break a tick
-            self._warn(f"unexpected {type(err).__name__}: {err}")
+            self._warn(f"unexpected {type(err).__name__}: {err}", "refused")
             return False
 
     def send_with_files(self, message: Message, files: Sequence[Attachment]) -> bool:
@@ -165,9 +174,9 @@ class SlackNotifier:
             return True
         except SlackApiError as err:
             error = err.response.get("error") if isinstance(err.response.data, dict) else None
-            self._warn(f"file upload: HTTP {err.response.status_code}, error {error}")
+            self._warn(f"file upload: HTTP {err.response.status_code}, error {error}", "refused")
         except Exception as err:  # SlackRequestError (the upload URL), network: never raise
-            self._warn(f"file upload: {type(err).__name__}: {err}")
+            self._warn(f"file upload: {type(err).__name__}: {err}", "refused")
         return False
 
     def _send(self, message: Message) -> bool:
@@ -197,7 +206,8 @@ class SlackNotifier:
             after = answer.retry_after_s
             self._warn(
                 "HTTP 429, error ratelimited"
-                + (f", Retry-After {after:g} s" if after is not None else "")
+                + (f", Retry-After {after:g} s" if after is not None else ""),
+                "rate_limited",
             )
             return None
         return answer
@@ -213,21 +223,63 @@ class SlackNotifier:
                 lambda: self._post_message(message),
                 "Slack chat.postMessage",
             )
-            return str(answer.get("channel")), str(answer.get("ts"))
         except pybreaker.CircuitBreakerError:
-            self._warn(f"Slack left a post unanswered: none is tried for {self._pause()}")
+            self._warn(
+                f"Slack left a post unanswered: none is tried for {self._pause()}", "unanswered"
+            )
         except SlackApiError as err:
             status = err.response.status_code
             if status == 429:
                 return RateLimited(_retry_after(err.response.headers))
             error = err.response.get("error") if isinstance(err.response.data, dict) else None
+            if error in CHANNEL_REFUSED:
+                self._channel_refused(str(error))
+                return None
             detail = f"error {truncate(str(error), 200)}" if error else "no error code"
-            self._warn(f"HTTP {status}, {detail}")
+            self._warn(f"HTTP {status}, {detail}", "token" if error in TOKEN_REFUSED else "refused")
         except (TimeoutError, OSError) as err:  # URLError and socket errors are OSError
-            self._warn(f"{type(err).__name__}: {err}")
+            why = "unanswered" if _unanswered(err) else "unreachable"
+            self._warn(f"{type(err).__name__}: {err}", why)
         except Exception as err:  # never let a notification break its caller
-            self._warn(f"unexpected {type(err).__name__}: {err}")
+            self._warn(f"unexpected {type(err).__name__}: {err}", "refused")
+        else:
+            self._channel_takes_posts()
+            return str(answer.get("channel")), str(answer.get("ts"))
         return None
+
+    def _channel_refused(self, error: str) -> None:
+        """A channel the bot cannot post to refuses every post alike: said once (again
+        when Slack's reason changes), not at each post; each is counted."""
+        self.count_dropped("channel")
+        if error == self._channel_problem:
+            logger.debug("Slack refused a post to %s (%s); it was dropped", self.channel, error)
+            return
+        self._channel_problem = error
+        logger.warning(
+            "Slack refuses posts to %s: %s (%s); every notification is dropped until it is "
+            'fixed (autoscaler_notifications_failed_total{reason="channel"} counts them; '
+            "this is said again only when it changes)",
+            self.channel,
+            error,
+            CHANNEL_REFUSED[error],
+        )
+
+    def _channel_takes_posts(self) -> None:
+        if self._channel_problem is not None:
+            logger.info(
+                "Slack takes posts to %s again (was %s)", self.channel, self._channel_problem
+            )
+            self._channel_problem = None
+
+    def count_dropped(self, reason: str) -> None:
+        """The hook told, never raising into a send."""
+        hook = self.on_failure
+        if hook is None:
+            return
+        try:
+            hook(reason)
+        except Exception:
+            logger.exception("counting a failed notification failed")
 
     def _post_message(self, message: Message) -> Any:
         """chat.postMessage; where Slack refuses the token and token_file now holds another
@@ -264,7 +316,9 @@ class SlackNotifier:
     def _pause(self) -> str:
         return format_duration(timedelta(seconds=self._breaker.reset_timeout))
 
-    def _warn(self, reason: str) -> None:
+    def _warn(self, reason: str, why: str) -> None:
+        """A post dropped: logged, and counted under `why` (one of notify.FAILURE_REASONS)."""
+        self.count_dropped(why)
         logger.warning(
             "Slack chat.postMessage to %s failed (%s); the message was dropped",
             self.channel,

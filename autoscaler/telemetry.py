@@ -26,6 +26,7 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
+from autoscaler.notify import FAILURE_REASONS
 from autoscaler.pool_gauges import PoolGauges
 from autoscaler.reason_rules import rule_of
 from autoscaler.tick_result import TickResult
@@ -91,6 +92,14 @@ class Telemetry:
             ["pool", "action"],
             registry=self.registry,
         )
+        self.notifications_failed = Counter(
+            "autoscaler_notifications_failed_total",
+            "Slack posts dropped (each an alert or a tick's news), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in FAILURE_REASONS:  # 0 from the start: an alert's increase() sees the 1st
+            self.notifications_failed.labels(reason)
         self.rules = Counter(
             "autoscaler_decision_rules_total",
             "Rules that shaped decisions, by pool and rule",
@@ -124,6 +133,10 @@ class Telemetry:
             self._of(self.decisions, pool, decision.action).inc()
             for rule in {rule_of(reason) for reason in decision.reasons}:
                 self._of(self.rules, pool, rule).inc()
+
+    def notification_failed(self, reason: str) -> None:
+        """A Slack post dropped (autoscaler.notify_slack's hook; any thread)."""
+        self.notifications_failed.labels(reason).inc()
 
     def keep_pools(self, names: Collection[str]) -> None:
         """Only these pools' series from now on: a pool a reload removed is not exported

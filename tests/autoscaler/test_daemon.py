@@ -591,3 +591,30 @@ def test_a_stop_does_not_wait_for_a_digest_in_flight(tmp_path: Path, monkeypatch
     assert stopped_first
     # the digest in flight at the stop is dropped, not posted once its query answers
     assert not [m for m in slack_api.messages if (m.text or "").startswith("Daily digest")]
+
+
+def test_slack_posts_dropped_are_counted_on_the_metrics(tmp_path: Path) -> None:
+    """Slack's double of chat.postMessage answers not_in_channel (the bot was never
+    invited): the tick's news is dropped, and /metrics says so, where before only a log
+    line at each post did."""
+    from prometheus_client import generate_latest
+
+    from autoscaler.notify_queue import finish
+    from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+
+    with SlackApiDouble() as slack_api:
+        slack = {"channel": "#gpu-autoscaler", "base_url": slack_api.base_url}
+        config = write_config(tmp_path, slack=slack)
+        clock = SimulatedClock(NOON)
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=clock)
+        exported = generate_latest(daemon.telemetry.registry).decode()
+        assert 'autoscaler_notifications_failed_total{reason="channel"} 0.0' in exported
+        slack_api.outside.add("C0AUTOSCALE")
+        run_ticks(daemon, clock, 1)
+        finish(daemon.runtime.notifier)
+        assert slack_api.requests >= 1 and not slack_api.messages
+    exported = generate_latest(daemon.telemetry.registry).decode()
+    assert (
+        f'autoscaler_notifications_failed_total{{reason="channel"}} {slack_api.requests}.0'
+        in exported
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.config.reporting import SlackConfig
-from autoscaler.notify import Attachment, Message, scale_message
+from autoscaler.notify import FAILURE_REASONS, Attachment, Message, scale_message
 from autoscaler.notify_slack import RateLimited, SlackNotifier
 from tests.doubles.http_base import IncomingRequest, JsonApiHandler, LoopbackDouble
 from tests.doubles.slack_api import (
@@ -67,6 +67,45 @@ def test_unknown_channel_is_reported(
     with caplog.at_level(logging.WARNING):
         assert notifier.send(Message("hi")) is False
     assert "channel_not_found" in caplog.text
+
+
+def test_a_channel_the_bot_cannot_post_to_is_logged_once_and_counted(
+    slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slack-sdk against the Slack double: chat.postMessage answers not_in_channel while
+    the bot is not a member and is_archived for an archived channel (Slack's documented
+    errors). Each post dropped is counted; the trouble is logged once, again when it
+    changes, and its end once."""
+    counted: list[str] = []
+    notifier = notifier_for(slack_api)
+    notifier.on_failure = counted.append
+    slack_api.outside.add(CHANNEL_ID)
+    with caplog.at_level(logging.INFO, logger="autoscaler.notify_slack"):
+        for _ in range(4):
+            assert notifier.send(Message("hi")) is False
+        slack_api.outside.clear()
+        assert notifier.send(Message("back")) is True
+        slack_api.archived.add(CHANNEL_ID)
+        assert notifier.send(Message("gone")) is False
+        assert notifier.send(Message("gone")) is False
+    assert counted == ["channel"] * 6
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "not_in_channel" in warnings[0] and "invite" in warnings[0]
+    assert CHANNEL in warnings[0] and "is_archived" in warnings[1]
+    assert sum("takes posts to" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_each_post_dropped_is_counted_by_a_bounded_reason(slack_api: SlackApiDouble) -> None:
+    """The reason is one of a few values whatever Slack answers (its error codes vary)."""
+    counted: list[str] = []
+    notifier = notifier_for(slack_api)
+    notifier.on_failure = counted.append
+    for failure in ("http_500", "invalid_auth"):
+        slack_api.fail(failure, times=1)  # type: ignore[arg-type]
+        assert notifier.send(Message("hi")) is False
+    assert counted == ["refused", "token"]
+    assert set(counted) <= set(FAILURE_REASONS)
 
 
 @pytest.mark.parametrize("failure", ["http_500", "invalid_auth"])

@@ -10,7 +10,9 @@ https://docs.slack.dev/apis/web-api/rate-limits):
   string). ``channel`` is a channel ID or name; ``text`` and/or ``blocks``.
 - Answers HTTP 200 with ``{"ok": true, "channel": <ID>, "ts": ..., "message": {...}}``
   or ``{"ok": false, "error": ...}`` with the documented codes used here:
-  ``not_authed``, ``invalid_auth``, ``channel_not_found``, ``no_text``,
+  ``not_authed``, ``invalid_auth``, ``channel_not_found``, ``not_in_channel`` (a
+  channel of ``outside``: the bot is not a member), ``is_archived`` (a channel of
+  ``archived``), ``no_text``,
   ``invalid_blocks``, ``invalid_blocks_format``, ``msg_too_long``,
   ``invalid_json``, ``json_not_object``, ``invalid_form_data``; ``invalid_blocks`` for
   more than 50 blocks or a section whose text is over 3,000 characters
@@ -108,6 +110,8 @@ class SlackApiDouble:
     ) -> None:
         self.token = token
         self.channels = dict(DEFAULT_CHANNELS if channels is None else channels)
+        self.outside: set[str] = set()  # channel IDs the bot is not a member of
+        self.archived: set[str] = set()  # channel IDs archived
         self.messages: list[PostedMessage] = []
         self.files: list[SharedFile] = []
         self._uploads: dict[str, dict[str, Any]] = {}  # file_id -> filename, length, content
@@ -261,6 +265,10 @@ class SlackApiDouble:
         channel = self._resolve_channel(str(args.get("channel") or ""))
         if channel is None:
             return 200, {}, {"ok": False, "error": "channel_not_found"}
+        if channel in self.archived:
+            return 200, {}, {"ok": False, "error": "is_archived"}
+        if channel in self.outside:
+            return 200, {}, {"ok": False, "error": "not_in_channel"}
         retry_after = self._too_soon(channel)
         if retry_after is not None:
             return 429, {"Retry-After": str(retry_after)}, {"ok": False, "error": "ratelimited"}
