@@ -24,6 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from autoscaler.notify import Attachment, Message, format_duration, redact, redacted, truncate
+from autoscaler.slack_check import check_channel
 from common.deadline import call_within, whole_answer_s
 from common.retry_after import retry_after_header, retry_after_seconds
 from common.secrets import redact as redact_known
@@ -145,6 +146,10 @@ class SlackNotifier:
         except Exception as err:  # a connection refused, a timeout: no token in the text
             raise ValueError(f"auth.test: {type(err).__name__}: {redact_known(str(err))}") from None
         return redact_known(f"team {answer.get('team')!s}, as {answer.get('user')!s}")
+
+    def check_channel(self) -> str:
+        """Whether Slack takes the bot's posts in its channel (autoscaler.slack_check)."""
+        return check_channel(self._client, self.channel)
 
     def send(self, message: Message) -> bool:
         try:

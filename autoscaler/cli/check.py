@@ -3,9 +3,9 @@
 Each pool's fleet and target, another autoscaler on that fleet (found: a failure, the two
 would fight; one that cannot be asked is said, not failed), each pool's demand query
 against the metrics source (an empty, stale or ambiguous answer is a failure, as the tick
-would hold on it), the Slack token (auth.test: nothing is posted) and the leader lock
-(read, never taken). Every check runs; each says what it found; the caller prints "ok"
-only when all passed.
+would hold on it), the Slack token (auth.test) and channel (autoscaler.slack_check;
+nothing is posted) and the leader lock (read, never taken). Every check runs; each says
+what it found; the caller prints "ok" only when all passed.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def _demand(pool: Pool, metrics: MetricsSource, clock: Clock, max_staleness: tim
 
 def _slack(config: Config, env: Mapping[str, str]) -> str:
     assert config.slack is not None
-    return f"token valid ({SlackNotifier.from_config(config.slack, env).check_token()})"
+    notifier = SlackNotifier.from_config(config.slack, env)
+    return f"token valid ({notifier.check_token()}); {notifier.check_channel()}"
 
 
 def _lock(election: LeaderElection, env: Mapping[str, str]) -> str:

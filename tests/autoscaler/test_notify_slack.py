@@ -108,6 +108,44 @@ def test_each_post_dropped_is_counted_by_a_bounded_reason(slack_api: SlackApiDou
     assert set(counted) <= set(FAILURE_REASONS)
 
 
+@pytest.mark.parametrize(
+    "channel, scopes, outside, archived, says",
+    [
+        (CHANNEL, {"channels:read"}, False, False, "channel C0AUTOSCALE takes the bot's posts"),
+        (CHANNEL_ID, {"channels:read"}, False, False, "channel C0AUTOSCALE takes the bot's"),
+        (CHANNEL, {"channels:read", "chat:write.public"}, True, False, "takes the bot's posts"),
+        (CHANNEL, {"channels:read"}, True, False, "ValueError: channel #gpu-autoscaler: the bot"),
+        (CHANNEL_ID, {"channels:read"}, False, True, "ValueError: channel C0AUTOSCALE is archived"),
+        ("C0NOSUCHCHAN", {"channels:read"}, False, False, "ValueError: channel C0NOSUCHCHAN: cha"),
+        ("#gpu-autoscalr", {"channels:read"}, False, False, "not checked: no public channel is"),
+        (CHANNEL, set(), True, False, "channel not checked: needs the channels:read scope"),
+    ],
+)
+def test_the_channel_check_says_whether_slack_takes_the_bots_posts(
+    slack_api: SlackApiDouble,
+    channel: str,
+    scopes: set[str],
+    outside: bool,
+    archived: bool,
+    says: str,
+) -> None:
+    """conversations.info (an ID) or conversations.list (a name) as Slack documents them,
+    answered by the double: what chat.postMessage would refuse fails the check; without
+    channels:read it says it did not check, never that the channel is fine."""
+    slack_api.scopes |= scopes
+    if outside:
+        slack_api.outside.add(CHANNEL_ID)
+    if archived:
+        slack_api.archived.add(CHANNEL_ID)
+    notifier = SlackNotifier(channel, DEFAULT_TOKEN, slack_api.base_url, 2.0)
+    try:
+        found = notifier.check_channel()
+    except ValueError as err:
+        found = f"ValueError: {err}"
+    assert found.startswith(says) or says in found, found
+    assert slack_api.messages == []
+
+
 @pytest.mark.parametrize("failure", ["http_500", "invalid_auth"])
 def test_server_errors_return_false_and_never_leak_the_token(
     slack_api: SlackApiDouble, caplog: pytest.LogCaptureFixture, failure: Failure

@@ -28,6 +28,16 @@ https://docs.slack.dev/apis/web-api/rate-limits):
 token the same way and answers ``{"ok": true, "url", "team", "user", "team_id",
 "user_id", "bot_id"}``.
 
+``POST /api/conversations.info`` (``channel``: an ID) and ``POST /api/conversations.list``
+(``types``, ``limit``, ``cursor``; https://docs.slack.dev/reference/methods/conversations.info,
+https://docs.slack.dev/reference/methods/conversations.list) need the ``channels:read``
+scope: without it (the double's bot has ``scopes``, by default README's chat:write and
+files:write) they answer ``{"ok": false, "error": "missing_scope", "needed":
+"channels:read", "provided": ...}``; with it, the channel object (``id``, ``name``,
+``is_private``, ``is_archived``, ``is_member``), or ``channel_not_found`` for an unknown
+ID; the list is paged by ``next_cursor`` in ``response_metadata``. Every answer of these
+carries the token's scopes in ``X-OAuth-Scopes``, as Slack's do.
+
 The file upload (slack-sdk's ``files_upload_v2``), per Slack's documents
 (https://docs.slack.dev/reference/methods/files.getUploadURLExternal,
 https://docs.slack.dev/reference/methods/files.completeUploadExternal):
@@ -111,6 +121,7 @@ class SlackApiDouble:
         self.token = token
         self.channels = dict(DEFAULT_CHANNELS if channels is None else channels)
         self.outside: set[str] = set()  # channel IDs the bot is not a member of
+        self.scopes: set[str] = {"chat:write", "files:write"}  # the bot token's
         self.archived: set[str] = set()  # channel IDs archived
         self.messages: list[PostedMessage] = []
         self.files: list[SharedFile] = []
@@ -422,7 +433,8 @@ class _SlackHandler(JsonApiHandler):
             self.send_bytes(200 if found else 404, body.encode(), "text/plain; charset=utf-8")
             return
         if request.path in _FILE_METHODS:
-            self._answer(200, {}, self._file_method(double, request))
+            scopes = {"X-OAuth-Scopes": ",".join(sorted(double.scopes))}
+            self._answer(200, scopes, self._file_method(double, request))
             return
         if request.path != "/api/chat.postMessage":
             self._answer(404, {}, {"ok": False, "error": "unknown_method"})
@@ -448,6 +460,8 @@ class _SlackHandler(JsonApiHandler):
             return {"ok": False, "error": "invalid_auth"}
         if request.path == "/api/auth.test":
             return _auth_test(double)
+        if request.path in ("/api/conversations.info", "/api/conversations.list"):
+            return _conversations(double, request.path, args)
         if request.path == "/api/files.getUploadURLExternal":
             return _FileMethods.get_upload_url(double, args)
         return _FileMethods.complete(double, args)
@@ -461,7 +475,45 @@ _FILE_METHODS = (
     "/api/files.getUploadURLExternal",
     "/api/files.completeUploadExternal",
     "/api/auth.test",  # not a file method, but checked the same way: the token, then this
+    "/api/conversations.info",
+    "/api/conversations.list",
 )
+
+
+def _conversations(double: SlackApiDouble, path: str, args: dict[str, Any]) -> dict[str, Any]:
+    """conversations.info or .list: channel objects, with channels:read only."""
+    if "channels:read" not in double.scopes:
+        provided = ",".join(sorted(double.scopes))
+        return {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": "channels:read",
+            "provided": provided,
+        }
+    objects = [
+        {
+            "id": channel_id,
+            "name": name,
+            "is_channel": True,
+            "is_private": False,
+            "is_archived": channel_id in double.archived,
+            "is_member": channel_id not in double.outside,
+        }
+        for name, channel_id in double.channels.items()
+    ]
+    if path == "/api/conversations.info":
+        found = [c for c in objects if c["id"] == args.get("channel")]
+        if not found:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": found[0]}
+    start = int(args.get("cursor") or 0)
+    limit = int(args.get("limit") or 100)
+    following = start + limit if start + limit < len(objects) else ""
+    return {
+        "ok": True,
+        "channels": objects[start : start + limit],
+        "response_metadata": {"next_cursor": str(following)},
+    }
 
 
 def _auth_test(double: SlackApiDouble) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`validate --check-backends` against what the daemon will talk to: a real Prometheus
 (Debian's package, with backfilled history), the Nomad API double (job scale endpoint,
-variable lock) and the Slack Web API double (auth.test). Every check runs; "ok" is printed
-only after all passed, and never beside a failure."""
+variable lock) and the Slack Web API double (auth.test, conversations.list). Every check
+runs; "ok" is printed only after all passed, and never beside a failure."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def test_every_check_passes_then_ok_comes_last(
     assert "nasa: demand query: " in output and " samples over 1h, newest " in output
     assert re.search(r" newest \d+[smh] old\n", output)  # not "newest 19904.627ms old"
     assert "slack: #gpu-autoscaler: token valid (team Double Workspace" in output
+    # README asks chat:write alone, which cannot ask about a channel: said, not passed
+    assert "; channel not checked: needs the channels:read scope" in output
     assert slack_api.auth_tests == 1 and slack_api.messages == []  # asked, posted nothing
     assert DEFAULT_TOKEN not in output and DOUBLE_ACL_TOKEN not in output
 
@@ -70,6 +72,7 @@ def test_every_check_passes_then_ok_comes_last(
         ("empty query", "nasa: demand query"),
         ("slack token", "slack: #gpu-autoscaler: auth.test"),
         ("no such job", "nasa: nomad_job"),
+        ("bot not in the channel", "slack: #gpu-autoscaler: channel #gpu-autoscaler: the bot"),
     ],
 )
 def test_a_failing_check_fails_validate_and_no_ok_is_printed(
@@ -90,6 +93,9 @@ def test_a_failing_check_fails_validate_and_no_ok_is_printed(
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     if break_it == "slack token":
         env["SLACK_BOT_TOKEN"] = "xoxb-revoked"
+    if break_it == "bot not in the channel":  # every post would be refused: not_in_channel
+        slack_api.scopes.add("channels:read")
+        slack_api.outside.add("C0AUTOSCALE")
     code, output = _check(path, env)
     assert code == 2, output
     assert f"FAILED {says}" in output
