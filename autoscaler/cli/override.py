@@ -24,8 +24,8 @@ from autoscaler.config.overrides_file import clear_override, set_override
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config
 from autoscaler.overrides import Override
-from common.cli import option_moment
-from common.durations import format_span, parse_duration
+from common.cli import option_duration, option_moment
+from common.durations import format_span
 from common.settings import validation_problem
 
 OVERRIDES_TABLE_WIDTH = 120
@@ -72,10 +72,10 @@ def _expiry(
     if (duration is None) == (until is None):
         _fail("give exactly one of --for (e.g. 2h) or --until (e.g. 2026-11-27T18:00+05:30)")
     if duration is not None:
-        try:
-            length = parse_duration(duration)
+        try:  # as every command line reads a duration: a bare number is seconds
+            length = option_duration("--for", duration)
         except ValueError as exc:
-            _fail(f"--for: {exc}")
+            _fail(str(exc))
         if length <= timedelta(0):
             _fail("--for must be longer than zero")
         start = begins or now

@@ -67,6 +67,17 @@ def test_set_fixed_count_for_a_duration(config: Path) -> None:
     )
 
 
+def test_set_for_a_bare_number_of_seconds(config: Path) -> None:
+    """README: a duration on any command line may be a bare number of seconds; `--for 7200`
+    was refused as 'expected a duration such as 90s, ...', though backtest takes one."""
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "4", "--for", "7200", "--reason", "drill", "-c", config
+    )  # fmt: skip
+    assert code == 0, out
+    saved = load_overrides(config.parent / "overrides.yaml").overrides["gpu-ocr"]
+    assert saved.expires == NOW + timedelta(hours=2)
+
+
 def test_set_over_an_override_says_the_one_it_replaces(config: Path) -> None:
     """A pool has one override: a second `set` replaced the first (a campaign's floor,
     set by a colleague) without a word."""
@@ -115,6 +126,8 @@ def test_set_above_the_pool_max_warns(config: Path) -> None:
          "exactly one of --for"),
         (["gpu-ocr", "--nodes", "3", "--for", "soon"], "--for: expected a duration"),
         (["gpu-ocr", "--nodes", "3", "--for", "0s"], "longer than zero"),
+        (["gpu-ocr", "--nodes", "3", "--for", "0"], "longer than zero"),
+        (["gpu-ocr", "--nodes", "3", "--for", "-60"], "--for: a duration cannot be negative"),
         (["gpu-ocr", "--nodes", "3", "--until", "2026-11-28T10:00"], "no UTC offset"),
         (["gpu-ocr", "--nodes", "3", "--until", "tomorrow"], "expected an ISO time"),
         (["gpu-ocr", "--nodes", "3", "--until", "2026-11-27T05:00Z"], "already past"),
