@@ -149,6 +149,8 @@ def expand_days(value: Any) -> list[str]:
                 f"unknown day {item!r}; use mon, tue, wed, thu, fri, sat, sun (several: "
                 "[mon, wed] or mon,wed; a range: mon-fri)"
             )
+    if not days:  # `days: []` (a template's empty list): a floor that never opens
+        raise ValueError("names no day; give at least one, such as mon-fri or daily")
     return sorted(set(days), key=WEEKDAYS.index)
 
 

@@ -58,6 +58,14 @@ def test_a_day_list_that_is_not_whole_days_is_refused(days: object) -> None:
         Schedule.model_validate({**fields, "days": days})
 
 
+def test_a_schedule_on_no_day_is_refused() -> None:
+    """`days: []` (a template's empty list) passed validate: a floor that never opened, with
+    no word; `days: ""` and `days: null` were refused."""
+    fields = {"name": "w", "start": "09:00", "end": "17:00", "min_nodes": 1}
+    with pytest.raises(ValidationError, match="names no day"):
+        Schedule.model_validate({**fields, "days": []})
+
+
 @pytest.mark.parametrize(
     ("days", "read"),
     [
