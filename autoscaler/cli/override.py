@@ -140,6 +140,8 @@ def set_command(
     now = _now().replace(microsecond=0)
     begins = _start(starts)
     expires = _expiry(now, begins, duration, until)
+    if begins is not None and expires <= begins:  # only --until can end it before it starts
+        _fail(f"--until {until} is not after --from {starts}: the override would never apply")
     try:
         override = Override(
             starts=begins,

@@ -135,6 +135,8 @@ def test_set_above_the_pool_max_warns(config: Path) -> None:
          "already past"),
         (["gpu-ocr", "--nodes", "3", "--from", "9999-12-31T23:00Z", "--for", "2h"],
          "outside the years 1970 to 2199"),
+        (["gpu-ocr", "--nodes", "3", "--from", "2026-11-28T10:00Z", "--until",
+          "2026-11-28T08:00Z"], "--until 2026-11-28T08:00Z is not after --from"),
         (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "must not exceed"),
         (["gpu-ocr", "--nodes", "-1", "--for", "1h"], "--nodes: Input should be greater"),
     ],
