@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_a_hung_plugin_is_killed_and_named(
             "gave no answer within 0.8 s; killed"
         )
         for pid in map(int, pids.read_text().split()):
-            assert not _running(pid), pid
+            assert _ends(pid), pid
         assert kubernetes_api.requests == []
     finally:
         for pid in map(int, pids.read_text().split()) if pids.exists() else ():
@@ -110,6 +111,17 @@ def test_a_failing_plugin_is_named_not_sent_on_as_no_credentials(
         "exited with status 1: SSO session expired"
     )
     assert kubernetes_api.requests == []
+
+
+def _ends(pid: int, within_s: float = 10.0) -> bool:
+    """Gone (or a zombie) within `within_s`: a SIGKILL is delivered when the process is
+    next scheduled, which a loaded machine can put off past an immediate look."""
+    until = time.monotonic() + within_s
+    while _running(pid):
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _running(pid: int) -> bool:
