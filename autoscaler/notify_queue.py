@@ -26,11 +26,10 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from autoscaler.notify import Attachment, Message, Notifier, redacted
 from autoscaler.notify_batch import Post, combine
 from autoscaler.notify_slack import (
-    DEFAULT_RETRY_S,
     RATE_LIMITED_TRIES,
-    RETRY_AFTER_CAP_S,
     RateLimited,
     SlackNotifier,
+    patient_wait,
 )
 
 logger = logging.getLogger(__name__)
@@ -231,8 +230,7 @@ class QueuedNotifier:
             self._last_post = self._clock()
             if not isinstance(answer, RateLimited):
                 return True  # posted, or failed for good (the sender logged why)
-            asked = answer.retry_after_s
-            wait = min(RETRY_AFTER_CAP_S, DEFAULT_RETRY_S if asked is None else max(asked, 0))
+            wait = patient_wait(answer.retry_after_s)
             logger.info("Slack rate-limited a post; retrying in %.1f s", wait)
             if not self._wait_until(self._last_post + wait):
                 return False

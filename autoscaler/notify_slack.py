@@ -339,10 +339,16 @@ def _unanswered(error: BaseException) -> bool:
     )
 
 
+def patient_wait(asked: float | None) -> float:
+    """The wait before a rate-limited post is tried again, where it is waited out (the
+    queue, the digest): Slack's Retry-After, capped at RETRY_AFTER_CAP_S."""
+    return min(RETRY_AFTER_CAP_S, DEFAULT_RETRY_S if asked is None else max(asked, 0))
+
+
 def _rate_limit_wait(asked: float | None, patient: bool) -> float | None:
     """How long to wait before the post is tried again; None: it is not."""
     if patient:
-        return min(RETRY_AFTER_CAP_S, DEFAULT_RETRY_S if asked is None else max(asked, 0))
+        return patient_wait(asked)
     return asked if asked is not None and 0 <= asked <= MAX_RETRY_AFTER_S else None
 
 

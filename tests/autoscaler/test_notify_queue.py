@@ -19,8 +19,8 @@ from autoscaler.notify import (
     alert_message,
     scale_message,
 )
-from autoscaler.notify_queue import POST_GAP_S, RETRY_AFTER_CAP_S, QueuedNotifier, finish
-from autoscaler.notify_slack import SlackNotifier
+from autoscaler.notify_queue import POST_GAP_S, QueuedNotifier, finish
+from autoscaler.notify_slack import RETRY_AFTER_CAP_S, SlackNotifier
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.slack_api import DEFAULT_TOKEN, PostedMessage, SlackApiDouble
