@@ -31,7 +31,13 @@ from backends.nomad_job import (
     requester_settings,
     response_of,
 )
-from backends.retry import GiveUp, full_jitter_delay, is_transient_status, wait_asked_once
+from backends.retry import (
+    GiveUp,
+    full_jitter_delay,
+    is_transient_status,
+    wait_asked_once,
+    wait_before_retry,
+)
 from common.deadline import seconds_left
 from common.secrets import shorten
 
@@ -156,9 +162,10 @@ class NomadVariableLock:
 
     def _wait_to_renew_again(self, answer: _Answered) -> None:
         """The backoff before a renew's second try; LeaderLockError past the deadline."""
-        wait = full_jitter_delay(1, base_delay=0.5, max_delay=8.0)
-        left = seconds_left()
-        if left is not None and wait >= left:
+        wait = wait_before_retry(
+            full_jitter_delay(1, base_delay=0.5, max_delay=8.0), None, seconds_left()
+        )
+        if isinstance(wait, GiveUp):
             raise LeaderLockError(answer.text) from None
         log.warning("%s; renewing again in %.2fs", answer.text, wait)
         self._sleep(wait)

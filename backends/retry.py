@@ -91,23 +91,18 @@ def wait_before_retry(
     than `limit_s`, or where the wait would end past the deadline (`time_left_s`; None
     under no deadline): slept through, the pool's thread outlived its tick for an attempt
     the deadline then refused."""
-    if asked_s is None:
-        if time_left_s is not None and backoff_s >= time_left_s:
-            return GiveUp(
-                f"no time for another attempt: the backoff ({backoff_s:.1f} s) ends past the "
-                f"deadline ({max(time_left_s, 0.0):.1f} s left)"
-            )
-        return backoff_s
-    if asked_s > limit_s:
+    if asked_s is not None and asked_s > limit_s:
         return GiveUp(
             f"the server asked to wait {asked_s:g} s, longer than a retry waits ({limit_s:g} s)"
         )
-    wait = max(backoff_s, asked_s)
+    wait = backoff_s if asked_s is None else max(backoff_s, asked_s)
     if time_left_s is not None and wait >= time_left_s:
-        return GiveUp(
-            f"the server asked to wait {asked_s:g} s, past the deadline "
-            f"({max(time_left_s, 0.0):.1f} s left)"
+        said = (
+            f"no time for another attempt: the backoff ({backoff_s:.1f} s) ends"
+            if asked_s is None
+            else f"the server asked to wait {asked_s:g} s,"
         )
+        return GiveUp(f"{said} past the deadline ({max(time_left_s, 0.0):.1f} s left)")
     return wait
 
 
