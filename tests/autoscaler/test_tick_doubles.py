@@ -136,29 +136,7 @@ def test_a_kubectl_scale_racing_a_write_is_a_change_by_hand_not_fought(
     landing between the autoscaler's read and its write is not overridden, and the next
     tick holds that count for the cooldown and says so, as any change by hand."""
     deployment = kubernetes_api.add_deployment("ocr-workers", replicas=2, ready=2)
-    backend = KubernetesWorkload(
-        KubernetesBackend(
-            kind="kubernetes",
-            name="ocr-workers",
-            kubeconfig=kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig"),
-            timeout=timedelta(seconds=2),
-            retries=2,
-        ),
-        env={},
-        sleep=lambda _: None,
-    )
-    clock = SimulatedClock(START)
-    notifier = RecordingNotifier()
-    ticker = PoolTicker(
-        make_pool(),
-        backend,
-        1.0,
-        FlatDemand(clock, 10.0),
-        timedelta(minutes=5),
-        notifier,
-        DecisionLog(None),
-        False,
-    )
+    ticker, clock, notifier = kubernetes_ticker(kubernetes_api, tmp_path)
     state = PoolState()
     kubernetes_api.before_next("PATCH", lambda: kubernetes_api.scale_by_hand(deployment, 5))
     first = ticker.tick(clock.now(), state, OverridesFile())  # wants 13; a person sets 5
