@@ -164,12 +164,7 @@ def test_kill_between_the_write_and_the_end_of_tick_save_changes_nothing(tmp_pat
         assert first.runtime.state_store.journal.read_text()  # that save, on disk
         assert result.decision is not None
         before.append((result.decision.desired, remembered(result.decision.reasons)))
-        clock.advance(timedelta(minutes=1))
-        fleet = first.runtime.tickers[0].backend
-        notifier = RecordingNotifier()
-        second = Daemon(config, clock=clock, notifier=notifier)
-        second.runtime.tickers[0].backend = fleet
-        after = run(second, clock, 60 - kill_at - 1)
+        after, notifier = restarted(config, clock, first, 60 - kill_at - 1)
         assert before + after == expected, f"diverged after a kill at tick {kill_at}"
         assert not [t for t in notifier.texts if "outside the autoscaler" in t]
 
@@ -197,14 +192,21 @@ def test_a_kill_after_the_wall_clock_stepped_back_keeps_the_write_s_save(
     (result,) = first.tick()  # acts, then "dies" before its end-of-tick save
     assert result.acted and result.decision is not None
     before.append((result.decision.desired, remembered(result.decision.reasons)))
-    clock.advance(timedelta(minutes=1))
-    fleet = first.runtime.tickers[0].backend
-    notifier = RecordingNotifier()
-    second = Daemon(config, clock=clock, notifier=notifier)
-    second.runtime.tickers[0].backend = fleet
-    after = run(second, clock, 60 - kill_at - 1)
+    after, notifier = restarted(config, clock, first, 60 - kill_at - 1)
     assert not [t for t in notifier.texts if "outside the autoscaler" in t]
     assert before + after == expected
+
+
+def restarted(
+    config: Path, clock: SimulatedClock, killed: Daemon, ticks: int
+) -> tuple[list[tuple[int, tuple[str, ...]]], RecordingNotifier]:
+    """A minute after `killed` died, a new daemon on its state and the same fleet, run for
+    `ticks`: what it decided, and what it told."""
+    clock.advance(timedelta(minutes=1))
+    notifier = RecordingNotifier()
+    second = Daemon(config, clock=clock, notifier=notifier)
+    second.runtime.tickers[0].backend = killed.runtime.tickers[0].backend
+    return run(second, clock, ticks), notifier
 
 
 def real_state(tmp_path: Path) -> tuple[Path, Path, str]:
