@@ -79,6 +79,16 @@ def pool(name: str, nomad_url: str) -> dict[str, Any]:
     }
 
 
+def two_daemons(nomad_api: NomadApiDouble, tmp_path: Path) -> tuple[ManualClock, Daemon, Daemon]:
+    """ops-a and ops-b on one Nomad variable lock, each pool a job of one node."""
+    clock = ManualClock()
+    nomad_api.variables.clock = clock
+    for name in POOLS:
+        nomad_api.add_job(name, {"gpu": 1})
+    a = make_daemon(tmp_path, "ops-a", nomad_api, clock)
+    return clock, a, make_daemon(tmp_path, "ops-b", nomad_api, clock)
+
+
 def make_daemon(tmp_path: Path, name: str, nomad_api: NomadApiDouble, clock: ManualClock) -> Daemon:
     folder = tmp_path / name
     folder.mkdir()
@@ -108,12 +118,7 @@ def make_daemon(tmp_path: Path, name: str, nomad_api: NomadApiDouble, clock: Man
 def test_a_tick_longer_than_the_ttl_or_the_interval_keeps_the_lock_and_scales_every_pool(
     nomad_api: NomadApiDouble, tmp_path: Path, read_s: float, pause_s: float
 ) -> None:
-    clock = ManualClock()
-    nomad_api.variables.clock = clock
-    for name in POOLS:
-        nomad_api.add_job(name, {"gpu": 1})
-    a = make_daemon(tmp_path, "ops-a", nomad_api, clock)
-    b = make_daemon(tmp_path, "ops-b", nomad_api, clock)
+    clock, a, b = two_daemons(nomad_api, tmp_path)
     for ticker in a.runtime.tickers:
         guarded = ticker.backend
         assert isinstance(guarded, LeaderGuardedBackend)
@@ -199,12 +204,7 @@ def test_a_daemon_that_stands_by_no_longer_exports_the_fleets_it_scaled(
     gauges as its last tick left them, beside ops-b's live ones: two counts of each fleet
     on a dashboard, and an error budget once overspent firing its alert from the standby
     for as long as it stood by. A standby exports no pool's gauges (counters stay)."""
-    clock = ManualClock()
-    nomad_api.variables.clock = clock
-    for name in POOLS:
-        nomad_api.add_job(name, {"gpu": 1})
-    a = make_daemon(tmp_path, "ops-a", nomad_api, clock)
-    b = make_daemon(tmp_path, "ops-b", nomad_api, clock)
+    clock, a, b = two_daemons(nomad_api, tmp_path)
     assert len(a.tick()) == len(POOLS)
     scraped = generate_latest(a.telemetry.registry).decode()
     assert 'autoscaler_pool_current_nodes{pool="gen-1"}' in scraped
