@@ -138,16 +138,7 @@ def test_the_wall_clock_stepped_back_an_hour_does_not_stop_the_ticks(
     clock caught up. The step is made here as the scheduler sees it (the system clock is
     not the test's to move): the next run moved an hour further ahead than the interval.
     The daemon ticks on within moments, and says why."""
-    import autoscaler.daemon as daemon_module
-
-    schedulers: list[BackgroundScheduler] = []
-
-    class Kept(BackgroundScheduler):
-        def start(self, *args: Any, **kwargs: Any) -> None:
-            schedulers.append(self)
-            super().start(*args, **kwargs)
-
-    monkeypatch.setattr(daemon_module, "BackgroundScheduler", Kept)
+    schedulers = kept_schedulers(monkeypatch)
     daemon = Daemon(write_config(tmp_path, interval="1s"), notifier=RecordingNotifier())
     loop = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
     caplog.set_level(logging.WARNING, logger="autoscaler.daemon")
@@ -186,19 +177,11 @@ def test_a_host_suspended_over_the_digest_time_sends_the_day_once_it_wakes(
     It is now sent at once, covering the local day that ended at its `at`, not the 24
     hours before the late send (which the next digest would count again). Slack is the
     double of its documented Web API (tests/doubles/slack_api.py)."""
-    import autoscaler.daemon as daemon_module
     from common.clock import SimulatedClock
     from tests.autoscaler.cli.test_report import setup_day
     from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
 
-    schedulers: list[BackgroundScheduler] = []
-
-    class Kept(BackgroundScheduler):
-        def start(self, *args: Any, **kwargs: Any) -> None:
-            schedulers.append(self)
-            super().start(*args, **kwargs)
-
-    monkeypatch.setattr(daemon_module, "BackgroundScheduler", Kept)
+    schedulers = kept_schedulers(monkeypatch)
     with SlackApiDouble() as slack_api:
         config = setup_day(tmp_path, slack_api.base_url)
         digest = 'digest: {plot: false, at: "00:00", timezone: UTC}'
@@ -223,3 +206,18 @@ def test_a_host_suspended_over_the_digest_time_sends_the_day_once_it_wakes(
     assert sent, "the digest due while the host slept was never sent"
     (text,) = digests()
     assert text.startswith("Daily digest 2026-11-26 00:00 to 2026-11-27 00:00 UTC")
+
+
+def kept_schedulers(monkeypatch: pytest.MonkeyPatch) -> list[BackgroundScheduler]:
+    """The daemon's schedulers as it starts them, for a test to move their jobs' times."""
+    import autoscaler.daemon as daemon_module
+
+    schedulers: list[BackgroundScheduler] = []
+
+    class Kept(BackgroundScheduler):
+        def start(self, *args: Any, **kwargs: Any) -> None:
+            schedulers.append(self)
+            super().start(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "BackgroundScheduler", Kept)
+    return schedulers
