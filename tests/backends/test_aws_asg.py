@@ -445,15 +445,7 @@ def test_keys_from_the_credential_chain_are_redacted_where_aws_quotes_them(
     SignatureDoesNotMatch quotes the signed headers and IncompleteSignature the
     Authorization header. Before, only keys given in env were redacted: the key id and the
     token reached the error and the log. Now what each signed request carries is."""
-    credentials = tmp_path / "credentials"
-    credentials.write_text(
-        f"[default]\naws_access_key_id = {CHAIN_KEY_ID}\n"
-        f"aws_secret_access_key = {CHAIN_SECRET}\naws_session_token = {CHAIN_TOKEN}\n"
-    )
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    write_profile(profile_only(monkeypatch, tmp_path), CHAIN_KEY_ID, CHAIN_TOKEN)
     aws.create_group(GROUP, desired=2)
     backend = AutoScalingGroup(
         AwsAsgBackend(kind="aws_asg", group=GROUP, endpoint_url=aws.url, retries=0),
@@ -488,19 +480,8 @@ def test_credentials_a_refresher_rewrote_are_read_again_when_aws_says_expired(
     after the old one expired. boto3 reads that file once: before, every call failed with
     ExpiredToken until a restart. Now the chain is read again and the call made once more
     with the new credentials; keys given in env, which cannot change, are not retried."""
-    credentials = tmp_path / "credentials"
-
-    def write(key_id: str, token: str) -> None:
-        credentials.write_text(
-            f"[default]\naws_access_key_id = {key_id}\n"
-            f"aws_secret_access_key = {CHAIN_SECRET}\naws_session_token = {token}\n"
-        )
-
-    write(CHAIN_KEY_ID, CHAIN_TOKEN)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    credentials = profile_only(monkeypatch, tmp_path)
+    write_profile(credentials, CHAIN_KEY_ID, CHAIN_TOKEN)
     aws.create_group(GROUP, desired=2)
     backend = AutoScalingGroup(
         AwsAsgBackend(kind="aws_asg", group=GROUP, endpoint_url=aws.url, retries=0),
@@ -510,7 +491,7 @@ def test_credentials_a_refresher_rewrote_are_read_again_when_aws_says_expired(
     AwsFaults(backend.client).fail_next(
         "DescribeAutoScalingGroups", 1, code="ExpiredToken", message=expired
     )
-    write(ROTATED_KEY_ID, ROTATED_TOKEN)
+    write_profile(credentials, ROTATED_KEY_ID, ROTATED_TOKEN)
     assert backend.read() == FleetState(desired=2, ready=2, pending=0)
     signed: list[bytes] = []  # each request's Authorization header, as botocore sends it
     backend.client.meta.events.register(
@@ -565,3 +546,21 @@ def test_validate_names_the_backend_of_a_group_it_cannot_reach(
     assert f"{path}:4: pools[0].backend: " in result.output
     assert said in result.output
     assert "Traceback" not in result.output
+
+
+def profile_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The credential chain left to a shared credentials file (returned, not yet written):
+    no keys in the environment, no profile named, no config file."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    return credentials
+
+
+def write_profile(credentials: Path, key_id: str, token: str) -> None:
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {key_id}\n"
+        f"aws_secret_access_key = {CHAIN_SECRET}\naws_session_token = {token}\n"
+    )
