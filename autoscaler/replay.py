@@ -1,7 +1,8 @@
-"""A recorded trace played back as the metrics source (the demo and backtests).
+"""Recorded traces read (the demo, `run`'s replay and backtests).
 
-The trace is the shared format: `timestamp,requests` per minute. It answers the
-same `demand()` call as Prometheus, and never shows a sample later than the clock's
+The trace is the shared format: `timestamp,requests` per minute (or per k minutes,
+spread over them; `as_known` is what a tick may see of it). Played back as the metrics
+source by autoscaler.replay_source, which never shows a sample later than the clock's
 now, so a replayed run cannot peek at the future.
 """
 
@@ -18,15 +19,12 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TypeVar
 
 import numpy as np
 import pandas as pd
-
-from autoscaler.metrics import MetricsError
-from common.clock import Clock
 
 _MINUTE = timedelta(minutes=1)
 T = TypeVar("T")
@@ -374,29 +372,3 @@ def _number(path: Path, line: int, field: str, cell: str) -> float:
     if math.isinf(value) or value < 0:
         raise ValueError(f"{path}:{line}: {field}: {cell!r} is not a count (finite, at least 0)")
     return value
-
-
-class TraceReplaySource:
-    def __init__(self, trace: pd.Series, clock: Clock, row_minutes: int = 1) -> None:
-        self.trace = trace  # spread (read_trace_rows); demand() answers what a tick knows
-        self.known = as_known(trace, row_minutes)
-        self.clock = clock
-
-    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
-        """The trace's finished minutes in [start, min(end, now)], averaged to `step`.
-
-        A row stamped 10:00 counts the requests of 10:00-10:01, known only at 10:01: the
-        minute in progress is never shown, nor a coarser row in progress (as_known).
-        `query` is ignored.
-        """
-        end = min(end, self.clock.now()) - _MINUTE
-        window = self.known[(self.known.index >= start) & (self.known.index <= end)]
-        if window.empty:
-            raise MetricsError("empty", query, f"trace has no samples between {start} and {end}")
-        if pd.Timedelta(step) > pd.Timedelta(minutes=1):
-            window = (
-                window.resample(pd.Timedelta(step), origin="end", closed="right", label="right")
-                .mean()
-                .dropna()
-            )
-        return window

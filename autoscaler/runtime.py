@@ -37,7 +37,8 @@ from autoscaler.notify_queue import QueuedNotifier
 from autoscaler.notify_slack import SlackNotifier
 from autoscaler.plan import limits_of
 from autoscaler.pool_predictor import make_pool_predictor
-from autoscaler.replay import TraceReplaySource, read_trace_rows
+from autoscaler.replay import read_trace_rows
+from autoscaler.replay_source import TraceReplaySource
 from autoscaler.state import ReadOnlyStateStore, StateStore
 from autoscaler.tick import PoolTicker
 from backends import make_backend

@@ -180,7 +180,7 @@ def _run(parsed: Config, config: Path, dry_run: bool, once: bool) -> int:
 def _compare(reporter: ConsoleReporter, daemon: Daemon) -> None:
     """A replayed day: what a static and a reactive fleet would have cost on it."""
     from autoscaler.daily_report import digest_settings
-    from autoscaler.replay import TraceReplaySource
+    from autoscaler.replay_source import TraceReplaySource
 
     runtime = daemon.runtime
     sim = runtime.config.simulation

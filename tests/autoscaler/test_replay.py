@@ -18,7 +18,8 @@ import yaml
 
 from autoscaler.config.loader import load_config
 from autoscaler.metrics import MetricsError
-from autoscaler.replay import TraceReplaySource, read_queue_depth, read_trace
+from autoscaler.replay import read_queue_depth, read_trace
+from autoscaler.replay_source import TraceReplaySource
 from autoscaler.runtime import make_metrics
 from common.clock import SimulatedClock
 from tests.traces import NASA
