@@ -37,6 +37,12 @@ from predictors import check_kind, check_params
 
 # ---- pools -----------------------------------------------------------------------
 
+POOL_NAME_MAX = 200
+"""A pool's name names its files in state_dir (`<pool>.backend.json`, `loop-ticks/<pool>.npz`),
+each written through a temporary `.<file>.<random>.tmp`: a file name holds 255 bytes, so
+past 228 characters no record of a scale-in could be written and a Nomad cluster pool
+never scaled in."""
+
 
 MAX_HISTORY_STEPS = 1_000_000
 """Samples in one pool's history window (two years of minutes, 11 days of seconds): a
@@ -210,6 +216,16 @@ class Pool(Strict):
         description="measure what one node serves under load from the fleet's own series; "
         "alert on drift from the profile, and optionally size with the measured figure",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _short_enough(cls, name: str) -> str:
+        if len(name) > POOL_NAME_MAX:
+            raise ValueError(
+                f"is {len(name)} characters, more than {POOL_NAME_MAX}: it names the pool's "
+                "files in state_dir, and a longer one cannot be written"
+            )
+        return name
 
     @model_validator(mode="after")
     def _coherent(self) -> Pool:

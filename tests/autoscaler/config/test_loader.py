@@ -885,3 +885,16 @@ def test_a_nul_character_in_a_value_is_a_located_error_not_a_traceback(
     path = write(tmp_path, text)
     _, problems = validate_files(path)
     assert_reported(ConfigError(problems), path, line_of(text, after), field, "NUL character")
+
+
+def test_a_pool_name_too_long_for_its_state_files_is_a_located_error(tmp_path: Path) -> None:
+    """A pool's name names its files in state_dir (`<pool>.backend.json`, written through
+    `.<file>.<random>.tmp`): at 229 characters the system refused the name (255 bytes a
+    file name), so a Nomad cluster pool could write no scale-in record and never scaled
+    in, while `validate` said ok. 200 still loads."""
+    longest = "ocr-" + "x" * 196
+    assert load_config(write(tmp_path, BASE.replace("gpu-ocr", longest))).pools[0].name == longest
+    text = BASE.replace("name: gpu-ocr", "name: ocr-" + "x" * 225)
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert_reported(error, path, line_of(text, "name: ocr-"), "pools[0].name", "229 characters")
