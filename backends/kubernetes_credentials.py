@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,22 @@ class KubernetesAccess(TlsApiCalls):
     )
     in_cluster: bool | None = Field(
         default=None, description="use the pod's service account; default: when in a pod"
+    )
+
+
+KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""An object name the API server takes (a lowercase RFC 1123 subdomain, at most 253
+characters: a Deployment's, a StatefulSet's, a Lease's); any other is refused at create
+and found nowhere."""
+
+
+def kubernetes_name_problem(name: str) -> str | None:
+    """Why the API server can hold no object of this name; None where it can."""
+    if len(name) <= 253 and KUBERNETES_NAME.fullmatch(name):
+        return None
+    return (
+        f"{name!r} is no Kubernetes object name: lowercase letters, digits, '-' and '.', "
+        "starting and ending with a letter or digit, at most 253 (RFC 1123)"
     )
 
 

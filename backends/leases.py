@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from typing import Literal, Protocol
 from pydantic import Field, model_validator
 
 from backends.base import BackendError
+from backends.kubernetes_credentials import kubernetes_name_problem
 from backends.nomad_job import nomad_address_findings
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
@@ -69,6 +71,18 @@ class LeaderElection(Strict):
     in_cluster: bool | None = None
 
     @model_validator(mode="after")
+    def _a_name_the_store_takes(self) -> LeaderElection:
+        """A name the store refuses failed the lock at every tick: no daemon ever led."""
+        problem = (
+            nomad_variable_path_problem(self.name)
+            if self.kind == "nomad"
+            else kubernetes_name_problem(self.name)
+        )
+        if problem is not None:
+            raise ValueError(f"name: {problem}; the lock could never be taken")
+        return self
+
+    @model_validator(mode="after")
     def _ttl_in_range(self) -> LeaderElection:
         low = timedelta(seconds=10 if self.kind == "nomad" else 1)
         if not low <= self.ttl <= timedelta(hours=24):
@@ -84,6 +98,26 @@ class LeaderElection(Strict):
         if self.kind == "nomad":
             found += nomad_address_findings(self.address, where, env)
         return found
+
+
+_NOMAD_VARIABLE_PATH = re.compile(r"[a-zA-Z0-9_~/-]{1,128}")
+"""Nomad's validVariablePath (nomad/structs/variables.go): no '.', no '@'."""
+
+
+def nomad_variable_path_problem(path: str) -> str | None:
+    """Why Nomad refuses a variable at this path (its validatePath, which answers a lock's
+    acquire with HTTP 500 'invalid path'); None where it takes it."""
+    if not _NOMAD_VARIABLE_PATH.fullmatch(path):
+        return (
+            f"{path!r} is no Nomad variable path: letters, digits, '-', '_', '~' and '/' "
+            "(no '.'), at most 128"
+        )
+    parts = path.split("/")
+    if parts[0] != "nomad" or (len(parts) > 1 and parts[1] == "jobs"):
+        return None
+    if len(parts) == 3 and parts[1] == "job-templates":
+        return None
+    return f"{path!r} is reserved by Nomad (under nomad/ only nomad/jobs/... is free)"
 
 
 class LeaderLockError(BackendError):

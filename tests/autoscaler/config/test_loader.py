@@ -898,3 +898,32 @@ def test_a_pool_name_too_long_for_its_state_files_is_a_located_error(tmp_path: P
     path = write(tmp_path, text)
     error = config_error(path)
     assert_reported(error, path, line_of(text, "name: ocr-"), "pools[0].name", "229 characters")
+
+
+@pytest.mark.parametrize(
+    ("election", "words"),
+    [
+        ("{kind: nomad, name: gpu.autoscaler-leader}", "no Nomad variable path"),
+        ("{kind: nomad, name: nomad/gpu-leader}", "reserved by Nomad"),
+        ("{kind: kubernetes, name: GPU_Autoscaler}", "no Kubernetes object name"),
+        ("{kind: kubernetes, name: gpu/leader}", "no Kubernetes object name"),
+    ],
+)
+def test_a_leader_lock_name_its_store_refuses_is_a_located_error(
+    tmp_path: Path, election: str, words: str
+) -> None:
+    """The lock's name was read by one pattern for both stores: a '.' Nomad refuses in a
+    variable path (its validatePath: 'invalid path', HTTP 500 at each acquire), a path
+    under its reserved nomad/, an uppercase or '_' Lease name the API server refuses
+    (422): each passed validate and run, the lock failed at every tick and no daemon
+    ever led, so no fleet was scaled. Names each store takes still load."""
+    text = BASE + f"leader_election: {election}\n"
+    path = write(tmp_path, text)
+    assert_reported(
+        config_error(path), path, line_of(text, "leader_election:"), "leader_election.name", words
+    )
+    for good in (
+        "{kind: nomad, name: gpu-autoscaler/leader, ttl: 2m}",
+        "{kind: kubernetes, name: a.b-c, ttl: 2m}",
+    ):
+        load_config(write(tmp_path, BASE + f"leader_election: {good}\n"))
