@@ -40,6 +40,7 @@ from backends.kubernetes_credentials import (
     SERVICE_ACCOUNT_DIR,
     KubernetesAccess,
     KubernetesConnection,
+    KubernetesName,
     connect,
 )
 from backends.kubernetes_errors import (
@@ -54,7 +55,6 @@ from backends.kubernetes_rollout import list_pods, pods_stuck, progress_deadline
 from backends.retry import call_with_retries
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
-from common.settings import Name
 
 
 class KubernetesBackend(KubernetesAccess):
@@ -62,7 +62,7 @@ class KubernetesBackend(KubernetesAccess):
 
     kind: Literal["kubernetes"]
     workload: Literal["deployment", "statefulset"] = "deployment"
-    name: Name
+    name: KubernetesName
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return KubernetesWorkload(self, env=env)

@@ -17,15 +17,16 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from backends.base import BackendError
 from backends.settings import TlsApiCalls
 from common.deadline import whole_answer_s
 from common.secrets import redact, remember
+from common.settings import Name
 from common.small_files import MIB, NotASmallFileError, read_small_text
 from common.transport import plain_http_elsewhere
 
@@ -35,19 +36,6 @@ if TYPE_CHECKING:  # the [kubernetes] extra: imported when a connection is made,
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KUBECONFIG_MAX_BYTES = 16 * MIB
 """Far more than a kubeconfig of many clusters with their certificates inline."""
-
-
-class KubernetesAccess(TlsApiCalls):
-    """Which cluster, as whom, and in which namespace (a workload's or a Lease's)."""
-
-    namespace: str | None = Field(default=None, description="default: the context's namespace")
-    context: str | None = Field(default=None, description="kubeconfig context; default current")
-    kubeconfig: Path | None = Field(
-        default=None, description="default: $KUBECONFIG, ~/.kube/config"
-    )
-    in_cluster: bool | None = Field(
-        default=None, description="use the pod's service account; default: when in a pod"
-    )
 
 
 KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -63,6 +51,54 @@ def kubernetes_name_problem(name: str) -> str | None:
     return (
         f"{name!r} is no Kubernetes object name: lowercase letters, digits, '-' and '.', "
         "starting and ending with a letter or digit, at most 253 (RFC 1123)"
+    )
+
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def kubernetes_namespace_problem(namespace: str) -> str | None:
+    """Why no namespace can have this name (a lowercase RFC 1123 label, at most 63
+    characters); None where one can."""
+    if len(namespace) <= 63 and _NAMESPACE.fullmatch(namespace):
+        return None
+    return (
+        f"{namespace!r} is no Kubernetes namespace: lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit, at most 63 (RFC 1123)"
+    )
+
+
+def _object_name(name: str) -> str:
+    problem = kubernetes_name_problem(name)
+    if problem is not None:  # looked up in vain at every tick ("not found")
+        raise ValueError(problem)
+    return name
+
+
+def _namespace(namespace: str) -> str:
+    problem = kubernetes_namespace_problem(namespace)
+    if problem is not None:  # looked up in vain at every tick ("not found")
+        raise ValueError(problem)
+    return namespace
+
+
+KubernetesName = Annotated[Name, AfterValidator(_object_name)]
+"""A workload's name: not blank, and one the API server can hold."""
+KubernetesNamespace = Annotated[str, AfterValidator(_namespace)]
+
+
+class KubernetesAccess(TlsApiCalls):
+    """Which cluster, as whom, and in which namespace (a workload's or a Lease's)."""
+
+    namespace: KubernetesNamespace | None = Field(
+        default=None, description="default: the context's namespace"
+    )
+    context: str | None = Field(default=None, description="kubeconfig context; default current")
+    kubeconfig: Path | None = Field(
+        default=None, description="default: $KUBECONFIG, ~/.kube/config"
+    )
+    in_cluster: bool | None = Field(
+        default=None, description="use the pod's service account; default: when in a pod"
     )
 
 

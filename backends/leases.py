@@ -29,7 +29,10 @@ from typing import Literal, Protocol
 from pydantic import Field, model_validator
 
 from backends.base import BackendError
-from backends.kubernetes_credentials import kubernetes_name_problem
+from backends.kubernetes_credentials import (
+    kubernetes_name_problem,
+    kubernetes_namespace_problem,
+)
 from backends.nomad_job import nomad_address_findings
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
@@ -80,6 +83,10 @@ class LeaderElection(Strict):
         )
         if problem is not None:
             raise ValueError(f"name: {problem}; the lock could never be taken")
+        if self.kind == "kubernetes" and self.namespace is not None:
+            problem = kubernetes_namespace_problem(self.namespace)
+            if problem is not None:
+                raise ValueError(f"namespace: {problem}; the lock could never be taken")
         return self
 
     @model_validator(mode="after")

@@ -927,3 +927,35 @@ def test_a_leader_lock_name_its_store_refuses_is_a_located_error(
         "{kind: kubernetes, name: a.b-c, ttl: 2m}",
     ):
         load_config(write(tmp_path, BASE + f"leader_election: {good}\n"))
+
+
+@pytest.mark.parametrize(
+    ("backend", "field", "words"),
+    [
+        ("{kind: kubernetes, name: Web_Workers}", "backend.name", "no Kubernetes object name"),
+        ("{kind: kubernetes, name: ocr/gpu}", "backend.name", "no Kubernetes object name"),
+        ("{kind: kubernetes, name: ocr, namespace: GPU}", "backend.namespace", "namespace"),
+        ("{kind: kubernetes, name: ocr, namespace: ml.gpu}", "backend.namespace", "namespace"),
+    ],
+)
+def test_a_kubernetes_name_no_object_can_have_is_a_located_error(
+    tmp_path: Path, backend: str, field: str, words: str
+) -> None:
+    """A workload or namespace the API server can never hold (uppercase, '_', '/'; a '.'
+    in a namespace) passed validate and run: every tick asked for it and was answered
+    'not found', the fleet never scaled. Names it can hold still load."""
+    text = BASE.replace("backend: {kind: simulated}", f"backend: {backend}")
+    path = write(tmp_path, text)
+    line = line_of(text, "backend: {kind: ")
+    assert_reported(config_error(path), path, line, f"pools[1].{field}", words)
+    good = "{kind: kubernetes, name: ocr.v2-gpu, namespace: ml-gpu}"
+    load_config(write(tmp_path, BASE.replace("backend: {kind: simulated}", f"backend: {good}")))
+
+
+def test_a_kubernetes_leader_lock_namespace_no_namespace_can_have_is_a_located_error(
+    tmp_path: Path,
+) -> None:
+    text = BASE + "leader_election: {kind: kubernetes, namespace: Ops_Team, ttl: 2m}\n"
+    path = write(tmp_path, text)
+    line = line_of(text, "leader_election:")
+    assert_reported(config_error(path), path, line, "leader_election.namespace", "'Ops_Team'")
