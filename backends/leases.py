@@ -34,6 +34,7 @@ from backends.kubernetes_credentials import (
     kubernetes_namespace_problem,
 )
 from backends.nomad_job import nomad_address_findings
+from backends.nomad_names import nomad_namespace_problem
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra
 from common.settings import ApiUrl, EnvName, Strict
@@ -83,8 +84,12 @@ class LeaderElection(Strict):
         )
         if problem is not None:
             raise ValueError(f"name: {problem}; the lock could never be taken")
-        if self.kind == "kubernetes" and self.namespace is not None:
-            problem = kubernetes_namespace_problem(self.namespace)
+        if self.namespace is not None:
+            problem = (
+                nomad_namespace_problem(self.namespace)
+                if self.kind == "nomad"
+                else kubernetes_namespace_problem(self.namespace)
+            )
             if problem is not None:
                 raise ValueError(f"namespace: {problem}; the lock could never be taken")
         return self

@@ -36,6 +36,7 @@ from backends.nomad_errors import (
     response_of,
     transport_error_of,
 )
+from backends.nomad_names import NomadJobId, NomadNamespace
 from backends.nomad_placement import WatchesPlacement
 from backends.nomad_scaling import WatchesScalingPolicy
 from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
@@ -56,7 +57,7 @@ class NomadAccess(TlsApiCalls):
 
     address: ApiUrl | None = Field(default=None, description="defaults to $NOMAD_ADDR")
     region: str | None = None
-    namespace: str = "default"
+    namespace: NomadNamespace = "default"
     token_env: EnvName = "NOMAD_TOKEN"
     token_file: Path | None = Field(
         default=None, description="read instead of token_env, and again when Nomad forgets it"
@@ -68,7 +69,7 @@ class NomadAccess(TlsApiCalls):
 
 class NomadJobBackend(NomadAccess):
     kind: Literal["nomad_job"]
-    job: Name
+    job: NomadJobId
     group: Name
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:

@@ -959,3 +959,35 @@ def test_a_kubernetes_leader_lock_namespace_no_namespace_can_have_is_a_located_e
     path = write(tmp_path, text)
     line = line_of(text, "leader_election:")
     assert_reported(config_error(path), path, line, "leader_election.namespace", "'Ops_Team'")
+
+
+@pytest.mark.parametrize(
+    ("backend", "field", "words"),
+    [
+        ("{kind: nomad_job, job: web workers, group: gpu}", "backend.job", "contains a space"),
+        ("{kind: nomad_job, job: fm, group: gpu, namespace: ml_gpu}", "backend.namespace", "'_'"),
+        ("{kind: nomad_cluster, asg: fm, namespace: ml gpu}", "backend.namespace", "namespace"),
+    ],
+)
+def test_a_nomad_name_no_job_or_namespace_can_have_is_a_located_error(
+    tmp_path: Path, backend: str, field: str, words: str
+) -> None:
+    """A job ID with a space (Nomad's Job.Validate refuses one) or a namespace outside
+    Nomad's validNamespaceName ([a-zA-Z0-9-]) passed validate and run: every tick asked
+    for it and was answered 'not found', and the fleet was never scaled. A job ID with a
+    '/' (a dispatched job's) still loads."""
+    text = BASE.replace("backend: {kind: simulated}", f"backend: {backend}")
+    path = write(tmp_path, text)
+    line = line_of(text, "backend: {kind: ")
+    assert_reported(config_error(path), path, line, f"pools[1].{field}", words)
+    good = "{kind: nomad_job, job: batch/dispatch-1, group: gpu, namespace: ml-gpu}"
+    load_config(write(tmp_path, BASE.replace("backend: {kind: simulated}", f"backend: {good}")))
+
+
+def test_a_nomad_leader_lock_namespace_no_namespace_can_have_is_a_located_error(
+    tmp_path: Path,
+) -> None:
+    text = BASE + "leader_election: {kind: nomad, namespace: ops_team, ttl: 2m}\n"
+    path = write(tmp_path, text)
+    line = line_of(text, "leader_election:")
+    assert_reported(config_error(path), path, line, "leader_election.namespace", "'ops_team'")
