@@ -258,9 +258,9 @@ def clear_command(pool: PoolArgument, config: ConfigOption) -> None:
     except OSError as exc:
         _fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
     if removed:
-        Console().print(f"override cleared: {pool}", highlight=False)
+        Console().print(f"override cleared: {pool}", highlight=False, markup=False)
         return
     pool_names = [p.name for p in parsed.pools]
     if pool not in pool_names:
         _fail(f"unknown pool {pool!r}; {config} has: {', '.join(pool_names)}")
-    Console().print(f"{pool} has no override; nothing to clear", highlight=False)
+    Console().print(f"{pool} has no override; nothing to clear", highlight=False, markup=False)

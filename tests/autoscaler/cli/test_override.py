@@ -336,3 +336,16 @@ def test_a_file_that_cannot_be_written_is_an_error_not_a_traceback(
         assert code == 2, out
         assert f"cannot write {overrides}: No space left on device" in out.replace("\n", "")
     assert overrides.read_text() == before
+
+
+@pytest.mark.parametrize("key", ["gpu-ocr[/]", "[bold]gpu-ocr"])
+def test_clear_says_an_entry_with_brackets_as_written(config: Path, key: str) -> None:
+    """An entry typed into the file by hand under a name with brackets was cleared, and
+    then the confirmation was read as rich markup: '[/]' a MarkupError traceback (exit 1,
+    though the file was written), '[bold]' printed as 'gpu-ocr', a name not cleared."""
+    overrides = config.parent / "overrides.yaml"
+    expires = NOW + timedelta(hours=1)
+    set_override(overrides, key, Override(nodes=3, expires=expires, reason="x"))
+    code, out = invoke("clear", key, "-c", config)
+    assert (code, out.strip()) == (0, f"override cleared: {key}")
+    assert load_overrides(overrides).overrides == {}
