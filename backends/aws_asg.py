@@ -37,7 +37,7 @@ from backends.aws_asg_policies import ask_group
 from backends.aws_credentials import aws_session, frozen_credentials, remember_sent_credentials
 from backends.base import Backend, BackendError, FleetState, require_count
 from backends.retry import call_with_retries
-from backends.settings import TlsApiCalls
+from backends.settings import Fleet, TlsApiCalls
 from common.clock import Clock
 from common.deadline import whole_answer_s
 from common.secrets import redact, remember, shorten
@@ -59,11 +59,20 @@ class AwsAsgBackend(TlsApiCalls):
     region: str | None = Field(default=None, description="default: the AWS chain's region")
     endpoint_url: str | None = Field(default=None, description="only for VPC endpoints/tests")
 
+    def fleet(self) -> Fleet:
+        return auto_scaling_group(self.group, self.region, self.endpoint_url)
+
     def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         return plain_http_finding(self.endpoint_url, f"{where}: endpoint_url")
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return AutoScalingGroup(self, env=env)
+
+
+def auto_scaling_group(name: str, region: str | None, endpoint_url: str | None) -> Fleet:
+    """An Auto Scaling group, whichever backend writes its desired capacity (aws_asg, or
+    nomad_cluster's group)."""
+    return Fleet(f"Auto Scaling group {name!r}", ("aws", region, endpoint_url))
 
 
 log = logging.getLogger(__name__)

@@ -53,6 +53,7 @@ from backends.kubernetes_hpa import WatchesHpas
 from backends.kubernetes_readings import ScaleReading, ready_replicas, scale_reading
 from backends.kubernetes_rollout import list_pods, pods_stuck, progress_deadline_s, workload_stuck
 from backends.retry import call_with_retries
+from backends.settings import Fleet
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
 
@@ -63,6 +64,10 @@ class KubernetesBackend(KubernetesAccess):
     kind: Literal["kubernetes"]
     workload: Literal["deployment", "statefulset"] = "deployment"
     name: KubernetesName
+
+    def fleet(self) -> Fleet:
+        where = (self.in_cluster, self.kubeconfig, self.context, self.namespace)
+        return Fleet(f"{self.workload} {self.name!r}", ("kubernetes", *where))
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return KubernetesWorkload(self, env=env)

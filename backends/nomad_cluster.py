@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup
+from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup, auto_scaling_group
 from backends.aws_asg_group import GroupSnapshot, suspended_note
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_cluster_record import RecordFile
@@ -46,6 +46,7 @@ from backends.nomad_drain import (
 )
 from backends.nomad_job import NomadAccess, nomad_connection
 from backends.nomad_node_api import NomadNodeApi, PoolNodes
+from backends.settings import Fleet
 from common.clock import Clock, SystemClock
 from common.durations import Duration
 from common.settings import Name
@@ -70,6 +71,11 @@ class NomadClusterBackend(NomadAccess):
         default=False, description="terminate a node still running allocations at the deadline"
     )
     ignore_system_jobs: bool = True
+
+    def fleet(self) -> Fleet:
+        """The group whose desired capacity it writes: its node filters only choose
+        which of the group's nodes are drained."""
+        return auto_scaling_group(self.asg, self.aws_region, self.aws_endpoint_url)
 
     def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         return super().plain_findings(where, env) + plain_http_finding(

@@ -41,7 +41,7 @@ from backends.nomad_placement import WatchesPlacement
 from backends.nomad_scaling import WatchesScalingPolicy
 from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
 from backends.retry import call_with_retries
-from backends.settings import TlsApiCalls
+from backends.settings import Fleet, TlsApiCalls
 from common.clock import Clock, SystemClock
 from common.deadline import whole_answer_s
 from common.http_environment import read_environment_once, verify_from_environment
@@ -71,6 +71,11 @@ class NomadJobBackend(NomadAccess):
     kind: Literal["nomad_job"]
     job: NomadJobId
     group: Name
+
+    def fleet(self) -> Fleet:
+        address = self.address.rstrip("/") if self.address else None  # one API either way
+        where = ("nomad", address, self.region, self.namespace)
+        return Fleet(f"Nomad job {self.job!r} group {self.group!r}", where)
 
     def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
         return NomadJobGroup(self, env=env, clock=clock)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import Field
 
@@ -18,9 +18,23 @@ if TYPE_CHECKING:
     from backends.base import Backend
 
 
+class Fleet(NamedTuple):
+    """What a backend block scales, in words ("Auto Scaling group 'gpu'"), and where that
+    name lives (API, region, namespace): equal for two blocks that write one fleet."""
+
+    what: str
+    where: tuple[object, ...]
+
+
 class BackendSettings(Strict):
     """A pool's `backend:` block. Each backend module defines one, with its own `kind`,
     and registers it in backends/__init__.py."""
+
+    def fleet(self) -> Fleet | None:
+        """The fleet these settings write, as far as they tell: two pools writing one
+        would fight, each taking the other's counts for changes by hand. None: a fleet
+        of its own (simulated)."""
+        return None
 
     def insecure_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         """Connections this backend would make without TLS verification or in clear."""

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from autoscaler.config.fleets import shared_fleets
 from autoscaler.config.locate_errors import parse_document
 from autoscaler.config.paths import resolve_paths
 from autoscaler.config.pool_dir import duplicate_main_names, duplicate_names, read_pool_dir
@@ -45,6 +46,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     assert document is not None
     problems = duplicate_main_names(document)
     dir_pools, dir_problems = read_pool_dir(document, env)
+    main_pools = document.data.get("pools") if isinstance(document.data, dict) else None
+    main_count = len(main_pools) if isinstance(main_pools, list) else 0
     if dir_pools:
         main_pools = document.data.get("pools") or []
         names = [p.get("name") for p in main_pools if isinstance(p, dict)]
@@ -56,9 +59,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except ConfigError as exc:
         problems += [p for p in exc.problems if not p.message.startswith("pool names must be")]
         raise ConfigError(unique_problems([*problems, *dir_problems])) from None
+    config = resolve_paths(config, path.parent)  # a kubeconfig named from two folders
+    problems += shared_fleets(config.pools, document, main_count, [p for p, _ in dir_pools])
     if problems or dir_problems:
         raise ConfigError([*problems, *dir_problems])
-    return resolve_paths(config, path.parent)
+    return config
 
 
 def load_overrides(path: Path) -> OverridesFile:
