@@ -43,6 +43,9 @@ class PoolState:
     last_known_desired: int | None = None
     """The count the fleet had when the last tick ended: a different count now means
     someone else changed it."""
+    fleet: str | None = None
+    """Which fleet that count is of (backends.settings.Fleet.key): a reload or a restart
+    that moves the pool to another fleet must not take its count for a change by hand."""
     write_failing: bool = False
     """The backend failure going on began at (or came to) a fleet write that has not
     succeeded since: only a write, or a tick needing none, ends it (not a read alone)."""
@@ -67,6 +70,7 @@ def pool_to_json(state: PoolState) -> dict[str, Any]:
         "reported_expired": state.reported_expired,
         "last_decision": state.last_decision,
         "last_known_desired": state.last_known_desired,
+        "fleet": state.fleet,
         "write_failing": state.write_failing,
         "capacity_alerted": state.capacity_alerted,
         "others_told": state.others_told,
@@ -117,6 +121,7 @@ def pool_from_json(data: dict[str, Any]) -> PoolState:
         reported_expired=read("reported_expired", lambda v: [str(x) for x in v], []),
         last_decision=_decision(data.get("last_decision")),
         last_known_desired=read("last_known_desired", lambda v: None if v is None else _count(v)),
+        fleet=read("fleet", lambda v: None if v is None else str(v)),
         write_failing=data.get("write_failing", False) is True,
         capacity_alerted=data.get("capacity_alerted", False) is True,
         others_told=read("others_told", lambda v: [str(x) for x in v], []),

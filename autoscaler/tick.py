@@ -76,6 +76,8 @@ class PoolTicker(TickNews):
         self.in_flight = False  # a tick of this pool is running (maybe one left behind)
         self.abandoned = threading.Event()  # the daemon stopped waiting: write nothing
         self.others = OtherAutoscalers(pool.name)  # asked at the first tick: start, reload
+        fleet = pool.backend.fleet()
+        self.fleet = None if fleet is None else fleet.key()
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
@@ -350,6 +352,11 @@ class PoolTicker(TickNews):
         """A count we did not set means someone scaled by hand: not fought (within the
         bounds in force). Returns the count before it; None: no such change."""
         before = state.last_known_desired
+        if state.fleet != self.fleet:
+            # Another fleet's count (a reload or a restart moved the pool): no change by
+            # hand. None: saved before the state said which fleet it counted.
+            before = None if state.fleet is not None else before
+            state.fleet = self.fleet
         if before is None or fleet.desired == before:
             return None
         state.memory = replace(state.memory, manual_change_at=now)

@@ -3,6 +3,7 @@ insecure-transport check each backend extends with its own connections."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,10 @@ class Fleet(NamedTuple):
 
     what: str
     where: tuple[object, ...]
+
+    def key(self) -> str:
+        """A short digest that tells fleets apart, for a state file (it shows no address)."""
+        return hashlib.sha256(repr(tuple(self)).encode()).hexdigest()[:16]
 
 
 class BackendSettings(Strict):

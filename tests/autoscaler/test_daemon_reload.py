@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from autoscaler.daemon import Daemon
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
+from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.doubles.prometheus_server import PrometheusApiDouble
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
 from tests.faults.test_process_faults import fresh_demand
@@ -178,3 +181,43 @@ def test_reloads_while_a_digest_reads_leave_no_call_thread_behind(
         while deadline_threads() > before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert deadline_threads() <= before
+
+
+@pytest.mark.parametrize("how", ["reload", "restart"])
+def test_a_pool_moved_to_another_fleet_is_not_told_a_change_by_hand(
+    tmp_path: Path, nomad_api: NomadApiDouble, how: str
+) -> None:
+    """A pool moved by a reload (or a restart) from one Nomad job to another, a v2 of the
+    service under the same pool name, against the Nomad API double: the new job's count
+    is not the one the old job was left at, and no change by hand. Before, the first tick
+    on the new job alerted 'the count changed from 15 to 1 outside the autoscaler' and
+    held the new job at 1 node for the cooldown, though demand needed 15."""
+    nomad_api.add_job("llm-v1", {"gpu": 1})
+    backend = {"kind": "nomad_job", "job": "llm-v1", "group": "gpu", "address": nomad_api.url}
+    path = write_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["pools"][0].update(backend=backend, cooldown="30m")
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    clock = SimulatedClock(NOON)
+    notifier = RecordingNotifier()
+    env = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+    daemon = Daemon(path, clock=clock, notifier=notifier, env=env)
+    run_ticks(daemon, clock, 2)
+    scaled = nomad_api.jobs[("default", "llm-v1")].groups["gpu"]
+    assert scaled > 1
+    nomad_api.add_job("llm-v2", {"gpu": 1})
+    path.write_text(path.read_text().replace("llm-v1", "llm-v2"))
+    if how == "reload":
+        daemon.request_reload()
+    else:
+        daemon = Daemon(path, clock=clock, notifier=notifier, env=env)
+    (result,) = daemon.tick()
+    assert result.decision is not None and result.decision.current == 1
+    assert not [t for t in notifier.texts if "outside the autoscaler" in t]
+    assert result.decision.desired > 1 and result.acted
+    assert nomad_api.jobs[("default", "llm-v2")].groups["gpu"] == result.decision.desired
+    assert nomad_api.jobs[("default", "llm-v1")].groups["gpu"] == scaled  # left as it was
+    clock.advance(timedelta(minutes=1))
+    nomad_api.jobs[("default", "llm-v2")].groups["gpu"] = 30  # by hand: still told
+    daemon.tick()
+    assert [t for t in notifier.texts if "outside the autoscaler" in t]
