@@ -56,6 +56,9 @@ class DayReport:
     silent: tuple[tuple[datetime, datetime], ...] = ()
     """Spans of the window, after its first line, in which no pool's decision was logged
     for longer than SILENT_TICKS intervals (silent_spans)."""
+    joined: tuple[tuple[str, datetime], ...] = ()
+    """Pools whose first line comes later than the others' (added or renamed by a reload
+    then), with its time: their fleet before it is the count their first tick found."""
     title: str = "Daily digest"
     """The heading's words before the span: `autoscaler report` names its own span, which
     need not be a day."""
@@ -115,13 +118,17 @@ def build_report(
     by_pool: dict[str | None, list[LoggedTick]] = {}
     for tick in read.records:
         by_pool.setdefault(tick.pool, []).append(tick)
-    digests, from_log, silent = [], [], []
+    digests, from_log, silent, joined = [], [], [], []
+    opened = pd.Timestamp(start)  # or the log's first line, where the daemon began later
+    since = max(opened, min((t.at for t in read.records), default=opened)) + config.interval
     for pool in config.pools:
         if pools and pool.name not in pools:
             continue
         mine = by_pool.get(pool.name, [])
         if not mine:
             silent.append(pool.name)
+        elif (first := min(t.at for t in mine)) > since:
+            joined.append((pool.name, first.to_pydatetime()))
         try:
             demand = metrics.demand(pool.demand.query, start, end, MINUTE)
         except MetricsError as exc:
@@ -145,6 +152,7 @@ def build_report(
         no_records,
         late,
         silent,
+        tuple(joined),
     )
 
 
@@ -299,6 +307,12 @@ def report_notes(report: DayReport) -> list[str]:
             f"no decision logged from {named}{f' and {more} more spans' if more > 0 else ''} "
             "UTC (the daemon stopped or its ticks did not finish, or another replica led): "
             "fleets kept the counts they had"
+        )
+    if report.joined:
+        named = ", ".join(f"{pool} from {at:%m-%d %H:%M}" for pool, at in report.joined)
+        lines.append(
+            f"decision-log lines only since they were added or renamed: {named} UTC; "
+            "each one's fleet before then is the count its first tick found"
         )
     if report.no_records:
         lines.append(

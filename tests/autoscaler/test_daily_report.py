@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import autoscaler.decision_log_read
-from autoscaler.daily_report import DayReport, report_text, silent_spans
+from autoscaler.config.schema import Config
+from autoscaler.daily_report import DayReport, build_report, report_text, silent_spans
 from autoscaler.decision_log_read import LogRead, read_records
 from autoscaler.digest import LoggedTick
+from autoscaler.metrics import MetricsError
 from tests.autoscaler.test_digest import DAY, END, day_records
 
 
@@ -305,3 +307,51 @@ def test_hours_without_any_decision_are_said_not_taken_for_decisions(tmp_path: P
     )
     many = tuple((DAY + k * ten * 5, DAY + k * ten * 5 + ten * 4) for k in range(7))
     assert "and 2 more spans UTC" in report_text(DayReport(DAY, END, [], [], 0, silent=many), "EUR")
+
+
+def test_a_pool_added_or_renamed_mid_day_is_said_with_the_hour_its_lines_begin(
+    tmp_path: Path,
+) -> None:
+    """Pool 'ocr' logged all day; 'ocr-v2' was added (or renamed from another name) by a
+    reload at 14:00, its first line then. The report filled its hours before with the
+    count its first tick found (a whole day of node-hours and service for a pool that
+    joined at 14:00) and said nothing, the log's record being whole for the others. A
+    daemon that began late for every pool is the no-record note's, not this one's."""
+    log = tmp_path / "decisions.jsonl"
+    write_log(log, DAY - timedelta(hours=1), END)
+    joined = DAY + timedelta(hours=14)
+    with log.open("a") as out:
+        for k in range(60):
+            at = joined + k * timedelta(minutes=10)
+            out.write(json.dumps({"time": at.isoformat(), "pool": "ocr-v2", "current": 7}) + "\n")
+    pool = {"backend": {"kind": "simulated"}, "demand": {"query": "q"}, "max_nodes": 9}
+    config = Config.model_validate(
+        {
+            "interval": "10m",
+            "decision_log": str(log),
+            "metrics": {"kind": "replay", "trace": "t.csv"},
+            "pools": [
+                {**pool, "name": name, "capacity": {"per_node_rps": 1}}
+                for name in ("ocr", "ocr-v2")
+            ],
+        }
+    )
+    report = build_report(config, NoDemand(), DAY, END, [])
+    assert (
+        "decision-log lines only since they were added or renamed: ocr-v2 from 11-26 14:00 "
+        "UTC; each one's fleet before then is the count its first tick found"
+    ) in report_text(report, "EUR")
+    assert report.joined == (("ocr-v2", joined),)
+    later = tmp_path / "later.jsonl"  # every pool from 05:00: the daemon began then
+    write_log(later, DAY + timedelta(hours=5), END)
+    with later.open("a") as out:
+        out.write(json.dumps({"time": f"{DAY:%Y-%m-%d}T05:00:30Z", "pool": "ocr-v2"}) + "\n")
+    config = config.model_copy(update={"decision_log": later})
+    assert build_report(config, NoDemand(), DAY, END, []).joined == ()
+
+
+class NoDemand:
+    """The metrics source (its protocol): no answer, so demand is the log's."""
+
+    def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> None:
+        raise MetricsError("unreachable", query, "the server answered 503")
