@@ -157,14 +157,16 @@ def forecast_pool(
     if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
-    long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
     predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, ticker.weeks)
+    # The decision's sizing first, over the pool's horizon as the daemon's tick asks it:
+    # a forecaster asked a longer horizon first learns its band over those leads.
+    result.now = size_fleet(pool, predictor, history, per_node_rps)
+    long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
     result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
     if result.long_view.forecast is None:
         result.problem = f"no forecast: {result.long_view.missing_reason}"
         return result
     result.rows = forecast_rows(pool, result.long_view, per_node_rps, overrides, every)
-    result.now = size_fleet(pool, predictor, history, per_node_rps)
     try:
         result.fleet = ticker.backend.read()
     except BackendError as exc:

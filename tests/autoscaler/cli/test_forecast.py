@@ -217,3 +217,54 @@ def test_a_plot_that_cannot_be_written_is_said_not_a_traceback(tmp_path: Path) -
         assert isinstance(shown.exception, SystemExit)
         assert f"--plot: {plot}" in shown.output and said in shown.output
         assert "image-gen" not in shown.output  # before the forecast, not after it
+
+
+def test_the_decision_now_is_the_ticks_whatever_hours_the_table_shows(tmp_path: Path) -> None:
+    """The forecaster learns its band over the leads of the first horizon it is asked:
+    `forecast` asked the table's (2 h) before the pool's own (15 min), so its decision
+    now was sized on another band than the daemon's tick (16:10 UTC on the demo's trace:
+    13 nodes where the tick asks 14). The sizing now is the tick's, band and decision."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from autoscaler.cli.forecast import forecast_pool
+    from autoscaler.config.loader import load_config
+    from autoscaler.metrics import MetricsSource
+    from autoscaler.overrides import OverridesFile
+    from autoscaler.runtime import build_runtime
+    from autoscaler.state import PoolState
+    from autoscaler.tick import PoolTicker
+    from common.clock import SimulatedClock
+
+    config = yaml.safe_load(demo_copy(tmp_path).read_text())
+    del config["simulation"]  # the real daemon's, its clock set where the trace is
+    config["pools"][0]["predictor"]["params"]["quick_first_fit"] = False  # as after a refit
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    now = datetime(1995, 7, 11, 16, 10, tzinfo=UTC)
+
+    def ticker_of() -> tuple[PoolTicker, MetricsSource]:
+        runtime = build_runtime(
+            load_config(path), source=path, dry_run=True, clock=SimulatedClock(now)
+        )
+        (ticker,) = runtime.tickers
+        return ticker, runtime.metrics
+
+    ticker, metrics = ticker_of()
+    shown = forecast_pool(
+        ticker,
+        metrics,
+        timedelta(minutes=5),
+        now,
+        PoolState(),
+        OverridesFile(),
+        timedelta(hours=2),
+        timedelta(minutes=15),
+    )
+    daemon, _ = ticker_of()
+    ticked = daemon.tick(now, PoolState(), OverridesFile())
+    assert shown.now is not None and shown.now.forecast is not None
+    assert ticked.decision is not None and ticked.sizing.forecast is not None
+    np.testing.assert_array_equal(shown.now.forecast.upper, ticked.sizing.forecast.upper)
+    assert shown.decision == ticked.decision
