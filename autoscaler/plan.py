@@ -6,6 +6,7 @@ forgets a field of what decide() looks at, nor the act step's order.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from autoscaler.config.schema import Pool
@@ -47,6 +48,17 @@ def observe(
         schedule=bounds_at(pool.schedules, now),
         override=active_override(overrides, pool.name, now) if overrides else None,
     )
+
+
+def noticing_change_by_hand(
+    memory: Memory, last_known: int | None, current: int, now: datetime
+) -> Memory:
+    """`memory`, with `now` as a change by hand where the fleet's count is not the one the
+    last tick left (`last_known`; None: unknown): decide() then holds that count for the
+    cooldown rather than fight it. The daemon and `forecast` both notice it here."""
+    if last_known is None or current == last_known:
+        return memory
+    return replace(memory, manual_change_at=now)
 
 
 def plan(

@@ -61,6 +61,13 @@ class PoolState:
     band as the forecaster made it (None before the first calibration)."""
 
 
+def last_count_of(state: PoolState, fleet: str | None) -> int | None:
+    """The count the last tick left, where it is of `fleet` (a fleet key): None where a
+    reload or a restart moved the pool to another fleet since (another fleet's count is no
+    change by hand); a state saved before it said which fleet it counted: that count."""
+    return state.last_known_desired if state.fleet in (None, fleet) else None
+
+
 def pool_to_json(state: PoolState) -> dict[str, Any]:
     memory = state.memory
     return {

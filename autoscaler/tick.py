@@ -27,7 +27,8 @@ from autoscaler.metrics import MetricsSource, newest_time, step_floor
 from autoscaler.notify import Notifier
 from autoscaler.other_autoscalers import OtherAutoscalers
 from autoscaler.overrides import OverridesFile
-from autoscaler.plan import act, limits_of, plan
+from autoscaler.plan import act, limits_of, noticing_change_by_hand, plan
+from autoscaler.pool_state import last_count_of
 from autoscaler.signals.observe import observe_signals, signal_problems
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand
 from autoscaler.state import PoolState, StateStore
@@ -76,8 +77,7 @@ class PoolTicker(TickNews):
         self.in_flight = False  # a tick of this pool is running (maybe one left behind)
         self.abandoned = threading.Event()  # the daemon stopped waiting: write nothing
         self.others = OtherAutoscalers(pool.name)  # asked at the first tick: start, reload
-        fleet = pool.backend.fleet()
-        self.fleet = None if fleet is None else fleet.key()
+        self.fleet = pool.backend.fleet_key()
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
@@ -351,16 +351,11 @@ class PoolTicker(TickNews):
     ) -> int | None:
         """A count we did not set means someone scaled by hand: not fought (within the
         bounds in force). Returns the count before it; None: no such change."""
-        before = state.last_known_desired
-        if state.fleet != self.fleet:
-            # Another fleet's count (a reload or a restart moved the pool): no change by
-            # hand. None: saved before the state said which fleet it counted.
-            before = None if state.fleet is not None else before
-            state.fleet = self.fleet
-        if before is None or fleet.desired == before:
-            return None
-        state.memory = replace(state.memory, manual_change_at=now)
-        return before
+        before = last_count_of(state, self.fleet)  # None: the pool moved to another fleet
+        state.fleet = self.fleet
+        memory = state.memory
+        state.memory = noticing_change_by_hand(memory, before, fleet.desired, now)
+        return None if state.memory is memory else before
 
     def _log(self, result: TickResult) -> dict[str, Any]:
         """Every decision at INFO with its reasons (WARNING when something failed), and

@@ -41,6 +41,11 @@ class BackendSettings(Strict):
         of its own (simulated)."""
         return None
 
+    def fleet_key(self) -> str | None:
+        """fleet()'s key (Fleet.key), for a state file; None: a fleet of its own."""
+        fleet = self.fleet()
+        return None if fleet is None else fleet.key()
+
     def insecure_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         """Connections this backend would make without TLS verification or in clear."""
         return []

@@ -18,9 +18,10 @@ from autoscaler.cli.views import field_blocks
 from autoscaler.config.schema import Pool
 from autoscaler.metrics import MetricsSource
 from autoscaler.overrides import OverridesFile, active_override
-from autoscaler.plan import limits_of, plan
+from autoscaler.plan import limits_of, noticing_change_by_hand, plan
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.pool_predictor import make_pool_predictor
+from autoscaler.pool_state import last_count_of
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
 from autoscaler.sizing import Sizing, observe_demand, size_fleet
@@ -176,7 +177,10 @@ def forecast_pool(
         pool, metrics, now, max_staleness, result.fleet, result.now, per_node_rps
     )
     result.now = replace(result.now, signals=readings, capacity_note=capacity_note)
-    result.decision, _ = plan(pool, result.now, now, result.fleet.desired, overrides, state.memory)
+    current = result.fleet.desired
+    last_count = last_count_of(state, pool.backend.fleet_key())
+    memory = noticing_change_by_hand(state.memory, last_count, current, now)
+    result.decision, _ = plan(pool, result.now, now, current, overrides, memory)
     return result
 
 

@@ -5,12 +5,23 @@ trace, so the daemon has seen only those hours)."""
 from __future__ import annotations
 
 import json
+from copy import deepcopy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from typer.testing import CliRunner
 
+from autoscaler.state import PoolState
 from tests.autoscaler.cli.test_main import demo_copy
+
+if TYPE_CHECKING:
+    from autoscaler.cli.forecast import PoolForecast
+    from autoscaler.metrics import MetricsSource
+    from autoscaler.overrides import OverridesFile
+    from autoscaler.tick import PoolTicker
+    from autoscaler.tick_result import TickResult
 
 runner = CliRunner()
 
@@ -219,30 +230,24 @@ def test_a_plot_that_cannot_be_written_is_said_not_a_traceback(tmp_path: Path) -
         assert "image-gen" not in shown.output  # before the forecast, not after it
 
 
-def test_the_decision_now_is_the_ticks_whatever_hours_the_table_shows(tmp_path: Path) -> None:
-    """The forecaster learns its band over the leads of the first horizon it is asked:
-    `forecast` asked the table's (2 h) before the pool's own (15 min), so its decision
-    now was sized on another band than the daemon's tick (16:10 UTC on the demo's trace:
-    13 nodes where the tick asks 14). The sizing now is the tick's, band and decision."""
-    from datetime import UTC, datetime, timedelta
-
-    import numpy as np
-
+def forecast_and_tick(
+    tmp_path: Path, now: datetime, state: PoolState, overrides: OverridesFile | None = None
+) -> tuple[PoolForecast, TickResult]:
+    """`forecast`'s view of the demo pool (no simulation: the real daemon's, its clock set
+    where the trace is) and the daemon's tick, each from its own runtime, on the same
+    config, saved state and clock (the forecaster fully fitted, as after its first refit)."""
     from autoscaler.cli.forecast import forecast_pool
     from autoscaler.config.loader import load_config
-    from autoscaler.metrics import MetricsSource
     from autoscaler.overrides import OverridesFile
     from autoscaler.runtime import build_runtime
-    from autoscaler.state import PoolState
-    from autoscaler.tick import PoolTicker
     from common.clock import SimulatedClock
 
     config = yaml.safe_load(demo_copy(tmp_path).read_text())
-    del config["simulation"]  # the real daemon's, its clock set where the trace is
-    config["pools"][0]["predictor"]["params"]["quick_first_fit"] = False  # as after a refit
+    del config["simulation"]
+    config["pools"][0]["predictor"]["params"]["quick_first_fit"] = False
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    now = datetime(1995, 7, 11, 16, 10, tzinfo=UTC)
+    overrides = overrides or OverridesFile()
 
     def ticker_of() -> tuple[PoolTicker, MetricsSource]:
         runtime = build_runtime(
@@ -252,19 +257,39 @@ def test_the_decision_now_is_the_ticks_whatever_hours_the_table_shows(tmp_path: 
         return ticker, runtime.metrics
 
     ticker, metrics = ticker_of()
+    span, row = timedelta(hours=2), timedelta(minutes=15)  # forecast's defaults
     shown = forecast_pool(
-        ticker,
-        metrics,
-        timedelta(minutes=5),
-        now,
-        PoolState(),
-        OverridesFile(),
-        timedelta(hours=2),
-        timedelta(minutes=15),
+        ticker, metrics, timedelta(minutes=5), now, deepcopy(state), overrides, span, row
     )
     daemon, _ = ticker_of()
-    ticked = daemon.tick(now, PoolState(), OverridesFile())
+    return shown, daemon.tick(now, deepcopy(state), overrides)
+
+
+def test_the_decision_now_is_the_ticks_whatever_hours_the_table_shows(tmp_path: Path) -> None:
+    """The forecaster learns its band over the leads of the first horizon it is asked:
+    `forecast` asked the table's (2 h) before the pool's own (15 min), so its decision
+    now was sized on another band than the daemon's tick (16:10 UTC on the demo's trace:
+    13 nodes where the tick asks 14). The sizing now is the tick's, band and decision."""
+    import numpy as np
+
+    now = datetime(1995, 7, 11, 16, 10, tzinfo=UTC)
+    shown, ticked = forecast_and_tick(tmp_path, now, PoolState())
     assert shown.now is not None and shown.now.forecast is not None
     assert ticked.decision is not None and ticked.sizing.forecast is not None
     np.testing.assert_array_equal(shown.now.forecast.upper, ticked.sizing.forecast.upper)
     assert shown.decision == ticked.decision
+
+
+def test_a_count_changed_by_hand_is_held_now_as_the_daemon_holds_it(tmp_path: Path) -> None:
+    """The last tick left 10 nodes and someone scaled to 4 by hand since: the daemon holds
+    4 for the cooldown, not fighting it, but `forecast` said 'would scale 4 → 9', since
+    only the tick noticed the change. Both notice it now (plan.noticing_change_by_hand)."""
+    from autoscaler.policy import Memory
+
+    now = datetime(1995, 7, 11, 2, 10, tzinfo=UTC)  # 22:10 in New York: no schedule floor
+    state = PoolState(memory=Memory(last_action_at=now - timedelta(hours=1)))
+    state.last_known_desired = 10  # the demo's simulated fleet starts at 4
+    shown, ticked = forecast_and_tick(tmp_path, now, state)
+    assert ticked.decision is not None and ticked.decision.desired == 4
+    assert shown.decision == ticked.decision
+    assert "changed outside the autoscaler" in " ".join(shown.decision.reasons)
