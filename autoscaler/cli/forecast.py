@@ -24,7 +24,7 @@ from autoscaler.pool_predictor import make_pool_predictor
 from autoscaler.pool_state import last_count_of
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
-from autoscaler.sizing import Sizing, observe_demand, size_fleet
+from autoscaler.sizing import Sizing, forecast_demand, observe_demand, size_fleet
 from autoscaler.state import PoolState, StateStore
 from autoscaler.tick import PoolTicker
 from backends.base import BackendError, FleetState
@@ -150,28 +150,30 @@ def forecast_pool(
     result = PoolForecast(pool)
     # One query serves both the long view and the decision now (same demand window).
     observed = observe_demand(pool, metrics, now, max_staleness)
-    if isinstance(observed, str):
-        result.problem = f"no forecast: {observed}"
-        return result
-    result.history = history = observed.series
+    history = observed if isinstance(observed, str) else observed.series
+    result.history = None if isinstance(history, str) else history
     per_node_rps, capacity_note = ticker.per_node_rps, None
     if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, ticker.weeks)
     # The decision's sizing first, over the pool's horizon as the daemon's tick asks it:
-    # a forecaster asked a longer horizon first learns its band over those leads.
-    result.now = size_fleet(pool, predictor, history, per_node_rps)
-    long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
-    result.long_view = size_fleet(long_view, predictor, history, per_node_rps)
-    if result.long_view.forecast is None:
-        result.problem = f"no forecast: {result.long_view.missing_reason}"
-        return result
-    result.rows = forecast_rows(pool, result.long_view, per_node_rps, overrides, every)
+    # a forecaster asked a longer horizon first learns its band over those leads. Without
+    # a forecast (no data, a failed fit) the daemon still decides (a hold, a floor): so here.
+    result.now = forecast_demand(pool, predictor, history, per_node_rps)
+    if result.history is not None and result.now.forecast is not None:
+        long_view = pool.model_copy(update={"horizon": max(hours, pool.horizon)})
+        result.long_view = size_fleet(long_view, predictor, result.history, per_node_rps)
+    ahead = result.long_view or result.now
+    if ahead.forecast is None:
+        result.problem = f"no forecast: {ahead.missing_reason}"
+    else:
+        result.rows = forecast_rows(pool, ahead, per_node_rps, overrides, every)
     try:
         result.fleet = ticker.backend.read()
     except BackendError as exc:
-        result.problem = f"fleet unreadable ({exc}); no decision"
+        unreadable = f"fleet unreadable ({exc}); no decision"
+        result.problem = unreadable if result.problem is None else f"{result.problem}; {unreadable}"
         return result
     readings = observe_signals(
         pool, metrics, now, max_staleness, result.fleet, result.now, per_node_rps

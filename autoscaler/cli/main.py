@@ -318,8 +318,8 @@ def forecast(
             stream = console if seen.fleet is None and seen.now is not None else errors
             stream.print(f"{spec.name}: {seen.problem}", highlight=False)
             failed = True
-            continue
-        _print_decision_now(seen, now)
+        if seen.decision is not None:  # a hold on missing data, a floor: the daemon's too
+            _print_decision_now(seen, now)
     if pool is not None and pool not in {t.pool.name for t in runtime.tickers}:
         errors.print(f"no pool named {pool!r}")
         failed = True

@@ -293,3 +293,29 @@ def test_a_count_changed_by_hand_is_held_now_as_the_daemon_holds_it(tmp_path: Pa
     assert ticked.decision is not None and ticked.decision.desired == 4
     assert shown.decision == ticked.decision
     assert "changed outside the autoscaler" in " ".join(shown.decision.reasons)
+
+
+def test_a_minute_without_metrics_still_says_what_the_daemon_does_now(tmp_path: Path) -> None:
+    """With the demand gone stale inside the business-hours window the daemon holds on
+    the missing data but raises the fleet to the schedule's floor, 4 → 12; `forecast`
+    said only 'no forecast: stale ...' and nothing of that scale-up. It now says the
+    missing forecast (exit 1) and the decision now, the tick's."""
+    from autoscaler.cli.main import app
+
+    path = demo_copy(tmp_path, start="1995-07-11T12:55:00Z", end="1995-07-11T13:00:00Z")
+    config = yaml.safe_load(path.read_text())
+    rows = Path(config["metrics"]["trace"]).read_text().splitlines()
+    gap = tmp_path / "gap.csv"  # no sample from 12:00 UTC on the 11th on
+    gap.write_text("\n".join(r for r in rows if not r.startswith("1995-07-11T12:")) + "\n")
+    config["metrics"]["trace"] = str(gap)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    shown = runner.invoke(app, ["forecast", "--config", str(path)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 1, shown.output
+    flat = " ".join(shown.output.split())
+    assert "image-gen: no forecast: stale" in flat
+    assert "image-gen would scale 4 → 12; demand unknown" in flat
+    assert "raised to schedule floor 12 ('business-hours')" in flat
+
+    ticked = runner.invoke(app, ["run", "--config", str(path), "--once"])
+    (record,) = [json.loads(line) for line in (tmp_path / "decisions.jsonl").open()]
+    assert (record["current"], record["desired"]) == (4, 12), ticked.output
