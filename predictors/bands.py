@@ -36,8 +36,6 @@ VOLATILITY_LIMITS = (0.5, 2.0)
 ELASTICITIES = (0.25, 0.5, 0.75, 1.0)
 """How far the band may follow recent volatility: a factor (volatility / median)**e, each
 e tried on the replay after the scale law; kept only where it buys less capacity there."""
-QUICK_POWER = 0.5
-"""The scale law a quick fit judges its candidate points by (the middle of SCALE_POWERS)."""
 
 
 @dataclass(frozen=True)
@@ -105,40 +103,11 @@ def cheapest_band(
     `volatility`: log(recent volatility / its median) at each origin; given, the scale
     follows it by the elasticity in ELASTICITIES that buys the least, if any does (after
     the scale law is chosen, so that volatility explains only what the law leaves)."""
-    search = _Search.of(point, error, seen, recency, offset, service_target, hours)
+    search = BandSearch.of(point, error, seen, recency, offset, service_target, hours)
     return search.band(latency_slack, volatility)
 
 
-def point_band(
-    points: tuple[np.ndarray, ...],
-    seen: np.ndarray,
-    recency: np.ndarray,
-    offset: float,
-    service_target: float,
-    latency_slack: float = 0.0,
-    hours: np.ndarray | None = None,
-    volatility: np.ndarray | None = None,
-    quick: bool = False,
-) -> tuple[int, Band]:
-    """Which of `points` buys the least capacity on the replay (its index, the first on a
-    tie), with its band: cheapest_band of each. `quick` (a quick fit): the point judged by
-    one trial each at QUICK_POWER (with the hour's factors), and cheapest_band of that one
-    alone. Whichever point it picks, its band meets the target on the replay: a close call
-    decided wrongly costs a little capacity, never late requests (about half the cost)."""
-    searches = [
-        _Search.of(point, seen - point, seen, recency, offset, service_target, hours)
-        for point in points
-    ]
-    if quick:
-        costs = [search.point_cost + search.trial(QUICK_POWER).cost for search in searches]
-        chosen = int(np.argmin(costs))
-        return chosen, searches[chosen].band(latency_slack, volatility)
-    bands = [search.band(latency_slack, volatility) for search in searches]
-    chosen = int(np.argmin([band.cost for band in bands]))
-    return chosen, bands[chosen]
-
-
-class _Search:
+class BandSearch:
     """The scale laws tried for one point on its replay, each tried once."""
 
     def __init__(
@@ -164,7 +133,7 @@ class _Search:
         offset: float,
         service_target: float,
         hours: np.ndarray | None,
-    ) -> _Search:
+    ) -> BandSearch:
         """The search for `point` on its replay (and the hour's spread, given `hours`)."""
         replay = _Replay(error, seen, recency, service_target)
         by_hour = None if hours is None else HourlySpread(hours, replay.weight, np.isfinite(error))
@@ -208,6 +177,40 @@ class _Search:
         band = np.maximum.accumulate(np.maximum(band, 0.0))
         cost = float(np.sum(replay.weight * (point + band * scale)))
         return Band(best.power, band, cost, best.hourly, best.elasticity)
+
+    def day_costs(
+        self, band: Band, days: np.ndarray, latency_slack: float, volatility: np.ndarray | None
+    ) -> np.ndarray:
+        """Per replayed day (`days`: each origin's day), what the point costs on the whole
+        replay with its band widened by the least factor keeping that day within the target."""
+        replay, point = self.replay, self.point
+        scale = band_scale(point, self.offset, band.power, band.hourly, self.hours)
+        if volatility is not None and band.elasticity > 0:
+            scale = scale * volatility_factor(volatility, band.elasticity)[:, None]
+        width = band.band[None, :] * scale
+        day = np.broadcast_to(days[:, None], point.shape).ravel()
+        budget = replay.target * np.bincount(day, replay.requests.ravel())
+        low, high = np.zeros(len(budget)), np.full(len(budget), 64.0)
+        flat_point, flat_width = point.ravel(), width.ravel()
+        demand, requests = replay.demand.ravel(), replay.requests.ravel()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for step in range(BAND_SEARCH_STEPS):
+                if step % 2 == 0:  # as _narrowed_band: drop what is on time at `low` already
+                    can_be_late = demand > (flat_point + low[day] * flat_width) * (
+                        1.0 + latency_slack
+                    )
+                    day, flat_point, flat_width = (
+                        day[can_be_late],
+                        flat_point[can_be_late],
+                        flat_width[can_be_late],
+                    )
+                    demand, requests = demand[can_be_late], requests[can_be_late]
+                middle = 0.5 * (low + high)
+                capacity = flat_point + middle[day] * flat_width
+                late = requests * _late_share(capacity, demand, latency_slack)
+                meets = np.bincount(day, late, minlength=len(budget)) <= budget
+                high, low = np.where(meets, middle, high), np.where(meets, low, middle)
+        return float(np.sum(replay.weight * point)) + high * float(np.sum(replay.weight * width))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ bursts of a nightly batch job that the smooth clock shape cannot draw); in real 
 hour more or less after the clocks change (season_lag_steps)."""
 SEASON_SMOOTH_S = 900.0
 """Width of the centred mean that smooths a lagged residual (one minute of it is noise)."""
+CHANGE_SMOOTH_S = 300.0
+"""The same for the week lag's change alone (held sample + that change, a point of its
+own): narrower, so that a batch's onset is not ramped up over a quarter-hour before it."""
 VOLATILITY_WINDOW_S = 3600.0
 """Recent volatility: the mean step-to-step change over this span, over its mean level.
 Volatility clusters (a burst follows a burst), so the band widens after a jumpy hour."""
@@ -48,6 +51,7 @@ class LevelKernels:
     season_smooth: int = 1
     volatility_window: int = 2
     season_lags_s: tuple[int, ...] = ()  # the same lags in seconds of local clock time
+    change_smooth: int = 1
     weights: np.ndarray = field(init=False, repr=False, compare=False)  # (window, k), oldest first
 
     def __post_init__(self) -> None:
@@ -65,10 +69,11 @@ def level_kernels(step_s: float) -> LevelKernels:
     decays = tuple(0.5 ** (step_s / half_life) for half_life in LEVEL_HALF_LIVES_S)
     lags = tuple(round(lag / step_s) for lag in SEASON_LAGS_S)
     smooth = max(1, round(SEASON_SMOOTH_S / step_s))
+    change = max(1, round(CHANGE_SMOOTH_S / step_s))
     volatility = max(2, round(VOLATILITY_WINDOW_S / step_s))
     recent = max(1, round(1800 / step_s))
     lags_s = tuple(round(lag) for lag in SEASON_LAGS_S)
-    return LevelKernels(decays, window, recent, lags, smooth, volatility, lags_s)
+    return LevelKernels(decays, window, recent, lags, smooth, volatility, lags_s, change)
 
 
 def season_lag_steps(
@@ -123,6 +128,10 @@ class AheadLags:
         if len(at) and at[-1] >= -(-_DAY_S * _NS // self.step_ns):  # past that day
             return season_lag_steps(future_ns, self.timezone, self.step_ns, self.kernels)
         return None if self.lags is None else self.lags[at]
+
+    def at_origin(self, origin_ns: int) -> np.ndarray | None:
+        """season_lag_steps of one origin, (1, lags); None: the fixed lags."""
+        return season_lag_steps(np.array([origin_ns]), self.timezone, self.step_ns, self.kernels)
 
 
 def history_season_lags(

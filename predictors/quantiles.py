@@ -30,14 +30,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from predictors.bands import (
-    band_scale,
-    point_band,
-    volatility_factor,
-    volatility_log_ratio,
-)
+from predictors.bands import band_scale, volatility_factor, volatility_log_ratio
 from predictors.cleaning import newest_window_mean, window_means
 from predictors.level import LevelKernels, centred_means, level_features_at, season_features
+from predictors.point_choice import point_band
 
 SHIFT_Z = 4.0
 MIN_ORIGINS = 200
@@ -81,6 +77,10 @@ class LeadModel:
     """The replay's median recent volatility; 0: the band does not follow volatility."""
     elasticity: float = 0.0
     """The band's scale grows as (recent volatility / volatility_median)**elasticity."""
+    week_change: bool = False
+    """With persistence: the last sample plus the week lag's change from the origin to each
+    target (what the same hours a week before did), where that foresees a day the other
+    points miss on the replay (point_choice.recurring_day)."""
 
     @property
     def leads(self) -> int:
@@ -186,7 +186,7 @@ def learn_leads(
     `latency_slack`: the latency target over the step (3 s / 60 s): how far demand may
     run above the band within a step before requests wait longer than the target.
     `hour_of`: the local hour of each sample of `actual`; given, the band follows it.
-    `quick`: a quick fit's replay (replay_origins), and bands.point_band's quick search.
+    `quick`: a quick fit's replay (replay_origins), and point_choice.point_band's quick search.
     `season_lags`: (samples, lags) steps back to each sample's local time a day and a week
     before (level.season_lag_steps), as the live forecast reads them; None: the fixed lags."""
     residual = actual - seasonal
@@ -205,7 +205,8 @@ def learn_leads(
     season = season_features(smoothed, target_at, origin[:, None], kernels, lags)
     # A lag the replay rarely saw (history shorter than lag + replay span) would get a
     # weight from a handful of origins: it is left out until it has been seen.
-    season[:, :, np.mean(season != 0.0, axis=(0, 1)) < SEASON_MIN_SEEN] = 0.0
+    unseen = np.mean(season != 0.0, axis=(0, 1)) < SEASON_MIN_SEEN
+    season[:, :, unseen] = 0.0
     target = residual[target_at]
     betas = _lead_betas(regressors(features, season), target)
     recent = features[:, -1]
@@ -223,6 +224,18 @@ def learn_leads(
     known = np.isfinite(volatility) & (volatility > 0)
     volatility_median = float(np.median(volatility[known])) if known.any() else 0.0
     log_ratio = volatility_log_ratio(volatility, volatility_median) if known.any() else None
+
+    def with_week_change() -> tuple[np.ndarray, ...]:
+        """The held point plus the week lag's change to each target (lag_change), built
+        only where the replay asks for it (a day stands out of the pick's others)."""
+        fine = centred_means(residual, kernels.change_smooth)  # the lag's change keeps steps
+        ahead = season_features(fine, target_at, origin[:, None], kernels, lags)
+        ahead[:, :, unseen] = 0.0
+        origin_lags = None if season_lags is None else season_lags[origin[:, None]]
+        then = season_features(fine, origin[:, None], origin[:, None], kernels, origin_lags)
+        change = lag_change(ahead, then)
+        return () if change is None else (np.maximum(held + change, 0.0),)
+
     taken, chosen = point_band(
         (learned, held),
         seen,
@@ -233,8 +246,10 @@ def learn_leads(
         hours,
         log_ratio,
         quick,  # one search, for the point that one trial finds cheaper
+        replayed_days(origin, kernels.season_lags[0]) if kernels.season_lags else None,
+        with_week_change,
     )
-    persistence = taken == 1
+    persistence = taken >= 1
     note = (
         f"band: at most {service_target:.3g} of requests late on {len(origin)} replayed "
         f"forecasts per lead (late: demand above the band for longer than the latency "
@@ -242,7 +257,13 @@ def learn_leads(
         + (" and by the hour of day" if chosen.hourly is not None else "")
         + (f" and by recent volatility^{chosen.elasticity:.2f}" if chosen.elasticity > 0 else "")
         + ", the cheapest scale law that meets the target on them)"
-        + ("; point: the last sample, cheaper than shape + level there" if persistence else "")
+        + ("; point: the last sample, cheaper than shape + level there" if taken == 1 else "")
+        + (
+            "; point: the last sample plus the week lag's change to each target, which "
+            "foresees a day the other points miss there"
+            if taken == 2
+            else ""
+        )
     )
     return LeadModel(
         betas,
@@ -256,7 +277,25 @@ def learn_leads(
         chosen.hourly,
         volatility_median,
         chosen.elasticity,
+        taken == 2,
     )
+
+
+def replayed_days(origin: np.ndarray, day: int) -> np.ndarray:
+    """Each origin's day, counted back from the last (`day`: steps a day); the oldest
+    part-day joins the one after it, so that no day is a handful of origins."""
+    back = origin[-1] - origin
+    return np.minimum(back // day, max(int(back[0]) // day - 1, 0))
+
+
+def lag_change(season: np.ndarray, at_origin: np.ndarray) -> np.ndarray | None:
+    """(origins, leads): the week lag's change from each origin to its targets, the smoothed
+    residual a week before the target less that a week before the origin; 0 where either
+    is unknown (0: no news). None where the week lag is not learned (no history for it)."""
+    if season.shape[2] < 2 or not np.any(season[:, :, -1] != 0.0):
+        return None
+    week, then = season[:, :, -1], at_origin[:, :, -1]
+    return np.where((week != 0.0) & (then != 0.0), week - then, 0.0)
 
 
 def _spread_model(

@@ -57,7 +57,7 @@ about 1/N of the pools refit per tick. Data and parameters alone decide: still p
 A fresh start (a daemon restart, a new pool, the backtest's first tick) fits every pool on
 one tick, and the replay is most of a fit's cost: with `quick_first_fit` (the default) it
 is quick (quantiles.replay_origins; one band search, for the point that one trial finds
-cheaper: bands.point_band, quick) and the forecast says its band is provisional; the full
+cheaper: point_choice.point_band, quick) and the forecast says its band is provisional; the full
 replay comes with the next refit, on the pool's phase, so restarted pools still spread
 their full refits over the hour.
 """
@@ -88,6 +88,7 @@ from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
     PROVISIONAL_NOTE,
     LeadModel,
+    lag_change,
     learn_leads,
     newest_volatility,
     offsets,
@@ -241,9 +242,12 @@ class SeasonalPredictor:
         self._season_lags, self._ahead_lags = history_season_lags(
             self._start_ns, len(actual), self._step_ns, self.timezone, self._kernels
         )
-        smoothed = centred_means(actual - self._shape[slots], self._kernels.season_smooth)
+        residual = actual - self._shape[slots]
+        smoothed = centred_means(residual, self._kernels.season_smooth)
         kept_from = max(0, len(smoothed) - self._ahead_lags.longest - 1)
         self._season_smoothed = smoothed[kept_from:].copy()
+        fine = centred_means(residual, self._kernels.change_smooth)  # for the lag's change
+        self._change_smoothed: np.ndarray | None = fine[kept_from:]  # kept if the leads use it
         self._season_start_ns = self._start_ns + kept_from * self._step_ns
         self._leads: LeadModel | None = None
         self._quick = quick
@@ -298,6 +302,8 @@ class SeasonalPredictor:
             season_lags=self._season_lags,
         )
         self._replay, self._hour_of, self._season_lags = None, None, None
+        if self._change_smoothed is not None:
+            self._change_smoothed = self._change_smoothed.copy() if leads.week_change else None
         return leads
 
     # ---- answering ------------------------------------------------------------
@@ -335,6 +341,14 @@ class SeasonalPredictor:
         point = np.maximum(self._shape[slots] + level[0], 0.0)
         if leads.persistence and np.isfinite(self._last):
             point = np.full(steps, max(self._last, 0.0))
+            if leads.week_change and self._change_smoothed is not None:
+                origin_lags = self._ahead_lags.at_origin(self._end_ns)
+                fine, kernels = self._change_smoothed, self._kernels
+                ahead = season_features(fine, target_at[None, :], origin_at, kernels, lags)
+                then = season_features(fine, np.array([origin_at]), origin_at, kernels, origin_lags)
+                change = lag_change(ahead, then[None])
+                if change is not None:
+                    point = np.maximum(point + change[0], 0.0)
         hours = hour_of_day(future_local_s)
         volatility = newest_volatility(  # the replay's measure: the last window's samples
             self._recent, self._kernels.volatility_window, leads.scale_offset

@@ -19,8 +19,6 @@ from predictors.bands import (
     _quantile_weights,
     _Replay,
     cheapest_band,
-    point_band,
-    volatility_factor,
 )
 from predictors.level import level_kernels
 from predictors.quantiles import learn_leads, relative_volatility, upper_of
@@ -252,26 +250,3 @@ def test_a_trial_reads_only_the_errors_that_carry_weight() -> None:
         expected = _weighted_quantiles((seen - point) / scale, replay.requests, 0.99)
         assert np.array_equal(replay.trial(scale, power, None).band, expected)
     assert replay.trial(np.ones_like(point), 0.0, None).band[-1] == 0.0
-
-
-def test_a_quick_band_takes_the_cheaper_point_and_still_meets_the_target() -> None:
-    """Two candidate points on one replay: one near the demand, one 20 % above it (which
-    buys more capacity for no fewer late requests). The quick band picks the near one from
-    one trial each, in either order, and is the full search's band for that point alone
-    (scale law, hour factors, volatility): a replayed quantile within the target."""
-    hours, error = _replay(400, 10, seed=4)
-    near = np.full(error.shape, 100.0)
-    seen, recency = near + error, np.ones(len(near))
-    volatility = np.random.default_rng(5).normal(0.0, 0.5, len(near))
-    for points, expected in (((near, 1.2 * near), 0), ((1.2 * near, near), 1)):
-        taken, band = point_band(
-            points, seen, recency, 1.0, 0.01, 0.05, hours, volatility, quick=True
-        )
-        assert taken == expected
-        full = cheapest_band(near, seen - near, seen, recency, 1.0, 0.01, 0.05, hours, volatility)
-        assert (band.power, band.cost, band.elasticity) == (full.power, full.cost, full.elasticity)
-        assert np.array_equal(band.band, full.band) and np.array_equal(band.hourly, full.hourly)
-        scale = (near + 1.0) ** band.power * band.hourly[hours]
-        scale *= volatility_factor(volatility, band.elasticity)[:, None]
-        upper = near + band.band * scale
-        assert np.all(late_share_above(upper, seen, seen, 0.05) <= 0.01)  # every lead

@@ -194,3 +194,37 @@ def test_the_quick_replay_is_taken_only_with_enough_origins_for_a_band() -> None
     assert replay_origins(8 * week, 960, minute // 4, quick=True) == (127, 317, True)
     # 15-minute steps: 31 min is 2 steps, 7 once coprime: too few origins; the full has 672.
     assert replay_origins(2 * week // 15, 16, 15 * minute, quick=True) == (1, 672, False)
+
+
+def _monday_batch(days: int, seed: int = 15) -> pd.Series:
+    """A daily cycle (1 at 03:00 to 4 at 15:00, ~100 requests a minute on average) with
+    Mondays 06:00-08:00 at 10 x (a weekly batch), Poisson minute counts, in req/s."""
+    index = pd.date_range(datetime(2025, 6, 2, tzinfo=UTC), periods=days * DAY, freq="1min")
+    hour = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
+    level = 2.5 - 1.5 * np.cos(2 * np.pi * (hour - 3.0) / 24.0)
+    batch = (index.day_of_week.to_numpy() == 0) & (hour >= 6.0) & (hour < 8.0)
+    rate = 40.0 * np.where(batch, 10.0 * level, level)
+    return pd.Series(np.random.default_rng(seed).poisson(rate) / 60.0, index=index)
+
+
+@pytest.mark.parametrize("week", [2, 3])
+def test_a_weekly_batch_is_foreseen_where_the_last_sample_is_the_point(week: int) -> None:
+    """Where the last sample held is the cheaper point on the replay (a smooth cycle whose
+    only news is a batch on Mondays 06:00-08:00), the replay also offers it plus the week
+    lag's change from the origin to each target, taken where the batch's day stands out
+    of the held point's ordinary days and not, or half as far, out of its own
+    (point_choice.recurring_day): the held sample writes the batch's onset off against the
+    week's 1 %, and the loop then pays for that day with a week of wide margins (issue
+    15). So at 05:49, 11 minutes (a boot) before the batch, the forecast for 06:00 has
+    risen well above the night's level; and not before 05:56: the change is smoothed
+    over 5 minutes (level.CHANGE_SMOOTH_S), not the lags' 15, which ramped it up from
+    05:52 on and, in week 3, left the lagged point over half the held one's excess that
+    day, so the held one stayed."""
+    series = _monday_batch(7 * week + 1)
+    end = week * 7 * DAY + 6 * 60 - 11  # Monday 05:49, two or three weeks in
+    history = series.iloc[end - 14 * DAY + 1 : end + 1]
+    predictor = SeasonalPredictor(service_target=0.01, quick_first_fit=False)
+    forecast = predictor.fit(history).forecast(timedelta(minutes=11))
+    night = float(history.iloc[-30:].mean())
+    assert forecast.point[-1] > 3.0 * night  # the batch is 10 x the night's level
+    assert np.all(forecast.point[:7] < 1.5 * night)  # 05:50-05:56
