@@ -22,9 +22,9 @@ from autoscaler.metrics import MetricsSource
 from autoscaler.notify import Attachment
 from autoscaler.notify_slack import SlackNotifier
 from common.atomic import replace_atomically
-from common.cli import option_moment
+from common.cli import option_duration, option_moment
 from common.clock import SimulatedClock, SystemClock
-from common.durations import format_duration, parse_duration
+from common.durations import format_duration
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -98,10 +98,10 @@ def _write_pngs(folder: Path, files: list[Attachment]) -> None:
 
 
 def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
-    try:
-        span = parse_duration(since)
+    try:  # as every command line reads a duration: a bare number is seconds
+        span = option_duration("--since", since, positive=True)
     except ValueError as exc:
-        _fail(f"--since: {exc}")
+        _fail(str(exc))
     if until is None:
         end = SystemClock().now().replace(second=0, microsecond=0)
     else:

@@ -183,6 +183,23 @@ def test_a_report_of_another_span_than_a_day_is_titled_with_its_span(
     assert message.blocks is not None and message.blocks[0]["text"]["text"] == f"*{head}*"
 
 
+def test_since_reads_a_bare_number_as_seconds_and_refuses_an_empty_span(
+    tmp_path: Path,
+) -> None:
+    """README: a bare number on the command line is seconds. `--since 21600` was refused
+    ('expected a duration such as 90s ...'), and `--since 0s` printed an empty report and
+    exited 0, a span of nothing read as a quiet day."""
+    config = setup_day(tmp_path, "http://127.0.0.1:9")
+    command = ["report", "-c", str(config), "--until", "2026-11-27T00:00Z", "--since"]
+    result = CliRunner().invoke(app, [*command, "21600"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("6h report 2026-11-26 18:00 to 2026-11-27 00:00 UTC\n")
+    for empty in ("0s", "0", "-1h"):
+        refused = CliRunner().invoke(app, [*command, empty])
+        assert refused.exit_code == 2, (empty, refused.output)
+        assert "--since:" in refused.output and "report" not in refused.output
+
+
 def test_report_without_slack_reachable_fails_and_says_so(
     tmp_path: Path, slack_api: SlackApiDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
