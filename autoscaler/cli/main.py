@@ -275,7 +275,7 @@ def forecast(
     try:
         if plot is not None:
             require("--plot", "matplotlib")
-            plot_output(plot)  # a folder, a path under a file: said before the work
+            plot = plot_output(plot)  # a folder, a path under a file: said before the work
         runtime = build_runtime(parsed, source=config, dry_run=True)
     except (ConfigError, ValueError) as exc:  # a missing extra, an insecure transport
         errors.print(f"[red]cannot forecast[/]: {escape(str(exc))}", highlight=False)

@@ -50,8 +50,10 @@ def _block(frame: pd.DataFrame, how: dict[str, str]) -> pd.DataFrame:
 
 
 def plot_output(path: Path) -> Path:
-    """--plot's file, checked before the work (common.cli.option_output) and in a picture
-    format matplotlib writes (none given: it adds .png); a ValueError names the option."""
+    """--plot's file as it will be written (none given a suffix: PNG, named .png, as _save
+    names it, for the command to say the file it wrote), checked before the work
+    (common.cli.option_output) and in a picture format matplotlib writes; a ValueError
+    names the option."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     option_output("--plot", path)
@@ -62,7 +64,7 @@ def plot_output(path: Path) -> Path:
             f"--plot: {path}: matplotlib writes no {suffix!r} picture; name it .png "
             f"(or one of {', '.join(sorted(known))})"
         )
-    return path
+    return path if suffix else option_output("--plot", path.with_name(f"{path.name}.png"))
 
 
 def backtest_plot(report: BacktestReport, path: Path) -> None:

@@ -319,3 +319,28 @@ def test_a_minute_without_metrics_still_says_what_the_daemon_does_now(tmp_path: 
     ticked = runner.invoke(app, ["run", "--config", str(path), "--once"])
     (record,) = [json.loads(line) for line in (tmp_path / "decisions.jsonl").open()]
     assert (record["current"], record["desired"]) == (4, 12), ticked.output
+
+
+def test_a_plot_named_without_a_suffix_is_said_by_the_name_it_was_written_under(
+    tmp_path: Path,
+) -> None:
+    """`forecast --plot today` wrote today.png (matplotlib's PNG, named as savefig names
+    it) but said `plot: today`, a file that is not there for whoever opens or attaches it;
+    and where today.png was a folder, it ended in 'cannot write' after the forecast."""
+    from autoscaler.cli.main import app
+
+    path = demo_copy(tmp_path)
+    plot = tmp_path / "today"
+    shown = runner.invoke(app, ["forecast", "-c", str(path), "--plot", str(plot)])
+    assert shown.exit_code == 0, shown.output
+    assert f"plot: {plot}.png" in shown.output.splitlines()
+    assert not plot.exists() and (tmp_path / "today.png").read_bytes()[:4] == b"\x89PNG"
+
+    (tmp_path / "busy.png").mkdir()
+    busy = tmp_path / "busy"
+    refused = runner.invoke(
+        app, ["forecast", "-c", str(path), "--plot", str(busy)], env={"COLUMNS": "300"}
+    )
+    assert refused.exit_code == 2, refused.output
+    assert f"--plot: {busy}.png cannot be written: it is a folder" in refused.output
+    assert "image-gen" not in refused.output  # before the forecast, not after it
