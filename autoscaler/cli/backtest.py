@@ -138,7 +138,7 @@ def backtest_command(
     from autoscaler.backtest.runner import BacktestSettings
     from autoscaler.cli.backtest_config import config_backtest
 
-    _check_outputs(decisions_out, plot)  # before the run, not after it
+    plot = _check_outputs(decisions_out, plot)  # before the run, not after it
     if config is not None or pool is not None:
         refused = _given(
             boot_delay=boot_delay,
@@ -158,7 +158,7 @@ def backtest_command(
         )
         if burn_in:
             run = replace(run, burn_in=_duration("--burn-in", burn_in))
-        _outputs(config_backtest(run, as_json), decisions_out, plot)
+        _outputs(config_backtest(run, as_json), decisions_out, plot, as_json)
         return
     if trace is None:
         errors.print("[red]give --trace, or --config and --pool[/]")
@@ -189,7 +189,7 @@ def backtest_command(
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     report = _trace_report(trace, settings)
-    _outputs(report, decisions_out, plot)
+    _outputs(report, decisions_out, plot, as_json)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
         return
@@ -230,9 +230,10 @@ def _given(**options: object) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
 
 
-def _check_outputs(decisions_out: Path | None, plot: Path | None) -> None:
+def _check_outputs(decisions_out: Path | None, plot: Path | None) -> Path | None:
     """Refuse, before the run, an output the run's end could not write: found then, it was a
-    traceback and the report lost (a folder, a path under a file, a format with no writer)."""
+    traceback and the report lost (a folder, a path under a file, a format with no writer).
+    The plot's file as it will be written (a name without a suffix gets .png)."""
     try:
         if decisions_out is not None:
             option_output("--decisions-out", decisions_out)
@@ -240,7 +241,8 @@ def _check_outputs(decisions_out: Path | None, plot: Path | None) -> None:
             from autoscaler.cli.plots import plot_output
 
             require("--plot", "matplotlib")
-            plot_output(plot)
+            return plot_output(plot)
+        return None
     except ValueError as exc:
         errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -294,18 +296,25 @@ def _pool_run(
         raise typer.Exit(2) from None
 
 
-def _outputs(report: BacktestReport, decisions_out: Path | None, plot: Path | None) -> None:
+def _outputs(
+    report: BacktestReport, decisions_out: Path | None, plot: Path | None, as_json: bool
+) -> None:
+    """Write the files asked for, each said by its path (on stderr under --json, whose
+    stdout is the JSON alone)."""
     from autoscaler.backtest.report import write_decisions
 
+    said = errors if as_json else console
     path = decisions_out
     try:
         if decisions_out is not None:
             write_decisions(report, decisions_out)
+            said.print(f"decisions: {decisions_out}", highlight=False, markup=False)
         if plot is not None:
             from autoscaler.cli.plots import backtest_plot
 
             path = plot
             backtest_plot(report, plot)
+            said.print(f"plot: {plot}", highlight=False, markup=False)
     except OSError as exc:  # checked before the run; a full disk comes only now
         errors.print(f"[red]cannot write[/] {path}: {exc.strerror or exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -84,9 +84,10 @@ def report_command(
 
 
 def _write_pngs(folder: Path, files: list[Attachment]) -> None:
-    """Each PNG whole or not at all (common.atomic), a new one 0644 (a report to share). A
-    folder that cannot take them (a file in its place, a full disk) is said, naming the
-    file: it was a traceback, and a PNG cut short where the disk filled."""
+    """Each PNG whole or not at all (common.atomic), a new one 0644 (a report to share),
+    said by its path. A folder that cannot take them (a file in its place, a full disk)
+    is said, naming the file: it was a traceback, and a PNG cut short where the disk
+    filled."""
     if folder.exists() and not folder.is_dir():
         _fail(f"--plot-dir: {folder} is not a folder")
     for attachment in files:
@@ -95,6 +96,7 @@ def _write_pngs(folder: Path, files: list[Attachment]) -> None:
             replace_atomically(path, lambda h, c=content: h.write(c), new_mode=0o644)
         except OSError as exc:
             _fail(f"--plot-dir: cannot write {path}: {exc.strerror or exc}")
+        console.print(f"plot: {path}", highlight=False, markup=False)
 
 
 def _window(since: str, until: str | None) -> tuple[datetime, datetime]:

@@ -202,13 +202,30 @@ def test_a_plot_on_a_full_disk_leaves_the_last_one_whole(
 
 
 def test_a_plot_named_without_a_suffix_is_a_png_as_matplotlib_names_it(tmp_path: Path) -> None:
+    """The files written are said by the names they were written under (the plot's with
+    .png): a backtest wrote them without a word, `--plot plot` leaving plot.png."""
     trace = _cut(tmp_path, 8 * 60)
     run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
-    result = CliRunner().invoke(_app(), [*run, "--no-tune", "--plot", str(tmp_path / "plot")])
+    outputs = ["--plot", str(tmp_path / "plot"), "--decisions-out", str(tmp_path / "d.csv")]
+    result = CliRunner().invoke(_app(), [*run, "--no-tune", *outputs])
     assert result.exit_code == 0, result.output
     written = tmp_path / "plot.png"
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert written.stat().st_mode & 0o777 == 0o644
+    lines = result.output.splitlines()
+    assert f"plot: {written}" in lines and f"decisions: {tmp_path / 'd.csv'}" in lines
+
+
+def test_under_json_the_files_written_are_said_on_stderr_and_stdout_is_the_json(
+    tmp_path: Path,
+) -> None:
+    trace = _cut(tmp_path, 8 * 60)
+    run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
+    plot = tmp_path / "plot.png"
+    result = CliRunner().invoke(_app(), [*run, "--no-tune", "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["policies"][0]["name"] == "policy"
+    assert f"plot: {plot}" in result.stderr.splitlines()
 
 
 @pytest.mark.parametrize(

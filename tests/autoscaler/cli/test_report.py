@@ -93,6 +93,7 @@ def test_report_prints_and_posts_the_hand_computed_day_with_its_png(
     assert png.content.startswith(PNG_MAGIC) and len(png.content) > 10_000
     assert (png.channel, png.thread_ts) == (message.channel, message.ts)
     assert (tmp_path / "png" / "ocr-20261126-0000.png").read_bytes() == png.content
+    assert f"plot: {tmp_path / 'png' / 'ocr-20261126-0000.png'}" in out.splitlines()  # said
 
 
 def rotate_the_day(log: Path) -> None:
