@@ -110,8 +110,11 @@ def _set_locked(
 
 
 def clear_override(path: Path, pool: str) -> bool:
-    """Remove the pool's override; False when it had none (the file is then untouched)."""
+    """Remove the pool's override; False when it had none (the file is then untouched, and
+    a folder that is not there is not made: a clear that finds nothing leaves nothing)."""
     path = _real(path)
+    if not path.parent.is_dir():
+        return False
     with _editing(path):
         current = load_overrides(path)
         if pool not in current.overrides:

@@ -277,6 +277,18 @@ def test_clear(config: Path) -> None:
     assert "unknown pool 'nope'" in out
 
 
+def test_clear_where_the_overrides_folder_is_not_there_makes_none(config: Path) -> None:
+    """`override clear` before any override was set, its overrides_file in a folder not
+    made yet, said 'nothing to clear' (or, for an unknown pool, failed) but made the
+    folder, as owner and mode the command's user (root, under sudo) left it."""
+    config.write_text(CONFIG.replace("overrides.yaml", "overrides.d/overrides.yaml", 1))
+    code, out = invoke("clear", "gpu-ocr", "-c", config)
+    assert code == 0 and "nothing to clear" in out
+    code, out = invoke("clear", "nope", "-c", config)
+    assert code == 2 and "unknown pool 'nope'" in out
+    assert sorted(p.name for p in config.parent.iterdir()) == ["autoscaler.yaml"]
+
+
 def test_registered_on_the_main_cli(config: Path) -> None:
     from autoscaler.cli.main import app
 
