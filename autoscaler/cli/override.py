@@ -137,6 +137,8 @@ def set_command(
         _fail("give --nodes, or --min/--max, not both")
     if nodes is None and min_nodes is None and max_nodes is None:
         _fail("give --nodes N, or --min N and/or --max N")
+    if min_nodes is not None and max_nodes is not None and min_nodes > max_nodes:
+        _fail(f"--min {min_nodes} is above --max {max_nodes}: no count lies between them")
     now = _now().replace(microsecond=0)
     begins = _start(starts)
     expires = _expiry(now, begins, duration, until)

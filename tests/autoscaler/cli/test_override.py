@@ -137,7 +137,7 @@ def test_set_above_the_pool_max_warns(config: Path) -> None:
          "outside the years 1970 to 2199"),
         (["gpu-ocr", "--nodes", "3", "--from", "2026-11-28T10:00Z", "--until",
           "2026-11-28T08:00Z"], "--until 2026-11-28T08:00Z is not after --from"),
-        (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "must not exceed"),
+        (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "--min 5 is above --max 2"),
         (["gpu-ocr", "--nodes", "-1", "--for", "1h"], "--nodes: Input should be greater"),
     ],
 )  # fmt: skip
