@@ -31,6 +31,7 @@ containing a given text (e.g. "/drain").
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,13 +50,14 @@ DOUBLE_ACL_TOKEN = "9c4d1a77-double-acl-secret-5e0f"
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "delay" | "drop"
+    kind: str  # "status" | "delay" | "drop" | "await"
     status: int = 503
     seconds: float = 0.0
     method: str | None = None  # only requests with this method meet the fault
     path: str | None = None  # only requests whose path contains this meet the fault
     retry_after: str | None = None  # "status": the Retry-After header sent, if any
     body: str = "injected fault: service unavailable"  # "status": the plain-text answer
+    awaited: str = ""  # "await": served once a request whose path holds this has come
 
 
 @dataclass
@@ -125,6 +127,12 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
         self.variables = NomadVariables()
         self.faults: list[Fault] = []
         self.index = 100
+        self.arrived = threading.Condition(self.lock)  # told of each request recorded
+
+    def record(self, request: RecordedRequest) -> None:
+        with self.arrived:
+            super().record(request)
+            self.arrived.notify_all()
 
     # ---- arranging ---------------------------------------------------------------
 
@@ -156,6 +164,21 @@ class NomadApiDouble(LoopbackDouble[RecordedRequest]):
     def delay_next(self, count: int, seconds: float, method: str | None = None) -> None:
         """The next `count` requests stall `seconds` before being served as usual."""
         self.faults.extend(Fault("delay", seconds=seconds, method=method) for _ in range(count))
+
+    def await_next(self, count: int, path: str, awaited: str, seconds: float = 30.0) -> None:
+        """The next `count` requests to `path` are answered only once a request whose path
+        holds `awaited` has come (at most `seconds` later): a client that asks one after
+        another, waiting on the first, never gets its answer within its timeout."""
+        self.faults.extend(
+            Fault("await", path=path, awaited=awaited, seconds=seconds) for _ in range(count)
+        )
+
+    def asked(self, awaited: str, seconds: float) -> bool:
+        """Whether a request whose path holds `awaited` has come, waiting `seconds` for it."""
+        with self.arrived:
+            return self.arrived.wait_for(
+                lambda: any(awaited in r.path for r in self.requests), seconds
+            )
 
     def drop_next(self, count: int, method: str | None = None) -> None:
         """The next `count` requests get the connection closed and no answer."""
@@ -406,6 +429,8 @@ class _Handler(JsonApiHandler):
             return
         if fault is not None and fault.kind == "delay" and self.server.stopping.wait(fault.seconds):
             return
+        if fault is not None and fault.kind == "await":
+            double.asked(fault.awaited, fault.seconds)
 
         refused = double.authorize(headers)
         if refused is not None:
