@@ -63,9 +63,23 @@ def params_model(cls: type) -> type[BaseModel]:
         hint = hints.get(name, Any)
         if _base(hint) is timedelta:
             hint = Annotated[hint, BeforeValidator(parse_duration)]
+        elif _base(hint) in (int, float):
+            hint = Annotated[hint, BeforeValidator(_not_a_boolean)]
         fields[name] = (hint, parameter.default)
     config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
     return create_model(f"{cls.__name__}Params", __config__=config, **fields)
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """YAML reads yes, on and true as True, which pydantic would take as 1 (and no as 0):
+    `latency_target_s: yes` was a 1 s target, `weekly_harmonics: no` none, as the
+    config's own numbers refuse (common.settings.Strict)."""
+    if isinstance(value, bool):
+        raise ValueError(
+            "expected a number, not a boolean (YAML reads yes, no, on, off, true and false "
+            "as booleans)"
+        )
+    return value
 
 
 def _base(hint: Any) -> Any:

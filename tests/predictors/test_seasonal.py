@@ -383,6 +383,22 @@ def test_registered_and_built_from_config_params() -> None:
         make_predictor("seasonal", {"quick_first_fit": "maybe"})
 
 
+def test_a_boolean_is_no_number_of_a_parameter() -> None:
+    """YAML reads yes/no/on as booleans, which pydantic took as 1 and 0: `latency_target_s:
+    yes` was a 1 s target, `weekly_harmonics: no` no weekly shape, and validate said ok."""
+    for name, value in (
+        ("latency_target_s", True),
+        ("weekly_harmonics", False),
+        ("daily_harmonics", True),
+        ("refit_phase", False),
+    ):
+        with pytest.raises(ValueError, match=rf"params\.{name}: expected a number, not a boolean"):
+            make_predictor("seasonal", {name: value})
+    with pytest.raises(ValueError, match=r"params\.quantile: expected a number"):
+        make_predictor("linear", {"quantile": True})
+    assert make_predictor("seasonal", {"weekly_harmonics": 0}).weekly_harmonics == 0
+
+
 def test_a_min_history_past_the_history_kept_is_refused() -> None:
     """min_history 21d over the 14d kept: the pool ran the linear fallback for good, its
     every decision saying 'short history (14.0d of data, seasonal needs 21.0d)'."""
