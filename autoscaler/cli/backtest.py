@@ -330,12 +330,15 @@ def _capacity(per_node_rps: float | None, profile: Path | None) -> float:
         errors.print("[red]give exactly one of --per-node-rps or --profile[/]")
         raise typer.Exit(2)
     if profile is not None:
-        from gpu_bench.profile import load_profile
+        # read as a pool's capacity.profile is (a hand-written one may give per_node_rps
+        # alone), not by gpu-bench's whole profile model: one rule for one file
+        from autoscaler.config.capacity import read_per_node_rps
+        from autoscaler.config.problems import ConfigError
 
         try:
-            return load_profile(profile).per_node_rps
-        except (OSError, ValueError) as exc:
-            errors.print(f"[red]cannot read profile[/]: {exc}", highlight=False)
+            return read_per_node_rps(profile)
+        except ConfigError as exc:
+            errors.print(f"[red]cannot read profile[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
     assert per_node_rps is not None
     if per_node_rps <= 0:

@@ -295,3 +295,21 @@ def test_a_trace_shorter_than_the_warmup_names_the_option_and_its_span(
     said = " ".join(result.output.split())
     assert "--warmup 7d0h00m (history before scoring starts; 7d unless given)" in said
     assert "a trace of 10h00m (600 minutes): give a --warmup shorter than the trace" in said
+
+
+def test_a_profile_is_read_as_a_pools_capacity_profile_is(tmp_path: Path) -> None:
+    """`--profile` read gpu-bench's whole model, so a hand-written profile that `run` takes
+    as a pool's capacity.profile (per_node_rps alone) was refused for twelve missing
+    fields; one rule now, and its errors name the profile's line and field."""
+    trace = _cut(tmp_path, 8 * 60)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("# measured by hand\nper_node_rps: 0.04\n")
+    run = ["backtest", "--trace", str(trace), "--profile", str(profile), "--warmup", "6h"]
+    result = CliRunner().invoke(_app(), [*run, "--no-tune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["per_node_rps"] == 0.04
+    profile.write_text("# measured by hand\nper_node_rps: -0.04\n")
+    refused = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), run)
+    assert refused.exit_code == 2, refused.output
+    said = " ".join(refused.output.split())
+    assert f"cannot read profile: {profile}:2: per_node_rps: expected a positive number" in said
