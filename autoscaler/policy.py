@@ -188,6 +188,12 @@ def _with_signals(
     return target, data_ok and not weighed.missing, memory, weighed.bad_input
 
 
+_NO_SHARE_LIMIT = float(2**53)
+"""A share of the count above any fleet: a max_percent whose share overflows to infinity
+(1e308 % of 2 nodes) limits nothing, where math.ceil failed every tick (and numba's
+compiled copy read it as a limit of 1 node)."""
+
+
 def scale_up_allowance(current: int, limits: Limits) -> int | None:
     """Nodes one scale-up may add under the pool's `scale_up` limits; None: no limit."""
     allowed = allowance(current, *scale_up_limits(limits))
@@ -205,7 +211,8 @@ def allowance(current: int, max_step: int, max_percent: float) -> int:
     all): the one copy of the rule, also called by the loop replay's compiled decide()."""
     if math.isnan(max_percent):
         return max_step
-    by_share = max(1, math.ceil(current * max_percent / 100 - ROUNDING_SLACK))
+    share = min(current * max_percent / 100, _NO_SHARE_LIMIT)  # 1e308 % of 2: inf, no limit
+    by_share = max(1, math.ceil(share - ROUNDING_SLACK))
     return by_share if max_step < 0 else min(max_step, by_share)
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler import replay_decide
 from autoscaler.config.time_windows import Schedule
 from autoscaler.overrides import Override, active_override
 from autoscaler.policy import (
@@ -18,12 +19,14 @@ from autoscaler.policy import (
     Limits,
     Memory,
     Observation,
+    allowance,
     apply_bounds,
     decide,
     nodes_for,
 )
 from autoscaler.reason_rules import rule_of
 from autoscaler.schedules import ScheduleBounds, bounds_at
+from common.settings import MAX_NODES
 
 T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -825,3 +828,15 @@ def test_a_count_changed_by_hand_within_the_bounds_is_still_held() -> None:
         decision, _ = decide(obs, limits(cooldown=10 * MINUTE), manual)
         assert decision.desired == current, decision.reasons
         assert "outside the autoscaler" in joined(decision)
+
+
+def test_a_percent_whose_share_overflows_limits_nothing() -> None:
+    """scale_up.max_percent 1e308 (finite, so validate took it) made current x percent
+    infinite: every tick failed on math.ceil (OverflowError), the pool never scaled, and
+    the loop replay's compiled copy read it as 1 node per action. It limits nothing."""
+    rules = replace(limits(max_nodes=100), max_percent_up=1e308)
+    assert [d.desired for d in run_ticks([30] * 2, current=5, rules=rules)] == [30, 30]
+    compiled = replay_decide._compiled()[1]
+    for allowed in (allowance, compiled):
+        assert allowed(5, 40, 1e308) == 40
+        assert allowed(5, -1, 1e308) > MAX_NODES
