@@ -151,7 +151,7 @@ def tick_digest(
     # by time alone: two records of one tick are not ordered
     rows = sorted(ticks, key=lambda tick: tick.at)
     frame = _fleet_frame(rows, minutes, settings.per_node_rps)
-    frame["demand"] = demand.reindex(minutes).to_numpy(dtype=float)
+    frame["demand"] = _readings(demand.reindex(minutes).to_numpy(dtype=float))
     inside = [t for t in rows if start <= t.at < end]
     known = np.isfinite(frame["demand"].to_numpy())
     arrivals = np.nan_to_num(frame["demand"].to_numpy()) * 60.0
@@ -190,6 +190,14 @@ def tick_digest(
         reactive=_reactive(frame["demand"], settings, known) if known.any() else None,
         frame=frame,
     )
+
+
+def _readings(demand: np.ndarray) -> np.ndarray:
+    """The demand with what is no reading of it made unknown (NaN), as the daemon's check
+    refuses it (metrics.check_demand): an infinite minute (a rate over a zero) failed the
+    whole digest, every pool's, and a negative one was read as less than no load (the
+    reactive fleet's late share below zero)."""
+    return np.where(np.isfinite(demand) & (demand >= 0), demand, np.nan)
 
 
 def record_time(record: Mapping[str, Any]) -> pd.Timestamp:

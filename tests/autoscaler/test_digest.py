@@ -124,6 +124,25 @@ def test_minutes_without_demand_are_not_zero_load() -> None:
     assert digest.reactive.node_hours == pytest.approx((1440 * 3 + 5 * 2) / 60)
 
 
+@pytest.mark.parametrize("reading", [np.inf, -np.inf, -10.0])
+def test_minutes_of_no_reading_are_not_load(reading: float) -> None:
+    """Prometheus answers +Inf for a rate over a zero and a difference of rates can go
+    negative, which the daemon refuses as demand (metrics.check_demand). In the digest an
+    infinite minute raised 'cannot size a fleet for demand inf', failing the day's digest
+    of every pool (and `autoscaler report`), and a negative one was read as less than no
+    load (the reactive fleet's late share below zero). Both are minutes without data."""
+    demand = day_demand()
+    demand[at(3) : at(4) - timedelta(minutes=1)] = reading
+    digest = pool_digest("ocr", day_records(), demand, SETTINGS, DAY, END)
+    assert digest.minutes_with_data == 1380
+    assert digest.requests == pytest.approx(1379 * 600 + 1200)
+    assert digest.late_requests == pytest.approx(1530.0)
+    assert digest.peak_rps == 20.0 and digest.static_nodes == 5
+    assert digest.reactive is not None and digest.reactive.late_share is not None
+    assert digest.reactive.late_share >= 0
+    assert digest.forecasts_scored == 1426 - 46
+
+
 def test_no_price_gives_node_hours_without_cost_and_an_empty_log_gives_no_fleet() -> None:
     free = DigestSettings(**{**SETTINGS.__dict__, "price_per_node_hour": None})
     digest = pool_digest("ocr", day_records(), day_demand(), free, DAY, END)
