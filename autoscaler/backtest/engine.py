@@ -98,8 +98,10 @@ class BacktestSettings:
             raise ValueError("latency target must be positive")
         if self.scale_up_max_step is not None and self.scale_up_max_step < 1:
             raise ValueError("scale-up max step must be at least 1 node")
-        if self.scale_up_max_percent is not None and not self.scale_up_max_percent > 0:
-            raise ValueError("scale-up max percent must be positive")
+        percent = self.scale_up_max_percent
+        if percent is not None and not (percent > 0 and math.isfinite(percent)):
+            # inf passed here and met the pool's ScaleUp: pydantic's report after the read
+            raise ValueError(f"scale-up max percent must be a positive number, not {percent}")
         for target in self.predictor_targets or (None,):  # each run's, before the first
             params = policy_params(self, None if target is None else {"service_target": target})
             try:

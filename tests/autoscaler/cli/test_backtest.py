@@ -236,6 +236,8 @@ def test_under_json_the_files_written_are_said_on_stderr_and_stdout_is_the_json(
         (["--service-target", "0"], "params.service_target: Input should be greater than 0"),
         (["--predictor", "arima"], "kind: unknown predictor 'arima'; known: linear, seasonal"),
         (["--margin", "wide"], "margin: Input should be 'band', 'loop' or 'widen'"),
+        (["--scale-up-max-percent", "inf"], "scale-up max percent must be a positive number"),
+        (["--scale-up-max-percent", "nan"], "scale-up max percent must be a positive number"),
     ],
 )
 def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
