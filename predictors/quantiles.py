@@ -226,14 +226,12 @@ def learn_leads(
     log_ratio = volatility_log_ratio(volatility, volatility_median) if known.any() else None
 
     def with_week_change() -> tuple[np.ndarray, ...]:
-        """The held point plus the week lag's change to each target (lag_change), built
+        """The held point plus the week lag's change to each target (week_change), built
         only where the replay asks for it (a day stands out of the pick's others)."""
         fine = centred_means(residual, kernels.change_smooth)  # the lag's change keeps steps
-        ahead = season_features(fine, target_at, origin[:, None], kernels, lags)
-        ahead[:, :, unseen] = 0.0
         origin_lags = None if season_lags is None else season_lags[origin[:, None]]
-        then = season_features(fine, origin[:, None], origin[:, None], kernels, origin_lags)
-        change = lag_change(ahead, then)
+        at = origin[:, None]
+        change = week_change(fine, target_at, at, kernels, lags, origin_lags, unseen)
         return () if change is None else (np.maximum(held + change, 0.0),)
 
     taken, chosen = point_band(
@@ -288,14 +286,29 @@ def replayed_days(origin: np.ndarray, day: int) -> np.ndarray:
     return np.minimum(back // day, max(int(back[0]) // day - 1, 0))
 
 
-def lag_change(season: np.ndarray, at_origin: np.ndarray) -> np.ndarray | None:
-    """(origins, leads): the week lag's change from each origin to its targets, the smoothed
-    residual a week before the target less that a week before the origin; 0 where either
-    is unknown (0: no news). None where the week lag is not learned (no history for it)."""
-    if season.shape[2] < 2 or not np.any(season[:, :, -1] != 0.0):
+def week_change(
+    fine: np.ndarray,
+    target_at: np.ndarray,
+    origin_at: np.ndarray,
+    kernels: LevelKernels,
+    lags: np.ndarray | None,
+    origin_lags: np.ndarray | None,
+    unseen: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """(origins, leads): the week lag's change from each origin (`origin_at`, (origins, 1))
+    to its targets (`target_at`, (origins, leads)), `fine` (the residual smoothed over
+    level.CHANGE_SMOOTH_S) a week before the target less that a week before the origin;
+    0 where either is unknown (0: no news). None where the week lag is not learned (no
+    history for it, or `unseen`: the lags the replay rarely saw). `lags`, `origin_lags`:
+    the steps back to the same local time (level.season_lag_steps); None: the fixed lags."""
+    ahead = season_features(fine, target_at, origin_at, kernels, lags)
+    if unseen is not None:
+        ahead[:, :, unseen] = 0.0
+    if ahead.shape[2] < 2 or not np.any(ahead[:, :, -1] != 0.0):
         return None
-    week, then = season[:, :, -1], at_origin[:, :, -1]
-    return np.where((week != 0.0) & (then != 0.0), week - then, 0.0)
+    then = season_features(fine, origin_at, origin_at, kernels, origin_lags)
+    week, before = ahead[:, :, -1], then[:, :, -1]
+    return np.where((week != 0.0) & (before != 0.0), week - before, 0.0)
 
 
 def _spread_model(

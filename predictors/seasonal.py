@@ -88,12 +88,12 @@ from predictors.linear import LinearTrendPredictor
 from predictors.quantiles import (
     PROVISIONAL_NOTE,
     LeadModel,
-    lag_change,
     learn_leads,
     newest_volatility,
     offsets,
     replay_origins,
     upper_of,
+    week_change,
 )
 from predictors.shape import (
     fit_shape_and_folds,
@@ -343,10 +343,9 @@ class SeasonalPredictor:
             point = np.full(steps, max(self._last, 0.0))
             if leads.week_change and self._change_smoothed is not None:
                 origin_lags = self._ahead_lags.at_origin(self._end_ns)
+                at, origin = target_at[None, :], np.array([[origin_at]])
                 fine, kernels = self._change_smoothed, self._kernels
-                ahead = season_features(fine, target_at[None, :], origin_at, kernels, lags)
-                then = season_features(fine, np.array([origin_at]), origin_at, kernels, origin_lags)
-                change = lag_change(ahead, then[None])
+                change = week_change(fine, at, origin, kernels, lags, origin_lags)
                 if change is not None:
                     point = np.maximum(point + change[0], 0.0)
         hours = hour_of_day(future_local_s)
