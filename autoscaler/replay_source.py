@@ -27,11 +27,13 @@ class TraceReplaySource:
         """The trace's finished minutes in [start, min(end, now)], averaged to `step`.
 
         A row stamped 10:00 counts the requests of 10:00-10:01, known only at 10:01: the
-        minute in progress is never shown, nor a coarser row in progress (as_known).
-        `query` is ignored.
+        minute in progress is never shown, nor a coarser row in progress (as_known). A
+        minute without a sample (an empty or NA cell, a row left out) is left out, as
+        Prometheus leaves out a scrape that never came: the tick holds once the newest is
+        older than metrics.max_staleness, as the backtest's does. `query` is ignored.
         """
         end = min(end, self.clock.now()) - _MINUTE
-        window = self.known[(self.known.index >= start) & (self.known.index <= end)]
+        window = self.known[(self.known.index >= start) & (self.known.index <= end)].dropna()
         if window.empty:
             raise MetricsError("empty", query, f"trace has no samples between {start} and {end}")
         if pd.Timedelta(step) > pd.Timedelta(minutes=1):

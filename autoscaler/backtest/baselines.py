@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from statistics import NormalDist
 from typing import Any
 
@@ -64,6 +65,9 @@ class Replay:
     sim_start: int
     score_start: int
     initial_nodes: int
+    max_staleness: timedelta = timedelta(minutes=5)
+    """metrics.max_staleness: the project's policy holds once the newest sample it knows
+    is older, as the daemon's tick does (a minute without one alone does not hold it)."""
     queue: np.ndarray | None = None
     """Messages waiting at each minute, when the trace has a `queue_depth` column: the
     policy replays it as a queue-depth signal (the baselines see demand only)."""

@@ -60,6 +60,8 @@ class BacktestSettings:
     none before the trace's start); later ticks see the pool's demand window, as the
     daemon's query does."""
     demand_window: timedelta = timedelta(hours=2)
+    max_staleness: timedelta = timedelta(minutes=5)
+    """The config's metrics.max_staleness: a tick holds once the newest sample is older."""
     predictor: str | None = None
     """The project's predictor; default "seasonal" when registered, else "linear"."""
     predictor_params: dict[str, Any] = field(default_factory=dict)
@@ -249,8 +251,9 @@ def replay_pool(
     tick, as known then (Replay.known); the first tick sees `backfill` (if longer), so a
     predictor kept across ticks starts with what a daemon running through the warmup
     would have seen. A
-    PlaybackPredictor needs no history: it gets only the newest value (all size_fleet
-    reads besides the forecast), which spares building a Series per tick.
+    PlaybackPredictor needs no history: where its window has a number every minute, it
+    gets only the newest value (all size_fleet reads besides the forecast), which spares
+    building a Series per tick.
     """
     times = trace.index
     values = replay.known  # a coarse row only once its minutes have passed (as_known)
@@ -286,9 +289,12 @@ def replay_pool(
         state = fleet.read()
         if offset % replay.tick_minutes == 0:
             lo = max(0, minute - (first_window if offset == 0 else window))
-            history = _Newest(values[minute - 1]) if playback else series.iloc[lo:minute]
             numbers = not_numbers[minute] == not_numbers[lo]
-            sizing = _sizing(pool, predictor, history, now, replay.per_node_rps, numbers)
+            if playback and numbers:
+                history = _Newest(values[minute - 1])
+            else:
+                history = series.iloc[lo:minute]
+            sizing = _sizing(pool, predictor, history, now, replay, numbers)
             if queue is not None:
                 reading = _queue_reading(pool, queue, replay, minute, state, sizing)
                 sizing = replace(sizing, signals=(reading,))
@@ -368,18 +374,18 @@ def _sizing(
     predictor: Predictor,
     history: pd.Series,
     now: datetime,
-    per_node_rps: float,
+    replay: Replay,
     all_numbers: bool,
 ) -> Sizing:
     """The daemon's checks on the history (metrics.check_demand), then size_fleet;
-    `all_numbers`: every sample of `history` is a finite number (nothing to check)."""
-    if isinstance(history, _Newest):
-        if not math.isfinite(history.iloc[-1]):
-            return Sizing(missing_reason="nan: newest sample is not a number")
-        return size_fleet(pool, predictor, history, per_node_rps)  # type: ignore[arg-type]
+    `all_numbers`: every sample of `history` is a finite number (nothing to check). A
+    minute without a number is one without a sample, as `run` reads it (its replay source
+    leaves it out, as Prometheus does a missing scrape): the tick holds only once the
+    newest sample is older than metrics.max_staleness."""
     if not all_numbers:
         try:
-            history = check_demand(history, now, timedelta(minutes=5))
+            samples = history[np.isfinite(history.to_numpy())]
+            history = check_demand(samples, now, replay.max_staleness)
         except MetricsError as exc:
             return Sizing(missing_reason=f"{exc.kind}: {exc}")
-    return size_fleet(pool, predictor, history, per_node_rps)
+    return size_fleet(pool, predictor, history, replay.per_node_rps)  # type: ignore[arg-type]

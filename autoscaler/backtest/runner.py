@@ -127,6 +127,7 @@ def frame_replay(
         sim_start=sim_start,
         score_start=score_start,
         initial_nodes=nodes_for(peak, settings.per_node_rps, 1.0),
+        max_staleness=settings.max_staleness,
         queue=None if queue is None else queue.reindex(trace.index).to_numpy(dtype=float),
     )
 

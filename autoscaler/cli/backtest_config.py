@@ -129,6 +129,7 @@ def pool_settings(
         warmup=run.warmup,
         burn_in=run.burn_in,
         demand_window=pool.demand.window,
+        max_staleness=config.metrics.max_staleness,
         predictor=pool.predictor.kind,
         predictor_params=dict(params),
         tune=False,

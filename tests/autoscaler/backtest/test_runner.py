@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from autoscaler.backtest import engine
 from autoscaler.backtest.baselines import (
     BASELINES,
     DAY,
@@ -30,7 +32,13 @@ from autoscaler.backtest.runner import (
     run_policy,
 )
 from autoscaler.calibration import pool_predictor
+from autoscaler.config.schema import Pool
+from autoscaler.metrics import MetricsError, fetch_demand
 from autoscaler.plan import limits_of
+from autoscaler.replay import read_trace
+from autoscaler.replay_source import TraceReplaySource
+from autoscaler.sizing import Sizing
+from common.clock import SimulatedClock
 from predictors.base import Forecast
 from tests.traces import NASA
 
@@ -327,25 +335,77 @@ class SeenHistories(LastValue):
         return super().fit(history)
 
 
-def test_a_missing_minute_is_dropped_from_the_windows_and_a_missing_newest_holds() -> None:
+def test_a_missing_minute_is_dropped_from_the_windows_and_holds_only_once_stale() -> None:
     """The daemon's checks on each tick's window (metrics.check_demand): a minute without a
-    sample is left out of the windows that hold it, never read as zero; when the newest
-    minute has none, the tick holds without forecasting."""
+    sample is left out of the windows that hold it, never read as zero; the tick holds
+    without forecasting only once the newest sample is older than max_staleness (here 5
+    minutes: the gap of 150-155 holds the ticks at 155 and 156, not those before)."""
     trace = step_trace(200, jump_at=0, low=3.0, high=3.0)
-    trace.iloc[150] = np.nan
+    trace.iloc[150:156] = np.nan
     settings = BacktestSettings(
         per_node_rps=1.0, warmup=timedelta(minutes=120), demand_window=timedelta(minutes=20)
     )
     replay = frame_replay(trace, settings)
     predictor = SeenHistories()
     run = replay_pool(policy_pool(settings), predictor, trace, replay)
-    ticks = range(replay.sim_start, 200)
-    assert len(predictor.seen) == len(ticks) - 1  # the tick at minute 151 did not fit
-    for history, minute in zip(predictor.seen, [m for m in ticks if m != 151], strict=True):
+    ticks = [m for m in range(replay.sim_start, 200) if m not in (155, 156)]
+    assert len(predictor.seen) == len(ticks)
+    for history, minute in zip(predictor.seen, ticks, strict=True):
         window = trace.iloc[minute - 20 : minute].dropna()
         assert history.index.equals(window.index)
         assert np.isfinite(history.to_numpy()).all()
-    assert run.desired[151 - replay.sim_start] == run.desired[150 - replay.sim_start]
+    assert run.desired[155 - replay.sim_start] == run.desired[154 - replay.sim_start]
+
+
+@pytest.mark.parametrize("max_staleness", [timedelta(minutes=2), timedelta(minutes=5)])
+def test_the_backtest_holds_at_the_ticks_runs_replay_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_staleness: timedelta
+) -> None:
+    """One staleness rule: a minute trace with empty cells and rows left out, read by `run`'s
+    replay source through the tick's fetch_demand, and by the backtest's engine with the
+    config's metrics.max_staleness: both hold at the same ticks. The backtest held at
+    every first minute without a sample, its limit fixed at 5 minutes."""
+    index = pd.date_range("2025-03-03", periods=200, freq="1min", tz="UTC")
+    counts = dict.fromkeys(range(200), "180")
+    for i in [*range(130, 133), *range(150, 154)]:
+        counts[i] = ""  # an empty cell
+    for i in [*range(160, 163), *range(170, 177)]:
+        del counts[i]  # a row left out
+    path = tmp_path / "gaps.csv"
+    path.write_text(
+        "timestamp,requests\n"
+        + "".join(f"{index[i]:%Y-%m-%dT%H:%M:%SZ},{n}\n" for i, n in counts.items())
+    )
+    trace, rows = load_trace_rows(path)
+    settings = BacktestSettings(
+        per_node_rps=1.0,
+        warmup=timedelta(minutes=120),
+        demand_window=timedelta(minutes=20),
+        max_staleness=max_staleness,
+    )
+    replay = frame_replay(trace, settings, row_minutes=rows)
+    pool = policy_pool(settings)
+    decided: list[tuple[datetime, str | None]] = []
+    real_plan = engine.plan
+
+    def plan_seen(pool: Pool, sizing: Sizing, now: datetime, *rest: Any) -> Any:
+        decided.append((now, sizing.missing_reason))
+        return real_plan(pool, sizing, now, *rest)
+
+    monkeypatch.setattr(engine, "plan", plan_seen)
+    replay_pool(pool, LastValue(), trace, replay)
+    backtest_held = [now for now, missing in decided if missing is not None]
+    clock = SimulatedClock(decided[0][0])
+    source = TraceReplaySource(read_trace(path), clock)
+    run_held = []
+    for now, _ in decided:
+        clock.advance(now - clock.now())
+        try:
+            fetch_demand(source, pool.demand, now, max_staleness)
+        except MetricsError:
+            run_held.append(now)
+    assert backtest_held == run_held
+    assert 0 < len(run_held) < 14  # a gap past the limit holds; one within it does not
 
 
 def test_a_peak_past_what_the_fleet_can_count_is_refused_not_wrapped_negative() -> None:
