@@ -33,7 +33,7 @@ from autoscaler.daemon_fits import HeavyFits, start_fit_workers
 from autoscaler.daemon_leadership import Leadership
 from autoscaler.daemon_reload import ConfigReloads
 from autoscaler.daemon_writes import WriteEpisodes
-from autoscaler.daily_report import digest_trigger
+from autoscaler.digest_trigger import digest_trigger
 from autoscaler.fit_workers import FitWorkers
 from autoscaler.notify import Notifier, alert_message
 from autoscaler.notify_queue import count_failures, finish, gathered

@@ -16,7 +16,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from autoscaler.config.schema import Config
-from autoscaler.daily_report import digest_due, digest_post, digest_trigger
+from autoscaler.daily_report import digest_post
+from autoscaler.digest_trigger import digest_due, digest_trigger
 from autoscaler.runtime import Runtime
 from backends.leases import LeaderLock
 

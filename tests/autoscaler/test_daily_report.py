@@ -122,7 +122,7 @@ def test_a_span_the_log_has_no_record_of_is_said() -> None:
 def digest_fires(at: time, zone: str, day: date) -> list[datetime]:
     """The digest's first four sends after noon two days before `day`, in local time."""
     from autoscaler.config.schema import Config
-    from autoscaler.daily_report import digest_trigger
+    from autoscaler.digest_trigger import digest_trigger
 
     pool = {
         "name": "ocr",

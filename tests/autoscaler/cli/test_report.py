@@ -241,7 +241,7 @@ def test_the_daemon_sends_the_daily_digest_at_its_time(
 
     from autoscaler.config.loader import load_config
     from autoscaler.daemon import Daemon
-    from autoscaler.daily_report import digest_trigger
+    from autoscaler.digest_trigger import digest_trigger
     from common.clock import SimulatedClock
 
     config = setup_day(tmp_path, slack_api.base_url)
