@@ -18,7 +18,7 @@ import pandas as pd
 
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
-from autoscaler.decision_log_read import LogRead, read_records
+from autoscaler.decision_log_read import LOOKBACK, LogRead, read_records
 from autoscaler.digest import DigestSettings, LoggedTick, PoolDigest, tick_digest
 from autoscaler.metrics import MetricsError, MetricsSource
 from autoscaler.notify import (
@@ -53,8 +53,8 @@ class DayReport:
     rotated files) is before it or within an interval after (rotated away for good, or
     the log is newer): the hours before it have no record, which the report says."""
     silent: tuple[tuple[datetime, datetime], ...] = ()
-    """Spans of the window, after its first line, in which no pool's decision was logged
-    for longer than SILENT_TICKS intervals (silent_spans)."""
+    """Spans of the window in which no pool's decision was logged for longer than
+    SILENT_TICKS intervals, from its start where the daemon stopped before it (silent_spans)."""
     joined: tuple[tuple[str, datetime], ...] = ()
     """Pools whose first line comes later than the others' (added or renamed by a reload
     then), with its time: their fleet before it is the count their first tick found."""
@@ -72,17 +72,20 @@ SILENT_SAID = 5
 def silent_spans(
     times: Sequence[datetime], start: datetime, end: datetime, interval: timedelta
 ) -> tuple[tuple[datetime, datetime], ...]:
-    """The spans of [start, end), from its first logged decision on, in which none was
-    logged for longer than SILENT_TICKS intervals: the daemon stopped, its ticks did not
-    finish, or (under leader_election) another replica led and logged on its own host.
-    Its fleets kept their counts then, as the report reckons them; the report says which
-    hours those are, rather than let a reader take them for the daemon's decisions. The
-    span before the first line is no_record_before's."""
+    """The spans of [start, end) in which no decision was logged for longer than
+    SILENT_TICKS intervals: the daemon stopped, its ticks did not finish, or (under
+    leader_election) another replica led and logged on its own host. Its fleets kept their
+    counts then, as the report reckons them; the report says which hours those are, rather
+    than let a reader take them for the daemon's decisions. `times` holds the lines before
+    the window too: a daemon stopped since the evening before leaves the window's first
+    hours silent (a span cut at `start`). Before the log's first line is no_record_before's."""
     inside = sorted(t for t in times if start <= t < end)
+    before = [t for t in times if t < start]
+    edges = [max(before), *inside] if before else inside
     gap = interval * SILENT_TICKS
-    spans = [(a, b) for a, b in pairwise(inside) if b - a > gap]
-    if inside and end - inside[-1] > gap:
-        spans.append((inside[-1], end))
+    spans = [(max(a, start), b) for a, b in pairwise(edges) if b - a > gap]
+    if edges and end - edges[-1] > gap:
+        spans.append((max(edges[-1], start), end))
     return tuple(spans)
 
 
@@ -140,7 +143,10 @@ def build_report(
     no_records = f"{', '.join(silent)} (in {where})" if silent else None
     begins = read.oldest.tz_convert("UTC").to_pydatetime() if read.oldest is not None else None
     late = begins if begins is not None and begins > start + config.interval else None
-    silent = silent_spans([t.at for t in read.records], start, end, config.interval)
+    logged = [t.at for t in read.records]
+    if read.oldest is not None and read.oldest < start and not any(t < start for t in logged):
+        logged.append(start - LOOKBACK)  # the last line is older than the lines read before
+    silent = silent_spans(logged, start, end, config.interval)
     return DayReport(
         start,
         end,

@@ -309,6 +309,41 @@ def test_hours_without_any_decision_are_said_not_taken_for_decisions(tmp_path: P
     assert "and 2 more spans UTC" in report_text(DayReport(DAY, END, [], [], 0, silent=many), "EUR")
 
 
+@pytest.mark.parametrize(
+    ("stopped", "back"),
+    [
+        pytest.param(timedelta(hours=4), timedelta(hours=5), id="stopped-at-20:00"),
+        pytest.param(timedelta(hours=9), timedelta(hours=5), id="before-the-6h-read"),
+        pytest.param(timedelta(hours=4), None, id="stopped-all-day"),
+    ],
+)
+def test_hours_unwatched_since_the_evening_before_are_said(
+    tmp_path: Path, stopped: timedelta, back: timedelta | None
+) -> None:
+    """The daemon stopped the evening before (20:00, or 15:00, before the 6 hours read
+    ahead of the window) and started again at 05:00 (or not that day): the digest said
+    nothing of 00:00-05:00, the silent-span note looking only between lines inside the
+    window and the no-record note only where the log had nothing older."""
+    log = tmp_path / "decisions.jsonl"
+    write_log(log, DAY - timedelta(hours=12), DAY - stopped)
+    if back is not None:
+        write_log(log, DAY + back, END)
+    pool = {"backend": {"kind": "simulated"}, "demand": {"query": "q"}, "max_nodes": 9}
+    config = Config.model_validate(
+        {
+            "interval": "10m",
+            "decision_log": str(log),
+            "metrics": {"kind": "replay", "trace": "t.csv"},
+            "pools": [{**pool, "name": "ocr", "capacity": {"per_node_rps": 1}}],
+        }
+    )
+    report = build_report(config, NoDemand(), DAY, END, [])
+    until = "11-26 05:00" if back is not None else "11-27 00:00"
+    assert report.silent == ((DAY, DAY + back if back is not None else END),)
+    assert f"no decision logged from 11-26 00:00 to {until} UTC" in report_text(report, "EUR")
+    assert report.no_record_before is None
+
+
 def test_a_pool_added_or_renamed_mid_day_is_said_with_the_hour_its_lines_begin(
     tmp_path: Path,
 ) -> None:
