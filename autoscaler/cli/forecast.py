@@ -156,7 +156,9 @@ def forecast_pool(
     if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
-    predictor = as_the_daemon_sizes(pool, per_node_rps, state, now, ticker.weeks)
+    # The loop replays its week at the rate the pool was built with, as the daemon's does
+    # (its predictor is made once, at start or reload); only the sizing takes the measured.
+    predictor = as_the_daemon_sizes(pool, ticker.per_node_rps, state, now, ticker.weeks)
     # The decision's sizing first, over the pool's horizon as the daemon's tick asks it:
     # a forecaster asked a longer horizon first learns its band over those leads. Without
     # a forecast (no data, a failed fit) the daemon still decides (a hold, a floor): so here.

@@ -5,21 +5,34 @@ utilization, so one node serves 7 / 0.95 = 7.37 req/s on a full GPU, against a p
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from autoscaler.capacity_check import CapacityCheck, estimate
 from autoscaler.capacity_watch import CapacityWatch
 from autoscaler.cli.forecast import forecast_pool
+from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.config.schema import Pool
+from autoscaler.decision_log import DecisionLog
+from autoscaler.kept_ticks import BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK, KeptTicks
+from autoscaler.kept_ticks_file import KeptWeek
+from autoscaler.loop_restarts import settings_digest
+from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile
+from autoscaler.schedules import bounds_at
 from autoscaler.state import PoolState, StateStore
-from tests.autoscaler.signals.test_signals_prometheus import Tick, make_pool
+from autoscaler.tick import PoolTicker
+from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
+from tests.autoscaler.signals.test_signals_prometheus import STALENESS, Tick, make_pool
 from tests.doubles import prometheus_signals as series
 from tests.doubles.prometheus_signals import SignalPrometheus, signal_prometheus  # noqa: F401
+from tests.support import RecordingNotifier
 
 pytestmark = pytest.mark.integration
 
@@ -199,3 +212,65 @@ def test_measured_every_so_often_and_a_series_without_data_sizes_with_the_profil
     found = empty.ticker.capacity.found  # type: ignore[union-attr]
     assert found is not None and found.measured is None and "too few" in found.describe()
     assert drift_alerts(empty) == [] and not result.errors
+
+
+def kept_week(pool: Pool, now: datetime) -> KeptWeek:
+    """30 h of 5-minute ticks before now at the fleet's 20 req/s, a burst to 35 every third
+    hour over a band of 22, last replayed 7 h ago: the next fit replays them (every 6 h)."""
+    ticks = KeptTicks()
+    for k in range(30 * 12, 0, -1):
+        at = now - k * timedelta(minutes=5)
+        demand = 35.0 if k % 36 in (0, 1) else 20.0
+        ticks.append(at, demand, bounds_at(pool.schedules, at))
+        for column in (BAND_PEAK, BAND_ARRIVAL, USED_PEAK, USED_ARRIVAL):
+            ticks.set_newest(column, 22.0)
+    return KeptWeek(ticks, now - timedelta(hours=7), False, settings_digest(pool))
+
+
+def test_forecast_calibrates_its_loop_at_the_rate_the_daemon_does(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A loop-calibrated pool (`margin: widen`) sizing with the measured 7.37 req/s while
+    it drifts: the daemon's loop replays its week at the rate its predictor was built with
+    (the profile's 10), but `forecast` built its loop at the measured one, so where a
+    recalibration was due its margin (1.07 where the tick's is 1.09), band and decision's
+    reasons now were not the tick's. Both now replay at the rate the pool was built
+    with, and size with the measured one."""
+    now = signal_prometheus.now
+    pool = make_pool(
+        [],
+        capacity_check={**CHECK, "use_measured": True},
+        predictor={"kind": "linear", "margin": "widen"},
+    )
+    store = StateStore(tmp_path / "state.json")
+    store.save_week(pool.name, kept_week(pool, now))
+
+    def ticker() -> PoolTicker:
+        fleet = SimulatedFleet(SimulatedClock(now), initial_nodes=3, boot_delay=timedelta(0))
+        metrics = PrometheusSource(
+            PrometheusMetrics(url=signal_prometheus.url, timeout=timedelta(seconds=5))
+        )
+        log = DecisionLog(tmp_path / "decisions.jsonl")
+        return PoolTicker(
+            pool, fleet, 10.0, metrics, STALENESS, RecordingNotifier(), log, False, weeks=store
+        )
+
+    forecasting = ticker()
+    shown = forecast_pool(
+        forecasting,
+        forecasting.metrics,
+        STALENESS,
+        now,
+        PoolState(),
+        OverridesFile(),
+        timedelta(hours=1),
+        timedelta(minutes=15),
+    )
+    ticked = ticker().tick(now, PoolState(), OverridesFile())
+    assert shown.now is not None and shown.now.forecast is not None
+    assert ticked.sizing.forecast is not None
+    calibration = ticked.sizing.forecast.calibration
+    assert shown.now.forecast.calibration == calibration
+    np.testing.assert_array_equal(shown.now.forecast.upper, ticked.sizing.forecast.upper)
+    assert shown.decision == ticked.decision
