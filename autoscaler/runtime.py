@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from autoscaler.calibration import with_margin
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
+from autoscaler.config.fleets import watched_fleets
 from autoscaler.config.loader import main_file
 from autoscaler.config.metrics_source import PrometheusMetrics, ReplayMetrics
 from autoscaler.config.pool_dir import read_pool_dir
@@ -229,6 +230,7 @@ def build_runtime(
     max_staleness: timedelta = config.metrics.max_staleness
     store = (ReadOnlyStateStore if dry_run else StateStore)(state_path(config))
     weeks = None if config.simulation is not None else store  # a simulation starts afresh
+    watched = watched_fleets(config.pools)
     tickers = [
         PoolTicker(
             part.pool,
@@ -241,6 +243,7 @@ def build_runtime(
             dry_run,
             predictor=part.predictor,
             weeks=weeks,
+            written_by=watched.get(part.pool.name),
         )
         for part in parts
     ]

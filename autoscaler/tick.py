@@ -63,6 +63,7 @@ class PoolTicker(TickNews):
         dry_run: bool,
         predictor: Predictor | None = None,
         weeks: StateStore | None = None,
+        written_by: str | None = None,
     ) -> None:
         self.pool = pool
         self.backend = backend
@@ -78,6 +79,9 @@ class PoolTicker(TickNews):
         self.abandoned = threading.Event()  # the daemon stopped waiting: write nothing
         self.others = OtherAutoscalers(pool.name)  # asked at the first tick: start, reload
         self.fleet = pool.backend.fleet_key()
+        self.written_by = written_by
+        """The pool that scales this dry_run pool's fleet (config.fleets.watched_fleets):
+        its counts are no change by hand here."""
         check = pool.capacity_check
         self.capacity = CapacityWatch(pool.name, check, per_node_rps) if check else None
         # Kept across ticks: a predictor may reuse what it learned (see predictors.base).
@@ -351,11 +355,17 @@ class PoolTicker(TickNews):
     ) -> int | None:
         """A count we did not set means someone scaled by hand: not fought (within the
         bounds in force). Returns the count before it; None: no such change."""
-        before = last_count_of(state, self.fleet)  # None: the pool moved to another fleet
+        before = self.last_count(state)
         state.fleet = self.fleet
         memory = state.memory
         state.memory = noticing_change_by_hand(memory, before, fleet.desired, now)
         return None if state.memory is memory else before
+
+    def last_count(self, state: PoolState) -> int | None:
+        """The count the last tick left, against which a change by hand is noticed; None:
+        none to notice (the pool moved to another fleet, or watches one another pool
+        scales, whose counts are the autoscaler's own)."""
+        return None if self.written_by is not None else last_count_of(state, self.fleet)
 
     def _log(self, result: TickResult) -> dict[str, Any]:
         """Every decision at INFO with its reasons (WARNING when something failed), and

@@ -21,7 +21,6 @@ from autoscaler.overrides import OverridesFile, active_override
 from autoscaler.plan import limits_of, noticing_change_by_hand, plan
 from autoscaler.policy import Decision, Observation, apply_bounds, nodes_for
 from autoscaler.pool_predictor import make_pool_predictor
-from autoscaler.pool_state import last_count_of
 from autoscaler.schedules import bounds_at
 from autoscaler.signals.observe import observe_signals
 from autoscaler.sizing import Sizing, forecast_demand, observe_demand, size_fleet
@@ -182,8 +181,7 @@ def forecast_pool(
     )
     result.now = replace(result.now, signals=readings, capacity_note=capacity_note)
     current = result.fleet.desired
-    last_count = last_count_of(state, pool.backend.fleet_key())
-    memory = noticing_change_by_hand(state.memory, last_count, current, now)
+    memory = noticing_change_by_hand(state.memory, ticker.last_count(state), current, now)
     result.decision, _ = plan(pool, result.now, now, current, overrides, memory)
     return result
 

@@ -2,7 +2,8 @@
 or workload fight, each taking the other's counts for changes by hand, alerting and
 holding for its cooldown, round again. `validate` and `run` (and a reload) refuse it.
 
-A pool with `dry_run: true` never writes, so it may watch a fleet another pool scales.
+A pool with `dry_run: true` never writes, so it may watch a fleet another pool scales,
+whose writes are then no change by hand to it (watched_fleets).
 """
 
 from __future__ import annotations
@@ -48,6 +49,22 @@ def shared_fleets(
             )
         )
     return problems
+
+
+def watched_fleets(pools: list[Pool]) -> dict[str, str]:
+    """Each dry_run pool whose fleet a writing pool scales, to that pool's name: the
+    writer's counts are the autoscaler's own, not changes by hand, to the one that
+    watches (told and held for its cooldown at every scale, they would be noise)."""
+    writers = {
+        fleet: pool.name
+        for pool in pools
+        if not pool.dry_run and (fleet := pool.backend.fleet()) is not None
+    }
+    return {
+        pool.name: writers[fleet]
+        for pool in pools
+        if pool.dry_run and (fleet := pool.backend.fleet()) is not None and fleet in writers
+    }
 
 
 def _place(main: YamlDocument, main_count: int, dir_files: list[Path], index: int) -> PoolPlace:

@@ -253,3 +253,65 @@ def kubernetes_ticker(
         False,
     )
     return ticker, clock, notifier
+
+
+def test_a_dry_run_pool_watching_a_fleet_another_pool_scales_takes_no_change_by_hand(
+    nomad_api: NomadApiDouble, tmp_path: Path
+) -> None:
+    """Pool 'ocr' scales the Nomad group; 'ocr-trial' (dry_run: true, a candidate setting
+    at 50 % utilization) watches it, as the loader allows. Each scale by 'ocr' read to the
+    watcher as a change by hand: alerted ('the count changed from 2 to 13 outside the
+    autoscaler') and its would-be decisions held for the cooldown, at every scale of the
+    pool beside it. The config's own writes are not changes by hand: it says what it
+    would do (13 → 20). Built by the daemon's runtime on python-nomad against the Nomad
+    API double."""
+    from autoscaler.config.schema import Config
+    from autoscaler.runtime import build_runtime
+
+    job = nomad_api.add_job("ocr-workers", {"gpu": 2})
+    trace = tmp_path / "trace.csv"
+    minutes = [START + k * timedelta(minutes=1) for k in range(-120, 60)]
+    trace.write_text(
+        "timestamp,requests\n" + "".join(f"{at:%Y-%m-%dT%H:%M:%SZ},600\n" for at in minutes)
+    )
+    backend = {"kind": "nomad_job", "address": nomad_api.url, "job": "ocr-workers", "group": "gpu"}
+    pool = {
+        "backend": backend,
+        "demand": {"query": "sum(rate(requests_total[2m]))"},
+        "capacity": {"per_node_rps": 1.0},
+        "predictor": {"kind": "linear", "margin": "band"},
+        "max_nodes": 50,
+        "cooldown": "30m",
+    }
+    config = Config.model_validate(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "metrics": {"kind": "replay", "trace": str(trace)},
+            "pools": [
+                {**pool, "name": "ocr", "target_utilization": 0.8},
+                {**pool, "name": "ocr-trial", "target_utilization": 0.5, "dry_run": True},
+            ],
+        }
+    )
+    notifier = RecordingNotifier()
+    clock = SimulatedClock(START)
+    runtime = build_runtime(
+        config,
+        source=tmp_path / "autoscaler.yaml",
+        dry_run=False,
+        clock=clock,
+        env={"NOMAD_TOKEN": DOUBLE_ACL_TOKEN},
+        notifier=notifier,
+    )
+    writer, watcher = runtime.tickers
+    states = {"ocr": PoolState(), "ocr-trial": PoolState()}
+    for _ in range(2):
+        for ticker in (watcher, writer):
+            ticker.tick(clock.now(), states[ticker.pool.name], OverridesFile())
+        clock.advance(timedelta(minutes=1))
+    assert job.groups["gpu"] == 13  # the writer's 0.8: 10 req/s on 13 nodes
+    texts = [m.text for m in notifier.messages]
+    assert not any("outside the autoscaler" in text for text in texts), texts
+    last = watcher.tick(clock.now(), states["ocr-trial"], OverridesFile())
+    assert last.decision is not None and (last.decision.current, last.decision.desired) == (13, 20)
+    assert not last.acted and job.groups["gpu"] == 13
