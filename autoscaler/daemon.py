@@ -47,6 +47,7 @@ from autoscaler.watchdog import ServiceNotifier, ticks_alive
 from backends.leases import LeaderLock
 from common.clock import Clock, SimulatedClock
 from common.deadline import each_within
+from common.tick_circuit import TickCircuit, within
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,13 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
         """Each pool's tick within a deadline of its own (the interval): a pool stuck in a
         call no deadline bounds must starve neither the other pools nor a shutdown. A
         tick left behind may not write to its fleet, and its pool is skipped while it
-        runs. Once stopping, the pools not ticked yet wait for the next start."""
+        runs. Once stopping, the pools not ticked yet wait for the next start. A server
+        that leaves one pool's call unanswered is not asked again this tick (one circuit
+        for the tick: common.tick_circuit)."""
         tickers = runtime.tickers
         limit = runtime.config.interval.total_seconds()
-        calls = [(t.pool.name, partial(self._tick_pool, t, now, fits)) for t in tickers]
+        circuit = TickCircuit()
+        calls = [(t.pool.name, partial(self._tick_pool, t, now, fits, circuit)) for t in tickers]
         late = partial(self._left_behind, tickers, now, limit)
         results = each_within(limit, calls, late, self._grace_over)
         for result in results:
@@ -263,7 +267,9 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
         grace.daemon = True
         grace.start()
 
-    def _tick_pool(self, ticker: PoolTicker, now: datetime, fits: FitWorkers | None) -> TickResult:
+    def _tick_pool(
+        self, ticker: PoolTicker, now: datetime, fits: FitWorkers | None, circuit: TickCircuit
+    ) -> TickResult:
         """One pool's tick, on each_within's thread (its fit taken from the fit workers)."""
         self._progress = time.monotonic()  # a tick of many pools is not a hung one
         name = ticker.pool.name
@@ -277,7 +283,8 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
         ticker.abandoned.clear()
         if fits is not None:
             fits.take(ticker)
-        result = ticker.tick(now, state, self.overrides)
+        with within(circuit, name):
+            result = ticker.tick(now, state, self.overrides)
         if name in self._stuck:
             self._stuck.discard(name)
             self._alert(f"{name}: tick recovered: it finished within its deadline again")

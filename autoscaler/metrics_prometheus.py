@@ -35,6 +35,7 @@ from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
 from common.http_environment import read_environment_once
 from common.secrets import shorten
+from common.tick_circuit import server_of, skipped, unanswered
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 _RETRY_WAITS_S = 1.0  # the quick retries' backoff (0.25 s, then 0.5 s), within the deadline
@@ -61,6 +62,7 @@ class PrometheusSource:
     def __init__(self, config: PrometheusMetrics, env: Mapping[str, str] = os.environ) -> None:
         self._config = config
         self._shown_url = redact_url(config.url)
+        self._server = server_of(config.url)
         self._credential_hint = _credential_hint(config)
         self._env = env
         credentials = query_credentials(config, env)  # CredentialError: cannot start
@@ -135,6 +137,17 @@ class PrometheusSource:
     def _query_range(
         self, query: str, start: datetime, end: datetime, step: timedelta
     ) -> pd.Series:
+        why_not = skipped(self._server)  # another pool's call went unanswered this tick
+        if why_not is not None:
+            raise MetricsError("unreachable", query, why_not)
+        try:
+            return self._ask_range(query, start, end, step)
+        except MetricsError as exc:
+            if exc.kind in ("timeout", "unreachable"):
+                unanswered(self._server)
+            raise
+
+    def _ask_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> pd.Series:
         total = whole_answer_s(self._config.timeout.total_seconds()) + _RETRY_WAITS_S
         small = (end - start) / step < SMALL_ANSWER_POINTS
         client = self._small_client if small else self._client

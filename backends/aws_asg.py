@@ -42,6 +42,7 @@ from common.clock import Clock
 from common.deadline import whole_answer_s
 from common.secrets import redact, remember, shorten
 from common.settings import Name
+from common.tick_circuit import server_of
 from common.transport import plain_http_finding
 
 if TYPE_CHECKING:  # boto3 is the [aws] extra: imported when a group is used, not on load
@@ -360,4 +361,5 @@ class AutoScalingGroup:
             describe=describe,
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
+            server=server_of(self.client.meta.endpoint_url),
         )

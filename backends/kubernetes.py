@@ -56,6 +56,7 @@ from backends.retry import call_with_retries
 from backends.settings import Fleet
 from common.clock import Clock
 from common.deadline import call_within, whole_answer_s
+from common.tick_circuit import server_of
 
 
 class KubernetesBackend(KubernetesAccess):
@@ -398,4 +399,5 @@ class KubernetesWorkload(WatchesHpas):
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
             retry_after=kubernetes_retry_after,
+            server=server_of(connection.host),
         )

@@ -18,6 +18,7 @@ from backends.base import BackendError
 from backends.retry import call_with_retries
 from common.deadline import whole_answer_s
 from common.secrets import shorten
+from common.tick_circuit import server_of
 
 if TYPE_CHECKING:
     from backends.kubernetes import KubernetesBackend, Target
@@ -132,6 +133,7 @@ class WatchesHpas:
             describe=lambda error: describe_hpa_error(error, connection, target, timeout_s),
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.config.timeout.total_seconds()),
+            server=server_of(connection.host),
         )
         return hpas_on(answer, target)
 

@@ -49,6 +49,7 @@ from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
 from common.secrets import remember, remember_url, shorten
 from common.settings import ApiUrl, EnvName, Name
+from common.tick_circuit import server_of
 from common.transport import http_url_problem, plain_http_finding
 
 
@@ -408,4 +409,5 @@ class NomadJobGroup(WatchesScalingPolicy, WatchesPlacement):
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.connection.timeout_s),
             retry_after=nomad_retry_after,
+            server=server_of(self.connection.address),
         )

@@ -28,6 +28,7 @@ from backends.nomad_job import (
 )
 from backends.retry import call_with_retries
 from common.deadline import whole_answer_s
+from common.tick_circuit import server_of
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class NomadNodeApi:
             sleep=self._sleep,
             deadline_s=whole_answer_s(self.connection.timeout_s),
             retry_after=nomad_retry_after,
+            server=server_of(self.connection.address),
         )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from backends.base import BackendError, is_count
 from backends.retry import call_with_retries
 from common.deadline import whole_answer_s
+from common.tick_circuit import server_of
 
 if TYPE_CHECKING:
     import nomad.api
@@ -111,4 +112,5 @@ class WatchesScalingPolicy:
             describe=lambda error: describe_nomad_error(error, connection, config.job),
             sleep=self._sleep,
             deadline_s=whole_answer_s(connection.timeout_s),
+            server=server_of(connection.address),
         )

@@ -11,21 +11,30 @@ A server that says how long to wait (a 429 or 503 with Retry-After) is waited at
 that long: retrying sooner adds to its overload and is likely refused again. The wait
 never outlasts the deadline the call is under (common.deadline.seconds_left: a pool's
 tick, the leader lock's own): a wait that would is not begun, and the error says so.
+
+A call given its `server` that finally fails unanswered (timed out, refused) opens the
+tick's circuit for that server, and calls to it from the other pools this tick are not
+made (common.tick_circuit): a blackholed server costs one pool's timeouts, not each one's.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import requests
+import urllib3.exceptions
+
 from backends.base import BackendError, calls_are_off
 from common.deadline import DeadlineExceeded, call_within, seconds_left
 from common.retry_after import retry_after_seconds
+from common.tick_circuit import skipped, unanswered
 
 T = TypeVar("T")
 
@@ -124,6 +133,32 @@ def wait_asked_once(
     return wait_before_retry(backoff, asked, seconds_left())
 
 
+def did_not_answer(error: BaseException) -> bool:
+    """The server sent no answer: the call timed out, or could not connect or was cut off
+    (a blackhole, a refusal), through requests (python-nomad's wrapping too), urllib3
+    (the Kubernetes client) or botocore. A TLS failure is an answer of a kind: not one."""
+    cause = getattr(error, "nomad_resp", None)  # python-nomad's wrapping of requests' error
+    error = cause if isinstance(cause, BaseException) else error
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    if isinstance(error, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        return False
+    unanswered_kinds: tuple[type[BaseException], ...] = (
+        TimeoutError,  # a missed deadline (common.deadline), a socket's own
+        ConnectionError,
+        requests.Timeout,
+        requests.ConnectionError,
+        urllib3.exceptions.TimeoutError,  # with NewConnectionError (refused, DNS)
+        urllib3.exceptions.ProtocolError,
+    )
+    botocore = sys.modules.get("botocore.exceptions")  # only loaded where AWS is used
+    if botocore is not None:
+        if isinstance(error, botocore.SSLError):
+            return False
+        unanswered_kinds += (botocore.ConnectionError, botocore.ConnectionClosedError)
+    return isinstance(error, unanswered_kinds)
+
+
 def no_retry_after(error: BaseException) -> str | None:
     """The default: the error carries no Retry-After (a backend whose server sends none)."""
     return None
@@ -143,6 +178,7 @@ def call_with_retries(
     deadline_s: float | None = None,
     retry_after: Callable[[BaseException], str | None] = no_retry_after,
     wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    server: str | None = None,
 ) -> T:
     """Run `operation`, retrying up to `retries` more times on retryable errors.
 
@@ -152,7 +188,9 @@ def call_with_retries(
     attempt must end within it (common.deadline: a server dripping its answer counts as
     a timeout, and is retried like one). `retry_after(error)` is the Retry-After header
     the failed answer carried, if any (read against `wall` where it is a date); the wait
-    before the next attempt is wait_before_retry's.
+    before the next attempt is wait_before_retry's. `server` (common.tick_circuit's
+    server_of): not called where another pool's call to it went unanswered this tick, and
+    where this one does, the others are not.
     """
     if retries < 0:
         raise ValueError("retries cannot be negative")
@@ -162,6 +200,9 @@ def call_with_retries(
         attempt += 1
         if calls_are_off():
             raise BackendError(f"{what}: not attempted, the tick is past its deadline")
+        why_not = skipped(server)
+        if why_not is not None:
+            raise BackendError(f"{what}: {why_not}")
         try:
             if deadline_s is None:
                 return operation()
@@ -177,7 +218,9 @@ def call_with_retries(
                 where = "" if attempt == 1 else f" on attempt {attempt} of {attempts_allowed}"
                 raise BackendError(f"{what} failed{where}: {cause}") from None
             cause = describe(error)
+            silent = late or did_not_answer(error)  # the last such attempt opens the circuit
             if attempt >= attempts_allowed:
+                unanswered(server if silent else None)
                 raise BackendError(
                     f"{what} failed after {attempt} attempt{'s' if attempt > 1 else ''}: {cause}"
                 ) from None
@@ -190,6 +233,7 @@ def call_with_retries(
             asked = None if late else retry_after_seconds(retry_after(error), wall())
             delay = wait_before_retry(backoff, asked, seconds_left())
             if isinstance(delay, GiveUp):
+                unanswered(server if silent else None)
                 raise BackendError(
                     f"{what} failed on attempt {attempt} of {attempts_allowed}: {cause}; "
                     f"{delay.why}"

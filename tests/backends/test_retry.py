@@ -306,3 +306,66 @@ def test_a_backoff_past_the_deadline_gives_up_at_once() -> None:
     late = wait_before_retry(9.0, None, 1.0)
     assert isinstance(late, GiveUp)
     assert "backoff (9.0 s) ends past the deadline (1.0 s left)" in late.why
+
+
+def _unanswered_kinds() -> list[BaseException]:
+    import botocore.exceptions
+    import requests
+    import urllib3.exceptions
+
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return [
+        requests.ConnectTimeout("connect timed out"),
+        urllib3.exceptions.MaxRetryError(None, "/apis", refused),  # type: ignore[arg-type]
+        urllib3.exceptions.ReadTimeoutError(None, "/apis", "read timed out"),  # type: ignore[arg-type]
+        botocore.exceptions.EndpointConnectionError(endpoint_url="https://autoscaling.example"),
+    ]
+
+
+@pytest.mark.parametrize("error", _unanswered_kinds(), ids=lambda e: type(e).__name__)
+def test_a_call_left_unanswered_is_not_made_again_by_other_pools_this_tick(
+    error: BaseException,
+) -> None:
+    """The Kubernetes client's urllib3 errors, requests' and botocore's: once one pool's call
+    to a server goes unanswered after its retries, another pool's call to it this tick
+    fails at once saying why; a call to another server, or in the next tick, is made."""
+    from common.tick_circuit import TickCircuit, within
+
+    def call(operation, server: str):  # type: ignore[no-untyped-def]
+        return call_with_retries(
+            operation,
+            what="reading",
+            retries=1,
+            is_retryable=lambda e: True,
+            sleep=lambda s: None,
+            server=server,
+        )
+
+    circuit = TickCircuit()
+    with within(circuit, "ocr"), pytest.raises(BackendError):
+        call(failing_then("never", [error, error])[0], "https://k8s.internal:6443")
+    other, _ = failing_then("fleet", [])
+    with within(circuit, "asr"), pytest.raises(BackendError) as skipped:
+        call(other, "https://k8s.internal:6443")
+    assert "skipped: https://k8s.internal:6443 did not answer pool ocr's call" in str(skipped.value)
+    with within(circuit, "asr"):
+        assert call(other, "https://nomad.internal:4646") == "fleet"
+    with within(TickCircuit(), "asr"):
+        assert call(other, "https://k8s.internal:6443") == "fleet"
+
+
+def test_a_server_that_answers_an_error_is_asked_again_by_the_next_pool() -> None:
+    """A 503 after every retry is an answer: the server is up, the next pool asks it."""
+    from common.tick_circuit import TickCircuit, within
+
+    circuit = TickCircuit()
+    with within(circuit, "ocr"), pytest.raises(BackendError):
+        call_with_retries(
+            failing_then("never", [Flaky("503"), Flaky("503")])[0],
+            what="reading",
+            retries=1,
+            is_retryable=lambda e: True,
+            sleep=lambda s: None,
+            server="https://nomad.internal:4646",
+        )
+    assert circuit.skipped("https://nomad.internal:4646") is None
