@@ -143,10 +143,11 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
             runtime = self.runtime
             now = runtime.clock.now()
             started = time.monotonic()
-            fits = self._send_heavy_fits(runtime, now)
+            circuit = TickCircuit()  # a server one pool's call found silent: once a tick
+            fits = self._send_heavy_fits(runtime, now, circuit)
             try:
                 with gathered(runtime.notifier):  # the tick's news in few posts, at its end
-                    results = self._tick_pools(runtime, now, fits)
+                    results = self._tick_pools(runtime, now, fits, circuit)
             finally:
                 if fits is not None:
                     self._fits_done(fits)
@@ -160,7 +161,7 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
             return results
 
     def _tick_pools(
-        self, runtime: Runtime, now: datetime, fits: FitWorkers | None
+        self, runtime: Runtime, now: datetime, fits: FitWorkers | None, circuit: TickCircuit
     ) -> list[TickResult]:
         """Each pool's tick within a deadline of its own (the interval): a pool stuck in a
         call no deadline bounds must starve neither the other pools nor a shutdown. A
@@ -170,7 +171,6 @@ class Daemon(ConfigReloads, Leadership, WriteEpisodes, HeavyFits, DigestSends):
         for the tick: common.tick_circuit)."""
         tickers = runtime.tickers
         limit = runtime.config.interval.total_seconds()
-        circuit = TickCircuit()
         calls = [(t.pool.name, partial(self._tick_pool, t, now, fits, circuit)) for t in tickers]
         late = partial(self._left_behind, tickers, now, limit)
         results = each_within(limit, calls, late, self._grace_over)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from autoscaler.fit_workers import WORKERS_FROM, FitWorkers, worker_count
 from autoscaler.runtime import Runtime
+from common.tick_circuit import TickCircuit
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
 
@@ -42,10 +43,12 @@ class HeavyFits:
             self._fit_workers.close()
             self._fit_workers = None
 
-    def _send_heavy_fits(self, runtime: Runtime, now: datetime) -> FitWorkers | None:
+    def _send_heavy_fits(
+        self, runtime: Runtime, now: datetime, circuit: TickCircuit
+    ) -> FitWorkers | None:
         """The pools whose fit is heavy this tick (all at the first) sent to the fit
-        workers, which the pool loop then takes their fits from (autoscaler.fit_workers);
-        None without workers, or with no fit due."""
+        workers, which the pool loop then takes their fits from (autoscaler.fit_workers),
+        observed under the tick's `circuit`; None without workers, or with no fit due."""
         fits = self._fit_workers
         if fits is None:
             return None
@@ -53,7 +56,7 @@ class HeavyFits:
         if not due:
             return None
         try:
-            fits.send(due, now, runtime.config.interval.total_seconds() / 2)
+            fits.send(due, now, runtime.config.interval.total_seconds() / 2, circuit)
         except Exception:  # the pools fit in their own ticks, as without workers
             log.exception("fit workers failed; each pool fits in its own ticks")
             self._let_fit_workers_go()

@@ -42,6 +42,7 @@ import pandas as pd
 
 from autoscaler.replay_decide import compile_replay
 from common.deadline import DeadlineExceeded, call_within
+from common.tick_circuit import TickCircuit, within
 from predictors import Predictor
 from predictors.history_grid import epoch_index
 
@@ -110,18 +111,26 @@ class FitWorkers:
         that sent a loop-calibrated pool is over (`_warm`)."""
         self._warm_due = False
 
-    def send(self, tickers: Sequence[PoolTicker], now: datetime, seconds: float) -> None:
+    def send(
+        self,
+        tickers: Sequence[PoolTicker],
+        now: datetime,
+        seconds: float,
+        circuit: TickCircuit | None = None,
+    ) -> None:
         """Observe each pool and send it with its forecaster to the workers. Within
         `seconds`, which bound `take`'s waits too: pools not observed by then are left to
-        their own ticks. The observing runs as each pool's own tick does, under a deadline:
-        a metrics call that never returns is left behind, with what was observed so far."""
+        their own ticks. The observing runs as each pool's own tick does, under a deadline
+        and the tick's `circuit` (a Prometheus that left one pool's query unanswered is not
+        asked for the others): a metrics call that never returns is left behind, with what
+        was observed so far."""
         self._now, self._deadline = now, time.monotonic() + seconds
         self.pools, self.fitted, self.missed = len(tickers), 0, {}
         if not self.warming and any(t.recalibrates for t in tickers):
             self._warm_due = True
         given_up = threading.Event()
         batch_size = _batch_size(len(tickers), self.workers)
-        observe = partial(self._observe_all, tickers, now, batch_size, given_up)
+        observe = partial(self._observe_all, tickers, now, batch_size, given_up, circuit)
         try:
             self._sent = call_within(seconds, observe, "fit workers: observe", self._stop)
         except DeadlineExceeded:
@@ -137,13 +146,15 @@ class FitWorkers:
         now: datetime,
         batch_size: int,
         given_up: threading.Event,
+        circuit: TickCircuit | None,
     ) -> dict[int, _Sent]:
         sent: dict[int, _Sent] = {}
         batch: list[tuple[PoolTicker, pd.Series]] = []
         for ticker in tickers:
             if time.monotonic() >= self._deadline or self._stopping() or given_up.is_set():
                 break
-            answer = ticker.observe(now)
+            with within(circuit or TickCircuit(), ticker.pool.name):
+                answer = ticker.observe(now)
             sent[id(ticker)] = _Sent(answer)
             history = None if isinstance(answer, str) else ticker.history_to_fit(answer)
             if history is not None:

@@ -475,3 +475,34 @@ def test_workers_that_cannot_start_leave_the_daemon_to_fit_in_its_ticks(
     assert "no fit workers ([Errno 13] Permission denied)" in caplog.text
     results = daemon.tick()
     assert len(results) == 3 and all(r.sizing.forecast is not None for r in results)
+
+
+def test_pools_observed_for_the_workers_skip_a_prometheus_that_did_not_answer(
+    tmp_path: Path,
+) -> None:
+    """The real Prometheus client against the query_range HTTP double, which stalls: the
+    first pool's query times out, and the pools after it are not asked this tick (the
+    daemon's circuit for the tick, common.tick_circuit); each holds on that, its tick
+    asking no second time."""
+    from autoscaler.config.metrics_source import PrometheusMetrics
+    from autoscaler.metrics_prometheus import PrometheusSource
+    from common.tick_circuit import TickCircuit
+    from tests.doubles.prometheus_server import PrometheusApiDouble, Reply
+
+    with PrometheusApiDouble([Reply(delay=30.0)]) as prom:
+        source = PrometheusSource(PrometheusMetrics(url=prom.url, timeout=timedelta(seconds=0.3)))
+        tickers = [make_ticker(tmp_path, name, DailyDemand(1.0)) for name in ("p", "q", "r")]
+        for ticker in tickers:
+            ticker.metrics = source  # type: ignore[assignment]
+        fits = FitWorkers(2)
+        try:
+            fits.send(tickers, NOW, 60.0, TickCircuit())
+            for ticker in tickers:
+                fits.take(ticker)
+        finally:
+            fits.close()
+        assert len(prom.requests) == 1
+    observed = [t._observed[1] if t._observed else None for t in tickers]
+    assert isinstance(observed[0], str) and observed[0].startswith("timeout:")
+    for why in observed[1:]:
+        assert isinstance(why, str) and f"{prom.url} did not answer pool p's call" in why
