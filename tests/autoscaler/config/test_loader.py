@@ -929,65 +929,81 @@ def test_a_leader_lock_name_its_store_refuses_is_a_located_error(
         load_config(write(tmp_path, BASE + f"leader_election: {good}\n"))
 
 
+KUBERNETES_GOOD = "{kind: kubernetes, name: ocr.v2-gpu, namespace: ml-gpu}"
+NOMAD_GOOD = "{kind: nomad_job, job: batch/dispatch-1, group: gpu, namespace: ml-gpu}"
+
+
 @pytest.mark.parametrize(
-    ("backend", "field", "words"),
+    ("backend", "field", "words", "good"),
     [
-        ("{kind: kubernetes, name: Web_Workers}", "backend.name", "no Kubernetes object name"),
-        ("{kind: kubernetes, name: ocr/gpu}", "backend.name", "no Kubernetes object name"),
-        ("{kind: kubernetes, name: ocr, namespace: GPU}", "backend.namespace", "namespace"),
-        ("{kind: kubernetes, name: ocr, namespace: ml.gpu}", "backend.namespace", "namespace"),
+        (
+            "{kind: kubernetes, name: Web_Workers}",
+            "backend.name",
+            "no Kubernetes object name",
+            KUBERNETES_GOOD,
+        ),
+        (
+            "{kind: kubernetes, name: ocr/gpu}",
+            "backend.name",
+            "no Kubernetes object name",
+            KUBERNETES_GOOD,
+        ),
+        (
+            "{kind: kubernetes, name: ocr, namespace: GPU}",
+            "backend.namespace",
+            "namespace",
+            KUBERNETES_GOOD,
+        ),
+        (
+            "{kind: kubernetes, name: ocr, namespace: ml.gpu}",
+            "backend.namespace",
+            "namespace",
+            KUBERNETES_GOOD,
+        ),
+        (
+            "{kind: nomad_job, job: web workers, group: gpu}",
+            "backend.job",
+            "contains a space",
+            NOMAD_GOOD,
+        ),
+        (
+            "{kind: nomad_job, job: fm, group: gpu, namespace: ml_gpu}",
+            "backend.namespace",
+            "'_'",
+            NOMAD_GOOD,
+        ),
+        (
+            "{kind: nomad_cluster, asg: fm, namespace: ml gpu}",
+            "backend.namespace",
+            "namespace",
+            NOMAD_GOOD,
+        ),
     ],
 )
-def test_a_kubernetes_name_no_object_can_have_is_a_located_error(
-    tmp_path: Path, backend: str, field: str, words: str
+def test_a_fleet_name_its_server_cannot_hold_is_a_located_error(
+    tmp_path: Path, backend: str, field: str, words: str, good: str
 ) -> None:
-    """A workload or namespace the API server can never hold (uppercase, '_', '/'; a '.'
-    in a namespace) passed validate and run: every tick asked for it and was answered
-    'not found', the fleet never scaled. Names it can hold still load."""
+    """A Kubernetes workload or namespace the API server can never hold (uppercase, '_',
+    '/'; a '.' in a namespace), a Nomad job ID with a space (Nomad's Job.Validate refuses
+    one) or a namespace outside Nomad's validNamespaceName ([a-zA-Z0-9-]) passed validate
+    and run: every tick asked for it and was answered 'not found', and the fleet was never
+    scaled. Names the server can hold still load (a Nomad job ID with a '/': a dispatched
+    job's)."""
     text = BASE.replace("backend: {kind: simulated}", f"backend: {backend}")
     path = write(tmp_path, text)
     line = line_of(text, "backend: {kind: ")
     assert_reported(config_error(path), path, line, f"pools[1].{field}", words)
-    good = "{kind: kubernetes, name: ocr.v2-gpu, namespace: ml-gpu}"
     load_config(write(tmp_path, BASE.replace("backend: {kind: simulated}", f"backend: {good}")))
-
-
-def test_a_kubernetes_leader_lock_namespace_no_namespace_can_have_is_a_located_error(
-    tmp_path: Path,
-) -> None:
-    text = BASE + "leader_election: {kind: kubernetes, namespace: Ops_Team, ttl: 2m}\n"
-    path = write(tmp_path, text)
-    line = line_of(text, "leader_election:")
-    assert_reported(config_error(path), path, line, "leader_election.namespace", "'Ops_Team'")
 
 
 @pytest.mark.parametrize(
-    ("backend", "field", "words"),
-    [
-        ("{kind: nomad_job, job: web workers, group: gpu}", "backend.job", "contains a space"),
-        ("{kind: nomad_job, job: fm, group: gpu, namespace: ml_gpu}", "backend.namespace", "'_'"),
-        ("{kind: nomad_cluster, asg: fm, namespace: ml gpu}", "backend.namespace", "namespace"),
-    ],
+    ("store", "namespace"), [("kubernetes", "Ops_Team"), ("nomad", "ops_team")]
 )
-def test_a_nomad_name_no_job_or_namespace_can_have_is_a_located_error(
-    tmp_path: Path, backend: str, field: str, words: str
+def test_a_leader_lock_namespace_its_store_cannot_hold_is_a_located_error(
+    tmp_path: Path, store: str, namespace: str
 ) -> None:
-    """A job ID with a space (Nomad's Job.Validate refuses one) or a namespace outside
-    Nomad's validNamespaceName ([a-zA-Z0-9-]) passed validate and run: every tick asked
-    for it and was answered 'not found', and the fleet was never scaled. A job ID with a
-    '/' (a dispatched job's) still loads."""
-    text = BASE.replace("backend: {kind: simulated}", f"backend: {backend}")
-    path = write(tmp_path, text)
-    line = line_of(text, "backend: {kind: ")
-    assert_reported(config_error(path), path, line, f"pools[1].{field}", words)
-    good = "{kind: nomad_job, job: batch/dispatch-1, group: gpu, namespace: ml-gpu}"
-    load_config(write(tmp_path, BASE.replace("backend: {kind: simulated}", f"backend: {good}")))
-
-
-def test_a_nomad_leader_lock_namespace_no_namespace_can_have_is_a_located_error(
-    tmp_path: Path,
-) -> None:
-    text = BASE + "leader_election: {kind: nomad, namespace: ops_team, ttl: 2m}\n"
+    """A lock in a namespace its store can never hold: the lock could never be taken."""
+    text = BASE + f"leader_election: {{kind: {store}, namespace: {namespace}, ttl: 2m}}\n"
     path = write(tmp_path, text)
     line = line_of(text, "leader_election:")
-    assert_reported(config_error(path), path, line, "leader_election.namespace", "'ops_team'")
+    assert_reported(config_error(path), path, line, "leader_election.namespace", repr(namespace))
