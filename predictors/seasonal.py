@@ -28,7 +28,9 @@ The forecast at lead h is
   the residual spread, and `Forecast.notes` says so.
 - point: shape + level, or the last sample held at every lead, whichever buys less
   capacity on the replay at the same late share (a source that reports every 10
-  minutes holds its value between reports, which no smoothed level matches).
+  minutes holds its value between reports, which no smoothed level matches); where one
+  replayed day stands out of the pick's others, a point that foresees it, the held
+  sample plus the week lag's change among them (predictors/point_choice.py).
 - data repair: missing steps stay NaN, short dips to ~0 in busy series (counter
   resets) become NaN, zeros of sparse series stay (predictors/cleaning.py).
 - short history (under `min_history` of data): the seed's linear trend on the last
@@ -57,9 +59,9 @@ about 1/N of the pools refit per tick. Data and parameters alone decide: still p
 A fresh start (a daemon restart, a new pool, the backtest's first tick) fits every pool on
 one tick, and the replay is most of a fit's cost: with `quick_first_fit` (the default) it
 is quick (quantiles.replay_origins; one band search, for the point that one trial finds
-cheaper: point_choice.point_band, quick) and the forecast says its band is provisional; the full
-replay comes with the next refit, on the pool's phase, so restarted pools still spread
-their full refits over the hour.
+cheaper: point_choice.point_band, quick) and the forecast says its band is provisional;
+the full replay comes with the next refit, on the pool's phase, so restarted pools still
+spread their full refits over the hour.
 """
 
 from __future__ import annotations
