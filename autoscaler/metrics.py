@@ -167,7 +167,10 @@ def fetch_demand(
     window (14 days of minutes is 20,160 samples, three Prometheus queries, every pool
     every minute)."""
     end = step_floor(now, demand.step)
-    start = end - demand.window
+    # Whole steps back from the grid's end: Prometheus evaluates at start + k x step, so a
+    # window that is no whole number of steps (1d at 25m) put every sample off the grid and
+    # the newest (window mod step) before end, stale at every tick past max_staleness.
+    start = end - (demand.window // demand.step) * demand.step
     ask_from = start
     if kept is not None:
         ask_from = max(start, newest_time(kept.series.index) - OVERLAP_STEPS * demand.step)

@@ -86,6 +86,24 @@ def test_fetch_demand_uses_the_pools_window_and_step(
     np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
 
 
+def test_a_window_of_no_whole_number_of_steps_still_ends_on_the_grid(
+    prometheus_history: PrometheusWithHistory,  # noqa: F811
+) -> None:
+    """A day at a 25-minute step (57.6 steps): Prometheus evaluates at start + k x step, so
+    a start a day before the grid's end put every sample 10 minutes off the grid and the
+    newest 15 minutes before the end, stale at every tick (limit 5 minutes)."""
+    now = _minute_now()
+    demand = DemandQuery(query=DEMAND_QUERY, window=timedelta(days=1), step=timedelta(minutes=25))
+    with _source(prometheus_history.url) as source:
+        series = fetch_demand(source, demand, now, STALENESS).series
+    assert series.index[-1] == pd.Timestamp(step_floor(now, demand.step))
+    assert len(series) == 58 and series.index[0] >= pd.Timestamp(now - demand.window)
+    minutes = (series.index - pd.Timestamp(0, tz=UTC)) // pd.Timedelta(minutes=1)
+    assert (minutes % 25 == 0).all()
+    expected = prometheus_history.expected_rate(series.index)
+    np.testing.assert_allclose(series.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
 def test_two_series_is_ambiguous_and_says_to_sum(
     prometheus_history: PrometheusWithHistory,  # noqa: F811
 ) -> None:
