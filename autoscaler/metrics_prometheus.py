@@ -182,7 +182,7 @@ class PrometheusSource:
                 "bad_response", query, f"HTTP request failed ({type(exc).__name__})"
             ) from None
         except _Refused as exc:
-            reason = self._http_error(exc.status, exc.error)
+            reason = self._http_error(exc.status, exc.error, exc.where)
             error = _TooManySamples if _TOO_MANY_SAMPLES.search(reason) else MetricsError
             raise error("bad_response", query, reason) from None
         except (ValueError, KeyError, TypeError):
@@ -226,9 +226,9 @@ class PrometheusSource:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _http_error(self, status: int, error: str | None) -> str:
+    def _http_error(self, status: int, error: str | None, where: str = "") -> str:
         """Status and Prometheus's own `error` text."""
-        reason = f"HTTP {status} from {self._shown_url}"
+        reason = f"HTTP {status} from {self._shown_url}{where}"
         if error:
             reason += f": {shorten(' '.join(error.split()), 200)}"
         if status == 401 and error is not None and "no org id" in error:
@@ -282,9 +282,9 @@ class _Refused(Exception):
     it has none). prometheus-api-client quotes the body's repr instead, whose escapes cut
     a reading of it at the first quote ('unexpected \\' for 'unexpected "}"')."""
 
-    def __init__(self, status: int, error: str | None) -> None:
+    def __init__(self, status: int, error: str | None, where: str = "") -> None:
         super().__init__(status, error)
-        self.status, self.error = status, error
+        self.status, self.error, self.where = status, error, where
 
 
 class _UnsuccessfulAnswer(Exception):
@@ -314,12 +314,12 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
     series would read as less load."""
     if response.status_code != 200:
         if not response.is_redirect:  # a redirect is followed, then this hook sees its end
-            raise _Refused(response.status_code, _error_text(response))
+            raise _Refused(response.status_code, _error_text(response), _redirected(response))
         return
     try:
         body = response.json()
     except (ValueError, RecursionError):  # RecursionError: nested past what json decodes
-        raise _UnsuccessfulAnswer("response is not JSON") from None
+        raise _UnsuccessfulAnswer(f"response is not JSON{_not_the_api(response)}") from None
     status = body.get("status") if isinstance(body, dict) else None
     if status != "success":
         error = body.get("error") if isinstance(body, dict) else None
@@ -349,6 +349,23 @@ def _require_success(response: requests.Response, *args: object, **kwargs: objec
             f"Prometheus warns the answer may be partial ({shorten(str(first), 200)}); "
             "part of the data is not the whole"
         )
+
+
+def _redirected(response: requests.Response) -> str:
+    """Where a redirect led (a login page), told by the path: a hook sees each hop before
+    requests sets `history`. No query string (a login's state): not metrics.url's answer."""
+    if urlsplit(response.url).path.endswith("/api/v1/query_range"):
+        return ""
+    return f" after a redirect to {shorten(redact_url(response.url), 120)}"
+
+
+def _not_the_api(response: requests.Response) -> str:
+    """What came instead of a JSON answer (an HTML login or proxy page), if it says."""
+    kind, where = response.headers.get("Content-Type", ""), _redirected(response)
+    if "json" in kind and not where:
+        return ""  # Prometheus's own answer, cut short
+    came = shorten(kind.split(";")[0].strip() or "no content type", 40)
+    return f" but {came}{where}: not Prometheus's API (a login page, a proxy's?); check metrics.url"
 
 
 def _error_text(response: requests.Response) -> str | None:

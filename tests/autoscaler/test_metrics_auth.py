@@ -380,6 +380,58 @@ def test_no_credential_header_follows_a_redirect_to_another_host() -> None:
     assert "X-Api-Key" not in sent and "key-Qm7Rz2Wx9Vb4Tn6K" not in str(sent)
 
 
+class _OAuthProxy(JsonApiHandler):
+    """An OAuth proxy in front of Prometheus, as oauth2-proxy documents it with
+    --skip-provider-button: a request without its session cookie gets a 302 to
+    /oauth2/start?rd=<path>, which gets a 302 to the provider's /authorize (another host,
+    here `localhost`) with client_id and state; the provider answers its login page (the
+    double's `login_status`, 200 or 403) in HTML."""
+
+    def serve(self, request: IncomingRequest) -> None:
+        double = self.server.double  # type: ignore[attr-defined]
+        if request.path == "/oauth2/start":
+            login = f"{double.url.replace('127.0.0.1', 'localhost')}/authorize"
+            location = f"{login}?client_id=autoscaler&state={OAUTH_STATE}"
+            self.send_bytes(302, b"", "text/html", {"Location": location})
+        elif request.path == "/authorize":
+            page = b"<!DOCTYPE html><html><body><form>Sign in with SSO</form></body></html>"
+            self.send_bytes(double.login_status, page, "text/html; charset=utf-8")
+        else:
+            rd = self.path.replace("/", "%2F").replace("?", "%3F")
+            self.send_bytes(302, b"", "text/html", {"Location": f"/oauth2/start?rd={rd}"})
+
+
+OAUTH_STATE = "st-Hq4Rk9Xz2Vm7Lp3"
+
+
+@pytest.mark.parametrize(
+    ("login_status", "said"),
+    [
+        (200, "response is not JSON but text/html after a redirect to {login}: not "),
+        (403, "HTTP 403 from {url}/prometheus after a redirect to {login} (check "),
+    ],
+)
+def test_a_login_page_after_a_redirect_says_where_the_query_was_sent(
+    login_status: int, said: str
+) -> None:
+    """Prometheus behind an OAuth proxy the daemon has no session for: the query ends on
+    the provider's HTML login page. It said only 'response is not JSON' (or an HTTP 403
+    'from' metrics.url): now where the redirect led, without its state or the token."""
+    with LoopbackDouble(_OAuthProxy) as proxy:
+        proxy.login_status = login_status  # type: ignore[attr-defined]
+        config = PrometheusMetrics(url=f"{proxy.url}/prometheus", bearer_token_env="PROM_TOKEN")
+        with (
+            PrometheusSource(config, env={"PROM_TOKEN": "tok-Bv8Nq2Zr5Wk1"}) as source,
+            pytest.raises(MetricsError) as caught,
+        ):
+            now = datetime.now(UTC)
+            source.demand("sum(rate(x[5m]))", now - MINUTE, now, MINUTE)
+    login = f"{proxy.url.replace('127.0.0.1', 'localhost')}/authorize"
+    assert caught.value.kind == "bad_response"
+    assert said.format(url=proxy.url, login=login) in caught.value.reason
+    assert OAUTH_STATE not in str(caught.value) and "tok-Bv8Nq2Zr5Wk1" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("settings", "needle"),
     [
