@@ -23,6 +23,7 @@ from autoscaler.notify import Notifier
 from autoscaler.notify_queue import QueuedNotifier, count_failures
 from autoscaler.overrides import OverridesFile
 from autoscaler.runtime import Runtime, build_runtime, orphaned_drains
+from autoscaler.state import PoolState
 from autoscaler.telemetry import Telemetry
 
 log = logging.getLogger("autoscaler.daemon")  # the daemon's logger, as before the split
@@ -115,6 +116,7 @@ class ConfigReloads:
     env: Mapping[str, str]
     runtime: Runtime
     overrides: OverridesFile
+    states: dict[str, PoolState]
     _notifier_override: Notifier | None
     _overrides_seen: tuple[int, ...] | None
     _overrides_problem: str | None
@@ -152,7 +154,11 @@ class ConfigReloads:
         count_failures(new.notifier, self.telemetry.notification_failed)
         replaced, self.runtime = self.runtime, new
         let_go(replaced)
-        self.telemetry.keep_pools({pool.name for pool in config.pools})
+        names = {pool.name for pool in config.pools}
+        self.telemetry.keep_pools(names)
+        # A removed pool's memory is no one's now: kept, every pool a reload ever removed
+        # stayed in memory and in the state file each tick rewrites, for good.
+        self.states = {name: state for name, state in self.states.items() if name in names}
         self._overrides_seen = None
         log.info(
             "config reloaded from %s (%d pools, %d of them unchanged: they keep what they "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -221,3 +222,24 @@ def test_a_pool_moved_to_another_fleet_is_not_told_a_change_by_hand(
     nomad_api.jobs[("default", "llm-v2")].groups["gpu"] = 30  # by hand: still told
     daemon.tick()
     assert [t for t in notifier.texts if "outside the autoscaler" in t]
+
+
+def test_a_pool_a_reload_removes_leaves_the_state_file(tmp_path: Path) -> None:
+    """Pools added and removed by reloads under a new name each time (a pool per model
+    version): each one's memory was kept for the life of the daemon, in memory and in the
+    state file every tick rewrites. Now a reload that removes a pool forgets it; the pool
+    that stays keeps its memory."""
+    path = write_config(tmp_path)
+    pool = yaml.safe_load(path.read_text())["pools"][0]
+    clock = SimulatedClock(NOON)
+    daemon = Daemon(path, clock=clock, notifier=RecordingNotifier())
+    run_ticks(daemon, clock, 2)
+    kept = daemon.states["image-gen"]
+    for version in range(20):
+        for pools in ([pool, {**pool, "name": f"model-v{version}"}], [pool]):
+            write_config(tmp_path, pools=pools)
+            daemon.request_reload()
+            run_ticks(daemon, clock, 1)
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())["pools"]
+    assert set(daemon.states) == set(saved) == {"image-gen"}
+    assert daemon.states["image-gen"] is kept
