@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
@@ -20,7 +18,7 @@ from autoscaler.state import PoolState
 from common.cli import CONTEXT, add_version_option
 from common.durations import format_duration
 from common.extras import require
-from common.secrets import RedactingJsonFormatter
+from common.log_lines import setup_logging
 
 if TYPE_CHECKING:
     from autoscaler.cli.demo import ConsoleReporter
@@ -47,32 +45,6 @@ error's status the systemd unit does not restart on: the service started meanwhi
 retried once the holder is done, not left stopped."""
 
 
-def _setup_logging(level: str) -> None:
-    """Plain lines on a terminal; one JSON object per line otherwise (journald, files)."""
-    handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty():
-        # In UTC, said so, as every other time the daemon prints (decisions, status,
-        # Slack): a terminal line in the host's local time without a zone misled.
-        plain = logging.Formatter(
-            "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S",
-        )
-        plain.converter = time.gmtime
-        handler.setFormatter(plain)
-    else:
-        handler.setFormatter(
-            # One time field (`timestamp`, ISO 8601 in UTC); what a line is about goes in
-            # fields of its own (`extra=`), never as a dict's repr inside `message`.
-            RedactingJsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
-        )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # "skipped: maximum number of running instances": the daemon says it itself, once per
-    # run of late ticks and only outside a simulation (autoscaler.daemon).
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-
-
 @app.command()
 def run(
     config: ConfigOption,
@@ -96,7 +68,7 @@ def run(
         errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     simulated = parsed.simulation is not None
-    _setup_logging(log_level or ("WARNING" if simulated else "INFO"))
+    setup_logging(log_level or ("WARNING" if simulated else "INFO"))
     lock = None if dry_run else _instance_lock(parsed)
     try:
         code = _run(parsed, config, dry_run, once)
@@ -271,7 +243,7 @@ def forecast(
     except ConfigError as exc:
         errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    _setup_logging("WARNING")
+    setup_logging("WARNING")
     try:
         if plot is not None:
             require("--plot", "matplotlib")
@@ -364,7 +336,7 @@ def status(config: ConfigOption) -> None:
             overrides, broken_overrides = None, str(exc)
     store = StateStore(state_path(parsed))
     states = store.load(set_aside_corrupt=False)
-    _setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
+    setup_logging("ERROR")  # a fleet's retries are not news here; its failure is shown
     clock = SystemClock()
     fleets = read_fleets(parsed, clock)
     rows = pool_statuses(parsed, states, overrides, clock.now(), fleets)

@@ -119,7 +119,7 @@ def test_an_unknown_log_level_is_a_one_line_error_not_a_traceback(tmp_path: Path
 def test_log_lines_on_a_terminal_are_in_utc_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """A terminal's plain lines were in the host's local time with no zone, beside
     decisions, status and Slack in UTC: 09:14 in a log read against 14:14 UTC elsewhere."""
-    from autoscaler.cli import main
+    from common import log_lines
 
     class Terminal:
         def isatty(self) -> bool:
@@ -133,13 +133,13 @@ def test_log_lines_on_a_terminal_are_in_utc_and_say_so(monkeypatch: pytest.Monke
 
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
-    monkeypatch.setattr(main.sys, "stderr", Terminal())
+    monkeypatch.setattr(log_lines.sys, "stderr", Terminal())
     record = logging.LogRecord("autoscaler.x", logging.INFO, __file__, 1, "hello", None, None)
     record.created, record.msecs = 1_790_000_000.25, 250.0  # 2026-09-21 14:13:20.250 UTC
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        main._setup_logging("INFO")
+        log_lines.setup_logging("INFO")
         line = root.handlers[0].format(record)
     finally:
         monkeypatch.undo()
