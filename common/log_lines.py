@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 
 from common.secrets import RedactingJsonFormatter
 
@@ -29,6 +30,11 @@ def setup_logging(level: str) -> None:
             RedactingJsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
         )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # A library's warning (urllib3's at every unverified request, under verify_tls: false
+    # with allow_insecure) was printed by Python as two plain lines beside the JSON ones:
+    # now a line like the others, redacted, and that one said once for each host.
+    logging.captureWarnings(True)
+    warnings.filterwarnings("default", message="Unverified HTTPS request")
     for noisy in ("apscheduler", "urllib3", "kubernetes.client.rest", "botocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # "skipped: maximum number of running instances": the daemon says it itself, once per

@@ -1,0 +1,50 @@
+"""What the daemon writes to stderr under systemd (journald): one JSON object per line,
+whatever a library has to say. Runs `autoscaler run --once` as a child process, with the
+real Kubernetes client against the Kubernetes API double (HTTPS, a throwaway CA)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.autoscaler.test_daemon import write_config
+from tests.doubles.kubernetes_api import KubernetesApiDouble
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_library_warning_is_one_json_line_once_per_host(tmp_path: Path) -> None:
+    """With verify_tls: false (allow_insecure: true), urllib3 warns of every unverified
+    request; Python printed each as two plain lines beside the JSON ones (its source line
+    and `warnings.warn(`), three requests a tick, so the journal filled with lines no JSON
+    reader takes. Now a WARNING line of its own, said once for the host."""
+    with KubernetesApiDouble(tls=True) as kube:
+        kube.add_deployment("ocr", 3, ready=3)
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", with_ca=False)
+        path = write_config(tmp_path)
+        config = yaml.safe_load(path.read_text())
+        config["pools"][0]["backend"] = {
+            "kind": "kubernetes",
+            "name": "ocr",
+            "kubeconfig": str(kubeconfig),
+            "verify_tls": False,
+            "allow_insecure": True,
+        }
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run(
+            [sys.executable, "-m", "autoscaler.cli.main", "run", "--once", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+        assert len(kube.requests) >= 2  # the fleet was read: more than one unverified call
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # each one JSON
+    warned = [line for line in lines if "Unverified HTTPS request" in line["message"]]
+    assert len(warned) == 1, done.stderr
+    assert warned[0]["levelname"] == "WARNING"
