@@ -5,6 +5,8 @@ real Kubernetes client against the Kubernetes API double (HTTPS, a throwaway CA)
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,32 @@ def test_a_library_warning_is_one_json_line_once_per_host(tmp_path: Path) -> Non
     warned = [line for line in lines if "Unverified HTTPS request" in line["message"]]
     assert len(warned) == 1, done.stderr
     assert warned[0]["levelname"] == "WARNING"
+
+
+def test_each_line_to_the_journal_carries_its_level(tmp_path: Path) -> None:
+    """journald filed every JSON line at info (priority 6), errors and warnings with it:
+    `journalctl -u autoscaler -p warning` showed nothing of a failing pool. Where stderr
+    is the journal's stream ($JOURNAL_STREAM names its device:inode, systemd.exec(5)),
+    each line starts with its syslog level, `<4>` for a WARNING, which journald takes as
+    the line's priority and strips (SyslogLevelPrefix=, on by default)."""
+    path = write_config(tmp_path)  # a replayed trace of 1995: every pool's metrics fail
+    journal = tmp_path / "journal-stream"
+    with journal.open("w") as stream:
+        info = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        subprocess.run(
+            [sys.executable, "-m", "autoscaler.cli.main", "run", "--once", "--config", str(path)],
+            stderr=stream,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+    lines = journal.read_text().splitlines()
+    levels = {"DEBUG": "7", "INFO": "6", "WARNING": "4", "ERROR": "3", "CRITICAL": "2"}
+    prefixed = [re.fullmatch(r"<(\d)>(\{.*\})", line) for line in lines]
+    assert all(prefixed), lines
+    for match in prefixed:
+        assert match is not None and match[1] == levels[json.loads(match[2])["levelname"]]
+    assert {"4", "6"} <= {match[1] for match in prefixed if match is not None}
