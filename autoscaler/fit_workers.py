@@ -42,6 +42,7 @@ import pandas as pd
 
 from autoscaler.replay_decide import compile_replay
 from common.deadline import DeadlineExceeded, call_within
+from common.log_lines import setup_logging
 from common.tick_circuit import TickCircuit, within
 from predictors import Predictor
 from predictors.history_grid import epoch_index
@@ -93,7 +94,12 @@ class FitWorkers:
         self.workers = workers
         self._stop = stop
         """Set when the daemon is stopping: `take` waits no longer (nor `send` observes)."""
-        self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        self._executor = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_log_as_the_daemon,
+            initargs=(logging.getLogger().getEffectiveLevel(),),
+        )
         self.starting = [self._executor.submit(_ready) for _ in range(workers)]
         """The workers' first tasks, sent now so that they start (and import) before the
         first tick: done once they are up."""
@@ -314,6 +320,12 @@ def _unpacked(packed: PackedHistory) -> pd.Series:
     stamps = packed.first_ns + np.arange(count, dtype=np.int64) * packed.step_ns
     index = epoch_index(stamps, packed.unit, packed.tz)
     return pd.Series(packed.values, index=index, name=packed.name)
+
+
+def _log_as_the_daemon(level: int) -> None:
+    """A worker's log lines as the daemon's (JSON, the journal's levels): a fresh
+    interpreter's went to Python's last-resort handler, a bare line among them."""
+    setup_logging(logging.getLevelName(level))
 
 
 def _ready() -> None:

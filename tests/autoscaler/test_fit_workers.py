@@ -7,9 +7,12 @@ same pool ticked without the workers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,6 +39,7 @@ from predictors import Forecast
 from tests.support import RecordingNotifier, daily_wave
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def daily_demand(start: datetime, end: datetime, step: timedelta, scale: float) -> pd.Series:
@@ -506,3 +510,41 @@ def test_pools_observed_for_the_workers_skip_a_prometheus_that_did_not_answer(
     assert isinstance(observed[0], str) and observed[0].startswith("timeout:")
     for why in observed[1:]:
         assert isinstance(why, str) and f"{prom.url} did not answer pool p's call" in why
+
+
+def test_what_a_worker_logs_is_a_json_line_as_the_daemons_are(tmp_path: Path) -> None:
+    """Under the shipped unit's MemoryDenyWriteExecute=yes numba's import is refused, and
+    each fit worker said so as it warmed, through Python's last-resort handler: a bare
+    line among the daemon's JSON ones, that journald filed at info. The workers now log
+    as the daemon does. The demo's pool 33 times, loop-calibrated, on its simulated clock
+    for an hour (`autoscaler run` as a child process; numba refused at import, as llvmlite
+    refuses it under that restriction)."""
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    (refusing / "numba.py").write_text(
+        'raise PermissionError(1, "cannot allocate executable memory")\n'
+    )
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config.update(state_dir=str(tmp_path / "state"), fit_workers=2)
+    config["decision_log"] = str(tmp_path / "decisions.jsonl")
+    config["metrics"]["trace"] = str(ROOT / "config" / "traces" / "nasa_jul95_demo.csv")
+    config["simulation"]["end"] = "1995-07-11T05:00:00Z"
+    (pool,) = config["pools"]
+    pool["predictor"]["margin"] = "loop"
+    config["pools"] = [{**pool, "name": f"gpu-{n}"} for n in range(daemon_fits.WORKERS_FROM)]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(refusing), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # each one JSON
+    said = [line for line in lines if "numba cannot compile here" in line["message"]]
+    assert said and all(line["levelname"] == "WARNING" for line in said)
