@@ -46,6 +46,32 @@ def to_the_journal(stream: TextIO) -> bool:
     return os.environ.get("JOURNAL_STREAM") == f"{info.st_dev}:{info.st_ino}"
 
 
+class ErrorText:
+    """stderr for a command's error text (a rich Console's file), found at each write as
+    Console(stderr=True) finds it. Where it is the journal's, each line begins with `<3>`
+    (err), as the log lines carry their levels: a start refused ('invalid config', exit 2,
+    which the unit does not restart) said why at info, unseen by `journalctl -p err`."""
+
+    def __init__(self) -> None:
+        self._mid_line = False
+
+    def write(self, text: str) -> int:
+        stream = sys.stderr
+        if not text or not to_the_journal(stream):
+            return stream.write(text)
+        pieces = text.splitlines(keepends=True)
+        marked = [p if i == 0 and self._mid_line else f"<3>{p}" for i, p in enumerate(pieces)]
+        self._mid_line = not pieces[-1].endswith("\n")
+        stream.write("".join(marked))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def setup_logging(level: str) -> None:
     """Plain lines on a terminal; one JSON object per line otherwise (journald, files)."""
     handler = logging.StreamHandler(sys.stderr)

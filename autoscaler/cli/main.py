@@ -18,7 +18,7 @@ from autoscaler.state import PoolState
 from common.cli import CONTEXT, add_version_option
 from common.durations import format_duration
 from common.extras import require
-from common.log_lines import setup_logging
+from common.log_lines import ErrorText, setup_logging
 
 if TYPE_CHECKING:
     from autoscaler.cli.demo import ConsoleReporter
@@ -34,7 +34,7 @@ app = typer.Typer(
 )
 add_version_option(app, "autoscaler")
 console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+errors = Console(file=ErrorText(), soft_wrap=True)  # stderr, err in the journal
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's YAML config")]
 INSTANCE_LOCK = "autoscaler.lock"

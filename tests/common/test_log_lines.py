@@ -79,3 +79,28 @@ def test_each_line_to_the_journal_carries_its_level(tmp_path: Path) -> None:
     for match in prefixed:
         assert match is not None and match[1] == levels[json.loads(match[2])["levelname"]]
     assert {"4", "6"} <= {match[1] for match in prefixed if match is not None}
+
+
+def test_why_a_start_was_refused_reaches_the_journal_as_an_error(tmp_path: Path) -> None:
+    """A service refused at its start (an invalid config, exit 2, which the unit does not
+    restart) said why at info: `journalctl -u autoscaler -p err` showed only systemd's
+    'Failed with result exit-code', not the file, line and field to fix. Where stderr is
+    the journal's, each line of a command's error text now begins with `<3>` (err)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("interval: 1m\npools: []\nno_such_key: 1\n")
+    journal = tmp_path / "journal-stream"
+    with journal.open("w") as stream:
+        info = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "autoscaler.cli.main", "run", "--config", str(path)],
+            stderr=stream,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2
+    lines = journal.read_text().splitlines()
+    assert f"<3>{path}:3: no_such_key: unknown key 'no_such_key'" in " ".join(lines)
+    assert len(lines) == 3 and all(line.startswith("<3>") for line in lines), lines
