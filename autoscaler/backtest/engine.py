@@ -19,7 +19,14 @@ from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import BASELINES, Replay
 from autoscaler.config.scaling import ScaleDown, ScaleUp
-from autoscaler.config.schema import DEFAULT_MARGIN, Capacity, DemandQuery, Pool, PredictorConfig
+from autoscaler.config.schema import (
+    DEFAULT_MARGIN,
+    MAX_HORIZON_STEPS,
+    Capacity,
+    DemandQuery,
+    Pool,
+    PredictorConfig,
+)
 from autoscaler.metrics import MetricsError, check_demand
 from autoscaler.plan import act, plan
 from autoscaler.policy import Memory
@@ -94,6 +101,11 @@ class BacktestSettings:
                 raise ValueError(f"{name.replace('_', ' ')} must be whole minutes, not {value}")
         if self.tick < MINUTE:
             raise ValueError("tick must be at least one minute")
+        if self.boot_delay + self.tick > MAX_HORIZON_STEPS * MINUTE:  # the policy's horizon
+            raise ValueError(
+                f"boot delay and a tick look {(self.boot_delay + self.tick) // MINUTE:,} minutes "
+                f"ahead, more than the {MAX_HORIZON_STEPS:,} a forecast may (a pool's horizon)"
+            )
         if not 0 <= self.service_target < 1:
             raise ValueError("service target is a share of late requests in [0, 1)")
         if self.latency_target_s <= 0:

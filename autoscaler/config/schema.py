@@ -50,6 +50,14 @@ MAX_HISTORY_STEPS = 1_000_000
 queries for 600 million samples, a tick left behind at its deadline for good."""
 
 
+MAX_HORIZON_STEPS = 1_440
+"""Steps of `demand.step` one forecast looks ahead (a day of minutes). The seasonal
+forecaster replays every lead over a week of origins at each refit, so its cost grows with
+the steps (14 days of minutes, one pool: 6 h 0.7 s and 0.4 GB, 24 h 3.6 s and 0.8 GB, 3 d
+6-12 s and 2 GB, 7 d 19-40 s and 4.5 GB); `horizon: 36500d` was 52 million steps, a
+MemoryError at every tick."""
+
+
 class DemandQuery(Strict):
     query: PromQL = Field(description="PromQL giving the pool's demand in requests per second")
     window: PositiveDuration = Field(
@@ -233,6 +241,14 @@ class Pool(Strict):
             raise ValueError("max_nodes must be at least min_nodes")
         if self.horizon < self.boot_time:
             raise ValueError("horizon must be at least boot_time, or new nodes arrive too late")
+        steps = -(-self.horizon // self.demand.step)  # whole steps, rounded up as forecasts are
+        if steps > MAX_HORIZON_STEPS:
+            raise ValueError(
+                f"horizon ({format_duration(self.horizon)}) is {steps:,} steps of demand.step "
+                f"({format_duration(self.demand.step)}), more than the {MAX_HORIZON_STEPS:,} a "
+                "forecast may look ahead: each refit replays every step, for seconds and "
+                "gigabytes; a horizon need only pass boot_time"
+            )
         names = [s.name for s in self.signals]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

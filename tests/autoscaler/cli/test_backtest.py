@@ -238,6 +238,10 @@ def test_under_json_the_files_written_are_said_on_stderr_and_stdout_is_the_json(
         (["--margin", "wide"], "margin: Input should be 'band', 'loop' or 'widen'"),
         (["--scale-up-max-percent", "inf"], "scale-up max percent must be a positive number"),
         (["--scale-up-max-percent", "nan"], "scale-up max percent must be a positive number"),
+        (
+            ["--boot-delay", "2d"],
+            "boot delay and a tick look 2,881 minutes ahead, more than the 1,440",
+        ),
     ],
 )
 def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(

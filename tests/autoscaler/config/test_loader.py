@@ -387,6 +387,26 @@ def test_bad_value_names_file_line_and_field(
     assert_reported(error, path, line_of(text, anchor), field, *words)
 
 
+@pytest.mark.parametrize(
+    ("step", "horizon", "loads"),
+    [("1m", "24h", True), ("1m", "1441m", False), ("5m", "5d", True), ("10s", "4h1m", False)],
+)
+def test_a_horizon_is_at_most_a_day_of_minutes_in_steps(
+    tmp_path: Path, step: str, horizon: str, loads: bool
+) -> None:
+    """The forecast's cost is in its steps (demand.step): 36500d was a MemoryError a tick."""
+    text = BASE.replace("      window: 2h", f"      window: 14d\n      step: {step}", 1)
+    text = text.replace("horizon: 15m", f"horizon: {horizon}", 1)
+    path = write(tmp_path, text)
+    if loads:
+        assert load_config(path).pools[0].horizon > load_config(path).pools[0].boot_time
+        return
+    error = config_error(path)
+    assert_reported(
+        error, path, line_of(text, "horizon:"), "pools[0].horizon", "more than the 1,440"
+    )
+
+
 def test_missing_required_field_points_at_the_parent_mapping(tmp_path: Path) -> None:
     text = BASE.replace("    max_nodes: 60\n", "", 1)
     path = write(tmp_path, text)
