@@ -259,6 +259,12 @@ class Pool(Strict):
 # ---- global ----------------------------------------------------------------------
 
 
+MAX_FIT_WORKERS = 64
+"""Fit worker processes a config may ask for: each is about 165 MB, and a typo (800) started
+800 of them once there were 32 pools. A fixed bound, since validate may run on another host
+than run; past the CPUs the daemon may use, more workers only take memory."""
+
+
 class SimulationConfig(Strict):
     """Play the daemon on a simulated clock (the demo): `speed` simulated seconds per second."""
 
@@ -294,12 +300,13 @@ class Config(Strict):
     fit_workers: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_FIT_WORKERS,
         validation_alias=AliasChoices("fit_workers", "first_fit_workers"),  # its old name
         description=(
             "worker processes that do the pools' heavy forecaster fits (a daemon's first "
             "tick, then each pool's hourly refit) beside the tick, when it has 32 or more "
             "pools (autoscaler.fit_workers); default: the CPUs the daemon may use, at most "
-            "8; 0 or 1: each pool fits in its own tick"
+            "8; 0 or 1: each pool fits in its own tick; at most 64"
         ),
     )
     pool_dir: Path | None = Field(

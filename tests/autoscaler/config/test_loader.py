@@ -360,6 +360,14 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
             "pools[0].backend.kind",
             ["unknown kind 'openstack'", "'nomad_job', 'nomad_cluster', 'kubernetes'"],
         ),
+        # 800 workers of ~165 MB each, a typo for 8, started once there were 32 pools
+        (
+            "interval: 1m",
+            "interval: 1m\nfit_workers: 800",
+            "fit_workers:",
+            "fit_workers",
+            ["less than or equal to 64 (got 800)"],
+        ),
         # checks across keys point at the key they name
         (
             "horizon: 15m",
