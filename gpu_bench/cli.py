@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from common.cli import CONTEXT, add_version_option, option_duration, option_output
+from common.standard_streams import said_when_stdout_refuses
 from gpu_bench.profile import load_profile
 
 if TYPE_CHECKING:
@@ -391,7 +392,7 @@ def show(
 
 
 def main() -> None:
-    app()
+    said_when_stdout_refuses("gpu-bench", app)
 
 
 if __name__ == "__main__":
