@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import BASELINES, Replay
+from autoscaler.backtest.setting_error import SettingError, predictor_problem
 from autoscaler.config.scaling import ScaleDown, ScaleUp
 from autoscaler.config.schema import (
     DEFAULT_MARGIN,
@@ -37,7 +38,7 @@ from autoscaler.sizing import Sizing, size_fleet
 from backends import backend_settings, make_backend
 from backends.base import FleetState
 from common.clock import SimulatedClock
-from common.settings import validation_problem
+from common.durations import format_duration
 from predictors import PREDICTORS, Forecast, Predictor
 
 MINUTE = timedelta(minutes=1)
@@ -94,36 +95,47 @@ class BacktestSettings:
 
     def __post_init__(self) -> None:
         if not (self.per_node_rps > 0 and math.isfinite(self.per_node_rps)):
-            raise ValueError("per-node capacity must be a positive number of req/s")
+            raise SettingError(
+                "per_node_rps", "per-node capacity must be a positive number of req/s"
+            )
         for name in ("boot_delay", "tick", "warmup", "burn_in", "backfill", "demand_window"):
             value: timedelta = getattr(self, name)
             if value < timedelta(0) or value % MINUTE:
-                raise ValueError(f"{name.replace('_', ' ')} must be whole minutes, not {value}")
+                raise SettingError(
+                    name,
+                    f"{name.replace('_', ' ')} must be whole minutes, not {format_duration(value)}",
+                )
         if self.tick < MINUTE:
-            raise ValueError("tick must be at least one minute")
+            raise SettingError("tick", "tick must be at least one minute")
         if self.boot_delay + self.tick > MAX_HORIZON_STEPS * MINUTE:  # the policy's horizon
-            raise ValueError(
+            raise SettingError(
+                "boot_delay",
                 f"boot delay and a tick look {(self.boot_delay + self.tick) // MINUTE:,} minutes "
-                f"ahead, more than the {MAX_HORIZON_STEPS:,} a forecast may (a pool's horizon)"
+                f"ahead, more than the {MAX_HORIZON_STEPS:,} a forecast may (a pool's horizon)",
             )
         if not 0 <= self.service_target < 1:
-            raise ValueError("service target is a share of late requests in [0, 1)")
+            raise SettingError(
+                "service_target", "service target is a share of late requests in [0, 1)"
+            )
         if self.latency_target_s <= 0:
-            raise ValueError("latency target must be positive")
+            raise SettingError("latency_target_s", "latency target must be positive")
         if self.scale_up_max_step is not None and self.scale_up_max_step < 1:
-            raise ValueError("scale-up max step must be at least 1 node")
+            raise SettingError("scale_up_max_step", "scale-up max step must be at least 1 node")
         percent = self.scale_up_max_percent
         if percent is not None and not (percent > 0 and math.isfinite(percent)):
             # inf passed here and met the pool's ScaleUp: pydantic's report after the read
-            raise ValueError(f"scale-up max percent must be a positive number, not {percent}")
+            raise SettingError(
+                "scale_up_max_percent",
+                f"scale-up max percent must be a positive number, not {percent}",
+            )
         for target in self.predictor_targets or (None,):  # each run's, before the first
             params = policy_params(self, None if target is None else {"service_target": target})
             try:
                 self.predictor_config(kind=self.predictor_kind, params=params)
             except ValidationError as exc:
-                raise ValueError(_config_problem(exc, target)) from None
+                raise predictor_problem(exc, target) from None
         if self.jobs is not None and self.jobs < 1:
-            raise ValueError("jobs must be at least 1")
+            raise SettingError("jobs", "jobs must be at least 1")
 
     def predictor_config(self, **fields: Any) -> PredictorConfig:
         """The project's predictor config: margin and policy as given (a policy not given
@@ -174,12 +186,6 @@ def policy_params(settings: BacktestSettings, params: dict[str, Any] | None) -> 
         merged.setdefault("service_target", settings.service_target)
         merged.setdefault("latency_target_s", settings.latency_target_s)
     return merged
-
-
-def _config_problem(exc: ValidationError, target: float | None) -> str:
-    """pydantic's errors as one line ("margin: Input should be ..."), without its URL."""
-    prefix = "" if target is None else f"predictor target {target:g}: "
-    return prefix + "; ".join(validation_problem(error) for error in exc.errors())
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -136,7 +137,7 @@ def backtest_command(
     with --config and --pool, that pool as configured, and what it should change."""
     from autoscaler.backtest.report import backtest_table, report_json, summary_lines
     from autoscaler.backtest.runner import BacktestSettings
-    from autoscaler.cli.backtest_config import config_backtest
+    from autoscaler.cli.backtest_config import config_backtest, option_problem
 
     plot = _check_outputs(decisions_out, plot)  # before the run, not after it
     if config is not None or pool is not None:
@@ -186,7 +187,7 @@ def backtest_command(
             **{name: value for name, value in given.items() if value is not None},
         )
     except ValueError as exc:
-        errors.print(f"[red]invalid option[/]: {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]invalid option[/]: {escape(option_problem(exc))}", highlight=False)
         raise typer.Exit(2) from None
     report = _trace_report(trace, settings)
     _outputs(report, decisions_out, plot, as_json)
@@ -341,7 +342,9 @@ def _capacity(per_node_rps: float | None, profile: Path | None) -> float:
             errors.print(f"[red]cannot read profile[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
     assert per_node_rps is not None
-    if per_node_rps <= 0:
-        errors.print("[red]--per-node-rps must be positive[/]")
+    if not (per_node_rps > 0 and math.isfinite(per_node_rps)):  # nan and inf too
+        errors.print(
+            f"[red]--per-node-rps must be a positive number of req/s, not {per_node_rps}[/]"
+        )
         raise typer.Exit(2)
     return per_node_rps

@@ -90,6 +90,32 @@ class PoolRun:
     jobs: int | None = None
 
 
+OPTION_OF = {
+    "per_node_rps": "--per-node-rps",
+    "boot_delay": "--boot-delay",
+    "tick": "--tick",
+    "warmup": "--warmup",
+    "burn_in": "--burn-in",
+    "latency_target_s": "--latency-target",
+    "service_target": "--service-target",
+    "predictor": "--predictor",
+    "predictor_targets": "--predictor-targets",
+    "margin": "--margin",
+    "policy": "--policy",
+    "scale_up_max_step": "--scale-up-max-step",
+    "scale_up_max_percent": "--scale-up-max-percent",
+    "jobs": "--jobs",
+}
+"""The backtest's settings as its command line spells them."""
+
+
+def option_problem(exc: ValueError) -> str:
+    """A setting's problem led by the option that gives it (a SettingError names its
+    field), as the other option errors are: "--tick: tick must be whole minutes ..."."""
+    option = OPTION_OF.get(getattr(exc, "setting", ""))
+    return f"{option}: {exc}" if option else str(exc)
+
+
 def load_pool(path: Path, name: str) -> tuple[Config, Pool, float]:
     """The config, the pool (its profile's start-up time in its boot time when it asks
     for that) and its per-node rate; exit 2 naming file, line and field, or the pools."""
@@ -207,7 +233,10 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
     try:
         settings = pool_settings(config, pool, per_node_rps, run)
     except ValueError as exc:
-        errors.print(f"[red]cannot backtest pool {pool.name}[/]: {escape(str(exc))}")
+        if getattr(run, getattr(exc, "setting", ""), None) is not None:  # an option gave it
+            errors.print(f"[red]invalid option[/]: {escape(option_problem(exc))}", highlight=False)
+        else:
+            errors.print(f"[red]cannot backtest pool {pool.name}[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
     try:
         label, demand, queue = demand_of(config, pool, run)

@@ -27,6 +27,22 @@ def _app() -> typer.Typer:
     return app
 
 
+CONFIG = """\
+interval: 1m
+state_dir: state
+metrics:
+  kind: replay
+  trace: {trace}
+pools:
+  - name: ocr
+    backend: {{kind: simulated}}
+    demand: {{query: up}}
+    capacity: {{per_node_rps: 0.04}}
+    max_nodes: 500
+"""
+"""A pool of the daemon's config whose metrics are the cut trace replayed."""
+
+
 def _cut(tmp_path: Path, minutes: int) -> Path:
     with gzip.open(NASA, "rt") as trace:
         lines = trace.read().splitlines()[: minutes + 1]
@@ -90,7 +106,7 @@ def test_backtest_table_names_the_best_baseline(tmp_path: Path) -> None:
     none = CliRunner().invoke(
         _app(), ["backtest", "--trace", str(trace), "--per-node-rps", "1", "--jobs", "0"]
     )
-    assert none.exit_code == 2 and "jobs must be at least 1" in none.output
+    assert none.exit_code == 2 and "--jobs: jobs must be at least 1" in none.output
 
 
 def test_a_longer_burn_in_runs_the_policy_from_earlier_and_says_so(tmp_path: Path) -> None:
@@ -231,17 +247,21 @@ def test_under_json_the_files_written_are_said_on_stderr_and_stdout_is_the_json(
 @pytest.mark.parametrize(
     ("options", "said"),
     [
-        (["--predictor-targets", "0.01,5"], "predictor target 5: params.service_target"),
+        (["--predictor-targets", "0.01,5"], "--predictor-targets: predictor target 5: params."),
         (["--predictor-targets", "0.01,abc"], "--predictor-targets: expected shares"),
-        (["--service-target", "0"], "params.service_target: Input should be greater than 0"),
-        (["--predictor", "arima"], "kind: unknown predictor 'arima'; known: linear, seasonal"),
-        (["--margin", "wide"], "margin: Input should be 'band', 'loop' or 'widen'"),
-        (["--scale-up-max-percent", "inf"], "scale-up max percent must be a positive number"),
-        (["--scale-up-max-percent", "nan"], "scale-up max percent must be a positive number"),
-        (
-            ["--boot-delay", "2d"],
-            "boot delay and a tick look 2,881 minutes ahead, more than the 1,440",
-        ),
+        (["--service-target", "0"], "--service-target: params.service_target: Input should be"),
+        (["--service-target", "2"], "--service-target: service target is a share"),
+        (["--predictor", "arima"], "--predictor: kind: unknown predictor 'arima'; known: linear"),
+        (["--margin", "wide"], "--margin: margin: Input should be 'band', 'loop' or 'widen'"),
+        (["--policy", "cheap"], "--policy: policy: Input should be 'forecast', 'auto'"),
+        (["--scale-up-max-percent", "inf"], "--scale-up-max-percent: scale-up max percent must"),
+        (["--scale-up-max-percent", "nan"], "--scale-up-max-percent: scale-up max percent must"),
+        (["--scale-up-max-step", "0"], "--scale-up-max-step: scale-up max step must be at least"),
+        (["--jobs", "0"], "--jobs: jobs must be at least 1"),
+        (["--tick", "90s"], "--tick: tick must be whole minutes, not 90s"),
+        (["--boot-delay", "30s"], "--boot-delay: boot delay must be whole minutes, not 30s"),
+        (["--burn-in", "90s"], "--burn-in: burn in must be whole minutes"),
+        (["--boot-delay", "2d"], "--boot-delay: boot delay and a tick look 2,881 minutes ahead"),
     ],
 )
 def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
@@ -249,7 +269,8 @@ def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
 ) -> None:
     """They were pydantic's report ('1 validation error for PredictorConfig', a URL), the
     predictor's own only after the trace was read, and a second predictor target's only
-    after the first target's whole run."""
+    after the first target's whole run; and each named the setting in words, not the
+    option to change ('tick must be whole minutes, not 0:01:30')."""
     trace = _cut(tmp_path, 8 * 60)
     run = ["backtest", "--trace", str(trace), "--per-node-rps", "0.04", "--warmup", "6h"]
     result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, *options])
@@ -257,6 +278,37 @@ def test_a_predictor_option_it_cannot_run_is_one_line_before_the_run(
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"invalid option: {said}" in result.output
     assert "pydantic" not in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_per_node_rate_that_is_no_positive_number_names_the_option(
+    tmp_path: Path, value: str
+) -> None:
+    """nan and inf passed the option's check (nan <= 0 is false) and were refused as
+    'per-node capacity must be a positive number of req/s', naming no option; with
+    --config too, where the rate replaces the pool's."""
+    trace = _cut(tmp_path, 8 * 60)
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text(CONFIG.format(trace=trace))
+    for source in (["--trace", str(trace)], ["--config", str(config), "--pool", "ocr"]):
+        run = ["backtest", *source, "--per-node-rps", value, "--warmup", "6h"]
+        result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), run)
+        assert result.exit_code == 2, result.output
+        assert f"--per-node-rps must be a positive number of req/s, not {float(value)}" in (
+            result.output
+        )
+
+
+def test_with_config_an_option_the_replay_cannot_use_is_named(tmp_path: Path) -> None:
+    """--service-target 2 with --config was 'cannot backtest pool ocr: service target is a
+    share ...', naming neither the option nor a field of the pool's file."""
+    trace = _cut(tmp_path, 8 * 60)
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text(CONFIG.format(trace=trace))
+    run = ["backtest", "--config", str(config), "--pool", "ocr", "--warmup", "6h"]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(_app(), [*run, "--service-target", "2"])
+    assert result.exit_code == 2, result.output
+    assert "invalid option: --service-target: service target is a share" in result.output
 
 
 @pytest.mark.parametrize("option", ["--warmup", "--boot-delay", "--tick"])
