@@ -96,8 +96,9 @@ def test_a_window_of_no_whole_number_of_steps_still_ends_on_the_grid(
     demand = DemandQuery(query=DEMAND_QUERY, window=timedelta(days=1), step=timedelta(minutes=25))
     with _source(prometheus_history.url) as source:
         series = fetch_demand(source, demand, now, STALENESS).series
-    assert series.index[-1] == pd.Timestamp(step_floor(now, demand.step))
-    assert len(series) == 58 and series.index[0] >= pd.Timestamp(now - demand.window)
+    end = pd.Timestamp(step_floor(now, demand.step))
+    assert series.index[-1] == end
+    assert len(series) == 58 and series.index[0] >= end - demand.window  # within the window
     minutes = (series.index - pd.Timestamp(0, tz=UTC)) // pd.Timedelta(minutes=1)
     assert (minutes % 25 == 0).all()
     expected = prometheus_history.expected_rate(series.index)
