@@ -8,7 +8,7 @@ the simulated backend (backends/simulated.py) on a SimulatedClock: no second cop
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from autoscaler.backtest.baselines import BASELINES, Replay
+from autoscaler.backtest.recorded import PlaybackPredictor
 from autoscaler.backtest.setting_error import SettingError, predictor_problem
 from autoscaler.config.scaling import ScaleDown, ScaleUp
 from autoscaler.config.schema import (
@@ -204,54 +205,6 @@ class PolicyRun:
     ready: np.ndarray
     ticks: list[TickRecord] = field(default_factory=list)
     forecasts: list[Forecast | Exception] = field(default_factory=list)
-
-
-class RecordingPredictor:
-    """Passes through to a real predictor and keeps every forecast, for replays."""
-
-    def __init__(self, inner: Predictor) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.records: list[Forecast | Exception] = []
-
-    def fit(self, history: pd.Series) -> RecordingPredictor:
-        try:
-            self.inner.fit(history)
-        except (ValueError, ArithmeticError) as exc:
-            self.records.append(exc)
-            raise
-        return self
-
-    def forecast(self, horizon: timedelta) -> Forecast:
-        try:
-            result = self.inner.forecast(horizon)
-        except (ValueError, ArithmeticError) as exc:
-            self.records.append(exc)
-            raise
-        self.records.append(result)
-        return result
-
-
-class PlaybackPredictor:
-    """Gives back recorded forecasts in order: the same answers, without refitting."""
-
-    def __init__(self, name: str, records: Sequence[Forecast | Exception]) -> None:
-        self.name = name
-        self.records = records
-        self.position = 0
-
-    def fit(self, history: pd.Series) -> PlaybackPredictor:
-        record = self.records[self.position]
-        if isinstance(record, Exception):
-            self.position += 1
-            raise record
-        return self
-
-    def forecast(self, horizon: timedelta) -> Forecast:
-        record = self.records[self.position]
-        self.position += 1
-        assert isinstance(record, Forecast)
-        return record
 
 
 def replay_pool(

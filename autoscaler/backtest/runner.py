@@ -29,14 +29,13 @@ from autoscaler.backtest.baselines import BASELINES, PolicyResult, Replay
 from autoscaler.backtest.engine import (
     MINUTE,
     BacktestSettings,
-    PlaybackPredictor,
     PolicyRun,
     Progress,
-    RecordingPredictor,
     TickRecord,
     policy_pool,
     replay_pool,
 )
+from autoscaler.backtest.recorded import PlaybackPredictor, RecordingPredictor
 from autoscaler.backtest.tuning import forked_executor, processes_for, run_policy
 from autoscaler.config.schema import Capacity, Pool
 from autoscaler.policy import nodes_for

@@ -29,15 +29,14 @@ from autoscaler.backtest.baselines import UTILIZATIONS, PolicyResult, Replay
 from autoscaler.backtest.engine import (
     MINUTE,
     BacktestSettings,
-    PlaybackPredictor,
     PolicyRun,
     Progress,
-    RecordingPredictor,
     policy_pool,
     replay_pool,
     tick_records,
 )
 from autoscaler.backtest.queue import Score
+from autoscaler.backtest.recorded import PlaybackPredictor, RecordingPredictor
 from autoscaler.calibration import pool_predictor
 from autoscaler.config.schema import Pool
 from autoscaler.plan import limits_of
