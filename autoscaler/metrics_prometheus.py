@@ -33,6 +33,7 @@ from autoscaler.metrics_auth import (
 )
 from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
+from common.http_body import response_body_in_time
 from common.http_environment import read_environment_once
 from common.secrets import shorten
 from common.tick_circuit import server_of, skipped, unanswered
@@ -293,9 +294,9 @@ class _UnsuccessfulAnswer(Exception):
 
 def _capped_body(response: requests.Response, *args: object, **kwargs: object) -> None:
     """Session hook, run before requests reads the body (it reads it after the hooks): the
-    body read here instead, up to MAX_ANSWER_BYTES."""
+    body read here instead, up to MAX_ANSWER_BYTES and within the call's deadline."""
     body = bytearray()
-    for chunk in response.iter_content(2**16):
+    for chunk in response_body_in_time(response):
         body += chunk
         if len(body) > MAX_ANSWER_BYTES:
             response.close()

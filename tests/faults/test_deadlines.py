@@ -9,7 +9,9 @@ are the real ones; the daemon runs as a process for SIGTERM.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from tests.doubles.drip import DripDouble
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.faults.test_metrics_faults import STEADY_NODES, PrometheusHarness, good
 from tests.faults.test_uncaught import daemon_for
-from tests.support import daemon_process
+from tests.support import daemon_process, wait_for
 
 DRIP_S = 0.04
 MATRIX = json.dumps(
@@ -57,6 +59,35 @@ def test_a_prometheus_body_sent_a_byte_at_a_time_times_out_in_total() -> None:
     assert isinstance(outcome, MetricsError) and outcome.kind == "timeout", outcome
     assert "whole answer" in str(outcome)
     assert seconds < 3.0, f"a 0.5 s timeout took {seconds:.1f} s"
+
+
+LONG_BODY = json.dumps(
+    {"status": "success", "data": {"resultType": "matrix", "result": []}, "pad": "x" * 20_000}
+).encode()  # about 17 minutes at 0.05 s a byte
+
+
+def threads_and_files() -> tuple[int, int]:
+    """This process's threads and open files (the drip double's side of a socket too)."""
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+def test_a_prometheus_query_left_behind_keeps_no_thread_or_socket() -> None:
+    """Against the drip double serving a real (empty) matrix answer of 20 KB a byte every
+    0.05 s, at a 0.3 s timeout: each query ends at its deadline, and the call it leaves
+    behind must end too. Before, that call read on, a whole 64 KiB piece at a time, until
+    the last byte: 5 queries kept 5 threads and 5 sockets (twice that with the double's
+    side) for ~17 minutes. Now its read gives up at the deadline and closes the socket."""
+    with DripDouble(LONG_BODY, 0.05) as drip:
+        before = threads_and_files()
+        config = PrometheusMetrics(url=drip.url, timeout=timedelta(seconds=0.3))
+        with PrometheusSource(config) as source:
+            for _ in range(5):
+                with pytest.raises(MetricsError, match="no whole answer"):
+                    source.demand("q", NOON - timedelta(hours=1), NOON, timedelta(minutes=1))
+        assert wait_for(lambda: threads_and_files() == before, timeout=10), (
+            threads_and_files(),
+            before,
+        )
 
 
 def test_a_dripping_prometheus_holds_the_fleet_and_the_tick_ends_in_time(tmp_path: Path) -> None:
