@@ -44,6 +44,7 @@ from backends.retry import call_with_retries
 from backends.settings import Fleet, TlsApiCalls
 from common.clock import Clock, SystemClock
 from common.deadline import whole_answer_s
+from common.http_body import read_in_time
 from common.http_environment import read_environment_once, verify_from_environment
 from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
@@ -162,6 +163,7 @@ def requester_settings(
         session.headers["User-Agent"] = AUTOSCALER_NAME
         read_environment_once(session, connection.address)
         refuse_redirects(session)  # the token would follow one (a PUT's: the lock's)
+        session.hooks["response"].append(read_in_time)  # a drip ends with its deadline
     # The token in use at each request (beside any ~/.netrc login the session took).
     session.auth = NomadTokenAuth(connection.credential, session.auth)
     return {

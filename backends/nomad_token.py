@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from common.http_body import read_in_time
 from common.secrets import remember
 from common.small_files import CREDENTIAL_MAX_BYTES, read_small_text
 
@@ -107,6 +108,8 @@ class NomadTokenAuth(AuthBase):
         return request
 
     def _answer_forgotten_token(self, response: requests.Response, **send: Any) -> Any:
+        if response.status_code == 403:  # its text is read: within the deadline, as the
+            read_in_time(response)  # session's hooks (run after an auth's) read a body
         if not is_forgotten_token(response):
             return response
         sent = response.request.headers.get(TOKEN_HEADER)

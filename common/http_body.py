@@ -51,3 +51,10 @@ def response_body_in_time(response: requests.Response) -> Iterator[bytes]:
         raise requests.exceptions.ConnectionError(exc) from exc
     except SSLError as exc:
         raise requests.exceptions.SSLError(exc) from exc
+
+
+def read_in_time(response: requests.Response, *args: object, **kwargs: object) -> None:
+    """Session hook, run before requests reads the body (it reads it after the hooks): the
+    body read here instead, within the call's deadline (unless a hook before read it)."""
+    if response._content is False:
+        response._content = b"".join(response_body_in_time(response))

@@ -123,6 +123,27 @@ def test_a_dripping_nomad_answer_is_a_backend_error_in_total_time() -> None:
     assert seconds < 4.0, f"two attempts at 0.5 s took {seconds:.1f} s"
 
 
+def test_a_nomad_read_left_behind_keeps_no_thread_or_socket() -> None:
+    """Against the drip double serving a real JobScaleStatus padded to 20 KB, a byte every
+    0.05 s, at a 0.3 s timeout (python-nomad over requests): each read fails at its
+    deadline, and the call it leaves behind must end too. Before, requests read on, 10 KiB
+    at a time, until the last byte: 5 reads kept 5 threads and 5 sockets for ~17 minutes."""
+    scale = {"JobID": "ocr", "TaskGroups": {"gpu": {"Desired": 3, "Running": 3}}}
+    with DripDouble(json.dumps({**scale, "pad": "x" * 20_000}).encode(), 0.05) as drip:
+        before = threads_and_files()
+        settings = NomadJobBackend(
+            kind="nomad_job", job="ocr", group="gpu", address=drip.url, timeout="0.3s", retries=0
+        )
+        group = NomadJobGroup(settings, env={}, sleep=lambda s: None)
+        for _ in range(5):
+            with pytest.raises(BackendError, match="whole answer"):
+                group.read()
+        assert wait_for(lambda: threads_and_files() == before, timeout=10), (
+            threads_and_files(),
+            before,
+        )
+
+
 def test_a_dripping_slack_answer_drops_the_message_in_total_time() -> None:
     with DripDouble(json.dumps({"ok": True, "pad": "x" * 150}).encode(), DRIP_S) as drip:
         slack = SlackNotifier("#gpu", "xoxb-drip-test-token", f"{drip.url}/api/", timeout=0.5)
