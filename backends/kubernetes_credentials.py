@@ -25,6 +25,7 @@ from pydantic import AfterValidator, Field
 from backends.base import BackendError
 from backends.settings import TlsApiCalls
 from common.deadline import whole_answer_s
+from common.http_body import PoolManagerInTime
 from common.secrets import redact, remember
 from common.settings import Name
 from common.small_files import MIB, NotASmallFileError, read_small_text
@@ -230,6 +231,8 @@ def connect(
     _client_log_filter.configurations.add(configuration)
     remember(*_secrets_of(configuration), configuration.password or None)
     api_client = ApiClient(configuration=configuration)
+    rest = api_client.rest_client  # bodies read within each call's deadline, not past it
+    rest.pool_manager = PoolManagerInTime(rest.pool_manager)
     api_client.user_agent = f"{USER_AGENT} ({api_client.user_agent})"
     return KubernetesConnection(
         api_client=api_client,

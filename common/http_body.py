@@ -13,8 +13,10 @@ the 1,024 files the daemon may hold open. Read here, the body stops at the deadl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import requests
+import urllib3
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.response import BaseHTTPResponse
 
@@ -58,3 +60,21 @@ def read_in_time(response: requests.Response, *args: object, **kwargs: object) -
     body read here instead, within the call's deadline (unless a hook before read it)."""
     if response._content is False:
         response._content = b"".join(response_body_in_time(response))
+
+
+class PoolManagerInTime:
+    """A urllib3 pool manager (a client library's: the Kubernetes client's) whose answers
+    come with their bodies read by body_in_time: urllib3 preloads a body with one
+    whole read, and a caller's `.data` is one too. Everything else is the manager's."""
+
+    def __init__(self, manager: urllib3.PoolManager) -> None:
+        self._manager = manager
+
+    def request(self, *args: Any, **kwargs: Any) -> BaseHTTPResponse:
+        kwargs["preload_content"] = False  # read here instead, whatever was asked
+        answer = self._manager.request(*args, **kwargs)
+        answer._body = b"".join(body_in_time(answer))  # what `.data` gives
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)

@@ -15,6 +15,8 @@ import pytest
 from backends.base import BackendError
 from tests.backends.test_kubernetes import NAME, make_backend
 from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble, kubernetes_api
+from tests.faults.test_deadlines import threads_and_files
+from tests.support import wait_for
 
 __all__ = ["kubernetes_api"]  # the fixture, used by name below
 
@@ -126,6 +128,26 @@ def test_a_reason_annotation_answered_a_byte_at_a_time_does_not_hold_the_scale(
     assert time.monotonic() - started < 3
     assert deployment.replicas == 6
     assert "recording the reason annotation failed: no answer" in caplog.text
+
+
+def test_a_read_left_behind_keeps_no_thread_or_socket(
+    kubernetes_api: KubernetesApiDouble, tmp_path: Path
+) -> None:
+    """Against the double of the documented Kubernetes API, whose answers to the Scale
+    GET come a byte every 0.05 s, at a 0.3 s timeout: each read fails at its deadline,
+    and the call it leaves behind must end too. Before, urllib3 (which reads a body whole)
+    read on until the last byte: 5 reads kept 5 threads and 5 sockets for ~15 s each."""
+    kubernetes_api.add_deployment(NAME, replicas=4, ready=4)
+    backend = make_backend(kubernetes_api, tmp_path, timeout="0.3s", retries=0)
+    before = threads_and_files()
+    for _ in range(5):
+        kubernetes_api.drip_next(0.05, method="GET")
+        with pytest.raises(BackendError, match="whole answer"):
+            backend.read()
+    assert wait_for(lambda: threads_and_files() == before, timeout=10), (
+        threads_and_files(),
+        before,
+    )
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["status message", "plain body"])
