@@ -9,7 +9,7 @@ autoscaler.notify_queue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.notify import SECTION_TEXT_LIMIT, TEXT_LIMIT, Message, section_block, truncate
@@ -20,10 +20,12 @@ BLOCK_LIMIT = 50
 
 @dataclass(frozen=True)
 class Post:
-    """One chat.postMessage and how many queued notifications it carries."""
+    """One chat.postMessage, how many queued notifications it carries, and how many
+    dropped ones its note says (kept where the post is dropped too)."""
 
     message: Message
     carries: int
+    says_dropped: int = 0
 
 
 def dropped_note(count: int) -> str:
@@ -130,4 +132,6 @@ def combine(messages: Sequence[Message], dropped: int = 0) -> list[Post]:
         draft = more
     if draft is not empty:
         posts.append(draft.post())
+    if dropped:  # the note heads the first post
+        posts[0] = replace(posts[0], says_dropped=dropped)
     return posts

@@ -65,6 +65,7 @@ class QueuedNotifier:
         self._changed = threading.Condition()
         self._backlog: deque[Message] = deque()
         self._dropped = 0
+        self._note_refused = False  # the lone note of drops was dropped: said with news
         self._holds = 0
         self._in_hand = 0  # messages the thread has taken and not posted or given up yet
         self._deadline: float | None = None  # a stop's: no wait may end past it
@@ -187,7 +188,7 @@ class QueuedNotifier:
     def _run(self) -> None:
         while True:
             with self._changed:
-                while (not self._backlog and not self._dropped) or (
+                while (not self._backlog and (not self._dropped or self._note_refused)) or (
                     self._holds and not self._closed
                 ):
                     if self._closed and not self._backlog:
@@ -195,7 +196,7 @@ class QueuedNotifier:
                     self._changed.wait()
                 batch, dropped = list(self._backlog), self._dropped
                 self._backlog.clear()
-                self._dropped = 0
+                self._dropped, self._note_refused = 0, False
                 self._in_hand = len(batch)
             try:
                 self._post_all(combine(batch, dropped))
@@ -241,8 +242,9 @@ class QueuedNotifier:
             post.carries,
         )
         self.sender.count_dropped("rate_limited")
-        with self._changed:
-            self._dropped += post.carries
+        with self._changed:  # what its note said is said by the next post Slack takes
+            self._dropped += post.carries + post.says_dropped
+            self._note_refused = post.carries == 0  # not tried alone again
         return True
 
     def _wait_until(self, moment: float) -> bool:

@@ -24,7 +24,7 @@ from autoscaler.notify_slack import RETRY_AFTER_CAP_S, SlackNotifier
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON, write_config
 from tests.doubles.slack_api import DEFAULT_TOKEN, PostedMessage, SlackApiDouble
-from tests.support import FakeClock, posted_within
+from tests.support import FakeClock, posted_within, wait_for
 
 CHANNEL = "#gpu-autoscaler"
 
@@ -146,6 +146,28 @@ def test_the_backlog_drops_the_oldest_and_says_so(
     assert text.startswith(":warning: 3 older notifications dropped")
     assert re.findall(r"news \d", text) == [f"news {n}" for n in range(3, 8)]
     assert "the oldest are dropped" in caplog.text
+
+
+def test_drops_said_by_a_refused_note_are_said_by_the_next_post(
+    slack_api: SlackApiDouble,
+) -> None:
+    """Against the Slack double answering 429 ten times: the first post is refused 5
+    times and dropped, then the sender's own note saying so is refused 5 times too. The
+    next post Slack takes must still say the drop; the lone note is not tried again on
+    its own (it would be for ever, while Slack refuses). Before, the refused note, which
+    carries no message, set the count back to 0 and the next post said nothing."""
+    clock = FakeClock()
+    queue = queue_for(slack_api, clock)
+    slack_api.fail("ratelimited", times=10, retry_after=1)
+    assert queue.send(alert_message("first"))
+    assert wait_for(lambda: slack_api.requests == 10, timeout=10)
+    assert queue.send(alert_message("second"))
+    assert posted_within(queue)
+    queue.close()
+    [posted] = slack_api.messages
+    assert shown(posted).startswith(":warning: 1 older notification dropped")
+    assert "second" in shown(posted)
+    assert slack_api.requests == 11
 
 
 def test_a_stop_flushes_what_is_queued(slack_api: SlackApiDouble) -> None:
