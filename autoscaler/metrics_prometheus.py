@@ -35,6 +35,7 @@ from common.deadline import DeadlineExceeded, DeadlineRunner, whole_answer_s
 from common.durations import format_duration
 from common.http_body import response_body_in_time
 from common.http_environment import read_environment_once
+from common.retry_warnings import quiet_retry_warnings
 from common.secrets import shorten
 from common.tick_circuit import server_of, skipped, unanswered
 
@@ -80,6 +81,7 @@ class PrometheusSource:
         headers = credentials.headers
         # Retry a refused connection or a 502/503/504 once or twice, quickly; never a
         # read timeout (it already cost the full timeout) and never a Retry-After wait.
+        quiet_retry_warnings()  # the query's error says how it ended
         retry = Retry(
             total=2,
             connect=1,

@@ -8,6 +8,7 @@ that was stopped; the counter-reset and spike cases feed samples from memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,15 +17,18 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.metrics_source import PrometheusMetrics
+from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.notify_slack import SlackNotifier
 from autoscaler.telemetry import Telemetry
 from autoscaler.tick_result import TickResult
+from tests.autoscaler.test_daemon import NOON
 from tests.autoscaler.test_tick import FlatDemand, Harness
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
     Reply,
     error_reply,
+    free_port,
     matrix_reply,
 )
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
@@ -153,6 +157,21 @@ def test_prometheus_down_alerts_slack_once_and_recovery_once(
     assert "metrics failing" in texts[1] and "connection refused" in texts[1]
     assert "metrics recovered after 12m" in texts[2]
     assert h.fleet.read().desired == STEADY_NODES and h.metric_errors() == FAULT_TICKS
+
+
+def test_a_refused_query_is_said_once_without_urllib3s_retry_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Prometheus down (a port where nothing listens; the real urllib3 retries the connect
+    once): the query fails as unreachable, which the pool's decision line says. urllib3's
+    own WARNING 'Retrying (Retry(total=1, connect=0 ...)) after connection broken by
+    NewConnectionError(...)', logged beside it once a query a pool a tick, is not."""
+    source = PrometheusSource(PrometheusMetrics(url=f"http://127.0.0.1:{free_port()}"))
+    with caplog.at_level(logging.DEBUG), source, pytest.raises(MetricsError) as caught:
+        source.demand("q", NOON - timedelta(hours=1), NOON, timedelta(minutes=1))
+    assert caught.value.kind == "unreachable", caught.value
+    noted = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert not [line for line in noted if "Retrying" in line], noted
 
 
 class ScriptedDemand(FlatDemand):
