@@ -117,6 +117,7 @@ class ConfigReloads:
     runtime: Runtime
     overrides: OverridesFile
     states: dict[str, PoolState]
+    _stuck: set[str]
     _notifier_override: Notifier | None
     _overrides_seen: tuple[int, ...] | None
     _overrides_problem: str | None
@@ -159,6 +160,7 @@ class ConfigReloads:
         # A removed pool's memory is no one's now: kept, every pool a reload ever removed
         # stayed in memory and in the state file each tick rewrites, for good.
         self.states = {name: state for name, state in self.states.items() if name in names}
+        self._stuck &= names  # one that comes back has no tick left behind to recover from
         self._overrides_seen = None
         log.info(
             "config reloaded from %s (%d pools, %d of them unchanged: they keep what they "

@@ -18,6 +18,7 @@ from tests.autoscaler.test_daemon import NOON, run_ticks, write_config
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.doubles.prometheus_server import PrometheusApiDouble
 from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
+from tests.faults.test_deadlines import HungFleet
 from tests.faults.test_process_faults import fresh_demand
 from tests.support import RecordingNotifier, slack_posted
 
@@ -243,3 +244,27 @@ def test_a_pool_a_reload_removes_leaves_the_state_file(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "state" / "state.json").read_text())["pools"]
     assert set(daemon.states) == set(saved) == {"image-gen"}
     assert daemon.states["image-gen"] is kept
+
+
+def test_a_stuck_pool_removed_and_added_again_is_no_recovery(tmp_path: Path) -> None:
+    """A pool whose tick was left behind (its fleet read hung past the 1 s interval:
+    'tick failing' alerted), then removed by a reload and added again by another: the
+    daemon kept its name among the stuck for good, so the new pool's first tick alerted
+    'tick recovered' for a failure nobody had been told was still going on. A reload now
+    forgets the stuck pools it removes, as it forgets their states."""
+    path = write_config(tmp_path, interval="1s")
+    config = yaml.safe_load(path.read_text())
+    pool = config["pools"][0]
+    other = {**pool, "name": "other"}
+    write_config(tmp_path, interval="1s", pools=[pool, other])
+    notifier = RecordingNotifier()
+    daemon = Daemon(path, clock=SimulatedClock(NOON), notifier=notifier)
+    stuck = daemon.runtime.tickers[1]
+    stuck.backend = HungFleet(stuck.backend, hang_s=2.0)
+    daemon.tick()
+    assert sum("other: tick failing" in t for t in notifier.texts) == 1
+    for pools in ([pool], [pool, other]):
+        write_config(tmp_path, interval="1s", pools=pools)
+        daemon.request_reload()
+        daemon.tick()
+    assert not [t for t in notifier.texts if "tick recovered" in t], notifier.texts
