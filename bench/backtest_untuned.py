@@ -17,7 +17,7 @@ Not a timed test: run it by hand and record its output.
 
     python bench/backtest_untuned.py [--only NAME] [--jobs N] [--json F] [--margin band|loop|widen]
         [--policy forecast|auto|reactive|recent_peak|static] [--variants NAME]
-        [--twice NAME] [--smooth] [--events] [--burn-in 7d] [EXTRA.csv ...]
+        [--twice NAME] [--smooth] [--events] [--batches] [--burn-in 7d] [EXTRA.csv ...]
 
 Extra trace files (a `timestamp,requests` CSV, say one not in the repository) are scored
 at the 1 % target with capacity = mean demand / 20. `--variants nasa_jul95` scores
@@ -28,7 +28,8 @@ comes round again after a calm week, outside the replay's window. `--smooth` sco
 synthetic smooth traces (bench/smooth_traces.py: the class of a large website's or a
 city's rides, none of the real traces beside the project). `--events` scores two synthetic
 calendar-driven traces (bench/event_traces.py: a season of matches, office hours with a
-week off).
+week off). `--batches` scores three synthetic cycles with a recurring batch
+(bench/batch_traces.py: on Mondays, every night, none).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import get_args
 
 from backtest_targets import capacity_for  # run from bench/: its folder is on sys.path
+from batch_traces import write_batch_traces
 from event_traces import write_event_traces
 from rich.console import Console
 from rich.table import Table
@@ -198,7 +200,7 @@ def table(rows: list[Row]) -> Table:
 
 def cases_of(args: argparse.Namespace, folder: Path) -> list[Case]:
     """The rows the options ask for, in order; generated traces are written into `folder`."""
-    named = args.variants or args.twice or args.smooth or args.events
+    named = args.variants or args.twice or args.smooth or args.events or args.batches
     cases: list[Case] = [
         (trace_path(args.traces, name), name, target, None)
         for name in (args.only or ([] if named else BUNDLED))
@@ -209,8 +211,10 @@ def cases_of(args: argparse.Namespace, folder: Path) -> list[Case]:
         cases += stress_cases(trace_path(args.traces, name), name, folder, twice=False)
     for name in args.twice or ():
         cases += stress_cases(trace_path(args.traces, name), name, folder, twice=True)
-    written = (write_smooth_traces(folder) if args.smooth else []) + (
-        write_event_traces(folder) if args.events else []
+    written = (
+        (write_smooth_traces(folder) if args.smooth else [])
+        + (write_event_traces(folder) if args.events else [])
+        + (write_batch_traces(folder) if args.batches else [])
     )
     return cases + [(path, trace_name(path), 0.01, None) for path in written]
 
@@ -251,6 +255,12 @@ def main() -> int:
         "--events",
         action="store_true",
         help="score two synthetic calendar-driven traces (bench/event_traces.py)",
+    )
+    parser.add_argument(
+        "--batches",
+        action="store_true",
+        help="score three synthetic traces of a cycle with a recurring batch "
+        "(bench/batch_traces.py: weekly, nightly, none) at 1 %%, capacity = mean / 20",
     )
     parser.add_argument("--jobs", type=int, help="processes per backtest (default: all CPUs)")
     parser.add_argument(
