@@ -3,8 +3,10 @@
 The open-loop generator submits request ids here exactly as it does to worker processes;
 `concurrency` sender threads take them in order and POST the body, each with its own
 connection. A request waiting for a free sender is queueing, and its latency (from its
-scheduled send) says so. Header values are secrets as far as this module knows: they go
-on the wire and nowhere else (no log, error, checkpoint or profile holds them).
+scheduled send) says so. Under load, a request the server sheds (429, 503, a connection
+reset or timed out) is a failed request of that rate, never retried; any other failure is
+the server's (a model failure). Header values are secrets as far as this module knows:
+they go on the wire and nowhere else (no log, error, checkpoint or profile holds them).
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gpu_bench.loadgen import LOST
 from gpu_bench.workers import DONE, MODEL_ERROR, ConfigInfeasible, PoolTimings
 
 _CHUNK_BYTES = 64 * 1024
+SHEDDING_STATUSES = frozenset({429, 503})
+"""Too Many Requests, Service Unavailable: the server turning a request away under load."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong with one request (no secrets), and whether the server shed it."""
+
+    reason: str
+    shed: bool
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,18 @@ def parse_header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _shed(error: Exception) -> bool:
+    """A timeout, or a connection reset or closed before the whole answer: what a server
+    does with requests past what it can take. A refused connection, a TLS or DNS error
+    say the server is not there at all."""
+    import requests
+    import urllib3
+
+    cause = error.args[0] if isinstance(error, requests.ConnectionError) and error.args else None
+    broken = (urllib3.exceptions.ProtocolError, requests.Timeout, urllib3.exceptions.TimeoutError)
+    return isinstance(error, broken) or isinstance(cause, urllib3.exceptions.ProtocolError)
+
+
 class EndpointPool:
     """Sends each submitted request id to the endpoint; reports completions like workers do."""
 
@@ -69,8 +94,8 @@ class EndpointPool:
         )
         return session
 
-    def _post(self, session: Any) -> str | None:
-        """One request; None when it was answered well, else what went wrong (no secrets).
+    def _post(self, session: Any) -> Failure | None:
+        """One request; None when it was answered well, else what went wrong.
 
         The answer is read within `timeout_s` in all: requests' timeout bounds each read,
         so a server that sent its body a byte at a time (or a stream without end) held
@@ -88,13 +113,14 @@ class EndpointPool:
                 allow_redirects=False,
                 stream=True,
             ) as response:
-                if response.status_code >= 300:
-                    return f"{url} answered HTTP {response.status_code}"
+                status = response.status_code
+                if status >= 300:
+                    return Failure(f"{url} answered HTTP {status}", status in SHEDDING_STATUSES)
                 while response.raw.read1(_CHUNK_BYTES, decode_content=True):  # what came
                     if time.monotonic() > deadline:
-                        return f"{url}: answer not complete within {limit:g} s"
+                        return Failure(f"{url}: answer not complete within {limit:g} s", True)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-            return f"{url}: {type(error).__name__}"
+            return Failure(f"{url}: {type(error).__name__}", _shed(error))
         return None
 
     def _send_loop(self, index: int) -> None:
@@ -107,11 +133,14 @@ class EndpointPool:
             if request_id is None:
                 return
             started = time.monotonic()
-            problem = self._post(session)
-            if problem is not None:
-                self._results.put(("failed", index, MODEL_ERROR, problem))
+            failure = self._post(session)
+            if failure is None:
+                self._results.put((DONE, index, [request_id], started, time.monotonic()))
+            elif failure.shed:  # the rate's failure: counted over the target, not the run's
+                self._results.put((LOST, index, [request_id], failure.reason))
+            else:
+                self._results.put(("failed", index, MODEL_ERROR, failure.reason))
                 return
-            self._results.put((DONE, index, [request_id], started, time.monotonic()))
 
     def start(self) -> PoolTimings:
         """Time three requests one at a time (the service time), then start the senders."""
@@ -119,9 +148,9 @@ class EndpointPool:
         taken = []
         for _ in range(3):
             started = time.monotonic()
-            problem = self._post(session)
-            if problem is not None:
-                raise ConfigInfeasible(MODEL_ERROR, problem)
+            failure = self._post(session)  # one request alone: the server must answer it
+            if failure is not None:
+                raise ConfigInfeasible(MODEL_ERROR, failure.reason)
             taken.append(time.monotonic() - started)
         for index in range(self.settings.concurrency):
             thread = threading.Thread(

@@ -31,10 +31,13 @@ from gpu_bench.stability import (
     judge_probe,
     tail_verdict,
 )
-from gpu_bench.workers import DONE, ConfigInfeasible
+from gpu_bench.workers import DONE, MODEL_ERROR, ConfigInfeasible
 
 BURST_S, BURST_MAX = 0.25, 20_000
 """A capacity burst: about this many seconds of full batches, at most this many requests."""
+LOST = "lost"
+"""A pool's message: (LOST, sender, ids, reason), requests it could not serve (an endpoint
+shedding load): over the target, never served."""
 
 
 class DeviceSampler(Protocol):
@@ -127,6 +130,7 @@ class LoadRunner:
         self.pool = pool
         self._clock = clock
         self._done: dict[int, tuple[float, float, int]] = {}
+        self._lost: dict[int, str] = {}
         self._scheduled: list[float] = []
         self._base = 0
         self._next_id = 0
@@ -149,6 +153,8 @@ class LoadRunner:
                 _, _, ids, started, ended = message
                 for request_id in ids:
                     self._done[request_id] = (started, ended, len(ids))
+            elif message is not None and message[0] == LOST:
+                self._lost.update(dict.fromkeys(message[2], message[3]))
 
     def close(self) -> None:
         self._stop.set()
@@ -195,7 +201,7 @@ class LoadRunner:
 
     def _start_fresh(self) -> None:
         """A new measurement's requests: ids from here on, none answered or sent yet."""
-        self._base, self._done, self._scheduled = self._next_id, {}, []
+        self._base, self._done, self._lost, self._scheduled = self._next_id, {}, {}, []
 
     def _send(self, moment: float, run: _Run) -> None:
         self._scheduled.append(moment)
@@ -209,9 +215,12 @@ class LoadRunner:
     def _oldest_waiting(self, run: _Run, now: float) -> float:
         """How long the oldest unanswered request has waited: a backlog shows here first."""
         base, scheduled = self._base, self._scheduled
-        while run.oldest < len(scheduled) and base + run.oldest in self._done:
+        while run.oldest < len(scheduled) and self._settled(base + run.oldest):
             run.oldest += 1
         return now - scheduled[run.oldest] if run.oldest < len(scheduled) else 0.0
+
+    def _settled(self, request_id: int) -> bool:
+        return request_id in self._done or request_id in self._lost
 
     def _judge(self, run: _Run, now: float, settings: MeasureSettings) -> TailVerdict:
         """Add every request whose fate is now certain to `run.late`, in arrival order."""
@@ -268,7 +277,7 @@ class LoadRunner:
             rate_rps=run.rate_rps,
             passed=judged_probe.passed,
             refused=judged_probe.refused,
-            reason=judged_probe.reason,
+            reason=judged_probe.reason + self._shed_note(base, judged),
             decided=tail.decided,
             measured_s=measured_s,
             warmup_s=settings.warmup_s,
@@ -292,6 +301,11 @@ class LoadRunner:
             gpu_power_w=device.get("gpu_power_w"),
         )
 
+    def _shed_note(self, base: int, judged: range) -> str:
+        """Requests the pool could not serve (an endpoint's 503s) counted over the target."""
+        lost = [self._lost[base + i] for i in judged if base + i in self._lost]
+        return f"; {len(lost)} not served ({lost[0]})" if lost else ""
+
     def burst_rps(self, parallel: int, batch_seconds: float, stuck_s: float) -> float | None:
         """Requests a second the pool serves given about BURST_S of full batches at once:
         back to back, the hand-over of each request (a queue, a pipe) included, which
@@ -308,14 +322,19 @@ class LoadRunner:
         answered, deadline = 0, started + stuck_s
         while answered < count:
             self._raise_failure()
-            if len(self._done) > answered:
-                answered, deadline = len(self._done), self._clock() + stuck_s
+            if len(self._done) + len(self._lost) > answered:
+                answered, deadline = len(self._done) + len(self._lost), self._clock() + stuck_s
             elif self._clock() > deadline:
                 return None
             time.sleep(0.005)
-        batches = list(self._done.values())
+        batches = list(self._done.values())  # what was served: shed requests are not
+        if not batches:
+            raise ConfigInfeasible(
+                MODEL_ERROR, f"none of {count} requests sent at once was served: "
+                f"{next(iter(self._lost.values()))}"
+            )  # fmt: skip
         span = max(ended for _, ended, _ in batches) - min(begun for begun, _, _ in batches)
-        return count / max(1e-9, span)
+        return len(batches) / max(1e-9, span)
 
     def latencies(self) -> list[float]:
         """Every completed request's latency in the last measurement, warm-up included."""
@@ -337,10 +356,11 @@ class LoadRunner:
                         withdrawn += 1
             except queue.Empty:
                 pass
-            if len(self._done) + withdrawn >= len(self._scheduled):
+            ended = len(self._done) + len(self._lost) + withdrawn
+            if ended >= len(self._scheduled):
                 return True
-            if len(self._done) + withdrawn > settled:
-                settled = len(self._done) + withdrawn
+            if ended > settled:
+                settled = ended
                 deadline = self._clock() + timeout_s
         return False
 

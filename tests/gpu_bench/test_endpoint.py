@@ -235,3 +235,79 @@ def test_an_answer_sent_a_byte_at_a_time_fails_within_the_timeout() -> None:
         dripping.server_close()
     assert isinstance(outcome[0], ConfigInfeasible)
     assert "not complete within 1 s" in str(outcome[0])
+
+
+class _Shedding(BaseHTTPRequestHandler):
+    """Serves one request at a time in 5 ms and turns away any past two in its hands, as
+    an inference server with a bounded queue does: `server.shed` says how (a 503 or 429
+    with Retry-After, or a reset: the connection closed with SO_LINGER 0, an RST)."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:  # type: ignore[attr-defined]
+            self.server.in_hand += 1  # type: ignore[attr-defined]
+            shed = self.server.in_hand > 2  # type: ignore[attr-defined]
+        try:
+            if shed:
+                self._turn_away()
+                return
+            with self.server.serving:  # type: ignore[attr-defined]
+                time.sleep(0.005)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+        finally:
+            with self.server.lock:  # type: ignore[attr-defined]
+                self.server.in_hand -= 1  # type: ignore[attr-defined]
+
+    def _turn_away(self) -> None:
+        how = self.server.shed  # type: ignore[attr-defined]
+        if how == "reset":
+            linger = (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.close_connection = True
+            self.connection.close()
+            return
+        self.send_response(how)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("shed", [503, 429, "reset"])
+def test_requests_a_server_sheds_under_load_fail_that_rate_not_the_run(shed, tmp_path) -> None:
+    """A server that turns requests away past what it can take (its queue full) is
+    measured: the requests it shed are that rate's failures, counted over the target and
+    said in the probe's reason, never retried. Each one ended the whole run as a model
+    failure (exit 3, no profile), though the search must probe rates past the capacity.
+    The server is a plain HTTP/1.1 server of known speed, not a double of a product."""
+    shedding = _Server(("127.0.0.1", 0), _Shedding)
+    shedding.lock, shedding.serving = threading.Lock(), threading.Lock()  # type: ignore[attr-defined]
+    shedding.in_hand, shedding.shed = 0, shed  # type: ignore[attr-defined]
+    thread = threading.Thread(target=shedding.serve_forever, daemon=True)
+    thread.start()
+    body = tmp_path / "request.json"
+    body.write_text("{}")
+    try:
+        result = CliRunner().invoke(app, [
+            "run", "--endpoint", f"http://127.0.0.1:{shedding.server_address[1]}/predict",
+            "--body-file", str(body), "--concurrency", "6", "--latency-target", "200ms",
+            "--warmup", "0.2", "--max-warmup", "0.5", "--block-requests", "10",
+            "--max-requests", "100", "--precision", "0.3", "--out", str(tmp_path / "p.yaml"),
+        ])  # fmt: skip
+    finally:
+        shedding.shutdown()
+        thread.join()
+        shedding.server_close()
+    assert result.exit_code == 0, result.output
+    assert load_profile(tmp_path / "p.yaml").per_gpu_rps < 1 / 0.005
+    said = "answered HTTP" if shed != "reset" else "ConnectionError"
+    assert "not served (http://127.0.0.1:" in (tmp_path / "p.csv").read_text()
+    assert said in (tmp_path / "p.csv").read_text()
