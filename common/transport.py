@@ -6,8 +6,13 @@ Plain http to loopback is fine; to any other host it would carry credentials in 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
+
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff][\t\x20-\x7e\x80-\xff]*)?")
+"""What requests and http.client send: Latin-1, no control character, no leading space."""
 
 
 def http_url_problem(url: str) -> str | None:

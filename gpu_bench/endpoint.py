@@ -12,6 +12,7 @@ they go on the wire and nowhere else (no log, error, checkpoint or profile holds
 from __future__ import annotations
 
 import queue
+import re
 import statistics
 import threading
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from common.transport import HEADER_NAME, HEADER_VALUE
 from gpu_bench.loadgen import LOST
 from gpu_bench.workers import DONE, MODEL_ERROR, ConfigInfeasible, PoolTimings
 
@@ -56,11 +58,21 @@ def shown_url(url: str) -> str:
 
 
 def parse_header(text: str) -> tuple[str, str]:
-    """'Name: value' as a pair; ValueError (naming the header, never its value) otherwise."""
+    """'Name: value' as a pair; ValueError (naming the header, never its value) otherwise.
+    A value requests cannot send (a character outside Latin-1, a line break) failed at the
+    first request: a traceback, or the server's failure ('InvalidHeader', exit 3)."""
     name, colon, value = text.partition(":")
     if not colon or not name.strip():
         raise ValueError("a --header is not 'Name: value' (its text is not shown: may be secret)")
-    return name.strip(), value.strip()
+    name, value = name.strip(), value.strip()
+    if not re.match(HEADER_NAME, name):
+        raise ValueError(f"--header: {name!r} is not an HTTP header name")
+    if not HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            f"--header {name}: the value must be one line of printable Latin-1 characters "
+            "(it is not shown: may be secret)"
+        )
+    return name, value
 
 
 def _shed(error: Exception) -> bool:

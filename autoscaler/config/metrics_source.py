@@ -16,11 +16,9 @@ from pydantic import Field, field_validator, model_validator
 
 from common.durations import PositiveDuration
 from common.settings import ApiUrl, EnvName, Strict
+from common.transport import HEADER_NAME, HEADER_VALUE
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
-HEADER_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff][\t\x20-\x7e\x80-\xff]*)?")
-"""What requests and http.client send: Latin-1, no control character, no leading space."""
 
 
 class BasicAuth(Strict):

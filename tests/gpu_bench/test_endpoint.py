@@ -311,3 +311,19 @@ def test_requests_a_server_sheds_under_load_fail_that_rate_not_the_run(shed, tmp
     said = "answered HTTP" if shed != "reset" else "ConnectionError"
     assert "not served (http://127.0.0.1:" in (tmp_path / "p.csv").read_text()
     assert said in (tmp_path / "p.csv").read_text()
+
+
+@pytest.mark.parametrize("value", [f"Bearer {SECRET}€", f"Bearer {SECRET}\r\nX-Other: 1"])
+def test_a_header_value_that_cannot_be_sent_is_refused_naming_the_option(value, tmp_path) -> None:
+    """A value outside Latin-1 ended in http.client's UnicodeEncodeError traceback at the
+    first request, and one with a line break in requests' InvalidHeader, said as the
+    server's failure (exit 3): both are refused as options now, the value never shown."""
+    body = tmp_path / "b.json"
+    body.write_text("{}")
+    result = CliRunner().invoke(app, [
+        "run", "--endpoint", "http://127.0.0.1:9/predict", "--body-file", str(body),
+        "--header", f"Authorization: {value}", "--out", str(tmp_path / "p.yaml"),
+    ])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--header Authorization: the value must be one line" in result.output
+    assert SECRET not in result.output
