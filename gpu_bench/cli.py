@@ -114,6 +114,9 @@ def run(
     concurrency: Annotated[
         int, typer.Option(min=1, help="requests in flight at most to --endpoint")
     ] = 8,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA (PEM) to verify an https --endpoint: a self-signed one")
+    ] = None,
     workers: Annotated[str, typer.Option(help="worker processes per device to try")] = "1,2,4,8",
     batch: Annotated[str, typer.Option(help="maximum dynamic batch sizes to try")] = "1,4,16",
     latency_target: Annotated[
@@ -213,7 +216,7 @@ def run(
         raise typer.BadParameter("give either --model or --endpoint")
     target: EndpointSettings | None = None
     if endpoint is not None:
-        target = _endpoint(endpoint, body_file, content_type, header or [], concurrency)
+        target = _endpoint(endpoint, body_file, content_type, header or [], concurrency, ca_file)
         settings = SweepSettings(
             **{**common, "workers": [1], "batches": [1]},
             model=shown_url(endpoint), device="endpoint", gpus_per_node=gpus_per_node or 1,
@@ -358,9 +361,10 @@ def _model_settings(
 
 
 def _endpoint(
-    url: str, body_file: Path | None, content_type: str, headers: list[str], concurrency: int
-) -> EndpointSettings:
-    from gpu_bench.endpoint import EndpointSettings, parse_header
+    url: str, body_file: Path | None, content_type: str, headers: list[str], concurrency: int,
+    ca_file: Path | None,
+) -> EndpointSettings:  # fmt: skip
+    from gpu_bench.endpoint import EndpointSettings, ca_file_problem, parse_header
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("--endpoint needs an http:// or https:// URL")
@@ -373,7 +377,10 @@ def _endpoint(
         raise typer.BadParameter(f"{body_file}: cannot read: {error.strerror}") from None
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    return EndpointSettings(url, body, content_type, pairs, concurrency)
+    ca = str(ca_file) if ca_file else None
+    if ca is not None and (problem := ca_file_problem(ca)) is not None:
+        raise typer.BadParameter(problem)
+    return EndpointSettings(url, body, content_type, pairs, concurrency, ca_file=ca)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import re
+import ssl
 import statistics
 import threading
 import time
@@ -45,6 +46,7 @@ class EndpointSettings:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     concurrency: int = 8
     timeout_s: float = 60.0
+    ca_file: str | None = None  # verifies an https server's certificate (a self-signed one)
 
 
 def shown_url(url: str) -> str:
@@ -73,6 +75,28 @@ def parse_header(text: str) -> tuple[str, str]:
             "(it is not shown: may be secret)"
         )
     return name, value
+
+
+def ca_file_problem(path: str) -> str | None:
+    """Why `path` cannot verify a certificate (unreadable, no PEM certificate in it), or None."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        return f"--ca-file {path}: not a readable PEM certificate file ({error.strerror or error})"
+    return None
+
+
+def _unverified(error: BaseException) -> str | None:
+    """TLS's own words where the server's certificate was not verified ('self-signed
+    certificate'); requests' SSLError says only that it failed, deep in its chain."""
+    cause: BaseException | None = error
+    for _ in range(8):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, ssl.SSLCertVerificationError):
+        return None
+    return cause.verify_message or "certificate verify failed"
 
 
 def _shed(error: Exception) -> bool:
@@ -124,6 +148,8 @@ class EndpointPool:
                 timeout=limit,
                 allow_redirects=False,
                 stream=True,
+                verify=self.settings.ca_file
+                or True,  # per request: an env bundle beats a session's
             ) as response:
                 status = response.status_code
                 if status >= 300:
@@ -132,6 +158,10 @@ class EndpointPool:
                     if time.monotonic() > deadline:
                         return Failure(f"{url}: answer not complete within {limit:g} s", True)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+            unverified = _unverified(error)
+            if unverified is not None:
+                why = f"TLS certificate not verified ({unverified}): give its CA with --ca-file"
+                return Failure(f"{url}: {why}", False)
             return Failure(f"{url}: {type(error).__name__}", _shed(error))
         return None
 
