@@ -45,7 +45,7 @@ class EndpointSettings:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     concurrency: int = 8
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # at least: the sweep waits twice the latency target
     ca_file: str | None = None  # verifies an https server's certificate (a self-signed one)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -180,8 +181,9 @@ def run_config(
 ) -> ConfigResult:
     """Search one configuration's sustainable rate and repeat it; never raises for the model."""
     try:
-        if endpoint is not None:
-            pool = _Pool(EndpointPool(endpoint), endpoint.concurrency)
+        if endpoint is not None:  # an answer is awaited past twice the target (a backlog)
+            waited = max(endpoint.timeout_s, 2 * settings.latency_target_s)
+            pool = _Pool(EndpointPool(replace(endpoint, timeout_s=waited)), endpoint.concurrency)
         else:
             worker_settings = _worker_settings(settings, workers, batch)
             pool = _Pool(WorkerPool(worker_settings), workers * batch)

@@ -395,3 +395,48 @@ def test_an_https_endpoint_with_a_self_signed_certificate(server, tmp_path) -> N
     finally:
         pool.stop()
     assert server.seen and server.seen[0][1] == b"{}"
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """Answers each POST after 1.5 s: a model slower than the endpoint's least timeout."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(1.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_an_answer_slower_than_the_timeout_is_awaited_past_twice_the_target() -> None:
+    """The endpoint's timeout was 60 s whatever the target: a server that takes 90 s a
+    request (video generation) failed as 'ReadTimeout' (exit 3) under a 5-minute target,
+    never measured. An answer is now awaited for twice the target where that is longer
+    (a rate whose requests wait so long is overloaded anyway). Here 1 s stands for the
+    60 s and a plain HTTP server answering in 1.5 s for the slow model; under a 1 s
+    target its time alone is measured, and the target said impossible (exit 4)."""
+    from gpu_bench.endpoint import EndpointSettings
+    from gpu_bench.sweep import run_config
+    from tests.gpu_bench.quick_settings import quick
+
+    slow = _Server(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{slow.server_address[1]}/predict"
+    try:
+        result = run_config(
+            quick(url, workers=[1], batches=[1], latency_target_s=1.0),
+            workers=1,
+            batch=1,
+            endpoint=EndpointSettings(url=url, body=b"{}", concurrency=1, timeout_s=1.0),
+        )
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    assert result.status == "impossible", result.reason
+    assert result.single_seconds is not None and result.single_seconds >= 1.5
