@@ -17,7 +17,7 @@ from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.config.schema import DemandQuery
 from autoscaler.metrics import MetricsError, check_demand, fetch_demand, sample_times, step_floor
 from autoscaler.metrics_auth import CredentialError
-from autoscaler.metrics_prometheus import PrometheusSource, redact_url
+from autoscaler.metrics_prometheus import PrometheusSource
 from tests.doubles.prometheus_server import (
     PrometheusApiDouble,
     Reply,
@@ -480,11 +480,6 @@ def test_nothing_listening_is_unreachable_and_credentials_stay_out() -> None:
     assert "127.0.0.1" in message
     for secret in ("hunter2", "admin", TOKEN):
         assert secret not in message
-
-
-def test_redact_url_keeps_only_scheme_host_port_path() -> None:
-    assert redact_url("https://u:p@prom.example:9090/x?y=1#z") == "https://prom.example:9090/x"
-    assert redact_url("http://[::1]:9090") == "http://[::1]:9090"
 
 
 @given(

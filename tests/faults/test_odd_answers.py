@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoscaler import metrics_prometheus
+from autoscaler import metrics_answer
 from autoscaler.config.metrics_source import PrometheusMetrics
 from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
@@ -164,7 +164,7 @@ def test_an_answer_over_the_size_cap_is_refused_as_it_arrives(
     now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
     values = [[t, "12.5"] for t in stamps(now, 3000)]
     body = raw("matrix", [{"metric": {}, "values": values}])
-    monkeypatch.setattr(metrics_prometheus, "MAX_ANSWER_BYTES", len(body.body) - 1)
+    monkeypatch.setattr(metrics_answer, "MAX_ANSWER_BYTES", len(body.body) - 1)
     with PrometheusApiDouble([body]) as double:
         config = PrometheusMetrics(url=double.url, timeout=timedelta(seconds=5))
         with PrometheusSource(config) as source:
@@ -172,7 +172,7 @@ def test_an_answer_over_the_size_cap_is_refused_as_it_arrives(
                 source.demand("up", now - timedelta(hours=50), now, timedelta(minutes=1))
             assert caught.value.kind == "bad_response"
             assert "MiB, more than a range query of one series gives" in str(caught.value)
-            monkeypatch.setattr(metrics_prometheus, "MAX_ANSWER_BYTES", len(body.body))
+            monkeypatch.setattr(metrics_answer, "MAX_ANSWER_BYTES", len(body.body))
             demand = source.demand("up", now - timedelta(hours=50), now, timedelta(minutes=1))
     assert len(demand) == 3000 and (demand == 12.5).all()
 
