@@ -33,7 +33,7 @@ from backends.kubernetes_credentials import (
     kubernetes_name_problem,
     kubernetes_namespace_problem,
 )
-from backends.nomad_job import nomad_address_findings
+from backends.nomad_connection import nomad_address_findings
 from backends.nomad_names import nomad_namespace_problem
 from common.durations import Duration, PositiveDuration
 from common.extras import needs_extra

@@ -32,6 +32,7 @@ from backends.aws_asg import AutoScalingGroup, AwsAsgBackend, OnAGroup, auto_sca
 from backends.aws_asg_group import GroupSnapshot, suspended_note
 from backends.base import Backend, BackendError, CountChangedError, FleetState, require_count
 from backends.nomad_cluster_record import RecordFile
+from backends.nomad_connection import NomadAccess, nomad_connection
 from backends.nomad_drain import (
     Candidate,
     DrainingNode,
@@ -44,7 +45,6 @@ from backends.nomad_drain import (
     node_progress,
     node_serves,
 )
-from backends.nomad_job import NomadAccess, nomad_connection
 from backends.nomad_node_api import NomadNodeApi, PoolNodes
 from backends.settings import Fleet
 from common.clock import Clock, SystemClock

@@ -6,7 +6,7 @@ change lands in Nomad's scaling events with a message naming the autoscaler and
 the reason (as `nomad job scale` and the Nomad Autoscaler do). Connection
 settings follow the Nomad CLI's environment: NOMAD_ADDR, the ACL token (from the
 pool's `token_file`, else `token_env`, NOMAD_TOKEN by default), NOMAD_CACERT / NOMAD_CAPATH,
-NOMAD_CLIENT_CERT / NOMAD_CLIENT_KEY and NOMAD_SKIP_VERIFY.
+NOMAD_CLIENT_CERT / NOMAD_CLIENT_KEY and NOMAD_SKIP_VERIFY (backends.nomad_connection).
 
 The token must never reach a log line or an error message: python-nomad's
 exceptions carry whole responses and requests errors, so every failure is
@@ -19,16 +19,22 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 import nomad.api
 import requests
-from pydantic import Field
 
 from backends.base import Backend, BackendError, FleetState, is_count, require_count
+from backends.nomad_connection import (
+    AUTOSCALER_NAME,
+    NomadAccess,
+    NomadConnection,
+    nomad_connection,
+    requester_settings,
+)
 from backends.nomad_deployment import DeploymentHold, ScalingBlocked, refused_for_deployment
 from backends.nomad_errors import (
     is_retryable_nomad_error,
@@ -36,37 +42,17 @@ from backends.nomad_errors import (
     response_of,
     transport_error_of,
 )
-from backends.nomad_names import NomadJobId, NomadNamespace
+from backends.nomad_names import NomadJobId
 from backends.nomad_placement import WatchesPlacement
 from backends.nomad_scaling import WatchesScalingPolicy
-from backends.nomad_token import NomadToken, NomadTokenAuth, nomad_token
 from backends.retry import call_with_retries
-from backends.settings import Fleet, TlsApiCalls
+from backends.settings import Fleet
 from common.clock import Clock, SystemClock
 from common.deadline import whole_answer_s
-from common.http_body import read_in_time
-from common.http_environment import read_environment_once, verify_from_environment
-from common.redirects import refuse_redirects
 from common.secrets import redact as redact_known
-from common.secrets import remember, remember_url, shorten
-from common.settings import ApiUrl, EnvName, Name
+from common.secrets import remember, shorten
+from common.settings import Name
 from common.tick_circuit import server_of
-from common.transport import http_url_problem, plain_http_finding
-
-
-class NomadAccess(TlsApiCalls):
-    """Where and as whom to reach Nomad (the Nomad CLI's environment fills the gaps)."""
-
-    address: ApiUrl | None = Field(default=None, description="defaults to $NOMAD_ADDR")
-    region: str | None = None
-    namespace: NomadNamespace = "default"
-    token_env: EnvName = "NOMAD_TOKEN"
-    token_file: Path | None = Field(
-        default=None, description="read instead of token_env, and again when Nomad forgets it"
-    )
-
-    def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
-        return nomad_address_findings(self.address, where, env)
 
 
 class NomadJobBackend(NomadAccess):
@@ -83,99 +69,10 @@ class NomadJobBackend(NomadAccess):
         return NomadJobGroup(self, env=env, clock=clock)
 
 
-def nomad_address_findings(address: str | None, where: str, env: Mapping[str, str]) -> list[str]:
-    """The address (else $NOMAD_ADDR, as the Nomad CLI reads it) and $NOMAD_SKIP_VERIFY."""
-    source = "address" if address else "$NOMAD_ADDR"
-    found = plain_http_finding(address or env.get("NOMAD_ADDR"), f"{where}: {source}")
-    if nomad_skip_verify(env):
-        found.append(f"{where}: $NOMAD_SKIP_VERIFY turns TLS verification off")
-    return found
-
-
-def nomad_skip_verify(env: Mapping[str, str]) -> bool:
-    """$NOMAD_SKIP_VERIFY as the Nomad CLI reads it: a true-ish word turns TLS checks off."""
-    return env.get("NOMAD_SKIP_VERIFY", "").strip().lower() in ("1", "true", "t", "yes", "y", "on")
-
-
 log = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = "http://127.0.0.1:4646"
-AUTOSCALER_NAME = "gpu-autoscaler"
 SCALE_META = {"source": AUTOSCALER_NAME}
 _BODY_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class NomadConnection:
-    """Where and how to reach Nomad, resolved once from config and environment."""
-
-    address: str
-    namespace: str
-    region: str | None
-    timeout_s: float
-    verify: bool | str
-    cert: tuple[str, str] | tuple[()]
-    credential: NomadToken = field(repr=False)
-
-    @property
-    def token(self) -> str | None:
-        """The token in use now (a token_file's is replaced when Nomad forgets it)."""
-        return self.credential.value
-
-
-def nomad_connection(config: NomadAccess, env: Mapping[str, str]) -> NomadConnection:
-    """Resolve address, token and TLS the way the Nomad CLI reads its environment."""
-    address = (config.address or env.get("NOMAD_ADDR") or DEFAULT_ADDRESS).rstrip("/")
-    problem = None if config.address else http_url_problem(address)
-    if problem is not None:  # the setting is checked as it loads; the environment only here
-        raise ValueError(f"address: not set, and $NOMAD_ADDR {problem}")
-    verify: bool | str
-    if not config.verify_tls or nomad_skip_verify(env):
-        verify = False
-    else:
-        verify = env.get("NOMAD_CACERT") or env.get("NOMAD_CAPATH") or True
-    client_cert, client_key = env.get("NOMAD_CLIENT_CERT"), env.get("NOMAD_CLIENT_KEY")
-    cert: tuple[str, str] | tuple[()] = (
-        (client_cert, client_key) if client_cert and client_key else ()
-    )
-    return NomadConnection(
-        address=address,
-        namespace=config.namespace,
-        region=config.region or env.get("NOMAD_REGION") or None,
-        timeout_s=config.timeout.total_seconds(),
-        verify=verify,
-        cert=cert,
-        credential=_remembered(nomad_token(config.token_env, config.token_file, env), address),
-    )
-
-
-def requester_settings(
-    connection: NomadConnection, session: requests.Session | None = None
-) -> dict[str, Any]:
-    """Keyword arguments for any python-nomad endpoint class (nomad.api.Job, .Node, ...).
-
-    The endpoint classes are built directly rather than through nomad.Nomad,
-    which falls back to os.environ's NOMAD_TOKEN/NOMAD_ADDR/NOMAD_NAMESPACE when
-    a value is empty: here every value comes from the pool's config and env.
-    """
-    if session is None:
-        session = requests.Session()
-        session.headers["User-Agent"] = AUTOSCALER_NAME
-        read_environment_once(session, connection.address)
-        refuse_redirects(session)  # the token would follow one (a PUT's: the lock's)
-        session.hooks["response"].append(read_in_time)  # a drip ends with its deadline
-    # The token in use at each request (beside any ~/.netrc login the session took).
-    session.auth = NomadTokenAuth(connection.credential, session.auth)
-    return {
-        "address": connection.address,
-        "namespace": connection.namespace,
-        "region": connection.region,
-        "token": None,  # sent by the session's auth, which follows a token_file's changes
-        "timeout": connection.timeout_s,
-        "verify": verify_from_environment(connection.verify),  # given per request
-        "cert": connection.cert,
-        "session": session,
-    }
 
 
 # ---- pure: reading Nomad's answers ---------------------------------------------------
@@ -235,12 +132,6 @@ def scale_request_body(count: int, group: str, reason: str) -> dict[str, Any]:
 
 
 # ---- pure: classifying and wording failures ------------------------------------------
-
-
-def _remembered(token: NomadToken, address: str) -> NomadToken:
-    """Note any password in the address as a secret, as it is read (the token is noted)."""
-    remember_url(address)
-    return token
 
 
 def redact(text: str, secret: str | None) -> str:

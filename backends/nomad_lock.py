@@ -4,7 +4,7 @@ PUT /v1/var/:path?lock-acquire with Lock{TTL, LockDelay} takes the lock (409 whi
 someone holds it, or during the lock delay after it expired); ?lock-renew with the
 lock ID keeps it; ?lock-release gives it up at once. The variable's items name the
 holder, so a standby can say who is active. Connection settings, TLS and the
-token are those of the Nomad backends (backends.nomad_job.nomad_connection), and
+token are those of the Nomad backends (backends.nomad_connection), and
 the token never reaches a message (errors are re-worded from status codes).
 """
 
@@ -21,16 +21,14 @@ import requests
 from nomad.api.exceptions import BaseNomadException
 
 from backends.leases import LeaderElection, LeaderLockError, LeaseTimer
-from backends.nomad_errors import nomad_retry_after
-from backends.nomad_job import (
+from backends.nomad_connection import (
     NomadAccess,
     NomadConnection,
-    describe_nomad_error,
     nomad_connection,
-    redact,
     requester_settings,
-    response_of,
 )
+from backends.nomad_errors import nomad_retry_after, response_of
+from backends.nomad_job import describe_nomad_error, redact
 from backends.retry import (
     GiveUp,
     full_jitter_delay,

@@ -1,7 +1,8 @@
 """The Nomad node endpoints a cluster scale-in uses, through python-nomad, with retries.
 
-Connection settings, retry classification and error wording are those of
-backends.nomad_job (one place for the token and TLS rules); this module only
+Connection settings are those of backends.nomad_connection (one place for the token
+and TLS rules), retry classification and error wording those of the job backend
+(backends.nomad_errors, backends.nomad_job); this module only
 adds the node calls and words 403/404 for nodes rather than jobs.
 """
 
@@ -17,15 +18,10 @@ from nomad.api.base import Requester
 from nomad.api.exceptions import BaseNomadException, URLNotFoundNomadException
 
 from backends.base import BackendError
+from backends.nomad_connection import AUTOSCALER_NAME, NomadConnection, requester_settings
 from backends.nomad_drain import DRAIN_META_KEY, instance_id_of, node_in_pool
 from backends.nomad_errors import is_retryable_nomad_error, nomad_retry_after, response_of
-from backends.nomad_job import (
-    AUTOSCALER_NAME,
-    NomadConnection,
-    describe_nomad_error,
-    redact,
-    requester_settings,
-)
+from backends.nomad_job import describe_nomad_error, redact
 from backends.retry import call_with_retries
 from common.deadline import whole_answer_s
 from common.tick_circuit import server_of

@@ -22,7 +22,8 @@ from common.tick_circuit import server_of
 if TYPE_CHECKING:
     import nomad.api
 
-    from backends.nomad_job import NomadConnection, NomadJobBackend
+    from backends.nomad_connection import NomadConnection
+    from backends.nomad_job import NomadJobBackend
 
 
 # ---- pure -----------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pytest
 
 from backends.base import BackendError
 from backends.leases import LeaderElection, make_leader_lock
-from backends.nomad_job import NomadJobBackend, NomadJobGroup, nomad_connection
+from backends.nomad_connection import nomad_connection
+from backends.nomad_job import NomadJobBackend, NomadJobGroup
 from backends.nomad_node_api import NomadNodeApi
 from tests.doubles.nomad_api import NomadApiDouble, nomad_api
 

@@ -16,7 +16,8 @@ from autoscaler.daemon import Daemon
 from backends.base import BackendError
 from backends.kubernetes_lease import KubernetesLease, kubernetes_lock_settings
 from backends.leases import LeaderElection, LeaderLockError
-from backends.nomad_job import NomadJobBackend, nomad_connection
+from backends.nomad_connection import nomad_connection
+from backends.nomad_job import NomadJobBackend
 from backends.nomad_lock import NomadVariableLock, nomad_lock_connection
 from backends.nomad_node_api import NomadNodeApi
 from common.clock import SimulatedClock

@@ -31,7 +31,8 @@ from backends.aws_asg import AutoScalingGroup, AwsAsgBackend
 from backends.kubernetes import KubernetesBackend
 from backends.kubernetes_credentials import connect
 from backends.nomad_cluster import NomadCluster, NomadClusterBackend
-from backends.nomad_job import NomadJobBackend, nomad_connection
+from backends.nomad_connection import nomad_connection
+from backends.nomad_job import NomadJobBackend
 from common.clock import SimulatedClock
 from tests.autoscaler.test_daemon import NOON
 from tests.doubles.kubernetes_api import KubernetesApiDouble
