@@ -21,8 +21,9 @@ from common.secrets import shorten
 from common.tick_circuit import server_of
 
 if TYPE_CHECKING:
-    from backends.kubernetes import KubernetesBackend, Target
+    from backends.kubernetes import KubernetesBackend
     from backends.kubernetes_credentials import KubernetesConnection
+    from backends.kubernetes_wording import Target
 
 KINDS = {"deployment": "Deployment", "statefulset": "StatefulSet"}
 """Our workload setting, as scaleTargetRef.kind names it."""
@@ -90,10 +91,11 @@ def _object(answer: Any, key: str) -> dict[str, Any] | None:
 def describe_hpa_error(
     error: BaseException, connection: KubernetesConnection, target: Target, timeout_s: float
 ) -> str:
-    """As backends.kubernetes words failures, but for the HPA list: its own RBAC rule."""
+    """As backends.kubernetes_wording words failures, but for the HPA list: its own RBAC rule."""
     from kubernetes.client.exceptions import ApiException
 
-    from backends.kubernetes import describe_kubernetes_error, status_message
+    from backends.kubernetes_errors import status_message
+    from backends.kubernetes_wording import describe_kubernetes_error
 
     if isinstance(error, ApiException) and error.status in (403, 404):
         if error.status == 404:

@@ -13,7 +13,7 @@ from backends.base import BackendError, is_count
 from common.secrets import shorten
 
 if TYPE_CHECKING:
-    from backends.kubernetes import Target
+    from backends.kubernetes_wording import Target
 
 
 @dataclass(frozen=True)
