@@ -154,7 +154,7 @@ def tick_digest(
     frame["demand"] = _readings(demand.reindex(minutes).to_numpy(dtype=float))
     inside = [t for t in rows if start <= t.at < end]
     known = np.isfinite(frame["demand"].to_numpy())
-    arrivals = np.nan_to_num(frame["demand"].to_numpy()) * 60.0
+    arrivals = _held(frame["demand"]) * 60.0
     late = queue_lateness(arrivals, frame["capacity"].to_numpy(), settings.latency_target_s).late
     late = np.where(known, late, 0.0)
     node_hours = float(frame["nodes"].sum()) / 60.0
@@ -198,6 +198,13 @@ def _readings(demand: np.ndarray) -> np.ndarray:
     whole digest, every pool's, and a negative one was read as less than no load (the
     reactive fleet's late share below zero)."""
     return np.where(np.isfinite(demand) & (demand >= 0), demand, np.nan)
+
+
+def _held(demand: pd.Series) -> np.ndarray:
+    """The demand the queue is fed: an unknown minute holds the last known demand (the
+    first known before any), as the reactive fleet's queue does. Fed as no requests, a
+    minute without data drained the backlog, and the late minutes after it read on time."""
+    return np.nan_to_num(demand.ffill().bfill().to_numpy(dtype=float))
 
 
 def record_time(record: Mapping[str, Any]) -> pd.Timestamp:
@@ -298,7 +305,7 @@ def _static(nodes: int | None, minutes: int, settings: DigestSettings) -> FleetC
 def _reactive(demand: pd.Series, settings: DigestSettings, known: np.ndarray) -> FleetCost:
     """The HPA rule on the demand of the minute before (the first minute: its own); an
     unknown minute holds the last known demand, never zero."""
-    held = demand.ffill().bfill().to_numpy(dtype=float)
+    held = _held(demand)
     last = np.concatenate([held[:1], held[:-1]])
     counts = reactive_counts(
         last, settings.per_node_rps, settings.target_utilization, settings.min_nodes

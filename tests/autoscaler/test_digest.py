@@ -165,3 +165,19 @@ def test_each_forecast_is_scored_on_the_known_minutes_of_its_own_horizon() -> No
     digest = pool_digest("ocr", day_records(), day_demand(), short, DAY, END)
     assert digest.forecasts_scored == 1439
     assert digest.forecast_bias == pytest.approx((1438 * 2 - 8) / (1438 * 10 + 20))
+
+
+def test_a_minute_without_demand_does_not_drain_the_queue() -> None:
+    """12:00 at 20 req/s leaves 300 requests waiting on 3 nodes (15 req/s); 12:01 has no
+    reading. Fed as no requests it drained them, and 12:02-12:03 read on time. Held at
+    the last known 20 req/s (as the reactive fleet's queue holds it), the queue ends 12:01
+    at 600: 12:02 drains at 5/s and stays over 45 (3 s × 15) all minute, 600 late, 300
+    left; 12:03 is under 45 after (300 - 45) / 5 = 51 s: 510 late. 12:01 itself is left
+    out of the counts."""
+    demand = day_demand()
+    demand[at(12, 1)] = np.nan
+    digest = pool_digest("ocr", day_records(), demand, SETTINGS, DAY, END)
+    assert digest.minutes_with_data == 1439
+    assert digest.requests == pytest.approx(1438 * 600 + 1200)
+    assert digest.late_requests == pytest.approx(1020 + 600 + 510)
+    assert digest.late_minutes == 3
