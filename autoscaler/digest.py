@@ -215,13 +215,16 @@ def record_time(record: Mapping[str, Any]) -> pd.Timestamp:
 def _fleet_frame(
     rows: list[LoggedTick], minutes: pd.DatetimeIndex, per_node: float
 ) -> pd.DataFrame:
-    """Nodes paid and ready in each minute: what the last tick at or before it left."""
-    stamps, paid, ready = [], [], []
+    """Nodes paid and ready in each minute: what the last tick at or before it left;
+    before the first tick, what that tick found (not what it ordered: a pool added at
+    14:00 whose first tick went from 2 to 5 nodes was 5 nodes all morning)."""
+    stamps, paid, ready, found = [], [], [], []
     for tick in rows:
         current = tick.current
         if current is None:
             continue
         stamps.append(tick.at)
+        found.append(int(current))
         paid.append(int(tick.desired if tick.acted and tick.desired is not None else current))
         ready.append(int(tick.ready if tick.ready is not None else current))
     if not stamps:
@@ -231,8 +234,9 @@ def _fleet_frame(
         index = pd.DatetimeIndex(stamps).floor("min")
         seen = pd.DataFrame({"nodes": paid, "ready": ready}, index=index)
         seen = seen[~seen.index.duplicated(keep="last")]
-        # Before the first tick of the window: the count the first tick found.
-        frame = seen.reindex(seen.index.union(minutes)).ffill().bfill().reindex(minutes)
+        frame = seen.reindex(seen.index.union(minutes)).ffill()
+        frame = frame.fillna({"nodes": float(found[0]), "ready": float(ready[0])})
+        frame = frame.reindex(minutes)
     frame["capacity"] = frame["ready"] * per_node
     return frame
 

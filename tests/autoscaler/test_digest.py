@@ -181,3 +181,30 @@ def test_a_minute_without_demand_does_not_drain_the_queue() -> None:
     assert digest.requests == pytest.approx(1438 * 600 + 1200)
     assert digest.late_requests == pytest.approx(1020 + 600 + 510)
     assert digest.late_minutes == 3
+
+
+def test_the_fleet_before_a_pools_first_tick_is_the_count_it_found() -> None:
+    """A pool added at 14:00 (README: its fleet before then taken from its first tick,
+    'the count its first tick found'), whose first tick scales 2 -> 5 nodes: 14 hours at
+    2 nodes, then 5 (ready 2 until 14:10). Its first tick's order read back to midnight
+    as 5 nodes: 120 node-hours where it had 78."""
+    records = []
+    for i in range(600):
+        now = at(14, i) + timedelta(seconds=2)
+        first = i == 0
+        records.append(
+            {
+                "time": now.isoformat(),
+                "pool": "ocr",
+                "current": 2 if first else 5,
+                "ready": 2 if i < 10 else 5,
+                "desired": 5,
+                "action": "scale_up" if first else "none",
+                "acted": first,
+            }
+        )
+    digest = pool_digest("ocr", records, day_demand(), SETTINGS, DAY, END)
+    assert digest.fleet.node_hours == pytest.approx((14 * 60 * 2 + 10 * 60 * 5) / 60)
+    frame = digest.frame
+    assert frame.loc[at(13, 59), "nodes"] == 2 and frame.loc[at(14), "nodes"] == 5
+    assert frame.loc[at(13, 59), "ready"] == 2 and frame.loc[at(14, 10), "ready"] == 5
