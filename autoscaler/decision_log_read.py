@@ -95,7 +95,7 @@ def _stamp(record: Any) -> pd.Timestamp:
     return at
 
 
-_COUNTS = ("current", "desired", "ready")
+_COUNTS = ("current", "desired", "ready", "after")
 _RATES = ("demand_rps", "forecast_rps")
 _TYPES: dict[str, type] = {"pool": str, "acted": bool, "reasons": list}
 

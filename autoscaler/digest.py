@@ -55,6 +55,8 @@ class LoggedTick:
     desired: int | None
     ready: int | None
     acted: bool
+    after: int | None
+    """The count the fleet held after the tick, where logged (a clamp read back)."""
     action: str
     """As logged; "" where absent or not text."""
     forecast_rps: float | None
@@ -74,6 +76,7 @@ class LoggedTick:
             desired=record.get("desired"),
             ready=record.get("ready"),
             acted=bool(record.get("acted")),
+            after=record.get("after"),
             action=sys.intern(action) if isinstance(action, str) else "",
             forecast_rps=record.get("forecast_rps"),
             demand_rps=record.get("demand_rps"),
@@ -159,7 +162,8 @@ def tick_digest(
     late = np.where(known, late, 0.0)
     node_hours = float(frame["nodes"].sum()) / 60.0
     wape, bias, scored = _forecast_error(inside, frame["demand"], settings.horizon, end)
-    actions = Counter(t.action for t in inside if t.acted)
+    # a scale the fleet clamped to the count it had (a MaxSize reached) changed nothing
+    actions = Counter(t.action for t in inside if t.acted and t.after != t.current)
     peak = float(np.nanmax(frame["demand"])) if known.any() else None
     static_nodes = (
         max(settings.min_nodes, nodes_for(peak, settings.per_node_rps, settings.target_utilization))
@@ -225,7 +229,7 @@ def _fleet_frame(
             continue
         stamps.append(tick.at)
         found.append(int(current))
-        paid.append(int(tick.desired if tick.acted and tick.desired is not None else current))
+        paid.append(int(_paid(tick, current)))
         ready.append(int(tick.ready if tick.ready is not None else current))
     if not stamps:
         frame = pd.DataFrame({"nodes": 0.0, "ready": 0.0}, index=minutes)
@@ -239,6 +243,15 @@ def _fleet_frame(
         frame = frame.reindex(minutes)
     frame["capacity"] = frame["ready"] * per_node
     return frame
+
+
+def _paid(tick: LoggedTick, current: int) -> int:
+    """The count a tick left: the one it read back after a clamp (MaxSize, a suspended
+    launch), else the one it set, else the one it found. A pool held at a group's MaxSize
+    asks above it every tick: its ask counted all day doubled the node-hours."""
+    if tick.after is not None:
+        return tick.after
+    return tick.desired if tick.acted and tick.desired is not None else current
 
 
 def _forecast_error(

@@ -333,7 +333,8 @@ class PoolTicker(TickNews):
                 if isinstance(exc, ChangedByOthersError):  # theirs next tick: a change by hand
                     state.last_known_desired = decision.current
         if "backend" not in result.errors:
-            state.last_known_desired = self._count_after(decision.desired, result)
+            result.after = self._count_after(decision.desired, result)
+            state.last_known_desired = result.after
         self._tell_scale(decision, result, state)
 
     def _count_after(self, asked: int, result: TickResult) -> int | None:

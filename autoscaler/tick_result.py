@@ -30,6 +30,9 @@ class TickResult:
     """What the fleet made of the request (e.g. clamped to a cloud group's MaxSize)."""
     dry_run: bool = False
     errors: dict[str, str] = field(default_factory=dict)
+    after: int | None = None
+    """The count the fleet holds after the tick, as read back where it clamped the one
+    asked for (the digest's nodes paid); None where not known."""
 
 
 def peak_of(forecast: Forecast | None, which: str) -> float | None:
@@ -59,6 +62,7 @@ def decision_record(result: TickResult) -> dict[str, Any]:
         "action": ("would_" if result.dry_run and decision and decision.action != "none" else "")
         + (decision.action if decision else "skipped"),
         "acted": result.acted,
+        "after": result.after,
         "backend_note": result.backend_note,
         "dry_run": result.dry_run,
         "reasons": list(decision.reasons) if decision else ["fleet state unknown: no decision"],

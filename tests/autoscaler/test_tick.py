@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from autoscaler.config.schema import Pool
+from autoscaler.daily_report import digest_settings
 from autoscaler.decision_log import DecisionLog
+from autoscaler.digest import pool_digest
 from autoscaler.metrics import MetricsError
 from autoscaler.overrides import Override, OverridesFile
 from autoscaler.sizing import size_fleet
@@ -421,6 +423,24 @@ def test_a_fleet_held_at_its_bound_is_told_once_not_every_tick(tmp_path: Path) -
     assert "ocr 2 → 13 nodes" in scaled[0] and "ocr 6 → 13 nodes" in scaled[1]
     notes = [record["backend_note"] for record in read_decisions(h.log_path)]
     assert len(notes) == 6 and all("clamped to 6" in note for note in notes)
+
+
+def test_the_digest_counts_the_nodes_a_clamped_fleet_holds(tmp_path: Path) -> None:
+    """13 asked at every tick of a group whose MaxSize is 6: the first tick takes it from 2
+    to 6, the other nine change nothing. The decision log now says what the fleet holds
+    after each tick ('after'), and the digest pays for those 6 nodes: 10 minutes x 6 = 1
+    node-hour and one scale-up. Before, it paid for the 13 asked (2.17 node-hours, as a
+    pool held at MaxSize all day read at double its cost) and counted 10 scale-ups."""
+    h = Harness(tmp_path, rps=10.0)
+    h.ticker.backend = ClampedAtSix(h.clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    for _ in range(10):
+        h.tick()
+    records = read_decisions(h.log_path)
+    assert [r["after"] for r in records] == [6] * 10
+    settings = digest_settings(h.pool, 1.0)
+    digest = pool_digest("ocr", records, pd.Series(dtype=float), settings, START, h.clock.now())
+    assert digest.fleet.node_hours == pytest.approx(10 * 6 / 60)
+    assert (digest.scale_ups, digest.scale_downs) == (1, 0)
 
 
 def test_a_nomad_deployment_blocking_the_scale_is_a_hold_told_once(
