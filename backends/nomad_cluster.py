@@ -298,6 +298,8 @@ class NomadCluster(OnAGroup):
                 log.warning("%s: %s: %s; no longer ours to remove", self.target, label, why)
                 self.nodes.untag(entry.node_id)
                 self.record.save(self.record.loaded().without([entry.node_id]))
+                if entry.instance_id not in in_group:  # AWS replaces it: the count is up by it
+                    problems.append(f"{label}: {why}; not removed by this scale-in")
             elif step is Step.RESTORE:
                 given_back = self._give_back([entry], why=why)
                 still_ours = any(n.node_id == entry.node_id for n in self.record.loaded().nodes)
@@ -309,7 +311,7 @@ class NomadCluster(OnAGroup):
                 except BackendError as error:  # every node was given back: stop here
                     problems.append(str(error))
                     break
-        if problems:  # nodes given back: the group's count is up by them
+        if problems:  # nodes given back, or replaced by AWS: the group's count is up by them
             raise CountChangedError(f"scale-in of {self.target}: " + " | ".join(problems))
 
     def _progress(self, entry: DrainingNode, in_group: set[str]) -> NodeProgress:

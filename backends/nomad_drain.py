@@ -222,7 +222,10 @@ def next_step(
     if entry.restoring:
         return Step.RESTORE, "giving the node back failed before; trying again"
     if not progress.instance_in_group:
-        return Step.FORGET, "its instance left the group (terminated by someone else?)"
+        return (
+            Step.FORGET,
+            "its instance left the group (replaced by AWS, or terminated by someone else)",
+        )
     if not progress.exists:
         return Step.TERMINATE, "the node left Nomad; nothing runs there"
     if progress.eligible and not progress.draining:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from backends.base import BackendError, FleetState
+from backends.base import BackendError, CountChangedError, FleetState
 from backends.nomad_cluster import NomadCluster, NomadClusterBackend
 from backends.nomad_drain import DRAIN_META_KEY
 from common.clock import SimulatedClock
@@ -473,3 +473,26 @@ def test_a_node_that_left_nomad_while_its_give_back_waited_is_not_retried_foreve
     assert backend.read() == FleetState(desired=2, ready=1, pending=1)
     assert not cluster.state_path.exists()
     assert backend.read() == FleetState(desired=2, ready=1, pending=1)
+
+
+def test_a_draining_node_whose_instance_aws_replaced_is_no_change_by_hand(
+    cluster: Cluster,
+) -> None:
+    """Against moto serving the documented Auto Scaling query API: while a chosen node
+    drains, AWS replaces its instance (a failed ELB health check once its work is gone, a
+    Spot rebalance, MaxInstanceLifetime, an instance refresh): terminated without lowering
+    DesiredCapacity, and a new one launched. Before, the node was quietly forgotten and the
+    next read said 3 where the scale-in had said 2, which the tick took for a change by
+    hand (alerted, and held at 3 for the cooldown). Now the read fails as a count the
+    backend's own scale-in changed, saying so, and the next read is no change by hand."""
+    nodes = cluster.arrange([0, 1, 2], drain_seconds=None)
+    backend = cluster.backend()
+    backend.scale(2, "evening")
+    assert backend.read().desired == 2
+    cluster.aws.autoscaling.terminate_instance_in_auto_scaling_group(
+        InstanceId=nodes[0].instance_id, ShouldDecrementDesiredCapacity=False
+    )
+    with pytest.raises(CountChangedError, match=r"gpu-0.*replaced by AWS.*not removed"):
+        backend.read()
+    assert backend.read().desired == 3
+    assert not cluster.state_path.exists() or nodes[0].id not in cluster.state_path.read_text()
