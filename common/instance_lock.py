@@ -12,30 +12,48 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+POLL_S = 1.0
+"""How often a start that waits for the lock asks for it again."""
 
 
 class InstanceLockHeld(Exception):
     """Another process holds the lock."""
 
 
-def hold_instance_lock(path: Path) -> IO[str]:
-    """Lock `path` (exclusive, without waiting) and write this process's pid into it.
+def hold_instance_lock(
+    path: Path, wait_s: float = 0.0, waiting: Callable[[str], None] | None = None
+) -> IO[str]:
+    """Lock `path` (exclusive) and write this process's pid into it, waiting up to `wait_s`
+    for a holder to let go (`waiting(who holds it)` told once, as the wait begins).
     Returns the open file: the lock lasts as long as it stays open. InstanceLockHeld names
     the holder's pid; OSError where the file cannot be made (a read-only folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     held = path.open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        held.seek(0)
-        holder = held.read(32).strip() or "unknown"
-        held.close()
-        raise InstanceLockHeld(f"{path} is held by process {holder}") from None
-    except OSError:
-        held.close()
-        raise
+    give_up = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            held.seek(0)
+            who = f"{path} is held by process {held.read(32).strip() or 'unknown'}"
+            left = give_up - time.monotonic()
+            if left <= 0:
+                held.close()
+                raise InstanceLockHeld(who) from None
+            if waiting is not None and not told:
+                waiting(who)
+                told = True
+            time.sleep(min(POLL_S, left))
+        except OSError:
+            held.close()
+            raise
     with contextlib.suppress(OSError):  # the pid is a hint; the lock is what counts
         held.seek(0)
         held.truncate()

@@ -100,3 +100,17 @@ def test_systemd_analyze_verifies_the_unit_and_scores_its_exposure(tmp_path: Pat
     score = re.search(r"Overall exposure level for \S+: (\d+\.\d)", security.stdout)
     assert score is not None, security.stdout + security.stderr
     assert float(score.group(1)) <= MAX_EXPOSURE, security.stdout
+
+
+def test_a_start_waiting_for_a_held_state_folder_ends_before_systemd_gives_up_on_it() -> None:
+    """Started by systemd, `run` waits LOCK_WAIT_S for a state folder a hand-run `--once`
+    holds; the unit must allow that start longer (TimeoutStartSec), or it kills the wait.
+    `--once`, and a daemon started by hand, are told at once."""
+    from autoscaler.cli.main import LOCK_WAIT_S, lock_wait_s
+
+    (timeout,) = _settings()["TimeoutStartSec"]
+    minutes = re.fullmatch(r"(\d+)min", timeout)
+    assert minutes is not None and int(minutes[1]) * 60 > LOCK_WAIT_S + 30
+    assert lock_wait_s(once=False, env={"NOTIFY_SOCKET": "/run/systemd/notify"}) == LOCK_WAIT_S
+    assert lock_wait_s(once=True, env={"NOTIFY_SOCKET": "/run/systemd/notify"}) == 0.0
+    assert lock_wait_s(once=False, env={}) == 0.0

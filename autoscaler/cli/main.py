@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated
@@ -40,6 +42,11 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the daemon's
 INSTANCE_LOCK = "autoscaler.lock"
 """In the state folder: held by the daemon running on it (common.instance_lock)."""
 LOCK_HELD_EXIT = 75
+LOCK_WAIT_S = 60.0
+"""How long a daemon started by systemd waits for a state folder another run holds
+before it exits LOCK_HELD_EXIT (the unit's TimeoutStartSec is 2 min): with the unit's
+retry 15 s later, a hand-run `--once` has minutes, not the ~70 s that five quick
+refusals left it before the unit's start limit (5 in 10 min) gave up on the service."""
 """EX_TEMPFAIL: the state folder is held (by a hand-run `--once`, say). Not 2, the config
 error's status the systemd unit does not restart on: the service started meanwhile is
 retried once the holder is done, not left stopped."""
@@ -69,7 +76,7 @@ def run(
         raise typer.Exit(2) from None
     simulated = parsed.simulation is not None
     setup_logging(log_level or ("WARNING" if simulated else "INFO"))
-    lock = None if dry_run else _instance_lock(parsed)
+    lock = None if dry_run else _instance_lock(parsed, lock_wait_s(once, os.environ))
     try:
         code = _run(parsed, config, dry_run, once)
     finally:
@@ -78,15 +85,27 @@ def run(
     raise typer.Exit(code)
 
 
-def _instance_lock(parsed: Config) -> IO[str] | None:
+def lock_wait_s(once: bool, env: Mapping[str, str]) -> float:
+    """How long `run` waits for a held state folder: LOCK_WAIT_S for the daemon as systemd
+    starts it (a notify service: $NOTIFY_SOCKET), none for `--once` (cron's, or a hand's)
+    or a daemon started by hand, which are told at once."""
+    return LOCK_WAIT_S if not once and env.get("NOTIFY_SOCKET") else 0.0
+
+
+def _instance_lock(parsed: Config, wait_s: float) -> IO[str] | None:
     """One daemon per state folder (common.instance_lock). Where the lock file cannot be
     made (a read-only state folder) the daemon runs on unlocked, as it runs on when its
     state cannot be written: scaling matters more than the lock."""
     from common.instance_lock import InstanceLockHeld, hold_instance_lock
 
     path = parsed.state_dir / INSTANCE_LOCK
+    log = logging.getLogger(__name__)
     try:
-        return hold_instance_lock(path)
+        return hold_instance_lock(
+            path,
+            wait_s,
+            lambda who: log.warning("%s (a hand-run --once?): waiting up to %gs", who, wait_s),
+        )
     except InstanceLockHeld as held:
         errors.print(
             f"[red]cannot start[/]: another autoscaler runs on this state folder ({held}); "
@@ -95,7 +114,7 @@ def _instance_lock(parsed: Config) -> IO[str] | None:
         )
         raise typer.Exit(LOCK_HELD_EXIT) from None
     except OSError as exc:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "no instance lock at %s (%s): a second daemon on this state would not be refused",
             path,
             exc,

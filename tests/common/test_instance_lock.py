@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,3 +66,31 @@ def test_a_folder_the_lock_cannot_be_made_in_is_an_os_error(tmp_path: Path) -> N
     not_a_folder.write_text("")
     with pytest.raises(OSError):
         hold_instance_lock(not_a_folder / "autoscaler.lock")
+
+
+def test_a_start_that_may_wait_takes_the_lock_once_the_holder_lets_go(tmp_path: Path) -> None:
+    """The daemon as systemd starts it waits for a hand-run `--once` to finish rather than
+    exit at once: five quick refusals in a row left the service failed by the unit's
+    start limit. It is told who holds the folder once, as the wait begins."""
+    path = tmp_path / "autoscaler.lock"
+    first = hold_instance_lock(path)
+    letting_go = threading.Timer(0.3, first.close)
+    letting_go.start()
+    told: list[str] = []
+    second = hold_instance_lock(path, wait_s=30.0, waiting=told.append)
+    try:
+        assert told == [f"{path} is held by process {os.getpid()}"]
+        assert path.read_text(encoding="utf-8").strip() == str(os.getpid())
+    finally:
+        second.close()
+        letting_go.join()
+
+
+def test_a_start_that_may_wait_is_refused_when_the_holder_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "autoscaler.lock"
+    first = hold_instance_lock(path)
+    try:
+        with pytest.raises(InstanceLockHeld, match="held by process"):
+            hold_instance_lock(path, wait_s=0.2)
+    finally:
+        first.close()
