@@ -3,11 +3,12 @@
 The unit is `Type=notify` with `WatchdogSec=`: systemd starts counting the daemon as up
 at READY=1, and kills and restarts it when WATCHDOG=1 has not come for WatchdogSec.
 The pings come from the main loop, and only while ticks go on: a tick in which no
-pool has begun for longer than the watchdog period, or no tick started for an interval
-plus that period, stops them. A tick of many pools, each within its deadline, may run
-longer than the period (a slow Prometheus costs each pool its timeout): it is not hung,
-and killing it lost the tick and restarted the daemon into the same tick. Outside
-systemd (no $NOTIFY_SOCKET) every call is a no-op.
+pool has begun for longer than the watchdog period (or than a pool's deadline, the
+interval, where that is longer: a pool may take its deadline before it is left behind),
+or no tick started for an interval plus that period, stops them. A tick of many pools,
+each within its deadline, may run longer than the period (a slow Prometheus costs each
+pool its timeout): it is not hung, and killing it lost the tick and restarted the daemon
+into the same tick. Outside systemd (no $NOTIFY_SOCKET) every call is a no-op.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
+DEADLINE_SLACK = 1.1
+"""A pool may take its deadline (the interval) before it is left behind, and the next then
+begins (common.deadline's hand-over to a new thread, the stand-in's writing; the fit
+workers' observing ends at half the interval): within a tenth more, a tick makes progress."""
+
 
 def ticks_alive(
     now: float, progressed: float | None, last_began: float, interval_s: float, limit_s: float
@@ -30,8 +36,8 @@ def ticks_alive(
     pool (None: no tick is in flight); `last_began` when the last tick started (or the
     daemon did).
     """
-    if progressed is not None:
-        return now - progressed <= limit_s
+    if progressed is not None:  # a pool may take its deadline (the interval) and more
+        return now - progressed <= max(limit_s, interval_s * DEADLINE_SLACK)
     return now - last_began <= interval_s + limit_s
 
 

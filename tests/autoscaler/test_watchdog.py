@@ -61,7 +61,8 @@ def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
 def test_the_loop_is_alive_while_ticks_start_and_finish_in_time() -> None:
     assert ticks_alive(100.0, None, 90.0, interval_s=60, limit_s=30)
     assert ticks_alive(100.0, 80.0, 80.0, interval_s=60, limit_s=30)  # a tick 20 s in
-    assert not ticks_alive(100.0, 60.0, 60.0, interval_s=60, limit_s=30)  # 40 s in: hung
+    assert ticks_alive(100.0, 60.0, 60.0, interval_s=60, limit_s=30)  # 40 s: in a deadline
+    assert not ticks_alive(100.0, 30.0, 30.0, interval_s=60, limit_s=30)  # 70 s in: hung
     assert not ticks_alive(200.0, None, 100.0, interval_s=60, limit_s=30)  # none started
 
 
@@ -139,7 +140,16 @@ def test_a_hung_tick_stops_the_pings(
 
 def test_a_long_tick_whose_pools_go_on_is_alive() -> None:
     assert ticks_alive(500.0, 480.0, 100.0, interval_s=60, limit_s=30)  # 400 s in, a pool 20 s
-    assert not ticks_alive(500.0, 460.0, 100.0, interval_s=60, limit_s=30)  # none for 40 s
+    assert not ticks_alive(500.0, 430.0, 100.0, interval_s=60, limit_s=30)  # none for 70 s
+
+
+def test_a_pool_that_takes_its_deadline_is_alive_where_the_interval_passes_the_period() -> None:
+    """An interval of 10 minutes under the unit's 5-minute watchdog: a pool's call that
+    hangs is left behind at its deadline (the interval), so 6 minutes without a pool
+    beginning is no hang; killing the daemon then restarted it into the same hung call.
+    Past the deadline and a tenth more, it is."""
+    assert ticks_alive(1000.0, 640.0, 600.0, interval_s=600, limit_s=300)  # 360 s
+    assert not ticks_alive(1000.0, 330.0, 330.0, interval_s=600, limit_s=300)  # 670 s
 
 
 def test_a_tick_of_many_slow_pools_keeps_the_pings(
