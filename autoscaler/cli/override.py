@@ -188,7 +188,13 @@ def set_command(
         )
 
 
-FLAGS = {"nodes": "--nodes", "min_nodes": "--min", "max_nodes": "--max", "reason": "--reason"}
+FLAGS = {
+    "nodes": "--nodes",
+    "min_nodes": "--min",
+    "max_nodes": "--max",
+    "reason": "--reason",
+    "set_by": "--by",
+}
 """An override's fields as `override set` spells them."""
 
 

@@ -180,6 +180,19 @@ def test_a_reason_with_a_control_character_is_refused_in_the_option_and_the_file
     assert "\x1b" not in out
 
 
+def test_a_name_with_a_control_character_is_refused_naming_by(config: Path) -> None:
+    """`--by` with a tab (pasted from a table) was refused as 'set_by: holds a control
+    character', a file field the person never typed, not the option to fix."""
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "3", "--for", "1h", "--reason", "drill",
+        "--by", "al\tice", "-c", config,
+    )  # fmt: skip
+    assert code == 2
+    assert "--by: holds a control character (U+0009)" in out
+    assert "set_by" not in out
+    assert not (config.parent / "overrides.yaml").exists()
+
+
 def test_invalid_config_is_reported_with_file_and_line(config: Path) -> None:
     config.write_text(CONFIG.replace("max_nodes: 8", "max_nodes: eight"))
     code, out = invoke("list", "--config", config)
