@@ -87,22 +87,27 @@ def _expiry(
             _fail(f"--for: {duration} after --from {start.isoformat()} is already past")
         return expires
     assert until is not None
-    try:
-        expires = option_moment("--until", until)
-    except ValueError as exc:
-        _fail(str(exc))
+    expires = _moment("--until", until)
     if expires <= now:
         _fail(f"--until: {until} is already past")
     return expires
 
 
 def _start(starts: str | None) -> datetime | None:
-    if starts is None:
-        return None
+    return None if starts is None else _moment("--from", starts)
+
+
+def _moment(option: str, text: str) -> datetime:
+    """A time for the overrides file, whose YAML timestamps hold an offset in whole
+    minutes: +05:30:15, which Python reads, was written and then failed to read back."""
     try:
-        return option_moment("--from", starts)
+        moment = option_moment(option, text)
     except ValueError as exc:
         _fail(str(exc))
+    offset = moment.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        _fail(f"{option}: {text!r} has a UTC offset with seconds; give whole minutes (+05:30)")
+    return moment
 
 
 def _user() -> str | None:

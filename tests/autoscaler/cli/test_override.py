@@ -139,6 +139,10 @@ def test_set_above_the_pool_max_warns(config: Path) -> None:
           "2026-11-28T08:00Z"], "--until 2026-11-28T08:00Z is not after --from"),
         (["gpu-ocr", "--min", "5", "--max", "2", "--for", "1h"], "--min 5 is above --max 2"),
         (["gpu-ocr", "--nodes", "-1", "--for", "1h"], "--nodes: Input should be greater"),
+        (["gpu-ocr", "--nodes", "3", "--until", "2026-11-27T18:00+05:30:15"],
+         "--until: '2026-11-27T18:00+05:30:15' has a UTC offset with seconds"),
+        (["gpu-ocr", "--nodes", "3", "--from", "2026-11-27T18:00+05:30:15", "--for", "1h"],
+         "--from: '2026-11-27T18:00+05:30:15' has a UTC offset with seconds"),
     ],
 )  # fmt: skip
 def test_set_refuses_bad_input_and_writes_nothing(
