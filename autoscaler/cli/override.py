@@ -167,6 +167,8 @@ def set_command(
         _fail(f"overrides file is broken; fix it (or clear it) first\n{exc}")
     except OSError as exc:  # a full disk, a folder this user may not write in
         _fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
+    except ValueError as exc:  # more than the daemon reads
+        _fail(str(exc))
     console = Console()
     window = f" from {begins.isoformat()}" if begins is not None else ""
     console.print(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from autoscaler.config.loader import load_overrides
+from autoscaler.config.loader import OVERRIDES_MAX_BYTES, load_overrides
 from autoscaler.overrides import Override, OverridesFile
 from common.atomic import write_atomically
 
@@ -62,8 +62,16 @@ def dump_overrides(overrides: OverridesFile) -> str:
 
 
 def _write(path: Path, overrides: OverridesFile) -> None:
-    """Check the text reads back as the same overrides before it replaces the old file."""
+    """Check the text reads back as the same overrides before it replaces the old file,
+    and is no larger than the daemon reads: else every override in it, the new one with
+    the rest, would stop applying (at the daemon's next start) and no edit could follow."""
     text = dump_overrides(overrides)
+    size = len(text.encode("utf-8"))
+    if size > OVERRIDES_MAX_BYTES:
+        raise ValueError(
+            f"{path} would be {size:,} bytes, more than the {OVERRIDES_MAX_BYTES:,} the "
+            "daemon reads; shorten the reasons (file left unchanged)"
+        )
     if OverridesFile.model_validate(yaml.safe_load(text)) != overrides:
         raise RuntimeError("overrides would not read back as written; file left unchanged")
     write_atomically(path, text, new_mode=READABLE)

@@ -237,6 +237,21 @@ def test_a_failed_write_leaves_the_old_file(
     assert left == ["overrides.yaml"]  # no temp left
 
 
+def test_a_file_larger_than_the_daemon_reads_is_not_written(tmp_path: Path) -> None:
+    """Long reasons (a log pasted into --reason) made a file over the 256 KiB the daemon
+    reads: `override set` said it was set, yet the daemon refused the file (at its next
+    start no override applied) and every later set or clear called it broken."""
+    path = tmp_path / "overrides.yaml"
+    pasted = "stack trace line; " * 5_000  # 90,000 characters
+    set_override(path, "gpu-ocr", fixed(reason=pasted))
+    set_override(path, "face", fixed(reason=pasted))
+    before = path.read_text()
+    with pytest.raises(ValueError, match="more than the 262,144 the daemon reads"):
+        set_override(path, "asr", fixed(reason=pasted))
+    assert path.read_text() == before
+    assert set(load_overrides(path).overrides) == {"gpu-ocr", "face"}
+
+
 def test_dump_round_trips_odd_text(tmp_path: Path) -> None:
     odd = OverridesFile(
         overrides={

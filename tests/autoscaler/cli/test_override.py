@@ -197,6 +197,24 @@ def test_a_name_with_a_control_character_is_refused_naming_by(config: Path) -> N
     assert not (config.parent / "overrides.yaml").exists()
 
 
+def test_a_file_over_what_the_daemon_reads_is_refused_not_written(config: Path) -> None:
+    """Two overrides with a log pasted into --reason: the second made a file the daemon
+    refuses (over 256 KiB), though `override set` said it was set."""
+    pasted = "stack trace line; " * 8_000  # 144,000 characters
+    code, out = invoke(
+        "set", "gpu-ocr", "--nodes", "3", "--for", "1h", "--reason", pasted, "-c", config
+    )  # fmt: skip
+    assert code == 0
+    path = config.parent / "overrides.yaml"
+    before = path.read_text()
+    code, out = invoke(
+        "set", "face-match", "--nodes", "3", "--for", "1h", "--reason", pasted, "-c", config
+    )  # fmt: skip
+    assert code == 2
+    assert "more than the 262,144 the daemon reads; shorten the reasons" in out
+    assert path.read_text() == before
+
+
 def test_invalid_config_is_reported_with_file_and_line(config: Path) -> None:
     config.write_text(CONFIG.replace("max_nodes: 8", "max_nodes: eight"))
     code, out = invoke("list", "--config", config)
