@@ -111,7 +111,11 @@ def build_report(
     pools: list[str],
     per_node_rps: Mapping[str, float] | None = None,
 ) -> DayReport:
-    """Each pool's day; `per_node_rps` by pool, as the daemon sized (digest_settings)."""
+    """Each pool's day; `per_node_rps` by pool, as the daemon sized (digest_settings).
+    The span's edges are taken down to whole minutes, the grid both the metrics and the
+    log's demand are read on: an edge at 00:00:30 put every minute between two samples,
+    and the whole span read as no data."""
+    start, end = _whole_minute(start), _whole_minute(end)
     read = (
         read_records(config.decision_log, start, end)
         if config.decision_log
@@ -159,6 +163,10 @@ def build_report(
         silent,
         tuple(joined),
     )
+
+
+def _whole_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 def _logged_demand(ticks: list[LoggedTick]) -> pd.Series:

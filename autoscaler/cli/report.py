@@ -60,7 +60,7 @@ def report_command(
     try:
         metrics = _metrics(parsed, end)
         report = build_report(parsed, metrics, start, end, list(pool or ()))
-        report = replace(report, title=f"{format_duration(end - start)} report")
+        report = replace(report, title=f"{format_duration(report.end - report.start)} report")
     except (ValueError, OSError, ConfigError) as exc:  # ConfigError: a capacity profile
         _fail(f"cannot build the report: {exc}")
     currency = parsed.digest.currency if parsed.digest else "USD"

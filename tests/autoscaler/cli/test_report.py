@@ -430,3 +430,24 @@ def test_a_plot_dir_that_cannot_take_the_pngs_is_said_naming_the_file(
         assert sorted(p.name for p in folder.iterdir()) == [png.name]  # no temporary file
     else:
         assert f"--plot-dir: {folder} is not a folder" in result.output
+
+
+@pytest.mark.parametrize("source", ["metrics", "decision log"])
+def test_an_until_with_seconds_reads_the_demand_of_whole_minutes(
+    tmp_path: Path, source: str
+) -> None:
+    """`--until 2026-11-27T00:00:30Z` put the span's minutes at :30, between the whole
+    minutes the trace and the decision log's demand_rps are read on: every minute read as
+    no data ('0/1440 minutes with demand data') and nothing was late. The edges are now
+    whole minutes, for either source of demand."""
+    config = setup_day(tmp_path, "http://127.0.0.1:9")
+    if source == "decision log":  # a trace without the day: the replay source answers empty
+        (tmp_path / "trace.csv").write_text("timestamp,requests\n2026-11-01T00:00:00Z,600\n")
+    command = ["report", "-c", str(config), "--since", "24h", "--until"]
+    result = CliRunner().invoke(app, [*command, "2026-11-27T00:00:30Z"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("24h report 2026-11-26 00:00 to 2026-11-27 00:00 UTC\n")
+    assert "1440/1440 minutes with demand data" in result.output
+    late = "1,530 of 864,600" if source == "metrics" else "0 of 864,000"  # the log says 10
+    assert f"{late} requests late" in result.output
+    assert ("demand from the decision log" in result.output) == (source == "decision log")
