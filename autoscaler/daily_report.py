@@ -239,7 +239,15 @@ def _money(value: float | None, currency: str) -> str:
 
 
 def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f} %"
+    """A share to two decimals, but never 0 or 100 % where it is not: 1 late request in
+    a million printed "100.00 % on time", read as none late."""
+    if value is None:
+        return "n/a"
+    if 0 < value < 0.00005:
+        return "< 0.01 %"
+    if 0.99995 <= value < 1:
+        return "> 99.99 %"
+    return f"{100 * value:.2f} %"
 
 
 def _versus(other: float | None, ours: float | None) -> str:

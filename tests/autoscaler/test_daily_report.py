@@ -390,3 +390,34 @@ class NoDemand:
 
     def demand(self, query: str, start: datetime, end: datetime, step: timedelta) -> None:
         raise MetricsError("unreachable", query, "the server answered 503")
+
+
+@pytest.mark.parametrize(
+    ("late", "on_time", "reactive"),
+    [
+        (1.0, "> 99.99 % on time", "< 0.01 % late"),
+        (0.0, "100.00 % on time", "0.00 % late"),
+        (100.0, "99.99 % on time", "0.01 % late"),
+    ],
+)
+def test_a_late_share_too_small_for_two_decimals_never_reads_as_none(
+    late: float, on_time: str, reactive: str
+) -> None:
+    """1 late request in a million printed '100.00 % on time' (and a reactive fleet's
+    share of as few '0.00 % late'): read as none late, beside a count that says one."""
+    from dataclasses import replace
+
+    from autoscaler.daily_report import pool_lines
+    from autoscaler.digest import FleetCost, pool_digest
+    from tests.autoscaler.test_digest import SETTINGS, day_demand
+
+    digest = pool_digest("ocr", day_records(), day_demand(), SETTINGS, DAY, END)
+    digest = replace(
+        digest,
+        requests=1_000_000.0,
+        late_requests=late,
+        reactive=FleetCost(72.0, None, late_share=late / 1_000_000),
+    )
+    lines = pool_lines(digest, "EUR")
+    assert f"service: {on_time} ({late:,.0f} of 1,000,000 requests late" in lines[1]
+    assert lines[-1].startswith("  reactive fleet") and lines[-1].endswith(f", {reactive}")
