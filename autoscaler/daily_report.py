@@ -19,7 +19,13 @@ import pandas as pd
 from autoscaler.config.capacity import per_node_rps_of
 from autoscaler.config.schema import Config, Pool
 from autoscaler.decision_log_read import LOOKBACK, LogRead, read_records
-from autoscaler.digest import DigestSettings, LoggedTick, PoolDigest, tick_digest
+from autoscaler.digest import (
+    QUEUE_WARMUP,
+    DigestSettings,
+    LoggedTick,
+    PoolDigest,
+    tick_digest,
+)
 from autoscaler.metrics import MetricsError, MetricsSource
 from autoscaler.notify import (
     SECTION_TEXT_LIMIT,
@@ -136,7 +142,7 @@ def build_report(
         elif (first := min(t.at for t in mine)) > since:
             joined.append((pool.name, first.to_pydatetime()))
         try:
-            demand = metrics.demand(pool.demand.query, start, end, MINUTE)
+            demand = metrics.demand(pool.demand.query, start - QUEUE_WARMUP, end, MINUTE)
         except MetricsError as exc:
             log.warning("digest: %s: demand from the decision log (%s)", pool.name, exc)
             demand = _logged_demand(mine)

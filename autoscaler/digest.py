@@ -26,6 +26,10 @@ from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.policy import nodes_for
 
 MINUTE = pd.Timedelta(minutes=1)
+QUEUE_WARMUP = pd.Timedelta(hours=1)
+"""The queue (ours and the reactive fleet's) is run from this long before the span, from
+its first minute with demand data then: a span opened during a backlog counts the
+requests that backlog makes late."""
 _OVERRIDE = re.compile(r"override[^(]*\((['\"])(.*?)\1, until ")
 
 
@@ -157,9 +161,11 @@ def tick_digest(
     frame["demand"] = _readings(demand.reindex(minutes).to_numpy(dtype=float))
     inside = [t for t in rows if start <= t.at < end]
     known = np.isfinite(frame["demand"].to_numpy())
-    arrivals = _held(frame["demand"]) * 60.0
-    late = queue_lateness(arrivals, frame["capacity"].to_numpy(), settings.latency_target_s).late
-    late = np.where(known, late, 0.0)
+    warm = _warmed(rows, demand, settings.per_node_rps, frame)
+    skip = len(warm) - len(frame)
+    arrivals = _held(warm["demand"]) * 60.0
+    late = queue_lateness(arrivals, warm["capacity"].to_numpy(), settings.latency_target_s).late
+    arrivals, late = arrivals[skip:], np.where(known, late[skip:], 0.0)
     node_hours = float(frame["nodes"].sum()) / 60.0
     wape, bias, scored = _forecast_error(inside, frame["demand"], settings.horizon, end)
     # a scale the fleet clamped to the count it had (a MaxSize reached) changed nothing
@@ -191,9 +197,29 @@ def tick_digest(
         peak_rps=peak,
         static_nodes=static_nodes,
         static=_static(static_nodes, len(minutes), settings),
-        reactive=_reactive(frame["demand"], settings, known) if known.any() else None,
+        reactive=_reactive(warm["demand"], settings, known, skip) if known.any() else None,
         frame=frame,
     )
+
+
+def _warmed(
+    rows: list[LoggedTick], demand: pd.Series, per_node: float, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """`frame` with the minutes of QUEUE_WARMUP before it put first, from the first of
+    them with demand data (none where they have none). Started empty at the span's start,
+    a report opened during a backlog (`--since 6h` at 12:01, after a minute at 20 req/s
+    on 15) counted none of the requests it makes late."""
+    if frame.empty:
+        return frame
+    start = frame.index[0]
+    before = pd.date_range(start - QUEUE_WARMUP, start, freq=MINUTE, inclusive="left")
+    readings = _readings(demand.reindex(before).to_numpy(dtype=float))
+    known = np.flatnonzero(np.isfinite(readings))
+    if not len(known):
+        return frame
+    early = _fleet_frame(rows, before[known[0] :], per_node)
+    early["demand"] = readings[known[0] :]
+    return pd.concat([early, frame])
 
 
 def _readings(demand: np.ndarray) -> np.ndarray:
@@ -319,9 +345,12 @@ def _static(nodes: int | None, minutes: int, settings: DigestSettings) -> FleetC
     return FleetCost(hours, _cost(hours, settings), late_share=None)
 
 
-def _reactive(demand: pd.Series, settings: DigestSettings, known: np.ndarray) -> FleetCost:
+def _reactive(
+    demand: pd.Series, settings: DigestSettings, known: np.ndarray, skip: int = 0
+) -> FleetCost:
     """The HPA rule on the demand of the minute before (the first minute: its own); an
-    unknown minute holds the last known demand, never zero."""
+    unknown minute holds the last known demand, never zero. The first `skip` minutes are
+    the warm-up before the span (_warmed): run, not counted."""
     held = _held(demand)
     last = np.concatenate([held[:1], held[:-1]])
     counts = reactive_counts(
@@ -331,6 +360,7 @@ def _reactive(demand: pd.Series, settings: DigestSettings, known: np.ndarray) ->
     ready = ready_nodes(counts, boot, int(counts[0]))
     arrivals = held * 60.0
     late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
+    arrivals, late, counts = arrivals[skip:], late[skip:], counts[skip:]
     requests = float(arrivals[known].sum())
     share = float(late[known].sum()) / requests if requests > 0 else None
     hours = float(counts.sum()) / 60.0

@@ -451,3 +451,30 @@ def test_an_until_with_seconds_reads_the_demand_of_whole_minutes(
     late = "1,530 of 864,600" if source == "metrics" else "0 of 864,000"  # the log says 10
     assert f"{late} requests late" in result.output
     assert ("demand from the decision log" in result.output) == (source == "decision log")
+
+
+@pytest.mark.parametrize("source", ["metrics", "decision log"])
+def test_a_report_opened_during_a_backlog_counts_the_requests_it_makes_late(
+    tmp_path: Path, source: str
+) -> None:
+    """The hand-computed day's backlog (tests/autoscaler/test_digest.py): 12:00 at 20 req/s
+    on 15 req/s of ready nodes leaves 300 requests waiting; at 12:01 (10 req/s) they drain
+    at 5 req/s and its requests are late until the queue is under 3 s × 15 = 45, after
+    (300 - 45) / 5 = 51 s: 510 late. A report from 12:01 started its queue empty and
+    counted none of them; it now runs the queue from the hour before its span."""
+    config = setup_day(tmp_path, "http://127.0.0.1:9")
+    if source == "decision log":  # the log's demand: the trace's, and 20 req/s at 12:00
+        (tmp_path / "trace.csv").write_text("timestamp,requests\n2026-11-01T00:00:00Z,600\n")
+        log = tmp_path / "decisions.jsonl"
+        lines = log.read_text().replace(
+            '"2026-11-26T12:00:02Z", "pool": "ocr", "demand_rps": 10.0',
+            '"2026-11-26T12:00:02Z", "pool": "ocr", "demand_rps": 20.0',
+        )
+        assert lines != log.read_text()
+        log.write_text(lines)
+    command = ["report", "-c", str(config), "--until", "2026-11-26T13:01Z", "--since", "1h"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "510 of 36,000 requests late, 1 minutes with late requests" in result.output
+    assert "60/60 minutes with demand data" in result.output
+    assert ", 1.42 % late" in result.output  # the reactive fleet's 5 nodes not yet up
