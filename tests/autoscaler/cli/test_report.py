@@ -478,3 +478,93 @@ def test_a_report_opened_during_a_backlog_counts_the_requests_it_makes_late(
     assert "510 of 36,000 requests late, 1 minutes with late requests" in result.output
     assert "60/60 minutes with demand data" in result.output
     assert ", 1.42 % late" in result.output  # the reactive fleet's 5 nodes not yet up
+
+
+BERLIN_DAYS = [  # the local day before the digest at 00:00 Berlin, in UTC, and its hours
+    pytest.param("2026-10-24T22:00Z", "2026-10-25T23:00Z", 25, id="autumn"),  # 03:00 -> 02:00
+    pytest.param("2026-03-28T23:00Z", "2026-03-29T22:00Z", 23, id="spring"),  # 02:00 -> 03:00
+]
+
+
+def two_pools_in_berlin(tmp_path: Path, slack_url: str, start: datetime) -> Path:
+    """Two pools logged every 10 minutes for three days: ocr at 3 nodes of 5 req/s (15
+    req/s), asr at 4 (20 req/s). Demand 10 req/s, but 20 for a minute at 01:30 UTC on the
+    day of the change (in the hour the clocks repeat, or the first after the jump) and
+    30 minutes before the local day begins. The digest goes at 00:00 Europe/Berlin."""
+    from datetime import timedelta
+
+    first, ends = start - timedelta(days=2), start + timedelta(days=1, hours=2)
+    bursts = {start - timedelta(minutes=30), start.replace(hour=1, minute=30) + timedelta(days=1)}
+    count = int((ends - first) / timedelta(minutes=1))
+    minutes = [first + timedelta(minutes=k) for k in range(count)]
+    (tmp_path / "trace.csv").write_text(
+        "timestamp,requests\n"
+        + "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{1200 if t in bursts else 600}\n" for t in minutes)
+    )
+    lines = []
+    for at in minutes[::10]:
+        for pool, nodes in (("ocr", 3), ("asr", 4)):
+            line = {"time": f"{at:%Y-%m-%dT%H:%M}:02Z", "pool": pool, "current": nodes}
+            lines.append(json.dumps({**line, "ready": nodes, "desired": nodes, "action": "none"}))
+    (tmp_path / "decisions.jsonl").write_text("\n".join(lines) + "\n")
+    pool = "backend: {kind: simulated}, demand: {query: up}, capacity: {per_node_rps: 5}"
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        interval: 10m
+        state_dir: state
+        decision_log: decisions.jsonl
+        metrics: {{kind: replay, trace: trace.csv}}
+        slack: {{channel: "#gpu-autoscaler", base_url: "{slack_url}"}}
+        digest: {{currency: EUR, at: "00:00", timezone: Europe/Berlin, plot: false}}
+        pools:
+          - {{name: ocr, {pool}, max_nodes: 10, price_per_node_hour: 2.5}}
+          - {{name: asr, {pool}, max_nodes: 10, price_per_node_hour: 2.5}}
+        """)
+    )
+    return config
+
+
+@pytest.mark.parametrize(("start", "end", "hours"), BERLIN_DAYS)
+def test_a_two_pool_day_with_a_clock_change_adds_up_from_first_principles(
+    tmp_path: Path, slack_api: SlackApiDouble, start: str, end: str, hours: int
+) -> None:
+    """The daily digest of Berlin's 25- or 23-hour day, and `report` over it, over two
+    days and for one pool: node-hours are nodes x hours; requests 600 a minute, 1,200 in
+    a burst minute; ocr's 15 req/s meet a burst with 1,020 late and leave 300 waiting,
+    which make 510 of the next minute's late (test_digest.py's day): 1,530 a burst.
+    asr's 20 req/s serve a burst on time. The heading names the day's span in UTC."""
+    from datetime import timedelta
+
+    from autoscaler.daemon import Daemon
+    from common.clock import SimulatedClock
+
+    begins, ends = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    assert ends - begins == timedelta(hours=hours)
+    config = two_pools_in_berlin(tmp_path, slack_api.base_url, begins)
+    daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(ends))
+    assert daemon.send_digest()
+    [message] = slack_api.messages
+    digest = message.text or ""
+    assert digest.startswith(f"Daily digest {begins:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC")
+    requests = f"{hours * 60 * 600 + 600:,}"
+    assert f"ocr: {3 * hours:.1f} node-hours, EUR {7.5 * hours:.2f}" in digest
+    assert f"1,530 of {requests} requests late, 2 minutes with late requests" in digest
+    assert f"asr: {4 * hours:.1f} node-hours, EUR {10 * hours:.2f}" in digest
+    assert f"0 of {requests} requests late, 0 minutes" in digest
+    assert f"{hours * 60}/{hours * 60} minutes with demand data" in digest
+    command = ["report", "-c", str(config), "--until", end]
+    same = CliRunner().invoke(app, [*command, "--since", f"{hours}h"])
+    assert same.exit_code == 0, same.output
+    assert same.output.splitlines()[1:] == digest.splitlines()[1:]
+    two_days = CliRunner().invoke(app, [*command, "--since", "2d"])
+    assert two_days.exit_code == 0, two_days.output
+    assert two_days.output.startswith(
+        f"48h report {ends - timedelta(days=2):%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC"
+    )
+    assert "ocr: 144.0 node-hours, EUR 360.00" in two_days.output
+    assert "3,060 of 1,729,200 requests late, 4 minutes with late requests" in two_days.output
+    assert "asr: 192.0 node-hours, EUR 480.00" in two_days.output
+    one = CliRunner().invoke(app, [*command, "--since", "2d", "--pool", "asr"])
+    assert one.exit_code == 0, one.output
+    assert "asr: 192.0 node-hours" in one.output and "ocr" not in one.output
