@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -204,7 +204,8 @@ def digest_post(
     if send is None:  # no Slack configured (the log notifier), or a dry run
         log.info("digest: no Slack to send it to")
         return None
-    start = local_day_before(end, config.digest.timezone) if config.digest else end - DAY
+    digest = config.digest
+    start = local_day_before(end, digest.timezone, digest.at) if digest else end - DAY
     report = build_report(config, metrics, start, end, [], per_node_rps)
     currency = config.digest.currency if config.digest else "USD"
     files: list[Attachment] = []
@@ -217,13 +218,17 @@ def digest_post(
     return lambda: bool(send(message, files))
 
 
-def local_day_before(end: datetime, timezone: str) -> datetime:
+def local_day_before(end: datetime, timezone: str, at: time | None = None) -> datetime:
     """The same local clock time a local day before `end`: the day a digest covers has 23
     or 25 hours when the clocks change in it (24 hours before lost one hour of the autumn
-    night from every digest, and counted one of the spring night in two)."""
+    night from every digest, and counted one of the spring night in two). Where `end` is
+    the jump that stands for a digest time `at` the clocks skipped (02:30 on the spring
+    night goes at 03:00), the day before begins at its `at`: from 03:00, the half hour
+    after the day before's digest was in none."""
     zone = ZoneInfo(timezone)
     local = end.astimezone(zone)
-    return wall_time_to_instant(local.date() - DAY, local.time(), zone)
+    due = at is not None and wall_time_to_instant(local.date(), at, zone) == end
+    return wall_time_to_instant(local.date() - DAY, at if due else local.time(), zone)
 
 
 def attachments(report: DayReport) -> list[Attachment]:

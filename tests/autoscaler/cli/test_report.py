@@ -568,3 +568,43 @@ def test_a_two_pool_day_with_a_clock_change_adds_up_from_first_principles(
     one = CliRunner().invoke(app, [*command, "--since", "2d", "--pool", "asr"])
     assert one.exit_code == 0, one.output
     assert "asr: 192.0 node-hours" in one.output and "ocr" not in one.output
+
+
+def test_digests_at_a_time_the_spring_night_skips_cover_every_hour_once(
+    tmp_path: Path, slack_api: SlackApiDouble
+) -> None:
+    """digest.at 02:30 Europe/Berlin, which the night of 2026-03-29 skips (02:00 CET ->
+    03:00 CEST): that day's digest goes at the jump, 01:00 UTC, and covered the day from
+    03:00 the day before, not its 02:30: 01:30-02:00 UTC of the 28th was in no digest.
+    The days from the daemon's job (DailyTrigger) now follow one another, and their
+    node-hours add up to the hours they span (ocr: 3 nodes all along)."""
+    from datetime import UTC, timedelta
+
+    from autoscaler.config.loader import load_config
+    from autoscaler.daemon import Daemon
+    from autoscaler.digest_trigger import digest_due, digest_trigger
+    from common.clock import SimulatedClock
+
+    config = two_pools_in_berlin(
+        tmp_path, slack_api.base_url, datetime(2026, 3, 28, 23, tzinfo=UTC)
+    )
+    config.write_text(config.read_text().replace('at: "00:00"', 'at: "02:30"'))
+    trigger = digest_trigger(load_config(config), dry_run=False)
+    assert trigger is not None
+    fire = datetime(2026, 3, 27, 12, tzinfo=UTC)
+    for _ in range(3):
+        fire = trigger.get_next_fire_time(None, fire + timedelta(seconds=1))
+        assert fire is not None
+        daemon = Daemon(config, env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN}, clock=SimulatedClock(fire))
+        assert daemon.send_digest(digest_due(load_config(config), fire))
+    spans = []
+    for message in slack_api.messages:
+        head, ocr = (message.text or "").splitlines()[:2]
+        begins, ends = (datetime.fromisoformat(f"{t}Z") for t in head[13:-4].split(" to "))
+        spans.append((begins, ends))
+        assert ocr.startswith(f"ocr: {3 * (ends - begins) / timedelta(hours=1):.1f} node-hours")
+    assert spans == [
+        (datetime(2026, 3, 27, 1, 30, tzinfo=UTC), datetime(2026, 3, 28, 1, 30, tzinfo=UTC)),
+        (datetime(2026, 3, 28, 1, 30, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), datetime(2026, 3, 30, 0, 30, tzinfo=UTC)),
+    ]
