@@ -306,7 +306,9 @@ def _pool_parts(
         state = _backend_state(config, pool.name, dry_run)
         backend = startup.build(
             (*here, "backend"),
-            lambda pool=pool, state=state: make_backend(pool.backend, clock, env, state),
+            lambda pool=pool, state=state: make_backend(
+                pool.backend, clock, env, state, pool.boot_time
+            ),
         )
         if predictor is None or per_node_rps is None or backend is None:
             continue

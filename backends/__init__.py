@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -53,13 +54,15 @@ def make_backend(
     clock: Clock,
     env: Mapping[str, str] = os.environ,
     state_path: Path | None = None,
+    boot_time: timedelta | None = None,
 ) -> Backend:
     """The backend for a pool's `backend:` block. `state_path` is where a backend with work
-    in flight across ticks (a node drain) keeps it, so that it survives a restart.
+    in flight across ticks (a node drain) keeps it, so that it survives a restart;
+    `boot_time` the pool's (BackendSettings.connect).
 
     A backend whose packages are missing fails here, at start, not at its first tick."""
     require_packages(config)
-    return config.connect(clock, env, state_path)
+    return config.connect(clock, env, state_path, boot_time)
 
 
 __all__ = [

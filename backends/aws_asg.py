@@ -22,6 +22,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,12 +35,13 @@ from backends.aws_asg_group import (
     group_snapshot,
     suspended_note,
 )
+from backends.aws_asg_launches import LaunchWatch
 from backends.aws_asg_policies import ask_group
 from backends.aws_credentials import aws_session, frozen_credentials, remember_sent_credentials
 from backends.base import Backend, BackendError, FleetState, require_count
 from backends.retry import call_with_retries
 from backends.settings import Fleet, TlsApiCalls
-from common.clock import Clock
+from common.clock import Clock, SystemClock
 from common.deadline import whole_answer_s
 from common.secrets import redact, remember, shorten
 from common.settings import Name
@@ -66,8 +69,14 @@ class AwsAsgBackend(TlsApiCalls):
     def plain_findings(self, where: str, env: Mapping[str, str]) -> list[str]:
         return plain_http_finding(self.endpoint_url, f"{where}: endpoint_url")
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
-        return AutoScalingGroup(self, env=env)
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
+        return AutoScalingGroup(self, env=env, clock=clock, boot_time=boot_time)
 
 
 def auto_scaling_group(name: str, region: str | None, endpoint_url: str | None) -> Fleet:
@@ -231,6 +240,9 @@ class AutoScalingGroup:
         config: AwsAsgBackend,
         env: Mapping[str, str] = os.environ,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        clock: Clock | None = None,
+        boot_time: timedelta | None = None,
     ) -> None:
         self.config = config
         self.target = f"Auto Scaling group {config.group!r}"
@@ -241,6 +253,7 @@ class AutoScalingGroup:
         self._session = aws_session(config.region, env)
         self.client = self._client(self._session)
         self.region = self._session.region_name
+        self.launches = LaunchWatch(self, boot_time, clock or SystemClock())
 
     def _client(self, session: boto3.Session) -> Any:
         import botocore.config
@@ -285,7 +298,8 @@ class AutoScalingGroup:
         return ask_group(self)
 
     def read(self) -> FleetState:
-        return group_fleet_state(self.describe())
+        fleet = group_fleet_state(self.describe())
+        return replace(fleet, stuck=self.launches.stuck(fleet.pending))
 
     def scale(self, desired: int, reason: str) -> str | None:
         require_count(desired)

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +69,13 @@ class KubernetesBackend(KubernetesAccess):
         where = (self.in_cluster, self.kubeconfig, self.context, self.namespace)
         return Fleet(f"{self.workload} {self.name!r}", ("kubernetes", *where))
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
         return KubernetesWorkload(self, env=env)
 
 

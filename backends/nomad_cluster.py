@@ -82,8 +82,14 @@ class NomadClusterBackend(NomadAccess):
             self.aws_endpoint_url, f"{where}: aws_endpoint_url"
         )
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
-        return NomadCluster(self, env=env, state_path=state_path, clock=clock)
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
+        return NomadCluster(self, env=env, state_path=state_path, clock=clock, boot_time=boot_time)
 
 
 log = logging.getLogger(__name__)
@@ -102,8 +108,10 @@ class NomadCluster(OnAGroup):
         state_path: Path | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        boot_time: timedelta | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock or SystemClock()
         self.connection = nomad_connection(config, env)
         self.group = AutoScalingGroup(
             AwsAsgBackend(
@@ -118,8 +126,9 @@ class NomadCluster(OnAGroup):
             ),
             env=env,
             sleep=sleep,
+            clock=self.clock,
+            boot_time=boot_time,  # its failed launches are this pool's nodes not coming
         )
-        self.clock = clock or SystemClock()
         self._notes: list[str] = []
         """What this scale() call could not do as asked (clamped, partly done)."""
         self.nomad = NomadNodeApi(self.connection, retries=config.retries, sleep=sleep)
@@ -155,7 +164,9 @@ class NomadCluster(OnAGroup):
             for stub in self.nodes.listed()
             if node_serves(stub) and self.nodes.instance_id(stub["ID"]) in serving
         )
-        return FleetState(desired=desired, ready=ready, pending=max(desired - ready, 0))
+        pending = max(desired - ready, 0)
+        stuck = self.group.launches.stuck(pending)
+        return FleetState(desired=desired, ready=ready, pending=pending, stuck=stuck)
 
     def scale(self, desired: int, reason: str) -> str | None:
         require_count(desired)

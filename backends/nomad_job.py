@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -65,7 +66,13 @@ class NomadJobBackend(NomadAccess):
         where = ("nomad", address, self.region, self.namespace)
         return Fleet(f"Nomad job {self.job!r} group {self.group!r}", where)
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
         return NomadJobGroup(self, env=env, clock=clock)
 
 

@@ -50,9 +50,17 @@ class BackendSettings(Strict):
         """Connections this backend would make without TLS verification or in clear."""
         return []
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
         """The backend these settings describe. `state_path` is where a backend with work
-        in flight across ticks (a node drain) keeps it, so that it survives a restart."""
+        in flight across ticks (a node drain) keeps it, so that it survives a restart;
+        `boot_time` the pool's, past which a backend that can tell why nodes do not come
+        (an Auto Scaling group's failed launches) asks; None: it does not ask."""
         raise NotImplementedError
 
 

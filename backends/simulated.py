@@ -36,7 +36,13 @@ class SimulatedBackend(BackendSettings):
     )
     seed: int = 0
 
-    def connect(self, clock: Clock, env: Mapping[str, str], state_path: Path | None) -> Backend:
+    def connect(
+        self,
+        clock: Clock,
+        env: Mapping[str, str],
+        state_path: Path | None,
+        boot_time: timedelta | None = None,
+    ) -> Backend:
         return SimulatedFleet(
             clock,
             self.initial_nodes,

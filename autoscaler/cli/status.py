@@ -90,7 +90,7 @@ def read_fleets(
 
 def _read_fleet(pool: Pool, clock: Clock, env: Mapping[str, str]) -> FleetState | str:
     try:
-        return make_backend(pool.backend, clock, env).read()
+        return make_backend(pool.backend, clock, env, boot_time=pool.boot_time).read()
     except (BackendError, ValueError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
 

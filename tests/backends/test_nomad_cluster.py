@@ -16,6 +16,7 @@ from backends.base import BackendError, CountChangedError, FleetState
 from backends.nomad_cluster import NomadCluster, NomadClusterBackend
 from backends.nomad_drain import DRAIN_META_KEY
 from common.clock import SimulatedClock
+from tests.backends.test_aws_asg_launches import NO_CAPACITY, activity, with_activities
 from tests.doubles.moto_server import AWS_ENV, DUMMY_SECRET, AwsFaults, AwsWorld, aws, moto_server
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble, nomad_api
 from tests.doubles.nomad_nodes import FakeNode
@@ -43,7 +44,7 @@ class Cluster:
             for n, (instance, count) in enumerate(zip(ids, busy, strict=True))
         ]
 
-    def backend(self, **overrides: Any) -> NomadCluster:
+    def backend(self, boot_time: timedelta | None = None, **overrides: Any) -> NomadCluster:
         settings: dict[str, Any] = {
             "kind": "nomad_cluster",
             "asg": GROUP,
@@ -61,6 +62,7 @@ class Cluster:
             state_path=self.state_path,
             clock=self.clock,
             sleep=self.sleeps.append,
+            boot_time=boot_time,
         )
 
     def desired(self) -> int:
@@ -182,6 +184,24 @@ def test_a_group_that_counts_capacity_units_is_refused_and_held(
         assert "capacity units" in str(refused.value)
     assert cluster.desired() == desired and cluster.writes() == []
     assert all(eligible(node) for node in cluster.nomad.nodes.values())
+
+
+def test_the_groups_failed_launches_are_the_nodes_not_coming_up(cluster: Cluster) -> None:
+    """Against moto serving the documented Auto Scaling query API, its empty activity list
+    edited to the failures AWS records while GPU capacity is short, and the Nomad double
+    with no node for the two instances asked for. Before, the read said 2 pending, for
+    ever, and nothing why. Now it carries AWS's cause, as aws_asg's read does."""
+    cluster.arrange([1, 1, 1])
+    cluster.aws.autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=5)
+    backend = cluster.backend(boot_time=timedelta(minutes=10))
+    failures = [activity(14, "Failed", NO_CAPACITY), activity(36, "Failed", NO_CAPACITY)]
+    AwsFaults(backend.group.client).edit_next(
+        "DescribeScalingActivities", with_activities(failures)
+    )
+    fleet = backend.read()
+    assert (fleet.desired, fleet.ready, fleet.pending) == (5, 3, 2)
+    assert fleet.stuck is not None and fleet.stuck.startswith("2 instance launches failed")
+    assert "sufficient p4d.24xlarge capacity" in fleet.stuck
 
 
 # ---- scaling in ---------------------------------------------------------------------
