@@ -81,6 +81,19 @@ def make_metrics(config: Config, clock: Clock, env: Mapping[str, str]) -> Metric
     return PrometheusSource(config.metrics, env=env)
 
 
+def prometheus_source(config: Config, *, source: Path, env: Mapping[str, str]) -> PrometheusSource:
+    """The config's Prometheus client alone (`backtest --config`: no backend, Slack or lock
+    is built), refused as `run` refuses it: a credential that cannot be read is a
+    ConfigError located at its key, where a bare one named no file or line."""
+    assert isinstance(config.metrics, PrometheusMetrics)
+    metrics = config.metrics
+    startup = _Startup(main_file(source), env)
+    client = startup.build(("metrics",), lambda: PrometheusSource(metrics, env=env))
+    if client is None:
+        raise ConfigError(startup.problems)
+    return client
+
+
 def _replayed_trace(config: Config, metrics: ReplayMetrics) -> tuple[pd.Series, int]:
     """The trace to replay and its row minutes; ValueError where a simulation's span holds
     none of it (every tick would hold for want of a sample: a wrong year or file, not a run)."""

@@ -40,7 +40,7 @@ from autoscaler.backtest.runner import BacktestReport, run_backtest
 from autoscaler.backtest.tuning import forked_executor, processes_for
 from autoscaler.config.capacity import boot_time_of, per_node_rps_of
 from autoscaler.config.loader import load_config
-from autoscaler.config.metrics_source import PrometheusMetrics, ReplayMetrics
+from autoscaler.config.metrics_source import ReplayMetrics
 from autoscaler.config.problems import ConfigError
 from autoscaler.config.schema import Config, Pool
 from autoscaler.metrics import MetricsError, MetricsSource, check_demand
@@ -215,10 +215,9 @@ def demand_of(config: Config, pool: Pool, run: PoolRun) -> tuple[str, Demand, An
     if path is not None:
         series, row_minutes = load_trace_rows(path)
         return str(path), (series, row_minutes), load_queue_depth(path, series.index)
-    assert isinstance(config.metrics, PrometheusMetrics)
-    from autoscaler.metrics_prometheus import PrometheusSource
+    from autoscaler.runtime import prometheus_source
 
-    with PrometheusSource(config.metrics, env=os.environ) as source:
+    with prometheus_source(config, source=run.config, env=os.environ) as source:
         now = datetime.now(UTC)
         series = pool_history(source, pool, now, run.history, config.metrics.max_staleness)
     label = f"{pool.name} history ({series.index[0]:%Y-%m-%d %H:%M} → {now:%Y-%m-%d %H:%M} UTC)"
@@ -242,6 +241,9 @@ def config_backtest(run: PoolRun, as_json: bool) -> BacktestReport:
         label, demand, queue = demand_of(config, pool, run)
         report, others = replay_all(pool, settings, demand, queue, label)
         configured = Candidate.of(pool, report.result("policy"), configured=True)
+    except ConfigError as exc:  # the config's Prometheus credentials, located
+        errors.print(f"[red]invalid config[/]\n{escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     except (ValueError, MetricsError, OSError) as exc:
         errors.print(f"[red]cannot backtest[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

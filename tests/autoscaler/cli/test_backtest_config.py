@@ -364,3 +364,23 @@ def test_signals_the_replay_leaves_out_are_said(tmp_path: Path) -> None:
     assert document["signals_not_replayed"] == ["gpu (gpu_utilization)", "backlog (queue_depth)"]
     plain = _config(tmp_path, metrics, _pool())
     assert "not replayed" not in _backtest(plain, *options).output
+
+
+def test_an_unreadable_prometheus_credential_is_said_at_its_file_line_and_field(
+    tmp_path: Path,
+) -> None:
+    """`run` and `validate` locate an unset bearer_token_env at its line; the backtest of
+    the pool's history said only the field, naming neither file nor line. Nothing is
+    asked of the (stopped) server: the credential stops the run first."""
+    variable = "BTPROM_QX7_TOKEN_UNSET"
+    metrics = {"kind": "prometheus", "url": "http://127.0.0.1:9", "bearer_token_env": variable}
+    config = _config(tmp_path, metrics, _pool())
+    line = config.read_text().splitlines().index(f"  bearer_token_env: {variable}") + 1
+    result = runner.invoke(
+        app,
+        ["backtest", "--config", str(config), "--pool", "gpu", "--history", "2d"],
+        env={variable: None},
+    )
+    assert result.exit_code == 2
+    flat = " ".join(result.output.split())
+    assert f"{config}:{line}: metrics.bearer_token_env: environment variable {variable}" in flat
