@@ -48,6 +48,7 @@ from backends.leases import LeaderLock, make_leader_lock
 from common.clock import Clock, SimulatedClock, SystemClock
 from common.durations import format_duration
 from common.secrets import install_log_redaction, remember_environment, remember_url
+from common.transport import proxy_finding
 from predictors import Predictor
 
 T = TypeVar("T")
@@ -84,10 +85,14 @@ def make_metrics(config: Config, clock: Clock, env: Mapping[str, str]) -> Metric
 def prometheus_source(config: Config, *, source: Path, env: Mapping[str, str]) -> PrometheusSource:
     """The config's Prometheus client alone (`backtest --config`: no backend, Slack or lock
     is built), refused as `run` refuses it: a credential that cannot be read is a
-    ConfigError located at its key, where a bare one named no file or line."""
+    ConfigError located at its key, where a bare one named no file or line; a plain-http
+    proxy from the environment that would relay its credentials stops it, as at start."""
     assert isinstance(config.metrics, PrometheusMetrics)
     metrics = config.metrics
     startup = _Startup(main_file(source), env)
+    if not metrics.allow_insecure and (relayed := proxy_finding(metrics.url, "metrics: url", env)):
+        startup.add((), refusal_text(relayed))
+        raise ConfigError(startup.problems)
     client = startup.build(("metrics",), lambda: PrometheusSource(metrics, env=env))
     if client is None:
         raise ConfigError(startup.problems)

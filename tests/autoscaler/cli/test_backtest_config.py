@@ -384,3 +384,31 @@ def test_an_unreadable_prometheus_credential_is_said_at_its_file_line_and_field(
     assert result.exit_code == 2
     flat = " ".join(result.output.split())
     assert f"{config}:{line}: metrics.bearer_token_env: environment variable {variable}" in flat
+
+
+def test_a_plain_http_proxy_that_would_see_the_prometheus_token_stops_it_as_run(
+    tmp_path: Path,
+) -> None:
+    """`run` refuses to start where HTTP_PROXY, a plain-http proxy on another host, would
+    relay the metrics block's bearer token (common.transport.proxy_finding); the
+    backtest of the pool's history sent its queries, token and all, through it. The
+    proxy is a TEST-NET address: nothing is asked of it, or of Prometheus."""
+    variable, token = "BTPROM_QX7_TOKEN", "tok-Vq83Rm1Zk9Pw"
+    metrics = {
+        "kind": "prometheus",
+        "url": "http://127.0.0.1:9",
+        "timeout": "2s",
+        "bearer_token_env": variable,
+    }
+    config = _config(tmp_path, metrics, _pool())
+    proxy = "http://192.0.2.1:3128"
+    result = runner.invoke(
+        app,
+        ["backtest", "--config", str(config), "--pool", "gpu", "--history", "2d"],
+        env={variable: token, "HTTP_PROXY": proxy, "http_proxy": proxy}
+        | {"NO_PROXY": None, "no_proxy": None},
+    )
+    assert result.exit_code == 2
+    flat = " ".join(result.output.split())
+    assert "metrics: url http://127.0.0.1 would go through the plain-http proxy" in flat
+    assert "allow_insecure: true" in flat and token not in result.output
