@@ -25,7 +25,7 @@ from autoscaler.loop_replay import AIMS, MARGINS, LoopSettings, lowest_margin
 from autoscaler.pool_state import aware_time
 from autoscaler.portfolio import RecentPeak, members_of
 
-SavedLoop = dict[str, float | str | dict[str, str]]
+SavedLoop = dict[str, float | str | dict[str, str] | dict[str, float | str]]
 """A calibration as the state file keeps it (LoopRestarts.saved)."""
 
 
@@ -39,6 +39,12 @@ class LoopRestarts:
     aim: float
     lowest: float
     _previous: float
+    spent: float | None
+    replayed_late: float | None
+    outlier: bool
+    held_from: float | None
+    choice: str | None
+    _spent_over: timedelta
     _held_level: float
     _calibrated: bool
     _ticks: KeptTicks
@@ -73,7 +79,42 @@ class LoopRestarts:
             saved["floor"] = self.lowest
         if self._day_over_at:  # the members not trusted to take over yet (portfolio.choose)
             saved["day_over"] = {m: at.isoformat() for m, at in self._day_over_at.items()}
+        if self.spent is not None and self.replayed_late is not None:
+            saved["budget"] = self._budget_said()
         return saved
+
+    def _budget_said(self) -> dict[str, float | str]:
+        """The last recalibration's budget, as its reasons and /metrics say it: a restart
+        says it on until the next one, not nothing (the gauge gone, the alert resolved)."""
+        assert self.spent is not None and self.replayed_late is not None
+        said: dict[str, float | str] = {
+            "spent": self.spent,
+            "over_s": self._spent_over.total_seconds(),
+            "late": self.replayed_late,
+            "previous": self._previous,
+            "outlier": float(self.outlier),
+        }
+        if self.held_from is not None:
+            said["held_from"] = self.held_from
+        if self.choice is not None:
+            said["choice"] = self.choice
+        return said
+
+    def _resume_budget(self, said: object) -> None:
+        """Take up _budget_said's; one that does not read is left out (nothing said)."""
+        if not isinstance(said, dict):
+            return
+        try:
+            spent, over = float(said["spent"]), timedelta(seconds=float(said["over_s"]))
+            late, previous = float(said["late"]), float(said["previous"])
+            held = None if "held_from" not in said else float(said["held_from"])
+            outlier = bool(float(said.get("outlier", 0.0)))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return
+        choice = said.get("choice")
+        self.spent, self._spent_over, self.replayed_late = spent, over, late
+        self._previous, self.held_from, self.outlier = previous, held, outlier
+        self.choice = None if choice is None else str(choice)
 
     def resume(self, saved: SavedLoop, now: datetime) -> bool:
         """Take up a saved calibration if it is recent (within the replay window) and fits
@@ -101,6 +142,7 @@ class LoopRestarts:
         self._day_over_at = day_over
         if self.settings.widen_only and lowest <= floor <= min(margin, 1.0):
             self.lowest = floor
+        self._resume_budget(saved.get("budget"))
         self._calibrated = True
         return True
 

@@ -158,10 +158,19 @@ def _loop(value: Any) -> dict[str, Any] | None:
             loop["day_over"] = {
                 str(m): aware_time(t).isoformat() for m, t in value["day_over"].items()
             }
+        if "budget" in value:  # the last recalibration's budget, as its reasons said it
+            loop["budget"] = _loop_budget(value["budget"])
     except (TypeError, KeyError, ValueError, OverflowError) as exc:
         log.warning("state: loop calibration %r unreadable (%s); ignored", value, exc)
         return None
     return loop
+
+
+def _loop_budget(value: Any) -> dict[str, float | str]:
+    """A saved loop's budget (LoopRestarts._budget_said): numbers, and the choice's text."""
+    if not isinstance(value, dict):
+        raise ValueError("budget is not a mapping")
+    return {str(k): str(v) if k == "choice" else float(v) for k, v in value.items()}
 
 
 def _decision(value: Any) -> dict[str, Any] | None:

@@ -198,11 +198,10 @@ def test_under_widen_a_restart_names_the_floor_its_margin_was_calibrated_above()
 
     after = restarted(saved)
     forecast = after.forecast(pool.horizon)
-    floor = f"floor {before.lowest:.2f} x upper band"
-    assert (
-        forecast.notes[-1]
-        == f"loop margin {before.margin:.2f} x upper band; budget unspent: {floor}"
-    )
+    floor = f"budget unspent: floor {before.lowest:.2f} x upper band"
+    late = f"(replayed worst day {before.replayed_late:.3%} late, aim {before.aim:.2f} x target)"
+    assert forecast.notes[-1] == before.forecast(pool.horizon).notes[-1]
+    assert forecast.notes[-1].endswith(f"-> {before.margin:.2f} x upper band {late}; {floor}")
     assert forecast.calibration is not None and forecast.calibration.floor == before.lowest
     for wrong in (0.5, float(saved["margin"]) + 0.01):  # under what the aim earns; over the margin
         after = restarted({**saved, "floor": wrong})

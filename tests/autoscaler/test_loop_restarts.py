@@ -18,6 +18,8 @@ from autoscaler.config.schema import Pool
 from autoscaler.kept_ticks import DEMAND
 from autoscaler.kept_ticks_file import read_week, write_week
 from autoscaler.plan import limits_of
+from autoscaler.pool_state import PoolState
+from autoscaler.state import StateStore
 from tests.autoscaler.test_portfolio import RATE, Band, bursty_demand, steady_demand
 
 MINUTE = timedelta(minutes=1)
@@ -179,3 +181,38 @@ def test_a_week_taken_up_lets_go_of_what_the_window_no_longer_reaches(tmp_path: 
         restarted._peaks.peak == ran_on._peaks.peak == demand.iloc[kept_to - 1440 : kept_to].max()
     )
     assert len(ticks) == len(ticks.column(DEMAND)) < kept_to - 59
+
+
+def test_a_restart_says_the_budget_the_week_spent_until_its_next_recalibration(
+    tmp_path: Path,
+) -> None:
+    """Restarted through the state file and the week's file, the first tick's /metrics
+    estimate (Calibration.budget_spent) and decision reasons are the loop's that ran on:
+    the budget it spent over the kept week, not nothing (the gauge gone, the overspent
+    alert resolved, the reasons silent on the budget for up to 6 h)."""
+    pool = make_pool("widen")
+    demand = bursty_demand(10 * 1440)
+    split = 8 * 1440
+    ran_on = loop_of(pool)
+    drive(ran_on, demand, range(60, split + 1), pool)
+    first = at(demand, split)
+    store = StateStore(tmp_path / "state.json")
+    store.save({"gen": PoolState(loop=ran_on.saved(first - MINUTE))})
+    week = ran_on.kept_week()
+    assert week is not None
+    write_week(tmp_path / "gen.npz", week)
+    restarted = loop_of(pool)
+    resumed, took_up = restarted.restart_from(
+        store.load()["gen"].loop, read_week(tmp_path / "gen.npz", UTC), first
+    )
+    assert resumed and took_up
+    said = []
+    for loop in (ran_on, restarted):
+        loop.fit(demand.iloc[split + 1 - 60 : split + 1])
+        said.append(loop.forecast(pool.horizon).calibration)
+    assert ran_on.recalibrated_at == restarted.recalibrated_at < first  # none since
+    assert ran_on.spent is not None
+    assert said[1] is not None and said[0] is not None
+    assert said[1].budget_spent == ran_on.spent / pool.predictor.service_target > 0
+    assert said[1].notes == said[0].notes
+    assert any(note.startswith("budget: ") for note in said[1].notes)
