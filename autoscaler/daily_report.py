@@ -249,16 +249,16 @@ def _money(value: float | None, currency: str) -> str:
     return "no price set" if value is None else f"{currency} {value:,.2f}"
 
 
-def _share(value: float | None) -> str:
+def share_text(value: float | None, space: str = " ") -> str:
     """A share to two decimals, but never 0 or 100 % where it is not: 1 late request in
-    a million printed "100.00 % on time", read as none late."""
+    a million printed "100.00 % on time", read as none late. `space`: before the %."""
     if value is None:
         return "n/a"
     if 0 < value < 0.00005:
-        return "< 0.01 %"
+        return f"< 0.01{space}%"
     if 0.99995 <= value < 1:
-        return "> 99.99 %"
-    return f"{100 * value:.2f} %"
+        return f"> 99.99{space}%"
+    return f"{100 * value:.2f}{space}%"
 
 
 def _versus(other: float | None, ours: float | None) -> str:
@@ -273,7 +273,7 @@ def pool_lines(digest: PoolDigest, currency: str) -> list[str]:
     cost = fleet.cost if fleet.cost is not None else fleet.node_hours
     lines = [
         f"{digest.pool}: {fleet.node_hours:,.1f} node-hours, {_money(fleet.cost, currency)}",
-        f"  service: {_share(digest.service_level)} on time ({digest.late_requests:,.0f} of "
+        f"  service: {share_text(digest.service_level)} on time ({digest.late_requests:,.0f} of "
         f"{digest.requests:,.0f} requests late, {digest.late_minutes} minutes with late "
         f"requests; {digest.minutes_with_data}/{digest.minutes} minutes with demand data)",
     ]
@@ -303,7 +303,7 @@ def pool_lines(digest: PoolDigest, currency: str) -> list[str]:
         lines.append(
             f"  reactive fleet (HPA rule): {reactive.node_hours:,.1f} node-hours, "
             f"{_money(reactive.cost, currency)}{_versus(other, cost)}, "
-            f"{_share(reactive.late_share)} late"
+            f"{share_text(reactive.late_share)} late"
         )
     return lines
 

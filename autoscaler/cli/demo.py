@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from autoscaler.config.schema import Pool
+from autoscaler.daily_report import share_text
 from autoscaler.digest import DigestSettings, pool_digest
 from autoscaler.tick_result import TickResult, decision_record
 from common.durations import format_duration
@@ -100,12 +101,12 @@ class ConsoleReporter:
     def print_summary(self) -> None:
         self.console.rule("summary")
         for pool, t in self.tallies.items():
-            served = 100 * t.served_sum / t.demand_sum if t.demand_sum else 100.0
+            served = t.served_sum / t.demand_sum if t.demand_sum else 1.0
             self.console.print(
                 f"{pool}: {t.ticks} ticks, {t.scale_ups} scale-ups, {t.scale_downs} scale-downs, "
                 f"peak {t.peak_nodes} nodes; "
                 f"ready capacity short of demand in {t.short_ticks} ticks; "
-                f"{served:.2f}% of demand within ready capacity",
+                f"{share_text(served, '')} of demand within ready capacity",
                 highlight=False,
             )
 
@@ -125,7 +126,7 @@ class ConsoleReporter:
             ours = seen.fleet.node_hours
             level = seen.service_level  # None: no request came (0.0: every one was late)
             if level is not None:
-                late = f"{100 * (1 - level):.2f}% late"
+                late = f"{share_text(1 - level, '')} late"
             else:  # a span of missing samples is not a span without requests
                 late = "no requests" if seen.peak_rps is not None else "no demand samples"
             parts = [f"{pool.name}: this run {ours:.1f} node-hours, {late}"]
@@ -140,7 +141,7 @@ class ConsoleReporter:
                     f"a reactive fleet (target tracking at {pool.target_utilization:.0%}, "
                     f"nodes after {format_duration(pool.boot_time)}) "
                     f"{seen.reactive.node_hours:.1f} node-hours"
-                    + (f", {100 * share:.2f}% late" if share is not None else "")
+                    + (f", {share_text(share, '')} late" if share is not None else "")
                     + f" ({_ratio(ours, seen.reactive)})"
                 )
             self.console.print("; ".join(parts), highlight=False)

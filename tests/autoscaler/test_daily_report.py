@@ -421,3 +421,13 @@ def test_a_late_share_too_small_for_two_decimals_never_reads_as_none(
     lines = pool_lines(digest, "EUR")
     assert f"service: {on_time} ({late:,.0f} of 1,000,000 requests late" in lines[1]
     assert lines[-1].startswith("  reactive fleet") and lines[-1].endswith(f", {reactive}")
+
+
+def test_the_demos_shares_follow_the_digests_rule_without_its_space() -> None:
+    """The demo's summary (autoscaler/cli/demo.py) prints its late shares by the digest's
+    rule: a share that two decimals would round to none, or to all, never reads so."""
+    from autoscaler.daily_report import share_text
+
+    assert share_text(1e-6, "") == "< 0.01%" and share_text(1 - 1e-6, "") == "> 99.99%"
+    assert share_text(0.1427, "") == "14.27%" and share_text(0.1427) == "14.27 %"
+    assert share_text(0.0, "") == "0.00%" and share_text(1.0, "") == "100.00%"
