@@ -82,6 +82,13 @@ class CapacityEstimate:
             return False
         return self.busy_gate or drift > 0
 
+    def within(self, tolerance: float) -> bool:
+        """Measured within the tolerance of the profile. Not the same as not drifted:
+        without a utilization query a reading below the profile is no evidence (an idle
+        fleet serves little), so it neither drifts nor says the capacity came back."""
+        drift = self.drift
+        return drift is not None and abs(drift) <= tolerance
+
     def describe(self) -> str:
         if self.measured is None:
             return f"{self.samples} samples under load: too few to measure capacity"

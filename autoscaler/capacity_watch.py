@@ -89,7 +89,7 @@ class CapacityWatch:
                 f"{found.measured:.2f} req/s under load, the profile says {found.profile:.2f} "
                 f"({found.drift:+.0%}); {then}"
             ), True
-        if alerted and not drifted:
+        if alerted and found.within(check.tolerance):
             return alert_message(
                 f"{self.pool}: capacity back within {check.tolerance:.0%} of the profile "
                 f"({found.measured:.2f} req/s against {found.profile:.2f})"

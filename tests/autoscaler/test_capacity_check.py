@@ -121,6 +121,25 @@ def test_back_within_tolerance_is_told_and_a_new_drift_alerts_again() -> None:
     assert too_few.measured is None and not too_few.drifted(0.2)
 
 
+def test_without_utilization_an_idle_fleet_does_not_say_the_capacity_came_back() -> None:
+    """Served rates alone are a floor: nodes that served 15 req/s against a profile of
+    10 drifted, but a quiet night's 2 req/s says nothing of what they can serve. It was
+    told as 'capacity back within 20% of the profile (2.00 req/s against 10.00)', and the
+    drift alerted again the next morning, every day."""
+    check = CapacityCheck(per_node_query="q", min_samples=2)
+    index = pd.date_range("2026-11-23", periods=3, freq="1min", tz="UTC")
+    watch = CapacityWatch("face", check, 10.0)
+    alerted = False
+    told = []
+    for rps in (15.0, 2.0, 15.0, 10.5):  # busy, a quiet night, busy, back at the profile
+        watch.found = estimate(pd.Series(rps, index=index), None, check, 10.0)
+        message, alerted = watch.message(alerted)
+        told.append(message.text if message else None)
+    assert "drift" in told[0] and "15.00 req/s" in told[0]
+    assert told[1] is None and told[2] is None
+    assert "back within 20%" in told[3] and "10.50 req/s against 10.00" in told[3]
+
+
 def test_a_utilization_over_100_percent_is_refused_not_filtered_out(
     signal_prometheus: SignalPrometheus,  # noqa: F811
     tmp_path: Path,
