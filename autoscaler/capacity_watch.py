@@ -58,11 +58,26 @@ class CapacityWatch:
             return self.found
         self.measured_at = now
         try:
-            self.found = measure(self.check, metrics, now, self.profile)
-        except (MetricsError, ValueError) as exc:
+            found = measure(self.check, metrics, now, self.profile)
+        except ValueError as exc:  # a utilization outside 0-100 %: the profile sizes
             log.warning("%s: capacity check skipped: %s", self.pool, exc)
             self.found = None
-        return self.found
+            return None
+        except MetricsError as exc:
+            log.warning("%s: capacity check skipped: %s%s", self.pool, exc, self._kept())
+            return self.found
+        if found.measured is None and self._kept():  # a quiet window: no evidence
+            log.info("%s: capacity check: %s%s", self.pool, found.describe(), self._kept())
+            return self.found
+        self.found = found
+        return found
+
+    def _kept(self) -> str:
+        """Words for the measured figure that stands while a check measures nothing: a
+        quiet night or a failed query is no evidence that a node's capacity changed back."""
+        if self.found is None or self.found.measured is None:
+            return ""
+        return f"; the measured {self.found.measured:.2f} req/s per node stands"
 
     def sizing(self) -> tuple[float, str | None]:
         """Per-node req/s to size with now, and the reason when it is the measured one."""

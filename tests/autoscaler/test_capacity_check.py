@@ -22,6 +22,7 @@ from autoscaler.decision_log import DecisionLog
 from autoscaler.kept_ticks import BAND_ARRIVAL, BAND_PEAK, USED_ARRIVAL, USED_PEAK, KeptTicks
 from autoscaler.kept_ticks_file import KeptWeek
 from autoscaler.loop_restarts import settings_digest
+from autoscaler.metrics import MetricsError
 from autoscaler.metrics_prometheus import PrometheusSource
 from autoscaler.overrides import OverridesFile
 from autoscaler.schedules import bounds_at
@@ -231,6 +232,45 @@ def test_measured_every_so_often_and_a_series_without_data_sizes_with_the_profil
     found = empty.ticker.capacity.found  # type: ignore[union-attr]
     assert found is not None and found.measured is None and "too few" in found.describe()
     assert drift_alerts(empty) == [] and not result.errors
+
+
+class QuietNight(CountingSource):
+    """The real Prometheus's series, with the GPUs at a third of their load (no busy
+    sample), or with the capacity check's served query failing."""
+
+    def __init__(self, inner: Any, fail: bool) -> None:
+        super().__init__(inner)
+        self.fail = fail
+
+    def demand(self, query: str, start: Any, end: Any, step: Any) -> pd.Series:
+        if self.fail and query == series.SERVED:
+            self.queries.append(query)
+            raise MetricsError("timeout", query, "no answer within 5s")
+        found = super().demand(query, start, end, step)
+        return found / 3 if query == series.GPU_UTIL else found
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["quiet", "failing"])
+def test_a_check_that_measures_nothing_keeps_the_measured_figure(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+    fail: bool,
+) -> None:
+    """Nodes measured at 7.37 req/s against a profile of 10 size at 4 nodes where the
+    profile gives 3. A window without a busy sample (a quiet night) or a check whose
+    query failed sized with the profile again, a node short when the load came back,
+    while Slack still said the pool sized with the measured figure, and nothing told."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    pool = make_pool([], capacity_check={**CHECK, "use_measured": True})
+    assert tick.run(pool).sizing.nodes == 4
+    ticker = tick.ticker
+    ticker.metrics = QuietNight(tick.metrics, fail)
+    result = ticker.tick(signal_prometheus.now + timedelta(minutes=1), tick.state, OverridesFile())
+    assert series.SERVED in ticker.metrics.queries  # type: ignore[attr-defined]
+    assert result.sizing.nodes == 4
+    assert result.sizing.capacity_note is not None
+    assert f"sizing with the measured {MEASURED:.2f}" in result.sizing.capacity_note
+    assert len(drift_alerts(tick)) == 1 and not result.errors
 
 
 def kept_week(pool: Pool, now: datetime) -> KeptWeek:
