@@ -107,8 +107,10 @@ class PoolTicker(TickNews):
     def carry_over(self, previous: PoolTicker) -> bool:
         """Take over what `previous` (this pool's ticker before a config reload) has
         learned: its predictor, with the history, the fitted model and the loop's week of
-        ticks and calibration in it. Only where the pool is configured the same, and no
-        tick of `previous` is still running (one left behind would share the predictor)."""
+        ticks and calibration in it, and its capacity check's figure (measured over hours: a
+        quiet window after a reload has nothing to measure it again from). Only where the
+        pool is configured the same, and no tick of `previous` is still running (one left
+        behind would share the predictor)."""
         same = previous.pool == self.pool and previous.per_node_rps == self.per_node_rps
         if not same or previous.in_flight:
             return False
@@ -117,6 +119,7 @@ class PoolTicker(TickNews):
         self._loop_resumed = previous._loop_resumed
         self._week_saved_for = previous._week_saved_for
         self.fitted = previous.fitted
+        self.capacity = previous.capacity
         return True
 
     @property

@@ -273,6 +273,29 @@ def test_a_check_that_measures_nothing_keeps_the_measured_figure(
     assert len(drift_alerts(tick)) == 1 and not result.errors
 
 
+def test_a_reload_keeps_the_measured_figure(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A reload (SIGHUP, for any pool's edit) built the pool's ticker afresh and its check
+    measured again at once: at night, with no busy sample, the pool went back to sizing
+    with the profile, a node short. A pool configured the same now keeps the figure, as
+    it keeps its predictor."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    pool = make_pool([], capacity_check={**CHECK, "use_measured": True})
+    assert tick.run(pool).sizing.nodes == 4
+    quiet = QuietNight(tick.metrics, fail=False)
+    reloaded = PoolTicker(
+        pool, tick.fleet, 10.0, quiet, STALENESS, tick.notifier, DecisionLog(tick.log), False
+    )
+    assert reloaded.carry_over(tick.ticker)
+    at = signal_prometheus.now + timedelta(minutes=1)
+    result = reloaded.tick(at, tick.state, OverridesFile())
+    assert series.GPU_UTIL in quiet.queries  # measured again: the quiet window says nothing
+    assert result.sizing.nodes == 4 and result.sizing.capacity_note is not None
+    assert len(drift_alerts(tick)) == 1
+
+
 def kept_week(pool: Pool, now: datetime) -> KeptWeek:
     """30 h of 5-minute ticks before now at the fleet's 20 req/s, a burst to 35 every third
     hour over a band of 22, last replayed 7 h ago: the next fit replays them (every 6 h)."""
