@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -78,6 +79,27 @@ class CapacityWatch:
         if self.found is None or self.found.measured is None:
             return ""
         return f"; the measured {self.found.measured:.2f} req/s per node stands"
+
+    def resume(self, saved: dict[str, Any] | None) -> None:
+        """Before a fresh watch's first check: the figure measured before (PoolState's
+        capacity, saved by the daemon), where it was against this profile."""
+        if self.measured_at is not None or saved is None or saved["profile"] != self.profile:
+            return
+        self.found = CapacityEstimate(
+            self.profile, saved["measured"], saved["samples"], saved["busy_gate"]
+        )
+
+    def saved(self) -> dict[str, Any] | None:
+        """The figure measured, for the state file (None: nothing measured stands)."""
+        found = self.found
+        if found is None or found.measured is None:
+            return None
+        return {
+            "measured": found.measured,
+            "samples": found.samples,
+            "busy_gate": found.busy_gate,
+            "profile": found.profile,
+        }
 
     def sizing(self) -> tuple[float, str | None]:
         """Per-node req/s to size with now, and the reason when it is the measured one."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,10 @@ class PoolState:
     succeeded since: only a write, or a tick needing none, ends it (not a read alone)."""
     capacity_alerted: bool = False
     """A capacity drift was told and has not come back within the tolerance since."""
+    capacity: dict[str, Any] | None = None
+    """The capacity check's figure as last measured (measured, samples, busy_gate and the
+    profile it was measured against; autoscaler.capacity_watch): a restart, or `forecast`,
+    at a quiet hour has no busy sample to measure it again from."""
     others_told: list[str] = field(default_factory=list)
     """The other autoscalers on the fleet last told on Slack (autoscaler.other_autoscalers):
     a restart, a reload or a `--once` from cron tells them again only once they change."""
@@ -80,6 +85,7 @@ def pool_to_json(state: PoolState) -> dict[str, Any]:
         "fleet": state.fleet,
         "write_failing": state.write_failing,
         "capacity_alerted": state.capacity_alerted,
+        "capacity": state.capacity,
         "others_told": state.others_told,
         "manual_change_at": _iso(memory.manual_change_at),
         "signal_counts": [[name, _text(at), n] for name, at, n in memory.signal_counts],
@@ -131,6 +137,7 @@ def pool_from_json(data: dict[str, Any]) -> PoolState:
         fleet=read("fleet", lambda v: None if v is None else str(v)),
         write_failing=data.get("write_failing", False) is True,
         capacity_alerted=data.get("capacity_alerted", False) is True,
+        capacity=_capacity(data.get("capacity")),
         others_told=read("others_told", lambda v: [str(x) for x in v], []),
         loop=_loop(data.get("loop")),
     )
@@ -171,6 +178,28 @@ def _loop_budget(value: Any) -> dict[str, float | str]:
     if not isinstance(value, dict):
         raise ValueError("budget is not a mapping")
     return {str(k): str(v) if k == "choice" else float(v) for k, v in value.items()}
+
+
+def _capacity(value: Any) -> dict[str, Any] | None:
+    """The measured capacity if every field has its type (a hand edit is dropped: the
+    check then measures afresh, as on a first start)."""
+    if value is None:
+        return None
+    try:
+        saved = {
+            "measured": float(value["measured"]),
+            "samples": _count(value["samples"]),
+            "busy_gate": value["busy_gate"],
+            "profile": float(value["profile"]),
+        }
+        if not isinstance(saved["busy_gate"], bool):
+            raise ValueError("busy_gate is not true or false")
+        if not all(math.isfinite(saved[k]) and saved[k] > 0 for k in ("measured", "profile")):
+            raise ValueError("not a positive number of req/s")
+    except (TypeError, KeyError, ValueError, OverflowError) as exc:
+        log.warning("state: measured capacity %r unreadable (%s); ignored", value, exc)
+        return None
+    return saved
 
 
 def _decision(value: Any) -> dict[str, Any] | None:

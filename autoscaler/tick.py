@@ -301,7 +301,9 @@ class PoolTicker(TickNews):
         capacity_watch); a drift is told once."""
         if self.capacity is None:
             return self.per_node_rps, None
+        self.capacity.resume(state.capacity)  # at a start: the figure measured before
         self.capacity.refresh(self.metrics, now)
+        state.capacity = self.capacity.saved()
         message, state.capacity_alerted = self.capacity.message(state.capacity_alerted)
         if message is not None:
             self._send(message)

@@ -153,6 +153,7 @@ def forecast_pool(
     result.history = None if isinstance(history, str) else history
     per_node_rps, capacity_note = ticker.per_node_rps, None
     if ticker.capacity is not None:  # sized as the daemon sizes (no Slack from here)
+        ticker.capacity.resume(state.capacity)
         ticker.capacity.refresh(metrics, now)
         per_node_rps, capacity_note = ticker.capacity.sizing()
     # The loop replays its week at the rate the pool was built with, as the daemon's does

@@ -178,6 +178,11 @@ def test_state_without_the_flag_loads_as_not_alerted(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.json")
     store.save({"face": PoolState()})
     assert store.load()["face"].capacity_alerted is False
+    text = (tmp_path / "state.json").read_text()
+    edited = text.replace('"capacity": null', '"capacity": {"measured": "NaN"}')
+    assert edited != text
+    (tmp_path / "state.json").write_text(edited)  # a hand edit: measured afresh
+    assert store.load()["face"].capacity is None
 
 
 def test_forecast_sizes_as_the_daemon_does_with_the_measured_figure(
@@ -294,6 +299,45 @@ def test_a_reload_keeps_the_measured_figure(
     assert series.GPU_UTIL in quiet.queries  # measured again: the quiet window says nothing
     assert result.sizing.nodes == 4 and result.sizing.capacity_note is not None
     assert len(drift_alerts(tick)) == 1
+
+
+def test_a_restart_and_forecast_size_with_the_figure_the_daemon_measured(
+    signal_prometheus: SignalPrometheus,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The measured figure lived in the daemon's memory alone: restarted at night (a
+    deploy, `run --once` from cron) the check had no busy sample to measure it again
+    from and the pool sized with the profile, a node short; `forecast` likewise showed
+    3 nodes where the daemon's tick sized 4. It is now kept in the state file, with the
+    profile it was measured against."""
+    tick = Tick(signal_prometheus, tmp_path, nodes=3)
+    pool = make_pool([], capacity_check={**CHECK, "use_measured": True})
+    assert tick.run(pool).sizing.nodes == 4
+    store = StateStore(tmp_path / "state.json")
+    store.save({"face": tick.state})
+    saved = store.load()["face"]
+    quiet = QuietNight(tick.metrics, fail=False)
+    at = signal_prometheus.now + timedelta(minutes=1)
+
+    def fresh(per_node_rps: float = 10.0) -> PoolTicker:
+        log = DecisionLog(tick.log)
+        return PoolTicker(
+            pool, tick.fleet, per_node_rps, quiet, STALENESS, tick.notifier, log, False
+        )
+
+    shown = forecast_pool(
+        fresh(), quiet, STALENESS, at, saved, OverridesFile(), timedelta(hours=1),
+        timedelta(minutes=15),
+    )  # fmt: skip
+    assert shown.now is not None and shown.now.capacity_note is not None
+    assert shown.decision is not None and shown.decision.desired == 4
+    result = fresh().tick(at, saved, OverridesFile())
+    assert series.GPU_UTIL in quiet.queries  # measured again: the quiet window says nothing
+    assert result.sizing.nodes == 4 and result.sizing.capacity_note is not None
+    assert len(drift_alerts(tick)) == 1
+
+    reprofiled = fresh(per_node_rps=20.0)  # a new profile: measured against it afresh
+    assert reprofiled.tick(at, store.load()["face"], OverridesFile()).sizing.capacity_note is None
 
 
 def kept_week(pool: Pool, now: datetime) -> KeptWeek:
