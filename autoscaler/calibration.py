@@ -138,6 +138,8 @@ class LoopCalibrated(LoopRestarts):
         """The narrowest margin the last calibration could choose (loop_replay.lowest_margin)."""
         self._previous = 1.0
         self._spent_over = timedelta(0)
+        self._demand_now = math.nan
+        """The demand seen at the newest fit, unmasked (the reactive member's level)."""
         self._ticks = KeptTicks()
         """Each tick's time, demand and schedule bounds; its forecast band as two peaks (a
         margin scales both: all the replay needs of the band); the same for the band it
@@ -156,9 +158,18 @@ class LoopCalibrated(LoopRestarts):
         """The kept ticks reach back a whole window (the oldest has been let go): only then
         are the portfolio's members compared (autoscaler.portfolio)."""
 
-    def fit(self, history: pd.Series) -> LoopCalibrated:
+    sees_demand_now = True
+    """fit() takes the demand seen now beside the history learned (sizing.size_fleet)."""
+
+    def fit(self, history: pd.Series, demand_now: float | None = None) -> LoopCalibrated:
+        """`history` as the forecaster learns it, demand.exclude masked: the kept ticks keep
+        it so, and no masked minute teaches the margin. `demand_now`: the demand seen now,
+        where that history hides it: the reactive member follows it, as the reactive floor
+        does (README: demand seen now is never masked); the newest learned, if not given."""
         now = history.index[-1].to_pydatetime()
-        self._record(now, float(history.to_numpy()[-1]))
+        learned = float(history.to_numpy()[-1])
+        self._record(now, learned)
+        self._demand_now = learned if demand_now is None else demand_now
         if self.recalibration_due(now):
             self._recalibrate(now)
         self.inner.fit(history)
@@ -182,7 +193,7 @@ class LoopCalibrated(LoopRestarts):
         upper = np.asarray(forecast.upper, dtype=float)
         ticks = self._ticks
         band = member_upper_now(
-            self.member, upper, ticks.newest(DEMAND), self._peaks.peak, self._held_now()
+            self.member, upper, self._demand_now, self._peaks.peak, self._held_now()
         )
         scaled = np.maximum(self.margin * band, 0.0)
         # Each band as its peak, and its peak from when nodes ordered now would be ready

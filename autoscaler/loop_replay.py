@@ -288,13 +288,29 @@ def replay_lateness(
 def _lateness(
     frame: Frame, desired: np.ndarray, settings: LoopSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Late requests and arrivals per tick of a fleet set to `desired` at each tick."""
+    """Late requests and arrivals per tick of a fleet set to `desired` at each tick. A tick
+    whose demand is unknown (a minute demand.exclude masks) is left out of both, and its
+    queue fed the last known demand: read as no requests, it drained the backlog."""
     boot_ticks = max(0, round(settings.boot_time.total_seconds() / frame.tick_s))
     ready = ready_nodes(desired, boot_ticks, int(desired[0]))
-    served = np.nan_to_num(frame.served, nan=0.0)
+    known = np.isfinite(frame.served)
+    served = frame.served if known.all() else _held(frame.served, known)
     arrivals = served * 60.0  # the queue counts per minute; a tick is about one
     late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
-    return late, arrivals
+    if known.all():
+        return late, arrivals
+    return np.where(known, late, 0.0), np.where(known, arrivals, 0.0)
+
+
+def _held(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`values` with each unknown one the last known before it (the first known before
+    any; zero where none is): the digest's rule for its queue (autoscaler.digest)."""
+    if not known.any():
+        return np.zeros_like(values)
+    last = np.where(known, np.arange(len(values)), -1)
+    np.maximum.accumulate(last, out=last)
+    last[last < 0] = int(np.argmax(known))
+    return values[last]
 
 
 @dataclass(frozen=True)

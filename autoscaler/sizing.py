@@ -80,7 +80,7 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
     if unusable:
         return Sizing(demand_now=demand_now, missing_reason=unusable, notes=notes)
     try:
-        forecast = predictor.fit(history).forecast(pool.horizon)
+        forecast = _fitted(predictor, history, demand_now).forecast(pool.horizon)
     except (ValueError, ArithmeticError) as exc:
         why = f"forecast failed: {exc}"
         return Sizing(demand_now=demand_now, missing_reason=why, notes=notes)
@@ -111,6 +111,15 @@ def size_fleet(pool: Pool, predictor: Predictor, history: pd.Series, per_node_rp
         spare_nodes=spare,
         notes=notes,
     )
+
+
+def _fitted(predictor: Predictor, learned: pd.Series, demand_now: float) -> Predictor:
+    """The predictor fitted on the history as learned (demand.exclude masked); a loop
+    calibration is handed the demand seen now too, which no mask hides from its reactive
+    member (the fit workers' fit is fitted again here, on the same samples)."""
+    if getattr(predictor, "sees_demand_now", False):
+        return predictor.fit(learned, demand_now=demand_now)  # type: ignore[call-arg]
+    return predictor.fit(learned)
 
 
 def _reactive_utilization(pool: Pool) -> float:

@@ -3,21 +3,33 @@ and the forecast and the decision say so."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from autoscaler.calibration import LoopCalibrated
 from autoscaler.config.time_windows import HistoryMask
+from autoscaler.decision_log import DecisionLog
 from autoscaler.history_masks import mask_history
+from autoscaler.kept_ticks import DEMAND
+from autoscaler.overrides import OverridesFile
 from autoscaler.plan import plan
 from autoscaler.policy import Memory
 from autoscaler.reason_rules import rule_of
+from autoscaler.replay_source import TraceReplaySource
 from autoscaler.sizing import size_fleet
+from autoscaler.state import PoolState
+from autoscaler.tick import PoolTicker
+from backends.simulated import SimulatedFleet
+from common.clock import SimulatedClock
 from predictors import make_predictor
 from tests.autoscaler.test_tick import make_pool
+from tests.support import RecordingNotifier
 
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)
 
@@ -90,3 +102,52 @@ def test_history_all_masked_holds_and_says_why() -> None:
 def test_a_mask_needs_an_offset_and_an_order(mask: dict[str, str], needle: str) -> None:
     with pytest.raises(ValidationError, match=needle):
         HistoryMask.model_validate(mask)
+
+
+SPAN_START = NOW - timedelta(minutes=30)
+"""A launch spike to 11.3 req/s, excluded from 30 minutes ago for 3.5 h: over now."""
+
+
+@pytest.mark.parametrize("policy", ["reactive", "auto"])
+def test_a_pool_following_demand_now_scales_for_it_inside_an_exclude_span(
+    tmp_path: Path, policy: str
+) -> None:
+    """The daemon's tick on a trace (the replay source `run` uses) whose exclude span
+    covers now: the loop kept its masked history, so the reactive member's band was NaN
+    and sizing said 'forecast is not a finite number', holding 2 nodes at 11.3 req/s for
+    the whole span. The band now follows the demand seen (15 nodes: 11.3 / 0.8), while
+    the masked minutes stay out of what the loop keeps to calibrate its margin. `auto`
+    follows the reactive member as a restart left it (a resumed calibration)."""
+    index = pd.date_range(NOW - timedelta(days=2), NOW + timedelta(hours=4), freq="1min")
+    calm = 5 + 2 * np.sin(np.arange(len(index)) / 1440 * 2 * np.pi)
+    trace = pd.Series(np.where(index >= SPAN_START, 11.3, calm), index=index)
+    clock = SimulatedClock(NOW)
+    spike = {"name": "launch spike", "start": SPAN_START.isoformat(), "end": "2026-11-04T15:00Z"}
+    pool = make_pool(
+        predictor={"kind": "seasonal", "margin": "loop", "policy": policy},
+        demand={"query": "q", "window": "2d", "exclude": [spike]},
+    )
+    fleet = SimulatedFleet(clock, initial_nodes=2, boot_delay=timedelta(minutes=10))
+    ticker = PoolTicker(
+        pool,
+        fleet,
+        1.0,
+        TraceReplaySource(trace, clock),
+        timedelta(minutes=5),
+        RecordingNotifier(),
+        DecisionLog(tmp_path / "decisions.jsonl"),
+        False,
+    )
+    loop = ticker.predictor
+    assert isinstance(loop, LoopCalibrated)
+    if policy == "auto":
+        saved = {"margin": 1.0, "member": "reactive", "aim": 1.0, "at": NOW.isoformat()}
+        assert loop.resume(saved, NOW)
+    state, overrides = PoolState(), OverridesFile()
+    for _ in range(3):
+        result = ticker.tick(clock.now(), state, overrides)
+        assert result.decision is not None and not result.errors, result.errors
+        assert result.decision.desired == 15, result.decision.reasons
+        clock.advance(timedelta(minutes=1))
+    assert fleet.read().desired == 15
+    assert math.isnan(loop._ticks.newest(DEMAND))  # the masked minute is kept as missing

@@ -15,9 +15,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from autoscaler import loop_replay
+from autoscaler.backtest.queue import queue_lateness, ready_nodes
 from autoscaler.loop_replay import (
     AIMS,
     MARGINS,
@@ -235,3 +237,32 @@ def test_the_bisections_share_and_stop_without_changing_the_margin(
     assert len(replayed) == len(set(replayed)) < 1 + 3 * loop_replay.BISECTION_STEPS
     monkeypatch.setattr(loop_replay, "replay_counts", counts)
     assert shared == full_bisections(frame, loop)
+
+
+def test_a_masked_tick_is_left_out_of_the_budget_replay_and_drains_no_backlog() -> None:
+    """Ticks whose demand demand.exclude masked are NaN in the kept ticks: they were fed to
+    the queue as no requests, which drained the backlog a shortfall before them had built,
+    so the late requests after them read on time. They are now left out of the late and
+    the arrivals counted, the queue holding the last known demand (the digest's rule)."""
+    minutes = 200
+    demand = np.full(minutes + 1, 40 * RATE)  # the band's level: 40 nodes, no spare
+    demand[100:106] = 60 * RATE  # a shortfall of 20 nodes' worth for 6 ticks
+    demand[106:111] = np.nan  # then 5 ticks masked, then the level again
+    frame = Frame(
+        times=[START + timedelta(minutes=i) for i in range(minutes)],
+        demand=demand[:-1],
+        served=demand[1:],
+        peak=np.full(minutes, 40 * RATE),
+        arrival=np.full(minutes, 40 * RATE),
+        schedules=[ScheduleBounds(None, None, ())] * minutes,
+        tick_s=60.0,
+    )
+    late, arrivals = loop_replay.replay_lateness(frame, 1.0, settings())
+    counts = loop_replay.replay_counts(frame, 1.0, settings())
+    ready = ready_nodes(counts, 10, int(counts[0]))  # 10 minutes' boot
+    held = pd.Series(frame.served).ffill().to_numpy()
+    expected = queue_lateness(held * 60.0, ready * RATE, 3.0).late
+    masked = np.isnan(frame.served)
+    assert (late[masked] == 0).all() and (arrivals[masked] == 0).all()
+    np.testing.assert_allclose(late[~masked], expected[~masked])
+    assert late[110:].sum() > 1000  # the backlog outlives the masked ticks
