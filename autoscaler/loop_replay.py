@@ -288,15 +288,18 @@ def replay_lateness(
 def _lateness(
     frame: Frame, desired: np.ndarray, settings: LoopSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Late requests and arrivals per tick of a fleet set to `desired` at each tick. A tick
-    whose demand is unknown (a minute demand.exclude masks) is left out of both, and its
-    queue fed the last known demand: read as no requests, it drained the backlog."""
+    """Late requests and arrivals per tick of a fleet set to `desired` at each tick, each
+    tick weighed by the kept ticks' interval (counted as a minute, a 5-minute interval's
+    shortfall built a fifth of its backlog). A tick whose demand is unknown (a minute
+    demand.exclude masks) is left out of both, and its queue fed the last known demand:
+    read as no requests, it drained the backlog."""
     boot_ticks = max(0, round(settings.boot_time.total_seconds() / frame.tick_s))
     ready = ready_nodes(desired, boot_ticks, int(desired[0]))
     known = np.isfinite(frame.served)
     served = frame.served if known.all() else _held(frame.served, known)
-    arrivals = served * 60.0  # the queue counts per minute; a tick is about one
-    late = queue_lateness(arrivals, ready * settings.per_node_rps, settings.latency_target_s).late
+    arrivals = served * frame.tick_s  # a tick's requests: its demand over its interval
+    capacity = ready * settings.per_node_rps
+    late = queue_lateness(arrivals, capacity, settings.latency_target_s, frame.tick_s).late
     if known.all():
         return late, arrivals
     return np.where(known, late, 0.0), np.where(known, arrivals, 0.0)

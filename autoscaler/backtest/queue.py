@@ -51,29 +51,34 @@ class QueueResult:
 
 
 def queue_lateness(
-    arrivals: np.ndarray, capacity_rps: np.ndarray, latency_target_s: float
+    arrivals: np.ndarray,
+    capacity_rps: np.ndarray,
+    latency_target_s: float,
+    step_s: float = SECONDS,
 ) -> QueueResult:
-    """Late requests per minute for `arrivals` (requests per minute) served at `capacity_rps`."""
+    """Late requests per minute for `arrivals` (requests per minute) served at `capacity_rps`;
+    per step of `step_s` seconds, arrivals per step, where the rates hold that long (the
+    loop's replay of ticks an interval apart: the same as its minutes one by one)."""
     arrivals = np.asarray(arrivals, dtype=float)
     service = np.asarray(capacity_rps, dtype=float)
     if arrivals.shape != service.shape:
         raise ValueError("arrivals and capacity must cover the same minutes")
-    net = arrivals - service * SECONDS
+    net = arrivals - service * step_s
     level = np.concatenate([[0.0], np.cumsum(net)])
     backlog_all = level - np.minimum.accumulate(level)  # Lindley: W_n = S_n - min_{k<=n} S_k
     backlog = np.maximum(backlog_all[:-1], 0.0)
-    rate_in = arrivals / SECONDS
+    rate_in = arrivals / step_s
     threshold = latency_target_s * service
     late_seconds = np.zeros_like(arrivals)
     with np.errstate(divide="ignore", invalid="ignore"):
         growing = rate_in > service  # queue(t) = backlog + (a - c) t rises
         start = (threshold - backlog) / (rate_in - service)
-        late_seconds = np.where(growing, SECONDS - np.clip(start, 0.0, SECONDS), late_seconds)
+        late_seconds = np.where(growing, step_s - np.clip(start, 0.0, step_s), late_seconds)
         shrinking = rate_in < service  # queue(t) falls: late until it is under L * c
         end = (backlog - threshold) / (service - rate_in)
-        late_seconds = np.where(shrinking, np.clip(end, 0.0, SECONDS), late_seconds)
+        late_seconds = np.where(shrinking, np.clip(end, 0.0, step_s), late_seconds)
         steady = rate_in == service
-        late_seconds = np.where(steady & (backlog > threshold), SECONDS, late_seconds)
+        late_seconds = np.where(steady & (backlog > threshold), step_s, late_seconds)
     late = rate_in * late_seconds
     return QueueResult(late=np.minimum(late, arrivals), backlog=backlog)
 
