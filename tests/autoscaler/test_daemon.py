@@ -554,6 +554,7 @@ def test_a_stop_does_not_wait_for_a_digest_in_flight(tmp_path: Path, monkeypatch
     from apscheduler.triggers.interval import IntervalTrigger
 
     import autoscaler.daemon as daemon_module
+    from autoscaler.digest import QUEUE_WARMUP
     from tests.autoscaler.cli.test_report import setup_day
     from tests.doubles.slack_api import DEFAULT_TOKEN, SlackApiDouble
 
@@ -572,7 +573,8 @@ def test_a_stop_does_not_wait_for_a_digest_in_flight(tmp_path: Path, monkeypatch
         day = metrics.demand
 
         def slow_demand(*args: object) -> object:
-            if args[1:3] == (end - timedelta(days=1), end):  # the digest's day, not a tick's
+            # the digest's day, with the hour before that warms its queue; not a tick's
+            if args[1:3] == (end - timedelta(days=1) - QUEUE_WARMUP, end):
                 asked.set()
                 answer.wait(120)
             return day(*args)  # type: ignore[arg-type]
