@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -55,6 +56,7 @@ class DigestSends:
     _digest_sent: date | None  # the record: the day of the last digest sent from this host
     _digest_claimed: date | None  # the day of the last one sent or under way, this process
     dry_run: bool
+    _still_lead: Callable[[], bool]  # autoscaler.daemon_leadership
 
     def _catch_up_digest(self) -> None:
         """After a tick of the daemon's loop as the active daemon: today's digest, where it
@@ -97,7 +99,7 @@ class DigestSends:
         it, its day is recorded; one dropped or refused is not, for a restart to send."""
         try:
             with self._tick_lock:
-                if self.leader is not None and not self._leading:
+                if not self._still_lead():  # by the lease: one stopped past its TTL led no more
                     return False
                 runtime = self.runtime
                 end = (end or runtime.clock.now()).replace(second=0, microsecond=0)

@@ -22,6 +22,7 @@ import pytest
 from autoscaler.config.loader import load_config
 from autoscaler.daemon import Daemon
 from autoscaler.daemon_digest import unsent_today
+from backends.leases import make_leader_lock
 from common.clock import SimulatedClock
 from tests.autoscaler.cli.test_report import setup_day
 from tests.autoscaler.test_daemon_leadership import ManualClock
@@ -179,3 +180,39 @@ def test_a_standby_taking_over_after_the_digest_time_sends_it_once(
     b._scheduled_tick()
     digests_done()
     assert len(digests(slack_api)) == 1
+
+
+def test_a_leader_stalled_past_its_ttl_sends_no_digest_the_new_leader_sent(
+    tmp_path: Path, slack_api: SlackApiDouble, nomad_api: NomadApiDouble
+) -> None:
+    """ops-a leads at 08:58 and is stopped (SIGSTOP, a stall) past its lease's TTL; ops-b
+    takes the lock over at 09:01 and sends the day's digest. ops-a resumes and its daily
+    job, due while it was stopped, fires before its next tick: it went by the leadership
+    its last tick saw, not the lease, and posted the digest a second time, from a daemon
+    that no longer led. The lease is checked (renewed) first: ops-a stands by, posts
+    nothing. Both daemons' lock clocks and the Nomad double's are one manual clock."""
+    lock_clock = ManualClock()
+    nomad_api.variables.clock = lock_clock
+    daemons = {}
+    for name in ("ops-a", "ops-b"):
+        election = f'leader_election: {{kind: nomad, address: "{nomad_api.url}", ttl: 2m}}\n'
+        config = digest_config(tmp_path / name, slack_api.base_url, election)
+        settings = load_config(config).leader_election
+        assert settings is not None
+        lock = make_leader_lock(settings.model_copy(update={"identity": name}), ENV, lock_clock)
+        clock = SimulatedClock(DEPLOY - timedelta(minutes=3))
+        daemons[name] = (Daemon(config, env=ENV, clock=clock, leader_lock=lock), clock)
+    (a, a_clock), (b, b_clock) = daemons["ops-a"], daemons["ops-b"]
+    a._scheduled_tick()
+    b._scheduled_tick()
+    assert a._leading and not b._leading
+    lock_clock.now += 200  # ops-a stopped past its TTL (2 min) and Nomad's lock delay
+    b_clock.advance(timedelta(minutes=4))  # 09:01
+    b._scheduled_tick()
+    digests_done()
+    assert b._leading and len(digests(slack_api)) == 1
+    a_clock.advance(timedelta(minutes=4))  # ops-a resumes: its daily job first
+    a._start_digest()
+    digests_done()
+    assert len(digests(slack_api)) == 1
+    assert not a._leading
