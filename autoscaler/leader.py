@@ -23,6 +23,10 @@ class LeaderGuardedBackend:
         return f"LeaderGuardedBackend({self.backend!r})"
 
     def read(self) -> FleetState:
+        """Guarded only where the backend's read acts on the fleet (nomad_cluster's ends a
+        drain by terminating the instance); a read-only one reads on a stale lease."""
+        if getattr(self.backend, "acts_on_read", False):
+            self._must_lead("not reading (a read of this fleet advances its scale-in)")
         return self.backend.read()
 
     def check(self) -> None:
@@ -33,9 +37,12 @@ class LeaderGuardedBackend:
         return other_autoscalers(self.backend)
 
     def scale(self, desired: int, reason: str) -> str | None:
+        self._must_lead("not scaling")
+        return self.backend.scale(desired, reason)
+
+    def _must_lead(self, what: str) -> None:
         if not self.lock.is_held(self.margin_s):
             raise BackendError(
-                "not scaling: this daemon's leader lease ran out during the tick "
+                f"{what}: this daemon's leader lease ran out during the tick "
                 "(another daemon may be active now)"
             )
-        return self.backend.scale(desired, reason)

@@ -99,6 +99,7 @@ class NomadCluster(OnAGroup):
     """A Nomad node pool whose clients are the instances of one Auto Scaling group."""
 
     name = "nomad_cluster"
+    acts_on_read = True  # read() advances a scale-in: a drained node's instance terminated
 
     def __init__(
         self,

@@ -24,7 +24,9 @@ from autoscaler.leader import LeaderGuardedBackend
 from backends.base import BackendError, FleetState
 from backends.leases import LeaderElection, LeaderLock, LeaderLockError, make_leader_lock
 from common.clock import SimulatedClock
+from tests.backends.test_nomad_cluster import Cluster, cluster
 from tests.doubles.kubernetes_api import DOUBLE_TOKEN, KubernetesApiDouble
+from tests.doubles.moto_server import aws, moto_server
 from tests.doubles.nomad_api import DOUBLE_ACL_TOKEN, NomadApiDouble
 from tests.support import RecordingNotifier
 
@@ -34,6 +36,7 @@ NOON = datetime(1995, 7, 5, 16, 0, tzinfo=UTC)
 TTL = 10.0  # Nomad's shortest lock TTL
 NOMAD_LOCK_DELAY = 5.0
 ENV = {"NOMAD_TOKEN": DOUBLE_ACL_TOKEN}
+__all__ = ["aws", "cluster", "moto_server"]  # fixtures, used by name below
 
 
 class ManualClock:
@@ -468,3 +471,26 @@ def test_a_nomad_leader_election_does_not_cost_the_lock(
     assert lock.acquire_or_renew() is True and lock.holder() == "ops-a"
     puts = nomad_api.requests_to("PUT", "/v1/var/gpu-autoscaler/leader")
     assert [next(iter(r.query)) for r in puts] == ["lock-acquire"] + ["lock-renew"] * 5
+
+
+def test_a_read_that_would_end_a_drain_waits_for_a_lease_with_time_left(
+    cluster: Cluster, clock: ManualClock
+) -> None:
+    """A nomad_cluster read advances its scale-in: a node whose drain ended has its
+    instance terminated (DesiredCapacity down by one). The guard checked the lease for
+    scale() only, so a leader stalled past its lease (the standby may lead by now) still
+    terminated instances from its read. Nomad API double's lock and nodes, moto's ASG."""
+    cluster.nomad.variables.clock = clock
+    lock = make_leader_lock(nomad_election(cluster.nomad.url), ENV, clock)
+    nodes = cluster.arrange([0, 1, 2], drain_seconds=None)  # drains end on demand
+    guarded = LeaderGuardedBackend(cluster.backend(), lock, margin_s=TTL / 3)
+    assert lock.acquire_or_renew()
+    guarded.scale(2, "evening")  # gpu-0 drains
+    cluster.nomad.finish_drain(nodes[0].id)
+    clock.advance(TTL * 0.8)  # stalled: too little lease left to act on the fleet
+    with pytest.raises(BackendError, match="lease ran out"):
+        guarded.read()
+    assert cluster.desired() == 3 and nodes[0].instance_id in cluster.instances()
+    assert lock.acquire_or_renew()  # renewed: the read finishes the scale-in
+    assert guarded.read().desired == 2
+    assert cluster.desired() == 2 and nodes[0].instance_id not in cluster.instances()
